@@ -1,0 +1,119 @@
+# raidtool — build, test, install.  See README.md.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+
+CC       ?= cc
+CLANG    ?= clang
+CFLAGS   ?= -O2 -g
+PKGS     := blkid uuid popt fuse3 liburing libisal
+WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
+            -Wmissing-prototypes -Wno-unused-parameter
+ifeq ($(CI),true)
+WARNINGS += -Werror
+endif
+ifneq ($(WERROR),)
+WARNINGS += -Werror
+endif
+
+BUILD    := build
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude \
+             $(WARNINGS) $(PKG_CFLAGS) $(CFLAGS)
+
+LIB_SRC  := $(wildcard lib/*.c)
+CLI_SRC  := $(wildcard raidtool/*.c)
+UT_SRC   := $(wildcard tests/unit/test_*.c)
+HELPER_SRC := $(wildcard tests/helpers/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+HDRS     := $(wildcard include/raidtool/*.h lib/*.h raidtool/*.h)
+
+# Unit tests run against a sanitizer build of the library.
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+SAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
+UT_BIN   := $(UT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/%)
+FUZZ_BIN := $(BUILD)/fuzz/fuzz_sb_decode
+
+.PHONY: all deps check unit-tests fuzz demo bench install uninstall clean lint
+
+all: deps $(BUILD)/raidtool $(HELPER_BIN)
+
+deps:
+	@./scripts/install-deps
+
+$(BUILD)/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/san/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+
+$(BUILD)/libraidtool.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libraidtool-san.a: $(SAN_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/raidtool: $(CLI_OBJ) $(BUILD)/libraidtool.a
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libraidtool.a $(PKG_LIBS)
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libraidtool-san.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -o $@ $< $(BUILD)/libraidtool-san.a \
+		$(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+$(BUILD)/tests/%: tests/helpers/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(PKG_LIBS)
+
+unit-tests: deps $(UT_BIN)
+
+# libFuzzer target for the superblock decoder, with ASan and UBSan.
+$(FUZZ_BIN): tests/fuzz/fuzz_sb_decode.c lib/format.c lib/log.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CLANG) -std=gnu11 -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) -g -O1 \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-o $@ tests/fuzz/fuzz_sb_decode.c lib/format.c lib/log.c $(PKG_LIBS)
+
+fuzz: deps $(FUZZ_BIN)
+
+check: all unit-tests fuzz
+	@./tests/run-tests
+
+demo: all
+	@./tests/demo
+
+bench: all
+	@./tests/bench
+
+lint:
+	shellcheck -x scripts/install-deps tests/run-tests tests/demo tests/bench .ci/run \
+		completions/raidtool.bash tests/bats/*.bash tests/bats/*.bats
+
+install: $(BUILD)/raidtool
+	install -D -m 0755 $(BUILD)/raidtool $(DESTDIR)$(SBINDIR)/raidtool
+	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -D -m 0644 completions/raidtool.bash $(DESTDIR)$(BASHCOMPDIR)/raidtool
+	if [ -d udev ] && ls udev/*.rules >/dev/null 2>&1; then \
+		install -d $(DESTDIR)$(UDEVRULESDIR) && install -m 0644 udev/*.rules $(DESTDIR)$(UDEVRULESDIR)/; fi
+	if ls udev/*.service >/dev/null 2>&1; then \
+		install -d $(DESTDIR)$(SYSTEMDUNITDIR) && install -m 0644 udev/*.service $(DESTDIR)$(SYSTEMDUNITDIR)/; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/raidtool $(DESTDIR)$(BASHCOMPDIR)/raidtool
+	rm -f $(DESTDIR)$(MANDIR)/man5/raidtool-format.5 $(DESTDIR)$(MANDIR)/man8/raidtool.8
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef RAIDTOOL_ARRAY_H
+#define RAIDTOOL_ARRAY_H
+
+/*
+ * Administrative operations on inactive arrays: the driver's create.device,
+ * add.unit, change.name and change.hash, and wiping a unit.
+ * Each checks everything before it writes anything: a refusal leaves every
+ * unit byte for byte as it was.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <raidtool/format.h>
+
+struct rt_create_params {
+	const char *name;
+	const char *desc;		/* may be NULL */
+	int32_t level;
+	uint32_t chunk_size;		/* 0: RT_DEFAULT_CHUNK */
+	uint32_t blocksize;		/* 0: RT_DEFAULT_BLOCKSIZE */
+	uint64_t region_size;		/* 0: RT_DEFAULT_REGION */
+	bool force;			/* overwrite foreign signatures */
+};
+
+/* Write a fresh superblock to each of @units; the result's descriptor in @out. */
+int array_create(const struct rt_create_params *p, const char *const *units,
+		 size_t n_units, struct rt_sb *out);
+
+/* Add units to an inactive array: into missing roles first, then as spares. */
+int array_add(const char *id, const char *const *units, size_t n_units,
+	      bool force, struct rt_sb *out);
+
+/* Rename (change.name). */
+int array_rename(const char *id, const char *new_name);
+
+/* Change the hashcode (change.hash); @new_hash NULL: back to the UUID's. */
+int array_rehash(const char *id, const uint32_t *new_hash, uint32_t *result);
+
+/* Wipe raidtool's superblocks from a unit that is not in a running array. */
+int array_zero_unit(const char *path, bool force);
+
+#endif

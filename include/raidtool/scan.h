@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef RAIDTOOL_SCAN_H
+#define RAIDTOOL_SCAN_H
+
+/*
+ * Find units: enumerate the machine's block devices with libblkid (loop
+ * devices included), read raidtool's superblock from each, and group the
+ * units into arrays by array hashcode and UUID.
+ */
+#include <stddef.h>
+#include <raidtool/format.h>
+#include <raidtool/unit.h>
+
+struct rt_scan_unit {
+	char dev[256];			/* block device path */
+	char backing[4096];		/* backing file for a loop device, else "" */
+	struct rt_sb sb;		/* the freshest valid copy */
+	struct rt_sb_status status;
+};
+
+struct rt_scan_array {
+	struct rt_sb sb;		/* freshest superblock among its units */
+	size_t n_units;
+	struct rt_scan_unit *units[RT_MAX_UNITS * 2];	/* sorted by slot */
+	unsigned n_present_roles;	/* roles 0..n_devices-1 with a fresh unit */
+	unsigned n_stale;		/* units whose events lag behind */
+	unsigned n_conflicts;		/* units the freshest role table contradicts */
+	bool duplicate_name;		/* another visible array has the same name */
+};
+
+struct rt_scan {
+	size_t n_units;
+	struct rt_scan_unit *units;
+	size_t n_arrays;
+	struct rt_scan_array *arrays;
+};
+
+int scan_devices(struct rt_scan **out);
+void scan_free(struct rt_scan *s);
+
+/*
+ * Find an array by NAME or 8-hex-digit HASHCODE. -ENOENT when none,
+ * -ENOTUNIQ when the name is shared by several arrays (a hashcode selects).
+ */
+int scan_lookup(const struct rt_scan *s, const char *id,
+		const struct rt_scan_array **out);
+
+/* The scanned unit living on @path (a device, or a file attached to a loop). */
+const struct rt_scan_unit *scan_find_unit(const struct rt_scan *s, const char *path);
+
+#endif

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef RAIDTOOL_UNIT_H
+#define RAIDTOOL_UNIT_H
+
+/*
+ * A member of an array: open it, size it, read and write its superblocks.
+ * Every access to a member device goes through here.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <raidtool/format.h>
+
+struct rt_unit;
+
+#define RT_UNIT_WRITE  0x1u	/* open read-write (default read-only) */
+#define RT_UNIT_EXCL   0x2u	/* O_EXCL: refuse a device someone else holds */
+#define RT_UNIT_DIRECT 0x4u	/* O_DIRECT (the engine's data path) */
+#define RT_UNIT_ATTACH 0x8u	/* a regular file is attached to a loop device */
+
+/*
+ * Open @path. A block device is opened as is; a regular file is attached to
+ * a loop device (reusing one already backed by it) when RT_UNIT_ATTACH is
+ * given, else refused with -ENOTBLK. -EBUSY when RT_UNIT_EXCL and held.
+ */
+int unit_open(const char *path, unsigned flags, struct rt_unit **out);
+
+/*
+ * Close. A loop device this open attached is detached again unless
+ * unit_keep_loop() was called (create/add keep theirs so scanning finds them).
+ */
+void unit_close(struct rt_unit *u);
+void unit_keep_loop(struct rt_unit *u);
+
+const char *unit_path(const struct rt_unit *u);	/* as given by the caller */
+const char *unit_devname(const struct rt_unit *u);	/* the block device used */
+int unit_fd(const struct rt_unit *u);
+uint64_t unit_size(const struct rt_unit *u);	/* bytes */
+dev_t unit_devno(const struct rt_unit *u);
+
+/* Status of each copy after unit_read_sb: 0 valid, else sb_decode's error. */
+struct rt_sb_status {
+	int copy_err[2];
+	uint64_t copy_events[2];	/* valid copies only */
+	int chosen;			/* copy used, -1 when none was valid */
+};
+
+/*
+ * Read both copies; @sb gets the valid one with the higher events.
+ * -ENODATA when neither copy has the magic, else the first copy's error when
+ * neither is valid. @st may be NULL.
+ */
+int unit_read_sb(struct rt_unit *u, struct rt_sb *sb, struct rt_sb_status *st);
+
+/* Write both copies (copy 0 first, each flushed before the next). */
+int unit_write_sb(struct rt_unit *u, const struct rt_sb *sb);
+
+/* Overwrite both superblock copies and the log area with zeros. */
+int unit_wipe_sb(struct rt_unit *u);
+
+/*
+ * Look for a foreign signature (filesystem, partition table, other RAID)
+ * with libblkid's safe probe. 1 and its type in @type when found, 0 when
+ * clean, negative errno on error.
+ */
+int unit_probe_signature(struct rt_unit *u, char *type, size_t typelen);
+
+/* Plain positioned I/O, whole buffer or an error (-EIO for a short transfer). */
+int unit_pread(struct rt_unit *u, void *buf, size_t len, uint64_t off);
+int unit_pwrite(struct rt_unit *u, const void *buf, size_t len, uint64_t off);
+int unit_flush(struct rt_unit *u);
+
+#endif
