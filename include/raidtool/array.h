@@ -36,7 +36,22 @@ int array_rename(const char *id, const char *new_name);
 /* Change the hashcode (change.hash); @new_hash NULL: back to the UUID's. */
 int array_rehash(const char *id, const uint32_t *new_hash, uint32_t *result);
 
-/* Wipe raidtool's superblocks from a unit that is not in a running array. */
+/*
+ * Wipe raidtool's superblocks from a unit that is not in a running array.
+ * Without @force the unit must carry a superblock (-ENODATA otherwise);
+ * with it both copies' places are wiped whatever they hold.
+ */
 int array_zero_unit(const char *path, bool force);
+
+struct rt_unit;
+
+/*
+ * The one way a superblock update reaches an array's units: every unit gets
+ * @shared (array descriptor, role table, events, state) with its own unit
+ * descriptor @own[i]. Callers bump shared->events first. Stops at the first
+ * failing unit.
+ */
+int array_write_sb_all(struct rt_unit *const *units, const struct rt_unit_desc *own,
+		       size_t n, const struct rt_sb *shared);
 
 #endif

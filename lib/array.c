@@ -1,0 +1,665 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Administrative operations on inactive arrays. Each one first checks every
+ * argument and every unit, and writes only when all checks passed, so that a
+ * refusal leaves every unit as it was.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <uuid/uuid.h>
+#include <raidtool/array.h>
+#include <raidtool/layout.h>
+#include <raidtool/log.h>
+#include <raidtool/loopdev.h>
+#include <raidtool/scan.h>
+#include <raidtool/unit.h>
+
+#define MAX_OPEN (RT_MAX_UNITS * 2)
+
+/* What a path refers to, so that one unit named twice is caught before any open. */
+struct unit_identity {
+	dev_t dev;
+	ino_t ino;
+	dev_t rdev;		/* the block device used: the path itself or its loop */
+};
+
+static int unit_identify(const char *path, struct unit_identity *id)
+{
+	struct stat st;
+	char loop[64];
+
+	if (stat(path, &st) < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': %s", path, strerror(errno));
+		return -errno;
+	}
+	*id = (struct unit_identity){ .dev = st.st_dev, .ino = st.st_ino };
+	if (S_ISBLK(st.st_mode)) {
+		id->rdev = st.st_rdev;
+	} else if (S_ISREG(st.st_mode)) {
+		if (loopdev_find_by_backing(path, loop, sizeof(loop)) == 0 &&
+		    stat(loop, &st) == 0)
+			id->rdev = st.st_rdev;
+	} else {
+		rt_log(RT_LOG_ERROR, "'%s': not a block device or a regular file", path);
+		return -ENOTBLK;
+	}
+	return 0;
+}
+
+static bool unit_identity_same(const struct unit_identity *a, const struct unit_identity *b)
+{
+	return (a->dev == b->dev && a->ino == b->ino) || (a->rdev && a->rdev == b->rdev);
+}
+
+static int check_distinct(const char *const *paths, size_t n)
+{
+	struct unit_identity ids[MAX_OPEN];
+	int r;
+
+	for (size_t i = 0; i < n; i++) {
+		r = unit_identify(paths[i], &ids[i]);
+		if (r < 0)
+			return r;
+		for (size_t j = 0; j < i; j++) {
+			if (unit_identity_same(&ids[i], &ids[j])) {
+				rt_log(RT_LOG_ERROR, "'%s': named twice (same unit as '%s')",
+				       paths[i], paths[j]);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
+static const char *open_failure_reason(int err)
+{
+	switch (err) {
+	case -EBUSY:
+		return "in use (mounted, held open, or a unit of a running array)";
+	case -ENOENT:
+		return "no such file or device";
+	case -ENOTBLK:
+		return "not a block device or a regular file";
+	default:
+		return strerror(-err);
+	}
+}
+
+/*
+ * Open @path to become a new member and check it: big enough, and holding
+ * nothing that writing a superblock would destroy unless @force.
+ */
+static int new_unit_open(const char *path, uint32_t chunk, bool force,
+			 struct rt_unit **out, struct rt_geometry *g)
+{
+	struct rt_unit *u;
+	struct rt_sb old;
+	char type[64];
+	int r;
+
+	r = unit_open(path, RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH, &u);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, open_failure_reason(r));
+		return r;
+	}
+	r = sb_geometry(unit_size(u), chunk, g);
+	if (r == -ENOSPC) {
+		rt_log(RT_LOG_ERROR, "'%s': too small (%llu bytes): a unit needs %u bytes "
+		       "of metadata plus one %u-byte chunk", path,
+		       (unsigned long long)unit_size(u), RT_DATA_ALIGN + RT_SB_SIZE, chunk);
+		goto fail;
+	} else if (r < 0) {
+		goto fail;
+	}
+	if (!force) {
+		r = unit_read_sb(u, &old, NULL);
+		if (r == 0) {
+			rt_log(RT_LOG_ERROR, "'%s': is a unit of array '%s' (hashcode %08x); "
+			       "use --force to overwrite it", path, old.array.name,
+			       old.array.hashcode);
+			r = -EEXIST;
+			goto fail;
+		} else if (r != -ENODATA) {
+			rt_log(RT_LOG_ERROR, "'%s': holds a damaged raidtool superblock; "
+			       "use --force to overwrite it", path);
+			r = -EEXIST;
+			goto fail;
+		}
+		r = unit_probe_signature(u, type, sizeof(type));
+		if (r == 1) {
+			rt_log(RT_LOG_ERROR, "'%s': holds a %s signature; use --force to "
+			       "overwrite it", path, type);
+			r = -EEXIST;
+			goto fail;
+		} else if (r < 0) {
+			rt_log(RT_LOG_ERROR, "'%s': cannot probe for signatures: %s",
+			       path, strerror(-r));
+			goto fail;
+		}
+	}
+	*out = u;
+	return 0;
+fail:
+	unit_close(u);
+	return r;
+}
+
+static void close_units(struct rt_unit **units, size_t n, bool keep_loops)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!units[i])
+			continue;
+		if (keep_loops)
+			unit_keep_loop(units[i]);
+		unit_close(units[i]);
+		units[i] = NULL;
+	}
+}
+
+static void unit_desc_init(struct rt_unit_desc *d, uint32_t slot, uint64_t length,
+			   const struct rt_geometry *g)
+{
+	memset(d, 0, sizeof(*d));
+	uuid_generate(d->uuid);
+	d->hashcode = sb_hashcode_from_uuid(d->uuid);
+	d->slot = slot;
+	d->start = 0;
+	d->length = length;
+	d->sb_offset[0] = g->sb_offset[0];
+	d->sb_offset[1] = g->sb_offset[1];
+	d->log_offset = g->log_offset;
+	d->log_size = g->log_size;
+	d->data_offset = g->data_offset;
+	d->data_size = g->data_size;
+}
+
+int array_write_sb_all(struct rt_unit *const *units, const struct rt_unit_desc *own,
+		       size_t n, const struct rt_sb *shared)
+{
+	struct rt_sb sb;
+	int r;
+
+	for (size_t i = 0; i < n; i++) {
+		sb = *shared;
+		sb.unit = own[i];
+		r = sb_validate(&sb);
+		if (r < 0) {
+			rt_log(RT_LOG_ERROR, "'%s': refusing to write an inconsistent superblock",
+			       unit_path(units[i]));
+			return r;
+		}
+		r = unit_write_sb(units[i], &sb);
+		if (r < 0) {
+			rt_log(RT_LOG_ERROR, "'%s': cannot write superblock: %s",
+			       unit_path(units[i]), strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+static const struct rt_scan_array *find_array_by_name(const struct rt_scan *s, const char *name)
+{
+	for (size_t i = 0; i < s->n_arrays; i++)
+		if (!strcmp(s->arrays[i].sb.array.name, name))
+			return &s->arrays[i];
+	return NULL;
+}
+
+static const struct rt_scan_array *find_array_by_hash(const struct rt_scan *s, uint32_t hash)
+{
+	for (size_t i = 0; i < s->n_arrays; i++)
+		if (s->arrays[i].sb.array.hashcode == hash)
+			return &s->arrays[i];
+	return NULL;
+}
+
+/* Look an array up by NAME or HASHCODE, explaining a failure. */
+static int array_find(const struct rt_scan *s, const char *id, const struct rt_scan_array **out)
+{
+	int r = scan_lookup(s, id, out);
+
+	if (r == -ENOENT)
+		rt_log(RT_LOG_ERROR, "'%s': no such array (no unit with that name or hashcode found)", id);
+	else if (r == -ENOTUNIQ)
+		rt_log(RT_LOG_ERROR, "'%s': several arrays have this name; name one by its hashcode "
+		       "(see 'raidtool list')", id);
+	else if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': lookup failed: %s", id, strerror(-r));
+	return r;
+}
+
+static int check_name_free(const struct rt_scan *s, const char *name)
+{
+	const struct rt_scan_array *other = find_array_by_name(s, name);
+
+	if (other) {
+		rt_log(RT_LOG_ERROR, "'%s': name already taken by array %08x", name,
+		       other->sb.array.hashcode);
+		return -EEXIST;
+	}
+	return 0;
+}
+
+static int check_name(const char *name)
+{
+	int r = sb_name_check(name);
+
+	if (r == -ENAMETOOLONG)
+		rt_log(RT_LOG_ERROR, "'%s': name too long (at most %u bytes)", name, RT_NAME_MAX);
+	else if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': not a valid name (use letters, digits, '.', '_' "
+		       "and '-'; not empty; not starting with '-' or '.')", name);
+	return r;
+}
+
+static int check_create_params(const struct rt_create_params *p, size_t n_units)
+{
+	int min;
+	int r;
+
+	r = check_name(p->name);
+	if (r < 0)
+		return r;
+	if (p->desc && strlen(p->desc) > RT_DESC_MAX) {
+		rt_log(RT_LOG_ERROR, "description too long (%zu bytes, at most %u)",
+		       strlen(p->desc), RT_DESC_MAX);
+		return -ENAMETOOLONG;
+	}
+	min = sb_min_units(p->level);
+	if (min < 0) {
+		rt_log(RT_LOG_ERROR, "unknown level %d", (int)p->level);
+		return -EINVAL;
+	}
+	if (n_units < (size_t)min) {
+		rt_log(RT_LOG_ERROR, "%s needs at least %d units, %zu given",
+		       sb_level_name(p->level), min, n_units);
+		return -EINVAL;
+	}
+	if (n_units > RT_MAX_UNITS) {
+		rt_log(RT_LOG_ERROR, "too many units: %zu given, at most %u", n_units, RT_MAX_UNITS);
+		return -E2BIG;
+	}
+	if (p->chunk_size < RT_MIN_CHUNK || p->chunk_size > RT_MAX_CHUNK ||
+	    (p->chunk_size & (p->chunk_size - 1))) {
+		rt_log(RT_LOG_ERROR, "chunk size %u: must be a power of two from %u to %u bytes",
+		       p->chunk_size, RT_MIN_CHUNK, RT_MAX_CHUNK);
+		return -EINVAL;
+	}
+	if (p->blocksize != 512 && p->blocksize != 4096) {
+		rt_log(RT_LOG_ERROR, "block size %u: must be 512 or 4096", p->blocksize);
+		return -EINVAL;
+	}
+	if (p->region_size < p->chunk_size || (p->region_size & (p->region_size - 1))) {
+		rt_log(RT_LOG_ERROR, "region size %llu: must be a power of two of at least "
+		       "one chunk", (unsigned long long)p->region_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Size the array from its roles' data areas; 0 or -errno. */
+static int array_size_blocks(struct rt_sb *sb)
+{
+	uint64_t sizes[RT_MAX_UNITS];
+	struct layout l;
+	int r;
+
+	for (uint32_t i = 0; i < sb->array.n_devices; i++)
+		sizes[i] = sb->slots[i].data_size;
+	r = layout_init(&l, sb->array.level, sb->array.n_devices, sb->array.chunk_size, sizes);
+	if (r < 0)
+		return r;
+	sb->array.nblocks = l.size / sb->array.blocksize;
+	return 0;
+}
+
+int array_create(const struct rt_create_params *params, const char *const *paths,
+		 size_t n, struct rt_sb *out)
+{
+	struct rt_create_params p = *params;
+	struct rt_unit *units[RT_MAX_UNITS] = { 0 };
+	struct rt_unit_desc own[RT_MAX_UNITS];
+	struct rt_geometry g;
+	struct rt_scan *scan = NULL;
+	struct rt_sb sb;
+	uint64_t now = (uint64_t)time(NULL);
+	size_t opened = 0;
+	int r;
+
+	if (!p.chunk_size)
+		p.chunk_size = RT_DEFAULT_CHUNK;
+	if (!p.blocksize)
+		p.blocksize = RT_DEFAULT_BLOCKSIZE;
+	if (!p.region_size)
+		p.region_size = RT_DEFAULT_REGION;
+	r = check_create_params(&p, n);
+	if (r < 0)
+		return r;
+	r = check_distinct(paths, n);
+	if (r < 0)
+		return r;
+	r = scan_devices(&scan);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "cannot scan block devices: %s", strerror(-r));
+		return r;
+	}
+	r = check_name_free(scan, p.name);
+	if (r < 0)
+		goto out;
+
+	memset(&sb, 0, sizeof(sb));
+	sb.version = RT_SB_VERSION;
+	sb.events = 1;
+	sb.state = RT_ARRAY_CLEAN;
+	sb.utime = now;
+	snprintf(sb.array.name, sizeof(sb.array.name), "%s", p.name);
+	snprintf(sb.array.desc, sizeof(sb.array.desc), "%s", p.desc ? p.desc : "");
+	/* A hashcode must select one array; draw again on a clash with a visible one. */
+	do {
+		uuid_generate(sb.array.uuid);
+		sb.array.hashcode = sb_hashcode_from_uuid(sb.array.uuid);
+	} while (find_array_by_hash(scan, sb.array.hashcode));
+	sb.array.level = p.level;
+	sb.array.layout = RT_LAYOUT_LEFT_SYMMETRIC;
+	sb.array.chunk_size = p.chunk_size;
+	sb.array.blocksize = p.blocksize;
+	sb.array.n_devices = (uint32_t)n;
+	sb.array.n_slots = (uint32_t)n;
+	sb.array.ctime = now;
+	sb.array.region_size = p.region_size;
+
+	for (opened = 0; opened < n; opened++) {
+		r = new_unit_open(paths[opened], p.chunk_size, p.force, &units[opened], &g);
+		if (r < 0)
+			goto out;
+		unit_desc_init(&own[opened], (uint32_t)opened, unit_size(units[opened]), &g);
+		memcpy(sb.slots[opened].uuid, own[opened].uuid, RT_UUID_SIZE);
+		sb.slots[opened].hashcode = own[opened].hashcode;
+		sb.slots[opened].state = RT_SLOT_ACTIVE;
+		sb.slots[opened].data_size = g.data_size;
+	}
+	r = array_size_blocks(&sb);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot lay out the array: %s", p.name, strerror(-r));
+		goto out;
+	}
+	r = array_write_sb_all(units, own, n, &sb);
+	if (r < 0)
+		goto out;
+	if (out) {
+		*out = sb;
+		out->unit = own[0];
+	}
+out:
+	close_units(units, opened, r == 0);
+	scan_free(scan);
+	return r;
+}
+
+/* Open the array's fresh units for a superblock update. */
+static int open_fresh_units(const struct rt_scan_array *a, struct rt_unit **units,
+			    struct rt_unit_desc *own, size_t *n)
+{
+	int r;
+
+	*n = 0;
+	for (size_t i = 0; i < a->n_units; i++) {
+		const struct rt_scan_unit *su = a->units[i];
+
+		if (su->sb.events != a->sb.events)
+			continue;	/* stale: left as it is, assembly will not trust it */
+		r = unit_open(su->dev, RT_UNIT_WRITE | RT_UNIT_EXCL, &units[*n]);
+		if (r < 0) {
+			rt_log(RT_LOG_ERROR, "'%s': unit '%s': %s", a->sb.array.name,
+			       su->dev, r == -EBUSY ?
+			       "in use (is the array running?)" : strerror(-r));
+			return r;
+		}
+		own[*n] = su->sb.unit;
+		(*n)++;
+	}
+	return 0;
+}
+
+typedef int (*sb_mutator)(const struct rt_scan *s, const struct rt_scan_array *a,
+			  struct rt_sb *sb, const void *arg);
+
+/* Find the array, let @mutate change its shared superblock, write it to every fresh unit. */
+static int array_update(const char *id, sb_mutator mutate, const void *arg)
+{
+	struct rt_unit *units[MAX_OPEN] = { 0 };
+	struct rt_unit_desc own[MAX_OPEN];
+	const struct rt_scan_array *a;
+	struct rt_scan *scan = NULL;
+	struct rt_sb sb;
+	size_t n = 0;
+	int r;
+
+	r = scan_devices(&scan);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "cannot scan block devices: %s", strerror(-r));
+		return r;
+	}
+	r = array_find(scan, id, &a);
+	if (r < 0)
+		goto out;
+	sb = a->sb;
+	r = mutate(scan, a, &sb, arg);
+	if (r < 0)
+		goto out;
+	r = open_fresh_units(a, units, own, &n);
+	if (r < 0)
+		goto out;
+	sb.events++;
+	sb.utime = (uint64_t)time(NULL);
+	r = array_write_sb_all(units, own, n, &sb);
+out:
+	close_units(units, n, false);
+	scan_free(scan);
+	return r;
+}
+
+static int mutate_name(const struct rt_scan *s, const struct rt_scan_array *a,
+		       struct rt_sb *sb, const void *arg)
+{
+	const char *name = arg;
+	int r;
+
+	r = check_name(name);
+	if (r < 0)
+		return r;
+	if (strcmp(a->sb.array.name, name)) {
+		r = check_name_free(s, name);
+		if (r < 0)
+			return r;
+	}
+	snprintf(sb->array.name, sizeof(sb->array.name), "%s", name);
+	return 0;
+}
+
+int array_rename(const char *id, const char *new_name)
+{
+	return array_update(id, mutate_name, new_name);
+}
+
+struct rehash_arg {
+	const uint32_t *want;
+	uint32_t *result;
+};
+
+static int mutate_hash(const struct rt_scan *s, const struct rt_scan_array *a,
+		       struct rt_sb *sb, const void *varg)
+{
+	const struct rehash_arg *arg = varg;
+	uint32_t hash = arg->want ? *arg->want : sb_hashcode_from_uuid(sb->array.uuid);
+	const struct rt_scan_array *other = find_array_by_hash(s, hash);
+
+	if (other && other != a) {
+		rt_log(RT_LOG_ERROR, "hashcode %08x is already used by array '%s'", hash,
+		       other->sb.array.name);
+		return -EEXIST;
+	}
+	sb->array.hashcode = hash;
+	if (arg->result)
+		*arg->result = hash;
+	return 0;
+}
+
+int array_rehash(const char *id, const uint32_t *new_hash, uint32_t *result)
+{
+	struct rehash_arg arg = { .want = new_hash, .result = result };
+
+	return array_update(id, mutate_hash, &arg);
+}
+
+/* Roles with no fresh unit present; a new unit can take them. */
+static size_t missing_roles(const struct rt_scan_array *a, uint32_t *roles)
+{
+	size_t n = 0;
+
+	for (uint32_t r = 0; r < a->sb.array.n_devices; r++) {
+		bool present = false;
+
+		for (size_t i = 0; i < a->n_units && !present; i++) {
+			const struct rt_sb *usb = &a->units[i]->sb;
+
+			present = usb->events == a->sb.events && usb->unit.slot == r &&
+				  !memcmp(usb->unit.uuid, a->sb.slots[r].uuid, RT_UUID_SIZE) &&
+				  a->sb.slots[r].state != RT_SLOT_FAULTY &&
+				  a->sb.slots[r].state != RT_SLOT_MISSING;
+		}
+		if (!present)
+			roles[n++] = r;
+	}
+	return n;
+}
+
+int array_add(const char *id, const char *const *paths, size_t n_new, bool force,
+	      struct rt_sb *out)
+{
+	struct rt_unit *units[MAX_OPEN] = { 0 };
+	struct rt_unit_desc own[MAX_OPEN];
+	uint32_t missing[RT_MAX_UNITS];
+	const struct rt_scan_array *a;
+	struct rt_scan *scan = NULL;
+	struct rt_geometry g;
+	struct rt_sb sb;
+	size_t n_old = 0, n_open = 0, n_missing;
+	uint64_t need;
+	int r;
+
+	r = check_distinct(paths, n_new);
+	if (r < 0)
+		return r;
+	r = scan_devices(&scan);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "cannot scan block devices: %s", strerror(-r));
+		return r;
+	}
+	r = array_find(scan, id, &a);
+	if (r < 0)
+		goto out;
+	sb = a->sb;
+	if (sb.array.level == RT_LEVEL_LINEAR || sb.array.level == RT_LEVEL_0) {
+		rt_log(RT_LOG_ERROR, "'%s': a %s array has no redundancy: a unit added to it "
+		       "could neither be rebuilt nor serve as a spare", sb.array.name,
+		       sb_level_name(sb.array.level));
+		r = -EOPNOTSUPP;
+		goto out;
+	}
+	for (size_t i = 0; i < n_new; i++) {
+		if (scan_find_unit(scan, paths[i]) &&
+		    !memcmp(scan_find_unit(scan, paths[i])->sb.array.uuid, sb.array.uuid,
+			    RT_UUID_SIZE) && !force) {
+			rt_log(RT_LOG_ERROR, "'%s': already a unit of array '%s'", paths[i],
+			       sb.array.name);
+			r = -EEXIST;
+			goto out;
+		}
+	}
+	if (sb.array.n_slots + n_new > RT_MAX_UNITS) {
+		rt_log(RT_LOG_ERROR, "'%s': would have %zu units, at most %u", sb.array.name,
+		       sb.array.n_slots + n_new, RT_MAX_UNITS);
+		r = -E2BIG;
+		goto out;
+	}
+	r = open_fresh_units(a, units, own, &n_old);
+	n_open = n_old;
+	if (r < 0)
+		goto out;
+
+	/* Every role of a raid1/raid5 uses the smallest role's data size. */
+	need = UINT64_MAX;
+	for (uint32_t i = 0; i < sb.array.n_devices; i++)
+		if (sb.slots[i].data_size < need)
+			need = sb.slots[i].data_size;
+	n_missing = missing_roles(a, missing);
+	for (size_t i = 0; i < n_new; i++) {
+		struct rt_slot *slot;
+		uint32_t idx;
+
+		r = new_unit_open(paths[i], sb.array.chunk_size, force, &units[n_open], &g);
+		if (r < 0)
+			goto out;
+		n_open++;
+		if (g.data_size < need) {
+			rt_log(RT_LOG_ERROR, "'%s': too small for array '%s': its data area "
+			       "would hold %llu bytes, each unit needs %llu", paths[i],
+			       sb.array.name, (unsigned long long)g.data_size,
+			       (unsigned long long)need);
+			r = -ENOSPC;
+			goto out;
+		}
+		idx = i < n_missing ? missing[i] : sb.array.n_slots++;
+		unit_desc_init(&own[n_open - 1], idx, unit_size(units[n_open - 1]), &g);
+		slot = &sb.slots[idx];
+		memcpy(slot->uuid, own[n_open - 1].uuid, RT_UUID_SIZE);
+		slot->hashcode = own[n_open - 1].hashcode;
+		slot->state = i < n_missing ? RT_SLOT_REBUILDING : RT_SLOT_SPARE;
+		slot->data_size = g.data_size;
+		slot->recovery_offset = 0;
+	}
+	sb.events++;
+	sb.utime = (uint64_t)time(NULL);
+	r = array_write_sb_all(units, own, n_open, &sb);
+	if (r == 0 && out)
+		*out = sb;
+out:
+	/* Keep the loop devices of new file-backed units so that scanning finds them. */
+	close_units(units, n_old, false);
+	close_units(units + n_old, n_open - n_old, r == 0);
+	scan_free(scan);
+	return r;
+}
+
+int array_zero_unit(const char *path, bool force)
+{
+	struct rt_unit *u;
+	struct rt_sb sb;
+	int r;
+
+	r = unit_open(path, RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH, &u);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, open_failure_reason(r));
+		return r;
+	}
+	r = unit_read_sb(u, &sb, NULL);
+	if (r == -ENODATA && !force) {
+		rt_log(RT_LOG_ERROR, "'%s': holds no raidtool superblock", path);
+		goto out;
+	} else if (r < 0 && r != -ENODATA && !force) {
+		rt_log(RT_LOG_ERROR, "'%s': raidtool superblock is unreadable (%s); use --force "
+		       "to wipe it anyway", path, strerror(-r));
+		goto out;
+	}
+	r = unit_wipe_sb(u);
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': cannot wipe superblocks: %s", path, strerror(-r));
+out:
+	unit_close(u);
+	return r;
+}

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uuid/uuid.h>
+#include <raidtool/log.h>
+#include "cli.h"
+
+bool cli_verbose;
+
+/* Set once the library has explained a failure, so cli_fail adds nothing. */
+static bool lib_reported_error;
+
+static void cli_log(int level, const char *msg, void *usrptr)
+{
+	(void)usrptr;
+	if (level == RT_LOG_ERROR)
+		lib_reported_error = true;
+	if (level <= RT_LOG_WARN || (cli_verbose && level == RT_LOG_INFO) ||
+	    (cli_verbose && getenv("RAIDTOOL_DEBUG")))
+		fprintf(stderr, "raidtool: %s\n", msg);
+}
+
+__attribute__((constructor)) static void cli_install_log(void)
+{
+	rt_set_log(cli_log, NULL);
+}
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("raidtool: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "raidtool %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'raidtool %s --help' for more information.\n", cmd);
+	return EXIT_USAGE;
+}
+
+int cli_exit_code(int err)
+{
+	switch (err) {
+	case 0:
+		return EXIT_OK;
+	case -ENOENT:
+	case -ENODATA:
+	case -ENODEV:
+	case -ENXIO:
+		return EXIT_NOTFOUND;
+	case -EBUSY:
+	case -EALREADY:
+		return EXIT_BUSY;
+	case -EEXIST:
+	case -ENOTEMPTY:
+		return EXIT_REFUSED;
+	case -EINVAL:
+	case -ENOTUNIQ:
+	case -ENAMETOOLONG:
+		return EXIT_USAGE;
+	default:
+		return EXIT_FAIL;
+	}
+}
+
+int cli_fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!lib_reported_error) {
+		fputs("raidtool: ", stderr);
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		fprintf(stderr, ": %s\n", strerror(-err));
+	}
+	return cli_exit_code(err);
+}
+
+int cli_parse(const char *cmd, const char *args_help, int argc, const char **argv,
+	      const struct poptOption *opts, int min_args, int max_args,
+	      poptContext *pc, const char ***args, int *n_args)
+{
+	char ctxname[64];
+	const char **left;
+	int rc, n = 0;
+
+	snprintf(ctxname, sizeof(ctxname), "raidtool %s", cmd);
+	*pc = poptGetContext(ctxname, argc, argv, opts, 0);
+	poptSetOtherOptionHelp(*pc, args_help);
+	while ((rc = poptGetNextOpt(*pc)) > 0)
+		;
+	if (rc < -1) {
+		fprintf(stderr, "raidtool %s: %s: %s\n", cmd,
+			poptBadOption(*pc, POPT_BADOPTION_NOALIAS), poptStrerror(rc));
+		fprintf(stderr, "Try 'raidtool %s --help' for more information.\n", cmd);
+		poptFreeContext(*pc);
+		*pc = NULL;
+		return EXIT_USAGE;
+	}
+	left = poptGetArgs(*pc);
+	while (left && left[n])
+		n++;
+	if (n < min_args || (max_args >= 0 && n > max_args)) {
+		rc = cli_usage_error(cmd, n < min_args ? "missing argument (usage: raidtool %s %s)"
+				     : "too many arguments (usage: raidtool %s %s)",
+				     cmd, args_help);
+		poptFreeContext(*pc);
+		*pc = NULL;
+		return rc;
+	}
+	*args = left;
+	*n_args = n;
+	return -1;
+}
+
+void cli_format_size(uint64_t bytes, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double v = (double)bytes;
+	unsigned u = 0;
+
+	while (v >= 1024.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024.0;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%" PRIu64 " B", bytes);
+	else
+		snprintf(buf, len, "%.*f %s", v < 10.0 ? 2 : 1, v, units[u]);
+}
+
+void cli_format_uuid(const uint8_t uuid[RT_UUID_SIZE], char buf[37])
+{
+	uuid_unparse_lower(uuid, buf);
+}
+
+void cli_format_time(uint64_t secs, char *buf, size_t len)
+{
+	time_t t = (time_t)secs;
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(buf, len, "%" PRIu64, secs);
+}
+
+int cli_parse_size(const char *cmd, const char *opt, const char *s, uint64_t *out)
+{
+	int r = sb_size_parse(s, out);
+
+	if (r < 0)
+		return cli_usage_error(cmd, "%s '%s': not a size (use a number with K, M or G)", opt, s);
+	return -1;
+}

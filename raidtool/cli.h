@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef RAIDTOOL_CLI_H
+#define RAIDTOOL_CLI_H
+
+/*
+ * Shared by the command files: option parsing, messages, exit codes and
+ * output formatting. Commands only parse, call libraidtool and print.
+ */
+#include <popt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <raidtool/format.h>
+
+/* Exit codes, documented in raidtool(8). */
+enum cli_exit {
+	EXIT_OK = 0,
+	EXIT_FAIL = 1,		/* the operation failed */
+	EXIT_USAGE = 2,		/* bad command line */
+	EXIT_NOTFOUND = 3,	/* no such array, unit or superblock */
+	EXIT_BUSY = 4,		/* in use: mounted, open, held or running */
+	EXIT_REFUSED = 5,	/* would destroy data; --force overrides */
+};
+
+struct cli_command {
+	const char *name;
+	int (*run)(int argc, const char **argv);
+	const char *summary;
+};
+
+/* Set by the global options before the command runs. */
+extern bool cli_verbose;
+
+/*
+ * Parse @argv of command @cmd with @opts (POPT_AUTOHELP is added by the
+ * caller's table). Positional arguments go to @args/@n_args, between
+ * @min_args and @max_args (-1: no limit). On --help or a usage error it
+ * prints and returns the exit code to end with (>= 0); -1 means go on.
+ * The caller frees the context with poptFreeContext after using @args.
+ */
+int cli_parse(const char *cmd, const char *args_help, int argc, const char **argv,
+	      const struct poptOption *opts, int min_args, int max_args,
+	      poptContext *pc, const char ***args, int *n_args);
+
+/* "raidtool: <message>" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Print a usage error and return EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Map a library error to an exit code (reasons were already logged). */
+int cli_exit_code(int err);
+
+/*
+ * Report a failed library call: "raidtool: <what>: <strerror>" unless the
+ * library already logged an error for it, then the mapped exit code.
+ */
+int cli_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Formatting helpers. */
+void cli_format_size(uint64_t bytes, char *buf, size_t len);	/* "1.5 GiB" */
+void cli_format_uuid(const uint8_t uuid[RT_UUID_SIZE], char buf[37]);
+void cli_format_time(uint64_t secs, char *buf, size_t len);	/* ISO 8601 UTC */
+
+/* Parse a size option ("512K") into bytes, or a usage error. */
+int cli_parse_size(const char *cmd, const char *opt, const char *s, uint64_t *out);
+
+#endif
