@@ -7,6 +7,8 @@
 #include <time.h>
 #include <uuid/uuid.h>
 #include <raidtool/log.h>
+#include <raidtool/scan.h>
+#include <raidtool/unit.h>
 #include "cli.h"
 
 bool cli_verbose;
@@ -164,5 +166,51 @@ int cli_parse_size(const char *cmd, const char *opt, const char *s, uint64_t *ou
 
 	if (r < 0)
 		return cli_usage_error(cmd, "%s '%s': not a size (use a number with K, M or G)", opt, s);
+	return -1;
+}
+
+int cli_lookup_array(const struct rt_scan *s, const char *id,
+		     const struct rt_scan_array **out)
+{
+	int r = scan_lookup(s, id, out);
+
+	if (r == 0)
+		return -1;
+	if (r == -ENOTUNIQ) {
+		cli_error("'%s': several arrays have this name; name one by its hashcode "
+			  "(see 'raidtool list')", id);
+		return EXIT_USAGE;
+	}
+	if (r == -ENOENT) {
+		cli_error("'%s': no such array (no unit with that name or hashcode found)", id);
+		return EXIT_NOTFOUND;
+	}
+	cli_error("'%s': lookup failed: %s", id, strerror(-r));
+	return EXIT_FAIL;
+}
+
+int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
+		  bool quiet_missing)
+{
+	struct rt_unit *u;
+	int r;
+
+	r = unit_open(path, RT_UNIT_ATTACH, &u);
+	if (r < 0) {
+		cli_error("'%s': cannot open: %s", path,
+			  r == -ENOTBLK ? "not a block device or a regular file" : strerror(-r));
+		return cli_exit_code(r);
+	}
+	r = unit_read_sb(u, sb, st);
+	unit_close(u);
+	if (r == -ENODATA) {
+		if (!quiet_missing)
+			cli_error("'%s': holds no raidtool superblock", path);
+		return EXIT_NOTFOUND;
+	}
+	if (r < 0) {
+		cli_error("'%s': no valid raidtool superblock: %s", path, strerror(-r));
+		return EXIT_FAIL;
+	}
 	return -1;
 }

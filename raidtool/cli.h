@@ -58,6 +58,25 @@ int cli_exit_code(int err);
  */
 int cli_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+struct rt_scan;
+struct rt_scan_array;
+struct rt_sb_status;
+
+/*
+ * Find an array by NAME or HASHCODE in a scan, explaining a failure.
+ * -1 when found, else the exit code to end with.
+ */
+int cli_lookup_array(const struct rt_scan *s, const char *id,
+		     const struct rt_scan_array **out);
+
+/*
+ * Read a unit's superblock (a regular file is attached to a loop device
+ * for the read and detached again). -1 when read, else the exit code;
+ * @quiet_missing: no message for a device without a superblock.
+ */
+int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
+		  bool quiet_missing);
+
 /* Formatting helpers. */
 void cli_format_size(uint64_t bytes, char *buf, size_t len);	/* "1.5 GiB" */
 void cli_format_uuid(const uint8_t uuid[RT_UUID_SIZE], char buf[37]);

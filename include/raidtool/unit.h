@@ -7,6 +7,7 @@
  * Every access to a member device goes through here.
  */
 #include <stddef.h>
+#include <sys/types.h>
 #include <stdint.h>
 #include <stdbool.h>
 #include <raidtool/format.h>

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <inttypes.h>
+#include <raidtool/array.h>
+#include "cli.h"
+#include "commands.h"
+#include "describe.h"
+#include "json.h"
+
+int cmd_create(int argc, const char **argv)
+{
+	const char *level = NULL, *chunk = NULL, *blocksize = NULL, *desc = NULL;
+	int force = 0, as_json = 0;
+	struct poptOption opts[] = {
+		{ "level", 'l', POPT_ARG_STRING, &level, 0,
+		  "RAID level: linear (or none), 0, 1, 5", "LEVEL" },
+		{ "chunk", 'c', POPT_ARG_STRING, &chunk, 0,
+		  "chunk size, a power of two of at least 4K (default 512K)", "SIZE" },
+		{ "blocksize", 'b', POPT_ARG_STRING, &blocksize, 0,
+		  "logical block size of the array: 512 or 4096 (default)", "BYTES" },
+		{ "desc", 'd', POPT_ARG_STRING, &desc, 0, "description, up to 127 bytes", "TEXT" },
+		{ "force", 'f', POPT_ARG_NONE, &force, 0,
+		  "overwrite units that hold a filesystem, other signature or raidtool superblock", NULL },
+		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print the new array's descriptor as JSON", NULL },
+		POPT_AUTOHELP
+		POPT_TABLEEND
+	};
+	struct rt_create_params p = { 0 };
+	const char **args;
+	poptContext pc;
+	struct rt_sb sb;
+	uint64_t v;
+	int n, r;
+
+	r = cli_parse("create", "NAME UNIT...", argc, argv, opts, 2, -1, &pc, &args, &n);
+	if (r >= 0)
+		return r;
+	p.name = args[0];
+	p.desc = desc;
+	p.force = force;
+	if (!level) {
+		r = cli_usage_error("create", "--level is required (linear, 0, 1 or 5)");
+		goto out;
+	}
+	if (sb_level_parse(level, &p.level) < 0) {
+		r = cli_usage_error("create", "'%s': unknown level (use linear, 0, 1 or 5)", level);
+		goto out;
+	}
+	if (chunk) {
+		r = cli_parse_size("create", "--chunk", chunk, &v);
+		if (r >= 0)
+			goto out;
+		if (v > UINT32_MAX) {
+			r = cli_usage_error("create", "--chunk '%s': too large", chunk);
+			goto out;
+		}
+		p.chunk_size = (uint32_t)v;
+	}
+	if (blocksize) {
+		r = cli_parse_size("create", "--blocksize", blocksize, &v);
+		if (r >= 0)
+			goto out;
+		if (v != 512 && v != 4096) {
+			r = cli_usage_error("create", "--blocksize '%s': must be 512 or 4096", blocksize);
+			goto out;
+		}
+		p.blocksize = (uint32_t)v;
+	}
+	r = array_create(&p, args + 1, (size_t)(n - 1), &sb);
+	if (r < 0) {
+		r = cli_fail(r, "'%s': cannot create array", p.name);
+		goto out;
+	}
+	if (as_json) {
+		struct json j;
+
+		json_init(&j, stdout);
+		json_object_begin(&j, NULL);
+		describe_array_json(&j, &sb);
+		json_object_end(&j);
+		json_finish(&j);
+	} else {
+		char size[32];
+
+		cli_format_size(describe_array_bytes(&sb), size, sizeof(size));
+		printf("created array '%s': %s, %u units, %s, hashcode %08x\n", sb.array.name,
+		       sb_level_name(sb.array.level), sb.array.n_devices, size, sb.array.hashcode);
+	}
+	r = EXIT_OK;
+out:
+	poptFreeContext(pc);
+	return r;
+}

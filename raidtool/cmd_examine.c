@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <raidtool/unit.h>
+#include "cli.h"
+#include "commands.h"
+#include "describe.h"
+#include "json.h"
+
+static const char *copy_status(int err)
+{
+	switch (err) {
+	case 0: return "valid";
+	case -ENODATA: return "no superblock (magic missing)";
+	case -EINVAL: return "truncated (unit too short)";
+	case -EBADMSG: return "checksum mismatch";
+	case -EPROTONOSUPPORT: return "unsupported format version";
+	case -EOPNOTSUPP: return "unknown incompatible feature";
+	case -EUCLEAN: return "inconsistent fields";
+	default: return strerror(-err);
+	}
+}
+
+/* udev-style KEY=value lines; every value is from a restricted alphabet. */
+static void examine_export(const struct rt_sb *sb)
+{
+	char uuid[37], role[16];
+
+	printf("RAIDTOOL_NAME=%s\n", sb->array.name);
+	printf("RAIDTOOL_HASHCODE=%08x\n", sb->array.hashcode);
+	cli_format_uuid(sb->array.uuid, uuid);
+	printf("RAIDTOOL_UUID=%s\n", uuid);
+	printf("RAIDTOOL_LEVEL=%s\n", sb_level_name(sb->array.level));
+	printf("RAIDTOOL_N_DEVICES=%u\n", sb->array.n_devices);
+	printf("RAIDTOOL_UNIT_HASHCODE=%08x\n", sb->unit.hashcode);
+	cli_format_uuid(sb->unit.uuid, uuid);
+	printf("RAIDTOOL_UNIT_UUID=%s\n", uuid);
+	printf("RAIDTOOL_ROLE=%s\n", describe_role(sb, sb->unit.slot, role, sizeof(role)));
+	printf("RAIDTOOL_UNIT_STATE=%s\n", sb_slot_state_name(sb->slots[sb->unit.slot].state));
+	printf("RAIDTOOL_EVENTS=%" PRIu64 "\n", sb->events);
+	printf("RAIDTOOL_STATE=%s\n", sb_array_state_name(sb->state));
+}
+
+static void examine_json(const char *path, const struct rt_sb *sb, const struct rt_sb_status *st)
+{
+	struct json j;
+
+	json_init(&j, stdout);
+	json_object_begin(&j, NULL);
+	json_str(&j, "unit", path);
+	json_array_begin(&j, "copies");
+	for (int c = 0; c < 2; c++) {
+		json_object_begin(&j, NULL);
+		json_u64(&j, "copy", (uint64_t)c);
+		json_u64(&j, "offset", sb->unit.sb_offset[c]);
+		json_str(&j, "status", copy_status(st->copy_err[c]));
+		json_bool(&j, "valid", st->copy_err[c] == 0);
+		if (st->copy_err[c] == 0)
+			json_u64(&j, "events", st->copy_events[c]);
+		json_bool(&j, "chosen", st->chosen == c);
+		json_object_end(&j);
+	}
+	json_array_end(&j);
+	json_u64(&j, "version", sb->version);
+	json_u64(&j, "feature_compat", sb->feature_compat);
+	json_u64(&j, "feature_incompat", sb->feature_incompat);
+	json_u64(&j, "feature_ro_compat", sb->feature_ro_compat);
+	json_u64(&j, "events", sb->events);
+	json_str(&j, "state", sb_array_state_name(sb->state));
+	json_u64(&j, "utime", sb->utime);
+	json_object_begin(&j, "array");
+	describe_array_json(&j, sb);
+	json_u64(&j, "region_size", sb->array.region_size);
+	json_object_end(&j);
+	json_object_begin(&j, "this_unit");
+	describe_unit_json(&j, sb);
+	json_object_end(&j);
+	describe_slots_json(&j, "roles", sb);
+	json_object_end(&j);
+	json_finish(&j);
+}
+
+static void examine_text(const char *path, const struct rt_sb *sb, const struct rt_sb_status *st)
+{
+	char when[64];
+
+	printf("%s:\n", path);
+	for (int c = 0; c < 2; c++) {
+		printf("  superblock copy %d (offset %" PRIu64 "): %s", c, sb->unit.sb_offset[c],
+		       copy_status(st->copy_err[c]));
+		if (st->copy_err[c] == 0)
+			printf(", events %" PRIu64, st->copy_events[c]);
+		printf("%s\n", st->chosen == c ? " (used)" : "");
+	}
+	cli_format_time(sb->utime, when, sizeof(when));
+	printf("  format version: %u  features: compat %#" PRIx64 " incompat %#" PRIx64
+	       " ro_compat %#" PRIx64 "\n", sb->version, sb->feature_compat,
+	       sb->feature_incompat, sb->feature_ro_compat);
+	printf("  updated: %s\n\n", when);
+	printf("Array\n");
+	describe_array_text(stdout, sb);
+	printf(" region size: %" PRIu64 " bytes\n\nThis unit\n", sb->array.region_size);
+	describe_unit_text(stdout, sb);
+	printf("  superblocks: %" PRIu64 ", %" PRIu64 "\n", sb->unit.sb_offset[0],
+	       sb->unit.sb_offset[1]);
+	printf("  log area: %" PRIu64 " bytes at %" PRIu64 "\n\nRole table\n",
+	       sb->unit.log_size, sb->unit.log_offset);
+	describe_slots_text(stdout, sb);
+}
+
+int cmd_examine(int argc, const char **argv)
+{
+	int as_json = 0, as_export = 0;
+	struct poptOption opts[] = {
+		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
+		{ "export", 0, POPT_ARG_NONE, &as_export, 0,
+		  "print RAIDTOOL_*=value lines for udev; nothing for a non-unit", NULL },
+		POPT_AUTOHELP
+		POPT_TABLEEND
+	};
+	struct rt_sb_status st;
+	const char **args;
+	struct rt_sb sb;
+	poptContext pc;
+	int n, r;
+
+	r = cli_parse("examine", "UNIT", argc, argv, opts, 1, 1, &pc, &args, &n);
+	if (r >= 0)
+		return r;
+	if (as_json && as_export) {
+		r = cli_usage_error("examine", "--json and --export exclude each other");
+		goto out;
+	}
+	r = cli_read_unit(args[0], &sb, &st, as_export);
+	if (r >= 0) {
+		/* For udev, a device without a superblock is simply not ours. */
+		if (as_export && r == EXIT_NOTFOUND)
+			r = EXIT_OK;
+		goto out;
+	}
+	if (as_export)
+		examine_export(&sb);
+	else if (as_json)
+		examine_json(args[0], &sb, &st);
+	else
+		examine_text(args[0], &sb, &st);
+	r = EXIT_OK;
+out:
+	poptFreeContext(pc);
+	return r;
+}

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <inttypes.h>
+#include <raidtool/scan.h>
+#include "cli.h"
+#include "commands.h"
+#include "describe.h"
+#include "json.h"
+
+/* clean/dirty from the superblock, or what keeps the array from starting. */
+static const char *array_state(const struct rt_scan_array *a)
+{
+	if (a->n_present_roles < a->sb.array.n_devices)
+		return "incomplete";
+	return sb_array_state_name(a->sb.state);
+}
+
+static const char *unit_state(const struct rt_scan_array *a, const struct rt_scan_unit *u)
+{
+	if (u->sb.events < a->sb.events)
+		return "stale";
+	if (u->sb.unit.slot >= RT_MAX_UNITS)
+		return "conflict";
+	return sb_slot_state_name(a->sb.slots[u->sb.unit.slot].state);
+}
+
+static void list_arrays_text(const struct rt_scan *s)
+{
+	char size[32];
+
+	printf("%-20s %-8s %-7s %-7s %-10s %s\n", "NAME", "HASHCODE", "LEVEL", "UNITS", "SIZE",
+	       "STATE");
+	for (size_t i = 0; i < s->n_arrays; i++) {
+		const struct rt_scan_array *a = &s->arrays[i];
+		char units[16];
+
+		cli_format_size(describe_array_bytes(&a->sb), size, sizeof(size));
+		snprintf(units, sizeof(units), "%u/%u", a->n_present_roles, a->sb.array.n_devices);
+		printf("%-20s %08x %-7s %-7s %-10s %s%s\n", a->sb.array.name, a->sb.array.hashcode,
+		       sb_level_name(a->sb.array.level), units, size, array_state(a),
+		       a->duplicate_name ? " (name shared: use the hashcode)" : "");
+	}
+}
+
+static void list_arrays_json(const struct rt_scan *s)
+{
+	struct json j;
+
+	json_init(&j, stdout);
+	json_array_begin(&j, NULL);
+	for (size_t i = 0; i < s->n_arrays; i++) {
+		const struct rt_scan_array *a = &s->arrays[i];
+
+		json_object_begin(&j, NULL);
+		describe_array_json(&j, &a->sb);
+		json_u64(&j, "units_present", a->n_present_roles);
+		json_u64(&j, "units_found", a->n_units);
+		json_u64(&j, "units_stale", a->n_stale);
+		json_str(&j, "status", array_state(a));
+		json_bool(&j, "name_shared", a->duplicate_name);
+		json_object_end(&j);
+	}
+	json_array_end(&j);
+	json_finish(&j);
+}
+
+static void list_units_text(const struct rt_scan_array *a)
+{
+	char role[16];
+
+	printf("%-20s %-5s %-8s %-10s %-8s %s\n", "UNIT", "ROLE", "HASHCODE", "STATE", "EVENTS",
+	       "BACKING FILE");
+	for (size_t i = 0; i < a->n_units; i++) {
+		const struct rt_scan_unit *u = a->units[i];
+
+		printf("%-20s %-5s %08x %-10s %-8" PRIu64 " %s\n", u->dev,
+		       describe_role(&a->sb, u->sb.unit.slot, role, sizeof(role)),
+		       u->sb.unit.hashcode, unit_state(a, u), u->sb.events,
+		       u->backing[0] ? u->backing : "-");
+	}
+}
+
+static void list_units_json(const struct rt_scan_array *a)
+{
+	struct json j;
+	char role[16];
+
+	json_init(&j, stdout);
+	json_array_begin(&j, NULL);
+	for (size_t i = 0; i < a->n_units; i++) {
+		const struct rt_scan_unit *u = a->units[i];
+
+		json_object_begin(&j, NULL);
+		json_str(&j, "device", u->dev);
+		json_str(&j, "backing_file", u->backing[0] ? u->backing : NULL);
+		json_str(&j, "role", describe_role(&a->sb, u->sb.unit.slot, role, sizeof(role)));
+		json_u64(&j, "slot", u->sb.unit.slot);
+		json_hash(&j, "hashcode", u->sb.unit.hashcode);
+		json_uuid(&j, "uuid", u->sb.unit.uuid);
+		json_str(&j, "state", unit_state(a, u));
+		json_u64(&j, "events", u->sb.events);
+		json_object_end(&j);
+	}
+	json_array_end(&j);
+	json_finish(&j);
+}
+
+int cmd_list(int argc, const char **argv)
+{
+	const char *units_of = NULL;
+	int as_json = 0;
+	struct poptOption opts[] = {
+		{ "units", 'u', POPT_ARG_STRING, &units_of, 0,
+		  "list the units of one array, with role and state", "NAME|HASHCODE" },
+		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
+		POPT_AUTOHELP
+		POPT_TABLEEND
+	};
+	const struct rt_scan_array *a;
+	struct rt_scan *s = NULL;
+	const char **args;
+	poptContext pc;
+	int n, r;
+
+	r = cli_parse("list", "", argc, argv, opts, 0, 0, &pc, &args, &n);
+	if (r >= 0)
+		return r;
+	r = scan_devices(&s);
+	if (r < 0) {
+		r = cli_fail(r, "cannot scan block devices");
+		goto out;
+	}
+	if (units_of) {
+		r = cli_lookup_array(s, units_of, &a);
+		if (r >= 0)
+			goto out;
+		if (as_json)
+			list_units_json(a);
+		else
+			list_units_text(a);
+	} else if (as_json) {
+		list_arrays_json(s);
+	} else {
+		list_arrays_text(s);
+	}
+	r = EXIT_OK;
+out:
+	scan_free(s);
+	poptFreeContext(pc);
+	return r;
+}

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <raidtool/array.h>
+#include "cli.h"
+#include "commands.h"
+
+int cmd_rehash(int argc, const char **argv)
+{
+	struct poptOption opts[] = {
+		POPT_AUTOHELP
+		POPT_TABLEEND
+	};
+	const char **args;
+	poptContext pc;
+	uint32_t want, got = 0;
+	int n, r;
+
+	r = cli_parse("rehash", "NAME|HASHCODE [NEWHASH]", argc, argv, opts, 1, 2, &pc, &args, &n);
+	if (r >= 0)
+		return r;
+	if (n == 2 && sb_hashcode_parse(args[1], &want) < 0) {
+		r = cli_usage_error("rehash", "'%s': not a hashcode (exactly 8 hex digits)", args[1]);
+		goto out;
+	}
+	r = array_rehash(args[0], n == 2 ? &want : NULL, &got);
+	if (r < 0) {
+		r = cli_fail(r, "'%s': cannot change the hashcode", args[0]);
+		goto out;
+	}
+	printf("%08x\n", got);
+	r = EXIT_OK;
+out:
+	poptFreeContext(pc);
+	return r;
+}

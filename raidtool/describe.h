@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef RAIDTOOL_DESCRIBE_H
+#define RAIDTOOL_DESCRIBE_H
+
+/* Text and JSON renderings of descriptors, shared by the listing commands. */
+#include <stdio.h>
+#include <raidtool/format.h>
+#include "json.h"
+
+/* "0".."63" for a role, "spare" for a spare's slot. */
+const char *describe_role(const struct rt_sb *sb, uint32_t slot, char *buf, size_t len);
+uint64_t describe_array_bytes(const struct rt_sb *sb);
+
+void describe_array_text(FILE *f, const struct rt_sb *sb);
+void describe_array_json(struct json *j, const struct rt_sb *sb);	/* members only */
+void describe_unit_text(FILE *f, const struct rt_sb *sb);
+void describe_unit_json(struct json *j, const struct rt_sb *sb);	/* members only */
+void describe_slots_text(FILE *f, const struct rt_sb *sb);
+void describe_slots_json(struct json *j, const char *key, const struct rt_sb *sb);
+
+#endif
