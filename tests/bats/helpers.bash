@@ -1,0 +1,108 @@
+# shellcheck shell=bash
+# Shared by every bats suite: the raidtool binary, root/loop requirements,
+# per-test scratch space, and cleanup of everything a test creates (engines,
+# mounts, loop devices, files), run from teardown so it happens on failure too.
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+TOP=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+RAIDTOOL_BIN=${RAIDTOOL_BIN:-$TOP/build/raidtool}
+
+raidtool() {
+	"$RAIDTOOL_BIN" "$@"
+}
+
+# Skip with a reason, or fail when CI demands that nothing is skipped.
+require() {
+	local reason=$1
+	if [ "${RAIDTOOL_TEST_REQUIRE_ROOT:-0}" = 1 ]; then
+		fail "cannot run: $reason (and RAIDTOOL_TEST_REQUIRE_ROOT=1)"
+	fi
+	skip "$reason"
+}
+
+require_root() {
+	[ "$(id -u)" = 0 ] || require "needs root"
+	[ -e /dev/loop-control ] || require "needs loop devices (/dev/loop-control)"
+}
+
+require_fuse() {
+	require_root
+	[ -e /dev/fuse ] || require "needs FUSE (/dev/fuse)"
+}
+
+# Per-test scratch directory and run directory; names unique on this machine.
+scratch_setup() {
+	TESTDIR=$(mktemp -d /tmp/raidtool-bats.XXXXXX)
+	export RAIDTOOL_RUNDIR=$TESTDIR/run
+	mkdir -p "$RAIDTOOL_RUNDIR"
+	# Arrays on this machine are all visible to scanning: keep our names unique.
+	NAME="t$$n${BATS_TEST_NUMBER}"
+}
+
+# A sparse image file of SIZE (truncate syntax) in the scratch directory.
+make_image() {
+	local path=$TESTDIR/$1
+	truncate -s "$2" "$path"
+	echo "$path"
+}
+
+# Several images: make_images PREFIX COUNT SIZE -> paths on stdout.
+make_images() {
+	local i
+	for ((i = 0; i < $2; i++)); do make_image "$1$i.img" "$3"; done
+}
+
+# Attach a file to a loop device ourselves (create attaches on its own).
+attach() {
+	losetup --find --show "$1"
+}
+
+# The loop device backing FILE, as raidtool attached it.
+loop_of() {
+	losetup -nO NAME -j "$1" | head -n 1
+}
+
+# Checksums of units (files or devices), to prove a refusal changed nothing.
+checksums() {
+	sha256sum "$@" | awk '{print $1}'
+}
+
+# Everything under the scratch directory, in reverse order of creation.
+scratch_teardown() {
+	[ -n "${TESTDIR:-}" ] && [ -d "$TESTDIR" ] || return 0
+	local pidf pid mnt dev back
+	# Filesystems mounted from our arrays or into our directory.
+	while read -r dev mnt _; do
+		case "$mnt" in "$TESTDIR"/*) umount -l "$mnt" 2>/dev/null ;; esac
+	done < /proc/mounts
+	# Engines started by this test, by the pid files in our run directory.
+	for pidf in "$RAIDTOOL_RUNDIR"/*/pid; do
+		[ -f "$pidf" ] || continue
+		pid=$(cat "$pidf")
+		[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+	done
+	for pidf in "$RAIDTOOL_RUNDIR"/*/pid; do
+		[ -f "$pidf" ] || continue
+		pid=$(cat "$pidf")
+		for _ in 1 2 3 4 5 6 7 8 9 10; do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.3
+		done
+		kill -KILL "$pid" 2>/dev/null
+	done
+	# Loop devices over our files (units, and the arrays' FUSE files).
+	while read -r dev back; do
+		case "$back" in "$TESTDIR"/*) losetup -d "$dev" 2>/dev/null ;; esac
+	done < <(losetup -nO NAME,BACK-FILE 2>/dev/null)
+	# FUSE mounts left by a killed engine.
+	while read -r dev mnt _; do
+		case "$mnt" in "$TESTDIR"/*) umount -l "$mnt" 2>/dev/null ;; esac
+	done < /proc/mounts
+	# Symlinks our arrays made.
+	[ -n "${NAME:-}" ] && for l in /dev/raidtool/"$NAME"*; do
+		[ -L "$l" ] && rm -f "$l"
+	done
+	rm -rf "$TESTDIR"
+}
