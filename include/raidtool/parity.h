@@ -5,7 +5,11 @@
 /*
  * Parity arithmetic over buffers (ISA-L's xor_gen/xor_check underneath).
  * Pure: buffers in, buffers out. Lengths must be multiples of 32 bytes and
- * buffers 32-byte aligned (the engine's buffers are 4 KiB aligned).
+ * buffers 32-byte aligned (the engine's buffers are 4 KiB aligned); a bad
+ * length, a misaligned or NULL buffer, or n_src == 0 is -EINVAL and nothing
+ * is written. A length of 0 does nothing. @dst must not overlap a source,
+ * except exactly: parity_xor(dst, {dst}, 1, len) is a no-op and
+ * parity_xor_into(dst, dst, len) zeroes dst.
  */
 #include <stddef.h>
 
