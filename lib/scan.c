@@ -1,0 +1,465 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Find units: enumerate block devices, read raidtool's superblock from each,
+ * group the units into arrays.
+ *
+ * libblkid's cache iterator keeps only devices on which one of blkid's own
+ * probers recognised something, and no prober knows raidtool's magic: a
+ * unit would never appear in it. So the iterator (over a /dev/null cache,
+ * nothing stale trusted) is only one source of names; /sys/class/block,
+ * which lists every block device the kernel has, including bound loop
+ * devices and partitions, is the other. Both are deduplicated by devno.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <blkid.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <raidtool/log.h>
+#include <raidtool/loopdev.h>
+#include <raidtool/scan.h>
+
+/* The public result plus what lookups need and callers do not. */
+struct scan_impl {
+	struct rt_scan pub;
+	dev_t *devno;			/* parallel to pub.units */
+	size_t cap;
+};
+
+/* Device numbers already looked at, so that no device is read twice. */
+struct devno_set {
+	dev_t *v;
+	size_t n, cap;
+};
+
+static bool devno_seen(struct devno_set *set, dev_t d)
+{
+	for (size_t i = 0; i < set->n; i++)
+		if (set->v[i] == d)
+			return true;
+	return false;
+}
+
+static int devno_add(struct devno_set *set, dev_t d)
+{
+	if (set->n == set->cap) {
+		size_t cap = set->cap ? set->cap * 2 : 64;
+		dev_t *v = realloc(set->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		set->v = v;
+		set->cap = cap;
+	}
+	set->v[set->n++] = d;
+	return 0;
+}
+
+static struct scan_impl *impl_of(const struct rt_scan *s)
+{
+	return (struct scan_impl *)s;	/* pub is the first member */
+}
+
+static int add_unit(struct scan_impl *si, const char *devname, dev_t devno,
+		    const struct rt_sb *sb, const struct rt_sb_status *st)
+{
+	struct rt_scan_unit *su;
+	int r;
+
+	if (si->pub.n_units == si->cap) {
+		size_t cap = si->cap ? si->cap * 2 : 16;
+		struct rt_scan_unit *units = realloc(si->pub.units, cap * sizeof(*units));
+		dev_t *devnos;
+
+		if (!units)
+			return -ENOMEM;
+		si->pub.units = units;
+		devnos = realloc(si->devno, cap * sizeof(*devnos));
+		if (!devnos)
+			return -ENOMEM;
+		si->devno = devnos;
+		si->cap = cap;
+	}
+	su = &si->pub.units[si->pub.n_units];
+	memset(su, 0, sizeof(*su));
+	snprintf(su->dev, sizeof(su->dev), "%s", devname);
+	r = loopdev_backing_file(devname, su->backing, sizeof(su->backing));
+	if (r < 0)
+		su->backing[0] = '\0';
+	su->sb = *sb;
+	su->status = *st;
+	si->devno[si->pub.n_units] = devno;
+	si->pub.n_units++;
+	return 0;
+}
+
+/* Size in bytes from sysfs, without opening the device (an open can close a CD tray). */
+static int sysfs_size(dev_t d, uint64_t *bytes)
+{
+	char path[96], buf[32];
+	unsigned long long sectors;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/size", major(d), minor(d));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	if (sscanf(buf, "%llu", &sectors) != 1)
+		return -EIO;
+	*bytes = (uint64_t)sectors * 512;
+	return 0;
+}
+
+/* Look at one device: record it when it carries a raidtool superblock. */
+static int consider(struct scan_impl *si, struct devno_set *seen, const char *devname)
+{
+	struct rt_sb_status st;
+	struct rt_unit *u = NULL;
+	struct rt_sb *sb = NULL;
+	struct stat stt;
+	uint64_t bytes = UINT64_MAX;
+	int r;
+
+	if (stat(devname, &stt) < 0 || !S_ISBLK(stt.st_mode))
+		return 0;
+	if (devno_seen(seen, stt.st_rdev))
+		return 0;
+	r = devno_add(seen, stt.st_rdev);
+	if (r < 0)
+		return r;
+	if (sysfs_size(stt.st_rdev, &bytes) == 0 && bytes == 0)
+		return 0;	/* unbound loop, empty drive */
+
+	r = unit_open(devname, 0, &u);
+	if (r < 0) {
+		rt_log(RT_LOG_DEBUG, "scan: '%s': cannot open: %s", devname, strerror(-r));
+		return 0;
+	}
+	if (unit_size(u) == 0)
+		goto out;
+	sb = malloc(sizeof(*sb));
+	if (!sb) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = unit_read_sb(u, sb, &st);
+	if (r < 0) {
+		if (r != -ENODATA)
+			rt_log(RT_LOG_DEBUG, "scan: '%s': no valid superblock: %s", devname,
+			       strerror(-r));
+		r = 0;
+		goto out;
+	}
+	r = add_unit(si, devname, unit_devno(u), sb, &st);
+out:
+	free(sb);
+	unit_close(u);
+	return r;
+}
+
+/* Names from libblkid's cache iterator; failure here is not fatal, sysfs follows. */
+static int scan_blkid(struct scan_impl *si, struct devno_set *seen)
+{
+	blkid_cache cache = NULL;
+	blkid_dev_iterate it;
+	blkid_dev dev;
+	int r = 0;
+
+	if (blkid_get_cache(&cache, "/dev/null") < 0) {
+		rt_log(RT_LOG_DEBUG, "scan: libblkid has no cache");
+		return 0;
+	}
+	if (blkid_probe_all(cache) < 0)
+		rt_log(RT_LOG_DEBUG, "scan: libblkid could not probe all devices");
+	it = blkid_dev_iterate_begin(cache);
+	while (it && blkid_dev_next(it, &dev) == 0) {
+		r = consider(si, seen, blkid_dev_devname(dev));
+		if (r < 0)
+			break;
+	}
+	if (it)
+		blkid_dev_iterate_end(it);
+	blkid_put_cache(cache);
+	return r;
+}
+
+static int scan_sysfs(struct scan_impl *si, struct devno_set *seen)
+{
+	char devname[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+	int r = 0;
+
+	d = opendir("/sys/class/block");
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		/* The kernel writes '/' in a device name as '!' (cciss!c0d0). */
+		snprintf(devname, sizeof(devname), "/dev/%s", de->d_name);
+		for (char *p = devname + 5; *p; p++)
+			if (*p == '!')
+				*p = '/';
+		r = consider(si, seen, devname);
+		if (r < 0)
+			break;
+	}
+	closedir(d);
+	return r;
+}
+
+/* Units of one array: by slot, then freshest first, then by name. */
+static int cmp_unit(const void *a, const void *b)
+{
+	const struct rt_scan_unit *x = *(const struct rt_scan_unit *const *)a;
+	const struct rt_scan_unit *y = *(const struct rt_scan_unit *const *)b;
+
+	if (x->sb.unit.slot != y->sb.unit.slot)
+		return x->sb.unit.slot < y->sb.unit.slot ? -1 : 1;
+	if (x->sb.events != y->sb.events)
+		return x->sb.events > y->sb.events ? -1 : 1;
+	return strcmp(x->dev, y->dev);
+}
+
+static int cmp_array(const void *a, const void *b)
+{
+	const struct rt_scan_array *x = a, *y = b;
+	int c = strcmp(x->sb.array.name, y->sb.array.name);
+
+	if (c)
+		return c;
+	if (x->sb.array.hashcode != y->sb.array.hashcode)
+		return x->sb.array.hashcode < y->sb.array.hashcode ? -1 : 1;
+	return memcmp(x->sb.array.uuid, y->sb.array.uuid, RT_UUID_SIZE);
+}
+
+static bool slot_in_use(uint32_t state)
+{
+	return state == RT_SLOT_ACTIVE || state == RT_SLOT_REBUILDING;
+}
+
+/* Does the freshest role table place @u where @u says it is? */
+static bool unit_conflicts(const struct rt_sb *fresh, const struct rt_scan_unit *u)
+{
+	uint32_t slot = u->sb.unit.slot;
+	bool listed = false;
+
+	for (uint32_t i = 0; i < RT_MAX_UNITS && !listed; i++)
+		listed = fresh->slots[i].state != RT_SLOT_EMPTY &&
+			 !memcmp(fresh->slots[i].uuid, u->sb.unit.uuid, RT_UUID_SIZE);
+	if (!listed)
+		return true;
+	return slot >= RT_MAX_UNITS ||
+	       memcmp(fresh->slots[slot].uuid, u->sb.unit.uuid, RT_UUID_SIZE) != 0;
+}
+
+static void summarize(struct rt_scan_array *a)
+{
+	const struct rt_sb *fresh;
+	size_t best = 0;
+
+	for (size_t i = 1; i < a->n_units; i++)
+		if (a->units[i]->sb.events > a->units[best]->sb.events)
+			best = i;
+	a->sb = a->units[best]->sb;
+	fresh = &a->sb;
+	qsort(a->units, a->n_units, sizeof(a->units[0]), cmp_unit);
+
+	for (uint32_t r = 0; r < fresh->array.n_devices && r < RT_MAX_UNITS; r++) {
+		if (!slot_in_use(fresh->slots[r].state))
+			continue;
+		for (size_t i = 0; i < a->n_units; i++) {
+			const struct rt_scan_unit *u = a->units[i];
+
+			if (u->sb.events == fresh->events &&
+			    !memcmp(u->sb.unit.uuid, fresh->slots[r].uuid, RT_UUID_SIZE)) {
+				a->n_present_roles++;
+				break;
+			}
+		}
+	}
+	for (size_t i = 0; i < a->n_units; i++) {
+		if (a->units[i]->sb.events < fresh->events)
+			a->n_stale++;
+		if (unit_conflicts(fresh, a->units[i]))
+			a->n_conflicts++;
+	}
+}
+
+/*
+ * Group by array UUID: a hashcode can change (rehash) and a stale unit may
+ * still carry the old one, but the UUID never does.
+ */
+static int group(struct scan_impl *si)
+{
+	struct rt_scan *s = &si->pub;
+
+	if (!s->n_units)
+		return 0;
+	s->arrays = calloc(s->n_units, sizeof(*s->arrays));
+	if (!s->arrays)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_units; i++) {
+		struct rt_scan_unit *u = &s->units[i];
+		struct rt_scan_array *a = NULL;
+
+		for (size_t j = 0; j < s->n_arrays && !a; j++)
+			if (!memcmp(s->arrays[j].units[0]->sb.array.uuid, u->sb.array.uuid,
+				    RT_UUID_SIZE))
+				a = &s->arrays[j];
+		if (!a)
+			a = &s->arrays[s->n_arrays++];
+		if (a->n_units == sizeof(a->units) / sizeof(a->units[0])) {
+			rt_log(RT_LOG_WARN, "'%s': more than %zu units claim array '%s'; "
+			       "ignoring this one", u->dev, a->n_units, u->sb.array.name);
+			continue;
+		}
+		a->units[a->n_units++] = u;
+	}
+	for (size_t j = 0; j < s->n_arrays; j++)
+		summarize(&s->arrays[j]);
+	qsort(s->arrays, s->n_arrays, sizeof(s->arrays[0]), cmp_array);
+	for (size_t j = 0; j < s->n_arrays; j++)
+		for (size_t k = 0; k < s->n_arrays; k++)
+			if (j != k && !strcmp(s->arrays[j].sb.array.name, s->arrays[k].sb.array.name))
+				s->arrays[j].duplicate_name = true;
+	return 0;
+}
+
+int scan_devices(struct rt_scan **out)
+{
+	struct devno_set seen = { 0 };
+	struct scan_impl *si;
+	int r, r_sys;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	si = calloc(1, sizeof(*si));
+	if (!si)
+		return -ENOMEM;
+	r = scan_blkid(si, &seen);
+	if (r < 0)
+		goto fail;
+	r_sys = scan_sysfs(si, &seen);
+	if (r_sys == -ENOMEM) {
+		r = r_sys;
+		goto fail;
+	}
+	if (r_sys < 0) {
+		rt_log(RT_LOG_DEBUG, "scan: /sys/class/block: %s", strerror(-r_sys));
+		if (!seen.n) {	/* neither source gave a single device */
+			r = r_sys;
+			goto fail;
+		}
+	}
+	r = group(si);
+	if (r < 0)
+		goto fail;
+	free(seen.v);
+	*out = &si->pub;
+	return 0;
+fail:
+	free(seen.v);
+	scan_free(&si->pub);
+	return r;
+}
+
+void scan_free(struct rt_scan *s)
+{
+	struct scan_impl *si;
+
+	if (!s)
+		return;
+	si = impl_of(s);
+	free(s->arrays);
+	free(s->units);
+	free(si->devno);
+	free(si);
+}
+
+int scan_lookup(const struct rt_scan *s, const char *id, const struct rt_scan_array **out)
+{
+	const struct rt_scan_array *found = NULL;
+	size_t n = 0;
+	uint32_t hash;
+
+	if (!s || !id || !out)
+		return -EINVAL;
+	*out = NULL;
+	/* A hashcode names exactly one array; a name that merely looks hex comes second. */
+	if (sb_hashcode_parse(id, &hash) == 0) {
+		for (size_t i = 0; i < s->n_arrays; i++) {
+			if (s->arrays[i].sb.array.hashcode == hash) {
+				found = &s->arrays[i];
+				n++;
+			}
+		}
+		if (n > 1)
+			return -ENOTUNIQ;
+		if (n == 1) {
+			*out = found;
+			return 0;
+		}
+	}
+	for (size_t i = 0; i < s->n_arrays; i++) {
+		if (!strcmp(s->arrays[i].sb.array.name, id)) {
+			found = &s->arrays[i];
+			n++;
+		}
+	}
+	if (n == 0)
+		return -ENOENT;
+	if (n > 1)
+		return -ENOTUNIQ;
+	*out = found;
+	return 0;
+}
+
+const struct rt_scan_unit *scan_find_unit(const struct rt_scan *s, const char *path)
+{
+	struct scan_impl *si;
+	char loop[PATH_MAX], real[PATH_MAX];
+	struct stat st;
+	dev_t want = 0;
+
+	if (!s || !path || stat(path, &st) < 0)
+		return NULL;
+	si = impl_of(s);
+	if (S_ISBLK(st.st_mode)) {
+		want = st.st_rdev;
+	} else if (S_ISREG(st.st_mode)) {
+		struct stat lst;
+
+		if (loopdev_find_by_backing(path, loop, sizeof(loop)) == 0 &&
+		    stat(loop, &lst) == 0 && S_ISBLK(lst.st_mode))
+			want = lst.st_rdev;
+	} else {
+		return NULL;
+	}
+	if (want) {
+		for (size_t i = 0; i < s->n_units; i++)
+			if (si->devno[i] == want)
+				return &s->units[i];
+	}
+	/* A file whose loop device could not be asked: compare backing paths. */
+	if (S_ISREG(st.st_mode) && realpath(path, real)) {
+		for (size_t i = 0; i < s->n_units; i++)
+			if (!strcmp(s->units[i].backing, real))
+				return &s->units[i];
+	}
+	return NULL;
+}

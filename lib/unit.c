@@ -1,0 +1,610 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A member of an array: open it (attaching a loop device for a file), size
+ * it, read and write its two superblock copies, probe it for foreign
+ * signatures. Every access to a member device goes through here.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <blkid.h>
+#include <linux/fs.h>
+#include <linux/loop.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <raidtool/log.h>
+#include <raidtool/loopdev.h>
+#include <raidtool/unit.h>
+
+/* Superblock I/O uses whole 4 KiB blocks from a buffer fit for O_DIRECT. */
+#define IO_ALIGN 4096u
+/* Zeroing the log area goes in pieces of this size. */
+#define WIPE_CHUNK (256u * 1024u)
+
+struct rt_unit {
+	char *path;			/* as the caller gave it */
+	char devname[PATH_MAX];		/* the block device actually opened */
+	int fd;
+	unsigned flags;
+	uint64_t size;
+	dev_t devno;
+	bool attached;			/* we attached devname's loop device */
+	bool keep;			/* ... and leave it attached on close */
+};
+
+static void *alloc_io_buf(size_t len)
+{
+	void *p = NULL;
+
+	if (posix_memalign(&p, IO_ALIGN, len))
+		return NULL;
+	return p;
+}
+
+/*
+ * Find the loop device of @file or attach one, under an flock on the file so
+ * that two raidtool processes opening the same file at once end up on the
+ * same loop device (and O_EXCL then really keeps one of them out).
+ */
+static int attach_file(const char *file, unsigned flags, char *dev, size_t devlen,
+		       bool *attached)
+{
+	int lock, r;
+
+	*attached = false;
+	lock = open(file, O_RDONLY | O_CLOEXEC);
+	if (lock >= 0 && flock(lock, LOCK_EX) < 0) {
+		close(lock);
+		lock = -1;
+	}
+	r = loopdev_find_by_backing(file, dev, devlen);
+	if (r == -ENOENT) {
+		r = loopdev_attach(file, (flags & RT_UNIT_WRITE) ? 0 : RT_LOOP_READ_ONLY, 0,
+				   dev, devlen);
+		if (r == 0)
+			*attached = true;
+		else
+			rt_log(RT_LOG_DEBUG, "'%s': cannot attach a loop device: %s", file,
+			       strerror(-r));
+	} else if (r == 0) {
+		rt_log(RT_LOG_DEBUG, "'%s': using its loop device %s", file, dev);
+	}
+	if (lock >= 0)
+		close(lock);	/* releases the flock */
+	return r;
+}
+
+static int open_flags(unsigned flags)
+{
+	int oflags = ((flags & RT_UNIT_WRITE) ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+
+	if (flags & RT_UNIT_EXCL)
+		oflags |= O_EXCL;
+	if (flags & RT_UNIT_DIRECT)
+		oflags |= O_DIRECT;
+	return oflags;
+}
+
+/* Is the loop device open on @fd bound to the file @st describes? */
+static bool loop_backed_by(int fd, const struct stat *st)
+{
+	struct loop_info64 info;
+	uint64_t d;
+
+	if (ioctl(fd, LOOP_GET_STATUS64, &info) < 0)
+		return false;
+	/* lo_device is the kernel's new_encode_dev() of the file's device. */
+	d = info.lo_device;
+	return makedev((unsigned)((d & 0xfff00) >> 8),
+		       (unsigned)((d & 0xff) | ((d >> 12) & 0xfff00))) == st->st_dev &&
+	       (ino_t)info.lo_inode == st->st_ino;
+}
+
+/*
+ * A regular file: open its loop device, attaching one if needed. A loop
+ * device found already bound may be on its way out (detached by someone
+ * while still open elsewhere) by the time it is opened; then look again.
+ */
+static int open_file_unit(struct rt_unit *u, const struct stat *file_st)
+{
+	int r = -EAGAIN;
+
+	for (int attempt = 0; attempt < 3; attempt++) {
+		r = attach_file(u->path, u->flags, u->devname, sizeof(u->devname), &u->attached);
+		if (r < 0)
+			return r;
+		u->fd = open(u->devname, open_flags(u->flags));
+		if (u->fd < 0) {
+			r = -errno;
+			if (u->attached || (r != -ENXIO && r != -ENOENT)) {
+				rt_log(RT_LOG_DEBUG, "'%s': cannot open %s: %s", u->path,
+				       u->devname, strerror(-r));
+				return r;
+			}
+			continue;
+		}
+		/* Holding it open now, a binding we verify stays as it is. */
+		if (u->attached || loop_backed_by(u->fd, file_st))
+			return 0;
+		close(u->fd);
+		u->fd = -1;
+		r = -EAGAIN;
+	}
+	rt_log(RT_LOG_DEBUG, "'%s': its loop device kept going away", u->path);
+	return r;
+}
+
+int unit_open(const char *path, unsigned flags, struct rt_unit **out)
+{
+	struct rt_unit *u;
+	struct stat st;
+	int r;
+
+	if (!path || !out)
+		return -EINVAL;
+	*out = NULL;
+	if (stat(path, &st) < 0)
+		return -errno;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->fd = -1;
+	u->flags = flags;
+	u->path = strdup(path);
+	if (!u->path) {
+		r = -ENOMEM;
+		goto fail;
+	}
+
+	if (S_ISBLK(st.st_mode)) {
+		if ((size_t)snprintf(u->devname, sizeof(u->devname), "%s", path) >=
+		    sizeof(u->devname)) {
+			r = -ENAMETOOLONG;
+			goto fail;
+		}
+	} else if (S_ISREG(st.st_mode) && (flags & RT_UNIT_ATTACH)) {
+		r = open_file_unit(u, &st);
+		if (r < 0)
+			goto fail;
+	} else {
+		r = -ENOTBLK;
+		goto fail;
+	}
+	if (u->fd < 0) {
+		u->fd = open(u->devname, open_flags(flags));
+		if (u->fd < 0) {
+			r = -errno;
+			rt_log(RT_LOG_DEBUG, "'%s': cannot open: %s", path, strerror(-r));
+			goto fail;
+		}
+	}
+	/* The node could have been replaced since stat(); trust the open file. */
+	if (fstat(u->fd, &st) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (!S_ISBLK(st.st_mode)) {
+		r = -ENOTBLK;
+		goto fail;
+	}
+	u->devno = st.st_rdev;
+	if (ioctl(u->fd, BLKGETSIZE64, &u->size) < 0) {
+		r = -errno;
+		rt_log(RT_LOG_DEBUG, "'%s': cannot get the size: %s", path, strerror(-r));
+		goto fail;
+	}
+	*out = u;
+	return 0;
+fail:
+	unit_close(u);
+	return r;
+}
+
+void unit_close(struct rt_unit *u)
+{
+	int r;
+
+	if (!u)
+		return;
+	/* Our own descriptor must go first, or the detach would only be deferred. */
+	if (u->fd >= 0)
+		close(u->fd);
+	if (u->attached && !u->keep) {
+		r = loopdev_detach(u->devname);
+		if (r < 0)
+			rt_log(RT_LOG_DEBUG, "'%s': cannot detach %s: %s", u->path, u->devname,
+			       strerror(-r));
+	}
+	free(u->path);
+	free(u);
+}
+
+void unit_keep_loop(struct rt_unit *u)
+{
+	if (u)
+		u->keep = true;
+}
+
+const char *unit_path(const struct rt_unit *u)
+{
+	return u->path;
+}
+
+const char *unit_devname(const struct rt_unit *u)
+{
+	return u->devname;
+}
+
+int unit_fd(const struct rt_unit *u)
+{
+	return u->fd;
+}
+
+uint64_t unit_size(const struct rt_unit *u)
+{
+	return u->size;
+}
+
+dev_t unit_devno(const struct rt_unit *u)
+{
+	return u->devno;
+}
+
+int unit_pread(struct rt_unit *u, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = pread(u->fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;	/* past the end of the device */
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int unit_pwrite(struct rt_unit *u, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = pwrite(u->fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int unit_flush(struct rt_unit *u)
+{
+	return fdatasync(u->fd) < 0 ? -errno : 0;
+}
+
+/*
+ * Where copy @c lives on a unit of @size bytes: copy 0 at a fixed offset,
+ * copy 1 in the last whole 4 KiB block. False when the unit is too small to
+ * hold that copy apart from the other.
+ */
+static bool copy_offset(uint64_t size, unsigned c, uint64_t *off)
+{
+	uint64_t aligned = size & ~(uint64_t)(RT_SB_SIZE - 1);
+
+	if (c == 0) {
+		*off = RT_SB0_OFFSET;
+		return size >= (uint64_t)RT_SB0_OFFSET + RT_SB_SIZE;
+	}
+	if (aligned < (uint64_t)RT_SB0_OFFSET + 2 * RT_SB_SIZE)
+		return false;
+	*off = aligned - RT_SB_SIZE;
+	return true;
+}
+
+static const char *copy_error_reason(int err)
+{
+	switch (err) {
+	case -ENODATA:
+		return "no superblock there";
+	case -EINVAL:
+		return "it lies beyond the end of the unit";
+	case -EBADMSG:
+		return "checksum mismatch";
+	case -EPROTONOSUPPORT:
+		return "unsupported format version";
+	case -EOPNOTSUPP:
+		return "unknown incompatible feature";
+	case -EUCLEAN:
+		return "inconsistent fields";
+	default:
+		return strerror(-err);
+	}
+}
+
+/* Neither a superblock nor a trace of one: nothing there, or no room for it. */
+static bool copy_absent(int err)
+{
+	return err == -ENODATA || err == -EINVAL;
+}
+
+static int read_sb(struct rt_unit *u, struct rt_sb *out, struct rt_sb_status *st_out,
+		   bool verbose)
+{
+	struct rt_sb_status st = { .copy_err = { 0, 0 }, .copy_events = { 0, 0 }, .chosen = -1 };
+	struct rt_sb *s;
+	uint64_t off[2] = { 0, 0 };
+	uint8_t *buf;
+	int wl = verbose ? RT_LOG_WARN : RT_LOG_DEBUG;
+	int r, c, other;
+
+	s = malloc(2 * sizeof(*s));
+	buf = alloc_io_buf(RT_SB_SIZE);
+	if (!s || !buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (c = 0; c < 2; c++) {
+		if (!copy_offset(u->size, (unsigned)c, &off[c])) {
+			st.copy_err[c] = -EINVAL;
+			continue;
+		}
+		r = unit_pread(u, buf, RT_SB_SIZE, off[c]);
+		if (r == 0)
+			r = sb_decode(buf, RT_SB_SIZE, &s[c]);
+		/*
+		 * A copy found where it does not say it belongs is not this unit's:
+		 * e.g. the whole disk's last block holding a partition's copy 1.
+		 */
+		if (r == 0 && s[c].unit.sb_offset[c] != off[c]) {
+			rt_log(RT_LOG_DEBUG, "'%s': superblock copy %d at offset %llu records "
+			       "offset %llu", u->path, c, (unsigned long long)off[c],
+			       (unsigned long long)s[c].unit.sb_offset[c]);
+			r = -EUCLEAN;
+		}
+		st.copy_err[c] = r;
+		if (r == 0)
+			st.copy_events[c] = s[c].events;
+	}
+
+	if (st.copy_err[0] && st.copy_err[1]) {
+		if (copy_absent(st.copy_err[0]) && copy_absent(st.copy_err[1]))
+			r = -ENODATA;
+		else	/* the copy that shows a trace of a superblock says more */
+			r = copy_absent(st.copy_err[0]) ? st.copy_err[1] : st.copy_err[0];
+		if (r != -ENODATA)
+			rt_log(wl, "'%s': both superblock copies are damaged: copy 0: %s; "
+			       "copy 1: %s", u->path, copy_error_reason(st.copy_err[0]),
+			       copy_error_reason(st.copy_err[1]));
+		goto out;
+	}
+
+	if (st.copy_err[0] == 0 && st.copy_err[1] == 0)
+		st.chosen = s[1].events > s[0].events ? 1 : 0;
+	else
+		st.chosen = st.copy_err[0] == 0 ? 0 : 1;
+	c = st.chosen;
+	other = 1 - c;
+	if (st.copy_err[other]) {
+		rt_log(wl, "'%s': superblock copy %d (offset %llu) is bad: %s; using copy %d",
+		       u->path, other, (unsigned long long)off[other],
+		       copy_error_reason(st.copy_err[other]), c);
+	} else if (s[other].events != s[c].events) {
+		/* An update interrupted between writing the two copies. */
+		rt_log(wl, "'%s': superblock copy %d is stale (events %llu, copy %d has %llu); "
+		       "using copy %d", u->path, other, (unsigned long long)s[other].events, c,
+		       (unsigned long long)s[c].events, c);
+	}
+	if (s[c].unit.length > u->size)
+		rt_log(wl, "'%s': unit is %llu bytes but its superblock records %llu: "
+		       "truncated?", u->path, (unsigned long long)u->size,
+		       (unsigned long long)s[c].unit.length);
+	*out = s[c];
+	r = 0;
+out:
+	if (st_out)
+		*st_out = st;
+	free(buf);
+	free(s);
+	return r;
+}
+
+int unit_read_sb(struct rt_unit *u, struct rt_sb *sb, struct rt_sb_status *st)
+{
+	return read_sb(u, sb, st, true);
+}
+
+int unit_write_sb(struct rt_unit *u, const struct rt_sb *sb)
+{
+	uint64_t off[2];
+	uint8_t *buf = NULL;
+	int r;
+
+	r = sb_validate(sb);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': refusing to write an invalid superblock", u->path);
+		return r;
+	}
+	/* Write only where unit_read_sb will look. */
+	for (unsigned c = 0; c < 2; c++) {
+		if (!copy_offset(u->size, c, &off[c])) {
+			rt_log(RT_LOG_ERROR, "'%s': a %llu-byte unit has no room for superblock "
+			       "copy %u", u->path, (unsigned long long)u->size, c);
+			return -ENOSPC;
+		}
+		if (sb->unit.sb_offset[c] != off[c]) {
+			rt_log(RT_LOG_ERROR, "'%s': superblock copy %u belongs at offset %llu on "
+			       "this %llu-byte unit, not at %llu", u->path, c,
+			       (unsigned long long)off[c], (unsigned long long)u->size,
+			       (unsigned long long)sb->unit.sb_offset[c]);
+			return -EINVAL;
+		}
+	}
+	if (sb->unit.length > u->size) {
+		rt_log(RT_LOG_ERROR, "'%s': superblock describes a %llu-byte unit, the device "
+		       "has %llu bytes", u->path, (unsigned long long)sb->unit.length,
+		       (unsigned long long)u->size);
+		return -EINVAL;
+	}
+	buf = alloc_io_buf(RT_SB_SIZE);
+	if (!buf)
+		return -ENOMEM;
+	/* Copy 0 reaches the medium before copy 1 is touched: one always survives. */
+	for (unsigned c = 0; c < 2; c++) {
+		r = sb_encode(sb, c, buf);
+		if (r < 0)
+			goto out;
+		r = unit_pwrite(u, buf, RT_SB_SIZE, off[c]);
+		if (r == 0)
+			r = unit_flush(u);
+		if (r < 0) {
+			rt_log(RT_LOG_DEBUG, "'%s': writing superblock copy %u: %s", u->path, c,
+			       strerror(-r));
+			goto out;
+		}
+	}
+out:
+	free(buf);
+	return r;
+}
+
+static int zero_range(struct rt_unit *u, const uint8_t *zeros, uint64_t from, uint64_t to)
+{
+	int r;
+
+	while (from < to) {
+		size_t n = to - from < WIPE_CHUNK ? (size_t)(to - from) : WIPE_CHUNK;
+
+		r = unit_pwrite(u, zeros, n, from);
+		if (r < 0)
+			return r;
+		from += n;
+	}
+	return 0;
+}
+
+int unit_wipe_sb(struct rt_unit *u)
+{
+	struct rt_sb sb;
+	uint64_t off, end;
+	uint8_t *zeros;
+	int r;
+
+	zeros = alloc_io_buf(WIPE_CHUNK);
+	if (!zeros)
+		return -ENOMEM;
+	memset(zeros, 0, WIPE_CHUNK);
+
+	/* Copy 0, and with a readable superblock the log area that follows it. */
+	if (copy_offset(u->size, 0, &off)) {
+		end = off + RT_SB_SIZE;
+		if (read_sb(u, &sb, NULL, false) == 0 && sb.unit.data_offset > end)
+			end = sb.unit.data_offset;
+		if (copy_offset(u->size, 1, &off) && end > off)
+			end = off;	/* never past copy 1, whatever the superblock says */
+		if (end > u->size)
+			end = u->size;
+		r = zero_range(u, zeros, RT_SB0_OFFSET, end & ~(uint64_t)(IO_ALIGN - 1));
+		if (r < 0)
+			goto out;
+	}
+	if (copy_offset(u->size, 1, &off)) {
+		r = unit_pwrite(u, zeros, RT_SB_SIZE, off);
+		if (r < 0)
+			goto out;
+	}
+	r = unit_flush(u);
+out:
+	if (r < 0)
+		rt_log(RT_LOG_DEBUG, "'%s': wiping superblocks: %s", u->path, strerror(-r));
+	free(zeros);
+	return r;
+}
+
+int unit_probe_signature(struct rt_unit *u, char *type, size_t typelen)
+{
+	blkid_probe pr = NULL;
+	const char *val = NULL;
+	char proc[64];
+	int fd = u->fd, own_fd = -1;
+	int r, rc;
+
+	/* libblkid reads into unaligned buffers, which an O_DIRECT fd refuses. */
+	if (u->flags & RT_UNIT_DIRECT) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", u->fd);
+		own_fd = open(proc, O_RDONLY | O_CLOEXEC);
+		if (own_fd < 0)
+			own_fd = open(u->devname, O_RDONLY | O_CLOEXEC);
+		if (own_fd < 0)
+			return -errno;
+		fd = own_fd;
+	}
+	pr = blkid_new_probe();
+	if (!pr) {
+		r = -ENOMEM;
+		goto out;
+	}
+	errno = 0;
+	if (blkid_probe_set_device(pr, fd, 0, 0) < 0) {
+		r = errno ? -errno : -EIO;
+		goto out;
+	}
+	blkid_probe_enable_superblocks(pr, 1);
+	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE);
+	blkid_probe_enable_partitions(pr, 1);
+	blkid_probe_set_partitions_flags(pr, BLKID_PARTS_MAGIC);
+
+	errno = 0;
+	rc = blkid_do_safeprobe(pr);
+	if (!type || !typelen) {
+		type = proc;	/* the caller only wants to know whether */
+		typelen = sizeof(proc);
+	}
+	if (rc == 1) {
+		r = 0;
+		goto out;
+	}
+	if (rc == -2) {
+		/* Several signatures at once: something is there, whatever it is. */
+		snprintf(type, typelen, "%s", "ambiguous signatures");
+		r = 1;
+		goto out;
+	}
+	if (rc < 0) {
+		r = errno ? -errno : -EIO;
+		goto out;
+	}
+	if (blkid_probe_lookup_value(pr, "TYPE", &val, NULL) == 0 && val)
+		snprintf(type, typelen, "%s", val);
+	else if (blkid_probe_lookup_value(pr, "PTTYPE", &val, NULL) == 0 && val)
+		snprintf(type, typelen, "partition table (%s)", val);
+	else
+		snprintf(type, typelen, "%s", "unknown signature");
+	r = 1;
+out:
+	if (pr)
+		blkid_free_probe(pr);
+	if (own_fd >= 0)
+		close(own_fd);
+	return r;
+}
