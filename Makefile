@@ -30,13 +30,13 @@ LIB_SRC  := $(wildcard lib/*.c)
 CLI_SRC  := $(wildcard raidtool/*.c)
 UT_SRC   := $(wildcard tests/unit/test_*.c)
 HELPER_SRC := $(wildcard tests/helpers/*.c)
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
-CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 HDRS     := $(wildcard include/raidtool/*.h lib/*.h raidtool/*.h)
 
 # Unit tests run against a sanitizer build of the library.
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-SAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
+SAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj-san/%.o)
 UT_BIN   := $(UT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/%)
 FUZZ_BIN := $(BUILD)/fuzz/fuzz_sb_decode
@@ -48,11 +48,11 @@ all: deps $(BUILD)/raidtool $(HELPER_BIN)
 deps:
 	@./scripts/install-deps
 
-$(BUILD)/%.o: %.c $(HDRS)
+$(BUILD)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/san/%.o: %.c $(HDRS)
+$(BUILD)/obj-san/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -c -o $@ $<
 
