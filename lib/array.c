@@ -114,7 +114,15 @@ static int new_unit_open(const char *path, uint32_t chunk, bool force,
 	} else if (r < 0) {
 		goto fail;
 	}
-	if (!force) {
+	if (force) {
+		/* What --force overrides must not linger: blkid would still report it. */
+		r = unit_wipe_signatures(u);
+		if (r < 0) {
+			rt_log(RT_LOG_ERROR, "'%s': cannot wipe old signatures: %s", path,
+			       strerror(-r));
+			goto fail;
+		}
+	} else {
 		r = unit_read_sb(u, &old, NULL);
 		if (r == 0) {
 			rt_log(RT_LOG_ERROR, "'%s': is a unit of array '%s' (hashcode %08x); "

@@ -541,34 +541,86 @@ out:
 	return r;
 }
 
+/*
+ * A libblkid probe over the unit. libblkid reads and wipes through unaligned
+ * buffers, which an O_DIRECT descriptor refuses, so such a unit is reopened
+ * through /proc for the probe; *own_fd is that descriptor, or -1.
+ */
+static int unit_probe_new(struct rt_unit *u, int mode, blkid_probe *out, int *own_fd)
+{
+	blkid_probe pr;
+	char proc[64];
+	int fd = u->fd;
+
+	*own_fd = -1;
+	if (u->flags & RT_UNIT_DIRECT) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", u->fd);
+		*own_fd = open(proc, mode | O_CLOEXEC);
+		if (*own_fd < 0)
+			*own_fd = open(u->devname, mode | O_CLOEXEC);
+		if (*own_fd < 0)
+			return -errno;
+		fd = *own_fd;
+	}
+	pr = blkid_new_probe();
+	if (!pr)
+		goto fail_nomem;
+	errno = 0;
+	if (blkid_probe_set_device(pr, fd, 0, 0) < 0) {
+		int r = errno ? -errno : -EIO;
+
+		blkid_free_probe(pr);
+		if (*own_fd >= 0)
+			close(*own_fd);
+		return r;
+	}
+	*out = pr;
+	return 0;
+fail_nomem:
+	if (*own_fd >= 0)
+		close(*own_fd);
+	return -ENOMEM;
+}
+
+int unit_wipe_signatures(struct rt_unit *u)
+{
+	blkid_probe pr;
+	int own_fd, r;
+
+	r = unit_probe_new(u, O_RDWR, &pr, &own_fd);
+	if (r < 0)
+		return r;
+	blkid_probe_enable_superblocks(pr, 1);
+	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_MAGIC | BLKID_SUBLKS_BADCSUM);
+	blkid_probe_enable_partitions(pr, 1);
+	blkid_probe_set_partitions_flags(pr, BLKID_PARTS_MAGIC);
+	/* As wipefs does: each probe finds the next signature, each wipe erases its magic. */
+	while ((r = blkid_do_probe(pr)) == 0) {
+		if (blkid_do_wipe(pr, 0) < 0) {
+			r = errno ? -errno : -EIO;
+			goto out;
+		}
+	}
+	r = r < 0 ? -EIO : 0;
+	if (r == 0 && fsync(own_fd >= 0 ? own_fd : u->fd) < 0)
+		r = -errno;
+out:
+	blkid_free_probe(pr);
+	if (own_fd >= 0)
+		close(own_fd);
+	return r;
+}
+
 int unit_probe_signature(struct rt_unit *u, char *type, size_t typelen)
 {
 	blkid_probe pr = NULL;
 	const char *val = NULL;
-	char proc[64];
-	int fd = u->fd, own_fd = -1;
-	int r, rc;
+	char buf[64];
+	int own_fd, r, rc;
 
-	/* libblkid reads into unaligned buffers, which an O_DIRECT fd refuses. */
-	if (u->flags & RT_UNIT_DIRECT) {
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", u->fd);
-		own_fd = open(proc, O_RDONLY | O_CLOEXEC);
-		if (own_fd < 0)
-			own_fd = open(u->devname, O_RDONLY | O_CLOEXEC);
-		if (own_fd < 0)
-			return -errno;
-		fd = own_fd;
-	}
-	pr = blkid_new_probe();
-	if (!pr) {
-		r = -ENOMEM;
-		goto out;
-	}
-	errno = 0;
-	if (blkid_probe_set_device(pr, fd, 0, 0) < 0) {
-		r = errno ? -errno : -EIO;
-		goto out;
-	}
+	r = unit_probe_new(u, O_RDONLY, &pr, &own_fd);
+	if (r < 0)
+		return r;
 	blkid_probe_enable_superblocks(pr, 1);
 	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE);
 	blkid_probe_enable_partitions(pr, 1);
@@ -577,8 +629,8 @@ int unit_probe_signature(struct rt_unit *u, char *type, size_t typelen)
 	errno = 0;
 	rc = blkid_do_safeprobe(pr);
 	if (!type || !typelen) {
-		type = proc;	/* the caller only wants to know whether */
-		typelen = sizeof(proc);
+		type = buf;	/* the caller only wants to know whether */
+		typelen = sizeof(buf);
 	}
 	if (rc == 1) {
 		r = 0;

@@ -66,6 +66,12 @@ int unit_wipe_sb(struct rt_unit *u);
  */
 int unit_probe_signature(struct rt_unit *u, char *type, size_t typelen);
 
+/*
+ * Erase the magic of every foreign signature libblkid finds (as wipefs -a),
+ * so that a unit overwritten with --force is no longer taken for what it held.
+ */
+int unit_wipe_signatures(struct rt_unit *u);
+
 /* Plain positioned I/O, whole buffer or an error (-EIO for a short transfer). */
 int unit_pread(struct rt_unit *u, void *buf, size_t len, uint64_t off);
 int unit_pwrite(struct rt_unit *u, const void *buf, size_t len, uint64_t off);
