@@ -138,7 +138,7 @@ static int new_unit_open(const char *path, uint32_t chunk, bool force,
 		}
 		r = unit_probe_signature(u, type, sizeof(type));
 		if (r == 1) {
-			rt_log(RT_LOG_ERROR, "'%s': holds a %s signature; use --force to "
+			rt_log(RT_LOG_ERROR, "'%s': holds a filesystem or other signature (%s); use --force to "
 			       "overwrite it", path, type);
 			r = -EEXIST;
 			goto fail;
