@@ -1,0 +1,1162 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The request path of a running array.
+ *
+ * Requests run on request contexts taken from a fixed pool. A context owns
+ * an io_uring ring, an aligned data buffer for one piece of a request, a
+ * scratch buffer for raid5 parity and old data, and its own statistics. A
+ * request is cut into pieces of at most ENGINE_PIECE bytes; each piece is
+ * widened to the units' logical block size, mapped by layout into per-unit
+ * I/Os that are all submitted at once and all reaped before going on.
+ *
+ * Memory is fixed at engine_create and does not depend on the array's size:
+ *
+ *   bytes ~= ENGINE_CONTEXTS * (D + S + R + B) + ENGINE_LOCK_BUCKETS * 128
+ *     D = ENGINE_PIECE + 2 * 4 KiB            aligned data buffer
+ *     S = D for raid5, else 0                 parity / old-data scratch
+ *     R ~= 24 KiB                             io_uring: 256 SQEs, 512 CQEs
+ *     B ~= 3 KiB + 64 B * (2 * (D / chunk + 3) + n_units + 8)  bookkeeping
+ *   with ENGINE_CONTEXTS = 16 and ENGINE_PIECE = 1 MiB: about 17 MiB for
+ *   linear/raid0/raid1 and 33 MiB for raid5 (plus at most 2.2 MiB of
+ *   bookkeeping with 4 KiB chunks).
+ *
+ * Stripe locks: a stripe is layout's row of chunks (raid0/raid5) or one
+ * chunk (linear/raid1); writers lock the stripes of their piece in
+ * ascending order in a hashed table, so two writers never overlap on a
+ * stripe and never deadlock. raid5 and raid1 writes always lock (parity
+ * must match its data; mirrors must not end up different when two writes
+ * to the same block race); raid0/linear lock only when the piece is not
+ * block aligned, because then it reads, merges and rewrites the enclosing
+ * blocks. Reads never lock: without a faulty role they only touch data
+ * (never parity), so a read racing a write of the same bytes sees old or
+ * new data per block, as on any disk. Reconstructing reads (degraded mode)
+ * will have to take the stripe lock.
+ *
+ * raid5 writes work per stripe on column ranges: the in-chunk offsets
+ * touched by the same set of data chunks (at most three per stripe). For a
+ * column range of L bytes touched on t of d data chunks,
+ * read-modify-write reads t + 1 ranges (old data and old parity) and
+ * reconstruct-write reads d - t ranges (the untouched data); all of them
+ * are L bytes, so counting I/Os counts bytes too. Reconstruct-write is
+ * chosen when d - t <= t + 1: on a tie it wins because it recomputes
+ * parity from data instead of trusting the old parity. A full stripe is
+ * t = d: parity from the new data alone, no reads.
+ */
+#include <errno.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include <liburing.h>
+
+#include <raidtool/engine.h>
+#include <raidtool/layout.h>
+#include <raidtool/log.h>
+#include <raidtool/parity.h>
+#include <raidtool/unit.h>
+
+#define ENGINE_CONTEXTS 16u
+#define ENGINE_PIECE (1u << 20)		/* FUSE's max_write */
+#define ENGINE_ALIGN_MAX 4096u		/* largest logical block size we accept */
+#define ENGINE_DATA_CAP (ENGINE_PIECE + 2u * ENGINE_ALIGN_MAX)
+#define ENGINE_RING_ENTRIES 256u
+#define ENGINE_LOCK_BUCKETS 1024u	/* power of two */
+#define ENGINE_RETRY_MAX 10000u		/* -EAGAIN resubmissions of one I/O */
+
+enum engine_op {
+	ENGINE_OP_READ,
+	ENGINE_OP_WRITE,
+	ENGINE_OP_FSYNC,
+};
+
+/* One transfer to one unit; resubmitted from @done after a short transfer. */
+struct engine_io {
+	uint8_t *buf;
+	uint64_t off;			/* device offset */
+	uint32_t len;
+	uint32_t done;
+	uint32_t role;
+	uint16_t retries;
+	uint8_t op;
+	bool fixed;			/* @buf lies in the registered buffer */
+};
+
+/* Single writer (the context's owner), read by engine_get_stats. */
+struct engine_ctx_stats {
+	_Atomic uint64_t reads, writes, flushes, read_bytes, write_bytes, errors;
+	struct {
+		_Atomic uint64_t reads, writes, read_bytes, write_bytes, errors;
+	} unit[RT_MAX_UNITS];
+};
+
+struct stripe_lock_entry {
+	struct stripe_lock_entry *next;
+	uint64_t stripe;
+};
+
+struct stripe_lock_bucket {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	struct stripe_lock_entry *held;
+	unsigned waiters;
+} __attribute__((aligned(64)));
+
+/* A column range of one raid5 stripe, planned for one parity update. */
+struct raid5_seg {
+	uint64_t base;			/* logical offset of the stripe's data */
+	uint64_t unit_off;		/* unit offset of column @col */
+	uint32_t col, len;		/* [col, col + len) in every chunk */
+	uint32_t k_first, k_last;	/* data chunks written in that range */
+	uint32_t parity_role;
+	bool reconstruct;
+	/*
+	 * Scratch. Read-modify-write: old parity, then the old data of
+	 * k_first..k_last. Reconstruct-write: the old data of the other
+	 * chunks in chunk order. Then the new parity.
+	 */
+	uint8_t *old;
+	uint8_t *parity;
+};
+
+struct engine_ctx {
+	_Atomic int busy;
+	bool ring_ok, fixed_ok, broken;
+	struct io_uring ring;
+	uint8_t *mem;			/* data then scratch, registered */
+	size_t mem_size;
+	uint8_t *data;
+	uint8_t *scratch;
+	size_t scratch_cap;
+	struct engine_io *ios;
+	struct engine_io **retry;
+	unsigned n_ios, ios_cap, n_retry;
+	struct raid5_seg *segs;
+	unsigned n_segs, segs_cap;
+	struct stripe_lock_entry *locks;
+	unsigned locks_cap;
+	unsigned rr;			/* raid1 read spreading */
+	struct engine_ctx_stats stats;
+};
+
+struct rt_engine {
+	struct layout layout;
+	uint64_t size;
+	uint64_t data_offset;
+	uint64_t lock_unit;		/* logical bytes of one stripe */
+	uint32_t n;
+	uint32_t data_roles;
+	uint32_t align;			/* logical block size of the units */
+	int fd[RT_MAX_UNITS];
+	/* Not set yet by anything: the hook for degraded mode. */
+	atomic_bool role_faulty[RT_MAX_UNITS];
+
+	struct engine_ctx *ctx;
+	unsigned n_ctx;
+	pthread_mutex_t pool_mu;
+	pthread_cond_t pool_cond;
+	atomic_uint pool_waiters;
+
+	struct stripe_lock_bucket *buckets;
+};
+
+static __thread unsigned engine_ctx_hint;
+
+static inline uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+static inline uint64_t max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+	/* Only the context's owner writes: no read-modify-write atomics needed. */
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+			      memory_order_relaxed);
+}
+
+/* ---- context pool ---------------------------------------------------- */
+
+static struct engine_ctx *ctx_try_acquire(struct rt_engine *e)
+{
+	unsigned i, idx, start = engine_ctx_hint;
+
+	for (i = 0; i < e->n_ctx; i++) {
+		struct engine_ctx *c;
+
+		idx = (start + i) % e->n_ctx;
+		c = &e->ctx[idx];
+		if (atomic_load_explicit(&c->busy, memory_order_relaxed))
+			continue;
+		if (!atomic_exchange(&c->busy, 1)) {
+			engine_ctx_hint = idx;
+			return c;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Lock-free when a context is free. Otherwise sleep: a waiter counts itself
+ * before rescanning and the releaser clears busy before looking at the
+ * count (both sequentially consistent), so a release cannot slip between
+ * the waiter's failed scan and its sleep unnoticed.
+ */
+static struct engine_ctx *ctx_acquire(struct rt_engine *e)
+{
+	struct engine_ctx *c = ctx_try_acquire(e);
+
+	if (c)
+		return c;
+	pthread_mutex_lock(&e->pool_mu);
+	atomic_fetch_add(&e->pool_waiters, 1);
+	while (!(c = ctx_try_acquire(e)))
+		pthread_cond_wait(&e->pool_cond, &e->pool_mu);
+	atomic_fetch_sub(&e->pool_waiters, 1);
+	pthread_mutex_unlock(&e->pool_mu);
+	return c;
+}
+
+static int ctx_init_ring(struct engine_ctx *c);
+
+static void ctx_release(struct rt_engine *e, struct engine_ctx *c)
+{
+	if (c->broken) {
+		/* Everything it submitted has been reaped: start a fresh ring. */
+		if (c->ring_ok) {
+			if (c->fixed_ok)
+				io_uring_unregister_buffers(&c->ring);
+			io_uring_queue_exit(&c->ring);
+		}
+		c->ring_ok = c->fixed_ok = false;
+		c->broken = ctx_init_ring(c) != 0;
+	}
+	atomic_store(&c->busy, 0);
+	if (atomic_load(&e->pool_waiters)) {
+		pthread_mutex_lock(&e->pool_mu);
+		pthread_cond_signal(&e->pool_cond);
+		pthread_mutex_unlock(&e->pool_mu);
+	}
+}
+
+/* ---- stripe locks ---------------------------------------------------- */
+
+static struct stripe_lock_bucket *stripe_lock_bucket(struct rt_engine *e, uint64_t stripe)
+{
+	/* Fibonacci hashing spreads consecutive stripes over the buckets. */
+	uint64_t h = stripe * 0x9e3779b97f4a7c15ull;
+
+	return &e->buckets[h >> (64 - __builtin_ctz(ENGINE_LOCK_BUCKETS))];
+}
+
+static bool stripe_lock_held(const struct stripe_lock_bucket *b, uint64_t stripe)
+{
+	const struct stripe_lock_entry *l;
+
+	for (l = b->held; l; l = l->next)
+		if (l->stripe == stripe)
+			return true;
+	return false;
+}
+
+/* Ascending order across all writers: no deadlock between overlapping ranges. */
+static void stripe_lock_acquire(struct rt_engine *e, struct engine_ctx *c,
+				uint64_t first, uint64_t last)
+{
+	uint64_t s;
+
+	for (s = first; s <= last; s++) {
+		struct stripe_lock_bucket *b = stripe_lock_bucket(e, s);
+		struct stripe_lock_entry *l = &c->locks[s - first];
+
+		l->stripe = s;
+		pthread_mutex_lock(&b->mu);
+		while (stripe_lock_held(b, s)) {
+			b->waiters++;
+			pthread_cond_wait(&b->cond, &b->mu);
+			b->waiters--;
+		}
+		l->next = b->held;
+		b->held = l;
+		pthread_mutex_unlock(&b->mu);
+	}
+}
+
+static void stripe_lock_release(struct rt_engine *e, struct engine_ctx *c,
+				uint64_t first, uint64_t last)
+{
+	uint64_t s;
+
+	for (s = first; s <= last; s++) {
+		struct stripe_lock_bucket *b = stripe_lock_bucket(e, s);
+		struct stripe_lock_entry *l = &c->locks[s - first], **pp;
+
+		pthread_mutex_lock(&b->mu);
+		for (pp = &b->held; *pp; pp = &(*pp)->next) {
+			if (*pp == l) {
+				*pp = l->next;
+				break;
+			}
+		}
+		/* Waiters for other stripes of the bucket just recheck. */
+		if (b->waiters)
+			pthread_cond_broadcast(&b->cond);
+		pthread_mutex_unlock(&b->mu);
+	}
+}
+
+/* ---- unit I/O -------------------------------------------------------- */
+
+/*
+ * Every failed unit I/O ends here: the one place where degraded mode will
+ * mark the role faulty and let the request go on without it.
+ */
+static int engine_unit_error(struct rt_engine *e, struct engine_ctx *c,
+			     const struct engine_io *io, int res)
+{
+	static const char *const op_name[] = { "read", "write", "flush" };
+
+	(void)e;	/* degraded mode: set e->role_faulty[io->role] here */
+	stat_add(&c->stats.errors, 1);
+	stat_add(&c->stats.unit[io->role].errors, 1);
+	rt_log(RT_LOG_WARN, "unit %u: %s of %u bytes at %llu failed: %s",
+	       io->role, op_name[io->op], io->len, (unsigned long long)io->off,
+	       strerror(-res));
+	return -EIO;
+}
+
+static bool ctx_prep_io(struct rt_engine *e, struct engine_ctx *c, struct engine_io *io)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+	uint32_t len = io->len - io->done;
+	uint64_t off = io->off + io->done;
+	int fd = e->fd[io->role];
+
+	if (!sqe)
+		return false;
+	switch (io->op) {
+	case ENGINE_OP_READ:
+		if (io->fixed)
+			io_uring_prep_read_fixed(sqe, fd, io->buf + io->done, len, off, 0);
+		else
+			io_uring_prep_read(sqe, fd, io->buf + io->done, len, off);
+		break;
+	case ENGINE_OP_WRITE:
+		if (io->fixed)
+			io_uring_prep_write_fixed(sqe, fd, io->buf + io->done, len, off, 0);
+		else
+			io_uring_prep_write(sqe, fd, io->buf + io->done, len, off);
+		break;
+	default:
+		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+		break;
+	}
+	io_uring_sqe_set_data(sqe, io);
+	return true;
+}
+
+/* Returns the request's error after this completion (0 while all is well). */
+static int ctx_complete_io(struct rt_engine *e, struct engine_ctx *c,
+			   struct engine_io *io, int res, int err)
+{
+	int r;
+
+	if ((res == -EAGAIN || res == -EINTR) && ++io->retries <= ENGINE_RETRY_MAX) {
+		c->retry[c->n_retry++] = io;
+		return err;
+	}
+	/* A transfer of 0 bytes: the device ends inside the data area. */
+	if (res < 0 || (res == 0 && io->op != ENGINE_OP_FSYNC)) {
+		r = engine_unit_error(e, c, io, res < 0 ? res : -ENOSPC);
+		return err ? err : r;
+	}
+	if (io->op == ENGINE_OP_FSYNC)
+		return err;
+	io->done += (uint32_t)res;
+	if (io->done < io->len) {
+		c->retry[c->n_retry++] = io;
+		return err;
+	}
+	if (io->op == ENGINE_OP_READ) {
+		stat_add(&c->stats.unit[io->role].reads, 1);
+		stat_add(&c->stats.unit[io->role].read_bytes, io->len);
+	} else {
+		stat_add(&c->stats.unit[io->role].writes, 1);
+		stat_add(&c->stats.unit[io->role].write_bytes, io->len);
+	}
+	return err;
+}
+
+/*
+ * Submit every queued I/O (as many at once as the ring holds), wait for all
+ * of them, resubmit short and -EAGAIN transfers. Always reaps everything it
+ * submitted before returning, so the buffers are free again.
+ */
+static int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c)
+{
+	unsigned next = 0, inflight = 0;
+	int err = 0, ret;
+
+	if (c->broken) {
+		c->n_ios = 0;
+		return -EIO;
+	}
+	c->n_retry = 0;
+	while (next < c->n_ios || c->n_retry || inflight) {
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+
+		while (inflight < ENGINE_RING_ENTRIES) {
+			struct engine_io *io;
+
+			if (c->n_retry)
+				io = c->retry[c->n_retry - 1];
+			else if (next < c->n_ios)
+				io = &c->ios[next];
+			else
+				break;
+			if (!ctx_prep_io(e, c, io))
+				break;
+			if (c->n_retry)
+				c->n_retry--;
+			else
+				next++;
+			inflight++;
+		}
+		/* One wake-up for the whole fan-out rather than one per unit. */
+		ret = io_uring_submit_and_wait(&c->ring, inflight);
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+			/*
+			 * The ring itself refused: wait for what it did take,
+			 * then let the context rebuild its ring.
+			 */
+			unsigned pending = io_uring_sq_ready(&c->ring);
+
+			rt_log(RT_LOG_ERROR, "io_uring submission failed: %s", strerror(-ret));
+			inflight -= pending;
+			while (inflight) {
+				if (io_uring_wait_cqe(&c->ring, &cqe) < 0)
+					break;
+				io_uring_cqe_seen(&c->ring, cqe);
+				inflight--;
+			}
+			c->broken = true;
+			err = ret;
+			break;
+		}
+		io_uring_for_each_cqe(&c->ring, head, cqe) {
+			seen++;
+			inflight--;
+			err = ctx_complete_io(e, c, io_uring_cqe_get_data(cqe), cqe->res, err);
+		}
+		io_uring_cq_advance(&c->ring, seen);
+	}
+	c->n_ios = 0;
+	return err;
+}
+
+/*
+ * Queue one transfer of @len bytes at @unit_off in @role's data area,
+ * merged with the previous one when both are contiguous. A full queue is
+ * run at once: callers only queue I/Os that may run in any order.
+ */
+static int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
+		      uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len)
+{
+	uint64_t off = e->data_offset + unit_off;
+	bool fixed = c->fixed_ok && buf >= c->mem && buf < c->mem + c->mem_size;
+	struct engine_io *io;
+	int ret;
+
+	if (c->n_ios) {
+		io = &c->ios[c->n_ios - 1];
+		if (io->op == op && op != ENGINE_OP_FSYNC && io->role == role && io->fixed == fixed &&
+		    io->buf + io->len == buf && io->off + io->len == off &&
+		    io->len + len <= UINT32_MAX / 2) {
+			io->len += (uint32_t)len;
+			return 0;
+		}
+	}
+	if (c->n_ios == c->ios_cap) {
+		ret = ctx_run_ios(e, c);
+		if (ret)
+			return ret;
+	}
+	io = &c->ios[c->n_ios++];
+	io->buf = buf;
+	io->off = off;
+	io->len = (uint32_t)len;
+	io->done = 0;
+	io->role = role;
+	io->retries = 0;
+	io->op = (uint8_t)op;
+	io->fixed = fixed;
+	return 0;
+}
+
+/* ---- reads ----------------------------------------------------------- */
+
+/*
+ * Which role serves a read of @ext: the one place degraded reads will
+ * branch off (to a reconstruction) when the role is faulty.
+ */
+static uint32_t engine_read_role(const struct rt_engine *e, const struct layout_extent *ext,
+				 unsigned rr)
+{
+	if (e->layout.level == RT_LEVEL_1)
+		return (uint32_t)((ext->stripe + rr) % e->n);	/* spread over mirrors */
+	return ext->role;
+}
+
+/* Queue reads of the aligned logical range [from, to) into @data (which holds @a0). */
+static int ctx_add_reads(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
+			 uint64_t a0, uint64_t from, uint64_t to, unsigned rr)
+{
+	struct layout_extent ext;
+	uint64_t pos;
+	int ret;
+
+	for (pos = from; pos < to; pos += ext.len) {
+		ret = layout_map(&e->layout, pos, to - pos, &ext);
+		if (ret)
+			return ret;
+		ret = ctx_add_io(e, c, ENGINE_OP_READ, engine_read_role(e, &ext, rr),
+				 data + (pos - a0), ext.offset, ext.len);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int engine_read_piece(struct rt_engine *e, struct engine_ctx *c, uint8_t *ubuf,
+			     uint64_t off, size_t len)
+{
+	uint64_t a0 = off & ~((uint64_t)e->align - 1);
+	uint64_t a1 = (off + len + e->align - 1) & ~((uint64_t)e->align - 1);
+	bool direct = a0 == off && a1 == off + len && (uintptr_t)ubuf % e->align == 0;
+	uint8_t *data = direct ? ubuf : c->data;
+	int ret;
+
+	c->n_ios = 0;
+	ret = ctx_add_reads(e, c, data, a0, a0, a1, c->rr++);
+	if (!ret)
+		ret = ctx_run_ios(e, c);
+	if (!ret && !direct)
+		memcpy(ubuf, data + (off - a0), len);
+	return ret;
+}
+
+/* ---- writes ---------------------------------------------------------- */
+
+/* linear and raid0: each chunk piece to its unit. */
+static int engine_write_striped(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
+				uint64_t a0, uint64_t a1)
+{
+	struct layout_extent ext;
+	uint64_t pos;
+	int ret;
+
+	for (pos = a0; pos < a1; pos += ext.len) {
+		ret = layout_map(&e->layout, pos, a1 - pos, &ext);
+		if (ret)
+			return ret;
+		ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ext.role, data + (pos - a0),
+				 ext.offset, ext.len);
+		if (ret)
+			return ret;
+	}
+	return ctx_run_ios(e, c);
+}
+
+/* raid1: the whole range to every mirror at once (one merged I/O each). */
+static int engine_write_raid1(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
+			      uint64_t a0, uint64_t a1)
+{
+	struct layout_extent ext;
+	uint64_t pos;
+	uint32_t r;
+	int ret;
+
+	for (r = 0; r < e->n; r++) {
+		for (pos = a0; pos < a1; pos += ext.len) {
+			ret = layout_map(&e->layout, pos, a1 - pos, &ext);
+			if (ret)
+				return ret;
+			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, r, data + (pos - a0),
+					 ext.offset, ext.len);
+			if (ret)
+				return ret;
+		}
+	}
+	return ctx_run_ios(e, c);
+}
+
+struct raid5_range {
+	uint32_t p, q;			/* column range */
+	uint32_t k_first, k_last;	/* data chunks touching all of it */
+};
+
+/*
+ * Split the part of [a0, a1) in the stripe starting at logical @base into
+ * column ranges touched by the same data chunks. The part is contiguous:
+ * chunk k0 from s0, full chunks, chunk k1 up to e1, so the boundaries are
+ * 0, s0, e1 and the chunk size.
+ */
+static unsigned raid5_stripe_ranges(const struct rt_engine *e, uint64_t base,
+				    uint64_t a0, uint64_t a1, struct raid5_range out[3])
+{
+	uint64_t C = e->layout.chunk, width = C * e->data_roles;
+	uint64_t x0 = max_u64(a0, base) - base, x1 = min_u64(a1, base + width) - base;
+	uint64_t k0 = x0 / C, k1 = (x1 - 1) / C, s0 = x0 - k0 * C, e1 = x1 - k1 * C;
+	uint64_t pts[4] = { 0, min_u64(s0, e1), max_u64(s0, e1), C };
+	unsigned i, n = 0;
+
+	for (i = 0; i < 3; i++) {
+		uint64_t p = pts[i], q = pts[i + 1];
+		int64_t ka, kb;
+
+		if (p >= q)
+			continue;
+		ka = s0 <= p ? (int64_t)k0 : (int64_t)k0 + 1;
+		kb = e1 >= q ? (int64_t)k1 : (int64_t)k1 - 1;
+		if (ka > kb)
+			continue;
+		out[n].p = (uint32_t)p;
+		out[n].q = (uint32_t)q;
+		out[n].k_first = (uint32_t)ka;
+		out[n].k_last = (uint32_t)kb;
+		n++;
+	}
+	return n;
+}
+
+/* Where data chunk @k's column @col of the stripe at @base lies. */
+static int raid5_locate(const struct rt_engine *e, uint64_t base, uint32_t k, uint32_t col,
+			uint32_t len, struct layout_extent *ext)
+{
+	return layout_map(&e->layout, base + (uint64_t)k * e->layout.chunk + col, len, ext);
+}
+
+static int raid5_queue_reads(struct rt_engine *e, struct engine_ctx *c, const struct raid5_seg *g)
+{
+	struct layout_extent ext;
+	uint32_t k, j = 0;
+	int ret;
+
+	if (!g->reconstruct) {
+		ret = ctx_add_io(e, c, ENGINE_OP_READ, g->parity_role, g->old, g->unit_off, g->len);
+		if (ret)
+			return ret;
+		j = 1;
+	}
+	for (k = 0; k < e->data_roles; k++) {
+		bool touched = k >= g->k_first && k <= g->k_last;
+
+		if (touched == g->reconstruct)
+			continue;
+		ret = raid5_locate(e, g->base, k, g->col, g->len, &ext);
+		if (ret)
+			return ret;
+		ret = ctx_add_io(e, c, ENGINE_OP_READ, ext.role, g->old + (size_t)j * g->len,
+				 ext.offset, g->len);
+		if (ret)
+			return ret;
+		j++;
+	}
+	return 0;
+}
+
+static int raid5_compute_parity(const struct rt_engine *e, const struct raid5_seg *g,
+				uint8_t *data, uint64_t a0)
+{
+	void *src[2 * RT_MAX_UNITS + 1];
+	uint64_t C = e->layout.chunk;
+	unsigned n = 0, j = 0;
+	uint32_t k;
+
+	if (!g->reconstruct)
+		src[n++] = g->old;	/* P' = P ^ Dold ^ Dnew */
+	for (k = 0; k < e->data_roles; k++) {
+		bool touched = k >= g->k_first && k <= g->k_last;
+		uint8_t *dnew = data + (g->base + k * C + g->col - a0);
+
+		if (g->reconstruct) {
+			src[n++] = touched ? dnew : g->old + (size_t)(j++) * g->len;
+		} else if (touched) {
+			src[n++] = g->old + (size_t)(1 + k - g->k_first) * g->len;
+			src[n++] = dnew;
+		}
+	}
+	return parity_xor(g->parity, src, n, g->len);
+}
+
+/*
+ * Read what the planned column ranges need, compute their parity, write it.
+ * The last round also writes the new data: every round's old data has been
+ * read by then, and the rounds' columns never overlap.
+ */
+static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
+			   uint64_t a0, uint64_t a1, bool last)
+{
+	unsigned i;
+	int ret = 0;
+
+	for (i = 0; i < c->n_segs && !ret; i++)
+		ret = raid5_queue_reads(e, c, &c->segs[i]);
+	if (!ret)
+		ret = ctx_run_ios(e, c);
+	for (i = 0; i < c->n_segs && !ret; i++)
+		ret = raid5_compute_parity(e, &c->segs[i], data, a0);
+	for (i = 0; i < c->n_segs && !ret; i++)
+		ret = ctx_add_io(e, c, ENGINE_OP_WRITE, c->segs[i].parity_role, c->segs[i].parity,
+				 c->segs[i].unit_off, c->segs[i].len);
+	c->n_segs = 0;
+	if (!ret && last) {
+		struct layout_extent ext;
+		uint64_t pos;
+
+		for (pos = a0; pos < a1 && !ret; pos += ext.len) {
+			ret = layout_map(&e->layout, pos, a1 - pos, &ext);
+			if (!ret)
+				ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ext.role, data + (pos - a0),
+						 ext.offset, ext.len);
+		}
+	}
+	if (!ret)
+		ret = ctx_run_ios(e, c);
+	c->n_ios = 0;
+	return ret;
+}
+
+/*
+ * raid5: plan every stripe's column ranges, each with read-modify-write or
+ * reconstruct-write (see the top of this file), into the scratch buffer;
+ * when scratch runs out, run the planned part as a round and go on. A
+ * range too big for the remaining scratch is cut into narrower columns:
+ * parity is computed column by column, so any cut is valid.
+ */
+static int engine_write_raid5(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
+			      uint64_t a0, uint64_t a1)
+{
+	uint64_t C = e->layout.chunk, width = C * e->data_roles;
+	uint32_t d = e->data_roles;
+	size_t used = 0;
+	uint64_t s;
+	int ret;
+
+	c->n_segs = 0;
+	for (s = a0 / width; s * width < a1; s++) {
+		struct raid5_range rg[3];
+		unsigned i, nr = raid5_stripe_ranges(e, s * width, a0, a1, rg);
+
+		for (i = 0; i < nr; i++) {
+			uint32_t t = rg[i].k_last - rg[i].k_first + 1;
+			bool reconstruct = d - t <= t + 1;
+			size_t nbufs = reconstruct ? d - t + 1 : t + 2;
+			uint32_t col = rg[i].p;
+
+			while (col < rg[i].q) {
+				struct layout_extent ext;
+				struct raid5_seg *g;
+				size_t room = (c->scratch_cap - used) / nbufs;
+				uint32_t len;
+
+				room &= ~((size_t)e->align - 1);
+				if (room == 0 || c->n_segs == c->segs_cap) {
+					ret = raid5_run_round(e, c, data, a0, a1, false);
+					if (ret)
+						return ret;
+					used = 0;
+					continue;
+				}
+				len = (uint32_t)min_u64(rg[i].q - col, room);
+				ret = raid5_locate(e, s * width, rg[i].k_first, col, len, &ext);
+				if (ret)
+					return ret;
+				g = &c->segs[c->n_segs++];
+				g->base = s * width;
+				g->unit_off = ext.offset;
+				g->col = col;
+				g->len = len;
+				g->k_first = rg[i].k_first;
+				g->k_last = rg[i].k_last;
+				g->parity_role = ext.parity_role;
+				g->reconstruct = reconstruct;
+				g->old = c->scratch + used;
+				g->parity = g->old + (nbufs - 1) * len;
+				used += nbufs * len;
+				col += len;
+			}
+		}
+	}
+	return raid5_run_round(e, c, data, a0, a1, true);
+}
+
+static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const uint8_t *ubuf,
+			      uint64_t off, size_t len)
+{
+	uint64_t A = e->align;
+	uint64_t a0 = off & ~(A - 1), a1 = (off + len + A - 1) & ~(A - 1);
+	bool aligned = a0 == off && a1 == off + len;
+	bool direct = aligned && (uintptr_t)ubuf % A == 0;
+	/* Only ever read from when direct (O_DIRECT writes, parity sources). */
+	uint8_t *data = direct ? (uint8_t *)(uintptr_t)ubuf : c->data;
+	bool lock = !aligned || e->layout.level == RT_LEVEL_5 || e->layout.level == RT_LEVEL_1;
+	uint64_t first = a0 / e->lock_unit, last = (a1 - 1) / e->lock_unit;
+	int ret = 0;
+
+	c->n_ios = 0;
+	if (lock)
+		stripe_lock_acquire(e, c, first, last);
+	if (!aligned) {
+		/* The blocks the piece only partly covers, read under the lock. */
+		bool head = off != a0, tail = off + len != a1;
+
+		if (head)
+			ret = ctx_add_reads(e, c, data, a0, a0, a0 + A, c->rr);
+		if (!ret && tail && !(head && a1 - A == a0))
+			ret = ctx_add_reads(e, c, data, a0, a1 - A, a1, c->rr);
+		if (!ret)
+			ret = ctx_run_ios(e, c);
+		if (ret)
+			goto out;
+	}
+	if (!direct)
+		memcpy(data + (off - a0), ubuf, len);
+
+	switch (e->layout.level) {
+	case RT_LEVEL_1:
+		ret = engine_write_raid1(e, c, data, a0, a1);
+		break;
+	case RT_LEVEL_5:
+		ret = engine_write_raid5(e, c, data, a0, a1);
+		break;
+	default:
+		ret = engine_write_striped(e, c, data, a0, a1);
+		break;
+	}
+out:
+	c->n_ios = 0;
+	if (lock)
+		stripe_lock_release(e, c, first, last);
+	return ret;
+}
+
+/* ---- public API ------------------------------------------------------ */
+
+static int engine_check_range(const struct rt_engine *e, size_t len, uint64_t off)
+{
+	if (off > e->size || len > e->size - off)
+		return -EINVAL;
+	return 0;
+}
+
+int engine_read(struct rt_engine *e, void *buf, size_t len, uint64_t off)
+{
+	struct engine_ctx *c;
+	size_t done;
+	int ret;
+
+	if (!e || (!buf && len))
+		return -EINVAL;
+	ret = engine_check_range(e, len, off);
+	if (ret || len == 0)
+		return ret;
+	c = ctx_acquire(e);
+	for (done = 0; done < len && !ret; done += ENGINE_PIECE)
+		ret = engine_read_piece(e, c, (uint8_t *)buf + done, off + done,
+					min_u64(len - done, ENGINE_PIECE));
+	if (!ret) {
+		stat_add(&c->stats.reads, 1);
+		stat_add(&c->stats.read_bytes, len);
+	}
+	ctx_release(e, c);
+	return ret;
+}
+
+int engine_write(struct rt_engine *e, const void *buf, size_t len, uint64_t off)
+{
+	struct engine_ctx *c;
+	size_t done;
+	int ret;
+
+	if (!e || (!buf && len))
+		return -EINVAL;
+	ret = engine_check_range(e, len, off);
+	if (ret || len == 0)
+		return ret;
+	c = ctx_acquire(e);
+	for (done = 0; done < len && !ret; done += ENGINE_PIECE)
+		ret = engine_write_piece(e, c, (const uint8_t *)buf + done, off + done,
+					 min_u64(len - done, ENGINE_PIECE));
+	if (!ret) {
+		stat_add(&c->stats.writes, 1);
+		stat_add(&c->stats.write_bytes, len);
+	}
+	ctx_release(e, c);
+	return ret;
+}
+
+/*
+ * A write acknowledged before this call has completed on its unit, so a
+ * data sync issued now to every unit covers it; writes still in flight are
+ * not promised to the caller and need no draining.
+ */
+int engine_flush(struct rt_engine *e)
+{
+	struct engine_ctx *c;
+	uint32_t r;
+	int ret = 0;
+
+	if (!e)
+		return -EINVAL;
+	c = ctx_acquire(e);
+	for (r = 0; r < e->n && !ret; r++) {
+		if (atomic_load_explicit(&e->role_faulty[r], memory_order_relaxed))
+			continue;
+		ret = ctx_add_io(e, c, ENGINE_OP_FSYNC, r, NULL, 0, 0);
+	}
+	if (!ret)
+		ret = ctx_run_ios(e, c);
+	c->n_ios = 0;
+	if (!ret)
+		stat_add(&c->stats.flushes, 1);
+	ctx_release(e, c);
+	return ret;
+}
+
+uint64_t engine_size(const struct rt_engine *e)
+{
+	return e ? e->size : 0;
+}
+
+void engine_get_stats(struct rt_engine *e, struct rt_engine_stats *st)
+{
+	unsigned i, r;
+
+	if (!st)
+		return;
+	memset(st, 0, sizeof(*st));
+	if (!e)
+		return;
+	for (i = 0; i < e->n_ctx; i++) {
+		struct engine_ctx_stats *cs = &e->ctx[i].stats;
+
+#define SUM(dst, src) ((dst) += atomic_load_explicit(&(src), memory_order_relaxed))
+		SUM(st->reads, cs->reads);
+		SUM(st->writes, cs->writes);
+		SUM(st->flushes, cs->flushes);
+		SUM(st->read_bytes, cs->read_bytes);
+		SUM(st->write_bytes, cs->write_bytes);
+		SUM(st->errors, cs->errors);
+		for (r = 0; r < e->n; r++) {
+			SUM(st->unit[r].reads, cs->unit[r].reads);
+			SUM(st->unit[r].writes, cs->unit[r].writes);
+			SUM(st->unit[r].read_bytes, cs->unit[r].read_bytes);
+			SUM(st->unit[r].write_bytes, cs->unit[r].write_bytes);
+			SUM(st->unit[r].errors, cs->unit[r].errors);
+		}
+#undef SUM
+	}
+}
+
+static void ctx_free(struct engine_ctx *c)
+{
+	if (c->ring_ok) {
+		if (c->fixed_ok)
+			io_uring_unregister_buffers(&c->ring);
+		io_uring_queue_exit(&c->ring);
+	}
+	free(c->mem);
+	free(c->ios);
+	free(c->retry);
+	free(c->segs);
+	free(c->locks);
+}
+
+static int ctx_init_ring(struct engine_ctx *c)
+{
+	struct iovec iov = { .iov_base = c->mem, .iov_len = c->mem_size };
+	int ret;
+
+	/* Completions are only reaped by the submitting thread, inside io_uring_enter. */
+	ret = io_uring_queue_init(ENGINE_RING_ENTRIES, &c->ring, IORING_SETUP_COOP_TASKRUN);
+	if (ret == -EINVAL)
+		ret = io_uring_queue_init(ENGINE_RING_ENTRIES, &c->ring, 0);
+	if (ret)
+		return ret;
+	c->ring_ok = true;
+	/* Registered buffers spare the kernel pinning pages on every I/O. */
+	c->fixed_ok = io_uring_register_buffers(&c->ring, &iov, 1) == 0;
+	return 0;
+}
+
+static int ctx_init(struct rt_engine *e, struct engine_ctx *c, unsigned idx)
+{
+	uint64_t C = e->layout.chunk;
+	int ret;
+
+	c->scratch_cap = e->layout.level == RT_LEVEL_5 ? ENGINE_DATA_CAP : 0;
+	c->mem_size = ENGINE_DATA_CAP + c->scratch_cap;
+	ret = posix_memalign((void **)&c->mem, 4096, c->mem_size);
+	if (ret) {
+		c->mem = NULL;
+		return -ret;
+	}
+	c->data = c->mem;
+	c->scratch = c->mem + ENGINE_DATA_CAP;
+
+	/*
+	 * Enough for one piece without an early run: an I/O per chunk piece,
+	 * twice over for raid5 (reads and writes), one per mirror for raid1.
+	 */
+	c->ios_cap = (unsigned)(2 * (ENGINE_DATA_CAP / C + 3) + e->n + 8);
+	c->segs_cap = (unsigned)(ENGINE_DATA_CAP / (C * e->data_roles) + 8);
+	c->locks_cap = (unsigned)(ENGINE_DATA_CAP / e->lock_unit + 2);
+	c->ios = calloc(c->ios_cap, sizeof(*c->ios));
+	c->retry = calloc(c->ios_cap, sizeof(*c->retry));
+	c->segs = calloc(c->segs_cap, sizeof(*c->segs));
+	c->locks = calloc(c->locks_cap, sizeof(*c->locks));
+	if (!c->ios || !c->retry || !c->segs || !c->locks)
+		return -ENOMEM;
+	c->rr = idx;
+	return ctx_init_ring(c);
+}
+
+/* The units' logical block size: the unit of O_DIRECT alignment. */
+static int engine_unit_align(int fd, uint32_t *align)
+{
+	int ssz = 0;
+
+	if (ioctl(fd, BLKSSZGET, &ssz) < 0 || ssz <= 0)
+		ssz = ENGINE_ALIGN_MAX;		/* not a block device: be safe */
+	if ((unsigned)ssz > ENGINE_ALIGN_MAX || (ssz & (ssz - 1)))
+		return -EINVAL;
+	if ((uint32_t)ssz > *align)
+		*align = (uint32_t)ssz;
+	return 0;
+}
+
+int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
+		  unsigned n_units, struct rt_engine **out)
+{
+	uint64_t role_size[RT_MAX_UNITS] = { 0 };
+	struct rt_engine *e = NULL;
+	uint64_t nbytes;
+	uint32_t n, r;
+	unsigned i;
+	int ret;
+
+	if (!sb || !units || !out)
+		return -EINVAL;
+	*out = NULL;
+	n = sb->array.n_devices;
+	if (n == 0 || n > RT_MAX_UNITS || n_units < n)
+		return -EINVAL;
+
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	pthread_mutex_init(&e->pool_mu, NULL);
+	pthread_cond_init(&e->pool_cond, NULL);
+
+	for (r = 0; r < n; r++)
+		role_size[r] = sb->slots[r].data_size;
+	ret = layout_init(&e->layout, sb->array.level, n, sb->array.chunk_size, role_size);
+	if (ret)
+		goto fail;
+	e->n = n;
+	e->data_roles = layout_data_roles(&e->layout);
+	e->lock_unit = (uint64_t)e->layout.chunk * e->data_roles;
+	e->data_offset = sb->unit.data_offset;
+	e->align = 512;
+
+	for (r = 0; r < n; r++) {
+		if (!units[r] || sb->slots[r].state != RT_SLOT_ACTIVE) {
+			/* Degraded arrays are the next step; refuse rather than guess. */
+			rt_log(RT_LOG_DEBUG, "engine: role %u is not active", r);
+			ret = -EOPNOTSUPP;
+			goto fail;
+		}
+		if (unit_size(units[r]) < e->data_offset + e->layout.role_size[r]) {
+			rt_log(RT_LOG_DEBUG, "engine: '%s' is smaller than its role's data area",
+			       unit_path(units[r]));
+			ret = -ENOSPC;
+			goto fail;
+		}
+		e->fd[r] = unit_fd(units[r]);
+		ret = engine_unit_align(e->fd[r], &e->align);
+		if (ret)
+			goto fail;
+	}
+	if (e->data_offset % e->align || e->layout.chunk % e->align) {
+		ret = -EINVAL;
+		goto fail;
+	}
+
+	if (__builtin_mul_overflow(sb->array.nblocks, (uint64_t)sb->array.blocksize, &nbytes))
+		nbytes = UINT64_MAX;
+	e->size = min_u64(nbytes, e->layout.size);
+
+	e->buckets = calloc(ENGINE_LOCK_BUCKETS, sizeof(*e->buckets));
+	if (!e->buckets) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	for (i = 0; i < ENGINE_LOCK_BUCKETS; i++) {
+		pthread_mutex_init(&e->buckets[i].mu, NULL);
+		pthread_cond_init(&e->buckets[i].cond, NULL);
+	}
+
+	e->ctx = calloc(ENGINE_CONTEXTS, sizeof(*e->ctx));
+	if (!e->ctx) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	e->n_ctx = ENGINE_CONTEXTS;
+	for (i = 0; i < e->n_ctx; i++) {
+		ret = ctx_init(e, &e->ctx[i], i);
+		if (ret)
+			goto fail;
+	}
+	*out = e;
+	return 0;
+fail:
+	engine_destroy(e);
+	return ret;
+}
+
+void engine_destroy(struct rt_engine *e)
+{
+	unsigned i;
+
+	if (!e)
+		return;
+	if (e->ctx) {
+		/* Taking every context waits for the requests in flight. */
+		for (i = 0; i < e->n_ctx; i++)
+			(void)ctx_acquire(e);
+		for (i = 0; i < e->n_ctx; i++)
+			ctx_free(&e->ctx[i]);
+		free(e->ctx);
+	}
+	if (e->buckets) {
+		for (i = 0; i < ENGINE_LOCK_BUCKETS; i++) {
+			pthread_mutex_destroy(&e->buckets[i].mu);
+			pthread_cond_destroy(&e->buckets[i].cond);
+		}
+		free(e->buckets);
+	}
+	pthread_mutex_destroy(&e->pool_mu);
+	pthread_cond_destroy(&e->pool_cond);
+	free(e);
+}

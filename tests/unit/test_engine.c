@@ -1,0 +1,609 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The engine on real loop devices: concurrent random writes (aligned and
+ * not, tiny to several MiB, same-stripe races with a defined result)
+ * mirrored into an in-memory model, read back through the engine, then the
+ * units read directly to check where every chunk and every parity chunk
+ * landed. Needs root and loop devices.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <raidtool/engine.h>
+#include <raidtool/format.h>
+#include <raidtool/layout.h>
+#include <raidtool/unit.h>
+
+#define MIB (1ull << 20)
+#define KIB 1024ull
+#define MAX_TEST_UNITS 5
+#define MAX_WRITE (3 * MIB + 4096)	/* more than one engine piece */
+
+struct engine_case {
+	const char *name;
+	int32_t level;
+	uint32_t n;
+	uint32_t chunk;
+	uint64_t unit_mib[MAX_TEST_UNITS];
+};
+
+struct fixture {
+	const struct engine_case *tc;
+	char dir[64];
+	char path[MAX_TEST_UNITS][96];
+	struct rt_unit *unit[MAX_TEST_UNITS];
+	struct rt_sb sb;
+	struct rt_engine *e;
+	uint64_t size;
+	uint8_t *model;
+	/* Expected totals for the stats check. */
+	uint64_t writes, write_bytes;
+	pthread_mutex_t count_mu;
+};
+
+/* ---- helpers --------------------------------------------------------- */
+
+static uint64_t rng_next(uint64_t *s)
+{
+	/* xorshift64*: fast and good enough for test data and offsets. */
+	uint64_t x = *s;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+static uint64_t rng_below(uint64_t *s, uint64_t n)
+{
+	return n ? rng_next(s) % n : 0;
+}
+
+static void rng_fill(uint64_t *s, uint8_t *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		uint64_t v = rng_next(s);
+
+		memcpy(buf + i, &v, 8);
+	}
+	for (; i < len; i++)
+		buf[i] = (uint8_t)rng_next(s);
+}
+
+static bool have_root(void)
+{
+	return geteuid() == 0 && access("/dev/loop-control", F_OK) == 0;
+}
+
+static bool require_root(void)
+{
+	const char *req = getenv("RAIDTOOL_TEST_REQUIRE_ROOT");
+
+	return req && strcmp(req, "1") == 0;
+}
+
+/* ---- fixture --------------------------------------------------------- */
+
+static int fixture_setup(void **state)
+{
+	const struct engine_case *tc = *state;
+	uint64_t role_size[RT_MAX_UNITS] = { 0 };
+	struct layout l;
+	struct fixture *f;
+	uint32_t r;
+	int ret;
+
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -1;
+	f->tc = tc;
+	pthread_mutex_init(&f->count_mu, NULL);
+	*state = f;
+	if (!have_root())
+		return 0;	/* the test skips or fails with the reason */
+
+	strcpy(f->dir, "/tmp/raidtool-engine.XXXXXX");
+	if (!mkdtemp(f->dir)) {
+		f->dir[0] = '\0';
+		return -1;
+	}
+	for (r = 0; r < tc->n; r++) {
+		struct rt_geometry g;
+		int fd;
+
+		snprintf(f->path[r], sizeof(f->path[r]), "%s/u%u.img", f->dir, r);
+		fd = open(f->path[r], O_RDWR | O_CREAT | O_EXCL, 0600);
+		if (fd < 0)
+			return -1;
+		ret = ftruncate(fd, (off_t)(tc->unit_mib[r] * MIB));
+		close(fd);
+		if (ret)
+			return -1;
+		ret = unit_open(f->path[r], RT_UNIT_ATTACH | RT_UNIT_WRITE | RT_UNIT_EXCL |
+				RT_UNIT_DIRECT, &f->unit[r]);
+		if (ret) {
+			fprintf(stderr, "# unit_open %s: %s\n", f->path[r], strerror(-ret));
+			return -1;
+		}
+		ret = sb_geometry(unit_size(f->unit[r]), tc->chunk, &g);
+		if (ret)
+			return -1;
+		/* The engine takes one data offset for all units, as create makes them. */
+		if (r > 0 && g.data_offset != f->sb.unit.data_offset)
+			return -1;
+		f->sb.unit.data_offset = g.data_offset;
+		f->sb.unit.data_size = g.data_size;
+		f->sb.slots[r].data_size = g.data_size;
+		f->sb.slots[r].state = RT_SLOT_ACTIVE;
+		role_size[r] = g.data_size;
+	}
+	f->sb.version = RT_SB_VERSION;
+	f->sb.array.level = tc->level;
+	f->sb.array.layout = RT_LAYOUT_LEFT_SYMMETRIC;
+	f->sb.array.chunk_size = tc->chunk;
+	f->sb.array.blocksize = 4096;
+	f->sb.array.n_devices = tc->n;
+	f->sb.array.n_slots = tc->n;
+	if (layout_init(&l, tc->level, tc->n, tc->chunk, role_size))
+		return -1;
+	f->sb.array.nblocks = l.size / 4096;
+
+	ret = engine_create(&f->sb, f->unit, tc->n, &f->e);
+	if (ret) {
+		fprintf(stderr, "# engine_create: %s\n", strerror(-ret));
+		return -1;
+	}
+	f->size = engine_size(f->e);
+	f->model = calloc(1, f->size);	/* sparse units read as zeros */
+	return f->model ? 0 : -1;
+}
+
+static int fixture_teardown(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t r;
+
+	if (!f)
+		return 0;
+	engine_destroy(f->e);
+	for (r = 0; r < MAX_TEST_UNITS; r++) {
+		if (f->unit[r])
+			unit_close(f->unit[r]);	/* detaches the loop device */
+		if (f->path[r][0])
+			unlink(f->path[r]);
+	}
+	if (f->dir[0])
+		rmdir(f->dir);
+	free(f->model);
+	pthread_mutex_destroy(&f->count_mu);
+	free(f);
+	return 0;
+}
+
+/* ---- writers --------------------------------------------------------- */
+
+/*
+ * A round: the window [base, base + span) is cut into cells of @cell bytes;
+ * cell i belongs to thread i % threads. Every thread walks its cells in
+ * order writing a random part of each, so all threads are in the same
+ * stripes at the same time while never writing the same byte: the final
+ * content is defined. Cells that are not block multiples put the races
+ * inside blocks too.
+ */
+struct round {
+	uint64_t base, span, cell;
+	unsigned threads;
+	bool flusher;			/* one extra thread calling engine_flush */
+};
+
+struct writer {
+	struct fixture *f;
+	const struct round *rd;
+	unsigned idx;
+	uint64_t seed;
+	int err;
+	char what[160];
+	uint64_t writes, bytes;
+};
+
+static volatile int writers_done;
+
+static int writer_one(struct writer *w, uint8_t *buf, uint8_t *check, uint64_t off, uint64_t len)
+{
+	struct fixture *f = w->f;
+	/* Mostly an aligned caller buffer (zero-copy path), sometimes not. */
+	size_t skew = rng_below(&w->seed, 4) == 0 ? 1 + rng_below(&w->seed, 63) : 0;
+	int ret;
+
+	rng_fill(&w->seed, buf + skew, len);
+	ret = engine_write(f->e, buf + skew, len, off);
+	if (ret) {
+		snprintf(w->what, sizeof(w->what), "engine_write(%llu, %llu): %s",
+			 (unsigned long long)off, (unsigned long long)len, strerror(-ret));
+		return ret;
+	}
+	memcpy(f->model + off, buf + skew, len);
+	w->writes++;
+	w->bytes += len;
+	if (rng_below(&w->seed, 4) == 0) {
+		/* Read back while the neighbours keep writing the same stripes. */
+		ret = engine_read(f->e, check + skew, len, off);
+		if (ret) {
+			snprintf(w->what, sizeof(w->what), "engine_read(%llu, %llu): %s",
+				 (unsigned long long)off, (unsigned long long)len, strerror(-ret));
+			return ret;
+		}
+		if (memcmp(check + skew, buf + skew, len)) {
+			snprintf(w->what, sizeof(w->what), "read back of [%llu, +%llu) differs",
+				 (unsigned long long)off, (unsigned long long)len);
+			return -EILSEQ;
+		}
+	}
+	return 0;
+}
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	const struct round *rd = w->rd;
+	uint64_t ncells = rd->span / rd->cell, i;
+	uint8_t *buf = NULL, *check = NULL;
+
+	if (posix_memalign((void **)&buf, 4096, MAX_WRITE + 64) ||
+	    posix_memalign((void **)&check, 4096, MAX_WRITE + 64)) {
+		w->err = -ENOMEM;
+		goto out;
+	}
+	for (i = w->idx; i < ncells && !w->err; i += rd->threads) {
+		uint64_t c0 = rd->base + i * rd->cell, lo, hi;
+
+		switch (rng_below(&w->seed, 4)) {
+		case 0:		/* the whole cell */
+			lo = 0;
+			hi = rd->cell;
+			break;
+		case 1:		/* a block-aligned part */
+			lo = rng_below(&w->seed, rd->cell / 512) * 512;
+			hi = lo + 512 + rng_below(&w->seed, (rd->cell - lo) / 512) * 512;
+			if (hi > rd->cell)
+				hi = rd->cell;
+			break;
+		case 2:		/* a few bytes */
+			lo = rng_below(&w->seed, rd->cell);
+			hi = lo + 1 + rng_below(&w->seed, 16);
+			break;
+		default:	/* anything */
+			lo = rng_below(&w->seed, rd->cell);
+			hi = lo + 1 + rng_below(&w->seed, rd->cell - lo);
+			break;
+		}
+		if (hi > rd->cell)
+			hi = rd->cell;
+		if (hi - lo > MAX_WRITE)
+			hi = lo + MAX_WRITE;
+		w->err = writer_one(w, buf, check, c0 + lo, hi - lo);
+	}
+out:
+	free(buf);
+	free(check);
+	return NULL;
+}
+
+static void *flusher_main(void *arg)
+{
+	struct writer *w = arg;
+
+	while (!__atomic_load_n(&writers_done, __ATOMIC_ACQUIRE) && !w->err) {
+		int ret = engine_flush(w->f->e);
+
+		if (ret) {
+			w->err = ret;
+			snprintf(w->what, sizeof(w->what), "engine_flush: %s", strerror(-ret));
+		}
+		usleep(2000);
+	}
+	return NULL;
+}
+
+static void run_round(struct fixture *f, const struct round *rd, uint64_t seed)
+{
+	struct writer w[33];
+	pthread_t th[33];
+	unsigned i, n = rd->threads + (rd->flusher ? 1 : 0);
+
+	assert_true(n <= 33);
+	assert_true(rd->base + rd->span <= f->size);
+	__atomic_store_n(&writers_done, 0, __ATOMIC_RELEASE);
+	for (i = 0; i < n; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		w[i].f = f;
+		w[i].rd = rd;
+		w[i].idx = i;
+		w[i].seed = seed * 1000003u + i * 7919u + 1;
+		assert_int_equal(pthread_create(&th[i], NULL,
+						i < rd->threads ? writer_main : flusher_main, &w[i]), 0);
+	}
+	for (i = 0; i < rd->threads; i++)
+		pthread_join(th[i], NULL);
+	__atomic_store_n(&writers_done, 1, __ATOMIC_RELEASE);
+	for (; i < n; i++)
+		pthread_join(th[i], NULL);
+	for (i = 0; i < n; i++) {
+		if (w[i].err)
+			fail_msg("%s: thread %u: %s", f->tc->name, i, w[i].what);
+		f->writes += w[i].writes;
+		f->write_bytes += w[i].bytes;
+	}
+}
+
+/* Single-threaded writes anywhere, the array's last bytes included. */
+static void random_writes(struct fixture *f, uint64_t seed, unsigned count)
+{
+	struct writer w = { .f = f, .seed = seed };
+	uint8_t *buf = NULL, *check = NULL;
+	unsigned i;
+
+	assert_int_equal(posix_memalign((void **)&buf, 4096, MAX_WRITE + 64), 0);
+	assert_int_equal(posix_memalign((void **)&check, 4096, MAX_WRITE + 64), 0);
+	for (i = 0; i < count; i++) {
+		uint64_t len = 1 + rng_below(&w.seed, i % 3 ? 64 * KIB : MAX_WRITE);
+		uint64_t off;
+
+		if (len > f->size)
+			len = f->size;
+		off = i % 5 == 0 ? f->size - len : rng_below(&w.seed, f->size - len + 1);
+		if (writer_one(&w, buf, check, off, len))
+			fail_msg("%s: %s", f->tc->name, w.what);
+	}
+	f->writes += w.writes;
+	f->write_bytes += w.bytes;
+	free(buf);
+	free(check);
+}
+
+/* ---- checks ---------------------------------------------------------- */
+
+static void verify_through_engine(struct fixture *f)
+{
+	uint64_t seed = 42, off = 0;
+	uint8_t *buf = malloc(MAX_WRITE + 1);
+	int ret;
+
+	assert_non_null(buf);
+	while (off < f->size) {
+		/* Odd sizes and an unaligned buffer: the bounce-buffer path. */
+		uint64_t len = 1 + rng_below(&seed, MAX_WRITE);
+
+		if (len > f->size - off)
+			len = f->size - off;
+		ret = engine_read(f->e, buf + (len & 1), len, off);
+		if (ret)
+			fail_msg("%s: engine_read(%llu, %llu): %s", f->tc->name,
+				 (unsigned long long)off, (unsigned long long)len, strerror(-ret));
+		if (memcmp(buf + (len & 1), f->model + off, len)) {
+			uint64_t i;
+
+			for (i = 0; i < len && buf[(len & 1) + i] == f->model[off + i]; i++)
+				;
+			fail_msg("%s: array byte %llu differs from the model", f->tc->name,
+				 (unsigned long long)(off + i));
+		}
+		off += len;
+	}
+	free(buf);
+}
+
+/* Read @len bytes at @off in @role's data area, straight from the unit. */
+static void unit_read_data(struct fixture *f, uint32_t role, uint64_t off, uint8_t *buf, size_t len)
+{
+	ssize_t got = pread(unit_fd(f->unit[role]), buf, len,
+			    (off_t)(f->sb.unit.data_offset + off));
+
+	if (got != (ssize_t)len)
+		fail_msg("%s: pread of unit %u at %llu: %s", f->tc->name, role,
+			 (unsigned long long)off, got < 0 ? strerror(errno) : "short read");
+}
+
+static void expect_model(struct fixture *f, const uint8_t *got, uint64_t logical, uint64_t len,
+			 uint32_t role, uint64_t off)
+{
+	if (logical >= f->size)
+		return;		/* beyond nblocks: not part of the array */
+	if (len > f->size - logical)
+		len = f->size - logical;
+	if (memcmp(got, f->model + logical, len))
+		fail_msg("%s: unit %u offset %llu should hold array offset %llu", f->tc->name,
+			 role, (unsigned long long)off, (unsigned long long)logical);
+}
+
+/*
+ * Placement, computed here from the documented layouts rather than through
+ * layout_map, so that a mapping the engine misuses cannot hide itself.
+ */
+static void verify_units(struct fixture *f)
+{
+	const struct engine_case *tc = f->tc;
+	uint64_t C = tc->chunk, unit_data = UINT64_MAX, off, start;
+	uint8_t *chunk[MAX_TEST_UNITS] = { NULL }, *x = NULL;
+	uint32_t r, n = tc->n;
+
+	for (r = 0; r < n; r++) {
+		assert_int_equal(posix_memalign((void **)&chunk[r], 4096, C), 0);
+		if (f->sb.slots[r].data_size / C * C < unit_data)
+			unit_data = f->sb.slots[r].data_size / C * C;
+	}
+	assert_int_equal(posix_memalign((void **)&x, 4096, C), 0);
+
+	switch (tc->level) {
+	case RT_LEVEL_LINEAR:
+		start = 0;
+		for (r = 0; r < n; r++) {
+			uint64_t rs = f->sb.slots[r].data_size / C * C;
+
+			for (off = 0; off < rs; off += C) {
+				unit_read_data(f, r, off, chunk[0], C);
+				expect_model(f, chunk[0], start + off, C, r, off);
+			}
+			start += rs;
+		}
+		break;
+	case RT_LEVEL_0:
+		for (off = 0; off < unit_data; off += C)
+			for (r = 0; r < n; r++) {
+				unit_read_data(f, r, off, chunk[0], C);
+				expect_model(f, chunk[0], ((off / C) * n + r) * C, C, r, off);
+			}
+		break;
+	case RT_LEVEL_1:
+		for (off = 0; off < unit_data; off += C)
+			for (r = 0; r < n; r++) {
+				unit_read_data(f, r, off, chunk[0], C);
+				expect_model(f, chunk[0], off, C, r, off);
+			}
+		break;
+	case RT_LEVEL_5:
+		for (off = 0; off < unit_data; off += C) {
+			uint64_t s = off / C;
+			uint32_t p = (n - 1) - (uint32_t)(s % n), k;
+
+			memset(x, 0, C);
+			for (r = 0; r < n; r++)
+				unit_read_data(f, r, off, chunk[r], C);
+			for (k = 0; k < n - 1; k++) {
+				uint32_t dr = (p + 1 + k) % n;
+				uint64_t *xw = (uint64_t *)x, *dw = (uint64_t *)chunk[dr], i;
+
+				expect_model(f, chunk[dr], (s * (n - 1) + k) * C, C, dr, off);
+				for (i = 0; i < C / 8; i++)
+					xw[i] ^= dw[i];
+			}
+			if (memcmp(x, chunk[p], C))
+				fail_msg("%s: stripe %llu: parity on unit %u is not the XOR of its data",
+					 tc->name, (unsigned long long)s, p);
+		}
+		break;
+	}
+	for (r = 0; r < n; r++)
+		free(chunk[r]);
+	free(x);
+}
+
+static void verify_stats(struct fixture *f)
+{
+	struct rt_engine_stats st;
+	uint64_t unit_bytes = 0;
+	uint32_t r;
+
+	engine_get_stats(f->e, &st);
+	assert_int_equal(st.errors, 0);
+	assert_int_equal(st.writes, f->writes);
+	assert_int_equal(st.write_bytes, f->write_bytes);
+	assert_true(st.reads > 0);
+	assert_true(st.flushes > 0);
+	for (r = 0; r < f->tc->n; r++) {
+		assert_int_equal(st.unit[r].errors, 0);
+		unit_bytes += st.unit[r].write_bytes;
+		/* Every mirror gets every write. */
+		if (f->tc->level == RT_LEVEL_1)
+			assert_int_equal(st.unit[r].write_bytes, st.unit[0].write_bytes);
+	}
+	assert_true(unit_bytes >= f->write_bytes);
+}
+
+/* ---- the test -------------------------------------------------------- */
+
+static void test_engine_level(void **state)
+{
+	struct fixture *f = *state;
+	const struct engine_case *tc = f->tc;
+	uint64_t seed = 0x1234567ull + tc->chunk + (uint64_t)tc->n * 31 + (uint64_t)(tc->level + 1) * 977;
+	uint8_t tmp[16];
+	uint64_t mid;
+
+	if (!have_root()) {
+		const char *why = geteuid() ? "needs root (loop devices)" : "no /dev/loop-control";
+
+		if (require_root())
+			fail_msg("cannot run: %s (and RAIDTOOL_TEST_REQUIRE_ROOT=1)", why);
+		print_message("# skip: %s\n", why);
+		skip();
+	}
+	assert_non_null(f->e);
+	assert_true(f->size > 16 * MIB);
+	mid = (f->size / 2) & ~(MIB - 1);
+
+	/* The edges of the contract. */
+	assert_int_equal(engine_read(f->e, tmp, 0, f->size), 0);
+	assert_int_equal(engine_read(f->e, tmp, 1, f->size), -EINVAL);
+	assert_int_equal(engine_write(f->e, tmp, 16, f->size - 8), -EINVAL);
+	assert_int_equal(engine_read(f->e, tmp, 16, UINT64_MAX - 4), -EINVAL);
+
+	{
+		/* Same-stripe races: 4 KiB cells, sub-block pieces, 6 threads. */
+		struct round r1 = { .base = 0, .span = 4 * MIB, .cell = 4096, .threads = 6 };
+		/* Odd cells straddle blocks and chunks; more threads than contexts. */
+		struct round r2 = { .base = mid, .span = 6 * MIB, .cell = 3 * 4096 + 300,
+				     .threads = 24 };
+		/* Big cells: full stripes, multi-stripe and multi-piece writes. */
+		struct round r3 = { .base = 6 * MIB, .span = 12 * MIB, .cell = 1 * MIB,
+				    .threads = 4, .flusher = true };
+		struct round r4 = { .base = mid - 8 * MIB + 4096, .span = 8 * MIB,
+				    .cell = MAX_WRITE - 4096 + 512, .threads = 3 };
+		/* Partial stripes with several chunks: RMW and RCW both chosen. */
+		struct round r5 = { .base = 2 * MIB, .span = 6 * MIB, .cell = 192 * KIB + 4096,
+				    .threads = 5, .flusher = true };
+
+		run_round(f, &r1, seed + 1);
+		run_round(f, &r2, seed + 2);
+		run_round(f, &r3, seed + 3);
+		run_round(f, &r4, seed + 4);
+		run_round(f, &r5, seed + 5);
+	}
+	random_writes(f, seed + 6, 60);
+
+	verify_through_engine(f);
+	assert_int_equal(engine_flush(f->e), 0);
+	verify_units(f);
+	verify_stats(f);
+}
+
+#define MIBS(...) { __VA_ARGS__ }
+static const struct engine_case cases[] = {
+	{ "linear 64K, unequal units", RT_LEVEL_LINEAR, 3, 64 * 1024, MIBS(24, 40, 33) },
+	{ "linear 512K, unequal units", RT_LEVEL_LINEAR, 3, 512 * 1024, MIBS(40, 24, 36) },
+	{ "raid0 x3 64K", RT_LEVEL_0, 3, 64 * 1024, MIBS(32, 32, 32) },
+	{ "raid0 x3 512K", RT_LEVEL_0, 3, 512 * 1024, MIBS(32, 32, 33) },
+	{ "raid1 x2 64K", RT_LEVEL_1, 2, 64 * 1024, MIBS(40, 40) },
+	{ "raid1 x2 512K", RT_LEVEL_1, 2, 512 * 1024, MIBS(40, 41) },
+	{ "raid5 x3 64K", RT_LEVEL_5, 3, 64 * 1024, MIBS(32, 32, 32) },
+	{ "raid5 x3 512K", RT_LEVEL_5, 3, 512 * 1024, MIBS(32, 32, 32) },
+	{ "raid5 x5 64K", RT_LEVEL_5, 5, 64 * 1024, MIBS(24, 24, 24, 24, 24) },
+	{ "raid5 x5 512K", RT_LEVEL_5, 5, 512 * 1024, MIBS(24, 24, 25, 24, 24) },
+};
+
+#define ENGINE_TEST(i) \
+	{ cases[i].name, test_engine_level, fixture_setup, fixture_teardown, (void *)&cases[i] }
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		ENGINE_TEST(0), ENGINE_TEST(1), ENGINE_TEST(2), ENGINE_TEST(3), ENGINE_TEST(4),
+		ENGINE_TEST(5), ENGINE_TEST(6), ENGINE_TEST(7), ENGINE_TEST(8), ENGINE_TEST(9),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
