@@ -580,9 +580,10 @@ int array_add(const char *id, const char *const *paths, size_t n_new, bool force
 		goto out;
 	}
 	for (size_t i = 0; i < n_new; i++) {
-		if (scan_find_unit(scan, paths[i]) &&
-		    !memcmp(scan_find_unit(scan, paths[i])->sb.array.uuid, sb.array.uuid,
-			    RT_UUID_SIZE) && !force) {
+		const struct rt_scan_unit *su = scan_find_unit(scan, paths[i]);
+
+		/* Not even --force: the unit would hold two roles of one array. */
+		if (su && !memcmp(su->sb.array.uuid, sb.array.uuid, RT_UUID_SIZE)) {
 			rt_log(RT_LOG_ERROR, "'%s': already a unit of array '%s'", paths[i],
 			       sb.array.name);
 			r = -EEXIST;

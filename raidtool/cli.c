@@ -101,7 +101,19 @@ int cli_parse(const char *cmd, const char *args_help, int argc, const char **arg
 	const char **left;
 	int rc, n = 0;
 
+	static const char **named_argv;
+
 	snprintf(ctxname, sizeof(ctxname), "raidtool %s", cmd);
+	/* popt's usage line shows argv[0]: make it the whole command. */
+	named_argv = calloc((size_t)argc + 1, sizeof(*named_argv));
+	if (named_argv) {
+		static char prog[64];
+
+		snprintf(prog, sizeof(prog), "raidtool %s", cmd);
+		memcpy(named_argv, argv, (size_t)argc * sizeof(*argv));
+		named_argv[0] = prog;
+		argv = named_argv;
+	}
 	*pc = poptGetContext(ctxname, argc, argv, opts, 0);
 	poptSetOtherOptionHelp(*pc, args_help);
 	while ((rc = poptGetNextOpt(*pc)) > 0)
