@@ -11,14 +11,19 @@
  *
  * Memory is fixed at engine_create and does not depend on the array's size:
  *
- *   bytes ~= ENGINE_CONTEXTS * (D + S + R + B) + ENGINE_LOCK_BUCKETS * 128
- *     D = ENGINE_PIECE + 2 * 4 KiB            aligned data buffer
- *     S = D for raid5, else 0                 parity / old-data scratch
- *     R ~= 24 KiB                             io_uring: 256 SQEs, 512 CQEs
- *     B ~= 3 KiB + 64 B * (2 * (D / chunk + 3) + n_units + 8)  bookkeeping
- *   with ENGINE_CONTEXTS = 16 and ENGINE_PIECE = 1 MiB: about 17 MiB for
- *   linear/raid0/raid1 and 33 MiB for raid5 (plus at most 2.2 MiB of
- *   bookkeeping with 4 KiB chunks).
+ *   bytes ~= ENGINE_CONTEXTS * (D + S + R + B) + ENGINE_LOCK_BUCKETS * 128 B
+ *     D = ENGINE_PIECE + 2 * 4 KiB       aligned data buffer (1 MiB + 8 KiB)
+ *     S = D for raid5, else 0            parity and old-data scratch
+ *     R ~= 25 KiB                        io_uring ring: 256 SQEs, 512 CQEs
+ *     B ~= 3 KiB + 200 B * (D / chunk + 8) + 40 B * n_units   bookkeeping
+ *   With ENGINE_CONTEXTS = 16 and ENGINE_PIECE = 1 MiB: about 17 MiB for
+ *   linear/raid0/raid1 and 33 MiB for raid5 with 64 KiB chunks (B adds at
+ *   most about 0.8 MiB more with 4 KiB chunks). The data and scratch
+ *   buffers are registered with io_uring (pinned) when the kernel allows.
+ *
+ * An aligned request into an aligned caller buffer does I/O straight from
+ * or to the caller's memory; anything else is copied exactly once through
+ * the context's data buffer.
  *
  * Stripe locks: a stripe is layout's row of chunks (raid0/raid5) or one
  * chunk (linear/raid1); writers lock the stripes of their piece in
