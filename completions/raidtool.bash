@@ -1,0 +1,159 @@
+# shellcheck shell=bash
+# bash completion for raidtool(8).
+#
+# Completes commands, each command's options, array names and hashcodes
+# where a command takes NAME|HASHCODE (from 'raidtool list', which needs
+# root to read the block devices), block devices and files where it takes a
+# UNIT, and the values of --level and --blocksize.
+
+# The arrays' names and hashcodes, one per line.
+_raidtool_arrays() {
+	local rt=$1
+	if command -v jq >/dev/null 2>&1; then
+		"$rt" list --json 2>/dev/null | jq -r '.[] | .name, .hashcode' 2>/dev/null
+	else
+		# NAME HASHCODE LEVEL ... after a header line.
+		"$rt" list 2>/dev/null | awk 'NR > 1 && NF >= 2 { print $1; print $2 }'
+	fi
+}
+
+# Block devices and files (directories too, to descend into them).
+_raidtool_units() {
+	local cur=$1 dev
+	compopt -o filenames 2>/dev/null
+	mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+	# Typing /dev/... completes devices as files; offer them up front too.
+	if [ -z "$cur" ]; then
+		while IFS= read -r dev; do
+			COMPREPLY+=("$dev")
+		done < <(lsblk -lnpo NAME 2>/dev/null)
+	fi
+}
+
+_raidtool_words() {
+	local cur=$1
+	shift
+	mapfile -t COMPREPLY < <(compgen -W "$*" -- "$cur")
+}
+
+_raidtool() {
+	local cur prev rt cmd i w opt nargs
+	local commands="create add list lookup lookup-unit examine rename rehash zero
+		activate deactivate status"
+	local global_opts="--verbose -v --help -h --version -V"
+
+	COMPREPLY=()
+	cur=${COMP_WORDS[COMP_CWORD]}
+	prev=
+	((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD - 1]}
+	rt=${COMP_WORDS[0]}
+	# The word as typed may be a relative path or an alias; fall back to PATH.
+	command -v "$rt" >/dev/null 2>&1 || rt=raidtool
+
+	# The command: the first word after the global options.
+	cmd=''
+	i=1
+	while ((i < COMP_CWORD)); do
+		w=${COMP_WORDS[i]}
+		if [[ $w != -* ]]; then
+			cmd=$w
+			break
+		fi
+		((i++))
+	done
+	if [ -z "$cmd" ]; then
+		if [[ $cur == -* ]]; then
+			_raidtool_words "$cur" "$global_opts"
+		else
+			_raidtool_words "$cur" "$commands"
+		fi
+		return 0
+	fi
+
+	# The option whose value is being completed: "--level 5", "--level=5".
+	opt=
+	if [ "$cur" = "=" ]; then
+		opt=$prev
+		cur=''
+	elif [ "$prev" = "=" ] && ((COMP_CWORD >= 2)); then
+		opt=${COMP_WORDS[COMP_CWORD - 2]}
+	else
+		opt=$prev
+	fi
+	case "$cmd:$opt" in
+	create:-l | create:--level)
+		_raidtool_words "$cur" "linear none 0 1 5 raid0 raid1 raid5"
+		return 0 ;;
+	create:-c | create:--chunk)
+		_raidtool_words "$cur" "4K 8K 16K 32K 64K 128K 256K 512K 1M 2M 4M"
+		return 0 ;;
+	create:-b | create:--blocksize)
+		_raidtool_words "$cur" "512 4096"
+		return 0 ;;
+	create:-d | create:--desc)
+		return 0 ;;
+	list:-u | list:--units)
+		_raidtool_words "$cur" "$(_raidtool_arrays "$rt")"
+		return 0 ;;
+	esac
+
+	if [[ $cur == -* ]]; then
+		case "$cmd" in
+		create)
+			_raidtool_words "$cur" "--level -l --chunk -c --blocksize -b --desc -d
+				--force -f --json --help --usage" ;;
+		add) _raidtool_words "$cur" "--force -f --help --usage" ;;
+		list) _raidtool_words "$cur" "--units -u --json --help --usage" ;;
+		lookup | lookup-unit) _raidtool_words "$cur" "--json --help --usage" ;;
+		examine) _raidtool_words "$cur" "--json --export --help --usage" ;;
+		rename | rehash) _raidtool_words "$cur" "--help --usage" ;;
+		zero) _raidtool_words "$cur" "--force -f --help --usage" ;;
+		activate) _raidtool_words "$cur" "--foreground --help --usage" ;;
+		deactivate) _raidtool_words "$cur" "--help --usage" ;;
+		status) _raidtool_words "$cur" "--json --help --usage" ;;
+		esac
+		return 0
+	fi
+
+	# How many positional arguments precede the current word.
+	nargs=0
+	for ((i = i + 1; i < COMP_CWORD; i++)); do
+		w=${COMP_WORDS[i]}
+		case "$w" in
+		=) ;;
+		-l | --level | -c | --chunk | -b | --blocksize | -d | --desc | -u | --units)
+			# An option with a separate value: skip the value too.
+			if [ "${COMP_WORDS[i + 1]:-}" = "=" ]; then
+				((i += 2))
+			else
+				((i++))
+			fi ;;
+		-*) ;;
+		*) ((nargs++)) ;;
+		esac
+	done
+
+	case "$cmd" in
+	create)
+		# NAME is new: nothing to offer. Then units.
+		((nargs >= 1)) && _raidtool_units "$cur" ;;
+	add)
+		if ((nargs == 0)); then
+			_raidtool_words "$cur" "$(_raidtool_arrays "$rt")"
+		else
+			_raidtool_units "$cur"
+		fi ;;
+	lookup | activate | deactivate | status)
+		((nargs == 0)) && _raidtool_words "$cur" "$(_raidtool_arrays "$rt")" ;;
+	rename | rehash)
+		# The second argument is the new name or hashcode.
+		((nargs == 0)) && _raidtool_words "$cur" "$(_raidtool_arrays "$rt")" ;;
+	lookup-unit | examine)
+		((nargs == 0)) && _raidtool_units "$cur" ;;
+	zero)
+		_raidtool_units "$cur" ;;
+	esac
+	return 0
+}
+
+complete -F _raidtool raidtool
