@@ -12,5 +12,8 @@ int cmd_examine(int argc, const char **argv);
 int cmd_rename(int argc, const char **argv);
 int cmd_rehash(int argc, const char **argv);
 int cmd_zero(int argc, const char **argv);
+int cmd_activate(int argc, const char **argv);
+int cmd_deactivate(int argc, const char **argv);
+int cmd_status(int argc, const char **argv);
 
 #endif

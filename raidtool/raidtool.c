@@ -22,6 +22,9 @@ static const struct cli_command commands[] = {
 	{ "rename", cmd_rename, "change an array's name" },
 	{ "rehash", cmd_rehash, "change an array's hashcode" },
 	{ "zero", cmd_zero, "wipe raidtool's superblocks from a unit" },
+	{ "activate", cmd_activate, "start an array and show it as /dev/raidtool/NAME" },
+	{ "deactivate", cmd_deactivate, "stop a running array (or clean up after a dead engine)" },
+	{ "status", cmd_status, "show an array's state, units, block device and I/O counters" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef RAIDTOOL_ASSEMBLE_H
+#define RAIDTOOL_ASSEMBLE_H
+
+/*
+ * Assembly: from a scanned array choose, for every role, the unit the
+ * freshest role table names and whose events counter is the freshest; open
+ * those units for the engine; write superblock updates (clean/dirty, events)
+ * to all of them.
+ *
+ * Rules (mdadm's): a unit whose events lag behind is stale and is not used;
+ * a unit the freshest role table does not place where it claims to be is a
+ * conflict and is not used; two fresh units claiming one role make the
+ * array refuse to start. Both are reported through rt_log as warnings.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <raidtool/format.h>
+#include <raidtool/scan.h>
+
+struct rt_unit;
+
+struct rt_assembly {
+	struct rt_sb sb;			/* shared part: array, slots, events, state */
+	unsigned n_roles;			/* = sb.array.n_devices */
+	unsigned n_units;			/* roles first, then fresh spares */
+	struct rt_unit *units[RT_MAX_UNITS];	/* [role] for role < n_roles */
+	struct rt_unit_desc own[RT_MAX_UNITS];	/* each unit's own descriptor */
+	char dev[RT_MAX_UNITS][256];		/* the block device of each unit */
+};
+
+/*
+ * Choose and open (RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_DIRECT) the units
+ * of @a. Returns 0, or:
+ *   -ENODEV    a role has no fresh unit: "role(s) 1, 3 missing" is logged
+ *   -ENOTUNIQ  two fresh units claim one role
+ *   -EBUSY     a unit is held by someone else (the array is running?)
+ *   other negative errno from opening a unit
+ */
+int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out);
+
+/* Close the units and free. NULL is fine. */
+void assemble_close(struct rt_assembly *as);
+
+/*
+ * Change the shared superblock with @mutate (may be NULL), bump events, set
+ * utime, and write it to every assembled unit (each with its own unit
+ * descriptor). On failure the in-memory copy is left as it was.
+ */
+typedef int (*assemble_mutate_fn)(struct rt_sb *sb, void *arg);
+int assemble_sb_update(struct rt_assembly *as, assemble_mutate_fn mutate, void *arg);
+
+/* The common case: set the array state (RT_ARRAY_CLEAN / RT_ARRAY_DIRTY). */
+int assemble_set_state(struct rt_assembly *as, uint32_t state);
+
+#endif

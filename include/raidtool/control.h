@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef RAIDTOOL_CONTROL_H
+#define RAIDTOOL_CONTROL_H
+
+/*
+ * The run directory of running arrays and the control socket their engines
+ * answer on. Layout and protocol: raidtool-control(7).
+ *
+ *   <rundir>/<NAME>/pid           engine pid; an OFD write lock on it while alive
+ *   <rundir>/<NAME>/device        the loop device, once ready
+ *   <rundir>/<NAME>/control.sock  the control socket (root only)
+ *   <rundir>/<NAME>/mnt/          the FUSE mount point
+ *   <rundir>/<NAME>/log           messages of a background engine
+ *
+ * <rundir> is $RAIDTOOL_RUNDIR, or /run/raidtool.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <raidtool/format.h>
+
+#define RT_RUNDIR_DEFAULT "/run/raidtool"
+#define RT_CONTROL_SOCK "control.sock"
+#define RT_CONTROL_PID "pid"
+#define RT_CONTROL_DEVICE "device"
+#define RT_CONTROL_MNT "mnt"
+#define RT_CONTROL_LOG "log"
+#define RT_CONTROL_LINE_MAX 4096	/* a request line, newline included */
+
+/* The run directory (never NULL). */
+const char *control_rundir(void);
+
+/* "<rundir>/<name>" or "<rundir>/<name>/<file>" (@file NULL: the directory). */
+int control_path(const char *name, const char *file, char *buf, size_t len);
+
+/* ---- is it running? ----------------------------------------------------- */
+
+enum rt_control_state {
+	RT_CONTROL_INACTIVE = 0,	/* no run directory or no pid file */
+	RT_CONTROL_ACTIVE = 1,		/* an engine holds the pid file's lock */
+	RT_CONTROL_STALE = 2,		/* run files left by an engine that died */
+};
+
+struct rt_control_probe {
+	int state;			/* enum rt_control_state */
+	pid_t pid;			/* the engine's (or the dead engine's); 0 if unknown */
+	char device[64];		/* "/dev/loopN", "" until ready */
+	char link[RT_NAME_MAX + 32];	/* "/dev/raidtool/NAME" when active */
+};
+
+/* Cheap, no socket traffic: for `list`. 0, or a negative errno for a bad name. */
+int control_probe(const char *name, struct rt_control_probe *p);
+
+/*
+ * The engine's side of the pid file: create the run directory, take the
+ * lock (-EALREADY when another engine holds it), write our pid. The lock
+ * lives as long as *@fd is open.
+ */
+int control_lock(const char *name, int *fd);
+
+/* ---- status ------------------------------------------------------------- */
+
+struct rt_control_unit {
+	uint32_t slot;			/* role (< n_devices) or a spare's slot */
+	char device[256];
+	uint8_t uuid[RT_UUID_SIZE];
+	uint32_t hashcode;
+	char state[16];			/* active, spare, faulty, missing, rebuilding, stale */
+	uint64_t reads, writes, read_bytes, write_bytes, errors;
+};
+
+struct rt_control_stats {
+	uint64_t reads, writes, flushes, read_bytes, write_bytes, errors;
+};
+
+struct rt_control_status {
+	char state[16];			/* "active" / "inactive" */
+	char name[RT_NAME_MAX + 1];
+	uint8_t uuid[RT_UUID_SIZE];
+	uint32_t hashcode;
+	int32_t level;			/* enum rt_level */
+	uint64_t size;			/* bytes */
+	uint64_t nblocks;
+	uint32_t blocksize, chunk_size, n_devices;
+	uint64_t events;
+	uint32_t array_state;		/* enum rt_array_state (superblock) */
+	char device[64];		/* "" when inactive */
+	char link[RT_NAME_MAX + 32];
+	pid_t pid;			/* 0 when inactive */
+	uint64_t started;		/* seconds since the epoch */
+	unsigned n_units;
+	struct rt_control_unit units[RT_MAX_UNITS];
+	struct rt_control_stats stats;
+};
+
+/* ---- the server (in the engine) ----------------------------------------- */
+
+struct control_server;
+
+struct control_ops {
+	void *ctx;
+	/* Fill @st (called on the server thread). */
+	int (*status)(void *ctx, struct rt_control_status *st);
+	/*
+	 * A client asks to stop. Return 0 to accept: the server stops serving
+	 * and keeps the connection; control_server_finish answers it once the
+	 * shutdown is complete. A negative errno with a reason in @why refuses.
+	 */
+	int (*stop)(void *ctx, char *why, size_t whylen);
+};
+
+/* Bind <rundir>/<name>/control.sock (mode 0600) and serve on a thread. */
+int control_server_start(const char *name, const struct control_ops *ops,
+			 struct control_server **out);
+
+/* Stop serving (joins the thread); the socket stays until finish. */
+void control_server_stop(struct control_server *s);
+
+/*
+ * Stop serving; answer a pending `stop` with @err (0: ok) and @msg; remove
+ * the socket; free. NULL is fine.
+ */
+void control_server_finish(struct control_server *s, int err, const char *msg);
+
+/* ---- the client (the CLI) ----------------------------------------------- */
+
+/*
+ * Send one request line (without the newline) and read the one-line reply
+ * into @reply. -ENOENT/-ECONNREFUSED when no engine answers.
+ */
+int control_request(const char *name, const char *request, char *reply, size_t len,
+		    int timeout_ms);
+
+/* ping: 0 and the engine's pid. */
+int control_ping(const char *name, pid_t *pid);
+
+/* status: the running array's state. */
+int control_status(const char *name, struct rt_control_status *st);
+
+/*
+ * stop: returns once the engine has shut down cleanly (0), or -EBUSY with
+ * the engine's reason logged when the device is in use.
+ */
+int control_stop(const char *name);
+
+#endif

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef RAIDTOOL_EXPORT_H
+#define RAIDTOOL_EXPORT_H
+
+/*
+ * Exposing a running array as a block device: a FUSE mount (libfuse3
+ * lowlevel, multi-threaded, direct I/O) holding one file of the array's
+ * size, a loop device on that file (LOOP_CONFIGURE, direct I/O, logical
+ * block size = the array's block size), and the symlink /dev/raidtool/NAME.
+ *
+ * The FUSE workers call engine_read/engine_write/engine_flush directly.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct rt_engine;
+struct rt_export;
+
+#define RT_DEV_DIR "/dev/raidtool"
+
+struct rt_export_params {
+	const char *name;		/* array name: the file's name and the symlink's */
+	const char *mountpoint;		/* an existing empty directory */
+	uint32_t blocksize;		/* the loop device's logical block size */
+	unsigned threads;		/* FUSE worker threads; 0: the default */
+};
+
+/* Mount, serve, attach the loop device, make the symlink. */
+int export_start(struct rt_engine *e, const struct rt_export_params *p, struct rt_export **out);
+
+const char *export_device(const struct rt_export *x);	/* "/dev/loopN" */
+const char *export_link(const struct rt_export *x);	/* "/dev/raidtool/NAME" */
+const char *export_file(const struct rt_export *x);	/* "<mountpoint>/NAME" */
+
+/*
+ * Is the block device in use? 0 when not; -EBUSY with the reason in @why
+ * ("mounted on /mnt", "held open by process 123 (dd)", ...) when it is.
+ * With @excl_fd the device stays opened O_EXCL in *@excl_fd when free, so
+ * that nobody can mount it before export_stop (pass it there).
+ */
+int export_dev_busy(const char *dev, int *excl_fd, char *why, size_t whylen);
+
+/*
+ * Tear down in reverse: the symlink, the loop device (@excl_fd, if not -1,
+ * is closed after the detach), the FUSE mount and its workers. Frees @x.
+ * Returns the first error; every step is tried regardless.
+ */
+int export_stop(struct rt_export *x, int excl_fd);
+
+/*
+ * Clean up after an engine that died: detach the loop device on a file
+ * under @mountpoint (refused with -EBUSY and a reason while it is in use),
+ * remove /dev/raidtool/@name when it points at it, lazily unmount
+ * @mountpoint. @did gets a short human summary of what was done.
+ */
+int export_recover(const char *name, const char *mountpoint, const char *dev_hint,
+		   char *did, size_t didlen);
+
+#endif

@@ -1,0 +1,908 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The run path: activate (scan, assemble, mark dirty, engine, export,
+ * control socket, wait, tear down, mark clean) and deactivate (ask the
+ * engine to stop, or clean up after one that died).
+ *
+ * Background mode forks before anything creates a thread. The child talks
+ * to the parent over a pipe: "L<level> <message>\n" lines relay its log
+ * until it is ready, then one "R<errno> <link> <dev>\n" line ends it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <raidtool/activate.h>
+#include <raidtool/assemble.h>
+#include <raidtool/control.h>
+#include <raidtool/engine.h>
+#include <raidtool/export.h>
+#include <raidtool/log.h>
+#include <raidtool/scan.h>
+#include <raidtool/unit.h>
+
+#ifndef PR_SET_IO_FLUSHER
+#define PR_SET_IO_FLUSHER 57
+#endif
+
+#define EXIT_WAIT_MS 10000		/* for the engine process to go after `stop` */
+
+struct run {
+	char name[RT_NAME_MAX + 1];
+	int lock_fd;
+	int sig_fd;
+	int stop_fd;			/* eventfd: the control thread accepted a `stop` */
+	sigset_t old_mask;
+	bool mask_set;
+	bool locked_memory;
+	uint64_t started;
+
+	struct rt_assembly *as;
+	struct rt_engine *e;
+	struct rt_export *x;
+	struct control_server *cs;
+
+	pthread_mutex_t lock;
+	bool stopping;
+	int excl_fd;			/* the loop device, held O_EXCL from the stop decision on */
+};
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void unlink_run_file(const char *name, const char *file)
+{
+	char path[PATH_MAX];
+
+	if (control_path(name, file, path, sizeof(path)) == 0)
+		unlink(path);
+}
+
+static void rmdir_run(const char *name, const char *sub)
+{
+	char path[PATH_MAX];
+
+	if (control_path(name, sub, path, sizeof(path)) == 0)
+		rmdir(path);
+}
+
+static int write_run_file(const char *name, const char *file, const char *content)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	size_t len = strlen(content);
+	int fd, r = 0;
+
+	r = control_path(name, file, path, sizeof(path));
+	if (r < 0)
+		return r;
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, content, len) != (ssize_t)len)
+		r = -EIO;
+	close(fd);
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
+	return r;
+}
+
+/* ---- the background child's log --------------------------------------- */
+
+static int relay_fd = -1;		/* the pipe to the parent, until ready */
+static int log_file_fd = -1;		/* <rundir>/<NAME>/log, once running */
+
+static void log_to_pipe(int level, const char *msg, void *usrptr)
+{
+	char line[1100];
+	int n;
+
+	(void)usrptr;
+	if (relay_fd < 0)
+		return;
+	n = snprintf(line, sizeof(line), "L%d %s", level, msg);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line) - 1)
+		n = (int)sizeof(line) - 2;
+	for (int i = 0; i < n; i++)
+		if (line[i] == '\n')
+			line[i] = ' ';
+	line[n++] = '\n';
+	if (write(relay_fd, line, (size_t)n) < 0) {
+		/* The parent is gone; nothing to tell. */
+	}
+}
+
+static void log_to_file(int level, const char *msg, void *usrptr)
+{
+	static const char *const names[] = { "error", "warning", "info", "debug" };
+	char line[1200], when[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	int n;
+
+	(void)usrptr;
+	if (log_file_fd < 0 || level > RT_LOG_INFO)
+		return;
+	if (!localtime_r(&now, &tm) || !strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm))
+		when[0] = '\0';
+	n = snprintf(line, sizeof(line), "%s raidtool[%d]: %s: %s\n", when, (int)getpid(),
+		     names[level < 0 ? 0 : level > 3 ? 3 : level], msg);
+	if (n > 0 && write(log_file_fd, line, (size_t)n < sizeof(line) ? (size_t)n :
+			   sizeof(line) - 1) < 0) {
+		/* Nowhere left to complain. */
+	}
+}
+
+/* ---- control callbacks (on the control thread) ------------------------- */
+
+static int on_status(void *ctx, struct rt_control_status *st)
+{
+	struct run *run = ctx;
+	const struct rt_assembly *as = run->as;
+	struct rt_engine_stats *es;
+
+	es = calloc(1, sizeof(*es));
+	if (!es)
+		return -ENOMEM;
+	engine_get_stats(run->e, es);
+	snprintf(st->state, sizeof(st->state), "active");
+	snprintf(st->name, sizeof(st->name), "%s", as->sb.array.name);
+	memcpy(st->uuid, as->sb.array.uuid, RT_UUID_SIZE);
+	st->hashcode = as->sb.array.hashcode;
+	st->level = as->sb.array.level;
+	st->size = engine_size(run->e);
+	st->nblocks = as->sb.array.nblocks;
+	st->blocksize = as->sb.array.blocksize;
+	st->chunk_size = as->sb.array.chunk_size;
+	st->n_devices = as->sb.array.n_devices;
+	st->events = as->sb.events;
+	st->array_state = as->sb.state;
+	snprintf(st->device, sizeof(st->device), "%s", export_device(run->x));
+	snprintf(st->link, sizeof(st->link), "%s", export_link(run->x));
+	st->pid = getpid();
+	st->started = run->started;
+	st->n_units = as->n_units;
+	for (unsigned i = 0; i < as->n_units; i++) {
+		struct rt_control_unit *u = &st->units[i];
+		uint32_t slot = as->own[i].slot;
+
+		u->slot = slot;
+		snprintf(u->device, sizeof(u->device), "%s", as->dev[i]);
+		memcpy(u->uuid, as->own[i].uuid, RT_UUID_SIZE);
+		u->hashcode = as->own[i].hashcode;
+		snprintf(u->state, sizeof(u->state), "%s",
+			 sb_slot_state_name(slot < RT_MAX_UNITS ? as->sb.slots[slot].state : 0));
+		if (slot < as->n_roles) {
+			u->reads = es->unit[slot].reads;
+			u->writes = es->unit[slot].writes;
+			u->read_bytes = es->unit[slot].read_bytes;
+			u->write_bytes = es->unit[slot].write_bytes;
+			u->errors = es->unit[slot].errors;
+		}
+	}
+	st->stats.reads = es->reads;
+	st->stats.writes = es->writes;
+	st->stats.flushes = es->flushes;
+	st->stats.read_bytes = es->read_bytes;
+	st->stats.write_bytes = es->write_bytes;
+	st->stats.errors = es->errors;
+	free(es);
+	return 0;
+}
+
+/*
+ * Decide whether we may stop: the device must be neither mounted nor open.
+ * When free, it stays opened O_EXCL so nobody mounts it during the teardown.
+ */
+static int claim_for_stop(struct run *run, char *why, size_t whylen)
+{
+	char reason[PATH_MAX];
+	int fd, r;
+
+	pthread_mutex_lock(&run->lock);
+	if (run->stopping) {
+		pthread_mutex_unlock(&run->lock);
+		snprintf(why, whylen, "already stopping");
+		return -EALREADY;
+	}
+	r = export_dev_busy(export_device(run->x), &fd, reason, sizeof(reason));
+	if (r == 0) {
+		run->stopping = true;
+		run->excl_fd = fd;
+	} else if (r == -EBUSY) {
+		snprintf(why, whylen, "cannot stop: %s (%s) is %s", export_link(run->x),
+			 export_device(run->x), reason);
+	} else {
+		snprintf(why, whylen, "cannot stop: cannot check whether %s is in use: %s",
+			 export_device(run->x), strerror(-r));
+	}
+	pthread_mutex_unlock(&run->lock);
+	return r;
+}
+
+static int on_stop(void *ctx, char *why, size_t whylen)
+{
+	struct run *run = ctx;
+	int r;
+
+	r = claim_for_stop(run, why, whylen);
+	if (r < 0) {
+		rt_log(RT_LOG_WARN, "'%s': stop refused: %s", run->name, why);
+		return r;
+	}
+	if (eventfd_write(run->stop_fd, 1) < 0) {
+		/* Cannot happen with an eventfd below its maximum. */
+	}
+	return 0;
+}
+
+/* ---- setup and teardown ------------------------------------------------- */
+
+static int block_signals(struct run *run)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	/* Every thread created from now on inherits this mask. */
+	if (pthread_sigmask(SIG_BLOCK, &set, &run->old_mask))
+		return -EINVAL;
+	run->mask_set = true;
+	run->sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (run->sig_fd < 0)
+		return -errno;
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+/* The loop-over-FUSE hazard: never wait on our own page cache or reclaim. */
+static void harden_memory(struct run *run)
+{
+	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
+		rt_log(RT_LOG_WARN, "'%s': cannot lock the engine in memory: %s; under memory "
+		       "pressure the device may stall", run->name, strerror(errno));
+	else
+		run->locked_memory = true;
+	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0 && errno != EPERM && errno != EINVAL)
+		rt_log(RT_LOG_DEBUG, "'%s': PR_SET_IO_FLUSHER: %s", run->name, strerror(errno));
+}
+
+/* Leftovers of an engine that died (we hold the lock, so it is dead). */
+static int recover_leftovers(const char *name, char *did, size_t didlen)
+{
+	char mnt[PATH_MAX], devfile[PATH_MAX], hint[64] = "";
+	FILE *f;
+	int r;
+
+	r = control_path(name, RT_CONTROL_MNT, mnt, sizeof(mnt));
+	if (r < 0)
+		return r;
+	if (control_path(name, RT_CONTROL_DEVICE, devfile, sizeof(devfile)) == 0 &&
+	    (f = fopen(devfile, "re"))) {
+		if (!fgets(hint, sizeof(hint), f))
+			hint[0] = '\0';
+		hint[strcspn(hint, "\n")] = '\0';
+		fclose(f);
+	}
+	r = export_recover(name, mnt, hint, did, didlen);
+	if (r < 0)
+		return r;
+	unlink_run_file(name, RT_CONTROL_DEVICE);
+	unlink_run_file(name, RT_CONTROL_SOCK);
+	return 0;
+}
+
+/* Remove the run files; the pid file goes last, just before its lock. */
+static void remove_run_files(struct run *run, bool keep_log)
+{
+	unlink_run_file(run->name, RT_CONTROL_DEVICE);
+	unlink_run_file(run->name, RT_CONTROL_SOCK);
+	rmdir_run(run->name, RT_CONTROL_MNT);
+	if (!keep_log)
+		unlink_run_file(run->name, RT_CONTROL_LOG);
+	if (run->lock_fd >= 0) {
+		unlink_run_file(run->name, RT_CONTROL_PID);
+		close(run->lock_fd);
+		run->lock_fd = -1;
+	}
+	rmdir_run(run->name, NULL);
+}
+
+/*
+ * Everything after the engine started, in reverse. Returns the first error
+ * with its message in @msg (for a pending `stop`).
+ */
+static int teardown(struct run *run, char *msg, size_t msglen)
+{
+	int r = 0, q;
+
+	msg[0] = '\0';
+	control_server_stop(run->cs);
+	if (run->x) {
+		q = export_stop(run->x, run->excl_fd);
+		run->excl_fd = -1;
+		run->x = NULL;
+		if (q < 0 && !r) {
+			r = q;
+			snprintf(msg, msglen, "the block device did not detach cleanly: %s",
+				 strerror(-q));
+		}
+	}
+	if (run->excl_fd >= 0) {
+		close(run->excl_fd);
+		run->excl_fd = -1;
+	}
+	if (run->e) {
+		q = engine_flush(run->e);
+		engine_destroy(run->e);
+		run->e = NULL;
+		if (q < 0) {
+			rt_log(RT_LOG_ERROR, "'%s': final flush failed: %s; the array stays "
+			       "marked dirty", run->name, strerror(-q));
+			if (!r) {
+				r = q;
+				snprintf(msg, msglen, "final flush failed: %s", strerror(-q));
+			}
+		} else if (run->as) {
+			q = assemble_set_state(run->as, RT_ARRAY_CLEAN);
+			if (q < 0 && !r) {
+				r = q;
+				snprintf(msg, msglen, "cannot mark the superblocks clean: %s",
+					 strerror(-q));
+			}
+		}
+	}
+	assemble_close(run->as);
+	run->as = NULL;
+	return r;
+}
+
+/* Wait for a signal or an accepted `stop`. */
+static void wait_for_stop(struct run *run)
+{
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = run->sig_fd, .events = POLLIN },
+			{ .fd = run->stop_fd, .events = POLLIN },
+		};
+		struct signalfd_siginfo si;
+		char why[PATH_MAX + 128];
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			rt_log(RT_LOG_ERROR, "'%s': poll: %s; stopping", run->name, strerror(errno));
+			return;
+		}
+		if (pfd[1].revents & POLLIN)
+			return;
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		if (read(run->sig_fd, &si, sizeof(si)) != sizeof(si))
+			continue;
+		if (claim_for_stop(run, why, sizeof(why)) == 0) {
+			rt_log(RT_LOG_INFO, "'%s': %s received, stopping", run->name,
+			       strsignal((int)si.ssi_signo));
+			return;
+		}
+		if (run->stopping)
+			return;
+		rt_log(RT_LOG_WARN, "'%s': %s received, but not stopping: %s", run->name,
+		       strsignal((int)si.ssi_signo), why);
+	}
+}
+
+/* Scan and pick the array; logs why not. */
+static int find_array(const char *id, struct rt_scan **scan, const struct rt_scan_array **a)
+{
+	int r;
+
+	r = scan_devices(scan);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "cannot scan block devices: %s", strerror(-r));
+		return r;
+	}
+	r = scan_lookup(*scan, id, a);
+	if (r == -ENOENT)
+		rt_log(RT_LOG_ERROR, "'%s': no such array (no unit with that name or hashcode "
+		       "found)", id);
+	else if (r == -ENOTUNIQ)
+		rt_log(RT_LOG_ERROR, "'%s': several arrays have this name; name one by its "
+		       "hashcode (see 'raidtool list')", id);
+	else if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': lookup failed: %s", id, strerror(-r));
+	return r;
+}
+
+typedef void (*ready_fn)(struct run *run, void *arg);
+
+/*
+ * Run the array in this process. @ready is called once the device is up;
+ * returns after a clean (0) or failed shutdown.
+ */
+static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
+{
+	const struct rt_scan_array *a;
+	struct rt_control_probe probe;
+	struct rt_scan *scan = NULL;
+	struct rt_export_params xp;
+	struct control_ops ops;
+	char path[PATH_MAX], did[1024], msg[512], line[80];
+	bool dirty = false;
+	int fd, r;
+
+	/*
+	 * Leftovers of a dead engine first when @id names them: the scan would
+	 * otherwise trip over its dead loop device.
+	 */
+	if (sb_name_check(id) == 0 && control_probe(id, &probe) == 0 &&
+	    probe.state == RT_CONTROL_STALE && control_lock(id, &fd) == 0) {
+		r = recover_leftovers(id, did, sizeof(did));
+		if (r == 0) {
+			if (did[0])
+				rt_log(RT_LOG_WARN, "'%s': an earlier engine (pid %d) died; cleaned "
+				       "up: %s", id, (int)probe.pid, did);
+			snprintf(run->name, sizeof(run->name), "%s", id);
+			run->lock_fd = fd;
+			remove_run_files(run, true);
+		} else {
+			close(fd);
+		}
+	}
+	r = find_array(id, &scan, &a);
+	if (r < 0)
+		goto out_nolock;
+	snprintf(run->name, sizeof(run->name), "%s", a->sb.array.name);
+
+	r = control_lock(run->name, &run->lock_fd);
+	if (r == -EALREADY) {
+		struct rt_control_probe p;
+
+		control_probe(run->name, &p);
+		rt_log(RT_LOG_ERROR, "'%s': already active (engine pid %d%s%s)", run->name,
+		       (int)p.pid, p.link[0] ? ", device " : "", p.link);
+		goto out_nolock;
+	}
+	if (r < 0)
+		goto out_nolock;
+	r = recover_leftovers(run->name, did, sizeof(did));
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': an earlier engine died and its device is still in "
+		       "use; see 'raidtool deactivate %s'", run->name, run->name);
+		close(run->lock_fd);	/* its run files stay for deactivate */
+		run->lock_fd = -1;
+		goto out_nolock;
+	}
+	if (did[0])
+		rt_log(RT_LOG_WARN, "'%s': an earlier engine died; cleaned up: %s", run->name, did);
+
+	r = assemble_open(a, &run->as);
+	if (r < 0)
+		goto out;
+	scan_free(scan);
+	scan = NULL;
+
+	r = block_signals(run);
+	if (r < 0)
+		goto out;
+	run->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (run->stop_fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	harden_memory(run);
+
+	r = assemble_set_state(run->as, RT_ARRAY_DIRTY);
+	if (r < 0)
+		goto out;
+	dirty = true;
+	r = engine_create(&run->as->sb, run->as->units, run->as->n_roles, &run->e);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot start the engine: %s", run->name, strerror(-r));
+		goto out;
+	}
+	run->started = (uint64_t)time(NULL);
+
+	r = control_path(run->name, RT_CONTROL_MNT, path, sizeof(path));
+	if (r < 0)
+		goto out;
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		r = -errno;
+		rt_log(RT_LOG_ERROR, "'%s': cannot create '%s': %s", run->name, path, strerror(-r));
+		goto out;
+	}
+	xp = (struct rt_export_params){
+		.name = run->name,
+		.mountpoint = path,
+		.blocksize = run->as->sb.array.blocksize,
+	};
+	r = export_start(run->e, &xp, &run->x);
+	if (r < 0)
+		goto out;
+	snprintf(line, sizeof(line), "%s\n", export_device(run->x));
+	r = write_run_file(run->name, RT_CONTROL_DEVICE, line);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot write the run file '%s': %s", run->name,
+		       RT_CONTROL_DEVICE, strerror(-r));
+		goto out;
+	}
+	ops = (struct control_ops){ .ctx = run, .status = on_status, .stop = on_stop };
+	r = control_server_start(run->name, &ops, &run->cs);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot start the control socket: %s", run->name,
+		       strerror(-r));
+		goto out;
+	}
+	rt_log(RT_LOG_INFO, "'%s': active on %s (%s)", run->name, export_link(run->x),
+	       export_device(run->x));
+	ready(run, ready_arg);
+
+	wait_for_stop(run);
+	r = teardown(run, msg, sizeof(msg));
+	if (r == 0)
+		rt_log(RT_LOG_INFO, "'%s': stopped; superblocks marked clean", run->name);
+	remove_run_files(run, r < 0);
+	control_server_finish(run->cs, r, msg);
+	run->cs = NULL;
+	goto done;
+out:
+	/* A start that failed. Without an engine nothing was written: clean again. */
+	if (dirty && !run->e && run->as)
+		assemble_set_state(run->as, RT_ARRAY_CLEAN);
+	teardown(run, msg, sizeof(msg));
+	control_server_finish(run->cs, r, NULL);
+	run->cs = NULL;
+	remove_run_files(run, false);
+	goto done;
+out_nolock:
+	;
+done:
+	scan_free(scan);
+	if (run->stop_fd >= 0)
+		close(run->stop_fd);
+	if (run->sig_fd >= 0)
+		close(run->sig_fd);
+	if (run->mask_set)
+		pthread_sigmask(SIG_SETMASK, &run->old_mask, NULL);
+	if (run->locked_memory)
+		munlockall();
+	return r;
+}
+
+static void run_init(struct run *run)
+{
+	memset(run, 0, sizeof(*run));
+	run->lock_fd = run->sig_fd = run->stop_fd = run->excl_fd = -1;
+	pthread_mutex_init(&run->lock, NULL);
+}
+
+/* ---- foreground --------------------------------------------------------- */
+
+static void fg_ready(struct run *run, void *arg)
+{
+	const struct rt_activate_opts *o = arg;
+
+	if (o->ready)
+		o->ready(run->name, export_link(run->x), export_device(run->x), o->arg);
+}
+
+/* ---- background --------------------------------------------------------- */
+
+static void bg_ready(struct run *run, void *arg)
+{
+	char path[PATH_MAX], line[512];
+	int n, fd;
+
+	(void)arg;
+	/* From now on messages go to the log file; the parent is about to leave. */
+	if (control_path(run->name, RT_CONTROL_LOG, path, sizeof(path)) == 0) {
+		log_file_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+				   0600);
+		if (log_file_fd >= 0)
+			rt_set_log(log_to_file, NULL);
+	}
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		dup2(fd, STDERR_FILENO);
+		close(fd);
+	}
+	n = snprintf(line, sizeof(line), "R0 %s %s\n", export_link(run->x), export_device(run->x));
+	if (write(relay_fd, line, (size_t)n) < 0) {
+		/* The parent died: keep running; `deactivate` still works. */
+	}
+	close(relay_fd);
+	relay_fd = -1;
+	if (log_file_fd < 0)
+		rt_set_log(NULL, NULL);
+}
+
+static void child_main(const char *id, int wfd)
+{
+	struct run run;
+	char line[32];
+	int fd, r, n;
+
+	setsid();
+	/* A daemon keeps nothing of its caller's but the pipe (a test harness waits for EOF). */
+	if (wfd > 3)
+		close_range(3, (unsigned)wfd - 1, 0);
+	close_range((unsigned)wfd + 1, ~0u, 0);
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		close(fd);
+	}
+	relay_fd = wfd;
+	/* Pin no file system by our working directory; keep a relative run directory valid. */
+	if (control_rundir()[0] != '/') {
+		char abs[PATH_MAX];
+
+		if (realpath(control_rundir(), abs))
+			setenv("RAIDTOOL_RUNDIR", abs, 1);
+		else if (getcwd(abs, sizeof(abs) - 1) &&
+			 strlen(abs) + strlen(control_rundir()) + 2 < sizeof(abs)) {
+			strcat(abs, "/");
+			strcat(abs, control_rundir());
+			setenv("RAIDTOOL_RUNDIR", abs, 1);
+		}
+	}
+	if (chdir("/") < 0) {
+		/* Harmless: only pins the directory we started in. */
+	}
+	rt_set_log(log_to_pipe, NULL);
+	run_init(&run);
+	r = run_array(id, bg_ready, NULL, &run);
+	if (relay_fd >= 0) {
+		/* Never got ready: report the error. */
+		n = snprintf(line, sizeof(line), "R%d - -\n", r < 0 ? -r : EIO);
+		if (write(relay_fd, line, (size_t)n) < 0) {
+			/* Nobody to tell. */
+		}
+		close(relay_fd);
+		relay_fd = -1;
+	}
+	if (log_file_fd >= 0)
+		close(log_file_fd);
+	_exit(r < 0 ? 1 : 0);
+}
+
+/* The parent: relay the child's messages, then its verdict. */
+static int parent_wait(int rfd, const struct rt_activate_opts *o)
+{
+	char buf[8192], link[PATH_MAX], dev[64], name[RT_NAME_MAX + 1];
+	size_t have = 0;
+	int result = -EIO;
+	bool done = false;
+
+	while (!done) {
+		ssize_t n = read(rfd, buf + have, sizeof(buf) - 1 - have);
+		char *line, *nl;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		buf[have] = '\0';
+		line = buf;
+		while (!done && (nl = strchr(line, '\n'))) {
+			*nl = '\0';
+			if (line[0] == 'L') {
+				char *msg = strchr(line, ' ');
+
+				rt_log((int)strtol(line + 1, NULL, 10), "%s", msg ? msg + 1 : "");
+			} else if (line[0] == 'R') {
+				int e = (int)strtol(line + 1, NULL, 10);
+
+				if (e == 0 && sscanf(line + 1, "%*d %4095s %63s", link, dev) == 2) {
+					const char *slash = strrchr(link, '/');
+
+					snprintf(name, sizeof(name), "%.*s", (int)RT_NAME_MAX,
+						 slash ? slash + 1 : link);
+					if (o->ready)
+						o->ready(name, link, dev, o->arg);
+					result = 0;
+				} else {
+					result = e > 0 ? -e : -EIO;
+				}
+				done = true;
+			}
+			line = nl + 1;
+		}
+		have = strlen(line);
+		memmove(buf, line, have + 1);
+		if (have >= sizeof(buf) - 1)
+			have = 0;	/* an absurd line: drop it */
+	}
+	if (!done)
+		rt_log(RT_LOG_ERROR, "the engine exited before the array was ready");
+	return result;
+}
+
+int activate_array(const struct rt_activate_opts *o)
+{
+	struct run run;
+	int p[2], r;
+	pid_t pid;
+
+	if (!o || !o->id)
+		return -EINVAL;
+	if (o->foreground) {
+		run_init(&run);
+		return run_array(o->id, fg_ready, (void *)o, &run);
+	}
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		close(p[0]);
+		close(p[1]);
+		return r;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		child_main(o->id, p[1]);
+		_exit(1);	/* not reached */
+	}
+	close(p[1]);
+	r = parent_wait(p[0], o);
+	close(p[0]);
+	return r;
+}
+
+/* ---- deactivate --------------------------------------------------------- */
+
+/* Alive and not a zombie (a background engine's reaper may take its time). */
+static bool pid_alive(pid_t pid)
+{
+	char path[64], buf[256], *close_paren;
+	ssize_t n;
+	int fd;
+
+	if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno != ENOENT;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	close_paren = strrchr(buf, ')');
+	return !(close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z');
+}
+
+/* The engine has replied; give its process a moment to leave. */
+static void wait_exit(pid_t pid)
+{
+	for (long waited = 0; pid_alive(pid) && waited < EXIT_WAIT_MS; waited += 20)
+		sleep_ms(20);
+}
+
+static int deactivate_stale(const char *name, struct rt_deactivate_result *res)
+{
+	struct run run;
+	int r;
+
+	run_init(&run);
+	snprintf(run.name, sizeof(run.name), "%s", name);
+	r = control_lock(name, &run.lock_fd);
+	if (r < 0)
+		return r;	/* -EALREADY: an engine just started */
+	r = recover_leftovers(name, res->did, sizeof(res->did));
+	if (r < 0) {
+		close(run.lock_fd);
+		return r;
+	}
+	res->how = RT_DEACTIVATE_RECOVERED;
+	remove_run_files(&run, true);
+	return 0;
+}
+
+/* NAME as given, or the name of the array with that hashcode. */
+static int resolve_name(const char *id, char *name, size_t len)
+{
+	const struct rt_scan_array *a;
+	struct rt_scan *scan = NULL;
+	uint32_t hash;
+	int r;
+
+	if (sb_hashcode_parse(id, &hash) < 0)
+		return -ENOENT;
+	r = scan_devices(&scan);
+	if (r == 0)
+		r = scan_lookup(scan, id, &a);
+	if (r == 0)
+		snprintf(name, len, "%s", a->sb.array.name);
+	scan_free(scan);
+	return r;
+}
+
+int deactivate_array(const char *id, struct rt_deactivate_result *res)
+{
+	struct rt_control_probe p;
+	char name[RT_NAME_MAX + 1];
+	int r;
+
+	if (!id || !res)
+		return -EINVAL;
+	memset(res, 0, sizeof(*res));
+	if (sb_name_check(id) < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': not a valid array name", id);
+		return -EINVAL;
+	}
+	snprintf(name, sizeof(name), "%s", id);
+	r = control_probe(name, &p);
+	if (r < 0)
+		return r;
+	if (p.state == RT_CONTROL_INACTIVE && resolve_name(id, name, sizeof(name)) == 0) {
+		r = control_probe(name, &p);
+		if (r < 0)
+			return r;
+	}
+	snprintf(res->name, sizeof(res->name), "%s", name);
+	res->pid = p.pid;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (p.state == RT_CONTROL_INACTIVE) {
+			rt_log(RT_LOG_ERROR, "'%s': not active", id);
+			return -ENXIO;
+		}
+		if (p.state == RT_CONTROL_STALE) {
+			r = deactivate_stale(name, res);
+			if (r != -EALREADY)
+				return r;
+			control_probe(name, &p);	/* it came alive meanwhile */
+			continue;
+		}
+		r = control_stop(name);
+		if (r == 0) {
+			res->how = RT_DEACTIVATE_STOPPED;
+			wait_exit(p.pid);
+			return 0;
+		}
+		if (r == -ENOENT || r == -ECONNREFUSED) {
+			/* No socket (yet): starting, or died between probe and connect. */
+			control_probe(name, &p);
+			if (p.state == RT_CONTROL_ACTIVE) {
+				rt_log(RT_LOG_ERROR, "'%s': the engine (pid %d) does not answer on its "
+				       "control socket; is it still starting?", name, (int)p.pid);
+				return -EAGAIN;
+			}
+			continue;
+		}
+		if (r == -ETIMEDOUT || r == -EPROTO)
+			rt_log(RT_LOG_ERROR, "'%s': the engine (pid %d) did not finish stopping: %s",
+			       name, (int)p.pid, strerror(-r));
+		return r;
+	}
+	return r;
+}

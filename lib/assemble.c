@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Assembly: pick the fresh units of a scanned array by events counter and
+ * role table, refuse an incomplete array naming the missing roles, open the
+ * units for the engine, and write superblock updates to all of them.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <raidtool/array.h>
+#include <raidtool/assemble.h>
+#include <raidtool/log.h>
+#include <raidtool/unit.h>
+
+#define UNIT_FLAGS (RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_DIRECT)
+
+/* Does @u hold, with the freshest events, what slot @slot of the fresh table names? */
+static bool unit_is_slot(const struct rt_sb *fresh, const struct rt_scan_unit *u, uint32_t slot)
+{
+	return u->sb.events == fresh->events && u->sb.unit.slot == slot &&
+	       !memcmp(u->sb.unit.uuid, fresh->slots[slot].uuid, RT_UUID_SIZE);
+}
+
+/* Append ", N" to a list of roles. */
+static void list_append(char *buf, size_t len, uint32_t n)
+{
+	size_t used = strlen(buf);
+
+	if (used < len)
+		snprintf(buf + used, len - used, "%s%u", used ? ", " : "", n);
+}
+
+/* Report every unit that will not be used, and why. */
+static void report_unused(const struct rt_scan_array *a)
+{
+	const struct rt_sb *fresh = &a->sb;
+
+	for (size_t i = 0; i < a->n_units; i++) {
+		const struct rt_scan_unit *u = a->units[i];
+		uint32_t slot = u->sb.unit.slot;
+
+		if (u->sb.events < fresh->events) {
+			rt_log(RT_LOG_WARN, "'%s': unit '%s' is stale (events %llu, the array is "
+			       "at %llu); not used", fresh->array.name, u->dev,
+			       (unsigned long long)u->sb.events,
+			       (unsigned long long)fresh->events);
+		} else if (slot >= RT_MAX_UNITS || !unit_is_slot(fresh, u, slot)) {
+			rt_log(RT_LOG_WARN, "'%s': unit '%s' claims slot %u, which the freshest "
+			       "role table gives to another unit; not used", fresh->array.name,
+			       u->dev, slot);
+		}
+	}
+}
+
+/*
+ * The fresh unit for slot @slot: NULL when none, and -ENOTUNIQ in @err
+ * when two devices carry the same fresh unit (a copied image, say).
+ */
+static const struct rt_scan_unit *find_slot(const struct rt_scan_array *a, uint32_t slot,
+					    int *err)
+{
+	const struct rt_scan_unit *found = NULL;
+
+	*err = 0;
+	for (size_t i = 0; i < a->n_units; i++) {
+		const struct rt_scan_unit *u = a->units[i];
+
+		if (!unit_is_slot(&a->sb, u, slot))
+			continue;
+		if (found) {
+			rt_log(RT_LOG_ERROR, "'%s': cannot start: '%s' and '%s' both claim "
+			       "slot %u with the same unit UUID and events; remove one",
+			       a->sb.array.name, found->dev, u->dev, slot);
+			*err = -ENOTUNIQ;
+			return NULL;
+		}
+		found = u;
+	}
+	return found;
+}
+
+static const char *open_failure_reason(int err)
+{
+	switch (err) {
+	case -EBUSY:
+		return "in use (held open by another program, or the array is already running)";
+	case -ENOENT:
+		return "the device disappeared";
+	default:
+		return strerror(-err);
+	}
+}
+
+static int open_unit(struct rt_assembly *as, const struct rt_scan_unit *su, unsigned idx)
+{
+	int r;
+
+	r = unit_open(su->dev, UNIT_FLAGS, &as->units[idx]);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot open unit '%s': %s", as->sb.array.name,
+		       su->dev, open_failure_reason(r));
+		as->units[idx] = NULL;
+		return r;
+	}
+	as->own[idx] = su->sb.unit;
+	snprintf(as->dev[idx], sizeof(as->dev[idx]), "%s", su->dev);
+	return 0;
+}
+
+int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out)
+{
+	const struct rt_scan_unit *chosen[RT_MAX_UNITS] = { 0 };
+	const struct rt_sb *fresh;
+	struct rt_assembly *as;
+	char missing[RT_MAX_UNITS * 4] = "";
+	unsigned n_missing = 0, n_spares = 0;
+	int r;
+
+	if (!a || !out || !a->n_units)
+		return -EINVAL;
+	*out = NULL;
+	fresh = &a->sb;
+	if (fresh->array.n_devices == 0 || fresh->array.n_devices > RT_MAX_UNITS)
+		return -EUCLEAN;
+
+	for (uint32_t role = 0; role < fresh->array.n_devices; role++) {
+		const struct rt_slot *s = &fresh->slots[role];
+
+		chosen[role] = NULL;
+		if (s->state == RT_SLOT_ACTIVE) {
+			chosen[role] = find_slot(a, role, &r);
+			if (r < 0)
+				return r;
+		}
+		if (!chosen[role]) {
+			list_append(missing, sizeof(missing), role);
+			n_missing++;
+		}
+	}
+	report_unused(a);
+	if (n_missing) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot start: role%s %s missing (have %u of %u units)",
+		       fresh->array.name, n_missing > 1 ? "s" : "", missing,
+		       fresh->array.n_devices - n_missing, fresh->array.n_devices);
+		return -ENODEV;
+	}
+
+	as = calloc(1, sizeof(*as));
+	if (!as)
+		return -ENOMEM;
+	as->sb = *fresh;
+	as->n_roles = fresh->array.n_devices;
+	for (unsigned role = 0; role < as->n_roles; role++) {
+		r = open_unit(as, chosen[role], role);
+		if (r < 0)
+			goto fail;
+		as->n_units++;
+	}
+	/* Fresh spares are held too, so that their superblocks follow the array's. */
+	for (uint32_t slot = as->n_roles; slot < fresh->array.n_slots && slot < RT_MAX_UNITS;
+	     slot++) {
+		const struct rt_scan_unit *su;
+
+		if (fresh->slots[slot].state != RT_SLOT_SPARE)
+			continue;
+		su = find_slot(a, slot, &r);
+		if (r < 0)
+			goto fail;
+		if (!su)
+			continue;
+		r = open_unit(as, su, as->n_units);
+		if (r < 0)
+			goto fail;
+		as->n_units++;
+		n_spares++;
+	}
+	rt_log(RT_LOG_DEBUG, "'%s': assembled %u units, %u spares, events %llu",
+	       fresh->array.name, as->n_roles, n_spares, (unsigned long long)fresh->events);
+	*out = as;
+	return 0;
+fail:
+	assemble_close(as);
+	return r;
+}
+
+void assemble_close(struct rt_assembly *as)
+{
+	if (!as)
+		return;
+	for (unsigned i = 0; i < RT_MAX_UNITS; i++)
+		unit_close(as->units[i]);
+	free(as);
+}
+
+int assemble_sb_update(struct rt_assembly *as, assemble_mutate_fn mutate, void *arg)
+{
+	struct rt_sb sb;
+	int r;
+
+	if (!as)
+		return -EINVAL;
+	sb = as->sb;
+	if (mutate) {
+		r = mutate(&sb, arg);
+		if (r < 0)
+			return r;
+	}
+	sb.events++;
+	sb.utime = (uint64_t)time(NULL);
+	/* lib/array.c owns the one loop that writes a superblock to many units. */
+	r = array_write_sb_all(as->units, as->own, as->n_units, &sb);
+	if (r < 0) {
+		/* Some units may have it: never reuse this events value. */
+		as->sb.events = sb.events;
+		return r;
+	}
+	as->sb = sb;
+	return 0;
+}
+
+static int set_state(struct rt_sb *sb, void *arg)
+{
+	sb->state = *(const uint32_t *)arg;
+	return 0;
+}
+
+int assemble_set_state(struct rt_assembly *as, uint32_t state)
+{
+	return assemble_sb_update(as, set_state, &state);
+}

@@ -1,0 +1,1125 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The run directory and the control socket of running arrays.
+ *
+ * Wire format (raidtool-control(7)): the client sends one line
+ * "COMMAND [ARGS]\n"; the engine answers with one line of JSON, either
+ * {"result":"ok",...} or {"result":"error","errno":N,"message":"..."}, and
+ * closes the connection. Only root (SO_PEERCRED uid 0) is served.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+#include <raidtool/control.h>
+#include <raidtool/log.h>
+
+#define CLIENT_TIMEOUT_MS 5000		/* a client that does not send its line */
+#define STATUS_TIMEOUT_MS 10000
+#define STOP_TIMEOUT_MS (10 * 60 * 1000)	/* flushing a big array can take a while */
+#define REPLY_MAX (256 * 1024)
+
+/* ---- run directory ------------------------------------------------------ */
+
+const char *control_rundir(void)
+{
+	const char *d = getenv("RAIDTOOL_RUNDIR");
+
+	return d && *d ? d : RT_RUNDIR_DEFAULT;
+}
+
+int control_path(const char *name, const char *file, char *buf, size_t len)
+{
+	int n;
+
+	if (!name || sb_name_check(name) < 0)
+		return -EINVAL;
+	if (file)
+		n = snprintf(buf, len, "%s/%s/%s", control_rundir(), name, file);
+	else
+		n = snprintf(buf, len, "%s/%s", control_rundir(), name);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* Read a small file's first line, without the newline. */
+static int read_line_file(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+	int fd, r = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	if (n < 0)
+		r = -errno;
+	else
+		buf[n] = '\0';
+	close(fd);
+	if (r == 0)
+		buf[strcspn(buf, "\n")] = '\0';
+	return r;
+}
+
+int control_probe(const char *name, struct rt_control_probe *p)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	char path[PATH_MAX], line[64];
+	int fd, r;
+
+	if (!p)
+		return -EINVAL;
+	memset(p, 0, sizeof(*p));
+	r = control_path(name, RT_CONTROL_PID, path, sizeof(path));
+	if (r < 0)
+		return r;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return 0;	/* inactive */
+		return -errno;
+	}
+	/* F_OFD_GETLK asks without taking: a starting engine is never disturbed. */
+	if (fcntl(fd, F_OFD_GETLK, &fl) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	close(fd);
+	p->state = fl.l_type == F_UNLCK ? RT_CONTROL_STALE : RT_CONTROL_ACTIVE;
+	if (read_line_file(path, line, sizeof(line)) == 0)
+		p->pid = (pid_t)strtol(line, NULL, 10);
+	if (control_path(name, RT_CONTROL_DEVICE, path, sizeof(path)) == 0 &&
+	    read_line_file(path, line, sizeof(line)) == 0)
+		snprintf(p->device, sizeof(p->device), "%s", line);
+	if (p->state == RT_CONTROL_ACTIVE && p->device[0])
+		snprintf(p->link, sizeof(p->link), "/dev/raidtool/%s", name);
+	return 0;
+}
+
+int control_lock(const char *name, int *out)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	char path[PATH_MAX], line[32];
+	int fd, r, n;
+
+	*out = -1;
+	if (mkdir(control_rundir(), 0755) < 0 && errno != EEXIST) {
+		r = -errno;
+		rt_log(RT_LOG_ERROR, "'%s': cannot create the run directory: %s",
+		       control_rundir(), strerror(-r));
+		return r;
+	}
+	r = control_path(name, NULL, path, sizeof(path));
+	if (r < 0)
+		return r;
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		r = -errno;
+		rt_log(RT_LOG_ERROR, "'%s': cannot create '%s': %s", name, path, strerror(-r));
+		return r;
+	}
+	r = control_path(name, RT_CONTROL_PID, path, sizeof(path));
+	if (r < 0)
+		return r;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0) {
+		r = -errno;
+		rt_log(RT_LOG_ERROR, "'%s': cannot open '%s': %s", name, path, strerror(-r));
+		return r;
+	}
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		r = errno == EAGAIN || errno == EACCES ? -EALREADY : -errno;
+		close(fd);
+		return r;
+	}
+	n = snprintf(line, sizeof(line), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, line, (size_t)n, 0) != n) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	*out = fd;
+	return 0;
+}
+
+/* ---- socket addresses --------------------------------------------------- */
+
+/*
+ * sun_path holds 107 bytes; a deep RAIDTOOL_RUNDIR does not fit. Then the
+ * directory is opened and named through /proc/self/fd/N.
+ */
+static int sock_addr(const char *name, struct sockaddr_un *sa, int *dirfd)
+{
+	char path[PATH_MAX];
+	int r;
+
+	*dirfd = -1;
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	r = control_path(name, RT_CONTROL_SOCK, path, sizeof(path));
+	if (r < 0)
+		return r;
+	if (strlen(path) < sizeof(sa->sun_path)) {
+		memcpy(sa->sun_path, path, strlen(path) + 1);
+		return 0;
+	}
+	r = control_path(name, NULL, path, sizeof(path));
+	if (r < 0)
+		return r;
+	*dirfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (*dirfd < 0)
+		return -errno;
+	snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d/" RT_CONTROL_SOCK, *dirfd);
+	return 0;
+}
+
+/* ---- JSON out ----------------------------------------------------------- */
+
+struct jbuf {
+	char *p;
+	size_t len, cap;
+	bool comma;
+	bool oom;
+};
+
+static void jb_put(struct jbuf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		char *p;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void jb_fmt(struct jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void jb_fmt(struct jbuf *b, const char *fmt, ...)
+{
+	char tmp[128];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		jb_put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+static void jb_string(struct jbuf *b, const char *s)
+{
+	jb_put(b, "\"", 1);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\') {
+			char esc[2] = { '\\', (char)c };
+
+			jb_put(b, esc, 2);
+		} else if (c < 0x20) {
+			jb_fmt(b, "\\u%04x", c);
+		} else {
+			jb_put(b, (const char *)&c, 1);
+		}
+	}
+	jb_put(b, "\"", 1);
+}
+
+static void jb_key(struct jbuf *b, const char *key)
+{
+	if (b->comma)
+		jb_put(b, ",", 1);
+	b->comma = true;
+	if (key) {
+		jb_string(b, key);
+		jb_put(b, ":", 1);
+	}
+}
+
+static void jb_open(struct jbuf *b, const char *key, char c)
+{
+	jb_key(b, key);
+	jb_put(b, &c, 1);
+	b->comma = false;
+}
+
+static void jb_close(struct jbuf *b, char c)
+{
+	jb_put(b, &c, 1);
+	b->comma = true;
+}
+
+static void jb_str(struct jbuf *b, const char *key, const char *val)
+{
+	jb_key(b, key);
+	if (val)
+		jb_string(b, val);
+	else
+		jb_put(b, "null", 4);
+}
+
+static void jb_u64(struct jbuf *b, const char *key, uint64_t v)
+{
+	jb_key(b, key);
+	jb_fmt(b, "%llu", (unsigned long long)v);
+}
+
+static void jb_i64(struct jbuf *b, const char *key, int64_t v)
+{
+	jb_key(b, key);
+	jb_fmt(b, "%lld", (long long)v);
+}
+
+static void jb_uuid(struct jbuf *b, const char *key, const uint8_t *uuid)
+{
+	char s[37];
+
+	uuid_unparse_lower(uuid, s);
+	jb_str(b, key, s);
+}
+
+static void jb_hash(struct jbuf *b, const char *key, uint32_t h)
+{
+	char s[9];
+
+	snprintf(s, sizeof(s), "%08x", h);
+	jb_str(b, key, s);
+}
+
+static void status_to_json(struct jbuf *b, const struct rt_control_status *st)
+{
+	jb_str(b, "state", st->state);
+	jb_str(b, "name", st->name);
+	jb_uuid(b, "uuid", st->uuid);
+	jb_hash(b, "hashcode", st->hashcode);
+	jb_str(b, "level", sb_level_name(st->level));
+	jb_i64(b, "level_number", st->level);
+	jb_u64(b, "size", st->size);
+	jb_u64(b, "nblocks", st->nblocks);
+	jb_u64(b, "blocksize", st->blocksize);
+	jb_u64(b, "chunk_size", st->chunk_size);
+	jb_u64(b, "n_devices", st->n_devices);
+	jb_u64(b, "events", st->events);
+	jb_str(b, "array_state", sb_array_state_name(st->array_state));
+	jb_str(b, "device", st->device[0] ? st->device : NULL);
+	jb_str(b, "link", st->link[0] ? st->link : NULL);
+	jb_i64(b, "pid", st->pid);
+	jb_u64(b, "started", st->started);
+	jb_open(b, "units", '[');
+	for (unsigned i = 0; i < st->n_units; i++) {
+		const struct rt_control_unit *u = &st->units[i];
+
+		jb_open(b, NULL, '{');
+		jb_u64(b, "slot", u->slot);
+		jb_str(b, "device", u->device);
+		jb_uuid(b, "uuid", u->uuid);
+		jb_hash(b, "hashcode", u->hashcode);
+		jb_str(b, "state", u->state);
+		jb_u64(b, "reads", u->reads);
+		jb_u64(b, "writes", u->writes);
+		jb_u64(b, "read_bytes", u->read_bytes);
+		jb_u64(b, "write_bytes", u->write_bytes);
+		jb_u64(b, "errors", u->errors);
+		jb_close(b, '}');
+	}
+	jb_close(b, ']');
+	jb_open(b, "stats", '{');
+	jb_u64(b, "reads", st->stats.reads);
+	jb_u64(b, "writes", st->stats.writes);
+	jb_u64(b, "flushes", st->stats.flushes);
+	jb_u64(b, "read_bytes", st->stats.read_bytes);
+	jb_u64(b, "write_bytes", st->stats.write_bytes);
+	jb_u64(b, "errors", st->stats.errors);
+	jb_close(b, '}');
+}
+
+/* ---- JSON in: a small DOM for our own replies --------------------------- */
+
+enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
+
+struct jval {
+	enum jtype type;
+	char *key;			/* member name inside an object */
+	char *str;			/* J_STR */
+	uint64_t u;			/* J_NUM, when a non-negative integer */
+	int64_t i;			/* J_NUM */
+	bool b;
+	struct jval *child, *next;
+};
+
+struct jparse {
+	const char *s;
+	int depth;
+};
+
+static void jv_free(struct jval *v)
+{
+	while (v) {
+		struct jval *next = v->next;
+
+		jv_free(v->child);
+		free(v->key);
+		free(v->str);
+		free(v);
+		v = next;
+	}
+}
+
+static void skip_ws(struct jparse *p)
+{
+	while (*p->s == ' ' || *p->s == '\t' || *p->s == '\n' || *p->s == '\r')
+		p->s++;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static char *parse_string(struct jparse *p)
+{
+	size_t cap = 32, n = 0;
+	char *out;
+
+	if (*p->s != '"')
+		return NULL;
+	p->s++;
+	out = malloc(cap);
+	if (!out)
+		return NULL;
+	while (*p->s && *p->s != '"') {
+		char c = *p->s++;
+
+		if (c == '\\') {
+			c = *p->s++;
+			switch (c) {
+			case 'n': c = '\n'; break;
+			case 't': c = '\t'; break;
+			case 'r': c = '\r'; break;
+			case 'b': c = '\b'; break;
+			case 'f': c = '\f'; break;
+			case 'u': {
+				int v = 0;
+
+				for (int k = 0; k < 4; k++) {
+					int h = hexval(*p->s);
+
+					if (h < 0)
+						goto bad;
+					v = v * 16 + h;
+					p->s++;
+				}
+				c = v < 0x80 ? (char)v : '?';	/* we only send ASCII escapes */
+				break;
+			}
+			case '"': case '\\': case '/':
+				break;
+			default:
+				goto bad;
+			}
+		}
+		if (n + 2 > cap) {
+			char *q = realloc(out, cap *= 2);
+
+			if (!q)
+				goto bad;
+			out = q;
+		}
+		out[n++] = c;
+	}
+	if (*p->s != '"')
+		goto bad;
+	p->s++;
+	out[n] = '\0';
+	return out;
+bad:
+	free(out);
+	return NULL;
+}
+
+static struct jval *parse_value(struct jparse *p);
+
+static struct jval *parse_container(struct jparse *p, bool obj)
+{
+	struct jval *v = calloc(1, sizeof(*v)), **tail;
+
+	if (!v)
+		return NULL;
+	v->type = obj ? J_OBJ : J_ARR;
+	tail = &v->child;
+	p->s++;
+	skip_ws(p);
+	if (*p->s == (obj ? '}' : ']')) {
+		p->s++;
+		return v;
+	}
+	for (;;) {
+		char *key = NULL;
+		struct jval *m;
+
+		skip_ws(p);
+		if (obj) {
+			key = parse_string(p);
+			if (!key)
+				goto bad;
+			skip_ws(p);
+			if (*p->s != ':') {
+				free(key);
+				goto bad;
+			}
+			p->s++;
+		}
+		m = parse_value(p);
+		if (!m) {
+			free(key);
+			goto bad;
+		}
+		m->key = key;
+		*tail = m;
+		tail = &m->next;
+		skip_ws(p);
+		if (*p->s == ',') {
+			p->s++;
+			continue;
+		}
+		if (*p->s == (obj ? '}' : ']')) {
+			p->s++;
+			return v;
+		}
+		goto bad;
+	}
+bad:
+	jv_free(v);
+	return NULL;
+}
+
+static struct jval *parse_value(struct jparse *p)
+{
+	struct jval *v;
+
+	skip_ws(p);
+	if (++p->depth > 16)
+		return NULL;
+	if (*p->s == '{' || *p->s == '[') {
+		v = parse_container(p, *p->s == '{');
+		p->depth--;
+		return v;
+	}
+	p->depth--;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return NULL;
+	if (*p->s == '"') {
+		v->type = J_STR;
+		v->str = parse_string(p);
+		if (!v->str)
+			goto bad;
+	} else if (!strncmp(p->s, "true", 4) || !strncmp(p->s, "false", 5)) {
+		v->type = J_BOOL;
+		v->b = p->s[0] == 't';
+		p->s += v->b ? 4 : 5;
+	} else if (!strncmp(p->s, "null", 4)) {
+		v->type = J_NULL;
+		p->s += 4;
+	} else if (*p->s == '-' || (*p->s >= '0' && *p->s <= '9')) {
+		char *end;
+
+		v->type = J_NUM;
+		errno = 0;
+		if (*p->s == '-') {
+			v->i = strtoll(p->s, &end, 10);
+		} else {
+			v->u = strtoull(p->s, &end, 10);
+			v->i = (int64_t)v->u;
+		}
+		if (end == p->s || errno)
+			goto bad;
+		p->s = end;
+		/* Fractions and exponents are not part of our protocol: skip them. */
+		while (*p->s == '.' || *p->s == 'e' || *p->s == 'E' || *p->s == '+' ||
+		       *p->s == '-' || (*p->s >= '0' && *p->s <= '9'))
+			p->s++;
+	} else {
+		goto bad;
+	}
+	return v;
+bad:
+	jv_free(v);
+	return NULL;
+}
+
+static struct jval *json_parse(const char *s)
+{
+	struct jparse p = { .s = s };
+	struct jval *v = parse_value(&p);
+
+	if (!v)
+		return NULL;
+	skip_ws(&p);
+	if (*p.s) {
+		jv_free(v);
+		return NULL;
+	}
+	return v;
+}
+
+static const struct jval *jget(const struct jval *obj, const char *key)
+{
+	if (!obj || obj->type != J_OBJ)
+		return NULL;
+	for (const struct jval *m = obj->child; m; m = m->next)
+		if (m->key && !strcmp(m->key, key))
+			return m;
+	return NULL;
+}
+
+static uint64_t jget_u64(const struct jval *obj, const char *key)
+{
+	const struct jval *v = jget(obj, key);
+
+	return v && v->type == J_NUM ? v->u : 0;
+}
+
+static int64_t jget_i64(const struct jval *obj, const char *key)
+{
+	const struct jval *v = jget(obj, key);
+
+	return v && v->type == J_NUM ? v->i : 0;
+}
+
+static void jget_str(const struct jval *obj, const char *key, char *buf, size_t len)
+{
+	const struct jval *v = jget(obj, key);
+
+	snprintf(buf, len, "%s", v && v->type == J_STR ? v->str : "");
+}
+
+static void jget_uuid(const struct jval *obj, const char *key, uint8_t *uuid)
+{
+	char s[40];
+
+	jget_str(obj, key, s, sizeof(s));
+	if (uuid_parse(s, uuid) < 0)
+		memset(uuid, 0, RT_UUID_SIZE);
+}
+
+static uint32_t jget_hash(const struct jval *obj, const char *key)
+{
+	char s[16];
+
+	jget_str(obj, key, s, sizeof(s));
+	return (uint32_t)strtoul(s, NULL, 16);
+}
+
+static void status_from_json(const struct jval *o, struct rt_control_status *st)
+{
+	const struct jval *units, *stats;
+	char tmp[32];
+	unsigned n = 0;
+
+	memset(st, 0, sizeof(*st));
+	jget_str(o, "state", st->state, sizeof(st->state));
+	jget_str(o, "name", st->name, sizeof(st->name));
+	jget_uuid(o, "uuid", st->uuid);
+	st->hashcode = jget_hash(o, "hashcode");
+	st->level = (int32_t)jget_i64(o, "level_number");
+	st->size = jget_u64(o, "size");
+	st->nblocks = jget_u64(o, "nblocks");
+	st->blocksize = (uint32_t)jget_u64(o, "blocksize");
+	st->chunk_size = (uint32_t)jget_u64(o, "chunk_size");
+	st->n_devices = (uint32_t)jget_u64(o, "n_devices");
+	st->events = jget_u64(o, "events");
+	jget_str(o, "array_state", tmp, sizeof(tmp));
+	st->array_state = strcmp(tmp, "dirty") ? RT_ARRAY_CLEAN : RT_ARRAY_DIRTY;
+	jget_str(o, "device", st->device, sizeof(st->device));
+	jget_str(o, "link", st->link, sizeof(st->link));
+	st->pid = (pid_t)jget_i64(o, "pid");
+	st->started = jget_u64(o, "started");
+	units = jget(o, "units");
+	if (units && units->type == J_ARR) {
+		for (const struct jval *u = units->child; u && n < RT_MAX_UNITS; u = u->next, n++) {
+			struct rt_control_unit *cu = &st->units[n];
+
+			cu->slot = (uint32_t)jget_u64(u, "slot");
+			jget_str(u, "device", cu->device, sizeof(cu->device));
+			jget_uuid(u, "uuid", cu->uuid);
+			cu->hashcode = jget_hash(u, "hashcode");
+			jget_str(u, "state", cu->state, sizeof(cu->state));
+			cu->reads = jget_u64(u, "reads");
+			cu->writes = jget_u64(u, "writes");
+			cu->read_bytes = jget_u64(u, "read_bytes");
+			cu->write_bytes = jget_u64(u, "write_bytes");
+			cu->errors = jget_u64(u, "errors");
+		}
+	}
+	st->n_units = n;
+	stats = jget(o, "stats");
+	st->stats.reads = jget_u64(stats, "reads");
+	st->stats.writes = jget_u64(stats, "writes");
+	st->stats.flushes = jget_u64(stats, "flushes");
+	st->stats.read_bytes = jget_u64(stats, "read_bytes");
+	st->stats.write_bytes = jget_u64(stats, "write_bytes");
+	st->stats.errors = jget_u64(stats, "errors");
+}
+
+/* ---- the server --------------------------------------------------------- */
+
+struct control_server {
+	char name[RT_NAME_MAX + 1];
+	char sock_path[PATH_MAX];
+	struct control_ops ops;
+	int listen_fd;
+	int wake[2];			/* a byte here ends the thread */
+	pthread_t thread;
+	bool running;
+	int pending_fd;			/* the accepted `stop`, answered at finish */
+};
+
+static int send_all(int fd, const char *s, size_t n)
+{
+	while (n) {
+		ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		s += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void reply_error(int fd, int err, const char *msg)
+{
+	struct jbuf b = { 0 };
+
+	jb_open(&b, NULL, '{');
+	jb_str(&b, "result", "error");
+	jb_u64(&b, "errno", (uint64_t)(err < 0 ? -err : err));
+	jb_str(&b, "message", msg && *msg ? msg : strerror(err < 0 ? -err : err));
+	jb_close(&b, '}');
+	jb_put(&b, "\n", 1);
+	if (!b.oom)
+		send_all(fd, b.p, b.len);
+	free(b.p);
+}
+
+static void reply_ok(int fd, const struct rt_control_status *st, pid_t pid)
+{
+	struct jbuf b = { 0 };
+
+	jb_open(&b, NULL, '{');
+	jb_str(&b, "result", "ok");
+	if (st)
+		status_to_json(&b, st);
+	else if (pid)
+		jb_i64(&b, "pid", pid);
+	jb_close(&b, '}');
+	jb_put(&b, "\n", 1);
+	if (b.oom)
+		reply_error(fd, -ENOMEM, NULL);
+	else
+		send_all(fd, b.p, b.len);
+	free(b.p);
+}
+
+/* Read one line (up to the newline) with a deadline. */
+static int read_request(int fd, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t r;
+		char *nl;
+
+		if (poll(&pfd, 1, CLIENT_TIMEOUT_MS) <= 0)
+			return -ETIMEDOUT;
+		r = recv(fd, buf + n, len - 1 - n, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -ECONNRESET;
+		n += (size_t)r;
+		buf[n] = '\0';
+		nl = strchr(buf, '\n');
+		if (nl) {
+			*nl = '\0';
+			if (nl > buf && nl[-1] == '\r')
+				nl[-1] = '\0';
+			return 0;
+		}
+		if (n >= len - 1)
+			return -E2BIG;
+	}
+}
+
+/* Serve one connection. true: a `stop` was accepted, the thread ends. */
+static bool serve_one(struct control_server *s, int fd)
+{
+	char line[RT_CONTROL_LINE_MAX], why[512];
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	char *cmd, *save = NULL;
+	int r;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != 0) {
+		reply_error(fd, -EACCES, "permission denied: only root may control an array");
+		return false;
+	}
+	r = read_request(fd, line, sizeof(line));
+	if (r < 0) {
+		if (r == -E2BIG)
+			reply_error(fd, r, "request line too long");
+		return false;
+	}
+	cmd = strtok_r(line, " \t", &save);
+	if (!cmd) {
+		reply_error(fd, -EINVAL, "empty request");
+	} else if (!strcmp(cmd, "ping")) {
+		reply_ok(fd, NULL, getpid());
+	} else if (!strcmp(cmd, "status") || !strcmp(cmd, "lookup.device") ||
+		   !strcmp(cmd, "list.device.units")) {
+		struct rt_control_status *st = calloc(1, sizeof(*st));
+
+		r = st ? s->ops.status(s->ops.ctx, st) : -ENOMEM;
+		if (r < 0)
+			reply_error(fd, r, NULL);
+		else
+			reply_ok(fd, st, 0);
+		free(st);
+	} else if (!strcmp(cmd, "stop") || !strcmp(cmd, "deactivate")) {
+		why[0] = '\0';
+		r = s->ops.stop(s->ops.ctx, why, sizeof(why));
+		if (r < 0) {
+			reply_error(fd, r, why);
+			return false;
+		}
+		s->pending_fd = fd;
+		return true;
+	} else {
+		snprintf(why, sizeof(why), "unknown request '%.64s' (known: ping, status, stop)", cmd);
+		reply_error(fd, -EINVAL, why);
+	}
+	return false;
+}
+
+static void *server_main(void *arg)
+{
+	struct control_server *s = arg;
+
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = s->listen_fd, .events = POLLIN },
+			{ .fd = s->wake[0], .events = POLLIN },
+		};
+		int fd;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			rt_log(RT_LOG_ERROR, "'%s': control socket: %s", s->name, strerror(errno));
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (serve_one(s, fd))
+			break;	/* keep @fd: finish answers it */
+		close(fd);
+	}
+	return NULL;
+}
+
+int control_server_start(const char *name, const struct control_ops *ops,
+			 struct control_server **out)
+{
+	struct control_server *s;
+	struct sockaddr_un sa;
+	pthread_attr_t attr;
+	mode_t old;
+	int dirfd = -1, r;
+
+	if (!ops || !ops->status || !ops->stop || !out)
+		return -EINVAL;
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->listen_fd = -1;
+	s->wake[0] = s->wake[1] = -1;
+	s->pending_fd = -1;
+	s->ops = *ops;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	r = control_path(name, RT_CONTROL_SOCK, s->sock_path, sizeof(s->sock_path));
+	if (r < 0)
+		goto fail;
+	r = sock_addr(name, &sa, &dirfd);
+	if (r < 0)
+		goto fail;
+	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s->listen_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	unlink(s->sock_path);
+	old = umask(0077);
+	r = bind(s->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+	umask(old);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot bind '%s': %s", name, s->sock_path, strerror(-r));
+		goto fail;
+	}
+	if (chmod(s->sock_path, 0600) < 0 || listen(s->listen_fd, 16) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (pipe2(s->wake, O_CLOEXEC) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	r = -pthread_create(&s->thread, &attr, server_main, s);
+	pthread_attr_destroy(&attr);
+	if (r < 0)
+		goto fail;
+	s->running = true;
+	if (dirfd >= 0)
+		close(dirfd);
+	*out = s;
+	return 0;
+fail:
+	if (dirfd >= 0)
+		close(dirfd);
+	control_server_finish(s, 0, NULL);
+	return r;
+}
+
+void control_server_stop(struct control_server *s)
+{
+	if (!s || !s->running)
+		return;
+	if (write(s->wake[1], "x", 1) < 0)
+		rt_log(RT_LOG_DEBUG, "'%s': control wakeup: %s", s->name, strerror(errno));
+	pthread_join(s->thread, NULL);
+	s->running = false;
+}
+
+void control_server_finish(struct control_server *s, int err, const char *msg)
+{
+	if (!s)
+		return;
+	control_server_stop(s);
+	if (s->listen_fd >= 0) {
+		close(s->listen_fd);
+		unlink(s->sock_path);
+	}
+	if (s->pending_fd >= 0) {
+		if (err < 0)
+			reply_error(s->pending_fd, err, msg);
+		else
+			reply_ok(s->pending_fd, NULL, 0);
+		close(s->pending_fd);
+	}
+	if (s->wake[0] >= 0)
+		close(s->wake[0]);
+	if (s->wake[1] >= 0)
+		close(s->wake[1]);
+	free(s);
+}
+
+/* ---- the client --------------------------------------------------------- */
+
+int control_request(const char *name, const char *request, char *reply, size_t len,
+		    int timeout_ms)
+{
+	struct sockaddr_un sa;
+	size_t n = 0;
+	int fd = -1, dirfd = -1, r;
+
+	if (!request || !reply || len < 2 || strchr(request, '\n') ||
+	    strlen(request) + 2 > RT_CONTROL_LINE_MAX)
+		return -EINVAL;
+	r = sock_addr(name, &sa, &dirfd);
+	if (r < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = send_all(fd, request, strlen(request));
+	if (r == 0)
+		r = send_all(fd, "\n", 1);
+	if (r < 0)
+		goto out;
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t got;
+
+		r = poll(&pfd, 1, timeout_ms);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			r = r < 0 ? -errno : -ETIMEDOUT;
+			goto out;
+		}
+		got = recv(fd, reply + n, len - 1 - n, 0);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			goto out;
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+		reply[n] = '\0';
+		if (strchr(reply, '\n'))
+			break;
+		if (n >= len - 1) {
+			r = -E2BIG;
+			goto out;
+		}
+	}
+	reply[n] = '\0';
+	if (!n || !strchr(reply, '\n')) {
+		r = -EPROTO;	/* the engine went away mid-reply */
+		goto out;
+	}
+	reply[strcspn(reply, "\n")] = '\0';
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (dirfd >= 0)
+		close(dirfd);
+	return r;
+}
+
+/*
+ * Send @request and parse the reply. An error reply is logged ("'NAME':
+ * message") and returned as its negative errno; *@out gets the object of an
+ * ok reply (the caller frees it with jv_free).
+ */
+static int call(const char *name, const char *request, int timeout_ms, struct jval **out)
+{
+	char *reply;
+	struct jval *v;
+	char result[16], msg[512];
+	int r;
+
+	*out = NULL;
+	reply = malloc(REPLY_MAX);
+	if (!reply)
+		return -ENOMEM;
+	r = control_request(name, request, reply, REPLY_MAX, timeout_ms);
+	if (r < 0)
+		goto out;
+	v = json_parse(reply);
+	if (!v || v->type != J_OBJ) {
+		jv_free(v);
+		rt_log(RT_LOG_ERROR, "'%s': the engine sent a malformed reply", name);
+		r = -EPROTO;
+		goto out;
+	}
+	jget_str(v, "result", result, sizeof(result));
+	if (strcmp(result, "ok")) {
+		int64_t e = jget_i64(v, "errno");
+
+		jget_str(v, "message", msg, sizeof(msg));
+		rt_log(RT_LOG_ERROR, "'%s': %s", name, msg[0] ? msg : "the engine refused");
+		r = e > 0 && e < 4096 ? -(int)e : -EIO;
+		jv_free(v);
+		goto out;
+	}
+	*out = v;
+out:
+	free(reply);
+	return r;
+}
+
+int control_ping(const char *name, pid_t *pid)
+{
+	struct jval *v;
+	int r;
+
+	r = call(name, "ping", STATUS_TIMEOUT_MS, &v);
+	if (r < 0)
+		return r;
+	if (pid)
+		*pid = (pid_t)jget_i64(v, "pid");
+	jv_free(v);
+	return 0;
+}
+
+int control_status(const char *name, struct rt_control_status *st)
+{
+	struct jval *v;
+	int r;
+
+	if (!st)
+		return -EINVAL;
+	r = call(name, "status", STATUS_TIMEOUT_MS, &v);
+	if (r < 0)
+		return r;
+	status_from_json(v, st);
+	jv_free(v);
+	return 0;
+}
+
+int control_stop(const char *name)
+{
+	struct jval *v;
+	int r;
+
+	r = call(name, "stop", STOP_TIMEOUT_MS, &v);
+	if (r < 0)
+		return r;
+	jv_free(v);
+	return 0;
+}

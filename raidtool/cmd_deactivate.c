@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <raidtool/activate.h>
+#include "cli.h"
+#include "commands.h"
+
+/* Stop a running array, or clean up after an engine that died. */
+int cmd_deactivate(int argc, const char **argv)
+{
+	struct poptOption opts[] = {
+		POPT_AUTOHELP
+		POPT_TABLEEND
+	};
+	struct rt_deactivate_result res;
+	const char **args;
+	poptContext pc;
+	int n, r;
+
+	r = cli_parse("deactivate", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
+	if (r >= 0)
+		return r;
+	r = deactivate_array(args[0], &res);
+	if (r < 0) {
+		r = cli_fail(r, "'%s': cannot deactivate", args[0]);
+	} else if (res.how == RT_DEACTIVATE_RECOVERED) {
+		printf("'%s': the engine (pid %d) had died; cleaned up%s%s\n", res.name,
+		       (int)res.pid, res.did[0] ? ": " : "", res.did);
+		printf("'%s': superblocks left dirty (unclean stop); the array can be "
+		       "activated again\n", res.name);
+		r = EXIT_OK;
+	} else {
+		printf("'%s': stopped (engine pid %d); superblocks marked clean\n", res.name,
+		       (int)res.pid);
+		r = EXIT_OK;
+	}
+	poptFreeContext(pc);
+	return r;
+}

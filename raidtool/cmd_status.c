@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <raidtool/control.h>
+#include <raidtool/scan.h>
+#include "cli.h"
+#include "commands.h"
+#include "json.h"
+
+static int cmp_slot(const void *a, const void *b)
+{
+	const struct rt_control_unit *x = a, *y = b;
+
+	return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+/*
+ * An inactive array as the scan sees it, in the shape a running engine
+ * reports: the units found (fresh, stale, conflicting) and missing roles.
+ */
+static void status_from_scan(const struct rt_scan_array *a, struct rt_control_status *st)
+{
+	const struct rt_sb *sb = &a->sb;
+	bool present[RT_MAX_UNITS] = { false };
+	unsigned n = 0;
+
+	memset(st, 0, sizeof(*st));
+	snprintf(st->state, sizeof(st->state), "inactive");
+	snprintf(st->name, sizeof(st->name), "%s", sb->array.name);
+	memcpy(st->uuid, sb->array.uuid, RT_UUID_SIZE);
+	st->hashcode = sb->array.hashcode;
+	st->level = sb->array.level;
+	st->nblocks = sb->array.nblocks;
+	st->blocksize = sb->array.blocksize;
+	st->size = sb->array.nblocks * sb->array.blocksize;
+	st->chunk_size = sb->array.chunk_size;
+	st->n_devices = sb->array.n_devices;
+	st->events = sb->events;
+	st->array_state = sb->state;
+	for (size_t i = 0; i < a->n_units && n < RT_MAX_UNITS; i++) {
+		const struct rt_scan_unit *u = a->units[i];
+		struct rt_control_unit *cu = &st->units[n++];
+		uint32_t slot = u->sb.unit.slot;
+		const char *state;
+
+		if (u->sb.events < sb->events)
+			state = "stale";
+		else if (slot >= RT_MAX_UNITS ||
+			 memcmp(sb->slots[slot].uuid, u->sb.unit.uuid, RT_UUID_SIZE))
+			state = "conflict";
+		else
+			state = sb_slot_state_name(sb->slots[slot].state);
+		if (slot < RT_MAX_UNITS && !strcmp(state, "active"))
+			present[slot] = true;
+		cu->slot = slot;
+		snprintf(cu->device, sizeof(cu->device), "%s", u->dev);
+		memcpy(cu->uuid, u->sb.unit.uuid, RT_UUID_SIZE);
+		cu->hashcode = u->sb.unit.hashcode;
+		snprintf(cu->state, sizeof(cu->state), "%s", state);
+	}
+	for (uint32_t r = 0; r < sb->array.n_devices && r < RT_MAX_UNITS && n < RT_MAX_UNITS; r++) {
+		struct rt_control_unit *cu;
+
+		if (present[r])
+			continue;
+		cu = &st->units[n++];
+		cu->slot = r;
+		memcpy(cu->uuid, sb->slots[r].uuid, RT_UUID_SIZE);
+		cu->hashcode = sb->slots[r].hashcode;
+		snprintf(cu->state, sizeof(cu->state), "missing");
+	}
+	st->n_units = n;
+	qsort(st->units, n, sizeof(st->units[0]), cmp_slot);
+}
+
+static const char *role_of(const struct rt_control_status *st, uint32_t slot, char *buf,
+			   size_t len)
+{
+	if (slot < st->n_devices)
+		snprintf(buf, len, "%u", slot);
+	else
+		snprintf(buf, len, "spare");
+	return buf;
+}
+
+static void print_text(const struct rt_control_status *st, const struct rt_control_probe *p)
+{
+	char size[32], chunk[32], uuid[37], when[64], role[16], rb[32], wb[32];
+
+	cli_format_size(st->size, size, sizeof(size));
+	cli_format_size(st->chunk_size, chunk, sizeof(chunk));
+	cli_format_uuid(st->uuid, uuid);
+	printf("%s:\n", st->link[0] ? st->link : st->name);
+	printf("          name : %s\n", st->name);
+	printf("      hashcode : %08x\n", st->hashcode);
+	printf("          uuid : %s\n", uuid);
+	printf("         level : %s\n", sb_level_name(st->level));
+	printf("          size : %s (%" PRIu64 " bytes, %" PRIu64 " blocks of %u)\n", size,
+	       st->size, st->nblocks, st->blocksize);
+	if (st->level != RT_LEVEL_1)
+		printf("    chunk size : %s\n", chunk);
+	printf("     n.devices : %u\n", st->n_devices);
+	printf("         state : %s, superblock %s\n", st->state,
+	       sb_array_state_name(st->array_state));
+	if (p->state == RT_CONTROL_STALE)
+		printf("                 (its engine, pid %d, died: run 'raidtool deactivate %s')\n",
+		       (int)p->pid, st->name);
+	printf("        events : %" PRIu64 "\n", st->events);
+	if (st->device[0]) {
+		cli_format_time(st->started, when, sizeof(when));
+		printf("  block device : %s -> %s\n", st->link, st->device);
+		printf("    engine pid : %d\n", (int)st->pid);
+		printf("       started : %s\n", when);
+		cli_format_size(st->stats.read_bytes, rb, sizeof(rb));
+		cli_format_size(st->stats.write_bytes, wb, sizeof(wb));
+		printf("           I/O : %" PRIu64 " reads (%s), %" PRIu64 " writes (%s), %"
+		       PRIu64 " flushes, %" PRIu64 " errors\n", st->stats.reads, rb,
+		       st->stats.writes, wb, st->stats.flushes, st->stats.errors);
+	}
+	printf("\n   %-5s %-10s %-20s %-8s", "ROLE", "STATE", "DEVICE", "HASHCODE");
+	if (st->device[0])
+		printf(" %10s %10s %6s", "READS", "WRITES", "ERRORS");
+	putchar('\n');
+	for (unsigned i = 0; i < st->n_units; i++) {
+		const struct rt_control_unit *u = &st->units[i];
+
+		printf("   %-5s %-10s %-20s %08x", role_of(st, u->slot, role, sizeof(role)),
+		       u->state, u->device[0] ? u->device : "-", u->hashcode);
+		if (st->device[0])
+			printf(" %10" PRIu64 " %10" PRIu64 " %6" PRIu64, u->reads, u->writes,
+			       u->errors);
+		putchar('\n');
+	}
+}
+
+static void print_json(const struct rt_control_status *st, const struct rt_control_probe *p)
+{
+	bool active = st->device[0] != '\0';
+	struct json j;
+	char role[16];
+
+	json_init(&j, stdout);
+	json_object_begin(&j, NULL);
+	json_str(&j, "name", st->name);
+	json_str(&j, "state", st->state);
+	json_bool(&j, "engine_died", p->state == RT_CONTROL_STALE);
+	json_hash(&j, "hashcode", st->hashcode);
+	json_uuid(&j, "uuid", st->uuid);
+	json_str(&j, "level", sb_level_name(st->level));
+	json_u64(&j, "size", st->size);
+	json_u64(&j, "nblocks", st->nblocks);
+	json_u64(&j, "blocksize", st->blocksize);
+	json_u64(&j, "chunk_size", st->chunk_size);
+	json_u64(&j, "n_devices", st->n_devices);
+	json_str(&j, "superblock_state", sb_array_state_name(st->array_state));
+	json_u64(&j, "events", st->events);
+	json_str(&j, "device", active ? st->link : NULL);
+	json_str(&j, "loop_device", active ? st->device : NULL);
+	if (active) {
+		json_i64(&j, "pid", st->pid);
+		json_u64(&j, "started", st->started);
+	} else {
+		json_str(&j, "pid", NULL);
+		json_str(&j, "started", NULL);
+	}
+	json_array_begin(&j, "units");
+	for (unsigned i = 0; i < st->n_units; i++) {
+		const struct rt_control_unit *u = &st->units[i];
+
+		json_object_begin(&j, NULL);
+		json_str(&j, "role", role_of(st, u->slot, role, sizeof(role)));
+		json_u64(&j, "slot", u->slot);
+		json_str(&j, "state", u->state);
+		json_str(&j, "device", u->device[0] ? u->device : NULL);
+		json_hash(&j, "hashcode", u->hashcode);
+		json_uuid(&j, "uuid", u->uuid);
+		if (active) {
+			json_object_begin(&j, "stats");
+			json_u64(&j, "reads", u->reads);
+			json_u64(&j, "writes", u->writes);
+			json_u64(&j, "read_bytes", u->read_bytes);
+			json_u64(&j, "write_bytes", u->write_bytes);
+			json_u64(&j, "errors", u->errors);
+			json_object_end(&j);
+		}
+		json_object_end(&j);
+	}
+	json_array_end(&j);
+	if (active) {
+		json_object_begin(&j, "stats");
+		json_u64(&j, "reads", st->stats.reads);
+		json_u64(&j, "writes", st->stats.writes);
+		json_u64(&j, "flushes", st->stats.flushes);
+		json_u64(&j, "read_bytes", st->stats.read_bytes);
+		json_u64(&j, "write_bytes", st->stats.write_bytes);
+		json_u64(&j, "errors", st->stats.errors);
+		json_object_end(&j);
+	} else {
+		json_str(&j, "stats", NULL);
+	}
+	json_object_end(&j);
+	json_finish(&j);
+}
+
+/* One array's state: the running engine's report, or what the scan finds. */
+int cmd_status(int argc, const char **argv)
+{
+	int as_json = 0;
+	struct poptOption opts[] = {
+		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
+		POPT_AUTOHELP
+		POPT_TABLEEND
+	};
+	struct rt_control_status *st = NULL;
+	const struct rt_scan_array *a;
+	struct rt_control_probe p = { 0 };
+	struct rt_scan *s = NULL;
+	const char *name;
+	const char **args;
+	poptContext pc;
+	int n, r;
+
+	r = cli_parse("status", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
+	if (r >= 0)
+		return r;
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		r = cli_fail(-ENOMEM, "status");
+		goto out;
+	}
+	name = args[0];
+	if (sb_name_check(name) == 0 && control_probe(name, &p) == 0 &&
+	    p.state == RT_CONTROL_ACTIVE)
+		goto running;
+	r = scan_devices(&s);
+	if (r < 0) {
+		r = cli_fail(r, "cannot scan block devices");
+		goto out;
+	}
+	r = cli_lookup_array(s, args[0], &a);
+	if (r >= 0)
+		goto out;
+	name = a->sb.array.name;
+	if (control_probe(name, &p) == 0 && p.state == RT_CONTROL_ACTIVE)
+		goto running;
+	status_from_scan(a, st);
+	goto print;
+running:
+	r = control_status(name, st);
+	if (r < 0) {
+		r = cli_fail(r, "'%s': the engine (pid %d) does not answer", name, (int)p.pid);
+		goto out;
+	}
+print:
+	if (as_json)
+		print_json(st, &p);
+	else
+		print_text(st, &p);
+	r = EXIT_OK;
+out:
+	free(st);
+	scan_free(s);
+	poptFreeContext(pc);
+	return r;
+}

@@ -1,0 +1,406 @@
+#!/usr/bin/env bats
+# shellcheck disable=SC2030,SC2031  # each @test is its own subshell on purpose
+# The run path: activate, status, deactivate; the block device, refusals
+# while in use, recovery after the engine is killed, the control socket.
+
+load helpers
+
+# Other arrays on this machine can make the scan warn on stderr: JSON and
+# device paths are read from stdout alone.
+bats_require_minimum_version 1.5.0
+
+setup() {
+	require_fuse
+	command -v jq >/dev/null || require "needs jq"
+	scratch_setup
+	BGPIDS=()
+}
+
+teardown() {
+	local p
+	# Our own helpers first (holders of the device, foreground engines).
+	for p in "${BGPIDS[@]}"; do
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	# Stop our array (or clean up after a killed engine) the proper way, so
+	# that the loop device on its FUSE file is detached before the mount goes.
+	if [ -n "${TESTDIR:-}" ] && [ -n "${NAME:-}" ]; then
+		grep -q " $TESTDIR/mnt " /proc/mounts && umount -l "$TESTDIR/mnt"
+		[ -e "$RAIDTOOL_RUNDIR/$NAME/pid" ] && raidtool deactivate "$NAME" >/dev/null 2>&1
+	fi
+	scratch_teardown
+}
+
+# new_array LEVEL COUNT SIZE: create NAME from COUNT images (no activation).
+new_array() {
+	local level=$1 count=$2 size=$3 i
+	UNITS=()
+	for ((i = 0; i < count; i++)); do
+		UNITS+=("$(make_image "u$i.img" "$size")")
+	done
+	run raidtool create "$NAME" --level "$level" --chunk 64K "${UNITS[@]}"
+	assert_success
+}
+
+start_array() {
+	new_array "$@"
+	run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	assert_output "/dev/raidtool/$NAME"
+	DEV=/dev/raidtool/$NAME
+}
+
+engine_pid() {
+	cat "$RAIDTOOL_RUNDIR/$NAME/pid"
+}
+
+# The superblock state and events of the array, as lookup reads them.
+sb_field() {
+	raidtool lookup --json "$NAME" 2>/dev/null | jq -r ".$1"
+}
+
+no_leftovers() {
+	[ ! -e "/dev/raidtool/$NAME" ]
+	! grep -q " $RAIDTOOL_RUNDIR/$NAME/mnt " /proc/mounts
+	! losetup -nO BACK-FILE | grep -q "$RAIDTOOL_RUNDIR/$NAME/"
+	[ ! -e "$RAIDTOOL_RUNDIR/$NAME/pid" ]
+	[ ! -e "$RAIDTOOL_RUNDIR/$NAME/control.sock" ]
+}
+
+# One raw request on the control socket, as uid $2 (default root).
+control_raw() {
+	local req=$1 uid=${2:-0}
+	[ -x /usr/bin/python3 ] || skip "needs /usr/bin/python3 for raw socket tests"
+	setpriv --reuid="$uid" --regid="$uid" --clear-groups /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+data = b""
+while not data.endswith(b"\n"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+sys.stdout.write(data.decode())
+' "$RAIDTOOL_RUNDIR/$NAME/control.sock" "$req"
+}
+
+@test "activate, deactivate, status: --help works" {
+	for c in activate deactivate status; do
+		run raidtool "$c" --help
+		assert_success
+		assert_output --partial "raidtool $c"
+	done
+}
+
+@test "activate: /dev/raidtool/NAME is a block device of the array's size, loop with direct I/O" {
+	start_array 5 3 64M
+	[ -L "$DEV" ]
+	[ -b "$DEV" ]
+	size=$(blockdev --getsize64 "$DEV")
+	want=$(raidtool lookup --json "$NAME" 2>/dev/null | jq '.nblocks * .blocksize')
+	[ "$size" -eq "$want" ]
+	[ "$(blockdev --getss "$DEV")" -eq 4096 ]
+	loop=$(readlink "$DEV")
+	[ "$(cat "/sys/block/${loop#/dev/}/loop/dio")" = 1 ]
+	[ "$(cat "$RAIDTOOL_RUNDIR/$NAME/device")" = "$loop" ]
+	kill -0 "$(engine_pid)"
+	# Marked dirty while running.
+	[ "$(sb_field state)" = dirty ]
+	run raidtool deactivate "$NAME"
+	assert_success
+	assert_output --partial "stopped"
+	no_leftovers
+	[ "$(sb_field state)" = clean ]
+}
+
+@test "superblocks: activate and deactivate each bump events on every unit" {
+	new_array 1 2 32M
+	e0=$(sb_field events)
+	run raidtool activate "$NAME"
+	assert_success
+	[ "$(sb_field events)" -eq $((e0 + 1)) ]
+	run raidtool deactivate "$NAME"
+	assert_success
+	[ "$(sb_field events)" -eq $((e0 + 2)) ]
+	run --separate-stderr raidtool list --units "$NAME" --json
+	assert_success
+	[ "$(echo "$output" | jq "[.[] | select(.events == $((e0 + 2)))] | length")" -eq 2 ]
+}
+
+@test "data: random data written with dd reads back, also after deactivate and activate" {
+	start_array 0 3 48M
+	head -c 40M /dev/urandom > "$TESTDIR/pattern"
+	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	cmp <(dd if="$DEV" bs=1M count=40 iflag=direct status=none) "$TESTDIR/pattern"
+	# An unaligned write through the page cache, then a flush.
+	dd if=/dev/urandom of="$TESTDIR/small" bs=1000 count=7 status=none
+	dd if="$TESTDIR/small" of="$DEV" bs=1000 seek=12345 conv=notrunc,fsync status=none
+	run raidtool deactivate "$NAME"
+	assert_success
+	run raidtool activate "$NAME"
+	assert_success
+	cmp <(dd if="$DEV" bs=1000 skip=12345 count=7 status=none) "$TESTDIR/small"
+	# Below the small write (at 12345000).
+	cmp <(dd if="$DEV" bs=1M count=11 iflag=direct status=none) <(head -c 11M "$TESTDIR/pattern")
+	run raidtool deactivate "$NAME"
+	assert_success
+}
+
+@test "status: text and --json of an active array, counters move" {
+	start_array 5 3 64M
+	run raidtool status "$NAME"
+	assert_success
+	assert_output --partial "state : active"
+	assert_output --partial "$DEV -> $(readlink "$DEV")"
+	assert_output --partial "raid5"
+	run --separate-stderr raidtool status --json "$NAME"
+	assert_success
+	json=$output
+	[ "$(jq -r .state <<<"$json")" = active ]
+	[ "$(jq -r .level <<<"$json")" = raid5 ]
+	[ "$(jq -r .device <<<"$json")" = "$DEV" ]
+	[ "$(jq -r .loop_device <<<"$json")" = "$(readlink "$DEV")" ]
+	[ "$(jq -r .pid <<<"$json")" = "$(engine_pid)" ]
+	[ "$(jq -r .size <<<"$json")" -eq "$(blockdev --getsize64 "$DEV")" ]
+	[ "$(jq -r .superblock_state <<<"$json")" = dirty ]
+	[ "$(jq '.units | length' <<<"$json")" -eq 3 ]
+	[ "$(jq -r '[.units[].role] | join(",")' <<<"$json")" = "0,1,2" ]
+	[ "$(jq -r '[.units[].state] | unique | join(",")' <<<"$json")" = active ]
+	w0=$(jq .stats.write_bytes <<<"$json")
+	dd if=/dev/urandom of="$DEV" bs=1M count=4 oflag=direct status=none
+	run --separate-stderr raidtool status --json "$NAME"
+	assert_success
+	[ "$(jq .stats.write_bytes <<<"$output")" -ge $((w0 + 4194304)) ]
+	[ "$(jq '[.units[].stats.write_bytes] | add' <<<"$output")" -gt 0 ]
+	# By hashcode too.
+	hash=$(jq -r .hashcode <<<"$json")
+	run --separate-stderr raidtool status --json "$hash"
+	assert_success
+	[ "$(jq -r .name <<<"$output")" = "$NAME" ]
+	run raidtool deactivate "$NAME"
+	assert_success
+}
+
+@test "status: an inactive array shows its units and no device" {
+	new_array 1 2 32M
+	run --separate-stderr raidtool status --json "$NAME"
+	assert_success
+	[ "$(jq -r .state <<<"$output")" = inactive ]
+	[ "$(jq -r .device <<<"$output")" = null ]
+	[ "$(jq -r .pid <<<"$output")" = null ]
+	[ "$(jq '.units | length' <<<"$output")" -eq 2 ]
+	run raidtool status "$NAME"
+	assert_success
+	assert_output --partial "state : inactive"
+	run raidtool status "no-such-array-$NAME"
+	assert_failure 3
+}
+
+@test "activate twice: refused as already active" {
+	start_array 0 2 32M
+	pid=$(engine_pid)
+	run raidtool activate "$NAME"
+	assert_failure 4
+	assert_output --partial "already active"
+	[ "$(engine_pid)" = "$pid" ]
+	run raidtool deactivate "$NAME"
+	assert_success
+}
+
+@test "deactivate: refused while mounted, nothing lost; works after umount" {
+	start_array 5 3 64M
+	run mkfs.ext4 -q -F "$DEV"
+	assert_success
+	mkdir "$TESTDIR/mnt"
+	mount "$DEV" "$TESTDIR/mnt"
+	head -c 3M /dev/urandom > "$TESTDIR/mnt/file"
+	sum=$(sha256sum < "$TESTDIR/mnt/file")
+	run raidtool deactivate "$NAME"
+	assert_failure 4
+	assert_output --partial "mounted on $TESTDIR/mnt"
+	# Still running and usable.
+	kill -0 "$(engine_pid)"
+	[ -b "$DEV" ]
+	[ "$(sha256sum < "$TESTDIR/mnt/file")" = "$sum" ]
+	echo more > "$TESTDIR/mnt/more"
+	umount "$TESTDIR/mnt"
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+	run raidtool activate "$NAME"
+	assert_success
+	run fsck.ext4 -fn "$DEV"
+	assert_success
+	mount "$DEV" "$TESTDIR/mnt"
+	[ "$(sha256sum < "$TESTDIR/mnt/file")" = "$sum" ]
+	[ "$(cat "$TESTDIR/mnt/more")" = more ]
+	umount "$TESTDIR/mnt"
+	run raidtool deactivate "$NAME"
+	assert_success
+}
+
+@test "deactivate: refused while a process holds the device open" {
+	start_array 0 2 32M
+	(exec 4<"$DEV"; exec sleep 60) 3>&- &
+	BGPIDS+=("$!")
+	sleep 0.2
+	run raidtool deactivate "$NAME"
+	assert_failure 4
+	assert_output --partial "open in process $!"
+	kill "$!"
+	wait "$!" 2>/dev/null || true
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+}
+
+@test "kill -9: deactivate cleans up, activate works again, synced data intact" {
+	start_array 5 3 64M
+	head -c 16M /dev/urandom > "$TESTDIR/pattern"
+	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	pid=$(engine_pid)
+	kill -KILL "$pid"
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+	run --separate-stderr raidtool status --json "$NAME"
+	assert_success
+	[ "$(jq -r .state <<<"$output")" = inactive ]
+	[ "$(jq -r .engine_died <<<"$output")" = true ]
+	run raidtool deactivate "$NAME"
+	assert_success
+	assert_output --partial "had died"
+	assert_output --partial "detached"
+	no_leftovers
+	# An unclean stop: the superblocks stay dirty.
+	[ "$(sb_field state)" = dirty ]
+	run raidtool deactivate "$NAME"
+	assert_failure 3
+	assert_output --partial "not active"
+	run raidtool activate "$NAME"
+	assert_success
+	cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/pattern"
+	run raidtool deactivate "$NAME"
+	assert_success
+	[ "$(sb_field state)" = clean ]
+}
+
+@test "kill -9: activate alone also cleans up after the dead engine" {
+	start_array 0 2 32M
+	pid=$(engine_pid)
+	kill -KILL "$pid"
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+	run raidtool activate "$NAME"
+	assert_success
+	assert_output --partial "earlier engine"
+	[ -b "$DEV" ]
+	[ "$(engine_pid)" != "$pid" ]
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+}
+
+@test "kill -9 while mounted: deactivate refuses until unmounted" {
+	start_array 0 2 32M
+	run mkfs.ext4 -q -F "$DEV"
+	assert_success
+	mkdir "$TESTDIR/mnt"
+	mount "$DEV" "$TESTDIR/mnt"
+	pid=$(engine_pid)
+	kill -KILL "$pid"
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+	run raidtool deactivate "$NAME"
+	assert_failure 4
+	assert_output --partial "still in use"
+	umount -l "$TESTDIR/mnt"
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+}
+
+@test "activate: an incomplete array names its missing roles and changes nothing" {
+	new_array 5 4 32M
+	losetup -d "$(loop_of "${UNITS[1]}")"
+	losetup -d "$(loop_of "${UNITS[3]}")"
+	before=$(checksums "${UNITS[@]}")
+	run raidtool activate "$NAME"
+	assert_failure
+	assert_output --partial "roles 1, 3 missing (have 2 of 4 units)"
+	[ "$(checksums "${UNITS[@]}")" = "$before" ]
+	no_leftovers
+	[ ! -e "$RAIDTOOL_RUNDIR/$NAME" ]
+	run --separate-stderr raidtool status --json "$NAME"
+	assert_success
+	[ "$(jq -r '[.units[] | select(.state == "missing") | .role] | join(",")' <<<"$output")" = "1,3" ]
+}
+
+@test "activate --foreground: ready path printed, SIGTERM refused while mounted, then a clean stop" {
+	new_array 1 2 32M
+	# The binary itself, not the helper function: $! must be the engine.
+	"$RAIDTOOL_BIN" activate --foreground "$NAME" > "$TESTDIR/fg.out" 2> "$TESTDIR/fg.err" 3>&- &
+	fg=$!
+	BGPIDS+=("$fg")
+	for _ in $(seq 50); do [ -s "$TESTDIR/fg.out" ] && break; sleep 0.1; done
+	[ "$(cat "$TESTDIR/fg.out")" = "/dev/raidtool/$NAME" ]
+	DEV=/dev/raidtool/$NAME
+	[ "$(engine_pid)" = "$fg" ]
+	run mkfs.ext4 -q -F "$DEV"
+	assert_success
+	mkdir "$TESTDIR/mnt"
+	mount "$DEV" "$TESTDIR/mnt"
+	kill -TERM "$fg"
+	sleep 0.5
+	kill -0 "$fg"
+	grep -q "not stopping" "$TESTDIR/fg.err"
+	umount "$TESTDIR/mnt"
+	kill -INT "$fg"
+	wait "$fg"	# fails the test unless the engine exits 0
+	no_leftovers
+	[ "$(sb_field state)" = clean ]
+}
+
+@test "control socket: ping, unknown request, root only" {
+	start_array 0 2 32M
+	[ "$(stat -c %a "$RAIDTOOL_RUNDIR/$NAME/control.sock")" = 600 ]
+	run control_raw ping
+	assert_success
+	[ "$(jq -r .result <<<"$output")" = ok ]
+	[ "$(jq -r .pid <<<"$output")" = "$(engine_pid)" ]
+	run control_raw "frobnicate now"
+	assert_success
+	[ "$(jq -r .result <<<"$output")" = error ]
+	[ "$(jq -r .errno <<<"$output")" = 22 ]
+	run control_raw status
+	assert_success
+	[ "$(jq -r .link <<<"$output")" = "$DEV" ]
+	# Opened up on purpose: the engine still checks the peer's uid.
+	chmod 0755 "$RAIDTOOL_RUNDIR" "$RAIDTOOL_RUNDIR/$NAME" "$TESTDIR"
+	chmod 0666 "$RAIDTOOL_RUNDIR/$NAME/control.sock"
+	run control_raw status 65534
+	assert_success
+	[ "$(jq -r .result <<<"$output")" = error ]
+	[ "$(jq -r .errno <<<"$output")" = 13 ]
+	run raidtool deactivate "$NAME"
+	assert_success
+}
+
+@test "deactivate: an array that is not active" {
+	new_array 0 2 32M
+	run raidtool deactivate "$NAME"
+	assert_failure 3
+	assert_output --partial "not active"
+}
+
+@test "run directory: a long RAIDTOOL_RUNDIR still gets a control socket" {
+	long=$TESTDIR/run/$(printf 'd%.0s' $(seq 90))
+	mkdir -p "$long"
+	export RAIDTOOL_RUNDIR=$long
+	start_array 0 2 32M
+	[ -S "$RAIDTOOL_RUNDIR/$NAME/control.sock" ]
+	run --separate-stderr raidtool status --json "$NAME"
+	assert_success
+	[ "$(jq -r .state <<<"$output")" = active ]
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+}
