@@ -102,8 +102,9 @@ lint:
 
 install: $(BUILD)/raidtool
 	install -D -m 0755 $(BUILD)/raidtool $(DESTDIR)$(SBINDIR)/raidtool
-	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8
 	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/*.7 $(DESTDIR)$(MANDIR)/man7/
 	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
 	install -D -m 0644 completions/raidtool.bash $(DESTDIR)$(BASHCOMPDIR)/raidtool
 	if [ -d udev ] && ls udev/*.rules >/dev/null 2>&1; then \
@@ -114,6 +115,7 @@ install: $(BUILD)/raidtool
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/raidtool $(DESTDIR)$(BASHCOMPDIR)/raidtool
 	rm -f $(DESTDIR)$(MANDIR)/man5/raidtool-format.5 $(DESTDIR)$(MANDIR)/man8/raidtool.8
+	rm -f $(DESTDIR)$(MANDIR)/man7/raidtool-control.7
 
 clean:
 	rm -rf $(BUILD)

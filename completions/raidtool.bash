@@ -108,7 +108,7 @@ _raidtool() {
 		examine) _raidtool_words "$cur" "--json --export --help --usage" ;;
 		rename | rehash) _raidtool_words "$cur" "--help --usage" ;;
 		zero) _raidtool_words "$cur" "--force -f --help --usage" ;;
-		activate) _raidtool_words "$cur" "--foreground --help --usage" ;;
+		activate) _raidtool_words "$cur" "--foreground -f --help --usage" ;;
 		deactivate) _raidtool_words "$cur" "--help --usage" ;;
 		status) _raidtool_words "$cur" "--json --help --usage" ;;
 		esac
