@@ -23,13 +23,18 @@ static bool unit_is_slot(const struct rt_sb *fresh, const struct rt_scan_unit *u
 	       !memcmp(u->sb.unit.uuid, fresh->slots[slot].uuid, RT_UUID_SIZE);
 }
 
-/* Append ", N" to a list of roles. */
-static void list_append(char *buf, size_t len, uint32_t n)
+/* Append ", N" (or ", N (faulty)" when the role table says why) to a list of roles. */
+static void list_append(char *buf, size_t len, uint32_t n, uint32_t slot_state)
 {
 	size_t used = strlen(buf);
 
-	if (used < len)
+	if (used >= len)
+		return;
+	if (slot_state == RT_SLOT_ACTIVE || slot_state == RT_SLOT_MISSING)
 		snprintf(buf + used, len - used, "%s%u", used ? ", " : "", n);
+	else
+		snprintf(buf + used, len - used, "%s%u (%s)", used ? ", " : "", n,
+			 sb_slot_state_name(slot_state));
 }
 
 /* Report every unit that will not be used, and why. */
@@ -114,7 +119,7 @@ int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out)
 	const struct rt_scan_unit *chosen[RT_MAX_UNITS] = { 0 };
 	const struct rt_sb *fresh;
 	struct rt_assembly *as;
-	char missing[RT_MAX_UNITS * 4] = "";
+	char missing[RT_MAX_UNITS * 16] = "";
 	unsigned n_missing = 0, n_spares = 0;
 	int r;
 
@@ -135,7 +140,7 @@ int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out)
 				return r;
 		}
 		if (!chosen[role]) {
-			list_append(missing, sizeof(missing), role);
+			list_append(missing, sizeof(missing), role, s->state);
 			n_missing++;
 		}
 	}
