@@ -154,7 +154,7 @@ static int consider(struct scan_impl *si, struct devno_set *seen, const char *de
 		r = -ENOMEM;
 		goto out;
 	}
-	r = unit_read_sb(u, sb, &st);
+	r = unit_read_sb_quiet(u, sb, &st);
 	if (r < 0) {
 		if (r != -ENODATA)
 			rt_log(RT_LOG_DEBUG, "scan: '%s': no valid superblock: %s", devname,

@@ -434,6 +434,11 @@ int unit_read_sb(struct rt_unit *u, struct rt_sb *sb, struct rt_sb_status *st)
 	return read_sb(u, sb, st, true);
 }
 
+int unit_read_sb_quiet(struct rt_unit *u, struct rt_sb *sb, struct rt_sb_status *st)
+{
+	return read_sb(u, sb, st, false);
+}
+
 int unit_write_sb(struct rt_unit *u, const struct rt_sb *sb)
 {
 	uint64_t off[2];

@@ -71,6 +71,7 @@ int cli_exit_code(int err)
 	case -ENOTEMPTY:
 		return EXIT_REFUSED;
 	case -EINVAL:
+	case -E2BIG:
 	case -ENOTUNIQ:
 	case -ENAMETOOLONG:
 		return EXIT_USAGE;
@@ -90,6 +91,8 @@ int cli_fail(int err, const char *fmt, ...)
 		va_end(ap);
 		fprintf(stderr, ": %s\n", strerror(-err));
 	}
+	/* The next operation's failure must be explained on its own. */
+	lib_reported_error = false;
 	return cli_exit_code(err);
 }
 
@@ -189,8 +192,14 @@ int cli_lookup_array(const struct rt_scan *s, const char *id,
 	if (r == 0)
 		return -1;
 	if (r == -ENOTUNIQ) {
-		cli_error("'%s': several arrays have this name; name one by its hashcode "
-			  "(see 'raidtool list')", id);
+		uint32_t hash;
+
+		if (sb_hashcode_parse(id, &hash) == 0)
+			cli_error("'%s': several arrays have this hashcode; give one another "
+				  "with 'raidtool rehash' on its units", id);
+		else
+			cli_error("'%s': several arrays have this name; name one by its "
+				  "hashcode (see 'raidtool list')", id);
 		return EXIT_USAGE;
 	}
 	if (r == -ENOENT) {

@@ -53,6 +53,12 @@ struct rt_sb_status {
  */
 int unit_read_sb(struct rt_unit *u, struct rt_sb *sb, struct rt_sb_status *st);
 
+/*
+ * The same, with copy problems logged at debug level only: for scanning,
+ * where most devices are none of the caller's business (the status says it all).
+ */
+int unit_read_sb_quiet(struct rt_unit *u, struct rt_sb *sb, struct rt_sb_status *st);
+
 /* Write both copies (copy 0 first, each flushed before the next). */
 int unit_write_sb(struct rt_unit *u, const struct rt_sb *sb);
 

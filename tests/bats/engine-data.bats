@@ -43,7 +43,7 @@ fio_verify() {
 	run fio --name=verify --filename="$DEV" --direct=1 --ioengine=io_uring \
 		--iodepth=16 --rw="$rw" --bsrange="$bs" --bs_unaligned=0 \
 		--numjobs="$jobs" --size="$slice" --offset_increment="$slice" \
-		--verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 \
+		--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --randrepeat=0 \
 		--group_reporting --output-format=terse --terse-version=3
 	assert_success
 }
@@ -55,7 +55,7 @@ fio_same_stripe_race() {
 	run fio --name=race --filename="$DEV" --direct=1 --ioengine=io_uring \
 		--iodepth=8 --rw=write --bs=4k --numjobs=4 --offset_increment=4k \
 		--zonemode=strided --zonesize=4k --zoneskip=12k --size="$usable" \
-		--verify=crc32c --do_verify=1 --verify_fatal=1 --group_reporting \
+		--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting \
 		--output-format=terse --terse-version=3
 	assert_success
 }
