@@ -227,13 +227,12 @@ static int claim_for_stop(struct run *run, char *why, size_t whylen)
 		snprintf(why, whylen, "already stopping");
 		return -EALREADY;
 	}
-	r = export_dev_busy(export_device(run->x), &fd, reason, sizeof(reason));
+	r = export_busy(run->x, &fd, reason, sizeof(reason));
 	if (r == 0) {
 		run->stopping = true;
 		run->excl_fd = fd;
 	} else if (r == -EBUSY) {
-		snprintf(why, whylen, "cannot stop: %s (%s) is %s", export_link(run->x),
-			 export_device(run->x), reason);
+		snprintf(why, whylen, "cannot stop: %s", reason);
 	} else {
 		snprintf(why, whylen, "cannot stop: cannot check whether %s is in use: %s",
 			 export_device(run->x), strerror(-r));

@@ -492,8 +492,11 @@ static int find_mount(dev_t devno, const char *dir, char *where, size_t len)
 	return found;
 }
 
-/* A process with a descriptor open on block device @devno: its pid, or 0. */
-static pid_t find_opener(dev_t devno, char *comm, size_t commlen)
+/*
+ * A process with a descriptor open on block device @devno (when not 0) or
+ * on a file whose path starts with @prefix (when not NULL): its pid, or 0.
+ */
+static pid_t find_opener(dev_t devno, const char *prefix, char *comm, size_t commlen)
 {
 	pid_t self = getpid(), found = 0;
 	struct dirent *de;
@@ -525,11 +528,15 @@ static pid_t find_opener(dev_t devno, char *comm, size_t commlen)
 			if (n <= 0)
 				continue;
 			link[n] = '\0';
+			if (prefix && !strncmp(link, prefix, strlen(prefix))) {
+				found = (pid_t)pid;
+				break;
+			}
 			/*
 			 * Only nodes under /dev are stat'ed: stat on a file in a hung
 			 * FUSE mount (even ours, if the engine died) could block.
 			 */
-			if (strncmp(link, "/dev/", 5) || stat(link, &st) < 0)
+			if (!devno || strncmp(link, "/dev/", 5) || stat(link, &st) < 0)
 				continue;
 			if (S_ISBLK(st.st_mode) && st.st_rdev == devno)
 				found = (pid_t)pid;
@@ -607,7 +614,7 @@ int export_dev_busy(const char *dev, int *excl_fd, char *why, size_t whylen)
 				 "or opened with O_EXCL by a program)");
 		return r;
 	}
-	pid = find_opener(st.st_rdev, comm, sizeof(comm));
+	pid = find_opener(st.st_rdev, NULL, comm, sizeof(comm));
 	if (pid) {
 		close(fd);
 		snprintf(why, whylen, "open in process %d (%s)", (int)pid, comm);
@@ -617,6 +624,32 @@ int export_dev_busy(const char *dev, int *excl_fd, char *why, size_t whylen)
 		*excl_fd = fd;
 	else
 		close(fd);
+	return 0;
+}
+
+int export_busy(const struct rt_export *x, int *excl_fd, char *why, size_t whylen)
+{
+	char prefix[PATH_MAX + 2], comm[64], reason[PATH_MAX];
+	pid_t pid;
+	int r;
+
+	r = export_dev_busy(x->dev, excl_fd, reason, sizeof(reason));
+	if (r == -EBUSY)
+		snprintf(why, whylen, "%s (%s) is %s", x->link, x->dev, reason);
+	if (r < 0)
+		return r;
+	/* Someone reading the FUSE file itself would lose it mid-way. */
+	snprintf(prefix, sizeof(prefix), "%s/", x->mnt);
+	pid = find_opener(0, prefix, comm, sizeof(comm));
+	if (pid) {
+		if (excl_fd && *excl_fd >= 0) {
+			close(*excl_fd);
+			*excl_fd = -1;
+		}
+		snprintf(why, whylen, "its FUSE file %s is open in process %d (%s)", x->file,
+			 (int)pid, comm);
+		return -EBUSY;
+	}
 	return 0;
 }
 

@@ -42,6 +42,13 @@ const char *export_file(const struct rt_export *x);	/* "<mountpoint>/NAME" */
 int export_dev_busy(const char *dev, int *excl_fd, char *why, size_t whylen);
 
 /*
+ * export_dev_busy on our loop device, and nobody has our FUSE file open
+ * either. @why gets a whole phrase: "/dev/raidtool/NAME (/dev/loopN) is
+ * mounted on /mnt", "its FUSE file ... is open in process 12 (cat)".
+ */
+int export_busy(const struct rt_export *x, int *excl_fd, char *why, size_t whylen);
+
+/*
  * Tear down in reverse: the symlink, the loop device (@excl_fd, if not -1,
  * is closed after the detach), the FUSE mount and its workers. Frees @x.
  * Returns the first error; every step is tried regardless.

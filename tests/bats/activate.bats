@@ -256,6 +256,22 @@ sys.stdout.write(data.decode())
 	no_leftovers
 }
 
+@test "deactivate: refused while a process reads the FUSE file itself" {
+	start_array 0 2 32M
+	(exec 4<"$RAIDTOOL_RUNDIR/$NAME/mnt/$NAME"; exec sleep 60) 3>&- &
+	BGPIDS+=("$!")
+	sleep 0.2
+	run raidtool deactivate "$NAME"
+	assert_failure 4
+	assert_output --partial "FUSE file"
+	assert_output --partial "open in process $!"
+	kill "$!"
+	wait "$!" 2>/dev/null || true
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+}
+
 @test "kill -9: deactivate cleans up, activate works again, synced data intact" {
 	start_array 5 3 64M
 	head -c 16M /dev/urandom > "$TESTDIR/pattern"
