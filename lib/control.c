@@ -798,11 +798,12 @@ static bool serve_one(struct control_server *s, int fd)
 	char *cmd, *save = NULL;
 	int r;
 
+	/* The line is read first so that a refused client gets its answer, not EPIPE. */
+	r = read_request(fd, line, sizeof(line));
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != 0) {
 		reply_error(fd, -EACCES, "permission denied: only root may control an array");
 		return false;
 	}
-	r = read_request(fd, line, sizeof(line));
 	if (r < 0) {
 		if (r == -E2BIG)
 			reply_error(fd, r, "request line too long");
