@@ -32,10 +32,13 @@
  * must match its data; mirrors must not end up different when two writes
  * to the same block race); raid0/linear lock only when the piece is not
  * block aligned, because then it reads, merges and rewrites the enclosing
- * blocks. Reads never lock: without a faulty role they only touch data
+ * blocks. Reads without a faulty role never lock: they only touch data
  * (never parity), so a read racing a write of the same bytes sees old or
- * new data per block, as on any disk. Reconstructing reads (degraded mode)
- * will have to take the stripe lock.
+ * new data per block, as on any disk. With a faulty role, raid5 reads take
+ * the stripe locks of their piece (the same ascending order as writers),
+ * since a reconstruction XORs a whole column of the stripe and must never
+ * mix a half-written stripe. The context is taken before any stripe lock,
+ * never the other way round.
  *
  * raid5 writes work per stripe on column ranges: the in-chunk offsets
  * touched by the same set of data chunks (at most three per stripe). For a
@@ -45,7 +48,34 @@
  * are L bytes, so counting I/Os counts bytes too. Reconstruct-write is
  * chosen when d - t <= t + 1: on a tie it wins because it recomputes
  * parity from data instead of trusting the old parity. A full stripe is
- * t = d: parity from the new data alone, no reads.
+ * t = d: parity from the new data alone, no reads. When a piece needs more
+ * than one round of scratch, each round writes its parity and its data
+ * together, so every stripe is consistent again after each round.
+ *
+ * Degraded mode. e->faulty is a bit mask of faulty roles: missing at
+ * engine_create, failed an I/O, or failed by engine_fail_role. The healthy
+ * path pays one acquire load of it per piece and nothing else. A unit I/O
+ * error (other than -EAGAIN/-EINTR that never stopped) is noted in the
+ * context; once its run has reaped everything, the role is marked faulty
+ * under fail_mu: the failure handler runs first, then the bit is
+ * published, so no request can rely on the role being gone (write around
+ * it, acknowledge) before the handler has recorded it in the superblocks;
+ * requests hitting the same role wait on fail_mu meanwhile. The piece is
+ * then redone with the new mask (writes still under their stripe locks);
+ * the mask only grows, so this ends.
+ *   raid1: reads go to the next working mirror, writes to working mirrors.
+ *   raid5, one faulty role x: a read of x's chunk is the XOR of the other
+ *     roles' same columns (in scratch-sized column pieces). Writes keep
+ *     the parity covering x: x the parity role: data only; x written:
+ *     reconstruct-write over the others (parity takes x's new value);
+ *     x not written: read-modify-write (never reads x). A redo after a
+ *     failure mid-piece may trust the parity: all I/O of the failed round
+ *     but x's completed, so its stripes hold the new data apart from x.
+ *   Beyond what the level spares (raid1: all mirrors, raid5: two roles),
+ *     every write and flush fails with -EIO (stop rather than corrupt);
+ *     reads that can still be served are. linear/raid0: requests that
+ *     need a faulty role fail with -EIO before any I/O, others work,
+ *     flushes fail.
  */
 #include <errno.h>
 #include <linux/fs.h>
@@ -119,7 +149,9 @@ struct raid5_seg {
 	uint32_t col, len;		/* [col, col + len) in every chunk */
 	uint32_t k_first, k_last;	/* data chunks written in that range */
 	uint32_t parity_role;
+	uint32_t skip_role;		/* faulty role: neither read nor written */
 	bool reconstruct;
+	bool data_only;			/* the parity role is faulty: no parity */
 	/*
 	 * Scratch. Read-modify-write: old parity, then the old data of
 	 * k_first..k_last. Reconstruct-write: the old data of the other
@@ -146,6 +178,7 @@ struct engine_ctx {
 	struct stripe_lock_entry *locks;
 	unsigned locks_cap;
 	unsigned rr;			/* raid1 read spreading */
+	uint64_t failed;		/* roles that failed an I/O in the current run */
 	struct engine_ctx_stats stats;
 };
 
@@ -158,8 +191,15 @@ struct rt_engine {
 	uint32_t data_roles;
 	uint32_t align;			/* logical block size of the units */
 	int fd[RT_MAX_UNITS];
-	/* Not set yet by anything: the hook for degraded mode. */
-	atomic_bool role_faulty[RT_MAX_UNITS];
+	/*
+	 * Bit r: role r is faulty (missing at start, failed an I/O, or failed
+	 * by engine_fail_role). Only ever gains bits, each published after the
+	 * failure handler returned, under fail_mu.
+	 */
+	_Atomic uint64_t faulty;
+	pthread_mutex_t fail_mu;
+	engine_failure_fn on_fail;
+	void *on_fail_ctx;
 
 	struct engine_ctx *ctx;
 	unsigned n_ctx;
@@ -180,6 +220,32 @@ static inline uint64_t min_u64(uint64_t a, uint64_t b)
 static inline uint64_t max_u64(uint64_t a, uint64_t b)
 {
 	return a > b ? a : b;
+}
+
+static inline uint64_t role_bit(uint32_t role)
+{
+	return 1ull << role;
+}
+
+/* The faulty roles: one load per piece is all the healthy path pays. */
+static inline uint64_t engine_faulty(const struct rt_engine *e)
+{
+	return atomic_load_explicit(&e->faulty, memory_order_acquire);
+}
+
+/* Can the array still take writes with the roles in @m faulty? */
+static bool engine_tolerates(const struct rt_engine *e, uint64_t m)
+{
+	unsigned k = (unsigned)__builtin_popcountll(m);
+
+	switch (e->layout.level) {
+	case RT_LEVEL_1:
+		return k < e->n;
+	case RT_LEVEL_5:
+		return k <= 1;
+	default:
+		return k == 0;
+	}
 }
 
 static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
@@ -322,15 +388,48 @@ static void stripe_lock_release(struct rt_engine *e, struct engine_ctx *c,
 /* ---- unit I/O -------------------------------------------------------- */
 
 /*
- * Every failed unit I/O ends here: the one place where degraded mode will
- * mark the role faulty and let the request go on without it.
+ * Make @role faulty: the handler first (it records the failure in the
+ * superblocks), then the bit is published, all under fail_mu. A request
+ * that hit the same role waits here until then, so no request relies on
+ * the role being gone before the handler has run.
+ */
+static int engine_mark_faulty(struct rt_engine *e, uint32_t role)
+{
+	uint64_t bit = role_bit(role);
+	int ret = -EALREADY;
+
+	pthread_mutex_lock(&e->fail_mu);
+	if (!(atomic_load(&e->faulty) & bit)) {
+		uint64_t m = atomic_load(&e->faulty) | bit;
+
+		rt_log(RT_LOG_WARN, "unit %u is faulty: %s", role,
+		       !engine_tolerates(e, m) ? (e->layout.level == RT_LEVEL_1 ||
+						  e->layout.level == RT_LEVEL_5 ?
+						  "the array stops taking writes" :
+						  "requests that need it fail") :
+		       "the array goes on degraded");
+		if (e->on_fail)
+			e->on_fail(role, e->on_fail_ctx);
+		atomic_fetch_or(&e->faulty, bit);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&e->fail_mu);
+	return ret;
+}
+
+/*
+ * Every failed unit I/O ends here. The role is made faulty once the run
+ * has reaped everything (ctx_run_ios); the piece is then retried without it.
+ * An I/O that kept returning -EAGAIN/-EINTR is an error but not a fault.
  */
 static int engine_unit_error(struct rt_engine *e, struct engine_ctx *c,
 			     const struct engine_io *io, int res)
 {
 	static const char *const op_name[] = { "read", "write", "flush" };
 
-	(void)e;	/* degraded mode: set e->role_faulty[io->role] here */
+	(void)e;
+	if (res != -EAGAIN && res != -EINTR)
+		c->failed |= role_bit(io->role);
 	stat_add(&c->stats.errors, 1);
 	stat_add(&c->stats.unit[io->role].errors, 1);
 	rt_log(RT_LOG_WARN, "unit %u: %s of %u bytes at %llu failed: %s",
@@ -466,6 +565,12 @@ static int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c)
 		io_uring_cq_advance(&c->ring, seen);
 	}
 	c->n_ios = 0;
+	while (c->failed) {
+		uint32_t r = (uint32_t)__builtin_ctzll(c->failed);
+
+		c->failed &= c->failed - 1;
+		(void)engine_mark_faulty(e, r);
+	}
 	return err;
 }
 
@@ -511,15 +616,22 @@ static int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op 
 /* ---- reads ----------------------------------------------------------- */
 
 /*
- * Which role serves a read of @ext: the one place degraded reads will
- * branch off (to a reconstruction) when the role is faulty.
+ * Which role serves a read of @ext with the roles in @m faulty: raid1 the
+ * next working mirror, LAYOUT_NO_ROLE when none is left; other levels the
+ * extent's role, faulty or not (the caller reconstructs or fails).
  */
 static uint32_t engine_read_role(const struct rt_engine *e, const struct layout_extent *ext,
-				 unsigned rr)
+				 unsigned rr, uint64_t m)
 {
-	if (e->layout.level == RT_LEVEL_1)
-		return (uint32_t)((ext->stripe + rr) % e->n);	/* spread over mirrors */
-	return ext->role;
+	uint32_t r, i;
+
+	if (e->layout.level != RT_LEVEL_1)
+		return ext->role;
+	r = (uint32_t)((ext->stripe + rr) % e->n);	/* spread over mirrors */
+	for (i = 0; i < e->n; i++, r = (r + 1) % e->n)
+		if (!(m & role_bit(r)))
+			return r;
+	return LAYOUT_NO_ROLE;
 }
 
 /* Queue reads of the aligned logical range [from, to) into @data (which holds @a0). */
@@ -534,7 +646,7 @@ static int ctx_add_reads(struct rt_engine *e, struct engine_ctx *c, uint8_t *dat
 		ret = layout_map(&e->layout, pos, to - pos, &ext);
 		if (ret)
 			return ret;
-		ret = ctx_add_io(e, c, ENGINE_OP_READ, engine_read_role(e, &ext, rr),
+		ret = ctx_add_io(e, c, ENGINE_OP_READ, engine_read_role(e, &ext, rr, 0),
 				 data + (pos - a0), ext.offset, ext.len);
 		if (ret)
 			return ret;
@@ -542,6 +654,81 @@ static int ctx_add_reads(struct rt_engine *e, struct engine_ctx *c, uint8_t *dat
 	return 0;
 }
 
+/*
+ * raid5: rebuild @ext (on a faulty role) into @dst as the XOR of the same
+ * columns of every other role of its stripe, in column pieces that fit the
+ * scratch buffer. Runs the queued I/O. The caller holds the stripe's lock.
+ */
+static int raid5_reconstruct(struct rt_engine *e, struct engine_ctx *c, uint8_t *dst,
+			     const struct layout_extent *ext, uint64_t m)
+{
+	void *src[RT_MAX_UNITS];
+	size_t room = (c->scratch_cap / (e->n - 1)) & ~((size_t)e->align - 1);
+	uint64_t done, len;
+	uint32_t r, j;
+	int ret;
+
+	if (m & ~role_bit(ext->role))
+		return -EIO;	/* a second role is gone: beyond raid5 */
+	for (done = 0; done < ext->len; done += len) {
+		len = min_u64(ext->len - done, room);
+		for (r = 0, j = 0; r < e->n; r++) {
+			if (r == ext->role)
+				continue;
+			src[j] = c->scratch + j * len;
+			ret = ctx_add_io(e, c, ENGINE_OP_READ, r, src[j], ext->offset + done, len);
+			if (ret)
+				return ret;
+			j++;
+		}
+		ret = ctx_run_ios(e, c);
+		if (ret)
+			return ret;
+		ret = parity_xor(dst + done, src, j, len);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/*
+ * Read the aligned range [from, to) into @data (which holds @a0) with the
+ * roles in @m faulty, running all the I/O: raid1 reads a working mirror,
+ * raid5 reconstructs, linear/raid0 fail with -EIO. raid5 callers hold the
+ * range's stripe locks.
+ */
+static int ctx_read_range(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
+			  uint64_t a0, uint64_t from, uint64_t to, unsigned rr, uint64_t m)
+{
+	struct layout_extent ext;
+	uint64_t pos;
+	uint32_t role;
+	int ret;
+
+	for (pos = from; pos < to; pos += ext.len) {
+		ret = layout_map(&e->layout, pos, to - pos, &ext);
+		if (ret)
+			return ret;
+		role = engine_read_role(e, &ext, rr, m);
+		if (role != LAYOUT_NO_ROLE && !(m & role_bit(role)))
+			ret = ctx_add_io(e, c, ENGINE_OP_READ, role, data + (pos - a0),
+					 ext.offset, ext.len);
+		else if (e->layout.level == RT_LEVEL_5)
+			ret = raid5_reconstruct(e, c, data + (pos - a0), &ext, m);
+		else
+			ret = -EIO;
+		if (ret)
+			return ret;
+	}
+	return ctx_run_ios(e, c);
+}
+
+/*
+ * A read that hits a unit error is retried once the role is marked faulty
+ * (the mask only grows, so this ends); reads have no side effects. With a
+ * faulty role, raid5 reads lock their stripes: a reconstruction must not
+ * mix old and new chunks of a stripe a writer is halfway through.
+ */
 static int engine_read_piece(struct rt_engine *e, struct engine_ctx *c, uint8_t *ubuf,
 			     uint64_t off, size_t len)
 {
@@ -549,12 +736,29 @@ static int engine_read_piece(struct rt_engine *e, struct engine_ctx *c, uint8_t 
 	uint64_t a1 = (off + len + e->align - 1) & ~((uint64_t)e->align - 1);
 	bool direct = a0 == off && a1 == off + len && (uintptr_t)ubuf % e->align == 0;
 	uint8_t *data = direct ? ubuf : c->data;
+	uint64_t m = engine_faulty(e), first = a0 / e->lock_unit, last = (a1 - 1) / e->lock_unit;
+	unsigned rr = c->rr++;
 	int ret;
 
+	for (;;) {
+		c->n_ios = 0;
+		if (!m) {
+			ret = ctx_add_reads(e, c, data, a0, a0, a1, rr);
+			if (!ret)
+				ret = ctx_run_ios(e, c);
+		} else if (e->layout.level == RT_LEVEL_5) {
+			stripe_lock_acquire(e, c, first, last);
+			ret = ctx_read_range(e, c, data, a0, a0, a1, rr, m);
+			c->n_ios = 0;
+			stripe_lock_release(e, c, first, last);
+		} else {
+			ret = ctx_read_range(e, c, data, a0, a0, a1, rr, m);
+		}
+		if (ret != -EIO || engine_faulty(e) == m)
+			break;
+		m = engine_faulty(e);
+	}
 	c->n_ios = 0;
-	ret = ctx_add_reads(e, c, data, a0, a0, a1, c->rr++);
-	if (!ret)
-		ret = ctx_run_ios(e, c);
 	if (!ret && !direct)
 		memcpy(ubuf, data + (off - a0), len);
 	return ret;
@@ -562,14 +766,24 @@ static int engine_read_piece(struct rt_engine *e, struct engine_ctx *c, uint8_t 
 
 /* ---- writes ---------------------------------------------------------- */
 
-/* linear and raid0: each chunk piece to its unit. */
+/*
+ * linear and raid0: each chunk piece to its unit. With a faulty role a
+ * write that needs it fails before writing anything.
+ */
 static int engine_write_striped(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
-				uint64_t a0, uint64_t a1)
+				uint64_t a0, uint64_t a1, uint64_t m)
 {
 	struct layout_extent ext;
 	uint64_t pos;
 	int ret;
 
+	for (pos = a0; m && pos < a1; pos += ext.len) {
+		ret = layout_map(&e->layout, pos, a1 - pos, &ext);
+		if (ret)
+			return ret;
+		if (m & role_bit(ext.role))
+			return -EIO;
+	}
 	for (pos = a0; pos < a1; pos += ext.len) {
 		ret = layout_map(&e->layout, pos, a1 - pos, &ext);
 		if (ret)
@@ -582,9 +796,9 @@ static int engine_write_striped(struct rt_engine *e, struct engine_ctx *c, uint8
 	return ctx_run_ios(e, c);
 }
 
-/* raid1: the whole range to every mirror at once (one merged I/O each). */
+/* raid1: the whole range to every working mirror at once (one merged I/O each). */
 static int engine_write_raid1(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
-			      uint64_t a0, uint64_t a1)
+			      uint64_t a0, uint64_t a1, uint64_t m)
 {
 	struct layout_extent ext;
 	uint64_t pos;
@@ -592,6 +806,8 @@ static int engine_write_raid1(struct rt_engine *e, struct engine_ctx *c, uint8_t
 	int ret;
 
 	for (r = 0; r < e->n; r++) {
+		if (m & role_bit(r))
+			continue;
 		for (pos = a0; pos < a1; pos += ext.len) {
 			ret = layout_map(&e->layout, pos, a1 - pos, &ext);
 			if (ret)
@@ -657,6 +873,8 @@ static int raid5_queue_reads(struct rt_engine *e, struct engine_ctx *c, const st
 	uint32_t k, j = 0;
 	int ret;
 
+	if (g->data_only)
+		return 0;
 	if (!g->reconstruct) {
 		ret = ctx_add_io(e, c, ENGINE_OP_READ, g->parity_role, g->old, g->unit_off, g->len);
 		if (ret)
@@ -704,13 +922,38 @@ static int raid5_compute_parity(const struct rt_engine *e, const struct raid5_se
 	return parity_xor(g->parity, src, n, g->len);
 }
 
+/* The new data of one planned column range, but not to @g->skip_role. */
+static int raid5_queue_data(struct rt_engine *e, struct engine_ctx *c, const struct raid5_seg *g,
+			    uint8_t *data, uint64_t a0)
+{
+	struct layout_extent ext;
+	uint32_t k;
+	int ret;
+
+	for (k = g->k_first; k <= g->k_last; k++) {
+		ret = raid5_locate(e, g->base, k, g->col, g->len, &ext);
+		if (ret)
+			return ret;
+		if (ext.role == g->skip_role)
+			continue;
+		ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ext.role,
+				 data + (g->base + (uint64_t)k * e->layout.chunk + g->col - a0),
+				 ext.offset, g->len);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 /*
- * Read what the planned column ranges need, compute their parity, write it.
- * The last round also writes the new data: every round's old data has been
- * read by then, and the rounds' columns never overlap.
+ * Read what the planned column ranges need, compute their parity, write it
+ * together with the ranges' new data, so that every stripe is consistent
+ * again after each round (a retry after a unit failure relies on that).
+ * @whole: this is the piece's only round: the data goes out as [a0, a1)
+ * in layout order instead, merged per chunk. @skip: a faulty role.
  */
 static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
-			   uint64_t a0, uint64_t a1, bool last)
+			   uint64_t a0, uint64_t a1, bool whole, uint32_t skip)
 {
 	unsigned i;
 	int ret = 0;
@@ -720,26 +963,55 @@ static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *d
 	if (!ret)
 		ret = ctx_run_ios(e, c);
 	for (i = 0; i < c->n_segs && !ret; i++)
-		ret = raid5_compute_parity(e, &c->segs[i], data, a0);
+		if (!c->segs[i].data_only)
+			ret = raid5_compute_parity(e, &c->segs[i], data, a0);
 	for (i = 0; i < c->n_segs && !ret; i++)
-		ret = ctx_add_io(e, c, ENGINE_OP_WRITE, c->segs[i].parity_role, c->segs[i].parity,
-				 c->segs[i].unit_off, c->segs[i].len);
-	c->n_segs = 0;
-	if (!ret && last) {
+		if (!c->segs[i].data_only)
+			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, c->segs[i].parity_role,
+					 c->segs[i].parity, c->segs[i].unit_off, c->segs[i].len);
+	if (whole) {
 		struct layout_extent ext;
 		uint64_t pos;
 
 		for (pos = a0; pos < a1 && !ret; pos += ext.len) {
 			ret = layout_map(&e->layout, pos, a1 - pos, &ext);
-			if (!ret)
+			if (!ret && ext.role != skip)
 				ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ext.role, data + (pos - a0),
 						 ext.offset, ext.len);
 		}
+	} else {
+		for (i = 0; i < c->n_segs && !ret; i++)
+			ret = raid5_queue_data(e, c, &c->segs[i], data, a0);
 	}
+	c->n_segs = 0;
 	if (!ret)
 		ret = ctx_run_ios(e, c);
 	c->n_ios = 0;
 	return ret;
+}
+
+/*
+ * How a column range touching data chunks [kf, kl] of stripe @s is updated
+ * with @x faulty (LAYOUT_NO_ROLE: none). x the parity role: data only. x a
+ * touched data chunk: reconstruct-write over the others, so the parity
+ * takes x's new value. x untouched: read-modify-write, which never reads x.
+ */
+static void raid5_plan_degraded(const struct rt_engine *e, uint64_t s, uint32_t kf, uint32_t kl,
+				uint32_t x, bool *reconstruct, bool *data_only)
+{
+	uint32_t k;
+
+	*data_only = false;
+	if (x == LAYOUT_NO_ROLE)
+		return;
+	if (layout_raid5_parity_role(&e->layout, s) == x) {
+		*data_only = true;
+		return;
+	}
+	for (k = 0; k < e->data_roles; k++)
+		if (layout_raid5_data_role(&e->layout, s, k) == x)
+			break;
+	*reconstruct = k >= kf && k <= kl;
 }
 
 /*
@@ -750,10 +1022,12 @@ static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *d
  * parity is computed column by column, so any cut is valid.
  */
 static int engine_write_raid5(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
-			      uint64_t a0, uint64_t a1)
+			      uint64_t a0, uint64_t a1, uint64_t m)
 {
 	uint64_t C = e->layout.chunk, width = C * e->data_roles;
 	uint32_t d = e->data_roles;
+	uint32_t x = m ? (uint32_t)__builtin_ctzll(m) : LAYOUT_NO_ROLE;
+	bool rounds = false;
 	size_t used = 0;
 	uint64_t s;
 	int ret;
@@ -765,21 +1039,26 @@ static int engine_write_raid5(struct rt_engine *e, struct engine_ctx *c, uint8_t
 
 		for (i = 0; i < nr; i++) {
 			uint32_t t = rg[i].k_last - rg[i].k_first + 1;
-			bool reconstruct = d - t <= t + 1;
-			size_t nbufs = reconstruct ? d - t + 1 : t + 2;
+			bool reconstruct = d - t <= t + 1, data_only;
+			size_t nbufs;
 			uint32_t col = rg[i].p;
+
+			raid5_plan_degraded(e, s, rg[i].k_first, rg[i].k_last, x,
+					    &reconstruct, &data_only);
+			nbufs = data_only ? 0 : reconstruct ? d - t + 1 : t + 2;
 
 			while (col < rg[i].q) {
 				struct layout_extent ext;
 				struct raid5_seg *g;
-				size_t room = (c->scratch_cap - used) / nbufs;
+				size_t room = nbufs ? (c->scratch_cap - used) / nbufs : C;
 				uint32_t len;
 
 				room &= ~((size_t)e->align - 1);
 				if (room == 0 || c->n_segs == c->segs_cap) {
-					ret = raid5_run_round(e, c, data, a0, a1, false);
+					ret = raid5_run_round(e, c, data, a0, a1, false, x);
 					if (ret)
 						return ret;
+					rounds = true;
 					used = 0;
 					continue;
 				}
@@ -795,15 +1074,17 @@ static int engine_write_raid5(struct rt_engine *e, struct engine_ctx *c, uint8_t
 				g->k_first = rg[i].k_first;
 				g->k_last = rg[i].k_last;
 				g->parity_role = ext.parity_role;
+				g->skip_role = x;
 				g->reconstruct = reconstruct;
+				g->data_only = data_only;
 				g->old = c->scratch + used;
-				g->parity = g->old + (nbufs - 1) * len;
+				g->parity = nbufs ? g->old + (nbufs - 1) * len : NULL;
 				used += nbufs * len;
 				col += len;
 			}
 		}
 	}
-	return raid5_run_round(e, c, data, a0, a1, true);
+	return raid5_run_round(e, c, data, a0, a1, !rounds, x);
 }
 
 static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const uint8_t *ubuf,
@@ -815,42 +1096,70 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 	bool direct = aligned && (uintptr_t)ubuf % A == 0;
 	/* Only ever read from when direct (O_DIRECT writes, parity sources). */
 	uint8_t *data = direct ? (uint8_t *)(uintptr_t)ubuf : c->data;
-	bool lock = !aligned || e->layout.level == RT_LEVEL_5 || e->layout.level == RT_LEVEL_1;
+	bool redundant = e->layout.level == RT_LEVEL_5 || e->layout.level == RT_LEVEL_1;
+	bool lock = !aligned || redundant, merged = false;
 	uint64_t first = a0 / e->lock_unit, last = (a1 - 1) / e->lock_unit;
+	uint64_t m = engine_faulty(e);
 	int ret = 0;
 
 	c->n_ios = 0;
+	if (m && redundant && !engine_tolerates(e, m))
+		return -EIO;	/* stop writes rather than corrupt data */
 	if (lock)
 		stripe_lock_acquire(e, c, first, last);
-	if (!aligned) {
-		/* The blocks the piece only partly covers, read under the lock. */
-		bool head = off != a0, tail = off + len != a1;
+	/*
+	 * A unit error marks its role faulty; raid1/raid5 then redo the piece
+	 * without it, still under the lock. Every raid5 round leaves its
+	 * stripes consistent apart from the failed role, so the redo's
+	 * read-modify-write may trust the parity it reads.
+	 */
+	for (;;) {
+		if (!aligned && !merged) {
+			/* The blocks the piece only partly covers, read under the lock. */
+			bool head = off != a0, tail = off + len != a1;
+			bool both = tail && !(head && a1 - A == a0);
 
-		if (head)
-			ret = ctx_add_reads(e, c, data, a0, a0, a0 + A, c->rr);
-		if (!ret && tail && !(head && a1 - A == a0))
-			ret = ctx_add_reads(e, c, data, a0, a1 - A, a1, c->rr);
-		if (!ret)
-			ret = ctx_run_ios(e, c);
-		if (ret)
-			goto out;
+			if (!m) {
+				if (head)
+					ret = ctx_add_reads(e, c, data, a0, a0, a0 + A, c->rr);
+				if (!ret && both)
+					ret = ctx_add_reads(e, c, data, a0, a1 - A, a1, c->rr);
+				if (!ret)
+					ret = ctx_run_ios(e, c);
+			} else {
+				if (head)
+					ret = ctx_read_range(e, c, data, a0, a0, a0 + A, c->rr, m);
+				if (!ret && both)
+					ret = ctx_read_range(e, c, data, a0, a1 - A, a1, c->rr, m);
+			}
+		}
+		if (!ret && !merged) {
+			if (!direct)
+				memcpy(data + (off - a0), ubuf, len);
+			merged = true;
+		}
+		if (!ret) {
+			switch (e->layout.level) {
+			case RT_LEVEL_1:
+				ret = engine_write_raid1(e, c, data, a0, a1, m);
+				break;
+			case RT_LEVEL_5:
+				ret = engine_write_raid5(e, c, data, a0, a1, m);
+				break;
+			default:
+				ret = engine_write_striped(e, c, data, a0, a1, m);
+				break;
+			}
+		}
+		c->n_ios = 0;
+		c->n_segs = 0;
+		if (ret != -EIO || !redundant || engine_faulty(e) == m)
+			break;
+		m = engine_faulty(e);
+		if (!engine_tolerates(e, m))
+			break;
+		ret = 0;
 	}
-	if (!direct)
-		memcpy(data + (off - a0), ubuf, len);
-
-	switch (e->layout.level) {
-	case RT_LEVEL_1:
-		ret = engine_write_raid1(e, c, data, a0, a1);
-		break;
-	case RT_LEVEL_5:
-		ret = engine_write_raid5(e, c, data, a0, a1);
-		break;
-	default:
-		ret = engine_write_striped(e, c, data, a0, a1);
-		break;
-	}
-out:
-	c->n_ios = 0;
 	if (lock)
 		stripe_lock_release(e, c, first, last);
 	return ret;
@@ -925,18 +1234,66 @@ int engine_flush(struct rt_engine *e)
 	if (!e)
 		return -EINVAL;
 	c = ctx_acquire(e);
-	for (r = 0; r < e->n && !ret; r++) {
-		if (atomic_load_explicit(&e->role_faulty[r], memory_order_relaxed))
-			continue;
-		ret = ctx_add_io(e, c, ENGINE_OP_FSYNC, r, NULL, 0, 0);
+	for (;;) {
+		uint64_t m = engine_faulty(e);
+
+		c->n_ios = 0;
+		for (r = 0; r < e->n && !ret; r++) {
+			if (m & role_bit(r))
+				continue;
+			ret = ctx_add_io(e, c, ENGINE_OP_FSYNC, r, NULL, 0, 0);
+		}
+		if (!ret)
+			ret = ctx_run_ios(e, c);
+		c->n_ios = 0;
+		/* A unit that failed its flush is faulty now: the others hold the data. */
+		if (ret != -EIO || engine_faulty(e) == m)
+			break;
+		ret = 0;
 	}
-	if (!ret)
-		ret = ctx_run_ios(e, c);
-	c->n_ios = 0;
+	/* linear/raid0 with a unit gone, raid1/raid5 beyond it: not durable. */
+	if (!ret && !engine_tolerates(e, engine_faulty(e)))
+		ret = -EIO;
 	if (!ret)
 		stat_add(&c->stats.flushes, 1);
 	ctx_release(e, c);
 	return ret;
+}
+
+void engine_set_failure_handler(struct rt_engine *e, engine_failure_fn fn, void *ctx)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->fail_mu);
+	e->on_fail = fn;
+	e->on_fail_ctx = ctx;
+	pthread_mutex_unlock(&e->fail_mu);
+}
+
+int engine_fail_role(struct rt_engine *e, uint32_t role)
+{
+	if (!e || role >= e->n)
+		return -EINVAL;
+	return engine_mark_faulty(e, role);
+}
+
+int engine_role_state(struct rt_engine *e, uint32_t role)
+{
+	if (!e || role >= e->n)
+		return -EINVAL;
+	return engine_faulty(e) & role_bit(role) ? RT_ROLE_FAULTY : RT_ROLE_ACTIVE;
+}
+
+int engine_state(struct rt_engine *e)
+{
+	uint64_t m;
+
+	if (!e)
+		return -EINVAL;
+	m = engine_faulty(e);
+	if (!m)
+		return RT_ENGINE_OK;
+	return engine_tolerates(e, m) ? RT_ENGINE_DEGRADED : RT_ENGINE_FAILED;
 }
 
 uint64_t engine_size(const struct rt_engine *e)
@@ -972,6 +1329,8 @@ void engine_get_stats(struct rt_engine *e, struct rt_engine_stats *st)
 		}
 #undef SUM
 	}
+	st->faulty_mask = engine_faulty(e);
+	st->state = engine_state(e);
 }
 
 static void ctx_free(struct engine_ctx *c)
@@ -1073,6 +1432,7 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 		return -ENOMEM;
 	pthread_mutex_init(&e->pool_mu, NULL);
 	pthread_cond_init(&e->pool_cond, NULL);
+	pthread_mutex_init(&e->fail_mu, NULL);
 
 	for (r = 0; r < n; r++)
 		role_size[r] = sb->slots[r].data_size;
@@ -1086,11 +1446,11 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 	e->align = 512;
 
 	for (r = 0; r < n; r++) {
+		e->fd[r] = -1;
 		if (!units[r] || sb->slots[r].state != RT_SLOT_ACTIVE) {
-			/* Degraded arrays are the next step; refuse rather than guess. */
 			rt_log(RT_LOG_DEBUG, "engine: role %u is not active", r);
-			ret = -EOPNOTSUPP;
-			goto fail;
+			atomic_fetch_or(&e->faulty, role_bit(r));
+			continue;
 		}
 		if (unit_size(units[r]) < e->data_offset + e->layout.role_size[r]) {
 			rt_log(RT_LOG_DEBUG, "engine: '%s' is smaller than its role's data area",
@@ -1102,6 +1462,11 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 		ret = engine_unit_align(e->fd[r], &e->align);
 		if (ret)
 			goto fail;
+	}
+	if (!engine_tolerates(e, atomic_load(&e->faulty))) {
+		rt_log(RT_LOG_DEBUG, "engine: too many roles missing for the level");
+		ret = -ENODEV;
+		goto fail;
 	}
 	if (e->data_offset % e->align || e->layout.chunk % e->align) {
 		ret = -EINVAL;
@@ -1163,5 +1528,6 @@ void engine_destroy(struct rt_engine *e)
 	}
 	pthread_mutex_destroy(&e->pool_mu);
 	pthread_cond_destroy(&e->pool_cond);
+	pthread_mutex_destroy(&e->fail_mu);
 	free(e);
 }

@@ -25,12 +25,32 @@ struct rt_engine_stats {
 	struct {
 		uint64_t reads, writes, read_bytes, write_bytes, errors;
 	} unit[RT_MAX_UNITS];
+	/* Degraded mode (appended; see engine_role_state/engine_state). */
+	uint64_t faulty_mask;		/* bit r: role r is faulty or missing */
+	int state;			/* enum rt_engine_state */
+};
+
+enum rt_engine_state {
+	RT_ENGINE_OK = 0,		/* every role works */
+	RT_ENGINE_DEGRADED = 1,		/* raid1/raid5 without a role it can spare */
+	RT_ENGINE_FAILED = 2,		/* beyond what the level tolerates: writes fail */
+};
+
+enum rt_role_state {
+	RT_ROLE_ACTIVE = 0,
+	RT_ROLE_FAULTY = 1,		/* failed an I/O, was failed, or was missing at start */
 };
 
 /*
  * @sb: the array's freshest superblock. @units[role] for role < n_devices,
  * opened with RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_DIRECT; the engine
  * borrows them (the caller closes them after engine_destroy).
+ *
+ * Degraded start: a role whose unit is NULL or whose slot is not
+ * RT_SLOT_ACTIVE is faulty from the start (its unit, if any, is not used).
+ * raid1 needs one working role, raid5 all but one, linear and raid0 all;
+ * otherwise -ENODEV. Whether a dirty array may start degraded is the
+ * caller's decision (raid5's write hole).
  */
 int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 		  unsigned n_units, struct rt_engine **out);
@@ -44,6 +64,28 @@ int engine_flush(struct rt_engine *e);
 
 uint64_t engine_size(const struct rt_engine *e);	/* array bytes */
 void engine_get_stats(struct rt_engine *e, struct rt_engine_stats *st);
+
+/*
+ * Called once per role when it becomes faulty while running (a unit I/O
+ * error other than -EAGAIN, or engine_fail_role), from the thread that
+ * noticed it, before any request relies on the role being gone: the place
+ * to write FAULTY into the remaining superblocks. Until it returns, other
+ * requests that hit the same role wait. It may run with stripe locks held
+ * and must not call engine_read/write/flush/destroy. Roles missing at
+ * engine_create are not reported. Set it before the first request.
+ */
+typedef void (*engine_failure_fn)(uint32_t role, void *ctx);
+void engine_set_failure_handler(struct rt_engine *e, engine_failure_fn fn, void *ctx);
+
+/*
+ * Mark @role faulty as if it had failed an I/O (`raidtool fail`): the
+ * handler runs, raid1/raid5 go on degraded. 0, -EALREADY when it already
+ * was, -EINVAL for a bad role.
+ */
+int engine_fail_role(struct rt_engine *e, uint32_t role);
+
+int engine_role_state(struct rt_engine *e, uint32_t role);	/* enum rt_role_state, or -EINVAL */
+int engine_state(struct rt_engine *e);				/* enum rt_engine_state */
 
 /* Waits for requests in flight, frees everything; does not close the units. */
 void engine_destroy(struct rt_engine *e);

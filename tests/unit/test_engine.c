@@ -36,6 +36,7 @@ struct engine_case {
 	uint32_t n;
 	uint32_t chunk;
 	uint64_t unit_mib[MAX_TEST_UNITS];
+	uint32_t missing;		/* roles started without a unit (bit mask) */
 };
 
 struct fixture {
@@ -46,6 +47,7 @@ struct fixture {
 	struct rt_sb sb;
 	struct rt_engine *e;
 	uint64_t size;
+	uint64_t faulty;		/* roles expected faulty: not checked on disk */
 	uint8_t *model;
 	/* Expected totals for the stats check. */
 	uint64_t writes, write_bytes;
@@ -162,7 +164,18 @@ static int fixture_setup(void **state)
 		return -1;
 	f->sb.array.nblocks = l.size / 4096;
 
-	ret = engine_create(&f->sb, f->unit, tc->n, &f->e);
+	{
+		/* A degraded start: the unit exists (the test reads it) but is not given. */
+		struct rt_unit *given[MAX_TEST_UNITS];
+
+		for (r = 0; r < tc->n; r++) {
+			given[r] = tc->missing & (1u << r) ? NULL : f->unit[r];
+			if (!given[r])
+				f->sb.slots[r].state = RT_SLOT_MISSING;
+		}
+		f->faulty = tc->missing;
+		ret = engine_create(&f->sb, given, tc->n, &f->e);
+	}
 	if (ret) {
 		fprintf(stderr, "# engine_create: %s\n", strerror(-ret));
 		return -1;
@@ -471,6 +484,8 @@ static void verify_units(struct fixture *f)
 	case RT_LEVEL_1:
 		for (off = 0; off < unit_data; off += C)
 			for (r = 0; r < n; r++) {
+				if (f->faulty & (1ull << r))
+					continue;	/* stale: not part of the array */
 				unit_read_data(f, r, off, chunk[0], C);
 				expect_model(f, chunk[0], off, C, r, off);
 			}
@@ -483,6 +498,18 @@ static void verify_units(struct fixture *f)
 			memset(x, 0, C);
 			for (r = 0; r < n; r++)
 				unit_read_data(f, r, off, chunk[r], C);
+			for (r = 0; r < n; r++) {
+				/* A faulty role's chunk: what the survivors' XOR makes of it. */
+				uint64_t *cw = (uint64_t *)chunk[r], i;
+				uint32_t o;
+
+				if (!(f->faulty & (1ull << r)))
+					continue;
+				memset(chunk[r], 0, C);
+				for (o = 0; o < n; o++)
+					for (i = 0; o != r && i < C / 8; i++)
+						cw[i] ^= ((uint64_t *)chunk[o])[i];
+			}
 			for (k = 0; k < n - 1; k++) {
 				uint32_t dr = (p + 1 + k) % n;
 				uint64_t *xw = (uint64_t *)x, *dw = (uint64_t *)chunk[dr], i;
@@ -514,14 +541,56 @@ static void verify_stats(struct fixture *f)
 	assert_int_equal(st.write_bytes, f->write_bytes);
 	assert_true(st.reads > 0);
 	assert_true(st.flushes > 0);
+	assert_int_equal(st.faulty_mask, f->faulty);
+	assert_int_equal(st.state, f->faulty ? RT_ENGINE_DEGRADED : RT_ENGINE_OK);
 	for (r = 0; r < f->tc->n; r++) {
 		assert_int_equal(st.unit[r].errors, 0);
+		assert_int_equal(engine_role_state(f->e, r),
+				 f->faulty & (1ull << r) ? RT_ROLE_FAULTY : RT_ROLE_ACTIVE);
 		unit_bytes += st.unit[r].write_bytes;
-		/* Every mirror gets every write. */
-		if (f->tc->level == RT_LEVEL_1)
+		/* Every working mirror gets every write; a missing one none. */
+		if (f->tc->level == RT_LEVEL_1 && (f->tc->missing & (1u << r)))
+			assert_int_equal(st.unit[r].write_bytes, 0);
+		else if (f->tc->level == RT_LEVEL_1 && !f->faulty)
 			assert_int_equal(st.unit[r].write_bytes, st.unit[0].write_bytes);
 	}
 	assert_true(unit_bytes >= f->write_bytes);
+}
+
+/*
+ * Degraded starts beyond what the level spares are refused; one it spares
+ * works. The units stay open by the fixture; engine_create only borrows.
+ */
+static void check_start_refusals(struct fixture *f)
+{
+	const struct engine_case *tc = f->tc;
+	struct rt_unit *given[MAX_TEST_UNITS];
+	struct rt_engine *e2 = NULL;
+	struct rt_sb sb = f->sb;
+	uint32_t r, spare;
+
+	if (tc->missing)
+		return;
+	/* raid1 spares all but one, raid5 one, linear/raid0 none. */
+	spare = tc->level == RT_LEVEL_1 ? tc->n - 1 : tc->level == RT_LEVEL_5 ? 1 : 0;
+	for (r = 0; r < tc->n; r++)
+		given[r] = r < spare ? NULL : f->unit[r];
+	if (spare) {
+		/* The running engine has the units open too: only the start is tested. */
+		assert_int_equal(engine_create(&sb, given, tc->n, &e2), 0);
+		assert_int_equal(engine_state(e2), RT_ENGINE_DEGRADED);
+		assert_int_equal(engine_role_state(e2, 0), RT_ROLE_FAULTY);
+		engine_destroy(e2);
+	}
+	given[spare] = NULL;
+	assert_int_equal(engine_create(&sb, given, tc->n, &e2), -ENODEV);
+	assert_null(e2);
+	/* A unit present but not ACTIVE in the role table counts as missing. */
+	for (r = 0; r < tc->n; r++)
+		given[r] = f->unit[r];
+	for (r = 0; r <= spare; r++)
+		sb.slots[r].state = r % 2 ? RT_SLOT_FAULTY : RT_SLOT_MISSING;
+	assert_int_equal(engine_create(&sb, given, tc->n, &e2), -ENODEV);
 }
 
 /* ---- the test -------------------------------------------------------- */
@@ -579,20 +648,28 @@ static void test_engine_level(void **state)
 	assert_int_equal(engine_flush(f->e), 0);
 	verify_units(f);
 	verify_stats(f);
+	check_start_refusals(f);
 }
 
 #define MIBS(...) { __VA_ARGS__ }
 static const struct engine_case cases[] = {
-	{ "linear 64K, unequal units", RT_LEVEL_LINEAR, 3, 64 * 1024, MIBS(24, 40, 33) },
-	{ "linear 512K, unequal units", RT_LEVEL_LINEAR, 3, 512 * 1024, MIBS(40, 24, 36) },
-	{ "raid0 x3 64K", RT_LEVEL_0, 3, 64 * 1024, MIBS(32, 32, 32) },
-	{ "raid0 x3 512K", RT_LEVEL_0, 3, 512 * 1024, MIBS(32, 32, 33) },
-	{ "raid1 x2 64K", RT_LEVEL_1, 2, 64 * 1024, MIBS(40, 40) },
-	{ "raid1 x2 512K", RT_LEVEL_1, 2, 512 * 1024, MIBS(40, 41) },
-	{ "raid5 x3 64K", RT_LEVEL_5, 3, 64 * 1024, MIBS(32, 32, 32) },
-	{ "raid5 x3 512K", RT_LEVEL_5, 3, 512 * 1024, MIBS(32, 32, 32) },
-	{ "raid5 x5 64K", RT_LEVEL_5, 5, 64 * 1024, MIBS(24, 24, 24, 24, 24) },
-	{ "raid5 x5 512K", RT_LEVEL_5, 5, 512 * 1024, MIBS(24, 24, 25, 24, 24) },
+	{ "linear 64K, unequal units", RT_LEVEL_LINEAR, 3, 64 * 1024, MIBS(24, 40, 33), 0 },
+	{ "linear 512K, unequal units", RT_LEVEL_LINEAR, 3, 512 * 1024, MIBS(40, 24, 36), 0 },
+	{ "raid0 x3 64K", RT_LEVEL_0, 3, 64 * 1024, MIBS(32, 32, 32), 0 },
+	{ "raid0 x3 512K", RT_LEVEL_0, 3, 512 * 1024, MIBS(32, 32, 33), 0 },
+	{ "raid1 x2 64K", RT_LEVEL_1, 2, 64 * 1024, MIBS(40, 40), 0 },
+	{ "raid1 x2 512K", RT_LEVEL_1, 2, 512 * 1024, MIBS(40, 41), 0 },
+	{ "raid5 x3 64K", RT_LEVEL_5, 3, 64 * 1024, MIBS(32, 32, 32), 0 },
+	{ "raid5 x3 512K", RT_LEVEL_5, 3, 512 * 1024, MIBS(32, 32, 32), 0 },
+	{ "raid5 x5 64K", RT_LEVEL_5, 5, 64 * 1024, MIBS(24, 24, 24, 24, 24), 0 },
+	{ "raid5 x5 512K", RT_LEVEL_5, 5, 512 * 1024, MIBS(24, 24, 25, 24, 24), 0 },
+	/* Degraded starts: one role without a unit from the beginning. */
+	{ "raid5 x3 64K, role 1 missing", RT_LEVEL_5, 3, 64 * 1024, MIBS(32, 32, 32), 1u << 1 },
+	{ "raid5 x5 64K, role 4 missing", RT_LEVEL_5, 5, 64 * 1024, MIBS(24, 24, 24, 24, 24),
+	  1u << 4 },
+	{ "raid5 x5 512K, role 0 missing", RT_LEVEL_5, 5, 512 * 1024, MIBS(24, 24, 24, 24, 24),
+	  1u << 0 },
+	{ "raid1 x2 64K, role 0 missing", RT_LEVEL_1, 2, 64 * 1024, MIBS(40, 40), 1u << 0 },
 };
 
 #define ENGINE_TEST(i) \
@@ -603,6 +680,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		ENGINE_TEST(0), ENGINE_TEST(1), ENGINE_TEST(2), ENGINE_TEST(3), ENGINE_TEST(4),
 		ENGINE_TEST(5), ENGINE_TEST(6), ENGINE_TEST(7), ENGINE_TEST(8), ENGINE_TEST(9),
+		ENGINE_TEST(10), ENGINE_TEST(11), ENGINE_TEST(12), ENGINE_TEST(13),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
