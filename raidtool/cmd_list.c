@@ -1,16 +1,26 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <inttypes.h>
+#include <raidtool/control.h>
 #include <raidtool/scan.h>
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
 #include "json.h"
 
-/* clean/dirty from the superblock, or what keeps the array from starting. */
-static const char *array_state(const struct rt_scan_array *a)
+/*
+ * active when an engine runs it; else clean/dirty from the superblock, or
+ * what keeps the array from starting.
+ */
+static const char *array_state(const struct rt_scan_array *a, struct rt_control_probe *run)
 {
+	if (control_probe(a->sb.array.name, run) < 0)
+		run->state = RT_CONTROL_INACTIVE;
+	if (run->state == RT_CONTROL_ACTIVE)
+		return "active";
 	if (a->n_present_roles < a->sb.array.n_devices)
 		return "incomplete";
+	if (run->state == RT_CONTROL_STALE)
+		return "dirty, engine died";
 	return sb_array_state_name(a->sb.state);
 }
 
@@ -27,17 +37,20 @@ static void list_arrays_text(const struct rt_scan *s)
 {
 	char size[32];
 
-	printf("%-20s %-8s %-7s %-7s %-10s %s\n", "NAME", "HASHCODE", "LEVEL", "UNITS", "SIZE",
-	       "STATE");
+	printf("%-20s %-8s %-7s %-7s %-10s %-10s %s\n", "NAME", "HASHCODE", "LEVEL", "UNITS",
+	       "SIZE", "STATE", "DEVICE");
 	for (size_t i = 0; i < s->n_arrays; i++) {
 		const struct rt_scan_array *a = &s->arrays[i];
+		struct rt_control_probe run;
+		const char *state = array_state(a, &run);
 		char units[16];
 
 		cli_format_size(describe_array_bytes(&a->sb), size, sizeof(size));
 		snprintf(units, sizeof(units), "%u/%u", a->n_present_roles, a->sb.array.n_devices);
-		printf("%-20s %08x %-7s %-7s %-10s %s%s\n", a->sb.array.name, a->sb.array.hashcode,
-		       sb_level_name(a->sb.array.level), units, size, array_state(a),
-		       a->duplicate_name ? " (name shared: use the hashcode)" : "");
+		printf("%-20s %08x %-7s %-7s %-10s %-10s %s%s\n", a->sb.array.name,
+		       a->sb.array.hashcode, sb_level_name(a->sb.array.level), units, size, state,
+		       run.state == RT_CONTROL_ACTIVE && run.link[0] ? run.link : "-",
+		       a->duplicate_name ? "  (name shared: use the hashcode)" : "");
 	}
 }
 
@@ -49,13 +62,21 @@ static void list_arrays_json(const struct rt_scan *s)
 	json_array_begin(&j, NULL);
 	for (size_t i = 0; i < s->n_arrays; i++) {
 		const struct rt_scan_array *a = &s->arrays[i];
+		struct rt_control_probe run;
+		const char *state = array_state(a, &run);
+		bool active = run.state == RT_CONTROL_ACTIVE;
 
 		json_object_begin(&j, NULL);
 		describe_array_json(&j, &a->sb);
 		json_u64(&j, "units_present", a->n_present_roles);
 		json_u64(&j, "units_found", a->n_units);
 		json_u64(&j, "units_stale", a->n_stale);
-		json_str(&j, "status", array_state(a));
+		json_str(&j, "status", state);
+		json_bool(&j, "active", active);
+		json_str(&j, "device", active && run.link[0] ? run.link : NULL);
+		json_str(&j, "loop_device", active && run.device[0] ? run.device : NULL);
+		if (active)
+			json_u64(&j, "pid", (uint64_t)run.pid);
 		json_bool(&j, "name_shared", a->duplicate_name);
 		json_object_end(&j);
 	}

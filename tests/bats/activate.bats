@@ -183,6 +183,28 @@ sys.stdout.write(data.decode())
 	assert_success
 }
 
+@test "list: shows which arrays are active and their block devices" {
+	start_array 1 2 32M
+	run --separate-stderr raidtool list --json
+	assert_success
+	entry=$(jq -c --arg n "$NAME" '.[] | select(.name == $n)' <<<"$output")
+	[ "$(jq -r .active <<<"$entry")" = true ]
+	[ "$(jq -r .status <<<"$entry")" = active ]
+	[ "$(jq -r .device <<<"$entry")" = "$DEV" ]
+	[ "$(jq -r .loop_device <<<"$entry")" = "$(readlink "$DEV")" ]
+	[ "$(jq -r .pid <<<"$entry")" = "$(engine_pid)" ]
+	run --separate-stderr raidtool list
+	assert_success
+	assert_line --regexp "^$NAME +[0-9a-f]{8} +raid1 +2/2 .* active +$DEV"
+	run raidtool deactivate "$NAME"
+	assert_success
+	run --separate-stderr raidtool list --json
+	entry=$(jq -c --arg n "$NAME" '.[] | select(.name == $n)' <<<"$output")
+	[ "$(jq -r .active <<<"$entry")" = false ]
+	[ "$(jq -r .device <<<"$entry")" = null ]
+	[ "$(jq -r .status <<<"$entry")" = clean ]
+}
+
 @test "status: an inactive array shows its units and no device" {
 	new_array 1 2 32M
 	run --separate-stderr raidtool status --json "$NAME"

@@ -72,9 +72,12 @@ checksums() {
 # Everything under the scratch directory, in reverse order of creation.
 scratch_teardown() {
 	[ -n "${TESTDIR:-}" ] && [ -d "$TESTDIR" ] || return 0
-	local pidf pid mnt dev back
-	# Filesystems mounted from our arrays or into our directory.
-	while read -r dev mnt _; do
+	local pidf pid mnt dev back fstype
+	# Filesystems mounted from our arrays or into our directory; the engines'
+	# FUSE mounts stay until their loop devices are gone, so that those can
+	# still be found by their backing file's path.
+	while read -r dev mnt fstype _; do
+		case "$fstype" in fuse*) continue ;; esac
 		case "$mnt" in "$TESTDIR"/*) umount -l "$mnt" 2>/dev/null ;; esac
 	done < /proc/mounts
 	# Engines started by this test, by the pid files in our run directory.
@@ -96,13 +99,15 @@ scratch_teardown() {
 	while read -r dev back; do
 		case "$back" in "$TESTDIR"/*) losetup -d "$dev" 2>/dev/null ;; esac
 	done < <(losetup -nO NAME,BACK-FILE 2>/dev/null)
-	# FUSE mounts left by a killed engine.
+	# FUSE mounts left by a killed engine, and anything else still mounted.
 	while read -r dev mnt _; do
 		case "$mnt" in "$TESTDIR"/*) umount -l "$mnt" 2>/dev/null ;; esac
 	done < /proc/mounts
 	# Symlinks our arrays made.
-	[ -n "${NAME:-}" ] && for l in /dev/raidtool/"$NAME"*; do
-		[ -L "$l" ] && rm -f "$l"
-	done
+	if [ -n "${NAME:-}" ]; then
+		for l in /dev/raidtool/"$NAME"*; do
+			[ -L "$l" ] && rm -f "$l"
+		done
+	fi
 	rm -rf "$TESTDIR"
 }
