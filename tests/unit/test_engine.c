@@ -12,6 +12,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -497,7 +499,8 @@ static void verify_units(struct fixture *f)
 
 			memset(x, 0, C);
 			for (r = 0; r < n; r++)
-				unit_read_data(f, r, off, chunk[r], C);
+				if (!(f->faulty & (1ull << r)))
+					unit_read_data(f, r, off, chunk[r], C);
 			for (r = 0; r < n; r++) {
 				/* A faulty role's chunk: what the survivors' XOR makes of it. */
 				uint64_t *cw = (uint64_t *)chunk[r], i;
@@ -651,6 +654,175 @@ static void test_engine_level(void **state)
 	check_start_refusals(f);
 }
 
+/* ---- failures while running ------------------------------------------ */
+
+struct fail_log {
+	_Atomic unsigned calls;
+	_Atomic uint32_t last_role;
+	_Atomic uint64_t roles;
+};
+
+static void on_failure(uint32_t role, void *ctx)
+{
+	struct fail_log *fl = ctx;
+
+	atomic_fetch_add(&fl->calls, 1);
+	atomic_store(&fl->last_role, role);
+	atomic_fetch_or(&fl->roles, 1ull << role);
+	usleep(20000);	/* a slow superblock update: others must wait for it */
+}
+
+struct failer {
+	struct rt_engine *e;
+	uint32_t role;
+	unsigned delay_us;
+	int ret;
+};
+
+static void *failer_main(void *arg)
+{
+	struct failer *fl = arg;
+
+	usleep(fl->delay_us);
+	fl->ret = engine_fail_role(fl->e, fl->role);
+	return NULL;
+}
+
+/* Every chunk of the array: served and equal to the model, or -EIO when its role is gone. */
+static void verify_partial(struct fixture *f)
+{
+	const struct engine_case *tc = f->tc;
+	uint64_t role_size[RT_MAX_UNITS] = { 0 }, off;
+	uint8_t *buf = malloc(tc->chunk);
+	unsigned served = 0, failed = 0;
+	struct layout l;
+	uint32_t r;
+
+	assert_non_null(buf);
+	for (r = 0; r < tc->n; r++)
+		role_size[r] = f->sb.slots[r].data_size;
+	assert_int_equal(layout_init(&l, tc->level, tc->n, tc->chunk, role_size), 0);
+	for (off = 0; off + tc->chunk <= f->size; off += tc->chunk) {
+		struct layout_extent ext;
+		int ret = engine_read(f->e, buf, tc->chunk, off);
+		bool gone;
+
+		assert_int_equal(layout_map(&l, off, tc->chunk, &ext), 0);
+		gone = tc->level == RT_LEVEL_1 ? (f->faulty + 1) >> tc->n : (f->faulty >> ext.role) & 1;
+		if (gone) {
+			if (ret != -EIO)
+				fail_msg("%s: read of a lost chunk at %llu: %d", tc->name,
+					 (unsigned long long)off, ret);
+			failed++;
+			continue;
+		}
+		if (ret || memcmp(buf, f->model + off, tc->chunk))
+			fail_msg("%s: chunk at %llu on a working role: %s", tc->name,
+				 (unsigned long long)off, ret ? strerror(-ret) : "differs from the model");
+		served++;
+	}
+	print_message("# %s: %u chunks served, %u lost\n", tc->name, served, failed);
+	free(buf);
+}
+
+static void test_engine_failure(void **state)
+{
+	struct fixture *f = *state;
+	const struct engine_case *tc = f->tc;
+	uint64_t seed = 0xfa11ull + tc->chunk + tc->n;
+	struct fail_log fl = { 0 };
+	struct failer fr = { 0 };
+	pthread_t th;
+	uint8_t *buf;
+	bool redundant = tc->level == RT_LEVEL_1 || tc->level == RT_LEVEL_5;
+	uint32_t victim = tc->n - 1, second = 0;
+
+	if (!have_root()) {
+		if (require_root())
+			fail_msg("cannot run: needs root and loop devices");
+		skip();
+	}
+	assert_non_null(f->e);
+	engine_set_failure_handler(f->e, on_failure, &fl);
+	assert_int_equal(engine_fail_role(f->e, tc->n), -EINVAL);
+
+	/* Healthy writes first, then a role fails in the middle of a busy round. */
+	random_writes(f, seed, 20);
+	{
+		struct round rd = { .base = MIB, .span = 8 * MIB, .cell = 3 * 4096 + 300,
+				    .threads = 8, .flusher = redundant };
+
+		fr.e = f->e;
+		fr.role = victim;
+		fr.delay_us = 30000;
+		assert_int_equal(pthread_create(&th, NULL, failer_main, &fr), 0);
+		if (redundant) {
+			run_round(f, &rd, seed + 1);	/* no error may reach the writers */
+		} else {
+			usleep(100000);
+		}
+		pthread_join(th, NULL);
+	}
+	assert_int_equal(fr.ret, 0);
+	assert_int_equal(atomic_load(&fl.calls), 1);
+	assert_int_equal(atomic_load(&fl.last_role), victim);
+	assert_int_equal(engine_fail_role(f->e, victim), -EALREADY);
+	assert_int_equal(atomic_load(&fl.calls), 1);
+	f->faulty |= 1ull << victim;
+	assert_int_equal(engine_role_state(f->e, victim), RT_ROLE_FAULTY);
+
+	if (redundant) {
+		/* Degraded: more writes, everything reads back, parity covers the lost role. */
+		assert_int_equal(engine_state(f->e), RT_ENGINE_DEGRADED);
+		random_writes(f, seed + 2, 30);
+		verify_through_engine(f);
+		assert_int_equal(engine_flush(f->e), 0);
+		verify_units(f);
+		/* raid1 x2 loses its last mirror, raid5 a second role. */
+		second = tc->level == RT_LEVEL_1 ? 0 : 1;
+		assert_int_equal(engine_fail_role(f->e, second), 0);
+		assert_int_equal(atomic_load(&fl.calls), 2);
+		f->faulty |= 1ull << second;
+		assert_int_equal(engine_state(f->e), RT_ENGINE_FAILED);
+	} else {
+		assert_int_equal(engine_state(f->e), RT_ENGINE_FAILED);
+	}
+
+	/* Beyond tolerance: writes stop (raid1/5) or fail where the role is needed. */
+	buf = calloc(1, tc->chunk);
+	assert_non_null(buf);
+	{
+		/* About 64 chunks spread over the whole array (linear: over every role). */
+		uint64_t off, k = f->size / tc->chunk / 64 + 1, step;
+		unsigned ok = 0, eio = 0;
+
+		while (k % tc->n == 0)
+			k++;	/* raid0: visit every role */
+		step = k * tc->chunk;
+
+		for (off = 0; off + tc->chunk <= f->size; off += step) {
+			int ret;
+
+			memset(buf, (int)(off / tc->chunk), tc->chunk);
+			ret = engine_write(f->e, buf, tc->chunk, off);
+			if (ret == 0) {
+				memcpy(f->model + off, buf, tc->chunk);
+				ok++;
+			} else {
+				assert_int_equal(ret, -EIO);
+				eio++;
+			}
+		}
+		if (redundant)
+			assert_int_equal(ok, 0);
+		else
+			assert_true(ok > 0 && eio > 0);
+	}
+	free(buf);
+	assert_int_equal(engine_flush(f->e), -EIO);
+	verify_partial(f);
+}
+
 #define MIBS(...) { __VA_ARGS__ }
 static const struct engine_case cases[] = {
 	{ "linear 64K, unequal units", RT_LEVEL_LINEAR, 3, 64 * 1024, MIBS(24, 40, 33), 0 },
@@ -675,12 +847,25 @@ static const struct engine_case cases[] = {
 #define ENGINE_TEST(i) \
 	{ cases[i].name, test_engine_level, fixture_setup, fixture_teardown, (void *)&cases[i] }
 
+static const struct engine_case fail_cases[] = {
+	{ "fail: raid5 x3 64K", RT_LEVEL_5, 3, 64 * 1024, MIBS(24, 24, 24), 0 },
+	{ "fail: raid5 x5 64K", RT_LEVEL_5, 5, 64 * 1024, MIBS(16, 16, 16, 16, 16), 0 },
+	{ "fail: raid1 x2 64K", RT_LEVEL_1, 2, 64 * 1024, MIBS(24, 24), 0 },
+	{ "fail: raid0 x3 64K", RT_LEVEL_0, 3, 64 * 1024, MIBS(16, 16, 16), 0 },
+	{ "fail: linear 64K", RT_LEVEL_LINEAR, 3, 64 * 1024, MIBS(8, 12, 8), 0 },
+};
+
+#define FAIL_TEST(i) \
+	{ fail_cases[i].name, test_engine_failure, fixture_setup, fixture_teardown, \
+	  (void *)&fail_cases[i] }
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		ENGINE_TEST(0), ENGINE_TEST(1), ENGINE_TEST(2), ENGINE_TEST(3), ENGINE_TEST(4),
 		ENGINE_TEST(5), ENGINE_TEST(6), ENGINE_TEST(7), ENGINE_TEST(8), ENGINE_TEST(9),
 		ENGINE_TEST(10), ENGINE_TEST(11), ENGINE_TEST(12), ENGINE_TEST(13),
+		FAIL_TEST(0), FAIL_TEST(1), FAIL_TEST(2), FAIL_TEST(3), FAIL_TEST(4),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
