@@ -18,6 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -25,6 +29,7 @@
 #include <raidtool/engine.h>
 #include <raidtool/format.h>
 #include <raidtool/layout.h>
+#include <raidtool/loopdev.h>
 #include <raidtool/unit.h>
 
 #define MIB (1ull << 20)
@@ -39,12 +44,16 @@ struct engine_case {
 	uint32_t chunk;
 	uint64_t unit_mib[MAX_TEST_UNITS];
 	uint32_t missing;		/* roles started without a unit (bit mask) */
+	uint32_t faultyfs;		/* role + 1 whose unit is an rt-faultyfs disk; 0: none */
 };
 
 struct fixture {
 	const struct engine_case *tc;
 	char dir[64];
 	char path[MAX_TEST_UNITS][96];
+	/* rt-faultyfs: its process, mount point and the loop device on its disk. */
+	pid_t ffs_pid;
+	char ffs_mnt[96], ffs_dev[64];
 	struct rt_unit *unit[MAX_TEST_UNITS];
 	struct rt_sb sb;
 	struct rt_engine *e;
@@ -102,6 +111,75 @@ static bool require_root(void)
 
 /* ---- fixture --------------------------------------------------------- */
 
+#define FAULTYFS_BIN "build/tests/rt-faultyfs"
+
+/*
+ * Serve @backing through rt-faultyfs in DIR/ffs and open a direct-I/O loop
+ * device on its disk: a unit that fails for real on "fail rw".
+ */
+static int faultyfs_start(struct fixture *f, const char *backing, struct rt_unit **out)
+{
+	char disk[128];
+	int i, ret;
+
+	if (access(FAULTYFS_BIN, X_OK)) {
+		fprintf(stderr, "# %s missing: make %s\n", FAULTYFS_BIN, FAULTYFS_BIN);
+		return -ENOENT;
+	}
+	snprintf(f->ffs_mnt, sizeof(f->ffs_mnt), "%s/ffs", f->dir);
+	if (mkdir(f->ffs_mnt, 0700))
+		return -errno;
+	f->ffs_pid = fork();
+	if (f->ffs_pid < 0)
+		return -errno;
+	if (f->ffs_pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		if (null >= 0)
+			dup2(null, STDERR_FILENO);	/* libfuse's chatter */
+		execl(FAULTYFS_BIN, FAULTYFS_BIN, backing, f->ffs_mnt, (char *)NULL);
+		_exit(127);
+	}
+	snprintf(disk, sizeof(disk), "%s/disk", f->ffs_mnt);
+	for (i = 0; i < 500 && access(disk, F_OK); i++)
+		usleep(10000);
+	ret = loopdev_attach(disk, RT_LOOP_DIRECT_IO, 0, f->ffs_dev, sizeof(f->ffs_dev));
+	if (ret) {
+		f->ffs_dev[0] = '\0';
+		return ret;
+	}
+	return unit_open(f->ffs_dev, RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_DIRECT, out);
+}
+
+static void faultyfs_stop(struct fixture *f)
+{
+	if (f->ffs_dev[0])
+		(void)loopdev_detach(f->ffs_dev);
+	if (f->ffs_pid > 0) {
+		if (umount2(f->ffs_mnt, 0))
+			(void)umount2(f->ffs_mnt, MNT_DETACH);
+		kill(f->ffs_pid, SIGTERM);
+		waitpid(f->ffs_pid, NULL, 0);
+	}
+	if (f->ffs_mnt[0])
+		rmdir(f->ffs_mnt);
+}
+
+static int faultyfs_ctl(struct fixture *f, const char *cmd)
+{
+	char ctl[128];
+	int fd, ret = 0;
+
+	snprintf(ctl, sizeof(ctl), "%s/ctl", f->ffs_mnt);
+	fd = open(ctl, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, cmd, strlen(cmd)) != (ssize_t)strlen(cmd))
+		ret = -EIO;
+	close(fd);
+	return ret;
+}
+
 static int fixture_setup(void **state)
 {
 	const struct engine_case *tc = *state;
@@ -137,8 +215,11 @@ static int fixture_setup(void **state)
 		close(fd);
 		if (ret)
 			return -1;
-		ret = unit_open(f->path[r], RT_UNIT_ATTACH | RT_UNIT_WRITE | RT_UNIT_EXCL |
-				RT_UNIT_DIRECT, &f->unit[r]);
+		if (tc->faultyfs == r + 1)
+			ret = faultyfs_start(f, f->path[r], &f->unit[r]);
+		else
+			ret = unit_open(f->path[r], RT_UNIT_ATTACH | RT_UNIT_WRITE | RT_UNIT_EXCL |
+					RT_UNIT_DIRECT, &f->unit[r]);
 		if (ret) {
 			fprintf(stderr, "# unit_open %s: %s\n", f->path[r], strerror(-ret));
 			return -1;
@@ -198,9 +279,11 @@ static int fixture_teardown(void **state)
 	for (r = 0; r < MAX_TEST_UNITS; r++) {
 		if (f->unit[r])
 			unit_close(f->unit[r]);	/* detaches the loop device */
+	}
+	faultyfs_stop(f);
+	for (r = 0; r < MAX_TEST_UNITS; r++)
 		if (f->path[r][0])
 			unlink(f->path[r]);
-	}
 	if (f->dir[0])
 		rmdir(f->dir);
 	free(f->model);
@@ -823,36 +906,105 @@ static void test_engine_failure(void **state)
 	verify_partial(f);
 }
 
+struct ctl_failer {
+	struct fixture *f;
+	unsigned delay_us;
+	int ret;
+};
+
+static void *ctl_failer_main(void *arg)
+{
+	struct ctl_failer *cf = arg;
+
+	usleep(cf->delay_us);
+	cf->ret = faultyfs_ctl(cf->f, "fail rw");
+	return NULL;
+}
+
+/* A real unit I/O error mid-workload: nothing reaches the writers. */
+static void test_engine_ioerror(void **state)
+{
+	struct fixture *f = *state;
+	const struct engine_case *tc = f->tc;
+	uint32_t victim = tc->faultyfs - 1;
+	struct round rd = { .base = MIB, .span = 8 * MIB, .cell = 3 * 4096 + 300,
+			    .threads = 8, .flusher = true };
+	struct ctl_failer cf = { .f = f, .delay_us = 30000 };
+	struct fail_log fl = { 0 };
+	struct rt_engine_stats st;
+	unsigned during;
+	pthread_t th;
+
+	if (!have_root()) {
+		if (require_root())
+			fail_msg("cannot run: needs root and loop devices");
+		skip();
+	}
+	assert_non_null(f->e);
+	engine_set_failure_handler(f->e, on_failure, &fl);
+	random_writes(f, 0x10e7, 10);
+	assert_int_equal(atomic_load(&fl.calls), 0);
+
+	assert_int_equal(pthread_create(&th, NULL, ctl_failer_main, &cf), 0);
+	run_round(f, &rd, 0x10e8);
+	pthread_join(th, NULL);
+	assert_int_equal(cf.ret, 0);
+	during = atomic_load(&fl.calls);
+	/* Should the round have ended first, these writes meet the dead unit. */
+	random_writes(f, 0x10e9, 40);
+	print_message("# %s: unit failed %s the busy round\n", tc->name,
+		      during ? "during" : "after");
+	assert_int_equal(atomic_load(&fl.calls), 1);
+	assert_int_equal(atomic_load(&fl.last_role), victim);
+	f->faulty = 1ull << victim;
+	assert_int_equal(engine_state(f->e), RT_ENGINE_DEGRADED);
+	engine_get_stats(f->e, &st);
+	assert_true(st.unit[victim].errors > 0);
+	assert_int_equal(st.faulty_mask, f->faulty);
+
+	verify_through_engine(f);
+	assert_int_equal(engine_flush(f->e), 0);
+	verify_units(f);
+	assert_int_equal(atomic_load(&fl.calls), 1);
+}
+
 #define MIBS(...) { __VA_ARGS__ }
 static const struct engine_case cases[] = {
-	{ "linear 64K, unequal units", RT_LEVEL_LINEAR, 3, 64 * 1024, MIBS(24, 40, 33), 0 },
-	{ "linear 512K, unequal units", RT_LEVEL_LINEAR, 3, 512 * 1024, MIBS(40, 24, 36), 0 },
-	{ "raid0 x3 64K", RT_LEVEL_0, 3, 64 * 1024, MIBS(32, 32, 32), 0 },
-	{ "raid0 x3 512K", RT_LEVEL_0, 3, 512 * 1024, MIBS(32, 32, 33), 0 },
-	{ "raid1 x2 64K", RT_LEVEL_1, 2, 64 * 1024, MIBS(40, 40), 0 },
-	{ "raid1 x2 512K", RT_LEVEL_1, 2, 512 * 1024, MIBS(40, 41), 0 },
-	{ "raid5 x3 64K", RT_LEVEL_5, 3, 64 * 1024, MIBS(32, 32, 32), 0 },
-	{ "raid5 x3 512K", RT_LEVEL_5, 3, 512 * 1024, MIBS(32, 32, 32), 0 },
-	{ "raid5 x5 64K", RT_LEVEL_5, 5, 64 * 1024, MIBS(24, 24, 24, 24, 24), 0 },
-	{ "raid5 x5 512K", RT_LEVEL_5, 5, 512 * 1024, MIBS(24, 24, 25, 24, 24), 0 },
+	{ "linear 64K, unequal units", RT_LEVEL_LINEAR, 3, 64 * 1024, MIBS(24, 40, 33), 0, 0 },
+	{ "linear 512K, unequal units", RT_LEVEL_LINEAR, 3, 512 * 1024, MIBS(40, 24, 36), 0, 0 },
+	{ "raid0 x3 64K", RT_LEVEL_0, 3, 64 * 1024, MIBS(32, 32, 32), 0, 0 },
+	{ "raid0 x3 512K", RT_LEVEL_0, 3, 512 * 1024, MIBS(32, 32, 33), 0, 0 },
+	{ "raid1 x2 64K", RT_LEVEL_1, 2, 64 * 1024, MIBS(40, 40), 0, 0 },
+	{ "raid1 x2 512K", RT_LEVEL_1, 2, 512 * 1024, MIBS(40, 41), 0, 0 },
+	{ "raid5 x3 64K", RT_LEVEL_5, 3, 64 * 1024, MIBS(32, 32, 32), 0, 0 },
+	{ "raid5 x3 512K", RT_LEVEL_5, 3, 512 * 1024, MIBS(32, 32, 32), 0, 0 },
+	{ "raid5 x5 64K", RT_LEVEL_5, 5, 64 * 1024, MIBS(24, 24, 24, 24, 24), 0, 0 },
+	{ "raid5 x5 512K", RT_LEVEL_5, 5, 512 * 1024, MIBS(24, 24, 25, 24, 24), 0, 0 },
 	/* Degraded starts: one role without a unit from the beginning. */
-	{ "raid5 x3 64K, role 1 missing", RT_LEVEL_5, 3, 64 * 1024, MIBS(32, 32, 32), 1u << 1 },
+	{ "raid5 x3 64K, role 1 missing", RT_LEVEL_5, 3, 64 * 1024, MIBS(32, 32, 32), 1u << 1, 0 },
 	{ "raid5 x5 64K, role 4 missing", RT_LEVEL_5, 5, 64 * 1024, MIBS(24, 24, 24, 24, 24),
-	  1u << 4 },
+	  1u << 4, 0 },
 	{ "raid5 x5 512K, role 0 missing", RT_LEVEL_5, 5, 512 * 1024, MIBS(24, 24, 24, 24, 24),
-	  1u << 0 },
-	{ "raid1 x2 64K, role 0 missing", RT_LEVEL_1, 2, 64 * 1024, MIBS(40, 40), 1u << 0 },
+	  1u << 0, 0 },
+	{ "raid1 x2 64K, role 0 missing", RT_LEVEL_1, 2, 64 * 1024, MIBS(40, 40), 1u << 0, 0 },
 };
 
 #define ENGINE_TEST(i) \
 	{ cases[i].name, test_engine_level, fixture_setup, fixture_teardown, (void *)&cases[i] }
 
 static const struct engine_case fail_cases[] = {
-	{ "fail: raid5 x3 64K", RT_LEVEL_5, 3, 64 * 1024, MIBS(24, 24, 24), 0 },
-	{ "fail: raid5 x5 64K", RT_LEVEL_5, 5, 64 * 1024, MIBS(16, 16, 16, 16, 16), 0 },
-	{ "fail: raid1 x2 64K", RT_LEVEL_1, 2, 64 * 1024, MIBS(24, 24), 0 },
-	{ "fail: raid0 x3 64K", RT_LEVEL_0, 3, 64 * 1024, MIBS(16, 16, 16), 0 },
-	{ "fail: linear 64K", RT_LEVEL_LINEAR, 3, 64 * 1024, MIBS(8, 12, 8), 0 },
+	{ "fail: raid5 x3 64K", RT_LEVEL_5, 3, 64 * 1024, MIBS(24, 24, 24), 0, 0 },
+	{ "fail: raid5 x5 64K", RT_LEVEL_5, 5, 64 * 1024, MIBS(16, 16, 16, 16, 16), 0, 0 },
+	{ "fail: raid1 x2 64K", RT_LEVEL_1, 2, 64 * 1024, MIBS(24, 24), 0, 0 },
+	{ "fail: raid0 x3 64K", RT_LEVEL_0, 3, 64 * 1024, MIBS(16, 16, 16), 0, 0 },
+	{ "fail: linear 64K", RT_LEVEL_LINEAR, 3, 64 * 1024, MIBS(8, 12, 8), 0, 0 },
+};
+
+static const struct engine_case ioerror_cases[] = {
+	{ "I/O error: raid5 x3 64K, role 1 on rt-faultyfs", RT_LEVEL_5, 3, 64 * 1024,
+	  MIBS(24, 24, 24), 0, 2 },
+	{ "I/O error: raid1 x2 64K, role 0 on rt-faultyfs", RT_LEVEL_1, 2, 64 * 1024,
+	  MIBS(24, 24), 0, 1 },
 };
 
 #define FAIL_TEST(i) \
@@ -866,6 +1018,10 @@ int main(void)
 		ENGINE_TEST(5), ENGINE_TEST(6), ENGINE_TEST(7), ENGINE_TEST(8), ENGINE_TEST(9),
 		ENGINE_TEST(10), ENGINE_TEST(11), ENGINE_TEST(12), ENGINE_TEST(13),
 		FAIL_TEST(0), FAIL_TEST(1), FAIL_TEST(2), FAIL_TEST(3), FAIL_TEST(4),
+		{ ioerror_cases[0].name, test_engine_ioerror, fixture_setup, fixture_teardown,
+		  (void *)&ioerror_cases[0] },
+		{ ioerror_cases[1].name, test_engine_ioerror, fixture_setup, fixture_teardown,
+		  (void *)&ioerror_cases[1] },
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
