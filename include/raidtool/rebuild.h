@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef RAIDTOOL_REBUILD_H
+#define RAIDTOOL_REBUILD_H
+
+/*
+ * Background walks over a running array's stripes, beside user I/O:
+ *   recover  reconstruct a role onto a new unit (rebuild onto a spare),
+ *            from a checkpointed offset
+ *   resync   make parity/mirrors agree again in given regions (after an
+ *            unclean stop: the dirty regions of the write-intent log)
+ *   check    read every stripe, count mismatches (raid1 copies, raid5 parity)
+ *   repair   as check, and rewrite what does not match
+ * One walk runs at a time per engine. Offsets are bytes of a role's data area.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+struct rt_engine;
+struct rt_unit;
+
+enum rt_walk_kind {
+	RT_WALK_NONE = 0,
+	RT_WALK_RECOVER = 1,
+	RT_WALK_RESYNC = 2,
+	RT_WALK_CHECK = 3,
+	RT_WALK_REPAIR = 4,
+};
+
+/*
+ * Called from the walk's thread: @checkpoint every few MiB of a recover
+ * (persist it as the role's recovery_offset) and @done once at the end
+ * (result 0, -ECANCELED when cancelled, or -errno).
+ */
+struct rt_walk_params {
+	int kind;			/* enum rt_walk_kind */
+	uint32_t role;			/* recover: the role being rebuilt */
+	uint64_t start;			/* recover: resume from here (bytes) */
+	const uint8_t *regions;		/* resync: bitmap of regions, NULL = all */
+	uint64_t region_size;		/* resync: bytes of array per bit */
+	void (*checkpoint)(uint32_t role, uint64_t offset, void *ctx);
+	void (*done)(int kind, int result, void *ctx);
+	void *ctx;
+};
+
+struct rt_walk_progress {
+	int kind;			/* RT_WALK_NONE when nothing ran yet */
+	bool running;
+	int result;			/* of the last finished walk */
+	uint32_t role;
+	uint64_t done, total;		/* bytes of role data area */
+	uint64_t mismatches;		/* check/repair: stripes found different */
+	uint64_t repaired;
+	uint64_t regions, regions_total;/* resync: regions done / to do */
+	uint64_t bytes_per_sec;		/* recent speed */
+};
+
+/*
+ * Put @u into role @role, which must be faulty or missing, as a rebuilding
+ * unit: from now on writes also go to it, reads use it only below the
+ * recover walk's position. The engine borrows @u.
+ */
+int engine_attach_unit(struct rt_engine *e, uint32_t role, struct rt_unit *u);
+
+/* Detach a faulty role's unit (raidtool remove); the caller closes it. */
+int engine_detach_unit(struct rt_engine *e, uint32_t role, struct rt_unit **u);
+
+int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p);
+void engine_walk_progress(struct rt_engine *e, struct rt_walk_progress *p);
+/* Stop a running walk at a stripe boundary; returns after @done has run. */
+int engine_walk_cancel(struct rt_engine *e);
+
+#endif
