@@ -20,7 +20,7 @@ ifneq ($(WERROR),)
 WARNINGS += -Werror
 endif
 
-BUILD    := build
+BUILD    ?= build
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude \
