@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <raidtool/activate.h>
+#include <raidtool/array.h>
 #include <raidtool/assemble.h>
 #include <raidtool/control.h>
 #include <raidtool/engine.h>
@@ -56,6 +57,8 @@ struct run {
 	struct control_server *cs;
 
 	pthread_mutex_t lock;
+	pthread_mutex_t sb_lock;	/* superblock updates and run->as->sb readers */
+	bool force;			/* start a degraded, dirty raid5 */
 	bool stopping;
 	int excl_fd;			/* the loop device, held O_EXCL from the stop decision on */
 };
@@ -167,7 +170,19 @@ static int on_status(void *ctx, struct rt_control_status *st)
 	if (!es)
 		return -ENOMEM;
 	engine_get_stats(run->e, es);
+	pthread_mutex_lock(&run->sb_lock);
 	snprintf(st->state, sizeof(st->state), "active");
+	switch (engine_state(run->e)) {
+	case RT_ENGINE_OK:
+		snprintf(st->health, sizeof(st->health), "clean");
+		break;
+	case RT_ENGINE_DEGRADED:
+		snprintf(st->health, sizeof(st->health), "degraded");
+		break;
+	default:
+		snprintf(st->health, sizeof(st->health), "failed");
+		break;
+	}
 	snprintf(st->name, sizeof(st->name), "%s", as->sb.array.name);
 	memcpy(st->uuid, as->sb.array.uuid, RT_UUID_SIZE);
 	st->hashcode = as->sb.array.hashcode;
@@ -194,6 +209,13 @@ static int on_status(void *ctx, struct rt_control_status *st)
 		u->hashcode = as->own[i].hashcode;
 		snprintf(u->state, sizeof(u->state), "%s",
 			 sb_slot_state_name(slot < RT_MAX_UNITS ? as->sb.slots[slot].state : 0));
+		if (slot < as->n_roles && !as->units[i]) {
+			snprintf(u->state, sizeof(u->state), "missing");
+		} else if (slot < as->n_roles && as->sb.slots[slot].state == RT_SLOT_ACTIVE &&
+			   engine_role_state(run->e, slot) == RT_ROLE_FAULTY) {
+			/* Failed, and its superblock update did not get through. */
+			snprintf(u->state, sizeof(u->state), "faulty");
+		}
 		if (slot < as->n_roles) {
 			u->reads = es->unit[slot].reads;
 			u->writes = es->unit[slot].writes;
@@ -208,8 +230,232 @@ static int on_status(void *ctx, struct rt_control_status *st)
 	st->stats.read_bytes = es->read_bytes;
 	st->stats.write_bytes = es->write_bytes;
 	st->stats.errors = es->errors;
+	pthread_mutex_unlock(&run->sb_lock);
 	free(es);
 	return 0;
+}
+
+/* ---- failure and recovery ------------------------------------------------ */
+
+struct slot_change {
+	uint32_t slot;
+	uint32_t state;
+	bool forget;			/* zero the slot's unit identity (remove) */
+};
+
+static int change_slot(struct rt_sb *sb, void *arg)
+{
+	const struct slot_change *c = arg;
+
+	sb->slots[c->slot].state = c->state;
+	if (c->forget) {
+		memset(sb->slots[c->slot].uuid, 0, RT_UUID_SIZE);
+		sb->slots[c->slot].hashcode = 0;
+		sb->slots[c->slot].recovery_offset = 0;
+	}
+	return 0;
+}
+
+/* From the role table (the failure handler must not ask the engine). */
+static const char *sb_health(const struct rt_sb *sb)
+{
+	unsigned lost = 0, spare;
+
+	for (uint32_t r = 0; r < sb->array.n_devices; r++)
+		if (sb->slots[r].state != RT_SLOT_ACTIVE)
+			lost++;
+	spare = sb->array.level == RT_LEVEL_1 ? sb->array.n_devices - 1 :
+		sb->array.level == RT_LEVEL_5 ? 1 : 0;
+	return !lost ? "clean" : lost <= spare ? "degraded" : "failed";
+}
+
+static const char *engine_state_name(int state)
+{
+	return state == RT_ENGINE_OK ? "clean" : state == RT_ENGINE_DEGRADED ? "degraded" :
+	       "failed";
+}
+
+/*
+ * The engine's failure handler: a role failed an I/O (or was failed). Its
+ * slot becomes FAULTY in every remaining unit's superblock.
+ */
+static void on_failure(uint32_t role, void *ctx)
+{
+	struct run *run = ctx;
+	struct slot_change c = { .slot = role, .state = RT_SLOT_FAULTY };
+	char dev[256];
+	int r;
+
+	pthread_mutex_lock(&run->sb_lock);
+	snprintf(dev, sizeof(dev), "%s", role < run->as->n_units && run->as->dev[role][0] ?
+		 run->as->dev[role] : "-");
+	r = assemble_sb_update(run->as, change_slot, &c);
+	pthread_mutex_unlock(&run->sb_lock);
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': unit '%s' (role %u) failed, and marking it faulty "
+		       "in the remaining superblocks failed too: %s", run->name, dev, role,
+		       strerror(-r));
+	else
+		rt_log(RT_LOG_WARN, "'%s': unit '%s' (role %u) failed; marked faulty in the "
+		       "remaining superblocks (events %llu); the array is %s", run->name, dev,
+		       role, (unsigned long long)run->as->sb.events, sb_health(&run->as->sb));
+}
+
+/* ---- background walks (lib/rebuild.c) ----------------------------------- */
+
+static int rt_engine_detach(struct run *run, uint32_t role, struct rt_unit **u)
+{
+	(void)run;
+	(void)role;
+	*u = NULL;
+	return -EOPNOTSUPP;	/* the unit stays open, unused, until the array stops */
+}
+
+static int run_walk_command(struct run *run, const char *cmd, const char *arg, char *msg,
+			    size_t len)
+{
+	(void)run;
+	(void)arg;
+	snprintf(msg, len, "'%s' is not available yet: this build has no background walks "
+		 "(rebuild, resync, check)", cmd);
+	return -EOPNOTSUPP;
+}
+
+/*
+ * A unit named by role number, hashcode (8 hex digits) or device path
+ * (the block device, or a file it is attached to). Returns its index in
+ * run->as, or -ENODEV with a reason in @msg.
+ */
+static int find_member(struct run *run, const char *arg, char *msg, size_t len)
+{
+	const struct rt_assembly *as = run->as;
+	struct stat st;
+	uint32_t hash;
+	char *end;
+
+	if (!*arg) {
+		snprintf(msg, len, "which unit? give a role number, hashcode or device");
+		return -EINVAL;
+	}
+	if (strlen(arg) <= 2 && arg[0] >= '0' && arg[0] <= '9') {
+		unsigned long role = strtoul(arg, &end, 10);
+
+		if (!*end && role < as->n_roles)
+			return (int)role;
+		snprintf(msg, len, "'%s': no such role (the array has roles 0 to %u)", arg,
+			 as->n_roles - 1);
+		return -ENODEV;
+	}
+	if (sb_hashcode_parse(arg, &hash) == 0) {
+		for (unsigned i = 0; i < as->n_units; i++)
+			if (as->units[i] && as->own[i].hashcode == hash)
+				return (int)i;
+		for (unsigned i = 0; i < as->n_roles; i++)
+			if (as->sb.slots[i].hashcode == hash)
+				return (int)i;
+	}
+	for (unsigned i = 0; i < as->n_units; i++)
+		if (as->units[i] && (!strcmp(as->dev[i], arg) ||
+				     !strcmp(unit_path(as->units[i]), arg)))
+			return (int)i;
+	if (stat(arg, &st) == 0) {
+		for (unsigned i = 0; i < as->n_units; i++) {
+			if (!as->units[i])
+				continue;
+			if (S_ISBLK(st.st_mode) && st.st_rdev == unit_devno(as->units[i]))
+				return (int)i;
+		}
+	}
+	snprintf(msg, len, "'%s': not a unit of this array (give a role number, hashcode or "
+		 "device; see 'raidtool status %s')", arg, run->name);
+	return -ENODEV;
+}
+
+static int cmd_fail(struct run *run, const char *arg, char *msg, size_t len)
+{
+	int i, r;
+
+	i = find_member(run, arg, msg, len);
+	if (i < 0)
+		return i;
+	if ((unsigned)i >= run->as->n_roles) {
+		snprintf(msg, len, "'%s' is a spare: it holds no data, nothing to fail", arg);
+		return -EINVAL;
+	}
+	r = engine_fail_role(run->e, (uint32_t)i);
+	if (r == -EALREADY) {
+		snprintf(msg, len, "role %d is already faulty", i);
+		return r;
+	}
+	if (r < 0) {
+		snprintf(msg, len, "cannot fail role %d: %s", i, strerror(-r));
+		return r;
+	}
+	snprintf(msg, len, "role %d (%s) marked faulty; the array is %s", i,
+		 run->as->dev[i][0] ? run->as->dev[i] : "-",
+		 engine_state_name(engine_state(run->e)));
+	return 0;
+}
+
+static int cmd_remove(struct run *run, const char *arg, char *msg, size_t len)
+{
+	struct slot_change c = { .state = RT_SLOT_MISSING, .forget = true };
+	struct rt_assembly *as = run->as;
+	struct rt_unit *u = NULL;
+	char dev[256];
+	int i, r;
+
+	i = find_member(run, arg, msg, len);
+	if (i < 0)
+		return i;
+	if ((unsigned)i < as->n_roles && engine_role_state(run->e, (uint32_t)i) != RT_ROLE_FAULTY) {
+		snprintf(msg, len, "role %d (%s) is working; fail it first ('raidtool fail %s %d')",
+			 i, as->dev[i], run->name, i);
+		return -EBUSY;
+	}
+	if (!as->units[i]) {
+		snprintf(msg, len, "role %d has no unit to remove", i);
+		return -ENODEV;
+	}
+	pthread_mutex_lock(&run->sb_lock);
+	snprintf(dev, sizeof(dev), "%s", as->dev[i]);
+	c.slot = as->own[i].slot;
+	if ((unsigned)i >= as->n_roles)
+		c.state = RT_SLOT_EMPTY;	/* a spare leaves the table */
+	r = assemble_sb_update(as, change_slot, &c);
+	if (r < 0) {
+		pthread_mutex_unlock(&run->sb_lock);
+		snprintf(msg, len, "cannot write the superblocks: %s", strerror(-r));
+		return r;
+	}
+	if ((unsigned)i < as->n_roles) {
+		r = rt_engine_detach(run, (uint32_t)i, &u);
+	} else {
+		u = as->units[i];
+		r = 0;
+	}
+	if (r == 0) {
+		unit_close(u);
+		as->units[i] = NULL;
+		as->dev[i][0] = '\0';
+	}
+	pthread_mutex_unlock(&run->sb_lock);
+	rt_log(RT_LOG_INFO, "'%s': unit '%s' removed from slot %u (events %llu)", run->name,
+	       dev, c.slot, (unsigned long long)as->sb.events);
+	snprintf(msg, len, "'%s' removed from slot %u; its own superblock is left as it was "
+		 "(stale)", dev, c.slot);
+	return 0;
+}
+
+static int on_command(void *ctx, const char *cmd, const char *arg, char *msg, size_t len)
+{
+	struct run *run = ctx;
+
+	if (!strcmp(cmd, "fail"))
+		return cmd_fail(run, arg, msg, len);
+	if (!strcmp(cmd, "remove"))
+		return cmd_remove(run, arg, msg, len);
+	return run_walk_command(run, cmd, arg, msg, len);
 }
 
 /*
@@ -437,6 +683,45 @@ static int find_array(const char *id, struct rt_scan **scan, const struct rt_sca
 	return r;
 }
 
+/* A degraded start: say so; refuse a degraded, dirty raid5 unless forced. */
+static int check_degraded(struct run *run)
+{
+	const struct rt_assembly *as = run->as;
+	unsigned n = as->n_missing;
+
+	if (!n)
+		return 0;
+	if (as->sb.array.level == RT_LEVEL_5 && as->sb.state == RT_ARRAY_DIRTY) {
+		if (!run->force) {
+			rt_log(RT_LOG_ERROR, "'%s': cannot start: the array is degraded (role %s "
+			       "missing) and was not stopped cleanly: parity of the stripes being "
+			       "written when it stopped may not match their data (the raid5 write "
+			       "hole), so the missing role's blocks there could be reconstructed "
+			       "wrong; bring the missing unit back, or use --force to start anyway",
+			       run->name, as->missing);
+			return -EUCLEAN;
+		}
+		rt_log(RT_LOG_WARN, "'%s': starting a degraded array that was not stopped "
+		       "cleanly (--force): blocks of role %s in stripes written at the crash "
+		       "may be wrong (the raid5 write hole)", run->name, as->missing);
+	}
+	rt_log(RT_LOG_WARN, "'%s': starting degraded: role%s %s missing (%u of %u units)",
+	       run->name, n > 1 ? "s" : "", as->missing, as->n_roles - n, as->n_roles);
+	return 0;
+}
+
+/* The start's superblock update: dirty, and roles without a unit recorded as missing. */
+static int mark_running(struct rt_sb *sb, void *arg)
+{
+	const struct rt_assembly *as = arg;
+
+	sb->state = RT_ARRAY_DIRTY;
+	for (unsigned role = 0; role < as->n_roles; role++)
+		if (!as->units[role] && sb->slots[role].state == RT_SLOT_ACTIVE)
+			sb->slots[role].state = RT_SLOT_MISSING;
+	return 0;
+}
+
 typedef void (*ready_fn)(struct run *run, void *arg);
 
 /*
@@ -504,6 +789,9 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 		goto out;
 	scan_free(scan);
 	scan = NULL;
+	r = check_degraded(run);
+	if (r < 0)
+		goto out;
 
 	r = block_signals(run);
 	if (r < 0)
@@ -515,7 +803,7 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	}
 	harden_memory(run);
 
-	r = assemble_set_state(run->as, RT_ARRAY_DIRTY);
+	r = assemble_sb_update(run->as, mark_running, run->as);
 	if (r < 0)
 		goto out;
 	dirty = true;
@@ -524,6 +812,7 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 		rt_log(RT_LOG_ERROR, "'%s': cannot start the engine: %s", run->name, strerror(-r));
 		goto out;
 	}
+	engine_set_failure_handler(run->e, on_failure, run);
 	run->started = (uint64_t)time(NULL);
 
 	r = control_path(run->name, RT_CONTROL_MNT, path, sizeof(path));
@@ -549,7 +838,8 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 		       RT_CONTROL_DEVICE, strerror(-r));
 		goto out;
 	}
-	ops = (struct control_ops){ .ctx = run, .status = on_status, .stop = on_stop };
+	ops = (struct control_ops){ .ctx = run, .status = on_status, .stop = on_stop,
+				    .command = on_command };
 	r = control_server_start(run->name, &ops, &run->cs);
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot start the control socket: %s", run->name,
@@ -597,6 +887,7 @@ static void run_init(struct run *run)
 	memset(run, 0, sizeof(*run));
 	run->lock_fd = run->sig_fd = run->stop_fd = run->excl_fd = -1;
 	pthread_mutex_init(&run->lock, NULL);
+	pthread_mutex_init(&run->sb_lock, NULL);
 }
 
 /* ---- foreground --------------------------------------------------------- */
@@ -639,7 +930,7 @@ static void bg_ready(struct run *run, void *arg)
 		rt_set_log(NULL, NULL);
 }
 
-static void child_main(const char *id, int wfd)
+static void child_main(const char *id, bool force, int wfd)
 {
 	struct run run;
 	char line[32];
@@ -675,6 +966,7 @@ static void child_main(const char *id, int wfd)
 	}
 	rt_set_log(log_to_pipe, NULL);
 	run_init(&run);
+	run.force = force;
 	r = run_array(id, bg_ready, NULL, &run);
 	if (relay_fd >= 0) {
 		/* Never got ready: report the error. */
@@ -753,6 +1045,7 @@ int activate_array(const struct rt_activate_opts *o)
 		return -EINVAL;
 	if (o->foreground) {
 		run_init(&run);
+		run.force = o->force;
 		return run_array(o->id, fg_ready, (void *)o, &run);
 	}
 	if (pipe2(p, O_CLOEXEC) < 0)
@@ -767,7 +1060,7 @@ int activate_array(const struct rt_activate_opts *o)
 	}
 	if (pid == 0) {
 		close(p[0]);
-		child_main(o->id, p[1]);
+		child_main(o->id, o->force, p[1]);
 		_exit(1);	/* not reached */
 	}
 	close(p[1]);

@@ -16,6 +16,19 @@
 
 #define UNIT_FLAGS (RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_DIRECT)
 
+/* Roles a level may run without: raid1 all but one, raid5 one, others none. */
+static unsigned spare_roles(const struct rt_sb *sb)
+{
+	switch (sb->array.level) {
+	case RT_LEVEL_1:
+		return sb->array.n_devices - 1;
+	case RT_LEVEL_5:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 /* Does @u hold, with the freshest events, what slot @slot of the fresh table names? */
 static bool unit_is_slot(const struct rt_sb *fresh, const struct rt_scan_unit *u, uint32_t slot)
 {
@@ -37,10 +50,20 @@ static void list_append(char *buf, size_t len, uint32_t n, uint32_t slot_state)
 			 sb_slot_state_name(slot_state));
 }
 
+/* A unit carrying the freshest events: whose role table assembly follows. */
+static const struct rt_scan_unit *freshest_unit(const struct rt_scan_array *a)
+{
+	for (size_t i = 0; i < a->n_units; i++)
+		if (a->units[i]->sb.events == a->sb.events)
+			return a->units[i];
+	return NULL;
+}
+
 /* Report every unit that will not be used, and why. */
 static void report_unused(const struct rt_scan_array *a)
 {
 	const struct rt_sb *fresh = &a->sb;
+	const struct rt_scan_unit *ref = freshest_unit(a);
 
 	for (size_t i = 0; i < a->n_units; i++) {
 		const struct rt_scan_unit *u = a->units[i];
@@ -48,13 +71,21 @@ static void report_unused(const struct rt_scan_array *a)
 
 		if (u->sb.events < fresh->events) {
 			rt_log(RT_LOG_WARN, "'%s': unit '%s' is stale (events %llu, the array is "
-			       "at %llu); not used", fresh->array.name, u->dev,
-			       (unsigned long long)u->sb.events,
+			       "at %llu); not used (add it again to rebuild onto it)",
+			       fresh->array.name, u->dev, (unsigned long long)u->sb.events,
 			       (unsigned long long)fresh->events);
 		} else if (slot >= RT_MAX_UNITS || !unit_is_slot(fresh, u, slot)) {
-			rt_log(RT_LOG_WARN, "'%s': unit '%s' claims slot %u, which the freshest "
-			       "role table gives to another unit; not used", fresh->array.name,
-			       u->dev, slot);
+			char other[64] = "no unit";
+
+			if (slot < RT_MAX_UNITS && fresh->slots[slot].state != RT_SLOT_EMPTY)
+				snprintf(other, sizeof(other), "unit %08x (%s)",
+					 fresh->slots[slot].hashcode,
+					 sb_slot_state_name(fresh->slots[slot].state));
+			rt_log(RT_LOG_WARN, "'%s': unit '%s' (hashcode %08x) contradicts the role "
+			       "table of '%s' (events %llu): it claims slot %u, which that table "
+			       "gives to %s; refused, not used", fresh->array.name, u->dev,
+			       u->sb.unit.hashcode, ref ? ref->dev : "?",
+			       (unsigned long long)fresh->events, slot, other);
 		}
 	}
 }
@@ -134,21 +165,23 @@ int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out)
 		const struct rt_slot *s = &fresh->slots[role];
 
 		chosen[role] = NULL;
-		if (s->state == RT_SLOT_ACTIVE) {
+		if (s->state == RT_SLOT_ACTIVE || s->state == RT_SLOT_REBUILDING) {
 			chosen[role] = find_slot(a, role, &r);
 			if (r < 0)
 				return r;
 		}
-		if (!chosen[role]) {
+		if (!chosen[role] || s->state != RT_SLOT_ACTIVE) {
 			list_append(missing, sizeof(missing), role, s->state);
 			n_missing++;
 		}
 	}
 	report_unused(a);
-	if (n_missing) {
-		rt_log(RT_LOG_ERROR, "'%s': cannot start: role%s %s missing (have %u of %u units)",
+	if (n_missing > spare_roles(fresh)) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot start: role%s %s missing (have %u of %u units); "
+		       "%s runs with at most %u missing",
 		       fresh->array.name, n_missing > 1 ? "s" : "", missing,
-		       fresh->array.n_devices - n_missing, fresh->array.n_devices);
+		       fresh->array.n_devices - n_missing, fresh->array.n_devices,
+		       sb_level_name(fresh->array.level), spare_roles(fresh));
 		return -ENODEV;
 	}
 
@@ -157,10 +190,16 @@ int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out)
 		return -ENOMEM;
 	as->sb = *fresh;
 	as->n_roles = fresh->array.n_devices;
+	as->n_missing = n_missing;
+	snprintf(as->missing, sizeof(as->missing), "%s", missing);
 	for (unsigned role = 0; role < as->n_roles; role++) {
-		r = open_unit(as, chosen[role], role);
-		if (r < 0)
-			goto fail;
+		if (chosen[role]) {
+			r = open_unit(as, chosen[role], role);
+			if (r < 0)
+				goto fail;
+		} else {
+			as->own[role].slot = role;
+		}
 		as->n_units++;
 	}
 	/* Fresh spares are held too, so that their superblocks follow the array's. */
@@ -201,7 +240,10 @@ void assemble_close(struct rt_assembly *as)
 
 int assemble_sb_update(struct rt_assembly *as, assemble_mutate_fn mutate, void *arg)
 {
+	struct rt_unit *units[RT_MAX_UNITS];
+	struct rt_unit_desc own[RT_MAX_UNITS];
 	struct rt_sb sb;
+	size_t n = 0;
 	int r;
 
 	if (!as)
@@ -214,8 +256,31 @@ int assemble_sb_update(struct rt_assembly *as, assemble_mutate_fn mutate, void *
 	}
 	sb.events++;
 	sb.utime = (uint64_t)time(NULL);
+	/*
+	 * Only the units the table still holds as members get it: a faulty or
+	 * removed unit keeps its old superblock, recognisably stale later.
+	 */
+	for (unsigned i = 0; i < as->n_units; i++) {
+		uint32_t slot = as->own[i].slot;
+		const struct rt_slot *s;
+
+		if (!as->units[i] || slot >= RT_MAX_UNITS)
+			continue;
+		s = &sb.slots[slot];
+		if (s->state == RT_SLOT_FAULTY || s->state == RT_SLOT_MISSING ||
+		    s->state == RT_SLOT_EMPTY || memcmp(s->uuid, as->own[i].uuid, RT_UUID_SIZE))
+			continue;
+		units[n] = as->units[i];
+		own[n] = as->own[i];
+		n++;
+	}
+	if (!n) {
+		r = -ENODEV;
+		as->sb.events = sb.events;
+		return r;
+	}
 	/* lib/array.c owns the one loop that writes a superblock to many units. */
-	r = array_write_sb_all(as->units, as->own, as->n_units, &sb);
+	r = array_write_sb_all(units, own, n, &sb);
 	if (r < 0) {
 		/* Some units may have it: never reuse this events value. */
 		as->sb.events = sb.events;

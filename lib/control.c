@@ -27,6 +27,7 @@
 
 #define CLIENT_TIMEOUT_MS 5000		/* a client that does not send its line */
 #define STATUS_TIMEOUT_MS 10000
+#define COMMAND_TIMEOUT_MS 60000
 #define STOP_TIMEOUT_MS (10 * 60 * 1000)	/* flushing a big array can take a while */
 #define REPLY_MAX (256 * 1024)
 
@@ -355,6 +356,19 @@ static void status_to_json(struct jbuf *b, const struct rt_control_status *st)
 	jb_u64(b, "write_bytes", st->stats.write_bytes);
 	jb_u64(b, "errors", st->stats.errors);
 	jb_close(b, '}');
+	jb_str(b, "health", st->health);
+	jb_str(b, "walk", st->walk);
+	jb_key(b, "walk_running");
+	jb_put(b, st->walk_running ? "true" : "false", st->walk_running ? 4 : 5);
+	jb_i64(b, "walk_result", st->walk_result);
+	jb_u64(b, "walk_role", st->walk_role);
+	jb_u64(b, "walk_done", st->walk_done);
+	jb_u64(b, "walk_total", st->walk_total);
+	jb_u64(b, "walk_speed", st->walk_speed);
+	jb_u64(b, "mismatches", st->mismatches);
+	jb_u64(b, "repaired", st->repaired);
+	jb_u64(b, "regions", st->regions);
+	jb_u64(b, "regions_total", st->regions_total);
 }
 
 /* ---- JSON in: a small DOM for our own replies --------------------------- */
@@ -690,6 +704,22 @@ static void status_from_json(const struct jval *o, struct rt_control_status *st)
 	st->stats.read_bytes = jget_u64(stats, "read_bytes");
 	st->stats.write_bytes = jget_u64(stats, "write_bytes");
 	st->stats.errors = jget_u64(stats, "errors");
+	jget_str(o, "health", st->health, sizeof(st->health));
+	jget_str(o, "walk", st->walk, sizeof(st->walk));
+	{
+		const struct jval *wr = jget(o, "walk_running");
+
+		st->walk_running = wr && wr->type == J_BOOL && wr->b;
+	}
+	st->walk_result = (int32_t)jget_i64(o, "walk_result");
+	st->walk_role = (uint32_t)jget_u64(o, "walk_role");
+	st->walk_done = jget_u64(o, "walk_done");
+	st->walk_total = jget_u64(o, "walk_total");
+	st->walk_speed = jget_u64(o, "walk_speed");
+	st->mismatches = jget_u64(o, "mismatches");
+	st->repaired = jget_u64(o, "repaired");
+	st->regions = jget_u64(o, "regions");
+	st->regions_total = jget_u64(o, "regions_total");
 }
 
 /* ---- the server --------------------------------------------------------- */
@@ -736,12 +766,15 @@ static void reply_error(int fd, int err, const char *msg)
 	free(b.p);
 }
 
-static void reply_ok(int fd, const struct rt_control_status *st, pid_t pid)
+static void reply_ok_msg(int fd, const struct rt_control_status *st, pid_t pid,
+			 const char *msg)
 {
 	struct jbuf b = { 0 };
 
 	jb_open(&b, NULL, '{');
 	jb_str(&b, "result", "ok");
+	if (msg)
+		jb_str(&b, "message", msg);
 	if (st)
 		status_to_json(&b, st);
 	else if (pid)
@@ -753,6 +786,22 @@ static void reply_ok(int fd, const struct rt_control_status *st, pid_t pid)
 	else
 		send_all(fd, b.p, b.len);
 	free(b.p);
+}
+
+static void reply_ok(int fd, const struct rt_control_status *st, pid_t pid)
+{
+	reply_ok_msg(fd, st, pid, NULL);
+}
+
+static bool is_command(const char *cmd)
+{
+	static const char *const known[] = { "fail", "remove", "add", "check", "repair",
+					     "cancel" };
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (!strcmp(cmd, known[i]))
+			return true;
+	return false;
 }
 
 /* Read one line (up to the newline) with a deadline. */
@@ -833,8 +882,20 @@ static bool serve_one(struct control_server *s, int fd)
 		}
 		s->pending_fd = fd;
 		return true;
+	} else if (s->ops.command && is_command(cmd)) {
+		char *arg = strtok_r(NULL, "", &save);
+
+		while (arg && (*arg == ' ' || *arg == '\t'))
+			arg++;
+		why[0] = '\0';
+		r = s->ops.command(s->ops.ctx, cmd, arg ? arg : "", why, sizeof(why));
+		if (r < 0)
+			reply_error(fd, r, why);
+		else
+			reply_ok_msg(fd, NULL, 0, why);
 	} else {
-		snprintf(why, sizeof(why), "unknown request '%.64s' (known: ping, status, stop)", cmd);
+		snprintf(why, sizeof(why), "unknown request '%.64s' (known: ping, status, stop, "
+			 "fail, remove, add, check, repair, cancel)", cmd);
 		reply_error(fd, -EINVAL, why);
 	}
 	return false;
@@ -1121,6 +1182,20 @@ int control_stop(const char *name)
 	r = call(name, "stop", STOP_TIMEOUT_MS, &v);
 	if (r < 0)
 		return r;
+	jv_free(v);
+	return 0;
+}
+
+int control_command(const char *name, const char *request, char *msg, size_t len)
+{
+	struct jval *v;
+	int r;
+
+	r = call(name, request, COMMAND_TIMEOUT_MS, &v);
+	if (r < 0)
+		return r;
+	if (msg && len)
+		jget_str(v, "message", msg, len);
 	jv_free(v);
 	return 0;
 }

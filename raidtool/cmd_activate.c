@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <errno.h>
 #include <raidtool/activate.h>
 #include "cli.h"
 #include "commands.h"
@@ -16,10 +17,12 @@ static void print_ready(const char *name, const char *link, const char *dev, voi
 /* The driver's activate: assemble, start the engine, show the block device. */
 int cmd_activate(int argc, const char **argv)
 {
-	int foreground = 0;
+	int foreground = 0, force = 0;
 	struct poptOption opts[] = {
 		{ "foreground", 'f', POPT_ARG_NONE, &foreground, 0,
 		  "stay attached; stop cleanly on SIGTERM or SIGINT", NULL },
+		{ "force", 0, POPT_ARG_NONE, &force, 0,
+		  "start a raid5 that is degraded and was not stopped cleanly", NULL },
 		POPT_AUTOHELP
 		POPT_TABLEEND
 	};
@@ -33,9 +36,12 @@ int cmd_activate(int argc, const char **argv)
 		return r;
 	o.id = args[0];
 	o.foreground = foreground;
+	o.force = force;
 	o.ready = print_ready;
 	r = activate_array(&o);
-	if (r < 0)
+	if (r == -EUCLEAN)
+		r = cli_fail(r, "'%s': cannot activate", args[0]) ? EXIT_REFUSED : EXIT_REFUSED;
+	else if (r < 0)
 		r = cli_fail(r, "'%s': cannot activate", args[0]);
 	else
 		r = EXIT_OK;

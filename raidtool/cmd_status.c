@@ -85,6 +85,11 @@ static const char *role_of(const struct rt_control_status *st, uint32_t slot, ch
 	return buf;
 }
 
+static double percent(const struct rt_control_status *st)
+{
+	return st->walk_total ? 100.0 * (double)st->walk_done / (double)st->walk_total : 0.0;
+}
+
 static void print_text(const struct rt_control_status *st, const struct rt_control_probe *p)
 {
 	char size[32], chunk[32], uuid[37], when[64], role[16], rb[32], wb[32];
@@ -102,8 +107,35 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 	if (st->level != RT_LEVEL_1)
 		printf("    chunk size : %s\n", chunk);
 	printf("     n.devices : %u\n", st->n_devices);
-	printf("         state : %s, superblock %s\n", st->state,
-	       sb_array_state_name(st->array_state));
+	printf("         state : %s%s%s, superblock %s\n", st->state, st->health[0] ? ", " : "",
+	       st->health, sb_array_state_name(st->array_state));
+	if (st->walk[0] && st->walk_running) {
+		char speed[32];
+
+		cli_format_size(st->walk_speed, speed, sizeof(speed));
+		printf("%14s : %.1f%%", st->walk, percent(st));
+		if (!strcmp(st->walk, "rebuilding"))
+			printf(" of role %u", st->walk_role);
+		printf(" (%" PRIu64 " of %" PRIu64 " bytes), %s/s", st->walk_done, st->walk_total,
+		       speed);
+		if (st->walk_speed)
+			printf(", %" PRIu64 " s left",
+			       (st->walk_total - st->walk_done) / st->walk_speed);
+		if (!strcmp(st->walk, "resyncing"))
+			printf(", %" PRIu64 " of %" PRIu64 " regions", st->regions,
+			       st->regions_total);
+		if (!strcmp(st->walk, "checking") || !strcmp(st->walk, "repairing"))
+			printf(", %" PRIu64 " mismatches", st->mismatches);
+		putchar('\n');
+	} else if (st->walk[0]) {
+		printf("     last walk : %s %s", st->walk,
+		       st->walk_result == 0 ? "finished" : st->walk_result == -ECANCELED ?
+		       "cancelled" : "failed");
+		if (!strcmp(st->walk, "checking") || !strcmp(st->walk, "repairing"))
+			printf(", %" PRIu64 " mismatches, %" PRIu64 " repaired", st->mismatches,
+			       st->repaired);
+		putchar('\n');
+	}
 	if (p->state == RT_CONTROL_STALE)
 		printf("                 (its engine, pid %d, died: run 'raidtool deactivate %s')\n",
 		       (int)p->pid, st->name);
@@ -155,6 +187,27 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 	json_u64(&j, "chunk_size", st->chunk_size);
 	json_u64(&j, "n_devices", st->n_devices);
 	json_str(&j, "superblock_state", sb_array_state_name(st->array_state));
+	json_str(&j, "health", st->health[0] ? st->health : NULL);
+	if (st->walk[0]) {
+		json_object_begin(&j, "walk");
+		json_str(&j, "kind", st->walk);
+		json_bool(&j, "running", st->walk_running);
+		json_i64(&j, "result", st->walk_result);
+		json_u64(&j, "role", st->walk_role);
+		json_u64(&j, "done", st->walk_done);
+		json_u64(&j, "total", st->walk_total);
+		json_u64(&j, "percent", (uint64_t)percent(st));
+		json_u64(&j, "bytes_per_sec", st->walk_speed);
+		json_u64(&j, "seconds_left", st->walk_speed ?
+			 (st->walk_total - st->walk_done) / st->walk_speed : 0);
+		json_u64(&j, "mismatches", st->mismatches);
+		json_u64(&j, "repaired", st->repaired);
+		json_u64(&j, "regions", st->regions);
+		json_u64(&j, "regions_total", st->regions_total);
+		json_object_end(&j);
+	} else {
+		json_str(&j, "walk", NULL);
+	}
 	json_u64(&j, "events", st->events);
 	json_str(&j, "device", active ? st->link : NULL);
 	json_str(&j, "loop_device", active ? st->device : NULL);

@@ -25,6 +25,10 @@ static const struct cli_command commands[] = {
 	{ "activate", cmd_activate, "start an array and show it as /dev/raidtool/NAME" },
 	{ "deactivate", cmd_deactivate, "stop a running array (or clean up after a dead engine)" },
 	{ "status", cmd_status, "show an array's state, units, block device and I/O counters" },
+	{ "fail", cmd_fail, "mark a unit of a running array faulty" },
+	{ "remove", cmd_remove, "take a faulty unit or a spare out of a running array" },
+	{ "check", cmd_check, "verify (or --repair) parity and mirrors of a running array" },
+	{ "wait", cmd_wait, "wait for a running array's rebuild, resync or check to end" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -22,6 +22,12 @@ struct rt_activate_opts {
 	 */
 	void (*ready)(const char *name, const char *link, const char *dev, void *arg);
 	void *arg;
+	/*
+	 * Start a raid5 that is both degraded and dirty (not stopped cleanly):
+	 * parity of the stripes written last may not match (the write hole),
+	 * so the missing role's blocks there may be reconstructed wrong.
+	 */
+	bool force;
 };
 
 /*
@@ -33,6 +39,10 @@ struct rt_activate_opts {
  * and _exit()s when it stops; the parent returns 0 once the child reported
  * the device ready, or the child's error. The child's messages before that
  * are relayed through rt_log in the parent.
+ *
+ * A raid1/raid5 missing roles its level can spare starts degraded (a
+ * warning names them); a degraded, dirty raid5 is refused with -EUCLEAN
+ * unless @force.
  *
  * Errors: -EALREADY already active, -ENODEV roles missing, -ENOENT no such
  * array, -ENOTUNIQ ambiguous name, -EBUSY a unit held elsewhere, ...

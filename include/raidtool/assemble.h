@@ -9,6 +9,8 @@
  * to all of them.
  *
  * Rules (mdadm's): a unit whose events lag behind is stale and is not used;
+ * roles without a fresh active unit are missing, which raid1 (all but one)
+ * and raid5 (one) survive: the array is then assembled degraded;
  * a unit the freshest role table does not place where it claims to be is a
  * conflict and is not used; two fresh units claiming one role make the
  * array refuse to start. Both are reported through rt_log as warnings.
@@ -24,7 +26,9 @@ struct rt_assembly {
 	struct rt_sb sb;			/* shared part: array, slots, events, state */
 	unsigned n_roles;			/* = sb.array.n_devices */
 	unsigned n_units;			/* roles first, then fresh spares */
-	struct rt_unit *units[RT_MAX_UNITS];	/* [role] for role < n_roles */
+	unsigned n_missing;			/* roles without an active unit */
+	char missing[RT_MAX_UNITS * 16];	/* "1, 3 (faulty)" */
+	struct rt_unit *units[RT_MAX_UNITS];	/* [role] for role < n_roles; NULL: missing */
 	struct rt_unit_desc own[RT_MAX_UNITS];	/* each unit's own descriptor */
 	char dev[RT_MAX_UNITS][256];		/* the block device of each unit */
 };
@@ -32,7 +36,10 @@ struct rt_assembly {
 /*
  * Choose and open (RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_DIRECT) the units
  * of @a. Returns 0, or:
- *   -ENODEV    a role has no fresh unit: "role(s) 1, 3 missing" is logged
+ *   -ENODEV    more roles lack a fresh unit than the level can spare:
+ *              "role(s) 1, 3 missing" is logged. Fewer: 0, n_missing and
+ *              missing say which (a REBUILDING role counts as missing; its
+ *              unit, when found, is opened in units[role] all the same)
  *   -ENOTUNIQ  two fresh units claim one role
  *   -EBUSY     a unit is held by someone else (the array is running?)
  *   other negative errno from opening a unit
@@ -45,7 +52,8 @@ void assemble_close(struct rt_assembly *as);
 /*
  * Change the shared superblock with @mutate (may be NULL), bump events, set
  * utime, and write it to every assembled unit (each with its own unit
- * descriptor). On failure the in-memory copy is left as it was.
+ * descriptor), except units whose slot is faulty, missing or no longer
+ * theirs. On failure the in-memory copy is left as it was.
  */
 typedef int (*assemble_mutate_fn)(struct rt_sb *sb, void *arg);
 int assemble_sb_update(struct rt_assembly *as, assemble_mutate_fn mutate, void *arg);

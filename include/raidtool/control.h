@@ -92,6 +92,16 @@ struct rt_control_status {
 	unsigned n_units;
 	struct rt_control_unit units[RT_MAX_UNITS];
 	struct rt_control_stats stats;
+	/* Failure and recovery (appended). */
+	char health[16];		/* clean, degraded, failed ("" when inactive) */
+	char walk[16];			/* "", rebuilding, resyncing, checking, repairing */
+	bool walk_running;		/* false: @walk names the last walk, which ended */
+	int32_t walk_result;		/* of the last finished walk: 0 or -errno */
+	uint32_t walk_role;		/* rebuilding: the role */
+	uint64_t walk_done, walk_total;	/* bytes of a role's data area */
+	uint64_t walk_speed;		/* bytes per second */
+	uint64_t mismatches, repaired;	/* check/repair */
+	uint64_t regions, regions_total;/* resync */
 };
 
 /* ---- the server (in the engine) ----------------------------------------- */
@@ -108,6 +118,12 @@ struct control_ops {
 	 * shutdown is complete. A negative errno with a reason in @why refuses.
 	 */
 	int (*stop)(void *ctx, char *why, size_t whylen);
+	/*
+	 * Any other request (fail, remove, add, check, repair, cancel): @cmd and
+	 * its argument (may be ""). 0 with a message for the client in @msg, or a
+	 * negative errno with the reason in @msg. May be NULL.
+	 */
+	int (*command)(void *ctx, const char *cmd, const char *arg, char *msg, size_t msglen);
 };
 
 /* Bind <rundir>/<name>/control.sock (mode 0600) and serve on a thread. */
@@ -143,5 +159,11 @@ int control_status(const char *name, struct rt_control_status *st);
  * the engine's reason logged when the device is in use.
  */
 int control_stop(const char *name);
+
+/*
+ * Any other request ("fail 1", "add /dev/sdc", "check", ...): 0 and the
+ * engine's message in @msg, or the engine's errno with its reason logged.
+ */
+int control_command(const char *name, const char *request, char *msg, size_t len);
 
 #endif

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <raidtool/control.h>
+#include "cli.h"
+#include "commands.h"
+
+#define POLL_MS 250
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void draw_bar(const struct rt_control_status *st)
+{
+	char speed[32];
+	double frac = st->walk_total ? (double)st->walk_done / (double)st->walk_total : 0;
+	int width = 30, fill = (int)(frac * width + 0.5);
+
+	cli_format_size(st->walk_speed, speed, sizeof(speed));
+	fprintf(stderr, "\r%-10s [", st->walk);
+	for (int i = 0; i < width; i++)
+		fputc(i < fill ? '#' : '.', stderr);
+	fprintf(stderr, "] %5.1f%% %s/s ", frac * 100.0, speed);
+	fflush(stderr);
+}
+
+/* Block until the running array's current walk ends; print its result. */
+int cmd_wait(int argc, const char **argv)
+{
+	int progress = 0;
+	struct poptOption opts[] = {
+		{ "progress", 'p', POPT_ARG_NONE, &progress, 0,
+		  "show a progress bar on stderr (on a terminal only)", NULL },
+		POPT_AUTOHELP
+		POPT_TABLEEND
+	};
+	struct rt_control_status *st;
+	char name[RT_NAME_MAX + 1];
+	const char **args;
+	poptContext pc;
+	bool bar, drew = false;
+	int n, r;
+
+	r = cli_parse("wait", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
+	if (r >= 0)
+		return r;
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		r = cli_fail(-ENOMEM, "wait");
+		goto out;
+	}
+	r = cli_running_name(args[0], name, sizeof(name));
+	if (r >= 0)
+		goto out;
+	bar = progress && isatty(STDERR_FILENO);
+	for (;;) {
+		r = control_status(name, st);
+		if (r < 0) {
+			if (drew)
+				fputc('\n', stderr);
+			r = cli_fail(r, "'%s': cannot ask the engine", name);
+			goto out;
+		}
+		if (!st->walk_running)
+			break;
+		if (bar) {
+			draw_bar(st);
+			drew = true;
+		}
+		sleep_ms(POLL_MS);
+	}
+	if (drew)
+		fputc('\n', stderr);
+	r = EXIT_OK;
+	if (!st->walk[0]) {
+		printf("'%s': nothing to wait for (no rebuild, resync or check ran)\n", name);
+	} else if (st->walk_result == -ECANCELED) {
+		printf("'%s': %s cancelled at %" PRIu64 " of %" PRIu64 " bytes\n", name, st->walk,
+		       st->walk_done, st->walk_total);
+	} else if (st->walk_result < 0) {
+		cli_error("'%s': %s failed: %s", name, st->walk, strerror(-st->walk_result));
+		r = EXIT_FAIL;
+	} else if (!strcmp(st->walk, "checking") || !strcmp(st->walk, "repairing")) {
+		printf("'%s': %s done: %" PRIu64 " mismatches%s", name,
+		       !strcmp(st->walk, "checking") ? "check" : "repair", st->mismatches,
+		       !strcmp(st->walk, "repairing") ? "" : "\n");
+		if (!strcmp(st->walk, "repairing"))
+			printf(", %" PRIu64 " repaired\n", st->repaired);
+	} else if (!strcmp(st->walk, "resyncing")) {
+		printf("'%s': resync done: %" PRIu64 " of %" PRIu64 " regions\n", name,
+		       st->regions, st->regions_total);
+	} else {
+		printf("'%s': rebuild of role %u done; the array is %s\n", name, st->walk_role,
+		       st->health);
+	}
+out:
+	free(st);
+	poptFreeContext(pc);
+	return r;
+}

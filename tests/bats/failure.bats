@@ -1,0 +1,342 @@
+#!/usr/bin/env bats
+# shellcheck disable=SC2030,SC2031  # each @test is its own subshell on purpose
+# Failure and recovery on the run path: units failing real I/O (rt-faultyfs
+# disks behind direct-I/O loop devices) under fio, the superblocks that
+# record it, fail/remove, degraded starts and their refusals. Every test ends
+# by checking the data against what was written.
+
+load helpers
+
+bats_require_minimum_version 1.5.0
+
+setup() {
+	require_fuse
+	command -v fio >/dev/null || require "needs fio"
+	command -v jq >/dev/null || require "needs jq"
+	command -v python3 >/dev/null || require "needs python3"
+	scratch_setup
+	FAULTYFS=$TOP/build/tests/rt-faultyfs
+	[ -x "$FAULTYFS" ] || fail "build rt-faultyfs first (make all)"
+	BGPIDS=()
+	FFPIDS=()
+	UNITS=()
+	BACKS=()
+}
+
+teardown() {
+	local p i
+	for p in "${BGPIDS[@]}"; do
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	for p in "${BGPIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	# Faulty disks answer again, so that the array stops without hanging on them.
+	for ((i = 0; i < ${#FFPIDS[@]}; i++)); do
+		[ -e "$TESTDIR/ffs$i/ctl" ] && echo clear > "$TESTDIR/ffs$i/ctl" 2>/dev/null
+	done
+	# The array's loop device first (deactivate), then the units' loop
+	# devices and the FUSE mounts (scratch_teardown: loops before mounts).
+	if [ -n "${TESTDIR:-}" ] && [ -n "${NAME:-}" ] && [ -e "$RAIDTOOL_RUNDIR/$NAME/pid" ]; then
+		raidtool deactivate "$NAME" >/dev/null 2>&1
+	fi
+	# Loops over our files, then every mount under TESTDIR (faultyfs too).
+	scratch_teardown
+	for p in "${FFPIDS[@]}"; do
+		kill -TERM "$p" 2>/dev/null || true
+	done
+	for p in "${FFPIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	return 0
+}
+
+# faulty_unit I SIZE: a rt-faultyfs disk over $TESTDIR/back$I.img mounted at
+# $TESTDIR/ffs$I, with a direct-I/O loop device on it; appends to UNITS.
+faulty_unit() {
+	local i=$1 size=$2 mnt back dev
+	back=$(make_image "back$i.img" "$size")
+	mnt=$TESTDIR/ffs$i
+	mkdir -p "$mnt"
+	"$FAULTYFS" "$back" "$mnt" 2>"$TESTDIR/ffs$i.log" &
+	FFPIDS+=("$!")
+	for _ in $(seq 50); do
+		[ -e "$mnt/disk" ] && break
+		sleep 0.1
+	done
+	[ -e "$mnt/disk" ] || fail "rt-faultyfs did not come up on $mnt"
+	dev=$(losetup --direct-io=on --find --show "$mnt/disk")
+	UNITS+=("$dev")
+	BACKS+=("$back")
+}
+
+# new_faulty_array LEVEL COUNT SIZE: create NAME on COUNT faulty units and start it.
+new_faulty_array() {
+	local level=$1 count=$2 size=$3 i
+	for ((i = 0; i < count; i++)); do
+		faulty_unit "$i" "$size"
+	done
+	run raidtool create "$NAME" --level "$level" --chunk 64K "${UNITS[@]}"
+	assert_success
+	run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	DEV=/dev/raidtool/$NAME
+}
+
+# new_array LEVEL COUNT SIZE: an array on plain image files (raidtool attaches them).
+new_array() {
+	local level=$1 count=$2 size=$3 i
+	for ((i = 0; i < count; i++)); do
+		UNITS+=("$(make_image "u$i.img" "$size")")
+	done
+	run raidtool create "$NAME" --level "$level" --chunk 64K "${UNITS[@]}"
+	assert_success
+}
+
+start_array() {
+	run --separate-stderr raidtool activate "$@" "$NAME"
+	assert_success
+	DEV=/dev/raidtool/$NAME
+}
+
+# bats-assert here has no assert_stderr.
+stderr_has() {
+	# shellcheck disable=SC2154  # set by run --separate-stderr
+	[[ "$stderr" == *"$1"* ]] || fail "stderr lacks '$1': $stderr"
+}
+
+fail_disk() {
+	echo "fail rw" > "$TESTDIR/ffs$1/ctl"
+}
+
+# fio_write SIZE [extra]: sequential writes with crc32c verify headers, so
+# that a later fio_verify_only can check every block again.
+FIO_COMMON=(--name=data --direct=1 --ioengine=io_uring --iodepth=8 --rw=write --bs=64k
+	--verify=crc32c --verify_state_save=0 --output-format=terse --terse-version=3)
+
+fio_verify_only() {
+	run fio --filename="$DEV" "${FIO_COMMON[@]}" --size="$1" --verify_only=1
+	assert_success
+}
+
+status_json() {
+	raidtool status --json "$NAME" 2>/dev/null
+}
+
+# The state of slot $2 in the role table of unit $1, as examine reads it.
+examined_slot() {
+	raidtool examine --json "$1" 2>/dev/null | jq -r ".roles[$2].state"
+}
+
+# The array's first $1 bytes, rebuilt from the raid5 units' data areas
+# (left-symmetric, 64K chunks), into $2: proves what is on the disks.
+raid5_from_images() {
+	local bytes=$1 out=$2 dataoff
+	dataoff=$(raidtool examine --json "${UNITS[0]}" 2>/dev/null | jq -r '.this_unit.data_offset')
+	python3 - "$bytes" "$out" "$dataoff" "${BACKS[@]}" <<'PY'
+import sys
+nbytes, out, off = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+units = [open(p, 'rb') for p in sys.argv[4:]]
+n, chunk = len(units), 65536
+res = bytearray()
+c = 0
+while len(res) < nbytes:
+    stripe, k = divmod(c, n - 1)
+    p = (n - 1) - (stripe % n)
+    role = (p + 1 + k) % n
+    units[role].seek(off + stripe * chunk)
+    res += units[role].read(chunk)
+    c += 1
+open(out, 'wb').write(res[:nbytes])
+PY
+}
+
+# A unit fails mid-workload: fio sees no error, the array runs degraded, the
+# failure is in status and in every remaining superblock, the data verifies
+# (also after a restart, which starts degraded).
+unit_fails_under_fio() {
+	local level=$1 count=$2 size=24M rc i
+	new_faulty_array "$level" "$count" 48M
+	fio --filename="$DEV" "${FIO_COMMON[@]}" --size="$size" --rate=8m --do_verify=1 \
+		--verify_fatal=1 >"$TESTDIR/fio.out" 2>&1 &
+	BGPIDS+=("$!")
+	sleep 1
+	fail_disk 1
+	rc=0
+	wait "${BGPIDS[0]}" || rc=$?
+	[ "$rc" = 0 ] || fail "fio failed ($rc): $(cat "$TESTDIR/fio.out")"
+	run status_json
+	assert_success
+	[ "$(jq -r .health <<<"$output")" = degraded ]
+	[ "$(jq -r '.units[] | select(.slot == 1) | .state' <<<"$output")" = faulty ]
+	[ "$(jq -r '.units[] | select(.slot == 1) | .stats.errors' <<<"$output")" -gt 0 ]
+	for ((i = 0; i < count; i++)); do
+		[ "$i" = 1 ] && continue
+		[ "$(examined_slot "${UNITS[$i]}" 1)" = faulty ]
+	done
+	grep -q "role 1) failed; marked faulty" "$RAIDTOOL_RUNDIR/$NAME/log"
+	fio_verify_only "$size"
+	# Stopped and started again: degraded from the start, data intact.
+	run raidtool deactivate "$NAME"
+	assert_success
+	start_array
+	stderr_has "starting degraded: role 1 (faulty) missing"
+	[ "$(status_json | jq -r .health)" = degraded ]
+	fio_verify_only "$size"
+}
+
+@test "raid1: a unit failing under fio: no error, degraded, faulty in status and superblocks, data verifies" {
+	unit_fails_under_fio 1 2
+}
+
+@test "raid5: a unit failing under fio: no error, degraded, faulty in status and superblocks, data verifies" {
+	unit_fails_under_fio 5 3
+}
+
+@test "raid5: a second failure stops writes; data synced before is intact on the units" {
+	new_faulty_array 5 3 40M
+	head -c 8M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	fail_disk 1
+	# Degraded: reads reconstruct.
+	run cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	fail_disk 2
+	run dd if=/dev/zero of="$DEV" bs=64k count=64 seek=256 oflag=direct conv=fsync status=none
+	assert_failure
+	run status_json
+	[ "$(jq -r .health <<<"$output")" = failed ]
+	echo clear > "$TESTDIR/ffs1/ctl"
+	echo clear > "$TESTDIR/ffs2/ctl"
+	run raidtool deactivate "$NAME"
+	raid5_from_images $((8 << 20)) "$TESTDIR/got"
+	cmp "$TESTDIR/data" "$TESTDIR/got"
+}
+
+@test "fail and remove: a unit is failed by role, removed, its own superblock left stale" {
+	new_array 1 3 40M
+	start_array
+	head -c 8M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	run raidtool remove "$NAME" 2
+	assert_failure
+	assert_output --partial "is working; fail it first"
+	run raidtool fail "$NAME" 2
+	assert_success
+	assert_output --partial "role 2"
+	assert_output --partial "degraded"
+	run raidtool fail "$NAME" 2
+	assert_failure
+	assert_output --partial "already faulty"
+	run status_json
+	[ "$(jq -r .health <<<"$output")" = degraded ]
+	[ "$(jq -r '.units[] | select(.slot == 2) | .state' <<<"$output")" = faulty ]
+	before=$(raidtool examine --json "${UNITS[2]}" 2>/dev/null | jq -r .events)
+	run raidtool remove "$NAME" "$(loop_of "${UNITS[2]}")"
+	assert_success
+	assert_output --partial "removed from slot 2"
+	[ "$(examined_slot "${UNITS[0]}" 2)" = missing ]
+	[ "$(examined_slot "${UNITS[1]}" 2)" = missing ]
+	[ "$(raidtool examine --json "${UNITS[2]}" 2>/dev/null | jq -r .events)" = "$before" ]
+	[ "$(examined_slot "${UNITS[2]}" 2)" = active ]
+	run raidtool fail "$NAME" 7
+	assert_failure
+	assert_output --partial "no such role"
+	run cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	run raidtool deactivate "$NAME"
+	assert_success
+	# The removed unit is stale now: not used, and said so.
+	start_array
+	stderr_has "is stale"
+	stderr_has "starting degraded: role 2 missing"
+	run cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+}
+
+# Units gone: the array starts degraded and says which roles are missing.
+degraded_start() {
+	local level=$1 count=$2 gone=$3
+	new_array "$level" "$count" 40M
+	start_array
+	head -c 8M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	run raidtool deactivate "$NAME"
+	assert_success
+	for r in $gone; do
+		losetup -d "$(loop_of "${UNITS[$r]}")"
+		mv "${UNITS[$r]}" "$TESTDIR/away$r.img"
+	done
+	start_array
+	stderr_has "starting degraded"
+	[ "$(status_json | jq -r .health)" = degraded ]
+	run cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+}
+
+@test "raid1 with only one of three units starts degraded, data intact" {
+	degraded_start 1 3 "0 2"
+	stderr_has "roles 0, 2 missing"
+}
+
+@test "raid5 with one unit gone starts degraded, data intact" {
+	degraded_start 5 3 1
+	stderr_has "role 1 missing"
+	# Writes go on degraded and read back.
+	head -c 4M /dev/urandom > "$TESTDIR/more"
+	dd if="$TESTDIR/more" of="$DEV" bs=1M seek=8 oflag=direct conv=fsync status=none
+	run cmp <(dd if="$DEV" bs=1M skip=8 count=4 iflag=direct status=none) "$TESTDIR/more"
+	assert_success
+}
+
+@test "raid5 with two units gone is refused, naming the roles" {
+	new_array 5 3 40M
+	run raidtool deactivate "$NAME"
+	for r in 0 2; do
+		losetup -d "$(loop_of "${UNITS[$r]}")"
+		mv "${UNITS[$r]}" "$TESTDIR/away$r.img"
+	done
+	run raidtool activate "$NAME"
+	assert_failure
+	assert_output --partial "roles 0, 2 missing"
+}
+
+@test "raid5 degraded and dirty is refused without --force (write hole), starts with it" {
+	new_array 5 3 40M
+	start_array
+	head -c 8M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	kill -KILL "$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")"
+	sleep 0.5
+	run raidtool deactivate "$NAME"
+	assert_success
+	losetup -d "$(loop_of "${UNITS[2]}")"
+	mv "${UNITS[2]}" "$TESTDIR/away.img"
+	sums=$(checksums "${UNITS[0]}" "${UNITS[1]}")
+	run raidtool activate "$NAME"
+	[ "$status" -eq 5 ]
+	assert_output --partial "not stopped cleanly"
+	assert_output --partial "write hole"
+	assert_output --partial "--force"
+	[ "$(checksums "${UNITS[0]}" "${UNITS[1]}")" = "$sums" ]
+	start_array --force
+	stderr_has "write hole"
+	run cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+}
+
+@test "raid1 degraded and dirty starts (no write hole)" {
+	new_array 1 2 40M
+	start_array
+	head -c 4M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	kill -KILL "$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")"
+	sleep 0.5
+	run raidtool deactivate "$NAME"
+	losetup -d "$(loop_of "${UNITS[1]}")"
+	mv "${UNITS[1]}" "$TESTDIR/away.img"
+	start_array
+	stderr_has "starting degraded"
+	run cmp <(dd if="$DEV" bs=1M count=4 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+}
