@@ -94,7 +94,10 @@
 #include <raidtool/layout.h>
 #include <raidtool/log.h>
 #include <raidtool/parity.h>
+#include <raidtool/rebuild.h>
 #include <raidtool/unit.h>
+
+#include "engine-internal.h"
 
 #define ENGINE_CONTEXTS 16u
 #define ENGINE_PIECE (1u << 20)		/* FUSE's max_write */
@@ -197,6 +200,15 @@ struct rt_engine {
 	 * failure handler returned, under fail_mu.
 	 */
 	_Atomic uint64_t faulty;
+	/*
+	 * Bit r: role r (also set in @faulty) has a unit attached that is
+	 * being rebuilt: writes go to it, reads never do. Cleared when the
+	 * recover walk completes (after @faulty loses the bit) or the unit
+	 * fails. Loaded before @faulty, stored after it: see the write path.
+	 */
+	_Atomic uint64_t rebuild;
+	struct rt_unit *unit[RT_MAX_UNITS];
+	pthread_mutex_t admin_mu;	/* attach/detach: one drain at a time */
 	pthread_mutex_t fail_mu;
 	engine_failure_fn on_fail;
 	void *on_fail_ctx;
@@ -208,9 +220,16 @@ struct rt_engine {
 	atomic_uint pool_waiters;
 
 	struct stripe_lock_bucket *buckets;
+
+	struct rt_walk *walk;		/* lib/rebuild.c */
+	struct engine_dl *dl;		/* the dirty-region log, NULL when none */
 };
 
 static __thread unsigned engine_ctx_hint;
+
+static int engine_unit_align(int fd, uint32_t *align);
+static int engine_dl_mark(struct rt_engine *e, struct engine_ctx *c, uint64_t first,
+			  uint64_t last);
 
 static inline uint64_t min_u64(uint64_t a, uint64_t b)
 {
@@ -231,6 +250,11 @@ static inline uint64_t role_bit(uint32_t role)
 static inline uint64_t engine_faulty(const struct rt_engine *e)
 {
 	return atomic_load_explicit(&e->faulty, memory_order_acquire);
+}
+
+static inline uint64_t engine_rebuilding(const struct rt_engine *e)
+{
+	return atomic_load_explicit(&e->rebuild, memory_order_acquire);
 }
 
 /* Can the array still take writes with the roles in @m faulty? */
@@ -399,7 +423,14 @@ static int engine_mark_faulty(struct rt_engine *e, uint32_t role)
 	int ret = -EALREADY;
 
 	pthread_mutex_lock(&e->fail_mu);
-	if (!(atomic_load(&e->faulty) & bit)) {
+	if (atomic_load(&e->rebuild) & bit) {
+		/* The unit being rebuilt failed: back to plain faulty, the walk stops. */
+		rt_log(RT_LOG_WARN, "unit %u failed while being rebuilt", role);
+		if (e->on_fail)
+			e->on_fail(role, e->on_fail_ctx);
+		atomic_fetch_and(&e->rebuild, ~bit);
+		ret = 0;
+	} else if (!(atomic_load(&e->faulty) & bit)) {
 		uint64_t m = atomic_load(&e->faulty) | bit;
 
 		rt_log(RT_LOG_WARN, "unit %u is faulty: %s", role,
@@ -997,7 +1028,7 @@ static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *d
  * takes x's new value. x untouched: read-modify-write, which never reads x.
  */
 static void raid5_plan_degraded(const struct rt_engine *e, uint64_t s, uint32_t kf, uint32_t kl,
-				uint32_t x, bool *reconstruct, bool *data_only)
+				uint32_t x, bool rebuilding, bool *reconstruct, bool *data_only)
 {
 	uint32_t k;
 
@@ -1005,7 +1036,14 @@ static void raid5_plan_degraded(const struct rt_engine *e, uint64_t s, uint32_t 
 	if (x == LAYOUT_NO_ROLE)
 		return;
 	if (layout_raid5_parity_role(&e->layout, s) == x) {
-		*data_only = true;
+		/*
+		 * A role being rebuilt still gets its parity, computed from
+		 * the data alone (reconstruct-write never reads the parity).
+		 */
+		if (rebuilding)
+			*reconstruct = true;
+		else
+			*data_only = true;
 		return;
 	}
 	for (k = 0; k < e->data_roles; k++)
@@ -1022,11 +1060,17 @@ static void raid5_plan_degraded(const struct rt_engine *e, uint64_t s, uint32_t 
  * parity is computed column by column, so any cut is valid.
  */
 static int engine_write_raid5(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
-			      uint64_t a0, uint64_t a1, uint64_t m)
+			      uint64_t a0, uint64_t a1, uint64_t m, uint64_t rb)
 {
 	uint64_t C = e->layout.chunk, width = C * e->data_roles;
 	uint32_t d = e->data_roles;
 	uint32_t x = m ? (uint32_t)__builtin_ctzll(m) : LAYOUT_NO_ROLE;
+	/*
+	 * A role being rebuilt is never read but always written: planned as
+	 * faulty (so nothing reads it), its data and parity still go out.
+	 */
+	bool rebuilding = x != LAYOUT_NO_ROLE && (rb & role_bit(x));
+	uint32_t skip = rebuilding ? LAYOUT_NO_ROLE : x;
 	bool rounds = false;
 	size_t used = 0;
 	uint64_t s;
@@ -1043,7 +1087,7 @@ static int engine_write_raid5(struct rt_engine *e, struct engine_ctx *c, uint8_t
 			size_t nbufs;
 			uint32_t col = rg[i].p;
 
-			raid5_plan_degraded(e, s, rg[i].k_first, rg[i].k_last, x,
+			raid5_plan_degraded(e, s, rg[i].k_first, rg[i].k_last, x, rebuilding,
 					    &reconstruct, &data_only);
 			nbufs = data_only ? 0 : reconstruct ? d - t + 1 : t + 2;
 
@@ -1055,7 +1099,7 @@ static int engine_write_raid5(struct rt_engine *e, struct engine_ctx *c, uint8_t
 
 				room &= ~((size_t)e->align - 1);
 				if (room == 0 || c->n_segs == c->segs_cap) {
-					ret = raid5_run_round(e, c, data, a0, a1, false, x);
+					ret = raid5_run_round(e, c, data, a0, a1, false, skip);
 					if (ret)
 						return ret;
 					rounds = true;
@@ -1074,7 +1118,7 @@ static int engine_write_raid5(struct rt_engine *e, struct engine_ctx *c, uint8_t
 				g->k_first = rg[i].k_first;
 				g->k_last = rg[i].k_last;
 				g->parity_role = ext.parity_role;
-				g->skip_role = x;
+				g->skip_role = skip;
 				g->reconstruct = reconstruct;
 				g->data_only = data_only;
 				g->old = c->scratch + used;
@@ -1084,7 +1128,7 @@ static int engine_write_raid5(struct rt_engine *e, struct engine_ctx *c, uint8_t
 			}
 		}
 	}
-	return raid5_run_round(e, c, data, a0, a1, !rounds, x);
+	return raid5_run_round(e, c, data, a0, a1, !rounds, skip);
 }
 
 static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const uint8_t *ubuf,
@@ -1099,6 +1143,12 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 	bool redundant = e->layout.level == RT_LEVEL_5 || e->layout.level == RT_LEVEL_1;
 	bool lock = !aligned || redundant, merged = false;
 	uint64_t first = a0 / e->lock_unit, last = (a1 - 1) / e->lock_unit;
+	/*
+	 * The rebuild mask first: completion clears a role's faulty bit
+	 * before its rebuild bit, so a role seen rebuilding is written and a
+	 * role seen not rebuilding is also seen not faulty once it works.
+	 */
+	uint64_t rb = engine_rebuilding(e);
 	uint64_t m = engine_faulty(e);
 	int ret = 0;
 
@@ -1107,6 +1157,12 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 		return -EIO;	/* stop writes rather than corrupt data */
 	if (lock)
 		stripe_lock_acquire(e, c, first, last);
+	if (e->dl) {
+		/* The region's bit is on stable storage before any of its data is written. */
+		ret = engine_dl_mark(e, c, first, last);
+		if (ret)
+			goto out;
+	}
 	/*
 	 * A unit error marks its role faulty; raid1/raid5 then redo the piece
 	 * without it, still under the lock. Every raid5 round leaves its
@@ -1141,10 +1197,10 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 		if (!ret) {
 			switch (e->layout.level) {
 			case RT_LEVEL_1:
-				ret = engine_write_raid1(e, c, data, a0, a1, m);
+				ret = engine_write_raid1(e, c, data, a0, a1, m & ~rb);
 				break;
 			case RT_LEVEL_5:
-				ret = engine_write_raid5(e, c, data, a0, a1, m);
+				ret = engine_write_raid5(e, c, data, a0, a1, m, rb);
 				break;
 			default:
 				ret = engine_write_striped(e, c, data, a0, a1, m);
@@ -1153,15 +1209,383 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 		}
 		c->n_ios = 0;
 		c->n_segs = 0;
-		if (ret != -EIO || !redundant || engine_faulty(e) == m)
+		if (ret != -EIO || !redundant ||
+		    (engine_faulty(e) == m && engine_rebuilding(e) == rb))
 			break;
+		rb = engine_rebuilding(e);
 		m = engine_faulty(e);
 		if (!engine_tolerates(e, m))
 			break;
 		ret = 0;
 	}
+out:
+	c->n_ios = 0;
 	if (lock)
 		stripe_lock_release(e, c, first, last);
+	return ret;
+}
+
+/* ---- dirty-region log -------------------------------------------------- */
+
+struct engine_dl {
+	int dummy;
+};
+
+static int engine_dl_mark(struct rt_engine *e, struct engine_ctx *c, uint64_t first,
+			  uint64_t last)
+{
+	(void)e; (void)c; (void)first; (void)last;
+	return 0;
+}
+
+static void engine_dl_stop(struct rt_engine *e)
+{
+	(void)e;
+}
+
+static void engine_dl_free(struct rt_engine *e)
+{
+	(void)e;
+}
+
+void engine_dirtylog_resynced(struct rt_engine *e, uint64_t region)
+{
+	(void)e; (void)region;
+}
+
+/* ---- background walks (lib/rebuild.c) -------------------------------- */
+
+void engine_geom(const struct rt_engine *e, struct engine_geom *g)
+{
+	g->level = e->layout.level;
+	g->n = e->n;
+	g->chunk = e->layout.chunk;
+	g->role_bytes = e->layout.level == RT_LEVEL_1 || e->layout.level == RT_LEVEL_5 ?
+		e->layout.unit_size / e->layout.chunk * e->layout.chunk : 0;
+}
+
+struct engine_ctx *engine_ctx_get(struct rt_engine *e)
+{
+	return ctx_acquire(e);
+}
+
+void engine_ctx_put(struct rt_engine *e, struct engine_ctx *c)
+{
+	c->n_ios = 0;
+	ctx_release(e, c);
+}
+
+struct rt_walk **engine_walk_slot(struct rt_engine *e)
+{
+	return &e->walk;
+}
+
+bool engine_role_rebuilding(struct rt_engine *e, uint32_t role)
+{
+	return role < e->n && (engine_rebuilding(e) & role_bit(role));
+}
+
+/*
+ * One batch is as many stripes as one pass of buffers holds: recover
+ * reads n - 1 roles (raid5, into scratch) or one (raid1, into data); scrub
+ * reads every role plus room for the computed parity (data and scratch
+ * lie back to back). A chunk bigger than that is done in column pieces.
+ */
+static uint64_t engine_walk_room(const struct rt_engine *e, const struct engine_ctx *c, int kind)
+{
+	uint64_t room;
+
+	if (kind == RT_WALK_RECOVER)
+		room = e->layout.level == RT_LEVEL_5 ? c->scratch_cap / (e->n - 1) :
+			ENGINE_DATA_CAP;
+	else
+		room = c->mem_size / (e->layout.level == RT_LEVEL_5 ? e->n + 1 : e->n);
+	return room & ~((uint64_t)ENGINE_ALIGN_MAX - 1);
+}
+
+uint64_t engine_walk_batch(struct rt_engine *e, int kind)
+{
+	uint64_t k = engine_walk_room(e, &e->ctx[0], kind) / e->layout.chunk;
+
+	if (k > e->ctx[0].locks_cap - 1)
+		k = e->ctx[0].locks_cap - 1;
+	return k ? k : 1;
+}
+
+/* raid1: the working mirror to copy from (never a unit being rebuilt). */
+static uint32_t engine_source_mirror(const struct rt_engine *e, uint64_t m)
+{
+	uint32_t r;
+
+	for (r = 0; r < e->n; r++)
+		if (!(m & role_bit(r)))
+			return r;
+	return LAYOUT_NO_ROLE;
+}
+
+static int recover_range(struct rt_engine *e, struct engine_ctx *c, uint32_t role,
+			 uint64_t off, uint64_t len, uint64_t m)
+{
+	uint64_t room = engine_walk_room(e, c, RT_WALK_RECOVER), done, l;
+	void *src[RT_MAX_UNITS];
+	uint32_t r, j;
+	int ret = 0;
+
+	if (!(engine_rebuilding(e) & role_bit(role)))
+		return -EIO;	/* the unit failed meanwhile */
+	for (done = 0; done < len && !ret; done += l) {
+		l = min_u64(len - done, room);
+		if (e->layout.level == RT_LEVEL_1) {
+			r = engine_source_mirror(e, m);
+			if (r == LAYOUT_NO_ROLE)
+				return -EIO;
+			ret = ctx_add_io(e, c, ENGINE_OP_READ, r, c->data, off + done, l);
+			if (!ret)
+				ret = ctx_run_ios(e, c);
+		} else {
+			if (m != role_bit(role))
+				return -EIO;	/* a second role is gone: nothing to rebuild from */
+			for (r = 0, j = 0; r < e->n && !ret; r++) {
+				if (r == role)
+					continue;
+				src[j] = c->scratch + j * l;
+				ret = ctx_add_io(e, c, ENGINE_OP_READ, r, src[j], off + done, l);
+				j++;
+			}
+			if (!ret)
+				ret = ctx_run_ios(e, c);
+			if (!ret)
+				ret = parity_xor(c->data, src, j, l);
+		}
+		if (!ret)
+			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, role, c->data, off + done, l);
+		if (!ret)
+			ret = ctx_run_ios(e, c);
+		c->n_ios = 0;
+	}
+	return ret;
+}
+
+/*
+ * Under the stripe locks no writer is inside these stripes, so what is
+ * read from the other roles is a consistent stripe and what lands on the
+ * rebuilt role matches it; writers after us write the role too.
+ */
+int engine_recover_stripes(struct rt_engine *e, struct engine_ctx *c, uint32_t role,
+			   uint64_t s0, uint64_t cnt)
+{
+	uint64_t C = e->layout.chunk, m;
+	int ret;
+
+	if (cnt == 0 || cnt > c->locks_cap - 1)
+		return -EINVAL;
+	stripe_lock_acquire(e, c, s0, s0 + cnt - 1);
+	for (;;) {
+		m = engine_faulty(e);
+		ret = recover_range(e, c, role, s0 * C, cnt * C, m);
+		/* raid1: a source mirror failed, another may serve. */
+		if (ret != -EIO || e->layout.level != RT_LEVEL_1 || engine_faulty(e) == m ||
+		    !(engine_rebuilding(e) & role_bit(role)))
+			break;
+	}
+	c->n_ios = 0;
+	stripe_lock_release(e, c, s0, s0 + cnt - 1);
+	return ret;
+}
+
+/* Compare (and repair) role offsets [off, off + len) of whole-locked stripes. */
+static int scrub_range(struct rt_engine *e, struct engine_ctx *c, uint64_t off, uint64_t len,
+		       bool repair, uint64_t *last_bad, uint64_t *mismatches, uint64_t *repaired)
+{
+	uint64_t C = e->layout.chunk, room = engine_walk_room(e, c, RT_WALK_CHECK);
+	uint64_t m = engine_faulty(e) | engine_rebuilding(e), done, l, o, pl;
+	uint8_t *buf[RT_MAX_UNITS + 1];
+	void *src[RT_MAX_UNITS];
+	uint32_t r, w, n = e->n, roles[RT_MAX_UNITS], nw = 0;
+	int ret = 0;
+
+	if (e->layout.level == RT_LEVEL_5 && m)
+		return -EBUSY;	/* degraded: no redundancy left to compare */
+	for (r = 0; r < n; r++)
+		if (!(m & role_bit(r)))
+			roles[nw++] = r;
+	if (nw < 2)
+		return 0;
+	for (done = 0; done < len && !ret; done += l) {
+		l = min_u64(len - done, room);
+		for (w = 0; w < nw && !ret; w++) {
+			buf[w] = c->mem + w * l;
+			ret = ctx_add_io(e, c, ENGINE_OP_READ, roles[w], buf[w], off + done, l);
+		}
+		buf[nw] = c->mem + nw * l;
+		if (!ret)
+			ret = ctx_run_ios(e, c);
+		/* Column pieces never cross a chunk: parity rotates per stripe. */
+		for (o = 0; o < l && !ret; o += pl) {
+			uint64_t pos = off + done + o, s = pos / C;
+			bool bad = false;
+
+			pl = min_u64(l - o, C - pos % C);
+			if (e->layout.level == RT_LEVEL_1) {
+				for (w = 1; w < nw; w++) {
+					if (!memcmp(buf[0] + o, buf[w] + o, pl))
+						continue;
+					bad = true;
+					if (repair)
+						ret = ctx_add_io(e, c, ENGINE_OP_WRITE, roles[w],
+								 buf[0] + o, pos, pl);
+				}
+			} else {
+				uint32_t p = layout_raid5_parity_role(&e->layout, s), j = 0;
+
+				for (r = 0; r < n; r++)
+					if (r != p)
+						src[j++] = buf[r] + o;
+				ret = parity_xor(buf[n] + o, src, j, pl);
+				if (!ret && memcmp(buf[n] + o, buf[p] + o, pl)) {
+					bad = true;
+					if (repair)
+						ret = ctx_add_io(e, c, ENGINE_OP_WRITE, p,
+								 buf[n] + o, pos, pl);
+				}
+			}
+			if (bad && *last_bad != s) {
+				*last_bad = s;
+				(*mismatches)++;
+				if (repair)
+					(*repaired)++;
+			}
+		}
+		if (!ret)
+			ret = ctx_run_ios(e, c);
+		c->n_ios = 0;
+	}
+	return ret;
+}
+
+int engine_scrub_stripes(struct rt_engine *e, struct engine_ctx *c, uint64_t s0, uint64_t cnt,
+			 bool repair, uint64_t *mismatches, uint64_t *repaired)
+{
+	uint64_t C = e->layout.chunk, last_bad = UINT64_MAX;
+	int ret;
+
+	if (cnt == 0 || cnt > c->locks_cap - 1)
+		return -EINVAL;
+	if (e->layout.level != RT_LEVEL_1 && e->layout.level != RT_LEVEL_5)
+		return -EOPNOTSUPP;
+	stripe_lock_acquire(e, c, s0, s0 + cnt - 1);
+	ret = scrub_range(e, c, s0 * C, cnt * C, repair, &last_bad, mismatches, repaired);
+	c->n_ios = 0;
+	stripe_lock_release(e, c, s0, s0 + cnt - 1);
+	return ret;
+}
+
+/*
+ * Every stripe has been rebuilt and every write since went to the unit:
+ * it is a normal role now. The faulty bit goes first (see the write path).
+ */
+int engine_recover_complete(struct rt_engine *e, uint32_t role)
+{
+	int ret = -EIO;
+
+	pthread_mutex_lock(&e->fail_mu);
+	if (atomic_load(&e->rebuild) & role_bit(role)) {
+		atomic_fetch_and(&e->faulty, ~role_bit(role));
+		atomic_fetch_and(&e->rebuild, ~role_bit(role));
+		ret = 0;
+	}
+	pthread_mutex_unlock(&e->fail_mu);
+	return ret;
+}
+
+/* Take every context: no request is in flight until they are given back. */
+static void engine_drain(struct rt_engine *e)
+{
+	unsigned i;
+
+	for (i = 0; i < e->n_ctx; i++)
+		(void)ctx_acquire(e);
+}
+
+static void engine_undrain(struct rt_engine *e)
+{
+	unsigned i;
+
+	for (i = 0; i < e->n_ctx; i++)
+		ctx_release(e, &e->ctx[i]);
+}
+
+int engine_attach_unit(struct rt_engine *e, uint32_t role, struct rt_unit *u)
+{
+	uint32_t align = e ? e->align : 0;
+	int ret;
+
+	if (!e || !u || role >= e->n)
+		return -EINVAL;
+	if (e->layout.level != RT_LEVEL_1 && e->layout.level != RT_LEVEL_5)
+		return -EOPNOTSUPP;	/* nothing to rebuild from */
+	if (unit_size(u) < e->data_offset + e->layout.role_size[role])
+		return -ENOSPC;
+	ret = engine_unit_align(unit_fd(u), &align);
+	if (ret)
+		return ret;
+	if (align != e->align)
+		return -EINVAL;	/* the array's requests are aligned for the others */
+	pthread_mutex_lock(&e->admin_mu);
+	if (!(engine_faulty(e) & role_bit(role)) || (engine_rebuilding(e) & role_bit(role))) {
+		ret = -EEXIST;	/* working or already being rebuilt */
+		goto out;
+	}
+	if (e->unit[role]) {
+		ret = -EBUSY;	/* the failed unit is still in: detach it first */
+		goto out;
+	}
+	if (e->layout.level == RT_LEVEL_5 && engine_faulty(e) != role_bit(role)) {
+		ret = -ENODEV;	/* a second role is gone too */
+		goto out;
+	}
+	/* Nothing in flight may still use the old descriptor of the role. */
+	engine_drain(e);
+	e->fd[role] = unit_fd(u);
+	e->unit[role] = u;
+	atomic_fetch_or(&e->rebuild, role_bit(role));
+	engine_undrain(e);
+	ret = 0;
+out:
+	pthread_mutex_unlock(&e->admin_mu);
+	return ret;
+}
+
+int engine_detach_unit(struct rt_engine *e, uint32_t role, struct rt_unit **u)
+{
+	int ret = 0;
+
+	if (!e || !u || role >= e->n)
+		return -EINVAL;
+	*u = NULL;
+	pthread_mutex_lock(&e->admin_mu);
+	if (!(engine_faulty(e) & role_bit(role))) {
+		ret = -EBUSY;	/* an active role: fail it first */
+		goto out;
+	}
+	if (!e->unit[role]) {
+		ret = -ENODEV;
+		goto out;
+	}
+	if ((engine_rebuilding(e) & role_bit(role)) && e->walk && rebuild_walk_busy(e)) {
+		ret = -EBUSY;	/* cancel the recover walk first */
+		goto out;
+	}
+	engine_drain(e);
+	pthread_mutex_lock(&e->fail_mu);
+	atomic_fetch_and(&e->rebuild, ~role_bit(role));
+	pthread_mutex_unlock(&e->fail_mu);
+	*u = e->unit[role];
+	e->unit[role] = NULL;
+	e->fd[role] = -1;
+	engine_undrain(e);
+out:
+	pthread_mutex_unlock(&e->admin_mu);
 	return ret;
 }
 
@@ -1235,11 +1659,13 @@ int engine_flush(struct rt_engine *e)
 		return -EINVAL;
 	c = ctx_acquire(e);
 	for (;;) {
+		uint64_t rb = engine_rebuilding(e);
 		uint64_t m = engine_faulty(e);
 
 		c->n_ios = 0;
 		for (r = 0; r < e->n && !ret; r++) {
-			if (m & role_bit(r))
+			/* A unit being rebuilt holds acknowledged writes too. */
+			if ((m & ~rb) & role_bit(r))
 				continue;
 			ret = ctx_add_io(e, c, ENGINE_OP_FSYNC, r, NULL, 0, 0);
 		}
@@ -1247,7 +1673,7 @@ int engine_flush(struct rt_engine *e)
 			ret = ctx_run_ios(e, c);
 		c->n_ios = 0;
 		/* A unit that failed its flush is faulty now: the others hold the data. */
-		if (ret != -EIO || engine_faulty(e) == m)
+		if (ret != -EIO || (engine_faulty(e) == m && engine_rebuilding(e) == rb))
 			break;
 		ret = 0;
 	}
@@ -1433,6 +1859,7 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 	pthread_mutex_init(&e->pool_mu, NULL);
 	pthread_cond_init(&e->pool_cond, NULL);
 	pthread_mutex_init(&e->fail_mu, NULL);
+	pthread_mutex_init(&e->admin_mu, NULL);
 
 	for (r = 0; r < n; r++)
 		role_size[r] = sb->slots[r].data_size;
@@ -1459,6 +1886,7 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 			goto fail;
 		}
 		e->fd[r] = unit_fd(units[r]);
+		e->unit[r] = units[r];
 		ret = engine_unit_align(e->fd[r], &e->align);
 		if (ret)
 			goto fail;
@@ -1511,6 +1939,8 @@ void engine_destroy(struct rt_engine *e)
 
 	if (!e)
 		return;
+	rebuild_release(e);
+	engine_dl_stop(e);
 	if (e->ctx) {
 		/* Taking every context waits for the requests in flight. */
 		for (i = 0; i < e->n_ctx; i++)
@@ -1529,5 +1959,7 @@ void engine_destroy(struct rt_engine *e)
 	pthread_mutex_destroy(&e->pool_mu);
 	pthread_cond_destroy(&e->pool_cond);
 	pthread_mutex_destroy(&e->fail_mu);
+	pthread_mutex_destroy(&e->admin_mu);
+	engine_dl_free(e);
 	free(e);
 }

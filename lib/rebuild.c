@@ -1,0 +1,402 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Background walks over a running array (include/raidtool/rebuild.h): one
+ * thread per walk, one walk at a time per engine. The thread goes through
+ * the role data area in batches of whole stripes; each batch takes a
+ * context and the batch's stripe locks (inside lib/engine.c), so user I/O
+ * goes on between batches and never sees a half-done stripe.
+ *
+ * recover: stripes from p->start (rounded down to a stripe) to the end are
+ *   rebuilt onto the attached unit. Writes reach that unit at every offset
+ *   from engine_attach_unit on (raid5 plans them as if the role were
+ *   faulty, so it is never read, but its data and parity are written), so
+ *   whatever was valid on it stays valid: resuming from a checkpoint taken
+ *   by an earlier run is correct even when writes came between attach and
+ *   the walk. Reads never use the unit until the walk has completed.
+ *   Every RT_WALK_CHECKPOINT bytes, and at the end or on cancel, the units
+ *   are flushed and then @checkpoint gets the offset reached.
+ * check/repair: every stripe; resync: the stripes of the regions set in
+ *   the bitmap (region i = bytes [i * region_size, (i + 1) * region_size)
+ *   of every role's data area, the dirty log's unit), repairing as repair.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <raidtool/engine.h>
+#include <raidtool/rebuild.h>
+
+#include "engine-internal.h"
+
+#define RT_WALK_CHECKPOINT (16ull << 20)
+
+struct rt_walk {
+	pthread_mutex_t mu;		/* guards prog, thread state */
+	pthread_t thread;
+	bool joinable;
+	atomic_bool cancel;
+	struct rt_walk_params p;
+	uint8_t *regions;		/* resync: our copy of the bitmap */
+	uint64_t n_regions;
+	struct rt_walk_progress prog;
+	struct timespec t0;
+	uint64_t done0;			/* where this run started */
+};
+
+static pthread_mutex_t walk_alloc_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static double now_sec(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void walk_advance(struct rt_walk *w, uint64_t done_abs, uint64_t regions)
+{
+	double el;
+
+	pthread_mutex_lock(&w->mu);
+	w->prog.done = done_abs;
+	w->prog.regions = regions;
+	el = now_sec(&w->t0);
+	if (el > 0.001)
+		w->prog.bytes_per_sec = (uint64_t)((double)(done_abs - w->done0) / el);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* The data below @pos must be on stable storage before the offset is recorded. */
+static int walk_checkpoint(struct rt_engine *e, struct rt_walk *w, uint64_t pos)
+{
+	int ret = engine_flush(e);
+
+	if (ret)
+		return ret;
+	if (w->p.checkpoint)
+		w->p.checkpoint(w->p.role, pos, w->p.ctx);
+	return 0;
+}
+
+static int walk_recover(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g)
+{
+	uint64_t batch = engine_walk_batch(e, RT_WALK_RECOVER);
+	uint64_t pos = w->p.start / g->chunk * g->chunk, last_ck = pos, cnt;
+	struct engine_ctx *c;
+	int ret = 0, r;
+
+	w->done0 = pos;
+	walk_advance(w, pos, 0);
+	while (pos < g->role_bytes) {
+		if (atomic_load(&w->cancel)) {
+			ret = -ECANCELED;
+			break;
+		}
+		cnt = (g->role_bytes - pos) / g->chunk;
+		if (cnt > batch)
+			cnt = batch;
+		c = engine_ctx_get(e);
+		ret = engine_recover_stripes(e, c, w->p.role, pos / g->chunk, cnt);
+		engine_ctx_put(e, c);
+		if (ret)
+			break;
+		pos += cnt * g->chunk;
+		walk_advance(w, pos, 0);
+		if (pos - last_ck >= RT_WALK_CHECKPOINT && pos < g->role_bytes) {
+			ret = walk_checkpoint(e, w, pos);
+			if (ret)
+				break;
+			last_ck = pos;
+		}
+	}
+	/* Record what was reached, also when stopping early (resume from there). */
+	if (ret == 0 || ret == -ECANCELED) {
+		r = walk_checkpoint(e, w, pos);
+		if (r && !ret)
+			ret = r;
+	}
+	if (!ret)
+		ret = engine_recover_complete(e, w->p.role);
+	return ret;
+}
+
+/* Stripes [s0, s_end) in batches; @done_abs advances with them. */
+static int walk_scrub_range(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g,
+			    uint64_t s0, uint64_t s_end, bool repair, uint64_t *done_abs,
+			    uint64_t regions)
+{
+	uint64_t batch = engine_walk_batch(e, RT_WALK_CHECK), cnt, mis, rep;
+	struct engine_ctx *c;
+	int ret;
+
+	while (s0 < s_end) {
+		if (atomic_load(&w->cancel))
+			return -ECANCELED;
+		cnt = s_end - s0 < batch ? s_end - s0 : batch;
+		mis = rep = 0;
+		c = engine_ctx_get(e);
+		ret = engine_scrub_stripes(e, c, s0, cnt, repair, &mis, &rep);
+		engine_ctx_put(e, c);
+		if (ret)
+			return ret;
+		pthread_mutex_lock(&w->mu);
+		w->prog.mismatches += mis;
+		w->prog.repaired += rep;
+		pthread_mutex_unlock(&w->mu);
+		s0 += cnt;
+		*done_abs += cnt * g->chunk;
+		walk_advance(w, *done_abs, regions);
+	}
+	return 0;
+}
+
+static bool region_set(const uint8_t *bits, uint64_t i)
+{
+	return bits[i / 8] & (1u << (i % 8));
+}
+
+static int walk_resync(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g)
+{
+	uint64_t R = w->p.region_size, i, done = 0, n_done = 0;
+	int ret = 0;
+
+	for (i = 0; i < w->n_regions && !ret; i++) {
+		uint64_t lo, hi;
+
+		if (w->regions && !region_set(w->regions, i))
+			continue;
+		lo = i * R;
+		hi = lo + R < g->role_bytes ? lo + R : g->role_bytes;
+		ret = walk_scrub_range(e, w, g, lo / g->chunk, (hi + g->chunk - 1) / g->chunk,
+				       true, &done, n_done);
+		if (!ret) {
+			engine_dirtylog_resynced(e, i);
+			walk_advance(w, done, ++n_done);
+		}
+	}
+	return ret;
+}
+
+static void *walk_main(void *arg)
+{
+	struct rt_engine *e = arg;
+	struct rt_walk *w = *engine_walk_slot(e);
+	struct engine_geom g;
+	uint64_t done = 0;
+	int ret;
+
+	engine_geom(e, &g);
+	switch (w->p.kind) {
+	case RT_WALK_RECOVER:
+		ret = walk_recover(e, w, &g);
+		break;
+	case RT_WALK_RESYNC:
+		ret = walk_resync(e, w, &g);
+		break;
+	default:
+		ret = walk_scrub_range(e, w, &g, 0, g.role_bytes / g.chunk,
+				       w->p.kind == RT_WALK_REPAIR, &done, 0);
+		break;
+	}
+	pthread_mutex_lock(&w->mu);
+	w->prog.running = false;
+	w->prog.result = ret;
+	pthread_mutex_unlock(&w->mu);
+	if (w->p.done)
+		w->p.done(w->p.kind, ret, w->p.ctx);
+	return NULL;
+}
+
+/* Join a finished walk's thread; from its own done callback, let it go. */
+static void walk_reap(struct rt_walk *w)
+{
+	if (!w->joinable)
+		return;
+	if (pthread_equal(w->thread, pthread_self()))
+		pthread_detach(w->thread);
+	else
+		pthread_join(w->thread, NULL);
+	w->joinable = false;
+}
+
+static struct rt_walk *walk_get(struct rt_engine *e)
+{
+	struct rt_walk **slot = engine_walk_slot(e);
+
+	pthread_mutex_lock(&walk_alloc_mu);
+	if (!*slot) {
+		struct rt_walk *w = calloc(1, sizeof(*w));
+
+		if (w) {
+			pthread_mutex_init(&w->mu, NULL);
+			*slot = w;
+		}
+	}
+	pthread_mutex_unlock(&walk_alloc_mu);
+	return *slot;
+}
+
+static uint64_t popcount_bits(const uint8_t *bits, uint64_t n)
+{
+	uint64_t i, k = 0;
+
+	for (i = 0; i < n; i++)
+		k += region_set(bits, i);
+	return k;
+}
+
+int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
+{
+	struct engine_geom g;
+	struct rt_walk *w;
+	uint64_t n_regions = 1, R;
+	uint8_t *copy = NULL;
+	int ret = 0;
+
+	if (!e || !p)
+		return -EINVAL;
+	engine_geom(e, &g);
+	if (g.level != 1 && g.level != 5)
+		return -EOPNOTSUPP;	/* linear/raid0: no redundancy to walk */
+	switch (p->kind) {
+	case RT_WALK_RECOVER:
+		if (p->role >= g.n || !engine_role_rebuilding(e, p->role) || p->start > g.role_bytes)
+			return -EINVAL;
+		break;
+	case RT_WALK_RESYNC:
+		R = p->regions ? p->region_size : g.role_bytes;
+		if (R == 0)
+			return -EINVAL;
+		n_regions = (g.role_bytes + R - 1) / R;
+		if (p->regions) {
+			copy = malloc((n_regions + 7) / 8);
+			if (!copy)
+				return -ENOMEM;
+			memcpy(copy, p->regions, (n_regions + 7) / 8);
+		}
+		break;
+	case RT_WALK_CHECK:
+	case RT_WALK_REPAIR:
+		break;
+	default:
+		return -EINVAL;
+	}
+	w = walk_get(e);
+	if (!w) {
+		free(copy);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&w->mu);
+	if (w->prog.running) {
+		pthread_mutex_unlock(&w->mu);
+		free(copy);
+		return -EBUSY;
+	}
+	walk_reap(w);
+	free(w->regions);
+	w->regions = copy;
+	w->n_regions = n_regions;
+	w->p = *p;
+	w->p.regions = NULL;
+	if (p->kind == RT_WALK_RESYNC)
+		w->p.region_size = p->regions ? p->region_size : g.role_bytes;
+	atomic_store(&w->cancel, false);
+	memset(&w->prog, 0, sizeof(w->prog));
+	w->prog.kind = p->kind;
+	w->prog.running = true;
+	w->prog.role = p->kind == RT_WALK_RECOVER ? p->role : 0;
+	w->prog.total = g.role_bytes;
+	if (p->kind == RT_WALK_RESYNC) {
+		w->prog.regions_total = copy ? popcount_bits(copy, n_regions) : 1;
+		w->prog.total = w->prog.regions_total * w->p.region_size;
+		if (w->prog.total > g.role_bytes)
+			w->prog.total = g.role_bytes;
+	}
+	w->done0 = 0;
+	clock_gettime(CLOCK_MONOTONIC, &w->t0);
+	ret = -pthread_create(&w->thread, NULL, walk_main, e);
+	if (ret) {
+		w->prog.running = false;
+		w->prog.result = ret;
+	} else {
+		w->joinable = true;
+	}
+	pthread_mutex_unlock(&w->mu);
+	return ret;
+}
+
+void engine_walk_progress(struct rt_engine *e, struct rt_walk_progress *p)
+{
+	struct rt_walk *w;
+
+	if (!p)
+		return;
+	memset(p, 0, sizeof(*p));
+	if (!e)
+		return;
+	w = *engine_walk_slot(e);
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->mu);
+	*p = w->prog;
+	pthread_mutex_unlock(&w->mu);
+}
+
+bool rebuild_walk_busy(struct rt_engine *e)
+{
+	struct rt_walk *w = *engine_walk_slot(e);
+	bool busy;
+
+	if (!w)
+		return false;
+	pthread_mutex_lock(&w->mu);
+	busy = w->prog.running;
+	pthread_mutex_unlock(&w->mu);
+	return busy;
+}
+
+int engine_walk_cancel(struct rt_engine *e)
+{
+	struct rt_walk *w;
+	bool running;
+
+	if (!e)
+		return -EINVAL;
+	w = *engine_walk_slot(e);
+	if (!w)
+		return -ESRCH;
+	pthread_mutex_lock(&w->mu);
+	running = w->prog.running;
+	pthread_mutex_unlock(&w->mu);
+	atomic_store(&w->cancel, true);
+	/* The thread runs @done before it ends: joining waits for it. */
+	pthread_mutex_lock(&w->mu);
+	if (w->joinable && !pthread_equal(w->thread, pthread_self())) {
+		pthread_t t = w->thread;
+
+		w->joinable = false;
+		pthread_mutex_unlock(&w->mu);
+		pthread_join(t, NULL);
+	} else {
+		pthread_mutex_unlock(&w->mu);
+	}
+	return running ? 0 : -ESRCH;
+}
+
+void rebuild_release(struct rt_engine *e)
+{
+	struct rt_walk *w = *engine_walk_slot(e);
+
+	if (!w)
+		return;
+	(void)engine_walk_cancel(e);
+	pthread_mutex_destroy(&w->mu);
+	free(w->regions);
+	free(w);
+	*engine_walk_slot(e) = NULL;
+}

@@ -1,0 +1,587 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Background walks on loop devices: recover onto a fresh unit while
+ * writers run, cancel and resume from the checkpoint, check/repair after
+ * corrupting stripes behind the engine's back. Every role's bytes are
+ * checked against an in-memory model and an XOR computed here.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <raidtool/engine.h>
+#include <raidtool/format.h>
+#include <raidtool/layout.h>
+#include <raidtool/rebuild.h>
+#include <raidtool/unit.h>
+
+#define MIB (1ull << 20)
+#define NU 4			/* units incl. the spare */
+#define UNIT_MIB 40
+#define CHUNK (64u * 1024u)
+
+struct fx {
+	int32_t level;
+	uint32_t n;
+	char dir[64];
+	char path[NU][96];
+	struct rt_unit *unit[NU];
+	struct rt_sb sb;
+	struct rt_engine *e;
+	uint64_t size, role_bytes;
+	uint8_t *model;
+	/* walk callbacks */
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int done_calls, done_result;
+	uint64_t ckpt[64];
+	unsigned n_ckpt;
+};
+
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+static void rng_fill(uint64_t *s, uint8_t *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		buf[i] = (uint8_t)(rng_next(s) >> 32);
+}
+
+static int open_unit(struct fx *f, unsigned i, bool garbage)
+{
+	int fd, ret;
+
+	snprintf(f->path[i], sizeof(f->path[i]), "%s/u%u.img", f->dir, i);
+	fd = open(f->path[i], O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		return -errno;
+	ret = ftruncate(fd, (off_t)(UNIT_MIB * MIB));
+	if (!ret && garbage) {
+		/* A spare that held something else: the rebuild must overwrite it all. */
+		uint8_t *b = malloc(MIB);
+		uint64_t s = 77 + i, off;
+
+		for (off = 0; b && off < UNIT_MIB * MIB; off += MIB) {
+			rng_fill(&s, b, MIB);
+			if (pwrite(fd, b, MIB, (off_t)off) != (ssize_t)MIB)
+				ret = -1;
+		}
+		free(b);
+	}
+	close(fd);
+	if (ret)
+		return -EIO;
+	return unit_open(f->path[i], RT_UNIT_ATTACH | RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_DIRECT,
+			 &f->unit[i]);
+}
+
+static int fx_engine(struct fx *f)
+{
+	return engine_create(&f->sb, f->unit, f->n, &f->e);
+}
+
+static int fx_setup(struct fx *f, int32_t level, uint32_t n)
+{
+	uint64_t rs[RT_MAX_UNITS] = { 0 };
+	struct rt_geometry g;
+	struct layout l;
+	uint32_t r;
+
+	memset(f, 0, sizeof(*f));
+	f->level = level;
+	f->n = n;
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->cond, NULL);
+	strcpy(f->dir, "/tmp/raidtool-rebuild.XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	for (r = 0; r < n; r++) {
+		if (open_unit(f, r, false))
+			return -1;
+		if (sb_geometry(unit_size(f->unit[r]), CHUNK, &g))
+			return -1;
+		f->sb.unit.data_offset = g.data_offset;
+		f->sb.unit.data_size = g.data_size;
+		f->sb.unit.log_offset = g.log_offset;
+		f->sb.unit.log_size = g.log_size;
+		f->sb.slots[r].data_size = g.data_size;
+		f->sb.slots[r].state = RT_SLOT_ACTIVE;
+		rs[r] = g.data_size;
+	}
+	f->sb.version = RT_SB_VERSION;
+	f->sb.events = 5;
+	f->sb.array.level = level;
+	f->sb.array.chunk_size = CHUNK;
+	f->sb.array.blocksize = 4096;
+	f->sb.array.n_devices = n;
+	f->sb.array.n_slots = n;
+	f->sb.array.region_size = 4 * MIB;
+	if (layout_init(&l, level, n, CHUNK, rs))
+		return -1;
+	f->sb.array.nblocks = l.size / 4096;
+	f->role_bytes = l.unit_size / CHUNK * CHUNK;
+	if (fx_engine(f))
+		return -1;
+	f->size = engine_size(f->e);
+	f->model = calloc(1, f->size);
+	return f->model ? 0 : -1;
+}
+
+static void fx_teardown(struct fx *f)
+{
+	unsigned i;
+
+	engine_destroy(f->e);
+	for (i = 0; i < NU; i++) {
+		if (f->unit[i])
+			unit_close(f->unit[i]);
+		if (f->path[i][0])
+			unlink(f->path[i]);
+	}
+	if (f->dir[0])
+		rmdir(f->dir);
+	free(f->model);
+	pthread_mutex_destroy(&f->mu);
+	pthread_cond_destroy(&f->cond);
+}
+
+static bool skip_without_root(void)
+{
+	const char *req = getenv("RAIDTOOL_TEST_REQUIRE_ROOT");
+
+	if (geteuid() == 0 && access("/dev/loop-control", F_OK) == 0)
+		return false;
+	if (req && !strcmp(req, "1"))
+		fail_msg("needs root and loop devices");
+	return true;
+}
+
+/* ---- writers ---------------------------------------------------------- */
+
+#define CELL (192u * 1024u + 512u)	/* crosses stripes, not block multiples */
+#define WRITERS 3
+
+struct writer {
+	struct fx *f;
+	unsigned idx;
+	atomic_bool *stop;
+	unsigned max_rounds;
+	int err;
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct fx *f = w->f;
+	uint64_t s = 1000 + w->idx, cells = f->size / CELL, i;
+	uint8_t *buf = malloc(CELL);
+	unsigned round = 0;
+
+	while (buf && !atomic_load(w->stop) && (!w->max_rounds || round < w->max_rounds)) {
+		for (i = w->idx; i < cells && !atomic_load(w->stop); i += WRITERS * 7) {
+			uint64_t off = i * CELL + rng_next(&s) % (CELL / 2);
+			uint64_t len = 1 + rng_next(&s) % (CELL / 2 - 1);
+			int ret;
+
+			rng_fill(&s, buf, len);
+			ret = engine_write(f->e, buf, len, off);
+			if (ret) {
+				w->err = ret;
+				goto out;
+			}
+			memcpy(f->model + off, buf, len);	/* cells are per thread */
+		}
+		round++;
+	}
+out:
+	free(buf);
+	return NULL;
+}
+
+static void fill_all(struct fx *f, uint64_t seed)
+{
+	uint64_t s = seed, off;
+	uint8_t *b = malloc(MIB);
+
+	assert_non_null(b);
+	for (off = 0; off < f->size; off += MIB) {
+		uint64_t len = f->size - off < MIB ? f->size - off : MIB;
+
+		rng_fill(&s, b, len);
+		assert_int_equal(engine_write(f->e, b, len, off), 0);
+		memcpy(f->model + off, b, len);
+	}
+	free(b);
+}
+
+/* ---- verification ------------------------------------------------------ */
+
+static void read_role(struct fx *f, uint32_t r, uint64_t off, uint8_t *buf, size_t len)
+{
+	ssize_t got = pread(unit_fd(f->unit[r]), buf, len, (off_t)(f->sb.unit.data_offset + off));
+
+	if (got != (ssize_t)len)
+		fail_msg("pread unit %u at %llu", r, (unsigned long long)off);
+}
+
+/* Every role's bytes: raid1 mirrors equal the model; raid5 data chunks and parity. */
+static void verify_roles(struct fx *f)
+{
+	uint8_t *ch[NU], *x = NULL;
+	uint64_t off, i;
+	uint32_t r, n = f->n;
+
+	for (r = 0; r < n; r++)
+		assert_int_equal(posix_memalign((void **)&ch[r], 4096, CHUNK), 0);
+	assert_int_equal(posix_memalign((void **)&x, 4096, CHUNK), 0);
+	for (off = 0; off < f->role_bytes; off += CHUNK) {
+		uint64_t s = off / CHUNK;
+
+		for (r = 0; r < n; r++)
+			read_role(f, r, off, ch[r], CHUNK);
+		if (f->level == RT_LEVEL_1) {
+			for (r = 0; r < n; r++)
+				if (off < f->size && memcmp(ch[r], f->model + off,
+							    f->size - off < CHUNK ? f->size - off : CHUNK))
+					fail_msg("raid1 unit %u chunk %llu differs from the model", r,
+						 (unsigned long long)s);
+		} else {
+			uint32_t p = (n - 1) - (uint32_t)(s % n), k;
+
+			memset(x, 0, CHUNK);
+			for (k = 0; k < n - 1; k++) {
+				uint32_t dr = (p + 1 + k) % n;
+				uint64_t lg = (s * (n - 1) + k) * CHUNK;
+
+				if (lg < f->size && memcmp(ch[dr], f->model + lg,
+							   f->size - lg < CHUNK ? f->size - lg : CHUNK))
+					fail_msg("raid5 stripe %llu data %u on unit %u differs",
+						 (unsigned long long)s, k, dr);
+				for (i = 0; i < CHUNK; i++)
+					x[i] ^= ch[dr][i];
+			}
+			if (memcmp(x, ch[p], CHUNK))
+				fail_msg("raid5 stripe %llu: parity on unit %u is not the XOR",
+					 (unsigned long long)s, p);
+		}
+	}
+	for (r = 0; r < n; r++)
+		free(ch[r]);
+	free(x);
+}
+
+static void verify_engine(struct fx *f)
+{
+	uint8_t *b = malloc(MIB);
+	uint64_t off;
+
+	assert_non_null(b);
+	for (off = 0; off < f->size; off += MIB) {
+		uint64_t len = f->size - off < MIB ? f->size - off : MIB;
+
+		assert_int_equal(engine_read(f->e, b, len, off), 0);
+		if (memcmp(b, f->model + off, len))
+			fail_msg("engine read at %llu differs from the model", (unsigned long long)off);
+	}
+	free(b);
+}
+
+/* ---- walk callbacks ---------------------------------------------------- */
+
+static void on_ckpt(uint32_t role, uint64_t offset, void *ctx)
+{
+	struct fx *f = ctx;
+
+	(void)role;
+	pthread_mutex_lock(&f->mu);
+	if (f->n_ckpt < 64)
+		f->ckpt[f->n_ckpt++] = offset;
+	pthread_mutex_unlock(&f->mu);
+}
+
+static void on_done(int kind, int result, void *ctx)
+{
+	struct fx *f = ctx;
+
+	(void)kind;
+	pthread_mutex_lock(&f->mu);
+	f->done_calls++;
+	f->done_result = result;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->mu);
+}
+
+static int wait_done(struct fx *f, int calls)
+{
+	int r;
+
+	pthread_mutex_lock(&f->mu);
+	while (f->done_calls < calls)
+		pthread_cond_wait(&f->cond, &f->mu);
+	r = f->done_result;
+	pthread_mutex_unlock(&f->mu);
+	return r;
+}
+
+static int start_walk(struct fx *f, int kind, uint32_t role, uint64_t start)
+{
+	struct rt_walk_params p = {
+		.kind = kind, .role = role, .start = start,
+		.checkpoint = on_ckpt, .done = on_done, .ctx = f,
+	};
+
+	return engine_walk_start(f->e, &p);
+}
+
+/* Fail @role, take its unit out and put a fresh, garbage-filled one in (unit NU-1). */
+static void replace_role(struct fx *f, uint32_t role)
+{
+	struct rt_unit *old = NULL;
+
+	assert_int_equal(engine_fail_role(f->e, role), 0);
+	assert_int_equal(engine_detach_unit(f->e, role, &old), 0);
+	assert_ptr_equal(old, f->unit[role]);
+	unit_close(old);
+	unlink(f->path[role]);
+	f->unit[role] = NULL;
+	assert_int_equal(open_unit(f, role, true), 0);
+	assert_int_equal(engine_attach_unit(f->e, role, f->unit[role]), 0);
+	assert_int_equal(engine_attach_unit(f->e, role, f->unit[role]), -EEXIST);
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void recover_case(int32_t level, uint32_t n, uint32_t role)
+{
+	struct writer w[WRITERS];
+	pthread_t th[WRITERS];
+	atomic_bool stop = false;
+	struct rt_walk_progress pr;
+	struct fx f;
+	unsigned i;
+
+	if (skip_without_root())
+		skip();
+	assert_int_equal(fx_setup(&f, level, n), 0);
+	fill_all(&f, 11);
+	replace_role(&f, role);
+	assert_int_equal(engine_role_state(f.e, role), RT_ROLE_FAULTY);
+	for (i = 0; i < WRITERS; i++) {
+		w[i] = (struct writer){ .f = &f, .idx = i, .stop = &stop };
+		assert_int_equal(pthread_create(&th[i], NULL, writer_main, &w[i]), 0);
+	}
+	assert_int_equal(start_walk(&f, RT_WALK_RECOVER, role, 0), 0);
+	assert_int_equal(start_walk(&f, RT_WALK_CHECK, 0, 0), -EBUSY);
+	assert_int_equal(wait_done(&f, 1), 0);
+	usleep(100000);		/* writers on the now active role */
+	atomic_store(&stop, true);
+	for (i = 0; i < WRITERS; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].err, 0);
+	}
+	assert_int_equal(engine_role_state(f.e, role), RT_ROLE_ACTIVE);
+	assert_int_equal(engine_state(f.e), RT_ENGINE_OK);
+	engine_walk_progress(f.e, &pr);
+	assert_int_equal(pr.kind, RT_WALK_RECOVER);
+	assert_false(pr.running);
+	assert_int_equal(pr.result, 0);
+	assert_int_equal(pr.done, f.role_bytes);
+	assert_int_equal(pr.total, f.role_bytes);
+	assert_true(f.n_ckpt >= 2);
+	assert_int_equal(f.ckpt[f.n_ckpt - 1], f.role_bytes);
+	assert_int_equal(engine_flush(f.e), 0);
+	verify_engine(&f);
+	verify_roles(&f);
+	fx_teardown(&f);
+}
+
+static void test_recover_raid1(void **state)
+{
+	(void)state;
+	recover_case(RT_LEVEL_1, 2, 1);
+}
+
+static void test_recover_raid5(void **state)
+{
+	(void)state;
+	recover_case(RT_LEVEL_5, 3, 0);
+}
+
+/*
+ * Cancel mid-way, write meanwhile, start a new engine (the role's slot is
+ * REBUILDING), resume from the last checkpoint: the walk writes only what
+ * lies above it, and the result is whole.
+ */
+static void test_cancel_resume_raid5(void **state)
+{
+	struct writer w = { 0 };
+	atomic_bool stop = false;
+	struct rt_walk_progress pr;
+	struct rt_engine_stats st;
+	pthread_t th;
+	uint64_t ck;
+	uint32_t role = 1;
+	struct fx f;
+
+	(void)state;
+	if (skip_without_root())
+		skip();
+	assert_int_equal(fx_setup(&f, RT_LEVEL_5, 3), 0);
+	fill_all(&f, 12);
+	replace_role(&f, role);
+	assert_int_equal(start_walk(&f, RT_WALK_RECOVER, role, 0), 0);
+	do {
+		usleep(2000);
+		engine_walk_progress(f.e, &pr);
+	} while (pr.running && pr.done < 18 * MIB);
+	assert_int_equal(engine_walk_cancel(f.e), 0);
+	assert_int_equal(f.done_calls, 1);
+	assert_int_equal(f.done_result, -ECANCELED);
+	assert_true(f.n_ckpt >= 2);
+	ck = f.ckpt[f.n_ckpt - 1];
+	assert_true(ck >= 16 * MIB && ck < f.role_bytes);
+	assert_int_equal(engine_role_state(f.e, role), RT_ROLE_FAULTY);
+
+	/* Writes between the cancel and the restart land on the unit too. */
+	w = (struct writer){ .f = &f, .idx = 0, .stop = &stop, .max_rounds = 1 };
+	assert_int_equal(pthread_create(&th, NULL, writer_main, &w), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(w.err, 0);
+	assert_int_equal(engine_flush(f.e), 0);
+	verify_engine(&f);
+
+	engine_destroy(f.e);
+	f.e = NULL;
+	f.sb.slots[role].state = RT_SLOT_REBUILDING;
+	f.sb.slots[role].recovery_offset = ck;
+	assert_int_equal(fx_engine(&f), 0);
+	assert_int_equal(engine_role_state(f.e, role), RT_ROLE_FAULTY);
+	assert_int_equal(engine_attach_unit(f.e, role, f.unit[role]), 0);
+	f.n_ckpt = 0;
+	assert_int_equal(start_walk(&f, RT_WALK_RECOVER, role, ck), 0);
+	assert_int_equal(wait_done(&f, 2), 0);
+	engine_get_stats(f.e, &st);
+	/* Only what lies above the checkpoint was rebuilt. */
+	assert_int_equal(st.unit[role].write_bytes, f.role_bytes - ck);
+	assert_int_equal(engine_role_state(f.e, role), RT_ROLE_ACTIVE);
+	verify_engine(&f);
+	verify_roles(&f);
+	fx_teardown(&f);
+}
+
+/* Damage @count stripes behind the engine: raid1 mirror 1, raid5 the parity chunk. */
+static void corrupt(struct fx *f, unsigned count)
+{
+	uint8_t *b = NULL;
+	unsigned i;
+
+	assert_int_equal(posix_memalign((void **)&b, 4096, 4096), 0);
+	memset(b, 0x5a, 4096);
+	for (i = 0; i < count; i++) {
+		uint64_t s = 3 + i * 37;
+		uint32_t r = f->level == RT_LEVEL_1 ? 1 : (f->n - 1) - (uint32_t)(s % f->n);
+		uint64_t off = f->sb.unit.data_offset + s * CHUNK + 8192;
+
+		assert_int_equal(pwrite(unit_fd(f->unit[r]), b, 4096, (off_t)off), 4096);
+	}
+	free(b);
+}
+
+static void run_walk(struct fx *f, int kind, struct rt_walk_progress *pr)
+{
+	int calls = f->done_calls;
+
+	assert_int_equal(start_walk(f, kind, 0, 0), 0);
+	assert_int_equal(wait_done(f, calls + 1), 0);
+	engine_walk_progress(f->e, pr);
+	assert_int_equal(pr->kind, kind);
+	assert_int_equal(pr->done, f->role_bytes);
+}
+
+static void check_case(int32_t level, uint32_t n)
+{
+	struct writer w[WRITERS];
+	pthread_t th[WRITERS];
+	atomic_bool stop = false;
+	struct rt_walk_progress pr;
+	struct fx f;
+	unsigned i;
+
+	if (skip_without_root())
+		skip();
+	assert_int_equal(fx_setup(&f, level, n), 0);
+	fill_all(&f, 13);
+	/* A healthy array with writers going on: nothing to find. */
+	for (i = 0; i < WRITERS; i++) {
+		w[i] = (struct writer){ .f = &f, .idx = i, .stop = &stop };
+		assert_int_equal(pthread_create(&th[i], NULL, writer_main, &w[i]), 0);
+	}
+	run_walk(&f, RT_WALK_CHECK, &pr);
+	atomic_store(&stop, true);
+	for (i = 0; i < WRITERS; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].err, 0);
+	}
+	assert_int_equal(pr.mismatches, 0);
+	assert_int_equal(engine_flush(f.e), 0);
+	corrupt(&f, 5);
+	run_walk(&f, RT_WALK_CHECK, &pr);
+	assert_int_equal(pr.mismatches, 5);
+	assert_int_equal(pr.repaired, 0);
+	run_walk(&f, RT_WALK_REPAIR, &pr);
+	assert_int_equal(pr.mismatches, 5);
+	assert_int_equal(pr.repaired, 5);
+	run_walk(&f, RT_WALK_CHECK, &pr);
+	assert_int_equal(pr.mismatches, 0);
+	verify_engine(&f);
+	verify_roles(&f);
+	fx_teardown(&f);
+}
+
+static void test_check_raid1(void **state)
+{
+	(void)state;
+	check_case(RT_LEVEL_1, 2);
+}
+
+static void test_check_raid5(void **state)
+{
+	(void)state;
+	check_case(RT_LEVEL_5, 3);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_recover_raid1),
+		cmocka_unit_test(test_recover_raid5),
+		cmocka_unit_test(test_cancel_resume_raid5),
+		cmocka_unit_test(test_check_raid1),
+		cmocka_unit_test(test_check_raid5),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
