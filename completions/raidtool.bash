@@ -39,7 +39,7 @@ _raidtool_words() {
 _raidtool() {
 	local cur prev rt cmd i w opt nargs
 	local commands="create add list lookup lookup-unit examine rename rehash zero
-		activate deactivate status"
+		activate deactivate status fail remove check wait"
 	local global_opts="--verbose -v --help -h --version -V"
 
 	COMPREPLY=()
@@ -108,7 +108,10 @@ _raidtool() {
 		examine) _raidtool_words "$cur" "--json --export --help --usage" ;;
 		rename | rehash) _raidtool_words "$cur" "--help --usage" ;;
 		zero) _raidtool_words "$cur" "--force -f --help --usage" ;;
-		activate) _raidtool_words "$cur" "--foreground -f --help --usage" ;;
+		activate) _raidtool_words "$cur" "--foreground -f --force --help --usage" ;;
+		fail | remove) _raidtool_words "$cur" "--help --usage" ;;
+		check) _raidtool_words "$cur" "--repair -r --cancel --help --usage" ;;
+		wait) _raidtool_words "$cur" "--progress -p --help --usage" ;;
 		deactivate) _raidtool_words "$cur" "--help --usage" ;;
 		status) _raidtool_words "$cur" "--json --help --usage" ;;
 		esac
@@ -143,8 +146,15 @@ _raidtool() {
 		else
 			_raidtool_units "$cur"
 		fi ;;
-	lookup | activate | deactivate | status)
+	lookup | activate | deactivate | status | check | wait)
 		((nargs == 0)) && _raidtool_words "$cur" "$(_raidtool_arrays "$rt")" ;;
+	fail | remove)
+		# Then a role number, unit hashcode or device.
+		if ((nargs == 0)); then
+			_raidtool_words "$cur" "$(_raidtool_arrays "$rt")"
+		elif ((nargs == 1)); then
+			_raidtool_units "$cur"
+		fi ;;
 	rename | rehash)
 		# The second argument is the new name or hashcode.
 		((nargs == 0)) && _raidtool_words "$cur" "$(_raidtool_arrays "$rt")" ;;
