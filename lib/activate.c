@@ -32,6 +32,7 @@
 #include <raidtool/engine.h>
 #include <raidtool/export.h>
 #include <raidtool/log.h>
+#include <raidtool/rebuild.h>
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
 
@@ -160,6 +161,8 @@ static void log_to_file(int level, const char *msg, void *usrptr)
 
 /* ---- control callbacks (on the control thread) ------------------------- */
 
+static const char *walk_name(int kind);
+
 static int on_status(void *ctx, struct rt_control_status *st)
 {
 	struct run *run = ctx;
@@ -230,6 +233,22 @@ static int on_status(void *ctx, struct rt_control_status *st)
 	st->stats.read_bytes = es->read_bytes;
 	st->stats.write_bytes = es->write_bytes;
 	st->stats.errors = es->errors;
+	{
+		struct rt_walk_progress wp;
+
+		engine_walk_progress(run->e, &wp);
+		snprintf(st->walk, sizeof(st->walk), "%s", walk_name(wp.kind));
+		st->walk_running = wp.running;
+		st->walk_result = wp.result;
+		st->walk_role = wp.role;
+		st->walk_done = wp.done;
+		st->walk_total = wp.total;
+		st->walk_speed = wp.bytes_per_sec;
+		st->mismatches = wp.mismatches;
+		st->repaired = wp.repaired;
+		st->regions = wp.regions;
+		st->regions_total = wp.regions_total;
+	}
 	pthread_mutex_unlock(&run->sb_lock);
 	free(es);
 	return 0;
@@ -305,20 +324,83 @@ static void on_failure(uint32_t role, void *ctx)
 
 static int rt_engine_detach(struct run *run, uint32_t role, struct rt_unit **u)
 {
-	(void)run;
-	(void)role;
-	*u = NULL;
-	return -EOPNOTSUPP;	/* the unit stays open, unused, until the array stops */
+	return engine_detach_unit(run->e, role, u);
+}
+
+static const char *walk_name(int kind)
+{
+	switch (kind) {
+	case RT_WALK_RECOVER:
+		return "rebuilding";
+	case RT_WALK_RESYNC:
+		return "resyncing";
+	case RT_WALK_CHECK:
+		return "checking";
+	case RT_WALK_REPAIR:
+		return "repairing";
+	default:
+		return "";
+	}
+}
+
+/* The end of a walk (on its thread; the engine must not be re-entered). */
+static void on_walk_done(int kind, int result, void *ctx)
+{
+	struct run *run = ctx;
+
+	if (result == 0)
+		rt_log(RT_LOG_INFO, "'%s': %s finished", run->name, walk_name(kind));
+	else if (result == -ECANCELED)
+		rt_log(RT_LOG_INFO, "'%s': %s cancelled", run->name, walk_name(kind));
+	else
+		rt_log(RT_LOG_ERROR, "'%s': %s failed: %s", run->name, walk_name(kind),
+		       strerror(-result));
 }
 
 static int run_walk_command(struct run *run, const char *cmd, const char *arg, char *msg,
 			    size_t len)
 {
-	(void)run;
+	struct rt_walk_params p = { .done = on_walk_done, .ctx = run };
+	int r;
+
 	(void)arg;
-	snprintf(msg, len, "'%s' is not available yet: this build has no background walks "
-		 "(rebuild, resync, check)", cmd);
-	return -EOPNOTSUPP;
+	if (!strcmp(cmd, "cancel")) {
+		r = engine_walk_cancel(run->e);
+		if (r < 0) {
+			snprintf(msg, len, "nothing to cancel: %s", r == -ESRCH ?
+				 "no walk is running" : strerror(-r));
+			return r;
+		}
+		snprintf(msg, len, "cancelled");
+		return 0;
+	}
+	if (strcmp(cmd, "check") && strcmp(cmd, "repair")) {
+		snprintf(msg, len, "'%s' is not available yet on a running array", cmd);
+		return -EOPNOTSUPP;
+	}
+	p.kind = !strcmp(cmd, "check") ? RT_WALK_CHECK : RT_WALK_REPAIR;
+	r = engine_walk_start(run->e, &p);
+	if (r == -EBUSY) {
+		struct rt_walk_progress wp;
+
+		engine_walk_progress(run->e, &wp);
+		snprintf(msg, len, "busy: %s is running (see 'raidtool status %s')",
+			 walk_name(wp.kind), run->name);
+		return r;
+	}
+	if (r == -EOPNOTSUPP) {
+		snprintf(msg, len, "%s has no redundancy to check",
+			 sb_level_name(run->as->sb.array.level));
+		return r;
+	}
+	if (r < 0) {
+		snprintf(msg, len, "cannot start the %s: %s", cmd, strerror(-r));
+		return r;
+	}
+	rt_log(RT_LOG_INFO, "'%s': %s started", run->name, walk_name(p.kind));
+	snprintf(msg, len, "%s started in the background; see 'raidtool status %s' or "
+		 "'raidtool wait %s'", cmd, run->name, run->name);
+	return 0;
 }
 
 /*
@@ -602,6 +684,8 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 		run->excl_fd = -1;
 	}
 	if (run->e) {
+		/* A walk in progress stops first (a rebuild checkpoints as it ends). */
+		engine_walk_cancel(run->e);
 		q = engine_flush(run->e);
 		engine_destroy(run->e);
 		run->e = NULL;

@@ -340,3 +340,63 @@ degraded_start() {
 	run cmp <(dd if="$DEV" bs=1M count=4 iflag=direct status=none) "$TESTDIR/data"
 	assert_success
 }
+
+# check_corrupt LEVEL COUNT: check finds 0 on written data; a chunk
+# overwritten behind the engine's back is counted; repair fixes it; check 0.
+check_corrupt() {
+	local level=$1 count=$2 dataoff
+	new_array "$level" "$count" 40M
+	start_array
+	head -c 16M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	run raidtool check "$NAME"
+	assert_success
+	assert_output --partial "check started"
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "check done: 0 mismatches"
+	# One 64K chunk of unit 1, 1 MiB into its data area, behind the engine's back.
+	dataoff=$(raidtool examine --json "${UNITS[1]}" 2>/dev/null | jq -r '.this_unit.data_offset')
+	dd if=/dev/urandom of="${UNITS[1]}" bs=64k count=1 seek=$(( (dataoff + (1 << 20)) / 65536 )) \
+		oflag=direct conv=notrunc status=none
+	run raidtool check "$NAME"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	[[ "$output" != *"check done: 0 mismatches"* ]] || fail "corruption not found: $output"
+	[ "$(status_json | jq -r .walk.mismatches)" -gt 0 ]
+	run raidtool check --repair "$NAME"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "repair done"
+	run raidtool check "$NAME"
+	run raidtool wait "$NAME"
+	assert_output --partial "check done: 0 mismatches"
+	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
+	if [ "$level" = 5 ]; then
+		# Parity was rewritten from the data: what was written reads back.
+		assert_success
+	fi
+}
+
+@test "raid5: check 0, a corrupted chunk is counted, repair fixes it, check 0" {
+	check_corrupt 5 3
+}
+
+@test "raid1: check 0, a corrupted copy is counted, repair makes the copies agree, check 0" {
+	check_corrupt 1 2
+}
+
+@test "check: nothing to wait for, no redundancy on raid0, unknown array" {
+	new_array 0 2 40M
+	start_array
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "nothing to wait for"
+	run raidtool check "$NAME"
+	assert_failure
+	assert_output --partial "no redundancy"
+	run raidtool check nosuch"$NAME"
+	assert_failure
+}
