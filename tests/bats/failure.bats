@@ -48,6 +48,8 @@ teardown() {
 	for p in "${FFPIDS[@]}"; do
 		wait "$p" 2>/dev/null || true
 	done
+	# A lazily unmounted faultyfs mount point can outlive scratch_teardown's rm.
+	[ -n "${TESTDIR:-}" ] && rm -rf "$TESTDIR"
 	return 0
 }
 
