@@ -87,9 +87,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 #include <liburing.h>
 
+#include <raidtool/dirtylog.h>
 #include <raidtool/engine.h>
 #include <raidtool/layout.h>
 #include <raidtool/log.h>
@@ -228,6 +230,8 @@ struct rt_engine {
 static __thread unsigned engine_ctx_hint;
 
 static int engine_unit_align(int fd, uint32_t *align);
+static void engine_drain(struct rt_engine *e);
+static void engine_undrain(struct rt_engine *e);
 static int engine_dl_mark(struct rt_engine *e, struct engine_ctx *c, uint64_t first,
 			  uint64_t last);
 
@@ -1227,30 +1231,391 @@ out:
 
 /* ---- dirty-region log -------------------------------------------------- */
 
+/*
+ * Region i is bytes [i * R, (i + 1) * R) of every role's data area. A
+ * writer holding its stripe locks tests the live bits of the regions its
+ * stripes touch (lock-free, the common case). When one is not live it
+ * takes dl->mu, sets the bit in the disk image, writes the log to every
+ * unit that takes writes and syncs it, and only then makes the bit live:
+ * nobody writes data into a region whose bit is not on stable storage.
+ *
+ * The sweeper thread, every idle/5 ms: regions written during none of the
+ * last 5 sweeps lose their live bit (under dl->mu); then, without dl->mu,
+ * it takes and drops each of their stripe locks, which waits out every
+ * writer that saw the bit live; it syncs the units' data, and under dl->mu
+ * clears the regions no writer made live again and writes the log. Lock
+ * order: stripe locks, then dl->mu; the sweeper never holds both.
+ */
 struct engine_dl {
-	int dummy;
+	struct rt_dirtylog *log;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	uint8_t *buf;			/* encoded log, 4 KiB aligned */
+	size_t len;
+	uint64_t log_offset, events, seq;
+	uint8_t *loaded;		/* union of the units' logs at start */
+	uint64_t n_loaded;
+	bool loaded_valid;
+	bool unsynced;			/* a log write failed: the image is ahead */
+	pthread_t thread;
+	bool thread_ok, stop;
+	unsigned idle_ms;
 };
+
+#define ENGINE_DL_SWEEPS 5u
+
+/* Queue one transfer at absolute device offset @off (metadata, not data). */
+static int ctx_add_raw(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
+		       uint32_t role, uint8_t *buf, uint64_t off, uint32_t len)
+{
+	struct engine_io *io;
+	int ret;
+
+	if (c->n_ios == c->ios_cap) {
+		ret = ctx_run_ios(e, c);
+		if (ret)
+			return ret;
+	}
+	io = &c->ios[c->n_ios++];
+	io->buf = buf;
+	io->off = off;
+	io->len = len;
+	io->done = 0;
+	io->role = role;
+	io->retries = 0;
+	io->op = (uint8_t)op;
+	io->fixed = false;
+	return 0;
+}
+
+/* Sync (and before that write the log to) every unit that takes writes. */
+static int dl_io(struct rt_engine *e, struct engine_ctx *c, bool write_log)
+{
+	struct engine_dl *dl = e->dl;
+	int ret = 0;
+
+	if (write_log) {
+		ret = dirtylog_encode(dl->log, dl->events, ++dl->seq, dl->buf, dl->len);
+		if (ret)
+			return ret;
+	}
+	for (;;) {
+		uint64_t rb = engine_rebuilding(e), f0 = engine_faulty(e), m = f0 & ~rb;
+		uint32_t r;
+
+		c->n_ios = 0;
+		for (r = 0; r < e->n && write_log && !ret; r++)
+			if (!(m & role_bit(r)))
+				ret = ctx_add_raw(e, c, ENGINE_OP_WRITE, r, dl->buf, dl->log_offset,
+						  (uint32_t)dl->len);
+		if (!ret)
+			ret = ctx_run_ios(e, c);
+		for (r = 0; r < e->n && !ret; r++)
+			if (!(m & role_bit(r)))
+				ret = ctx_add_raw(e, c, ENGINE_OP_FSYNC, r, NULL, 0, 0);
+		if (!ret)
+			ret = ctx_run_ios(e, c);
+		c->n_ios = 0;
+		/* A unit that failed is faulty now; the others must still get it. */
+		if (ret != -EIO || (engine_faulty(e) == f0 && engine_rebuilding(e) == rb) ||
+		    !engine_tolerates(e, engine_faulty(e)))
+			break;
+		ret = 0;
+	}
+	return ret;
+}
+
+static void dl_regions(const struct rt_engine *e, uint64_t first, uint64_t last,
+		       uint64_t *r0, uint64_t *r1)
+{
+	uint64_t R = dirtylog_region_size(e->dl->log), C = e->layout.chunk;
+
+	*r0 = first * C / R;
+	*r1 = ((last + 1) * C - 1) / R;
+}
 
 static int engine_dl_mark(struct rt_engine *e, struct engine_ctx *c, uint64_t first,
 			  uint64_t last)
 {
-	(void)e; (void)c; (void)first; (void)last;
-	return 0;
+	struct engine_dl *dl = e->dl;
+	uint64_t r0, r1;
+	int ret = 0;
+
+	dl_regions(e, first, last, &r0, &r1);
+	if (dirtylog_covered(dl->log, r0, r1))
+		return 0;
+	pthread_mutex_lock(&dl->mu);
+	if (dirtylog_mark(dl->log, r0, r1) || dl->unsynced) {
+		ret = dl_io(e, c, true);
+		dl->unsynced = ret != 0;
+	}
+	if (!ret)
+		dirtylog_publish(dl->log, r0, r1);
+	pthread_mutex_unlock(&dl->mu);
+	return ret;
+}
+
+static void dl_sweep(struct rt_engine *e)
+{
+	struct engine_dl *dl = e->dl;
+	uint64_t R = dirtylog_region_size(dl->log), C = e->layout.chunk;
+	uint64_t n = dirtylog_regions(dl->log), i, s, s_end, k;
+	uint64_t stripes = e->layout.unit_size / C;
+	struct engine_ctx *c;
+
+	pthread_mutex_lock(&dl->mu);
+	k = dirtylog_sweep_begin(dl->log, ENGINE_DL_SWEEPS);
+	pthread_mutex_unlock(&dl->mu);
+	if (!k)
+		return;
+	c = ctx_acquire(e);
+	/* Wait out every writer that saw these regions live. */
+	for (i = 0; i < n; i++) {
+		if (!dirtylog_pending(dl->log, i))
+			continue;
+		s_end = min_u64(((i + 1) * R + C - 1) / C, stripes);
+		for (s = i * R / C; s < s_end; s++) {
+			stripe_lock_acquire(e, c, s, s);
+			stripe_lock_release(e, c, s, s);
+		}
+	}
+	pthread_mutex_lock(&dl->mu);
+	/* Their data on stable storage before the log says clean. */
+	if (dl_io(e, c, false) == 0 && dirtylog_sweep_commit(dl->log))
+		dl->unsynced = dl_io(e, c, true) != 0;
+	pthread_mutex_unlock(&dl->mu);
+	ctx_release(e, c);
+}
+
+static void *dl_main(void *arg)
+{
+	struct rt_engine *e = arg;
+	struct engine_dl *dl = e->dl;
+	struct timespec ts;
+
+	pthread_mutex_lock(&dl->mu);
+	while (!dl->stop) {
+		unsigned tick = dl->idle_ms / ENGINE_DL_SWEEPS;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += tick / 1000;
+		ts.tv_nsec += (long)(tick % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&dl->cond, &dl->mu, &ts);
+		if (dl->stop)
+			break;
+		pthread_mutex_unlock(&dl->mu);
+		dl_sweep(e);
+		pthread_mutex_lock(&dl->mu);
+	}
+	pthread_mutex_unlock(&dl->mu);
+	return NULL;
+}
+
+/*
+ * raid1/raid5 with a log area: pick the region size (the superblock's,
+ * doubled until the bitmap fits the area), read every active unit's log
+ * and take their union as still dirty, write it back to all units, start
+ * the sweeper. Runs at the end of engine_create, contexts ready.
+ */
+static int engine_dl_init(struct rt_engine *e, const struct rt_sb *sb)
+{
+	uint64_t R = sb->array.region_size ? sb->array.region_size : RT_DEFAULT_REGION;
+	uint64_t rbytes = e->layout.unit_size, n;
+	struct engine_dl *dl;
+	pthread_condattr_t ca;
+	uint8_t *bits = NULL;
+	uint32_t r;
+	int ret;
+
+	if ((e->layout.level != RT_LEVEL_1 && e->layout.level != RT_LEVEL_5) ||
+	    sb->unit.log_size < RT_DLOG_BLOCK || sb->unit.log_offset % ENGINE_ALIGN_MAX ||
+	    rbytes == 0)
+		return 0;
+	for (;;) {
+		n = (rbytes + R - 1) / R;
+		if (dirtylog_encoded_size(n) <= sb->unit.log_size)
+			break;
+		R *= 2;
+	}
+	dl = calloc(1, sizeof(*dl));
+	if (!dl)
+		return -ENOMEM;
+	e->dl = dl;
+	pthread_mutex_init(&dl->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&dl->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	dl->log_offset = sb->unit.log_offset;
+	dl->events = sb->events;
+	dl->idle_ms = 5000;
+	dl->len = dirtylog_encoded_size(n);
+	ret = dirtylog_create(n, R, &dl->log);
+	if (ret)
+		return ret;
+	ret = posix_memalign((void **)&dl->buf, 4096, dl->len);
+	if (ret) {
+		dl->buf = NULL;
+		return -ret;
+	}
+	dl->loaded = calloc(1, (n + 7) / 8);
+	bits = calloc(1, (n + 7) / 8);
+	if (!dl->loaded || !bits) {
+		free(bits);
+		return -ENOMEM;
+	}
+	for (r = 0; r < e->n; r++) {
+		struct rt_dlog_header h;
+		uint64_t i;
+
+		if (!e->unit[r] || unit_pread(e->unit[r], dl->buf, dl->len, dl->log_offset))
+			continue;
+		if (dirtylog_decode(dl->buf, dl->len, &h, bits, (n + 7) / 8) ||
+		    h.region_size != R || h.n_regions != n)
+			continue;	/* none, damaged, or another geometry */
+		dl->loaded_valid = true;
+		for (i = 0; i < (n + 7) / 8; i++)
+			dl->loaded[i] |= bits[i];
+		if (h.seq > dl->seq)
+			dl->seq = h.seq;
+	}
+	free(bits);
+	dirtylog_load(dl->log, dl->loaded);
+	dl->n_loaded = dirtylog_count(dl->log);
+	ret = dl_io(e, &e->ctx[0], true);
+	if (ret)
+		return ret;
+	ret = -pthread_create(&dl->thread, NULL, dl_main, e);
+	dl->thread_ok = ret == 0;
+	return ret;
 }
 
 static void engine_dl_stop(struct rt_engine *e)
 {
-	(void)e;
+	struct engine_dl *dl = e->dl;
+
+	if (!dl || !dl->thread_ok)
+		return;
+	pthread_mutex_lock(&dl->mu);
+	dl->stop = true;
+	pthread_cond_signal(&dl->cond);
+	pthread_mutex_unlock(&dl->mu);
+	pthread_join(dl->thread, NULL);
+	dl->thread_ok = false;
 }
 
 static void engine_dl_free(struct rt_engine *e)
 {
-	(void)e;
+	struct engine_dl *dl = e->dl;
+
+	if (!dl)
+		return;
+	dirtylog_destroy(dl->log);
+	free(dl->buf);
+	free(dl->loaded);
+	pthread_mutex_destroy(&dl->mu);
+	pthread_cond_destroy(&dl->cond);
+	free(dl);
+	e->dl = NULL;
 }
 
 void engine_dirtylog_resynced(struct rt_engine *e, uint64_t region)
 {
-	(void)e; (void)region;
+	if (!e->dl)
+		return;
+	pthread_mutex_lock(&e->dl->mu);
+	dirtylog_unpin(e->dl->log, region);
+	pthread_mutex_unlock(&e->dl->mu);
+}
+
+int engine_dirtylog_info(struct rt_engine *e, uint64_t *region_size, uint64_t *n_regions)
+{
+	if (!e)
+		return -EINVAL;
+	if (!e->dl)
+		return -EOPNOTSUPP;
+	if (region_size)
+		*region_size = dirtylog_region_size(e->dl->log);
+	if (n_regions)
+		*n_regions = dirtylog_regions(e->dl->log);
+	return 0;
+}
+
+int engine_dirtylog_load(struct rt_engine *e, uint8_t *bitmap, size_t len, uint64_t *n_dirty)
+{
+	uint64_t n;
+
+	if (!e)
+		return -EINVAL;
+	if (!e->dl)
+		return -EOPNOTSUPP;
+	n = dirtylog_regions(e->dl->log);
+	if (bitmap && len < (n + 7) / 8)
+		return -ENOSPC;
+	if (bitmap)
+		memcpy(bitmap, e->dl->loaded, (n + 7) / 8);
+	if (n_dirty)
+		*n_dirty = e->dl->n_loaded;
+	return e->dl->loaded_valid ? 0 : -ENODATA;
+}
+
+int engine_dirtylog_dirty(struct rt_engine *e, uint8_t *bitmap, size_t len, uint64_t *n_dirty)
+{
+	uint64_t n;
+
+	if (!e)
+		return -EINVAL;
+	if (!e->dl)
+		return -EOPNOTSUPP;
+	n = dirtylog_regions(e->dl->log);
+	if (bitmap && len < (n + 7) / 8)
+		return -ENOSPC;
+	pthread_mutex_lock(&e->dl->mu);
+	if (bitmap)
+		dirtylog_bitmap(e->dl->log, bitmap);
+	if (n_dirty)
+		*n_dirty = dirtylog_count(e->dl->log);
+	pthread_mutex_unlock(&e->dl->mu);
+	return 0;
+}
+
+/*
+ * Taking every context waits for the writes in flight and keeps new ones
+ * out, so clearing the whole image cannot race a writer.
+ */
+int engine_dirtylog_clean(struct rt_engine *e)
+{
+	int ret;
+
+	if (!e)
+		return -EINVAL;
+	if (!e->dl)
+		return 0;
+	engine_drain(e);
+	pthread_mutex_lock(&e->dl->mu);
+	ret = dl_io(e, &e->ctx[0], false);
+	if (!ret) {
+		dirtylog_clear_all(e->dl->log);
+		ret = dl_io(e, &e->ctx[0], true);
+	}
+	e->dl->unsynced = ret != 0;
+	pthread_mutex_unlock(&e->dl->mu);
+	engine_undrain(e);
+	return ret;
+}
+
+void engine_dirtylog_set_idle(struct rt_engine *e, unsigned ms)
+{
+	if (!e || !e->dl)
+		return;
+	pthread_mutex_lock(&e->dl->mu);
+	e->dl->idle_ms = ms < 5 * ENGINE_DL_SWEEPS ? 5 * ENGINE_DL_SWEEPS : ms;
+	pthread_cond_signal(&e->dl->cond);
+	pthread_mutex_unlock(&e->dl->mu);
 }
 
 /* ---- background walks (lib/rebuild.c) -------------------------------- */
@@ -1926,6 +2291,9 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 		if (ret)
 			goto fail;
 	}
+	ret = engine_dl_init(e, sb);
+	if (ret)
+		goto fail;
 	*out = e;
 	return 0;
 fail:

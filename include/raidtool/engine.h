@@ -87,6 +87,38 @@ int engine_fail_role(struct rt_engine *e, uint32_t role);
 int engine_role_state(struct rt_engine *e, uint32_t role);	/* enum rt_role_state, or -EINVAL */
 int engine_state(struct rt_engine *e);				/* enum rt_engine_state */
 
+/*
+ * The dirty-region (write-intent) log, kept by raid1/raid5 when the units
+ * have a log area (sb unit.log_size >= 4 KiB). Region i is bytes
+ * [i * region_size, (i + 1) * region_size) of every role's data area (the
+ * superblock's array.region_size, doubled until the bitmap fits the log
+ * area); the same unit as rt_walk_params.region_size for a resync. Bitmaps
+ * are bit i = byte i / 8, bit i % 8. -EOPNOTSUPP when the engine keeps none.
+ */
+int engine_dirtylog_info(struct rt_engine *e, uint64_t *region_size, uint64_t *n_regions);
+
+/*
+ * The regions the units' logs held dirty at engine_create (the union over
+ * the active units): what a RESYNC walk should cover after an unclean
+ * stop. They stay dirty on disk until resynced. -ENODATA when no unit had
+ * a valid log of this geometry (new array, or changed region size): then
+ * resync everything if the superblock said dirty.
+ */
+int engine_dirtylog_load(struct rt_engine *e, uint8_t *bitmap, size_t len, uint64_t *n_dirty);
+
+/* The regions dirty in the log right now. */
+int engine_dirtylog_dirty(struct rt_engine *e, uint8_t *bitmap, size_t len, uint64_t *n_dirty);
+
+/*
+ * Clean stop: waits for writes in flight, syncs the units, clears every
+ * region (but those still to be resynced) in the log on every unit. Call
+ * before marking the superblocks clean; engine_destroy does not.
+ */
+int engine_dirtylog_clean(struct rt_engine *e);
+
+/* How long a region must see no write before it is cleared (default 5000 ms). */
+void engine_dirtylog_set_idle(struct rt_engine *e, unsigned ms);
+
 /* Waits for requests in flight, frees everything; does not close the units. */
 void engine_destroy(struct rt_engine *e);
 

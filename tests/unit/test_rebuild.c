@@ -485,7 +485,9 @@ static void test_cancel_resume_raid5(void **state)
 	assert_int_equal(wait_done(&f, 2), 0);
 	engine_get_stats(f.e, &st);
 	/* Only what lies above the checkpoint was rebuilt. */
-	assert_int_equal(st.unit[role].write_bytes, f.role_bytes - ck);
+	/* (The dirty log's 4 KiB writes may add a little.) */
+	assert_true(st.unit[role].write_bytes >= f.role_bytes - ck &&
+		    st.unit[role].write_bytes < f.role_bytes - ck + 64 * 4096);
 	assert_int_equal(engine_role_state(f.e, role), RT_ROLE_ACTIVE);
 	verify_engine(&f);
 	verify_roles(&f);

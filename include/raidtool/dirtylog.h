@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef RAIDTOOL_DIRTYLOG_H
+#define RAIDTOOL_DIRTYLOG_H
+
+/*
+ * The write-intent (dirty-region) log, pure part: bitmaps, idle ageing and
+ * the on-disk block encoding (man/raidtool-format.5, "DIRTY-REGION LOG").
+ * No file descriptors; lib/engine.c does the I/O.
+ *
+ * Region i covers bytes [i * region_size, (i + 1) * region_size) of every
+ * role's data area. Three bitmaps per region:
+ *   live   writers may go ahead without touching the log (a lock-free test)
+ *   disk   the image on (or being written to) the units
+ *   pinned dirty from the last run: kept until resynced (never aged out)
+ * Marking and sweeping run under the caller's mutex; dirtylog_covered is
+ * lock-free.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RT_DLOG_MAGIC "RTDLOG01"	/* 8 bytes, no NUL */
+#define RT_DLOG_VERSION 1u
+#define RT_DLOG_HEADER 64u
+#define RT_DLOG_BLOCK 4096u
+
+struct rt_dirtylog;
+
+struct rt_dlog_header {
+	uint32_t version;
+	uint64_t events;		/* superblock events of the run that wrote it */
+	uint64_t seq;			/* +1 on every write of the log */
+	uint64_t region_size;
+	uint64_t n_regions;
+};
+
+int dirtylog_create(uint64_t n_regions, uint64_t region_size, struct rt_dirtylog **out);
+void dirtylog_destroy(struct rt_dirtylog *dl);
+uint64_t dirtylog_regions(const struct rt_dirtylog *dl);
+uint64_t dirtylog_region_size(const struct rt_dirtylog *dl);
+
+/* Lock-free: are regions [first, last] all live? Notes them as written. */
+bool dirtylog_covered(struct rt_dirtylog *dl, uint64_t first, uint64_t last);
+
+/*
+ * Make [first, last] dirty in the disk image; true when it changed (write
+ * it out). They become live only with dirtylog_publish, once the image
+ * is on stable storage.
+ */
+bool dirtylog_mark(struct rt_dirtylog *dl, uint64_t first, uint64_t last);
+void dirtylog_publish(struct rt_dirtylog *dl, uint64_t first, uint64_t last);
+
+/*
+ * Sweep, step 1: age every dirty region; those not written for @idle_sweeps
+ * sweeps lose their live bit and become pending. Returns how many are.
+ */
+uint64_t dirtylog_sweep_begin(struct rt_dirtylog *dl, unsigned idle_sweeps);
+bool dirtylog_pending(const struct rt_dirtylog *dl, uint64_t region);
+/*
+ * Step 2, once no write that saw them live is in flight and the data is
+ * flushed: pending regions still not live leave the disk image. True
+ * when it changed.
+ */
+bool dirtylog_sweep_commit(struct rt_dirtylog *dl);
+/* Clean shutdown (nothing in flight, data flushed): everything not pinned. */
+bool dirtylog_clear_all(struct rt_dirtylog *dl);
+
+/* Regions dirty from a previous run: dirty, live and not aged out. */
+void dirtylog_load(struct rt_dirtylog *dl, const uint8_t *bits);
+void dirtylog_unpin(struct rt_dirtylog *dl, uint64_t region);
+
+bool dirtylog_test(const struct rt_dirtylog *dl, uint64_t region);	/* disk bit */
+uint64_t dirtylog_count(const struct rt_dirtylog *dl);			/* disk bits set */
+/* The disk image as bytes, bit i = byte i / 8, bit i % 8. */
+void dirtylog_bitmap(const struct rt_dirtylog *dl, uint8_t *out);
+
+/* Bytes of the encoded log for @n_regions (whole 4 KiB blocks). */
+size_t dirtylog_encoded_size(uint64_t n_regions);
+int dirtylog_encode(const struct rt_dirtylog *dl, uint64_t events, uint64_t seq,
+		    uint8_t *buf, size_t len);
+/*
+ * Check and decode; @bits gets ceil(n_regions / 8) bytes when @bits_len
+ * allows. -ENODATA no magic, -EINVAL too short, -EBADMSG CRC mismatch,
+ * -EPROTONOSUPPORT version, -EUCLEAN fields out of range, -ENOSPC @bits_len.
+ */
+int dirtylog_decode(const uint8_t *buf, size_t len, struct rt_dlog_header *h,
+		    uint8_t *bits, size_t bits_len);
+
+#endif
