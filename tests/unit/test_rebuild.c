@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include <raidtool/dirtylog.h>
 #include <raidtool/engine.h>
 #include <raidtool/format.h>
 #include <raidtool/layout.h>
@@ -575,6 +576,139 @@ static void test_check_raid5(void **state)
 	check_case(RT_LEVEL_5, 3);
 }
 
+/* ---- dirty-region log on disk ----------------------------------------- */
+
+/* Decode unit @u's log; its region bits into @bits. */
+static void read_log(struct fx *f, unsigned u, uint8_t *bits, size_t len)
+{
+	struct rt_dlog_header h;
+	uint8_t *b = NULL;
+
+	assert_int_equal(posix_memalign((void **)&b, 4096, 4096), 0);
+	assert_int_equal(pread(unit_fd(f->unit[u]), b, 4096, (off_t)f->sb.unit.log_offset), 4096);
+	assert_int_equal(dirtylog_decode(b, 4096, &h, bits, len), 0);
+	assert_int_equal(h.events, f->sb.events);
+	free(b);
+}
+
+static bool bit(const uint8_t *bits, uint64_t i)
+{
+	return bits[i / 8] & (1u << (i % 8));
+}
+
+/* raid5: a 4 KiB write into role region @k (a stripe inside it). */
+static void write_region(struct fx *f, uint64_t R, uint64_t k)
+{
+	uint64_t s = k * R / CHUNK + 1, lg = s * CHUNK * (f->n - 1) + 4096;
+	uint8_t b[4096];
+
+	memset(b, (int)k + 1, sizeof(b));
+	assert_int_equal(engine_write(f->e, b, sizeof(b), lg), 0);
+	memcpy(f->model + lg, b, sizeof(b));
+}
+
+static void corrupt_parity_in(struct fx *f, uint64_t R, uint64_t k)
+{
+	uint64_t s = k * R / CHUNK + 2;
+	uint32_t p = (f->n - 1) - (uint32_t)(s % f->n);
+	uint8_t *b = NULL;
+
+	assert_int_equal(posix_memalign((void **)&b, 4096, 4096), 0);
+	memset(b, 0xee, 4096);
+	assert_int_equal(pwrite(unit_fd(f->unit[p]), b, 4096,
+				(off_t)(f->sb.unit.data_offset + s * CHUNK)), 4096);
+	free(b);
+}
+
+static void test_dirtylog_disk(void **state)
+{
+	uint8_t bits[16], want[16] = { 0 };
+	struct rt_walk_progress pr;
+	uint64_t R, n, nd;
+	struct fx f;
+	unsigned u, i;
+
+	(void)state;
+	if (skip_without_root())
+		skip();
+	assert_int_equal(fx_setup(&f, RT_LEVEL_5, 3), 0);
+	assert_int_equal(engine_dirtylog_info(f.e, &R, &n), 0);
+	assert_int_equal(R, 4 * MIB);
+	assert_int_equal(n, (f.role_bytes + R - 1) / R);
+	assert_true(n >= 8 && n <= 128);
+	/* A fresh array: no valid log anywhere yet. */
+	assert_int_equal(engine_dirtylog_load(f.e, bits, sizeof(bits), &nd), -ENODATA);
+	assert_int_equal(nd, 0);
+	engine_dirtylog_set_idle(f.e, 200);
+
+	/* When the write returns, every unit's log already shows its region. */
+	write_region(&f, R, 2);
+	write_region(&f, R, 7);
+	for (u = 0; u < f.n; u++) {
+		read_log(&f, u, bits, sizeof(bits));
+		assert_true(bit(bits, 2) && bit(bits, 7) && !bit(bits, 3) && !bit(bits, 0));
+	}
+	/* Idle regions are cleared, on disk too. */
+	for (i = 0; i < 300; i++) {
+		assert_int_equal(engine_dirtylog_dirty(f.e, NULL, 0, &nd), 0);
+		if (nd == 0)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(nd, 0);
+	for (u = 0; u < f.n; u++) {
+		read_log(&f, u, bits, sizeof(bits));
+		for (i = 0; i < n; i++)
+			assert_false(bit(bits, i));
+	}
+
+	/* Unclean stop with regions 1 and 4 dirty; 4 and 6 get bad parity. */
+	engine_dirtylog_set_idle(f.e, 60000);
+	write_region(&f, R, 1);
+	write_region(&f, R, 4);
+	assert_int_equal(engine_flush(f.e), 0);
+	engine_destroy(f.e);
+	f.e = NULL;
+	corrupt_parity_in(&f, R, 4);
+	corrupt_parity_in(&f, R, 6);
+	assert_int_equal(fx_engine(&f), 0);
+	assert_int_equal(engine_dirtylog_load(f.e, bits, sizeof(bits), &nd), 0);
+	assert_int_equal(nd, 2);
+	want[0] = (1u << 1) | (1u << 4);
+	assert_memory_equal(bits, want, (n + 7) / 8);
+
+	/* Resync visits only the dirty regions: region 6 stays wrong. */
+	{
+		struct rt_walk_params p = {
+			.kind = RT_WALK_RESYNC, .regions = bits, .region_size = R,
+			.done = on_done, .ctx = &f,
+		};
+
+		assert_int_equal(engine_walk_start(f.e, &p), 0);
+		assert_int_equal(wait_done(&f, 1), 0);
+	}
+	engine_walk_progress(f.e, &pr);
+	assert_int_equal(pr.kind, RT_WALK_RESYNC);
+	assert_int_equal(pr.regions_total, 2);
+	assert_int_equal(pr.regions, 2);
+	assert_int_equal(pr.mismatches, 1);	/* region 4's stripe */
+	assert_int_equal(pr.repaired, 1);
+	assert_int_equal(start_walk(&f, RT_WALK_CHECK, 0, 0), 0);
+	assert_int_equal(wait_done(&f, 2), 0);
+	engine_walk_progress(f.e, &pr);
+	assert_int_equal(pr.mismatches, 1);	/* region 6, never dirty */
+
+	/* A clean stop clears the log everywhere. */
+	assert_int_equal(engine_dirtylog_clean(f.e), 0);
+	for (u = 0; u < f.n; u++) {
+		read_log(&f, u, bits, sizeof(bits));
+		for (i = 0; i < n; i++)
+			assert_false(bit(bits, i));
+	}
+	verify_engine(&f);
+	fx_teardown(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -583,6 +717,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_resume_raid5),
 		cmocka_unit_test(test_check_raid1),
 		cmocka_unit_test(test_check_raid5),
+		cmocka_unit_test(test_dirtylog_disk),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
