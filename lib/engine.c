@@ -76,6 +76,20 @@
  *     reads that can still be served are. linear/raid0: requests that
  *     need a faulty role fail with -EIO before any I/O, others work,
  *     flushes fail.
+ *   A role being rebuilt (engine_attach_unit) is also in e->rebuild: it
+ *     stays in the faulty mask for reads (never read until the recover walk
+ *     completes) but every write goes to it at every offset: raid1 writes
+ *     all mirrors but the faulty ones; raid5 plans with it as the faulty
+ *     role x, except that x's data and parity (from the data alone) are
+ *     written too. So a unit stays valid wherever it was, and a recover
+ *     walk may resume from a checkpoint. Completion clears the faulty bit,
+ *     then the rebuild bit; writers load rebuild before faulty.
+ *   Background walks (lib/rebuild.c) work in batches of whole stripes under
+ *     the same stripe locks, a context taken first, like any writer.
+ *
+ * Dirty-region log: see struct engine_dl below. The healthy write path
+ * pays one atomic bit test per region of its piece when the region is
+ * already dirty.
  */
 #include <errno.h>
 #include <linux/fs.h>
