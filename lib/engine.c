@@ -632,7 +632,7 @@ static int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op 
 		      uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len)
 {
 	uint64_t off = e->data_offset + unit_off;
-	bool fixed = c->fixed_ok && buf >= c->mem && buf < c->mem + c->mem_size;
+	bool fixed = c->fixed_ok && buf && buf >= c->mem && buf < c->mem + c->mem_size;
 	struct engine_io *io;
 	int ret;
 
