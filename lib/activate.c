@@ -61,6 +61,8 @@ struct run {
 	pthread_mutex_t sb_lock;	/* superblock updates and run->as->sb readers */
 	bool force;			/* start a degraded, dirty raid5 */
 	bool stopping;
+	bool resync_pending;		/* a resync started and has not finished */
+	uint32_t rebuild_role;		/* of the last rebuild started */
 	int excl_fd;			/* the loop device, held O_EXCL from the stop decision on */
 };
 
@@ -343,11 +345,64 @@ static const char *walk_name(int kind)
 	}
 }
 
+struct slot_offset {
+	uint32_t slot;
+	uint64_t offset;
+};
+
+static int set_recovery_offset(struct rt_sb *sb, void *arg)
+{
+	const struct slot_offset *o = arg;
+
+	if (sb->slots[o->slot].state != RT_SLOT_REBUILDING)
+		return -ESTALE;
+	sb->slots[o->slot].recovery_offset = o->offset;
+	return 0;
+}
+
+/* A rebuild's checkpoint (walk thread): the role's recovery offset, in every superblock. */
+static void on_walk_checkpoint(uint32_t role, uint64_t offset, void *ctx)
+{
+	struct run *run = ctx;
+	struct slot_offset o = { .slot = role, .offset = offset };
+	int r;
+
+	pthread_mutex_lock(&run->sb_lock);
+	r = assemble_sb_update(run->as, set_recovery_offset, &o);
+	pthread_mutex_unlock(&run->sb_lock);
+	if (r < 0 && r != -ESTALE)
+		rt_log(RT_LOG_ERROR, "'%s': cannot record the rebuild of role %u at %llu bytes "
+		       "in the superblocks: %s", run->name, role, (unsigned long long)offset,
+		       strerror(-r));
+}
+
+/* A rebuild that reached the end: the role is active again. */
+static void rebuild_finished(struct run *run)
+{
+	struct slot_change c = { .slot = run->rebuild_role, .state = RT_SLOT_ACTIVE };
+	int r;
+
+	pthread_mutex_lock(&run->sb_lock);
+	r = assemble_sb_update(run->as, change_slot, &c);
+	pthread_mutex_unlock(&run->sb_lock);
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': role %u is rebuilt, but marking it active in the "
+		       "superblocks failed: %s", run->name, c.slot, strerror(-r));
+	else
+		rt_log(RT_LOG_INFO, "'%s': role %u rebuilt and active (events %llu); the array "
+		       "is %s", run->name, c.slot, (unsigned long long)run->as->sb.events,
+		       sb_health(&run->as->sb));
+}
+
 /* The end of a walk (on its thread; the engine must not be re-entered). */
 static void on_walk_done(int kind, int result, void *ctx)
 {
 	struct run *run = ctx;
 
+	if (result == 0 && kind == RT_WALK_RECOVER)
+		rebuild_finished(run);
+	if (result == 0 && kind == RT_WALK_RESYNC)
+		run->resync_pending = false;
 	if (result == 0)
 		rt_log(RT_LOG_INFO, "'%s': %s finished", run->name, walk_name(kind));
 	else if (result == -ECANCELED)
@@ -355,6 +410,26 @@ static void on_walk_done(int kind, int result, void *ctx)
 	else
 		rt_log(RT_LOG_ERROR, "'%s': %s failed: %s", run->name, walk_name(kind),
 		       strerror(-result));
+}
+
+/* Rebuild @role onto the unit attached to it, from @start bytes of its data area. */
+static int start_rebuild(struct run *run, uint32_t role, uint64_t start)
+{
+	struct rt_walk_params p = {
+		.kind = RT_WALK_RECOVER, .role = role, .start = start,
+		.checkpoint = on_walk_checkpoint, .done = on_walk_done, .ctx = run,
+	};
+	int r;
+
+	run->rebuild_role = role;
+	r = engine_walk_start(run->e, &p);
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': cannot start rebuilding role %u: %s", run->name,
+		       role, strerror(-r));
+	else
+		rt_log(RT_LOG_INFO, "'%s': rebuilding role %u from %llu bytes", run->name, role,
+		       (unsigned long long)start);
+	return r;
 }
 
 static int run_walk_command(struct run *run, const char *cmd, const char *arg, char *msg,
@@ -529,9 +604,144 @@ static int cmd_remove(struct run *run, const char *arg, char *msg, size_t len)
 	return 0;
 }
 
+/* The role a new unit goes to: a faulty one without a unit, else n_roles (a spare). */
+static int add_target(struct run *run, char *msg, size_t len)
+{
+	const struct rt_assembly *as = run->as;
+	struct rt_walk_progress wp;
+
+	for (unsigned i = 0; i < as->n_roles; i++) {
+		if (engine_role_state(run->e, i) != RT_ROLE_FAULTY)
+			continue;
+		if (as->units[i]) {
+			snprintf(msg, len, "role %u is faulty and still holds '%s'; remove it "
+				 "first ('raidtool remove %s %u')", i, as->dev[i], run->name, i);
+			return -EBUSY;
+		}
+		engine_walk_progress(run->e, &wp);
+		if (wp.running) {
+			snprintf(msg, len, "busy: %s is running; wait for it ('raidtool wait "
+				 "%s') or cancel it ('raidtool check --cancel %s')",
+				 walk_name(wp.kind), run->name, run->name);
+			return -EBUSY;
+		}
+		return (int)i;
+	}
+	return (int)as->n_roles;
+}
+
+static int add_slot(struct rt_sb *sb, void *arg)
+{
+	*sb = *(const struct rt_sb *)arg;
+	return 0;
+}
+
+/*
+ * A new unit: into a faulty, removed role and rebuilt onto, or a spare.
+ * "--force PATH" overwrites what it holds; a stale former unit of this
+ * array is rewritten as a new member anyway.
+ */
+static int cmd_add(struct run *run, const char *arg, char *msg, size_t len)
+{
+	struct rt_assembly *as = run->as;
+	struct rt_unit *u = NULL;
+	struct rt_sb sb;
+	bool force = false, locked = true;
+	unsigned idx;
+	uint32_t slot;
+	int t, r;
+
+	if (!strncmp(arg, "--force ", 8)) {
+		force = true;
+		arg += 8;
+	}
+	if (!*arg) {
+		snprintf(msg, len, "which unit? give a device or image file");
+		return -EINVAL;
+	}
+	if (as->sb.array.level != RT_LEVEL_1 && as->sb.array.level != RT_LEVEL_5) {
+		snprintf(msg, len, "a %s array has no redundancy: a unit added to it could "
+			 "neither be rebuilt nor serve as a spare",
+			 sb_level_name(as->sb.array.level));
+		return -EOPNOTSUPP;
+	}
+	pthread_mutex_lock(&run->sb_lock);
+	t = add_target(run, msg, len);
+	if (t < 0) {
+		r = t;
+		goto out;
+	}
+	idx = (unsigned)t < as->n_roles ? (unsigned)t : as->n_units;
+	slot = (unsigned)t < as->n_roles ? (uint32_t)t : as->sb.array.n_slots;
+	if (idx >= RT_MAX_UNITS) {
+		snprintf(msg, len, "no room for another unit (at most %u)", RT_MAX_UNITS);
+		r = -E2BIG;
+		goto out;
+	}
+	sb = as->sb;
+	rt_log_clear_error();
+	r = array_member_prepare(arg, &sb, slot, RT_UNIT_DIRECT, force, as->sb.array.uuid,
+				 &u, &as->own[idx]);
+	if (r < 0) {
+		snprintf(msg, len, "%s", rt_log_last_error()[0] ? rt_log_last_error() :
+			 strerror(-r));
+		goto out;
+	}
+	as->units[idx] = u;
+	snprintf(as->dev[idx], sizeof(as->dev[idx]), "%s", unit_devname(u));
+	if (idx == as->n_units)
+		as->n_units++;
+	r = assemble_sb_update(as, add_slot, &sb);
+	if (r < 0) {
+		snprintf(msg, len, "cannot write the superblocks: %s", strerror(-r));
+		goto undo;
+	}
+	/* A file-backed unit keeps its loop device after the engine closes it: scanning finds it. */
+	unit_keep_loop(u);
+	if (idx >= as->n_roles) {
+		rt_log(RT_LOG_INFO, "'%s': unit '%s' added as a spare (slot %u, events %llu)",
+		       run->name, as->dev[idx], slot, (unsigned long long)as->sb.events);
+		snprintf(msg, len, "'%s' added as a spare (slot %u): nothing is degraded", arg,
+			 slot);
+		goto out;
+	}
+	/* The engine may wait for requests whose failure handler wants sb_lock. */
+	pthread_mutex_unlock(&run->sb_lock);
+	locked = false;
+	r = engine_attach_unit(run->e, slot, u);
+	if (r < 0) {
+		snprintf(msg, len, "cannot attach '%s' to role %u: %s", arg, slot, strerror(-r));
+		goto out;	/* REBUILDING at 0 in the superblocks: a restart retries */
+	}
+	r = start_rebuild(run, slot, 0);
+	if (r < 0) {
+		snprintf(msg, len, "'%s' attached to role %u, but the rebuild did not start: %s",
+			 arg, slot, strerror(-r));
+		goto out;
+	}
+	rt_log(RT_LOG_INFO, "'%s': unit '%s' added to role %u (events %llu)", run->name,
+	       as->dev[idx], slot, (unsigned long long)as->sb.events);
+	snprintf(msg, len, "'%s' added to role %u; rebuilding in the background; see "
+		 "'raidtool status %s' or 'raidtool wait %s'", arg, slot, run->name, run->name);
+	goto out;
+undo:
+	as->units[idx] = NULL;
+	as->dev[idx][0] = '\0';
+	if (idx == as->n_units - 1 && idx >= as->n_roles)
+		as->n_units--;
+	unit_close(u);
+out:
+	if (locked)
+		pthread_mutex_unlock(&run->sb_lock);
+	return r;
+}
+
 static int on_command(void *ctx, const char *cmd, const char *arg, char *msg, size_t len)
 {
 	struct run *run = ctx;
+
+	if (!strcmp(cmd, "add"))
+		return cmd_add(run, arg, msg, len);
 
 	if (!strcmp(cmd, "fail"))
 		return cmd_fail(run, arg, msg, len);
@@ -687,9 +897,18 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 		/* A walk in progress stops first (a rebuild checkpoints as it ends). */
 		engine_walk_cancel(run->e);
 		q = engine_flush(run->e);
+		if (q == 0) {
+			/* Regions still to be resynced stay dirty in the log. */
+			q = engine_dirtylog_clean(run->e);
+			if (q == -EOPNOTSUPP)
+				q = 0;
+		}
 		engine_destroy(run->e);
 		run->e = NULL;
-		if (q < 0) {
+		if (q == 0 && run->resync_pending) {
+			rt_log(RT_LOG_WARN, "'%s': the resync did not finish; the array stays "
+			       "marked dirty and resyncs when activated again", run->name);
+		} else if (q < 0) {
 			rt_log(RT_LOG_ERROR, "'%s': final flush failed: %s; the array stays "
 			       "marked dirty", run->name, strerror(-q));
 			if (!r) {
@@ -806,6 +1025,91 @@ static int mark_running(struct rt_sb *sb, void *arg)
 	return 0;
 }
 
+/* After an unclean stop: resync the regions the dirty log holds (all without one). */
+static void start_resync(struct run *run)
+{
+	struct rt_walk_params p = { .kind = RT_WALK_RESYNC, .done = on_walk_done, .ctx = run };
+	uint64_t region_size, n_regions = 1, n_dirty = 1;
+	uint8_t *bitmap = NULL;
+	int r;
+
+	if (run->as->sb.array.level != RT_LEVEL_1 && run->as->sb.array.level != RT_LEVEL_5)
+		return;
+	r = engine_dirtylog_info(run->e, &region_size, &n_regions);
+	if (r == 0) {
+		bitmap = calloc((n_regions + 7) / 8, 1);
+		if (!bitmap) {
+			r = -ENOMEM;
+			goto out;
+		}
+		r = engine_dirtylog_load(run->e, bitmap, (n_regions + 7) / 8, &n_dirty);
+		if (r == -ENODATA) {
+			n_dirty = n_regions;
+			r = 0;
+		} else if (r == 0) {
+			p.regions = bitmap;
+			p.region_size = region_size;
+		}
+	} else if (r == -EOPNOTSUPP) {
+		r = 0;
+	}
+	if (r < 0)
+		goto out;
+	if (!n_dirty) {
+		rt_log(RT_LOG_WARN, "'%s': not stopped cleanly, but no region was being "
+		       "written: nothing to resync", run->name);
+		goto out;
+	}
+	run->resync_pending = true;
+	r = engine_walk_start(run->e, &p);
+	if (r < 0)
+		goto out;
+	rt_log(RT_LOG_WARN, "'%s': not stopped cleanly: resyncing %llu of %llu regions%s",
+	       run->name, (unsigned long long)n_dirty, (unsigned long long)n_regions,
+	       p.regions ? "" : " (no valid dirty-region log)");
+out:
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': not stopped cleanly, and the resync did not start: "
+		       "%s; the array stays marked dirty", run->name, strerror(-r));
+	free(bitmap);
+}
+
+/*
+ * The walk a start begins: a rebuild interrupted by a stop resumes from its
+ * checkpoint; else, after an unclean stop, the resync.
+ */
+static void start_recovery(struct run *run, bool was_dirty)
+{
+	struct rt_assembly *as = run->as;
+	uint64_t at;
+	int r;
+
+	for (uint32_t role = 0; role < as->n_roles; role++) {
+		if (!as->units[role] || as->sb.slots[role].state != RT_SLOT_REBUILDING)
+			continue;
+		r = engine_attach_unit(run->e, role, as->units[role]);
+		if (r < 0) {
+			rt_log(RT_LOG_ERROR, "'%s': cannot attach '%s' to role %u for its rebuild: "
+			       "%s", run->name, as->dev[role], role, strerror(-r));
+			continue;
+		}
+		at = as->sb.slots[role].recovery_offset;
+		if (start_rebuild(run, role, at) < 0)
+			continue;
+		rt_log(RT_LOG_WARN, "'%s': resuming the rebuild of role %u onto '%s' at %llu "
+		       "bytes", run->name, role, as->dev[role], (unsigned long long)at);
+		if (was_dirty) {
+			/* One walk at a time: the resync waits for the next start. */
+			run->resync_pending = true;
+			rt_log(RT_LOG_WARN, "'%s': not stopped cleanly: the resync follows the "
+			       "rebuild at the next start", run->name);
+		}
+		return;
+	}
+	if (was_dirty)
+		start_resync(run);
+}
+
 typedef void (*ready_fn)(struct run *run, void *arg);
 
 /*
@@ -820,7 +1124,7 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	struct rt_export_params xp;
 	struct control_ops ops;
 	char path[PATH_MAX], did[1024], msg[512], line[80];
-	bool dirty = false;
+	bool dirty = false, was_dirty;
 	int fd, r;
 
 	/*
@@ -887,6 +1191,7 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	}
 	harden_memory(run);
 
+	was_dirty = run->as->sb.state == RT_ARRAY_DIRTY;
 	r = assemble_sb_update(run->as, mark_running, run->as);
 	if (r < 0)
 		goto out;
@@ -898,6 +1203,7 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	}
 	engine_set_failure_handler(run->e, on_failure, run);
 	run->started = (uint64_t)time(NULL);
+	start_recovery(run, was_dirty);
 
 	r = control_path(run->name, RT_CONTROL_MNT, path, sizeof(path));
 	if (r < 0)

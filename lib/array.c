@@ -89,18 +89,20 @@ static const char *open_failure_reason(int err)
 }
 
 /*
- * Open @path to become a new member and check it: big enough, and holding
- * nothing that writing a superblock would destroy unless @force.
+ * Open @path (with @flags besides RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH)
+ * to become a new member and check it: big enough, and holding nothing that
+ * writing a superblock would destroy unless @force. A superblock of the array
+ * @own_array (a stale former member; NULL: none) is no reason to refuse.
  */
-static int new_unit_open(const char *path, uint32_t chunk, bool force,
-			 struct rt_unit **out, struct rt_geometry *g)
+static int new_unit_open(const char *path, uint32_t chunk, unsigned flags, bool force,
+			 const uint8_t *own_array, struct rt_unit **out, struct rt_geometry *g)
 {
 	struct rt_unit *u;
 	struct rt_sb old;
 	char type[64];
 	int r;
 
-	r = unit_open(path, RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH, &u);
+	r = unit_open(path, flags | RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH, &u);
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, open_failure_reason(r));
 		return r;
@@ -124,7 +126,12 @@ static int new_unit_open(const char *path, uint32_t chunk, bool force,
 		}
 	} else {
 		r = unit_read_sb(u, &old, NULL);
-		if (r == 0) {
+		if (r == 0 && own_array &&
+		    !memcmp(old.array.uuid, own_array, RT_UUID_SIZE)) {
+			rt_log(RT_LOG_INFO, "'%s': a former unit of array '%s' (events %llu): "
+			       "rewritten as a new member, not trusted", path, old.array.name,
+			       (unsigned long long)old.events);
+		} else if (r == 0) {
 			rt_log(RT_LOG_ERROR, "'%s': is a unit of array '%s' (hashcode %08x); "
 			       "use --force to overwrite it", path, old.array.name,
 			       old.array.hashcode);
@@ -395,7 +402,7 @@ int array_create(const struct rt_create_params *params, const char *const *paths
 	sb.array.region_size = p.region_size;
 
 	for (opened = 0; opened < n; opened++) {
-		r = new_unit_open(paths[opened], p.chunk_size, p.force, &units[opened], &g);
+		r = new_unit_open(paths[opened], p.chunk_size, 0, p.force, NULL, &units[opened], &g);
 		if (r < 0)
 			goto out;
 		unit_desc_init(&own[opened], (uint32_t)opened, unit_size(units[opened]), &g);
@@ -534,6 +541,50 @@ int array_rehash(const char *id, const uint32_t *new_hash, uint32_t *result)
 }
 
 /* Roles with no fresh unit present; a new unit can take them. */
+int array_member_prepare(const char *path, struct rt_sb *sb, uint32_t idx, unsigned flags,
+			 bool force, const uint8_t *own_array, struct rt_unit **out,
+			 struct rt_unit_desc *own)
+{
+	struct rt_geometry g;
+	struct rt_slot *slot;
+	struct rt_unit *u;
+	uint64_t need = UINT64_MAX;
+	bool role = idx < sb->array.n_devices;
+	int r;
+
+	if (idx >= RT_MAX_UNITS) {
+		rt_log(RT_LOG_ERROR, "'%s': array '%s' has no room for another unit (at most %u)",
+		       path, sb->array.name, RT_MAX_UNITS);
+		return -E2BIG;
+	}
+	r = new_unit_open(path, sb->array.chunk_size, flags, force, own_array, &u, &g);
+	if (r < 0)
+		return r;
+	/* Every role of a raid1/raid5 uses the smallest role's data size. */
+	for (uint32_t i = 0; i < sb->array.n_devices; i++)
+		if (sb->slots[i].data_size < need)
+			need = sb->slots[i].data_size;
+	if (g.data_size < need) {
+		rt_log(RT_LOG_ERROR, "'%s': too small for array '%s': its data area "
+		       "would hold %llu bytes, each unit needs %llu", path,
+		       sb->array.name, (unsigned long long)g.data_size,
+		       (unsigned long long)need);
+		unit_close(u);
+		return -ENOSPC;
+	}
+	unit_desc_init(own, idx, unit_size(u), &g);
+	slot = &sb->slots[idx];
+	memcpy(slot->uuid, own->uuid, RT_UUID_SIZE);
+	slot->hashcode = own->hashcode;
+	slot->state = role ? RT_SLOT_REBUILDING : RT_SLOT_SPARE;
+	slot->data_size = g.data_size;
+	slot->recovery_offset = 0;
+	if (!role)
+		sb->array.n_slots = idx + 1;
+	*out = u;
+	return 0;
+}
+
 static size_t missing_roles(const struct rt_scan_array *a, uint32_t *roles)
 {
 	size_t n = 0;
@@ -563,10 +614,8 @@ int array_add(const char *id, const char *const *paths, size_t n_new, bool force
 	uint32_t missing[RT_MAX_UNITS];
 	const struct rt_scan_array *a;
 	struct rt_scan *scan = NULL;
-	struct rt_geometry g;
 	struct rt_sb sb;
 	size_t n_old = 0, n_open = 0, n_missing;
-	uint64_t need;
 	int r;
 
 	r = check_distinct(paths, n_new);
@@ -605,36 +654,16 @@ int array_add(const char *id, const char *const *paths, size_t n_new, bool force
 	if (r < 0)
 		goto out;
 
-	/* Every role of a raid1/raid5 uses the smallest role's data size. */
-	need = UINT64_MAX;
-	for (uint32_t i = 0; i < sb.array.n_devices; i++)
-		if (sb.slots[i].data_size < need)
-			need = sb.slots[i].data_size;
 	n_missing = missing_roles(a, missing);
 	for (size_t i = 0; i < n_new; i++) {
-		struct rt_slot *slot;
 		uint32_t idx;
 
-		r = new_unit_open(paths[i], sb.array.chunk_size, force, &units[n_open], &g);
+		idx = i < n_missing ? missing[i] : sb.array.n_slots;
+		r = array_member_prepare(paths[i], &sb, idx, 0, force, NULL, &units[n_open],
+					 &own[n_open]);
 		if (r < 0)
 			goto out;
 		n_open++;
-		if (g.data_size < need) {
-			rt_log(RT_LOG_ERROR, "'%s': too small for array '%s': its data area "
-			       "would hold %llu bytes, each unit needs %llu", paths[i],
-			       sb.array.name, (unsigned long long)g.data_size,
-			       (unsigned long long)need);
-			r = -ENOSPC;
-			goto out;
-		}
-		idx = i < n_missing ? missing[i] : sb.array.n_slots++;
-		unit_desc_init(&own[n_open - 1], idx, unit_size(units[n_open - 1]), &g);
-		slot = &sb.slots[idx];
-		memcpy(slot->uuid, own[n_open - 1].uuid, RT_UUID_SIZE);
-		slot->hashcode = own[n_open - 1].hashcode;
-		slot->state = i < n_missing ? RT_SLOT_REBUILDING : RT_SLOT_SPARE;
-		slot->data_size = g.data_size;
-		slot->recovery_offset = 0;
 	}
 	sb.events++;
 	sb.utime = (uint64_t)time(NULL);

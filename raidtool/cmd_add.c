@@ -1,7 +1,52 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <raidtool/array.h>
+#include <raidtool/control.h>
+#include <raidtool/scan.h>
 #include "cli.h"
 #include "commands.h"
+
+/* Whether @id names a running array; its name in @name. */
+static bool running_name(const char *id, char *name, size_t len)
+{
+	const struct rt_scan_array *a;
+	struct rt_control_probe p;
+	struct rt_scan *s = NULL;
+	bool on = false;
+
+	if (sb_name_check(id) == 0 && control_probe(id, &p) == 0 && p.state == RT_CONTROL_ACTIVE) {
+		snprintf(name, len, "%s", id);
+		return true;
+	}
+	if (scan_devices(&s) == 0 && scan_lookup(s, id, &a) == 0) {
+		snprintf(name, len, "%s", a->sb.array.name);
+		on = control_probe(name, &p) == 0 && p.state == RT_CONTROL_ACTIVE;
+	}
+	scan_free(s);
+	return on;
+}
+
+/* A running array: one control request per unit, by absolute path (the engine's cwd is /). */
+static int add_running(const char *name, const char *const *units, int n, bool force)
+{
+	char path[PATH_MAX], arg[PATH_MAX + 16], what[PATH_MAX + 32];
+	int r;
+
+	for (int i = 0; i < n; i++) {
+		if (!realpath(units[i], path))
+			return cli_fail(-errno, "'%s'", units[i]);
+		snprintf(arg, sizeof(arg), "%s%s", force ? "--force " : "", path);
+		snprintf(what, sizeof(what), "cannot add '%s'", units[i]);
+		r = cli_control_command(name, what, "add", arg);
+		if (r != EXIT_OK)
+			return r;
+	}
+	return EXIT_OK;
+}
 
 int cmd_add(int argc, const char **argv)
 {
@@ -12,6 +57,7 @@ int cmd_add(int argc, const char **argv)
 		POPT_AUTOHELP
 		POPT_TABLEEND
 	};
+	char name[RT_NAME_MAX + 1];
 	const char **args;
 	poptContext pc;
 	struct rt_sb sb;
@@ -20,6 +66,10 @@ int cmd_add(int argc, const char **argv)
 	r = cli_parse("add", "NAME|HASHCODE UNIT...", argc, argv, opts, 2, -1, &pc, &args, &n);
 	if (r >= 0)
 		return r;
+	if (running_name(args[0], name, sizeof(name))) {
+		r = add_running(name, args + 1, n - 1, force);
+		goto out;
+	}
 	r = array_add(args[0], args + 1, (size_t)(n - 1), force, &sb);
 	if (r < 0) {
 		r = cli_fail(r, "'%s': cannot add units", args[0]);

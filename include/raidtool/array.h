@@ -54,4 +54,17 @@ struct rt_unit;
 int array_write_sb_all(struct rt_unit *const *units, const struct rt_unit_desc *own,
 		       size_t n, const struct rt_sb *shared);
 
+/*
+ * Open @path (RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH, and @flags) as a
+ * new member of the array @sb describes and check it as array_add does (big
+ * enough; holding no filesystem, signature or superblock unless @force; a
+ * superblock of the array @own_array is a stale former member's and
+ * accepted). It takes slot @idx of @sb: a role (REBUILDING, recovery offset
+ * 0) when @idx < n_devices, else a spare at the end of the table. Fills
+ * @own with its fresh unit descriptor; writes nothing.
+ */
+int array_member_prepare(const char *path, struct rt_sb *sb, uint32_t idx, unsigned flags,
+			 bool force, const uint8_t *own_array, struct rt_unit **out,
+			 struct rt_unit_desc *own);
+
 #endif

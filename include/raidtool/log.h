@@ -23,4 +23,12 @@ void rt_set_log(rt_log_fn fn, void *usrptr);
 void rt_log(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/*
+ * The last RT_LOG_ERROR message of the calling thread ("" after
+ * rt_log_clear_error): to hand a library refusal's reason to a remote
+ * caller (the control socket) as well as to the log.
+ */
+const char *rt_log_last_error(void);
+void rt_log_clear_error(void);
+
 #endif

@@ -36,7 +36,7 @@ struct rt_walk_params {
 	uint32_t role;			/* recover: the role being rebuilt */
 	uint64_t start;			/* recover: resume from here (bytes) */
 	const uint8_t *regions;		/* resync: bitmap of regions, NULL = all */
-	uint64_t region_size;		/* resync: bytes of array per bit */
+	uint64_t region_size;		/* resync: bytes of each role's data area per bit */
 	void (*checkpoint)(uint32_t role, uint64_t offset, void *ctx);
 	void (*done)(int kind, int result, void *ctx);
 	void *ctx;

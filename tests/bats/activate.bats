@@ -318,6 +318,10 @@ sys.stdout.write(data.decode())
 	run raidtool activate "$NAME"
 	assert_success
 	cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/pattern"
+	# The start resyncs what the unclean stop left dirty; stopped before that
+	# finished, the array would stay dirty.
+	run raidtool wait "$NAME"
+	assert_success
 	run raidtool deactivate "$NAME"
 	assert_success
 	[ "$(sb_field state)" = clean ]

@@ -402,3 +402,176 @@ check_corrupt() {
 	run raidtool check nosuch"$NAME"
 	assert_failure
 }
+
+# check_clean: a check over the whole array finds nothing to repair.
+check_clean() {
+	run raidtool check "$NAME"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "check done: 0 mismatches"
+}
+
+all_active() {
+	run status_json
+	assert_success
+	[ "$(jq -r .health <<<"$output")" = clean ] || fail "not clean: $output"
+	[ "$(jq -r '[.units[] | select(.state != "active")] | length' <<<"$output")" = 0 ] ||
+		fail "not all active: $output"
+}
+
+# rebuild_under_load LEVEL COUNT: a unit failed and removed under fio, a
+# fresh one added and rebuilt while fio goes on; everything verifies.
+rebuild_under_load() {
+	local level=$1 count=$2 rc fresh
+	new_array "$level" "$count" 64M
+	start_array
+	fio --filename="$DEV" "${FIO_COMMON[@]}" --size=32M --rate=8m --do_verify=1 \
+		--verify_fatal=1 >"$TESTDIR/fio.out" 2>&1 &
+	BGPIDS+=("$!")
+	sleep 1
+	run raidtool fail "$NAME" 1
+	assert_success
+	run raidtool remove "$NAME" 1
+	assert_success
+	fresh=$(make_image fresh.img 64M)
+	run raidtool add "$NAME" "$fresh"
+	assert_success
+	assert_output --partial "added to role 1; rebuilding"
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "rebuild of role 1 done"
+	rc=0
+	wait "${BGPIDS[0]}" || rc=$?
+	[ "$rc" = 0 ] || fail "fio failed ($rc): $(cat "$TESTDIR/fio.out")"
+	all_active
+	[ "$(examined_slot "$fresh" 1)" = active ]
+	check_clean
+	fio_verify_only 32M
+}
+
+@test "raid1: fail, remove, add a fresh unit under fio: rebuilt, check 0, data verifies" {
+	rebuild_under_load 1 2
+}
+
+@test "raid5: fail, remove, add a fresh unit under fio: rebuilt, check 0, data verifies" {
+	rebuild_under_load 5 3
+}
+
+@test "rebuild interrupted by deactivate resumes from its checkpoint at the next start" {
+	local fresh off
+	new_array 1 2 1G
+	start_array
+	head -c 16M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	raidtool fail "$NAME" 1
+	raidtool remove "$NAME" 1
+	fresh=$(make_image fresh.img 1G)
+	run raidtool add "$NAME" "$fresh"
+	assert_success
+	run raidtool deactivate "$NAME"
+	assert_success
+	[ "$(examined_slot "$fresh" 1)" = rebuilding ]
+	off=$(raidtool examine --json "$fresh" 2>/dev/null | jq -r '.roles[1].recovery_offset')
+	[ "$off" -gt 0 ] || fail "no checkpoint recorded: $off"
+	start_array
+	stderr_has "resuming the rebuild of role 1"
+	stderr_has "at $off bytes"
+	run status_json
+	[ "$(jq -r .walk.kind <<<"$output")" = rebuilding ]
+	[ "$(jq -r .walk.done <<<"$output")" -ge "$off" ]
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "rebuild of role 1 done"
+	all_active
+	check_clean
+	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+}
+
+@test "raid5 killed during random writes: only the dirty regions are resynced, check 0" {
+	local n m
+	new_array 5 3 512M
+	start_array
+	# Known data just past the random writes, in the same (first) region.
+	head -c 8M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M seek=100 oflag=direct conv=fsync status=none
+	fio --filename="$DEV" --name=rand --direct=1 --ioengine=io_uring --iodepth=8 \
+		--rw=randwrite --bs=4k --size=100M --time_based --runtime=30 \
+		>"$TESTDIR/fio.out" 2>&1 &
+	BGPIDS+=("$!")
+	sleep 2
+	kill -KILL "$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")"
+	wait "${BGPIDS[0]}" || true
+	BGPIDS=()
+	run raidtool deactivate "$NAME"
+	assert_success
+	start_array
+	[[ "$stderr" =~ resyncing\ ([0-9]+)\ of\ ([0-9]+)\ regions ]] ||
+		fail "no resync announced: $stderr"
+	n=${BASH_REMATCH[1]}
+	m=${BASH_REMATCH[2]}
+	[ "$n" -gt 0 ] && [ $((n * 4)) -lt "$m" ] || fail "resyncing $n of $m regions"
+	[ "$(status_json | jq -r .walk.kind)" = resyncing ]
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "resync done"
+	check_clean
+	run cmp <(dd if="$DEV" bs=1M skip=100 count=8 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	# Stopped cleanly after the resync: nothing to do at the next start.
+	run raidtool deactivate "$NAME"
+	assert_success
+	start_array
+	[[ "$stderr" != *resyncing* ]] || fail "resync again: $stderr"
+}
+
+@test "add to a running array refuses a unit of another array, changing nothing" {
+	local other
+	new_array 5 3 64M
+	start_array
+	head -c 8M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	raidtool fail "$NAME" 2
+	raidtool remove "$NAME" 2
+	other=$(make_image other0.img 64M)
+	run raidtool create "${NAME}o" --level 1 "$other" "$(make_image other1.img 64M)"
+	assert_success
+	sums=$(checksums "$other")
+	run raidtool add "$NAME" "$other"
+	assert_failure
+	assert_output --partial "is a unit of array '${NAME}o'"
+	[ "$(checksums "$other")" = "$sums" ]
+	[ "$(status_json | jq -r .health)" = degraded ]
+	run cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+}
+
+@test "a stale unit offered back with add is rewritten and rebuilt, not trusted" {
+	new_array 5 3 64M
+	start_array
+	head -c 8M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	raidtool fail "$NAME" 1
+	raidtool remove "$NAME" 1
+	# Written since: the removed unit's copy is out of date.
+	head -c 8M /dev/urandom > "$TESTDIR/more"
+	dd if="$TESTDIR/more" of="$DEV" bs=1M seek=8 oflag=direct conv=fsync status=none
+	run raidtool add "$NAME" "${UNITS[1]}"
+	assert_success
+	assert_output --partial "added to role 1; rebuilding"
+	run raidtool wait "$NAME"
+	assert_success
+	all_active
+	check_clean
+	run cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	run cmp <(dd if="$DEV" bs=1M skip=8 count=8 iflag=direct status=none) "$TESTDIR/more"
+	assert_success
+	# Every unit agrees on the table after a restart.
+	run raidtool deactivate "$NAME"
+	assert_success
+	start_array
+	[[ "$stderr" != *stale* ]] || fail "a unit is still stale: $stderr"
+	all_active
+}
