@@ -18,6 +18,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <raidtool/dirtylog.h>
 #include <raidtool/log.h>
 #include <raidtool/loopdev.h>
 #include <raidtool/unit.h>
@@ -663,5 +664,25 @@ out:
 		blkid_free_probe(pr);
 	if (own_fd >= 0)
 		close(own_fd);
+	return r;
+}
+
+int unit_read_dirtylog(struct rt_unit *u, const struct rt_sb *sb, struct rt_dlog_header *h,
+		       uint8_t *bits, size_t bits_len)
+{
+	uint64_t len = sb->unit.log_size;
+	uint8_t *buf;
+	int r;
+
+	if (len < RT_DLOG_BLOCK || len > RT_DATA_ALIGN)
+		return -ENODATA;
+	len -= len % RT_DLOG_BLOCK;
+	buf = alloc_io_buf(len);
+	if (!buf)
+		return -ENOMEM;
+	r = unit_pread(u, buf, len, sb->unit.log_offset);
+	if (r == 0)
+		r = dirtylog_decode(buf, len, h, bits, bits_len);
+	free(buf);
 	return r;
 }

@@ -211,7 +211,7 @@ int cli_lookup_array(const struct rt_scan *s, const char *id,
 }
 
 int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
-		  bool quiet_missing)
+		  bool quiet_missing, struct rt_unit **keep)
 {
 	struct rt_unit *u;
 	int r;
@@ -223,6 +223,10 @@ int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
 		return cli_exit_code(r);
 	}
 	r = unit_read_sb(u, sb, st);
+	if (r == 0 && keep) {
+		*keep = u;
+		return -1;
+	}
 	unit_close(u);
 	if (r == -ENODATA) {
 		if (!quiet_missing)

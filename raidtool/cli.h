@@ -69,13 +69,16 @@ struct rt_sb_status;
 int cli_lookup_array(const struct rt_scan *s, const char *id,
 		     const struct rt_scan_array **out);
 
+struct rt_unit;
+
 /*
  * Read a unit's superblock (a regular file is attached to a loop device
  * for the read and detached again). -1 when read, else the exit code;
- * @quiet_missing: no message for a device without a superblock.
+ * @quiet_missing: no message for a device without a superblock; @keep
+ * (may be NULL): the unit stays open for more reads, the caller closes it.
  */
 int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
-		  bool quiet_missing);
+		  bool quiet_missing, struct rt_unit **keep);
 
 /* Formatting helpers. */
 void cli_format_size(uint64_t bytes, char *buf, size_t len);	/* "1.5 GiB" */

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <stdlib.h>
+#include <raidtool/dirtylog.h>
 #include <raidtool/unit.h>
 #include "cli.h"
 #include "commands.h"
@@ -42,7 +44,95 @@ static void examine_export(const struct rt_sb *sb)
 	printf("RAIDTOOL_STATE=%s\n", sb_array_state_name(sb->state));
 }
 
-static void examine_json(const char *path, const struct rt_sb *sb, const struct rt_sb_status *st)
+/* The unit's dirty-region log, as read by unit_read_dirtylog. */
+struct examine_log {
+	int err;
+	struct rt_dlog_header h;
+	uint8_t *bits;
+	uint64_t n_dirty;
+};
+
+static void examine_read_log(struct rt_unit *u, const struct rt_sb *sb, struct examine_log *lg)
+{
+	size_t len = RT_DATA_ALIGN / 8 + 1;	/* more bits than any log area holds */
+
+	memset(lg, 0, sizeof(*lg));
+	lg->bits = calloc(1, len);
+	if (!lg->bits) {
+		lg->err = -ENOMEM;
+		return;
+	}
+	lg->err = unit_read_dirtylog(u, sb, &lg->h, lg->bits, len);
+	for (uint64_t i = 0; lg->err == 0 && i < lg->h.n_regions; i++)
+		lg->n_dirty += (lg->bits[i / 8] >> (i % 8)) & 1;
+}
+
+static bool log_bit(const struct examine_log *lg, uint64_t i)
+{
+	return (lg->bits[i / 8] >> (i % 8)) & 1;
+}
+
+/* "0-3,7": the dirty regions as ranges. */
+static void print_dirty_ranges(const struct examine_log *lg)
+{
+	const char *sep = "";
+
+	for (uint64_t i = 0; i < lg->h.n_regions; i++) {
+		uint64_t j = i;
+
+		if (!log_bit(lg, i))
+			continue;
+		while (j + 1 < lg->h.n_regions && log_bit(lg, j + 1))
+			j++;
+		if (j == i)
+			printf("%s%" PRIu64, sep, i);
+		else
+			printf("%s%" PRIu64 "-%" PRIu64, sep, i, j);
+		sep = ",";
+		i = j;
+	}
+}
+
+static void examine_log_json(struct json *j, const struct examine_log *lg)
+{
+	json_object_begin(j, "dirty_log");
+	json_str(j, "status", lg->err == 0 ? "valid" : lg->err == -ENODATA ? "absent"
+		 : strerror(-lg->err));
+	if (lg->err == 0) {
+		json_u64(j, "events", lg->h.events);
+		json_u64(j, "region_size", lg->h.region_size);
+		json_u64(j, "regions", lg->h.n_regions);
+		json_u64(j, "dirty", lg->n_dirty);
+		json_array_begin(j, "dirty_regions");
+		for (uint64_t i = 0; i < lg->h.n_regions; i++)
+			if (log_bit(lg, i))
+				json_u64(j, NULL, i);
+		json_array_end(j);
+	}
+	json_object_end(j);
+}
+
+static void examine_log_text(const struct examine_log *lg)
+{
+	if (lg->err == -ENODATA) {
+		printf("  dirty-region log: none written yet\n");
+		return;
+	} else if (lg->err < 0) {
+		printf("  dirty-region log: unreadable (%s)\n", strerror(-lg->err));
+		return;
+	}
+	printf("  dirty-region log: %" PRIu64 " of %" PRIu64 " regions dirty (region %" PRIu64
+	       " bytes, events %" PRIu64 ")", lg->n_dirty, lg->h.n_regions, lg->h.region_size,
+	       lg->h.events);
+	if (lg->n_dirty) {
+		printf(": ");
+		print_dirty_ranges(lg);
+	}
+	printf("\n");
+}
+
+static void examine_json(const char *path, const struct rt_sb *sb, const struct rt_sb_status *st,
+			 const struct examine_log *lg)
 {
 	struct json j;
 
@@ -77,11 +167,13 @@ static void examine_json(const char *path, const struct rt_sb *sb, const struct 
 	describe_unit_json(&j, sb);
 	json_object_end(&j);
 	describe_slots_json(&j, "roles", sb);
+	examine_log_json(&j, lg);
 	json_object_end(&j);
 	json_finish(&j);
 }
 
-static void examine_text(const char *path, const struct rt_sb *sb, const struct rt_sb_status *st)
+static void examine_text(const char *path, const struct rt_sb *sb, const struct rt_sb_status *st,
+			 const struct examine_log *lg)
 {
 	char when[64];
 
@@ -104,8 +196,10 @@ static void examine_text(const char *path, const struct rt_sb *sb, const struct 
 	describe_unit_text(stdout, sb);
 	printf("  superblocks: %" PRIu64 ", %" PRIu64 "\n", sb->unit.sb_offset[0],
 	       sb->unit.sb_offset[1]);
-	printf("  log area: %" PRIu64 " bytes at %" PRIu64 "\n\nRole table\n",
-	       sb->unit.log_size, sb->unit.log_offset);
+	printf("  log area: %" PRIu64 " bytes at %" PRIu64 "\n", sb->unit.log_size,
+	       sb->unit.log_offset);
+	examine_log_text(lg);
+	printf("\nRole table\n");
 	describe_slots_text(stdout, sb);
 }
 
@@ -119,7 +213,9 @@ int cmd_examine(int argc, const char **argv)
 		POPT_AUTOHELP
 		POPT_TABLEEND
 	};
+	struct examine_log lg;
 	struct rt_sb_status st;
+	struct rt_unit *u = NULL;
 	const char **args;
 	struct rt_sb sb;
 	poptContext pc;
@@ -132,19 +228,24 @@ int cmd_examine(int argc, const char **argv)
 		r = cli_usage_error("examine", "--json and --export exclude each other");
 		goto out;
 	}
-	r = cli_read_unit(args[0], &sb, &st, as_export);
+	r = cli_read_unit(args[0], &sb, &st, as_export, as_export ? NULL : &u);
 	if (r >= 0) {
 		/* For udev, a device without a superblock is simply not ours. */
 		if (as_export && r == EXIT_NOTFOUND)
 			r = EXIT_OK;
 		goto out;
 	}
-	if (as_export)
+	if (as_export) {
 		examine_export(&sb);
-	else if (as_json)
-		examine_json(args[0], &sb, &st);
-	else
-		examine_text(args[0], &sb, &st);
+	} else {
+		examine_read_log(u, &sb, &lg);
+		unit_close(u);
+		if (as_json)
+			examine_json(args[0], &sb, &st, &lg);
+		else
+			examine_text(args[0], &sb, &st, &lg);
+		free(lg.bits);
+	}
 	r = EXIT_OK;
 out:
 	poptFreeContext(pc);

@@ -22,7 +22,7 @@ int cmd_lookup_unit(int argc, const char **argv)
 	r = cli_parse("lookup-unit", "UNIT", argc, argv, opts, 1, 1, &pc, &args, &n);
 	if (r >= 0)
 		return r;
-	r = cli_read_unit(args[0], &sb, NULL, false);
+	r = cli_read_unit(args[0], &sb, NULL, false, NULL);
 	if (r >= 0)
 		goto out;
 	if (as_json) {

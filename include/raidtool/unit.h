@@ -78,6 +78,17 @@ int unit_probe_signature(struct rt_unit *u, char *type, size_t typelen);
  */
 int unit_wipe_signatures(struct rt_unit *u);
 
+struct rt_dlog_header;
+
+/*
+ * Read and check this unit's dirty-region log (its area from @sb): the
+ * header, and the bitmap into @bits (ceil(n_regions / 8) bytes, at most
+ * RT_DATA_ALIGN). dirtylog_decode's errors; -ENODATA when the unit has no
+ * log area or the log was never written (a linear/raid0 unit, a new array).
+ */
+int unit_read_dirtylog(struct rt_unit *u, const struct rt_sb *sb, struct rt_dlog_header *h,
+		       uint8_t *bits, size_t bits_len);
+
 /* Plain positioned I/O, whole buffer or an error (-EIO for a short transfer). */
 int unit_pread(struct rt_unit *u, void *buf, size_t len, uint64_t off);
 int unit_pwrite(struct rt_unit *u, const void *buf, size_t len, uint64_t off);

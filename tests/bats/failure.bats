@@ -506,12 +506,21 @@ rebuild_under_load() {
 	BGPIDS=()
 	run raidtool deactivate "$NAME"
 	assert_success
+	# examine shows the log every unit kept: only the first region is dirty.
+	local u log
+	for u in "${UNITS[@]}"; do
+		log=$(raidtool examine --json "$u" | jq -c .dirty_log)
+		[ "$(jq -r .status <<<"$log")" = valid ] || fail "log of $u: $log"
+		[ "$(jq -c .dirty_regions <<<"$log")" = "[0]" ] || fail "log of $u: $log"
+	done
+	run raidtool examine "${UNITS[0]}"
+	assert_output --regexp "dirty-region log: 1 of [0-9]+ regions dirty .*: 0"
 	start_array
 	[[ "$stderr" =~ resyncing\ ([0-9]+)\ of\ ([0-9]+)\ regions ]] ||
 		fail "no resync announced: $stderr"
 	n=${BASH_REMATCH[1]}
 	m=${BASH_REMATCH[2]}
-	[ "$n" -gt 0 ] && [ $((n * 4)) -lt "$m" ] || fail "resyncing $n of $m regions"
+	[ "$n" -eq 1 ] && [ $((n * 4)) -lt "$m" ] || fail "resyncing $n of $m regions"
 	[ "$(status_json | jq -r .walk.kind)" = resyncing ]
 	run raidtool wait "$NAME"
 	assert_success
@@ -524,6 +533,9 @@ rebuild_under_load() {
 	assert_success
 	start_array
 	[[ "$stderr" != *resyncing* ]] || fail "resync again: $stderr"
+	run raidtool deactivate "$NAME"
+	assert_success
+	[ "$(raidtool examine --json "${UNITS[1]}" | jq .dirty_log.dirty)" -eq 0 ]
 }
 
 @test "add to a running array refuses a unit of another array, changing nothing" {
