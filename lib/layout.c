@@ -19,23 +19,6 @@
 
 #include <raidtool/layout.h>
 
-/* Must agree with sb_min_units() in format.c. */
-static int layout_min_units(int32_t level)
-{
-	switch (level) {
-	case RT_LEVEL_LINEAR:
-		return 1;
-	case RT_LEVEL_0:
-		return 1;
-	case RT_LEVEL_1:
-		return 2;
-	case RT_LEVEL_5:
-		return 3;
-	default:
-		return -EINVAL;
-	}
-}
-
 static bool is_pow2(uint32_t v)
 {
 	return v != 0 && (v & (v - 1)) == 0;
@@ -50,7 +33,7 @@ int layout_init(struct layout *l, int32_t level, uint32_t n, uint32_t chunk,
 
 	if (!l || !role_data_size)
 		return -EINVAL;
-	min_units = layout_min_units(level);
+	min_units = sb_min_units(level);
 	if (min_units < 0)
 		return -EINVAL;
 	if (n < (uint32_t)min_units || n > RT_MAX_UNITS)
