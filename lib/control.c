@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <uuid/uuid.h>
 #include <raidtool/control.h>
+#include <raidtool/json.h>
 #include <raidtool/log.h>
 
 #define CLIENT_TIMEOUT_MS 5000		/* a client that does not send its line */
@@ -185,190 +186,65 @@ static int sock_addr(const char *name, struct sockaddr_un *sa, int *dirfd)
 	return 0;
 }
 
-/* ---- JSON out ----------------------------------------------------------- */
+/* ---- JSON out: the shared writer (raidtool/json.h), one line per reply ---- */
 
-struct jbuf {
-	char *p;
-	size_t len, cap;
-	bool comma;
-	bool oom;
-};
-
-static void jb_put(struct jbuf *b, const char *s, size_t n)
+static void status_to_json(struct json *b, const struct rt_control_status *st)
 {
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void jb_fmt(struct jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void jb_fmt(struct jbuf *b, const char *fmt, ...)
-{
-	char tmp[128];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		jb_put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-static void jb_string(struct jbuf *b, const char *s)
-{
-	jb_put(b, "\"", 1);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\') {
-			char esc[2] = { '\\', (char)c };
-
-			jb_put(b, esc, 2);
-		} else if (c < 0x20) {
-			jb_fmt(b, "\\u%04x", c);
-		} else {
-			jb_put(b, (const char *)&c, 1);
-		}
-	}
-	jb_put(b, "\"", 1);
-}
-
-static void jb_key(struct jbuf *b, const char *key)
-{
-	if (b->comma)
-		jb_put(b, ",", 1);
-	b->comma = true;
-	if (key) {
-		jb_string(b, key);
-		jb_put(b, ":", 1);
-	}
-}
-
-static void jb_open(struct jbuf *b, const char *key, char c)
-{
-	jb_key(b, key);
-	jb_put(b, &c, 1);
-	b->comma = false;
-}
-
-static void jb_close(struct jbuf *b, char c)
-{
-	jb_put(b, &c, 1);
-	b->comma = true;
-}
-
-static void jb_str(struct jbuf *b, const char *key, const char *val)
-{
-	jb_key(b, key);
-	if (val)
-		jb_string(b, val);
-	else
-		jb_put(b, "null", 4);
-}
-
-static void jb_u64(struct jbuf *b, const char *key, uint64_t v)
-{
-	jb_key(b, key);
-	jb_fmt(b, "%llu", (unsigned long long)v);
-}
-
-static void jb_i64(struct jbuf *b, const char *key, int64_t v)
-{
-	jb_key(b, key);
-	jb_fmt(b, "%lld", (long long)v);
-}
-
-static void jb_uuid(struct jbuf *b, const char *key, const uint8_t *uuid)
-{
-	char s[37];
-
-	uuid_unparse_lower(uuid, s);
-	jb_str(b, key, s);
-}
-
-static void jb_hash(struct jbuf *b, const char *key, uint32_t h)
-{
-	char s[9];
-
-	snprintf(s, sizeof(s), "%08x", h);
-	jb_str(b, key, s);
-}
-
-static void status_to_json(struct jbuf *b, const struct rt_control_status *st)
-{
-	jb_str(b, "state", st->state);
-	jb_str(b, "name", st->name);
-	jb_uuid(b, "uuid", st->uuid);
-	jb_hash(b, "hashcode", st->hashcode);
-	jb_str(b, "level", sb_level_name(st->level));
-	jb_i64(b, "level_number", st->level);
-	jb_u64(b, "size", st->size);
-	jb_u64(b, "nblocks", st->nblocks);
-	jb_u64(b, "blocksize", st->blocksize);
-	jb_u64(b, "chunk_size", st->chunk_size);
-	jb_u64(b, "n_devices", st->n_devices);
-	jb_u64(b, "events", st->events);
-	jb_str(b, "array_state", sb_array_state_name(st->array_state));
-	jb_str(b, "device", st->device[0] ? st->device : NULL);
-	jb_str(b, "link", st->link[0] ? st->link : NULL);
-	jb_i64(b, "pid", st->pid);
-	jb_u64(b, "started", st->started);
-	jb_open(b, "units", '[');
+	json_str(b, "state", st->state);
+	json_str(b, "name", st->name);
+	json_uuid(b, "uuid", st->uuid);
+	json_hash(b, "hashcode", st->hashcode);
+	json_str(b, "level", sb_level_name(st->level));
+	json_i64(b, "level_number", st->level);
+	json_u64(b, "size", st->size);
+	json_u64(b, "nblocks", st->nblocks);
+	json_u64(b, "blocksize", st->blocksize);
+	json_u64(b, "chunk_size", st->chunk_size);
+	json_u64(b, "n_devices", st->n_devices);
+	json_u64(b, "events", st->events);
+	json_str(b, "array_state", sb_array_state_name(st->array_state));
+	json_str(b, "device", st->device[0] ? st->device : NULL);
+	json_str(b, "link", st->link[0] ? st->link : NULL);
+	json_i64(b, "pid", st->pid);
+	json_u64(b, "started", st->started);
+	json_array_begin(b, "units");
 	for (unsigned i = 0; i < st->n_units; i++) {
 		const struct rt_control_unit *u = &st->units[i];
 
-		jb_open(b, NULL, '{');
-		jb_u64(b, "slot", u->slot);
-		jb_str(b, "device", u->device);
-		jb_uuid(b, "uuid", u->uuid);
-		jb_hash(b, "hashcode", u->hashcode);
-		jb_str(b, "state", u->state);
-		jb_u64(b, "reads", u->reads);
-		jb_u64(b, "writes", u->writes);
-		jb_u64(b, "read_bytes", u->read_bytes);
-		jb_u64(b, "write_bytes", u->write_bytes);
-		jb_u64(b, "errors", u->errors);
-		jb_close(b, '}');
+		json_object_begin(b, NULL);
+		json_u64(b, "slot", u->slot);
+		json_str(b, "device", u->device);
+		json_uuid(b, "uuid", u->uuid);
+		json_hash(b, "hashcode", u->hashcode);
+		json_str(b, "state", u->state);
+		json_u64(b, "reads", u->reads);
+		json_u64(b, "writes", u->writes);
+		json_u64(b, "read_bytes", u->read_bytes);
+		json_u64(b, "write_bytes", u->write_bytes);
+		json_u64(b, "errors", u->errors);
+		json_object_end(b);
 	}
-	jb_close(b, ']');
-	jb_open(b, "stats", '{');
-	jb_u64(b, "reads", st->stats.reads);
-	jb_u64(b, "writes", st->stats.writes);
-	jb_u64(b, "flushes", st->stats.flushes);
-	jb_u64(b, "read_bytes", st->stats.read_bytes);
-	jb_u64(b, "write_bytes", st->stats.write_bytes);
-	jb_u64(b, "errors", st->stats.errors);
-	jb_close(b, '}');
-	jb_str(b, "health", st->health);
-	jb_str(b, "walk", st->walk);
-	jb_key(b, "walk_running");
-	jb_put(b, st->walk_running ? "true" : "false", st->walk_running ? 4 : 5);
-	jb_i64(b, "walk_result", st->walk_result);
-	jb_u64(b, "walk_role", st->walk_role);
-	jb_u64(b, "walk_done", st->walk_done);
-	jb_u64(b, "walk_total", st->walk_total);
-	jb_u64(b, "walk_speed", st->walk_speed);
-	jb_u64(b, "mismatches", st->mismatches);
-	jb_u64(b, "repaired", st->repaired);
-	jb_u64(b, "regions", st->regions);
-	jb_u64(b, "regions_total", st->regions_total);
+	json_array_end(b);
+	json_object_begin(b, "stats");
+	json_u64(b, "reads", st->stats.reads);
+	json_u64(b, "writes", st->stats.writes);
+	json_u64(b, "flushes", st->stats.flushes);
+	json_u64(b, "read_bytes", st->stats.read_bytes);
+	json_u64(b, "write_bytes", st->stats.write_bytes);
+	json_u64(b, "errors", st->stats.errors);
+	json_object_end(b);
+	json_str(b, "health", st->health);
+	json_str(b, "walk", st->walk);
+	json_bool(b, "walk_running", st->walk_running);
+	json_i64(b, "walk_result", st->walk_result);
+	json_u64(b, "walk_role", st->walk_role);
+	json_u64(b, "walk_done", st->walk_done);
+	json_u64(b, "walk_total", st->walk_total);
+	json_u64(b, "walk_speed", st->walk_speed);
+	json_u64(b, "mismatches", st->mismatches);
+	json_u64(b, "repaired", st->repaired);
+	json_u64(b, "regions", st->regions);
+	json_u64(b, "regions_total", st->regions_total);
 }
 
 /* ---- JSON in: a small DOM for our own replies --------------------------- */
@@ -751,41 +627,76 @@ static int send_all(int fd, const char *s, size_t n)
 	return 0;
 }
 
+/* Build one reply line in memory and send it; -ENOMEM when it could not be built. */
+static int reply_send(int fd, void (*fill)(struct json *j, const void *arg), const void *arg)
+{
+	struct json j;
+	size_t len = 0;
+	char *p = NULL;
+	FILE *f = open_memstream(&p, &len);
+
+	if (!f)
+		return -ENOMEM;
+	json_init_compact(&j, f);
+	json_object_begin(&j, NULL);
+	fill(&j, arg);
+	json_object_end(&j);
+	json_finish(&j);
+	if (ferror(f)) {
+		fclose(f);
+		free(p);
+		return -ENOMEM;
+	}
+	fclose(f);
+	send_all(fd, p, len);
+	free(p);
+	return 0;
+}
+
+struct reply_args {
+	int err;
+	const char *msg;
+	const struct rt_control_status *st;
+	pid_t pid;
+};
+
+static void fill_error(struct json *j, const void *varg)
+{
+	const struct reply_args *a = varg;
+	int err = a->err < 0 ? -a->err : a->err;
+
+	json_str(j, "result", "error");
+	json_u64(j, "errno", (uint64_t)err);
+	json_str(j, "message", a->msg && *a->msg ? a->msg : strerror(err));
+}
+
+static void fill_ok(struct json *j, const void *varg)
+{
+	const struct reply_args *a = varg;
+
+	json_str(j, "result", "ok");
+	if (a->msg)
+		json_str(j, "message", a->msg);
+	if (a->st)
+		status_to_json(j, a->st);
+	else if (a->pid)
+		json_i64(j, "pid", a->pid);
+}
+
 static void reply_error(int fd, int err, const char *msg)
 {
-	struct jbuf b = { 0 };
+	struct reply_args a = { .err = err, .msg = msg };
 
-	jb_open(&b, NULL, '{');
-	jb_str(&b, "result", "error");
-	jb_u64(&b, "errno", (uint64_t)(err < 0 ? -err : err));
-	jb_str(&b, "message", msg && *msg ? msg : strerror(err < 0 ? -err : err));
-	jb_close(&b, '}');
-	jb_put(&b, "\n", 1);
-	if (!b.oom)
-		send_all(fd, b.p, b.len);
-	free(b.p);
+	reply_send(fd, fill_error, &a);
 }
 
 static void reply_ok_msg(int fd, const struct rt_control_status *st, pid_t pid,
 			 const char *msg)
 {
-	struct jbuf b = { 0 };
+	struct reply_args a = { .msg = msg, .st = st, .pid = pid };
 
-	jb_open(&b, NULL, '{');
-	jb_str(&b, "result", "ok");
-	if (msg)
-		jb_str(&b, "message", msg);
-	if (st)
-		status_to_json(&b, st);
-	else if (pid)
-		jb_i64(&b, "pid", pid);
-	jb_close(&b, '}');
-	jb_put(&b, "\n", 1);
-	if (b.oom)
+	if (reply_send(fd, fill_ok, &a) < 0)
 		reply_error(fd, -ENOMEM, NULL);
-	else
-		send_all(fd, b.p, b.len);
-	free(b.p);
 }
 
 static void reply_ok(int fd, const struct rt_control_status *st, pid_t pid)

@@ -1559,19 +1559,26 @@ int engine_dirtylog_info(struct rt_engine *e, uint64_t *region_size, uint64_t *n
 	return 0;
 }
 
-int engine_dirtylog_load(struct rt_engine *e, uint8_t *bitmap, size_t len, uint64_t *n_dirty)
+/* The checks both bitmap getters make: a log exists, @len holds its bitmap. */
+static int dirtylog_bitmap_check(struct rt_engine *e, const uint8_t *bitmap, size_t len)
 {
-	uint64_t n;
-
 	if (!e)
 		return -EINVAL;
 	if (!e->dl)
 		return -EOPNOTSUPP;
-	n = dirtylog_regions(e->dl->log);
-	if (bitmap && len < (n + 7) / 8)
+	if (bitmap && len < (dirtylog_regions(e->dl->log) + 7) / 8)
 		return -ENOSPC;
+	return 0;
+}
+
+int engine_dirtylog_load(struct rt_engine *e, uint8_t *bitmap, size_t len, uint64_t *n_dirty)
+{
+	int r = dirtylog_bitmap_check(e, bitmap, len);
+
+	if (r < 0)
+		return r;
 	if (bitmap)
-		memcpy(bitmap, e->dl->loaded, (n + 7) / 8);
+		memcpy(bitmap, e->dl->loaded, (dirtylog_regions(e->dl->log) + 7) / 8);
 	if (n_dirty)
 		*n_dirty = e->dl->n_loaded;
 	return e->dl->loaded_valid ? 0 : -ENODATA;
@@ -1579,15 +1586,10 @@ int engine_dirtylog_load(struct rt_engine *e, uint8_t *bitmap, size_t len, uint6
 
 int engine_dirtylog_dirty(struct rt_engine *e, uint8_t *bitmap, size_t len, uint64_t *n_dirty)
 {
-	uint64_t n;
+	int r = dirtylog_bitmap_check(e, bitmap, len);
 
-	if (!e)
-		return -EINVAL;
-	if (!e->dl)
-		return -EOPNOTSUPP;
-	n = dirtylog_regions(e->dl->log);
-	if (bitmap && len < (n + 7) / 8)
-		return -ENOSPC;
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&e->dl->mu);
 	if (bitmap)
 		dirtylog_bitmap(e->dl->log, bitmap);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include <uuid/uuid.h>
+#include <raidtool/control.h>
 #include <raidtool/log.h>
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
@@ -238,4 +239,75 @@ int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
 		return EXIT_FAIL;
 	}
 	return -1;
+}
+
+int cli_scan_lookup(const char *id, struct rt_scan **s, const struct rt_scan_array **a)
+{
+	int r = scan_devices(s);
+
+	if (r < 0) {
+		*s = NULL;
+		return cli_fail(r, "cannot scan block devices");
+	}
+	return cli_lookup_array(*s, id, a);
+}
+
+static bool engine_runs(const char *name)
+{
+	struct rt_control_probe p;
+
+	return control_probe(name, &p) == 0 && p.state == RT_CONTROL_ACTIVE;
+}
+
+int cli_find_running(const char *id, char *name, size_t len, bool *running)
+{
+	const struct rt_scan_array *a;
+	struct rt_scan *s = NULL;
+	int r;
+
+	/* A running array is found by its run directory, with no scan. */
+	if (sb_name_check(id) == 0 && engine_runs(id)) {
+		snprintf(name, len, "%s", id);
+		*running = true;
+		return -1;
+	}
+	r = cli_scan_lookup(id, &s, &a);
+	if (r < 0) {
+		snprintf(name, len, "%s", a->sb.array.name);
+		*running = engine_runs(name);
+	}
+	scan_free(s);
+	return r;
+}
+
+int cli_running_name(const char *id, char *name, size_t len)
+{
+	bool running;
+	int r = cli_find_running(id, name, len, &running);
+
+	if (r >= 0 || running)
+		return r;
+	cli_error("'%s': not active (these requests need a running array; see 'raidtool "
+		  "activate')", id);
+	return EXIT_NOTFOUND;
+}
+
+int cli_control_command(const char *id, const char *what, const char *verb, const char *arg)
+{
+	char name[RT_NAME_MAX + 1], req[RT_CONTROL_LINE_MAX], msg[1024];
+	int r;
+
+	r = cli_running_name(id, name, sizeof(name));
+	if (r >= 0)
+		return r;
+	if (strchr(arg, '\n') || strlen(verb) + strlen(arg) + 2 >= sizeof(req))
+		return cli_usage_error(verb, "'%s': not a valid argument", arg);
+	if (snprintf(req, sizeof(req), "%s%s%s", verb, *arg ? " " : "", arg) >= (int)sizeof(req))
+		return cli_usage_error(verb, "argument too long");
+	r = control_command(name, req, msg, sizeof(msg));
+	if (r < 0)
+		return cli_fail(r, "'%s': %s", name, what);
+	if (msg[0])
+		printf("'%s': %s\n", name, msg);
+	return EXIT_OK;
 }

@@ -69,6 +69,24 @@ struct rt_sb_status;
 int cli_lookup_array(const struct rt_scan *s, const char *id,
 		     const struct rt_scan_array **out);
 
+/* Scan and find array @id: -1 when found (free *s with scan_free), else the exit code. */
+int cli_scan_lookup(const char *id, struct rt_scan **s, const struct rt_scan_array **a);
+
+/*
+ * The name of array @id (NAME or HASHCODE) and whether an engine runs it.
+ * -1 when the array exists, else the exit code (the reason was printed).
+ */
+int cli_find_running(const char *id, char *name, size_t len, bool *running);
+
+/* As cli_find_running, and an array that is not running is an error. */
+int cli_running_name(const char *id, char *name, size_t len);
+
+/*
+ * Send "VERB ARG" to the engine of array @id and print its answer; @what
+ * names the operation in a failure message. Returns the exit code.
+ */
+int cli_control_command(const char *id, const char *what, const char *verb, const char *arg);
+
 struct rt_unit;
 
 /*

@@ -10,25 +10,6 @@
 #include "cli.h"
 #include "commands.h"
 
-/* Whether @id names a running array; its name in @name. */
-static bool running_name(const char *id, char *name, size_t len)
-{
-	const struct rt_scan_array *a;
-	struct rt_control_probe p;
-	struct rt_scan *s = NULL;
-	bool on = false;
-
-	if (sb_name_check(id) == 0 && control_probe(id, &p) == 0 && p.state == RT_CONTROL_ACTIVE) {
-		snprintf(name, len, "%s", id);
-		return true;
-	}
-	if (scan_devices(&s) == 0 && scan_lookup(s, id, &a) == 0) {
-		snprintf(name, len, "%s", a->sb.array.name);
-		on = control_probe(name, &p) == 0 && p.state == RT_CONTROL_ACTIVE;
-	}
-	scan_free(s);
-	return on;
-}
 
 /* A running array: one control request per unit, by absolute path (the engine's cwd is /). */
 static int add_running(const char *name, const char *const *units, int n, bool force)
@@ -58,6 +39,7 @@ int cmd_add(int argc, const char **argv)
 		POPT_TABLEEND
 	};
 	char name[RT_NAME_MAX + 1];
+	bool running;
 	const char **args;
 	poptContext pc;
 	struct rt_sb sb;
@@ -66,7 +48,10 @@ int cmd_add(int argc, const char **argv)
 	r = cli_parse("add", "NAME|HASHCODE UNIT...", argc, argv, opts, 2, -1, &pc, &args, &n);
 	if (r >= 0)
 		return r;
-	if (running_name(args[0], name, sizeof(name))) {
+	r = cli_find_running(args[0], name, sizeof(name), &running);
+	if (r >= 0)
+		goto out;
+	if (running) {
 		r = add_running(name, args + 1, n - 1, force);
 		goto out;
 	}

@@ -4,7 +4,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
-#include "json.h"
+#include <raidtool/json.h>
 
 int cmd_create(int argc, const char **argv)
 {

@@ -8,7 +8,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
-#include "json.h"
+#include <raidtool/json.h>
 
 static const char *copy_status(int err)
 {

@@ -5,7 +5,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
-#include "json.h"
+#include <raidtool/json.h>
 
 /*
  * active when an engine runs it; else clean/dirty from the superblock, or

@@ -3,7 +3,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
-#include "json.h"
+#include <raidtool/json.h>
 
 /* The driver's lookup.device: one array's descriptor. */
 int cmd_lookup(int argc, const char **argv)
@@ -23,12 +23,7 @@ int cmd_lookup(int argc, const char **argv)
 	r = cli_parse("lookup", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
 	if (r >= 0)
 		return r;
-	r = scan_devices(&s);
-	if (r < 0) {
-		r = cli_fail(r, "cannot scan block devices");
-		goto out;
-	}
-	r = cli_lookup_array(s, args[0], &a);
+	r = cli_scan_lookup(args[0], &s, &a);
 	if (r >= 0)
 		goto out;
 	if (as_json) {

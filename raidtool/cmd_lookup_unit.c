@@ -3,7 +3,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
-#include "json.h"
+#include <raidtool/json.h>
 
 /* The driver's lookup.unit: one unit's descriptor. */
 int cmd_lookup_unit(int argc, const char **argv)

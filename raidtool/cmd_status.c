@@ -7,7 +7,7 @@
 #include <raidtool/scan.h>
 #include "cli.h"
 #include "commands.h"
-#include "json.h"
+#include <raidtool/json.h>
 
 static int cmp_slot(const void *a, const void *b)
 {
@@ -287,12 +287,7 @@ int cmd_status(int argc, const char **argv)
 	if (sb_name_check(name) == 0 && control_probe(name, &p) == 0 &&
 	    p.state == RT_CONTROL_ACTIVE)
 		goto running;
-	r = scan_devices(&s);
-	if (r < 0) {
-		r = cli_fail(r, "cannot scan block devices");
-		goto out;
-	}
-	r = cli_lookup_array(s, args[0], &a);
+	r = cli_scan_lookup(args[0], &s, &a);
 	if (r >= 0)
 		goto out;
 	name = a->sb.array.name;

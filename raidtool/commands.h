@@ -20,15 +20,4 @@ int cmd_remove(int argc, const char **argv);
 int cmd_check(int argc, const char **argv);
 int cmd_wait(int argc, const char **argv);
 
-#include <stddef.h>
-
-/*
- * The name of the running array @id (NAME or HASHCODE): -1 when running,
- * else the exit code to end with (the reason printed). In cmd_fail.c.
- */
-int cli_running_name(const char *id, char *name, size_t len);
-
-/* Send "VERB ARG" to the running array @id and print its answer; the exit code. */
-int cli_control_command(const char *id, const char *what, const char *verb, const char *arg);
-
 #endif

@@ -1,11 +1,16 @@
-/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <inttypes.h>
-#include "json.h"
-#include "cli.h"
+#include <uuid/uuid.h>
+#include <raidtool/json.h>
 
 void json_init(struct json *j, FILE *f)
 {
 	*j = (struct json){ .f = f, .pretty = true };
+}
+
+void json_init_compact(struct json *j, FILE *f)
+{
+	*j = (struct json){ .f = f, .pretty = false };
 }
 
 static void json_indent(struct json *j)
@@ -116,7 +121,7 @@ void json_uuid(struct json *j, const char *key, const uint8_t uuid[16])
 {
 	char buf[37];
 
-	cli_format_uuid(uuid, buf);
+	uuid_unparse_lower(uuid, buf);
 	json_str(j, key, buf);
 }
 

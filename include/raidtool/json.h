@@ -1,10 +1,11 @@
-/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 #ifndef RAIDTOOL_JSON_H
 #define RAIDTOOL_JSON_H
 
 /*
- * A streaming JSON writer for --json output: keys and values are written as
- * they come, commas and escaping handled here.
+ * A streaming JSON writer: keys and values are written as they come, commas
+ * and escaping handled here. One writer for the CLI's --json output
+ * (indented) and the control protocol's replies (one compact line).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,7 +18,8 @@ struct json {
 	bool pretty;
 };
 
-void json_init(struct json *j, FILE *f);
+void json_init(struct json *j, FILE *f);		/* indented */
+void json_init_compact(struct json *j, FILE *f);	/* one line */
 void json_object_begin(struct json *j, const char *key);	/* key NULL in arrays/top */
 void json_object_end(struct json *j);
 void json_array_begin(struct json *j, const char *key);
