@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <uuid/uuid.h>
 #include <raidtool/activate.h>
 #include <raidtool/array.h>
 #include <raidtool/assemble.h>
@@ -849,6 +850,7 @@ static int recover_leftovers(const char *name, char *did, size_t didlen)
 	if (r < 0)
 		return r;
 	unlink_run_file(name, RT_CONTROL_DEVICE);
+	unlink_run_file(name, RT_CONTROL_UUID);
 	unlink_run_file(name, RT_CONTROL_SOCK);
 	return 0;
 }
@@ -857,6 +859,7 @@ static int recover_leftovers(const char *name, char *did, size_t didlen)
 static void remove_run_files(struct run *run, bool keep_log)
 {
 	unlink_run_file(run->name, RT_CONTROL_DEVICE);
+	unlink_run_file(run->name, RT_CONTROL_UUID);
 	unlink_run_file(run->name, RT_CONTROL_SOCK);
 	rmdir_run(run->name, RT_CONTROL_MNT);
 	if (!keep_log)
@@ -1175,6 +1178,15 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	r = assemble_open(a, &run->as);
 	if (r < 0)
 		goto out;
+	/* Before the block device appears: udev names it by this UUID. */
+	uuid_unparse_lower(run->as->sb.array.uuid, line);
+	strcat(line, "\n");
+	r = write_run_file(run->name, RT_CONTROL_UUID, line);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot write the run file '%s': %s", run->name,
+		       RT_CONTROL_UUID, strerror(-r));
+		goto out;
+	}
 	scan_free(scan);
 	scan = NULL;
 	r = check_degraded(run);

@@ -7,6 +7,7 @@
  * answer on. Layout and protocol: raidtool-control(7).
  *
  *   <rundir>/<NAME>/pid           engine pid; an OFD write lock on it while alive
+ *   <rundir>/<NAME>/uuid          the array's UUID, before the device appears
  *   <rundir>/<NAME>/device        the loop device, once ready
  *   <rundir>/<NAME>/control.sock  the control socket (root only)
  *   <rundir>/<NAME>/mnt/          the FUSE mount point
@@ -24,6 +25,7 @@
 #define RT_CONTROL_SOCK "control.sock"
 #define RT_CONTROL_PID "pid"
 #define RT_CONTROL_DEVICE "device"
+#define RT_CONTROL_UUID "uuid"
 #define RT_CONTROL_MNT "mnt"
 #define RT_CONTROL_LOG "log"
 #define RT_CONTROL_LINE_MAX 4096	/* a request line, newline included */
