@@ -16,17 +16,9 @@
 
 #define UNIT_FLAGS (RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_DIRECT)
 
-/* Roles a level may run without: raid1 all but one, raid5 one, others none. */
 static unsigned spare_roles(const struct rt_sb *sb)
 {
-	switch (sb->array.level) {
-	case RT_LEVEL_1:
-		return sb->array.n_devices - 1;
-	case RT_LEVEL_5:
-		return 1;
-	default:
-		return 0;
-	}
+	return sb_max_missing(sb->array.level, sb->array.n_devices);
 }
 
 /* Does @u hold, with the freshest events, what slot @slot of the fresh table names? */

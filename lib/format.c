@@ -569,6 +569,18 @@ int sb_min_units(int32_t level)
 	}
 }
 
+unsigned sb_max_missing(int32_t level, uint32_t n_devices)
+{
+	switch (level) {
+	case RT_LEVEL_1:
+		return n_devices ? n_devices - 1 : 0;
+	case RT_LEVEL_5:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 static int hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')

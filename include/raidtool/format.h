@@ -147,6 +147,8 @@ int sb_level_parse(const char *s, int32_t *level);	/* linear|none|0|1|5|raid0.. 
 const char *sb_slot_state_name(uint32_t state);
 const char *sb_array_state_name(uint32_t state);
 int sb_min_units(int32_t level);		/* 1, 1, 2, 3 */
+/* Roles the level runs without: raid1 all but one, raid5 one, others none. */
+unsigned sb_max_missing(int32_t level, uint32_t n_devices);
 int sb_hashcode_parse(const char *s, uint32_t *hash);	/* exactly 8 hex digits */
 uint32_t sb_hashcode_from_uuid(const uint8_t uuid[RT_UUID_SIZE]);
 int sb_name_check(const char *name);		/* -EINVAL empty/bad chars, -ENAMETOOLONG */
