@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #include <raidtool/array.h>
 #include <raidtool/assemble.h>
 #include <raidtool/control.h>
+#include <raidtool/dirtylog.h>
 #include <raidtool/engine.h>
 #include <raidtool/export.h>
 #include <raidtool/log.h>
@@ -48,6 +50,7 @@ struct run {
 	int lock_fd;
 	int sig_fd;
 	int stop_fd;			/* eventfd: the control thread accepted a `stop` */
+	int spare_fd;			/* eventfd: a role failed while a spare was present */
 	sigset_t old_mask;
 	bool mask_set;
 	bool locked_memory;
@@ -60,6 +63,8 @@ struct run {
 
 	pthread_mutex_t lock;
 	pthread_mutex_t sb_lock;	/* superblock updates and run->as->sb readers */
+	pthread_mutex_t admin_lock;	/* add, remove, fail, taking a spare: one at a time */
+	_Atomic int admin_fail;		/* the role `raidtool fail` is failing, or -1 */
 	bool force;			/* start a degraded, dirty raid5 */
 	bool stopping;
 	bool resync_pending;		/* a resync started and has not finished */
@@ -263,6 +268,7 @@ struct slot_change {
 	uint32_t slot;
 	uint32_t state;
 	bool forget;			/* zero the slot's unit identity (remove) */
+	bool io_error;			/* it failed an I/O: no rebuild from the log alone */
 };
 
 static int change_slot(struct rt_sb *sb, void *arg)
@@ -270,6 +276,11 @@ static int change_slot(struct rt_sb *sb, void *arg)
 	const struct slot_change *c = arg;
 
 	sb->slots[c->slot].state = c->state;
+	if (c->io_error)
+		sb->io_failed |= 1ull << c->slot;
+	/* A role back in sync: whatever failed on it before is history. */
+	if (c->state == RT_SLOT_ACTIVE && c->slot < sb->array.n_devices)
+		sb->io_failed &= ~(1ull << c->slot);
 	if (c->forget) {
 		memset(sb->slots[c->slot].uuid, 0, RT_UUID_SIZE);
 		sb->slots[c->slot].hashcode = 0;
@@ -291,6 +302,28 @@ static const char *sb_health(const struct rt_sb *sb)
 	return !lost ? "clean" : lost <= spare ? "degraded" : "failed";
 }
 
+/*
+ * Every superblock update of a running array: the engine learns the new
+ * events value, which its dirty-region log records when it clears bits.
+ */
+static int run_sb_update(struct run *run, assemble_mutate_fn mutate, void *arg)
+{
+	int r = assemble_sb_update(run->as, mutate, arg);
+
+	engine_dirtylog_set_events(run->e, run->as->sb.events);
+	return r;
+}
+
+/* A spare present (index into run->as), or -1. */
+static int find_spare(const struct rt_assembly *as)
+{
+	for (unsigned i = as->n_roles; i < as->n_units; i++)
+		if (as->units[i] && as->own[i].slot < RT_MAX_UNITS &&
+		    as->sb.slots[as->own[i].slot].state == RT_SLOT_SPARE)
+			return (int)i;
+	return -1;
+}
+
 static const char *engine_state_name(int state)
 {
 	return state == RT_ENGINE_OK ? "clean" : state == RT_ENGINE_DEGRADED ? "degraded" :
@@ -304,15 +337,23 @@ static const char *engine_state_name(int state)
 static void on_failure(uint32_t role, void *ctx)
 {
 	struct run *run = ctx;
-	struct slot_change c = { .slot = role, .state = RT_SLOT_FAULTY };
+	struct slot_change c = { .slot = role, .state = RT_SLOT_FAULTY,
+				 .io_error = atomic_load(&run->admin_fail) != (int)role };
+	uint64_t one = 1;
+	bool spare;
 	char dev[256];
 	int r;
 
 	pthread_mutex_lock(&run->sb_lock);
 	snprintf(dev, sizeof(dev), "%s", role < run->as->n_units && run->as->dev[role][0] ?
 		 run->as->dev[role] : "-");
-	r = assemble_sb_update(run->as, change_slot, &c);
+	r = run_sb_update(run, change_slot, &c);
+	spare = find_spare(run->as) >= 0;
 	pthread_mutex_unlock(&run->sb_lock);
+	/* md's hot spare: the main thread moves it in (the engine is busy here). */
+	if (spare && write(run->spare_fd, &one, sizeof(one)) < 0)
+		rt_log(RT_LOG_ERROR, "'%s': cannot wake the spare handling: %s", run->name,
+		       strerror(errno));
 	if (r < 0)
 		rt_log(RT_LOG_ERROR, "'%s': unit '%s' (role %u) failed, and marking it faulty "
 		       "in the remaining superblocks failed too: %s", run->name, dev, role,
@@ -369,7 +410,7 @@ static void on_walk_checkpoint(uint32_t role, uint64_t offset, void *ctx)
 	int r;
 
 	pthread_mutex_lock(&run->sb_lock);
-	r = assemble_sb_update(run->as, set_recovery_offset, &o);
+	r = run_sb_update(run, set_recovery_offset, &o);
 	pthread_mutex_unlock(&run->sb_lock);
 	if (r < 0 && r != -ESTALE)
 		rt_log(RT_LOG_ERROR, "'%s': cannot record the rebuild of role %u at %llu bytes "
@@ -384,7 +425,7 @@ static void rebuild_finished(struct run *run)
 	int r;
 
 	pthread_mutex_lock(&run->sb_lock);
-	r = assemble_sb_update(run->as, change_slot, &c);
+	r = run_sb_update(run, change_slot, &c);
 	pthread_mutex_unlock(&run->sb_lock);
 	if (r < 0)
 		rt_log(RT_LOG_ERROR, "'%s': role %u is rebuilt, but marking it active in the "
@@ -413,11 +454,17 @@ static void on_walk_done(int kind, int result, void *ctx)
 		       strerror(-result));
 }
 
-/* Rebuild @role onto the unit attached to it, from @start bytes of its data area. */
-static int start_rebuild(struct run *run, uint32_t role, uint64_t start)
+/*
+ * Rebuild @role onto the unit attached to it, from @start bytes of its data
+ * area; only in the regions set in @regions (log regions of @region_size
+ * bytes) when not NULL.
+ */
+static int start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,
+				 const uint8_t *regions, uint64_t region_size)
 {
 	struct rt_walk_params p = {
 		.kind = RT_WALK_RECOVER, .role = role, .start = start,
+		.regions = regions, .region_size = region_size,
 		.checkpoint = on_walk_checkpoint, .done = on_walk_done, .ctx = run,
 	};
 	int r;
@@ -428,9 +475,14 @@ static int start_rebuild(struct run *run, uint32_t role, uint64_t start)
 		rt_log(RT_LOG_ERROR, "'%s': cannot start rebuilding role %u: %s", run->name,
 		       role, strerror(-r));
 	else
-		rt_log(RT_LOG_INFO, "'%s': rebuilding role %u from %llu bytes", run->name, role,
-		       (unsigned long long)start);
+		rt_log(RT_LOG_INFO, "'%s': rebuilding role %u from %llu bytes%s", run->name, role,
+		       (unsigned long long)start, regions ? ", dirty regions only" : "");
 	return r;
+}
+
+static int start_rebuild(struct run *run, uint32_t role, uint64_t start)
+{
+	return start_rebuild_regions(run, role, start, NULL, 0);
 }
 
 static int run_walk_command(struct run *run, const char *cmd, const char *arg, char *msg,
@@ -540,7 +592,10 @@ static int cmd_fail(struct run *run, const char *arg, char *msg, size_t len)
 		snprintf(msg, len, "'%s' is a spare: it holds no data, nothing to fail", arg);
 		return -EINVAL;
 	}
+	/* Failed on purpose, not by its media: it may come back from the log. */
+	atomic_store(&run->admin_fail, i);
 	r = engine_fail_role(run->e, (uint32_t)i);
+	atomic_store(&run->admin_fail, -1);
 	if (r == -EALREADY) {
 		snprintf(msg, len, "role %d is already faulty", i);
 		return r;
@@ -580,7 +635,7 @@ static int cmd_remove(struct run *run, const char *arg, char *msg, size_t len)
 	c.slot = as->own[i].slot;
 	if ((unsigned)i >= as->n_roles)
 		c.state = RT_SLOT_EMPTY;	/* a spare leaves the table */
-	r = assemble_sb_update(as, change_slot, &c);
+	r = run_sb_update(run, change_slot, &c);
 	if (r < 0) {
 		pthread_mutex_unlock(&run->sb_lock);
 		snprintf(msg, len, "cannot write the superblocks: %s", strerror(-r));
@@ -605,14 +660,18 @@ static int cmd_remove(struct run *run, const char *arg, char *msg, size_t len)
 	return 0;
 }
 
-/* The role a new unit goes to: a faulty one without a unit, else n_roles (a spare). */
-static int add_target(struct run *run, char *msg, size_t len)
+/*
+ * The role a new unit goes to: a faulty one without a unit (@want, or the
+ * first when @want is UINT32_MAX), else n_roles (a spare).
+ */
+static int add_target(struct run *run, uint32_t want, char *msg, size_t len)
 {
 	const struct rt_assembly *as = run->as;
 	struct rt_walk_progress wp;
 
 	for (unsigned i = 0; i < as->n_roles; i++) {
-		if (engine_role_state(run->e, i) != RT_ROLE_FAULTY)
+		if ((want != UINT32_MAX && i != want) ||
+		    engine_role_state(run->e, i) != RT_ROLE_FAULTY)
 			continue;
 		if (as->units[i]) {
 			snprintf(msg, len, "role %u is faulty and still holds '%s'; remove it "
@@ -638,15 +697,148 @@ static int add_slot(struct rt_sb *sb, void *arg)
 }
 
 /*
+ * A former unit of this array offered back. Returns 1 with the unit open in
+ * @out and its superblock in @usb when it may be rebuilt from the dirty-region
+ * log alone; 0 when it gets the full path (a new member, closed again; the
+ * reason in @why, NULL when it is not ours at all); -errno with @msg when it
+ * must not be added at all (it ran apart from the array).
+ */
+static int readd_probe(struct run *run, const char *path, struct rt_unit **out,
+		       struct rt_sb *usb, const char **why, char *msg, size_t len)
+{
+	const struct rt_assembly *as = run->as;
+	uint64_t cleared = 0;
+	struct rt_unit *u;
+	int r;
+
+	*out = NULL;
+	*why = NULL;
+	if (unit_open(path, RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH | RT_UNIT_DIRECT, &u) < 0)
+		return 0;	/* array_member_prepare says why */
+	if (unit_read_sb_quiet(u, usb, NULL) < 0 ||
+	    memcmp(usb->array.uuid, as->sb.array.uuid, RT_UUID_SIZE)) {
+		unit_close(u);
+		return 0;
+	}
+	if (engine_dirtylog_cleared(run->e, &cleared) < 0)
+		cleared = 0;
+	r = dirtylog_readd_check(&as->sb, usb, cleared, NULL);
+	if (r == RT_READD_NEWER) {
+		uint32_t slot = usb->unit.slot < RT_MAX_UNITS ? usb->unit.slot : 0;
+
+		snprintf(msg, len, "'%s' (unit %08x, events %llu, its role table gives slot %u "
+			 "to %08x as %s) contradicts the running array (events %llu, whose table "
+			 "has slot %u %s%s%08x): it is not older than the array, so it may hold "
+			 "writes the array lacks (the two ran apart); refused, nothing changed. "
+			 "Wipe it ('raidtool zero') to add it as a new unit", path,
+			 usb->unit.hashcode, (unsigned long long)usb->events, slot,
+			 usb->slots[slot].hashcode, sb_slot_state_name(usb->slots[slot].state),
+			 (unsigned long long)as->sb.events, slot,
+			 sb_slot_state_name(as->sb.slots[slot].state),
+			 as->sb.slots[slot].hashcode ? ", unit " : "",
+			 as->sb.slots[slot].hashcode);
+		unit_close(u);
+		return -EEXIST;
+	}
+	if (r != RT_READD_OK) {
+		*why = dirtylog_readd_reason(r);
+		unit_close(u);
+		return 0;
+	}
+	*out = u;
+	return 1;
+}
+
+/*
+ * Back into its role with its identity, rebuilt only where the log says
+ * the array was written since it left. Called with sb_lock held; drops it.
+ */
+static int readd_partial(struct run *run, struct rt_unit *u, const struct rt_sb *usb,
+			 const char *arg, char *msg, size_t len)
+{
+	struct rt_assembly *as = run->as;
+	uint32_t role = usb->unit.slot;
+	uint64_t region_size = 0, n_regions = 0, n_dirty = 0;
+	uint8_t *bitmap = NULL;
+	struct rt_slot *slot;
+	struct rt_sb sb;
+	int t, r;
+
+	t = add_target(run, role, msg, len);
+	if (t < 0 || (uint32_t)t != role) {
+		if (t >= 0)
+			snprintf(msg, len, "role %u is not faulty", role);
+		unit_close(u);
+		pthread_mutex_unlock(&run->sb_lock);
+		return t < 0 ? t : -EBUSY;
+	}
+	sb = as->sb;
+	slot = &sb.slots[role];
+	memcpy(slot->uuid, usb->unit.uuid, RT_UUID_SIZE);
+	slot->hashcode = usb->unit.hashcode;
+	slot->state = RT_SLOT_REBUILDING;
+	slot->data_size = usb->unit.data_size;
+	slot->recovery_offset = 0;
+	as->units[role] = u;
+	as->own[role] = usb->unit;
+	snprintf(as->dev[role], sizeof(as->dev[role]), "%s", unit_devname(u));
+	r = run_sb_update(run, add_slot, &sb);
+	if (r < 0) {
+		as->units[role] = NULL;
+		as->dev[role][0] = '\0';
+		unit_close(u);
+		pthread_mutex_unlock(&run->sb_lock);
+		snprintf(msg, len, "cannot write the superblocks: %s", strerror(-r));
+		return r;
+	}
+	unit_keep_loop(u);
+	pthread_mutex_unlock(&run->sb_lock);
+	r = engine_attach_unit(run->e, role, u);
+	if (r < 0) {
+		snprintf(msg, len, "cannot attach '%s' to role %u: %s", arg, role, strerror(-r));
+		return r;	/* REBUILDING at 0 in the superblocks: a restart rebuilds it all */
+	}
+	/*
+	 * Only now: every write before the attach is in the log (nothing is
+	 * cleared while degraded), every write after it reaches the unit.
+	 */
+	r = engine_dirtylog_info(run->e, &region_size, &n_regions);
+	if (r == 0) {
+		bitmap = calloc((n_regions + 7) / 8, 1);
+		r = bitmap ? engine_dirtylog_dirty(run->e, bitmap, (n_regions + 7) / 8, &n_dirty) :
+			-ENOMEM;
+	}
+	if (r == 0)
+		r = start_rebuild_regions(run, role, 0, bitmap, region_size);
+	free(bitmap);
+	if (r < 0) {
+		snprintf(msg, len, "'%s' attached to role %u, but the rebuild did not start: %s",
+			 arg, role, strerror(-r));
+		return r;
+	}
+	rt_log(RT_LOG_INFO, "'%s': unit '%s' re-added to role %u: %llu of %llu regions to "
+	       "rebuild (events %llu)", run->name, as->dev[role], role,
+	       (unsigned long long)n_dirty, (unsigned long long)n_regions,
+	       (unsigned long long)as->sb.events);
+	snprintf(msg, len, "'%s' re-added to role %u: %llu of %llu regions to rebuild (the "
+		 "dirty-region log holds every write since it left); see 'raidtool status %s' "
+		 "or 'raidtool wait %s'", arg, role, (unsigned long long)n_dirty,
+		 (unsigned long long)n_regions, run->name, run->name);
+	return 0;
+}
+
+/*
  * A new unit: into a faulty, removed role and rebuilt onto, or a spare.
- * "--force PATH" overwrites what it holds; a stale former unit of this
- * array is rewritten as a new member anyway.
+ * A former unit of this array that left recently is rebuilt only where the
+ * array was written since (readd_partial); any other is rewritten as a new
+ * member and rebuilt in full. "--force PATH" overwrites what it holds.
  */
 static int cmd_add(struct run *run, const char *arg, char *msg, size_t len)
 {
 	struct rt_assembly *as = run->as;
 	struct rt_unit *u = NULL;
 	struct rt_sb sb;
+	const char *why = NULL;
 	bool force = false, locked = true;
 	unsigned idx;
 	uint32_t slot;
@@ -667,7 +859,12 @@ static int cmd_add(struct run *run, const char *arg, char *msg, size_t len)
 		return -EOPNOTSUPP;
 	}
 	pthread_mutex_lock(&run->sb_lock);
-	t = add_target(run, msg, len);
+	r = readd_probe(run, arg, &u, &sb, &why, msg, len);
+	if (r < 0)
+		goto out;
+	if (r > 0)
+		return readd_partial(run, u, &sb, arg, msg, len);
+	t = add_target(run, UINT32_MAX, msg, len);
 	if (t < 0) {
 		r = t;
 		goto out;
@@ -692,7 +889,7 @@ static int cmd_add(struct run *run, const char *arg, char *msg, size_t len)
 	snprintf(as->dev[idx], sizeof(as->dev[idx]), "%s", unit_devname(u));
 	if (idx == as->n_units)
 		as->n_units++;
-	r = assemble_sb_update(as, add_slot, &sb);
+	r = run_sb_update(run, add_slot, &sb);
 	if (r < 0) {
 		snprintf(msg, len, "cannot write the superblocks: %s", strerror(-r));
 		goto undo;
@@ -702,8 +899,8 @@ static int cmd_add(struct run *run, const char *arg, char *msg, size_t len)
 	if (idx >= as->n_roles) {
 		rt_log(RT_LOG_INFO, "'%s': unit '%s' added as a spare (slot %u, events %llu)",
 		       run->name, as->dev[idx], slot, (unsigned long long)as->sb.events);
-		snprintf(msg, len, "'%s' added as a spare (slot %u): nothing is degraded", arg,
-			 slot);
+		snprintf(msg, len, "'%s' added as a spare (slot %u): nothing is degraded; it "
+			 "takes the place of a unit that fails", arg, slot);
 		goto out;
 	}
 	/* The engine may wait for requests whose failure handler wants sb_lock. */
@@ -720,10 +917,12 @@ static int cmd_add(struct run *run, const char *arg, char *msg, size_t len)
 			 arg, slot, strerror(-r));
 		goto out;
 	}
-	rt_log(RT_LOG_INFO, "'%s': unit '%s' added to role %u (events %llu)", run->name,
-	       as->dev[idx], slot, (unsigned long long)as->sb.events);
-	snprintf(msg, len, "'%s' added to role %u; rebuilding in the background; see "
-		 "'raidtool status %s' or 'raidtool wait %s'", arg, slot, run->name, run->name);
+	rt_log(RT_LOG_INFO, "'%s': unit '%s' added to role %u (events %llu)%s%s", run->name,
+	       as->dev[idx], slot, (unsigned long long)as->sb.events,
+	       why ? "; rebuilt in full: " : "", why ? why : "");
+	snprintf(msg, len, "'%s' added to role %u; rebuilding in the background%s%s%s; see "
+		 "'raidtool status %s' or 'raidtool wait %s'", arg, slot,
+		 why ? " (in full: " : "", why ? why : "", why ? ")" : "", run->name, run->name);
 	goto out;
 undo:
 	as->units[idx] = NULL;
@@ -737,18 +936,137 @@ out:
 	return r;
 }
 
+struct spare_swap {
+	uint32_t role, spare_slot;
+	bool had_unit;			/* the failed unit stays listed, faulty, in the spare's slot */
+};
+
+static int swap_spare(struct rt_sb *sb, void *arg)
+{
+	const struct spare_swap *w = arg;
+	struct rt_slot failed = sb->slots[w->role];
+
+	sb->slots[w->role] = sb->slots[w->spare_slot];
+	sb->slots[w->role].state = RT_SLOT_REBUILDING;
+	sb->slots[w->role].recovery_offset = 0;
+	if (w->had_unit) {
+		sb->slots[w->spare_slot] = failed;
+		sb->slots[w->spare_slot].state = RT_SLOT_FAULTY;
+		sb->slots[w->spare_slot].recovery_offset = 0;
+	} else {
+		memset(&sb->slots[w->spare_slot], 0, sizeof(sb->slots[0]));
+	}
+	return 0;
+}
+
+/*
+ * md's hot spare (main thread, woken by on_failure): a spare present when a
+ * role fails takes the role at once and is rebuilt onto. The failed unit
+ * moves to the spare's slot, faulty, until it is removed.
+ */
+static void take_spare(struct run *run)
+{
+	struct rt_assembly *as = run->as;
+	struct spare_swap w = { 0 };
+	struct rt_walk_progress wp;
+	struct rt_unit *old = NULL, *u;
+	struct rt_unit_desc own;
+	char dev[256], olddev[256];
+	int i = -1, r = -ENODEV;
+
+	pthread_mutex_lock(&run->admin_lock);
+	pthread_mutex_lock(&run->sb_lock);
+	for (uint32_t role = 0; role < as->n_roles && r == -ENODEV; role++) {
+		if (as->sb.slots[role].state != RT_SLOT_FAULTY &&
+		    as->sb.slots[role].state != RT_SLOT_MISSING)
+			continue;
+		w.role = role;
+		r = 0;
+	}
+	i = find_spare(as);
+	pthread_mutex_unlock(&run->sb_lock);
+	if (r < 0 || i < 0)
+		goto out;
+	/* The handler that woke us runs before the engine publishes the failure. */
+	for (int k = 0; k < 500 && engine_role_state(run->e, w.role) != RT_ROLE_FAULTY; k++)
+		sleep_ms(10);
+	engine_walk_progress(run->e, &wp);
+	if (wp.running && wp.kind == RT_WALK_RECOVER) {
+		rt_log(RT_LOG_WARN, "'%s': role %u failed; the spare waits for the rebuild of "
+		       "role %u ('raidtool add' it then)", run->name, w.role, wp.role);
+		goto out;
+	}
+	if (wp.running) {
+		rt_log(RT_LOG_WARN, "'%s': %s cancelled to rebuild role %u onto the spare",
+		       run->name, walk_name(wp.kind), w.role);
+		engine_walk_cancel(run->e);
+	}
+	if (as->units[w.role]) {
+		/* A failing rebuild's walk ends on its own within a batch. */
+		for (int k = 0; k < 100; k++) {
+			r = engine_detach_unit(run->e, w.role, &old);
+			if (r != -EBUSY)
+				break;
+			sleep_ms(50);
+		}
+		if (r < 0) {
+			rt_log(RT_LOG_ERROR, "'%s': cannot take the failed unit of role %u out for "
+			       "the spare: %s", run->name, w.role, strerror(-r));
+			goto out;
+		}
+	}
+	pthread_mutex_lock(&run->sb_lock);
+	w.spare_slot = as->own[i].slot;
+	w.had_unit = old != NULL;
+	snprintf(olddev, sizeof(olddev), "%s", as->dev[w.role]);
+	snprintf(dev, sizeof(dev), "%s", as->dev[i]);
+	u = as->units[i];
+	own = as->own[i];
+	own.slot = w.role;
+	/* The failed unit's own superblock is never written again: it keeps its slot here. */
+	as->own[i].slot = w.spare_slot;
+	as->units[i] = old;
+	snprintf(as->dev[i], sizeof(as->dev[i]), "%s", old ? olddev : "");
+	as->units[w.role] = u;
+	as->own[w.role] = own;
+	snprintf(as->dev[w.role], sizeof(as->dev[w.role]), "%s", dev);
+	r = run_sb_update(run, swap_spare, &w);
+	pthread_mutex_unlock(&run->sb_lock);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot give role %u to the spare '%s': %s",
+		       run->name, w.role, dev, strerror(-r));
+		goto out;
+	}
+	r = engine_attach_unit(run->e, w.role, u);
+	if (r == 0)
+		r = start_rebuild(run, w.role, 0);
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': the spare '%s' took role %u, but its rebuild did not "
+		       "start: %s", run->name, dev, w.role, strerror(-r));
+	else
+		rt_log(RT_LOG_WARN, "'%s': spare '%s' takes the place of failed role %u; "
+		       "rebuilding onto it (events %llu)", run->name, dev, w.role,
+		       (unsigned long long)as->sb.events);
+out:
+	pthread_mutex_unlock(&run->admin_lock);
+}
+
 static int on_command(void *ctx, const char *cmd, const char *arg, char *msg, size_t len)
 {
 	struct run *run = ctx;
+	int r;
 
+	if (strcmp(cmd, "add") && strcmp(cmd, "fail") && strcmp(cmd, "remove"))
+		return run_walk_command(run, cmd, arg, msg, len);
+	pthread_mutex_lock(&run->admin_lock);
 	if (!strcmp(cmd, "add"))
-		return cmd_add(run, arg, msg, len);
-
-	if (!strcmp(cmd, "fail"))
-		return cmd_fail(run, arg, msg, len);
-	if (!strcmp(cmd, "remove"))
-		return cmd_remove(run, arg, msg, len);
-	return run_walk_command(run, cmd, arg, msg, len);
+		r = cmd_add(run, arg, msg, len);
+	else if (!strcmp(cmd, "fail"))
+		r = cmd_fail(run, arg, msg, len);
+	else
+		r = cmd_remove(run, arg, msg, len);
+	pthread_mutex_unlock(&run->admin_lock);
+	return r;
 }
 
 /*
@@ -936,14 +1254,16 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 static void wait_for_stop(struct run *run)
 {
 	for (;;) {
-		struct pollfd pfd[2] = {
+		struct pollfd pfd[3] = {
 			{ .fd = run->sig_fd, .events = POLLIN },
 			{ .fd = run->stop_fd, .events = POLLIN },
+			{ .fd = run->spare_fd, .events = POLLIN },
 		};
 		struct signalfd_siginfo si;
 		char why[PATH_MAX + 128];
+		uint64_t n;
 
-		if (poll(pfd, 2, -1) < 0) {
+		if (poll(pfd, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			rt_log(RT_LOG_ERROR, "'%s': poll: %s; stopping", run->name, strerror(errno));
@@ -951,6 +1271,8 @@ static void wait_for_stop(struct run *run)
 		}
 		if (pfd[1].revents & POLLIN)
 			return;
+		if ((pfd[2].revents & POLLIN) && read(run->spare_fd, &n, sizeof(n)) == sizeof(n))
+			take_spare(run);
 		if (!(pfd[0].revents & POLLIN))
 			continue;
 		if (read(run->sig_fd, &si, sizeof(si)) != sizeof(si))
@@ -1077,6 +1399,14 @@ out:
 	free(bitmap);
 }
 
+static bool rebuild_walk_running(struct run *run)
+{
+	struct rt_walk_progress wp;
+
+	engine_walk_progress(run->e, &wp);
+	return wp.running && wp.kind == RT_WALK_RECOVER;
+}
+
 /*
  * The walk a start begins: a rebuild interrupted by a stop resumes from its
  * checkpoint; else, after an unclean stop, the resync.
@@ -1087,6 +1417,9 @@ static void start_recovery(struct run *run, bool was_dirty)
 	uint64_t at;
 	int r;
 
+	/* Stopped cleanly: what the log holds is a degraded run's history, not a resync's debt. */
+	if (!was_dirty)
+		engine_dirtylog_unpin_loaded(run->e);
 	for (uint32_t role = 0; role < as->n_roles; role++) {
 		if (!as->units[role] || as->sb.slots[role].state != RT_SLOT_REBUILDING)
 			continue;
@@ -1101,16 +1434,24 @@ static void start_recovery(struct run *run, bool was_dirty)
 			continue;
 		rt_log(RT_LOG_WARN, "'%s': resuming the rebuild of role %u onto '%s' at %llu "
 		       "bytes", run->name, role, as->dev[role], (unsigned long long)at);
-		if (was_dirty) {
-			/* One walk at a time: the resync waits for the next start. */
-			run->resync_pending = true;
-			rt_log(RT_LOG_WARN, "'%s': not stopped cleanly: the resync follows the "
-			       "rebuild at the next start", run->name);
-		}
-		return;
+		goto rebuilding;
+	}
+	/* Degraded with a spare at hand: it takes the missing role at once, as in md. */
+	if (as->n_missing && find_spare(as) >= 0) {
+		take_spare(run);
+		if (rebuild_walk_running(run))
+			goto rebuilding;
 	}
 	if (was_dirty)
 		start_resync(run);
+	return;
+rebuilding:
+	if (was_dirty) {
+		/* One walk at a time: the resync waits for the next start. */
+		run->resync_pending = true;
+		rt_log(RT_LOG_WARN, "'%s': not stopped cleanly: the resync follows the "
+		       "rebuild at the next start", run->name);
+	}
 }
 
 typedef void (*ready_fn)(struct run *run, void *arg);
@@ -1197,7 +1538,8 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	if (r < 0)
 		goto out;
 	run->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (run->stop_fd < 0) {
+	run->spare_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (run->stop_fd < 0 || run->spare_fd < 0) {
 		r = -errno;
 		goto out;
 	}
@@ -1275,6 +1617,8 @@ done:
 	scan_free(scan);
 	if (run->stop_fd >= 0)
 		close(run->stop_fd);
+	if (run->spare_fd >= 0)
+		close(run->spare_fd);
 	if (run->sig_fd >= 0)
 		close(run->sig_fd);
 	if (run->mask_set)
@@ -1287,8 +1631,10 @@ done:
 static void run_init(struct run *run)
 {
 	memset(run, 0, sizeof(*run));
-	run->lock_fd = run->sig_fd = run->stop_fd = run->excl_fd = -1;
+	run->lock_fd = run->sig_fd = run->stop_fd = run->spare_fd = run->excl_fd = -1;
+	atomic_store(&run->admin_fail, -1);
 	pthread_mutex_init(&run->lock, NULL);
+	pthread_mutex_init(&run->admin_lock, NULL);
 	pthread_mutex_init(&run->sb_lock, NULL);
 }
 

@@ -163,6 +163,16 @@ bool dirtylog_sweep_commit(struct rt_dirtylog *dl)
 	return changed;
 }
 
+void dirtylog_sweep_abort(struct rt_dirtylog *dl)
+{
+	uint64_t w;
+
+	/* Live again, so that writers keep skipping the log for them. */
+	for (w = 0; w < dl->words; w++)
+		atomic_fetch_or(&dl->live[w], dl->pending[w]);
+	memset(dl->pending, 0, dl->words * sizeof(*dl->pending));
+}
+
 bool dirtylog_clear_all(struct rt_dirtylog *dl)
 {
 	bool changed = false;
@@ -197,6 +207,11 @@ void dirtylog_unpin(struct rt_dirtylog *dl, uint64_t region)
 {
 	if (region < dl->n)
 		dl->pinned[W(region)] &= ~B(region);
+}
+
+void dirtylog_unpin_all(struct rt_dirtylog *dl)
+{
+	memset(dl->pinned, 0, dl->words * sizeof(*dl->pinned));
 }
 
 bool dirtylog_test(const struct rt_dirtylog *dl, uint64_t region)
@@ -264,7 +279,7 @@ static int dlog_crc(const uint8_t *buf, size_t len, uint32_t *crc)
 }
 
 int dirtylog_encode(const struct rt_dirtylog *dl, uint64_t events, uint64_t seq,
-		    uint8_t *buf, size_t len)
+		    uint64_t events_cleared, uint8_t *buf, size_t len)
 {
 	size_t need = dirtylog_encoded_size(dl->n);
 
@@ -279,6 +294,7 @@ int dirtylog_encode(const struct rt_dirtylog *dl, uint64_t events, uint64_t seq,
 	put64(buf + 32, dl->region_size);
 	put64(buf + 40, dl->n);
 	put32(buf + 48, (uint32_t)need);
+	put64(buf + 56, events_cleared);
 	dirtylog_bitmap(dl, buf + RT_DLOG_HEADER);
 	put32(buf + 52, sb_crc32c(buf, need));	/* the field is still zero */
 	return 0;
@@ -309,6 +325,7 @@ int dirtylog_decode(const uint8_t *buf, size_t len, struct rt_dlog_header *h,
 	h->seq = get64(buf + 24);
 	h->region_size = get64(buf + 32);
 	h->n_regions = get64(buf + 40);
+	h->events_cleared = get64(buf + 56);
 	if (get32(buf + 12) != RT_DLOG_HEADER || h->region_size == 0 || h->n_regions == 0 ||
 	    dirtylog_encoded_size(h->n_regions) != total)
 		return -EUCLEAN;
@@ -318,4 +335,77 @@ int dirtylog_decode(const uint8_t *buf, size_t len, struct rt_dlog_header *h,
 		memcpy(bits, buf + RT_DLOG_HEADER, (h->n_regions + 7) / 8);
 	}
 	return 0;
+}
+
+static bool uuid_is_zero(const uint8_t *u)
+{
+	for (unsigned i = 0; i < RT_UUID_SIZE; i++)
+		if (u[i])
+			return false;
+	return true;
+}
+
+/*
+ * md's rules (super_1_validate with a bitmap): the unit's own superblock
+ * names its role, and its events must not be older than the bitmap's
+ * events_cleared. md re-adds a unit that failed an I/O that way too;
+ * raidtool keeps no bad-block list, so it does not: see io_failed.
+ */
+int dirtylog_readd_check(const struct rt_sb *array, const struct rt_sb *unit,
+			 uint64_t events_cleared, uint32_t *role)
+{
+	const struct rt_slot *mine, *now;
+	uint32_t r;
+
+	if (!array || !unit || memcmp(array->array.uuid, unit->array.uuid, RT_UUID_SIZE))
+		return RT_READD_FOREIGN;
+	/*
+	 * Every update of a running array bumps its events, so a unit outside
+	 * it with as many or more was updated by another run: split brain.
+	 */
+	if (unit->events >= array->events)
+		return RT_READD_NEWER;
+	r = unit->unit.slot;
+	if (r >= array->array.n_devices || r >= RT_MAX_UNITS)
+		return RT_READD_NO_ROLE;
+	mine = &unit->slots[r];
+	if (mine->state != RT_SLOT_ACTIVE || memcmp(mine->uuid, unit->unit.uuid, RT_UUID_SIZE))
+		return RT_READD_NO_ROLE;
+	now = &array->slots[r];
+	if ((now->state != RT_SLOT_FAULTY && now->state != RT_SLOT_MISSING) ||
+	    (!uuid_is_zero(now->uuid) && memcmp(now->uuid, unit->unit.uuid, RT_UUID_SIZE)))
+		return RT_READD_ROLE_TAKEN;
+	if (array->io_failed & (1ull << r))
+		return RT_READD_IO_FAILED;
+	if (!events_cleared)
+		return RT_READD_NO_LOG;
+	if (unit->events < events_cleared)
+		return RT_READD_TOO_OLD;
+	if (role)
+		*role = r;
+	return RT_READD_OK;
+}
+
+const char *dirtylog_readd_reason(int why)
+{
+	switch (why) {
+	case RT_READD_OK:
+		return "it left recently: the dirty-region log covers every write since";
+	case RT_READD_FOREIGN:
+		return "it is not a unit of this array";
+	case RT_READD_NO_ROLE:
+		return "it held no role with all of its data";
+	case RT_READD_ROLE_TAKEN:
+		return "its role was given to another unit since";
+	case RT_READD_IO_FAILED:
+		return "it failed an I/O (its media is suspect)";
+	case RT_READD_NO_LOG:
+		return "the array keeps no dirty-region log";
+	case RT_READD_TOO_OLD:
+		return "it left before the dirty-region log was last cleared";
+	case RT_READD_NEWER:
+		return "it is ahead of the array (events newer): the two ran apart";
+	default:
+		return "unknown";
+	}
 }

@@ -1259,6 +1259,13 @@ out:
  * writer that saw the bit live; it syncs the units' data, and under dl->mu
  * clears the regions no writer made live again and writes the log. Lock
  * order: stripe locks, then dl->mu; the sweeper never holds both.
+ *
+ * While a role is faulty, missing or being rebuilt nothing is cleared, not
+ * even by a clean stop: the log then holds every region written since the
+ * role's unit left, which is what a re-added unit needs rebuilt (md's
+ * bitmap). events_cleared is the superblock events value when bits were
+ * last cleared (the run path tells the engine every new value); a unit
+ * whose own events are not older left after that, so the log covers it.
  */
 struct engine_dl {
 	struct rt_dirtylog *log;
@@ -1266,7 +1273,9 @@ struct engine_dl {
 	pthread_cond_t cond;
 	uint8_t *buf;			/* encoded log, 4 KiB aligned */
 	size_t len;
-	uint64_t log_offset, events, seq;
+	uint64_t log_offset, seq;
+	_Atomic uint64_t events;	/* the superblocks', as the run path last told */
+	uint64_t events_cleared;
 	uint8_t *loaded;		/* union of the units' logs at start */
 	uint64_t n_loaded;
 	bool loaded_valid;
@@ -1309,7 +1318,8 @@ static int dl_io(struct rt_engine *e, struct engine_ctx *c, bool write_log)
 	int ret = 0;
 
 	if (write_log) {
-		ret = dirtylog_encode(dl->log, dl->events, ++dl->seq, dl->buf, dl->len);
+		ret = dirtylog_encode(dl->log, atomic_load(&dl->events), ++dl->seq,
+				      dl->events_cleared, dl->buf, dl->len);
 		if (ret)
 			return ret;
 	}
@@ -1377,6 +1387,8 @@ static void dl_sweep(struct rt_engine *e)
 	uint64_t stripes = e->layout.unit_size / C;
 	struct engine_ctx *c;
 
+	if (engine_faulty(e))
+		return;		/* degraded: keep every bit for a re-added unit */
 	pthread_mutex_lock(&dl->mu);
 	k = dirtylog_sweep_begin(dl->log, ENGINE_DL_SWEEPS);
 	pthread_mutex_unlock(&dl->mu);
@@ -1394,9 +1406,19 @@ static void dl_sweep(struct rt_engine *e)
 		}
 	}
 	pthread_mutex_lock(&dl->mu);
-	/* Their data on stable storage before the log says clean. */
-	if (dl_io(e, c, false) == 0 && dirtylog_sweep_commit(dl->log))
+	/*
+	 * A role lost since the sweep began: writes after that are live or
+	 * touched and stay anyway, but keep the rest too, as a start degraded
+	 * would (one rule: nothing is cleared while degraded).
+	 */
+	if (engine_faulty(e)) {
+		dirtylog_sweep_abort(dl->log);
+	} else if (dl_io(e, c, false) == 0 && dirtylog_sweep_commit(dl->log)) {
+		dl->events_cleared = atomic_load(&dl->events);
 		dl->unsynced = dl_io(e, c, true) != 0;
+	} else {
+		dirtylog_sweep_abort(dl->log);
+	}
 	pthread_mutex_unlock(&dl->mu);
 	ctx_release(e, c);
 }
@@ -1442,6 +1464,8 @@ static int engine_dl_init(struct rt_engine *e, const struct rt_sb *sb)
 	struct engine_dl *dl;
 	pthread_condattr_t ca;
 	uint8_t *bits = NULL;
+	uint64_t cleared = 0;
+	bool all_known = true;
 	uint32_t r;
 	int ret;
 
@@ -1465,7 +1489,7 @@ static int engine_dl_init(struct rt_engine *e, const struct rt_sb *sb)
 	pthread_cond_init(&dl->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	dl->log_offset = sb->unit.log_offset;
-	dl->events = sb->events;
+	atomic_store(&dl->events, sb->events);
 	dl->idle_ms = 5000;
 	dl->len = dirtylog_encoded_size(n);
 	ret = dirtylog_create(n, R, &dl->log);
@@ -1486,18 +1510,27 @@ static int engine_dl_init(struct rt_engine *e, const struct rt_sb *sb)
 		struct rt_dlog_header h;
 		uint64_t i;
 
-		if (!e->unit[r] || unit_pread(e->unit[r], dl->buf, dl->len, dl->log_offset))
+		if (!e->unit[r])
 			continue;
-		if (dirtylog_decode(dl->buf, dl->len, &h, bits, (n + 7) / 8) ||
-		    h.region_size != R || h.n_regions != n)
+		if (unit_pread(e->unit[r], dl->buf, dl->len, dl->log_offset) ||
+		    dirtylog_decode(dl->buf, dl->len, &h, bits, (n + 7) / 8) ||
+		    h.region_size != R || h.n_regions != n) {
+			all_known = false;
 			continue;	/* none, damaged, or another geometry */
+		}
 		dl->loaded_valid = true;
+		if (!h.events_cleared)
+			all_known = false;
+		if (h.events_cleared > cleared)
+			cleared = h.events_cleared;
 		for (i = 0; i < (n + 7) / 8; i++)
 			dl->loaded[i] |= bits[i];
 		if (h.seq > dl->seq)
 			dl->seq = h.seq;
 	}
 	free(bits);
+	/* A unit without a log (or one that predates the field): complete from now on. */
+	dl->events_cleared = all_known && cleared ? cleared : sb->events;
 	dirtylog_load(dl->log, dl->loaded);
 	dl->n_loaded = dirtylog_count(dl->log);
 	ret = dl_io(e, &e->ctx[0], true);
@@ -1615,13 +1648,44 @@ int engine_dirtylog_clean(struct rt_engine *e)
 	pthread_mutex_lock(&e->dl->mu);
 	ret = dl_io(e, &e->ctx[0], false);
 	if (!ret) {
-		dirtylog_clear_all(e->dl->log);
+		/* Degraded: the regions stay for the unit that left (see engine_dl). */
+		if (!engine_faulty(e)) {
+			dirtylog_clear_all(e->dl->log);
+			e->dl->events_cleared = atomic_load(&e->dl->events);
+		}
 		ret = dl_io(e, &e->ctx[0], true);
 	}
 	e->dl->unsynced = ret != 0;
 	pthread_mutex_unlock(&e->dl->mu);
 	engine_undrain(e);
 	return ret;
+}
+
+void engine_dirtylog_set_events(struct rt_engine *e, uint64_t events)
+{
+	if (e && e->dl)
+		atomic_store(&e->dl->events, events);
+}
+
+int engine_dirtylog_cleared(struct rt_engine *e, uint64_t *events_cleared)
+{
+	if (!e || !events_cleared)
+		return -EINVAL;
+	if (!e->dl)
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&e->dl->mu);
+	*events_cleared = e->dl->events_cleared;
+	pthread_mutex_unlock(&e->dl->mu);
+	return 0;
+}
+
+void engine_dirtylog_unpin_loaded(struct rt_engine *e)
+{
+	if (!e || !e->dl)
+		return;
+	pthread_mutex_lock(&e->dl->mu);
+	dirtylog_unpin_all(e->dl->log);
+	pthread_mutex_unlock(&e->dl->mu);
 }
 
 void engine_dirtylog_set_idle(struct rt_engine *e, unsigned ms)

@@ -30,6 +30,7 @@
 #define SB_OFF_RO_COMPAT	40	/* 8 */
 #define SB_OFF_EVENTS		48	/* 8 */
 #define SB_OFF_UTIME		56	/* 8 */
+#define SB_OFF_IO_FAILED	64	/* 8  with RT_FEATURE_COMPAT_IO_FAILED */
 					/* 64..127 reserved */
 /* Array descriptor. */
 #define SB_OFF_A_NAME		128	/* 64 */
@@ -360,11 +361,14 @@ int sb_encode(const struct rt_sb *sb, unsigned copy, uint8_t *buf)
 	put_le32(buf + SB_OFF_SB_SIZE, RT_SB_SIZE);
 	put_le32(buf + SB_OFF_COPY, copy);
 	put_le32(buf + SB_OFF_STATE, sb->state);
-	put_le64(buf + SB_OFF_COMPAT, sb->feature_compat);
+	/* The flag says whether the field is in use, so it follows the field. */
+	put_le64(buf + SB_OFF_COMPAT, (sb->feature_compat & ~RT_FEATURE_COMPAT_IO_FAILED) |
+		 (sb->io_failed ? RT_FEATURE_COMPAT_IO_FAILED : 0));
 	put_le64(buf + SB_OFF_INCOMPAT, sb->feature_incompat);
 	put_le64(buf + SB_OFF_RO_COMPAT, sb->feature_ro_compat);
 	put_le64(buf + SB_OFF_EVENTS, sb->events);
 	put_le64(buf + SB_OFF_UTIME, sb->utime);
+	put_le64(buf + SB_OFF_IO_FAILED, sb->io_failed);
 
 	put_str(buf + SB_OFF_A_NAME, RT_NAME_MAX + 1, sb->array.name);
 	put_str(buf + SB_OFF_A_DESC, RT_DESC_MAX + 1, sb->array.desc);
@@ -441,6 +445,8 @@ int sb_decode(const uint8_t *buf, size_t len, struct rt_sb *sb)
 	sb->feature_ro_compat = get_le64(buf + SB_OFF_RO_COMPAT);
 	sb->events = get_le64(buf + SB_OFF_EVENTS);
 	sb->utime = get_le64(buf + SB_OFF_UTIME);
+	if (sb->feature_compat & RT_FEATURE_COMPAT_IO_FAILED)
+		sb->io_failed = get_le64(buf + SB_OFF_IO_FAILED);
 
 	if (get_str(sb->array.name, buf + SB_OFF_A_NAME, RT_NAME_MAX + 1) ||
 	    get_str(sb->array.desc, buf + SB_OFF_A_DESC, RT_DESC_MAX + 1))

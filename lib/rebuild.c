@@ -15,6 +15,11 @@
  *   the walk. Reads never use the unit until the walk has completed.
  *   Every RT_WALK_CHECKPOINT bytes, and at the end or on cancel, the units
  *   are flushed and then @checkpoint gets the offset reached.
+ *   With a bitmap of regions (a unit re-added while the dirty-region log
+ *   covers everything written since it left) only those regions are
+ *   rebuilt: the others hold the same data on the unit as on the array.
+ *   The checkpoint still means "valid below": past a region boundary the
+ *   skipped regions count as done, so a resumed full rebuild is correct.
  * check/repair: every stripe; resync: the stripes of the regions set in
  *   the bitmap (region i = bytes [i * region_size, (i + 1) * region_size)
  *   of every role's data area, the dirty log's unit), repairing as repair.
@@ -83,36 +88,75 @@ static int walk_checkpoint(struct rt_engine *e, struct rt_walk *w, uint64_t pos)
 	return 0;
 }
 
-static int walk_recover(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g)
+static bool region_set(const uint8_t *bits, uint64_t i)
 {
-	uint64_t batch = engine_walk_batch(e, RT_WALK_RECOVER);
-	uint64_t pos = w->p.start / g->chunk * g->chunk, last_ck = pos, cnt;
-	struct engine_ctx *c;
-	int ret = 0, r;
+	return bits[i / 8] & (1u << (i % 8));
+}
 
-	w->done0 = pos;
-	walk_advance(w, pos, 0);
-	while (pos < g->role_bytes) {
-		if (atomic_load(&w->cancel)) {
-			ret = -ECANCELED;
-			break;
-		}
-		cnt = (g->role_bytes - pos) / g->chunk;
+/*
+ * Rebuild role bytes [*pos, hi) (chunk aligned); *pos advances with the
+ * stripes done, *done counts the bytes rebuilt (the progress shown).
+ */
+static int recover_span(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g,
+			uint64_t *pos, uint64_t hi, uint64_t *last_ck, uint64_t *done,
+			uint64_t regions)
+{
+	uint64_t batch = engine_walk_batch(e, RT_WALK_RECOVER), cnt;
+	struct engine_ctx *c;
+	int ret;
+
+	while (*pos < hi) {
+		if (atomic_load(&w->cancel))
+			return -ECANCELED;
+		cnt = (hi - *pos) / g->chunk;
 		if (cnt > batch)
 			cnt = batch;
 		c = engine_ctx_get(e);
-		ret = engine_recover_stripes(e, c, w->p.role, pos / g->chunk, cnt);
+		ret = engine_recover_stripes(e, c, w->p.role, *pos / g->chunk, cnt);
 		engine_ctx_put(e, c);
 		if (ret)
-			break;
-		pos += cnt * g->chunk;
-		walk_advance(w, pos, 0);
-		if (pos - last_ck >= RT_WALK_CHECKPOINT && pos < g->role_bytes) {
-			ret = walk_checkpoint(e, w, pos);
+			return ret;
+		*pos += cnt * g->chunk;
+		*done += cnt * g->chunk;
+		walk_advance(w, *done, regions);
+		if (*pos - *last_ck >= RT_WALK_CHECKPOINT && *pos < g->role_bytes) {
+			ret = walk_checkpoint(e, w, *pos);
 			if (ret)
-				break;
-			last_ck = pos;
+				return ret;
+			*last_ck = *pos;
 		}
+	}
+	return 0;
+}
+
+static int walk_recover(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g)
+{
+	uint64_t pos = w->p.start / g->chunk * g->chunk, last_ck = pos, done = 0, R, i, n = 0;
+	int ret = 0, r;
+
+	if (!w->regions) {
+		/* A full rebuild shows the offset reached: a resumed one starts there. */
+		w->done0 = done = pos;
+		walk_advance(w, pos, 0);
+		ret = recover_span(e, w, g, &pos, g->role_bytes, &last_ck, &done, 0);
+	} else {
+		R = w->p.region_size;
+		for (i = pos / R; i < w->n_regions && !ret; i++) {
+			uint64_t hi = (i + 1) * R < g->role_bytes ? (i + 1) * R : g->role_bytes;
+
+			if (region_set(w->regions, i)) {
+				if (i * R > pos)
+					pos = i * R;
+				ret = recover_span(e, w, g, &pos, hi, &last_ck, &done, n);
+				if (!ret)
+					walk_advance(w, done, ++n);
+			}
+			/* The regions the log holds clean are valid on the unit already. */
+			if (!ret)
+				pos = hi;
+		}
+		if (!ret)
+			pos = g->role_bytes;
 	}
 	/* Record what was reached, also when stopping early (resume from there). */
 	if (ret == 0 || ret == -ECANCELED) {
@@ -153,11 +197,6 @@ static int walk_scrub_range(struct rt_engine *e, struct rt_walk *w, const struct
 		walk_advance(w, *done_abs, regions);
 	}
 	return 0;
-}
-
-static bool region_set(const uint8_t *bits, uint64_t i)
-{
-	return bits[i / 8] & (1u << (i % 8));
 }
 
 static int walk_resync(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g)
@@ -250,6 +289,23 @@ static uint64_t popcount_bits(const uint8_t *bits, uint64_t n)
 	return k;
 }
 
+/* Bytes of the regions set in @bits (all when NULL) at or past @from. */
+static uint64_t region_bytes(const uint8_t *bits, uint64_t n, uint64_t R, uint64_t role_bytes,
+			     uint64_t from)
+{
+	uint64_t i, lo, hi, k = 0;
+
+	for (i = 0; i < n; i++) {
+		if (bits && !region_set(bits, i))
+			continue;
+		lo = i * R > from ? i * R : from;
+		hi = (i + 1) * R < role_bytes ? (i + 1) * R : role_bytes;
+		if (hi > lo)
+			k += hi - lo;
+	}
+	return k;
+}
+
 int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 {
 	struct engine_geom g;
@@ -269,8 +325,16 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 			return -EINVAL;
 		break;
 	case RT_WALK_RESYNC:
+	case RT_WALK_CHECK:
+	case RT_WALK_REPAIR:
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (p->kind == RT_WALK_RESYNC || (p->kind == RT_WALK_RECOVER && p->regions)) {
 		R = p->regions ? p->region_size : g.role_bytes;
-		if (R == 0)
+		/* Regions of whole chunks: a stripe is never split between two. */
+		if (R == 0 || (p->regions && R % g.chunk))
 			return -EINVAL;
 		n_regions = (g.role_bytes + R - 1) / R;
 		if (p->regions) {
@@ -279,12 +343,6 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 				return -ENOMEM;
 			memcpy(copy, p->regions, (n_regions + 7) / 8);
 		}
-		break;
-	case RT_WALK_CHECK:
-	case RT_WALK_REPAIR:
-		break;
-	default:
-		return -EINVAL;
 	}
 	w = walk_get(e);
 	if (!w) {
@@ -303,7 +361,7 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 	w->n_regions = n_regions;
 	w->p = *p;
 	w->p.regions = NULL;
-	if (p->kind == RT_WALK_RESYNC)
+	if (p->kind == RT_WALK_RESYNC || copy)
 		w->p.region_size = p->regions ? p->region_size : g.role_bytes;
 	atomic_store(&w->cancel, false);
 	memset(&w->prog, 0, sizeof(w->prog));
@@ -311,11 +369,10 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 	w->prog.running = true;
 	w->prog.role = p->kind == RT_WALK_RECOVER ? p->role : 0;
 	w->prog.total = g.role_bytes;
-	if (p->kind == RT_WALK_RESYNC) {
+	if (p->kind == RT_WALK_RESYNC || copy) {
 		w->prog.regions_total = copy ? popcount_bits(copy, n_regions) : 1;
-		w->prog.total = w->prog.regions_total * w->p.region_size;
-		if (w->prog.total > g.role_bytes)
-			w->prog.total = g.role_bytes;
+		w->prog.total = region_bytes(copy, n_regions, w->p.region_size, g.role_bytes,
+					     p->kind == RT_WALK_RECOVER ? p->start / g.chunk * g.chunk : 0);
 	}
 	w->done0 = 0;
 	clock_gettime(CLOCK_MONOTONIC, &w->t0);

@@ -121,7 +121,8 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 		if (st->walk_speed)
 			printf(", %" PRIu64 " s left",
 			       (st->walk_total - st->walk_done) / st->walk_speed);
-		if (!strcmp(st->walk, "resyncing"))
+		/* A resync, or a rebuild of a re-added unit from the dirty-region log. */
+		if (st->regions_total)
 			printf(", %" PRIu64 " of %" PRIu64 " regions", st->regions,
 			       st->regions_total);
 		if (!strcmp(st->walk, "checking") || !strcmp(st->walk, "repairing"))

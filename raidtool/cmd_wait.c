@@ -29,7 +29,11 @@ static void draw_bar(const struct rt_control_status *st)
 	fprintf(stderr, "\r%-10s [", st->walk);
 	for (int i = 0; i < width; i++)
 		fputc(i < fill ? '#' : '.', stderr);
-	fprintf(stderr, "] %5.1f%% %s/s ", frac * 100.0, speed);
+	fprintf(stderr, "] %5.1f%% %s/s", frac * 100.0, speed);
+	if (st->walk_speed)
+		fprintf(stderr, " %" PRIu64 " s left", (st->walk_total - st->walk_done) /
+			st->walk_speed);
+	fputs("   ", stderr);
 	fflush(stderr);
 }
 
@@ -99,8 +103,13 @@ int cmd_wait(int argc, const char **argv)
 		printf("'%s': resync done: %" PRIu64 " of %" PRIu64 " regions\n", name,
 		       st->regions, st->regions_total);
 	} else {
-		printf("'%s': rebuild of role %u done; the array is %s\n", name, st->walk_role,
-		       st->health);
+		if (st->regions_total)
+			printf("'%s': rebuild of role %u done: %" PRIu64 " of %" PRIu64 " regions "
+			       "(re-added from the dirty-region log); the array is %s\n", name,
+			       st->walk_role, st->regions, st->regions_total, st->health);
+		else
+			printf("'%s': rebuild of role %u done; the array is %s\n", name,
+			       st->walk_role, st->health);
 	}
 out:
 	free(st);

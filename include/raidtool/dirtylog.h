@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <raidtool/format.h>
+
 #define RT_DLOG_MAGIC "RTDLOG01"	/* 8 bytes, no NUL */
 #define RT_DLOG_VERSION 1u
 #define RT_DLOG_HEADER 64u
@@ -32,6 +34,13 @@ struct rt_dlog_header {
 	uint64_t seq;			/* +1 on every write of the log */
 	uint64_t region_size;
 	uint64_t n_regions;
+	/*
+	 * The log holds every region written since the superblock events
+	 * reached this value (md's events_cleared): bits are cleared only
+	 * while the array is whole, and this is then set to its events.
+	 * 0: not known (a log from before the field existed).
+	 */
+	uint64_t events_cleared;
 };
 
 int dirtylog_create(uint64_t n_regions, uint64_t region_size, struct rt_dirtylog **out);
@@ -62,12 +71,19 @@ bool dirtylog_pending(const struct rt_dirtylog *dl, uint64_t region);
  * when it changed.
  */
 bool dirtylog_sweep_commit(struct rt_dirtylog *dl);
+/*
+ * Step 2 instead, when the regions must stay dirty after all (the array
+ * lost a role meanwhile): the pending regions stay in the disk image.
+ */
+void dirtylog_sweep_abort(struct rt_dirtylog *dl);
 /* Clean shutdown (nothing in flight, data flushed): everything not pinned. */
 bool dirtylog_clear_all(struct rt_dirtylog *dl);
 
 /* Regions dirty from a previous run: dirty, live and not aged out. */
 void dirtylog_load(struct rt_dirtylog *dl, const uint8_t *bits);
 void dirtylog_unpin(struct rt_dirtylog *dl, uint64_t region);
+/* Dirty from a previous run, but not owed a resync (it stopped cleanly). */
+void dirtylog_unpin_all(struct rt_dirtylog *dl);
 
 bool dirtylog_test(const struct rt_dirtylog *dl, uint64_t region);	/* disk bit */
 uint64_t dirtylog_count(const struct rt_dirtylog *dl);			/* disk bits set */
@@ -77,7 +93,7 @@ void dirtylog_bitmap(const struct rt_dirtylog *dl, uint8_t *out);
 /* Bytes of the encoded log for @n_regions (whole 4 KiB blocks). */
 size_t dirtylog_encoded_size(uint64_t n_regions);
 int dirtylog_encode(const struct rt_dirtylog *dl, uint64_t events, uint64_t seq,
-		    uint8_t *buf, size_t len);
+		    uint64_t events_cleared, uint8_t *buf, size_t len);
 /*
  * Check and decode; @bits gets ceil(n_regions / 8) bytes when @bits_len
  * allows. -ENODATA no magic, -EINVAL too short, -EBADMSG CRC mismatch,
@@ -85,5 +101,29 @@ int dirtylog_encode(const struct rt_dirtylog *dl, uint64_t events, uint64_t seq,
  */
 int dirtylog_decode(const uint8_t *buf, size_t len, struct rt_dlog_header *h,
 		    uint8_t *bits, size_t bits_len);
+
+/*
+ * Re-adding a unit that left the array: may it be rebuilt only in the
+ * regions the log holds dirty (md's bitmap-based re-add), or must it be
+ * rebuilt in full? @array is the running array's superblock, @unit the
+ * unit's own, @events_cleared the array's log (0: no usable log).
+ * RT_READD_OK sets @role to the role it takes back. All other answers
+ * mean a full rebuild, except RT_READD_NEWER: the unit is not older than
+ * the array, so it may hold writes the array lacks (the two ran apart), and
+ * must not be overwritten at all.
+ */
+enum rt_readd {
+	RT_READD_OK = 0,
+	RT_READD_FOREIGN,	/* a unit of another array, or none */
+	RT_READD_NO_ROLE,	/* it held no role with all its data (a spare, or mid-rebuild) */
+	RT_READD_ROLE_TAKEN,	/* its role is working, or was given to another unit since */
+	RT_READD_IO_FAILED,	/* a unit of that role failed an I/O: the media is suspect */
+	RT_READD_NO_LOG,	/* the array keeps no usable log */
+	RT_READD_TOO_OLD,	/* it left before the log was last cleared */
+	RT_READD_NEWER,		/* its events are not older than the array's */
+};
+int dirtylog_readd_check(const struct rt_sb *array, const struct rt_sb *unit,
+			 uint64_t events_cleared, uint32_t *role);
+const char *dirtylog_readd_reason(int why);
 
 #endif

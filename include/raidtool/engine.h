@@ -116,6 +116,25 @@ int engine_dirtylog_dirty(struct rt_engine *e, uint8_t *bitmap, size_t len, uint
  */
 int engine_dirtylog_clean(struct rt_engine *e);
 
+/*
+ * While a role is faulty, missing or being rebuilt no region is cleared
+ * (not by a clean stop either): the log then holds every region written
+ * since that role's unit left. The superblock events value at the last
+ * clearing (md's events_cleared) is kept in the log; a unit whose own
+ * events are not older left after it, and only the dirty regions need
+ * rebuilding onto it (see dirtylog_readd_check).
+ *
+ * engine_dirtylog_set_events: the superblocks' events after an update (the
+ * value a clearing records); safe from the failure handler.
+ * engine_dirtylog_cleared: the events value the log is complete since.
+ * engine_dirtylog_unpin_loaded: the regions loaded at engine_create are not
+ * owed a resync (the array was stopped cleanly; they are the history of a
+ * degraded run) and may be cleared once the array is whole.
+ */
+void engine_dirtylog_set_events(struct rt_engine *e, uint64_t events);
+int engine_dirtylog_cleared(struct rt_engine *e, uint64_t *events_cleared);
+void engine_dirtylog_unpin_loaded(struct rt_engine *e);
+
 /* How long a region must see no write before it is cleared (default 5000 ms). */
 void engine_dirtylog_set_idle(struct rt_engine *e, unsigned ms);
 

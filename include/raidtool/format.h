@@ -28,6 +28,8 @@
 #define RT_DEFAULT_REGION (64ull << 20)
 
 /* Feature flags. Unknown incompatible flags make a superblock unreadable. */
+/* io_failed (header bytes 64-71) is in use; set by sb_encode when it is not 0. */
+#define RT_FEATURE_COMPAT_IO_FAILED (1ull << 0)
 #define RT_FEATURE_INCOMPAT_SUPPORTED 0ull
 #define RT_FEATURE_RO_COMPAT_SUPPORTED 0ull
 
@@ -103,6 +105,12 @@ struct rt_sb {
 	uint64_t events;		/* +1 on every superblock update */
 	uint32_t state;			/* enum rt_array_state */
 	uint64_t utime;			/* last update, seconds since the epoch */
+	/*
+	 * Bit r: a unit holding role r failed an I/O since the role was last
+	 * fully in sync. Such a unit is rebuilt in full when it comes back,
+	 * never from the dirty-region log alone (its media is suspect).
+	 */
+	uint64_t io_failed;
 	struct rt_array_desc array;
 	struct rt_unit_desc unit;
 	struct rt_slot slots[RT_MAX_UNITS];

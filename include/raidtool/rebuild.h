@@ -35,8 +35,12 @@ struct rt_walk_params {
 	int kind;			/* enum rt_walk_kind */
 	uint32_t role;			/* recover: the role being rebuilt */
 	uint64_t start;			/* recover: resume from here (bytes) */
-	const uint8_t *regions;		/* resync: bitmap of regions, NULL = all */
-	uint64_t region_size;		/* resync: bytes of each role's data area per bit */
+	/*
+	 * resync: the regions to resync, NULL = all. recover: NULL = all, or
+	 * only these (a unit re-added from the dirty-region log).
+	 */
+	const uint8_t *regions;
+	uint64_t region_size;		/* bytes of each role's data area per bit */
 	void (*checkpoint)(uint32_t role, uint64_t offset, void *ctx);
 	void (*done)(int kind, int result, void *ctx);
 	void *ctx;
@@ -50,7 +54,7 @@ struct rt_walk_progress {
 	uint64_t done, total;		/* bytes of role data area */
 	uint64_t mismatches;		/* check/repair: stripes found different */
 	uint64_t repaired;
-	uint64_t regions, regions_total;/* resync: regions done / to do */
+	uint64_t regions, regions_total;/* resync, partial recover: regions done / to do */
 	uint64_t bytes_per_sec;		/* recent speed */
 };
 

@@ -119,13 +119,15 @@ static void test_encode_decode(void **state)
 	len = dirtylog_encoded_size(50);
 	buf = malloc(len);
 	assert_non_null(buf);
-	assert_int_equal(dirtylog_encode(dl, 42, 7, buf, len - 1), -ENOSPC);
-	assert_int_equal(dirtylog_encode(dl, 42, 7, buf, len), 0);
+	assert_int_equal(dirtylog_encode(dl, 42, 7, 40, buf, len - 1), -ENOSPC);
+	assert_int_equal(dirtylog_encode(dl, 42, 7, 40, buf, len), 0);
 	assert_memory_equal(buf, "RTDLOG01", 8);
 	assert_int_equal(dirtylog_decode(buf, len, &h, bits, sizeof(bits)), 0);
 	assert_int_equal(h.version, 1);
 	assert_int_equal(h.events, 42);
 	assert_int_equal(h.seq, 7);
+	assert_int_equal(h.events_cleared, 40);
+	assert_int_equal(buf[56], 40);	/* man/raidtool-format.5: offset 56 */
 	assert_int_equal(h.region_size, 64 << 20);
 	assert_int_equal(h.n_regions, 50);
 	assert_int_equal(bits[0], 0x0c);
@@ -146,6 +148,127 @@ static void test_encode_decode(void **state)
 	dirtylog_destroy(dl);
 }
 
+/* A sweep given up (the array lost a role meanwhile) keeps every region. */
+static void test_sweep_abort(void **state)
+{
+	struct rt_dirtylog *dl;
+
+	(void)state;
+	assert_int_equal(dirtylog_create(10, 1 << 20, &dl), 0);
+	dirtylog_mark(dl, 1, 2);
+	dirtylog_publish(dl, 1, 2);
+	for (int i = 0; i < 2; i++)
+		dirtylog_sweep_begin(dl, 2);	/* the first sweep only sees the write */
+	assert_int_equal(dirtylog_sweep_begin(dl, 2), 2);
+	assert_true(dirtylog_pending(dl, 1));
+	assert_false(dirtylog_covered(dl, 1, 1));
+	dirtylog_sweep_abort(dl);
+	assert_false(dirtylog_pending(dl, 1));
+	assert_int_equal(dirtylog_count(dl), 2);
+	/* Live again: a writer needs no log write. */
+	assert_true(dirtylog_covered(dl, 1, 2));
+	/* A commit after the abort clears nothing. */
+	assert_false(dirtylog_sweep_commit(dl));
+	assert_int_equal(dirtylog_count(dl), 2);
+	/* Unpinning loaded regions lets them age out. */
+	{
+		uint8_t bits[2] = { 0x10, 0 };
+
+		dirtylog_load(dl, bits);
+		for (int i = 0; i < 5; i++)
+			dirtylog_sweep_begin(dl, 2);
+		assert_true(dirtylog_test(dl, 4));
+		assert_false(dirtylog_pending(dl, 4));
+		dirtylog_unpin_all(dl);
+		for (int i = 0; i < 3; i++)
+			dirtylog_sweep_begin(dl, 2);
+		assert_true(dirtylog_pending(dl, 4));
+		assert_true(dirtylog_sweep_commit(dl));
+		assert_false(dirtylog_test(dl, 4));
+	}
+	dirtylog_destroy(dl);
+}
+
+/* A raid5 of 3 at events 20 whose role 1 left; the unit as it was when it left. */
+static void readd_fixture(struct rt_sb *array, struct rt_sb *unit)
+{
+	memset(array, 0, sizeof(*array));
+	array->events = 20;
+	memset(array->array.uuid, 0xaa, RT_UUID_SIZE);
+	array->array.n_devices = 3;
+	array->array.n_slots = 3;
+	for (unsigned r = 0; r < 3; r++) {
+		memset(array->slots[r].uuid, 0x10 + r, RT_UUID_SIZE);
+		array->slots[r].state = RT_SLOT_ACTIVE;
+	}
+	*unit = *array;
+	unit->events = 15;
+	unit->unit.slot = 1;
+	memset(unit->unit.uuid, 0x11, RT_UUID_SIZE);
+	/* Failed and removed: the running table forgot who held the role. */
+	array->slots[1].state = RT_SLOT_MISSING;
+	memset(array->slots[1].uuid, 0, RT_UUID_SIZE);
+}
+
+static void test_readd_check(void **state)
+{
+	struct rt_sb a, u;
+	uint32_t role = 99;
+
+	(void)state;
+	readd_fixture(&a, &u);
+	/* Left at 15; the log is complete since 12: rebuild the dirty regions only. */
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, &role), RT_READD_OK);
+	assert_int_equal(role, 1);
+	assert_int_equal(dirtylog_readd_check(&a, &u, 15, NULL), RT_READD_OK);
+	/* Faulty (not removed) and still naming it, or missing since a degraded start. */
+	a.slots[1].state = RT_SLOT_FAULTY;
+	memset(a.slots[1].uuid, 0x11, RT_UUID_SIZE);
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_OK);
+	a.slots[1].state = RT_SLOT_MISSING;
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_OK);
+
+	/* It missed a clearing: regions written before that are clean in the log. */
+	assert_int_equal(dirtylog_readd_check(&a, &u, 16, NULL), RT_READD_TOO_OLD);
+	/* No usable log. */
+	assert_int_equal(dirtylog_readd_check(&a, &u, 0, NULL), RT_READD_NO_LOG);
+	/* Failed an I/O: in full. Another role's failure does not matter. */
+	a.io_failed = 1ull << 1;
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_IO_FAILED);
+	a.io_failed = 1ull << 2;
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_OK);
+	a.io_failed = 0;
+	/* The role was given to another unit since, or works again. */
+	memset(a.slots[1].uuid, 0x77, RT_UUID_SIZE);
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_ROLE_TAKEN);
+	memset(a.slots[1].uuid, 0x11, RT_UUID_SIZE);
+	a.slots[1].state = RT_SLOT_ACTIVE;
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_ROLE_TAKEN);
+	a.slots[1].state = RT_SLOT_REBUILDING;
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_ROLE_TAKEN);
+	a.slots[1].state = RT_SLOT_MISSING;
+	/* It was itself mid-rebuild, or a spare, when it left: not all its data is there. */
+	u.slots[1].state = RT_SLOT_REBUILDING;
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_NO_ROLE);
+	u.slots[1].state = RT_SLOT_ACTIVE;
+	u.unit.slot = 3;
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_NO_ROLE);
+	u.unit.slot = 1;
+	/* Not older than the array: it ran apart from it, never overwritten. */
+	u.events = 20;
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_NEWER);
+	u.events = 25;
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_NEWER);
+	u.events = 15;
+	/* Another array's unit. */
+	u.array.uuid[0] ^= 1;
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_FOREIGN);
+	u.array.uuid[0] ^= 1;
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, &role), RT_READD_OK);
+	for (int why = RT_READD_OK; why <= RT_READD_NEWER; why++)
+		assert_string_not_equal(dirtylog_readd_reason(why), "unknown");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -153,6 +276,8 @@ int main(void)
 		cmocka_unit_test(test_idle_sweep),
 		cmocka_unit_test(test_load_pin_clear),
 		cmocka_unit_test(test_encode_decode),
+		cmocka_unit_test(test_sweep_abort),
+		cmocka_unit_test(test_readd_check),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

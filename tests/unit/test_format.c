@@ -445,14 +445,49 @@ static void test_feature_flags(void **state UNUSED)
 	assert_int_equal(out.feature_ro_compat, 1ull << 63);
 	assert_int_equal(sb_encode(&out, 0, buf), -EROFS);
 
-	/* Unknown compat: readable and writable, and kept. */
+	/* Unknown compat: readable and writable, and kept (IO_FAILED follows its field). */
 	sb.feature_compat = ~0ull;
 	encode_ok(&sb, 0, buf);
 	assert_int_equal(sb_decode(buf, sizeof(buf), &out), 0);
-	assert_int_equal(out.feature_compat, ~0ull);
+	assert_int_equal(out.feature_compat, ~0ull & ~RT_FEATURE_COMPAT_IO_FAILED);
+	sb.feature_compat = 0;
 
 	sb.feature_incompat = 1;
 	assert_int_equal(sb_encode(&sb, 0, buf), -EOPNOTSUPP);
+}
+
+/*
+ * io_failed: header bytes 64-71, announced by compat bit 0, which the
+ * encoder sets exactly when the field is not zero; without the bit the
+ * bytes are reserved and ignored.
+ */
+static void test_io_failed(void **state UNUSED)
+{
+	struct rt_sb sb, out;
+	uint8_t buf[RT_SB_SIZE];
+
+	make_sb(&sb);
+	sb.feature_compat = 0;
+	encode_ok(&sb, 0, buf);
+	assert_int_equal(rd64(buf + O_COMPAT), 0);
+	assert_int_equal(rd64(buf + 64), 0);
+	sb.io_failed = 1ull << 2 | 1ull << 63;
+	encode_ok(&sb, 0, buf);
+	assert_int_equal(rd64(buf + O_COMPAT), RT_FEATURE_COMPAT_IO_FAILED);
+	assert_int_equal(rd64(buf + 64), sb.io_failed);
+	assert_int_equal(sb_decode(buf, sizeof(buf), &out), 0);
+	assert_int_equal(out.io_failed, sb.io_failed);
+	assert_int_equal(out.feature_compat, RT_FEATURE_COMPAT_IO_FAILED);
+	/* The field without its flag (a writer that zeroed the flag): not read. */
+	wr64(buf + O_COMPAT, 0);
+	fix_crc(buf);
+	assert_int_equal(sb_decode(buf, sizeof(buf), &out), 0);
+	assert_int_equal(out.io_failed, 0);
+	/* Cleared again: the flag goes with it. */
+	sb.io_failed = 0;
+	sb.feature_compat = RT_FEATURE_COMPAT_IO_FAILED;
+	encode_ok(&sb, 0, buf);
+	assert_int_equal(rd64(buf + O_COMPAT), 0);
 }
 
 /* A later version may put compat fields into reserved space: readers ignore it. */
@@ -910,6 +945,7 @@ int main(void)
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_version),
 		cmocka_unit_test(test_feature_flags),
+		cmocka_unit_test(test_io_failed),
 		cmocka_unit_test(test_reserved_ignored),
 		cmocka_unit_test(test_unclean_fields),
 		cmocka_unit_test(test_clean_variations),
