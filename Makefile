@@ -4,8 +4,11 @@ DESTDIR    ?=
 SBINDIR    ?= $(PREFIX)/sbin
 MANDIR     ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
-UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
-SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+# udev and systemd read only their own directories, whatever PREFIX is: ask
+# them where (Debian 12: /lib/udev, /lib/systemd/system), as packages do.
+UDEVDIR    ?= $(or $(shell pkg-config --variable=udevdir udev 2>/dev/null),/usr/lib/udev)
+UDEVRULESDIR ?= $(UDEVDIR)/rules.d
+SYSTEMDUNITDIR ?= $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/usr/lib/systemd/system)
 
 CC       ?= cc
 CLANG    ?= clang
@@ -107,15 +110,19 @@ install: $(BUILD)/raidtool
 	install -m 0644 man/*.7 $(DESTDIR)$(MANDIR)/man7/
 	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
 	install -D -m 0644 completions/raidtool.bash $(DESTDIR)$(BASHCOMPDIR)/raidtool
-	if [ -d udev ] && ls udev/*.rules >/dev/null 2>&1; then \
-		install -d $(DESTDIR)$(UDEVRULESDIR) && install -m 0644 udev/*.rules $(DESTDIR)$(UDEVRULESDIR)/; fi
-	if ls udev/*.service >/dev/null 2>&1; then \
-		install -d $(DESTDIR)$(SYSTEMDUNITDIR) && install -m 0644 udev/*.service $(DESTDIR)$(SYSTEMDUNITDIR)/; fi
+	install -d $(DESTDIR)$(UDEVRULESDIR) $(DESTDIR)$(SYSTEMDUNITDIR)
+	sed 's|@SBINDIR@|$(SBINDIR)|g' udev/64-raidtool.rules > $(DESTDIR)$(UDEVRULESDIR)/64-raidtool.rules
+	sed 's|@SBINDIR@|$(SBINDIR)|g' udev/raidtool@.service > $(DESTDIR)$(SYSTEMDUNITDIR)/raidtool@.service
+	install -m 0644 udev/raidtool-last-resort@.timer $(DESTDIR)$(SYSTEMDUNITDIR)/
+	chmod 0644 $(DESTDIR)$(UDEVRULESDIR)/64-raidtool.rules $(DESTDIR)$(SYSTEMDUNITDIR)/raidtool@.service
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/raidtool $(DESTDIR)$(BASHCOMPDIR)/raidtool
 	rm -f $(DESTDIR)$(MANDIR)/man5/raidtool-format.5 $(DESTDIR)$(MANDIR)/man8/raidtool.8
 	rm -f $(DESTDIR)$(MANDIR)/man7/raidtool-control.7
+	rm -f $(DESTDIR)$(UDEVRULESDIR)/64-raidtool.rules
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/raidtool@.service
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/raidtool-last-resort@.timer
 
 clean:
 	rm -rf $(BUILD)

@@ -24,6 +24,7 @@
 #include <uuid/uuid.h>
 #include <raidtool/control.h>
 #include <raidtool/json.h>
+#include <raidtool/loopdev.h>
 #include <raidtool/log.h>
 
 #define CLIENT_TIMEOUT_MS 5000		/* a client that does not send its line */
@@ -74,6 +75,67 @@ static int read_line_file(const char *path, char *buf, size_t len)
 	return r;
 }
 
+int control_make_rundir(void)
+{
+	int r;
+
+	if (mkdir(control_rundir(), 0755) == 0 || errno == EEXIST)
+		return 0;
+	r = -errno;
+	rt_log(RT_LOG_ERROR, "'%s': cannot create the run directory: %s", control_rundir(),
+	       strerror(-r));
+	return r;
+}
+
+int control_read_uuid(const char *name, uint8_t uuid[RT_UUID_SIZE])
+{
+	char path[PATH_MAX], line[64];
+	int r;
+
+	r = control_path(name, RT_CONTROL_UUID, path, sizeof(path));
+	if (r < 0)
+		return r;
+	r = read_line_file(path, line, sizeof(line));
+	if (r < 0)
+		return r;
+	return uuid_parse(line, uuid) == 0 ? 0 : -EINVAL;
+}
+
+/*
+ * The engine's loop device is attached to <rundir>/<NAME>/mnt/<NAME>, so its
+ * backing file names the run directory even where RAIDTOOL_RUNDIR is not
+ * set (udev runs programs with the device's properties only).
+ */
+int control_array_of_device(const char *dev, char *name, size_t namelen,
+			    uint8_t uuid[RT_UUID_SIZE])
+{
+	char file[PATH_MAX], path[PATH_MAX + 16], line[64];
+	char *base, *mnt, *dir;
+	int r;
+
+	if (loopdev_backing_file(dev, file, sizeof(file)) < 0)
+		return -ENODEV;
+	base = strrchr(file, '/');
+	if (!base || base == file)
+		return -ENODEV;
+	*base++ = '\0';
+	mnt = strrchr(file, '/');
+	if (!mnt || strcmp(mnt, "/" RT_CONTROL_MNT) != 0)
+		return -ENODEV;
+	*mnt = '\0';
+	dir = strrchr(file, '/');
+	if (!dir || strcmp(dir + 1, base) != 0 || sb_name_check(base) < 0)
+		return -ENODEV;
+	snprintf(path, sizeof(path), "%s/" RT_CONTROL_UUID, file);
+	r = read_line_file(path, line, sizeof(line));
+	if (r < 0 || uuid_parse(line, uuid) != 0)
+		return -ENODEV;
+	if (strlen(base) >= namelen)
+		return -ENAMETOOLONG;
+	memcpy(name, base, strlen(base) + 1);
+	return 0;
+}
+
 int control_probe(const char *name, struct rt_control_probe *p)
 {
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
@@ -117,12 +179,9 @@ int control_lock(const char *name, int *out)
 	int fd, r, n;
 
 	*out = -1;
-	if (mkdir(control_rundir(), 0755) < 0 && errno != EEXIST) {
-		r = -errno;
-		rt_log(RT_LOG_ERROR, "'%s': cannot create the run directory: %s",
-		       control_rundir(), strerror(-r));
+	r = control_make_rundir();
+	if (r < 0)
 		return r;
-	}
 	r = control_path(name, NULL, path, sizeof(path));
 	if (r < 0)
 		return r;

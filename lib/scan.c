@@ -281,12 +281,15 @@ static void summarize(struct rt_scan_array *a)
 	for (uint32_t r = 0; r < fresh->array.n_devices && r < RT_MAX_UNITS; r++) {
 		if (!slot_in_use(fresh->slots[r].state))
 			continue;
+		a->n_expected_roles++;
 		for (size_t i = 0; i < a->n_units; i++) {
 			const struct rt_scan_unit *u = a->units[i];
 
 			if (u->sb.events == fresh->events &&
 			    !memcmp(u->sb.unit.uuid, fresh->slots[r].uuid, RT_UUID_SIZE)) {
 				a->n_present_roles++;
+				if (fresh->slots[r].state == RT_SLOT_ACTIVE)
+					a->n_active_roles++;
 				break;
 			}
 		}
@@ -339,11 +342,13 @@ static int group(struct scan_impl *si)
 	return 0;
 }
 
-int scan_devices(struct rt_scan **out)
+/* Look at the devices @add finds (all of them, or a list), then group. */
+static int scan_with(int (*add)(struct scan_impl *, struct devno_set *, const void *),
+		     const void *arg, struct rt_scan **out)
 {
 	struct devno_set seen = { 0 };
 	struct scan_impl *si;
-	int r, r_sys;
+	int r;
 
 	if (!out)
 		return -EINVAL;
@@ -351,21 +356,9 @@ int scan_devices(struct rt_scan **out)
 	si = calloc(1, sizeof(*si));
 	if (!si)
 		return -ENOMEM;
-	r = scan_blkid(si, &seen);
+	r = add(si, &seen, arg);
 	if (r < 0)
 		goto fail;
-	r_sys = scan_sysfs(si, &seen);
-	if (r_sys == -ENOMEM) {
-		r = r_sys;
-		goto fail;
-	}
-	if (r_sys < 0) {
-		rt_log(RT_LOG_DEBUG, "scan: /sys/class/block: %s", strerror(-r_sys));
-		if (!seen.n) {	/* neither source gave a single device */
-			r = r_sys;
-			goto fail;
-		}
-	}
 	r = group(si);
 	if (r < 0)
 		goto fail;
@@ -376,6 +369,55 @@ fail:
 	free(seen.v);
 	scan_free(&si->pub);
 	return r;
+}
+
+static int add_all(struct scan_impl *si, struct devno_set *seen, const void *arg)
+{
+	int r, r_sys;
+
+	(void)arg;
+	r = scan_blkid(si, seen);
+	if (r < 0)
+		return r;
+	r_sys = scan_sysfs(si, seen);
+	if (r_sys == -ENOMEM)
+		return r_sys;
+	if (r_sys < 0) {
+		rt_log(RT_LOG_DEBUG, "scan: /sys/class/block: %s", strerror(-r_sys));
+		if (!seen->n)	/* neither source gave a single device */
+			return r_sys;
+	}
+	return 0;
+}
+
+struct dev_list {
+	const char *const *devs;
+	size_t n;
+};
+
+static int add_listed(struct scan_impl *si, struct devno_set *seen, const void *arg)
+{
+	const struct dev_list *l = arg;
+
+	for (size_t i = 0; i < l->n; i++) {
+		int r = consider(si, seen, l->devs[i]);
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int scan_devices(struct rt_scan **out)
+{
+	return scan_with(add_all, NULL, out);
+}
+
+int scan_devices_list(const char *const *devs, size_t n, struct rt_scan **out)
+{
+	struct dev_list l = { devs, n };
+
+	return scan_with(add_listed, &l, out);
 }
 
 void scan_free(struct rt_scan *s)

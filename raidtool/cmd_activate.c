@@ -1,17 +1,54 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <raidtool/activate.h>
 #include "cli.h"
 #include "commands.h"
 
+/*
+ * Under systemd (Type=notify) tell the service manager the device is ready:
+ * one datagram to $NOTIFY_SOCKET, a path or, with '@', an abstract name.
+ */
+static void notify_systemd(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t len;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, path, strlen(path));
+	if (path[0] == '@')
+		sa.sun_path[0] = '\0';
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, len) < 0 &&
+	    cli_verbose)
+		fprintf(stderr, "raidtool: cannot notify systemd: %s\n", strerror(errno));
+	close(fd);
+}
+
 static void print_ready(const char *name, const char *link, const char *dev, void *arg)
 {
-	(void)name;
-	(void)arg;
+	const int *foreground = arg;
+	char state[512];
+
 	if (cli_verbose)
 		fprintf(stderr, "raidtool: '%s': active on %s (%s)\n", name, link, dev);
 	printf("%s\n", link);
 	fflush(stdout);
+	if (*foreground) {
+		snprintf(state, sizeof(state), "READY=1\nSTATUS=active on %s (%s)", link, dev);
+		notify_systemd(state);
+	}
 }
 
 /* The driver's activate: assemble, start the engine, show the block device. */
@@ -38,6 +75,7 @@ int cmd_activate(int argc, const char **argv)
 	o.foreground = foreground;
 	o.force = force;
 	o.ready = print_ready;
+	o.arg = &foreground;
 	r = activate_array(&o);
 	if (r == -EUCLEAN)
 		r = cli_fail(r, "'%s': cannot activate", args[0]) ? EXIT_REFUSED : EXIT_REFUSED;

@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <string.h>
 #include <stdlib.h>
+#include <raidtool/control.h>
 #include <raidtool/dirtylog.h>
 #include <raidtool/unit.h>
 #include "cli.h"
@@ -29,6 +30,7 @@ static void examine_export(const struct rt_sb *sb)
 {
 	char uuid[37], role[16];
 
+	printf("RAIDTOOL_TYPE=unit\n");
 	printf("RAIDTOOL_NAME=%s\n", sb->array.name);
 	printf("RAIDTOOL_HASHCODE=%08x\n", sb->array.hashcode);
 	cli_format_uuid(sb->array.uuid, uuid);
@@ -42,6 +44,24 @@ static void examine_export(const struct rt_sb *sb)
 	printf("RAIDTOOL_UNIT_STATE=%s\n", sb_slot_state_name(sb->slots[sb->unit.slot].state));
 	printf("RAIDTOOL_EVENTS=%" PRIu64 "\n", sb->events);
 	printf("RAIDTOOL_STATE=%s\n", sb_array_state_name(sb->state));
+}
+
+/*
+ * The block device of a running array: udev names it by the array's UUID
+ * (/dev/disk/by-id/raidtool-uuid-UUID). -1 when @dev is one, else the exit code.
+ */
+static int examine_export_array(const char *dev)
+{
+	char name[RT_NAME_MAX + 1], uuid[37];
+	uint8_t u[RT_UUID_SIZE];
+
+	if (control_array_of_device(dev, name, sizeof(name), u) < 0)
+		return EXIT_NOTFOUND;
+	cli_format_uuid(u, uuid);
+	printf("RAIDTOOL_TYPE=array\n");
+	printf("RAIDTOOL_NAME=%s\n", name);
+	printf("RAIDTOOL_UUID=%s\n", uuid);
+	return -1;
 }
 
 /* The unit's dirty-region log, as read by unit_read_dirtylog. */
@@ -226,6 +246,10 @@ int cmd_examine(int argc, const char **argv)
 		return r;
 	if (as_json && as_export) {
 		r = cli_usage_error("examine", "--json and --export exclude each other");
+		goto out;
+	}
+	if (as_export && examine_export_array(args[0]) < 0) {
+		r = EXIT_OK;
 		goto out;
 	}
 	r = cli_read_unit(args[0], &sb, &st, as_export, as_export ? NULL : &u);

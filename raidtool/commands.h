@@ -19,5 +19,6 @@ int cmd_fail(int argc, const char **argv);
 int cmd_remove(int argc, const char **argv);
 int cmd_check(int argc, const char **argv);
 int cmd_wait(int argc, const char **argv);
+int cmd_incremental(int argc, const char **argv);
 
 #endif

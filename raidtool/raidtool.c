@@ -29,6 +29,8 @@ static const struct cli_command commands[] = {
 	{ "remove", cmd_remove, "take a faulty unit or a spare out of a running array" },
 	{ "check", cmd_check, "verify (or --repair) parity and mirrors of a running array" },
 	{ "wait", cmd_wait, "wait for a running array's rebuild, resync or check to end" },
+	{ "incremental", cmd_incremental, "record a unit that appeared (udev); start its array "
+	  "once complete" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -36,6 +36,20 @@ const char *control_rundir(void);
 /* "<rundir>/<name>" or "<rundir>/<name>/<file>" (@file NULL: the directory). */
 int control_path(const char *name, const char *file, char *buf, size_t len);
 
+/* Create the run directory (mode 0755) unless it exists. */
+int control_make_rundir(void);
+
+/* A running (or starting) array's UUID, from <rundir>/<name>/uuid. */
+int control_read_uuid(const char *name, uint8_t uuid[RT_UUID_SIZE]);
+
+/*
+ * Is @dev the block device of a running array? 0 with its @name and @uuid,
+ * -ENODEV when it is not. The run directory is taken from the loop device's
+ * backing file, not from the environment.
+ */
+int control_array_of_device(const char *dev, char *name, size_t namelen,
+			    uint8_t uuid[RT_UUID_SIZE]);
+
 /* ---- is it running? ----------------------------------------------------- */
 
 enum rt_control_state {

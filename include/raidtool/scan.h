@@ -22,7 +22,9 @@ struct rt_scan_array {
 	struct rt_sb sb;		/* freshest superblock among its units */
 	size_t n_units;
 	struct rt_scan_unit *units[RT_MAX_UNITS * 2];	/* sorted by slot */
-	unsigned n_present_roles;	/* roles 0..n_devices-1 with a fresh unit */
+	unsigned n_expected_roles;	/* roles the freshest table gives a unit (active, rebuilding) */
+	unsigned n_present_roles;	/* ... of them, with a fresh unit here */
+	unsigned n_active_roles;	/* ... of those, active (not being rebuilt) */
 	unsigned n_stale;		/* units whose events lag behind */
 	unsigned n_conflicts;		/* units the freshest role table contradicts */
 	bool duplicate_name;		/* another visible array has the same name */
@@ -36,6 +38,13 @@ struct rt_scan {
 };
 
 int scan_devices(struct rt_scan **out);
+
+/*
+ * The same over just the block devices @devs (incremental assembly: the
+ * devices udev reported). Paths that are not block devices, or carry no
+ * superblock, are left out.
+ */
+int scan_devices_list(const char *const *devs, size_t n, struct rt_scan **out);
 void scan_free(struct rt_scan *s);
 
 /*

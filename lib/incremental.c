@@ -1,0 +1,605 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Incremental assembly (udev): the map of arrived units, the decision
+ * whether an array is complete, starting it, and the waiter that starts a
+ * degraded array once nothing more has come for a while.
+ *
+ * The map is text, one unit per line, rewritten whole under an flock on
+ * <rundir>/map.lock, because udev handles the events of different devices
+ * in parallel workers and the last of them must see all the others.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+#include <raidtool/activate.h>
+#include <raidtool/control.h>
+#include <raidtool/incremental.h>
+#include <raidtool/log.h>
+#include <raidtool/scan.h>
+#include <raidtool/unit.h>
+
+#define MAP_FILE "map"
+#define MAP_LOCK "map.lock"
+#define WAITER_LOG "incremental.log"
+
+const char *incremental_started_name(int started)
+{
+	switch (started) {
+	case RT_INC_UNSAFE:
+		return "unsafe";
+	case RT_INC_YES:
+		return "yes";
+	case RT_INC_ALREADY:
+		return "already";
+	default:
+		return "no";
+	}
+}
+
+int incremental_verdict(const struct rt_scan_array *a, bool run)
+{
+	const struct rt_array_desc *d = &a->sb.array;
+	unsigned missing = d->n_devices > a->n_active_roles ? d->n_devices - a->n_active_roles : 0;
+
+	if (missing > sb_max_missing(d->level, d->n_devices))
+		return RT_INC_NO;
+	if (a->n_present_roles >= a->n_expected_roles || run)
+		return RT_INC_YES;
+	return RT_INC_UNSAFE;
+}
+
+/* ---- the map ------------------------------------------------------------ */
+
+struct map_entry {
+	uint8_t unit_uuid[RT_UUID_SIZE];
+	uint32_t unit_hashcode;
+	uint8_t array_uuid[RT_UUID_SIZE];
+	uint32_t hashcode;
+	char dev[256];
+	char name[RT_NAME_MAX + 1];
+};
+
+struct map {
+	int lock_fd;
+	size_t n, cap;
+	struct map_entry *e;
+};
+
+static int rundir_file(const char *file, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%s", control_rundir(), file);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static int map_parse_line(const char *line, struct map_entry *e)
+{
+	char uu[40], au[40];
+
+	memset(e, 0, sizeof(*e));
+	if (sscanf(line, "%39s %8x %39s %8x %255s %64s", uu, &e->unit_hashcode, au,
+		   &e->hashcode, e->dev, e->name) != 6)
+		return -EINVAL;
+	if (uuid_parse(uu, e->unit_uuid) || uuid_parse(au, e->array_uuid) ||
+	    sb_name_check(e->name) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+static int map_append(struct map *m, const struct map_entry *e)
+{
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 16;
+		struct map_entry *v = realloc(m->e, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		m->e = v;
+		m->cap = cap;
+	}
+	m->e[m->n++] = *e;
+	return 0;
+}
+
+static void map_drop(struct map *m, size_t i)
+{
+	memmove(&m->e[i], &m->e[i + 1], (m->n - i - 1) * sizeof(m->e[0]));
+	m->n--;
+}
+
+static void map_close(struct map *m)
+{
+	free(m->e);
+	m->e = NULL;
+	m->n = m->cap = 0;
+	if (m->lock_fd >= 0)
+		close(m->lock_fd);
+	m->lock_fd = -1;
+}
+
+/* Take the map's lock and read it; a line that does not parse is dropped. */
+static int map_open(struct map *m)
+{
+	char path[PATH_MAX], line[512];
+	struct map_entry e;
+	FILE *f;
+	int r;
+
+	memset(m, 0, sizeof(*m));
+	m->lock_fd = -1;
+	r = control_make_rundir();
+	if (r < 0)
+		return r;
+	r = rundir_file(MAP_LOCK, path, sizeof(path));
+	if (r < 0)
+		return r;
+	m->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (m->lock_fd < 0)
+		return -errno;
+	while (flock(m->lock_fd, LOCK_EX) < 0)
+		if (errno != EINTR) {
+			r = -errno;
+			goto fail;
+		}
+	r = rundir_file(MAP_FILE, path, sizeof(path));
+	if (r < 0)
+		goto fail;
+	f = fopen(path, "re");
+	if (!f) {
+		if (errno == ENOENT)
+			return 0;
+		r = -errno;
+		goto fail;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		if (map_parse_line(line, &e) < 0) {
+			rt_log(RT_LOG_DEBUG, "incremental: '%s': dropping a line that does not parse",
+			       path);
+			continue;
+		}
+		r = map_append(m, &e);
+		if (r < 0) {
+			fclose(f);
+			goto fail;
+		}
+	}
+	fclose(f);
+	return 0;
+fail:
+	map_close(m);
+	return r;
+}
+
+/* Write the map whole (readers see the old or the new one), keep the lock. */
+static int map_save(const struct map *m)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8], uu[37], au[37];
+	FILE *f;
+	int r;
+
+	r = rundir_file(MAP_FILE, path, sizeof(path));
+	if (r < 0)
+		return r;
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	f = fopen(tmp, "we");
+	if (!f)
+		return -errno;
+	for (size_t i = 0; i < m->n; i++) {
+		uuid_unparse_lower(m->e[i].unit_uuid, uu);
+		uuid_unparse_lower(m->e[i].array_uuid, au);
+		fprintf(f, "%s %08x %s %08x %s %s\n", uu, m->e[i].unit_hashcode, au,
+			m->e[i].hashcode, m->e[i].dev, m->e[i].name);
+	}
+	if (fclose(f) != 0) {
+		r = -errno;
+		unlink(tmp);
+		return r;
+	}
+	if (rename(tmp, path) < 0) {
+		r = -errno;
+		unlink(tmp);
+		return r;
+	}
+	return 0;
+}
+
+/* ---- deciding ----------------------------------------------------------- */
+
+static void result_from_sb(struct rt_incremental_result *res, const struct rt_sb *sb)
+{
+	snprintf(res->name, sizeof(res->name), "%s", sb->array.name);
+	memcpy(res->uuid, sb->array.uuid, RT_UUID_SIZE);
+	res->hashcode = sb->array.hashcode;
+	res->n_devices = sb->array.n_devices;
+}
+
+/*
+ * Read the map's units of array @uuid again (a device may have changed
+ * since it was recorded), drop the entries that no longer hold their unit,
+ * and decide. Called with the map locked; saves it.
+ */
+static int evaluate(struct map *m, const uint8_t uuid[RT_UUID_SIZE], bool run,
+		    struct rt_incremental_result *res)
+{
+	const struct rt_scan_array *a = NULL;
+	const char **devs = NULL;
+	struct rt_scan *scan = NULL;
+	size_t n = 0;
+	int r;
+
+	res->started = RT_INC_NO;
+	devs = calloc(m->n ? m->n : 1, sizeof(*devs));
+	if (!devs)
+		return -ENOMEM;
+	for (size_t i = 0; i < m->n; i++)
+		if (!memcmp(m->e[i].array_uuid, uuid, RT_UUID_SIZE))
+			devs[n++] = m->e[i].dev;
+	r = scan_devices_list(devs, n, &scan);
+	if (r < 0)
+		goto out;
+	for (size_t i = m->n; i-- > 0;) {
+		const struct rt_scan_unit *su;
+
+		if (memcmp(m->e[i].array_uuid, uuid, RT_UUID_SIZE))
+			continue;
+		su = scan_find_unit(scan, m->e[i].dev);
+		if (!su || memcmp(su->sb.unit.uuid, m->e[i].unit_uuid, RT_UUID_SIZE) ||
+		    memcmp(su->sb.array.uuid, uuid, RT_UUID_SIZE)) {
+			rt_log(RT_LOG_DEBUG, "incremental: '%s' no longer holds unit %08x; forgotten",
+			       m->e[i].dev, m->e[i].unit_hashcode);
+			map_drop(m, i);
+		}
+	}
+	for (size_t i = 0; i < scan->n_arrays && !a; i++)
+		if (!memcmp(scan->arrays[i].sb.array.uuid, uuid, RT_UUID_SIZE))
+			a = &scan->arrays[i];
+	if (a) {
+		result_from_sb(res, &a->sb);
+		res->n_expected = a->n_expected_roles;
+		res->n_present = a->n_present_roles;
+		res->started = incremental_verdict(a, run);
+	}
+	r = map_save(m);
+out:
+	scan_free(scan);
+	free(devs);
+	return r;
+}
+
+/*
+ * Does an engine run this array? ALREADY when it does; a different array
+ * running under the same name is reported and leaves ours unstarted.
+ */
+static bool check_running(struct rt_incremental_result *res)
+{
+	struct rt_control_probe p;
+	uint8_t uuid[RT_UUID_SIZE];
+	int r;
+
+	if (control_probe(res->name, &p) < 0 || p.state != RT_CONTROL_ACTIVE)
+		return false;
+	r = control_read_uuid(res->name, uuid);
+	if (r == 0 && memcmp(uuid, res->uuid, RT_UUID_SIZE)) {
+		rt_log(RT_LOG_WARN, "'%s': another array of that name is running (engine pid %d); "
+		       "not starting array %08x (rename one of them)", res->name, (int)p.pid,
+		       res->hashcode);
+		res->started = RT_INC_NO;
+		return true;
+	}
+	/* No uuid file yet: an engine is starting, ours or not; it is taken as ours. */
+	res->started = RT_INC_ALREADY;
+	snprintf(res->link, sizeof(res->link), "%s", p.link);
+	return true;
+}
+
+static void on_ready(const char *name, const char *link, const char *dev, void *arg)
+{
+	struct rt_incremental_result *res = arg;
+
+	(void)name;
+	(void)dev;
+	snprintf(res->link, sizeof(res->link), "%s", link);
+}
+
+static int start_array(struct rt_incremental_result *res)
+{
+	struct rt_activate_opts ao = { 0 };
+	char id[16];
+	int r;
+
+	/* By hashcode: two arrays may share a name, the map knows which one is meant. */
+	snprintf(id, sizeof(id), "%08x", res->hashcode);
+	ao.id = id;
+	ao.ready = on_ready;
+	ao.arg = res;
+	r = activate_array(&ao);
+	if (r == -EALREADY) {
+		check_running(res);
+		return 0;
+	}
+	if (r < 0) {
+		res->started = RT_INC_NO;
+		return r;
+	}
+	res->started = RT_INC_YES;
+	return 0;
+}
+
+/* ---- the waiter --------------------------------------------------------- */
+
+static void sleep_seconds(unsigned secs)
+{
+	struct timespec ts = { .tv_sec = secs };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int start_one(const uint8_t uuid[RT_UUID_SIZE], const struct rt_incremental_opts *o,
+		     struct rt_incremental_result *res);
+
+/*
+ * The waiter: a daemon of its own (new session, stdio away from udev's
+ * pipes, no inherited descriptors), so that udev, which waits for its
+ * program's output to close and may kill what it started, lets it be.
+ * Its messages go to <rundir>/incremental.log.
+ */
+static void waiter_main(int lock_fd, const char *lock_path,
+			const struct rt_incremental_result *waiting, unsigned timeout)
+{
+	struct rt_incremental_opts o = { .run = true };
+	struct rt_incremental_result res = *waiting;
+	char log[PATH_MAX], pid[32];
+	int fd, n;
+
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		if (rundir_file(WAITER_LOG, log, sizeof(log)) < 0 ||
+		    (fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0)
+			fd = STDOUT_FILENO;
+		dup2(fd, STDERR_FILENO);
+	}
+	for (int i = 3; i < 1024; i++)
+		if (i != lock_fd)
+			close(i);
+	/* The lock file names the waiter, for `kill` (and the tests' clean-up). */
+	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(lock_fd, 0) < 0 || pwrite(lock_fd, pid, (size_t)n, 0) != n)
+		rt_log(RT_LOG_DEBUG, "incremental: cannot write the waiter's pid: %s",
+		       strerror(errno));
+	/* Once the array runs (complete, or started by hand) the wait is over for good. */
+	for (unsigned t = 0; t < timeout; t++) {
+		sleep_seconds(1);
+		if (check_running(&res))
+			goto out;
+	}
+	if (start_one(waiting->uuid, &o, &res) == 0 && res.started == RT_INC_YES)
+		rt_log(RT_LOG_WARN, "'%s': started after waiting %u s for the rest of its units: "
+		       "%u of %u roles present", res.name, timeout, res.n_present, res.n_devices);
+out:
+	unlink(lock_path);
+}
+
+/* Start a waiter for @res's array unless one is counting already. */
+static int arm_waiter(struct rt_incremental_result *res, unsigned timeout)
+{
+	char path[PATH_MAX], uu[37], file[64];
+	int fd, r;
+	pid_t pid;
+
+	uuid_unparse_lower(res->uuid, uu);
+	snprintf(file, sizeof(file), "wait-%s", uu);
+	r = rundir_file(file, path, sizeof(path));
+	if (r < 0)
+		return r;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? 0 : -errno;
+		close(fd);
+		res->waiter = r == 0;
+		return r;
+	}
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if (pid == 0) {
+		setsid();
+		if (fork() == 0) {
+			waiter_main(fd, path, res, timeout);
+			_exit(0);
+		}
+		_exit(0);
+	}
+	close(fd);	/* the waiter holds the lock through its own descriptor */
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	res->waiter = true;
+	return 0;
+}
+
+/* ---- the operations ----------------------------------------------------- */
+
+/* After the map says what is there: start, schedule, or leave it to the caller. */
+static int act(const struct rt_incremental_opts *o, struct rt_incremental_result *res)
+{
+	if (!res->name[0] || check_running(res))
+		return 0;
+	if (o->no_start)
+		return 0;
+	if (res->started == RT_INC_YES)
+		return start_array(res);
+	if (res->started == RT_INC_UNSAFE && o->timeout)
+		return arm_waiter(res, o->timeout);
+	return 0;
+}
+
+static int start_one(const uint8_t uuid[RT_UUID_SIZE], const struct rt_incremental_opts *o,
+		     struct rt_incremental_result *res)
+{
+	struct map m;
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	r = map_open(&m);
+	if (r < 0)
+		return r;
+	r = evaluate(&m, uuid, o->run, res);
+	map_close(&m);
+	if (r < 0)
+		return r;
+	return act(o, res);
+}
+
+int incremental_add(const char *dev, const struct rt_incremental_opts *o,
+		    struct rt_incremental_result *res)
+{
+	struct map_entry e = { 0 };
+	struct rt_sb_status st;
+	struct rt_unit *u = NULL;
+	struct rt_sb sb;
+	struct stat stt;
+	struct map m;
+	int r;
+
+	if (!dev || !o || !res)
+		return -EINVAL;
+	memset(res, 0, sizeof(*res));
+	if (stat(dev, &stt) < 0)
+		return -errno;
+	if (!S_ISBLK(stt.st_mode))
+		return -ENOTBLK;
+	r = unit_open(dev, 0, &u);
+	if (r < 0)
+		return r;
+	r = unit_read_sb_quiet(u, &sb, &st);
+	unit_close(u);
+	if (r < 0)
+		return r;
+	result_from_sb(res, &sb);
+	res->unit_hashcode = sb.unit.hashcode;
+
+	memcpy(e.unit_uuid, sb.unit.uuid, RT_UUID_SIZE);
+	e.unit_hashcode = sb.unit.hashcode;
+	memcpy(e.array_uuid, sb.array.uuid, RT_UUID_SIZE);
+	e.hashcode = sb.array.hashcode;
+	snprintf(e.dev, sizeof(e.dev), "%s", dev);
+	snprintf(e.name, sizeof(e.name), "%s", sb.array.name);
+
+	r = map_open(&m);
+	if (r < 0)
+		return r;
+	/* One line per unit and per device: a unit seen again under a new name moves. */
+	for (size_t i = m.n; i-- > 0;)
+		if (!strcmp(m.e[i].dev, dev) ||
+		    !memcmp(m.e[i].unit_uuid, e.unit_uuid, RT_UUID_SIZE))
+			map_drop(&m, i);
+	r = map_append(&m, &e);
+	if (r == 0)
+		r = evaluate(&m, sb.array.uuid, o->run, res);
+	map_close(&m);
+	if (r < 0)
+		return r;
+	res->unit_hashcode = sb.unit.hashcode;
+	return act(o, res);
+}
+
+/* Tell a running engine its unit is gone: fail it (unless it already is), remove it. */
+static int remove_from_engine(const struct map_entry *e, struct rt_incremental_result *res)
+{
+	char req[64];
+	int r;
+
+	snprintf(req, sizeof(req), "fail %08x", e->unit_hashcode);
+	r = control_command(e->name, req, res->msg, sizeof(res->msg));
+	if (r < 0)
+		rt_log(RT_LOG_DEBUG, "incremental: '%s': fail %08x: %s", e->name,
+		       e->unit_hashcode, strerror(-r));
+	snprintf(req, sizeof(req), "remove %08x", e->unit_hashcode);
+	return control_command(e->name, req, res->msg, sizeof(res->msg));
+}
+
+int incremental_remove(const char *dev, struct rt_incremental_result *res)
+{
+	struct map_entry e;
+	struct map m;
+	bool found = false;
+	int r;
+
+	if (!dev || !res)
+		return -EINVAL;
+	memset(res, 0, sizeof(*res));
+	r = map_open(&m);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < m.n && !found; i++)
+		if (!strcmp(m.e[i].dev, dev)) {
+			e = m.e[i];
+			map_drop(&m, i);
+			found = true;
+		}
+	r = found ? map_save(&m) : -ENOENT;
+	map_close(&m);
+	if (r < 0)
+		return r;
+	snprintf(res->name, sizeof(res->name), "%s", e.name);
+	memcpy(res->uuid, e.array_uuid, RT_UUID_SIZE);
+	res->hashcode = e.hashcode;
+	res->unit_hashcode = e.unit_hashcode;
+	if (!check_running(res) || res->started != RT_INC_ALREADY)
+		return 0;
+	return remove_from_engine(&e, res);
+}
+
+int incremental_start_waiting(const struct rt_incremental_opts *o,
+			      void (*cb)(const struct rt_incremental_result *res, int err, void *arg),
+			      void *arg)
+{
+	struct rt_incremental_result res;
+	uint8_t (*uuids)[RT_UUID_SIZE] = NULL;
+	size_t n = 0;
+	struct map m;
+	int r, first = 0;
+
+	r = map_open(&m);
+	if (r < 0)
+		return r;
+	uuids = calloc(m.n ? m.n : 1, sizeof(*uuids));
+	if (!uuids) {
+		map_close(&m);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < m.n; i++) {
+		bool seen = false;
+
+		for (size_t j = 0; j < n && !seen; j++)
+			seen = !memcmp(uuids[j], m.e[i].array_uuid, RT_UUID_SIZE);
+		if (!seen)
+			memcpy(uuids[n++], m.e[i].array_uuid, RT_UUID_SIZE);
+	}
+	map_close(&m);
+	for (size_t j = 0; j < n; j++) {
+		r = start_one(uuids[j], o, &res);
+		if (r < 0 && !first)
+			first = r;
+		if (cb)
+			cb(&res, r, arg);
+	}
+	free(uuids);
+	return first;
+}
