@@ -420,20 +420,42 @@ all_active() {
 		fail "not all active: $output"
 }
 
-# rebuild_under_load LEVEL COUNT: a unit failed and removed under fio, a
-# fresh one added and rebuilt while fio goes on; everything verifies.
+# data_area UNIT BYTES: the first BYTES of UNIT's data area (at the data
+# offset its own superblock records), on stdout.
+data_area() {
+	local off
+	off=$(raidtool examine --json "$1" 2>/dev/null | jq -r '.this_unit.data_offset')
+	[ -n "$off" ] && [ "$off" != null ] || return 1
+	dd if="$1" bs=1M iflag=skip_bytes,count_bytes skip="$off" count="$2" status=none
+}
+
+# same_data_area A B BYTES: byte for byte the same data in both units.
+same_data_area() {
+	cmp <(data_area "$1" "$3") <(data_area "$2" "$3") ||
+		fail "data areas of $1 and $2 differ in the first $3 bytes"
+}
+
+# rebuild_under_load LEVEL COUNT: known data written, unit 1 failed after
+# it (so it holds all of it) and removed, a fresh unit added and rebuilt
+# while fio writes further on; the fresh unit's data area equals the failed
+# unit's over the known data, byte for byte; check 0; everything verifies.
 rebuild_under_load() {
-	local level=$1 count=$2 rc fresh
+	local level=$1 count=$2 rc fresh role_bytes
 	new_array "$level" "$count" 64M
 	start_array
-	fio --filename="$DEV" "${FIO_COMMON[@]}" --size=32M --rate=8m --do_verify=1 \
-		--verify_fatal=1 >"$TESTDIR/fio.out" 2>&1 &
-	BGPIDS+=("$!")
-	sleep 1
+	head -c 16M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	# Array bytes [0, 16M) are role bytes [0, 16M) of a mirror, [0, 8M) of a raid5 x3.
+	role_bytes=$((16 << 20))
+	[ "$level" = 5 ] && role_bytes=$(( (16 << 20) / (count - 1) ))
 	run raidtool fail "$NAME" 1
 	assert_success
 	run raidtool remove "$NAME" 1
 	assert_success
+	fio --filename="$DEV" "${FIO_COMMON[@]}" --offset=32M --size=24M --rate=8m --do_verify=1 \
+		--verify_fatal=1 >"$TESTDIR/fio.out" 2>&1 &
+	BGPIDS+=("$!")
+	sleep 1
 	fresh=$(make_image fresh.img 64M)
 	run raidtool add "$NAME" "$fresh"
 	assert_success
@@ -447,7 +469,12 @@ rebuild_under_load() {
 	all_active
 	[ "$(examined_slot "$fresh" 1)" = active ]
 	check_clean
-	fio_verify_only 32M
+	run fio --filename="$DEV" "${FIO_COMMON[@]}" --offset=32M --size=24M --verify_only=1
+	assert_success
+	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	# The rebuilt unit holds what the failed one held, byte for byte.
+	same_data_area "${UNITS[1]}" "$fresh" "$role_bytes"
 }
 
 @test "raid1: fail, remove, add a fresh unit under fio: rebuilt, check 0, data verifies" {
@@ -559,7 +586,7 @@ rebuild_under_load() {
 	assert_success
 }
 
-@test "a stale unit offered back with add is rewritten and rebuilt, not trusted" {
+@test "a stale unit offered back with add is not trusted: rebuilt where it missed writes" {
 	new_array 5 3 64M
 	start_array
 	head -c 8M /dev/urandom > "$TESTDIR/data"
@@ -571,7 +598,7 @@ rebuild_under_load() {
 	dd if="$TESTDIR/more" of="$DEV" bs=1M seek=8 oflag=direct conv=fsync status=none
 	run raidtool add "$NAME" "${UNITS[1]}"
 	assert_success
-	assert_output --partial "added to role 1; rebuilding"
+	assert_output --partial "re-added to role 1: 1 of 1 regions to rebuild"
 	run raidtool wait "$NAME"
 	assert_success
 	all_active
@@ -585,5 +612,190 @@ rebuild_under_load() {
 	assert_success
 	start_array
 	[[ "$stderr" != *stale* ]] || fail "a unit is still stale: $stderr"
+	all_active
+}
+
+# The regions a re-add announced: sets REGIONS and TOTAL from "N of M regions".
+readd_regions() {
+	[[ "$1" =~ re-added\ to\ role\ [0-9]+:\ ([0-9]+)\ of\ ([0-9]+)\ regions ]] ||
+		fail "no partial re-add announced: $1"
+	REGIONS=${BASH_REMATCH[1]}
+	TOTAL=${BASH_REMATCH[2]}
+}
+
+@test "raid5: a unit failed, removed and added back is rebuilt only in the regions written meanwhile" {
+	new_array 5 3 1G
+	start_array
+	head -c 32M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	run raidtool fail "$NAME" 1
+	assert_success
+	run raidtool remove "$NAME" 1
+	assert_success
+	# Written while it was out: array 600M is role offset 300M, log region 4 of 16.
+	head -c 8M /dev/urandom > "$TESTDIR/more"
+	dd if="$TESTDIR/more" of="$DEV" bs=1M seek=600 oflag=direct conv=fsync status=none
+	head -c 4M /dev/urandom > "$TESTDIR/head"
+	dd if="$TESTDIR/head" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	run raidtool add "$NAME" "${UNITS[1]}"
+	assert_success
+	readd_regions "$output"
+	[ "$REGIONS" -ge 2 ] && [ "$REGIONS" -le 3 ] && [ "$TOTAL" -eq 16 ] ||
+		fail "rebuilding $REGIONS of $TOTAL regions"
+	run status_json
+	[ "$(jq -r .walk.kind <<<"$output")" = rebuilding ]
+	[ "$(jq -r .walk.regions_total <<<"$output")" = "$REGIONS" ]
+	[ "$(jq -r .walk.total <<<"$output")" -le $((REGIONS * 64 << 20)) ]
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "rebuild of role 1 done: $REGIONS of $REGIONS regions"
+	all_active
+	[ "$(examined_slot "${UNITS[1]}" 1)" = active ]
+	# The same unit again, not a new member: its UUID is the role's.
+	[ "$(raidtool examine --json "${UNITS[0]}" | jq -r .roles[1].uuid)" = \
+		"$(raidtool examine --json "${UNITS[1]}" | jq -r .this_unit.uuid)" ]
+	check_clean
+	head -c 4M "$TESTDIR/head" > "$TESTDIR/want"
+	tail -c +$((4 * 1024 * 1024 + 1)) "$TESTDIR/data" >> "$TESTDIR/want"
+	run cmp <(dd if="$DEV" bs=1M count=32 iflag=direct status=none) "$TESTDIR/want"
+	assert_success
+	run cmp <(dd if="$DEV" bs=1M skip=600 count=8 iflag=direct status=none) "$TESTDIR/more"
+	assert_success
+	# Restarted: every unit agrees, nothing stale.
+	run raidtool deactivate "$NAME"
+	assert_success
+	start_array
+	[[ "$stderr" != *stale* ]] || fail "a unit is still stale: $stderr"
+	all_active
+	run cmp <(dd if="$DEV" bs=1M skip=600 count=8 iflag=direct status=none) "$TESTDIR/more"
+	assert_success
+}
+
+@test "raid1 activated without a unit, the unit added back: rebuilt only in the regions written meanwhile" {
+	local u0 u1
+	new_array 1 2 1G
+	start_array
+	head -c 16M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	run raidtool deactivate "$NAME"
+	assert_success
+	losetup -d "$(loop_of "${UNITS[1]}")"
+	mv "${UNITS[1]}" "$TESTDIR/away.img"
+	start_array
+	stderr_has "starting degraded: role 1 missing"
+	head -c 8M /dev/urandom > "$TESTDIR/more"
+	dd if="$TESTDIR/more" of="$DEV" bs=1M seek=300 oflag=direct conv=fsync status=none
+	mv "$TESTDIR/away.img" "${UNITS[1]}"
+	run raidtool add "$NAME" "${UNITS[1]}"
+	assert_success
+	readd_regions "$output"
+	[ "$REGIONS" -eq 1 ] && [ "$TOTAL" -eq 16 ] || fail "rebuilding $REGIONS of $TOTAL regions"
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "rebuild of role 1 done: 1 of 1 regions"
+	all_active
+	check_clean
+	# The mirrors hold the same bytes, the re-added one included.
+	u0=${UNITS[0]}
+	u1=${UNITS[1]}
+	same_data_area "$u0" "$u1" $((512 << 20))
+	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	run cmp <(dd if="$DEV" bs=1M skip=300 count=8 iflag=direct status=none) "$TESTDIR/more"
+	assert_success
+}
+
+@test "a unit that failed an I/O is rebuilt in full when added back" {
+	new_faulty_array 1 2 256M
+	head -c 8M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	fail_disk 1
+	dd if="$TESTDIR/data" of="$DEV" bs=1M seek=64 oflag=direct conv=fsync status=none
+	[ "$(status_json | jq -r '.units[] | select(.slot == 1) | .state')" = faulty ]
+	echo clear > "$TESTDIR/ffs1/ctl"
+	run raidtool remove "$NAME" 1
+	assert_success
+	run raidtool add "$NAME" "${UNITS[1]}"
+	assert_success
+	assert_output --partial "added to role 1; rebuilding in the background (in full: it failed an I/O"
+	[[ "$output" != *re-added* ]] || fail "partial re-add of a unit that failed an I/O"
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "rebuild of role 1 done; the array is clean"
+	check_clean
+	same_data_area "${UNITS[0]}" "${UNITS[1]}" $((200 << 20))
+	run cmp <(dd if="$DEV" bs=1M skip=64 count=8 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+}
+
+@test "a unit that left before the log was last cleared is rebuilt in full" {
+	local fresh
+	new_array 1 2 256M
+	start_array
+	head -c 8M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	raidtool fail "$NAME" 1
+	raidtool remove "$NAME" 1
+	# Another unit takes the role; once whole, the array clears idle regions.
+	fresh=$(make_image fresh.img 256M)
+	run raidtool add "$NAME" "$fresh"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	dd if="$TESTDIR/data" of="$DEV" bs=1M seek=128 oflag=direct conv=fsync status=none
+	for _ in $(seq 30); do
+		[ "$(raidtool examine --json "${UNITS[0]}" | jq .dirty_log.dirty)" = 0 ] && break
+		sleep 1
+	done
+	[ "$(raidtool examine --json "${UNITS[0]}" | jq .dirty_log.dirty)" = 0 ] ||
+		fail "the log was not cleared"
+	# The first unit missed that clearing: the log does not cover it.
+	raidtool fail "$NAME" 1
+	raidtool remove "$NAME" 1
+	run raidtool add "$NAME" "${UNITS[1]}"
+	assert_success
+	assert_output --partial "(in full: it left before the dirty-region log was last cleared)"
+	run raidtool wait "$NAME"
+	assert_success
+	check_clean
+	same_data_area "${UNITS[0]}" "${UNITS[1]}" $((200 << 20))
+	run cmp <(dd if="$DEV" bs=1M skip=128 count=8 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+}
+
+@test "a spare present when a unit fails takes its role at once and is rebuilt onto" {
+	local spare
+	new_array 1 2 64M
+	start_array
+	spare=$(make_image spare.img 64M)
+	run raidtool add "$NAME" "$spare"
+	assert_success
+	assert_output --partial "added as a spare (slot 2)"
+	head -c 16M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	run raidtool fail "$NAME" 0
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "rebuild of role 0 done; the array is clean"
+	grep -q "spare '.*' takes the place of failed role 0" "$RAIDTOOL_RUNDIR/$NAME/log"
+	[ "$(examined_slot "$spare" 0)" = active ]
+	[ "$(examined_slot "$spare" 2)" = faulty ]
+	run status_json
+	[ "$(jq -r .health <<<"$output")" = clean ]
+	[ "$(jq -r '.units[] | select(.slot == 0) | .device' <<<"$output")" = "$(loop_of "$spare")" ]
+	[ "$(jq -r '.units[] | select(.slot == 2) | .state' <<<"$output")" = faulty ]
+	# The failed unit saw every write: the spare now holds the same bytes.
+	same_data_area "${UNITS[0]}" "$spare" $((16 << 20))
+	check_clean
+	run raidtool remove "$NAME" "$(loop_of "${UNITS[0]}")"
+	assert_success
+	assert_output --partial "removed from slot 2"
+	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	run raidtool deactivate "$NAME"
+	assert_success
+	start_array
+	[[ "$stderr" != *degraded* ]] || fail "degraded after the spare took over: $stderr"
 	all_active
 }
