@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# shellcheck disable=SC2153  # NAME, TESTDIR: set by scratch_setup in helpers.bash
 # Auto-assembly with a real systemd-udevd: the project's rule, installed into
 # /run/udev/rules.d for the test, starts arrays as their units' loop devices
 # appear, names their block devices, and fails a unit that goes away.
@@ -26,7 +27,6 @@ setup() {
 		fail "$RULE exists and is not a test copy; not overwriting it"
 	fi
 	scratch_setup
-	UNITS=()
 }
 
 teardown() {
