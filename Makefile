@@ -75,9 +75,10 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libraidtool-san.a $(HDRS)
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -o $@ $< $(BUILD)/libraidtool-san.a \
 		$(PKG_LIBS) $(shell pkg-config --libs cmocka)
 
-$(BUILD)/tests/%: tests/helpers/%.c $(HDRS)
+# Helpers may use the library (rt-sbedit encodes superblocks with it).
+$(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libraidtool.a $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(PKG_LIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libraidtool.a $(PKG_LIBS)
 
 unit-tests: deps $(UT_BIN)
 

@@ -41,6 +41,8 @@ struct rt_assembly {
  *              missing say which (a REBUILDING role counts as missing; its
  *              unit, when found, is opened in units[role] all the same)
  *   -ENOTUNIQ  two fresh units claim one role
+ *   -EUCLEAN   two units at the freshest events disagree on the role table
+ *              (they ran apart): both are named, nothing is opened
  *   -EBUSY     a unit is held by someone else (the array is running?)
  *   other negative errno from opening a unit
  */

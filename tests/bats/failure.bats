@@ -799,3 +799,49 @@ readd_regions() {
 	[[ "$stderr" != *degraded* ]] || fail "degraded after the spare took over: $stderr"
 	all_active
 }
+
+@test "a unit whose role table contradicts the freshest one is refused by activate and by add, nothing changed" {
+	local sbedit=$TOP/build/tests/rt-sbedit u2 sums
+	[ -x "$sbedit" ] || fail "build rt-sbedit first (make all)"
+	new_array 5 3 64M
+	start_array
+	head -c 8M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	run raidtool deactivate "$NAME"
+	assert_success
+	# Unit 2 believes role 0 failed, at the same events as the others: as if
+	# it had run without unit 0 while unit 0 ran without it.
+	u2=$(loop_of "${UNITS[2]}")
+	run "$sbedit" "$u2" slot.0.state=faulty
+	assert_success
+	[ "$(examined_slot "${UNITS[2]}" 0)" = faulty ]
+	[ "$(raidtool examine --json "${UNITS[2]}" | jq .events)" = \
+		"$(raidtool examine --json "${UNITS[0]}" | jq .events)" ]
+	sums=$(checksums "${UNITS[@]}")
+	run raidtool activate "$NAME"
+	assert_failure
+	assert_output --partial "contradicts the freshest one"
+	assert_output --partial "'$u2'"
+	assert_output --partial "Nothing was written"
+	[ "$(checksums "${UNITS[@]}")" = "$sums" ]
+	[ ! -e "$RAIDTOOL_RUNDIR/$NAME/pid" ]
+
+	# Put right again, it starts. Then unit 2 leaves, and comes back ahead of
+	# the array (it ran elsewhere meanwhile): add refuses to overwrite it.
+	run "$sbedit" "$u2" slot.0.state=active
+	assert_success
+	start_array
+	raidtool fail "$NAME" 2
+	raidtool remove "$NAME" 2
+	run "$sbedit" "$u2" events=999 slot.1.state=faulty
+	assert_success
+	sums=$(checksums "${UNITS[@]}")
+	run raidtool add "$NAME" "${UNITS[2]}"
+	assert_failure
+	assert_output --partial "contradicts the running array"
+	assert_output --partial "ran apart"
+	[ "$(checksums "${UNITS[@]}")" = "$sums" ]
+	[ "$(status_json | jq -r .health)" = degraded ]
+	run cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+}
