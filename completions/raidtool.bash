@@ -39,7 +39,7 @@ _raidtool_words() {
 _raidtool() {
 	local cur prev rt cmd i w opt nargs
 	local commands="create add list lookup lookup-unit examine rename rehash zero
-		activate deactivate status fail remove check wait"
+		activate deactivate status fail remove check wait incremental"
 	local global_opts="--verbose -v --help -h --version -V"
 
 	COMPREPLY=()
@@ -95,6 +95,9 @@ _raidtool() {
 	list:-u | list:--units)
 		_raidtool_words "$cur" "$(_raidtool_arrays "$rt")"
 		return 0 ;;
+	incremental:-t | incremental:--timeout)
+		_raidtool_words "$cur" "0 10 30 60"
+		return 0 ;;
 	esac
 
 	if [[ $cur == -* ]]; then
@@ -114,6 +117,9 @@ _raidtool() {
 		wait) _raidtool_words "$cur" "--progress -p --help --usage" ;;
 		deactivate) _raidtool_words "$cur" "--help --usage" ;;
 		status) _raidtool_words "$cur" "--json --help --usage" ;;
+		incremental)
+			_raidtool_words "$cur" "--export --json --run -R --no-start --timeout -t
+				--remove -r --scan -s --help --usage" ;;
 		esac
 		return 0
 	fi
@@ -124,7 +130,8 @@ _raidtool() {
 		w=${COMP_WORDS[i]}
 		case "$w" in
 		=) ;;
-		-l | --level | -c | --chunk | -b | --blocksize | -d | --desc | -u | --units)
+		-l | --level | -c | --chunk | -b | --blocksize | -d | --desc | -u | --units | \
+			-t | --timeout)
 			# An option with a separate value: skip the value too.
 			if [ "${COMP_WORDS[i + 1]:-}" = "=" ]; then
 				((i += 2))
@@ -158,7 +165,7 @@ _raidtool() {
 	rename | rehash)
 		# The second argument is the new name or hashcode.
 		((nargs == 0)) && _raidtool_words "$cur" "$(_raidtool_arrays "$rt")" ;;
-	lookup-unit | examine)
+	lookup-unit | examine | incremental)
 		((nargs == 0)) && _raidtool_units "$cur" ;;
 	zero)
 		_raidtool_units "$cur" ;;
