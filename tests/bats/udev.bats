@@ -154,6 +154,12 @@ data_ok() {
 	assert_equal "$(prop "$d2" RAIDTOOL_STARTED)" yes
 	assert_equal "$(state_of "$NAME")" active
 	assert_equal "$(health_of "$NAME")" clean
+	# The engine outlives the udev worker that started it (idle workers are
+	# killed after 3 s) and is in a session of its own.
+	pid=$(raidtool status "$NAME" --json | jq -r .pid)
+	sleep 4
+	kill -0 "$pid"
+	assert_equal "$(ps -o sid= -p "$pid" | tr -d ' ')" "$pid"
 	data_ok "$NAME"
 	uuid=$(raidtool status "$NAME" --json | jq -r .uuid)
 	dev=$(readlink -f "/dev/raidtool/$NAME")
