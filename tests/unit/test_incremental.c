@@ -35,6 +35,12 @@ static void check(const struct verdict_case *c)
 	assert_int_equal(incremental_verdict(&a, c->run), c->want);
 }
 
+#define CHECK_ALL(cases)                                                    \
+	do {                                                                \
+		for (size_t i_ = 0; i_ < sizeof(cases) / sizeof((cases)[0]); i_++) \
+			check(&(cases)[i_]);                                \
+	} while (0)
+
 static void test_complete_arrays_start(void **state)
 {
 	static const struct verdict_case cases[] = {
@@ -44,8 +50,7 @@ static void test_complete_arrays_start(void **state)
 		{ RT_LEVEL_5, 3, 3, 3, 3, false, RT_INC_YES },
 	};
 	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		check(&cases[i]);
+	CHECK_ALL(cases);
 }
 
 static void test_degraded_waits_unless_run(void **state)
@@ -59,8 +64,7 @@ static void test_degraded_waits_unless_run(void **state)
 		{ RT_LEVEL_1, 3, 3, 1, 1, true, RT_INC_YES },
 	};
 	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		check(&cases[i]);
+	CHECK_ALL(cases);
 }
 
 static void test_too_few_never_start(void **state)
@@ -73,8 +77,7 @@ static void test_too_few_never_start(void **state)
 		{ RT_LEVEL_1, 2, 2, 0, 0, true, RT_INC_NO },
 	};
 	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		check(&cases[i]);
+	CHECK_ALL(cases);
 }
 
 /*
@@ -91,8 +94,7 @@ static void test_known_failures_do_not_wait(void **state)
 		{ RT_LEVEL_5, 4, 2, 2, 2, false, RT_INC_NO },
 	};
 	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		check(&cases[i]);
+	CHECK_ALL(cases);
 }
 
 /* A role being rebuilt holds no complete copy: it counts as missing for tolerance. */
@@ -105,8 +107,7 @@ static void test_rebuilding_role_is_not_redundancy(void **state)
 		{ RT_LEVEL_5, 3, 3, 3, 2, false, RT_INC_YES },
 	};
 	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		check(&cases[i]);
+	CHECK_ALL(cases);
 }
 
 static void test_started_names(void **state)
