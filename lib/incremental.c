@@ -10,12 +10,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,6 +67,7 @@ struct map_entry {
 	uint8_t array_uuid[RT_UUID_SIZE];
 	uint32_t hashcode;
 	char dev[256];
+	uint64_t diskseq;		/* of dev when recorded; 0: unknown */
 	char name[RT_NAME_MAX + 1];
 };
 
@@ -86,8 +89,8 @@ static int map_parse_line(const char *line, struct map_entry *e)
 	char uu[40], au[40];
 
 	memset(e, 0, sizeof(*e));
-	if (sscanf(line, "%39s %8x %39s %8x %255s %64s", uu, &e->unit_hashcode, au,
-		   &e->hashcode, e->dev, e->name) != 6)
+	if (sscanf(line, "%39s %8x %39s %8x %255s %" SCNu64 " %64s", uu, &e->unit_hashcode,
+		   au, &e->hashcode, e->dev, &e->diskseq, e->name) != 7)
 		return -EINVAL;
 	if (uuid_parse(uu, e->unit_uuid) || uuid_parse(au, e->array_uuid) ||
 	    sb_name_check(e->name) < 0)
@@ -196,8 +199,8 @@ static int map_save(const struct map *m)
 	for (size_t i = 0; i < m->n; i++) {
 		uuid_unparse_lower(m->e[i].unit_uuid, uu);
 		uuid_unparse_lower(m->e[i].array_uuid, au);
-		fprintf(f, "%s %08x %s %08x %s %s\n", uu, m->e[i].unit_hashcode, au,
-			m->e[i].hashcode, m->e[i].dev, m->e[i].name);
+		fprintf(f, "%s %08x %s %08x %s %" PRIu64 " %s\n", uu, m->e[i].unit_hashcode, au,
+			m->e[i].hashcode, m->e[i].dev, m->e[i].diskseq, m->e[i].name);
 	}
 	if (fclose(f) != 0) {
 		r = -errno;
@@ -210,6 +213,61 @@ static int map_save(const struct map *m)
 		return r;
 	}
 	return 0;
+}
+
+/*
+ * The kernel numbers every "disk" it sets up (a loop device bound to a file,
+ * a disk plugged in) with a new diskseq: the same device under the same
+ * diskseq is the same appearance, seen again.
+ */
+static uint64_t dev_diskseq(dev_t devno)
+{
+	char path[96], buf[32] = "";
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/diskseq", major(devno), minor(devno));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 ? strtoull(buf, NULL, 10) : 0;
+}
+
+static void entry_from_sb(struct map_entry *e, const char *dev, uint64_t diskseq,
+			  const struct rt_sb *sb)
+{
+	memset(e, 0, sizeof(*e));
+	memcpy(e->unit_uuid, sb->unit.uuid, RT_UUID_SIZE);
+	e->unit_hashcode = sb->unit.hashcode;
+	memcpy(e->array_uuid, sb->array.uuid, RT_UUID_SIZE);
+	e->hashcode = sb->array.hashcode;
+	snprintf(e->dev, sizeof(e->dev), "%s", dev);
+	e->diskseq = diskseq;
+	snprintf(e->name, sizeof(e->name), "%s", sb->array.name);
+}
+
+/*
+ * Put @e in the map, replacing what the map had for its device or its unit
+ * (a unit seen again under a new name moves). Returns whether this is a new
+ * appearance: not the same unit on the same device with the same diskseq.
+ */
+static bool map_put(struct map *m, const struct map_entry *e, int *err)
+{
+	bool seen = false;
+
+	for (size_t i = m->n; i-- > 0;) {
+		const struct map_entry *o = &m->e[i];
+
+		if (strcmp(o->dev, e->dev) && memcmp(o->unit_uuid, e->unit_uuid, RT_UUID_SIZE))
+			continue;
+		seen |= !strcmp(o->dev, e->dev) && !memcmp(o->unit_uuid, e->unit_uuid, RT_UUID_SIZE) &&
+			o->diskseq && o->diskseq == e->diskseq;
+		map_drop(m, i);
+	}
+	*err = map_append(m, e);
+	return !seen;
 }
 
 /* ---- deciding ----------------------------------------------------------- */
@@ -469,12 +527,13 @@ static int start_one(const uint8_t uuid[RT_UUID_SIZE], const struct rt_increment
 int incremental_add(const char *dev, const struct rt_incremental_opts *o,
 		    struct rt_incremental_result *res)
 {
-	struct map_entry e = { 0 };
+	struct map_entry e;
 	struct rt_sb_status st;
 	struct rt_unit *u = NULL;
 	struct rt_sb sb;
 	struct stat stt;
 	struct map m;
+	bool arrival;
 	int r;
 
 	if (!dev || !o || !res)
@@ -493,30 +552,53 @@ int incremental_add(const char *dev, const struct rt_incremental_opts *o,
 		return r;
 	result_from_sb(res, &sb);
 	res->unit_hashcode = sb.unit.hashcode;
-
-	memcpy(e.unit_uuid, sb.unit.uuid, RT_UUID_SIZE);
-	e.unit_hashcode = sb.unit.hashcode;
-	memcpy(e.array_uuid, sb.array.uuid, RT_UUID_SIZE);
-	e.hashcode = sb.array.hashcode;
-	snprintf(e.dev, sizeof(e.dev), "%s", dev);
-	snprintf(e.name, sizeof(e.name), "%s", sb.array.name);
+	entry_from_sb(&e, dev, dev_diskseq(stt.st_rdev), &sb);
 
 	r = map_open(&m);
 	if (r < 0)
 		return r;
-	/* One line per unit and per device: a unit seen again under a new name moves. */
-	for (size_t i = m.n; i-- > 0;)
-		if (!strcmp(m.e[i].dev, dev) ||
-		    !memcmp(m.e[i].unit_uuid, e.unit_uuid, RT_UUID_SIZE))
-			map_drop(&m, i);
-	r = map_append(&m, &e);
+	arrival = map_put(&m, &e, &r);
 	if (r == 0)
 		r = evaluate(&m, sb.array.uuid, o->run, res);
 	map_close(&m);
 	if (r < 0)
 		return r;
 	res->unit_hashcode = sb.unit.hashcode;
+	/*
+	 * Seen before: an event about a unit already counted (a probe, a
+	 * second event for one attach, a unit `create` announced). Whether its
+	 * array runs was decided when it appeared; a stopped array stays so.
+	 */
+	if (!arrival && !o->run) {
+		if (!check_running(res) && res->started == RT_INC_YES)
+			res->started = RT_INC_NO;
+		return 0;
+	}
 	return act(o, res);
+}
+
+int incremental_note(const char *dev, const struct rt_sb *sb)
+{
+	struct map_entry e;
+	struct stat stt;
+	struct map m;
+	int r;
+
+	if (!dev || !sb)
+		return -EINVAL;
+	if (stat(dev, &stt) < 0)
+		return -errno;
+	if (!S_ISBLK(stt.st_mode))
+		return -ENOTBLK;
+	entry_from_sb(&e, dev, dev_diskseq(stt.st_rdev), sb);
+	r = map_open(&m);
+	if (r < 0)
+		return r;
+	map_put(&m, &e, &r);
+	if (r == 0)
+		r = map_save(&m);
+	map_close(&m);
+	return r;
 }
 
 /* Tell a running engine its unit is gone: fail it (unless it already is), remove it. */

@@ -57,13 +57,23 @@ struct rt_incremental_result {
 
 /*
  * A block device appeared (or changed): record it in the map when it is a
- * unit and start its array when that is now complete (see above). Returns 0
+ * unit and start its array when that is now complete (see above). Only an
+ * appearance starts anything: the same unit on the same device with the
+ * same diskseq as recorded is an event about a unit already counted, and
+ * reports NO for an array that is not running (or ALREADY). Returns 0
  * with @res filled; -ENODATA when @dev carries no raidtool superblock,
  * -ENOTBLK when it is not a block device; a failed start returns the
  * activation's error with @res filled (started = NO).
  */
 int incremental_add(const char *dev, const struct rt_incremental_opts *o,
 		    struct rt_incremental_result *res);
+
+/*
+ * Announce a unit before its superblock is written (create, add): the udev
+ * event that follows is then not taken for the unit appearing, and starts
+ * nothing. Records @dev with @sb's identities and the device's diskseq.
+ */
+int incremental_note(const char *dev, const struct rt_sb *sb);
 
 /*
  * A block device went away: forget it, and when its array is running, fail
