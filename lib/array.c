@@ -11,6 +11,7 @@
 #include <time.h>
 #include <uuid/uuid.h>
 #include <raidtool/array.h>
+#include <raidtool/incremental.h>
 #include <raidtool/layout.h>
 #include <raidtool/log.h>
 #include <raidtool/loopdev.h>
@@ -195,7 +196,7 @@ int array_write_sb_all(struct rt_unit *const *units, const struct rt_unit_desc *
 		       size_t n, const struct rt_sb *shared)
 {
 	struct rt_sb sb;
-	int r;
+	int r, q;
 
 	for (size_t i = 0; i < n; i++) {
 		sb = *shared;
@@ -206,6 +207,16 @@ int array_write_sb_all(struct rt_unit *const *units, const struct rt_unit_desc *
 			       unit_path(units[i]));
 			return r;
 		}
+		/*
+		 * Announce the unit to incremental assembly first: udev's event
+		 * for this write (or for the loop device just attached) is then
+		 * not taken for the unit appearing, and an array being created
+		 * or edited is not started behind the admin's back.
+		 */
+		q = incremental_note(unit_devname(units[i]), &sb);
+		if (q < 0)
+			rt_log(RT_LOG_DEBUG, "'%s': not recorded for incremental assembly: %s",
+			       unit_devname(units[i]), strerror(-q));
 		r = unit_write_sb(units[i], &sb);
 		if (r < 0) {
 			rt_log(RT_LOG_ERROR, "'%s': cannot write superblock: %s",

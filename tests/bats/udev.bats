@@ -177,6 +177,28 @@ data_ok() {
 	assert_equal "$(state_of "$NAME")" inactive
 }
 
+@test "create while udevd runs: the new array is not started behind the admin's back" {
+	udevd_start 1
+	imgs=()
+	for i in 0 1 2; do imgs+=("$(make_image "$NAME-$i.img" 64M)"); done
+	run raidtool create "$NAME" --level 5 "${imgs[@]}"
+	assert_success
+	udevadm settle -t 30
+	sleep 2
+	udevadm settle -t 30
+	# create announced its units before writing them: recorded, not started
+	run grep -c " $NAME\$" "$RAIDTOOL_RUNDIR/map"
+	assert_output 3
+	assert_equal "$(state_of "$NAME")" inactive
+	for f in "${imgs[@]}"; do
+		dev=$(losetup -j "$f" -nO NAME)
+		assert_equal "$(prop "$dev" RAIDTOOL_TYPE)" unit
+		[ "$(prop "$dev" RAIDTOOL_STARTED)" != yes ]
+	done
+	run raidtool activate "$NAME"
+	assert_success
+}
+
 @test "raid1 with one unit missing starts degraded after the timeout, not before" {
 	prepare_array "$NAME" 1 2
 	udevd_start 3
