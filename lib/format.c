@@ -447,6 +447,9 @@ int sb_decode(const uint8_t *buf, size_t len, struct rt_sb *sb)
 	sb->utime = get_le64(buf + SB_OFF_UTIME);
 	if (sb->feature_compat & RT_FEATURE_COMPAT_IO_FAILED)
 		sb->io_failed = get_le64(buf + SB_OFF_IO_FAILED);
+	/* The flag means "io_failed is in use": sb_encode sets it from the field alone. */
+	if (!sb->io_failed)
+		sb->feature_compat &= ~RT_FEATURE_COMPAT_IO_FAILED;
 
 	if (get_str(sb->array.name, buf + SB_OFF_A_NAME, RT_NAME_MAX + 1) ||
 	    get_str(sb->array.desc, buf + SB_OFF_A_DESC, RT_DESC_MAX + 1))
