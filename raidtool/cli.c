@@ -292,21 +292,33 @@ int cli_running_name(const char *id, char *name, size_t len)
 	return EXIT_NOTFOUND;
 }
 
-int cli_control_command(const char *id, const char *what, const char *verb, const char *arg)
+int cli_control_send(const char *id, const char *what, const char *verb, const char *arg,
+		     char *name, size_t namelen, char *msg, size_t msglen)
 {
-	char name[RT_NAME_MAX + 1], req[RT_CONTROL_LINE_MAX], msg[1024];
+	char req[RT_CONTROL_LINE_MAX];
 	int r;
 
-	r = cli_running_name(id, name, sizeof(name));
+	r = cli_running_name(id, name, namelen);
 	if (r >= 0)
 		return r;
 	if (strchr(arg, '\n') || strlen(verb) + strlen(arg) + 2 >= sizeof(req))
 		return cli_usage_error(verb, "'%s': not a valid argument", arg);
 	if (snprintf(req, sizeof(req), "%s%s%s", verb, *arg ? " " : "", arg) >= (int)sizeof(req))
 		return cli_usage_error(verb, "argument too long");
-	r = control_command(name, req, msg, sizeof(msg));
+	r = control_command(name, req, msg, msglen);
 	if (r < 0)
 		return cli_fail(r, "'%s': %s", name, what);
+	return -1;
+}
+
+int cli_control_command(const char *id, const char *what, const char *verb, const char *arg)
+{
+	char name[RT_NAME_MAX + 1], msg[1024];
+	int r;
+
+	r = cli_control_send(id, what, verb, arg, name, sizeof(name), msg, sizeof(msg));
+	if (r >= 0)
+		return r;
 	if (msg[0])
 		printf("'%s': %s\n", name, msg);
 	return EXIT_OK;

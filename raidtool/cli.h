@@ -87,6 +87,10 @@ int cli_running_name(const char *id, char *name, size_t len);
  */
 int cli_control_command(const char *id, const char *what, const char *verb, const char *arg);
 
+/* The same without printing: -1 with the array's @name and the engine's @msg, else the exit code. */
+int cli_control_send(const char *id, const char *what, const char *verb, const char *arg,
+		     char *name, size_t namelen, char *msg, size_t msglen);
+
 struct rt_unit;
 
 /*

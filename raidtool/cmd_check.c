@@ -1,33 +1,53 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <raidtool/json.h>
 #include "cli.h"
 #include "commands.h"
 
 /* Start a check (or repair) walk over a running array, in the background. */
 int cmd_check(int argc, const char **argv)
 {
-	int repair = 0, cancel = 0;
+	int repair = 0, cancel = 0, as_json = 0;
 	struct poptOption opts[] = {
 		{ "repair", 'r', POPT_ARG_NONE, &repair, 0,
 		  "rewrite parity/mirror copies that do not match", NULL },
 		{ "cancel", 0, POPT_ARG_NONE, &cancel, 0,
 		  "stop the running check or repair", NULL },
+		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
 		POPT_AUTOHELP
 		POPT_TABLEEND
 	};
+	char name[RT_NAME_MAX + 1], msg[1024];
+	const char *verb, *what;
 	const char **args;
+	struct json j;
 	poptContext pc;
 	int n, r;
 
 	r = cli_parse("check", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
 	if (r >= 0)
 		return r;
-	if (repair && cancel)
+	if (repair && cancel) {
 		r = cli_usage_error("check", "--repair and --cancel exclude each other");
-	else if (cancel)
-		r = cli_control_command(args[0], "cannot cancel", "cancel", "");
-	else
-		r = cli_control_command(args[0], repair ? "cannot start a repair" :
-					"cannot start a check", repair ? "repair" : "check", "");
+		goto out;
+	}
+	verb = cancel ? "cancel" : repair ? "repair" : "check";
+	what = cancel ? "cannot cancel" : repair ? "cannot start a repair" : "cannot start a check";
+	r = cli_control_send(args[0], what, verb, "", name, sizeof(name), msg, sizeof(msg));
+	if (r >= 0)
+		goto out;
+	if (as_json) {
+		json_init(&j, stdout);
+		json_object_begin(&j, NULL);
+		json_str(&j, "name", name);
+		json_str(&j, "request", verb);
+		json_str(&j, "message", msg);
+		json_object_end(&j);
+		json_finish(&j);
+	} else if (msg[0]) {
+		printf("'%s': %s\n", name, msg);
+	}
+	r = EXIT_OK;
+out:
 	poptFreeContext(pc);
 	return r;
 }

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <raidtool/control.h>
+#include <raidtool/json.h>
 #include "cli.h"
 #include "commands.h"
 
@@ -37,13 +38,47 @@ static void draw_bar(const struct rt_control_status *st)
 	fflush(stderr);
 }
 
+static const char *walk_result(const struct rt_control_status *st)
+{
+	if (!st->walk[0])
+		return "none";
+	if (st->walk_result == -ECANCELED)
+		return "cancelled";
+	return st->walk_result < 0 ? "failed" : "done";
+}
+
+static void print_json(const char *name, const struct rt_control_status *st)
+{
+	struct json j;
+
+	json_init(&j, stdout);
+	json_object_begin(&j, NULL);
+	json_str(&j, "name", name);
+	json_str(&j, "walk", st->walk[0] ? st->walk : NULL);
+	json_str(&j, "result", walk_result(st));
+	json_str(&j, "error", st->walk_result < 0 && st->walk_result != -ECANCELED ?
+		 strerror(-st->walk_result) : NULL);
+	json_u64(&j, "done", st->walk_done);
+	json_u64(&j, "total", st->walk_total);
+	if (!strcmp(st->walk, "rebuilding"))
+		json_u64(&j, "role", st->walk_role);
+	json_u64(&j, "mismatches", st->mismatches);
+	json_u64(&j, "repaired", st->repaired);
+	json_u64(&j, "regions", st->regions);
+	json_u64(&j, "regions_total", st->regions_total);
+	json_str(&j, "health", st->health);
+	json_object_end(&j);
+	json_finish(&j);
+}
+
 /* Block until the running array's current walk ends; print its result. */
 int cmd_wait(int argc, const char **argv)
 {
-	int progress = 0;
+	int progress = 0, as_json = 0;
 	struct poptOption opts[] = {
 		{ "progress", 'p', POPT_ARG_NONE, &progress, 0,
 		  "show a progress bar on stderr (on a terminal only)", NULL },
+		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print the result as JSON", NULL },
 		POPT_AUTOHELP
 		POPT_TABLEEND
 	};
@@ -85,7 +120,11 @@ int cmd_wait(int argc, const char **argv)
 	if (drew)
 		fputc('\n', stderr);
 	r = EXIT_OK;
-	if (!st->walk[0]) {
+	if (as_json) {
+		print_json(name, st);
+		if (st->walk_result < 0 && st->walk_result != -ECANCELED)
+			r = EXIT_FAIL;
+	} else if (!st->walk[0]) {
 		printf("'%s': nothing to wait for (no rebuild, resync or check ran)\n", name);
 	} else if (st->walk_result == -ECANCELED) {
 		printf("'%s': %s cancelled at %" PRIu64 " of %" PRIu64 " bytes\n", name, st->walk,

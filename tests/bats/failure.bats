@@ -367,11 +367,13 @@ check_corrupt() {
 	assert_success
 	[[ "$output" != *"check done: 0 mismatches"* ]] || fail "corruption not found: $output"
 	[ "$(status_json | jq -r .walk.mismatches)" -gt 0 ]
-	run raidtool check --repair "$NAME"
+	run raidtool check --repair --json "$NAME"
 	assert_success
-	run raidtool wait "$NAME"
+	assert_equal "$(jq -r .request <<< "$output")" repair
+	run raidtool wait --json "$NAME"
 	assert_success
-	assert_output --partial "repair done"
+	assert_equal "$(jq -r '.walk, .result' <<< "$output" | xargs)" "repairing done"
+	[ "$(jq -r .repaired <<< "$output")" -gt 0 ]
 	run raidtool check "$NAME"
 	run raidtool wait "$NAME"
 	assert_output --partial "check done: 0 mismatches"
