@@ -14,6 +14,7 @@ load helpers
 
 UDEVD=${UDEVD:-/lib/systemd/systemd-udevd}
 RULE=/run/udev/rules.d/64-raidtool.rules
+# An earlier rule file the tests use to set RAIDTOOL_START or RAIDTOOL_AUTO.
 SYSTEMD_RULE=/run/udev/rules.d/63-raidtool-test-systemd.rules
 
 setup() {
@@ -261,6 +262,39 @@ data_ok() {
 		sleep 0.2
 	done
 	assert_equal "$(losetup -j "$TESTDIR/$NAME-1.img" -nO NAME)" ""
+}
+
+@test "incremental --scan starts waiting arrays: complete ones, degraded ones with --run" {
+	prepare_array "$NAME" 1 2
+	udevd_start 0
+	d0=$(plug "$NAME" 0)
+	assert_equal "$(prop "$d0" RAIDTOOL_STARTED)" unsafe
+	run raidtool incremental --scan
+	assert_success
+	assert_output --partial "'$NAME': 1 of 2 roles present: enough to run degraded"
+	assert_equal "$(state_of "$NAME")" inactive
+	run raidtool incremental --scan --run
+	assert_success
+	assert_output --partial "'$NAME': 1 of 2 roles present: active on /dev/raidtool/$NAME"
+	assert_equal "$(health_of "$NAME")" degraded
+	data_ok "$NAME"
+}
+
+@test "auto-assembly turned off (RAIDTOOL_AUTO=0): units keep their properties, nothing starts" {
+	prepare_array "$NAME" 1 2
+	echo 'ENV{RAIDTOOL_AUTO}="0"' > "$SYSTEMD_RULE"
+	# (create announced its units in the map; plugging them must not add to it)
+	before=$(cat "$RAIDTOOL_RUNDIR/map")
+	udevd_start 1
+	d0=$(plug "$NAME" 0)
+	d1=$(plug "$NAME" 1)
+	sleep 2
+	assert_equal "$(prop "$d1" RAIDTOOL_TYPE)" unit
+	assert_equal "$(prop "$d1" RAIDTOOL_NAME)" "$NAME"
+	assert_equal "$(prop "$d0" RAIDTOOL_STARTED)" ""
+	assert_equal "$(prop "$d1" RAIDTOOL_STARTED)" ""
+	assert_equal "$(cat "$RAIDTOOL_RUNDIR/map")" "$before"
+	assert_equal "$(state_of "$NAME")" inactive
 }
 
 @test "a device that is not a unit is ignored" {
