@@ -224,6 +224,12 @@ int array_write_sb_all(struct rt_unit *const *units, const struct rt_unit_desc *
 			return r;
 		}
 	}
+	for (size_t i = 0; i < n; i++) {
+		q = unit_notify_udev(units[i]);
+		if (q < 0)
+			rt_log(RT_LOG_DEBUG, "'%s': no uevent: %s", unit_devname(units[i]),
+			       strerror(-q));
+	}
 	return 0;
 }
 

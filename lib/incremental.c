@@ -259,11 +259,12 @@ static bool map_put(struct map *m, const struct map_entry *e, int *err)
 
 	for (size_t i = m->n; i-- > 0;) {
 		const struct map_entry *o = &m->e[i];
+		bool same_dev = !strcmp(o->dev, e->dev);
+		bool same_unit = !memcmp(o->unit_uuid, e->unit_uuid, RT_UUID_SIZE);
 
-		if (strcmp(o->dev, e->dev) && memcmp(o->unit_uuid, e->unit_uuid, RT_UUID_SIZE))
+		if (!same_dev && !same_unit)
 			continue;
-		seen |= !strcmp(o->dev, e->dev) && !memcmp(o->unit_uuid, e->unit_uuid, RT_UUID_SIZE) &&
-			o->diskseq && o->diskseq == e->diskseq;
+		seen |= same_dev && same_unit && o->diskseq && o->diskseq == e->diskseq;
 		map_drop(m, i);
 	}
 	*err = map_append(m, e);

@@ -304,6 +304,22 @@ int unit_flush(struct rt_unit *u)
 	return fdatasync(u->fd) < 0 ? -errno : 0;
 }
 
+int unit_notify_udev(struct rt_unit *u)
+{
+	char path[96];
+	dev_t d = unit_devno(u);
+	int fd, r = 0;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/uevent", major(d), minor(d));
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, "change", 6) != 6)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
 /*
  * Where copy @c lives on a unit of @size bytes: copy 0 at a fixed offset,
  * copy 1 in the last whole 4 KiB block. False when the unit is too small to

@@ -94,4 +94,12 @@ int unit_pread(struct rt_unit *u, void *buf, size_t len, uint64_t off);
 int unit_pwrite(struct rt_unit *u, const void *buf, size_t len, uint64_t off);
 int unit_flush(struct rt_unit *u);
 
+/*
+ * Ask the kernel for a "change" uevent on the unit's block device, as
+ * `udevadm trigger` does, so that udev reads what was just written: its own
+ * close-after-write watch misses writes made while it was still busy with
+ * the device (a loop device just attached). Harmless without udev.
+ */
+int unit_notify_udev(struct rt_unit *u);
+
 #endif
