@@ -494,6 +494,46 @@ static int arm_waiter(struct rt_incremental_result *res, unsigned timeout)
 
 /* ---- the operations ----------------------------------------------------- */
 
+/*
+ * A unit of the running array that went away and came back: its role is
+ * missing in the running array's table, under this very unit's UUID. Add it
+ * again; the engine rebuilds only what it missed (from the dirty-region log)
+ * when it can, else all of it.
+ */
+static int readd_to_running(const char *dev, const struct rt_sb *sb,
+			    struct rt_incremental_result *res)
+{
+	struct rt_control_status *st;
+	const struct rt_control_unit *u = NULL;
+	char req[RT_CONTROL_LINE_MAX];
+	int r;
+
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	r = control_status(res->name, st);
+	if (r < 0)
+		goto out;
+	for (unsigned i = 0; i < st->n_units && !u; i++)
+		if (st->units[i].slot == sb->unit.slot &&
+		    !memcmp(st->units[i].uuid, sb->unit.uuid, RT_UUID_SIZE) &&
+		    !strcmp(st->units[i].state, "missing"))
+			u = &st->units[i];
+	if (!u || snprintf(req, sizeof(req), "add %s", dev) >= (int)sizeof(req))
+		goto out;
+	r = control_command(res->name, req, res->msg, sizeof(res->msg));
+	res->readded = r == 0;
+	if (r < 0) {
+		/* The engine said why; the unit stays out, the array runs on as it was. */
+		rt_log(RT_LOG_WARN, "'%s': unit %08x ('%s') is back but was not added again: %s",
+		       res->name, sb->unit.hashcode, dev, strerror(-r));
+		r = 0;
+	}
+out:
+	free(st);
+	return r;
+}
+
 /* After the map says what is there: start, schedule, or leave it to the caller. */
 static int act(const struct rt_incremental_opts *o, struct rt_incremental_result *res)
 {
@@ -575,6 +615,8 @@ int incremental_add(const char *dev, const struct rt_incremental_opts *o,
 			res->started = RT_INC_NO;
 		return 0;
 	}
+	if (check_running(res))
+		return res->started == RT_INC_ALREADY ? readd_to_running(dev, &sb, res) : 0;
 	return act(o, res);
 }
 

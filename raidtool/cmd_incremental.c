@@ -24,6 +24,8 @@ static void print_export(const struct rt_incremental_result *res)
 	printf("RAIDTOOL_UNITS_EXPECTED=%u\n", res->n_expected);
 	if (res->link[0])
 		printf("RAIDTOOL_ARRAY_DEVICE=%s\n", res->link);
+	if (res->readded)
+		printf("RAIDTOOL_READDED=yes\n");
 }
 
 static void print_json(const struct rt_incremental_result *res)
@@ -40,6 +42,8 @@ static void print_json(const struct rt_incremental_result *res)
 	json_u64(&j, "units_expected", res->n_expected);
 	json_u64(&j, "n_devices", res->n_devices);
 	json_bool(&j, "waiting", res->waiter);
+	json_bool(&j, "readded", res->readded);
+	json_str(&j, "message", res->msg[0] ? res->msg : NULL);
 	json_str(&j, "device", res->link[0] ? res->link : NULL);
 	json_object_end(&j);
 	json_finish(&j);
@@ -51,6 +55,8 @@ static void print_text(const struct rt_incremental_result *res, const struct rt_
 	case RT_INC_ALREADY:
 		printf("'%s': already active%s%s\n", res->name, res->link[0] ? " on " : "",
 		       res->link);
+		if (res->readded)
+			printf("'%s': %s\n", res->name, res->msg);
 		break;
 	case RT_INC_YES:
 		if (o->no_start)

@@ -51,8 +51,9 @@ struct rt_incremental_result {
 	unsigned n_devices;			/* roles of the array */
 	unsigned n_expected, n_present;		/* roles expected by the role table, arrived */
 	bool waiter;				/* a degraded start is scheduled */
+	bool readded;				/* the unit went back into its running array */
 	char link[RT_NAME_MAX + 32];		/* /dev/raidtool/NAME when running */
-	char msg[256];				/* the engine's answer to a removal */
+	char msg[256];				/* the engine's answer to a removal or re-add */
 };
 
 /*
@@ -60,7 +61,9 @@ struct rt_incremental_result {
  * unit and start its array when that is now complete (see above). Only an
  * appearance starts anything: the same unit on the same device with the
  * same diskseq as recorded is an event about a unit already counted, and
- * reports NO for an array that is not running (or ALREADY). Returns 0
+ * reports NO for an array that is not running (or ALREADY). A unit of a
+ * running array that left it (its role missing under this unit's UUID) and
+ * appears again is added back (readded, the engine's answer in msg). Returns 0
  * with @res filled; -ENODATA when @dev carries no raidtool superblock,
  * -ENOTBLK when it is not a block device; a failed start returns the
  * activation's error with @res filled (started = NO).
