@@ -534,11 +534,12 @@ out:
 	return r;
 }
 
-/* After the map says what is there: start, schedule, or leave it to the caller. */
-static int act(const struct rt_incremental_opts *o, struct rt_incremental_result *res)
+/*
+ * After the map says what is there, for an array that is not running:
+ * start it, schedule its degraded start, or leave it to the caller.
+ */
+static int start_or_wait(const struct rt_incremental_opts *o, struct rt_incremental_result *res)
 {
-	if (!res->name[0] || check_running(res))
-		return 0;
 	if (o->no_start)
 		return 0;
 	if (res->started == RT_INC_YES)
@@ -560,9 +561,9 @@ static int start_one(const uint8_t uuid[RT_UUID_SIZE], const struct rt_increment
 		return r;
 	r = evaluate(&m, uuid, o->run, res);
 	map_close(&m);
-	if (r < 0)
+	if (r < 0 || !res->name[0] || check_running(res))
 		return r;
-	return act(o, res);
+	return start_or_wait(o, res);
 }
 
 int incremental_add(const char *dev, const struct rt_incremental_opts *o,
@@ -617,7 +618,7 @@ int incremental_add(const char *dev, const struct rt_incremental_opts *o,
 	}
 	if (check_running(res))
 		return res->started == RT_INC_ALREADY ? readd_to_running(dev, &sb, res) : 0;
-	return act(o, res);
+	return start_or_wait(o, res);
 }
 
 int incremental_note(const char *dev, const struct rt_sb *sb)

@@ -160,8 +160,8 @@ int cmd_incremental(int argc, const char **argv)
 		r = cli_usage_error("incremental", "--json and --export exclude each other");
 		goto out;
 	}
-	if (remove + scan > 1 || (remove && (run || no_start))) {
-		r = cli_usage_error("incremental", "--remove and --scan exclude each other and --run");
+	if (remove && (scan || run || no_start)) {
+		r = cli_usage_error("incremental", "--remove takes none of --scan, --run, --no-start");
 		goto out;
 	}
 	if (scan ? n != 0 : n != 1) {
