@@ -179,7 +179,7 @@ fail_during_sync() {
 }
 
 @test "create --assume-clean on zeroed units: synced at once, no resync, check 0" {
-	UNITS=($(make_images z 3 32M))
+	mapfile -t UNITS < <(make_images z 3 32M)
 	run raidtool create "$NAME" --level 5 --chunk 64K --assume-clean "${UNITS[@]}"
 	assert_success
 	refute_output --partial "not yet synced"
