@@ -201,3 +201,55 @@ fail_during_sync() {
 	assert_output --partial "RAIDTOOL_SYNC_SPEED_MAX 'fast'"
 	[ "$(checksums "${UNITS[@]}")" = "$before" ]
 }
+
+# take_unit_away I: the unit's image leaves (its loop device detached), as a dead disk.
+take_unit_away() {
+	losetup -d "$(loop_of "${UNITS[$1]}")"
+	mv "${UNITS[$1]}" "$TESTDIR/away.img"
+}
+
+@test "raid5 stopped cleanly in the middle of its initial sync, then a unit gone: starts degraded, saying what is safe; every acknowledged write reads back" {
+	used_units 3 32
+	create_used 5
+	RAIDTOOL_SYNC_SPEED_MAX=512K start_array
+	fio_write 16M
+	[ "$(status_json | jq -r .walk.running)" = true ]
+	run raidtool deactivate "$NAME"
+	assert_success
+	take_unit_away 1
+	run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	[[ "$stderr" == *"the initial sync had not finished: role 1's blocks written through raidtool since the array was created are reconstructed from parity computed from their data"* ]] ||
+		fail "stderr: $stderr"
+	[[ "$stderr" == *"still to sync once the array is whole again"* ]] || fail "stderr: $stderr"
+	DEV=/dev/raidtool/$NAME
+	[ "$(status_json | jq -r .health)" = degraded ]
+	[ "$(status_json | jq -r .synced)" = false ]
+	fio_verify_only 16M
+}
+
+@test "raid5 killed in the middle of its initial sync, then a unit gone: refused naming the write hole, --force starts it; every acknowledged write reads back" {
+	local pid
+	used_units 3 32
+	create_used 5
+	RAIDTOOL_SYNC_SPEED_MAX=512K start_array
+	fio_write 16M
+	[ "$(status_json | jq -r .walk.running)" = true ]
+	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
+	kill -KILL "$pid"
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+	run raidtool deactivate "$NAME"
+	assert_success
+	take_unit_away 1
+	before=$(checksums "${UNITS[0]}" "${UNITS[2]}")
+	run --separate-stderr raidtool activate "$NAME"
+	assert_failure
+	[[ "$stderr" == *"its initial sync had not finished and it was not stopped cleanly"*"raid5 write hole"* ]] ||
+		fail "stderr: $stderr"
+	[ "$(checksums "${UNITS[0]}" "${UNITS[2]}")" = "$before" ]
+	run --separate-stderr raidtool activate --force "$NAME"
+	assert_success
+	DEV=/dev/raidtool/$NAME
+	[ "$(status_json | jq -r .health)" = degraded ]
+	fio_verify_only 16M
+}
