@@ -246,7 +246,7 @@ static __thread unsigned engine_ctx_hint;
 static int engine_unit_align(int fd, uint32_t *align);
 static void engine_drain(struct rt_engine *e);
 static void engine_undrain(struct rt_engine *e);
-static bool engine_dl_unsynced(const struct rt_engine *e, uint64_t off, uint64_t len);
+static bool engine_dl_resync_owed(const struct rt_engine *e, uint64_t off, uint64_t len);
 static int engine_dl_mark(struct rt_engine *e, struct engine_ctx *c, uint64_t first,
 			  uint64_t last);
 
@@ -684,7 +684,7 @@ static uint32_t engine_read_role(const struct rt_engine *e, const struct layout_
 	 * always the mirror the resync copies from, so a block reads the same
 	 * twice, and the same as after the resync.
 	 */
-	if (engine_dl_unsynced(e, ext->offset, ext->len))
+	if (engine_dl_resync_owed(e, ext->offset, ext->len))
 		return engine_source_mirror(e, m);
 	r = (uint32_t)((ext->stripe + rr) % e->n);	/* spread over mirrors */
 	for (i = 0; i < e->n; i++, r = (r + 1) % e->n)
@@ -1114,7 +1114,7 @@ static int engine_write_raid5(struct rt_engine *e, struct engine_ctx *c, uint8_t
 		 * unclean stop), read-modify-write would carry its error over:
 		 * compute it from the data, which makes the stripe consistent.
 		 */
-		bool unsynced = engine_dl_unsynced(e, s * C, C);
+		bool unsynced = engine_dl_resync_owed(e, s * C, C);
 
 		for (i = 0; i < nr; i++) {
 			uint32_t t = rg[i].k_last - rg[i].k_first + 1;
@@ -1381,7 +1381,7 @@ static void dl_regions(const struct rt_engine *e, uint64_t first, uint64_t last,
  * the resync walk has finished it (under its stripe locks), so a writer
  * holding its stripe's lock that sees it synced sees a consistent stripe.
  */
-static bool engine_dl_unsynced(const struct rt_engine *e, uint64_t off, uint64_t len)
+static bool engine_dl_resync_owed(const struct rt_engine *e, uint64_t off, uint64_t len)
 {
 	uint64_t R;
 
