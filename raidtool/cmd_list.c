@@ -61,7 +61,7 @@ static const char *array_state(const struct rt_scan_array *a, struct rt_control_
 	if (run->state == RT_CONTROL_STALE)
 		return "dirty, engine died";
 	if (sb_unsynced(&a->sb))
-		return "unsynced";
+		return a->sb.state == RT_ARRAY_DIRTY ? "dirty, unsynced" : "unsynced";
 	return sb_array_state_name(a->sb.state);
 }
 

@@ -240,6 +240,7 @@ take_unit_away() {
 	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 	run raidtool deactivate "$NAME"
 	assert_success
+	[ "$(list_status)" = "dirty, unsynced" ]
 	take_unit_away 1
 	before=$(checksums "${UNITS[0]}" "${UNITS[2]}")
 	run --separate-stderr raidtool activate "$NAME"
