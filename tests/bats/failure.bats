@@ -102,12 +102,6 @@ start_array() {
 	DEV=/dev/raidtool/$NAME
 }
 
-# bats-assert here has no assert_stderr.
-stderr_has() {
-	# shellcheck disable=SC2154  # set by run --separate-stderr
-	[[ "$stderr" == *"$1"* ]] || fail "stderr lacks '$1': $stderr"
-}
-
 fail_disk() {
 	echo "fail rw" > "$TESTDIR/ffs$1/ctl"
 }
@@ -547,6 +541,7 @@ rebuild_under_load() {
 	run raidtool examine "${UNITS[0]}"
 	assert_output --regexp "dirty-region log: 1 of [0-9]+ regions dirty .*: 0"
 	start_array
+	# shellcheck disable=SC2154  # set by run --separate-stderr
 	[[ "$stderr" =~ resyncing\ ([0-9]+)\ of\ ([0-9]+)\ regions ]] ||
 		fail "no resync announced: $stderr"
 	n=${BASH_REMATCH[1]}
