@@ -802,7 +802,8 @@ static void test_engine_level(void **state)
  * raid5 on used disks, no region synced yet: single-block writes (which a
  * synced array does by read-modify-write) must leave their rows with parity
  * that matches the data, so that a role failing afterwards reconstructs
- * every written block.
+ * every written block. raid1: reads come from one mirror, the resync's
+ * source, and written blocks survive the other's failure.
  */
 static void test_engine_unsynced(void **state)
 {
@@ -842,6 +843,21 @@ static void test_engine_unsynced(void **state)
 		done++;
 	}
 	assert_int_equal(engine_flush(f->e), 0);
+	if (tc->level == RT_LEVEL_1) {
+		/*
+		 * Copies differ where nothing was written: a read is served by
+		 * the mirror the resync copies from (role 0), every time.
+		 */
+		for (i = 0; i < WRITES; i++) {
+			k = rng_below(&seed, nblk);
+			assert_int_equal(engine_read(f->e, row, 4096, k * 4096), 0);
+			unit_read_data(f, 0, k * 4096, row + 4096, 4096);
+			if (memcmp(row, row + 4096, 4096))
+				fail_msg("%s: block %llu not read from the resync source",
+					 tc->name, (unsigned long long)k);
+		}
+		goto failed_role;
+	}
 	for (i = 0; i < WRITES; i++) {
 		struct layout_extent ext;
 		void *src[RT_MAX_UNITS];
@@ -863,6 +879,7 @@ static void test_engine_unsynced(void **state)
 					 "unsynced region", tc->name, (unsigned long long)at[i],
 					 (unsigned long long)ext.offset);
 	}
+failed_role:
 	/* And what that is for: with a role gone, every written block reads back. */
 	assert_int_equal(engine_fail_role(f->e, 1), 0);
 	for (i = 0; i < WRITES; i++) {
@@ -1151,6 +1168,7 @@ static const struct engine_case unsynced_cases[] = {
 	  0, 0 },
 	{ "unsynced: raid5 x4 512K, used disks", RT_LEVEL_5, 4, 512 * 1024, MIBS(16, 16, 16, 16),
 	  0, 0 },
+	{ "unsynced: raid1 x2 64K, used disks", RT_LEVEL_1, 2, 64 * 1024, MIBS(16, 16), 0, 0 },
 };
 
 #define FAIL_TEST(i) \
@@ -1172,6 +1190,8 @@ int main(void)
 		  (void *)&unsynced_cases[0] },
 		{ unsynced_cases[1].name, test_engine_unsynced, unsynced_setup, fixture_teardown,
 		  (void *)&unsynced_cases[1] },
+		{ unsynced_cases[2].name, test_engine_unsynced, unsynced_setup, fixture_teardown,
+		  (void *)&unsynced_cases[2] },
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
