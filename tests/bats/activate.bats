@@ -296,7 +296,9 @@ sys.stdout.write(data.decode())
 }
 
 @test "kill -9: deactivate cleans up, activate works again, synced data intact" {
-	start_array 5 3 64M
+	# Zeroed images: no initial sync whose closing superblock update the kill
+	# could interrupt (that is issue 9's finding 2, not this test's subject).
+	start_array 5 3 64M --assume-clean
 	head -c 16M /dev/urandom > "$TESTDIR/pattern"
 	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
 	pid=$(engine_pid)
