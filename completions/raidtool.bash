@@ -104,7 +104,7 @@ _raidtool() {
 		case "$cmd" in
 		create)
 			_raidtool_words "$cur" "--level -l --chunk -c --blocksize -b --desc -d
-				--force -f --json --help --usage" ;;
+				--force -f --assume-clean --json --help --usage" ;;
 		add) _raidtool_words "$cur" "--force -f --help --usage" ;;
 		list) _raidtool_words "$cur" "--units -u --json --help --usage" ;;
 		lookup | lookup-unit) _raidtool_words "$cur" "--json --help --usage" ;;

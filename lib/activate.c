@@ -68,6 +68,7 @@ struct run {
 	bool force;			/* start a degraded, dirty raid5 */
 	bool stopping;
 	bool resync_pending;		/* a resync started and has not finished */
+	uint64_t walk_speed_max;	/* RAIDTOOL_SYNC_SPEED_MAX, bytes/s; 0: none */
 	uint32_t rebuild_role;		/* of the last rebuild started */
 	int excl_fd;			/* the loop device, held O_EXCL from the stop decision on */
 };
@@ -257,6 +258,10 @@ static int on_status(void *ctx, struct rt_control_status *st)
 		st->regions = wp.regions;
 		st->regions_total = wp.regions_total;
 	}
+	st->unsynced = sb_unsynced(&as->sb);
+	if (st->unsynced &&
+	    engine_dirtylog_unsynced(run->e, &st->unsynced_left, &st->unsynced_total) < 0)
+		st->unsynced_left = st->unsynced_total = 0;
 	pthread_mutex_unlock(&run->sb_lock);
 	free(es);
 	return 0;
@@ -436,6 +441,35 @@ static void rebuild_finished(struct run *run)
 		       sb_health(&run->as->sb));
 }
 
+static int clear_unsynced(struct rt_sb *sb, void *arg)
+{
+	(void)arg;
+	sb->feature_compat &= ~RT_FEATURE_COMPAT_UNSYNCED;
+	return 0;
+}
+
+/* A resync that reached the end made every region consistent: the initial sync is done. */
+static void initial_sync_finished(struct run *run)
+{
+	int r = 0;
+	bool was;
+
+	pthread_mutex_lock(&run->sb_lock);
+	was = sb_unsynced(&run->as->sb);
+	if (was)
+		r = run_sb_update(run, clear_unsynced, NULL);
+	pthread_mutex_unlock(&run->sb_lock);
+	if (!was)
+		return;
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': the initial sync finished, but recording it in the "
+		       "superblocks failed: %s; it runs again at the next start", run->name,
+		       strerror(-r));
+	else
+		rt_log(RT_LOG_INFO, "'%s': initial sync finished: parity and copies agree "
+		       "(events %llu)", run->name, (unsigned long long)run->as->sb.events);
+}
+
 /* The end of a walk (on its thread; the engine must not be re-entered). */
 static void on_walk_done(int kind, int result, void *ctx)
 {
@@ -443,8 +477,10 @@ static void on_walk_done(int kind, int result, void *ctx)
 
 	if (result == 0 && kind == RT_WALK_RECOVER)
 		rebuild_finished(run);
-	if (result == 0 && kind == RT_WALK_RESYNC)
+	if (result == 0 && kind == RT_WALK_RESYNC) {
 		run->resync_pending = false;
+		initial_sync_finished(run);
+	}
 	if (result == 0)
 		rt_log(RT_LOG_INFO, "'%s': %s finished", run->name, walk_name(kind));
 	else if (result == -ECANCELED)
@@ -452,6 +488,29 @@ static void on_walk_done(int kind, int result, void *ctx)
 	else
 		rt_log(RT_LOG_ERROR, "'%s': %s failed: %s", run->name, walk_name(kind),
 		       strerror(-result));
+}
+
+/* Every walk of this run starts here: the speed limit applies to all of them. */
+static int walk_start(struct run *run, struct rt_walk_params *p)
+{
+	p->max_bytes_per_sec = run->walk_speed_max;
+	return engine_walk_start(run->e, p);
+}
+
+/* RAIDTOOL_SYNC_SPEED_MAX (a size per second, as 4M): checked before anything is written. */
+static int read_walk_speed_max(struct run *run)
+{
+	const char *v = getenv("RAIDTOOL_SYNC_SPEED_MAX");
+	int r;
+
+	run->walk_speed_max = 0;
+	if (!v || !*v)
+		return 0;
+	r = sb_size_parse(v, &run->walk_speed_max);
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "RAIDTOOL_SYNC_SPEED_MAX '%s': not a size per second "
+		       "(such as 512K or 4M; 0 for no limit)", v);
+	return r;
 }
 
 /*
@@ -470,7 +529,7 @@ static int start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,
 	int r;
 
 	run->rebuild_role = role;
-	r = engine_walk_start(run->e, &p);
+	r = walk_start(run, &p);
 	if (r < 0)
 		rt_log(RT_LOG_ERROR, "'%s': cannot start rebuilding role %u: %s", run->name,
 		       role, strerror(-r));
@@ -507,7 +566,7 @@ static int run_walk_command(struct run *run, const char *cmd, const char *arg, c
 		return -EOPNOTSUPP;
 	}
 	p.kind = !strcmp(cmd, "check") ? RT_WALK_CHECK : RT_WALK_REPAIR;
-	r = engine_walk_start(run->e, &p);
+	r = walk_start(run, &p);
 	if (r == -EBUSY) {
 		struct rt_walk_progress wp;
 
@@ -1226,7 +1285,7 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 		}
 		engine_destroy(run->e);
 		run->e = NULL;
-		if (q == 0 && run->resync_pending) {
+		if (q == 0 && run->resync_pending && !sb_unsynced(&run->as->sb)) {
 			rt_log(RT_LOG_WARN, "'%s': the resync did not finish; the array stays "
 			       "marked dirty and resyncs when activated again", run->name);
 		} else if (q < 0) {
@@ -1237,6 +1296,14 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 				snprintf(msg, msglen, "final flush failed: %s", strerror(-q));
 			}
 		} else if (run->as) {
+			/*
+			 * Not yet synced: the flag and the regions the log keeps
+			 * pinned carry what is left of the initial sync, so the
+			 * array may be marked clean (nothing was being written).
+			 */
+			if (run->resync_pending)
+				rt_log(RT_LOG_WARN, "'%s': the initial sync did not finish; it "
+				       "goes on when the array is activated again", run->name);
 			q = assemble_set_state(run->as, RT_ARRAY_CLEAN);
 			if (q < 0 && !r) {
 				r = q;
@@ -1311,15 +1378,50 @@ static int find_array(const char *id, struct rt_scan **scan, const struct rt_sca
 	return r;
 }
 
+/*
+ * A degraded raid5 whose initial sync had not finished. Every write through
+ * raidtool into a region not yet synced computed its stripe's parity from
+ * the data (reconstruct-write), so the missing role's blocks written since
+ * create are reconstructed right; its blocks never written were never
+ * data. After an unclean stop the stripes being written at that moment may
+ * still be torn (the write hole), as on any raid5: refused unless --force.
+ */
+static int check_degraded_unsynced(struct run *run)
+{
+	const struct rt_assembly *as = run->as;
+
+	if (as->sb.state == RT_ARRAY_DIRTY && !run->force) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot start: the array is degraded (role %s missing), "
+		       "its initial sync had not finished and it was not stopped cleanly: parity "
+		       "of the stripes being written when it stopped may not match their data "
+		       "(the raid5 write hole), so the missing role's blocks there could be "
+		       "reconstructed wrong; bring the missing unit back, or use --force to start "
+		       "anyway", run->name, as->missing);
+		return -EUCLEAN;
+	}
+	rt_log(RT_LOG_WARN, "'%s': the initial sync had not finished: role %s's blocks written "
+	       "through raidtool since the array was created are reconstructed from parity "
+	       "computed from their data%s; its blocks never written read back as whatever the "
+	       "other units' old contents give", run->name, as->missing,
+	       as->sb.state == RT_ARRAY_DIRTY ?
+	       " (--force: except in stripes being written when it stopped)" : "");
+	return 0;
+}
+
 /* A degraded start: say so; refuse a degraded, dirty raid5 unless forced. */
 static int check_degraded(struct run *run)
 {
 	const struct rt_assembly *as = run->as;
 	unsigned n = as->n_missing;
+	int r;
 
 	if (!n)
 		return 0;
-	if (as->sb.array.level == RT_LEVEL_5 && as->sb.state == RT_ARRAY_DIRTY) {
+	if (as->sb.array.level == RT_LEVEL_5 && sb_unsynced(&as->sb)) {
+		r = check_degraded_unsynced(run);
+		if (r < 0)
+			return r;
+	} else if (as->sb.array.level == RT_LEVEL_5 && as->sb.state == RT_ARRAY_DIRTY) {
 		if (!run->force) {
 			rt_log(RT_LOG_ERROR, "'%s': cannot start: the array is degraded (role %s "
 			       "missing) and was not stopped cleanly: parity of the stripes being "
@@ -1350,11 +1452,17 @@ static int mark_running(struct rt_sb *sb, void *arg)
 	return 0;
 }
 
-/* After an unclean stop: resync the regions the dirty log holds (all without one). */
+/*
+ * After an unclean stop, or while the initial sync is unfinished: resync the
+ * regions the dirty log holds (all without one).
+ */
 static void start_resync(struct run *run)
 {
 	struct rt_walk_params p = { .kind = RT_WALK_RESYNC, .done = on_walk_done, .ctx = run };
 	uint64_t region_size, n_regions = 1, n_dirty = 1;
+	bool unsynced = sb_unsynced(&run->as->sb);
+	const char *why = unsynced ? "initial sync (parity and copies never made to agree)" :
+			  "not stopped cleanly";
 	uint8_t *bitmap = NULL;
 	int r;
 
@@ -1381,21 +1489,30 @@ static void start_resync(struct run *run)
 	if (r < 0)
 		goto out;
 	if (!n_dirty) {
-		rt_log(RT_LOG_WARN, "'%s': not stopped cleanly, but no region was being "
-		       "written: nothing to resync", run->name);
+		rt_log(RT_LOG_WARN, "'%s': %s, but no region was being written: nothing to "
+		       "resync", run->name, why);
+		if (unsynced)
+			initial_sync_finished(run);
 		goto out;
 	}
 	run->resync_pending = true;
-	r = engine_walk_start(run->e, &p);
+	if (unsynced && run->as->sb.array.level == RT_LEVEL_5 && run->as->n_missing) {
+		/* Degraded: no redundancy to make agree; a rebuild onto a spare comes first. */
+		rt_log(RT_LOG_WARN, "'%s': %s: %llu of %llu regions still to sync once the array "
+		       "is whole again", run->name, why, (unsigned long long)n_dirty,
+		       (unsigned long long)n_regions);
+		goto out;
+	}
+	r = walk_start(run, &p);
 	if (r < 0)
 		goto out;
-	rt_log(RT_LOG_WARN, "'%s': not stopped cleanly: resyncing %llu of %llu regions%s",
-	       run->name, (unsigned long long)n_dirty, (unsigned long long)n_regions,
+	rt_log(RT_LOG_WARN, "'%s': %s: resyncing %llu of %llu regions%s", run->name, why,
+	       (unsigned long long)n_dirty, (unsigned long long)n_regions,
 	       p.regions ? "" : " (no valid dirty-region log)");
 out:
 	if (r < 0)
-		rt_log(RT_LOG_ERROR, "'%s': not stopped cleanly, and the resync did not start: "
-		       "%s; the array stays marked dirty", run->name, strerror(-r));
+		rt_log(RT_LOG_ERROR, "'%s': %s, and the resync did not start: %s; the array stays "
+		       "marked %s", run->name, why, strerror(-r), unsynced ? "unsynced" : "dirty");
 	free(bitmap);
 }
 
@@ -1489,6 +1606,9 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 			close(fd);
 		}
 	}
+	r = read_walk_speed_max(run);
+	if (r < 0)
+		goto out_nolock;
 	r = find_array(id, &scan, &a);
 	if (r < 0)
 		goto out_nolock;
@@ -1545,7 +1665,8 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	}
 	harden_memory(run);
 
-	was_dirty = run->as->sb.state == RT_ARRAY_DIRTY;
+	/* Owed a resync: stopped uncleanly, or the initial sync has not finished. */
+	was_dirty = run->as->sb.state == RT_ARRAY_DIRTY || sb_unsynced(&run->as->sb);
 	r = assemble_sb_update(run->as, mark_running, run->as);
 	if (r < 0)
 		goto out;

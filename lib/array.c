@@ -11,6 +11,7 @@
 #include <time.h>
 #include <uuid/uuid.h>
 #include <raidtool/array.h>
+#include <raidtool/dirtylog.h>
 #include <raidtool/incremental.h>
 #include <raidtool/layout.h>
 #include <raidtool/log.h>
@@ -347,8 +348,8 @@ static int check_create_params(const struct rt_create_params *p, size_t n_units)
 	return 0;
 }
 
-/* Size the array from its roles' data areas; 0 or -errno. */
-static int array_size_blocks(struct rt_sb *sb)
+/* Size the array from its roles' data areas (@role_bytes: what each role uses); 0 or -errno. */
+static int array_size_blocks(struct rt_sb *sb, uint64_t *role_bytes)
 {
 	uint64_t sizes[RT_MAX_UNITS];
 	struct layout l;
@@ -360,7 +361,44 @@ static int array_size_blocks(struct rt_sb *sb)
 	if (r < 0)
 		return r;
 	sb->array.nblocks = l.size / sb->array.blocksize;
+	*role_bytes = l.unit_size;
 	return 0;
+}
+
+/*
+ * raid1/raid5: the dirty-region log every unit starts with, written before
+ * the superblocks (which make the array exist). Unsynced: every region
+ * dirty, the initial sync's to-do list; else all clean. Either way nothing
+ * a former array left in the log area is taken for this one's.
+ */
+static int create_write_logs(struct rt_unit *const *units, const struct rt_unit_desc *own,
+			     size_t n, const struct rt_sb *shared, uint64_t role_bytes)
+{
+	struct rt_dirtylog *dl = NULL;
+	uint64_t R, regions;
+	struct rt_sb sb;
+	int r;
+
+	if (shared->array.level != RT_LEVEL_1 && shared->array.level != RT_LEVEL_5)
+		return 0;
+	dirtylog_geometry(role_bytes, shared->array.region_size, own[0].log_size, &R, &regions);
+	if (!regions)
+		return 0;
+	r = dirtylog_create(regions, R, &dl);
+	if (r < 0)
+		return r;
+	if (sb_unsynced(shared))
+		dirtylog_mark(dl, 0, regions - 1);
+	for (size_t i = 0; i < n && r == 0; i++) {
+		sb = *shared;
+		sb.unit = own[i];
+		r = unit_write_dirtylog(units[i], &sb, dl);
+		if (r < 0)
+			rt_log(RT_LOG_ERROR, "'%s': cannot write the dirty-region log: %s",
+			       unit_path(units[i]), strerror(-r));
+	}
+	dirtylog_destroy(dl);
+	return r;
 }
 
 int array_create(const struct rt_create_params *params, const char *const *paths,
@@ -372,7 +410,7 @@ int array_create(const struct rt_create_params *params, const char *const *paths
 	struct rt_geometry g;
 	struct rt_scan *scan = NULL;
 	struct rt_sb sb;
-	uint64_t now = (uint64_t)time(NULL);
+	uint64_t now = (uint64_t)time(NULL), role_bytes = 0;
 	size_t opened = 0;
 	int r;
 
@@ -428,11 +466,17 @@ int array_create(const struct rt_create_params *params, const char *const *paths
 		sb.slots[opened].state = RT_SLOT_ACTIVE;
 		sb.slots[opened].data_size = g.data_size;
 	}
-	r = array_size_blocks(&sb);
+	r = array_size_blocks(&sb, &role_bytes);
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot lay out the array: %s", p.name, strerror(-r));
 		goto out;
 	}
+	/* Parity and copies of used disks disagree until the initial sync made them agree. */
+	if ((p.level == RT_LEVEL_1 || p.level == RT_LEVEL_5) && !p.assume_clean)
+		sb.feature_compat |= RT_FEATURE_COMPAT_UNSYNCED;
+	r = create_write_logs(units, own, n, &sb, role_bytes);
+	if (r < 0)
+		goto out;
 	r = array_write_sb_all(units, own, n, &sb);
 	if (r < 0)
 		goto out;

@@ -304,6 +304,9 @@ static void status_to_json(struct json *b, const struct rt_control_status *st)
 	json_u64(b, "repaired", st->repaired);
 	json_u64(b, "regions", st->regions);
 	json_u64(b, "regions_total", st->regions_total);
+	json_bool(b, "unsynced", st->unsynced);
+	json_u64(b, "unsynced_left", st->unsynced_left);
+	json_u64(b, "unsynced_total", st->unsynced_total);
 }
 
 /* ---- JSON in: a small DOM for our own replies --------------------------- */
@@ -655,6 +658,13 @@ static void status_from_json(const struct jval *o, struct rt_control_status *st)
 	st->repaired = jget_u64(o, "repaired");
 	st->regions = jget_u64(o, "regions");
 	st->regions_total = jget_u64(o, "regions_total");
+	{
+		const struct jval *u = jget(o, "unsynced");
+
+		st->unsynced = u && u->type == J_BOOL && u->b;
+	}
+	st->unsynced_left = jget_u64(o, "unsynced_left");
+	st->unsynced_total = jget_u64(o, "unsynced_total");
 }
 
 /* ---- the server --------------------------------------------------------- */

@@ -203,15 +203,59 @@ void dirtylog_load(struct rt_dirtylog *dl, const uint8_t *bits)
 	}
 }
 
+/*
+ * pinned is written under the caller's mutex but read lock-free by writers
+ * choosing how to compute parity: the words are accessed atomically. A
+ * region only ever goes from pinned to unpinned while writers run, and a
+ * writer that still sees it pinned merely takes the safe path.
+ */
 void dirtylog_unpin(struct rt_dirtylog *dl, uint64_t region)
 {
 	if (region < dl->n)
-		dl->pinned[W(region)] &= ~B(region);
+		__atomic_fetch_and(&dl->pinned[W(region)], ~B(region), __ATOMIC_RELEASE);
 }
 
 void dirtylog_unpin_all(struct rt_dirtylog *dl)
 {
-	memset(dl->pinned, 0, dl->words * sizeof(*dl->pinned));
+	for (uint64_t w = 0; w < dl->words; w++)
+		__atomic_store_n(&dl->pinned[w], 0, __ATOMIC_RELEASE);
+}
+
+bool dirtylog_pinned_any(const struct rt_dirtylog *dl, uint64_t first, uint64_t last)
+{
+	uint64_t i;
+
+	if (last >= dl->n)
+		last = dl->n - 1;
+	for (i = first; i <= last; i++)
+		if (__atomic_load_n(&dl->pinned[W(i)], __ATOMIC_ACQUIRE) & B(i))
+			return true;
+	return false;
+}
+
+uint64_t dirtylog_pinned_count(const struct rt_dirtylog *dl)
+{
+	uint64_t w, k = 0;
+
+	for (w = 0; w < dl->words; w++)
+		k += (uint64_t)__builtin_popcountll(__atomic_load_n(&dl->pinned[w],
+								    __ATOMIC_ACQUIRE));
+	return k;
+}
+
+void dirtylog_geometry(uint64_t role_bytes, uint64_t region_size, uint64_t log_size,
+		       uint64_t *region_out, uint64_t *n_regions_out)
+{
+	uint64_t R = region_size ? region_size : RT_DEFAULT_REGION, n;
+
+	for (;;) {
+		n = (role_bytes + R - 1) / R;
+		if (n == 0 || dirtylog_encoded_size(n) <= log_size)
+			break;
+		R *= 2;
+	}
+	*region_out = R;
+	*n_regions_out = n;
 }
 
 bool dirtylog_test(const struct rt_dirtylog *dl, uint64_t region)

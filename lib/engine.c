@@ -246,6 +246,7 @@ static __thread unsigned engine_ctx_hint;
 static int engine_unit_align(int fd, uint32_t *align);
 static void engine_drain(struct rt_engine *e);
 static void engine_undrain(struct rt_engine *e);
+static bool engine_dl_resync_owed(const struct rt_engine *e, uint64_t off, uint64_t len);
 static int engine_dl_mark(struct rt_engine *e, struct engine_ctx *c, uint64_t first,
 			  uint64_t last);
 
@@ -664,6 +665,8 @@ static int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op 
 
 /* ---- reads ----------------------------------------------------------- */
 
+static uint32_t engine_source_mirror(const struct rt_engine *e, uint64_t m);
+
 /*
  * Which role serves a read of @ext with the roles in @m faulty: raid1 the
  * next working mirror, LAYOUT_NO_ROLE when none is left; other levels the
@@ -676,6 +679,13 @@ static uint32_t engine_read_role(const struct rt_engine *e, const struct layout_
 
 	if (e->layout.level != RT_LEVEL_1)
 		return ext->role;
+	/*
+	 * Copies not yet made equal (initial sync, or after an unclean stop):
+	 * always the mirror the resync copies from, so a block reads the same
+	 * twice, and the same as after the resync.
+	 */
+	if (engine_dl_resync_owed(e, ext->offset, ext->len))
+		return engine_source_mirror(e, m);
 	r = (uint32_t)((ext->stripe + rr) % e->n);	/* spread over mirrors */
 	for (i = 0; i < e->n; i++, r = (r + 1) % e->n)
 		if (!(m & role_bit(r)))
@@ -1099,9 +1109,16 @@ static int engine_write_raid5(struct rt_engine *e, struct engine_ctx *c, uint8_t
 		struct raid5_range rg[3];
 		unsigned i, nr = raid5_stripe_ranges(e, s * width, a0, a1, rg);
 
+		/*
+		 * Where the parity was never made (or may not match after an
+		 * unclean stop), read-modify-write would carry its error over:
+		 * compute it from the data, which makes the stripe consistent.
+		 */
+		bool unsynced = engine_dl_resync_owed(e, s * C, C);
+
 		for (i = 0; i < nr; i++) {
 			uint32_t t = rg[i].k_last - rg[i].k_first + 1;
-			bool reconstruct = d - t <= t + 1, data_only;
+			bool reconstruct = unsynced || d - t <= t + 1, data_only;
 			size_t nbufs;
 			uint32_t col = rg[i].p;
 
@@ -1358,6 +1375,22 @@ static void dl_regions(const struct rt_engine *e, uint64_t first, uint64_t last,
 	*r1 = ((last + 1) * C - 1) / R;
 }
 
+/*
+ * Does role range [off, off + len) touch a region still owed a resync (one
+ * whose parity or copies may disagree)? A region stops being so only once
+ * the resync walk has finished it (under its stripe locks), so a writer
+ * holding its stripe's lock that sees it synced sees a consistent stripe.
+ */
+static bool engine_dl_resync_owed(const struct rt_engine *e, uint64_t off, uint64_t len)
+{
+	uint64_t R;
+
+	if (!e->dl || !len)
+		return false;
+	R = dirtylog_region_size(e->dl->log);
+	return dirtylog_pinned_any(e->dl->log, off / R, (off + len - 1) / R);
+}
+
 static int engine_dl_mark(struct rt_engine *e, struct engine_ctx *c, uint64_t first,
 			  uint64_t last)
 {
@@ -1459,8 +1492,7 @@ static void *dl_main(void *arg)
  */
 static int engine_dl_init(struct rt_engine *e, const struct rt_sb *sb)
 {
-	uint64_t R = sb->array.region_size ? sb->array.region_size : RT_DEFAULT_REGION;
-	uint64_t rbytes = e->layout.unit_size, n;
+	uint64_t rbytes = e->layout.unit_size, R, n;
 	struct engine_dl *dl;
 	pthread_condattr_t ca;
 	uint8_t *bits = NULL;
@@ -1473,12 +1505,7 @@ static int engine_dl_init(struct rt_engine *e, const struct rt_sb *sb)
 	    sb->unit.log_size < RT_DLOG_BLOCK || sb->unit.log_offset % ENGINE_ALIGN_MAX ||
 	    rbytes == 0)
 		return 0;
-	for (;;) {
-		n = (rbytes + R - 1) / R;
-		if (dirtylog_encoded_size(n) <= sb->unit.log_size)
-			break;
-		R *= 2;
-	}
+	dirtylog_geometry(rbytes, sb->array.region_size, sb->unit.log_size, &R, &n);
 	dl = calloc(1, sizeof(*dl));
 	if (!dl)
 		return -ENOMEM;
@@ -1615,6 +1642,17 @@ int engine_dirtylog_load(struct rt_engine *e, uint8_t *bitmap, size_t len, uint6
 	if (n_dirty)
 		*n_dirty = e->dl->n_loaded;
 	return e->dl->loaded_valid ? 0 : -ENODATA;
+}
+
+int engine_dirtylog_unsynced(struct rt_engine *e, uint64_t *left, uint64_t *total)
+{
+	int r = dirtylog_bitmap_check(e, NULL, 0);
+
+	if (r < 0)
+		return r;
+	*left = dirtylog_pinned_count(e->dl->log);
+	*total = dirtylog_regions(e->dl->log);
+	return 0;
 }
 
 int engine_dirtylog_dirty(struct rt_engine *e, uint8_t *bitmap, size_t len, uint64_t *n_dirty)

@@ -551,6 +551,11 @@ const char *sb_slot_state_name(uint32_t state)
 	}
 }
 
+bool sb_unsynced(const struct rt_sb *sb)
+{
+	return sb->feature_compat & RT_FEATURE_COMPAT_UNSYNCED;
+}
+
 const char *sb_array_state_name(uint32_t state)
 {
 	switch (state) {

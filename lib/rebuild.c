@@ -63,6 +63,28 @@ static double now_sec(const struct timespec *t0)
 	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+/*
+ * Keep the walk at or below p.max_bytes_per_sec: wait until the time the
+ * bytes done so far may take has passed, in short naps so that a cancel
+ * is not held up.
+ */
+static void walk_throttle(struct rt_walk *w, uint64_t done_abs)
+{
+	double owed, el;
+	struct timespec nap;
+
+	if (!w->p.max_bytes_per_sec)
+		return;
+	owed = (double)(done_abs - w->done0) / (double)w->p.max_bytes_per_sec;
+	while (!atomic_load(&w->cancel) && (el = now_sec(&w->t0)) < owed) {
+		double d = owed - el < 0.05 ? owed - el : 0.05;
+
+		nap.tv_sec = 0;
+		nap.tv_nsec = (long)(d * 1e9);
+		nanosleep(&nap, NULL);
+	}
+}
+
 static void walk_advance(struct rt_walk *w, uint64_t done_abs, uint64_t regions)
 {
 	double el;
@@ -74,6 +96,7 @@ static void walk_advance(struct rt_walk *w, uint64_t done_abs, uint64_t regions)
 	if (el > 0.001)
 		w->prog.bytes_per_sec = (uint64_t)((double)(done_abs - w->done0) / el);
 	pthread_mutex_unlock(&w->mu);
+	walk_throttle(w, done_abs);
 }
 
 /* The data below @pos must be on stable storage before the offset is recorded. */

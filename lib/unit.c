@@ -683,6 +683,26 @@ out:
 	return r;
 }
 
+int unit_write_dirtylog(struct rt_unit *u, const struct rt_sb *sb, const struct rt_dirtylog *dl)
+{
+	size_t len = dirtylog_encoded_size(dirtylog_regions(dl));
+	uint8_t *buf;
+	int r;
+
+	if (len > sb->unit.log_size)
+		return -ENOSPC;
+	buf = alloc_io_buf(len);
+	if (!buf)
+		return -ENOMEM;
+	r = dirtylog_encode(dl, sb->events, 1, sb->events, buf, len);
+	if (r == 0)
+		r = unit_pwrite(u, buf, len, sb->unit.log_offset);
+	if (r == 0)
+		r = unit_flush(u);
+	free(buf);
+	return r;
+}
+
 int unit_read_dirtylog(struct rt_unit *u, const struct rt_sb *sb, struct rt_dlog_header *h,
 		       uint8_t *bits, size_t bits_len)
 {

@@ -9,7 +9,7 @@
 int cmd_create(int argc, const char **argv)
 {
 	const char *level = NULL, *chunk = NULL, *blocksize = NULL, *desc = NULL;
-	int force = 0, as_json = 0;
+	int force = 0, as_json = 0, assume_clean = 0;
 	struct poptOption opts[] = {
 		{ "level", 'l', POPT_ARG_STRING, &level, 0,
 		  "RAID level: linear (or none), 0, 1, 5", "LEVEL" },
@@ -20,6 +20,8 @@ int cmd_create(int argc, const char **argv)
 		{ "desc", 'd', POPT_ARG_STRING, &desc, 0, "description, up to 127 bytes", "TEXT" },
 		{ "force", 'f', POPT_ARG_NONE, &force, 0,
 		  "overwrite units that hold a filesystem, other signature or raidtool superblock", NULL },
+		{ "assume-clean", 0, POPT_ARG_NONE, &assume_clean, 0,
+		  "raid1/raid5: skip the initial sync; only for units known to hold zeros", NULL },
 		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print the new array's descriptor as JSON", NULL },
 		POPT_AUTOHELP
 		POPT_TABLEEND
@@ -37,6 +39,7 @@ int cmd_create(int argc, const char **argv)
 	p.name = args[0];
 	p.desc = desc;
 	p.force = force;
+	p.assume_clean = assume_clean;
 	if (!level) {
 		r = cli_usage_error("create", "--level is required (linear, 0, 1 or 5)");
 		goto out;
@@ -84,6 +87,9 @@ int cmd_create(int argc, const char **argv)
 		cli_format_size(describe_array_bytes(&sb), size, sizeof(size));
 		printf("created array '%s': %s, %u units, %s, hashcode %08x\n", sb.array.name,
 		       sb_level_name(sb.array.level), sb.array.n_devices, size, sb.array.hashcode);
+		if (sb_unsynced(&sb))
+			printf("not yet synced: the initial sync runs in the background when the "
+			       "array is first activated\n");
 	}
 	r = EXIT_OK;
 out:

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
 #include <raidtool/control.h>
 #include <raidtool/scan.h>
 #include "cli.h"
@@ -7,20 +9,59 @@
 #include "describe.h"
 #include <raidtool/json.h>
 
+/* Regions of the initial sync: still to do, of all (0, 0 when not known). */
+struct sync_progress {
+	uint64_t left, total;
+};
+
 /*
- * active when an engine runs it; else clean/dirty from the superblock, or
- * what keeps the array from starting.
+ * A running array whose initial sync has not finished: "resyncing N/M"
+ * (regions synced, of all) while the walk runs, else "unsynced".
  */
-static const char *array_state(const struct rt_scan_array *a, struct rt_control_probe *run)
+static const char *active_unsynced_state(const char *name, char *buf, size_t len,
+					 struct sync_progress *sp)
 {
+	struct rt_control_status *st = calloc(1, sizeof(*st));
+	const char *state = "unsynced";
+
+	if (!st || control_status(name, st) < 0 || !st->unsynced) {
+		/* Finished since the scan, or the engine does not answer (yet). */
+		if (st)
+			state = "active";
+		free(st);
+		return state;
+	}
+	sp->left = st->unsynced_left;
+	sp->total = st->unsynced_total;
+	if (st->walk_running && !strcmp(st->walk, "resyncing"))
+		snprintf(buf, len, "resyncing %" PRIu64 "/%" PRIu64, sp->total - sp->left,
+			 sp->total);
+	else
+		snprintf(buf, len, "unsynced");
+	free(st);
+	return buf;
+}
+
+/*
+ * active (resyncing/unsynced while the initial sync is not done) when an
+ * engine runs it; else clean/dirty/unsynced from the superblock, or what
+ * keeps the array from starting.
+ */
+static const char *array_state(const struct rt_scan_array *a, struct rt_control_probe *run,
+			       char *buf, size_t len, struct sync_progress *sp)
+{
+	sp->left = sp->total = 0;
 	if (control_probe(a->sb.array.name, run) < 0)
 		run->state = RT_CONTROL_INACTIVE;
 	if (run->state == RT_CONTROL_ACTIVE)
-		return "active";
+		return sb_unsynced(&a->sb) ?
+		       active_unsynced_state(a->sb.array.name, buf, len, sp) : "active";
 	if (a->n_present_roles < a->sb.array.n_devices)
 		return "incomplete";
 	if (run->state == RT_CONTROL_STALE)
 		return "dirty, engine died";
+	if (sb_unsynced(&a->sb))
+		return a->sb.state == RT_ARRAY_DIRTY ? "dirty, unsynced" : "unsynced";
 	return sb_array_state_name(a->sb.state);
 }
 
@@ -42,7 +83,9 @@ static void list_arrays_text(const struct rt_scan *s)
 	for (size_t i = 0; i < s->n_arrays; i++) {
 		const struct rt_scan_array *a = &s->arrays[i];
 		struct rt_control_probe run;
-		const char *state = array_state(a, &run);
+		struct sync_progress sp;
+		char buf[40];
+		const char *state = array_state(a, &run, buf, sizeof(buf), &sp);
 		char units[16];
 
 		cli_format_size(describe_array_bytes(&a->sb), size, sizeof(size));
@@ -63,7 +106,9 @@ static void list_arrays_json(const struct rt_scan *s)
 	for (size_t i = 0; i < s->n_arrays; i++) {
 		const struct rt_scan_array *a = &s->arrays[i];
 		struct rt_control_probe run;
-		const char *state = array_state(a, &run);
+		struct sync_progress sp;
+		char buf[40];
+		const char *state = array_state(a, &run, buf, sizeof(buf), &sp);
 		bool active = run.state == RT_CONTROL_ACTIVE;
 
 		json_object_begin(&j, NULL);
@@ -72,6 +117,8 @@ static void list_arrays_json(const struct rt_scan *s)
 		json_u64(&j, "units_found", a->n_units);
 		json_u64(&j, "units_stale", a->n_stale);
 		json_str(&j, "status", state);
+		json_u64(&j, "sync_regions_left", sp.left);
+		json_u64(&j, "sync_regions_total", sp.total);
 		json_bool(&j, "active", active);
 		json_str(&j, "device", active && run.link[0] ? run.link : NULL);
 		json_str(&j, "loop_device", active && run.device[0] ? run.device : NULL);

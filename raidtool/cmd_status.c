@@ -39,6 +39,7 @@ static void status_from_scan(const struct rt_scan_array *a, struct rt_control_st
 	st->n_devices = sb->array.n_devices;
 	st->events = sb->events;
 	st->array_state = sb->state;
+	st->unsynced = sb_unsynced(sb);
 	for (size_t i = 0; i < a->n_units && n < RT_MAX_UNITS; i++) {
 		const struct rt_scan_unit *u = a->units[i];
 		struct rt_control_unit *cu = &st->units[n++];
@@ -109,6 +110,12 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 	printf("     n.devices : %u\n", st->n_devices);
 	printf("         state : %s%s%s, superblock %s\n", st->state, st->health[0] ? ", " : "",
 	       st->health, sb_array_state_name(st->array_state));
+	if (st->unsynced && st->unsynced_total)
+		printf("          sync : not yet synced: %" PRIu64 " of %" PRIu64 " regions still "
+		       "to sync\n", st->unsynced_left, st->unsynced_total);
+	else if (st->unsynced)
+		printf("          sync : not yet synced: the initial sync runs when the array is "
+		       "activated\n");
 	if (st->walk[0] && st->walk_running) {
 		char speed[32];
 
@@ -189,6 +196,9 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 	json_u64(&j, "n_devices", st->n_devices);
 	json_str(&j, "superblock_state", sb_array_state_name(st->array_state));
 	json_str(&j, "health", st->health[0] ? st->health : NULL);
+	json_bool(&j, "synced", !st->unsynced);
+	json_u64(&j, "sync_regions_left", st->unsynced_left);
+	json_u64(&j, "sync_regions_total", st->unsynced_total);
 	if (st->walk[0]) {
 		json_object_begin(&j, "walk");
 		json_str(&j, "kind", st->walk);

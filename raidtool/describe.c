@@ -37,7 +37,8 @@ void describe_array_text(FILE *f, const struct rt_sb *sb)
 	fprintf(f, "   n.devices: %u\n", a->n_devices);
 	fprintf(f, "        size: %s (%" PRIu64 " blocks of %u bytes)\n", size, a->nblocks,
 		a->blocksize);
-	fprintf(f, "       state: %s\n", sb_array_state_name(sb->state));
+	fprintf(f, "       state: %s%s\n", sb_array_state_name(sb->state),
+		sb_unsynced(sb) ? ", not yet synced" : "");
 	fprintf(f, "      events: %" PRIu64 "\n", sb->events);
 	fprintf(f, "     created: %s\n", when);
 	fprintf(f, "       units:");
@@ -61,6 +62,7 @@ void describe_array_json(struct json *j, const struct rt_sb *sb)
 	json_u64(j, "nblocks", a->nblocks);
 	json_u64(j, "size", describe_array_bytes(sb));
 	json_str(j, "state", sb_array_state_name(sb->state));
+	json_bool(j, "synced", !sb_unsynced(sb));
 	json_u64(j, "events", sb->events);
 	json_u64(j, "ctime", a->ctime);
 	json_array_begin(j, "unit_hashcodes");

@@ -20,6 +20,13 @@ struct rt_create_params {
 	uint32_t blocksize;		/* 0: RT_DEFAULT_BLOCKSIZE */
 	uint64_t region_size;		/* 0: RT_DEFAULT_REGION */
 	bool force;			/* overwrite foreign signatures */
+	/*
+	 * raid1/raid5: the units are known to hold zeros (so parity and
+	 * copies already agree): no initial sync. Otherwise the array is
+	 * created unsynced (RT_FEATURE_COMPAT_UNSYNCED, every region dirty in
+	 * the log) and syncs in the background at its first activation.
+	 */
+	bool assume_clean;
 };
 
 /* Write a fresh superblock to each of @units; the result's descriptor in @out. */

@@ -118,6 +118,9 @@ struct rt_control_status {
 	uint64_t walk_speed;		/* bytes per second */
 	uint64_t mismatches, repaired;	/* check/repair */
 	uint64_t regions, regions_total;/* resync */
+	/* The initial sync has not finished (appended). */
+	bool unsynced;
+	uint64_t unsynced_left, unsynced_total;	/* regions still to sync, of all */
 };
 
 /* ---- the server (in the engine) ----------------------------------------- */

@@ -90,6 +90,19 @@ uint64_t dirtylog_count(const struct rt_dirtylog *dl);			/* disk bits set */
 /* The disk image as bytes, bit i = byte i / 8, bit i % 8. */
 void dirtylog_bitmap(const struct rt_dirtylog *dl, uint8_t *out);
 
+/*
+ * The log's geometry for roles of @role_bytes data bytes and a log area of
+ * @log_size bytes: @region_size (the superblock's) doubled until the
+ * encoded bitmap fits. What the engine uses, and what create writes.
+ */
+void dirtylog_geometry(uint64_t role_bytes, uint64_t region_size, uint64_t log_size,
+		       uint64_t *region_out, uint64_t *n_regions_out);
+
+/* Lock-free: is any of regions [first, last] pinned (still owed a resync)? */
+bool dirtylog_pinned_any(const struct rt_dirtylog *dl, uint64_t first, uint64_t last);
+/* Pinned regions: still owed a resync. */
+uint64_t dirtylog_pinned_count(const struct rt_dirtylog *dl);
+
 /* Bytes of the encoded log for @n_regions (whole 4 KiB blocks). */
 size_t dirtylog_encoded_size(uint64_t n_regions);
 int dirtylog_encode(const struct rt_dirtylog *dl, uint64_t events, uint64_t seq,

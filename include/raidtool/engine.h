@@ -106,6 +106,12 @@ int engine_dirtylog_info(struct rt_engine *e, uint64_t *region_size, uint64_t *n
  */
 int engine_dirtylog_load(struct rt_engine *e, uint8_t *bitmap, size_t len, uint64_t *n_dirty);
 
+/*
+ * Regions still owed a resync (initial sync, or after an unclean stop) in
+ * @left, of @total. -EOPNOTSUPP without a log.
+ */
+int engine_dirtylog_unsynced(struct rt_engine *e, uint64_t *left, uint64_t *total);
+
 /* The regions dirty in the log right now. */
 int engine_dirtylog_dirty(struct rt_engine *e, uint8_t *bitmap, size_t len, uint64_t *n_dirty);
 

@@ -30,6 +30,13 @@
 /* Feature flags. Unknown incompatible flags make a superblock unreadable. */
 /* io_failed (header bytes 64-71) is in use; set by sb_encode when it is not 0. */
 #define RT_FEATURE_COMPAT_IO_FAILED (1ull << 0)
+/*
+ * The array's redundancy (raid5 parity, raid1 copies) was never made
+ * consistent: the initial sync has not finished. The regions the
+ * dirty-region log holds dirty are the ones still to sync; an older build
+ * that ignores the flag still resyncs them, as after an unclean stop.
+ */
+#define RT_FEATURE_COMPAT_UNSYNCED (1ull << 1)
 #define RT_FEATURE_INCOMPAT_SUPPORTED 0ull
 #define RT_FEATURE_RO_COMPAT_SUPPORTED 0ull
 
@@ -154,6 +161,8 @@ const char *sb_level_name(int32_t level);	/* "linear", "raid0", ... */
 int sb_level_parse(const char *s, int32_t *level);	/* linear|none|0|1|5|raid0.. */
 const char *sb_slot_state_name(uint32_t state);
 const char *sb_array_state_name(uint32_t state);
+/* The initial sync has not finished (RT_FEATURE_COMPAT_UNSYNCED). */
+bool sb_unsynced(const struct rt_sb *sb);
 int sb_min_units(int32_t level);		/* 1, 1, 2, 3 */
 /* Roles the level runs without: raid1 all but one, raid5 one, others none. */
 unsigned sb_max_missing(int32_t level, uint32_t n_devices);

@@ -41,6 +41,12 @@ struct rt_walk_params {
 	 */
 	const uint8_t *regions;
 	uint64_t region_size;		/* bytes of each role's data area per bit */
+	/*
+	 * At most this many bytes of a role's data area per second (md's
+	 * sync_speed_max); 0: as fast as the units go. User I/O is never
+	 * throttled.
+	 */
+	uint64_t max_bytes_per_sec;
 	void (*checkpoint)(uint32_t role, uint64_t offset, void *ctx);
 	void (*done)(int kind, int result, void *ctx);
 	void *ctx;

@@ -89,6 +89,14 @@ struct rt_dlog_header;
 int unit_read_dirtylog(struct rt_unit *u, const struct rt_sb *sb, struct rt_dlog_header *h,
 		       uint8_t *bits, size_t bits_len);
 
+/*
+ * Write @dl as this unit's dirty-region log (its area from @sb, events and
+ * events_cleared from @sb's events) and flush it: what a new array starts
+ * with. -ENOSPC when the log does not fit the area.
+ */
+struct rt_dirtylog;
+int unit_write_dirtylog(struct rt_unit *u, const struct rt_sb *sb, const struct rt_dirtylog *dl);
+
 /* Plain positioned I/O, whole buffer or an error (-EIO for a short transfer). */
 int unit_pread(struct rt_unit *u, void *buf, size_t len, uint64_t off);
 int unit_pwrite(struct rt_unit *u, const void *buf, size_t len, uint64_t off);

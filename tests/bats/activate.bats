@@ -31,14 +31,14 @@ teardown() {
 	scratch_teardown
 }
 
-# new_array LEVEL COUNT SIZE: create NAME from COUNT images (no activation).
+# new_array LEVEL COUNT SIZE [CREATE-OPTION...]: create NAME from COUNT images (no activation).
 new_array() {
 	local level=$1 count=$2 size=$3 i
 	UNITS=()
 	for ((i = 0; i < count; i++)); do
 		UNITS+=("$(make_image "u$i.img" "$size")")
 	done
-	run raidtool create "$NAME" --level "$level" --chunk 64K "${UNITS[@]}"
+	run raidtool create "$NAME" --level "$level" --chunk 64K "${@:4}" "${UNITS[@]}"
 	assert_success
 }
 
@@ -116,7 +116,8 @@ sys.stdout.write(data.decode())
 }
 
 @test "superblocks: activate and deactivate each bump events on every unit" {
-	new_array 1 2 32M
+	# Zeroed images: no initial sync, whose end would bump events too.
+	new_array 1 2 32M --assume-clean
 	e0=$(sb_field events)
 	run raidtool activate "$NAME"
 	assert_success
@@ -295,7 +296,9 @@ sys.stdout.write(data.decode())
 }
 
 @test "kill -9: deactivate cleans up, activate works again, synced data intact" {
-	start_array 5 3 64M
+	# Zeroed images: no initial sync whose closing superblock update the kill
+	# could interrupt (that is issue 9's finding 2, not this test's subject).
+	start_array 5 3 64M --assume-clean
 	head -c 16M /dev/urandom > "$TESTDIR/pattern"
 	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
 	pid=$(engine_pid)

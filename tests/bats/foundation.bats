@@ -163,8 +163,9 @@ assert_refused() {
 	mapfile -t u < <(make_images u 3 64M)
 	run --separate-stderr raidtool create "$NAME" --level 5 --chunk 64K "${u[@]}"
 	assert_success
-	[[ $output =~ ^created\ array\ \'$NAME\':\ raid5,\ 3\ units,\ [0-9.]+\ MiB,\ hashcode\ ([0-9a-f]{8})$ ]]
+	[[ ${lines[0]} =~ ^created\ array\ \'$NAME\':\ raid5,\ 3\ units,\ [0-9.]+\ MiB,\ hashcode\ ([0-9a-f]{8})$ ]]
 	local hash=${BASH_REMATCH[1]}
+	[[ ${lines[1]} == "not yet synced: the initial sync runs in the background"* ]]
 	for f in "${u[@]}"; do
 		[ -n "$(loop_of "$f")" ] || fail "$f is not attached to a loop device"
 	done
@@ -487,7 +488,8 @@ assert_refused() {
 	[[ ${lines[0]} == NAME*HASHCODE*LEVEL*UNITS*SIZE*STATE*DEVICE ]]
 	local line
 	line=$(grep "^$NAME " <<<"$output")
-	[[ $line =~ ^$NAME\ +$HASH\ raid5\ +3/3\ +[0-9.]+\ MiB\ +clean\ +-$ ]] || fail "line: $line"
+	# A new raid5 (no --assume-clean) owes its initial sync.
+	[[ $line =~ ^$NAME\ +$HASH\ raid5\ +3/3\ +[0-9.]+\ MiB\ +unsynced\ +-$ ]] || fail "line: $line"
 	run raidtool list --json
 	assert_success
 	local e
@@ -498,7 +500,8 @@ assert_refused() {
 	[ "$(jq -r .units_present <<<"$e")" -eq 3 ]
 	[ "$(jq -r .units_found <<<"$e")" -eq 3 ]
 	[ "$(jq -r .units_stale <<<"$e")" -eq 0 ]
-	[ "$(jq -r .status <<<"$e")" = clean ]
+	[ "$(jq -r .status <<<"$e")" = unsynced ]
+	[ "$(jq -r .synced <<<"$e")" = false ]
 	[ "$(jq -r .name_shared <<<"$e")" = false ]
 	[ "$(jq -r .size <<<"$e")" -gt 0 ]
 }
@@ -709,7 +712,7 @@ assert_refused() {
 	[ "$(jq -r '.copies[1].chosen' <<<"$output")" = true ]
 	[ "$(jq -r .array.name <<<"$output")" = "$NAME" ]
 	[ "$(list_field "$NAME" .units_present)" -eq 3 ]
-	[ "$(list_field "$NAME" .status)" = clean ]
+	[ "$(list_field "$NAME" .status)" = unsynced ]
 	run --separate-stderr raidtool lookup-unit --json "${UNITS[0]}"
 	assert_success
 	[ "$(jq -r .role <<<"$output")" = 0 ]

@@ -111,3 +111,9 @@ scratch_teardown() {
 	fi
 	rm -rf "$TESTDIR"
 }
+
+# bats-assert here has no assert_stderr.
+stderr_has() {
+	# shellcheck disable=SC2154  # set by run --separate-stderr
+	[[ "$stderr" == *"$1"* ]] || fail "stderr lacks '$1': $stderr"
+}

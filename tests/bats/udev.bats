@@ -97,7 +97,8 @@ udevd_stop() {
 prepare_array() {
 	local name=$1 level=$2 count=$3 i imgs=()
 	for ((i = 0; i < count; i++)); do imgs+=("$(make_image "$name-$i.img" 64M)"); done
-	run raidtool create "$name" --level "$level" "${imgs[@]}"
+	# Zeroed images: no initial sync still running when udev starts the array.
+	run raidtool create "$name" --level "$level" --assume-clean "${imgs[@]}"
 	assert_success
 	run raidtool activate "$name"
 	assert_success

@@ -102,6 +102,52 @@ static void test_load_pin_clear(void **state)
 	dirtylog_destroy(dl);
 }
 
+/* What the raid5 write path asks: is a range owed a resync (pinned)? */
+static void test_pinned(void **state)
+{
+	struct rt_dirtylog *dl;
+	uint8_t bits[9] = { 0 };
+
+	(void)state;
+	assert_int_equal(dirtylog_create(70, 4096, &dl), 0);
+	assert_false(dirtylog_pinned_any(dl, 0, 69));
+	assert_int_equal(dirtylog_pinned_count(dl), 0);
+	bits[0] = 0x04;		/* region 2 */
+	bits[8] = 0x20;		/* region 69, in the second word */
+	dirtylog_load(dl, bits);
+	assert_int_equal(dirtylog_pinned_count(dl), 2);
+	assert_false(dirtylog_pinned_any(dl, 0, 1));
+	assert_true(dirtylog_pinned_any(dl, 0, 2));
+	assert_true(dirtylog_pinned_any(dl, 3, 1000));	/* clamped to the last region */
+	assert_false(dirtylog_pinned_any(dl, 3, 68));
+	dirtylog_unpin(dl, 69);
+	assert_false(dirtylog_pinned_any(dl, 3, 69));
+	assert_int_equal(dirtylog_pinned_count(dl), 1);
+	/* Still dirty on disk until a sweep clears it: unpinned is not clean. */
+	assert_true(dirtylog_test(dl, 69));
+	dirtylog_unpin_all(dl);
+	assert_int_equal(dirtylog_pinned_count(dl), 0);
+	dirtylog_destroy(dl);
+}
+
+/* create and the engine must agree on the log's geometry. */
+static void test_geometry(void **state)
+{
+	uint64_t R, n;
+
+	(void)state;
+	dirtylog_geometry(100ull << 20, 64ull << 20, 4096, &R, &n);
+	assert_int_equal(R, 64ull << 20);
+	assert_int_equal(n, 2);
+	dirtylog_geometry(100ull << 20, 0, 4096, &R, &n);	/* 0: the default */
+	assert_int_equal(R, RT_DEFAULT_REGION);
+	/* More regions than one block holds: the region size doubles until they fit. */
+	dirtylog_geometry(1ull << 40, 1ull << 20, 4096, &R, &n);
+	assert_true(dirtylog_encoded_size(n) <= 4096);
+	assert_int_equal(R, 1ull << 26);	/* 2^15 regions of 2^25 need 4 KiB + 64 bytes */
+	assert_int_equal(n, (1ull << 40) / R);
+}
+
 static void test_encode_decode(void **state)
 {
 	struct rt_dirtylog *dl;
@@ -275,6 +321,8 @@ int main(void)
 		cmocka_unit_test(test_mark_publish),
 		cmocka_unit_test(test_idle_sweep),
 		cmocka_unit_test(test_load_pin_clear),
+		cmocka_unit_test(test_pinned),
+		cmocka_unit_test(test_geometry),
 		cmocka_unit_test(test_encode_decode),
 		cmocka_unit_test(test_sweep_abort),
 		cmocka_unit_test(test_readd_check),

@@ -26,10 +26,12 @@
 
 #include <cmocka.h>
 
+#include <raidtool/dirtylog.h>
 #include <raidtool/engine.h>
 #include <raidtool/format.h>
 #include <raidtool/layout.h>
 #include <raidtool/loopdev.h>
+#include <raidtool/parity.h>
 #include <raidtool/unit.h>
 
 #define MIB (1ull << 20)
@@ -46,6 +48,13 @@ struct engine_case {
 	uint32_t missing;		/* roles started without a unit (bit mask) */
 	uint32_t faultyfs;		/* role + 1 whose unit is an rt-faultyfs disk; 0: none */
 };
+
+/*
+ * Set by unsynced_setup for the next fixture_setup: units full of random
+ * bytes and a log with every region dirty, as create leaves an array on
+ * used disks before its initial sync.
+ */
+static bool setup_unsynced;
 
 struct fixture {
 	const struct engine_case *tc;
@@ -180,6 +189,42 @@ static int faultyfs_ctl(struct fixture *f, const char *cmd)
 	return ret;
 }
 
+/*
+ * Used disks before the initial sync: every unit's data area random, and
+ * the log of every unit with each region (1 MiB here) dirty.
+ */
+static int unsynced_units(struct fixture *f, uint64_t role_bytes)
+{
+	uint64_t seed = 0xfeedull, R, n, off;
+	struct rt_dirtylog *dl;
+	uint8_t *buf = NULL;
+	uint32_t r;
+	int ret = 0;
+
+	if (posix_memalign((void **)&buf, 4096, MIB))
+		return -1;
+	f->sb.array.region_size = MIB;
+	dirtylog_geometry(role_bytes, MIB, f->sb.unit.log_size, &R, &n);
+	if (dirtylog_create(n, R, &dl)) {
+		free(buf);
+		return -1;
+	}
+	dirtylog_mark(dl, 0, n - 1);
+	for (r = 0; r < f->tc->n && !ret; r++) {
+		for (off = 0; off < role_bytes && !ret; off += MIB) {
+			rng_fill(&seed, buf, MIB);
+			if (pwrite(unit_fd(f->unit[r]), buf, MIB,
+				   (off_t)(f->sb.unit.data_offset + off)) != (ssize_t)MIB)
+				ret = -1;
+		}
+		if (!ret && unit_write_dirtylog(f->unit[r], &f->sb, dl))
+			ret = -1;
+	}
+	dirtylog_destroy(dl);
+	free(buf);
+	return ret;
+}
+
 static int fixture_setup(void **state)
 {
 	const struct engine_case *tc = *state;
@@ -232,6 +277,8 @@ static int fixture_setup(void **state)
 			return -1;
 		f->sb.unit.data_offset = g.data_offset;
 		f->sb.unit.data_size = g.data_size;
+		f->sb.unit.log_offset = setup_unsynced ? g.log_offset : 0;
+		f->sb.unit.log_size = setup_unsynced ? g.log_size : 0;
 		f->sb.slots[r].data_size = g.data_size;
 		f->sb.slots[r].state = RT_SLOT_ACTIVE;
 		role_size[r] = g.data_size;
@@ -246,6 +293,8 @@ static int fixture_setup(void **state)
 	if (layout_init(&l, tc->level, tc->n, tc->chunk, role_size))
 		return -1;
 	f->sb.array.nblocks = l.size / 4096;
+	if (setup_unsynced && unsynced_units(f, l.unit_size) < 0)
+		return -1;
 
 	{
 		/* A degraded start: the unit exists (the test reads it) but is not given. */
@@ -266,6 +315,16 @@ static int fixture_setup(void **state)
 	f->size = engine_size(f->e);
 	f->model = calloc(1, f->size);	/* sparse units read as zeros */
 	return f->model ? 0 : -1;
+}
+
+static int unsynced_setup(void **state)
+{
+	int ret;
+
+	setup_unsynced = true;
+	ret = fixture_setup(state);
+	setup_unsynced = false;
+	return ret;
 }
 
 static int fixture_teardown(void **state)
@@ -737,6 +796,103 @@ static void test_engine_level(void **state)
 	check_start_refusals(f);
 }
 
+/* ---- writes before the initial sync ------------------------------------ */
+
+/*
+ * raid5 on used disks, no region synced yet: single-block writes (which a
+ * synced array does by read-modify-write) must leave their rows with parity
+ * that matches the data, so that a role failing afterwards reconstructs
+ * every written block. raid1: reads come from one mirror, the resync's
+ * source, and written blocks survive the other's failure.
+ */
+static void test_engine_unsynced(void **state)
+{
+	struct fixture *f = *state;
+	const struct engine_case *tc = f->tc;
+	uint64_t seed = 0xabcdefull, nblk, i, k, done = 0;
+	uint64_t sizes[RT_MAX_UNITS];
+	enum { WRITES = 200 };
+	uint64_t at[WRITES];
+	uint8_t *blk = NULL, *row = NULL, *seen;
+	struct layout l;
+	uint32_t r;
+
+	if (!have_root()) {
+		if (require_root())
+			fail_msg("cannot run: needs root (and RAIDTOOL_TEST_REQUIRE_ROOT=1)");
+		skip();
+	}
+	assert_non_null(f->e);
+	for (r = 0; r < tc->n; r++)
+		sizes[r] = f->sb.slots[r].data_size;
+	assert_int_equal(layout_init(&l, tc->level, tc->n, tc->chunk, sizes), 0);
+	nblk = f->size / 4096;
+	seen = calloc(nblk, 1);
+	/* Aligned: the units are open with O_DIRECT. */
+	assert_int_equal(posix_memalign((void **)&blk, 4096, (size_t)WRITES * 4096), 0);
+	assert_int_equal(posix_memalign((void **)&row, 4096, 4096 * (size_t)(tc->n + 1)), 0);
+	assert_non_null(seen);
+	while (done < WRITES) {
+		k = rng_below(&seed, nblk);
+		if (seen[k])
+			continue;
+		seen[k] = 1;
+		at[done] = k * 4096;
+		rng_fill(&seed, blk + done * 4096, 4096);
+		assert_int_equal(engine_write(f->e, blk + done * 4096, 4096, at[done]), 0);
+		done++;
+	}
+	assert_int_equal(engine_flush(f->e), 0);
+	if (tc->level == RT_LEVEL_1) {
+		/*
+		 * Copies differ where nothing was written: a read is served by
+		 * the mirror the resync copies from (role 0), every time.
+		 */
+		for (i = 0; i < WRITES; i++) {
+			k = rng_below(&seed, nblk);
+			assert_int_equal(engine_read(f->e, row, 4096, k * 4096), 0);
+			unit_read_data(f, 0, k * 4096, row + 4096, 4096);
+			if (memcmp(row, row + 4096, 4096))
+				fail_msg("%s: block %llu not read from the resync source",
+					 tc->name, (unsigned long long)k);
+		}
+		goto failed_role;
+	}
+	for (i = 0; i < WRITES; i++) {
+		struct layout_extent ext;
+		void *src[RT_MAX_UNITS];
+
+		assert_int_equal(layout_map(&l, at[i], 4096, &ext), 0);
+		for (r = 0; r < tc->n; r++) {
+			unit_read_data(f, r, ext.offset, row + (size_t)r * 4096, 4096);
+			src[r] = row + (size_t)r * 4096;
+		}
+		if (memcmp(row + (size_t)ext.role * 4096, blk + i * 4096, 4096))
+			fail_msg("%s: block at %llu not on role %u", tc->name,
+				 (unsigned long long)at[i], ext.role);
+		/* XOR of data and parity of a consistent row: zero. */
+		assert_int_equal(parity_xor(row + (size_t)tc->n * 4096, src, tc->n, 4096), 0);
+		for (k = 0; k < 4096; k++)
+			if (row[(size_t)tc->n * 4096 + k])
+				fail_msg("%s: parity of the row of array offset %llu (role offset "
+					 "%llu) does not match its data after a write into an "
+					 "unsynced region", tc->name, (unsigned long long)at[i],
+					 (unsigned long long)ext.offset);
+	}
+failed_role:
+	/* And what that is for: with a role gone, every written block reads back. */
+	assert_int_equal(engine_fail_role(f->e, 1), 0);
+	for (i = 0; i < WRITES; i++) {
+		assert_int_equal(engine_read(f->e, row, 4096, at[i]), 0);
+		if (memcmp(row, blk + i * 4096, 4096))
+			fail_msg("%s: block at %llu wrong with role 1 failed", tc->name,
+				 (unsigned long long)at[i]);
+	}
+	free(seen);
+	free(blk);
+	free(row);
+}
+
 /* ---- failures while running ------------------------------------------ */
 
 struct fail_log {
@@ -1007,6 +1163,14 @@ static const struct engine_case ioerror_cases[] = {
 	  MIBS(24, 24), 0, 1 },
 };
 
+static const struct engine_case unsynced_cases[] = {
+	{ "unsynced: raid5 x5 64K, used disks", RT_LEVEL_5, 5, 64 * 1024, MIBS(16, 16, 16, 16, 16),
+	  0, 0 },
+	{ "unsynced: raid5 x4 512K, used disks", RT_LEVEL_5, 4, 512 * 1024, MIBS(16, 16, 16, 16),
+	  0, 0 },
+	{ "unsynced: raid1 x2 64K, used disks", RT_LEVEL_1, 2, 64 * 1024, MIBS(16, 16), 0, 0 },
+};
+
 #define FAIL_TEST(i) \
 	{ fail_cases[i].name, test_engine_failure, fixture_setup, fixture_teardown, \
 	  (void *)&fail_cases[i] }
@@ -1022,6 +1186,12 @@ int main(void)
 		  (void *)&ioerror_cases[0] },
 		{ ioerror_cases[1].name, test_engine_ioerror, fixture_setup, fixture_teardown,
 		  (void *)&ioerror_cases[1] },
+		{ unsynced_cases[0].name, test_engine_unsynced, unsynced_setup, fixture_teardown,
+		  (void *)&unsynced_cases[0] },
+		{ unsynced_cases[1].name, test_engine_unsynced, unsynced_setup, fixture_teardown,
+		  (void *)&unsynced_cases[1] },
+		{ unsynced_cases[2].name, test_engine_unsynced, unsynced_setup, fixture_teardown,
+		  (void *)&unsynced_cases[2] },
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
