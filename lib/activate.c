@@ -8,6 +8,7 @@
  * to the parent over a pipe: "L<level> <message>\n" lines relay its log
  * until it is ready, then one "R<errno> <link> <dev>\n" line ends it.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -254,6 +255,8 @@ static int on_status(void *ctx, struct rt_control_status *st)
 		st->walk_speed = wp.bytes_per_sec;
 		st->mismatches = wp.mismatches;
 		st->repaired = wp.repaired;
+		st->ties = wp.ties;
+		st->kept_roles = wp.kept_roles;
 		st->regions = wp.regions;
 		st->regions_total = wp.regions_total;
 	}
@@ -485,13 +488,45 @@ static int start_rebuild(struct run *run, uint32_t role, uint64_t start)
 	return start_rebuild_regions(run, role, start, NULL, 0);
 }
 
+/* A repair's "prefer=ROLE": the raid1 mirror whose copy settles a tie. */
+static int walk_prefer(struct run *run, int kind, const char *arg, struct rt_walk_params *p,
+		       char *msg, size_t len)
+{
+	unsigned long role;
+	char *end;
+
+	if (kind != RT_WALK_REPAIR || strncmp(arg, "prefer=", 7) || !isdigit((unsigned char)arg[7])) {
+		snprintf(msg, len, "'%s': not an argument of this request", arg);
+		return -EINVAL;
+	}
+	if (run->as->sb.array.level != RT_LEVEL_1) {
+		snprintf(msg, len, "--prefer is for raid1 only: a %s repair recomputes the parity "
+			 "from the data", sb_level_name(run->as->sb.array.level));
+		return -EINVAL;
+	}
+	errno = 0;
+	role = strtoul(arg + 7, &end, 10);
+	if (errno || *end || role >= run->as->sb.array.n_devices) {
+		snprintf(msg, len, "'%s': no such role (the array has roles 0 to %u)", arg + 7,
+			 run->as->sb.array.n_devices - 1);
+		return -EINVAL;
+	}
+	if (engine_role_state(run->e, (uint32_t)role) != RT_ROLE_ACTIVE) {
+		snprintf(msg, len, "role %lu is not a working mirror: its copy cannot be preferred",
+			 role);
+		return -EINVAL;
+	}
+	p->prefer_set = true;
+	p->prefer = (uint32_t)role;
+	return 0;
+}
+
 static int run_walk_command(struct run *run, const char *cmd, const char *arg, char *msg,
 			    size_t len)
 {
 	struct rt_walk_params p = { .done = on_walk_done, .ctx = run };
 	int r;
 
-	(void)arg;
 	if (!strcmp(cmd, "cancel")) {
 		r = engine_walk_cancel(run->e);
 		if (r < 0) {
@@ -507,6 +542,11 @@ static int run_walk_command(struct run *run, const char *cmd, const char *arg, c
 		return -EOPNOTSUPP;
 	}
 	p.kind = !strcmp(cmd, "check") ? RT_WALK_CHECK : RT_WALK_REPAIR;
+	if (arg[0]) {
+		r = walk_prefer(run, p.kind, arg, &p, msg, len);
+		if (r < 0)
+			return r;
+	}
 	r = engine_walk_start(run->e, &p);
 	if (r == -EBUSY) {
 		struct rt_walk_progress wp;

@@ -304,6 +304,8 @@ static void status_to_json(struct json *b, const struct rt_control_status *st)
 	json_u64(b, "repaired", st->repaired);
 	json_u64(b, "regions", st->regions);
 	json_u64(b, "regions_total", st->regions_total);
+	json_u64(b, "ties", st->ties);
+	json_u64(b, "kept_roles", st->kept_roles);
 }
 
 /* ---- JSON in: a small DOM for our own replies --------------------------- */
@@ -655,6 +657,8 @@ static void status_from_json(const struct jval *o, struct rt_control_status *st)
 	st->repaired = jget_u64(o, "repaired");
 	st->regions = jget_u64(o, "regions");
 	st->regions_total = jget_u64(o, "regions_total");
+	st->ties = jget_u64(o, "ties");
+	st->kept_roles = jget_u64(o, "kept_roles");
 }
 
 /* ---- the server --------------------------------------------------------- */

@@ -7,6 +7,7 @@
 #include <raidtool/scan.h>
 #include "cli.h"
 #include "commands.h"
+#include "describe.h"
 #include <raidtool/json.h>
 
 static int cmp_slot(const void *a, const void *b)
@@ -135,6 +136,8 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 		if (!strcmp(st->walk, "checking") || !strcmp(st->walk, "repairing"))
 			printf(", %" PRIu64 " mismatches, %" PRIu64 " repaired", st->mismatches,
 			       st->repaired);
+		if (!strcmp(st->walk, "repairing"))
+			describe_repair_text(stdout, st);
 		putchar('\n');
 	}
 	if (p->state == RT_CONTROL_STALE)
@@ -203,6 +206,8 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 			 (st->walk_total - st->walk_done) / st->walk_speed : 0);
 		json_u64(&j, "mismatches", st->mismatches);
 		json_u64(&j, "repaired", st->repaired);
+		if (!strcmp(st->walk, "repairing"))
+			describe_repair_json(&j, st);
 		json_u64(&j, "regions", st->regions);
 		json_u64(&j, "regions_total", st->regions_total);
 		json_object_end(&j);

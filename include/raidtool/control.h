@@ -118,6 +118,8 @@ struct rt_control_status {
 	uint64_t walk_speed;		/* bytes per second */
 	uint64_t mismatches, repaired;	/* check/repair */
 	uint64_t regions, regions_total;/* resync */
+	/* raid1 repair (appended): stripes with a tie left as found; bit r: role r's copy settled a tie */
+	uint64_t ties, kept_roles;
 };
 
 /* ---- the server (in the engine) ----------------------------------------- */

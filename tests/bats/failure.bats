@@ -386,11 +386,25 @@ degraded_start() {
 	assert_success
 }
 
-# check_corrupt LEVEL COUNT: check finds 0 on written data; a chunk
-# overwritten behind the engine's back is counted; repair fixes it; check 0.
-check_corrupt() {
-	local level=$1 count=$2 dataoff
-	new_array "$level" "$count" 40M
+# corrupt_chunk I: random bytes over the 64K chunk 1 MiB into unit I's data
+# area, behind the engine's back; what was written is kept in $TESTDIR/bad.
+corrupt_chunk() {
+	local dataoff
+	dataoff=$(raidtool examine --json "${UNITS[$1]}" 2>/dev/null | jq -r '.this_unit.data_offset')
+	head -c 64K /dev/urandom > "$TESTDIR/bad"
+	dd if="$TESTDIR/bad" of="${UNITS[$1]}" bs=64k count=1 seek=$(( (dataoff + (1 << 20)) / 65536 )) \
+		oflag=direct conv=notrunc status=none
+}
+
+# chunk_of I: the 64K chunk 1 MiB into unit I's data area, on stdout.
+chunk_of() {
+	data_area "${UNITS[$1]}" $(((1 << 20) + 65536)) | tail -c 65536
+}
+
+# written_and_checked LEVEL COUNT: 16 MiB of random data ($TESTDIR/data) on a
+# new running array, and a check that finds nothing.
+written_and_checked() {
+	new_array "$1" "$2" 40M
 	start_array
 	head -c 16M /dev/urandom > "$TESTDIR/data"
 	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
@@ -400,10 +414,24 @@ check_corrupt() {
 	run raidtool wait "$NAME"
 	assert_success
 	assert_output --partial "check done: 0 mismatches"
-	# One 64K chunk of unit 1, 1 MiB into its data area, behind the engine's back.
-	dataoff=$(raidtool examine --json "${UNITS[1]}" 2>/dev/null | jq -r '.this_unit.data_offset')
-	dd if=/dev/urandom of="${UNITS[1]}" bs=64k count=1 seek=$(( (dataoff + (1 << 20)) / 65536 )) \
-		oflag=direct conv=notrunc status=none
+}
+
+# repair_done [OPTIONS]: a repair runs to its end; its text result in $output.
+repair_done() {
+	run raidtool check --repair "$@" "$NAME"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "repair done: 1 mismatches, 1 repaired"
+}
+
+# check_corrupt LEVEL COUNT: check finds 0 on written data; a chunk
+# overwritten behind the engine's back is counted; repair fixes it; check 0.
+check_corrupt() {
+	local level=$1 count=$2
+	written_and_checked "$level" "$count"
+	# Unit 1's chunk: raid5 x3 keeps stripe 16's parity there.
+	corrupt_chunk 1
 	run raidtool check "$NAME"
 	assert_success
 	run raidtool wait "$NAME"
@@ -417,6 +445,12 @@ check_corrupt() {
 	assert_success
 	assert_equal "$(jq -r '.walk, .result' <<< "$output" | xargs)" "repairing done"
 	[ "$(jq -r .repaired <<< "$output")" -gt 0 ]
+	if [ "$level" = 1 ]; then
+		# Two mirrors have no majority: the repair says whose copy it kept.
+		assert_equal "$(jq -c .kept_roles <<< "$output")" "[0]"
+	else
+		assert_equal "$(jq -r .repair_method <<< "$output")" parity-from-data
+	fi
 	check_clean
 	# raid5: parity was rewritten from the data; raid1: role 0's intact copy
 	# was kept. Either way what was written reads back.
@@ -426,6 +460,66 @@ check_corrupt() {
 		# The copies agree byte for byte, the corrupted chunk included.
 		same_data_area "${UNITS[0]}" "${UNITS[1]}" $((16 << 20))
 	fi
+}
+
+@test "raid1 x3: role 0's copy corrupted, repair restores the majority's bytes on it" {
+	written_and_checked 1 3
+	corrupt_chunk 0
+	repair_done
+	[[ "$output" != *tied* ]] || fail "a majority repair reported a tie: $output"
+	run status_json
+	[ "$(jq -r .walk.repair_method <<<"$output")" = majority ]
+	[ "$(jq -r '.walk.kept_roles | length' <<<"$output")" = 0 ]
+	cmp <(chunk_of 0) <(chunk_of 1)
+	same_data_area "${UNITS[0]}" "${UNITS[1]}" $((16 << 20))
+	same_data_area "${UNITS[0]}" "${UNITS[2]}" $((16 << 20))
+	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	check_clean
+}
+
+@test "raid1 x2: repair --prefer 1 keeps role 1's bytes; --prefer refused where it has no meaning" {
+	written_and_checked 1 2
+	run raidtool check --prefer 1 "$NAME"
+	assert_failure 2
+	assert_output --partial "--prefer needs --repair"
+	run raidtool check --repair --prefer 2 "$NAME"
+	assert_failure
+	assert_output --partial "no such role"
+	corrupt_chunk 1
+	repair_done --prefer 1
+	assert_output --partial "where the mirrors tied, kept the copy of role 1"
+	# Role 1's (corrupted) copy won: both mirrors now hold its bytes.
+	cmp <(chunk_of 0) "$TESTDIR/bad"
+	cmp <(chunk_of 1) "$TESTDIR/bad"
+	same_data_area "${UNITS[0]}" "${UNITS[1]}" $((16 << 20))
+	run cmp <(dd if="$DEV" bs=64k skip=16 count=1 iflag=direct status=none) "$TESTDIR/bad"
+	assert_success
+	check_clean
+}
+
+@test "raid5: repair recomputes parity from the data, so a damaged data chunk stays damaged" {
+	written_and_checked 5 3
+	run raidtool check --repair --prefer 0 "$NAME"
+	assert_failure
+	assert_output --partial "recomputes the parity from the data"
+	# Stripe 16 of raid5 x3: parity on role 1, array chunk 33 on role 0.
+	corrupt_chunk 0
+	repair_done
+	assert_output --partial "parity recomputed from the data"
+	check_clean
+	# The parity now agrees with the damaged chunk: it reads back damaged ...
+	run cmp <(dd if="$DEV" bs=64k skip=33 count=1 iflag=direct status=none) "$TESTDIR/bad"
+	assert_success
+	# ... and everything else as written.
+	run cmp <(dd if="$DEV" bs=64k count=33 iflag=direct status=none) \
+		<(head -c $((33 * 65536)) "$TESTDIR/data")
+	assert_success
+	run cmp <(dd if="$DEV" bs=64k skip=34 count=222 iflag=direct status=none) \
+		<(tail -c +$((34 * 65536 + 1)) "$TESTDIR/data")
+	assert_success
+	# raidtool(8) says so.
+	grep -q "recomputes the parity from the data" "$TOP/man/raidtool.8"
 }
 
 @test "raid5: check 0, a corrupted chunk is counted, repair fixes it, check 0" {
