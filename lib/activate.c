@@ -1339,16 +1339,7 @@ static int find_array(const char *id, struct rt_scan **scan, const struct rt_sca
 		rt_log(RT_LOG_ERROR, "cannot scan block devices: %s", strerror(-r));
 		return r;
 	}
-	r = scan_lookup(*scan, id, a);
-	if (r == -ENOENT)
-		rt_log(RT_LOG_ERROR, "'%s': no such array (no unit with that name or hashcode "
-		       "found)", id);
-	else if (r == -ENOTUNIQ)
-		rt_log(RT_LOG_ERROR, "'%s': several arrays have this name; name one by its "
-		       "hashcode (see 'raidtool list')", id);
-	else if (r < 0)
-		rt_log(RT_LOG_ERROR, "'%s': lookup failed: %s", id, strerror(-r));
-	return r;
+	return scan_find(*scan, id, a);
 }
 
 /* A degraded start: say so; refuse a degraded, dirty raid5 unless forced. */
@@ -1537,10 +1528,18 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	r = control_lock(run->name, &run->lock_fd);
 	if (r == -EALREADY) {
 		struct rt_control_probe p;
+		uint8_t uuid[RT_UUID_SIZE];
 
 		control_probe(run->name, &p);
-		rt_log(RT_LOG_ERROR, "'%s': already active (engine pid %d%s%s)", run->name,
-		       (int)p.pid, p.link[0] ? ", device " : "", p.link);
+		if (control_read_uuid(run->name, uuid) == 0 &&
+		    uuid_compare(uuid, a->sb.array.uuid) != 0)
+			rt_log(RT_LOG_ERROR, "'%s' (hashcode %08x): another array of that name "
+			       "runs (engine pid %d); two arrays of one name cannot run at once: "
+			       "rename one ('raidtool rename %08x NEWNAME')", run->name,
+			       a->sb.array.hashcode, (int)p.pid, a->sb.array.hashcode);
+		else
+			rt_log(RT_LOG_ERROR, "'%s': already active (engine pid %d%s%s)", run->name,
+			       (int)p.pid, p.link[0] ? ", device " : "", p.link);
 		goto out_nolock;
 	}
 	if (r < 0)
@@ -1908,8 +1907,8 @@ static int deactivate_stale(const char *name, struct rt_deactivate_result *res)
 	return 0;
 }
 
-/* NAME as given, or the name of the array with that hashcode. */
-static int resolve_name(const char *id, char *name, size_t len)
+/* The name and UUID of the array with hashcode @id. */
+static int resolve_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUID_SIZE])
 {
 	const struct rt_scan_array *a;
 	struct rt_scan *scan = NULL;
@@ -1921,8 +1920,10 @@ static int resolve_name(const char *id, char *name, size_t len)
 	r = scan_devices(&scan);
 	if (r == 0)
 		r = scan_lookup(scan, id, &a);
-	if (r == 0)
+	if (r == 0) {
 		snprintf(name, len, "%s", a->sb.array.name);
+		memcpy(uuid, a->sb.array.uuid, RT_UUID_SIZE);
+	}
 	scan_free(scan);
 	return r;
 }
@@ -1931,6 +1932,7 @@ int deactivate_array(const char *id, struct rt_deactivate_result *res)
 {
 	struct rt_control_probe p;
 	char name[RT_NAME_MAX + 1];
+	uint8_t want[RT_UUID_SIZE];
 	int r;
 
 	if (!id || !res)
@@ -1944,10 +1946,19 @@ int deactivate_array(const char *id, struct rt_deactivate_result *res)
 	r = control_probe(name, &p);
 	if (r < 0)
 		return r;
-	if (p.state == RT_CONTROL_INACTIVE && resolve_name(id, name, sizeof(name)) == 0) {
+	if (p.state == RT_CONTROL_INACTIVE && resolve_name(id, name, sizeof(name), want) == 0) {
+		uint8_t runs[RT_UUID_SIZE];
+
 		r = control_probe(name, &p);
 		if (r < 0)
 			return r;
+		/* A hashcode names exactly one array: not another one of its name. */
+		if (p.state != RT_CONTROL_INACTIVE && control_read_uuid(name, runs) == 0 &&
+		    uuid_compare(runs, want) != 0) {
+			rt_log(RT_LOG_ERROR, "'%s': not active (another array named '%s' is)", id,
+			       name);
+			return -ENXIO;
+		}
 	}
 	snprintf(res->name, sizeof(res->name), "%s", name);
 	res->pid = p.pid;

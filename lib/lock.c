@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,15 +49,18 @@ static void note_holder(int fd)
 		rt_log(RT_LOG_DEBUG, "lock: cannot record our pid: %s", strerror(errno));
 }
 
+/* The pid the holder wrote, if that process still lives (0: unknown). */
 static int holder_pid(int fd)
 {
 	char buf[32];
 	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	int pid;
 
 	if (n <= 0)
 		return 0;
 	buf[n] = '\0';
-	return (int)strtol(buf, NULL, 10);
+	pid = (int)strtol(buf, NULL, 10);
+	return pid > 0 && kill(pid, 0) == 0 ? pid : 0;
 }
 
 int lock_take(const char *key, int *out)
@@ -126,6 +130,10 @@ int lock_take_array(const uint8_t uuid[RT_UUID_SIZE], int *fd)
 
 void lock_release(int fd)
 {
-	if (fd >= 0)
-		close(fd);
+	if (fd < 0)
+		return;
+	/* The next holder need not be one that writes its pid. */
+	if (ftruncate(fd, 0) < 0)
+		rt_log(RT_LOG_DEBUG, "lock: cannot clear our pid: %s", strerror(errno));
+	close(fd);
 }

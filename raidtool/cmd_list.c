@@ -13,7 +13,9 @@
  */
 static const char *array_state(const struct rt_scan_array *a, struct rt_control_probe *run)
 {
-	if (control_probe(a->sb.array.name, run) < 0)
+	uint8_t runs[RT_UUID_SIZE];
+
+	if (cli_probe_array(a->sb.array.name, a->sb.array.uuid, run, runs) < 0)
 		run->state = RT_CONTROL_INACTIVE;
 	if (run->state == RT_CONTROL_ACTIVE)
 		return "active";

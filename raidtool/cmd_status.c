@@ -276,8 +276,10 @@ int cmd_status(int argc, const char **argv)
 	const struct rt_scan_array *a;
 	struct rt_control_probe p = { 0 };
 	struct rt_scan *s = NULL;
+	uint8_t runs[RT_UUID_SIZE];
 	const char *name;
 	const char **args;
+	uint32_t hash;
 	poptContext pc;
 	int n, r;
 
@@ -290,14 +292,16 @@ int cmd_status(int argc, const char **argv)
 		goto out;
 	}
 	name = args[0];
-	if (sb_name_check(name) == 0 && control_probe(name, &p) == 0 &&
-	    p.state == RT_CONTROL_ACTIVE)
+	/* A name finds its running array with no scan; a hashcode, exactly its array. */
+	if (sb_name_check(name) == 0 && sb_hashcode_parse(name, &hash) < 0 &&
+	    cli_probe_array(name, NULL, &p, runs) == 0 && p.state == RT_CONTROL_ACTIVE)
 		goto running;
 	r = cli_scan_lookup(args[0], &s, &a);
 	if (r >= 0)
 		goto out;
 	name = a->sb.array.name;
-	if (control_probe(name, &p) == 0 && p.state == RT_CONTROL_ACTIVE)
+	if (cli_probe_array(name, a->sb.array.uuid, &p, runs) == 0 &&
+	    p.state == RT_CONTROL_ACTIVE)
 		goto running;
 	status_from_scan(a, st);
 	goto print;

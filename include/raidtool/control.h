@@ -29,6 +29,8 @@
 #define RT_CONTROL_MNT "mnt"
 #define RT_CONTROL_LOG "log"
 #define RT_CONTROL_LINE_MAX 4096	/* a request line, newline included */
+/* A request may start with "uuid=UUID ": served only by the engine of that array. */
+#define RT_CONTROL_UUID_PREFIX "uuid="
 
 /* The run directory (never NULL). */
 const char *control_rundir(void);

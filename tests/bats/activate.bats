@@ -86,28 +86,6 @@ wait_holds_open() {
 	fail "process $pid never opened $path"
 }
 
-# One raw request on the control socket, as uid $2 (default root). Call
-# require_python first: a skip inside 'run' would not skip the test.
-require_python() {
-	[ -x /usr/bin/python3 ] || require "needs /usr/bin/python3 for raw socket tests"
-}
-
-control_raw() {
-	local req=$1 uid=${2:-0}
-	setpriv --reuid="$uid" --regid="$uid" --clear-groups /usr/bin/python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode() + b"\n")
-data = b""
-while not data.endswith(b"\n"):
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-sys.stdout.write(data.decode())
-' "$RAIDTOOL_RUNDIR/$NAME/control.sock" "$req"
-}
 
 @test "activate, deactivate, status: --help works" {
 	for c in activate deactivate status; do

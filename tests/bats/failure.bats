@@ -25,12 +25,7 @@ setup() {
 
 teardown() {
 	local p i
-	for p in "${BGPIDS[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	for p in "${BGPIDS[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
+	reap_bgpids
 	# Faulty disks answer again, so that the array stops without hanging on them.
 	for ((i = 0; i < ${#FFPIDS[@]}; i++)); do
 		[ -e "$TESTDIR/ffs$i/ctl" ] && echo clear > "$TESTDIR/ffs$i/ctl" 2>/dev/null
