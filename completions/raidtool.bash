@@ -113,7 +113,7 @@ _raidtool() {
 		zero) _raidtool_words "$cur" "--force -f --help --usage" ;;
 		activate) _raidtool_words "$cur" "--foreground -f --force --help --usage" ;;
 		fail | remove) _raidtool_words "$cur" "--help --usage" ;;
-		check) _raidtool_words "$cur" "--repair -r --cancel --json --help --usage" ;;
+		check) _raidtool_words "$cur" "--repair -r --prefer --cancel --json --help --usage" ;;
 		wait) _raidtool_words "$cur" "--progress -p --json --help --usage" ;;
 		deactivate) _raidtool_words "$cur" "--help --usage" ;;
 		status) _raidtool_words "$cur" "--json --help --usage" ;;

@@ -8,6 +8,7 @@
  * to the parent over a pipe: "L<level> <message>\n" lines relay its log
  * until it is ready, then one "R<errno> <link> <dev>\n" line ends it.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -255,6 +256,8 @@ static int on_status(void *ctx, struct rt_control_status *st)
 		st->walk_speed = wp.bytes_per_sec;
 		st->mismatches = wp.mismatches;
 		st->repaired = wp.repaired;
+		st->ties = wp.ties;
+		st->kept_roles = wp.kept_roles;
 		st->regions = wp.regions;
 		st->regions_total = wp.regions_total;
 	}
@@ -544,13 +547,45 @@ static int start_rebuild(struct run *run, uint32_t role, uint64_t start)
 	return start_rebuild_regions(run, role, start, NULL, 0);
 }
 
+/* A repair's "prefer=ROLE": the raid1 mirror whose copy settles a tie. */
+static int walk_prefer(struct run *run, int kind, const char *arg, struct rt_walk_params *p,
+		       char *msg, size_t len)
+{
+	unsigned long role;
+	char *end;
+
+	if (kind != RT_WALK_REPAIR || strncmp(arg, "prefer=", 7) || !isdigit((unsigned char)arg[7])) {
+		snprintf(msg, len, "'%s': not an argument of this request", arg);
+		return -EINVAL;
+	}
+	if (run->as->sb.array.level != RT_LEVEL_1) {
+		snprintf(msg, len, "--prefer is for raid1 only: a %s repair recomputes the parity "
+			 "from the data", sb_level_name(run->as->sb.array.level));
+		return -EINVAL;
+	}
+	errno = 0;
+	role = strtoul(arg + 7, &end, 10);
+	if (errno || *end || role >= run->as->sb.array.n_devices) {
+		snprintf(msg, len, "'%s': no such role (the array has roles 0 to %u)", arg + 7,
+			 run->as->sb.array.n_devices - 1);
+		return -EINVAL;
+	}
+	if (engine_role_state(run->e, (uint32_t)role) != RT_ROLE_ACTIVE) {
+		snprintf(msg, len, "role %lu is not a working mirror: its copy cannot be preferred",
+			 role);
+		return -EINVAL;
+	}
+	p->prefer_set = true;
+	p->prefer = (uint32_t)role;
+	return 0;
+}
+
 static int run_walk_command(struct run *run, const char *cmd, const char *arg, char *msg,
 			    size_t len)
 {
 	struct rt_walk_params p = { .done = on_walk_done, .ctx = run };
 	int r;
 
-	(void)arg;
 	if (!strcmp(cmd, "cancel")) {
 		r = engine_walk_cancel(run->e);
 		if (r < 0) {
@@ -566,6 +601,11 @@ static int run_walk_command(struct run *run, const char *cmd, const char *arg, c
 		return -EOPNOTSUPP;
 	}
 	p.kind = !strcmp(cmd, "check") ? RT_WALK_CHECK : RT_WALK_REPAIR;
+	if (arg[0]) {
+		r = walk_prefer(run, p.kind, arg, &p, msg, len);
+		if (r < 0)
+			return r;
+	}
 	r = walk_start(run, &p);
 	if (r == -EBUSY) {
 		struct rt_walk_progress wp;
@@ -1366,16 +1406,7 @@ static int find_array(const char *id, struct rt_scan **scan, const struct rt_sca
 		rt_log(RT_LOG_ERROR, "cannot scan block devices: %s", strerror(-r));
 		return r;
 	}
-	r = scan_lookup(*scan, id, a);
-	if (r == -ENOENT)
-		rt_log(RT_LOG_ERROR, "'%s': no such array (no unit with that name or hashcode "
-		       "found)", id);
-	else if (r == -ENOTUNIQ)
-		rt_log(RT_LOG_ERROR, "'%s': several arrays have this name; name one by its "
-		       "hashcode (see 'raidtool list')", id);
-	else if (r < 0)
-		rt_log(RT_LOG_ERROR, "'%s': lookup failed: %s", id, strerror(-r));
-	return r;
+	return scan_find(*scan, id, a);
 }
 
 /*
@@ -1617,10 +1648,18 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	r = control_lock(run->name, &run->lock_fd);
 	if (r == -EALREADY) {
 		struct rt_control_probe p;
+		uint8_t uuid[RT_UUID_SIZE];
 
 		control_probe(run->name, &p);
-		rt_log(RT_LOG_ERROR, "'%s': already active (engine pid %d%s%s)", run->name,
-		       (int)p.pid, p.link[0] ? ", device " : "", p.link);
+		if (control_read_uuid(run->name, uuid) == 0 &&
+		    uuid_compare(uuid, a->sb.array.uuid) != 0)
+			rt_log(RT_LOG_ERROR, "'%s' (hashcode %08x): another array of that name "
+			       "runs (engine pid %d); two arrays of one name cannot run at once: "
+			       "rename one ('raidtool rename %08x NEWNAME')", run->name,
+			       a->sb.array.hashcode, (int)p.pid, a->sb.array.hashcode);
+		else
+			rt_log(RT_LOG_ERROR, "'%s': already active (engine pid %d%s%s)", run->name,
+			       (int)p.pid, p.link[0] ? ", device " : "", p.link);
 		goto out_nolock;
 	}
 	if (r < 0)
@@ -1989,8 +2028,8 @@ static int deactivate_stale(const char *name, struct rt_deactivate_result *res)
 	return 0;
 }
 
-/* NAME as given, or the name of the array with that hashcode. */
-static int resolve_name(const char *id, char *name, size_t len)
+/* The name and UUID of the array with hashcode @id. */
+static int resolve_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUID_SIZE])
 {
 	const struct rt_scan_array *a;
 	struct rt_scan *scan = NULL;
@@ -2002,8 +2041,10 @@ static int resolve_name(const char *id, char *name, size_t len)
 	r = scan_devices(&scan);
 	if (r == 0)
 		r = scan_lookup(scan, id, &a);
-	if (r == 0)
+	if (r == 0) {
 		snprintf(name, len, "%s", a->sb.array.name);
+		memcpy(uuid, a->sb.array.uuid, RT_UUID_SIZE);
+	}
 	scan_free(scan);
 	return r;
 }
@@ -2012,6 +2053,7 @@ int deactivate_array(const char *id, struct rt_deactivate_result *res)
 {
 	struct rt_control_probe p;
 	char name[RT_NAME_MAX + 1];
+	uint8_t want[RT_UUID_SIZE];
 	int r;
 
 	if (!id || !res)
@@ -2025,10 +2067,19 @@ int deactivate_array(const char *id, struct rt_deactivate_result *res)
 	r = control_probe(name, &p);
 	if (r < 0)
 		return r;
-	if (p.state == RT_CONTROL_INACTIVE && resolve_name(id, name, sizeof(name)) == 0) {
+	if (p.state == RT_CONTROL_INACTIVE && resolve_name(id, name, sizeof(name), want) == 0) {
+		uint8_t runs[RT_UUID_SIZE];
+
 		r = control_probe(name, &p);
 		if (r < 0)
 			return r;
+		/* A hashcode names exactly one array: not another one of its name. */
+		if (p.state != RT_CONTROL_INACTIVE && control_read_uuid(name, runs) == 0 &&
+		    uuid_compare(runs, want) != 0) {
+			rt_log(RT_LOG_ERROR, "'%s': not active (another array named '%s' is)", id,
+			       name);
+			return -ENXIO;
+		}
 	}
 	snprintf(res->name, sizeof(res->name), "%s", name);
 	res->pid = p.pid;

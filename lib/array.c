@@ -253,16 +253,7 @@ static const struct rt_scan_array *find_array_by_hash(const struct rt_scan *s, u
 /* Look an array up by NAME or HASHCODE, explaining a failure. */
 static int array_find(const struct rt_scan *s, const char *id, const struct rt_scan_array **out)
 {
-	int r = scan_lookup(s, id, out);
-
-	if (r == -ENOENT)
-		rt_log(RT_LOG_ERROR, "'%s': no such array (no unit with that name or hashcode found)", id);
-	else if (r == -ENOTUNIQ)
-		rt_log(RT_LOG_ERROR, "'%s': several arrays have this name; name one by its hashcode "
-		       "(see 'raidtool list')", id);
-	else if (r < 0)
-		rt_log(RT_LOG_ERROR, "'%s': lookup failed: %s", id, strerror(-r));
-	return r;
+	return scan_find(s, id, out);
 }
 
 /* Scan the machine and find array @id in it; the caller frees *scan. */

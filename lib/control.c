@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,6 +308,8 @@ static void status_to_json(struct json *b, const struct rt_control_status *st)
 	json_bool(b, "unsynced", st->unsynced);
 	json_u64(b, "unsynced_left", st->unsynced_left);
 	json_u64(b, "unsynced_total", st->unsynced_total);
+	json_u64(b, "ties", st->ties);
+	json_u64(b, "kept_roles", st->kept_roles);
 }
 
 /* ---- JSON in: a small DOM for our own replies --------------------------- */
@@ -665,6 +668,8 @@ static void status_from_json(const struct jval *o, struct rt_control_status *st)
 	}
 	st->unsynced_left = jget_u64(o, "unsynced_left");
 	st->unsynced_total = jget_u64(o, "unsynced_total");
+	st->ties = jget_u64(o, "ties");
+	st->kept_roles = jget_u64(o, "kept_roles");
 }
 
 /* ---- the server --------------------------------------------------------- */
@@ -677,6 +682,11 @@ struct control_server {
 	int wake[2];			/* a byte here ends the thread */
 	pthread_t thread;
 	bool running;
+	/*
+	 * A `stop` was accepted: from then on the thread only answers "stopping"
+	 * (it no longer calls @ops), until control_server_finish.
+	 */
+	atomic_bool stopping;
 	int pending_fd;			/* the accepted `stop`, answered at finish */
 };
 
@@ -818,6 +828,22 @@ static int read_request(int fd, char *buf, size_t len)
 	}
 }
 
+/* A request meant for array @want: refused (ESTALE) unless we run it. */
+static int check_uuid(struct control_server *s, const char *want, char *why, size_t len)
+{
+	uint8_t w[RT_UUID_SIZE], ours[RT_UUID_SIZE];
+
+	if (uuid_parse(want, w) != 0) {
+		snprintf(why, len, "'%.40s': not a UUID", want);
+		return -EINVAL;
+	}
+	if (control_read_uuid(s->name, ours) == 0 && uuid_compare(w, ours) == 0)
+		return 0;
+	snprintf(why, len, "this engine does not run array %s (another array named '%s' runs "
+		 "here)", want, s->name);
+	return -ESTALE;
+}
+
 /* Serve one connection. true: a `stop` was accepted, the thread ends. */
 static bool serve_one(struct control_server *s, int fd)
 {
@@ -839,6 +865,14 @@ static bool serve_one(struct control_server *s, int fd)
 		return false;
 	}
 	cmd = strtok_r(line, " \t", &save);
+	if (cmd && !strncmp(cmd, RT_CONTROL_UUID_PREFIX, strlen(RT_CONTROL_UUID_PREFIX))) {
+		r = check_uuid(s, cmd + strlen(RT_CONTROL_UUID_PREFIX), why, sizeof(why));
+		if (r < 0) {
+			reply_error(fd, r, why);
+			return false;
+		}
+		cmd = strtok_r(NULL, " \t", &save);
+	}
 	if (!cmd) {
 		reply_error(fd, -EINVAL, "empty request");
 	} else if (!strcmp(cmd, "ping")) {
@@ -855,8 +889,11 @@ static bool serve_one(struct control_server *s, int fd)
 		free(st);
 	} else if (!strcmp(cmd, "stop") || !strcmp(cmd, "deactivate")) {
 		why[0] = '\0';
+		/* Set first: the engine's teardown may begin as soon as stop returns. */
+		atomic_store(&s->stopping, true);
 		r = s->ops.stop(s->ops.ctx, why, sizeof(why));
 		if (r < 0) {
+			atomic_store(&s->stopping, false);
 			reply_error(fd, r, why);
 			return false;
 		}
@@ -879,6 +916,18 @@ static bool serve_one(struct control_server *s, int fd)
 		reply_error(fd, -EINVAL, why);
 	}
 	return false;
+}
+
+/*
+ * A connection while the array stops: its request is read (a refused client
+ * gets its answer, not a reset) and answered with ESHUTDOWN.
+ */
+static void serve_stopping(struct control_server *s, int fd)
+{
+	char line[RT_CONTROL_LINE_MAX];
+
+	(void)read_request(fd, line, sizeof(line));
+	reply_error(fd, -ESHUTDOWN, "the array is stopping");
 }
 
 static void *server_main(void *arg)
@@ -905,8 +954,11 @@ static void *server_main(void *arg)
 		fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
-		if (serve_one(s, fd))
-			break;	/* keep @fd: finish answers it */
+		if (s->pending_fd >= 0) {
+			serve_stopping(s, fd);
+		} else if (serve_one(s, fd)) {
+			continue;	/* keep @fd (finish answers it); tell others we stop */
+		}
 		close(fd);
 	}
 	return NULL;
@@ -977,7 +1029,8 @@ fail:
 	return r;
 }
 
-void control_server_stop(struct control_server *s)
+/* End the thread (it answers nobody after this). */
+static void server_join(struct control_server *s)
 {
 	if (!s || !s->running)
 		return;
@@ -987,11 +1040,21 @@ void control_server_stop(struct control_server *s)
 	s->running = false;
 }
 
+/*
+ * Once a `stop` was accepted the thread goes on answering "stopping" (it
+ * touches nothing of the engine's) until control_server_finish.
+ */
+void control_server_stop(struct control_server *s)
+{
+	if (s && !atomic_load(&s->stopping))
+		server_join(s);
+}
+
 void control_server_finish(struct control_server *s, int err, const char *msg)
 {
 	if (!s)
 		return;
-	control_server_stop(s);
+	server_join(s);
 	if (s->listen_fd >= 0) {
 		close(s->listen_fd);
 		unlink(s->sock_path);
@@ -1100,6 +1163,12 @@ static int call(const char *name, const char *request, int timeout_ms, struct jv
 	if (!reply)
 		return -ENOMEM;
 	r = control_request(name, request, reply, REPLY_MAX, timeout_ms);
+	if (r == -ECONNRESET || r == -EPIPE || r == -EPROTO) {
+		/* Its socket closed under us: the engine stopped (or died) meanwhile. */
+		rt_log(RT_LOG_ERROR, "'%s': the engine stopped while answering; the request "
+		       "may not have been carried out", name);
+		r = -ESHUTDOWN;
+	}
 	if (r < 0)
 		goto out;
 	v = json_parse(reply);

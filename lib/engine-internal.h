@@ -38,12 +38,35 @@ int engine_recover_stripes(struct rt_engine *e, struct engine_ctx *c, uint32_t r
 			   uint64_t s0, uint64_t cnt);
 
 /*
- * Compare stripes [s0, s0 + cnt) under their locks (raid1: every working
- * mirror with the first working one; raid5: parity with the XOR of the
- * data); @repair rewrites what differs. Counts stripes into the totals.
+ * A scrub of stripes: what it does with copies that differ, and what it
+ * found (added to by every call).
+ *
+ * raid5 compares parity with the XOR of the data and, repairing, rewrites
+ * the parity: single parity cannot tell which chunk is wrong, so a damaged
+ * data chunk stays damaged (and the parity then agrees with it).
+ *
+ * raid1 compares the working mirrors block by block. Repairing, a block
+ * takes the value most copies hold. When no value is held by more copies
+ * than any other (a tie: always so with two working mirrors), the copy of
+ * @prefer wins when that role is working and one of the tied; otherwise two
+ * working mirrors (or @settle_ties, as a resync wants) keep the first
+ * working role's copy, and three or more leave the block as found and count
+ * it in @ties.
  */
+struct engine_scrub {
+	bool repair;
+	bool settle_ties;
+	bool prefer_set;
+	uint32_t prefer;
+	uint64_t mismatches;		/* stripes found different */
+	uint64_t repaired;		/* stripes rewritten */
+	uint64_t ties;			/* raid1: stripes with a tie left as found */
+	uint64_t kept_roles;		/* raid1: bit r, role r's copy settled a tie */
+};
+
+/* Scrub stripes [s0, s0 + cnt) under their locks (see struct engine_scrub). */
 int engine_scrub_stripes(struct rt_engine *e, struct engine_ctx *c, uint64_t s0, uint64_t cnt,
-			 bool repair, uint64_t *mismatches, uint64_t *repaired);
+			 struct engine_scrub *sc);
 
 /* Is @role attached and being rebuilt? */
 bool engine_role_rebuilding(struct rt_engine *e, uint32_t role);

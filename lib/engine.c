@@ -1876,12 +1876,54 @@ int engine_recover_stripes(struct rt_engine *e, struct engine_ctx *c, uint32_t r
 	return ret;
 }
 
+/* raid1 blocks compared (and settled) one at a time: the smallest write. */
+#define SCRUB_BLOCK 512u
+
+/*
+ * raid1: settle one block of @nw mirror copies. Returns the index of the copy
+ * every other one must take, -1 when all agree, -2 for a tie left as found.
+ */
+static int scrub_mirror_block(uint8_t *const *buf, uint64_t o, uint64_t bl, uint32_t nw,
+			      const uint32_t *roles, struct engine_scrub *sc, uint64_t *kept)
+{
+	uint32_t cls[RT_MAX_UNITS], cnt[RT_MAX_UNITS] = { 0 }, w, v, most = 0, n_most = 0, best = 0;
+
+	/* cls[w]: the first copy equal to copy w; cnt[v]: how many copies equal copy v. */
+	for (w = 0; w < nw; w++) {
+		for (v = 0; v < w && memcmp(buf[v] + o, buf[w] + o, bl); v++)
+			;
+		cls[w] = v;
+		cnt[v]++;
+	}
+	if (cnt[0] == nw)
+		return -1;
+	for (v = 0; v < nw; v++)
+		if (cnt[v] > most) {
+			most = cnt[v];
+			best = v;
+		}
+	for (v = 0; v < nw; v++)
+		n_most += cnt[v] == most;
+	if (n_most == 1)
+		return (int)best;	/* a majority */
+	for (w = 0; sc->prefer_set && w < nw; w++)
+		if (roles[w] == sc->prefer && cnt[cls[w]] == most) {
+			*kept |= 1ull << roles[w];
+			return (int)cls[w];
+		}
+	if (nw == 2 || sc->settle_ties) {
+		*kept |= 1ull << roles[0];
+		return 0;
+	}
+	return -2;
+}
+
 /* Compare (and repair) role offsets [off, off + len) of whole-locked stripes. */
 static int scrub_range(struct rt_engine *e, struct engine_ctx *c, uint64_t off, uint64_t len,
-		       bool repair, uint64_t *last_bad, uint64_t *mismatches, uint64_t *repaired)
+		       uint64_t *last_bad, struct engine_scrub *sc)
 {
 	uint64_t C = e->layout.chunk, room = engine_walk_room(e, c, RT_WALK_CHECK);
-	uint64_t m = engine_faulty(e) | engine_rebuilding(e), done, l, o, pl;
+	uint64_t m = engine_faulty(e) | engine_rebuilding(e), done, l, o, pl, b, bl;
 	uint8_t *buf[RT_MAX_UNITS + 1];
 	void *src[RT_MAX_UNITS];
 	uint32_t r, w, n = e->n, roles[RT_MAX_UNITS], nw = 0;
@@ -1905,18 +1947,33 @@ static int scrub_range(struct rt_engine *e, struct engine_ctx *c, uint64_t off, 
 			ret = ctx_run_ios(e, c);
 		/* Column pieces never cross a chunk: parity rotates per stripe. */
 		for (o = 0; o < l && !ret; o += pl) {
-			uint64_t pos = off + done + o, s = pos / C;
-			bool bad = false;
+			uint64_t pos = off + done + o, s = pos / C, kept = 0;
+			bool bad = false, tie = false, fixed = false;
 
 			pl = min_u64(l - o, C - pos % C);
 			if (e->layout.level == RT_LEVEL_1) {
-				for (w = 1; w < nw; w++) {
-					if (!memcmp(buf[0] + o, buf[w] + o, pl))
+				for (b = 0; b < pl && !ret; b += bl) {
+					int k;
+
+					bl = min_u64(pl - b, SCRUB_BLOCK);
+					k = scrub_mirror_block(buf, o + b, bl, nw, roles, sc, &kept);
+					if (k == -1)
 						continue;
 					bad = true;
-					if (repair)
+					if (!sc->repair)
+						continue;
+					if (k == -2) {
+						tie = true;
+						continue;
+					}
+					for (w = 0; w < nw && !ret; w++) {
+						if (w == (uint32_t)k ||
+						    !memcmp(buf[k] + o + b, buf[w] + o + b, bl))
+							continue;
+						fixed = true;
 						ret = ctx_add_io(e, c, ENGINE_OP_WRITE, roles[w],
-								 buf[0] + o, pos, pl);
+								 buf[k] + o + b, pos + b, bl);
+					}
 				}
 			} else {
 				uint32_t p = layout_raid5_parity_role(&e->layout, s), j = 0;
@@ -1927,16 +1984,19 @@ static int scrub_range(struct rt_engine *e, struct engine_ctx *c, uint64_t off, 
 				ret = parity_xor(buf[n] + o, src, j, pl);
 				if (!ret && memcmp(buf[n] + o, buf[p] + o, pl)) {
 					bad = true;
-					if (repair)
+					fixed = sc->repair;
+					if (sc->repair)
 						ret = ctx_add_io(e, c, ENGINE_OP_WRITE, p,
 								 buf[n] + o, pos, pl);
 				}
 			}
+			if (sc->repair)
+				sc->kept_roles |= kept;
 			if (bad && *last_bad != s) {
 				*last_bad = s;
-				(*mismatches)++;
-				if (repair)
-					(*repaired)++;
+				sc->mismatches++;
+				sc->repaired += fixed;
+				sc->ties += tie;
 			}
 		}
 		if (!ret)
@@ -1947,7 +2007,7 @@ static int scrub_range(struct rt_engine *e, struct engine_ctx *c, uint64_t off, 
 }
 
 int engine_scrub_stripes(struct rt_engine *e, struct engine_ctx *c, uint64_t s0, uint64_t cnt,
-			 bool repair, uint64_t *mismatches, uint64_t *repaired)
+			 struct engine_scrub *sc)
 {
 	uint64_t C = e->layout.chunk, last_bad = UINT64_MAX;
 	int ret;
@@ -1957,7 +2017,7 @@ int engine_scrub_stripes(struct rt_engine *e, struct engine_ctx *c, uint64_t s0,
 	if (e->layout.level != RT_LEVEL_1 && e->layout.level != RT_LEVEL_5)
 		return -EOPNOTSUPP;
 	stripe_lock_acquire(e, c, s0, s0 + cnt - 1);
-	ret = scrub_range(e, c, s0 * C, cnt * C, repair, &last_bad, mismatches, repaired);
+	ret = scrub_range(e, c, s0 * C, cnt * C, &last_bad, sc);
 	c->n_ios = 0;
 	stripe_lock_release(e, c, s0, s0 + cnt - 1);
 	return ret;

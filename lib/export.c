@@ -44,6 +44,8 @@
 #define ATTR_TIMEOUT 86400.0		/* the file never changes size */
 #define THREAD_STACK "262144"		/* FUSE workers: stacks are mlock'ed */
 #define UNBIND_WAIT_MS 10000
+#define SCANNER_WAIT_MS 50
+#define SCANNER_WAIT_TRIES 60		/* 3 s for another command's scan to pass */
 #define LOOP_END_WAIT_MS 10000
 
 struct thread_buf {
@@ -614,7 +616,17 @@ int export_dev_busy(const char *dev, int *excl_fd, char *why, size_t whylen)
 				 "or opened with O_EXCL by a program)");
 		return r;
 	}
-	pid = find_opener(st.st_rdev, NULL, comm, sizeof(comm));
+	/*
+	 * Every raidtool command scans every block device, ours too: a
+	 * `status` or `list` elsewhere holds it open for a moment. Such an
+	 * opener is waited for (briefly), not taken for a user of the array.
+	 */
+	for (int tries = 0;; tries++) {
+		pid = find_opener(st.st_rdev, NULL, comm, sizeof(comm));
+		if (!pid || strcmp(comm, "raidtool") || tries >= SCANNER_WAIT_TRIES)
+			break;
+		sleep_ms(SCANNER_WAIT_MS);
+	}
 	if (pid) {
 		close(fd);
 		snprintf(why, whylen, "open in process %d (%s)", (int)pid, comm);

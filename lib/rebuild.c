@@ -194,26 +194,37 @@ static int walk_recover(struct rt_engine *e, struct rt_walk *w, const struct eng
 
 /* Stripes [s0, s_end) in batches; @done_abs advances with them. */
 static int walk_scrub_range(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g,
-			    uint64_t s0, uint64_t s_end, bool repair, uint64_t *done_abs,
-			    uint64_t regions)
+			    uint64_t s0, uint64_t s_end, uint64_t *done_abs, uint64_t regions)
 {
-	uint64_t batch = engine_walk_batch(e, RT_WALK_CHECK), cnt, mis, rep;
+	uint64_t batch = engine_walk_batch(e, RT_WALK_CHECK), cnt;
 	struct engine_ctx *c;
 	int ret;
 
 	while (s0 < s_end) {
+		/*
+		 * A resync only has to make the copies agree: any of them holds
+		 * what was written or what was there before.
+		 */
+		struct engine_scrub sc = {
+			.repair = w->p.kind != RT_WALK_CHECK,
+			.settle_ties = w->p.kind == RT_WALK_RESYNC,
+			.prefer_set = w->p.prefer_set,
+			.prefer = w->p.prefer,
+		};
+
 		if (atomic_load(&w->cancel))
 			return -ECANCELED;
 		cnt = s_end - s0 < batch ? s_end - s0 : batch;
-		mis = rep = 0;
 		c = engine_ctx_get(e);
-		ret = engine_scrub_stripes(e, c, s0, cnt, repair, &mis, &rep);
+		ret = engine_scrub_stripes(e, c, s0, cnt, &sc);
 		engine_ctx_put(e, c);
 		if (ret)
 			return ret;
 		pthread_mutex_lock(&w->mu);
-		w->prog.mismatches += mis;
-		w->prog.repaired += rep;
+		w->prog.mismatches += sc.mismatches;
+		w->prog.repaired += sc.repaired;
+		w->prog.ties += sc.ties;
+		w->prog.kept_roles |= sc.kept_roles;
 		pthread_mutex_unlock(&w->mu);
 		s0 += cnt;
 		*done_abs += cnt * g->chunk;
@@ -235,7 +246,7 @@ static int walk_resync(struct rt_engine *e, struct rt_walk *w, const struct engi
 		lo = i * R;
 		hi = lo + R < g->role_bytes ? lo + R : g->role_bytes;
 		ret = walk_scrub_range(e, w, g, lo / g->chunk, (hi + g->chunk - 1) / g->chunk,
-				       true, &done, n_done);
+				       &done, n_done);
 		if (!ret) {
 			engine_dirtylog_resynced(e, i);
 			walk_advance(w, done, ++n_done);
@@ -261,8 +272,7 @@ static void *walk_main(void *arg)
 		ret = walk_resync(e, w, &g);
 		break;
 	default:
-		ret = walk_scrub_range(e, w, &g, 0, g.role_bytes / g.chunk,
-				       w->p.kind == RT_WALK_REPAIR, &done, 0);
+		ret = walk_scrub_range(e, w, &g, 0, g.role_bytes / g.chunk, &done, 0);
 		break;
 	}
 	pthread_mutex_lock(&w->mu);
@@ -354,6 +364,11 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 	default:
 		return -EINVAL;
 	}
+	/* A preferred copy: a raid1 repair's, of a working mirror. */
+	if (p->prefer_set && (p->kind != RT_WALK_REPAIR || g.level != 1 || p->prefer >= g.n ||
+			      engine_role_state(e, p->prefer) != RT_ROLE_ACTIVE ||
+			      engine_role_rebuilding(e, p->prefer)))
+		return -EINVAL;
 	if (p->kind == RT_WALK_RESYNC || (p->kind == RT_WALK_RECOVER && p->regions)) {
 		R = p->regions ? p->region_size : g.role_bytes;
 		/* Regions of whole chunks: a stripe is never split between two. */

@@ -471,6 +471,39 @@ int scan_lookup(const struct rt_scan *s, const char *id, const struct rt_scan_ar
 	return 0;
 }
 
+int scan_find(const struct rt_scan *s, const char *id, const struct rt_scan_array **out)
+{
+	char list[RT_MAX_UNITS * 10] = "";
+	size_t used = 0;
+	uint32_t hash;
+	bool by_hash;
+	int r = scan_lookup(s, id, out);
+
+	if (r == -ENOENT)
+		rt_log(RT_LOG_ERROR, "'%s': no such array (no unit with that name or hashcode "
+		       "found)", id);
+	if (r != -ENOTUNIQ) {
+		if (r < 0 && r != -ENOENT)
+			rt_log(RT_LOG_ERROR, "'%s': lookup failed: %s", id, strerror(-r));
+		return r;
+	}
+	by_hash = sb_hashcode_parse(id, &hash) == 0;
+	for (size_t i = 0; i < s->n_arrays && used + 11 < sizeof(list); i++) {
+		const struct rt_array_desc *a = &s->arrays[i].sb.array;
+
+		if (by_hash ? a->hashcode == hash : !strcmp(a->name, id))
+			used += (size_t)snprintf(list + used, sizeof(list) - used, "%s %08x '%s'",
+						 used ? "," : "", a->hashcode, a->name);
+	}
+	if (by_hash)
+		rt_log(RT_LOG_ERROR, "'%s': several arrays have this hashcode (%s); give one "
+		       "another with 'raidtool rehash' on its units", id, list + 1);
+	else
+		rt_log(RT_LOG_ERROR, "'%s': several arrays have this name (hashcodes%s); name "
+		       "one by its hashcode", id, list);
+	return r;
+}
+
 const struct rt_scan_unit *scan_find_unit(const struct rt_scan *s, const char *path)
 {
 	struct scan_impl *si;

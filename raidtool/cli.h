@@ -78,6 +78,27 @@ int cli_scan_lookup(const char *id, struct rt_scan **s, const struct rt_scan_arr
  */
 int cli_find_running(const char *id, char *name, size_t len, bool *running);
 
+struct rt_control_probe;
+
+/*
+ * control_probe(@name), where the run files count only when they belong to
+ * array @want (NULL: to whichever array): two arrays may share a name, and
+ * a hashcode names exactly one. The UUID the run files name goes to @runs.
+ */
+int cli_probe_array(const char *name, const uint8_t *want, struct rt_control_probe *p,
+		    uint8_t runs[RT_UUID_SIZE]);
+
+/* As cli_find_running, with the array's UUID (the running one's when found by name). */
+int cli_find_running_uuid(const char *id, char *name, size_t len, bool *running,
+			  uint8_t uuid[RT_UUID_SIZE]);
+
+/*
+ * Take the admin lock of array @id (lib/lock.c): -1 with *@fd holding it
+ * (release with lock_release; -1 when no such array was found, which the
+ * command itself explains), else the exit code (busy: EXIT_BUSY).
+ */
+int cli_lock_array(const char *id, int *fd);
+
 /* As cli_find_running, and an array that is not running is an error. */
 int cli_running_name(const char *id, char *name, size_t len);
 

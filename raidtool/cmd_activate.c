@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include <raidtool/activate.h>
+#include <raidtool/lock.h>
 #include "cli.h"
 #include "commands.h"
 
@@ -36,16 +37,25 @@ static void notify_systemd(const char *state)
 	close(fd);
 }
 
+struct ready_ctx {
+	int foreground;
+	int lock_fd;		/* the array's admin lock, held until the device is up */
+};
+
 static void print_ready(const char *name, const char *link, const char *dev, void *arg)
 {
-	const int *foreground = arg;
+	struct ready_ctx *rc = arg;
 	char state[512];
+
+	/* Started: a deactivate waiting for us may go on (a foreground engine stays). */
+	lock_release(rc->lock_fd);
+	rc->lock_fd = -1;
 
 	if (cli_verbose)
 		fprintf(stderr, "raidtool: '%s': active on %s (%s)\n", name, link, dev);
 	printf("%s\n", link);
 	fflush(stdout);
-	if (*foreground) {
+	if (rc->foreground) {
 		snprintf(state, sizeof(state), "READY=1\nSTATUS=active on %s (%s)", link, dev);
 		notify_systemd(state);
 	}
@@ -64,6 +74,7 @@ int cmd_activate(int argc, const char **argv)
 		POPT_TABLEEND
 	};
 	struct rt_activate_opts o = { 0 };
+	struct ready_ctx rc = { .lock_fd = -1 };
 	const char **args;
 	poptContext pc;
 	int n, r;
@@ -71,18 +82,24 @@ int cmd_activate(int argc, const char **argv)
 	r = cli_parse("activate", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
 	if (r >= 0)
 		return r;
+	r = cli_lock_array(args[0], &rc.lock_fd);
+	if (r >= 0)
+		goto out;
+	rc.foreground = foreground;
 	o.id = args[0];
 	o.foreground = foreground;
 	o.force = force;
 	o.ready = print_ready;
-	o.arg = &foreground;
+	o.arg = &rc;
 	r = activate_array(&o);
+	lock_release(rc.lock_fd);
 	if (r == -EUCLEAN)
 		r = cli_fail(r, "'%s': cannot activate", args[0]) ? EXIT_REFUSED : EXIT_REFUSED;
 	else if (r < 0)
 		r = cli_fail(r, "'%s': cannot activate", args[0]);
 	else
 		r = EXIT_OK;
+out:
 	poptFreeContext(pc);
 	return r;
 }

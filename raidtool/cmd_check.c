@@ -6,17 +6,19 @@
 /* Start a check (or repair) walk over a running array, in the background. */
 int cmd_check(int argc, const char **argv)
 {
-	int repair = 0, cancel = 0, as_json = 0;
+	int repair = 0, cancel = 0, as_json = 0, prefer = -1;
 	struct poptOption opts[] = {
 		{ "repair", 'r', POPT_ARG_NONE, &repair, 0,
 		  "rewrite parity/mirror copies that do not match", NULL },
+		{ "prefer", 0, POPT_ARG_INT, &prefer, 0,
+		  "raid1 repair: where mirrors tie, keep this role's copy", "ROLE" },
 		{ "cancel", 0, POPT_ARG_NONE, &cancel, 0,
 		  "stop the running check or repair", NULL },
 		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
 		POPT_AUTOHELP
 		POPT_TABLEEND
 	};
-	char name[RT_NAME_MAX + 1], msg[1024];
+	char name[RT_NAME_MAX + 1], msg[1024], arg[32] = "";
 	const char *verb, *what;
 	const char **args;
 	struct json j;
@@ -30,9 +32,19 @@ int cmd_check(int argc, const char **argv)
 		r = cli_usage_error("check", "--repair and --cancel exclude each other");
 		goto out;
 	}
+	if (prefer != -1 && !repair) {
+		r = cli_usage_error("check", "--prefer needs --repair");
+		goto out;
+	}
+	if (prefer != -1 && prefer < 0) {
+		r = cli_usage_error("check", "--prefer: '%d' is not a role", prefer);
+		goto out;
+	}
+	if (prefer >= 0)
+		snprintf(arg, sizeof(arg), "prefer=%d", prefer);
 	verb = cancel ? "cancel" : repair ? "repair" : "check";
 	what = cancel ? "cannot cancel" : repair ? "cannot start a repair" : "cannot start a check";
-	r = cli_control_send(args[0], what, verb, "", name, sizeof(name), msg, sizeof(msg));
+	r = cli_control_send(args[0], what, verb, arg, name, sizeof(name), msg, sizeof(msg));
 	if (r >= 0)
 		goto out;
 	if (as_json) {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <inttypes.h>
 #include <raidtool/array.h>
+#include <raidtool/lock.h>
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
@@ -31,7 +32,7 @@ int cmd_create(int argc, const char **argv)
 	poptContext pc;
 	struct rt_sb sb;
 	uint64_t v;
-	int n, r;
+	int n, r, lock_fd = -1;
 
 	r = cli_parse("create", "NAME UNIT...", argc, argv, opts, 2, -1, &pc, &args, &n);
 	if (r >= 0)
@@ -68,7 +69,11 @@ int cmd_create(int argc, const char **argv)
 		}
 		p.blocksize = (uint32_t)v;
 	}
-	r = array_create(&p, args + 1, (size_t)(n - 1), &sb);
+	/* Another create (or rename) between our name check and our writes would pass it too. */
+	r = lock_take(RT_LOCK_NAMES, &lock_fd);
+	if (r == 0)
+		r = array_create(&p, args + 1, (size_t)(n - 1), &sb);
+	lock_release(lock_fd);
 	if (r < 0) {
 		r = cli_fail(r, "'%s': cannot create array", p.name);
 		goto out;

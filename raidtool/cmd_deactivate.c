@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <raidtool/activate.h>
+#include <raidtool/lock.h>
 #include "cli.h"
 #include "commands.h"
 
@@ -13,12 +14,17 @@ int cmd_deactivate(int argc, const char **argv)
 	struct rt_deactivate_result res;
 	const char **args;
 	poptContext pc;
-	int n, r;
+	int n, r, lock_fd = -1;
 
 	r = cli_parse("deactivate", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
 	if (r >= 0)
 		return r;
+	/* After an activate, add, fail, ... of the array that is under way. */
+	r = cli_lock_array(args[0], &lock_fd);
+	if (r >= 0)
+		goto out;
 	r = deactivate_array(args[0], &res);
+	lock_release(lock_fd);
 	if (r < 0) {
 		r = cli_fail(r, "'%s': cannot deactivate", args[0]);
 	} else if (res.how == RT_DEACTIVATE_RECOVERED) {
@@ -32,6 +38,7 @@ int cmd_deactivate(int argc, const char **argv)
 		       (int)res.pid);
 		r = EXIT_OK;
 	}
+out:
 	poptFreeContext(pc);
 	return r;
 }

@@ -50,8 +50,10 @@ static const char *active_unsynced_state(const char *name, char *buf, size_t len
 static const char *array_state(const struct rt_scan_array *a, struct rt_control_probe *run,
 			       char *buf, size_t len, struct sync_progress *sp)
 {
+	uint8_t runs[RT_UUID_SIZE];
+
 	sp->left = sp->total = 0;
-	if (control_probe(a->sb.array.name, run) < 0)
+	if (cli_probe_array(a->sb.array.name, a->sb.array.uuid, run, runs) < 0)
 		run->state = RT_CONTROL_INACTIVE;
 	if (run->state == RT_CONTROL_ACTIVE)
 		return sb_unsynced(&a->sb) ?

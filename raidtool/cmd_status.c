@@ -7,6 +7,7 @@
 #include <raidtool/scan.h>
 #include "cli.h"
 #include "commands.h"
+#include "describe.h"
 #include <raidtool/json.h>
 
 static int cmp_slot(const void *a, const void *b)
@@ -142,6 +143,8 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 		if (!strcmp(st->walk, "checking") || !strcmp(st->walk, "repairing"))
 			printf(", %" PRIu64 " mismatches, %" PRIu64 " repaired", st->mismatches,
 			       st->repaired);
+		if (!strcmp(st->walk, "repairing"))
+			describe_repair_text(stdout, st);
 		putchar('\n');
 	}
 	if (p->state == RT_CONTROL_STALE)
@@ -213,6 +216,8 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 			 (st->walk_total - st->walk_done) / st->walk_speed : 0);
 		json_u64(&j, "mismatches", st->mismatches);
 		json_u64(&j, "repaired", st->repaired);
+		if (!strcmp(st->walk, "repairing"))
+			describe_repair_json(&j, st);
 		json_u64(&j, "regions", st->regions);
 		json_u64(&j, "regions_total", st->regions_total);
 		json_object_end(&j);
@@ -281,8 +286,10 @@ int cmd_status(int argc, const char **argv)
 	const struct rt_scan_array *a;
 	struct rt_control_probe p = { 0 };
 	struct rt_scan *s = NULL;
+	uint8_t runs[RT_UUID_SIZE];
 	const char *name;
 	const char **args;
+	uint32_t hash;
 	poptContext pc;
 	int n, r;
 
@@ -295,14 +302,16 @@ int cmd_status(int argc, const char **argv)
 		goto out;
 	}
 	name = args[0];
-	if (sb_name_check(name) == 0 && control_probe(name, &p) == 0 &&
-	    p.state == RT_CONTROL_ACTIVE)
+	/* A name finds its running array with no scan; a hashcode, exactly its array. */
+	if (sb_name_check(name) == 0 && sb_hashcode_parse(name, &hash) < 0 &&
+	    cli_probe_array(name, NULL, &p, runs) == 0 && p.state == RT_CONTROL_ACTIVE)
 		goto running;
 	r = cli_scan_lookup(args[0], &s, &a);
 	if (r >= 0)
 		goto out;
 	name = a->sb.array.name;
-	if (control_probe(name, &p) == 0 && p.state == RT_CONTROL_ACTIVE)
+	if (cli_probe_array(name, a->sb.array.uuid, &p, runs) == 0 &&
+	    p.state == RT_CONTROL_ACTIVE)
 		goto running;
 	status_from_scan(a, st);
 	goto print;

@@ -9,6 +9,7 @@
 #include <raidtool/json.h>
 #include "cli.h"
 #include "commands.h"
+#include "describe.h"
 
 #define POLL_MS 250
 
@@ -64,6 +65,8 @@ static void print_json(const char *name, const struct rt_control_status *st)
 		json_u64(&j, "role", st->walk_role);
 	json_u64(&j, "mismatches", st->mismatches);
 	json_u64(&j, "repaired", st->repaired);
+	if (!strcmp(st->walk, "repairing"))
+		describe_repair_json(&j, st);
 	json_u64(&j, "regions", st->regions);
 	json_u64(&j, "regions_total", st->regions_total);
 	json_str(&j, "health", st->health);
@@ -136,8 +139,11 @@ int cmd_wait(int argc, const char **argv)
 		printf("'%s': %s done: %" PRIu64 " mismatches%s", name,
 		       !strcmp(st->walk, "checking") ? "check" : "repair", st->mismatches,
 		       !strcmp(st->walk, "repairing") ? "" : "\n");
-		if (!strcmp(st->walk, "repairing"))
-			printf(", %" PRIu64 " repaired\n", st->repaired);
+		if (!strcmp(st->walk, "repairing")) {
+			printf(", %" PRIu64 " repaired", st->repaired);
+			describe_repair_text(stdout, st);
+			putchar('\n');
+		}
 	} else if (!strcmp(st->walk, "resyncing")) {
 		printf("'%s': resync done: %" PRIu64 " of %" PRIu64 " regions\n", name,
 		       st->regions, st->regions_total);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <inttypes.h>
+#include <raidtool/control.h>
 #include "cli.h"
 #include "describe.h"
 
@@ -154,4 +155,36 @@ void describe_slots_json(struct json *j, const char *key, const struct rt_sb *sb
 		json_object_end(j);
 	}
 	json_array_end(j);
+}
+
+void describe_repair_text(FILE *f, const struct rt_control_status *st)
+{
+	const char *sep = " (where the mirrors tied, kept the copy of role";
+
+	if (st->level == RT_LEVEL_5) {
+		fputs(", parity recomputed from the data", f);
+		return;
+	}
+	for (uint32_t r = 0; r < 64; r++) {
+		if (!(st->kept_roles & (1ull << r)))
+			continue;
+		fprintf(f, "%s %u", sep, r);
+		sep = ",";
+	}
+	if (st->kept_roles)
+		fputc(')', f);
+	if (st->ties)
+		fprintf(f, ", %" PRIu64 " left as found: no copy is held by more mirrors than "
+			"another (--prefer ROLE chooses one)", st->ties);
+}
+
+void describe_repair_json(struct json *j, const struct rt_control_status *st)
+{
+	json_str(j, "repair_method", st->level == RT_LEVEL_5 ? "parity-from-data" : "majority");
+	json_array_begin(j, "kept_roles");
+	for (uint32_t r = 0; r < 64; r++)
+		if (st->kept_roles & (1ull << r))
+			json_u64(j, NULL, r);
+	json_array_end(j);
+	json_u64(j, "ties", st->ties);
 }

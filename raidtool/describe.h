@@ -18,4 +18,14 @@ void describe_unit_json(struct json *j, const struct rt_sb *sb);	/* members only
 void describe_slots_text(FILE *f, const struct rt_sb *sb);
 void describe_slots_json(struct json *j, const char *key, const struct rt_sb *sb);
 
+struct rt_control_status;
+
+/*
+ * How a repair settled what differed: raid5 recomputed the parity; raid1
+ * kept the majority's copy, and where mirrors tied the copy of the roles in
+ * @st->kept_roles, or left the stripe (@st->ties). Text starts with ", ".
+ */
+void describe_repair_text(FILE *f, const struct rt_control_status *st);
+void describe_repair_json(struct json *j, const struct rt_control_status *st);	/* members */
+
 #endif

@@ -29,6 +29,8 @@
 #define RT_CONTROL_MNT "mnt"
 #define RT_CONTROL_LOG "log"
 #define RT_CONTROL_LINE_MAX 4096	/* a request line, newline included */
+/* A request may start with "uuid=UUID ": served only by the engine of that array. */
+#define RT_CONTROL_UUID_PREFIX "uuid="
 
 /* The run directory (never NULL). */
 const char *control_rundir(void);
@@ -121,6 +123,8 @@ struct rt_control_status {
 	/* The initial sync has not finished (appended). */
 	bool unsynced;
 	uint64_t unsynced_left, unsynced_total;	/* regions still to sync, of all */
+	/* raid1 repair (appended): stripes with a tie left as found; bit r: role r's copy settled a tie */
+	uint64_t ties, kept_roles;
 };
 
 /* ---- the server (in the engine) ----------------------------------------- */

@@ -9,7 +9,11 @@
  *   resync   make parity/mirrors agree again in given regions (after an
  *            unclean stop: the dirty regions of the write-intent log)
  *   check    read every stripe, count mismatches (raid1 copies, raid5 parity)
- *   repair   as check, and rewrite what does not match
+ *   repair   as check, and rewrite what does not match: raid5 recomputes
+ *            the parity from the data (a damaged data chunk stays damaged);
+ *            raid1 gives each block the value most mirrors hold, and settles
+ *            a tie with the preferred role's copy, else (two mirrors) the
+ *            first working role's, else leaves it and counts it
  * One walk runs at a time per engine. Offsets are bytes of a role's data area.
  */
 #include <stdbool.h>
@@ -47,6 +51,9 @@ struct rt_walk_params {
 	 * throttled.
 	 */
 	uint64_t max_bytes_per_sec;
+	/* raid1 repair: role @prefer's copy settles a tie (it must be working). */
+	bool prefer_set;
+	uint32_t prefer;
 	void (*checkpoint)(uint32_t role, uint64_t offset, void *ctx);
 	void (*done)(int kind, int result, void *ctx);
 	void *ctx;
@@ -59,7 +66,9 @@ struct rt_walk_progress {
 	uint32_t role;
 	uint64_t done, total;		/* bytes of role data area */
 	uint64_t mismatches;		/* check/repair: stripes found different */
-	uint64_t repaired;
+	uint64_t repaired;		/* stripes rewritten */
+	uint64_t ties;			/* raid1 repair: stripes with a tie left as found */
+	uint64_t kept_roles;		/* raid1 repair: bit r, role r's copy settled a tie */
 	uint64_t regions, regions_total;/* resync, partial recover: regions done / to do */
 	uint64_t bytes_per_sec;		/* recent speed */
 };

@@ -54,6 +54,12 @@ void scan_free(struct rt_scan *s);
 int scan_lookup(const struct rt_scan *s, const char *id,
 		const struct rt_scan_array **out);
 
+/*
+ * scan_lookup, explaining a failure through rt_log: no such array, or a
+ * name (hashcode) several arrays share, listing their hashcodes.
+ */
+int scan_find(const struct rt_scan *s, const char *id, const struct rt_scan_array **out);
+
 /* The scanned unit living on @path (a device, or a file attached to a loop). */
 const struct rt_scan_unit *scan_find_unit(const struct rt_scan *s, const char *path);
 

@@ -59,32 +59,33 @@ sb_field() {
 	raidtool lookup --json "$NAME" 2>/dev/null | jq -r ".$1"
 }
 
+# Nothing of the stopped array is left. A negated command ('! grep') never
+# fails a test under errexit, so every check fails explicitly.
 no_leftovers() {
-	[ ! -e "/dev/raidtool/$NAME" ]
-	! grep -q " $RAIDTOOL_RUNDIR/$NAME/mnt " /proc/mounts
-	! losetup -nO BACK-FILE | grep -q "$RAIDTOOL_RUNDIR/$NAME/"
-	[ ! -e "$RAIDTOOL_RUNDIR/$NAME/pid" ]
-	[ ! -e "$RAIDTOOL_RUNDIR/$NAME/control.sock" ]
+	[ ! -e "/dev/raidtool/$NAME" ] || fail "leftover link /dev/raidtool/$NAME"
+	if grep -q " $RAIDTOOL_RUNDIR/$NAME/mnt " /proc/mounts; then
+		fail "leftover FUSE mount $RAIDTOOL_RUNDIR/$NAME/mnt"
+	fi
+	if losetup -nO BACK-FILE | grep -q "$RAIDTOOL_RUNDIR/$NAME/"; then
+		fail "leftover loop device on $RAIDTOOL_RUNDIR/$NAME/"
+	fi
+	[ ! -e "$RAIDTOOL_RUNDIR/$NAME/pid" ] || fail "leftover pid file"
+	[ ! -e "$RAIDTOOL_RUNDIR/$NAME/control.sock" ] || fail "leftover control socket"
 }
 
-# One raw request on the control socket, as uid $2 (default root).
-control_raw() {
-	local req=$1 uid=${2:-0}
-	[ -x /usr/bin/python3 ] || skip "needs /usr/bin/python3 for raw socket tests"
-	setpriv --reuid="$uid" --regid="$uid" --clear-groups /usr/bin/python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode() + b"\n")
-data = b""
-while not data.endswith(b"\n"):
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-sys.stdout.write(data.decode())
-' "$RAIDTOOL_RUNDIR/$NAME/control.sock" "$req"
+# Wait until process $1 holds $2 open (its fd table names it).
+wait_holds_open() {
+	local pid=$1 path fd
+	path=$(readlink -f "$2")
+	for _ in $(seq 100); do
+		for fd in /proc/"$pid"/fd/*; do
+			[ "$(readlink "$fd" 2>/dev/null)" = "$path" ] && return 0
+		done
+		sleep 0.05
+	done
+	fail "process $pid never opened $path"
 }
+
 
 @test "activate, deactivate, status: --help works" {
 	for c in activate deactivate status; do
@@ -268,7 +269,7 @@ sys.stdout.write(data.decode())
 	start_array 0 2 32M
 	(exec 4<"$DEV"; exec sleep 60) 3>&- &
 	BGPIDS+=("$!")
-	sleep 0.2
+	wait_holds_open "$!" "$DEV"
 	run raidtool deactivate "$NAME"
 	assert_failure 4
 	assert_output --partial "open in process $!"
@@ -283,7 +284,7 @@ sys.stdout.write(data.decode())
 	start_array 0 2 32M
 	(exec 4<"$RAIDTOOL_RUNDIR/$NAME/mnt/$NAME"; exec sleep 60) 3>&- &
 	BGPIDS+=("$!")
-	sleep 0.2
+	wait_holds_open "$!" "$RAIDTOOL_RUNDIR/$NAME/mnt/$NAME"
 	run raidtool deactivate "$NAME"
 	assert_failure 4
 	assert_output --partial "FUSE file"
@@ -394,9 +395,9 @@ sys.stdout.write(data.decode())
 	mkdir "$TESTDIR/mnt"
 	mount "$DEV" "$TESTDIR/mnt"
 	kill -TERM "$fg"
-	sleep 0.5
+	for _ in $(seq 50); do grep -q "not stopping" "$TESTDIR/fg.err" && break; sleep 0.1; done
+	grep -q "not stopping" "$TESTDIR/fg.err" || fail "SIGTERM not refused: $(cat "$TESTDIR/fg.err")"
 	kill -0 "$fg"
-	grep -q "not stopping" "$TESTDIR/fg.err"
 	umount "$TESTDIR/mnt"
 	kill -INT "$fg"
 	wait "$fg"	# fails the test unless the engine exits 0
@@ -405,6 +406,7 @@ sys.stdout.write(data.decode())
 }
 
 @test "control socket: ping, unknown request, root only" {
+	require_python
 	start_array 0 2 32M
 	[ "$(stat -c %a "$RAIDTOOL_RUNDIR/$NAME/control.sock")" = 600 ]
 	run control_raw ping

@@ -25,12 +25,7 @@ setup() {
 
 teardown() {
 	local p i
-	for p in "${BGPIDS[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	for p in "${BGPIDS[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
+	reap_bgpids
 	# Faulty disks answer again, so that the array stops without hanging on them.
 	for ((i = 0; i < ${#FFPIDS[@]}; i++)); do
 		[ -e "$TESTDIR/ffs$i/ctl" ] && echo clear > "$TESTDIR/ffs$i/ctl" 2>/dev/null
@@ -120,6 +115,44 @@ status_json() {
 	raidtool status --json "$NAME" 2>/dev/null
 }
 
+# Bytes the running engine has written to the array so far.
+array_write_bytes() {
+	status_json | jq -r .stats.write_bytes
+}
+
+# wait_written SINCE BYTES: until the array has taken BYTES more writes than
+# SINCE (an array_write_bytes reading): the workload is really running.
+wait_written() {
+	local since=$1 bytes=$2 now=
+	for _ in $(seq 150); do
+		now=$(array_write_bytes)
+		[ "$now" -ge $((since + bytes)) ] 2>/dev/null && return 0
+		sleep 0.2
+	done
+	fail "the workload wrote $((${now:-0} - since)) of $bytes bytes in 30 s"
+}
+
+# kill_engine: SIGKILL the array's engine and wait until it is gone.
+kill_engine() {
+	local pid
+	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
+	kill -KILL "$pid"
+	for _ in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.05
+	done
+	fail "engine $pid still alive 5 s after SIGKILL"
+}
+
+# Every unit's superblock records the array STATE (clean or dirty).
+all_units_state() {
+	local u st
+	for u in "${UNITS[@]}"; do
+		st=$(raidtool examine --json "$u" 2>/dev/null | jq -r .state)
+		[ "$st" = "$1" ] || fail "superblock of $u is '$st', not '$1'"
+	done
+}
+
 # The state of slot $2 in the role table of unit $1, as examine reads it.
 examined_slot() {
 	raidtool examine --json "$1" 2>/dev/null | jq -r ".roles[$2].state"
@@ -152,12 +185,14 @@ PY
 # failure is in status and in every remaining superblock, the data verifies
 # (also after a restart, which starts degraded).
 unit_fails_under_fio() {
-	local level=$1 count=$2 size=24M rc i
+	local level=$1 count=$2 size=24M rc i since
 	new_faulty_array "$level" "$count" 48M
+	since=$(array_write_bytes)
 	fio --filename="$DEV" "${FIO_COMMON[@]}" --size="$size" --rate=8m --do_verify=1 \
 		--verify_fatal=1 >"$TESTDIR/fio.out" 2>&1 &
 	BGPIDS+=("$!")
-	sleep 1
+	# Failed mid-workload: once fio has written 4 of its 24 MiB.
+	wait_written "$since" $((4 << 20))
 	fail_disk 1
 	rc=0
 	wait "${BGPIDS[0]}" || rc=$?
@@ -303,10 +338,10 @@ degraded_start() {
 	start_array
 	head -c 8M /dev/urandom > "$TESTDIR/data"
 	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
-	kill -KILL "$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")"
-	sleep 0.5
+	kill_engine
 	run raidtool deactivate "$NAME"
 	assert_success
+	all_units_state dirty
 	losetup -d "$(loop_of "${UNITS[2]}")"
 	mv "${UNITS[2]}" "$TESTDIR/away.img"
 	sums=$(checksums "${UNITS[0]}" "${UNITS[1]}")
@@ -327,9 +362,12 @@ degraded_start() {
 	start_array
 	head -c 4M /dev/urandom > "$TESTDIR/data"
 	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
-	kill -KILL "$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")"
-	sleep 0.5
+	kill_engine
 	run raidtool deactivate "$NAME"
+	assert_success
+	assert_output --partial "had died"
+	# An unclean stop: every superblock still says dirty.
+	all_units_state dirty
 	losetup -d "$(loop_of "${UNITS[1]}")"
 	mv "${UNITS[1]}" "$TESTDIR/away.img"
 	start_array
@@ -338,11 +376,25 @@ degraded_start() {
 	assert_success
 }
 
-# check_corrupt LEVEL COUNT: check finds 0 on written data; a chunk
-# overwritten behind the engine's back is counted; repair fixes it; check 0.
-check_corrupt() {
-	local level=$1 count=$2 dataoff
-	new_array "$level" "$count" 40M
+# corrupt_chunk I: random bytes over the 64K chunk 1 MiB into unit I's data
+# area, behind the engine's back; what was written is kept in $TESTDIR/bad.
+corrupt_chunk() {
+	local dataoff
+	dataoff=$(raidtool examine --json "${UNITS[$1]}" 2>/dev/null | jq -r '.this_unit.data_offset')
+	head -c 64K /dev/urandom > "$TESTDIR/bad"
+	dd if="$TESTDIR/bad" of="${UNITS[$1]}" bs=64k count=1 seek=$(( (dataoff + (1 << 20)) / 65536 )) \
+		oflag=direct conv=notrunc status=none
+}
+
+# chunk_of I: the 64K chunk 1 MiB into unit I's data area, on stdout.
+chunk_of() {
+	data_area "${UNITS[$1]}" $(((1 << 20) + 65536)) | tail -c 65536
+}
+
+# written_and_checked LEVEL COUNT: 16 MiB of random data ($TESTDIR/data) on a
+# new running array, and a check that finds nothing.
+written_and_checked() {
+	new_array "$1" "$2" 40M
 	start_array
 	head -c 16M /dev/urandom > "$TESTDIR/data"
 	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
@@ -352,10 +404,24 @@ check_corrupt() {
 	run raidtool wait "$NAME"
 	assert_success
 	assert_output --partial "check done: 0 mismatches"
-	# One 64K chunk of unit 1, 1 MiB into its data area, behind the engine's back.
-	dataoff=$(raidtool examine --json "${UNITS[1]}" 2>/dev/null | jq -r '.this_unit.data_offset')
-	dd if=/dev/urandom of="${UNITS[1]}" bs=64k count=1 seek=$(( (dataoff + (1 << 20)) / 65536 )) \
-		oflag=direct conv=notrunc status=none
+}
+
+# repair_done [OPTIONS]: a repair runs to its end; its text result in $output.
+repair_done() {
+	run raidtool check --repair "$@" "$NAME"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "repair done: 1 mismatches, 1 repaired"
+}
+
+# check_corrupt LEVEL COUNT: check finds 0 on written data; a chunk
+# overwritten behind the engine's back is counted; repair fixes it; check 0.
+check_corrupt() {
+	local level=$1 count=$2
+	written_and_checked "$level" "$count"
+	# Unit 1's chunk: raid5 x3 keeps stripe 16's parity there.
+	corrupt_chunk 1
 	run raidtool check "$NAME"
 	assert_success
 	run raidtool wait "$NAME"
@@ -369,14 +435,81 @@ check_corrupt() {
 	assert_success
 	assert_equal "$(jq -r '.walk, .result' <<< "$output" | xargs)" "repairing done"
 	[ "$(jq -r .repaired <<< "$output")" -gt 0 ]
-	run raidtool check "$NAME"
-	run raidtool wait "$NAME"
-	assert_output --partial "check done: 0 mismatches"
-	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
-	if [ "$level" = 5 ]; then
-		# Parity was rewritten from the data: what was written reads back.
-		assert_success
+	if [ "$level" = 1 ]; then
+		# Two mirrors have no majority: the repair says whose copy it kept.
+		assert_equal "$(jq -c .kept_roles <<< "$output")" "[0]"
+	else
+		assert_equal "$(jq -r .repair_method <<< "$output")" parity-from-data
 	fi
+	check_clean
+	# raid5: parity was rewritten from the data; raid1: role 0's intact copy
+	# was kept. Either way what was written reads back.
+	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	if [ "$level" = 1 ]; then
+		# The copies agree byte for byte, the corrupted chunk included.
+		same_data_area "${UNITS[0]}" "${UNITS[1]}" $((16 << 20))
+	fi
+}
+
+@test "raid1 x3: role 0's copy corrupted, repair restores the majority's bytes on it" {
+	written_and_checked 1 3
+	corrupt_chunk 0
+	repair_done
+	[[ "$output" != *tied* ]] || fail "a majority repair reported a tie: $output"
+	run status_json
+	[ "$(jq -r .walk.repair_method <<<"$output")" = majority ]
+	[ "$(jq -r '.walk.kept_roles | length' <<<"$output")" = 0 ]
+	cmp <(chunk_of 0) <(chunk_of 1)
+	same_data_area "${UNITS[0]}" "${UNITS[1]}" $((16 << 20))
+	same_data_area "${UNITS[0]}" "${UNITS[2]}" $((16 << 20))
+	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	check_clean
+}
+
+@test "raid1 x2: repair --prefer 1 keeps role 1's bytes; --prefer refused where it has no meaning" {
+	written_and_checked 1 2
+	run raidtool check --prefer 1 "$NAME"
+	assert_failure 2
+	assert_output --partial "--prefer needs --repair"
+	run raidtool check --repair --prefer 2 "$NAME"
+	assert_failure
+	assert_output --partial "no such role"
+	corrupt_chunk 1
+	repair_done --prefer 1
+	assert_output --partial "where the mirrors tied, kept the copy of role 1"
+	# Role 1's (corrupted) copy won: both mirrors now hold its bytes.
+	cmp <(chunk_of 0) "$TESTDIR/bad"
+	cmp <(chunk_of 1) "$TESTDIR/bad"
+	same_data_area "${UNITS[0]}" "${UNITS[1]}" $((16 << 20))
+	run cmp <(dd if="$DEV" bs=64k skip=16 count=1 iflag=direct status=none) "$TESTDIR/bad"
+	assert_success
+	check_clean
+}
+
+@test "raid5: repair recomputes parity from the data, so a damaged data chunk stays damaged" {
+	written_and_checked 5 3
+	run raidtool check --repair --prefer 0 "$NAME"
+	assert_failure
+	assert_output --partial "recomputes the parity from the data"
+	# Stripe 16 of raid5 x3: parity on role 1, array chunk 33 on role 0.
+	corrupt_chunk 0
+	repair_done
+	assert_output --partial "parity recomputed from the data"
+	check_clean
+	# The parity now agrees with the damaged chunk: it reads back damaged ...
+	run cmp <(dd if="$DEV" bs=64k skip=33 count=1 iflag=direct status=none) "$TESTDIR/bad"
+	assert_success
+	# ... and everything else as written.
+	run cmp <(dd if="$DEV" bs=64k count=33 iflag=direct status=none) \
+		<(head -c $((33 * 65536)) "$TESTDIR/data")
+	assert_success
+	run cmp <(dd if="$DEV" bs=64k skip=34 count=222 iflag=direct status=none) \
+		<(tail -c +$((34 * 65536 + 1)) "$TESTDIR/data")
+	assert_success
+	# raidtool(8) says so.
+	grep -q "recomputes the parity from the data" "$TOP/man/raidtool.8"
 }
 
 @test "raid5: check 0, a corrupted chunk is counted, repair fixes it, check 0" {
@@ -437,7 +570,7 @@ same_data_area() {
 # while fio writes further on; the fresh unit's data area equals the failed
 # unit's over the known data, byte for byte; check 0; everything verifies.
 rebuild_under_load() {
-	local level=$1 count=$2 rc fresh role_bytes
+	local level=$1 count=$2 rc fresh role_bytes since
 	new_array "$level" "$count" 64M
 	start_array
 	head -c 16M /dev/urandom > "$TESTDIR/data"
@@ -449,10 +582,12 @@ rebuild_under_load() {
 	assert_success
 	run raidtool remove "$NAME" 1
 	assert_success
+	since=$(array_write_bytes)
 	fio --filename="$DEV" "${FIO_COMMON[@]}" --offset=32M --size=24M --rate=8m --do_verify=1 \
 		--verify_fatal=1 >"$TESTDIR/fio.out" 2>&1 &
 	BGPIDS+=("$!")
-	sleep 1
+	# Added while fio writes: once it has written 4 of its 24 MiB.
+	wait_written "$since" $((4 << 20))
 	fresh=$(make_image fresh.img 64M)
 	run raidtool add "$NAME" "$fresh"
 	assert_success
@@ -514,19 +649,21 @@ rebuild_under_load() {
 }
 
 @test "raid5 killed during random writes: only the dirty regions are resynced, check 0" {
-	local n m
+	local n m since
 	# Zeroed images: no initial sync, so the log holds only what this run wrote.
 	new_array 5 3 512M --assume-clean
 	start_array
 	# Known data just past the random writes, in the same (first) region.
 	head -c 8M /dev/urandom > "$TESTDIR/data"
 	dd if="$TESTDIR/data" of="$DEV" bs=1M seek=100 oflag=direct conv=fsync status=none
+	since=$(array_write_bytes)
 	fio --filename="$DEV" --name=rand --direct=1 --ioengine=io_uring --iodepth=8 \
 		--rw=randwrite --bs=4k --size=100M --time_based --runtime=30 \
 		>"$TESTDIR/fio.out" 2>&1 &
 	BGPIDS+=("$!")
-	sleep 2
-	kill -KILL "$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")"
+	# Killed in the middle of the random writes (4 MiB of them done).
+	wait_written "$since" $((4 << 20))
+	kill_engine
 	wait "${BGPIDS[0]}" || true
 	BGPIDS=()
 	run raidtool deactivate "$NAME"

@@ -69,6 +69,17 @@ checksums() {
 	sha256sum "$@" | awk '{print $1}'
 }
 
+# Kill and reap the test's background helpers (pids in the BGPIDS array).
+reap_bgpids() {
+	local p
+	for p in "${BGPIDS[@]}"; do
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	for p in "${BGPIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+}
+
 # Everything under the scratch directory, in reverse order of creation.
 scratch_teardown() {
 	[ -n "${TESTDIR:-}" ] && [ -d "$TESTDIR" ] || return 0
@@ -116,4 +127,27 @@ scratch_teardown() {
 stderr_has() {
 	# shellcheck disable=SC2154  # set by run --separate-stderr
 	[[ "$stderr" == *"$1"* ]] || fail "stderr lacks '$1': $stderr"
+}
+
+# One raw request on the control socket, as uid $2 (default root). Call
+# require_python first: a skip inside 'run' would not skip the test.
+require_python() {
+	[ -x /usr/bin/python3 ] || require "needs /usr/bin/python3 for raw socket tests"
+}
+
+control_raw() {
+	local req=$1 uid=${2:-0}
+	setpriv --reuid="$uid" --regid="$uid" --clear-groups /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+data = b""
+while not data.endswith(b"\n"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+sys.stdout.write(data.decode())
+' "$RAIDTOOL_RUNDIR/$NAME/control.sock" "$req"
 }

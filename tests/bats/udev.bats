@@ -133,6 +133,31 @@ health_of() {
 	raidtool status "$1" --json | jq -r .health
 }
 
+# Until every waiter incremental armed has finished (started its array or
+# given up): each removes its wait-UUID lock file when done.
+waiters_done() {
+	local f
+	for _ in $(seq 100); do
+		for f in "$RAIDTOOL_RUNDIR"/wait-*; do
+			[ -e "$f" ] && break
+		done
+		[ -e "$f" ] || return 0
+		sleep 0.1
+	done
+	fail "a waiter is still counting: $(ls "$RAIDTOOL_RUNDIR")"
+}
+
+# Until our udevd has no worker left (it kills idle ones after 3 s).
+workers_gone() {
+	local udevd
+	udevd=$(cat "$TESTDIR/udevd.pid")
+	for _ in $(seq 150); do
+		pgrep -P "$udevd" >/dev/null || return 0
+		sleep 0.1
+	done
+	fail "udevd $udevd still has workers: $(pgrep -P "$udevd" | xargs)"
+}
+
 data_ok() {
 	local want got
 	want=$(cat "$TESTDIR/$1.sha")
@@ -162,7 +187,7 @@ data_ok() {
 	# The engine outlives the udev worker that started it (idle workers are
 	# killed after 3 s) and is in a session of its own.
 	pid=$(raidtool status "$NAME" --json | jq -r .pid)
-	sleep 4
+	workers_gone
 	kill -0 "$pid"
 	assert_equal "$(ps -o sid= -p "$pid" | tr -d ' ')" "$pid"
 	data_ok "$NAME"
@@ -173,12 +198,17 @@ data_ok() {
 	# The map under the run directory lists the three units.
 	run grep -c " $NAME\$" "$RAIDTOOL_RUNDIR/map"
 	assert_output 3
-	# Stopping it closes its units; udev's "change" for that does not restart it.
+	# Stopping it closes its units; udev's "change" for that does not restart
+	# it. The test sends that event itself, so it is surely handled by the
+	# time settle returns (the close-after-write one comes whenever udevd
+	# reads its inotify watch).
 	run raidtool deactivate "$NAME"
 	assert_success
+	for d in "$d0" "$d1" "$d2"; do
+		udevadm trigger --action=change --settle "/sys/class/block/${d#/dev/}"
+	done
 	udevadm settle -t 30
-	sleep 1
-	udevadm settle -t 30
+	waiters_done
 	assert_equal "$(state_of "$NAME")" inactive
 }
 
@@ -189,7 +219,8 @@ data_ok() {
 	run raidtool create "$NAME" --level 5 "${imgs[@]}"
 	assert_success
 	udevadm settle -t 30
-	sleep 2
+	# A waiter armed by these events would start the array after 1 s.
+	waiters_done
 	udevadm settle -t 30
 	# create announced its units before writing them: recorded, not started
 	run grep -c " $NAME\$" "$RAIDTOOL_RUNDIR/map"
@@ -313,7 +344,8 @@ data_ok() {
 	udevd_start 1
 	d0=$(plug "$NAME" 0)
 	d1=$(plug "$NAME" 1)
-	sleep 2
+	# A waiter, had one been armed, would start the array after 1 s.
+	waiters_done
 	assert_equal "$(prop "$d1" RAIDTOOL_TYPE)" unit
 	assert_equal "$(prop "$d1" RAIDTOOL_NAME)" "$NAME"
 	assert_equal "$(prop "$d0" RAIDTOOL_STARTED)" ""

@@ -505,7 +505,11 @@ static void corrupt(struct fx *f, unsigned count)
 	memset(b, 0x5a, 4096);
 	for (i = 0; i < count; i++) {
 		uint64_t s = 3 + i * 37;
-		uint32_t r = f->level == RT_LEVEL_1 ? 1 : (f->n - 1) - (uint32_t)(s % f->n);
+		/*
+		 * raid1: with two mirrors role 1 (a repair keeps role 0's copy),
+		 * with three role 0 (the majority's copy must win over it).
+		 */
+		uint32_t r = f->level == RT_LEVEL_1 ? (f->n == 2) : (f->n - 1) - (uint32_t)(s % f->n);
 		uint64_t off = f->sb.unit.data_offset + s * CHUNK + 8192;
 
 		assert_int_equal(pwrite(unit_fd(f->unit[r]), b, 4096, (off_t)off), 4096);
@@ -557,6 +561,9 @@ static void check_case(int32_t level, uint32_t n)
 	run_walk(&f, RT_WALK_REPAIR, &pr);
 	assert_int_equal(pr.mismatches, 5);
 	assert_int_equal(pr.repaired, 5);
+	assert_int_equal(pr.ties, 0);
+	/* Only two mirrors tie; the repair says it kept role 0's copy. */
+	assert_int_equal(pr.kept_roles, level == RT_LEVEL_1 && n == 2 ? 1 : 0);
 	run_walk(&f, RT_WALK_CHECK, &pr);
 	assert_int_equal(pr.mismatches, 0);
 	verify_engine(&f);
@@ -568,6 +575,12 @@ static void test_check_raid1(void **state)
 {
 	(void)state;
 	check_case(RT_LEVEL_1, 2);
+}
+
+static void test_check_raid1_majority(void **state)
+{
+	(void)state;
+	check_case(RT_LEVEL_1, 3);
 }
 
 static void test_check_raid5(void **state)
@@ -716,6 +729,7 @@ int main(void)
 		cmocka_unit_test(test_recover_raid5),
 		cmocka_unit_test(test_cancel_resume_raid5),
 		cmocka_unit_test(test_check_raid1),
+		cmocka_unit_test(test_check_raid1_majority),
 		cmocka_unit_test(test_check_raid5),
 		cmocka_unit_test(test_dirtylog_disk),
 	};

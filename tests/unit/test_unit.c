@@ -71,15 +71,20 @@ static void log_reset(void)
  * cmocka's skip() has no reason; print one as a TAP comment. Under
  * RAIDTOOL_TEST_REQUIRE_ROOT=1 a missing environment is a failure.
  */
+#define SKIP_BECAUSE(reason)                                                       \
+	do {                                                                       \
+		const char *req = getenv("RAIDTOOL_TEST_REQUIRE_ROOT");            \
+		if (req && !strcmp(req, "1"))                                      \
+			fail_msg("cannot run: %s (and RAIDTOOL_TEST_REQUIRE_ROOT=1)", \
+				 (reason));                                        \
+		print_message("# skip: %s\n", (reason));                           \
+		skip();                                                            \
+	} while (0)
+
 #define REQUIRE_ENV()                                                              \
 	do {                                                                       \
-		if (skip_reason) {                                                 \
-			const char *req = getenv("RAIDTOOL_TEST_REQUIRE_ROOT");    \
-			if (req && !strcmp(req, "1"))                              \
-				fail_msg("cannot run: %s", skip_reason);           \
-			print_message("# skip: %s\n", skip_reason);                \
-			skip();                                                    \
-		}                                                                  \
+		if (skip_reason)                                                   \
+			SKIP_BECAUSE(skip_reason);                                 \
 	} while (0)
 
 static int group_setup(void **state)
@@ -638,10 +643,8 @@ static void test_probe_signature(void **state)
 
 	fs = make_file(f, "ext4.img", UNIT_SIZE);
 	rc = run_mkfs_ext4(fs);
-	if (rc == 127) {
-		print_message("# skip: mkfs.ext4 not installed\n");
-		skip();
-	}
+	if (rc == 127)
+		SKIP_BECAUSE("mkfs.ext4 not installed");
 	assert_int_equal(rc, 0);
 	u = open_unit(f, 1, fs, RW);
 	assert_int_equal(unit_probe_signature(u, type, sizeof(type)), 1);

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Admin locks under the run directory (include/raidtool/lock.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+#include <raidtool/control.h>
+#include <raidtool/lock.h>
+#include <raidtool/log.h>
+
+#define LOCK_DIR "lock"
+#define LOCK_POLL_MS 50
+
+static long wait_ms(void)
+{
+	const char *t = getenv("RAIDTOOL_LOCK_TIMEOUT");
+	char *end;
+	long secs;
+
+	if (!t || !*t)
+		return RT_LOCK_WAIT_MS_DEFAULT;
+	secs = strtol(t, &end, 10);
+	return *end || secs < 0 || secs > 24 * 3600 ? RT_LOCK_WAIT_MS_DEFAULT : secs * 1000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* The holder writes its pid into the file: for the message of whoever waits in vain. */
+static void note_holder(int fd)
+{
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		rt_log(RT_LOG_DEBUG, "lock: cannot record our pid: %s", strerror(errno));
+}
+
+/* The pid the holder wrote, if that process still lives (0: unknown). */
+static int holder_pid(int fd)
+{
+	char buf[32];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	int pid;
+
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	pid = (int)strtol(buf, NULL, 10);
+	return pid > 0 && kill(pid, 0) == 0 ? pid : 0;
+}
+
+int lock_take(const char *key, int *out)
+{
+	char path[PATH_MAX];
+	long waited = 0, limit = wait_ms();
+	int fd, r, n;
+
+	*out = -1;
+	r = control_make_rundir();
+	if (r < 0)
+		return r;
+	n = snprintf(path, sizeof(path), "%s/" LOCK_DIR, control_rundir());
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -ENAMETOOLONG;
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		r = -errno;
+		rt_log(RT_LOG_ERROR, "'%s': cannot create the lock directory: %s", path,
+		       strerror(-r));
+		return r;
+	}
+	n = snprintf(path, sizeof(path), "%s/" LOCK_DIR "/%s", control_rundir(), key);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		r = -errno;
+		rt_log(RT_LOG_ERROR, "'%s': cannot open the lock: %s", path, strerror(-r));
+		return r;
+	}
+	/* Polled, not blocking: the wait is bounded and a signal still ends us. */
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			r = -errno;
+			close(fd);
+			return r;
+		}
+		if (waited >= limit) {
+			int pid = holder_pid(fd);
+
+			if (pid > 0)
+				rt_log(RT_LOG_ERROR, "busy: another raidtool command (pid %d) has been "
+				       "working on %s for %ld s", pid, !strcmp(key, RT_LOCK_NAMES) ?
+				       "the array names" : "this array", limit / 1000);
+			else
+				rt_log(RT_LOG_ERROR, "busy: another raidtool command has been working "
+				       "on %s for %ld s", !strcmp(key, RT_LOCK_NAMES) ?
+				       "the array names" : "this array", limit / 1000);
+			close(fd);
+			return -EBUSY;
+		}
+		sleep_ms(LOCK_POLL_MS);
+		waited += LOCK_POLL_MS;
+	}
+	note_holder(fd);
+	*out = fd;
+	return 0;
+}
+
+int lock_take_array(const uint8_t uuid[RT_UUID_SIZE], int *fd)
+{
+	char key[37];
+
+	uuid_unparse_lower(uuid, key);
+	return lock_take(key, fd);
+}
+
+void lock_release(int fd)
+{
+	if (fd < 0)
+		return;
+	/* The next holder need not be one that writes its pid. */
+	if (ftruncate(fd, 0) < 0)
+		rt_log(RT_LOG_DEBUG, "lock: cannot clear our pid: %s", strerror(errno));
+	close(fd);
+}
