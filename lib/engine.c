@@ -30,9 +30,15 @@
  * ascending order in a hashed table, so two writers never overlap on a
  * stripe and never deadlock. raid5 and raid1 writes always lock (parity
  * must match its data; mirrors must not end up different when two writes
- * to the same block race); raid0/linear lock only when the piece is not
- * block aligned, because then it reads, merges and rewrites the enclosing
- * blocks. Reads without a faulty role never lock: they only touch data
+ * to the same block race); raid0/linear lock when the piece is not block
+ * aligned, because then it reads, merges and rewrites the enclosing
+ * blocks. Such a read-modify-write must also be ordered against every
+ * aligned write of the blocks it rewrites, or an aligned write landing
+ * between its read and its write-back is undone: so when the array's block
+ * size is smaller than the units' logical block size (the only case where
+ * requests from the block device can be unaligned to the units), raid0 and
+ * linear lock every write (e->lock_all); otherwise aligned writes stay
+ * lock-free. Reads without a faulty role never lock: they only touch data
  * (never parity), so a read racing a write of the same bytes sees old or
  * new data per block, as on any disk. With a faulty role, raid5 reads take
  * the stripe locks of their piece (the same ascending order as writers),
@@ -209,6 +215,11 @@ struct rt_engine {
 	uint32_t n;
 	uint32_t data_roles;
 	uint32_t align;			/* logical block size of the units */
+	/*
+	 * The array's block size is smaller than @align: requests may need a
+	 * read-modify-write of a unit block, so every write locks its stripes.
+	 */
+	bool lock_all;
 	int fd[RT_MAX_UNITS];
 	/*
 	 * Bit r: role r is faulty (missing at start, failed an I/O, or failed
@@ -1159,7 +1170,7 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 	/* Only ever read from when direct (O_DIRECT writes, parity sources). */
 	uint8_t *data = direct ? (uint8_t *)(uintptr_t)ubuf : c->data;
 	bool redundant = e->layout.level == RT_LEVEL_5 || e->layout.level == RT_LEVEL_1;
-	bool lock = !aligned || redundant, merged = false;
+	bool lock = !aligned || redundant || e->lock_all, merged = false;
 	uint64_t first = a0 / e->lock_unit, last = (a1 - 1) / e->lock_unit;
 	/*
 	 * The rebuild mask first: completion clears a role's faulty bit
@@ -2345,6 +2356,7 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 		ret = -EINVAL;
 		goto fail;
 	}
+	e->lock_all = sb->array.blocksize < e->align;
 
 	if (__builtin_mul_overflow(sb->array.nblocks, (uint64_t)sb->array.blocksize, &nbytes))
 		nbytes = UINT64_MAX;
