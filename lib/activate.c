@@ -366,9 +366,21 @@ static void on_failure(uint32_t role, void *ctx)
 
 /* ---- background walks (lib/rebuild.c) ----------------------------------- */
 
-static int rt_engine_detach(struct run *run, uint32_t role, struct rt_unit **u)
+/*
+ * Take the unit of faulty @role out of the engine. A rebuild that was
+ * stopped by failing its unit ends its walk on its own within a batch;
+ * until then the engine says -EBUSY.
+ */
+static int detach_failed_unit(struct run *run, uint32_t role, struct rt_unit **u)
 {
-	return engine_detach_unit(run->e, role, u);
+	int r = -EBUSY;
+
+	for (int k = 0; k < 100 && r == -EBUSY; k++) {
+		r = engine_detach_unit(run->e, role, u);
+		if (r == -EBUSY)
+			sleep_ms(50);
+	}
+	return r;
 }
 
 static const char *walk_name(int kind)
@@ -610,18 +622,34 @@ static int cmd_fail(struct run *run, const char *arg, char *msg, size_t len)
 	return 0;
 }
 
+/*
+ * The engine decides first and the superblocks follow: a unit still being
+ * rebuilt is refused (fail it first, which stops the rebuild, as md wants a
+ * rebuilding device failed before it is removed), a refusal writes
+ * nothing, and the role table is only changed once the engine has let the
+ * unit go, so the two never disagree.
+ */
 static int cmd_remove(struct run *run, const char *arg, char *msg, size_t len)
 {
 	struct slot_change c = { .state = RT_SLOT_MISSING, .forget = true };
 	struct rt_assembly *as = run->as;
 	struct rt_unit *u = NULL;
+	bool role;
 	char dev[256];
 	int i, r;
 
 	i = find_member(run, arg, msg, len);
 	if (i < 0)
 		return i;
-	if ((unsigned)i < as->n_roles && engine_role_state(run->e, (uint32_t)i) != RT_ROLE_FAULTY) {
+	role = (unsigned)i < as->n_roles;
+	if (role && engine_role_rebuilding(run->e, (uint32_t)i)) {
+		snprintf(msg, len, "role %d ('%s') is being rebuilt and already holds every write "
+			 "since it was added; let the rebuild finish ('raidtool wait %s'), or to "
+			 "take it out fail it first ('raidtool fail %s %d' stops the rebuild) and "
+			 "then remove it", i, as->dev[i], run->name, run->name, i);
+		return -EBUSY;
+	}
+	if (role && engine_role_state(run->e, (uint32_t)i) != RT_ROLE_FAULTY) {
 		snprintf(msg, len, "role %d (%s) is working; fail it first ('raidtool fail %s %d')",
 			 i, as->dev[i], run->name, i);
 		return -EBUSY;
@@ -630,29 +658,34 @@ static int cmd_remove(struct run *run, const char *arg, char *msg, size_t len)
 		snprintf(msg, len, "role %d has no unit to remove", i);
 		return -ENODEV;
 	}
-	pthread_mutex_lock(&run->sb_lock);
 	snprintf(dev, sizeof(dev), "%s", as->dev[i]);
-	c.slot = as->own[i].slot;
-	if ((unsigned)i >= as->n_roles)
-		c.state = RT_SLOT_EMPTY;	/* a spare leaves the table */
-	r = run_sb_update(run, change_slot, &c);
-	if (r < 0) {
-		pthread_mutex_unlock(&run->sb_lock);
-		snprintf(msg, len, "cannot write the superblocks: %s", strerror(-r));
-		return r;
-	}
-	if ((unsigned)i < as->n_roles) {
-		r = rt_engine_detach(run, (uint32_t)i, &u);
+	if (role) {
+		r = detach_failed_unit(run, (uint32_t)i, &u);
+		if (r < 0) {
+			snprintf(msg, len, "cannot take '%s' out of role %d: %s; nothing was "
+				 "changed", dev, i, r == -EBUSY ? "the engine still uses it" :
+				 strerror(-r));
+			return r;
+		}
 	} else {
 		u = as->units[i];
-		r = 0;
 	}
-	if (r == 0) {
-		unit_close(u);
-		as->units[i] = NULL;
-		as->dev[i][0] = '\0';
-	}
+	pthread_mutex_lock(&run->sb_lock);
+	c.slot = as->own[i].slot;
+	if (!role)
+		c.state = RT_SLOT_EMPTY;	/* a spare leaves the table */
+	r = run_sb_update(run, change_slot, &c);
+	unit_close(u);
+	as->units[i] = NULL;
+	as->dev[i][0] = '\0';
 	pthread_mutex_unlock(&run->sb_lock);
+	if (r < 0) {
+		/* Out of the engine either way; the role table still calls it faulty. */
+		snprintf(msg, len, "'%s' is out of the array, but recording that in the "
+			 "superblocks failed: %s (they still list it in slot %u, faulty)", dev,
+			 strerror(-r), c.slot);
+		return r;
+	}
 	rt_log(RT_LOG_INFO, "'%s': unit '%s' removed from slot %u (events %llu)", run->name,
 	       dev, c.slot, (unsigned long long)as->sb.events);
 	snprintf(msg, len, "'%s' removed from slot %u; its own superblock is left as it was "
@@ -673,6 +706,13 @@ static int add_target(struct run *run, uint32_t want, char *msg, size_t len)
 		if ((want != UINT32_MAX && i != want) ||
 		    engine_role_state(run->e, i) != RT_ROLE_FAULTY)
 			continue;
+		if (engine_role_rebuilding(run->e, i)) {
+			if (want == UINT32_MAX)
+				continue;	/* taken: the new unit becomes a spare */
+			snprintf(msg, len, "role %u is being rebuilt onto '%s'; wait for it "
+				 "('raidtool wait %s')", i, as->dev[i], run->name);
+			return -EBUSY;
+		}
 		if (as->units[i]) {
 			snprintf(msg, len, "role %u is faulty and still holds '%s'; remove it "
 				 "first ('raidtool remove %s %u')", i, as->dev[i], run->name, i);
@@ -1002,13 +1042,7 @@ static void take_spare(struct run *run)
 		engine_walk_cancel(run->e);
 	}
 	if (as->units[w.role]) {
-		/* A failing rebuild's walk ends on its own within a batch. */
-		for (int k = 0; k < 100; k++) {
-			r = engine_detach_unit(run->e, w.role, &old);
-			if (r != -EBUSY)
-				break;
-			sleep_ms(50);
-		}
+		r = detach_failed_unit(run, w.role, &old);
 		if (r < 0) {
 			rt_log(RT_LOG_ERROR, "'%s': cannot take the failed unit of role %u out for "
 			       "the spare: %s", run->name, w.role, strerror(-r));

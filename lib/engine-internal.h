@@ -45,9 +45,6 @@ int engine_recover_stripes(struct rt_engine *e, struct engine_ctx *c, uint32_t r
 int engine_scrub_stripes(struct rt_engine *e, struct engine_ctx *c, uint64_t s0, uint64_t cnt,
 			 bool repair, uint64_t *mismatches, uint64_t *repaired);
 
-/* Is @role attached and being rebuilt? */
-bool engine_role_rebuilding(struct rt_engine *e, uint32_t role);
-
 /* The rebuilt role becomes a normal active one. */
 int engine_recover_complete(struct rt_engine *e, uint32_t role);
 

@@ -11,6 +11,7 @@
  *
  * Every call is safe from many threads at once (FUSE workers).
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <raidtool/format.h>
@@ -86,6 +87,9 @@ int engine_fail_role(struct rt_engine *e, uint32_t role);
 
 int engine_role_state(struct rt_engine *e, uint32_t role);	/* enum rt_role_state, or -EINVAL */
 int engine_state(struct rt_engine *e);				/* enum rt_engine_state */
+
+/* Is @role attached and being rebuilt (still RT_ROLE_FAULTY for reads)? */
+bool engine_role_rebuilding(struct rt_engine *e, uint32_t role);
 
 /*
  * The dirty-region (write-intent) log, kept by raid1/raid5 when the units

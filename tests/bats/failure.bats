@@ -846,3 +846,82 @@ readd_regions() {
 	run cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/data"
 	assert_success
 }
+
+# role_on_every_unit UNIT...: every UNIT lists role $SLOT with $STATE and
+# $HASH in its role table.
+role_on_every_unit() {
+	local u
+	for u in "$@"; do
+		run raidtool examine --json "$u"
+		assert_success
+		[ "$(jq -r ".roles[$SLOT].state" <<<"$output")" = "$STATE" ] ||
+			fail "$u: role $SLOT is $(jq -c ".roles[$SLOT]" <<<"$output"), not $STATE"
+		[ "$(jq -r ".roles[$SLOT].hashcode" <<<"$output")" = "$HASH" ] ||
+			fail "$u: role $SLOT is $(jq -c ".roles[$SLOT]" <<<"$output"), not $HASH"
+	done
+}
+
+@test "raid5: remove of the unit being rebuilt is refused, writing nothing; fail stops the rebuild, then remove works; engine and superblocks agree throughout" {
+	local spare spare_hash fresh fresh_hash SLOT=1 STATE HASH
+	new_array 5 4 64M
+	start_array
+	head -c 24M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	run raidtool fail "$NAME" 1
+	assert_success
+	run raidtool remove "$NAME" 1
+	assert_success
+	# The spare answers slowly, so that its rebuild is still running below.
+	faulty_unit 9 64M
+	spare=${UNITS[4]}
+	echo "delay 40" > "$TESTDIR/ffs9/ctl"
+	run raidtool add "$NAME" "$spare"
+	assert_success
+	assert_output --partial "added to role 1; rebuilding"
+	spare_hash=$(raidtool examine --json "$spare" | jq -r .this_unit.hashcode)
+	[ "$(status_json | jq -r .walk.kind)" = rebuilding ]
+
+	# Refused while it rebuilds, and nothing written: the role table still
+	# names the spare, rebuilding, on every unit.
+	run raidtool remove "$NAME" 1
+	assert_failure
+	assert_output --partial "role 1 ('$spare') is being rebuilt"
+	assert_output --partial "fail it first"
+	STATE=rebuilding HASH=$spare_hash role_on_every_unit "${UNITS[0]}" "${UNITS[2]}" \
+		"${UNITS[3]}" "$spare"
+	run status_json
+	[ "$(jq -r '.units[] | select(.slot == 1) | .device' <<<"$output")" = "$spare" ]
+	[ "$(jq -r '.units[] | select(.slot == 1) | .state' <<<"$output")" = rebuilding ]
+
+	# fail stops the rebuild; then remove does what it says.
+	run raidtool fail "$NAME" 1
+	assert_success
+	run raidtool remove "$NAME" 1
+	assert_success
+	assert_output --partial "removed from slot 1"
+	echo clear > "$TESTDIR/ffs9/ctl"
+	STATE=missing HASH=00000000 role_on_every_unit "${UNITS[0]}" "${UNITS[2]}" "${UNITS[3]}"
+	run status_json
+	[ "$(jq -r .health <<<"$output")" = degraded ]
+	[ "$(jq -r '[.units[] | select(.device == "'"$spare"'")] | length' <<<"$output")" = 0 ]
+
+	# A fresh unit rebuilt to the end: active everywhere, also after a restart.
+	fresh=$(make_image fresh.img 64M)
+	run raidtool add "$NAME" "$fresh"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "rebuild of role 1 done"
+	fresh_hash=$(raidtool examine --json "$fresh" | jq -r .this_unit.hashcode)
+	all_active
+	STATE=active HASH=$fresh_hash role_on_every_unit "${UNITS[0]}" "$fresh" "${UNITS[2]}" \
+		"${UNITS[3]}"
+	run raidtool deactivate "$NAME"
+	assert_success
+	start_array
+	[[ "$stderr" != *degraded* ]] || fail "degraded after the rebuild: $stderr"
+	all_active
+	check_clean
+	[ "$(dd if="$DEV" bs=1M count=24 iflag=direct status=none | sha256sum)" = \
+		"$(sha256sum < "$TESTDIR/data")" ]
+}
