@@ -68,6 +68,8 @@ struct run {
 	bool force;			/* start a degraded, dirty raid5 */
 	bool stopping;
 	bool resync_pending;		/* a resync started and has not finished */
+	uint64_t owed_all;		/* engine_resync_owed's @all for the running resync */
+	bool owed_warned;
 	uint32_t rebuild_role;		/* of the last rebuild started */
 	int excl_fd;			/* the loop device, held O_EXCL from the stop decision on */
 };
@@ -233,6 +235,8 @@ static int on_status(void *ctx, struct rt_control_status *st)
 			u->read_bytes = es->unit[slot].read_bytes;
 			u->write_bytes = es->unit[slot].write_bytes;
 			u->errors = es->unit[slot].errors;
+			u->retries = es->unit[slot].retries;
+			u->no_space = (es->nospace_mask >> slot) & 1;
 		}
 	}
 	st->stats.reads = es->reads;
@@ -241,6 +245,9 @@ static int on_status(void *ctx, struct rt_control_status *st)
 	st->stats.read_bytes = es->read_bytes;
 	st->stats.write_bytes = es->write_bytes;
 	st->stats.errors = es->errors;
+	st->nospace_mask = es->nospace_mask;
+	st->retry_count = es->retry_count;
+	st->retry_window_ms = es->retry_window_ms;
 	{
 		struct rt_walk_progress wp;
 
@@ -455,8 +462,11 @@ static void on_walk_done(int kind, int result, void *ctx)
 
 	if (result == 0 && kind == RT_WALK_RECOVER)
 		rebuild_finished(run);
-	if (result == 0 && kind == RT_WALK_RESYNC)
+	if (result == 0 && kind == RT_WALK_RESYNC) {
 		run->resync_pending = false;
+		engine_resync_owed_done(run->e, run->owed_all);
+		run->owed_all = 0;
+	}
 	if (result == 0)
 		rt_log(RT_LOG_INFO, "'%s': %s finished", run->name, walk_name(kind));
 	else if (result == -ECANCELED)
@@ -464,6 +474,62 @@ static void on_walk_done(int kind, int result, void *ctx)
 	else
 		rt_log(RT_LOG_ERROR, "'%s': %s failed: %s", run->name, walk_name(kind),
 		       strerror(-result));
+}
+
+/* Regions owed a resync by writes that failed for want of space, or all (no log)? */
+static bool resync_owed_any(struct run *run)
+{
+	uint64_t n_owed = 0, all = 0;
+
+	return engine_resync_owed(run->e, NULL, 0, &n_owed, &all) == 0 && (n_owed || all);
+}
+
+/*
+ * A raid1/raid5 write that failed for want of space on some units left its
+ * stripes owed a resync. Once every unit takes writes again, the array is
+ * whole and no walk runs, resync them (main thread, polled every second).
+ */
+static void resync_owed(struct run *run)
+{
+	struct rt_walk_params p = { .kind = RT_WALK_RESYNC, .done = on_walk_done, .ctx = run };
+	uint64_t region_size = 0, n_regions = 0, n_owed = 0, all = 0;
+	struct rt_walk_progress wp;
+	uint8_t *bitmap = NULL;
+	int r;
+
+	if (engine_nospace(run->e) || engine_state(run->e) != RT_ENGINE_OK)
+		return;
+	engine_walk_progress(run->e, &wp);
+	if (wp.running || !resync_owed_any(run))
+		return;
+	r = engine_dirtylog_info(run->e, &region_size, &n_regions);
+	if (r == 0) {
+		bitmap = calloc((n_regions + 7) / 8, 1);
+		r = bitmap ? 0 : -ENOMEM;
+	} else if (r == -EOPNOTSUPP) {
+		r = 0;
+	}
+	if (r == 0)
+		r = engine_resync_owed(run->e, bitmap, (n_regions + 7) / 8, &n_owed, &all);
+	if (r == 0 && !all) {
+		p.regions = bitmap;
+		p.region_size = region_size;
+	}
+	run->owed_all = all;
+	if (r == 0)
+		r = engine_walk_start(run->e, &p);
+	if (r == 0) {
+		run->owed_warned = false;
+		rt_log(RT_LOG_WARN, "'%s': every unit takes writes again: resyncing %s%llu "
+		       "region%s that writes failing for want of space left inconsistent",
+		       run->name, all ? "the whole array; " : "", (unsigned long long)n_owed,
+		       n_owed == 1 ? "" : "s");
+	} else if (!run->owed_warned) {
+		run->owed_warned = true;
+		rt_log(RT_LOG_ERROR, "'%s': the resync owed after writes failed for want of "
+		       "space did not start: %s; trying again", run->name, strerror(-r));
+	}
+	free(bitmap);
 }
 
 /*
@@ -1085,11 +1151,37 @@ out:
 	pthread_mutex_unlock(&run->admin_lock);
 }
 
+/* "COUNT WINDOW_MS": how often a unit I/O error is tried again before the unit fails. */
+static int cmd_tune(struct run *run, const char *arg, char *msg, size_t len)
+{
+	unsigned count, window;
+	char extra;
+	int r;
+
+	if (sscanf(arg, "%u %u %c", &count, &window, &extra) != 2) {
+		snprintf(msg, len, "'%s': give the number of tries and the window in ms", arg);
+		return -EINVAL;
+	}
+	r = engine_set_retries(run->e, count, window);
+	if (r < 0) {
+		snprintf(msg, len, "%u tries within %u ms: out of range (at most 100 tries and "
+			 "600000 ms)", count, window);
+		return r;
+	}
+	rt_log(RT_LOG_INFO, "'%s': a unit I/O error is now tried again up to %u times within "
+	       "%u ms before the unit is failed", run->name, count, window);
+	snprintf(msg, len, "a unit I/O error is tried again up to %u times within %u ms before "
+		 "the unit is failed", count, window);
+	return 0;
+}
+
 static int on_command(void *ctx, const char *cmd, const char *arg, char *msg, size_t len)
 {
 	struct run *run = ctx;
 	int r;
 
+	if (!strcmp(cmd, "tune"))
+		return cmd_tune(run, arg, msg, len);
 	if (strcmp(cmd, "add") && strcmp(cmd, "fail") && strcmp(cmd, "remove"))
 		return run_walk_command(run, cmd, arg, msg, len);
 	pthread_mutex_lock(&run->admin_lock);
@@ -1249,8 +1341,11 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 		run->excl_fd = -1;
 	}
 	if (run->e) {
+		bool owed;
+
 		/* A walk in progress stops first (a rebuild checkpoints as it ends). */
 		engine_walk_cancel(run->e);
+		owed = resync_owed_any(run);
 		q = engine_flush(run->e);
 		if (q == 0) {
 			/* Regions still to be resynced stay dirty in the log. */
@@ -1260,9 +1355,11 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 		}
 		engine_destroy(run->e);
 		run->e = NULL;
-		if (q == 0 && run->resync_pending) {
-			rt_log(RT_LOG_WARN, "'%s': the resync did not finish; the array stays "
-			       "marked dirty and resyncs when activated again", run->name);
+		if (q == 0 && (run->resync_pending || owed)) {
+			rt_log(RT_LOG_WARN, "'%s': the resync %s; the array stays marked dirty and "
+			       "resyncs when activated again", run->name, run->resync_pending ?
+			       "did not finish" : "owed after writes failed for want of space did "
+			       "not run");
 		} else if (q < 0) {
 			rt_log(RT_LOG_ERROR, "'%s': final flush failed: %s; the array stays "
 			       "marked dirty", run->name, strerror(-q));
@@ -1297,11 +1394,17 @@ static void wait_for_stop(struct run *run)
 		char why[PATH_MAX + 128];
 		uint64_t n;
 
-		if (poll(pfd, 3, -1) < 0) {
+		int k = poll(pfd, 3, 1000);
+
+		if (k < 0) {
 			if (errno == EINTR)
 				continue;
 			rt_log(RT_LOG_ERROR, "'%s': poll: %s; stopping", run->name, strerror(errno));
 			return;
+		}
+		if (k == 0) {
+			resync_owed(run);
+			continue;
 		}
 		if (pfd[1].revents & POLLIN)
 			return;

@@ -209,6 +209,33 @@ void dirtylog_unpin(struct rt_dirtylog *dl, uint64_t region)
 		dl->pinned[W(region)] &= ~B(region);
 }
 
+void dirtylog_pin(struct rt_dirtylog *dl, uint64_t first, uint64_t last)
+{
+	uint64_t i;
+
+	for (i = first; i <= last && i < dl->n; i++) {
+		dl->disk[W(i)] |= B(i);
+		dl->pinned[W(i)] |= B(i);
+		atomic_fetch_or(&dl->live[W(i)], B(i));
+	}
+}
+
+uint64_t dirtylog_pinned(const struct rt_dirtylog *dl, uint8_t *out)
+{
+	uint64_t i, k = 0;
+
+	if (out)
+		memset(out, 0, (dl->n + 7) / 8);
+	for (i = 0; i < dl->n; i++) {
+		if (!(dl->pinned[W(i)] & B(i)))
+			continue;
+		k++;
+		if (out)
+			out[i / 8] |= (uint8_t)(1u << (i % 8));
+	}
+	return k;
+}
+
 void dirtylog_unpin_all(struct rt_dirtylog *dl)
 {
 	memset(dl->pinned, 0, dl->words * sizeof(*dl->pinned));

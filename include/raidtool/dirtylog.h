@@ -82,6 +82,10 @@ bool dirtylog_clear_all(struct rt_dirtylog *dl);
 /* Regions dirty from a previous run: dirty, live and not aged out. */
 void dirtylog_load(struct rt_dirtylog *dl, const uint8_t *bits);
 void dirtylog_unpin(struct rt_dirtylog *dl, uint64_t region);
+/* Regions [first, last] are owed a resync: dirty, live and pinned like loaded ones. */
+void dirtylog_pin(struct rt_dirtylog *dl, uint64_t first, uint64_t last);
+/* How many regions are pinned; their bits into @out (bit i = byte i / 8) when not NULL. */
+uint64_t dirtylog_pinned(const struct rt_dirtylog *dl, uint8_t *out);
 /* Dirty from a previous run, but not owed a resync (it stopped cleanly). */
 void dirtylog_unpin_all(struct rt_dirtylog *dl);
 
