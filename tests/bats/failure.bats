@@ -24,7 +24,7 @@ setup() {
 }
 
 teardown() {
-	local p i
+	local p
 	for p in "${BGPIDS[@]}"; do
 		kill -KILL "$p" 2>/dev/null || true
 	done
@@ -32,9 +32,7 @@ teardown() {
 		wait "$p" 2>/dev/null || true
 	done
 	# Faulty disks answer again, so that the array stops without hanging on them.
-	for ((i = 0; i < ${#FFPIDS[@]}; i++)); do
-		[ -e "$TESTDIR/ffs$i/ctl" ] && echo clear > "$TESTDIR/ffs$i/ctl" 2>/dev/null
-	done
+	faulty_units_clear
 	# The array's loop device first (deactivate), then the units' loop
 	# devices and the FUSE mounts (scratch_teardown: loops before mounts).
 	if [ -n "${TESTDIR:-}" ] && [ -n "${NAME:-}" ] && [ -e "$RAIDTOOL_RUNDIR/$NAME/pid" ]; then
@@ -42,34 +40,7 @@ teardown() {
 	fi
 	# Loops over our files, then every mount under TESTDIR (faultyfs too).
 	scratch_teardown
-	for p in "${FFPIDS[@]}"; do
-		kill -TERM "$p" 2>/dev/null || true
-	done
-	for p in "${FFPIDS[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
-	# A lazily unmounted faultyfs mount point can outlive scratch_teardown's rm.
-	[ -n "${TESTDIR:-}" ] && rm -rf "$TESTDIR"
-	return 0
-}
-
-# faulty_unit I SIZE: a rt-faultyfs disk over $TESTDIR/back$I.img mounted at
-# $TESTDIR/ffs$I, with a direct-I/O loop device on it; appends to UNITS.
-faulty_unit() {
-	local i=$1 size=$2 mnt back dev
-	back=$(make_image "back$i.img" "$size")
-	mnt=$TESTDIR/ffs$i
-	mkdir -p "$mnt"
-	"$FAULTYFS" "$back" "$mnt" 2>"$TESTDIR/ffs$i.log" &
-	FFPIDS+=("$!")
-	for _ in $(seq 50); do
-		[ -e "$mnt/disk" ] && break
-		sleep 0.1
-	done
-	[ -e "$mnt/disk" ] || fail "rt-faultyfs did not come up on $mnt"
-	dev=$(losetup --direct-io=on --find --show "$mnt/disk")
-	UNITS+=("$dev")
-	BACKS+=("$back")
+	faulty_units_stop
 }
 
 # new_faulty_array LEVEL COUNT SIZE: create NAME on COUNT faulty units and start it.
