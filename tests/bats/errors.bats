@@ -99,9 +99,17 @@ no_unit_faulty() {
 		status=none
 	assert_success
 	[ "$(status_json | jq -r .no_space)" = false ]
+	# The engine looks for a resync owed once a second.
+	for _ in $(seq 50); do
+		grep -q "every unit takes writes again: resyncing" "$RAIDTOOL_RUNDIR/$NAME/log" &&
+			break
+		sleep 0.1
+	done
+	grep -q "every unit takes writes again: resyncing" "$RAIDTOOL_RUNDIR/$NAME/log" ||
+		fail "no resync after the failed writes: $(cat "$RAIDTOOL_RUNDIR/$NAME/log")"
 	run raidtool wait "$NAME"
 	assert_success
-	grep -q "every unit takes writes again: resyncing" "$RAIDTOOL_RUNDIR/$NAME/log"
+	assert_output --partial "resync done"
 	no_unit_faulty "${UNITS[@]}"
 	check_clean
 	run raidtool deactivate "$NAME"
