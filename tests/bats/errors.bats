@@ -17,9 +17,9 @@ setup() {
 	RMWRACE=$TOP/build/tests/rt-rmwrace
 	FAULTYFS=$TOP/build/tests/rt-faultyfs
 	LOOPS=()
-	FFPIDS=()
 	UNITS=()
-	BACKS=()
+	# shellcheck disable=SC2034  # faulty_unit (helpers.bash) appends to them
+	FFPIDS=() BACKS=()
 }
 
 teardown() {
@@ -116,6 +116,7 @@ no_unit_faulty() {
 	assert_success
 	run --separate-stderr raidtool activate "$NAME"
 	assert_success
+	# shellcheck disable=SC2154  # set by run --separate-stderr
 	[[ "$stderr" != *degraded* ]] || fail "degraded: $stderr"
 	no_unit_faulty "${UNITS[@]}"
 	check_clean

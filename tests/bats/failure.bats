@@ -18,9 +18,10 @@ setup() {
 	FAULTYFS=$TOP/build/tests/rt-faultyfs
 	[ -x "$FAULTYFS" ] || fail "build rt-faultyfs first (make all)"
 	BGPIDS=()
-	FFPIDS=()
 	UNITS=()
 	BACKS=()
+	# shellcheck disable=SC2034  # faulty_unit (helpers.bash) appends to it
+	FFPIDS=()
 }
 
 teardown() {
