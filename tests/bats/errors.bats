@@ -32,22 +32,17 @@ teardown() {
 	faulty_units_stop
 }
 
-status_json() {
-	raidtool status --json "$NAME" 2>/dev/null
+# create_start LEVEL: NAME on the UNITS, started.
+create_start() {
+	run raidtool create "$NAME" --level "$1" --chunk 64K "${UNITS[@]}"
+	assert_success
+	run raidtool activate "$NAME"
+	assert_success
 }
 
 # The array's first BYTES (from DEV) as a sha256.
 array_sha() {
 	dd if="/dev/raidtool/$NAME" bs=1M count=$(($1 >> 20)) iflag=direct status=none | sha256sum
-}
-
-# check_clean: a check over the whole array finds nothing to repair.
-check_clean() {
-	run raidtool check "$NAME"
-	assert_success
-	run raidtool wait "$NAME"
-	assert_success
-	assert_output --partial "check done: 0 mismatches"
 }
 
 # no_unit_faulty: every role active in the engine and in every superblock.
@@ -71,10 +66,7 @@ no_unit_faulty() {
 		truncate -s 24M "$fs/u$i.img"
 		UNITS+=("$fs/u$i.img")
 	done
-	run raidtool create "$NAME" --level 5 --chunk 64K "${UNITS[@]}"
-	assert_success
-	run raidtool activate "$NAME"
-	assert_success
+	create_start 5
 	head -c 16M /dev/urandom > "$TESTDIR/data"
 	dd if="$TESTDIR/data" of="/dev/raidtool/$NAME" bs=1M oflag=direct conv=fsync status=none
 	# Fill the array: the tmpfs (40M) runs out long before the array (46M).
@@ -132,10 +124,7 @@ faulty_raid5() {
 	for i in 0 1 2; do
 		faulty_unit "$i" 32M
 	done
-	run raidtool create "$NAME" --level 5 --chunk 64K "${UNITS[@]}"
-	assert_success
-	run raidtool activate "$NAME"
-	assert_success
+	create_start 5
 	head -c 4M /dev/urandom > "$TESTDIR/data"
 }
 

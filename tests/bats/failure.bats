@@ -93,10 +93,6 @@ fio_verify_only() {
 	assert_success
 }
 
-status_json() {
-	raidtool status --json "$NAME" 2>/dev/null
-}
-
 # The state of slot $2 in the role table of unit $1, as examine reads it.
 examined_slot() {
 	raidtool examine --json "$1" 2>/dev/null | jq -r ".roles[$2].state"
@@ -375,15 +371,6 @@ check_corrupt() {
 	assert_output --partial "no redundancy"
 	run raidtool check nosuch"$NAME"
 	assert_failure
-}
-
-# check_clean: a check over the whole array finds nothing to repair.
-check_clean() {
-	run raidtool check "$NAME"
-	assert_success
-	run raidtool wait "$NAME"
-	assert_success
-	assert_output --partial "check done: 0 mismatches"
 }
 
 all_active() {

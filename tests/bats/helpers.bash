@@ -112,6 +112,20 @@ scratch_teardown() {
 	rm -rf "$TESTDIR"
 }
 
+# The running array's status as JSON.
+status_json() {
+	raidtool status --json "$NAME" 2>/dev/null
+}
+
+# check_clean: a check over the whole array finds nothing to repair.
+check_clean() {
+	run raidtool check "$NAME"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "check done: 0 mismatches"
+}
+
 # Disks that fail on demand (tests/helpers/rt-faultyfs). The suite sets
 # FAULTYFS to the helper and FFPIDS, UNITS and BACKS to () in setup, and
 # calls faulty_units_stop in teardown after scratch_teardown.
