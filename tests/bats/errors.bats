@@ -206,3 +206,42 @@ rmw_race() {
 @test "linear --blocksize 512 on 4K-sector units: no whole-block write is undone by a sector write" {
 	rmw_race linear
 }
+
+@test "raid1: while a role is rebuilt, add makes a spare instead of advising to remove the rebuilding unit" {
+	local spare extra
+	[ -x "$FAULTYFS" ] || fail "build rt-faultyfs first (make all)"
+	UNITS=("$(make_image u0.img 64M)" "$(make_image u1.img 64M)")
+	create_start 1
+	head -c 16M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="/dev/raidtool/$NAME" bs=1M oflag=direct conv=fsync status=none
+	run raidtool fail "$NAME" 1
+	assert_success
+	run raidtool remove "$NAME" 1
+	assert_success
+	# A slow unit, so that its rebuild is still running below.
+	faulty_unit 0 64M
+	spare=${UNITS[2]}
+	echo "delay 40" > "$TESTDIR/ffs0/ctl"
+	run raidtool add "$NAME" "$spare"
+	assert_success
+	assert_output --partial "added to role 1; rebuilding"
+	extra=$(make_image extra.img 64M)
+	run raidtool add "$NAME" "$extra"
+	assert_success
+	assert_output --partial "added as a spare"
+	refute_output --partial "remove it first"
+	run raidtool remove "$NAME" 1
+	assert_failure
+	assert_output --partial "is being rebuilt"
+	refute_output --regexp "removed from slot"
+	echo clear > "$TESTDIR/ffs0/ctl"
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "rebuild of role 1 done"
+	run status_json
+	[ "$(jq -r .health <<<"$output")" = clean ] || fail "not clean: $output"
+	[ "$(jq -r '.units[] | select(.slot == 1) | .device' <<<"$output")" = "$spare" ]
+	[ "$(jq -r '[.units[] | select(.state == "spare")] | length' <<<"$output")" = 1 ]
+	check_clean
+	[ "$(array_sha $((16 << 20)))" = "$(sha256sum < "$TESTDIR/data")" ]
+}
