@@ -70,7 +70,9 @@ no_unit_faulty() {
 	head -c 16M /dev/urandom > "$TESTDIR/data"
 	dd if="$TESTDIR/data" of="/dev/raidtool/$NAME" bs=1M oflag=direct conv=fsync status=none
 	# Fill the array: the tmpfs (40M) runs out long before the array (46M).
-	run dd if=/dev/zero of="/dev/raidtool/$NAME" bs=1M seek=16 oflag=direct status=none
+	# Random bytes, so that a stripe written on some units and not others
+	# is inconsistent (zeros over the zeros of sparse units would not be).
+	run dd if=/dev/urandom of="/dev/raidtool/$NAME" bs=1M seek=16 oflag=direct status=none
 	assert_failure
 	assert_output --partial "No space left on device"
 	run status_json
@@ -86,8 +88,10 @@ no_unit_faulty() {
 	# Room again: writes work without a rebuild; the stripes the failed
 	# writes left half-written are resynced.
 	mount -o remount,size=200M "$fs"
-	head -c 8M /dev/urandom > "$TESTDIR/more"
-	run dd if="$TESTDIR/more" of="/dev/raidtool/$NAME" bs=1M seek=24 oflag=direct conv=fsync \
+	# Past where the fill failed (about 27M), so that it rewrites none of
+	# the stripes it left half-written: only the resync can mend those.
+	head -c 4M /dev/urandom > "$TESTDIR/more"
+	run dd if="$TESTDIR/more" of="/dev/raidtool/$NAME" bs=1M seek=40 oflag=direct conv=fsync \
 		status=none
 	assert_success
 	[ "$(status_json | jq -r .no_space)" = false ]
@@ -113,7 +117,7 @@ no_unit_faulty() {
 	no_unit_faulty "${UNITS[@]}"
 	check_clean
 	[ "$(array_sha $((16 << 20)))" = "$(sha256sum < "$TESTDIR/data")" ]
-	[ "$(dd if="/dev/raidtool/$NAME" bs=1M skip=24 count=8 iflag=direct status=none | sha256sum)" = \
+	[ "$(dd if="/dev/raidtool/$NAME" bs=1M skip=40 count=4 iflag=direct status=none | sha256sum)" = \
 		"$(sha256sum < "$TESTDIR/more")" ]
 }
 
