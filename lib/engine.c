@@ -105,10 +105,10 @@
  * of space (engine_resync_owed); without a log the whole array is owed one.
  * Until that resync, such a stripe is as exposed as after a crash (a role
  * lost meanwhile could be reconstructed wrong there).
- * Any other unit error is tried again up to retry_count times, spread over
- * retry_window_ms (engine_set_retries), before the role is failed: a
- * transient error (a bus reset, a path failover) costs a delay, not a
- * rebuild.
+ * Any other read or write error is tried again up to retry_count times,
+ * spread over retry_window_ms (engine_set_retries), before the role is
+ * failed: a transient error (a bus reset, a path failover) costs a delay,
+ * not a rebuild. A failed flush is never tried again (see ctx_complete_io).
  *
  * Dirty-region log: see struct engine_dl below. The healthy write path
  * pays one atomic bit test per region of its piece when the region is
@@ -593,7 +593,12 @@ static int ctx_complete_io(struct rt_engine *e, struct engine_ctx *c,
 		c->retry[c->n_retry++] = io;
 		return err;
 	}
+	/*
+	 * Reads and writes are tried again; a flush is not: the kernel reports
+	 * a writeback error once, and a second fsync would claim success.
+	 */
 	if (res < 0 && res != -EAGAIN && res != -EINTR && !engine_err_nospace(res) &&
+	    io->op != ENGINE_OP_FSYNC &&
 	    io->err_tries < atomic_load_explicit(&e->retry_count, memory_order_relaxed)) {
 		io->err_tries++;
 		stat_add(&c->stats.unit[io->role].retries, 1);
