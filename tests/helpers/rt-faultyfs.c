@@ -7,7 +7,8 @@
  *   ctl   write a command to change behaviour at run time:
  *           fail read|write|rw [START LEN [N]]  I/O overlapping the range: EIO
  *                                            (LEN 0: to the end; with N, only
- *                                            the next N such I/Os fail)
+ *                                            the next N such reads or writes
+ *                                            fail; flushes fail only without N)
  *           drop [START LEN]                 writes there succeed, do nothing
  *           delay MS                         every read and write of the disk
  *                                            waits MS milliseconds first
@@ -32,6 +33,7 @@
 #define MAX_RULES 16
 
 enum fault_kind { FAULT_READ = 1, FAULT_WRITE = 2, FAULT_DROP = 4 };
+#define FAULT_UNCOUNTED 8u	/* in @want: only rules without a count apply (fsync) */
 
 struct fault_rule {
 	unsigned kind;
@@ -61,7 +63,8 @@ static unsigned faults_at(uint64_t off, uint64_t len, unsigned want)
 		struct fault_rule *r = &fs.rules[i];
 		uint64_t end = r->len ? r->start + r->len : UINT64_MAX;
 
-		if (off < end && off + len > r->start && (r->kind & want)) {
+		if (off < end && off + len > r->start && (r->kind & want) &&
+		    !(r->count && (want & FAULT_UNCOUNTED))) {
 			kinds |= r->kind & want;
 			if (r->count && --r->count == 0) {
 				fs.rules[i] = fs.rules[--fs.n_rules];
@@ -254,7 +257,8 @@ static int ffs_write(const char *path, const char *buf, size_t size, off_t off,
 static int ffs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
 	(void)path; (void)fi;
-	if (faults_at(0, UINT64_MAX, FAULT_WRITE))
+	/* A counted rule fails the next N writes, not flushes. */
+	if (faults_at(0, UINT64_MAX, FAULT_WRITE | FAULT_UNCOUNTED))
 		return -EIO;
 	return (datasync ? fdatasync(fs.fd) : fsync(fs.fd)) < 0 ? -errno : 0;
 }
