@@ -1374,6 +1374,11 @@ struct engine_dl {
 	_Atomic uint64_t events;	/* the superblocks', as the run path last told */
 	uint64_t events_cleared;
 	uint8_t *loaded;		/* union of the units' logs at start */
+	/*
+	 * Owed a resync while a walk ran: that walk may have done the region
+	 * before the write failed, so its end does not unpin the region.
+	 */
+	uint8_t *reowed;
 	uint64_t n_loaded;
 	bool loaded_valid;
 	bool unsynced;			/* a log write failed: the image is ahead */
@@ -1485,7 +1490,8 @@ static int engine_dl_mark(struct rt_engine *e, struct engine_ctx *c, uint64_t fi
 static void engine_owe_resync(struct rt_engine *e, uint64_t first, uint64_t last)
 {
 	struct engine_dl *dl = e->dl;
-	uint64_t r0, r1;
+	bool walking = e->walk && rebuild_walk_busy(e);
+	uint64_t r0, r1, i;
 
 	if (!dl) {
 		atomic_fetch_add(&e->owed_all, 1);
@@ -1494,6 +1500,8 @@ static void engine_owe_resync(struct rt_engine *e, uint64_t first, uint64_t last
 	dl_regions(e, first, last, &r0, &r1);
 	pthread_mutex_lock(&dl->mu);
 	dirtylog_pin(dl->log, r0, r1);
+	for (i = r0; walking && i <= r1 && i < dirtylog_regions(dl->log); i++)
+		dl->reowed[i / 8] |= (uint8_t)(1u << (i % 8));
 	pthread_mutex_unlock(&dl->mu);
 }
 
@@ -1619,8 +1627,9 @@ static int engine_dl_init(struct rt_engine *e, const struct rt_sb *sb)
 		return -ret;
 	}
 	dl->loaded = calloc(1, (n + 7) / 8);
+	dl->reowed = calloc(1, (n + 7) / 8);
 	bits = calloc(1, (n + 7) / 8);
-	if (!dl->loaded || !bits) {
+	if (!dl->loaded || !dl->reowed || !bits) {
 		free(bits);
 		return -ENOMEM;
 	}
@@ -1682,6 +1691,7 @@ static void engine_dl_free(struct rt_engine *e)
 	dirtylog_destroy(dl->log);
 	free(dl->buf);
 	free(dl->loaded);
+	free(dl->reowed);
 	pthread_mutex_destroy(&dl->mu);
 	pthread_cond_destroy(&dl->cond);
 	free(dl);
@@ -1690,11 +1700,18 @@ static void engine_dl_free(struct rt_engine *e)
 
 void engine_dirtylog_resynced(struct rt_engine *e, uint64_t region)
 {
-	if (!e->dl)
+	struct engine_dl *dl = e->dl;
+	uint8_t bit = (uint8_t)(1u << (region % 8));
+
+	if (!dl || region >= dirtylog_regions(dl->log))
 		return;
-	pthread_mutex_lock(&e->dl->mu);
-	dirtylog_unpin(e->dl->log, region);
-	pthread_mutex_unlock(&e->dl->mu);
+	pthread_mutex_lock(&dl->mu);
+	/* A write failed for want of space meanwhile: the next resync unpins it. */
+	if (dl->reowed[region / 8] & bit)
+		dl->reowed[region / 8] &= (uint8_t)~bit;
+	else
+		dirtylog_unpin(dl->log, region);
+	pthread_mutex_unlock(&dl->mu);
 }
 
 int engine_dirtylog_info(struct rt_engine *e, uint64_t *region_size, uint64_t *n_regions)

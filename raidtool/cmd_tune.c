@@ -12,7 +12,7 @@ int cmd_tune(int argc, const char **argv)
 	int tries = -1, window = -1;
 	struct poptOption opts[] = {
 		{ "io-retries", 0, POPT_ARG_INT, &tries, 0,
-		  "try a failed unit I/O again up to N times before failing the unit", "N" },
+		  "try a failed unit read or write again up to N times before failing the unit", "N" },
 		{ "io-retry-window", 0, POPT_ARG_INT, &window, 0,
 		  "spread those tries over MS milliseconds", "MS" },
 		POPT_AUTOHELP

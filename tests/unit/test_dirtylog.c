@@ -102,6 +102,38 @@ static void test_load_pin_clear(void **state)
 	dirtylog_destroy(dl);
 }
 
+/* Regions owed a resync at run time (a write failed on some units) behave as loaded ones. */
+static void test_pin_owed(void **state)
+{
+	struct rt_dirtylog *dl;
+	uint8_t out[2];
+	unsigned i;
+
+	(void)state;
+	assert_int_equal(dirtylog_create(10, 4096, &dl), 0);
+	assert_int_equal(dirtylog_pinned(dl, out), 0);
+	dirtylog_pin(dl, 3, 4);
+	dirtylog_pin(dl, 9, 12);	/* clipped to the last region */
+	assert_int_equal(dirtylog_pinned(dl, out), 3);
+	assert_int_equal(out[0], 0x18);
+	assert_int_equal(out[1], 0x02);
+	assert_int_equal(dirtylog_count(dl), 3);
+	assert_true(dirtylog_covered(dl, 3, 4));
+	/* Neither idle sweeps nor a clean stop clear them. */
+	for (i = 0; i < 10; i++)
+		assert_int_equal(dirtylog_sweep_begin(dl, 2), 0);
+	dirtylog_clear_all(dl);
+	assert_int_equal(dirtylog_count(dl), 3);
+	/* Once resynced, they age out like any region. */
+	dirtylog_unpin(dl, 3);
+	dirtylog_unpin(dl, 4);
+	dirtylog_unpin(dl, 9);
+	assert_int_equal(dirtylog_pinned(dl, NULL), 0);
+	assert_true(dirtylog_clear_all(dl));
+	assert_int_equal(dirtylog_count(dl), 0);
+	dirtylog_destroy(dl);
+}
+
 static void test_encode_decode(void **state)
 {
 	struct rt_dirtylog *dl;
@@ -275,6 +307,7 @@ int main(void)
 		cmocka_unit_test(test_mark_publish),
 		cmocka_unit_test(test_idle_sweep),
 		cmocka_unit_test(test_load_pin_clear),
+		cmocka_unit_test(test_pin_owed),
 		cmocka_unit_test(test_encode_decode),
 		cmocka_unit_test(test_sweep_abort),
 		cmocka_unit_test(test_readd_check),
