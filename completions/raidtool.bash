@@ -39,7 +39,7 @@ _raidtool_words() {
 _raidtool() {
 	local cur prev rt cmd i w opt nargs
 	local commands="create add list lookup lookup-unit examine rename rehash zero
-		activate deactivate status fail remove check wait incremental"
+		activate deactivate status fail remove tune check wait incremental"
 	local global_opts="--verbose -v --help -h --version -V"
 
 	COMPREPLY=()
@@ -113,6 +113,7 @@ _raidtool() {
 		zero) _raidtool_words "$cur" "--force -f --help --usage" ;;
 		activate) _raidtool_words "$cur" "--foreground -f --force --help --usage" ;;
 		fail | remove) _raidtool_words "$cur" "--help --usage" ;;
+		tune) _raidtool_words "$cur" "--io-retries --io-retry-window --help --usage" ;;
 		check) _raidtool_words "$cur" "--repair -r --prefer --cancel --json --help --usage" ;;
 		wait) _raidtool_words "$cur" "--progress -p --json --help --usage" ;;
 		deactivate) _raidtool_words "$cur" "--help --usage" ;;
@@ -131,7 +132,7 @@ _raidtool() {
 		case "$w" in
 		=) ;;
 		-l | --level | -c | --chunk | -b | --blocksize | -d | --desc | -u | --units | \
-			-t | --timeout)
+			-t | --timeout | --io-retries | --io-retry-window)
 			# An option with a separate value: skip the value too.
 			if [ "${COMP_WORDS[i + 1]:-}" = "=" ]; then
 				((i += 2))
@@ -153,7 +154,7 @@ _raidtool() {
 		else
 			_raidtool_units "$cur"
 		fi ;;
-	lookup | activate | deactivate | status | check | wait)
+	lookup | activate | deactivate | status | tune | check | wait)
 		((nargs == 0)) && _raidtool_words "$cur" "$(_raidtool_arrays "$rt")" ;;
 	fail | remove)
 		# Then a role number, unit hashcode or device.

@@ -70,6 +70,8 @@ struct run {
 	bool stopping;
 	bool resync_pending;		/* a resync started and has not finished */
 	uint64_t walk_speed_max;	/* RAIDTOOL_SYNC_SPEED_MAX, bytes/s; 0: none */
+	uint64_t owed_all;		/* engine_resync_owed's @all for the running resync */
+	bool owed_warned;
 	uint32_t rebuild_role;		/* of the last rebuild started */
 	int excl_fd;			/* the loop device, held O_EXCL from the stop decision on */
 };
@@ -235,6 +237,8 @@ static int on_status(void *ctx, struct rt_control_status *st)
 			u->read_bytes = es->unit[slot].read_bytes;
 			u->write_bytes = es->unit[slot].write_bytes;
 			u->errors = es->unit[slot].errors;
+			u->retries = es->unit[slot].retries;
+			u->no_space = (es->nospace_mask >> slot) & 1;
 		}
 	}
 	st->stats.reads = es->reads;
@@ -243,6 +247,9 @@ static int on_status(void *ctx, struct rt_control_status *st)
 	st->stats.read_bytes = es->read_bytes;
 	st->stats.write_bytes = es->write_bytes;
 	st->stats.errors = es->errors;
+	st->nospace_mask = es->nospace_mask;
+	st->retry_count = es->retry_count;
+	st->retry_window_ms = es->retry_window_ms;
 	{
 		struct rt_walk_progress wp;
 
@@ -374,9 +381,21 @@ static void on_failure(uint32_t role, void *ctx)
 
 /* ---- background walks (lib/rebuild.c) ----------------------------------- */
 
-static int rt_engine_detach(struct run *run, uint32_t role, struct rt_unit **u)
+/*
+ * Take the unit of faulty @role out of the engine. A rebuild that was
+ * stopped by failing its unit ends its walk on its own within a batch;
+ * until then the engine says -EBUSY.
+ */
+static int detach_failed_unit(struct run *run, uint32_t role, struct rt_unit **u)
 {
-	return engine_detach_unit(run->e, role, u);
+	int r = -EBUSY;
+
+	for (int k = 0; k < 100 && r == -EBUSY; k++) {
+		r = engine_detach_unit(run->e, role, u);
+		if (r == -EBUSY)
+			sleep_ms(50);
+	}
+	return r;
 }
 
 static const char *walk_name(int kind)
@@ -483,6 +502,8 @@ static void on_walk_done(int kind, int result, void *ctx)
 	if (result == 0 && kind == RT_WALK_RESYNC) {
 		run->resync_pending = false;
 		initial_sync_finished(run);
+		engine_resync_owed_done(run->e, run->owed_all);
+		run->owed_all = 0;
 	}
 	if (result == 0)
 		rt_log(RT_LOG_INFO, "'%s': %s finished", run->name, walk_name(kind));
@@ -514,6 +535,62 @@ static int read_walk_speed_max(struct run *run)
 		rt_log(RT_LOG_ERROR, "RAIDTOOL_SYNC_SPEED_MAX '%s': not a size per second "
 		       "(such as 512K or 4M; 0 for no limit)", v);
 	return r;
+}
+
+/* Regions owed a resync by writes that failed for want of space, or all (no log)? */
+static bool resync_owed_any(struct run *run)
+{
+	uint64_t n_owed = 0, all = 0;
+
+	return engine_resync_owed(run->e, NULL, 0, &n_owed, &all) == 0 && (n_owed || all);
+}
+
+/*
+ * A raid1/raid5 write that failed for want of space on some units left its
+ * stripes owed a resync. Once every unit takes writes again, the array is
+ * whole and no walk runs, resync them (main thread, polled every second).
+ */
+static void resync_owed(struct run *run)
+{
+	struct rt_walk_params p = { .kind = RT_WALK_RESYNC, .done = on_walk_done, .ctx = run };
+	uint64_t region_size = 0, n_regions = 0, n_owed = 0, all = 0;
+	struct rt_walk_progress wp;
+	uint8_t *bitmap = NULL;
+	int r;
+
+	if (engine_nospace(run->e) || engine_state(run->e) != RT_ENGINE_OK)
+		return;
+	engine_walk_progress(run->e, &wp);
+	if (wp.running || !resync_owed_any(run))
+		return;
+	r = engine_dirtylog_info(run->e, &region_size, &n_regions);
+	if (r == 0) {
+		bitmap = calloc((n_regions + 7) / 8, 1);
+		r = bitmap ? 0 : -ENOMEM;
+	} else if (r == -EOPNOTSUPP) {
+		r = 0;
+	}
+	if (r == 0)
+		r = engine_resync_owed(run->e, bitmap, (n_regions + 7) / 8, &n_owed, &all);
+	if (r == 0 && !all) {
+		p.regions = bitmap;
+		p.region_size = region_size;
+	}
+	run->owed_all = all;
+	if (r == 0)
+		r = walk_start(run, &p);
+	if (r == 0) {
+		run->owed_warned = false;
+		rt_log(RT_LOG_WARN, "'%s': every unit takes writes again: resyncing %s%llu "
+		       "region%s that writes failing for want of space left inconsistent",
+		       run->name, all ? "the whole array; " : "", (unsigned long long)n_owed,
+		       n_owed == 1 ? "" : "s");
+	} else if (!run->owed_warned) {
+		run->owed_warned = true;
+		rt_log(RT_LOG_ERROR, "'%s': the resync owed after writes failed for want of "
+		       "space did not start: %s; trying again", run->name, strerror(-r));
+	}
+	free(bitmap);
 }
 
 /*
@@ -709,18 +786,34 @@ static int cmd_fail(struct run *run, const char *arg, char *msg, size_t len)
 	return 0;
 }
 
+/*
+ * The engine decides first and the superblocks follow: a unit still being
+ * rebuilt is refused (fail it first, which stops the rebuild, as md wants a
+ * rebuilding device failed before it is removed), a refusal writes
+ * nothing, and the role table is only changed once the engine has let the
+ * unit go, so the two never disagree.
+ */
 static int cmd_remove(struct run *run, const char *arg, char *msg, size_t len)
 {
 	struct slot_change c = { .state = RT_SLOT_MISSING, .forget = true };
 	struct rt_assembly *as = run->as;
 	struct rt_unit *u = NULL;
+	bool role;
 	char dev[256];
 	int i, r;
 
 	i = find_member(run, arg, msg, len);
 	if (i < 0)
 		return i;
-	if ((unsigned)i < as->n_roles && engine_role_state(run->e, (uint32_t)i) != RT_ROLE_FAULTY) {
+	role = (unsigned)i < as->n_roles;
+	if (role && engine_role_rebuilding(run->e, (uint32_t)i)) {
+		snprintf(msg, len, "role %d ('%s') is being rebuilt and already holds every write "
+			 "since it was added; let the rebuild finish ('raidtool wait %s'), or to "
+			 "take it out fail it first ('raidtool fail %s %d' stops the rebuild) and "
+			 "then remove it", i, as->dev[i], run->name, run->name, i);
+		return -EBUSY;
+	}
+	if (role && engine_role_state(run->e, (uint32_t)i) != RT_ROLE_FAULTY) {
 		snprintf(msg, len, "role %d (%s) is working; fail it first ('raidtool fail %s %d')",
 			 i, as->dev[i], run->name, i);
 		return -EBUSY;
@@ -729,29 +822,34 @@ static int cmd_remove(struct run *run, const char *arg, char *msg, size_t len)
 		snprintf(msg, len, "role %d has no unit to remove", i);
 		return -ENODEV;
 	}
-	pthread_mutex_lock(&run->sb_lock);
 	snprintf(dev, sizeof(dev), "%s", as->dev[i]);
-	c.slot = as->own[i].slot;
-	if ((unsigned)i >= as->n_roles)
-		c.state = RT_SLOT_EMPTY;	/* a spare leaves the table */
-	r = run_sb_update(run, change_slot, &c);
-	if (r < 0) {
-		pthread_mutex_unlock(&run->sb_lock);
-		snprintf(msg, len, "cannot write the superblocks: %s", strerror(-r));
-		return r;
-	}
-	if ((unsigned)i < as->n_roles) {
-		r = rt_engine_detach(run, (uint32_t)i, &u);
+	if (role) {
+		r = detach_failed_unit(run, (uint32_t)i, &u);
+		if (r < 0) {
+			snprintf(msg, len, "cannot take '%s' out of role %d: %s; nothing was "
+				 "changed", dev, i, r == -EBUSY ? "the engine still uses it" :
+				 strerror(-r));
+			return r;
+		}
 	} else {
 		u = as->units[i];
-		r = 0;
 	}
-	if (r == 0) {
-		unit_close(u);
-		as->units[i] = NULL;
-		as->dev[i][0] = '\0';
-	}
+	pthread_mutex_lock(&run->sb_lock);
+	c.slot = as->own[i].slot;
+	if (!role)
+		c.state = RT_SLOT_EMPTY;	/* a spare leaves the table */
+	r = run_sb_update(run, change_slot, &c);
+	unit_close(u);
+	as->units[i] = NULL;
+	as->dev[i][0] = '\0';
 	pthread_mutex_unlock(&run->sb_lock);
+	if (r < 0) {
+		/* Out of the engine either way; the role table still calls it faulty. */
+		snprintf(msg, len, "'%s' is out of the array, but recording that in the "
+			 "superblocks failed: %s (they still list it in slot %u, faulty)", dev,
+			 strerror(-r), c.slot);
+		return r;
+	}
 	rt_log(RT_LOG_INFO, "'%s': unit '%s' removed from slot %u (events %llu)", run->name,
 	       dev, c.slot, (unsigned long long)as->sb.events);
 	snprintf(msg, len, "'%s' removed from slot %u; its own superblock is left as it was "
@@ -772,6 +870,13 @@ static int add_target(struct run *run, uint32_t want, char *msg, size_t len)
 		if ((want != UINT32_MAX && i != want) ||
 		    engine_role_state(run->e, i) != RT_ROLE_FAULTY)
 			continue;
+		if (engine_role_rebuilding(run->e, i)) {
+			if (want == UINT32_MAX)
+				continue;	/* taken: the new unit becomes a spare */
+			snprintf(msg, len, "role %u is being rebuilt onto '%s'; wait for it "
+				 "('raidtool wait %s')", i, as->dev[i], run->name);
+			return -EBUSY;
+		}
 		if (as->units[i]) {
 			snprintf(msg, len, "role %u is faulty and still holds '%s'; remove it "
 				 "first ('raidtool remove %s %u')", i, as->dev[i], run->name, i);
@@ -1101,13 +1206,7 @@ static void take_spare(struct run *run)
 		engine_walk_cancel(run->e);
 	}
 	if (as->units[w.role]) {
-		/* A failing rebuild's walk ends on its own within a batch. */
-		for (int k = 0; k < 100; k++) {
-			r = engine_detach_unit(run->e, w.role, &old);
-			if (r != -EBUSY)
-				break;
-			sleep_ms(50);
-		}
+		r = detach_failed_unit(run, w.role, &old);
 		if (r < 0) {
 			rt_log(RT_LOG_ERROR, "'%s': cannot take the failed unit of role %u out for "
 			       "the spare: %s", run->name, w.role, strerror(-r));
@@ -1150,11 +1249,37 @@ out:
 	pthread_mutex_unlock(&run->admin_lock);
 }
 
+/* "COUNT WINDOW_MS": how often a unit I/O error is tried again before the unit fails. */
+static int cmd_tune(struct run *run, const char *arg, char *msg, size_t len)
+{
+	unsigned count, window;
+	char extra;
+	int r;
+
+	if (sscanf(arg, "%u %u %c", &count, &window, &extra) != 2) {
+		snprintf(msg, len, "'%s': give the number of tries and the window in ms", arg);
+		return -EINVAL;
+	}
+	r = engine_set_retries(run->e, count, window);
+	if (r < 0) {
+		snprintf(msg, len, "%u tries within %u ms: out of range (at most 100 tries and "
+			 "600000 ms)", count, window);
+		return r;
+	}
+	rt_log(RT_LOG_INFO, "'%s': a unit I/O error is now tried again up to %u times within "
+	       "%u ms before the unit is failed", run->name, count, window);
+	snprintf(msg, len, "a unit I/O error is tried again up to %u times within %u ms before "
+		 "the unit is failed", count, window);
+	return 0;
+}
+
 static int on_command(void *ctx, const char *cmd, const char *arg, char *msg, size_t len)
 {
 	struct run *run = ctx;
 	int r;
 
+	if (!strcmp(cmd, "tune"))
+		return cmd_tune(run, arg, msg, len);
 	if (strcmp(cmd, "add") && strcmp(cmd, "fail") && strcmp(cmd, "remove"))
 		return run_walk_command(run, cmd, arg, msg, len);
 	pthread_mutex_lock(&run->admin_lock);
@@ -1314,8 +1439,11 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 		run->excl_fd = -1;
 	}
 	if (run->e) {
+		bool owed;
+
 		/* A walk in progress stops first (a rebuild checkpoints as it ends). */
 		engine_walk_cancel(run->e);
+		owed = resync_owed_any(run);
 		q = engine_flush(run->e);
 		if (q == 0) {
 			/* Regions still to be resynced stay dirty in the log. */
@@ -1325,9 +1453,11 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 		}
 		engine_destroy(run->e);
 		run->e = NULL;
-		if (q == 0 && run->resync_pending && !sb_unsynced(&run->as->sb)) {
-			rt_log(RT_LOG_WARN, "'%s': the resync did not finish; the array stays "
-			       "marked dirty and resyncs when activated again", run->name);
+		if (q == 0 && ((run->resync_pending && !sb_unsynced(&run->as->sb)) || owed)) {
+			rt_log(RT_LOG_WARN, "'%s': the resync %s; the array stays marked dirty and "
+			       "resyncs when activated again", run->name, run->resync_pending ?
+			       "did not finish" : "owed after writes failed for want of space did "
+			       "not run");
 		} else if (q < 0) {
 			rt_log(RT_LOG_ERROR, "'%s': final flush failed: %s; the array stays "
 			       "marked dirty", run->name, strerror(-q));
@@ -1370,11 +1500,17 @@ static void wait_for_stop(struct run *run)
 		char why[PATH_MAX + 128];
 		uint64_t n;
 
-		if (poll(pfd, 3, -1) < 0) {
+		int k = poll(pfd, 3, 1000);
+
+		if (k < 0) {
 			if (errno == EINTR)
 				continue;
 			rt_log(RT_LOG_ERROR, "'%s': poll: %s; stopping", run->name, strerror(errno));
 			return;
+		}
+		if (k == 0) {
+			resync_owed(run);
+			continue;
 		}
 		if (pfd[1].revents & POLLIN)
 			return;

@@ -282,6 +282,8 @@ static void status_to_json(struct json *b, const struct rt_control_status *st)
 		json_u64(b, "read_bytes", u->read_bytes);
 		json_u64(b, "write_bytes", u->write_bytes);
 		json_u64(b, "errors", u->errors);
+		json_u64(b, "retries", u->retries);
+		json_bool(b, "no_space", u->no_space);
 		json_object_end(b);
 	}
 	json_array_end(b);
@@ -310,6 +312,9 @@ static void status_to_json(struct json *b, const struct rt_control_status *st)
 	json_u64(b, "unsynced_total", st->unsynced_total);
 	json_u64(b, "ties", st->ties);
 	json_u64(b, "kept_roles", st->kept_roles);
+	json_u64(b, "nospace_mask", st->nospace_mask);
+	json_u64(b, "retry_count", st->retry_count);
+	json_u64(b, "retry_window_ms", st->retry_window_ms);
 }
 
 /* ---- JSON in: a small DOM for our own replies --------------------------- */
@@ -572,6 +577,13 @@ static int64_t jget_i64(const struct jval *obj, const char *key)
 	return v && v->type == J_NUM ? v->i : 0;
 }
 
+static bool jget_bool(const struct jval *obj, const char *key)
+{
+	const struct jval *v = jget(obj, key);
+
+	return v && v->type == J_BOOL && v->b;
+}
+
 static void jget_str(const struct jval *obj, const char *key, char *buf, size_t len)
 {
 	const struct jval *v = jget(obj, key);
@@ -635,6 +647,8 @@ static void status_from_json(const struct jval *o, struct rt_control_status *st)
 			cu->read_bytes = jget_u64(u, "read_bytes");
 			cu->write_bytes = jget_u64(u, "write_bytes");
 			cu->errors = jget_u64(u, "errors");
+			cu->retries = jget_u64(u, "retries");
+			cu->no_space = jget_bool(u, "no_space");
 		}
 	}
 	st->n_units = n;
@@ -647,11 +661,7 @@ static void status_from_json(const struct jval *o, struct rt_control_status *st)
 	st->stats.errors = jget_u64(stats, "errors");
 	jget_str(o, "health", st->health, sizeof(st->health));
 	jget_str(o, "walk", st->walk, sizeof(st->walk));
-	{
-		const struct jval *wr = jget(o, "walk_running");
-
-		st->walk_running = wr && wr->type == J_BOOL && wr->b;
-	}
+	st->walk_running = jget_bool(o, "walk_running");
 	st->walk_result = (int32_t)jget_i64(o, "walk_result");
 	st->walk_role = (uint32_t)jget_u64(o, "walk_role");
 	st->walk_done = jget_u64(o, "walk_done");
@@ -670,6 +680,9 @@ static void status_from_json(const struct jval *o, struct rt_control_status *st)
 	st->unsynced_total = jget_u64(o, "unsynced_total");
 	st->ties = jget_u64(o, "ties");
 	st->kept_roles = jget_u64(o, "kept_roles");
+	st->nospace_mask = jget_u64(o, "nospace_mask");
+	st->retry_count = (uint32_t)jget_u64(o, "retry_count");
+	st->retry_window_ms = (uint32_t)jget_u64(o, "retry_window_ms");
 }
 
 /* ---- the server --------------------------------------------------------- */
@@ -786,7 +799,7 @@ static void reply_ok(int fd, const struct rt_control_status *st, pid_t pid)
 static bool is_command(const char *cmd)
 {
 	static const char *const known[] = { "fail", "remove", "add", "check", "repair",
-					     "cancel" };
+					     "cancel", "tune" };
 
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 		if (!strcmp(cmd, known[i]))

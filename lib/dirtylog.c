@@ -195,11 +195,8 @@ void dirtylog_load(struct rt_dirtylog *dl, const uint8_t *bits)
 	uint64_t i;
 
 	for (i = 0; i < dl->n; i++) {
-		if (!(bits[i / 8] & (1u << (i % 8))))
-			continue;
-		dl->disk[W(i)] |= B(i);
-		dl->pinned[W(i)] |= B(i);
-		atomic_fetch_or(&dl->live[W(i)], B(i));
+		if (bits[i / 8] & (1u << (i % 8)))
+			dirtylog_pin(dl, i, i);
 	}
 }
 
@@ -213,6 +210,33 @@ void dirtylog_unpin(struct rt_dirtylog *dl, uint64_t region)
 {
 	if (region < dl->n)
 		__atomic_fetch_and(&dl->pinned[W(region)], ~B(region), __ATOMIC_RELEASE);
+}
+
+void dirtylog_pin(struct rt_dirtylog *dl, uint64_t first, uint64_t last)
+{
+	uint64_t i;
+
+	for (i = first; i <= last && i < dl->n; i++) {
+		dl->disk[W(i)] |= B(i);
+		__atomic_fetch_or(&dl->pinned[W(i)], B(i), __ATOMIC_RELEASE);
+		atomic_fetch_or(&dl->live[W(i)], B(i));
+	}
+}
+
+uint64_t dirtylog_pinned(const struct rt_dirtylog *dl, uint8_t *out)
+{
+	uint64_t i, k = 0;
+
+	if (out)
+		memset(out, 0, (dl->n + 7) / 8);
+	for (i = 0; i < dl->n; i++) {
+		if (!(__atomic_load_n(&dl->pinned[W(i)], __ATOMIC_ACQUIRE) & B(i)))
+			continue;
+		k++;
+		if (out)
+			out[i / 8] |= (uint8_t)(1u << (i % 8));
+	}
+	return k;
 }
 
 void dirtylog_unpin_all(struct rt_dirtylog *dl)
@@ -231,16 +255,6 @@ bool dirtylog_pinned_any(const struct rt_dirtylog *dl, uint64_t first, uint64_t 
 		if (__atomic_load_n(&dl->pinned[W(i)], __ATOMIC_ACQUIRE) & B(i))
 			return true;
 	return false;
-}
-
-uint64_t dirtylog_pinned_count(const struct rt_dirtylog *dl)
-{
-	uint64_t w, k = 0;
-
-	for (w = 0; w < dl->words; w++)
-		k += (uint64_t)__builtin_popcountll(__atomic_load_n(&dl->pinned[w],
-								    __ATOMIC_ACQUIRE));
-	return k;
 }
 
 void dirtylog_geometry(uint64_t role_bytes, uint64_t region_size, uint64_t log_size,

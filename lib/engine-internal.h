@@ -68,9 +68,6 @@ struct engine_scrub {
 int engine_scrub_stripes(struct rt_engine *e, struct engine_ctx *c, uint64_t s0, uint64_t cnt,
 			 struct engine_scrub *sc);
 
-/* Is @role attached and being rebuilt? */
-bool engine_role_rebuilding(struct rt_engine *e, uint32_t role);
-
 /* The rebuilt role becomes a normal active one. */
 int engine_recover_complete(struct rt_engine *e, uint32_t role);
 

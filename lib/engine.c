@@ -30,9 +30,15 @@
  * ascending order in a hashed table, so two writers never overlap on a
  * stripe and never deadlock. raid5 and raid1 writes always lock (parity
  * must match its data; mirrors must not end up different when two writes
- * to the same block race); raid0/linear lock only when the piece is not
- * block aligned, because then it reads, merges and rewrites the enclosing
- * blocks. Reads without a faulty role never lock: they only touch data
+ * to the same block race); raid0/linear lock when the piece is not block
+ * aligned, because then it reads, merges and rewrites the enclosing
+ * blocks. Such a read-modify-write must also be ordered against every
+ * aligned write of the blocks it rewrites, or an aligned write landing
+ * between its read and its write-back is undone: so when the array's block
+ * size is smaller than the units' logical block size (the only case where
+ * requests from the block device can be unaligned to the units), raid0 and
+ * linear lock every write (e->lock_all); otherwise aligned writes stay
+ * lock-free. Reads without a faulty role never lock: they only touch data
  * (never parity), so a read racing a write of the same bytes sees old or
  * new data per block, as on any disk. With a faulty role, raid5 reads take
  * the stripe locks of their piece (the same ascending order as writers),
@@ -87,6 +93,23 @@
  *   Background walks (lib/rebuild.c) work in batches of whole stripes under
  *     the same stripe locks, a context taken first, like any writer.
  *
+ * Errors that are not the disk's fault. A unit that answers ENOSPC or
+ * EDQUOT (a thin or file-backed unit whose backing store is full) is not
+ * failed: the request fails with -ENOSPC (the FUSE reply, so the writer
+ * sees ENOSPC or the kernel's mapping of it), the role is noted in
+ * e->nospace until one of its writes succeeds again, and the array stays
+ * up. A raid1/raid5 write that failed that way may have reached some units
+ * and not others, leaving its stripes' mirrors or parity inconsistent: its
+ * regions are pinned dirty in the log (never aged out, kept by a clean
+ * stop) and owed a resync, which the run path starts once no unit is short
+ * of space (engine_resync_owed); without a log the whole array is owed one.
+ * Until that resync, such a stripe is as exposed as after a crash (a role
+ * lost meanwhile could be reconstructed wrong there).
+ * Any other read or write error is tried again up to retry_count times,
+ * spread over retry_window_ms (engine_set_retries), before the role is
+ * failed: a transient error (a bus reset, a path failover) costs a delay,
+ * not a rebuild. A failed flush is never tried again (see ctx_complete_io).
+ *
  * Dirty-region log: see struct engine_dl below. The healthy write path
  * pays one atomic bit test per region of its piece when the region is
  * already dirty.
@@ -122,6 +145,8 @@
 #define ENGINE_RING_ENTRIES 256u
 #define ENGINE_LOCK_BUCKETS 1024u	/* power of two */
 #define ENGINE_RETRY_MAX 10000u		/* -EAGAIN resubmissions of one I/O */
+#define ENGINE_ERR_TRIES_MAX 100u	/* fits engine_io.err_tries */
+#define ENGINE_RETRY_WINDOW_MAX_MS 600000u
 
 enum engine_op {
 	ENGINE_OP_READ,
@@ -137,6 +162,7 @@ struct engine_io {
 	uint32_t done;
 	uint32_t role;
 	uint16_t retries;
+	uint8_t err_tries;		/* times tried again after an error */
 	uint8_t op;
 	bool fixed;			/* @buf lies in the registered buffer */
 };
@@ -145,7 +171,7 @@ struct engine_io {
 struct engine_ctx_stats {
 	_Atomic uint64_t reads, writes, flushes, read_bytes, write_bytes, errors;
 	struct {
-		_Atomic uint64_t reads, writes, read_bytes, write_bytes, errors;
+		_Atomic uint64_t reads, writes, read_bytes, write_bytes, errors, retries;
 	} unit[RT_MAX_UNITS];
 };
 
@@ -183,6 +209,7 @@ struct raid5_seg {
 struct engine_ctx {
 	_Atomic int busy;
 	bool ring_ok, fixed_ok, broken;
+	bool backoff;			/* an I/O waits to be tried again after an error */
 	struct io_uring ring;
 	uint8_t *mem;			/* data then scratch, registered */
 	size_t mem_size;
@@ -209,6 +236,11 @@ struct rt_engine {
 	uint32_t n;
 	uint32_t data_roles;
 	uint32_t align;			/* logical block size of the units */
+	/*
+	 * The array's block size is smaller than @align: requests may need a
+	 * read-modify-write of a unit block, so every write locks its stripes.
+	 */
+	bool lock_all;
 	int fd[RT_MAX_UNITS];
 	/*
 	 * Bit r: role r is faulty (missing at start, failed an I/O, or failed
@@ -237,6 +269,12 @@ struct rt_engine {
 
 	struct stripe_lock_bucket *buckets;
 
+	/* Bit r: role r's last write failed for want of space (ENOSPC, EDQUOT). */
+	_Atomic uint64_t nospace;
+	/* No log: a write that failed for want of space left stripes unsynced. */
+	_Atomic uint64_t owed_all;
+	_Atomic unsigned retry_count, retry_window_ms;
+
 	struct rt_walk *walk;		/* lib/rebuild.c */
 	struct engine_dl *dl;		/* the dirty-region log, NULL when none */
 };
@@ -249,6 +287,7 @@ static void engine_undrain(struct rt_engine *e);
 static bool engine_dl_resync_owed(const struct rt_engine *e, uint64_t off, uint64_t len);
 static int engine_dl_mark(struct rt_engine *e, struct engine_ctx *c, uint64_t first,
 			  uint64_t last);
+static void engine_owe_resync(struct rt_engine *e, uint64_t first, uint64_t last);
 
 static inline uint64_t min_u64(uint64_t a, uint64_t b)
 {
@@ -467,25 +506,52 @@ static int engine_mark_faulty(struct rt_engine *e, uint32_t role)
 	return ret;
 }
 
+static const char *const engine_op_name[] = { "read", "write", "flush" };
+
+/* The backing store is full: the request fails, the unit is not to blame. */
+static inline bool engine_err_nospace(int res)
+{
+	return res == -ENOSPC || res == -EDQUOT;
+}
+
 /*
  * Every failed unit I/O ends here. The role is made faulty once the run
  * has reaped everything (ctx_run_ios); the piece is then retried without it.
- * An I/O that kept returning -EAGAIN/-EINTR is an error but not a fault.
+ * An I/O that kept returning -EAGAIN/-EINTR is an error but not a fault,
+ * and so is one refused for want of space (-ENOSPC, the role stays).
  */
 static int engine_unit_error(struct rt_engine *e, struct engine_ctx *c,
 			     const struct engine_io *io, int res)
 {
-	static const char *const op_name[] = { "read", "write", "flush" };
+	uint64_t bit = role_bit(io->role);
 
-	(void)e;
-	if (res != -EAGAIN && res != -EINTR)
-		c->failed |= role_bit(io->role);
 	stat_add(&c->stats.errors, 1);
 	stat_add(&c->stats.unit[io->role].errors, 1);
+	if (engine_err_nospace(res)) {
+		if (!(atomic_fetch_or(&e->nospace, bit) & bit))
+			rt_log(RT_LOG_WARN, "unit %u is out of space (%s): it stays in the "
+			       "array; writes that need it fail with ENOSPC until it has room",
+			       io->role, strerror(-res));
+		return -ENOSPC;
+	}
+	if (res != -EAGAIN && res != -EINTR)
+		c->failed |= bit;
 	rt_log(RT_LOG_WARN, "unit %u: %s of %u bytes at %llu failed: %s",
-	       io->role, op_name[io->op], io->len, (unsigned long long)io->off,
+	       io->role, engine_op_name[io->op], io->len, (unsigned long long)io->off,
 	       strerror(-res));
 	return -EIO;
+}
+
+/* Wait before trying failed I/O again: retry_count tries span the window. */
+static void engine_backoff(struct rt_engine *e)
+{
+	unsigned n = atomic_load_explicit(&e->retry_count, memory_order_relaxed);
+	unsigned w = atomic_load_explicit(&e->retry_window_ms, memory_order_relaxed);
+	unsigned ms = n ? w / n : 0;
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	while (ms && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }
 
 static bool ctx_prep_io(struct rt_engine *e, struct engine_ctx *c, struct engine_io *io)
@@ -528,9 +594,26 @@ static int ctx_complete_io(struct rt_engine *e, struct engine_ctx *c,
 		c->retry[c->n_retry++] = io;
 		return err;
 	}
+	/*
+	 * Reads and writes are tried again; a flush is not: the kernel reports
+	 * a writeback error once, and a second fsync would claim success.
+	 */
+	if (res < 0 && res != -EAGAIN && res != -EINTR && !engine_err_nospace(res) &&
+	    io->op != ENGINE_OP_FSYNC &&
+	    io->err_tries < atomic_load_explicit(&e->retry_count, memory_order_relaxed)) {
+		io->err_tries++;
+		stat_add(&c->stats.unit[io->role].retries, 1);
+		rt_log(RT_LOG_WARN, "unit %u: %s of %u bytes at %llu failed: %s; trying again "
+		       "(%u of %u)", io->role, engine_op_name[io->op], io->len,
+		       (unsigned long long)io->off, strerror(-res), io->err_tries,
+		       atomic_load_explicit(&e->retry_count, memory_order_relaxed));
+		c->backoff = true;
+		c->retry[c->n_retry++] = io;
+		return err;
+	}
 	/* A transfer of 0 bytes: the device ends inside the data area. */
 	if (res < 0 || (res == 0 && io->op != ENGINE_OP_FSYNC)) {
-		r = engine_unit_error(e, c, io, res < 0 ? res : -ENOSPC);
+		r = engine_unit_error(e, c, io, res < 0 ? res : -ENXIO);
 		return err ? err : r;
 	}
 	if (io->op == ENGINE_OP_FSYNC)
@@ -544,8 +627,13 @@ static int ctx_complete_io(struct rt_engine *e, struct engine_ctx *c,
 		stat_add(&c->stats.unit[io->role].reads, 1);
 		stat_add(&c->stats.unit[io->role].read_bytes, io->len);
 	} else {
+		uint64_t bit = role_bit(io->role);
+
 		stat_add(&c->stats.unit[io->role].writes, 1);
 		stat_add(&c->stats.unit[io->role].write_bytes, io->len);
+		if ((atomic_load_explicit(&e->nospace, memory_order_relaxed) & bit) &&
+		    (atomic_fetch_and(&e->nospace, ~bit) & bit))
+			rt_log(RT_LOG_INFO, "unit %u takes writes again", io->role);
 	}
 	return err;
 }
@@ -568,6 +656,11 @@ static int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c)
 	while (next < c->n_ios || c->n_retry || inflight) {
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
+
+		if (c->backoff) {
+			c->backoff = false;
+			engine_backoff(e);
+		}
 
 		while (inflight < ENGINE_RING_ENTRIES) {
 			struct engine_io *io;
@@ -658,6 +751,7 @@ static int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op 
 	io->done = 0;
 	io->role = role;
 	io->retries = 0;
+	io->err_tries = 0;
 	io->op = (uint8_t)op;
 	io->fixed = fixed;
 	return 0;
@@ -1176,7 +1270,7 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 	/* Only ever read from when direct (O_DIRECT writes, parity sources). */
 	uint8_t *data = direct ? (uint8_t *)(uintptr_t)ubuf : c->data;
 	bool redundant = e->layout.level == RT_LEVEL_5 || e->layout.level == RT_LEVEL_1;
-	bool lock = !aligned || redundant, merged = false;
+	bool lock = !aligned || redundant || e->lock_all, merged = false;
 	uint64_t first = a0 / e->lock_unit, last = (a1 - 1) / e->lock_unit;
 	/*
 	 * The rebuild mask first: completion clears a role's faulty bit
@@ -1255,6 +1349,9 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 	}
 out:
 	c->n_ios = 0;
+	/* Some units may have taken the piece and others not: resync it (still locked). */
+	if (ret == -ENOSPC && redundant)
+		engine_owe_resync(e, first, last);
 	if (lock)
 		stripe_lock_release(e, c, first, last);
 	return ret;
@@ -1294,6 +1391,11 @@ struct engine_dl {
 	_Atomic uint64_t events;	/* the superblocks', as the run path last told */
 	uint64_t events_cleared;
 	uint8_t *loaded;		/* union of the units' logs at start */
+	/*
+	 * Owed a resync while a walk ran: that walk may have done the region
+	 * before the write failed, so its end does not unpin the region.
+	 */
+	uint8_t *reowed;
 	uint64_t n_loaded;
 	bool loaded_valid;
 	bool unsynced;			/* a log write failed: the image is ahead */
@@ -1323,6 +1425,7 @@ static int ctx_add_raw(struct rt_engine *e, struct engine_ctx *c, enum engine_op
 	io->done = 0;
 	io->role = role;
 	io->retries = 0;
+	io->err_tries = 0;
 	io->op = (uint8_t)op;
 	io->fixed = false;
 	return 0;
@@ -1410,6 +1513,29 @@ static int engine_dl_mark(struct rt_engine *e, struct engine_ctx *c, uint64_t fi
 		dirtylog_publish(dl->log, r0, r1);
 	pthread_mutex_unlock(&dl->mu);
 	return ret;
+}
+
+/*
+ * Stripes [first, last] may be inconsistent (a write reached only some
+ * units): their regions stay dirty, pinned, until a resync walk has done
+ * them (engine_dirtylog_resynced unpins). Without a log, all is owed.
+ */
+static void engine_owe_resync(struct rt_engine *e, uint64_t first, uint64_t last)
+{
+	struct engine_dl *dl = e->dl;
+	bool walking = e->walk && rebuild_walk_busy(e);
+	uint64_t r0, r1, i;
+
+	if (!dl) {
+		atomic_fetch_add(&e->owed_all, 1);
+		return;
+	}
+	dl_regions(e, first, last, &r0, &r1);
+	pthread_mutex_lock(&dl->mu);
+	dirtylog_pin(dl->log, r0, r1);
+	for (i = r0; walking && i <= r1 && i < dirtylog_regions(dl->log); i++)
+		dl->reowed[i / 8] |= (uint8_t)(1u << (i % 8));
+	pthread_mutex_unlock(&dl->mu);
 }
 
 static void dl_sweep(struct rt_engine *e)
@@ -1528,8 +1654,9 @@ static int engine_dl_init(struct rt_engine *e, const struct rt_sb *sb)
 		return -ret;
 	}
 	dl->loaded = calloc(1, (n + 7) / 8);
+	dl->reowed = calloc(1, (n + 7) / 8);
 	bits = calloc(1, (n + 7) / 8);
-	if (!dl->loaded || !bits) {
+	if (!dl->loaded || !dl->reowed || !bits) {
 		free(bits);
 		return -ENOMEM;
 	}
@@ -1591,6 +1718,7 @@ static void engine_dl_free(struct rt_engine *e)
 	dirtylog_destroy(dl->log);
 	free(dl->buf);
 	free(dl->loaded);
+	free(dl->reowed);
 	pthread_mutex_destroy(&dl->mu);
 	pthread_cond_destroy(&dl->cond);
 	free(dl);
@@ -1599,11 +1727,18 @@ static void engine_dl_free(struct rt_engine *e)
 
 void engine_dirtylog_resynced(struct rt_engine *e, uint64_t region)
 {
-	if (!e->dl)
+	struct engine_dl *dl = e->dl;
+	uint8_t bit = (uint8_t)(1u << (region % 8));
+
+	if (!dl || region >= dirtylog_regions(dl->log))
 		return;
-	pthread_mutex_lock(&e->dl->mu);
-	dirtylog_unpin(e->dl->log, region);
-	pthread_mutex_unlock(&e->dl->mu);
+	pthread_mutex_lock(&dl->mu);
+	/* A write failed for want of space meanwhile: the next resync unpins it. */
+	if (dl->reowed[region / 8] & bit)
+		dl->reowed[region / 8] &= (uint8_t)~bit;
+	else
+		dirtylog_unpin(dl->log, region);
+	pthread_mutex_unlock(&dl->mu);
 }
 
 int engine_dirtylog_info(struct rt_engine *e, uint64_t *region_size, uint64_t *n_regions)
@@ -1650,7 +1785,7 @@ int engine_dirtylog_unsynced(struct rt_engine *e, uint64_t *left, uint64_t *tota
 
 	if (r < 0)
 		return r;
-	*left = dirtylog_pinned_count(e->dl->log);
+	*left = dirtylog_pinned(e->dl->log, NULL);
 	*total = dirtylog_regions(e->dl->log);
 	return 0;
 }
@@ -1734,6 +1869,45 @@ void engine_dirtylog_set_idle(struct rt_engine *e, unsigned ms)
 	e->dl->idle_ms = ms < 5 * ENGINE_DL_SWEEPS ? 5 * ENGINE_DL_SWEEPS : ms;
 	pthread_cond_signal(&e->dl->cond);
 	pthread_mutex_unlock(&e->dl->mu);
+}
+
+int engine_resync_owed(struct rt_engine *e, uint8_t *bitmap, size_t len, uint64_t *n_owed,
+		       uint64_t *all)
+{
+	if (!e || !n_owed || !all)
+		return -EINVAL;
+	*all = atomic_load(&e->owed_all);
+	*n_owed = 0;
+	if (!e->dl)
+		return 0;
+	if (bitmap && len < (dirtylog_regions(e->dl->log) + 7) / 8)
+		return -ENOSPC;
+	pthread_mutex_lock(&e->dl->mu);
+	*n_owed = dirtylog_pinned(e->dl->log, bitmap);
+	pthread_mutex_unlock(&e->dl->mu);
+	return 0;
+}
+
+void engine_resync_owed_done(struct rt_engine *e, uint64_t all)
+{
+	uint64_t want = all;
+
+	if (e && all)
+		atomic_compare_exchange_strong(&e->owed_all, &want, 0);
+}
+
+uint64_t engine_nospace(struct rt_engine *e)
+{
+	return e ? atomic_load(&e->nospace) : 0;
+}
+
+int engine_set_retries(struct rt_engine *e, unsigned count, unsigned window_ms)
+{
+	if (!e || count > ENGINE_ERR_TRIES_MAX || window_ms > ENGINE_RETRY_WINDOW_MAX_MS)
+		return -EINVAL;
+	atomic_store(&e->retry_count, count);
+	atomic_store(&e->retry_window_ms, window_ms);
+	return 0;
 }
 
 /* ---- background walks (lib/rebuild.c) -------------------------------- */
@@ -2295,10 +2469,14 @@ void engine_get_stats(struct rt_engine *e, struct rt_engine_stats *st)
 			SUM(st->unit[r].read_bytes, cs->unit[r].read_bytes);
 			SUM(st->unit[r].write_bytes, cs->unit[r].write_bytes);
 			SUM(st->unit[r].errors, cs->unit[r].errors);
+			SUM(st->unit[r].retries, cs->unit[r].retries);
 		}
 #undef SUM
 	}
 	st->faulty_mask = engine_faulty(e);
+	st->nospace_mask = atomic_load(&e->nospace);
+	st->retry_count = atomic_load(&e->retry_count);
+	st->retry_window_ms = atomic_load(&e->retry_window_ms);
 	st->state = engine_state(e);
 }
 
@@ -2414,6 +2592,8 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 	e->lock_unit = (uint64_t)e->layout.chunk * e->data_roles;
 	e->data_offset = sb->unit.data_offset;
 	e->align = 512;
+	atomic_store(&e->retry_count, ENGINE_RETRY_COUNT_DEFAULT);
+	atomic_store(&e->retry_window_ms, ENGINE_RETRY_WINDOW_DEFAULT_MS);
 
 	for (r = 0; r < n; r++) {
 		e->fd[r] = -1;
@@ -2443,6 +2623,7 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 		ret = -EINVAL;
 		goto fail;
 	}
+	e->lock_all = sb->array.blocksize < e->align;
 
 	if (__builtin_mul_overflow(sb->array.nblocks, (uint64_t)sb->array.blocksize, &nbytes))
 		nbytes = UINT64_MAX;

@@ -92,6 +92,18 @@ static double percent(const struct rt_control_status *st)
 	return st->walk_total ? 100.0 * (double)st->walk_done / (double)st->walk_total : 0.0;
 }
 
+/* "0, 2": the roles set in @mask. */
+static const char *role_list(uint64_t mask, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (unsigned r = 0; r < 64 && n < len; r++)
+		if (mask & (1ull << r))
+			n += (size_t)snprintf(buf + n, len - n, "%s%u", n ? ", " : "", r);
+	return buf;
+}
+
 static void print_text(const struct rt_control_status *st, const struct rt_control_probe *p)
 {
 	char size[32], chunk[32], uuid[37], when[64], role[16], rb[32], wb[32];
@@ -109,8 +121,19 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 	if (st->level != RT_LEVEL_1)
 		printf("    chunk size : %s\n", chunk);
 	printf("     n.devices : %u\n", st->n_devices);
-	printf("         state : %s%s%s, superblock %s\n", st->state, st->health[0] ? ", " : "",
-	       st->health, sb_array_state_name(st->array_state));
+	printf("         state : %s%s%s%s, superblock %s\n", st->state, st->health[0] ? ", " : "",
+	       st->health, st->nospace_mask ? ", no space" : "",
+	       sb_array_state_name(st->array_state));
+	if (st->nospace_mask) {
+		char roles[256];
+
+		printf("      no space : role%s %s out of space: writes that need %s fail with "
+		       "ENOSPC until there is room (%s in the array)\n",
+		       st->nospace_mask & (st->nospace_mask - 1) ? "s" : "",
+		       role_list(st->nospace_mask, roles, sizeof(roles)),
+		       st->nospace_mask & (st->nospace_mask - 1) ? "them" : "it",
+		       st->nospace_mask & (st->nospace_mask - 1) ? "they stay" : "it stays");
+	}
 	if (st->unsynced && st->unsynced_total)
 		printf("          sync : not yet synced: %" PRIu64 " of %" PRIu64 " regions still "
 		       "to sync\n", st->unsynced_left, st->unsynced_total);
@@ -161,10 +184,12 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 		printf("           I/O : %" PRIu64 " reads (%s), %" PRIu64 " writes (%s), %"
 		       PRIu64 " flushes, %" PRIu64 " errors\n", st->stats.reads, rb,
 		       st->stats.writes, wb, st->stats.flushes, st->stats.errors);
+		printf(" error retries : up to %u within %u ms before a unit is failed\n",
+		       st->retry_count, st->retry_window_ms);
 	}
 	printf("\n   %-5s %-10s %-20s %-8s", "ROLE", "STATE", "DEVICE", "HASHCODE");
 	if (st->device[0])
-		printf(" %10s %10s %6s", "READS", "WRITES", "ERRORS");
+		printf(" %10s %10s %6s %7s", "READS", "WRITES", "ERRORS", "RETRIES");
 	putchar('\n');
 	for (unsigned i = 0; i < st->n_units; i++) {
 		const struct rt_control_unit *u = &st->units[i];
@@ -172,8 +197,8 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 		printf("   %-5s %-10s %-20s %08x", role_of(st, u->slot, role, sizeof(role)),
 		       u->state, u->device[0] ? u->device : "-", u->hashcode);
 		if (st->device[0])
-			printf(" %10" PRIu64 " %10" PRIu64 " %6" PRIu64, u->reads, u->writes,
-			       u->errors);
+			printf(" %10" PRIu64 " %10" PRIu64 " %6" PRIu64 " %7" PRIu64 "%s", u->reads,
+			       u->writes, u->errors, u->retries, u->no_space ? "  no space" : "");
 		putchar('\n');
 	}
 }
@@ -202,6 +227,7 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 	json_bool(&j, "synced", !st->unsynced);
 	json_u64(&j, "sync_regions_left", st->unsynced_left);
 	json_u64(&j, "sync_regions_total", st->unsynced_total);
+	json_bool(&j, "no_space", st->nospace_mask != 0);
 	if (st->walk[0]) {
 		json_object_begin(&j, "walk");
 		json_str(&j, "kind", st->walk);
@@ -230,6 +256,10 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 	if (active) {
 		json_i64(&j, "pid", st->pid);
 		json_u64(&j, "started", st->started);
+		json_object_begin(&j, "io_retries");
+		json_u64(&j, "count", st->retry_count);
+		json_u64(&j, "window_ms", st->retry_window_ms);
+		json_object_end(&j);
 	} else {
 		json_str(&j, "pid", NULL);
 		json_str(&j, "started", NULL);
@@ -252,7 +282,9 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 			json_u64(&j, "read_bytes", u->read_bytes);
 			json_u64(&j, "write_bytes", u->write_bytes);
 			json_u64(&j, "errors", u->errors);
+			json_u64(&j, "retries", u->retries);
 			json_object_end(&j);
+			json_bool(&j, "no_space", u->no_space);
 		}
 		json_object_end(&j);
 	}

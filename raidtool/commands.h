@@ -17,6 +17,7 @@ int cmd_deactivate(int argc, const char **argv);
 int cmd_status(int argc, const char **argv);
 int cmd_fail(int argc, const char **argv);
 int cmd_remove(int argc, const char **argv);
+int cmd_tune(int argc, const char **argv);
 int cmd_check(int argc, const char **argv);
 int cmd_wait(int argc, const char **argv);
 int cmd_incremental(int argc, const char **argv);

@@ -27,6 +27,7 @@ static const struct cli_command commands[] = {
 	{ "status", cmd_status, "show an array's state, units, block device and I/O counters" },
 	{ "fail", cmd_fail, "mark a unit of a running array faulty" },
 	{ "remove", cmd_remove, "take a faulty unit or a spare out of a running array" },
+	{ "tune", cmd_tune, "change how a running array treats unit I/O errors" },
 	{ "check", cmd_check, "verify (or --repair) parity and mirrors of a running array" },
 	{ "wait", cmd_wait, "wait for a running array's rebuild, resync or check to end" },
 	{ "incremental", cmd_incremental, "record a unit that appeared (udev); start its array "

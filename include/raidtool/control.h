@@ -86,6 +86,8 @@ struct rt_control_unit {
 	uint32_t hashcode;
 	char state[16];			/* active, spare, faulty, missing, rebuilding, stale */
 	uint64_t reads, writes, read_bytes, write_bytes, errors;
+	uint64_t retries;		/* I/Os tried again after an error */
+	bool no_space;			/* its last write failed for want of space */
 };
 
 struct rt_control_stats {
@@ -125,6 +127,9 @@ struct rt_control_status {
 	uint64_t unsynced_left, unsynced_total;	/* regions still to sync, of all */
 	/* raid1 repair (appended): stripes with a tie left as found; bit r: role r's copy settled a tie */
 	uint64_t ties, kept_roles;
+	/* Errors that are not the disk's fault (appended). */
+	uint64_t nospace_mask;		/* bit r: role r is out of space */
+	uint32_t retry_count, retry_window_ms;
 };
 
 /* ---- the server (in the engine) ----------------------------------------- */

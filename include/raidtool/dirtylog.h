@@ -82,6 +82,10 @@ bool dirtylog_clear_all(struct rt_dirtylog *dl);
 /* Regions dirty from a previous run: dirty, live and not aged out. */
 void dirtylog_load(struct rt_dirtylog *dl, const uint8_t *bits);
 void dirtylog_unpin(struct rt_dirtylog *dl, uint64_t region);
+/* Regions [first, last] are owed a resync: dirty, live and pinned like loaded ones. */
+void dirtylog_pin(struct rt_dirtylog *dl, uint64_t first, uint64_t last);
+/* How many regions are pinned; their bits into @out (bit i = byte i / 8) when not NULL. */
+uint64_t dirtylog_pinned(const struct rt_dirtylog *dl, uint8_t *out);
 /* Dirty from a previous run, but not owed a resync (it stopped cleanly). */
 void dirtylog_unpin_all(struct rt_dirtylog *dl);
 
@@ -100,8 +104,6 @@ void dirtylog_geometry(uint64_t role_bytes, uint64_t region_size, uint64_t log_s
 
 /* Lock-free: is any of regions [first, last] pinned (still owed a resync)? */
 bool dirtylog_pinned_any(const struct rt_dirtylog *dl, uint64_t first, uint64_t last);
-/* Pinned regions: still owed a resync. */
-uint64_t dirtylog_pinned_count(const struct rt_dirtylog *dl);
 
 /* Bytes of the encoded log for @n_regions (whole 4 KiB blocks). */
 size_t dirtylog_encoded_size(uint64_t n_regions);

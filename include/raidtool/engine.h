@@ -11,6 +11,7 @@
  *
  * Every call is safe from many threads at once (FUSE workers).
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <raidtool/format.h>
@@ -24,10 +25,13 @@ struct rt_engine_stats {
 	uint64_t errors;
 	struct {
 		uint64_t reads, writes, read_bytes, write_bytes, errors;
+		uint64_t retries;	/* I/Os tried again after an error */
 	} unit[RT_MAX_UNITS];
 	/* Degraded mode (appended; see engine_role_state/engine_state). */
 	uint64_t faulty_mask;		/* bit r: role r is faulty or missing */
 	int state;			/* enum rt_engine_state */
+	uint64_t nospace_mask;		/* bit r: role r is out of space (engine_nospace) */
+	unsigned retry_count, retry_window_ms;	/* engine_set_retries */
 };
 
 enum rt_engine_state {
@@ -87,6 +91,9 @@ int engine_fail_role(struct rt_engine *e, uint32_t role);
 int engine_role_state(struct rt_engine *e, uint32_t role);	/* enum rt_role_state, or -EINVAL */
 int engine_state(struct rt_engine *e);				/* enum rt_engine_state */
 
+/* Is @role attached and being rebuilt (still RT_ROLE_FAULTY for reads)? */
+bool engine_role_rebuilding(struct rt_engine *e, uint32_t role);
+
 /*
  * The dirty-region (write-intent) log, kept by raid1/raid5 when the units
  * have a log area (sb unit.log_size >= 4 KiB). Region i is bytes
@@ -143,6 +150,37 @@ void engine_dirtylog_unpin_loaded(struct rt_engine *e);
 
 /* How long a region must see no write before it is cleared (default 5000 ms). */
 void engine_dirtylog_set_idle(struct rt_engine *e, unsigned ms);
+
+/*
+ * Errors that are not the disk's fault. A unit that answers ENOSPC or
+ * EDQUOT stays in the array; the request fails with -ENOSPC. Bit r of
+ * engine_nospace: role r's last write failed that way (cleared by its next
+ * write that succeeds).
+ */
+uint64_t engine_nospace(struct rt_engine *e);
+
+/*
+ * What a raid1/raid5 write that failed for want of space on some units (but
+ * not all) left inconsistent and a resync walk must cover: @n_owed log
+ * regions (their bits in @bitmap when not NULL, sized as for
+ * engine_dirtylog_dirty); they stay dirty in the log, also across a clean
+ * stop, until resynced. @all is nonzero when the array keeps no log and
+ * the whole array is owed a resync: pass it to engine_resync_owed_done once
+ * a full resync started after this call has finished.
+ */
+int engine_resync_owed(struct rt_engine *e, uint8_t *bitmap, size_t len, uint64_t *n_owed,
+		       uint64_t *all);
+void engine_resync_owed_done(struct rt_engine *e, uint64_t all);
+
+/*
+ * Any other unit I/O error is tried again up to @count times, spread evenly
+ * over @window_ms, before the role is failed (count 0: fail at once).
+ * Defaults: ENGINE_RETRY_COUNT_DEFAULT, ENGINE_RETRY_WINDOW_DEFAULT_MS.
+ * -EINVAL beyond 100 tries or 600000 ms.
+ */
+#define ENGINE_RETRY_COUNT_DEFAULT 3u
+#define ENGINE_RETRY_WINDOW_DEFAULT_MS 1000u
+int engine_set_retries(struct rt_engine *e, unsigned count, unsigned window_ms);
 
 /* Waits for requests in flight, frees everything; does not close the units. */
 void engine_destroy(struct rt_engine *e);

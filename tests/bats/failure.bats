@@ -18,18 +18,17 @@ setup() {
 	FAULTYFS=$TOP/build/tests/rt-faultyfs
 	[ -x "$FAULTYFS" ] || fail "build rt-faultyfs first (make all)"
 	BGPIDS=()
-	FFPIDS=()
 	UNITS=()
 	BACKS=()
+	# shellcheck disable=SC2034  # faulty_unit (helpers.bash) appends to it
+	FFPIDS=()
 }
 
 teardown() {
-	local p i
+	local p
 	reap_bgpids
 	# Faulty disks answer again, so that the array stops without hanging on them.
-	for ((i = 0; i < ${#FFPIDS[@]}; i++)); do
-		[ -e "$TESTDIR/ffs$i/ctl" ] && echo clear > "$TESTDIR/ffs$i/ctl" 2>/dev/null
-	done
+	faulty_units_clear
 	# The array's loop device first (deactivate), then the units' loop
 	# devices and the FUSE mounts (scratch_teardown: loops before mounts).
 	if [ -n "${TESTDIR:-}" ] && [ -n "${NAME:-}" ] && [ -e "$RAIDTOOL_RUNDIR/$NAME/pid" ]; then
@@ -37,34 +36,7 @@ teardown() {
 	fi
 	# Loops over our files, then every mount under TESTDIR (faultyfs too).
 	scratch_teardown
-	for p in "${FFPIDS[@]}"; do
-		kill -TERM "$p" 2>/dev/null || true
-	done
-	for p in "${FFPIDS[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
-	# A lazily unmounted faultyfs mount point can outlive scratch_teardown's rm.
-	[ -n "${TESTDIR:-}" ] && rm -rf "$TESTDIR"
-	return 0
-}
-
-# faulty_unit I SIZE: a rt-faultyfs disk over $TESTDIR/back$I.img mounted at
-# $TESTDIR/ffs$I, with a direct-I/O loop device on it; appends to UNITS.
-faulty_unit() {
-	local i=$1 size=$2 mnt back dev
-	back=$(make_image "back$i.img" "$size")
-	mnt=$TESTDIR/ffs$i
-	mkdir -p "$mnt"
-	"$FAULTYFS" "$back" "$mnt" 2>"$TESTDIR/ffs$i.log" &
-	FFPIDS+=("$!")
-	for _ in $(seq 50); do
-		[ -e "$mnt/disk" ] && break
-		sleep 0.1
-	done
-	[ -e "$mnt/disk" ] || fail "rt-faultyfs did not come up on $mnt"
-	dev=$(losetup --direct-io=on --find --show "$mnt/disk")
-	UNITS+=("$dev")
-	BACKS+=("$back")
+	faulty_units_stop
 }
 
 # new_faulty_array LEVEL COUNT SIZE: create NAME on COUNT faulty units and start it.
@@ -109,10 +81,6 @@ FIO_COMMON=(--name=data --direct=1 --ioengine=io_uring --iodepth=8 --rw=write --
 fio_verify_only() {
 	run fio --filename="$DEV" "${FIO_COMMON[@]}" --size="$1" --verify_only=1
 	assert_success
-}
-
-status_json() {
-	raidtool status --json "$NAME" 2>/dev/null
 }
 
 # Bytes the running engine has written to the array so far.
@@ -531,15 +499,6 @@ check_corrupt() {
 	assert_output --partial "no redundancy"
 	run raidtool check nosuch"$NAME"
 	assert_failure
-}
-
-# check_clean: a check over the whole array finds nothing to repair.
-check_clean() {
-	run raidtool check "$NAME"
-	assert_success
-	run raidtool wait "$NAME"
-	assert_success
-	assert_output --partial "check done: 0 mismatches"
 }
 
 all_active() {
@@ -981,4 +940,83 @@ readd_regions() {
 	[ "$(status_json | jq -r .health)" = degraded ]
 	run cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/data"
 	assert_success
+}
+
+# role_on_every_unit UNIT...: every UNIT lists role $SLOT with $STATE and
+# $HASH in its role table.
+role_on_every_unit() {
+	local u
+	for u in "$@"; do
+		run raidtool examine --json "$u"
+		assert_success
+		[ "$(jq -r ".roles[$SLOT].state" <<<"$output")" = "$STATE" ] ||
+			fail "$u: role $SLOT is $(jq -c ".roles[$SLOT]" <<<"$output"), not $STATE"
+		[ "$(jq -r ".roles[$SLOT].hashcode" <<<"$output")" = "$HASH" ] ||
+			fail "$u: role $SLOT is $(jq -c ".roles[$SLOT]" <<<"$output"), not $HASH"
+	done
+}
+
+@test "raid5: remove of the unit being rebuilt is refused, writing nothing; fail stops the rebuild, then remove works; engine and superblocks agree throughout" {
+	local spare spare_hash fresh fresh_hash SLOT=1 STATE HASH
+	new_array 5 4 64M
+	start_array
+	head -c 24M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	run raidtool fail "$NAME" 1
+	assert_success
+	run raidtool remove "$NAME" 1
+	assert_success
+	# The spare answers slowly, so that its rebuild is still running below.
+	faulty_unit 9 64M
+	spare=${UNITS[4]}
+	echo "delay 40" > "$TESTDIR/ffs9/ctl"
+	run raidtool add "$NAME" "$spare"
+	assert_success
+	assert_output --partial "added to role 1; rebuilding"
+	spare_hash=$(raidtool examine --json "$spare" | jq -r .this_unit.hashcode)
+	[ "$(status_json | jq -r .walk.kind)" = rebuilding ]
+
+	# Refused while it rebuilds, and nothing written: the role table still
+	# names the spare, rebuilding, on every unit.
+	run raidtool remove "$NAME" 1
+	assert_failure
+	assert_output --partial "role 1 ('$spare') is being rebuilt"
+	assert_output --partial "fail it first"
+	STATE=rebuilding HASH=$spare_hash role_on_every_unit "${UNITS[0]}" "${UNITS[2]}" \
+		"${UNITS[3]}" "$spare"
+	run status_json
+	[ "$(jq -r '.units[] | select(.slot == 1) | .device' <<<"$output")" = "$spare" ]
+	[ "$(jq -r '.units[] | select(.slot == 1) | .state' <<<"$output")" = rebuilding ]
+
+	# fail stops the rebuild; then remove does what it says.
+	run raidtool fail "$NAME" 1
+	assert_success
+	run raidtool remove "$NAME" 1
+	assert_success
+	assert_output --partial "removed from slot 1"
+	echo clear > "$TESTDIR/ffs9/ctl"
+	STATE=missing HASH=00000000 role_on_every_unit "${UNITS[0]}" "${UNITS[2]}" "${UNITS[3]}"
+	run status_json
+	[ "$(jq -r .health <<<"$output")" = degraded ]
+	[ "$(jq -r '[.units[] | select(.device == "'"$spare"'")] | length' <<<"$output")" = 0 ]
+
+	# A fresh unit rebuilt to the end: active everywhere, also after a restart.
+	fresh=$(make_image fresh.img 64M)
+	run raidtool add "$NAME" "$fresh"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "rebuild of role 1 done"
+	fresh_hash=$(raidtool examine --json "$fresh" | jq -r .this_unit.hashcode)
+	all_active
+	STATE=active HASH=$fresh_hash role_on_every_unit "${UNITS[0]}" "$fresh" "${UNITS[2]}" \
+		"${UNITS[3]}"
+	run raidtool deactivate "$NAME"
+	assert_success
+	start_array
+	[[ "$stderr" != *degraded* ]] || fail "degraded after the rebuild: $stderr"
+	all_active
+	check_clean
+	[ "$(dd if="$DEV" bs=1M count=24 iflag=direct status=none | sha256sum)" = \
+		"$(sha256sum < "$TESTDIR/data")" ]
 }

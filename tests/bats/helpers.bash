@@ -151,3 +151,63 @@ while not data.endswith(b"\n"):
 sys.stdout.write(data.decode())
 ' "$RAIDTOOL_RUNDIR/$NAME/control.sock" "$req"
 }
+
+# The running array's status as JSON.
+status_json() {
+	raidtool status --json "$NAME" 2>/dev/null
+}
+
+# check_clean: a check over the whole array finds nothing to repair.
+check_clean() {
+	run raidtool check "$NAME"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "check done: 0 mismatches"
+}
+
+# Disks that fail on demand (tests/helpers/rt-faultyfs). The suite sets
+# FAULTYFS to the helper and FFPIDS, UNITS and BACKS to () in setup, and
+# calls faulty_units_stop in teardown after scratch_teardown.
+
+# faulty_unit I SIZE: a rt-faultyfs disk over $TESTDIR/back$I.img mounted at
+# $TESTDIR/ffs$I, with a direct-I/O loop device on it; appends to UNITS.
+faulty_unit() {
+	local i=$1 size=$2 mnt back dev
+	back=$(make_image "back$i.img" "$size")
+	mnt=$TESTDIR/ffs$i
+	mkdir -p "$mnt"
+	"$FAULTYFS" "$back" "$mnt" 2>"$TESTDIR/ffs$i.log" &
+	FFPIDS+=("$!")
+	for _ in $(seq 50); do
+		[ -e "$mnt/disk" ] && break
+		sleep 0.1
+	done
+	[ -e "$mnt/disk" ] || fail "rt-faultyfs did not come up on $mnt"
+	dev=$(losetup --direct-io=on --find --show "$mnt/disk")
+	UNITS+=("$dev")
+	BACKS+=("$back")
+}
+
+# The faulty disks answer again (before stopping an array on them).
+faulty_units_clear() {
+	local ctl
+	for ctl in "${TESTDIR:-/nonexistent}"/ffs*/ctl; do
+		[ -e "$ctl" ] && echo clear > "$ctl" 2>/dev/null
+	done
+	return 0
+}
+
+# Stop the rt-faultyfs processes (their mounts are gone with scratch_teardown).
+faulty_units_stop() {
+	local p
+	for p in "${FFPIDS[@]}"; do
+		kill -TERM "$p" 2>/dev/null || true
+	done
+	for p in "${FFPIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	# A lazily unmounted faultyfs mount point can outlive scratch_teardown's rm.
+	[ -n "${TESTDIR:-}" ] && rm -rf "$TESTDIR"
+	return 0
+}

@@ -5,9 +5,14 @@
  *
  *   disk  the backing file's bytes, read and written straight through
  *   ctl   write a command to change behaviour at run time:
- *           fail read|write|rw [START LEN]   I/O overlapping the range: EIO
+ *           fail read|write|rw [START LEN [N]]  I/O overlapping the range: EIO
+ *                                            (LEN 0: to the end; with N, only
+ *                                            the next N such reads or writes
+ *                                            fail; flushes fail only without N)
  *           drop [START LEN]                 writes there succeed, do nothing
- *           clear                            behave again
+ *           delay MS                         every read and write of the disk
+ *                                            waits MS milliseconds first
+ *           clear                            behave again (no faults, no delay)
  *         reading ctl shows the current rules and the fault counters.
  *
  * A loop device on MOUNTPOINT/disk is a unit that dies like a real disk.
@@ -28,10 +33,12 @@
 #define MAX_RULES 16
 
 enum fault_kind { FAULT_READ = 1, FAULT_WRITE = 2, FAULT_DROP = 4 };
+#define FAULT_UNCOUNTED 8u	/* in @want: only rules without a count apply (fsync) */
 
 struct fault_rule {
 	unsigned kind;
 	uint64_t start, len;	/* len 0: to the end */
+	uint64_t count;		/* I/Os it still fails; 0: every one */
 };
 
 static struct {
@@ -40,30 +47,51 @@ static struct {
 	struct fault_rule rules[MAX_RULES];
 	unsigned n_rules;
 	uint64_t failed_reads, failed_writes, dropped_writes;
+	unsigned delay_ms;
 } fs = { .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* Which fault kinds apply to [off, off + len). */
-static unsigned faults_at(uint64_t off, uint64_t len)
+/*
+ * Which of the fault kinds in @want apply to [off, off + len). A counted
+ * rule that applies is used up by one: after N I/Os it is gone.
+ */
+static unsigned faults_at(uint64_t off, uint64_t len, unsigned want)
 {
-	unsigned kinds = 0;
+	unsigned kinds = 0, i = 0;
 
 	pthread_mutex_lock(&fs.lock);
-	for (unsigned i = 0; i < fs.n_rules; i++) {
-		const struct fault_rule *r = &fs.rules[i];
+	while (i < fs.n_rules) {
+		struct fault_rule *r = &fs.rules[i];
 		uint64_t end = r->len ? r->start + r->len : UINT64_MAX;
 
-		if (off < end && off + len > r->start)
-			kinds |= r->kind;
+		if (off < end && off + len > r->start && (r->kind & want) &&
+		    !(r->count && (want & FAULT_UNCOUNTED))) {
+			kinds |= r->kind & want;
+			if (r->count && --r->count == 0) {
+				fs.rules[i] = fs.rules[--fs.n_rules];
+				continue;
+			}
+		}
+		i++;
 	}
 	pthread_mutex_unlock(&fs.lock);
 	return kinds;
 }
 
+static void io_delay(void)
+{
+	unsigned ms = __atomic_load_n(&fs.delay_ms, __ATOMIC_RELAXED);
+
+	if (ms)
+		usleep(ms * 1000u);
+}
+
 static int ctl_command(const char *buf, size_t size)
 {
 	char cmd[256], what[16] = "";
-	unsigned long long start = 0, len = 0;
+	unsigned long long start = 0, len = 0, count = 0;
 	struct fault_rule rule = { 0 };
+	unsigned ms;
+
 	if (size >= sizeof(cmd))
 		return -EINVAL;
 	memcpy(cmd, buf, size);
@@ -72,9 +100,14 @@ static int ctl_command(const char *buf, size_t size)
 		pthread_mutex_lock(&fs.lock);
 		fs.n_rules = 0;
 		pthread_mutex_unlock(&fs.lock);
+		__atomic_store_n(&fs.delay_ms, 0, __ATOMIC_RELAXED);
 		return 0;
 	}
-	if (sscanf(cmd, "fail %15s %llu %llu", what, &start, &len) >= 1) {
+	if (sscanf(cmd, "delay %u", &ms) == 1) {
+		__atomic_store_n(&fs.delay_ms, ms, __ATOMIC_RELAXED);
+		return 0;
+	}
+	if (sscanf(cmd, "fail %15s %llu %llu %llu", what, &start, &len, &count) >= 1) {
 		if (!strcmp(what, "read"))
 			rule.kind = FAULT_READ;
 		else if (!strcmp(what, "write"))
@@ -93,6 +126,7 @@ static int ctl_command(const char *buf, size_t size)
 	}
 	rule.start = start;
 	rule.len = len;
+	rule.count = count;
 	pthread_mutex_lock(&fs.lock);
 	if (fs.n_rules == MAX_RULES) {
 		pthread_mutex_unlock(&fs.lock);
@@ -109,14 +143,15 @@ static int ctl_render(char *buf, size_t len)
 
 	pthread_mutex_lock(&fs.lock);
 	n = snprintf(buf, len, "failed_reads %" PRIu64 "\nfailed_writes %" PRIu64
-		     "\ndropped_writes %" PRIu64 "\n", fs.failed_reads, fs.failed_writes,
-		     fs.dropped_writes);
+		     "\ndropped_writes %" PRIu64 "\ndelay_ms %u\n", fs.failed_reads,
+		     fs.failed_writes, fs.dropped_writes, fs.delay_ms);
 	for (unsigned i = 0; i < fs.n_rules && n > 0 && (size_t)n < len; i++)
-		n += snprintf(buf + n, len - (size_t)n, "rule %s%s%s %" PRIu64 " %" PRIu64 "\n",
+		n += snprintf(buf + n, len - (size_t)n, "rule %s%s%s %" PRIu64 " %" PRIu64
+			      " %" PRIu64 "\n",
 			      fs.rules[i].kind & FAULT_READ ? "r" : "",
 			      fs.rules[i].kind & FAULT_WRITE ? "w" : "",
 			      fs.rules[i].kind & FAULT_DROP ? "drop" : "",
-			      fs.rules[i].start, fs.rules[i].len);
+			      fs.rules[i].start, fs.rules[i].len, fs.rules[i].count);
 	pthread_mutex_unlock(&fs.lock);
 	return n;
 }
@@ -184,7 +219,8 @@ static int ffs_read(const char *path, char *buf, size_t size, off_t off,
 		memcpy(buf, text + off, size);
 		return (int)size;
 	}
-	if (faults_at((uint64_t)off, size) & FAULT_READ) {
+	io_delay();
+	if (faults_at((uint64_t)off, size, FAULT_READ)) {
 		__atomic_add_fetch(&fs.failed_reads, 1, __ATOMIC_RELAXED);
 		return -EIO;
 	}
@@ -204,7 +240,8 @@ static int ffs_write(const char *path, const char *buf, size_t size, off_t off,
 
 		return r < 0 ? r : (int)size;
 	}
-	kinds = faults_at((uint64_t)off, size);
+	io_delay();
+	kinds = faults_at((uint64_t)off, size, FAULT_WRITE | FAULT_DROP);
 	if (kinds & FAULT_WRITE) {
 		__atomic_add_fetch(&fs.failed_writes, 1, __ATOMIC_RELAXED);
 		return -EIO;
@@ -220,7 +257,8 @@ static int ffs_write(const char *path, const char *buf, size_t size, off_t off,
 static int ffs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
 	(void)path; (void)fi;
-	if (faults_at(0, UINT64_MAX) & FAULT_WRITE)
+	/* A counted rule fails the next N writes, not flushes. */
+	if (faults_at(0, UINT64_MAX, FAULT_WRITE | FAULT_UNCOUNTED))
 		return -EIO;
 	return (datasync ? fdatasync(fs.fd) : fsync(fs.fd)) < 0 ? -errno : 0;
 }

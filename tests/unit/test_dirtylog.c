@@ -111,22 +111,22 @@ static void test_pinned(void **state)
 	(void)state;
 	assert_int_equal(dirtylog_create(70, 4096, &dl), 0);
 	assert_false(dirtylog_pinned_any(dl, 0, 69));
-	assert_int_equal(dirtylog_pinned_count(dl), 0);
+	assert_int_equal(dirtylog_pinned(dl, NULL), 0);
 	bits[0] = 0x04;		/* region 2 */
 	bits[8] = 0x20;		/* region 69, in the second word */
 	dirtylog_load(dl, bits);
-	assert_int_equal(dirtylog_pinned_count(dl), 2);
+	assert_int_equal(dirtylog_pinned(dl, NULL), 2);
 	assert_false(dirtylog_pinned_any(dl, 0, 1));
 	assert_true(dirtylog_pinned_any(dl, 0, 2));
 	assert_true(dirtylog_pinned_any(dl, 3, 1000));	/* clamped to the last region */
 	assert_false(dirtylog_pinned_any(dl, 3, 68));
 	dirtylog_unpin(dl, 69);
 	assert_false(dirtylog_pinned_any(dl, 3, 69));
-	assert_int_equal(dirtylog_pinned_count(dl), 1);
+	assert_int_equal(dirtylog_pinned(dl, NULL), 1);
 	/* Still dirty on disk until a sweep clears it: unpinned is not clean. */
 	assert_true(dirtylog_test(dl, 69));
 	dirtylog_unpin_all(dl);
-	assert_int_equal(dirtylog_pinned_count(dl), 0);
+	assert_int_equal(dirtylog_pinned(dl, NULL), 0);
 	dirtylog_destroy(dl);
 }
 
@@ -146,6 +146,38 @@ static void test_geometry(void **state)
 	assert_true(dirtylog_encoded_size(n) <= 4096);
 	assert_int_equal(R, 1ull << 26);	/* 2^15 regions of 2^25 need 4 KiB + 64 bytes */
 	assert_int_equal(n, (1ull << 40) / R);
+}
+
+/* Regions owed a resync at run time (a write failed on some units) behave as loaded ones. */
+static void test_pin_owed(void **state)
+{
+	struct rt_dirtylog *dl;
+	uint8_t out[2];
+	unsigned i;
+
+	(void)state;
+	assert_int_equal(dirtylog_create(10, 4096, &dl), 0);
+	assert_int_equal(dirtylog_pinned(dl, out), 0);
+	dirtylog_pin(dl, 3, 4);
+	dirtylog_pin(dl, 9, 12);	/* clipped to the last region */
+	assert_int_equal(dirtylog_pinned(dl, out), 3);
+	assert_int_equal(out[0], 0x18);
+	assert_int_equal(out[1], 0x02);
+	assert_int_equal(dirtylog_count(dl), 3);
+	assert_true(dirtylog_covered(dl, 3, 4));
+	/* Neither idle sweeps nor a clean stop clear them. */
+	for (i = 0; i < 10; i++)
+		assert_int_equal(dirtylog_sweep_begin(dl, 2), 0);
+	dirtylog_clear_all(dl);
+	assert_int_equal(dirtylog_count(dl), 3);
+	/* Once resynced, they age out like any region. */
+	dirtylog_unpin(dl, 3);
+	dirtylog_unpin(dl, 4);
+	dirtylog_unpin(dl, 9);
+	assert_int_equal(dirtylog_pinned(dl, NULL), 0);
+	assert_true(dirtylog_clear_all(dl));
+	assert_int_equal(dirtylog_count(dl), 0);
+	dirtylog_destroy(dl);
 }
 
 static void test_encode_decode(void **state)
@@ -323,6 +355,7 @@ int main(void)
 		cmocka_unit_test(test_load_pin_clear),
 		cmocka_unit_test(test_pinned),
 		cmocka_unit_test(test_geometry),
+		cmocka_unit_test(test_pin_owed),
 		cmocka_unit_test(test_encode_decode),
 		cmocka_unit_test(test_sweep_abort),
 		cmocka_unit_test(test_readd_check),

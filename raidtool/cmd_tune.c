@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <raidtool/control.h>
+#include "cli.h"
+#include "commands.h"
+
+/* Change how a running array treats unit I/O errors (tries before failing a unit). */
+int cmd_tune(int argc, const char **argv)
+{
+	int tries = -1, window = -1;
+	struct poptOption opts[] = {
+		{ "io-retries", 0, POPT_ARG_INT, &tries, 0,
+		  "try a failed unit read or write again up to N times before failing the unit", "N" },
+		{ "io-retry-window", 0, POPT_ARG_INT, &window, 0,
+		  "spread those tries over MS milliseconds", "MS" },
+		POPT_AUTOHELP
+		POPT_TABLEEND
+	};
+	struct rt_control_status *st = NULL;
+	char name[RT_NAME_MAX + 1], arg[64];
+	const char **args;
+	poptContext pc;
+	int n, r;
+
+	r = cli_parse("tune", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
+	if (r >= 0)
+		return r;
+	if (tries == -1 && window == -1) {
+		r = cli_usage_error("tune", "give --io-retries, --io-retry-window or both");
+		goto out;
+	}
+	if (tries < -1 || window < -1) {
+		r = cli_usage_error("tune", "--io-retries and --io-retry-window take a number "
+				    "of 0 or more");
+		goto out;
+	}
+	if (tries == -1 || window == -1) {
+		/* Keep the setting not given as it is. */
+		r = cli_running_name(args[0], name, sizeof(name));
+		if (r >= 0)
+			goto out;
+		st = calloc(1, sizeof(*st));
+		r = st ? control_status(name, st) : -ENOMEM;
+		if (r < 0) {
+			r = cli_fail(r, "'%s': the engine does not answer", name);
+			goto out;
+		}
+		if (tries == -1)
+			tries = (int)st->retry_count;
+		if (window == -1)
+			window = (int)st->retry_window_ms;
+	}
+	snprintf(arg, sizeof(arg), "%d %d", tries, window);
+	r = cli_control_command(args[0], "cannot change the error retries", "tune", arg);
+out:
+	free(st);
+	poptFreeContext(pc);
+	return r;
+}
