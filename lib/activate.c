@@ -781,6 +781,7 @@ static int readd_partial(struct run *run, struct rt_unit *u, const struct rt_sb 
 	slot->recovery_offset = 0;
 	as->units[role] = u;
 	as->own[role] = usb->unit;
+	as->disk_events[role] = 0;	/* rewritten as a new member: first, no catching up */
 	snprintf(as->dev[role], sizeof(as->dev[role]), "%s", unit_devname(u));
 	r = run_sb_update(run, add_slot, &sb);
 	if (r < 0) {
@@ -886,6 +887,7 @@ static int cmd_add(struct run *run, const char *arg, char *msg, size_t len)
 		goto out;
 	}
 	as->units[idx] = u;
+	as->disk_events[idx] = 0;	/* a new member: written first */
 	snprintf(as->dev[idx], sizeof(as->dev[idx]), "%s", unit_devname(u));
 	if (idx == as->n_units)
 		as->n_units++;
@@ -971,6 +973,7 @@ static void take_spare(struct run *run)
 	struct rt_walk_progress wp;
 	struct rt_unit *old = NULL, *u;
 	struct rt_unit_desc own;
+	uint64_t events;
 	char dev[256], olddev[256];
 	int i = -1, r = -ENODEV;
 
@@ -1029,6 +1032,9 @@ static void take_spare(struct run *run)
 	snprintf(as->dev[i], sizeof(as->dev[i]), "%s", old ? olddev : "");
 	as->units[w.role] = u;
 	as->own[w.role] = own;
+	events = as->disk_events[i];
+	as->disk_events[i] = as->disk_events[w.role];
+	as->disk_events[w.role] = events;
 	snprintf(as->dev[w.role], sizeof(as->dev[w.role]), "%s", dev);
 	r = run_sb_update(run, swap_spare, &w);
 	pthread_mutex_unlock(&run->sb_lock);

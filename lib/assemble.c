@@ -21,10 +21,10 @@ static unsigned spare_roles(const struct rt_sb *sb)
 	return sb_max_missing(sb->array.level, sb->array.n_devices);
 }
 
-/* Does @u hold, with the freshest events, what slot @slot of the fresh table names? */
+/* Is @u, as scan classed it, the unit for slot @slot of the fresh table? */
 static bool unit_is_slot(const struct rt_sb *fresh, const struct rt_scan_unit *u, uint32_t slot)
 {
-	return u->sb.events == fresh->events && u->sb.unit.slot == slot &&
+	return scan_unit_usable(u) && u->sb.unit.slot == slot &&
 	       !memcmp(u->sb.unit.uuid, fresh->slots[slot].uuid, RT_UUID_SIZE);
 }
 
@@ -46,38 +46,48 @@ static void list_append(char *buf, size_t len, uint32_t n, uint32_t slot_state)
 static const struct rt_scan_unit *freshest_unit(const struct rt_scan_array *a)
 {
 	for (size_t i = 0; i < a->n_units; i++)
-		if (a->units[i]->sb.events == a->sb.events)
+		if (a->units[i]->cls == RT_UNIT_CURRENT)
 			return a->units[i];
 	return NULL;
 }
 
-/* Report every unit that will not be used, and why. */
-static void report_unused(const struct rt_scan_array *a)
+/* Report every unit that will not be used, and why (scan's classification). */
+static void report_unused(const struct rt_scan_array *a, bool can_start)
 {
 	const struct rt_sb *fresh = &a->sb;
 	const struct rt_scan_unit *ref = freshest_unit(a);
 
 	for (size_t i = 0; i < a->n_units; i++) {
 		const struct rt_scan_unit *u = a->units[i];
-		uint32_t slot = u->sb.unit.slot;
 
-		if (u->sb.events < fresh->events) {
-			rt_log(RT_LOG_WARN, "'%s': unit '%s' is stale (events %llu, the array is "
-			       "at %llu); not used (add it again to rebuild onto it)",
-			       fresh->array.name, u->dev, (unsigned long long)u->sb.events,
-			       (unsigned long long)fresh->events);
-		} else if (slot >= RT_MAX_UNITS || !unit_is_slot(fresh, u, slot)) {
-			char other[64] = "no unit";
-
-			if (slot < RT_MAX_UNITS && fresh->slots[slot].state != RT_SLOT_EMPTY)
-				snprintf(other, sizeof(other), "unit %08x (%s)",
-					 fresh->slots[slot].hashcode,
-					 sb_slot_state_name(fresh->slots[slot].state));
+		switch (u->cls) {
+		case RT_UNIT_CURRENT:
+			break;
+		case RT_UNIT_CURRENT_BEHIND:
+			rt_log(RT_LOG_INFO, "'%s': unit '%s' is one event behind (%llu, the array "
+			       "is at %llu): an update was interrupted before it reached this "
+			       "unit; used, and brought to current", fresh->array.name, u->dev,
+			       (unsigned long long)u->sb.events, (unsigned long long)fresh->events);
+			break;
+		case RT_UNIT_STALE:
+			/* Re-adding rebuilds over it: advise it only when nothing needs its data. */
+			rt_log(RT_LOG_WARN, "'%s': unit '%s' is stale (%s); not used%s",
+			       fresh->array.name, u->dev, u->why, can_start ?
+			       " (add it again to rebuild onto it)" :
+			       "; it may still hold data the array needs: do not zero or add it "
+			       "(see 'activate --force')");
+			break;
+		case RT_UNIT_CONFLICT:
 			rt_log(RT_LOG_WARN, "'%s': unit '%s' (hashcode %08x) contradicts the role "
-			       "table of '%s' (events %llu): it claims slot %u, which that table "
-			       "gives to %s; refused, not used", fresh->array.name, u->dev,
-			       u->sb.unit.hashcode, ref ? ref->dev : "?",
-			       (unsigned long long)fresh->events, slot, other);
+			       "table of '%s' (events %llu): %s; refused, not used",
+			       fresh->array.name, u->dev, u->sb.unit.hashcode, ref ? ref->dev : "?",
+			       (unsigned long long)fresh->events, u->why);
+			break;
+		case RT_UNIT_SUSPECT:
+			rt_log(RT_LOG_WARN, "'%s': unit '%s' (hashcode %08x) is suspect: %s; left "
+			       "out, its superblock is not trusted", u->sb.array.name, u->dev,
+			       u->sb.unit.hashcode, u->why);
+			break;
 		}
 	}
 }
@@ -114,14 +124,14 @@ static int check_tables(const struct rt_scan_array *a)
 	uint32_t slot;
 
 	for (size_t i = 0; i < a->n_units && !ref; i++)
-		if (a->units[i]->sb.events == fresh->events &&
+		if (a->units[i]->cls == RT_UNIT_CURRENT &&
 		    tables_agree(&a->units[i]->sb, fresh, &slot))
 			ref = a->units[i];
 	for (size_t i = 0; i < a->n_units; i++) {
 		const struct rt_scan_unit *u = a->units[i];
 		const struct rt_slot *mine, *theirs;
 
-		if (u == ref || u->sb.events != fresh->events || tables_agree(&u->sb, fresh, &slot))
+		if (u == ref || u->cls != RT_UNIT_CURRENT || tables_agree(&u->sb, fresh, &slot))
 			continue;
 		mine = &u->sb.slots[slot];
 		theirs = &fresh->slots[slot];
@@ -191,6 +201,7 @@ static int open_unit(struct rt_assembly *as, const struct rt_scan_unit *su, unsi
 		return r;
 	}
 	as->own[idx] = su->sb.unit;
+	as->disk_events[idx] = su->sb.events;
 	snprintf(as->dev[idx], sizeof(as->dev[idx]), "%s", su->dev);
 	return 0;
 }
@@ -208,6 +219,12 @@ int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out)
 		return -EINVAL;
 	*out = NULL;
 	fresh = &a->sb;
+	if (a->all_suspect) {
+		report_unused(a, false);
+		rt_log(RT_LOG_ERROR, "'%s': cannot start: every unit found is suspect",
+		       fresh->array.name);
+		return -EUCLEAN;
+	}
 	if (fresh->array.n_devices == 0 || fresh->array.n_devices > RT_MAX_UNITS)
 		return -EUCLEAN;
 	r = check_tables(a);
@@ -228,13 +245,15 @@ int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out)
 			n_missing++;
 		}
 	}
-	report_unused(a);
+	report_unused(a, n_missing <= spare_roles(fresh));
 	if (n_missing > spare_roles(fresh)) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot start: role%s %s missing (have %u of %u units); "
-		       "%s runs with at most %u missing",
+		       "%s runs with at most %u missing%s",
 		       fresh->array.name, n_missing > 1 ? "s" : "", missing,
 		       fresh->array.n_devices - n_missing, fresh->array.n_devices,
-		       sb_level_name(fresh->array.level), spare_roles(fresh));
+		       sb_level_name(fresh->array.level), spare_roles(fresh),
+		       a->n_suspect ? " (a suspect unit named above is left out: put its "
+		       "superblock right)" : "");
 		return -ENODEV;
 	}
 
@@ -295,6 +314,8 @@ int assemble_sb_update(struct rt_assembly *as, assemble_mutate_fn mutate, void *
 {
 	struct rt_unit *units[RT_MAX_UNITS];
 	struct rt_unit_desc own[RT_MAX_UNITS];
+	uint64_t events[RT_MAX_UNITS];
+	unsigned idx[RT_MAX_UNITS];
 	struct rt_sb sb;
 	size_t n = 0;
 	int r;
@@ -325,6 +346,8 @@ int assemble_sb_update(struct rt_assembly *as, assemble_mutate_fn mutate, void *
 			continue;
 		units[n] = as->units[i];
 		own[n] = as->own[i];
+		events[n] = as->disk_events[i];
+		idx[n] = i;
 		n++;
 	}
 	if (!n) {
@@ -333,7 +356,9 @@ int assemble_sb_update(struct rt_assembly *as, assemble_mutate_fn mutate, void *
 		return r;
 	}
 	/* lib/array.c owns the one loop that writes a superblock to many units. */
-	r = array_write_sb_all(units, own, n, &sb);
+	r = array_write_sb_all(units, own, events, n, &as->sb, &sb);
+	for (size_t k = 0; k < n; k++)
+		as->disk_events[idx[k]] = events[k];
 	if (r < 0) {
 		/* Some units may have it: never reuse this events value. */
 		as->sb.events = sb.events;

@@ -8,7 +8,9 @@
  * those units for the engine; write superblock updates (clean/dirty, events)
  * to all of them.
  *
- * Rules (mdadm's): a unit whose events lag behind is stale and is not used;
+ * Rules (mdadm's, on scan's classification of each unit): a unit current or
+ * one event behind (an interrupted update) is used for its slot; a stale,
+ * conflicting or suspect unit is not;
  * roles without a fresh active unit are missing, which raid1 (all but one)
  * and raid5 (one) survive: the array is then assembled degraded;
  * a unit the freshest role table does not place where it claims to be is a
@@ -31,6 +33,11 @@ struct rt_assembly {
 	struct rt_unit *units[RT_MAX_UNITS];	/* [role] for role < n_roles; NULL: missing */
 	struct rt_unit_desc own[RT_MAX_UNITS];	/* each unit's own descriptor */
 	char dev[RT_MAX_UNITS][256];		/* the block device of each unit */
+	/*
+	 * Each unit's events on disk, for writing lagging units first; after a
+	 * failed write the old value is kept (what the unit holds is unknown).
+	 */
+	uint64_t disk_events[RT_MAX_UNITS];
 };
 
 /*

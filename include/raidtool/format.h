@@ -146,6 +146,12 @@ int sb_decode(const uint8_t *buf, size_t len, struct rt_sb *sb);
 /* Semantic checks of a decoded or about-to-be-written superblock. */
 int sb_validate(const struct rt_sb *sb);
 
+/*
+ * The same, saying which field is wrong and why in @why ("data offset:
+ * 3 MiB is not ..."), for naming a suspect unit. @why may be NULL.
+ */
+int sb_validate_explain(const struct rt_sb *sb, char *why, size_t len);
+
 /* CRC32C (Castagnoli), as stored in the superblock. */
 uint32_t sb_crc32c(const void *buf, size_t len);
 
