@@ -93,25 +93,6 @@ static void report_unused(const struct rt_scan_array *a, bool can_start)
 }
 
 /*
- * Do two superblocks agree on the role table? Else the first slot where
- * they differ goes to @slot.
- */
-static bool tables_agree(const struct rt_sb *x, const struct rt_sb *y, uint32_t *slot)
-{
-	for (uint32_t i = 0; i < RT_MAX_UNITS; i++) {
-		const struct rt_slot *p = &x->slots[i], *q = &y->slots[i];
-
-		if (memcmp(p->uuid, q->uuid, RT_UUID_SIZE) || p->state != q->state ||
-		    p->hashcode != q->hashcode) {
-			*slot = i;
-			return false;
-		}
-	}
-	*slot = 0;
-	return x->array.n_devices == y->array.n_devices && x->array.n_slots == y->array.n_slots;
-}
-
-/*
  * Every update reaches all members with one events value, so two units at
  * the freshest events whose role tables differ ran apart (each was started
  * without the other) or were changed behind raidtool's back. mdadm aborts
@@ -123,24 +104,23 @@ static int check_tables(const struct rt_scan_array *a)
 	const struct rt_scan_unit *ref = NULL;
 	uint32_t slot;
 
-	for (size_t i = 0; i < a->n_units && !ref; i++)
-		if (a->units[i]->cls == RT_UNIT_CURRENT &&
-		    tables_agree(&a->units[i]->sb, fresh, &slot))
-			ref = a->units[i];
+	ref = freshest_unit(a);
 	for (size_t i = 0; i < a->n_units; i++) {
 		const struct rt_scan_unit *u = a->units[i];
 		const struct rt_slot *mine, *theirs;
 
-		if (u == ref || u->cls != RT_UNIT_CURRENT || tables_agree(&u->sb, fresh, &slot))
+		if (!u->table_differs)
 			continue;
+		scan_tables_agree(&u->sb, fresh, &slot);
 		mine = &u->sb.slots[slot];
 		theirs = &fresh->slots[slot];
 		rt_log(RT_LOG_ERROR, "'%s': cannot start: the role table of unit '%s' (hashcode "
 		       "%08x) contradicts the freshest one, of unit '%s' (hashcode %08x), both "
 		       "at events %llu: slot %u is %s (unit %08x) in the first and %s (unit "
 		       "%08x) in the second; the units ran apart or a superblock was changed "
-		       "behind raidtool's back. Nothing was written; wipe the wrong unit "
-		       "('raidtool zero') and add it again", fresh->array.name, u->dev,
+		       "behind raidtool's back. Nothing was written; decide which holds the "
+		       "data you want, detach the other, start the array, and only then "
+		       "wipe the detached unit ('raidtool zero') and add it to rebuild", fresh->array.name, u->dev,
 		       u->sb.unit.hashcode, ref ? ref->dev : "?",
 		       ref ? ref->sb.unit.hashcode : 0, (unsigned long long)fresh->events, slot,
 		       sb_slot_state_name(mine->state), mine->hashcode,

@@ -333,6 +333,13 @@ static bool slot_in_use(uint32_t state)
 	return state == RT_SLOT_ACTIVE || state == RT_SLOT_REBUILDING || state == RT_SLOT_SPARE;
 }
 
+static bool uuid_is_zero(const uint8_t *uuid)
+{
+	static const uint8_t zero[RT_UUID_SIZE];
+
+	return !memcmp(uuid, zero, RT_UUID_SIZE);
+}
+
 static int validate_slots(const struct rt_sb *sb, char *why, size_t len)
 {
 	const struct rt_slot *own;
@@ -359,7 +366,7 @@ static int validate_slots(const struct rt_sb *sb, char *why, size_t len)
 			return bad(why, len, "slot %u recovery offset: %llu beyond its data size",
 				   i, (unsigned long long)s->recovery_offset);
 		/* One unit in use in two slots: the table contradicts itself. */
-		for (uint32_t j = 0; j < i && slot_in_use(s->state); j++)
+		for (uint32_t j = 0; j < i && slot_in_use(s->state) && !uuid_is_zero(s->uuid); j++)
 			if (slot_in_use(sb->slots[j].state) &&
 			    !memcmp(sb->slots[j].uuid, s->uuid, RT_UUID_SIZE))
 				return bad(why, len, "slot %u: the same unit as slot %u", i, j);

@@ -335,6 +335,21 @@ static void find_events_suspects(struct rt_scan_array *a)
 	}
 }
 
+bool scan_tables_agree(const struct rt_sb *x, const struct rt_sb *y, uint32_t *slot)
+{
+	for (uint32_t i = 0; i < RT_MAX_UNITS; i++) {
+		const struct rt_slot *p = &x->slots[i], *q = &y->slots[i];
+
+		if (memcmp(p->uuid, q->uuid, RT_UUID_SIZE) || p->state != q->state ||
+		    p->hashcode != q->hashcode) {
+			*slot = i;
+			return false;
+		}
+	}
+	*slot = 0;
+	return x->array.n_devices == y->array.n_devices && x->array.n_slots == y->array.n_slots;
+}
+
 /* One class per unit against the freshest role table @fresh. */
 static void classify(const struct rt_sb *fresh, struct rt_scan_unit *u)
 {
@@ -345,6 +360,20 @@ static void classify(const struct rt_sb *fresh, struct rt_scan_unit *u)
 	if (u->cls == RT_UNIT_SUSPECT)
 		return;
 	if (u->sb.events == fresh->events) {
+		uint32_t differs;
+
+		/*
+		 * Every update reaches all members with one events value: two
+		 * tables at the same events that differ ran apart (each started
+		 * without the other) or were changed behind raidtool's back.
+		 */
+		if (!scan_tables_agree(&u->sb, fresh, &differs)) {
+			u->cls = RT_UNIT_CONFLICT;
+			u->table_differs = true;
+			snprintf(u->why, sizeof(u->why), "its role table, at the same events, "
+				 "differs from the freshest one at slot %u", differs);
+			return;
+		}
 		if (mine && s->state != RT_SLOT_EMPTY) {
 			u->cls = RT_UNIT_CURRENT;
 			return;
