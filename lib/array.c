@@ -711,8 +711,8 @@ static int check_former_member(const struct rt_scan_array *a, const struct rt_sc
 	if (!su || memcmp(su->sb.array.uuid, a->sb.array.uuid, RT_UUID_SIZE))
 		return 0;
 	if (scan_unit_usable(su)) {
-		rt_log(RT_LOG_ERROR, "'%s': already a current member of array '%s' (slot %u, "
-		       "%s): nothing to add; it is used when the array starts", path,
+		rt_log(RT_LOG_ERROR, "'%s': already a unit of array '%s' (current, slot "
+		       "%u, %s): nothing to add; it is used when the array starts", path,
 		       a->sb.array.name, su->sb.unit.slot,
 		       sb_slot_state_name(a->sb.slots[su->sb.unit.slot].state));
 		return -EEXIST;
