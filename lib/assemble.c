@@ -101,30 +101,21 @@ static void report_unused(const struct rt_scan_array *a, bool can_start)
 static int check_tables(const struct rt_scan_array *a)
 {
 	const struct rt_sb *fresh = &a->sb;
-	const struct rt_scan_unit *ref = NULL;
-	uint32_t slot;
+	const struct rt_scan_unit *ref = freshest_unit(a);
 
-	ref = freshest_unit(a);
 	for (size_t i = 0; i < a->n_units; i++) {
 		const struct rt_scan_unit *u = a->units[i];
-		const struct rt_slot *mine, *theirs;
 
 		if (!u->table_differs)
 			continue;
-		scan_tables_agree(&u->sb, fresh, &slot);
-		mine = &u->sb.slots[slot];
-		theirs = &fresh->slots[slot];
-		rt_log(RT_LOG_ERROR, "'%s': cannot start: the role table of unit '%s' (hashcode "
+		rt_log(RT_LOG_ERROR, "'%s': cannot start: the superblock of unit '%s' (hashcode "
 		       "%08x) contradicts the freshest one, of unit '%s' (hashcode %08x), both "
-		       "at events %llu: slot %u is %s (unit %08x) in the first and %s (unit "
-		       "%08x) in the second; the units ran apart or a superblock was changed "
+		       "at events %llu: %s; the units ran apart or a superblock was changed "
 		       "behind raidtool's back. Nothing was written; decide which holds the "
 		       "data you want, detach the other, start the array, and only then "
-		       "wipe the detached unit ('raidtool zero') and add it to rebuild", fresh->array.name, u->dev,
-		       u->sb.unit.hashcode, ref ? ref->dev : "?",
-		       ref ? ref->sb.unit.hashcode : 0, (unsigned long long)fresh->events, slot,
-		       sb_slot_state_name(mine->state), mine->hashcode,
-		       sb_slot_state_name(theirs->state), theirs->hashcode);
+		       "wipe the detached unit ('raidtool zero') and add it to rebuild",
+		       fresh->array.name, u->dev, u->sb.unit.hashcode, ref ? ref->dev : "?",
+		       ref ? ref->sb.unit.hashcode : 0, (unsigned long long)fresh->events, u->why);
 		return -EUCLEAN;
 	}
 	return 0;

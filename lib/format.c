@@ -421,7 +421,13 @@ int sb_encode(const struct rt_sb *sb, unsigned copy, uint8_t *buf)
 	r = sb_validate(sb);
 	if (r < 0)
 		return r;
+	return sb_encode_unchecked(sb, copy, buf);
+}
 
+int sb_encode_unchecked(const struct rt_sb *sb, unsigned copy, uint8_t *buf)
+{
+	if (!sb || !buf || copy > 1)
+		return -EINVAL;
 	memset(buf, 0, RT_SB_SIZE);
 	memcpy(buf + SB_OFF_MAGIC, RT_SB_MAGIC, 8);
 	put_le32(buf + SB_OFF_VERSION, sb->version);

@@ -335,19 +335,55 @@ static void find_events_suspects(struct rt_scan_array *a)
 	}
 }
 
-bool scan_tables_agree(const struct rt_sb *x, const struct rt_sb *y, uint32_t *slot)
+/*
+ * Do @x and @y disagree on what every member of the array shares (array
+ * descriptor, role table)? Then the first difference goes to @what as
+ * "<field>: <x's> here, <y's> in the other".
+ */
+static bool shared_differs(const struct rt_sb *x, const struct rt_sb *y, char *what, size_t len)
 {
-	for (uint32_t i = 0; i < RT_MAX_UNITS; i++) {
-		const struct rt_slot *p = &x->slots[i], *q = &y->slots[i];
+	const struct rt_array_desc *p = &x->array, *q = &y->array;
+	static const char here_there[] = "%s: %llu here, %llu in the freshest superblock";
+	const struct {
+		const char *name;
+		uint64_t mine, theirs;
+	} nums[] = {
+		{ "level", (uint64_t)(int64_t)p->level, (uint64_t)(int64_t)q->level },
+		{ "layout", p->layout, q->layout },
+		{ "chunk size", p->chunk_size, q->chunk_size },
+		{ "block size", p->blocksize, q->blocksize },
+		{ "n_devices", p->n_devices, q->n_devices },
+		{ "n_slots", p->n_slots, q->n_slots },
+		{ "nblocks", p->nblocks, q->nblocks },
+		{ "region size", p->region_size, q->region_size },
+		{ "hashcode", p->hashcode, q->hashcode },
+		{ "ctime", p->ctime, q->ctime },
+	};
 
-		if (memcmp(p->uuid, q->uuid, RT_UUID_SIZE) || p->state != q->state ||
-		    p->hashcode != q->hashcode) {
-			*slot = i;
-			return false;
+	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+		if (nums[i].mine != nums[i].theirs) {
+			snprintf(what, len, here_there, nums[i].name,
+				 (unsigned long long)nums[i].mine, (unsigned long long)nums[i].theirs);
+			return true;
 		}
 	}
-	*slot = 0;
-	return x->array.n_devices == y->array.n_devices && x->array.n_slots == y->array.n_slots;
+	if (strcmp(p->name, q->name) || strcmp(p->desc, q->desc)) {
+		snprintf(what, len, "name/description: '%s' here, '%s' in the freshest "
+			 "superblock", p->name, q->name);
+		return true;
+	}
+	for (uint32_t i = 0; i < RT_MAX_UNITS; i++) {
+		const struct rt_slot *m = &x->slots[i], *t = &y->slots[i];
+
+		if (memcmp(m->uuid, t->uuid, RT_UUID_SIZE) || m->state != t->state ||
+		    m->hashcode != t->hashcode) {
+			snprintf(what, len, "slot %u: %s (unit %08x) here, %s (unit %08x) in the "
+				 "freshest superblock", i, sb_slot_state_name(m->state), m->hashcode,
+				 sb_slot_state_name(t->state), t->hashcode);
+			return true;
+		}
+	}
+	return false;
 }
 
 /* One class per unit against the freshest role table @fresh. */
@@ -360,18 +396,14 @@ static void classify(const struct rt_sb *fresh, struct rt_scan_unit *u)
 	if (u->cls == RT_UNIT_SUSPECT)
 		return;
 	if (u->sb.events == fresh->events) {
-		uint32_t differs;
-
 		/*
 		 * Every update reaches all members with one events value: two
-		 * tables at the same events that differ ran apart (each started
-		 * without the other) or were changed behind raidtool's back.
+		 * superblocks at the same events that differ ran apart (each
+		 * started without the other) or were changed behind raidtool's back.
 		 */
-		if (!scan_tables_agree(&u->sb, fresh, &differs)) {
+		if (shared_differs(&u->sb, fresh, u->why, sizeof(u->why))) {
 			u->cls = RT_UNIT_CONFLICT;
 			u->table_differs = true;
-			snprintf(u->why, sizeof(u->why), "its role table, at the same events, "
-				 "differs from the freshest one at slot %u", differs);
 			return;
 		}
 		if (mine && s->state != RT_SLOT_EMPTY) {
@@ -403,16 +435,50 @@ static void classify(const struct rt_sb *fresh, struct rt_scan_unit *u)
 			 (unsigned long long)fresh->events);
 }
 
-static void summarize(struct rt_scan_array *a)
+/*
+ * The unit whose superblock is authoritative: the highest events among the
+ * units not suspect and, when units at those events disagree (they ran
+ * apart, or one was edited), the one most of them agree with, so that the
+ * odd one out is the one named. a->n_units when every unit is suspect.
+ */
+static size_t pick_freshest(const struct rt_scan_array *a)
 {
-	const struct rt_sb *fresh;
 	size_t best = a->n_units;
+	unsigned best_votes = 0;
+	char scratch[8];
 
-	find_events_suspects(a);
 	for (size_t i = 0; i < a->n_units; i++)
 		if (a->units[i]->cls != RT_UNIT_SUSPECT &&
 		    (best == a->n_units || a->units[i]->sb.events > a->units[best]->sb.events))
 			best = i;
+	if (best == a->n_units)
+		return best;
+	for (size_t i = 0; i < a->n_units; i++) {
+		const struct rt_scan_unit *u = a->units[i];
+		unsigned votes = 0;
+
+		if (u->cls == RT_UNIT_SUSPECT || u->sb.events != a->units[best]->sb.events)
+			continue;
+		for (size_t j = 0; j < a->n_units; j++)
+			if (a->units[j]->cls != RT_UNIT_SUSPECT &&
+			    a->units[j]->sb.events == u->sb.events &&
+			    !shared_differs(&a->units[j]->sb, &u->sb, scratch, sizeof(scratch)))
+				votes++;
+		if (votes > best_votes) {
+			best_votes = votes;
+			best = i;
+		}
+	}
+	return best;
+}
+
+static void summarize(struct rt_scan_array *a)
+{
+	const struct rt_sb *fresh;
+	size_t best;
+
+	find_events_suspects(a);
+	best = pick_freshest(a);
 	if (best == a->n_units) {
 		/* Nothing but suspects: list them, never assemble from them. */
 		a->all_suspect = true;

@@ -133,6 +133,12 @@ int sb_geometry(uint64_t length, uint32_t chunk, struct rt_geometry *g);
 int sb_encode(const struct rt_sb *sb, unsigned copy, uint8_t *buf);
 
 /*
+ * The same without any check: for tools that must write what raidtool
+ * refuses (tests/helpers/rt-sbedit's crafted superblocks). Never in lib/.
+ */
+int sb_encode_unchecked(const struct rt_sb *sb, unsigned copy, uint8_t *buf);
+
+/*
  * Decode and check one copy. Returns 0, or:
  *   -ENODATA     no raidtool magic (not a unit, or wiped)
  *   -EINVAL      @len shorter than RT_SB_SIZE (truncated)

@@ -42,15 +42,12 @@ struct rt_scan_unit {
 	struct rt_sb sb;		/* the freshest valid copy (suspect: as read) */
 	struct rt_sb_status status;
 	enum rt_unit_class cls;
-	bool table_differs;		/* conflict: at the freshest events, another role table */
+	bool table_differs;		/* conflict: at the freshest events, another shared part */
 	char why[256];			/* stale, conflict, suspect: the field and reason */
 };
 
 /* "current", "current, one event behind", "stale", "conflict", "suspect". */
 const char *scan_unit_class_name(enum rt_unit_class cls);
-
-/* Do @x and @y agree on the role table? Else the first slot that differs in @slot. */
-bool scan_tables_agree(const struct rt_sb *x, const struct rt_sb *y, uint32_t *slot);
 
 /* Current or one event behind: assembly and updates use it for its slot. */
 bool scan_unit_usable(const struct rt_scan_unit *u);
