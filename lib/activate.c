@@ -1854,6 +1854,23 @@ static void wait_exit(pid_t pid)
 		sleep_ms(20);
 }
 
+/* After a dead engine's cleanup: can the array be activated again, and how? */
+static void verdict_of(const char *name, struct rt_deactivate_result *res)
+{
+	const struct rt_scan_array *a;
+	struct rt_scan *scan = NULL;
+
+	res->verdict = scan_devices(&scan);
+	if (res->verdict == 0)
+		res->verdict = scan_lookup(scan, name, &a);
+	if (res->verdict == 0)
+		res->verdict = assemble_verdict(a, res->why, sizeof(res->why));
+	else
+		snprintf(res->why, sizeof(res->why), "its units were not found: %s",
+			 strerror(-res->verdict));
+	scan_free(scan);
+}
+
 static int deactivate_stale(const char *name, struct rt_deactivate_result *res)
 {
 	struct run run;
@@ -1871,6 +1888,7 @@ static int deactivate_stale(const char *name, struct rt_deactivate_result *res)
 	}
 	res->how = RT_DEACTIVATE_RECOVERED;
 	remove_run_files(&run, true);
+	verdict_of(name, res);
 	return 0;
 }
 

@@ -272,6 +272,37 @@ fail:
 	return r;
 }
 
+int assemble_verdict(const struct rt_scan_array *a, char *why, size_t len)
+{
+	unsigned spare = spare_roles(&a->sb);
+	unsigned missing = a->sb.array.n_devices > a->n_active_roles ?
+			   a->sb.array.n_devices - a->n_active_roles : 0;
+
+	why[0] = '\0';
+	if (a->all_suspect) {
+		snprintf(why, len, "every unit found is suspect");
+		return -EUCLEAN;
+	}
+	for (size_t i = 0; i < a->n_units; i++) {
+		if (a->units[i]->table_differs) {
+			snprintf(why, len, "unit '%s' contradicts the freshest superblock: %s",
+				 a->units[i]->dev, a->units[i]->why);
+			return -EUCLEAN;
+		}
+	}
+	if (missing > spare) {
+		snprintf(why, len, "%u of %u roles have a current unit; %s runs with at most %u "
+			 "missing", a->n_active_roles, a->sb.array.n_devices,
+			 sb_level_name(a->sb.array.level), spare);
+		return -ENODEV;
+	}
+	if (missing && a->sb.array.level == RT_LEVEL_5 && a->sb.state == RT_ARRAY_DIRTY) {
+		snprintf(why, len, "degraded and not stopped cleanly (the raid5 write hole)");
+		return 1;
+	}
+	return 0;
+}
+
 void assemble_close(struct rt_assembly *as)
 {
 	if (!as)

@@ -55,6 +55,14 @@ struct rt_assembly {
  */
 int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out);
 
+/*
+ * Would activate start @a, from scan's classification alone (no unit is
+ * opened)? 0 yes; 1 only with --force (a degraded raid5 not stopped
+ * cleanly); -ENODEV (too many roles without a current unit) or -EUCLEAN
+ * (suspects only, units that ran apart) no. The reason goes to @why.
+ */
+int assemble_verdict(const struct rt_scan_array *a, char *why, size_t len);
+
 /* Close the units and free. NULL is fine. */
 void assemble_close(struct rt_assembly *as);
 
