@@ -1350,9 +1350,15 @@ static int mark_running(struct rt_sb *sb, void *arg)
 	const struct rt_assembly *as = arg;
 
 	sb->state = RT_ARRAY_DIRTY;
-	for (unsigned role = 0; role < as->n_roles; role++)
+	for (unsigned role = 0; role < as->n_roles; role++) {
 		if (!as->units[role] && sb->slots[role].state == RT_SLOT_ACTIVE)
 			sb->slots[role].state = RT_SLOT_MISSING;
+		/* --force: the unit the table had given up is an active member again. */
+		if (as->forced[role]) {
+			sb->slots[role].state = RT_SLOT_ACTIVE;
+			sb->slots[role].recovery_offset = 0;
+		}
+	}
 	return 0;
 }
 
@@ -1522,7 +1528,7 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	if (did[0])
 		rt_log(RT_LOG_WARN, "'%s': an earlier engine died; cleaned up: %s", run->name, did);
 
-	r = assemble_open(a, &run->as);
+	r = assemble_open(a, run->force, &run->as);
 	if (r < 0)
 		goto out;
 	/* Before the block device appears: udev names it by this UUID. */
@@ -1552,6 +1558,9 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	harden_memory(run);
 
 	was_dirty = run->as->sb.state == RT_ARRAY_DIRTY;
+	/* A forced unit missed what the dirty-region log marks: resync it all. */
+	for (unsigned role = 0; role < run->as->n_roles; role++)
+		was_dirty = was_dirty || run->as->forced[role];
 	r = assemble_sb_update(run->as, mark_running, run->as);
 	if (r < 0)
 		goto out;

@@ -177,8 +177,77 @@ static int open_unit(struct rt_assembly *as, const struct rt_scan_unit *su, unsi
 	return 0;
 }
 
-int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out)
+/*
+ * Forced assembly (mdadm --assemble --force): the unit that may stand in
+ * for role @role although the freshest table does not count on it: the
+ * unit the freshest table still names for that role (it recorded the unit
+ * leaving, faulty or missing, or the unit fell behind), whose own
+ * superblock agrees that it holds the role, not suspect, with the highest
+ * events of such units.
+ */
+static const struct rt_scan_unit *force_candidate(const struct rt_scan_array *a, uint32_t role)
 {
+	const struct rt_scan_unit *best = NULL;
+
+	for (size_t i = 0; i < a->n_units; i++) {
+		const struct rt_scan_unit *u = a->units[i];
+
+		if (u->cls != RT_UNIT_STALE || u->sb.unit.slot != role ||
+		    memcmp(u->sb.unit.uuid, a->sb.slots[role].uuid, RT_UUID_SIZE))
+			continue;
+		if (!best || u->sb.events > best->sb.events)
+			best = u;
+	}
+	return best;
+}
+
+/*
+ * Too many roles missing: with @force, take for missing roles (the
+ * freshest candidates first) the units force_candidate finds until the
+ * level can run; marks them in @forced. Without it, says what --force
+ * would do. Returns the roles still missing.
+ */
+static unsigned force_roles(const struct rt_scan_array *a, const struct rt_scan_unit **chosen,
+			    bool *forced, unsigned n_missing, bool force)
+{
+	const struct rt_sb *fresh = &a->sb;
+
+	while (n_missing > spare_roles(fresh)) {
+		const struct rt_scan_unit *pick = NULL, *c;
+		uint32_t role = 0;
+
+		for (uint32_t r = 0; r < fresh->array.n_devices; r++) {
+			if (chosen[r] || forced[r])
+				continue;
+			c = force_candidate(a, r);
+			if (c && (!pick || c->sb.events > pick->sb.events)) {
+				pick = c;
+				role = r;
+			}
+		}
+		if (!pick)
+			break;
+		if (!force) {
+			rt_log(RT_LOG_ERROR, "'%s': 'activate --force' would start it with unit '%s' "
+			       "for role %u (events %llu, the array is at %llu; the freshest role "
+			       "table has it %s): writes that reached only the units that failed "
+			       "can be lost, and what the other units got after it left is "
+			       "resynced; see raidtool(8), FORCED ASSEMBLY", fresh->array.name,
+			       pick->dev, role, (unsigned long long)pick->sb.events,
+			       (unsigned long long)fresh->events,
+			       sb_slot_state_name(fresh->slots[role].state));
+			return n_missing;
+		}
+		chosen[role] = pick;
+		forced[role] = true;
+		n_missing--;
+	}
+	return n_missing;
+}
+
+int assemble_open(const struct rt_scan_array *a, bool force, struct rt_assembly **out)
+{
+	bool forced[RT_MAX_UNITS] = { false };
 	const struct rt_scan_unit *chosen[RT_MAX_UNITS] = { 0 };
 	const struct rt_sb *fresh;
 	struct rt_assembly *as;
@@ -218,6 +287,20 @@ int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out)
 	}
 	report_unused(a, n_missing <= spare_roles(fresh));
 	if (n_missing > spare_roles(fresh)) {
+		unsigned left = force_roles(a, chosen, forced, n_missing, force);
+
+		if (left <= spare_roles(fresh)) {
+			/* Rebuild the list of what is still missing after forcing. */
+			missing[0] = '\0';
+			for (uint32_t role = 0; role < fresh->array.n_devices; role++)
+				if (!chosen[role] || (!forced[role] &&
+						      fresh->slots[role].state != RT_SLOT_ACTIVE))
+					list_append(missing, sizeof(missing), role,
+						    fresh->slots[role].state);
+			n_missing = left;
+		}
+	}
+	if (n_missing > spare_roles(fresh)) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot start: role%s %s missing (have %u of %u units); "
 		       "%s runs with at most %u missing%s",
 		       fresh->array.name, n_missing > 1 ? "s" : "", missing,
@@ -240,6 +323,15 @@ int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out)
 			r = open_unit(as, chosen[role], role);
 			if (r < 0)
 				goto fail;
+			as->forced[role] = forced[role];
+			if (forced[role])
+				rt_log(RT_LOG_WARN, "'%s': --force: unit '%s' takes role %u again "
+				       "(events %llu, the array is at %llu; the freshest role table "
+				       "has it %s): brought to current as an active member",
+				       fresh->array.name, chosen[role]->dev, role,
+				       (unsigned long long)chosen[role]->sb.events,
+				       (unsigned long long)fresh->events,
+				       sb_slot_state_name(fresh->slots[role].state));
 		} else {
 			as->own[role].slot = role;
 		}

@@ -17,6 +17,7 @@
  * conflict and is not used; two fresh units claiming one role make the
  * array refuse to start. Both are reported through rt_log as warnings.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <raidtool/format.h>
@@ -38,11 +39,17 @@ struct rt_assembly {
 	 * failed write the old value is kept (what the unit holds is unknown).
 	 */
 	uint64_t disk_events[RT_MAX_UNITS];
+	/* Roles taken by --force from a unit the freshest table had given up. */
+	bool forced[RT_MAX_UNITS];
 };
 
 /*
  * Choose and open (RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_DIRECT) the units
- * of @a. Returns 0, or:
+ * of @a. With @force, when more roles lack a current unit than the level
+ * can spare, the stale units the freshest table still names for those
+ * roles stand in, freshest first, until it can run (forced[] says which;
+ * the start's update makes them active). Without it, what --force would
+ * take is logged. Returns 0, or:
  *   -ENODEV    more roles lack a fresh unit than the level can spare:
  *              "role(s) 1, 3 missing" is logged. Fewer: 0, n_missing and
  *              missing say which (a REBUILDING role counts as missing; its
@@ -53,7 +60,7 @@ struct rt_assembly {
  *   -EBUSY     a unit is held by someone else (the array is running?)
  *   other negative errno from opening a unit
  */
-int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out);
+int assemble_open(const struct rt_scan_array *a, bool force, struct rt_assembly **out);
 
 /*
  * Would activate start @a, from scan's classification alone (no unit is

@@ -25,19 +25,6 @@ teardown() {
 	scratch_teardown
 }
 
-# stop NAME: deactivate, retried while another command's scan has the
-# device open for a moment (every raidtool command scans every block device).
-stop() {
-	local i
-	for i in $(seq 20); do
-		run raidtool deactivate "$1"
-		[ "$status" -eq 0 ] && return 0
-		[[ "$output" == *"is open in process"* ]] || break
-		sleep 0.2
-	done
-	fail "deactivate '$1': status $status: $output"
-}
-
 # check_data: the 4 MiB written at the start read back through the device.
 check_data() {
 	run cmp <(head -c 4M "/dev/raidtool/$A") "$TESTDIR/data"
@@ -61,7 +48,7 @@ mutate() {
 	run raidtool activate "$A"
 	assert_success
 	dd if="$TESTDIR/data" of="/dev/raidtool/$A" bs=1M oflag=direct conv=fsync status=none
-	stop "$A"
+	deactivate_settled "$A"
 	u1=$(loop_of "${U[1]}")
 	# Both copies: copy 0 at 4 KiB, copy 1 in the unit's last 4 KiB.
 	dd if="${U[1]}" of="$TESTDIR/sb0" bs=4096 skip=1 count=1 status=none
@@ -77,7 +64,7 @@ mutate() {
 		[[ "$stderr" == *"suspect"* ]] || fail "$edit: started without calling '$u1' suspect"
 		[ "$(health)" = degraded ] || fail "$edit: started, but not degraded: $(health)"
 		check_data
-		stop "$A"
+		deactivate_settled "$A"
 		restore
 		# Left out of the degraded start, unit 1 is stale now: add rebuilds it.
 		run raidtool add "$A" "${U[1]}"
@@ -97,7 +84,7 @@ mutate() {
 	[ "$(health)" = clean ] || [ "$(health)" = ok ] || [ "$(health)" = optimal ] ||
 		fail "$edit: after the repair the array is $(health)"
 	check_data
-	stop "$A"
+	deactivate_settled "$A"
 }
 
 restore() {

@@ -82,21 +82,7 @@ verify() {
 	[ "$status" -eq 0 ] || fail "activate '$id' after the crash: status $status: $stderr"
 	got=$(head -c 4M "/dev/raidtool/$name" | sha256sum | awk '{print $1}')
 	[ "$got" = "$SUM" ] || fail "'$name': data differs after the crash ($got, want $SUM)"
-	stop "$name"
-}
-
-# stop NAME: deactivate. Every raidtool command (other tests' too: the
-# machine is shared) scans every block device, opening this array's device
-# for a moment; deactivate refuses while it is open, so that case is retried.
-stop() {
-	local i
-	for i in $(seq 20); do
-		run raidtool deactivate "$1"
-		[ "$status" -eq 0 ] && return 0
-		[[ "$output" == *"is open in process"* ]] || break
-		sleep 0.2
-	done
-	fail "deactivate '$1': status $status: $output"
+	deactivate_settled "$name"
 }
 
 # release K: detach the loop devices of the K-th array's files.
@@ -190,13 +176,13 @@ crash_engine() {
 # The offline commands: stop the array, count, then every K.
 @test "rename killed at every superblock write: the array starts with its data" {
 	fresh 0
-	stop "$A"
+	deactivate_settled "$A"
 	count_offline "$TESTDIR/count.log" "$RAIDTOOL_BIN" rename "$A" "${A}x"
 	[ "$N" -eq 6 ] || fail "rename made $N pwrite64 calls, expected 6 (3 units x 2 copies)"
 	release 0
 	for ((k = 1; k <= N; k++)); do
 		fresh "$k"
-		stop "$A"
+		deactivate_settled "$A"
 		crash_offline "$k" "$RAIDTOOL_BIN" rename "$A" "${A}x"
 		[ "$status" -ne 0 ] || fail "K=$k: rename was not killed"
 		# Old or new name: the hashcode finds it either way.
@@ -209,13 +195,13 @@ crash_engine() {
 
 @test "rehash killed at every superblock write: the array starts with its data" {
 	fresh 0
-	stop "$A"
+	deactivate_settled "$A"
 	count_offline "$TESTDIR/count.log" "$RAIDTOOL_BIN" rehash "$A" 5eedf00d
 	[ "$N" -eq 6 ] || fail "rehash made $N pwrite64 calls, expected 6"
 	release 0
 	for ((k = 1; k <= N; k++)); do
 		fresh "$k"
-		stop "$A"
+		deactivate_settled "$A"
 		crash_offline "$k" "$RAIDTOOL_BIN" rehash "$A" "$(printf '5eed%04x' "$k")"
 		[ "$status" -ne 0 ] || fail "K=$k: rehash was not killed"
 		verify "$A" "$A"
@@ -225,14 +211,14 @@ crash_engine() {
 
 @test "add to a stopped array killed at every superblock write: the array starts with its data" {
 	fresh 0
-	stop "$A"
+	deactivate_settled "$A"
 	truncate -s 16M "$TESTDIR/k0/spare.img"
 	count_offline "$TESTDIR/count.log" "$RAIDTOOL_BIN" add "$A" "$TESTDIR/k0/spare.img"
 	[ "$N" -eq 8 ] || fail "add made $N pwrite64 calls, expected 8 (4 units x 2 copies)"
 	release 0
 	for ((k = 1; k <= N; k++)); do
 		fresh "$k"
-		stop "$A"
+		deactivate_settled "$A"
 		truncate -s 16M "$TESTDIR/k$k/spare.img"
 		crash_offline "$k" "$RAIDTOOL_BIN" add "$A" "$TESTDIR/k$k/spare.img"
 		[ "$status" -ne 0 ] || fail "K=$k: add was not killed"
@@ -244,7 +230,7 @@ crash_engine() {
 @test "activate killed at every write: the array starts with its data" {
 	local log=$TESTDIR/count.log
 	fresh 0
-	stop "$A"
+	deactivate_settled "$A"
 	# The engine stays traced while it runs: count once it is up, then stop it.
 	strace -f -qq -o "$log" -e trace=pwrite64 "$RAIDTOOL_BIN" activate "$A" >/dev/null 2>&1 &
 	SPIDS+=("$!")
@@ -254,11 +240,11 @@ crash_engine() {
 	done
 	N=$(grep -c 'pwrite64(' "$log")
 	[ "$N" -eq 7 ] || fail "activate made $N pwrite64 calls, expected 7 (pid file, 3 units x 2)"
-	stop "$A"
+	deactivate_settled "$A"
 	release 0
 	for ((k = 1; k <= N; k++)); do
 		fresh "$k"
-		stop "$A"
+		deactivate_settled "$A"
 		crash_offline "$k" "$RAIDTOOL_BIN" activate "$A"
 		[ "$status" -ne 0 ] || fail "K=$k: activate was not killed"
 		verify "$A" "$A"

@@ -111,3 +111,18 @@ scratch_teardown() {
 	fi
 	rm -rf "$TESTDIR"
 }
+
+# deactivate_settled NAME: deactivate, retried while the device is open for a
+# moment: every raidtool command (other tests' too, on a shared machine)
+# scans every block device, this array's included, and deactivate refuses
+# while it is open. Any other failure fails the test.
+deactivate_settled() {
+	local i
+	for i in $(seq 20); do
+		run raidtool deactivate "$1"
+		[ "$status" -eq 0 ] && return 0
+		[[ "$output" == *"is open in process"* ]] || break
+		sleep 0.2
+	done
+	fail "deactivate '$1': status $status: $output"
+}
