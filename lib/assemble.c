@@ -232,7 +232,7 @@ static unsigned force_roles(const struct rt_scan_array *a, const struct rt_scan_
 			       "for role %u (events %llu, the array is at %llu; the freshest role "
 			       "table has it %s): writes that reached only the units that failed "
 			       "can be lost, and what the other units got after it left is "
-			       "resynced; see raidtool(8), FORCED ASSEMBLY", fresh->array.name,
+			       "resynced; see 'Forced assembly' in raidtool(8)", fresh->array.name,
 			       pick->dev, role, (unsigned long long)pick->sb.events,
 			       (unsigned long long)fresh->events,
 			       sb_slot_state_name(fresh->slots[role].state));
