@@ -1351,8 +1351,16 @@ static int mark_running(struct rt_sb *sb, void *arg)
 
 	sb->state = RT_ARRAY_DIRTY;
 	for (unsigned role = 0; role < as->n_roles; role++) {
-		if (!as->units[role] && sb->slots[role].state == RT_SLOT_ACTIVE)
+		/*
+		 * A role whose unit is absent leaves in this very update (a
+		 * rebuilding one too): else, back one event behind after a crash
+		 * of this run, it would pass for current without this run's writes.
+		 */
+		if (!as->units[role] && (sb->slots[role].state == RT_SLOT_ACTIVE ||
+					 sb->slots[role].state == RT_SLOT_REBUILDING)) {
 			sb->slots[role].state = RT_SLOT_MISSING;
+			sb->slots[role].recovery_offset = 0;
+		}
 		/* --force: the unit the table had given up is an active member again. */
 		if (as->forced[role]) {
 			sb->slots[role].state = RT_SLOT_ACTIVE;
