@@ -730,7 +730,8 @@ static int readd_probe(struct run *run, const char *path, struct rt_unit **out,
 			 "to %08x as %s) contradicts the running array (events %llu, whose table "
 			 "has slot %u %s%s%08x): it is not older than the array, so it may hold "
 			 "writes the array lacks (the two ran apart); refused, nothing changed. "
-			 "Wipe it ('raidtool zero') to add it as a new unit", path,
+			 "Only once what it holds is not needed, wipe it ('raidtool zero') "
+			 "to add it as a new unit", path,
 			 usb->unit.hashcode, (unsigned long long)usb->events, slot,
 			 usb->slots[slot].hashcode, sb_slot_state_name(usb->slots[slot].state),
 			 (unsigned long long)as->sb.events, slot,
