@@ -39,7 +39,7 @@ health() {
 # stopped cleanly; unit 1's copies saved, then edited. WANT: the text the
 # activate output must contain besides unit 1's device (the field's name).
 mutate() {
-	local edit=$1 want=$2 u1 sums before after
+	local edit=$1 want=$2 u1 sums after
 	A="${NAME}"
 	U=("$(make_image u0.img 16M)" "$(make_image u1.img 16M)" "$(make_image u2.img 16M)")
 	run raidtool create "$A" --level 5 --chunk 64K "${U[@]}"

@@ -50,6 +50,7 @@ teardown() {
 fresh() {
 	local k=$1 dir=$TESTDIR/k$1 i units=()
 	mkdir -p "$dir"
+	# shellcheck disable=SC2153  # NAME: set by scratch_setup
 	A="${NAME}k$k"
 	for i in 0 1 2; do
 		truncate -s 16M "$dir/u$i.img"
@@ -74,6 +75,7 @@ fresh() {
 verify() {
 	local id=$1 name=$2 got
 	run --separate-stderr raidtool activate "$id"
+	# shellcheck disable=SC2154  # stderr: set by run --separate-stderr
 	if [ "$status" -ne 0 ] && [ "${WRITE_HOLE:-0}" = 1 ] &&
 		[[ "$stderr" == *"raid5 write hole"*"use --force"* ]]; then
 		run --separate-stderr raidtool activate --force "$id"
