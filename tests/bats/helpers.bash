@@ -116,15 +116,14 @@ scratch_teardown() {
 # moment: every raidtool command (other tests' too, on a shared machine)
 # scans every block device, this array's included, and deactivate refuses
 # while it is open. Any other failure fails the test.
+# shellcheck disable=SC2154  # status and output: set by run
 deactivate_settled() {
 	local i
 	for i in $(seq 20); do
 		run raidtool deactivate "$1"
-		# shellcheck disable=SC2154  # status and output: set by run
 		[ "$status" -eq 0 ] && return 0
 		[[ "$output" == *"is open in process"* ]] || break
 		sleep 0.2
 	done
-	# shellcheck disable=SC2154  # set by run
 	fail "deactivate '$1': status $status: $output"
 }
