@@ -1368,6 +1368,15 @@ static int mark_running(struct rt_sb *sb, void *arg)
 			sb->slots[role].recovery_offset = 0;
 		}
 	}
+	/* A spare that was not found is not written either: it leaves the table. */
+	for (uint32_t slot = as->n_roles; slot < sb->array.n_slots && slot < RT_MAX_UNITS; slot++) {
+		bool held = false;
+
+		for (unsigned i = as->n_roles; i < as->n_units && !held; i++)
+			held = as->units[i] && as->own[i].slot == slot;
+		if (sb->slots[slot].state == RT_SLOT_SPARE && !held)
+			memset(&sb->slots[slot], 0, sizeof(sb->slots[slot]));
+	}
 	return 0;
 }
 

@@ -542,6 +542,39 @@ static int open_fresh_units(const struct rt_scan_array *a, struct rt_unit **unit
 	return 0;
 }
 
+/*
+ * An update leaves behind every unit the role table lists in use that it
+ * does not write: it records that in the same update (raidtool-format(5),
+ * update protocol, step 4), so that the unit, when it comes back one event
+ * behind, is not taken for current. A role becomes missing; a spare's
+ * entry is emptied.
+ */
+static void record_absent(const struct rt_scan_array *a, struct rt_sb *sb)
+{
+	for (uint32_t i = 0; i < sb->array.n_slots && i < RT_MAX_UNITS; i++) {
+		struct rt_slot *s = &sb->slots[i];
+		bool present = false;
+
+		if (s->state != RT_SLOT_ACTIVE && s->state != RT_SLOT_REBUILDING &&
+		    s->state != RT_SLOT_SPARE)
+			continue;
+		for (size_t k = 0; k < a->n_units && !present; k++)
+			present = scan_unit_usable(a->units[k]) && a->units[k]->sb.unit.slot == i &&
+				  !memcmp(a->units[k]->sb.unit.uuid, s->uuid, RT_UUID_SIZE);
+		if (present)
+			continue;
+		rt_log(RT_LOG_WARN, "'%s': no current unit for slot %u (%s, unit %08x): recorded "
+		       "as %s by this update", sb->array.name, i, sb_slot_state_name(s->state),
+		       s->hashcode, i < sb->array.n_devices ? "missing" : "gone");
+		if (i < sb->array.n_devices) {
+			s->state = RT_SLOT_MISSING;
+			s->recovery_offset = 0;
+		} else {
+			memset(s, 0, sizeof(*s));
+		}
+	}
+}
+
 typedef int (*sb_mutator)(const struct rt_scan *s, const struct rt_scan_array *a,
 			  struct rt_sb *sb, const void *arg);
 
@@ -567,6 +600,7 @@ static int array_update(const char *id, sb_mutator mutate, const void *arg)
 	r = open_fresh_units(a, units, own, events, &n);
 	if (r < 0)
 		goto out;
+	record_absent(a, &sb);
 	sb.events++;
 	sb.utime = (uint64_t)time(NULL);
 	r = array_write_sb_all(units, own, events, n, &a->sb, &sb);
@@ -774,6 +808,7 @@ int array_add(const char *id, const char *const *paths, size_t n_new, bool force
 	n_open = n_old;
 	if (r < 0)
 		goto out;
+	record_absent(a, &sb);
 
 	n_missing = missing_roles(a, missing);
 	for (size_t i = 0; i < n_new; i++) {
