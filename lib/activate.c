@@ -934,7 +934,8 @@ static int readd_probe(struct run *run, const char *path, struct rt_unit **out,
 			 "to %08x as %s) contradicts the running array (events %llu, whose table "
 			 "has slot %u %s%s%08x): it is not older than the array, so it may hold "
 			 "writes the array lacks (the two ran apart); refused, nothing changed. "
-			 "Wipe it ('raidtool zero') to add it as a new unit", path,
+			 "Only once what it holds is not needed, wipe it ('raidtool zero') "
+			 "to add it as a new unit", path,
 			 usb->unit.hashcode, (unsigned long long)usb->events, slot,
 			 usb->slots[slot].hashcode, sb_slot_state_name(usb->slots[slot].state),
 			 (unsigned long long)as->sb.events, slot,
@@ -985,6 +986,7 @@ static int readd_partial(struct run *run, struct rt_unit *u, const struct rt_sb 
 	slot->recovery_offset = 0;
 	as->units[role] = u;
 	as->own[role] = usb->unit;
+	as->disk_events[role] = 0;	/* rewritten as a new member: first, no catching up */
 	snprintf(as->dev[role], sizeof(as->dev[role]), "%s", unit_devname(u));
 	r = run_sb_update(run, add_slot, &sb);
 	if (r < 0) {
@@ -1090,6 +1092,7 @@ static int cmd_add(struct run *run, const char *arg, char *msg, size_t len)
 		goto out;
 	}
 	as->units[idx] = u;
+	as->disk_events[idx] = 0;	/* a new member: written first */
 	snprintf(as->dev[idx], sizeof(as->dev[idx]), "%s", unit_devname(u));
 	if (idx == as->n_units)
 		as->n_units++;
@@ -1175,6 +1178,7 @@ static void take_spare(struct run *run)
 	struct rt_walk_progress wp;
 	struct rt_unit *old = NULL, *u;
 	struct rt_unit_desc own;
+	uint64_t events;
 	char dev[256], olddev[256];
 	int i = -1, r = -ENODEV;
 
@@ -1227,6 +1231,9 @@ static void take_spare(struct run *run)
 	snprintf(as->dev[i], sizeof(as->dev[i]), "%s", old ? olddev : "");
 	as->units[w.role] = u;
 	as->own[w.role] = own;
+	events = as->disk_events[i];
+	as->disk_events[i] = as->disk_events[w.role];
+	as->disk_events[w.role] = events;
 	snprintf(as->dev[w.role], sizeof(as->dev[w.role]), "%s", dev);
 	r = run_sb_update(run, swap_spare, &w);
 	pthread_mutex_unlock(&run->sb_lock);
@@ -1613,9 +1620,32 @@ static int mark_running(struct rt_sb *sb, void *arg)
 	const struct rt_assembly *as = arg;
 
 	sb->state = RT_ARRAY_DIRTY;
-	for (unsigned role = 0; role < as->n_roles; role++)
-		if (!as->units[role] && sb->slots[role].state == RT_SLOT_ACTIVE)
+	for (unsigned role = 0; role < as->n_roles; role++) {
+		/*
+		 * A role whose unit is absent leaves in this very update (a
+		 * rebuilding one too): else, back one event behind after a crash
+		 * of this run, it would pass for current without this run's writes.
+		 */
+		if (!as->units[role] && (sb->slots[role].state == RT_SLOT_ACTIVE ||
+					 sb->slots[role].state == RT_SLOT_REBUILDING)) {
 			sb->slots[role].state = RT_SLOT_MISSING;
+			sb->slots[role].recovery_offset = 0;
+		}
+		/* --force: the unit the table had given up is an active member again. */
+		if (as->forced[role]) {
+			sb->slots[role].state = RT_SLOT_ACTIVE;
+			sb->slots[role].recovery_offset = 0;
+		}
+	}
+	/* A spare that was not found is not written either: it leaves the table. */
+	for (uint32_t slot = as->n_roles; slot < sb->array.n_slots && slot < RT_MAX_UNITS; slot++) {
+		bool held = false;
+
+		for (unsigned i = as->n_roles; i < as->n_units && !held; i++)
+			held = as->units[i] && as->own[i].slot == slot;
+		if (sb->slots[slot].state == RT_SLOT_SPARE && !held)
+			memset(&sb->slots[slot], 0, sizeof(sb->slots[slot]));
+	}
 	return 0;
 }
 
@@ -1811,7 +1841,7 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	if (did[0])
 		rt_log(RT_LOG_WARN, "'%s': an earlier engine died; cleaned up: %s", run->name, did);
 
-	r = assemble_open(a, &run->as);
+	r = assemble_open(a, run->force, &run->as);
 	if (r < 0)
 		goto out;
 	/* Before the block device appears: udev names it by this UUID. */
@@ -1840,8 +1870,13 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	}
 	harden_memory(run);
 
-	/* Owed a resync: stopped uncleanly, or the initial sync has not finished. */
+	/*
+	 * Owed a resync: stopped uncleanly, the initial sync has not finished,
+	 * or a forced unit missed what the dirty-region log marks.
+	 */
 	was_dirty = run->as->sb.state == RT_ARRAY_DIRTY || sb_unsynced(&run->as->sb);
+	for (unsigned role = 0; role < run->as->n_roles; role++)
+		was_dirty = was_dirty || run->as->forced[role];
 	r = assemble_sb_update(run->as, mark_running, run->as);
 	if (r < 0)
 		goto out;
@@ -2144,6 +2179,23 @@ static void wait_exit(pid_t pid)
 		sleep_ms(20);
 }
 
+/* After a dead engine's cleanup: can the array be activated again, and how? */
+static void verdict_of(const char *name, struct rt_deactivate_result *res)
+{
+	const struct rt_scan_array *a;
+	struct rt_scan *scan = NULL;
+
+	res->verdict = scan_devices(&scan);
+	if (res->verdict == 0)
+		res->verdict = scan_lookup(scan, name, &a);
+	if (res->verdict == 0)
+		res->verdict = assemble_verdict(a, res->why, sizeof(res->why));
+	else
+		snprintf(res->why, sizeof(res->why), "its units were not found: %s",
+			 strerror(-res->verdict));
+	scan_free(scan);
+}
+
 static int deactivate_stale(const char *name, struct rt_deactivate_result *res)
 {
 	struct run run;
@@ -2161,6 +2213,7 @@ static int deactivate_stale(const char *name, struct rt_deactivate_result *res)
 	}
 	res->how = RT_DEACTIVATE_RECOVERED;
 	remove_run_files(&run, true);
+	verdict_of(name, res);
 	return 0;
 }
 

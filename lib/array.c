@@ -193,37 +193,107 @@ static void unit_desc_init(struct rt_unit_desc *d, uint32_t slot, uint64_t lengt
 	d->data_size = g->data_size;
 }
 
-int array_write_sb_all(struct rt_unit *const *units, const struct rt_unit_desc *own,
-		       size_t n, const struct rt_sb *shared)
+/* Does unit @i still need the update @prev before the next one? (0: a new unit) */
+static bool lags(const uint64_t *events, size_t i, const struct rt_sb *prev)
+{
+	return prev && events && events[i] && events[i] < prev->events;
+}
+
+/* Write @shared with the unit's own descriptor @own to @u. */
+static int write_one(struct rt_unit *u, const struct rt_unit_desc *own, const struct rt_sb *shared)
+{
+	struct rt_sb sb = *shared;
+	int r, q;
+
+	sb.unit = *own;
+	/*
+	 * Announce the unit to incremental assembly first: udev's event for
+	 * this write (or for the loop device just attached) is then not taken
+	 * for the unit appearing, and an array being created or edited is not
+	 * started behind the admin's back.
+	 */
+	q = incremental_note(unit_devname(u), &sb);
+	if (q < 0)
+		rt_log(RT_LOG_DEBUG, "'%s': not recorded for incremental assembly: %s",
+		       unit_devname(u), strerror(-q));
+	r = unit_write_sb(u, &sb);
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': cannot write superblock: %s", unit_path(u),
+		       strerror(-r));
+	return r;
+}
+
+/* Would @shared, with each unit's own descriptor, make sense on each unit? */
+static int check_all(struct rt_unit *const *units, const struct rt_unit_desc *own, size_t n,
+		     const struct rt_sb *shared)
 {
 	struct rt_sb sb;
-	int r, q;
+	char why[192];
+	int r;
 
 	for (size_t i = 0; i < n; i++) {
 		sb = *shared;
 		sb.unit = own[i];
-		r = sb_validate(&sb);
+		r = unit_check_sb(units[i], &sb, why, sizeof(why));
 		if (r < 0) {
-			rt_log(RT_LOG_ERROR, "'%s': refusing to write an inconsistent superblock",
-			       unit_path(units[i]));
+			rt_log(RT_LOG_ERROR, "'%s': refusing to write an inconsistent superblock "
+			       "(%s); nothing was written", unit_path(units[i]), why);
 			return r;
 		}
-		/*
-		 * Announce the unit to incremental assembly first: udev's event
-		 * for this write (or for the loop device just attached) is then
-		 * not taken for the unit appearing, and an array being created
-		 * or edited is not started behind the admin's back.
-		 */
-		q = incremental_note(unit_devname(units[i]), &sb);
-		if (q < 0)
-			rt_log(RT_LOG_DEBUG, "'%s': not recorded for incremental assembly: %s",
-			       unit_devname(units[i]), strerror(-q));
-		r = unit_write_sb(units[i], &sb);
-		if (r < 0) {
-			rt_log(RT_LOG_ERROR, "'%s': cannot write superblock: %s",
-			       unit_path(units[i]), strerror(-r));
-			return r;
+	}
+	return 0;
+}
+
+int array_write_sb_all(struct rt_unit *const *units, const struct rt_unit_desc *own,
+		       uint64_t *events, size_t n, const struct rt_sb *prev,
+		       const struct rt_sb *shared)
+{
+	size_t order[MAX_OPEN];
+	int r, q;
+
+	if (n > MAX_OPEN)
+		return -E2BIG;
+	/* Decide before writing: every unit's superblock is checked first. */
+	r = check_all(units, own, n, shared);
+	for (size_t i = 0; i < n && r == 0; i++)
+		if (lags(events, i, prev))
+			r = check_all(&units[i], &own[i], 1, prev);
+	if (r < 0)
+		return r;
+	/* Lowest on-disk events first (insertion sort: stable, n is small). */
+	for (size_t i = 0; i < n; i++) {
+		size_t j = i;
+
+		while (events && j > 0 && events[order[j - 1]] > events[i]) {
+			order[j] = order[j - 1];
+			j--;
 		}
+		order[j] = i;
+	}
+	/*
+	 * A unit left behind by an interrupted update first gets that update
+	 * (@prev): written straight to the new one it would be two events
+	 * ahead of the units not yet written, which the margin of one does
+	 * not cover.
+	 */
+	for (size_t k = 0; k < n; k++) {
+		size_t i = order[k];
+
+		if (!lags(events, i, prev))
+			continue;
+		r = write_one(units[i], &own[i], prev);
+		if (r < 0)
+			return r;
+		events[i] = prev->events;
+	}
+	for (size_t k = 0; k < n; k++) {
+		size_t i = order[k];
+
+		r = write_one(units[i], &own[i], shared);
+		if (r < 0)
+			return r;
+		if (events)
+			events[i] = shared->events;
 	}
 	for (size_t i = 0; i < n; i++) {
 		q = unit_notify_udev(units[i]);
@@ -468,7 +538,7 @@ int array_create(const struct rt_create_params *params, const char *const *paths
 	r = create_write_logs(units, own, n, &sb, role_bytes);
 	if (r < 0)
 		goto out;
-	r = array_write_sb_all(units, own, n, &sb);
+	r = array_write_sb_all(units, own, NULL, n, NULL, &sb);
 	if (r < 0)
 		goto out;
 	if (out) {
@@ -481,9 +551,9 @@ out:
 	return r;
 }
 
-/* Open the array's fresh units for a superblock update. */
+/* Open the array's usable units (scan's class) for a superblock update, with their events. */
 static int open_fresh_units(const struct rt_scan_array *a, struct rt_unit **units,
-			    struct rt_unit_desc *own, size_t *n)
+			    struct rt_unit_desc *own, uint64_t *events, size_t *n)
 {
 	int r;
 
@@ -491,8 +561,8 @@ static int open_fresh_units(const struct rt_scan_array *a, struct rt_unit **unit
 	for (size_t i = 0; i < a->n_units; i++) {
 		const struct rt_scan_unit *su = a->units[i];
 
-		if (su->sb.events != a->sb.events)
-			continue;	/* stale: left as it is, assembly will not trust it */
+		if (!scan_unit_usable(su))
+			continue;	/* stale, conflict, suspect: left as it is */
 		r = unit_open(su->dev, RT_UNIT_WRITE | RT_UNIT_EXCL, &units[*n]);
 		if (r < 0) {
 			rt_log(RT_LOG_ERROR, "'%s': unit '%s': %s", a->sb.array.name,
@@ -501,9 +571,43 @@ static int open_fresh_units(const struct rt_scan_array *a, struct rt_unit **unit
 			return r;
 		}
 		own[*n] = su->sb.unit;
+		events[*n] = su->sb.events;
 		(*n)++;
 	}
 	return 0;
+}
+
+/*
+ * An update leaves behind every unit the role table lists in use that it
+ * does not write: it records that in the same update (raidtool-format(5),
+ * update protocol, step 4), so that the unit, when it comes back one event
+ * behind, is not taken for current. A role becomes missing; a spare's
+ * entry is emptied.
+ */
+static void record_absent(const struct rt_scan_array *a, struct rt_sb *sb)
+{
+	for (uint32_t i = 0; i < sb->array.n_slots && i < RT_MAX_UNITS; i++) {
+		struct rt_slot *s = &sb->slots[i];
+		bool present = false;
+
+		if (s->state != RT_SLOT_ACTIVE && s->state != RT_SLOT_REBUILDING &&
+		    s->state != RT_SLOT_SPARE)
+			continue;
+		for (size_t k = 0; k < a->n_units && !present; k++)
+			present = scan_unit_usable(a->units[k]) && a->units[k]->sb.unit.slot == i &&
+				  !memcmp(a->units[k]->sb.unit.uuid, s->uuid, RT_UUID_SIZE);
+		if (present)
+			continue;
+		rt_log(RT_LOG_WARN, "'%s': no current unit for slot %u (%s, unit %08x): recorded "
+		       "as %s by this update", sb->array.name, i, sb_slot_state_name(s->state),
+		       s->hashcode, i < sb->array.n_devices ? "missing" : "gone");
+		if (i < sb->array.n_devices) {
+			s->state = RT_SLOT_MISSING;
+			s->recovery_offset = 0;
+		} else {
+			memset(s, 0, sizeof(*s));
+		}
+	}
 }
 
 typedef int (*sb_mutator)(const struct rt_scan *s, const struct rt_scan_array *a,
@@ -514,6 +618,7 @@ static int array_update(const char *id, sb_mutator mutate, const void *arg)
 {
 	struct rt_unit *units[MAX_OPEN] = { 0 };
 	struct rt_unit_desc own[MAX_OPEN];
+	uint64_t events[MAX_OPEN];
 	const struct rt_scan_array *a;
 	struct rt_scan *scan = NULL;
 	struct rt_sb sb;
@@ -527,12 +632,13 @@ static int array_update(const char *id, sb_mutator mutate, const void *arg)
 	r = mutate(scan, a, &sb, arg);
 	if (r < 0)
 		goto out;
-	r = open_fresh_units(a, units, own, &n);
+	r = open_fresh_units(a, units, own, events, &n);
 	if (r < 0)
 		goto out;
+	record_absent(a, &sb);
 	sb.events++;
 	sb.utime = (uint64_t)time(NULL);
-	r = array_write_sb_all(units, own, n, &sb);
+	r = array_write_sb_all(units, own, events, n, &a->sb, &sb);
 out:
 	close_units(units, n, false);
 	scan_free(scan);
@@ -647,7 +753,7 @@ static size_t missing_roles(const struct rt_scan_array *a, uint32_t *roles)
 		for (size_t i = 0; i < a->n_units && !present; i++) {
 			const struct rt_sb *usb = &a->units[i]->sb;
 
-			present = usb->events == a->sb.events && usb->unit.slot == r &&
+			present = scan_unit_usable(a->units[i]) && usb->unit.slot == r &&
 				  !memcmp(usb->unit.uuid, a->sb.slots[r].uuid, RT_UUID_SIZE) &&
 				  a->sb.slots[r].state != RT_SLOT_FAULTY &&
 				  a->sb.slots[r].state != RT_SLOT_MISSING;
@@ -658,11 +764,48 @@ static size_t missing_roles(const struct rt_scan_array *a, uint32_t *roles)
 	return n;
 }
 
+/*
+ * @su (may be NULL), offered to array_add, already carries a superblock of
+ * array @a: a current member is no new unit (not even --force: it would hold
+ * two roles), and a stale one is rewritten as a new member (*former) only
+ * when the array starts without it: else its data may be what the array
+ * needs, and overwriting it would lose that.
+ */
+static int check_former_member(const struct rt_scan_array *a, const struct rt_scan_unit *su,
+			       const char *path, bool *former)
+{
+	unsigned missing = a->sb.array.n_devices - a->n_active_roles;
+
+	*former = false;
+	if (!su || memcmp(su->sb.array.uuid, a->sb.array.uuid, RT_UUID_SIZE))
+		return 0;
+	if (scan_unit_usable(su)) {
+		rt_log(RT_LOG_ERROR, "'%s': already a unit of array '%s' (current, slot "
+		       "%u, %s): nothing to add; it is used when the array starts", path,
+		       a->sb.array.name, su->sb.unit.slot,
+		       sb_slot_state_name(a->sb.slots[su->sb.unit.slot].state));
+		return -EEXIST;
+	}
+	if (su->cls == RT_UNIT_STALE &&
+	    missing <= sb_max_missing(a->sb.array.level, a->sb.array.n_devices)) {
+		*former = true;
+		return 0;
+	}
+	rt_log(RT_LOG_ERROR, "'%s': a unit of array '%s' (%s: %s) that the array cannot start "
+	       "without (%u of %u roles have a current unit); adding it would overwrite data "
+	       "the array may need. See 'raidtool activate --force' in raidtool(8)", path,
+	       a->sb.array.name, scan_unit_class_name(su->cls), su->why, a->n_active_roles,
+	       a->sb.array.n_devices);
+	return -EEXIST;
+}
+
 int array_add(const char *id, const char *const *paths, size_t n_new, bool force,
 	      struct rt_sb *out)
 {
 	struct rt_unit *units[MAX_OPEN] = { 0 };
 	struct rt_unit_desc own[MAX_OPEN];
+	uint64_t events[MAX_OPEN] = { 0 };	/* new units: 0, written first */
+	bool former[MAX_OPEN] = { false };
 	uint32_t missing[RT_MAX_UNITS];
 	const struct rt_scan_array *a;
 	struct rt_scan *scan = NULL;
@@ -685,15 +828,10 @@ int array_add(const char *id, const char *const *paths, size_t n_new, bool force
 		goto out;
 	}
 	for (size_t i = 0; i < n_new; i++) {
-		const struct rt_scan_unit *su = scan_find_unit(scan, paths[i]);
-
-		/* Not even --force: the unit would hold two roles of one array. */
-		if (su && !memcmp(su->sb.array.uuid, sb.array.uuid, RT_UUID_SIZE)) {
-			rt_log(RT_LOG_ERROR, "'%s': already a unit of array '%s'", paths[i],
-			       sb.array.name);
-			r = -EEXIST;
+		r = check_former_member(a, scan_find_unit(scan, paths[i]), paths[i],
+					&former[i]);
+		if (r < 0)
 			goto out;
-		}
 	}
 	if (sb.array.n_slots + n_new > RT_MAX_UNITS) {
 		rt_log(RT_LOG_ERROR, "'%s': would have %zu units, at most %u", sb.array.name,
@@ -701,17 +839,19 @@ int array_add(const char *id, const char *const *paths, size_t n_new, bool force
 		r = -E2BIG;
 		goto out;
 	}
-	r = open_fresh_units(a, units, own, &n_old);
+	r = open_fresh_units(a, units, own, events, &n_old);
 	n_open = n_old;
 	if (r < 0)
 		goto out;
+	record_absent(a, &sb);
 
 	n_missing = missing_roles(a, missing);
 	for (size_t i = 0; i < n_new; i++) {
 		uint32_t idx;
 
 		idx = i < n_missing ? missing[i] : sb.array.n_slots;
-		r = array_member_prepare(paths[i], &sb, idx, 0, force, NULL, &units[n_open],
+		r = array_member_prepare(paths[i], &sb, idx, 0, force,
+					 former[i] ? sb.array.uuid : NULL, &units[n_open],
 					 &own[n_open]);
 		if (r < 0)
 			goto out;
@@ -719,7 +859,7 @@ int array_add(const char *id, const char *const *paths, size_t n_new, bool force
 	}
 	sb.events++;
 	sb.utime = (uint64_t)time(NULL);
-	r = array_write_sb_all(units, own, n_open, &sb);
+	r = array_write_sb_all(units, own, events, n_open, &a->sb, &sb);
 	if (r == 0 && out)
 		*out = sb;
 out:

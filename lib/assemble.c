@@ -21,10 +21,10 @@ static unsigned spare_roles(const struct rt_sb *sb)
 	return sb_max_missing(sb->array.level, sb->array.n_devices);
 }
 
-/* Does @u hold, with the freshest events, what slot @slot of the fresh table names? */
+/* Is @u, as scan classed it, the unit for slot @slot of the fresh table? */
 static bool unit_is_slot(const struct rt_sb *fresh, const struct rt_scan_unit *u, uint32_t slot)
 {
-	return u->sb.events == fresh->events && u->sb.unit.slot == slot &&
+	return scan_unit_usable(u) && u->sb.unit.slot == slot &&
 	       !memcmp(u->sb.unit.uuid, fresh->slots[slot].uuid, RT_UUID_SIZE);
 }
 
@@ -46,59 +46,50 @@ static void list_append(char *buf, size_t len, uint32_t n, uint32_t slot_state)
 static const struct rt_scan_unit *freshest_unit(const struct rt_scan_array *a)
 {
 	for (size_t i = 0; i < a->n_units; i++)
-		if (a->units[i]->sb.events == a->sb.events)
+		if (a->units[i]->cls == RT_UNIT_CURRENT)
 			return a->units[i];
 	return NULL;
 }
 
-/* Report every unit that will not be used, and why. */
-static void report_unused(const struct rt_scan_array *a)
+/* Report every unit that will not be used, and why (scan's classification). */
+static void report_unused(const struct rt_scan_array *a, bool can_start)
 {
 	const struct rt_sb *fresh = &a->sb;
 	const struct rt_scan_unit *ref = freshest_unit(a);
 
 	for (size_t i = 0; i < a->n_units; i++) {
 		const struct rt_scan_unit *u = a->units[i];
-		uint32_t slot = u->sb.unit.slot;
 
-		if (u->sb.events < fresh->events) {
-			rt_log(RT_LOG_WARN, "'%s': unit '%s' is stale (events %llu, the array is "
-			       "at %llu); not used (add it again to rebuild onto it)",
-			       fresh->array.name, u->dev, (unsigned long long)u->sb.events,
-			       (unsigned long long)fresh->events);
-		} else if (slot >= RT_MAX_UNITS || !unit_is_slot(fresh, u, slot)) {
-			char other[64] = "no unit";
-
-			if (slot < RT_MAX_UNITS && fresh->slots[slot].state != RT_SLOT_EMPTY)
-				snprintf(other, sizeof(other), "unit %08x (%s)",
-					 fresh->slots[slot].hashcode,
-					 sb_slot_state_name(fresh->slots[slot].state));
+		switch (u->cls) {
+		case RT_UNIT_CURRENT:
+			break;
+		case RT_UNIT_CURRENT_BEHIND:
+			rt_log(RT_LOG_INFO, "'%s': unit '%s' is one event behind (%llu, the array "
+			       "is at %llu): an update was interrupted before it reached this "
+			       "unit; used, and brought to current", fresh->array.name, u->dev,
+			       (unsigned long long)u->sb.events, (unsigned long long)fresh->events);
+			break;
+		case RT_UNIT_STALE:
+			/* Re-adding rebuilds over it: advise it only when nothing needs its data. */
+			rt_log(RT_LOG_WARN, "'%s': unit '%s' is stale (%s); not used%s",
+			       fresh->array.name, u->dev, u->why, can_start ?
+			       " (add it again to rebuild onto it)" :
+			       "; it may still hold data the array needs: do not zero or add it "
+			       "(see 'activate --force')");
+			break;
+		case RT_UNIT_CONFLICT:
 			rt_log(RT_LOG_WARN, "'%s': unit '%s' (hashcode %08x) contradicts the role "
-			       "table of '%s' (events %llu): it claims slot %u, which that table "
-			       "gives to %s; refused, not used", fresh->array.name, u->dev,
-			       u->sb.unit.hashcode, ref ? ref->dev : "?",
-			       (unsigned long long)fresh->events, slot, other);
+			       "table of '%s' (events %llu): %s; refused, not used",
+			       fresh->array.name, u->dev, u->sb.unit.hashcode, ref ? ref->dev : "?",
+			       (unsigned long long)fresh->events, u->why);
+			break;
+		case RT_UNIT_SUSPECT:
+			rt_log(RT_LOG_WARN, "'%s': unit '%s' (hashcode %08x) is suspect: %s; left "
+			       "out, its superblock is not trusted", u->sb.array.name, u->dev,
+			       u->sb.unit.hashcode, u->why);
+			break;
 		}
 	}
-}
-
-/*
- * Do two superblocks agree on the role table? Else the first slot where
- * they differ goes to @slot.
- */
-static bool tables_agree(const struct rt_sb *x, const struct rt_sb *y, uint32_t *slot)
-{
-	for (uint32_t i = 0; i < RT_MAX_UNITS; i++) {
-		const struct rt_slot *p = &x->slots[i], *q = &y->slots[i];
-
-		if (memcmp(p->uuid, q->uuid, RT_UUID_SIZE) || p->state != q->state ||
-		    p->hashcode != q->hashcode) {
-			*slot = i;
-			return false;
-		}
-	}
-	*slot = 0;
-	return x->array.n_devices == y->array.n_devices && x->array.n_slots == y->array.n_slots;
 }
 
 /*
@@ -110,31 +101,21 @@ static bool tables_agree(const struct rt_sb *x, const struct rt_sb *y, uint32_t 
 static int check_tables(const struct rt_scan_array *a)
 {
 	const struct rt_sb *fresh = &a->sb;
-	const struct rt_scan_unit *ref = NULL;
-	uint32_t slot;
+	const struct rt_scan_unit *ref = freshest_unit(a);
 
-	for (size_t i = 0; i < a->n_units && !ref; i++)
-		if (a->units[i]->sb.events == fresh->events &&
-		    tables_agree(&a->units[i]->sb, fresh, &slot))
-			ref = a->units[i];
 	for (size_t i = 0; i < a->n_units; i++) {
 		const struct rt_scan_unit *u = a->units[i];
-		const struct rt_slot *mine, *theirs;
 
-		if (u == ref || u->sb.events != fresh->events || tables_agree(&u->sb, fresh, &slot))
+		if (!u->table_differs)
 			continue;
-		mine = &u->sb.slots[slot];
-		theirs = &fresh->slots[slot];
-		rt_log(RT_LOG_ERROR, "'%s': cannot start: the role table of unit '%s' (hashcode "
+		rt_log(RT_LOG_ERROR, "'%s': cannot start: the superblock of unit '%s' (hashcode "
 		       "%08x) contradicts the freshest one, of unit '%s' (hashcode %08x), both "
-		       "at events %llu: slot %u is %s (unit %08x) in the first and %s (unit "
-		       "%08x) in the second; the units ran apart or a superblock was changed "
-		       "behind raidtool's back. Nothing was written; wipe the wrong unit "
-		       "('raidtool zero') and add it again", fresh->array.name, u->dev,
-		       u->sb.unit.hashcode, ref ? ref->dev : "?",
-		       ref ? ref->sb.unit.hashcode : 0, (unsigned long long)fresh->events, slot,
-		       sb_slot_state_name(mine->state), mine->hashcode,
-		       sb_slot_state_name(theirs->state), theirs->hashcode);
+		       "at events %llu: %s; the units ran apart or a superblock was changed "
+		       "behind raidtool's back. Nothing was written; decide which holds the "
+		       "data you want, detach the other, start the array, and only then "
+		       "wipe the detached unit ('raidtool zero') and add it to rebuild",
+		       fresh->array.name, u->dev, u->sb.unit.hashcode, ref ? ref->dev : "?",
+		       ref ? ref->sb.unit.hashcode : 0, (unsigned long long)fresh->events, u->why);
 		return -EUCLEAN;
 	}
 	return 0;
@@ -191,12 +172,82 @@ static int open_unit(struct rt_assembly *as, const struct rt_scan_unit *su, unsi
 		return r;
 	}
 	as->own[idx] = su->sb.unit;
+	as->disk_events[idx] = su->sb.events;
 	snprintf(as->dev[idx], sizeof(as->dev[idx]), "%s", su->dev);
 	return 0;
 }
 
-int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out)
+/*
+ * Forced assembly (mdadm --assemble --force): the unit that may stand in
+ * for role @role although the freshest table does not count on it: the
+ * unit the freshest table still names for that role (it recorded the unit
+ * leaving, faulty or missing, or the unit fell behind), whose own
+ * superblock agrees that it holds the role, not suspect, with the highest
+ * events of such units.
+ */
+static const struct rt_scan_unit *force_candidate(const struct rt_scan_array *a, uint32_t role)
 {
+	const struct rt_scan_unit *best = NULL;
+
+	for (size_t i = 0; i < a->n_units; i++) {
+		const struct rt_scan_unit *u = a->units[i];
+
+		if (u->cls != RT_UNIT_STALE || u->sb.unit.slot != role ||
+		    memcmp(u->sb.unit.uuid, a->sb.slots[role].uuid, RT_UUID_SIZE))
+			continue;
+		if (!best || u->sb.events > best->sb.events)
+			best = u;
+	}
+	return best;
+}
+
+/*
+ * Too many roles missing: with @force, take for missing roles (the
+ * freshest candidates first) the units force_candidate finds until the
+ * level can run; marks them in @forced. Without it, says what --force
+ * would do. Returns the roles still missing.
+ */
+static unsigned force_roles(const struct rt_scan_array *a, const struct rt_scan_unit **chosen,
+			    bool *forced, unsigned n_missing, bool force)
+{
+	const struct rt_sb *fresh = &a->sb;
+
+	while (n_missing > spare_roles(fresh)) {
+		const struct rt_scan_unit *pick = NULL, *c;
+		uint32_t role = 0;
+
+		for (uint32_t r = 0; r < fresh->array.n_devices; r++) {
+			if (chosen[r] || forced[r])
+				continue;
+			c = force_candidate(a, r);
+			if (c && (!pick || c->sb.events > pick->sb.events)) {
+				pick = c;
+				role = r;
+			}
+		}
+		if (!pick)
+			break;
+		if (!force) {
+			rt_log(RT_LOG_ERROR, "'%s': 'activate --force' would start it with unit '%s' "
+			       "for role %u (events %llu, the array is at %llu; the freshest role "
+			       "table has it %s): writes that reached only the units that failed "
+			       "can be lost, and what the other units got after it left is "
+			       "resynced; see 'Forced assembly' in raidtool(8)", fresh->array.name,
+			       pick->dev, role, (unsigned long long)pick->sb.events,
+			       (unsigned long long)fresh->events,
+			       sb_slot_state_name(fresh->slots[role].state));
+			return n_missing;
+		}
+		chosen[role] = pick;
+		forced[role] = true;
+		n_missing--;
+	}
+	return n_missing;
+}
+
+int assemble_open(const struct rt_scan_array *a, bool force, struct rt_assembly **out)
+{
+	bool forced[RT_MAX_UNITS] = { false };
 	const struct rt_scan_unit *chosen[RT_MAX_UNITS] = { 0 };
 	const struct rt_sb *fresh;
 	struct rt_assembly *as;
@@ -208,6 +259,12 @@ int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out)
 		return -EINVAL;
 	*out = NULL;
 	fresh = &a->sb;
+	if (a->all_suspect) {
+		report_unused(a, false);
+		rt_log(RT_LOG_ERROR, "'%s': cannot start: every unit found is suspect",
+		       fresh->array.name);
+		return -EUCLEAN;
+	}
 	if (fresh->array.n_devices == 0 || fresh->array.n_devices > RT_MAX_UNITS)
 		return -EUCLEAN;
 	r = check_tables(a);
@@ -228,13 +285,29 @@ int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out)
 			n_missing++;
 		}
 	}
-	report_unused(a);
+	report_unused(a, n_missing <= spare_roles(fresh));
+	if (n_missing > spare_roles(fresh)) {
+		unsigned left = force_roles(a, chosen, forced, n_missing, force);
+
+		if (left <= spare_roles(fresh)) {
+			/* Rebuild the list of what is still missing after forcing. */
+			missing[0] = '\0';
+			for (uint32_t role = 0; role < fresh->array.n_devices; role++)
+				if (!chosen[role] || (!forced[role] &&
+						      fresh->slots[role].state != RT_SLOT_ACTIVE))
+					list_append(missing, sizeof(missing), role,
+						    fresh->slots[role].state);
+			n_missing = left;
+		}
+	}
 	if (n_missing > spare_roles(fresh)) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot start: role%s %s missing (have %u of %u units); "
-		       "%s runs with at most %u missing",
+		       "%s runs with at most %u missing%s",
 		       fresh->array.name, n_missing > 1 ? "s" : "", missing,
 		       fresh->array.n_devices - n_missing, fresh->array.n_devices,
-		       sb_level_name(fresh->array.level), spare_roles(fresh));
+		       sb_level_name(fresh->array.level), spare_roles(fresh),
+		       a->n_suspect ? " (a suspect unit named above is left out: put its "
+		       "superblock right)" : "");
 		return -ENODEV;
 	}
 
@@ -250,6 +323,15 @@ int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out)
 			r = open_unit(as, chosen[role], role);
 			if (r < 0)
 				goto fail;
+			as->forced[role] = forced[role];
+			if (forced[role])
+				rt_log(RT_LOG_WARN, "'%s': --force: unit '%s' takes role %u again "
+				       "(events %llu, the array is at %llu; the freshest role table "
+				       "has it %s): brought to current as an active member",
+				       fresh->array.name, chosen[role]->dev, role,
+				       (unsigned long long)chosen[role]->sb.events,
+				       (unsigned long long)fresh->events,
+				       sb_slot_state_name(fresh->slots[role].state));
 		} else {
 			as->own[role].slot = role;
 		}
@@ -282,6 +364,37 @@ fail:
 	return r;
 }
 
+int assemble_verdict(const struct rt_scan_array *a, char *why, size_t len)
+{
+	unsigned spare = spare_roles(&a->sb);
+	unsigned missing = a->sb.array.n_devices > a->n_active_roles ?
+			   a->sb.array.n_devices - a->n_active_roles : 0;
+
+	why[0] = '\0';
+	if (a->all_suspect) {
+		snprintf(why, len, "every unit found is suspect");
+		return -EUCLEAN;
+	}
+	for (size_t i = 0; i < a->n_units; i++) {
+		if (a->units[i]->table_differs) {
+			snprintf(why, len, "unit '%s' contradicts the freshest superblock: %s",
+				 a->units[i]->dev, a->units[i]->why);
+			return -EUCLEAN;
+		}
+	}
+	if (missing > spare) {
+		snprintf(why, len, "%u of %u roles have a current unit; %s runs with at most %u "
+			 "missing", a->n_active_roles, a->sb.array.n_devices,
+			 sb_level_name(a->sb.array.level), spare);
+		return -ENODEV;
+	}
+	if (missing && a->sb.array.level == RT_LEVEL_5 && a->sb.state == RT_ARRAY_DIRTY) {
+		snprintf(why, len, "degraded and not stopped cleanly (the raid5 write hole)");
+		return 1;
+	}
+	return 0;
+}
+
 void assemble_close(struct rt_assembly *as)
 {
 	if (!as)
@@ -295,6 +408,8 @@ int assemble_sb_update(struct rt_assembly *as, assemble_mutate_fn mutate, void *
 {
 	struct rt_unit *units[RT_MAX_UNITS];
 	struct rt_unit_desc own[RT_MAX_UNITS];
+	uint64_t events[RT_MAX_UNITS];
+	unsigned idx[RT_MAX_UNITS];
 	struct rt_sb sb;
 	size_t n = 0;
 	int r;
@@ -325,6 +440,8 @@ int assemble_sb_update(struct rt_assembly *as, assemble_mutate_fn mutate, void *
 			continue;
 		units[n] = as->units[i];
 		own[n] = as->own[i];
+		events[n] = as->disk_events[i];
+		idx[n] = i;
 		n++;
 	}
 	if (!n) {
@@ -333,7 +450,9 @@ int assemble_sb_update(struct rt_assembly *as, assemble_mutate_fn mutate, void *
 		return r;
 	}
 	/* lib/array.c owns the one loop that writes a superblock to many units. */
-	r = array_write_sb_all(units, own, n, &sb);
+	r = array_write_sb_all(units, own, events, n, &as->sb, &sb);
+	for (size_t k = 0; k < n; k++)
+		as->disk_events[idx[k]] = events[k];
 	if (r < 0) {
 		/* Some units may have it: never reuse this events value. */
 		as->sb.events = sb.events;

@@ -9,6 +9,8 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -225,72 +227,120 @@ static bool capacity(const struct rt_sb *sb, uint64_t *cap)
 	}
 }
 
-static int validate_array(const struct rt_sb *sb)
+/* Say which field is wrong and why (when asked), and refuse. */
+static int bad(char *why, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int bad(char *why, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why && len) {
+		va_start(ap, fmt);
+		vsnprintf(why, len, fmt, ap);
+		va_end(ap);
+	}
+	return -EUCLEAN;
+}
+
+static int validate_array(const struct rt_sb *sb, char *why, size_t len)
 {
 	const struct rt_array_desc *a = &sb->array;
 	uint64_t cap, bytes;
 	int min;
 
 	if (sb->state != RT_ARRAY_CLEAN && sb->state != RT_ARRAY_DIRTY)
-		return -EUCLEAN;
+		return bad(why, len, "state: %u is neither clean nor dirty", sb->state);
 	if (strnlen(a->name, sizeof(a->name)) >= sizeof(a->name) || sb_name_check(a->name))
-		return -EUCLEAN;
+		return bad(why, len, "array name: not a valid name");
 	if (strnlen(a->desc, sizeof(a->desc)) >= sizeof(a->desc))
-		return -EUCLEAN;
+		return bad(why, len, "description: not terminated");
 	min = sb_min_units(a->level);
 	if (min < 0)
-		return -EUCLEAN;
+		return bad(why, len, "level: %d is no known level", (int)a->level);
 	/* Only one layout per level exists; another would need a feature flag. */
 	if (a->layout != RT_LAYOUT_LEFT_SYMMETRIC)
-		return -EUCLEAN;
+		return bad(why, len, "layout: %u is no known layout", a->layout);
 	if (!chunk_ok(a->chunk_size))
-		return -EUCLEAN;
+		return bad(why, len, "chunk size: %u is not a power of two from %u to %u",
+			   a->chunk_size, RT_MIN_CHUNK, RT_MAX_CHUNK);
 	if (a->blocksize != 512 && a->blocksize != 4096)
-		return -EUCLEAN;
+		return bad(why, len, "block size: %u is neither 512 nor 4096", a->blocksize);
 	if (a->n_devices < (uint32_t)min || a->n_devices > RT_MAX_UNITS)
-		return -EUCLEAN;
+		return bad(why, len, "n_devices: %u roles, %s needs %d to %u", a->n_devices,
+			   sb_level_name(a->level), min, RT_MAX_UNITS);
 	if (a->n_slots < a->n_devices || a->n_slots > RT_MAX_UNITS)
-		return -EUCLEAN;
+		return bad(why, len, "n_slots: %u, not between n_devices (%u) and %u",
+			   a->n_slots, a->n_devices, RT_MAX_UNITS);
 	/* The dirty log tracks whole chunks: a region never splits one. */
 	if (!is_pow2(a->region_size) || a->region_size < a->chunk_size)
-		return -EUCLEAN;
+		return bad(why, len, "region size: %llu is not a power of two of at least "
+			   "one chunk", (unsigned long long)a->region_size);
 	if (!a->nblocks || __builtin_mul_overflow(a->nblocks, (uint64_t)a->blocksize, &bytes))
-		return -EUCLEAN;
+		return bad(why, len, "nblocks: %llu is out of range",
+			   (unsigned long long)a->nblocks);
 	if (!capacity(sb, &cap) || bytes > cap)
-		return -EUCLEAN;
+		return bad(why, len, "nblocks: %llu blocks are more than the roles' data "
+			   "areas hold", (unsigned long long)a->nblocks);
 	return 0;
 }
 
-static int validate_unit(const struct rt_sb *sb)
+static int validate_unit(const struct rt_sb *sb, char *why, size_t len)
 {
 	const struct rt_unit_desc *u = &sb->unit;
 	uint64_t end;
 
 	if (__builtin_add_overflow(u->start, u->length, &end))
-		return -EUCLEAN;
+		return bad(why, len, "unit start/length: %llu + %llu overflows",
+			   (unsigned long long)u->start, (unsigned long long)u->length);
 	/*
 	 * In on-disk order: copy 0, log area, data area, copy 1, end of unit.
 	 * Each step is checked before the next sum so that none can overflow.
 	 */
 	if (u->sb_offset[0] != RT_SB0_OFFSET)
-		return -EUCLEAN;
+		return bad(why, len, "superblock copy 0 offset: %llu, not %u",
+			   (unsigned long long)u->sb_offset[0], RT_SB0_OFFSET);
 	if (u->log_offset < RT_SB0_OFFSET + RT_SB_SIZE || u->log_offset % SB_BLOCK)
-		return -EUCLEAN;
+		return bad(why, len, "log offset: %llu overlaps copy 0 or is not aligned",
+			   (unsigned long long)u->log_offset);
 	if (u->data_offset % RT_DATA_ALIGN || u->data_offset <= u->log_offset)
-		return -EUCLEAN;
+		return bad(why, len, "data offset: %llu is not 1 MiB aligned after the log",
+			   (unsigned long long)u->data_offset);
 	if (u->log_size > u->data_offset - u->log_offset)
-		return -EUCLEAN;
+		return bad(why, len, "log size: %llu bytes from %llu overlap the data area at %llu",
+			   (unsigned long long)u->log_size, (unsigned long long)u->log_offset,
+			   (unsigned long long)u->data_offset);
 	if (u->data_size < sb->array.chunk_size || u->data_size % sb->array.chunk_size)
-		return -EUCLEAN;
+		return bad(why, len, "data size: %llu is not a whole number of chunks",
+			   (unsigned long long)u->data_size);
 	if (u->sb_offset[1] % SB_BLOCK || u->sb_offset[1] < u->data_offset ||
 	    u->sb_offset[1] - u->data_offset < u->data_size)
-		return -EUCLEAN;
+		return bad(why, len, "data offset/size: %llu + %llu reach past superblock "
+			   "copy 1 at %llu", (unsigned long long)u->data_offset,
+			   (unsigned long long)u->data_size, (unsigned long long)u->sb_offset[1]);
 	if (u->length < RT_SB_SIZE || u->sb_offset[1] > u->length - RT_SB_SIZE)
-		return -EUCLEAN;
+		return bad(why, len, "unit length: %llu bytes leave no room for copy 1 at %llu",
+			   (unsigned long long)u->length, (unsigned long long)u->sb_offset[1]);
 	return 0;
 }
 
-static int validate_slots(const struct rt_sb *sb)
+static bool slot_holds_unit(uint32_t state)
+{
+	return state != RT_SLOT_EMPTY && state != RT_SLOT_MISSING;
+}
+
+static bool slot_in_use(uint32_t state)
+{
+	return state == RT_SLOT_ACTIVE || state == RT_SLOT_REBUILDING || state == RT_SLOT_SPARE;
+}
+
+static bool uuid_is_zero(const uint8_t *uuid)
+{
+	static const uint8_t zero[RT_UUID_SIZE];
+
+	return !memcmp(uuid, zero, RT_UUID_SIZE);
+}
+
+static int validate_slots(const struct rt_sb *sb, char *why, size_t len)
 {
 	const struct rt_slot *own;
 
@@ -300,41 +350,58 @@ static int validate_slots(const struct rt_sb *sb)
 		if (i < sb->array.n_devices) {
 			if (s->state != RT_SLOT_ACTIVE && s->state != RT_SLOT_FAULTY &&
 			    s->state != RT_SLOT_MISSING && s->state != RT_SLOT_REBUILDING)
-				return -EUCLEAN;
+				return bad(why, len, "slot %u state: %u (%s) in a role", i,
+					   s->state, sb_slot_state_name(s->state));
 		} else if (i < sb->array.n_slots) {
 			/* A removed spare may leave its entry empty. */
 			if (s->state != RT_SLOT_SPARE && s->state != RT_SLOT_FAULTY &&
 			    s->state != RT_SLOT_EMPTY)
-				return -EUCLEAN;
+				return bad(why, len, "slot %u state: %u (%s) beyond the roles", i,
+					   s->state, sb_slot_state_name(s->state));
 		} else if (s->state != RT_SLOT_EMPTY) {
-			return -EUCLEAN;
+			return bad(why, len, "slot %u state: %s beyond n_slots (%u)", i,
+				   sb_slot_state_name(s->state), sb->array.n_slots);
 		}
 		if (s->recovery_offset > s->data_size)
-			return -EUCLEAN;
+			return bad(why, len, "slot %u recovery offset: %llu beyond its data size",
+				   i, (unsigned long long)s->recovery_offset);
+		/* One unit in use in two slots: the table contradicts itself. */
+		for (uint32_t j = 0; j < i && slot_in_use(s->state) && !uuid_is_zero(s->uuid); j++)
+			if (slot_in_use(sb->slots[j].state) &&
+			    !memcmp(sb->slots[j].uuid, s->uuid, RT_UUID_SIZE))
+				return bad(why, len, "slot %u: the same unit as slot %u", i, j);
 	}
 	if (sb->unit.slot >= sb->array.n_slots)
-		return -EUCLEAN;
+		return bad(why, len, "unit slot: %u, the table has %u slots", sb->unit.slot,
+			   sb->array.n_slots);
 	/* The unit must be the one its own role table entry names. */
 	own = &sb->slots[sb->unit.slot];
-	if (own->state == RT_SLOT_EMPTY || own->state == RT_SLOT_MISSING ||
-	    memcmp(own->uuid, sb->unit.uuid, RT_UUID_SIZE) ||
+	if (!slot_holds_unit(own->state) || memcmp(own->uuid, sb->unit.uuid, RT_UUID_SIZE) ||
 	    own->data_size != sb->unit.data_size)
-		return -EUCLEAN;
+		return bad(why, len, "unit slot: slot %u of its own role table does not name "
+			   "this unit", sb->unit.slot);
 	return 0;
 }
 
-int sb_validate(const struct rt_sb *sb)
+int sb_validate_explain(const struct rt_sb *sb, char *why, size_t len)
 {
 	int r;
 
 	if (!sb)
 		return -EINVAL;
-	r = validate_array(sb);
+	if (why && len)
+		why[0] = '\0';
+	r = validate_array(sb, why, len);
 	if (!r)
-		r = validate_unit(sb);
+		r = validate_unit(sb, why, len);
 	if (!r)
-		r = validate_slots(sb);
+		r = validate_slots(sb, why, len);
 	return r;
+}
+
+int sb_validate(const struct rt_sb *sb)
+{
+	return sb_validate_explain(sb, NULL, 0);
 }
 
 int sb_encode(const struct rt_sb *sb, unsigned copy, uint8_t *buf)
@@ -354,7 +421,13 @@ int sb_encode(const struct rt_sb *sb, unsigned copy, uint8_t *buf)
 	r = sb_validate(sb);
 	if (r < 0)
 		return r;
+	return sb_encode_unchecked(sb, copy, buf);
+}
 
+int sb_encode_unchecked(const struct rt_sb *sb, unsigned copy, uint8_t *buf)
+{
+	if (!sb || !buf || copy > 1)
+		return -EINVAL;
 	memset(buf, 0, RT_SB_SIZE);
 	memcpy(buf + SB_OFF_MAGIC, RT_SB_MAGIC, 8);
 	put_le32(buf + SB_OFF_VERSION, sb->version);

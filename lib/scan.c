@@ -67,7 +67,7 @@ static struct scan_impl *impl_of(const struct rt_scan *s)
 }
 
 static int add_unit(struct scan_impl *si, const char *devname, dev_t devno,
-		    const struct rt_sb *sb, const struct rt_sb_status *st)
+		    const struct rt_sb *sb, const struct rt_sb_status *st, const char *suspect)
 {
 	struct rt_scan_unit *su;
 	int r;
@@ -94,6 +94,10 @@ static int add_unit(struct scan_impl *si, const char *devname, dev_t devno,
 		su->backing[0] = '\0';
 	su->sb = *sb;
 	su->status = *st;
+	if (suspect) {
+		su->cls = RT_UNIT_SUSPECT;
+		snprintf(su->why, sizeof(su->why), "%s", suspect);
+	}
 	si->devno[si->pub.n_units] = devno;
 	si->pub.n_units++;
 	return 0;
@@ -129,6 +133,7 @@ static int consider(struct scan_impl *si, struct devno_set *seen, const char *de
 	struct rt_unit *u = NULL;
 	struct rt_sb *sb = NULL;
 	struct stat stt;
+	char why[256];
 	uint64_t bytes = UINT64_MAX;
 	int r;
 
@@ -155,6 +160,11 @@ static int consider(struct scan_impl *si, struct devno_set *seen, const char *de
 		goto out;
 	}
 	r = unit_read_sb_quiet(u, sb, &st);
+	if (r == -EUCLEAN && st.why[0]) {
+		/* A superblock of ours with a field that makes no sense: name it. */
+		r = add_unit(si, devname, unit_devno(u), sb, &st, st.why);
+		goto out;
+	}
 	if (r < 0) {
 		if (r != -ENODATA)
 			rt_log(RT_LOG_DEBUG, "scan: '%s': no valid superblock: %s", devname,
@@ -162,7 +172,9 @@ static int consider(struct scan_impl *si, struct devno_set *seen, const char *de
 		r = 0;
 		goto out;
 	}
-	r = add_unit(si, devname, unit_devno(u), sb, &st);
+	/* The checks that need the device: here, where it is open. */
+	r = unit_check_sb(u, sb, why, sizeof(why));
+	r = add_unit(si, devname, unit_devno(u), sb, &st, r < 0 ? why : NULL);
 out:
 	free(sb);
 	unit_close(u);
@@ -246,47 +258,247 @@ static int cmp_array(const void *a, const void *b)
 	return memcmp(x->sb.array.uuid, y->sb.array.uuid, RT_UUID_SIZE);
 }
 
-static bool slot_in_use(uint32_t state)
+const char *scan_unit_class_name(enum rt_unit_class cls)
 {
-	return state == RT_SLOT_ACTIVE || state == RT_SLOT_REBUILDING;
+	switch (cls) {
+	case RT_UNIT_CURRENT:
+		return "current";
+	case RT_UNIT_CURRENT_BEHIND:
+		return "current, one event behind";
+	case RT_UNIT_STALE:
+		return "stale";
+	case RT_UNIT_CONFLICT:
+		return "conflict";
+	case RT_UNIT_SUSPECT:
+		return "suspect";
+	}
+	return "?";
 }
 
-/* Does the freshest role table place @u where @u says it is? */
-static bool unit_conflicts(const struct rt_sb *fresh, const struct rt_scan_unit *u)
+bool scan_unit_usable(const struct rt_scan_unit *u)
+{
+	return u->cls == RT_UNIT_CURRENT || u->cls == RT_UNIT_CURRENT_BEHIND;
+}
+
+/* A slot whose unit every update writes: the margin of one event applies to it. */
+static bool slot_in_use(uint32_t state)
+{
+	return state == RT_SLOT_ACTIVE || state == RT_SLOT_REBUILDING || state == RT_SLOT_SPARE;
+}
+
+/* Does @sb's role table list the unit @uuid in use (in any slot)? */
+static bool lists_in_use(const struct rt_sb *sb, const uint8_t *uuid)
+{
+	for (uint32_t i = 0; i < RT_MAX_UNITS; i++)
+		if (slot_in_use(sb->slots[i].state) &&
+		    !memcmp(sb->slots[i].uuid, uuid, RT_UUID_SIZE))
+			return true;
+	return false;
+}
+
+/*
+ * Every update writes the units it lists in use lagging ones first (see
+ * array_write_sb_all), so none of them is ever more than one event behind
+ * the freshest. A unit that is more than one ahead of every other present
+ * unit its own table lists in use (two at least, so that a lone old copy of
+ * a disk cannot outvote the fresh one) did not get there through raidtool:
+ * its events field is not to be believed.
+ */
+static void find_events_suspects(struct rt_scan_array *a)
+{
+	for (size_t i = 0; i < a->n_units; i++) {
+		struct rt_scan_unit *u = a->units[i];
+		unsigned n_listed = 0, n_far = 0;
+		uint64_t highest = 0;
+
+		if (u->cls == RT_UNIT_SUSPECT)
+			continue;
+		for (size_t j = 0; j < a->n_units; j++) {
+			const struct rt_scan_unit *v = a->units[j];
+
+			if (j == i || v->cls == RT_UNIT_SUSPECT ||
+			    !lists_in_use(&u->sb, v->sb.unit.uuid))
+				continue;
+			n_listed++;
+			if (v->sb.events + 1 < u->sb.events)
+				n_far++;
+			if (v->sb.events > highest)
+				highest = v->sb.events;
+		}
+		if (n_listed >= 2 && n_far == n_listed) {
+			u->cls = RT_UNIT_SUSPECT;
+			snprintf(u->why, sizeof(u->why), "events: %llu is more than one ahead "
+				 "of every unit its role table lists in use (the freshest of them "
+				 "is at %llu), which no update by raidtool leaves behind",
+				 (unsigned long long)u->sb.events, (unsigned long long)highest);
+		}
+	}
+}
+
+/*
+ * Do @x and @y disagree on what every member of the array shares (array
+ * descriptor, role table)? Then the first difference goes to @what as
+ * "<field>: <x's> here, <y's> in the other".
+ */
+static bool shared_differs(const struct rt_sb *x, const struct rt_sb *y, char *what, size_t len)
+{
+	const struct rt_array_desc *p = &x->array, *q = &y->array;
+	static const char here_there[] = "%s: %llu here, %llu in the freshest superblock";
+	const struct {
+		const char *name;
+		uint64_t mine, theirs;
+	} nums[] = {
+		{ "level", (uint64_t)(int64_t)p->level, (uint64_t)(int64_t)q->level },
+		{ "layout", p->layout, q->layout },
+		{ "chunk size", p->chunk_size, q->chunk_size },
+		{ "block size", p->blocksize, q->blocksize },
+		{ "n_devices", p->n_devices, q->n_devices },
+		{ "n_slots", p->n_slots, q->n_slots },
+		{ "nblocks", p->nblocks, q->nblocks },
+		{ "region size", p->region_size, q->region_size },
+		{ "hashcode", p->hashcode, q->hashcode },
+		{ "ctime", p->ctime, q->ctime },
+	};
+
+	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+		if (nums[i].mine != nums[i].theirs) {
+			snprintf(what, len, here_there, nums[i].name,
+				 (unsigned long long)nums[i].mine, (unsigned long long)nums[i].theirs);
+			return true;
+		}
+	}
+	if (strcmp(p->name, q->name) || strcmp(p->desc, q->desc)) {
+		snprintf(what, len, "name/description: '%s' here, '%s' in the freshest "
+			 "superblock", p->name, q->name);
+		return true;
+	}
+	for (uint32_t i = 0; i < RT_MAX_UNITS; i++) {
+		const struct rt_slot *m = &x->slots[i], *t = &y->slots[i];
+
+		if (memcmp(m->uuid, t->uuid, RT_UUID_SIZE) || m->state != t->state ||
+		    m->hashcode != t->hashcode) {
+			snprintf(what, len, "slot %u: %s (unit %08x) here, %s (unit %08x) in the "
+				 "freshest superblock", i, sb_slot_state_name(m->state), m->hashcode,
+				 sb_slot_state_name(t->state), t->hashcode);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* One class per unit against the freshest role table @fresh. */
+static void classify(const struct rt_sb *fresh, struct rt_scan_unit *u)
 {
 	uint32_t slot = u->sb.unit.slot;
-	bool listed = false;
+	const struct rt_slot *s = slot < RT_MAX_UNITS ? &fresh->slots[slot] : NULL;
+	bool mine = s && !memcmp(s->uuid, u->sb.unit.uuid, RT_UUID_SIZE);
 
-	for (uint32_t i = 0; i < RT_MAX_UNITS && !listed; i++)
-		listed = fresh->slots[i].state != RT_SLOT_EMPTY &&
-			 !memcmp(fresh->slots[i].uuid, u->sb.unit.uuid, RT_UUID_SIZE);
-	if (!listed)
-		return true;
-	return slot >= RT_MAX_UNITS ||
-	       memcmp(fresh->slots[slot].uuid, u->sb.unit.uuid, RT_UUID_SIZE) != 0;
+	if (u->cls == RT_UNIT_SUSPECT)
+		return;
+	if (u->sb.events == fresh->events) {
+		/*
+		 * Every update reaches all members with one events value: two
+		 * superblocks at the same events that differ ran apart (each
+		 * started without the other) or were changed behind raidtool's back.
+		 */
+		if (shared_differs(&u->sb, fresh, u->why, sizeof(u->why))) {
+			u->cls = RT_UNIT_CONFLICT;
+			u->table_differs = true;
+			return;
+		}
+		if (mine && s->state != RT_SLOT_EMPTY) {
+			u->cls = RT_UNIT_CURRENT;
+			return;
+		}
+		u->cls = RT_UNIT_CONFLICT;
+		if (!s || s->state == RT_SLOT_EMPTY)
+			snprintf(u->why, sizeof(u->why), "it claims slot %u, which the freshest "
+				 "role table leaves empty", slot);
+		else
+			snprintf(u->why, sizeof(u->why), "it claims slot %u, which the freshest "
+				 "role table gives to unit %08x (%s)", slot, s->hashcode,
+				 sb_slot_state_name(s->state));
+		return;
+	}
+	if (u->sb.events + 1 == fresh->events && mine && slot_in_use(s->state)) {
+		u->cls = RT_UNIT_CURRENT_BEHIND;
+		return;
+	}
+	u->cls = RT_UNIT_STALE;
+	if (mine && u->sb.events < fresh->events)
+		snprintf(u->why, sizeof(u->why), "events %llu, the array is at %llu and its "
+			 "role table has slot %u %s", (unsigned long long)u->sb.events,
+			 (unsigned long long)fresh->events, slot, sb_slot_state_name(s->state));
+	else if (u->sb.events < fresh->events)
+		snprintf(u->why, sizeof(u->why), "events %llu, the array is at %llu and its "
+			 "role table no longer names this unit", (unsigned long long)u->sb.events,
+			 (unsigned long long)fresh->events);
+}
+
+/*
+ * The unit whose superblock is authoritative: the highest events among the
+ * units not suspect and, when units at those events disagree (they ran
+ * apart, or one was edited), the one most of them agree with, so that the
+ * odd one out is the one named. a->n_units when every unit is suspect.
+ */
+static size_t pick_freshest(const struct rt_scan_array *a)
+{
+	size_t best = a->n_units;
+	unsigned best_votes = 0;
+	char scratch[8];
+
+	for (size_t i = 0; i < a->n_units; i++)
+		if (a->units[i]->cls != RT_UNIT_SUSPECT &&
+		    (best == a->n_units || a->units[i]->sb.events > a->units[best]->sb.events))
+			best = i;
+	if (best == a->n_units)
+		return best;
+	for (size_t i = 0; i < a->n_units; i++) {
+		const struct rt_scan_unit *u = a->units[i];
+		unsigned votes = 0;
+
+		if (u->cls == RT_UNIT_SUSPECT || u->sb.events != a->units[best]->sb.events)
+			continue;
+		for (size_t j = 0; j < a->n_units; j++)
+			if (a->units[j]->cls != RT_UNIT_SUSPECT &&
+			    a->units[j]->sb.events == u->sb.events &&
+			    !shared_differs(&a->units[j]->sb, &u->sb, scratch, sizeof(scratch)))
+				votes++;
+		if (votes > best_votes) {
+			best_votes = votes;
+			best = i;
+		}
+	}
+	return best;
 }
 
 static void summarize(struct rt_scan_array *a)
 {
 	const struct rt_sb *fresh;
-	size_t best = 0;
+	size_t best;
 
-	for (size_t i = 1; i < a->n_units; i++)
-		if (a->units[i]->sb.events > a->units[best]->sb.events)
-			best = i;
+	find_events_suspects(a);
+	best = pick_freshest(a);
+	if (best == a->n_units) {
+		/* Nothing but suspects: list them, never assemble from them. */
+		a->all_suspect = true;
+		best = 0;
+	}
 	a->sb = a->units[best]->sb;
 	fresh = &a->sb;
 	qsort(a->units, a->n_units, sizeof(a->units[0]), cmp_unit);
+	for (size_t i = 0; i < a->n_units; i++)
+		classify(fresh, a->units[i]);
 
 	for (uint32_t r = 0; r < fresh->array.n_devices && r < RT_MAX_UNITS; r++) {
-		if (!slot_in_use(fresh->slots[r].state))
+		if (fresh->slots[r].state != RT_SLOT_ACTIVE &&
+		    fresh->slots[r].state != RT_SLOT_REBUILDING)
 			continue;
 		a->n_expected_roles++;
 		for (size_t i = 0; i < a->n_units; i++) {
 			const struct rt_scan_unit *u = a->units[i];
 
-			if (u->sb.events == fresh->events &&
-			    !memcmp(u->sb.unit.uuid, fresh->slots[r].uuid, RT_UUID_SIZE)) {
+			if (scan_unit_usable(u) && u->sb.unit.slot == r) {
 				a->n_present_roles++;
 				if (fresh->slots[r].state == RT_SLOT_ACTIVE)
 					a->n_active_roles++;
@@ -295,10 +507,22 @@ static void summarize(struct rt_scan_array *a)
 		}
 	}
 	for (size_t i = 0; i < a->n_units; i++) {
-		if (a->units[i]->sb.events < fresh->events)
+		switch (a->units[i]->cls) {
+		case RT_UNIT_STALE:
 			a->n_stale++;
-		if (unit_conflicts(fresh, a->units[i]))
+			break;
+		case RT_UNIT_CURRENT_BEHIND:
+			a->n_behind++;
+			break;
+		case RT_UNIT_CONFLICT:
 			a->n_conflicts++;
+			break;
+		case RT_UNIT_SUSPECT:
+			a->n_suspect++;
+			break;
+		case RT_UNIT_CURRENT:
+			break;
+		}
 	}
 }
 

@@ -373,7 +373,7 @@ static int read_sb(struct rt_unit *u, struct rt_sb *out, struct rt_sb_status *st
 	uint64_t off[2] = { 0, 0 };
 	uint8_t *buf;
 	int wl = verbose ? RT_LOG_WARN : RT_LOG_DEBUG;
-	int r, c, other;
+	int r, c, other, suspect = -1;
 
 	s = malloc(2 * sizeof(*s));
 	buf = alloc_io_buf(RT_SB_SIZE);
@@ -389,6 +389,11 @@ static int read_sb(struct rt_unit *u, struct rt_sb *out, struct rt_sb_status *st
 		r = unit_pread(u, buf, RT_SB_SIZE, off[c]);
 		if (r == 0)
 			r = sb_decode(buf, RT_SB_SIZE, &s[c]);
+		/* Decoded with a good CRC, but a field makes no sense: keep it to name it. */
+		if (r == -EUCLEAN && (suspect < 0 || s[c].events > s[suspect].events)) {
+			suspect = c;
+			sb_validate_explain(&s[c], st.why, sizeof(st.why));
+		}
 		/*
 		 * A copy found where it does not say it belongs is not this unit's:
 		 * e.g. the whole disk's last block holding a partition's copy 1.
@@ -411,8 +416,14 @@ static int read_sb(struct rt_unit *u, struct rt_sb *out, struct rt_sb_status *st
 			r = copy_absent(st.copy_err[0]) ? st.copy_err[1] : st.copy_err[0];
 		if (r != -ENODATA)
 			rt_log(wl, "'%s': both superblock copies are damaged: copy 0: %s; "
-			       "copy 1: %s", u->path, copy_error_reason(st.copy_err[0]),
-			       copy_error_reason(st.copy_err[1]));
+			       "copy 1: %s%s%s", u->path, copy_error_reason(st.copy_err[0]),
+			       copy_error_reason(st.copy_err[1]), suspect >= 0 ? "; " : "",
+			       suspect >= 0 ? st.why : "");
+		if (suspect >= 0) {
+			/* The caller may name the unit as suspect: give it what was read. */
+			*out = s[suspect];
+			r = -EUCLEAN;
+		}
 		goto out;
 	}
 
@@ -456,38 +467,56 @@ int unit_read_sb_quiet(struct rt_unit *u, struct rt_sb *sb, struct rt_sb_status 
 	return read_sb(u, sb, st, false);
 }
 
+int unit_check_sb(const struct rt_unit *u, const struct rt_sb *sb, char *why, size_t len)
+{
+	uint64_t off, end;
+	int r;
+
+	r = sb_validate_explain(sb, why, len);
+	if (r < 0)
+		return r;
+	/* Both copies where unit_read_sb will look. */
+	for (unsigned c = 0; c < 2; c++) {
+		if (!copy_offset(u->size, c, &off)) {
+			snprintf(why, len, "superblock copy %u: no room for it on a %llu-byte "
+				 "device", c, (unsigned long long)u->size);
+			return -ENOSPC;
+		}
+		if (sb->unit.sb_offset[c] != off) {
+			snprintf(why, len, "superblock copy %u offset: %llu, but it belongs at "
+				 "%llu on this %llu-byte device", c,
+				 (unsigned long long)sb->unit.sb_offset[c], (unsigned long long)off,
+				 (unsigned long long)u->size);
+			return -EINVAL;
+		}
+	}
+	/* sb_validate checked that start + length does not overflow. */
+	end = sb->unit.start + sb->unit.length;
+	if (end > u->size) {
+		snprintf(why, len, "unit length: the superblock describes a %llu-byte unit "
+			 "from %llu, the device has %llu bytes",
+			 (unsigned long long)sb->unit.length, (unsigned long long)sb->unit.start,
+			 (unsigned long long)u->size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int unit_write_sb(struct rt_unit *u, const struct rt_sb *sb)
 {
 	uint64_t off[2];
 	uint8_t *buf = NULL;
+	char why[192];
 	int r;
 
-	r = sb_validate(sb);
+	r = unit_check_sb(u, sb, why, sizeof(why));
 	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': refusing to write an invalid superblock", u->path);
+		rt_log(RT_LOG_ERROR, "'%s': refusing to write an invalid superblock: %s",
+		       u->path, why);
 		return r;
 	}
-	/* Write only where unit_read_sb will look. */
-	for (unsigned c = 0; c < 2; c++) {
-		if (!copy_offset(u->size, c, &off[c])) {
-			rt_log(RT_LOG_ERROR, "'%s': a %llu-byte unit has no room for superblock "
-			       "copy %u", u->path, (unsigned long long)u->size, c);
-			return -ENOSPC;
-		}
-		if (sb->unit.sb_offset[c] != off[c]) {
-			rt_log(RT_LOG_ERROR, "'%s': superblock copy %u belongs at offset %llu on "
-			       "this %llu-byte unit, not at %llu", u->path, c,
-			       (unsigned long long)off[c], (unsigned long long)u->size,
-			       (unsigned long long)sb->unit.sb_offset[c]);
-			return -EINVAL;
-		}
-	}
-	if (sb->unit.length > u->size) {
-		rt_log(RT_LOG_ERROR, "'%s': superblock describes a %llu-byte unit, the device "
-		       "has %llu bytes", u->path, (unsigned long long)sb->unit.length,
-		       (unsigned long long)u->size);
-		return -EINVAL;
-	}
+	for (unsigned c = 0; c < 2; c++)
+		off[c] = sb->unit.sb_offset[c];
 	buf = alloc_io_buf(RT_SB_SIZE);
 	if (!buf)
 		return -ENOMEM;

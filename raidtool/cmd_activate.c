@@ -69,7 +69,9 @@ int cmd_activate(int argc, const char **argv)
 		{ "foreground", 'f', POPT_ARG_NONE, &foreground, 0,
 		  "stay attached; stop cleanly on SIGTERM or SIGINT", NULL },
 		{ "force", 0, POPT_ARG_NONE, &force, 0,
-		  "start a raid5 that is degraded and was not stopped cleanly", NULL },
+		  "start a raid5 that is degraded and was not stopped cleanly; start an "
+		  "array lacking too many roles from units marked faulty or behind "
+		  "(forced assembly: see raidtool(8) for what can be lost)", NULL },
 		POPT_AUTOHELP
 		POPT_TABLEEND
 	};

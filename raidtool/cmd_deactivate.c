@@ -30,8 +30,17 @@ int cmd_deactivate(int argc, const char **argv)
 	} else if (res.how == RT_DEACTIVATE_RECOVERED) {
 		printf("'%s': the engine (pid %d) had died; cleaned up%s%s\n", res.name,
 		       (int)res.pid, res.did[0] ? ": " : "", res.did);
-		printf("'%s': superblocks left dirty (unclean stop); the array can be "
-		       "activated again\n", res.name);
+		if (res.verdict == 0)
+			printf("'%s': superblocks left dirty (unclean stop); the array can be "
+			       "activated again (it resyncs)\n", res.name);
+		else if (res.verdict == 1)
+			printf("'%s': superblocks left dirty (unclean stop); the array is %s: "
+			       "'raidtool activate --force %s' starts it, see raidtool(8) for "
+			       "the risk\n", res.name, res.why, res.name);
+		else
+			printf("'%s': superblocks left dirty (unclean stop); the array cannot "
+			       "be activated as it is: %s (see 'raidtool list --units %s' and "
+			       "'activate --force' in raidtool(8))\n", res.name, res.why, res.name);
 		r = EXIT_OK;
 	} else {
 		printf("'%s': stopped (engine pid %d); superblocks marked clean\n", res.name,

@@ -69,10 +69,9 @@ static const char *array_state(const struct rt_scan_array *a, struct rt_control_
 
 static const char *unit_state(const struct rt_scan_array *a, const struct rt_scan_unit *u)
 {
-	if (u->sb.events < a->sb.events)
-		return "stale";
-	if (u->sb.unit.slot >= RT_MAX_UNITS)
-		return "conflict";
+	/* A usable unit shows its slot's state; any other, what scan classed it. */
+	if (!scan_unit_usable(u))
+		return scan_unit_class_name(u->cls);
 	return sb_slot_state_name(a->sb.slots[u->sb.unit.slot].state);
 }
 
@@ -146,6 +145,8 @@ static void list_units_text(const struct rt_scan_array *a)
 		       describe_role(&a->sb, u->sb.unit.slot, role, sizeof(role)),
 		       u->sb.unit.hashcode, unit_state(a, u), u->sb.events,
 		       u->backing[0] ? u->backing : "-");
+		if (u->why[0])
+			printf("%-20s   %s\n", "", u->why);
 	}
 }
 
@@ -168,6 +169,8 @@ static void list_units_json(const struct rt_scan_array *a)
 		json_uuid(&j, "uuid", u->sb.unit.uuid);
 		json_str(&j, "state", unit_state(a, u));
 		json_u64(&j, "events", u->sb.events);
+		json_str(&j, "class", scan_unit_class_name(u->cls));
+		json_str(&j, "reason", u->why[0] ? u->why : NULL);
 		json_object_end(&j);
 	}
 	json_array_end(&j);

@@ -47,11 +47,8 @@ static void status_from_scan(const struct rt_scan_array *a, struct rt_control_st
 		uint32_t slot = u->sb.unit.slot;
 		const char *state;
 
-		if (u->sb.events < sb->events)
-			state = "stale";
-		else if (slot >= RT_MAX_UNITS ||
-			 memcmp(sb->slots[slot].uuid, u->sb.unit.uuid, RT_UUID_SIZE))
-			state = "conflict";
+		if (!scan_unit_usable(u))
+			state = scan_unit_class_name(u->cls);
 		else
 			state = sb_slot_state_name(sb->slots[slot].state);
 		if (slot < RT_MAX_UNITS && !strcmp(state, "active"))

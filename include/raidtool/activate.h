@@ -59,6 +59,9 @@ struct rt_deactivate_result {
 	char name[RT_NAME_MAX + 1];
 	pid_t pid;			/* the engine's */
 	char did[1024];			/* what recovery cleaned up */
+	/* RECOVERED: assemble_verdict of the array afterwards (-ENOENT: not found). */
+	int verdict;
+	char why[512];
 };
 
 /*

@@ -55,11 +55,19 @@ struct rt_unit;
 /*
  * The one way a superblock update reaches an array's units: every unit gets
  * @shared (array descriptor, role table, events, state) with its own unit
- * descriptor @own[i]. Callers bump shared->events first. Stops at the first
+ * descriptor @own[i]. Callers bump shared->events first.
+ *
+ * Crash-atomic across units (raidtool-format(5), "Update protocol"): every
+ * superblock is checked before the first is written; units are written in
+ * ascending order of @events (each one's events on disk; 0 for a new unit;
+ * NULL: all equal), and a unit lagging behind @prev (the freshest
+ * superblock, which an interrupted update left on some units only) gets
+ * @prev first. @events is updated as units are written. Stops at the first
  * failing unit.
  */
 int array_write_sb_all(struct rt_unit *const *units, const struct rt_unit_desc *own,
-		       size_t n, const struct rt_sb *shared);
+		       uint64_t *events, size_t n, const struct rt_sb *prev,
+		       const struct rt_sb *shared);
 
 /*
  * Open @path (RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH, and @flags) as a

@@ -8,13 +8,16 @@
  * those units for the engine; write superblock updates (clean/dirty, events)
  * to all of them.
  *
- * Rules (mdadm's): a unit whose events lag behind is stale and is not used;
+ * Rules (mdadm's, on scan's classification of each unit): a unit current or
+ * one event behind (an interrupted update) is used for its slot; a stale,
+ * conflicting or suspect unit is not;
  * roles without a fresh active unit are missing, which raid1 (all but one)
  * and raid5 (one) survive: the array is then assembled degraded;
  * a unit the freshest role table does not place where it claims to be is a
  * conflict and is not used; two fresh units claiming one role make the
  * array refuse to start. Both are reported through rt_log as warnings.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <raidtool/format.h>
@@ -31,11 +34,22 @@ struct rt_assembly {
 	struct rt_unit *units[RT_MAX_UNITS];	/* [role] for role < n_roles; NULL: missing */
 	struct rt_unit_desc own[RT_MAX_UNITS];	/* each unit's own descriptor */
 	char dev[RT_MAX_UNITS][256];		/* the block device of each unit */
+	/*
+	 * Each unit's events on disk, for writing lagging units first; after a
+	 * failed write the old value is kept (what the unit holds is unknown).
+	 */
+	uint64_t disk_events[RT_MAX_UNITS];
+	/* Roles taken by --force from a unit the freshest table had given up. */
+	bool forced[RT_MAX_UNITS];
 };
 
 /*
  * Choose and open (RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_DIRECT) the units
- * of @a. Returns 0, or:
+ * of @a. With @force, when more roles lack a current unit than the level
+ * can spare, the stale units the freshest table still names for those
+ * roles stand in, freshest first, until it can run (forced[] says which;
+ * the start's update makes them active). Without it, what --force would
+ * take is logged. Returns 0, or:
  *   -ENODEV    more roles lack a fresh unit than the level can spare:
  *              "role(s) 1, 3 missing" is logged. Fewer: 0, n_missing and
  *              missing say which (a REBUILDING role counts as missing; its
@@ -46,7 +60,15 @@ struct rt_assembly {
  *   -EBUSY     a unit is held by someone else (the array is running?)
  *   other negative errno from opening a unit
  */
-int assemble_open(const struct rt_scan_array *a, struct rt_assembly **out);
+int assemble_open(const struct rt_scan_array *a, bool force, struct rt_assembly **out);
+
+/*
+ * Would activate start @a, from scan's classification alone (no unit is
+ * opened)? 0 yes; 1 only with --force (a degraded raid5 not stopped
+ * cleanly); -ENODEV (too many roles without a current unit) or -EUCLEAN
+ * (suspects only, units that ran apart) no. The reason goes to @why.
+ */
+int assemble_verdict(const struct rt_scan_array *a, char *why, size_t len);
 
 /* Close the units and free. NULL is fine. */
 void assemble_close(struct rt_assembly *as);

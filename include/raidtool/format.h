@@ -140,6 +140,12 @@ int sb_geometry(uint64_t length, uint32_t chunk, struct rt_geometry *g);
 int sb_encode(const struct rt_sb *sb, unsigned copy, uint8_t *buf);
 
 /*
+ * The same without any check: for tools that must write what raidtool
+ * refuses (tests/helpers/rt-sbedit's crafted superblocks). Never in lib/.
+ */
+int sb_encode_unchecked(const struct rt_sb *sb, unsigned copy, uint8_t *buf);
+
+/*
  * Decode and check one copy. Returns 0, or:
  *   -ENODATA     no raidtool magic (not a unit, or wiped)
  *   -EINVAL      @len shorter than RT_SB_SIZE (truncated)
@@ -152,6 +158,12 @@ int sb_decode(const uint8_t *buf, size_t len, struct rt_sb *sb);
 
 /* Semantic checks of a decoded or about-to-be-written superblock. */
 int sb_validate(const struct rt_sb *sb);
+
+/*
+ * The same, saying which field is wrong and why in @why ("data offset:
+ * 3 MiB is not ..."), for naming a suspect unit. @why may be NULL.
+ */
+int sb_validate_explain(const struct rt_sb *sb, char *why, size_t len);
 
 /* CRC32C (Castagnoli), as stored in the superblock. */
 uint32_t sb_crc32c(const void *buf, size_t len);

@@ -7,26 +7,63 @@
  * devices included), read raidtool's superblock from each, and group the
  * units into arrays by array hashcode and UUID.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <raidtool/format.h>
 #include <raidtool/unit.h>
 
+/*
+ * What a unit is to its array: decided once, in the scan, by the one rule
+ * every command follows (assembly, updates, list, status).
+ */
+enum rt_unit_class {
+	/* At the freshest events, where the freshest role table puts it. */
+	RT_UNIT_CURRENT,
+	/*
+	 * Exactly one event behind, and the freshest role table lists it in
+	 * use (active, rebuilding, spare) in its slot: an update was
+	 * interrupted before it reached this unit. As good as current.
+	 */
+	RT_UNIT_CURRENT_BEHIND,
+	/* Behind, and the freshest table no longer counts on it. */
+	RT_UNIT_STALE,
+	/* At the freshest events, but that table does not place it where it claims. */
+	RT_UNIT_CONFLICT,
+	/*
+	 * A field of its superblock makes no sense (why names it): left out,
+	 * and never the reason other units are stale.
+	 */
+	RT_UNIT_SUSPECT,
+};
+
 struct rt_scan_unit {
 	char dev[256];			/* block device path */
 	char backing[4096];		/* backing file for a loop device, else "" */
-	struct rt_sb sb;		/* the freshest valid copy */
+	struct rt_sb sb;		/* the freshest valid copy (suspect: as read) */
 	struct rt_sb_status status;
+	enum rt_unit_class cls;
+	bool table_differs;		/* conflict: at the freshest events, another shared part */
+	char why[256];			/* stale, conflict, suspect: the field and reason */
 };
 
+/* "current", "current, one event behind", "stale", "conflict", "suspect". */
+const char *scan_unit_class_name(enum rt_unit_class cls);
+
+/* Current or one event behind: assembly and updates use it for its slot. */
+bool scan_unit_usable(const struct rt_scan_unit *u);
+
 struct rt_scan_array {
-	struct rt_sb sb;		/* freshest superblock among its units */
+	struct rt_sb sb;		/* freshest superblock among its units (not suspect) */
 	size_t n_units;
 	struct rt_scan_unit *units[RT_MAX_UNITS * 2];	/* sorted by slot */
 	unsigned n_expected_roles;	/* roles the freshest table gives a unit (active, rebuilding) */
-	unsigned n_present_roles;	/* ... of them, with a fresh unit here */
+	unsigned n_present_roles;	/* ... of them, with a usable unit here */
 	unsigned n_active_roles;	/* ... of those, active (not being rebuilt) */
-	unsigned n_stale;		/* units whose events lag behind */
-	unsigned n_conflicts;		/* units the freshest role table contradicts */
+	unsigned n_stale;		/* units classed stale */
+	unsigned n_behind;		/* ... current, one event behind */
+	unsigned n_conflicts;		/* ... conflict */
+	unsigned n_suspect;		/* ... suspect */
+	bool all_suspect;		/* no unit to trust: sb is a suspect's */
 	bool duplicate_name;		/* another visible array has the same name */
 };
 

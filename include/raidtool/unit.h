@@ -44,6 +44,11 @@ struct rt_sb_status {
 	int copy_err[2];
 	uint64_t copy_events[2];	/* valid copies only */
 	int chosen;			/* copy used, -1 when none was valid */
+	/*
+	 * -EUCLEAN from unit_read_sb: the copies have good checksums but a
+	 * field makes no sense; the fresher one is in *sb, the field and reason here.
+	 */
+	char why[160];
 };
 
 /*
@@ -58,6 +63,14 @@ int unit_read_sb(struct rt_unit *u, struct rt_sb *sb, struct rt_sb_status *st);
  * where most devices are none of the caller's business (the status says it all).
  */
 int unit_read_sb_quiet(struct rt_unit *u, struct rt_sb *sb, struct rt_sb_status *st);
+
+/*
+ * Would @sb make sense on this device? sb_validate's field checks, then
+ * the checks that need the device's size (copies where unit_read_sb looks
+ * for them, the unit within the device). 0, or -EUCLEAN (a field), -EINVAL (the device), -ENOSPC, with the
+ * field and the reason in @why.
+ */
+int unit_check_sb(const struct rt_unit *u, const struct rt_sb *sb, char *why, size_t len);
 
 /* Write both copies (copy 0 first, each flushed before the next). */
 int unit_write_sb(struct rt_unit *u, const struct rt_sb *sb);

@@ -1020,3 +1020,48 @@ role_on_every_unit() {
 	[ "$(dd if="$DEV" bs=1M count=24 iflag=direct status=none | sha256sum)" = \
 		"$(sha256sum < "$TESTDIR/data")" ]
 }
+
+@test "forced assembly: raid5 losing two units at once starts with --force once they are back, data intact; plain activate names --force and its risk" {
+	new_faulty_array 5 3 24M
+	head -c 4M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	# Two disks go one right after the other (a shared cable, a controller):
+	# the first failure is recorded on units 0 and 2, the second on unit 0.
+	fail_disk 1
+	run dd if="$DEV" of=/dev/null bs=1M count=4 iflag=direct status=none
+	fail_disk 2
+	run dd if=/dev/zero of="$DEV" bs=64k count=64 seek=256 oflag=direct conv=fsync status=none
+	assert_failure
+	run status_json
+	[ "$(jq -r .health <<<"$output")" = failed ]
+	run raidtool deactivate "$NAME"
+	# The disks are back (a loose cable, a controller reset).
+	echo clear > "$TESTDIR/ffs1/ctl"
+	echo clear > "$TESTDIR/ffs2/ctl"
+	sums=$(checksums "${UNITS[@]}")
+	run --separate-stderr raidtool activate "$NAME"
+	assert_failure
+	stderr_has "cannot start"
+	stderr_has "activate --force"
+	stderr_has "can be lost"
+	[ "$(checksums "${UNITS[@]}")" = "$sums" ]
+	run --separate-stderr raidtool activate --force "$NAME"
+	assert_success
+	stderr_has "--force: unit"
+	stderr_has "brought to current"
+	run cmp <(dd if="$DEV" bs=1M count=4 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	# The unit left out is rebuilt; then the array is whole and clean again:
+	# a plain activate after a clean stop.
+	run raidtool add "$NAME" "${UNITS[1]}"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	[ "$(status_json | jq -r .health)" = clean ] || fail "after the rebuild: $(status_json)"
+	deactivate_settled "$NAME"
+	run --separate-stderr raidtool activate "$NAME"
+	[ "$status" -eq 0 ] || fail "plain activate after the forced start: $stderr"
+	[ "$(status_json | jq -r .health)" = clean ]
+	run cmp <(dd if="$DEV" bs=1M count=4 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+}

@@ -211,3 +211,19 @@ faulty_units_stop() {
 	[ -n "${TESTDIR:-}" ] && rm -rf "$TESTDIR"
 	return 0
 }
+
+# deactivate_settled NAME: deactivate, retried while the device is open for a
+# moment: every raidtool command (other tests' too, on a shared machine)
+# scans every block device, this array's included, and deactivate refuses
+# while it is open. Any other failure fails the test.
+# shellcheck disable=SC2154  # status and output: set by run
+deactivate_settled() {
+	local i
+	for i in $(seq 20); do
+		run raidtool deactivate "$1"
+		[ "$status" -eq 0 ] && return 0
+		[[ "$output" == *"is open in process"* ]] || break
+		sleep 0.2
+	done
+	fail "deactivate '$1': status $status: $output"
+}

@@ -704,6 +704,45 @@ static void test_unclean_strings(void **state UNUSED)
 		assert_int_equal(out.array.desc[i], 0);
 }
 
+/* Each field that makes no sense is named by sb_validate_explain. */
+static void test_validate_names_the_field(void **state UNUSED)
+{
+	static const char *const want[] = {
+		"unit length", "data offset", "data", "log offset", "log size", "chunk size",
+		"level", "n_devices", "nblocks", "unit slot", "slot 3: the same unit as slot",
+		"recovery offset",
+	};
+	struct rt_sb sb, bad;
+	char why[256];
+
+	make_sb(&sb);
+	assert_int_equal(sb_validate_explain(&sb, why, sizeof(why)), 0);
+	assert_string_equal(why, "");
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		bad = sb;
+		switch (i) {
+		case 0: bad.unit.length = RT_SB_SIZE; break;
+		case 1: bad.unit.data_offset += RT_DATA_ALIGN * 1024; break;
+		case 2: bad.unit.data_size = bad.unit.sb_offset[1] + CHUNK; break;
+		case 3: bad.unit.log_offset = 0; break;
+		case 4: bad.unit.log_size = bad.unit.data_offset; break;
+		case 5: bad.array.chunk_size = 3000; break;
+		case 6: bad.array.level = 7; break;
+		case 7: bad.array.n_devices = 2; break;
+		case 8: bad.array.nblocks = UINT64_MAX / 2; break;
+		case 9: bad.unit.slot = 60; break;
+		case 10:	/* the unit in use in slot 3 and in slot 0 */
+			memcpy(bad.slots[0].uuid, bad.unit.uuid, RT_UUID_SIZE);
+			break;
+		case 11: bad.slots[0].recovery_offset = bad.slots[0].data_size + 1; break;
+		}
+		assert_int_equal(sb_validate_explain(&bad, why, sizeof(why)), -EUCLEAN);
+		if (!strstr(why, want[i]))
+			fail_msg("mutation %zu: '%s' does not name '%s'", i, why, want[i]);
+		assert_int_equal(sb_validate(&bad), -EUCLEAN);
+	}
+}
+
 static void test_validate_and_encode_refuse(void **state UNUSED)
 {
 	struct rt_sb sb;
@@ -958,6 +997,7 @@ int main(void)
 		cmocka_unit_test(test_clean_variations),
 		cmocka_unit_test(test_unclean_strings),
 		cmocka_unit_test(test_validate_and_encode_refuse),
+		cmocka_unit_test(test_validate_names_the_field),
 		cmocka_unit_test(test_minimal_arrays),
 		cmocka_unit_test(test_one_copy_damaged),
 		cmocka_unit_test(test_levels),

@@ -737,14 +737,31 @@ static void test_scan_groups(void **state)
 	scan_free(s);
 	s = NULL;
 
-	/* Unit 0 moves on without unit 1: unit 1 is stale, its role not fresh. */
+	/*
+	 * Unit 0 one event ahead, its table listing unit 1 active: an update
+	 * interrupted before unit 1, which stays current for its role.
+	 */
 	sbs[0].events++;
 	assert_int_equal(unit_write_sb(u[0], &sbs[0]), 0);
 	assert_int_equal(scan_devices(&s), 0);
 	a = lookup_ok(s, name);
 	assert_int_equal(a->n_units, 2);
 	assert_int_equal(a->sb.events, sbs[0].events);
+	assert_int_equal(a->n_stale, 0);
+	assert_int_equal(a->n_behind, 1);
+	assert_int_equal(a->units[1]->cls, RT_UNIT_CURRENT_BEHIND);
+	assert_int_equal(a->n_present_roles, 2);
+	assert_int_equal(a->n_conflicts, 0);
+	scan_free(s);
+	s = NULL;
+
+	/* Two events ahead: unit 1 is stale, its role not present. */
+	sbs[0].events++;
+	assert_int_equal(unit_write_sb(u[0], &sbs[0]), 0);
+	assert_int_equal(scan_devices(&s), 0);
+	a = lookup_ok(s, name);
 	assert_int_equal(a->n_stale, 1);
+	assert_int_equal(a->units[1]->cls, RT_UNIT_STALE);
 	assert_int_equal(a->n_present_roles, 1);
 	assert_int_equal(a->n_conflicts, 0);
 	scan_free(s);
@@ -766,7 +783,8 @@ static void test_scan_groups(void **state)
 	/* A unit the fresh role table does not know: a conflict. */
 	sbs[1] = sbs[0];
 	role_init(&sbs[1], 1, UNIT_SIZE);	/* a new UUID in role 1 of its own table */
-	sbs[1].events = 1;
+	/* At the freshest events: behind, it would merely be stale. */
+	sbs[1].events = sbs[0].events;
 	assert_int_equal(unit_write_sb(u[1], &sbs[1]), 0);
 	assert_int_equal(scan_devices(&s), 0);
 	a = lookup_ok(s, name);
