@@ -25,7 +25,6 @@ setup() {
 }
 
 teardown() {
-	local p
 	reap_bgpids
 	# Faulty disks answer again, so that the array stops without hanging on them.
 	faulty_units_clear
