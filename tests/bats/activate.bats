@@ -17,11 +17,8 @@ setup() {
 }
 
 teardown() {
-	local p
 	# Our own helpers first (holders of the device, foreground engines).
-	for p in "${BGPIDS[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
+	reap_bgpids
 	# Stop our array (or clean up after a killed engine) the proper way, so
 	# that the loop device on its FUSE file is detached before the mount goes.
 	if [ -n "${TESTDIR:-}" ] && [ -n "${NAME:-}" ]; then

@@ -30,13 +30,8 @@ setup() {
 }
 
 teardown() {
-	local p
-	for p in "${SPIDS[@]}"; do
-		kill -TERM "$p" 2>/dev/null || true
-	done
-	for p in "${SPIDS[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
+	local d
+	stop_pids TERM "${SPIDS[@]}"
 	for d in "$RAIDTOOL_RUNDIR"/*/pid; do
 		[ -f "$d" ] || continue
 		raidtool deactivate "$(basename "$(dirname "$d")")" >/dev/null 2>&1 || true

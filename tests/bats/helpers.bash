@@ -71,13 +71,21 @@ checksums() {
 
 # Kill and reap the test's background helpers (pids in the BGPIDS array).
 reap_bgpids() {
-	local p
-	for p in "${BGPIDS[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
+	stop_pids KILL "${BGPIDS[@]}"
+}
+
+# stop_pids SIGNAL PID...: signal the processes this test started, then
+# reap them, so that none outlives the test.
+stop_pids() {
+	local sig=$1 p
+	shift
+	for p in "$@"; do
+		kill -"$sig" "$p" 2>/dev/null || true
 	done
-	for p in "${BGPIDS[@]}"; do
+	for p in "$@"; do
 		wait "$p" 2>/dev/null || true
 	done
+	return 0
 }
 
 # Everything under the scratch directory, in reverse order of creation.
@@ -200,13 +208,7 @@ faulty_units_clear() {
 
 # Stop the rt-faultyfs processes (their mounts are gone with scratch_teardown).
 faulty_units_stop() {
-	local p
-	for p in "${FFPIDS[@]}"; do
-		kill -TERM "$p" 2>/dev/null || true
-	done
-	for p in "${FFPIDS[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
+	stop_pids TERM "${FFPIDS[@]}"
 	# A lazily unmounted faultyfs mount point can outlive scratch_teardown's rm.
 	[ -n "${TESTDIR:-}" ] && rm -rf "$TESTDIR"
 	return 0
