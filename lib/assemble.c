@@ -454,8 +454,20 @@ int assemble_sb_update(struct rt_assembly *as, assemble_mutate_fn mutate, void *
 	for (size_t k = 0; k < n; k++)
 		as->disk_events[idx[k]] = events[k];
 	if (r < 0) {
-		/* Some units may have it: never reuse this events value. */
-		as->sb.events = sb.events;
+		bool reached = false;
+
+		for (size_t k = 0; k < n; k++)
+			reached = reached || events[k] == sb.events;
+		/*
+		 * Units that took the update hold its content at its events: the
+		 * copy in memory must be theirs, or a later catch-up would write
+		 * the old content under the same events value (two tables at one
+		 * events: "ran apart"). Else never reuse this events value.
+		 */
+		if (reached)
+			as->sb = sb;
+		else
+			as->sb.events = sb.events;
 		return r;
 	}
 	as->sb = sb;

@@ -77,7 +77,10 @@ void assemble_close(struct rt_assembly *as);
  * Change the shared superblock with @mutate (may be NULL), bump events, set
  * utime, and write it to every assembled unit (each with its own unit
  * descriptor), except units whose slot is faulty, missing or no longer
- * theirs. On failure the in-memory copy is left as it was.
+ * theirs, lagging units first (raidtool-format(5), UPDATE PROTOCOL). On a
+ * failure before any unit took it, the in-memory copy keeps its content
+ * (its events value is not reused); once some unit took it, the in-memory
+ * copy is the update, as on those units, and the next update completes it.
  */
 typedef int (*assemble_mutate_fn)(struct rt_sb *sb, void *arg);
 int assemble_sb_update(struct rt_assembly *as, assemble_mutate_fn mutate, void *arg);
