@@ -1272,20 +1272,31 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 	bool redundant = e->layout.level == RT_LEVEL_5 || e->layout.level == RT_LEVEL_1;
 	bool lock = !aligned || redundant || e->lock_all, merged = false;
 	uint64_t first = a0 / e->lock_unit, last = (a1 - 1) / e->lock_unit;
-	/*
-	 * The rebuild mask first: completion clears a role's faulty bit
-	 * before its rebuild bit, so a role seen rebuilding is written and a
-	 * role seen not rebuilding is also seen not faulty once it works.
-	 */
-	uint64_t rb = engine_rebuilding(e);
-	uint64_t m = engine_faulty(e);
+	uint64_t rb, m;
 	int ret = 0;
 
 	c->n_ios = 0;
-	if (m && redundant && !engine_tolerates(e, m))
-		return -EIO;	/* stop writes rather than corrupt data */
 	if (lock)
 		stripe_lock_acquire(e, c, first, last);
+	/*
+	 * The masks are loaded under the stripe locks, never before: a
+	 * writer that saw the role faulty and wrote around it in one of
+	 * these stripes has released it, so we see the role faulty too. A
+	 * mask loaded before waiting for the lock may be stale: planned as
+	 * healthy, the write would read the faulty role's stale chunk (a
+	 * reconstruct-write's untouched data, a partial block's old bytes)
+	 * and write parity or blocks that undo that writer's acknowledged
+	 * data. The rebuild mask first: completion clears a role's faulty
+	 * bit before its rebuild bit, so a role seen rebuilding is written
+	 * and a role seen not rebuilding is also seen not faulty once it
+	 * works.
+	 */
+	rb = engine_rebuilding(e);
+	m = engine_faulty(e);
+	if (m && redundant && !engine_tolerates(e, m)) {
+		ret = -EIO;	/* stop writes rather than corrupt data */
+		goto out;
+	}
 	if (e->dl) {
 		/* The region's bit is on stable storage before any of its data is written. */
 		ret = engine_dl_mark(e, c, first, last);
