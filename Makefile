@@ -80,7 +80,7 @@ $(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libraidtool.a $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libraidtool.a $(PKG_LIBS)
 
-unit-tests: deps $(UT_BIN)
+unit-tests: deps $(UT_BIN) $(HELPER_BIN)
 
 # libFuzzer target for the superblock decoder, with ASan and UBSan.
 $(FUZZ_BIN): tests/fuzz/fuzz_sb_decode.c lib/format.c lib/log.c $(HDRS)

@@ -225,7 +225,7 @@ static int unsynced_units(struct fixture *f, uint64_t role_bytes)
 	return ret;
 }
 
-static int fixture_setup(void **state)
+static int fixture_build(void **state)
 {
 	const struct engine_case *tc = *state;
 	uint64_t role_size[RT_MAX_UNITS] = { 0 };
@@ -234,6 +234,7 @@ static int fixture_setup(void **state)
 	uint32_t r;
 	int ret;
 
+	*state = NULL;
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -1;
@@ -315,6 +316,21 @@ static int fixture_setup(void **state)
 	f->size = engine_size(f->e);
 	f->model = calloc(1, f->size);	/* sparse units read as zeros */
 	return f->model ? 0 : -1;
+}
+
+static int fixture_teardown(void **state);
+
+/*
+ * cmocka runs no teardown after a failed setup: undo what was built (loop
+ * devices, the faultyfs mount, files) here, or it outlives the test.
+ */
+static int fixture_setup(void **state)
+{
+	if (fixture_build(state) == 0)
+		return 0;
+	fixture_teardown(state);
+	*state = NULL;
+	return -1;
 }
 
 static int unsynced_setup(void **state)
