@@ -1460,7 +1460,12 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 		}
 		engine_destroy(run->e);
 		run->e = NULL;
-		if (q == 0 && ((run->resync_pending && !sb_unsynced(&run->as->sb)) || owed)) {
+		/*
+		 * Regions owed a resync (a walk cut short, writes that failed for
+		 * want of space) keep the array dirty, so that the next start
+		 * resyncs them; not yet synced, the flag already makes it do so.
+		 */
+		if (q == 0 && !sb_unsynced(&run->as->sb) && (run->resync_pending || owed)) {
 			rt_log(RT_LOG_WARN, "'%s': the resync %s; the array stays marked dirty and "
 			       "resyncs when activated again", run->name, run->resync_pending ?
 			       "did not finish" : "owed after writes failed for want of space did "

@@ -179,7 +179,7 @@ crash_engine() {
 	fresh 0
 	deactivate_settled "$A"
 	count_offline "$TESTDIR/count.log" "$RAIDTOOL_BIN" rename "$A" "${A}x"
-	[ "$N" -eq 6 ] || fail "rename made $N pwrite64 calls, expected 6 (3 units x 2 copies)"
+	[ "$N" -eq 7 ] || fail "rename made $N pwrite64 calls, expected 7 (its lock file, 3 units x 2 copies)"
 	release 0
 	for ((k = 1; k <= N; k++)); do
 		fresh "$k"
@@ -236,11 +236,11 @@ crash_engine() {
 	strace -f -qq -o "$log" -e trace=pwrite64 "$RAIDTOOL_BIN" activate "$A" >/dev/null 2>&1 &
 	SPIDS+=("$!")
 	for _ in $(seq 100); do
-		[ -e "/dev/raidtool/$A" ] && [ "$(grep -c 'pwrite64(' "$log")" -ge 7 ] && break
+		[ -e "/dev/raidtool/$A" ] && [ "$(grep -c 'pwrite64(' "$log")" -ge 8 ] && break
 		sleep 0.1
 	done
 	N=$(grep -c 'pwrite64(' "$log")
-	[ "$N" -eq 7 ] || fail "activate made $N pwrite64 calls, expected 7 (pid file, 3 units x 2)"
+	[ "$N" -eq 8 ] || fail "activate made $N pwrite64 calls, expected 8 (its lock file, pid file, 3 units x 2)"
 	deactivate_settled "$A"
 	release 0
 	for ((k = 1; k <= N; k++)); do
