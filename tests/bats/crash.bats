@@ -239,8 +239,10 @@ crash_engine() {
 		[ -e "/dev/raidtool/$A" ] && [ "$(grep -c 'pwrite64(' "$log")" -ge 8 ] && break
 		sleep 0.1
 	done
-	N=$(grep -c 'pwrite64(' "$log")
-	[ "$N" -eq 8 ] || fail "activate made $N pwrite64 calls, expected 8 (its lock file, pid file, 3 units x 2)"
+	# strace counts K per process: the engine (the daemon activate forks)
+	# makes the superblock writes, its parent only the lock file's.
+	N=$(awk '/pwrite64\(/ { n[$1]++ } END { for (p in n) if (n[p] > m) m = n[p]; print m + 0 }' "$log")
+	[ "$N" -eq 7 ] || fail "activate's engine made $N pwrite64 calls, expected 7 (3 units x 2, pid file)"
 	deactivate_settled "$A"
 	release 0
 	for ((k = 1; k <= N; k++)); do
