@@ -546,9 +546,10 @@ static bool resync_owed_any(struct run *run)
 }
 
 /*
- * A raid1/raid5 write that failed for want of space on some units left its
- * stripes owed a resync. Once every unit takes writes again, the array is
- * whole and no walk runs, resync them (main thread, polled every second).
+ * Regions owed a resync (pinned in the log): a raid1/raid5 write that failed
+ * for want of space on some units, or what is left of an initial sync that
+ * stopped when a unit failed. Once every unit takes writes again, the array
+ * is whole and no walk runs, resync them (main thread, polled every second).
  */
 static void resync_owed(struct run *run)
 {
@@ -582,13 +583,14 @@ static void resync_owed(struct run *run)
 	if (r == 0) {
 		run->owed_warned = false;
 		rt_log(RT_LOG_WARN, "'%s': every unit takes writes again: resyncing %s%llu "
-		       "region%s that writes failing for want of space left inconsistent",
+		       "region%s owed a resync (writes that reached only some units, or the "
+		       "rest of the initial sync)",
 		       run->name, all ? "the whole array; " : "", (unsigned long long)n_owed,
 		       n_owed == 1 ? "" : "s");
 	} else if (!run->owed_warned) {
 		run->owed_warned = true;
-		rt_log(RT_LOG_ERROR, "'%s': the resync owed after writes failed for want of "
-		       "space did not start: %s; trying again", run->name, strerror(-r));
+		rt_log(RT_LOG_ERROR, "'%s': the resync of regions owed one did not start: %s; "
+		       "trying again", run->name, strerror(-r));
 	}
 	free(bitmap);
 }
@@ -1468,8 +1470,7 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 		if (q == 0 && !sb_unsynced(&run->as->sb) && (run->resync_pending || owed)) {
 			rt_log(RT_LOG_WARN, "'%s': the resync %s; the array stays marked dirty and "
 			       "resyncs when activated again", run->name, run->resync_pending ?
-			       "did not finish" : "owed after writes failed for want of space did "
-			       "not run");
+			       "did not finish" : "owed to some regions did not run");
 		} else if (q < 0) {
 			rt_log(RT_LOG_ERROR, "'%s': final flush failed: %s; the array stays "
 			       "marked dirty", run->name, strerror(-q));
