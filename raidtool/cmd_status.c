@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <raidtool/control.h>
 #include <raidtool/scan.h>
 #include "cli.h"
@@ -345,7 +346,20 @@ int cmd_status(int argc, const char **argv)
 	status_from_scan(a, st);
 	goto print;
 running:
-	r = control_status(name, st);
+	/*
+	 * No socket while its engine holds the pid lock: the engine is starting
+	 * or stopping. Ask again for a moment; once the lock is gone, it stopped.
+	 */
+	for (int tries = 0;; tries++) {
+		r = control_status(name, st);
+		if ((r != -ENOENT && r != -ECONNREFUSED) || tries == 40)
+			break;
+		if (cli_probe_array(name, NULL, &p, runs) < 0 || p.state != RT_CONTROL_ACTIVE) {
+			r = cli_fail(-ESHUTDOWN, "'%s': the array is stopping", name);
+			goto out;
+		}
+		usleep(50 * 1000);
+	}
 	if (r < 0) {
 		r = cli_fail(r, "'%s': the engine (pid %d) does not answer", name, (int)p.pid);
 		goto out;
