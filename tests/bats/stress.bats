@@ -144,12 +144,17 @@ storm_step() {
 	esac
 }
 
+# storm_loop ID END: random admin commands until END (seconds since the
+# epoch); notes in its log that it lasted (bats' errexit would end a loop at
+# the first refused command).
 storm_loop() {
 	local id=$1 end=$2 log=$TESTDIR/loop$1.log
+	set +e
 	RANDOM=$((id * 7919 + $$))
 	while [ "$(date +%s)" -lt "$end" ] && [ ! -e "$TESTDIR/stop" ]; do
 		storm_step "$id" "$log"
 	done
+	echo "loop $id done" >> "$log"
 }
 
 # write_slot A SLOT DEV: write fresh random data into slot SLOT of array A
@@ -168,6 +173,7 @@ write_slot() {
 # runs, between the admin commands.
 data_loop() {
 	local end=$1 log=$TESTDIR/data.log a dev s health
+	set +e
 	RANDOM=$$
 	while [ "$(date +%s)" -lt "$end" ] && [ ! -e "$TESTDIR/stop" ]; do
 		a=$((RANDOM % 3))
@@ -186,6 +192,7 @@ data_loop() {
 		echo "$(date +%T.%N) array $a slot $s: write failed (health now $health):" \
 			"$(cat "$TESTDIR/dd.err")" >> "$log"
 	done
+	echo "data loop done" >> "$log"
 }
 
 # make_array A LEVEL COUNT: array A (0..2) of COUNT 32M units, running,
@@ -208,7 +215,8 @@ make_array() {
 
 # superblocks_agree: after every array stopped, the units of each array
 # agree: those at the array's highest events hold the same array
-# descriptor, role table and state (clean), every slot the table has in use
+# descriptor, role table and state (clean, unless more roles are down than
+# the level survives: then the final flush failed), every slot the table has in use
 # has such a unit, and a unit behind is not listed in use.
 superblocks_agree() {
 	local f problems
@@ -231,7 +239,12 @@ superblocks_agree() {
 		($fresh[] | select(({a: .array, r: .roles, s: .state} | tostring) !=
 			({a: $f.array, r: $f.roles, s: $f.state} | tostring)) |
 			"\(.array.name): \(.unit) at events \($e) differs from \($f.unit)"),
-		($fresh[] | select(.state != "clean") |
+		# An array failed beyond its level stops dirty (its final flush fails).
+		([$f.roles[] | select(.slot < $f.array.n_devices and .state != "active")] | length)
+			as $down |
+		({raid0: 0, linear: 0, raid1: ($f.array.n_devices - 1), raid5: 1}[$f.array.level])
+			as $spare |
+		($fresh[] | select(.state != "clean" and $down <= $spare) |
 			"\(.array.name): \(.unit) is \(.state) after a clean stop"),
 		($fresh[] | . as $u | select([$f.roles[] | select(.uuid == $u.this_unit.uuid and
 			.slot == $u.this_unit.slot and .state == $u.this_unit.state)] | length != 1) |
@@ -256,6 +269,28 @@ verify_slots() {
 		n=$((n + 1))
 	done
 	echo "# array $a: $n of $NSLOTS slots verified" >&3
+}
+
+# stop_array H: deactivate array H. One that failed beyond its level stops
+# too, but says that its final flush failed (exit 1) and stays dirty.
+stop_array() {
+	local h=$1 health
+	health=$(raidtool status --json "$h" 2>/dev/null | jq -r .health)
+	if [ "$health" != failed ]; then
+		deactivate_settled "$h"
+		return
+	fi
+	for _ in $(seq 20); do
+		run raidtool deactivate "$h"
+		[[ "$output" == *"is open in process"* ]] || break
+		sleep 0.2
+	done
+	if [ "$status" != 1 ] || [[ "$output" != *"final flush failed"* ]]; then
+		fail "deactivate of failed array $h: status $status: $output"
+	fi
+	run --separate-stderr raidtool status --json "$h"
+	assert_success
+	[ "$(jq -r .state <<<"$output")" = inactive ] || fail "array $h still runs: $output"
 }
 
 # restore A: start array A (forced where the storm failed it beyond its
@@ -324,6 +359,11 @@ restore() {
 	data_loop "$end" &
 	BGPIDS+=("$!")
 	stop_loops
+	[ "$(date +%s)" -ge "$end" ] || fail "the storm ended early"
+	for i in 0 1 2 3; do
+		grep -q "loop $i done" "$TESTDIR/loop$i.log" || fail "loop $i did not last"
+	done
+	grep -q "data loop done" "$TESTDIR/data.log" || fail "the data loop did not last"
 	echo "# $(cat "$TESTDIR"/loop*.log | grep -cE -- '-> [0-9]+$') commands, $(grep -c written "$TESTDIR/data.log") writes," \
 		"$(grep -c 'write failed' "$TESTDIR/data.log") failed writes" >&3
 	[ ! -s "$BAD" ] || fail "$(cat "$BAD")"
@@ -333,7 +373,7 @@ restore() {
 		assert_success
 		if [ "$(jq -r .state <<<"$output")" = active ]; then
 			run raidtool wait "${HASHES[a]}"
-			deactivate_settled "${HASHES[a]}"
+			stop_array "${HASHES[a]}"
 		fi
 	done
 	superblocks_agree
