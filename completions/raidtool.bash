@@ -112,7 +112,8 @@ _raidtool() {
 		rename | rehash) _raidtool_words "$cur" "--help --usage" ;;
 		zero) _raidtool_words "$cur" "--force -f --help --usage" ;;
 		activate) _raidtool_words "$cur" "--foreground -f --force --help --usage" ;;
-		fail | remove) _raidtool_words "$cur" "--help --usage" ;;
+		fail) _raidtool_words "$cur" "--force -f --help --usage" ;;
+		remove) _raidtool_words "$cur" "--help --usage" ;;
 		tune) _raidtool_words "$cur" "--io-retries --io-retry-window --help --usage" ;;
 		check) _raidtool_words "$cur" "--repair -r --prefer --cancel --json --help --usage" ;;
 		wait) _raidtool_words "$cur" "--progress -p --json --help --usage" ;;

@@ -759,8 +759,24 @@ static int find_member(struct run *run, const char *arg, char *msg, size_t len)
 	return -ENODEV;
 }
 
+/* A request's leading "--force " (add, fail): true, and @arg moved past it. */
+static bool take_force(const char **arg)
+{
+	if (strncmp(*arg, "--force ", 8))
+		return false;
+	*arg += 8;
+	return true;
+}
+
+/*
+ * Without "--force " a role whose loss the level does not survive is
+ * refused: an admin's fail would stop the array's writes, and the way back
+ * (activate --force) can lose what was written after the other roles left.
+ * A device that is gone (incremental --remove) is failed with it.
+ */
 static int cmd_fail(struct run *run, const char *arg, char *msg, size_t len)
 {
+	bool force = take_force(&arg);
 	int i, r;
 
 	i = find_member(run, arg, msg, len);
@@ -772,10 +788,19 @@ static int cmd_fail(struct run *run, const char *arg, char *msg, size_t len)
 	}
 	/* Failed on purpose, not by its media: it may come back from the log. */
 	atomic_store(&run->admin_fail, i);
-	r = engine_fail_role(run->e, (uint32_t)i);
+	r = force ? engine_fail_role(run->e, (uint32_t)i) :
+		    engine_fail_role_spared(run->e, (uint32_t)i);
 	atomic_store(&run->admin_fail, -1);
 	if (r == -EALREADY) {
 		snprintf(msg, len, "role %d is already faulty", i);
+		return r;
+	}
+	if (r == -EEXIST) {
+		snprintf(msg, len, "role %d (%s) is not failed: the %s array is %s and could not "
+			 "take writes without it; nothing was changed",
+			 i, run->as->dev[i][0] ? run->as->dev[i] : "-",
+			 sb_level_name(run->as->sb.array.level),
+			 engine_state_name(engine_state(run->e)));
 		return r;
 	}
 	if (r < 0) {
@@ -1052,10 +1077,7 @@ static int cmd_add(struct run *run, const char *arg, char *msg, size_t len)
 	uint32_t slot;
 	int t, r;
 
-	if (!strncmp(arg, "--force ", 8)) {
-		force = true;
-		arg += 8;
-	}
+	force = take_force(&arg);
 	if (!*arg) {
 		snprintf(msg, len, "which unit? give a device or image file");
 		return -EINVAL;

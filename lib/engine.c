@@ -473,15 +473,20 @@ static void stripe_lock_release(struct rt_engine *e, struct engine_ctx *c,
  * Make @role faulty: the handler first (it records the failure in the
  * superblocks), then the bit is published, all under fail_mu. A request
  * that hit the same role waits here until then, so no request relies on
- * the role being gone before the handler has run.
+ * the role being gone before the handler has run. With @spared_only, a
+ * role whose loss the level does not survive is left alone (-EEXIST):
+ * decided under fail_mu, so that a unit failing an I/O meanwhile counts.
  */
-static int engine_mark_faulty(struct rt_engine *e, uint32_t role)
+static int engine_mark_faulty(struct rt_engine *e, uint32_t role, bool spared_only)
 {
 	uint64_t bit = role_bit(role);
 	int ret = -EALREADY;
 
 	pthread_mutex_lock(&e->fail_mu);
-	if (atomic_load(&e->rebuild) & bit) {
+	if (spared_only && !(atomic_load(&e->faulty) & bit) &&
+	    !engine_tolerates(e, atomic_load(&e->faulty) | bit)) {
+		ret = -EEXIST;
+	} else if (atomic_load(&e->rebuild) & bit) {
 		/* The unit being rebuilt failed: back to plain faulty, the walk stops. */
 		rt_log(RT_LOG_WARN, "unit %u failed while being rebuilt", role);
 		if (e->on_fail)
@@ -712,7 +717,7 @@ static int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c)
 		uint32_t r = (uint32_t)__builtin_ctzll(c->failed);
 
 		c->failed &= c->failed - 1;
-		(void)engine_mark_faulty(e, r);
+		(void)engine_mark_faulty(e, r, false);
 	}
 	return err;
 }
@@ -2428,7 +2433,14 @@ int engine_fail_role(struct rt_engine *e, uint32_t role)
 {
 	if (!e || role >= e->n)
 		return -EINVAL;
-	return engine_mark_faulty(e, role);
+	return engine_mark_faulty(e, role, false);
+}
+
+int engine_fail_role_spared(struct rt_engine *e, uint32_t role)
+{
+	if (!e || role >= e->n)
+		return -EINVAL;
+	return engine_mark_faulty(e, role, true);
 }
 
 int engine_role_state(struct rt_engine *e, uint32_t role)

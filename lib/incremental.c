@@ -645,13 +645,17 @@ int incremental_note(const char *dev, const struct rt_sb *sb)
 	return r;
 }
 
-/* Tell a running engine its unit is gone: fail it (unless it already is), remove it. */
+/*
+ * Tell a running engine its unit is gone: fail it (unless it already is),
+ * remove it. Forced: a device that went away is lost whether or not the
+ * level survives it.
+ */
 static int remove_from_engine(const struct map_entry *e, struct rt_incremental_result *res)
 {
 	char req[64];
 	int r;
 
-	snprintf(req, sizeof(req), "fail %08x", e->unit_hashcode);
+	snprintf(req, sizeof(req), "fail --force %08x", e->unit_hashcode);
 	r = control_command(e->name, req, res->msg, sizeof(res->msg));
 	if (r < 0)
 		rt_log(RT_LOG_DEBUG, "incremental: '%s': fail %08x: %s", e->name,

@@ -88,6 +88,13 @@ void engine_set_failure_handler(struct rt_engine *e, engine_failure_fn fn, void 
  */
 int engine_fail_role(struct rt_engine *e, uint32_t role);
 
+/*
+ * As engine_fail_role, but only when the array still takes writes without
+ * @role (raid1: another mirror works; raid5: no other role is down; never
+ * on linear and raid0): else -EEXIST and nothing changes.
+ */
+int engine_fail_role_spared(struct rt_engine *e, uint32_t role);
+
 int engine_role_state(struct rt_engine *e, uint32_t role);	/* enum rt_role_state, or -EINVAL */
 int engine_state(struct rt_engine *e);				/* enum rt_engine_state */
 

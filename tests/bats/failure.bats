@@ -257,6 +257,34 @@ unit_fails_under_fio() {
 	assert_success
 }
 
+@test "fail: a unit the level cannot spare is refused, nothing changed; --force fails it" {
+	local before
+	new_array 5 3 24M
+	start_array
+	head -c 4M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	run raidtool fail "$NAME" 1
+	assert_success
+	before=$(raidtool examine --json "${UNITS[0]}" 2>/dev/null | jq -r .events)
+	# A second role of a raid5: the array would stop taking writes.
+	run raidtool fail "$NAME" 2
+	assert_failure 5
+	assert_output --partial "role 2"
+	assert_output --partial "could not take writes without it; nothing was changed"
+	[ "$(status_json | jq -r .health)" = degraded ]
+	[ "$(examined_slot "${UNITS[0]}" 2)" = active ]
+	[ "$(raidtool examine --json "${UNITS[0]}" 2>/dev/null | jq -r .events)" = "$before" ]
+	# Still writable, and the data is there.
+	dd if="$TESTDIR/data" of="$DEV" bs=1M seek=4 oflag=direct conv=fsync status=none
+	run cmp <(dd if="$DEV" bs=1M skip=4 count=4 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	# --force fails it anyway (what incremental --remove does for a device gone).
+	run raidtool fail --force "$NAME" 2
+	assert_success
+	[ "$(status_json | jq -r .health)" = failed ]
+	[ "$(examined_slot "${UNITS[0]}" 2)" = faulty ]
+}
+
 # Units gone: the array starts degraded and says which roles are missing.
 degraded_start() {
 	local level=$1 count=$2 gone=$3

@@ -998,6 +998,13 @@ static void test_engine_failure(void **state)
 	assert_non_null(f->e);
 	engine_set_failure_handler(f->e, on_failure, &fl);
 	assert_int_equal(engine_fail_role(f->e, tc->n), -EINVAL);
+	assert_int_equal(engine_fail_role_spared(f->e, tc->n), -EINVAL);
+	if (!redundant) {
+		/* `raidtool fail` leaves alone a role the level cannot spare. */
+		assert_int_equal(engine_fail_role_spared(f->e, victim), -EEXIST);
+		assert_int_equal(atomic_load(&fl.calls), 0);
+		assert_int_equal(engine_state(f->e), RT_ENGINE_OK);
+	}
 
 	/* Healthy writes first, then a role fails in the middle of a busy round. */
 	random_writes(f, seed, 20);
@@ -1033,6 +1040,9 @@ static void test_engine_failure(void **state)
 		verify_units(f);
 		/* raid1 x2 loses its last mirror, raid5 a second role. */
 		second = tc->level == RT_LEVEL_1 ? 0 : 1;
+		assert_int_equal(engine_fail_role_spared(f->e, second), -EEXIST);
+		assert_int_equal(atomic_load(&fl.calls), 1);
+		assert_int_equal(engine_state(f->e), RT_ENGINE_DEGRADED);
 		assert_int_equal(engine_fail_role(f->e, second), 0);
 		assert_int_equal(atomic_load(&fl.calls), 2);
 		f->faulty |= 1ull << second;
