@@ -101,38 +101,51 @@ any_image() {
 
 # storm_step LOOP LOG: one random admin command on one of the three arrays.
 storm_step() {
-	local id=$1 log=$2 a h roles u v
+	local id=$1 log=$2 a h roles u v m
 	a=$((RANDOM % 3))
 	h=${HASHES[a]}
 	roles=${ROLES[a]}
-	case $((RANDOM % 13)) in
+	case $((RANDOM % 15)) in
 	0) cmd "$log" status "$h" ;;
 	1) cmd "$log" list ;;
 	2) cmd "$log" list --units="$h" --json ;;
-	3)
-		cmd "$log" activate "$h"
+	3 | 4)
+		# Whichever changes the array's state, as far as status knows.
+		if "$RAIDTOOL_BIN" status "$h" 2>/dev/null | grep -q "state *: active"; then
+			cmd "$log" deactivate "$h"
+		else
+			cmd "$log" activate "$h"
+		fi
 		# An array failed beyond its level: forced assembly, as an admin would.
 		if [ "$RC" = 3 ] && [[ "$OUT" == *"activate --force"* ]]; then
 			cmd "$log" activate --force "$h"
 		fi ;;
-	4 | 5) cmd "$log" deactivate "$h" ;;
-	6) cmd "$log" fail "$h" $((RANDOM % roles)) ;;
-	7)
-		# By role, or by the loop device of any unit (a spare's, another array's).
+	5) cmd "$log" activate "$h" ;;
+	6) cmd "$log" deactivate "$h" ;;
+	7) cmd "$log" fail "$h" $((RANDOM % roles)) ;;
+	8) cmd "$log" remove "$h" $((RANDOM % roles)) ;;
+	9)
+		# By the loop device of any unit (a spare's, another array's).
 		u=$(loop_of "$(any_image)")
-		cmd "$log" remove "$h" "$(pick $((RANDOM % roles)) "${u:-0}")" ;;
-	8 | 12) cmd "$log" add "$h" "$(any_image)" ;;
-	9) cmd "$log" rename "$h" "${NAME}a${a}n$((RANDOM % 2))" ;;
+		cmd "$log" remove "$h" "${u:-0}" ;;
 	10)
+		# A spare, or one of the array's own units (back after fail and remove).
+		read -r -a m <<<"${MEMBERS[a]}"
+		cmd "$log" add "$h" "$(pick "${SPARES[@]}" "${m[@]}")" ;;
+	11) cmd "$log" add "$h" "$(any_image)" ;;
+	12) cmd "$log" rename "$h" "${NAME}a${a}n$((RANDOM % 2))" ;;
+	13)
 		# The anchor's name is taken all along: create must refuse it,
 		# whatever the units.
 		u=$(any_image)
 		v=$(any_image)
-		[ "$u" = "$v" ] && return 0
-		cmd "$log" create "${NAME}anchor" --level 1 "$u" "$v"
-		[ "$RC" = 0 ] && bad "create took the name ${NAME}anchor, which is in use: $OUT"
-		;;
-	11)
+		if [ "$u" != "$v" ]; then
+			cmd "$log" create "${NAME}anchor" --level 1 "$u" "$v"
+			if [ "$RC" = 0 ]; then
+				bad "create took the name ${NAME}anchor, which is in use: $OUT"
+			fi
+		fi ;;
+	14)
 		# A scratch array of this loop's own, made and wiped again.
 		u=${CPOOL[2 * id]}
 		v=${CPOOL[2 * id + 1]}
@@ -142,6 +155,7 @@ storm_step() {
 			[ "$RC" = 0 ] || bad "zero of the scratch array's units failed: $OUT"
 		fi ;;
 	esac
+	return 0
 }
 
 # storm_loop ID END: random admin commands until END (seconds since the
@@ -191,6 +205,12 @@ data_loop() {
 		health=$("$RAIDTOOL_BIN" status --json "${HASHES[a]}" 2>/dev/null | jq -r .health)
 		echo "$(date +%T.%N) array $a slot $s: write failed (health now $health):" \
 			"$(cat "$TESTDIR/dd.err")" >> "$log"
+		# The device went away before dd opened it: a deactivate came first.
+		# Once open, it cannot be stopped, and no admin command makes an
+		# array fail (fail refuses a unit its level cannot spare).
+		if ! grep -q "failed to open" "$TESTDIR/dd.err"; then
+			bad "array $a slot $s: a write failed (health now $health): $(cat "$TESTDIR/dd.err")"
+		fi
 	done
 	echo "data loop done" >> "$log"
 }
@@ -206,6 +226,7 @@ make_array() {
 	ROLES[a]=$count
 	LEVELS[a]=$level
 	IMAGES+=("${u[@]}")
+	MEMBERS[a]="${u[*]}"
 	run --separate-stderr raidtool activate "${HASHES[a]}"
 	assert_success
 	for ((s = 0; s < NSLOTS; s++)); do
@@ -341,11 +362,13 @@ restore() {
 	HASHES=()
 	ROLES=()
 	LEVELS=()
+	MEMBERS=()
 	make_array 0 1 3
 	make_array 1 5 4
 	make_array 2 0 2
 	# Spares, and the names' anchor (an array nobody touches).
-	mapfile -t -O "${#IMAGES[@]}" IMAGES < <(make_images spare 4 32M)
+	mapfile -t SPARES < <(make_images spare 4 32M)
+	IMAGES+=("${SPARES[@]}")
 	run raidtool create "${NAME}anchor" --level linear "$(make_image anchor.img 8M)"
 	assert_success
 	# Each loop's own pair of small images for its scratch arrays.
