@@ -370,9 +370,18 @@ int cli_control_send(const char *id, const char *what, const char *verb, const c
 		return cli_usage_error(verb, "argument too long");
 	/* One admin command on the array at a time (lib/lock.c). */
 	if (!uuid_is_null(uuid)) {
+		uint8_t runs[RT_UUID_SIZE];
+
 		r = lock_take_array(uuid, &lock_fd);
 		if (r < 0)
 			return cli_fail(r, "'%s': %s", name, what);
+		/* The lock's holder may have been a deactivate: its socket is gone. */
+		if (!engine_runs(name, uuid, runs)) {
+			lock_release(lock_fd);
+			cli_error("'%s': %s: not active (it stopped while this command waited "
+				  "for the array's lock)", name, what);
+			return EXIT_NOTFOUND;
+		}
 	}
 	r = control_command(name, req, msg, msglen);
 	lock_release(lock_fd);

@@ -228,3 +228,48 @@ hold_lock() {
 		[ "$(jq -r .state <<<"$output")" = inactive ]
 	done
 }
+
+# holds_open PID FILE: process PID has FILE open.
+holds_open() {
+	local fd
+	for fd in /proc/"$1"/fd/*; do
+		[ "$(readlink "$fd" 2>/dev/null)" = "$2" ] && return 0
+	done
+	return 1
+}
+
+@test "a command that waited for the lock of an array that stopped meanwhile says so, not ENOENT" {
+	local u uuid pid rm_pid rc
+	mapfile -t u < <(make_images u 2 32M)
+	run raidtool create "$NAME" --level 1 --assume-clean "${u[@]}"
+	assert_success
+	run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	uuid=$(raidtool lookup --json "$NAME" 2>/dev/null | jq -r .uuid)
+	pid=$(raidtool status --json "$NAME" 2>/dev/null | jq -r .pid)
+	hold_lock "$uuid"
+	"$RAIDTOOL_BIN" remove "$NAME" 0 >"$TESTDIR/remove.out" 2>&1 &
+	rm_pid=$!
+	BGPIDS+=("$rm_pid")
+	# remove has found the array running and waits for its lock.
+	for _ in $(seq 200); do
+		holds_open "$rm_pid" "$RAIDTOOL_RUNDIR/lock/$uuid" && break
+		sleep 0.05
+	done
+	holds_open "$rm_pid" "$RAIDTOOL_RUNDIR/lock/$uuid" || fail "remove never waited for the lock"
+	# The engine stops (as a deactivate holding the lock would stop it).
+	kill -TERM "$pid"
+	for _ in $(seq 200); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	kill -0 "$pid" 2>/dev/null && fail "engine $pid did not stop"
+	kill "${BGPIDS[-2]}"
+	rc=0
+	wait "$rm_pid" || rc=$?
+	[ "$rc" = 3 ] || fail "remove: exit $rc: $(cat "$TESTDIR/remove.out")"
+	grep -q "not active (it stopped while this command waited" "$TESTDIR/remove.out" ||
+		fail "remove: $(cat "$TESTDIR/remove.out")"
+	grep -q "No such file" "$TESTDIR/remove.out" && fail "remove: $(cat "$TESTDIR/remove.out")"
+	return 0
+}
