@@ -78,7 +78,10 @@ cmd() {
 	OUT=$(timeout -k 5 "$CMD_TIMEOUT" "$RAIDTOOL_BIN" "$@" 2>&1) || RC=$?
 	printf '%s %s -> %s\n%s\n' "$(date +%T.%N)" "$*" "$RC" "${OUT//$'\n'/$'\n'    }" >> "$log"
 	case "$RC" in
-	0 | 1 | 3 | 4 | 5) ;;
+	0) ;;
+	1 | 3 | 4 | 5)
+		# A refusal says why, in the words raidtool(8) documents for it.
+		grep -qE "${REFUSALS[RC]}" <<<"$OUT" || bad "exit $RC, not for a known reason: raidtool $*: $OUT" ;;
 	124 | 137) bad "hung (killed after ${CMD_TIMEOUT}s): raidtool $*" ;;
 	*) bad "exit $RC: raidtool $*: $OUT" ;;
 	esac
@@ -86,6 +89,16 @@ cmd() {
 		bad "reset: raidtool $*: $OUT"
 	fi
 }
+
+# The reasons a command of the storm may give for each refusal (exit code):
+# what the state of the moment explains. Anything else is a finding (e.g. a
+# deactivate whose loop device did not detach, an add told ENOENT).
+REFUSALS=(
+	[1]="has no redundancy|too small for array"
+	[3]="not active|is stopping|has no unit to remove|not a unit of this array"
+	[4]="already active|already faulty|is working; fail it first|is being rebuilt|still holds|in use|is open in process|cannot stop|busy:"
+	[5]="name already taken|is a unit of array|already a unit of array|could not take writes without it"
+)
 
 # pick WORD...: one of the words, at random.
 pick() {
@@ -146,11 +159,14 @@ storm_step() {
 			fi
 		fi ;;
 	14)
-		# A scratch array of this loop's own, made and wiped again.
+		# A scratch array on this loop's own units, under the one name all
+		# loops use: while another loop's exists, create must refuse it.
 		u=${CPOOL[2 * id]}
 		v=${CPOOL[2 * id + 1]}
-		cmd "$log" create "${NAME}c$id" --level 1 --assume-clean "$u" "$v"
+		cmd "$log" create "${NAME}scratch" --level 1 --assume-clean "$u" "$v"
 		if [ "$RC" = 0 ]; then
+			cmd "$log" lookup "${NAME}scratch"
+			[ "$RC" = 0 ] || bad "two arrays named ${NAME}scratch: $OUT"
 			cmd "$log" zero "$u" "$v"
 			[ "$RC" = 0 ] || bad "zero of the scratch array's units failed: $OUT"
 		fi ;;
