@@ -118,7 +118,7 @@ storm_step() {
 	a=$((RANDOM % 3))
 	h=${HASHES[a]}
 	roles=${ROLES[a]}
-	case $((RANDOM % 15)) in
+	case $((RANDOM % 16)) in
 	0) cmd "$log" status "$h" ;;
 	1) cmd "$log" list ;;
 	2) cmd "$log" list --units="$h" --json ;;
@@ -158,7 +158,7 @@ storm_step() {
 				bad "create took the name ${NAME}anchor, which is in use: $OUT"
 			fi
 		fi ;;
-	14)
+	14 | 15)
 		# A scratch array on this loop's own units, under the one name all
 		# loops use: while another loop's exists, create must refuse it.
 		u=${CPOOL[2 * id]}
