@@ -4,8 +4,8 @@
 # (create, add, fail, remove, status, list, activate, deactivate, rename) on
 # three arrays at once for RAIDTOOL_STRESS_SECONDS (default 60), while a
 # fifth writes known data to whichever array runs. Every command must exit
-# with a documented code (0, a refusal, busy) within a time limit and never
-# report a reset connection. Afterwards every unit's superblock is examined
+# with a documented code (0, or a refusal or busy with a reason raidtool(8)
+# gives for it) within a time limit, and never report a reset connection. Afterwards every unit's superblock is examined
 # (the units of one array agree, stale ones are not listed in use), and every
 # array, made whole again, holds the data last written to it.
 
@@ -68,7 +68,7 @@ bad() {
 	printf '%s\n' "$*" >> "$BAD"
 }
 
-# cmd LOG WHAT ARGS...: run one raidtool command, bounded in time; log it and
+# cmd LOG ARGS...: run one raidtool command, bounded in time; log it and
 # its output to LOG; check that it ended with a documented exit code. The
 # output is left in $OUT, the exit code in $RC.
 cmd() {
