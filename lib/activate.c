@@ -48,6 +48,7 @@
 
 struct run {
 	char name[RT_NAME_MAX + 1];
+	uint8_t uuid[RT_UUID_SIZE];	/* keys the run directory */
 	int lock_fd;
 	int sig_fd;
 	int stop_fd;			/* eventfd: the control thread accepted a `stop` */
@@ -84,29 +85,30 @@ static void sleep_ms(long ms)
 		;
 }
 
-static void unlink_run_file(const char *name, const char *file)
+static void unlink_run_file(const uint8_t uuid[RT_UUID_SIZE], const char *file)
 {
 	char path[PATH_MAX];
 
-	if (control_path(name, file, path, sizeof(path)) == 0)
+	if (control_path(uuid, file, path, sizeof(path)) == 0)
 		unlink(path);
 }
 
-static void rmdir_run(const char *name, const char *sub)
+static void rmdir_run(const uint8_t uuid[RT_UUID_SIZE], const char *sub)
 {
 	char path[PATH_MAX];
 
-	if (control_path(name, sub, path, sizeof(path)) == 0)
+	if (control_path(uuid, sub, path, sizeof(path)) == 0)
 		rmdir(path);
 }
 
-static int write_run_file(const char *name, const char *file, const char *content)
+static int write_run_file(const uint8_t uuid[RT_UUID_SIZE], const char *file,
+			  const char *content)
 {
 	char path[PATH_MAX], tmp[PATH_MAX + 8];
 	size_t len = strlen(content);
 	int fd, r = 0;
 
-	r = control_path(name, file, path, sizeof(path));
+	r = control_path(uuid, file, path, sizeof(path));
 	if (r < 0)
 		return r;
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
@@ -1402,47 +1404,63 @@ static void harden_memory(struct run *run)
 		rt_log(RT_LOG_DEBUG, "'%s': PR_SET_IO_FLUSHER: %s", run->name, strerror(errno));
 }
 
-/* Leftovers of an engine that died (we hold the lock, so it is dead). */
-static int recover_leftovers(const char *name, char *did, size_t didlen)
+/* The first line of run file @file ("" when there is none). */
+static void read_run_file(const uint8_t uuid[RT_UUID_SIZE], const char *file, char *buf,
+			  size_t len)
 {
-	char mnt[PATH_MAX], devfile[PATH_MAX], hint[64] = "";
+	char path[PATH_MAX];
 	FILE *f;
+
+	buf[0] = '\0';
+	if (control_path(uuid, file, path, sizeof(path)) < 0 || !(f = fopen(path, "re")))
+		return;
+	if (!fgets(buf, (int)len, f))
+		buf[0] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	fclose(f);
+}
+
+/* Leftovers of an engine that died (we hold the lock, so it is dead). */
+static int recover_leftovers(const char *name, const uint8_t uuid[RT_UUID_SIZE], char *did,
+			     size_t didlen)
+{
+	char mnt[PATH_MAX], hint[64], link[PATH_MAX];
 	int r;
 
-	r = control_path(name, RT_CONTROL_MNT, mnt, sizeof(mnt));
+	r = control_path(uuid, RT_CONTROL_MNT, mnt, sizeof(mnt));
 	if (r < 0)
 		return r;
-	if (control_path(name, RT_CONTROL_DEVICE, devfile, sizeof(devfile)) == 0 &&
-	    (f = fopen(devfile, "re"))) {
-		if (!fgets(hint, sizeof(hint), f))
-			hint[0] = '\0';
-		hint[strcspn(hint, "\n")] = '\0';
-		fclose(f);
-	}
-	r = export_recover(name, mnt, hint, did, didlen);
+	read_run_file(uuid, RT_CONTROL_DEVICE, hint, sizeof(hint));
+	/* Died before it wrote its link: the name's, removed only if it points at its device. */
+	read_run_file(uuid, RT_CONTROL_LINK, link, sizeof(link));
+	if (strncmp(link, RT_DEV_DIR "/", strlen(RT_DEV_DIR "/")) != 0)
+		snprintf(link, sizeof(link), RT_DEV_DIR "/%s", name);
+	r = export_recover(name, link, mnt, hint, did, didlen);
 	if (r < 0)
 		return r;
-	unlink_run_file(name, RT_CONTROL_DEVICE);
-	unlink_run_file(name, RT_CONTROL_UUID);
-	unlink_run_file(name, RT_CONTROL_SOCK);
+	unlink_run_file(uuid, RT_CONTROL_DEVICE);
+	unlink_run_file(uuid, RT_CONTROL_LINK);
+	unlink_run_file(uuid, RT_CONTROL_SOCK);
 	return 0;
 }
 
 /* Remove the run files; the pid file goes last, just before its lock. */
 static void remove_run_files(struct run *run, bool keep_log)
 {
-	unlink_run_file(run->name, RT_CONTROL_DEVICE);
-	unlink_run_file(run->name, RT_CONTROL_UUID);
-	unlink_run_file(run->name, RT_CONTROL_SOCK);
-	rmdir_run(run->name, RT_CONTROL_MNT);
+	unlink_run_file(run->uuid, RT_CONTROL_DEVICE);
+	unlink_run_file(run->uuid, RT_CONTROL_LINK);
+	unlink_run_file(run->uuid, RT_CONTROL_SOCK);
+	rmdir_run(run->uuid, RT_CONTROL_MNT);
 	if (!keep_log)
-		unlink_run_file(run->name, RT_CONTROL_LOG);
+		unlink_run_file(run->uuid, RT_CONTROL_LOG);
 	if (run->lock_fd >= 0) {
-		unlink_run_file(run->name, RT_CONTROL_PID);
+		/* While we still hold the pid lock: nobody takes the name meanwhile. */
+		control_name_release(run->name, run->uuid);
+		unlink_run_file(run->uuid, RT_CONTROL_PID);
 		close(run->lock_fd);
 		run->lock_fd = -1;
 	}
-	rmdir_run(run->name, NULL);
+	rmdir_run(run->uuid, NULL);
 }
 
 /*
@@ -1809,22 +1827,25 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	struct rt_scan *scan = NULL;
 	struct rt_export_params xp;
 	struct control_ops ops;
-	char path[PATH_MAX], did[1024], msg[512], line[80];
+	char path[PATH_MAX], did[1024], msg[512], line[PATH_MAX], link_name[RT_NAME_MAX + 1];
+	uint8_t dead[RT_UUID_SIZE];
 	bool dirty = false, was_dirty;
 	int fd, r;
 
 	/*
-	 * Leftovers of a dead engine first when @id names them: the scan would
-	 * otherwise trip over its dead loop device.
+	 * Leftovers of a dead engine first when @id is the name it ran under:
+	 * a start after a crash finds a clean slate.
 	 */
-	if (sb_name_check(id) == 0 && control_probe(id, &probe) == 0 &&
-	    probe.state == RT_CONTROL_STALE && control_lock(id, &fd) == 0) {
-		r = recover_leftovers(id, did, sizeof(did));
+	if (sb_name_check(id) == 0 && control_name_lookup(id, dead) == 0 &&
+	    control_probe(dead, &probe) == 0 && probe.state == RT_CONTROL_STALE &&
+	    control_lock(dead, &fd) == 0) {
+		r = recover_leftovers(id, dead, did, sizeof(did));
 		if (r == 0) {
 			if (did[0])
 				rt_log(RT_LOG_WARN, "'%s': an earlier engine (pid %d) died; cleaned "
 				       "up: %s", id, (int)probe.pid, did);
 			snprintf(run->name, sizeof(run->name), "%s", id);
+			memcpy(run->uuid, dead, RT_UUID_SIZE);
 			run->lock_fd = fd;
 			remove_run_files(run, true);
 		} else {
@@ -1838,27 +1859,20 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	if (r < 0)
 		goto out_nolock;
 	snprintf(run->name, sizeof(run->name), "%s", a->sb.array.name);
+	memcpy(run->uuid, a->sb.array.uuid, RT_UUID_SIZE);
 
-	r = control_lock(run->name, &run->lock_fd);
+	r = control_lock(run->uuid, &run->lock_fd);
 	if (r == -EALREADY) {
 		struct rt_control_probe p;
-		uint8_t uuid[RT_UUID_SIZE];
 
-		control_probe(run->name, &p);
-		if (control_read_uuid(run->name, uuid) == 0 &&
-		    uuid_compare(uuid, a->sb.array.uuid) != 0)
-			rt_log(RT_LOG_ERROR, "'%s' (hashcode %08x): another array of that name "
-			       "runs (engine pid %d); two arrays of one name cannot run at once: "
-			       "rename one ('raidtool rename %08x NEWNAME')", run->name,
-			       a->sb.array.hashcode, (int)p.pid, a->sb.array.hashcode);
-		else
-			rt_log(RT_LOG_ERROR, "'%s': already active (engine pid %d%s%s)", run->name,
-			       (int)p.pid, p.link[0] ? ", device " : "", p.link);
+		control_probe(run->uuid, &p);
+		rt_log(RT_LOG_ERROR, "'%s': already active (engine pid %d%s%s)", run->name,
+		       (int)p.pid, p.link[0] ? ", device " : "", p.link);
 		goto out_nolock;
 	}
 	if (r < 0)
 		goto out_nolock;
-	r = recover_leftovers(run->name, did, sizeof(did));
+	r = recover_leftovers(run->name, run->uuid, did, sizeof(did));
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': an earlier engine died and its device is still in "
 		       "use; see 'raidtool deactivate %s'", run->name, run->name);
@@ -1872,15 +1886,6 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	r = assemble_open(a, run->force, &run->as);
 	if (r < 0)
 		goto out;
-	/* Before the block device appears: udev names it by this UUID. */
-	uuid_unparse_lower(run->as->sb.array.uuid, line);
-	strcat(line, "\n");
-	r = write_run_file(run->name, RT_CONTROL_UUID, line);
-	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': cannot write the run file '%s': %s", run->name,
-		       RT_CONTROL_UUID, strerror(-r));
-		goto out;
-	}
 	scan_free(scan);
 	scan = NULL;
 	r = check_degraded(run);
@@ -1918,7 +1923,7 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	run->started = (uint64_t)time(NULL);
 	start_recovery(run, was_dirty);
 
-	r = control_path(run->name, RT_CONTROL_MNT, path, sizeof(path));
+	r = control_path(run->uuid, RT_CONTROL_MNT, path, sizeof(path));
 	if (r < 0)
 		goto out;
 	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
@@ -1926,24 +1931,42 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 		rt_log(RT_LOG_ERROR, "'%s': cannot create '%s': %s", run->name, path, strerror(-r));
 		goto out;
 	}
+	/* The first running array of a name is /dev/raidtool/NAME, a second one its hashcode. */
+	r = control_name_claim(run->name, run->uuid);
+	if (r == 0) {
+		snprintf(link_name, sizeof(link_name), "%s", run->name);
+	} else if (r == -EEXIST) {
+		snprintf(link_name, sizeof(link_name), "%08x", run->as->sb.array.hashcode);
+		rt_log(RT_LOG_WARN, "'%s': another array of that name runs; this one is "
+		       RT_DEV_DIR "/%s", run->name, link_name);
+	} else {
+		rt_log(RT_LOG_ERROR, "'%s': cannot link the run directory to the name: %s",
+		       run->name, strerror(-r));
+		goto out;
+	}
 	xp = (struct rt_export_params){
 		.name = run->name,
+		.link_name = link_name,
 		.mountpoint = path,
 		.blocksize = run->as->sb.array.blocksize,
 	};
 	r = export_start(run->e, &xp, &run->x);
 	if (r < 0)
 		goto out;
-	snprintf(line, sizeof(line), "%s\n", export_device(run->x));
-	r = write_run_file(run->name, RT_CONTROL_DEVICE, line);
+	snprintf(line, sizeof(line), "%s\n", export_link(run->x));
+	r = write_run_file(run->uuid, RT_CONTROL_LINK, line);
+	if (r == 0) {
+		snprintf(line, sizeof(line), "%s\n", export_device(run->x));
+		r = write_run_file(run->uuid, RT_CONTROL_DEVICE, line);
+	}
 	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': cannot write the run file '%s': %s", run->name,
-		       RT_CONTROL_DEVICE, strerror(-r));
+		rt_log(RT_LOG_ERROR, "'%s': cannot write its run files: %s", run->name,
+		       strerror(-r));
 		goto out;
 	}
 	ops = (struct control_ops){ .ctx = run, .status = on_status, .stop = on_stop,
 				    .command = on_command };
-	r = control_server_start(run->name, &ops, &run->cs);
+	r = control_server_start(run->uuid, run->name, &ops, &run->cs);
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot start the control socket: %s", run->name,
 		       strerror(-r));
@@ -2016,7 +2039,7 @@ static void bg_ready(struct run *run, void *arg)
 
 	(void)arg;
 	/* From now on messages go to the log file; the parent is about to leave. */
-	if (control_path(run->name, RT_CONTROL_LOG, path, sizeof(path)) == 0) {
+	if (control_path(run->uuid, RT_CONTROL_LOG, path, sizeof(path)) == 0) {
 		log_file_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
 				   0600);
 		if (log_file_fd >= 0)
@@ -2027,7 +2050,8 @@ static void bg_ready(struct run *run, void *arg)
 		dup2(fd, STDERR_FILENO);
 		close(fd);
 	}
-	n = snprintf(line, sizeof(line), "R0 %s %s\n", export_link(run->x), export_device(run->x));
+	n = snprintf(line, sizeof(line), "R0 %s %s %s\n", export_link(run->x), export_device(run->x),
+		     run->name);
 	if (write(relay_fd, line, (size_t)n) < 0) {
 		/* The parent died: keep running; `deactivate` still works. */
 	}
@@ -2117,11 +2141,8 @@ static int parent_wait(int rfd, const struct rt_activate_opts *o)
 			} else if (line[0] == 'R') {
 				int e = (int)strtol(line + 1, NULL, 10);
 
-				if (e == 0 && sscanf(line + 1, "%*d %4095s %63s", link, dev) == 2) {
-					const char *slash = strrchr(link, '/');
-
-					snprintf(name, sizeof(name), "%.*s", (int)RT_NAME_MAX,
-						 slash ? slash + 1 : link);
+				if (e == 0 && sscanf(line + 1, "%*d %4095s %63s %63s", link, dev,
+						     name) == 3) {
 					if (o->ready)
 						o->ready(name, link, dev, o->arg);
 					result = 0;
@@ -2208,69 +2229,81 @@ static void wait_exit(pid_t pid)
 }
 
 /* After a dead engine's cleanup: can the array be activated again, and how? */
-static void verdict_of(const char *name, struct rt_deactivate_result *res)
+static void verdict_of(const uint8_t uuid[RT_UUID_SIZE], struct rt_deactivate_result *res)
 {
-	const struct rt_scan_array *a;
+	const struct rt_scan_array *a = NULL;
 	struct rt_scan *scan = NULL;
 
 	res->verdict = scan_devices(&scan);
-	if (res->verdict == 0)
-		res->verdict = scan_lookup(scan, name, &a);
-	if (res->verdict == 0)
-		res->verdict = assemble_verdict(a, res->why, sizeof(res->why));
-	else
+	if (res->verdict == 0) {
+		a = scan_find_uuid(scan, uuid);
+		res->verdict = a ? assemble_verdict(a, res->why, sizeof(res->why)) : -ENOENT;
+	}
+	if (!a)
 		snprintf(res->why, sizeof(res->why), "its units were not found: %s",
 			 strerror(-res->verdict));
 	scan_free(scan);
 }
 
-static int deactivate_stale(const char *name, struct rt_deactivate_result *res)
+static int deactivate_stale(const char *name, const uint8_t uuid[RT_UUID_SIZE],
+			    struct rt_deactivate_result *res)
 {
 	struct run run;
 	int r;
 
 	run_init(&run);
 	snprintf(run.name, sizeof(run.name), "%s", name);
-	r = control_lock(name, &run.lock_fd);
+	memcpy(run.uuid, uuid, RT_UUID_SIZE);
+	r = control_lock(uuid, &run.lock_fd);
 	if (r < 0)
 		return r;	/* -EALREADY: an engine just started */
-	r = recover_leftovers(name, res->did, sizeof(res->did));
+	r = recover_leftovers(name, uuid, res->did, sizeof(res->did));
 	if (r < 0) {
 		close(run.lock_fd);
 		return r;
 	}
 	res->how = RT_DEACTIVATE_RECOVERED;
 	remove_run_files(&run, true);
-	verdict_of(name, res);
+	verdict_of(uuid, res);
 	return 0;
 }
 
-/* The name and UUID of the array with hashcode @id. */
-static int resolve_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUID_SIZE])
+/*
+ * The name and UUID of array @id (NAME or HASHCODE), from the scan; a name
+ * several arrays share is refused (-ENOTUNIQ, logged). When no unit of it
+ * is found, the by-name link of an engine (or of what a dead one left).
+ */
+static int resolve_array(const char *id, char *name, size_t len, uint8_t uuid[RT_UUID_SIZE])
 {
 	const struct rt_scan_array *a;
 	struct rt_scan *scan = NULL;
-	uint32_t hash;
 	int r;
 
-	if (sb_hashcode_parse(id, &hash) < 0)
-		return -ENOENT;
 	r = scan_devices(&scan);
-	if (r == 0)
+	if (r == 0) {
 		r = scan_lookup(scan, id, &a);
+		if (r == -ENOTUNIQ)
+			scan_find(scan, id, &a);	/* it lists the arrays */
+	}
 	if (r == 0) {
 		snprintf(name, len, "%s", a->sb.array.name);
 		memcpy(uuid, a->sb.array.uuid, RT_UUID_SIZE);
 	}
 	scan_free(scan);
-	return r;
+	if (r == 0 || r == -ENOTUNIQ)
+		return r;
+	if (sb_name_check(id) == 0 && control_name_lookup(id, uuid) == 0) {
+		snprintf(name, len, "%s", id);
+		return 0;
+	}
+	return -ENOENT;
 }
 
 int deactivate_array(const char *id, struct rt_deactivate_result *res)
 {
 	struct rt_control_probe p;
 	char name[RT_NAME_MAX + 1];
-	uint8_t want[RT_UUID_SIZE];
+	uint8_t uuid[RT_UUID_SIZE];
 	int r;
 
 	if (!id || !res)
@@ -2280,24 +2313,16 @@ int deactivate_array(const char *id, struct rt_deactivate_result *res)
 		rt_log(RT_LOG_ERROR, "'%s': not a valid array name", id);
 		return -EINVAL;
 	}
-	snprintf(name, sizeof(name), "%s", id);
-	r = control_probe(name, &p);
+	r = resolve_array(id, name, sizeof(name), uuid);
+	if (r == -ENOTUNIQ)
+		return r;
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': not active", id);
+		return -ENXIO;
+	}
+	r = control_probe(uuid, &p);
 	if (r < 0)
 		return r;
-	if (p.state == RT_CONTROL_INACTIVE && resolve_name(id, name, sizeof(name), want) == 0) {
-		uint8_t runs[RT_UUID_SIZE];
-
-		r = control_probe(name, &p);
-		if (r < 0)
-			return r;
-		/* A hashcode names exactly one array: not another one of its name. */
-		if (p.state != RT_CONTROL_INACTIVE && control_read_uuid(name, runs) == 0 &&
-		    uuid_compare(runs, want) != 0) {
-			rt_log(RT_LOG_ERROR, "'%s': not active (another array named '%s' is)", id,
-			       name);
-			return -ENXIO;
-		}
-	}
 	snprintf(res->name, sizeof(res->name), "%s", name);
 	res->pid = p.pid;
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -2306,13 +2331,13 @@ int deactivate_array(const char *id, struct rt_deactivate_result *res)
 			return -ENXIO;
 		}
 		if (p.state == RT_CONTROL_STALE) {
-			r = deactivate_stale(name, res);
+			r = deactivate_stale(name, uuid, res);
 			if (r != -EALREADY)
 				return r;
-			control_probe(name, &p);	/* it came alive meanwhile */
+			control_probe(uuid, &p);	/* it came alive meanwhile */
 			continue;
 		}
-		r = control_stop(name);
+		r = control_stop(uuid, name);
 		if (r == 0) {
 			res->how = RT_DEACTIVATE_STOPPED;
 			wait_exit(p.pid);
@@ -2320,7 +2345,7 @@ int deactivate_array(const char *id, struct rt_deactivate_result *res)
 		}
 		if (r == -ENOENT || r == -ECONNREFUSED) {
 			/* No socket (yet): starting, or died between probe and connect. */
-			control_probe(name, &p);
+			control_probe(uuid, &p);
 			if (p.state == RT_CONTROL_ACTIVE) {
 				rt_log(RT_LOG_ERROR, "'%s': the engine (pid %d) does not answer on its "
 				       "control socket; is it still starting?", name, (int)p.pid);

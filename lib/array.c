@@ -104,6 +104,12 @@ static int new_unit_open(const char *path, uint32_t chunk, unsigned flags, bool 
 	char type[64];
 	int r;
 
+	if (scan_is_array_device(path)) {
+		rt_log(RT_LOG_ERROR, "'%s': the block device of a raidtool array: raidtool builds "
+		       "no array on its own arrays (scans skip their devices, so it could not "
+		       "be found again)", path);
+		return -EINVAL;
+	}
 	r = unit_open(path, flags | RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH, &u);
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, open_failure_reason(r));

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -43,16 +44,18 @@ const char *control_rundir(void)
 	return d && *d ? d : RT_RUNDIR_DEFAULT;
 }
 
-int control_path(const char *name, const char *file, char *buf, size_t len)
+int control_path(const uint8_t uuid[RT_UUID_SIZE], const char *file, char *buf, size_t len)
 {
+	char key[37];
 	int n;
 
-	if (!name || sb_name_check(name) < 0)
+	if (!uuid || uuid_is_null(uuid))
 		return -EINVAL;
+	uuid_unparse_lower(uuid, key);
 	if (file)
-		n = snprintf(buf, len, "%s/%s/%s", control_rundir(), name, file);
+		n = snprintf(buf, len, "%s/%s/%s", control_rundir(), key, file);
 	else
-		n = snprintf(buf, len, "%s/%s", control_rundir(), name);
+		n = snprintf(buf, len, "%s/%s", control_rundir(), key);
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
@@ -88,56 +91,153 @@ int control_make_rundir(void)
 	return r;
 }
 
-int control_read_uuid(const char *name, uint8_t uuid[RT_UUID_SIZE])
+/* ---- the by-name links -------------------------------------------------- */
+
+/* "<rundir>/<name>", the by-name link's path. */
+static int name_link_path(const char *name, char *buf, size_t len)
 {
-	char path[PATH_MAX], line[64];
+	int n;
+
+	if (!name || sb_name_check(name) < 0)
+		return -EINVAL;
+	n = snprintf(buf, len, "%s/%s", control_rundir(), name);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int control_name_lookup(const char *name, uint8_t uuid[RT_UUID_SIZE])
+{
+	char path[PATH_MAX], target[64];
+	ssize_t n;
 	int r;
 
-	r = control_path(name, RT_CONTROL_UUID, path, sizeof(path));
+	r = name_link_path(name, path, sizeof(path));
 	if (r < 0)
 		return r;
-	r = read_line_file(path, line, sizeof(line));
-	if (r < 0)
-		return r;
-	return uuid_parse(line, uuid) == 0 ? 0 : -EINVAL;
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return errno == EINVAL ? -ENOENT : -errno;	/* EINVAL: not a link */
+	target[n] = '\0';
+	return uuid_parse(target, uuid) == 0 ? 0 : -ENOENT;
 }
 
 /*
- * The engine's loop device is attached to <rundir>/<NAME>/mnt/<NAME>, so its
- * backing file names the run directory even where RAIDTOOL_RUNDIR is not
- * set (udev runs programs with the device's properties only).
+ * The links change under an flock of the run directory itself: held for a
+ * few system calls, so that two engines starting at once agree on which
+ * one holds the name.
+ */
+static int lock_rundir(void)
+{
+	int fd = open(control_rundir(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			int r = -errno;
+
+			close(fd);
+			return r;
+		}
+	}
+	return fd;
+}
+
+int control_name_claim(const char *name, const uint8_t uuid[RT_UUID_SIZE])
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 32], key[37];
+	uint8_t holder[RT_UUID_SIZE];
+	struct rt_control_probe p;
+	struct stat st;
+	int fd, r;
+
+	r = name_link_path(name, path, sizeof(path));
+	if (r < 0)
+		return r;
+	fd = lock_rundir();
+	if (fd < 0)
+		return fd;
+	r = control_name_lookup(name, holder);
+	if (r == 0 && uuid_compare(holder, uuid) != 0 && control_probe(holder, &p) == 0 &&
+	    p.state == RT_CONTROL_ACTIVE) {
+		r = -EEXIST;	/* another running array holds the name */
+		goto out;
+	}
+	if (r < 0 && lstat(path, &st) == 0 && !S_ISLNK(st.st_mode)) {
+		r = -EEXIST;	/* not a link of ours (the lock directory, say) */
+		goto out;
+	}
+	/* Free, ours already, or left by an engine that died: point it at us. */
+	uuid_unparse_lower(uuid, key);
+	snprintf(tmp, sizeof(tmp), "%s.%d.new", path, (int)getpid());
+	unlink(tmp);
+	r = symlink(key, tmp) < 0 || rename(tmp, path) < 0 ? -errno : 0;
+	if (r < 0)
+		unlink(tmp);
+out:
+	close(fd);
+	return r;
+}
+
+void control_name_release(const char *name, const uint8_t uuid[RT_UUID_SIZE])
+{
+	char path[PATH_MAX];
+	uint8_t holder[RT_UUID_SIZE];
+	int fd;
+
+	if (name_link_path(name, path, sizeof(path)) < 0)
+		return;
+	fd = lock_rundir();
+	if (fd < 0)
+		return;
+	if (control_name_lookup(name, holder) == 0 && uuid_compare(holder, uuid) == 0)
+		unlink(path);
+	close(fd);
+}
+
+/*
+ * The engine's loop device is attached to <rundir>/<UUID>/mnt/<NAME>, so its
+ * backing file names the array even where RAIDTOOL_RUNDIR is not set (udev
+ * runs programs with the device's properties only).
  */
 int control_array_of_device(const char *dev, char *name, size_t namelen,
 			    uint8_t uuid[RT_UUID_SIZE])
 {
-	char file[PATH_MAX], path[PATH_MAX + 16], line[64];
-	char *base, *mnt, *dir;
-	int r;
+	char file[PATH_MAX];
 
 	if (loopdev_backing_file(dev, file, sizeof(file)) < 0)
 		return -ENODEV;
-	base = strrchr(file, '/');
+	return control_array_of_file(file, name, namelen, uuid);
+}
+
+int control_array_of_file(const char *file, char *name, size_t namelen,
+			  uint8_t uuid[RT_UUID_SIZE])
+{
+	const char *base, *mnt, *key;
+	size_t len = strlen(file);
+	char keybuf[37];
+
+	/* ".../<UUID>/mnt/<NAME>": walk back over the three components. */
+	base = memrchr(file, '/', len);
 	if (!base || base == file)
 		return -ENODEV;
-	*base++ = '\0';
-	mnt = strrchr(file, '/');
-	if (!mnt || strcmp(mnt, "/" RT_CONTROL_MNT) != 0)
+	mnt = memrchr(file, '/', (size_t)(base - file));
+	if (!mnt || (size_t)(base - mnt) != strlen("/" RT_CONTROL_MNT) ||
+	    strncmp(mnt, "/" RT_CONTROL_MNT, strlen("/" RT_CONTROL_MNT)) != 0 || mnt == file)
 		return -ENODEV;
-	*mnt = '\0';
-	dir = strrchr(file, '/');
-	if (!dir || strcmp(dir + 1, base) != 0 || sb_name_check(base) < 0)
+	key = memrchr(file, '/', (size_t)(mnt - file));
+	if (!key || (size_t)(mnt - key - 1) != sizeof(keybuf) - 1)
 		return -ENODEV;
-	snprintf(path, sizeof(path), "%s/" RT_CONTROL_UUID, file);
-	r = read_line_file(path, line, sizeof(line));
-	if (r < 0 || uuid_parse(line, uuid) != 0)
+	memcpy(keybuf, key + 1, sizeof(keybuf) - 1);
+	keybuf[sizeof(keybuf) - 1] = '\0';
+	if (uuid_parse(keybuf, uuid) != 0 || sb_name_check(base + 1) < 0)
 		return -ENODEV;
-	if (strlen(base) >= namelen)
+	if (strlen(base + 1) >= namelen)
 		return -ENAMETOOLONG;
-	memcpy(name, base, strlen(base) + 1);
+	memcpy(name, base + 1, strlen(base + 1) + 1);
 	return 0;
 }
 
-int control_probe(const char *name, struct rt_control_probe *p)
+int control_probe(const uint8_t uuid[RT_UUID_SIZE], struct rt_control_probe *p)
 {
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 	char path[PATH_MAX], line[64];
@@ -146,7 +246,7 @@ int control_probe(const char *name, struct rt_control_probe *p)
 	if (!p)
 		return -EINVAL;
 	memset(p, 0, sizeof(*p));
-	r = control_path(name, RT_CONTROL_PID, path, sizeof(path));
+	r = control_path(uuid, RT_CONTROL_PID, path, sizeof(path));
 	if (r < 0)
 		return r;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -165,15 +265,18 @@ int control_probe(const char *name, struct rt_control_probe *p)
 	p->state = fl.l_type == F_UNLCK ? RT_CONTROL_STALE : RT_CONTROL_ACTIVE;
 	if (read_line_file(path, line, sizeof(line)) == 0)
 		p->pid = (pid_t)strtol(line, NULL, 10);
-	if (control_path(name, RT_CONTROL_DEVICE, path, sizeof(path)) == 0 &&
+	if (control_path(uuid, RT_CONTROL_DEVICE, path, sizeof(path)) == 0 &&
 	    read_line_file(path, line, sizeof(line)) == 0)
 		snprintf(p->device, sizeof(p->device), "%s", line);
-	if (p->state == RT_CONTROL_ACTIVE && p->device[0])
-		snprintf(p->link, sizeof(p->link), "/dev/raidtool/%s", name);
+	if (control_path(uuid, RT_CONTROL_LINK, path, sizeof(path)) == 0 &&
+	    read_line_file(path, line, sizeof(line)) == 0)
+		snprintf(p->link, sizeof(p->link), "%s", line);
+	if (p->state != RT_CONTROL_ACTIVE || !p->device[0])
+		p->link[0] = '\0';
 	return 0;
 }
 
-int control_lock(const char *name, int *out)
+int control_lock(const uint8_t uuid[RT_UUID_SIZE], int *out)
 {
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 	char path[PATH_MAX], line[32];
@@ -183,21 +286,22 @@ int control_lock(const char *name, int *out)
 	r = control_make_rundir();
 	if (r < 0)
 		return r;
-	r = control_path(name, NULL, path, sizeof(path));
+	r = control_path(uuid, NULL, path, sizeof(path));
 	if (r < 0)
 		return r;
 	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 		r = -errno;
-		rt_log(RT_LOG_ERROR, "'%s': cannot create '%s': %s", name, path, strerror(-r));
+		rt_log(RT_LOG_ERROR, "'%s': cannot create the run directory: %s", path,
+		       strerror(-r));
 		return r;
 	}
-	r = control_path(name, RT_CONTROL_PID, path, sizeof(path));
+	r = control_path(uuid, RT_CONTROL_PID, path, sizeof(path));
 	if (r < 0)
 		return r;
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0) {
 		r = -errno;
-		rt_log(RT_LOG_ERROR, "'%s': cannot open '%s': %s", name, path, strerror(-r));
+		rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, strerror(-r));
 		return r;
 	}
 	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
@@ -221,7 +325,7 @@ int control_lock(const char *name, int *out)
  * sun_path holds 107 bytes; a deep RAIDTOOL_RUNDIR does not fit. Then the
  * directory is opened and named through /proc/self/fd/N.
  */
-static int sock_addr(const char *name, struct sockaddr_un *sa, int *dirfd)
+static int sock_addr(const uint8_t uuid[RT_UUID_SIZE], struct sockaddr_un *sa, int *dirfd)
 {
 	char path[PATH_MAX];
 	int r;
@@ -229,14 +333,14 @@ static int sock_addr(const char *name, struct sockaddr_un *sa, int *dirfd)
 	*dirfd = -1;
 	memset(sa, 0, sizeof(*sa));
 	sa->sun_family = AF_UNIX;
-	r = control_path(name, RT_CONTROL_SOCK, path, sizeof(path));
+	r = control_path(uuid, RT_CONTROL_SOCK, path, sizeof(path));
 	if (r < 0)
 		return r;
 	if (strlen(path) < sizeof(sa->sun_path)) {
 		memcpy(sa->sun_path, path, strlen(path) + 1);
 		return 0;
 	}
-	r = control_path(name, NULL, path, sizeof(path));
+	r = control_path(uuid, NULL, path, sizeof(path));
 	if (r < 0)
 		return r;
 	*dirfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -689,6 +793,7 @@ static void status_from_json(const struct jval *o, struct rt_control_status *st)
 
 struct control_server {
 	char name[RT_NAME_MAX + 1];
+	uint8_t uuid[RT_UUID_SIZE];
 	char sock_path[PATH_MAX];
 	struct control_ops ops;
 	int listen_fd;
@@ -844,16 +949,16 @@ static int read_request(int fd, char *buf, size_t len)
 /* A request meant for array @want: refused (ESTALE) unless we run it. */
 static int check_uuid(struct control_server *s, const char *want, char *why, size_t len)
 {
-	uint8_t w[RT_UUID_SIZE], ours[RT_UUID_SIZE];
+	uint8_t w[RT_UUID_SIZE];
 
 	if (uuid_parse(want, w) != 0) {
 		snprintf(why, len, "'%.40s': not a UUID", want);
 		return -EINVAL;
 	}
-	if (control_read_uuid(s->name, ours) == 0 && uuid_compare(w, ours) == 0)
+	if (uuid_compare(w, s->uuid) == 0)
 		return 0;
-	snprintf(why, len, "this engine does not run array %s (another array named '%s' runs "
-		 "here)", want, s->name);
+	snprintf(why, len, "this engine does not run array %s (it runs array '%s')", want,
+		 s->name);
 	return -ESTALE;
 }
 
@@ -977,8 +1082,8 @@ static void *server_main(void *arg)
 	return NULL;
 }
 
-int control_server_start(const char *name, const struct control_ops *ops,
-			 struct control_server **out)
+int control_server_start(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+			 const struct control_ops *ops, struct control_server **out)
 {
 	struct control_server *s;
 	struct sockaddr_un sa;
@@ -997,10 +1102,11 @@ int control_server_start(const char *name, const struct control_ops *ops,
 	s->pending_fd = -1;
 	s->ops = *ops;
 	snprintf(s->name, sizeof(s->name), "%s", name);
-	r = control_path(name, RT_CONTROL_SOCK, s->sock_path, sizeof(s->sock_path));
+	memcpy(s->uuid, uuid, RT_UUID_SIZE);
+	r = control_path(uuid, RT_CONTROL_SOCK, s->sock_path, sizeof(s->sock_path));
 	if (r < 0)
 		goto fail;
-	r = sock_addr(name, &sa, &dirfd);
+	r = sock_addr(uuid, &sa, &dirfd);
 	if (r < 0)
 		goto fail;
 	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1088,8 +1194,8 @@ void control_server_finish(struct control_server *s, int err, const char *msg)
 
 /* ---- the client --------------------------------------------------------- */
 
-int control_request(const char *name, const char *request, char *reply, size_t len,
-		    int timeout_ms)
+int control_request(const uint8_t uuid[RT_UUID_SIZE], const char *request, char *reply,
+		    size_t len, int timeout_ms)
 {
 	struct sockaddr_un sa;
 	size_t n = 0;
@@ -1098,7 +1204,7 @@ int control_request(const char *name, const char *request, char *reply, size_t l
 	if (!request || !reply || len < 2 || strchr(request, '\n') ||
 	    strlen(request) + 2 > RT_CONTROL_LINE_MAX)
 		return -EINVAL;
-	r = sock_addr(name, &sa, &dirfd);
+	r = sock_addr(uuid, &sa, &dirfd);
 	if (r < 0)
 		return r;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1164,7 +1270,8 @@ out:
  * message") and returned as its negative errno; *@out gets the object of an
  * ok reply (the caller frees it with jv_free).
  */
-static int call(const char *name, const char *request, int timeout_ms, struct jval **out)
+static int call(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *request,
+		int timeout_ms, struct jval **out)
 {
 	char *reply;
 	struct jval *v;
@@ -1175,7 +1282,7 @@ static int call(const char *name, const char *request, int timeout_ms, struct jv
 	reply = malloc(REPLY_MAX);
 	if (!reply)
 		return -ENOMEM;
-	r = control_request(name, request, reply, REPLY_MAX, timeout_ms);
+	r = control_request(uuid, request, reply, REPLY_MAX, timeout_ms);
 	if (r == -ECONNRESET || r == -EPIPE || r == -EPROTO) {
 		/* Its socket closed under us: the engine stopped (or died) meanwhile. */
 		rt_log(RT_LOG_ERROR, "'%s': the engine stopped while answering; the request "
@@ -1207,12 +1314,12 @@ out:
 	return r;
 }
 
-int control_ping(const char *name, pid_t *pid)
+int control_ping(const uint8_t uuid[RT_UUID_SIZE], const char *name, pid_t *pid)
 {
 	struct jval *v;
 	int r;
 
-	r = call(name, "ping", STATUS_TIMEOUT_MS, &v);
+	r = call(uuid, name, "ping", STATUS_TIMEOUT_MS, &v);
 	if (r < 0)
 		return r;
 	if (pid)
@@ -1221,14 +1328,15 @@ int control_ping(const char *name, pid_t *pid)
 	return 0;
 }
 
-int control_status(const char *name, struct rt_control_status *st)
+int control_status(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+		   struct rt_control_status *st)
 {
 	struct jval *v;
 	int r;
 
 	if (!st)
 		return -EINVAL;
-	r = call(name, "status", STATUS_TIMEOUT_MS, &v);
+	r = call(uuid, name, "status", STATUS_TIMEOUT_MS, &v);
 	if (r < 0)
 		return r;
 	status_from_json(v, st);
@@ -1236,24 +1344,25 @@ int control_status(const char *name, struct rt_control_status *st)
 	return 0;
 }
 
-int control_stop(const char *name)
+int control_stop(const uint8_t uuid[RT_UUID_SIZE], const char *name)
 {
 	struct jval *v;
 	int r;
 
-	r = call(name, "stop", STOP_TIMEOUT_MS, &v);
+	r = call(uuid, name, "stop", STOP_TIMEOUT_MS, &v);
 	if (r < 0)
 		return r;
 	jv_free(v);
 	return 0;
 }
 
-int control_command(const char *name, const char *request, char *msg, size_t len)
+int control_command(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *request,
+		    char *msg, size_t len)
 {
 	struct jval *v;
 	int r;
 
-	r = call(name, request, COMMAND_TIMEOUT_MS, &v);
+	r = call(uuid, name, request, COMMAND_TIMEOUT_MS, &v);
 	if (r < 0)
 		return r;
 	if (msg && len)

@@ -751,7 +751,7 @@ int export_start(struct rt_engine *e, const struct rt_export_params *p, struct r
 	struct stat st;
 	int r;
 
-	if (!e || !p || !p->name || !p->mountpoint || !out)
+	if (!e || !p || !p->name || !p->link_name || !p->mountpoint || !out)
 		return -EINVAL;
 	*out = NULL;
 	x = calloc(1, sizeof(*x));
@@ -770,7 +770,7 @@ int export_start(struct rt_engine *e, const struct rt_export_params *p, struct r
 		r = -ENAMETOOLONG;
 		goto fail;
 	}
-	snprintf(x->link, sizeof(x->link), RT_DEV_DIR "/%s", p->name);
+	snprintf(x->link, sizeof(x->link), RT_DEV_DIR "/%s", p->link_name);
 	if (pthread_key_create(&x->bufkey, free_thread_buf)) {
 		r = -EAGAIN;
 		goto fail;
@@ -1031,15 +1031,15 @@ static int run_fusermount(const char *mnt)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
 }
 
-int export_recover(const char *name, const char *mountpoint, const char *dev_hint,
-		   char *did, size_t didlen)
+int export_recover(const char *name, const char *link, const char *mountpoint,
+		   const char *dev_hint, char *did, size_t didlen)
 {
-	char mnt[PATH_MAX], dir[PATH_MAX], dev[64] = "", link[PATH_MAX], why[PATH_MAX + 64];
+	char mnt[PATH_MAX], dir[PATH_MAX], dev[64] = "", why[PATH_MAX + 64];
 	char msg[PATH_MAX + 128];
 	const char *slash;
 	int excl = -1, r;
 
-	if (!name || !mountpoint || !did)
+	if (!name || !link || !mountpoint || !did)
 		return -EINVAL;
 	did[0] = '\0';
 	/* Canonical form for comparisons; the mount point itself may not answer. */
@@ -1058,7 +1058,6 @@ int export_recover(const char *name, const char *mountpoint, const char *dev_hin
 		snprintf(dev, sizeof(dev), "%s", dev_hint);
 	else
 		find_our_loop(mnt, name, dev, sizeof(dev));
-	snprintf(link, sizeof(link), RT_DEV_DIR "/%s", name);
 	if (dev[0]) {
 		r = export_dev_busy(dev, &excl, why, sizeof(why));
 		if (r == -EBUSY) {

@@ -25,6 +25,7 @@
 #include <raidtool/activate.h>
 #include <raidtool/control.h>
 #include <raidtool/incremental.h>
+#include <raidtool/lock.h>
 #include <raidtool/log.h>
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
@@ -334,27 +335,13 @@ out:
 	return r;
 }
 
-/*
- * Does an engine run this array? ALREADY when it does; a different array
- * running under the same name is reported and leaves ours unstarted.
- */
+/* Does an engine run this array? ALREADY (with its link) when it does. */
 static bool check_running(struct rt_incremental_result *res)
 {
 	struct rt_control_probe p;
-	uint8_t uuid[RT_UUID_SIZE];
-	int r;
 
-	if (control_probe(res->name, &p) < 0 || p.state != RT_CONTROL_ACTIVE)
+	if (control_probe(res->uuid, &p) < 0 || p.state != RT_CONTROL_ACTIVE)
 		return false;
-	r = control_read_uuid(res->name, uuid);
-	if (r == 0 && memcmp(uuid, res->uuid, RT_UUID_SIZE)) {
-		rt_log(RT_LOG_WARN, "'%s': another array of that name is running (engine pid %d); "
-		       "not starting array %08x (rename one of them)", res->name, (int)p.pid,
-		       res->hashcode);
-		res->started = RT_INC_NO;
-		return true;
-	}
-	/* No uuid file yet: an engine is starting, ours or not; it is taken as ours. */
 	res->started = RT_INC_ALREADY;
 	snprintf(res->link, sizeof(res->link), "%s", p.link);
 	return true;
@@ -369,18 +356,33 @@ static void on_ready(const char *name, const char *link, const char *dev, void *
 	snprintf(res->link, sizeof(res->link), "%s", link);
 }
 
+/* udev waits for incremental: the array's lock is waited for this long at most. */
+#define START_LOCK_WAIT_MS 5000
+
 static int start_array(struct rt_incremental_result *res)
 {
 	struct rt_activate_opts ao = { 0 };
+	long wait = lock_wait_ms() < START_LOCK_WAIT_MS ? lock_wait_ms() : START_LOCK_WAIT_MS;
 	char id[16];
-	int r;
+	int r, lock_fd;
 
+	/*
+	 * The array's admin lock, as `raidtool activate` takes it: not while a
+	 * deactivate, add, ... of it is under way (busy: not started). The
+	 * engine's process does not inherit it (it closes what it inherits).
+	 */
+	r = lock_take_array_within(res->uuid, wait, &lock_fd);
+	if (r < 0) {
+		res->started = RT_INC_NO;
+		return r;
+	}
 	/* By hashcode: two arrays may share a name, the map knows which one is meant. */
 	snprintf(id, sizeof(id), "%08x", res->hashcode);
 	ao.id = id;
 	ao.ready = on_ready;
 	ao.arg = res;
 	r = activate_array(&ao);
+	lock_release(lock_fd);
 	if (r == -EALREADY) {
 		check_running(res);
 		return 0;
@@ -511,7 +513,7 @@ static int readd_to_running(const char *dev, const struct rt_sb *sb,
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
-	r = control_status(res->name, st);
+	r = control_status(res->uuid, res->name, st);
 	if (r < 0)
 		goto out;
 	for (unsigned i = 0; i < st->n_units && !u; i++)
@@ -521,7 +523,7 @@ static int readd_to_running(const char *dev, const struct rt_sb *sb,
 			u = &st->units[i];
 	if (!u || snprintf(req, sizeof(req), "add %s", dev) >= (int)sizeof(req))
 		goto out;
-	r = control_command(res->name, req, res->msg, sizeof(res->msg));
+	r = control_command(res->uuid, res->name, req, res->msg, sizeof(res->msg));
 	res->readded = r == 0;
 	if (r < 0) {
 		/* The engine said why; the unit stays out, the array runs on as it was. */
@@ -656,12 +658,12 @@ static int remove_from_engine(const struct map_entry *e, struct rt_incremental_r
 	int r;
 
 	snprintf(req, sizeof(req), "fail --force %08x", e->unit_hashcode);
-	r = control_command(e->name, req, res->msg, sizeof(res->msg));
+	r = control_command(e->array_uuid, e->name, req, res->msg, sizeof(res->msg));
 	if (r < 0)
 		rt_log(RT_LOG_DEBUG, "incremental: '%s': fail %08x: %s", e->name,
 		       e->unit_hashcode, strerror(-r));
 	snprintf(req, sizeof(req), "remove %08x", e->unit_hashcode);
-	return control_command(e->name, req, res->msg, sizeof(res->msg));
+	return control_command(e->array_uuid, e->name, req, res->msg, sizeof(res->msg));
 }
 
 int incremental_remove(const char *dev, struct rt_incremental_result *res)

@@ -65,8 +65,13 @@ static int holder_pid(int fd)
 
 int lock_take(const char *key, int *out)
 {
+	return lock_take_within(key, wait_ms(), out);
+}
+
+int lock_take_within(const char *key, long limit, int *out)
+{
 	char path[PATH_MAX];
-	long waited = 0, limit = wait_ms();
+	long waited = 0;
 	int fd, r, n;
 
 	*out = -1;
@@ -101,14 +106,15 @@ int lock_take(const char *key, int *out)
 		if (waited >= limit) {
 			int pid = holder_pid(fd);
 
+			const char *what = !strcmp(key, RT_LOCK_NAMES) ?
+					   "the array names" : "this array";
+
 			if (pid > 0)
 				rt_log(RT_LOG_ERROR, "busy: another raidtool command (pid %d) has been "
-				       "working on %s for %ld s", pid, !strcmp(key, RT_LOCK_NAMES) ?
-				       "the array names" : "this array", limit / 1000);
+				       "working on %s for %ld s", pid, what, limit / 1000);
 			else
 				rt_log(RT_LOG_ERROR, "busy: another raidtool command has been working "
-				       "on %s for %ld s", !strcmp(key, RT_LOCK_NAMES) ?
-				       "the array names" : "this array", limit / 1000);
+				       "on %s for %ld s", what, limit / 1000);
 			close(fd);
 			return -EBUSY;
 		}
@@ -122,10 +128,20 @@ int lock_take(const char *key, int *out)
 
 int lock_take_array(const uint8_t uuid[RT_UUID_SIZE], int *fd)
 {
+	return lock_take_array_within(uuid, wait_ms(), fd);
+}
+
+int lock_take_array_within(const uint8_t uuid[RT_UUID_SIZE], long limit_ms, int *fd)
+{
 	char key[37];
 
 	uuid_unparse_lower(uuid, key);
-	return lock_take(key, fd);
+	return lock_take_within(key, limit_ms, fd);
+}
+
+long lock_wait_ms(void)
+{
+	return wait_ms();
 }
 
 void lock_release(int fd)

@@ -3,12 +3,18 @@
  * Find units: enumerate block devices, read raidtool's superblock from each,
  * group the units into arrays.
  *
- * libblkid's cache iterator keeps only devices on which one of blkid's own
- * probers recognised something, and no prober knows raidtool's magic: a
- * unit would never appear in it. So the iterator (over a /dev/null cache,
- * nothing stale trusted) is only one source of names; /sys/class/block,
- * which lists every block device the kernel has, including bound loop
- * devices and partitions, is the other. Both are deduplicated by devno.
+ * The names come from /sys/class/block, which lists every block device the
+ * kernel has, including bound loop devices and partitions (deduplicated by
+ * devno). libblkid's cache iterator is not used: it keeps only devices on
+ * which one of blkid's own probers recognised something (no prober knows
+ * raidtool's magic), and filling it (blkid_probe_all) opens every device,
+ * the block devices of running arrays included.
+ *
+ * Those are skipped before anything opens them: a loop device whose backing
+ * file (from sysfs) is an engine's FUSE file, <rundir>/<UUID>/mnt/<NAME>
+ * under any run directory. An open of one would make a concurrent
+ * `deactivate` find it in use, and raidtool builds no array on its own
+ * arrays (create and add refuse them).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -18,9 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <blkid.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <raidtool/control.h>
 #include <raidtool/log.h>
 #include <raidtool/loopdev.h>
 #include <raidtool/scan.h>
@@ -126,6 +132,16 @@ static int sysfs_size(dev_t d, uint64_t *bytes)
 	return 0;
 }
 
+bool scan_is_array_device(const char *devname)
+{
+	char file[PATH_MAX], name[RT_NAME_MAX + 1];
+	uint8_t uuid[RT_UUID_SIZE];
+
+	/* sysfs only (loopdev_backing_file stats the node and reads loop/backing_file). */
+	return loopdev_backing_file(devname, file, sizeof(file)) == 0 &&
+	       control_array_of_file(file, name, sizeof(name), uuid) == 0;
+}
+
 /* Look at one device: record it when it carries a raidtool superblock. */
 static int consider(struct scan_impl *si, struct devno_set *seen, const char *devname)
 {
@@ -146,6 +162,8 @@ static int consider(struct scan_impl *si, struct devno_set *seen, const char *de
 		return r;
 	if (sysfs_size(stt.st_rdev, &bytes) == 0 && bytes == 0)
 		return 0;	/* unbound loop, empty drive */
+	if (scan_is_array_device(devname))
+		return 0;
 
 	r = unit_open(devname, 0, &u);
 	if (r < 0) {
@@ -178,32 +196,6 @@ static int consider(struct scan_impl *si, struct devno_set *seen, const char *de
 out:
 	free(sb);
 	unit_close(u);
-	return r;
-}
-
-/* Names from libblkid's cache iterator; failure here is not fatal, sysfs follows. */
-static int scan_blkid(struct scan_impl *si, struct devno_set *seen)
-{
-	blkid_cache cache = NULL;
-	blkid_dev_iterate it;
-	blkid_dev dev;
-	int r = 0;
-
-	if (blkid_get_cache(&cache, "/dev/null") < 0) {
-		rt_log(RT_LOG_DEBUG, "scan: libblkid has no cache");
-		return 0;
-	}
-	if (blkid_probe_all(cache) < 0)
-		rt_log(RT_LOG_DEBUG, "scan: libblkid could not probe all devices");
-	it = blkid_dev_iterate_begin(cache);
-	while (it && blkid_dev_next(it, &dev) == 0) {
-		r = consider(si, seen, blkid_dev_devname(dev));
-		if (r < 0)
-			break;
-	}
-	if (it)
-		blkid_dev_iterate_end(it);
-	blkid_put_cache(cache);
 	return r;
 }
 
@@ -597,21 +589,14 @@ fail:
 
 static int add_all(struct scan_impl *si, struct devno_set *seen, const void *arg)
 {
-	int r, r_sys;
+	int r;
 
 	(void)arg;
-	r = scan_blkid(si, seen);
-	if (r < 0)
-		return r;
-	r_sys = scan_sysfs(si, seen);
-	if (r_sys == -ENOMEM)
-		return r_sys;
-	if (r_sys < 0) {
-		rt_log(RT_LOG_DEBUG, "scan: /sys/class/block: %s", strerror(-r_sys));
-		if (!seen->n)	/* neither source gave a single device */
-			return r_sys;
-	}
-	return 0;
+	r = scan_sysfs(si, seen);
+	if (r < 0 && r != -ENOMEM)
+		rt_log(RT_LOG_ERROR, "cannot list the block devices in /sys/class/block: %s",
+		       strerror(-r));
+	return r;
 }
 
 struct dev_list {
@@ -726,6 +711,15 @@ int scan_find(const struct rt_scan *s, const char *id, const struct rt_scan_arra
 		rt_log(RT_LOG_ERROR, "'%s': several arrays have this name (hashcodes%s); name "
 		       "one by its hashcode", id, list);
 	return r;
+}
+
+const struct rt_scan_array *scan_find_uuid(const struct rt_scan *s,
+					   const uint8_t uuid[RT_UUID_SIZE])
+{
+	for (size_t i = 0; s && i < s->n_arrays; i++)
+		if (!memcmp(s->arrays[i].sb.array.uuid, uuid, RT_UUID_SIZE))
+			return &s->arrays[i];
+	return NULL;
 }
 
 const struct rt_scan_unit *scan_find_unit(const struct rt_scan *s, const char *path)

@@ -237,48 +237,20 @@ int cli_scan_lookup(const char *id, struct rt_scan **s, const struct rt_scan_arr
 	return cli_lookup_array(*s, id, a);
 }
 
-int cli_probe_array(const char *name, const uint8_t *want, struct rt_control_probe *p,
-		    uint8_t runs[RT_UUID_SIZE])
-{
-	int r = control_probe(name, p);
-
-	if (r < 0)
-		return r;
-	if (control_read_uuid(name, runs) < 0)
-		uuid_clear(runs);	/* not written yet: whoever runs, runs */
-	else if (want && uuid_compare(runs, want) != 0)
-		memset(p, 0, sizeof(*p));	/* run files of another array of the name */
-	return 0;
-}
-
-/* Does an engine run array @want (NULL: whichever array) under @name? */
-static bool engine_runs(const char *name, const uint8_t *want, uint8_t runs[RT_UUID_SIZE])
-{
-	struct rt_control_probe p;
-
-	return cli_probe_array(name, want, &p, runs) == 0 && p.state == RT_CONTROL_ACTIVE;
-}
-
 int cli_find_running_uuid(const char *id, char *name, size_t len, bool *running,
 			  uint8_t uuid[RT_UUID_SIZE])
 {
 	const struct rt_scan_array *a;
+	struct rt_control_probe p;
 	struct rt_scan *s = NULL;
-	uint32_t hash;
 	int r;
 
-	/* A running array is found by its run directory, with no scan. */
-	if (sb_name_check(id) == 0 && sb_hashcode_parse(id, &hash) < 0 &&
-	    engine_runs(id, NULL, uuid)) {
-		snprintf(name, len, "%s", id);
-		*running = true;
-		return -1;
-	}
+	/* By a scan, never by the run directory alone: a stopped array may share the name. */
 	r = cli_scan_lookup(id, &s, &a);
 	if (r < 0) {
 		snprintf(name, len, "%s", a->sb.array.name);
-		*running = engine_runs(name, a->sb.array.uuid, uuid);
 		memcpy(uuid, a->sb.array.uuid, RT_UUID_SIZE);
+		*running = control_probe(uuid, &p) == 0 && p.state == RT_CONTROL_ACTIVE;
 	}
 	scan_free(s);
 	return r;
@@ -291,8 +263,48 @@ int cli_find_running(const char *id, char *name, size_t len, bool *running)
 	return cli_find_running_uuid(id, name, len, running, uuid);
 }
 
-/* As cli_running_name, with the running array's UUID. */
-static int running_name_uuid(const char *id, char *name, size_t len, uint8_t uuid[RT_UUID_SIZE])
+int cli_lock_array(const char *id, int *fd)
+{
+	const struct rt_scan_array *a;
+	uint8_t uuid[RT_UUID_SIZE];
+	struct rt_scan *s = NULL;
+	int r;
+
+	*fd = -1;
+	/* Quietly: a missing or ambiguous array is the command's to explain. */
+	r = scan_devices(&s);
+	if (r == 0)
+		r = scan_lookup(s, id, &a);
+	if (r == 0)
+		memcpy(uuid, a->sb.array.uuid, RT_UUID_SIZE);
+	if (s)
+		scan_free(s);
+	/* No unit found: what a dead engine left under the name still takes the lock. */
+	if (r == -ENOENT && sb_name_check(id) == 0)
+		r = control_name_lookup(id, uuid);
+	if (r < 0)
+		return -1;
+	r = lock_take_array(uuid, fd);
+	return r < 0 ? cli_fail(r, "'%s': cannot take the array's lock", id) : -1;
+}
+
+int cli_lock_array_and_names(const char *id, int *array_fd, int *names_fd)
+{
+	int r = cli_lock_array(id, array_fd);
+
+	*names_fd = -1;
+	if (r >= 0)
+		return r;
+	r = lock_take(RT_LOCK_NAMES, names_fd);
+	if (r < 0) {
+		lock_release(*array_fd);
+		*array_fd = -1;
+		return cli_fail(r, "'%s': cannot take the lock of the array names", id);
+	}
+	return -1;
+}
+
+int cli_running_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUID_SIZE])
 {
 	bool running;
 	int r = cli_find_running_uuid(id, name, len, &running, uuid);
@@ -304,86 +316,38 @@ static int running_name_uuid(const char *id, char *name, size_t len, uint8_t uui
 	return EXIT_NOTFOUND;
 }
 
-int cli_lock_array(const char *id, int *fd)
-{
-	uint8_t uuid[RT_UUID_SIZE];
-	int r;
-
-	struct rt_control_probe p;
-
-	*fd = -1;
-	/*
-	 * Run files under the name (an engine, running or dead) name the UUID:
-	 * no scan, which a dead engine's loop device would only disturb.
-	 */
-	if (sb_name_check(id) == 0 && control_probe(id, &p) == 0 &&
-	    p.state != RT_CONTROL_INACTIVE) {
-		if (control_read_uuid(id, uuid) < 0)
-			return -1;	/* still starting: its start holds the lock */
-	} else {
-		const struct rt_scan_array *a;
-		struct rt_scan *s = NULL;
-
-		/* Quietly: a missing or ambiguous array is the command's to explain. */
-		r = scan_devices(&s);
-		if (r == 0)
-			r = scan_lookup(s, id, &a);
-		if (r == 0)
-			memcpy(uuid, a->sb.array.uuid, RT_UUID_SIZE);
-		if (s)
-			scan_free(s);
-		if (r < 0)
-			return -1;
-	}
-	r = lock_take_array(uuid, fd);
-	return r < 0 ? cli_fail(r, "'%s': cannot take the array's lock", id) : -1;
-}
-
-int cli_running_name(const char *id, char *name, size_t len)
-{
-	uint8_t uuid[RT_UUID_SIZE];
-
-	return running_name_uuid(id, name, len, uuid);
-}
-
 int cli_control_send(const char *id, const char *what, const char *verb, const char *arg,
 		     char *name, size_t namelen, char *msg, size_t msglen)
 {
 	char req[RT_CONTROL_LINE_MAX], uu[sizeof(RT_CONTROL_UUID_PREFIX) + 37];
+	struct rt_control_probe p;
 	uint8_t uuid[RT_UUID_SIZE];
 	int r, lock_fd = -1;
 
-	r = running_name_uuid(id, name, namelen, uuid);
+	r = cli_running_name(id, name, namelen, uuid);
 	if (r >= 0)
 		return r;
 	if (strchr(arg, '\n') || strlen(verb) + strlen(arg) + 2 >= sizeof(req))
 		return cli_usage_error(verb, "'%s': not a valid argument", arg);
 	/* The engine refuses the request unless it runs exactly this array. */
-	uu[0] = '\0';
-	if (!uuid_is_null(uuid)) {
-		memcpy(uu, RT_CONTROL_UUID_PREFIX, strlen(RT_CONTROL_UUID_PREFIX));
-		uuid_unparse_lower(uuid, uu + strlen(RT_CONTROL_UUID_PREFIX));
-		strcat(uu, " ");
-	}
+	memcpy(uu, RT_CONTROL_UUID_PREFIX, strlen(RT_CONTROL_UUID_PREFIX));
+	uuid_unparse_lower(uuid, uu + strlen(RT_CONTROL_UUID_PREFIX));
+	strcat(uu, " ");
 	if (snprintf(req, sizeof(req), "%s%s%s%s", uu, verb, *arg ? " " : "", arg) >=
 	    (int)sizeof(req))
 		return cli_usage_error(verb, "argument too long");
 	/* One admin command on the array at a time (lib/lock.c). */
-	if (!uuid_is_null(uuid)) {
-		uint8_t runs[RT_UUID_SIZE];
-
-		r = lock_take_array(uuid, &lock_fd);
-		if (r < 0)
-			return cli_fail(r, "'%s': %s", name, what);
-		/* The lock's holder may have been a deactivate: its socket is gone. */
-		if (!engine_runs(name, uuid, runs)) {
-			lock_release(lock_fd);
-			cli_error("'%s': %s: not active (it stopped while this command waited "
-				  "for the array's lock)", name, what);
-			return EXIT_NOTFOUND;
-		}
+	r = lock_take_array(uuid, &lock_fd);
+	if (r < 0)
+		return cli_fail(r, "'%s': %s", name, what);
+	/* The lock's holder may have been a deactivate: its socket is gone. */
+	if (control_probe(uuid, &p) < 0 || p.state != RT_CONTROL_ACTIVE) {
+		lock_release(lock_fd);
+		cli_error("'%s': %s: not active (it stopped while this command waited for the "
+			  "array's lock)", name, what);
+		return EXIT_NOTFOUND;
 	}
-	r = control_command(name, req, msg, msglen);
+	r = control_command(uuid, name, req, msg, msglen);
 	lock_release(lock_fd);
 	if (r < 0)
 		return cli_fail(r, "'%s': %s", name, what);

@@ -78,17 +78,7 @@ int cli_scan_lookup(const char *id, struct rt_scan **s, const struct rt_scan_arr
  */
 int cli_find_running(const char *id, char *name, size_t len, bool *running);
 
-struct rt_control_probe;
-
-/*
- * control_probe(@name), where the run files count only when they belong to
- * array @want (NULL: to whichever array): two arrays may share a name, and
- * a hashcode names exactly one. The UUID the run files name goes to @runs.
- */
-int cli_probe_array(const char *name, const uint8_t *want, struct rt_control_probe *p,
-		    uint8_t runs[RT_UUID_SIZE]);
-
-/* As cli_find_running, with the array's UUID (the running one's when found by name). */
+/* As cli_find_running, with the array's UUID (it picks the engine to talk to). */
 int cli_find_running_uuid(const char *id, char *name, size_t len, bool *running,
 			  uint8_t uuid[RT_UUID_SIZE]);
 
@@ -99,8 +89,15 @@ int cli_find_running_uuid(const char *id, char *name, size_t len, bool *running,
  */
 int cli_lock_array(const char *id, int *fd);
 
-/* As cli_find_running, and an array that is not running is an error. */
-int cli_running_name(const char *id, char *name, size_t len);
+/*
+ * cli_lock_array, then the names lock (RT_LOCK_NAMES; lib/lock.h's order):
+ * for the offline commands that write an array's superblocks. -1 with both
+ * held (release both), else the exit code (busy: EXIT_BUSY).
+ */
+int cli_lock_array_and_names(const char *id, int *array_fd, int *names_fd);
+
+/* As cli_find_running_uuid, and an array that is not running is an error. */
+int cli_running_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUID_SIZE]);
 
 /*
  * Send "VERB ARG" to the engine of array @id and print its answer; @what

@@ -6,13 +6,14 @@
 #include <string.h>
 #include <raidtool/array.h>
 #include <raidtool/control.h>
+#include <raidtool/lock.h>
 #include <raidtool/scan.h>
 #include "cli.h"
 #include "commands.h"
 
 
 /* A running array: one control request per unit, by absolute path (the engine's cwd is /). */
-static int add_running(const char *name, const char *const *units, int n, bool force)
+static int add_running(const char *id, const char *const *units, int n, bool force)
 {
 	char path[PATH_MAX], arg[PATH_MAX + 16], what[PATH_MAX + 32];
 	int r;
@@ -22,7 +23,7 @@ static int add_running(const char *name, const char *const *units, int n, bool f
 			return cli_fail(-errno, "'%s'", units[i]);
 		snprintf(arg, sizeof(arg), "%s%s", force ? "--force " : "", path);
 		snprintf(what, sizeof(what), "cannot add '%s'", units[i]);
-		r = cli_control_command(name, what, "add", arg);
+		r = cli_control_command(id, what, "add", arg);
 		if (r != EXIT_OK)
 			return r;
 	}
@@ -43,16 +44,24 @@ int cmd_add(int argc, const char **argv)
 	const char **args;
 	poptContext pc;
 	struct rt_sb sb;
-	int n, r;
+	int n, r, array_fd = -1, names_fd = -1;
 
 	r = cli_parse("add", "NAME|HASHCODE UNIT...", argc, argv, opts, 2, -1, &pc, &args, &n);
 	if (r >= 0)
 		return r;
+	/* Under the locks, so that no activate starts it meanwhile. */
+	r = cli_lock_array_and_names(args[0], &array_fd, &names_fd);
+	if (r >= 0)
+		goto out;
 	r = cli_find_running(args[0], name, sizeof(name), &running);
 	if (r >= 0)
 		goto out;
 	if (running) {
-		r = add_running(name, args + 1, n - 1, force);
+		/* Each request to the engine takes the array's lock itself. */
+		lock_release(names_fd);
+		lock_release(array_fd);
+		names_fd = array_fd = -1;
+		r = add_running(args[0], args + 1, n - 1, force);
 		goto out;
 	}
 	r = array_add(args[0], args + 1, (size_t)(n - 1), force, &sb);
@@ -64,6 +73,8 @@ int cmd_add(int argc, const char **argv)
 		printf("added '%s' to array '%s'\n", args[i], sb.array.name);
 	r = EXIT_OK;
 out:
+	lock_release(names_fd);
+	lock_release(array_fd);
 	poptFreeContext(pc);
 	return r;
 }

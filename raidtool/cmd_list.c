@@ -18,13 +18,13 @@ struct sync_progress {
  * A running array whose initial sync has not finished: "resyncing N/M"
  * (regions synced, of all) while the walk runs, else "unsynced".
  */
-static const char *active_unsynced_state(const char *name, char *buf, size_t len,
+static const char *active_unsynced_state(const struct rt_scan_array *a, char *buf, size_t len,
 					 struct sync_progress *sp)
 {
 	struct rt_control_status *st = calloc(1, sizeof(*st));
 	const char *state = "unsynced";
 
-	if (!st || control_status(name, st) < 0 || !st->unsynced) {
+	if (!st || control_status(a->sb.array.uuid, a->sb.array.name, st) < 0 || !st->unsynced) {
 		/* Finished since the scan, or the engine does not answer (yet). */
 		if (st)
 			state = "active";
@@ -50,14 +50,12 @@ static const char *active_unsynced_state(const char *name, char *buf, size_t len
 static const char *array_state(const struct rt_scan_array *a, struct rt_control_probe *run,
 			       char *buf, size_t len, struct sync_progress *sp)
 {
-	uint8_t runs[RT_UUID_SIZE];
-
 	sp->left = sp->total = 0;
-	if (cli_probe_array(a->sb.array.name, a->sb.array.uuid, run, runs) < 0)
+	if (control_probe(a->sb.array.uuid, run) < 0)
 		run->state = RT_CONTROL_INACTIVE;
 	if (run->state == RT_CONTROL_ACTIVE)
 		return sb_unsynced(&a->sb) ?
-		       active_unsynced_state(a->sb.array.name, buf, len, sp) : "active";
+		       active_unsynced_state(a, buf, len, sp) : "active";
 	if (a->n_present_roles < a->sb.array.n_devices)
 		return "incomplete";
 	if (run->state == RT_CONTROL_STALE)

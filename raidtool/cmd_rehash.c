@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <raidtool/array.h>
+#include <raidtool/lock.h>
 #include "cli.h"
 #include "commands.h"
 
@@ -12,7 +13,7 @@ int cmd_rehash(int argc, const char **argv)
 	const char **args;
 	poptContext pc;
 	uint32_t want, got = 0;
-	int n, r;
+	int n, r, array_fd = -1, names_fd = -1;
 
 	r = cli_parse("rehash", "NAME|HASHCODE [NEWHASH]", argc, argv, opts, 1, 2, &pc, &args, &n);
 	if (r >= 0)
@@ -21,7 +22,13 @@ int cmd_rehash(int argc, const char **argv)
 		r = cli_usage_error("rehash", "'%s': not a hashcode (exactly 8 hex digits)", args[1]);
 		goto out;
 	}
+	/* The new hashcode is checked and written under the lock create takes too. */
+	r = cli_lock_array_and_names(args[0], &array_fd, &names_fd);
+	if (r >= 0)
+		goto out;
 	r = array_rehash(args[0], n == 2 ? &want : NULL, &got);
+	lock_release(names_fd);
+	lock_release(array_fd);
 	if (r < 0) {
 		r = cli_fail(r, "'%s': cannot change the hashcode", args[0]);
 		goto out;

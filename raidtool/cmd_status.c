@@ -316,10 +316,8 @@ int cmd_status(int argc, const char **argv)
 	const struct rt_scan_array *a;
 	struct rt_control_probe p = { 0 };
 	struct rt_scan *s = NULL;
-	uint8_t runs[RT_UUID_SIZE];
 	const char *name;
 	const char **args;
-	uint32_t hash;
 	poptContext pc;
 	int n, r;
 
@@ -331,17 +329,12 @@ int cmd_status(int argc, const char **argv)
 		r = cli_fail(-ENOMEM, "status");
 		goto out;
 	}
-	name = args[0];
-	/* A name finds its running array with no scan; a hashcode, exactly its array. */
-	if (sb_name_check(name) == 0 && sb_hashcode_parse(name, &hash) < 0 &&
-	    cli_probe_array(name, NULL, &p, runs) == 0 && p.state == RT_CONTROL_ACTIVE)
-		goto running;
+	/* A scan, so that a name two arrays share is refused, naming both. */
 	r = cli_scan_lookup(args[0], &s, &a);
 	if (r >= 0)
 		goto out;
 	name = a->sb.array.name;
-	if (cli_probe_array(name, a->sb.array.uuid, &p, runs) == 0 &&
-	    p.state == RT_CONTROL_ACTIVE)
+	if (control_probe(a->sb.array.uuid, &p) == 0 && p.state == RT_CONTROL_ACTIVE)
 		goto running;
 	status_from_scan(a, st);
 	goto print;
@@ -351,10 +344,10 @@ running:
 	 * or stopping. Ask again for a moment; once the lock is gone, it stopped.
 	 */
 	for (int tries = 0;; tries++) {
-		r = control_status(name, st);
+		r = control_status(a->sb.array.uuid, name, st);
 		if ((r != -ENOENT && r != -ECONNREFUSED) || tries == 40)
 			break;
-		if (cli_probe_array(name, NULL, &p, runs) < 0 || p.state != RT_CONTROL_ACTIVE) {
+		if (control_probe(a->sb.array.uuid, &p) < 0 || p.state != RT_CONTROL_ACTIVE) {
 			r = cli_fail(-ESHUTDOWN, "'%s': the array is stopping", name);
 			goto out;
 		}

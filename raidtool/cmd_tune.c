@@ -20,6 +20,7 @@ int cmd_tune(int argc, const char **argv)
 	};
 	struct rt_control_status *st = NULL;
 	char name[RT_NAME_MAX + 1], arg[64];
+	uint8_t uuid[RT_UUID_SIZE];
 	const char **args;
 	poptContext pc;
 	int n, r;
@@ -38,11 +39,11 @@ int cmd_tune(int argc, const char **argv)
 	}
 	if (tries == -1 || window == -1) {
 		/* Keep the setting not given as it is. */
-		r = cli_running_name(args[0], name, sizeof(name));
+		r = cli_running_name(args[0], name, sizeof(name), uuid);
 		if (r >= 0)
 			goto out;
 		st = calloc(1, sizeof(*st));
-		r = st ? control_status(name, st) : -ENOMEM;
+		r = st ? control_status(uuid, name, st) : -ENOMEM;
 		if (r < 0) {
 			r = cli_fail(r, "'%s': the engine does not answer", name);
 			goto out;

@@ -87,6 +87,7 @@ int cmd_wait(int argc, const char **argv)
 	};
 	struct rt_control_status *st;
 	char name[RT_NAME_MAX + 1];
+	uint8_t uuid[RT_UUID_SIZE];
 	const char **args;
 	poptContext pc;
 	bool bar, drew = false;
@@ -100,12 +101,12 @@ int cmd_wait(int argc, const char **argv)
 		r = cli_fail(-ENOMEM, "wait");
 		goto out;
 	}
-	r = cli_running_name(args[0], name, sizeof(name));
+	r = cli_running_name(args[0], name, sizeof(name), uuid);
 	if (r >= 0)
 		goto out;
 	bar = progress && isatty(STDERR_FILENO);
 	for (;;) {
-		r = control_status(name, st);
+		r = control_status(uuid, name, st);
 		if (r < 0) {
 			if (drew)
 				fputc('\n', stderr);

@@ -4,14 +4,17 @@
 
 /*
  * The run directory of running arrays and the control socket their engines
- * answer on. Layout and protocol: raidtool-control(7).
+ * answer on. Layout and protocol: raidtool-control(7). Everything of a
+ * running array is keyed by its UUID, so two arrays of one name can run at
+ * once:
  *
- *   <rundir>/<NAME>/pid           engine pid; an OFD write lock on it while alive
- *   <rundir>/<NAME>/uuid          the array's UUID, before the device appears
- *   <rundir>/<NAME>/device        the loop device, once ready
- *   <rundir>/<NAME>/control.sock  the control socket (root only)
- *   <rundir>/<NAME>/mnt/          the FUSE mount point
- *   <rundir>/<NAME>/log           messages of a background engine
+ *   <rundir>/<UUID>/pid           engine pid; an OFD write lock on it while alive
+ *   <rundir>/<UUID>/device        the loop device, once ready
+ *   <rundir>/<UUID>/link          its /dev/raidtool/ link, once ready
+ *   <rundir>/<UUID>/control.sock  the control socket (root only)
+ *   <rundir>/<UUID>/mnt/<NAME>    the FUSE mount point and the array's file
+ *   <rundir>/<UUID>/log           messages of a background engine
+ *   <rundir>/<NAME> -> <UUID>     by-name link of the first running array of a name
  *
  * <rundir> is $RAIDTOOL_RUNDIR, or /run/raidtool.
  */
@@ -25,7 +28,7 @@
 #define RT_CONTROL_SOCK "control.sock"
 #define RT_CONTROL_PID "pid"
 #define RT_CONTROL_DEVICE "device"
-#define RT_CONTROL_UUID "uuid"
+#define RT_CONTROL_LINK "link"
 #define RT_CONTROL_MNT "mnt"
 #define RT_CONTROL_LOG "log"
 #define RT_CONTROL_LINE_MAX 4096	/* a request line, newline included */
@@ -35,22 +38,37 @@
 /* The run directory (never NULL). */
 const char *control_rundir(void);
 
-/* "<rundir>/<name>" or "<rundir>/<name>/<file>" (@file NULL: the directory). */
-int control_path(const char *name, const char *file, char *buf, size_t len);
+/* "<rundir>/<UUID>" or "<rundir>/<UUID>/<file>" (@file NULL: the directory). */
+int control_path(const uint8_t uuid[RT_UUID_SIZE], const char *file, char *buf, size_t len);
 
 /* Create the run directory (mode 0755) unless it exists. */
 int control_make_rundir(void);
 
-/* A running (or starting) array's UUID, from <rundir>/<name>/uuid. */
-int control_read_uuid(const char *name, uint8_t uuid[RT_UUID_SIZE]);
+/*
+ * The by-name link <rundir>/<NAME> -> <UUID>: held by the first running
+ * array of a name (its /dev/raidtool/NAME link goes with it; a second one
+ * of the name runs as /dev/raidtool/HASHCODE). Lookup: -ENOENT when none.
+ * Claim (the engine, holding its pid lock): 0 when the link is now ours,
+ * -EEXIST when another running array holds it. Release: only our own.
+ */
+int control_name_lookup(const char *name, uint8_t uuid[RT_UUID_SIZE]);
+int control_name_claim(const char *name, const uint8_t uuid[RT_UUID_SIZE]);
+void control_name_release(const char *name, const uint8_t uuid[RT_UUID_SIZE]);
 
 /*
  * Is @dev the block device of a running array? 0 with its @name and @uuid,
- * -ENODEV when it is not. The run directory is taken from the loop device's
- * backing file, not from the environment.
+ * -ENODEV when it is not. Taken from the loop device's backing file (see
+ * control_array_of_file), not from the environment.
  */
 int control_array_of_device(const char *dev, char *name, size_t namelen,
 			    uint8_t uuid[RT_UUID_SIZE]);
+
+/*
+ * Is @file (a loop device's backing file) an engine's FUSE file, i.e.
+ * ".../<UUID>/mnt/<NAME>" under any run directory? Pure: no I/O.
+ */
+int control_array_of_file(const char *file, char *name, size_t namelen,
+			  uint8_t uuid[RT_UUID_SIZE]);
 
 /* ---- is it running? ----------------------------------------------------- */
 
@@ -64,18 +82,18 @@ struct rt_control_probe {
 	int state;			/* enum rt_control_state */
 	pid_t pid;			/* the engine's (or the dead engine's); 0 if unknown */
 	char device[64];		/* "/dev/loopN", "" until ready */
-	char link[RT_NAME_MAX + 32];	/* "/dev/raidtool/NAME" when active */
+	char link[RT_NAME_MAX + 32];	/* "/dev/raidtool/NAME" (or HASHCODE) when active */
 };
 
-/* Cheap, no socket traffic: for `list`. 0, or a negative errno for a bad name. */
-int control_probe(const char *name, struct rt_control_probe *p);
+/* Cheap, no socket traffic: for `list`. 0, or a negative errno. */
+int control_probe(const uint8_t uuid[RT_UUID_SIZE], struct rt_control_probe *p);
 
 /*
  * The engine's side of the pid file: create the run directory, take the
  * lock (-EALREADY when another engine holds it), write our pid. The lock
  * lives as long as *@fd is open.
  */
-int control_lock(const char *name, int *fd);
+int control_lock(const uint8_t uuid[RT_UUID_SIZE], int *fd);
 
 /* ---- status ------------------------------------------------------------- */
 
@@ -154,9 +172,9 @@ struct control_ops {
 	int (*command)(void *ctx, const char *cmd, const char *arg, char *msg, size_t msglen);
 };
 
-/* Bind <rundir>/<name>/control.sock (mode 0600) and serve on a thread. */
-int control_server_start(const char *name, const struct control_ops *ops,
-			 struct control_server **out);
+/* Bind <rundir>/<UUID>/control.sock (mode 0600) and serve on a thread; @name is for messages. */
+int control_server_start(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+			 const struct control_ops *ops, struct control_server **out);
 
 /* Stop serving (joins the thread); the socket stays until finish. */
 void control_server_stop(struct control_server *s);
@@ -169,29 +187,33 @@ void control_server_finish(struct control_server *s, int err, const char *msg);
 
 /* ---- the client (the CLI) ----------------------------------------------- */
 
+/* Requests go to the engine of array @uuid; @name is for the messages. */
+
 /*
  * Send one request line (without the newline) and read the one-line reply
  * into @reply. -ENOENT/-ECONNREFUSED when no engine answers.
  */
-int control_request(const char *name, const char *request, char *reply, size_t len,
-		    int timeout_ms);
+int control_request(const uint8_t uuid[RT_UUID_SIZE], const char *request, char *reply,
+		    size_t len, int timeout_ms);
 
 /* ping: 0 and the engine's pid. */
-int control_ping(const char *name, pid_t *pid);
+int control_ping(const uint8_t uuid[RT_UUID_SIZE], const char *name, pid_t *pid);
 
 /* status: the running array's state. */
-int control_status(const char *name, struct rt_control_status *st);
+int control_status(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+		   struct rt_control_status *st);
 
 /*
  * stop: returns once the engine has shut down cleanly (0), or -EBUSY with
  * the engine's reason logged when the device is in use.
  */
-int control_stop(const char *name);
+int control_stop(const uint8_t uuid[RT_UUID_SIZE], const char *name);
 
 /*
  * Any other request ("fail 1", "add /dev/sdc", "check", ...): 0 and the
  * engine's message in @msg, or the engine's errno with its reason logged.
  */
-int control_command(const char *name, const char *request, char *msg, size_t len);
+int control_command(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *request,
+		    char *msg, size_t len);
 
 #endif

@@ -6,7 +6,8 @@
  * Exposing a running array as a block device: a FUSE mount (libfuse3
  * lowlevel, multi-threaded, direct I/O) holding one file of the array's
  * size, a loop device on that file (LOOP_CONFIGURE, direct I/O, logical
- * block size = the array's block size), and the symlink /dev/raidtool/NAME.
+ * block size = the array's block size), and the symlink /dev/raidtool/NAME
+ * (or /dev/raidtool/HASHCODE when another running array has the name).
  *
  * The FUSE workers call engine_read/engine_write/engine_flush directly.
  */
@@ -20,7 +21,8 @@ struct rt_export;
 #define RT_DEV_DIR "/dev/raidtool"
 
 struct rt_export_params {
-	const char *name;		/* array name: the file's name and the symlink's */
+	const char *name;		/* array name: the FUSE file's name */
+	const char *link_name;		/* the symlink's name under RT_DEV_DIR */
 	const char *mountpoint;		/* an existing empty directory */
 	uint32_t blocksize;		/* the loop device's logical block size */
 	unsigned threads;		/* FUSE worker threads; 0: the default */
@@ -30,7 +32,7 @@ struct rt_export_params {
 int export_start(struct rt_engine *e, const struct rt_export_params *p, struct rt_export **out);
 
 const char *export_device(const struct rt_export *x);	/* "/dev/loopN" */
-const char *export_link(const struct rt_export *x);	/* "/dev/raidtool/NAME" */
+const char *export_link(const struct rt_export *x);	/* "/dev/raidtool/LINK_NAME" */
 const char *export_file(const struct rt_export *x);	/* "<mountpoint>/NAME" */
 
 /*
@@ -58,10 +60,10 @@ int export_stop(struct rt_export *x, int excl_fd);
 /*
  * Clean up after an engine that died: detach the loop device on a file
  * under @mountpoint (refused with -EBUSY and a reason while it is in use),
- * remove /dev/raidtool/@name when it points at it, lazily unmount
- * @mountpoint. @did gets a short human summary of what was done.
+ * remove @link (a path under RT_DEV_DIR) when it points at it, lazily
+ * unmount @mountpoint. @did gets a short human summary of what was done.
  */
-int export_recover(const char *name, const char *mountpoint, const char *dev_hint,
-		   char *did, size_t didlen);
+int export_recover(const char *name, const char *link, const char *mountpoint,
+		   const char *dev_hint, char *did, size_t didlen);
 
 #endif

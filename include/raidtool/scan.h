@@ -3,9 +3,9 @@
 #define RAIDTOOL_SCAN_H
 
 /*
- * Find units: enumerate the machine's block devices with libblkid (loop
- * devices included), read raidtool's superblock from each, and group the
- * units into arrays by array hashcode and UUID.
+ * Find units: enumerate the machine's block devices (loop devices included,
+ * the block devices of running arrays not), read raidtool's superblock from
+ * each, and group the units into arrays by array hashcode and UUID.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -77,6 +77,13 @@ struct rt_scan {
 int scan_devices(struct rt_scan **out);
 
 /*
+ * Is @devname the block device of a running (or dead) engine: a loop device
+ * on <rundir>/<UUID>/mnt/<NAME>? Decided from sysfs, without opening it.
+ * Scans skip these devices.
+ */
+bool scan_is_array_device(const char *devname);
+
+/*
  * The same over just the block devices @devs (incremental assembly: the
  * devices udev reported). Paths that are not block devices, or carry no
  * superblock, are left out.
@@ -96,6 +103,10 @@ int scan_lookup(const struct rt_scan *s, const char *id,
  * name (hashcode) several arrays share, listing their hashcodes.
  */
 int scan_find(const struct rt_scan *s, const char *id, const struct rt_scan_array **out);
+
+/* The array with @uuid in the scan, or NULL. */
+const struct rt_scan_array *scan_find_uuid(const struct rt_scan *s,
+					   const uint8_t uuid[RT_UUID_SIZE]);
 
 /* The scanned unit living on @path (a device, or a file attached to a loop). */
 const struct rt_scan_unit *scan_find_unit(const struct rt_scan *s, const char *path);

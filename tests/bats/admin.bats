@@ -89,65 +89,46 @@ status_loop() {
 	done
 }
 
-# hashcode_of UNIT: the hashcode of the array UNIT belongs to.
-hashcode_of() {
-	raidtool examine --json "$1" 2>/dev/null | jq -r .array.hashcode
-}
-
 @test "two arrays of one name, one running: a hashcode acts on exactly its array" {
-	local x y hx hy ux sums
+	local ux sums
 	require_python
-	# X is created, then hidden (loop devices detached) while Y takes its name.
-	mapfile -t x < <(make_images x 2 32M)
-	mapfile -t y < <(make_images y 2 32M)
-	run raidtool create "$NAME" --level 1 "${x[@]}"
-	assert_success
-	hx=$(hashcode_of "${x[0]}")
-	ux=$(raidtool examine --json "${x[0]}" 2>/dev/null | jq -r .array.uuid)
-	for f in "${x[@]}"; do losetup -d "$(loop_of "$f")"; done
-	run raidtool create "$NAME" --level 1 "${y[@]}"
-	assert_success
-	hy=$(hashcode_of "${y[0]}")
-	for f in "${x[@]}"; do attach "$f" >/dev/null; done
-	[ "$hx" != "$hy" ]
+	two_of_one_name
+	ux=$(raidtool examine --json "${X[0]}" 2>/dev/null | jq -r .array.uuid)
 	# The shared name is refused, naming both arrays.
 	run raidtool activate "$NAME"
 	assert_failure 2
 	assert_output --partial "several arrays have this name"
-	assert_output --partial "$hx"
-	assert_output --partial "$hy"
-	run --separate-stderr raidtool activate "$hy"
+	assert_output --partial "$HX"
+	assert_output --partial "$HY"
+	run --separate-stderr raidtool activate "$HY"
 	assert_success
 	DEV=$output
-	sums=$(checksums "${x[@]}")
+	sums=$(checksums "${X[@]}")
 	# X's hashcode: X is inactive, whatever runs under the name.
-	run --separate-stderr raidtool status --json "$hx"
+	run --separate-stderr raidtool status --json "$HX"
 	assert_success
 	[ "$(jq -r .state <<<"$output")" = inactive ]
-	[ "$(jq -r .hashcode <<<"$output")" = "$hx" ]
-	run raidtool deactivate "$hx"
+	[ "$(jq -r .hashcode <<<"$output")" = "$HX" ]
+	run raidtool deactivate "$HX"
 	assert_failure 3
 	assert_output --partial "not active"
-	run raidtool check "$hx"
+	run raidtool check "$HX"
 	assert_failure 3
 	assert_output --partial "not active"
-	run raidtool activate "$hx"
-	assert_failure
-	assert_output --partial "another array of that name runs"
 	run --separate-stderr raidtool list --json
 	assert_success
-	[ "$(jq -r --arg h "$hx" '.[] | select(.hashcode == $h) | .active' <<<"$output")" = false ]
-	[ "$(jq -r --arg h "$hy" '.[] | select(.hashcode == $h) | .active' <<<"$output")" = true ]
+	[ "$(jq -r --arg h "$HX" '.[] | select(.hashcode == $h) | .active' <<<"$output")" = false ]
+	[ "$(jq -r --arg h "$HY" '.[] | select(.hashcode == $h) | .active' <<<"$output")" = true ]
 	# The engine itself refuses a request meant for another array (ESTALE).
 	run control_raw "uuid=$ux check"
 	assert_success
 	[ "$(jq -r .errno <<<"$output")" = 116 ] || fail "engine served X's request: $output"
 	# Y ran throughout, X's units were not touched.
-	run --separate-stderr raidtool status --json "$hy"
+	run --separate-stderr raidtool status --json "$HY"
 	[ "$(jq -r .state <<<"$output")" = active ]
 	[ -b "$DEV" ]
-	[ "$(checksums "${x[@]}")" = "$sums" ]
-	run raidtool deactivate "$hy"
+	[ "$(checksums "${X[@]}")" = "$sums" ]
+	run raidtool deactivate "$HY"
 	assert_success
 }
 
@@ -197,6 +178,47 @@ hold_lock() {
 	[ "$(checksums "${u[@]}")" = "$sums" ]
 	kill "${BGPIDS[-1]}"
 	run raidtool create "${NAME}n" --level 1 "${u[@]}"
+	assert_success
+}
+
+@test "admin locks: offline add, rename, rehash, zero and incremental wait, then say busy (exit 4), changing nothing" {
+	local u uuid sums s loop
+	mapfile -t u < <(make_images u 2 32M)
+	run raidtool create "$NAME" --level 1 --assume-clean "${u[@]}"
+	assert_success
+	uuid=$(raidtool lookup --json "$NAME" 2>/dev/null | jq -r .uuid)
+	s=$(make_image spare.img 32M)
+	sums=$(checksums "${u[@]}" "$s")
+	# The array's lock: every command that changes this array waits for it.
+	hold_lock "$uuid"
+	for cmd in "add $NAME $s" "rename $NAME ${NAME}x" "rehash $NAME 0badf00d"; do
+		# shellcheck disable=SC2086  # the command and its arguments
+		RAIDTOOL_LOCK_TIMEOUT=1 run raidtool $cmd
+		assert_failure 4
+		assert_output --partial "busy: another raidtool command"
+	done
+	# incremental (the udev path) waits at most 5 s and does not start the array.
+	loop=$(loop_of "${u[0]}")
+	RAIDTOOL_LOCK_TIMEOUT=1 run raidtool incremental --run "$loop"
+	assert_failure 4
+	assert_output --partial "busy"
+	run --separate-stderr raidtool status --json "$NAME"
+	[ "$(jq -r .state <<<"$output")" = inactive ]
+	kill "${BGPIDS[-1]}"
+	# The names' lock: what writes superblocks of units not running waits for it.
+	hold_lock names
+	for cmd in "zero ${u[0]}" "add $NAME $s" "rename $NAME ${NAME}x" "rehash $NAME 0badf00d"; do
+		# shellcheck disable=SC2086  # the command and its arguments
+		RAIDTOOL_LOCK_TIMEOUT=1 run raidtool $cmd
+		assert_failure 4
+		assert_output --partial "busy: another raidtool command"
+	done
+	[ "$(checksums "${u[@]}" "$s")" = "$sums" ]
+	kill "${BGPIDS[-1]}"
+	# Free again: they go ahead.
+	run raidtool rehash "$NAME" 0badf00d
+	assert_success
+	run raidtool add "$NAME" "$s"
 	assert_success
 }
 
@@ -270,6 +292,117 @@ holds_open() {
 	[ "$rc" = 3 ] || fail "remove: exit $rc: $(cat "$TESTDIR/remove.out")"
 	grep -q "not active (it stopped while this command waited" "$TESTDIR/remove.out" ||
 		fail "remove: $(cat "$TESTDIR/remove.out")"
-	grep -q "No such file" "$TESTDIR/remove.out" && fail "remove: $(cat "$TESTDIR/remove.out")"
-	return 0
+	if grep -q "No such file" "$TESTDIR/remove.out"; then
+		fail "remove: $(cat "$TESTDIR/remove.out")"
+	fi
+}
+
+# race OUT_A OUT_B ARGS_A... -- ARGS_B...: two raidtool commands started
+# together, their output in OUT_A and OUT_B, their exit codes in RA and RB.
+race() {
+	local out_a=$1 out_b=$2 i
+	shift 2
+	for ((i = 1; i <= $#; i++)); do [ "${!i}" = -- ] && break; done
+	"$RAIDTOOL_BIN" "${@:1:i-1}" >"$out_a" 2>&1 &
+	BGPIDS+=("$!")
+	"$RAIDTOOL_BIN" "${@:i+1}" >"$out_b" 2>&1 &
+	BGPIDS+=("$!")
+	RA=0; RB=0
+	wait "${BGPIDS[-2]}" || RA=$?
+	wait "${BGPIDS[-1]}" || RB=$?
+}
+
+# sb_of UNIT: what a unit's superblock says of its array, one line:
+# "events name hashcode uuid unit-hashcodes...".
+sb_of() {
+	raidtool examine --json "$1" 2>/dev/null |
+		jq -r '[.events, .array.name, .array.hashcode, .array.uuid] + .array.unit_hashcodes | join(" ")'
+}
+
+# same_sb UNIT...: every unit's superblock says the same; prints it.
+same_sb() {
+	local first u cur
+	first=$(sb_of "$1")
+	[ -n "$first" ] || fail "'$1': no superblock"
+	for u in "${@:2}"; do
+		cur=$(sb_of "$u")
+		[ "$cur" = "$first" ] || fail "superblocks differ: '$1': $first; '$u': $cur"
+	done
+	echo "$first"
+}
+
+@test "rehash racing rename, ten times over: both take effect, in turn; every unit agrees" {
+	local u i hash newhash rn rh before after events
+	mapfile -t u < <(make_images u 3 16M)
+	run raidtool create "$NAME" --level 5 --assume-clean "${u[@]}"
+	assert_success
+	hash=$(hashcode_of "${u[0]}")
+	for i in $(seq 10); do
+		before=$(same_sb "${u[@]}")
+		newhash=$(printf '%08x' $((0x1d000000 + $$ % 4096 * 16 + i)))
+		race "$TESTDIR/h.out" "$TESTDIR/n.out" rehash "$hash" "$newhash" -- \
+			rename "$hash" "${NAME}r$i"
+		rh=$RA; rn=$RB
+		[ "$rh" = 0 ] || fail "round $i: rehash exit $rh: $(cat "$TESTDIR/h.out")"
+		after=$(same_sb "${u[@]}")
+		events=${before%% *}
+		if [ "$rn" = 0 ]; then
+			# Both took effect: two updates, the name and the hashcode both new.
+			[ "${after%% *}" = $((events + 2)) ] || fail "round $i: $before -> $after"
+			[ "$(cut -d' ' -f2,3 <<<"$after")" = "${NAME}r$i $newhash" ] ||
+				fail "round $i: $before -> $after"
+		else
+			# Rename came second and no longer found the old hashcode: only the rehash.
+			[ "$rn" = 3 ] && grep -q "no such array" "$TESTDIR/n.out" ||
+				fail "round $i: rename exit $rn: $(cat "$TESTDIR/n.out")"
+			[ "${after%% *}" = $((events + 1)) ] || fail "round $i: $before -> $after"
+			run raidtool rename "$newhash" "${NAME}r$i"
+			assert_success
+		fi
+		hash=$newhash
+	done
+	# The scan agrees: every unit current, none in conflict.
+	run --separate-stderr raidtool list --json --units "$hash"
+	assert_success
+	[ "$(jq -r '[.[] | .state] | join(",")' <<<"$output")" = "active,active,active" ] ||
+		fail "units: $output"
+}
+
+@test "add racing add of one unit to two stopped arrays, ten times over: exactly one takes it" {
+	local a b i s ra rb sa sb_ ua ub
+	mapfile -t a < <(make_images a 2 16M)
+	mapfile -t b < <(make_images b 2 16M)
+	run raidtool create "${NAME}a" --level 1 --assume-clean "${a[@]}"
+	assert_success
+	run raidtool create "${NAME}b" --level 1 --assume-clean "${b[@]}"
+	assert_success
+	ua=$(raidtool examine --json "${a[0]}" 2>/dev/null | jq -r .array.uuid)
+	ub=$(raidtool examine --json "${b[0]}" 2>/dev/null | jq -r .array.uuid)
+	for i in $(seq 10); do
+		s=$(make_image "s$i.img" 16M)
+		sa=$(same_sb "${a[@]}")
+		sb_=$(same_sb "${b[@]}")
+		race "$TESTDIR/a.out" "$TESTDIR/b.out" add "${NAME}a" "$s" -- add "${NAME}b" "$s"
+		ra=$RA; rb=$RB
+		# One loop device for the file, whoever attached it.
+		[ "$(losetup -nO NAME -j "$s" | wc -l)" = 1 ] ||
+			fail "round $i: $(losetup -nO NAME -j "$s" | wc -l) loop devices on $s"
+		if [ "$ra" = 0 ] && [ "$rb" != 0 ]; then
+			[ "$(raidtool examine --json "$s" 2>/dev/null | jq -r .array.uuid)" = "$ua" ]
+			a+=("$s")
+			[ "$(same_sb "${b[@]}")" = "$sb_" ] || fail "round $i: b changed"
+		elif [ "$rb" = 0 ] && [ "$ra" != 0 ]; then
+			[ "$(raidtool examine --json "$s" 2>/dev/null | jq -r .array.uuid)" = "$ub" ]
+			b+=("$s")
+			[ "$(same_sb "${a[@]}")" = "$sa" ] || fail "round $i: a changed"
+		else
+			fail "round $i: exits $ra and $rb: $(cat "$TESTDIR/a.out" "$TESTDIR/b.out")"
+		fi
+		# The loser was refused for what the unit holds now (exit 5), nothing else.
+		[ $((ra + rb)) = 5 ] || fail "round $i: $(cat "$TESTDIR/a.out" "$TESTDIR/b.out")"
+		# The winner's units all agree, one update further, the new unit a spare in it.
+		same_sb "${a[@]}" >/dev/null
+		same_sb "${b[@]}" >/dev/null
+	done
+	[ $(( ${#a[@]} + ${#b[@]} )) = 14 ]
 }

@@ -179,7 +179,7 @@ crash_engine() {
 	fresh 0
 	deactivate_settled "$A"
 	count_offline "$TESTDIR/count.log" "$RAIDTOOL_BIN" rename "$A" "${A}x"
-	[ "$N" -eq 7 ] || fail "rename made $N pwrite64 calls, expected 7 (its lock file, 3 units x 2 copies)"
+	[ "$N" -eq 8 ] || fail "rename made $N pwrite64 calls, expected 8 (its two lock files, 3 units x 2 copies)"
 	release 0
 	for ((k = 1; k <= N; k++)); do
 		fresh "$k"
@@ -198,7 +198,7 @@ crash_engine() {
 	fresh 0
 	deactivate_settled "$A"
 	count_offline "$TESTDIR/count.log" "$RAIDTOOL_BIN" rehash "$A" 5eedf00d
-	[ "$N" -eq 6 ] || fail "rehash made $N pwrite64 calls, expected 6"
+	[ "$N" -eq 8 ] || fail "rehash made $N pwrite64 calls, expected 8 (its two lock files, 3 units x 2 copies)"
 	release 0
 	for ((k = 1; k <= N; k++)); do
 		fresh "$k"
@@ -215,7 +215,7 @@ crash_engine() {
 	deactivate_settled "$A"
 	truncate -s 16M "$TESTDIR/k0/spare.img"
 	count_offline "$TESTDIR/count.log" "$RAIDTOOL_BIN" add "$A" "$TESTDIR/k0/spare.img"
-	[ "$N" -eq 8 ] || fail "add made $N pwrite64 calls, expected 8 (4 units x 2 copies)"
+	[ "$N" -eq 10 ] || fail "add made $N pwrite64 calls, expected 10 (its two lock files, 4 units x 2 copies)"
 	release 0
 	for ((k = 1; k <= N; k++)); do
 		fresh "$k"

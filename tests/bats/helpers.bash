@@ -229,3 +229,28 @@ deactivate_settled() {
 	done
 	fail "deactivate '$1': status $status: $output"
 }
+
+# hashcode_of UNIT: the hashcode of the array UNIT belongs to.
+hashcode_of() {
+	raidtool examine --json "$1" 2>/dev/null | jq -r .array.hashcode
+}
+
+# two_of_one_name: two stopped raid1 arrays named $NAME, X on the units
+# ${X[@]} (hashcode HX) and Y on ${Y[@]} (HY). X is created, then hidden
+# (its loop devices detached) while Y takes the name, then attached again.
+two_of_one_name() {
+	local f
+	mapfile -t X < <(make_images x 2 32M)
+	mapfile -t Y < <(make_images y 2 32M)
+	run raidtool create "$NAME" --level 1 --assume-clean "${X[@]}"
+	assert_success
+	HX=$(hashcode_of "${X[0]}")
+	for f in "${X[@]}"; do losetup -d "$(loop_of "$f")"; done
+	run raidtool create "$NAME" --level 1 --assume-clean "${Y[@]}"
+	assert_success
+	HY=$(hashcode_of "${Y[0]}")
+	for f in "${X[@]}"; do attach "$f" >/dev/null; done
+	if [ -z "$HX" ] || [ -z "$HY" ] || [ "$HX" = "$HY" ]; then
+		fail "hashcodes '$HX' and '$HY'"
+	fi
+}
