@@ -363,6 +363,17 @@ static void on_failure(uint32_t role, void *ctx)
 	snprintf(dev, sizeof(dev), "%s", role < run->as->n_units && run->as->dev[role][0] ?
 		 run->as->dev[role] : "-");
 	r = run_sb_update(run, change_slot, &c);
+	if (r < 0) {
+		/*
+		 * The engine goes on without the role whatever the units took:
+		 * the copy in memory must record it even when no unit did (else
+		 * the next update, say the clean stop, writes the role back as
+		 * active and a later start trusts its stale data). One more try
+		 * now gets past a transient error.
+		 */
+		change_slot(&run->as->sb, &c);
+		r = run_sb_update(run, NULL, NULL);
+	}
 	spare = find_spare(run->as) >= 0;
 	pthread_mutex_unlock(&run->sb_lock);
 	/* md's hot spare: the main thread moves it in (the engine is busy here). */
@@ -371,8 +382,8 @@ static void on_failure(uint32_t role, void *ctx)
 		       strerror(errno));
 	if (r < 0)
 		rt_log(RT_LOG_ERROR, "'%s': unit '%s' (role %u) failed, and marking it faulty "
-		       "in the remaining superblocks failed too: %s", run->name, dev, role,
-		       strerror(-r));
+		       "in the remaining superblocks failed too: %s; the next superblock update "
+		       "records it", run->name, dev, role, strerror(-r));
 	else
 		rt_log(RT_LOG_WARN, "'%s': unit '%s' (role %u) failed; marked faulty in the "
 		       "remaining superblocks (events %llu); the array is %s", run->name, dev,

