@@ -1459,12 +1459,32 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 		run->excl_fd = -1;
 	}
 	if (run->e) {
+		struct rt_engine_stats st;
+		uint64_t faulty_before, lost;
 		bool owed;
 
 		/* A walk in progress stops first (a rebuild checkpoints as it ends). */
 		engine_walk_cancel(run->e);
 		owed = resync_owed_any(run);
+		engine_get_stats(run->e, &st);
+		faulty_before = st.faulty_mask;
 		q = engine_flush(run->e);
+		/*
+		 * A unit that failed the final flush is faulty now (the handler
+		 * recorded it): the stop goes on, but the admin must hear of it,
+		 * as the engine's log goes with a clean stop.
+		 */
+		engine_get_stats(run->e, &st);
+		lost = st.faulty_mask & ~faulty_before;
+		if (lost) {
+			uint32_t role = (uint32_t)__builtin_ctzll(lost);
+
+			r = -EIO;
+			snprintf(msg, msglen, "unit '%s' (role %u) failed the final flush and is "
+				 "marked faulty in the superblocks of the others",
+				 role < run->as->n_units && run->as->dev[role][0] ?
+				 run->as->dev[role] : "-", role);
+		}
 		if (q == 0) {
 			/* Regions still to be resynced stay dirty in the log. */
 			q = engine_dirtylog_clean(run->e);
