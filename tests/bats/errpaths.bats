@@ -253,3 +253,124 @@ every_unit_agrees() {
 	stderr_has "starting degraded: role 2 (faulty) missing"
 	data_ok
 }
+
+# --- 12. a bad first superblock copy -----------------------------------------
+
+@test "activate with copy 0 of a unit damaged: starts on copy 1, and the running array rewrites copy 0" {
+	local loop
+	image_array 5 3 32M
+	write_data 8
+	run raidtool deactivate "$NAME"
+	assert_success
+	loop=$(loop_of "${UNITS[1]}")
+	dd if=/dev/urandom of="$loop" bs=512 seek=9 count=1 oflag=direct conv=notrunc status=none
+	[ "$(examined "${UNITS[1]}" '.copies[0].valid')" = false ]
+	[ "$(examined "${UNITS[1]}" '.copies[1].chosen')" = true ]
+	run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	[[ "$stderr" != *degraded* ]] || fail "started degraded: $stderr"
+	[ "$(status_json | jq -r .health)" = clean ]
+	# The start's own update (marked dirty) wrote both copies again.
+	[ "$(examined "${UNITS[1]}" '.copies[0].valid')" = true ]
+	[ "$(examined "${UNITS[1]}" '.copies[0].events')" = "$(examined "${UNITS[0]}" .events)" ]
+	[ "$(examined "${UNITS[1]}" '.copies[1].events')" = "$(examined "${UNITS[0]}" .events)" ]
+	data_ok
+	run raidtool deactivate "$NAME"
+	assert_success
+	[ "$(examined "${UNITS[1]}" '.copies[0].valid')" = true ]
+	[ "$(examined "${UNITS[1]}" .state)" = clean ]
+}
+
+# --- 10. two devices claiming one unit ---------------------------------------
+
+@test "a copied unit image on a second loop device: activate refuses naming both devices, writes nothing" {
+	local copy dev0 devc sums
+	image_array 1 2 32M
+	write_data 4
+	run raidtool deactivate "$NAME"
+	assert_success
+	copy=$TESTDIR/copy.img
+	cp --sparse=always "${UNITS[0]}" "$copy"
+	devc=$(attach "$copy")
+	dev0=$(loop_of "${UNITS[0]}")
+	sums=$(checksums "${UNITS[@]}" "$copy")
+	run --separate-stderr raidtool activate "$NAME"
+	assert_failure
+	stderr_has "'$dev0'"
+	stderr_has "'$devc'"
+	stderr_has "same unit UUID"
+	[ ! -e "$RAIDTOOL_RUNDIR/$NAME/pid" ] || ! kill -0 "$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")" 2>/dev/null ||
+		fail "an engine runs"
+	[ "$(checksums "${UNITS[@]}" "$copy")" = "$sums" ] || fail "a unit was written"
+	# The copy gone, the array starts as before.
+	losetup -d "$devc"
+	run raidtool activate "$NAME"
+	assert_success
+	data_ok
+}
+
+# --- 11. a unit vanishing between scan and open ------------------------------
+
+# opening_excl PID...: is one of the PIDs stopped in an openat with O_EXCL
+# (strace holds it at the syscall's entry)? /proc/PID/syscall: nr, then args.
+opening_excl() {
+	local p nr a0 a1 flags
+	for p in "$@"; do
+		read -r nr a0 a1 flags _ < "/proc/$p/syscall" 2>/dev/null || continue
+		[ "$nr" = 257 ] && [ $((flags & 0x80)) != 0 ] && return 0
+	done
+	return 1
+}
+
+@test "a unit detached between activate's scan and its open, another file on its loop device: refused naming it, nothing written" {
+	local dev sums spid pids other rc
+	command -v strace >/dev/null || require "needs strace"
+	image_array 1 2 32M
+	write_data 4
+	run raidtool deactivate "$NAME"
+	assert_success
+	dev=$(loop_of "${UNITS[1]}")
+	sums=$(checksums "${UNITS[@]}")
+	head -c 32M /dev/urandom > "$TESTDIR/other.img"
+	other=$(checksums "$TESTDIR/other.img")
+	# The engine process opens the device three times: twice to scan, then
+	# for the array (O_EXCL). strace holds that third open (counted per
+	# process) at its entry for 5 s, while the device changes under it.
+	# (strace -f follows an engine that started: the timeout ends it then.)
+	timeout -s KILL 30 strace -f -qq -o /dev/null -P "$dev" -e trace=openat \
+		-e inject=openat:delay_enter=5s:when=3 \
+		"$RAIDTOOL_BIN" activate "$NAME" > "$TESTDIR/act.out" 2>&1 &
+	spid=$!
+	BGPIDS+=("$spid")
+	for _ in $(seq 300); do
+		pids=$(pgrep -f "^$RAIDTOOL_BIN activate $NAME\$" || true)
+		# shellcheck disable=SC2086  # one pid per word
+		[ -n "$pids" ] && opening_excl $pids && break
+		sleep 0.05
+	done
+	# shellcheck disable=SC2086
+	opening_excl $pids || fail "activate never opened '$dev' for the array: $(cat "$TESTDIR/act.out")"
+	# Detached, and another file attached at once (another program's losetup).
+	losetup -d "$dev"
+	for _ in $(seq 40); do
+		losetup "$dev" "$TESTDIR/other.img" 2>/dev/null && break
+		sleep 0.05
+	done
+	[ "$(losetup -nO BACK-FILE "$dev")" = "$TESTDIR/other.img" ] ||
+		fail "could not attach the other file to '$dev'"
+	# shellcheck disable=SC2086
+	opening_excl $pids || fail "activate went on before the device changed"
+	rc=0
+	wait "$spid" || rc=$?
+	[ "$rc" != 0 ] || fail "activate took another file for the unit: $(cat "$TESTDIR/act.out")"
+	grep -q "'$dev'" "$TESTDIR/act.out" || fail "the unit is not named: $(cat "$TESTDIR/act.out")"
+	grep -q "changed since" "$TESTDIR/act.out" || fail "no reason given: $(cat "$TESTDIR/act.out")"
+	[ "$(checksums "$TESTDIR/other.img")" = "$other" ] || fail "the other file was written"
+	[ "$(checksums "${UNITS[@]}")" = "$sums" ] || fail "a unit was written"
+	losetup -d "$dev"
+	attach "${UNITS[1]}" >/dev/null
+	run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	[[ "$stderr" != *degraded* ]] || fail "started degraded: $stderr"
+	data_ok
+}
