@@ -374,3 +374,207 @@ opening_excl() {
 	[[ "$stderr" != *degraded* ]] || fail "started degraded: $stderr"
 	data_ok
 }
+
+# --- 6. read errors while writes work; dropped writes -------------------------
+
+# read_errors LEVEL: unit 0 fails every read (its writes still work): reads
+# go to the other mirror or are reconstructed, the unit is failed after its
+# bounded tries, and every byte reads back.
+read_errors() {
+	faulty_array "$1" 3 32M
+	write_data 8
+	echo "fail read" > "$TESTDIR/ffs0/ctl"
+	data_ok
+	grep -q '^failed_reads [1-9]' "$TESTDIR/ffs0/ctl" || fail "no read reached unit 0"
+	[ "$(status_json | jq -r '.units[] | select(.slot == 0) | .state')" = faulty ]
+	[ "$(status_json | jq -r .health)" = degraded ]
+	engine_log | grep -q "unit 0: read of .* failed: Input/output error; trying again (3 of 3)" ||
+		fail "not tried again as documented: $(engine_log)"
+	[ "$(examined "${UNITS[1]}" '.roles[0].state')" = faulty ]
+	# Writes go on, degraded, and read back.
+	write_data 4 "$TESTDIR/more"
+	data_ok "$TESTDIR/more"
+}
+
+@test "raid1: a mirror whose reads fail (writes still work): reads switch mirror, it is failed after its tries, data intact" {
+	read_errors 1
+}
+
+@test "raid5: a unit whose reads fail (writes still work): reads are reconstructed, it is failed after its tries, data intact" {
+	read_errors 5
+}
+
+@test "raid1: writes silently dropped by a mirror: check counts the mismatch, repair mends it" {
+	faulty_array 1 2 32M
+	echo "drop" > "$TESTDIR/ffs1/ctl"
+	write_data 4
+	grep -q '^dropped_writes [1-9]' "$TESTDIR/ffs1/ctl" || fail "no write dropped"
+	echo clear > "$TESTDIR/ffs1/ctl"
+	run raidtool check "$NAME"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --regexp "check done: [1-9][0-9]* mismatches"
+	# Role 0 took every write: its copy is the one to keep.
+	run raidtool check --repair --prefer 0 "$NAME"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --regexp "repair done: [1-9][0-9]* mismatches, [1-9][0-9]* repaired"
+	check_clean
+	data_ok
+}
+
+# --- 7. walks that fail ------------------------------------------------------
+
+# degraded_with_spare LEVEL COUNT: role 1 failed and removed, data written;
+# SPARE is a faulty unit to add.
+degraded_with_spare() {
+	faulty_array "$1" "$2" 48M
+	write_data 16
+	run raidtool fail "$NAME" 1
+	assert_success
+	run raidtool remove "$NAME" 1
+	assert_success
+	faulty_unit "$2" 48M
+	SPARE=${UNITS[$2]}
+}
+
+@test "raid5: the rebuild target fails its checkpoint flush: the walk stops, role faulty in status; a later rebuild completes, data intact" {
+	degraded_with_spare 5 3
+	# Slow, so that the walk is still short of its first checkpoint below.
+	echo "delay 20" > "$TESTDIR/ffs3/ctl"
+	run raidtool add "$NAME" "$SPARE"
+	assert_success
+	# From now on every flush of the new unit fails (an uncounted write
+	# rule over bytes nothing writes: the rebuild's writes go through).
+	echo "fail write 0 512" > "$TESTDIR/ffs3/ctl"
+	echo "delay 0" > "$TESTDIR/ffs3/ctl"
+	wait_log "rebuilding failed"
+	engine_log | grep -q "unit 1: flush of .* failed: Input/output error" ||
+		fail "not stopped by the failed flush: $(engine_log)"
+	run status_json
+	[ "$(jq -r .health <<<"$output")" = degraded ] || fail "not degraded: $output"
+	[ "$(jq -r '.units[] | select(.slot == 1) | .state' <<<"$output")" = faulty ]
+	[ "$(jq -r '.walk.running' <<<"$output")" = false ]
+	[ "$(jq -r '.walk.result' <<<"$output")" != 0 ]
+	data_ok
+	# The unit answers again: out, and in again (in full: it failed an I/O).
+	echo clear > "$TESTDIR/ffs3/ctl"
+	run raidtool remove "$NAME" 1
+	assert_success
+	run raidtool add "$NAME" "$SPARE"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "rebuild of role 1 done"
+	[ "$(status_json | jq -r .health)" = clean ]
+	check_clean
+	data_ok
+}
+
+@test "raid1 x3: the rebuild's source mirror fails its reads mid-rebuild: the walk goes on from the other mirror and completes, data intact" {
+	degraded_with_spare 1 3
+	echo "delay 20" > "$TESTDIR/ffs3/ctl"
+	run raidtool add "$NAME" "$SPARE"
+	assert_success
+	# Role 0 is the source (the first working mirror); it fails mid-walk.
+	for _ in $(seq 100); do
+		[ "$(status_json | jq -r .walk.done)" -gt 0 ] && break
+		sleep 0.05
+	done
+	echo "fail read" > "$TESTDIR/ffs0/ctl"
+	echo "delay 0" > "$TESTDIR/ffs3/ctl"
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "rebuild of role 1 done"
+	grep -q '^failed_reads [1-9]' "$TESTDIR/ffs0/ctl" || fail "the source was not read after the fault"
+	run status_json
+	[ "$(jq -r '.units[] | select(.slot == 0) | .state' <<<"$output")" = faulty ]
+	[ "$(jq -r '.units[] | select(.slot == 1) | .state' <<<"$output")" = active ]
+	data_ok
+	# The rebuilt mirror alone holds the bytes too.
+	run raidtool fail "$NAME" 2
+	assert_success
+	data_ok
+}
+
+# --- 8. dirty-log merges ------------------------------------------------------
+
+# log_area UNIT: "OFFSET SIZE" of the unit's dirty-region log area.
+log_area() {
+	raidtool examine --json "$1" 2>/dev/null | jq -r '"\(.this_unit.log_offset) \(.this_unit.log_size)"'
+}
+
+# dirty_stop: writes spread over the array, then the engine killed (an
+# unclean stop: the log holds the regions written).
+dirty_stop() {
+	write_data 8
+	dd if=/dev/urandom of="/dev/raidtool/$NAME" bs=1M seek=40 count=2 oflag=direct conv=fsync \
+		status=none
+	dd if="/dev/raidtool/$NAME" of="$TESTDIR/tail" bs=1M skip=40 count=2 iflag=direct status=none
+	kill_engine
+	run raidtool deactivate "$NAME"
+	assert_success
+}
+
+@test "dirty log: one unit's log damaged, one's gone: the start resyncs the regions of the valid log; with no valid log, everything" {
+	local off size dirty loop
+	image_array 5 3 48M
+	dirty_stop
+	dirty=$(examined "${UNITS[2]}" .dirty_log.dirty)
+	[ "$dirty" -gt 0 ] || fail "no region dirty after the unclean stop"
+	read -r off size < <(log_area "${UNITS[0]}")
+	# Unit 0: a byte of its bitmap flipped (CRC mismatch). Unit 1: zeroed.
+	loop=$(loop_of "${UNITS[0]}")
+	dd if=/dev/urandom of="$loop" bs=512 seek=$((off / 512)) count=1 oflag=direct conv=notrunc status=none
+	loop=$(loop_of "${UNITS[1]}")
+	dd if=/dev/zero of="$loop" bs=4096 seek=$((off / 4096)) count=$((size / 4096)) oflag=direct \
+		conv=notrunc status=none
+	[ "$(examined "${UNITS[0]}" .dirty_log.status)" != valid ]
+	[ "$(examined "${UNITS[1]}" .dirty_log.status)" = absent ]
+	run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	stderr_has "not stopped cleanly: resyncing $dirty of "
+	[[ "$stderr" != *"no valid dirty-region log"* ]] || fail "the valid log was not used: $stderr"
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "resync done"
+	check_clean
+	data_ok
+	# Every unit has the merged log again.
+	[ "$(examined "${UNITS[1]}" .dirty_log.status)" = valid ]
+	# Unclean again, and now no unit has a valid log: a full resync.
+	dirty_stop
+	for i in 0 1 2; do
+		loop=$(loop_of "${UNITS[$i]}")
+		dd if=/dev/urandom of="$loop" bs=512 seek=$((off / 512)) count=1 oflag=direct \
+			conv=notrunc status=none
+	done
+	run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	stderr_has "(no valid dirty-region log)"
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "resync done"
+	check_clean
+	data_ok
+	[ "$(dd if="/dev/raidtool/$NAME" bs=1M skip=40 count=2 iflag=direct status=none | sha256sum)" = \
+		"$(sha256sum < "$TESTDIR/tail")" ]
+}
+
+@test "dirty log: a unit's log write fails: that unit is failed, the write goes on, data intact" {
+	local off size
+	faulty_array 5 3 32M
+	read -r off size < <(log_area "${UNITS[1]}")
+	# The first write to a clean region marks it in the log of every unit first.
+	echo "fail write $off $size" > "$TESTDIR/ffs1/ctl"
+	write_data 4
+	grep -q '^failed_writes [1-9]' "$TESTDIR/ffs1/ctl" || fail "no log write failed"
+	run status_json
+	[ "$(jq -r '.units[] | select(.slot == 1) | .state' <<<"$output")" = faulty ]
+	[ "$(examined "${UNITS[0]}" '.roles[1].state')" = faulty ]
+	[ "$(examined "${UNITS[0]}" .dirty_log.status)" = valid ]
+	[ "$(examined "${UNITS[0]}" .dirty_log.dirty)" -gt 0 ]
+	data_ok
+}
