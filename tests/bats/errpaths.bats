@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# shellcheck disable=SC2030,SC2031  # each @test is its own subshell on purpose
+# shellcheck disable=SC2030,SC2031,SC2154  # each @test is its own subshell on purpose; stderr: set by run --separate-stderr
 # Error paths no other suite reaches (issue 10): superblock updates failing
 # part way, the failure handler's own update failing, a failed mark-clean at
 # shutdown, read errors while writes work, dropped writes, walks that fail,
@@ -314,9 +314,9 @@ every_unit_agrees() {
 # opening_excl PID...: is one of the PIDs stopped in an openat with O_EXCL
 # (strace holds it at the syscall's entry)? /proc/PID/syscall: nr, then args.
 opening_excl() {
-	local p nr a0 a1 flags
+	local p nr flags
 	for p in "$@"; do
-		read -r nr a0 a1 flags _ < "/proc/$p/syscall" 2>/dev/null || continue
+		read -r nr _ _ flags _ < "/proc/$p/syscall" 2>/dev/null || continue
 		[ "$nr" = 257 ] && [ $((flags & 0x80)) != 0 ] && return 0
 	done
 	return 1
