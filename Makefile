@@ -86,12 +86,13 @@ unit-tests: deps $(UT_BIN) $(HELPER_BIN)
 # modules, built with only what they need), with ASan and UBSan.
 FUZZ_FLAGS = -std=gnu11 -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) -g -O1 \
              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-$(BUILD)/fuzz/fuzz_sb_decode: tests/fuzz/fuzz_sb_decode.c lib/format.c lib/log.c $(HDRS)
+$(BUILD)/fuzz/fuzz_sb_decode: tests/fuzz/fuzz_sb_decode.c lib/format.c lib/log.c \
+		tests/fuzz/fuzz-check.h $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) $(PKG_LIBS)
 
 $(BUILD)/fuzz/fuzz_dirtylog_decode: tests/fuzz/fuzz_dirtylog_decode.c lib/dirtylog.c \
-		lib/format.c lib/log.c $(HDRS)
+		lib/format.c lib/log.c tests/fuzz/fuzz-check.h $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) $(PKG_LIBS)
 

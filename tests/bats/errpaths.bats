@@ -36,12 +36,17 @@ teardown() {
 	faulty_units_stop
 }
 
-# faulty_array LEVEL COUNT SIZE: NAME on COUNT rt-faultyfs units of SIZE,
-# zeroed (--assume-clean: no initial sync beside the test), started.
-faulty_array() {
-	local level=$1 count=$2 size=$3 i
+# new_array KIND LEVEL COUNT SIZE: NAME on COUNT units of SIZE, zeroed
+# (--assume-clean: no initial sync beside the test), started. KIND faulty:
+# rt-faultyfs disks; image: plain image files (raidtool attaches them).
+new_array() {
+	local kind=$1 level=$2 count=$3 size=$4 i
 	for ((i = 0; i < count; i++)); do
-		faulty_unit "$i" "$size"
+		if [ "$kind" = faulty ]; then
+			faulty_unit "$i" "$size"
+		else
+			UNITS+=("$(make_image "u$i.img" "$size")")
+		fi
 	done
 	run raidtool create "$NAME" --level "$level" --chunk 64K --assume-clean "${UNITS[@]}"
 	assert_success
@@ -50,17 +55,12 @@ faulty_array() {
 	assert_success
 }
 
-# image_array LEVEL COUNT SIZE: the same on plain image files (raidtool attaches them).
+faulty_array() {
+	new_array faulty "$@"
+}
+
 image_array() {
-	local level=$1 count=$2 size=$3 i
-	for ((i = 0; i < count; i++)); do
-		UNITS+=("$(make_image "u$i.img" "$size")")
-	done
-	run raidtool create "$NAME" --level "$level" --chunk 64K --assume-clean "${UNITS[@]}"
-	assert_success
-	HASH=$(raidtool examine --json "${UNITS[0]}" 2>/dev/null | jq -r .array.hashcode)
-	run raidtool activate "$NAME"
-	assert_success
+	new_array image "$@"
 }
 
 # write_data MIB [FILE]: MIB MiB of random bytes written at the array's start
@@ -97,18 +97,6 @@ wait_log() {
 		sleep 0.1
 	done
 	fail "the engine never logged '$1': $(engine_log)"
-}
-
-# kill_engine: SIGKILL the array's engine (an unclean stop) and wait for it.
-kill_engine() {
-	local pid
-	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
-	kill -KILL "$pid"
-	for _ in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.05
-	done
-	fail "engine $pid still alive 5 s after SIGKILL"
 }
 
 # gone PID: the process has exited (a zombie waiting for init counts).

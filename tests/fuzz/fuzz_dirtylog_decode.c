@@ -29,16 +29,9 @@
 #include <raidtool/dirtylog.h>
 #include <raidtool/format.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz-check.h"
 
-#define CHECK(cond)							\
-	do {								\
-		if (!(cond)) {						\
-			fprintf(stderr, "%s:%d: check failed: %s\n",	\
-				__FILE__, __LINE__, #cond);		\
-			abort();					\
-		}							\
-	} while (0)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Regions up to which an accepted log is also loaded and encoded again. */
 #define ROUNDTRIP_MAX_REGIONS (1u << 20)
