@@ -2278,7 +2278,7 @@ static int resolve_name(const char *id, char *name, size_t len, uint8_t uuid[RT_
 int deactivate_array(const char *id, struct rt_deactivate_result *res)
 {
 	struct rt_control_probe p;
-	char name[RT_NAME_MAX + 1];
+	char name[RT_NAME_MAX + 1], sock[PATH_MAX];
 	uint8_t want[RT_UUID_SIZE];
 	int r;
 
@@ -2340,6 +2340,14 @@ int deactivate_array(const char *id, struct rt_deactivate_result *res)
 		if (r == -ETIMEDOUT || r == -EPROTO)
 			rt_log(RT_LOG_ERROR, "'%s': the engine (pid %d) did not finish stopping: %s",
 			       name, (int)p.pid, strerror(-r));
+		/*
+		 * A refusal leaves the engine running with its socket; an error
+		 * of its teardown comes after it removed the socket: it is
+		 * leaving, and is let go before returning, as after a clean stop.
+		 */
+		if (control_path(name, RT_CONTROL_SOCK, sock, sizeof(sock)) == 0 &&
+		    access(sock, F_OK) < 0 && errno == ENOENT)
+			wait_exit(p.pid);
 		return r;
 	}
 	return r;
