@@ -42,7 +42,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 SAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj-san/%.o)
 UT_BIN   := $(UT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/%)
-FUZZ_BIN := $(BUILD)/fuzz/fuzz_sb_decode
+FUZZ_BIN := $(BUILD)/fuzz/fuzz_sb_decode $(BUILD)/fuzz/fuzz_dirtylog_decode
 
 .PHONY: all deps check unit-tests fuzz demo bench install uninstall clean lint
 
@@ -82,12 +82,19 @@ $(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libraidtool.a $(HDRS)
 
 unit-tests: deps $(UT_BIN) $(HELPER_BIN)
 
-# libFuzzer target for the superblock decoder, with ASan and UBSan.
-$(FUZZ_BIN): tests/fuzz/fuzz_sb_decode.c lib/format.c lib/log.c $(HDRS)
+# libFuzzer targets for the superblock and dirty-log decoders (pure
+# modules, built with only what they need), with ASan and UBSan.
+FUZZ_FLAGS = -std=gnu11 -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) -g -O1 \
+             -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+$(BUILD)/fuzz/fuzz_sb_decode: tests/fuzz/fuzz_sb_decode.c lib/format.c lib/log.c \
+		tests/fuzz/fuzz-check.h $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CLANG) -std=gnu11 -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) -g -O1 \
-		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-		-o $@ tests/fuzz/fuzz_sb_decode.c lib/format.c lib/log.c $(PKG_LIBS)
+	$(CLANG) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) $(PKG_LIBS)
+
+$(BUILD)/fuzz/fuzz_dirtylog_decode: tests/fuzz/fuzz_dirtylog_decode.c lib/dirtylog.c \
+		lib/format.c lib/log.c tests/fuzz/fuzz-check.h $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) $(PKG_LIBS)
 
 fuzz: deps $(FUZZ_BIN)
 

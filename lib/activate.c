@@ -365,6 +365,17 @@ static void on_failure(uint32_t role, void *ctx)
 	snprintf(dev, sizeof(dev), "%s", role < run->as->n_units && run->as->dev[role][0] ?
 		 run->as->dev[role] : "-");
 	r = run_sb_update(run, change_slot, &c);
+	if (r < 0) {
+		/*
+		 * The engine goes on without the role whatever the units took:
+		 * the copy in memory must record it even when no unit did (else
+		 * the next update, say the clean stop, writes the role back as
+		 * active and a later start trusts its stale data). One more try
+		 * now gets past a transient error.
+		 */
+		change_slot(&run->as->sb, &c);
+		r = run_sb_update(run, NULL, NULL);
+	}
 	spare = find_spare(run->as) >= 0;
 	pthread_mutex_unlock(&run->sb_lock);
 	/* md's hot spare: the main thread moves it in (the engine is busy here). */
@@ -373,8 +384,8 @@ static void on_failure(uint32_t role, void *ctx)
 		       strerror(errno));
 	if (r < 0)
 		rt_log(RT_LOG_ERROR, "'%s': unit '%s' (role %u) failed, and marking it faulty "
-		       "in the remaining superblocks failed too: %s", run->name, dev, role,
-		       strerror(-r));
+		       "in the remaining superblocks failed too: %s; the next superblock update "
+		       "records it", run->name, dev, role, strerror(-r));
 	else
 		rt_log(RT_LOG_WARN, "'%s': unit '%s' (role %u) failed; marked faulty in the "
 		       "remaining superblocks (events %llu); the array is %s", run->name, dev,
@@ -1488,12 +1499,32 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 		run->excl_fd = -1;
 	}
 	if (run->e) {
+		struct rt_engine_stats st;
+		uint64_t faulty_before, lost;
 		bool owed;
 
 		/* A walk in progress stops first (a rebuild checkpoints as it ends). */
 		engine_walk_cancel(run->e);
 		owed = resync_owed_any(run);
+		engine_get_stats(run->e, &st);
+		faulty_before = st.faulty_mask;
 		q = engine_flush(run->e);
+		/*
+		 * A unit that failed the final flush is faulty now (the handler
+		 * recorded it): the stop goes on, but the admin must hear of it,
+		 * as the engine's log goes with a clean stop.
+		 */
+		engine_get_stats(run->e, &st);
+		lost = st.faulty_mask & ~faulty_before;
+		if (lost) {
+			uint32_t role = (uint32_t)__builtin_ctzll(lost);
+
+			r = -EIO;
+			snprintf(msg, msglen, "unit '%s' (role %u) failed the final flush and is "
+				 "marked faulty in the superblocks of the others",
+				 role < run->as->n_units && run->as->dev[role][0] ?
+				 run->as->dev[role] : "-", role);
+		}
 		if (q == 0) {
 			/* Regions still to be resynced stay dirty in the log. */
 			q = engine_dirtylog_clean(run->e);
@@ -2302,7 +2333,7 @@ static int resolve_array(const char *id, char *name, size_t len, uint8_t uuid[RT
 int deactivate_array(const char *id, struct rt_deactivate_result *res)
 {
 	struct rt_control_probe p;
-	char name[RT_NAME_MAX + 1];
+	char name[RT_NAME_MAX + 1], sock[PATH_MAX];
 	uint8_t uuid[RT_UUID_SIZE];
 	int r;
 
@@ -2356,6 +2387,14 @@ int deactivate_array(const char *id, struct rt_deactivate_result *res)
 		if (r == -ETIMEDOUT || r == -EPROTO)
 			rt_log(RT_LOG_ERROR, "'%s': the engine (pid %d) did not finish stopping: %s",
 			       name, (int)p.pid, strerror(-r));
+		/*
+		 * A refusal leaves the engine running with its socket; an error
+		 * of its teardown comes after it removed the socket: it is
+		 * leaving, and is let go before returning, as after a clean stop.
+		 */
+		if (control_path(uuid, RT_CONTROL_SOCK, sock, sizeof(sock)) == 0 &&
+		    access(sock, F_OK) < 0 && errno == ENOENT)
+			wait_exit(p.pid);
 		return r;
 	}
 	return r;

@@ -569,7 +569,9 @@ static int open_fresh_units(const struct rt_scan_array *a, struct rt_unit **unit
 
 		if (!scan_unit_usable(su))
 			continue;	/* stale, conflict, suspect: left as it is */
-		r = unit_open(su->dev, RT_UNIT_WRITE | RT_UNIT_EXCL, &units[*n]);
+		r = unit_open_seen(su->dev, RT_UNIT_WRITE | RT_UNIT_EXCL, &su->sb, &units[*n]);
+		if (r == -ESTALE)
+			return r;	/* logged, naming the device */
 		if (r < 0) {
 			rt_log(RT_LOG_ERROR, "'%s': unit '%s': %s", a->sb.array.name,
 			       su->dev, r == -EBUSY ?

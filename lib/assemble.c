@@ -164,7 +164,9 @@ static int open_unit(struct rt_assembly *as, const struct rt_scan_unit *su, unsi
 {
 	int r;
 
-	r = unit_open(su->dev, UNIT_FLAGS, &as->units[idx]);
+	r = unit_open_seen(su->dev, UNIT_FLAGS, &su->sb, &as->units[idx]);
+	if (r == -ESTALE)
+		return r;	/* logged, naming the device */
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot open unit '%s': %s", as->sb.array.name,
 		       su->dev, open_failure_reason(r));

@@ -296,8 +296,10 @@ void dirtylog_bitmap(const struct rt_dirtylog *dl, uint8_t *out)
 
 size_t dirtylog_encoded_size(uint64_t n_regions)
 {
-	return (RT_DLOG_HEADER + (n_regions + 7) / 8 + RT_DLOG_BLOCK - 1) /
-		RT_DLOG_BLOCK * RT_DLOG_BLOCK;
+	/* n / 8 rounded up without n + 7, which wraps for the largest n. */
+	uint64_t bytes = n_regions / 8 + (n_regions % 8 != 0);
+
+	return (RT_DLOG_HEADER + bytes + RT_DLOG_BLOCK - 1) / RT_DLOG_BLOCK * RT_DLOG_BLOCK;
 }
 
 static void put32(uint8_t *p, uint32_t v)
@@ -384,7 +386,12 @@ int dirtylog_decode(const uint8_t *buf, size_t len, struct rt_dlog_header *h,
 	h->region_size = get64(buf + 32);
 	h->n_regions = get64(buf + 40);
 	h->events_cleared = get64(buf + 56);
+	/*
+	 * The bitmap must lie inside the encoded length: a count beyond it
+	 * would have callers walk bits past the buffer.
+	 */
 	if (get32(buf + 12) != RT_DLOG_HEADER || h->region_size == 0 || h->n_regions == 0 ||
+	    h->n_regions > (uint64_t)(total - RT_DLOG_HEADER) * 8 ||
 	    dirtylog_encoded_size(h->n_regions) != total)
 		return -EUCLEAN;
 	if (bits) {

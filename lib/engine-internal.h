@@ -77,6 +77,21 @@ struct rt_walk **engine_walk_slot(struct rt_engine *e);
 /* Region @region of the dirty log has been resynced: it may be cleared when idle. */
 void engine_dirtylog_resynced(struct rt_engine *e, uint64_t region);
 
+/*
+ * Fault injection for tests/unit/test_engine.c (nothing else sets it): what
+ * no real unit produces on demand. @io_result sees every unit I/O
+ * completion (@op 0 read, 1 write, 2 flush; @len the bytes asked for) and
+ * returns the result the engine acts on: a short count, 0, -EAGAIN. @submit
+ * runs before each ring submission: 0 submits, a negative errno fails the
+ * submission with it (nothing submitted). Set before the first request.
+ */
+struct engine_fault_hooks {
+	int (*io_result)(void *arg, int op, uint32_t role, uint32_t len, int res);
+	int (*submit)(void *arg);
+	void *arg;
+};
+void engine_set_fault_hooks(struct rt_engine *e, const struct engine_fault_hooks *h);
+
 /* lib/rebuild.c: is a walk running? */
 bool rebuild_walk_busy(struct rt_engine *e);
 

@@ -277,6 +277,7 @@ struct rt_engine {
 
 	struct rt_walk *walk;		/* lib/rebuild.c */
 	struct engine_dl *dl;		/* the dirty-region log, NULL when none */
+	struct engine_fault_hooks hooks;	/* tests only */
 };
 
 static __thread unsigned engine_ctx_hint;
@@ -685,7 +686,9 @@ static int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c)
 			inflight++;
 		}
 		/* One wake-up for the whole fan-out rather than one per unit. */
-		ret = io_uring_submit_and_wait(&c->ring, inflight);
+		ret = e->hooks.submit ? e->hooks.submit(e->hooks.arg) : 0;
+		if (!ret)
+			ret = io_uring_submit_and_wait(&c->ring, inflight);
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
 			/*
 			 * The ring itself refused: wait for what it did take,
@@ -706,9 +709,15 @@ static int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c)
 			break;
 		}
 		io_uring_for_each_cqe(&c->ring, head, cqe) {
+			struct engine_io *io = io_uring_cqe_get_data(cqe);
+			int res = cqe->res;
+
 			seen++;
 			inflight--;
-			err = ctx_complete_io(e, c, io_uring_cqe_get_data(cqe), cqe->res, err);
+			if (e->hooks.io_result)
+				res = e->hooks.io_result(e->hooks.arg, io->op, io->role,
+							 io->len - io->done, res);
+			err = ctx_complete_io(e, c, io, res, err);
 		}
 		io_uring_cq_advance(&c->ring, seen);
 	}
@@ -2417,6 +2426,12 @@ int engine_flush(struct rt_engine *e)
 		stat_add(&c->stats.flushes, 1);
 	ctx_release(e, c);
 	return ret;
+}
+
+void engine_set_fault_hooks(struct rt_engine *e, const struct engine_fault_hooks *h)
+{
+	if (e)
+		e->hooks = h ? *h : (struct engine_fault_hooks){ 0 };
 }
 
 void engine_set_failure_handler(struct rt_engine *e, engine_failure_fn fn, void *ctx)

@@ -467,6 +467,30 @@ int unit_read_sb_quiet(struct rt_unit *u, struct rt_sb *sb, struct rt_sb_status 
 	return read_sb(u, sb, st, false);
 }
 
+int unit_open_seen(const char *path, unsigned flags, const struct rt_sb *seen,
+		   struct rt_unit **out)
+{
+	struct rt_sb now;
+	int r;
+
+	r = unit_open(path, flags, out);
+	if (r < 0)
+		return r;
+	r = read_sb(*out, &now, NULL, false);
+	if (r < 0 || memcmp(now.array.uuid, seen->array.uuid, RT_UUID_SIZE) ||
+	    memcmp(now.unit.uuid, seen->unit.uuid, RT_UUID_SIZE) || now.events != seen->events) {
+		rt_log(RT_LOG_ERROR, "'%s': the device changed since it was scanned (%s); not "
+		       "used, nothing written", path, r < 0 ? "it holds no valid superblock now" :
+		       now.events != seen->events && !memcmp(now.unit.uuid, seen->unit.uuid,
+							      RT_UUID_SIZE) ?
+		       "its superblock was updated meanwhile" : "it holds another unit now");
+		unit_close(*out);
+		*out = NULL;
+		return -ESTALE;
+	}
+	return 0;
+}
+
 int unit_check_sb(const struct rt_unit *u, const struct rt_sb *sb, char *why, size_t len)
 {
 	uint64_t off, end;

@@ -27,6 +27,16 @@ struct rt_unit;
 int unit_open(const char *path, unsigned flags, struct rt_unit **out);
 
 /*
+ * unit_open, for a unit a scan found with superblock @seen: the device must
+ * still carry it (same array and unit UUID, same events), or it changed
+ * between the scan and the open (detached, another file attached to its
+ * loop device, written meanwhile): -ESTALE, logged with the device's name,
+ * and nothing is opened.
+ */
+int unit_open_seen(const char *path, unsigned flags, const struct rt_sb *seen,
+		   struct rt_unit **out);
+
+/*
  * Close. A loop device this open attached is detached again unless
  * unit_keep_loop() was called (create/add keep theirs so scanning finds them).
  */

@@ -214,6 +214,18 @@ faulty_units_stop() {
 	return 0
 }
 
+# kill_engine: SIGKILL the array's engine and wait until it is gone.
+kill_engine() {
+	local pid
+	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
+	kill -KILL "$pid"
+	for _ in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.05
+	done
+	fail "engine $pid still alive 5 s after SIGKILL"
+}
+
 # deactivate_settled NAME: deactivate, retried while the device is open for a
 # moment: every raidtool command (other tests' too, on a shared machine)
 # scans every block device, this array's included, and deactivate refuses

@@ -34,10 +34,13 @@
 #include <raidtool/parity.h>
 #include <raidtool/unit.h>
 
+#include "../../lib/engine-internal.h"
+
 #define MIB (1ull << 20)
 #define KIB 1024ull
 #define MAX_TEST_UNITS 5
-#define MAX_WRITE (3 * MIB + 4096)	/* more than one engine piece */
+#define MAX_WRITE (3 * MIB + 4096)
+#define ENGINE_TEST_CONTEXTS 16	/* lib/engine.c's ENGINE_CONTEXTS */	/* more than one engine piece */
 
 struct engine_case {
 	const char *name;
@@ -1148,6 +1151,169 @@ static void test_engine_ioerror(void **state)
 	assert_int_equal(atomic_load(&fl.calls), 1);
 }
 
+/* ---- completions and submissions no real unit gives on demand ---------- */
+
+enum fault_mode { FAULT_NONE, FAULT_SHORT, FAULT_AGAIN, FAULT_ZERO };
+
+struct fault_state {
+	_Atomic int mode;
+	_Atomic int left;		/* completions still to rewrite */
+	_Atomic int rewritten;
+	_Atomic int role;		/* FAULT_ZERO: only writes to this role */
+	_Atomic int submit_err;		/* the next submissions fail with it */
+	_Atomic int submit_left;
+	_Atomic int submits_failed;
+};
+
+static int fault_io_result(void *arg, int op, uint32_t role, uint32_t len, int res)
+{
+	struct fault_state *fs = arg;
+	int mode = atomic_load(&fs->mode);
+
+	if (mode == FAULT_NONE || res <= 0 || op == 2 || atomic_load(&fs->left) <= 0)
+		return res;
+	switch (mode) {
+	case FAULT_SHORT:
+		/* Half, in whole blocks: the rest must be asked for again (O_DIRECT). */
+		if (len < 8192 || (uint32_t)res != len)
+			return res;
+		res = (int)((len / 2) & ~4095u);
+		break;
+	case FAULT_AGAIN:
+		res = atomic_load(&fs->rewritten) % 2 ? -EINTR : -EAGAIN;
+		break;
+	case FAULT_ZERO:
+		if (op != 1 || (int)role != atomic_load(&fs->role))
+			return res;
+		res = 0;
+		break;
+	}
+	atomic_fetch_sub(&fs->left, 1);
+	atomic_fetch_add(&fs->rewritten, 1);
+	return res;
+}
+
+static int fault_submit(void *arg)
+{
+	struct fault_state *fs = arg;
+
+	if (atomic_load(&fs->submit_left) <= 0)
+		return 0;
+	atomic_fetch_sub(&fs->submit_left, 1);
+	atomic_fetch_add(&fs->submits_failed, 1);
+	return atomic_load(&fs->submit_err);
+}
+
+static void expect_no_errors(struct fixture *f, uint64_t faulty)
+{
+	struct rt_engine_stats st;
+
+	engine_get_stats(f->e, &st);
+	assert_int_equal(st.faulty_mask, faulty);
+	if (!faulty)
+		assert_int_equal(st.errors, 0);
+}
+
+/*
+ * Short transfers, -EAGAIN/-EINTR and zero-byte completions (rewritten by a
+ * fault hook: a loop device never shows them, it completes short reads
+ * itself), and io_uring submissions that fail: data verifies throughout.
+ */
+static void test_engine_faults(void **state)
+{
+	struct fixture *f = *state;
+	struct fault_state fs = { 0 };
+	struct engine_fault_hooks h = { .io_result = fault_io_result, .submit = fault_submit,
+					.arg = &fs };
+	uint8_t *buf = NULL, *back = NULL;
+	int ret;
+
+	if (!have_root()) {
+		if (require_root())
+			fail_msg("cannot run: needs root and loop devices");
+		skip();
+	}
+	assert_non_null(f->e);
+	engine_set_fault_hooks(f->e, &h);
+	assert_int_equal(posix_memalign((void **)&buf, 4096, MIB), 0);
+	assert_int_equal(posix_memalign((void **)&back, 4096, MIB), 0);
+
+	/* Short transfers: the rest is asked for again, nothing fails. */
+	atomic_store(&fs.left, 400);
+	atomic_store(&fs.mode, FAULT_SHORT);
+	random_writes(f, 0x5407, 40);
+	verify_through_engine(f);
+	assert_true(atomic_load(&fs.rewritten) > 0);
+	expect_no_errors(f, 0);
+
+	/* -EAGAIN and -EINTR: tried again, no error, no unit failed. */
+	atomic_store(&fs.mode, FAULT_NONE);
+	atomic_store(&fs.rewritten, 0);
+	atomic_store(&fs.left, 300);
+	atomic_store(&fs.mode, FAULT_AGAIN);
+	random_writes(f, 0xa6a1, 30);
+	verify_through_engine(f);
+	assert_true(atomic_load(&fs.rewritten) > 0);
+	expect_no_errors(f, 0);
+	atomic_store(&fs.mode, FAULT_NONE);
+
+	/* A failed submission that is only busy: submitted again, transparently. */
+	atomic_store(&fs.submit_err, -EBUSY);
+	atomic_store(&fs.submit_left, 5);
+	rng_fill(&(uint64_t){ 77 }, buf, MIB);
+	assert_int_equal(engine_write(f->e, buf, MIB, 3 * MIB), 0);
+	memcpy(f->model + 3 * MIB, buf, MIB);
+	assert_int_equal(atomic_load(&fs.submits_failed), 5);
+	assert_int_equal(engine_read(f->e, back, MIB, 3 * MIB), 0);
+	assert_memory_equal(back, buf, MIB);
+	expect_no_errors(f, 0);
+
+	/*
+	 * The ring refuses (-ENOMEM): the request fails, no unit is blamed,
+	 * the context gets a fresh ring and the same write then works.
+	 */
+	atomic_store(&fs.submit_err, -ENOMEM);
+	atomic_store(&fs.submit_left, 1);
+	rng_fill(&(uint64_t){ 78 }, buf, MIB);
+	ret = engine_write(f->e, buf, MIB, 5 * MIB);
+	assert_int_not_equal(ret, 0);
+	print_message("# a write whose submission failed with ENOMEM: %s\n", strerror(-ret));
+	assert_int_equal(engine_state(f->e), RT_ENGINE_OK);
+	for (unsigned i = 0; i < 2 * ENGINE_TEST_CONTEXTS; i++)
+		assert_int_equal(engine_write(f->e, buf, MIB, 5 * MIB), 0);
+	memcpy(f->model + 5 * MIB, buf, MIB);
+	atomic_store(&fs.submit_left, 1);
+	ret = engine_read(f->e, back, MIB, 5 * MIB);
+	assert_int_not_equal(ret, 0);
+	assert_int_equal(engine_read(f->e, back, MIB, 5 * MIB), 0);
+	assert_memory_equal(back, buf, MIB);
+	verify_through_engine(f);
+	{
+		struct rt_engine_stats st;
+
+		engine_get_stats(f->e, &st);
+		assert_int_equal(st.faulty_mask, 0);
+	}
+
+	/* A write that completes with 0 bytes: the unit ends there; it is failed. */
+	atomic_store(&fs.role, 1);
+	atomic_store(&fs.rewritten, 0);
+	atomic_store(&fs.left, 1);
+	atomic_store(&fs.mode, FAULT_ZERO);
+	random_writes(f, 0x2e60, 20);
+	assert_int_equal(atomic_load(&fs.rewritten), 1);
+	atomic_store(&fs.mode, FAULT_NONE);
+	f->faulty = 1ull << 1;
+	expect_no_errors(f, f->faulty);
+	assert_int_equal(engine_state(f->e), RT_ENGINE_DEGRADED);
+	verify_through_engine(f);
+	assert_int_equal(engine_flush(f->e), 0);
+	verify_units(f);
+	engine_set_fault_hooks(f->e, NULL);
+	free(buf);
+	free(back);
+}
+
 #define MIBS(...) { __VA_ARGS__ }
 static const struct engine_case cases[] = {
 	{ "linear 64K, unequal units", RT_LEVEL_LINEAR, 3, 64 * 1024, MIBS(24, 40, 33), 0, 0 },
@@ -1195,6 +1361,11 @@ static const struct engine_case unsynced_cases[] = {
 	{ "unsynced: raid1 x2 64K, used disks", RT_LEVEL_1, 2, 64 * 1024, MIBS(16, 16), 0, 0 },
 };
 
+static const struct engine_case fault_case = {
+	"faults: raid5 x3 64K, short, EAGAIN, zero-byte completions, failed submissions",
+	RT_LEVEL_5, 3, 64 * 1024, MIBS(24, 24, 24), 0, 0
+};
+
 #define FAIL_TEST(i) \
 	{ fail_cases[i].name, test_engine_failure, fixture_setup, fixture_teardown, \
 	  (void *)&fail_cases[i] }
@@ -1210,6 +1381,8 @@ int main(void)
 		  (void *)&ioerror_cases[0] },
 		{ ioerror_cases[1].name, test_engine_ioerror, fixture_setup, fixture_teardown,
 		  (void *)&ioerror_cases[1] },
+		{ fault_case.name, test_engine_faults, fixture_setup, fixture_teardown,
+		  (void *)&fault_case },
 		{ unsynced_cases[0].name, test_engine_unsynced, unsynced_setup, fixture_teardown,
 		  (void *)&unsynced_cases[0] },
 		{ unsynced_cases[1].name, test_engine_unsynced, unsynced_setup, fixture_teardown,
