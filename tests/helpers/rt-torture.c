@@ -6,6 +6,7 @@
  *   rt-torture init   [--seed S] DEVICE STATE       a model of DEVICE, every block unwritten
  *   rt-torture write  [--seed S] [--seconds T] [--threads N] [--sync-pct P]
  *                     [--fsync-pct P] DEVICE STATE  random writes, kept in the model
+ *   rt-torture fill   DEVICE STATE                  every block written once more, O_SYNC
  *   rt-torture verify DEVICE STATE                  every block checked against the model
  *   rt-torture ops    STATE                         writes made so far (for the driver)
  *
@@ -321,6 +322,21 @@ static unsigned write_length(uint64_t *rng, unsigned extent_blocks)
 	return 1 + (unsigned)below(rng, max);
 }
 
+/*
+ * New generations are issued only on a settled model: a write of unknown fate
+ * (the engine was killed) must first be found out by verify.
+ */
+static int model_settled(void)
+{
+	for (uint64_t b = 0; b < t.n_blocks; b++)
+		if (t.floor[b] != t.issued[b]) {
+			fprintf(stderr, "rt-torture: block %" PRIu64 " has writes of unknown fate: "
+				"verify first\n", b);
+			return 0;
+		}
+	return 1;
+}
+
 struct writer {
 	pthread_t tid;
 	unsigned index;
@@ -425,13 +441,8 @@ static int cmd_write(void)
 	unsigned i;
 	int rc = EXIT_OK;
 
-	/* The model must be settled (verify) before new generations are issued. */
-	for (uint64_t b = 0; b < t.n_blocks; b++)
-		if (t.floor[b] != t.issued[b]) {
-			fprintf(stderr, "rt-torture: block %" PRIu64 " has writes of unknown fate: "
-				"verify first\n", b);
-			return EXIT_USAGE;
-		}
+	if (!model_settled())
+		return EXIT_USAGE;
 	printf("rt-torture write: seed %" PRIu64 ", %u s, %u threads, %u blocks of %u bytes\n",
 	       t.seed, t.seconds, t.threads, (unsigned)t.n_blocks, t.bs);
 	fflush(stdout);
@@ -473,6 +484,39 @@ static int cmd_write(void)
 		return EXIT_MISMATCH;
 	if (atomic_load(&t.io_error))
 		return EXIT_IO;
+	return rc;
+}
+
+/* Every block written once more, in order, each write durable when it returns. */
+static int cmd_fill(void)
+{
+	uint64_t chunk = EXTENT_BYTES / t.bs;
+	uint8_t *buf = NULL;
+	int rc = EXIT_OK;
+
+	if (!model_settled() || posix_memalign((void **)&buf, 4096, EXTENT_BYTES))
+		return EXIT_USAGE;
+	for (uint64_t b = 0; b < t.n_blocks; b += chunk) {
+		uint64_t n = t.n_blocks - b < chunk ? t.n_blocks - b : chunk;
+		ssize_t done;
+
+		for (uint64_t i = 0; i < n; i++) {
+			t.issued[b + i]++;
+			fill_block(buf + i * t.bs, b + i, t.issued[b + i]);
+		}
+		done = pwrite(t.sync_fd, buf, n * t.bs, (off_t)(b * t.bs));
+		if (done != (ssize_t)(n * t.bs)) {
+			io_failed("fill", b, done);
+			rc = EXIT_IO;
+			goto out;
+		}
+		atomic_fetch_add(&t.head->ops, 1);
+		for (uint64_t i = 0; i < n; i++)
+			t.acked[b + i] = t.floor[b + i] = t.issued[b + i];
+	}
+	printf("rt-torture fill: %" PRIu64 " blocks written\n", t.n_blocks);
+out:
+	free(buf);
 	return rc;
 }
 
@@ -532,6 +576,7 @@ static void usage(void)
 	fprintf(stderr, "usage: rt-torture init [--seed S] DEVICE STATE\n"
 		"       rt-torture write [--seed S] [--seconds T] [--threads N] [--sync-pct P]"
 		" [--fsync-pct P] DEVICE STATE\n"
+		"       rt-torture fill DEVICE STATE\n"
 		"       rt-torture verify DEVICE STATE\n"
 		"       rt-torture ops STATE\n");
 }
@@ -609,7 +654,7 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (argc - optind != 2 || (strcmp(cmd, "init") && strcmp(cmd, "write") &&
-				   strcmp(cmd, "verify"))) {
+				   strcmp(cmd, "fill") && strcmp(cmd, "verify"))) {
 		usage();
 		return EXIT_USAGE;
 	}
@@ -629,5 +674,7 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	t.bs = bs;
-	return !strcmp(cmd, "write") ? cmd_write() : cmd_verify();
+	if (!strcmp(cmd, "write"))
+		return cmd_write();
+	return !strcmp(cmd, "fill") ? cmd_fill() : cmd_verify();
 }
