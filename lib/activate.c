@@ -1699,8 +1699,11 @@ static void start_resync(struct run *run)
 		goto out;
 	}
 	run->resync_pending = true;
-	if (unsynced && run->as->sb.array.level == RT_LEVEL_5 && run->as->n_missing) {
-		/* Degraded: no redundancy to make agree; a rebuild onto a spare comes first. */
+	if (run->as->sb.array.level == RT_LEVEL_5 && run->as->n_missing) {
+		/*
+		 * Degraded (an unfinished initial sync, or a dirty start forced past the
+		 * write hole): no redundancy to make agree; a rebuild comes first.
+		 */
 		rt_log(RT_LOG_WARN, "'%s': %s: %llu of %llu regions still to sync once the array "
 		       "is whole again", run->name, why, (unsigned long long)n_dirty,
 		       (unsigned long long)n_regions);

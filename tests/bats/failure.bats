@@ -324,6 +324,13 @@ degraded_start() {
 	[ "$(checksums "${UNITS[0]}" "${UNITS[1]}")" = "$sums" ]
 	start_array --force
 	stderr_has "write hole"
+	# No resync without redundancy (it failed, "Device or resource busy"):
+	# the regions wait for the array to be whole again.
+	stderr_has "not stopped cleanly: 1 of"
+	stderr_has "regions still to sync once the array is whole again"
+	run raidtool wait "$NAME"
+	assert_success
+	refute_output --partial "failed"
 	run cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/data"
 	assert_success
 }
