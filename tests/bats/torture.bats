@@ -40,23 +40,32 @@ setup() {
 teardown() {
 	reap_bgpids
 	faulty_units_clear
-	if [ -n "${A:-}" ] && [ -e "$RAIDTOOL_RUNDIR/$A/pid" ]; then
-		"$RAIDTOOL_BIN" deactivate "$A" >/dev/null 2>&1
-	fi
 	if [ -z "${BATS_TEST_COMPLETED:-}" ] || [ "${RAIDTOOL_TORTURE_KEEP:-0}" = 1 ]; then
 		keep_evidence
 	else
 		rm -rf "$TLOG"
 	fi
+	if [ -n "${A:-}" ] && [ -e "$RAIDTOOL_RUNDIR/$A/pid" ]; then
+		"$RAIDTOOL_BIN" deactivate "$A" >/dev/null 2>&1
+	fi
 	scratch_teardown
 	faulty_units_stop
+}
+
+# save_engine_log NAME: what NAME's engines logged so far, into TLOG (a
+# clean stop removes the log).
+save_engine_log() {
+	local f=$RAIDTOOL_RUNDIR/$1/log
+	[ -f "$f" ] || return 0
+	cat "$f" >> "$TLOG/engine-$1.log"
+	: > "$f"
 }
 
 # The engines' logs and the model, beside the step log, for a failed run.
 keep_evidence() {
 	local d
 	for d in "$RAIDTOOL_RUNDIR"/*/; do
-		[ -f "$d/log" ] && cp "$d/log" "$TLOG/engine-$(basename "$d").log"
+		[ -d "$d" ] && save_engine_log "$(basename "$d")"
 	done
 	[ -f "$TESTDIR/model" ] && cp "$TESTDIR/model" "$TLOG/model"
 	cp "$TESTDIR"/ffs*.log "$TLOG/" 2>/dev/null
@@ -163,10 +172,16 @@ new_array() {
 	fi
 }
 
+# stop_array: deactivate (a clean stop, or the cleanup after a kill).
+stop_array() {
+	save_engine_log "$A"
+	must "$RAIDTOOL_BIN" deactivate "$A"
+}
+
 # retire_array: stop the current array, let go of its disks.
 retire_array() {
 	local i
-	must "$RAIDTOOL_BIN" deactivate "$A"
+	stop_array
 	for i in "${!UNITS[@]}"; do
 		losetup -d "${UNITS[$i]}" 2>/dev/null || true
 		umount "$TESTDIR/ffs${FFIDX[$i]}" 2>/dev/null || true
@@ -237,11 +252,33 @@ unit_fault() {
 	esac
 }
 
+# unit_absent ROLE: the array stops and starts again without ROLE's unit
+# (its loop device detached), degraded; unit_back ROLE attaches it again.
+unit_absent() {
+	local dev=${UNITS[$1]}
+	stop_array
+	log "losetup -d $dev (role $1)"
+	losetup -d "$dev"
+	# Gone once nobody holds it (other tests' scans may, for a moment).
+	for _ in $(seq 100); do
+		[ -e "/sys/block/${dev#/dev/}/loop/backing_file" ] || break
+		sleep 0.1
+	done
+	[ ! -e "/sys/block/${dev#/dev/}/loop/backing_file" ] || torture_fail "$dev stays attached"
+	must "$RAIDTOOL_BIN" activate "$A"
+	[[ "$OUT" == *"starting degraded"* ]] || torture_fail "started without role $1, not degraded"
+}
+
+unit_back() {
+	UNITS[$1]=$(losetup --direct-io=on --find --show "$TESTDIR/ffs${FFIDX[$1]}/disk")
+	log "role $1's disk is back as ${UNITS[$1]}"
+}
+
 # restart: after a kill, clean up and start the array again. A raid5 that
 # lost a unit before the kill is refused for the write hole: then --force,
 # legitimate only because no write was in flight ($1 = 1).
 restart() {
-	must "$RAIDTOOL_BIN" deactivate "$A"
+	stop_array
 	step "$RAIDTOOL_BIN" activate "$A"
 	if [ "$RC" != 0 ] && [[ "$OUT" == *"write hole"* ]] && [ "$1" = 1 ]; then
 		must "$RAIDTOOL_BIN" activate --force "$A"
@@ -290,7 +327,7 @@ torture_pass() {
 	fi
 	case "$LEVEL" in 1|5) redundant=1 ;; esac
 	if [ "$redundant" = 1 ]; then
-		pick fault none transient readerr writeerr vanish adminfail
+		pick fault none transient readerr writeerr vanish adminfail absent
 	else
 		pick fault none none transient
 	fi
@@ -302,9 +339,13 @@ torture_pass() {
 	role=$((RANDOM % ${#UNITS[@]}))
 	log "== level $LEVEL, fault $fault on role $role, kill $kill"
 
+	[ "$fault" != absent ] || unit_absent "$role"
 	workload $((2 + RANDOM % 3)) $((1 + RANDOM % 6))
 	pause 10
-	[ "$fault" = none ] || unit_fault "$fault" "$role"
+	case "$fault" in
+	none|absent) ;;
+	*) unit_fault "$fault" "$role" ;;
+	esac
 	if [ "$kill" = mid ]; then
 		pause 15
 		kill_engine
@@ -321,8 +362,14 @@ torture_pass() {
 	fi
 	if [ "$killed" = 1 ]; then
 		restart "$([ "$kill" = idle ] && echo 1 || echo 0)"
+		# Killed again during the resync of the first kill's regions.
+		if [[ "$OUT" == *resyncing* ]] && chance 30; then
+			kill_engine
+			restart 1
+		fi
 		settle
 	fi
+	[ "$fault" != absent ] || unit_back "$role"
 
 	if [ "$redundant" = 1 ]; then
 		readd
@@ -348,7 +395,7 @@ torture_pass() {
 	settle
 	check_zero
 	if chance 15; then
-		must "$RAIDTOOL_BIN" deactivate "$A"
+		stop_array
 		must "$RAIDTOOL_BIN" activate "$A"
 		settle
 	fi
