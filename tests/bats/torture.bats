@@ -190,13 +190,13 @@ retire_array() {
 	A=
 }
 
-# workload SECONDS: rt-torture write in the background (WPID), once it has
-# made writes.
+# workload SECONDS THREADS: rt-torture write in the background (WPID), once
+# it has made writes.
 workload() {
-	local before now rc=0
+	local before now rc=0 seed=$((SEED * 1000 + PASS * 2 + ${WORKLOAD_SECOND:-0}))
 	before=$("$TORTURE" ops "$TESTDIR/model")
-	log "workload: $TORTURE write --seed $((SEED * 1000 + PASS)) --seconds $1 --threads $2"
-	timeout -k 5 $(($1 + 120)) "$TORTURE" write --seed $((SEED * 1000 + PASS)) \
+	log "workload: $TORTURE write --seed $seed --seconds $1 --threads $2"
+	timeout -k 5 $(($1 + 120)) "$TORTURE" write --seed "$seed" \
 		--seconds "$1" --threads "$2" "/dev/raidtool/$A" "$TESTDIR/model" \
 		>> "$TLOG/log" 2>&1 &
 	WPID=$!
@@ -315,8 +315,14 @@ settle() {
 check_zero() {
 	[ "$LEVEL" = 1 ] || [ "$LEVEL" = 5 ] || return 0
 	[ "$(health)" = clean ] || torture_fail "not clean after recovery: $(health)"
-	must "$RAIDTOOL_BIN" check "$A"
-	must "$RAIDTOOL_BIN" wait "$A"
+	# A resync owed (regions a forced start left) may begin once the array
+	# is whole, beside the check: wait then reports the later walk, and the
+	# check is made again.
+	for _ in 1 2 3; do
+		must "$RAIDTOOL_BIN" check "$A"
+		must "$RAIDTOOL_BIN" wait "$A"
+		[[ "$OUT" != *"check done:"* ]] || break
+	done
 	[[ "$OUT" == *"check done: 0 mismatches"* ]] || torture_fail "check: $OUT"
 }
 
@@ -376,7 +382,9 @@ torture_pass() {
 		if [ "$READDED" = 1 ]; then
 			# The rebuild under a second workload, or killed and resumed.
 			if chance 50; then
-				workload $((1 + RANDOM % 3)) $((1 + RANDOM % 4))
+				# Settle the first workload's writes (reads during the rebuild).
+				must "$TORTURE" verify "/dev/raidtool/$A" "$TESTDIR/model"
+				WORKLOAD_SECOND=1 workload $((1 + RANDOM % 3)) $((1 + RANDOM % 4))
 				if [ "$LEVEL" = 1 ] && chance 40; then
 					pause 10
 					kill_engine
