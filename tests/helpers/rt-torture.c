@@ -24,7 +24,10 @@
  *              engine was killed may or may not be on the units.
  *
  * A block must hold A or a generation in (F, W]: never an older one, never another
- * block's, never garbage. verify settles each block on what it found (A = found,
+ * block's, never garbage. R, the last generation whose write returned, is kept too:
+ * a block found older than R lost a write that returned but was not yet made durable,
+ * which the model allows (only a flush acknowledges) and verify counts, since a
+ * write-through engine should lose none of those to a kill either. verify settles each block on what it found (A = found,
  * F = W), so a later verify tells a lost write from a stale copy coming back.
  *
  * Each writer thread owns the extents (1 MiB each) whose number is its own modulo the
@@ -64,7 +67,7 @@
 
 enum { EXIT_OK = 0, EXIT_MISMATCH = 1, EXIT_USAGE = 2, EXIT_IO = 3 };
 
-/* The head of STATE; the three generation arrays follow, each n_blocks long. */
+/* The head of STATE; the generation arrays follow, each n_blocks long. */
 struct model_head {
 	uint64_t magic;
 	uint64_t n_blocks;
@@ -74,6 +77,7 @@ struct model_head {
 };
 
 #define HEAD_BYTES 4096u
+#define MODEL_ARRAYS 4u		/* acked, floor, issued, returned */
 
 /* What a block's first bytes say about it. */
 struct block_header {
@@ -85,7 +89,7 @@ struct block_header {
 
 static struct {
 	struct model_head *head;
-	uint32_t *acked, *floor, *issued;
+	uint32_t *acked, *floor, *issued, *returned;
 	size_t map_bytes;
 	uint64_t n_blocks;
 	unsigned bs;
@@ -199,7 +203,7 @@ static int64_t found_gen(const uint8_t *buf, uint64_t b, uint8_t *scratch, char 
 
 static int open_model(const char *path, int create, uint64_t n_blocks, unsigned bs)
 {
-	size_t bytes = HEAD_BYTES + 3 * n_blocks * sizeof(uint32_t);
+	size_t bytes = HEAD_BYTES + MODEL_ARRAYS * n_blocks * sizeof(uint32_t);
 	struct stat st;
 	int fd, rc = -1;
 	void *map;
@@ -230,7 +234,7 @@ static int open_model(const char *path, int create, uint64_t n_blocks, unsigned 
 		t.head->block_size = bs;
 	}
 	if (t.head->magic != STATE_MAGIC ||
-	    t.map_bytes < HEAD_BYTES + 3 * t.head->n_blocks * sizeof(uint32_t)) {
+	    t.map_bytes < HEAD_BYTES + MODEL_ARRAYS * t.head->n_blocks * sizeof(uint32_t)) {
 		fprintf(stderr, "rt-torture: '%s': not a model\n", path);
 		goto out;
 	}
@@ -238,6 +242,7 @@ static int open_model(const char *path, int create, uint64_t n_blocks, unsigned 
 	t.acked = (uint32_t *)((uint8_t *)map + HEAD_BYTES);
 	t.floor = t.acked + t.n_blocks;
 	t.issued = t.floor + t.n_blocks;
+	t.returned = t.issued + t.n_blocks;
 	rc = 0;
 out:
 	close(fd);
@@ -412,6 +417,8 @@ static void *writer_main(void *arg)
 		atomic_fetch_add(&t.head->ops, 1);
 		atomic_fetch_add(&t.writes, 1);
 		atomic_fetch_add(&t.bytes, (uint64_t)len);
+		for (unsigned i = 0; i < n; i++)
+			t.returned[b + i] = t.issued[b + i];
 		if (sync) {
 			for (unsigned i = 0; i < n; i++)
 				t.acked[b + i] = t.floor[b + i] = t.issued[b + i];
@@ -512,7 +519,7 @@ static int cmd_fill(void)
 		}
 		atomic_fetch_add(&t.head->ops, 1);
 		for (uint64_t i = 0; i < n; i++)
-			t.acked[b + i] = t.floor[b + i] = t.issued[b + i];
+			t.acked[b + i] = t.floor[b + i] = t.returned[b + i] = t.issued[b + i];
 	}
 	printf("rt-torture fill: %" PRIu64 " blocks written\n", t.n_blocks);
 out:
@@ -523,6 +530,7 @@ out:
 static int cmd_verify(void)
 {
 	uint64_t chunk = EXTENT_BYTES / t.bs, errors = 0, in_flight = 0, lost = 0, written = 0;
+	uint64_t returned_lost = 0;
 	uint8_t *buf = NULL, *scratch = NULL;
 	char why[160];
 	int rc = EXIT_OK;
@@ -548,7 +556,8 @@ static int cmd_verify(void)
 				written += g > 0;
 				in_flight += g != a;
 				lost += g == a && w > f;
-				t.acked[blk] = (uint32_t)g;
+				returned_lost += g < t.returned[blk];
+				t.acked[blk] = t.returned[blk] = (uint32_t)g;
 				t.floor[blk] = w;
 				continue;
 			}
@@ -562,7 +571,8 @@ static int cmd_verify(void)
 	}
 	printf("rt-torture verify: %" PRIu64 " blocks, %" PRIu64 " written, %" PRIu64
 	       " holding a write that was in flight, %" PRIu64 " without one (not durable), %"
-	       PRIu64 " wrong\n", t.n_blocks, written, in_flight, lost, errors);
+	       PRIu64 " without a write that had returned (not durable either), %" PRIu64
+	       " wrong\n", t.n_blocks, written, in_flight, lost, returned_lost, errors);
 	if (errors)
 		rc = EXIT_MISMATCH;
 out:
