@@ -105,14 +105,7 @@ wait_written() {
 
 # kill_engine: SIGKILL the array's engine and wait until it is gone.
 kill_engine() {
-	local pid
-	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
-	kill -KILL "$pid"
-	for _ in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.05
-	done
-	fail "engine $pid still alive 5 s after SIGKILL"
+	sigkill_wait "$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")"
 }
 
 # Every unit's superblock records the array STATE (clean or dirty).

@@ -88,6 +88,17 @@ stop_pids() {
 	return 0
 }
 
+# sigkill_wait PID: SIGKILL a process (an engine: a crash) and wait until it
+# is gone.
+sigkill_wait() {
+	kill -KILL "$1" 2>/dev/null || true
+	for _ in $(seq 100); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.05
+	done
+	fail "process $1 still alive 5 s after SIGKILL"
+}
+
 # Everything under the scratch directory, in reverse order of creation.
 scratch_teardown() {
 	[ -n "${TESTDIR:-}" ] && [ -d "$TESTDIR" ] || return 0

@@ -129,12 +129,7 @@ kill_engine() {
 	pid=$(engine_pid)
 	[ -n "$pid" ] || torture_fail "no engine to kill"
 	log "kill -9 engine $pid"
-	kill -KILL "$pid" || true
-	for _ in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.05
-	done
-	torture_fail "engine $pid still alive 5 s after SIGKILL"
+	sigkill_wait "$pid"
 }
 
 # new_array: retire the current array, make one of random level and geometry

@@ -591,60 +591,60 @@ static void usage(void)
 		"       rt-torture ops STATE\n");
 }
 
-static int parse_uint(const char *arg, const char *what, uint64_t max, uint64_t *out)
+static int parse_uint(const char *arg, const char *what, uint64_t min, uint64_t max,
+		      uint64_t *out)
 {
 	char *end;
 
 	errno = 0;
 	*out = strtoull(arg, &end, 0);
-	if (errno || end == arg || *end || *out > max) {
-		fprintf(stderr, "rt-torture: %s '%s': not a number up to %" PRIu64 "\n", what,
-			arg, max);
+	if (errno || end == arg || *end || *out < min || *out > max) {
+		fprintf(stderr, "rt-torture: --%s '%s': not a number from %" PRIu64 " to %" PRIu64
+			"\n", what, arg, min, max);
 		return -1;
 	}
 	return 0;
 }
 
+/* The numeric options besides --seed, in the order of main's option table. */
+static const struct num_opt {
+	const char *name;
+	unsigned min, max;
+	unsigned *value;
+} num_opts[] = {
+	{ "seconds", 0, 86400, &t.seconds },
+	{ "threads", 1, MAX_THREADS, &t.threads },
+	{ "sync-pct", 0, 100, &t.sync_pct },
+	{ "fsync-pct", 0, 100, &t.fsync_pct },
+};
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "seed", required_argument, NULL, 's' },
-		{ "seconds", required_argument, NULL, 't' },
-		{ "threads", required_argument, NULL, 'j' },
-		{ "sync-pct", required_argument, NULL, 'y' },
-		{ "fsync-pct", required_argument, NULL, 'f' },
+		{ "seconds", required_argument, NULL, 'n' },
+		{ "threads", required_argument, NULL, 'n' },
+		{ "sync-pct", required_argument, NULL, 'n' },
+		{ "fsync-pct", required_argument, NULL, 'n' },
 		{ 0 }
 	};
+	const struct num_opt *no;
 	uint64_t v, n_blocks;
 	unsigned bs;
 	const char *cmd;
-	int c;
+	int c, index;
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "", opts, &index)) != -1) {
 		switch (c) {
 		case 's':
-			if (parse_uint(optarg, "seed", UINT64_MAX, &t.seed))
+			if (parse_uint(optarg, "seed", 0, UINT64_MAX, &t.seed))
 				return EXIT_USAGE;
 			break;
-		case 't':
-			if (parse_uint(optarg, "seconds", 86400, &v))
+		case 'n':
+			no = &num_opts[index - 1];
+			if (parse_uint(optarg, no->name, no->min, no->max, &v))
 				return EXIT_USAGE;
-			t.seconds = (unsigned)v;
-			break;
-		case 'j':
-			if (parse_uint(optarg, "threads", MAX_THREADS, &v) || !v)
-				return EXIT_USAGE;
-			t.threads = (unsigned)v;
-			break;
-		case 'y':
-			if (parse_uint(optarg, "sync-pct", 100, &v))
-				return EXIT_USAGE;
-			t.sync_pct = (unsigned)v;
-			break;
-		case 'f':
-			if (parse_uint(optarg, "fsync-pct", 100, &v))
-				return EXIT_USAGE;
-			t.fsync_pct = (unsigned)v;
+			*no->value = (unsigned)v;
 			break;
 		default:
 			usage();
