@@ -1077,9 +1077,16 @@ static int cmd_add(struct run *run, const char *arg, char *msg, size_t len)
 		r = t;
 		goto out;
 	}
-	idx = (unsigned)t < as->n_roles ? (unsigned)t : as->n_units;
-	slot = (unsigned)t < as->n_roles ? (uint32_t)t : as->sb.array.n_slots;
-	if (idx >= RT_MAX_UNITS) {
+	if ((unsigned)t < as->n_roles) {
+		idx = (unsigned)t;
+		slot = (uint32_t)t;
+	} else {
+		/* Where removed spares left room: a table of replaced units does not grow. */
+		for (idx = as->n_roles; idx < as->n_units && as->units[idx]; idx++)
+			;
+		slot = sb_spare_slot(&as->sb);
+	}
+	if (idx >= RT_MAX_UNITS || slot >= RT_MAX_UNITS) {
 		snprintf(msg, len, "no room for another unit (at most %u)", RT_MAX_UNITS);
 		r = -E2BIG;
 		goto out;
