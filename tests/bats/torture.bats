@@ -5,10 +5,12 @@
 # of random level and geometry over rt-faultyfs disks, with random faults
 # within the level's redundancy: unit I/O errors (transient ones that the
 # retries absorb, persistent ones over a range, a whole disk going dead), a
-# unit failed by hand, kill -9 of the engine during the workload, while idle
-# or during a rebuild. After every pass the lost units are added back and
-# rebuilt (sometimes under a second workload), every block is verified
-# against the model and, for raid1 and raid5, check must find 0 mismatches.
+# unit failed by hand, a unit absent at a start, kill -9 of the engine
+# during the workload, while idle, during a resync or a rebuild. raid1 and
+# raid5 arrays sometimes have a hot spare. After every pass the lost units
+# are added back and rebuilt (sometimes under a second workload), every
+# block is verified against the model and, for raid1 and raid5, check must
+# find 0 mismatches.
 #
 # RAIDTOOL_TORTURE_SECONDS (default 120) is how long passes keep starting;
 # SEED replays a run (the driver's choices and the workload's; timing still
