@@ -143,7 +143,7 @@ kill_engine() {
 # new_array: retire the current array, make one of random level and geometry
 # on new rt-faultyfs disks, start it and give it a fresh model.
 new_array() {
-	local n i size bs chunk
+	local n i size='' bs chunk spare=0
 	[ -z "$A" ] || retire_array
 	ARRAYS=$((ARRAYS + 1))
 	A="${NAME}a$ARRAYS"
@@ -158,8 +158,17 @@ new_array() {
 	pick chunk 4K 16K 64K 64K 128K 512K
 	# UNITS: the array's disks (roles, then a spare), FFIDX: their rt-faultyfs numbers.
 	UNITS=() FFIDX=()
+	# With a hot spare, every disk of one size: once a spare took a smaller
+	# role, the disk that left it is smaller than the smallest role now, and
+	# add refuses it (raidtool(8), add).
+	case "$LEVEL" in
+	1|5) if chance 35; then
+		spare=1
+		pick size 24M 32M 40M
+	fi ;;
+	esac
 	for ((i = 0; i < n; i++)); do
-		new_disk
+		new_disk "$size"
 	done
 	NROLES=$n
 	log "new array $A: level $LEVEL, $n units (${UNITS[*]}), block size $bs, chunk $chunk"
@@ -167,14 +176,12 @@ new_array() {
 	must "$RAIDTOOL_BIN" create "$A" --level "$LEVEL" --chunk "$chunk" --blocksize "$bs" \
 		--assume-clean "${UNITS[@]}"
 	must "$RAIDTOOL_BIN" activate "$A"
-	# A hot spare, sometimes: a failed role is rebuilt onto it at once.
-	case "$LEVEL" in
-	1|5) if chance 35; then
-		new_disk 40M	# as large as the largest role: a spare must fit every one
+	# A hot spare: a failed role is rebuilt onto it at once.
+	if [ "$spare" = 1 ]; then
+		new_disk "$size"
 		must "$RAIDTOOL_BIN" add "$A" "${UNITS[-1]}"
 		[[ "$OUT" == *spare* ]] || torture_fail "not added as a spare: $OUT"
-	fi ;;
-	esac
+	fi
 	must "$TORTURE" init --seed "$SEED" "/dev/raidtool/$A" "$TESTDIR/model"
 	# Sometimes every block written first: then no block may read as zeros.
 	if chance 30; then
