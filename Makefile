@@ -44,7 +44,7 @@ UT_BIN   := $(UT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/%)
 FUZZ_BIN := $(BUILD)/fuzz/fuzz_sb_decode $(BUILD)/fuzz/fuzz_dirtylog_decode
 
-.PHONY: all deps check unit-tests fuzz demo bench install uninstall clean lint
+.PHONY: all deps check unit-tests fuzz demo bench torture install uninstall clean lint
 
 all: deps $(BUILD)/raidtool $(HELPER_BIN)
 
@@ -106,6 +106,11 @@ demo: all
 
 bench: all
 	@./tests/bench
+
+# The torture run alone (two minutes of it are part of make check);
+# make torture SECONDS=600 runs it longer, SEED=N replays a run.
+torture: all
+	@RAIDTOOL_TORTURE_SECONDS=$(or $(SECONDS),120) bats tests/bats/torture.bats
 
 lint:
 	shellcheck -x scripts/install-deps tests/run-tests tests/demo tests/bench .ci/run \

@@ -1112,9 +1112,16 @@ static int cmd_add(struct run *run, const char *arg, char *msg, size_t len)
 		r = t;
 		goto out;
 	}
-	idx = (unsigned)t < as->n_roles ? (unsigned)t : as->n_units;
-	slot = (unsigned)t < as->n_roles ? (uint32_t)t : as->sb.array.n_slots;
-	if (idx >= RT_MAX_UNITS) {
+	if ((unsigned)t < as->n_roles) {
+		idx = (unsigned)t;
+		slot = (uint32_t)t;
+	} else {
+		/* Where removed spares left room: a table of replaced units does not grow. */
+		for (idx = as->n_roles; idx < as->n_units && as->units[idx]; idx++)
+			;
+		slot = sb_spare_slot(&as->sb);
+	}
+	if (idx >= RT_MAX_UNITS || slot >= RT_MAX_UNITS) {
 		snprintf(msg, len, "no room for another unit (at most %u)", RT_MAX_UNITS);
 		r = -E2BIG;
 		goto out;
@@ -1770,8 +1777,11 @@ static void start_resync(struct run *run)
 		goto out;
 	}
 	run->resync_pending = true;
-	if (unsynced && run->as->sb.array.level == RT_LEVEL_5 && run->as->n_missing) {
-		/* Degraded: no redundancy to make agree; a rebuild onto a spare comes first. */
+	if (run->as->sb.array.level == RT_LEVEL_5 && run->as->n_missing) {
+		/*
+		 * Degraded (an unfinished initial sync, or a dirty start forced past the
+		 * write hole): no redundancy to make agree; a rebuild comes first.
+		 */
 		rt_log(RT_LOG_WARN, "'%s': %s: %llu of %llu regions still to sync once the array "
 		       "is whole again", run->name, why, (unsigned long long)n_dirty,
 		       (unsigned long long)n_regions);

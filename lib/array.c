@@ -745,7 +745,7 @@ int array_member_prepare(const char *path, struct rt_sb *sb, uint32_t idx, unsig
 	slot->state = role ? RT_SLOT_REBUILDING : RT_SLOT_SPARE;
 	slot->data_size = g.data_size;
 	slot->recovery_offset = 0;
-	if (!role)
+	if (!role && idx >= sb->array.n_slots)
 		sb->array.n_slots = idx + 1;
 	*out = u;
 	return 0;
@@ -818,7 +818,7 @@ int array_add(const char *id, const char *const *paths, size_t n_new, bool force
 	const struct rt_scan_array *a;
 	struct rt_scan *scan = NULL;
 	struct rt_sb sb;
-	size_t n_old = 0, n_open = 0, n_missing;
+	size_t n_old = 0, n_open = 0, n_missing, n_used = 0;
 	int r;
 
 	r = check_distinct(paths, n_new);
@@ -841,9 +841,12 @@ int array_add(const char *id, const char *const *paths, size_t n_new, bool force
 		if (r < 0)
 			goto out;
 	}
-	if (sb.array.n_slots + n_new > RT_MAX_UNITS) {
+	/* Slots removed spares left empty are taken again. */
+	for (uint32_t s = 0; s < sb.array.n_slots && s < RT_MAX_UNITS; s++)
+		n_used += sb.slots[s].state != RT_SLOT_EMPTY;
+	if (n_used + n_new > RT_MAX_UNITS) {
 		rt_log(RT_LOG_ERROR, "'%s': would have %zu units, at most %u", sb.array.name,
-		       sb.array.n_slots + n_new, RT_MAX_UNITS);
+		       n_used + n_new, RT_MAX_UNITS);
 		r = -E2BIG;
 		goto out;
 	}
@@ -857,7 +860,7 @@ int array_add(const char *id, const char *const *paths, size_t n_new, bool force
 	for (size_t i = 0; i < n_new; i++) {
 		uint32_t idx;
 
-		idx = i < n_missing ? missing[i] : sb.array.n_slots;
+		idx = i < n_missing ? missing[i] : sb_spare_slot(&sb);
 		r = array_member_prepare(paths[i], &sb, idx, 0, force,
 					 former[i] ? sb.array.uuid : NULL, &units[n_open],
 					 &own[n_open]);

@@ -629,6 +629,14 @@ bool sb_unsynced(const struct rt_sb *sb)
 	return sb->feature_compat & RT_FEATURE_COMPAT_UNSYNCED;
 }
 
+uint32_t sb_spare_slot(const struct rt_sb *sb)
+{
+	for (uint32_t s = sb->array.n_devices; s < sb->array.n_slots && s < RT_MAX_UNITS; s++)
+		if (sb->slots[s].state == RT_SLOT_EMPTY)
+			return s;
+	return sb->array.n_slots;
+}
+
 const char *sb_array_state_name(uint32_t state)
 {
 	switch (state) {

@@ -176,6 +176,11 @@ const char *sb_array_state_name(uint32_t state);
 /* The initial sync has not finished (RT_FEATURE_COMPAT_UNSYNCED). */
 bool sb_unsynced(const struct rt_sb *sb);
 int sb_min_units(int32_t level);		/* 1, 1, 2, 3 */
+/*
+ * The role-table slot a new spare takes: the first one past the roles that a
+ * removed spare left empty, else a new one (n_slots; RT_MAX_UNITS when full).
+ */
+uint32_t sb_spare_slot(const struct rt_sb *sb);
 /* Roles the level runs without: raid1 all but one, raid5 one, others none. */
 unsigned sb_max_missing(int32_t level, uint32_t n_devices);
 int sb_hashcode_parse(const char *s, uint32_t *hash);	/* exactly 8 hex digits */

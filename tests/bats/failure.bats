@@ -339,6 +339,13 @@ degraded_start() {
 	[ "$(checksums "${UNITS[0]}" "${UNITS[1]}")" = "$sums" ]
 	start_array --force
 	stderr_has "write hole"
+	# No resync without redundancy (it failed, "Device or resource busy"):
+	# the regions wait for the array to be whole again.
+	stderr_has "not stopped cleanly: 1 of"
+	stderr_has "regions still to sync once the array is whole again"
+	run raidtool wait "$NAME"
+	assert_success
+	refute_output --partial "failed"
 	run cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/data"
 	assert_success
 }
@@ -878,7 +885,7 @@ readd_regions() {
 }
 
 @test "a spare present when a unit fails takes its role at once and is rebuilt onto" {
-	local spare
+	local spare extra
 	new_array 1 2 64M
 	start_array
 	spare=$(make_image spare.img 64M)
@@ -912,6 +919,20 @@ readd_regions() {
 	start_array
 	[[ "$stderr" != *degraded* ]] || fail "degraded after the spare took over: $stderr"
 	all_active
+	# The slot a removed unit left is taken again, running and stopped: the
+	# role table does not grow with every replacement (it was full after 62).
+	run raidtool add "$NAME" "$(loop_of "${UNITS[0]}")"
+	assert_success
+	assert_output --partial "added as a spare (slot 2)"
+	run raidtool remove "$NAME" "$(loop_of "${UNITS[0]}")"
+	assert_success
+	run raidtool deactivate "$NAME"
+	assert_success
+	extra=$(make_image extra.img 64M)
+	run raidtool add "$NAME" "$extra"
+	assert_success
+	[ "$(examined_slot "$extra" 2)" = spare ]
+	[ "$(raidtool examine --json "$extra" | jq '.roles | length')" = 3 ]
 }
 
 @test "a unit whose role table contradicts the freshest one is refused by activate and by add, nothing changed" {

@@ -88,6 +88,17 @@ stop_pids() {
 	return 0
 }
 
+# sigkill_wait PID: SIGKILL a process (an engine: a crash) and wait until it
+# is gone.
+sigkill_wait() {
+	kill -KILL "$1" 2>/dev/null || true
+	for _ in $(seq 100); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.05
+	done
+	fail "process $1 still alive 5 s after SIGKILL"
+}
+
 # Everything under the scratch directory, in reverse order of creation.
 scratch_teardown() {
 	[ -n "${TESTDIR:-}" ] && [ -d "$TESTDIR" ] || return 0
@@ -216,14 +227,7 @@ faulty_units_stop() {
 
 # kill_engine: SIGKILL the array's engine and wait until it is gone.
 kill_engine() {
-	local pid
-	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
-	kill -KILL "$pid"
-	for _ in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.05
-	done
-	fail "engine $pid still alive 5 s after SIGKILL"
+	sigkill_wait "$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")"
 }
 
 # deactivate_settled NAME: deactivate, retried while the device is open for a

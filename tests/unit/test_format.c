@@ -894,6 +894,32 @@ static void test_state_names(void **state UNUSED)
 	assert_non_null(sb_array_state_name(2));
 }
 
+/* A new spare takes the first slot past the roles a removed spare left empty. */
+static void test_spare_slot(void **state UNUSED)
+{
+	struct rt_sb sb;
+
+	memset(&sb, 0, sizeof(sb));
+	sb.array.n_devices = 2;
+	sb.array.n_slots = 2;
+	for (unsigned i = 0; i < 2; i++)
+		sb.slots[i].state = RT_SLOT_ACTIVE;
+	assert_int_equal(sb_spare_slot(&sb), 2);	/* none past the roles: a new one */
+	sb.array.n_slots = 5;
+	sb.slots[2].state = RT_SLOT_FAULTY;
+	sb.slots[3].state = RT_SLOT_EMPTY;		/* a removed spare's */
+	sb.slots[4].state = RT_SLOT_SPARE;
+	assert_int_equal(sb_spare_slot(&sb), 3);
+	sb.slots[3].state = RT_SLOT_SPARE;
+	assert_int_equal(sb_spare_slot(&sb), 5);
+	sb.slots[1].state = RT_SLOT_EMPTY;		/* a role is never a spare's */
+	assert_int_equal(sb_spare_slot(&sb), 5);
+	sb.array.n_slots = RT_MAX_UNITS;
+	for (unsigned i = 5; i < RT_MAX_UNITS; i++)
+		sb.slots[i].state = RT_SLOT_SPARE;
+	assert_int_equal(sb_spare_slot(&sb), RT_MAX_UNITS);	/* full */
+}
+
 static void test_hashcodes(void **state UNUSED)
 {
 	static const char *bad[] = { "", "1234567", "123456789", "0x123456", "0x12345678",
@@ -1002,6 +1028,7 @@ int main(void)
 		cmocka_unit_test(test_one_copy_damaged),
 		cmocka_unit_test(test_levels),
 		cmocka_unit_test(test_state_names),
+		cmocka_unit_test(test_spare_slot),
 		cmocka_unit_test(test_hashcodes),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_sizes),
