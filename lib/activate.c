@@ -70,6 +70,7 @@ struct run {
 	bool stopping;
 	bool resync_pending;		/* a resync started and has not finished */
 	uint64_t walk_speed_max;	/* RAIDTOOL_SYNC_SPEED_MAX, bytes/s; 0: none */
+	long stripe_wait_us;		/* RAIDTOOL_STRIPE_WAIT_US; -1: the engine's default */
 	uint64_t owed_all;		/* engine_resync_owed's @all for the running resync */
 	bool owed_warned;
 	uint32_t rebuild_role;		/* of the last rebuild started */
@@ -247,6 +248,10 @@ static int on_status(void *ctx, struct rt_control_status *st)
 	st->stats.read_bytes = es->read_bytes;
 	st->stats.write_bytes = es->write_bytes;
 	st->stats.errors = es->errors;
+	st->stats.stripe_full = es->stripe_full;
+	st->stats.stripe_merged = es->stripe_merged;
+	st->stats.stripe_rmw = es->stripe_rmw;
+	st->stats.stripe_rcw = es->stripe_rcw;
 	st->nospace_mask = es->nospace_mask;
 	st->retry_count = es->retry_count;
 	st->retry_window_ms = es->retry_window_ms;
@@ -535,6 +540,25 @@ static int read_walk_speed_max(struct run *run)
 		rt_log(RT_LOG_ERROR, "RAIDTOOL_SYNC_SPEED_MAX '%s': not a size per second "
 		       "(such as 512K or 4M; 0 for no limit)", v);
 	return r;
+}
+
+/* RAIDTOOL_STRIPE_WAIT_US (raid5 gathering window): checked before anything is written. */
+static int read_stripe_wait(struct run *run)
+{
+	const char *v = getenv("RAIDTOOL_STRIPE_WAIT_US");
+	char *end;
+
+	run->stripe_wait_us = -1;
+	if (!v || !*v)
+		return 0;
+	errno = 0;
+	run->stripe_wait_us = strtol(v, &end, 10);
+	if (errno || *end || run->stripe_wait_us < 0 || run->stripe_wait_us > 1000000) {
+		rt_log(RT_LOG_ERROR, "RAIDTOOL_STRIPE_WAIT_US '%s': not a number of "
+		       "microseconds from 0 to 1000000", v);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /* Regions owed a resync by writes that failed for want of space, or all (no log)? */
@@ -1810,6 +1834,8 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 		}
 	}
 	r = read_walk_speed_max(run);
+	if (r == 0)
+		r = read_stripe_wait(run);
 	if (r < 0)
 		goto out_nolock;
 	r = find_array(id, &scan, &a);
@@ -1893,6 +1919,8 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 		goto out;
 	}
 	engine_set_failure_handler(run->e, on_failure, run);
+	if (run->stripe_wait_us >= 0)
+		(void)engine_set_gather_window(run->e, (unsigned)run->stripe_wait_us);
 	run->started = (uint64_t)time(NULL);
 	start_recovery(run, was_dirty);
 

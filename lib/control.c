@@ -294,6 +294,10 @@ static void status_to_json(struct json *b, const struct rt_control_status *st)
 	json_u64(b, "read_bytes", st->stats.read_bytes);
 	json_u64(b, "write_bytes", st->stats.write_bytes);
 	json_u64(b, "errors", st->stats.errors);
+	json_u64(b, "stripe_full", st->stats.stripe_full);
+	json_u64(b, "stripe_merged", st->stats.stripe_merged);
+	json_u64(b, "stripe_rmw", st->stats.stripe_rmw);
+	json_u64(b, "stripe_rcw", st->stats.stripe_rcw);
 	json_object_end(b);
 	json_str(b, "health", st->health);
 	json_str(b, "walk", st->walk);
@@ -659,6 +663,10 @@ static void status_from_json(const struct jval *o, struct rt_control_status *st)
 	st->stats.read_bytes = jget_u64(stats, "read_bytes");
 	st->stats.write_bytes = jget_u64(stats, "write_bytes");
 	st->stats.errors = jget_u64(stats, "errors");
+	st->stats.stripe_full = jget_u64(stats, "stripe_full");
+	st->stats.stripe_merged = jget_u64(stats, "stripe_merged");
+	st->stats.stripe_rmw = jget_u64(stats, "stripe_rmw");
+	st->stats.stripe_rcw = jget_u64(stats, "stripe_rcw");
 	jget_str(o, "health", st->health, sizeof(st->health));
 	jget_str(o, "walk", st->walk, sizeof(st->walk));
 	st->walk_running = jget_bool(o, "walk_running");

@@ -182,6 +182,11 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 		printf("           I/O : %" PRIu64 " reads (%s), %" PRIu64 " writes (%s), %"
 		       PRIu64 " flushes, %" PRIu64 " errors\n", st->stats.reads, rb,
 		       st->stats.writes, wb, st->stats.flushes, st->stats.errors);
+		if (st->level == RT_LEVEL_5)
+			printf("       stripes : %" PRIu64 " written whole (%" PRIu64 " merged from "
+			       "several writes), %" PRIu64 " read-modify-write, %" PRIu64
+			       " reconstruct-write\n", st->stats.stripe_full, st->stats.stripe_merged,
+			       st->stats.stripe_rmw, st->stats.stripe_rcw);
 		printf(" error retries : up to %u within %u ms before a unit is failed\n",
 		       st->retry_count, st->retry_window_ms);
 	}
@@ -295,6 +300,14 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 		json_u64(&j, "read_bytes", st->stats.read_bytes);
 		json_u64(&j, "write_bytes", st->stats.write_bytes);
 		json_u64(&j, "errors", st->stats.errors);
+		if (st->level == RT_LEVEL_5) {
+			json_object_begin(&j, "stripes");
+			json_u64(&j, "full", st->stats.stripe_full);
+			json_u64(&j, "merged", st->stats.stripe_merged);
+			json_u64(&j, "read_modify_write", st->stats.stripe_rmw);
+			json_u64(&j, "reconstruct_write", st->stats.stripe_rcw);
+			json_object_end(&j);
+		}
 		json_object_end(&j);
 	} else {
 		json_str(&j, "stats", NULL);

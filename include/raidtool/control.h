@@ -92,6 +92,8 @@ struct rt_control_unit {
 
 struct rt_control_stats {
 	uint64_t reads, writes, flushes, read_bytes, write_bytes, errors;
+	/* raid5 stripes written whole (merged: from several requests), by RMW, by RCW */
+	uint64_t stripe_full, stripe_merged, stripe_rmw, stripe_rcw;
 };
 
 struct rt_control_status {

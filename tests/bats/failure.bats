@@ -103,18 +103,6 @@ wait_written() {
 	fail "the workload wrote $((${now:-0} - since)) of $bytes bytes in 30 s"
 }
 
-# kill_engine: SIGKILL the array's engine and wait until it is gone.
-kill_engine() {
-	local pid
-	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
-	kill -KILL "$pid"
-	for _ in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.05
-	done
-	fail "engine $pid still alive 5 s after SIGKILL"
-}
-
 # Every unit's superblock records the array STATE (clean or dirty).
 all_units_state() {
 	local u st

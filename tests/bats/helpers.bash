@@ -88,6 +88,18 @@ stop_pids() {
 	return 0
 }
 
+# kill_engine: SIGKILL the array's engine and wait until it is gone.
+kill_engine() {
+	local pid
+	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
+	kill -KILL "$pid"
+	for _ in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.05
+	done
+	fail "engine $pid still alive 5 s after SIGKILL"
+}
+
 # Everything under the scratch directory, in reverse order of creation.
 scratch_teardown() {
 	[ -n "${TESTDIR:-}" ] && [ -d "$TESTDIR" ] || return 0
