@@ -252,6 +252,8 @@ static int on_status(void *ctx, struct rt_control_status *st)
 	st->stats.stripe_merged = es->stripe_merged;
 	st->stats.stripe_rmw = es->stripe_rmw;
 	st->stats.stripe_rcw = es->stripe_rcw;
+	st->stats.discards = es->discards;
+	st->stats.discard_bytes = es->discard_bytes;
 	st->nospace_mask = es->nospace_mask;
 	st->retry_count = es->retry_count;
 	st->retry_window_ms = es->retry_window_ms;

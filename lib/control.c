@@ -298,6 +298,8 @@ static void status_to_json(struct json *b, const struct rt_control_status *st)
 	json_u64(b, "stripe_merged", st->stats.stripe_merged);
 	json_u64(b, "stripe_rmw", st->stats.stripe_rmw);
 	json_u64(b, "stripe_rcw", st->stats.stripe_rcw);
+	json_u64(b, "discards", st->stats.discards);
+	json_u64(b, "discard_bytes", st->stats.discard_bytes);
 	json_object_end(b);
 	json_str(b, "health", st->health);
 	json_str(b, "walk", st->walk);
@@ -667,6 +669,8 @@ static void status_from_json(const struct jval *o, struct rt_control_status *st)
 	st->stats.stripe_merged = jget_u64(stats, "stripe_merged");
 	st->stats.stripe_rmw = jget_u64(stats, "stripe_rmw");
 	st->stats.stripe_rcw = jget_u64(stats, "stripe_rcw");
+	st->stats.discards = jget_u64(stats, "discards");
+	st->stats.discard_bytes = jget_u64(stats, "discard_bytes");
 	jget_str(o, "health", st->health, sizeof(st->health));
 	jget_str(o, "walk", st->walk, sizeof(st->walk));
 	st->walk_running = jget_bool(o, "walk_running");

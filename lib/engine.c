@@ -16,7 +16,8 @@
  *     S = D for raid5, else 0            parity and old-data scratch
  *     R ~= 25 KiB                        io_uring ring: 256 SQEs, 512 CQEs
  *     B ~= 3 KiB + 200 B * (D / chunk + 8) + 40 B * n_units   bookkeeping
- *   Gathering whole stripes from several writers adds no buffers.
+ *   Gathering whole stripes from several writers adds no buffers;
+ *   engine_discard's zeros add ENGINE_PIECE (1 MiB) once per engine.
  *   With ENGINE_CONTEXTS = 16 and ENGINE_PIECE = 1 MiB: about 17 MiB for
  *   linear/raid0/raid1 and 33 MiB for raid5 with 64 KiB chunks (B adds at
  *   most about 0.8 MiB more with 4 KiB chunks). The data and scratch
@@ -189,6 +190,7 @@ struct engine_ctx_stats {
 	_Atomic uint64_t reads, writes, flushes, read_bytes, write_bytes, errors;
 	/* raid5 stripes written: whole (of them, merged from several requests), RMW, RCW. */
 	_Atomic uint64_t stripe_full, stripe_merged, stripe_rmw, stripe_rcw;
+	_Atomic uint64_t discards, discard_bytes;
 	struct {
 		_Atomic uint64_t reads, writes, read_bytes, write_bytes, errors, retries;
 	} unit[RT_MAX_UNITS];
@@ -346,6 +348,8 @@ struct rt_engine {
 		_Atomic uint64_t off, end;
 	} recent[ENGINE_RECENT_WRITES];
 	atomic_uint recent_next;
+
+	uint8_t *zeros;			/* ENGINE_PIECE bytes of zeros: engine_discard */
 
 	struct rt_walk *walk;		/* lib/rebuild.c */
 	struct engine_dl *dl;		/* the dirty-region log, NULL when none */
@@ -2820,6 +2824,118 @@ int engine_write(struct rt_engine *e, const void *buf, size_t len, uint64_t off)
 	return ret;
 }
 
+/* ---- discard and write-zeroes ---------------------------------------- */
+
+/*
+ * Write zeros over [off, off + len) through the write path (partial blocks,
+ * partial raid5 stripes, a degraded array, units that cannot punch).
+ */
+static int engine_write_zeros(struct rt_engine *e, struct engine_ctx *c, uint64_t off,
+			      uint64_t len)
+{
+	uint64_t done, l;
+	int ret = 0;
+
+	for (done = 0; done < len && !ret; done += l) {
+		l = min_u64(len - done, ENGINE_PIECE);
+		ret = engine_write_piece(e, c, e->zeros, off + done, l);
+	}
+	return ret;
+}
+
+/*
+ * Stripes [first, last], whole, zeroed on the units themselves under their
+ * locks: every role's part of them (raid5: data and parity alike, since
+ * the parity of zeros is zeros; raid1: every mirror), the dirty log marked
+ * first as for a write. Healthy arrays only: -EAGAIN when a role is faulty
+ * or being rebuilt, and -EOPNOTSUPP when a unit cannot make a range read
+ * back zeros; the caller then writes zeros instead (over whatever part was
+ * zeroed already, which is no harm).
+ */
+static int engine_zero_stripes(struct rt_engine *e, struct engine_ctx *c, uint64_t first,
+			       uint64_t last)
+{
+	uint64_t W = e->lock_unit, pos, end = (last + 1) * W;
+	struct layout_extent ext;
+	uint32_t r;
+	int ret = 0;
+
+	stripe_lock_acquire(e, c, first, last);
+	if (engine_rebuilding(e) || engine_faulty(e)) {
+		ret = -EAGAIN;
+		goto out;
+	}
+	if (e->dl) {
+		ret = engine_dl_mark(e, c, first, last);
+		if (ret)
+			goto out;
+	}
+	if (e->layout.level == RT_LEVEL_5) {
+		/* Stripe s is chunk row s of every role: one range per role. */
+		for (r = 0; r < e->n && !ret; r++)
+			ret = unit_zero_range(e->unit[r], e->data_offset + first * e->layout.chunk,
+					      (last - first + 1) * e->layout.chunk);
+		goto out;
+	}
+	for (pos = first * W; pos < end && !ret; pos += ext.len) {
+		ret = layout_map(&e->layout, pos, end - pos, &ext);
+		if (ret)
+			break;
+		if (e->layout.level != RT_LEVEL_1) {
+			ret = unit_zero_range(e->unit[ext.role], e->data_offset + ext.offset, ext.len);
+			continue;
+		}
+		for (r = 0; r < e->n && !ret; r++)
+			ret = unit_zero_range(e->unit[r], e->data_offset + ext.offset, ext.len);
+	}
+out:
+	stripe_lock_release(e, c, first, last);
+	return ret;
+}
+
+int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len)
+{
+	uint64_t W, s0, s1, batch, s, cnt;
+	struct engine_ctx *c;
+	int ret;
+
+	if (!e || off > e->size || len > e->size - off)
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	W = e->lock_unit;
+	/*
+	 * Whole stripes are zeroed on the units; raid5 needs them whole (a
+	 * partial stripe's parity must be computed). Elsewhere a stripe is a
+	 * chunk or a row of chunks: whole blocks would do, but whole stripes
+	 * keep one locking unit, and the edges are written as zeros.
+	 */
+	s0 = (off + W - 1) / W;
+	s1 = (off + len) / W;
+	c = ctx_acquire(e);
+	batch = c->locks_cap - 1;
+	ret = 0;
+	if (s0 < s1) {
+		ret = engine_write_zeros(e, c, off, s0 * W - off);
+		for (s = s0; s < s1 && !ret; s += cnt) {
+			cnt = min_u64(s1 - s, batch);
+			ret = engine_zero_stripes(e, c, s, s + cnt - 1);
+			if (ret == -EAGAIN || ret == -EOPNOTSUPP || ret == -EINVAL || ret == -ENOTTY)
+				ret = engine_write_zeros(e, c, s * W, cnt * W);
+		}
+		if (!ret)
+			ret = engine_write_zeros(e, c, s1 * W, off + len - s1 * W);
+	} else {
+		ret = engine_write_zeros(e, c, off, len);
+	}
+	if (!ret) {
+		stat_add(&c->stats.discards, 1);
+		stat_add(&c->stats.discard_bytes, len);
+	}
+	ctx_release(e, c);
+	return ret;
+}
+
 /*
  * A write acknowledged before this call has completed on its unit, so a
  * data sync issued now to every unit covers it; writes still in flight are
@@ -2926,6 +3042,8 @@ void engine_get_stats(struct rt_engine *e, struct rt_engine_stats *st)
 		SUM(st->stripe_merged, cs->stripe_merged);
 		SUM(st->stripe_rmw, cs->stripe_rmw);
 		SUM(st->stripe_rcw, cs->stripe_rcw);
+		SUM(st->discards, cs->discards);
+		SUM(st->discard_bytes, cs->discard_bytes);
 		for (r = 0; r < e->n; r++) {
 			SUM(st->unit[r].reads, cs->unit[r].reads);
 			SUM(st->unit[r].writes, cs->unit[r].writes);
@@ -3104,6 +3222,14 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 		pthread_cond_init(&e->buckets[i].cond, NULL);
 	}
 
+	ret = posix_memalign((void **)&e->zeros, 4096, ENGINE_PIECE);
+	if (ret) {
+		e->zeros = NULL;
+		ret = -ret;
+		goto fail;
+	}
+	memset(e->zeros, 0, ENGINE_PIECE);
+
 	e->ctx = calloc(ENGINE_CONTEXTS, sizeof(*e->ctx));
 	if (!e->ctx) {
 		ret = -ENOMEM;
@@ -3153,5 +3279,6 @@ void engine_destroy(struct rt_engine *e)
 	pthread_mutex_destroy(&e->fail_mu);
 	pthread_mutex_destroy(&e->admin_mu);
 	engine_dl_free(e);
+	free(e->zeros);
 	free(e);
 }

@@ -104,7 +104,7 @@ static const char *role_list(uint64_t mask, char *buf, size_t len)
 
 static void print_text(const struct rt_control_status *st, const struct rt_control_probe *p)
 {
-	char size[32], chunk[32], uuid[37], when[64], role[16], rb[32], wb[32];
+	char size[32], chunk[32], uuid[37], when[64], role[16], rb[32], wb[32], db[32];
 
 	cli_format_size(st->size, size, sizeof(size));
 	cli_format_size(st->chunk_size, chunk, sizeof(chunk));
@@ -179,9 +179,11 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 		printf("       started : %s\n", when);
 		cli_format_size(st->stats.read_bytes, rb, sizeof(rb));
 		cli_format_size(st->stats.write_bytes, wb, sizeof(wb));
+		cli_format_size(st->stats.discard_bytes, db, sizeof(db));
 		printf("           I/O : %" PRIu64 " reads (%s), %" PRIu64 " writes (%s), %"
-		       PRIu64 " flushes, %" PRIu64 " errors\n", st->stats.reads, rb,
-		       st->stats.writes, wb, st->stats.flushes, st->stats.errors);
+		       PRIu64 " discards (%s), %" PRIu64 " flushes, %" PRIu64 " errors\n",
+		       st->stats.reads, rb, st->stats.writes, wb, st->stats.discards, db,
+		       st->stats.flushes, st->stats.errors);
 		if (st->level == RT_LEVEL_5)
 			printf("       stripes : %" PRIu64 " written whole (%" PRIu64 " merged from "
 			       "several writes), %" PRIu64 " read-modify-write, %" PRIu64
@@ -300,6 +302,8 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 		json_u64(&j, "read_bytes", st->stats.read_bytes);
 		json_u64(&j, "write_bytes", st->stats.write_bytes);
 		json_u64(&j, "errors", st->stats.errors);
+		json_u64(&j, "discards", st->stats.discards);
+		json_u64(&j, "discard_bytes", st->stats.discard_bytes);
 		if (st->level == RT_LEVEL_5) {
 			json_object_begin(&j, "stripes");
 			json_u64(&j, "full", st->stats.stripe_full);

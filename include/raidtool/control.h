@@ -94,6 +94,7 @@ struct rt_control_stats {
 	uint64_t reads, writes, flushes, read_bytes, write_bytes, errors;
 	/* raid5 stripes written whole (merged: from several requests), by RMW, by RCW */
 	uint64_t stripe_full, stripe_merged, stripe_rmw, stripe_rcw;
+	uint64_t discards, discard_bytes;	/* discard / write-zeroes requests */
 };
 
 struct rt_control_status {

@@ -39,6 +39,7 @@ struct rt_engine_stats {
 	 */
 	uint64_t stripe_full, stripe_merged, stripe_rmw, stripe_rcw;
 	unsigned gather_us;		/* engine_set_gather_window */
+	uint64_t discards, discard_bytes;	/* engine_discard calls, bytes */
 };
 
 enum rt_engine_state {
@@ -76,6 +77,16 @@ int engine_write(struct rt_engine *e, const void *buf, size_t len, uint64_t off)
  * writes to bring the rest so that the stripe is written whole.
  */
 int engine_set_gather_window(struct rt_engine *e, unsigned us);
+
+/*
+ * Discard / write zeroes: once it returns 0, [off, off + len) reads back as
+ * zeros (no alignment needed). Whole stripes are zeroed on the units
+ * without writing data (unit_zero_range: BLKZEROOUT, punched holes),
+ * raid5 with parity too, so they stay consistent; partial stripes and
+ * blocks, a degraded array, and units that cannot punch get zeros written
+ * through the write path. Marks the dirty log as a write does.
+ */
+int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
 
 /* Returns once every unit has all completed writes on stable storage. */
 int engine_flush(struct rt_engine *e);
