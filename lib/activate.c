@@ -268,6 +268,7 @@ static int on_status(void *ctx, struct rt_control_status *st)
 		st->walk_done = wp.done;
 		st->walk_total = wp.total;
 		st->walk_speed = wp.bytes_per_sec;
+		st->walk_speed_max = __atomic_load_n(&run->walk_speed_max, __ATOMIC_RELAXED);
 		st->mismatches = wp.mismatches;
 		st->repaired = wp.repaired;
 		st->ties = wp.ties;
@@ -524,7 +525,7 @@ static void on_walk_done(int kind, int result, void *ctx)
 /* Every walk of this run starts here: the speed limit applies to all of them. */
 static int walk_start(struct run *run, struct rt_walk_params *p)
 {
-	p->max_bytes_per_sec = run->walk_speed_max;
+	p->max_bytes_per_sec = __atomic_load_n(&run->walk_speed_max, __ATOMIC_RELAXED);
 	return engine_walk_start(run->e, p);
 }
 
@@ -1284,6 +1285,35 @@ out:
 	pthread_mutex_unlock(&run->admin_lock);
 }
 
+/*
+ * "BYTES_PER_SEC": the speed limit of background walks (0: none), for the
+ * running walk from now on and for every later walk of this run.
+ */
+static int cmd_speed(struct run *run, const char *arg, char *msg, size_t len)
+{
+	unsigned long long v;
+	char extra, what[32];
+	int r;
+
+	if (sscanf(arg, "%llu %c", &v, &extra) != 1) {
+		snprintf(msg, len, "'%s': give the speed limit in bytes per second", arg);
+		return -EINVAL;
+	}
+	__atomic_store_n(&run->walk_speed_max, (uint64_t)v, __ATOMIC_RELAXED);
+	r = engine_walk_set_speed(run->e, v);
+	if (r < 0) {
+		snprintf(msg, len, "cannot change the speed limit: %s", strerror(-r));
+		return r;
+	}
+	if (v)
+		snprintf(what, sizeof(what), "%llu MiB/s", v >> 20);
+	else
+		snprintf(what, sizeof(what), "none");
+	rt_log(RT_LOG_INFO, "'%s': background walks' speed limit: %s", run->name, what);
+	snprintf(msg, len, "speed limit of background walks: %s", what);
+	return 0;
+}
+
 /* "COUNT WINDOW_MS": how often a unit I/O error is tried again before the unit fails. */
 static int cmd_tune(struct run *run, const char *arg, char *msg, size_t len)
 {
@@ -1315,6 +1345,8 @@ static int on_command(void *ctx, const char *cmd, const char *arg, char *msg, si
 
 	if (!strcmp(cmd, "tune"))
 		return cmd_tune(run, arg, msg, len);
+	if (!strcmp(cmd, "speed"))
+		return cmd_speed(run, arg, msg, len);
 	if (strcmp(cmd, "add") && strcmp(cmd, "fail") && strcmp(cmd, "remove"))
 		return run_walk_command(run, cmd, arg, msg, len);
 	pthread_mutex_lock(&run->admin_lock);

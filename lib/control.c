@@ -309,6 +309,7 @@ static void status_to_json(struct json *b, const struct rt_control_status *st)
 	json_u64(b, "walk_done", st->walk_done);
 	json_u64(b, "walk_total", st->walk_total);
 	json_u64(b, "walk_speed", st->walk_speed);
+	json_u64(b, "walk_speed_max", st->walk_speed_max);
 	json_u64(b, "mismatches", st->mismatches);
 	json_u64(b, "repaired", st->repaired);
 	json_u64(b, "regions", st->regions);
@@ -679,6 +680,7 @@ static void status_from_json(const struct jval *o, struct rt_control_status *st)
 	st->walk_done = jget_u64(o, "walk_done");
 	st->walk_total = jget_u64(o, "walk_total");
 	st->walk_speed = jget_u64(o, "walk_speed");
+	st->walk_speed_max = jget_u64(o, "walk_speed_max");
 	st->mismatches = jget_u64(o, "mismatches");
 	st->repaired = jget_u64(o, "repaired");
 	st->regions = jget_u64(o, "regions");
@@ -811,7 +813,7 @@ static void reply_ok(int fd, const struct rt_control_status *st, pid_t pid)
 static bool is_command(const char *cmd)
 {
 	static const char *const known[] = { "fail", "remove", "add", "check", "repair",
-					     "cancel", "tune" };
+					     "cancel", "tune", "speed" };
 
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 		if (!strcmp(cmd, known[i]))

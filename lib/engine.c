@@ -17,7 +17,9 @@
  *     R ~= 25 KiB                        io_uring ring: 256 SQEs, 512 CQEs
  *     B ~= 3 KiB + 200 B * (D / chunk + 8) + 40 B * n_units   bookkeeping
  *   Gathering whole stripes from several writers adds no buffers;
- *   engine_discard's zeros add ENGINE_PIECE (1 MiB) once per engine.
+ *   engine_discard's zeros add ENGINE_PIECE (1 MiB) once per engine; a
+ *   recover walk borrows 2 * n * ENGINE_WALK_STEP (at most ENGINE_WALK_MEM,
+ *   32 MiB) while it runs.
  *   With ENGINE_CONTEXTS = 16 and ENGINE_PIECE = 1 MiB: about 17 MiB for
  *   linear/raid0/raid1 and 33 MiB for raid5 with 64 KiB chunks (B adds at
  *   most about 0.8 MiB more with 4 KiB chunks). The data and scratch
@@ -109,7 +111,10 @@
  *     walk may resume from a checkpoint. Completion clears the faulty bit,
  *     then the rebuild bit; writers load rebuild before faulty.
  *   Background walks (lib/rebuild.c) work in batches of whole stripes under
- *     the same stripe locks, a context taken first, like any writer.
+ *     the same stripe locks, a context taken first, like any writer. A
+ *     recover batch locks ENGINE_WALK_SPAN bytes of each role and goes
+ *     through it in ENGINE_WALK_STEP transfers, two steps overlapping (the
+ *     write of one with the reads of the next), from buffers of its own.
  *
  * Errors that are not the disk's fault. A unit that answers ENOSPC or
  * EDQUOT (a thin or file-backed unit whose backing store is full) is not
@@ -165,6 +170,10 @@
 #define ENGINE_RETRY_MAX 10000u		/* -EAGAIN resubmissions of one I/O */
 #define ENGINE_ERR_TRIES_MAX 100u	/* fits engine_io.err_tries */
 #define ENGINE_RETRY_WINDOW_MAX_MS 600000u
+#define ENGINE_WALK_SPAN (16u << 20)	/* role bytes a recover batch locks */
+#define ENGINE_WALK_STEP (4u << 20)	/* role bytes per unit transfer of a recover */
+#define ENGINE_WALK_MEM (32u << 20)	/* the recover walk's buffers, at most */
+#define ENGINE_WALK_STRIPES 256u	/* stripes a walk batch may lock */
 
 enum engine_op {
 	ENGINE_OP_READ,
@@ -350,6 +359,8 @@ struct rt_engine {
 	atomic_uint recent_next;
 
 	uint8_t *zeros;			/* ENGINE_PIECE bytes of zeros: engine_discard */
+	uint8_t *walk_mem;		/* recover_range, when a recover walk first ran */
+	size_t walk_step;
 
 	struct rt_walk *walk;		/* lib/rebuild.c */
 	struct engine_dl *dl;		/* the dirty-region log, NULL when none */
@@ -2424,11 +2435,38 @@ static uint64_t engine_walk_room(const struct rt_engine *e, const struct engine_
 
 uint64_t engine_walk_batch(struct rt_engine *e, int kind)
 {
-	uint64_t k = engine_walk_room(e, &e->ctx[0], kind) / e->layout.chunk;
+	uint64_t k;
 
+	if (kind == RT_WALK_RECOVER)
+		k = ENGINE_WALK_SPAN / e->layout.chunk;
+	else
+		k = engine_walk_room(e, &e->ctx[0], kind) / e->layout.chunk;
 	if (k > e->ctx[0].locks_cap - 1)
 		k = e->ctx[0].locks_cap - 1;
 	return k ? k : 1;
+}
+
+/*
+ * The recover walk's buffers, allocated when it first needs them (one
+ * walk at a time): two halves, each room for what one step reads (raid5
+ * n - 1 roles, raid1 one) and writes, ENGINE_WALK_STEP bytes per role, less
+ * for many units (at most ENGINE_WALK_MEM in all).
+ */
+static int engine_walk_mem(struct rt_engine *e)
+{
+	size_t step = min_u64(ENGINE_WALK_STEP, ENGINE_WALK_MEM / (2u * e->n));
+	int ret;
+
+	if (e->walk_mem)
+		return 0;
+	step &= ~((size_t)ENGINE_ALIGN_MAX - 1);
+	ret = posix_memalign((void **)&e->walk_mem, 4096, 2u * e->n * step);
+	if (ret) {
+		e->walk_mem = NULL;
+		return -ret;
+	}
+	e->walk_step = step;
+	return 0;
 }
 
 /* raid1: the working mirror to copy from (never a unit being rebuilt). */
@@ -2442,45 +2480,67 @@ static uint32_t engine_source_mirror(const struct rt_engine *e, uint64_t m)
 	return LAYOUT_NO_ROLE;
 }
 
+void engine_walk_release_mem(struct rt_engine *e)
+{
+	free(e->walk_mem);
+	e->walk_mem = NULL;
+}
+
+/*
+ * Rebuild role bytes [off, off + len) in steps of e->walk_step, two steps
+ * overlapping: one run writes step i - 1's result and reads step i's
+ * sources (different roles, so in any order), then step i is computed. The
+ * units see large transfers and always have work queued.
+ */
 static int recover_range(struct rt_engine *e, struct engine_ctx *c, uint32_t role,
 			 uint64_t off, uint64_t len, uint64_t m)
 {
-	uint64_t room = engine_walk_room(e, c, RT_WALK_RECOVER), done, l;
+	uint64_t done, l, prev = 0, step;
 	void *src[RT_MAX_UNITS];
+	uint8_t *out = NULL;
+	unsigned i;
 	uint32_t r, j;
-	int ret = 0;
+	int ret;
 
 	if (!(engine_rebuilding(e) & role_bit(role)))
 		return -EIO;	/* the unit failed meanwhile */
-	for (done = 0; done < len && !ret; done += l) {
-		l = min_u64(len - done, room);
-		if (e->layout.level == RT_LEVEL_1) {
+	if (e->layout.level == RT_LEVEL_5 && m != role_bit(role))
+		return -EIO;	/* a second role is gone: nothing to rebuild from */
+	ret = engine_walk_mem(e);
+	if (ret)
+		return ret;
+	step = e->walk_step;
+	for (done = 0, i = 0; !ret; done += l, i++) {
+		uint8_t *half = e->walk_mem + (i & 1) * e->n * step;
+
+		l = min_u64(len - done, step);
+		if (!l && !prev)
+			break;
+		if (prev)
+			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, role, out, off + done - prev, prev);
+		j = 0;
+		if (l && e->layout.level == RT_LEVEL_1) {
 			r = engine_source_mirror(e, m);
 			if (r == LAYOUT_NO_ROLE)
-				return -EIO;
-			ret = ctx_add_io(e, c, ENGINE_OP_READ, r, c->data, off + done, l);
+				ret = -EIO;
 			if (!ret)
-				ret = ctx_run_ios(e, c);
-		} else {
-			if (m != role_bit(role))
-				return -EIO;	/* a second role is gone: nothing to rebuild from */
-			for (r = 0, j = 0; r < e->n && !ret; r++) {
+				ret = ctx_add_io(e, c, ENGINE_OP_READ, r, half, off + done, l);
+		} else if (l) {
+			for (r = 0; r < e->n && !ret; r++) {
 				if (r == role)
 					continue;
-				src[j] = c->scratch + j * l;
+				src[j] = half + (j + 1) * step;
 				ret = ctx_add_io(e, c, ENGINE_OP_READ, r, src[j], off + done, l);
 				j++;
 			}
-			if (!ret)
-				ret = ctx_run_ios(e, c);
-			if (!ret)
-				ret = parity_xor(c->data, src, j, l);
 		}
-		if (!ret)
-			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, role, c->data, off + done, l);
 		if (!ret)
 			ret = ctx_run_ios(e, c);
 		c->n_ios = 0;
+		if (!ret && j)
+			ret = parity_xor(half, src, j, l);
+		out = half;
+		prev = l;
 	}
 	return ret;
 }
@@ -3114,7 +3174,8 @@ static int ctx_init(struct rt_engine *e, struct engine_ctx *c, unsigned idx)
 	 */
 	c->ios_cap = (unsigned)(2 * (ENGINE_DATA_CAP / C + 3) + e->n + 8);
 	c->segs_cap = (unsigned)(ENGINE_DATA_CAP / (C * e->data_roles) + 8);
-	c->locks_cap = (unsigned)(ENGINE_DATA_CAP / e->lock_unit + 2);
+	c->locks_cap = (unsigned)max_u64(ENGINE_DATA_CAP / e->lock_unit + 2,
+					 ENGINE_WALK_STRIPES + 1);
 	c->ios = calloc(c->ios_cap, sizeof(*c->ios));
 	c->retry = calloc(c->ios_cap, sizeof(*c->retry));
 	c->segs = calloc(c->segs_cap, sizeof(*c->segs));
@@ -3280,5 +3341,6 @@ void engine_destroy(struct rt_engine *e)
 	pthread_mutex_destroy(&e->admin_mu);
 	engine_dl_free(e);
 	free(e->zeros);
+	free(e->walk_mem);
 	free(e);
 }

@@ -31,10 +31,11 @@ static int add_running(const char *name, const char *const *units, int n, bool f
 
 int cmd_add(int argc, const char **argv)
 {
-	int force = 0;
+	int force = 0, speed = -1;
 	struct poptOption opts[] = {
 		{ "force", 'f', POPT_ARG_NONE, &force, 0,
 		  "overwrite units that hold a filesystem, other signature or raidtool superblock", NULL },
+		CLI_SPEED_LIMIT_OPT(speed),
 		POPT_AUTOHELP
 		POPT_TABLEEND
 	};
@@ -52,7 +53,14 @@ int cmd_add(int argc, const char **argv)
 	if (r >= 0)
 		goto out;
 	if (running) {
-		r = add_running(name, args + 1, n - 1, force);
+		r = cli_send_speed_limit("add", name, speed);
+		if (r < 0)
+			r = add_running(name, args + 1, n - 1, force);
+		goto out;
+	}
+	if (speed != -1) {
+		r = cli_usage_error("add", "--speed-limit: '%s' is not running (a rebuild starts "
+				    "when it is activated; see RAIDTOOL_SYNC_SPEED_MAX)", args[0]);
 		goto out;
 	}
 	r = array_add(args[0], args + 1, (size_t)(n - 1), force, &sb);

@@ -156,6 +156,10 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 			       st->regions_total);
 		if (!strcmp(st->walk, "checking") || !strcmp(st->walk, "repairing"))
 			printf(", %" PRIu64 " mismatches", st->mismatches);
+		if (st->walk_speed_max) {
+			cli_format_size(st->walk_speed_max, speed, sizeof(speed));
+			printf(", limit %s/s", speed);
+		}
 		putchar('\n');
 	} else if (st->walk[0]) {
 		printf("     last walk : %s %s", st->walk,
@@ -189,6 +193,12 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 			       "several writes), %" PRIu64 " read-modify-write, %" PRIu64
 			       " reconstruct-write\n", st->stats.stripe_full, st->stats.stripe_merged,
 			       st->stats.stripe_rmw, st->stats.stripe_rcw);
+		if (st->walk_speed_max) {
+			char lim[32];
+
+			cli_format_size(st->walk_speed_max, lim, sizeof(lim));
+			printf("   speed limit : %s/s per unit for background walks\n", lim);
+		}
 		printf(" error retries : up to %u within %u ms before a unit is failed\n",
 		       st->retry_count, st->retry_window_ms);
 	}
@@ -261,6 +271,7 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 	if (active) {
 		json_i64(&j, "pid", st->pid);
 		json_u64(&j, "started", st->started);
+		json_u64(&j, "walk_speed_limit", st->walk_speed_max);
 		json_object_begin(&j, "io_retries");
 		json_u64(&j, "count", st->retry_count);
 		json_u64(&j, "window_ms", st->retry_window_ms);

@@ -133,6 +133,8 @@ struct rt_control_status {
 	/* Errors that are not the disk's fault (appended). */
 	uint64_t nospace_mask;		/* bit r: role r is out of space */
 	uint32_t retry_count, retry_window_ms;
+	/* Background walks' speed limit (appended): bytes per second, 0: none. */
+	uint64_t walk_speed_max;
 };
 
 /* ---- the server (in the engine) ----------------------------------------- */

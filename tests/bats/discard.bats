@@ -17,21 +17,6 @@ teardown() {
 	scratch_teardown
 }
 
-# start_array LEVEL CHUNK N: N zeroed units of 64M.
-start_array() {
-	local level=$1 chunk=$2 n=$3 i
-	UNITS=()
-	for ((i = 0; i < n; i++)); do
-		UNITS+=("$(make_image "u$i.img" 64M)")
-	done
-	run raidtool create "$NAME" --level "$level" --chunk "$chunk" --assume-clean "${UNITS[@]}"
-	assert_success
-	run raidtool activate "$NAME"
-	assert_success
-	DEV=/dev/raidtool/$NAME
-	[ -b "$DEV" ]
-}
-
 discards() {
 	raidtool status --json "$NAME" | jq -r .stats.discard_bytes
 }
@@ -91,21 +76,21 @@ fstrim_ext4() {
 }
 
 @test "linear: blkdiscard and write-zeroes read back zeros; fstrim on ext4 frees unit space" {
-	start_array linear 64K 2
+	start_zeroed linear 2 64M --chunk 64K
 	blkdiscard_zeros
 	fstrim_ext4
 	deactivate_settled "$NAME"
 }
 
 @test "raid0: blkdiscard and write-zeroes read back zeros; fstrim on ext4 frees unit space" {
-	start_array 0 64K 3
+	start_zeroed 0 3 64M --chunk 64K
 	blkdiscard_zeros
 	fstrim_ext4
 	deactivate_settled "$NAME"
 }
 
 @test "raid1: blkdiscard and fstrim read back zeros, mirrors still agree (check 0)" {
-	start_array 1 64K 2
+	start_zeroed 1 2 64M --chunk 64K
 	blkdiscard_zeros
 	check_clean
 	fstrim_ext4
@@ -114,7 +99,7 @@ fstrim_ext4() {
 }
 
 @test "raid5: blkdiscard and fstrim read back zeros, parity still agrees (check 0)" {
-	start_array 5 64K 4
+	start_zeroed 5 4 64M --chunk 64K
 	blkdiscard_zeros
 	check_clean
 	fstrim_ext4
@@ -123,7 +108,7 @@ fstrim_ext4() {
 }
 
 @test "raid5 degraded: a discard writes zeros around the missing unit, data reads back" {
-	start_array 5 64K 3
+	start_zeroed 5 3 64M --chunk 64K
 	run raidtool fail "$NAME" 1
 	assert_success
 	blkdiscard_zeros

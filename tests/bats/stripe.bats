@@ -19,21 +19,12 @@ teardown() {
 
 BGPIDS=()
 
-# start_raid5 [ENV=VALUE...]: 4 units of 64M, chunk 512K, zeroed (no initial
-# sync: the counters are the test's own writes). A long gathering window, so
-# that a loaded machine cannot make a stripe's parts miss it: what is tested
-# is that parts that meet are written whole.
+# start_raid5: 4 units of 64M, chunk 512K, zeroed (no initial sync: the
+# counters are the test's own writes). A long gathering window, so that a
+# loaded machine cannot make a stripe's parts miss it: what is tested is
+# that parts that meet are written whole.
 start_raid5() {
-	UNITS=()
-	for i in 0 1 2 3; do
-		UNITS+=("$(make_image "u$i.img" 64M)")
-	done
-	run raidtool create "$NAME" --level 5 --chunk 512K --assume-clean "${UNITS[@]}"
-	assert_success
-	RAIDTOOL_STRIPE_WAIT_US=1000000 run raidtool activate "$NAME"
-	assert_success
-	DEV=/dev/raidtool/$NAME
-	[ -b "$DEV" ]
+	RAIDTOOL_STRIPE_WAIT_US=1000000 start_zeroed 5 4 64M --chunk 512K
 }
 
 # counters: "full merged rmw rcw engine_read_bytes unit_read_bytes"
@@ -137,11 +128,11 @@ stream_verify() {
 }
 
 @test "RAIDTOOL_STRIPE_WAIT_US that is not a number of microseconds: activate refuses, naming it" {
-	UNITS=()
-	for i in 0 1 2; do
-		UNITS+=("$(make_image "u$i.img" 32M)")
+	local u
+	for u in 0 1 2; do
+		make_image "u$u.img" 32M >/dev/null
 	done
-	run raidtool create "$NAME" --level 5 --assume-clean "${UNITS[@]}"
+	run raidtool create "$NAME" --level 5 --assume-clean "$TESTDIR"/u{0,1,2}.img
 	assert_success
 	RAIDTOOL_STRIPE_WAIT_US=soon run raidtool activate "$NAME"
 	assert_failure
