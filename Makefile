@@ -98,7 +98,7 @@ demo: all
 	@./tests/demo
 
 bench: all
-	@./tests/bench
+	@BACKING='$(BACKING)' ./tests/bench
 
 lint:
 	shellcheck -x scripts/install-deps tests/run-tests tests/demo tests/bench .ci/run \
