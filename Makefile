@@ -105,7 +105,7 @@ demo: all
 	@./tests/demo
 
 bench: all
-	@./tests/bench
+	@BACKING='$(BACKING)' ./tests/bench
 
 # The torture run alone (two minutes of it are part of make check);
 # make torture SECONDS=600 runs it longer, SEED=N replays a run.

@@ -105,7 +105,7 @@ _raidtool() {
 		create)
 			_raidtool_words "$cur" "--level -l --chunk -c --blocksize -b --desc -d
 				--force -f --assume-clean --json --help --usage" ;;
-		add) _raidtool_words "$cur" "--force -f --help --usage" ;;
+		add) _raidtool_words "$cur" "--force -f --speed-limit --help --usage" ;;
 		list) _raidtool_words "$cur" "--units -u --json --help --usage" ;;
 		lookup | lookup-unit) _raidtool_words "$cur" "--json --help --usage" ;;
 		examine) _raidtool_words "$cur" "--json --export --help --usage" ;;
@@ -114,8 +114,8 @@ _raidtool() {
 		activate) _raidtool_words "$cur" "--foreground -f --force --help --usage" ;;
 		fail) _raidtool_words "$cur" "--force -f --help --usage" ;;
 		remove) _raidtool_words "$cur" "--help --usage" ;;
-		tune) _raidtool_words "$cur" "--io-retries --io-retry-window --help --usage" ;;
-		check) _raidtool_words "$cur" "--repair -r --prefer --cancel --json --help --usage" ;;
+		tune) _raidtool_words "$cur" "--io-retries --io-retry-window --speed-limit --help --usage" ;;
+		check) _raidtool_words "$cur" "--repair -r --prefer --cancel --speed-limit --json --help --usage" ;;
 		wait) _raidtool_words "$cur" "--progress -p --json --help --usage" ;;
 		deactivate) _raidtool_words "$cur" "--help --usage" ;;
 		status) _raidtool_words "$cur" "--json --help --usage" ;;
@@ -133,7 +133,7 @@ _raidtool() {
 		case "$w" in
 		=) ;;
 		-l | --level | -c | --chunk | -b | --blocksize | -d | --desc | -u | --units | \
-			-t | --timeout | --io-retries | --io-retry-window)
+			-t | --timeout | --io-retries | --io-retry-window | --speed-limit)
 			# An option with a separate value: skip the value too.
 			if [ "${COMP_WORDS[i + 1]:-}" = "=" ]; then
 				((i += 2))

@@ -71,6 +71,7 @@ struct run {
 	bool stopping;
 	bool resync_pending;		/* a resync started and has not finished */
 	uint64_t walk_speed_max;	/* RAIDTOOL_SYNC_SPEED_MAX, bytes/s; 0: none */
+	long stripe_wait_us;		/* RAIDTOOL_STRIPE_WAIT_US; -1: the engine's default */
 	uint64_t owed_all;		/* engine_resync_owed's @all for the running resync */
 	bool owed_warned;
 	uint32_t rebuild_role;		/* of the last rebuild started */
@@ -249,6 +250,12 @@ static int on_status(void *ctx, struct rt_control_status *st)
 	st->stats.read_bytes = es->read_bytes;
 	st->stats.write_bytes = es->write_bytes;
 	st->stats.errors = es->errors;
+	st->stats.stripe_full = es->stripe_full;
+	st->stats.stripe_merged = es->stripe_merged;
+	st->stats.stripe_rmw = es->stripe_rmw;
+	st->stats.stripe_rcw = es->stripe_rcw;
+	st->stats.discards = es->discards;
+	st->stats.discard_bytes = es->discard_bytes;
 	st->nospace_mask = es->nospace_mask;
 	st->retry_count = es->retry_count;
 	st->retry_window_ms = es->retry_window_ms;
@@ -263,6 +270,7 @@ static int on_status(void *ctx, struct rt_control_status *st)
 		st->walk_done = wp.done;
 		st->walk_total = wp.total;
 		st->walk_speed = wp.bytes_per_sec;
+		st->walk_speed_max = __atomic_load_n(&run->walk_speed_max, __ATOMIC_RELAXED);
 		st->mismatches = wp.mismatches;
 		st->repaired = wp.repaired;
 		st->ties = wp.ties;
@@ -530,7 +538,7 @@ static void on_walk_done(int kind, int result, void *ctx)
 /* Every walk of this run starts here: the speed limit applies to all of them. */
 static int walk_start(struct run *run, struct rt_walk_params *p)
 {
-	p->max_bytes_per_sec = run->walk_speed_max;
+	p->max_bytes_per_sec = __atomic_load_n(&run->walk_speed_max, __ATOMIC_RELAXED);
 	return engine_walk_start(run->e, p);
 }
 
@@ -548,6 +556,25 @@ static int read_walk_speed_max(struct run *run)
 		rt_log(RT_LOG_ERROR, "RAIDTOOL_SYNC_SPEED_MAX '%s': not a size per second "
 		       "(such as 512K or 4M; 0 for no limit)", v);
 	return r;
+}
+
+/* RAIDTOOL_STRIPE_WAIT_US (raid5 gathering window): checked before anything is written. */
+static int read_stripe_wait(struct run *run)
+{
+	const char *v = getenv("RAIDTOOL_STRIPE_WAIT_US");
+	char *end;
+
+	run->stripe_wait_us = -1;
+	if (!v || !*v)
+		return 0;
+	errno = 0;
+	run->stripe_wait_us = strtol(v, &end, 10);
+	if (errno || *end || run->stripe_wait_us < 0 || run->stripe_wait_us > 1000000) {
+		rt_log(RT_LOG_ERROR, "RAIDTOOL_STRIPE_WAIT_US '%s': not a number of "
+		       "microseconds from 0 to 1000000", v);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /* Regions owed a resync by writes that failed for want of space, or all (no log)? */
@@ -1300,6 +1327,35 @@ out:
 	pthread_mutex_unlock(&run->admin_lock);
 }
 
+/*
+ * "BYTES_PER_SEC": the speed limit of background walks (0: none), for the
+ * running walk from now on and for every later walk of this run.
+ */
+static int cmd_speed(struct run *run, const char *arg, char *msg, size_t len)
+{
+	unsigned long long v;
+	char extra, what[32];
+	int r;
+
+	if (sscanf(arg, "%llu %c", &v, &extra) != 1) {
+		snprintf(msg, len, "'%s': give the speed limit in bytes per second", arg);
+		return -EINVAL;
+	}
+	__atomic_store_n(&run->walk_speed_max, (uint64_t)v, __ATOMIC_RELAXED);
+	r = engine_walk_set_speed(run->e, v);
+	if (r < 0) {
+		snprintf(msg, len, "cannot change the speed limit: %s", strerror(-r));
+		return r;
+	}
+	if (v)
+		snprintf(what, sizeof(what), "%llu MiB/s", v >> 20);
+	else
+		snprintf(what, sizeof(what), "none");
+	rt_log(RT_LOG_INFO, "'%s': background walks' speed limit: %s", run->name, what);
+	snprintf(msg, len, "speed limit of background walks: %s", what);
+	return 0;
+}
+
 /* "COUNT WINDOW_MS": how often a unit I/O error is tried again before the unit fails. */
 static int cmd_tune(struct run *run, const char *arg, char *msg, size_t len)
 {
@@ -1331,6 +1387,8 @@ static int on_command(void *ctx, const char *cmd, const char *arg, char *msg, si
 
 	if (!strcmp(cmd, "tune"))
 		return cmd_tune(run, arg, msg, len);
+	if (!strcmp(cmd, "speed"))
+		return cmd_speed(run, arg, msg, len);
 	if (strcmp(cmd, "add") && strcmp(cmd, "fail") && strcmp(cmd, "remove"))
 		return run_walk_command(run, cmd, arg, msg, len);
 	pthread_mutex_lock(&run->admin_lock);
@@ -1894,6 +1952,8 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 		}
 	}
 	r = read_walk_speed_max(run);
+	if (r == 0)
+		r = read_stripe_wait(run);
 	if (r < 0)
 		goto out_nolock;
 	r = find_array(id, &scan, &a);
@@ -1961,6 +2021,8 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 		goto out;
 	}
 	engine_set_failure_handler(run->e, on_failure, run);
+	if (run->stripe_wait_us >= 0)
+		(void)engine_set_gather_window(run->e, (unsigned)run->stripe_wait_us);
 	run->started = (uint64_t)time(NULL);
 	start_recovery(run, was_dirty);
 

@@ -398,6 +398,12 @@ static void status_to_json(struct json *b, const struct rt_control_status *st)
 	json_u64(b, "read_bytes", st->stats.read_bytes);
 	json_u64(b, "write_bytes", st->stats.write_bytes);
 	json_u64(b, "errors", st->stats.errors);
+	json_u64(b, "stripe_full", st->stats.stripe_full);
+	json_u64(b, "stripe_merged", st->stats.stripe_merged);
+	json_u64(b, "stripe_rmw", st->stats.stripe_rmw);
+	json_u64(b, "stripe_rcw", st->stats.stripe_rcw);
+	json_u64(b, "discards", st->stats.discards);
+	json_u64(b, "discard_bytes", st->stats.discard_bytes);
 	json_object_end(b);
 	json_str(b, "health", st->health);
 	json_str(b, "walk", st->walk);
@@ -407,6 +413,7 @@ static void status_to_json(struct json *b, const struct rt_control_status *st)
 	json_u64(b, "walk_done", st->walk_done);
 	json_u64(b, "walk_total", st->walk_total);
 	json_u64(b, "walk_speed", st->walk_speed);
+	json_u64(b, "walk_speed_max", st->walk_speed_max);
 	json_u64(b, "mismatches", st->mismatches);
 	json_u64(b, "repaired", st->repaired);
 	json_u64(b, "regions", st->regions);
@@ -763,6 +770,12 @@ static void status_from_json(const struct jval *o, struct rt_control_status *st)
 	st->stats.read_bytes = jget_u64(stats, "read_bytes");
 	st->stats.write_bytes = jget_u64(stats, "write_bytes");
 	st->stats.errors = jget_u64(stats, "errors");
+	st->stats.stripe_full = jget_u64(stats, "stripe_full");
+	st->stats.stripe_merged = jget_u64(stats, "stripe_merged");
+	st->stats.stripe_rmw = jget_u64(stats, "stripe_rmw");
+	st->stats.stripe_rcw = jget_u64(stats, "stripe_rcw");
+	st->stats.discards = jget_u64(stats, "discards");
+	st->stats.discard_bytes = jget_u64(stats, "discard_bytes");
 	jget_str(o, "health", st->health, sizeof(st->health));
 	jget_str(o, "walk", st->walk, sizeof(st->walk));
 	st->walk_running = jget_bool(o, "walk_running");
@@ -771,6 +784,7 @@ static void status_from_json(const struct jval *o, struct rt_control_status *st)
 	st->walk_done = jget_u64(o, "walk_done");
 	st->walk_total = jget_u64(o, "walk_total");
 	st->walk_speed = jget_u64(o, "walk_speed");
+	st->walk_speed_max = jget_u64(o, "walk_speed_max");
 	st->mismatches = jget_u64(o, "mismatches");
 	st->repaired = jget_u64(o, "repaired");
 	st->regions = jget_u64(o, "regions");
@@ -904,7 +918,7 @@ static void reply_ok(int fd, const struct rt_control_status *st, pid_t pid)
 static bool is_command(const char *cmd)
 {
 	static const char *const known[] = { "fail", "remove", "add", "check", "repair",
-					     "cancel", "tune" };
+					     "cancel", "tune", "speed" };
 
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 		if (!strcmp(cmd, known[i]))

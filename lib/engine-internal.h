@@ -68,6 +68,9 @@ struct engine_scrub {
 int engine_scrub_stripes(struct rt_engine *e, struct engine_ctx *c, uint64_t s0, uint64_t cnt,
 			 struct engine_scrub *sc);
 
+/* The walk has ended: free what recover borrowed for it (one walk at a time). */
+void engine_walk_release_mem(struct rt_engine *e);
+
 /* The rebuilt role becomes a normal active one. */
 int engine_recover_complete(struct rt_engine *e, uint32_t role);
 

@@ -16,6 +16,10 @@
  *     S = D for raid5, else 0            parity and old-data scratch
  *     R ~= 25 KiB                        io_uring ring: 256 SQEs, 512 CQEs
  *     B ~= 3 KiB + 200 B * (D / chunk + 8) + 40 B * n_units   bookkeeping
+ *   Gathering whole stripes from several writers adds no buffers;
+ *   engine_discard's zeros add ENGINE_PIECE (1 MiB) once per engine; a
+ *   recover walk borrows 2 * n * ENGINE_WALK_STEP (at most ENGINE_WALK_MEM,
+ *   32 MiB) while it runs.
  *   With ENGINE_CONTEXTS = 16 and ENGINE_PIECE = 1 MiB: about 17 MiB for
  *   linear/raid0/raid1 and 33 MiB for raid5 with 64 KiB chunks (B adds at
  *   most about 0.8 MiB more with 4 KiB chunks). The data and scratch
@@ -58,6 +62,22 @@
  * than one round of scratch, each round writes its parity and its data
  * together, so every stripe is consistent again after each round.
  *
+ * Gathering (raid5, healthy). The block layer hands us large writes in
+ * parts of about 512 KiB, so a stream rarely covers a stripe with one
+ * request. A writer whose aligned piece covers its first or last stripe in
+ * part and has to wait for that stripe's lock offers its part (its data is
+ * in place before it waits) on the lock bucket's list. The holder of a
+ * stripe it covers in part takes offers that make the stripe whole
+ * (waiting a bounded window for them, see raid5_gather), writes the
+ * stripe with parity from the new data alone straight from every
+ * writer's buffer, and marks those offers done before it lets go of the
+ * lock; their writers then skip that stripe (they never take its lock)
+ * and are acknowledged like any writer whose data and parity are on the
+ * units. An offer taken but not written (an I/O error) is given back and
+ * its writer writes it itself. A writer only ever waits for a stripe lock
+ * holding the locks of lower stripes, as before, and a holder's wait is
+ * bounded, so nothing deadlocks.
+ *
  * Degraded mode. e->faulty is a bit mask of faulty roles: missing at
  * engine_create, failed an I/O, or failed by engine_fail_role. The healthy
  * path pays one acquire load of it per piece and nothing else. A unit I/O
@@ -91,7 +111,10 @@
  *     walk may resume from a checkpoint. Completion clears the faulty bit,
  *     then the rebuild bit; writers load rebuild before faulty.
  *   Background walks (lib/rebuild.c) work in batches of whole stripes under
- *     the same stripe locks, a context taken first, like any writer.
+ *     the same stripe locks, a context taken first, like any writer. A
+ *     recover batch locks ENGINE_WALK_SPAN bytes of each role and goes
+ *     through it in ENGINE_WALK_STEP transfers, two steps overlapping (the
+ *     write of one with the reads of the next), from buffers of its own.
  *
  * Errors that are not the disk's fault. A unit that answers ENOSPC or
  * EDQUOT (a thin or file-backed unit whose backing store is full) is not
@@ -147,6 +170,10 @@
 #define ENGINE_RETRY_MAX 10000u		/* -EAGAIN resubmissions of one I/O */
 #define ENGINE_ERR_TRIES_MAX 100u	/* fits engine_io.err_tries */
 #define ENGINE_RETRY_WINDOW_MAX_MS 600000u
+#define ENGINE_WALK_SPAN (16u << 20)	/* role bytes a recover batch locks */
+#define ENGINE_WALK_STEP (4u << 20)	/* role bytes per unit transfer of a recover */
+#define ENGINE_WALK_MEM (32u << 20)	/* the recover walk's buffers, at most */
+#define ENGINE_WALK_STRIPES 256u	/* stripes a walk batch may lock */
 
 enum engine_op {
 	ENGINE_OP_READ,
@@ -170,6 +197,9 @@ struct engine_io {
 /* Single writer (the context's owner), read by engine_get_stats. */
 struct engine_ctx_stats {
 	_Atomic uint64_t reads, writes, flushes, read_bytes, write_bytes, errors;
+	/* raid5 stripes written: whole (of them, merged from several requests), RMW, RCW. */
+	_Atomic uint64_t stripe_full, stripe_merged, stripe_rmw, stripe_rcw;
+	_Atomic uint64_t discards, discard_bytes;
 	struct {
 		_Atomic uint64_t reads, writes, read_bytes, write_bytes, errors, retries;
 	} unit[RT_MAX_UNITS];
@@ -180,12 +210,49 @@ struct stripe_lock_entry {
 	uint64_t stripe;
 };
 
+/*
+ * A raid5 writer waiting for the lock of a stripe its piece covers only in
+ * part offers its data for that stripe here; the lock's holder may write it
+ * as part of a whole stripe (see raid5_gather). @data holds [lo, hi).
+ */
+enum contrib_state {
+	CONTRIB_IDLE,			/* not offered */
+	CONTRIB_OFFERED,		/* on the bucket's list */
+	CONTRIB_TAKEN,			/* the holder is writing it */
+	CONTRIB_DONE,			/* written (data and parity on the units) */
+};
+
+struct stripe_contrib {
+	struct stripe_contrib *next;
+	uint64_t stripe;
+	uint64_t lo, hi;		/* logical bytes, inside the stripe */
+	const uint8_t *data;
+	int state;			/* enum contrib_state, under the bucket's mutex */
+};
+
 struct stripe_lock_bucket {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	struct stripe_lock_entry *held;
+	struct stripe_contrib *offers;
+	/* raid5_gather: until when holders of stripe given_up - 1 do not wait. */
+	uint64_t given_up, given_up_until;
 	unsigned waiters;
 } __attribute__((aligned(64)));
+
+/* What a writer offers while it waits: its piece [a0, a1) in @data. */
+struct stripe_offer {
+	uint64_t a0, a1;
+	const uint8_t *data;
+};
+
+#define ENGINE_GATHER_MAX 16u		/* pieces one gathered stripe is made of */
+#define ENGINE_GATHER_US_DEFAULT 10000u	/* longest wait for a stripe's other parts */
+#define ENGINE_GATHER_US_MAX 1000000u
+#define ENGINE_RECENT_WRITES 32u		/* ends of recent writes: streams are seen */
+#define ENGINE_GATHER_MISSES 8u		/* waits in vain in a row: stop waiting ... */
+#define ENGINE_GATHER_PROBE 64u		/* ... but for one write in this many */
+#define ENGINE_GATHER_GRACE 8u		/* the first 1/8 of the window: wait anyway */
 
 /* A column range of one raid5 stripe, planned for one parity update. */
 struct raid5_seg {
@@ -223,6 +290,10 @@ struct engine_ctx {
 	unsigned n_segs, segs_cap;
 	struct stripe_lock_entry *locks;
 	unsigned locks_cap;
+	struct stripe_contrib offer[2];	/* this writer's offers: first, last stripe */
+	/* raid5_gather: the pieces of up to two whole stripes being written. */
+	struct stripe_contrib *taken[2][ENGINE_GATHER_MAX];
+	unsigned n_taken[2];
 	unsigned rr;			/* raid1 read spreading */
 	uint64_t failed;		/* roles that failed an I/O in the current run */
 	struct engine_ctx_stats stats;
@@ -274,6 +345,22 @@ struct rt_engine {
 	/* No log: a write that failed for want of space left stripes unsynced. */
 	_Atomic uint64_t owed_all;
 	_Atomic unsigned retry_count, retry_window_ms;
+
+	/*
+	 * raid5_gather: how long to wait for a stripe's parts, the waits in
+	 * vain since the last that was not, and where the last writes to
+	 * arrive lie (engine_write_streams).
+	 */
+	atomic_uint gather_us;
+	atomic_uint gather_misses;
+	struct {
+		_Atomic uint64_t off, end;
+	} recent[ENGINE_RECENT_WRITES];
+	atomic_uint recent_next;
+
+	uint8_t *zeros;			/* ENGINE_PIECE bytes of zeros: engine_discard */
+	uint8_t *walk_mem;		/* recover_range, when a recover walk first ran */
+	size_t walk_step;
 
 	struct rt_walk *walk;		/* lib/rebuild.c */
 	struct engine_dl *dl;		/* the dirty-region log, NULL when none */
@@ -422,27 +509,99 @@ static bool stripe_lock_held(const struct stripe_lock_bucket *b, uint64_t stripe
 	return false;
 }
 
-/* Ascending order across all writers: no deadlock between overlapping ranges. */
-static void stripe_lock_acquire(struct rt_engine *e, struct engine_ctx *c,
-				uint64_t first, uint64_t last)
+/*
+ * Offer the part of @o in stripe @s (covered only in part) to the stripe's
+ * holder. Returns the offer, or NULL when the piece covers all of @s.
+ */
+static struct stripe_contrib *stripe_offer_prepare(struct rt_engine *e, struct engine_ctx *c,
+						   const struct stripe_offer *o, uint64_t s,
+						   uint64_t first)
 {
+	uint64_t W = e->lock_unit, base = s * W;
+	struct stripe_contrib *k = &c->offer[s == first ? 0 : 1];
+
+	if (o->a0 <= base && o->a1 >= base + W)
+		return NULL;
+	k->stripe = s;
+	k->lo = max_u64(o->a0, base);
+	k->hi = min_u64(o->a1, base + W);
+	k->data = o->data + (k->lo - o->a0);
+	k->state = CONTRIB_IDLE;
+	k->next = NULL;
+	return k;
+}
+
+static void stripe_offer_withdraw(struct stripe_lock_bucket *b, struct stripe_contrib *k)
+{
+	struct stripe_contrib **pp;
+
+	for (pp = &b->offers; *pp; pp = &(*pp)->next) {
+		if (*pp == k) {
+			*pp = k->next;
+			break;
+		}
+	}
+	k->state = CONTRIB_IDLE;
+}
+
+/*
+ * Ascending order across all writers: no deadlock between overlapping ranges.
+ * With @o (a raid5 writer whose data is ready), a writer that has to wait
+ * for its first or last stripe, which it covers only in part, offers its
+ * part of that stripe to the holder; when the holder wrote it, the writer
+ * does not take that lock at all. Returns which: bit 0 the first stripe,
+ * bit 1 the last.
+ */
+static unsigned stripe_lock_acquire_offer(struct rt_engine *e, struct engine_ctx *c,
+					  uint64_t first, uint64_t last,
+					  const struct stripe_offer *o)
+{
+	unsigned written = 0;
 	uint64_t s;
 
 	for (s = first; s <= last; s++) {
 		struct stripe_lock_bucket *b = stripe_lock_bucket(e, s);
 		struct stripe_lock_entry *l = &c->locks[s - first];
+		struct stripe_contrib *k = NULL;
 
 		l->stripe = s;
+		if (o && (s == first || s == last))
+			k = stripe_offer_prepare(e, c, o, s, first);
 		pthread_mutex_lock(&b->mu);
 		while (stripe_lock_held(b, s)) {
+			if (k && k->state == CONTRIB_DONE)
+				break;
+			if (k && k->state == CONTRIB_IDLE) {
+				k->state = CONTRIB_OFFERED;
+				k->next = b->offers;
+				b->offers = k;
+				/* A holder gathering this stripe waits on the same condition. */
+				pthread_cond_broadcast(&b->cond);
+			}
 			b->waiters++;
 			pthread_cond_wait(&b->cond, &b->mu);
 			b->waiters--;
 		}
+		if (k && k->state == CONTRIB_DONE) {
+			k->state = CONTRIB_IDLE;
+			written |= s == first ? 1u : 2u;
+			pthread_mutex_unlock(&b->mu);
+			continue;
+		}
+		/* A holder resolves what it took before letting go of the lock. */
+		if (k && k->state == CONTRIB_OFFERED)
+			stripe_offer_withdraw(b, k);
 		l->next = b->held;
 		b->held = l;
 		pthread_mutex_unlock(&b->mu);
 	}
+	return written;
+}
+
+static void stripe_lock_acquire(struct rt_engine *e, struct engine_ctx *c,
+				uint64_t first, uint64_t last)
+{
+	(void)stripe_lock_acquire_offer(e, c, first, last, NULL);
 }
 
 static void stripe_lock_release(struct rt_engine *e, struct engine_ctx *c,
@@ -1222,7 +1381,7 @@ static int engine_write_raid5(struct rt_engine *e, struct engine_ctx *c, uint8_t
 		 * unclean stop), read-modify-write would carry its error over:
 		 * compute it from the data, which makes the stripe consistent.
 		 */
-		bool unsynced = engine_dl_resync_owed(e, s * C, C);
+		bool unsynced = engine_dl_resync_owed(e, s * C, C), rmw = false;
 
 		for (i = 0; i < nr; i++) {
 			uint32_t t = rg[i].k_last - rg[i].k_first + 1;
@@ -1233,6 +1392,7 @@ static int engine_write_raid5(struct rt_engine *e, struct engine_ctx *c, uint8_t
 			raid5_plan_degraded(e, s, rg[i].k_first, rg[i].k_last, x, rebuilding,
 					    &reconstruct, &data_only);
 			nbufs = data_only ? 0 : reconstruct ? d - t + 1 : t + 2;
+			rmw |= !data_only && !reconstruct;
 
 			while (col < rg[i].q) {
 				struct layout_extent ext;
@@ -1270,8 +1430,276 @@ static int engine_write_raid5(struct rt_engine *e, struct engine_ctx *c, uint8_t
 				col += len;
 			}
 		}
+		if (a0 <= s * width && a1 >= (s + 1) * width)
+			stat_add(&c->stats.stripe_full, 1);
+		else
+			stat_add(rmw ? &c->stats.stripe_rmw : &c->stats.stripe_rcw, 1);
 	}
 	return raid5_run_round(e, c, data, a0, a1, !rounds, skip);
+}
+
+/* ---- raid5: whole stripes from several writers ------------------------ */
+
+/* Note where a write arriving now begins and ends. */
+static void engine_note_write(struct rt_engine *e, uint64_t off, uint64_t end)
+{
+	unsigned i = atomic_fetch_add_explicit(&e->recent_next, 1, memory_order_relaxed);
+
+	i %= ENGINE_RECENT_WRITES;
+	atomic_store_explicit(&e->recent[i].off, off, memory_order_relaxed);
+	atomic_store_explicit(&e->recent[i].end, end, memory_order_relaxed);
+}
+
+/*
+ * Is [off, end) next to one of the last writes to arrive (in either order:
+ * the block layer splits a large write and its parts may overtake each
+ * other)? Then it is part of a stream, and more of its stripes may follow.
+ */
+static bool engine_write_streams(struct rt_engine *e, uint64_t off, uint64_t end)
+{
+	unsigned i;
+
+	for (i = 0; i < ENGINE_RECENT_WRITES; i++)
+		if (atomic_load_explicit(&e->recent[i].end, memory_order_relaxed) == off ||
+		    atomic_load_explicit(&e->recent[i].off, memory_order_relaxed) == end)
+			return true;
+	return false;
+}
+
+/*
+ * Can the offers on stripe @s's bucket, with our own part @own, make the
+ * whole stripe without overlapping? Pieces are chained from the stripe's
+ * start, ours first wherever it fits. Fills @out in logical order; returns
+ * how many pieces (0: not whole, or too many pieces).
+ */
+static unsigned gather_cover(const struct rt_engine *e, const struct stripe_lock_bucket *b,
+			     uint64_t s, struct stripe_contrib *own, struct stripe_contrib **out)
+{
+	uint64_t W = e->lock_unit, pos = s * W, end = pos + W;
+	bool have_own = false;
+	unsigned n = 0;
+
+	while (pos < end) {
+		struct stripe_contrib *k = NULL, *x;
+
+		if (own->lo == pos)
+			k = own;
+		for (x = b->offers; !k && x; x = x->next)
+			if (x->stripe == s && x->state == CONTRIB_OFFERED && x->lo == pos &&
+			    x->hi <= end)
+				k = x;
+		if (!k || n == ENGINE_GATHER_MAX)
+			return 0;
+		have_own |= k == own;
+		out[n++] = k;
+		pos = k->hi;
+	}
+	return have_own ? n : 0;
+}
+
+/* The clock of the stripe lock conditions (CLOCK_REALTIME), in ns. */
+static uint64_t engine_clock_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * With @b's mutex held, wait for offers that make @own's stripe whole until
+ * @deadline (ns); past the first ENGINE_GATHER_GRACE of the window only
+ * while the piece [a0, a1) is part of a stream (new writes keep arriving
+ * next to it). Returns the pieces (gather_cover), 0 when it gave up.
+ */
+static unsigned gather_wait(struct rt_engine *e, struct stripe_lock_bucket *b,
+			    struct stripe_contrib *own, struct stripe_contrib **out, uint64_t a0,
+			    uint64_t a1, uint64_t t0, uint64_t deadline)
+{
+	uint64_t grace = (deadline - t0) / ENGINE_GATHER_GRACE, now, until;
+	struct timespec ts;
+	unsigned n;
+
+	for (;;) {
+		n = gather_cover(e, b, own->stripe, own, out);
+		now = engine_clock_ns();
+		if (n || now >= deadline)
+			return n;
+		if (now >= t0 + grace && !engine_write_streams(e, a0, a1))
+			return 0;
+		until = min_u64(deadline, now + grace);
+		ts.tv_sec = (time_t)(until / 1000000000ull);
+		ts.tv_nsec = (long)(until % 1000000000ull);
+		pthread_cond_timedwait(&b->cond, &b->mu, &ts);
+	}
+}
+
+/*
+ * Write whole stripes @stripes[0..ns) from their pieces (c->taken[i], in
+ * logical order), parity from the new data alone, no reads, all at once.
+ * Column ranges are cut at every piece boundary so that each chunk's part
+ * of a column range lies in one piece. Each stripe's parity takes one
+ * chunk of scratch (the caller checked that it fits).
+ */
+static int raid5_write_whole(struct rt_engine *e, struct engine_ctx *c, const uint64_t *stripes,
+			     unsigned ns)
+{
+	uint64_t C = e->layout.chunk, W = e->lock_unit;
+	uint32_t d = e->data_roles, k;
+	void *src[RT_MAX_UNITS];
+	unsigned i, j, t;
+	int ret = 0;
+
+	for (i = 0; i < ns && !ret; i++) {
+		uint64_t base = stripes[i] * W, cuts[ENGINE_GATHER_MAX + 1], p, q, x;
+		uint8_t *parity = c->scratch + i * C;
+		struct layout_extent ext;
+		unsigned nc = 0;
+
+		/* The column boundaries: 0 and where each piece starts, sorted. */
+		for (j = 0; j < c->n_taken[i]; j++) {
+			x = (c->taken[i][j]->lo - base) % C;
+			for (t = nc; t > 0 && cuts[t - 1] > x; t--)
+				cuts[t] = cuts[t - 1];
+			cuts[t] = x;
+			nc++;
+		}
+		cuts[nc] = C;
+		for (j = 0; j < nc && !ret; j++) {
+			p = cuts[j];
+			q = cuts[j + 1];
+			if (p == q)
+				continue;
+			for (k = 0; k < d && !ret; k++) {
+				uint64_t L = base + k * C + p;
+				const struct stripe_contrib *piece = NULL;
+
+				for (t = 0; t < c->n_taken[i] && !piece; t++)
+					if (c->taken[i][t]->lo <= L && L < c->taken[i][t]->hi)
+						piece = c->taken[i][t];
+				if (!piece)
+					return -EINVAL;	/* cannot happen: the pieces cover the stripe */
+				src[k] = (void *)(uintptr_t)(piece->data + (L - piece->lo));
+				ret = raid5_locate(e, base, k, (uint32_t)p, (uint32_t)(q - p), &ext);
+				if (!ret)
+					ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ext.role, src[k],
+							 ext.offset, q - p);
+			}
+			if (!ret)
+				ret = parity_xor(parity + p, src, d, q - p);
+			if (!ret)
+				ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ext.parity_role, parity + p,
+						 ext.offset, q - p);
+		}
+	}
+	if (!ret)
+		ret = ctx_run_ios(e, c);
+	c->n_ios = 0;
+	return ret;
+}
+
+/*
+ * raid5, no role faulty or being rebuilt, the piece [a0, a1) aligned and
+ * in @data, its stripe locks held: make the first and last stripe, where
+ * the piece covers them only in part, whole from the parts offered by
+ * writers waiting for those locks (stripe_lock_acquire_offer) and write
+ * them with parity from the new data alone. When the parts are not all
+ * there yet, wait for them (gather_wait): at most e->gather_us, and past
+ * its first eighth only while writes keep arriving next to this one (a
+ * stream; the block layer cuts a large write into parts that may overtake
+ * each other, so even a small part may belong to one). Once waiting was in
+ * vain ENGINE_GATHER_MISSES times in a row (random writes, a lone
+ * synchronous writer) only one write in ENGINE_GATHER_PROBE waits, and a
+ * stripe given up on is not waited for again by the next holders within
+ * the window. *lo, *hi: what is left of the piece for the usual path.
+ * Every part taken is settled before returning: done when written (its
+ * writer skips the stripe), else given back (its writer writes it itself).
+ */
+static int raid5_gather(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint64_t a0,
+			uint64_t a1, uint64_t *lo, uint64_t *hi)
+{
+	uint64_t W = e->lock_unit, C = e->layout.chunk, first = a0 / W, last = (a1 - 1) / W;
+	uint64_t stripes[2], cand[2], t0 = engine_clock_ns();
+	uint64_t deadline = t0 + atomic_load_explicit(&e->gather_us, memory_order_relaxed) * 1000ull;
+	struct stripe_contrib own[2];
+	unsigned misses = atomic_load_explicit(&e->gather_misses, memory_order_relaxed);
+	/*
+	 * Wait at all? Not when waiting was in vain many times in a row (one
+	 * writer at a time, random writes), bar a probe now and then.
+	 */
+	bool wait = deadline > t0 &&
+		(misses < ENGINE_GATHER_MISSES ||
+		 atomic_load_explicit(&e->recent_next, memory_order_relaxed) % ENGINE_GATHER_PROBE == 0);
+	unsigned nc = 0, ns = 0, i, j;
+	int ret = 0;
+
+	*lo = a0;
+	*hi = a1;
+	if (a0 % W)
+		cand[nc++] = first;
+	if (a1 % W && (last != first || !nc))
+		cand[nc++] = last;
+	if (nc * C > c->scratch_cap)
+		nc = (unsigned)(c->scratch_cap / C);	/* parity of each in scratch */
+	for (i = 0; i < nc; i++) {
+		uint64_t s = cand[i], base = s * W;
+		struct stripe_lock_bucket *b = stripe_lock_bucket(e, s);
+		unsigned n;
+
+		own[ns].stripe = s;
+		own[ns].lo = max_u64(a0, base);
+		own[ns].hi = min_u64(a1, base + W);
+		own[ns].data = data + (own[ns].lo - a0);
+		pthread_mutex_lock(&b->mu);
+		n = gather_cover(e, b, s, &own[ns], c->taken[ns]);
+		if (!n && wait && !(b->given_up == s + 1 && engine_clock_ns() < b->given_up_until)) {
+			n = gather_wait(e, b, &own[ns], c->taken[ns], a0, a1, t0, deadline);
+			if (n) {
+				atomic_store_explicit(&e->gather_misses, 0, memory_order_relaxed);
+			} else {
+				atomic_fetch_add_explicit(&e->gather_misses, 1, memory_order_relaxed);
+				/* The next holders of this stripe need not wait again. */
+				b->given_up = s + 1;
+				b->given_up_until = deadline;
+			}
+		}
+		for (j = 0; j < n; j++) {
+			if (c->taken[ns][j] == &own[ns])
+				continue;
+			stripe_offer_withdraw(b, c->taken[ns][j]);
+			c->taken[ns][j]->state = CONTRIB_TAKEN;
+		}
+		pthread_mutex_unlock(&b->mu);
+		if (n) {
+			c->n_taken[ns] = n;
+			stripes[ns++] = s;
+		}
+	}
+	if (!ns)
+		return 0;
+	ret = raid5_write_whole(e, c, stripes, ns);
+	for (i = 0; i < ns; i++) {
+		struct stripe_lock_bucket *b = stripe_lock_bucket(e, stripes[i]);
+
+		pthread_mutex_lock(&b->mu);
+		for (j = 0; j < c->n_taken[i]; j++)
+			if (c->taken[i][j] != &own[i])
+				c->taken[i][j]->state = ret ? CONTRIB_IDLE : CONTRIB_DONE;
+		pthread_cond_broadcast(&b->cond);
+		pthread_mutex_unlock(&b->mu);
+		c->n_taken[i] = 0;
+		if (ret)
+			continue;
+		if (stripes[i] == first)
+			*lo = min_u64((first + 1) * W, a1);
+		if (stripes[i] == last)
+			*hi = max_u64(last * W, *lo);
+	}
+	if (!ret) {
+		stat_add(&c->stats.stripe_full, ns);
+		stat_add(&c->stats.stripe_merged, ns);
+	}
+	return ret;
 }
 
 static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const uint8_t *ubuf,
@@ -1285,13 +1713,31 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 	uint8_t *data = direct ? (uint8_t *)(uintptr_t)ubuf : c->data;
 	bool redundant = e->layout.level == RT_LEVEL_5 || e->layout.level == RT_LEVEL_1;
 	bool lock = !aligned || redundant || e->lock_all, merged = false;
+	/* raid5: parts of stripes may be written whole with other writers' parts. */
+	bool gather = e->layout.level == RT_LEVEL_5 && aligned, gathered = false;
 	uint64_t first = a0 / e->lock_unit, last = (a1 - 1) / e->lock_unit;
+	uint64_t lo = a0, hi = a1;	/* what is left to write after the stripes others wrote */
+	struct stripe_offer offer = { a0, a1, data };
+	unsigned written = 0;
 	uint64_t rb, m;
 	int ret = 0;
 
 	c->n_ios = 0;
+	if (gather) {
+		/* Offered to other writers: the data must be in place before waiting. */
+		if (!direct)
+			memcpy(data, ubuf, len);
+		merged = true;
+	}
 	if (lock)
-		stripe_lock_acquire(e, c, first, last);
+		written = stripe_lock_acquire_offer(e, c, first, last, gather ? &offer : NULL);
+	/* Stripes another writer wrote whole with our part in it: done. */
+	if (written & 1u)
+		lo = min_u64((first + 1) * e->lock_unit, a1);
+	if (written & 2u)
+		hi = max_u64(last * e->lock_unit, lo);
+	if (lo == hi)
+		goto out;
 	/*
 	 * The masks are loaded under the stripe locks, never before: a
 	 * writer that saw the role faulty and wrote around it in one of
@@ -1349,12 +1795,20 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 			merged = true;
 		}
 		if (!ret) {
+			uint64_t wlo = lo, whi = hi;
+
 			switch (e->layout.level) {
 			case RT_LEVEL_1:
 				ret = engine_write_raid1(e, c, data, a0, a1, m & ~rb);
 				break;
 			case RT_LEVEL_5:
-				ret = engine_write_raid5(e, c, data, a0, a1, m, rb);
+				/* Only healthy, and once: a redo writes its own part alone. */
+				if (gather && !gathered && !m && !rb) {
+					gathered = true;
+					ret = raid5_gather(e, c, data + (lo - a0), lo, hi, &wlo, &whi);
+				}
+				if (!ret && wlo < whi)
+					ret = engine_write_raid5(e, c, data + (wlo - a0), wlo, whi, m, rb);
 				break;
 			default:
 				ret = engine_write_striped(e, c, data, a0, a1, m);
@@ -1926,6 +2380,14 @@ uint64_t engine_nospace(struct rt_engine *e)
 	return e ? atomic_load(&e->nospace) : 0;
 }
 
+int engine_set_gather_window(struct rt_engine *e, unsigned us)
+{
+	if (!e || us > ENGINE_GATHER_US_MAX)
+		return -EINVAL;
+	atomic_store(&e->gather_us, us);
+	return 0;
+}
+
 int engine_set_retries(struct rt_engine *e, unsigned count, unsigned window_ms)
 {
 	if (!e || count > ENGINE_ERR_TRIES_MAX || window_ms > ENGINE_RETRY_WINDOW_MAX_MS)
@@ -1987,11 +2449,38 @@ static uint64_t engine_walk_room(const struct rt_engine *e, const struct engine_
 
 uint64_t engine_walk_batch(struct rt_engine *e, int kind)
 {
-	uint64_t k = engine_walk_room(e, &e->ctx[0], kind) / e->layout.chunk;
+	uint64_t k;
 
+	if (kind == RT_WALK_RECOVER)
+		k = ENGINE_WALK_SPAN / e->layout.chunk;
+	else
+		k = engine_walk_room(e, &e->ctx[0], kind) / e->layout.chunk;
 	if (k > e->ctx[0].locks_cap - 1)
 		k = e->ctx[0].locks_cap - 1;
 	return k ? k : 1;
+}
+
+/*
+ * The recover walk's buffers, allocated when it first needs them (one
+ * walk at a time): two halves, each room for what one step reads (raid5
+ * n - 1 roles, raid1 one) and writes, ENGINE_WALK_STEP bytes per role, less
+ * for many units (at most ENGINE_WALK_MEM in all).
+ */
+static int engine_walk_mem(struct rt_engine *e)
+{
+	size_t step = min_u64(ENGINE_WALK_STEP, ENGINE_WALK_MEM / (2u * e->n));
+	int ret;
+
+	if (e->walk_mem)
+		return 0;
+	step &= ~((size_t)ENGINE_ALIGN_MAX - 1);
+	ret = posix_memalign((void **)&e->walk_mem, 4096, 2u * e->n * step);
+	if (ret) {
+		e->walk_mem = NULL;
+		return -ret;
+	}
+	e->walk_step = step;
+	return 0;
 }
 
 /* raid1: the working mirror to copy from (never a unit being rebuilt). */
@@ -2005,45 +2494,67 @@ static uint32_t engine_source_mirror(const struct rt_engine *e, uint64_t m)
 	return LAYOUT_NO_ROLE;
 }
 
+void engine_walk_release_mem(struct rt_engine *e)
+{
+	free(e->walk_mem);
+	e->walk_mem = NULL;
+}
+
+/*
+ * Rebuild role bytes [off, off + len) in steps of e->walk_step, two steps
+ * overlapping: one run writes step i - 1's result and reads step i's
+ * sources (different roles, so in any order), then step i is computed. The
+ * units see large transfers and always have work queued.
+ */
 static int recover_range(struct rt_engine *e, struct engine_ctx *c, uint32_t role,
 			 uint64_t off, uint64_t len, uint64_t m)
 {
-	uint64_t room = engine_walk_room(e, c, RT_WALK_RECOVER), done, l;
+	uint64_t done, l, prev = 0, step;
 	void *src[RT_MAX_UNITS];
+	uint8_t *out = NULL;
+	unsigned i;
 	uint32_t r, j;
-	int ret = 0;
+	int ret;
 
 	if (!(engine_rebuilding(e) & role_bit(role)))
 		return -EIO;	/* the unit failed meanwhile */
-	for (done = 0; done < len && !ret; done += l) {
-		l = min_u64(len - done, room);
-		if (e->layout.level == RT_LEVEL_1) {
+	if (e->layout.level == RT_LEVEL_5 && m != role_bit(role))
+		return -EIO;	/* a second role is gone: nothing to rebuild from */
+	ret = engine_walk_mem(e);
+	if (ret)
+		return ret;
+	step = e->walk_step;
+	for (done = 0, i = 0; !ret; done += l, i++) {
+		uint8_t *half = e->walk_mem + (i & 1) * e->n * step;
+
+		l = min_u64(len - done, step);
+		if (!l && !prev)
+			break;
+		if (prev)
+			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, role, out, off + done - prev, prev);
+		j = 0;
+		if (l && e->layout.level == RT_LEVEL_1) {
 			r = engine_source_mirror(e, m);
 			if (r == LAYOUT_NO_ROLE)
-				return -EIO;
-			ret = ctx_add_io(e, c, ENGINE_OP_READ, r, c->data, off + done, l);
+				ret = -EIO;
 			if (!ret)
-				ret = ctx_run_ios(e, c);
-		} else {
-			if (m != role_bit(role))
-				return -EIO;	/* a second role is gone: nothing to rebuild from */
-			for (r = 0, j = 0; r < e->n && !ret; r++) {
+				ret = ctx_add_io(e, c, ENGINE_OP_READ, r, half, off + done, l);
+		} else if (l) {
+			for (r = 0; r < e->n && !ret; r++) {
 				if (r == role)
 					continue;
-				src[j] = c->scratch + j * l;
+				src[j] = half + (j + 1) * step;
 				ret = ctx_add_io(e, c, ENGINE_OP_READ, r, src[j], off + done, l);
 				j++;
 			}
-			if (!ret)
-				ret = ctx_run_ios(e, c);
-			if (!ret)
-				ret = parity_xor(c->data, src, j, l);
 		}
-		if (!ret)
-			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, role, c->data, off + done, l);
 		if (!ret)
 			ret = ctx_run_ios(e, c);
 		c->n_ios = 0;
+		if (!ret && j)
+			ret = parity_xor(half, src, j, l);
+		out = half;
+		prev = l;
 	}
 	return ret;
 }
@@ -2374,6 +2885,7 @@ int engine_write(struct rt_engine *e, const void *buf, size_t len, uint64_t off)
 	ret = engine_check_range(e, len, off);
 	if (ret || len == 0)
 		return ret;
+	engine_note_write(e, off, off + len);
 	c = ctx_acquire(e);
 	for (done = 0; done < len && !ret; done += ENGINE_PIECE)
 		ret = engine_write_piece(e, c, (const uint8_t *)buf + done, off + done,
@@ -2381,6 +2893,118 @@ int engine_write(struct rt_engine *e, const void *buf, size_t len, uint64_t off)
 	if (!ret) {
 		stat_add(&c->stats.writes, 1);
 		stat_add(&c->stats.write_bytes, len);
+	}
+	ctx_release(e, c);
+	return ret;
+}
+
+/* ---- discard and write-zeroes ---------------------------------------- */
+
+/*
+ * Write zeros over [off, off + len) through the write path (partial blocks,
+ * partial raid5 stripes, a degraded array, units that cannot punch).
+ */
+static int engine_write_zeros(struct rt_engine *e, struct engine_ctx *c, uint64_t off,
+			      uint64_t len)
+{
+	uint64_t done, l;
+	int ret = 0;
+
+	for (done = 0; done < len && !ret; done += l) {
+		l = min_u64(len - done, ENGINE_PIECE);
+		ret = engine_write_piece(e, c, e->zeros, off + done, l);
+	}
+	return ret;
+}
+
+/*
+ * Stripes [first, last], whole, zeroed on the units themselves under their
+ * locks: every role's part of them (raid5: data and parity alike, since
+ * the parity of zeros is zeros; raid1: every mirror), the dirty log marked
+ * first as for a write. Healthy arrays only: -EAGAIN when a role is faulty
+ * or being rebuilt, and -EOPNOTSUPP when a unit cannot make a range read
+ * back zeros; the caller then writes zeros instead (over whatever part was
+ * zeroed already, which is no harm).
+ */
+static int engine_zero_stripes(struct rt_engine *e, struct engine_ctx *c, uint64_t first,
+			       uint64_t last)
+{
+	uint64_t W = e->lock_unit, pos, end = (last + 1) * W;
+	struct layout_extent ext;
+	uint32_t r;
+	int ret = 0;
+
+	stripe_lock_acquire(e, c, first, last);
+	if (engine_rebuilding(e) || engine_faulty(e)) {
+		ret = -EAGAIN;
+		goto out;
+	}
+	if (e->dl) {
+		ret = engine_dl_mark(e, c, first, last);
+		if (ret)
+			goto out;
+	}
+	if (e->layout.level == RT_LEVEL_5) {
+		/* Stripe s is chunk row s of every role: one range per role. */
+		for (r = 0; r < e->n && !ret; r++)
+			ret = unit_zero_range(e->unit[r], e->data_offset + first * e->layout.chunk,
+					      (last - first + 1) * e->layout.chunk);
+		goto out;
+	}
+	for (pos = first * W; pos < end && !ret; pos += ext.len) {
+		ret = layout_map(&e->layout, pos, end - pos, &ext);
+		if (ret)
+			break;
+		if (e->layout.level != RT_LEVEL_1) {
+			ret = unit_zero_range(e->unit[ext.role], e->data_offset + ext.offset, ext.len);
+			continue;
+		}
+		for (r = 0; r < e->n && !ret; r++)
+			ret = unit_zero_range(e->unit[r], e->data_offset + ext.offset, ext.len);
+	}
+out:
+	stripe_lock_release(e, c, first, last);
+	return ret;
+}
+
+int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len)
+{
+	uint64_t W, s0, s1, batch, s, cnt;
+	struct engine_ctx *c;
+	int ret;
+
+	if (!e || off > e->size || len > e->size - off)
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	W = e->lock_unit;
+	/*
+	 * Whole stripes are zeroed on the units; raid5 needs them whole (a
+	 * partial stripe's parity must be computed). Elsewhere a stripe is a
+	 * chunk or a row of chunks: whole blocks would do, but whole stripes
+	 * keep one locking unit, and the edges are written as zeros.
+	 */
+	s0 = (off + W - 1) / W;
+	s1 = (off + len) / W;
+	c = ctx_acquire(e);
+	batch = c->locks_cap - 1;
+	ret = 0;
+	if (s0 < s1) {
+		ret = engine_write_zeros(e, c, off, s0 * W - off);
+		for (s = s0; s < s1 && !ret; s += cnt) {
+			cnt = min_u64(s1 - s, batch);
+			ret = engine_zero_stripes(e, c, s, s + cnt - 1);
+			if (ret == -EAGAIN || ret == -EOPNOTSUPP || ret == -EINVAL || ret == -ENOTTY)
+				ret = engine_write_zeros(e, c, s * W, cnt * W);
+		}
+		if (!ret)
+			ret = engine_write_zeros(e, c, s1 * W, off + len - s1 * W);
+	} else {
+		ret = engine_write_zeros(e, c, off, len);
+	}
+	if (!ret) {
+		stat_add(&c->stats.discards, 1);
+		stat_add(&c->stats.discard_bytes, len);
 	}
 	ctx_release(e, c);
 	return ret;
@@ -2501,6 +3125,12 @@ void engine_get_stats(struct rt_engine *e, struct rt_engine_stats *st)
 		SUM(st->read_bytes, cs->read_bytes);
 		SUM(st->write_bytes, cs->write_bytes);
 		SUM(st->errors, cs->errors);
+		SUM(st->stripe_full, cs->stripe_full);
+		SUM(st->stripe_merged, cs->stripe_merged);
+		SUM(st->stripe_rmw, cs->stripe_rmw);
+		SUM(st->stripe_rcw, cs->stripe_rcw);
+		SUM(st->discards, cs->discards);
+		SUM(st->discard_bytes, cs->discard_bytes);
 		for (r = 0; r < e->n; r++) {
 			SUM(st->unit[r].reads, cs->unit[r].reads);
 			SUM(st->unit[r].writes, cs->unit[r].writes);
@@ -2515,6 +3145,7 @@ void engine_get_stats(struct rt_engine *e, struct rt_engine_stats *st)
 	st->nospace_mask = atomic_load(&e->nospace);
 	st->retry_count = atomic_load(&e->retry_count);
 	st->retry_window_ms = atomic_load(&e->retry_window_ms);
+	st->gather_us = atomic_load(&e->gather_us);
 	st->state = engine_state(e);
 }
 
@@ -2570,7 +3201,8 @@ static int ctx_init(struct rt_engine *e, struct engine_ctx *c, unsigned idx)
 	 */
 	c->ios_cap = (unsigned)(2 * (ENGINE_DATA_CAP / C + 3) + e->n + 8);
 	c->segs_cap = (unsigned)(ENGINE_DATA_CAP / (C * e->data_roles) + 8);
-	c->locks_cap = (unsigned)(ENGINE_DATA_CAP / e->lock_unit + 2);
+	c->locks_cap = (unsigned)max_u64(ENGINE_DATA_CAP / e->lock_unit + 2,
+					 ENGINE_WALK_STRIPES + 1);
 	c->ios = calloc(c->ios_cap, sizeof(*c->ios));
 	c->retry = calloc(c->ios_cap, sizeof(*c->retry));
 	c->segs = calloc(c->segs_cap, sizeof(*c->segs));
@@ -2632,6 +3264,7 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 	e->align = 512;
 	atomic_store(&e->retry_count, ENGINE_RETRY_COUNT_DEFAULT);
 	atomic_store(&e->retry_window_ms, ENGINE_RETRY_WINDOW_DEFAULT_MS);
+	atomic_store(&e->gather_us, ENGINE_GATHER_US_DEFAULT);
 
 	for (r = 0; r < n; r++) {
 		e->fd[r] = -1;
@@ -2676,6 +3309,14 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 		pthread_mutex_init(&e->buckets[i].mu, NULL);
 		pthread_cond_init(&e->buckets[i].cond, NULL);
 	}
+
+	ret = posix_memalign((void **)&e->zeros, 4096, ENGINE_PIECE);
+	if (ret) {
+		e->zeros = NULL;
+		ret = -ret;
+		goto fail;
+	}
+	memset(e->zeros, 0, ENGINE_PIECE);
 
 	e->ctx = calloc(ENGINE_CONTEXTS, sizeof(*e->ctx));
 	if (!e->ctx) {
@@ -2726,5 +3367,7 @@ void engine_destroy(struct rt_engine *e)
 	pthread_mutex_destroy(&e->fail_mu);
 	pthread_mutex_destroy(&e->admin_mu);
 	engine_dl_free(e);
+	free(e->zeros);
+	free(e->walk_mem);
 	free(e);
 }

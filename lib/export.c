@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
 #include <linux/loop.h>
@@ -302,6 +303,35 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	op_flush(req, ino, fi);
 }
 
+/*
+ * The loop device turns discard into FALLOC_FL_PUNCH_HOLE | KEEP_SIZE and
+ * write-zeroes into that or FALLOC_FL_ZERO_RANGE: both read back zeros after.
+ * The file's size never changes, so anything else is refused.
+ */
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	struct rt_export *x = fuse_req_userdata(req);
+	int zero = mode & ~FALLOC_FL_KEEP_SIZE;
+	uint64_t end;
+
+	(void)fi;
+	if (ino != FILE_INO || off < 0 || len <= 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) && zero != FALLOC_FL_ZERO_RANGE) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	if ((uint64_t)off >= x->size) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	end = (uint64_t)len > x->size - (uint64_t)off ? x->size : (uint64_t)off + (uint64_t)len;
+	fuse_reply_err(req, -engine_discard(x->e, (uint64_t)off, end - (uint64_t)off));
+}
+
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
@@ -354,6 +384,7 @@ static const struct fuse_lowlevel_ops export_ops = {
 	.write = op_write,
 	.flush = op_flush,
 	.fsync = op_fsync,
+	.fallocate = op_fallocate,
 	.release = op_release,
 	.opendir = op_opendir,
 	.readdir = op_readdir,

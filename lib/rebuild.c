@@ -51,6 +51,11 @@ struct rt_walk {
 	struct rt_walk_progress prog;
 	struct timespec t0;
 	uint64_t done0;			/* where this run started */
+	/* The throttle's baseline: restarted when the limit changes. */
+	struct timespec tl0;
+	uint64_t limit_done0;
+	uint64_t done_now;
+	_Atomic uint64_t max_bytes_per_sec;
 };
 
 static pthread_mutex_t walk_alloc_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -70,19 +75,60 @@ static double now_sec(const struct timespec *t0)
  */
 static void walk_throttle(struct rt_walk *w, uint64_t done_abs)
 {
+	struct timespec nap, t0;
+	uint64_t limit, done0;
 	double owed, el;
-	struct timespec nap;
 
-	if (!w->p.max_bytes_per_sec)
-		return;
-	owed = (double)(done_abs - w->done0) / (double)w->p.max_bytes_per_sec;
-	while (!atomic_load(&w->cancel) && (el = now_sec(&w->t0)) < owed) {
-		double d = owed - el < 0.05 ? owed - el : 0.05;
-
+	for (;;) {
+		pthread_mutex_lock(&w->mu);
+		limit = atomic_load(&w->max_bytes_per_sec);
+		t0 = w->tl0;
+		done0 = w->limit_done0;
+		pthread_mutex_unlock(&w->mu);
+		if (!limit || atomic_load(&w->cancel))
+			return;
+		owed = (double)(done_abs - done0) / (double)limit;
+		el = now_sec(&t0);
+		if (el >= owed)
+			return;
+		/* Naps of at most 50 ms: a cancel or a new limit is not held up. */
 		nap.tv_sec = 0;
-		nap.tv_nsec = (long)(d * 1e9);
+		nap.tv_nsec = (long)((owed - el < 0.05 ? owed - el : 0.05) * 1e9);
 		nanosleep(&nap, NULL);
 	}
+}
+
+/*
+ * How many stripes of @chunk bytes the next batch takes: @batch, but about
+ * a tenth of a second's worth under a limit, so that the walk's pace is
+ * even (and user I/O is not held up by a large batch at a low rate).
+ */
+static uint64_t walk_batch_limited(struct rt_walk *w, uint64_t batch, uint64_t chunk)
+{
+	uint64_t limit = atomic_load(&w->max_bytes_per_sec), k;
+
+	if (!limit)
+		return batch;
+	k = limit / 10 / chunk;
+	return k < 1 ? 1 : k < batch ? k : batch;
+}
+
+int engine_walk_set_speed(struct rt_engine *e, uint64_t max_bytes_per_sec)
+{
+	struct rt_walk *w;
+
+	if (!e)
+		return -EINVAL;
+	w = *engine_walk_slot(e);
+	if (!w)
+		return 0;	/* no walk yet: the next one is started with its own */
+	pthread_mutex_lock(&w->mu);
+	atomic_store(&w->max_bytes_per_sec, max_bytes_per_sec);
+	clock_gettime(CLOCK_MONOTONIC, &w->tl0);
+	w->limit_done0 = w->done_now;
+	w->p.max_bytes_per_sec = max_bytes_per_sec;
+	pthread_mutex_unlock(&w->mu);
+	return 0;
 }
 
 static void walk_advance(struct rt_walk *w, uint64_t done_abs, uint64_t regions)
@@ -91,6 +137,7 @@ static void walk_advance(struct rt_walk *w, uint64_t done_abs, uint64_t regions)
 
 	pthread_mutex_lock(&w->mu);
 	w->prog.done = done_abs;
+	w->done_now = done_abs;
 	w->prog.regions = regions;
 	el = now_sec(&w->t0);
 	if (el > 0.001)
@@ -132,8 +179,8 @@ static int recover_span(struct rt_engine *e, struct rt_walk *w, const struct eng
 		if (atomic_load(&w->cancel))
 			return -ECANCELED;
 		cnt = (hi - *pos) / g->chunk;
-		if (cnt > batch)
-			cnt = batch;
+		if (cnt > walk_batch_limited(w, batch, g->chunk))
+			cnt = walk_batch_limited(w, batch, g->chunk);
 		c = engine_ctx_get(e);
 		ret = engine_recover_stripes(e, c, w->p.role, *pos / g->chunk, cnt);
 		engine_ctx_put(e, c);
@@ -159,7 +206,9 @@ static int walk_recover(struct rt_engine *e, struct rt_walk *w, const struct eng
 
 	if (!w->regions) {
 		/* A full rebuild shows the offset reached: a resumed one starts there. */
-		w->done0 = done = pos;
+		pthread_mutex_lock(&w->mu);
+		w->done0 = w->limit_done0 = w->done_now = done = pos;
+		pthread_mutex_unlock(&w->mu);
 		walk_advance(w, pos, 0);
 		ret = recover_span(e, w, g, &pos, g->role_bytes, &last_ck, &done, 0);
 	} else {
@@ -214,7 +263,9 @@ static int walk_scrub_range(struct rt_engine *e, struct rt_walk *w, const struct
 
 		if (atomic_load(&w->cancel))
 			return -ECANCELED;
-		cnt = s_end - s0 < batch ? s_end - s0 : batch;
+		cnt = walk_batch_limited(w, batch, g->chunk);
+		if (cnt > s_end - s0)
+			cnt = s_end - s0;
 		c = engine_ctx_get(e);
 		ret = engine_scrub_stripes(e, c, s0, cnt, &sc);
 		engine_ctx_put(e, c);
@@ -275,6 +326,7 @@ static void *walk_main(void *arg)
 		ret = walk_scrub_range(e, w, &g, 0, g.role_bytes / g.chunk, &done, 0);
 		break;
 	}
+	engine_walk_release_mem(e);
 	pthread_mutex_lock(&w->mu);
 	w->prog.running = false;
 	w->prog.result = ret;
@@ -414,6 +466,10 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 	}
 	w->done0 = 0;
 	clock_gettime(CLOCK_MONOTONIC, &w->t0);
+	w->tl0 = w->t0;
+	w->limit_done0 = 0;
+	w->done_now = 0;
+	atomic_store(&w->max_bytes_per_sec, p->max_bytes_per_sec);
 	ret = -pthread_create(&w->thread, NULL, walk_main, e);
 	if (ret) {
 		w->prog.running = false;
@@ -439,6 +495,7 @@ void engine_walk_progress(struct rt_engine *e, struct rt_walk_progress *p)
 		return;
 	pthread_mutex_lock(&w->mu);
 	*p = w->prog;
+	p->max_bytes_per_sec = atomic_load(&w->max_bytes_per_sec);
 	pthread_mutex_unlock(&w->mu);
 }
 

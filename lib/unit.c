@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,6 +303,31 @@ int unit_pwrite(struct rt_unit *u, const void *buf, size_t len, uint64_t off)
 int unit_flush(struct rt_unit *u)
 {
 	return fdatasync(u->fd) < 0 ? -errno : 0;
+}
+
+int unit_zero_range(struct rt_unit *u, uint64_t off, uint64_t len)
+{
+	uint64_t range[2] = { off, len };
+	struct stat st;
+
+	if (!u || off > INT64_MAX || len > INT64_MAX - off)
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	/*
+	 * A hole punched in a file reads back zeros; on a block device the
+	 * kernel punches only where the device guarantees zeros after (a loop
+	 * device punches its file), else it refuses and the zeros are written.
+	 */
+	if (fallocate(u->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
+		return -errno;
+	if (fstat(u->fd, &st) < 0)
+		return -errno;
+	if (!S_ISBLK(st.st_mode))
+		return -EOPNOTSUPP;
+	return ioctl(u->fd, BLKZEROOUT, range) < 0 ? -errno : 0;
 }
 
 int unit_notify_udev(struct rt_unit *u)

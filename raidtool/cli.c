@@ -354,6 +354,29 @@ int cli_control_send(const char *id, const char *what, const char *verb, const c
 	return -1;
 }
 
+int cli_speed_limit_arg(const char *cmd, int mib, char *arg, size_t len)
+{
+	if (mib < 0 || mib > 1048576)
+		return cli_usage_error(cmd, "--speed-limit: '%d' is not a number of MiB/s from 0 "
+				       "to 1048576", mib);
+	snprintf(arg, len, "%llu", (unsigned long long)mib << 20);
+	return -1;
+}
+
+int cli_send_speed_limit(const char *cmd, const char *id, int mib)
+{
+	char name[RT_NAME_MAX + 1], msg[256], arg[32];
+	int r;
+
+	if (mib == -1)
+		return -1;
+	r = cli_speed_limit_arg(cmd, mib, arg, sizeof(arg));
+	if (r >= 0)
+		return r;
+	return cli_control_send(id, "cannot set the speed limit", "speed", arg, name, sizeof(name),
+				msg, sizeof(msg));
+}
+
 int cli_control_command(const char *id, const char *what, const char *verb, const char *arg)
 {
 	char name[RT_NAME_MAX + 1], msg[1024];

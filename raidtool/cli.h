@@ -109,6 +109,21 @@ int cli_control_command(const char *id, const char *what, const char *verb, cons
 int cli_control_send(const char *id, const char *what, const char *verb, const char *arg,
 		     char *name, size_t namelen, char *msg, size_t msglen);
 
+/* --speed-limit MIB (MiB/s of each unit's data area; 0: none), as the walk commands take it. */
+#define CLI_SPEED_LIMIT_OPT(var) \
+	{ "speed-limit", 0, POPT_ARG_INT, &(var), 0, \
+	  "limit background walks (rebuild, check, repair, resync) to MIB MiB/s per unit " \
+	  "(0: no limit)", "MIB" }
+
+/* The "speed" request's argument (bytes/s) for @mib: -1, else the usage exit code. */
+int cli_speed_limit_arg(const char *cmd, int mib, char *arg, size_t len);
+
+/*
+ * Give the running array @id's engine the walk speed limit @mib (MiB/s; -1:
+ * not given, nothing sent), quietly. -1 when done, else the exit code.
+ */
+int cli_send_speed_limit(const char *cmd, const char *id, int mib);
+
 struct rt_unit;
 
 /*

@@ -32,10 +32,11 @@ static int add_running(const char *id, const char *const *units, int n, bool for
 
 int cmd_add(int argc, const char **argv)
 {
-	int force = 0;
+	int force = 0, speed = -1;
 	struct poptOption opts[] = {
 		{ "force", 'f', POPT_ARG_NONE, &force, 0,
 		  "overwrite units that hold a filesystem, other signature or raidtool superblock", NULL },
+		CLI_SPEED_LIMIT_OPT(speed),
 		POPT_AUTOHELP
 		POPT_TABLEEND
 	};
@@ -61,7 +62,14 @@ int cmd_add(int argc, const char **argv)
 		lock_release(names_fd);
 		lock_release(array_fd);
 		names_fd = array_fd = -1;
-		r = add_running(args[0], args + 1, n - 1, force);
+		r = cli_send_speed_limit("add", args[0], speed);
+		if (r < 0)
+			r = add_running(args[0], args + 1, n - 1, force);
+		goto out;
+	}
+	if (speed != -1) {
+		r = cli_usage_error("add", "--speed-limit: '%s' is not running (a rebuild starts "
+				    "when it is activated; see RAIDTOOL_SYNC_SPEED_MAX)", args[0]);
 		goto out;
 	}
 	r = array_add(args[0], args + 1, (size_t)(n - 1), force, &sb);

@@ -6,7 +6,7 @@
 /* Start a check (or repair) walk over a running array, in the background. */
 int cmd_check(int argc, const char **argv)
 {
-	int repair = 0, cancel = 0, as_json = 0, prefer = -1;
+	int repair = 0, cancel = 0, as_json = 0, prefer = -1, speed = -1;
 	struct poptOption opts[] = {
 		{ "repair", 'r', POPT_ARG_NONE, &repair, 0,
 		  "rewrite parity/mirror copies that do not match", NULL },
@@ -14,6 +14,7 @@ int cmd_check(int argc, const char **argv)
 		  "raid1 repair: where mirrors tie, keep this role's copy", "ROLE" },
 		{ "cancel", 0, POPT_ARG_NONE, &cancel, 0,
 		  "stop the running check or repair", NULL },
+		CLI_SPEED_LIMIT_OPT(speed),
 		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
 		POPT_AUTOHELP
 		POPT_TABLEEND
@@ -40,8 +41,15 @@ int cmd_check(int argc, const char **argv)
 		r = cli_usage_error("check", "--prefer: '%d' is not a role", prefer);
 		goto out;
 	}
+	if (speed != -1 && cancel) {
+		r = cli_usage_error("check", "--speed-limit and --cancel exclude each other");
+		goto out;
+	}
 	if (prefer >= 0)
 		snprintf(arg, sizeof(arg), "prefer=%d", prefer);
+	r = cli_send_speed_limit("check", args[0], speed);
+	if (r >= 0)
+		goto out;
 	verb = cancel ? "cancel" : repair ? "repair" : "check";
 	what = cancel ? "cannot cancel" : repair ? "cannot start a repair" : "cannot start a check";
 	r = cli_control_send(args[0], what, verb, arg, name, sizeof(name), msg, sizeof(msg));

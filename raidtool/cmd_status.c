@@ -104,7 +104,7 @@ static const char *role_list(uint64_t mask, char *buf, size_t len)
 
 static void print_text(const struct rt_control_status *st, const struct rt_control_probe *p)
 {
-	char size[32], chunk[32], uuid[37], when[64], role[16], rb[32], wb[32];
+	char size[32], chunk[32], uuid[37], when[64], role[16], rb[32], wb[32], db[32];
 
 	cli_format_size(st->size, size, sizeof(size));
 	cli_format_size(st->chunk_size, chunk, sizeof(chunk));
@@ -156,6 +156,10 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 			       st->regions_total);
 		if (!strcmp(st->walk, "checking") || !strcmp(st->walk, "repairing"))
 			printf(", %" PRIu64 " mismatches", st->mismatches);
+		if (st->walk_speed_max) {
+			cli_format_size(st->walk_speed_max, speed, sizeof(speed));
+			printf(", limit %s/s", speed);
+		}
 		putchar('\n');
 	} else if (st->walk[0]) {
 		printf("     last walk : %s %s", st->walk,
@@ -179,9 +183,22 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 		printf("       started : %s\n", when);
 		cli_format_size(st->stats.read_bytes, rb, sizeof(rb));
 		cli_format_size(st->stats.write_bytes, wb, sizeof(wb));
+		cli_format_size(st->stats.discard_bytes, db, sizeof(db));
 		printf("           I/O : %" PRIu64 " reads (%s), %" PRIu64 " writes (%s), %"
-		       PRIu64 " flushes, %" PRIu64 " errors\n", st->stats.reads, rb,
-		       st->stats.writes, wb, st->stats.flushes, st->stats.errors);
+		       PRIu64 " discards (%s), %" PRIu64 " flushes, %" PRIu64 " errors\n",
+		       st->stats.reads, rb, st->stats.writes, wb, st->stats.discards, db,
+		       st->stats.flushes, st->stats.errors);
+		if (st->level == RT_LEVEL_5)
+			printf("       stripes : %" PRIu64 " written whole (%" PRIu64 " merged from "
+			       "several writes), %" PRIu64 " read-modify-write, %" PRIu64
+			       " reconstruct-write\n", st->stats.stripe_full, st->stats.stripe_merged,
+			       st->stats.stripe_rmw, st->stats.stripe_rcw);
+		if (st->walk_speed_max) {
+			char lim[32];
+
+			cli_format_size(st->walk_speed_max, lim, sizeof(lim));
+			printf("   speed limit : %s/s per unit for background walks\n", lim);
+		}
 		printf(" error retries : up to %u within %u ms before a unit is failed\n",
 		       st->retry_count, st->retry_window_ms);
 	}
@@ -254,6 +271,7 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 	if (active) {
 		json_i64(&j, "pid", st->pid);
 		json_u64(&j, "started", st->started);
+		json_u64(&j, "walk_speed_limit", st->walk_speed_max);
 		json_object_begin(&j, "io_retries");
 		json_u64(&j, "count", st->retry_count);
 		json_u64(&j, "window_ms", st->retry_window_ms);
@@ -295,6 +313,16 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 		json_u64(&j, "read_bytes", st->stats.read_bytes);
 		json_u64(&j, "write_bytes", st->stats.write_bytes);
 		json_u64(&j, "errors", st->stats.errors);
+		json_u64(&j, "discards", st->stats.discards);
+		json_u64(&j, "discard_bytes", st->stats.discard_bytes);
+		if (st->level == RT_LEVEL_5) {
+			json_object_begin(&j, "stripes");
+			json_u64(&j, "full", st->stats.stripe_full);
+			json_u64(&j, "merged", st->stats.stripe_merged);
+			json_u64(&j, "read_modify_write", st->stats.stripe_rmw);
+			json_u64(&j, "reconstruct_write", st->stats.stripe_rcw);
+			json_object_end(&j);
+		}
 		json_object_end(&j);
 	} else {
 		json_str(&j, "stats", NULL);

@@ -9,12 +9,13 @@
 /* Change how a running array treats unit I/O errors (tries before failing a unit). */
 int cmd_tune(int argc, const char **argv)
 {
-	int tries = -1, window = -1;
+	int tries = -1, window = -1, speed = -1;
 	struct poptOption opts[] = {
 		{ "io-retries", 0, POPT_ARG_INT, &tries, 0,
 		  "try a failed unit read or write again up to N times before failing the unit", "N" },
 		{ "io-retry-window", 0, POPT_ARG_INT, &window, 0,
 		  "spread those tries over MS milliseconds", "MS" },
+		CLI_SPEED_LIMIT_OPT(speed),
 		POPT_AUTOHELP
 		POPT_TABLEEND
 	};
@@ -28,14 +29,23 @@ int cmd_tune(int argc, const char **argv)
 	r = cli_parse("tune", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
 	if (r >= 0)
 		return r;
-	if (tries == -1 && window == -1) {
-		r = cli_usage_error("tune", "give --io-retries, --io-retry-window or both");
+	if (tries == -1 && window == -1 && speed == -1) {
+		r = cli_usage_error("tune", "give --io-retries, --io-retry-window, --speed-limit "
+				    "or several");
 		goto out;
 	}
 	if (tries < -1 || window < -1) {
 		r = cli_usage_error("tune", "--io-retries and --io-retry-window take a number "
 				    "of 0 or more");
 		goto out;
+	}
+	if (speed != -1) {
+		r = cli_speed_limit_arg("tune", speed, arg, sizeof(arg));
+		if (r >= 0)
+			goto out;
+		r = cli_control_command(args[0], "cannot set the speed limit", "speed", arg);
+		if (r != EXIT_OK || (tries == -1 && window == -1))
+			goto out;
 	}
 	if (tries == -1 || window == -1) {
 		/* Keep the setting not given as it is. */

@@ -110,6 +110,9 @@ struct rt_control_unit {
 
 struct rt_control_stats {
 	uint64_t reads, writes, flushes, read_bytes, write_bytes, errors;
+	/* raid5 stripes written whole (merged: from several requests), by RMW, by RCW */
+	uint64_t stripe_full, stripe_merged, stripe_rmw, stripe_rcw;
+	uint64_t discards, discard_bytes;	/* discard / write-zeroes requests */
 };
 
 struct rt_control_status {
@@ -148,6 +151,8 @@ struct rt_control_status {
 	/* Errors that are not the disk's fault (appended). */
 	uint64_t nospace_mask;		/* bit r: role r is out of space */
 	uint32_t retry_count, retry_window_ms;
+	/* Background walks' speed limit (appended): bytes per second, 0: none. */
+	uint64_t walk_speed_max;
 };
 
 /* ---- the server (in the engine) ----------------------------------------- */

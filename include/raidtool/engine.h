@@ -32,6 +32,14 @@ struct rt_engine_stats {
 	int state;			/* enum rt_engine_state */
 	uint64_t nospace_mask;		/* bit r: role r is out of space (engine_nospace) */
 	unsigned retry_count, retry_window_ms;	/* engine_set_retries */
+	/*
+	 * raid5 stripes written (appended): whole, with parity from the new
+	 * data alone (of them, made whole from several requests' data), and
+	 * partly, by read-modify-write or by reconstruct-write.
+	 */
+	uint64_t stripe_full, stripe_merged, stripe_rmw, stripe_rcw;
+	unsigned gather_us;		/* engine_set_gather_window */
+	uint64_t discards, discard_bytes;	/* engine_discard calls, bytes */
 };
 
 enum rt_engine_state {
@@ -62,6 +70,23 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 /* Whole-length transfers: 0 or a negative errno. @off and @len need no alignment. */
 int engine_read(struct rt_engine *e, void *buf, size_t len, uint64_t off);
 int engine_write(struct rt_engine *e, const void *buf, size_t len, uint64_t off);
+
+/*
+ * raid5: how long (microseconds, at most 1 s; 0: never wait) a write that
+ * covers a stripe only in part waits, holding the stripe's lock, for other
+ * writes to bring the rest so that the stripe is written whole.
+ */
+int engine_set_gather_window(struct rt_engine *e, unsigned us);
+
+/*
+ * Discard / write zeroes: once it returns 0, [off, off + len) reads back as
+ * zeros (no alignment needed). Whole stripes are zeroed on the units
+ * without writing data (unit_zero_range: BLKZEROOUT, punched holes),
+ * raid5 with parity too, so they stay consistent; partial stripes and
+ * blocks, a degraded array, and units that cannot punch get zeros written
+ * through the write path. Marks the dirty log as a write does.
+ */
+int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
 
 /* Returns once every unit has all completed writes on stable storage. */
 int engine_flush(struct rt_engine *e);

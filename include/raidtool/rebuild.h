@@ -71,6 +71,7 @@ struct rt_walk_progress {
 	uint64_t kept_roles;		/* raid1 repair: bit r, role r's copy settled a tie */
 	uint64_t regions, regions_total;/* resync, partial recover: regions done / to do */
 	uint64_t bytes_per_sec;		/* recent speed */
+	uint64_t max_bytes_per_sec;	/* its speed limit, 0: none */
 };
 
 /*
@@ -84,6 +85,11 @@ int engine_attach_unit(struct rt_engine *e, uint32_t role, struct rt_unit *u);
 int engine_detach_unit(struct rt_engine *e, uint32_t role, struct rt_unit **u);
 
 int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p);
+/*
+ * Change the running walk's speed limit (bytes of a role's data area per
+ * second, 0: none) from now on; the pace restarts from where it is.
+ */
+int engine_walk_set_speed(struct rt_engine *e, uint64_t max_bytes_per_sec);
 void engine_walk_progress(struct rt_engine *e, struct rt_walk_progress *p);
 /* Stop a running walk at a stripe boundary; returns after @done has run. */
 int engine_walk_cancel(struct rt_engine *e);

@@ -126,6 +126,16 @@ int unit_pwrite(struct rt_unit *u, const void *buf, size_t len, uint64_t off);
 int unit_flush(struct rt_unit *u);
 
 /*
+ * Make [off, off + len) (absolute, aligned to the logical block size) read
+ * back as zeros, without writing them where the device can: a punched hole
+ * (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) in a regular file or a block
+ * device that guarantees zeros after it (a loop device punches its file);
+ * else BLKZEROOUT on a block device (the kernel writes zeros or has the
+ * device do it). -EOPNOTSUPP for a file that cannot punch: write zeros.
+ */
+int unit_zero_range(struct rt_unit *u, uint64_t off, uint64_t len);
+
+/*
  * Ask the kernel for a "change" uevent on the unit's block device, as
  * `udevadm trigger` does, so that udev reads what was just written: its own
  * close-after-write watch misses writes made while it was still busy with

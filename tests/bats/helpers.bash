@@ -99,6 +99,25 @@ sigkill_wait() {
 	fail "process $1 still alive 5 s after SIGKILL"
 }
 
+# start_zeroed LEVEL N SIZE [CREATE OPTION...]: N zeroed image units of
+# SIZE, created --assume-clean (no initial sync: what a test counts is its
+# own) and activated; sets UNITS and DEV. Extra environment for the engine
+# goes in front of the call.
+start_zeroed() {
+	local level=$1 n=$2 size=$3 i
+	shift 3
+	UNITS=()
+	for ((i = 0; i < n; i++)); do
+		UNITS+=("$(make_image "u$i.img" "$size")")
+	done
+	run raidtool create "$NAME" --level "$level" --assume-clean "$@" "${UNITS[@]}"
+	assert_success
+	run raidtool activate "$NAME"
+	assert_success
+	DEV=/dev/raidtool/$NAME
+	[ -b "$DEV" ]
+}
+
 # Everything under the scratch directory, in reverse order of creation.
 scratch_teardown() {
 	[ -n "${TESTDIR:-}" ] && [ -d "$TESTDIR" ] || return 0
