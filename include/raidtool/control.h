@@ -130,6 +130,10 @@ struct rt_control_status {
 	/* Errors that are not the disk's fault (appended). */
 	uint64_t nospace_mask;		/* bit r: role r is out of space */
 	uint32_t retry_count, retry_window_ms;
+	/* The FUSE transport (appended): "io_uring" or "/dev/fuse", "" when inactive. */
+	char transport[16];
+	uint64_t fuse_ring_requests, fuse_dev_requests;
+	uint32_t fuse_queues, fuse_queue_depth;	/* io_uring queues, entries each */
 };
 
 /* ---- the server (in the engine) ----------------------------------------- */

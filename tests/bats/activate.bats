@@ -56,20 +56,6 @@ sb_field() {
 	raidtool lookup --json "$NAME" 2>/dev/null | jq -r ".$1"
 }
 
-# Nothing of the stopped array is left. A negated command ('! grep') never
-# fails a test under errexit, so every check fails explicitly.
-no_leftovers() {
-	[ ! -e "/dev/raidtool/$NAME" ] || fail "leftover link /dev/raidtool/$NAME"
-	if grep -q " $RAIDTOOL_RUNDIR/$NAME/mnt " /proc/mounts; then
-		fail "leftover FUSE mount $RAIDTOOL_RUNDIR/$NAME/mnt"
-	fi
-	if losetup -nO BACK-FILE | grep -q "$RAIDTOOL_RUNDIR/$NAME/"; then
-		fail "leftover loop device on $RAIDTOOL_RUNDIR/$NAME/"
-	fi
-	[ ! -e "$RAIDTOOL_RUNDIR/$NAME/pid" ] || fail "leftover pid file"
-	[ ! -e "$RAIDTOOL_RUNDIR/$NAME/control.sock" ] || fail "leftover control socket"
-}
-
 # Wait until process $1 holds $2 open (its fd table names it).
 wait_holds_open() {
 	local pid=$1 path fd

@@ -160,6 +160,36 @@ sys.stdout.write(data.decode())
 ' "$RAIDTOOL_RUNDIR/$NAME/control.sock" "$req"
 }
 
+# fio_same_stripe_race [JOBS]: JOBS (default 4) jobs writing interleaved 4K
+# blocks of $DEV ($DEVSIZE bytes): every stripe is written by all of them at
+# once, the read-modify-write race the stripe locks exist for; each job then
+# verifies its own blocks.
+fio_same_stripe_race() {
+	local jobs=${1:-4} stride usable
+	stride=$((jobs * 4096))
+	usable=$(( DEVSIZE / stride * stride - stride ))
+	run fio --name=race --filename="$DEV" --direct=1 --ioengine=io_uring \
+		--iodepth=8 --rw=write --bs=4k --numjobs="$jobs" --offset_increment=4k \
+		--zonemode=strided --zonesize=4k --zoneskip=$((stride - 4096)) --size="$usable" \
+		--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting \
+		--output-format=terse --terse-version=3
+	assert_success
+}
+
+# Nothing of the stopped array is left. A negated command ('! grep') never
+# fails a test under errexit, so every check fails explicitly.
+no_leftovers() {
+	[ ! -e "/dev/raidtool/$NAME" ] || fail "leftover link /dev/raidtool/$NAME"
+	if grep -q " $RAIDTOOL_RUNDIR/$NAME/mnt " /proc/mounts; then
+		fail "leftover FUSE mount $RAIDTOOL_RUNDIR/$NAME/mnt"
+	fi
+	if losetup -nO BACK-FILE | grep -q "$RAIDTOOL_RUNDIR/$NAME/"; then
+		fail "leftover loop device on $RAIDTOOL_RUNDIR/$NAME/"
+	fi
+	[ ! -e "$RAIDTOOL_RUNDIR/$NAME/pid" ] || fail "leftover pid file"
+	[ ! -e "$RAIDTOOL_RUNDIR/$NAME/control.sock" ] || fail "leftover control socket"
+}
+
 # The running array's status as JSON.
 status_json() {
 	raidtool status --json "$NAME" 2>/dev/null
