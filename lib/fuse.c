@@ -86,8 +86,8 @@ struct fuse_reqctx {
 struct ring_queue;
 struct ring_ent;
 
-/* One unit read of an event-driven READ: its CQE's user_data, tagged with bit 0. */
-struct ring_uread {
+/* One unit I/O of an event-driven request: its CQE's user_data, tagged with bit 0. */
+struct ring_uio {
 	struct ring_ent *ent;
 	uint32_t len;
 };
@@ -101,12 +101,12 @@ struct ring_ent {
 	uint32_t last_cmd;		/* enum fuse_uring_cmd */
 	struct fuse_reqctx r;
 	struct ring_ent *next;		/* on the worker pool's list */
-	/* An event-driven READ in flight on the queue's ring. */
-	struct engine_aread ar;
-	struct ring_uread ur[ENGINE_AREAD_MAX];
-	unsigned pending;		/* unit reads not yet completed */
-	bool aread_failed;
-	uint32_t aread_size;
+	/* An event-driven READ or WRITE in flight on the queue's ring. */
+	struct engine_aio ar;
+	struct ring_uio uio[ENGINE_AIO_MAX];
+	unsigned pending;		/* unit I/Os not yet completed */
+	bool aio_failed;
+	uint32_t aio_size;
 	int res;			/* a worker's result, for the queue to commit */
 };
 
@@ -816,75 +816,100 @@ static void pool_push(struct rt_fuse *f, struct ring_ent *ent)
 	pthread_mutex_unlock(&f->pool_mu);
 }
 
-/* Every unit read of an event-driven READ completed: reply, or serve it again synchronously. */
-static void aread_finish(struct ring_ent *ent)
+/* Every unit I/O of an event-driven request completed: reply, or serve it again synchronously. */
+static void aio_finish(struct ring_ent *ent)
 {
 	struct rt_fuse *f = ent->q->f;
-	bool ok = !ent->aread_failed;
+	bool ok = !ent->aio_failed;
 
-	engine_read_unmap(f->e, &ent->ar, ok);
-	if (ok)
-		ring_commit(ent, (int)ent->aread_size);
-	else
-		pool_push(f, ent);	/* engine_read judges the error */
+	engine_aio_unmap(f->e, &ent->ar, ok);
+	if (ok && ent->ar.write) {
+		struct fuse_write_out wo = { .size = ent->aio_size };
+
+		ring_commit(ent, reply_struct(&ent->r, &wo, sizeof(wo)));
+	} else if (ok) {
+		ring_commit(ent, (int)ent->aio_size);
+	} else {
+		pool_push(f, ent);	/* engine_read/engine_write judge the error */
+	}
 }
 
-static void aread_unit_done(struct ring_uread *u, int res)
+static void aio_unit_done(struct ring_uio *u, int res)
 {
 	struct ring_ent *ent = u->ent;
 
 	if (res < 0 || (uint32_t)res != u->len)
-		ent->aread_failed = true;
+		ent->aio_failed = true;
 	if (--ent->pending == 0)
-		aread_finish(ent);
+		aio_finish(ent);
 }
 
 /*
- * A READ served on the queue's own ring: the engine maps it to unit reads
- * straight into the entry's payload buffer, and the reply is committed when
- * their completions arrive (aread_unit_done). False when the request needs
- * the synchronous path (the engine said so, or it is not a plain read).
+ * A READ, or a WRITE of linear or raid0, served on the queue's own ring:
+ * the engine maps it to unit I/O straight into (or from) the entry's
+ * payload buffer, and the reply is committed when their completions arrive
+ * (aio_unit_done). False when the request needs the synchronous path (the
+ * engine said so, or it is not a plain read or write of the file).
  */
-static bool aread_start(struct ring_ent *ent)
+static bool aio_start(struct ring_ent *ent)
 {
 	struct ring_queue *q = ent->q;
 	struct rt_fuse *f = q->f;
+	bool write = ent->r.in.opcode == FUSE_WRITE;
+	struct fuse_write_in wi;
 	struct fuse_read_in ri;
+	uint64_t off;
 	unsigned i, unsent;
 	size_t size;
+	int r;
 
-	memcpy(&ri, ent->r.op.raw, sizeof(ri));
-	if (ent->r.in.nodeid != FILE_INO || ri.offset >= f->size || ri.size == 0)
+	if (write) {
+		memcpy(&wi, ent->r.op.raw, sizeof(wi));
+		off = wi.offset;
+		size = wi.size;
+		if (size > ent->r.payload_len)
+			return false;
+	} else {
+		memcpy(&ri, ent->r.op.raw, sizeof(ri));
+		off = ri.offset;
+		size = ri.size;
+	}
+	if (ent->r.in.nodeid != FILE_INO || off >= f->size || size == 0)
 		return false;
-	size = ri.size;
-	if (size > f->size - ri.offset)
-		size = (size_t)(f->size - ri.offset);
-	if (size > f->payload_size ||
-	    engine_read_map(f->e, ent->payload, size, ri.offset, &ent->ar) < 0)
+	if (size > f->size - off)
+		size = (size_t)(f->size - off);
+	if (size > f->payload_size)
 		return false;
-	ent->aread_size = (uint32_t)size;
-	ent->aread_failed = false;
+	r = write ? engine_write_map(f->e, ent->payload, size, off, &ent->ar) :
+		    engine_read_map(f->e, ent->payload, size, off, &ent->ar);
+	if (r < 0)
+		return false;
+	ent->aio_size = (uint32_t)size;
+	ent->aio_failed = false;
 	ent->pending = ent->ar.n;
 	/* On the queue's thread: submitted with the rest of the batch. */
 	pthread_mutex_lock(&q->sq_mu);
 	for (i = 0; i < ent->ar.n; i++) {
-		const struct engine_unit_read *io = &ent->ar.io[i];
+		const struct engine_unit_io *io = &ent->ar.io[i];
 		struct io_uring_sqe *sqe = ring_sqe(q);
 
 		if (!sqe)
 			break;
-		ent->ur[i] = (struct ring_uread){ ent, io->len };
-		io_uring_prep_read(sqe, io->fd, io->buf, io->len, io->off);
-		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&ent->ur[i] | 1);
+		ent->uio[i] = (struct ring_uio){ ent, io->len };
+		if (write)
+			io_uring_prep_write(sqe, io->fd, io->buf, io->len, io->off);
+		else
+			io_uring_prep_read(sqe, io->fd, io->buf, io->len, io->off);
+		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&ent->uio[i] | 1);
 	}
 	pthread_mutex_unlock(&q->sq_mu);
 	unsent = ent->ar.n - i;
 	if (unsent) {
 		/* No room on the ring for the rest: the synchronous path does it all. */
-		ent->aread_failed = true;
+		ent->aio_failed = true;
 		ent->pending -= unsent;
 		if (ent->pending == 0)
-			aread_finish(ent);
+			aio_finish(ent);
 	}
 	return true;
 }
@@ -905,8 +930,8 @@ static void ring_request(struct ring_ent *ent)
 	r->out = ent->payload;
 	r->out_cap = f->payload_size;
 	atomic_fetch_add_explicit(&f->ring_requests, 1, memory_order_relaxed);
-	if (r->in.opcode == FUSE_READ && aread_start(ent))
-		return;		/* replied when its unit reads complete */
+	if ((r->in.opcode == FUSE_READ || r->in.opcode == FUSE_WRITE) && aio_start(ent))
+		return;		/* replied when its unit I/O completes */
 	if (needs_engine(r->in.opcode))
 		pool_push(f, ent);	/* the queue goes on serving meanwhile */
 	else
@@ -977,7 +1002,7 @@ static void *queue_main(void *arg)
 			continue;
 		}
 		if (ud & 1) {
-			aread_unit_done((struct ring_uread *)(uintptr_t)(ud & ~(uint64_t)1), res);
+			aio_unit_done((struct ring_uio *)(uintptr_t)(ud & ~(uint64_t)1), res);
 			continue;
 		}
 		ent = (struct ring_ent *)(uintptr_t)ud;

@@ -202,10 +202,12 @@ kill_test() {
 @test "deactivate during I/O: refused, the I/O verifies, then a clean stop leaves nothing" {
 	start_with auto 5 64K 3 64M
 	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
+	# Writes verified as they go (verify_backlog), for long enough that the
+	# device is still open when deactivate asks.
 	fio --name=v --filename="$DEV" --direct=1 --ioengine=io_uring --iodepth=16 \
-		--rw=randwrite --bs=4k-256k --size=48M --verify=crc32c --do_verify=1 \
-		--verify_fatal=1 --verify_state_save=0 --output="$TESTDIR/fio.out" \
-		>/dev/null 2>&1 &
+		--rw=randwrite --bs=4k-256k --size=48M --time_based --runtime=15 \
+		--verify=crc32c --verify_backlog=256 --verify_fatal=1 --verify_state_save=0 \
+		--output="$TESTDIR/fio.out" >/dev/null 2>&1 &
 	fiopid=$!
 	BGPIDS+=("$fiopid")
 	wait_writes 100
