@@ -13,7 +13,9 @@ SYSTEMDUNITDIR ?= $(or $(shell pkg-config --variable=systemdsystemunitdir system
 CC       ?= cc
 CLANG    ?= clang
 CFLAGS   ?= -O2 -g
-PKGS     := blkid uuid popt fuse3 liburing libisal
+PKGS     := blkid uuid popt liburing libisal
+# libfuse only for the test helper rt-faultyfs (raidtool speaks FUSE itself).
+HELPER_PKGS := fuse3
 WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
             -Wmissing-prototypes -Wno-unused-parameter
 ifeq ($(CI),true)
@@ -78,7 +80,8 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libraidtool-san.a $(HDRS)
 # Helpers may use the library (rt-sbedit encodes superblocks with it).
 $(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libraidtool.a $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libraidtool.a $(PKG_LIBS)
+	$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags $(HELPER_PKGS) 2>/dev/null) -o $@ $< \
+		$(BUILD)/libraidtool.a $(PKG_LIBS) $(shell pkg-config --libs $(HELPER_PKGS) 2>/dev/null)
 
 unit-tests: deps $(UT_BIN) $(HELPER_BIN)
 

@@ -72,6 +72,7 @@ struct run {
 	bool resync_pending;		/* a resync started and has not finished */
 	uint64_t walk_speed_max;	/* RAIDTOOL_SYNC_SPEED_MAX, bytes/s; 0: none */
 	long stripe_wait_us;		/* RAIDTOOL_STRIPE_WAIT_US; -1: the engine's default */
+	enum rt_fuse_transport transport;	/* RAIDTOOL_FUSE_TRANSPORT */
 	uint64_t owed_all;		/* engine_resync_owed's @all for the running resync */
 	bool owed_warned;
 	uint32_t rebuild_role;		/* of the last rebuild started */
@@ -178,6 +179,19 @@ static void log_to_file(int level, const char *msg, void *usrptr)
 
 static const char *walk_name(int kind);
 
+/* The FUSE transport in use and what it carried, for status. */
+static void fuse_status(const struct rt_export *x, struct rt_control_status *st)
+{
+	struct rt_fuse_stats fs;
+
+	export_fuse_stats(x, &fs);
+	snprintf(st->transport, sizeof(st->transport), "%s", export_transport(x));
+	st->fuse_ring_requests = fs.ring_requests;
+	st->fuse_dev_requests = fs.dev_requests;
+	st->fuse_queues = fs.queues;
+	st->fuse_queue_depth = fs.queue_depth;
+}
+
 static int on_status(void *ctx, struct rt_control_status *st)
 {
 	struct run *run = ctx;
@@ -214,6 +228,7 @@ static int on_status(void *ctx, struct rt_control_status *st)
 	st->array_state = as->sb.state;
 	snprintf(st->device, sizeof(st->device), "%s", export_device(run->x));
 	snprintf(st->link, sizeof(st->link), "%s", export_link(run->x));
+	fuse_status(run->x, st);
 	st->pid = getpid();
 	st->started = run->started;
 	st->n_units = as->n_units;
@@ -575,6 +590,18 @@ static int read_stripe_wait(struct run *run)
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* RAIDTOOL_FUSE_TRANSPORT (dev, uring or auto): checked before anything is written. */
+static int read_fuse_transport(struct run *run)
+{
+	const char *v = getenv("RAIDTOOL_FUSE_TRANSPORT");
+	int r = rt_fuse_transport_parse(v, &run->transport);
+
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "RAIDTOOL_FUSE_TRANSPORT '%s': not a FUSE transport "
+		       "(dev, uring or auto)", v);
+	return r;
 }
 
 /* Regions owed a resync by writes that failed for want of space, or all (no log)? */
@@ -1954,6 +1981,8 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	r = read_walk_speed_max(run);
 	if (r == 0)
 		r = read_stripe_wait(run);
+	if (r == 0)
+		r = read_fuse_transport(run);
 	if (r < 0)
 		goto out_nolock;
 	r = find_array(id, &scan, &a);
@@ -2053,6 +2082,7 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 		.mountpoint = path,
 		.blocksize = run->as->sb.array.blocksize,
 	};
+	xp.transport = run->transport;
 	r = export_start(run->e, &xp, &run->x);
 	if (r < 0)
 		goto out;

@@ -426,6 +426,11 @@ static void status_to_json(struct json *b, const struct rt_control_status *st)
 	json_u64(b, "nospace_mask", st->nospace_mask);
 	json_u64(b, "retry_count", st->retry_count);
 	json_u64(b, "retry_window_ms", st->retry_window_ms);
+	json_str(b, "transport", st->transport);
+	json_u64(b, "fuse_ring_requests", st->fuse_ring_requests);
+	json_u64(b, "fuse_dev_requests", st->fuse_dev_requests);
+	json_u64(b, "fuse_queues", st->fuse_queues);
+	json_u64(b, "fuse_queue_depth", st->fuse_queue_depth);
 }
 
 /* ---- JSON in: a small DOM for our own replies --------------------------- */
@@ -801,6 +806,11 @@ static void status_from_json(const struct jval *o, struct rt_control_status *st)
 	st->nospace_mask = jget_u64(o, "nospace_mask");
 	st->retry_count = (uint32_t)jget_u64(o, "retry_count");
 	st->retry_window_ms = (uint32_t)jget_u64(o, "retry_window_ms");
+	jget_str(o, "transport", st->transport, sizeof(st->transport));
+	st->fuse_ring_requests = jget_u64(o, "fuse_ring_requests");
+	st->fuse_dev_requests = jget_u64(o, "fuse_dev_requests");
+	st->fuse_queues = (uint32_t)jget_u64(o, "fuse_queues");
+	st->fuse_queue_depth = (uint32_t)jget_u64(o, "fuse_queue_depth");
 }
 
 /* ---- the server --------------------------------------------------------- */

@@ -365,6 +365,16 @@ struct rt_engine {
 	struct rt_walk *walk;		/* lib/rebuild.c */
 	struct engine_dl *dl;		/* the dirty-region log, NULL when none */
 	struct engine_fault_hooks hooks;	/* tests only */
+
+	/*
+	 * Event-driven I/O (engine_read_map, engine_write_map): unit I/O the
+	 * caller runs on its own ring. A drain closes @aread_gate and waits for
+	 * @aread_inflight to reach 0 before a unit's descriptor may change.
+	 */
+	atomic_uint aread_inflight;
+	atomic_bool aread_gate;
+	atomic_uint aread_rr;
+	struct engine_ctx_stats aread_stats;	/* updated with atomic adds */
 };
 
 static __thread unsigned engine_ctx_hint;
@@ -2752,18 +2762,22 @@ int engine_recover_complete(struct rt_engine *e, uint32_t role)
 }
 
 /* Take every context: no request is in flight until they are given back. */
+static void engine_aread_drain(struct rt_engine *e);
+
 static void engine_drain(struct rt_engine *e)
 {
 	unsigned i;
 
 	for (i = 0; i < e->n_ctx; i++)
 		(void)ctx_acquire(e);
+	engine_aread_drain(e);
 }
 
 static void engine_undrain(struct rt_engine *e)
 {
 	unsigned i;
 
+	atomic_store(&e->aread_gate, false);
 	for (i = 0; i < e->n_ctx; i++)
 		ctx_release(e, &e->ctx[i]);
 }
@@ -3115,8 +3129,9 @@ void engine_get_stats(struct rt_engine *e, struct rt_engine_stats *st)
 	memset(st, 0, sizeof(*st));
 	if (!e)
 		return;
-	for (i = 0; i < e->n_ctx; i++) {
-		struct engine_ctx_stats *cs = &e->ctx[i].stats;
+	for (i = 0; i <= e->n_ctx; i++) {
+		/* every context's, and then the event-driven reads' */
+		struct engine_ctx_stats *cs = i < e->n_ctx ? &e->ctx[i].stats : &e->aread_stats;
 
 #define SUM(dst, src) ((dst) += atomic_load_explicit(&(src), memory_order_relaxed))
 		SUM(st->reads, cs->reads);
@@ -3147,6 +3162,122 @@ void engine_get_stats(struct rt_engine *e, struct rt_engine_stats *st)
 	st->retry_window_ms = atomic_load(&e->retry_window_ms);
 	st->gather_us = atomic_load(&e->gather_us);
 	st->state = engine_state(e);
+}
+
+/* ---- event-driven reads and writes ---------------------------------- */
+
+/* Wait for the event-driven I/O in flight; no new one starts until undrain. */
+static void engine_aread_drain(struct rt_engine *e)
+{
+	const struct timespec tick = { .tv_sec = 0, .tv_nsec = 200000 };
+
+	atomic_store(&e->aread_gate, true);
+	while (atomic_load(&e->aread_inflight))
+		nanosleep(&tick, NULL);
+}
+
+/*
+ * Map [off, off + len) for engine_read_map (@write false) or
+ * engine_write_map: -EAGAIN for whatever the synchronous path must do.
+ */
+static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len, uint64_t off,
+			  struct engine_aio *ar)
+{
+	struct layout_extent ext;
+	unsigned rr = 0;
+	uint64_t pos;
+
+	if (!e || !buf || !ar || !len || engine_check_range(e, len, off))
+		return -EINVAL;
+	ar->n = 0;
+	ar->len = len;
+	ar->write = write;
+	/* O_DIRECT from/into the caller's buffer: only what needs no bounce buffer. */
+	if (off % e->align || len % e->align || (uintptr_t)buf % e->align || len > ENGINE_PIECE)
+		return -EAGAIN;
+	/*
+	 * Writes: only where a write is its unit writes and nothing else,
+	 * linear and raid0 (no mirror or parity to keep in step, no log to
+	 * mark, no stripe lock unless the units' blocks are larger than the
+	 * array's); and not while a role's last write ran out of space, which
+	 * only engine_write's success clears.
+	 */
+	if (write && ((e->layout.level != RT_LEVEL_LINEAR && e->layout.level != RT_LEVEL_0) ||
+		      e->lock_all || e->dl || atomic_load(&e->nospace)))
+		return -EAGAIN;
+	atomic_fetch_add(&e->aread_inflight, 1);
+	/* Any faulty or rebuilding role: the synchronous path judges where to go. */
+	if (atomic_load(&e->aread_gate) || engine_faulty(e))
+		goto sync;
+	if (!write)
+		rr = atomic_fetch_add_explicit(&e->aread_rr, 1, memory_order_relaxed);
+	for (pos = off; pos < off + len; pos += ext.len) {
+		struct engine_unit_io *io = ar->n ? &ar->io[ar->n - 1] : NULL;
+		uint8_t *p = (uint8_t *)buf + (pos - off);
+		uint64_t uoff;
+		uint32_t role;
+
+		if (layout_map(&e->layout, pos, off + len - pos, &ext))
+			goto sync;
+		/* raid1 reads: the mirror engine_read would choose (owed regions: the source) */
+		role = write ? ext.role : engine_read_role(e, &ext, rr, 0);
+		if (role == LAYOUT_NO_ROLE)
+			goto sync;
+		uoff = e->data_offset + ext.offset;
+		if (io && io->role == role && (uint8_t *)io->buf + io->len == p &&
+		    io->off + io->len == uoff) {
+			io->len += (uint32_t)ext.len;
+			continue;
+		}
+		if (ar->n == ENGINE_AIO_MAX)
+			goto sync;
+		io = &ar->io[ar->n++];
+		io->fd = e->fd[role];
+		io->role = role;
+		io->off = uoff;
+		io->len = (uint32_t)ext.len;
+		io->buf = p;
+	}
+	return 0;
+sync:
+	ar->n = 0;
+	atomic_fetch_sub(&e->aread_inflight, 1);
+	return -EAGAIN;
+}
+
+int engine_read_map(struct rt_engine *e, void *buf, size_t len, uint64_t off,
+		    struct engine_aio *ar)
+{
+	return engine_aio_map(e, false, buf, len, off, ar);
+}
+
+int engine_write_map(struct rt_engine *e, const void *buf, size_t len, uint64_t off,
+		     struct engine_aio *ar)
+{
+	return engine_aio_map(e, true, (void *)(uintptr_t)buf, len, off, ar);
+}
+
+void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok)
+{
+	struct engine_ctx_stats *s = &e->aread_stats;
+
+	if (ok) {
+		atomic_fetch_add_explicit(ar->write ? &s->writes : &s->reads, 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(ar->write ? &s->write_bytes : &s->read_bytes, ar->len,
+					  memory_order_relaxed);
+		for (unsigned i = 0; i < ar->n; i++) {
+			uint32_t r = ar->io[i].role;
+
+			atomic_fetch_add_explicit(ar->write ? &s->unit[r].writes : &s->unit[r].reads,
+						  1, memory_order_relaxed);
+			atomic_fetch_add_explicit(ar->write ? &s->unit[r].write_bytes :
+						  &s->unit[r].read_bytes, ar->io[i].len,
+						  memory_order_relaxed);
+		}
+	}
+	ar->n = 0;
+	atomic_fetch_sub(&e->aread_inflight, 1);
 }
 
 static void ctx_free(struct engine_ctx *c)

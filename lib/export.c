@@ -1,20 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The array as a block device: FUSE lowlevel session serving one file,
+ * The array as a block device: a FUSE mount serving one file (lib/fuse.c),
  * a loop device on it, and /dev/raidtool/NAME.
  *
- * Ordering matters both ways. Up: the session loop must already be serving
+ * Ordering matters both ways. Up: the FUSE threads must already be serving
  * when the loop device is configured, because the kernel opens and reads
  * the file. Down: the loop device lets go of the file first; then the mount
- * is detached lazily, the kernel aborts the connection once the last
- * reference to the file system is gone, and the workers see ENODEV and end.
+ * is detached lazily, the kernel ends the connection once the last
+ * reference to the file system is gone (/dev/fuse readers see ENODEV, ring
+ * entries complete with -ENOTCONN), and the FUSE threads end.
  */
-#define FUSE_USE_VERSION 312
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/falloc.h>
-#include <fuse_lowlevel.h>
 #include <limits.h>
 #include <linux/loop.h>
 #include <pthread.h>
@@ -33,26 +31,14 @@
 #include <raidtool/engine.h>
 #include <raidtool/export.h>
 #include <raidtool/format.h>
+#include <raidtool/fuse.h>
 #include <raidtool/log.h>
 #include <raidtool/loopdev.h>
 
-#define FILE_INO 2
-#define DEFAULT_THREADS 16u		/* the engine runs 16 requests at once */
-#define MAX_THREADS 256u
-#define MAX_WRITE (1u << 20)		/* libfuse's buffer holds 256 pages */
-#define MAX_BACKGROUND 128u		/* the kernel's default of 12 starves a loop device */
-#define CONGESTION_THRESHOLD 96u
-#define ATTR_TIMEOUT 86400.0		/* the file never changes size */
-#define THREAD_STACK "262144"		/* FUSE workers: stacks are mlock'ed */
 #define UNBIND_WAIT_MS 10000
 #define SCANNER_WAIT_MS 50
 #define SCANNER_WAIT_TRIES 60		/* 3 s for another command's scan to pass */
-#define LOOP_END_WAIT_MS 10000
-
-struct thread_buf {
-	size_t len;
-	void *p;
-};
+#define FUSE_END_WAIT_MS 10000
 
 struct rt_export {
 	struct rt_engine *e;
@@ -65,20 +51,8 @@ struct rt_export {
 	uint32_t blocksize;
 	time_t started;
 
-	struct fuse_session *se;
-	struct fuse_loop_config *cfg;
-	pthread_t thread;
-	bool thread_started, mounted, attached, linked;
-	bool have_conn;
-	unsigned long conn_id;		/* /sys/fs/fuse/connections/<id> */
-
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool loop_done;
-	int loop_ret;
-
-	pthread_key_t bufkey;
-	bool have_key;
+	struct rt_fuse *fuse;		/* mounted and serving when not NULL */
+	bool attached, linked;
 };
 
 static void sleep_ms(long ms)
@@ -87,385 +61,6 @@ static void sleep_ms(long ms)
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
-}
-
-/* ---- FUSE operations ---------------------------------------------------- */
-
-static void file_attr(const struct rt_export *x, struct stat *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->st_ino = FILE_INO;
-	st->st_mode = S_IFREG | 0600;
-	st->st_nlink = 1;
-	st->st_size = (off_t)x->size;
-	st->st_blksize = x->blocksize;
-	st->st_blocks = (blkcnt_t)(x->size / 512);
-	st->st_atime = st->st_mtime = st->st_ctime = x->started;
-}
-
-static void root_attr(const struct rt_export *x, struct stat *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->st_ino = FUSE_ROOT_ID;
-	st->st_mode = S_IFDIR | 0700;
-	st->st_nlink = 2;
-	st->st_atime = st->st_mtime = st->st_ctime = x->started;
-}
-
-static void op_init(void *userdata, struct fuse_conn_info *conn)
-{
-	(void)userdata;
-	conn->max_write = MAX_WRITE;
-	conn->max_background = MAX_BACKGROUND;
-	conn->congestion_threshold = CONGESTION_THRESHOLD;
-	/* The loop device submits asynchronous direct I/O: let it stay parallel. */
-	if (conn->capable & FUSE_CAP_ASYNC_DIO)
-		conn->want |= FUSE_CAP_ASYNC_DIO;
-	if (conn->capable & FUSE_CAP_ASYNC_READ)
-		conn->want |= FUSE_CAP_ASYNC_READ;
-	conn->want &= ~(unsigned)(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_SPLICE_READ |
-				  FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
-}
-
-static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	struct rt_export *x = fuse_req_userdata(req);
-	struct fuse_entry_param ep;
-
-	if (parent != FUSE_ROOT_ID || strcmp(name, x->name)) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	memset(&ep, 0, sizeof(ep));
-	ep.ino = FILE_INO;
-	ep.generation = 1;
-	file_attr(x, &ep.attr);
-	ep.attr_timeout = ATTR_TIMEOUT;
-	ep.entry_timeout = ATTR_TIMEOUT;
-	fuse_reply_entry(req, &ep);
-}
-
-static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct rt_export *x = fuse_req_userdata(req);
-	struct stat st;
-
-	(void)fi;
-	if (ino == FUSE_ROOT_ID)
-		root_attr(x, &st);
-	else if (ino == FILE_INO)
-		file_attr(x, &st);
-	else {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
-}
-
-static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-		       struct fuse_file_info *fi)
-{
-	const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
-			  FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
-
-	(void)attr;
-	/* The size is the array's; only timestamp updates are accepted (and ignored). */
-	if (to_set & ~times) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	op_getattr(req, ino, fi);
-}
-
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	if (ino == FUSE_ROOT_ID) {
-		fuse_reply_err(req, EISDIR);
-		return;
-	}
-	if (ino != FILE_INO) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	if (fi->flags & O_TRUNC) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	fi->direct_io = 1;	/* no page cache between the loop device and the engine */
-	fi->keep_cache = 0;
-#if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 15)
-	fi->parallel_direct_writes = 1;
-#endif
-	fuse_reply_open(req, fi);
-}
-
-static void free_thread_buf(void *p)
-{
-	struct thread_buf *b = p;
-
-	if (b) {
-		free(b->p);
-		free(b);
-	}
-}
-
-/* A per-worker read buffer, grown to the largest request seen. */
-static void *thread_buf(struct rt_export *x, size_t len)
-{
-	struct thread_buf *b = pthread_getspecific(x->bufkey);
-	void *p;
-
-	if (!b) {
-		b = calloc(1, sizeof(*b));
-		if (!b)
-			return NULL;
-		if (pthread_setspecific(x->bufkey, b)) {
-			free(b);
-			return NULL;
-		}
-	}
-	if (b->len < len) {
-		if (posix_memalign(&p, 4096, len))
-			return NULL;
-		free(b->p);
-		b->p = p;
-		b->len = len;
-	}
-	return b->p;
-}
-
-static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
-{
-	struct rt_export *x = fuse_req_userdata(req);
-	void *buf;
-	int r;
-
-	(void)fi;
-	if (ino != FILE_INO || off < 0) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	if ((uint64_t)off >= x->size || size == 0) {
-		fuse_reply_buf(req, NULL, 0);
-		return;
-	}
-	if (size > x->size - (uint64_t)off)
-		size = (size_t)(x->size - (uint64_t)off);
-	buf = thread_buf(x, size);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	r = engine_read(x->e, buf, size, (uint64_t)off);
-	if (r < 0)
-		fuse_reply_err(req, -r);
-	else
-		fuse_reply_buf(req, buf, size);
-}
-
-static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
-		     off_t off, struct fuse_file_info *fi)
-{
-	struct rt_export *x = fuse_req_userdata(req);
-	int r;
-
-	(void)fi;
-	if (ino != FILE_INO || off < 0) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	if ((uint64_t)off >= x->size) {
-		fuse_reply_err(req, size ? ENOSPC : 0);
-		return;
-	}
-	if (size > x->size - (uint64_t)off)
-		size = (size_t)(x->size - (uint64_t)off);
-	r = engine_write(x->e, buf, size, (uint64_t)off);
-	if (r < 0)
-		fuse_reply_err(req, -r);
-	else
-		fuse_reply_write(req, size);
-}
-
-static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct rt_export *x = fuse_req_userdata(req);
-
-	(void)ino;
-	(void)fi;
-	fuse_reply_err(req, -engine_flush(x->e));
-}
-
-static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
-{
-	(void)datasync;
-	op_flush(req, ino, fi);
-}
-
-/*
- * The loop device turns discard into FALLOC_FL_PUNCH_HOLE | KEEP_SIZE and
- * write-zeroes into that or FALLOC_FL_ZERO_RANGE: both read back zeros after.
- * The file's size never changes, so anything else is refused.
- */
-static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
-			 struct fuse_file_info *fi)
-{
-	struct rt_export *x = fuse_req_userdata(req);
-	int zero = mode & ~FALLOC_FL_KEEP_SIZE;
-	uint64_t end;
-
-	(void)fi;
-	if (ino != FILE_INO || off < 0 || len <= 0) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	if (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) && zero != FALLOC_FL_ZERO_RANGE) {
-		fuse_reply_err(req, EOPNOTSUPP);
-		return;
-	}
-	if ((uint64_t)off >= x->size) {
-		fuse_reply_err(req, 0);
-		return;
-	}
-	end = (uint64_t)len > x->size - (uint64_t)off ? x->size : (uint64_t)off + (uint64_t)len;
-	fuse_reply_err(req, -engine_discard(x->e, (uint64_t)off, end - (uint64_t)off));
-}
-
-static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	(void)ino;
-	(void)fi;
-	fuse_reply_err(req, 0);
-}
-
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	if (ino != FUSE_ROOT_ID) {
-		fuse_reply_err(req, ENOTDIR);
-		return;
-	}
-	fuse_reply_open(req, fi);
-}
-
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
-{
-	struct rt_export *x = fuse_req_userdata(req);
-	const char *names[3] = { ".", "..", x->name };
-	const fuse_ino_t inos[3] = { FUSE_ROOT_ID, FUSE_ROOT_ID, FILE_INO };
-	char buf[512];
-	size_t used = 0, room = size < sizeof(buf) ? size : sizeof(buf);
-	struct stat st;
-
-	(void)ino;
-	(void)fi;
-	for (off_t i = off < 0 ? 0 : off; i < 3; i++) {
-		size_t n;
-
-		memset(&st, 0, sizeof(st));
-		st.st_ino = inos[i];
-		st.st_mode = i < 2 ? S_IFDIR : S_IFREG;
-		n = fuse_add_direntry(req, buf + used, room - used, names[i], &st, i + 1);
-		if (n > room - used)
-			break;
-		used += n;
-	}
-	fuse_reply_buf(req, buf, used);
-}
-
-static const struct fuse_lowlevel_ops export_ops = {
-	.init = op_init,
-	.lookup = op_lookup,
-	.getattr = op_getattr,
-	.setattr = op_setattr,
-	.open = op_open,
-	.read = op_read,
-	.write = op_write,
-	.flush = op_flush,
-	.fsync = op_fsync,
-	.fallocate = op_fallocate,
-	.release = op_release,
-	.opendir = op_opendir,
-	.readdir = op_readdir,
-};
-
-/* libfuse's own messages go to our log, not to stderr. */
-static void fuse_log_to_rt(enum fuse_log_level level, const char *fmt, va_list ap)
-	__attribute__((format(printf, 2, 0)));
-static void fuse_log_to_rt(enum fuse_log_level level, const char *fmt, va_list ap)
-{
-	char msg[512];
-	size_t n;
-
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	n = strlen(msg);
-	while (n && msg[n - 1] == '\n')
-		msg[--n] = '\0';
-	rt_log(level <= FUSE_LOG_ERR ? RT_LOG_ERROR : level <= FUSE_LOG_WARNING ?
-	       RT_LOG_WARN : RT_LOG_DEBUG, "%s%s", strncmp(msg, "fuse: ", 6) ? "fuse: " : "",
-	       msg);
-}
-
-/* ---- the session thread ------------------------------------------------- */
-
-static void *loop_main(void *arg)
-{
-	struct rt_export *x = arg;
-	int r;
-
-	r = fuse_session_loop_mt(x->se, x->cfg);
-	pthread_mutex_lock(&x->lock);
-	x->loop_done = true;
-	x->loop_ret = r;
-	pthread_cond_broadcast(&x->cond);
-	pthread_mutex_unlock(&x->lock);
-	return NULL;
-}
-
-static bool wait_loop_end(struct rt_export *x, long ms)
-{
-	struct timespec deadline;
-	bool done;
-
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += ms / 1000;
-	deadline.tv_nsec += (ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&x->lock);
-	while (!x->loop_done)
-		if (pthread_cond_timedwait(&x->cond, &x->lock, &deadline) == ETIMEDOUT)
-			break;
-	done = x->loop_done;
-	pthread_mutex_unlock(&x->lock);
-	return done;
-}
-
-/* Sever the connection through fusectl: every worker then sees ENODEV. */
-static void abort_conn(struct rt_export *x)
-{
-	char path[96];
-	int fd;
-
-	if (!x->have_conn)
-		return;
-	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%lu/abort", x->conn_id);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT &&
-	    mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL) == 0)
-		fd = open(path, O_WRONLY | O_CLOEXEC);	/* fusectl was not mounted */
-	if (fd < 0) {
-		rt_log(RT_LOG_WARN, "'%s': cannot abort the FUSE connection: %s: %s",
-		       x->name, path, strerror(errno));
-		return;
-	}
-	if (write(fd, "1", 1) < 0)
-		rt_log(RT_LOG_WARN, "'%s': cannot abort the FUSE connection: %s",
-		       x->name, strerror(errno));
-	close(fd);
 }
 
 /* ---- in use? ------------------------------------------------------------ */
@@ -773,12 +368,8 @@ static bool loop_dio_on(const char *dev)
 
 int export_start(struct rt_engine *e, const struct rt_export_params *p, struct rt_export **out)
 {
-	char opts[RT_NAME_MAX + 128];
-	const char *argv[] = { "raidtool", "-o", opts, NULL };
-	struct fuse_args args = FUSE_ARGS_INIT(3, (char **)argv);
-	pthread_attr_t attr;
+	struct rt_fuse_params fp;
 	struct rt_export *x;
-	unsigned threads;
 	struct stat st;
 	int r;
 
@@ -788,12 +379,9 @@ int export_start(struct rt_engine *e, const struct rt_export_params *p, struct r
 	x = calloc(1, sizeof(*x));
 	if (!x)
 		return -ENOMEM;
-	pthread_mutex_init(&x->lock, NULL);
-	pthread_cond_init(&x->cond, NULL);
 	x->e = e;
 	x->size = engine_size(e);
 	x->blocksize = p->blocksize;
-	x->started = time(NULL);
 	snprintf(x->name, sizeof(x->name), "%s", p->name);
 	if ((size_t)snprintf(x->mnt, sizeof(x->mnt), "%s", p->mountpoint) >= sizeof(x->mnt) ||
 	    (size_t)snprintf(x->file, sizeof(x->file), "%s/%s", p->mountpoint, p->name) >=
@@ -802,60 +390,20 @@ int export_start(struct rt_engine *e, const struct rt_export_params *p, struct r
 		goto fail;
 	}
 	snprintf(x->link, sizeof(x->link), RT_DEV_DIR "/%s", p->link_name);
-	if (pthread_key_create(&x->bufkey, free_thread_buf)) {
-		r = -EAGAIN;
-		goto fail;
-	}
-	x->have_key = true;
 
-	fuse_set_log_func(fuse_log_to_rt);
-	snprintf(opts, sizeof(opts), "fsname=raidtool:%s,subtype=raidtool,allow_other,"
-		 "default_permissions", p->name);
-	x->se = fuse_session_new(&args, &export_ops, sizeof(export_ops), x);
-	fuse_opt_free_args(&args);
-	if (!x->se) {
-		rt_log(RT_LOG_ERROR, "'%s': cannot start a FUSE session", p->name);
-		r = -EIO;
+	fp = (struct rt_fuse_params){
+		.engine = e,
+		.name = p->name,
+		.mountpoint = x->mnt,
+		.blocksize = p->blocksize,
+		.threads = p->threads,
+		.transport = p->transport,
+	};
+	r = rt_fuse_start(&fp, &x->fuse);
+	if (r < 0)
 		goto fail;
-	}
-	if (fuse_session_mount(x->se, x->mnt) != 0) {
-		rt_log(RT_LOG_ERROR, "'%s': cannot mount FUSE on '%s' (is /dev/fuse there?)",
-		       p->name, x->mnt);
-		r = -EIO;
-		goto fail;
-	}
-	x->mounted = true;
 
-	threads = p->threads ? p->threads : DEFAULT_THREADS;
-	if (threads > MAX_THREADS)
-		threads = MAX_THREADS;
-	x->cfg = fuse_loop_cfg_create();
-	if (!x->cfg) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	fuse_loop_cfg_set_clone_fd(x->cfg, 1);
-	fuse_loop_cfg_set_max_threads(x->cfg, threads);
-	fuse_loop_cfg_set_idle_threads(x->cfg, threads);
-	/* mlockall(MCL_FUTURE) locks every stack whole: keep the workers' small. */
-	setenv("FUSE_THREAD_STACK", THREAD_STACK, 0);
-
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
-	r = -pthread_create(&x->thread, &attr, loop_main, x);
-	pthread_attr_destroy(&attr);
-	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': cannot start the FUSE thread: %s", p->name, strerror(-r));
-		goto fail;
-	}
-	x->thread_started = true;
-
-	/* Answered by the workers: proves the session serves before the loop device opens it. */
-	if (stat(x->mnt, &st) == 0) {
-		x->have_conn = true;
-		x->conn_id = major(st.st_dev) ? (unsigned long)major(st.st_dev) << 20 |
-			     minor(st.st_dev) : minor(st.st_dev);
-	}
+	/* Answered by the FUSE threads: proves they serve before the loop device opens it. */
 	if (stat(x->file, &st) < 0) {
 		r = -errno;
 		rt_log(RT_LOG_ERROR, "'%s': the FUSE file '%s' does not answer: %s", p->name,
@@ -911,6 +459,16 @@ const char *export_file(const struct rt_export *x)
 	return x->file;
 }
 
+const char *export_transport(const struct rt_export *x)
+{
+	return rt_fuse_transport_name(x->fuse);
+}
+
+void export_fuse_stats(const struct rt_export *x, struct rt_fuse_stats *st)
+{
+	rt_fuse_get_stats(x->fuse, st);
+}
+
 int export_stop(struct rt_export *x, int excl_fd)
 {
 	int r = 0, q;
@@ -949,39 +507,25 @@ int export_stop(struct rt_export *x, int excl_fd)
 	}
 	if (excl_fd >= 0)
 		close(excl_fd);
-	if (x->mounted && umount2(x->mnt, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL) {
+	if (x->fuse && umount2(x->mnt, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL) {
 		q = -errno;
 		rt_log(RT_LOG_ERROR, "'%s': cannot unmount '%s': %s", x->name, x->mnt,
 		       strerror(-q));
 		r = r ? r : q;
 	}
-	if (x->thread_started) {
-		if (!wait_loop_end(x, x->mounted ? LOOP_END_WAIT_MS : 0)) {
-			if (x->mounted)
-				rt_log(RT_LOG_WARN, "'%s': the FUSE file is still referenced; "
-				       "aborting the connection", x->name);
-			abort_conn(x);
-			if (!wait_loop_end(x, LOOP_END_WAIT_MS)) {
-				/* Cannot free what the workers still use: leave it to exit(). */
-				rt_log(RT_LOG_ERROR, "'%s': FUSE workers do not stop", x->name);
+	if (x->fuse) {
+		if (!rt_fuse_wait_end(x->fuse, FUSE_END_WAIT_MS)) {
+			rt_log(RT_LOG_WARN, "'%s': the FUSE file is still referenced; "
+			       "aborting the connection", x->name);
+			rt_fuse_abort(x->fuse);
+			if (!rt_fuse_wait_end(x->fuse, FUSE_END_WAIT_MS)) {
+				/* Cannot free what the FUSE threads still use: leave it to exit(). */
+				rt_log(RT_LOG_ERROR, "'%s': FUSE threads do not stop", x->name);
 				return r ? r : -ETIMEDOUT;
 			}
 		}
-		pthread_join(x->thread, NULL);
+		rt_fuse_destroy(x->fuse);
 	}
-	if (x->se) {
-		if (x->mounted)
-			fuse_session_unmount(x->se);	/* closes the device fd */
-		fuse_session_destroy(x->se);
-	}
-	if (x->cfg)
-		fuse_loop_cfg_destroy(x->cfg);
-	if (x->have_key) {
-		free_thread_buf(pthread_getspecific(x->bufkey));
-		pthread_key_delete(x->bufkey);
-	}
-	pthread_cond_destroy(&x->cond);
-	pthread_mutex_destroy(&x->lock);
 	free(x);
 	return r;
 }

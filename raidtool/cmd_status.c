@@ -180,6 +180,11 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 		cli_format_time(st->started, when, sizeof(when));
 		printf("  block device : %s -> %s\n", st->link, st->device);
 		printf("    engine pid : %d\n", (int)st->pid);
+		printf("     transport : %s", st->transport);
+		if (st->fuse_queues)
+			printf(" (%u queues of %u entries)", st->fuse_queues, st->fuse_queue_depth);
+		printf(", %" PRIu64 " requests on the ring, %" PRIu64 " on /dev/fuse\n",
+		       st->fuse_ring_requests, st->fuse_dev_requests);
 		printf("       started : %s\n", when);
 		cli_format_size(st->stats.read_bytes, rb, sizeof(rb));
 		cli_format_size(st->stats.write_bytes, wb, sizeof(wb));
@@ -272,6 +277,13 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 		json_i64(&j, "pid", st->pid);
 		json_u64(&j, "started", st->started);
 		json_u64(&j, "walk_speed_limit", st->walk_speed_max);
+		json_object_begin(&j, "fuse");
+		json_str(&j, "transport", st->transport);
+		json_u64(&j, "queues", st->fuse_queues);
+		json_u64(&j, "queue_depth", st->fuse_queue_depth);
+		json_u64(&j, "ring_requests", st->fuse_ring_requests);
+		json_u64(&j, "dev_requests", st->fuse_dev_requests);
+		json_object_end(&j);
 		json_object_begin(&j, "io_retries");
 		json_u64(&j, "count", st->retry_count);
 		json_u64(&j, "window_ms", st->retry_window_ms);

@@ -153,6 +153,10 @@ struct rt_control_status {
 	uint32_t retry_count, retry_window_ms;
 	/* Background walks' speed limit (appended): bytes per second, 0: none. */
 	uint64_t walk_speed_max;
+	/* The FUSE transport (appended): "io_uring" or "/dev/fuse", "" when inactive. */
+	char transport[16];
+	uint64_t fuse_ring_requests, fuse_dev_requests;
+	uint32_t fuse_queues, fuse_queue_depth;	/* io_uring queues, entries each */
 };
 
 /* ---- the server (in the engine) ----------------------------------------- */

@@ -88,6 +88,44 @@ int engine_set_gather_window(struct rt_engine *e, unsigned us);
  */
 int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
 
+/*
+ * Event-driven I/O: the caller runs the unit I/O on its own ring (the FUSE
+ * queue that carried the request) instead of a thread waiting in
+ * engine_read/engine_write. engine_read_map maps a read of [@off, @off +
+ * @len) into @buf to at most ENGINE_AIO_MAX unit reads in @ar when nothing
+ * needs the engine's judgement: every role working (none faulty, missing or
+ * being rebuilt), @off, @len and @buf aligned to the units' block size,
+ * @len at most 1 MiB. engine_write_map does the same for a write from @buf,
+ * on linear and raid0 only (whose writes are their unit writes and nothing
+ * else), and not while a role is out of space. -EAGAIN otherwise: serve it
+ * with engine_read/engine_write.
+ * Every mapping that returned 0 ends with one engine_aio_unmap, @ok when
+ * every unit I/O transferred its whole length (the request is then counted
+ * done). Otherwise the caller serves the request again with engine_read or
+ * engine_write, which is where an error is judged (retried, or its role
+ * failed); writing the same bytes again is harmless.
+ * While a mapping is open, the units' descriptors stay valid.
+ */
+#define ENGINE_AIO_MAX 64u
+struct engine_unit_io {
+	int fd;
+	uint32_t role;
+	uint64_t off;		/* bytes on the unit */
+	uint32_t len;
+	void *buf;
+};
+struct engine_aio {
+	unsigned n;
+	bool write;
+	size_t len;
+	struct engine_unit_io io[ENGINE_AIO_MAX];
+};
+int engine_read_map(struct rt_engine *e, void *buf, size_t len, uint64_t off,
+		    struct engine_aio *ar);
+int engine_write_map(struct rt_engine *e, const void *buf, size_t len, uint64_t off,
+		     struct engine_aio *ar);
+void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok);
+
 /* Returns once every unit has all completed writes on stable storage. */
 int engine_flush(struct rt_engine *e);
 

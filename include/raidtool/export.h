@@ -3,17 +3,17 @@
 #define RAIDTOOL_EXPORT_H
 
 /*
- * Exposing a running array as a block device: a FUSE mount (libfuse3
- * lowlevel, multi-threaded, direct I/O) holding one file of the array's
- * size, a loop device on that file (LOOP_CONFIGURE, direct I/O, logical
- * block size = the array's block size), and the symlink /dev/raidtool/NAME
- * (or /dev/raidtool/HASHCODE when another running array has the name).
- *
- * The FUSE workers call engine_read/engine_write/engine_flush directly.
+ * Exposing a running array as a block device: a FUSE mount (lib/fuse.c:
+ * FUSE over io_uring or /dev/fuse, direct I/O) holding one file of the
+ * array's size, a loop device on that file (LOOP_CONFIGURE, direct I/O,
+ * logical block size = the array's block size), and the symlink
+ * /dev/raidtool/NAME (or /dev/raidtool/HASHCODE when another running array
+ * has the name).
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <raidtool/fuse.h>
 
 struct rt_engine;
 struct rt_export;
@@ -26,6 +26,7 @@ struct rt_export_params {
 	const char *mountpoint;		/* an existing empty directory */
 	uint32_t blocksize;		/* the loop device's logical block size */
 	unsigned threads;		/* FUSE worker threads; 0: the default */
+	enum rt_fuse_transport transport;	/* RT_FUSE_AUTO: io_uring when possible */
 };
 
 /* Mount, serve, attach the loop device, make the symlink. */
@@ -34,6 +35,8 @@ int export_start(struct rt_engine *e, const struct rt_export_params *p, struct r
 const char *export_device(const struct rt_export *x);	/* "/dev/loopN" */
 const char *export_link(const struct rt_export *x);	/* "/dev/raidtool/LINK_NAME" */
 const char *export_file(const struct rt_export *x);	/* "<mountpoint>/NAME" */
+const char *export_transport(const struct rt_export *x);	/* "io_uring", "/dev/fuse" */
+void export_fuse_stats(const struct rt_export *x, struct rt_fuse_stats *st);
 
 /*
  * Is the block device in use? 0 when not; -EBUSY with the reason in @why

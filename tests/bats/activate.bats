@@ -56,26 +56,6 @@ sb_field() {
 	raidtool lookup --json "$NAME" 2>/dev/null | jq -r ".$1"
 }
 
-# Nothing of the stopped array is left. A negated command ('! grep') never
-# fails a test under errexit, so every check fails explicitly.
-# The run directory is the test's own: whatever is under it was ours (run
-# files live in <rundir>/<UUID>/, <rundir>/<NAME> links to it).
-no_leftovers() {
-	local left
-	[ ! -e "/dev/raidtool/$NAME" ] || fail "leftover link /dev/raidtool/$NAME"
-	if grep -q " $RAIDTOOL_RUNDIR/" /proc/mounts; then
-		fail "leftover FUSE mount: $(grep " $RAIDTOOL_RUNDIR/" /proc/mounts)"
-	fi
-	if losetup -nO BACK-FILE | grep -q "$RAIDTOOL_RUNDIR/"; then
-		fail "leftover loop device on $(losetup -nO BACK-FILE | grep "$RAIDTOOL_RUNDIR/")"
-	fi
-	if [ -e "$RAIDTOOL_RUNDIR/$NAME" ] || [ -L "$RAIDTOOL_RUNDIR/$NAME" ]; then
-		fail "leftover by-name link $RAIDTOOL_RUNDIR/$NAME"
-	fi
-	left=$(find "$RAIDTOOL_RUNDIR" -mindepth 2 \( -name pid -o -name control.sock \) 2>/dev/null)
-	[ -z "$left" ] || fail "leftover run files: $left"
-}
-
 # Wait until process $1 holds $2 open (its fd table names it).
 wait_holds_open() {
 	local pid=$1 path fd

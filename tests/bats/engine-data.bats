@@ -48,18 +48,6 @@ fio_verify() {
 	assert_success
 }
 
-# Four jobs writing interleaved 4K blocks: every stripe is written by all of
-# them at once, the read-modify-write race the stripe locks exist for.
-fio_same_stripe_race() {
-	local usable=$(( DEVSIZE / 16384 * 16384 - 16384 ))
-	run fio --name=race --filename="$DEV" --direct=1 --ioengine=io_uring \
-		--iodepth=8 --rw=write --bs=4k --numjobs=4 --offset_increment=4k \
-		--zonemode=strided --zonesize=4k --zoneskip=12k --size="$usable" \
-		--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting \
-		--output-format=terse --terse-version=3
-	assert_success
-}
-
 fio_all() {
 	fio_verify write 4k-1m 1
 	fio_verify randwrite 4k-1m 4

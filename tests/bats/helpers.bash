@@ -190,6 +190,42 @@ sys.stdout.write(data.decode())
 ' "$RAIDTOOL_RUNDIR/$NAME/control.sock" "$req"
 }
 
+# fio_same_stripe_race [JOBS]: JOBS (default 4) jobs writing interleaved 4K
+# blocks of $DEV ($DEVSIZE bytes): every stripe is written by all of them at
+# once, the read-modify-write race the stripe locks exist for; each job then
+# verifies its own blocks.
+fio_same_stripe_race() {
+	local jobs=${1:-4} stride usable
+	stride=$((jobs * 4096))
+	usable=$(( DEVSIZE / stride * stride - stride ))
+	run fio --name=race --filename="$DEV" --direct=1 --ioengine=io_uring \
+		--iodepth=8 --rw=write --bs=4k --numjobs="$jobs" --offset_increment=4k \
+		--zonemode=strided --zonesize=4k --zoneskip=$((stride - 4096)) --size="$usable" \
+		--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --group_reporting \
+		--output-format=terse --terse-version=3
+	assert_success
+}
+
+# Nothing of the stopped array is left. A negated command ('! grep') never
+# fails a test under errexit, so every check fails explicitly.
+# The run directory is the test's own: whatever is under it was ours (run
+# files live in <rundir>/<UUID>/, <rundir>/<NAME> links to it).
+no_leftovers() {
+	local left
+	[ ! -e "/dev/raidtool/$NAME" ] || fail "leftover link /dev/raidtool/$NAME"
+	if grep -q " $RAIDTOOL_RUNDIR/" /proc/mounts; then
+		fail "leftover FUSE mount: $(grep " $RAIDTOOL_RUNDIR/" /proc/mounts)"
+	fi
+	if losetup -nO BACK-FILE | grep -q "$RAIDTOOL_RUNDIR/"; then
+		fail "leftover loop device on $(losetup -nO BACK-FILE | grep "$RAIDTOOL_RUNDIR/")"
+	fi
+	if [ -e "$RAIDTOOL_RUNDIR/$NAME" ] || [ -L "$RAIDTOOL_RUNDIR/$NAME" ]; then
+		fail "leftover by-name link $RAIDTOOL_RUNDIR/$NAME"
+	fi
+	left=$(find "$RAIDTOOL_RUNDIR" -mindepth 2 \( -name pid -o -name control.sock \) 2>/dev/null)
+	[ -z "$left" ] || fail "leftover run files: $left"
+}
+
 # The running array's status as JSON.
 status_json() {
 	raidtool status --json "$NAME" 2>/dev/null

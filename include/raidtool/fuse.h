@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef RAIDTOOL_FUSE_H
+#define RAIDTOOL_FUSE_H
+
+/*
+ * The FUSE protocol for an array's one file, spoken directly to the kernel
+ * (no libfuse): mount(2) of a "fuse.raidtool" file system as root, INIT,
+ * and the requests a loop device and the tools around it send (LOOKUP,
+ * GETATTR, SETATTR, OPEN, READ, WRITE, FLUSH, FSYNC, RELEASE, OPENDIR,
+ * READDIR, RELEASEDIR, STATFS, FORGET, INTERRUPT, DESTROY, FALLOCATE).
+ *
+ * Two transports feed one request path:
+ *  - "io_uring": FUSE over io_uring (kernel 6.14+, the fuse module's
+ *    enable_uring parameter Y): one queue per possible CPU, each with its
+ *    own ring and thread; requests arrive as completions, replies leave as
+ *    COMMIT_AND_FETCH commands. READ, WRITE, FLUSH and FSYNC run on a pool
+ *    of worker threads so that no queue waits on one request.
+ *  - "/dev/fuse": read(2)/write(2) on the device, one cloned descriptor
+ *    per worker thread, each serving its request to the end.
+ * With io_uring, one /dev/fuse reader stays for what the kernel still sends
+ * there (FORGET, INTERRUPT, requests before the queues are registered).
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+struct rt_engine;
+struct rt_fuse;
+
+enum rt_fuse_transport {
+	RT_FUSE_AUTO = 0,	/* io_uring when the kernel allows it, else /dev/fuse */
+	RT_FUSE_DEV = 1,
+	RT_FUSE_URING = 2,
+};
+
+struct rt_fuse_params {
+	struct rt_engine *engine;	/* serves the file's bytes */
+	const char *name;		/* the file's name; the mount shows raidtool:NAME */
+	const char *mountpoint;		/* an existing directory */
+	uint32_t blocksize;		/* st_blksize of the file */
+	unsigned threads;		/* worker threads; 0: the default (16) */
+	enum rt_fuse_transport transport;
+};
+
+struct rt_fuse_stats {
+	uint64_t ring_requests;		/* requests that arrived on an io_uring queue */
+	uint64_t dev_requests;		/* requests read from /dev/fuse (INIT included) */
+	unsigned queues, queue_depth;	/* io_uring queues and entries per queue (0: none) */
+};
+
+/*
+ * Mount @p->mountpoint, answer INIT and serve until the connection ends.
+ * RT_FUSE_URING fails (-EOPNOTSUPP) when the ring cannot be used; with
+ * RT_FUSE_AUTO the same case falls back to /dev/fuse and says why.
+ */
+int rt_fuse_start(const struct rt_fuse_params *p, struct rt_fuse **out);
+
+/* The transport in use: "io_uring" or "/dev/fuse". */
+const char *rt_fuse_transport_name(const struct rt_fuse *f);
+
+/* "dev", "uring" or "auto" (RAIDTOOL_FUSE_TRANSPORT); -EINVAL otherwise. */
+int rt_fuse_transport_parse(const char *s, enum rt_fuse_transport *out);
+
+void rt_fuse_get_stats(struct rt_fuse *f, struct rt_fuse_stats *st);
+
+/*
+ * Have all serving threads ended (the connection is gone: unmounted and
+ * released, or aborted)? Waits up to @ms for it.
+ */
+bool rt_fuse_wait_end(struct rt_fuse *f, long ms);
+
+/* Sever the connection (fusectl abort): every thread then ends. */
+void rt_fuse_abort(struct rt_fuse *f);
+
+/*
+ * Once rt_fuse_wait_end said true: join the threads, close the device,
+ * free @f. The mount itself is the caller's to detach (umount2).
+ */
+void rt_fuse_destroy(struct rt_fuse *f);
+
+#endif

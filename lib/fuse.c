@@ -1,0 +1,1506 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The FUSE protocol for an array's one file, spoken to the kernel directly
+ * (see include/raidtool/fuse.h; the ABI is lib/fuse-kernel.h).
+ *
+ * One request path (serve()) is fed by two transports. A request is first
+ * copied into a struct fuse_reqctx: its fuse_in_header, its opcode's fixed
+ * argument (op_in), and the rest (payload: LOOKUP's name, WRITE's data).
+ * The reply's arguments are then written to reqctx.out, which may overlap
+ * the request's buffer: every handler has read what it needs before it
+ * writes there.
+ *
+ *  - /dev/fuse: the request is [in header][op_in][payload] in one read(2);
+ *    the reply is written as [out header][arguments] from the same buffer.
+ *  - io_uring: each entry has a 288-byte header buffer (in header, op_in,
+ *    ring metadata) and a payload buffer; the reply's out header goes where
+ *    the in header was (copied out first), its arguments to the payload
+ *    buffer, and COMMIT_AND_FETCH hands both back and fetches the next
+ *    request into the same entry.
+ *
+ * What the kernel requires of a ring (checked on these machines): SQE128;
+ * one queue per possible CPU, qid = CPU number (the kernel uses the ring
+ * only once every queue has an entry); REGISTER only after the INIT reply's
+ * write() has returned (-EAGAIN before); payload buffers of at least
+ * max(8192, max_write, max_pages * page size) (smaller: the kernel silently
+ * keeps /dev/fuse); every fetched entry committed, errors too, or its slot
+ * is lost; -ENOTCONN completes every entry at unmount.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <limits.h>
+#include <linux/falloc.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <time.h>
+#include <unistd.h>
+#include <raidtool/engine.h>
+#include <raidtool/fuse.h>
+#include <raidtool/log.h>
+#include "fuse-kernel.h"
+
+#define FILE_INO 2
+#define DEFAULT_THREADS 16u		/* the engine runs 16 requests at once */
+#define MAX_THREADS 256u
+#define MAX_WRITE (1u << 20)
+#define MAX_BACKGROUND 128u		/* the kernel's default of 12 starves a loop device */
+#define CONGESTION_THRESHOLD 96u
+#define ATTR_TIMEOUT 86400u		/* the file never changes size */
+#define DEV_BUF_SIZE (MAX_WRITE + 4096u)	/* a WRITE's data and its headers */
+/*
+ * A reader's buffer starts this far into its allocation, so that a reply's
+ * arguments (after the 16-byte out header) are page aligned: READ data goes
+ * from the units straight there (O_DIRECT), without a bounce buffer.
+ */
+#define DEV_BUF_SLACK (4096u - (unsigned)sizeof(struct fuse_out_header))
+#define THREAD_STACK (256u * 1024u)	/* stacks are mlock'ed whole: keep them small */
+#define RING_ENTRIES_TOTAL 32u		/* spread over the queues */
+#define RING_DEPTH_MIN 2u
+#define RING_DEPTH_MAX 16u
+#define RING_SQ_ENTRIES 256u		/* FUSE commands and unit reads */
+#define RING_CQ_ENTRIES 1024u
+#define ENABLE_URING_PARAM "/sys/module/fuse/parameters/enable_uring"
+
+struct fuse_reqctx {
+	struct fuse_in_header in;
+	union {
+		uint8_t raw[FUSE_URING_OP_IN_OUT_SZ];
+		uint64_t align;
+	} op;
+	const uint8_t *payload;
+	size_t payload_len;
+	uint8_t *out;			/* the reply's arguments */
+	size_t out_cap;
+	bool noreply;			/* FORGET, INTERRUPT */
+};
+
+struct ring_queue;
+struct ring_ent;
+
+/* One unit I/O of an event-driven request: its CQE's user_data, tagged with bit 0. */
+struct ring_uio {
+	struct ring_ent *ent;
+	uint32_t len;
+};
+
+struct ring_ent {
+	struct ring_queue *q;
+	struct fuse_uring_req_header *hdr;
+	uint8_t *payload;
+	struct iovec iov[2];
+	uint64_t commit_id;
+	uint32_t last_cmd;		/* enum fuse_uring_cmd */
+	struct fuse_reqctx r;
+	struct ring_ent *next;		/* on the worker pool's list */
+	/* An event-driven READ or WRITE in flight on the queue's ring. */
+	struct engine_aio ar;
+	struct ring_uio uio[ENGINE_AIO_MAX];
+	unsigned pending;		/* unit I/Os not yet completed */
+	bool aio_failed;
+	uint32_t aio_size;
+	int res;			/* a worker's result, for the queue to commit */
+};
+
+struct ring_queue {
+	struct rt_fuse *f;
+	unsigned qid;
+	struct io_uring ring;
+	bool ring_ok, started;
+	pthread_mutex_t sq_mu;		/* guards the SQ (registration, the queue's loop) */
+	pthread_t thread;
+	struct ring_ent *ents;
+	/*
+	 * Requests the workers have served: the queue's thread commits them, so
+	 * that it alone submits on its ring (a completion's task work then runs
+	 * on it, not on a worker asleep on the pool).
+	 */
+	pthread_mutex_t done_mu;
+	struct ring_ent *done_head;
+	int efd;			/* written when done_head becomes non-empty */
+	struct ring_ent efd_ent;	/* the user_data of the eventfd's poll */
+};
+
+struct dev_worker {
+	struct rt_fuse *f;
+	int fd;
+	bool own_fd, started;
+	uint8_t *buf;
+	pthread_t thread;
+};
+
+struct rt_fuse {
+	struct rt_engine *e;
+	char name[256];
+	char mnt[PATH_MAX];
+	uint64_t size;
+	uint32_t blocksize;
+	time_t started;
+	unsigned threads;
+	int fd;				/* /dev/fuse, the mount's connection */
+	unsigned long conn_id;		/* /sys/fs/fuse/connections/<id> */
+	bool have_conn;
+
+	/* /dev/fuse readers */
+	pthread_mutex_t dev_mu;
+	struct dev_worker dev[MAX_THREADS];
+	unsigned n_dev;
+
+	/* io_uring */
+	bool ring_on;			/* INIT asked for it */
+	atomic_bool ring_failed;	/* a queue could not register */
+	struct ring_queue *queues;
+	unsigned n_queues, depth;
+	size_t payload_size;
+
+	/* The workers the queues hand engine requests to. */
+	pthread_mutex_t pool_mu;
+	pthread_cond_t pool_cond;
+	struct ring_ent *pool_head, *pool_tail;
+	bool pool_stop;
+	pthread_t *pool;
+	unsigned n_pool;
+
+	/* Threads serving the connection (readers and queues) still running. */
+	pthread_mutex_t live_mu;
+	pthread_cond_t live_cond;
+	unsigned live;
+
+	_Atomic uint64_t ring_requests, dev_requests;
+};
+
+/* ---- the request path ------------------------------------------------ */
+
+static void file_attr(const struct rt_fuse *f, uint64_t ino, struct fuse_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->ino = ino;
+	a->atime = a->mtime = a->ctime = (uint64_t)f->started;
+	if (ino == FUSE_ROOT_ID) {
+		a->mode = S_IFDIR | 0700;
+		a->nlink = 2;
+		return;
+	}
+	a->mode = S_IFREG | 0600;
+	a->nlink = 1;
+	a->size = f->size;
+	a->blocks = f->size / 512;
+	a->blksize = f->blocksize;
+}
+
+/* Copy a fixed-size reply into the request's out area. */
+static int reply_struct(struct fuse_reqctx *r, const void *p, size_t len)
+{
+	if (len > r->out_cap)
+		return -EIO;
+	memcpy(r->out, p, len);
+	return (int)len;
+}
+
+static int serve_lookup(struct rt_fuse *f, struct fuse_reqctx *r)
+{
+	struct fuse_entry_out eo;
+	size_t n = strnlen((const char *)r->payload, r->payload_len);
+
+	if (r->in.nodeid != FUSE_ROOT_ID || n == r->payload_len ||
+	    strcmp((const char *)r->payload, f->name))
+		return -ENOENT;
+	memset(&eo, 0, sizeof(eo));
+	eo.nodeid = FILE_INO;
+	eo.generation = 1;
+	eo.entry_valid = eo.attr_valid = ATTR_TIMEOUT;
+	file_attr(f, FILE_INO, &eo.attr);
+	return reply_struct(r, &eo, sizeof(eo));
+}
+
+static int serve_getattr(struct rt_fuse *f, struct fuse_reqctx *r)
+{
+	struct fuse_attr_out ao;
+
+	if (r->in.nodeid != FUSE_ROOT_ID && r->in.nodeid != FILE_INO)
+		return -ENOENT;
+	memset(&ao, 0, sizeof(ao));
+	ao.attr_valid = ATTR_TIMEOUT;
+	file_attr(f, r->in.nodeid, &ao.attr);
+	return reply_struct(r, &ao, sizeof(ao));
+}
+
+static int serve_setattr(struct rt_fuse *f, struct fuse_reqctx *r)
+{
+	const uint32_t times = FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW |
+			       FATTR_CTIME;
+	/* FATTR_FH and FATTR_LOCKOWNER only qualify the others. */
+	const uint32_t changes = FATTR_MODE | FATTR_UID | FATTR_GID | FATTR_SIZE | times |
+				 FATTR_KILL_SUIDGID;
+	struct fuse_setattr_in sa;
+
+	memcpy(&sa, r->op.raw, sizeof(sa));
+	/* The size is the array's; only timestamp updates are accepted (and ignored). */
+	if (sa.valid & changes & ~times)
+		return -EPERM;
+	return serve_getattr(f, r);
+}
+
+static int serve_open(struct rt_fuse *f, struct fuse_reqctx *r, bool dir)
+{
+	struct fuse_open_in oi;
+	struct fuse_open_out oo;
+
+	(void)f;
+	memcpy(&oi, r->op.raw, sizeof(oi));
+	memset(&oo, 0, sizeof(oo));
+	if (dir) {
+		if (r->in.nodeid != FUSE_ROOT_ID)
+			return -ENOTDIR;
+		return reply_struct(r, &oo, sizeof(oo));
+	}
+	if (r->in.nodeid == FUSE_ROOT_ID)
+		return -EISDIR;
+	if (r->in.nodeid != FILE_INO)
+		return -ENOENT;
+	if (oi.flags & O_TRUNC)
+		return -EPERM;
+	/*
+	 * No page cache between the loop device and the engine; and direct
+	 * writes to the one file may run in parallel (without the flag the
+	 * kernel serialises them on the inode lock).
+	 */
+	oo.open_flags = FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
+	return reply_struct(r, &oo, sizeof(oo));
+}
+
+static int serve_read(struct rt_fuse *f, struct fuse_reqctx *r)
+{
+	struct fuse_read_in ri;
+	size_t size;
+	int ret;
+
+	memcpy(&ri, r->op.raw, sizeof(ri));
+	if (r->in.nodeid != FILE_INO)
+		return -EINVAL;
+	if (ri.offset >= f->size || ri.size == 0)
+		return 0;
+	size = ri.size;
+	if (size > f->size - ri.offset)
+		size = (size_t)(f->size - ri.offset);
+	if (size > r->out_cap)
+		return -EINVAL;
+	ret = engine_read(f->e, r->out, size, ri.offset);
+	return ret < 0 ? ret : (int)size;
+}
+
+static int serve_write(struct rt_fuse *f, struct fuse_reqctx *r)
+{
+	struct fuse_write_in wi;
+	struct fuse_write_out wo;
+	size_t size;
+	int ret;
+
+	memcpy(&wi, r->op.raw, sizeof(wi));
+	if (r->in.nodeid != FILE_INO || wi.size > r->payload_len)
+		return -EINVAL;
+	if (wi.offset >= f->size)
+		return wi.size ? -ENOSPC : 0;
+	size = wi.size;
+	if (size > f->size - wi.offset)
+		size = (size_t)(f->size - wi.offset);
+	ret = engine_write(f->e, r->payload, size, wi.offset);
+	if (ret < 0)
+		return ret;
+	memset(&wo, 0, sizeof(wo));
+	wo.size = (uint32_t)size;
+	return reply_struct(r, &wo, sizeof(wo));
+}
+
+/*
+ * The loop device turns discard into FALLOC_FL_PUNCH_HOLE | KEEP_SIZE and
+ * write-zeroes into that or FALLOC_FL_ZERO_RANGE: both read back zeros after.
+ * The file's size never changes, so anything else is refused.
+ */
+static int file_fallocate(struct rt_fuse *f, uint32_t mode, uint64_t off, uint64_t len)
+{
+	if (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) &&
+	    (mode & ~(uint32_t)FALLOC_FL_KEEP_SIZE) != FALLOC_FL_ZERO_RANGE)
+		return -EOPNOTSUPP;
+	if (len == 0)
+		return 0;
+	return engine_discard(f->e, off, len);
+}
+
+static int serve_fallocate(struct rt_fuse *f, struct fuse_reqctx *r)
+{
+	struct fuse_fallocate_in fa;
+
+	memcpy(&fa, r->op.raw, sizeof(fa));
+	if (r->in.nodeid != FILE_INO)
+		return -EINVAL;
+	if (fa.offset > f->size || fa.length > f->size - fa.offset)
+		return -EINVAL;
+	return file_fallocate(f, fa.mode, fa.offset, fa.length);
+}
+
+/* One directory entry; 0 when it does not fit in @room. */
+static size_t add_dirent(uint8_t *buf, size_t room, uint64_t ino, uint64_t off,
+			 uint32_t mode, const char *name)
+{
+	size_t namelen = strlen(name), reclen = FUSE_DIRENT_ALIGN(FUSE_NAME_OFFSET + namelen);
+	struct fuse_dirent d;
+
+	if (reclen > room)
+		return 0;
+	memset(&d, 0, sizeof(d));
+	d.ino = ino;
+	d.off = off;
+	d.namelen = (uint32_t)namelen;
+	d.type = mode >> 12;		/* DT_DIR, DT_REG */
+	memset(buf, 0, reclen);
+	memcpy(buf, &d, FUSE_NAME_OFFSET);
+	memcpy(buf + FUSE_NAME_OFFSET, name, namelen);
+	return reclen;
+}
+
+static int serve_readdir(struct rt_fuse *f, struct fuse_reqctx *r)
+{
+	const char *names[3] = { ".", "..", f->name };
+	const uint64_t inos[3] = { FUSE_ROOT_ID, FUSE_ROOT_ID, FILE_INO };
+	struct fuse_read_in ri;
+	size_t used = 0, room;
+
+	memcpy(&ri, r->op.raw, sizeof(ri));
+	if (r->in.nodeid != FUSE_ROOT_ID)
+		return -ENOTDIR;
+	room = ri.size < r->out_cap ? ri.size : r->out_cap;
+	for (uint64_t i = ri.offset; i < 3; i++) {
+		size_t n = add_dirent(r->out + used, room - used, inos[i], i + 1,
+				      i < 2 ? S_IFDIR : S_IFREG, names[i]);
+
+		if (!n)
+			break;
+		used += n;
+	}
+	return (int)used;
+}
+
+static int serve_statfs(struct rt_fuse *f, struct fuse_reqctx *r)
+{
+	struct fuse_statfs_out so;
+
+	(void)f;
+	memset(&so, 0, sizeof(so));
+	so.st.bsize = so.st.frsize = 512;
+	so.st.namelen = 255;
+	return reply_struct(r, &so, sizeof(so));
+}
+
+/* Is this request one that waits on the units (served by a worker, not a ring's thread)? */
+static bool needs_engine(uint32_t opcode)
+{
+	switch (opcode) {
+	case FUSE_READ:
+	case FUSE_WRITE:
+	case FUSE_FLUSH:
+	case FUSE_FSYNC:
+	case FUSE_FALLOCATE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* The request path: the reply's length in r->out, or -errno. */
+static int serve(struct rt_fuse *f, struct fuse_reqctx *r)
+{
+	switch (r->in.opcode) {
+	case FUSE_LOOKUP:
+		return serve_lookup(f, r);
+	case FUSE_GETATTR:
+		return serve_getattr(f, r);
+	case FUSE_SETATTR:
+		return serve_setattr(f, r);
+	case FUSE_OPEN:
+		return serve_open(f, r, false);
+	case FUSE_OPENDIR:
+		return serve_open(f, r, true);
+	case FUSE_READ:
+		return serve_read(f, r);
+	case FUSE_WRITE:
+		return serve_write(f, r);
+	case FUSE_FLUSH:
+	case FUSE_FSYNC:
+		return engine_flush(f->e);
+	case FUSE_RELEASE:
+	case FUSE_RELEASEDIR:
+	case FUSE_DESTROY:
+		return 0;
+	case FUSE_READDIR:
+		return serve_readdir(f, r);
+	case FUSE_STATFS:
+		return serve_statfs(f, r);
+	case FUSE_FALLOCATE:
+		return serve_fallocate(f, r);
+	case FUSE_FORGET:
+	case FUSE_BATCH_FORGET:
+		/* One file that never goes away: nothing to forget. */
+	case FUSE_INTERRUPT:
+		/* Engine requests are not abandoned half-way: the request finishes and replies. */
+		r->noreply = true;
+		return 0;
+	case FUSE_INIT:
+		return -EPROTO;		/* answered once, at start */
+	default:
+		return -ENOSYS;
+	}
+}
+
+/* The size of @opcode's fixed argument after the in header on /dev/fuse. */
+static size_t op_in_size(uint32_t opcode)
+{
+	switch (opcode) {
+	case FUSE_FORGET:
+		return sizeof(struct fuse_forget_in);
+	case FUSE_BATCH_FORGET:
+		return sizeof(struct fuse_batch_forget_in);
+	case FUSE_GETATTR:
+		return sizeof(struct fuse_getattr_in);
+	case FUSE_SETATTR:
+		return sizeof(struct fuse_setattr_in);
+	case FUSE_OPEN:
+	case FUSE_OPENDIR:
+		return sizeof(struct fuse_open_in);
+	case FUSE_READ:
+	case FUSE_READDIR:
+		return sizeof(struct fuse_read_in);
+	case FUSE_WRITE:
+		return sizeof(struct fuse_write_in);
+	case FUSE_RELEASE:
+	case FUSE_RELEASEDIR:
+		return sizeof(struct fuse_release_in);
+	case FUSE_FSYNC:
+		return sizeof(struct fuse_fsync_in);
+	case FUSE_FLUSH:
+		return sizeof(struct fuse_flush_in);
+	case FUSE_INTERRUPT:
+		return sizeof(struct fuse_interrupt_in);
+	case FUSE_FALLOCATE:
+		return sizeof(struct fuse_fallocate_in);
+	case FUSE_INIT:
+		return sizeof(struct fuse_init_in);
+	default:
+		return 0;	/* LOOKUP (the name is the payload), STATFS, DESTROY */
+	}
+}
+
+/* ---- threads --------------------------------------------------------- */
+
+static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	int r;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, THREAD_STACK);
+	r = -pthread_create(t, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	return r;
+}
+
+static void serving_ended(struct rt_fuse *f)
+{
+	pthread_mutex_lock(&f->live_mu);
+	f->live--;
+	pthread_cond_broadcast(&f->live_cond);
+	pthread_mutex_unlock(&f->live_mu);
+}
+
+/* ---- transport: /dev/fuse ----------------------------------------------- */
+
+/* Parse one request read from /dev/fuse; false when malformed. */
+static bool dev_request(uint8_t *buf, size_t n, struct fuse_reqctx *r)
+{
+	size_t op_len;
+
+	memset(r, 0, sizeof(*r));
+	if (n < sizeof(r->in))
+		return false;
+	memcpy(&r->in, buf, sizeof(r->in));
+	if (r->in.len != n)
+		return false;
+	op_len = op_in_size(r->in.opcode);
+	if (op_len > n - sizeof(r->in))
+		op_len = n - sizeof(r->in);	/* shorter in older protocols: the rest stays 0 */
+	memcpy(r->op.raw, buf + sizeof(r->in), op_len);
+	r->payload = buf + sizeof(r->in) + op_len;
+	r->payload_len = n - sizeof(r->in) - op_len;
+	r->out = buf + sizeof(struct fuse_out_header);
+	r->out_cap = DEV_BUF_SIZE - sizeof(struct fuse_out_header);
+	return true;
+}
+
+/* Write the reply whose arguments are at buf + out header; -errno from write(2). */
+static int dev_reply(int fd, uint8_t *buf, uint64_t unique, int res)
+{
+	struct fuse_out_header oh = {
+		.len = (uint32_t)sizeof(oh) + (uint32_t)(res > 0 ? res : 0),
+		.error = res < 0 ? res : 0,
+		.unique = unique,
+	};
+
+	memcpy(buf, &oh, sizeof(oh));
+	return write(fd, buf, oh.len) < 0 ? -errno : 0;
+}
+
+static void *dev_main(void *arg)
+{
+	struct dev_worker *w = arg;
+	struct rt_fuse *f = w->f;
+	struct fuse_reqctx r;
+
+	uint8_t *buf = w->buf + DEV_BUF_SLACK;
+
+	for (;;) {
+		ssize_t n = read(w->fd, buf, DEV_BUF_SIZE);
+		int res;
+
+		if (n < 0) {
+			/* ENOENT: the request was interrupted before we read it. */
+			if (errno == EINTR || errno == EAGAIN || errno == ENOENT)
+				continue;
+			if (errno != ENODEV)	/* ENODEV: unmounted or aborted */
+				rt_log(RT_LOG_WARN, "'%s': reading /dev/fuse: %s", f->name,
+				       strerror(errno));
+			break;
+		}
+		if (!dev_request(buf, (size_t)n, &r)) {
+			rt_log(RT_LOG_WARN, "'%s': a malformed FUSE request (%zd bytes)", f->name, n);
+			continue;
+		}
+		atomic_fetch_add_explicit(&f->dev_requests, 1, memory_order_relaxed);
+		res = serve(f, &r);
+		if (r.noreply)
+			continue;
+		res = dev_reply(w->fd, buf, r.in.unique, res);
+		if (res == -ENODEV)
+			break;
+		/* -ENOENT: the request was interrupted meanwhile and is gone. */
+		if (res < 0 && res != -ENOENT)
+			rt_log(RT_LOG_DEBUG, "'%s': a FUSE reply: %s", f->name, strerror(-res));
+	}
+	serving_ended(f);
+	return NULL;
+}
+
+/* Start /dev/fuse readers until there are @n (each on a clone of the connection). */
+static int dev_spawn(struct rt_fuse *f, unsigned n)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&f->dev_mu);
+	while (f->n_dev < n && f->n_dev < MAX_THREADS) {
+		struct dev_worker *w = &f->dev[f->n_dev];
+		uint32_t master = (uint32_t)f->fd;
+
+		w->f = f;
+		w->fd = f->fd;
+		if (f->n_dev > 0) {
+			int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+
+			/* Without a clone all readers share the one descriptor: slower, correct. */
+			if (fd >= 0 && ioctl(fd, FUSE_DEV_IOC_CLONE, &master) == 0) {
+				w->fd = fd;
+				w->own_fd = true;
+			} else if (fd >= 0) {
+				close(fd);
+			}
+		}
+		/* dev[0] may have its buffer already: INIT was read into it. */
+		if (!w->buf && posix_memalign((void **)&w->buf, 4096, DEV_BUF_SIZE + DEV_BUF_SLACK)) {
+			w->buf = NULL;
+			r = -ENOMEM;
+			break;
+		}
+		pthread_mutex_lock(&f->live_mu);
+		f->live++;
+		pthread_mutex_unlock(&f->live_mu);
+		r = spawn(&w->thread, dev_main, w);
+		if (r < 0) {
+			pthread_mutex_lock(&f->live_mu);
+			f->live--;
+			pthread_mutex_unlock(&f->live_mu);
+			break;
+		}
+		w->started = true;
+		f->n_dev++;
+	}
+	pthread_mutex_unlock(&f->dev_mu);
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': cannot start a FUSE thread: %s", f->name,
+		       strerror(-r));
+	return r;
+}
+
+/* ---- transport: io_uring --------------------------------------------- */
+
+static void ring_prep(struct io_uring_sqe *sqe, struct ring_ent *ent, uint32_t cmd)
+{
+	struct fuse_uring_cmd_req *req = (struct fuse_uring_cmd_req *)sqe->cmd;
+
+	memset(sqe, 0, 2 * sizeof(*sqe));	/* a 128-byte SQE */
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = ent->q->f->fd;
+	sqe->cmd_op = cmd;
+	io_uring_sqe_set_data(sqe, ent);
+	if (cmd == FUSE_IO_URING_CMD_REGISTER) {
+		sqe->addr = (uint64_t)(uintptr_t)ent->iov;
+		sqe->len = 2;
+	}
+	req->qid = (uint16_t)ent->q->qid;
+	req->commit_id = cmd == FUSE_IO_URING_CMD_COMMIT_AND_FETCH ? ent->commit_id : 0;
+	ent->last_cmd = cmd;
+}
+
+/*
+ * The queue a thread runs: what it queues on its own ring is submitted once
+ * per batch of completions (one io_uring_enter for all of them).
+ */
+static __thread struct ring_queue *thread_queue;
+
+/* A free SQE of @q (the caller holds sq_mu); NULL only when the ring is broken. */
+static struct io_uring_sqe *ring_sqe(struct ring_queue *q)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
+
+	if (!sqe) {
+		io_uring_submit(&q->ring);
+		sqe = io_uring_get_sqe(&q->ring);
+	}
+	return sqe;
+}
+
+/* Queue @cmd for @ent and submit it; from the queue's thread or a worker. */
+static void ring_submit(struct ring_ent *ent, uint32_t cmd)
+{
+	struct ring_queue *q = ent->q;
+	struct io_uring_sqe *sqe;
+	int r;
+
+	pthread_mutex_lock(&q->sq_mu);
+	sqe = ring_sqe(q);
+	if (sqe) {
+		ring_prep(sqe, ent, cmd);
+		r = thread_queue == q ? 0 : io_uring_submit(&q->ring);
+	} else {
+		r = -EBUSY;
+	}
+	pthread_mutex_unlock(&q->sq_mu);
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': FUSE queue %u: cannot submit: %s", q->f->name,
+		       q->qid, strerror(-r));
+}
+
+/* Reply to the entry's request (@res: length of the arguments in the payload, or -errno). */
+static void ring_commit(struct ring_ent *ent, int res)
+{
+	struct fuse_out_header oh = {
+		.len = (uint32_t)sizeof(oh) + (uint32_t)(res > 0 ? res : 0),
+		.error = res < 0 ? res : 0,
+		.unique = ent->r.in.unique,
+	};
+
+	memcpy(ent->hdr->in_out, &oh, sizeof(oh));
+	ent->hdr->ring_ent_in_out.payload_sz = res > 0 ? (uint32_t)res : 0;
+	ring_submit(ent, FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
+}
+
+static void ring_serve(struct ring_ent *ent)
+{
+	int res = serve(ent->q->f, &ent->r);
+
+	/* Every entry is committed, or the kernel loses its slot. */
+	ring_commit(ent, ent->r.noreply ? 0 : res);
+}
+
+/* A worker served @ent: hand it back to its queue's thread to commit. */
+static void ring_hand_back(struct ring_ent *ent)
+{
+	struct ring_queue *q = ent->q;
+	bool wake;
+
+	ent->res = serve(q->f, &ent->r);
+	if (ent->r.noreply)
+		ent->res = 0;
+	pthread_mutex_lock(&q->done_mu);
+	wake = !q->done_head;
+	ent->next = q->done_head;
+	q->done_head = ent;
+	pthread_mutex_unlock(&q->done_mu);
+	if (wake && eventfd_write(q->efd, 1) < 0)
+		rt_log(RT_LOG_ERROR, "'%s': FUSE queue %u: cannot wake: %s", q->f->name, q->qid,
+		       strerror(errno));
+}
+
+/* Watch the queue's eventfd on its ring (a multishot poll, re-armed when it ends). */
+static void ring_watch_done(struct ring_queue *q)
+{
+	struct io_uring_sqe *sqe;
+
+	pthread_mutex_lock(&q->sq_mu);
+	sqe = ring_sqe(q);
+	if (sqe) {
+		io_uring_prep_poll_multishot(sqe, q->efd, POLLIN);
+		io_uring_sqe_set_data(sqe, &q->efd_ent);
+	}
+	pthread_mutex_unlock(&q->sq_mu);
+}
+
+/* On the queue's thread: commit what the workers have served. */
+static void ring_commit_done(struct ring_queue *q, unsigned flags)
+{
+	struct ring_ent *ent;
+	eventfd_t v;
+
+	(void)eventfd_read(q->efd, &v);		/* non-blocking: reset before taking the list */
+	pthread_mutex_lock(&q->done_mu);
+	ent = q->done_head;
+	q->done_head = NULL;
+	pthread_mutex_unlock(&q->done_mu);
+	while (ent) {
+		struct ring_ent *next = ent->next;
+
+		ring_commit(ent, ent->res);
+		ent = next;
+	}
+	if (!(flags & IORING_CQE_F_MORE))
+		ring_watch_done(q);
+}
+
+static void *pool_main(void *arg)
+{
+	struct rt_fuse *f = arg;
+
+	for (;;) {
+		struct ring_ent *ent;
+
+		pthread_mutex_lock(&f->pool_mu);
+		while (!f->pool_head && !f->pool_stop)
+			pthread_cond_wait(&f->pool_cond, &f->pool_mu);
+		ent = f->pool_head;
+		if (ent) {
+			f->pool_head = ent->next;
+			if (!f->pool_head)
+				f->pool_tail = NULL;
+		}
+		pthread_mutex_unlock(&f->pool_mu);
+		if (!ent)
+			break;
+		ring_hand_back(ent);
+	}
+	return NULL;
+}
+
+static void pool_push(struct rt_fuse *f, struct ring_ent *ent)
+{
+	ent->next = NULL;
+	pthread_mutex_lock(&f->pool_mu);
+	if (f->pool_tail)
+		f->pool_tail->next = ent;
+	else
+		f->pool_head = ent;
+	f->pool_tail = ent;
+	pthread_cond_signal(&f->pool_cond);
+	pthread_mutex_unlock(&f->pool_mu);
+}
+
+/* Every unit I/O of an event-driven request completed: reply, or serve it again synchronously. */
+static void aio_finish(struct ring_ent *ent)
+{
+	struct rt_fuse *f = ent->q->f;
+	bool ok = !ent->aio_failed;
+
+	engine_aio_unmap(f->e, &ent->ar, ok);
+	if (ok && ent->ar.write) {
+		struct fuse_write_out wo = { .size = ent->aio_size };
+
+		ring_commit(ent, reply_struct(&ent->r, &wo, sizeof(wo)));
+	} else if (ok) {
+		ring_commit(ent, (int)ent->aio_size);
+	} else {
+		pool_push(f, ent);	/* engine_read/engine_write judge the error */
+	}
+}
+
+static void aio_unit_done(struct ring_uio *u, int res)
+{
+	struct ring_ent *ent = u->ent;
+
+	if (res < 0 || (uint32_t)res != u->len)
+		ent->aio_failed = true;
+	if (--ent->pending == 0)
+		aio_finish(ent);
+}
+
+/*
+ * A READ, or a WRITE of linear or raid0, served on the queue's own ring:
+ * the engine maps it to unit I/O straight into (or from) the entry's
+ * payload buffer, and the reply is committed when their completions arrive
+ * (aio_unit_done). False when the request needs the synchronous path (the
+ * engine said so, or it is not a plain read or write of the file).
+ */
+static bool aio_start(struct ring_ent *ent)
+{
+	struct ring_queue *q = ent->q;
+	struct rt_fuse *f = q->f;
+	bool write = ent->r.in.opcode == FUSE_WRITE;
+	struct fuse_write_in wi;
+	struct fuse_read_in ri;
+	uint64_t off;
+	unsigned i, unsent;
+	size_t size;
+	int r;
+
+	if (write) {
+		memcpy(&wi, ent->r.op.raw, sizeof(wi));
+		off = wi.offset;
+		size = wi.size;
+		if (size > ent->r.payload_len)
+			return false;
+	} else {
+		memcpy(&ri, ent->r.op.raw, sizeof(ri));
+		off = ri.offset;
+		size = ri.size;
+	}
+	if (ent->r.in.nodeid != FILE_INO || off >= f->size || size == 0)
+		return false;
+	if (size > f->size - off)
+		size = (size_t)(f->size - off);
+	if (size > f->payload_size)
+		return false;
+	r = write ? engine_write_map(f->e, ent->payload, size, off, &ent->ar) :
+		    engine_read_map(f->e, ent->payload, size, off, &ent->ar);
+	if (r < 0)
+		return false;
+	ent->aio_size = (uint32_t)size;
+	ent->aio_failed = false;
+	ent->pending = ent->ar.n;
+	/* On the queue's thread: submitted with the rest of the batch. */
+	pthread_mutex_lock(&q->sq_mu);
+	for (i = 0; i < ent->ar.n; i++) {
+		const struct engine_unit_io *io = &ent->ar.io[i];
+		struct io_uring_sqe *sqe = ring_sqe(q);
+
+		if (!sqe)
+			break;
+		ent->uio[i] = (struct ring_uio){ ent, io->len };
+		if (write)
+			io_uring_prep_write(sqe, io->fd, io->buf, io->len, io->off);
+		else
+			io_uring_prep_read(sqe, io->fd, io->buf, io->len, io->off);
+		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&ent->uio[i] | 1);
+	}
+	pthread_mutex_unlock(&q->sq_mu);
+	unsent = ent->ar.n - i;
+	if (unsent) {
+		/* No room on the ring for the rest: the synchronous path does it all. */
+		ent->aio_failed = true;
+		ent->pending -= unsent;
+		if (ent->pending == 0)
+			aio_finish(ent);
+	}
+	return true;
+}
+
+/* A request arrived in @ent: copy it out of the shared buffers, then serve it. */
+static void ring_request(struct ring_ent *ent)
+{
+	struct fuse_reqctx *r = &ent->r;
+	struct rt_fuse *f = ent->q->f;
+	uint32_t len = ent->hdr->ring_ent_in_out.payload_sz;
+
+	memset(r, 0, sizeof(*r));
+	memcpy(&r->in, ent->hdr->in_out, sizeof(r->in));
+	memcpy(r->op.raw, ent->hdr->op_in, sizeof(r->op.raw));
+	ent->commit_id = ent->hdr->ring_ent_in_out.commit_id;
+	r->payload = ent->payload;
+	r->payload_len = len < f->payload_size ? len : f->payload_size;
+	r->out = ent->payload;
+	r->out_cap = f->payload_size;
+	atomic_fetch_add_explicit(&f->ring_requests, 1, memory_order_relaxed);
+	if ((r->in.opcode == FUSE_READ || r->in.opcode == FUSE_WRITE) && aio_start(ent))
+		return;		/* replied when its unit I/O completes */
+	if (needs_engine(r->in.opcode))
+		pool_push(f, ent);	/* the queue goes on serving meanwhile */
+	else
+		ring_serve(ent);
+}
+
+static void ring_register_failed(struct ring_queue *q, int err)
+{
+	struct rt_fuse *f = q->f;
+
+	if (atomic_exchange(&f->ring_failed, true))
+		return;
+	/*
+	 * Once INIT said io_uring, the kernel holds every request until all
+	 * queues are registered: end the connection rather than hang.
+	 */
+	rt_log(RT_LOG_ERROR, "'%s': FUSE over io_uring: queue %u cannot register: %s "
+	       "(RAIDTOOL_FUSE_TRANSPORT=dev serves through /dev/fuse)", f->name, q->qid,
+	       strerror(-err));
+	rt_fuse_abort(f);
+}
+
+static void *queue_main(void *arg)
+{
+	struct ring_queue *q = arg;
+	struct rt_fuse *f = q->f;
+	unsigned live = f->depth;
+	bool wait = true;
+
+	thread_queue = q;
+	ring_watch_done(q);
+	for (unsigned i = 0; i < f->depth; i++)
+		ring_submit(&q->ents[i], FUSE_IO_URING_CMD_REGISTER);
+	while (live > 0) {
+		struct io_uring_cqe *cqe;
+		struct ring_ent *ent;
+		uint64_t ud;
+		unsigned flags;
+		int res, r;
+
+		if (wait) {
+			/* What this batch queued (replies, unit reads) goes out at once. */
+			pthread_mutex_lock(&q->sq_mu);
+			io_uring_submit(&q->ring);
+			pthread_mutex_unlock(&q->sq_mu);
+			r = io_uring_wait_cqe(&q->ring, &cqe);
+		} else {
+			r = io_uring_peek_cqe(&q->ring, &cqe);
+			if (r == -EAGAIN) {
+				wait = true;
+				continue;
+			}
+		}
+		if (r == -EINTR)
+			continue;
+		if (r < 0) {
+			rt_log(RT_LOG_ERROR, "'%s': FUSE queue %u: %s", f->name, q->qid,
+			       strerror(-r));
+			break;
+		}
+		wait = false;
+		ud = io_uring_cqe_get_data64(cqe);
+		res = cqe->res;
+		flags = cqe->flags;
+		io_uring_cqe_seen(&q->ring, cqe);
+		if (ud == (uint64_t)(uintptr_t)&q->efd_ent) {
+			ring_commit_done(q, res < 0 ? 0 : flags);
+			continue;
+		}
+		if (ud & 1) {
+			aio_unit_done((struct ring_uio *)(uintptr_t)(ud & ~(uint64_t)1), res);
+			continue;
+		}
+		ent = (struct ring_ent *)(uintptr_t)ud;
+		if (res == 0) {
+			ring_request(ent);
+			continue;
+		}
+		if (res == -EAGAIN || res == -EINTR) {
+			ring_submit(ent, ent->last_cmd);
+			continue;
+		}
+		/* -ENOTCONN: the connection ended (unmount or abort); the entry is released. */
+		if (res != -ENOTCONN && ent->last_cmd == FUSE_IO_URING_CMD_REGISTER)
+			ring_register_failed(q, res);
+		else if (res != -ENOTCONN)
+			rt_log(RT_LOG_DEBUG, "'%s': FUSE queue %u: a commit: %s", f->name, q->qid,
+			       strerror(-res));
+		live--;
+	}
+	serving_ended(f);
+	return NULL;
+}
+
+/* The number of possible CPUs: the kernel makes one queue per possible CPU. */
+static unsigned possible_cpus(void)
+{
+	char buf[256];
+	unsigned last = 0;
+	FILE *fp;
+	int n = get_nprocs_conf();
+
+	fp = fopen("/sys/devices/system/cpu/possible", "re");
+	if (fp) {
+		if (fgets(buf, sizeof(buf), fp)) {
+			/* "0-3" or "0,2-5": the highest number + 1 */
+			for (char *s = buf; *s;) {
+				char *end;
+				unsigned long v;
+
+				if (*s < '0' || *s > '9') {	/* not strtoul's: "-1" is a number to it */
+					s++;
+					continue;
+				}
+				v = strtoul(s, &end, 10);
+				if (v > last && v < 65536)
+					last = (unsigned)v;
+				s = end;
+			}
+			n = (int)last + 1;
+		}
+		fclose(fp);
+	}
+	return n > 0 ? (unsigned)n : 1;
+}
+
+/* Rings and buffers for every queue, before INIT is answered (so a failure can fall back). */
+static int ring_setup(struct rt_fuse *f)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	size_t pages = page > 0 ? (size_t)page * (MAX_WRITE / 4096u) : MAX_WRITE;
+	int r;
+
+	f->n_queues = possible_cpus();
+	f->depth = RING_ENTRIES_TOTAL / f->n_queues;
+	f->depth = f->depth < RING_DEPTH_MIN ? RING_DEPTH_MIN :
+		   f->depth > RING_DEPTH_MAX ? RING_DEPTH_MAX : f->depth;
+	f->payload_size = MAX_WRITE > 8192 ? MAX_WRITE : 8192;
+	if (pages > f->payload_size)
+		f->payload_size = pages;
+	f->queues = calloc(f->n_queues, sizeof(*f->queues));
+	if (!f->queues)
+		return -ENOMEM;
+	for (unsigned qi = 0; qi < f->n_queues; qi++) {
+		struct ring_queue *q = &f->queues[qi];
+		struct io_uring_params params;
+
+		q->f = f;
+		q->qid = qi;
+		pthread_mutex_init(&q->sq_mu, NULL);
+		pthread_mutex_init(&q->done_mu, NULL);
+		q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (q->efd < 0)
+			return -errno;
+		q->ents = calloc(f->depth, sizeof(*q->ents));
+		if (!q->ents)
+			return -ENOMEM;
+		memset(&params, 0, sizeof(params));
+		params.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE;
+		params.cq_entries = RING_CQ_ENTRIES;
+		r = io_uring_queue_init_params(RING_SQ_ENTRIES, &q->ring, &params);
+		if (r < 0)
+			return r;
+		q->ring_ok = true;
+		for (unsigned i = 0; i < f->depth; i++) {
+			struct ring_ent *ent = &q->ents[i];
+
+			ent->q = q;
+			if (posix_memalign((void **)&ent->hdr, 64, sizeof(*ent->hdr)) ||
+			    posix_memalign((void **)&ent->payload, 4096, f->payload_size)) {
+				ent->hdr = NULL;
+				return -ENOMEM;
+			}
+			memset(ent->hdr, 0, sizeof(*ent->hdr));
+			ent->iov[0] = (struct iovec){ ent->hdr, sizeof(*ent->hdr) };
+			ent->iov[1] = (struct iovec){ ent->payload, f->payload_size };
+		}
+	}
+	return 0;
+}
+
+static void ring_free(struct rt_fuse *f)
+{
+	if (!f->queues)
+		return;
+	for (unsigned qi = 0; qi < f->n_queues; qi++) {
+		struct ring_queue *q = &f->queues[qi];
+
+		if (q->ring_ok)
+			io_uring_queue_exit(&q->ring);
+		for (unsigned i = 0; q->ents && i < f->depth; i++) {
+			free(q->ents[i].hdr);
+			free(q->ents[i].payload);
+		}
+		free(q->ents);
+		if (q->efd > 0)
+			close(q->efd);
+		pthread_mutex_destroy(&q->done_mu);
+		pthread_mutex_destroy(&q->sq_mu);
+	}
+	free(f->queues);
+	f->queues = NULL;
+}
+
+static int ring_start(struct rt_fuse *f)
+{
+	int r;
+
+	f->pool = calloc(f->threads, sizeof(*f->pool));
+	if (!f->pool)
+		return -ENOMEM;
+	for (; f->n_pool < f->threads; f->n_pool++) {
+		r = spawn(&f->pool[f->n_pool], pool_main, f);
+		if (r < 0)
+			return r;
+	}
+	for (unsigned qi = 0; qi < f->n_queues; qi++) {
+		struct ring_queue *q = &f->queues[qi];
+
+		pthread_mutex_lock(&f->live_mu);
+		f->live++;
+		pthread_mutex_unlock(&f->live_mu);
+		r = spawn(&q->thread, queue_main, q);
+		if (r < 0) {
+			serving_ended(f);
+			return r;
+		}
+		q->started = true;
+	}
+	return 0;
+}
+
+/*
+ * FUSE over io_uring needs the fuse module's enable_uring parameter: set it
+ * when we may (root), and say so. -EOPNOTSUPP when the kernel has none.
+ */
+static int uring_param_enable(const char *name)
+{
+	char v[8] = "";
+	int fd;
+	ssize_t n;
+
+	fd = open(ENABLE_URING_PARAM, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -EOPNOTSUPP : -errno;
+	n = read(fd, v, sizeof(v) - 1);
+	close(fd);
+	if (n > 0 && v[0] == 'Y')
+		return 0;
+	fd = open(ENABLE_URING_PARAM, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, "Y", 1);
+	if (n < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	close(fd);
+	rt_log(RT_LOG_INFO, "'%s': enabled FUSE over io_uring (wrote Y to %s)", name,
+	       ENABLE_URING_PARAM);
+	return 0;
+}
+
+/* ---- INIT, mount, lifecycle ---------------------------------------------- */
+
+/* Read INIT from the new connection, choose the transport, answer it. */
+static int answer_init(struct rt_fuse *f, enum rt_fuse_transport want, bool param_ok)
+{
+	uint8_t *buf = f->dev[0].buf + DEV_BUF_SLACK;
+	struct fuse_reqctx r;
+	struct fuse_init_in ii;
+	struct fuse_init_out io;
+	uint64_t kflags, flags;
+	ssize_t n;
+	int ret;
+
+	do
+		n = read(f->fd, buf, DEV_BUF_SIZE);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if (!dev_request(buf, (size_t)n, &r) || r.in.opcode != FUSE_INIT)
+		return -EPROTO;
+	atomic_fetch_add_explicit(&f->dev_requests, 1, memory_order_relaxed);
+	memcpy(&ii, r.op.raw, sizeof(ii));
+	if (ii.major != FUSE_KERNEL_VERSION || ii.minor < 28) {
+		rt_log(RT_LOG_ERROR, "'%s': the kernel speaks FUSE %u.%u; 7.28 or later is needed",
+		       f->name, ii.major, ii.minor);
+		dev_reply(f->fd, buf, r.in.unique, -EPROTO);
+		return -EPROTO;
+	}
+	kflags = ii.flags | ((ii.flags & FUSE_INIT_EXT) ? (uint64_t)ii.flags2 << 32 : 0);
+	flags = kflags & (FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_ASYNC_DIO | FUSE_MAX_PAGES |
+			  FUSE_PARALLEL_DIROPS | FUSE_INIT_EXT);
+	if (want != RT_FUSE_DEV && param_ok) {
+		if (!(kflags & FUSE_OVER_IO_URING)) {
+			ret = -EOPNOTSUPP;
+			rt_log(want == RT_FUSE_URING ? RT_LOG_ERROR : RT_LOG_INFO,
+			       "'%s': the kernel does not offer FUSE over io_uring (FUSE %u.%u)%s",
+			       f->name, ii.major, ii.minor,
+			       want == RT_FUSE_URING ? "" : "; serving through /dev/fuse");
+		} else {
+			ret = ring_setup(f);
+			if (ret < 0)
+				rt_log(want == RT_FUSE_URING ? RT_LOG_ERROR : RT_LOG_INFO,
+				       "'%s': cannot set up FUSE over io_uring: %s%s", f->name,
+				       strerror(-ret), want == RT_FUSE_URING ? "" :
+				       "; serving through /dev/fuse");
+		}
+		if (ret < 0) {
+			ring_free(f);
+			if (want == RT_FUSE_URING) {
+				dev_reply(f->fd, buf, r.in.unique, -EPROTO);
+				return -EOPNOTSUPP;
+			}
+		} else {
+			f->ring_on = true;
+			flags |= FUSE_OVER_IO_URING;
+		}
+	}
+	memset(&io, 0, sizeof(io));
+	io.major = FUSE_KERNEL_VERSION;
+	io.minor = RT_FUSE_KERNEL_MINOR;
+	io.max_readahead = ii.max_readahead;
+	io.flags = (uint32_t)flags;
+	io.flags2 = (uint32_t)(flags >> 32);
+	io.max_background = MAX_BACKGROUND;
+	io.congestion_threshold = CONGESTION_THRESHOLD;
+	io.max_write = MAX_WRITE;
+	io.time_gran = 1;
+	io.max_pages = (uint16_t)(MAX_WRITE / 4096u);
+	if (sysconf(_SC_PAGESIZE) > 0)
+		io.max_pages = (uint16_t)(MAX_WRITE / (size_t)sysconf(_SC_PAGESIZE));
+	memcpy(r.out, &io, sizeof(io));
+	/* The queues register only once this write has returned (-EAGAIN before). */
+	return dev_reply(f->fd, buf, r.in.unique, (int)sizeof(io));
+}
+
+static int do_mount(struct rt_fuse *f)
+{
+	char opts[128], source[300];
+
+	snprintf(opts, sizeof(opts), "fd=%d,rootmode=%o,user_id=%u,group_id=%u,allow_other,"
+		 "default_permissions", f->fd, S_IFDIR, (unsigned)getuid(), (unsigned)getgid());
+	snprintf(source, sizeof(source), "raidtool:%s", f->name);
+	if (mount(source, f->mnt, "fuse.raidtool", MS_NOSUID | MS_NODEV, opts) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * The connection's id for fusectl is the mount's anonymous device number.
+ * A plain stat(2) would ask us for the root's attributes (and wait for
+ * INIT's answer, or for the ring to be ready): AT_STATX_DONT_SYNC takes
+ * what the kernel has.
+ */
+static void find_conn_id(struct rt_fuse *f)
+{
+	struct statx stx;
+
+	if (statx(AT_FDCWD, f->mnt, AT_STATX_DONT_SYNC, STATX_TYPE, &stx) == 0) {
+		f->conn_id = (unsigned long)stx.stx_dev_major << 20 | stx.stx_dev_minor;
+		f->have_conn = true;
+	}
+}
+
+int rt_fuse_start(const struct rt_fuse_params *p, struct rt_fuse **out)
+{
+	enum rt_fuse_transport want;
+	bool mounted = false, param_ok = false;
+	struct rt_fuse *f;
+	int r;
+
+	if (!p || !p->engine || !p->name || !p->mountpoint || !out)
+		return -EINVAL;
+	*out = NULL;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->fd = -1;
+	pthread_mutex_init(&f->dev_mu, NULL);
+	pthread_mutex_init(&f->pool_mu, NULL);
+	pthread_cond_init(&f->pool_cond, NULL);
+	pthread_mutex_init(&f->live_mu, NULL);
+	pthread_cond_init(&f->live_cond, NULL);
+	f->e = p->engine;
+	f->size = engine_size(p->engine);
+	f->blocksize = p->blocksize;
+	f->started = time(NULL);
+	f->threads = p->threads ? p->threads : DEFAULT_THREADS;
+	if (f->threads > MAX_THREADS)
+		f->threads = MAX_THREADS;
+	want = p->transport;
+	if ((size_t)snprintf(f->name, sizeof(f->name), "%s", p->name) >= sizeof(f->name) ||
+	    (size_t)snprintf(f->mnt, sizeof(f->mnt), "%s", p->mountpoint) >= sizeof(f->mnt)) {
+		r = -ENAMETOOLONG;
+		goto fail;
+	}
+
+	if (want != RT_FUSE_DEV) {
+		r = uring_param_enable(f->name);
+		param_ok = r == 0;
+		if (r < 0)
+			rt_log(want == RT_FUSE_URING ? RT_LOG_ERROR : RT_LOG_INFO,
+			       "'%s': FUSE over io_uring is not available (%s: %s)%s", f->name,
+			       ENABLE_URING_PARAM, r == -EOPNOTSUPP ?
+			       "the kernel has no such parameter" : strerror(-r),
+			       want == RT_FUSE_URING ? "" : "; serving through /dev/fuse");
+		if (r < 0 && want == RT_FUSE_URING) {
+			r = -EOPNOTSUPP;
+			goto fail;
+		}
+	}
+
+	f->fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (f->fd < 0) {
+		r = -errno;
+		rt_log(RT_LOG_ERROR, "'%s': cannot open /dev/fuse: %s", f->name, strerror(-r));
+		goto fail;
+	}
+	if (posix_memalign((void **)&f->dev[0].buf, 4096, DEV_BUF_SIZE + DEV_BUF_SLACK)) {
+		f->dev[0].buf = NULL;
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = do_mount(f);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot mount FUSE on '%s': %s", f->name, f->mnt,
+		       strerror(-r));
+		goto fail;
+	}
+	mounted = true;
+	find_conn_id(f);
+	r = answer_init(f, want, param_ok);
+	if (r < 0) {
+		if (r != -EOPNOTSUPP)
+			rt_log(RT_LOG_ERROR, "'%s': FUSE INIT on '%s' failed: %s", f->name, f->mnt,
+			       strerror(-r));
+		goto fail;
+	}
+	r = dev_spawn(f, 1);
+	if (r == 0)
+		r = f->ring_on ? ring_start(f) : dev_spawn(f, f->threads);
+	if (r < 0)
+		goto fail;
+	rt_log(RT_LOG_DEBUG, "'%s': FUSE on '%s' through %s", f->name, f->mnt,
+	       rt_fuse_transport_name(f));
+	*out = f;
+	return 0;
+fail:
+	if (mounted) {
+		umount2(f->mnt, MNT_DETACH | UMOUNT_NOFOLLOW);
+		rt_fuse_abort(f);
+		if (!rt_fuse_wait_end(f, 10000))
+			return r;	/* threads still use @f: leave it to exit() */
+	}
+	rt_fuse_destroy(f);
+	return r;
+}
+
+const char *rt_fuse_transport_name(const struct rt_fuse *f)
+{
+	return f && f->ring_on && !atomic_load(&f->ring_failed) ? "io_uring" : "/dev/fuse";
+}
+
+int rt_fuse_transport_parse(const char *s, enum rt_fuse_transport *out)
+{
+	if (!s || !*s || !strcmp(s, "auto"))
+		*out = RT_FUSE_AUTO;
+	else if (!strcmp(s, "dev"))
+		*out = RT_FUSE_DEV;
+	else if (!strcmp(s, "uring"))
+		*out = RT_FUSE_URING;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+void rt_fuse_get_stats(struct rt_fuse *f, struct rt_fuse_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (!f)
+		return;
+	st->ring_requests = atomic_load_explicit(&f->ring_requests, memory_order_relaxed);
+	st->dev_requests = atomic_load_explicit(&f->dev_requests, memory_order_relaxed);
+	if (f->ring_on && !atomic_load(&f->ring_failed)) {
+		st->queues = f->n_queues;
+		st->queue_depth = f->depth;
+	}
+}
+
+bool rt_fuse_wait_end(struct rt_fuse *f, long ms)
+{
+	struct timespec deadline;
+	bool done;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += ms / 1000;
+	deadline.tv_nsec += (ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&f->live_mu);
+	while (f->live)
+		if (pthread_cond_timedwait(&f->live_cond, &f->live_mu, &deadline) == ETIMEDOUT)
+			break;
+	done = f->live == 0;
+	pthread_mutex_unlock(&f->live_mu);
+	return done;
+}
+
+void rt_fuse_abort(struct rt_fuse *f)
+{
+	char path[96];
+	int fd;
+
+	if (!f || !f->have_conn)
+		return;
+	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%lu/abort", f->conn_id);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT &&
+	    mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL) == 0)
+		fd = open(path, O_WRONLY | O_CLOEXEC);	/* fusectl was not mounted */
+	if (fd < 0) {
+		rt_log(RT_LOG_WARN, "'%s': cannot abort the FUSE connection: %s: %s",
+		       f->name, path, strerror(errno));
+		return;
+	}
+	if (write(fd, "1", 1) < 0)
+		rt_log(RT_LOG_WARN, "'%s': cannot abort the FUSE connection: %s",
+		       f->name, strerror(errno));
+	close(fd);
+}
+
+void rt_fuse_destroy(struct rt_fuse *f)
+{
+	if (!f)
+		return;
+	for (unsigned i = 0; i < f->n_dev; i++)
+		if (f->dev[i].started)
+			pthread_join(f->dev[i].thread, NULL);
+	for (unsigned qi = 0; f->queues && qi < f->n_queues; qi++)
+		if (f->queues[qi].started)
+			pthread_join(f->queues[qi].thread, NULL);
+	pthread_mutex_lock(&f->pool_mu);
+	f->pool_stop = true;
+	pthread_cond_broadcast(&f->pool_cond);
+	pthread_mutex_unlock(&f->pool_mu);
+	for (unsigned i = 0; i < f->n_pool; i++)
+		pthread_join(f->pool[i], NULL);
+	free(f->pool);
+	ring_free(f);
+	for (unsigned i = 0; i < MAX_THREADS; i++) {
+		if (f->dev[i].own_fd)
+			close(f->dev[i].fd);
+		free(f->dev[i].buf);
+	}
+	if (f->fd >= 0)
+		close(f->fd);
+	pthread_cond_destroy(&f->live_cond);
+	pthread_mutex_destroy(&f->live_mu);
+	pthread_cond_destroy(&f->pool_cond);
+	pthread_mutex_destroy(&f->pool_mu);
+	pthread_mutex_destroy(&f->dev_mu);
+	free(f);
+}

@@ -1,0 +1,243 @@
+#!/usr/bin/env bats
+# The FUSE transports (lib/fuse.c): RAIDTOOL_FUSE_TRANSPORT chooses io_uring
+# or /dev/fuse and status says which carried the requests; many jobs racing
+# on the same stripes verify under both; a connection torn down mid-request
+# (kill -9 of the engine during fio, deactivate during I/O, readers of the
+# FUSE file interrupted) leaves no thread stuck and nothing mounted.
+
+load helpers
+
+bats_require_minimum_version 1.5.0
+
+setup() {
+	require_fuse
+	command -v fio >/dev/null || require "needs fio"
+	command -v jq >/dev/null || require "needs jq"
+	scratch_setup
+	BGPIDS=()
+}
+
+teardown() {
+	reap_bgpids
+	if [ -n "${TESTDIR:-}" ] && [ -n "${NAME:-}" ] && [ -e "$RAIDTOOL_RUNDIR/$NAME/pid" ]; then
+		raidtool deactivate "$NAME" >/dev/null 2>&1
+	fi
+	scratch_teardown
+}
+
+# FUSE over io_uring needs a kernel with the fuse module's enable_uring.
+require_uring() {
+	[ -e /sys/module/fuse/parameters/enable_uring ] ||
+		require "needs FUSE over io_uring (Linux 6.14+, CONFIG_FUSE_IO_URING)"
+}
+
+# start_with TRANSPORT LEVEL CHUNK COUNT SIZE: zeroed images, create
+# --assume-clean (parity of zeros holds), activate through TRANSPORT.
+start_with() {
+	local transport=$1 level=$2 chunk=$3 count=$4 size=$5 i
+	UNITS=()
+	for ((i = 0; i < count; i++)); do
+		UNITS+=("$(make_image "u$i.img" "$size")")
+	done
+	run raidtool create "$NAME" --level "$level" --chunk "$chunk" --assume-clean "${UNITS[@]}"
+	assert_success
+	RAIDTOOL_FUSE_TRANSPORT=$transport run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	assert_output "/dev/raidtool/$NAME"
+	DEV=/dev/raidtool/$NAME
+	# shellcheck disable=SC2034  # read by fio_same_stripe_race (helpers.bash)
+	DEVSIZE=$(blockdev --getsize64 "$DEV")
+}
+
+fuse_field() {
+	status_json | jq -r ".fuse.$1"
+}
+
+# wait_gone PID: the process has ended within 30 s (a thread stuck in the
+# kernel keeps a killed process around); a zombie child of ours has ended.
+wait_gone() {
+	local pid=$1 state
+	for _ in $(seq 300); do
+		state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 0
+		[[ "$state" == Z* ]] && return 0
+		sleep 0.1
+	done
+	fail "process $pid did not end: $(cat /proc/"$pid"/task/*/wchan 2>/dev/null | tr '\0' ' ')"
+}
+
+# fio writing random blocks of $DEV in the background (pid in FIOPID).
+fio_background() {
+	fio --name=bg --filename="$DEV" --direct=1 --ioengine=io_uring --iodepth=16 \
+		--rw=randwrite --bs=4k-128k --numjobs=4 --time_based --runtime=60 \
+		--output="$TESTDIR/fio.out" >/dev/null 2>&1 &
+	FIOPID=$!
+	BGPIDS+=("$FIOPID")
+}
+
+# Wait until the array has served at least N more writes than it had.
+wait_writes() {
+	local want=$1 w
+	for _ in $(seq 300); do
+		w=$(status_json | jq -r .stats.writes)
+		[ "${w:-0}" -ge "$want" ] && return 0
+		sleep 0.1
+	done
+	fail "the array never saw $want writes"
+}
+
+race_test() {
+	local transport=$1 want=$2 ring
+	start_with "$transport" 5 16K 4 64M
+	[ "$(fuse_field transport)" = "$want" ]
+	fio_same_stripe_race 8
+	run raidtool check "$NAME"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "check done: 0 mismatches"
+	ring=$(fuse_field ring_requests)
+	if [ "$want" = io_uring ]; then
+		[ "$ring" -gt 1000 ] || fail "only $ring requests on the ring"
+	else
+		[ "$ring" -eq 0 ] || fail "$ring requests on a ring that should not exist"
+	fi
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+}
+
+kill_test() {
+	local transport=$1 pid
+	start_with "$transport" 0 64K 2 64M
+	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
+	fio_background
+	wait_writes 200
+	kill -KILL "$pid"
+	wait_gone "$pid"
+	# fio sees errors and ends: nothing waits forever on the dead connection.
+	wait_gone "$FIOPID"
+	run raidtool deactivate "$NAME"
+	assert_success
+	assert_output --partial "had died"
+	no_leftovers
+	# The array comes back through the same transport.
+	RAIDTOOL_FUSE_TRANSPORT=$transport run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	head -c 8M /dev/urandom > "$TESTDIR/pattern"
+	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/pattern"
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+}
+
+@test "transport uring: status says io_uring, the ring carries the I/O, data reads back" {
+	require_uring
+	start_with uring 5 64K 3 64M
+	[ "$(fuse_field transport)" = io_uring ]
+	[ "$(fuse_field queues)" -ge 1 ]
+	[ "$(fuse_field queue_depth)" -ge 2 ]
+	[ "$(cat /sys/module/fuse/parameters/enable_uring)" = Y ]
+	before=$(fuse_field ring_requests)
+	head -c 32M /dev/urandom > "$TESTDIR/pattern"
+	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	cmp <(dd if="$DEV" bs=1M count=32 iflag=direct status=none) "$TESTDIR/pattern"
+	after=$(fuse_field ring_requests)
+	[ "$after" -ge $((before + 64)) ] || fail "ring requests went from $before to $after"
+	run raidtool status "$NAME"
+	assert_success
+	assert_output --partial "transport : io_uring ("
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+}
+
+@test "transport dev: status says /dev/fuse, no ring, data reads back" {
+	start_with dev 0 64K 2 64M
+	[ "$(fuse_field transport)" = /dev/fuse ]
+	[ "$(fuse_field queues)" = 0 ]
+	head -c 16M /dev/urandom > "$TESTDIR/pattern"
+	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/pattern"
+	[ "$(fuse_field ring_requests)" = 0 ]
+	[ "$(fuse_field dev_requests)" -gt 32 ]
+	run raidtool status "$NAME"
+	assert_output --partial "transport : /dev/fuse,"
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+}
+
+@test "transport: an unknown RAIDTOOL_FUSE_TRANSPORT is refused before anything is written" {
+	UNITS=("$(make_image u0.img 32M)" "$(make_image u1.img 32M)")
+	run raidtool create "$NAME" --level 1 "${UNITS[@]}"
+	assert_success
+	sums=$(checksums "${UNITS[@]}")
+	RAIDTOOL_FUSE_TRANSPORT=ring run raidtool activate "$NAME"
+	assert_failure
+	assert_output --partial "RAIDTOOL_FUSE_TRANSPORT 'ring'"
+	assert_output --partial "dev, uring or auto"
+	[ "$(checksums "${UNITS[@]}")" = "$sums" ]
+	[ ! -e "/dev/raidtool/$NAME" ]
+}
+
+@test "race over io_uring: 8 fio jobs on the same raid5 stripes verify, parity checks clean" {
+	require_uring
+	race_test uring io_uring
+}
+
+@test "race over /dev/fuse: 8 fio jobs on the same raid5 stripes verify, parity checks clean" {
+	race_test dev /dev/fuse
+}
+
+@test "kill -9 of the engine during fio over io_uring: nothing stuck, deactivate cleans up" {
+	require_uring
+	kill_test uring
+}
+
+@test "kill -9 of the engine during fio over /dev/fuse: nothing stuck, deactivate cleans up" {
+	kill_test dev
+}
+
+@test "deactivate during I/O: refused, the I/O verifies, then a clean stop leaves nothing" {
+	start_with auto 5 64K 3 64M
+	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
+	# Writes verified as they go (verify_backlog), for long enough that the
+	# device is still open when deactivate asks.
+	fio --name=v --filename="$DEV" --direct=1 --ioengine=io_uring --iodepth=16 \
+		--rw=randwrite --bs=4k-256k --size=48M --time_based --runtime=15 \
+		--verify=crc32c --verify_backlog=256 --verify_fatal=1 --verify_state_save=0 \
+		--output="$TESTDIR/fio.out" >/dev/null 2>&1 &
+	fiopid=$!
+	BGPIDS+=("$fiopid")
+	wait_writes 100
+	run raidtool deactivate "$NAME"
+	assert_failure 4
+	assert_output --partial "(fio)"
+	wait "$fiopid"
+	run raidtool deactivate "$NAME"
+	assert_success
+	wait_gone "$pid"
+	no_leftovers
+}
+
+@test "INTERRUPT: readers of the FUSE file killed mid-request leave the engine serving" {
+	start_with auto 0 64K 2 64M
+	file=$RAIDTOOL_RUNDIR/$NAME/mnt/$NAME
+	head -c 16M /dev/urandom > "$TESTDIR/pattern"
+	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	# Signals land while direct reads of the file wait on the engine: the
+	# kernel then sends FUSE_INTERRUPT for the request in flight.
+	for _ in $(seq 20); do
+		run timeout -s INT 0.05 dd if="$file" of=/dev/null bs=1M iflag=direct
+	done
+	for _ in $(seq 10); do
+		run timeout -s KILL 0.05 dd if="$file" of=/dev/null bs=1M iflag=direct
+	done
+	cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/pattern"
+	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
+	run raidtool deactivate "$NAME"
+	assert_success
+	wait_gone "$pid"
+	no_leftovers
+}
