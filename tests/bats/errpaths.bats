@@ -551,6 +551,32 @@ dirty_stop() {
 		"$(sha256sum < "$TESTDIR/tail")" ]
 }
 
+@test "dirty log: the logs hold another region size than the superblocks: not merged, a full resync; data intact, check 0" {
+	local region u loop
+	image_array 5 3 48M
+	dirty_stop
+	region=$(examined "${UNITS[0]}" .dirty_log.region_size)
+	[ "$region" -gt 0 ] || fail "no dirty-region log on ${UNITS[0]}"
+	# Every superblock now says regions twice as large: each log, valid in
+	# itself, is of another geometry and must not be read as this one.
+	for u in "${UNITS[@]}"; do
+		loop=$(loop_of "$u")
+		run "$SBEDIT" "$loop" "array.region_size=$((region * 2))"
+		assert_success
+	done
+	[ "$(examined "${UNITS[0]}" .dirty_log.status)" = valid ]
+	run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	stderr_has "(no valid dirty-region log)"
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "resync done"
+	check_clean
+	data_ok
+	# The log is written again in the superblocks' geometry.
+	[ "$(examined "${UNITS[0]}" .dirty_log.region_size)" = $((region * 2)) ]
+}
+
 @test "dirty log: a unit's log write fails: that unit is failed, the write goes on, data intact" {
 	local off size
 	faulty_array 5 3 32M

@@ -10,6 +10,7 @@
  * FIELD: events, state (clean|dirty|N), io_failed, unit.slot,
  *        unit.length, unit.data_offset, unit.data_size, unit.log_offset,
  *        unit.log_size, array.level, array.chunk_size, array.n_devices,
+ *        array.region_size,
  *        array.n_slots, array.nblocks, array.blocksize,
  *        slot.N.state (empty|active|spare|faulty|missing|rebuilding|N),
  *        slot.N.hashcode (8 hex digits), slot.N.recovery_offset
@@ -62,6 +63,7 @@ static int edit(struct rt_sb *sb, const char *field, const char *v)
 		{ "unit.length", &sb->unit.length }, { "unit.data_offset", &sb->unit.data_offset },
 		{ "unit.data_size", &sb->unit.data_size }, { "unit.log_offset", &sb->unit.log_offset },
 		{ "unit.log_size", &sb->unit.log_size }, { "array.nblocks", &sb->array.nblocks },
+		{ "array.region_size", &sb->array.region_size },
 	};
 	const struct {
 		const char *name;
