@@ -395,7 +395,7 @@ data_ok() {
 	data_ok "$b"
 }
 
-@test "udevadm test: the rule imports examine and incremental; under systemd it wants raidtool@NAME.service" {
+@test "udevadm test: the rule imports examine and incremental; under systemd it wants raidtool@HASHCODE.service" {
 	prepare_array "$NAME" 1 2
 	install_rule 0
 	d0=$(losetup --find --show "$TESTDIR/$NAME-0.img")
@@ -414,7 +414,8 @@ data_ok() {
 	run udevadm test --action=add "/sys/class/block/${d1#/dev/}"
 	assert_success
 	assert_output --partial "raidtool incremental --export --no-start $d1'(out) 'RAIDTOOL_STARTED=yes'"
-	assert_output --partial "SYSTEMD_WANTS=raidtool@$NAME.service"
+	hash=$(raidtool examine --json "$d1" 2>/dev/null | jq -r .array.hashcode)
+	assert_output --partial "SYSTEMD_WANTS=raidtool@$hash.service"
 	assert_equal "$(state_of "$NAME")" inactive
 }
 
