@@ -48,6 +48,11 @@
 
 struct run {
 	char name[RT_NAME_MAX + 1];
+	/*
+	 * The array as the commands that messages suggest name it: its name,
+	 * or its hashcode when another running array has the name.
+	 */
+	char id[RT_NAME_MAX + 1];
 	uint8_t uuid[RT_UUID_SIZE];	/* keys the run directory */
 	int lock_fd;
 	int sig_fd;
@@ -758,7 +763,7 @@ static int run_walk_command(struct run *run, const char *cmd, const char *arg, c
 
 		engine_walk_progress(run->e, &wp);
 		snprintf(msg, len, "busy: %s is running (see 'raidtool status %s')",
-			 walk_name(wp.kind), run->name);
+			 walk_name(wp.kind), run->id);
 		return r;
 	}
 	if (r == -EOPNOTSUPP) {
@@ -772,7 +777,7 @@ static int run_walk_command(struct run *run, const char *cmd, const char *arg, c
 	}
 	rt_log(RT_LOG_INFO, "'%s': %s started", run->name, walk_name(p.kind));
 	snprintf(msg, len, "%s started in the background; see 'raidtool status %s' or "
-		 "'raidtool wait %s'", cmd, run->name, run->name);
+		 "'raidtool wait %s'", cmd, run->id, run->id);
 	return 0;
 }
 
@@ -822,7 +827,7 @@ static int find_member(struct run *run, const char *arg, char *msg, size_t len)
 		}
 	}
 	snprintf(msg, len, "'%s': not a unit of this array (give a role number, hashcode or "
-		 "device; see 'raidtool status %s')", arg, run->name);
+		 "device; see 'raidtool status %s')", arg, run->id);
 	return -ENODEV;
 }
 
@@ -904,12 +909,12 @@ static int cmd_remove(struct run *run, const char *arg, char *msg, size_t len)
 		snprintf(msg, len, "role %d ('%s') is being rebuilt and already holds every write "
 			 "since it was added; let the rebuild finish ('raidtool wait %s'), or to "
 			 "take it out fail it first ('raidtool fail %s %d' stops the rebuild) and "
-			 "then remove it", i, as->dev[i], run->name, run->name, i);
+			 "then remove it", i, as->dev[i], run->id, run->id, i);
 		return -EBUSY;
 	}
 	if (role && engine_role_state(run->e, (uint32_t)i) != RT_ROLE_FAULTY) {
 		snprintf(msg, len, "role %d (%s) is working; fail it first ('raidtool fail %s %d')",
-			 i, as->dev[i], run->name, i);
+			 i, as->dev[i], run->id, i);
 		return -EBUSY;
 	}
 	if (!as->units[i]) {
@@ -968,12 +973,12 @@ static int add_target(struct run *run, uint32_t want, char *msg, size_t len)
 			if (want == UINT32_MAX)
 				continue;	/* taken: the new unit becomes a spare */
 			snprintf(msg, len, "role %u is being rebuilt onto '%s'; wait for it "
-				 "('raidtool wait %s')", i, as->dev[i], run->name);
+				 "('raidtool wait %s')", i, as->dev[i], run->id);
 			return -EBUSY;
 		}
 		if (as->units[i]) {
 			snprintf(msg, len, "role %u is faulty and still holds '%s'; remove it "
-				 "first ('raidtool remove %s %u')", i, as->dev[i], run->name, i);
+				 "first ('raidtool remove %s %u')", i, as->dev[i], run->id, i);
 			return -EBUSY;
 		}
 		engine_walk_progress(run->e, &wp);
@@ -1123,7 +1128,7 @@ static int readd_partial(struct run *run, struct rt_unit *u, const struct rt_sb 
 	snprintf(msg, len, "'%s' re-added to role %u: %llu of %llu regions to rebuild (the "
 		 "dirty-region log holds every write since it left); see 'raidtool status %s' "
 		 "or 'raidtool wait %s'", arg, role, (unsigned long long)n_dirty,
-		 (unsigned long long)n_regions, run->name, run->name);
+		 (unsigned long long)n_regions, run->id, run->id);
 	return 0;
 }
 
@@ -1227,7 +1232,7 @@ static int cmd_add(struct run *run, const char *arg, char *msg, size_t len)
 	       why ? "; rebuilt in full: " : "", why ? why : "");
 	snprintf(msg, len, "'%s' added to role %u; rebuilding in the background%s%s%s; see "
 		 "'raidtool status %s' or 'raidtool wait %s'", arg, slot,
-		 why ? " (in full: " : "", why ? why : "", why ? ")" : "", run->name, run->name);
+		 why ? " (in full: " : "", why ? why : "", why ? ")" : "", run->id, run->id);
 	goto out;
 undo:
 	as->units[idx] = NULL;
@@ -1989,6 +1994,7 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	if (r < 0)
 		goto out_nolock;
 	snprintf(run->name, sizeof(run->name), "%s", a->sb.array.name);
+	snprintf(run->id, sizeof(run->id), "%s", run->name);
 	memcpy(run->uuid, a->sb.array.uuid, RT_UUID_SIZE);
 
 	r = control_lock(run->uuid, &run->lock_fd);
@@ -2069,6 +2075,7 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 		snprintf(link_name, sizeof(link_name), "%s", run->name);
 	} else if (r == -EEXIST) {
 		snprintf(link_name, sizeof(link_name), "%08x", run->as->sb.array.hashcode);
+		snprintf(run->id, sizeof(run->id), "%s", link_name);
 		rt_log(RT_LOG_WARN, "'%s': another array of that name runs; this one is "
 		       RT_DEV_DIR "/%s", run->name, link_name);
 	} else {

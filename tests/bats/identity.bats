@@ -93,6 +93,12 @@ start_both() {
 		assert_output --partial "$HX"
 		assert_output --partial "$HY"
 	done
+	# What the second array's messages tell an admin to run names it by hashcode.
+	run raidtool check "$HY"
+	assert_success
+	assert_output --partial "'raidtool wait $HY'"
+	run raidtool wait "$HY"
+	assert_success
 	run raidtool deactivate "$HY"
 	assert_success
 	run raidtool deactivate "$HX"
