@@ -85,9 +85,10 @@ examined() {
 	raidtool examine --json "$1" 2>/dev/null | jq -r "$2"
 }
 
-# The engine's log of this array.
+# The engine's log of this array (under its UUID: the by-name link goes at a
+# stop, the log of a stop that met an error stays).
 engine_log() {
-	cat "$RAIDTOOL_RUNDIR/$NAME/log" 2>/dev/null
+	cat "$RAIDTOOL_RUNDIR/$(examined "${UNITS[0]}" .array.uuid)/log" 2>/dev/null
 }
 
 # wait_log TEXT: until the engine's log holds TEXT (10 s).
@@ -321,12 +322,13 @@ opening_excl() {
 	sums=$(checksums "${UNITS[@]}")
 	head -c 32M /dev/urandom > "$TESTDIR/other.img"
 	other=$(checksums "$TESTDIR/other.img")
-	# The engine process opens the device three times: twice to scan, then
-	# for the array (O_EXCL). strace holds that third open (counted per
-	# process) at its entry for 5 s, while the device changes under it.
+	# The engine process opens the device twice: once to scan (sysfs names
+	# the candidates, the superblock is read), then for the array (O_EXCL).
+	# strace holds that second open (counted per process) at its entry for
+	# 5 s, while the device changes under it.
 	# (strace -f follows an engine that started: the timeout ends it then.)
 	timeout -s KILL 30 strace -f -qq -o /dev/null -P "$dev" -e trace=openat \
-		-e inject=openat:delay_enter=5s:when=3 \
+		-e inject=openat:delay_enter=5s:when=2 \
 		"$RAIDTOOL_BIN" activate "$NAME" > "$TESTDIR/act.out" 2>&1 &
 	spid=$!
 	BGPIDS+=("$spid")
