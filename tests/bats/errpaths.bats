@@ -508,6 +508,19 @@ dirty_stop() {
 	assert_success
 }
 
+# full_resync_ok: the start finds no valid dirty-region log and resyncs the
+# whole array; afterwards parity agrees and the data reads back.
+full_resync_ok() {
+	run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	stderr_has "(no valid dirty-region log)"
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "resync done"
+	check_clean
+	data_ok
+}
+
 @test "dirty log: one unit's log damaged, one's gone: the start resyncs the regions of the valid log; with no valid log, everything" {
 	local off size dirty loop
 	image_array 5 3 48M
@@ -541,14 +554,7 @@ dirty_stop() {
 		dd if=/dev/urandom of="$loop" bs=512 seek=$((off / 512)) count=1 oflag=direct \
 			conv=notrunc status=none
 	done
-	run --separate-stderr raidtool activate "$NAME"
-	assert_success
-	stderr_has "(no valid dirty-region log)"
-	run raidtool wait "$NAME"
-	assert_success
-	assert_output --partial "resync done"
-	check_clean
-	data_ok
+	full_resync_ok
 	[ "$(dd if="/dev/raidtool/$NAME" bs=1M skip=40 count=2 iflag=direct status=none | sha256sum)" = \
 		"$(sha256sum < "$TESTDIR/tail")" ]
 }
@@ -567,14 +573,7 @@ dirty_stop() {
 		assert_success
 	done
 	[ "$(examined "${UNITS[0]}" .dirty_log.status)" = valid ]
-	run --separate-stderr raidtool activate "$NAME"
-	assert_success
-	stderr_has "(no valid dirty-region log)"
-	run raidtool wait "$NAME"
-	assert_success
-	assert_output --partial "resync done"
-	check_clean
-	data_ok
+	full_resync_ok
 	# The log is written again in the superblocks' geometry.
 	[ "$(examined "${UNITS[0]}" .dirty_log.region_size)" = $((region * 2)) ]
 }
