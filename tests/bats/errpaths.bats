@@ -88,7 +88,17 @@ examined() {
 # The engine's log of this array (under its UUID: the by-name link goes at a
 # stop, the log of a stop that met an error stays).
 engine_log() {
-	cat "$RAIDTOOL_RUNDIR/$(examined "${UNITS[0]}" .array.uuid)/log" 2>/dev/null
+	local u uuid=
+	if [ -e "$RAIDTOOL_RUNDIR/$NAME/log" ]; then
+		cat "$RAIDTOOL_RUNDIR/$NAME/log"
+		return 0
+	fi
+	# A unit that fails its reads cannot be examined: the first that can.
+	for u in "${UNITS[@]}"; do
+		uuid=$(examined "$u" .array.uuid)
+		[ -n "$uuid" ] && [ "$uuid" != null ] && break
+	done
+	cat "$RAIDTOOL_RUNDIR/$uuid/log" 2>/dev/null
 }
 
 # wait_log TEXT: until the engine's log holds TEXT (10 s).
