@@ -53,6 +53,9 @@ all: deps $(BUILD)/raidtool $(HELPER_BIN)
 deps:
 	@./scripts/install-deps
 
+# Nothing compiles before the packages it needs are there, also under make -j.
+$(LIB_OBJ) $(CLI_OBJ) $(SAN_LIB_OBJ) $(UT_BIN) $(HELPER_BIN) $(FUZZ_BIN): | deps
+
 $(BUILD)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
