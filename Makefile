@@ -31,13 +31,14 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude \
              $(WARNINGS) $(PKG_CFLAGS) $(CFLAGS)
 
-LIB_SRC  := $(wildcard lib/*.c)
+# lib/ and its module directories (lib/engine/): object names must differ (ar).
+LIB_SRC  := $(wildcard lib/*.c lib/*/*.c)
 CLI_SRC  := $(wildcard raidtool/*.c)
 UT_SRC   := $(wildcard tests/unit/test_*.c)
 HELPER_SRC := $(wildcard tests/helpers/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
-HDRS     := $(wildcard include/raidtool/*.h lib/*.h raidtool/*.h)
+HDRS     := $(wildcard include/raidtool/*.h lib/*.h lib/*/*.h raidtool/*.h)
 
 # Unit tests run against a sanitizer build of the library.
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -3,7 +3,7 @@
  * Background walks over a running array (include/raidtool/rebuild.h): one
  * thread per walk, one walk at a time per engine. The thread goes through
  * the role data area in batches of whole stripes; each batch takes a
- * context and the batch's stripe locks (inside lib/engine.c), so user I/O
+ * context and the batch's stripe locks (inside lib/engine/), so user I/O
  * goes on between batches and never sees a half-done stripe.
  *
  * recover: stripes from p->start (rounded down to a stripe) to the end are
@@ -36,7 +36,7 @@
 #include <raidtool/engine.h>
 #include <raidtool/rebuild.h>
 
-#include "engine-internal.h"
+#include "engine/internal.h"
 
 #define RT_WALK_CHECKPOINT (16ull << 20)
 

@@ -5,7 +5,7 @@
 /*
  * The write-intent (dirty-region) log, pure part: bitmaps, idle ageing and
  * the on-disk block encoding (man/raidtool-format.5, "DIRTY-REGION LOG").
- * No file descriptors; lib/engine.c does the I/O.
+ * No file descriptors; lib/engine/intent-log.c does the I/O.
  *
  * Region i covers bytes [i * region_size, (i + 1) * region_size) of every
  * role's data area. Three bitmaps per region:

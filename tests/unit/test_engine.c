@@ -34,13 +34,13 @@
 #include <raidtool/parity.h>
 #include <raidtool/unit.h>
 
-#include "../../lib/engine-internal.h"
+#include "../../lib/engine/internal.h"
 
 #define MIB (1ull << 20)
 #define KIB 1024ull
 #define MAX_TEST_UNITS 5
 #define MAX_WRITE (3 * MIB + 4096)
-#define ENGINE_TEST_CONTEXTS 16	/* lib/engine.c's ENGINE_CONTEXTS */	/* more than one engine piece */
+#define ENGINE_TEST_CONTEXTS 16	/* lib/engine/internal.h: ENGINE_CONTEXTS */	/* more than one engine piece */
 
 struct engine_case {
 	const char *name;

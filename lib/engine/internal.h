@@ -1,0 +1,536 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef RAIDTOOL_ENGINE_INTERNAL_H
+#define RAIDTOOL_ENGINE_INTERNAL_H
+
+/*
+ * The engine's one private header (not installed): what the files of
+ * lib/engine/ share, and what lib/rebuild.c (the background walks) and
+ * tests/unit/test_engine.c need from them.
+ *
+ *   engine.c         create/destroy, settings, state, statistics, attach/detach
+ *   ring.c           request contexts: their io_uring ring, unit I/O
+ *                    submission and completion, unit errors
+ *   request.c        a request's life: pieces, reads, writes, discard, flush
+ *   aio.c            event-driven requests on the caller's ring
+ *   stripe-lock.c    the stripe-lock table
+ *   level-striped.c  linear and raid0   (one struct engine_level_ops each:
+ *   level-raid1.c    raid1               the request path, the walks and
+ *   level-raid5.c    raid5               setup dispatch through it)
+ *   raid5-gather.c   raid5: whole stripes gathered from several writers
+ *   intent-log.c     the dirty-region log's glue (lib/dirtylog.c is the bitmap)
+ *   walk.c           recover and scrub batches for lib/rebuild.c
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <liburing.h>
+
+#include <raidtool/engine.h>
+#include <raidtool/layout.h>
+
+struct rt_engine;
+struct engine_ctx;
+struct rt_walk;
+struct engine_dl;
+
+/* ---- for lib/rebuild.c and tests/unit/test_engine.c --------------------- */
+
+struct engine_geom {
+	int32_t level;
+	uint32_t n;
+	uint64_t chunk;			/* bytes of a role per stripe */
+	uint64_t role_bytes;		/* bytes of every role's data area in use */
+};
+
+void engine_geom(const struct rt_engine *e, struct engine_geom *g);
+
+/* A request context; taken before any stripe lock, as requests do. */
+struct engine_ctx *engine_ctx_get(struct rt_engine *e);
+void engine_ctx_put(struct rt_engine *e, struct engine_ctx *c);
+
+/* Stripes one batch call handles with one context (>= 1). */
+uint64_t engine_walk_batch(struct rt_engine *e, int kind);
+
+/*
+ * Rebuild role @role on stripes [s0, s0 + cnt) from the others, under
+ * their stripe locks. -EIO when the sources or the unit are gone.
+ */
+int engine_recover_stripes(struct rt_engine *e, struct engine_ctx *c, uint32_t role,
+			   uint64_t s0, uint64_t cnt);
+
+/*
+ * A scrub of stripes: what it does with copies that differ, and what it
+ * found (added to by every call).
+ *
+ * raid5 compares parity with the XOR of the data and, repairing, rewrites
+ * the parity: single parity cannot tell which chunk is wrong, so a damaged
+ * data chunk stays damaged (and the parity then agrees with it).
+ *
+ * raid1 compares the working mirrors block by block. Repairing, a block
+ * takes the value most copies hold. When no value is held by more copies
+ * than any other (a tie: always so with two working mirrors), the copy of
+ * @prefer wins when that role is working and one of the tied; otherwise two
+ * working mirrors (or @settle_ties, as a resync wants) keep the first
+ * working role's copy, and three or more leave the block as found and count
+ * it in @ties.
+ */
+struct engine_scrub {
+	bool repair;
+	bool settle_ties;
+	bool prefer_set;
+	uint32_t prefer;
+	uint64_t mismatches;		/* stripes found different */
+	uint64_t repaired;		/* stripes rewritten */
+	uint64_t ties;			/* raid1: stripes with a tie left as found */
+	uint64_t kept_roles;		/* raid1: bit r, role r's copy settled a tie */
+};
+
+/* Scrub stripes [s0, s0 + cnt) under their locks (see struct engine_scrub). */
+int engine_scrub_stripes(struct rt_engine *e, struct engine_ctx *c, uint64_t s0, uint64_t cnt,
+			 struct engine_scrub *sc);
+
+/* The walk has ended: free what recover borrowed for it (one walk at a time). */
+void engine_walk_release_mem(struct rt_engine *e);
+
+/* The rebuilt role becomes a normal active one. */
+int engine_recover_complete(struct rt_engine *e, uint32_t role);
+
+/* Where the engine keeps the walk state of lib/rebuild.c. */
+struct rt_walk **engine_walk_slot(struct rt_engine *e);
+
+/* Region @region of the dirty log has been resynced: it may be cleared when idle. */
+void engine_dirtylog_resynced(struct rt_engine *e, uint64_t region);
+
+/*
+ * Fault injection for tests/unit/test_engine.c (nothing else sets it): what
+ * no real unit produces on demand. @io_result sees every unit I/O
+ * completion (@op 0 read, 1 write, 2 flush; @len the bytes asked for) and
+ * returns the result the engine acts on: a short count, 0, -EAGAIN. @submit
+ * runs before each ring submission: 0 submits, a negative errno fails the
+ * submission with it (nothing submitted). Set before the first request.
+ */
+struct engine_fault_hooks {
+	int (*io_result)(void *arg, int op, uint32_t role, uint32_t len, int res);
+	int (*submit)(void *arg);
+	void *arg;
+};
+void engine_set_fault_hooks(struct rt_engine *e, const struct engine_fault_hooks *h);
+
+/* lib/rebuild.c: is a walk running? */
+bool rebuild_walk_busy(struct rt_engine *e);
+
+/* lib/rebuild.c: cancel a running walk and free the state (engine_destroy). */
+void rebuild_release(struct rt_engine *e);
+
+/* ---- inside lib/engine/ ------------------------------------------------ */
+
+#define ENGINE_CONTEXTS 16u
+#define ENGINE_PIECE (1u << 20)		/* FUSE's max_write */
+#define ENGINE_ALIGN_MAX 4096u		/* largest logical block size we accept */
+#define ENGINE_DATA_CAP (ENGINE_PIECE + 2u * ENGINE_ALIGN_MAX)
+#define ENGINE_RING_ENTRIES 256u
+#define ENGINE_LOCK_BUCKETS 1024u	/* power of two */
+#define ENGINE_RETRY_MAX 10000u		/* -EAGAIN resubmissions of one I/O */
+#define ENGINE_ERR_TRIES_MAX 100u	/* fits engine_io.err_tries */
+#define ENGINE_RETRY_WINDOW_MAX_MS 600000u
+#define ENGINE_WALK_SPAN (16u << 20)	/* role bytes a recover batch locks */
+#define ENGINE_WALK_STEP (4u << 20)	/* role bytes per unit transfer of a recover */
+#define ENGINE_WALK_MEM (32u << 20)	/* the recover walk's buffers, at most */
+#define ENGINE_WALK_STRIPES 256u	/* stripes a walk batch may lock */
+
+#define ENGINE_GATHER_MAX 16u		/* pieces one gathered stripe is made of */
+#define ENGINE_GATHER_US_DEFAULT 10000u	/* longest wait for a stripe's other parts */
+#define ENGINE_GATHER_US_MAX 1000000u
+#define ENGINE_RECENT_WRITES 32u		/* ends of recent writes: streams are seen */
+#define ENGINE_GATHER_MISSES 8u		/* waits in vain in a row: stop waiting ... */
+#define ENGINE_GATHER_PROBE 64u		/* ... but for one write in this many */
+#define ENGINE_GATHER_GRACE 8u		/* the first 1/8 of the window: wait anyway */
+
+enum engine_op {
+	ENGINE_OP_READ,
+	ENGINE_OP_WRITE,
+	ENGINE_OP_FSYNC,
+};
+
+/* One transfer to one unit; resubmitted from @done after a short transfer. */
+struct engine_io {
+	uint8_t *buf;
+	uint64_t off;			/* device offset */
+	uint32_t len;
+	uint32_t done;
+	uint32_t role;
+	uint16_t retries;
+	uint8_t err_tries;		/* times tried again after an error */
+	uint8_t op;
+	bool fixed;			/* @buf lies in the registered buffer */
+};
+
+/* Single writer (the context's owner), read by engine_get_stats. */
+struct engine_ctx_stats {
+	_Atomic uint64_t reads, writes, flushes, read_bytes, write_bytes, errors;
+	/* raid5 stripes written: whole (of them, merged from several requests), RMW, RCW. */
+	_Atomic uint64_t stripe_full, stripe_merged, stripe_rmw, stripe_rcw;
+	_Atomic uint64_t discards, discard_bytes;
+	struct {
+		_Atomic uint64_t reads, writes, read_bytes, write_bytes, errors, retries;
+	} unit[RT_MAX_UNITS];
+};
+
+struct stripe_lock_entry {
+	struct stripe_lock_entry *next;
+	uint64_t stripe;
+};
+
+/*
+ * A raid5 writer waiting for the lock of a stripe its piece covers only in
+ * part offers its data for that stripe here; the lock's holder may write it
+ * as part of a whole stripe (see raid5_gather). @data holds [lo, hi).
+ */
+enum contrib_state {
+	CONTRIB_IDLE,			/* not offered */
+	CONTRIB_OFFERED,		/* on the bucket's list */
+	CONTRIB_TAKEN,			/* the holder is writing it */
+	CONTRIB_DONE,			/* written (data and parity on the units) */
+};
+
+struct stripe_contrib {
+	struct stripe_contrib *next;
+	uint64_t stripe;
+	uint64_t lo, hi;		/* logical bytes, inside the stripe */
+	const uint8_t *data;
+	int state;			/* enum contrib_state, under the bucket's mutex */
+};
+
+struct stripe_lock_bucket {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	struct stripe_lock_entry *held;
+	struct stripe_contrib *offers;
+	/* raid5_gather: until when holders of stripe given_up - 1 do not wait. */
+	uint64_t given_up, given_up_until;
+	unsigned waiters;
+} __attribute__((aligned(64)));
+
+/* What a writer offers while it waits: its piece [a0, a1) in @data. */
+struct stripe_offer {
+	uint64_t a0, a1;
+	const uint8_t *data;
+};
+
+#define ENGINE_GATHER_MAX 16u		/* pieces one gathered stripe is made of */
+#define ENGINE_GATHER_US_DEFAULT 10000u	/* longest wait for a stripe's other parts */
+#define ENGINE_GATHER_US_MAX 1000000u
+#define ENGINE_RECENT_WRITES 32u		/* ends of recent writes: streams are seen */
+#define ENGINE_GATHER_MISSES 8u		/* waits in vain in a row: stop waiting ... */
+#define ENGINE_GATHER_PROBE 64u		/* ... but for one write in this many */
+#define ENGINE_GATHER_GRACE 8u		/* the first 1/8 of the window: wait anyway */
+
+/* A column range of one raid5 stripe, planned for one parity update. */
+struct raid5_seg {
+	uint64_t base;			/* logical offset of the stripe's data */
+	uint64_t unit_off;		/* unit offset of column @col */
+	uint32_t col, len;		/* [col, col + len) in every chunk */
+	uint32_t k_first, k_last;	/* data chunks written in that range */
+	uint32_t parity_role;
+	uint32_t skip_role;		/* faulty role: neither read nor written */
+	bool reconstruct;
+	bool data_only;			/* the parity role is faulty: no parity */
+	/*
+	 * Scratch. Read-modify-write: old parity, then the old data of
+	 * k_first..k_last. Reconstruct-write: the old data of the other
+	 * chunks in chunk order. Then the new parity.
+	 */
+	uint8_t *old;
+	uint8_t *parity;
+};
+
+struct engine_ctx {
+	_Atomic int busy;
+	bool ring_ok, fixed_ok, broken;
+	bool backoff;			/* an I/O waits to be tried again after an error */
+	struct io_uring ring;
+	uint8_t *mem;			/* data then scratch, registered */
+	size_t mem_size;
+	uint8_t *data;
+	uint8_t *scratch;
+	size_t scratch_cap;
+	struct engine_io *ios;
+	struct engine_io **retry;
+	unsigned n_ios, ios_cap, n_retry;
+	struct raid5_seg *segs;
+	unsigned n_segs, segs_cap;
+	struct stripe_lock_entry *locks;
+	unsigned locks_cap;
+	struct stripe_contrib offer[2];	/* this writer's offers: first, last stripe */
+	/* raid5_gather: the pieces of up to two whole stripes being written. */
+	struct stripe_contrib *taken[2][ENGINE_GATHER_MAX];
+	unsigned n_taken[2];
+	unsigned rr;			/* raid1 read spreading */
+	uint64_t failed;		/* roles that failed an I/O in the current run */
+	struct engine_ctx_stats stats;
+};
+
+struct rt_engine {
+	struct layout layout;
+	const struct engine_level_ops *ops;	/* the level's */
+	uint64_t size;
+	uint64_t data_offset;
+	uint64_t lock_unit;		/* logical bytes of one stripe */
+	uint32_t n;
+	uint32_t data_roles;
+	uint32_t align;			/* logical block size of the units */
+	/*
+	 * The array's block size is smaller than @align: requests may need a
+	 * read-modify-write of a unit block, so every write locks its stripes.
+	 */
+	bool lock_all;
+	int fd[RT_MAX_UNITS];
+	/*
+	 * Bit r: role r is faulty (missing at start, failed an I/O, or failed
+	 * by engine_fail_role). Only ever gains bits, each published after the
+	 * failure handler returned, under fail_mu.
+	 */
+	_Atomic uint64_t faulty;
+	/*
+	 * Bit r: role r (also set in @faulty) has a unit attached that is
+	 * being rebuilt: writes go to it, reads never do. Cleared when the
+	 * recover walk completes (after @faulty loses the bit) or the unit
+	 * fails. Loaded before @faulty, stored after it: see the write path.
+	 */
+	_Atomic uint64_t rebuild;
+	struct rt_unit *unit[RT_MAX_UNITS];
+	pthread_mutex_t admin_mu;	/* attach/detach: one drain at a time */
+	pthread_mutex_t fail_mu;
+	engine_failure_fn on_fail;
+	void *on_fail_ctx;
+
+	struct engine_ctx *ctx;
+	unsigned n_ctx;
+	pthread_mutex_t pool_mu;
+	pthread_cond_t pool_cond;
+	atomic_uint pool_waiters;
+
+	struct stripe_lock_bucket *buckets;
+
+	/* Bit r: role r's last write failed for want of space (ENOSPC, EDQUOT). */
+	_Atomic uint64_t nospace;
+	/* No log: a write that failed for want of space left stripes unsynced. */
+	_Atomic uint64_t owed_all;
+	_Atomic unsigned retry_count, retry_window_ms;
+
+	/*
+	 * raid5_gather: how long to wait for a stripe's parts, the waits in
+	 * vain since the last that was not, and where the last writes to
+	 * arrive lie (engine_write_streams).
+	 */
+	atomic_uint gather_us;
+	atomic_uint gather_misses;
+	struct {
+		_Atomic uint64_t off, end;
+	} recent[ENGINE_RECENT_WRITES];
+	atomic_uint recent_next;
+
+	uint8_t *zeros;			/* ENGINE_PIECE bytes of zeros: engine_discard */
+	uint8_t *walk_mem;		/* recover_range, when a recover walk first ran */
+	size_t walk_step;
+
+	struct rt_walk *walk;		/* lib/rebuild.c */
+	struct engine_dl *dl;		/* the dirty-region log, NULL when none */
+	struct engine_fault_hooks hooks;	/* tests only */
+
+	/*
+	 * Event-driven I/O (engine_read_map, engine_write_map): unit I/O the
+	 * caller runs on its own ring. A drain closes @aread_gate and waits for
+	 * @aread_inflight to reach 0 before a unit's descriptor may change.
+	 */
+	atomic_uint aread_inflight;
+	atomic_bool aread_gate;
+	atomic_uint aread_rr;
+	struct engine_ctx_stats aread_stats;	/* updated with atomic adds */
+};
+
+
+/*
+ * What one RAID level does, behind one table: the request path, the walks
+ * and the engine's setup ask the level instead of switching on it. A NULL
+ * entry is something the level does not have.
+ */
+struct engine_scrub_piece;
+
+struct engine_level_ops {
+	const char *name;
+	/* Mirrors or parity: a dirty log, walks, degraded writes, every write locks. */
+	bool redundant;
+	/* Contexts carry a scratch buffer (parity, old data) as big as the data buffer. */
+	bool scratch;
+	/* Reads with a faulty role take their stripe locks (a reconstruction reads a stripe). */
+	bool lock_degraded_reads;
+	/* engine_write_map may map a write: it is its unit writes and nothing else. */
+	bool map_writes;
+	/* A scrub needs every role (none faulty or rebuilding): else -EBUSY. */
+	bool scrub_needs_all;
+	/* Can the array still take writes with the roles in @m faulty? */
+	bool (*tolerates)(const struct rt_engine *e, uint64_t m);
+	/*
+	 * Which role serves a read of @ext with the roles in @m faulty
+	 * (@rr spreads reads over copies): LAYOUT_NO_ROLE when none can; a
+	 * faulty role means the caller reconstructs (read_lost) or fails.
+	 */
+	uint32_t (*read_role)(const struct rt_engine *e, const struct layout_extent *ext,
+			      unsigned rr, uint64_t m);
+	/* Rebuild @ext of a faulty role into @dst from the others (runs its I/O). */
+	int (*read_lost)(struct rt_engine *e, struct engine_ctx *c, uint8_t *dst,
+			 const struct layout_extent *ext, uint64_t m);
+	/*
+	 * Write the aligned range [a0, a1) from @data (which holds a0) with the
+	 * roles in @m faulty and those in @rb being rebuilt, the piece's stripe
+	 * locks held (when the level locks), running all of its I/O.
+	 */
+	int (*write)(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint64_t a0,
+		     uint64_t a1, uint64_t m, uint64_t rb);
+	/*
+	 * Healthy, the aligned piece [a0, a1) in @data, its locks held: write
+	 * what can be written together with other writers' parts (they offer
+	 * theirs while waiting for the locks); *lo, *hi: what is left.
+	 */
+	int (*gather)(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint64_t a0,
+		      uint64_t a1, uint64_t *lo, uint64_t *hi);
+	/* Stripes [first, last], whole, zeroed on the units (healthy, locks held). */
+	int (*zero)(struct rt_engine *e, uint64_t first, uint64_t last);
+	/* Role bytes one walk transfer of @kind (RT_WALK_*) may cover with @c's buffers. */
+	uint64_t (*walk_room)(const struct rt_engine *e, const struct engine_ctx *c, int kind);
+	/* Can @role be rebuilt with the roles in @m faulty (itself among them)? */
+	bool (*can_recover)(const struct rt_engine *e, uint32_t role, uint64_t m);
+	/*
+	 * Recover @role's bytes [off, off + len): queue the reads of what
+	 * rebuilds them into @buf (room for n steps of @step bytes), then, once
+	 * they ran, recover_compute leaves them in @buf[0, len) (NULL: the
+	 * read is the copy).
+	 */
+	int (*recover_read)(struct rt_engine *e, struct engine_ctx *c, uint32_t role, uint8_t *buf,
+			    uint64_t step, uint64_t off, uint64_t len, uint64_t m);
+	int (*recover_compute)(const struct rt_engine *e, uint32_t role, uint8_t *buf,
+			       uint64_t step, uint64_t len);
+	/* Compare (and repair) one column piece of the copies read (see walk.c). */
+	int (*scrub)(struct rt_engine *e, struct engine_ctx *c, struct engine_scrub_piece *p,
+		     struct engine_scrub *sc);
+};
+
+extern const struct engine_level_ops engine_striped_ops;	/* linear, raid0 */
+extern const struct engine_level_ops engine_raid1_ops;
+extern const struct engine_level_ops engine_raid5_ops;
+
+/*
+ * One column piece of a scrub: the copies of role bytes [pos, pos + len)
+ * read from the working roles @roles[0..nw) into @buf[w] + @o, and one
+ * more buffer @buf[nw] for what the level computes. What it found: @bad,
+ * @tie (raid1: left as found), @fixed, @kept (raid1: roles whose copy
+ * settled a tie).
+ */
+struct engine_scrub_piece {
+	uint8_t **buf;
+	const uint32_t *roles;
+	uint32_t nw;
+	uint64_t o, len, pos, stripe;
+	bool bad, tie, fixed;
+	uint64_t kept;
+};
+
+static inline uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+static inline uint64_t max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+static inline uint64_t role_bit(uint32_t role)
+{
+	return 1ull << role;
+}
+
+/* The faulty roles: one load per piece is all the healthy path pays. */
+static inline uint64_t engine_faulty(const struct rt_engine *e)
+{
+	return atomic_load_explicit(&e->faulty, memory_order_acquire);
+}
+
+static inline uint64_t engine_rebuilding(const struct rt_engine *e)
+{
+	return atomic_load_explicit(&e->rebuild, memory_order_acquire);
+}
+
+static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+	/* Only the context's owner writes: no read-modify-write atomics needed. */
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+			      memory_order_relaxed);
+}
+
+
+/* ---- shared between the files of lib/engine/ ----------------------------- */
+
+/* engine.c */
+int engine_check_range(const struct rt_engine *e, size_t len, uint64_t off);
+
+static inline bool engine_tolerates(const struct rt_engine *e, uint64_t m)
+{
+	return e->ops->tolerates(e, m);
+}
+
+/* ring.c */
+struct engine_ctx *ctx_acquire(struct rt_engine *e);
+void ctx_release(struct rt_engine *e, struct engine_ctx *c);
+int ctx_init(struct rt_engine *e, struct engine_ctx *c, unsigned idx);
+void ctx_free(struct engine_ctx *c);
+int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c);
+int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
+	       uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len);
+int ctx_add_raw(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
+		uint32_t role, uint8_t *buf, uint64_t off, uint32_t len);
+int engine_mark_faulty(struct rt_engine *e, uint32_t role, bool spared_only);
+void engine_drain(struct rt_engine *e);
+void engine_undrain(struct rt_engine *e);
+
+/* request.c */
+uint32_t engine_extent_role(const struct rt_engine *e, const struct layout_extent *ext,
+			    unsigned rr, uint64_t m);
+int ctx_add_reads(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
+		  uint64_t a0, uint64_t from, uint64_t to, unsigned rr);
+
+/* aio.c */
+void engine_aread_drain(struct rt_engine *e);
+
+/* stripe-lock.c */
+int stripe_locks_init(struct rt_engine *e);
+void stripe_locks_free(struct rt_engine *e);
+struct stripe_lock_bucket *stripe_lock_bucket(struct rt_engine *e, uint64_t stripe);
+unsigned stripe_lock_acquire_offer(struct rt_engine *e, struct engine_ctx *c,
+				   uint64_t first, uint64_t last,
+				   const struct stripe_offer *o);
+void stripe_lock_acquire(struct rt_engine *e, struct engine_ctx *c,
+			 uint64_t first, uint64_t last);
+void stripe_lock_release(struct rt_engine *e, struct engine_ctx *c,
+			 uint64_t first, uint64_t last);
+void stripe_offer_withdraw(struct stripe_lock_bucket *b, struct stripe_contrib *k);
+
+/* level-raid5.c, raid5-gather.c */
+int raid5_locate(const struct rt_engine *e, uint64_t base, uint32_t k, uint32_t col,
+		 uint32_t len, struct layout_extent *ext);
+void engine_note_write(struct rt_engine *e, uint64_t off, uint64_t end);
+int raid5_gather(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint64_t a0,
+		 uint64_t a1, uint64_t *lo, uint64_t *hi);
+
+/* intent-log.c */
+int engine_dl_init(struct rt_engine *e, const struct rt_sb *sb);
+void engine_dl_stop(struct rt_engine *e);
+void engine_dl_free(struct rt_engine *e);
+bool engine_dl_resync_owed(const struct rt_engine *e, uint64_t off, uint64_t len);
+int engine_dl_mark(struct rt_engine *e, struct engine_ctx *c, uint64_t first, uint64_t last);
+void engine_owe_resync(struct rt_engine *e, uint64_t first, uint64_t last);
+
+#endif

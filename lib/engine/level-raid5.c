@@ -1,0 +1,459 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * raid5: one parity chunk per stripe, rotating (layout.c).
+ *
+ * raid5 writes work per stripe on column ranges: the in-chunk offsets
+ * touched by the same set of data chunks (at most three per stripe). For a
+ * column range of L bytes touched on t of d data chunks,
+ * read-modify-write reads t + 1 ranges (old data and old parity) and
+ * reconstruct-write reads d - t ranges (the untouched data); all of them
+ * are L bytes, so counting I/Os counts bytes too. Reconstruct-write is
+ * chosen when d - t <= t + 1: on a tie it wins because it recomputes
+ * parity from data instead of trusting the old parity. A full stripe is
+ * t = d: parity from the new data alone, no reads. When a piece needs more
+ * than one round of scratch, each round writes its parity and its data
+ * together, so every stripe is consistent again after each round.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <raidtool/engine.h>
+#include <raidtool/layout.h>
+#include <raidtool/log.h>
+#include <raidtool/parity.h>
+#include <raidtool/rebuild.h>
+#include <raidtool/unit.h>
+
+#include "internal.h"
+
+/* One role may be missing: its chunks are the XOR of the others. */
+static bool raid5_tolerates(const struct rt_engine *e, uint64_t m)
+{
+	return __builtin_popcountll(m) <= 1;
+}
+
+/*
+ * raid5: rebuild @ext (on a faulty role) into @dst as the XOR of the same
+ * columns of every other role of its stripe, in column pieces that fit the
+ * scratch buffer. Runs the queued I/O. The caller holds the stripe's lock.
+ */
+static int raid5_reconstruct(struct rt_engine *e, struct engine_ctx *c, uint8_t *dst,
+			     const struct layout_extent *ext, uint64_t m)
+{
+	void *src[RT_MAX_UNITS];
+	size_t room = (c->scratch_cap / (e->n - 1)) & ~((size_t)e->align - 1);
+	uint64_t done, len;
+	uint32_t r, j;
+	int ret;
+
+	if (m & ~role_bit(ext->role))
+		return -EIO;	/* a second role is gone: beyond raid5 */
+	for (done = 0; done < ext->len; done += len) {
+		len = min_u64(ext->len - done, room);
+		for (r = 0, j = 0; r < e->n; r++) {
+			if (r == ext->role)
+				continue;
+			src[j] = c->scratch + j * len;
+			ret = ctx_add_io(e, c, ENGINE_OP_READ, r, src[j], ext->offset + done, len);
+			if (ret)
+				return ret;
+			j++;
+		}
+		ret = ctx_run_ios(e, c);
+		if (ret)
+			return ret;
+		ret = parity_xor(dst + done, src, j, len);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+struct raid5_range {
+	uint32_t p, q;			/* column range */
+	uint32_t k_first, k_last;	/* data chunks touching all of it */
+};
+
+/*
+ * Split the part of [a0, a1) in the stripe starting at logical @base into
+ * column ranges touched by the same data chunks. The part is contiguous:
+ * chunk k0 from s0, full chunks, chunk k1 up to e1, so the boundaries are
+ * 0, s0, e1 and the chunk size.
+ */
+static unsigned raid5_stripe_ranges(const struct rt_engine *e, uint64_t base,
+				    uint64_t a0, uint64_t a1, struct raid5_range out[3])
+{
+	uint64_t C = e->layout.chunk, width = C * e->data_roles;
+	uint64_t x0 = max_u64(a0, base) - base, x1 = min_u64(a1, base + width) - base;
+	uint64_t k0 = x0 / C, k1 = (x1 - 1) / C, s0 = x0 - k0 * C, e1 = x1 - k1 * C;
+	uint64_t pts[4] = { 0, min_u64(s0, e1), max_u64(s0, e1), C };
+	unsigned i, n = 0;
+
+	for (i = 0; i < 3; i++) {
+		uint64_t p = pts[i], q = pts[i + 1];
+		int64_t ka, kb;
+
+		if (p >= q)
+			continue;
+		ka = s0 <= p ? (int64_t)k0 : (int64_t)k0 + 1;
+		kb = e1 >= q ? (int64_t)k1 : (int64_t)k1 - 1;
+		if (ka > kb)
+			continue;
+		out[n].p = (uint32_t)p;
+		out[n].q = (uint32_t)q;
+		out[n].k_first = (uint32_t)ka;
+		out[n].k_last = (uint32_t)kb;
+		n++;
+	}
+	return n;
+}
+
+/* Where data chunk @k's column @col of the stripe at @base lies. */
+int raid5_locate(const struct rt_engine *e, uint64_t base, uint32_t k, uint32_t col,
+			uint32_t len, struct layout_extent *ext)
+{
+	return layout_map(&e->layout, base + (uint64_t)k * e->layout.chunk + col, len, ext);
+}
+
+static int raid5_queue_reads(struct rt_engine *e, struct engine_ctx *c, const struct raid5_seg *g)
+{
+	struct layout_extent ext;
+	uint32_t k, j = 0;
+	int ret;
+
+	if (g->data_only)
+		return 0;
+	if (!g->reconstruct) {
+		ret = ctx_add_io(e, c, ENGINE_OP_READ, g->parity_role, g->old, g->unit_off, g->len);
+		if (ret)
+			return ret;
+		j = 1;
+	}
+	for (k = 0; k < e->data_roles; k++) {
+		bool touched = k >= g->k_first && k <= g->k_last;
+
+		if (touched == g->reconstruct)
+			continue;
+		ret = raid5_locate(e, g->base, k, g->col, g->len, &ext);
+		if (ret)
+			return ret;
+		ret = ctx_add_io(e, c, ENGINE_OP_READ, ext.role, g->old + (size_t)j * g->len,
+				 ext.offset, g->len);
+		if (ret)
+			return ret;
+		j++;
+	}
+	return 0;
+}
+
+static int raid5_compute_parity(const struct rt_engine *e, const struct raid5_seg *g,
+				uint8_t *data, uint64_t a0)
+{
+	void *src[2 * RT_MAX_UNITS + 1];
+	uint64_t C = e->layout.chunk;
+	unsigned n = 0, j = 0;
+	uint32_t k;
+
+	if (!g->reconstruct)
+		src[n++] = g->old;	/* P' = P ^ Dold ^ Dnew */
+	for (k = 0; k < e->data_roles; k++) {
+		bool touched = k >= g->k_first && k <= g->k_last;
+		uint8_t *dnew = data + (g->base + k * C + g->col - a0);
+
+		if (g->reconstruct) {
+			src[n++] = touched ? dnew : g->old + (size_t)(j++) * g->len;
+		} else if (touched) {
+			src[n++] = g->old + (size_t)(1 + k - g->k_first) * g->len;
+			src[n++] = dnew;
+		}
+	}
+	return parity_xor(g->parity, src, n, g->len);
+}
+
+/* The new data of one planned column range, but not to @g->skip_role. */
+static int raid5_queue_data(struct rt_engine *e, struct engine_ctx *c, const struct raid5_seg *g,
+			    uint8_t *data, uint64_t a0)
+{
+	struct layout_extent ext;
+	uint32_t k;
+	int ret;
+
+	for (k = g->k_first; k <= g->k_last; k++) {
+		ret = raid5_locate(e, g->base, k, g->col, g->len, &ext);
+		if (ret)
+			return ret;
+		if (ext.role == g->skip_role)
+			continue;
+		ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ext.role,
+				 data + (g->base + (uint64_t)k * e->layout.chunk + g->col - a0),
+				 ext.offset, g->len);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/*
+ * Read what the planned column ranges need, compute their parity, write it
+ * together with the ranges' new data, so that every stripe is consistent
+ * again after each round (a retry after a unit failure relies on that).
+ * @whole: this is the piece's only round: the data goes out as [a0, a1)
+ * in layout order instead, merged per chunk. @skip: a faulty role.
+ */
+static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
+			   uint64_t a0, uint64_t a1, bool whole, uint32_t skip)
+{
+	unsigned i;
+	int ret = 0;
+
+	for (i = 0; i < c->n_segs && !ret; i++)
+		ret = raid5_queue_reads(e, c, &c->segs[i]);
+	if (!ret)
+		ret = ctx_run_ios(e, c);
+	for (i = 0; i < c->n_segs && !ret; i++)
+		if (!c->segs[i].data_only)
+			ret = raid5_compute_parity(e, &c->segs[i], data, a0);
+	for (i = 0; i < c->n_segs && !ret; i++)
+		if (!c->segs[i].data_only)
+			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, c->segs[i].parity_role,
+					 c->segs[i].parity, c->segs[i].unit_off, c->segs[i].len);
+	if (whole) {
+		struct layout_extent ext;
+		uint64_t pos;
+
+		for (pos = a0; pos < a1 && !ret; pos += ext.len) {
+			ret = layout_map(&e->layout, pos, a1 - pos, &ext);
+			if (!ret && ext.role != skip)
+				ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ext.role, data + (pos - a0),
+						 ext.offset, ext.len);
+		}
+	} else {
+		for (i = 0; i < c->n_segs && !ret; i++)
+			ret = raid5_queue_data(e, c, &c->segs[i], data, a0);
+	}
+	c->n_segs = 0;
+	if (!ret)
+		ret = ctx_run_ios(e, c);
+	c->n_ios = 0;
+	return ret;
+}
+
+/*
+ * How a column range touching data chunks [kf, kl] of stripe @s is updated
+ * with @x faulty (LAYOUT_NO_ROLE: none). x the parity role: data only. x a
+ * touched data chunk: reconstruct-write over the others, so the parity
+ * takes x's new value. x untouched: read-modify-write, which never reads x.
+ */
+static void raid5_plan_degraded(const struct rt_engine *e, uint64_t s, uint32_t kf, uint32_t kl,
+				uint32_t x, bool rebuilding, bool *reconstruct, bool *data_only)
+{
+	uint32_t k;
+
+	*data_only = false;
+	if (x == LAYOUT_NO_ROLE)
+		return;
+	if (layout_raid5_parity_role(&e->layout, s) == x) {
+		/*
+		 * A role being rebuilt still gets its parity, computed from
+		 * the data alone (reconstruct-write never reads the parity).
+		 */
+		if (rebuilding)
+			*reconstruct = true;
+		else
+			*data_only = true;
+		return;
+	}
+	for (k = 0; k < e->data_roles; k++)
+		if (layout_raid5_data_role(&e->layout, s, k) == x)
+			break;
+	*reconstruct = k >= kf && k <= kl;
+}
+
+/*
+ * raid5: plan every stripe's column ranges, each with read-modify-write or
+ * reconstruct-write (see the top of this file), into the scratch buffer;
+ * when scratch runs out, run the planned part as a round and go on. A
+ * range too big for the remaining scratch is cut into narrower columns:
+ * parity is computed column by column, so any cut is valid.
+ */
+static int raid5_write(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
+		       uint64_t a0, uint64_t a1, uint64_t m, uint64_t rb)
+{
+	uint64_t C = e->layout.chunk, width = C * e->data_roles;
+	uint32_t d = e->data_roles;
+	uint32_t x = m ? (uint32_t)__builtin_ctzll(m) : LAYOUT_NO_ROLE;
+	/*
+	 * A role being rebuilt is never read but always written: planned as
+	 * faulty (so nothing reads it), its data and parity still go out.
+	 */
+	bool rebuilding = x != LAYOUT_NO_ROLE && (rb & role_bit(x));
+	uint32_t skip = rebuilding ? LAYOUT_NO_ROLE : x;
+	bool rounds = false;
+	size_t used = 0;
+	uint64_t s;
+	int ret;
+
+	c->n_segs = 0;
+	for (s = a0 / width; s * width < a1; s++) {
+		struct raid5_range rg[3];
+		unsigned i, nr = raid5_stripe_ranges(e, s * width, a0, a1, rg);
+
+		/*
+		 * Where the parity was never made (or may not match after an
+		 * unclean stop), read-modify-write would carry its error over:
+		 * compute it from the data, which makes the stripe consistent.
+		 */
+		bool unsynced = engine_dl_resync_owed(e, s * C, C), rmw = false;
+
+		for (i = 0; i < nr; i++) {
+			uint32_t t = rg[i].k_last - rg[i].k_first + 1;
+			bool reconstruct = unsynced || d - t <= t + 1, data_only;
+			size_t nbufs;
+			uint32_t col = rg[i].p;
+
+			raid5_plan_degraded(e, s, rg[i].k_first, rg[i].k_last, x, rebuilding,
+					    &reconstruct, &data_only);
+			nbufs = data_only ? 0 : reconstruct ? d - t + 1 : t + 2;
+			rmw |= !data_only && !reconstruct;
+
+			while (col < rg[i].q) {
+				struct layout_extent ext;
+				struct raid5_seg *g;
+				size_t room = nbufs ? (c->scratch_cap - used) / nbufs : C;
+				uint32_t len;
+
+				room &= ~((size_t)e->align - 1);
+				if (room == 0 || c->n_segs == c->segs_cap) {
+					ret = raid5_run_round(e, c, data, a0, a1, false, skip);
+					if (ret)
+						return ret;
+					rounds = true;
+					used = 0;
+					continue;
+				}
+				len = (uint32_t)min_u64(rg[i].q - col, room);
+				ret = raid5_locate(e, s * width, rg[i].k_first, col, len, &ext);
+				if (ret)
+					return ret;
+				g = &c->segs[c->n_segs++];
+				g->base = s * width;
+				g->unit_off = ext.offset;
+				g->col = col;
+				g->len = len;
+				g->k_first = rg[i].k_first;
+				g->k_last = rg[i].k_last;
+				g->parity_role = ext.parity_role;
+				g->skip_role = skip;
+				g->reconstruct = reconstruct;
+				g->data_only = data_only;
+				g->old = c->scratch + used;
+				g->parity = nbufs ? g->old + (nbufs - 1) * len : NULL;
+				used += nbufs * len;
+				col += len;
+			}
+		}
+		if (a0 <= s * width && a1 >= (s + 1) * width)
+			stat_add(&c->stats.stripe_full, 1);
+		else
+			stat_add(rmw ? &c->stats.stripe_rmw : &c->stats.stripe_rcw, 1);
+	}
+	return raid5_run_round(e, c, data, a0, a1, !rounds, skip);
+}
+
+/* Stripe s is chunk row s of every role: one range per role, parity of zeros is zeros. */
+static int raid5_zero(struct rt_engine *e, uint64_t first, uint64_t last)
+{
+	uint32_t r;
+	int ret = 0;
+
+	for (r = 0; r < e->n && !ret; r++)
+		ret = unit_zero_range(e->unit[r], e->data_offset + first * e->layout.chunk,
+				      (last - first + 1) * e->layout.chunk);
+	return ret;
+}
+
+/*
+ * Recover reads n - 1 roles into scratch; scrub reads every role plus room
+ * for the computed parity (data and scratch lie back to back).
+ */
+static uint64_t raid5_walk_room(const struct rt_engine *e, const struct engine_ctx *c, int kind)
+{
+	return kind == RT_WALK_RECOVER ? c->scratch_cap / (e->n - 1) : c->mem_size / (e->n + 1);
+}
+
+/* From every other role: none of them may be gone. */
+static bool raid5_can_recover(const struct rt_engine *e, uint32_t role, uint64_t m)
+{
+	return m == role_bit(role);
+}
+
+/* Every other role's bytes, role j-th of them at @buf + (j + 1) * @step. */
+static int raid5_recover_read(struct rt_engine *e, struct engine_ctx *c, uint32_t role,
+			      uint8_t *buf, uint64_t step, uint64_t off, uint64_t len, uint64_t m)
+{
+	uint32_t r, j = 0;
+	int ret = 0;
+
+	for (r = 0; r < e->n && !ret; r++) {
+		if (r == role)
+			continue;
+		ret = ctx_add_io(e, c, ENGINE_OP_READ, r, buf + (j + 1) * step, off, len);
+		j++;
+	}
+	return ret;
+}
+
+static int raid5_recover_compute(const struct rt_engine *e, uint32_t role, uint8_t *buf,
+				 uint64_t step, uint64_t len)
+{
+	void *src[RT_MAX_UNITS];
+	uint32_t j;
+
+	for (j = 0; j < e->n - 1; j++)
+		src[j] = buf + (j + 1) * step;
+	return parity_xor(buf, src, j, len);
+}
+
+/* The parity compared with the XOR of the data (every role read: buf[r] is role r's). */
+static int raid5_scrub(struct rt_engine *e, struct engine_ctx *c, struct engine_scrub_piece *p,
+		       struct engine_scrub *sc)
+{
+	uint32_t n = e->n, pr = layout_raid5_parity_role(&e->layout, p->stripe), r, j = 0;
+	void *src[RT_MAX_UNITS];
+	int ret;
+
+	for (r = 0; r < n; r++)
+		if (r != pr)
+			src[j++] = p->buf[r] + p->o;
+	ret = parity_xor(p->buf[n] + p->o, src, j, p->len);
+	if (!ret && memcmp(p->buf[n] + p->o, p->buf[pr] + p->o, p->len)) {
+		p->bad = true;
+		p->fixed = sc->repair;
+		if (sc->repair)
+			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, pr, p->buf[n] + p->o, p->pos, p->len);
+	}
+	return ret;
+}
+
+const struct engine_level_ops engine_raid5_ops = {
+	.name = "raid5",
+	.redundant = true,
+	.scratch = true,
+	.lock_degraded_reads = true,
+	.scrub_needs_all = true,
+	.tolerates = raid5_tolerates,
+	.read_role = engine_extent_role,
+	.read_lost = raid5_reconstruct,
+	.write = raid5_write,
+	.gather = raid5_gather,
+	.zero = raid5_zero,
+	.walk_room = raid5_walk_room,
+	.can_recover = raid5_can_recover,
+	.recover_read = raid5_recover_read,
+	.recover_compute = raid5_recover_compute,
+	.scrub = raid5_scrub,
+};

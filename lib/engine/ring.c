@@ -1,0 +1,521 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Request contexts from a fixed pool, each with its own io_uring ring:
+ * unit I/O queued, submitted, reaped, retried; unit errors judged.
+ *
+ * Errors that are not the disk's fault. A unit that answers ENOSPC or
+ * EDQUOT (a thin or file-backed unit whose backing store is full) is not
+ * failed: the request fails with -ENOSPC (the FUSE reply, so the writer
+ * sees ENOSPC or the kernel's mapping of it), the role is noted in
+ * e->nospace until one of its writes succeeds again, and the array stays
+ * up. A raid1/raid5 write that failed that way may have reached some units
+ * and not others, leaving its stripes' mirrors or parity inconsistent: its
+ * regions are pinned dirty in the log (never aged out, kept by a clean
+ * stop) and owed a resync, which the run path starts once no unit is short
+ * of space (engine_resync_owed); without a log the whole array is owed one.
+ * Until that resync, such a stripe is as exposed as after a crash (a role
+ * lost meanwhile could be reconstructed wrong there).
+ * Any other read or write error is tried again up to retry_count times,
+ * spread over retry_window_ms (engine_set_retries), before the role is
+ * failed: a transient error (a bus reset, a path failover) costs a delay,
+ * not a rebuild. A failed flush is never tried again (see ctx_complete_io).
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <liburing.h>
+
+#include <raidtool/engine.h>
+#include <raidtool/layout.h>
+#include <raidtool/log.h>
+
+#include "internal.h"
+
+static __thread unsigned engine_ctx_hint;
+
+static int ctx_init_ring(struct engine_ctx *c);
+
+/* ---- context pool ---------------------------------------------------- */
+
+static struct engine_ctx *ctx_try_acquire(struct rt_engine *e)
+{
+	unsigned i, idx, start = engine_ctx_hint;
+
+	for (i = 0; i < e->n_ctx; i++) {
+		struct engine_ctx *c;
+
+		idx = (start + i) % e->n_ctx;
+		c = &e->ctx[idx];
+		if (atomic_load_explicit(&c->busy, memory_order_relaxed))
+			continue;
+		if (!atomic_exchange(&c->busy, 1)) {
+			engine_ctx_hint = idx;
+			return c;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Lock-free when a context is free. Otherwise sleep: a waiter counts itself
+ * before rescanning and the releaser clears busy before looking at the
+ * count (both sequentially consistent), so a release cannot slip between
+ * the waiter's failed scan and its sleep unnoticed.
+ */
+struct engine_ctx *ctx_acquire(struct rt_engine *e)
+{
+	struct engine_ctx *c = ctx_try_acquire(e);
+
+	if (c)
+		return c;
+	pthread_mutex_lock(&e->pool_mu);
+	atomic_fetch_add(&e->pool_waiters, 1);
+	while (!(c = ctx_try_acquire(e)))
+		pthread_cond_wait(&e->pool_cond, &e->pool_mu);
+	atomic_fetch_sub(&e->pool_waiters, 1);
+	pthread_mutex_unlock(&e->pool_mu);
+	return c;
+}
+
+void ctx_release(struct rt_engine *e, struct engine_ctx *c)
+{
+	if (c->broken) {
+		/* Everything it submitted has been reaped: start a fresh ring. */
+		if (c->ring_ok) {
+			if (c->fixed_ok)
+				io_uring_unregister_buffers(&c->ring);
+			io_uring_queue_exit(&c->ring);
+		}
+		c->ring_ok = c->fixed_ok = false;
+		c->broken = ctx_init_ring(c) != 0;
+	}
+	atomic_store(&c->busy, 0);
+	if (atomic_load(&e->pool_waiters)) {
+		pthread_mutex_lock(&e->pool_mu);
+		pthread_cond_signal(&e->pool_cond);
+		pthread_mutex_unlock(&e->pool_mu);
+	}
+}
+
+/*
+ * Make @role faulty: the handler first (it records the failure in the
+ * superblocks), then the bit is published, all under fail_mu. A request
+ * that hit the same role waits here until then, so no request relies on
+ * the role being gone before the handler has run. With @spared_only, a
+ * role whose loss the level does not survive is left alone (-EEXIST):
+ * decided under fail_mu, so that a unit failing an I/O meanwhile counts.
+ */
+int engine_mark_faulty(struct rt_engine *e, uint32_t role, bool spared_only)
+{
+	uint64_t bit = role_bit(role);
+	int ret = -EALREADY;
+
+	pthread_mutex_lock(&e->fail_mu);
+	if (spared_only && !(atomic_load(&e->faulty) & bit) &&
+	    !engine_tolerates(e, atomic_load(&e->faulty) | bit)) {
+		ret = -EEXIST;
+	} else if (atomic_load(&e->rebuild) & bit) {
+		/* The unit being rebuilt failed: back to plain faulty, the walk stops. */
+		rt_log(RT_LOG_WARN, "unit %u failed while being rebuilt", role);
+		if (e->on_fail)
+			e->on_fail(role, e->on_fail_ctx);
+		atomic_fetch_and(&e->rebuild, ~bit);
+		ret = 0;
+	} else if (!(atomic_load(&e->faulty) & bit)) {
+		uint64_t m = atomic_load(&e->faulty) | bit;
+
+		rt_log(RT_LOG_WARN, "unit %u is faulty: %s", role,
+		       !engine_tolerates(e, m) ? (e->ops->redundant ?
+						  "the array stops taking writes" :
+						  "requests that need it fail") :
+		       "the array goes on degraded");
+		if (e->on_fail)
+			e->on_fail(role, e->on_fail_ctx);
+		atomic_fetch_or(&e->faulty, bit);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&e->fail_mu);
+	return ret;
+}
+
+static const char *const engine_op_name[] = { "read", "write", "flush" };
+
+/* The backing store is full: the request fails, the unit is not to blame. */
+static inline bool engine_err_nospace(int res)
+{
+	return res == -ENOSPC || res == -EDQUOT;
+}
+
+/*
+ * Every failed unit I/O ends here. The role is made faulty once the run
+ * has reaped everything (ctx_run_ios); the piece is then retried without it.
+ * An I/O that kept returning -EAGAIN/-EINTR is an error but not a fault,
+ * and so is one refused for want of space (-ENOSPC, the role stays).
+ */
+static int engine_unit_error(struct rt_engine *e, struct engine_ctx *c,
+			     const struct engine_io *io, int res)
+{
+	uint64_t bit = role_bit(io->role);
+
+	stat_add(&c->stats.errors, 1);
+	stat_add(&c->stats.unit[io->role].errors, 1);
+	if (engine_err_nospace(res)) {
+		if (!(atomic_fetch_or(&e->nospace, bit) & bit))
+			rt_log(RT_LOG_WARN, "unit %u is out of space (%s): it stays in the "
+			       "array; writes that need it fail with ENOSPC until it has room",
+			       io->role, strerror(-res));
+		return -ENOSPC;
+	}
+	if (res != -EAGAIN && res != -EINTR)
+		c->failed |= bit;
+	rt_log(RT_LOG_WARN, "unit %u: %s of %u bytes at %llu failed: %s",
+	       io->role, engine_op_name[io->op], io->len, (unsigned long long)io->off,
+	       strerror(-res));
+	return -EIO;
+}
+
+/* Wait before trying failed I/O again: retry_count tries span the window. */
+static void engine_backoff(struct rt_engine *e)
+{
+	unsigned n = atomic_load_explicit(&e->retry_count, memory_order_relaxed);
+	unsigned w = atomic_load_explicit(&e->retry_window_ms, memory_order_relaxed);
+	unsigned ms = n ? w / n : 0;
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	while (ms && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static bool ctx_prep_io(struct rt_engine *e, struct engine_ctx *c, struct engine_io *io)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+	uint32_t len = io->len - io->done;
+	uint64_t off = io->off + io->done;
+	int fd = e->fd[io->role];
+
+	if (!sqe)
+		return false;
+	switch (io->op) {
+	case ENGINE_OP_READ:
+		if (io->fixed)
+			io_uring_prep_read_fixed(sqe, fd, io->buf + io->done, len, off, 0);
+		else
+			io_uring_prep_read(sqe, fd, io->buf + io->done, len, off);
+		break;
+	case ENGINE_OP_WRITE:
+		if (io->fixed)
+			io_uring_prep_write_fixed(sqe, fd, io->buf + io->done, len, off, 0);
+		else
+			io_uring_prep_write(sqe, fd, io->buf + io->done, len, off);
+		break;
+	default:
+		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+		break;
+	}
+	io_uring_sqe_set_data(sqe, io);
+	return true;
+}
+
+/* Returns the request's error after this completion (0 while all is well). */
+static int ctx_complete_io(struct rt_engine *e, struct engine_ctx *c,
+			   struct engine_io *io, int res, int err)
+{
+	int r;
+
+	if ((res == -EAGAIN || res == -EINTR) && ++io->retries <= ENGINE_RETRY_MAX) {
+		c->retry[c->n_retry++] = io;
+		return err;
+	}
+	/*
+	 * Reads and writes are tried again; a flush is not: the kernel reports
+	 * a writeback error once, and a second fsync would claim success.
+	 */
+	if (res < 0 && res != -EAGAIN && res != -EINTR && !engine_err_nospace(res) &&
+	    io->op != ENGINE_OP_FSYNC &&
+	    io->err_tries < atomic_load_explicit(&e->retry_count, memory_order_relaxed)) {
+		io->err_tries++;
+		stat_add(&c->stats.unit[io->role].retries, 1);
+		rt_log(RT_LOG_WARN, "unit %u: %s of %u bytes at %llu failed: %s; trying again "
+		       "(%u of %u)", io->role, engine_op_name[io->op], io->len,
+		       (unsigned long long)io->off, strerror(-res), io->err_tries,
+		       atomic_load_explicit(&e->retry_count, memory_order_relaxed));
+		c->backoff = true;
+		c->retry[c->n_retry++] = io;
+		return err;
+	}
+	/* A transfer of 0 bytes: the device ends inside the data area. */
+	if (res < 0 || (res == 0 && io->op != ENGINE_OP_FSYNC)) {
+		r = engine_unit_error(e, c, io, res < 0 ? res : -ENXIO);
+		return err ? err : r;
+	}
+	if (io->op == ENGINE_OP_FSYNC)
+		return err;
+	io->done += (uint32_t)res;
+	if (io->done < io->len) {
+		c->retry[c->n_retry++] = io;
+		return err;
+	}
+	if (io->op == ENGINE_OP_READ) {
+		stat_add(&c->stats.unit[io->role].reads, 1);
+		stat_add(&c->stats.unit[io->role].read_bytes, io->len);
+	} else {
+		uint64_t bit = role_bit(io->role);
+
+		stat_add(&c->stats.unit[io->role].writes, 1);
+		stat_add(&c->stats.unit[io->role].write_bytes, io->len);
+		if ((atomic_load_explicit(&e->nospace, memory_order_relaxed) & bit) &&
+		    (atomic_fetch_and(&e->nospace, ~bit) & bit))
+			rt_log(RT_LOG_INFO, "unit %u takes writes again", io->role);
+	}
+	return err;
+}
+
+/*
+ * Submit every queued I/O (as many at once as the ring holds), wait for all
+ * of them, resubmit short and -EAGAIN transfers. Always reaps everything it
+ * submitted before returning, so the buffers are free again.
+ */
+int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c)
+{
+	unsigned next = 0, inflight = 0;
+	int err = 0, ret;
+
+	if (c->broken) {
+		c->n_ios = 0;
+		return -EIO;
+	}
+	c->n_retry = 0;
+	while (next < c->n_ios || c->n_retry || inflight) {
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+
+		if (c->backoff) {
+			c->backoff = false;
+			engine_backoff(e);
+		}
+
+		while (inflight < ENGINE_RING_ENTRIES) {
+			struct engine_io *io;
+
+			if (c->n_retry)
+				io = c->retry[c->n_retry - 1];
+			else if (next < c->n_ios)
+				io = &c->ios[next];
+			else
+				break;
+			if (!ctx_prep_io(e, c, io))
+				break;
+			if (c->n_retry)
+				c->n_retry--;
+			else
+				next++;
+			inflight++;
+		}
+		/* One wake-up for the whole fan-out rather than one per unit. */
+		ret = e->hooks.submit ? e->hooks.submit(e->hooks.arg) : 0;
+		if (!ret)
+			ret = io_uring_submit_and_wait(&c->ring, inflight);
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+			/*
+			 * The ring itself refused: wait for what it did take,
+			 * then let the context rebuild its ring.
+			 */
+			unsigned pending = io_uring_sq_ready(&c->ring);
+
+			rt_log(RT_LOG_ERROR, "io_uring submission failed: %s", strerror(-ret));
+			inflight -= pending;
+			while (inflight) {
+				if (io_uring_wait_cqe(&c->ring, &cqe) < 0)
+					break;
+				io_uring_cqe_seen(&c->ring, cqe);
+				inflight--;
+			}
+			c->broken = true;
+			err = ret;
+			break;
+		}
+		io_uring_for_each_cqe(&c->ring, head, cqe) {
+			struct engine_io *io = io_uring_cqe_get_data(cqe);
+			int res = cqe->res;
+
+			seen++;
+			inflight--;
+			if (e->hooks.io_result)
+				res = e->hooks.io_result(e->hooks.arg, io->op, io->role,
+							 io->len - io->done, res);
+			err = ctx_complete_io(e, c, io, res, err);
+		}
+		io_uring_cq_advance(&c->ring, seen);
+	}
+	c->n_ios = 0;
+	while (c->failed) {
+		uint32_t r = (uint32_t)__builtin_ctzll(c->failed);
+
+		c->failed &= c->failed - 1;
+		(void)engine_mark_faulty(e, r, false);
+	}
+	return err;
+}
+
+/*
+ * Queue one transfer of @len bytes at @unit_off in @role's data area,
+ * merged with the previous one when both are contiguous. A full queue is
+ * run at once: callers only queue I/Os that may run in any order.
+ */
+int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
+		      uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len)
+{
+	uint64_t off = e->data_offset + unit_off;
+	bool fixed = c->fixed_ok && buf && buf >= c->mem && buf < c->mem + c->mem_size;
+	struct engine_io *io;
+	int ret;
+
+	if (c->n_ios) {
+		io = &c->ios[c->n_ios - 1];
+		if (io->op == op && op != ENGINE_OP_FSYNC && io->role == role && io->fixed == fixed &&
+		    io->buf + io->len == buf && io->off + io->len == off &&
+		    io->len + len <= UINT32_MAX / 2) {
+			io->len += (uint32_t)len;
+			return 0;
+		}
+	}
+	if (c->n_ios == c->ios_cap) {
+		ret = ctx_run_ios(e, c);
+		if (ret)
+			return ret;
+	}
+	io = &c->ios[c->n_ios++];
+	io->buf = buf;
+	io->off = off;
+	io->len = (uint32_t)len;
+	io->done = 0;
+	io->role = role;
+	io->retries = 0;
+	io->err_tries = 0;
+	io->op = (uint8_t)op;
+	io->fixed = fixed;
+	return 0;
+}
+
+/* Queue one transfer at absolute device offset @off (metadata, not data). */
+int ctx_add_raw(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
+		       uint32_t role, uint8_t *buf, uint64_t off, uint32_t len)
+{
+	struct engine_io *io;
+	int ret;
+
+	if (c->n_ios == c->ios_cap) {
+		ret = ctx_run_ios(e, c);
+		if (ret)
+			return ret;
+	}
+	io = &c->ios[c->n_ios++];
+	io->buf = buf;
+	io->off = off;
+	io->len = len;
+	io->done = 0;
+	io->role = role;
+	io->retries = 0;
+	io->err_tries = 0;
+	io->op = (uint8_t)op;
+	io->fixed = false;
+	return 0;
+}
+
+void engine_drain(struct rt_engine *e)
+{
+	unsigned i;
+
+	for (i = 0; i < e->n_ctx; i++)
+		(void)ctx_acquire(e);
+	engine_aread_drain(e);
+}
+
+void engine_undrain(struct rt_engine *e)
+{
+	unsigned i;
+
+	atomic_store(&e->aread_gate, false);
+	for (i = 0; i < e->n_ctx; i++)
+		ctx_release(e, &e->ctx[i]);
+}
+
+void ctx_free(struct engine_ctx *c)
+{
+	if (c->ring_ok) {
+		if (c->fixed_ok)
+			io_uring_unregister_buffers(&c->ring);
+		io_uring_queue_exit(&c->ring);
+	}
+	free(c->mem);
+	free(c->ios);
+	free(c->retry);
+	free(c->segs);
+	free(c->locks);
+}
+
+static int ctx_init_ring(struct engine_ctx *c)
+{
+	struct iovec iov = { .iov_base = c->mem, .iov_len = c->mem_size };
+	int ret;
+
+	/* Completions are only reaped by the submitting thread, inside io_uring_enter. */
+	ret = io_uring_queue_init(ENGINE_RING_ENTRIES, &c->ring, IORING_SETUP_COOP_TASKRUN);
+	if (ret == -EINVAL)
+		ret = io_uring_queue_init(ENGINE_RING_ENTRIES, &c->ring, 0);
+	if (ret)
+		return ret;
+	c->ring_ok = true;
+	/* Registered buffers spare the kernel pinning pages on every I/O. */
+	c->fixed_ok = io_uring_register_buffers(&c->ring, &iov, 1) == 0;
+	return 0;
+}
+
+int ctx_init(struct rt_engine *e, struct engine_ctx *c, unsigned idx)
+{
+	uint64_t C = e->layout.chunk;
+	int ret;
+
+	c->scratch_cap = e->ops->scratch ? ENGINE_DATA_CAP : 0;
+	c->mem_size = ENGINE_DATA_CAP + c->scratch_cap;
+	ret = posix_memalign((void **)&c->mem, 4096, c->mem_size);
+	if (ret) {
+		c->mem = NULL;
+		return -ret;
+	}
+	c->data = c->mem;
+	c->scratch = c->mem + ENGINE_DATA_CAP;
+
+	/*
+	 * Enough for one piece without an early run: an I/O per chunk piece,
+	 * twice over for raid5 (reads and writes), one per mirror for raid1.
+	 */
+	c->ios_cap = (unsigned)(2 * (ENGINE_DATA_CAP / C + 3) + e->n + 8);
+	c->segs_cap = (unsigned)(ENGINE_DATA_CAP / (C * e->data_roles) + 8);
+	c->locks_cap = (unsigned)max_u64(ENGINE_DATA_CAP / e->lock_unit + 2,
+					 ENGINE_WALK_STRIPES + 1);
+	c->ios = calloc(c->ios_cap, sizeof(*c->ios));
+	c->retry = calloc(c->ios_cap, sizeof(*c->retry));
+	c->segs = calloc(c->segs_cap, sizeof(*c->segs));
+	c->locks = calloc(c->locks_cap, sizeof(*c->locks));
+	if (!c->ios || !c->retry || !c->segs || !c->locks)
+		return -ENOMEM;
+	c->rr = idx;
+	return ctx_init_ring(c);
+}
+
+struct engine_ctx *engine_ctx_get(struct rt_engine *e)
+{
+	return ctx_acquire(e);
+}
+
+void engine_ctx_put(struct rt_engine *e, struct engine_ctx *c)
+{
+	c->n_ios = 0;
+	ctx_release(e, c);
+}

@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Stripe locks: a stripe is layout's row of chunks (raid0/raid5) or one
+ * chunk (linear/raid1); writers lock the stripes of their piece in
+ * ascending order in a hashed table, so two writers never overlap on a
+ * stripe and never deadlock. raid5 and raid1 writes always lock (parity
+ * must match its data; mirrors must not end up different when two writes
+ * to the same block race); raid0/linear lock when the piece is not block
+ * aligned, because then it reads, merges and rewrites the enclosing
+ * blocks. Such a read-modify-write must also be ordered against every
+ * aligned write of the blocks it rewrites, or an aligned write landing
+ * between its read and its write-back is undone: so when the array's block
+ * size is smaller than the units' logical block size (the only case where
+ * requests from the block device can be unaligned to the units), raid0 and
+ * linear lock every write (e->lock_all); otherwise aligned writes stay
+ * lock-free. Reads without a faulty role never lock: they only touch data
+ * (never parity), so a read racing a write of the same bytes sees old or
+ * new data per block, as on any disk. With a faulty role, raid5 reads take
+ * the stripe locks of their piece (the same ascending order as writers),
+ * since a reconstruction XORs a whole column of the stripe and must never
+ * mix a half-written stripe. The context is taken before any stripe lock,
+ * never the other way round.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <raidtool/engine.h>
+#include <raidtool/layout.h>
+#include <raidtool/log.h>
+
+#include "internal.h"
+
+int stripe_locks_init(struct rt_engine *e)
+{
+	unsigned i;
+
+	e->buckets = calloc(ENGINE_LOCK_BUCKETS, sizeof(*e->buckets));
+	if (!e->buckets)
+		return -ENOMEM;
+	for (i = 0; i < ENGINE_LOCK_BUCKETS; i++) {
+		pthread_mutex_init(&e->buckets[i].mu, NULL);
+		pthread_cond_init(&e->buckets[i].cond, NULL);
+	}
+	return 0;
+}
+
+void stripe_locks_free(struct rt_engine *e)
+{
+	unsigned i;
+
+	if (!e->buckets)
+		return;
+	for (i = 0; i < ENGINE_LOCK_BUCKETS; i++) {
+		pthread_mutex_destroy(&e->buckets[i].mu);
+		pthread_cond_destroy(&e->buckets[i].cond);
+	}
+	free(e->buckets);
+	e->buckets = NULL;
+}
+
+struct stripe_lock_bucket *stripe_lock_bucket(struct rt_engine *e, uint64_t stripe)
+{
+	/* Fibonacci hashing spreads consecutive stripes over the buckets. */
+	uint64_t h = stripe * 0x9e3779b97f4a7c15ull;
+
+	return &e->buckets[h >> (64 - __builtin_ctz(ENGINE_LOCK_BUCKETS))];
+}
+
+static bool stripe_lock_held(const struct stripe_lock_bucket *b, uint64_t stripe)
+{
+	const struct stripe_lock_entry *l;
+
+	for (l = b->held; l; l = l->next)
+		if (l->stripe == stripe)
+			return true;
+	return false;
+}
+
+/*
+ * Offer the part of @o in stripe @s (covered only in part) to the stripe's
+ * holder. Returns the offer, or NULL when the piece covers all of @s.
+ */
+static struct stripe_contrib *stripe_offer_prepare(struct rt_engine *e, struct engine_ctx *c,
+						   const struct stripe_offer *o, uint64_t s,
+						   uint64_t first)
+{
+	uint64_t W = e->lock_unit, base = s * W;
+	struct stripe_contrib *k = &c->offer[s == first ? 0 : 1];
+
+	if (o->a0 <= base && o->a1 >= base + W)
+		return NULL;
+	k->stripe = s;
+	k->lo = max_u64(o->a0, base);
+	k->hi = min_u64(o->a1, base + W);
+	k->data = o->data + (k->lo - o->a0);
+	k->state = CONTRIB_IDLE;
+	k->next = NULL;
+	return k;
+}
+
+void stripe_offer_withdraw(struct stripe_lock_bucket *b, struct stripe_contrib *k)
+{
+	struct stripe_contrib **pp;
+
+	for (pp = &b->offers; *pp; pp = &(*pp)->next) {
+		if (*pp == k) {
+			*pp = k->next;
+			break;
+		}
+	}
+	k->state = CONTRIB_IDLE;
+}
+
+/*
+ * Ascending order across all writers: no deadlock between overlapping ranges.
+ * With @o (a raid5 writer whose data is ready), a writer that has to wait
+ * for its first or last stripe, which it covers only in part, offers its
+ * part of that stripe to the holder; when the holder wrote it, the writer
+ * does not take that lock at all. Returns which: bit 0 the first stripe,
+ * bit 1 the last.
+ */
+unsigned stripe_lock_acquire_offer(struct rt_engine *e, struct engine_ctx *c,
+					  uint64_t first, uint64_t last,
+					  const struct stripe_offer *o)
+{
+	unsigned written = 0;
+	uint64_t s;
+
+	for (s = first; s <= last; s++) {
+		struct stripe_lock_bucket *b = stripe_lock_bucket(e, s);
+		struct stripe_lock_entry *l = &c->locks[s - first];
+		struct stripe_contrib *k = NULL;
+
+		l->stripe = s;
+		if (o && (s == first || s == last))
+			k = stripe_offer_prepare(e, c, o, s, first);
+		pthread_mutex_lock(&b->mu);
+		while (stripe_lock_held(b, s)) {
+			if (k && k->state == CONTRIB_DONE)
+				break;
+			if (k && k->state == CONTRIB_IDLE) {
+				k->state = CONTRIB_OFFERED;
+				k->next = b->offers;
+				b->offers = k;
+				/* A holder gathering this stripe waits on the same condition. */
+				pthread_cond_broadcast(&b->cond);
+			}
+			b->waiters++;
+			pthread_cond_wait(&b->cond, &b->mu);
+			b->waiters--;
+		}
+		if (k && k->state == CONTRIB_DONE) {
+			k->state = CONTRIB_IDLE;
+			written |= s == first ? 1u : 2u;
+			pthread_mutex_unlock(&b->mu);
+			continue;
+		}
+		/* A holder resolves what it took before letting go of the lock. */
+		if (k && k->state == CONTRIB_OFFERED)
+			stripe_offer_withdraw(b, k);
+		l->next = b->held;
+		b->held = l;
+		pthread_mutex_unlock(&b->mu);
+	}
+	return written;
+}
+
+void stripe_lock_acquire(struct rt_engine *e, struct engine_ctx *c,
+				uint64_t first, uint64_t last)
+{
+	(void)stripe_lock_acquire_offer(e, c, first, last, NULL);
+}
+
+void stripe_lock_release(struct rt_engine *e, struct engine_ctx *c,
+				uint64_t first, uint64_t last)
+{
+	uint64_t s;
+
+	for (s = first; s <= last; s++) {
+		struct stripe_lock_bucket *b = stripe_lock_bucket(e, s);
+		struct stripe_lock_entry *l = &c->locks[s - first], **pp;
+
+		pthread_mutex_lock(&b->mu);
+		for (pp = &b->held; *pp; pp = &(*pp)->next) {
+			if (*pp == l) {
+				*pp = l->next;
+				break;
+			}
+		}
+		/* Waiters for other stripes of the bucket just recheck. */
+		if (b->waiters)
+			pthread_cond_broadcast(&b->cond);
+		pthread_mutex_unlock(&b->mu);
+	}
+}
