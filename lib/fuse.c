@@ -848,10 +848,10 @@ static void aio_unit_done(struct ring_uio *u, int res)
 }
 
 /*
- * A READ, or a WRITE of linear or raid0, served on the queue's own ring:
- * the engine maps it to unit I/O straight into (or from) the entry's
- * payload buffer, and the reply is committed when their completions arrive
- * (aio_unit_done). False when the request needs the synchronous path (the
+ * A READ or WRITE that the engine maps (engine_read_map, engine_write_map),
+ * served on the queue's own ring: the engine maps it to unit I/O straight
+ * into (or from) the entry's payload buffer, and the reply is committed when
+ * their completions arrive (aio_unit_done). False when the request needs the synchronous path (the
  * engine said so, or it is not a plain read or write of the file).
  */
 static bool aio_start(struct ring_ent *ent)

@@ -18,6 +18,7 @@
 
 struct rt_unit;
 struct rt_engine;
+struct engine_areq;
 
 struct rt_engine_stats {
 	uint64_t reads, writes, flushes;
@@ -96,9 +97,14 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
  * needs the engine's judgement: every role working (none faulty, missing or
  * being rebuilt), @off, @len and @buf aligned to the units' block size,
  * @len at most 1 MiB. engine_write_map does the same for a write from @buf,
- * on linear and raid0 only (whose writes are their unit writes and nothing
- * else), and not while a role is out of space. -EAGAIN otherwise: serve it
- * with engine_read/engine_write.
+ * on linear and raid0 (whose writes are their unit writes and nothing else)
+ * and raid1 (a write to every working mirror, and to one being rebuilt):
+ * the mapping then holds the stripe locks of the range until it is unmapped,
+ * so it is -EAGAIN when another request holds or waits for one of them, when
+ * a dirty-log region of the range is not marked on the units yet (the
+ * synchronous path marks it), while a role is out of space, and beyond what
+ * the level spares. -EAGAIN otherwise too: serve it with
+ * engine_read/engine_write.
  * Every mapping that returned 0 ends with one engine_aio_unmap, @ok when
  * every unit I/O transferred its whole length (the request is then counted
  * done). Otherwise the caller serves the request again with engine_read or
@@ -119,6 +125,7 @@ struct engine_aio {
 	bool write;
 	size_t len;
 	struct engine_unit_io io[ENGINE_AIO_MAX];
+	struct engine_areq *areq;	/* the engine's, while mapped */
 };
 int engine_read_map(struct rt_engine *e, void *buf, size_t len, uint64_t off,
 		    struct engine_aio *ar);

@@ -29,69 +29,194 @@ void engine_aread_drain(struct rt_engine *e)
 }
 
 /*
+ * What a mapped write that locks keeps until it is unmapped: the locks of
+ * stripes [first, last]. ENGINE_AREQS of them, made at engine_create.
+ */
+struct engine_areq {
+	struct engine_areq *next;	/* on e->areq_free */
+	uint64_t first, last;
+	struct stripe_lock_entry *locks;
+};
+
+/* The stripes one mapped request may lock: a piece's, as a context's. */
+static unsigned engine_areq_locks(const struct rt_engine *e)
+{
+	return (unsigned)(ENGINE_DATA_CAP / e->lock_unit + 2);
+}
+
+int engine_aio_init(struct rt_engine *e)
+{
+	unsigned i, k = engine_areq_locks(e);
+
+	e->areqs = calloc(ENGINE_AREQS, sizeof(*e->areqs));
+	e->areq_locks = calloc((size_t)ENGINE_AREQS * k, sizeof(*e->areq_locks));
+	if (!e->areqs || !e->areq_locks)
+		return -ENOMEM;
+	for (i = 0; i < ENGINE_AREQS; i++) {
+		e->areqs[i].locks = e->areq_locks + (size_t)i * k;
+		e->areqs[i].next = e->areq_free;
+		e->areq_free = &e->areqs[i];
+	}
+	return 0;
+}
+
+void engine_aio_free(struct rt_engine *e)
+{
+	free(e->areqs);
+	free(e->areq_locks);
+}
+
+/*
+ * Take the stripe locks of [off, off + len) for @ar without waiting. False
+ * when none is free or a lock is held or waited for.
+ */
+static bool engine_areq_lock(struct rt_engine *e, struct engine_aio *ar, uint64_t off,
+			     uint64_t len)
+{
+	struct engine_areq *q;
+
+	pthread_mutex_lock(&e->areq_mu);
+	q = e->areq_free;
+	if (q)
+		e->areq_free = q->next;
+	pthread_mutex_unlock(&e->areq_mu);
+	if (!q)
+		return false;
+	q->first = off / e->lock_unit;
+	q->last = (off + len - 1) / e->lock_unit;
+	if (q->last - q->first < engine_areq_locks(e) &&
+	    stripe_lock_try(e, q->locks, q->first, q->last)) {
+		ar->areq = q;
+		return true;
+	}
+	pthread_mutex_lock(&e->areq_mu);
+	q->next = e->areq_free;
+	e->areq_free = q;
+	pthread_mutex_unlock(&e->areq_mu);
+	return false;
+}
+
+static void engine_areq_unlock(struct rt_engine *e, struct engine_aio *ar)
+{
+	struct engine_areq *q = ar->areq;
+
+	if (!q)
+		return;
+	ar->areq = NULL;
+	stripe_unlock(e, q->locks, q->first, q->last);
+	pthread_mutex_lock(&e->areq_mu);
+	q->next = e->areq_free;
+	e->areq_free = q;
+	pthread_mutex_unlock(&e->areq_mu);
+}
+
+/*
+ * Add the transfer of @len bytes at @unit_off of @role's data area from or
+ * into @buf to @ar, merged with the previous one when both are contiguous.
+ * -EAGAIN when @ar is full.
+ */
+int engine_aio_add(const struct rt_engine *e, struct engine_aio *ar, uint32_t role,
+		   uint64_t unit_off, uint8_t *buf, uint64_t len)
+{
+	struct engine_unit_io *io = ar->n ? &ar->io[ar->n - 1] : NULL;
+	uint64_t off = e->data_offset + unit_off;
+
+	if (io && io->role == role && (uint8_t *)io->buf + io->len == buf &&
+	    io->off + io->len == off && io->len + len <= UINT32_MAX / 2) {
+		io->len += (uint32_t)len;
+		return 0;
+	}
+	if (ar->n == ENGINE_AIO_MAX)
+		return -EAGAIN;
+	io = &ar->io[ar->n++];
+	io->fd = e->fd[role];
+	io->role = role;
+	io->off = off;
+	io->len = (uint32_t)len;
+	io->buf = buf;
+	return 0;
+}
+
+/* A read of a healthy array: each extent from the role engine_read would choose. */
+static int engine_aio_map_read(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
+			       uint64_t off, uint64_t len)
+{
+	unsigned rr = atomic_fetch_add_explicit(&e->aread_rr, 1, memory_order_relaxed);
+	struct layout_extent ext;
+	uint64_t pos;
+	uint32_t role;
+	int ret;
+
+	for (pos = off; pos < off + len; pos += ext.len) {
+		ret = layout_map(&e->layout, pos, off + len - pos, &ext);
+		if (ret)
+			return ret;
+		/* raid1: the mirror engine_read would choose (owed regions: the source) */
+		role = e->ops->read_role(e, &ext, rr, 0);
+		if (role == LAYOUT_NO_ROLE)
+			return -EAGAIN;
+		ret = engine_aio_add(e, ar, role, ext.offset, buf + (pos - off), ext.len);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/*
  * Map [off, off + len) for engine_read_map (@write false) or
  * engine_write_map: -EAGAIN for whatever the synchronous path must do.
  */
 static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len, uint64_t off,
 			  struct engine_aio *ar)
 {
-	struct layout_extent ext;
-	unsigned rr = 0;
-	uint64_t pos;
+	uint64_t m, rb;
+	int ret;
 
 	if (!e || !buf || !ar || !len || engine_check_range(e, len, off))
 		return -EINVAL;
 	ar->n = 0;
 	ar->len = len;
 	ar->write = write;
+	ar->areq = NULL;
 	/* O_DIRECT from/into the caller's buffer: only what needs no bounce buffer. */
 	if (off % e->align || len % e->align || (uintptr_t)buf % e->align || len > ENGINE_PIECE)
 		return -EAGAIN;
 	/*
-	 * Writes: only where a write is its unit writes and nothing else,
-	 * linear and raid0 (no mirror or parity to keep in step, no log to
-	 * mark, no stripe lock unless the units' blocks are larger than the
-	 * array's); and not while a role's last write ran out of space, which
-	 * only engine_write's success clears.
+	 * Not while a role's last write ran out of space, which only
+	 * engine_write's success clears (and which a failed raid1 write must
+	 * owe a resync for).
 	 */
-	if (write && (!e->ops->map_writes || e->lock_all || e->dl || atomic_load(&e->nospace)))
+	if (write && (!e->ops->map_write || atomic_load(&e->nospace)))
 		return -EAGAIN;
 	atomic_fetch_add(&e->aread_inflight, 1);
-	/* Any faulty or rebuilding role: the synchronous path judges where to go. */
-	if (atomic_load(&e->aread_gate) || engine_faulty(e))
+	if (atomic_load(&e->aread_gate))
 		goto sync;
-	if (!write)
-		rr = atomic_fetch_add_explicit(&e->aread_rr, 1, memory_order_relaxed);
-	for (pos = off; pos < off + len; pos += ext.len) {
-		struct engine_unit_io *io = ar->n ? &ar->io[ar->n - 1] : NULL;
-		uint8_t *p = (uint8_t *)buf + (pos - off);
-		uint64_t uoff;
-		uint32_t role;
-
-		if (layout_map(&e->layout, pos, off + len - pos, &ext))
+	/*
+	 * Writes lock as engine_write would: mirrors must not end up different
+	 * when two writes of a block race, nor an aligned write land inside
+	 * another's read-modify-write of a unit block (lock_all). The region's
+	 * bit must be on the units before any of its data: when it is not yet,
+	 * the synchronous path marks it.
+	 */
+	if (write && (e->ops->redundant || e->lock_all)) {
+		if (!engine_areq_lock(e, ar, off, len))
 			goto sync;
-		/* raid1 reads: the mirror engine_read would choose (owed regions: the source) */
-		role = write ? ext.role : e->ops->read_role(e, &ext, rr, 0);
-		if (role == LAYOUT_NO_ROLE)
+		if (!engine_dl_covered(e, off / e->lock_unit, (off + len - 1) / e->lock_unit))
 			goto sync;
-		uoff = e->data_offset + ext.offset;
-		if (io && io->role == role && (uint8_t *)io->buf + io->len == p &&
-		    io->off + io->len == uoff) {
-			io->len += (uint32_t)ext.len;
-			continue;
-		}
-		if (ar->n == ENGINE_AIO_MAX)
-			goto sync;
-		io = &ar->io[ar->n++];
-		io->fd = e->fd[role];
-		io->role = role;
-		io->off = uoff;
-		io->len = (uint32_t)ext.len;
-		io->buf = p;
 	}
+	/* Loaded under the stripe locks, the rebuild mask first (see engine_write_piece). */
+	rb = engine_rebuilding(e);
+	m = engine_faulty(e);
+	if (write)
+		ret = e->ops->map_write(e, ar, buf, off, len, m, rb);
+	else
+		ret = m ? -EAGAIN : engine_aio_map_read(e, ar, buf, off, len);
+	if (ret)
+		goto sync;
 	return 0;
 sync:
 	ar->n = 0;
+	engine_areq_unlock(e, ar);
 	atomic_fetch_sub(&e->aread_inflight, 1);
 	return -EAGAIN;
 }
@@ -128,5 +253,6 @@ void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok)
 		}
 	}
 	ar->n = 0;
+	engine_areq_unlock(e, ar);
 	atomic_fetch_sub(&e->aread_inflight, 1);
 }

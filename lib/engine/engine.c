@@ -18,6 +18,9 @@
  *     S = D for raid5, else 0            parity and old-data scratch
  *     R ~= 25 KiB                        io_uring ring: 256 SQEs, 512 CQEs
  *     B ~= 3 KiB + 200 B * (D / chunk + 8) + 40 B * n_units   bookkeeping
+ *   Event-driven writes that lock (engine_write_map) hold their stripe
+ *   locks in ENGINE_AREQS sets of D / stripe + 2 entries (16 B each): at
+ *   most 264 KiB, with 4 KiB raid1 chunks.
  *   Gathering whole stripes from several writers adds no buffers;
  *   engine_discard's zeros add ENGINE_PIECE (1 MiB) once per engine; a
  *   recover walk borrows 2 * n * ENGINE_WALK_STEP (at most ENGINE_WALK_MEM,
@@ -305,6 +308,7 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 	pthread_cond_init(&e->pool_cond, NULL);
 	pthread_mutex_init(&e->fail_mu, NULL);
 	pthread_mutex_init(&e->admin_mu, NULL);
+	pthread_mutex_init(&e->areq_mu, NULL);
 
 	for (r = 0; r < n; r++)
 		role_size[r] = sb->slots[r].data_size;
@@ -360,6 +364,8 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 	e->size = min_u64(nbytes, e->layout.size);
 
 	ret = stripe_locks_init(e);
+	if (!ret)
+		ret = engine_aio_init(e);
 	if (ret)
 		goto fail;
 
@@ -409,10 +415,12 @@ void engine_destroy(struct rt_engine *e)
 		free(e->ctx);
 	}
 	stripe_locks_free(e);
+	engine_aio_free(e);
 	pthread_mutex_destroy(&e->pool_mu);
 	pthread_cond_destroy(&e->pool_cond);
 	pthread_mutex_destroy(&e->fail_mu);
 	pthread_mutex_destroy(&e->admin_mu);
+	pthread_mutex_destroy(&e->areq_mu);
 	engine_dl_free(e);
 	free(e->zeros);
 	free(e->walk_mem);

@@ -132,6 +132,22 @@ bool engine_dl_resync_owed(const struct rt_engine *e, uint64_t off, uint64_t len
 	return dirtylog_pinned_any(e->dl->log, off / R, (off + len - 1) / R);
 }
 
+/*
+ * Without waiting: are the regions of stripes [first, last] marked on the
+ * units already (or is there no log)? A writer holding the stripes' locks
+ * that sees them so may write (the sweeper waits for those locks before it
+ * clears a region, and it clears none touched since).
+ */
+bool engine_dl_covered(struct rt_engine *e, uint64_t first, uint64_t last)
+{
+	uint64_t r0, r1;
+
+	if (!e->dl)
+		return true;
+	dl_regions(e, first, last, &r0, &r1);
+	return dirtylog_covered(e->dl->log, r0, r1);
+}
+
 int engine_dl_mark(struct rt_engine *e, struct engine_ctx *c, uint64_t first,
 			  uint64_t last)
 {

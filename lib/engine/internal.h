@@ -139,6 +139,7 @@ void rebuild_release(struct rt_engine *e);
 #define ENGINE_WALK_STEP (4u << 20)	/* role bytes per unit transfer of a recover */
 #define ENGINE_WALK_MEM (32u << 20)	/* the recover walk's buffers, at most */
 #define ENGINE_WALK_STRIPES 256u	/* stripes a walk batch may lock */
+#define ENGINE_AREQS 64u		/* mapped writes holding stripe locks at once */
 
 #define ENGINE_GATHER_MAX 16u		/* pieces one gathered stripe is made of */
 #define ENGINE_GATHER_US_DEFAULT 10000u	/* longest wait for a stripe's other parts */
@@ -349,6 +350,10 @@ struct rt_engine {
 	atomic_bool aread_gate;
 	atomic_uint aread_rr;
 	struct engine_ctx_stats aread_stats;	/* updated with atomic adds */
+	/* The stripe locks of mapped writes (ENGINE_AREQS sets; none free: -EAGAIN). */
+	struct engine_areq *areqs, *areq_free;
+	struct stripe_lock_entry *areq_locks;
+	pthread_mutex_t areq_mu;
 };
 
 
@@ -367,8 +372,6 @@ struct engine_level_ops {
 	bool scratch;
 	/* Reads with a faulty role take their stripe locks (a reconstruction reads a stripe). */
 	bool lock_degraded_reads;
-	/* engine_write_map may map a write: it is its unit writes and nothing else. */
-	bool map_writes;
 	/* A scrub needs every role (none faulty or rebuilding): else -EBUSY. */
 	bool scrub_needs_all;
 	/* Can the array still take writes with the roles in @m faulty? */
@@ -397,6 +400,15 @@ struct engine_level_ops {
 	 */
 	int (*gather)(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint64_t a0,
 		      uint64_t a1, uint64_t *lo, uint64_t *hi);
+	/*
+	 * engine_write_map: the unit writes of [off, off + len) from @buf into
+	 * @ar (engine_aio_add), the range's stripe locks held, with the roles in
+	 * @m faulty and those in @rb being rebuilt; -EAGAIN when the write needs
+	 * more than its unit writes (the synchronous path then does it). NULL:
+	 * never.
+	 */
+	int (*map_write)(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uint64_t off,
+			 uint64_t len, uint64_t m, uint64_t rb);
 	/* Stripes [first, last], whole, zeroed on the units (healthy, locks held). */
 	int (*zero)(struct rt_engine *e, uint64_t first, uint64_t last);
 	/* Role bytes one walk transfer of @kind (RT_WALK_*) may cover with @c's buffers. */
@@ -504,6 +516,10 @@ int ctx_add_reads(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
 
 /* aio.c */
 void engine_aread_drain(struct rt_engine *e);
+int engine_aio_init(struct rt_engine *e);
+void engine_aio_free(struct rt_engine *e);
+int engine_aio_add(const struct rt_engine *e, struct engine_aio *ar, uint32_t role,
+		   uint64_t unit_off, uint8_t *buf, uint64_t len);
 
 /* stripe-lock.c */
 int stripe_locks_init(struct rt_engine *e);
@@ -516,6 +532,10 @@ void stripe_lock_acquire(struct rt_engine *e, struct engine_ctx *c,
 			 uint64_t first, uint64_t last);
 void stripe_lock_release(struct rt_engine *e, struct engine_ctx *c,
 			 uint64_t first, uint64_t last);
+bool stripe_lock_try(struct rt_engine *e, struct stripe_lock_entry *locks,
+		     uint64_t first, uint64_t last);
+void stripe_unlock(struct rt_engine *e, struct stripe_lock_entry *locks,
+		   uint64_t first, uint64_t last);
 void stripe_offer_withdraw(struct stripe_lock_bucket *b, struct stripe_contrib *k);
 
 /* level-raid5.c, raid5-gather.c */
@@ -530,6 +550,7 @@ int engine_dl_init(struct rt_engine *e, const struct rt_sb *sb);
 void engine_dl_stop(struct rt_engine *e);
 void engine_dl_free(struct rt_engine *e);
 bool engine_dl_resync_owed(const struct rt_engine *e, uint64_t off, uint64_t len);
+bool engine_dl_covered(struct rt_engine *e, uint64_t first, uint64_t last);
 int engine_dl_mark(struct rt_engine *e, struct engine_ctx *c, uint64_t first, uint64_t last);
 void engine_owe_resync(struct rt_engine *e, uint64_t first, uint64_t last);
 

@@ -87,6 +87,35 @@ static int raid1_write(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
 }
 
 /*
+ * The same unit writes as raid1_write, on the caller's ring. Beyond what
+ * the level spares, engine_write fails the request.
+ */
+static int raid1_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
+			   uint64_t off, uint64_t len, uint64_t m, uint64_t rb)
+{
+	struct layout_extent ext;
+	uint64_t pos;
+	uint32_t r;
+	int ret;
+
+	if (!raid1_tolerates(e, m))
+		return -EAGAIN;
+	m &= ~rb;
+	for (r = 0; r < e->n; r++) {
+		if (m & role_bit(r))
+			continue;
+		for (pos = off; pos < off + len; pos += ext.len) {
+			ret = layout_map(&e->layout, pos, off + len - pos, &ext);
+			if (!ret)
+				ret = engine_aio_add(e, ar, r, ext.offset, buf + (pos - off), ext.len);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+/*
  * raid1: settle one block of @nw mirror copies. Returns the index of the copy
  * every other one must take, -1 when all agree, -2 for a tie left as found.
  */
@@ -208,6 +237,7 @@ const struct engine_level_ops engine_raid1_ops = {
 	.tolerates = raid1_tolerates,
 	.read_role = raid1_read_role,
 	.write = raid1_write,
+	.map_write = raid1_map_write,
 	.zero = raid1_zero,
 	.walk_room = raid1_walk_room,
 	.can_recover = raid1_can_recover,

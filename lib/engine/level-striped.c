@@ -68,11 +68,31 @@ static int striped_zero(struct rt_engine *e, uint64_t first, uint64_t last)
 	return ret;
 }
 
+/* Each extent to its role; a write that needs a faulty role is for engine_write to fail. */
+static int striped_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
+			     uint64_t off, uint64_t len, uint64_t m, uint64_t rb)
+{
+	struct layout_extent ext;
+	uint64_t pos;
+	int ret;
+
+	if (m)
+		return -EAGAIN;
+	for (pos = off; pos < off + len; pos += ext.len) {
+		ret = layout_map(&e->layout, pos, off + len - pos, &ext);
+		if (!ret)
+			ret = engine_aio_add(e, ar, ext.role, ext.offset, buf + (pos - off), ext.len);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 const struct engine_level_ops engine_striped_ops = {
 	.name = "striped",
-	.map_writes = true,
 	.tolerates = striped_tolerates,
 	.read_role = engine_extent_role,
 	.write = striped_write,
+	.map_write = striped_map_write,
 	.zero = striped_zero,
 };

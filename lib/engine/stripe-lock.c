@@ -176,13 +176,54 @@ void stripe_lock_acquire(struct rt_engine *e, struct engine_ctx *c,
 }
 
 void stripe_lock_release(struct rt_engine *e, struct engine_ctx *c,
-				uint64_t first, uint64_t last)
+			 uint64_t first, uint64_t last)
+{
+	stripe_unlock(e, c->locks, first, last);
+}
+
+/*
+ * Take the locks of stripes [first, last] into @locks without waiting, for
+ * a request whose thread must never sleep (engine_write_map). False, none
+ * held, when one of them is held or a writer waits in its bucket: a waiter
+ * is never overtaken for long by requests that do not wait. Ascending
+ * order, as everyone: a request that gives up holds nothing.
+ */
+bool stripe_lock_try(struct rt_engine *e, struct stripe_lock_entry *locks,
+		     uint64_t first, uint64_t last)
 {
 	uint64_t s;
 
 	for (s = first; s <= last; s++) {
 		struct stripe_lock_bucket *b = stripe_lock_bucket(e, s);
-		struct stripe_lock_entry *l = &c->locks[s - first], **pp;
+		struct stripe_lock_entry *l = &locks[s - first];
+		bool busy;
+
+		l->stripe = s;
+		pthread_mutex_lock(&b->mu);
+		busy = b->waiters || stripe_lock_held(b, s);
+		if (!busy) {
+			l->next = b->held;
+			b->held = l;
+		}
+		pthread_mutex_unlock(&b->mu);
+		if (busy) {
+			if (s > first)
+				stripe_unlock(e, locks, first, s - 1);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Let go of the locks of stripes [first, last], taken into @locks. */
+void stripe_unlock(struct rt_engine *e, struct stripe_lock_entry *locks,
+		   uint64_t first, uint64_t last)
+{
+	uint64_t s;
+
+	for (s = first; s <= last; s++) {
+		struct stripe_lock_bucket *b = stripe_lock_bucket(e, s);
+		struct stripe_lock_entry *l = &locks[s - first], **pp;
 
 		pthread_mutex_lock(&b->mu);
 		for (pp = &b->held; *pp; pp = &(*pp)->next) {

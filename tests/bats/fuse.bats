@@ -1,9 +1,11 @@
 #!/usr/bin/env bats
 # The FUSE transports (lib/fuse.c): RAIDTOOL_FUSE_TRANSPORT chooses io_uring
 # or /dev/fuse and status says which carried the requests; many jobs racing
-# on the same stripes verify under both; a connection torn down mid-request
-# (kill -9 of the engine during fio, deactivate during I/O, readers of the
-# FUSE file interrupted) leaves no thread stuck and nothing mounted.
+# on the same stripes (raid5, and raid1 whose writes the ring carries
+# event-driven, holding their stripe locks) verify under both; a connection
+# torn down mid-request (kill -9 of the engine during fio, the connection
+# aborted under fio, deactivate during I/O, readers and writers of the FUSE
+# file interrupted) leaves no thread stuck and nothing mounted.
 
 load helpers
 
@@ -19,6 +21,9 @@ setup() {
 
 teardown() {
 	reap_bgpids
+	if [ -n "${FUSECTL_MOUNTED:-}" ]; then
+		umount /sys/fs/fuse/connections 2>/dev/null || true
+	fi
 	if [ -n "${TESTDIR:-}" ] && [ -n "${NAME:-}" ] && [ -e "$RAIDTOOL_RUNDIR/$NAME/pid" ]; then
 		raidtool deactivate "$NAME" >/dev/null 2>&1
 	fi
@@ -85,9 +90,11 @@ wait_writes() {
 	fail "the array never saw $want writes"
 }
 
+# race_test TRANSPORT WANT [LEVEL]: fio_same_stripe_race on raid5 (or
+# LEVEL), then check finds parity (mirrors) clean.
 race_test() {
-	local transport=$1 want=$2 ring
-	start_with "$transport" 5 16K 4 64M
+	local transport=$1 want=$2 level=${3:-5} ring
+	start_with "$transport" "$level" 16K 4 64M
 	[ "$(fuse_field transport)" = "$want" ]
 	fio_same_stripe_race 8
 	run raidtool check "$NAME"
@@ -190,6 +197,40 @@ kill_test() {
 	race_test dev /dev/fuse
 }
 
+@test "race over io_uring: 8 fio jobs on the same raid1 stripes verify, mirrors check clean" {
+	require_uring
+	race_test uring io_uring 1
+}
+
+@test "race over /dev/fuse: 8 fio jobs on the same raid1 stripes verify, mirrors check clean" {
+	race_test dev /dev/fuse 1
+}
+
+# same_blocks_test TRANSPORT: raid1, 8 jobs writing the same few blocks at
+# once (the race mirror writes must not lose: two writes of a block landing
+# in opposite orders on the two mirrors), then check finds the mirrors equal.
+same_blocks_test() {
+	local transport=$1
+	start_with "$transport" 1 16K 2 64M
+	run fio --name=same --filename="$DEV" --direct=1 --ioengine=io_uring --iodepth=16 \
+		--rw=randwrite --bs=4k-64k --size=1M --numjobs=8 --time_based --runtime=5 \
+		--output-format=terse --terse-version=3
+	assert_success
+	check_clean
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+}
+
+@test "raid1 over io_uring: 8 jobs writing the same blocks at once leave mirrors equal" {
+	require_uring
+	same_blocks_test uring
+}
+
+@test "raid1 over /dev/fuse: 8 jobs writing the same blocks at once leave mirrors equal" {
+	same_blocks_test dev
+}
+
 @test "kill -9 of the engine during fio over io_uring: nothing stuck, deactivate cleans up" {
 	require_uring
 	kill_test uring
@@ -240,4 +281,88 @@ kill_test() {
 	assert_success
 	wait_gone "$pid"
 	no_leftovers
+}
+
+# interrupt_writes_test TRANSPORT: direct writes of the FUSE file itself
+# (the kernel then sends FUSE_INTERRUPT for the request in flight) killed by
+# signals on raid1, whose writes the ring serves event-driven: the engine
+# goes on serving, a pattern written afterwards reads back from both
+# mirrors, and a clean stop leaves nothing.
+interrupt_writes_test() {
+	local transport=$1 file pid
+	start_with "$transport" 1 64K 2 64M
+	file=$RAIDTOOL_RUNDIR/$NAME/mnt/$NAME
+	head -c 16M /dev/urandom > "$TESTDIR/pattern"
+	for _ in $(seq 20); do
+		run timeout -s INT 0.05 dd if="$TESTDIR/pattern" of="$file" bs=1M oflag=direct conv=notrunc
+	done
+	for _ in $(seq 10); do
+		run timeout -s KILL 0.05 dd if="$TESTDIR/pattern" of="$file" bs=1M oflag=direct conv=notrunc
+	done
+	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/pattern"
+	check_clean
+	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
+	run raidtool deactivate "$NAME"
+	assert_success
+	wait_gone "$pid"
+	no_leftovers
+}
+
+@test "INTERRUPT over io_uring: writers of a raid1 FUSE file killed mid-request leave the engine serving" {
+	require_uring
+	interrupt_writes_test uring
+}
+
+@test "INTERRUPT over /dev/fuse: writers of a raid1 FUSE file killed mid-request leave the engine serving" {
+	interrupt_writes_test dev
+}
+
+# abort_test TRANSPORT: the FUSE connection aborted (fusectl) while fio
+# writes raid1 through it: fio ends with errors, no engine thread is left in
+# uninterruptible sleep, deactivate stops the engine, nothing is left, and
+# the array comes back with mirrors that agree.
+abort_test() {
+	local transport=$1 pid conn state
+	if ! mountpoint -q /sys/fs/fuse/connections; then
+		mount -t fusectl fusectl /sys/fs/fuse/connections ||
+			require "needs fusectl on /sys/fs/fuse/connections"
+		FUSECTL_MOUNTED=1
+	fi
+	start_with "$transport" 1 64K 2 64M
+	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
+	conn=$(stat -c %d "$RAIDTOOL_RUNDIR/$NAME/mnt")
+	[ -e "/sys/fs/fuse/connections/$conn/abort" ] || fail "no fusectl entry for connection $conn"
+	fio_background
+	wait_writes 200
+	echo 1 > "/sys/fs/fuse/connections/$conn/abort"
+	wait_gone "$FIOPID"
+	sleep 1
+	for task in /proc/"$pid"/task/*; do
+		state=$(awk '{ print $3 }' "$task/stat" 2>/dev/null) || continue
+		[ "$state" != D ] || fail "engine thread ${task##*/} stuck: $(cat "$task/wchan")"
+	done
+	run raidtool deactivate "$NAME"
+	assert_success
+	wait_gone "$pid"
+	no_leftovers
+	RAIDTOOL_FUSE_TRANSPORT=$transport run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	head -c 8M /dev/urandom > "$TESTDIR/pattern"
+	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/pattern"
+	run raidtool wait "$NAME"
+	check_clean
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+}
+
+@test "connection aborted under raid1 writes over io_uring: no engine thread stuck, deactivate cleans up" {
+	require_uring
+	abort_test uring
+}
+
+@test "connection aborted under raid1 writes over /dev/fuse: no engine thread stuck, deactivate cleans up" {
+	abort_test dev
 }

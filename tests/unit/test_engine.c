@@ -654,29 +654,52 @@ static void verify_mapped_reads(struct fixture *f)
 	assert_int_equal(after.reads - before.reads, mapped);
 
 	/*
-	 * Writes: linear and raid0 only (a write there is its unit writes);
-	 * the model follows, so verify_units checks where they landed.
+	 * Writes: linear, raid0 (a write there is its unit writes) and raid1
+	 * (one to every working mirror, none to a missing one), not raid5; the
+	 * model follows, so verify_units checks where they landed. A raid1
+	 * mapping holds its stripes' locks until unmapped: a second mapping
+	 * overlapping it is -EAGAIN meanwhile, one beside it is not.
 	 */
 	for (int i = 0; i < 32; i++) {
 		uint64_t len = (1 + rng_below(&seed, MIB / 4096)) * 4096, off;
 		bool striped = f->tc->level == RT_LEVEL_LINEAR || f->tc->level == RT_LEVEL_0;
+		bool mirror = f->tc->level == RT_LEVEL_1;
+		uint64_t per_role[MAX_TEST_UNITS] = { 0 };
 		int r;
 
 		off = rng_below(&seed, (f->size - len) / 4096 + 1) * 4096;
 		rng_fill(&seed, buf, len);
 		r = engine_write_map(f->e, buf, len, off, ar);
-		if (!striped || f->tc->missing) {
+		if (!(striped && !f->tc->missing) && !mirror) {
 			assert_int_equal(r, -EAGAIN);
 			continue;
 		}
 		assert_int_equal(r, 0);
 		assert_true(ar->write);
+		if (mirror) {
+			struct engine_aio *other = calloc(1, sizeof(*other));
+			uint64_t C = f->tc->chunk, beside = (off + len + C - 1) / C * C;
+
+			assert_non_null(other);
+			assert_int_equal(engine_write_map(f->e, buf, 4096, off + len - 4096, other),
+					 -EAGAIN);
+			if (beside + 4096 <= f->size) {
+				assert_int_equal(engine_write_map(f->e, buf, 4096, beside, other), 0);
+				engine_aio_unmap(f->e, other, false);	/* nothing written */
+			}
+			free(other);
+		}
 		for (unsigned k = 0; k < ar->n; k++) {
 			const struct engine_unit_io *io = &ar->io[k];
 
+			assert_false(f->tc->missing & (1u << io->role));
+			per_role[io->role] += io->len;
 			assert_int_equal(pwrite(io->fd, io->buf, io->len, (off_t)io->off),
 					 (ssize_t)io->len);
 		}
+		for (uint32_t role = 0; mirror && role < f->tc->n; role++)
+			assert_int_equal(per_role[role],
+					 f->tc->missing & (1u << role) ? 0 : len);
 		engine_aio_unmap(f->e, ar, true);
 		memcpy(f->model + off, buf, len);
 		f->writes++;
