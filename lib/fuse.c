@@ -34,6 +34,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,7 @@ struct ring_ent {
 	struct ring_uio uio[ENGINE_AIO_MAX];
 	unsigned pending;		/* unit I/Os not yet completed */
 	bool aio_failed;
+	bool resumed;			/* queued on a stripe lock, now to be mapped again */
 	uint32_t aio_size;
 	int res;			/* a worker's result, for the queue to commit */
 };
@@ -728,15 +730,12 @@ static void ring_serve(struct ring_ent *ent)
 	ring_commit(ent, ent->r.noreply ? 0 : res);
 }
 
-/* A worker served @ent: hand it back to its queue's thread to commit. */
-static void ring_hand_back(struct ring_ent *ent)
+/* Put @ent on its queue's list for the queue's thread (ring_commit_done). */
+static void ring_done_push(struct ring_ent *ent)
 {
 	struct ring_queue *q = ent->q;
 	bool wake;
 
-	ent->res = serve(q->f, &ent->r);
-	if (ent->r.noreply)
-		ent->res = 0;
 	pthread_mutex_lock(&q->done_mu);
 	wake = !q->done_head;
 	ent->next = q->done_head;
@@ -745,6 +744,27 @@ static void ring_hand_back(struct ring_ent *ent)
 	if (wake && eventfd_write(q->efd, 1) < 0)
 		rt_log(RT_LOG_ERROR, "'%s': FUSE queue %u: cannot wake: %s", q->f->name, q->qid,
 		       strerror(errno));
+}
+
+/* A worker served @ent: hand it back to its queue's thread to commit. */
+static void ring_hand_back(struct ring_ent *ent)
+{
+	ent->res = serve(ent->q->f, &ent->r);
+	if (ent->r.noreply)
+		ent->res = 0;
+	ring_done_push(ent);
+}
+
+/*
+ * The engine let go of the stripe lock a queued WRITE waited for (from any
+ * thread): its queue's thread maps it again (ring_commit_done).
+ */
+static void aio_resume(struct engine_aio *ar)
+{
+	struct ring_ent *ent = (struct ring_ent *)((char *)ar - offsetof(struct ring_ent, ar));
+
+	ent->resumed = true;
+	ring_done_push(ent);
 }
 
 /* Watch the queue's eventfd on its ring (a multishot poll, re-armed when it ends). */
@@ -761,7 +781,13 @@ static void ring_watch_done(struct ring_queue *q)
 	pthread_mutex_unlock(&q->sq_mu);
 }
 
-/* On the queue's thread: commit what the workers have served. */
+static bool aio_start(struct ring_ent *ent);
+static void pool_push(struct rt_fuse *f, struct ring_ent *ent);
+
+/*
+ * On the queue's thread: commit what the workers have served, map again
+ * the WRITEs a stripe lock let go of.
+ */
 static void ring_commit_done(struct ring_queue *q, unsigned flags)
 {
 	struct ring_ent *ent;
@@ -775,7 +801,13 @@ static void ring_commit_done(struct ring_queue *q, unsigned flags)
 	while (ent) {
 		struct ring_ent *next = ent->next;
 
-		ring_commit(ent, ent->res);
+		if (ent->resumed) {
+			ent->resumed = false;
+			if (!aio_start(ent))
+				pool_push(q->f, ent);
+		} else {
+			ring_commit(ent, ent->res);
+		}
 		ent = next;
 	}
 	if (!(flags & IORING_CQE_F_MORE))
@@ -819,12 +851,23 @@ static void pool_push(struct rt_fuse *f, struct ring_ent *ent)
 	pthread_mutex_unlock(&f->pool_mu);
 }
 
-/* Every unit I/O of an event-driven request completed: reply, or serve it again synchronously. */
+static void aio_submit(struct ring_ent *ent);
+
+/*
+ * Every unit I/O of the event-driven request's round completed: the next
+ * round, or reply, or serve it again synchronously.
+ */
 static void aio_finish(struct ring_ent *ent)
 {
 	struct rt_fuse *f = ent->q->f;
 	bool ok = !ent->aio_failed;
+	int next = ok ? engine_aio_next(f->e, &ent->ar) : 0;
 
+	if (next > 0) {
+		aio_submit(ent);
+		return;
+	}
+	ok = ok && next == 0;
 	engine_aio_unmap(f->e, &ent->ar, ok);
 	if (ok && ent->ar.write) {
 		struct fuse_write_out wo = { .size = ent->aio_size };
@@ -851,7 +894,8 @@ static void aio_unit_done(struct ring_uio *u, int res)
  * A READ or WRITE that the engine maps (engine_read_map, engine_write_map),
  * served on the queue's own ring: the engine maps it to unit I/O straight
  * into (or from) the entry's payload buffer, and the reply is committed when
- * their completions arrive (aio_unit_done). False when the request needs the synchronous path (the
+ * their completions arrive (aio_unit_done; a raid5 write has a second round,
+ * engine_aio_next). False when the request needs the synchronous path (the
  * engine said so, or it is not a plain read or write of the file).
  */
 static bool aio_start(struct ring_ent *ent)
@@ -862,7 +906,6 @@ static bool aio_start(struct ring_ent *ent)
 	struct fuse_write_in wi;
 	struct fuse_read_in ri;
 	uint64_t off;
-	unsigned i, unsent;
 	size_t size;
 	int r;
 
@@ -885,9 +928,21 @@ static bool aio_start(struct ring_ent *ent)
 		return false;
 	r = write ? engine_write_map(f->e, ent->payload, size, off, &ent->ar) :
 		    engine_read_map(f->e, ent->payload, size, off, &ent->ar);
+	if (r == -EINPROGRESS)
+		return true;	/* queued on a stripe lock: aio_resume maps it again */
 	if (r < 0)
 		return false;
 	ent->aio_size = (uint32_t)size;
+	aio_submit(ent);
+	return true;
+}
+
+/* Queue the unit I/O of the entry's mapped round on the queue's ring. */
+static void aio_submit(struct ring_ent *ent)
+{
+	struct ring_queue *q = ent->q;
+	unsigned i, unsent;
+
 	ent->aio_failed = false;
 	ent->pending = ent->ar.n;
 	/* On the queue's thread: submitted with the rest of the batch. */
@@ -899,7 +954,7 @@ static bool aio_start(struct ring_ent *ent)
 		if (!sqe)
 			break;
 		ent->uio[i] = (struct ring_uio){ ent, io->len };
-		if (write)
+		if (io->write)
 			io_uring_prep_write(sqe, io->fd, io->buf, io->len, io->off);
 		else
 			io_uring_prep_read(sqe, io->fd, io->buf, io->len, io->off);
@@ -914,7 +969,6 @@ static bool aio_start(struct ring_ent *ent)
 		if (ent->pending == 0)
 			aio_finish(ent);
 	}
-	return true;
 }
 
 /* A request arrived in @ent: copy it out of the shared buffers, then serve it. */
@@ -1109,6 +1163,7 @@ static int ring_setup(struct rt_fuse *f)
 				return -ENOMEM;
 			}
 			memset(ent->hdr, 0, sizeof(*ent->hdr));
+			ent->ar.resume = aio_resume;
 			ent->iov[0] = (struct iovec){ ent->hdr, sizeof(*ent->hdr) };
 			ent->iov[1] = (struct iovec){ ent->payload, f->payload_size };
 		}

@@ -105,6 +105,21 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
  * synchronous path marks it), while a role is out of space, and beyond what
  * the level spares. -EAGAIN otherwise too: serve it with
  * engine_read/engine_write.
+ * A raid5 write (healthy, inside one chunk, at most 16 KiB) is mapped in two
+ * rounds: the reads of old data or parity first; once they all completed in
+ * full, engine_aio_next computes the parity and puts the data and parity
+ * writes in @ar (returns 1: run them, then call it again); it returns 0 when
+ * the request has no more rounds, a negative errno when the next round
+ * cannot be made (unmap it as failed).
+ * With @ar->resume set, a write that would wait for a stripe lock another
+ * request holds (or that writers wait for) is queued on it instead (not on
+ * raid5, where such a write takes the synchronous path, which offers its
+ * part to the holder gathering a whole stripe):
+ * -EINPROGRESS, and once a lock of that bucket is let go, or a writer
+ * waiting there leaves, the engine calls @ar->resume(@ar) from whichever
+ * thread that is (it must only hand @ar back to the caller's event loop,
+ * without blocking); the caller then calls engine_write_map again, which may
+ * queue it again. Without @ar->resume such a write is -EAGAIN.
  * Every mapping that returned 0 ends with one engine_aio_unmap, @ok when
  * every unit I/O transferred its whole length (the request is then counted
  * done). Otherwise the caller serves the request again with engine_read or
@@ -115,6 +130,7 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
 #define ENGINE_AIO_MAX 64u
 struct engine_unit_io {
 	int fd;
+	bool write;		/* else a read */
 	uint32_t role;
 	uint64_t off;		/* bytes on the unit */
 	uint32_t len;
@@ -126,11 +142,14 @@ struct engine_aio {
 	size_t len;
 	struct engine_unit_io io[ENGINE_AIO_MAX];
 	struct engine_areq *areq;	/* the engine's, while mapped */
+	void (*resume)(struct engine_aio *ar);	/* the caller's: see above */
+	struct engine_aio *wait_next;	/* the engine's, while queued on a lock */
 };
 int engine_read_map(struct rt_engine *e, void *buf, size_t len, uint64_t off,
 		    struct engine_aio *ar);
 int engine_write_map(struct rt_engine *e, const void *buf, size_t len, uint64_t off,
 		     struct engine_aio *ar);
+int engine_aio_next(struct rt_engine *e, struct engine_aio *ar);
 void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok);
 
 /* Returns once every unit has all completed writes on stable storage. */

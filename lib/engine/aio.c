@@ -28,16 +28,6 @@ void engine_aread_drain(struct rt_engine *e)
 		nanosleep(&tick, NULL);
 }
 
-/*
- * What a mapped write that locks keeps until it is unmapped: the locks of
- * stripes [first, last]. ENGINE_AREQS of them, made at engine_create.
- */
-struct engine_areq {
-	struct engine_areq *next;	/* on e->areq_free */
-	uint64_t first, last;
-	struct stripe_lock_entry *locks;
-};
-
 /* The stripes one mapped request may lock: a piece's, as a context's. */
 static unsigned engine_areq_locks(const struct rt_engine *e)
 {
@@ -52,8 +42,17 @@ int engine_aio_init(struct rt_engine *e)
 	e->areq_locks = calloc((size_t)ENGINE_AREQS * k, sizeof(*e->areq_locks));
 	if (!e->areqs || !e->areq_locks)
 		return -ENOMEM;
+	/* raid5: a mapped write's old data and parity (O_DIRECT: aligned). */
+	if (e->ops->map_next &&
+	    posix_memalign((void **)&e->areq_scratch, 4096,
+			   (size_t)ENGINE_AREQS * ENGINE_AREQ_SCRATCH)) {
+		e->areq_scratch = NULL;
+		return -ENOMEM;
+	}
 	for (i = 0; i < ENGINE_AREQS; i++) {
 		e->areqs[i].locks = e->areq_locks + (size_t)i * k;
+		if (e->areq_scratch)
+			e->areqs[i].scratch = e->areq_scratch + (size_t)i * ENGINE_AREQ_SCRATCH;
 		e->areqs[i].next = e->areq_free;
 		e->areq_free = &e->areqs[i];
 	}
@@ -64,16 +63,19 @@ void engine_aio_free(struct rt_engine *e)
 {
 	free(e->areqs);
 	free(e->areq_locks);
+	free(e->areq_scratch);
 }
 
 /*
- * Take the stripe locks of [off, off + len) for @ar without waiting. False
- * when none is free or a lock is held or waited for.
+ * Take the stripe locks of [off, off + len) for @ar without waiting: 0;
+ * -EBUSY with the stripe in *@busy when a lock is held or waited for;
+ * -EAGAIN when no set of locks is free.
  */
-static bool engine_areq_lock(struct rt_engine *e, struct engine_aio *ar, uint64_t off,
-			     uint64_t len)
+static int engine_areq_lock(struct rt_engine *e, struct engine_aio *ar, uint64_t off,
+			    uint64_t len, uint64_t *busy)
 {
 	struct engine_areq *q;
+	int ret = -EAGAIN;
 
 	pthread_mutex_lock(&e->areq_mu);
 	q = e->areq_free;
@@ -81,19 +83,22 @@ static bool engine_areq_lock(struct rt_engine *e, struct engine_aio *ar, uint64_
 		e->areq_free = q->next;
 	pthread_mutex_unlock(&e->areq_mu);
 	if (!q)
-		return false;
+		return -EAGAIN;
 	q->first = off / e->lock_unit;
 	q->last = (off + len - 1) / e->lock_unit;
-	if (q->last - q->first < engine_areq_locks(e) &&
-	    stripe_lock_try(e, q->locks, q->first, q->last)) {
-		ar->areq = q;
-		return true;
+	q->round = 0;
+	if (q->last - q->first < engine_areq_locks(e)) {
+		if (stripe_lock_try(e, q->locks, q->first, q->last, busy)) {
+			ar->areq = q;
+			return 0;
+		}
+		ret = -EBUSY;
 	}
 	pthread_mutex_lock(&e->areq_mu);
 	q->next = e->areq_free;
 	e->areq_free = q;
 	pthread_mutex_unlock(&e->areq_mu);
-	return false;
+	return ret;
 }
 
 static void engine_areq_unlock(struct rt_engine *e, struct engine_aio *ar)
@@ -115,13 +120,13 @@ static void engine_areq_unlock(struct rt_engine *e, struct engine_aio *ar)
  * into @buf to @ar, merged with the previous one when both are contiguous.
  * -EAGAIN when @ar is full.
  */
-int engine_aio_add(const struct rt_engine *e, struct engine_aio *ar, uint32_t role,
+int engine_aio_add(const struct rt_engine *e, struct engine_aio *ar, bool write, uint32_t role,
 		   uint64_t unit_off, uint8_t *buf, uint64_t len)
 {
 	struct engine_unit_io *io = ar->n ? &ar->io[ar->n - 1] : NULL;
 	uint64_t off = e->data_offset + unit_off;
 
-	if (io && io->role == role && (uint8_t *)io->buf + io->len == buf &&
+	if (io && io->write == write && io->role == role && (uint8_t *)io->buf + io->len == buf &&
 	    io->off + io->len == off && io->len + len <= UINT32_MAX / 2) {
 		io->len += (uint32_t)len;
 		return 0;
@@ -130,6 +135,7 @@ int engine_aio_add(const struct rt_engine *e, struct engine_aio *ar, uint32_t ro
 		return -EAGAIN;
 	io = &ar->io[ar->n++];
 	io->fd = e->fd[role];
+	io->write = write;
 	io->role = role;
 	io->off = off;
 	io->len = (uint32_t)len;
@@ -155,7 +161,7 @@ static int engine_aio_map_read(struct rt_engine *e, struct engine_aio *ar, uint8
 		role = e->ops->read_role(e, &ext, rr, 0);
 		if (role == LAYOUT_NO_ROLE)
 			return -EAGAIN;
-		ret = engine_aio_add(e, ar, role, ext.offset, buf + (pos - off), ext.len);
+		ret = engine_aio_add(e, ar, false, role, ext.offset, buf + (pos - off), ext.len);
 		if (ret)
 			return ret;
 	}
@@ -169,7 +175,8 @@ static int engine_aio_map_read(struct rt_engine *e, struct engine_aio *ar, uint8
 static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len, uint64_t off,
 			  struct engine_aio *ar)
 {
-	uint64_t m, rb;
+	uint64_t m, rb, busy;
+	unsigned tries;
 	int ret;
 
 	if (!e || !buf || !ar || !len || engine_check_range(e, len, off))
@@ -186,7 +193,8 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 	 * engine_write's success clears (and which a failed raid1 write must
 	 * owe a resync for).
 	 */
-	if (write && (!e->ops->map_write || atomic_load(&e->nospace)))
+	if (write && (!e->ops->map_write || atomic_load(&e->nospace) ||
+		      (e->ops->map_takes && !e->ops->map_takes(e, off, len))))
 		return -EAGAIN;
 	atomic_fetch_add(&e->aread_inflight, 1);
 	if (atomic_load(&e->aread_gate))
@@ -199,7 +207,21 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 	 * the synchronous path marks it.
 	 */
 	if (write && (e->ops->redundant || e->lock_all)) {
-		if (!engine_areq_lock(e, ar, off, len))
+		/*
+		 * A lock held or waited for: queue the request on it (the
+		 * caller's resume maps it again), unless it came free meanwhile.
+		 * Not where writers gather stripes (raid5): there the
+		 * synchronous path offers its part to the lock's holder, which
+		 * may be waiting for just that part.
+		 */
+		for (tries = 0; (ret = engine_areq_lock(e, ar, off, len, &busy)) == -EBUSY &&
+			     ar->resume && !e->ops->gather && tries < 3; tries++) {
+			if (stripe_lock_park(e, busy, ar)) {
+				atomic_fetch_sub(&e->aread_inflight, 1);
+				return -EINPROGRESS;
+			}
+		}
+		if (ret)
 			goto sync;
 		if (!engine_dl_covered(e, off / e->lock_unit, (off + len - 1) / e->lock_unit))
 			goto sync;
@@ -233,6 +255,30 @@ int engine_write_map(struct rt_engine *e, const void *buf, size_t len, uint64_t 
 	return engine_aio_map(e, true, (void *)(uintptr_t)buf, len, off, ar);
 }
 
+/* Count the unit I/O of @ar's round, which completed in full. */
+void engine_aio_count(struct rt_engine *e, const struct engine_aio *ar)
+{
+	struct engine_ctx_stats *s = &e->aread_stats;
+	unsigned i;
+
+	for (i = 0; i < ar->n; i++) {
+		const struct engine_unit_io *io = &ar->io[i];
+		uint32_t r = io->role;
+
+		atomic_fetch_add_explicit(io->write ? &s->unit[r].writes : &s->unit[r].reads, 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(io->write ? &s->unit[r].write_bytes :
+					  &s->unit[r].read_bytes, io->len, memory_order_relaxed);
+	}
+}
+
+int engine_aio_next(struct rt_engine *e, struct engine_aio *ar)
+{
+	if (!e || !ar || !ar->areq || !e->ops->map_next)
+		return 0;
+	return e->ops->map_next(e, ar);
+}
+
 void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok)
 {
 	struct engine_ctx_stats *s = &e->aread_stats;
@@ -242,15 +288,9 @@ void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok)
 					  memory_order_relaxed);
 		atomic_fetch_add_explicit(ar->write ? &s->write_bytes : &s->read_bytes, ar->len,
 					  memory_order_relaxed);
-		for (unsigned i = 0; i < ar->n; i++) {
-			uint32_t r = ar->io[i].role;
-
-			atomic_fetch_add_explicit(ar->write ? &s->unit[r].writes : &s->unit[r].reads,
-						  1, memory_order_relaxed);
-			atomic_fetch_add_explicit(ar->write ? &s->unit[r].write_bytes :
-						  &s->unit[r].read_bytes, ar->io[i].len,
-						  memory_order_relaxed);
-		}
+		engine_aio_count(e, ar);
+	} else if (ar->write && e->ops->map_failed) {
+		e->ops->map_failed(e, ar);	/* under the stripe locks still */
 	}
 	ar->n = 0;
 	engine_areq_unlock(e, ar);

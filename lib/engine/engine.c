@@ -20,7 +20,8 @@
  *     B ~= 3 KiB + 200 B * (D / chunk + 8) + 40 B * n_units   bookkeeping
  *   Event-driven writes that lock (engine_write_map) hold their stripe
  *   locks in ENGINE_AREQS sets of D / stripe + 2 entries (16 B each): at
- *   most 264 KiB, with 4 KiB raid1 chunks.
+ *   most 264 KiB, with 4 KiB raid1 chunks; raid5 adds ENGINE_AREQ_SCRATCH
+ *   (64 KiB) of old data and parity to each set: 4 MiB.
  *   Gathering whole stripes from several writers adds no buffers;
  *   engine_discard's zeros add ENGINE_PIECE (1 MiB) once per engine; a
  *   recover walk borrows 2 * n * ENGINE_WALK_STEP (at most ENGINE_WALK_MEM,

@@ -140,6 +140,8 @@ void rebuild_release(struct rt_engine *e);
 #define ENGINE_WALK_MEM (32u << 20)	/* the recover walk's buffers, at most */
 #define ENGINE_WALK_STRIPES 256u	/* stripes a walk batch may lock */
 #define ENGINE_AREQS 64u		/* mapped writes holding stripe locks at once */
+#define ENGINE_AREQ_SCRATCH (64u << 10)	/* raid5: old data, parity of one mapped write */
+#define ENGINE_AREQ_WRITE_MAX (16u << 10)	/* raid5: the largest write mapped */
 
 #define ENGINE_GATHER_MAX 16u		/* pieces one gathered stripe is made of */
 #define ENGINE_GATHER_US_DEFAULT 10000u	/* longest wait for a stripe's other parts */
@@ -208,6 +210,8 @@ struct stripe_lock_bucket {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	struct stripe_lock_entry *held;
+	/* Mapped writes queued until a lock here is let go or a waiter leaves. */
+	struct engine_aio *parked;
 	struct stripe_contrib *offers;
 	/* raid5_gather: until when holders of stripe given_up - 1 do not wait. */
 	uint64_t given_up, given_up_until;
@@ -353,6 +357,7 @@ struct rt_engine {
 	/* The stripe locks of mapped writes (ENGINE_AREQS sets; none free: -EAGAIN). */
 	struct engine_areq *areqs, *areq_free;
 	struct stripe_lock_entry *areq_locks;
+	uint8_t *areq_scratch;
 	pthread_mutex_t areq_mu;
 };
 
@@ -409,6 +414,15 @@ struct engine_level_ops {
 	 */
 	int (*map_write)(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uint64_t off,
 			 uint64_t len, uint64_t m, uint64_t rb);
+	/* Does map_write take a write of [off, off + len) at all (before any lock)? NULL: yes. */
+	bool (*map_takes)(const struct rt_engine *e, uint64_t off, uint64_t len);
+	/*
+	 * The round after @ar's completed in full (engine_aio_next): 1 with its
+	 * unit I/O in @ar, 0 when there is none. NULL: one round.
+	 */
+	int (*map_next)(struct rt_engine *e, struct engine_aio *ar);
+	/* A mapped write failed (some of its unit I/O may have happened). */
+	void (*map_failed)(struct rt_engine *e, struct engine_aio *ar);
 	/* Stripes [first, last], whole, zeroed on the units (healthy, locks held). */
 	int (*zero)(struct rt_engine *e, uint64_t first, uint64_t last);
 	/* Role bytes one walk transfer of @kind (RT_WALK_*) may cover with @c's buffers. */
@@ -433,6 +447,22 @@ struct engine_level_ops {
 extern const struct engine_level_ops engine_striped_ops;	/* linear, raid0 */
 extern const struct engine_level_ops engine_raid1_ops;
 extern const struct engine_level_ops engine_raid5_ops;
+
+/*
+ * What a mapped write that locks keeps until it is unmapped: the locks of
+ * stripes [first, last] and, raid5, the planned column range, its scratch
+ * (ENGINE_AREQ_SCRATCH bytes) and which round it is in.
+ */
+struct engine_areq {
+	struct engine_areq *next;	/* on e->areq_free */
+	uint64_t first, last;
+	struct stripe_lock_entry *locks;
+	uint8_t *scratch;
+	struct raid5_seg seg;
+	uint8_t *data;			/* the request's data, holding @a0 */
+	uint64_t a0;
+	unsigned round;			/* 0: reading, 1: writing data and parity */
+};
 
 /*
  * One column piece of a scrub: the copies of role bytes [pos, pos + len)
@@ -518,8 +548,9 @@ int ctx_add_reads(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
 void engine_aread_drain(struct rt_engine *e);
 int engine_aio_init(struct rt_engine *e);
 void engine_aio_free(struct rt_engine *e);
-int engine_aio_add(const struct rt_engine *e, struct engine_aio *ar, uint32_t role,
+int engine_aio_add(const struct rt_engine *e, struct engine_aio *ar, bool write, uint32_t role,
 		   uint64_t unit_off, uint8_t *buf, uint64_t len);
+void engine_aio_count(struct rt_engine *e, const struct engine_aio *ar);
 
 /* stripe-lock.c */
 int stripe_locks_init(struct rt_engine *e);
@@ -533,7 +564,8 @@ void stripe_lock_acquire(struct rt_engine *e, struct engine_ctx *c,
 void stripe_lock_release(struct rt_engine *e, struct engine_ctx *c,
 			 uint64_t first, uint64_t last);
 bool stripe_lock_try(struct rt_engine *e, struct stripe_lock_entry *locks,
-		     uint64_t first, uint64_t last);
+		     uint64_t first, uint64_t last, uint64_t *busy);
+bool stripe_lock_park(struct rt_engine *e, uint64_t stripe, struct engine_aio *ar);
 void stripe_unlock(struct rt_engine *e, struct stripe_lock_entry *locks,
 		   uint64_t first, uint64_t last);
 void stripe_offer_withdraw(struct stripe_lock_bucket *b, struct stripe_contrib *k);

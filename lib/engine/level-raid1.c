@@ -107,7 +107,8 @@ static int raid1_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t *
 		for (pos = off; pos < off + len; pos += ext.len) {
 			ret = layout_map(&e->layout, pos, off + len - pos, &ext);
 			if (!ret)
-				ret = engine_aio_add(e, ar, r, ext.offset, buf + (pos - off), ext.len);
+				ret = engine_aio_add(e, ar, true, r, ext.offset, buf + (pos - off),
+						     ext.len);
 			if (ret)
 				return ret;
 		}

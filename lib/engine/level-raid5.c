@@ -119,7 +119,22 @@ int raid5_locate(const struct rt_engine *e, uint64_t base, uint32_t k, uint32_t 
 	return layout_map(&e->layout, base + (uint64_t)k * e->layout.chunk + col, len, ext);
 }
 
-static int raid5_queue_reads(struct rt_engine *e, struct engine_ctx *c, const struct raid5_seg *g)
+/* Where planned unit I/O goes: a context's queue, or a mapped request's round. */
+struct raid5_sink {
+	struct engine_ctx *c;
+	struct engine_aio *ar;
+};
+
+static int raid5_add_io(struct rt_engine *e, const struct raid5_sink *to, enum engine_op op,
+			uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len)
+{
+	if (to->c)
+		return ctx_add_io(e, to->c, op, role, buf, unit_off, len);
+	return engine_aio_add(e, to->ar, op == ENGINE_OP_WRITE, role, unit_off, buf, len);
+}
+
+static int raid5_queue_reads(struct rt_engine *e, const struct raid5_sink *to,
+			     const struct raid5_seg *g)
 {
 	struct layout_extent ext;
 	uint32_t k, j = 0;
@@ -128,7 +143,8 @@ static int raid5_queue_reads(struct rt_engine *e, struct engine_ctx *c, const st
 	if (g->data_only)
 		return 0;
 	if (!g->reconstruct) {
-		ret = ctx_add_io(e, c, ENGINE_OP_READ, g->parity_role, g->old, g->unit_off, g->len);
+		ret = raid5_add_io(e, to, ENGINE_OP_READ, g->parity_role, g->old, g->unit_off,
+				   g->len);
 		if (ret)
 			return ret;
 		j = 1;
@@ -141,8 +157,8 @@ static int raid5_queue_reads(struct rt_engine *e, struct engine_ctx *c, const st
 		ret = raid5_locate(e, g->base, k, g->col, g->len, &ext);
 		if (ret)
 			return ret;
-		ret = ctx_add_io(e, c, ENGINE_OP_READ, ext.role, g->old + (size_t)j * g->len,
-				 ext.offset, g->len);
+		ret = raid5_add_io(e, to, ENGINE_OP_READ, ext.role, g->old + (size_t)j * g->len,
+				   ext.offset, g->len);
 		if (ret)
 			return ret;
 		j++;
@@ -175,8 +191,8 @@ static int raid5_compute_parity(const struct rt_engine *e, const struct raid5_se
 }
 
 /* The new data of one planned column range, but not to @g->skip_role. */
-static int raid5_queue_data(struct rt_engine *e, struct engine_ctx *c, const struct raid5_seg *g,
-			    uint8_t *data, uint64_t a0)
+static int raid5_queue_data(struct rt_engine *e, const struct raid5_sink *to,
+			    const struct raid5_seg *g, uint8_t *data, uint64_t a0)
 {
 	struct layout_extent ext;
 	uint32_t k;
@@ -188,9 +204,9 @@ static int raid5_queue_data(struct rt_engine *e, struct engine_ctx *c, const str
 			return ret;
 		if (ext.role == g->skip_role)
 			continue;
-		ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ext.role,
-				 data + (g->base + (uint64_t)k * e->layout.chunk + g->col - a0),
-				 ext.offset, g->len);
+		ret = raid5_add_io(e, to, ENGINE_OP_WRITE, ext.role,
+				   data + (g->base + (uint64_t)k * e->layout.chunk + g->col - a0),
+				   ext.offset, g->len);
 		if (ret)
 			return ret;
 	}
@@ -207,11 +223,12 @@ static int raid5_queue_data(struct rt_engine *e, struct engine_ctx *c, const str
 static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
 			   uint64_t a0, uint64_t a1, bool whole, uint32_t skip)
 {
+	const struct raid5_sink to = { .c = c };
 	unsigned i;
 	int ret = 0;
 
 	for (i = 0; i < c->n_segs && !ret; i++)
-		ret = raid5_queue_reads(e, c, &c->segs[i]);
+		ret = raid5_queue_reads(e, &to, &c->segs[i]);
 	if (!ret)
 		ret = ctx_run_ios(e, c);
 	for (i = 0; i < c->n_segs && !ret; i++)
@@ -233,7 +250,7 @@ static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *d
 		}
 	} else {
 		for (i = 0; i < c->n_segs && !ret; i++)
-			ret = raid5_queue_data(e, c, &c->segs[i], data, a0);
+			ret = raid5_queue_data(e, &to, &c->segs[i], data, a0);
 	}
 	c->n_segs = 0;
 	if (!ret)
@@ -364,6 +381,115 @@ static int raid5_write(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
 	return raid5_run_round(e, c, data, a0, a1, !rounds, skip);
 }
 
+/*
+ * engine_write_map: a write inside one chunk of a healthy array, in a
+ * stripe not owed a resync, small enough for the request's scratch, is
+ * planned as raid5_write plans its column range (read-modify-write or
+ * reconstruct-write) and run in two rounds on the caller's ring: the reads,
+ * then (raid5_map_next) the parity computed and the data and parity
+ * written. Anything else is the synchronous path's: degraded or rebuilding
+ * arrays, writes across chunks or stripes (gathering lives there).
+ */
+static int raid5_map_next(struct rt_engine *e, struct engine_aio *ar);
+
+/* Small, inside one chunk: whatever else is the synchronous path's. */
+static bool raid5_map_takes(const struct rt_engine *e, uint64_t off, uint64_t len)
+{
+	uint64_t C = e->layout.chunk;
+
+	return len <= ENGINE_AREQ_WRITE_MAX && off / C == (off + len - 1) / C;
+}
+
+static int raid5_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
+			   uint64_t off, uint64_t len, uint64_t m, uint64_t rb)
+{
+	uint64_t C = e->layout.chunk, W = e->lock_unit, s = off / W, base = s * W;
+	uint32_t d = e->data_roles, k = (uint32_t)((off - base) / C);
+	struct engine_areq *q = ar->areq;
+	struct raid5_seg *g;
+	struct layout_extent ext;
+	size_t nbufs;
+	int ret;
+
+	if (m || rb || !q || !q->scratch || !raid5_map_takes(e, off, len))
+		return -EAGAIN;
+	/* Parity that may not match: the synchronous path computes it from the data. */
+	if (engine_dl_resync_owed(e, s * C, C))
+		return -EAGAIN;
+	g = &q->seg;
+	g->col = (uint32_t)((off - base) % C);
+	g->len = (uint32_t)len;
+	ret = raid5_locate(e, base, k, g->col, g->len, &ext);
+	if (ret)
+		return ret;
+	g->base = base;
+	g->unit_off = ext.offset;
+	g->k_first = g->k_last = k;
+	g->parity_role = ext.parity_role;
+	g->skip_role = LAYOUT_NO_ROLE;
+	/* One chunk touched (t = 1): raid5_write's choice and scratch. */
+	g->reconstruct = d - 1 <= 2;
+	g->data_only = false;
+	nbufs = g->reconstruct ? d : 3;
+	if (nbufs * len > ENGINE_AREQ_SCRATCH)
+		return -EAGAIN;
+	g->old = q->scratch;
+	g->parity = g->old + (nbufs - 1) * len;
+	q->data = buf;
+	q->a0 = off;
+	q->round = 0;
+	engine_note_write(e, off, off + len);
+	ret = raid5_queue_reads(e, &(const struct raid5_sink){ .ar = ar }, g);
+	/* Nothing to read (two units: the parity is a copy): straight to the writes. */
+	if (!ret && ar->n == 0)
+		ret = raid5_map_next(e, ar) > 0 ? 0 : -EAGAIN;
+	return ret;
+}
+
+/* The reads completed: compute the parity, write it and the data. */
+static int raid5_map_next(struct rt_engine *e, struct engine_aio *ar)
+{
+	const struct raid5_sink to = { .ar = ar };
+	struct engine_areq *q = ar->areq;
+	struct raid5_seg *g = &q->seg;
+	int ret;
+
+	if (q->round != 0)
+		return 0;
+	engine_aio_count(e, ar);
+	ar->n = 0;
+	ret = raid5_compute_parity(e, g, q->data, q->a0);
+	if (!ret)
+		ret = raid5_add_io(e, &to, ENGINE_OP_WRITE, g->parity_role, g->parity, g->unit_off,
+				   g->len);
+	if (!ret)
+		ret = raid5_queue_data(e, &to, g, q->data, q->a0);
+	if (ret) {
+		ar->n = 0;
+		return ret < 0 ? ret : -EIO;
+	}
+	q->round = 1;
+	atomic_fetch_add_explicit(g->reconstruct ? &e->aread_stats.stripe_rcw :
+				  &e->aread_stats.stripe_rmw, 1, memory_order_relaxed);
+	return 1;
+}
+
+/*
+ * Some of the data and parity writes may have landed and others not: the
+ * stripe's parity cannot be trusted until it is made from the data again.
+ * Still under the stripe lock, its regions are owed a resync (as after a
+ * write that ran out of space): later writers of the stripe reconstruct-
+ * write, the run path resyncs it. The caller then writes the request again
+ * through the synchronous path.
+ */
+static void raid5_map_failed(struct rt_engine *e, struct engine_aio *ar)
+{
+	struct engine_areq *q = ar->areq;
+
+	if (q && q->round == 1)
+		engine_owe_resync(e, q->first, q->last);
+}
+
 /* Stripe s is chunk row s of every role: one range per role, parity of zeros is zeros. */
 static int raid5_zero(struct rt_engine *e, uint64_t first, uint64_t last)
 {
@@ -450,6 +576,10 @@ const struct engine_level_ops engine_raid5_ops = {
 	.read_lost = raid5_reconstruct,
 	.write = raid5_write,
 	.gather = raid5_gather,
+	.map_write = raid5_map_write,
+	.map_takes = raid5_map_takes,
+	.map_next = raid5_map_next,
+	.map_failed = raid5_map_failed,
 	.zero = raid5_zero,
 	.walk_room = raid5_walk_room,
 	.can_recover = raid5_can_recover,

@@ -81,7 +81,8 @@ static int striped_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t
 	for (pos = off; pos < off + len; pos += ext.len) {
 		ret = layout_map(&e->layout, pos, off + len - pos, &ext);
 		if (!ret)
-			ret = engine_aio_add(e, ar, ext.role, ext.offset, buf + (pos - off), ext.len);
+			ret = engine_aio_add(e, ar, true, ext.role, ext.offset, buf + (pos - off),
+					     ext.len);
 		if (ret)
 			return ret;
 	}

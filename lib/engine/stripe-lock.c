@@ -20,6 +20,18 @@
  * since a reconstruction XORs a whole column of the stripe and must never
  * mix a half-written stripe. The context is taken before any stripe lock,
  * never the other way round.
+ *
+ * Two kinds of lockers. A thread on the synchronous path waits on the
+ * bucket's condition. An event-driven write (engine_write_map), whose
+ * thread is an event loop that must never sleep, takes its locks without
+ * waiting (stripe_lock_try: all or none, ascending) and holds them until
+ * its unit I/O completed; when one is held, or threads wait in its bucket
+ * (they go first), the write is queued on the bucket instead
+ * (stripe_lock_park) and resumed, through its caller's callback, when a
+ * lock of the bucket is let go or its last waiting thread leaves: it then
+ * tries again. A queued write holds nothing, so it cannot deadlock anyone.
+ * raid5 writes are not queued: a thread waiting there offers its part of
+ * the stripe to the holder (raid5_gather), a queued write could not.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -115,6 +127,27 @@ void stripe_offer_withdraw(struct stripe_lock_bucket *b, struct stripe_contrib *
 	k->state = CONTRIB_IDLE;
 }
 
+/* The mapped writes queued on @b (its mutex held), to resume once it is unlocked. */
+static struct engine_aio *bucket_take_parked(struct stripe_lock_bucket *b)
+{
+	struct engine_aio *a = b->parked;
+
+	b->parked = NULL;
+	return a;
+}
+
+/* Each may be mapped again at once by its own thread: read the link first. */
+static void resume_parked(struct engine_aio *a)
+{
+	while (a) {
+		struct engine_aio *next = a->wait_next;
+
+		a->wait_next = NULL;
+		a->resume(a);
+		a = next;
+	}
+}
+
 /*
  * Ascending order across all writers: no deadlock between overlapping ranges.
  * With @o (a raid5 writer whose data is ready), a writer that has to wait
@@ -134,6 +167,8 @@ unsigned stripe_lock_acquire_offer(struct rt_engine *e, struct engine_ctx *c,
 		struct stripe_lock_bucket *b = stripe_lock_bucket(e, s);
 		struct stripe_lock_entry *l = &c->locks[s - first];
 		struct stripe_contrib *k = NULL;
+		struct engine_aio *parked = NULL;
+		bool waited = false;
 
 		l->stripe = s;
 		if (o && (s == first || s == last))
@@ -152,11 +187,16 @@ unsigned stripe_lock_acquire_offer(struct rt_engine *e, struct engine_ctx *c,
 			b->waiters++;
 			pthread_cond_wait(&b->cond, &b->mu);
 			b->waiters--;
+			waited = true;
 		}
+		/* The last waiter leaving may be what queued mapped writes wait for. */
+		if (waited && !b->waiters)
+			parked = bucket_take_parked(b);
 		if (k && k->state == CONTRIB_DONE) {
 			k->state = CONTRIB_IDLE;
 			written |= s == first ? 1u : 2u;
 			pthread_mutex_unlock(&b->mu);
+			resume_parked(parked);
 			continue;
 		}
 		/* A holder resolves what it took before letting go of the lock. */
@@ -165,6 +205,7 @@ unsigned stripe_lock_acquire_offer(struct rt_engine *e, struct engine_ctx *c,
 		l->next = b->held;
 		b->held = l;
 		pthread_mutex_unlock(&b->mu);
+		resume_parked(parked);
 	}
 	return written;
 }
@@ -189,30 +230,52 @@ void stripe_lock_release(struct rt_engine *e, struct engine_ctx *c,
  * order, as everyone: a request that gives up holds nothing.
  */
 bool stripe_lock_try(struct rt_engine *e, struct stripe_lock_entry *locks,
-		     uint64_t first, uint64_t last)
+		     uint64_t first, uint64_t last, uint64_t *busy)
 {
 	uint64_t s;
 
 	for (s = first; s <= last; s++) {
 		struct stripe_lock_bucket *b = stripe_lock_bucket(e, s);
 		struct stripe_lock_entry *l = &locks[s - first];
-		bool busy;
+		bool taken;
 
 		l->stripe = s;
 		pthread_mutex_lock(&b->mu);
-		busy = b->waiters || stripe_lock_held(b, s);
-		if (!busy) {
+		taken = b->waiters || stripe_lock_held(b, s);
+		if (!taken) {
 			l->next = b->held;
 			b->held = l;
 		}
 		pthread_mutex_unlock(&b->mu);
-		if (busy) {
+		if (taken) {
 			if (s > first)
 				stripe_unlock(e, locks, first, s - 1);
+			*busy = s;
 			return false;
 		}
 	}
 	return true;
+}
+
+/*
+ * Queue the mapped write @ar on stripe @stripe's bucket while the stripe is
+ * held or writers wait there: @ar->resume is called once a lock of the
+ * bucket is let go or its last waiter leaves. False when the stripe is
+ * free by now: try again.
+ */
+bool stripe_lock_park(struct rt_engine *e, uint64_t stripe, struct engine_aio *ar)
+{
+	struct stripe_lock_bucket *b = stripe_lock_bucket(e, stripe);
+	bool busy;
+
+	pthread_mutex_lock(&b->mu);
+	busy = b->waiters || stripe_lock_held(b, stripe);
+	if (busy) {
+		ar->wait_next = b->parked;
+		b->parked = ar;
+	}
+	pthread_mutex_unlock(&b->mu);
+	return busy;
 }
 
 /* Let go of the locks of stripes [first, last], taken into @locks. */
@@ -224,6 +287,7 @@ void stripe_unlock(struct rt_engine *e, struct stripe_lock_entry *locks,
 	for (s = first; s <= last; s++) {
 		struct stripe_lock_bucket *b = stripe_lock_bucket(e, s);
 		struct stripe_lock_entry *l = &locks[s - first], **pp;
+		struct engine_aio *parked;
 
 		pthread_mutex_lock(&b->mu);
 		for (pp = &b->held; *pp; pp = &(*pp)->next) {
@@ -235,6 +299,8 @@ void stripe_unlock(struct rt_engine *e, struct stripe_lock_entry *locks,
 		/* Waiters for other stripes of the bucket just recheck. */
 		if (b->waiters)
 			pthread_cond_broadcast(&b->cond);
+		parked = bucket_take_parked(b);
 		pthread_mutex_unlock(&b->mu);
+		resume_parked(parked);
 	}
 }

@@ -404,6 +404,35 @@ read_errors() {
 	read_errors 5
 }
 
+# A raid5 write served on the FUSE ring (4 KiB, inside a chunk, its log
+# region already marked) whose data or parity write fails once: its stripe is
+# owed a resync before the write is done again synchronously (a
+# read-modify-write there would trust a parity that may not match), the
+# resync runs, the bytes read back and check finds nothing. Five units, so
+# the synchronous redo would be read-modify-write.
+@test "raid5: a write mapped on the ring whose unit write fails once: redone, its stripe resynced, data intact, check 0" {
+	faulty_array 5 5 32M
+	write_data 1
+	cp "$TESTDIR/data" "$TESTDIR/want"
+	head -c 65536 /dev/urandom > "$TESTDIR/blocks"
+	# The next write reaching unit 0 fails, once; 16 blocks of 4 KiB over
+	# four stripes (256 KiB each) reach every unit.
+	echo "fail write 0 0 1" > "$TESTDIR/ffs0/ctl"
+	for i in $(seq 0 15); do
+		dd if="$TESTDIR/blocks" of="/dev/raidtool/$NAME" bs=4k skip="$i" seek=$((i * 16 + 3)) \
+			count=1 oflag=direct conv=notrunc status=none
+		dd if="$TESTDIR/blocks" of="$TESTDIR/want" bs=4k skip="$i" seek=$((i * 16 + 3)) \
+			count=1 conv=notrunc status=none
+	done
+	grep -q '^failed_writes 1' "$TESTDIR/ffs0/ctl" ||
+		fail "no write failed on unit 0: $(cat "$TESTDIR/ffs0/ctl")"
+	data_ok "$TESTDIR/want"
+	[ "$(status_json | jq -r .health)" = clean ] || fail "a unit was failed: $(status_json)"
+	run raidtool wait "$NAME"
+	check_clean
+	data_ok "$TESTDIR/want"
+}
+
 @test "raid1: writes silently dropped by a mirror: check counts the mismatch, repair mends it" {
 	faulty_array 1 2 32M
 	echo "drop" > "$TESTDIR/ffs1/ctl"

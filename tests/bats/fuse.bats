@@ -206,14 +206,16 @@ kill_test() {
 	race_test dev /dev/fuse 1
 }
 
-# same_blocks_test TRANSPORT: raid1, 8 jobs writing the same few blocks at
-# once (the race mirror writes must not lose: two writes of a block landing
-# in opposite orders on the two mirrors), then check finds the mirrors equal.
+# same_blocks_test TRANSPORT LEVEL COUNT: 8 jobs writing the same few
+# blocks at once (raid1: two writes of a block must not land in opposite
+# orders on the mirrors; raid5: nor interleave their parity updates; writes
+# of 4-16 KiB, which the ring serves event-driven, queued on each other's
+# stripe locks), then check finds mirrors or parity clean.
 same_blocks_test() {
-	local transport=$1
-	start_with "$transport" 1 16K 2 64M
+	local transport=$1 level=$2 count=$3
+	start_with "$transport" "$level" 16K "$count" 64M
 	run fio --name=same --filename="$DEV" --direct=1 --ioengine=io_uring --iodepth=16 \
-		--rw=randwrite --bs=4k-64k --size=1M --numjobs=8 --time_based --runtime=5 \
+		--rw=randwrite --bsrange=4k-16k --size=1M --numjobs=8 --time_based --runtime=5 \
 		--output-format=terse --terse-version=3
 	assert_success
 	check_clean
@@ -224,11 +226,20 @@ same_blocks_test() {
 
 @test "raid1 over io_uring: 8 jobs writing the same blocks at once leave mirrors equal" {
 	require_uring
-	same_blocks_test uring
+	same_blocks_test uring 1 2
 }
 
 @test "raid1 over /dev/fuse: 8 jobs writing the same blocks at once leave mirrors equal" {
-	same_blocks_test dev
+	same_blocks_test dev 1 2
+}
+
+@test "raid5 over io_uring: 8 jobs writing the same blocks at once leave parity clean" {
+	require_uring
+	same_blocks_test uring 5 4
+}
+
+@test "raid5 over /dev/fuse: 8 jobs writing the same blocks at once leave parity clean" {
+	same_blocks_test dev 5 4
 }
 
 @test "kill -9 of the engine during fio over io_uring: nothing stuck, deactivate cleans up" {
@@ -318,18 +329,19 @@ interrupt_writes_test() {
 	interrupt_writes_test dev
 }
 
-# abort_test TRANSPORT: the FUSE connection aborted (fusectl) while fio
-# writes raid1 through it: fio ends with errors, no engine thread is left in
-# uninterruptible sleep, deactivate stops the engine, nothing is left, and
-# the array comes back with mirrors that agree.
+# abort_test TRANSPORT [LEVEL COUNT]: the FUSE connection aborted (fusectl)
+# while fio writes raid1 (or LEVEL on COUNT units) through it: fio ends with
+# errors, no engine thread is left in uninterruptible sleep, deactivate stops
+# the engine, nothing is left, and the array comes back with mirrors (or
+# parity) that agree.
 abort_test() {
-	local transport=$1 pid conn state
+	local transport=$1 level=${2:-1} count=${3:-2} pid conn state
 	if ! mountpoint -q /sys/fs/fuse/connections; then
 		mount -t fusectl fusectl /sys/fs/fuse/connections ||
 			require "needs fusectl on /sys/fs/fuse/connections"
 		FUSECTL_MOUNTED=1
 	fi
-	start_with "$transport" 1 64K 2 64M
+	start_with "$transport" "$level" 64K "$count" 64M
 	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
 	conn=$(stat -c %d "$RAIDTOOL_RUNDIR/$NAME/mnt")
 	[ -e "/sys/fs/fuse/connections/$conn/abort" ] || fail "no fusectl entry for connection $conn"
@@ -365,4 +377,9 @@ abort_test() {
 
 @test "connection aborted under raid1 writes over /dev/fuse: no engine thread stuck, deactivate cleans up" {
 	abort_test dev
+}
+
+@test "connection aborted under raid5 writes over io_uring: no engine thread stuck, deactivate cleans up" {
+	require_uring
+	abort_test uring 5 4
 }

@@ -606,6 +606,15 @@ static void expect_model(struct fixture *f, const uint8_t *got, uint64_t logical
 			 role, (unsigned long long)off, (unsigned long long)logical);
 }
 
+/* engine_aio.resume of a mapped write queued on a stripe lock: counted. */
+static unsigned resumed;
+
+static void count_resume(struct engine_aio *ar)
+{
+	(void)ar;
+	resumed++;
+}
+
 /*
  * Event-driven reads: the unit reads engine_read_map hands out, done here
  * with pread as a FUSE queue would on its ring, give the model's bytes, and
@@ -614,12 +623,13 @@ static void expect_model(struct fixture *f, const uint8_t *got, uint64_t logical
  */
 static void verify_mapped_reads(struct fixture *f)
 {
-	struct engine_aio *ar = calloc(1, sizeof(*ar));
+	struct engine_aio *ar = calloc(1, sizeof(*ar)), *other = calloc(1, sizeof(*other));
 	struct rt_engine_stats before, after;
 	uint64_t seed = 0xa5a5, mapped = 0;
 	uint8_t *buf = NULL;
 
 	assert_non_null(ar);
+	assert_non_null(other);
 	assert_int_equal(posix_memalign((void **)&buf, 4096, MIB + 4096), 0);
 	assert_int_equal(engine_read_map(f->e, buf + 1, 4096, 0, ar), -EAGAIN);
 	assert_int_equal(engine_read_map(f->e, buf, 4096 + 100, 0, ar), -EAGAIN);
@@ -654,53 +664,91 @@ static void verify_mapped_reads(struct fixture *f)
 	assert_int_equal(after.reads - before.reads, mapped);
 
 	/*
-	 * Writes: linear, raid0 (a write there is its unit writes) and raid1
-	 * (one to every working mirror, none to a missing one), not raid5; the
-	 * model follows, so verify_units checks where they landed. A raid1
-	 * mapping holds its stripes' locks until unmapped: a second mapping
-	 * overlapping it is -EAGAIN meanwhile, one beside it is not.
+	 * Writes: linear, raid0 (a write there is its unit writes), raid1 (one
+	 * to every working mirror, none to a missing one) and raid5 inside one
+	 * chunk of a healthy array (two rounds: reads, then data and parity,
+	 * engine_aio_next), done here with pread/pwrite as a FUSE queue would;
+	 * the model follows, so verify_units checks where they landed (and the
+	 * parity). A mapping that locks holds its stripes until unmapped: a
+	 * second mapping overlapping it is -EAGAIN meanwhile, one beside it is
+	 * not; with a resume callback the overlapping one is queued instead
+	 * (raid1: -EINPROGRESS) and resumed once the first is unmapped.
 	 */
-	for (int i = 0; i < 32; i++) {
+	for (int i = 0; i < 64; i++) {
 		uint64_t len = (1 + rng_below(&seed, MIB / 4096)) * 4096, off;
 		bool striped = f->tc->level == RT_LEVEL_LINEAR || f->tc->level == RT_LEVEL_0;
-		bool mirror = f->tc->level == RT_LEVEL_1;
-		uint64_t per_role[MAX_TEST_UNITS] = { 0 };
-		int r;
+		bool mirror = f->tc->level == RT_LEVEL_1, parity = f->tc->level == RT_LEVEL_5;
+		uint64_t per_role[MAX_TEST_UNITS] = { 0 }, C = f->tc->chunk;
+		int r, rounds = 0;
 
-		off = rng_below(&seed, (f->size - len) / 4096 + 1) * 4096;
+		if (parity) {
+			/* Up to 16 KiB inside one chunk, now and then across two. */
+			len = (1 + rng_below(&seed, 4)) * 4096;
+			off = rng_below(&seed, (f->size - len) / 4096 + 1) * 4096;
+			if (i % 8 != 7 && off / C != (off + len - 1) / C)
+				off = (off + len - 1) / C * C;
+		} else {
+			off = rng_below(&seed, (f->size - len) / 4096 + 1) * 4096;
+		}
 		rng_fill(&seed, buf, len);
 		r = engine_write_map(f->e, buf, len, off, ar);
-		if (!(striped && !f->tc->missing) && !mirror) {
+		if (f->tc->missing && !mirror) {
 			assert_int_equal(r, -EAGAIN);
 			continue;
 		}
+		if (parity && off / C != (off + len - 1) / C) {
+			assert_int_equal(r, -EAGAIN);	/* across chunks: the synchronous path's */
+			continue;
+		}
+		assert_true(striped || mirror || parity);
 		assert_int_equal(r, 0);
 		assert_true(ar->write);
-		if (mirror) {
-			struct engine_aio *other = calloc(1, sizeof(*other));
-			uint64_t C = f->tc->chunk, beside = (off + len + C - 1) / C * C;
+		if (mirror || parity) {
+			uint64_t W = parity ? C * (f->tc->n - 1) : C;
+			uint64_t beside = (off + len + W - 1) / W * W;
 
-			assert_non_null(other);
+			other->resume = NULL;
 			assert_int_equal(engine_write_map(f->e, buf, 4096, off + len - 4096, other),
 					 -EAGAIN);
 			if (beside + 4096 <= f->size) {
 				assert_int_equal(engine_write_map(f->e, buf, 4096, beside, other), 0);
 				engine_aio_unmap(f->e, other, false);	/* nothing written */
 			}
-			free(other);
+			/* raid5 does not queue: its waiting writers offer their part instead. */
+			other->resume = count_resume;
+			resumed = 0;
+			assert_int_equal(engine_write_map(f->e, buf, 4096, off + len - 4096, other),
+					 mirror ? -EINPROGRESS : -EAGAIN);
+			assert_int_equal(resumed, 0);
 		}
-		for (unsigned k = 0; k < ar->n; k++) {
-			const struct engine_unit_io *io = &ar->io[k];
+		do {
+			rounds++;
+			for (unsigned k = 0; k < ar->n; k++) {
+				const struct engine_unit_io *io = &ar->io[k];
+				ssize_t done = io->write ?
+					pwrite(io->fd, io->buf, io->len, (off_t)io->off) :
+					pread(io->fd, io->buf, io->len, (off_t)io->off);
 
-			assert_false(f->tc->missing & (1u << io->role));
-			per_role[io->role] += io->len;
-			assert_int_equal(pwrite(io->fd, io->buf, io->len, (off_t)io->off),
-					 (ssize_t)io->len);
-		}
+				assert_false(f->tc->missing & (1u << io->role));
+				assert_int_equal(done, (ssize_t)io->len);
+				if (io->write)
+					per_role[io->role] += io->len;
+				else
+					assert_true(parity && rounds == 1);
+			}
+		} while ((r = engine_aio_next(f->e, ar)) > 0);
+		assert_int_equal(r, 0);
+		assert_int_equal(rounds, parity ? 2 : 1);
 		for (uint32_t role = 0; mirror && role < f->tc->n; role++)
 			assert_int_equal(per_role[role],
 					 f->tc->missing & (1u << role) ? 0 : len);
 		engine_aio_unmap(f->e, ar, true);
+		if (mirror) {
+			/* Resumed once the lock it waited for was let go: it maps now. */
+			assert_int_equal(resumed, 1);
+			assert_int_equal(engine_write_map(f->e, buf, 4096, off + len - 4096, other), 0);
+			engine_aio_unmap(f->e, other, false);
+		}
 		memcpy(f->model + off, buf, len);
 		f->writes++;
 		f->write_bytes += len;
@@ -708,6 +756,7 @@ static void verify_mapped_reads(struct fixture *f)
 	verify_through_engine(f);
 	free(buf);
 	free(ar);
+	free(other);
 }
 
 /*
