@@ -145,6 +145,7 @@ void rebuild_release(struct rt_engine *e);
 #define ENGINE_GATHER_US_MAX 1000000u
 #define ENGINE_RECENT_WRITES 32u		/* ends of recent writes: streams are seen */
 #define ENGINE_GATHER_MISSES 8u		/* waits in vain in a row: stop waiting ... */
+#define ENGINE_GATHER_PROBE 64u		/* ... but for one write in this many */
 #define ENGINE_GATHER_GRACE 8u		/* the first 1/8 of the window: wait anyway */
 
 enum engine_op {
@@ -223,6 +224,7 @@ struct stripe_offer {
 #define ENGINE_GATHER_US_MAX 1000000u
 #define ENGINE_RECENT_WRITES 32u		/* ends of recent writes: streams are seen */
 #define ENGINE_GATHER_MISSES 8u		/* waits in vain in a row: stop waiting ... */
+#define ENGINE_GATHER_PROBE 64u		/* ... but for one write in this many */
 #define ENGINE_GATHER_GRACE 8u		/* the first 1/8 of the window: wait anyway */
 
 /* A column range of one raid5 stripe, planned for one parity update. */

@@ -73,27 +73,6 @@ stream_verify() {
 	deactivate_settled "$NAME"
 }
 
-@test "raid5 stream after random writes stopped the waiting: still gathered into whole stripes" {
-	start_raid5
-	# Lone 4k random writes: waits in vain, until the engine stops waiting.
-	run fio --name=random --filename="$DEV" --direct=1 --ioengine=io_uring --rw=randwrite \
-		--bs=4k --iodepth=1 --offset=0 --size=16M --number_ios=64 --randrepeat=0 \
-		--output-format=terse
-	assert_success
-	read -r full0 merged0 _ <<<"$(counters)"
-	# A stream is seen again (writes next to each other, several under way):
-	# 32 stripes, all but the first few gathered.
-	run stream_write 48M 48M
-	assert_success
-	read -r full1 merged1 _ <<<"$(counters)"
-	echo "full $full0->$full1 merged $merged0->$merged1"
-	[ $((merged1 - merged0)) -ge 28 ]
-	run stream_verify 48M 48M
-	assert_success
-	check_clean
-	deactivate_settled "$NAME"
-}
-
 @test "raid5 kill -9 during a gathered stream: everything acknowledged by its flush survives" {
 	start_raid5
 	# Written whole, acknowledged and flushed (fio's closing fsync).
