@@ -118,7 +118,12 @@ struct ring_queue {
 	unsigned qid;
 	struct io_uring ring;
 	bool ring_ok, started;
-	pthread_mutex_t sq_mu;		/* guards the SQ (registration, the queue's loop) */
+	/*
+	 * Guards the SQ. Only the queue's thread submits on its ring (it
+	 * waits for completions holding sq_mu): workers hand their replies
+	 * back through done_head.
+	 */
+	pthread_mutex_t sq_mu;
 	pthread_t thread;
 	struct ring_ent *ents;
 	/*
@@ -1030,11 +1035,18 @@ static void *queue_main(void *arg)
 		int res, r;
 
 		if (wait) {
-			/* What this batch queued (replies, unit reads) goes out at once. */
+			/*
+			 * What this batch queued (replies, unit reads) goes out,
+			 * and the next completion is waited for, in one system
+			 * call. Only this thread takes sq_mu.
+			 */
 			pthread_mutex_lock(&q->sq_mu);
-			io_uring_submit(&q->ring);
+			r = io_uring_submit_and_wait(&q->ring, 1);
 			pthread_mutex_unlock(&q->sq_mu);
-			r = io_uring_wait_cqe(&q->ring, &cqe);
+			if (r >= 0)
+				r = io_uring_peek_cqe(&q->ring, &cqe);
+			if (r == -EAGAIN)
+				continue;	/* woken without a completion */
 		} else {
 			r = io_uring_peek_cqe(&q->ring, &cqe);
 			if (r == -EAGAIN) {
@@ -1146,10 +1158,23 @@ static int ring_setup(struct rt_fuse *f)
 		q->ents = calloc(f->depth, sizeof(*q->ents));
 		if (!q->ents)
 			return -ENOMEM;
+		/*
+		 * Completions (FUSE requests, unit I/O) reach the queue's thread
+		 * as task work: cooperatively, when it next enters the kernel,
+		 * rather than by an interrupt while it runs (TASKRUN_FLAG lets
+		 * liburing's peek see that some is pending).
+		 */
 		memset(&params, 0, sizeof(params));
-		params.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE;
+		params.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN |
+			       IORING_SETUP_TASKRUN_FLAG;
 		params.cq_entries = RING_CQ_ENTRIES;
 		r = io_uring_queue_init_params(RING_SQ_ENTRIES, &q->ring, &params);
+		if (r == -EINVAL) {
+			memset(&params, 0, sizeof(params));
+			params.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE;
+			params.cq_entries = RING_CQ_ENTRIES;
+			r = io_uring_queue_init_params(RING_SQ_ENTRIES, &q->ring, &params);
+		}
 		if (r < 0)
 			return r;
 		q->ring_ok = true;

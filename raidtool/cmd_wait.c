@@ -12,6 +12,20 @@
 #include "describe.h"
 
 #define POLL_MS 250
+#define POLL_MS_MIN 10
+
+/* Until the next look: POLL_MS, or less when the walk should end sooner. */
+static long poll_ms(const struct rt_control_status *st)
+{
+	uint64_t left;
+
+	if (!st->walk_speed)
+		return POLL_MS;
+	if (st->walk_done >= st->walk_total)
+		return POLL_MS_MIN;
+	left = (st->walk_total - st->walk_done) * 1000 / st->walk_speed;
+	return left < POLL_MS_MIN ? POLL_MS_MIN : left > POLL_MS ? POLL_MS : (long)left;
+}
 
 static void sleep_ms(long ms)
 {
@@ -119,7 +133,7 @@ int cmd_wait(int argc, const char **argv)
 			draw_bar(st);
 			drew = true;
 		}
-		sleep_ms(POLL_MS);
+		sleep_ms(poll_ms(st));
 	}
 	if (drew)
 		fputc('\n', stderr);

@@ -332,6 +332,7 @@ struct rt_engine {
 	 */
 	atomic_uint gather_us;
 	atomic_uint gather_misses;
+	atomic_uint writers;		/* engine_write calls under way */
 	struct {
 		_Atomic uint64_t off, end;
 	} recent[ENGINE_RECENT_WRITES];

@@ -317,6 +317,7 @@ int engine_write(struct rt_engine *e, const void *buf, size_t len, uint64_t off)
 	if (ret || len == 0)
 		return ret;
 	engine_note_write(e, off, off + len);
+	atomic_fetch_add_explicit(&e->writers, 1, memory_order_relaxed);
 	c = ctx_acquire(e);
 	for (done = 0; done < len && !ret; done += ENGINE_PIECE)
 		ret = engine_write_piece(e, c, (const uint8_t *)buf + done, off + done,
@@ -326,6 +327,7 @@ int engine_write(struct rt_engine *e, const void *buf, size_t len, uint64_t off)
 		stat_add(&c->stats.write_bytes, len);
 	}
 	ctx_release(e, c);
+	atomic_fetch_sub_explicit(&e->writers, 1, memory_order_relaxed);
 	return ret;
 }
 
