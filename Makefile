@@ -13,7 +13,7 @@ SYSTEMDUNITDIR ?= $(or $(shell pkg-config --variable=systemdsystemunitdir system
 CC       ?= cc
 CLANG    ?= clang
 CFLAGS   ?= -O2 -g
-PKGS     := blkid uuid popt liburing libisal
+PKGS     := blkid uuid popt json-c liburing libisal
 # libfuse only for the test helper rt-faultyfs (raidtool speaks FUSE itself).
 HELPER_PKGS := fuse3
 WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
