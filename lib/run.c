@@ -1,12 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The run path: activate (scan, assemble, mark dirty, engine, export,
- * control socket, wait, tear down, mark clean) and deactivate (ask the
- * engine to stop, or clean up after one that died).
- *
- * Background mode forks before anything creates a thread. The child talks
- * to the parent over a pipe: "L<level> <message>\n" lines relay its log
- * until it is ready, then one "R<errno> <link> <dev>\n" line ends it.
+ * The supervisor of a running array: scan, assemble, mark dirty, start the
+ * engine, export the block device, serve the control socket, react to
+ * failures, start and follow the background walks, wait, tear down, mark
+ * clean. The admin operations on it are in run-admin.c, the daemon in
+ * daemon.c, deactivate in deactivate.c.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -39,52 +37,13 @@
 #include <raidtool/rebuild.h>
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
+#include "run-internal.h"
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
 #endif
 
-#define EXIT_WAIT_MS 10000		/* for the engine process to go after `stop` */
-
-struct run {
-	char name[RT_NAME_MAX + 1];
-	/*
-	 * The array as the commands that messages suggest name it: its name,
-	 * or its hashcode when another running array has the name.
-	 */
-	char id[RT_NAME_MAX + 1];
-	uint8_t uuid[RT_UUID_SIZE];	/* keys the run directory */
-	int lock_fd;
-	int sig_fd;
-	int stop_fd;			/* eventfd: the control thread accepted a `stop` */
-	int spare_fd;			/* eventfd: a role failed while a spare was present */
-	sigset_t old_mask;
-	bool mask_set;
-	bool locked_memory;
-	uint64_t started;
-
-	struct rt_assembly *as;
-	struct rt_engine *e;
-	struct rt_export *x;
-	struct control_server *cs;
-
-	pthread_mutex_t lock;
-	pthread_mutex_t sb_lock;	/* superblock updates and run->as->sb readers */
-	pthread_mutex_t admin_lock;	/* add, remove, fail, taking a spare: one at a time */
-	_Atomic int admin_fail;		/* the role `raidtool fail` is failing, or -1 */
-	bool force;			/* start a degraded, dirty raid5 */
-	bool stopping;
-	bool resync_pending;		/* a resync started and has not finished */
-	uint64_t walk_speed_max;	/* RAIDTOOL_SYNC_SPEED_MAX, bytes/s; 0: none */
-	long stripe_wait_us;		/* RAIDTOOL_STRIPE_WAIT_US; -1: the engine's default */
-	enum rt_fuse_transport transport;	/* RAIDTOOL_FUSE_TRANSPORT */
-	uint64_t owed_all;		/* engine_resync_owed's @all for the running resync */
-	bool owed_warned;
-	uint32_t rebuild_role;		/* of the last rebuild started */
-	int excl_fd;			/* the loop device, held O_EXCL from the stop decision on */
-};
-
-static void sleep_ms(long ms)
+void sleep_ms(long ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
 
@@ -131,58 +90,6 @@ static int write_run_file(const uint8_t uuid[RT_UUID_SIZE], const char *file,
 		unlink(tmp);
 	return r;
 }
-
-/* ---- the background child's log --------------------------------------- */
-
-static int relay_fd = -1;		/* the pipe to the parent, until ready */
-static int log_file_fd = -1;		/* <rundir>/<NAME>/log, once running */
-
-static void log_to_pipe(int level, const char *msg, void *usrptr)
-{
-	char line[1100];
-	int n;
-
-	(void)usrptr;
-	if (relay_fd < 0)
-		return;
-	n = snprintf(line, sizeof(line), "L%d %s", level, msg);
-	if (n < 0)
-		return;
-	if ((size_t)n >= sizeof(line) - 1)
-		n = (int)sizeof(line) - 2;
-	for (int i = 0; i < n; i++)
-		if (line[i] == '\n')
-			line[i] = ' ';
-	line[n++] = '\n';
-	if (write(relay_fd, line, (size_t)n) < 0) {
-		/* The parent is gone; nothing to tell. */
-	}
-}
-
-static void log_to_file(int level, const char *msg, void *usrptr)
-{
-	static const char *const names[] = { "error", "warning", "info", "debug" };
-	char line[1200], when[32];
-	time_t now = time(NULL);
-	struct tm tm;
-	int n;
-
-	(void)usrptr;
-	if (log_file_fd < 0 || level > RT_LOG_INFO)
-		return;
-	if (!localtime_r(&now, &tm) || !strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm))
-		when[0] = '\0';
-	n = snprintf(line, sizeof(line), "%s raidtool[%d]: %s: %s\n", when, (int)getpid(),
-		     names[level < 0 ? 0 : level > 3 ? 3 : level], msg);
-	if (n > 0 && write(log_file_fd, line, (size_t)n < sizeof(line) ? (size_t)n :
-			   sizeof(line) - 1) < 0) {
-		/* Nowhere left to complain. */
-	}
-}
-
-/* ---- control callbacks (on the control thread) ------------------------- */
-
-static const char *walk_name(int kind);
 
 /* The FUSE transport in use and what it carried, for status. */
 static void fuse_status(const struct rt_export *x, struct rt_control_status *st)
@@ -309,14 +216,7 @@ static int on_status(void *ctx, struct rt_control_status *st)
 
 /* ---- failure and recovery ------------------------------------------------ */
 
-struct slot_change {
-	uint32_t slot;
-	uint32_t state;
-	bool forget;			/* zero the slot's unit identity (remove) */
-	bool io_error;			/* it failed an I/O: no rebuild from the log alone */
-};
-
-static int change_slot(struct rt_sb *sb, void *arg)
+int change_slot(struct rt_sb *sb, void *arg)
 {
 	const struct slot_change *c = arg;
 
@@ -351,7 +251,7 @@ static const char *sb_health(const struct rt_sb *sb)
  * Every superblock update of a running array: the engine learns the new
  * events value, which its dirty-region log records when it clears bits.
  */
-static int run_sb_update(struct run *run, assemble_mutate_fn mutate, void *arg)
+int run_sb_update(struct run *run, assemble_mutate_fn mutate, void *arg)
 {
 	int r = assemble_sb_update(run->as, mutate, arg);
 
@@ -360,7 +260,7 @@ static int run_sb_update(struct run *run, assemble_mutate_fn mutate, void *arg)
 }
 
 /* A spare present (index into run->as), or -1. */
-static int find_spare(const struct rt_assembly *as)
+int find_spare(const struct rt_assembly *as)
 {
 	for (unsigned i = as->n_roles; i < as->n_units; i++)
 		if (as->units[i] && as->own[i].slot < RT_MAX_UNITS &&
@@ -369,7 +269,7 @@ static int find_spare(const struct rt_assembly *as)
 	return -1;
 }
 
-static const char *engine_state_name(int state)
+const char *engine_state_name(int state)
 {
 	return state == RT_ENGINE_OK ? "clean" : state == RT_ENGINE_DEGRADED ? "degraded" :
 	       "failed";
@@ -379,7 +279,7 @@ static const char *engine_state_name(int state)
  * The engine's failure handler: a role failed an I/O (or was failed). Its
  * slot becomes FAULTY in every remaining unit's superblock.
  */
-static void on_failure(uint32_t role, void *ctx)
+void on_failure(uint32_t role, void *ctx)
 {
 	struct run *run = ctx;
 	struct slot_change c = { .slot = role, .state = RT_SLOT_FAULTY,
@@ -427,7 +327,7 @@ static void on_failure(uint32_t role, void *ctx)
  * stopped by failing its unit ends its walk on its own within a batch;
  * until then the engine says -EBUSY.
  */
-static int detach_failed_unit(struct run *run, uint32_t role, struct rt_unit **u)
+int detach_failed_unit(struct run *run, uint32_t role, struct rt_unit **u)
 {
 	int r = -EBUSY;
 
@@ -439,7 +339,7 @@ static int detach_failed_unit(struct run *run, uint32_t role, struct rt_unit **u
 	return r;
 }
 
-static const char *walk_name(int kind)
+const char *walk_name(int kind)
 {
 	switch (kind) {
 	case RT_WALK_RECOVER:
@@ -534,7 +434,7 @@ static void initial_sync_finished(struct run *run)
 }
 
 /* The end of a walk (on its thread; the engine must not be re-entered). */
-static void on_walk_done(int kind, int result, void *ctx)
+void on_walk_done(int kind, int result, void *ctx)
 {
 	struct run *run = ctx;
 
@@ -556,7 +456,7 @@ static void on_walk_done(int kind, int result, void *ctx)
 }
 
 /* Every walk of this run starts here: the speed limit applies to all of them. */
-static int walk_start(struct run *run, struct rt_walk_params *p)
+int walk_start(struct run *run, struct rt_walk_params *p)
 {
 	p->max_bytes_per_sec = __atomic_load_n(&run->walk_speed_max, __ATOMIC_RELAXED);
 	return engine_walk_start(run->e, p);
@@ -672,7 +572,7 @@ static void resync_owed(struct run *run)
  * area; only in the regions set in @regions (log regions of @region_size
  * bytes) when not NULL.
  */
-static int start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,
+int start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,
 				 const uint8_t *regions, uint64_t region_size)
 {
 	struct rt_walk_params p = {
@@ -693,745 +593,9 @@ static int start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,
 	return r;
 }
 
-static int start_rebuild(struct run *run, uint32_t role, uint64_t start)
+int start_rebuild(struct run *run, uint32_t role, uint64_t start)
 {
 	return start_rebuild_regions(run, role, start, NULL, 0);
-}
-
-/* A repair's "prefer=ROLE": the raid1 mirror whose copy settles a tie. */
-static int walk_prefer(struct run *run, int kind, const char *arg, struct rt_walk_params *p,
-		       char *msg, size_t len)
-{
-	unsigned long role;
-	char *end;
-
-	if (kind != RT_WALK_REPAIR || strncmp(arg, "prefer=", 7) || !isdigit((unsigned char)arg[7])) {
-		snprintf(msg, len, "'%s': not an argument of this request", arg);
-		return -EINVAL;
-	}
-	if (run->as->sb.array.level != RT_LEVEL_1) {
-		snprintf(msg, len, "--prefer is for raid1 only: a %s repair recomputes the parity "
-			 "from the data", sb_level_name(run->as->sb.array.level));
-		return -EINVAL;
-	}
-	errno = 0;
-	role = strtoul(arg + 7, &end, 10);
-	if (errno || *end || role >= run->as->sb.array.n_devices) {
-		snprintf(msg, len, "'%s': no such role (the array has roles 0 to %u)", arg + 7,
-			 run->as->sb.array.n_devices - 1);
-		return -EINVAL;
-	}
-	if (engine_role_state(run->e, (uint32_t)role) != RT_ROLE_ACTIVE) {
-		snprintf(msg, len, "role %lu is not a working mirror: its copy cannot be preferred",
-			 role);
-		return -EINVAL;
-	}
-	p->prefer_set = true;
-	p->prefer = (uint32_t)role;
-	return 0;
-}
-
-static int run_walk_command(struct run *run, const char *cmd, const char *arg, char *msg,
-			    size_t len)
-{
-	struct rt_walk_params p = { .done = on_walk_done, .ctx = run };
-	int r;
-
-	if (!strcmp(cmd, "cancel")) {
-		r = engine_walk_cancel(run->e);
-		if (r < 0) {
-			snprintf(msg, len, "nothing to cancel: %s", r == -ESRCH ?
-				 "no walk is running" : strerror(-r));
-			return r;
-		}
-		snprintf(msg, len, "cancelled");
-		return 0;
-	}
-	if (strcmp(cmd, "check") && strcmp(cmd, "repair")) {
-		snprintf(msg, len, "'%s' is not available yet on a running array", cmd);
-		return -EOPNOTSUPP;
-	}
-	p.kind = !strcmp(cmd, "check") ? RT_WALK_CHECK : RT_WALK_REPAIR;
-	if (arg[0]) {
-		r = walk_prefer(run, p.kind, arg, &p, msg, len);
-		if (r < 0)
-			return r;
-	}
-	r = walk_start(run, &p);
-	if (r == -EBUSY) {
-		struct rt_walk_progress wp;
-
-		engine_walk_progress(run->e, &wp);
-		snprintf(msg, len, "busy: %s is running (see 'raidtool status %s')",
-			 walk_name(wp.kind), run->id);
-		return r;
-	}
-	if (r == -EOPNOTSUPP) {
-		snprintf(msg, len, "%s has no redundancy to check",
-			 sb_level_name(run->as->sb.array.level));
-		return r;
-	}
-	if (r < 0) {
-		snprintf(msg, len, "cannot start the %s: %s", cmd, strerror(-r));
-		return r;
-	}
-	rt_log(RT_LOG_INFO, "'%s': %s started", run->name, walk_name(p.kind));
-	snprintf(msg, len, "%s started in the background; see 'raidtool status %s' or "
-		 "'raidtool wait %s'", cmd, run->id, run->id);
-	return 0;
-}
-
-/*
- * A unit named by role number, hashcode (8 hex digits) or device path
- * (the block device, or a file it is attached to). Returns its index in
- * run->as, or -ENODEV with a reason in @msg.
- */
-static int find_member(struct run *run, const char *arg, char *msg, size_t len)
-{
-	const struct rt_assembly *as = run->as;
-	struct stat st;
-	uint32_t hash;
-	char *end;
-
-	if (!*arg) {
-		snprintf(msg, len, "which unit? give a role number, hashcode or device");
-		return -EINVAL;
-	}
-	if (strlen(arg) <= 2 && arg[0] >= '0' && arg[0] <= '9') {
-		unsigned long role = strtoul(arg, &end, 10);
-
-		if (!*end && role < as->n_roles)
-			return (int)role;
-		snprintf(msg, len, "'%s': no such role (the array has roles 0 to %u)", arg,
-			 as->n_roles - 1);
-		return -ENODEV;
-	}
-	if (sb_hashcode_parse(arg, &hash) == 0) {
-		for (unsigned i = 0; i < as->n_units; i++)
-			if (as->units[i] && as->own[i].hashcode == hash)
-				return (int)i;
-		for (unsigned i = 0; i < as->n_roles; i++)
-			if (as->sb.slots[i].hashcode == hash)
-				return (int)i;
-	}
-	for (unsigned i = 0; i < as->n_units; i++)
-		if (as->units[i] && (!strcmp(as->dev[i], arg) ||
-				     !strcmp(unit_path(as->units[i]), arg)))
-			return (int)i;
-	if (stat(arg, &st) == 0) {
-		for (unsigned i = 0; i < as->n_units; i++) {
-			if (!as->units[i])
-				continue;
-			if (S_ISBLK(st.st_mode) && st.st_rdev == unit_devno(as->units[i]))
-				return (int)i;
-		}
-	}
-	snprintf(msg, len, "'%s': not a unit of this array (give a role number, hashcode or "
-		 "device; see 'raidtool status %s')", arg, run->id);
-	return -ENODEV;
-}
-
-/* A request's leading "--force " (add, fail): true, and @arg moved past it. */
-static bool take_force(const char **arg)
-{
-	if (strncmp(*arg, "--force ", 8))
-		return false;
-	*arg += 8;
-	return true;
-}
-
-/*
- * Without "--force " a role whose loss the level does not survive is
- * refused: an admin's fail would stop the array's writes, and the way back
- * (activate --force) can lose what was written after the other roles left.
- * A device that is gone (incremental --remove) is failed with it.
- */
-static int cmd_fail(struct run *run, const char *arg, char *msg, size_t len)
-{
-	bool force = take_force(&arg);
-	int i, r;
-
-	i = find_member(run, arg, msg, len);
-	if (i < 0)
-		return i;
-	if ((unsigned)i >= run->as->n_roles) {
-		snprintf(msg, len, "'%s' is a spare: it holds no data, nothing to fail", arg);
-		return -EINVAL;
-	}
-	/* Failed on purpose, not by its media: it may come back from the log. */
-	atomic_store(&run->admin_fail, i);
-	r = force ? engine_fail_role(run->e, (uint32_t)i) :
-		    engine_fail_role_spared(run->e, (uint32_t)i);
-	atomic_store(&run->admin_fail, -1);
-	if (r == -EALREADY) {
-		snprintf(msg, len, "role %d is already faulty", i);
-		return r;
-	}
-	if (r == -EEXIST) {
-		snprintf(msg, len, "role %d (%s) is not failed: the %s array is %s and could not "
-			 "take writes without it; nothing was changed",
-			 i, run->as->dev[i][0] ? run->as->dev[i] : "-",
-			 sb_level_name(run->as->sb.array.level),
-			 engine_state_name(engine_state(run->e)));
-		return r;
-	}
-	if (r < 0) {
-		snprintf(msg, len, "cannot fail role %d: %s", i, strerror(-r));
-		return r;
-	}
-	snprintf(msg, len, "role %d (%s) marked faulty; the array is %s", i,
-		 run->as->dev[i][0] ? run->as->dev[i] : "-",
-		 engine_state_name(engine_state(run->e)));
-	return 0;
-}
-
-/*
- * The engine decides first and the superblocks follow: a unit still being
- * rebuilt is refused (fail it first, which stops the rebuild, as md wants a
- * rebuilding device failed before it is removed), a refusal writes
- * nothing, and the role table is only changed once the engine has let the
- * unit go, so the two never disagree.
- */
-static int cmd_remove(struct run *run, const char *arg, char *msg, size_t len)
-{
-	struct slot_change c = { .state = RT_SLOT_MISSING, .forget = true };
-	struct rt_assembly *as = run->as;
-	struct rt_unit *u = NULL;
-	bool role;
-	char dev[256];
-	int i, r;
-
-	i = find_member(run, arg, msg, len);
-	if (i < 0)
-		return i;
-	role = (unsigned)i < as->n_roles;
-	if (role && engine_role_rebuilding(run->e, (uint32_t)i)) {
-		snprintf(msg, len, "role %d ('%s') is being rebuilt and already holds every write "
-			 "since it was added; let the rebuild finish ('raidtool wait %s'), or to "
-			 "take it out fail it first ('raidtool fail %s %d' stops the rebuild) and "
-			 "then remove it", i, as->dev[i], run->id, run->id, i);
-		return -EBUSY;
-	}
-	if (role && engine_role_state(run->e, (uint32_t)i) != RT_ROLE_FAULTY) {
-		snprintf(msg, len, "role %d (%s) is working; fail it first ('raidtool fail %s %d')",
-			 i, as->dev[i], run->id, i);
-		return -EBUSY;
-	}
-	if (!as->units[i]) {
-		snprintf(msg, len, "role %d has no unit to remove", i);
-		return -ENODEV;
-	}
-	snprintf(dev, sizeof(dev), "%s", as->dev[i]);
-	if (role) {
-		r = detach_failed_unit(run, (uint32_t)i, &u);
-		if (r < 0) {
-			snprintf(msg, len, "cannot take '%s' out of role %d: %s; nothing was "
-				 "changed", dev, i, r == -EBUSY ? "the engine still uses it" :
-				 strerror(-r));
-			return r;
-		}
-	} else {
-		u = as->units[i];
-	}
-	pthread_mutex_lock(&run->sb_lock);
-	c.slot = as->own[i].slot;
-	if (!role)
-		c.state = RT_SLOT_EMPTY;	/* a spare leaves the table */
-	r = run_sb_update(run, change_slot, &c);
-	unit_close(u);
-	as->units[i] = NULL;
-	as->dev[i][0] = '\0';
-	pthread_mutex_unlock(&run->sb_lock);
-	if (r < 0) {
-		/* Out of the engine either way; the role table still calls it faulty. */
-		snprintf(msg, len, "'%s' is out of the array, but recording that in the "
-			 "superblocks failed: %s (they still list it in slot %u, faulty)", dev,
-			 strerror(-r), c.slot);
-		return r;
-	}
-	rt_log(RT_LOG_INFO, "'%s': unit '%s' removed from slot %u (events %llu)", run->name,
-	       dev, c.slot, (unsigned long long)as->sb.events);
-	snprintf(msg, len, "'%s' removed from slot %u; its own superblock is left as it was "
-		 "(stale)", dev, c.slot);
-	return 0;
-}
-
-/*
- * The role a new unit goes to: a faulty one without a unit (@want, or the
- * first when @want is UINT32_MAX), else n_roles (a spare).
- */
-static int add_target(struct run *run, uint32_t want, char *msg, size_t len)
-{
-	const struct rt_assembly *as = run->as;
-	struct rt_walk_progress wp;
-
-	for (unsigned i = 0; i < as->n_roles; i++) {
-		if ((want != UINT32_MAX && i != want) ||
-		    engine_role_state(run->e, i) != RT_ROLE_FAULTY)
-			continue;
-		if (engine_role_rebuilding(run->e, i)) {
-			if (want == UINT32_MAX)
-				continue;	/* taken: the new unit becomes a spare */
-			snprintf(msg, len, "role %u is being rebuilt onto '%s'; wait for it "
-				 "('raidtool wait %s')", i, as->dev[i], run->id);
-			return -EBUSY;
-		}
-		if (as->units[i]) {
-			snprintf(msg, len, "role %u is faulty and still holds '%s'; remove it "
-				 "first ('raidtool remove %s %u')", i, as->dev[i], run->id, i);
-			return -EBUSY;
-		}
-		engine_walk_progress(run->e, &wp);
-		if (wp.running) {
-			snprintf(msg, len, "busy: %s is running; wait for it ('raidtool wait "
-				 "%s') or cancel it ('raidtool check --cancel %s')",
-				 walk_name(wp.kind), run->name, run->name);
-			return -EBUSY;
-		}
-		return (int)i;
-	}
-	return (int)as->n_roles;
-}
-
-static int add_slot(struct rt_sb *sb, void *arg)
-{
-	*sb = *(const struct rt_sb *)arg;
-	return 0;
-}
-
-/*
- * A former unit of this array offered back. Returns 1 with the unit open in
- * @out and its superblock in @usb when it may be rebuilt from the dirty-region
- * log alone; 0 when it gets the full path (a new member, closed again; the
- * reason in @why, NULL when it is not ours at all); -errno with @msg when it
- * must not be added at all (it ran apart from the array).
- */
-static int readd_probe(struct run *run, const char *path, struct rt_unit **out,
-		       struct rt_sb *usb, const char **why, char *msg, size_t len)
-{
-	const struct rt_assembly *as = run->as;
-	uint64_t cleared = 0;
-	struct rt_unit *u;
-	int r;
-
-	*out = NULL;
-	*why = NULL;
-	if (unit_open(path, RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH | RT_UNIT_DIRECT, &u) < 0)
-		return 0;	/* array_member_prepare says why */
-	if (unit_read_sb_quiet(u, usb, NULL) < 0 ||
-	    memcmp(usb->array.uuid, as->sb.array.uuid, RT_UUID_SIZE)) {
-		unit_close(u);
-		return 0;
-	}
-	if (engine_dirtylog_cleared(run->e, &cleared) < 0)
-		cleared = 0;
-	r = dirtylog_readd_check(&as->sb, usb, cleared, NULL);
-	if (r == RT_READD_NEWER) {
-		uint32_t slot = usb->unit.slot < RT_MAX_UNITS ? usb->unit.slot : 0;
-
-		snprintf(msg, len, "'%s' (unit %08x, events %llu, its role table gives slot %u "
-			 "to %08x as %s) contradicts the running array (events %llu, whose table "
-			 "has slot %u %s%s%08x): it is not older than the array, so it may hold "
-			 "writes the array lacks (the two ran apart); refused, nothing changed. "
-			 "Only once what it holds is not needed, wipe it ('raidtool zero') "
-			 "to add it as a new unit", path,
-			 usb->unit.hashcode, (unsigned long long)usb->events, slot,
-			 usb->slots[slot].hashcode, sb_slot_state_name(usb->slots[slot].state),
-			 (unsigned long long)as->sb.events, slot,
-			 sb_slot_state_name(as->sb.slots[slot].state),
-			 as->sb.slots[slot].hashcode ? ", unit " : "",
-			 as->sb.slots[slot].hashcode);
-		unit_close(u);
-		return -EEXIST;
-	}
-	if (r != RT_READD_OK) {
-		*why = dirtylog_readd_reason(r);
-		unit_close(u);
-		return 0;
-	}
-	*out = u;
-	return 1;
-}
-
-/*
- * Back into its role with its identity, rebuilt only where the log says
- * the array was written since it left. Called with sb_lock held; drops it.
- */
-static int readd_partial(struct run *run, struct rt_unit *u, const struct rt_sb *usb,
-			 const char *arg, char *msg, size_t len)
-{
-	struct rt_assembly *as = run->as;
-	uint32_t role = usb->unit.slot;
-	uint64_t region_size = 0, n_regions = 0, n_dirty = 0;
-	uint8_t *bitmap = NULL;
-	struct rt_slot *slot;
-	struct rt_sb sb;
-	int t, r;
-
-	t = add_target(run, role, msg, len);
-	if (t < 0 || (uint32_t)t != role) {
-		if (t >= 0)
-			snprintf(msg, len, "role %u is not faulty", role);
-		unit_close(u);
-		pthread_mutex_unlock(&run->sb_lock);
-		return t < 0 ? t : -EBUSY;
-	}
-	sb = as->sb;
-	slot = &sb.slots[role];
-	memcpy(slot->uuid, usb->unit.uuid, RT_UUID_SIZE);
-	slot->hashcode = usb->unit.hashcode;
-	slot->state = RT_SLOT_REBUILDING;
-	slot->data_size = usb->unit.data_size;
-	slot->recovery_offset = 0;
-	as->units[role] = u;
-	as->own[role] = usb->unit;
-	as->disk_events[role] = 0;	/* rewritten as a new member: first, no catching up */
-	snprintf(as->dev[role], sizeof(as->dev[role]), "%s", unit_devname(u));
-	r = run_sb_update(run, add_slot, &sb);
-	if (r < 0) {
-		as->units[role] = NULL;
-		as->dev[role][0] = '\0';
-		unit_close(u);
-		pthread_mutex_unlock(&run->sb_lock);
-		snprintf(msg, len, "cannot write the superblocks: %s", strerror(-r));
-		return r;
-	}
-	unit_keep_loop(u);
-	pthread_mutex_unlock(&run->sb_lock);
-	r = engine_attach_unit(run->e, role, u);
-	if (r < 0) {
-		snprintf(msg, len, "cannot attach '%s' to role %u: %s", arg, role, strerror(-r));
-		return r;	/* REBUILDING at 0 in the superblocks: a restart rebuilds it all */
-	}
-	/*
-	 * Only now: every write before the attach is in the log (nothing is
-	 * cleared while degraded), every write after it reaches the unit.
-	 */
-	r = engine_dirtylog_info(run->e, &region_size, &n_regions);
-	if (r == 0) {
-		bitmap = calloc((n_regions + 7) / 8, 1);
-		r = bitmap ? engine_dirtylog_dirty(run->e, bitmap, (n_regions + 7) / 8, &n_dirty) :
-			-ENOMEM;
-	}
-	if (r == 0)
-		r = start_rebuild_regions(run, role, 0, bitmap, region_size);
-	free(bitmap);
-	if (r < 0) {
-		snprintf(msg, len, "'%s' attached to role %u, but the rebuild did not start: %s",
-			 arg, role, strerror(-r));
-		return r;
-	}
-	rt_log(RT_LOG_INFO, "'%s': unit '%s' re-added to role %u: %llu of %llu regions to "
-	       "rebuild (events %llu)", run->name, as->dev[role], role,
-	       (unsigned long long)n_dirty, (unsigned long long)n_regions,
-	       (unsigned long long)as->sb.events);
-	snprintf(msg, len, "'%s' re-added to role %u: %llu of %llu regions to rebuild (the "
-		 "dirty-region log holds every write since it left); see 'raidtool status %s' "
-		 "or 'raidtool wait %s'", arg, role, (unsigned long long)n_dirty,
-		 (unsigned long long)n_regions, run->id, run->id);
-	return 0;
-}
-
-/*
- * A new unit: into a faulty, removed role and rebuilt onto, or a spare.
- * A former unit of this array that left recently is rebuilt only where the
- * array was written since (readd_partial); any other is rewritten as a new
- * member and rebuilt in full. "--force PATH" overwrites what it holds.
- */
-static int cmd_add(struct run *run, const char *arg, char *msg, size_t len)
-{
-	struct rt_assembly *as = run->as;
-	struct rt_unit *u = NULL;
-	struct rt_sb sb;
-	const char *why = NULL;
-	bool force = false, locked = true;
-	unsigned idx;
-	uint32_t slot;
-	int t, r;
-
-	force = take_force(&arg);
-	if (!*arg) {
-		snprintf(msg, len, "which unit? give a device or image file");
-		return -EINVAL;
-	}
-	if (as->sb.array.level != RT_LEVEL_1 && as->sb.array.level != RT_LEVEL_5) {
-		snprintf(msg, len, "a %s array has no redundancy: a unit added to it could "
-			 "neither be rebuilt nor serve as a spare",
-			 sb_level_name(as->sb.array.level));
-		return -EOPNOTSUPP;
-	}
-	pthread_mutex_lock(&run->sb_lock);
-	r = readd_probe(run, arg, &u, &sb, &why, msg, len);
-	if (r < 0)
-		goto out;
-	if (r > 0)
-		return readd_partial(run, u, &sb, arg, msg, len);
-	t = add_target(run, UINT32_MAX, msg, len);
-	if (t < 0) {
-		r = t;
-		goto out;
-	}
-	if ((unsigned)t < as->n_roles) {
-		idx = (unsigned)t;
-		slot = (uint32_t)t;
-	} else {
-		/* Where removed spares left room: a table of replaced units does not grow. */
-		for (idx = as->n_roles; idx < as->n_units && as->units[idx]; idx++)
-			;
-		slot = sb_spare_slot(&as->sb);
-	}
-	if (idx >= RT_MAX_UNITS || slot >= RT_MAX_UNITS) {
-		snprintf(msg, len, "no room for another unit (at most %u)", RT_MAX_UNITS);
-		r = -E2BIG;
-		goto out;
-	}
-	sb = as->sb;
-	rt_log_clear_error();
-	r = array_member_prepare(arg, &sb, slot, RT_UNIT_DIRECT, force, as->sb.array.uuid,
-				 &u, &as->own[idx]);
-	if (r < 0) {
-		snprintf(msg, len, "%s", rt_log_last_error()[0] ? rt_log_last_error() :
-			 strerror(-r));
-		goto out;
-	}
-	as->units[idx] = u;
-	as->disk_events[idx] = 0;	/* a new member: written first */
-	snprintf(as->dev[idx], sizeof(as->dev[idx]), "%s", unit_devname(u));
-	if (idx == as->n_units)
-		as->n_units++;
-	r = run_sb_update(run, add_slot, &sb);
-	if (r < 0) {
-		snprintf(msg, len, "cannot write the superblocks: %s", strerror(-r));
-		goto undo;
-	}
-	/* A file-backed unit keeps its loop device after the engine closes it: scanning finds it. */
-	unit_keep_loop(u);
-	if (idx >= as->n_roles) {
-		rt_log(RT_LOG_INFO, "'%s': unit '%s' added as a spare (slot %u, events %llu)",
-		       run->name, as->dev[idx], slot, (unsigned long long)as->sb.events);
-		snprintf(msg, len, "'%s' added as a spare (slot %u): nothing is degraded; it "
-			 "takes the place of a unit that fails", arg, slot);
-		goto out;
-	}
-	/* The engine may wait for requests whose failure handler wants sb_lock. */
-	pthread_mutex_unlock(&run->sb_lock);
-	locked = false;
-	r = engine_attach_unit(run->e, slot, u);
-	if (r < 0) {
-		snprintf(msg, len, "cannot attach '%s' to role %u: %s", arg, slot, strerror(-r));
-		goto out;	/* REBUILDING at 0 in the superblocks: a restart retries */
-	}
-	r = start_rebuild(run, slot, 0);
-	if (r < 0) {
-		snprintf(msg, len, "'%s' attached to role %u, but the rebuild did not start: %s",
-			 arg, slot, strerror(-r));
-		goto out;
-	}
-	rt_log(RT_LOG_INFO, "'%s': unit '%s' added to role %u (events %llu)%s%s", run->name,
-	       as->dev[idx], slot, (unsigned long long)as->sb.events,
-	       why ? "; rebuilt in full: " : "", why ? why : "");
-	snprintf(msg, len, "'%s' added to role %u; rebuilding in the background%s%s%s; see "
-		 "'raidtool status %s' or 'raidtool wait %s'", arg, slot,
-		 why ? " (in full: " : "", why ? why : "", why ? ")" : "", run->id, run->id);
-	goto out;
-undo:
-	as->units[idx] = NULL;
-	as->dev[idx][0] = '\0';
-	if (idx == as->n_units - 1 && idx >= as->n_roles)
-		as->n_units--;
-	unit_close(u);
-out:
-	if (locked)
-		pthread_mutex_unlock(&run->sb_lock);
-	return r;
-}
-
-struct spare_swap {
-	uint32_t role, spare_slot;
-	bool had_unit;			/* the failed unit stays listed, faulty, in the spare's slot */
-};
-
-static int swap_spare(struct rt_sb *sb, void *arg)
-{
-	const struct spare_swap *w = arg;
-	struct rt_slot failed = sb->slots[w->role];
-
-	sb->slots[w->role] = sb->slots[w->spare_slot];
-	sb->slots[w->role].state = RT_SLOT_REBUILDING;
-	sb->slots[w->role].recovery_offset = 0;
-	if (w->had_unit) {
-		sb->slots[w->spare_slot] = failed;
-		sb->slots[w->spare_slot].state = RT_SLOT_FAULTY;
-		sb->slots[w->spare_slot].recovery_offset = 0;
-	} else {
-		memset(&sb->slots[w->spare_slot], 0, sizeof(sb->slots[0]));
-	}
-	return 0;
-}
-
-/*
- * md's hot spare (main thread, woken by on_failure): a spare present when a
- * role fails takes the role at once and is rebuilt onto. The failed unit
- * moves to the spare's slot, faulty, until it is removed.
- */
-static void take_spare(struct run *run)
-{
-	struct rt_assembly *as = run->as;
-	struct spare_swap w = { 0 };
-	struct rt_walk_progress wp;
-	struct rt_unit *old = NULL, *u;
-	struct rt_unit_desc own;
-	uint64_t events;
-	char dev[256], olddev[256];
-	int i = -1, r = -ENODEV;
-
-	pthread_mutex_lock(&run->admin_lock);
-	pthread_mutex_lock(&run->sb_lock);
-	for (uint32_t role = 0; role < as->n_roles && r == -ENODEV; role++) {
-		if (as->sb.slots[role].state != RT_SLOT_FAULTY &&
-		    as->sb.slots[role].state != RT_SLOT_MISSING)
-			continue;
-		w.role = role;
-		r = 0;
-	}
-	i = find_spare(as);
-	pthread_mutex_unlock(&run->sb_lock);
-	if (r < 0 || i < 0)
-		goto out;
-	/* The handler that woke us runs before the engine publishes the failure. */
-	for (int k = 0; k < 500 && engine_role_state(run->e, w.role) != RT_ROLE_FAULTY; k++)
-		sleep_ms(10);
-	engine_walk_progress(run->e, &wp);
-	if (wp.running && wp.kind == RT_WALK_RECOVER) {
-		rt_log(RT_LOG_WARN, "'%s': role %u failed; the spare waits for the rebuild of "
-		       "role %u ('raidtool add' it then)", run->name, w.role, wp.role);
-		goto out;
-	}
-	if (wp.running) {
-		rt_log(RT_LOG_WARN, "'%s': %s cancelled to rebuild role %u onto the spare",
-		       run->name, walk_name(wp.kind), w.role);
-		engine_walk_cancel(run->e);
-	}
-	if (as->units[w.role]) {
-		r = detach_failed_unit(run, w.role, &old);
-		if (r < 0) {
-			rt_log(RT_LOG_ERROR, "'%s': cannot take the failed unit of role %u out for "
-			       "the spare: %s", run->name, w.role, strerror(-r));
-			goto out;
-		}
-	}
-	pthread_mutex_lock(&run->sb_lock);
-	w.spare_slot = as->own[i].slot;
-	w.had_unit = old != NULL;
-	snprintf(olddev, sizeof(olddev), "%s", as->dev[w.role]);
-	snprintf(dev, sizeof(dev), "%s", as->dev[i]);
-	u = as->units[i];
-	own = as->own[i];
-	own.slot = w.role;
-	/* The failed unit's own superblock is never written again: it keeps its slot here. */
-	as->own[i].slot = w.spare_slot;
-	as->units[i] = old;
-	snprintf(as->dev[i], sizeof(as->dev[i]), "%s", old ? olddev : "");
-	as->units[w.role] = u;
-	as->own[w.role] = own;
-	events = as->disk_events[i];
-	as->disk_events[i] = as->disk_events[w.role];
-	as->disk_events[w.role] = events;
-	snprintf(as->dev[w.role], sizeof(as->dev[w.role]), "%s", dev);
-	r = run_sb_update(run, swap_spare, &w);
-	pthread_mutex_unlock(&run->sb_lock);
-	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': cannot give role %u to the spare '%s': %s",
-		       run->name, w.role, dev, strerror(-r));
-		goto out;
-	}
-	r = engine_attach_unit(run->e, w.role, u);
-	if (r == 0)
-		r = start_rebuild(run, w.role, 0);
-	if (r < 0)
-		rt_log(RT_LOG_ERROR, "'%s': the spare '%s' took role %u, but its rebuild did not "
-		       "start: %s", run->name, dev, w.role, strerror(-r));
-	else
-		rt_log(RT_LOG_WARN, "'%s': spare '%s' takes the place of failed role %u; "
-		       "rebuilding onto it (events %llu)", run->name, dev, w.role,
-		       (unsigned long long)as->sb.events);
-out:
-	pthread_mutex_unlock(&run->admin_lock);
-}
-
-/*
- * "BYTES_PER_SEC": the speed limit of background walks (0: none), for the
- * running walk from now on and for every later walk of this run.
- */
-static int cmd_speed(struct run *run, const char *arg, char *msg, size_t len)
-{
-	unsigned long long v;
-	char extra, what[32];
-	int r;
-
-	if (sscanf(arg, "%llu %c", &v, &extra) != 1) {
-		snprintf(msg, len, "'%s': give the speed limit in bytes per second", arg);
-		return -EINVAL;
-	}
-	__atomic_store_n(&run->walk_speed_max, (uint64_t)v, __ATOMIC_RELAXED);
-	r = engine_walk_set_speed(run->e, v);
-	if (r < 0) {
-		snprintf(msg, len, "cannot change the speed limit: %s", strerror(-r));
-		return r;
-	}
-	if (v)
-		snprintf(what, sizeof(what), "%llu MiB/s", v >> 20);
-	else
-		snprintf(what, sizeof(what), "none");
-	rt_log(RT_LOG_INFO, "'%s': background walks' speed limit: %s", run->name, what);
-	snprintf(msg, len, "speed limit of background walks: %s", what);
-	return 0;
-}
-
-/* "COUNT WINDOW_MS": how often a unit I/O error is tried again before the unit fails. */
-static int cmd_tune(struct run *run, const char *arg, char *msg, size_t len)
-{
-	unsigned count, window;
-	char extra;
-	int r;
-
-	if (sscanf(arg, "%u %u %c", &count, &window, &extra) != 2) {
-		snprintf(msg, len, "'%s': give the number of tries and the window in ms", arg);
-		return -EINVAL;
-	}
-	r = engine_set_retries(run->e, count, window);
-	if (r < 0) {
-		snprintf(msg, len, "%u tries within %u ms: out of range (at most 100 tries and "
-			 "600000 ms)", count, window);
-		return r;
-	}
-	rt_log(RT_LOG_INFO, "'%s': a unit I/O error is now tried again up to %u times within "
-	       "%u ms before the unit is failed", run->name, count, window);
-	snprintf(msg, len, "a unit I/O error is tried again up to %u times within %u ms before "
-		 "the unit is failed", count, window);
-	return 0;
-}
-
-static int on_command(void *ctx, const char *cmd, const char *arg, char *msg, size_t len)
-{
-	struct run *run = ctx;
-	int r;
-
-	if (!strcmp(cmd, "tune"))
-		return cmd_tune(run, arg, msg, len);
-	if (!strcmp(cmd, "speed"))
-		return cmd_speed(run, arg, msg, len);
-	if (strcmp(cmd, "add") && strcmp(cmd, "fail") && strcmp(cmd, "remove"))
-		return run_walk_command(run, cmd, arg, msg, len);
-	pthread_mutex_lock(&run->admin_lock);
-	if (!strcmp(cmd, "add"))
-		r = cmd_add(run, arg, msg, len);
-	else if (!strcmp(cmd, "fail"))
-		r = cmd_fail(run, arg, msg, len);
-	else
-		r = cmd_remove(run, arg, msg, len);
-	pthread_mutex_unlock(&run->admin_lock);
-	return r;
 }
 
 /*
@@ -1529,7 +693,7 @@ static void read_run_file(const uint8_t uuid[RT_UUID_SIZE], const char *file, ch
 }
 
 /* Leftovers of an engine that died (we hold the lock, so it is dead). */
-static int recover_leftovers(const char *name, const uint8_t uuid[RT_UUID_SIZE], char *did,
+int recover_leftovers(const char *name, const uint8_t uuid[RT_UUID_SIZE], char *did,
 			     size_t didlen)
 {
 	char mnt[PATH_MAX], hint[64], link[PATH_MAX];
@@ -1553,7 +717,7 @@ static int recover_leftovers(const char *name, const uint8_t uuid[RT_UUID_SIZE],
 }
 
 /* Remove the run files; the pid file goes last, just before its lock. */
-static void remove_run_files(struct run *run, bool keep_log)
+void remove_run_files(struct run *run, bool keep_log)
 {
 	unlink_run_file(run->uuid, RT_CONTROL_DEVICE);
 	unlink_run_file(run->uuid, RT_CONTROL_LINK);
@@ -1575,7 +739,7 @@ static void remove_run_files(struct run *run, bool keep_log)
  * Everything after the engine started, in reverse. Returns the first error
  * with its message in @msg (for a pending `stop`).
  */
-static int teardown(struct run *run, char *msg, size_t msglen)
+int teardown(struct run *run, char *msg, size_t msglen)
 {
 	int r = 0, q;
 
@@ -1945,13 +1109,11 @@ rebuilding:
 	}
 }
 
-typedef void (*ready_fn)(struct run *run, void *arg);
-
 /*
  * Run the array in this process. @ready is called once the device is up;
  * returns after a clean (0) or failed shutdown.
  */
-static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
+int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 {
 	const struct rt_scan_array *a;
 	struct rt_control_probe probe;
@@ -2150,7 +1312,7 @@ done:
 	return r;
 }
 
-static void run_init(struct run *run)
+void run_init(struct run *run)
 {
 	memset(run, 0, sizeof(*run));
 	run->lock_fd = run->sig_fd = run->stop_fd = run->spare_fd = run->excl_fd = -1;
@@ -2158,353 +1320,4 @@ static void run_init(struct run *run)
 	pthread_mutex_init(&run->lock, NULL);
 	pthread_mutex_init(&run->admin_lock, NULL);
 	pthread_mutex_init(&run->sb_lock, NULL);
-}
-
-/* ---- foreground --------------------------------------------------------- */
-
-static void fg_ready(struct run *run, void *arg)
-{
-	const struct rt_activate_opts *o = arg;
-
-	if (o->ready)
-		o->ready(run->name, export_link(run->x), export_device(run->x), o->arg);
-}
-
-/* ---- background --------------------------------------------------------- */
-
-static void bg_ready(struct run *run, void *arg)
-{
-	char path[PATH_MAX], line[512];
-	int n, fd;
-
-	(void)arg;
-	/* From now on messages go to the log file; the parent is about to leave. */
-	if (control_path(run->uuid, RT_CONTROL_LOG, path, sizeof(path)) == 0) {
-		log_file_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
-				   0600);
-		if (log_file_fd >= 0)
-			rt_set_log(log_to_file, NULL);
-	}
-	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (fd >= 0) {
-		dup2(fd, STDERR_FILENO);
-		close(fd);
-	}
-	n = snprintf(line, sizeof(line), "R0 %s %s %s\n", export_link(run->x), export_device(run->x),
-		     run->name);
-	if (write(relay_fd, line, (size_t)n) < 0) {
-		/* The parent died: keep running; `deactivate` still works. */
-	}
-	close(relay_fd);
-	relay_fd = -1;
-	if (log_file_fd < 0)
-		rt_set_log(NULL, NULL);
-}
-
-static void child_main(const char *id, bool force, int wfd)
-{
-	struct run run;
-	char line[32];
-	int fd, r, n;
-
-	setsid();
-	/* A daemon keeps nothing of its caller's but the pipe (a test harness waits for EOF). */
-	if (wfd > 3)
-		close_range(3, (unsigned)wfd - 1, 0);
-	close_range((unsigned)wfd + 1, ~0u, 0);
-	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (fd >= 0) {
-		dup2(fd, STDIN_FILENO);
-		dup2(fd, STDOUT_FILENO);
-		close(fd);
-	}
-	relay_fd = wfd;
-	/* Pin no file system by our working directory; keep a relative run directory valid. */
-	if (control_rundir()[0] != '/') {
-		char abs[PATH_MAX];
-
-		if (realpath(control_rundir(), abs))
-			setenv("RAIDTOOL_RUNDIR", abs, 1);
-		else if (getcwd(abs, sizeof(abs) - 1) &&
-			 strlen(abs) + strlen(control_rundir()) + 2 < sizeof(abs)) {
-			strcat(abs, "/");
-			strcat(abs, control_rundir());
-			setenv("RAIDTOOL_RUNDIR", abs, 1);
-		}
-	}
-	if (chdir("/") < 0) {
-		/* Harmless: only pins the directory we started in. */
-	}
-	rt_set_log(log_to_pipe, NULL);
-	run_init(&run);
-	run.force = force;
-	r = run_array(id, bg_ready, NULL, &run);
-	if (relay_fd >= 0) {
-		/* Never got ready: report the error. */
-		n = snprintf(line, sizeof(line), "R%d - -\n", r < 0 ? -r : EIO);
-		if (write(relay_fd, line, (size_t)n) < 0) {
-			/* Nobody to tell. */
-		}
-		close(relay_fd);
-		relay_fd = -1;
-	}
-	if (log_file_fd >= 0)
-		close(log_file_fd);
-	_exit(r < 0 ? 1 : 0);
-}
-
-/* The parent: relay the child's messages, then its verdict. */
-static int parent_wait(int rfd, const struct rt_activate_opts *o)
-{
-	char buf[8192], link[PATH_MAX], dev[64], name[RT_NAME_MAX + 1];
-	size_t have = 0;
-	int result = -EIO;
-	bool done = false;
-
-	while (!done) {
-		ssize_t n = read(rfd, buf + have, sizeof(buf) - 1 - have);
-		char *line, *nl;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		have += (size_t)n;
-		buf[have] = '\0';
-		line = buf;
-		while (!done && (nl = strchr(line, '\n'))) {
-			*nl = '\0';
-			if (line[0] == 'L') {
-				char *msg = strchr(line, ' ');
-
-				rt_log((int)strtol(line + 1, NULL, 10), "%s", msg ? msg + 1 : "");
-			} else if (line[0] == 'R') {
-				int e = (int)strtol(line + 1, NULL, 10);
-
-				if (e == 0 && sscanf(line + 1, "%*d %4095s %63s %63s", link, dev,
-						     name) == 3) {
-					if (o->ready)
-						o->ready(name, link, dev, o->arg);
-					result = 0;
-				} else {
-					result = e > 0 ? -e : -EIO;
-				}
-				done = true;
-			}
-			line = nl + 1;
-		}
-		have = strlen(line);
-		memmove(buf, line, have + 1);
-		if (have >= sizeof(buf) - 1)
-			have = 0;	/* an absurd line: drop it */
-	}
-	if (!done)
-		rt_log(RT_LOG_ERROR, "the engine exited before the array was ready");
-	return result;
-}
-
-int activate_array(const struct rt_activate_opts *o)
-{
-	struct run run;
-	int p[2], r;
-	pid_t pid;
-
-	if (!o || !o->id)
-		return -EINVAL;
-	if (o->foreground) {
-		run_init(&run);
-		run.force = o->force;
-		return run_array(o->id, fg_ready, (void *)o, &run);
-	}
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -errno;
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		r = -errno;
-		close(p[0]);
-		close(p[1]);
-		return r;
-	}
-	if (pid == 0) {
-		close(p[0]);
-		child_main(o->id, o->force, p[1]);
-		_exit(1);	/* not reached */
-	}
-	close(p[1]);
-	r = parent_wait(p[0], o);
-	close(p[0]);
-	return r;
-}
-
-/* ---- deactivate --------------------------------------------------------- */
-
-/* Alive and not a zombie (a background engine's reaper may take its time). */
-static bool pid_alive(pid_t pid)
-{
-	char path[64], buf[256], *close_paren;
-	ssize_t n;
-	int fd;
-
-	if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM))
-		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno != ENOENT;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return true;
-	buf[n] = '\0';
-	close_paren = strrchr(buf, ')');
-	return !(close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z');
-}
-
-/* The engine has replied; give its process a moment to leave. */
-static void wait_exit(pid_t pid)
-{
-	for (long waited = 0; pid_alive(pid) && waited < EXIT_WAIT_MS; waited += 20)
-		sleep_ms(20);
-}
-
-/* After a dead engine's cleanup: can the array be activated again, and how? */
-static void verdict_of(const uint8_t uuid[RT_UUID_SIZE], struct rt_deactivate_result *res)
-{
-	const struct rt_scan_array *a = NULL;
-	struct rt_scan *scan = NULL;
-
-	res->verdict = scan_devices(&scan);
-	if (res->verdict == 0) {
-		a = scan_find_uuid(scan, uuid);
-		res->verdict = a ? assemble_verdict(a, res->why, sizeof(res->why)) : -ENOENT;
-	}
-	if (!a)
-		snprintf(res->why, sizeof(res->why), "its units were not found: %s",
-			 strerror(-res->verdict));
-	scan_free(scan);
-}
-
-static int deactivate_stale(const char *name, const uint8_t uuid[RT_UUID_SIZE],
-			    struct rt_deactivate_result *res)
-{
-	struct run run;
-	int r;
-
-	run_init(&run);
-	snprintf(run.name, sizeof(run.name), "%s", name);
-	memcpy(run.uuid, uuid, RT_UUID_SIZE);
-	r = control_lock(uuid, &run.lock_fd);
-	if (r < 0)
-		return r;	/* -EALREADY: an engine just started */
-	r = recover_leftovers(name, uuid, res->did, sizeof(res->did));
-	if (r < 0) {
-		close(run.lock_fd);
-		return r;
-	}
-	res->how = RT_DEACTIVATE_RECOVERED;
-	remove_run_files(&run, true);
-	verdict_of(uuid, res);
-	return 0;
-}
-
-/*
- * The name and UUID of array @id (NAME or HASHCODE), from the scan; a name
- * several arrays share is refused (-ENOTUNIQ, logged). When no unit of it
- * is found, the by-name link of an engine (or of what a dead one left).
- */
-static int resolve_array(const char *id, char *name, size_t len, uint8_t uuid[RT_UUID_SIZE])
-{
-	const struct rt_scan_array *a;
-	struct rt_scan *scan = NULL;
-	int r;
-
-	r = scan_devices(&scan);
-	if (r == 0) {
-		r = scan_lookup(scan, id, &a);
-		if (r == -ENOTUNIQ)
-			scan_find(scan, id, &a);	/* it lists the arrays */
-	}
-	if (r == 0) {
-		snprintf(name, len, "%s", a->sb.array.name);
-		memcpy(uuid, a->sb.array.uuid, RT_UUID_SIZE);
-	}
-	scan_free(scan);
-	if (r == 0 || r == -ENOTUNIQ)
-		return r;
-	if (sb_name_check(id) == 0 && control_name_lookup(id, uuid) == 0) {
-		snprintf(name, len, "%s", id);
-		return 0;
-	}
-	return -ENOENT;
-}
-
-int deactivate_array(const char *id, struct rt_deactivate_result *res)
-{
-	struct rt_control_probe p;
-	char name[RT_NAME_MAX + 1], sock[PATH_MAX];
-	uint8_t uuid[RT_UUID_SIZE];
-	int r;
-
-	if (!id || !res)
-		return -EINVAL;
-	memset(res, 0, sizeof(*res));
-	if (sb_name_check(id) < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': not a valid array name", id);
-		return -EINVAL;
-	}
-	r = resolve_array(id, name, sizeof(name), uuid);
-	if (r == -ENOTUNIQ)
-		return r;
-	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': not active", id);
-		return -ENXIO;
-	}
-	r = control_probe(uuid, &p);
-	if (r < 0)
-		return r;
-	snprintf(res->name, sizeof(res->name), "%s", name);
-	res->pid = p.pid;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		if (p.state == RT_CONTROL_INACTIVE) {
-			rt_log(RT_LOG_ERROR, "'%s': not active", id);
-			return -ENXIO;
-		}
-		if (p.state == RT_CONTROL_STALE) {
-			r = deactivate_stale(name, uuid, res);
-			if (r != -EALREADY)
-				return r;
-			control_probe(uuid, &p);	/* it came alive meanwhile */
-			continue;
-		}
-		r = control_stop(uuid, name);
-		if (r == 0) {
-			res->how = RT_DEACTIVATE_STOPPED;
-			wait_exit(p.pid);
-			return 0;
-		}
-		if (r == -ENOENT || r == -ECONNREFUSED) {
-			/* No socket (yet): starting, or died between probe and connect. */
-			control_probe(uuid, &p);
-			if (p.state == RT_CONTROL_ACTIVE) {
-				rt_log(RT_LOG_ERROR, "'%s': the engine (pid %d) does not answer on its "
-				       "control socket; is it still starting?", name, (int)p.pid);
-				return -EAGAIN;
-			}
-			continue;
-		}
-		if (r == -ETIMEDOUT || r == -EPROTO)
-			rt_log(RT_LOG_ERROR, "'%s': the engine (pid %d) did not finish stopping: %s",
-			       name, (int)p.pid, strerror(-r));
-		/*
-		 * A refusal leaves the engine running with its socket; an error
-		 * of its teardown comes after it removed the socket: it is
-		 * leaving, and is let go before returning, as after a clean stop.
-		 */
-		if (control_path(uuid, RT_CONTROL_SOCK, sock, sizeof(sock)) == 0 &&
-		    access(sock, F_OK) < 0 && errno == ENOENT)
-			wait_exit(p.pid);
-		return r;
-	}
-	return r;
 }
