@@ -12,7 +12,7 @@
 #include <uuid/uuid.h>
 #include <raidtool/array.h>
 #include <raidtool/dirtylog.h>
-#include <raidtool/incremental.h>
+#include "incmap.h"
 #include <raidtool/layout.h>
 #include <raidtool/log.h>
 #include <raidtool/loopdev.h>
@@ -218,7 +218,7 @@ static int write_one(struct rt_unit *u, const struct rt_unit_desc *own, const st
 	 * for the unit appearing, and an array being created or edited is not
 	 * started behind the admin's back.
 	 */
-	q = incremental_note(unit_devname(u), &sb);
+	q = incmap_note(unit_devname(u), &sb);
 	if (q < 0)
 		rt_log(RT_LOG_DEBUG, "'%s': not recorded for incremental assembly: %s",
 		       unit_devname(u), strerror(-q));
