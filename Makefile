@@ -118,9 +118,12 @@ bench: all
 torture: all
 	@RAIDTOOL_TORTURE_SECONDS=$(or $(SECONDS),120) bats tests/bats/torture.bats
 
+# shellcheck over the scripts; the modules' #include lines have no cycle
+# and lib/ includes nothing of the CLI (scripts/check-deps).
 lint:
 	shellcheck -x scripts/install-deps tests/run-tests tests/demo tests/bench .ci/run \
 		completions/raidtool.bash tests/bats/*.bash tests/bats/*.bats
+	./scripts/check-deps
 
 install: $(BUILD)/raidtool
 	install -D -m 0755 $(BUILD)/raidtool $(DESTDIR)$(SBINDIR)/raidtool
