@@ -13,7 +13,8 @@
 #include <raidtool/unit.h>
 #include "cli.h"
 
-bool cli_verbose;
+int cli_verbose;
+int cli_quiet;
 
 /* Set once the library has explained a failure, so cli_fail adds nothing. */
 static bool lib_reported_error;
@@ -23,7 +24,8 @@ static void cli_log(int level, const char *msg, void *usrptr)
 	(void)usrptr;
 	if (level == RT_LOG_ERROR)
 		lib_reported_error = true;
-	if (level <= RT_LOG_WARN || (cli_verbose && level == RT_LOG_INFO) ||
+	if (level == RT_LOG_ERROR || (!cli_quiet && level == RT_LOG_WARN) ||
+	    (cli_verbose && level == RT_LOG_INFO) ||
 	    (cli_verbose && getenv("RAIDTOOL_DEBUG")))
 		fprintf(stderr, "raidtool: %s\n", msg);
 }
@@ -99,53 +101,89 @@ int cli_fail(int err, const char *fmt, ...)
 	return cli_exit_code(err);
 }
 
-int cli_parse(const char *cmd, const char *args_help, int argc, const char **argv,
-	      const struct poptOption *opts, int min_args, int max_args,
-	      poptContext *pc, const char ***args, int *n_args)
+/* The options every command takes after its name. */
+static int want_help, want_usage;
+static const struct poptOption common_opts[] = {
+	{ "verbose", 'v', POPT_ARG_VAL, &cli_verbose, 1, "say more of what is done", NULL },
+	{ "quiet", 'q', POPT_ARG_VAL, &cli_quiet, 1, "print only errors on stderr", NULL },
+	{ "help", 'h', POPT_ARG_VAL, &want_help, 1, "show this help message", NULL },
+	{ "usage", 0, POPT_ARG_VAL, &want_usage, 1, "show a brief usage message", NULL },
+	POPT_TABLEEND
+};
+
+/* A full disk or a closed pipe must not look like success. */
+static int check_stdout(int rc)
 {
-	char ctxname[64];
-	const char **left;
+	int err;
+
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return rc;
+	err = errno ? errno : EIO;
+	cli_error("cannot write to standard output: %s", strerror(err));
+	return rc == EXIT_OK ? EXIT_FAIL : rc;
+}
+
+int cli_run(const struct cli_command *cmd, int argc, const char **argv)
+{
+	static const struct poptOption no_opts[] = { POPT_TABLEEND };
+	const struct poptOption opts[] = {
+		{ NULL, 0, POPT_ARG_INCLUDE_TABLE, (void *)(cmd->opts ? cmd->opts : no_opts), 0,
+		  NULL, NULL },
+		{ NULL, 0, POPT_ARG_INCLUDE_TABLE, (void *)common_opts, 0, "Common options:",
+		  NULL },
+		POPT_TABLEEND
+	};
+	char prog[64];
+	const char **named_argv, **args;
+	poptContext pc;
 	int rc, n = 0;
 
-	static const char **named_argv;
-
-	snprintf(ctxname, sizeof(ctxname), "raidtool %s", cmd);
 	/* popt's usage line shows argv[0]: make it the whole command. */
 	named_argv = calloc((size_t)argc + 1, sizeof(*named_argv));
-	if (named_argv) {
-		static char prog[64];
-
-		snprintf(prog, sizeof(prog), "raidtool %s", cmd);
-		memcpy(named_argv, argv, (size_t)argc * sizeof(*argv));
-		named_argv[0] = prog;
-		argv = named_argv;
+	if (!named_argv) {
+		cli_error("%s", strerror(ENOMEM));
+		return EXIT_FAIL;
 	}
-	*pc = poptGetContext(ctxname, argc, argv, opts, 0);
-	poptSetOtherOptionHelp(*pc, args_help);
-	while ((rc = poptGetNextOpt(*pc)) > 0)
+	snprintf(prog, sizeof(prog), "raidtool %s", cmd->name);
+	memcpy(named_argv, argv, (size_t)argc * sizeof(*argv));
+	named_argv[0] = prog;
+	pc = poptGetContext(prog, argc, named_argv, opts, 0);
+	poptSetOtherOptionHelp(pc, cmd->args);
+	while ((rc = poptGetNextOpt(pc)) > 0)
 		;
 	if (rc < -1) {
-		fprintf(stderr, "raidtool %s: %s: %s\n", cmd,
-			poptBadOption(*pc, POPT_BADOPTION_NOALIAS), poptStrerror(rc));
-		fprintf(stderr, "Try 'raidtool %s --help' for more information.\n", cmd);
-		poptFreeContext(*pc);
-		*pc = NULL;
-		return EXIT_USAGE;
+		fprintf(stderr, "raidtool %s: %s: %s\n", cmd->name,
+			poptBadOption(pc, POPT_BADOPTION_NOALIAS), poptStrerror(rc));
+		fprintf(stderr, "Try 'raidtool %s --help' for more information.\n", cmd->name);
+		rc = EXIT_USAGE;
+		goto out;
 	}
-	left = poptGetArgs(*pc);
-	while (left && left[n])
+	if (want_help || want_usage) {
+		if (want_help)
+			poptPrintHelp(pc, stdout, 0);
+		else {
+			poptPrintUsage(pc, stdout, 0);
+			putchar('\n');
+		}
+		rc = check_stdout(EXIT_OK);
+		goto out;
+	}
+	args = poptGetArgs(pc);
+	while (args && args[n])
 		n++;
-	if (n < min_args || (max_args >= 0 && n > max_args)) {
-		rc = cli_usage_error(cmd, n < min_args ? "missing argument (usage: raidtool %s %s)"
-				     : "too many arguments (usage: raidtool %s %s)",
-				     cmd, args_help);
-		poptFreeContext(*pc);
-		*pc = NULL;
-		return rc;
+	if (n < cmd->min_args || (cmd->max_args >= 0 && n > cmd->max_args)) {
+		rc = cli_usage_error(cmd->name, n < cmd->min_args ?
+				     "missing argument (usage: raidtool %s %s)" :
+				     "too many arguments (usage: raidtool %s %s)",
+				     cmd->name, cmd->args);
+		goto out;
 	}
-	*args = left;
-	*n_args = n;
-	return -1;
+	rc = check_stdout(cmd->run(n, args));
+out:
+	poptFreeContext(pc);
+	free(named_argv);
+	return rc;
 }
 
 void cli_format_size(uint64_t bytes, char *buf, size_t len)

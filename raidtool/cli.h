@@ -22,25 +22,28 @@ enum cli_exit {
 	EXIT_REFUSED = 5,	/* would destroy data; --force overrides */
 };
 
+/*
+ * One entry of the command table (raidtool.c), defined by the command's
+ * file as `const struct cli_command cmd_NAME`. cli_run parses the command
+ * line with @opts (plus -v, -q, -h/--help and --usage, common to all),
+ * checks that between @min_args and @max_args (-1: no limit) arguments
+ * remain, calls @run with them, and checks that stdout was written.
+ */
 struct cli_command {
 	const char *name;
-	int (*run)(int argc, const char **argv);
-	const char *summary;
+	int (*run)(int n_args, const char **args);	/* returns the exit code */
+	const struct poptOption *opts;	/* POPT_TABLEEND-terminated; NULL: none */
+	const char *args;		/* the arguments, as --help shows them */
+	int min_args, max_args;
+	const char *summary;		/* one line for 'raidtool --help' */
 };
 
-/* Set by the global options before the command runs. */
-extern bool cli_verbose;
+/* Run @cmd with @argv (argv[0] is the command's name): the exit code. */
+int cli_run(const struct cli_command *cmd, int argc, const char **argv);
 
-/*
- * Parse @argv of command @cmd with @opts (POPT_AUTOHELP is added by the
- * caller's table). Positional arguments go to @args/@n_args, between
- * @min_args and @max_args (-1: no limit). On --help or a usage error it
- * prints and returns the exit code to end with (>= 0); -1 means go on.
- * The caller frees the context with poptFreeContext after using @args.
- */
-int cli_parse(const char *cmd, const char *args_help, int argc, const char **argv,
-	      const struct poptOption *opts, int min_args, int max_args,
-	      poptContext *pc, const char ***args, int *n_args);
+/* Set by -v/-q, before or after the command's name. */
+extern int cli_verbose;
+extern int cli_quiet;		/* only errors on stderr */
 
 /* "raidtool: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

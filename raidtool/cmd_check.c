@@ -3,32 +3,28 @@
 #include "cli.h"
 #include "commands.h"
 
+static int repair = 0, cancel = 0, as_json = 0, prefer = -1, speed = -1;
+
+static const struct poptOption check_opts[] = {
+	{ "repair", 'r', POPT_ARG_NONE, &repair, 0,
+	  "rewrite parity/mirror copies that do not match", NULL },
+	{ "prefer", 0, POPT_ARG_INT, &prefer, 0,
+	  "raid1 repair: where mirrors tie, keep this role's copy", "ROLE" },
+	{ "cancel", 0, POPT_ARG_NONE, &cancel, 0,
+	  "stop the running check or repair", NULL },
+	CLI_SPEED_LIMIT_OPT(speed),
+	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
+	POPT_TABLEEND
+};
+
 /* Start a check (or repair) walk over a running array, in the background. */
-int cmd_check(int argc, const char **argv)
+static int run_check(int n, const char **args)
 {
-	int repair = 0, cancel = 0, as_json = 0, prefer = -1, speed = -1;
-	struct poptOption opts[] = {
-		{ "repair", 'r', POPT_ARG_NONE, &repair, 0,
-		  "rewrite parity/mirror copies that do not match", NULL },
-		{ "prefer", 0, POPT_ARG_INT, &prefer, 0,
-		  "raid1 repair: where mirrors tie, keep this role's copy", "ROLE" },
-		{ "cancel", 0, POPT_ARG_NONE, &cancel, 0,
-		  "stop the running check or repair", NULL },
-		CLI_SPEED_LIMIT_OPT(speed),
-		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
 	char name[RT_NAME_MAX + 1], msg[1024], arg[32] = "";
 	const char *verb, *what;
-	const char **args;
 	struct json j;
-	poptContext pc;
-	int n, r;
+	int r;
 
-	r = cli_parse("check", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
-	if (r >= 0)
-		return r;
 	if (repair && cancel) {
 		r = cli_usage_error("check", "--repair and --cancel exclude each other");
 		goto out;
@@ -68,6 +64,11 @@ int cmd_check(int argc, const char **argv)
 	}
 	r = EXIT_OK;
 out:
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_check = {
+	.name = "check", .run = run_check, .opts = check_opts,
+	.args = "NAME|HASHCODE", .min_args = 1, .max_args = 1,
+	.summary = "verify (or --repair) parity and mirrors of a running array",
+};

@@ -175,26 +175,22 @@ static void list_units_json(const struct rt_scan_array *a)
 	json_finish(&j);
 }
 
-int cmd_list(int argc, const char **argv)
+static const char *units_of = NULL;
+static int as_json = 0;
+
+static const struct poptOption list_opts[] = {
+	{ "units", 'u', POPT_ARG_STRING, &units_of, 0,
+	  "list the units of one array, with role and state", "NAME|HASHCODE" },
+	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
+	POPT_TABLEEND
+};
+
+static int run_list(int n, const char **args)
 {
-	const char *units_of = NULL;
-	int as_json = 0;
-	struct poptOption opts[] = {
-		{ "units", 'u', POPT_ARG_STRING, &units_of, 0,
-		  "list the units of one array, with role and state", "NAME|HASHCODE" },
-		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
 	const struct rt_scan_array *a;
 	struct rt_scan *s = NULL;
-	const char **args;
-	poptContext pc;
-	int n, r;
+	int r;
 
-	r = cli_parse("list", "", argc, argv, opts, 0, 0, &pc, &args, &n);
-	if (r >= 0)
-		return r;
 	r = scan_devices(&s);
 	if (r < 0) {
 		r = cli_fail(r, "cannot scan block devices");
@@ -216,6 +212,11 @@ int cmd_list(int argc, const char **argv)
 	r = EXIT_OK;
 out:
 	scan_free(s);
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_list = {
+	.name = "list", .run = run_list, .opts = list_opts,
+	.args = "", .min_args = 0, .max_args = 0,
+	.summary = "list the arrays found on this machine, or one array's units",
+};

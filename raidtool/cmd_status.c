@@ -343,27 +343,23 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 	json_finish(&j);
 }
 
+static int as_json = 0;
+
+static const struct poptOption status_opts[] = {
+	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
+	POPT_TABLEEND
+};
+
 /* One array's state: the running engine's report, or what the scan finds. */
-int cmd_status(int argc, const char **argv)
+static int run_status(int n, const char **args)
 {
-	int as_json = 0;
-	struct poptOption opts[] = {
-		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
 	struct rt_control_status *st = NULL;
 	const struct rt_scan_array *a;
 	struct rt_control_probe p = { 0 };
 	struct rt_scan *s = NULL;
 	const char *name;
-	const char **args;
-	poptContext pc;
-	int n, r;
+	int r;
 
-	r = cli_parse("status", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
-	if (r >= 0)
-		return r;
 	st = calloc(1, sizeof(*st));
 	if (!st) {
 		r = cli_fail(-ENOMEM, "status");
@@ -406,6 +402,11 @@ print:
 out:
 	free(st);
 	scan_free(s);
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_status = {
+	.name = "status", .run = run_status, .opts = status_opts,
+	.args = "NAME|HASHCODE", .min_args = 1, .max_args = 1,
+	.summary = "show an array's state, units, block device and I/O counters",
+};
