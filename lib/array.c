@@ -76,20 +76,6 @@ static int check_distinct(const char *const *paths, size_t n)
 	return 0;
 }
 
-static const char *open_failure_reason(int err)
-{
-	switch (err) {
-	case -EBUSY:
-		return "in use (mounted, held open, or a unit of a running array)";
-	case -ENOENT:
-		return "no such file or device";
-	case -ENOTBLK:
-		return "not a block device or a regular file";
-	default:
-		return strerror(-err);
-	}
-}
-
 /*
  * Open @path (with @flags besides RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH)
  * to become a new member and check it: big enough, and holding nothing that
@@ -112,7 +98,7 @@ static int new_unit_open(const char *path, uint32_t chunk, unsigned flags, bool 
 	}
 	r = unit_open(path, flags | RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH, &u);
 	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, open_failure_reason(r));
+		rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, unit_open_error(r));
 		return r;
 	}
 	r = sb_geometry(unit_size(u), chunk, g);
@@ -889,7 +875,7 @@ int array_zero_unit(const char *path, bool force)
 
 	r = unit_open(path, RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH, &u);
 	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, open_failure_reason(r));
+		rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, unit_open_error(r));
 		return r;
 	}
 	r = unit_read_sb(u, &sb, NULL);

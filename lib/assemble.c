@@ -148,18 +148,6 @@ static const struct rt_scan_unit *find_slot(const struct rt_scan_array *a, uint3
 	return found;
 }
 
-static const char *open_failure_reason(int err)
-{
-	switch (err) {
-	case -EBUSY:
-		return "in use (held open by another program, or the array is already running)";
-	case -ENOENT:
-		return "the device disappeared";
-	default:
-		return strerror(-err);
-	}
-}
-
 static int open_unit(struct rt_assembly *as, const struct rt_scan_unit *su, unsigned idx)
 {
 	int r;
@@ -169,7 +157,7 @@ static int open_unit(struct rt_assembly *as, const struct rt_scan_unit *su, unsi
 		return r;	/* logged, naming the device */
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot open unit '%s': %s", as->sb.array.name,
-		       su->dev, open_failure_reason(r));
+		       su->dev, unit_open_error(r));
 		as->units[idx] = NULL;
 		return r;
 	}

@@ -33,6 +33,7 @@
 #include <raidtool/rebuild.h>
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
+#include <raidtool/util.h>
 #include "run-internal.h"
 
 #define EXIT_WAIT_MS 10000		/* for the engine process to go after `stop` */
@@ -65,7 +66,7 @@ static bool pid_alive(pid_t pid)
 static void wait_exit(pid_t pid)
 {
 	for (long waited = 0; pid_alive(pid) && waited < EXIT_WAIT_MS; waited += 20)
-		sleep_ms(20);
+		rt_sleep_ms(20);
 }
 
 /* After a dead engine's cleanup: can the array be activated again, and how? */
@@ -97,13 +98,13 @@ static int deactivate_stale(const char *name, const uint8_t uuid[RT_UUID_SIZE],
 	r = control_lock(uuid, &run.lock_fd);
 	if (r < 0)
 		return r;	/* -EALREADY: an engine just started */
-	r = recover_leftovers(name, uuid, res->did, sizeof(res->did));
+	r = run_recover_leftovers(name, uuid, res->did, sizeof(res->did));
 	if (r < 0) {
 		close(run.lock_fd);
 		return r;
 	}
 	res->how = RT_DEACTIVATE_RECOVERED;
-	remove_run_files(&run, true);
+	run_remove_files(&run, true);
 	verdict_of(uuid, res);
 	return 0;
 }
@@ -198,7 +199,7 @@ int deactivate_array(const char *id, struct rt_deactivate_result *res)
 			       name, (int)p.pid, strerror(-r));
 		/*
 		 * A refusal leaves the engine running with its socket; an error
-		 * of its teardown comes after it removed the socket: it is
+		 * of its run_teardown comes after it removed the socket: it is
 		 * leaving, and is let go before returning, as after a clean stop.
 		 */
 		if (control_path(uuid, RT_CONTROL_SOCK, sock, sizeof(sock)) == 0 &&

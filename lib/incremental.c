@@ -29,6 +29,7 @@
 #include <raidtool/log.h>
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
+#include <raidtool/util.h>
 #include "incmap.h"
 
 #define WAITER_LOG "incremental.log"
@@ -184,14 +185,6 @@ static int start_array(struct rt_incremental_result *res)
 
 /* ---- the waiter --------------------------------------------------------- */
 
-static void sleep_seconds(unsigned secs)
-{
-	struct timespec ts = { .tv_sec = secs };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 static int start_one(const uint8_t uuid[RT_UUID_SIZE], const struct rt_incremental_opts *o,
 		     struct rt_incremental_result *res);
 
@@ -228,7 +221,7 @@ static void waiter_main(int lock_fd, const char *lock_path,
 		       strerror(errno));
 	/* Once the array runs (complete, or started by hand) the wait is over for good. */
 	for (unsigned t = 0; t < timeout; t++) {
-		sleep_seconds(1);
+		rt_sleep_ms(1000);
 		if (check_running(&res))
 			goto out;
 	}
@@ -294,7 +287,6 @@ static int readd_to_running(const char *dev, const struct rt_sb *sb,
 {
 	struct rt_control_status *st;
 	const struct rt_control_unit *u = NULL;
-	char req[RT_CONTROL_LINE_MAX];
 	int r;
 
 	st = calloc(1, sizeof(*st));
@@ -308,9 +300,9 @@ static int readd_to_running(const char *dev, const struct rt_sb *sb,
 		    !memcmp(st->units[i].uuid, sb->unit.uuid, RT_UUID_SIZE) &&
 		    !strcmp(st->units[i].state, "missing"))
 			u = &st->units[i];
-	if (!u || snprintf(req, sizeof(req), "add %s", dev) >= (int)sizeof(req))
+	if (!u)
 		goto out;
-	r = control_command(res->uuid, res->name, req, res->msg, sizeof(res->msg));
+	r = control_add(res->uuid, res->name, dev, false, res->msg, sizeof(res->msg));
 	res->readded = r == 0;
 	if (r < 0) {
 		/* The engine said why; the unit stays out, the array runs on as it was. */
@@ -417,16 +409,15 @@ int incremental_add(const char *dev, const struct rt_incremental_opts *o,
  */
 static int remove_from_engine(const struct incmap_entry *e, struct rt_incremental_result *res)
 {
-	char req[64];
+	char unit[16];
 	int r;
 
-	snprintf(req, sizeof(req), "fail --force %08x", e->unit_hashcode);
-	r = control_command(e->array_uuid, e->name, req, res->msg, sizeof(res->msg));
+	snprintf(unit, sizeof(unit), "%08x", e->unit_hashcode);
+	r = control_fail(e->array_uuid, e->name, unit, true, res->msg, sizeof(res->msg));
 	if (r < 0)
 		rt_log(RT_LOG_DEBUG, "incremental: '%s': fail %08x: %s", e->name,
 		       e->unit_hashcode, strerror(-r));
-	snprintf(req, sizeof(req), "remove %08x", e->unit_hashcode);
-	return control_command(e->array_uuid, e->name, req, res->msg, sizeof(res->msg));
+	return control_remove(e->array_uuid, e->name, unit, res->msg, sizeof(res->msg));
 }
 
 int incremental_remove(const char *dev, struct rt_incremental_result *res)

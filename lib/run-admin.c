@@ -35,6 +35,7 @@
 #include <raidtool/rebuild.h>
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
+#include <raidtool/util.h>
 #include "run-internal.h"
 
 /* A repair's "prefer=ROLE": the raid1 mirror whose copy settles a tie. */
@@ -70,13 +71,15 @@ static int walk_prefer(struct run *run, int kind, const char *arg, struct rt_wal
 	return 0;
 }
 
-static int run_walk_command(struct run *run, const char *cmd, const char *arg, char *msg,
-			    size_t len)
+static int admin_walk(struct run *run, enum rt_control_verb verb, const char *arg, char *msg,
+		      size_t len)
 {
-	struct rt_walk_params p = { .done = on_walk_done, .ctx = run };
+	struct rt_walk_params p = { .done = run_on_walk_done, .ctx = run };
 	int r;
 
-	if (!strcmp(cmd, "cancel")) {
+	const char *cmd = control_verb_name(verb);
+
+	if (verb == RT_VERB_CANCEL) {
 		r = engine_walk_cancel(run->e);
 		if (r < 0) {
 			snprintf(msg, len, "nothing to cancel: %s", r == -ESRCH ?
@@ -86,23 +89,23 @@ static int run_walk_command(struct run *run, const char *cmd, const char *arg, c
 		snprintf(msg, len, "cancelled");
 		return 0;
 	}
-	if (strcmp(cmd, "check") && strcmp(cmd, "repair")) {
+	if (verb != RT_VERB_CHECK && verb != RT_VERB_REPAIR) {
 		snprintf(msg, len, "'%s' is not available yet on a running array", cmd);
 		return -EOPNOTSUPP;
 	}
-	p.kind = !strcmp(cmd, "check") ? RT_WALK_CHECK : RT_WALK_REPAIR;
+	p.kind = verb == RT_VERB_CHECK ? RT_WALK_CHECK : RT_WALK_REPAIR;
 	if (arg[0]) {
 		r = walk_prefer(run, p.kind, arg, &p, msg, len);
 		if (r < 0)
 			return r;
 	}
-	r = walk_start(run, &p);
+	r = run_walk_start(run, &p);
 	if (r == -EBUSY) {
 		struct rt_walk_progress wp;
 
 		engine_walk_progress(run->e, &wp);
 		snprintf(msg, len, "busy: %s is running (see 'raidtool status %s')",
-			 walk_name(wp.kind), run->id);
+			 run_walk_name(wp.kind), run->id);
 		return r;
 	}
 	if (r == -EOPNOTSUPP) {
@@ -114,7 +117,7 @@ static int run_walk_command(struct run *run, const char *cmd, const char *arg, c
 		snprintf(msg, len, "cannot start the %s: %s", cmd, strerror(-r));
 		return r;
 	}
-	rt_log(RT_LOG_INFO, "'%s': %s started", run->name, walk_name(p.kind));
+	rt_log(RT_LOG_INFO, "'%s': %s started", run->name, run_walk_name(p.kind));
 	snprintf(msg, len, "%s started in the background; see 'raidtool status %s' or "
 		 "'raidtool wait %s'", cmd, run->id, run->id);
 	return 0;
@@ -170,24 +173,14 @@ static int find_member(struct run *run, const char *arg, char *msg, size_t len)
 	return -ENODEV;
 }
 
-/* A request's leading "--force " (add, fail): true, and @arg moved past it. */
-static bool take_force(const char **arg)
-{
-	if (strncmp(*arg, "--force ", 8))
-		return false;
-	*arg += 8;
-	return true;
-}
-
 /*
- * Without "--force " a role whose loss the level does not survive is
+ * Without --force a role whose loss the level does not survive is
  * refused: an admin's fail would stop the array's writes, and the way back
  * (activate --force) can lose what was written after the other roles left.
  * A device that is gone (incremental --remove) is failed with it.
  */
-static int cmd_fail(struct run *run, const char *arg, char *msg, size_t len)
+static int admin_fail(struct run *run, const char *arg, bool force, char *msg, size_t len)
 {
-	bool force = take_force(&arg);
 	int i, r;
 
 	i = find_member(run, arg, msg, len);
@@ -211,7 +204,7 @@ static int cmd_fail(struct run *run, const char *arg, char *msg, size_t len)
 			 "take writes without it; nothing was changed",
 			 i, run->as->dev[i][0] ? run->as->dev[i] : "-",
 			 sb_level_name(run->as->sb.array.level),
-			 engine_state_name(engine_state(run->e)));
+			 run_health_name(engine_state(run->e)));
 		return r;
 	}
 	if (r < 0) {
@@ -220,7 +213,7 @@ static int cmd_fail(struct run *run, const char *arg, char *msg, size_t len)
 	}
 	snprintf(msg, len, "role %d (%s) marked faulty; the array is %s", i,
 		 run->as->dev[i][0] ? run->as->dev[i] : "-",
-		 engine_state_name(engine_state(run->e)));
+		 run_health_name(engine_state(run->e)));
 	return 0;
 }
 
@@ -231,7 +224,7 @@ static int cmd_fail(struct run *run, const char *arg, char *msg, size_t len)
  * nothing, and the role table is only changed once the engine has let the
  * unit go, so the two never disagree.
  */
-static int cmd_remove(struct run *run, const char *arg, char *msg, size_t len)
+static int admin_remove(struct run *run, const char *arg, char *msg, size_t len)
 {
 	struct slot_change c = { .state = RT_SLOT_MISSING, .forget = true };
 	struct rt_assembly *as = run->as;
@@ -262,7 +255,7 @@ static int cmd_remove(struct run *run, const char *arg, char *msg, size_t len)
 	}
 	snprintf(dev, sizeof(dev), "%s", as->dev[i]);
 	if (role) {
-		r = detach_failed_unit(run, (uint32_t)i, &u);
+		r = run_detach_failed_unit(run, (uint32_t)i, &u);
 		if (r < 0) {
 			snprintf(msg, len, "cannot take '%s' out of role %d: %s; nothing was "
 				 "changed", dev, i, r == -EBUSY ? "the engine still uses it" :
@@ -276,7 +269,7 @@ static int cmd_remove(struct run *run, const char *arg, char *msg, size_t len)
 	c.slot = as->own[i].slot;
 	if (!role)
 		c.state = RT_SLOT_EMPTY;	/* a spare leaves the table */
-	r = run_sb_update(run, change_slot, &c);
+	r = run_sb_update(run, run_change_slot, &c);
 	unit_close(u);
 	as->units[i] = NULL;
 	as->dev[i][0] = '\0';
@@ -324,7 +317,7 @@ static int add_target(struct run *run, uint32_t want, char *msg, size_t len)
 		if (wp.running) {
 			snprintf(msg, len, "busy: %s is running; wait for it ('raidtool wait "
 				 "%s') or cancel it ('raidtool check --cancel %s')",
-				 walk_name(wp.kind), run->name, run->name);
+				 run_walk_name(wp.kind), run->name, run->name);
 			return -EBUSY;
 		}
 		return (int)i;
@@ -453,7 +446,7 @@ static int readd_partial(struct run *run, struct rt_unit *u, const struct rt_sb 
 			-ENOMEM;
 	}
 	if (r == 0)
-		r = start_rebuild_regions(run, role, 0, bitmap, region_size);
+		r = run_start_rebuild_regions(run, role, 0, bitmap, region_size);
 	free(bitmap);
 	if (r < 0) {
 		snprintf(msg, len, "'%s' attached to role %u, but the rebuild did not start: %s",
@@ -477,18 +470,17 @@ static int readd_partial(struct run *run, struct rt_unit *u, const struct rt_sb 
  * array was written since (readd_partial); any other is rewritten as a new
  * member and rebuilt in full. "--force PATH" overwrites what it holds.
  */
-static int cmd_add(struct run *run, const char *arg, char *msg, size_t len)
+static int admin_add(struct run *run, const char *arg, bool force, char *msg, size_t len)
 {
 	struct rt_assembly *as = run->as;
 	struct rt_unit *u = NULL;
 	struct rt_sb sb;
 	const char *why = NULL;
-	bool force = false, locked = true;
+	bool locked = true;
 	unsigned idx;
 	uint32_t slot;
 	int t, r;
 
-	force = take_force(&arg);
 	if (!*arg) {
 		snprintf(msg, len, "which unit? give a device or image file");
 		return -EINVAL;
@@ -560,7 +552,7 @@ static int cmd_add(struct run *run, const char *arg, char *msg, size_t len)
 		snprintf(msg, len, "cannot attach '%s' to role %u: %s", arg, slot, strerror(-r));
 		goto out;	/* REBUILDING at 0 in the superblocks: a restart retries */
 	}
-	r = start_rebuild(run, slot, 0);
+	r = run_start_rebuild(run, slot, 0);
 	if (r < 0) {
 		snprintf(msg, len, "'%s' attached to role %u, but the rebuild did not start: %s",
 			 arg, slot, strerror(-r));
@@ -609,11 +601,11 @@ static int swap_spare(struct rt_sb *sb, void *arg)
 }
 
 /*
- * md's hot spare (main thread, woken by on_failure): a spare present when a
+ * md's hot spare (main thread, woken by run_on_failure): a spare present when a
  * role fails takes the role at once and is rebuilt onto. The failed unit
  * moves to the spare's slot, faulty, until it is removed.
  */
-void take_spare(struct run *run)
+void run_take_spare(struct run *run)
 {
 	struct rt_assembly *as = run->as;
 	struct spare_swap w = { 0 };
@@ -633,13 +625,13 @@ void take_spare(struct run *run)
 		w.role = role;
 		r = 0;
 	}
-	i = find_spare(as);
+	i = run_find_spare(as);
 	pthread_mutex_unlock(&run->sb_lock);
 	if (r < 0 || i < 0)
 		goto out;
 	/* The handler that woke us runs before the engine publishes the failure. */
 	for (int k = 0; k < 500 && engine_role_state(run->e, w.role) != RT_ROLE_FAULTY; k++)
-		sleep_ms(10);
+		rt_sleep_ms(10);
 	engine_walk_progress(run->e, &wp);
 	if (wp.running && wp.kind == RT_WALK_RECOVER) {
 		rt_log(RT_LOG_WARN, "'%s': role %u failed; the spare waits for the rebuild of "
@@ -648,11 +640,11 @@ void take_spare(struct run *run)
 	}
 	if (wp.running) {
 		rt_log(RT_LOG_WARN, "'%s': %s cancelled to rebuild role %u onto the spare",
-		       run->name, walk_name(wp.kind), w.role);
+		       run->name, run_walk_name(wp.kind), w.role);
 		engine_walk_cancel(run->e);
 	}
 	if (as->units[w.role]) {
-		r = detach_failed_unit(run, w.role, &old);
+		r = run_detach_failed_unit(run, w.role, &old);
 		if (r < 0) {
 			rt_log(RT_LOG_ERROR, "'%s': cannot take the failed unit of role %u out for "
 			       "the spare: %s", run->name, w.role, strerror(-r));
@@ -686,7 +678,7 @@ void take_spare(struct run *run)
 	}
 	r = engine_attach_unit(run->e, w.role, u);
 	if (r == 0)
-		r = start_rebuild(run, w.role, 0);
+		r = run_start_rebuild(run, w.role, 0);
 	if (r < 0)
 		rt_log(RT_LOG_ERROR, "'%s': the spare '%s' took role %u, but its rebuild did not "
 		       "start: %s", run->name, dev, w.role, strerror(-r));
@@ -702,7 +694,7 @@ out:
  * "BYTES_PER_SEC": the speed limit of background walks (0: none), for the
  * running walk from now on and for every later walk of this run.
  */
-static int cmd_speed(struct run *run, const char *arg, char *msg, size_t len)
+static int admin_speed(struct run *run, const char *arg, char *msg, size_t len)
 {
 	unsigned long long v;
 	char extra, what[32];
@@ -728,7 +720,7 @@ static int cmd_speed(struct run *run, const char *arg, char *msg, size_t len)
 }
 
 /* "COUNT WINDOW_MS": how often a unit I/O error is tried again before the unit fails. */
-static int cmd_tune(struct run *run, const char *arg, char *msg, size_t len)
+static int admin_tune(struct run *run, const char *arg, char *msg, size_t len)
 {
 	unsigned count, window;
 	char extra;
@@ -751,24 +743,31 @@ static int cmd_tune(struct run *run, const char *arg, char *msg, size_t len)
 	return 0;
 }
 
-int on_command(void *ctx, const char *cmd, const char *arg, char *msg, size_t len)
+int run_admin_command(void *ctx, const struct rt_control_req *rq, char *msg, size_t len)
 {
 	struct run *run = ctx;
 	int r;
 
-	if (!strcmp(cmd, "tune"))
-		return cmd_tune(run, arg, msg, len);
-	if (!strcmp(cmd, "speed"))
-		return cmd_speed(run, arg, msg, len);
-	if (strcmp(cmd, "add") && strcmp(cmd, "fail") && strcmp(cmd, "remove"))
-		return run_walk_command(run, cmd, arg, msg, len);
+	switch (rq->verb) {
+	case RT_VERB_TUNE:
+		return admin_tune(run, rq->arg, msg, len);
+	case RT_VERB_SPEED:
+		return admin_speed(run, rq->arg, msg, len);
+	case RT_VERB_ADD:
+	case RT_VERB_FAIL:
+	case RT_VERB_REMOVE:
+		break;
+	default:
+		return admin_walk(run, rq->verb, rq->arg, msg, len);
+	}
+	/* One at a time, and not while a spare is being taken. */
 	pthread_mutex_lock(&run->admin_lock);
-	if (!strcmp(cmd, "add"))
-		r = cmd_add(run, arg, msg, len);
-	else if (!strcmp(cmd, "fail"))
-		r = cmd_fail(run, arg, msg, len);
+	if (rq->verb == RT_VERB_ADD)
+		r = admin_add(run, rq->arg, rq->force, msg, len);
+	else if (rq->verb == RT_VERB_FAIL)
+		r = admin_fail(run, rq->arg, rq->force, msg, len);
 	else
-		r = cmd_remove(run, arg, msg, len);
+		r = admin_remove(run, rq->arg, msg, len);
 	pthread_mutex_unlock(&run->admin_lock);
 	return r;
 }

@@ -64,29 +64,31 @@ struct slot_change {
 
 typedef void (*ready_fn)(struct run *run, void *arg);
 
-/* run.c */
-void sleep_ms(long ms);
-int change_slot(struct rt_sb *sb, void *arg);
-int run_sb_update(struct run *run, assemble_mutate_fn mutate, void *arg);
-int find_spare(const struct rt_assembly *as);
-const char *engine_state_name(int state);
-void on_failure(uint32_t role, void *ctx);
-const char *walk_name(int kind);
-int detach_failed_unit(struct run *run, uint32_t role, struct rt_unit **u);
-void on_walk_done(int kind, int result, void *ctx);
-int walk_start(struct run *run, struct rt_walk_params *p);
-int start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,
-				 const uint8_t *regions, uint64_t region_size);
-int start_rebuild(struct run *run, uint32_t role, uint64_t start);
-int recover_leftovers(const char *name, const uint8_t uuid[RT_UUID_SIZE], char *did,
-			     size_t didlen);
-void remove_run_files(struct run *run, bool keep_log);
-int teardown(struct run *run, char *msg, size_t msglen);
-int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run);
+/* run.c: the supervisor */
 void run_init(struct run *run);
+/* Run array @id until it is stopped; @ready once its block device is there. */
+int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run);
+/* A superblock update of the running array (the engine learns the events). */
+int run_sb_update(struct run *run, assemble_mutate_fn mutate, void *arg);
+int run_change_slot(struct rt_sb *sb, void *arg);	/* mutate: struct slot_change */
+int run_find_spare(const struct rt_assembly *as);	/* index of a spare, or -1 */
+const char *run_health_name(int state);			/* enum rt_engine_state */
+const char *run_walk_name(int kind);			/* "rebuilding", ... */
+void run_on_failure(uint32_t role, void *ctx);
+void run_on_walk_done(int kind, int result, void *ctx);
+int run_detach_failed_unit(struct run *run, uint32_t role, struct rt_unit **u);
+int run_walk_start(struct run *run, struct rt_walk_params *p);
+int run_start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,
+			      const uint8_t *regions, uint64_t region_size);
+int run_start_rebuild(struct run *run, uint32_t role, uint64_t start);
+int run_teardown(struct run *run, char *msg, size_t msglen);
+/* What an engine that died left (loop device, mount, links); we hold its lock. */
+int run_recover_leftovers(const char *name, const uint8_t uuid[RT_UUID_SIZE], char *did,
+			  size_t didlen);
+void run_remove_files(struct run *run, bool keep_log);
 
-/* run-admin.c */
-void take_spare(struct run *run);
-int on_command(void *ctx, const char *cmd, const char *arg, char *msg, size_t len);
+/* run-admin.c: the admin operations on a running array */
+void run_take_spare(struct run *run);	/* md's hot spare, on the main thread */
+int run_admin_command(void *ctx, const struct rt_control_req *rq, char *msg, size_t len);
 
 #endif

@@ -37,19 +37,12 @@
 #include <raidtool/rebuild.h>
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
+#include <raidtool/util.h>
 #include "run-internal.h"
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
 #endif
-
-void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 static void unlink_run_file(const uint8_t uuid[RT_UUID_SIZE], const char *file)
 {
@@ -190,7 +183,7 @@ static int on_status(void *ctx, struct rt_control_status *st)
 		struct rt_walk_progress wp;
 
 		engine_walk_progress(run->e, &wp);
-		snprintf(st->walk, sizeof(st->walk), "%s", walk_name(wp.kind));
+		snprintf(st->walk, sizeof(st->walk), "%s", run_walk_name(wp.kind));
 		st->walk_running = wp.running;
 		st->walk_result = wp.result;
 		st->walk_role = wp.role;
@@ -216,7 +209,7 @@ static int on_status(void *ctx, struct rt_control_status *st)
 
 /* ---- failure and recovery ------------------------------------------------ */
 
-int change_slot(struct rt_sb *sb, void *arg)
+int run_change_slot(struct rt_sb *sb, void *arg)
 {
 	const struct slot_change *c = arg;
 
@@ -235,7 +228,7 @@ int change_slot(struct rt_sb *sb, void *arg)
 }
 
 /* From the role table (the failure handler must not ask the engine). */
-static const char *sb_health(const struct rt_sb *sb)
+static const char *role_table_health(const struct rt_sb *sb)
 {
 	unsigned lost = 0, spare;
 
@@ -260,7 +253,7 @@ int run_sb_update(struct run *run, assemble_mutate_fn mutate, void *arg)
 }
 
 /* A spare present (index into run->as), or -1. */
-int find_spare(const struct rt_assembly *as)
+int run_find_spare(const struct rt_assembly *as)
 {
 	for (unsigned i = as->n_roles; i < as->n_units; i++)
 		if (as->units[i] && as->own[i].slot < RT_MAX_UNITS &&
@@ -269,7 +262,7 @@ int find_spare(const struct rt_assembly *as)
 	return -1;
 }
 
-const char *engine_state_name(int state)
+const char *run_health_name(int state)
 {
 	return state == RT_ENGINE_OK ? "clean" : state == RT_ENGINE_DEGRADED ? "degraded" :
 	       "failed";
@@ -279,7 +272,7 @@ const char *engine_state_name(int state)
  * The engine's failure handler: a role failed an I/O (or was failed). Its
  * slot becomes FAULTY in every remaining unit's superblock.
  */
-void on_failure(uint32_t role, void *ctx)
+void run_on_failure(uint32_t role, void *ctx)
 {
 	struct run *run = ctx;
 	struct slot_change c = { .slot = role, .state = RT_SLOT_FAULTY,
@@ -292,7 +285,7 @@ void on_failure(uint32_t role, void *ctx)
 	pthread_mutex_lock(&run->sb_lock);
 	snprintf(dev, sizeof(dev), "%s", role < run->as->n_units && run->as->dev[role][0] ?
 		 run->as->dev[role] : "-");
-	r = run_sb_update(run, change_slot, &c);
+	r = run_sb_update(run, run_change_slot, &c);
 	if (r < 0) {
 		/*
 		 * The engine goes on without the role whatever the units took:
@@ -301,10 +294,10 @@ void on_failure(uint32_t role, void *ctx)
 		 * active and a later start trusts its stale data). One more try
 		 * now gets past a transient error.
 		 */
-		change_slot(&run->as->sb, &c);
+		run_change_slot(&run->as->sb, &c);
 		r = run_sb_update(run, NULL, NULL);
 	}
-	spare = find_spare(run->as) >= 0;
+	spare = run_find_spare(run->as) >= 0;
 	pthread_mutex_unlock(&run->sb_lock);
 	/* md's hot spare: the main thread moves it in (the engine is busy here). */
 	if (spare && write(run->spare_fd, &one, sizeof(one)) < 0)
@@ -317,7 +310,7 @@ void on_failure(uint32_t role, void *ctx)
 	else
 		rt_log(RT_LOG_WARN, "'%s': unit '%s' (role %u) failed; marked faulty in the "
 		       "remaining superblocks (events %llu); the array is %s", run->name, dev,
-		       role, (unsigned long long)run->as->sb.events, sb_health(&run->as->sb));
+		       role, (unsigned long long)run->as->sb.events, role_table_health(&run->as->sb));
 }
 
 /* ---- background walks (lib/rebuild.c) ----------------------------------- */
@@ -327,19 +320,19 @@ void on_failure(uint32_t role, void *ctx)
  * stopped by failing its unit ends its walk on its own within a batch;
  * until then the engine says -EBUSY.
  */
-int detach_failed_unit(struct run *run, uint32_t role, struct rt_unit **u)
+int run_detach_failed_unit(struct run *run, uint32_t role, struct rt_unit **u)
 {
 	int r = -EBUSY;
 
 	for (int k = 0; k < 100 && r == -EBUSY; k++) {
 		r = engine_detach_unit(run->e, role, u);
 		if (r == -EBUSY)
-			sleep_ms(50);
+			rt_sleep_ms(50);
 	}
 	return r;
 }
 
-const char *walk_name(int kind)
+const char *run_walk_name(int kind)
 {
 	switch (kind) {
 	case RT_WALK_RECOVER:
@@ -393,7 +386,7 @@ static void rebuild_finished(struct run *run)
 	int r;
 
 	pthread_mutex_lock(&run->sb_lock);
-	r = run_sb_update(run, change_slot, &c);
+	r = run_sb_update(run, run_change_slot, &c);
 	pthread_mutex_unlock(&run->sb_lock);
 	if (r < 0)
 		rt_log(RT_LOG_ERROR, "'%s': role %u is rebuilt, but marking it active in the "
@@ -401,7 +394,7 @@ static void rebuild_finished(struct run *run)
 	else
 		rt_log(RT_LOG_INFO, "'%s': role %u rebuilt and active (events %llu); the array "
 		       "is %s", run->name, c.slot, (unsigned long long)run->as->sb.events,
-		       sb_health(&run->as->sb));
+		       role_table_health(&run->as->sb));
 }
 
 static int clear_unsynced(struct rt_sb *sb, void *arg)
@@ -434,7 +427,7 @@ static void initial_sync_finished(struct run *run)
 }
 
 /* The end of a walk (on its thread; the engine must not be re-entered). */
-void on_walk_done(int kind, int result, void *ctx)
+void run_on_walk_done(int kind, int result, void *ctx)
 {
 	struct run *run = ctx;
 
@@ -447,16 +440,16 @@ void on_walk_done(int kind, int result, void *ctx)
 		run->owed_all = 0;
 	}
 	if (result == 0)
-		rt_log(RT_LOG_INFO, "'%s': %s finished", run->name, walk_name(kind));
+		rt_log(RT_LOG_INFO, "'%s': %s finished", run->name, run_walk_name(kind));
 	else if (result == -ECANCELED)
-		rt_log(RT_LOG_INFO, "'%s': %s cancelled", run->name, walk_name(kind));
+		rt_log(RT_LOG_INFO, "'%s': %s cancelled", run->name, run_walk_name(kind));
 	else
-		rt_log(RT_LOG_ERROR, "'%s': %s failed: %s", run->name, walk_name(kind),
+		rt_log(RT_LOG_ERROR, "'%s': %s failed: %s", run->name, run_walk_name(kind),
 		       strerror(-result));
 }
 
 /* Every walk of this run starts here: the speed limit applies to all of them. */
-int walk_start(struct run *run, struct rt_walk_params *p)
+int run_walk_start(struct run *run, struct rt_walk_params *p)
 {
 	p->max_bytes_per_sec = __atomic_load_n(&run->walk_speed_max, __ATOMIC_RELAXED);
 	return engine_walk_start(run->e, p);
@@ -525,7 +518,7 @@ static bool resync_owed_any(struct run *run)
  */
 static void resync_owed(struct run *run)
 {
-	struct rt_walk_params p = { .kind = RT_WALK_RESYNC, .done = on_walk_done, .ctx = run };
+	struct rt_walk_params p = { .kind = RT_WALK_RESYNC, .done = run_on_walk_done, .ctx = run };
 	uint64_t region_size = 0, n_regions = 0, n_owed = 0, all = 0;
 	struct rt_walk_progress wp;
 	uint8_t *bitmap = NULL;
@@ -551,7 +544,7 @@ static void resync_owed(struct run *run)
 	}
 	run->owed_all = all;
 	if (r == 0)
-		r = walk_start(run, &p);
+		r = run_walk_start(run, &p);
 	if (r == 0) {
 		run->owed_warned = false;
 		rt_log(RT_LOG_WARN, "'%s': every unit takes writes again: resyncing %s%llu "
@@ -572,18 +565,18 @@ static void resync_owed(struct run *run)
  * area; only in the regions set in @regions (log regions of @region_size
  * bytes) when not NULL.
  */
-int start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,
-				 const uint8_t *regions, uint64_t region_size)
+int run_start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,
+			      const uint8_t *regions, uint64_t region_size)
 {
 	struct rt_walk_params p = {
 		.kind = RT_WALK_RECOVER, .role = role, .start = start,
 		.regions = regions, .region_size = region_size,
-		.checkpoint = on_walk_checkpoint, .done = on_walk_done, .ctx = run,
+		.checkpoint = on_walk_checkpoint, .done = run_on_walk_done, .ctx = run,
 	};
 	int r;
 
 	run->rebuild_role = role;
-	r = walk_start(run, &p);
+	r = run_walk_start(run, &p);
 	if (r < 0)
 		rt_log(RT_LOG_ERROR, "'%s': cannot start rebuilding role %u: %s", run->name,
 		       role, strerror(-r));
@@ -593,14 +586,14 @@ int start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,
 	return r;
 }
 
-int start_rebuild(struct run *run, uint32_t role, uint64_t start)
+int run_start_rebuild(struct run *run, uint32_t role, uint64_t start)
 {
-	return start_rebuild_regions(run, role, start, NULL, 0);
+	return run_start_rebuild_regions(run, role, start, NULL, 0);
 }
 
 /*
  * Decide whether we may stop: the device must be neither mounted nor open.
- * When free, it stays opened O_EXCL so nobody mounts it during the teardown.
+ * When free, it stays opened O_EXCL so nobody mounts it during the run_teardown.
  */
 static int claim_for_stop(struct run *run, char *why, size_t whylen)
 {
@@ -643,7 +636,7 @@ static int on_stop(void *ctx, char *why, size_t whylen)
 	return 0;
 }
 
-/* ---- setup and teardown ------------------------------------------------- */
+/* ---- setup and run_teardown ------------------------------------------------- */
 
 static int block_signals(struct run *run)
 {
@@ -693,8 +686,8 @@ static void read_run_file(const uint8_t uuid[RT_UUID_SIZE], const char *file, ch
 }
 
 /* Leftovers of an engine that died (we hold the lock, so it is dead). */
-int recover_leftovers(const char *name, const uint8_t uuid[RT_UUID_SIZE], char *did,
-			     size_t didlen)
+int run_recover_leftovers(const char *name, const uint8_t uuid[RT_UUID_SIZE], char *did,
+			  size_t didlen)
 {
 	char mnt[PATH_MAX], hint[64], link[PATH_MAX];
 	int r;
@@ -717,7 +710,7 @@ int recover_leftovers(const char *name, const uint8_t uuid[RT_UUID_SIZE], char *
 }
 
 /* Remove the run files; the pid file goes last, just before its lock. */
-void remove_run_files(struct run *run, bool keep_log)
+void run_remove_files(struct run *run, bool keep_log)
 {
 	unlink_run_file(run->uuid, RT_CONTROL_DEVICE);
 	unlink_run_file(run->uuid, RT_CONTROL_LINK);
@@ -739,7 +732,7 @@ void remove_run_files(struct run *run, bool keep_log)
  * Everything after the engine started, in reverse. Returns the first error
  * with its message in @msg (for a pending `stop`).
  */
-int teardown(struct run *run, char *msg, size_t msglen)
+int run_teardown(struct run *run, char *msg, size_t msglen)
 {
 	int r = 0, q;
 
@@ -860,7 +853,7 @@ static void wait_for_stop(struct run *run)
 		if (pfd[1].revents & POLLIN)
 			return;
 		if ((pfd[2].revents & POLLIN) && read(run->spare_fd, &n, sizeof(n)) == sizeof(n))
-			take_spare(run);
+			run_take_spare(run);
 		if (!(pfd[0].revents & POLLIN))
 			continue;
 		if (read(run->sig_fd, &si, sizeof(si)) != sizeof(si))
@@ -993,7 +986,7 @@ static int mark_running(struct rt_sb *sb, void *arg)
  */
 static void start_resync(struct run *run)
 {
-	struct rt_walk_params p = { .kind = RT_WALK_RESYNC, .done = on_walk_done, .ctx = run };
+	struct rt_walk_params p = { .kind = RT_WALK_RESYNC, .done = run_on_walk_done, .ctx = run };
 	uint64_t region_size, n_regions = 1, n_dirty = 1;
 	bool unsynced = sb_unsynced(&run->as->sb);
 	const char *why = unsynced ? "initial sync (parity and copies never made to agree)" :
@@ -1041,7 +1034,7 @@ static void start_resync(struct run *run)
 		       (unsigned long long)n_regions);
 		goto out;
 	}
-	r = walk_start(run, &p);
+	r = run_walk_start(run, &p);
 	if (r < 0)
 		goto out;
 	rt_log(RT_LOG_WARN, "'%s': %s: resyncing %llu of %llu regions%s", run->name, why,
@@ -1085,15 +1078,15 @@ static void start_recovery(struct run *run, bool was_dirty)
 			continue;
 		}
 		at = as->sb.slots[role].recovery_offset;
-		if (start_rebuild(run, role, at) < 0)
+		if (run_start_rebuild(run, role, at) < 0)
 			continue;
 		rt_log(RT_LOG_WARN, "'%s': resuming the rebuild of role %u onto '%s' at %llu "
 		       "bytes", run->name, role, as->dev[role], (unsigned long long)at);
 		goto rebuilding;
 	}
 	/* Degraded with a spare at hand: it takes the missing role at once, as in md. */
-	if (as->n_missing && find_spare(as) >= 0) {
-		take_spare(run);
+	if (as->n_missing && run_find_spare(as) >= 0) {
+		run_take_spare(run);
 		if (rebuild_walk_running(run))
 			goto rebuilding;
 	}
@@ -1132,7 +1125,7 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 	if (sb_name_check(id) == 0 && control_name_lookup(id, dead) == 0 &&
 	    control_probe(dead, &probe) == 0 && probe.state == RT_CONTROL_STALE &&
 	    control_lock(dead, &fd) == 0) {
-		r = recover_leftovers(id, dead, did, sizeof(did));
+		r = run_recover_leftovers(id, dead, did, sizeof(did));
 		if (r == 0) {
 			if (did[0])
 				rt_log(RT_LOG_WARN, "'%s': an earlier engine (pid %d) died; cleaned "
@@ -1140,7 +1133,7 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 			snprintf(run->name, sizeof(run->name), "%s", id);
 			memcpy(run->uuid, dead, RT_UUID_SIZE);
 			run->lock_fd = fd;
-			remove_run_files(run, true);
+			run_remove_files(run, true);
 		} else {
 			close(fd);
 		}
@@ -1170,7 +1163,7 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 	}
 	if (r < 0)
 		goto out_nolock;
-	r = recover_leftovers(run->name, run->uuid, did, sizeof(did));
+	r = run_recover_leftovers(run->name, run->uuid, did, sizeof(did));
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': an earlier engine died and its device is still in "
 		       "use; see 'raidtool deactivate %s'", run->name, run->name);
@@ -1217,7 +1210,7 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 		rt_log(RT_LOG_ERROR, "'%s': cannot start the engine: %s", run->name, strerror(-r));
 		goto out;
 	}
-	engine_set_failure_handler(run->e, on_failure, run);
+	engine_set_failure_handler(run->e, run_on_failure, run);
 	if (run->stripe_wait_us >= 0)
 		(void)engine_set_gather_window(run->e, (unsigned)run->stripe_wait_us);
 	run->started = (uint64_t)time(NULL);
@@ -1267,7 +1260,7 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 		goto out;
 	}
 	ops = (struct control_ops){ .ctx = run, .status = on_status, .stop = on_stop,
-				    .command = on_command };
+				    .command = run_admin_command };
 	r = control_server_start(run->uuid, run->name, &ops, &run->cs);
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot start the control socket: %s", run->name,
@@ -1279,10 +1272,10 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 	ready(run, ready_arg);
 
 	wait_for_stop(run);
-	r = teardown(run, msg, sizeof(msg));
+	r = run_teardown(run, msg, sizeof(msg));
 	if (r == 0)
 		rt_log(RT_LOG_INFO, "'%s': stopped; superblocks marked clean", run->name);
-	remove_run_files(run, r < 0);
+	run_remove_files(run, r < 0);
 	control_server_finish(run->cs, r, msg);
 	run->cs = NULL;
 	goto done;
@@ -1290,10 +1283,10 @@ out:
 	/* A start that failed. Without an engine nothing was written: clean again. */
 	if (dirty && !run->e && run->as)
 		assemble_set_state(run->as, RT_ARRAY_CLEAN);
-	teardown(run, msg, sizeof(msg));
+	run_teardown(run, msg, sizeof(msg));
 	control_server_finish(run->cs, r, NULL);
 	run->cs = NULL;
-	remove_run_files(run, false);
+	run_remove_files(run, false);
 	goto done;
 out_nolock:
 	;

@@ -242,8 +242,7 @@ int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
 
 	r = unit_open(path, RT_UNIT_ATTACH, &u);
 	if (r < 0) {
-		cli_error("'%s': cannot open: %s", path,
-			  r == -ENOTBLK ? "not a block device or a regular file" : strerror(-r));
+		cli_error("'%s': cannot open: %s", path, unit_open_error(r));
 		return cli_exit_code(r);
 	}
 	r = unit_read_sb(u, sb, st);
@@ -354,25 +353,24 @@ int cli_running_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUI
 	return EXIT_NOTFOUND;
 }
 
-int cli_control_send(const char *id, const char *what, const char *verb, const char *arg,
+int cli_control_send(const char *id, const char *what, const struct rt_control_req *rq,
 		     char *name, size_t namelen, char *msg, size_t msglen)
 {
-	char req[RT_CONTROL_LINE_MAX], uu[sizeof(RT_CONTROL_UUID_PREFIX) + 37];
 	struct rt_control_probe p;
 	uint8_t uuid[RT_UUID_SIZE];
 	int r, lock_fd = -1;
 
+	const char *verb = control_verb_name(rq->verb);
+	const char *arg = rq->arg ? rq->arg : "";
+
 	r = cli_running_name(id, name, namelen, uuid);
 	if (r >= 0)
 		return r;
-	if (strchr(arg, '\n') || strlen(verb) + strlen(arg) + 2 >= sizeof(req))
+	if (strchr(arg, '\n'))
 		return cli_usage_error(verb, "'%s': not a valid argument", arg);
-	/* The engine refuses the request unless it runs exactly this array. */
-	memcpy(uu, RT_CONTROL_UUID_PREFIX, strlen(RT_CONTROL_UUID_PREFIX));
-	uuid_unparse_lower(uuid, uu + strlen(RT_CONTROL_UUID_PREFIX));
-	strcat(uu, " ");
-	if (snprintf(req, sizeof(req), "%s%s%s%s", uu, verb, *arg ? " " : "", arg) >=
-	    (int)sizeof(req))
+	/* "uuid=UUID VERB --force ARG\n" */
+	if (strlen(RT_CONTROL_UUID_PREFIX) + 37 + strlen(verb) + 9 + strlen(arg) + 2 >
+	    RT_CONTROL_LINE_MAX)
 		return cli_usage_error(verb, "argument too long");
 	/* One admin command on the array at a time (lib/lock.c). */
 	r = lock_take_array(uuid, &lock_fd);
@@ -385,7 +383,8 @@ int cli_control_send(const char *id, const char *what, const char *verb, const c
 			  "array's lock)", name, what);
 		return EXIT_NOTFOUND;
 	}
-	r = control_command(uuid, name, req, msg, msglen);
+	/* The engine refuses the request unless it runs exactly this array. */
+	r = control_call(uuid, name, rq, msg, msglen);
 	lock_release(lock_fd);
 	if (r < 0)
 		return cli_fail(r, "'%s': %s", name, what);
@@ -403,6 +402,7 @@ int cli_speed_limit_arg(const char *cmd, int mib, char *arg, size_t len)
 
 int cli_send_speed_limit(const char *cmd, const char *id, int mib)
 {
+	struct rt_control_req rq = { .verb = RT_VERB_SPEED };
 	char name[RT_NAME_MAX + 1], msg[256], arg[32];
 	int r;
 
@@ -411,16 +411,17 @@ int cli_send_speed_limit(const char *cmd, const char *id, int mib)
 	r = cli_speed_limit_arg(cmd, mib, arg, sizeof(arg));
 	if (r >= 0)
 		return r;
-	return cli_control_send(id, "cannot set the speed limit", "speed", arg, name, sizeof(name),
-				msg, sizeof(msg));
+	rq.arg = arg;
+	return cli_control_send(id, "cannot set the speed limit", &rq, name, sizeof(name), msg,
+				sizeof(msg));
 }
 
-int cli_control_command(const char *id, const char *what, const char *verb, const char *arg)
+int cli_control_command(const char *id, const char *what, const struct rt_control_req *rq)
 {
 	char name[RT_NAME_MAX + 1], msg[1024];
 	int r;
 
-	r = cli_control_send(id, what, verb, arg, name, sizeof(name), msg, sizeof(msg));
+	r = cli_control_send(id, what, rq, name, sizeof(name), msg, sizeof(msg));
 	if (r >= 0)
 		return r;
 	if (msg[0])

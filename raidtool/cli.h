@@ -102,14 +102,17 @@ int cli_lock_array_and_names(const char *id, int *array_fd, int *names_fd);
 /* As cli_find_running_uuid, and an array that is not running is an error. */
 int cli_running_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUID_SIZE]);
 
+struct rt_control_req;
+
 /*
- * Send "VERB ARG" to the engine of array @id and print its answer; @what
- * names the operation in a failure message. Returns the exit code.
+ * Send request @rq to the engine of array @id (under the array's lock) and
+ * print its answer; @what names the operation in a failure message.
+ * Returns the exit code.
  */
-int cli_control_command(const char *id, const char *what, const char *verb, const char *arg);
+int cli_control_command(const char *id, const char *what, const struct rt_control_req *rq);
 
 /* The same without printing: -1 with the array's @name and the engine's @msg, else the exit code. */
-int cli_control_send(const char *id, const char *what, const char *verb, const char *arg,
+int cli_control_send(const char *id, const char *what, const struct rt_control_req *rq,
 		     char *name, size_t namelen, char *msg, size_t msglen);
 
 /* --speed-limit MIB (MiB/s of each unit's data area; 0: none), as the walk commands take it. */

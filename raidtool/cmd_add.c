@@ -15,15 +15,16 @@
 /* A running array: one control request per unit, by absolute path (the engine's cwd is /). */
 static int add_running(const char *id, const char *const *units, int n, bool force)
 {
-	char path[PATH_MAX], arg[PATH_MAX + 16], what[PATH_MAX + 32];
+	struct rt_control_req rq = { .verb = RT_VERB_ADD, .force = force };
+	char path[PATH_MAX], what[PATH_MAX + 32];
 	int r;
 
 	for (int i = 0; i < n; i++) {
 		if (!realpath(units[i], path))
 			return cli_fail(-errno, "'%s'", units[i]);
-		snprintf(arg, sizeof(arg), "%s%s", force ? "--force " : "", path);
+		rq.arg = path;
 		snprintf(what, sizeof(what), "cannot add '%s'", units[i]);
-		r = cli_control_command(id, what, "add", arg);
+		r = cli_control_command(id, what, &rq);
 		if (r != EXIT_OK)
 			return r;
 	}

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-#include <raidtool/json.h>
+#include "json-out.h"
+#include <raidtool/control.h>
 #include "cli.h"
 #include "commands.h"
 
@@ -21,7 +22,8 @@ static const struct poptOption check_opts[] = {
 static int run_check(int n, const char **args)
 {
 	char name[RT_NAME_MAX + 1], msg[1024], arg[32] = "";
-	const char *verb, *what;
+	struct rt_control_req rq;
+	const char *what;
 	struct json j;
 	int r;
 
@@ -46,16 +48,17 @@ static int run_check(int n, const char **args)
 	r = cli_send_speed_limit("check", args[0], speed);
 	if (r >= 0)
 		goto out;
-	verb = cancel ? "cancel" : repair ? "repair" : "check";
+	rq.verb = cancel ? RT_VERB_CANCEL : repair ? RT_VERB_REPAIR : RT_VERB_CHECK;
+	rq.arg = arg;
 	what = cancel ? "cannot cancel" : repair ? "cannot start a repair" : "cannot start a check";
-	r = cli_control_send(args[0], what, verb, arg, name, sizeof(name), msg, sizeof(msg));
+	r = cli_control_send(args[0], what, &rq, name, sizeof(name), msg, sizeof(msg));
 	if (r >= 0)
 		goto out;
 	if (as_json) {
 		json_init(&j, stdout);
 		json_object_begin(&j, NULL);
 		json_str(&j, "name", name);
-		json_str(&j, "request", verb);
+		json_str(&j, "request", control_verb_name(rq.verb));
 		json_str(&j, "message", msg);
 		json_object_end(&j);
 		json_finish(&j);

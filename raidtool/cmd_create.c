@@ -5,7 +5,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
-#include <raidtool/json.h>
+#include "json-out.h"
 
 static const char *level = NULL, *chunk = NULL, *blocksize = NULL, *desc = NULL;
 static int force = 0, as_json = 0, assume_clean = 0;

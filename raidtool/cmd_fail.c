@@ -20,12 +20,9 @@ static const struct poptOption fail_opts[] = {
 /* Mark a unit of a running array faulty, as if it had failed an I/O. */
 static int run_fail(int n, const char **args)
 {
-	char arg[PATH_MAX + 16];
-	int r;
+	const struct rt_control_req rq = { .verb = RT_VERB_FAIL, .force = force, .arg = args[1] };
 
-	snprintf(arg, sizeof(arg), "%s%s", force ? "--force " : "", args[1]);
-	r = cli_control_command(args[0], "cannot fail the unit", "fail", arg);
-	return r;
+	return cli_control_command(args[0], "cannot fail the unit", &rq);
 }
 
 const struct cli_command cmd_fail = {

@@ -3,7 +3,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
-#include <raidtool/json.h>
+#include "json-out.h"
 
 static int as_json = 0;
 

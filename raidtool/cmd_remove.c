@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <raidtool/control.h>
 #include "cli.h"
 #include "commands.h"
 
@@ -10,10 +11,9 @@ static const struct poptOption remove_opts[] = {
 /* A faulty unit (or a spare) leaves a running array. */
 static int run_remove(int n, const char **args)
 {
-	int r;
+	const struct rt_control_req rq = { .verb = RT_VERB_REMOVE, .arg = args[1] };
 
-	r = cli_control_command(args[0], "cannot remove the unit", "remove", args[1]);
-	return r;
+	return cli_control_command(args[0], "cannot remove the unit", &rq);
 }
 
 const struct cli_command cmd_remove = {

@@ -9,7 +9,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
-#include <raidtool/json.h>
+#include "json-out.h"
 
 static int cmp_slot(const void *a, const void *b)
 {
@@ -233,7 +233,7 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 	json_object_begin(&j, NULL);
 	json_str(&j, "name", st->name);
 	json_str(&j, "state", st->state);
-	json_bool(&j, "engine_died", p->state == RT_CONTROL_STALE);
+	json_boolean(&j, "engine_died", p->state == RT_CONTROL_STALE);
 	json_hash(&j, "hashcode", st->hashcode);
 	json_uuid(&j, "uuid", st->uuid);
 	json_str(&j, "level", sb_level_name(st->level));
@@ -244,14 +244,14 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 	json_u64(&j, "n_devices", st->n_devices);
 	json_str(&j, "superblock_state", sb_array_state_name(st->array_state));
 	json_str(&j, "health", st->health[0] ? st->health : NULL);
-	json_bool(&j, "synced", !st->unsynced);
+	json_boolean(&j, "synced", !st->unsynced);
 	json_u64(&j, "sync_regions_left", st->unsynced_left);
 	json_u64(&j, "sync_regions_total", st->unsynced_total);
-	json_bool(&j, "no_space", st->nospace_mask != 0);
+	json_boolean(&j, "no_space", st->nospace_mask != 0);
 	if (st->walk[0]) {
 		json_object_begin(&j, "walk");
 		json_str(&j, "kind", st->walk);
-		json_bool(&j, "running", st->walk_running);
+		json_boolean(&j, "running", st->walk_running);
 		json_i64(&j, "result", st->walk_result);
 		json_u64(&j, "role", st->walk_role);
 		json_u64(&j, "done", st->walk_done);
@@ -312,7 +312,7 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 			json_u64(&j, "errors", u->errors);
 			json_u64(&j, "retries", u->retries);
 			json_object_end(&j);
-			json_bool(&j, "no_space", u->no_space);
+			json_boolean(&j, "no_space", u->no_space);
 		}
 		json_object_end(&j);
 	}

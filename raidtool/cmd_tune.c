@@ -21,6 +21,7 @@ static const struct poptOption tune_opts[] = {
 static int run_tune(int n, const char **args)
 {
 	struct rt_control_status *st = NULL;
+	struct rt_control_req rq = { 0 };
 	char name[RT_NAME_MAX + 1], arg[64];
 	uint8_t uuid[RT_UUID_SIZE];
 	int r;
@@ -39,7 +40,9 @@ static int run_tune(int n, const char **args)
 		r = cli_speed_limit_arg("tune", speed, arg, sizeof(arg));
 		if (r >= 0)
 			goto out;
-		r = cli_control_command(args[0], "cannot set the speed limit", "speed", arg);
+		rq.verb = RT_VERB_SPEED;
+		rq.arg = arg;
+		r = cli_control_command(args[0], "cannot set the speed limit", &rq);
 		if (r != EXIT_OK || (tries == -1 && window == -1))
 			goto out;
 	}
@@ -60,7 +63,9 @@ static int run_tune(int n, const char **args)
 			window = (int)st->retry_window_ms;
 	}
 	snprintf(arg, sizeof(arg), "%d %d", tries, window);
-	r = cli_control_command(args[0], "cannot change the error retries", "tune", arg);
+	rq.verb = RT_VERB_TUNE;
+	rq.arg = arg;
+	r = cli_control_command(args[0], "cannot change the error retries", &rq);
 out:
 	free(st);
 	return r;

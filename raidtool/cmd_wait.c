@@ -6,20 +6,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <raidtool/control.h>
-#include <raidtool/json.h>
+#include <raidtool/util.h>
+#include "json-out.h"
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
 
 #define POLL_MS 250
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 static void draw_bar(const struct rt_control_status *st)
 {
@@ -115,7 +108,7 @@ static int run_wait(int n, const char **args)
 			draw_bar(st);
 			drew = true;
 		}
-		sleep_ms(POLL_MS);
+		rt_sleep_ms(POLL_MS);
 	}
 	if (drew)
 		fputc('\n', stderr);

@@ -1,25 +1,28 @@
-/* SPDX-License-Identifier: LGPL-2.1-or-later */
-#ifndef RAIDTOOL_JSON_H
-#define RAIDTOOL_JSON_H
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef RAIDTOOL_JSON_OUT_H
+#define RAIDTOOL_JSON_OUT_H
 
 /*
- * A streaming JSON writer: keys and values are written as they come, commas
- * and escaping handled here. One writer for the CLI's --json output
- * (indented) and the control protocol's replies (one compact line).
+ * The CLI's --json output: members and values are added as they come, in
+ * the order of the code that prints them; json-c holds the document and
+ * writes it (escaping, indentation) at json_finish.
  */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
+#define JSON_OUT_DEPTH 32
+
+struct json_object;
+
 struct json {
 	FILE *f;
+	struct json_object *root;
+	struct json_object *open[JSON_OUT_DEPTH];	/* the containers begun, innermost last */
 	int depth;
-	bool need_comma[32];
-	bool pretty;
 };
 
-void json_init(struct json *j, FILE *f);		/* indented */
-void json_init_compact(struct json *j, FILE *f);	/* one line */
+void json_init(struct json *j, FILE *f);
 void json_object_begin(struct json *j, const char *key);	/* key NULL in arrays/top */
 void json_object_end(struct json *j);
 void json_array_begin(struct json *j, const char *key);
@@ -27,10 +30,10 @@ void json_array_end(struct json *j);
 void json_str(struct json *j, const char *key, const char *val);	/* val NULL: null */
 void json_u64(struct json *j, const char *key, uint64_t val);
 void json_i64(struct json *j, const char *key, int64_t val);
-void json_bool(struct json *j, const char *key, bool val);
+void json_boolean(struct json *j, const char *key, bool val);
 void json_hash(struct json *j, const char *key, uint32_t hash);	/* "0123abcd" */
 void json_uuid(struct json *j, const char *key, const uint8_t uuid[16]);
-/* Ends the document with a newline. */
+/* Write the document, indented, with a newline, and free it. */
 void json_finish(struct json *j);
 
 #endif
