@@ -312,26 +312,6 @@ static const struct rt_scan_array *find_array_by_hash(const struct rt_scan *s, u
 	return NULL;
 }
 
-/* Look an array up by NAME or HASHCODE, explaining a failure. */
-static int array_find(const struct rt_scan *s, const char *id, const struct rt_scan_array **out)
-{
-	return scan_find(s, id, out);
-}
-
-/* Scan the machine and find array @id in it; the caller frees *scan. */
-static int scan_and_find(const char *id, struct rt_scan **scan,
-			 const struct rt_scan_array **a)
-{
-	int r = scan_devices(scan);
-
-	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "cannot scan block devices: %s", strerror(-r));
-		*scan = NULL;
-		return r;
-	}
-	return array_find(*scan, id, a);
-}
-
 static int check_name_free(const struct rt_scan *s, const char *name)
 {
 	const struct rt_scan_array *other = find_array_by_name(s, name);
@@ -619,7 +599,7 @@ static int array_update(const char *id, sb_mutator mutate, const void *arg)
 	size_t n = 0;
 	int r;
 
-	r = scan_and_find(id, &scan, &a);
+	r = scan_devices_find(id, &scan, &a);
 	if (r < 0)
 		goto out;
 	sb = a->sb;
@@ -810,7 +790,7 @@ int array_add(const char *id, const char *const *paths, size_t n_new, bool force
 	r = check_distinct(paths, n_new);
 	if (r < 0)
 		return r;
-	r = scan_and_find(id, &scan, &a);
+	r = scan_devices_find(id, &scan, &a);
 	if (r < 0)
 		goto out;
 	sb = a->sb;

@@ -870,19 +870,6 @@ static void wait_for_stop(struct run *run)
 	}
 }
 
-/* Scan and pick the array; logs why not. */
-static int find_array(const char *id, struct rt_scan **scan, const struct rt_scan_array **a)
-{
-	int r;
-
-	r = scan_devices(scan);
-	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "cannot scan block devices: %s", strerror(-r));
-		return r;
-	}
-	return scan_find(*scan, id, a);
-}
-
 /*
  * A degraded raid5 whose initial sync had not finished. Every write through
  * raidtool into a region not yet synced computed its stripe's parity from
@@ -1145,7 +1132,7 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 		r = read_fuse_transport(run);
 	if (r < 0)
 		goto out_nolock;
-	r = find_array(id, &scan, &a);
+	r = scan_devices_find(id, &scan, &a);
 	if (r < 0)
 		goto out_nolock;
 	snprintf(run->name, sizeof(run->name), "%s", a->sb.array.name);

@@ -265,13 +265,10 @@ int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
 
 int cli_scan_lookup(const char *id, struct rt_scan **s, const struct rt_scan_array **a)
 {
-	int r = scan_devices(s);
+	int r = scan_devices_find(id, s, a);
 
-	if (r < 0) {
-		*s = NULL;
-		return cli_fail(r, "cannot scan block devices");
-	}
-	return cli_lookup_array(*s, id, a);
+	lib_reported_error = false;	/* the library said why; the next failure says its own */
+	return r == 0 ? -1 : cli_exit_code(r);
 }
 
 int cli_find_running_uuid(const char *id, char *name, size_t len, bool *running,
