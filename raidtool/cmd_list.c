@@ -65,14 +65,6 @@ static const char *array_state(const struct rt_scan_array *a, struct rt_control_
 	return sb_array_state_name(a->sb.state);
 }
 
-static const char *unit_state(const struct rt_scan_array *a, const struct rt_scan_unit *u)
-{
-	/* A usable unit shows its slot's state; any other, what scan classed it. */
-	if (!scan_unit_usable(u))
-		return scan_unit_class_name(u->cls);
-	return sb_slot_state_name(a->sb.slots[u->sb.unit.slot].state);
-}
-
 static void list_arrays_text(const struct rt_scan *s)
 {
 	char size[32];
@@ -141,7 +133,7 @@ static void list_units_text(const struct rt_scan_array *a)
 
 		printf("%-20s %-5s %08x %-10s %-8" PRIu64 " %s\n", u->dev,
 		       describe_role(&a->sb, u->sb.unit.slot, role, sizeof(role)),
-		       u->sb.unit.hashcode, unit_state(a, u), u->sb.events,
+		       u->sb.unit.hashcode, scan_unit_state(a, u), u->sb.events,
 		       u->backing[0] ? u->backing : "-");
 		if (u->why[0])
 			printf("%-20s   %s\n", "", u->why);
@@ -165,7 +157,7 @@ static void list_units_json(const struct rt_scan_array *a)
 		json_u64(&j, "slot", u->sb.unit.slot);
 		json_hash(&j, "hashcode", u->sb.unit.hashcode);
 		json_uuid(&j, "uuid", u->sb.unit.uuid);
-		json_str(&j, "state", unit_state(a, u));
+		json_str(&j, "state", scan_unit_state(a, u));
 		json_u64(&j, "events", u->sb.events);
 		json_str(&j, "class", scan_unit_class_name(u->cls));
 		json_str(&j, "reason", u->why[0] ? u->why : NULL);
