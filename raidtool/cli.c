@@ -107,6 +107,8 @@ static const struct poptOption common_opts[] = {
 	{ "verbose", 'v', POPT_ARG_VAL, &cli_verbose, 1, "say more of what is done", NULL },
 	{ "quiet", 'q', POPT_ARG_VAL, &cli_quiet, 1, "print only errors on stderr", NULL },
 	{ "help", 'h', POPT_ARG_VAL, &want_help, 1, "show this help message", NULL },
+	/* popt's own letter for help, as before the command table. */
+	{ NULL, '?', POPT_ARG_VAL | POPT_ARGFLAG_DOC_HIDDEN, &want_help, 1, NULL, NULL },
 	{ "usage", 0, POPT_ARG_VAL, &want_usage, 1, "show a brief usage message", NULL },
 	POPT_TABLEEND
 };
