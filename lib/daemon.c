@@ -6,37 +6,18 @@
  * "R<errno> <link> <dev> <name>\n" line ends it (R0 ready, else the errno
  * of the failure, with "- -" for link and device).
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <uuid/uuid.h>
 #include <raidtool/activate.h>
-#include <raidtool/array.h>
-#include <raidtool/assemble.h>
 #include <raidtool/control.h>
-#include <raidtool/dirtylog.h>
-#include <raidtool/engine.h>
 #include <raidtool/export.h>
 #include <raidtool/log.h>
-#include <raidtool/rebuild.h>
-#include <raidtool/scan.h>
-#include <raidtool/unit.h>
 #include "run-internal.h"
 
 /* ---- the background child's log --------------------------------------- */

@@ -2,37 +2,19 @@
 /*
  * deactivate: ask the engine to stop, or clean up after one that died.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/signalfd.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
-#include <uuid/uuid.h>
 #include <raidtool/activate.h>
-#include <raidtool/array.h>
 #include <raidtool/assemble.h>
 #include <raidtool/control.h>
-#include <raidtool/dirtylog.h>
-#include <raidtool/engine.h>
-#include <raidtool/export.h>
 #include <raidtool/log.h>
-#include <raidtool/rebuild.h>
 #include <raidtool/scan.h>
-#include <raidtool/unit.h>
 #include <raidtool/util.h>
 #include "run-internal.h"
 

@@ -6,14 +6,12 @@
  * clean. The admin operations on it are in run-admin.c, the daemon in
  * daemon.c, deactivate in deactivate.c.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +23,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <uuid/uuid.h>
-#include <raidtool/activate.h>
-#include <raidtool/array.h>
 #include <raidtool/assemble.h>
 #include <raidtool/control.h>
-#include <raidtool/dirtylog.h>
 #include <raidtool/engine.h>
 #include <raidtool/export.h>
 #include <raidtool/log.h>
