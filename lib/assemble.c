@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <raidtool/array.h>
 #include <raidtool/assemble.h>
 #include <raidtool/log.h>
 #include <raidtool/unit.h>
+#include "member.h"
 
 #define UNIT_FLAGS (RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_DIRECT)
 
@@ -440,7 +440,7 @@ int assemble_sb_update(struct rt_assembly *as, assemble_mutate_fn mutate, void *
 		return r;
 	}
 	/* lib/array.c owns the one loop that writes a superblock to many units. */
-	r = array_write_sb_all(units, own, events, n, &as->sb, &sb);
+	r = member_write_sb_all(units, own, events, n, &as->sb, &sb);
 	for (size_t k = 0; k < n; k++)
 		as->disk_events[idx[k]] = events[k];
 	if (r < 0) {

@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <raidtool/array.h>
 #include <raidtool/assemble.h>
 #include <raidtool/control.h>
 #include <raidtool/dirtylog.h>
@@ -23,6 +22,7 @@
 #include <raidtool/rebuild.h>
 #include <raidtool/unit.h>
 #include <raidtool/util.h>
+#include "member.h"
 #include "run-internal.h"
 
 /* A repair's "prefer=ROLE": the raid1 mirror whose copy settles a tie. */
@@ -336,7 +336,7 @@ static int readd_probe(struct run *run, const char *path, struct rt_unit **out,
 	*out = NULL;
 	*why = NULL;
 	if (unit_open(path, RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH | RT_UNIT_DIRECT, &u) < 0)
-		return 0;	/* array_member_prepare says why */
+		return 0;	/* member_prepare says why */
 	if (unit_read_sb_quiet(u, usb, NULL) < 0 ||
 	    memcmp(usb->array.uuid, as->sb.array.uuid, RT_UUID_SIZE)) {
 		unit_close(u);
@@ -505,7 +505,7 @@ static int admin_add(struct run *run, const char *arg, bool force, char *msg, si
 	}
 	sb = as->sb;
 	rt_log_clear_error();
-	r = array_member_prepare(arg, &sb, slot, RT_UNIT_DIRECT, force, as->sb.array.uuid,
+	r = member_prepare(arg, &sb, slot, RT_UNIT_DIRECT, force, as->sb.array.uuid,
 				 &u, &as->own[idx]);
 	if (r < 0) {
 		snprintf(msg, len, "%s", rt_log_last_error()[0] ? rt_log_last_error() :
