@@ -31,9 +31,12 @@
 #include <raidtool/control.h>
 #include <raidtool/loopdev.h>
 #include <raidtool/log.h>
+#include <raidtool/util.h>
 
 #define CLIENT_TIMEOUT_MS 5000		/* a client that does not send its line */
 #define STATUS_TIMEOUT_MS 10000
+#define STATUS_WAIT_TRIES 40		/* control_status_wait: a starting engine's socket */
+#define STATUS_WAIT_MS 50
 #define COMMAND_TIMEOUT_MS 60000
 #define STOP_TIMEOUT_MS (10 * 60 * 1000)	/* flushing a big array can take a while */
 #define REPLY_MAX (256 * 1024)
@@ -1169,6 +1172,21 @@ int control_status(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 	fields_from_json(v, status_fields, N_FIELDS(status_fields), st);
 	json_object_put(v);
 	return 0;
+}
+
+int control_status_wait(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+			struct rt_control_status *st, struct rt_control_probe *p)
+{
+	int r;
+
+	for (int tries = 0;; tries++) {
+		r = control_status(uuid, name, st);
+		if ((r != -ENOENT && r != -ECONNREFUSED) || tries == STATUS_WAIT_TRIES)
+			return r;
+		if (control_probe(uuid, p) < 0 || p->state != RT_CONTROL_ACTIVE)
+			return -ESHUTDOWN;
+		rt_sleep_ms(STATUS_WAIT_MS);
+	}
 }
 
 int control_stop(const uint8_t uuid[RT_UUID_SIZE], const char *name)

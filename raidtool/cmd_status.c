@@ -311,19 +311,10 @@ static int run_status(int n, const char **args)
 	scan_array_status(a, st);
 	goto print;
 running:
-	/*
-	 * No socket while its engine holds the pid lock: the engine is starting
-	 * or stopping. Ask again for a moment; once the lock is gone, it stopped.
-	 */
-	for (int tries = 0;; tries++) {
-		r = control_status(a->sb.array.uuid, name, st);
-		if ((r != -ENOENT && r != -ECONNREFUSED) || tries == 40)
-			break;
-		if (control_probe(a->sb.array.uuid, &p) < 0 || p.state != RT_CONTROL_ACTIVE) {
-			r = cli_fail(-ESHUTDOWN, "'%s': the array is stopping", name);
-			goto out;
-		}
-		usleep(50 * 1000);
+	r = control_status_wait(a->sb.array.uuid, name, st, &p);
+	if (r == -ESHUTDOWN) {
+		r = cli_fail(r, "'%s': the array is stopping", name);
+		goto out;
 	}
 	if (r < 0) {
 		r = cli_fail(r, "'%s': the engine (pid %d) does not answer", name, (int)p.pid);

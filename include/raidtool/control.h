@@ -247,6 +247,14 @@ int control_status(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 		   struct rt_control_status *st);
 
 /*
+ * status of an engine that holds its pid lock (@p from control_probe, kept
+ * up to date): while it has no socket (starting or stopping) asked again for
+ * a moment; -ESHUTDOWN, unlogged, once its lock is gone (it stopped).
+ */
+int control_status_wait(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+			struct rt_control_status *st, struct rt_control_probe *p);
+
+/*
  * stop: returns once the engine has shut down cleanly (0), or -EBUSY with
  * the engine's reason logged when the device is in use.
  */
