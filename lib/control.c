@@ -470,6 +470,45 @@ static const struct field status_fields[] = {
 
 #define N_FIELDS(t) (sizeof(t) / sizeof((t)[0]))
 
+/* The size a member of @type has (0: any); a table entry of another size is a bug. */
+static size_t field_type_size(enum field_type type)
+{
+	switch (type) {
+	case F_U64:
+		return sizeof(uint64_t);
+	case F_U32:
+	case F_HASH:
+	case F_ARRAY_STATE:
+		return sizeof(uint32_t);
+	case F_I32:
+	case F_LEVEL_NAME:
+		return sizeof(int32_t);
+	case F_PID:
+		return sizeof(pid_t);
+	case F_BOOL:
+		return sizeof(bool);
+	case F_UUID:
+		return RT_UUID_SIZE;
+	default:
+		return 0;
+	}
+}
+
+/* Checked when a server starts: any test that runs an array finds a wrong entry. */
+static int fields_check(const struct field *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t want = field_type_size(f[i].type);
+
+		if (want && want != f[i].size) {
+			rt_log(RT_LOG_ERROR, "control: status field '%s' has %zu bytes, its type "
+			       "%zu", f[i].key, f[i].size, want);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static void fields_to_json(struct json_object *o, const struct field *f, size_t n,
 			   const void *base);
 
@@ -917,6 +956,13 @@ int control_server_start(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 
 	if (!ops || !ops->status || !ops->stop || !out)
 		return -EINVAL;
+	r = fields_check(status_fields, N_FIELDS(status_fields));
+	if (r == 0)
+		r = fields_check(unit_fields, N_FIELDS(unit_fields));
+	if (r == 0)
+		r = fields_check(stats_fields, N_FIELDS(stats_fields));
+	if (r < 0)
+		return r;
 	*out = NULL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
