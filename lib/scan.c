@@ -769,66 +769,9 @@ const struct rt_scan_unit *scan_find_unit(const struct rt_scan *s, const char *p
 	return NULL;
 }
 
-static int cmp_slot(const void *a, const void *b)
-{
-	const struct rt_control_unit *x = a, *y = b;
-
-	return x->slot < y->slot ? -1 : x->slot > y->slot;
-}
-
 const char *scan_unit_state(const struct rt_scan_array *a, const struct rt_scan_unit *u)
 {
 	if (!scan_unit_usable(u))
 		return scan_unit_class_name(u->cls);
 	return sb_slot_state_name(a->sb.slots[u->sb.unit.slot].state);
-}
-
-void scan_array_status(const struct rt_scan_array *a, struct rt_control_status *st)
-{
-	const struct rt_sb *sb = &a->sb;
-	bool present[RT_MAX_UNITS] = { false };
-	unsigned n = 0;
-
-	memset(st, 0, sizeof(*st));
-	snprintf(st->state, sizeof(st->state), "inactive");
-	snprintf(st->name, sizeof(st->name), "%s", sb->array.name);
-	memcpy(st->uuid, sb->array.uuid, RT_UUID_SIZE);
-	st->hashcode = sb->array.hashcode;
-	st->level = sb->array.level;
-	st->nblocks = sb->array.nblocks;
-	st->blocksize = sb->array.blocksize;
-	st->size = sb->array.nblocks * sb->array.blocksize;
-	st->chunk_size = sb->array.chunk_size;
-	st->n_devices = sb->array.n_devices;
-	st->events = sb->events;
-	st->array_state = sb->state;
-	st->unsynced = sb_unsynced(sb);
-	for (size_t i = 0; i < a->n_units && n < RT_MAX_UNITS; i++) {
-		const struct rt_scan_unit *u = a->units[i];
-		struct rt_control_unit *cu = &st->units[n++];
-		uint32_t slot = u->sb.unit.slot;
-		const char *state;
-
-		state = scan_unit_state(a, u);
-		if (slot < RT_MAX_UNITS && !strcmp(state, "active"))
-			present[slot] = true;
-		cu->slot = slot;
-		snprintf(cu->device, sizeof(cu->device), "%s", u->dev);
-		memcpy(cu->uuid, u->sb.unit.uuid, RT_UUID_SIZE);
-		cu->hashcode = u->sb.unit.hashcode;
-		snprintf(cu->state, sizeof(cu->state), "%s", state);
-	}
-	for (uint32_t r = 0; r < sb->array.n_devices && r < RT_MAX_UNITS && n < RT_MAX_UNITS; r++) {
-		struct rt_control_unit *cu;
-
-		if (present[r])
-			continue;
-		cu = &st->units[n++];
-		cu->slot = r;
-		memcpy(cu->uuid, sb->slots[r].uuid, RT_UUID_SIZE);
-		cu->hashcode = sb->slots[r].hashcode;
-		snprintf(cu->state, sizeof(cu->state), "missing");
-	}
-	st->n_units = n;
-	qsort(st->units, n, sizeof(st->units[0]), cmp_slot);
 }

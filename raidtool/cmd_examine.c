@@ -165,10 +165,10 @@ static void examine_json(const char *path, const struct rt_sb *sb, const struct 
 		json_u64(&j, "copy", (uint64_t)c);
 		json_u64(&j, "offset", sb->unit.sb_offset[c]);
 		json_str(&j, "status", copy_status(st->copy_err[c]));
-		json_boolean(&j, "valid", st->copy_err[c] == 0);
+		json_bool(&j, "valid", st->copy_err[c] == 0);
 		if (st->copy_err[c] == 0)
 			json_u64(&j, "events", st->copy_events[c]);
-		json_boolean(&j, "chosen", st->chosen == c);
+		json_bool(&j, "chosen", st->chosen == c);
 		json_object_end(&j);
 	}
 	json_array_end(&j);

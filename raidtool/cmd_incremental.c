@@ -41,8 +41,8 @@ static void print_json(const struct rt_incremental_result *res)
 	json_u64(&j, "units_present", res->n_present);
 	json_u64(&j, "units_expected", res->n_expected);
 	json_u64(&j, "n_devices", res->n_devices);
-	json_boolean(&j, "waiting", res->waiter);
-	json_boolean(&j, "readded", res->readded);
+	json_bool(&j, "waiting", res->waiter);
+	json_bool(&j, "readded", res->readded);
 	json_str(&j, "message", res->msg[0] ? res->msg : NULL);
 	json_str(&j, "device", res->link[0] ? res->link : NULL);
 	json_object_end(&j);

@@ -110,12 +110,12 @@ static void list_arrays_json(const struct rt_scan *s)
 		json_str(&j, "status", state);
 		json_u64(&j, "sync_regions_left", sp.left);
 		json_u64(&j, "sync_regions_total", sp.total);
-		json_boolean(&j, "active", active);
+		json_bool(&j, "active", active);
 		json_str(&j, "device", active && run.link[0] ? run.link : NULL);
 		json_str(&j, "loop_device", active && run.device[0] ? run.device : NULL);
 		if (active)
 			json_u64(&j, "pid", (uint64_t)run.pid);
-		json_boolean(&j, "name_shared", a->duplicate_name);
+		json_bool(&j, "name_shared", a->duplicate_name);
 		json_object_end(&j);
 	}
 	json_array_end(&j);

@@ -11,6 +11,70 @@
 #include "describe.h"
 #include "json-out.h"
 
+static int cmp_slot(const void *a, const void *b)
+{
+	const struct rt_control_unit *x = a, *y = b;
+
+	return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+/*
+ * An inactive array as the scan sees it, in the shape a running engine
+ * reports: the units found (fresh, stale, conflicting) and missing roles.
+ */
+static void status_from_scan(const struct rt_scan_array *a, struct rt_control_status *st)
+{
+	const struct rt_sb *sb = &a->sb;
+	bool present[RT_MAX_UNITS] = { false };
+	unsigned n = 0;
+
+	memset(st, 0, sizeof(*st));
+	snprintf(st->state, sizeof(st->state), "inactive");
+	snprintf(st->name, sizeof(st->name), "%s", sb->array.name);
+	memcpy(st->uuid, sb->array.uuid, RT_UUID_SIZE);
+	st->hashcode = sb->array.hashcode;
+	st->level = sb->array.level;
+	st->nblocks = sb->array.nblocks;
+	st->blocksize = sb->array.blocksize;
+	st->size = sb->array.nblocks * sb->array.blocksize;
+	st->chunk_size = sb->array.chunk_size;
+	st->n_devices = sb->array.n_devices;
+	st->events = sb->events;
+	st->array_state = sb->state;
+	st->unsynced = sb_unsynced(sb);
+	for (size_t i = 0; i < a->n_units && n < RT_MAX_UNITS; i++) {
+		const struct rt_scan_unit *u = a->units[i];
+		struct rt_control_unit *cu = &st->units[n++];
+		uint32_t slot = u->sb.unit.slot;
+		const char *state;
+
+		if (!scan_unit_usable(u))
+			state = scan_unit_class_name(u->cls);
+		else
+			state = sb_slot_state_name(sb->slots[slot].state);
+		if (slot < RT_MAX_UNITS && !strcmp(state, "active"))
+			present[slot] = true;
+		cu->slot = slot;
+		snprintf(cu->device, sizeof(cu->device), "%s", u->dev);
+		memcpy(cu->uuid, u->sb.unit.uuid, RT_UUID_SIZE);
+		cu->hashcode = u->sb.unit.hashcode;
+		snprintf(cu->state, sizeof(cu->state), "%s", state);
+	}
+	for (uint32_t r = 0; r < sb->array.n_devices && r < RT_MAX_UNITS && n < RT_MAX_UNITS; r++) {
+		struct rt_control_unit *cu;
+
+		if (present[r])
+			continue;
+		cu = &st->units[n++];
+		cu->slot = r;
+		memcpy(cu->uuid, sb->slots[r].uuid, RT_UUID_SIZE);
+		cu->hashcode = sb->slots[r].hashcode;
+		snprintf(cu->state, sizeof(cu->state), "missing");
+	}
+	st->n_units = n;
+	qsort(st->units, n, sizeof(st->units[0]), cmp_slot);
+}
+
 static const char *role_of(const struct rt_control_status *st, uint32_t slot, char *buf,
 			   size_t len)
 {
@@ -169,7 +233,7 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 	json_object_begin(&j, NULL);
 	json_str(&j, "name", st->name);
 	json_str(&j, "state", st->state);
-	json_boolean(&j, "engine_died", p->state == RT_CONTROL_STALE);
+	json_bool(&j, "engine_died", p->state == RT_CONTROL_STALE);
 	json_hash(&j, "hashcode", st->hashcode);
 	json_uuid(&j, "uuid", st->uuid);
 	json_str(&j, "level", sb_level_name(st->level));
@@ -180,14 +244,14 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 	json_u64(&j, "n_devices", st->n_devices);
 	json_str(&j, "superblock_state", sb_array_state_name(st->array_state));
 	json_str(&j, "health", st->health[0] ? st->health : NULL);
-	json_boolean(&j, "synced", !st->unsynced);
+	json_bool(&j, "synced", !st->unsynced);
 	json_u64(&j, "sync_regions_left", st->unsynced_left);
 	json_u64(&j, "sync_regions_total", st->unsynced_total);
-	json_boolean(&j, "no_space", st->nospace_mask != 0);
+	json_bool(&j, "no_space", st->nospace_mask != 0);
 	if (st->walk[0]) {
 		json_object_begin(&j, "walk");
 		json_str(&j, "kind", st->walk);
-		json_boolean(&j, "running", st->walk_running);
+		json_bool(&j, "running", st->walk_running);
 		json_i64(&j, "result", st->walk_result);
 		json_u64(&j, "role", st->walk_role);
 		json_u64(&j, "done", st->walk_done);
@@ -248,7 +312,7 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 			json_u64(&j, "errors", u->errors);
 			json_u64(&j, "retries", u->retries);
 			json_object_end(&j);
-			json_boolean(&j, "no_space", u->no_space);
+			json_bool(&j, "no_space", u->no_space);
 		}
 		json_object_end(&j);
 	}
@@ -308,7 +372,7 @@ static int run_status(int n, const char **args)
 	name = a->sb.array.name;
 	if (control_probe(a->sb.array.uuid, &p) == 0 && p.state == RT_CONTROL_ACTIVE)
 		goto running;
-	scan_array_status(a, st);
+	status_from_scan(a, st);
 	goto print;
 running:
 	r = control_status_wait(a->sb.array.uuid, name, st, &p);

@@ -63,7 +63,7 @@ void describe_array_json(struct json *j, const struct rt_sb *sb)
 	json_u64(j, "nblocks", a->nblocks);
 	json_u64(j, "size", describe_array_bytes(sb));
 	json_str(j, "state", sb_array_state_name(sb->state));
-	json_boolean(j, "synced", !sb_unsynced(sb));
+	json_bool(j, "synced", !sb_unsynced(sb));
 	json_u64(j, "events", sb->events);
 	json_u64(j, "ctime", a->ctime);
 	json_array_begin(j, "unit_hashcodes");

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/* json-c calls its boolean type json_bool, the name of our function: rename its. */
+#define json_bool json_c_bool
 #include <json-c/json.h>
+#undef json_bool
 #include <uuid/uuid.h>
 #include "json-out.h"
 
@@ -67,7 +70,7 @@ void json_i64(struct json *j, const char *key, int64_t val)
 	json_add(j, key, json_object_new_int64(val));
 }
 
-void json_boolean(struct json *j, const char *key, bool val)
+void json_bool(struct json *j, const char *key, bool val)
 {
 	json_add(j, key, json_object_new_boolean(val));
 }

@@ -30,7 +30,7 @@ void json_array_end(struct json *j);
 void json_str(struct json *j, const char *key, const char *val);	/* val NULL: null */
 void json_u64(struct json *j, const char *key, uint64_t val);
 void json_i64(struct json *j, const char *key, int64_t val);
-void json_boolean(struct json *j, const char *key, bool val);
+void json_bool(struct json *j, const char *key, bool val);
 void json_hash(struct json *j, const char *key, uint32_t hash);	/* "0123abcd" */
 void json_uuid(struct json *j, const char *key, const uint8_t uuid[16]);
 /* Write the document, indented, with a newline, and free it. */

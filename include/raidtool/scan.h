@@ -114,15 +114,6 @@ int scan_devices_find(const char *id, struct rt_scan **scan, const struct rt_sca
 /* A usable unit: its slot's state in @a's role table ("active", ...); else its class. */
 const char *scan_unit_state(const struct rt_scan_array *a, const struct rt_scan_unit *u);
 
-struct rt_control_status;
-
-/*
- * An inactive array as the scan sees it, in the shape a running engine
- * reports (control_status): the units found, each in its state or its
- * class (scan_unit_class_name), and the missing roles; sorted by slot.
- */
-void scan_array_status(const struct rt_scan_array *a, struct rt_control_status *st);
-
 /* The array with @uuid in the scan, or NULL. */
 const struct rt_scan_array *scan_find_uuid(const struct rt_scan *s,
 					   const uint8_t uuid[RT_UUID_SIZE]);
