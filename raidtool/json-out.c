@@ -11,6 +11,11 @@ void json_init(struct json *j, FILE *f)
 	*j = (struct json){ .f = f };
 }
 
+void json_init_compact(struct json *j, FILE *f)
+{
+	*j = (struct json){ .f = f, .compact = true };
+}
+
 /* Put @val into the innermost open container (under @key in an object). */
 static void json_add(struct json *j, const char *key, struct json_object *val)
 {
@@ -93,10 +98,12 @@ void json_uuid(struct json *j, const char *key, const uint8_t uuid[16])
 
 void json_finish(struct json *j)
 {
-	fprintf(j->f, "%s\n", json_object_to_json_string_ext(j->root, JSON_C_TO_STRING_PRETTY |
-							      JSON_C_TO_STRING_SPACED |
-							      JSON_C_TO_STRING_NOSLASHESCAPE));
+	int flags = JSON_C_TO_STRING_NOSLASHESCAPE |
+		    (j->compact ? JSON_C_TO_STRING_PLAIN :
+				  JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
+
+	fprintf(j->f, "%s\n", json_object_to_json_string_ext(j->root, flags));
 	fflush(j->f);
 	json_object_put(j->root);
-	*j = (struct json){ .f = j->f };
+	*j = (struct json){ .f = j->f, .compact = j->compact };
 }

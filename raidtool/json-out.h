@@ -20,9 +20,11 @@ struct json {
 	struct json_object *root;
 	struct json_object *open[JSON_OUT_DEPTH];	/* the containers begun, innermost last */
 	int depth;
+	bool compact;			/* one line (a stream of documents), not indented */
 };
 
-void json_init(struct json *j, FILE *f);
+void json_init(struct json *j, FILE *f);		/* indented */
+void json_init_compact(struct json *j, FILE *f);	/* one line */
 void json_object_begin(struct json *j, const char *key);	/* key NULL in arrays/top */
 void json_object_end(struct json *j);
 void json_array_begin(struct json *j, const char *key);
@@ -33,7 +35,7 @@ void json_i64(struct json *j, const char *key, int64_t val);
 void json_bool(struct json *j, const char *key, bool val);
 void json_hash(struct json *j, const char *key, uint32_t hash);	/* "0123abcd" */
 void json_uuid(struct json *j, const char *key, const uint8_t uuid[16]);
-/* Write the document, indented, with a newline, and free it. */
+/* Write the document and a newline, and free it. */
 void json_finish(struct json *j);
 
 #endif
