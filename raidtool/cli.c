@@ -113,8 +113,7 @@ static const struct poptOption common_opts[] = {
 	POPT_TABLEEND
 };
 
-/* A full disk or a closed pipe must not look like success. */
-static int check_stdout(int rc)
+int cli_check_stdout(int rc)
 {
 	int err;
 
@@ -168,7 +167,7 @@ int cli_run(const struct cli_command *cmd, int argc, const char **argv)
 			poptPrintUsage(pc, stdout, 0);
 			putchar('\n');
 		}
-		rc = check_stdout(EXIT_OK);
+		rc = cli_check_stdout(EXIT_OK);
 		goto out;
 	}
 	args = poptGetArgs(pc);
@@ -181,7 +180,7 @@ int cli_run(const struct cli_command *cmd, int argc, const char **argv)
 				     cmd->name, cmd->args);
 		goto out;
 	}
-	rc = check_stdout(cmd->run(n, args));
+	rc = cli_check_stdout(cmd->run(n, args));
 out:
 	poptFreeContext(pc);
 	free(named_argv);

@@ -38,6 +38,12 @@ struct cli_command {
 	const char *summary;		/* one line for 'raidtool --help' */
 };
 
+/*
+ * @rc, or EXIT_FAIL with a message when stdout could not be written (a
+ * full disk or a closed pipe must not look like success).
+ */
+int cli_check_stdout(int rc);
+
 /* Run @cmd with @argv (argv[0] is the command's name): the exit code. */
 int cli_run(const struct cli_command *cmd, int argc, const char **argv);
 

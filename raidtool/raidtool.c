@@ -54,10 +54,10 @@ int main(int argc, const char **argv)
 	while (i < argc && argv[i][0] == '-') {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			usage(stdout);
-			return EXIT_OK;
+			return cli_check_stdout(EXIT_OK);
 		} else if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
 			printf("raidtool %s\n", RAIDTOOL_VERSION);
-			return EXIT_OK;
+			return cli_check_stdout(EXIT_OK);
 		} else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
 			cli_verbose = 1;
 		} else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
