@@ -23,7 +23,7 @@
 /* ---- the background child's log --------------------------------------- */
 
 static int relay_fd = -1;		/* the pipe to the parent, until ready */
-static int log_file_fd = -1;		/* <rundir>/<NAME>/log, once running */
+static int log_file_fd = -1;		/* <rundir>/<UUID>/log, once running */
 
 static void log_to_pipe(int level, const char *msg, void *usrptr)
 {
