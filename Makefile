@@ -13,7 +13,7 @@ SYSTEMDUNITDIR ?= $(or $(shell pkg-config --variable=systemdsystemunitdir system
 CC       ?= cc
 CLANG    ?= clang
 CFLAGS   ?= -O2 -g
-PKGS     := blkid uuid popt liburing libisal
+PKGS     := blkid uuid popt json-c liburing libisal
 # libfuse only for the test helper rt-faultyfs (raidtool speaks FUSE itself).
 HELPER_PKGS := fuse3
 WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
@@ -119,9 +119,12 @@ bench: all
 torture: all
 	@RAIDTOOL_TORTURE_SECONDS=$(or $(SECONDS),120) bats tests/bats/torture.bats
 
+# shellcheck over the scripts; the modules' #include lines have no cycle
+# and lib/ includes nothing of the CLI (scripts/check-deps).
 lint:
 	shellcheck -x scripts/install-deps tests/run-tests tests/demo tests/bench .ci/run \
 		completions/raidtool.bash tests/bats/*.bash tests/bats/*.bats
+	./scripts/check-deps
 
 install: $(BUILD)/raidtool
 	install -D -m 0755 $(BUILD)/raidtool $(DESTDIR)$(SBINDIR)/raidtool

@@ -40,7 +40,9 @@ _raidtool() {
 	local cur prev rt cmd i w opt nargs
 	local commands="create add list lookup lookup-unit examine rename rehash zero
 		activate deactivate status fail remove tune check wait incremental"
-	local global_opts="--verbose -v --help -h --version -V"
+	local global_opts="--verbose -v --quiet -q --help -h --version -V"
+	# Every command takes these after its name (cli_run in raidtool/cli.c).
+	local common="--help -h --usage --verbose -v --quiet -q"
 
 	COMPREPLY=()
 	cur=${COMP_WORDS[COMP_CWORD]}
@@ -104,24 +106,24 @@ _raidtool() {
 		case "$cmd" in
 		create)
 			_raidtool_words "$cur" "--level -l --chunk -c --blocksize -b --desc -d
-				--force -f --assume-clean --json --help --usage" ;;
-		add) _raidtool_words "$cur" "--force -f --speed-limit --help --usage" ;;
-		list) _raidtool_words "$cur" "--units -u --json --help --usage" ;;
-		lookup | lookup-unit) _raidtool_words "$cur" "--json --help --usage" ;;
-		examine) _raidtool_words "$cur" "--json --export --help --usage" ;;
-		rename | rehash) _raidtool_words "$cur" "--help --usage" ;;
-		zero) _raidtool_words "$cur" "--force -f --help --usage" ;;
-		activate) _raidtool_words "$cur" "--foreground -f --force --help --usage" ;;
-		fail) _raidtool_words "$cur" "--force -f --help --usage" ;;
-		remove) _raidtool_words "$cur" "--help --usage" ;;
-		tune) _raidtool_words "$cur" "--io-retries --io-retry-window --speed-limit --help --usage" ;;
-		check) _raidtool_words "$cur" "--repair -r --prefer --cancel --speed-limit --json --help --usage" ;;
-		wait) _raidtool_words "$cur" "--progress -p --json --help --usage" ;;
-		deactivate) _raidtool_words "$cur" "--help --usage" ;;
-		status) _raidtool_words "$cur" "--json --help --usage" ;;
+				--force -f --assume-clean --json $common" ;;
+		add) _raidtool_words "$cur" "--force -f --speed-limit $common" ;;
+		list) _raidtool_words "$cur" "--units -u --json $common" ;;
+		lookup | lookup-unit) _raidtool_words "$cur" "--json $common" ;;
+		examine) _raidtool_words "$cur" "--json --export $common" ;;
+		rename | rehash) _raidtool_words "$cur" "$common" ;;
+		zero) _raidtool_words "$cur" "--force -f $common" ;;
+		activate) _raidtool_words "$cur" "--foreground -f --force $common" ;;
+		fail) _raidtool_words "$cur" "--force -f $common" ;;
+		remove) _raidtool_words "$cur" "$common" ;;
+		tune) _raidtool_words "$cur" "--io-retries --io-retry-window --speed-limit $common" ;;
+		check) _raidtool_words "$cur" "--repair -r --prefer --cancel --speed-limit --json $common" ;;
+		wait) _raidtool_words "$cur" "--progress -p --json $common" ;;
+		deactivate) _raidtool_words "$cur" "$common" ;;
+		status) _raidtool_words "$cur" "--json $common" ;;
 		incremental)
 			_raidtool_words "$cur" "--export --json --run -R --no-start --timeout -t
-				--remove -r --scan -s --help --usage" ;;
+				--remove -r --scan -s $common" ;;
 		esac
 		return 0
 	fi

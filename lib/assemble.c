@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <raidtool/array.h>
 #include <raidtool/assemble.h>
 #include <raidtool/log.h>
 #include <raidtool/unit.h>
+#include "member.h"
 
 #define UNIT_FLAGS (RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_DIRECT)
 
@@ -148,18 +148,6 @@ static const struct rt_scan_unit *find_slot(const struct rt_scan_array *a, uint3
 	return found;
 }
 
-static const char *open_failure_reason(int err)
-{
-	switch (err) {
-	case -EBUSY:
-		return "in use (held open by another program, or the array is already running)";
-	case -ENOENT:
-		return "the device disappeared";
-	default:
-		return strerror(-err);
-	}
-}
-
 static int open_unit(struct rt_assembly *as, const struct rt_scan_unit *su, unsigned idx)
 {
 	int r;
@@ -169,7 +157,7 @@ static int open_unit(struct rt_assembly *as, const struct rt_scan_unit *su, unsi
 		return r;	/* logged, naming the device */
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot open unit '%s': %s", as->sb.array.name,
-		       su->dev, open_failure_reason(r));
+		       su->dev, unit_open_error(r));
 		as->units[idx] = NULL;
 		return r;
 	}
@@ -452,7 +440,7 @@ int assemble_sb_update(struct rt_assembly *as, assemble_mutate_fn mutate, void *
 		return r;
 	}
 	/* lib/array.c owns the one loop that writes a superblock to many units. */
-	r = array_write_sb_all(units, own, events, n, &as->sb, &sb);
+	r = member_write_sb_all(units, own, events, n, &as->sb, &sb);
 	for (size_t k = 0; k < n; k++)
 		as->disk_events[idx[k]] = events[k];
 	if (r < 0) {

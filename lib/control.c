@@ -3,13 +3,17 @@
  * The run directory and the control socket of running arrays.
  *
  * Wire format (raidtool-control(7)): the client sends one line
- * "COMMAND [ARGS]\n"; the engine answers with one line of JSON, either
- * {"result":"ok",...} or {"result":"error","errno":N,"message":"..."}, and
- * closes the connection. Only root (SO_PEERCRED uid 0) is served.
+ * "[uuid=UUID ]VERB [ARGS]\n"; the engine answers with one line of JSON
+ * (json-c), either {"result":"ok",...} or
+ * {"result":"error","errno":N,"message":"..."}, and closes the connection.
+ * Only root (SO_PEERCRED uid 0) is served. The verbs are one enum (verbs[]),
+ * a status's members one table (status_fields[]), for server and client.
  */
 #include <errno.h>
+#include <json-c/json.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -25,12 +29,14 @@
 #include <unistd.h>
 #include <uuid/uuid.h>
 #include <raidtool/control.h>
-#include <raidtool/json.h>
 #include <raidtool/loopdev.h>
 #include <raidtool/log.h>
+#include <raidtool/util.h>
 
 #define CLIENT_TIMEOUT_MS 5000		/* a client that does not send its line */
 #define STATUS_TIMEOUT_MS 10000
+#define STATUS_WAIT_TRIES 40		/* control_status_wait: a starting engine's socket */
+#define STATUS_WAIT_MS 50
 #define COMMAND_TIMEOUT_MS 60000
 #define STOP_TIMEOUT_MS (10 * 60 * 1000)	/* flushing a big array can take a while */
 #define REPLY_MAX (256 * 1024)
@@ -350,467 +356,317 @@ static int sock_addr(const uint8_t uuid[RT_UUID_SIZE], struct sockaddr_un *sa, i
 	return 0;
 }
 
-/* ---- JSON out: the shared writer (raidtool/json.h), one line per reply ---- */
+/* ---- the wire format: one table of fields, one enum of verbs ------------- */
 
-static void status_to_json(struct json *b, const struct rt_control_status *st)
-{
-	json_str(b, "state", st->state);
-	json_str(b, "name", st->name);
-	json_uuid(b, "uuid", st->uuid);
-	json_hash(b, "hashcode", st->hashcode);
-	json_str(b, "level", sb_level_name(st->level));
-	json_i64(b, "level_number", st->level);
-	json_u64(b, "size", st->size);
-	json_u64(b, "nblocks", st->nblocks);
-	json_u64(b, "blocksize", st->blocksize);
-	json_u64(b, "chunk_size", st->chunk_size);
-	json_u64(b, "n_devices", st->n_devices);
-	json_u64(b, "events", st->events);
-	json_str(b, "array_state", sb_array_state_name(st->array_state));
-	json_str(b, "device", st->device[0] ? st->device : NULL);
-	json_str(b, "link", st->link[0] ? st->link : NULL);
-	json_i64(b, "pid", st->pid);
-	json_u64(b, "started", st->started);
-	json_array_begin(b, "units");
-	for (unsigned i = 0; i < st->n_units; i++) {
-		const struct rt_control_unit *u = &st->units[i];
-
-		json_object_begin(b, NULL);
-		json_u64(b, "slot", u->slot);
-		json_str(b, "device", u->device);
-		json_uuid(b, "uuid", u->uuid);
-		json_hash(b, "hashcode", u->hashcode);
-		json_str(b, "state", u->state);
-		json_u64(b, "reads", u->reads);
-		json_u64(b, "writes", u->writes);
-		json_u64(b, "read_bytes", u->read_bytes);
-		json_u64(b, "write_bytes", u->write_bytes);
-		json_u64(b, "errors", u->errors);
-		json_u64(b, "retries", u->retries);
-		json_bool(b, "no_space", u->no_space);
-		json_object_end(b);
-	}
-	json_array_end(b);
-	json_object_begin(b, "stats");
-	json_u64(b, "reads", st->stats.reads);
-	json_u64(b, "writes", st->stats.writes);
-	json_u64(b, "flushes", st->stats.flushes);
-	json_u64(b, "read_bytes", st->stats.read_bytes);
-	json_u64(b, "write_bytes", st->stats.write_bytes);
-	json_u64(b, "errors", st->stats.errors);
-	json_u64(b, "stripe_full", st->stats.stripe_full);
-	json_u64(b, "stripe_merged", st->stats.stripe_merged);
-	json_u64(b, "stripe_rmw", st->stats.stripe_rmw);
-	json_u64(b, "stripe_rcw", st->stats.stripe_rcw);
-	json_u64(b, "discards", st->stats.discards);
-	json_u64(b, "discard_bytes", st->stats.discard_bytes);
-	json_object_end(b);
-	json_str(b, "health", st->health);
-	json_str(b, "walk", st->walk);
-	json_bool(b, "walk_running", st->walk_running);
-	json_i64(b, "walk_result", st->walk_result);
-	json_u64(b, "walk_role", st->walk_role);
-	json_u64(b, "walk_done", st->walk_done);
-	json_u64(b, "walk_total", st->walk_total);
-	json_u64(b, "walk_speed", st->walk_speed);
-	json_u64(b, "walk_speed_max", st->walk_speed_max);
-	json_u64(b, "mismatches", st->mismatches);
-	json_u64(b, "repaired", st->repaired);
-	json_u64(b, "regions", st->regions);
-	json_u64(b, "regions_total", st->regions_total);
-	json_bool(b, "unsynced", st->unsynced);
-	json_u64(b, "unsynced_left", st->unsynced_left);
-	json_u64(b, "unsynced_total", st->unsynced_total);
-	json_u64(b, "ties", st->ties);
-	json_u64(b, "kept_roles", st->kept_roles);
-	json_u64(b, "nospace_mask", st->nospace_mask);
-	json_u64(b, "retry_count", st->retry_count);
-	json_u64(b, "retry_window_ms", st->retry_window_ms);
-	json_str(b, "transport", st->transport);
-	json_u64(b, "fuse_ring_requests", st->fuse_ring_requests);
-	json_u64(b, "fuse_dev_requests", st->fuse_dev_requests);
-	json_u64(b, "fuse_queues", st->fuse_queues);
-	json_u64(b, "fuse_queue_depth", st->fuse_queue_depth);
-}
-
-/* ---- JSON in: a small DOM for our own replies --------------------------- */
-
-enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
-
-struct jval {
-	enum jtype type;
-	char *key;			/* member name inside an object */
-	char *str;			/* J_STR */
-	uint64_t u;			/* J_NUM, when a non-negative integer */
-	int64_t i;			/* J_NUM */
-	bool b;
-	struct jval *child, *next;
+static const struct {
+	const char *name;
+	int timeout_ms;			/* the client's wait for the answer */
+} verbs[RT_VERB_COUNT] = {
+	[RT_VERB_PING] = { "ping", STATUS_TIMEOUT_MS },
+	[RT_VERB_STATUS] = { "status", STATUS_TIMEOUT_MS },
+	[RT_VERB_STOP] = { "stop", STOP_TIMEOUT_MS },
+	[RT_VERB_FAIL] = { "fail", COMMAND_TIMEOUT_MS },
+	[RT_VERB_REMOVE] = { "remove", COMMAND_TIMEOUT_MS },
+	[RT_VERB_ADD] = { "add", COMMAND_TIMEOUT_MS },
+	[RT_VERB_CHECK] = { "check", COMMAND_TIMEOUT_MS },
+	[RT_VERB_REPAIR] = { "repair", COMMAND_TIMEOUT_MS },
+	[RT_VERB_CANCEL] = { "cancel", COMMAND_TIMEOUT_MS },
+	[RT_VERB_TUNE] = { "tune", COMMAND_TIMEOUT_MS },
+	[RT_VERB_SPEED] = { "speed", COMMAND_TIMEOUT_MS },
 };
 
-struct jparse {
-	const char *s;
-	int depth;
+/* The driver's names for the same requests. */
+static const struct {
+	const char *name;
+	enum rt_control_verb verb;
+} verb_aliases[] = {
+	{ "lookup.device", RT_VERB_STATUS },
+	{ "list.device.units", RT_VERB_STATUS },
+	{ "deactivate", RT_VERB_STOP },
 };
 
-static void jv_free(struct jval *v)
+const char *control_verb_name(enum rt_control_verb verb)
 {
-	while (v) {
-		struct jval *next = v->next;
-
-		jv_free(v->child);
-		free(v->key);
-		free(v->str);
-		free(v);
-		v = next;
-	}
+	return (unsigned)verb < RT_VERB_COUNT ? verbs[verb].name : "?";
 }
 
-static void skip_ws(struct jparse *p)
+/* The verb named @s, or -1. */
+static int verb_parse(const char *s)
 {
-	while (*p->s == ' ' || *p->s == '\t' || *p->s == '\n' || *p->s == '\r')
-		p->s++;
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
+	for (int v = 0; v < RT_VERB_COUNT; v++)
+		if (!strcmp(s, verbs[v].name))
+			return v;
+	for (size_t i = 0; i < sizeof(verb_aliases) / sizeof(verb_aliases[0]); i++)
+		if (!strcmp(s, verb_aliases[i].name))
+			return (int)verb_aliases[i].verb;
 	return -1;
 }
 
-static char *parse_string(struct jparse *p)
+static bool verb_takes_force(enum rt_control_verb verb)
 {
-	size_t cap = 32, n = 0;
-	char *out;
-
-	if (*p->s != '"')
-		return NULL;
-	p->s++;
-	out = malloc(cap);
-	if (!out)
-		return NULL;
-	while (*p->s && *p->s != '"') {
-		char c = *p->s++;
-
-		if (c == '\\') {
-			c = *p->s++;
-			switch (c) {
-			case 'n': c = '\n'; break;
-			case 't': c = '\t'; break;
-			case 'r': c = '\r'; break;
-			case 'b': c = '\b'; break;
-			case 'f': c = '\f'; break;
-			case 'u': {
-				int v = 0;
-
-				for (int k = 0; k < 4; k++) {
-					int h = hexval(*p->s);
-
-					if (h < 0)
-						goto bad;
-					v = v * 16 + h;
-					p->s++;
-				}
-				c = v < 0x80 ? (char)v : '?';	/* we only send ASCII escapes */
-				break;
-			}
-			case '"': case '\\': case '/':
-				break;
-			default:
-				goto bad;
-			}
-		}
-		if (n + 2 > cap) {
-			char *q = realloc(out, cap *= 2);
-
-			if (!q)
-				goto bad;
-			out = q;
-		}
-		out[n++] = c;
-	}
-	if (*p->s != '"')
-		goto bad;
-	p->s++;
-	out[n] = '\0';
-	return out;
-bad:
-	free(out);
-	return NULL;
+	return verb == RT_VERB_FAIL || verb == RT_VERB_ADD;
 }
 
-static struct jval *parse_value(struct jparse *p);
+enum field_type {
+	F_STR,			/* char[] */
+	F_STR_OR_NULL,		/* char[], null when empty */
+	F_U64, F_U32, F_I32, F_BOOL,
+	F_PID,			/* pid_t, a signed number */
+	F_UUID,			/* uint8_t[16], "xxxxxxxx-..." */
+	F_HASH,			/* uint32_t, "0123abcd" */
+	F_LEVEL_NAME,		/* int32_t level, its name; not read back (level_number is) */
+	F_ARRAY_STATE,		/* uint32_t, "clean" or "dirty" */
+	F_UNITS,		/* the units[] of a status, n_units of them */
+	F_STATS,		/* the stats object of a status */
+};
 
-static struct jval *parse_container(struct jparse *p, bool obj)
+struct field {
+	const char *key;
+	enum field_type type;
+	size_t off, size;
+};
+
+#define FIELD(type_, st, member, key) \
+	{ key, type_, offsetof(st, member), sizeof(((st *)0)->member) }
+#define UNIT(type, member) FIELD(type, struct rt_control_unit, member, #member)
+#define STATS(member) FIELD(F_U64, struct rt_control_stats, member, #member)
+#define STATUS(type, member) FIELD(type, struct rt_control_status, member, #member)
+
+static const struct field unit_fields[] = {
+	UNIT(F_U32, slot), UNIT(F_STR, device), UNIT(F_UUID, uuid), UNIT(F_HASH, hashcode),
+	UNIT(F_STR, state), UNIT(F_U64, reads), UNIT(F_U64, writes), UNIT(F_U64, read_bytes),
+	UNIT(F_U64, write_bytes), UNIT(F_U64, errors), UNIT(F_U64, retries),
+	UNIT(F_BOOL, no_space),
+};
+
+static const struct field stats_fields[] = {
+	STATS(reads), STATS(writes), STATS(flushes), STATS(read_bytes), STATS(write_bytes),
+	STATS(errors), STATS(stripe_full), STATS(stripe_merged), STATS(stripe_rmw),
+	STATS(stripe_rcw), STATS(discards), STATS(discard_bytes),
+};
+
+/* A status reply's members, in the order they are sent (raidtool-control(7)). */
+static const struct field status_fields[] = {
+	STATUS(F_STR, state), STATUS(F_STR, name), STATUS(F_UUID, uuid),
+	STATUS(F_HASH, hashcode),
+	FIELD(F_LEVEL_NAME, struct rt_control_status, level, "level"),
+	FIELD(F_I32, struct rt_control_status, level, "level_number"),
+	STATUS(F_U64, size), STATUS(F_U64, nblocks), STATUS(F_U32, blocksize),
+	STATUS(F_U32, chunk_size), STATUS(F_U32, n_devices), STATUS(F_U64, events),
+	STATUS(F_ARRAY_STATE, array_state), STATUS(F_STR_OR_NULL, device),
+	STATUS(F_STR_OR_NULL, link), STATUS(F_PID, pid), STATUS(F_U64, started),
+	STATUS(F_UNITS, units), STATUS(F_STATS, stats),
+	STATUS(F_STR, health), STATUS(F_STR, walk), STATUS(F_BOOL, walk_running),
+	STATUS(F_I32, walk_result), STATUS(F_U32, walk_role), STATUS(F_U64, walk_done),
+	STATUS(F_U64, walk_total), STATUS(F_U64, walk_speed), STATUS(F_U64, walk_speed_max),
+	STATUS(F_U64, mismatches), STATUS(F_U64, repaired), STATUS(F_U64, regions),
+	STATUS(F_U64, regions_total), STATUS(F_BOOL, unsynced), STATUS(F_U64, unsynced_left),
+	STATUS(F_U64, unsynced_total), STATUS(F_U64, ties), STATUS(F_U64, kept_roles),
+	STATUS(F_U64, nospace_mask), STATUS(F_U32, retry_count),
+	STATUS(F_U32, retry_window_ms), STATUS(F_STR, transport),
+	STATUS(F_U64, fuse_ring_requests), STATUS(F_U64, fuse_dev_requests),
+	STATUS(F_U32, fuse_queues), STATUS(F_U32, fuse_queue_depth),
+};
+
+#define N_FIELDS(t) (sizeof(t) / sizeof((t)[0]))
+
+/* The size a member of @type has (0: any); a table entry of another size is a bug. */
+static size_t field_type_size(enum field_type type)
 {
-	struct jval *v = calloc(1, sizeof(*v)), **tail;
+	switch (type) {
+	case F_U64:
+		return sizeof(uint64_t);
+	case F_U32:
+	case F_HASH:
+	case F_ARRAY_STATE:
+		return sizeof(uint32_t);
+	case F_I32:
+	case F_LEVEL_NAME:
+		return sizeof(int32_t);
+	case F_PID:
+		return sizeof(pid_t);
+	case F_BOOL:
+		return sizeof(bool);
+	case F_UUID:
+		return RT_UUID_SIZE;
+	default:
+		return 0;
+	}
+}
 
-	if (!v)
-		return NULL;
-	v->type = obj ? J_OBJ : J_ARR;
-	tail = &v->child;
-	p->s++;
-	skip_ws(p);
-	if (*p->s == (obj ? '}' : ']')) {
-		p->s++;
+/* Checked when a server starts: any test that runs an array finds a wrong entry. */
+static int fields_check(const struct field *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t want = field_type_size(f[i].type);
+
+		if (want && want != f[i].size) {
+			rt_log(RT_LOG_ERROR, "control: status field '%s' has %zu bytes, its type "
+			       "%zu", f[i].key, f[i].size, want);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static void fields_to_json(struct json_object *o, const struct field *f, size_t n,
+			   const void *base);
+
+static struct json_object *field_to_json(const struct field *f, const void *base)
+{
+	const void *p = (const char *)base + f->off;
+	const struct rt_control_status *st = base;
+	struct json_object *v;
+	char buf[40];
+
+	switch (f->type) {
+	case F_STR:
+		return json_object_new_string(p);
+	case F_STR_OR_NULL:
+		return *(const char *)p ? json_object_new_string(p) : NULL;
+	case F_U64:
+		return json_object_new_uint64(*(const uint64_t *)p);
+	case F_U32:
+		return json_object_new_uint64(*(const uint32_t *)p);
+	case F_I32:
+		return json_object_new_int64(*(const int32_t *)p);
+	case F_PID:
+		return json_object_new_int64(*(const pid_t *)p);
+	case F_BOOL:
+		return json_object_new_boolean(*(const bool *)p);
+	case F_UUID:
+		uuid_unparse_lower(p, buf);
+		return json_object_new_string(buf);
+	case F_HASH:
+		snprintf(buf, sizeof(buf), "%08x", *(const uint32_t *)p);
+		return json_object_new_string(buf);
+	case F_LEVEL_NAME:
+		return json_object_new_string(sb_level_name(*(const int32_t *)p));
+	case F_ARRAY_STATE:
+		return json_object_new_string(sb_array_state_name(*(const uint32_t *)p));
+	case F_UNITS:
+		v = json_object_new_array();
+		for (unsigned i = 0; v && i < st->n_units && i < RT_MAX_UNITS; i++) {
+			struct json_object *u = json_object_new_object();
+
+			fields_to_json(u, unit_fields, N_FIELDS(unit_fields), &st->units[i]);
+			json_object_array_add(v, u);
+		}
+		return v;
+	case F_STATS:
+		v = json_object_new_object();
+		fields_to_json(v, stats_fields, N_FIELDS(stats_fields), p);
 		return v;
 	}
-	for (;;) {
-		char *key = NULL;
-		struct jval *m;
-
-		skip_ws(p);
-		if (obj) {
-			key = parse_string(p);
-			if (!key)
-				goto bad;
-			skip_ws(p);
-			if (*p->s != ':') {
-				free(key);
-				goto bad;
-			}
-			p->s++;
-		}
-		m = parse_value(p);
-		if (!m) {
-			free(key);
-			goto bad;
-		}
-		m->key = key;
-		*tail = m;
-		tail = &m->next;
-		skip_ws(p);
-		if (*p->s == ',') {
-			p->s++;
-			continue;
-		}
-		if (*p->s == (obj ? '}' : ']')) {
-			p->s++;
-			return v;
-		}
-		goto bad;
-	}
-bad:
-	jv_free(v);
 	return NULL;
 }
 
-static struct jval *parse_value(struct jparse *p)
+static void fields_to_json(struct json_object *o, const struct field *f, size_t n,
+			   const void *base)
 {
-	struct jval *v;
+	for (size_t i = 0; i < n; i++)
+		json_object_object_add(o, f[i].key, field_to_json(&f[i], base));
+}
 
-	skip_ws(p);
-	if (++p->depth > 16)
-		return NULL;
-	if (*p->s == '{' || *p->s == '[') {
-		v = parse_container(p, *p->s == '{');
-		p->depth--;
-		return v;
+static void fields_from_json(struct json_object *o, const struct field *f, size_t n,
+			     void *base);
+
+static void field_from_json(const struct field *f, struct json_object *v, void *base)
+{
+	void *p = (char *)base + f->off;
+	struct rt_control_status *st = base;
+	const char *s = json_object_get_string(v);
+
+	switch (f->type) {
+	case F_STR:
+	case F_STR_OR_NULL:
+		snprintf(p, f->size, "%s", v && s ? s : "");
+		break;
+	case F_U64:
+		*(uint64_t *)p = json_object_get_uint64(v);
+		break;
+	case F_U32:
+		*(uint32_t *)p = (uint32_t)json_object_get_uint64(v);
+		break;
+	case F_I32:
+		*(int32_t *)p = (int32_t)json_object_get_int64(v);
+		break;
+	case F_PID:
+		*(pid_t *)p = (pid_t)json_object_get_int64(v);
+		break;
+	case F_BOOL:
+		*(bool *)p = json_object_is_type(v, json_type_boolean) &&
+			     json_object_get_boolean(v);
+		break;
+	case F_UUID:
+		if (!s || uuid_parse(s, p) != 0)
+			memset(p, 0, RT_UUID_SIZE);
+		break;
+	case F_HASH:
+		*(uint32_t *)p = s ? (uint32_t)strtoul(s, NULL, 16) : 0;
+		break;
+	case F_LEVEL_NAME:
+		break;
+	case F_ARRAY_STATE:
+		*(uint32_t *)p = s && !strcmp(s, "dirty") ? RT_ARRAY_DIRTY : RT_ARRAY_CLEAN;
+		break;
+	case F_UNITS:
+		st->n_units = 0;
+		if (!json_object_is_type(v, json_type_array))
+			break;
+		for (size_t i = 0; i < json_object_array_length(v) && i < RT_MAX_UNITS; i++)
+			fields_from_json(json_object_array_get_idx(v, i), unit_fields,
+					 N_FIELDS(unit_fields), &st->units[st->n_units++]);
+		break;
+	case F_STATS:
+		fields_from_json(v, stats_fields, N_FIELDS(stats_fields), p);
+		break;
 	}
-	p->depth--;
-	v = calloc(1, sizeof(*v));
-	if (!v)
-		return NULL;
-	if (*p->s == '"') {
-		v->type = J_STR;
-		v->str = parse_string(p);
-		if (!v->str)
-			goto bad;
-	} else if (!strncmp(p->s, "true", 4) || !strncmp(p->s, "false", 5)) {
-		v->type = J_BOOL;
-		v->b = p->s[0] == 't';
-		p->s += v->b ? 4 : 5;
-	} else if (!strncmp(p->s, "null", 4)) {
-		v->type = J_NULL;
-		p->s += 4;
-	} else if (*p->s == '-' || (*p->s >= '0' && *p->s <= '9')) {
-		char *end;
-
-		v->type = J_NUM;
-		errno = 0;
-		if (*p->s == '-') {
-			v->i = strtoll(p->s, &end, 10);
-		} else {
-			v->u = strtoull(p->s, &end, 10);
-			v->i = (int64_t)v->u;
-		}
-		if (end == p->s || errno)
-			goto bad;
-		p->s = end;
-		/* Fractions and exponents are not part of our protocol: skip them. */
-		while (*p->s == '.' || *p->s == 'e' || *p->s == 'E' || *p->s == '+' ||
-		       *p->s == '-' || (*p->s >= '0' && *p->s <= '9'))
-			p->s++;
-	} else {
-		goto bad;
-	}
-	return v;
-bad:
-	jv_free(v);
-	return NULL;
 }
 
-static struct jval *json_parse(const char *s)
+/* Members missing from @o (an older engine) read as zero. */
+static void fields_from_json(struct json_object *o, const struct field *f, size_t n,
+			     void *base)
 {
-	struct jparse p = { .s = s };
-	struct jval *v = parse_value(&p);
+	struct json_object *v;
 
-	if (!v)
-		return NULL;
-	skip_ws(&p);
-	if (*p.s) {
-		jv_free(v);
-		return NULL;
-	}
-	return v;
+	for (size_t i = 0; i < n; i++)
+		if (json_object_object_get_ex(o, f[i].key, &v))
+			field_from_json(&f[i], v, base);
 }
 
-static const struct jval *jget(const struct jval *obj, const char *key)
+/* "[uuid=UUID ]VERB[ --force][ ARG]": the one request line of raidtool-control(7). */
+static int request_encode(const uint8_t uuid[RT_UUID_SIZE], const struct rt_control_req *rq,
+			  char *line, size_t len)
 {
-	if (!obj || obj->type != J_OBJ)
-		return NULL;
-	for (const struct jval *m = obj->child; m; m = m->next)
-		if (m->key && !strcmp(m->key, key))
-			return m;
-	return NULL;
+	char uu[40] = "";
+	int n;
+
+	if ((unsigned)rq->verb >= RT_VERB_COUNT || (rq->arg && strchr(rq->arg, '\n')))
+		return -EINVAL;
+	if (uuid)
+		uuid_unparse_lower(uuid, uu);
+	n = snprintf(line, len, "%s%s%s%s%s", uuid ? RT_CONTROL_UUID_PREFIX : "", uu,
+		     uuid ? " " : "", verbs[rq->verb].name,
+		     rq->force && verb_takes_force(rq->verb) ? " --force" : "");
+	if (n < 0 || (size_t)n >= len)
+		return -E2BIG;
+	if (rq->arg && rq->arg[0] &&
+	    snprintf(line + n, len - (size_t)n, " %s", rq->arg) >= (int)(len - (size_t)n))
+		return -E2BIG;
+	return 0;
 }
 
-static uint64_t jget_u64(const struct jval *obj, const char *key)
+/* One compact line of JSON, newline included (NULL: out of memory). */
+static char *reply_line(struct json_object *o)
 {
-	const struct jval *v = jget(obj, key);
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+						       JSON_C_TO_STRING_NOSLASHESCAPE);
+	char *line = NULL;
 
-	return v && v->type == J_NUM ? v->u : 0;
-}
-
-static int64_t jget_i64(const struct jval *obj, const char *key)
-{
-	const struct jval *v = jget(obj, key);
-
-	return v && v->type == J_NUM ? v->i : 0;
-}
-
-static bool jget_bool(const struct jval *obj, const char *key)
-{
-	const struct jval *v = jget(obj, key);
-
-	return v && v->type == J_BOOL && v->b;
-}
-
-static void jget_str(const struct jval *obj, const char *key, char *buf, size_t len)
-{
-	const struct jval *v = jget(obj, key);
-
-	snprintf(buf, len, "%s", v && v->type == J_STR ? v->str : "");
-}
-
-static void jget_uuid(const struct jval *obj, const char *key, uint8_t *uuid)
-{
-	char s[40];
-
-	jget_str(obj, key, s, sizeof(s));
-	if (uuid_parse(s, uuid) < 0)
-		memset(uuid, 0, RT_UUID_SIZE);
-}
-
-static uint32_t jget_hash(const struct jval *obj, const char *key)
-{
-	char s[16];
-
-	jget_str(obj, key, s, sizeof(s));
-	return (uint32_t)strtoul(s, NULL, 16);
-}
-
-static void status_from_json(const struct jval *o, struct rt_control_status *st)
-{
-	const struct jval *units, *stats;
-	char tmp[32];
-	unsigned n = 0;
-
-	memset(st, 0, sizeof(*st));
-	jget_str(o, "state", st->state, sizeof(st->state));
-	jget_str(o, "name", st->name, sizeof(st->name));
-	jget_uuid(o, "uuid", st->uuid);
-	st->hashcode = jget_hash(o, "hashcode");
-	st->level = (int32_t)jget_i64(o, "level_number");
-	st->size = jget_u64(o, "size");
-	st->nblocks = jget_u64(o, "nblocks");
-	st->blocksize = (uint32_t)jget_u64(o, "blocksize");
-	st->chunk_size = (uint32_t)jget_u64(o, "chunk_size");
-	st->n_devices = (uint32_t)jget_u64(o, "n_devices");
-	st->events = jget_u64(o, "events");
-	jget_str(o, "array_state", tmp, sizeof(tmp));
-	st->array_state = strcmp(tmp, "dirty") ? RT_ARRAY_CLEAN : RT_ARRAY_DIRTY;
-	jget_str(o, "device", st->device, sizeof(st->device));
-	jget_str(o, "link", st->link, sizeof(st->link));
-	st->pid = (pid_t)jget_i64(o, "pid");
-	st->started = jget_u64(o, "started");
-	units = jget(o, "units");
-	if (units && units->type == J_ARR) {
-		for (const struct jval *u = units->child; u && n < RT_MAX_UNITS; u = u->next, n++) {
-			struct rt_control_unit *cu = &st->units[n];
-
-			cu->slot = (uint32_t)jget_u64(u, "slot");
-			jget_str(u, "device", cu->device, sizeof(cu->device));
-			jget_uuid(u, "uuid", cu->uuid);
-			cu->hashcode = jget_hash(u, "hashcode");
-			jget_str(u, "state", cu->state, sizeof(cu->state));
-			cu->reads = jget_u64(u, "reads");
-			cu->writes = jget_u64(u, "writes");
-			cu->read_bytes = jget_u64(u, "read_bytes");
-			cu->write_bytes = jget_u64(u, "write_bytes");
-			cu->errors = jget_u64(u, "errors");
-			cu->retries = jget_u64(u, "retries");
-			cu->no_space = jget_bool(u, "no_space");
-		}
-	}
-	st->n_units = n;
-	stats = jget(o, "stats");
-	st->stats.reads = jget_u64(stats, "reads");
-	st->stats.writes = jget_u64(stats, "writes");
-	st->stats.flushes = jget_u64(stats, "flushes");
-	st->stats.read_bytes = jget_u64(stats, "read_bytes");
-	st->stats.write_bytes = jget_u64(stats, "write_bytes");
-	st->stats.errors = jget_u64(stats, "errors");
-	st->stats.stripe_full = jget_u64(stats, "stripe_full");
-	st->stats.stripe_merged = jget_u64(stats, "stripe_merged");
-	st->stats.stripe_rmw = jget_u64(stats, "stripe_rmw");
-	st->stats.stripe_rcw = jget_u64(stats, "stripe_rcw");
-	st->stats.discards = jget_u64(stats, "discards");
-	st->stats.discard_bytes = jget_u64(stats, "discard_bytes");
-	jget_str(o, "health", st->health, sizeof(st->health));
-	jget_str(o, "walk", st->walk, sizeof(st->walk));
-	st->walk_running = jget_bool(o, "walk_running");
-	st->walk_result = (int32_t)jget_i64(o, "walk_result");
-	st->walk_role = (uint32_t)jget_u64(o, "walk_role");
-	st->walk_done = jget_u64(o, "walk_done");
-	st->walk_total = jget_u64(o, "walk_total");
-	st->walk_speed = jget_u64(o, "walk_speed");
-	st->walk_speed_max = jget_u64(o, "walk_speed_max");
-	st->mismatches = jget_u64(o, "mismatches");
-	st->repaired = jget_u64(o, "repaired");
-	st->regions = jget_u64(o, "regions");
-	st->regions_total = jget_u64(o, "regions_total");
-	{
-		const struct jval *u = jget(o, "unsynced");
-
-		st->unsynced = u && u->type == J_BOOL && u->b;
-	}
-	st->unsynced_left = jget_u64(o, "unsynced_left");
-	st->unsynced_total = jget_u64(o, "unsynced_total");
-	st->ties = jget_u64(o, "ties");
-	st->kept_roles = jget_u64(o, "kept_roles");
-	st->nospace_mask = jget_u64(o, "nospace_mask");
-	st->retry_count = (uint32_t)jget_u64(o, "retry_count");
-	st->retry_window_ms = (uint32_t)jget_u64(o, "retry_window_ms");
-	jget_str(o, "transport", st->transport, sizeof(st->transport));
-	st->fuse_ring_requests = jget_u64(o, "fuse_ring_requests");
-	st->fuse_dev_requests = jget_u64(o, "fuse_dev_requests");
-	st->fuse_queues = (uint32_t)jget_u64(o, "fuse_queues");
-	st->fuse_queue_depth = (uint32_t)jget_u64(o, "fuse_queue_depth");
+	if (s && asprintf(&line, "%s\n", s) < 0)
+		line = NULL;
+	return line;
 }
 
 /* ---- the server --------------------------------------------------------- */
@@ -848,92 +704,51 @@ static int send_all(int fd, const char *s, size_t n)
 	return 0;
 }
 
-/* Build one reply line in memory and send it; -ENOMEM when it could not be built. */
-static int reply_send(int fd, void (*fill)(struct json *j, const void *arg), const void *arg)
+/* Send one reply object as a line and free it; -ENOMEM when it could not be built. */
+static int reply_send(int fd, struct json_object *o)
 {
-	struct json j;
-	size_t len = 0;
-	char *p = NULL;
-	FILE *f = open_memstream(&p, &len);
+	char *line = o ? reply_line(o) : NULL;
 
-	if (!f)
+	json_object_put(o);
+	if (!line)
 		return -ENOMEM;
-	json_init_compact(&j, f);
-	json_object_begin(&j, NULL);
-	fill(&j, arg);
-	json_object_end(&j);
-	json_finish(&j);
-	if (ferror(f)) {
-		fclose(f);
-		free(p);
-		return -ENOMEM;
-	}
-	fclose(f);
-	send_all(fd, p, len);
-	free(p);
+	send_all(fd, line, strlen(line));
+	free(line);
 	return 0;
-}
-
-struct reply_args {
-	int err;
-	const char *msg;
-	const struct rt_control_status *st;
-	pid_t pid;
-};
-
-static void fill_error(struct json *j, const void *varg)
-{
-	const struct reply_args *a = varg;
-	int err = a->err < 0 ? -a->err : a->err;
-
-	json_str(j, "result", "error");
-	json_u64(j, "errno", (uint64_t)err);
-	json_str(j, "message", a->msg && *a->msg ? a->msg : strerror(err));
-}
-
-static void fill_ok(struct json *j, const void *varg)
-{
-	const struct reply_args *a = varg;
-
-	json_str(j, "result", "ok");
-	if (a->msg)
-		json_str(j, "message", a->msg);
-	if (a->st)
-		status_to_json(j, a->st);
-	else if (a->pid)
-		json_i64(j, "pid", a->pid);
 }
 
 static void reply_error(int fd, int err, const char *msg)
 {
-	struct reply_args a = { .err = err, .msg = msg };
+	struct json_object *o = json_object_new_object();
 
-	reply_send(fd, fill_error, &a);
+	if (err < 0)
+		err = -err;
+	json_object_object_add(o, "result", json_object_new_string("error"));
+	json_object_object_add(o, "errno", json_object_new_uint64((uint64_t)err));
+	json_object_object_add(o, "message", json_object_new_string(msg && *msg ? msg :
+								      strerror(err)));
+	reply_send(fd, o);
 }
 
 static void reply_ok_msg(int fd, const struct rt_control_status *st, pid_t pid,
 			 const char *msg)
 {
-	struct reply_args a = { .msg = msg, .st = st, .pid = pid };
+	struct json_object *o = json_object_new_object();
 
-	if (reply_send(fd, fill_ok, &a) < 0)
+	json_object_object_add(o, "result", json_object_new_string("ok"));
+	if (msg)
+		json_object_object_add(o, "message", json_object_new_string(msg));
+	if (st)
+		fields_to_json(o, status_fields, N_FIELDS(status_fields), st);
+	else if (pid)
+		json_object_object_add(o, "pid", json_object_new_int64(pid));
+	if (reply_send(fd, o) < 0)
 		reply_error(fd, -ENOMEM, NULL);
 }
 
 static void reply_ok(int fd, const struct rt_control_status *st, pid_t pid)
 {
 	reply_ok_msg(fd, st, pid, NULL);
-}
-
-static bool is_command(const char *cmd)
-{
-	static const char *const known[] = { "fail", "remove", "add", "check", "repair",
-					     "cancel", "tune", "speed" };
-
-	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-		if (!strcmp(cmd, known[i]))
-			return true;
-	return false;
 }
 
 /* Read one line (up to the newline) with a deadline. */
@@ -986,14 +801,26 @@ static int check_uuid(struct control_server *s, const char *want, char *why, siz
 	return -ESTALE;
 }
 
+/* "unknown request 'X' (known: ping, status, ...)" */
+static void unknown_request(const char *word, char *why, size_t len)
+{
+	size_t n = (size_t)snprintf(why, len, "unknown request '%.64s' (known:", word);
+
+	for (int v = 0; v < RT_VERB_COUNT && n < len; v++)
+		n += (size_t)snprintf(why + n, len - n, "%s %s", v ? "," : "", verbs[v].name);
+	if (n < len)
+		snprintf(why + n, len - n, ")");
+}
+
 /* Serve one connection. true: a `stop` was accepted, the thread ends. */
 static bool serve_one(struct control_server *s, int fd)
 {
 	char line[RT_CONTROL_LINE_MAX], why[512];
+	struct rt_control_req rq = { 0 };
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
-	char *cmd, *save = NULL;
-	int r;
+	char *word, *arg, *save = NULL;
+	int r, verb;
 
 	/* The line is read first so that a refused client gets its answer, not EPIPE. */
 	r = read_request(fd, line, sizeof(line));
@@ -1006,21 +833,40 @@ static bool serve_one(struct control_server *s, int fd)
 			reply_error(fd, r, "request line too long");
 		return false;
 	}
-	cmd = strtok_r(line, " \t", &save);
-	if (cmd && !strncmp(cmd, RT_CONTROL_UUID_PREFIX, strlen(RT_CONTROL_UUID_PREFIX))) {
-		r = check_uuid(s, cmd + strlen(RT_CONTROL_UUID_PREFIX), why, sizeof(why));
+	word = strtok_r(line, " \t", &save);
+	if (word && !strncmp(word, RT_CONTROL_UUID_PREFIX, strlen(RT_CONTROL_UUID_PREFIX))) {
+		r = check_uuid(s, word + strlen(RT_CONTROL_UUID_PREFIX), why, sizeof(why));
 		if (r < 0) {
 			reply_error(fd, r, why);
 			return false;
 		}
-		cmd = strtok_r(NULL, " \t", &save);
+		word = strtok_r(NULL, " \t", &save);
 	}
-	if (!cmd) {
+	if (!word) {
 		reply_error(fd, -EINVAL, "empty request");
-	} else if (!strcmp(cmd, "ping")) {
+		return false;
+	}
+	verb = verb_parse(word);
+	if (verb < 0 || (verb > RT_VERB_STOP && !s->ops.command)) {
+		unknown_request(word, why, sizeof(why));
+		reply_error(fd, -EINVAL, why);
+		return false;
+	}
+	rq.verb = (enum rt_control_verb)verb;
+	arg = strtok_r(NULL, "", &save);
+	while (arg && (*arg == ' ' || *arg == '\t'))
+		arg++;
+	rq.arg = arg ? arg : "";
+	if (verb_takes_force(rq.verb) && !strncmp(rq.arg, "--force ", 8)) {
+		rq.force = true;
+		rq.arg += 8;
+	}
+	why[0] = '\0';
+	switch (rq.verb) {
+	case RT_VERB_PING:
 		reply_ok(fd, NULL, getpid());
-	} else if (!strcmp(cmd, "status") || !strcmp(cmd, "lookup.device") ||
-		   !strcmp(cmd, "list.device.units")) {
+		break;
+	case RT_VERB_STATUS: {
 		struct rt_control_status *st = calloc(1, sizeof(*st));
 
 		r = st ? s->ops.status(s->ops.ctx, st) : -ENOMEM;
@@ -1029,8 +875,9 @@ static bool serve_one(struct control_server *s, int fd)
 		else
 			reply_ok(fd, st, 0);
 		free(st);
-	} else if (!strcmp(cmd, "stop") || !strcmp(cmd, "deactivate")) {
-		why[0] = '\0';
+		break;
+	}
+	case RT_VERB_STOP:
 		/* Set first: the engine's teardown may begin as soon as stop returns. */
 		atomic_store(&s->stopping, true);
 		r = s->ops.stop(s->ops.ctx, why, sizeof(why));
@@ -1041,21 +888,13 @@ static bool serve_one(struct control_server *s, int fd)
 		}
 		s->pending_fd = fd;
 		return true;
-	} else if (s->ops.command && is_command(cmd)) {
-		char *arg = strtok_r(NULL, "", &save);
-
-		while (arg && (*arg == ' ' || *arg == '\t'))
-			arg++;
-		why[0] = '\0';
-		r = s->ops.command(s->ops.ctx, cmd, arg ? arg : "", why, sizeof(why));
+	default:
+		r = s->ops.command(s->ops.ctx, &rq, why, sizeof(why));
 		if (r < 0)
 			reply_error(fd, r, why);
 		else
 			reply_ok_msg(fd, NULL, 0, why);
-	} else {
-		snprintf(why, sizeof(why), "unknown request '%.64s' (known: ping, status, stop, "
-			 "fail, remove, add, check, repair, cancel)", cmd);
-		reply_error(fd, -EINVAL, why);
+		break;
 	}
 	return false;
 }
@@ -1117,6 +956,13 @@ int control_server_start(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 
 	if (!ops || !ops->status || !ops->stop || !out)
 		return -EINVAL;
+	r = fields_check(status_fields, N_FIELDS(status_fields));
+	if (r == 0)
+		r = fields_check(unit_fields, N_FIELDS(unit_fields));
+	if (r == 0)
+		r = fields_check(stats_fields, N_FIELDS(stats_fields));
+	if (r < 0)
+		return r;
 	*out = NULL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -1290,23 +1136,26 @@ out:
 }
 
 /*
- * Send @request and parse the reply. An error reply is logged ("'NAME':
- * message") and returned as its negative errno; *@out gets the object of an
- * ok reply (the caller frees it with jv_free).
+ * Send @rq to the engine of @uuid and parse the reply. An error reply is
+ * logged ("'NAME': message") and returned as its negative errno; *@out
+ * gets the object of an ok reply (the caller puts it).
  */
-static int call(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *request,
-		int timeout_ms, struct jval **out)
+static int call(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+		const struct rt_control_req *rq, struct json_object **out)
 {
-	char *reply;
-	struct jval *v;
-	char result[16], msg[512];
+	char line[RT_CONTROL_LINE_MAX], *reply;
+	struct json_object *v = NULL, *m;
+	const char *result, *msg;
 	int r;
 
 	*out = NULL;
+	r = request_encode(uuid, rq, line, sizeof(line));
+	if (r < 0)
+		return r;
 	reply = malloc(REPLY_MAX);
 	if (!reply)
 		return -ENOMEM;
-	r = control_request(uuid, request, reply, REPLY_MAX, timeout_ms);
+	r = control_request(uuid, line, reply, REPLY_MAX, verbs[rq->verb].timeout_ms);
 	if (r == -ECONNRESET || r == -EPIPE || r == -EPROTO) {
 		/* Its socket closed under us: the engine stopped (or died) meanwhile. */
 		rt_log(RT_LOG_ERROR, "'%s': the engine stopped while answering; the request "
@@ -1315,82 +1164,126 @@ static int call(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *
 	}
 	if (r < 0)
 		goto out;
-	v = json_parse(reply);
-	if (!v || v->type != J_OBJ) {
-		jv_free(v);
+	v = json_tokener_parse(reply);
+	if (!json_object_is_type(v, json_type_object)) {
 		rt_log(RT_LOG_ERROR, "'%s': the engine sent a malformed reply", name);
 		r = -EPROTO;
 		goto out;
 	}
-	jget_str(v, "result", result, sizeof(result));
-	if (strcmp(result, "ok")) {
-		int64_t e = jget_i64(v, "errno");
+	result = json_object_object_get_ex(v, "result", &m) ? json_object_get_string(m) : NULL;
+	if (!result || strcmp(result, "ok")) {
+		int64_t e = json_object_object_get_ex(v, "errno", &m) ? json_object_get_int64(m) : 0;
 
-		jget_str(v, "message", msg, sizeof(msg));
-		rt_log(RT_LOG_ERROR, "'%s': %s", name, msg[0] ? msg : "the engine refused");
+		msg = json_object_object_get_ex(v, "message", &m) ? json_object_get_string(m) : NULL;
+		rt_log(RT_LOG_ERROR, "'%s': %s", name, msg && *msg ? msg : "the engine refused");
 		r = e > 0 && e < 4096 ? -(int)e : -EIO;
-		jv_free(v);
 		goto out;
 	}
 	*out = v;
+	v = NULL;
 out:
+	json_object_put(v);
 	free(reply);
 	return r;
 }
 
 int control_ping(const uint8_t uuid[RT_UUID_SIZE], const char *name, pid_t *pid)
 {
-	struct jval *v;
+	const struct rt_control_req rq = { .verb = RT_VERB_PING };
+	struct json_object *v, *p;
 	int r;
 
-	r = call(uuid, name, "ping", STATUS_TIMEOUT_MS, &v);
+	r = call(uuid, name, &rq, &v);
 	if (r < 0)
 		return r;
 	if (pid)
-		*pid = (pid_t)jget_i64(v, "pid");
-	jv_free(v);
+		*pid = json_object_object_get_ex(v, "pid", &p) ? (pid_t)json_object_get_int64(p) : 0;
+	json_object_put(v);
 	return 0;
 }
 
 int control_status(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 		   struct rt_control_status *st)
 {
-	struct jval *v;
+	const struct rt_control_req rq = { .verb = RT_VERB_STATUS };
+	struct json_object *v;
 	int r;
 
 	if (!st)
 		return -EINVAL;
-	r = call(uuid, name, "status", STATUS_TIMEOUT_MS, &v);
+	r = call(uuid, name, &rq, &v);
 	if (r < 0)
 		return r;
-	status_from_json(v, st);
-	jv_free(v);
+	memset(st, 0, sizeof(*st));
+	fields_from_json(v, status_fields, N_FIELDS(status_fields), st);
+	json_object_put(v);
 	return 0;
+}
+
+int control_status_wait(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+			struct rt_control_status *st, struct rt_control_probe *p)
+{
+	int r;
+
+	for (int tries = 0;; tries++) {
+		r = control_status(uuid, name, st);
+		if ((r != -ENOENT && r != -ECONNREFUSED) || tries == STATUS_WAIT_TRIES)
+			return r;
+		if (control_probe(uuid, p) < 0 || p->state != RT_CONTROL_ACTIVE)
+			return -ESHUTDOWN;
+		rt_sleep_ms(STATUS_WAIT_MS);
+	}
 }
 
 int control_stop(const uint8_t uuid[RT_UUID_SIZE], const char *name)
 {
-	struct jval *v;
+	const struct rt_control_req rq = { .verb = RT_VERB_STOP };
+	struct json_object *v;
 	int r;
 
-	r = call(uuid, name, "stop", STOP_TIMEOUT_MS, &v);
-	if (r < 0)
-		return r;
-	jv_free(v);
-	return 0;
+	r = call(uuid, name, &rq, &v);
+	json_object_put(v);
+	return r < 0 ? r : 0;
 }
 
-int control_command(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *request,
-		    char *msg, size_t len)
+int control_call(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+		 const struct rt_control_req *rq, char *msg, size_t len)
 {
-	struct jval *v;
+	struct json_object *v, *m;
 	int r;
 
-	r = call(uuid, name, request, COMMAND_TIMEOUT_MS, &v);
+	if (!rq)
+		return -EINVAL;
+	r = call(uuid, name, rq, &v);
 	if (r < 0)
 		return r;
 	if (msg && len)
-		jget_str(v, "message", msg, len);
-	jv_free(v);
+		snprintf(msg, len, "%s", json_object_object_get_ex(v, "message", &m) ?
+			 json_object_get_string(m) : "");
+	json_object_put(v);
 	return 0;
+}
+
+int control_add(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *path,
+		bool force, char *msg, size_t len)
+{
+	const struct rt_control_req rq = { .verb = RT_VERB_ADD, .force = force, .arg = path };
+
+	return control_call(uuid, name, &rq, msg, len);
+}
+
+int control_fail(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *member,
+		 bool force, char *msg, size_t len)
+{
+	const struct rt_control_req rq = { .verb = RT_VERB_FAIL, .force = force, .arg = member };
+
+	return control_call(uuid, name, &rq, msg, len);
+}
+
+int control_remove(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *member,
+		   char *msg, size_t len)
+{
+	const struct rt_control_req rq = { .verb = RT_VERB_REMOVE, .arg = member };
+
+	return control_call(uuid, name, &rq, msg, len);
 }

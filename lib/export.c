@@ -34,6 +34,7 @@
 #include <raidtool/fuse.h>
 #include <raidtool/log.h>
 #include <raidtool/loopdev.h>
+#include <raidtool/util.h>
 
 #define UNBIND_WAIT_MS 10000
 #define SCANNER_WAIT_MS 50
@@ -54,14 +55,6 @@ struct rt_export {
 	struct rt_fuse *fuse;		/* mounted and serving when not NULL */
 	bool attached, linked;
 };
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* ---- in use? ------------------------------------------------------------ */
 
@@ -251,7 +244,7 @@ int export_dev_busy(const char *dev, int *excl_fd, char *why, size_t whylen)
 		pid = find_opener(st.st_rdev, NULL, comm, sizeof(comm));
 		if (!pid || strcmp(comm, "raidtool") || tries >= SCANNER_WAIT_TRIES)
 			break;
-		sleep_ms(SCANNER_WAIT_MS);
+		rt_sleep_ms(SCANNER_WAIT_MS);
 	}
 	if (pid) {
 		close(fd);
@@ -346,7 +339,7 @@ static bool wait_unbound(const char *dev, long ms)
 			return true;
 		if (waited >= ms)
 			return false;
-		sleep_ms(20);
+		rt_sleep_ms(20);
 	}
 }
 

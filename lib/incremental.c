@@ -29,9 +29,9 @@
 #include <raidtool/log.h>
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
+#include <raidtool/util.h>
+#include "incmap.h"
 
-#define MAP_FILE "map"
-#define MAP_LOCK "map.lock"
 #define WAITER_LOG "incremental.log"
 
 const char *incremental_started_name(int started)
@@ -60,218 +60,6 @@ int incremental_verdict(const struct rt_scan_array *a, bool run)
 	return RT_INC_UNSAFE;
 }
 
-/* ---- the map ------------------------------------------------------------ */
-
-struct map_entry {
-	uint8_t unit_uuid[RT_UUID_SIZE];
-	uint32_t unit_hashcode;
-	uint8_t array_uuid[RT_UUID_SIZE];
-	uint32_t hashcode;
-	char dev[256];
-	uint64_t diskseq;		/* of dev when recorded; 0: unknown */
-	char name[RT_NAME_MAX + 1];
-};
-
-struct map {
-	int lock_fd;
-	size_t n, cap;
-	struct map_entry *e;
-};
-
-static int rundir_file(const char *file, char *buf, size_t len)
-{
-	int n = snprintf(buf, len, "%s/%s", control_rundir(), file);
-
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
-static int map_parse_line(const char *line, struct map_entry *e)
-{
-	char uu[40], au[40];
-
-	memset(e, 0, sizeof(*e));
-	if (sscanf(line, "%39s %8x %39s %8x %255s %" SCNu64 " %64s", uu, &e->unit_hashcode,
-		   au, &e->hashcode, e->dev, &e->diskseq, e->name) != 7)
-		return -EINVAL;
-	if (uuid_parse(uu, e->unit_uuid) || uuid_parse(au, e->array_uuid) ||
-	    sb_name_check(e->name) < 0)
-		return -EINVAL;
-	return 0;
-}
-
-static int map_append(struct map *m, const struct map_entry *e)
-{
-	if (m->n == m->cap) {
-		size_t cap = m->cap ? m->cap * 2 : 16;
-		struct map_entry *v = realloc(m->e, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		m->e = v;
-		m->cap = cap;
-	}
-	m->e[m->n++] = *e;
-	return 0;
-}
-
-static void map_drop(struct map *m, size_t i)
-{
-	memmove(&m->e[i], &m->e[i + 1], (m->n - i - 1) * sizeof(m->e[0]));
-	m->n--;
-}
-
-static void map_close(struct map *m)
-{
-	free(m->e);
-	m->e = NULL;
-	m->n = m->cap = 0;
-	if (m->lock_fd >= 0)
-		close(m->lock_fd);
-	m->lock_fd = -1;
-}
-
-/* Take the map's lock and read it; a line that does not parse is dropped. */
-static int map_open(struct map *m)
-{
-	char path[PATH_MAX], line[512];
-	struct map_entry e;
-	FILE *f;
-	int r;
-
-	memset(m, 0, sizeof(*m));
-	m->lock_fd = -1;
-	r = control_make_rundir();
-	if (r < 0)
-		return r;
-	r = rundir_file(MAP_LOCK, path, sizeof(path));
-	if (r < 0)
-		return r;
-	m->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (m->lock_fd < 0)
-		return -errno;
-	while (flock(m->lock_fd, LOCK_EX) < 0)
-		if (errno != EINTR) {
-			r = -errno;
-			goto fail;
-		}
-	r = rundir_file(MAP_FILE, path, sizeof(path));
-	if (r < 0)
-		goto fail;
-	f = fopen(path, "re");
-	if (!f) {
-		if (errno == ENOENT)
-			return 0;
-		r = -errno;
-		goto fail;
-	}
-	while (fgets(line, sizeof(line), f)) {
-		if (map_parse_line(line, &e) < 0) {
-			rt_log(RT_LOG_DEBUG, "incremental: '%s': dropping a line that does not parse",
-			       path);
-			continue;
-		}
-		r = map_append(m, &e);
-		if (r < 0) {
-			fclose(f);
-			goto fail;
-		}
-	}
-	fclose(f);
-	return 0;
-fail:
-	map_close(m);
-	return r;
-}
-
-/* Write the map whole (readers see the old or the new one), keep the lock. */
-static int map_save(const struct map *m)
-{
-	char path[PATH_MAX], tmp[PATH_MAX + 8], uu[37], au[37];
-	FILE *f;
-	int r;
-
-	r = rundir_file(MAP_FILE, path, sizeof(path));
-	if (r < 0)
-		return r;
-	snprintf(tmp, sizeof(tmp), "%s.new", path);
-	f = fopen(tmp, "we");
-	if (!f)
-		return -errno;
-	for (size_t i = 0; i < m->n; i++) {
-		uuid_unparse_lower(m->e[i].unit_uuid, uu);
-		uuid_unparse_lower(m->e[i].array_uuid, au);
-		fprintf(f, "%s %08x %s %08x %s %" PRIu64 " %s\n", uu, m->e[i].unit_hashcode, au,
-			m->e[i].hashcode, m->e[i].dev, m->e[i].diskseq, m->e[i].name);
-	}
-	if (fclose(f) != 0) {
-		r = -errno;
-		unlink(tmp);
-		return r;
-	}
-	if (rename(tmp, path) < 0) {
-		r = -errno;
-		unlink(tmp);
-		return r;
-	}
-	return 0;
-}
-
-/*
- * The kernel numbers every "disk" it sets up (a loop device bound to a file,
- * a disk plugged in) with a new diskseq: the same device under the same
- * diskseq is the same appearance, seen again.
- */
-static uint64_t dev_diskseq(dev_t devno)
-{
-	char path[96], buf[32] = "";
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/diskseq", major(devno), minor(devno));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	return n > 0 ? strtoull(buf, NULL, 10) : 0;
-}
-
-static void entry_from_sb(struct map_entry *e, const char *dev, uint64_t diskseq,
-			  const struct rt_sb *sb)
-{
-	memset(e, 0, sizeof(*e));
-	memcpy(e->unit_uuid, sb->unit.uuid, RT_UUID_SIZE);
-	e->unit_hashcode = sb->unit.hashcode;
-	memcpy(e->array_uuid, sb->array.uuid, RT_UUID_SIZE);
-	e->hashcode = sb->array.hashcode;
-	snprintf(e->dev, sizeof(e->dev), "%s", dev);
-	e->diskseq = diskseq;
-	snprintf(e->name, sizeof(e->name), "%s", sb->array.name);
-}
-
-/*
- * Put @e in the map, replacing what the map had for its device or its unit
- * (a unit seen again under a new name moves). Returns whether this is a new
- * appearance: not the same unit on the same device with the same diskseq.
- */
-static bool map_put(struct map *m, const struct map_entry *e, int *err)
-{
-	bool seen = false;
-
-	for (size_t i = m->n; i-- > 0;) {
-		const struct map_entry *o = &m->e[i];
-		bool same_dev = !strcmp(o->dev, e->dev);
-		bool same_unit = !memcmp(o->unit_uuid, e->unit_uuid, RT_UUID_SIZE);
-
-		if (!same_dev && !same_unit)
-			continue;
-		seen |= same_dev && same_unit && o->diskseq && o->diskseq == e->diskseq;
-		map_drop(m, i);
-	}
-	*err = map_append(m, e);
-	return !seen;
-}
-
 /* ---- deciding ----------------------------------------------------------- */
 
 static void result_from_sb(struct rt_incremental_result *res, const struct rt_sb *sb)
@@ -287,7 +75,7 @@ static void result_from_sb(struct rt_incremental_result *res, const struct rt_sb
  * since it was recorded), drop the entries that no longer hold their unit,
  * and decide. Called with the map locked; saves it.
  */
-static int evaluate(struct map *m, const uint8_t uuid[RT_UUID_SIZE], bool run,
+static int evaluate(struct incmap *m, const uint8_t uuid[RT_UUID_SIZE], bool run,
 		    struct rt_incremental_result *res)
 {
 	const struct rt_scan_array *a = NULL;
@@ -316,7 +104,7 @@ static int evaluate(struct map *m, const uint8_t uuid[RT_UUID_SIZE], bool run,
 		    memcmp(su->sb.array.uuid, uuid, RT_UUID_SIZE)) {
 			rt_log(RT_LOG_DEBUG, "incremental: '%s' no longer holds unit %08x; forgotten",
 			       m->e[i].dev, m->e[i].unit_hashcode);
-			map_drop(m, i);
+			incmap_drop(m, i);
 		}
 	}
 	for (size_t i = 0; i < scan->n_arrays && !a; i++)
@@ -328,7 +116,7 @@ static int evaluate(struct map *m, const uint8_t uuid[RT_UUID_SIZE], bool run,
 		res->n_present = a->n_present_roles;
 		res->started = incremental_verdict(a, run);
 	}
-	r = map_save(m);
+	r = incmap_save(m);
 out:
 	scan_free(scan);
 	free(devs);
@@ -397,14 +185,6 @@ static int start_array(struct rt_incremental_result *res)
 
 /* ---- the waiter --------------------------------------------------------- */
 
-static void sleep_seconds(unsigned secs)
-{
-	struct timespec ts = { .tv_sec = secs };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 static int start_one(const uint8_t uuid[RT_UUID_SIZE], const struct rt_incremental_opts *o,
 		     struct rt_incremental_result *res);
 
@@ -426,7 +206,7 @@ static void waiter_main(int lock_fd, const char *lock_path,
 	if (fd >= 0) {
 		dup2(fd, STDIN_FILENO);
 		dup2(fd, STDOUT_FILENO);
-		if (rundir_file(WAITER_LOG, log, sizeof(log)) < 0 ||
+		if (incmap_rundir_file(WAITER_LOG, log, sizeof(log)) < 0 ||
 		    (fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0)
 			fd = STDOUT_FILENO;
 		dup2(fd, STDERR_FILENO);
@@ -441,7 +221,7 @@ static void waiter_main(int lock_fd, const char *lock_path,
 		       strerror(errno));
 	/* Once the array runs (complete, or started by hand) the wait is over for good. */
 	for (unsigned t = 0; t < timeout; t++) {
-		sleep_seconds(1);
+		rt_sleep_ms(1000);
 		if (check_running(&res))
 			goto out;
 	}
@@ -461,7 +241,7 @@ static int arm_waiter(struct rt_incremental_result *res, unsigned timeout)
 
 	uuid_unparse_lower(res->uuid, uu);
 	snprintf(file, sizeof(file), "wait-%s", uu);
-	r = rundir_file(file, path, sizeof(path));
+	r = incmap_rundir_file(file, path, sizeof(path));
 	if (r < 0)
 		return r;
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -507,7 +287,6 @@ static int readd_to_running(const char *dev, const struct rt_sb *sb,
 {
 	struct rt_control_status *st;
 	const struct rt_control_unit *u = NULL;
-	char req[RT_CONTROL_LINE_MAX];
 	int r;
 
 	st = calloc(1, sizeof(*st));
@@ -521,9 +300,9 @@ static int readd_to_running(const char *dev, const struct rt_sb *sb,
 		    !memcmp(st->units[i].uuid, sb->unit.uuid, RT_UUID_SIZE) &&
 		    !strcmp(st->units[i].state, "missing"))
 			u = &st->units[i];
-	if (!u || snprintf(req, sizeof(req), "add %s", dev) >= (int)sizeof(req))
+	if (!u)
 		goto out;
-	r = control_command(res->uuid, res->name, req, res->msg, sizeof(res->msg));
+	r = control_add(res->uuid, res->name, dev, false, res->msg, sizeof(res->msg));
 	res->readded = r == 0;
 	if (r < 0) {
 		/* The engine said why; the unit stays out, the array runs on as it was. */
@@ -554,15 +333,15 @@ static int start_or_wait(const struct rt_incremental_opts *o, struct rt_incremen
 static int start_one(const uint8_t uuid[RT_UUID_SIZE], const struct rt_incremental_opts *o,
 		     struct rt_incremental_result *res)
 {
-	struct map m;
+	struct incmap m;
 	int r;
 
 	memset(res, 0, sizeof(*res));
-	r = map_open(&m);
+	r = incmap_open(&m);
 	if (r < 0)
 		return r;
 	r = evaluate(&m, uuid, o->run, res);
-	map_close(&m);
+	incmap_close(&m);
 	if (r < 0 || !res->name[0] || check_running(res))
 		return r;
 	return start_or_wait(o, res);
@@ -571,12 +350,12 @@ static int start_one(const uint8_t uuid[RT_UUID_SIZE], const struct rt_increment
 int incremental_add(const char *dev, const struct rt_incremental_opts *o,
 		    struct rt_incremental_result *res)
 {
-	struct map_entry e;
+	struct incmap_entry e;
 	struct rt_sb_status st;
 	struct rt_unit *u = NULL;
 	struct rt_sb sb;
 	struct stat stt;
-	struct map m;
+	struct incmap m;
 	bool arrival;
 	int r;
 
@@ -596,15 +375,15 @@ int incremental_add(const char *dev, const struct rt_incremental_opts *o,
 		return r;
 	result_from_sb(res, &sb);
 	res->unit_hashcode = sb.unit.hashcode;
-	entry_from_sb(&e, dev, dev_diskseq(stt.st_rdev), &sb);
+	incmap_entry_from_sb(&e, dev, incmap_diskseq(stt.st_rdev), &sb);
 
-	r = map_open(&m);
+	r = incmap_open(&m);
 	if (r < 0)
 		return r;
-	arrival = map_put(&m, &e, &r);
+	arrival = incmap_put(&m, &e, &r);
 	if (r == 0)
 		r = evaluate(&m, sb.array.uuid, o->run, res);
-	map_close(&m);
+	incmap_close(&m);
 	if (r < 0)
 		return r;
 	res->unit_hashcode = sb.unit.hashcode;
@@ -623,70 +402,45 @@ int incremental_add(const char *dev, const struct rt_incremental_opts *o,
 	return start_or_wait(o, res);
 }
 
-int incremental_note(const char *dev, const struct rt_sb *sb)
-{
-	struct map_entry e;
-	struct stat stt;
-	struct map m;
-	int r;
-
-	if (!dev || !sb)
-		return -EINVAL;
-	if (stat(dev, &stt) < 0)
-		return -errno;
-	if (!S_ISBLK(stt.st_mode))
-		return -ENOTBLK;
-	entry_from_sb(&e, dev, dev_diskseq(stt.st_rdev), sb);
-	r = map_open(&m);
-	if (r < 0)
-		return r;
-	map_put(&m, &e, &r);
-	if (r == 0)
-		r = map_save(&m);
-	map_close(&m);
-	return r;
-}
-
 /*
  * Tell a running engine its unit is gone: fail it (unless it already is),
  * remove it. Forced: a device that went away is lost whether or not the
  * level survives it.
  */
-static int remove_from_engine(const struct map_entry *e, struct rt_incremental_result *res)
+static int remove_from_engine(const struct incmap_entry *e, struct rt_incremental_result *res)
 {
-	char req[64];
+	char unit[16];
 	int r;
 
-	snprintf(req, sizeof(req), "fail --force %08x", e->unit_hashcode);
-	r = control_command(e->array_uuid, e->name, req, res->msg, sizeof(res->msg));
+	snprintf(unit, sizeof(unit), "%08x", e->unit_hashcode);
+	r = control_fail(e->array_uuid, e->name, unit, true, res->msg, sizeof(res->msg));
 	if (r < 0)
 		rt_log(RT_LOG_DEBUG, "incremental: '%s': fail %08x: %s", e->name,
 		       e->unit_hashcode, strerror(-r));
-	snprintf(req, sizeof(req), "remove %08x", e->unit_hashcode);
-	return control_command(e->array_uuid, e->name, req, res->msg, sizeof(res->msg));
+	return control_remove(e->array_uuid, e->name, unit, res->msg, sizeof(res->msg));
 }
 
 int incremental_remove(const char *dev, struct rt_incremental_result *res)
 {
-	struct map_entry e;
-	struct map m;
+	struct incmap_entry e;
+	struct incmap m;
 	bool found = false;
 	int r;
 
 	if (!dev || !res)
 		return -EINVAL;
 	memset(res, 0, sizeof(*res));
-	r = map_open(&m);
+	r = incmap_open(&m);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < m.n && !found; i++)
 		if (!strcmp(m.e[i].dev, dev)) {
 			e = m.e[i];
-			map_drop(&m, i);
+			incmap_drop(&m, i);
 			found = true;
 		}
-	r = found ? map_save(&m) : -ENOENT;
-	map_close(&m);
+	r = found ? incmap_save(&m) : -ENOENT;
+	incmap_close(&m);
 	if (r < 0)
 		return r;
 	snprintf(res->name, sizeof(res->name), "%s", e.name);
@@ -705,15 +459,15 @@ int incremental_start_waiting(const struct rt_incremental_opts *o,
 	struct rt_incremental_result res;
 	uint8_t (*uuids)[RT_UUID_SIZE] = NULL;
 	size_t n = 0;
-	struct map m;
+	struct incmap m;
 	int r, first = 0;
 
-	r = map_open(&m);
+	r = incmap_open(&m);
 	if (r < 0)
 		return r;
 	uuids = calloc(m.n ? m.n : 1, sizeof(*uuids));
 	if (!uuids) {
-		map_close(&m);
+		incmap_close(&m);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < m.n; i++) {
@@ -724,7 +478,7 @@ int incremental_start_waiting(const struct rt_incremental_opts *o,
 		if (!seen)
 			memcpy(uuids[n++], m.e[i].array_uuid, RT_UUID_SIZE);
 	}
-	map_close(&m);
+	incmap_close(&m);
 	for (size_t j = 0; j < n; j++) {
 		r = start_one(uuids[j], o, &res);
 		if (r < 0 && !first)

@@ -15,6 +15,7 @@
 #include <raidtool/control.h>
 #include <raidtool/lock.h>
 #include <raidtool/log.h>
+#include <raidtool/util.h>
 
 #define LOCK_DIR "lock"
 #define LOCK_POLL_MS 50
@@ -29,14 +30,6 @@ static long wait_ms(void)
 		return RT_LOCK_WAIT_MS_DEFAULT;
 	secs = strtol(t, &end, 10);
 	return *end || secs < 0 || secs > 24 * 3600 ? RT_LOCK_WAIT_MS_DEFAULT : secs * 1000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
 }
 
 /* The holder writes its pid into the file: for the message of whoever waits in vain. */
@@ -118,7 +111,7 @@ int lock_take_within(const char *key, long limit, int *out)
 			close(fd);
 			return -EBUSY;
 		}
-		sleep_ms(LOCK_POLL_MS);
+		rt_sleep_ms(LOCK_POLL_MS);
 		waited += LOCK_POLL_MS;
 	}
 	note_holder(fd);

@@ -19,6 +19,7 @@
 #include <sys/sysmacros.h>
 #include <raidtool/log.h>
 #include <raidtool/loopdev.h>
+#include <raidtool/util.h>
 
 #define LOOP_CONTROL "/dev/loop-control"
 #define LOOP_MAJOR_NR 7
@@ -29,14 +30,6 @@
 #define NODE_WAIT_STEP_MS 10
 /* How long a detach waits for other openers to let go. */
 #define DETACH_WAIT_MS 2000
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /*
  * LOOP_CTL_GET_FREE may have just created the device; devtmpfs normally has
@@ -55,7 +48,7 @@ static int open_loop_node(const char *dev, int flags)
 			return -errno;
 		if (waited >= NODE_WAIT_MS)
 			return -errno;
-		sleep_ms(NODE_WAIT_STEP_MS);
+		rt_sleep_ms(NODE_WAIT_STEP_MS);
 		waited += NODE_WAIT_STEP_MS;
 	}
 }
@@ -140,7 +133,7 @@ int loopdev_attach(const char *file, unsigned flags, uint32_t blocksize,
 			goto out;
 		}
 		/* Somebody else took it between GET_FREE and CONFIGURE. */
-		sleep_ms(1 + attempt);
+		rt_sleep_ms(1 + attempt);
 	}
 	if (r < 0) {
 		rt_log(RT_LOG_DEBUG, "'%s': every free loop device was taken by someone else", file);
@@ -199,7 +192,7 @@ static void wait_unbound(const char *attr, const char *was)
 	for (int waited = 0; waited < DETACH_WAIT_MS; waited += NODE_WAIT_STEP_MS) {
 		if (read_attr(attr, now, sizeof(now)) < 0 || strcmp(now, was))
 			return;	/* unbound, or already bound to something else */
-		sleep_ms(NODE_WAIT_STEP_MS);
+		rt_sleep_ms(NODE_WAIT_STEP_MS);
 	}
 	rt_log(RT_LOG_DEBUG, "'%s' is still held open; it detaches on its last close", was);
 }

@@ -713,6 +713,18 @@ int scan_find(const struct rt_scan *s, const char *id, const struct rt_scan_arra
 	return r;
 }
 
+int scan_devices_find(const char *id, struct rt_scan **scan, const struct rt_scan_array **out)
+{
+	int r = scan_devices(scan);
+
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "cannot scan block devices: %s", strerror(-r));
+		*scan = NULL;
+		return r;
+	}
+	return scan_find(*scan, id, out);
+}
+
 const struct rt_scan_array *scan_find_uuid(const struct rt_scan *s,
 					   const uint8_t uuid[RT_UUID_SIZE])
 {
@@ -755,4 +767,11 @@ const struct rt_scan_unit *scan_find_unit(const struct rt_scan *s, const char *p
 				return &s->units[i];
 	}
 	return NULL;
+}
+
+const char *scan_unit_state(const struct rt_scan_array *a, const struct rt_scan_unit *u)
+{
+	if (!scan_unit_usable(u))
+		return scan_unit_class_name(u->cls);
+	return sb_slot_state_name(a->sb.slots[u->sb.unit.slot].state);
 }

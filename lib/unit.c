@@ -142,6 +142,19 @@ static int open_file_unit(struct rt_unit *u, const struct stat *file_st)
 	return r;
 }
 
+const char *unit_open_error(int err)
+{
+	switch (err) {
+	case -EBUSY:
+		return "in use (mounted, held open by another program, or a unit of a running "
+		       "array)";
+	case -ENOTBLK:
+		return "not a block device or a regular file";
+	default:
+		return strerror(-err);
+	}
+}
+
 int unit_open(const char *path, unsigned flags, struct rt_unit **out)
 {
 	struct rt_unit *u;

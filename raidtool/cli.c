@@ -13,7 +13,8 @@
 #include <raidtool/unit.h>
 #include "cli.h"
 
-bool cli_verbose;
+int cli_verbose;
+int cli_quiet;
 
 /* Set once the library has explained a failure, so cli_fail adds nothing. */
 static bool lib_reported_error;
@@ -23,7 +24,8 @@ static void cli_log(int level, const char *msg, void *usrptr)
 	(void)usrptr;
 	if (level == RT_LOG_ERROR)
 		lib_reported_error = true;
-	if (level <= RT_LOG_WARN || (cli_verbose && level == RT_LOG_INFO) ||
+	if (level == RT_LOG_ERROR || (!cli_quiet && level == RT_LOG_WARN) ||
+	    (cli_verbose && level == RT_LOG_INFO) ||
 	    (cli_verbose && getenv("RAIDTOOL_DEBUG")))
 		fprintf(stderr, "raidtool: %s\n", msg);
 }
@@ -99,53 +101,90 @@ int cli_fail(int err, const char *fmt, ...)
 	return cli_exit_code(err);
 }
 
-int cli_parse(const char *cmd, const char *args_help, int argc, const char **argv,
-	      const struct poptOption *opts, int min_args, int max_args,
-	      poptContext *pc, const char ***args, int *n_args)
+/* The options every command takes after its name. */
+static int want_help, want_usage;
+static const struct poptOption common_opts[] = {
+	{ "verbose", 'v', POPT_ARG_VAL, &cli_verbose, 1, "say more of what is done", NULL },
+	{ "quiet", 'q', POPT_ARG_VAL, &cli_quiet, 1, "print only errors on stderr", NULL },
+	{ "help", 'h', POPT_ARG_VAL, &want_help, 1, "show this help message", NULL },
+	/* popt's own letter for help, as before the command table. */
+	{ NULL, '?', POPT_ARG_VAL | POPT_ARGFLAG_DOC_HIDDEN, &want_help, 1, NULL, NULL },
+	{ "usage", 0, POPT_ARG_VAL, &want_usage, 1, "show a brief usage message", NULL },
+	POPT_TABLEEND
+};
+
+int cli_check_stdout(int rc)
 {
-	char ctxname[64];
-	const char **left;
+	int err;
+
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return rc;
+	err = errno ? errno : EIO;
+	cli_error("cannot write to standard output: %s", strerror(err));
+	return rc == EXIT_OK ? EXIT_FAIL : rc;
+}
+
+int cli_run(const struct cli_command *cmd, int argc, const char **argv)
+{
+	static const struct poptOption no_opts[] = { POPT_TABLEEND };
+	const struct poptOption opts[] = {
+		{ NULL, 0, POPT_ARG_INCLUDE_TABLE, (void *)(cmd->opts ? cmd->opts : no_opts), 0,
+		  NULL, NULL },
+		{ NULL, 0, POPT_ARG_INCLUDE_TABLE, (void *)common_opts, 0, "Common options:",
+		  NULL },
+		POPT_TABLEEND
+	};
+	char prog[64];
+	const char **named_argv, **args;
+	poptContext pc;
 	int rc, n = 0;
 
-	static const char **named_argv;
-
-	snprintf(ctxname, sizeof(ctxname), "raidtool %s", cmd);
 	/* popt's usage line shows argv[0]: make it the whole command. */
 	named_argv = calloc((size_t)argc + 1, sizeof(*named_argv));
-	if (named_argv) {
-		static char prog[64];
-
-		snprintf(prog, sizeof(prog), "raidtool %s", cmd);
-		memcpy(named_argv, argv, (size_t)argc * sizeof(*argv));
-		named_argv[0] = prog;
-		argv = named_argv;
+	if (!named_argv) {
+		cli_error("%s", strerror(ENOMEM));
+		return EXIT_FAIL;
 	}
-	*pc = poptGetContext(ctxname, argc, argv, opts, 0);
-	poptSetOtherOptionHelp(*pc, args_help);
-	while ((rc = poptGetNextOpt(*pc)) > 0)
+	snprintf(prog, sizeof(prog), "raidtool %s", cmd->name);
+	memcpy(named_argv, argv, (size_t)argc * sizeof(*argv));
+	named_argv[0] = prog;
+	pc = poptGetContext(prog, argc, named_argv, opts, 0);
+	poptSetOtherOptionHelp(pc, cmd->args);
+	while ((rc = poptGetNextOpt(pc)) > 0)
 		;
 	if (rc < -1) {
-		fprintf(stderr, "raidtool %s: %s: %s\n", cmd,
-			poptBadOption(*pc, POPT_BADOPTION_NOALIAS), poptStrerror(rc));
-		fprintf(stderr, "Try 'raidtool %s --help' for more information.\n", cmd);
-		poptFreeContext(*pc);
-		*pc = NULL;
-		return EXIT_USAGE;
+		fprintf(stderr, "raidtool %s: %s: %s\n", cmd->name,
+			poptBadOption(pc, POPT_BADOPTION_NOALIAS), poptStrerror(rc));
+		fprintf(stderr, "Try 'raidtool %s --help' for more information.\n", cmd->name);
+		rc = EXIT_USAGE;
+		goto out;
 	}
-	left = poptGetArgs(*pc);
-	while (left && left[n])
+	if (want_help || want_usage) {
+		if (want_help)
+			poptPrintHelp(pc, stdout, 0);
+		else {
+			poptPrintUsage(pc, stdout, 0);
+			putchar('\n');
+		}
+		rc = cli_check_stdout(EXIT_OK);
+		goto out;
+	}
+	args = poptGetArgs(pc);
+	while (args && args[n])
 		n++;
-	if (n < min_args || (max_args >= 0 && n > max_args)) {
-		rc = cli_usage_error(cmd, n < min_args ? "missing argument (usage: raidtool %s %s)"
-				     : "too many arguments (usage: raidtool %s %s)",
-				     cmd, args_help);
-		poptFreeContext(*pc);
-		*pc = NULL;
-		return rc;
+	if (n < cmd->min_args || (cmd->max_args >= 0 && n > cmd->max_args)) {
+		rc = cli_usage_error(cmd->name, n < cmd->min_args ?
+				     "missing argument (usage: raidtool %s %s)" :
+				     "too many arguments (usage: raidtool %s %s)",
+				     cmd->name, cmd->args);
+		goto out;
 	}
-	*args = left;
-	*n_args = n;
-	return -1;
+	rc = cli_check_stdout(cmd->run(n, args));
+out:
+	poptFreeContext(pc);
+	free(named_argv);
+	return rc;
 }
 
 void cli_format_size(uint64_t bytes, char *buf, size_t len)
@@ -204,8 +243,7 @@ int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
 
 	r = unit_open(path, RT_UNIT_ATTACH, &u);
 	if (r < 0) {
-		cli_error("'%s': cannot open: %s", path,
-			  r == -ENOTBLK ? "not a block device or a regular file" : strerror(-r));
+		cli_error("'%s': cannot open: %s", path, unit_open_error(r));
 		return cli_exit_code(r);
 	}
 	r = unit_read_sb(u, sb, st);
@@ -228,13 +266,10 @@ int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
 
 int cli_scan_lookup(const char *id, struct rt_scan **s, const struct rt_scan_array **a)
 {
-	int r = scan_devices(s);
+	int r = scan_devices_find(id, s, a);
 
-	if (r < 0) {
-		*s = NULL;
-		return cli_fail(r, "cannot scan block devices");
-	}
-	return cli_lookup_array(*s, id, a);
+	lib_reported_error = false;	/* the library said why; the next failure says its own */
+	return r == 0 ? -1 : cli_exit_code(r);
 }
 
 int cli_find_running_uuid(const char *id, char *name, size_t len, bool *running,
@@ -316,25 +351,24 @@ int cli_running_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUI
 	return EXIT_NOTFOUND;
 }
 
-int cli_control_send(const char *id, const char *what, const char *verb, const char *arg,
+int cli_control_send(const char *id, const char *what, const struct rt_control_req *rq,
 		     char *name, size_t namelen, char *msg, size_t msglen)
 {
-	char req[RT_CONTROL_LINE_MAX], uu[sizeof(RT_CONTROL_UUID_PREFIX) + 37];
 	struct rt_control_probe p;
 	uint8_t uuid[RT_UUID_SIZE];
 	int r, lock_fd = -1;
 
+	const char *verb = control_verb_name(rq->verb);
+	const char *arg = rq->arg ? rq->arg : "";
+
 	r = cli_running_name(id, name, namelen, uuid);
 	if (r >= 0)
 		return r;
-	if (strchr(arg, '\n') || strlen(verb) + strlen(arg) + 2 >= sizeof(req))
+	if (strchr(arg, '\n'))
 		return cli_usage_error(verb, "'%s': not a valid argument", arg);
-	/* The engine refuses the request unless it runs exactly this array. */
-	memcpy(uu, RT_CONTROL_UUID_PREFIX, strlen(RT_CONTROL_UUID_PREFIX));
-	uuid_unparse_lower(uuid, uu + strlen(RT_CONTROL_UUID_PREFIX));
-	strcat(uu, " ");
-	if (snprintf(req, sizeof(req), "%s%s%s%s", uu, verb, *arg ? " " : "", arg) >=
-	    (int)sizeof(req))
+	/* "uuid=UUID VERB --force ARG\n" */
+	if (strlen(RT_CONTROL_UUID_PREFIX) + 37 + strlen(verb) + 9 + strlen(arg) + 2 >
+	    RT_CONTROL_LINE_MAX)
 		return cli_usage_error(verb, "argument too long");
 	/* One admin command on the array at a time (lib/lock.c). */
 	r = lock_take_array(uuid, &lock_fd);
@@ -347,7 +381,8 @@ int cli_control_send(const char *id, const char *what, const char *verb, const c
 			  "array's lock)", name, what);
 		return EXIT_NOTFOUND;
 	}
-	r = control_command(uuid, name, req, msg, msglen);
+	/* The engine refuses the request unless it runs exactly this array. */
+	r = control_call(uuid, name, rq, msg, msglen);
 	lock_release(lock_fd);
 	if (r < 0)
 		return cli_fail(r, "'%s': %s", name, what);
@@ -365,6 +400,7 @@ int cli_speed_limit_arg(const char *cmd, int mib, char *arg, size_t len)
 
 int cli_send_speed_limit(const char *cmd, const char *id, int mib)
 {
+	struct rt_control_req rq = { .verb = RT_VERB_SPEED };
 	char name[RT_NAME_MAX + 1], msg[256], arg[32];
 	int r;
 
@@ -373,16 +409,17 @@ int cli_send_speed_limit(const char *cmd, const char *id, int mib)
 	r = cli_speed_limit_arg(cmd, mib, arg, sizeof(arg));
 	if (r >= 0)
 		return r;
-	return cli_control_send(id, "cannot set the speed limit", "speed", arg, name, sizeof(name),
-				msg, sizeof(msg));
+	rq.arg = arg;
+	return cli_control_send(id, "cannot set the speed limit", &rq, name, sizeof(name), msg,
+				sizeof(msg));
 }
 
-int cli_control_command(const char *id, const char *what, const char *verb, const char *arg)
+int cli_control_command(const char *id, const char *what, const struct rt_control_req *rq)
 {
 	char name[RT_NAME_MAX + 1], msg[1024];
 	int r;
 
-	r = cli_control_send(id, what, verb, arg, name, sizeof(name), msg, sizeof(msg));
+	r = cli_control_send(id, what, rq, name, sizeof(name), msg, sizeof(msg));
 	if (r >= 0)
 		return r;
 	if (msg[0])

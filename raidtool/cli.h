@@ -22,25 +22,34 @@ enum cli_exit {
 	EXIT_REFUSED = 5,	/* would destroy data; --force overrides */
 };
 
+/*
+ * One entry of the command table (raidtool.c), defined by the command's
+ * file as `const struct cli_command cmd_NAME`. cli_run parses the command
+ * line with @opts (plus -v, -q, -h/--help and --usage, common to all),
+ * checks that between @min_args and @max_args (-1: no limit) arguments
+ * remain, calls @run with them, and checks that stdout was written.
+ */
 struct cli_command {
 	const char *name;
-	int (*run)(int argc, const char **argv);
-	const char *summary;
+	int (*run)(int n_args, const char **args);	/* returns the exit code */
+	const struct poptOption *opts;	/* POPT_TABLEEND-terminated; NULL: none */
+	const char *args;		/* the arguments, as --help shows them */
+	int min_args, max_args;
+	const char *summary;		/* one line for 'raidtool --help' */
 };
 
-/* Set by the global options before the command runs. */
-extern bool cli_verbose;
-
 /*
- * Parse @argv of command @cmd with @opts (POPT_AUTOHELP is added by the
- * caller's table). Positional arguments go to @args/@n_args, between
- * @min_args and @max_args (-1: no limit). On --help or a usage error it
- * prints and returns the exit code to end with (>= 0); -1 means go on.
- * The caller frees the context with poptFreeContext after using @args.
+ * @rc, or EXIT_FAIL with a message when stdout could not be written (a
+ * full disk or a closed pipe must not look like success).
  */
-int cli_parse(const char *cmd, const char *args_help, int argc, const char **argv,
-	      const struct poptOption *opts, int min_args, int max_args,
-	      poptContext *pc, const char ***args, int *n_args);
+int cli_check_stdout(int rc);
+
+/* Run @cmd with @argv (argv[0] is the command's name): the exit code. */
+int cli_run(const struct cli_command *cmd, int argc, const char **argv);
+
+/* Set by -v/-q, before or after the command's name. */
+extern int cli_verbose;
+extern int cli_quiet;		/* only errors on stderr */
 
 /* "raidtool: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -99,14 +108,17 @@ int cli_lock_array_and_names(const char *id, int *array_fd, int *names_fd);
 /* As cli_find_running_uuid, and an array that is not running is an error. */
 int cli_running_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUID_SIZE]);
 
+struct rt_control_req;
+
 /*
- * Send "VERB ARG" to the engine of array @id and print its answer; @what
- * names the operation in a failure message. Returns the exit code.
+ * Send request @rq to the engine of array @id (under the array's lock) and
+ * print its answer; @what names the operation in a failure message.
+ * Returns the exit code.
  */
-int cli_control_command(const char *id, const char *what, const char *verb, const char *arg);
+int cli_control_command(const char *id, const char *what, const struct rt_control_req *rq);
 
 /* The same without printing: -1 with the array's @name and the engine's @msg, else the exit code. */
-int cli_control_send(const char *id, const char *what, const char *verb, const char *arg,
+int cli_control_send(const char *id, const char *what, const struct rt_control_req *rq,
 		     char *name, size_t namelen, char *msg, size_t msglen);
 
 /* --speed-limit MIB (MiB/s of each unit's data area; 0: none), as the walk commands take it. */

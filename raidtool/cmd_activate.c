@@ -61,29 +61,25 @@ static void print_ready(const char *name, const char *link, const char *dev, voi
 	}
 }
 
+static int foreground = 0, force = 0;
+
+static const struct poptOption activate_opts[] = {
+	{ "foreground", 'f', POPT_ARG_NONE, &foreground, 0,
+	  "stay attached; stop cleanly on SIGTERM or SIGINT", NULL },
+	{ "force", 0, POPT_ARG_NONE, &force, 0,
+	  "start a raid5 that is degraded and was not stopped cleanly; start an "
+	  "array lacking too many roles from units marked faulty or behind "
+	  "(forced assembly: see raidtool(8) for what can be lost)", NULL },
+	POPT_TABLEEND
+};
+
 /* The driver's activate: assemble, start the engine, show the block device. */
-int cmd_activate(int argc, const char **argv)
+static int run_activate(int n, const char **args)
 {
-	int foreground = 0, force = 0;
-	struct poptOption opts[] = {
-		{ "foreground", 'f', POPT_ARG_NONE, &foreground, 0,
-		  "stay attached; stop cleanly on SIGTERM or SIGINT", NULL },
-		{ "force", 0, POPT_ARG_NONE, &force, 0,
-		  "start a raid5 that is degraded and was not stopped cleanly; start an "
-		  "array lacking too many roles from units marked faulty or behind "
-		  "(forced assembly: see raidtool(8) for what can be lost)", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
 	struct rt_activate_opts o = { 0 };
 	struct ready_ctx rc = { .lock_fd = -1 };
-	const char **args;
-	poptContext pc;
-	int n, r;
+	int r;
 
-	r = cli_parse("activate", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
-	if (r >= 0)
-		return r;
 	r = cli_lock_array(args[0], &rc.lock_fd);
 	if (r >= 0)
 		goto out;
@@ -95,13 +91,20 @@ int cmd_activate(int argc, const char **argv)
 	o.arg = &rc;
 	r = activate_array(&o);
 	lock_release(rc.lock_fd);
-	if (r == -EUCLEAN)
-		r = cli_fail(r, "'%s': cannot activate", args[0]) ? EXIT_REFUSED : EXIT_REFUSED;
-	else if (r < 0)
+	if (r == -EUCLEAN) {
+		cli_fail(r, "'%s': cannot activate", args[0]);
+		r = EXIT_REFUSED;
+	} else if (r < 0) {
 		r = cli_fail(r, "'%s': cannot activate", args[0]);
-	else
+	} else {
 		r = EXIT_OK;
+	}
 out:
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_activate = {
+	.name = "activate", .run = run_activate, .opts = activate_opts,
+	.args = "NAME|HASHCODE", .min_args = 1, .max_args = 1,
+	.summary = "start an array and show it as /dev/raidtool/NAME",
+};

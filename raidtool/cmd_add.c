@@ -15,41 +15,38 @@
 /* A running array: one control request per unit, by absolute path (the engine's cwd is /). */
 static int add_running(const char *id, const char *const *units, int n, bool force)
 {
-	char path[PATH_MAX], arg[PATH_MAX + 16], what[PATH_MAX + 32];
+	struct rt_control_req rq = { .verb = RT_VERB_ADD, .force = force };
+	char path[PATH_MAX], what[PATH_MAX + 32];
 	int r;
 
 	for (int i = 0; i < n; i++) {
 		if (!realpath(units[i], path))
 			return cli_fail(-errno, "'%s'", units[i]);
-		snprintf(arg, sizeof(arg), "%s%s", force ? "--force " : "", path);
+		rq.arg = path;
 		snprintf(what, sizeof(what), "cannot add '%s'", units[i]);
-		r = cli_control_command(id, what, "add", arg);
+		r = cli_control_command(id, what, &rq);
 		if (r != EXIT_OK)
 			return r;
 	}
 	return EXIT_OK;
 }
 
-int cmd_add(int argc, const char **argv)
+static int force = 0, speed = -1;
+
+static const struct poptOption add_opts[] = {
+	{ "force", 'f', POPT_ARG_NONE, &force, 0,
+	  "overwrite units that hold a filesystem, other signature or raidtool superblock", NULL },
+	CLI_SPEED_LIMIT_OPT(speed),
+	POPT_TABLEEND
+};
+
+static int run_add(int n, const char **args)
 {
-	int force = 0, speed = -1;
-	struct poptOption opts[] = {
-		{ "force", 'f', POPT_ARG_NONE, &force, 0,
-		  "overwrite units that hold a filesystem, other signature or raidtool superblock", NULL },
-		CLI_SPEED_LIMIT_OPT(speed),
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
 	char name[RT_NAME_MAX + 1];
 	bool running;
-	const char **args;
-	poptContext pc;
 	struct rt_sb sb;
-	int n, r, array_fd = -1, names_fd = -1;
+	int r, array_fd = -1, names_fd = -1;
 
-	r = cli_parse("add", "NAME|HASHCODE UNIT...", argc, argv, opts, 2, -1, &pc, &args, &n);
-	if (r >= 0)
-		return r;
 	/* Under the locks, so that no activate starts it meanwhile. */
 	r = cli_lock_array_and_names(args[0], &array_fd, &names_fd);
 	if (r >= 0)
@@ -83,6 +80,11 @@ int cmd_add(int argc, const char **argv)
 out:
 	lock_release(names_fd);
 	lock_release(array_fd);
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_add = {
+	.name = "add", .run = run_add, .opts = add_opts,
+	.args = "NAME|HASHCODE UNIT...", .min_args = 2, .max_args = -1,
+	.summary = "add units to an array (missing roles first, then spares)",
+};

@@ -1,34 +1,32 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-#include <raidtool/json.h>
+#include "json-out.h"
+#include <raidtool/control.h>
 #include "cli.h"
 #include "commands.h"
 
-/* Start a check (or repair) walk over a running array, in the background. */
-int cmd_check(int argc, const char **argv)
-{
-	int repair = 0, cancel = 0, as_json = 0, prefer = -1, speed = -1;
-	struct poptOption opts[] = {
-		{ "repair", 'r', POPT_ARG_NONE, &repair, 0,
-		  "rewrite parity/mirror copies that do not match", NULL },
-		{ "prefer", 0, POPT_ARG_INT, &prefer, 0,
-		  "raid1 repair: where mirrors tie, keep this role's copy", "ROLE" },
-		{ "cancel", 0, POPT_ARG_NONE, &cancel, 0,
-		  "stop the running check or repair", NULL },
-		CLI_SPEED_LIMIT_OPT(speed),
-		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
-	char name[RT_NAME_MAX + 1], msg[1024], arg[32] = "";
-	const char *verb, *what;
-	const char **args;
-	struct json j;
-	poptContext pc;
-	int n, r;
+static int repair = 0, cancel = 0, as_json = 0, prefer = -1, speed = -1;
 
-	r = cli_parse("check", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
-	if (r >= 0)
-		return r;
+static const struct poptOption check_opts[] = {
+	{ "repair", 'r', POPT_ARG_NONE, &repair, 0,
+	  "rewrite parity/mirror copies that do not match", NULL },
+	{ "prefer", 0, POPT_ARG_INT, &prefer, 0,
+	  "raid1 repair: where mirrors tie, keep this role's copy", "ROLE" },
+	{ "cancel", 0, POPT_ARG_NONE, &cancel, 0,
+	  "stop the running check or repair", NULL },
+	CLI_SPEED_LIMIT_OPT(speed),
+	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
+	POPT_TABLEEND
+};
+
+/* Start a check (or repair) walk over a running array, in the background. */
+static int run_check(int n, const char **args)
+{
+	char name[RT_NAME_MAX + 1], msg[1024], arg[32] = "";
+	struct rt_control_req rq;
+	const char *what;
+	struct json j;
+	int r;
+
 	if (repair && cancel) {
 		r = cli_usage_error("check", "--repair and --cancel exclude each other");
 		goto out;
@@ -50,16 +48,17 @@ int cmd_check(int argc, const char **argv)
 	r = cli_send_speed_limit("check", args[0], speed);
 	if (r >= 0)
 		goto out;
-	verb = cancel ? "cancel" : repair ? "repair" : "check";
+	rq.verb = cancel ? RT_VERB_CANCEL : repair ? RT_VERB_REPAIR : RT_VERB_CHECK;
+	rq.arg = arg;
 	what = cancel ? "cannot cancel" : repair ? "cannot start a repair" : "cannot start a check";
-	r = cli_control_send(args[0], what, verb, arg, name, sizeof(name), msg, sizeof(msg));
+	r = cli_control_send(args[0], what, &rq, name, sizeof(name), msg, sizeof(msg));
 	if (r >= 0)
 		goto out;
 	if (as_json) {
 		json_init(&j, stdout);
 		json_object_begin(&j, NULL);
 		json_str(&j, "name", name);
-		json_str(&j, "request", verb);
+		json_str(&j, "request", control_verb_name(rq.verb));
 		json_str(&j, "message", msg);
 		json_object_end(&j);
 		json_finish(&j);
@@ -68,6 +67,11 @@ int cmd_check(int argc, const char **argv)
 	}
 	r = EXIT_OK;
 out:
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_check = {
+	.name = "check", .run = run_check, .opts = check_opts,
+	.args = "NAME|HASHCODE", .min_args = 1, .max_args = 1,
+	.summary = "verify (or --repair) parity and mirrors of a running array",
+};

@@ -5,38 +5,34 @@
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
-#include <raidtool/json.h>
+#include "json-out.h"
 
-int cmd_create(int argc, const char **argv)
+static const char *level = NULL, *chunk = NULL, *blocksize = NULL, *desc = NULL;
+static int force = 0, as_json = 0, assume_clean = 0;
+
+static const struct poptOption create_opts[] = {
+	{ "level", 'l', POPT_ARG_STRING, &level, 0,
+	  "RAID level: linear (or none), 0, 1, 5", "LEVEL" },
+	{ "chunk", 'c', POPT_ARG_STRING, &chunk, 0,
+	  "chunk size, a power of two of at least 4K (default 512K)", "SIZE" },
+	{ "blocksize", 'b', POPT_ARG_STRING, &blocksize, 0,
+	  "logical block size of the array: 512 or 4096 (default)", "BYTES" },
+	{ "desc", 'd', POPT_ARG_STRING, &desc, 0, "description, up to 127 bytes", "TEXT" },
+	{ "force", 'f', POPT_ARG_NONE, &force, 0,
+	  "overwrite units that hold a filesystem, other signature or raidtool superblock", NULL },
+	{ "assume-clean", 0, POPT_ARG_NONE, &assume_clean, 0,
+	  "raid1/raid5: skip the initial sync; only for units known to hold zeros", NULL },
+	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print the new array's descriptor as JSON", NULL },
+	POPT_TABLEEND
+};
+
+static int run_create(int n, const char **args)
 {
-	const char *level = NULL, *chunk = NULL, *blocksize = NULL, *desc = NULL;
-	int force = 0, as_json = 0, assume_clean = 0;
-	struct poptOption opts[] = {
-		{ "level", 'l', POPT_ARG_STRING, &level, 0,
-		  "RAID level: linear (or none), 0, 1, 5", "LEVEL" },
-		{ "chunk", 'c', POPT_ARG_STRING, &chunk, 0,
-		  "chunk size, a power of two of at least 4K (default 512K)", "SIZE" },
-		{ "blocksize", 'b', POPT_ARG_STRING, &blocksize, 0,
-		  "logical block size of the array: 512 or 4096 (default)", "BYTES" },
-		{ "desc", 'd', POPT_ARG_STRING, &desc, 0, "description, up to 127 bytes", "TEXT" },
-		{ "force", 'f', POPT_ARG_NONE, &force, 0,
-		  "overwrite units that hold a filesystem, other signature or raidtool superblock", NULL },
-		{ "assume-clean", 0, POPT_ARG_NONE, &assume_clean, 0,
-		  "raid1/raid5: skip the initial sync; only for units known to hold zeros", NULL },
-		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print the new array's descriptor as JSON", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
 	struct rt_create_params p = { 0 };
-	const char **args;
-	poptContext pc;
 	struct rt_sb sb;
 	uint64_t v;
-	int n, r, lock_fd = -1;
+	int r, lock_fd = -1;
 
-	r = cli_parse("create", "NAME UNIT...", argc, argv, opts, 2, -1, &pc, &args, &n);
-	if (r >= 0)
-		return r;
 	p.name = args[0];
 	p.desc = desc;
 	p.force = force;
@@ -98,6 +94,11 @@ int cmd_create(int argc, const char **argv)
 	}
 	r = EXIT_OK;
 out:
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_create = {
+	.name = "create", .run = run_create, .opts = create_opts,
+	.args = "NAME UNIT...", .min_args = 2, .max_args = -1,
+	.summary = "write superblocks to units, making a new array",
+};

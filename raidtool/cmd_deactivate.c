@@ -4,21 +4,17 @@
 #include "cli.h"
 #include "commands.h"
 
-/* Stop a running array, or clean up after an engine that died. */
-int cmd_deactivate(int argc, const char **argv)
-{
-	struct poptOption opts[] = {
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
-	struct rt_deactivate_result res;
-	const char **args;
-	poptContext pc;
-	int n, r, lock_fd = -1;
 
-	r = cli_parse("deactivate", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
-	if (r >= 0)
-		return r;
+static const struct poptOption deactivate_opts[] = {
+	POPT_TABLEEND
+};
+
+/* Stop a running array, or clean up after an engine that died. */
+static int run_deactivate(int n, const char **args)
+{
+	struct rt_deactivate_result res;
+	int r, lock_fd = -1;
+
 	/* After an activate, add, fail, ... of the array that is under way. */
 	r = cli_lock_array(args[0], &lock_fd);
 	if (r >= 0)
@@ -48,6 +44,11 @@ int cmd_deactivate(int argc, const char **argv)
 		r = EXIT_OK;
 	}
 out:
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_deactivate = {
+	.name = "deactivate", .run = run_deactivate, .opts = deactivate_opts,
+	.args = "NAME|HASHCODE", .min_args = 1, .max_args = 1,
+	.summary = "stop a running array (or clean up after a dead engine)",
+};

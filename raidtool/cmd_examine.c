@@ -9,7 +9,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
-#include <raidtool/json.h>
+#include "json-out.h"
 
 static const char *copy_status(int err)
 {
@@ -223,27 +223,23 @@ static void examine_text(const char *path, const struct rt_sb *sb, const struct 
 	describe_slots_text(stdout, sb);
 }
 
-int cmd_examine(int argc, const char **argv)
+static int as_json = 0, as_export = 0;
+
+static const struct poptOption examine_opts[] = {
+	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
+	{ "export", 0, POPT_ARG_NONE, &as_export, 0,
+	  "print RAIDTOOL_*=value lines for udev; nothing for a non-unit", NULL },
+	POPT_TABLEEND
+};
+
+static int run_examine(int n, const char **args)
 {
-	int as_json = 0, as_export = 0;
-	struct poptOption opts[] = {
-		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
-		{ "export", 0, POPT_ARG_NONE, &as_export, 0,
-		  "print RAIDTOOL_*=value lines for udev; nothing for a non-unit", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
 	struct examine_log lg;
 	struct rt_sb_status st;
 	struct rt_unit *u = NULL;
-	const char **args;
 	struct rt_sb sb;
-	poptContext pc;
-	int n, r;
+	int r;
 
-	r = cli_parse("examine", "UNIT", argc, argv, opts, 1, 1, &pc, &args, &n);
-	if (r >= 0)
-		return r;
 	if (as_json && as_export) {
 		r = cli_usage_error("examine", "--json and --export exclude each other");
 		goto out;
@@ -272,6 +268,11 @@ int cmd_examine(int argc, const char **argv)
 	}
 	r = EXIT_OK;
 out:
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_examine = {
+	.name = "examine", .run = run_examine, .opts = examine_opts,
+	.args = "UNIT", .min_args = 1, .max_args = 1,
+	.summary = "dump a unit's superblocks",
+};

@@ -9,27 +9,24 @@
 #include "commands.h"
 
 
-/* Mark a unit of a running array faulty, as if it had failed an I/O. */
-int cmd_fail(int argc, const char **argv)
-{
-	int force = 0;
-	struct poptOption opts[] = {
-		{ "force", 'f', POPT_ARG_NONE, &force, 0,
-		  "fail it even when the array cannot take writes without it", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
-	char arg[PATH_MAX + 16];
-	const char **args;
-	poptContext pc;
-	int n, r;
+static int force = 0;
 
-	r = cli_parse("fail", "NAME|HASHCODE ROLE|UNIT-HASHCODE|DEVICE", argc, argv,
-		      opts, 2, 2, &pc, &args, &n);
-	if (r >= 0)
-		return r;
-	snprintf(arg, sizeof(arg), "%s%s", force ? "--force " : "", args[1]);
-	r = cli_control_command(args[0], "cannot fail the unit", "fail", arg);
-	poptFreeContext(pc);
-	return r;
+static const struct poptOption fail_opts[] = {
+	{ "force", 'f', POPT_ARG_NONE, &force, 0,
+	  "fail it even when the array cannot take writes without it", NULL },
+	POPT_TABLEEND
+};
+
+/* Mark a unit of a running array faulty, as if it had failed an I/O. */
+static int run_fail(int n, const char **args)
+{
+	const struct rt_control_req rq = { .verb = RT_VERB_FAIL, .force = force, .arg = args[1] };
+
+	return cli_control_command(args[0], "cannot fail the unit", &rq);
 }
+
+const struct cli_command cmd_fail = {
+	.name = "fail", .run = run_fail, .opts = fail_opts,
+	.args = "NAME|HASHCODE ROLE|UNIT-HASHCODE|DEVICE", .min_args = 2, .max_args = 2,
+	.summary = "mark a unit of a running array faulty",
+};

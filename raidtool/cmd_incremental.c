@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <raidtool/incremental.h>
-#include <raidtool/json.h>
+#include "json-out.h"
 #include "cli.h"
 #include "commands.h"
 
@@ -122,45 +122,41 @@ static int parse_timeout(const char *s, unsigned *out)
 	return 0;
 }
 
+static int as_export = 0, as_json = 0, run = 0, no_start = 0, remove_unit = 0, scan = 0;
+static char *timeout_arg = NULL;
+
+static const struct poptOption incremental_opts[] = {
+	{ "export", 0, POPT_ARG_NONE, &as_export, 0,
+	  "print RAIDTOOL_*=value lines for udev", NULL },
+	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
+	{ "run", 'R', POPT_ARG_NONE, &run, 0,
+	  "start the array now, degraded if units are missing", NULL },
+	{ "no-start", 0, POPT_ARG_NONE, &no_start, 0,
+	  "record and decide only; something else (systemd) starts the array", NULL },
+	{ "timeout", 't', POPT_ARG_STRING, &timeout_arg, 0,
+	  "start a degraded array after SECONDS without its last units (default 30, "
+	  "$RAIDTOOL_INCREMENTAL_TIMEOUT; 0: never)", "SECONDS" },
+	{ "remove", 'r', POPT_ARG_NONE, &remove_unit, 0,
+	  "the device went away: fail and remove its unit from a running array", NULL },
+	{ "scan", 's', POPT_ARG_NONE, &scan, 0,
+	  "start every recorded array that can run (with --run: degraded too)", NULL },
+	POPT_TABLEEND
+};
+
 /* Incremental assembly: what the udev rule runs for every unit that appears or goes. */
-int cmd_incremental(int argc, const char **argv)
+static int run_incremental(int n, const char **args)
 {
-	int as_export = 0, as_json = 0, run = 0, no_start = 0, remove = 0, scan = 0;
-	char *timeout_arg = NULL;
-	struct poptOption opts[] = {
-		{ "export", 0, POPT_ARG_NONE, &as_export, 0,
-		  "print RAIDTOOL_*=value lines for udev", NULL },
-		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
-		{ "run", 'R', POPT_ARG_NONE, &run, 0,
-		  "start the array now, degraded if units are missing", NULL },
-		{ "no-start", 0, POPT_ARG_NONE, &no_start, 0,
-		  "record and decide only; something else (systemd) starts the array", NULL },
-		{ "timeout", 't', POPT_ARG_STRING, &timeout_arg, 0,
-		  "start a degraded array after SECONDS without its last units (default 30, "
-		  "$RAIDTOOL_INCREMENTAL_TIMEOUT; 0: never)", "SECONDS" },
-		{ "remove", 'r', POPT_ARG_NONE, &remove, 0,
-		  "the device went away: fail and remove its unit from a running array", NULL },
-		{ "scan", 's', POPT_ARG_NONE, &scan, 0,
-		  "start every recorded array that can run (with --run: degraded too)", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
 	struct rt_incremental_opts o = { 0 };
 	struct rt_incremental_result res;
 	enum output out;
-	const char **args;
 	const char *env;
-	poptContext pc;
-	int n, r;
+	int r;
 
-	r = cli_parse("incremental", "DEVICE", argc, argv, opts, 0, 1, &pc, &args, &n);
-	if (r >= 0)
-		return r;
 	if (as_export && as_json) {
 		r = cli_usage_error("incremental", "--json and --export exclude each other");
 		goto out;
 	}
-	if (remove && (scan || run || no_start)) {
+	if (remove_unit && (scan || run || no_start)) {
 		r = cli_usage_error("incremental", "--remove takes none of --scan, --run, --no-start");
 		goto out;
 	}
@@ -191,7 +187,7 @@ int cmd_incremental(int argc, const char **argv)
 		r = r < 0 && c.failed == EXIT_OK ? cli_fail(r, "cannot read the map") : c.failed;
 		goto out;
 	}
-	if (remove) {
+	if (remove_unit) {
 		r = incremental_remove(args[0], &res);
 		if (r == -ENOENT) {
 			r = as_export ? EXIT_OK : cli_fail(r, "'%s': not a recorded unit", args[0]);
@@ -237,6 +233,11 @@ int cmd_incremental(int argc, const char **argv)
 	print_result(&res, &o, out);
 	r = EXIT_OK;
 out:
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_incremental = {
+	.name = "incremental", .run = run_incremental, .opts = incremental_opts,
+	.args = "DEVICE", .min_args = 0, .max_args = 1,
+	.summary = "record a unit that appeared (udev); start its array " "once complete",
+};

@@ -7,7 +7,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
-#include <raidtool/json.h>
+#include "json-out.h"
 
 /* Regions of the initial sync: still to do, of all (0, 0 when not known). */
 struct sync_progress {
@@ -63,14 +63,6 @@ static const char *array_state(const struct rt_scan_array *a, struct rt_control_
 	if (sb_unsynced(&a->sb))
 		return a->sb.state == RT_ARRAY_DIRTY ? "dirty, unsynced" : "unsynced";
 	return sb_array_state_name(a->sb.state);
-}
-
-static const char *unit_state(const struct rt_scan_array *a, const struct rt_scan_unit *u)
-{
-	/* A usable unit shows its slot's state; any other, what scan classed it. */
-	if (!scan_unit_usable(u))
-		return scan_unit_class_name(u->cls);
-	return sb_slot_state_name(a->sb.slots[u->sb.unit.slot].state);
 }
 
 static void list_arrays_text(const struct rt_scan *s)
@@ -141,7 +133,7 @@ static void list_units_text(const struct rt_scan_array *a)
 
 		printf("%-20s %-5s %08x %-10s %-8" PRIu64 " %s\n", u->dev,
 		       describe_role(&a->sb, u->sb.unit.slot, role, sizeof(role)),
-		       u->sb.unit.hashcode, unit_state(a, u), u->sb.events,
+		       u->sb.unit.hashcode, scan_unit_state(a, u), u->sb.events,
 		       u->backing[0] ? u->backing : "-");
 		if (u->why[0])
 			printf("%-20s   %s\n", "", u->why);
@@ -165,7 +157,7 @@ static void list_units_json(const struct rt_scan_array *a)
 		json_u64(&j, "slot", u->sb.unit.slot);
 		json_hash(&j, "hashcode", u->sb.unit.hashcode);
 		json_uuid(&j, "uuid", u->sb.unit.uuid);
-		json_str(&j, "state", unit_state(a, u));
+		json_str(&j, "state", scan_unit_state(a, u));
 		json_u64(&j, "events", u->sb.events);
 		json_str(&j, "class", scan_unit_class_name(u->cls));
 		json_str(&j, "reason", u->why[0] ? u->why : NULL);
@@ -175,26 +167,22 @@ static void list_units_json(const struct rt_scan_array *a)
 	json_finish(&j);
 }
 
-int cmd_list(int argc, const char **argv)
+static const char *units_of = NULL;
+static int as_json = 0;
+
+static const struct poptOption list_opts[] = {
+	{ "units", 'u', POPT_ARG_STRING, &units_of, 0,
+	  "list the units of one array, with role and state", "NAME|HASHCODE" },
+	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
+	POPT_TABLEEND
+};
+
+static int run_list(int n, const char **args)
 {
-	const char *units_of = NULL;
-	int as_json = 0;
-	struct poptOption opts[] = {
-		{ "units", 'u', POPT_ARG_STRING, &units_of, 0,
-		  "list the units of one array, with role and state", "NAME|HASHCODE" },
-		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
 	const struct rt_scan_array *a;
 	struct rt_scan *s = NULL;
-	const char **args;
-	poptContext pc;
-	int n, r;
+	int r;
 
-	r = cli_parse("list", "", argc, argv, opts, 0, 0, &pc, &args, &n);
-	if (r >= 0)
-		return r;
 	r = scan_devices(&s);
 	if (r < 0) {
 		r = cli_fail(r, "cannot scan block devices");
@@ -216,6 +204,11 @@ int cmd_list(int argc, const char **argv)
 	r = EXIT_OK;
 out:
 	scan_free(s);
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_list = {
+	.name = "list", .run = run_list, .opts = list_opts,
+	.args = "", .min_args = 0, .max_args = 0,
+	.summary = "list the arrays found on this machine, or one array's units",
+};

@@ -3,26 +3,22 @@
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
-#include <raidtool/json.h>
+#include "json-out.h"
+
+static int as_json = 0;
+
+static const struct poptOption lookup_opts[] = {
+	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
+	POPT_TABLEEND
+};
 
 /* The driver's lookup.device: one array's descriptor. */
-int cmd_lookup(int argc, const char **argv)
+static int run_lookup(int n, const char **args)
 {
-	int as_json = 0;
-	struct poptOption opts[] = {
-		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
 	const struct rt_scan_array *a;
 	struct rt_scan *s = NULL;
-	const char **args;
-	poptContext pc;
-	int n, r;
+	int r;
 
-	r = cli_parse("lookup", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
-	if (r >= 0)
-		return r;
 	r = cli_scan_lookup(args[0], &s, &a);
 	if (r >= 0)
 		goto out;
@@ -42,6 +38,11 @@ int cmd_lookup(int argc, const char **argv)
 	r = EXIT_OK;
 out:
 	scan_free(s);
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_lookup = {
+	.name = "lookup", .run = run_lookup, .opts = lookup_opts,
+	.args = "NAME|HASHCODE", .min_args = 1, .max_args = 1,
+	.summary = "show one array's descriptor",
+};

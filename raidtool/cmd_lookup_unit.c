@@ -3,25 +3,21 @@
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
-#include <raidtool/json.h>
+#include "json-out.h"
+
+static int as_json = 0;
+
+static const struct poptOption lookup_unit_opts[] = {
+	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
+	POPT_TABLEEND
+};
 
 /* The driver's lookup.unit: one unit's descriptor. */
-int cmd_lookup_unit(int argc, const char **argv)
+static int run_lookup_unit(int n, const char **args)
 {
-	int as_json = 0;
-	struct poptOption opts[] = {
-		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
-	const char **args;
 	struct rt_sb sb;
-	poptContext pc;
-	int n, r;
+	int r;
 
-	r = cli_parse("lookup-unit", "UNIT", argc, argv, opts, 1, 1, &pc, &args, &n);
-	if (r >= 0)
-		return r;
 	r = cli_read_unit(args[0], &sb, NULL, false, NULL);
 	if (r >= 0)
 		goto out;
@@ -40,6 +36,11 @@ int cmd_lookup_unit(int argc, const char **argv)
 	}
 	r = EXIT_OK;
 out:
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_lookup_unit = {
+	.name = "lookup-unit", .run = run_lookup_unit, .opts = lookup_unit_opts,
+	.args = "UNIT", .min_args = 1, .max_args = 1,
+	.summary = "show one unit's descriptor",
+};

@@ -4,20 +4,16 @@
 #include "cli.h"
 #include "commands.h"
 
-int cmd_rehash(int argc, const char **argv)
-{
-	struct poptOption opts[] = {
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
-	const char **args;
-	poptContext pc;
-	uint32_t want, got = 0;
-	int n, r, array_fd = -1, names_fd = -1;
 
-	r = cli_parse("rehash", "NAME|HASHCODE [NEWHASH]", argc, argv, opts, 1, 2, &pc, &args, &n);
-	if (r >= 0)
-		return r;
+static const struct poptOption rehash_opts[] = {
+	POPT_TABLEEND
+};
+
+static int run_rehash(int n, const char **args)
+{
+	uint32_t want, got = 0;
+	int r, array_fd = -1, names_fd = -1;
+
 	if (n == 2 && sb_hashcode_parse(args[1], &want) < 0) {
 		r = cli_usage_error("rehash", "'%s': not a hashcode (exactly 8 hex digits)", args[1]);
 		goto out;
@@ -36,6 +32,11 @@ int cmd_rehash(int argc, const char **argv)
 	printf("%08x\n", got);
 	r = EXIT_OK;
 out:
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_rehash = {
+	.name = "rehash", .run = run_rehash, .opts = rehash_opts,
+	.args = "NAME|HASHCODE [NEWHASH]", .min_args = 1, .max_args = 2,
+	.summary = "change an array's hashcode",
+};

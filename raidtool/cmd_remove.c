@@ -1,23 +1,23 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <raidtool/control.h>
 #include "cli.h"
 #include "commands.h"
 
-/* A faulty unit (or a spare) leaves a running array. */
-int cmd_remove(int argc, const char **argv)
-{
-	struct poptOption opts[] = {
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
-	const char **args;
-	poptContext pc;
-	int n, r;
 
-	r = cli_parse("remove", "NAME|HASHCODE ROLE|UNIT-HASHCODE|DEVICE", argc, argv, opts, 2,
-		      2, &pc, &args, &n);
-	if (r >= 0)
-		return r;
-	r = cli_control_command(args[0], "cannot remove the unit", "remove", args[1]);
-	poptFreeContext(pc);
-	return r;
+static const struct poptOption remove_opts[] = {
+	POPT_TABLEEND
+};
+
+/* A faulty unit (or a spare) leaves a running array. */
+static int run_remove(int n, const char **args)
+{
+	const struct rt_control_req rq = { .verb = RT_VERB_REMOVE, .arg = args[1] };
+
+	return cli_control_command(args[0], "cannot remove the unit", &rq);
 }
+
+const struct cli_command cmd_remove = {
+	.name = "remove", .run = run_remove, .opts = remove_opts,
+	.args = "NAME|HASHCODE ROLE|UNIT-HASHCODE|DEVICE", .min_args = 2, .max_args = 2,
+	.summary = "take a faulty unit or a spare out of a running array",
+};

@@ -4,19 +4,15 @@
 #include "cli.h"
 #include "commands.h"
 
-int cmd_rename(int argc, const char **argv)
-{
-	struct poptOption opts[] = {
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
-	const char **args;
-	poptContext pc;
-	int n, r, array_fd = -1, names_fd = -1;
 
-	r = cli_parse("rename", "NAME|HASHCODE NEWNAME", argc, argv, opts, 2, 2, &pc, &args, &n);
-	if (r >= 0)
-		return r;
+static const struct poptOption rename_opts[] = {
+	POPT_TABLEEND
+};
+
+static int run_rename(int n, const char **args)
+{
+	int r, array_fd = -1, names_fd = -1;
+
 	/* The new name is checked and written under the lock create takes too. */
 	r = cli_lock_array_and_names(args[0], &array_fd, &names_fd);
 	if (r >= 0)
@@ -31,6 +27,11 @@ int cmd_rename(int argc, const char **argv)
 		r = EXIT_OK;
 	}
 out:
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_rename = {
+	.name = "rename", .run = run_rename, .opts = rename_opts,
+	.args = "NAME|HASHCODE NEWNAME", .min_args = 2, .max_args = 2,
+	.summary = "change an array's name",
+};

@@ -9,7 +9,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
-#include <raidtool/json.h>
+#include "json-out.h"
 
 static int cmp_slot(const void *a, const void *b)
 {
@@ -343,27 +343,23 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 	json_finish(&j);
 }
 
+static int as_json = 0;
+
+static const struct poptOption status_opts[] = {
+	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
+	POPT_TABLEEND
+};
+
 /* One array's state: the running engine's report, or what the scan finds. */
-int cmd_status(int argc, const char **argv)
+static int run_status(int n, const char **args)
 {
-	int as_json = 0;
-	struct poptOption opts[] = {
-		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
 	struct rt_control_status *st = NULL;
 	const struct rt_scan_array *a;
 	struct rt_control_probe p = { 0 };
 	struct rt_scan *s = NULL;
 	const char *name;
-	const char **args;
-	poptContext pc;
-	int n, r;
+	int r;
 
-	r = cli_parse("status", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
-	if (r >= 0)
-		return r;
 	st = calloc(1, sizeof(*st));
 	if (!st) {
 		r = cli_fail(-ENOMEM, "status");
@@ -379,19 +375,10 @@ int cmd_status(int argc, const char **argv)
 	status_from_scan(a, st);
 	goto print;
 running:
-	/*
-	 * No socket while its engine holds the pid lock: the engine is starting
-	 * or stopping. Ask again for a moment; once the lock is gone, it stopped.
-	 */
-	for (int tries = 0;; tries++) {
-		r = control_status(a->sb.array.uuid, name, st);
-		if ((r != -ENOENT && r != -ECONNREFUSED) || tries == 40)
-			break;
-		if (control_probe(a->sb.array.uuid, &p) < 0 || p.state != RT_CONTROL_ACTIVE) {
-			r = cli_fail(-ESHUTDOWN, "'%s': the array is stopping", name);
-			goto out;
-		}
-		usleep(50 * 1000);
+	r = control_status_wait(a->sb.array.uuid, name, st, &p);
+	if (r == -ESHUTDOWN) {
+		r = cli_fail(r, "'%s': the array is stopping", name);
+		goto out;
 	}
 	if (r < 0) {
 		r = cli_fail(r, "'%s': the engine (pid %d) does not answer", name, (int)p.pid);
@@ -406,6 +393,11 @@ print:
 out:
 	free(st);
 	scan_free(s);
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_status = {
+	.name = "status", .run = run_status, .opts = status_opts,
+	.args = "NAME|HASHCODE", .min_args = 1, .max_args = 1,
+	.summary = "show an array's state, units, block device and I/O counters",
+};

@@ -6,29 +6,26 @@
 #include "cli.h"
 #include "commands.h"
 
+static int tries = -1, window = -1, speed = -1;
+
+static const struct poptOption tune_opts[] = {
+	{ "io-retries", 0, POPT_ARG_INT, &tries, 0,
+	  "try a failed unit read or write again up to N times before failing the unit", "N" },
+	{ "io-retry-window", 0, POPT_ARG_INT, &window, 0,
+	  "spread those tries over MS milliseconds", "MS" },
+	CLI_SPEED_LIMIT_OPT(speed),
+	POPT_TABLEEND
+};
+
 /* Change how a running array treats unit I/O errors (tries before failing a unit). */
-int cmd_tune(int argc, const char **argv)
+static int run_tune(int n, const char **args)
 {
-	int tries = -1, window = -1, speed = -1;
-	struct poptOption opts[] = {
-		{ "io-retries", 0, POPT_ARG_INT, &tries, 0,
-		  "try a failed unit read or write again up to N times before failing the unit", "N" },
-		{ "io-retry-window", 0, POPT_ARG_INT, &window, 0,
-		  "spread those tries over MS milliseconds", "MS" },
-		CLI_SPEED_LIMIT_OPT(speed),
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
 	struct rt_control_status *st = NULL;
+	struct rt_control_req rq = { 0 };
 	char name[RT_NAME_MAX + 1], arg[64];
 	uint8_t uuid[RT_UUID_SIZE];
-	const char **args;
-	poptContext pc;
-	int n, r;
+	int r;
 
-	r = cli_parse("tune", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
-	if (r >= 0)
-		return r;
 	if (tries == -1 && window == -1 && speed == -1) {
 		r = cli_usage_error("tune", "give --io-retries, --io-retry-window, --speed-limit "
 				    "or several");
@@ -43,7 +40,9 @@ int cmd_tune(int argc, const char **argv)
 		r = cli_speed_limit_arg("tune", speed, arg, sizeof(arg));
 		if (r >= 0)
 			goto out;
-		r = cli_control_command(args[0], "cannot set the speed limit", "speed", arg);
+		rq.verb = RT_VERB_SPEED;
+		rq.arg = arg;
+		r = cli_control_command(args[0], "cannot set the speed limit", &rq);
 		if (r != EXIT_OK || (tries == -1 && window == -1))
 			goto out;
 	}
@@ -64,9 +63,16 @@ int cmd_tune(int argc, const char **argv)
 			window = (int)st->retry_window_ms;
 	}
 	snprintf(arg, sizeof(arg), "%d %d", tries, window);
-	r = cli_control_command(args[0], "cannot change the error retries", "tune", arg);
+	rq.verb = RT_VERB_TUNE;
+	rq.arg = arg;
+	r = cli_control_command(args[0], "cannot change the error retries", &rq);
 out:
 	free(st);
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_tune = {
+	.name = "tune", .run = run_tune, .opts = tune_opts,
+	.args = "NAME|HASHCODE", .min_args = 1, .max_args = 1,
+	.summary = "change how a running array treats unit I/O errors",
+};

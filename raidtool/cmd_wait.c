@@ -6,7 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <raidtool/control.h>
-#include <raidtool/json.h>
+#include <raidtool/util.h>
+#include "json-out.h"
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
@@ -25,14 +26,6 @@ static long poll_ms(const struct rt_control_status *st)
 		return POLL_MS_MIN;
 	left = (st->walk_total - st->walk_done) * 1000 / st->walk_speed;
 	return left < POLL_MS_MIN ? POLL_MS_MIN : left > POLL_MS ? POLL_MS : (long)left;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
 }
 
 static void draw_bar(const struct rt_control_status *st)
@@ -88,28 +81,24 @@ static void print_json(const char *name, const struct rt_control_status *st)
 	json_finish(&j);
 }
 
+static int progress = 0, as_json = 0;
+
+static const struct poptOption wait_opts[] = {
+	{ "progress", 'p', POPT_ARG_NONE, &progress, 0,
+	  "show a progress bar on stderr (on a terminal only)", NULL },
+	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print the result as JSON", NULL },
+	POPT_TABLEEND
+};
+
 /* Block until the running array's current walk ends; print its result. */
-int cmd_wait(int argc, const char **argv)
+static int run_wait(int n, const char **args)
 {
-	int progress = 0, as_json = 0;
-	struct poptOption opts[] = {
-		{ "progress", 'p', POPT_ARG_NONE, &progress, 0,
-		  "show a progress bar on stderr (on a terminal only)", NULL },
-		{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print the result as JSON", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
 	struct rt_control_status *st;
 	char name[RT_NAME_MAX + 1];
 	uint8_t uuid[RT_UUID_SIZE];
-	const char **args;
-	poptContext pc;
 	bool bar, drew = false;
-	int n, r;
+	int r;
 
-	r = cli_parse("wait", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
-	if (r >= 0)
-		return r;
 	st = calloc(1, sizeof(*st));
 	if (!st) {
 		r = cli_fail(-ENOMEM, "wait");
@@ -133,7 +122,7 @@ int cmd_wait(int argc, const char **argv)
 			draw_bar(st);
 			drew = true;
 		}
-		sleep_ms(poll_ms(st));
+		rt_sleep_ms(poll_ms(st));
 	}
 	if (drew)
 		fputc('\n', stderr);
@@ -173,6 +162,11 @@ int cmd_wait(int argc, const char **argv)
 	}
 out:
 	free(st);
-	poptFreeContext(pc);
 	return r;
 }
+
+const struct cli_command cmd_wait = {
+	.name = "wait", .run = run_wait, .opts = wait_opts,
+	.args = "NAME|HASHCODE", .min_args = 1, .max_args = 1,
+	.summary = "wait for a running array's rebuild, resync or check to end",
+};

@@ -4,22 +4,18 @@
 #include "cli.h"
 #include "commands.h"
 
-int cmd_zero(int argc, const char **argv)
-{
-	int force = 0;
-	struct poptOption opts[] = {
-		{ "force", 'f', POPT_ARG_NONE, &force, 0,
-		  "wipe both superblock places even when they hold no valid superblock", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
-	};
-	const char **args;
-	poptContext pc;
-	int n, r, rc = EXIT_OK, lock_fd = -1;
+static int force = 0;
 
-	r = cli_parse("zero", "UNIT...", argc, argv, opts, 1, -1, &pc, &args, &n);
-	if (r >= 0)
-		return r;
+static const struct poptOption zero_opts[] = {
+	{ "force", 'f', POPT_ARG_NONE, &force, 0,
+	  "wipe both superblock places even when they hold no valid superblock", NULL },
+	POPT_TABLEEND
+};
+
+static int run_zero(int n, const char **args)
+{
+	int r, rc = EXIT_OK, lock_fd = -1;
+
 	/* Not while a create or add checks what these units hold, and writes them. */
 	r = lock_take(RT_LOCK_NAMES, &lock_fd);
 	if (r < 0) {
@@ -35,6 +31,11 @@ int cmd_zero(int argc, const char **argv)
 	}
 	lock_release(lock_fd);
 out:
-	poptFreeContext(pc);
 	return rc;
 }
+
+const struct cli_command cmd_zero = {
+	.name = "zero", .run = run_zero, .opts = zero_opts,
+	.args = "UNIT...", .min_args = 1, .max_args = -1,
+	.summary = "wipe raidtool's superblocks from a unit",
+};

@@ -2,24 +2,29 @@
 #ifndef RAIDTOOL_COMMANDS_H
 #define RAIDTOOL_COMMANDS_H
 
-/* One file per command: cmd_<name>.c. The table is in raidtool.c. */
-int cmd_create(int argc, const char **argv);
-int cmd_add(int argc, const char **argv);
-int cmd_list(int argc, const char **argv);
-int cmd_lookup(int argc, const char **argv);
-int cmd_lookup_unit(int argc, const char **argv);
-int cmd_examine(int argc, const char **argv);
-int cmd_rename(int argc, const char **argv);
-int cmd_rehash(int argc, const char **argv);
-int cmd_zero(int argc, const char **argv);
-int cmd_activate(int argc, const char **argv);
-int cmd_deactivate(int argc, const char **argv);
-int cmd_status(int argc, const char **argv);
-int cmd_fail(int argc, const char **argv);
-int cmd_remove(int argc, const char **argv);
-int cmd_tune(int argc, const char **argv);
-int cmd_check(int argc, const char **argv);
-int cmd_wait(int argc, const char **argv);
-int cmd_incremental(int argc, const char **argv);
+#include "cli.h"
+
+/*
+ * One file per command, cmd_<name>.c, defining its table entry; the table
+ * is in raidtool.c. A new command: its file, a line here, a line there.
+ */
+extern const struct cli_command cmd_create;
+extern const struct cli_command cmd_add;
+extern const struct cli_command cmd_list;
+extern const struct cli_command cmd_lookup;
+extern const struct cli_command cmd_lookup_unit;
+extern const struct cli_command cmd_examine;
+extern const struct cli_command cmd_rename;
+extern const struct cli_command cmd_rehash;
+extern const struct cli_command cmd_zero;
+extern const struct cli_command cmd_activate;
+extern const struct cli_command cmd_deactivate;
+extern const struct cli_command cmd_status;
+extern const struct cli_command cmd_fail;
+extern const struct cli_command cmd_remove;
+extern const struct cli_command cmd_tune;
+extern const struct cli_command cmd_check;
+extern const struct cli_command cmd_wait;
+extern const struct cli_command cmd_incremental;
 
 #endif

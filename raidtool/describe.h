@@ -5,7 +5,7 @@
 /* Text and JSON renderings of descriptors, shared by the listing commands. */
 #include <stdio.h>
 #include <raidtool/format.h>
-#include <raidtool/json.h>
+#include "json-out.h"
 
 /* "0".."63" for a role, "spare" for a spare's slot. */
 const char *describe_role(const struct rt_sb *sb, uint32_t slot, char *buf, size_t len);

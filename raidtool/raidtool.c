@@ -12,37 +12,37 @@
 #define RAIDTOOL_VERSION "0.1.0"
 #endif
 
-static const struct cli_command commands[] = {
-	{ "create", cmd_create, "write superblocks to units, making a new array" },
-	{ "add", cmd_add, "add units to an array (missing roles first, then spares)" },
-	{ "list", cmd_list, "list the arrays found on this machine, or one array's units" },
-	{ "lookup", cmd_lookup, "show one array's descriptor" },
-	{ "lookup-unit", cmd_lookup_unit, "show one unit's descriptor" },
-	{ "examine", cmd_examine, "dump a unit's superblocks" },
-	{ "rename", cmd_rename, "change an array's name" },
-	{ "rehash", cmd_rehash, "change an array's hashcode" },
-	{ "zero", cmd_zero, "wipe raidtool's superblocks from a unit" },
-	{ "activate", cmd_activate, "start an array and show it as /dev/raidtool/NAME" },
-	{ "deactivate", cmd_deactivate, "stop a running array (or clean up after a dead engine)" },
-	{ "status", cmd_status, "show an array's state, units, block device and I/O counters" },
-	{ "fail", cmd_fail, "mark a unit of a running array faulty" },
-	{ "remove", cmd_remove, "take a faulty unit or a spare out of a running array" },
-	{ "tune", cmd_tune, "change how a running array treats unit I/O errors" },
-	{ "check", cmd_check, "verify (or --repair) parity and mirrors of a running array" },
-	{ "wait", cmd_wait, "wait for a running array's rebuild, resync or check to end" },
-	{ "incremental", cmd_incremental, "record a unit that appeared (udev); start its array "
-	  "once complete" },
+/* The command table: the order of 'raidtool --help'. */
+static const struct cli_command *const commands[] = {
+	&cmd_create,
+	&cmd_add,
+	&cmd_list,
+	&cmd_lookup,
+	&cmd_lookup_unit,
+	&cmd_examine,
+	&cmd_rename,
+	&cmd_rehash,
+	&cmd_zero,
+	&cmd_activate,
+	&cmd_deactivate,
+	&cmd_status,
+	&cmd_fail,
+	&cmd_remove,
+	&cmd_tune,
+	&cmd_check,
+	&cmd_wait,
+	&cmd_incremental,
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: raidtool [--verbose] COMMAND [OPTIONS] [ARGS]\n\n"
+	fprintf(f, "Usage: raidtool [--verbose|--quiet] COMMAND [OPTIONS] [ARGS]\n\n"
 		"Software RAID (linear, 0, 1, 5) without md or device-mapper.\n\n"
 		"Commands:\n");
 	for (size_t i = 0; i < N_COMMANDS; i++)
-		fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+		fprintf(f, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
 	fprintf(f, "\nArrays are named by NAME or by their 8-hex-digit HASHCODE.\n"
 		"Run 'raidtool COMMAND --help' for a command's options; see raidtool(8).\n");
 }
@@ -54,12 +54,14 @@ int main(int argc, const char **argv)
 	while (i < argc && argv[i][0] == '-') {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			usage(stdout);
-			return EXIT_OK;
+			return cli_check_stdout(EXIT_OK);
 		} else if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
 			printf("raidtool %s\n", RAIDTOOL_VERSION);
-			return EXIT_OK;
+			return cli_check_stdout(EXIT_OK);
 		} else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
-			cli_verbose = true;
+			cli_verbose = 1;
+		} else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
+			cli_quiet = 1;
 		} else {
 			fprintf(stderr, "raidtool: unknown option '%s'\n", argv[i]);
 			usage(stderr);
@@ -72,8 +74,8 @@ int main(int argc, const char **argv)
 		return EXIT_USAGE;
 	}
 	for (size_t c = 0; c < N_COMMANDS; c++)
-		if (!strcmp(argv[i], commands[c].name))
-			return commands[c].run(argc - i, argv + i);
+		if (!strcmp(argv[i], commands[c]->name))
+			return cli_run(commands[c], argc - i, argv + i);
 	fprintf(stderr, "raidtool: '%s' is not a raidtool command; see 'raidtool --help'\n", argv[i]);
 	return EXIT_USAGE;
 }

@@ -52,34 +52,4 @@ int array_zero_unit(const char *path, bool force);
 
 struct rt_unit;
 
-/*
- * The one way a superblock update reaches an array's units: every unit gets
- * @shared (array descriptor, role table, events, state) with its own unit
- * descriptor @own[i]. Callers bump shared->events first.
- *
- * Crash-atomic across units (raidtool-format(5), "Update protocol"): every
- * superblock is checked before the first is written; units are written in
- * ascending order of @events (each one's events on disk; 0 for a new unit;
- * NULL: all equal), and a unit lagging behind @prev (the freshest
- * superblock, which an interrupted update left on some units only) gets
- * @prev first. @events is updated as units are written. Stops at the first
- * failing unit.
- */
-int array_write_sb_all(struct rt_unit *const *units, const struct rt_unit_desc *own,
-		       uint64_t *events, size_t n, const struct rt_sb *prev,
-		       const struct rt_sb *shared);
-
-/*
- * Open @path (RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH, and @flags) as a
- * new member of the array @sb describes and check it as array_add does (big
- * enough; holding no filesystem, signature or superblock unless @force; a
- * superblock of the array @own_array is a stale former member's and
- * accepted). It takes slot @idx of @sb: a role (REBUILDING, recovery offset
- * 0) when @idx < n_devices, else a spare at the end of the table. Fills
- * @own with its fresh unit descriptor; writes nothing.
- */
-int array_member_prepare(const char *path, struct rt_sb *sb, uint32_t idx, unsigned flags,
-			 bool force, const uint8_t *own_array, struct rt_unit **out,
-			 struct rt_unit_desc *own);
-
 #endif

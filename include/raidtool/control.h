@@ -159,6 +159,39 @@ struct rt_control_status {
 	uint32_t fuse_queues, fuse_queue_depth;	/* io_uring queues, entries each */
 };
 
+/* ---- the requests ------------------------------------------------------- */
+
+/* What a client may ask an engine (raidtool-control(7)): one enum for both ends. */
+enum rt_control_verb {
+	RT_VERB_PING,
+	RT_VERB_STATUS,
+	RT_VERB_STOP,
+	/* The admin operations (control_ops.command). */
+	RT_VERB_FAIL,
+	RT_VERB_REMOVE,
+	RT_VERB_ADD,
+	RT_VERB_CHECK,
+	RT_VERB_REPAIR,
+	RT_VERB_CANCEL,
+	RT_VERB_TUNE,
+	RT_VERB_SPEED,
+	RT_VERB_COUNT
+};
+
+/* "ping", "status", ... as on the wire. */
+const char *control_verb_name(enum rt_control_verb verb);
+
+struct rt_control_req {
+	enum rt_control_verb verb;
+	bool force;			/* fail, add: also what the level cannot spare */
+	/*
+	 * fail, remove: the member (role, unit hashcode or device); add: the
+	 * device or image (absolute path); repair: "prefer=ROLE" or ""; tune:
+	 * "COUNT WINDOW_MS"; speed: bytes per second. NULL or "": none.
+	 */
+	const char *arg;
+};
+
 /* ---- the server (in the engine) ----------------------------------------- */
 
 struct control_server;
@@ -174,11 +207,11 @@ struct control_ops {
 	 */
 	int (*stop)(void *ctx, char *why, size_t whylen);
 	/*
-	 * Any other request (fail, remove, add, check, repair, cancel): @cmd and
-	 * its argument (may be ""). 0 with a message for the client in @msg, or a
-	 * negative errno with the reason in @msg. May be NULL.
+	 * Any other request (fail, remove, add, check, repair, cancel, tune,
+	 * speed; rq->arg is never NULL). 0 with a message for the client in
+	 * @msg, or a negative errno with the reason in @msg. May be NULL.
 	 */
-	int (*command)(void *ctx, const char *cmd, const char *arg, char *msg, size_t msglen);
+	int (*command)(void *ctx, const struct rt_control_req *rq, char *msg, size_t msglen);
 };
 
 /* Bind <rundir>/<UUID>/control.sock (mode 0600) and serve on a thread; @name is for messages. */
@@ -200,7 +233,8 @@ void control_server_finish(struct control_server *s, int err, const char *msg);
 
 /*
  * Send one request line (without the newline) and read the one-line reply
- * into @reply. -ENOENT/-ECONNREFUSED when no engine answers.
+ * into @reply. -ENOENT/-ECONNREFUSED when no engine answers. The typed
+ * calls below build the line; this is for tests and tools.
  */
 int control_request(const uint8_t uuid[RT_UUID_SIZE], const char *request, char *reply,
 		    size_t len, int timeout_ms);
@@ -213,16 +247,30 @@ int control_status(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 		   struct rt_control_status *st);
 
 /*
+ * status of an engine that holds its pid lock (@p from control_probe, kept
+ * up to date): while it has no socket (starting or stopping) asked again for
+ * a moment; -ESHUTDOWN, unlogged, once its lock is gone (it stopped).
+ */
+int control_status_wait(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+			struct rt_control_status *st, struct rt_control_probe *p);
+
+/*
  * stop: returns once the engine has shut down cleanly (0), or -EBUSY with
  * the engine's reason logged when the device is in use.
  */
 int control_stop(const uint8_t uuid[RT_UUID_SIZE], const char *name);
 
 /*
- * Any other request ("fail 1", "add /dev/sdc", "check", ...): 0 and the
- * engine's message in @msg, or the engine's errno with its reason logged.
+ * Any other request: 0 and the engine's message in @msg, or the engine's
+ * errno with its reason logged. The typed calls below fill @rq for it.
  */
-int control_command(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *request,
-		    char *msg, size_t len);
+int control_call(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+		 const struct rt_control_req *rq, char *msg, size_t len);
+int control_add(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *path,
+		bool force, char *msg, size_t len);
+int control_fail(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *member,
+		 bool force, char *msg, size_t len);
+int control_remove(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *member,
+		   char *msg, size_t len);
 
 #endif

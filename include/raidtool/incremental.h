@@ -72,13 +72,6 @@ int incremental_add(const char *dev, const struct rt_incremental_opts *o,
 		    struct rt_incremental_result *res);
 
 /*
- * Announce a unit before its superblock is written (create, add): the udev
- * event that follows is then not taken for the unit appearing, and starts
- * nothing. Records @dev with @sb's identities and the device's diskseq.
- */
-int incremental_note(const char *dev, const struct rt_sb *sb);
-
-/*
  * A block device went away: forget it, and when its array is running, fail
  * and remove the unit there (the array goes on degraded, or stops writes if
  * the level cannot spare it). -ENOENT when the map does not know @dev.

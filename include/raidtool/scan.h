@@ -104,6 +104,16 @@ int scan_lookup(const struct rt_scan *s, const char *id,
  */
 int scan_find(const struct rt_scan *s, const char *id, const struct rt_scan_array **out);
 
+/*
+ * Scan the machine (scan_devices) and find array @id in it (scan_find),
+ * explaining a failure through rt_log. *@scan is the caller's to free,
+ * also on failure (NULL when the scan failed).
+ */
+int scan_devices_find(const char *id, struct rt_scan **scan, const struct rt_scan_array **out);
+
+/* A usable unit: its slot's state in @a's role table ("active", ...); else its class. */
+const char *scan_unit_state(const struct rt_scan_array *a, const struct rt_scan_unit *u);
+
 /* The array with @uuid in the scan, or NULL. */
 const struct rt_scan_array *scan_find_uuid(const struct rt_scan *s,
 					   const uint8_t uuid[RT_UUID_SIZE]);

@@ -19,6 +19,9 @@ struct rt_unit;
 #define RT_UNIT_DIRECT 0x4u	/* O_DIRECT (the engine's data path) */
 #define RT_UNIT_ATTACH 0x8u	/* a regular file is attached to a loop device */
 
+/* Why unit_open failed with @err, for a message ("in use (...)"). */
+const char *unit_open_error(int err);
+
 /*
  * Open @path. A block device is opened as is; a regular file is attached to
  * a loop device (reusing one already backed by it) when RT_UNIT_ATTACH is

@@ -143,6 +143,30 @@ assert_refused() {
 	done
 }
 
+@test "every command takes -h, and -v or -q after its name" {
+	local c
+	for c in create add list lookup lookup-unit examine rename rehash zero activate \
+		deactivate status fail remove tune check wait incremental; do
+		run raidtool "$c" -h
+		assert_success
+		assert_line --regexp "^Usage: raidtool $c( |$)"
+		assert_output --partial "--quiet"
+	done
+	run --separate-stderr raidtool list -q
+	assert_success
+	run --separate-stderr raidtool list -v --json
+	assert_success
+	jq -e 'type == "array"' <<<"$output"
+}
+
+@test "output that cannot be written is a failure: raidtool list > /dev/full" {
+	run --separate-stderr bash -c "'$RAIDTOOL_BIN' list > /dev/full"
+	[ "$status" -eq 1 ]
+	[[ $stderr == *"cannot write to standard output: No space left on device"* ]]
+	run --separate-stderr bash -c "'$RAIDTOOL_BIN' list --help > /dev/full"
+	[ "$status" -eq 1 ]
+}
+
 @test "an unknown option or a missing argument is a usage error (exit 2)" {
 	run --separate-stderr raidtool list --bogus
 	[ "$status" -eq 2 ]
