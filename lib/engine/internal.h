@@ -224,14 +224,6 @@ struct stripe_offer {
 	const uint8_t *data;
 };
 
-#define ENGINE_GATHER_MAX 16u		/* pieces one gathered stripe is made of */
-#define ENGINE_GATHER_US_DEFAULT 10000u	/* longest wait for a stripe's other parts */
-#define ENGINE_GATHER_US_MAX 1000000u
-#define ENGINE_RECENT_WRITES 32u		/* ends of recent writes: streams are seen */
-#define ENGINE_GATHER_MISSES 8u		/* waits in vain in a row: stop waiting ... */
-#define ENGINE_GATHER_PROBE 64u		/* ... but for one write in this many */
-#define ENGINE_GATHER_GRACE 8u		/* the first 1/8 of the window: wait anyway */
-
 /* A column range of one raid5 stripe, planned for one parity update. */
 struct raid5_seg {
 	uint64_t base;			/* logical offset of the stripe's data */
