@@ -33,6 +33,11 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude \
 
 # lib/ and its module directories (lib/engine/): object names must differ (ar).
 LIB_SRC  := $(wildcard lib/*.c lib/*/*.c)
+# ar keeps one member per file name: a second lib/**/x.c would silently
+# replace the first x.o in libraidtool.a.
+ifneq ($(words $(notdir $(LIB_SRC))),$(words $(sort $(notdir $(LIB_SRC)))))
+$(error lib/: two source files have the same name; libraidtool.a would keep only one)
+endif
 CLI_SRC  := $(wildcard raidtool/*.c)
 UT_SRC   := $(wildcard tests/unit/test_*.c)
 HELPER_SRC := $(wildcard tests/helpers/*.c)
