@@ -944,6 +944,36 @@ int thin_vol_walk(struct thin_pool *p, uint32_t id, thin_range_fn fn, void *arg)
 	return r;
 }
 
+static int shared_rec(struct thin_pool *p, uint64_t blk, bool inherited, uint64_t *count)
+{
+	struct thin_node *n;
+	bool sh;
+	int r;
+
+	r = node_get(p, blk, &n);
+	if (r < 0)
+		return r;
+	sh = inherited || p->meta_rc[blk - p->sb.node_start] > 1;
+	for (uint32_t i = 0; i < n->n; i++) {
+		if (n->leaf)
+			*count += sh || (n->val[i] < p->data_blocks && p->data_rc[n->val[i]] > 1);
+		else if ((r = shared_rec(p, n->val[i], sh, count)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+int thin_vol_shared(struct thin_pool *p, uint32_t id, uint64_t *shared)
+{
+	struct thin_vol_rec *v;
+	int r;
+
+	cache_trim(p);
+	r = vol_for_io(p, id, false, &v);
+	*shared = 0;
+	return r < 0 ? r : shared_rec(p, v->root, false, shared);
+}
+
 /* ---- data blocks ---- */
 
 static bool below_reserve(const struct thin_pool *p)

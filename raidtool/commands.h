@@ -21,5 +21,7 @@ int cmd_tune(int argc, const char **argv);
 int cmd_check(int argc, const char **argv);
 int cmd_wait(int argc, const char **argv);
 int cmd_incremental(int argc, const char **argv);
+int cmd_pool(int argc, const char **argv);
+int cmd_vol(int argc, const char **argv);
 
 #endif

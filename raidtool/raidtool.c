@@ -32,6 +32,8 @@ static const struct cli_command commands[] = {
 	{ "wait", cmd_wait, "wait for a running array's rebuild, resync or check to end" },
 	{ "incremental", cmd_incremental, "record a unit that appeared (udev); start its array "
 	  "once complete" },
+	{ "pool", cmd_pool, "thin pool of a stopped array: create, status, check, dump" },
+	{ "vol", cmd_vol, "thin volumes of a stopped array's pool: create, snapshot, delete, list" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -222,6 +222,33 @@ typedef int (*thin_range_fn)(uint64_t vbegin, uint64_t pbegin, uint64_t len, voi
 int thin_vol_walk(struct thin_pool *p, uint32_t id, thin_range_fn fn, void *arg);
 
 /*
+ * The number of volume @id's mapped blocks that another volume shares (a
+ * write to them copies first).
+ */
+int thin_vol_shared(struct thin_pool *p, uint32_t id, uint64_t *shared);
+
+/*
+ * A stopped array opened for the pool commands (lib/thin-offline.c): an
+ * engine in this process over its units (held O_EXCL: activate waits),
+ * whose reads, writes and flushes thin_array_io hands to the pool. The
+ * first write (only with @write) marks the array dirty until
+ * thin_array_close has flushed; a command that writes nothing changes
+ * nothing on the units.
+ * -EBUSY when the array runs (live pool administration is not there yet).
+ */
+struct thin_array;
+int thin_array_open(const char *id, bool write, struct thin_array **out);
+int thin_array_close(struct thin_array *a);
+const struct thin_io *thin_array_io(const struct thin_array *a);
+uint64_t thin_array_bytes(const struct thin_array *a);
+const char *thin_array_name(const struct thin_array *a);
+/* A filesystem or other signature in the array's contents: 1 (its @type), 0 none. */
+int thin_array_signature(struct thin_array *a, char *type, size_t len);
+/* thin_array_open and thin_open, explaining an array that holds no pool. */
+int thin_array_open_pool(const char *id, bool write, struct thin_array **a,
+			 struct thin_pool **p);
+
+/*
  * The pure part (lib/thin-format.c): decoding what the pool keeps on disk,
  * fuzzed. Returns 0, -ENODATA (no magic), -EBADMSG (checksum), -EUCLEAN
  * (fields out of range).

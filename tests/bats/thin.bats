@@ -1,0 +1,177 @@
+#!/usr/bin/env bats
+# shellcheck disable=SC2030,SC2031  # each @test is its own subshell on purpose
+# Thin pools and volumes on a stopped array (issue 13, offline part): pool
+# create/status/check/dump and vol create/snapshot/delete/list through an
+# engine in the command's own process; the bad input of the issue is
+# refused with a clear message and changes nothing on any unit.
+
+load helpers
+bats_require_minimum_version 1.5.0
+
+setup() {
+	require_fuse
+	command -v jq >/dev/null || require "needs jq"
+	scratch_setup
+	UNITS=("$(make_image u0.img 48M)" "$(make_image u1.img 48M)")
+}
+
+teardown() {
+	scratch_teardown
+}
+
+# new_pool [POOL CREATE OPTION...]: a stopped raid1 of UNITS holding a pool.
+new_pool() {
+	run raidtool create "$NAME" --level 1 --assume-clean "${UNITS[@]}"
+	assert_success
+	run raidtool pool create "$NAME" "$@"
+	assert_success
+	assert_output --partial "created a thin pool on '$NAME'"
+}
+
+pool_field() {
+	raidtool pool status --json "$NAME" | jq -r ".$1"
+}
+
+@test "pool create, status, vol create/snapshot/list/delete, check, dump" {
+	new_pool --block-size 128K --low-water 20 --when-full queue
+	run --separate-stderr raidtool pool status --json "$NAME"
+	assert_success
+	[ "$(jq -r .block_size <<<"$output")" = 131072 ]
+	[ "$(jq -r .when_full <<<"$output")" = queue ]
+	[ "$(jq -r .low_water <<<"$output")" = 20 ]
+	[ "$(jq -r .needs_check <<<"$output")" = false ]
+	[ "$(jq -r .transaction_id <<<"$output")" = 0 ]
+	local data free
+	data=$(jq -r .data_blocks <<<"$output")
+	free=$(jq -r .free_data_blocks <<<"$output")
+	[ "$data" -gt 300 ] && [ "$free" = "$data" ]
+	[ "$(jq -r .free_metadata_blocks <<<"$output")" -gt 0 ]
+
+	# A volume far larger than the pool: thin.
+	run raidtool vol create "$NAME" vol0 --size 10T
+	assert_success
+	run raidtool vol snapshot "$NAME" vol0 snap1
+	assert_success
+	run raidtool vol snapshot "$NAME" snap1 snap2
+	assert_success
+	run raidtool vol snapshot "$NAME" snap2 snap3
+	assert_success
+	run --separate-stderr raidtool vol list --json "$NAME"
+	assert_success
+	[ "$(jq -r 'map(.name) | join(",")' <<<"$output")" = vol0,snap1,snap2,snap3 ]
+	[ "$(jq -r '.[3].origin' <<<"$output")" = snap2 ]
+	[ "$(jq -r '.[0].size' <<<"$output")" = 10995116277760 ]
+	[ "$(jq -r '.[0].mapped' <<<"$output")" = 0 ]
+	run raidtool vol list "$NAME"
+	assert_success
+	assert_line --regexp '^snap1 +2 +10.0 TiB .* vol0$'
+
+	run raidtool vol delete "$NAME" snap1
+	assert_success
+	run --separate-stderr raidtool vol list --json "$NAME"
+	[ "$(jq -r 'map(.name) | join(",")' <<<"$output")" = vol0,snap2,snap3 ]
+	[ "$(pool_field volumes)" = 3 ]
+	run raidtool pool check "$NAME"
+	assert_success
+	assert_output "pool on '$NAME': clean"
+	run --separate-stderr raidtool pool dump "$NAME"
+	assert_success
+	[ "$(jq -r '.volume_table | length' <<<"$output")" = 3 ]
+	[ "$(jq -r '.volume_table[2].name' <<<"$output")" = snap3 ]
+	[ "$(jq -r '.free_data_blocks' <<<"$output")" = "$free" ]
+	# The array still starts, and the pool commands wait until it stops.
+	run raidtool activate "$NAME"
+	assert_success
+	run raidtool vol list "$NAME"
+	assert_failure 4
+	assert_output --partial "'$NAME': running"
+	run raidtool deactivate "$NAME"
+	assert_success
+	run raidtool vol list "$NAME"
+	assert_success
+}
+
+# refused EXIT MESSAGE COMMAND...: fails with EXIT, says MESSAGE, and
+# neither the pool's metadata nor any byte of the units changed.
+refused() {
+	local code=$1 msg=$2 before dump
+	shift 2
+	before=$(checksums "${UNITS[@]}")
+	dump=$(raidtool pool dump "$NAME")
+	run raidtool "$@"
+	assert_failure "$code"
+	assert_output --partial "$msg"
+	[ "$(raidtool pool dump "$NAME")" = "$dump" ] || fail "metadata changed by: $*"
+	[ "$(checksums "${UNITS[@]}")" = "$before" ] || fail "units changed by: $*"
+}
+
+@test "bad input: unknown volume, duplicate name, bad sizes, missing origin; nothing changes" {
+	new_pool
+	run raidtool vol create "$NAME" vol0 --size 1G
+	assert_success
+	refused 5 "'vol0': a volume of that name exists" vol create "$NAME" vol0 --size 1G
+	refused 5 "'vol0': a volume of that name exists" vol snapshot "$NAME" vol0 vol0
+	refused 2 "size 0 is not a positive multiple of the pool's block size" \
+		vol create "$NAME" vol1 --size 0
+	refused 2 "size 100000 is not a positive multiple of the pool's block size (65536)" \
+		vol create "$NAME" vol1 --size 100000
+	refused 2 "not a size" vol create "$NAME" vol1 --size lots
+	refused 2 "--size is required" vol create "$NAME" vol1
+	refused 2 "not a volume name" vol create "$NAME" "a/b" --size 1G
+	refused 3 "'nosuch': no such volume to snapshot" vol snapshot "$NAME" nosuch snap
+	refused 3 "'nosuch': no such volume" vol delete "$NAME" nosuch
+	refused 5 "holds a thin pool" pool create "$NAME"
+	refused 2 "--block-size '32K': must be a power of two from 64K to 1M" \
+		pool create "$NAME" --block-size 32K --force
+	refused 2 "--when-full 'wait': use error or queue" pool create "$NAME" --when-full wait
+	refused 2 "--low-water '101': a percentage" pool create "$NAME" --low-water 101
+	refused 2 "'frobnicate' is not a subcommand" vol frobnicate "$NAME"
+	run raidtool pool check "$NAME"
+	assert_success
+}
+
+@test "pool create refuses an array holding a filesystem unless --force" {
+	command -v mkfs.ext4 >/dev/null || require "needs mkfs.ext4"
+	run raidtool create "$NAME" --level 1 --assume-clean "${UNITS[@]}"
+	assert_success
+	run raidtool activate "$NAME"
+	assert_success
+	run mkfs.ext4 -q -F "/dev/raidtool/$NAME"
+	assert_success
+	run raidtool deactivate "$NAME"
+	assert_success
+	local before
+	before=$(checksums "${UNITS[@]}")
+	run raidtool pool create "$NAME"
+	assert_failure 5
+	assert_output "raidtool: '$NAME': holds ext4; 'pool create --force' overwrites it"
+	[ "$(checksums "${UNITS[@]}")" = "$before" ]
+	run raidtool pool status "$NAME"
+	assert_failure 3
+	assert_output --partial "'$NAME': holds no thin pool"
+	run raidtool pool create --force "$NAME"
+	assert_success
+	[ "$(pool_field volumes)" = 0 ]
+}
+
+@test "pool commands on an array without a pool, and on no array" {
+	run raidtool create "$NAME" --level 1 --assume-clean "${UNITS[@]}"
+	assert_success
+	local before
+	before=$(checksums "${UNITS[@]}")
+	for cmd in "pool status" "pool check" "pool dump" "vol list"; do
+		# shellcheck disable=SC2086  # the subcommand is two words
+		run raidtool $cmd "$NAME"
+		assert_failure 3
+		assert_output --partial "'$NAME': holds no thin pool (see 'raidtool pool create')"
+	done
+	[ "$(checksums "${UNITS[@]}")" = "$before" ]
+	run raidtool vol list "${NAME}none"
+	assert_failure 3
+	run raidtool pool --help
+	assert_success
+	assert_output --partial "create"
+	run raidtool vol create --help
+	assert_success
+	assert_output --partial "--size"
+}
