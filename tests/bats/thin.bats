@@ -168,10 +168,36 @@ refused() {
 	[ "$(checksums "${UNITS[@]}")" = "$before" ]
 	run raidtool vol list "${NAME}none"
 	assert_failure 3
+}
+
+@test "--help of pool, vol and every subcommand" {
+	local -A opts=(
+		["pool create"]="--block-size --when-full --low-water --force ARRAY"
+		["pool status"]="--json ARRAY"
+		["pool check"]="ARRAY"
+		["pool dump"]="ARRAY"
+		["vol create"]="--size ARRAY VOL"
+		["vol snapshot"]="ARRAY VOL SNAP"
+		["vol delete"]="ARRAY VOL"
+		["vol list"]="--json ARRAY"
+	)
+	local c o
+	for c in "${!opts[@]}"; do
+		# shellcheck disable=SC2086  # two words
+		run raidtool $c --help
+		assert_success
+		assert_line --regexp "^Usage: raidtool $c "
+		for o in ${opts[$c]}; do
+			[[ $output == *"$o"* ]] || fail "$c --help does not mention $o"
+		done
+	done
 	run raidtool pool --help
 	assert_success
-	assert_output --partial "create"
-	run raidtool vol create --help
-	assert_success
-	assert_output --partial "--size"
+	assert_output --partial "  check "
+	run raidtool vol
+	assert_failure 2
+	assert_output --partial "  snapshot "
+	run raidtool --help
+	assert_output --partial "  pool "
+	assert_output --partial "  vol "
 }
