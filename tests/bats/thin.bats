@@ -17,6 +17,9 @@ setup() {
 
 teardown() {
 	scratch_teardown
+	# The volumes' links live in a directory of the array's name.
+	[ -n "${NAME:-}" ] && [ -d "/dev/raidtool/$NAME" ] && rm -rf "/dev/raidtool/$NAME"
+	return 0
 }
 
 # new_pool [POOL CREATE OPTION...]: a stopped raid1 of UNITS holding a pool.
@@ -200,4 +203,135 @@ refused() {
 	run raidtool --help
 	assert_output --partial "  pool "
 	assert_output --partial "  vol "
+}
+
+# --- live volumes ------------------------------------------------------------
+
+# live_pool VOL:SIZE...: a stopped raid1 pool with these volumes, then activated.
+live_pool() {
+	local v
+	new_pool
+	for v in "$@"; do
+		run raidtool vol create "$NAME" "${v%%:*}" --size "${v#*:}"
+		assert_success
+	done
+	run raidtool activate "$NAME"
+	assert_success
+	assert_output "/dev/raidtool/$NAME.pool"
+}
+
+@test "live: every volume is a block device; fio verify; the array's own device is read-only" {
+	command -v fio >/dev/null || require "needs fio"
+	live_pool vol0:1G vol1:64M
+	[ -b "/dev/raidtool/$NAME/vol0" ] && [ -b "/dev/raidtool/$NAME/vol1" ]
+	[ "$(blockdev --getsize64 "/dev/raidtool/$NAME/vol0")" = 1073741824 ]
+	run fio --name=thin --filename="/dev/raidtool/$NAME/vol0" --rw=randwrite --bs=4k \
+		--size=24M --direct=1 --ioengine=libaio --iodepth=8 --verify=crc32c \
+		--do_verify=1 --verify_fatal=1 --randrepeat=0
+	assert_success
+	# Unmapped blocks read as zeros.
+	[ "$(head -c 1M "/dev/raidtool/$NAME/vol1" | tr -d '\0' | wc -c)" = 0 ]
+	run dd if=/dev/zero of="/dev/raidtool/$NAME.pool" bs=4k count=1 oflag=direct
+	assert_failure
+	run raidtool deactivate "$NAME"
+	assert_success
+	[ ! -e "/dev/raidtool/$NAME" ]
+	run raidtool pool check "$NAME"
+	assert_success
+	run --separate-stderr raidtool vol list --json "$NAME"
+	[ "$(jq -r '.[0].mapped' <<<"$output")" -gt 0 ]
+	[ "$(jq -r '.[1].mapped' <<<"$output")" = 0 ]
+}
+
+@test "live: a snapshot keeps the origin's bytes (sha256) while the origin is rewritten; three deep" {
+	local sum
+	live_pool vol0:256M
+	head -c 16M /dev/urandom > "$TESTDIR/old"
+	dd if="$TESTDIR/old" of="/dev/raidtool/$NAME/vol0" bs=1M oflag=direct conv=fsync status=none
+	run raidtool deactivate "$NAME"
+	assert_success
+	run raidtool vol snapshot "$NAME" vol0 snap1
+	assert_success
+	run raidtool activate "$NAME"
+	assert_success
+	sum=$(sha256sum < "$TESTDIR/old")
+	# The origin rewritten with other bytes, partly in 4K pieces (partial blocks copy).
+	head -c 16M /dev/urandom > "$TESTDIR/new"
+	dd if="$TESTDIR/new" of="/dev/raidtool/$NAME/vol0" bs=4k count=100 oflag=direct status=none
+	dd if="$TESTDIR/new" of="/dev/raidtool/$NAME/vol0" bs=1M skip=1 seek=1 oflag=direct \
+		conv=fsync status=none
+	[ "$(head -c 16M "/dev/raidtool/$NAME/snap1" | sha256sum)" = "$sum" ]
+	cmp <(head -c 409600 "$TESTDIR/new") <(head -c 409600 "/dev/raidtool/$NAME/vol0")
+	cmp <(tail -c +1048577 "$TESTDIR/new") \
+		<(head -c 16M "/dev/raidtool/$NAME/vol0" | tail -c +1048577)
+	# Between 400K and 1M the origin kept its old bytes.
+	cmp <(head -c 1M "$TESTDIR/old" | tail -c +409601) \
+		<(head -c 1M "/dev/raidtool/$NAME/vol0" | tail -c +409601)
+	# Writing the snapshot leaves the origin alone.
+	head -c 16M "/dev/raidtool/$NAME/vol0" | sha256sum > "$TESTDIR/origin.sum"
+	dd if=/dev/urandom of="/dev/raidtool/$NAME/snap1" bs=64k count=8 oflag=direct \
+		conv=fsync status=none
+	[ "$(head -c 16M "/dev/raidtool/$NAME/vol0" | sha256sum)" = "$(cat "$TESTDIR/origin.sum")" ]
+	head -c 16M "/dev/raidtool/$NAME/snap1" | sha256sum > "$TESTDIR/snap1.sum"
+	run raidtool deactivate "$NAME"
+	assert_success
+	run raidtool vol snapshot "$NAME" snap1 snap2
+	assert_success
+	run raidtool vol snapshot "$NAME" snap2 snap3
+	assert_success
+	run raidtool activate "$NAME"
+	assert_success
+	[ "$(head -c 16M "/dev/raidtool/$NAME/snap3" | sha256sum)" = "$(cat "$TESTDIR/snap1.sum")" ]
+	dd if=/dev/urandom of="/dev/raidtool/$NAME/snap2" bs=1M count=2 oflag=direct \
+		conv=fsync status=none
+	[ "$(head -c 16M "/dev/raidtool/$NAME/snap3" | sha256sum)" = "$(cat "$TESTDIR/snap1.sum")" ]
+	[ "$(head -c 16M "/dev/raidtool/$NAME/snap1" | sha256sum)" = "$(cat "$TESTDIR/snap1.sum")" ]
+	run raidtool deactivate "$NAME"
+	assert_success
+	run raidtool pool check "$NAME"
+	assert_success
+}
+
+@test "live: discard returns a volume's blocks to the pool; ext4 and fstrim" {
+	command -v mkfs.ext4 >/dev/null || require "needs mkfs.ext4"
+	command -v fstrim >/dev/null || require "needs fstrim"
+	local free0 free1 free2
+	live_pool vol0:256M
+	dd if=/dev/urandom of="/dev/raidtool/$NAME/vol0" bs=1M count=16 oflag=direct \
+		conv=fsync status=none
+	run blkdiscard "/dev/raidtool/$NAME/vol0"
+	assert_success
+	[ "$(head -c 16M "/dev/raidtool/$NAME/vol0" | tr -d '\0' | wc -c)" = 0 ]
+	run raidtool deactivate "$NAME"
+	assert_success
+	free0=$(pool_field free_data_blocks)
+	[ "$free0" = "$(pool_field data_blocks)" ]
+	run raidtool activate "$NAME"
+	assert_success
+	run mkfs.ext4 -q -E nodiscard "/dev/raidtool/$NAME/vol0"
+	assert_success
+	mkdir "$TESTDIR/m"
+	mount "/dev/raidtool/$NAME/vol0" "$TESTDIR/m"
+	head -c 24M /dev/urandom > "$TESTDIR/m/file"
+	sync
+	umount "$TESTDIR/m"
+	run raidtool deactivate "$NAME"
+	assert_success
+	free1=$(pool_field free_data_blocks)
+	run raidtool activate "$NAME"
+	assert_success
+	mount "/dev/raidtool/$NAME/vol0" "$TESTDIR/m"
+	rm "$TESTDIR/m/file"
+	# Freed blocks are trimmed once the deletion is committed to the journal.
+	sync
+	run fstrim "$TESTDIR/m"
+	assert_success
+	umount "$TESTDIR/m"
+	run raidtool deactivate "$NAME"
+	assert_success
+	free2=$(pool_field free_data_blocks)
+	# The file's 24M (384 blocks of 64K) came back, but for a few the journal took meanwhile.
+	[ "$free2" -ge $((free1 + 370)) ] || fail "free data blocks $free1 -> $free2"
+	run raidtool pool check "$NAME"
+	assert_success
 }
