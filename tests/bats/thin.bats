@@ -9,6 +9,7 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 setup() {
+	BGPIDS=()
 	require_fuse
 	command -v jq >/dev/null || require "needs jq"
 	scratch_setup
@@ -16,6 +17,7 @@ setup() {
 }
 
 teardown() {
+	reap_bgpids
 	scratch_teardown
 	# The volumes' links live in a directory of the array's name.
 	[ -n "${NAME:-}" ] && [ -d "/dev/raidtool/$NAME" ] && rm -rf "/dev/raidtool/$NAME"
@@ -88,8 +90,7 @@ pool_field() {
 	run raidtool vol list "$NAME"
 	assert_failure 4
 	assert_output --partial "'$NAME': running"
-	run raidtool deactivate "$NAME"
-	assert_success
+	deactivate_settled "$NAME"
 	run raidtool vol list "$NAME"
 	assert_success
 }
@@ -141,8 +142,7 @@ refused() {
 	assert_success
 	run mkfs.ext4 -q -F "/dev/raidtool/$NAME"
 	assert_success
-	run raidtool deactivate "$NAME"
-	assert_success
+	deactivate_settled "$NAME"
 	local before
 	before=$(checksums "${UNITS[@]}")
 	run raidtool pool create "$NAME"
@@ -233,8 +233,7 @@ live_pool() {
 	[ "$(head -c 1M "/dev/raidtool/$NAME/vol1" | tr -d '\0' | wc -c)" = 0 ]
 	run dd if=/dev/zero of="/dev/raidtool/$NAME.pool" bs=4k count=1 oflag=direct
 	assert_failure
-	run raidtool deactivate "$NAME"
-	assert_success
+	deactivate_settled "$NAME"
 	[ ! -e "/dev/raidtool/$NAME" ]
 	run raidtool pool check "$NAME"
 	assert_success
@@ -248,8 +247,7 @@ live_pool() {
 	live_pool vol0:256M
 	head -c 16M /dev/urandom > "$TESTDIR/old"
 	dd if="$TESTDIR/old" of="/dev/raidtool/$NAME/vol0" bs=1M oflag=direct conv=fsync status=none
-	run raidtool deactivate "$NAME"
-	assert_success
+	deactivate_settled "$NAME"
 	run raidtool vol snapshot "$NAME" vol0 snap1
 	assert_success
 	run raidtool activate "$NAME"
@@ -273,8 +271,7 @@ live_pool() {
 		conv=fsync status=none
 	[ "$(head -c 16M "/dev/raidtool/$NAME/vol0" | sha256sum)" = "$(cat "$TESTDIR/origin.sum")" ]
 	head -c 16M "/dev/raidtool/$NAME/snap1" | sha256sum > "$TESTDIR/snap1.sum"
-	run raidtool deactivate "$NAME"
-	assert_success
+	deactivate_settled "$NAME"
 	run raidtool vol snapshot "$NAME" snap1 snap2
 	assert_success
 	run raidtool vol snapshot "$NAME" snap2 snap3
@@ -286,8 +283,7 @@ live_pool() {
 		conv=fsync status=none
 	[ "$(head -c 16M "/dev/raidtool/$NAME/snap3" | sha256sum)" = "$(cat "$TESTDIR/snap1.sum")" ]
 	[ "$(head -c 16M "/dev/raidtool/$NAME/snap1" | sha256sum)" = "$(cat "$TESTDIR/snap1.sum")" ]
-	run raidtool deactivate "$NAME"
-	assert_success
+	deactivate_settled "$NAME"
 	run raidtool pool check "$NAME"
 	assert_success
 }
@@ -302,8 +298,7 @@ live_pool() {
 	run blkdiscard "/dev/raidtool/$NAME/vol0"
 	assert_success
 	[ "$(head -c 16M "/dev/raidtool/$NAME/vol0" | tr -d '\0' | wc -c)" = 0 ]
-	run raidtool deactivate "$NAME"
-	assert_success
+	deactivate_settled "$NAME"
 	free0=$(pool_field free_data_blocks)
 	[ "$free0" = "$(pool_field data_blocks)" ]
 	run raidtool activate "$NAME"
@@ -315,8 +310,7 @@ live_pool() {
 	head -c 24M /dev/urandom > "$TESTDIR/m/file"
 	sync
 	umount "$TESTDIR/m"
-	run raidtool deactivate "$NAME"
-	assert_success
+	deactivate_settled "$NAME"
 	free1=$(pool_field free_data_blocks)
 	run raidtool activate "$NAME"
 	assert_success
@@ -327,11 +321,46 @@ live_pool() {
 	run fstrim "$TESTDIR/m"
 	assert_success
 	umount "$TESTDIR/m"
-	run raidtool deactivate "$NAME"
-	assert_success
+	deactivate_settled "$NAME"
 	free2=$(pool_field free_data_blocks)
 	# The file's 24M (384 blocks of 64K) came back, but for a few the journal took meanwhile.
 	[ "$free2" -ge $((free1 + 370)) ] || fail "free data blocks $free1 -> $free2"
 	run raidtool pool check "$NAME"
 	assert_success
+}
+
+@test "live: kill -9 of the engine under writes with fsync: back at the last commit, check clean, every fsynced chunk verifies" {
+	local round done_n i pid
+	live_pool vol0:256M
+	head -c 48M /dev/urandom > "$TESTDIR/data"
+	for round in 1 2 3; do
+		: > "$TESTDIR/done"
+		# 1M chunks, each synced before it is recorded as done.
+		(
+			for i in $(seq 0 47); do
+				dd if="$TESTDIR/data" of="/dev/raidtool/$NAME/vol0" bs=1M skip="$i" \
+					seek="$i" count=1 oflag=direct conv=fsync status=none 2>/dev/null || exit 0
+				echo "$i" >> "$TESTDIR/done"
+			done
+		) &
+		pid=$!
+		BGPIDS+=("$pid")
+		sleep "0.$((RANDOM % 9 + 1))"
+		kill_engine
+		wait "$pid" || true
+		done_n=$(wc -l < "$TESTDIR/done")
+		run raidtool activate "$NAME"
+		assert_success
+		for ((i = 0; i < done_n; i++)); do
+			cmp <(dd if="$TESTDIR/data" bs=1M skip="$i" count=1 status=none) \
+				<(dd if="/dev/raidtool/$NAME/vol0" bs=1M skip="$i" count=1 \
+					iflag=direct status=none) ||
+				fail "round $round: chunk $i of $done_n synced chunks differs"
+		done
+		deactivate_settled "$NAME"
+		run raidtool pool check "$NAME"
+		assert_success
+		run raidtool activate "$NAME"
+		assert_success
+	done
 }
