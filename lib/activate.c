@@ -1423,6 +1423,8 @@ static int on_command(void *ctx, const char *cmd, const char *arg, char *msg, si
 		return cmd_tune(run, arg, msg, len);
 	if (!strcmp(cmd, "speed"))
 		return cmd_speed(run, arg, msg, len);
+	if (!strcmp(cmd, "vol"))
+		return thin_run_command(run->thin, arg, msg, len);
 	if (strcmp(cmd, "add") && strcmp(cmd, "fail") && strcmp(cmd, "remove"))
 		return run_walk_command(run, cmd, arg, msg, len);
 	pthread_mutex_lock(&run->admin_lock);

@@ -928,7 +928,7 @@ static void reply_ok(int fd, const struct rt_control_status *st, pid_t pid)
 static bool is_command(const char *cmd)
 {
 	static const char *const known[] = { "fail", "remove", "add", "check", "repair",
-					     "cancel", "tune", "speed" };
+					     "cancel", "tune", "speed", "vol" };
 
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 		if (!strcmp(cmd, known[i]))

@@ -22,6 +22,7 @@
 #include <raidtool/control.h>
 #include <raidtool/engine.h>
 #include <raidtool/export.h>
+#include <raidtool/format.h>
 #include <raidtool/log.h>
 #include <raidtool/thin.h>
 
@@ -49,7 +50,10 @@ struct thin_run {
 	char linkdir[PATH_MAX];		/* /dev/raidtool/ARRAY */
 	char array_link[RT_NAME_MAX + 8];	/* ARRAY.pool */
 	struct rt_fuse_backend array_be;
-	struct thin_vol_export *vols;
+	uint32_t blocksize;
+	int transport;
+	/* Each separately allocated: the FUSE threads hold pointers to them. */
+	struct thin_vol_export *vols[THIN_MAX_VOLUMES];
 	unsigned n_vols;
 };
 
@@ -215,13 +219,15 @@ static void *committer_main(void *arg)
 
 /* ---- start, stop ---- */
 
-static int vol_export(struct thin_run *tr, const struct thin_run_params *rp,
-		      struct thin_vol_export *v, const struct thin_vol_info *vi)
+static int vol_export(struct thin_run *tr, const struct thin_vol_info *vi)
 {
+	struct thin_vol_export *v = calloc(1, sizeof(*v));
 	struct rt_export_params xp;
 	char mnt[PATH_MAX + 80], link[PATH_MAX + 80], linkname[2 * THIN_NAME_MAX + 8], did[256];
 	int r;
 
+	if (!v)
+		return -ENOMEM;
 	v->tr = tr;
 	v->id = vi->id;
 	snprintf(v->name, sizeof(v->name), "%s", vi->name);
@@ -233,20 +239,43 @@ static int vol_export(struct thin_run *tr, const struct thin_run_params *rp,
 	snprintf(link, sizeof(link), "%s/%s", tr->linkdir, vi->name);
 	/* What an engine killed before us left of this volume. */
 	(void)export_recover(vi->name, link, mnt, NULL, did, sizeof(did));
-	if (mkdir(mnt, 0700) < 0 && errno != EEXIST)
-		return -errno;
+	if (mkdir(mnt, 0700) < 0 && errno != EEXIST) {
+		r = -errno;
+		free(v);
+		return r;
+	}
 	xp = (struct rt_export_params){
 		.name = vi->name,
 		.link_name = linkname,
 		.mountpoint = mnt,
-		.blocksize = rp->blocksize,
-		.transport = rp->transport,
+		.blocksize = tr->blocksize,
+		.transport = tr->transport,
 		.backend = &v->be,
 	};
 	r = export_start(NULL, &xp, &v->x);
-	if (r < 0)
+	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot export volume '%s': %s", tr->array, vi->name,
 		       strerror(-r));
+		rmdir(mnt);
+		free(v);
+		return r;
+	}
+	tr->vols[tr->n_vols++] = v;
+	return 0;
+}
+
+/* Unexport volume export @i (the list closes up); its mount point goes. */
+static int vol_unexport(struct thin_run *tr, unsigned i)
+{
+	struct thin_vol_export *v = tr->vols[i];
+	char mnt[PATH_MAX + 80];
+	int r;
+
+	r = export_stop(v->x, -1);
+	snprintf(mnt, sizeof(mnt), "%s/%s", tr->voldir, v->name);
+	rmdir(mnt);
+	free(v);
+	tr->vols[i] = tr->vols[--tr->n_vols];
 	return r;
 }
 
@@ -265,6 +294,8 @@ int thin_run_start(struct rt_engine *e, const struct thin_run_params *rp, struct
 	if (!tr)
 		return -ENOMEM;
 	tr->e = e;
+	tr->blocksize = rp->blocksize;
+	tr->transport = rp->transport;
 	tr->io = (struct thin_io){ .ctx = e, .read = eng_read, .write = eng_write,
 				   .flush = eng_flush };
 	pthread_mutex_init(&tr->mu, NULL);
@@ -312,16 +343,13 @@ int thin_run_start(struct rt_engine *e, const struct thin_run_params *rp, struct
 		goto fail;
 	}
 	thin_pool_get_info(tr->p, &info);
-	tr->vols = calloc(info.n_volumes ? info.n_volumes : 1, sizeof(*tr->vols));
-	if (!tr->vols) {
-		r = -ENOMEM;
-		goto fail;
-	}
+	if (info.needs_check)
+		rt_log(RT_LOG_WARN, "'%s': the thin pool needs a check ('raidtool pool check %s' "
+		       "on the stopped array)", tr->array, tr->array);
 	for (uint32_t k = 0; k < info.n_volumes && thin_vol_at(tr->p, k, &vi) == 0; k++) {
-		r = vol_export(tr, rp, &tr->vols[tr->n_vols], &vi);
+		r = vol_export(tr, &vi);
 		if (r < 0)
 			goto fail;
-		tr->n_vols++;
 	}
 	r = -pthread_create(&tr->committer, NULL, committer_main, tr);
 	if (r < 0)
@@ -337,7 +365,7 @@ fail:
 int thin_run_busy(struct thin_run *tr, char *why, size_t whylen)
 {
 	for (unsigned i = 0; i < tr->n_vols; i++) {
-		int r = export_busy(tr->vols[i].x, NULL, why, whylen);
+		int r = export_busy(tr->vols[i]->x, NULL, why, whylen);
 
 		if (r < 0)
 			return r;
@@ -358,14 +386,10 @@ int thin_run_stop(struct thin_run *tr)
 		pthread_mutex_unlock(&tr->stop_mu);
 		pthread_join(tr->committer, NULL);
 	}
-	for (unsigned i = tr->n_vols; i-- > 0;) {
-		char mnt[PATH_MAX + 80];
-
-		q = export_stop(tr->vols[i].x, -1);
+	while (tr->n_vols) {
+		q = vol_unexport(tr, tr->n_vols - 1);
 		if (q < 0 && !r)
 			r = q;
-		snprintf(mnt, sizeof(mnt), "%s/%s", tr->voldir, tr->vols[i].name);
-		rmdir(mnt);
 	}
 	if (tr->p) {
 		/* The last commit: what the volumes acknowledged is in it. */
@@ -378,10 +402,123 @@ int thin_run_stop(struct thin_run *tr)
 		rmdir(tr->linkdir);
 	if (tr->voldir[0])
 		rmdir(tr->voldir);
-	free(tr->vols);
 	pthread_mutex_destroy(&tr->mu);
 	pthread_mutex_destroy(&tr->stop_mu);
 	pthread_cond_destroy(&tr->stop_cond);
 	free(tr);
+	return r;
+}
+
+/* ---- commands of a running pool (the control socket's "vol") ---- */
+
+static int vol_cmd_create(struct thin_run *tr, const char *name, const char *size,
+			  char *msg, size_t len)
+{
+	struct thin_vol_info vi;
+	uint64_t bytes;
+	uint32_t id;
+	int r;
+
+	if (!name || !size || sb_size_parse(size, &bytes) < 0) {
+		snprintf(msg, len, "usage: vol create NAME SIZE");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&tr->mu);
+	r = thin_vol_create(tr->p, name, bytes, &id);
+	if (r == 0)
+		r = thin_commit(tr->p);
+	if (r == 0)
+		r = thin_vol_get(tr->p, id, &vi);
+	pthread_mutex_unlock(&tr->mu);
+	if (r == 0)
+		r = vol_export(tr, &vi);
+	return r;
+}
+
+/*
+ * The origin is quiesced for the moment of the snapshot: its requests take
+ * the pool's mutex, which the snapshot holds.
+ */
+static int vol_cmd_snapshot(struct thin_run *tr, const char *origin, const char *name,
+			    char *msg, size_t len)
+{
+	struct thin_vol_info vi;
+	uint32_t id;
+	int r;
+
+	if (!origin || !name) {
+		snprintf(msg, len, "usage: vol snapshot VOL SNAP");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&tr->mu);
+	r = thin_vol_snapshot(tr->p, origin, name, &id);
+	if (r == 0)
+		r = thin_commit(tr->p);
+	if (r == 0)
+		r = thin_vol_get(tr->p, id, &vi);
+	pthread_mutex_unlock(&tr->mu);
+	if (r == 0)
+		r = vol_export(tr, &vi);
+	return r;
+}
+
+/* Safe while the volume is open: its I/O fails from now on; the device goes when free. */
+static int vol_cmd_delete(struct thin_run *tr, const char *name, char *msg, size_t len)
+{
+	char why[256];
+	int r;
+
+	if (!name) {
+		snprintf(msg, len, "usage: vol delete VOL");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&tr->mu);
+	r = thin_vol_delete(tr->p, name);
+	if (r == 0)
+		r = thin_commit(tr->p);
+	pthread_mutex_unlock(&tr->mu);
+	if (r < 0)
+		return r;
+	for (unsigned i = 0; i < tr->n_vols; i++) {
+		if (strcmp(tr->vols[i]->name, name))
+			continue;
+		if (export_busy(tr->vols[i]->x, NULL, why, sizeof(why)) == 0)
+			return vol_unexport(tr, i);
+		snprintf(msg, len, "deleted; its device stays until it is closed and the array "
+			 "stops (%s)", why);
+		return 0;
+	}
+	return 0;
+}
+
+int thin_run_command(struct thin_run *tr, const char *arg, char *msg, size_t len)
+{
+	char buf[512], *words[4] = { NULL }, *save = NULL;
+	unsigned n = 0;
+	int r;
+
+	msg[0] = '\0';
+	if (!tr) {
+		snprintf(msg, len, "the array holds no thin pool");
+		return -ENODATA;
+	}
+	snprintf(buf, sizeof(buf), "%s", arg ? arg : "");
+	for (char *w = strtok_r(buf, " ", &save); w && n < 4; w = strtok_r(NULL, " ", &save))
+		words[n++] = w;
+	rt_log_clear_error();
+	if (n && !strcmp(words[0], "create"))
+		r = vol_cmd_create(tr, words[1], words[2], msg, len);
+	else if (n && !strcmp(words[0], "snapshot"))
+		r = vol_cmd_snapshot(tr, words[1], words[2], msg, len);
+	else if (n && !strcmp(words[0], "delete"))
+		r = vol_cmd_delete(tr, words[1], msg, len);
+	else {
+		snprintf(msg, len, "usage: vol create|snapshot|delete ...");
+		return -EINVAL;
+	}
+	/* The pool's own refusal ("'x': no such volume") is the client's message. */
+	if (r < 0 && !msg[0])
+		snprintf(msg, len, "%s", rt_log_last_error()[0] ? rt_log_last_error()
+								 : strerror(-r));
 	return r;
 }

@@ -4,12 +4,29 @@
  * array's pool (an engine in this process; see pool_common.c).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <raidtool/json.h>
 #include <raidtool/thin.h>
 #include "cli.h"
 #include "commands.h"
 #include "pool_common.h"
+
+/*
+ * A running array: the request goes to its engine ("vol ARG" on the
+ * control socket), which exports or removes the device. -1 when the array
+ * is not running (do it offline), else the exit code.
+ */
+static int vol_send(const char *id, const char *what, const char *arg)
+{
+	char name[RT_NAME_MAX + 1];
+	bool running;
+	int r = cli_find_running(id, name, sizeof(name), &running);
+
+	if (r >= 0 || !running)
+		return r;
+	return cli_control_command(id, what, "vol", arg);
+}
 
 static int vol_create(int argc, const char **argv)
 {
@@ -38,6 +55,18 @@ static int vol_create(int argc, const char **argv)
 	r = cli_parse_size("vol create", "--size", size, &bytes);
 	if (r >= 0)
 		goto out;
+	cli_format_size(bytes, text, sizeof(text));
+	{
+		char arg[256];
+
+		snprintf(arg, sizeof(arg), "create %s %llu", args[1], (unsigned long long)bytes);
+		r = vol_send(args[0], "cannot create the volume", arg);
+		if (r >= 0) {
+			if (r == EXIT_OK)
+				printf("created volume '%s' of %s\n", args[1], text);
+			goto out;
+		}
+	}
 	r = pool_cli_open(args[0], true, &c);
 	if (r >= 0)
 		goto out;
@@ -47,7 +76,6 @@ static int vol_create(int argc, const char **argv)
 						       thin_array_name(c.a), args[1]));
 		goto out;
 	}
-	cli_format_size(bytes, text, sizeof(text));
 	r = pool_cli_close(&c, true, EXIT_OK);
 	if (r == EXIT_OK)
 		printf("created volume '%s' of %s\n", args[1], text);
@@ -70,6 +98,17 @@ static int vol_snapshot(int argc, const char **argv)
 	r = cli_parse("vol snapshot", "ARRAY VOL SNAP", argc, argv, opts, 3, 3, &pc, &args, &n);
 	if (r >= 0)
 		return r;
+	{
+		char arg[256];
+
+		snprintf(arg, sizeof(arg), "snapshot %s %s", args[1], args[2]);
+		r = vol_send(args[0], "cannot snapshot", arg);
+		if (r >= 0) {
+			if (r == EXIT_OK)
+				printf("created snapshot '%s' of '%s'\n", args[2], args[1]);
+			goto out;
+		}
+	}
 	r = pool_cli_open(args[0], true, &c);
 	if (r >= 0)
 		goto out;
@@ -101,6 +140,17 @@ static int vol_delete(int argc, const char **argv)
 	r = cli_parse("vol delete", "ARRAY VOL", argc, argv, opts, 2, 2, &pc, &args, &n);
 	if (r >= 0)
 		return r;
+	{
+		char arg[256];
+
+		snprintf(arg, sizeof(arg), "delete %s", args[1]);
+		r = vol_send(args[0], "cannot delete the volume", arg);
+		if (r >= 0) {
+			if (r == EXIT_OK)
+				printf("deleted volume '%s'\n", args[1]);
+			goto out;
+		}
+	}
 	r = pool_cli_open(args[0], true, &c);
 	if (r >= 0)
 		goto out;

@@ -271,6 +271,13 @@ int thin_run_start(struct rt_engine *e, const struct thin_run_params *p, struct 
 const struct rt_fuse_backend *thin_run_array_backend(struct thin_run *tr);
 const char *thin_run_array_link(struct thin_run *tr);
 int thin_run_busy(struct thin_run *tr, char *why, size_t whylen);
+/*
+ * The control socket's "vol" request: "create NAME SIZE", "snapshot VOL
+ * SNAP", "delete VOL"; each committed, the device appearing or going
+ * (a deleted volume's device stays while open; its I/O fails). @tr NULL:
+ * -ENODATA, no pool. The reason of a refusal goes to @msg.
+ */
+int thin_run_command(struct thin_run *tr, const char *arg, char *msg, size_t len);
 int thin_run_stop(struct thin_run *tr);
 
 /*

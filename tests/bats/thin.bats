@@ -364,3 +364,60 @@ live_pool() {
 		assert_success
 	done
 }
+
+@test "live: vol create, snapshot (while fio writes the origin) and delete on a running array" {
+	command -v fio >/dev/null || require "needs fio"
+	local sum pid
+	# Room for fio's blocks, copied once more after the snapshot.
+	UNITS=("$(make_image big0.img 160M)" "$(make_image big1.img 160M)")
+	live_pool vol0:256M
+	run raidtool vol create "$NAME" vol1 --size 64M
+	assert_success
+	assert_output "created volume 'vol1' of 64.0 MiB"
+	[ -b "/dev/raidtool/$NAME/vol1" ]
+	head -c 16M /dev/urandom > "$TESTDIR/old"
+	dd if="$TESTDIR/old" of="/dev/raidtool/$NAME/vol0" bs=1M oflag=direct conv=fsync status=none
+	sum=$(sha256sum < "$TESTDIR/old")
+	# fio keeps writing the origin beyond its first 16M meanwhile.
+	fio --name=busy --filename="/dev/raidtool/$NAME/vol0" --rw=randwrite --bs=4k \
+		--offset=32M --size=16M --direct=1 --time_based --runtime=30 \
+		>"$TESTDIR/fio.out" 2>&1 &
+	pid=$!
+	BGPIDS+=("$pid")
+	sleep 1
+	run raidtool vol snapshot "$NAME" vol0 snap1
+	assert_success
+	[ -b "/dev/raidtool/$NAME/snap1" ]
+	dd if=/dev/urandom of="/dev/raidtool/$NAME/vol0" bs=1M count=4 oflag=direct conv=fsync \
+		status=none
+	stop_pids TERM "$pid"
+	[ "$(head -c 16M "/dev/raidtool/$NAME/snap1" | sha256sum)" = "$sum" ]
+	head -c 16M "/dev/raidtool/$NAME/vol0" | sha256sum > "$TESTDIR/origin.sum"
+	dd if=/dev/urandom of="/dev/raidtool/$NAME/snap1" bs=1M count=4 oflag=direct conv=fsync \
+		status=none
+	[ "$(head -c 16M "/dev/raidtool/$NAME/vol0" | sha256sum)" = "$(cat "$TESTDIR/origin.sum")" ]
+	# Refusals, told by the engine.
+	run raidtool vol create "$NAME" vol1 --size 64M
+	assert_failure 5
+	assert_output --partial "'vol1': a volume of that name exists"
+	run raidtool vol snapshot "$NAME" nosuch snap2
+	assert_failure 3
+	assert_output --partial "'nosuch': no such volume to snapshot"
+	# Delete while open: its I/O fails, its device goes once closed and the array stops.
+	exec 7< "/dev/raidtool/$NAME/vol1"
+	run raidtool vol delete "$NAME" vol1
+	assert_success
+	run dd if="/dev/raidtool/$NAME/vol1" of=/dev/null bs=4k count=1 iflag=direct
+	assert_failure
+	exec 7<&-
+	run raidtool vol delete "$NAME" vol1
+	assert_failure 3
+	run raidtool vol delete "$NAME" snap1
+	assert_success
+	[ ! -e "/dev/raidtool/$NAME/snap1" ]
+	deactivate_settled "$NAME"
+	run --separate-stderr raidtool vol list --json "$NAME"
+	[ "$(jq -r 'map(.name) | join(",")' <<<"$output")" = vol0 ]
+	run raidtool pool check "$NAME"
+	assert_success
+}
