@@ -421,3 +421,61 @@ live_pool() {
 	run raidtool pool check "$NAME"
 	assert_success
 }
+
+@test "live: a 10T volume on a small pool fails cleanly with ENOSPC when the pool fills; what was written verifies" {
+	local n
+	live_pool huge:10T
+	[ "$(blockdev --getsize64 "/dev/raidtool/$NAME/huge")" = 10995116277760 ]
+	head -c 64M /dev/urandom > "$TESTDIR/data"
+	run dd if="$TESTDIR/data" of="/dev/raidtool/$NAME/huge" bs=1M oflag=direct conv=fsync
+	assert_failure
+	assert_output --partial "No space left on device"
+	n=$(sed -n 's/^\([0-9]*\)+[0-9]* records out$/\1/p' <<<"$output")
+	[ -n "$n" ] && [ "$n" -gt 30 ] || fail "records written: '$n': $output"
+	sync "/dev/raidtool/$NAME/huge"
+	cmp <(head -c "${n}M" "$TESTDIR/data") \
+		<(dd if="/dev/raidtool/$NAME/huge" bs=1M count="$n" iflag=direct status=none)
+	# Far out, unmapped: zeros.
+	[ "$(dd if="/dev/raidtool/$NAME/huge" bs=1M skip=5000000 count=1 iflag=direct \
+		status=none | tr -d '\0' | wc -c)" = 0 ]
+	deactivate_settled "$NAME"
+	[ "$(pool_field free_data_blocks)" = 0 ]
+	[ "$(pool_field free_metadata_blocks)" -gt 0 ]
+	run raidtool pool check "$NAME"
+	assert_success
+}
+
+@test "live: the pool on a degraded raid5 still serves, and after a rebuild" {
+	local sum
+	UNITS=("$(make_image r0.img 40M)" "$(make_image r1.img 40M)" "$(make_image r2.img 40M)")
+	run raidtool create "$NAME" --level 5 --assume-clean "${UNITS[@]}"
+	assert_success
+	run raidtool pool create "$NAME"
+	assert_success
+	run raidtool vol create "$NAME" vol0 --size 1G
+	assert_success
+	run raidtool activate "$NAME"
+	assert_success
+	head -c 24M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="/dev/raidtool/$NAME/vol0" bs=1M oflag=direct conv=fsync status=none
+	sum=$(sha256sum < "$TESTDIR/data")
+	run raidtool fail "$NAME" 1
+	assert_success
+	[ "$(head -c 24M "/dev/raidtool/$NAME/vol0" | sha256sum)" = "$sum" ]
+	# Writes go on degraded: a snapshot, then the origin rewritten.
+	run raidtool vol snapshot "$NAME" vol0 snap
+	assert_success
+	dd if=/dev/urandom of="/dev/raidtool/$NAME/vol0" bs=1M count=8 oflag=direct conv=fsync \
+		status=none
+	[ "$(head -c 24M "/dev/raidtool/$NAME/snap" | sha256sum)" = "$sum" ]
+	run raidtool remove "$NAME" 1
+	assert_success
+	run raidtool add "$NAME" "$(make_image r3.img 40M)"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	[ "$(head -c 24M "/dev/raidtool/$NAME/snap" | sha256sum)" = "$sum" ]
+	deactivate_settled "$NAME"
+	run raidtool pool check "$NAME"
+	assert_success
+}
