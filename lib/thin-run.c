@@ -27,6 +27,9 @@
 #include <raidtool/thin.h>
 
 #define COMMIT_INTERVAL_MS 1000
+/* --when-full queue: how long a write waits for space, and how often it tries again. */
+#define QUEUE_TIMEOUT_MS 60000
+#define QUEUE_RETRY_MS 100
 
 struct thin_vol_export {
 	struct thin_run *tr;
@@ -52,6 +55,7 @@ struct thin_run {
 	struct rt_fuse_backend array_be;
 	uint32_t blocksize;
 	int transport;
+	bool queue_when_full;
 	/* Each separately allocated: the FUSE threads hold pointers to them. */
 	struct thin_vol_export *vols[THIN_MAX_VOLUMES];
 	unsigned n_vols;
@@ -92,14 +96,31 @@ static int vol_read(void *ctx, void *buf, size_t len, uint64_t off)
 	return r == -ENOENT ? -EIO : r;
 }
 
+/*
+ * A full pool fails the write with ENOSPC, or (--when-full queue) the write
+ * waits, the pool unlocked, for a discard or a delete to free blocks, up to
+ * QUEUE_TIMEOUT_MS. Writing the same bytes again is harmless.
+ */
 static int vol_write(void *ctx, const void *buf, size_t len, uint64_t off)
 {
 	struct thin_vol_export *v = ctx;
+	struct timespec pause = { .tv_nsec = QUEUE_RETRY_MS * 1000000L };
+	bool again;
 	int r;
 
-	pthread_mutex_lock(&v->tr->mu);
-	r = thin_vol_write(v->tr->p, v->id, buf, len, off);
-	pthread_mutex_unlock(&v->tr->mu);
+	for (unsigned waited = 0;; waited += QUEUE_RETRY_MS) {
+		pthread_mutex_lock(&v->tr->mu);
+		r = thin_vol_write(v->tr->p, v->id, buf, len, off);
+		pthread_mutex_unlock(&v->tr->mu);
+		again = r == -ENOSPC && v->tr->queue_when_full && waited < QUEUE_TIMEOUT_MS &&
+			!__atomic_load_n(&v->tr->stop, __ATOMIC_RELAXED);
+		if (!again)
+			break;
+		if (waited == 0)
+			rt_log(RT_LOG_WARN, "'%s': thin pool full: writes to '%s' wait for space",
+			       v->tr->array, v->name);
+		nanosleep(&pause, NULL);
+	}
 	return r == -ENOENT ? -EIO : r;
 }
 
@@ -343,6 +364,7 @@ int thin_run_start(struct rt_engine *e, const struct thin_run_params *rp, struct
 		goto fail;
 	}
 	thin_pool_get_info(tr->p, &info);
+	tr->queue_when_full = info.when_full == THIN_WHEN_FULL_QUEUE;
 	if (info.needs_check)
 		rt_log(RT_LOG_WARN, "'%s': the thin pool needs a check ('raidtool pool check %s' "
 		       "on the stopped array)", tr->array, tr->array);
@@ -379,6 +401,7 @@ int thin_run_stop(struct thin_run *tr)
 
 	if (!tr)
 		return 0;
+	__atomic_store_n(&tr->stop, true, __ATOMIC_RELAXED);
 	if (tr->thread_ok) {
 		pthread_mutex_lock(&tr->stop_mu);
 		tr->stop = true;

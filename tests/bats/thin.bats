@@ -479,3 +479,31 @@ live_pool() {
 	run raidtool pool check "$NAME"
 	assert_success
 }
+
+@test "live: --when-full queue: a write to a full pool waits until a discard frees blocks" {
+	local pid
+	new_pool --when-full queue
+	run raidtool vol create "$NAME" vol0 --size 1G
+	assert_success
+	run raidtool vol create "$NAME" vol1 --size 1G
+	assert_success
+	run raidtool activate "$NAME"
+	assert_success
+	# Most of the pool taken by vol1; 8M more for vol0 do not fit.
+	dd if=/dev/urandom of="/dev/raidtool/$NAME/vol1" bs=1M count=40 oflag=direct conv=fsync \
+		status=none
+	head -c 8M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="/dev/raidtool/$NAME/vol0" bs=1M oflag=direct conv=fsync \
+		status=none 2>"$TESTDIR/dd.err" &
+	pid=$!
+	BGPIDS+=("$pid")
+	sleep 3
+	kill -0 "$pid" || fail "the write did not wait: $(cat "$TESTDIR/dd.err")"
+	run blkdiscard "/dev/raidtool/$NAME/vol1"
+	assert_success
+	wait "$pid" || fail "the queued write failed: $(cat "$TESTDIR/dd.err")"
+	cmp "$TESTDIR/data" <(head -c 8M "/dev/raidtool/$NAME/vol0")
+	deactivate_settled "$NAME"
+	run raidtool pool check "$NAME"
+	assert_success
+}
