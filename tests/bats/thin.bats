@@ -315,6 +315,11 @@ live_pool() {
 	run raidtool activate "$NAME"
 	assert_success
 	mount "/dev/raidtool/$NAME/vol0" "$TESTDIR/m"
+	# Not while a volume is mounted.
+	run raidtool deactivate "$NAME"
+	assert_failure 4
+	assert_output --partial "/dev/raidtool/$NAME/vol0"
+	assert_output --partial "is mounted on $TESTDIR/m"
 	rm "$TESTDIR/m/file"
 	# Freed blocks are trimmed once the deletion is committed to the journal.
 	sync
