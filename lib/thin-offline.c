@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <linux/fs.h>
 #include <unistd.h>
 #include <blkid.h>
 #include <raidtool/assemble.h>
@@ -23,10 +25,56 @@
 struct thin_array {
 	struct rt_assembly *as;
 	struct rt_engine *e;
+	int dev_fd;			/* a running array: its read-only device, O_DIRECT */
+	uint64_t dev_size;
 	struct thin_io io;
 	bool write, was_clean, marked;
 	char name[RT_NAME_MAX + 1];
 };
+
+/* Reads of a running array's device: O_DIRECT (the engine's view, no page cache). */
+static int dev_read(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct thin_array *a = ctx;
+	uint64_t start = off / 4096 * 4096, end = (off + len + 4095) / 4096 * 4096;
+	uint8_t *b;
+	int r = 0;
+
+	if (posix_memalign((void **)&b, 4096, end - start))
+		return -ENOMEM;
+	if (pread(a->dev_fd, b, end - start, (off_t)start) != (ssize_t)(end - start))
+		r = errno ? -errno : -EIO;
+	else
+		memcpy(buf, b + (off - start), len);
+	free(b);
+	return r;
+}
+
+static int dev_write(void *ctx, const void *buf, size_t len, uint64_t off)
+{
+	return -EROFS;
+}
+
+static int dev_flush(void *ctx)
+{
+	return 0;
+}
+
+/*
+ * A running array holding a pool: read its last commit through the
+ * array's read-only device (/dev/raidtool/NAME.pool).
+ */
+static int open_running(struct thin_array *a, const char *link)
+{
+	a->dev_fd = open(link, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (a->dev_fd < 0)
+		return -errno;
+	if (ioctl(a->dev_fd, BLKGETSIZE64, &a->dev_size) < 0)
+		return -errno;
+	a->io = (struct thin_io){ .ctx = a, .read = dev_read, .write = dev_write,
+				  .flush = dev_flush };
+	return 0;
+}
 
 static int eng_read(void *ctx, void *buf, size_t len, uint64_t off)
 {
@@ -102,6 +150,7 @@ int thin_array_open(const char *id, bool write, struct thin_array **out)
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
+	a->dev_fd = -1;
 	a->write = write;
 	r = scan_devices(&s);
 	if (r == 0)
@@ -109,8 +158,20 @@ int thin_array_open(const char *id, bool write, struct thin_array **out)
 	if (r < 0)
 		goto fail;
 	snprintf(a->name, sizeof(a->name), "%s", sa->sb.array.name);
+	if (control_probe(sa->sb.array.uuid, &probe) == 0 && probe.state == RT_CONTROL_ACTIVE &&
+	    !write && probe.link[0]) {
+		r = open_running(a, probe.link);
+		if (r < 0) {
+			rt_log(RT_LOG_ERROR, "'%s': cannot read its running device '%s': %s",
+			       a->name, probe.link, strerror(-r));
+			goto fail;
+		}
+		scan_free(s);
+		*out = a;
+		return 0;
+	}
 	if (control_probe(sa->sb.array.uuid, &probe) == 0 && probe.state == RT_CONTROL_ACTIVE) {
-		rt_log(RT_LOG_ERROR, "'%s': running (engine pid %d); the pool commands work on a "
+		rt_log(RT_LOG_ERROR, "'%s': running (engine pid %d); this pool command works on a "
 		       "stopped array: 'raidtool deactivate %s' first", a->name, (int)probe.pid,
 		       a->name);
 		r = -EBUSY;
@@ -131,6 +192,8 @@ int thin_array_open(const char *id, bool write, struct thin_array **out)
 	return 0;
 fail:
 	scan_free(s);
+	if (a->dev_fd >= 0)
+		close(a->dev_fd);
 	assemble_close(a->as);
 	free(a);
 	return r;
@@ -142,6 +205,11 @@ int thin_array_close(struct thin_array *a)
 
 	if (!a)
 		return 0;
+	if (a->dev_fd >= 0) {
+		close(a->dev_fd);
+		free(a);
+		return 0;
+	}
 	if (!a->e) {
 		r = -EIO;	/* the restart with the log failed: the array stays dirty */
 	} else if (a->marked) {
@@ -166,7 +234,7 @@ const struct thin_io *thin_array_io(const struct thin_array *a)
 
 uint64_t thin_array_bytes(const struct thin_array *a)
 {
-	return a->e ? engine_size(a->e) : 0;
+	return a->dev_fd >= 0 ? a->dev_size : a->e ? engine_size(a->e) : 0;
 }
 
 const char *thin_array_name(const struct thin_array *a)

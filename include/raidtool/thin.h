@@ -234,7 +234,10 @@ int thin_vol_shared(struct thin_pool *p, uint32_t id, uint64_t *shared);
  * first write (only with @write) marks the array dirty until
  * thin_array_close has flushed; a command that writes nothing changes
  * nothing on the units.
- * -EBUSY when the array runs (live pool administration is not there yet).
+ * A running array: with @write -EBUSY; without, the pool's last commit is
+ * read through the array's read-only device (/dev/raidtool/NAME.pool,
+ * O_DIRECT). A commit made meanwhile may overwrite what such a reader walks
+ * (there is no metadata snapshot yet): it then fails with a checksum error.
  */
 struct thin_array;
 int thin_array_open(const char *id, bool write, struct thin_array **out);

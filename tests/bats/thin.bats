@@ -84,12 +84,24 @@ pool_field() {
 	[ "$(jq -r '.volume_table | length' <<<"$output")" = 3 ]
 	[ "$(jq -r '.volume_table[2].name' <<<"$output")" = snap3 ]
 	[ "$(jq -r '.free_data_blocks' <<<"$output")" = "$free" ]
-	# The array still starts, and the pool commands wait until it stops.
+	# Running: listings read the last commit; pool check and pool create wait until it stops.
 	run raidtool activate "$NAME"
 	assert_success
-	run raidtool vol list "$NAME"
-	assert_failure 4
-	assert_output --partial "'$NAME': running"
+	run --separate-stderr raidtool vol list --json "$NAME"
+	assert_success
+	[ "$(jq -r 'map(.name) | join(",")' <<<"$output")" = vol0,snap2,snap3 ]
+	run --separate-stderr raidtool pool status --json "$NAME"
+	assert_success
+	[ "$(jq -r .volumes <<<"$output")" = 3 ]
+	run --separate-stderr raidtool pool dump "$NAME"
+	assert_success
+	[ "$(jq -r '.volume_table | length' <<<"$output")" = 3 ]
+	for cmd in "pool check" "pool create --force"; do
+		# shellcheck disable=SC2086  # the subcommand is two words
+		run raidtool $cmd "$NAME"
+		assert_failure 4
+		assert_output --partial "'$NAME': running"
+	done
 	deactivate_settled "$NAME"
 	run raidtool vol list "$NAME"
 	assert_success
@@ -233,6 +245,14 @@ live_pool() {
 	[ "$(head -c 1M "/dev/raidtool/$NAME/vol1" | tr -d '\0' | wc -c)" = 0 ]
 	run dd if=/dev/zero of="/dev/raidtool/$NAME.pool" bs=4k count=1 oflag=direct
 	assert_failure
+	# Listings of the running pool: what fio wrote is mapped (after the next commit).
+	sleep 1.5
+	run --separate-stderr raidtool vol list --json "$NAME"
+	assert_success
+	[ "$(jq -r '.[0].mapped' <<<"$output")" -gt 0 ]
+	run --separate-stderr raidtool pool status --json "$NAME"
+	assert_success
+	[ "$(jq -r .free_data_blocks <<<"$output")" -lt "$(jq -r .data_blocks <<<"$output")" ]
 	deactivate_settled "$NAME"
 	[ ! -e "/dev/raidtool/$NAME" ]
 	run raidtool pool check "$NAME"
