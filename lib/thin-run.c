@@ -309,8 +309,11 @@ int thin_run_start(struct rt_engine *e, const struct thin_run_params *rp, struct
 
 	*out = NULL;
 	r = thin_run_probe(e);
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': cannot read its thin pool's superblocks: %s",
+		       rp->link_name, strerror(-r));
 	if (r <= 0)
-		return r;	/* no pool: nothing to do; or the array cannot be read */
+		return r;	/* no pool: nothing to do */
 	tr = calloc(1, sizeof(*tr));
 	if (!tr)
 		return -ENOMEM;
