@@ -764,6 +764,80 @@ static void test_damage(void **state)
 	ram_free(d);
 }
 
+/*
+ * A tree three levels deep (over 254 * 254 mappings): random inserts, a
+ * snapshot half way, removal of every key in random order from the
+ * origin; the snapshot keeps all its mappings, counts stay right.
+ */
+#define DEEP_KEYS 70000u
+static void test_deep_tree(void **state)
+{
+	struct ramdev *d = ram_new((uint64_t)(DEEP_KEYS + 2000) * BS);
+	struct thin_pool *p = new_pool(d, 0);
+	struct thin_pool_info info;
+	uint64_t *order = malloc(DEEP_KEYS * sizeof(*order)), *pbs = malloc(DEEP_KEYS * sizeof(*pbs));
+	uint32_t vol, snap;
+	uint64_t pb, hi;
+
+	assert_non_null(order);
+	assert_non_null(pbs);
+	srand(7);
+	for (uint64_t i = 0; i < DEEP_KEYS; i++)
+		order[i] = i * 3;	/* sparse keys */
+	for (uint64_t i = DEEP_KEYS - 1; i > 0; i--) {
+		uint64_t j = (uint64_t)rand() % (i + 1), t = order[i];
+
+		order[i] = order[j];
+		order[j] = t;
+	}
+	assert_int_equal(thin_vol_create(p, "deep", (uint64_t)DEEP_KEYS * 3 * BS, &vol), 0);
+	for (uint64_t i = 0; i < DEEP_KEYS; i++) {
+		assert_int_equal(thin_alloc_data_block(p, &pbs[i]), 0);
+		assert_int_equal(thin_insert(p, vol, order[i], pbs[i]), 0);
+		if (i == DEEP_KEYS / 2) {
+			assert_int_equal(thin_commit(p), 0);
+			assert_clean(p);
+		}
+	}
+	assert_int_equal(thin_highest_mapped(p, vol, &hi), 0);
+	assert_int_equal(hi, (uint64_t)(DEEP_KEYS - 1) * 3);
+	assert_int_equal(thin_commit(p), 0);
+	assert_clean(p);
+	assert_int_equal(thin_vol_snapshot(p, "deep", "snap", &snap), 0);
+	/* Remove from the origin in another random order, checking now and then. */
+	for (uint64_t i = DEEP_KEYS - 1; i > 0; i--) {
+		uint64_t j = (uint64_t)rand() % (i + 1), t = order[i], tp = pbs[i];
+
+		order[i] = order[j];
+		order[j] = t;
+		pbs[i] = pbs[j];
+		pbs[j] = tp;
+	}
+	for (uint64_t i = 0; i < DEEP_KEYS; i++) {
+		assert_int_equal(thin_remove_range(p, vol, order[i], order[i] + 1), 0);
+		if (i % 10000 == 0)
+			assert_clean(p);
+	}
+	assert_int_equal(thin_highest_mapped(p, vol, &hi), -ENODATA);
+	for (uint64_t i = 0; i < DEEP_KEYS; i++) {
+		assert_int_equal(thin_lookup(p, snap, order[i], &pb), 0);
+		assert_int_equal(pb, pbs[i]);
+		assert_int_equal(thin_lookup(p, vol, order[i], &pb), -ENODATA);
+	}
+	assert_clean(p);
+	assert_int_equal(thin_commit(p), 0);
+	assert_int_equal(thin_vol_delete(p, "snap"), 0);
+	assert_int_equal(thin_vol_delete(p, "deep"), 0);
+	thin_pool_get_info(p, &info);
+	assert_int_equal(info.free_data_blocks, info.data_blocks);
+	assert_int_equal(info.free_metadata_blocks, info.metadata_blocks);
+	assert_clean(p);
+	thin_close(p);
+	free(order);
+	free(pbs);
+	ram_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -774,6 +848,7 @@ int main(void)
 		cmocka_unit_test(test_data_cow),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_damage),
+		cmocka_unit_test(test_deep_tree),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
