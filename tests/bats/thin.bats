@@ -243,6 +243,12 @@ live_pool() {
 	assert_success
 	# Unmapped blocks read as zeros.
 	[ "$(head -c 1M "/dev/raidtool/$NAME/vol1" | tr -d '\0' | wc -c)" = 0 ]
+	# Scans leave the volumes' devices alone, as they do the array's own.
+	if command -v strace >/dev/null; then
+		strace -f -e trace=openat -o "$TESTDIR/trace" "$RAIDTOOL_BIN" list >/dev/null
+		! grep -q "\"$(readlink -f "/dev/raidtool/$NAME/vol0")\"" "$TESTDIR/trace" ||
+			fail "a scan opened the volume's device"
+	fi
 	run dd if=/dev/zero of="/dev/raidtool/$NAME.pool" bs=4k count=1 oflag=direct
 	assert_failure
 	# Listings of the running pool: what fio wrote is mapped (after the next commit).
