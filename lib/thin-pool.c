@@ -395,22 +395,30 @@ static void node_remove_at(struct thin_node *n, uint32_t pos)
 }
 
 /*
- * Lookup with sharing: *@shared when a node on the path or the block has
- * more than one reference (a write must copy it first).
+ * Lookup; *@must_copy (when not NULL): a write to the block must go to a
+ * copy. That is when it is shared now (a node on the path or the block
+ * has more than one reference), and also when the last commit may map it
+ * from another volume: a crash would bring that mapping back with this
+ * write's bytes. In place is safe when the block is new in this
+ * transaction, or when the last commit counted it once and every node on
+ * the path is one the last commit held, unchanged and unshared.
  */
 static int btree_lookup(struct thin_pool *p, uint64_t root, uint64_t key, uint64_t *val,
-			bool *shared)
+			bool *must_copy)
 {
 	struct thin_node *n;
-	bool sh = false;
+	bool sh = false, committed_alone = true;
 	uint64_t blk = root;
 	int r;
 
 	for (;;) {
+		uint64_t i = blk - p->sb.node_start;
+
 		r = node_get(p, blk, &n);
 		if (r < 0)
 			return r;
-		sh = sh || p->meta_rc[blk - p->sb.node_start] > 1;
+		sh = sh || p->meta_rc[i] > 1;
+		committed_alone = committed_alone && p->meta_rc_committed[i] == 1;
 		if (n->leaf)
 			break;
 		blk = n->val[child_index(n, key)];
@@ -420,8 +428,14 @@ static int btree_lookup(struct thin_pool *p, uint64_t root, uint64_t key, uint64
 	if (pos >= n->n || n->key[pos] != key)
 		return -ENODATA;
 	*val = n->val[pos];
-	if (shared)
-		*shared = sh || (*val < p->data_blocks && p->data_rc[*val] > 1);
+	if (must_copy && *val >= p->data_blocks) {
+		*must_copy = true;
+	} else if (must_copy) {
+		uint32_t before = p->data_rc_committed[*val];
+
+		*must_copy = sh || p->data_rc[*val] > 1 ||
+			     !(before == 0 || (before == 1 && committed_alone));
+	}
 	return 0;
 }
 
@@ -1107,12 +1121,12 @@ int thin_vol_write(struct thin_pool *p, uint32_t id, const void *buf, size_t len
 	while (r == 0 && len) {
 		uint64_t vb = off / bs, within = off % bs, pb;
 		size_t n = bs - within < len ? bs - within : len;
-		bool shared;
+		bool must_copy;
 
-		r = btree_lookup(p, v->root, vb, &pb, &shared);
+		r = btree_lookup(p, v->root, vb, &pb, &must_copy);
 		if (r == -ENODATA)
 			r = write_new_block(p, v, vb, buf, n, within, -1);
-		else if (r == 0 && shared)
+		else if (r == 0 && must_copy)
 			r = write_new_block(p, v, vb, buf, n, within, (int64_t)pb);
 		else if (r == 0)
 			r = p->io.write(p->io.ctx, buf, n, data_off(p, pb) + within);

@@ -187,7 +187,8 @@ int thin_data_refcount(const struct thin_pool *p, uint64_t block, uint32_t *coun
  * Data I/O of a volume, @off and @len multiples of 512 within its size:
  * unmapped blocks read as zeros; a write to an unmapped block allocates
  * one, to a shared block copies it first (whole block: the rest of its
- * bytes come from the old block). Data reaches the pool through io->write
+ * bytes come from the old block), as it does to a block the last commit
+ * may map from another volume (a crash must not show this write there). Data reaches the pool through io->write
  * before its mapping is inserted; thin_commit flushes before the superblock.
  */
 int thin_vol_read(struct thin_pool *p, uint32_t id, void *buf, size_t len, uint64_t off);

@@ -838,6 +838,51 @@ static void test_deep_tree(void **state)
 	ram_free(d);
 }
 
+/*
+ * A block the last commit shares is never written in place: the origin and
+ * its snapshot both write block 0 after the commit (the origin's write
+ * copies, after which the old block is the snapshot's alone), power
+ * fails: the origin's block 0 is the old data, not the snapshot's.
+ */
+static void test_crash_no_cross_write(void **state)
+{
+	struct ramdev *d = ram_new(64ull << 20);
+	struct thin_io io = ram_io(d);
+	struct thin_pool *p = new_pool(d, 0);
+	uint8_t *a = malloc(BS), *b = malloc(BS), *c = malloc(BS), *got = malloc(BS);
+	uint32_t vol, snap;
+
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(c);
+	assert_non_null(got);
+	fill(a, BS, 1);
+	fill(b, BS, 2);
+	fill(c, BS, 3);
+	assert_int_equal(thin_vol_create(p, "o", 4ull * BS, &vol), 0);
+	assert_int_equal(thin_vol_write(p, vol, a, BS, 0), 0);
+	assert_int_equal(thin_vol_snapshot(p, "o", "s", &snap), 0);
+	assert_int_equal(thin_commit(p), 0);
+	assert_int_equal(thin_vol_write(p, vol, b, BS, 0), 0);
+	assert_int_equal(thin_vol_write(p, snap, c, BS, 0), 0);
+	/* Every write reached the device; the commit did not. */
+	assert_int_equal(ram_flush(d), 0);
+	thin_close(p);
+	ram_crash(d, false);
+	assert_int_equal(thin_open(&io, false, &p), 0);
+	assert_clean(p);
+	assert_int_equal(thin_vol_read(p, vol, got, BS, 0), 0);
+	assert_memory_equal(got, a, BS);
+	assert_int_equal(thin_vol_read(p, snap, got, BS, 0), 0);
+	assert_memory_equal(got, a, BS);
+	thin_close(p);
+	free(a);
+	free(b);
+	free(c);
+	free(got);
+	ram_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -849,6 +894,7 @@ int main(void)
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_damage),
 		cmocka_unit_test(test_deep_tree),
+		cmocka_unit_test(test_crash_no_cross_write),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
