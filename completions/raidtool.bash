@@ -58,9 +58,9 @@ _raidtool_thin() {
 	done
 	if [ -z "$sub" ]; then
 		if [ "$cmd" = pool ]; then
-			_raidtool_words "$cur" "create status check dump --help"
+			_raidtool_words "$cur" "create status check dump --help -h --usage"
 		else
-			_raidtool_words "$cur" "create snapshot delete list --help"
+			_raidtool_words "$cur" "create snapshot delete list --help -h --usage"
 		fi
 		return 0
 	fi
@@ -70,12 +70,13 @@ _raidtool_thin() {
 	--low-water | --size | -s) return 0 ;;
 	esac
 	if [[ $cur == -* ]]; then
+		# $common: the options cli_run gives every (sub)command, set by _raidtool.
 		case "$cmd:$sub" in
 		pool:create) _raidtool_words "$cur" "--block-size -b --when-full --low-water
-			--force -f --help --usage" ;;
-		pool:status | vol:list) _raidtool_words "$cur" "--json --help --usage" ;;
-		vol:create) _raidtool_words "$cur" "--size -s --help --usage" ;;
-		*) _raidtool_words "$cur" "--help --usage" ;;
+			--force -f $common" ;;
+		pool:status | vol:list) _raidtool_words "$cur" "--json $common" ;;
+		vol:create) _raidtool_words "$cur" "--size -s $common" ;;
+		*) _raidtool_words "$cur" "$common" ;;
 		esac
 		return 0
 	fi
