@@ -67,9 +67,8 @@ static int pool_create(int n, const char **args)
 	struct thin_pool_info info;
 	struct thin_pool *p = NULL;
 	char type[128], size[32], bs[32];
-	int r, lock_fd = -1;
+	int r, q, lock_fd = -1;
 
-	(void)n;
 	r = create_params(&fp);
 	if (r >= 0)
 		return r;
@@ -117,9 +116,9 @@ static int pool_create(int n, const char **args)
 	thin_close(p);
 	r = EXIT_OK;
 out_close:
-	n = thin_array_close(a);
-	if (n < 0 && r == EXIT_OK)
-		r = cli_fail(n, "cannot stop the engine");
+	q = thin_array_close(a);
+	if (q < 0 && r == EXIT_OK)
+		r = cli_fail(q, "cannot stop the engine");
 out_unlock:
 	lock_release(lock_fd);
 	return r;
@@ -156,7 +155,6 @@ static int pool_status(int n, const char **args)
 	char a[32], b[32];
 	int r;
 
-	(void)n;
 	r = pool_cli_open(args[0], false, &c);
 	if (r >= 0)
 		return r;
@@ -197,7 +195,6 @@ static int pool_check(int n, const char **args)
 	struct pool_cli c;
 	int r;
 
-	(void)n;
 	r = pool_cli_open(args[0], true, &c);
 	if (r >= 0)
 		return r;
@@ -247,7 +244,6 @@ static int pool_dump(int n, const char **args)
 	struct json j;
 	int r;
 
-	(void)n;
 	r = pool_cli_open(args[0], false, &c);
 	if (r >= 0)
 		return r;

@@ -45,7 +45,6 @@ static int vol_create(int n, const char **args)
 	char text[32];
 	int r;
 
-	(void)n;
 	if (!create_size)
 		return cli_usage_error("vol create", "--size is required");
 	r = cli_parse_size("vol create", "--size", create_size, &bytes);
@@ -83,7 +82,6 @@ static int vol_snapshot(int n, const char **args)
 	struct pool_cli c;
 	int r;
 
-	(void)n;
 	{
 		char arg[256];
 
@@ -115,7 +113,6 @@ static int vol_delete(int n, const char **args)
 	struct pool_cli c;
 	int r;
 
-	(void)n;
 	{
 		char arg[256];
 
@@ -157,7 +154,6 @@ static int vol_list(int n, const char **args)
 	struct json j;
 	int r;
 
-	(void)n;
 	r = pool_cli_open(args[0], false, &c);
 	if (r >= 0)
 		return r;
