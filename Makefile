@@ -50,7 +50,8 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 SAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj-san/%.o)
 UT_BIN   := $(UT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/%)
-FUZZ_BIN := $(BUILD)/fuzz/fuzz_sb_decode $(BUILD)/fuzz/fuzz_dirtylog_decode
+FUZZ_BIN := $(BUILD)/fuzz/fuzz_sb_decode $(BUILD)/fuzz/fuzz_dirtylog_decode \
+            $(BUILD)/fuzz/fuzz_thin_decode
 
 .PHONY: all deps check unit-tests fuzz demo bench torture install uninstall clean lint
 
@@ -104,6 +105,11 @@ $(BUILD)/fuzz/fuzz_sb_decode: tests/fuzz/fuzz_sb_decode.c lib/format.c lib/log.c
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) $(PKG_LIBS)
 
 $(BUILD)/fuzz/fuzz_dirtylog_decode: tests/fuzz/fuzz_dirtylog_decode.c lib/dirtylog.c \
+		lib/format.c lib/log.c tests/fuzz/fuzz-check.h $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) $(PKG_LIBS)
+
+$(BUILD)/fuzz/fuzz_thin_decode: tests/fuzz/fuzz_thin_decode.c lib/thin-format.c \
 		lib/format.c lib/log.c tests/fuzz/fuzz-check.h $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) $(PKG_LIBS)

@@ -36,10 +36,64 @@ _raidtool_words() {
 	mapfile -t COMPREPLY < <(compgen -W "$*" -- "$cur")
 }
 
+# pool and vol: SUBCOMMAND, its options, ARRAY, then (vol snapshot/delete)
+# a volume of that array's pool. $1: raidtool, $2: the command, $3: the
+# index of the first word after it.
+_raidtool_thin() {
+	local rt=$1 cmd=$2 i=$3 sub='' array='' nargs=0 w
+	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
+	for ((; i < COMP_CWORD; i++)); do
+		w=${COMP_WORDS[i]}
+		case "$w" in
+		--block-size | -b | --when-full | --low-water | --size | -s) ((i++)) ;;
+		-*) ;;
+		*)
+			if [ -z "$sub" ]; then
+				sub=$w
+			else
+				[ "$nargs" = 0 ] && array=$w
+				((nargs++))
+			fi ;;
+		esac
+	done
+	if [ -z "$sub" ]; then
+		if [ "$cmd" = pool ]; then
+			_raidtool_words "$cur" "create status check dump --help -h --usage"
+		else
+			_raidtool_words "$cur" "create snapshot delete list --help -h --usage"
+		fi
+		return 0
+	fi
+	case "$prev" in
+	--when-full) _raidtool_words "$cur" "error queue"; return 0 ;;
+	--block-size | -b) _raidtool_words "$cur" "64K 128K 256K 512K 1M"; return 0 ;;
+	--low-water | --size | -s) return 0 ;;
+	esac
+	if [[ $cur == -* ]]; then
+		# $common: the options cli_run gives every (sub)command, set by _raidtool.
+		case "$cmd:$sub" in
+		pool:create) _raidtool_words "$cur" "--block-size -b --when-full --low-water
+			--force -f $common" ;;
+		pool:status | vol:list) _raidtool_words "$cur" "--json $common" ;;
+		vol:create) _raidtool_words "$cur" "--size -s $common" ;;
+		*) _raidtool_words "$cur" "$common" ;;
+		esac
+		return 0
+	fi
+	if ((nargs == 0)); then
+		_raidtool_words "$cur" "$(_raidtool_arrays "$rt")"
+	elif ((nargs == 1)) && [[ $cmd:$sub == vol:snapshot || $cmd:$sub == vol:delete ]] &&
+		command -v jq >/dev/null 2>&1; then
+		_raidtool_words "$cur" "$("$rt" vol list --json "$array" 2>/dev/null |
+			jq -r '.[].name' 2>/dev/null)"
+	fi
+	return 0
+}
+
 _raidtool() {
 	local cur prev rt cmd i w opt nargs
 	local commands="create add list lookup lookup-unit examine rename rehash zero
-		activate deactivate status fail remove tune check wait incremental"
+		activate deactivate status fail remove tune check wait incremental pool vol"
 	local global_opts="--verbose -v --quiet -q --help -h --version -V"
 	# Every command takes these after its name (cli_run in raidtool/cli.c).
 	local common="--help -h --usage --verbose -v --quiet -q"
@@ -71,6 +125,9 @@ _raidtool() {
 		fi
 		return 0
 	fi
+	case "$cmd" in
+	pool | vol) _raidtool_thin "$rt" "$cmd" $((i + 1)); return 0 ;;
+	esac
 
 	# The option whose value is being completed: "--level 5", "--level=5".
 	opt=

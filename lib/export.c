@@ -366,14 +366,14 @@ int export_start(struct rt_engine *e, const struct rt_export_params *p, struct r
 	struct stat st;
 	int r;
 
-	if (!e || !p || !p->name || !p->link_name || !p->mountpoint || !out)
+	if (!p || (!e && !p->backend) || !p->name || !p->link_name || !p->mountpoint || !out)
 		return -EINVAL;
 	*out = NULL;
 	x = calloc(1, sizeof(*x));
 	if (!x)
 		return -ENOMEM;
 	x->e = e;
-	x->size = engine_size(e);
+	x->size = p->backend ? p->backend->size : engine_size(e);
 	x->blocksize = p->blocksize;
 	snprintf(x->name, sizeof(x->name), "%s", p->name);
 	if ((size_t)snprintf(x->mnt, sizeof(x->mnt), "%s", p->mountpoint) >= sizeof(x->mnt) ||
@@ -386,6 +386,7 @@ int export_start(struct rt_engine *e, const struct rt_export_params *p, struct r
 
 	fp = (struct rt_fuse_params){
 		.engine = e,
+		.backend = p->backend,
 		.name = p->name,
 		.mountpoint = x->mnt,
 		.blocksize = p->blocksize,

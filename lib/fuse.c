@@ -147,6 +147,7 @@ struct dev_worker {
 
 struct rt_fuse {
 	struct rt_engine *e;
+	struct rt_fuse_backend be;	/* instead of @e when be.read is set */
 	char name[256];
 	char mnt[PATH_MAX];
 	uint64_t size;
@@ -301,7 +302,8 @@ static int serve_read(struct rt_fuse *f, struct fuse_reqctx *r)
 		size = (size_t)(f->size - ri.offset);
 	if (size > r->out_cap)
 		return -EINVAL;
-	ret = engine_read(f->e, r->out, size, ri.offset);
+	ret = f->be.read ? f->be.read(f->be.ctx, r->out, size, ri.offset)
+			 : engine_read(f->e, r->out, size, ri.offset);
 	return ret < 0 ? ret : (int)size;
 }
 
@@ -320,7 +322,8 @@ static int serve_write(struct rt_fuse *f, struct fuse_reqctx *r)
 	size = wi.size;
 	if (size > f->size - wi.offset)
 		size = (size_t)(f->size - wi.offset);
-	ret = engine_write(f->e, r->payload, size, wi.offset);
+	ret = f->be.write ? f->be.write(f->be.ctx, r->payload, size, wi.offset)
+			  : engine_write(f->e, r->payload, size, wi.offset);
 	if (ret < 0)
 		return ret;
 	memset(&wo, 0, sizeof(wo));
@@ -340,7 +343,7 @@ static int file_fallocate(struct rt_fuse *f, uint32_t mode, uint64_t off, uint64
 		return -EOPNOTSUPP;
 	if (len == 0)
 		return 0;
-	return engine_discard(f->e, off, len);
+	return f->be.discard ? f->be.discard(f->be.ctx, off, len) : engine_discard(f->e, off, len);
 }
 
 static int serve_fallocate(struct rt_fuse *f, struct fuse_reqctx *r)
@@ -443,7 +446,7 @@ static int serve(struct rt_fuse *f, struct fuse_reqctx *r)
 		return serve_write(f, r);
 	case FUSE_FLUSH:
 	case FUSE_FSYNC:
-		return engine_flush(f->e);
+		return f->be.flush ? f->be.flush(f->be.ctx) : engine_flush(f->e);
 	case FUSE_RELEASE:
 	case FUSE_RELEASEDIR:
 	case FUSE_DESTROY:
@@ -925,7 +928,7 @@ static bool aio_start(struct ring_ent *ent)
 		off = ri.offset;
 		size = ri.size;
 	}
-	if (ent->r.in.nodeid != FILE_INO || off >= f->size || size == 0)
+	if (ent->r.in.nodeid != FILE_INO || off >= f->size || size == 0 || f->be.read)
 		return false;
 	if (size > f->size - off)
 		size = (size_t)(f->size - off);
@@ -1390,7 +1393,7 @@ int rt_fuse_start(const struct rt_fuse_params *p, struct rt_fuse **out)
 	struct rt_fuse *f;
 	int r;
 
-	if (!p || !p->engine || !p->name || !p->mountpoint || !out)
+	if (!p || (!p->engine && !p->backend) || !p->name || !p->mountpoint || !out)
 		return -EINVAL;
 	*out = NULL;
 	f = calloc(1, sizeof(*f));
@@ -1403,7 +1406,9 @@ int rt_fuse_start(const struct rt_fuse_params *p, struct rt_fuse **out)
 	pthread_mutex_init(&f->live_mu, NULL);
 	pthread_cond_init(&f->live_cond, NULL);
 	f->e = p->engine;
-	f->size = engine_size(p->engine);
+	if (p->backend)
+		f->be = *p->backend;
+	f->size = p->backend ? p->backend->size : engine_size(p->engine);
 	f->blocksize = p->blocksize;
 	f->started = time(NULL);
 	f->threads = p->threads ? p->threads : DEFAULT_THREADS;

@@ -20,6 +20,7 @@
 #include <raidtool/engine.h>
 #include <raidtool/log.h>
 #include <raidtool/rebuild.h>
+#include <raidtool/thin.h>
 #include <raidtool/unit.h>
 #include <raidtool/util.h>
 #include "member.h"
@@ -740,6 +741,8 @@ int run_admin_command(void *ctx, const struct rt_control_req *rq, char *msg, siz
 		return admin_tune(run, rq->arg, msg, len);
 	case RT_VERB_SPEED:
 		return admin_speed(run, rq->arg, msg, len);
+	case RT_VERB_VOL:
+		return thin_run_command(run->thin, rq->arg, msg, len);
 	case RT_VERB_ADD:
 	case RT_VERB_FAIL:
 	case RT_VERB_REMOVE:

@@ -17,6 +17,8 @@
 #include <raidtool/export.h>
 #include <raidtool/rebuild.h>
 
+struct thin_run;
+
 struct run {
 	char name[RT_NAME_MAX + 1];
 	/*
@@ -37,6 +39,7 @@ struct run {
 	struct rt_assembly *as;
 	struct rt_engine *e;
 	struct rt_export *x;
+	struct thin_run *thin;		/* the array's thin pool, when it holds one */
 	struct control_server *cs;
 
 	pthread_mutex_t lock;

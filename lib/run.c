@@ -30,6 +30,7 @@
 #include <raidtool/log.h>
 #include <raidtool/rebuild.h>
 #include <raidtool/scan.h>
+#include <raidtool/thin.h>
 #include <raidtool/unit.h>
 #include <raidtool/util.h>
 #include "run-internal.h"
@@ -601,6 +602,8 @@ static int claim_for_stop(struct run *run, char *why, size_t whylen)
 		return -EALREADY;
 	}
 	r = export_busy(run->x, &fd, reason, sizeof(reason));
+	if (r == 0 && run->thin && (r = thin_run_busy(run->thin, reason, sizeof(reason))) < 0)
+		close(fd);
 	if (r == 0) {
 		run->stopping = true;
 		run->excl_fd = fd;
@@ -723,6 +726,31 @@ void run_remove_files(struct run *run, bool keep_log)
 }
 
 /*
+ * An array holding a thin pool: its volumes become the block devices
+ * (lib/thin-run.c) and its own file is exported read-only, as
+ * /dev/raidtool/NAME.pool (NAME is the volumes' directory).
+ */
+static int start_thin(struct run *run, struct rt_export_params *xp, const char *link_name)
+{
+	struct thin_run_params tp;
+	char voldir[PATH_MAX];
+	int r;
+
+	r = control_path(run->uuid, "vol", voldir, sizeof(voldir));
+	if (r < 0)
+		return r;
+	tp = (struct thin_run_params){ .link_name = link_name, .voldir = voldir,
+				       .blocksize = run->as->sb.array.blocksize,
+				       .transport = run->transport };
+	r = thin_run_start(run->e, &tp, &run->thin);
+	if (r <= 0)
+		return r;
+	xp->link_name = thin_run_array_link(run->thin);
+	xp->backend = thin_run_array_backend(run->thin);
+	return 0;
+}
+
+/*
  * Everything after the engine started, in reverse. Returns the first error
  * with its message in @msg (for a pending `stop`).
  */
@@ -732,6 +760,12 @@ int run_teardown(struct run *run, char *msg, size_t msglen)
 
 	msg[0] = '\0';
 	control_server_stop(run->cs);
+	q = thin_run_stop(run->thin);
+	run->thin = NULL;
+	if (q < 0) {
+		r = q;
+		snprintf(msg, msglen, "the thin pool did not stop cleanly: %s", strerror(-q));
+	}
 	if (run->x) {
 		q = export_stop(run->x, run->excl_fd);
 		run->excl_fd = -1;
@@ -1226,6 +1260,9 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 		.blocksize = run->as->sb.array.blocksize,
 	};
 	xp.transport = run->transport;
+	r = start_thin(run, &xp, link_name);
+	if (r < 0)
+		goto out;
 	r = export_start(run->e, &xp, &run->x);
 	if (r < 0)
 		goto out;

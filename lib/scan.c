@@ -17,6 +17,7 @@
  * arrays (create and add refuse them).
  */
 #include <dirent.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -26,6 +27,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <uuid/uuid.h>
 #include <raidtool/control.h>
 #include <raidtool/log.h>
 #include <raidtool/loopdev.h>
@@ -132,6 +134,31 @@ static int sysfs_size(dev_t d, uint64_t *bytes)
 	return 0;
 }
 
+/*
+ * A thin volume's FUSE file, ".../<UUID>/vol/<VOL>/<VOL>" (lib/thin-run.c):
+ * like the array's own file, never a unit.
+ */
+static bool is_volume_file(const char *file)
+{
+	const char *c[4], *end = file + strlen(file);
+	uint8_t uuid[RT_UUID_SIZE];
+	char key[37];
+
+	for (int i = 0; i < 4; i++) {
+		c[i] = memrchr(file, '/', (size_t)(end - file));
+		if (!c[i])
+			return false;
+		end = c[i];
+	}
+	/* c[0]: "/VOL" (file), c[1]: "/VOL" (dir), c[2]: "/vol", c[3]: "/UUID". */
+	if (c[2] - c[3] != 37 || c[1] - c[2] != 4 || strncmp(c[2], "/vol/", 5) ||
+	    c[0] - c[1] != (ptrdiff_t)strlen(c[0]) || strncmp(c[1], c[0], strlen(c[0])))
+		return false;
+	memcpy(key, c[3] + 1, 36);
+	key[36] = '\0';
+	return uuid_parse(key, uuid) == 0;
+}
+
 bool scan_is_array_device(const char *devname)
 {
 	char file[PATH_MAX], name[RT_NAME_MAX + 1];
@@ -139,7 +166,8 @@ bool scan_is_array_device(const char *devname)
 
 	/* sysfs only (loopdev_backing_file stats the node and reads loop/backing_file). */
 	return loopdev_backing_file(devname, file, sizeof(file)) == 0 &&
-	       control_array_of_file(file, name, sizeof(name), uuid) == 0;
+	       (control_array_of_file(file, name, sizeof(name), uuid) == 0 ||
+		is_volume_file(file));
 }
 
 /* Look at one device: record it when it carries a raidtool superblock. */

@@ -125,7 +125,9 @@ int cli_check_stdout(int rc)
 	return rc == EXIT_OK ? EXIT_FAIL : rc;
 }
 
-int cli_run(const struct cli_command *cmd, int argc, const char **argv)
+/* @cmd as "raidtool @full" (the command's name, or "NAME SUB" of a subcommand). */
+static int run_named(const struct cli_command *cmd, const char *full, int argc,
+		     const char **argv)
 {
 	static const struct poptOption no_opts[] = { POPT_TABLEEND };
 	const struct poptOption opts[] = {
@@ -146,7 +148,7 @@ int cli_run(const struct cli_command *cmd, int argc, const char **argv)
 		cli_error("%s", strerror(ENOMEM));
 		return EXIT_FAIL;
 	}
-	snprintf(prog, sizeof(prog), "raidtool %s", cmd->name);
+	snprintf(prog, sizeof(prog), "raidtool %s", full);
 	memcpy(named_argv, argv, (size_t)argc * sizeof(*argv));
 	named_argv[0] = prog;
 	pc = poptGetContext(prog, argc, named_argv, opts, 0);
@@ -154,9 +156,9 @@ int cli_run(const struct cli_command *cmd, int argc, const char **argv)
 	while ((rc = poptGetNextOpt(pc)) > 0)
 		;
 	if (rc < -1) {
-		fprintf(stderr, "raidtool %s: %s: %s\n", cmd->name,
+		fprintf(stderr, "raidtool %s: %s: %s\n", full,
 			poptBadOption(pc, POPT_BADOPTION_NOALIAS), poptStrerror(rc));
-		fprintf(stderr, "Try 'raidtool %s --help' for more information.\n", cmd->name);
+		fprintf(stderr, "Try 'raidtool %s --help' for more information.\n", full);
 		rc = EXIT_USAGE;
 		goto out;
 	}
@@ -174,10 +176,10 @@ int cli_run(const struct cli_command *cmd, int argc, const char **argv)
 	while (args && args[n])
 		n++;
 	if (n < cmd->min_args || (cmd->max_args >= 0 && n > cmd->max_args)) {
-		rc = cli_usage_error(cmd->name, n < cmd->min_args ?
+		rc = cli_usage_error(full, n < cmd->min_args ?
 				     "missing argument (usage: raidtool %s %s)" :
 				     "too many arguments (usage: raidtool %s %s)",
-				     cmd->name, cmd->args);
+				     full, cmd->args);
 		goto out;
 	}
 	rc = cli_check_stdout(cmd->run(n, args));
@@ -185,6 +187,41 @@ out:
 	poptFreeContext(pc);
 	free(named_argv);
 	return rc;
+}
+
+/* The subcommand argv[1] names; a list of them for --help, or when none fits. */
+static int run_sub(const struct cli_command *cmd, int argc, const char **argv)
+{
+	const struct cli_command *sub;
+	char full[64];
+	FILE *f = stderr;
+	int rc = EXIT_USAGE;
+
+	if (argc < 2) {
+		fprintf(stderr, "raidtool %s: missing subcommand\n", cmd->name);
+	} else if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+		   !strcmp(argv[1], "--usage")) {
+		f = stdout;
+		rc = EXIT_OK;
+	} else {
+		for (sub = cmd->subs; sub->name; sub++)
+			if (!strcmp(argv[1], sub->name)) {
+				snprintf(full, sizeof(full), "%s %s", cmd->name, sub->name);
+				return run_named(sub, full, argc - 1, argv + 1);
+			}
+		fprintf(stderr, "raidtool %s: '%s' is not a subcommand\n", cmd->name, argv[1]);
+	}
+	fprintf(f, "Usage: raidtool %s SUBCOMMAND [OPTIONS] ARGS\n\nSubcommands:\n", cmd->name);
+	for (sub = cmd->subs; sub->name; sub++)
+		fprintf(f, "  %-10s %s\n", sub->name, sub->summary);
+	fprintf(f, "\nRun 'raidtool %s SUBCOMMAND --help' for its options and arguments; see "
+		"raidtool(8).\n", cmd->name);
+	return f == stdout ? cli_check_stdout(rc) : rc;
+}
+
+int cli_run(const struct cli_command *cmd, int argc, const char **argv)
+{
+	return cmd->subs ? run_sub(cmd, argc, argv) : run_named(cmd, cmd->name, argc, argv);
 }
 
 void cli_format_size(uint64_t bytes, char *buf, size_t len)

@@ -36,6 +36,13 @@ struct cli_command {
 	const char *args;		/* the arguments, as --help shows them */
 	int min_args, max_args;
 	const char *summary;		/* one line for 'raidtool --help' */
+	/*
+	 * A command made of subcommands (pool, vol): its entries, ended by one
+	 * without a name. cli_run runs the one the first argument names as
+	 * "raidtool NAME SUB", with the sub's own @opts, @args and --help;
+	 * @run, @opts and @args of the command itself are unused.
+	 */
+	const struct cli_command *subs;
 };
 
 /*
@@ -44,7 +51,10 @@ struct cli_command {
  */
 int cli_check_stdout(int rc);
 
-/* Run @cmd with @argv (argv[0] is the command's name): the exit code. */
+/*
+ * Run @cmd with @argv (argv[0] is the command's name; of a command with
+ * subcommands, argv[1] the subcommand's): the exit code.
+ */
 int cli_run(const struct cli_command *cmd, int argc, const char **argv);
 
 /* Set by -v/-q, before or after the command's name. */

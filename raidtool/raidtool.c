@@ -32,6 +32,8 @@ static const struct cli_command *const commands[] = {
 	&cmd_check,
 	&cmd_wait,
 	&cmd_incremental,
+	&cmd_pool,
+	&cmd_vol,
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

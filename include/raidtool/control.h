@@ -175,6 +175,7 @@ enum rt_control_verb {
 	RT_VERB_CANCEL,
 	RT_VERB_TUNE,
 	RT_VERB_SPEED,
+	RT_VERB_VOL,			/* thin volumes of the array's pool (lib/thin-run.c) */
 	RT_VERB_COUNT
 };
 
@@ -187,7 +188,8 @@ struct rt_control_req {
 	/*
 	 * fail, remove: the member (role, unit hashcode or device); add: the
 	 * device or image (absolute path); repair: "prefer=ROLE" or ""; tune:
-	 * "COUNT WINDOW_MS"; speed: bytes per second. NULL or "": none.
+	 * "COUNT WINDOW_MS"; speed: bytes per second; vol: "create VOL BYTES",
+	 * "snapshot VOL SNAP" or "delete VOL". NULL or "": none.
 	 */
 	const char *arg;
 };
@@ -208,7 +210,7 @@ struct control_ops {
 	int (*stop)(void *ctx, char *why, size_t whylen);
 	/*
 	 * Any other request (fail, remove, add, check, repair, cancel, tune,
-	 * speed; rq->arg is never NULL). 0 with a message for the client in
+	 * speed, vol; rq->arg is never NULL). 0 with a message for the client in
 	 * @msg, or a negative errno with the reason in @msg. May be NULL.
 	 */
 	int (*command)(void *ctx, const struct rt_control_req *rq, char *msg, size_t msglen);

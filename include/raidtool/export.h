@@ -27,9 +27,13 @@ struct rt_export_params {
 	uint32_t blocksize;		/* the loop device's logical block size */
 	unsigned threads;		/* FUSE worker threads; 0: the default */
 	enum rt_fuse_transport transport;	/* RT_FUSE_AUTO: io_uring when possible */
+	const struct rt_fuse_backend *backend;	/* serves the file instead of the engine */
 };
 
-/* Mount, serve, attach the loop device, make the symlink. */
+/*
+ * Mount, serve, attach the loop device, make the symlink. @e may be NULL
+ * when @p->backend serves the file.
+ */
 int export_start(struct rt_engine *e, const struct rt_export_params *p, struct rt_export **out);
 
 const char *export_device(const struct rt_export *x);	/* "/dev/loopN" */

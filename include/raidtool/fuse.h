@@ -21,6 +21,7 @@
  * there (FORGET, INTERRUPT, requests before the queues are registered).
  */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct rt_engine;
@@ -32,8 +33,23 @@ enum rt_fuse_transport {
 	RT_FUSE_URING = 2,
 };
 
+/*
+ * Another server of the file's bytes than an engine (a thin volume,
+ * lib/thin-run.c): called from the worker threads, synchronously; the
+ * event-driven path is not used. discard: the range reads back zeros.
+ */
+struct rt_fuse_backend {
+	void *ctx;
+	uint64_t size;
+	int (*read)(void *ctx, void *buf, size_t len, uint64_t off);
+	int (*write)(void *ctx, const void *buf, size_t len, uint64_t off);
+	int (*flush)(void *ctx);
+	int (*discard)(void *ctx, uint64_t off, uint64_t len);
+};
+
 struct rt_fuse_params {
 	struct rt_engine *engine;	/* serves the file's bytes */
+	const struct rt_fuse_backend *backend;	/* or this, when not NULL */
 	const char *name;		/* the file's name; the mount shows raidtool:NAME */
 	const char *mountpoint;		/* an existing directory */
 	uint32_t blocksize;		/* st_blksize of the file */

@@ -152,6 +152,15 @@ assert_refused() {
 		assert_line --regexp "^Usage: raidtool $c( |$)"
 		assert_output --partial "--quiet"
 	done
+	local s
+	for s in "pool create" "pool status" "pool check" "pool dump" "vol create" \
+		"vol snapshot" "vol delete" "vol list"; do
+		# shellcheck disable=SC2086  # the command and its subcommand
+		run raidtool $s -h
+		assert_success
+		assert_line --regexp "^Usage: raidtool $s( |$)"
+		assert_output --partial "--quiet"
+	done
 	run --separate-stderr raidtool list -q
 	assert_success
 	run --separate-stderr raidtool list -v --json

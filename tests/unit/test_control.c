@@ -200,6 +200,7 @@ static void test_ping(void **state)
 static void test_typed_requests(void **state)
 {
 	const struct rt_control_req tune = { .verb = RT_VERB_TUNE, .arg = "3 1500" };
+	const struct rt_control_req vol = { .verb = RT_VERB_VOL, .arg = "snapshot vol0 snap1" };
 	char msg[256];
 
 	(void)state;
@@ -222,6 +223,13 @@ static void test_typed_requests(void **state)
 	assert_int_equal(control_call(array_uuid, NAME, &tune, msg, sizeof(msg)), 0);
 	assert_int_equal(engine.verb, RT_VERB_TUNE);
 	assert_string_equal(engine.arg, "3 1500");
+
+	/* The thin pool's request (lib/thin-run.c parses its words). */
+	assert_int_equal(control_call(array_uuid, NAME, &vol, msg, sizeof(msg)), 0);
+	assert_int_equal(engine.verb, RT_VERB_VOL);
+	assert_false(engine.force);
+	assert_string_equal(engine.arg, "snapshot vol0 snap1");
+	assert_string_equal(control_verb_name(RT_VERB_VOL), "vol");
 
 	/* The engine's refusal comes back as its errno. */
 	assert_int_equal(control_fail(array_uuid, NAME, "refuse", true, msg, sizeof(msg)),

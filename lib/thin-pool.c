@@ -1,0 +1,1748 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The thin pool's metadata: node cache, space maps, copy-on-write B-trees,
+ * volume table, commit and check. See include/raidtool/thin.h for the
+ * model and raidtool-format(5) for the layout.
+ *
+ * Reference counts (dm's persistent-data rules): a node's count is the
+ * number of volume roots and internal nodes that point at it; a data
+ * block's count is the number of leaves that map it (plus one per
+ * reference a caller holds from thin_alloc_data_block). Shadowing a shared
+ * node copies it and adds one to each of its children, then drops one from
+ * the old node; dropping a node to zero drops its children.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <raidtool/log.h>
+#include "thin-internal.h"
+
+#define CACHE_BUCKETS 1024u
+/* Clean nodes kept in memory before the cache is trimmed (between calls). */
+#define CACHE_CLEAN_MAX 8192u
+/* Node blocks held back from data allocation: one transaction's worth of shadowing. */
+#define META_RESERVE 64u
+
+struct cache_ent {
+	uint64_t blk;
+	bool dirty;
+	struct cache_ent *next;
+	struct thin_node node;
+};
+
+struct thin_pool {
+	struct thin_io io;
+	bool read_only;
+	bool failed;			/* a commit or metadata read failed: abort first */
+	bool dirty;
+	bool needs_check;
+	struct thin_sb sb;		/* the last commit */
+	uint64_t txn_id;		/* running values of the superblock's fields */
+	uint64_t data_blocks;
+	uint32_t next_id;
+
+	struct thin_vol_rec vols[THIN_MAX_VOLUMES];
+
+	uint32_t *meta_rc, *meta_rc_committed;		/* [node_blocks] */
+	uint32_t *data_rc, *data_rc_committed;		/* [data_blocks_max] */
+	uint64_t meta_free, data_free;			/* count 0 now */
+	uint64_t meta_cursor, data_cursor;
+	/* Per area block: bit a set when area a lacks the running contents. */
+	uint8_t *area_stale;
+
+	struct cache_ent *bucket[CACHE_BUCKETS];
+	uint64_t cached;
+	uint8_t iobuf[THIN_META_BLOCK];
+};
+
+/* ---- node cache ---- */
+
+static struct cache_ent **cache_slot(struct thin_pool *p, uint64_t blk)
+{
+	struct cache_ent **pp = &p->bucket[(blk * 0x9e3779b97f4a7c15ull) >> 54];
+
+	while (*pp && (*pp)->blk != blk)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static void cache_drop(struct thin_pool *p, bool clean_only)
+{
+	for (unsigned b = 0; b < CACHE_BUCKETS; b++) {
+		struct cache_ent **pp = &p->bucket[b];
+
+		while (*pp) {
+			struct cache_ent *e = *pp;
+
+			if (clean_only && e->dirty) {
+				pp = &e->next;
+				continue;
+			}
+			*pp = e->next;
+			free(e);
+			p->cached--;
+		}
+	}
+}
+
+/* Called only between operations: node pointers stay valid during one. */
+static void cache_trim(struct thin_pool *p)
+{
+	if (p->cached > CACHE_CLEAN_MAX)
+		cache_drop(p, true);
+}
+
+static bool is_node_block(const struct thin_pool *p, uint64_t blk)
+{
+	return blk >= p->sb.node_start && blk - p->sb.node_start < p->sb.node_blocks;
+}
+
+static int metadata_error(struct thin_pool *p, int r, uint64_t blk, const char *what)
+{
+	/* No commit until aborted: the transaction may be half done. */
+	p->needs_check = true;
+	p->failed = true;
+	rt_log(RT_LOG_ERROR, "thin pool: metadata block %llu: %s: %s", (unsigned long long)blk,
+	       what, strerror(-r));
+	return r;
+}
+
+static int node_get(struct thin_pool *p, uint64_t blk, struct thin_node **out)
+{
+	struct cache_ent **pp, *e;
+	int r;
+
+	if (!is_node_block(p, blk))
+		return metadata_error(p, -EUCLEAN, blk, "not a node block");
+	pp = cache_slot(p, blk);
+	if (*pp) {
+		*out = &(*pp)->node;
+		return 0;
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	r = p->io.read(p->io.ctx, p->iobuf, THIN_META_BLOCK, blk * THIN_META_BLOCK);
+	if (r < 0) {
+		free(e);
+		return metadata_error(p, r, blk, "cannot read");
+	}
+	r = thin_node_decode(p->iobuf, THIN_META_BLOCK, blk, &e->node);
+	if (r < 0) {
+		free(e);
+		return metadata_error(p, r == -ENODATA ? -EUCLEAN : r, blk, "bad node");
+	}
+	e->blk = blk;
+	*pp = e;
+	p->cached++;
+	*out = &e->node;
+	return 0;
+}
+
+static void node_mark_dirty(struct thin_pool *p, uint64_t blk)
+{
+	struct cache_ent *e = *cache_slot(p, blk);
+
+	if (e)
+		e->dirty = true;
+	p->dirty = true;
+}
+
+/* ---- space maps ---- */
+
+static void area_touch(struct thin_pool *p, uint64_t area_index)
+{
+	p->area_stale[area_index] = 3;
+	p->dirty = true;
+}
+
+static uint64_t area_meta_rc_first(void)
+{
+	return THIN_VOLTAB_BLOCKS;
+}
+
+static uint64_t area_data_rc_first(const struct thin_pool *p)
+{
+	return THIN_VOLTAB_BLOCKS + (p->sb.node_blocks + THIN_RC_PER_BLOCK - 1) / THIN_RC_PER_BLOCK;
+}
+
+static void meta_set(struct thin_pool *p, uint64_t blk, uint32_t v)
+{
+	uint64_t i = blk - p->sb.node_start;
+
+	if (p->meta_rc[i] == 0 && v)
+		p->meta_free--;
+	else if (p->meta_rc[i] && v == 0)
+		p->meta_free++;
+	p->meta_rc[i] = v;
+	area_touch(p, area_meta_rc_first() + i / THIN_RC_PER_BLOCK);
+}
+
+static void data_set(struct thin_pool *p, uint64_t b, uint32_t v)
+{
+	if (p->data_rc[b] == 0 && v)
+		p->data_free--;
+	else if (p->data_rc[b] && v == 0)
+		p->data_free++;
+	p->data_rc[b] = v;
+	area_touch(p, area_data_rc_first(p) + b / THIN_RC_PER_BLOCK);
+}
+
+static int meta_inc(struct thin_pool *p, uint64_t blk)
+{
+	if (!is_node_block(p, blk))
+		return metadata_error(p, -EUCLEAN, blk, "reference outside the node area");
+	meta_set(p, blk, p->meta_rc[blk - p->sb.node_start] + 1);
+	return 0;
+}
+
+static int data_inc(struct thin_pool *p, uint64_t b)
+{
+	if (b >= p->data_blocks)
+		return metadata_error(p, -EUCLEAN, b, "data block out of range");
+	data_set(p, b, p->data_rc[b] + 1);
+	return 0;
+}
+
+static int data_dec(struct thin_pool *p, uint64_t b)
+{
+	if (b >= p->data_blocks || p->data_rc[b] == 0)
+		return metadata_error(p, -EUCLEAN, b, "data block count underflow");
+	data_set(p, b, p->data_rc[b] - 1);
+	return 0;
+}
+
+/* Drop one reference to node @blk; at zero its children lose theirs. */
+static int meta_dec(struct thin_pool *p, uint64_t blk)
+{
+	struct thin_node *n;
+	uint64_t i;
+	int r;
+
+	if (!is_node_block(p, blk))
+		return metadata_error(p, -EUCLEAN, blk, "reference outside the node area");
+	i = blk - p->sb.node_start;
+	if (p->meta_rc[i] == 0)
+		return metadata_error(p, -EUCLEAN, blk, "node count underflow");
+	if (p->meta_rc[i] > 1) {
+		meta_set(p, blk, p->meta_rc[i] - 1);
+		return 0;
+	}
+	r = node_get(p, blk, &n);
+	if (r < 0)
+		return r;
+	for (uint32_t k = 0; k < n->n; k++) {
+		r = n->leaf ? data_dec(p, n->val[k]) : meta_dec(p, n->val[k]);
+		if (r < 0)
+			return r;
+	}
+	meta_set(p, blk, 0);
+	/* A node made in this transaction and freed again need not be written. */
+	if (p->meta_rc_committed[i] == 0) {
+		struct cache_ent **pp = cache_slot(p, blk), *e = *pp;
+
+		if (e) {
+			*pp = e->next;
+			free(e);
+			p->cached--;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Free: count 0 now and in the last commit, which may still point at it
+ * until the next commit is complete.
+ */
+static int alloc_from(uint32_t *rc, const uint32_t *rc_committed, uint64_t n,
+		      uint64_t *cursor, uint64_t *out)
+{
+	for (uint64_t k = 0; k < n; k++) {
+		uint64_t i = (*cursor + k) % n;
+
+		if (rc[i] == 0 && rc_committed[i] == 0) {
+			*cursor = (i + 1) % n;
+			*out = i;
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+static int node_new(struct thin_pool *p, bool leaf, uint64_t *blk, struct thin_node **out)
+{
+	struct cache_ent **pp, *e;
+	uint64_t i;
+	int r;
+
+	r = alloc_from(p->meta_rc, p->meta_rc_committed, p->sb.node_blocks, &p->meta_cursor, &i);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "thin pool: out of metadata blocks");
+		return r;
+	}
+	/* A block freed earlier may still be cached with its old contents: reuse the entry. */
+	pp = cache_slot(p, p->sb.node_start + i);
+	e = *pp;
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e)
+			return -ENOMEM;
+		e->blk = p->sb.node_start + i;
+		*pp = e;
+		p->cached++;
+	}
+	e->dirty = true;
+	memset(&e->node, 0, sizeof(e->node));
+	e->node.leaf = leaf;
+	meta_set(p, e->blk, 1);
+	*blk = e->blk;
+	*out = &e->node;
+	return 0;
+}
+
+/*
+ * Make node @blk writable for the one parent that points at it: in place
+ * when this transaction made it and nothing shares it, else a copy (the
+ * caller stores *@nblk where @blk was).
+ */
+static int shadow(struct thin_pool *p, uint64_t blk, uint64_t *nblk, struct thin_node **out)
+{
+	struct thin_node *old, *n;
+	uint64_t i = blk - p->sb.node_start;
+	int r;
+
+	r = node_get(p, blk, &old);
+	if (r < 0)
+		return r;
+	if (p->meta_rc[i] == 1 && p->meta_rc_committed[i] == 0) {
+		node_mark_dirty(p, blk);
+		*nblk = blk;
+		*out = old;
+		return 0;
+	}
+	r = node_new(p, old->leaf, nblk, &n);
+	if (r < 0)
+		return r;
+	/* node_new may have grown the cache's chain: look the old node up again. */
+	r = node_get(p, blk, &old);
+	if (r < 0)
+		return r;
+	*n = *old;
+	for (uint32_t k = 0; k < n->n; k++) {
+		r = n->leaf ? data_inc(p, n->val[k]) : meta_inc(p, n->val[k]);
+		if (r < 0)
+			return r;
+	}
+	r = meta_dec(p, blk);
+	if (r < 0)
+		return r;
+	*out = n;
+	return 0;
+}
+
+/* ---- B-tree ---- */
+
+/* Internal node: the child whose range holds @key. */
+static uint32_t child_index(const struct thin_node *n, uint64_t key)
+{
+	uint32_t lo = 0, hi = n->n;
+
+	/* Largest i with key[i] <= key; 0 when key is below them all. */
+	while (hi - lo > 1) {
+		uint32_t mid = (lo + hi) / 2;
+
+		if (n->key[mid] <= key)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Leaf: the first entry with a key >= @key. */
+static uint32_t leaf_pos(const struct thin_node *n, uint64_t key)
+{
+	uint32_t lo = 0, hi = n->n;
+
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+
+		if (n->key[mid] < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void node_insert_at(struct thin_node *n, uint32_t pos, uint64_t key, uint64_t val)
+{
+	memmove(&n->key[pos + 1], &n->key[pos], (n->n - pos) * sizeof(n->key[0]));
+	memmove(&n->val[pos + 1], &n->val[pos], (n->n - pos) * sizeof(n->val[0]));
+	n->key[pos] = key;
+	n->val[pos] = val;
+	n->n++;
+}
+
+static void node_remove_at(struct thin_node *n, uint32_t pos)
+{
+	memmove(&n->key[pos], &n->key[pos + 1], (n->n - pos - 1) * sizeof(n->key[0]));
+	memmove(&n->val[pos], &n->val[pos + 1], (n->n - pos - 1) * sizeof(n->val[0]));
+	n->n--;
+}
+
+/*
+ * Lookup; *@must_copy (when not NULL): a write to the block must go to a
+ * copy. That is when it is shared now (a node on the path or the block
+ * has more than one reference), and also when the last commit may map it
+ * from another volume: a crash would bring that mapping back with this
+ * write's bytes. In place is safe when the block is new in this
+ * transaction, or when the last commit counted it once and every node on
+ * the path is one the last commit held, unchanged and unshared.
+ */
+static int btree_lookup(struct thin_pool *p, uint64_t root, uint64_t key, uint64_t *val,
+			bool *must_copy)
+{
+	struct thin_node *n;
+	bool sh = false, committed_alone = true;
+	uint64_t blk = root;
+	int r;
+
+	for (;;) {
+		uint64_t i = blk - p->sb.node_start;
+
+		r = node_get(p, blk, &n);
+		if (r < 0)
+			return r;
+		sh = sh || p->meta_rc[i] > 1;
+		committed_alone = committed_alone && p->meta_rc_committed[i] == 1;
+		if (n->leaf)
+			break;
+		blk = n->val[child_index(n, key)];
+	}
+	uint32_t pos = leaf_pos(n, key);
+
+	if (pos >= n->n || n->key[pos] != key)
+		return -ENODATA;
+	*val = n->val[pos];
+	if (must_copy && *val >= p->data_blocks) {
+		*must_copy = true;
+	} else if (must_copy) {
+		uint32_t before = p->data_rc_committed[*val];
+
+		*must_copy = sh || p->data_rc[*val] > 1 ||
+			     !(before == 0 || (before == 1 && committed_alone));
+	}
+	return 0;
+}
+
+/* Split full node @n (at @blk, writable) into itself and a new right sibling. */
+static int split(struct thin_pool *p, struct thin_node *n, uint64_t *rblk,
+		 struct thin_node **right)
+{
+	struct thin_node *r;
+	uint32_t half = n->n / 2;
+	int err;
+
+	err = node_new(p, n->leaf, rblk, &r);
+	if (err < 0)
+		return err;
+	r->n = n->n - half;
+	memcpy(r->key, &n->key[half], r->n * sizeof(r->key[0]));
+	memcpy(r->val, &n->val[half], r->n * sizeof(r->val[0]));
+	n->n = half;
+	*right = r;
+	return 0;
+}
+
+/*
+ * Insert or replace @key -> @val in the tree at *@root (updated when the
+ * root is shadowed or split). The caller's reference to @val passes to the
+ * tree; a replaced value loses one. *@added: the key was new.
+ */
+static int btree_insert(struct thin_pool *p, uint64_t *root, uint64_t key, uint64_t val,
+			bool *added)
+{
+	struct thin_node *n, *c, *right;
+	uint64_t blk, cblk, rblk;
+
+	uint32_t i, pos;
+	int r;
+
+	r = shadow(p, *root, &blk, &n);
+	if (r < 0)
+		return r;
+	*root = blk;
+	if (n->n == THIN_NODE_MAX) {
+		/* Grow a level: a new root above the old one, then split that. */
+		struct thin_node *nr;
+		uint64_t nrblk;
+
+		r = node_new(p, false, &nrblk, &nr);
+		if (r < 0)
+			return r;
+		r = node_get(p, blk, &n);
+		if (r < 0)
+			return r;
+		r = split(p, n, &rblk, &right);
+		if (r < 0)
+			return r;
+		r = node_get(p, nrblk, &nr);
+		if (r < 0)
+			return r;
+		nr->n = 2;
+		nr->key[0] = n->key[0];
+		nr->val[0] = blk;
+		nr->key[1] = right->key[0];
+		nr->val[1] = rblk;
+		*root = nrblk;
+		blk = nrblk;
+		n = nr;
+	}
+	for (;;) {
+		if (n->leaf) {
+			pos = leaf_pos(n, key);
+			if (pos < n->n && n->key[pos] == key) {
+				uint64_t old = n->val[pos];
+
+				n->val[pos] = val;
+				*added = false;
+				return data_dec(p, old);
+			}
+			node_insert_at(n, pos, key, val);
+			*added = true;
+			return 0;
+		}
+		i = child_index(n, key);
+		if (key < n->key[0])
+			n->key[0] = key;
+		r = shadow(p, n->val[i], &cblk, &c);
+		if (r < 0)
+			return r;
+		/* Allocation may move cache chains, never nodes: @n is still valid. */
+		n->val[i] = cblk;
+		if (c->n == THIN_NODE_MAX) {
+			r = split(p, c, &rblk, &right);
+			if (r < 0)
+				return r;
+			node_insert_at(n, i + 1, right->key[0], rblk);
+			if (key >= right->key[0]) {
+				c = right;
+				cblk = rblk;
+			}
+		}
+		n = c;
+	}
+}
+
+/* Remove @key (known to be present) below writable node @n. */
+static int btree_remove_rec(struct thin_pool *p, struct thin_node *n, uint64_t key)
+{
+	struct thin_node *c;
+	uint64_t cblk;
+	uint32_t i;
+	int r;
+
+	if (n->leaf) {
+		i = leaf_pos(n, key);
+		if (i >= n->n || n->key[i] != key)
+			return -ENODATA;
+		r = data_dec(p, n->val[i]);
+		node_remove_at(n, i);
+		return r;
+	}
+	i = child_index(n, key);
+	r = shadow(p, n->val[i], &cblk, &c);
+	if (r < 0)
+		return r;
+	n->val[i] = cblk;
+	r = btree_remove_rec(p, c, key);
+	if (r < 0)
+		return r;
+	if (c->n == 0) {
+		/* No empty node below the root: drop it from its parent. */
+		node_remove_at(n, i);
+		r = meta_dec(p, cblk);
+	}
+	return r;
+}
+
+static int btree_remove(struct thin_pool *p, uint64_t *root, uint64_t key)
+{
+	struct thin_node *n;
+	uint64_t blk, v;
+	int r;
+
+	r = btree_lookup(p, *root, key, &v, NULL);
+	if (r < 0)
+		return r;
+	r = shadow(p, *root, &blk, &n);
+	if (r < 0)
+		return r;
+	*root = blk;
+	r = btree_remove_rec(p, n, key);
+	if (r == 0 && !n->leaf && n->n == 0)
+		n->leaf = true;		/* an emptied internal root is an empty leaf */
+	return r;
+}
+
+/* The first mapping with a key >= @key below @blk: 1 found, 0 none, <0 error. */
+static int btree_next(struct thin_pool *p, uint64_t blk, uint64_t key, uint64_t *k,
+		      uint64_t *v)
+{
+	struct thin_node *n;
+	uint32_t i;
+	int r;
+
+	r = node_get(p, blk, &n);
+	if (r < 0)
+		return r;
+	if (n->leaf) {
+		i = leaf_pos(n, key);
+		if (i >= n->n)
+			return 0;
+		*k = n->key[i];
+		*v = n->val[i];
+		return 1;
+	}
+	for (i = child_index(n, key); i < n->n; i++) {
+		/* @n stays valid: lookups add cache entries, never free them. */
+		r = btree_next(p, n->val[i], key, k, v);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+static int btree_walk(struct thin_pool *p, uint64_t blk,
+		      int (*fn)(uint64_t k, uint64_t v, void *arg), void *arg)
+{
+	struct thin_node *n;
+	int r;
+
+	r = node_get(p, blk, &n);
+	if (r < 0)
+		return r;
+	for (uint32_t i = 0; i < n->n; i++) {
+		r = n->leaf ? fn(n->key[i], n->val[i], arg) : btree_walk(p, n->val[i], fn, arg);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- volumes ---- */
+
+static struct thin_vol_rec *vol_by_id(struct thin_pool *p, uint32_t id)
+{
+	for (unsigned s = 0; s < THIN_MAX_VOLUMES; s++)
+		if (id && p->vols[s].id == id)
+			return &p->vols[s];
+	return NULL;
+}
+
+static struct thin_vol_rec *vol_by_name(struct thin_pool *p, const char *name)
+{
+	for (unsigned s = 0; s < THIN_MAX_VOLUMES; s++)
+		if (p->vols[s].id && !strcmp(p->vols[s].name, name))
+			return &p->vols[s];
+	return NULL;
+}
+
+static void vol_touch(struct thin_pool *p, const struct thin_vol_rec *v)
+{
+	area_touch(p, (uint64_t)(v - p->vols) / THIN_VOLS_PER_BLOCK);
+}
+
+static int writable(struct thin_pool *p)
+{
+	if (p->failed)
+		return -EIO;
+	if (p->read_only)
+		return -EROFS;
+	return 0;
+}
+
+static void vol_info(const struct thin_vol_rec *r, struct thin_vol_info *v)
+{
+	v->id = r->id;
+	snprintf(v->name, sizeof(v->name), "%s", r->name);
+	v->size = r->size;
+	v->mapped = r->mapped;
+	v->origin = r->origin;
+	v->created_txn = r->created_txn;
+}
+
+int thin_vol_find(const struct thin_pool *p, const char *name, uint32_t *id)
+{
+	const struct thin_vol_rec *v = vol_by_name((struct thin_pool *)p, name);
+
+	if (!v)
+		return -ENOENT;
+	*id = v->id;
+	return 0;
+}
+
+int thin_vol_get(const struct thin_pool *p, uint32_t id, struct thin_vol_info *v)
+{
+	const struct thin_vol_rec *r = vol_by_id((struct thin_pool *)p, id);
+
+	if (!r)
+		return -ENOENT;
+	vol_info(r, v);
+	return 0;
+}
+
+int thin_vol_at(const struct thin_pool *p, uint32_t index, struct thin_vol_info *v)
+{
+	uint32_t last = 0;
+
+	/* The @index-th smallest id: few volumes, no index kept. */
+	for (uint32_t k = 0; k <= index; k++) {
+		uint32_t best = 0;
+
+		for (unsigned s = 0; s < THIN_MAX_VOLUMES; s++) {
+			uint32_t id = p->vols[s].id;
+
+			if (id > last && (!best || id < best))
+				best = id;
+		}
+		if (!best)
+			return -ENOENT;
+		last = best;
+	}
+	return thin_vol_get(p, last, v);
+}
+
+static int vol_new(struct thin_pool *p, const char *name, struct thin_vol_rec **out)
+{
+	int r = writable(p);
+
+	if (r < 0)
+		return r;
+	if (thin_name_check(name) < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': not a volume name (1 to %d bytes of letters, digits, "
+		       "'.', '_', '-'; not starting with '.' or '-')", name, THIN_NAME_MAX);
+		return -EINVAL;
+	}
+	if (vol_by_name(p, name)) {
+		rt_log(RT_LOG_ERROR, "'%s': a volume of that name exists", name);
+		return -EEXIST;
+	}
+	for (unsigned s = 0; s < THIN_MAX_VOLUMES; s++) {
+		if (!p->vols[s].id) {
+			*out = &p->vols[s];
+			return 0;
+		}
+	}
+	rt_log(RT_LOG_ERROR, "'%s': the pool holds %u volumes, its most", name, THIN_MAX_VOLUMES);
+	return -ENOSPC;
+}
+
+static void vol_fill(struct thin_pool *p, struct thin_vol_rec *v, const char *name)
+{
+	v->id = p->next_id++;
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	v->created_txn = p->sb.seq + 1;
+	vol_touch(p, v);
+}
+
+int thin_vol_create(struct thin_pool *p, const char *name, uint64_t size, uint32_t *id)
+{
+	struct thin_vol_rec *v;
+	struct thin_node *n;
+	uint64_t root;
+	int r;
+
+	cache_trim(p);
+	r = vol_new(p, name, &v);
+	if (r < 0)
+		return r;
+	if (size == 0 || size % p->sb.block_size) {
+		rt_log(RT_LOG_ERROR, "'%s': size %llu is not a positive multiple of the pool's "
+		       "block size (%u)", name, (unsigned long long)size, p->sb.block_size);
+		return -EINVAL;
+	}
+	r = node_new(p, true, &root, &n);
+	if (r < 0)
+		return r;
+	memset(v, 0, sizeof(*v));
+	v->size = size;
+	v->root = root;
+	vol_fill(p, v, name);
+	if (id)
+		*id = v->id;
+	return 0;
+}
+
+int thin_vol_snapshot(struct thin_pool *p, const char *origin, const char *name, uint32_t *id)
+{
+	struct thin_vol_rec *o, *v;
+	int r;
+
+	cache_trim(p);
+	o = vol_by_name(p, origin);
+	if (!o) {
+		rt_log(RT_LOG_ERROR, "'%s': no such volume to snapshot", origin);
+		return -ENOENT;
+	}
+	r = vol_new(p, name, &v);
+	if (r < 0)
+		return r;
+	r = meta_inc(p, o->root);
+	if (r < 0)
+		return r;
+	*v = *o;
+	v->origin = o->id;
+	vol_fill(p, v, name);
+	if (id)
+		*id = v->id;
+	return 0;
+}
+
+int thin_vol_delete(struct thin_pool *p, const char *name)
+{
+	struct thin_vol_rec *v;
+	int r;
+
+	cache_trim(p);
+	r = writable(p);
+	if (r < 0)
+		return r;
+	v = vol_by_name(p, name);
+	if (!v) {
+		rt_log(RT_LOG_ERROR, "'%s': no such volume", name);
+		return -ENOENT;
+	}
+	r = meta_dec(p, v->root);
+	if (r < 0)
+		return r;
+	memset(v, 0, sizeof(*v));
+	vol_touch(p, v);
+	return 0;
+}
+
+static int vol_for_io(struct thin_pool *p, uint32_t id, bool write, struct thin_vol_rec **out)
+{
+	int r = write ? writable(p) : (p->failed ? -EIO : 0);
+
+	if (r < 0)
+		return r;
+	*out = vol_by_id(p, id);
+	return *out ? 0 : -ENOENT;
+}
+
+int thin_lookup(struct thin_pool *p, uint32_t id, uint64_t vblock, uint64_t *pblock)
+{
+	struct thin_vol_rec *v;
+	int r;
+
+	cache_trim(p);
+	r = vol_for_io(p, id, false, &v);
+	return r < 0 ? r : btree_lookup(p, v->root, vblock, pblock, NULL);
+}
+
+static int insert_mapping(struct thin_pool *p, struct thin_vol_rec *v, uint64_t vb, uint64_t pb)
+{
+	bool added;
+	int r;
+
+	r = btree_insert(p, &v->root, vb, pb, &added);
+	if (r < 0)
+		return r;
+	if (added)
+		v->mapped++;
+	vol_touch(p, v);
+	return 0;
+}
+
+int thin_insert(struct thin_pool *p, uint32_t id, uint64_t vblock, uint64_t pblock)
+{
+	struct thin_vol_rec *v;
+	int r;
+
+	cache_trim(p);
+	r = vol_for_io(p, id, true, &v);
+	if (r < 0)
+		return r;
+	if (pblock >= p->data_blocks || vblock >= v->size / p->sb.block_size)
+		return -EINVAL;
+	return insert_mapping(p, v, vblock, pblock);
+}
+
+int thin_remove_range(struct thin_pool *p, uint32_t id, uint64_t begin, uint64_t end)
+{
+	struct thin_vol_rec *v;
+	uint64_t k, val;
+	int r;
+
+	cache_trim(p);
+	r = vol_for_io(p, id, true, &v);
+	if (r < 0)
+		return r;
+	while (begin < end) {
+		r = btree_next(p, v->root, begin, &k, &val);
+		if (r <= 0 || k >= end)
+			return r < 0 ? r : 0;
+		r = btree_remove(p, &v->root, k);
+		if (r < 0)
+			return r;
+		v->mapped--;
+		vol_touch(p, v);
+		begin = k + 1;
+	}
+	return 0;
+}
+
+int thin_highest_mapped(struct thin_pool *p, uint32_t id, uint64_t *vblock)
+{
+	struct thin_vol_rec *v;
+	struct thin_node *n;
+	uint64_t blk;
+	int r;
+
+	r = vol_for_io(p, id, false, &v);
+	if (r < 0)
+		return r;
+	for (blk = v->root;; blk = n->val[n->n - 1]) {
+		r = node_get(p, blk, &n);
+		if (r < 0)
+			return r;
+		if (n->n == 0)
+			return -ENODATA;
+		if (n->leaf)
+			break;
+	}
+	*vblock = n->key[n->n - 1];
+	return 0;
+}
+
+struct walk_run {
+	thin_range_fn fn;
+	void *arg;
+	uint64_t vb, pb, len;
+};
+
+static int walk_one(uint64_t k, uint64_t v, void *arg)
+{
+	struct walk_run *w = arg;
+	int r = 0;
+
+	if (w->len && k == w->vb + w->len && v == w->pb + w->len) {
+		w->len++;
+		return 0;
+	}
+	if (w->len)
+		r = w->fn(w->vb, w->pb, w->len, w->arg);
+	w->vb = k;
+	w->pb = v;
+	w->len = 1;
+	return r;
+}
+
+int thin_vol_walk(struct thin_pool *p, uint32_t id, thin_range_fn fn, void *arg)
+{
+	struct walk_run w = { .fn = fn, .arg = arg };
+	struct thin_vol_rec *v;
+	int r;
+
+	cache_trim(p);
+	r = vol_for_io(p, id, false, &v);
+	if (r == 0)
+		r = btree_walk(p, v->root, walk_one, &w);
+	if (r == 0 && w.len)
+		r = fn(w.vb, w.pb, w.len, arg);
+	return r;
+}
+
+static int shared_rec(struct thin_pool *p, uint64_t blk, bool inherited, uint64_t *count)
+{
+	struct thin_node *n;
+	bool sh;
+	int r;
+
+	r = node_get(p, blk, &n);
+	if (r < 0)
+		return r;
+	sh = inherited || p->meta_rc[blk - p->sb.node_start] > 1;
+	for (uint32_t i = 0; i < n->n; i++) {
+		if (n->leaf)
+			*count += sh || (n->val[i] < p->data_blocks && p->data_rc[n->val[i]] > 1);
+		else if ((r = shared_rec(p, n->val[i], sh, count)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+int thin_vol_shared(struct thin_pool *p, uint32_t id, uint64_t *shared)
+{
+	struct thin_vol_rec *v;
+	int r;
+
+	cache_trim(p);
+	r = vol_for_io(p, id, false, &v);
+	*shared = 0;
+	return r < 0 ? r : shared_rec(p, v->root, false, shared);
+}
+
+/* ---- data blocks ---- */
+
+static bool below_reserve(const struct thin_pool *p)
+{
+	uint64_t reserve = p->sb.node_blocks < 4 * META_RESERVE ? p->sb.node_blocks / 4
+								 : META_RESERVE;
+
+	return p->meta_free <= reserve;
+}
+
+int thin_alloc_data_block(struct thin_pool *p, uint64_t *block)
+{
+	int r = writable(p);
+
+	if (r < 0)
+		return r;
+	if (below_reserve(p))
+		return -ENOSPC;
+	r = alloc_from(p->data_rc, p->data_rc_committed, p->data_blocks, &p->data_cursor, block);
+	if (r < 0)
+		return r;
+	data_set(p, *block, 1);
+	return 0;
+}
+
+int thin_release_data_block(struct thin_pool *p, uint64_t block)
+{
+	int r = writable(p);
+
+	return r < 0 ? r : data_dec(p, block);
+}
+
+int thin_data_refcount(const struct thin_pool *p, uint64_t block, uint32_t *count)
+{
+	if (block >= p->data_blocks)
+		return -EINVAL;
+	*count = p->data_rc[block];
+	return 0;
+}
+
+static uint64_t data_off(const struct thin_pool *p, uint64_t pb)
+{
+	return p->sb.data_offset + pb * p->sb.block_size;
+}
+
+static int io_range_ok(const struct thin_pool *p, const struct thin_vol_rec *v, size_t len,
+		       uint64_t off)
+{
+	if (off % 512 || len % 512 || off > v->size || len > v->size - off)
+		return -EINVAL;
+	return 0;
+}
+
+int thin_vol_read(struct thin_pool *p, uint32_t id, void *buf, size_t len, uint64_t off)
+{
+	struct thin_vol_rec *v;
+	uint32_t bs = p->sb.block_size;
+	int r;
+
+	cache_trim(p);
+	r = vol_for_io(p, id, false, &v);
+	if (r == 0)
+		r = io_range_ok(p, v, len, off);
+	while (r == 0 && len) {
+		uint64_t vb = off / bs, within = off % bs, pb;
+		size_t n = bs - within < len ? bs - within : len;
+
+		r = btree_lookup(p, v->root, vb, &pb, NULL);
+		if (r == -ENODATA) {
+			memset(buf, 0, n);	/* unmapped: the sparse device reads zeros */
+			r = 0;
+		} else if (r == 0) {
+			r = p->io.read(p->io.ctx, buf, n, data_off(p, pb) + within);
+		}
+		buf = (uint8_t *)buf + n;
+		off += n;
+		len -= n;
+	}
+	return r;
+}
+
+/* A new block for @vb holding the old block's bytes (or zeros) with @n bytes at @within replaced. */
+static int write_new_block(struct thin_pool *p, struct thin_vol_rec *v, uint64_t vb,
+			   const void *src, size_t n, uint64_t within, int64_t old)
+{
+	uint32_t bs = p->sb.block_size;
+	uint8_t *blk = NULL;
+	uint64_t nb;
+	int r;
+
+	r = thin_alloc_data_block(p, &nb);
+	if (r < 0)
+		return r;
+	if (n < bs) {
+		blk = malloc(bs);
+		if (!blk) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		if (old >= 0)
+			r = p->io.read(p->io.ctx, blk, bs, data_off(p, (uint64_t)old));
+		else
+			memset(blk, 0, bs);
+		if (r < 0)
+			goto fail;
+		memcpy(blk + within, src, n);
+		src = blk;
+	}
+	/* The data first: the mapping that points at it commits after a flush. */
+	r = p->io.write(p->io.ctx, src, bs, data_off(p, nb));
+	if (r < 0)
+		goto fail;
+	free(blk);
+	return insert_mapping(p, v, vb, nb);
+fail:
+	free(blk);
+	data_dec(p, nb);
+	return r;
+}
+
+int thin_vol_write(struct thin_pool *p, uint32_t id, const void *buf, size_t len, uint64_t off)
+{
+	struct thin_vol_rec *v;
+	uint32_t bs = p->sb.block_size;
+	int r;
+
+	cache_trim(p);
+	r = vol_for_io(p, id, true, &v);
+	if (r == 0)
+		r = io_range_ok(p, v, len, off);
+	while (r == 0 && len) {
+		uint64_t vb = off / bs, within = off % bs, pb;
+		size_t n = bs - within < len ? bs - within : len;
+		bool must_copy;
+
+		r = btree_lookup(p, v->root, vb, &pb, &must_copy);
+		if (r == -ENODATA)
+			r = write_new_block(p, v, vb, buf, n, within, -1);
+		else if (r == 0 && must_copy)
+			r = write_new_block(p, v, vb, buf, n, within, (int64_t)pb);
+		else if (r == 0)
+			r = p->io.write(p->io.ctx, buf, n, data_off(p, pb) + within);
+		buf = (const uint8_t *)buf + n;
+		off += n;
+		len -= n;
+	}
+	return r;
+}
+
+int thin_vol_discard(struct thin_pool *p, uint32_t id, uint64_t off, uint64_t len)
+{
+	struct thin_vol_rec *v;
+	uint32_t bs = p->sb.block_size;
+	uint64_t first, end;
+	int r;
+
+	r = vol_for_io(p, id, true, &v);
+	if (r < 0)
+		return r;
+	if (off > v->size || len > v->size - off)
+		return -EINVAL;
+	first = (off + bs - 1) / bs;
+	end = (off + len) / bs;
+	return first < end ? thin_remove_range(p, id, first, end) : 0;
+}
+
+/* ---- areas, open, commit ---- */
+
+static uint64_t area_block(const struct thin_pool *p, unsigned area, uint64_t index)
+{
+	return THIN_AREA_START + area * p->sb.area_blocks + index;
+}
+
+static void area_encode(const struct thin_pool *p, uint64_t index, uint8_t *buf)
+{
+	uint64_t mfirst = area_meta_rc_first(), dfirst = area_data_rc_first(p);
+	const uint32_t *rc;
+	uint64_t base, count;
+
+	memset(buf, 0, THIN_META_BLOCK);
+	if (index < mfirst) {
+		for (unsigned k = 0; k < THIN_VOLS_PER_BLOCK; k++)
+			thin_vol_rec_encode(&p->vols[index * THIN_VOLS_PER_BLOCK + k],
+					    buf + k * THIN_VOL_RECORD);
+		return;
+	}
+	if (index < dfirst) {
+		rc = p->meta_rc;
+		base = (index - mfirst) * THIN_RC_PER_BLOCK;
+		count = p->sb.node_blocks;
+	} else {
+		rc = p->data_rc;
+		base = (index - dfirst) * THIN_RC_PER_BLOCK;
+		count = p->sb.data_blocks_max;
+	}
+	for (uint64_t k = 0; k < THIN_RC_PER_BLOCK && base + k < count; k++)
+		thin_put_le32(buf + 4 * k, rc[base + k]);
+}
+
+static int area_decode(struct thin_pool *p, uint64_t index, const uint8_t *buf)
+{
+	uint64_t mfirst = area_meta_rc_first(), dfirst = area_data_rc_first(p);
+	uint32_t *rc;
+	uint64_t base, count;
+	int r;
+
+	if (index < mfirst) {
+		for (unsigned k = 0; k < THIN_VOLS_PER_BLOCK; k++) {
+			struct thin_vol_rec *v = &p->vols[index * THIN_VOLS_PER_BLOCK + k];
+
+			r = thin_vol_rec_decode(buf + k * THIN_VOL_RECORD, v);
+			if (r < 0)
+				return r;
+			if (v->id && (v->id >= p->next_id || !is_node_block(p, v->root)))
+				return -EUCLEAN;
+		}
+		return 0;
+	}
+	if (index < dfirst) {
+		rc = p->meta_rc;
+		base = (index - mfirst) * THIN_RC_PER_BLOCK;
+		count = p->sb.node_blocks;
+	} else {
+		rc = p->data_rc;
+		base = (index - dfirst) * THIN_RC_PER_BLOCK;
+		count = p->sb.data_blocks_max;
+	}
+	for (uint64_t k = 0; k < THIN_RC_PER_BLOCK && base + k < count; k++)
+		rc[base + k] = thin_get_le32(buf + 4 * k);
+	return 0;
+}
+
+static void pool_free_state(struct thin_pool *p)
+{
+	cache_drop(p, false);
+	free(p->meta_rc);
+	free(p->meta_rc_committed);
+	free(p->data_rc);
+	free(p->data_rc_committed);
+	free(p->area_stale);
+	p->meta_rc = p->meta_rc_committed = p->data_rc = p->data_rc_committed = NULL;
+	p->area_stale = NULL;
+}
+
+static int pool_alloc_state(struct thin_pool *p)
+{
+	p->meta_rc = calloc(p->sb.node_blocks, sizeof(uint32_t));
+	p->meta_rc_committed = calloc(p->sb.node_blocks, sizeof(uint32_t));
+	p->data_rc = calloc(p->sb.data_blocks_max ? p->sb.data_blocks_max : 1, sizeof(uint32_t));
+	p->data_rc_committed = calloc(p->sb.data_blocks_max ? p->sb.data_blocks_max : 1,
+				      sizeof(uint32_t));
+	p->area_stale = calloc(p->sb.area_blocks, 1);
+	if (!p->meta_rc || !p->meta_rc_committed || !p->data_rc || !p->data_rc_committed ||
+	    !p->area_stale)
+		return -ENOMEM;
+	return 0;
+}
+
+static void count_free(struct thin_pool *p)
+{
+	p->meta_free = p->data_free = 0;
+	for (uint64_t i = 0; i < p->sb.node_blocks; i++)
+		p->meta_free += p->meta_rc[i] == 0;
+	for (uint64_t i = 0; i < p->data_blocks; i++)
+		p->data_free += p->data_rc[i] == 0;
+}
+
+static void mark_committed(struct thin_pool *p)
+{
+	memcpy(p->meta_rc_committed, p->meta_rc, p->sb.node_blocks * sizeof(uint32_t));
+	memcpy(p->data_rc_committed, p->data_rc, p->sb.data_blocks_max * sizeof(uint32_t));
+}
+
+/* Read both superblock slots; the valid one with the highest sequence number wins. */
+static int read_sb(const struct thin_io *io, struct thin_sb *out)
+{
+	uint8_t buf[THIN_META_BLOCK];
+	bool magic = false, found = false;
+	int r, bad = -EBADMSG;
+
+	for (unsigned slot = 0; slot < THIN_SB_SLOTS; slot++) {
+		struct thin_sb sb;
+
+		r = io->read(io->ctx, buf, sizeof(buf), (uint64_t)slot * THIN_META_BLOCK);
+		if (r < 0)
+			return r;
+		r = thin_sb_decode(buf, sizeof(buf), &sb);
+		if (r == -ENODATA)
+			continue;
+		magic = true;
+		if (r < 0) {
+			bad = r;
+			continue;
+		}
+		/* Slot seq % 2: one in the other slot is a copy out of place. */
+		if (sb.seq % THIN_SB_SLOTS != slot)
+			continue;
+		if (!found || sb.seq > out->seq)
+			*out = sb;
+		found = true;
+	}
+	if (found)
+		return 0;
+	return magic ? bad : -ENODATA;
+}
+
+static int load(struct thin_pool *p)
+{
+	unsigned area;
+	int r;
+
+	pool_free_state(p);
+	r = read_sb(&p->io, &p->sb);
+	if (r < 0)
+		return r;
+	p->txn_id = p->sb.transaction_id;
+	p->data_blocks = p->sb.data_blocks;
+	p->next_id = p->sb.next_volume_id;
+	p->needs_check = p->sb.flags & THIN_SB_NEEDS_CHECK;
+	p->failed = false;
+	p->dirty = false;
+	memset(p->vols, 0, sizeof(p->vols));
+	r = pool_alloc_state(p);
+	if (r < 0)
+		return r;
+	area = p->sb.seq % 2;
+	for (uint64_t i = 0; i < p->sb.area_blocks; i++) {
+		uint64_t blk = area_block(p, area, i);
+
+		r = p->io.read(p->io.ctx, p->iobuf, THIN_META_BLOCK, blk * THIN_META_BLOCK);
+		if (r < 0)
+			return r;
+		r = thin_area_verify(p->iobuf, blk);
+		if (r == 0)
+			r = area_decode(p, i, p->iobuf);
+		if (r < 0) {
+			rt_log(RT_LOG_ERROR, "thin pool: space-map area block %llu: %s",
+			       (unsigned long long)blk, strerror(-r));
+			return r;
+		}
+		/* The other area holds the commit before: rewritten whole next time. */
+		p->area_stale[i] = (uint8_t)(1u << (1 - area));
+	}
+	for (uint64_t i = p->data_blocks; i < p->sb.data_blocks_max; i++)
+		if (p->data_rc[i])
+			return -EUCLEAN;
+	mark_committed(p);
+	count_free(p);
+	return 0;
+}
+
+int thin_probe(const struct thin_io *io)
+{
+	struct thin_sb sb;
+	int r = read_sb(io, &sb);
+
+	if (r == -ENODATA)
+		return 0;
+	return r < 0 ? r : 1;
+}
+
+int thin_open(const struct thin_io *io, bool read_only, struct thin_pool **out)
+{
+	struct thin_pool *p = calloc(1, sizeof(*p));
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	p->io = *io;
+	p->read_only = read_only;
+	r = load(p);
+	if (r < 0) {
+		thin_close(p);
+		return r;
+	}
+	*out = p;
+	return 0;
+}
+
+void thin_close(struct thin_pool *p)
+{
+	if (!p)
+		return;
+	pool_free_state(p);
+	free(p);
+}
+
+int thin_abort(struct thin_pool *p)
+{
+	return load(p);
+}
+
+bool thin_dirty(const struct thin_pool *p)
+{
+	return p->dirty;
+}
+
+static int write_sb(struct thin_pool *p, const struct thin_sb *sb)
+{
+	thin_sb_encode(sb, p->iobuf);
+	return p->io.write(p->io.ctx, p->iobuf, THIN_META_BLOCK,
+			   (sb->seq % THIN_SB_SLOTS) * THIN_META_BLOCK);
+}
+
+int thin_commit(struct thin_pool *p)
+{
+	struct thin_sb sb = p->sb;
+	unsigned area;
+	int r = 0;
+
+	if (p->failed)
+		return -EIO;
+	if (!p->dirty)
+		return 0;
+	sb.seq++;
+	sb.transaction_id = p->txn_id;
+	sb.data_blocks = p->data_blocks;
+	sb.next_volume_id = p->next_id;
+	sb.flags = p->needs_check ? THIN_SB_NEEDS_CHECK : 0;
+	area = sb.seq % 2;
+
+	/* 1. Every node and area block of the transaction, anywhere the last commit is not. */
+	for (unsigned b = 0; b < CACHE_BUCKETS && r == 0; b++) {
+		for (struct cache_ent *e = p->bucket[b]; e && r == 0; e = e->next) {
+			if (!e->dirty)
+				continue;
+			thin_node_encode(&e->node, e->blk, p->iobuf);
+			r = p->io.write(p->io.ctx, p->iobuf, THIN_META_BLOCK,
+					e->blk * THIN_META_BLOCK);
+			e->dirty = r < 0;
+		}
+	}
+	for (uint64_t i = 0; i < p->sb.area_blocks && r == 0; i++) {
+		uint64_t blk = area_block(p, area, i);
+
+		if (!(p->area_stale[i] & (1u << area)))
+			continue;
+		area_encode(p, i, p->iobuf);
+		thin_area_seal(p->iobuf, blk);
+		r = p->io.write(p->io.ctx, p->iobuf, THIN_META_BLOCK, blk * THIN_META_BLOCK);
+		if (r == 0)
+			p->area_stale[i] &= (uint8_t)~(1u << area);
+	}
+	/* 2. On stable storage, with the data the new mappings point at. */
+	if (r == 0)
+		r = p->io.flush(p->io.ctx);
+	/* 3. Then the root: the superblock of this sequence number, and flush. */
+	if (r == 0)
+		r = write_sb(p, &sb);
+	if (r == 0)
+		r = p->io.flush(p->io.ctx);
+	if (r < 0) {
+		p->failed = true;
+		p->needs_check = true;
+		rt_log(RT_LOG_ERROR, "thin pool: commit %llu failed: %s",
+		       (unsigned long long)sb.seq, strerror(-r));
+		return r;
+	}
+	p->sb = sb;
+	mark_committed(p);
+	p->dirty = false;
+	return 0;
+}
+
+uint64_t thin_transaction_id(const struct thin_pool *p)
+{
+	return p->txn_id;
+}
+
+int thin_set_transaction_id(struct thin_pool *p, uint64_t old, uint64_t id)
+{
+	int r = writable(p);
+
+	if (r < 0)
+		return r;
+	if (old != p->txn_id) {
+		rt_log(RT_LOG_ERROR, "thin pool: transaction id is %llu, not %llu",
+		       (unsigned long long)p->txn_id, (unsigned long long)old);
+		return -EINVAL;
+	}
+	p->txn_id = id;
+	p->dirty = true;
+	return 0;
+}
+
+void thin_set_read_only(struct thin_pool *p, bool ro)
+{
+	p->read_only = ro;
+}
+
+int thin_set_needs_check(struct thin_pool *p)
+{
+	p->needs_check = true;
+	if (p->failed || p->read_only)
+		return 0;
+	p->dirty = true;
+	return thin_commit(p);
+}
+
+bool thin_needs_check(const struct thin_pool *p)
+{
+	return p->needs_check;
+}
+
+void thin_pool_get_info(const struct thin_pool *p, struct thin_pool_info *i)
+{
+	memset(i, 0, sizeof(*i));
+	i->commit_seq = p->sb.seq;
+	i->transaction_id = p->txn_id;
+	i->block_size = p->sb.block_size;
+	i->data_offset = p->sb.data_offset;
+	i->data_blocks = p->data_blocks;
+	i->free_data_blocks = p->data_free;
+	i->metadata_blocks = p->sb.node_blocks;
+	i->free_metadata_blocks = p->meta_free;
+	i->when_full = p->sb.when_full;
+	i->low_water = p->sb.low_water;
+	i->needs_check = p->needs_check;
+	i->read_only = p->read_only;
+	i->below_low_water = p->sb.low_water &&
+			     p->data_free * 100 < (uint64_t)p->sb.low_water * p->data_blocks;
+	for (unsigned s = 0; s < THIN_MAX_VOLUMES; s++)
+		i->n_volumes += p->vols[s].id != 0;
+}
+
+int thin_resize_data(struct thin_pool *p, uint64_t data_blocks)
+{
+	int r = writable(p);
+
+	if (r < 0)
+		return r;
+	if (data_blocks > p->sb.data_blocks_max ||
+	    data_blocks > (p->sb.pool_bytes - p->sb.data_offset) / p->sb.block_size)
+		return -EFBIG;
+	for (uint64_t b = data_blocks; b < p->data_blocks; b++)
+		if (p->data_rc[b] || p->data_rc_committed[b])
+			return -ENOSPC;
+	p->data_blocks = data_blocks;
+	count_free(p);
+	p->dirty = true;
+	return 0;
+}
+
+/* ---- format ---- */
+
+int thin_format(const struct thin_io *io, const struct thin_format_params *fp)
+{
+	struct thin_pool *p;
+	uint32_t bs = fp->block_size ? fp->block_size : THIN_BLOCK_DEFAULT;
+	uint64_t rough, nodes, meta_end;
+	int r;
+
+	if (bs < THIN_BLOCK_MIN || bs > THIN_BLOCK_MAX || (bs & (bs - 1)) ||
+	    fp->when_full > THIN_WHEN_FULL_QUEUE || fp->low_water > 100)
+		return -EINVAL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->io = *io;
+	/*
+	 * Node blocks: one per 16 data blocks (a mapping costs 16-32 bytes of
+	 * leaf), at least 256, room for the snapshots' diverging copies.
+	 */
+	rough = fp->pool_bytes / bs;
+	nodes = fp->metadata_blocks ? fp->metadata_blocks : rough / 16;
+	if (nodes < 256)
+		nodes = 256;
+	p->sb = (struct thin_sb){
+		.seq = 0,
+		.created = (uint64_t)time(NULL),
+		.block_size = bs,
+		.when_full = fp->when_full,
+		.low_water = fp->low_water,
+		.pool_bytes = fp->pool_bytes,
+		.node_blocks = nodes,
+		.data_blocks_max = rough,
+		.next_volume_id = 1,
+	};
+	p->sb.area_blocks = thin_area_blocks(nodes, rough);
+	p->sb.node_start = THIN_AREA_START + 2 * p->sb.area_blocks;
+	meta_end = (p->sb.node_start + nodes) * THIN_META_BLOCK;
+	p->sb.data_offset = (meta_end + bs - 1) / bs * bs;
+	if (p->sb.data_offset >= fp->pool_bytes ||
+	    (fp->pool_bytes - p->sb.data_offset) / bs == 0) {
+		free(p);
+		return -ENOSPC;
+	}
+	p->sb.data_blocks = (fp->pool_bytes - p->sb.data_offset) / bs;
+	p->data_blocks = p->sb.data_blocks;
+	p->next_id = 1;
+	r = pool_alloc_state(p);
+	if (r < 0)
+		goto out;
+	memset(p->area_stale, 3, p->sb.area_blocks);
+	count_free(p);
+	p->dirty = true;
+	/* Slot 0 first: no superblock of an older pool may outrank the new one. */
+	memset(p->iobuf, 0, sizeof(p->iobuf));
+	r = io->write(io->ctx, p->iobuf, THIN_META_BLOCK, 0);
+	if (r == 0)
+		r = thin_commit(p);	/* seq 1: slot 1, area 1 */
+out:
+	thin_close(p);
+	return r;
+}
+
+/* ---- check ---- */
+
+struct checker {
+	struct thin_pool *p;
+	struct thin_check_report *rep;
+	uint32_t *meta, *data;		/* counts the maps imply */
+};
+
+static void __attribute__((format(printf, 2, 3)))
+problem(struct checker *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->rep->first[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(c->rep->first, sizeof(c->rep->first), fmt, ap);
+	va_end(ap);
+}
+
+/* Count the references below @blk (first visit only), checking keys lie in [lo, hi). */
+static void check_node(struct checker *c, uint64_t blk, uint64_t lo, uint64_t hi)
+{
+	struct thin_pool *p = c->p;
+	struct thin_node *n;
+
+	if (!is_node_block(p, blk)) {
+		c->rep->bad_nodes++;
+		problem(c, "reference to block %llu outside the node area", (unsigned long long)blk);
+		return;
+	}
+	if (c->meta[blk - p->sb.node_start]++ > 0)
+		return;
+	if (node_get(p, blk, &n) < 0) {
+		c->rep->bad_nodes++;
+		problem(c, "node %llu unreadable or damaged", (unsigned long long)blk);
+		return;
+	}
+	for (uint32_t i = 0; i < n->n; i++) {
+		uint64_t k = n->key[i];
+
+		if ((k < lo && (n->leaf || i > 0)) || k >= hi) {
+			c->rep->bad_nodes++;
+			problem(c, "node %llu: key %llu out of its parent's range",
+				(unsigned long long)blk, (unsigned long long)k);
+			return;
+		}
+	}
+	for (uint32_t i = 0; i < n->n; i++) {
+		if (n->leaf) {
+			if (n->val[i] >= p->data_blocks) {
+				c->rep->bad_nodes++;
+				problem(c, "node %llu maps data block %llu beyond the pool",
+					(unsigned long long)blk, (unsigned long long)n->val[i]);
+				continue;
+			}
+			c->data[n->val[i]]++;
+		} else {
+			uint64_t clo = i == 0 ? lo : n->key[i];
+			uint64_t chi = i + 1 < n->n ? n->key[i + 1] : hi;
+
+			check_node(c, n->val[i], clo, chi);
+			/* check_node may add cache entries; @n stays where it is. */
+		}
+	}
+}
+
+static int count_one(uint64_t k, uint64_t v, void *arg)
+{
+	(*(uint64_t *)arg)++;
+	return 0;
+}
+
+int thin_check(struct thin_pool *p, struct thin_check_report *rep)
+{
+	struct checker c = { .p = p, .rep = rep };
+	int r = 0;
+
+	memset(rep, 0, sizeof(*rep));
+	c.meta = calloc(p->sb.node_blocks, sizeof(uint32_t));
+	c.data = calloc(p->sb.data_blocks_max ? p->sb.data_blocks_max : 1, sizeof(uint32_t));
+	if (!c.meta || !c.data) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (unsigned s = 0; s < THIN_MAX_VOLUMES; s++) {
+		struct thin_vol_rec *v = &p->vols[s];
+		uint64_t count = 0;
+
+		if (!v->id)
+			continue;
+		check_node(&c, v->root, 0, UINT64_MAX);
+		if (rep->bad_nodes)
+			continue;
+		if (btree_walk(p, v->root, count_one, &count) < 0 || count != v->mapped) {
+			rep->bad_counts++;
+			problem(&c, "volume %u: %llu blocks mapped, its record says %llu", v->id,
+				(unsigned long long)count, (unsigned long long)v->mapped);
+		}
+		if (v->size % p->sb.block_size) {
+			rep->bad_counts++;
+			problem(&c, "volume %u: size %llu not whole blocks", v->id,
+				(unsigned long long)v->size);
+		}
+	}
+	for (uint64_t i = 0; i < p->sb.node_blocks; i++) {
+		if (p->meta_rc[i] > c.meta[i]) {
+			rep->meta_leaks++;
+			problem(&c, "node block %llu: count %u, referenced %u times",
+				(unsigned long long)(p->sb.node_start + i), p->meta_rc[i], c.meta[i]);
+		} else if (p->meta_rc[i] < c.meta[i]) {
+			rep->meta_missing++;
+			problem(&c, "node block %llu: count %u, referenced %u times",
+				(unsigned long long)(p->sb.node_start + i), p->meta_rc[i], c.meta[i]);
+		}
+	}
+	for (uint64_t i = 0; i < p->sb.data_blocks_max; i++) {
+		if (p->data_rc[i] > c.data[i]) {
+			rep->data_leaks++;
+			problem(&c, "data block %llu: count %u, mapped %u times",
+				(unsigned long long)i, p->data_rc[i], c.data[i]);
+		} else if (p->data_rc[i] < c.data[i]) {
+			rep->data_missing++;
+			problem(&c, "data block %llu: count %u, mapped %u times",
+				(unsigned long long)i, p->data_rc[i], c.data[i]);
+		}
+	}
+out:
+	free(c.meta);
+	free(c.data);
+	cache_trim(p);
+	return r;
+}
+
+int thin_check_and_clear(struct thin_pool *p, struct thin_check_report *rep)
+{
+	int r = thin_check(p, rep);
+
+	if (r < 0)
+		return r;
+	if (rep->bad_nodes || rep->meta_leaks || rep->meta_missing || rep->data_leaks ||
+	    rep->data_missing || rep->bad_counts) {
+		p->needs_check = true;
+		return -EUCLEAN;
+	}
+	if (p->needs_check && !p->read_only && !p->failed) {
+		p->needs_check = false;
+		p->dirty = true;
+		return thin_commit(p);
+	}
+	return 0;
+}

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * raidtool vol create|snapshot|delete|list: thin volumes of a stopped
+ * array's pool (an engine in this process; see pool_common.c).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <raidtool/control.h>
+#include <raidtool/thin.h>
+#include "cli.h"
+#include "commands.h"
+#include "json-out.h"
+#include "pool_common.h"
+
+/*
+ * A running array: the request goes to its engine ("vol ARG" on the
+ * control socket), which exports or removes the device. -1 when the array
+ * is not running (do it offline), else the exit code.
+ */
+static int vol_send(const char *id, const char *what, const char *arg)
+{
+	char name[RT_NAME_MAX + 1];
+	bool running;
+	int r = cli_find_running(id, name, sizeof(name), &running);
+	const struct rt_control_req rq = { .verb = RT_VERB_VOL, .arg = arg };
+
+	if (r >= 0 || !running)
+		return r;
+	return cli_control_command(id, what, &rq);
+}
+
+static const char *create_size;
+
+static const struct poptOption create_opts[] = {
+	{ "size", 's', POPT_ARG_STRING, &create_size, 0,
+	  "virtual size, a multiple of the pool's block size (may exceed the pool)", "SIZE" },
+	POPT_TABLEEND
+};
+
+static int vol_create(int n, const char **args)
+{
+	struct pool_cli c;
+	uint64_t bytes;
+	char text[32];
+	int r;
+
+	if (!create_size)
+		return cli_usage_error("vol create", "--size is required");
+	r = cli_parse_size("vol create", "--size", create_size, &bytes);
+	if (r >= 0)
+		return r;
+	cli_format_size(bytes, text, sizeof(text));
+	{
+		char arg[256];
+
+		snprintf(arg, sizeof(arg), "create %s %llu", args[1], (unsigned long long)bytes);
+		r = vol_send(args[0], "cannot create the volume", arg);
+		if (r >= 0) {
+			if (r == EXIT_OK)
+				printf("created volume '%s' of %s\n", args[1], text);
+			return r;
+		}
+	}
+	r = pool_cli_open(args[0], true, &c);
+	if (r >= 0)
+		return r;
+	r = thin_vol_create(c.p, args[1], bytes, NULL);
+	if (r < 0) {
+		r = pool_cli_close(&c, false, cli_fail(r, "'%s': cannot create volume '%s'",
+						       thin_array_name(c.a), args[1]));
+		return r;
+	}
+	r = pool_cli_close(&c, true, EXIT_OK);
+	if (r == EXIT_OK)
+		printf("created volume '%s' of %s\n", args[1], text);
+	return r;
+}
+
+static int vol_snapshot(int n, const char **args)
+{
+	struct pool_cli c;
+	int r;
+
+	{
+		char arg[256];
+
+		snprintf(arg, sizeof(arg), "snapshot %s %s", args[1], args[2]);
+		r = vol_send(args[0], "cannot snapshot", arg);
+		if (r >= 0) {
+			if (r == EXIT_OK)
+				printf("created snapshot '%s' of '%s'\n", args[2], args[1]);
+			return r;
+		}
+	}
+	r = pool_cli_open(args[0], true, &c);
+	if (r >= 0)
+		return r;
+	r = thin_vol_snapshot(c.p, args[1], args[2], NULL);
+	if (r < 0) {
+		r = pool_cli_close(&c, false, cli_fail(r, "'%s': cannot snapshot '%s'",
+						       thin_array_name(c.a), args[1]));
+		return r;
+	}
+	r = pool_cli_close(&c, true, EXIT_OK);
+	if (r == EXIT_OK)
+		printf("created snapshot '%s' of '%s'\n", args[2], args[1]);
+	return r;
+}
+
+static int vol_delete(int n, const char **args)
+{
+	struct pool_cli c;
+	int r;
+
+	{
+		char arg[256];
+
+		snprintf(arg, sizeof(arg), "delete %s", args[1]);
+		r = vol_send(args[0], "cannot delete the volume", arg);
+		if (r >= 0) {
+			if (r == EXIT_OK)
+				printf("deleted volume '%s'\n", args[1]);
+			return r;
+		}
+	}
+	r = pool_cli_open(args[0], true, &c);
+	if (r >= 0)
+		return r;
+	r = thin_vol_delete(c.p, args[1]);
+	if (r < 0) {
+		r = pool_cli_close(&c, false, cli_fail(r, "'%s': cannot delete '%s'",
+						       thin_array_name(c.a), args[1]));
+		return r;
+	}
+	r = pool_cli_close(&c, true, EXIT_OK);
+	if (r == EXIT_OK)
+		printf("deleted volume '%s'\n", args[1]);
+	return r;
+}
+
+static int list_json;
+
+static const struct poptOption list_opts[] = {
+	{ "json", 0, POPT_ARG_NONE, &list_json, 0, "print JSON", NULL },
+	POPT_TABLEEND
+};
+
+static int vol_list(int n, const char **args)
+{
+	struct thin_pool_info info;
+	struct thin_vol_info v, o;
+	struct pool_cli c;
+	struct json j;
+	int r;
+
+	r = pool_cli_open(args[0], false, &c);
+	if (r >= 0)
+		return r;
+	thin_pool_get_info(c.p, &info);
+	if (list_json) {
+		json_init(&j, stdout);
+		json_array_begin(&j, NULL);
+	} else {
+		printf("%-20s %5s %12s %12s %12s  %s\n", "NAME", "ID", "SIZE", "MAPPED", "SHARED",
+		       "ORIGIN");
+	}
+	r = 0;
+	for (uint32_t k = 0; r == 0 && thin_vol_at(c.p, k, &v) == 0; k++) {
+		const char *origin = NULL;
+		uint64_t shared;
+		char size[32], mapped[32], sh[32];
+
+		r = thin_vol_shared(c.p, v.id, &shared);
+		if (r < 0)
+			break;
+		if (v.origin && thin_vol_get(c.p, v.origin, &o) == 0)
+			origin = o.name;
+		if (list_json) {
+			json_object_begin(&j, NULL);
+			json_str(&j, "name", v.name);
+			json_u64(&j, "id", v.id);
+			json_u64(&j, "size", v.size);
+			json_u64(&j, "mapped_blocks", v.mapped);
+			json_u64(&j, "mapped", v.mapped * info.block_size);
+			json_u64(&j, "shared_blocks", shared);
+			json_u64(&j, "shared", shared * info.block_size);
+			json_str(&j, "origin", origin);
+			json_object_end(&j);
+		} else {
+			cli_format_size(v.size, size, sizeof(size));
+			cli_format_size(v.mapped * info.block_size, mapped, sizeof(mapped));
+			cli_format_size(shared * info.block_size, sh, sizeof(sh));
+			printf("%-20s %5u %12s %12s %12s  %s\n", v.name, v.id, size, mapped, sh,
+			       origin ? origin : v.origin ? "(deleted)" : "-");
+		}
+	}
+	if (list_json) {
+		json_array_end(&j);
+		json_finish(&j);
+	}
+	r = r < 0 ? cli_fail(r, "'%s': cannot read the pool's maps", thin_array_name(c.a))
+		  : EXIT_OK;
+	r = pool_cli_close(&c, false, r);
+	return r;
+}
+
+static const struct cli_command vol_subs[] = {
+	{ .name = "create", .run = vol_create, .opts = create_opts, .args = "ARRAY VOL",
+	  .min_args = 2, .max_args = 2, .summary = "create a thin volume (--size SIZE)" },
+	{ .name = "snapshot", .run = vol_snapshot, .args = "ARRAY VOL SNAP",
+	  .min_args = 3, .max_args = 3,
+	  .summary = "snapshot a volume (or a snapshot) in constant time" },
+	{ .name = "delete", .run = vol_delete, .args = "ARRAY VOL", .min_args = 2, .max_args = 2,
+	  .summary = "delete a volume; blocks no snapshot shares return to the pool" },
+	{ .name = "list", .run = vol_list, .opts = list_opts, .args = "ARRAY",
+	  .min_args = 1, .max_args = 1, .summary = "list the volumes: size, mapped, shared, origin" },
+	{ .name = NULL },
+};
+
+const struct cli_command cmd_vol = {
+	.name = "vol", .subs = vol_subs,
+	.summary = "thin volumes of an array's pool: create, snapshot, delete, list",
+};
