@@ -21,5 +21,6 @@ int cmd_tune(int argc, const char **argv);
 int cmd_check(int argc, const char **argv);
 int cmd_wait(int argc, const char **argv);
 int cmd_incremental(int argc, const char **argv);
+int cmd_monitor(int argc, const char **argv);
 
 #endif

@@ -29,6 +29,8 @@ static const struct cli_command commands[] = {
 	{ "remove", cmd_remove, "take a faulty unit or a spare out of a running array" },
 	{ "tune", cmd_tune, "change how a running array treats unit I/O errors" },
 	{ "check", cmd_check, "verify (or --repair) parity and mirrors of a running array" },
+	{ "monitor", cmd_monitor, "report failures, rebuilds and checks of running arrays "
+	  "(stdout, syslog, a program)" },
 	{ "wait", cmd_wait, "wait for a running array's rebuild, resync or check to end" },
 	{ "incremental", cmd_incremental, "record a unit that appeared (udev); start its array "
 	  "once complete" },
