@@ -73,6 +73,7 @@ struct run {
 	pthread_mutex_t admin_lock;	/* add, remove, fail, taking a spare: one at a time */
 	_Atomic int admin_fail;		/* the role `raidtool fail` is failing, or -1 */
 	bool force;			/* start a degraded, dirty raid5 */
+	bool readonly;			/* activate --readonly: nothing written to any unit */
 	bool stopping;
 	bool resync_pending;		/* a resync started and has not finished */
 	uint64_t walk_speed_max;	/* RAIDTOOL_SYNC_SPEED_MAX, bytes/s; 0: none */
@@ -208,7 +209,7 @@ static int on_status(void *ctx, struct rt_control_status *st)
 		return -ENOMEM;
 	engine_get_stats(run->e, es);
 	pthread_mutex_lock(&run->sb_lock);
-	snprintf(st->state, sizeof(st->state), "active");
+	snprintf(st->state, sizeof(st->state), run->readonly ? "read-only" : "active");
 	switch (engine_state(run->e)) {
 	case RT_ENGINE_OK:
 		snprintf(st->health, sizeof(st->health), "clean");
@@ -392,6 +393,15 @@ static void on_failure(uint32_t role, void *ctx)
 	pthread_mutex_lock(&run->sb_lock);
 	snprintf(dev, sizeof(dev), "%s", role < run->as->n_units && run->as->dev[role][0] ?
 		 run->as->dev[role] : "-");
+	if (run->readonly) {
+		/* Recorded in memory only: a read-only start writes no superblock. */
+		change_slot(&run->as->sb, &c);
+		pthread_mutex_unlock(&run->sb_lock);
+		rt_log(RT_LOG_WARN, "'%s': unit '%s' (role %u) failed; read-only: its superblocks "
+		       "are left as they are; the array is %s", run->name, dev, role,
+		       sb_health(&run->as->sb));
+		return;
+	}
 	r = run_sb_update(run, change_slot, &c);
 	if (r < 0) {
 		/*
@@ -1421,6 +1431,11 @@ static int on_command(void *ctx, const char *cmd, const char *arg, char *msg, si
 		return cmd_tune(run, arg, msg, len);
 	if (!strcmp(cmd, "speed"))
 		return cmd_speed(run, arg, msg, len);
+	if (run->readonly && strcmp(cmd, "cancel")) {
+		snprintf(msg, len, "'%s' runs read-only (activate --readonly): %s would write to "
+			 "its units; stop it and activate it without --readonly", run->name, cmd);
+		return -EROFS;
+	}
 	if (strcmp(cmd, "add") && strcmp(cmd, "fail") && strcmp(cmd, "remove"))
 		return run_walk_command(run, cmd, arg, msg, len);
 	pthread_mutex_lock(&run->admin_lock);
@@ -1602,7 +1617,7 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 
 		/* A walk in progress stops first (a rebuild checkpoints as it ends). */
 		engine_walk_cancel(run->e);
-		owed = resync_owed_any(run);
+		owed = !run->readonly && resync_owed_any(run);
 		engine_get_stats(run->e, &st);
 		faulty_before = st.faulty_mask;
 		q = engine_flush(run->e);
@@ -1622,7 +1637,7 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 				 role < run->as->n_units && run->as->dev[role][0] ?
 				 run->as->dev[role] : "-", role);
 		}
-		if (q == 0) {
+		if (q == 0 && !run->readonly) {
 			/* Regions still to be resynced stay dirty in the log. */
 			q = engine_dirtylog_clean(run->e);
 			if (q == -EOPNOTSUPP)
@@ -1646,7 +1661,7 @@ static int teardown(struct run *run, char *msg, size_t msglen)
 				r = q;
 				snprintf(msg, msglen, "final flush failed: %s", strerror(-q));
 			}
-		} else if (run->as) {
+		} else if (run->as && !run->readonly) {
 			/*
 			 * Not yet synced: the flag and the regions the log keeps
 			 * pinned carry what is left of the initial sync, so the
@@ -1690,7 +1705,8 @@ static void wait_for_stop(struct run *run)
 			return;
 		}
 		if (k == 0) {
-			resync_owed(run);
+			if (!run->readonly)
+				resync_owed(run);
 			continue;
 		}
 		if (pfd[1].revents & POLLIN)
@@ -2046,11 +2062,14 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	was_dirty = run->as->sb.state == RT_ARRAY_DIRTY || sb_unsynced(&run->as->sb);
 	for (unsigned role = 0; role < run->as->n_roles; role++)
 		was_dirty = was_dirty || run->as->forced[role];
-	r = assemble_sb_update(run->as, mark_running, run->as);
-	if (r < 0)
-		goto out;
-	dirty = true;
-	r = engine_create(&run->as->sb, run->as->units, run->as->n_roles, &run->e);
+	if (!run->readonly) {
+		r = assemble_sb_update(run->as, mark_running, run->as);
+		if (r < 0)
+			goto out;
+		dirty = true;
+	}
+	r = (run->readonly ? engine_create_readonly : engine_create)(&run->as->sb, run->as->units,
+								     run->as->n_roles, &run->e);
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot start the engine: %s", run->name, strerror(-r));
 		goto out;
@@ -2059,7 +2078,8 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	if (run->stripe_wait_us >= 0)
 		(void)engine_set_gather_window(run->e, (unsigned)run->stripe_wait_us);
 	run->started = (uint64_t)time(NULL);
-	start_recovery(run, was_dirty);
+	if (!run->readonly)
+		start_recovery(run, was_dirty);
 
 	r = control_path(run->uuid, RT_CONTROL_MNT, path, sizeof(path));
 	if (r < 0)
@@ -2090,6 +2110,7 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 		.blocksize = run->as->sb.array.blocksize,
 	};
 	xp.transport = run->transport;
+	xp.readonly = run->readonly;
 	r = export_start(run->e, &xp, &run->x);
 	if (r < 0)
 		goto out;
@@ -2201,7 +2222,7 @@ static void bg_ready(struct run *run, void *arg)
 		rt_set_log(NULL, NULL);
 }
 
-static void child_main(const char *id, bool force, int wfd)
+static void child_main(const struct rt_activate_opts *o, int wfd)
 {
 	struct run run;
 	char line[32];
@@ -2237,8 +2258,9 @@ static void child_main(const char *id, bool force, int wfd)
 	}
 	rt_set_log(log_to_pipe, NULL);
 	run_init(&run);
-	run.force = force;
-	r = run_array(id, bg_ready, NULL, &run);
+	run.force = o->force;
+	run.readonly = o->readonly;
+	r = run_array(o->id, bg_ready, NULL, &run);
 	if (relay_fd >= 0) {
 		/* Never got ready: report the error. */
 		n = snprintf(line, sizeof(line), "R%d - -\n", r < 0 ? -r : EIO);
@@ -2314,6 +2336,7 @@ int activate_array(const struct rt_activate_opts *o)
 	if (o->foreground) {
 		run_init(&run);
 		run.force = o->force;
+		run.readonly = o->readonly;
 		return run_array(o->id, fg_ready, (void *)o, &run);
 	}
 	if (pipe2(p, O_CLOEXEC) < 0)
@@ -2328,7 +2351,7 @@ int activate_array(const struct rt_activate_opts *o)
 	}
 	if (pid == 0) {
 		close(p[0]);
-		child_main(o->id, o->force, p[1]);
+		child_main(o, p[1]);
 		_exit(1);	/* not reached */
 	}
 	close(p[1]);

@@ -143,14 +143,14 @@ static int running_status(const struct rt_scan_array *a, struct rt_control_statu
 	return r;
 }
 
-int overview_collect(struct rt_overview **out)
+static int collect(const char *const *devs, size_t n, struct rt_overview **out)
 {
 	struct rt_overview *o;
 	struct rt_scan *s = NULL;
 	int r;
 
 	*out = NULL;
-	r = scan_devices(&s);
+	r = devs ? scan_devices_list(devs, n, &s) : scan_devices(&s);
 	if (r < 0)
 		return r;
 	o = calloc(1, sizeof(*o));
@@ -182,6 +182,16 @@ int overview_collect(struct rt_overview **out)
 	qsort(o->arrays, o->n, sizeof(o->arrays[0]), cmp_array);
 	*out = o;
 	return 0;
+}
+
+int overview_collect(struct rt_overview **out)
+{
+	return collect(NULL, 0, out);
+}
+
+int overview_collect_list(const char *const *devs, size_t n, struct rt_overview **out)
+{
+	return collect(devs, n, out);
 }
 
 void overview_free(struct rt_overview *o)

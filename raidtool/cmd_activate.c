@@ -10,6 +10,7 @@
 #include <raidtool/lock.h>
 #include "cli.h"
 #include "commands.h"
+#include "activate_scan.h"
 
 /*
  * Under systemd (Type=notify) tell the service manager the device is ready:
@@ -64,7 +65,7 @@ static void print_ready(const char *name, const char *link, const char *dev, voi
 /* The driver's activate: assemble, start the engine, show the block device. */
 int cmd_activate(int argc, const char **argv)
 {
-	int foreground = 0, force = 0;
+	int foreground = 0, force = 0, readonly = 0, scan = 0, run_degraded = 0;
 	struct poptOption opts[] = {
 		{ "foreground", 'f', POPT_ARG_NONE, &foreground, 0,
 		  "stay attached; stop cleanly on SIGTERM or SIGINT", NULL },
@@ -72,6 +73,14 @@ int cmd_activate(int argc, const char **argv)
 		  "start a raid5 that is degraded and was not stopped cleanly; start an "
 		  "array lacking too many roles from units marked faulty or behind "
 		  "(forced assembly: see raidtool(8) for what can be lost)", NULL },
+		{ "readonly", 'r', POPT_ARG_NONE, &readonly, 0,
+		  "write nothing to the units: no superblock update, resync or walk; a "
+		  "read-only block device", NULL },
+		{ "scan", 's', POPT_ARG_NONE, &scan, 0,
+		  "start every complete array found (after attaching the image files listed "
+		  "in /etc/raidtool/units)", NULL },
+		{ "run", 'R', POPT_ARG_NONE, &run_degraded, 0,
+		  "with --scan: start degraded arrays too", NULL },
 		POPT_AUTOHELP
 		POPT_TABLEEND
 	};
@@ -81,9 +90,17 @@ int cmd_activate(int argc, const char **argv)
 	poptContext pc;
 	int n, r;
 
-	r = cli_parse("activate", "NAME|HASHCODE", argc, argv, opts, 1, 1, &pc, &args, &n);
+	r = cli_parse("activate", "NAME|HASHCODE | --scan [UNIT...]", argc, argv, opts, 0, -1, &pc,
+		      &args, &n);
 	if (r >= 0)
 		return r;
+	if (scan || run_degraded || n != 1) {
+		/* Boot without udev: activate_scan.c. */
+		r = activate_scan_usage(scan, run_degraded, foreground);
+		if (r < 0)
+			r = activate_scan(run_degraded, readonly, force, args, n);
+		goto out;
+	}
 	r = cli_lock_array(args[0], &rc.lock_fd);
 	if (r >= 0)
 		goto out;
@@ -91,6 +108,7 @@ int cmd_activate(int argc, const char **argv)
 	o.id = args[0];
 	o.foreground = foreground;
 	o.force = force;
+	o.readonly = readonly;
 	o.ready = print_ready;
 	o.arg = &rc;
 	r = activate_array(&o);

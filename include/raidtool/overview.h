@@ -47,6 +47,9 @@ struct rt_overview {
  * (starting, stopping) is shown as the scan sees its array.
  */
 int overview_collect(struct rt_overview **out);
+
+/* The same over just the block devices @devs (n > 0), as scan_devices_list. */
+int overview_collect_list(const char *const *devs, size_t n, struct rt_overview **out);
 void overview_free(struct rt_overview *o);
 
 #endif

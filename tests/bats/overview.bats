@@ -147,3 +147,115 @@ overview_of() {
 	[ "$(overview_of "$NAME" | jq -r .state)" = dead ]
 	[ "$(overview_of "$NAME" | jq -r .health)" = failed ]
 }
+
+# Every unit image's sha256, one line.
+unit_sums() {
+	sha256sum "${UNITS[@]}" | awk '{print $1}' | tr '\n' ' '
+}
+
+@test "activate --readonly: mount -o ro and reads change no byte of any unit; writes, walks and fail refused" {
+	command -v mkfs.ext4 >/dev/null || require "needs mkfs.ext4"
+	new_array "$NAME" 5 3 64M
+	run raidtool activate "$NAME"
+	assert_success
+	DEV=/dev/raidtool/$NAME
+	mkfs.ext4 -q -F "$DEV"
+	mkdir -p "$TESTDIR/mnt"
+	mount "$DEV" "$TESTDIR/mnt"
+	head -c 8M /dev/urandom >"$TESTDIR/mnt/data"
+	sha=$(sha256sum <"$TESTDIR/mnt/data")
+	umount "$TESTDIR/mnt"
+	deactivate_settled "$NAME"
+	before=$(unit_sums)
+
+	run --separate-stderr raidtool activate --readonly "$NAME"
+	assert_success
+	assert_output "$DEV"
+	[ "$(raidtool status --json "$NAME" | jq -r .state)" = read-only ]
+	[ "$(blockdev --getro "$DEV")" = 1 ]
+	mount -o ro "$DEV" "$TESTDIR/mnt"
+	[ "$(sha256sum <"$TESTDIR/mnt/data")" = "$sha" ]
+	run dd if=/dev/zero of="$DEV" bs=4k count=1 oflag=direct status=none
+	assert_failure
+	# The FUSE file under the block device refuses writes too (EROFS).
+	uuid=$(raidtool status --json "$NAME" | jq -r .uuid)
+	run dd if=/dev/zero of="$RAIDTOOL_RUNDIR/$uuid/mnt/$NAME" bs=4k count=1 conv=notrunc \
+		oflag=direct status=none
+	assert_failure
+	assert_output --partial "Read-only file system"
+	run --separate-stderr raidtool check "$NAME"
+	assert_failure
+	stderr_has "read-only"
+	run --separate-stderr raidtool fail "$NAME" 1
+	assert_failure
+	umount "$TESTDIR/mnt"
+	deactivate_settled "$NAME"
+	[ "$(unit_sums)" = "$before" ]
+	# Started again as usual: it takes writes.
+	run raidtool activate "$NAME"
+	assert_success
+	[ "$(raidtool status --json "$NAME" | jq -r .state)" = active ]
+}
+
+@test "activate --readonly after an unclean stop: no resync, the superblocks stay dirty, no byte changes" {
+	new_array "$NAME" 1 2 32M
+	run raidtool activate "$NAME"
+	assert_success
+	dd if=/dev/urandom of="/dev/raidtool/$NAME" bs=1M count=4 oflag=direct status=none
+	sigkill_wait "$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")"
+	run raidtool deactivate "$NAME"
+	assert_success
+	before=$(unit_sums)
+	run --separate-stderr raidtool activate --readonly "$NAME"
+	assert_success
+	sleep 1.5
+	run raidtool status --json "$NAME"
+	[ "$(jq -r .walk <<<"$output")" = null ]
+	[ "$(jq -r .superblock_state <<<"$output")" = dirty ]
+	dd if="/dev/raidtool/$NAME" of=/dev/null bs=1M iflag=direct status=none
+	deactivate_settled "$NAME"
+	[ "$(unit_sums)" = "$before" ]
+	[ "$(raidtool examine --json "${UNITS[0]}" 2>/dev/null | jq -r .state)" = dirty ]
+}
+
+@test "activate --scan: complete arrays start, degraded ones only with --run; listed image files are attached" {
+	NAME2=${NAME}b
+	new_array "$NAME" 1 2 32M
+	new_array "$NAME2" 5 3 32M
+	# NAME2 is missing a unit; NAME's units are detached, named in the list.
+	hide_unit "$NAME2" 2
+	hide_unit "$NAME" 0
+	hide_unit "$NAME" 1
+	printf '# boot units\n%s\n\n  %s  # second\n' "$TESTDIR/$NAME-0.img" \
+		"$TESTDIR/$NAME-1.img" >"$TESTDIR/units"
+	export RAIDTOOL_UNITS=$TESTDIR/units
+	# The scan is kept to this test's units: other arrays on this machine are not ours.
+	b=("$TESTDIR/$NAME2-0.img" "$TESTDIR/$NAME2-1.img")
+	run --separate-stderr raidtool activate --scan "${b[@]}"
+	assert_success
+	assert_output ""
+	stderr_has "'$NAME2' ($(raidtool status --json "$NAME2" | jq -r .hashcode)): not started: degraded"
+	# The list's files were attached, so a scan finds them.
+	a0=$(loop_of "$TESTDIR/$NAME-0.img")
+	a1=$(loop_of "$TESTDIR/$NAME-1.img")
+	[ -b "$a0" ] && [ -b "$a1" ]
+	run --separate-stderr raidtool activate --scan "$a0" "$a1" "${b[@]}"
+	assert_success
+	assert_output "/dev/raidtool/$NAME"
+	[ "$(raidtool status --json "$NAME" | jq -r .state)" = active ]
+	[ "$(raidtool status --json "$NAME2" | jq -r .state)" = inactive ]
+	# Running arrays are left alone; --run starts the degraded one.
+	run --separate-stderr raidtool activate --scan --run "$a0" "$a1" "${b[@]}"
+	assert_success
+	assert_output "/dev/raidtool/$NAME2"
+	[ "$(raidtool status --json "$NAME2" | jq -r .health)" = degraded ]
+	# A list line naming nothing is reported and fails the run, the rest goes on.
+	echo "$TESTDIR/nonexistent.img" >>"$TESTDIR/units"
+	run --separate-stderr raidtool activate --scan "${b[@]}"
+	assert_failure 1
+	stderr_has "nonexistent.img': cannot attach: No such file or directory"
+	run --separate-stderr raidtool activate --run
+	assert_failure 2
+	run --separate-stderr raidtool activate --scan "$TESTDIR"
+	assert_failure 2
+}
