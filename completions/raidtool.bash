@@ -39,7 +39,7 @@ _raidtool_words() {
 _raidtool() {
 	local cur prev rt cmd i w opt nargs
 	local commands="create add list lookup lookup-unit examine rename rehash zero
-		activate deactivate status fail remove tune check wait incremental"
+		activate deactivate status fail remove tune check wait incremental monitor"
 	local global_opts="--verbose -v --help -h --version -V"
 
 	COMPREPLY=()
@@ -98,6 +98,13 @@ _raidtool() {
 	incremental:-t | incremental:--timeout)
 		_raidtool_words "$cur" "0 10 30 60"
 		return 0 ;;
+	monitor:--program)
+		compopt -o filenames 2>/dev/null
+		mapfile -t COMPREPLY < <(compgen -c -- "$cur")
+		return 0 ;;
+	monitor:-d | monitor:--delay)
+		_raidtool_words "$cur" "0.5 1 5 60"
+		return 0 ;;
 	esac
 
 	if [[ $cur == -* ]]; then
@@ -111,14 +118,19 @@ _raidtool() {
 		examine) _raidtool_words "$cur" "--json --export --help --usage" ;;
 		rename | rehash) _raidtool_words "$cur" "--help --usage" ;;
 		zero) _raidtool_words "$cur" "--force -f --help --usage" ;;
-		activate) _raidtool_words "$cur" "--foreground -f --force --help --usage" ;;
+		activate)
+			_raidtool_words "$cur" "--foreground -f --force --readonly -r --scan -s --run -R
+				--help --usage" ;;
 		fail) _raidtool_words "$cur" "--force -f --help --usage" ;;
 		remove) _raidtool_words "$cur" "--help --usage" ;;
 		tune) _raidtool_words "$cur" "--io-retries --io-retry-window --speed-limit --help --usage" ;;
 		check) _raidtool_words "$cur" "--repair -r --prefer --cancel --speed-limit --json --help --usage" ;;
 		wait) _raidtool_words "$cur" "--progress -p --json --help --usage" ;;
 		deactivate) _raidtool_words "$cur" "--help --usage" ;;
-		status) _raidtool_words "$cur" "--json --help --usage" ;;
+		status) _raidtool_words "$cur" "--json --test -t --help --usage" ;;
+		monitor)
+			_raidtool_words "$cur" "--scan --program --oneshot -1 --json --syslog --delay -d
+				--help --usage" ;;
 		incremental)
 			_raidtool_words "$cur" "--export --json --run -R --no-start --timeout -t
 				--remove -r --scan -s --help --usage" ;;
@@ -133,7 +145,8 @@ _raidtool() {
 		case "$w" in
 		=) ;;
 		-l | --level | -c | --chunk | -b | --blocksize | -d | --desc | -u | --units | \
-			-t | --timeout | --io-retries | --io-retry-window | --speed-limit)
+			-t | --timeout | --io-retries | --io-retry-window | --speed-limit | \
+			--program | --delay)
 			# An option with a separate value: skip the value too.
 			if [ "${COMP_WORDS[i + 1]:-}" = "=" ]; then
 				((i += 2))
@@ -155,8 +168,19 @@ _raidtool() {
 		else
 			_raidtool_units "$cur"
 		fi ;;
-	lookup | activate | deactivate | status | tune | check | wait)
+	lookup | deactivate | status | tune | check | wait)
 		((nargs == 0)) && _raidtool_words "$cur" "$(_raidtool_arrays "$rt")" ;;
+	activate)
+		# --scan takes units to scan; else one array.
+		if [[ " ${COMP_WORDS[*]} " == *" --scan "* || " ${COMP_WORDS[*]} " == *" -s "* ]]; then
+			_raidtool_units "$cur"
+		elif ((nargs == 0)); then
+			_raidtool_words "$cur" "$(_raidtool_arrays "$rt")"
+		fi ;;
+	monitor)
+		# Any number of arrays, none with --scan.
+		[[ " ${COMP_WORDS[*]} " == *" --scan "* ]] ||
+			_raidtool_words "$cur" "$(_raidtool_arrays "$rt")" ;;
 	fail | remove)
 		# Then a role number, unit hashcode or device.
 		if ((nargs == 0)); then

@@ -17,6 +17,7 @@ setup() {
 	[ -x "$FAULTYFS" ] || fail "build rt-faultyfs first (make all)"
 	BGPIDS=()
 	UNITS=()
+	# shellcheck disable=SC2034  # faulty_unit (helpers.bash) appends to it
 	BACKS=()
 	# shellcheck disable=SC2034  # faulty_unit (helpers.bash) appends to it
 	FFPIDS=()
@@ -39,11 +40,11 @@ teardown() {
 	faulty_units_stop
 }
 
-# start_monitor [OPTION...]: raidtool monitor --scan --json in the background,
+# start_monitor: raidtool monitor --scan --json in the background,
 # its events in $TESTDIR/events, its program calls in $TESTDIR/alerts.
 start_monitor() {
 	# The binary itself, not the raidtool function: $! is then the monitor's pid.
-	"$RAIDTOOL_BIN" monitor --scan --json --delay 0.1 --program "$PROG" "$@" \
+	"$RAIDTOOL_BIN" monitor --scan --json --delay 0.1 --program "$PROG" \
 		>"$TESTDIR/events" 2>"$TESTDIR/monitor.err" &
 	MONPID=$!
 	BGPIDS+=("$MONPID")

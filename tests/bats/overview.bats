@@ -11,12 +11,10 @@ setup() {
 	require_fuse
 	command -v jq >/dev/null || require "needs jq"
 	scratch_setup
-	BGPIDS=()
 	UNITS=()
 }
 
 teardown() {
-	reap_bgpids
 	local n
 	for n in "${NAME:-}" "${NAME2:-}"; do
 		[ -n "$n" ] && [ -e "$RAIDTOOL_RUNDIR/$n/pid" ] && raidtool deactivate "$n" >/dev/null 2>&1
