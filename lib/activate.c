@@ -2140,7 +2140,8 @@ static int run_array(const char *id, ready_fn ready, void *ready_arg, struct run
 	wait_for_stop(run);
 	r = teardown(run, msg, sizeof(msg));
 	if (r == 0)
-		rt_log(RT_LOG_INFO, "'%s': stopped; superblocks marked clean", run->name);
+		rt_log(RT_LOG_INFO, "'%s': stopped; %s", run->name, run->readonly ?
+		       "read-only: nothing was written to the units" : "superblocks marked clean");
 	remove_run_files(run, r < 0);
 	control_server_finish(run->cs, r, msg);
 	run->cs = NULL;
