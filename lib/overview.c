@@ -101,11 +101,22 @@ static unsigned active_roles(const struct rt_control_status *st)
 	return n;
 }
 
-enum rt_health overview_health(const struct rt_scan_array *a, const struct rt_control_status *st,
-			       const struct rt_control_probe *p)
+enum rt_health overview_scan_health(const struct rt_scan_array *a,
+				    const struct rt_control_probe *p)
 {
 	char why[256];
 
+	if (p->state == RT_CONTROL_STALE)
+		return RT_HEALTH_FAILED;
+	/* Would it start (does it run), and with every role active? */
+	if (assemble_verdict(a, why, sizeof(why)) < 0)
+		return RT_HEALTH_FAILED;
+	return a->n_active_roles < a->sb.array.n_devices ? RT_HEALTH_DEGRADED : RT_HEALTH_OK;
+}
+
+enum rt_health overview_health(const struct rt_scan_array *a, const struct rt_control_status *st,
+			       const struct rt_control_probe *p)
+{
 	if (p->state == RT_CONTROL_STALE)
 		return RT_HEALTH_FAILED;
 	if (p->state == RT_CONTROL_ACTIVE && st->health[0]) {
@@ -113,9 +124,8 @@ enum rt_health overview_health(const struct rt_scan_array *a, const struct rt_co
 			return RT_HEALTH_OK;
 		return !strcmp(st->health, "degraded") ? RT_HEALTH_DEGRADED : RT_HEALTH_FAILED;
 	}
-	/* Not running: would it start, and with every role? */
-	if (a && assemble_verdict(a, why, sizeof(why)) < 0)
-		return RT_HEALTH_FAILED;
+	if (a)
+		return overview_scan_health(a, p);
 	return active_roles(st) < st->n_devices ? RT_HEALTH_DEGRADED : RT_HEALTH_OK;
 }
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <raidtool/control.h>
+#include <raidtool/overview.h>
 #include <raidtool/scan.h>
 #include "cli.h"
 #include "commands.h"
@@ -77,8 +78,8 @@ static void list_arrays_text(const struct rt_scan *s)
 {
 	char size[32];
 
-	printf("%-20s %-8s %-7s %-7s %-10s %-10s %s\n", "NAME", "HASHCODE", "LEVEL", "UNITS",
-	       "SIZE", "STATE", "DEVICE");
+	printf("%-20s %-8s %-7s %-7s %-10s %-10s %-8s %s\n", "NAME", "HASHCODE", "LEVEL",
+	       "UNITS", "SIZE", "STATE", "HEALTH", "DEVICE");
 	for (size_t i = 0; i < s->n_arrays; i++) {
 		const struct rt_scan_array *a = &s->arrays[i];
 		struct rt_control_probe run;
@@ -89,8 +90,9 @@ static void list_arrays_text(const struct rt_scan *s)
 
 		cli_format_size(describe_array_bytes(&a->sb), size, sizeof(size));
 		snprintf(units, sizeof(units), "%u/%u", a->n_present_roles, a->sb.array.n_devices);
-		printf("%-20s %08x %-7s %-7s %-10s %-10s %s%s\n", a->sb.array.name,
+		printf("%-20s %08x %-7s %-7s %-10s %-10s %-8s %s%s\n", a->sb.array.name,
 		       a->sb.array.hashcode, sb_level_name(a->sb.array.level), units, size, state,
+		       overview_health_name(overview_scan_health(a, &run)),
 		       run.state == RT_CONTROL_ACTIVE && run.link[0] ? run.link : "-",
 		       a->duplicate_name ? "  (name shared: use the hashcode)" : "");
 	}
@@ -116,6 +118,7 @@ static void list_arrays_json(const struct rt_scan *s)
 		json_u64(&j, "units_found", a->n_units);
 		json_u64(&j, "units_stale", a->n_stale);
 		json_str(&j, "status", state);
+		json_str(&j, "health", overview_health_name(overview_scan_health(a, &run)));
 		json_u64(&j, "sync_regions_left", sp.left);
 		json_u64(&j, "sync_regions_total", sp.total);
 		json_bool(&j, "active", active);

@@ -28,6 +28,14 @@ enum rt_health {
 enum rt_health overview_health(const struct rt_scan_array *a, const struct rt_control_status *st,
 			       const struct rt_control_probe *p);
 
+/*
+ * The health from the scan alone (no socket traffic: for `list`): the
+ * freshest role table, which a running engine updates at every failure, and
+ * the units present. @p says whether an engine runs or died.
+ */
+enum rt_health overview_scan_health(const struct rt_scan_array *a,
+				    const struct rt_control_probe *p);
+
 /* "clean", "degraded", "failed". */
 const char *overview_health_name(enum rt_health h);
 

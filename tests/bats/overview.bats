@@ -73,6 +73,14 @@ overview_of() {
 	[ "$(jq -r .state <<<"$output")" = inactive ]
 	[ "$(jq -r .health <<<"$output")" = clean ]
 	[ "$(jq -r .device <<<"$output")" = null ]
+	# list shows the health too, from the role table alone.
+	run --separate-stderr raidtool list
+	assert_success
+	assert_line --regexp "^$NAME +[0-9a-f]{8} +raid5 +2/3 .* active +degraded +/dev/raidtool/$NAME\$"
+	assert_line --regexp "^$NAME2 +[0-9a-f]{8} +raid1 +2/2 .* clean +clean +-\$"
+	[ "$(raidtool list --json | jq -r ".[] | select(.name == \"$NAME\") | .health")" = degraded ]
+	hide_unit "$NAME2" 1
+	[ "$(raidtool list --json | jq -r ".[] | select(.name == \"$NAME2\") | .health")" = degraded ]
 }
 
 @test "status without a name shows a running rebuild with progress, speed and time left" {
