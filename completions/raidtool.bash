@@ -95,6 +95,13 @@ _raidtool() {
 	list:-u | list:--units)
 		_raidtool_words "$cur" "$(_raidtool_arrays "$rt")"
 		return 0 ;;
+	list:-o | list:--output)
+		# Comma-separated: complete the column after the last comma.
+		local done_cols=
+		[[ $cur == *,* ]] && done_cols=${cur%,*},
+		mapfile -t COMPREPLY < <(compgen -P "$done_cols" -W "NAME HASHCODE LEVEL UNITS SIZE
+			STATE HEALTH DEVICE UUID" -- "${cur##*,}")
+		return 0 ;;
 	incremental:-t | incremental:--timeout)
 		_raidtool_words "$cur" "0 10 30 60"
 		return 0 ;;
@@ -113,7 +120,9 @@ _raidtool() {
 			_raidtool_words "$cur" "--level -l --chunk -c --blocksize -b --desc -d
 				--force -f --assume-clean --json --help --usage" ;;
 		add) _raidtool_words "$cur" "--force -f --speed-limit --help --usage" ;;
-		list) _raidtool_words "$cur" "--units -u --json --help --usage" ;;
+		list)
+			_raidtool_words "$cur" "--units -u --json --output -o --noheadings -n --raw
+				--help --usage" ;;
 		lookup | lookup-unit) _raidtool_words "$cur" "--json --help --usage" ;;
 		examine) _raidtool_words "$cur" "--json --export --help --usage" ;;
 		rename | rehash) _raidtool_words "$cur" "--help --usage" ;;
@@ -144,7 +153,7 @@ _raidtool() {
 		w=${COMP_WORDS[i]}
 		case "$w" in
 		=) ;;
-		-l | --level | -c | --chunk | -b | --blocksize | -d | --desc | -u | --units | \
+		-l | --level | -c | --chunk | -b | --blocksize | -d | --desc | -u | --units | -o | --output | \
 			-t | --timeout | --io-retries | --io-retry-window | --speed-limit | \
 			--program | --delay)
 			# An option with a separate value: skip the value too.

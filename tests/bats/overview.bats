@@ -265,3 +265,32 @@ unit_sums() {
 	run --separate-stderr raidtool activate --scan "$TESTDIR"
 	assert_failure 2
 }
+
+@test "list -o COLUMNS, -n, --raw: lsblk-style columns" {
+	new_array "$NAME" 1 2 32M
+	hash=$(raidtool list --json | jq -r ".[] | select(.name == \"$NAME\") | .hashcode")
+	uuid=$(raidtool list --json | jq -r ".[] | select(.name == \"$NAME\") | .uuid")
+	run --separate-stderr raidtool list -o name,health,uuid
+	assert_success
+	[[ ${lines[0]} =~ ^NAME\ +HEALTH\ +UUID$ ]] || fail "header: ${lines[0]}"
+	assert_line --regexp "^$NAME +clean +$uuid\$"
+	run --separate-stderr raidtool list -n -o HASHCODE,NAME
+	assert_success
+	refute_line --partial HASHCODE
+	assert_line --regexp "^$hash $NAME\$"
+	# --raw: one space between fields, the blank inside SIZE escaped.
+	run --separate-stderr raidtool list --raw -o NAME,SIZE,STATE
+	assert_success
+	assert_line "NAME SIZE STATE"
+	assert_line --regexp "^$NAME [0-9.]+\\\\x20MiB clean\$"
+	# The default is unchanged by the options' existence.
+	run --separate-stderr raidtool list
+	[[ ${lines[0]} =~ ^NAME\ +HASHCODE\ LEVEL\ +UNITS\ +SIZE\ +STATE\ +HEALTH\ +DEVICE$ ]]
+	run --separate-stderr raidtool list -o name,bogus
+	assert_failure 2
+	stderr_has "unknown column 'bogus'"
+	run --separate-stderr raidtool list -n --json
+	assert_failure 2
+	run --separate-stderr raidtool list --raw --units "$NAME"
+	assert_failure 2
+}
