@@ -83,6 +83,8 @@ static void run_program(struct monitor_out *o, const struct rt_monitor_event_inf
 		return;
 	}
 	if (pid == 0) {
+		/* Its output never mixes with the events (a --json stream stays JSON). */
+		dup2(STDERR_FILENO, STDOUT_FILENO);
 		set_env(ev);
 		execvp(o->program, (char *const *)argv);
 		fprintf(stderr, "raidtool: monitor: cannot run '%s': %s\n", o->program,

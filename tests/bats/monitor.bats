@@ -26,6 +26,8 @@ setup() {
 	cat >"$PROG" <<EOF
 #!/bin/sh
 echo "\$*" >>"$TESTDIR/alerts"
+# Output of its own: never among the monitor's events.
+echo "alert ran"
 EOF
 	chmod +x "$PROG"
 }
