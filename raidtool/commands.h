@@ -26,5 +26,6 @@ extern const struct cli_command cmd_tune;
 extern const struct cli_command cmd_check;
 extern const struct cli_command cmd_wait;
 extern const struct cli_command cmd_incremental;
+extern const struct cli_command cmd_monitor;
 
 #endif

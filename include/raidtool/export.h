@@ -27,6 +27,7 @@ struct rt_export_params {
 	uint32_t blocksize;		/* the loop device's logical block size */
 	unsigned threads;		/* FUSE worker threads; 0: the default */
 	enum rt_fuse_transport transport;	/* RT_FUSE_AUTO: io_uring when possible */
+	bool readonly;			/* a read-only loop device (activate --readonly) */
 };
 
 /* Mount, serve, attach the loop device, make the symlink. */
