@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
 # The documentation matches the tool: every option a command's --help prints
 # is in that command's section of raidtool(8), every option that section
-# defines (its heading, the tags of its option list) is in --help, and every
-# command has a section and bash completion. Needs no root.
+# defines (its heading, the tags of its option list) is in --help, the common
+# options every command's --help lists (cli_run's -v, -q, -h, --usage) are
+# under OPTIONS, and every command has a section and bash completion. Needs no root.
 
 load helpers
 
@@ -48,13 +49,26 @@ for line in src:
     if cur:
         sections[cur].append(line)
 bad = []
+# A command's own options, and the common ones every command takes after its
+# name (cli_run), which raidtool(8) describes once, under OPTIONS.
 def help_opts(c):
     out = run(c, '--help')
-    opts = set()
+    own, common = set(), set()
+    opts = own
     for line in out.splitlines():
+        if line.startswith('Common options:'):
+            opts = common; continue
         m = re.match(r'^\s+(?:-\S, )?(--[a-z][a-z0-9-]*)', line)
         if m: opts.add(m.group(1))
-    return opts - {'--help', '--usage'}
+    return own - {'--help', '--usage'}, common
+options_text = []
+cur_sh = None
+for line in src:
+    if line.startswith('.SH'):
+        cur_sh = plain(line[3:]).strip()
+    elif cur_sh == 'OPTIONS':
+        options_text.append(line)
+options_mentioned = set(re.findall(r'--[a-z][a-z0-9-]*', plain('\n'.join(options_text))))
 def man_defined(lines):
     # options a section defines: its heading, and the tags of .TP items
     opts = set()
@@ -65,7 +79,9 @@ def man_defined(lines):
 for c in cmds:
     if c not in sections:
         bad.append(f'{c}: no section in raidtool(8)'); continue
-    h = help_opts(c)
+    h, common = help_opts(c)
+    for o in sorted(common - options_mentioned):
+        bad.append(f'{c} {o}: a common option in --help, not under OPTIONS in raidtool(8)')
     text = plain('\n'.join(sections[c]))
     mentioned = set(re.findall(r'--[a-z][a-z0-9-]*', text))
     for o in sorted(h - mentioned):
@@ -99,6 +115,11 @@ commands() {
 	run help_vs_man "$BATS_TEST_TMPDIR/b.8"
 	assert_failure
 	assert_line "monitor --syslog: in --help, not in raidtool(8)"
+	# The common --quiet (cli_run) taken out of raidtool(8)'s OPTIONS.
+	sed 's/\\-\\-quiet/\\-\\-qu1et/g' "$TOP/man/raidtool.8" >"$BATS_TEST_TMPDIR/c.8"
+	run help_vs_man "$BATS_TEST_TMPDIR/c.8"
+	assert_failure
+	assert_line "create --quiet: a common option in --help, not under OPTIONS in raidtool(8)"
 }
 
 @test "every command has a section in raidtool(8) and is completed by bash completion" {
