@@ -42,12 +42,8 @@ void overview_status_from_scan(const struct rt_scan_array *a, struct rt_control_
 		const struct rt_scan_unit *u = a->units[i];
 		struct rt_control_unit *cu = &st->units[n++];
 		uint32_t slot = u->sb.unit.slot;
-		const char *state;
+		const char *state = scan_unit_state(a, u);
 
-		if (!scan_unit_usable(u))
-			state = scan_unit_class_name(u->cls);
-		else
-			state = sb_slot_state_name(sb->slots[slot].state);
 		if (slot < RT_MAX_UNITS && !strcmp(state, "active"))
 			present[slot] = true;
 		cu->slot = slot;
