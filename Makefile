@@ -147,15 +147,17 @@ install: $(BUILD)/raidtool
 	install -d $(DESTDIR)$(UDEVRULESDIR) $(DESTDIR)$(SYSTEMDUNITDIR)
 	sed 's|@SBINDIR@|$(SBINDIR)|g' udev/64-raidtool.rules > $(DESTDIR)$(UDEVRULESDIR)/64-raidtool.rules
 	sed 's|@SBINDIR@|$(SBINDIR)|g' udev/raidtool@.service > $(DESTDIR)$(SYSTEMDUNITDIR)/raidtool@.service
+	sed 's|@SBINDIR@|$(SBINDIR)|g' udev/raidtool-monitor.service > $(DESTDIR)$(SYSTEMDUNITDIR)/raidtool-monitor.service
 	install -m 0644 udev/raidtool-last-resort@.timer $(DESTDIR)$(SYSTEMDUNITDIR)/
-	chmod 0644 $(DESTDIR)$(UDEVRULESDIR)/64-raidtool.rules $(DESTDIR)$(SYSTEMDUNITDIR)/raidtool@.service
+	chmod 0644 $(DESTDIR)$(UDEVRULESDIR)/64-raidtool.rules $(DESTDIR)$(SYSTEMDUNITDIR)/raidtool@.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/raidtool-monitor.service
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/raidtool $(DESTDIR)$(BASHCOMPDIR)/raidtool
 	rm -f $(DESTDIR)$(MANDIR)/man5/raidtool-format.5 $(DESTDIR)$(MANDIR)/man8/raidtool.8
 	rm -f $(DESTDIR)$(MANDIR)/man7/raidtool-control.7
 	rm -f $(DESTDIR)$(UDEVRULESDIR)/64-raidtool.rules
-	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/raidtool@.service
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/raidtool@.service $(DESTDIR)$(SYSTEMDUNITDIR)/raidtool-monitor.service
 	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/raidtool-last-resort@.timer
 
 clean:

@@ -93,7 +93,7 @@ _raidtool_thin() {
 _raidtool() {
 	local cur prev rt cmd i w opt nargs
 	local commands="create add list lookup lookup-unit examine rename rehash zero
-		activate deactivate status fail remove tune check wait incremental pool vol"
+		activate deactivate status fail remove tune check wait incremental pool vol monitor"
 	local global_opts="--verbose -v --quiet -q --help -h --version -V"
 	# Every command takes these after its name (cli_run in raidtool/cli.c).
 	local common="--help -h --usage --verbose -v --quiet -q"
@@ -154,8 +154,22 @@ _raidtool() {
 	list:-u | list:--units)
 		_raidtool_words "$cur" "$(_raidtool_arrays "$rt")"
 		return 0 ;;
+	list:-o | list:--output)
+		# Comma-separated: complete the column after the last comma.
+		local done_cols=
+		[[ $cur == *,* ]] && done_cols=${cur%,*},
+		mapfile -t COMPREPLY < <(compgen -P "$done_cols" -W "NAME HASHCODE LEVEL UNITS SIZE
+			STATE HEALTH DEVICE UUID" -- "${cur##*,}")
+		return 0 ;;
 	incremental:-t | incremental:--timeout)
 		_raidtool_words "$cur" "0 10 30 60"
+		return 0 ;;
+	monitor:--program)
+		compopt -o filenames 2>/dev/null
+		mapfile -t COMPREPLY < <(compgen -c -- "$cur")
+		return 0 ;;
+	monitor:-d | monitor:--delay)
+		_raidtool_words "$cur" "0.5 1 5 60"
 		return 0 ;;
 	esac
 
@@ -165,19 +179,26 @@ _raidtool() {
 			_raidtool_words "$cur" "--level -l --chunk -c --blocksize -b --desc -d
 				--force -f --assume-clean --json $common" ;;
 		add) _raidtool_words "$cur" "--force -f --speed-limit $common" ;;
-		list) _raidtool_words "$cur" "--units -u --json $common" ;;
+		list)
+			_raidtool_words "$cur" "--units -u --json --output -o --noheadings -n --raw
+				$common" ;;
 		lookup | lookup-unit) _raidtool_words "$cur" "--json $common" ;;
 		examine) _raidtool_words "$cur" "--json --export $common" ;;
 		rename | rehash) _raidtool_words "$cur" "$common" ;;
 		zero) _raidtool_words "$cur" "--force -f $common" ;;
-		activate) _raidtool_words "$cur" "--foreground -f --force $common" ;;
+		activate)
+			_raidtool_words "$cur" "--foreground -f --force --readonly -r --scan -s --run -R
+				$common" ;;
 		fail) _raidtool_words "$cur" "--force -f $common" ;;
 		remove) _raidtool_words "$cur" "$common" ;;
 		tune) _raidtool_words "$cur" "--io-retries --io-retry-window --speed-limit $common" ;;
 		check) _raidtool_words "$cur" "--repair -r --prefer --cancel --speed-limit --json $common" ;;
 		wait) _raidtool_words "$cur" "--progress -p --json $common" ;;
 		deactivate) _raidtool_words "$cur" "$common" ;;
-		status) _raidtool_words "$cur" "--json $common" ;;
+		status) _raidtool_words "$cur" "--json --test -t $common" ;;
+		monitor)
+			_raidtool_words "$cur" "--scan --program --oneshot -1 --json --syslog --delay -d
+				$common" ;;
 		incremental)
 			_raidtool_words "$cur" "--export --json --run -R --no-start --timeout -t
 				--remove -r --scan -s $common" ;;
@@ -191,8 +212,9 @@ _raidtool() {
 		w=${COMP_WORDS[i]}
 		case "$w" in
 		=) ;;
-		-l | --level | -c | --chunk | -b | --blocksize | -d | --desc | -u | --units | \
-			-t | --timeout | --io-retries | --io-retry-window | --speed-limit)
+		-l | --level | -c | --chunk | -b | --blocksize | -d | --desc | -u | --units | -o | --output | \
+			-t | --timeout | --io-retries | --io-retry-window | --speed-limit | \
+			--program | --delay)
 			# An option with a separate value: skip the value too.
 			if [ "${COMP_WORDS[i + 1]:-}" = "=" ]; then
 				((i += 2))
@@ -214,8 +236,19 @@ _raidtool() {
 		else
 			_raidtool_units "$cur"
 		fi ;;
-	lookup | activate | deactivate | status | tune | check | wait)
+	lookup | deactivate | status | tune | check | wait)
 		((nargs == 0)) && _raidtool_words "$cur" "$(_raidtool_arrays "$rt")" ;;
+	activate)
+		# --scan takes units to scan; else one array.
+		if [[ " ${COMP_WORDS[*]} " == *" --scan "* || " ${COMP_WORDS[*]} " == *" -s "* ]]; then
+			_raidtool_units "$cur"
+		elif ((nargs == 0)); then
+			_raidtool_words "$cur" "$(_raidtool_arrays "$rt")"
+		fi ;;
+	monitor)
+		# Any number of arrays, none with --scan.
+		[[ " ${COMP_WORDS[*]} " == *" --scan "* ]] ||
+			_raidtool_words "$cur" "$(_raidtool_arrays "$rt")" ;;
 	fail | remove)
 		# Then a role number, unit hashcode or device.
 		if ((nargs == 0)); then

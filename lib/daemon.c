@@ -109,7 +109,7 @@ static void bg_ready(struct run *run, void *arg)
 		rt_set_log(NULL, NULL);
 }
 
-static void child_main(const char *id, bool force, int wfd)
+static void child_main(const struct rt_activate_opts *o, int wfd)
 {
 	struct run run;
 	char line[32];
@@ -145,8 +145,9 @@ static void child_main(const char *id, bool force, int wfd)
 	}
 	rt_set_log(log_to_pipe, NULL);
 	run_init(&run);
-	run.force = force;
-	r = run_array(id, bg_ready, NULL, &run);
+	run.force = o->force;
+	run.readonly = o->readonly;
+	r = run_array(o->id, bg_ready, NULL, &run);
 	if (relay_fd >= 0) {
 		/* Never got ready: report the error. */
 		n = snprintf(line, sizeof(line), "R%d - -\n", r < 0 ? -r : EIO);
@@ -222,6 +223,7 @@ int activate_array(const struct rt_activate_opts *o)
 	if (o->foreground) {
 		run_init(&run);
 		run.force = o->force;
+		run.readonly = o->readonly;
 		return run_array(o->id, fg_ready, (void *)o, &run);
 	}
 	if (pipe2(p, O_CLOEXEC) < 0)
@@ -236,7 +238,7 @@ int activate_array(const struct rt_activate_opts *o)
 	}
 	if (pid == 0) {
 		close(p[0]);
-		child_main(o->id, o->force, p[1]);
+		child_main(o, p[1]);
 		_exit(1);	/* not reached */
 	}
 	close(p[1]);

@@ -411,7 +411,8 @@ int export_start(struct rt_engine *e, const struct rt_export_params *p, struct r
 		goto fail;
 	}
 
-	r = loopdev_attach(x->file, RT_LOOP_DIRECT_IO, x->blocksize, x->dev, sizeof(x->dev));
+	r = loopdev_attach(x->file, RT_LOOP_DIRECT_IO | (p->readonly ? RT_LOOP_READ_ONLY : 0),
+			   x->blocksize, x->dev, sizeof(x->dev));
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot attach a loop device to '%s': %s", p->name,
 		       x->file, strerror(-r));

@@ -741,6 +741,17 @@ int run_admin_command(void *ctx, const struct rt_control_req *rq, char *msg, siz
 		return admin_tune(run, rq->arg, msg, len);
 	case RT_VERB_SPEED:
 		return admin_speed(run, rq->arg, msg, len);
+	case RT_VERB_CANCEL:
+		break;
+	default:
+		if (run->readonly) {
+			snprintf(msg, len, "'%s' runs read-only (activate --readonly): %s would "
+				 "write to its units; stop it and activate it without --readonly",
+				 run->name, control_verb_name(rq->verb));
+			return -EROFS;
+		}
+	}
+	switch (rq->verb) {
 	case RT_VERB_VOL:
 		return thin_run_command(run->thin, rq->arg, msg, len);
 	case RT_VERB_ADD:

@@ -47,6 +47,7 @@ struct run {
 	pthread_mutex_t admin_lock;	/* add, remove, fail, taking a spare: one at a time */
 	_Atomic int admin_fail;		/* the role `raidtool fail` is failing, or -1 */
 	bool force;			/* start a degraded, dirty raid5 */
+	bool readonly;			/* activate --readonly: nothing written to any unit */
 	bool stopping;
 	bool resync_pending;		/* a resync started and has not finished */
 	uint64_t walk_speed_max;	/* RAIDTOOL_SYNC_SPEED_MAX, bytes/s; 0: none */

@@ -103,7 +103,7 @@ static int on_status(void *ctx, struct rt_control_status *st)
 		return -ENOMEM;
 	engine_get_stats(run->e, es);
 	pthread_mutex_lock(&run->sb_lock);
-	snprintf(st->state, sizeof(st->state), "active");
+	snprintf(st->state, sizeof(st->state), run->readonly ? "read-only" : "active");
 	switch (engine_state(run->e)) {
 	case RT_ENGINE_OK:
 		snprintf(st->health, sizeof(st->health), "clean");
@@ -280,6 +280,15 @@ void run_on_failure(uint32_t role, void *ctx)
 	pthread_mutex_lock(&run->sb_lock);
 	snprintf(dev, sizeof(dev), "%s", role < run->as->n_units && run->as->dev[role][0] ?
 		 run->as->dev[role] : "-");
+	if (run->readonly) {
+		/* Recorded in memory only: a read-only start writes no superblock. */
+		run_change_slot(&run->as->sb, &c);
+		pthread_mutex_unlock(&run->sb_lock);
+		rt_log(RT_LOG_WARN, "'%s': unit '%s' (role %u) failed; read-only: its superblocks "
+		       "are left as they are; the array is %s", run->name, dev, role,
+		       role_table_health(&run->as->sb));
+		return;
+	}
 	r = run_sb_update(run, run_change_slot, &c);
 	if (r < 0) {
 		/*
@@ -736,6 +745,16 @@ static int start_thin(struct run *run, struct rt_export_params *xp, const char *
 	char voldir[PATH_MAX];
 	int r;
 
+	if (run->readonly) {
+		/*
+		 * The pool would commit its metadata; read-only, the array's
+		 * own device is all there is (a pool on it stays as it was).
+		 */
+		if (thin_run_probe(run->e) > 0)
+			rt_log(RT_LOG_WARN, "'%s': read-only: its thin pool's volumes are not "
+			       "exported; the array's own device is", run->name);
+		return 0;
+	}
 	r = control_path(run->uuid, "vol", voldir, sizeof(voldir));
 	if (r < 0)
 		return r;
@@ -787,7 +806,7 @@ int run_teardown(struct run *run, char *msg, size_t msglen)
 
 		/* A walk in progress stops first (a rebuild checkpoints as it ends). */
 		engine_walk_cancel(run->e);
-		owed = resync_owed_any(run);
+		owed = !run->readonly && resync_owed_any(run);
 		engine_get_stats(run->e, &st);
 		faulty_before = st.faulty_mask;
 		q = engine_flush(run->e);
@@ -807,7 +826,7 @@ int run_teardown(struct run *run, char *msg, size_t msglen)
 				 role < run->as->n_units && run->as->dev[role][0] ?
 				 run->as->dev[role] : "-", role);
 		}
-		if (q == 0) {
+		if (q == 0 && !run->readonly) {
 			/* Regions still to be resynced stay dirty in the log. */
 			q = engine_dirtylog_clean(run->e);
 			if (q == -EOPNOTSUPP)
@@ -831,7 +850,7 @@ int run_teardown(struct run *run, char *msg, size_t msglen)
 				r = q;
 				snprintf(msg, msglen, "final flush failed: %s", strerror(-q));
 			}
-		} else if (run->as) {
+		} else if (run->as && !run->readonly) {
 			/*
 			 * Not yet synced: the flag and the regions the log keeps
 			 * pinned carry what is left of the initial sync, so the
@@ -875,7 +894,8 @@ static void wait_for_stop(struct run *run)
 			return;
 		}
 		if (k == 0) {
-			resync_owed(run);
+			if (!run->readonly)
+				resync_owed(run);
 			continue;
 		}
 		if (pfd[1].revents & POLLIN)
@@ -1216,11 +1236,14 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 	was_dirty = run->as->sb.state == RT_ARRAY_DIRTY || sb_unsynced(&run->as->sb);
 	for (unsigned role = 0; role < run->as->n_roles; role++)
 		was_dirty = was_dirty || run->as->forced[role];
-	r = assemble_sb_update(run->as, mark_running, run->as);
-	if (r < 0)
-		goto out;
-	dirty = true;
-	r = engine_create(&run->as->sb, run->as->units, run->as->n_roles, &run->e);
+	if (!run->readonly) {
+		r = assemble_sb_update(run->as, mark_running, run->as);
+		if (r < 0)
+			goto out;
+		dirty = true;
+	}
+	r = (run->readonly ? engine_create_readonly : engine_create)(&run->as->sb, run->as->units,
+								     run->as->n_roles, &run->e);
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot start the engine: %s", run->name, strerror(-r));
 		goto out;
@@ -1229,7 +1252,8 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 	if (run->stripe_wait_us >= 0)
 		(void)engine_set_gather_window(run->e, (unsigned)run->stripe_wait_us);
 	run->started = (uint64_t)time(NULL);
-	start_recovery(run, was_dirty);
+	if (!run->readonly)
+		start_recovery(run, was_dirty);
 
 	r = control_path(run->uuid, RT_CONTROL_MNT, path, sizeof(path));
 	if (r < 0)
@@ -1260,6 +1284,7 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 		.blocksize = run->as->sb.array.blocksize,
 	};
 	xp.transport = run->transport;
+	xp.readonly = run->readonly;
 	r = start_thin(run, &xp, link_name);
 	if (r < 0)
 		goto out;
@@ -1292,7 +1317,8 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 	wait_for_stop(run);
 	r = run_teardown(run, msg, sizeof(msg));
 	if (r == 0)
-		rt_log(RT_LOG_INFO, "'%s': stopped; superblocks marked clean", run->name);
+		rt_log(RT_LOG_INFO, "'%s': stopped; %s", run->name, run->readonly ?
+		       "read-only: nothing was written to the units" : "superblocks marked clean");
 	run_remove_files(run, r < 0);
 	control_server_finish(run->cs, r, msg);
 	run->cs = NULL;

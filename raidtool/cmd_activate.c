@@ -10,6 +10,7 @@
 #include <raidtool/lock.h>
 #include "cli.h"
 #include "commands.h"
+#include "activate_scan.h"
 
 /*
  * Under systemd (Type=notify) tell the service manager the device is ready:
@@ -61,7 +62,7 @@ static void print_ready(const char *name, const char *link, const char *dev, voi
 	}
 }
 
-static int foreground = 0, force = 0;
+static int foreground = 0, force = 0, readonly = 0, scan = 0, run_degraded = 0;
 
 static const struct poptOption activate_opts[] = {
 	{ "foreground", 'f', POPT_ARG_NONE, &foreground, 0,
@@ -70,6 +71,14 @@ static const struct poptOption activate_opts[] = {
 	  "start a raid5 that is degraded and was not stopped cleanly; start an "
 	  "array lacking too many roles from units marked faulty or behind "
 	  "(forced assembly: see raidtool(8) for what can be lost)", NULL },
+	{ "readonly", 'r', POPT_ARG_NONE, &readonly, 0,
+	  "write nothing to the units: no superblock update, resync or walk; a "
+	  "read-only block device", NULL },
+	{ "scan", 's', POPT_ARG_NONE, &scan, 0,
+	  "start every complete array found (after attaching the image files listed "
+	  "in /etc/raidtool/units)", NULL },
+	{ "run", 'R', POPT_ARG_NONE, &run_degraded, 0,
+	  "with --scan: start degraded arrays too", NULL },
 	POPT_TABLEEND
 };
 
@@ -80,6 +89,13 @@ static int run_activate(int n, const char **args)
 	struct ready_ctx rc = { .lock_fd = -1 };
 	int r;
 
+	if (scan || run_degraded || n != 1) {
+		/* Boot without udev: activate_scan.c. */
+		r = activate_scan_usage(scan, run_degraded, foreground);
+		if (r < 0)
+			r = activate_scan(run_degraded, readonly, force, args, n);
+		goto out;
+	}
 	r = cli_lock_array(args[0], &rc.lock_fd);
 	if (r >= 0)
 		goto out;
@@ -87,6 +103,7 @@ static int run_activate(int n, const char **args)
 	o.id = args[0];
 	o.foreground = foreground;
 	o.force = force;
+	o.readonly = readonly;
 	o.ready = print_ready;
 	o.arg = &rc;
 	r = activate_array(&o);
@@ -105,6 +122,6 @@ out:
 
 const struct cli_command cmd_activate = {
 	.name = "activate", .run = run_activate, .opts = activate_opts,
-	.args = "NAME|HASHCODE", .min_args = 1, .max_args = 1,
+	.args = "NAME|HASHCODE | --scan [UNIT...]", .min_args = 0, .max_args = -1,
 	.summary = "start an array and show it as /dev/raidtool/NAME",
 };

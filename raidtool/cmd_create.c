@@ -14,7 +14,7 @@ static const struct poptOption create_opts[] = {
 	{ "level", 'l', POPT_ARG_STRING, &level, 0,
 	  "RAID level: linear (or none), 0, 1, 5", "LEVEL" },
 	{ "chunk", 'c', POPT_ARG_STRING, &chunk, 0,
-	  "chunk size, a power of two of at least 4K (default 512K)", "SIZE" },
+	  "chunk size, a power of two from 4K to 64M (default 512K)", "SIZE" },
 	{ "blocksize", 'b', POPT_ARG_STRING, &blocksize, 0,
 	  "logical block size of the array: 512 or 4096 (default)", "BYTES" },
 	{ "desc", 'd', POPT_ARG_STRING, &desc, 0, "description, up to 127 bytes", "TEXT" },

@@ -53,7 +53,9 @@ static void examine_export(const struct rt_sb *sb)
 static int examine_export_array(const char *dev)
 {
 	char name[RT_NAME_MAX + 1], uuid[37];
-	uint8_t u[RT_UUID_SIZE];
+	uint8_t u[RT_UUID_SIZE], byname[RT_UUID_SIZE];
+	struct rt_control_probe p;
+	const char *base;
 
 	if (control_array_of_device(dev, name, sizeof(name), u) < 0)
 		return EXIT_NOTFOUND;
@@ -61,6 +63,15 @@ static int examine_export_array(const char *dev)
 	printf("RAIDTOOL_TYPE=array\n");
 	printf("RAIDTOOL_NAME=%s\n", name);
 	printf("RAIDTOOL_UUID=%s\n", uuid);
+	/*
+	 * The engine's own /dev/raidtool/ link name, so that udev makes it too
+	 * (systemd waits for .device units udev knows): NAME while the array
+	 * holds its name, else the one the engine wrote (HASHCODE).
+	 */
+	if (control_name_lookup(name, byname) == 0 && !memcmp(byname, u, RT_UUID_SIZE))
+		printf("RAIDTOOL_LINK=%s\n", name);
+	else if (control_probe(u, &p) == 0 && (base = strrchr(p.link, '/')) && base[1])
+		printf("RAIDTOOL_LINK=%s\n", base + 1);
 	return -1;
 }
 

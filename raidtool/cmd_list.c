@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <raidtool/control.h>
+#include <raidtool/overview.h>
 #include <raidtool/scan.h>
 #include "cli.h"
 #include "commands.h"
@@ -65,26 +67,119 @@ static const char *array_state(const struct rt_scan_array *a, struct rt_control_
 	return sb_array_state_name(a->sb.state);
 }
 
-static void list_arrays_text(const struct rt_scan *s)
+/* The columns of the array listing (-o), as lsblk and losetup take them. */
+enum list_column {
+	COL_NAME, COL_HASHCODE, COL_LEVEL, COL_UNITS, COL_SIZE, COL_STATE, COL_HEALTH,
+	COL_DEVICE, COL_UUID, N_COLUMNS
+};
+
+static const struct {
+	const char *name;
+	int width;
+} list_columns[N_COLUMNS] = {
+	[COL_NAME] = { "NAME", 20 },		[COL_HASHCODE] = { "HASHCODE", 8 },
+	[COL_LEVEL] = { "LEVEL", 7 },		[COL_UNITS] = { "UNITS", 7 },
+	[COL_SIZE] = { "SIZE", 10 },		[COL_STATE] = { "STATE", 10 },
+	[COL_HEALTH] = { "HEALTH", 8 },		[COL_DEVICE] = { "DEVICE", 0 },
+	[COL_UUID] = { "UUID", 36 },
+};
+
+#define LIST_DEFAULT_COLUMNS "NAME,HASHCODE,LEVEL,UNITS,SIZE,STATE,HEALTH,DEVICE"
+
+struct list_format {
+	int cols[N_COLUMNS * 4];	/* a column may be asked for twice */
+	int n_cols;
+	bool header;
+	bool raw;			/* one space between fields, blanks escaped as \x20 */
+};
+
+/* -o COLUMNS: comma-separated names, any case. -1, else the usage exit code. */
+static int parse_columns(const char *spec, struct list_format *f)
+{
+	char *copy = strdup(spec), *save = NULL, *tok;
+	int r = -1;
+
+	if (!copy)
+		return cli_fail(-ENOMEM, "list");
+	f->n_cols = 0;
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		int c;
+
+		for (c = 0; c < N_COLUMNS && strcasecmp(tok, list_columns[c].name); c++)
+			;
+		if (c == N_COLUMNS) {
+			r = cli_usage_error("list", "-o: unknown column '%s' (columns: NAME, HASHCODE, "
+					    "LEVEL, UNITS, SIZE, STATE, HEALTH, DEVICE, UUID)", tok);
+			break;
+		}
+		if (f->n_cols == (int)(sizeof(f->cols) / sizeof(f->cols[0]))) {
+			r = cli_usage_error("list", "-o: too many columns");
+			break;
+		}
+		f->cols[f->n_cols++] = c;
+	}
+	if (r < 0 && f->n_cols == 0)
+		r = cli_usage_error("list", "-o: no column named");
+	free(copy);
+	return r;
+}
+
+static void print_field(const struct list_format *f, int i, const char *v)
+{
+	bool last = i == f->n_cols - 1;
+
+	if (f->raw) {
+		if (i)
+			putchar(' ');
+		for (; *v; v++)
+			if (*v == ' ' || *v == '\\')
+				printf("\\x%02x", (unsigned char)*v);
+			else
+				putchar(*v);
+	} else {
+		if (i)
+			putchar(' ');
+		if (last)
+			fputs(v, stdout);
+		else
+			printf("%-*s", list_columns[f->cols[i]].width, v);
+	}
+}
+
+static void list_arrays_text(const struct rt_scan *s, const struct list_format *f)
 {
 	char size[32];
 
-	printf("%-20s %-8s %-7s %-7s %-10s %-10s %s\n", "NAME", "HASHCODE", "LEVEL", "UNITS",
-	       "SIZE", "STATE", "DEVICE");
+	if (f->header) {
+		for (int i = 0; i < f->n_cols; i++)
+			print_field(f, i, list_columns[f->cols[i]].name);
+		putchar('\n');
+	}
 	for (size_t i = 0; i < s->n_arrays; i++) {
 		const struct rt_scan_array *a = &s->arrays[i];
 		struct rt_control_probe run;
 		struct sync_progress sp;
-		char buf[40];
-		const char *state = array_state(a, &run, buf, sizeof(buf), &sp);
-		char units[16];
+		char buf[40], units[16], hash[16], uuid[37];
+		const char *v[N_COLUMNS];
 
+		v[COL_STATE] = array_state(a, &run, buf, sizeof(buf), &sp);
 		cli_format_size(describe_array_bytes(&a->sb), size, sizeof(size));
 		snprintf(units, sizeof(units), "%u/%u", a->n_present_roles, a->sb.array.n_devices);
-		printf("%-20s %08x %-7s %-7s %-10s %-10s %s%s\n", a->sb.array.name,
-		       a->sb.array.hashcode, sb_level_name(a->sb.array.level), units, size, state,
-		       run.state == RT_CONTROL_ACTIVE && run.link[0] ? run.link : "-",
-		       a->duplicate_name ? "  (name shared: use the hashcode)" : "");
+		snprintf(hash, sizeof(hash), "%08x", a->sb.array.hashcode);
+		cli_format_uuid(a->sb.array.uuid, uuid);
+		v[COL_NAME] = a->sb.array.name;
+		v[COL_HASHCODE] = hash;
+		v[COL_LEVEL] = sb_level_name(a->sb.array.level);
+		v[COL_UNITS] = units;
+		v[COL_SIZE] = size;
+		v[COL_HEALTH] = overview_health_name(overview_scan_health(a, &run));
+		v[COL_DEVICE] = run.state == RT_CONTROL_ACTIVE && run.link[0] ? run.link : "-";
+		v[COL_UUID] = uuid;
+		for (int c = 0; c < f->n_cols; c++)
+			print_field(f, c, v[f->cols[c]]);
+		if (a->duplicate_name && !f->raw)
+			printf("  (name shared: use the hashcode)");
+		putchar('\n');
 	}
 }
 
@@ -108,6 +203,7 @@ static void list_arrays_json(const struct rt_scan *s)
 		json_u64(&j, "units_found", a->n_units);
 		json_u64(&j, "units_stale", a->n_stale);
 		json_str(&j, "status", state);
+		json_str(&j, "health", overview_health_name(overview_scan_health(a, &run)));
 		json_u64(&j, "sync_regions_left", sp.left);
 		json_u64(&j, "sync_regions_total", sp.total);
 		json_bool(&j, "active", active);
@@ -167,22 +263,39 @@ static void list_units_json(const struct rt_scan_array *a)
 	json_finish(&j);
 }
 
-static const char *units_of = NULL;
-static int as_json = 0;
+static const char *units_of = NULL, *columns = NULL;
+static int as_json = 0, noheadings = 0, raw = 0;
 
 static const struct poptOption list_opts[] = {
 	{ "units", 'u', POPT_ARG_STRING, &units_of, 0,
 	  "list the units of one array, with role and state", "NAME|HASHCODE" },
 	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
+	{ "output", 'o', POPT_ARG_STRING, &columns, 0,
+	  "the columns to print, comma-separated: NAME, HASHCODE, LEVEL, UNITS, SIZE, "
+	  "STATE, HEALTH, DEVICE, UUID", "COLUMNS" },
+	{ "noheadings", 'n', POPT_ARG_NONE, &noheadings, 0, "no header line", NULL },
+	{ "raw", 0, POPT_ARG_NONE, &raw, 0,
+	  "one space between fields, blanks in them escaped as \\x20 (for scripts)", NULL },
 	POPT_TABLEEND
 };
 
 static int run_list(int n, const char **args)
 {
 	const struct rt_scan_array *a;
+	struct list_format fmt = { .header = true };
 	struct rt_scan *s = NULL;
 	int r;
 
+	if ((columns || noheadings || raw) && (units_of || as_json)) {
+		r = cli_usage_error("list", "-o, -n and --raw shape the text list of arrays: not "
+				    "with --units or --json");
+		goto out;
+	}
+	r = parse_columns(columns ? columns : LIST_DEFAULT_COLUMNS, &fmt);
+	if (r >= 0)
+		goto out;
+	fmt.header = !noheadings;
+	fmt.raw = raw;
 	r = scan_devices(&s);
 	if (r < 0) {
 		r = cli_fail(r, "cannot scan block devices");
@@ -199,7 +312,7 @@ static int run_list(int n, const char **args)
 	} else if (as_json) {
 		list_arrays_json(s);
 	} else {
-		list_arrays_text(s);
+		list_arrays_text(s, &fmt);
 	}
 	r = EXIT_OK;
 out:

@@ -5,75 +5,13 @@
 #include <string.h>
 #include <unistd.h>
 #include <raidtool/control.h>
+#include <raidtool/overview.h>
 #include <raidtool/scan.h>
 #include "cli.h"
 #include "commands.h"
 #include "describe.h"
+#include "status_all.h"
 #include "json-out.h"
-
-static int cmp_slot(const void *a, const void *b)
-{
-	const struct rt_control_unit *x = a, *y = b;
-
-	return x->slot < y->slot ? -1 : x->slot > y->slot;
-}
-
-/*
- * An inactive array as the scan sees it, in the shape a running engine
- * reports: the units found (fresh, stale, conflicting) and missing roles.
- */
-static void status_from_scan(const struct rt_scan_array *a, struct rt_control_status *st)
-{
-	const struct rt_sb *sb = &a->sb;
-	bool present[RT_MAX_UNITS] = { false };
-	unsigned n = 0;
-
-	memset(st, 0, sizeof(*st));
-	snprintf(st->state, sizeof(st->state), "inactive");
-	snprintf(st->name, sizeof(st->name), "%s", sb->array.name);
-	memcpy(st->uuid, sb->array.uuid, RT_UUID_SIZE);
-	st->hashcode = sb->array.hashcode;
-	st->level = sb->array.level;
-	st->nblocks = sb->array.nblocks;
-	st->blocksize = sb->array.blocksize;
-	st->size = sb->array.nblocks * sb->array.blocksize;
-	st->chunk_size = sb->array.chunk_size;
-	st->n_devices = sb->array.n_devices;
-	st->events = sb->events;
-	st->array_state = sb->state;
-	st->unsynced = sb_unsynced(sb);
-	for (size_t i = 0; i < a->n_units && n < RT_MAX_UNITS; i++) {
-		const struct rt_scan_unit *u = a->units[i];
-		struct rt_control_unit *cu = &st->units[n++];
-		uint32_t slot = u->sb.unit.slot;
-		const char *state;
-
-		if (!scan_unit_usable(u))
-			state = scan_unit_class_name(u->cls);
-		else
-			state = sb_slot_state_name(sb->slots[slot].state);
-		if (slot < RT_MAX_UNITS && !strcmp(state, "active"))
-			present[slot] = true;
-		cu->slot = slot;
-		snprintf(cu->device, sizeof(cu->device), "%s", u->dev);
-		memcpy(cu->uuid, u->sb.unit.uuid, RT_UUID_SIZE);
-		cu->hashcode = u->sb.unit.hashcode;
-		snprintf(cu->state, sizeof(cu->state), "%s", state);
-	}
-	for (uint32_t r = 0; r < sb->array.n_devices && r < RT_MAX_UNITS && n < RT_MAX_UNITS; r++) {
-		struct rt_control_unit *cu;
-
-		if (present[r])
-			continue;
-		cu = &st->units[n++];
-		cu->slot = r;
-		memcpy(cu->uuid, sb->slots[r].uuid, RT_UUID_SIZE);
-		cu->hashcode = sb->slots[r].hashcode;
-		snprintf(cu->state, sizeof(cu->state), "missing");
-	}
-	st->n_units = n;
-	qsort(st->units, n, sizeof(st->units[0]), cmp_slot);
-}
 
 static const char *role_of(const struct rt_control_status *st, uint32_t slot, char *buf,
 			   size_t len)
@@ -343,10 +281,13 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 	json_finish(&j);
 }
 
-static int as_json = 0;
+static int as_json = 0, test = 0;
 
 static const struct poptOption status_opts[] = {
 	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
+	{ "test", 't', POPT_ARG_NONE, &test, 0,
+	  "exit status from the health: 0 clean, 1 degraded, 2 failed or dead, "
+	  "4 no such array", NULL },
 	POPT_TABLEEND
 };
 
@@ -360,6 +301,12 @@ static int run_status(int n, const char **args)
 	const char *name;
 	int r;
 
+	if (n == 0) {
+		/* Every array the machine knows: status_all.c. */
+		r = test ? cli_usage_error("status", "--test: name the array to test") :
+			   status_all(as_json);
+		goto out;
+	}
 	st = calloc(1, sizeof(*st));
 	if (!st) {
 		r = cli_fail(-ENOMEM, "status");
@@ -367,12 +314,14 @@ static int run_status(int n, const char **args)
 	}
 	/* A scan, so that a name two arrays share is refused, naming both. */
 	r = cli_scan_lookup(args[0], &s, &a);
+	if (r == EXIT_NOTFOUND && test)
+		r = STATUS_TEST_MISSING;
 	if (r >= 0)
 		goto out;
 	name = a->sb.array.name;
 	if (control_probe(a->sb.array.uuid, &p) == 0 && p.state == RT_CONTROL_ACTIVE)
 		goto running;
-	status_from_scan(a, st);
+	overview_status_from_scan(a, st);
 	goto print;
 running:
 	r = control_status_wait(a->sb.array.uuid, name, st, &p);
@@ -389,7 +338,7 @@ print:
 		print_json(st, &p);
 	else
 		print_text(st, &p);
-	r = EXIT_OK;
+	r = test ? (int)overview_health(a, st, &p) : EXIT_OK;
 out:
 	free(st);
 	scan_free(s);
@@ -398,6 +347,6 @@ out:
 
 const struct cli_command cmd_status = {
 	.name = "status", .run = run_status, .opts = status_opts,
-	.args = "NAME|HASHCODE", .min_args = 1, .max_args = 1,
+	.args = "[NAME|HASHCODE]", .min_args = 0, .max_args = 1,
 	.summary = "show an array's state, units, block device and I/O counters",
 };

@@ -28,5 +28,6 @@ extern const struct cli_command cmd_wait;
 extern const struct cli_command cmd_incremental;
 extern const struct cli_command cmd_pool;
 extern const struct cli_command cmd_vol;
+extern const struct cli_command cmd_monitor;
 
 #endif

@@ -30,6 +30,7 @@ static const struct cli_command *const commands[] = {
 	&cmd_remove,
 	&cmd_tune,
 	&cmd_check,
+	&cmd_monitor,
 	&cmd_wait,
 	&cmd_incremental,
 	&cmd_pool,

@@ -28,6 +28,12 @@ struct rt_activate_opts {
 	 * so the missing role's blocks there may be reconstructed wrong.
 	 */
 	bool force;
+	/*
+	 * Read-only (recovery, forensics): no superblock is written, no
+	 * resync, rebuild or check runs, the block device is read-only and
+	 * every write to the array fails with EROFS.
+	 */
+	bool readonly;
 };
 
 /*

@@ -68,6 +68,14 @@ enum rt_role_state {
 int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 		  unsigned n_units, struct rt_engine **out);
 
+/*
+ * The same for activate --readonly: nothing is ever written to a unit (the
+ * dirty-region log is read, never written); every write, write map and
+ * discard fails with -EROFS.
+ */
+int engine_create_readonly(const struct rt_sb *sb, struct rt_unit *const *units,
+			   unsigned n_units, struct rt_engine **out);
+
 /* Whole-length transfers: 0 or a negative errno. @off and @len need no alignment. */
 int engine_read(struct rt_engine *e, void *buf, size_t len, uint64_t off);
 int engine_write(struct rt_engine *e, const void *buf, size_t len, uint64_t off);

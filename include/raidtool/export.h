@@ -28,6 +28,7 @@ struct rt_export_params {
 	unsigned threads;		/* FUSE worker threads; 0: the default */
 	enum rt_fuse_transport transport;	/* RT_FUSE_AUTO: io_uring when possible */
 	const struct rt_fuse_backend *backend;	/* serves the file instead of the engine */
+	bool readonly;			/* a read-only loop device (activate --readonly) */
 };
 
 /*

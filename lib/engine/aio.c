@@ -252,6 +252,8 @@ int engine_read_map(struct rt_engine *e, void *buf, size_t len, uint64_t off,
 int engine_write_map(struct rt_engine *e, const void *buf, size_t len, uint64_t off,
 		     struct engine_aio *ar)
 {
+	if (e->readonly)
+		return -EROFS;
 	return engine_aio_map(e, true, (void *)(uintptr_t)buf, len, off, ar);
 }
 

@@ -285,8 +285,8 @@ void engine_get_stats(struct rt_engine *e, struct rt_engine_stats *st)
 	st->state = engine_state(e);
 }
 
-int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
-		  unsigned n_units, struct rt_engine **out)
+static int create_engine(const struct rt_sb *sb, struct rt_unit *const *units,
+			 unsigned n_units, bool readonly, struct rt_engine **out)
 {
 	uint64_t role_size[RT_MAX_UNITS] = { 0 };
 	struct rt_engine *e = NULL;
@@ -305,6 +305,7 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
+	e->readonly = readonly;
 	pthread_mutex_init(&e->pool_mu, NULL);
 	pthread_cond_init(&e->pool_cond, NULL);
 	pthread_mutex_init(&e->fail_mu, NULL);
@@ -397,6 +398,18 @@ int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
 fail:
 	engine_destroy(e);
 	return ret;
+}
+
+int engine_create(const struct rt_sb *sb, struct rt_unit *const *units,
+		  unsigned n_units, struct rt_engine **out)
+{
+	return create_engine(sb, units, n_units, false, out);
+}
+
+int engine_create_readonly(const struct rt_sb *sb, struct rt_unit *const *units,
+			   unsigned n_units, struct rt_engine **out)
+{
+	return create_engine(sb, units, n_units, true, out);
 }
 
 void engine_destroy(struct rt_engine *e)

@@ -75,6 +75,10 @@ static int dl_io(struct rt_engine *e, struct engine_ctx *c, bool write_log)
 	struct engine_dl *dl = e->dl;
 	int ret = 0;
 
+	/* Read-only: the log stays as the units hold it (nothing is written to mark). */
+	if (e->readonly)
+		return 0;
+
 	if (write_log) {
 		ret = dirtylog_encode(dl->log, atomic_load(&dl->events), ++dl->seq,
 				      dl->events_cleared, dl->buf, dl->len);

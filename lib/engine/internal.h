@@ -297,6 +297,8 @@ struct rt_engine {
 	 * fails. Loaded before @faulty, stored after it: see the write path.
 	 */
 	_Atomic uint64_t rebuild;
+	/* engine_create_readonly: every write, discard and write-zeroes is EROFS. */
+	bool readonly;
 	struct rt_unit *unit[RT_MAX_UNITS];
 	pthread_mutex_t admin_mu;	/* attach/detach: one drain at a time */
 	pthread_mutex_t fail_mu;

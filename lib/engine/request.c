@@ -313,6 +313,8 @@ int engine_write(struct rt_engine *e, const void *buf, size_t len, uint64_t off)
 
 	if (!e || (!buf && len))
 		return -EINVAL;
+	if (e->readonly)
+		return -EROFS;
 	ret = engine_check_range(e, len, off);
 	if (ret || len == 0)
 		return ret;
@@ -384,6 +386,8 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len)
 	struct engine_ctx *c;
 	int ret;
 
+	if (e && e->readonly)
+		return -EROFS;
 	if (!e || off > e->size || len > e->size - off)
 		return -EINVAL;
 	if (len == 0)

@@ -180,7 +180,7 @@ wait_holds_open() {
 	[ "$(jq -r .pid <<<"$entry")" = "$(engine_pid)" ]
 	run --separate-stderr raidtool list
 	assert_success
-	assert_line --regexp "^$NAME +[0-9a-f]{8} +raid1 +2/2 .* active +$DEV"
+	assert_line --regexp "^$NAME +[0-9a-f]{8} +raid1 +2/2 .* active +clean +$DEV"
 	run raidtool deactivate "$NAME"
 	assert_success
 	run --separate-stderr raidtool list --json

@@ -518,11 +518,11 @@ assert_refused() {
 	new_array "$NAME" 5 3
 	run --separate-stderr raidtool list
 	assert_success
-	[[ ${lines[0]} == NAME*HASHCODE*LEVEL*UNITS*SIZE*STATE*DEVICE ]]
+	[[ ${lines[0]} == NAME*HASHCODE*LEVEL*UNITS*SIZE*STATE*HEALTH*DEVICE ]]
 	local line
 	line=$(grep "^$NAME " <<<"$output")
 	# A new raid5 (no --assume-clean) owes its initial sync.
-	[[ $line =~ ^$NAME\ +$HASH\ raid5\ +3/3\ +[0-9.]+\ MiB\ +unsynced\ +-$ ]] || fail "line: $line"
+	[[ $line =~ ^$NAME\ +$HASH\ raid5\ +3/3\ +[0-9.]+\ MiB\ +unsynced\ +clean\ +-$ ]] || fail "line: $line"
 	run raidtool list --json
 	assert_success
 	local e
@@ -545,7 +545,7 @@ assert_refused() {
 	[ "$(list_field "$NAME" .units_present)" -eq 2 ]
 	[ "$(list_field "$NAME" .status)" = incomplete ]
 	run raidtool list
-	[[ $(grep "^$NAME " <<<"$output") =~ \ 2/3\ .*incomplete\ +-$ ]]
+	[[ $(grep "^$NAME " <<<"$output") =~ \ 2/3\ .*incomplete\ +degraded\ +-$ ]]
 }
 
 @test "list --units NAME|HASHCODE shows each unit's role, state and backing file" {

@@ -447,3 +447,45 @@ data_ok() {
 	run raidtool incremental --scan "$dev"
 	assert_failure 2
 }
+
+@test "udevadm test: a running array's block device gets /dev/raidtool/NAME from the rule too" {
+	prepare_array "$NAME" 1 2
+	attach "$TESTDIR/$NAME-0.img"
+	attach "$TESTDIR/$NAME-1.img"
+	run raidtool activate "$NAME"
+	assert_success
+	install_rule 0
+	dev=$(readlink -f "/dev/raidtool/$NAME")
+	run raidtool examine --export "$dev"
+	assert_success
+	assert_line "RAIDTOOL_LINK=$NAME"
+	run udevadm test --action=change "/sys/class/block/${dev#/dev/}"
+	assert_success
+	assert_output --regexp "(DEVLINKS|SYMLINK|link).*raidtool/$NAME"
+	run raidtool deactivate "$NAME"
+	assert_success
+	# Its loop device is gone: nothing of raidtool's left for the rule.
+	run raidtool examine --export "$dev"
+	refute_output --partial RAIDTOOL_LINK
+}
+
+@test "systemd-analyze verify: the array and monitor services are valid; the array's is ordered before local mounts" {
+	command -v systemd-analyze >/dev/null || require "needs systemd-analyze (Debian package systemd)"
+	local d=$TESTDIR/units f
+	mkdir -p "$d"
+	for f in "$TOP"/udev/*.service "$TOP"/udev/*.timer; do
+		sed "s|@SBINDIR@|$(dirname "$RAIDTOOL_BIN")|g" "$f" >"$d/${f##*/}"
+	done
+	cp "$d/raidtool@.service" "$d/raidtool@$NAME.service"
+	cp "$d/raidtool-last-resort@.timer" "$d/raidtool-last-resort@$NAME.timer"
+	run systemd-analyze verify --man=no "$d/raidtool@$NAME.service" \
+		"$d/raidtool-monitor.service" "$d/raidtool-last-resort@$NAME.timer"
+	assert_success
+	assert_output ""
+	# Shutdown stops units in the reverse order: mounts (after
+	# local-fs-pre.target) go first, then the engine, which marks clean.
+	run grep -E '^Before=.*local-fs-pre\.target' "$d/raidtool@.service"
+	assert_success
+	run grep -E '^ExecStart=.*raidtool monitor --scan --syslog' "$d/raidtool-monitor.service"
+	assert_success
+}
