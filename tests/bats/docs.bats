@@ -17,7 +17,7 @@ help_vs_man() {
 import re, subprocess, sys
 rt, man = sys.argv[1], sys.argv[2]
 def run(*a):
-    p = subprocess.run([rt, *a], capture_output=True, text=True)
+    p = subprocess.run([rt, *' '.join(a).split()], capture_output=True, text=True)
     return p.stdout
 top = run('--help')
 cmds = []
@@ -51,15 +51,27 @@ for line in src:
 bad = []
 # A command's own options, and the common ones every command takes after its
 # name (cli_run), which raidtool(8) describes once, under OPTIONS.
+# A command with subcommands (pool, vol): the options of all of them, which
+# its one raidtool(8) section describes.
 def help_opts(c):
     out = run(c, '--help')
     own, common = set(), set()
+    subs = []
     opts = own
     for line in out.splitlines():
         if line.startswith('Common options:'):
             opts = common; continue
+        if line.startswith('Subcommands:'):
+            opts = None; continue
+        if opts is None:
+            m = re.match(r'^  ([a-z][a-z-]*)\s', line)
+            if m: subs.append(m.group(1))
+            continue
         m = re.match(r'^\s+(?:-\S, )?(--[a-z][a-z0-9-]*)', line)
         if m: opts.add(m.group(1))
+    for sub in subs:
+        o, k = help_opts(c + ' ' + sub)
+        own |= o; common |= k
     return own - {'--help', '--usage'}, common
 options_text = []
 cur_sh = None
