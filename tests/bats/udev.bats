@@ -147,11 +147,12 @@ waiters_done() {
 	fail "a waiter is still counting: $(ls "$RAIDTOOL_RUNDIR")"
 }
 
-# Until our udevd has no worker left (it kills idle ones after 3 s).
+# Until our udevd has no worker left (it kills idle ones after 3 s; on a busy
+# machine its workers also serve the other loop devices' events, so allow 30 s).
 workers_gone() {
 	local udevd
 	udevd=$(cat "$TESTDIR/udevd.pid")
-	for _ in $(seq 150); do
+	for _ in $(seq 300); do
 		pgrep -P "$udevd" >/dev/null || return 0
 		sleep 0.1
 	done
