@@ -135,8 +135,16 @@ attach_strace() {
 }
 
 # detach_strace: stop strace (it detaches, or already left with the dead engine).
+# A strace whose killed engine kept an io_uring worker thread for a while can
+# sit in wait4 on the zombie and not act on TERM: KILL it after 5 s (the
+# kernel detaches the tracees; a zombie is then reaped).
 detach_strace() {
 	kill -TERM "$SPID" 2>/dev/null || true
+	for _ in $(seq 50); do
+		kill -0 "$SPID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$SPID" 2>/dev/null || true
 	wait "$SPID" 2>/dev/null || true
 }
 
