@@ -78,7 +78,8 @@ stream_verify() {
 	# Written whole, acknowledged and flushed (fio's closing fsync).
 	run stream_write 0 24M --end_fsync=1
 	assert_success
-	read -r full merged _ <<<"$(counters)"
+	read -r full merged rmw rcw _ <<<"$(counters)"
+	echo "full $full merged $merged rmw $rmw rcw $rcw"
 	[ "$full" -eq 16 ]
 	[ "$merged" -eq 16 ]
 	# A second stream, killed in the middle of its gathered stripes.
