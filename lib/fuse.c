@@ -42,6 +42,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
@@ -118,6 +119,17 @@ struct ring_queue {
 	unsigned qid;
 	struct io_uring ring;
 	bool ring_ok, started;
+	/*
+	 * Created disabled (IORING_SETUP_R_DISABLED) with SINGLE_ISSUER and
+	 * DEFER_TASKRUN: the queue's thread enables it, and is then its only
+	 * submitter; completions run as its own task work when it asks for
+	 * them, without waking it for each one.
+	 */
+	bool single_issuer;
+	/* The entries' payload buffers are registered: unit I/O into them is READ_FIXED/WRITE_FIXED. */
+	bool fixed_payload;
+	/* /dev/fuse is the ring's registered file 0: commits skip the descriptor lookup. */
+	bool fixed_fuse;
 	/*
 	 * Guards the SQ. Only the queue's thread submits on its ring (it
 	 * waits for completions holding sq_mu): workers hand their replies
@@ -665,7 +677,12 @@ static void ring_prep(struct io_uring_sqe *sqe, struct ring_ent *ent, uint32_t c
 
 	memset(sqe, 0, 2 * sizeof(*sqe));	/* a 128-byte SQE */
 	sqe->opcode = IORING_OP_URING_CMD;
-	sqe->fd = ent->q->f->fd;
+	if (ent->q->fixed_fuse) {
+		sqe->fd = 0;
+		sqe->flags = IOSQE_FIXED_FILE;
+	} else {
+		sqe->fd = ent->q->f->fd;
+	}
 	sqe->cmd_op = cmd;
 	io_uring_sqe_set_data(sqe, ent);
 	if (cmd == FUSE_IO_URING_CMD_REGISTER) {
@@ -945,6 +962,14 @@ static bool aio_start(struct ring_ent *ent)
 	return true;
 }
 
+/* Whether [@buf, @buf + @len) lies in @ent's payload buffer (registered buffer number ent - q->ents). */
+static bool in_payload(const struct ring_ent *ent, const void *buf, size_t len)
+{
+	uintptr_t b = (uintptr_t)buf, p = (uintptr_t)ent->payload;
+
+	return b >= p && len <= ent->q->f->payload_size && b - p <= ent->q->f->payload_size - len;
+}
+
 /* Queue the unit I/O of the entry's mapped round on the queue's ring. */
 static void aio_submit(struct ring_ent *ent)
 {
@@ -962,10 +987,19 @@ static void aio_submit(struct ring_ent *ent)
 		if (!sqe)
 			break;
 		ent->uio[i] = (struct ring_uio){ ent, io->len };
-		if (io->write)
+		if (q->fixed_payload && in_payload(ent, io->buf, io->len)) {
+			/* No page pinning per I/O: the buffer's pages are the ring's already. */
+			if (io->write)
+				io_uring_prep_write_fixed(sqe, io->fd, io->buf, io->len, io->off,
+							  (int)(ent - q->ents));
+			else
+				io_uring_prep_read_fixed(sqe, io->fd, io->buf, io->len, io->off,
+							 (int)(ent - q->ents));
+		} else if (io->write) {
 			io_uring_prep_write(sqe, io->fd, io->buf, io->len, io->off);
-		else
+		} else {
 			io_uring_prep_read(sqe, io->fd, io->buf, io->len, io->off);
+		}
 		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&ent->uio[i] | 1);
 	}
 	pthread_mutex_unlock(&q->sq_mu);
@@ -1024,9 +1058,22 @@ static void *queue_main(void *arg)
 	struct ring_queue *q = arg;
 	struct rt_fuse *f = q->f;
 	unsigned live = f->depth;
-	bool wait = true;
+	bool wait = true, reg_ring;
 
 	thread_queue = q;
+	if (q->single_issuer) {
+		/* liburing 2.3 declares io_uring_enable_rings but does not export it. */
+		int er = (int)syscall(__NR_io_uring_register, q->ring.ring_fd,
+				      IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+
+		if (er < 0) {
+			ring_register_failed(q, -errno);
+			serving_ended(f);
+			return NULL;
+		}
+	}
+	/* io_uring_enter then skips the descriptor lookup (per thread: this one's). */
+	reg_ring = io_uring_register_ring_fd(&q->ring) == 1;
 	ring_watch_done(q);
 	for (unsigned i = 0; i < f->depth; i++)
 		ring_submit(&q->ents[i], FUSE_IO_URING_CMD_REGISTER);
@@ -1094,6 +1141,8 @@ static void *queue_main(void *arg)
 			       strerror(-res));
 		live--;
 	}
+	if (reg_ring)
+		io_uring_unregister_ring_fd(&q->ring);
 	serving_ended(f);
 	return NULL;
 }
@@ -1130,6 +1179,55 @@ static unsigned possible_cpus(void)
 	return n > 0 ? (unsigned)n : 1;
 }
 
+/*
+ * The queue's ring. Completions (FUSE requests, unit I/O) reach the queue's
+ * thread as task work. Best: DEFER_TASKRUN (run when the thread waits for
+ * completions anyway, a wake-up only when one is due; needs SINGLE_ISSUER,
+ * and R_DISABLED so that the queue's thread, not this one, becomes the
+ * submitter). Else COOP_TASKRUN: cooperatively, when it next enters the
+ * kernel, rather than by an interrupt while it runs. TASKRUN_FLAG lets
+ * liburing's peek see that some is pending.
+ */
+static int ring_create(struct ring_queue *q)
+{
+	static const unsigned modes[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED |
+			IORING_SETUP_TASKRUN_FLAG,
+		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+		0,
+	};
+	struct io_uring_params params;
+	int r = -EINVAL;
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]) && r == -EINVAL; i++) {
+		memset(&params, 0, sizeof(params));
+		params.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE | modes[i];
+		params.cq_entries = RING_CQ_ENTRIES;
+		r = io_uring_queue_init_params(RING_SQ_ENTRIES, &q->ring, &params);
+		q->single_issuer = r == 0 && (modes[i] & IORING_SETUP_SINGLE_ISSUER);
+	}
+	return r;
+}
+
+/*
+ * Register what every request uses: /dev/fuse (commits) and the entries'
+ * payload buffers (unit I/O into them). Either is an optimisation only: a
+ * failure (RLIMIT_MEMLOCK without CAP_IPC_LOCK, say) leaves the plain way.
+ */
+static void ring_register(struct ring_queue *q)
+{
+	struct rt_fuse *f = q->f;
+	struct iovec *iov = calloc(f->depth, sizeof(*iov));
+
+	q->fixed_fuse = io_uring_register_files(&q->ring, &f->fd, 1) == 0;
+	if (!iov)
+		return;
+	for (unsigned i = 0; i < f->depth; i++)
+		iov[i] = q->ents[i].iov[1];
+	q->fixed_payload = io_uring_register_buffers(&q->ring, iov, f->depth) == 0;
+	free(iov);
+}
+
 /* Rings and buffers for every queue, before INIT is answered (so a failure can fall back). */
 static int ring_setup(struct rt_fuse *f)
 {
@@ -1149,7 +1247,6 @@ static int ring_setup(struct rt_fuse *f)
 		return -ENOMEM;
 	for (unsigned qi = 0; qi < f->n_queues; qi++) {
 		struct ring_queue *q = &f->queues[qi];
-		struct io_uring_params params;
 
 		q->f = f;
 		q->qid = qi;
@@ -1161,23 +1258,7 @@ static int ring_setup(struct rt_fuse *f)
 		q->ents = calloc(f->depth, sizeof(*q->ents));
 		if (!q->ents)
 			return -ENOMEM;
-		/*
-		 * Completions (FUSE requests, unit I/O) reach the queue's thread
-		 * as task work: cooperatively, when it next enters the kernel,
-		 * rather than by an interrupt while it runs (TASKRUN_FLAG lets
-		 * liburing's peek see that some is pending).
-		 */
-		memset(&params, 0, sizeof(params));
-		params.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN |
-			       IORING_SETUP_TASKRUN_FLAG;
-		params.cq_entries = RING_CQ_ENTRIES;
-		r = io_uring_queue_init_params(RING_SQ_ENTRIES, &q->ring, &params);
-		if (r == -EINVAL) {
-			memset(&params, 0, sizeof(params));
-			params.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE;
-			params.cq_entries = RING_CQ_ENTRIES;
-			r = io_uring_queue_init_params(RING_SQ_ENTRIES, &q->ring, &params);
-		}
+		r = ring_create(q);
 		if (r < 0)
 			return r;
 		q->ring_ok = true;
@@ -1195,6 +1276,7 @@ static int ring_setup(struct rt_fuse *f)
 			ent->iov[0] = (struct iovec){ ent->hdr, sizeof(*ent->hdr) };
 			ent->iov[1] = (struct iovec){ ent->payload, f->payload_size };
 		}
+		ring_register(q);
 	}
 	return 0;
 }
