@@ -408,6 +408,55 @@ static bool verb_takes_force(enum rt_control_verb verb)
 	return verb == RT_VERB_FAIL || verb == RT_VERB_ADD;
 }
 
+/* ---- the status's names (one table each, both ends) --------------------- */
+
+static const char *const health_names[RT_HEALTH_COUNT] = {
+	[RT_HEALTH_NONE] = "",
+	[RT_HEALTH_OK] = "clean",
+	[RT_HEALTH_DEGRADED] = "degraded",
+	[RT_HEALTH_FAILED] = "failed",
+};
+
+static const char *const walk_names[] = {
+	[RT_WALK_NONE] = "",
+	[RT_WALK_RECOVER] = "rebuilding",
+	[RT_WALK_RESYNC] = "resyncing",
+	[RT_WALK_CHECK] = "checking",
+	[RT_WALK_REPAIR] = "repairing",
+};
+
+/* The entries of a table. */
+#define N_ENTRIES(t) (sizeof(t) / sizeof((t)[0]))
+
+/* The index of @name in @names, or 0 (the "" entry) for NULL or an unknown name. */
+static unsigned name_index(const char *const *names, size_t n, const char *name)
+{
+	for (unsigned i = 1; name && i < n; i++)
+		if (names[i] && !strcmp(name, names[i]))
+			return i;
+	return 0;
+}
+
+const char *control_health_name(enum rt_health health)
+{
+	return (unsigned)health < N_ENTRIES(health_names) ? health_names[health] : "";
+}
+
+enum rt_health control_health_parse(const char *name)
+{
+	return (enum rt_health)name_index(health_names, N_ENTRIES(health_names), name);
+}
+
+const char *control_walk_name(enum rt_walk_kind walk)
+{
+	return (unsigned)walk < N_ENTRIES(walk_names) && walk_names[walk] ? walk_names[walk] : "";
+}
+
+enum rt_walk_kind control_walk_parse(const char *name)
+{
+	return (enum rt_walk_kind)name_index(walk_names, N_ENTRIES(walk_names), name);
+}
+
 enum field_type {
 	F_STR,			/* char[] */
 	F_STR_OR_NULL,		/* char[], null when empty */
@@ -417,6 +466,8 @@ enum field_type {
 	F_HASH,			/* uint32_t, "0123abcd" */
 	F_LEVEL_NAME,		/* int32_t level, its name; not read back (level_number is) */
 	F_ARRAY_STATE,		/* uint32_t, "clean" or "dirty" */
+	F_HEALTH,		/* enum rt_health, its name */
+	F_WALK,			/* enum rt_walk_kind, its name */
 	F_UNITS,		/* the units[] of a status, n_units of them */
 	F_STATS,		/* the stats object of a status */
 };
@@ -457,7 +508,7 @@ static const struct field status_fields[] = {
 	STATUS(F_ARRAY_STATE, array_state), STATUS(F_STR_OR_NULL, device),
 	STATUS(F_STR_OR_NULL, link), STATUS(F_PID, pid), STATUS(F_U64, started),
 	STATUS(F_UNITS, units), STATUS(F_STATS, stats),
-	STATUS(F_STR, health), STATUS(F_STR, walk), STATUS(F_BOOL, walk_running),
+	STATUS(F_HEALTH, health), STATUS(F_WALK, walk), STATUS(F_BOOL, walk_running),
 	STATUS(F_I32, walk_result), STATUS(F_U32, walk_role), STATUS(F_U64, walk_done),
 	STATUS(F_U64, walk_total), STATUS(F_U64, walk_speed), STATUS(F_U64, walk_speed_max),
 	STATUS(F_U64, mismatches), STATUS(F_U64, repaired), STATUS(F_U64, regions),
@@ -468,8 +519,6 @@ static const struct field status_fields[] = {
 	STATUS(F_U64, fuse_ring_requests), STATUS(F_U64, fuse_dev_requests),
 	STATUS(F_U32, fuse_queues), STATUS(F_U32, fuse_queue_depth),
 };
-
-#define N_FIELDS(t) (sizeof(t) / sizeof((t)[0]))
 
 /* The size a member of @type has (0: any); a table entry of another size is a bug. */
 static size_t field_type_size(enum field_type type)
@@ -486,6 +535,10 @@ static size_t field_type_size(enum field_type type)
 		return sizeof(int32_t);
 	case F_PID:
 		return sizeof(pid_t);
+	case F_HEALTH:
+		return sizeof(enum rt_health);
+	case F_WALK:
+		return sizeof(enum rt_walk_kind);
 	case F_BOOL:
 		return sizeof(bool);
 	case F_UUID:
@@ -545,18 +598,22 @@ static struct json_object *field_to_json(const struct field *f, const void *base
 		return json_object_new_string(sb_level_name(*(const int32_t *)p));
 	case F_ARRAY_STATE:
 		return json_object_new_string(sb_array_state_name(*(const uint32_t *)p));
+	case F_HEALTH:
+		return json_object_new_string(control_health_name(*(const enum rt_health *)p));
+	case F_WALK:
+		return json_object_new_string(control_walk_name(*(const enum rt_walk_kind *)p));
 	case F_UNITS:
 		v = json_object_new_array();
 		for (unsigned i = 0; v && i < st->n_units && i < RT_MAX_UNITS; i++) {
 			struct json_object *u = json_object_new_object();
 
-			fields_to_json(u, unit_fields, N_FIELDS(unit_fields), &st->units[i]);
+			fields_to_json(u, unit_fields, N_ENTRIES(unit_fields), &st->units[i]);
 			json_object_array_add(v, u);
 		}
 		return v;
 	case F_STATS:
 		v = json_object_new_object();
-		fields_to_json(v, stats_fields, N_FIELDS(stats_fields), p);
+		fields_to_json(v, stats_fields, N_ENTRIES(stats_fields), p);
 		return v;
 	}
 	return NULL;
@@ -611,16 +668,22 @@ static void field_from_json(const struct field *f, struct json_object *v, void *
 	case F_ARRAY_STATE:
 		*(uint32_t *)p = s && !strcmp(s, "dirty") ? RT_ARRAY_DIRTY : RT_ARRAY_CLEAN;
 		break;
+	case F_HEALTH:
+		*(enum rt_health *)p = control_health_parse(s);
+		break;
+	case F_WALK:
+		*(enum rt_walk_kind *)p = control_walk_parse(s);
+		break;
 	case F_UNITS:
 		st->n_units = 0;
 		if (!json_object_is_type(v, json_type_array))
 			break;
 		for (size_t i = 0; i < json_object_array_length(v) && i < RT_MAX_UNITS; i++)
 			fields_from_json(json_object_array_get_idx(v, i), unit_fields,
-					 N_FIELDS(unit_fields), &st->units[st->n_units++]);
+					 N_ENTRIES(unit_fields), &st->units[st->n_units++]);
 		break;
 	case F_STATS:
-		fields_from_json(v, stats_fields, N_FIELDS(stats_fields), p);
+		fields_from_json(v, stats_fields, N_ENTRIES(stats_fields), p);
 		break;
 	}
 }
@@ -740,7 +803,7 @@ static void reply_ok_msg(int fd, const struct rt_control_status *st, pid_t pid,
 	if (msg)
 		json_object_object_add(o, "message", json_object_new_string(msg));
 	if (st)
-		fields_to_json(o, status_fields, N_FIELDS(status_fields), st);
+		fields_to_json(o, status_fields, N_ENTRIES(status_fields), st);
 	else if (pid)
 		json_object_object_add(o, "pid", json_object_new_int64(pid));
 	if (reply_send(fd, o) < 0)
@@ -957,11 +1020,11 @@ int control_server_start(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 
 	if (!ops || !ops->status || !ops->stop || !out)
 		return -EINVAL;
-	r = fields_check(status_fields, N_FIELDS(status_fields));
+	r = fields_check(status_fields, N_ENTRIES(status_fields));
 	if (r == 0)
-		r = fields_check(unit_fields, N_FIELDS(unit_fields));
+		r = fields_check(unit_fields, N_ENTRIES(unit_fields));
 	if (r == 0)
-		r = fields_check(stats_fields, N_FIELDS(stats_fields));
+		r = fields_check(stats_fields, N_ENTRIES(stats_fields));
 	if (r < 0)
 		return r;
 	*out = NULL;
@@ -1216,7 +1279,7 @@ int control_status(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 	if (r < 0)
 		return r;
 	memset(st, 0, sizeof(*st));
-	fields_from_json(v, status_fields, N_FIELDS(status_fields), st);
+	fields_from_json(v, status_fields, N_ENTRIES(status_fields), st);
 	json_object_put(v);
 	return 0;
 }

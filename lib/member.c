@@ -59,6 +59,14 @@ int member_open(const char *path, uint32_t chunk, unsigned flags, bool force,
 			       old.array.hashcode);
 			r = -EEXIST;
 			goto fail;
+		} else if (r != -ENODATA && !unit_sb_damaged(r)) {
+			/*
+			 * Not damage but a read error (both copies): the unit may
+			 * hold an array's intact data; --force is no cure for it.
+			 */
+			rt_log(RT_LOG_ERROR, "'%s': cannot read its superblocks: %s; nothing "
+			       "written", path, strerror(-r));
+			goto fail;
 		} else if (r != -ENODATA) {
 			rt_log(RT_LOG_ERROR, "'%s': holds a damaged raidtool superblock; "
 			       "use --force to overwrite it", path);

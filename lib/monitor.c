@@ -45,8 +45,8 @@ void monitor_array_from_status(const struct rt_control_status *st, struct rt_mon
 	snprintf(a->name, sizeof(a->name), "%s", st->name);
 	a->hashcode = st->hashcode;
 	a->n_devices = st->n_devices;
-	snprintf(a->health, sizeof(a->health), "%s", st->health);
-	snprintf(a->walk, sizeof(a->walk), "%s", st->walk);
+	a->health = st->health;
+	a->walk = st->walk;
 	a->walk_running = st->walk_running;
 	a->walk_result = st->walk_result;
 	a->walk_role = st->walk_role;
@@ -69,7 +69,7 @@ void monitor_array_from_status(const struct rt_control_status *st, struct rt_mon
 
 static void emit(rt_monitor_fn fn, void *arg, const struct rt_monitor_array *a,
 		 enum rt_monitor_event event, const struct rt_monitor_unit *u, const char *detail,
-		 const char *walk)
+		 enum rt_walk_kind walk)
 {
 	struct rt_monitor_event_info ev = { .event = event, .role = -1 };
 
@@ -81,34 +81,31 @@ static void emit(rt_monitor_fn fn, void *arg, const struct rt_monitor_array *a,
 		ev.role = (int32_t)u->slot;
 	}
 	snprintf(ev.detail, sizeof(ev.detail), "%s", detail ? detail : "");
-	snprintf(ev.walk, sizeof(ev.walk), "%s", walk ? walk : "");
+	snprintf(ev.walk, sizeof(ev.walk), "%s", control_walk_name(walk));
 	fn(&ev, arg);
 }
 
 /* A rebuild or resync restores redundancy (mdadm's "rebuild" covers both). */
-static bool walk_rebuilds(const char *walk)
+static bool walk_rebuilds(enum rt_walk_kind walk)
 {
-	return !strcmp(walk, "rebuilding") || !strcmp(walk, "resyncing");
+	return walk == RT_WALK_RECOVER || walk == RT_WALK_RESYNC;
 }
 
-static bool walk_checks(const char *walk)
+static bool walk_checks(enum rt_walk_kind walk)
 {
-	return !strcmp(walk, "checking") || !strcmp(walk, "repairing");
+	return walk == RT_WALK_CHECK || walk == RT_WALK_REPAIR;
 }
 
-static int health_rank(const char *health)
+/* How bad: none and clean alike (a first look at a clean array says nothing). */
+static int health_rank(enum rt_health health)
 {
-	if (!strcmp(health, "degraded"))
-		return 1;
-	if (!strcmp(health, "failed"))
-		return 2;
-	return 0;
+	return health == RT_HEALTH_DEGRADED ? 1 : health == RT_HEALTH_FAILED ? 2 : 0;
 }
 
 /* The unit a rebuild writes: the one holding the walk's role. */
 static const struct rt_monitor_unit *walk_unit(const struct rt_monitor_array *a)
 {
-	if (strcmp(a->walk, "rebuilding"))
+	if (a->walk != RT_WALK_RECOVER)
 		return NULL;
 	for (unsigned i = 0; i < a->n_units; i++)
 		if (a->units[i].slot == a->walk_role && strcmp(a->units[i].state, "faulty") &&
@@ -139,7 +136,7 @@ static void walk_ended(const struct rt_monitor_array *a, const struct rt_monitor
 
 static bool same_walk_record(const struct rt_monitor_array *x, const struct rt_monitor_array *y)
 {
-	return !strcmp(x->walk, y->walk) && x->walk_result == y->walk_result &&
+	return x->walk == y->walk && x->walk_result == y->walk_result &&
 	       x->walk_role == y->walk_role && x->walk_done == y->walk_done &&
 	       x->walk_total == y->walk_total && x->mismatches == y->mismatches &&
 	       x->repaired == y->repaired;
@@ -148,13 +145,13 @@ static bool same_walk_record(const struct rt_monitor_array *x, const struct rt_m
 static void compare_walks(const struct rt_monitor_array *prev, const struct rt_monitor_array *cur,
 			  rt_monitor_fn fn, void *arg)
 {
-	bool same = prev->walk_running && cur->walk_running && !strcmp(prev->walk, cur->walk) &&
+	bool same = prev->walk_running && cur->walk_running && prev->walk == cur->walk &&
 		    prev->walk_role == cur->walk_role && cur->walk_done >= prev->walk_done;
 
 	if (prev->walk_running && !same) {
 		/* Its record is the current one unless another walk started since. */
 		const struct rt_monitor_array *end = !cur->walk_running &&
-			!strcmp(prev->walk, cur->walk) ? cur : prev;
+			prev->walk == cur->walk ? cur : prev;
 		struct rt_monitor_array ended;
 
 		if (end == prev) {
@@ -163,7 +160,7 @@ static void compare_walks(const struct rt_monitor_array *prev, const struct rt_m
 			end = &ended;
 		}
 		walk_ended(cur, end, walk_unit(prev), fn, arg);
-	} else if (!prev->walk_running && !cur->walk_running && cur->walk[0] &&
+	} else if (!prev->walk_running && !cur->walk_running && cur->walk != RT_WALK_NONE &&
 		   !same_walk_record(prev, cur)) {
 		/* A whole walk between two looks. */
 		if (walk_rebuilds(cur->walk))
@@ -198,12 +195,12 @@ static void compare_units(const struct rt_monitor_array *prev, const struct rt_m
 		if (!p)
 			continue;
 		if (state_is(u, "faulty") && state_is(p, "active") && u->slot < cur->n_devices)
-			emit(fn, arg, cur, RT_MONITOR_FAIL, u, NULL, NULL);
+			emit(fn, arg, cur, RT_MONITOR_FAIL, u, NULL, RT_WALK_NONE);
 		else if (state_is(u, "faulty") &&
 			 (state_is(p, "active") || state_is(p, "spare") || state_is(p, "rebuilding")))
-			emit(fn, arg, cur, RT_MONITOR_FAIL_SPARE, u, NULL, NULL);
+			emit(fn, arg, cur, RT_MONITOR_FAIL_SPARE, u, NULL, RT_WALK_NONE);
 		else if (state_is(u, "active") && (state_is(p, "spare") || state_is(p, "rebuilding")))
-			emit(fn, arg, cur, RT_MONITOR_SPARE_ACTIVE, u, NULL, NULL);
+			emit(fn, arg, cur, RT_MONITOR_SPARE_ACTIVE, u, NULL, RT_WALK_NONE);
 	}
 }
 
@@ -212,7 +209,8 @@ void monitor_compare(const struct rt_monitor_array *prev, const struct rt_monito
 {
 	if (!prev) {
 		if (health_rank(cur->health) > 0)
-			emit(fn, arg, cur, RT_MONITOR_DEGRADED_ARRAY, NULL, cur->health, NULL);
+			emit(fn, arg, cur, RT_MONITOR_DEGRADED_ARRAY, NULL,
+			     control_health_name(cur->health), RT_WALK_NONE);
 		if (cur->walk_running && walk_rebuilds(cur->walk))
 			emit(fn, arg, cur, RT_MONITOR_REBUILD_STARTED, walk_unit(cur), NULL,
 			     cur->walk);
@@ -222,9 +220,10 @@ void monitor_compare(const struct rt_monitor_array *prev, const struct rt_monito
 	compare_walks(prev, cur, fn, arg);
 	compare_units(prev, cur, fn, arg);
 	if (health_rank(cur->health) > health_rank(prev->health))
-		emit(fn, arg, cur, RT_MONITOR_DEGRADED_ARRAY, NULL, cur->health, NULL);
+		emit(fn, arg, cur, RT_MONITOR_DEGRADED_ARRAY, NULL,
+		     control_health_name(cur->health), RT_WALK_NONE);
 	if (cur->walk_running && walk_rebuilds(cur->walk) &&
-	    !(prev->walk_running && !strcmp(prev->walk, cur->walk) &&
+	    !(prev->walk_running && prev->walk == cur->walk &&
 	      prev->walk_role == cur->walk_role && cur->walk_done >= prev->walk_done))
 		emit(fn, arg, cur, RT_MONITOR_REBUILD_STARTED, walk_unit(cur), NULL, cur->walk);
 }
@@ -390,7 +389,7 @@ static int look_running(struct rt_monitor *m, const uint8_t uuid[RT_UUID_SIZE],
 			return -ENOMEM;
 		}
 		if (m->looked)
-			emit(fn, arg, cur, RT_MONITOR_NEW_ARRAY, NULL, NULL, NULL);
+			emit(fn, arg, cur, RT_MONITOR_NEW_ARRAY, NULL, NULL, RT_WALK_NONE);
 		monitor_compare(NULL, cur, fn, arg);
 	}
 	t->a = *cur;
@@ -419,7 +418,7 @@ static int look_dead(struct rt_monitor *m, const uint8_t uuid[RT_UUID_SIZE], str
 		t->state = TRACKED_RUNNING;
 	}
 	if (t->state == TRACKED_RUNNING)
-		emit(fn, arg, &t->a, RT_MONITOR_DEVICE_DISAPPEARED, NULL, NULL, NULL);
+		emit(fn, arg, &t->a, RT_MONITOR_DEVICE_DISAPPEARED, NULL, NULL, RT_WALK_NONE);
 	t->state = TRACKED_DEAD;
 	t->seen = true;
 	return 0;
@@ -467,7 +466,7 @@ int monitor_poll(struct rt_monitor *m, rt_monitor_fn fn, void *arg)
 			continue;
 		}
 		if (t->state == TRACKED_RUNNING)
-			emit(fn, arg, &t->a, RT_MONITOR_STOPPED, NULL, NULL, NULL);
+			emit(fn, arg, &t->a, RT_MONITOR_STOPPED, NULL, NULL, RT_WALK_NONE);
 		m->t[i] = m->t[--m->n];
 	}
 	m->looked = true;

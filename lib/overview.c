@@ -69,14 +69,7 @@ void overview_status_from_scan(const struct rt_scan_array *a, struct rt_control_
 
 const char *overview_health_name(enum rt_health h)
 {
-	switch (h) {
-	case RT_HEALTH_OK:
-		return "clean";
-	case RT_HEALTH_DEGRADED:
-		return "degraded";
-	default:
-		return "failed";
-	}
+	return control_health_name(h);
 }
 
 /* Roles with an active unit: what the array can read from. */
@@ -115,11 +108,8 @@ enum rt_health overview_health(const struct rt_scan_array *a, const struct rt_co
 {
 	if (p->state == RT_CONTROL_STALE)
 		return RT_HEALTH_FAILED;
-	if (p->state == RT_CONTROL_ACTIVE && st->health[0]) {
-		if (!strcmp(st->health, "clean"))
-			return RT_HEALTH_OK;
-		return !strcmp(st->health, "degraded") ? RT_HEALTH_DEGRADED : RT_HEALTH_FAILED;
-	}
+	if (p->state == RT_CONTROL_ACTIVE && st->health != RT_HEALTH_NONE)
+		return st->health;
 	if (a)
 		return overview_scan_health(a, p);
 	return active_roles(st) < st->n_devices ? RT_HEALTH_DEGRADED : RT_HEALTH_OK;

@@ -93,7 +93,7 @@ static int admin_walk(struct run *run, enum rt_control_verb verb, const char *ar
 
 		engine_walk_progress(run->e, &wp);
 		snprintf(msg, len, "busy: %s is running (see 'raidtool status %s')",
-			 run_walk_name(wp.kind), run->id);
+			 control_walk_name(wp.kind), run->id);
 		return r;
 	}
 	if (r == -EOPNOTSUPP) {
@@ -105,7 +105,7 @@ static int admin_walk(struct run *run, enum rt_control_verb verb, const char *ar
 		snprintf(msg, len, "cannot start the %s: %s", cmd, strerror(-r));
 		return r;
 	}
-	rt_log(RT_LOG_INFO, "'%s': %s started", run->name, run_walk_name(p.kind));
+	rt_log(RT_LOG_INFO, "'%s': %s started", run->name, control_walk_name(p.kind));
 	snprintf(msg, len, "%s started in the background; see 'raidtool status %s' or "
 		 "'raidtool wait %s'", cmd, run->id, run->id);
 	return 0;
@@ -192,7 +192,7 @@ static int admin_fail(struct run *run, const char *arg, bool force, char *msg, s
 			 "take writes without it; nothing was changed",
 			 i, run->as->dev[i][0] ? run->as->dev[i] : "-",
 			 sb_level_name(run->as->sb.array.level),
-			 run_health_name(engine_state(run->e)));
+			 control_health_name(run_health(engine_state(run->e))));
 		return r;
 	}
 	if (r < 0) {
@@ -201,7 +201,7 @@ static int admin_fail(struct run *run, const char *arg, bool force, char *msg, s
 	}
 	snprintf(msg, len, "role %d (%s) marked faulty; the array is %s", i,
 		 run->as->dev[i][0] ? run->as->dev[i] : "-",
-		 run_health_name(engine_state(run->e)));
+		 control_health_name(run_health(engine_state(run->e))));
 	return 0;
 }
 
@@ -305,7 +305,7 @@ static int add_target(struct run *run, uint32_t want, char *msg, size_t len)
 		if (wp.running) {
 			snprintf(msg, len, "busy: %s is running; wait for it ('raidtool wait "
 				 "%s') or cancel it ('raidtool check --cancel %s')",
-				 run_walk_name(wp.kind), run->name, run->name);
+				 control_walk_name(wp.kind), run->name, run->name);
 			return -EBUSY;
 		}
 		return (int)i;
@@ -628,7 +628,7 @@ void run_take_spare(struct run *run)
 	}
 	if (wp.running) {
 		rt_log(RT_LOG_WARN, "'%s': %s cancelled to rebuild role %u onto the spare",
-		       run->name, run_walk_name(wp.kind), w.role);
+		       run->name, control_walk_name(wp.kind), w.role);
 		engine_walk_cancel(run->e);
 	}
 	if (as->units[w.role]) {

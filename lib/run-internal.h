@@ -76,8 +76,7 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run);
 int run_sb_update(struct run *run, assemble_mutate_fn mutate, void *arg);
 int run_change_slot(struct rt_sb *sb, void *arg);	/* mutate: struct slot_change */
 int run_find_spare(const struct rt_assembly *as);	/* index of a spare, or -1 */
-const char *run_health_name(int state);			/* enum rt_engine_state */
-const char *run_walk_name(int kind);			/* "rebuilding", ... */
+enum rt_health run_health(int state);			/* of an enum rt_engine_state */
 void run_on_failure(uint32_t role, void *ctx);
 void run_on_walk_done(int kind, int result, void *ctx);
 int run_detach_failed_unit(struct run *run, uint32_t role, struct rt_unit **u);

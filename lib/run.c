@@ -104,17 +104,7 @@ static int on_status(void *ctx, struct rt_control_status *st)
 	engine_get_stats(run->e, es);
 	pthread_mutex_lock(&run->sb_lock);
 	snprintf(st->state, sizeof(st->state), run->readonly ? "read-only" : "active");
-	switch (engine_state(run->e)) {
-	case RT_ENGINE_OK:
-		snprintf(st->health, sizeof(st->health), "clean");
-		break;
-	case RT_ENGINE_DEGRADED:
-		snprintf(st->health, sizeof(st->health), "degraded");
-		break;
-	default:
-		snprintf(st->health, sizeof(st->health), "failed");
-		break;
-	}
+	st->health = run_health(engine_state(run->e));
 	snprintf(st->name, sizeof(st->name), "%s", as->sb.array.name);
 	memcpy(st->uuid, as->sb.array.uuid, RT_UUID_SIZE);
 	st->hashcode = as->sb.array.hashcode;
@@ -178,7 +168,7 @@ static int on_status(void *ctx, struct rt_control_status *st)
 		struct rt_walk_progress wp;
 
 		engine_walk_progress(run->e, &wp);
-		snprintf(st->walk, sizeof(st->walk), "%s", run_walk_name(wp.kind));
+		st->walk = wp.kind;
 		st->walk_running = wp.running;
 		st->walk_result = wp.result;
 		st->walk_role = wp.role;
@@ -232,7 +222,8 @@ static const char *role_table_health(const struct rt_sb *sb)
 			lost++;
 	spare = sb->array.level == RT_LEVEL_1 ? sb->array.n_devices - 1 :
 		sb->array.level == RT_LEVEL_5 ? 1 : 0;
-	return !lost ? "clean" : lost <= spare ? "degraded" : "failed";
+	return control_health_name(!lost ? RT_HEALTH_OK : lost <= spare ? RT_HEALTH_DEGRADED :
+				   RT_HEALTH_FAILED);
 }
 
 /*
@@ -257,10 +248,10 @@ int run_find_spare(const struct rt_assembly *as)
 	return -1;
 }
 
-const char *run_health_name(int state)
+enum rt_health run_health(int state)
 {
-	return state == RT_ENGINE_OK ? "clean" : state == RT_ENGINE_DEGRADED ? "degraded" :
-	       "failed";
+	return state == RT_ENGINE_OK ? RT_HEALTH_OK : state == RT_ENGINE_DEGRADED ?
+	       RT_HEALTH_DEGRADED : RT_HEALTH_FAILED;
 }
 
 /*
@@ -334,22 +325,6 @@ int run_detach_failed_unit(struct run *run, uint32_t role, struct rt_unit **u)
 			rt_sleep_ms(50);
 	}
 	return r;
-}
-
-const char *run_walk_name(int kind)
-{
-	switch (kind) {
-	case RT_WALK_RECOVER:
-		return "rebuilding";
-	case RT_WALK_RESYNC:
-		return "resyncing";
-	case RT_WALK_CHECK:
-		return "checking";
-	case RT_WALK_REPAIR:
-		return "repairing";
-	default:
-		return "";
-	}
 }
 
 struct slot_offset {
@@ -444,11 +419,11 @@ void run_on_walk_done(int kind, int result, void *ctx)
 		run->owed_all = 0;
 	}
 	if (result == 0)
-		rt_log(RT_LOG_INFO, "'%s': %s finished", run->name, run_walk_name(kind));
+		rt_log(RT_LOG_INFO, "'%s': %s finished", run->name, control_walk_name(kind));
 	else if (result == -ECANCELED)
-		rt_log(RT_LOG_INFO, "'%s': %s cancelled", run->name, run_walk_name(kind));
+		rt_log(RT_LOG_INFO, "'%s': %s cancelled", run->name, control_walk_name(kind));
 	else
-		rt_log(RT_LOG_ERROR, "'%s': %s failed: %s", run->name, run_walk_name(kind),
+		rt_log(RT_LOG_ERROR, "'%s': %s failed: %s", run->name, control_walk_name(kind),
 		       strerror(-result));
 }
 

@@ -398,10 +398,31 @@ static const char *copy_error_reason(int err)
 	}
 }
 
+bool unit_sb_damaged(int err)
+{
+	return err == -EBADMSG || err == -EPROTONOSUPPORT || err == -EOPNOTSUPP ||
+	       err == -EUCLEAN;
+}
+
 /* Neither a superblock nor a trace of one: nothing there, or no room for it. */
 static bool copy_absent(int err)
 {
 	return err == -ENODATA || err == -EINVAL;
+}
+
+/*
+ * Two copies neither of which is valid: found damaged, or not read at all
+ * (the device failed the reads: it may well hold intact ones).
+ */
+static const char *copies_verdict(const int err[2])
+{
+	bool damaged = false, unread = false;
+
+	for (int c = 0; c < 2; c++) {
+		damaged = damaged || unit_sb_damaged(err[c]);
+		unread = unread || (!copy_absent(err[c]) && !unit_sb_damaged(err[c]));
+	}
+	return damaged && unread ? "damaged or unreadable" : unread ? "unreadable" : "damaged";
 }
 
 static int read_sb(struct rt_unit *u, struct rt_sb *out, struct rt_sb_status *st_out,
@@ -454,8 +475,9 @@ static int read_sb(struct rt_unit *u, struct rt_sb *out, struct rt_sb_status *st
 		else	/* the copy that shows a trace of a superblock says more */
 			r = copy_absent(st.copy_err[0]) ? st.copy_err[1] : st.copy_err[0];
 		if (r != -ENODATA)
-			rt_log(wl, "'%s': both superblock copies are damaged: copy 0: %s; "
-			       "copy 1: %s%s%s", u->path, copy_error_reason(st.copy_err[0]),
+			rt_log(wl, "'%s': both superblock copies are %s: copy 0: %s; "
+			       "copy 1: %s%s%s", u->path, copies_verdict(st.copy_err),
+			       copy_error_reason(st.copy_err[0]),
 			       copy_error_reason(st.copy_err[1]), suspect >= 0 ? "; " : "",
 			       suspect >= 0 ? st.why : "");
 		if (suspect >= 0) {
@@ -516,6 +538,14 @@ int unit_open_seen(const char *path, unsigned flags, const struct rt_sb *seen,
 	if (r < 0)
 		return r;
 	r = read_sb(*out, &now, NULL, false);
+	if (r < 0 && r != -ENODATA && !unit_sb_damaged(r)) {
+		/* Not a change: the device fails the reads (for now, perhaps). */
+		rt_log(RT_LOG_ERROR, "'%s': its superblocks cannot be read now: %s; not used, "
+		       "nothing written", path, strerror(-r));
+		unit_close(*out);
+		*out = NULL;
+		return -ESTALE;
+	}
 	if (r < 0 || memcmp(now.array.uuid, seen->array.uuid, RT_UUID_SIZE) ||
 	    memcmp(now.unit.uuid, seen->unit.uuid, RT_UUID_SIZE) || now.events != seen->events) {
 		rt_log(RT_LOG_ERROR, "'%s': the device changed since it was scanned (%s); not "

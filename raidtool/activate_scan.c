@@ -11,10 +11,16 @@
 #include "activate_scan.h"
 #include "cli.h"
 
-int activate_scan_usage(bool scan, bool run, bool foreground)
+int activate_scan_usage(bool scan, bool run, bool foreground, const char **names, int n)
 {
-	if (!scan && !run)
+	if (!scan && !run && n == 0)
 		return cli_usage_error("activate", "name the array to start, or give --scan");
+	/* Without --scan the words are array names, and one start is one array. */
+	if (!scan && !run)
+		return cli_usage_error("activate", "one array at a time: %d names given ('%s', "
+				       "'%s'%s); run activate once per array, or give --scan "
+				       "to start every complete array", n, names[0], names[1],
+				       n > 2 ? ", ..." : "");
 	if (!scan)
 		return cli_usage_error("activate", "--run goes with --scan");
 	if (foreground)

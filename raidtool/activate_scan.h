@@ -4,8 +4,12 @@
 
 #include <stdbool.h>
 
-/* activate --scan's options are consistent: -1, else the usage exit code. */
-int activate_scan_usage(bool scan, bool run, bool foreground);
+/*
+ * activate's words and options ask for something it does: -1, else the
+ * usage exit code (no name, several names without --scan, --scan's
+ * options without it or with --foreground).
+ */
+int activate_scan_usage(bool scan, bool run, bool foreground, const char **names, int n);
 
 /*
  * activate --scan [UNIT...]: attach the listed image files, then start

@@ -91,7 +91,7 @@ static int run_activate(int n, const char **args)
 
 	if (scan || run_degraded || n != 1) {
 		/* Boot without udev: activate_scan.c. */
-		r = activate_scan_usage(scan, run_degraded, foreground);
+		r = activate_scan_usage(scan, run_degraded, foreground, args, n);
 		if (r < 0)
 			r = activate_scan(run_degraded, readonly, force, args, n);
 		goto out;

@@ -35,7 +35,7 @@ static const char *active_unsynced_state(const struct rt_scan_array *a, char *bu
 	}
 	sp->left = st->unsynced_left;
 	sp->total = st->unsynced_total;
-	if (st->walk_running && !strcmp(st->walk, "resyncing"))
+	if (st->walk_running && st->walk == RT_WALK_RESYNC)
 		snprintf(buf, len, "resyncing %" PRIu64 "/%" PRIu64, sp->total - sp->left,
 			 sp->total);
 	else

@@ -57,8 +57,9 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 	if (st->level != RT_LEVEL_1)
 		printf("    chunk size : %s\n", chunk);
 	printf("     n.devices : %u\n", st->n_devices);
-	printf("         state : %s%s%s%s, superblock %s\n", st->state, st->health[0] ? ", " : "",
-	       st->health, st->nospace_mask ? ", no space" : "",
+	printf("         state : %s%s%s%s, superblock %s\n", st->state,
+	       st->health != RT_HEALTH_NONE ? ", " : "", control_health_name(st->health),
+	       st->nospace_mask ? ", no space" : "",
 	       sb_array_state_name(st->array_state));
 	if (st->nospace_mask) {
 		char roles[256];
@@ -76,12 +77,12 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 	else if (st->unsynced)
 		printf("          sync : not yet synced: the initial sync runs when the array is "
 		       "activated\n");
-	if (st->walk[0] && st->walk_running) {
+	if (st->walk != RT_WALK_NONE && st->walk_running) {
 		char speed[32];
 
 		cli_format_size(st->walk_speed, speed, sizeof(speed));
-		printf("%14s : %.1f%%", st->walk, percent(st));
-		if (!strcmp(st->walk, "rebuilding"))
+		printf("%14s : %.1f%%", control_walk_name(st->walk), percent(st));
+		if (st->walk == RT_WALK_RECOVER)
 			printf(" of role %u", st->walk_role);
 		printf(" (%" PRIu64 " of %" PRIu64 " bytes), %s/s", st->walk_done, st->walk_total,
 		       speed);
@@ -92,21 +93,21 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 		if (st->regions_total)
 			printf(", %" PRIu64 " of %" PRIu64 " regions", st->regions,
 			       st->regions_total);
-		if (!strcmp(st->walk, "checking") || !strcmp(st->walk, "repairing"))
+		if (st->walk == RT_WALK_CHECK || st->walk == RT_WALK_REPAIR)
 			printf(", %" PRIu64 " mismatches", st->mismatches);
 		if (st->walk_speed_max) {
 			cli_format_size(st->walk_speed_max, speed, sizeof(speed));
 			printf(", limit %s/s", speed);
 		}
 		putchar('\n');
-	} else if (st->walk[0]) {
-		printf("     last walk : %s %s", st->walk,
+	} else if (st->walk != RT_WALK_NONE) {
+		printf("     last walk : %s %s", control_walk_name(st->walk),
 		       st->walk_result == 0 ? "finished" : st->walk_result == -ECANCELED ?
 		       "cancelled" : "failed");
-		if (!strcmp(st->walk, "checking") || !strcmp(st->walk, "repairing"))
+		if (st->walk == RT_WALK_CHECK || st->walk == RT_WALK_REPAIR)
 			printf(", %" PRIu64 " mismatches, %" PRIu64 " repaired", st->mismatches,
 			       st->repaired);
-		if (!strcmp(st->walk, "repairing"))
+		if (st->walk == RT_WALK_REPAIR)
 			describe_repair_text(stdout, st);
 		putchar('\n');
 	}
@@ -181,14 +182,15 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 	json_u64(&j, "chunk_size", st->chunk_size);
 	json_u64(&j, "n_devices", st->n_devices);
 	json_str(&j, "superblock_state", sb_array_state_name(st->array_state));
-	json_str(&j, "health", st->health[0] ? st->health : NULL);
+	json_str(&j, "health", st->health != RT_HEALTH_NONE ? control_health_name(st->health) :
+		 NULL);
 	json_bool(&j, "synced", !st->unsynced);
 	json_u64(&j, "sync_regions_left", st->unsynced_left);
 	json_u64(&j, "sync_regions_total", st->unsynced_total);
 	json_bool(&j, "no_space", st->nospace_mask != 0);
-	if (st->walk[0]) {
+	if (st->walk != RT_WALK_NONE) {
 		json_object_begin(&j, "walk");
-		json_str(&j, "kind", st->walk);
+		json_str(&j, "kind", control_walk_name(st->walk));
 		json_bool(&j, "running", st->walk_running);
 		json_i64(&j, "result", st->walk_result);
 		json_u64(&j, "role", st->walk_role);
@@ -200,7 +202,7 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 			 (st->walk_total - st->walk_done) / st->walk_speed : 0);
 		json_u64(&j, "mismatches", st->mismatches);
 		json_u64(&j, "repaired", st->repaired);
-		if (!strcmp(st->walk, "repairing"))
+		if (st->walk == RT_WALK_REPAIR)
 			describe_repair_json(&j, st);
 		json_u64(&j, "regions", st->regions);
 		json_u64(&j, "regions_total", st->regions_total);
@@ -281,6 +283,12 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 	json_finish(&j);
 }
 
+/* status --test's exit status (raidtool(8)): 0 clean, 1 degraded, 2 failed or dead. */
+static int health_exit(enum rt_health h)
+{
+	return h == RT_HEALTH_OK ? 0 : h == RT_HEALTH_DEGRADED ? 1 : 2;
+}
+
 static int as_json = 0, test = 0;
 
 static const struct poptOption status_opts[] = {
@@ -338,7 +346,7 @@ print:
 		print_json(st, &p);
 	else
 		print_text(st, &p);
-	r = test ? (int)overview_health(a, st, &p) : EXIT_OK;
+	r = test ? health_exit(overview_health(a, st, &p)) : EXIT_OK;
 out:
 	free(st);
 	scan_free(s);

@@ -35,7 +35,7 @@ static void draw_bar(const struct rt_control_status *st)
 	int width = 30, fill = (int)(frac * width + 0.5);
 
 	cli_format_size(st->walk_speed, speed, sizeof(speed));
-	fprintf(stderr, "\r%-10s [", st->walk);
+	fprintf(stderr, "\r%-10s [", control_walk_name(st->walk));
 	for (int i = 0; i < width; i++)
 		fputc(i < fill ? '#' : '.', stderr);
 	fprintf(stderr, "] %5.1f%% %s/s", frac * 100.0, speed);
@@ -48,7 +48,7 @@ static void draw_bar(const struct rt_control_status *st)
 
 static const char *walk_result(const struct rt_control_status *st)
 {
-	if (!st->walk[0])
+	if (st->walk == RT_WALK_NONE)
 		return "none";
 	if (st->walk_result == -ECANCELED)
 		return "cancelled";
@@ -62,21 +62,21 @@ static void print_json(const char *name, const struct rt_control_status *st)
 	json_init(&j, stdout);
 	json_object_begin(&j, NULL);
 	json_str(&j, "name", name);
-	json_str(&j, "walk", st->walk[0] ? st->walk : NULL);
+	json_str(&j, "walk", st->walk != RT_WALK_NONE ? control_walk_name(st->walk) : NULL);
 	json_str(&j, "result", walk_result(st));
 	json_str(&j, "error", st->walk_result < 0 && st->walk_result != -ECANCELED ?
 		 strerror(-st->walk_result) : NULL);
 	json_u64(&j, "done", st->walk_done);
 	json_u64(&j, "total", st->walk_total);
-	if (!strcmp(st->walk, "rebuilding"))
+	if (st->walk == RT_WALK_RECOVER)
 		json_u64(&j, "role", st->walk_role);
 	json_u64(&j, "mismatches", st->mismatches);
 	json_u64(&j, "repaired", st->repaired);
-	if (!strcmp(st->walk, "repairing"))
+	if (st->walk == RT_WALK_REPAIR)
 		describe_repair_json(&j, st);
 	json_u64(&j, "regions", st->regions);
 	json_u64(&j, "regions_total", st->regions_total);
-	json_str(&j, "health", st->health);
+	json_str(&j, "health", control_health_name(st->health));
 	json_object_end(&j);
 	json_finish(&j);
 }
@@ -131,34 +131,36 @@ static int run_wait(int n, const char **args)
 		print_json(name, st);
 		if (st->walk_result < 0 && st->walk_result != -ECANCELED)
 			r = EXIT_FAIL;
-	} else if (!st->walk[0]) {
+	} else if (st->walk == RT_WALK_NONE) {
 		printf("'%s': nothing to wait for (no rebuild, resync or check ran)\n", name);
 	} else if (st->walk_result == -ECANCELED) {
-		printf("'%s': %s cancelled at %" PRIu64 " of %" PRIu64 " bytes\n", name, st->walk,
-		       st->walk_done, st->walk_total);
+		printf("'%s': %s cancelled at %" PRIu64 " of %" PRIu64 " bytes\n", name,
+		       control_walk_name(st->walk), st->walk_done, st->walk_total);
 	} else if (st->walk_result < 0) {
-		cli_error("'%s': %s failed: %s", name, st->walk, strerror(-st->walk_result));
+		cli_error("'%s': %s failed: %s", name, control_walk_name(st->walk),
+			  strerror(-st->walk_result));
 		r = EXIT_FAIL;
-	} else if (!strcmp(st->walk, "checking") || !strcmp(st->walk, "repairing")) {
+	} else if (st->walk == RT_WALK_CHECK || st->walk == RT_WALK_REPAIR) {
 		printf("'%s': %s done: %" PRIu64 " mismatches%s", name,
-		       !strcmp(st->walk, "checking") ? "check" : "repair", st->mismatches,
-		       !strcmp(st->walk, "repairing") ? "" : "\n");
-		if (!strcmp(st->walk, "repairing")) {
+		       st->walk == RT_WALK_CHECK ? "check" : "repair", st->mismatches,
+		       st->walk == RT_WALK_REPAIR ? "" : "\n");
+		if (st->walk == RT_WALK_REPAIR) {
 			printf(", %" PRIu64 " repaired", st->repaired);
 			describe_repair_text(stdout, st);
 			putchar('\n');
 		}
-	} else if (!strcmp(st->walk, "resyncing")) {
+	} else if (st->walk == RT_WALK_RESYNC) {
 		printf("'%s': resync done: %" PRIu64 " of %" PRIu64 " regions\n", name,
 		       st->regions, st->regions_total);
 	} else {
 		if (st->regions_total)
 			printf("'%s': rebuild of role %u done: %" PRIu64 " of %" PRIu64 " regions "
 			       "(re-added from the dirty-region log); the array is %s\n", name,
-			       st->walk_role, st->regions, st->regions_total, st->health);
+			       st->walk_role, st->regions, st->regions_total,
+			       control_health_name(st->health));
 		else
 			printf("'%s': rebuild of role %u done; the array is %s\n", name,
-			       st->walk_role, st->health);
+			       st->walk_role, control_health_name(st->health));
 	}
 out:
 	free(st);

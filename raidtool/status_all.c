@@ -70,8 +70,8 @@ static void print_block(const struct rt_overview_array *oa)
 	putchar('\n');
 	if (st->walk_running) {
 		cli_format_size(st->walk_speed, speed, sizeof(speed));
-		printf("      %s", st->walk);
-		if (!strcmp(st->walk, "rebuilding"))
+		printf("      %s", control_walk_name(st->walk));
+		if (st->walk == RT_WALK_RECOVER)
 			printf(" role %u", st->walk_role);
 		printf(": %.1f%% (%" PRIu64 " of %" PRIu64 " bytes), %s/s", walk_percent(st),
 		       st->walk_done, st->walk_total, speed);
@@ -121,7 +121,7 @@ static void print_array_json(struct json *j, const struct rt_overview_array *oa)
 	json_array_end(j);
 	if (st->walk_running) {
 		json_object_begin(j, "walk");
-		json_str(j, "kind", st->walk);
+		json_str(j, "kind", control_walk_name(st->walk));
 		json_u64(j, "role", st->walk_role);
 		json_u64(j, "done", st->walk_done);
 		json_u64(j, "total", st->walk_total);

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <raidtool/format.h>
+#include <raidtool/rebuild.h>
 
 #define RT_RUNDIR_DEFAULT "/run/raidtool"
 #define RT_CONTROL_SOCK "control.sock"
@@ -97,6 +98,26 @@ int control_lock(const uint8_t uuid[RT_UUID_SIZE], int *fd);
 
 /* ---- status ------------------------------------------------------------- */
 
+/* An array's health, as a running engine reports it (status "health"). */
+enum rt_health {
+	RT_HEALTH_NONE = 0,		/* not reported: not running ("" on the wire) */
+	RT_HEALTH_OK,			/* "clean": every role in sync */
+	RT_HEALTH_DEGRADED,		/* "degraded": runs (or would start) without a role */
+	RT_HEALTH_FAILED,		/* "failed": lost more than its level spares, or its engine died */
+	RT_HEALTH_COUNT
+};
+
+/*
+ * The one table of the names the status uses on the wire (raidtool-control(7))
+ * and in messages: health "clean", "degraded", "failed"; walk (enum
+ * rt_walk_kind) "rebuilding", "resyncing", "checking", "repairing"; "" for
+ * none. Parsing "" or an unknown name gives RT_HEALTH_NONE / RT_WALK_NONE.
+ */
+const char *control_health_name(enum rt_health health);
+enum rt_health control_health_parse(const char *name);
+const char *control_walk_name(enum rt_walk_kind walk);
+enum rt_walk_kind control_walk_parse(const char *name);
+
 struct rt_control_unit {
 	uint32_t slot;			/* role (< n_devices) or a spare's slot */
 	char device[256];
@@ -134,9 +155,9 @@ struct rt_control_status {
 	struct rt_control_unit units[RT_MAX_UNITS];
 	struct rt_control_stats stats;
 	/* Failure and recovery (appended). */
-	char health[16];		/* clean, degraded, failed ("" when inactive) */
-	char walk[16];			/* "", rebuilding, resyncing, checking, repairing */
-	bool walk_running;		/* false: @walk names the last walk, which ended */
+	enum rt_health health;		/* RT_HEALTH_NONE when inactive */
+	enum rt_walk_kind walk;		/* the running or last walk; RT_WALK_NONE: none yet */
+	bool walk_running;		/* false: @walk is the last walk, which ended */
 	int32_t walk_result;		/* of the last finished walk: 0 or -errno */
 	uint32_t walk_role;		/* rebuilding: the role */
 	uint64_t walk_done, walk_total;	/* bytes of a role's data area */

@@ -65,8 +65,8 @@ struct rt_monitor_array {
 	char name[RT_NAME_MAX + 1];
 	uint32_t hashcode;
 	uint32_t n_devices;
-	char health[16];
-	char walk[16];
+	enum rt_health health;
+	enum rt_walk_kind walk;
 	bool walk_running;
 	int32_t walk_result;
 	uint32_t walk_role;

@@ -5,8 +5,8 @@
 /*
  * Every array the machine knows, running or not, in one shape: what its
  * engine reports when it runs, else what the scan finds on its units; and
- * its health as one number for scripts (status --test, raidtool(8) EXIT
- * STATUS).
+ * its health (enum rt_health, control.h), which status --test turns into its
+ * exit status (raidtool(8) EXIT STATUS).
  */
 #include <stddef.h>
 #include <raidtool/control.h>
@@ -14,12 +14,6 @@
 
 /* An inactive array as the scan sees it, in the shape a running engine reports. */
 void overview_status_from_scan(const struct rt_scan_array *a, struct rt_control_status *st);
-
-enum rt_health {
-	RT_HEALTH_OK = 0,		/* every role in sync */
-	RT_HEALTH_DEGRADED = 1,		/* runs (or would start) without a role */
-	RT_HEALTH_FAILED = 2,		/* lost more than its level spares, or its engine died */
-};
 
 /*
  * The health of @st, which came from the engine when @p says it runs, else
@@ -36,7 +30,7 @@ enum rt_health overview_health(const struct rt_scan_array *a, const struct rt_co
 enum rt_health overview_scan_health(const struct rt_scan_array *a,
 				    const struct rt_control_probe *p);
 
-/* "clean", "degraded", "failed". */
+/* "clean", "degraded", "failed": control_health_name. */
 const char *overview_health_name(enum rt_health h);
 
 struct rt_overview_array {

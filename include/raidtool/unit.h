@@ -33,7 +33,8 @@ int unit_open(const char *path, unsigned flags, struct rt_unit **out);
  * unit_open, for a unit a scan found with superblock @seen: the device must
  * still carry it (same array and unit UUID, same events), or it changed
  * between the scan and the open (detached, another file attached to its
- * loop device, written meanwhile): -ESTALE, logged with the device's name,
+ * loop device, written meanwhile), or its superblocks cannot be read now
+ * (an I/O error, named as such): -ESTALE, logged with the device's name,
  * and nothing is opened.
  */
 int unit_open_seen(const char *path, unsigned flags, const struct rt_sb *seen,
@@ -70,6 +71,12 @@ struct rt_sb_status {
  * neither is valid. @st may be NULL.
  */
 int unit_read_sb(struct rt_unit *u, struct rt_sb *sb, struct rt_sb_status *st);
+
+/*
+ * Is @err (from unit_read_sb) a superblock found damaged (checksum, version,
+ * feature, fields), rather than the device failing the read (-EIO, ...)?
+ */
+bool unit_sb_damaged(int err);
 
 /*
  * The same, with copy problems logged at debug level only: for scanning,

@@ -250,3 +250,22 @@ rmw_race() {
 	check_clean
 	[ "$(array_sha $((16 << 20)))" = "$(sha256sum < "$TESTDIR/data")" ]
 }
+
+@test "a unit whose superblock reads fail is named unreadable, not damaged: no --force advised, nothing written" {
+	local before
+	faulty_unit 0 32M
+	# A former member (intact superblocks and data) whose disk fails reads for now.
+	run raidtool create "${NAME}x" --level linear --assume-clean "${UNITS[0]}"
+	assert_success
+	before=$(sha256sum < "${BACKS[0]}")
+	echo "fail read" > "$TESTDIR/ffs0/ctl"
+	run --separate-stderr raidtool create "$NAME" --level linear "${UNITS[0]}"
+	assert_failure
+	[[ $stderr == *"'${UNITS[0]}': cannot read its superblocks: Input/output error"* ]] ||
+		fail "not named a read error: $stderr"
+	[[ $stderr != *damaged* && $stderr != *--force* ]] ||
+		fail "an I/O error taken for damage (--force would wipe the unit): $stderr"
+	echo clear > "$TESTDIR/ffs0/ctl"
+	[ "$(sha256sum < "${BACKS[0]}")" = "$before" ] || fail "the unit was written"
+	[ "$(raidtool examine --json "${UNITS[0]}" | jq -r .array.name)" = "${NAME}x" ]
+}

@@ -185,6 +185,10 @@ assert_refused() {
 	[[ $stderr == *"missing argument"* ]]
 	run --separate-stderr raidtool rename onlyone
 	[ "$status" -eq 2 ]
+	# Two names without --scan: not two starts, not a scan of units named 'b'.
+	run --separate-stderr raidtool activate a b
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"one array at a time: 2 names given ('a', 'b')"* ]] || fail "$stderr"
 	run --separate-stderr raidtool examine --json --export /dev/null
 	[ "$status" -eq 2 ]
 	[[ $stderr == *"exclude each other"* ]]

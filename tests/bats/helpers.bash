@@ -272,6 +272,33 @@ faulty_units_clear() {
 	return 0
 }
 
+# faulty_units_left: the disks that still hold a fault rule ("ffsN: rule ..."
+# lines; nothing when every disk answers), after a faulty_units_clear whose
+# writes are not checked (it also runs in teardowns).
+faulty_units_left() {
+	local ctl
+	for ctl in "${TESTDIR:-/nonexistent}"/ffs*/ctl; do
+		[ -e "$ctl" ] || continue
+		grep '^rule ' "$ctl" 2>/dev/null | sed "s|^|$(basename "$(dirname "$ctl")"): |"
+	done
+	return 0
+}
+
+# faulty_units_counters: the faults each disk served so far, one line
+# ("ffsN: reads R writes W dropped D" for the disks that served any).
+faulty_units_counters() {
+	local ctl
+	for ctl in "${TESTDIR:-/nonexistent}"/ffs*/ctl; do
+		[ -e "$ctl" ] || continue
+		awk -v d="$(basename "$(dirname "$ctl")")" '
+			/^failed_reads/ { r = $2 } /^failed_writes/ { w = $2 }
+			/^dropped_writes/ { x = $2 }
+			END { if (r + w + x) printf "%s: reads %d writes %d dropped %d; ", d, r, w, x }' \
+			"$ctl" 2>/dev/null
+	done
+	return 0
+}
+
 # Stop the rt-faultyfs processes (their mounts are gone with scratch_teardown).
 faulty_units_stop() {
 	stop_pids TERM "${FFPIDS[@]}"

@@ -71,6 +71,12 @@ keep_evidence() {
 	done
 	[ -f "$TESTDIR/model" ] && cp "$TESTDIR/model" "$TLOG/model"
 	cp "$TESTDIR"/ffs*.log "$TLOG/" 2>/dev/null
+	# Each disk's fault counters and rules left: an EIO that no rule served
+	# came from below rt-faultyfs (the loop device, the kernel).
+	for d in "$TESTDIR"/ffs*/; do
+		[ -e "$d/ctl" ] && cat "$d/ctl" > "$TLOG/$(basename "$d").ctl" 2>&1
+	done
+	losetup -l 2>/dev/null | grep -F "$TESTDIR" > "$TLOG/losetup" || true
 	echo "# torture log kept in $TLOG (seed $SEED)" >&3
 }
 
@@ -376,7 +382,7 @@ check_zero() {
 }
 
 torture_pass() {
-	local redundant=0 fault=none kill=none role killed=0
+	local redundant=0 fault=none kill=none role killed=0 left
 	if [ -z "$A" ] || chance 25; then
 		new_array
 	fi
@@ -408,6 +414,11 @@ torture_pass() {
 	fi
 	workload_end "$killed"
 	faulty_units_clear
+	# A rule left in place would fail the next start's superblock reads
+	# ("the next 2 reads fail" is exactly both copies of one unit).
+	left=$(faulty_units_left)
+	[ -z "$left" ] || torture_fail "fault rules outlived the clear: $left"
+	log "faults served so far: $(faulty_units_counters)"
 	if [ "$fault" = transient ] && [ "$killed" = 0 ] && [ "$(units_failed)" != 0 ]; then
 		torture_fail "a transient error (within the retries) failed a unit"
 	fi

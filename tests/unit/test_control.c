@@ -103,8 +103,8 @@ static void fill_status(struct rt_control_status *st)
 		u->no_space = i == 1;
 	}
 	st->stats = (struct rt_control_stats){ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 };
-	snprintf(st->health, sizeof(st->health), "degraded");
-	snprintf(st->walk, sizeof(st->walk), "repairing");
+	st->health = RT_HEALTH_DEGRADED;
+	st->walk = RT_WALK_REPAIR;
 	st->walk_running = true;
 	st->walk_result = -5;
 	st->walk_role = 2;
@@ -187,6 +187,43 @@ static void test_status_round_trip(void **state)
 	free(got);
 }
 
+/* The wire keeps the names (raidtool-control(7)); the struct carries the enums. */
+static void test_status_names_on_wire(void **state)
+{
+	char *reply = malloc(1 << 20);
+
+	(void)state;
+	NEED_ROOT();
+	assert_non_null(reply);
+	assert_int_equal(control_request(array_uuid, "status", reply, 1 << 20, 5000), 0);
+	assert_non_null(strstr(reply, "\"health\":\"degraded\""));
+	assert_non_null(strstr(reply, "\"walk\":\"repairing\""));
+	free(reply);
+}
+
+/* One table each way: every value has its name and comes back from it. */
+static void test_state_names(void **state)
+{
+	static const char *const health[] = { "", "clean", "degraded", "failed" };
+	static const char *const walk[] = { "", "rebuilding", "resyncing", "checking",
+					    "repairing" };
+
+	(void)state;
+	for (int h = RT_HEALTH_NONE; h < RT_HEALTH_COUNT; h++) {
+		assert_string_equal(control_health_name((enum rt_health)h), health[h]);
+		assert_int_equal(control_health_parse(health[h]), h);
+	}
+	for (int w = RT_WALK_NONE; w <= RT_WALK_REPAIR; w++) {
+		assert_string_equal(control_walk_name((enum rt_walk_kind)w), walk[w]);
+		assert_int_equal(control_walk_parse(walk[w]), w);
+	}
+	assert_int_equal(control_health_parse("bogus"), RT_HEALTH_NONE);
+	assert_int_equal(control_health_parse(NULL), RT_HEALTH_NONE);
+	assert_int_equal(control_walk_parse("rebuild"), RT_WALK_NONE);
+	assert_string_equal(control_walk_name((enum rt_walk_kind)99), "");
+	assert_string_equal(control_health_name((enum rt_health)99), "");
+}
+
 static void test_ping(void **state)
 {
 	pid_t pid = 0;
@@ -267,6 +304,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_status_round_trip),
+		cmocka_unit_test(test_status_names_on_wire),
+		cmocka_unit_test(test_state_names),
 		cmocka_unit_test(test_ping),
 		cmocka_unit_test(test_typed_requests),
 		cmocka_unit_test(test_refusals),

@@ -36,7 +36,7 @@ static void healthy(struct rt_monitor_array *a)
 	snprintf(a->name, sizeof(a->name), "m");
 	a->n_devices = 2;
 	a->n_units = 2;
-	snprintf(a->health, sizeof(a->health), "clean");
+	a->health = RT_HEALTH_OK;
 	for (unsigned i = 0; i < 2; i++) {
 		a->units[i].uuid[0] = (uint8_t)(i + 1);
 		a->units[i].slot = i;
@@ -74,7 +74,7 @@ static void test_fail_then_degraded(void **state)
 	healthy(&a);
 	b = a;
 	snprintf(b.units[1].state, sizeof(b.units[1].state), "faulty");
-	snprintf(b.health, sizeof(b.health), "degraded");
+	b.health = RT_HEALTH_DEGRADED;
 	assert_string_equal(compare(&a, &b, &s),
 			    "Fail:/dev/loop1:1: DegradedArray::-1:degraded ");
 	/* Still degraded at the next look: nothing new. */
@@ -109,9 +109,9 @@ static void test_rebuild(void **state)
 	(void)state;
 	healthy(&a);
 	snprintf(a.units[1].state, sizeof(a.units[1].state), "rebuilding");
-	snprintf(a.health, sizeof(a.health), "degraded");
+	a.health = RT_HEALTH_DEGRADED;
 	b = a;
-	snprintf(b.walk, sizeof(b.walk), "rebuilding");
+	b.walk = RT_WALK_RECOVER;
 	b.walk_running = true;
 	b.walk_role = 1;
 	b.walk_total = 100;
@@ -126,7 +126,7 @@ static void test_rebuild(void **state)
 	d.walk_running = false;
 	d.walk_done = 100;
 	snprintf(d.units[1].state, sizeof(d.units[1].state), "active");
-	snprintf(d.health, sizeof(d.health), "clean");
+	d.health = RT_HEALTH_OK;
 	assert_string_equal(compare(&c, &d, &s),
 			    "RebuildFinished:/dev/loop1:1:finished SpareActive:/dev/loop1:1: ");
 	/* Cancelled (a stop): the outcome says so. */
@@ -149,7 +149,7 @@ static void test_check(void **state)
 	(void)state;
 	healthy(&a);
 	b = a;
-	snprintf(b.walk, sizeof(b.walk), "checking");
+	b.walk = RT_WALK_CHECK;
 	b.walk_running = true;
 	b.walk_total = 100;
 	/* A check starting is no event of mdadm's list; it ending is. */
@@ -170,9 +170,9 @@ static void test_failed_after_degraded(void **state)
 
 	(void)state;
 	healthy(&a);
-	snprintf(a.health, sizeof(a.health), "degraded");
+	a.health = RT_HEALTH_DEGRADED;
 	b = a;
-	snprintf(b.health, sizeof(b.health), "failed");
+	b.health = RT_HEALTH_FAILED;
 	assert_string_equal(compare(&a, &b, &s), "DegradedArray::-1:failed ");
 	/* Better health is told by SpareActive, not by a DegradedArray. */
 	assert_string_equal(compare(&b, &a, &s), "");
