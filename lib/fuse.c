@@ -978,6 +978,11 @@ static void aio_submit(struct ring_ent *ent)
 
 	ent->aio_failed = false;
 	ent->pending = ent->ar.n;
+	/* Nothing to run (another request wrote it with its stripe): reply now. */
+	if (ent->pending == 0) {
+		aio_finish(ent);
+		return;
+	}
 	/* On the queue's thread: submitted with the rest of the batch. */
 	pthread_mutex_lock(&q->sq_mu);
 	for (i = 0; i < ent->ar.n; i++) {

@@ -119,15 +119,22 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
  * writes in @ar (returns 1: run them, then call it again); it returns 0 when
  * the request has no more rounds, a negative errno when the next round
  * cannot be made (unmap it as failed).
+ * With stripe gathering on (engine_set_gather_window), a raid5 write that
+ * finds its stripe free is only mapped while the engine would not wait for
+ * the stripe's other parts (random writes; not the parts of a stream, which
+ * the synchronous path gathers).
  * With @ar->resume set, a write that would wait for a stripe lock another
- * request holds (or that writers wait for) is queued on it instead (not on
- * raid5, where such a write takes the synchronous path, which offers its
- * part to the holder gathering a whole stripe):
+ * request holds (or that writers wait for) is queued on it instead (raid5:
+ * offering its part to the holder, which may write it as part of a whole
+ * stripe):
  * -EINPROGRESS, and once a lock of that bucket is let go, or a writer
  * waiting there leaves, the engine calls @ar->resume(@ar) from whichever
  * thread that is (it must only hand @ar back to the caller's event loop,
- * without blocking); the caller then calls engine_write_map again, which may
- * queue it again. Without @ar->resume such a write is -EAGAIN.
+ * without blocking); the caller then calls engine_write_map again, with
+ * the same @ar, @buf and range, which may queue it again, or map it with no
+ * unit I/O at all (@ar->n 0: the holder wrote it; unmap it as done). Until
+ * then @ar->areq is the engine's. Without @ar->resume such a write is
+ * -EAGAIN.
  * Every mapping that returned 0 ends with one engine_aio_unmap, @ok when
  * every unit I/O transferred its whole length (the request is then counted
  * done). Otherwise the caller serves the request again with engine_read or

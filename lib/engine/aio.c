@@ -66,6 +66,30 @@ void engine_aio_free(struct rt_engine *e)
 	free(e->areq_scratch);
 }
 
+static struct engine_areq *engine_areq_get(struct rt_engine *e)
+{
+	struct engine_areq *q;
+
+	pthread_mutex_lock(&e->areq_mu);
+	q = e->areq_free;
+	if (q)
+		e->areq_free = q->next;
+	pthread_mutex_unlock(&e->areq_mu);
+	if (q) {
+		q->round = 0;
+		q->parked = NULL;
+	}
+	return q;
+}
+
+static void engine_areq_put(struct rt_engine *e, struct engine_areq *q)
+{
+	pthread_mutex_lock(&e->areq_mu);
+	q->next = e->areq_free;
+	e->areq_free = q;
+	pthread_mutex_unlock(&e->areq_mu);
+}
+
 /*
  * Take the stripe locks of [off, off + len) for @ar without waiting: 0;
  * -EBUSY with the stripe in *@busy when a lock is held or waited for;
@@ -74,19 +98,13 @@ void engine_aio_free(struct rt_engine *e)
 static int engine_areq_lock(struct rt_engine *e, struct engine_aio *ar, uint64_t off,
 			    uint64_t len, uint64_t *busy)
 {
-	struct engine_areq *q;
+	struct engine_areq *q = engine_areq_get(e);
 	int ret = -EAGAIN;
 
-	pthread_mutex_lock(&e->areq_mu);
-	q = e->areq_free;
-	if (q)
-		e->areq_free = q->next;
-	pthread_mutex_unlock(&e->areq_mu);
 	if (!q)
 		return -EAGAIN;
 	q->first = off / e->lock_unit;
 	q->last = (off + len - 1) / e->lock_unit;
-	q->round = 0;
 	if (q->last - q->first < engine_areq_locks(e)) {
 		if (stripe_lock_try(e, q->locks, q->first, q->last, busy)) {
 			ar->areq = q;
@@ -94,10 +112,7 @@ static int engine_areq_lock(struct rt_engine *e, struct engine_aio *ar, uint64_t
 		}
 		ret = -EBUSY;
 	}
-	pthread_mutex_lock(&e->areq_mu);
-	q->next = e->areq_free;
-	e->areq_free = q;
-	pthread_mutex_unlock(&e->areq_mu);
+	engine_areq_put(e, q);
 	return ret;
 }
 
@@ -109,10 +124,66 @@ static void engine_areq_unlock(struct rt_engine *e, struct engine_aio *ar)
 		return;
 	ar->areq = NULL;
 	stripe_unlock(e, q->locks, q->first, q->last);
-	pthread_mutex_lock(&e->areq_mu);
-	q->next = e->areq_free;
-	e->areq_free = q;
-	pthread_mutex_unlock(&e->areq_mu);
+	engine_areq_put(e, q);
+}
+
+/*
+ * The set @ar left offered and queued on a stripe (engine_aio_offer), or
+ * NULL: @ar->areq is only trusted when it is one of ours and names @ar.
+ */
+static struct engine_areq *engine_areq_parked(const struct rt_engine *e,
+					      const struct engine_aio *ar)
+{
+	uintptr_t p = (uintptr_t)ar->areq, lo = (uintptr_t)e->areqs;
+
+	if (!lo || p < lo || p >= (uintptr_t)(e->areqs + ENGINE_AREQS) ||
+	    (p - lo) % sizeof(*e->areqs))
+		return NULL;
+	return ar->areq->parked == ar ? ar->areq : NULL;
+}
+
+/*
+ * Offer a raid5 write inside one stripe, held or waited for, to the
+ * stripe's holder and queue @ar on it (stripe_offer_park); @q (from
+ * engine_areq_get, or the one it left parked) keeps the offer meanwhile,
+ * holding no lock. -EINPROGRESS: queued (@ar->resume maps it again, which
+ * settles the offer here). 1: the holder wrote it with its stripe, nothing
+ * is left to do. 0: the stripe is free, @q is given back: lock it.
+ */
+static int engine_aio_offer(struct rt_engine *e, struct engine_aio *ar, struct engine_areq *q)
+{
+	int ret;
+
+	q->parked = ar;
+	ar->areq = q;
+	/* Once queued, @ar may be resumed at once by another thread: hands off. */
+	ret = stripe_offer_park(e, &q->offer, ar);
+	if (ret == -EINPROGRESS)
+		return ret;
+	q->parked = NULL;
+	ar->areq = NULL;
+	engine_areq_put(e, q);
+	return ret;
+}
+
+/* A fresh offer of [off, off + len) from @buf (engine_aio_offer); -EAGAIN: no set free. */
+static int engine_aio_offer_new(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
+				uint64_t off, uint64_t len)
+{
+	struct engine_areq *q = engine_areq_get(e);
+
+	if (!q)
+		return -EAGAIN;
+	q->offer = (struct stripe_contrib){
+		.stripe = off / e->lock_unit,
+		.lo = off,
+		.hi = off + len,
+		.data = buf,
+		.state = CONTRIB_IDLE,
+	};
+	/* A holder's gather waits longer for parts next to writes arriving now. */
+	engine_note_write(e, off, off + len);
+	return engine_aio_offer(e, ar, q);
 }
 
 /*
@@ -175,16 +246,32 @@ static int engine_aio_map_read(struct rt_engine *e, struct engine_aio *ar, uint8
 static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len, uint64_t off,
 			  struct engine_aio *ar)
 {
+	struct engine_areq *parked;
 	uint64_t m, rb, busy;
 	unsigned tries;
 	int ret;
 
 	if (!e || !buf || !ar || !len || engine_check_range(e, len, off))
 		return -EINVAL;
+	parked = write ? engine_areq_parked(e, ar) : NULL;
 	ar->n = 0;
 	ar->len = len;
 	ar->write = write;
 	ar->areq = NULL;
+	if (parked) {
+		/*
+		 * Resumed with an offer out: settle it first, whatever else
+		 * changed meanwhile (the holder may be writing it still).
+		 */
+		ret = engine_aio_offer(e, ar, parked);
+		if (ret == -EINPROGRESS)
+			return ret;
+		if (ret > 0) {
+			/* Written with its stripe: a mapping with no unit I/O. */
+			atomic_fetch_add(&e->aread_inflight, 1);
+			return 0;
+		}
+	}
 	/* O_DIRECT from/into the caller's buffer: only what needs no bounce buffer. */
 	if (off % e->align || len % e->align || (uintptr_t)buf % e->align || len > ENGINE_PIECE)
 		return -EAGAIN;
@@ -210,15 +297,23 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 		/*
 		 * A lock held or waited for: queue the request on it (the
 		 * caller's resume maps it again), unless it came free meanwhile.
-		 * Not where writers gather stripes (raid5): there the
-		 * synchronous path offers its part to the lock's holder, which
-		 * may be waiting for just that part.
+		 * Where writers gather stripes (raid5, whose mapped writes lie
+		 * inside one stripe), it offers its part to the lock's holder
+		 * meanwhile, which may be gathering the stripe and waiting for
+		 * just that part.
 		 */
 		for (tries = 0; (ret = engine_areq_lock(e, ar, off, len, &busy)) == -EBUSY &&
-			     ar->resume && !e->ops->gather && tries < 3; tries++) {
-			if (stripe_lock_park(e, busy, ar)) {
+			     ar->resume && tries < 3; tries++) {
+			if (e->ops->gather) {
+				ret = engine_aio_offer_new(e, ar, buf, off, len);
+				if (ret == -EAGAIN)
+					break;
+			} else {
+				ret = stripe_lock_park(e, busy, ar) ? -EINPROGRESS : 0;
+			}
+			if (ret) {
 				atomic_fetch_sub(&e->aread_inflight, 1);
-				return -EINPROGRESS;
+				return ret;
 			}
 		}
 		if (ret)

@@ -457,6 +457,13 @@ struct engine_areq {
 	uint8_t *data;			/* the request's data, holding @a0 */
 	uint64_t a0;
 	unsigned round;			/* 0: reading, 1: writing data and parity */
+	/*
+	 * raid5: a mapped write queued on its stripe (held or waited for)
+	 * offers its part to the holder meanwhile (engine_aio_offer); @parked
+	 * is the request while it is queued so, holding no lock.
+	 */
+	struct stripe_contrib offer;
+	struct engine_aio *parked;
 };
 
 /*
@@ -564,11 +571,13 @@ bool stripe_lock_park(struct rt_engine *e, uint64_t stripe, struct engine_aio *a
 void stripe_unlock(struct rt_engine *e, struct stripe_lock_entry *locks,
 		   uint64_t first, uint64_t last);
 void stripe_offer_withdraw(struct stripe_lock_bucket *b, struct stripe_contrib *k);
+int stripe_offer_park(struct rt_engine *e, struct stripe_contrib *k, struct engine_aio *ar);
 
 /* level-raid5.c, raid5-gather.c */
 int raid5_locate(const struct rt_engine *e, uint64_t base, uint32_t k, uint32_t col,
 		 uint32_t len, struct layout_extent *ext);
 void engine_note_write(struct rt_engine *e, uint64_t off, uint64_t end);
+bool raid5_gather_wanted(const struct rt_engine *e, uint64_t off, uint64_t end);
 int raid5_gather(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint64_t a0,
 		 uint64_t a1, uint64_t *lo, uint64_t *hi);
 

@@ -388,24 +388,17 @@ static int raid5_write(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
  * reconstruct-write) and run in two rounds on the caller's ring: the reads,
  * then (raid5_map_next) the parity computed and the data and parity
  * written. Anything else is the synchronous path's: degraded or rebuilding
- * arrays, writes across chunks or stripes (gathering lives there).
+ * arrays, writes across chunks or stripes, and those a holder of their
+ * stripe would gather (raid5_gather_wanted).
  */
 static int raid5_map_next(struct rt_engine *e, struct engine_aio *ar);
 
-/*
- * Small, inside one chunk, and only while stripes are not gathered
- * (RAIDTOOL_STRIPE_WAIT_US=0): whatever else is the synchronous path's.
- * With gathering on, the parts of a stream's stripes the block layer cut
- * small went by the ring as reconstruct-writes instead of being offered to
- * the stripe's holder: stripe.bats saw 6-13 of 16 stripes of a 1 MiB
- * stream written whole, not 16, in most runs.
- */
+/* Small and inside one chunk: whatever else is the synchronous path's. */
 static bool raid5_map_takes(const struct rt_engine *e, uint64_t off, uint64_t len)
 {
 	uint64_t C = e->layout.chunk;
 
-	return atomic_load_explicit(&e->gather_us, memory_order_relaxed) == 0 &&
-	       len <= ENGINE_AREQ_WRITE_MAX && off / C == (off + len - 1) / C;
+	return len <= ENGINE_AREQ_WRITE_MAX && off / C == (off + len - 1) / C;
 }
 
 static int raid5_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
@@ -420,6 +413,18 @@ static int raid5_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t *
 	int ret;
 
 	if (m || rb || !q || !q->scratch || !raid5_map_takes(e, off, len))
+		return -EAGAIN;
+	/*
+	 * Its stripe's lock came free, but its holder would gather: a part of
+	 * a stream (or any write while gathering is not given up on) is left
+	 * to the synchronous path, which waits for the stripe's other parts.
+	 * Written here alone (reconstruct-write), it would keep its stripe
+	 * from being written whole: stripe.bats saw 6-13 of 16 stripes of a
+	 * 1 MiB stream written whole, not 16, when every small write was
+	 * mapped. (Had the lock been held, the write would have offered its
+	 * part to the holder, engine_aio_offer, and been written whole.)
+	 */
+	if (raid5_gather_wanted(e, off, off + len))
 		return -EAGAIN;
 	/* Parity that may not match: the synchronous path computes it from the data. */
 	if (engine_dl_resync_owed(e, s * C, C))

@@ -4,8 +4,10 @@
  * parts of about 512 KiB, so a stream rarely covers a stripe with one
  * request. A writer whose aligned piece covers its first or last stripe in
  * part and has to wait for that stripe's lock offers its part (its data is
- * in place before it waits) on the lock bucket's list. The holder of a
- * stripe it covers in part takes offers that make the stripe whole
+ * in place before it waits) on the lock bucket's list; so does a small
+ * write mapped on a FUSE queue's ring, queued on the bucket instead of
+ * waiting (stripe_offer_park). The holder of a stripe it covers in part
+ * takes offers that make the stripe whole
  * (waiting a bounded window for them, see raid5_gather), writes the
  * stripe with parity from the new data alone straight from every
  * writer's buffer, and marks those offers done before it lets go of the
@@ -47,7 +49,7 @@ void engine_note_write(struct rt_engine *e, uint64_t off, uint64_t end)
  * the block layer splits a large write and its parts may overtake each
  * other)? Then it is part of a stream, and more of its stripes may follow.
  */
-static bool engine_write_streams(struct rt_engine *e, uint64_t off, uint64_t end)
+static bool engine_write_streams(const struct rt_engine *e, uint64_t off, uint64_t end)
 {
 	unsigned i;
 
@@ -56,6 +58,26 @@ static bool engine_write_streams(struct rt_engine *e, uint64_t off, uint64_t end
 		    atomic_load_explicit(&e->recent[i].off, memory_order_relaxed) == end)
 			return true;
 	return false;
+}
+
+/*
+ * Would the holder of a stripe of [off, end) wait for its other parts
+ * (raid5_gather)? Not with no window, nor once waiting was in vain
+ * ENGINE_GATHER_MISSES times in a row (random writes), unless [off, end)
+ * continues a recent write (a stream: the block layer cuts large writes
+ * into parts, a few KiB small at times, that may overtake each other).
+ * A small write that may be gathered and finds its stripe free is not
+ * mapped on the ring (raid5_map_write): writing its part alone
+ * (reconstruct-write) it would keep the stripe from being written whole;
+ * the synchronous path waits for the other parts instead.
+ */
+bool raid5_gather_wanted(const struct rt_engine *e, uint64_t off, uint64_t end)
+{
+	if (!atomic_load_explicit(&e->gather_us, memory_order_relaxed))
+		return false;
+	return atomic_load_explicit(&e->gather_misses, memory_order_relaxed) <
+		       ENGINE_GATHER_MISSES ||
+	       engine_write_streams(e, off, end);
 }
 
 /*

@@ -30,8 +30,9 @@
  * (stripe_lock_park) and resumed, through its caller's callback, when a
  * lock of the bucket is let go or its last waiting thread leaves: it then
  * tries again. A queued write holds nothing, so it cannot deadlock anyone.
- * raid5 writes are not queued: a thread waiting there offers its part of
- * the stripe to the holder (raid5_gather), a queued write could not.
+ * A queued raid5 write offers its part of the stripe to the holder
+ * meanwhile, as a waiting thread does (stripe_offer_park): the holder may
+ * be gathering that stripe (raid5_gather) and waiting for just that part.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -276,6 +277,48 @@ bool stripe_lock_park(struct rt_engine *e, uint64_t stripe, struct engine_aio *a
 	}
 	pthread_mutex_unlock(&b->mu);
 	return busy;
+}
+
+/*
+ * A mapped raid5 write inside stripe @k->stripe, whose lock is held or
+ * waited for: its part @k ([lo, hi) from @data, state CONTRIB_IDLE the
+ * first time) goes on the bucket's offers, where the holder may take it
+ * into a whole stripe as it takes a waiting thread's (raid5_gather), and
+ * @ar is queued on the bucket as by stripe_lock_park. Called again once
+ * @ar is resumed, it settles the offer under the bucket's mutex, so that
+ * a holder never sees it half withdrawn:
+ *   1            the holder wrote it (data and parity on the units): done;
+ *   -EINPROGRESS queued again: the holder is writing it, or the stripe is
+ *                still held or waited for (the offer stays);
+ *   0            the stripe is free and the offer withdrawn (or given
+ *                back after a failed write): take the lock and write it.
+ */
+int stripe_offer_park(struct rt_engine *e, struct stripe_contrib *k, struct engine_aio *ar)
+{
+	struct stripe_lock_bucket *b = stripe_lock_bucket(e, k->stripe);
+	int ret = -EINPROGRESS;
+
+	pthread_mutex_lock(&b->mu);
+	if (k->state == CONTRIB_DONE) {
+		k->state = CONTRIB_IDLE;
+		ret = 1;
+	} else if (k->state == CONTRIB_TAKEN || b->waiters || stripe_lock_held(b, k->stripe)) {
+		if (k->state == CONTRIB_IDLE) {
+			k->state = CONTRIB_OFFERED;
+			k->next = b->offers;
+			b->offers = k;
+			/* A holder gathering this stripe waits on the bucket's condition. */
+			pthread_cond_broadcast(&b->cond);
+		}
+		ar->wait_next = b->parked;
+		b->parked = ar;
+	} else {
+		if (k->state == CONTRIB_OFFERED)
+			stripe_offer_withdraw(b, k);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&b->mu);
+	return ret;
 }
 
 /* Let go of the locks of stripes [first, last], taken into @locks. */

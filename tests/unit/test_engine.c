@@ -717,11 +717,11 @@ static void verify_mapped_reads(struct fixture *f)
 				assert_int_equal(engine_write_map(f->e, buf, 4096, beside, other), 0);
 				engine_aio_unmap(f->e, other, false);	/* nothing written */
 			}
-			/* raid5 does not queue: its waiting writers offer their part instead. */
+			/* Queued (raid5: its part offered to the holder, which does not gather). */
 			other->resume = count_resume;
 			resumed = 0;
 			assert_int_equal(engine_write_map(f->e, buf, 4096, off + len - 4096, other),
-					 mirror ? -EINPROGRESS : -EAGAIN);
+					 -EINPROGRESS);
 			assert_int_equal(resumed, 0);
 		}
 		do {
@@ -746,7 +746,7 @@ static void verify_mapped_reads(struct fixture *f)
 			assert_int_equal(per_role[role],
 					 f->tc->missing & (1u << role) ? 0 : len);
 		engine_aio_unmap(f->e, ar, true);
-		if (mirror) {
+		if (mirror || parity) {
 			/* Resumed once the lock it waited for was let go: it maps now. */
 			assert_int_equal(resumed, 1);
 			assert_int_equal(engine_write_map(f->e, buf, 4096, off + len - 4096, other), 0);
@@ -994,6 +994,141 @@ static void test_engine_level(void **state)
 	verify_units(f);
 	verify_stats(f);
 	check_start_refusals(f);
+}
+
+/* ---- raid5: small writes on the ring and stripe gathering --------------- */
+
+struct gather_holder {
+	struct rt_engine *e;
+	const uint8_t *buf;
+	size_t len;
+	uint64_t off;
+	int ret;
+};
+
+static void *gather_holder_main(void *arg)
+{
+	struct gather_holder *h = arg;
+
+	h->ret = engine_write(h->e, h->buf, h->len, h->off);
+	return NULL;
+}
+
+static bool stripe_is_held(struct rt_engine *e, uint64_t stripe)
+{
+	struct stripe_lock_bucket *b = stripe_lock_bucket(e, stripe);
+	const struct stripe_lock_entry *l;
+	bool held = false;
+
+	pthread_mutex_lock(&b->mu);
+	for (l = b->held; l && !held; l = l->next)
+		held = l->stripe == stripe;
+	pthread_mutex_unlock(&b->mu);
+	return held;
+}
+
+/* Run a mapped write's rounds with pread/pwrite as a FUSE queue would; the model follows. */
+static void run_mapped_write(struct fixture *f, struct engine_aio *ar, const uint8_t *buf,
+			     uint64_t off, uint64_t len)
+{
+	int r;
+
+	do {
+		for (unsigned k = 0; k < ar->n; k++) {
+			const struct engine_unit_io *io = &ar->io[k];
+			ssize_t done = io->write ?
+				pwrite(io->fd, io->buf, io->len, (off_t)io->off) :
+				pread(io->fd, io->buf, io->len, (off_t)io->off);
+
+			assert_int_equal(done, (ssize_t)io->len);
+		}
+	} while ((r = engine_aio_next(f->e, ar)) > 0);
+	assert_int_equal(r, 0);
+	engine_aio_unmap(f->e, ar, true);
+	memcpy(f->model + off, buf, len);
+}
+
+/*
+ * With stripe gathering on: a small write whose stripe is free goes on the
+ * ring only once gathering was given up on (waits in vain: random writes)
+ * and it continues no recent write; one whose stripe a writer holds and
+ * gathers offers its part to it while queued (-EINPROGRESS), is written
+ * by it as part of the whole stripe (no read, no read-modify-write or
+ * reconstruct-write), and is then mapped with no unit I/O left.
+ */
+static void test_engine_ring_gather(void **state)
+{
+	struct fixture *f = *state;
+	struct rt_engine *e = f->e;
+	uint64_t C = f->tc->chunk, W = C * (f->tc->n - 1), s = 7, base = s * W, seed = 0x6a7e;
+	struct engine_aio *ar = calloc(1, sizeof(*ar));
+	struct rt_engine_stats before, after;
+	struct gather_holder h;
+	uint8_t *buf = NULL;
+	pthread_t t;
+	int i;
+
+	if (!have_root()) {
+		if (require_root())
+			fail_msg("cannot run: needs root and loop devices");
+		skip();
+	}
+	assert_non_null(e);
+	assert_non_null(ar);
+	assert_int_equal(posix_memalign((void **)&buf, 4096, 2 * W), 0);
+	assert_int_equal(engine_set_gather_window(e, ENGINE_GATHER_US_MAX), 0);
+
+	/* Stripe 3 written (and its dirty-log region marked) by the synchronous path. */
+	rng_fill(&seed, buf, W);
+	assert_int_equal(engine_write(e, buf, W, 3 * W), 0);
+	memcpy(f->model + 3 * W, buf, W);
+	/* Gathering not given up on: a small write is left to the synchronous path. */
+	rng_fill(&seed, buf, 8192);
+	atomic_store(&e->gather_misses, 0);
+	assert_int_equal(engine_write_map(e, buf, 4096, 3 * W + 8192, ar), -EAGAIN);
+	/* Given up on: mapped (two rounds), unless it continues a recent write. */
+	atomic_store(&e->gather_misses, ENGINE_GATHER_MISSES);
+	assert_int_equal(engine_write_map(e, buf, 4096, 3 * W + 8192, ar), 0);
+	assert_true(ar->n > 0);
+	run_mapped_write(f, ar, buf, 3 * W + 8192, 4096);
+	assert_int_equal(engine_write_map(e, buf + 4096, 4096, 3 * W + 12288, ar), -EAGAIN);
+
+	/* A holder gathering stripe s: all of it but the last 4 KiB, waiting for the rest. */
+	atomic_store(&e->gather_misses, 0);
+	rng_fill(&seed, buf, W);
+	engine_get_stats(e, &before);
+	h = (struct gather_holder){ .e = e, .buf = buf, .len = W - 4096, .off = base, .ret = -1 };
+	assert_int_equal(pthread_create(&t, NULL, gather_holder_main, &h), 0);
+	for (i = 0; i < 10000 && !stripe_is_held(e, s); i++)
+		usleep(500);
+	assert_true(stripe_is_held(e, s));
+	ar->resume = count_resume;
+	resumed = 0;
+	assert_int_equal(engine_write_map(e, buf + W - 4096, 4096, base + W - 4096, ar),
+			 -EINPROGRESS);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(h.ret, 0);
+	assert_int_equal(resumed, 1);
+	/* Written with the whole stripe: mapped again, nothing is left to run. */
+	assert_int_equal(engine_write_map(e, buf + W - 4096, 4096, base + W - 4096, ar), 0);
+	assert_int_equal(ar->n, 0);
+	assert_int_equal(engine_aio_next(e, ar), 0);
+	engine_aio_unmap(e, ar, true);
+	memcpy(f->model + base, buf, W);
+	engine_get_stats(e, &after);
+	assert_int_equal(after.stripe_full - before.stripe_full, 1);
+	assert_int_equal(after.stripe_merged - before.stripe_merged, 1);
+	assert_int_equal(after.stripe_rmw - before.stripe_rmw, 0);
+	assert_int_equal(after.stripe_rcw - before.stripe_rcw, 0);
+	assert_int_equal(after.writes - before.writes, 2);
+	for (uint32_t r = 0; r < f->tc->n; r++)
+		assert_int_equal(after.unit[r].read_bytes, before.unit[r].read_bytes);
+
+	assert_int_equal(engine_flush(e), 0);
+	verify_through_engine(f);
+	verify_units(f);
+	free(buf);
+	free(ar);
 }
 
 /* ---- writes before the initial sync ------------------------------------ */
@@ -1544,6 +1679,11 @@ static const struct engine_case unsynced_cases[] = {
 	{ "unsynced: raid1 x2 64K, used disks", RT_LEVEL_1, 2, 64 * 1024, MIBS(16, 16), 0, 0 },
 };
 
+static const struct engine_case ring_gather_case = {
+	"ring gather: raid5 x4 64K, small mapped writes offered to a gathering holder",
+	RT_LEVEL_5, 4, 64 * 1024, MIBS(16, 16, 16, 16), 0, 0
+};
+
 static const struct engine_case fault_case = {
 	"faults: raid5 x3 64K, short, EAGAIN, zero-byte completions, failed submissions",
 	RT_LEVEL_5, 3, 64 * 1024, MIBS(24, 24, 24), 0, 0
@@ -1566,6 +1706,8 @@ int main(void)
 		  (void *)&ioerror_cases[1] },
 		{ fault_case.name, test_engine_faults, fixture_setup, fixture_teardown,
 		  (void *)&fault_case },
+		{ ring_gather_case.name, test_engine_ring_gather, fixture_setup, fixture_teardown,
+		  (void *)&ring_gather_case },
 		{ unsynced_cases[0].name, test_engine_unsynced, unsynced_setup, fixture_teardown,
 		  (void *)&unsynced_cases[0] },
 		{ unsynced_cases[1].name, test_engine_unsynced, unsynced_setup, fixture_teardown,
