@@ -85,10 +85,15 @@ static void emit(rt_monitor_fn fn, void *arg, const struct rt_monitor_array *a,
 	fn(&ev, arg);
 }
 
-/* A rebuild or resync restores redundancy (mdadm's "rebuild" covers both). */
+/*
+ * A rebuild or resync restores redundancy (mdadm's "rebuild" covers both);
+ * a replace (raidtool replace) fills a new unit as a rebuild does, and is
+ * reported the same way, with "replacing" as the walk.
+ */
 static bool walk_rebuilds(const char *walk)
 {
-	return !strcmp(walk, "rebuilding") || !strcmp(walk, "resyncing");
+	return !strcmp(walk, "rebuilding") || !strcmp(walk, "resyncing") ||
+	       !strcmp(walk, "replacing");
 }
 
 static bool walk_checks(const char *walk)
@@ -105,11 +110,19 @@ static int health_rank(const char *health)
 	return 0;
 }
 
-/* The unit a rebuild writes: the one holding the walk's role. */
+/*
+ * The unit a rebuild writes: the one holding the walk's role; a replace's
+ * new unit while it is being filled, and the role's once it took it.
+ */
 static const struct rt_monitor_unit *walk_unit(const struct rt_monitor_array *a)
 {
-	if (strcmp(a->walk, "rebuilding"))
+	bool replacing = !strcmp(a->walk, "replacing");
+
+	if (strcmp(a->walk, "rebuilding") && !replacing)
 		return NULL;
+	for (unsigned i = 0; i < a->n_units && replacing; i++)
+		if (!strcmp(a->units[i].state, "replacing"))
+			return &a->units[i];
 	for (unsigned i = 0; i < a->n_units; i++)
 		if (a->units[i].slot == a->walk_role && strcmp(a->units[i].state, "faulty") &&
 		    strcmp(a->units[i].state, "missing"))

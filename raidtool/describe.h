@@ -28,4 +28,7 @@ struct rt_control_status;
 void describe_repair_text(FILE *f, const struct rt_control_status *st);
 void describe_repair_json(struct json *j, const struct rt_control_status *st);	/* members */
 
+/* Does a walk named @walk (status's "walk") work on one role: rebuilding, replacing? */
+bool describe_walk_has_role(const char *walk);
+
 #endif
