@@ -102,23 +102,26 @@ replaced_ok() {
 }
 
 # replace_under_fio LEVEL COUNT: unit 1 replaced while fio writes and
-# verifies; the array stays clean throughout; NEW's data area equals UNIT's
-# byte for byte (fio ends before the copy does: nothing is written to the
-# array after the swap); check 0; everything verifies.
+# verifies where the copy has passed already (the writes that must reach
+# both units); the array stays clean throughout; NEW's data area equals
+# UNIT's byte for byte (fio ends before the copy does: nothing is written
+# to the array after the swap); check 0; everything verifies.
 replace_under_fio() {
 	local level=$1 count=$2 new health u
 	new_array "$level" "$count" 128M
 	start_array
 	head -c 16M /dev/urandom > "$TESTDIR/data"
-	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	dd if="$TESTDIR/data" of="$DEV" bs=1M seek=96 oflag=direct conv=fsync status=none
 	new=$(make_image new.img 128M)
-	fio_bg 32M 24M
 	run raidtool replace "$NAME" 1 --with "$new" --speed-limit 8
 	assert_success
 	assert_output --partial "replacing '"
 	[ "$(walk_field kind)" = replacing ]
 	[ "$(walk_field role)" = 1 ]
 	[ "$(status_json | jq -r '.units[] | select(.state == "replacing") | .slot')" = "$count" ]
+	# Role bytes [0, 24M) are copied: fio's writes land behind the copy.
+	wait_walk_done $((40 << 20))
+	fio_bg 0 24M
 	# Never degraded while the copy runs, however far it is.
 	while [ "$(walk_field running)" = true ]; do
 		health=$(status_json | jq -r .health)
@@ -132,9 +135,9 @@ replace_under_fio() {
 	assert_output --partial "replace of role 1 done"
 	replaced_ok "${UNITS[1]}" "$new" 1 "$count"
 	check_clean
-	run fio --filename="$DEV" "${FIO_COMMON[@]}" --offset=32M --size=24M --verify_only=1
+	run fio --filename="$DEV" "${FIO_COMMON[@]}" --offset=0 --size=24M --verify_only=1
 	assert_success
-	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
+	run cmp <(dd if="$DEV" bs=1M skip=96 count=16 iflag=direct status=none) "$TESTDIR/data"
 	assert_success
 	run raidtool deactivate "$NAME"
 	assert_success
@@ -147,7 +150,7 @@ replace_under_fio() {
 	  "$(for u in "${UNITS[@]::1}" "$new" "${UNITS[@]:2}"; do
 		raidtool examine --json "$u" | jq .this_unit.hashcode; done | jq -sc sort)" ] ||
 		fail "not the expected units: $output"
-	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
+	run cmp <(dd if="$DEV" bs=1M skip=96 count=16 iflag=direct status=none) "$TESTDIR/data"
 	assert_success
 	check_clean
 }
@@ -160,10 +163,11 @@ replace_under_fio() {
 	replace_under_fio 5 3
 }
 
-# replace_unit_fails LEVEL COUNT: UNIT is failed half way; the copy goes on
+# replace_unit_fails LEVEL COUNT: UNIT is failed part way; the copy goes on
 # from the other units (raid1 the other mirror, raid5 parity) while fio
-# writes; the data written before (high in the array, copied after the
-# failure) and fio's verify; check 0 with NEW in the role.
+# writes where it has passed (writes that now reach NEW alone); the data
+# written before (high in the array, copied after the failure) and fio's
+# verify; check 0 with NEW in the role.
 replace_unit_fails() {
 	local level=$1 count=$2 new size
 	new_array "$level" "$count" 128M
@@ -173,12 +177,15 @@ replace_unit_fails() {
 	dd if="$TESTDIR/data" of="$DEV" bs=1M seek=$(((size >> 20) - 40)) oflag=direct \
 		conv=fsync status=none
 	new=$(make_image new.img 128M)
-	fio_bg 32M 24M
 	run raidtool replace "$NAME" 1 --with "$new" --speed-limit 8
 	assert_success
-	wait_walk_done $((24 << 20))
+	wait_walk_done $((40 << 20))
 	run raidtool fail "$NAME" 1
 	assert_success
+	# What UNIT holds past the copy is no longer to be used: wipe it, so
+	# that only a copy rebuilt from the other units passes the checks.
+	dd if=/dev/zero of="${UNITS[1]}" bs=1M seek=48 count=70 conv=notrunc status=none
+	fio_bg 0 24M
 	[ "$(status_json | jq -r .health)" = degraded ]
 	[ "$(walk_field kind)" = replacing ]
 	[ "$(walk_field running)" = true ] || fail "the replace stopped with its unit: $(status_json)"
@@ -188,7 +195,7 @@ replace_unit_fails() {
 	fio_done
 	replaced_ok "${UNITS[1]}" "$new" 1 "$count"
 	check_clean
-	run fio --filename="$DEV" "${FIO_COMMON[@]}" --offset=32M --size=24M --verify_only=1
+	run fio --filename="$DEV" "${FIO_COMMON[@]}" --offset=0 --size=24M --verify_only=1
 	assert_success
 	run cmp <(dd if="$DEV" bs=1M skip=$(((size >> 20) - 40)) count=32 iflag=direct \
 		status=none) "$TESTDIR/data"
