@@ -83,7 +83,7 @@ walk_field() {
 wait_walk_done() {
 	local d=
 	for _ in $(seq 300); do
-		d=$(walk_field done)
+		d=$(walk_field "done")
 		[ "$d" -ge "$1" ] 2>/dev/null && return 0
 		sleep 0.1
 	done
