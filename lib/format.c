@@ -575,6 +575,9 @@ int sb_decode(const uint8_t *buf, size_t len, struct rt_sb *sb)
 		s->data_size = get_le64(e + SB_SLOT_DATA_SIZE);
 		s->recovery_offset = get_le64(e + SB_SLOT_RECOVERY);
 	}
+	/* replace_role means something only with a replacing entry (sb_encode writes 0 else). */
+	if (sb_replacing_slot(sb) < 0)
+		sb->replace_role = 0;
 	/* Reserved bytes are not checked: a later compat field may live there. */
 	return sb_validate(sb);
 }
