@@ -14,6 +14,7 @@ setup() {
 	require_fuse
 	command -v fio >/dev/null || require "needs fio"
 	command -v jq >/dev/null || require "needs jq"
+	command -v blkdiscard >/dev/null || require "needs blkdiscard (util-linux)"
 	scratch_setup
 	BGPIDS=()
 	UNITS=()
@@ -112,6 +113,8 @@ replace_under_fio() {
 	start_array
 	head -c 16M /dev/urandom > "$TESTDIR/data"
 	dd if="$TESTDIR/data" of="$DEV" bs=1M seek=96 oflag=direct conv=fsync status=none
+	# Data a discard behind the copy must remove from both units.
+	dd if=/dev/urandom of="$DEV" bs=1M seek=24 count=8 oflag=direct conv=fsync status=none
 	new=$(make_image new.img 128M)
 	run raidtool replace "$NAME" 1 --with "$new" --speed-limit 8
 	assert_success
@@ -122,6 +125,7 @@ replace_under_fio() {
 	# Role bytes [0, 24M) are copied: fio's writes land behind the copy.
 	wait_walk_done $((40 << 20))
 	fio_bg 0 24M
+	blkdiscard -o $((24 << 20)) -l $((8 << 20)) "$DEV"
 	# Never degraded while the copy runs, however far it is.
 	while [ "$(walk_field running)" = true ]; do
 		health=$(status_json | jq -r .health)
@@ -138,6 +142,8 @@ replace_under_fio() {
 	run fio --filename="$DEV" "${FIO_COMMON[@]}" --offset=0 --size=24M --verify_only=1
 	assert_success
 	run cmp <(dd if="$DEV" bs=1M skip=96 count=16 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	run cmp <(dd if="$DEV" bs=1M skip=24 count=8 iflag=direct status=none) <(head -c 8M /dev/zero)
 	assert_success
 	run raidtool deactivate "$NAME"
 	assert_success
