@@ -93,7 +93,7 @@ _raidtool_thin() {
 _raidtool() {
 	local cur prev rt cmd i w opt nargs
 	local commands="create add list lookup lookup-unit examine rename rehash zero
-		activate deactivate status fail remove tune check wait incremental pool vol monitor"
+		activate deactivate status fail remove replace tune check wait incremental pool vol monitor"
 	local global_opts="--verbose -v --quiet -q --help -h --version -V"
 	# Every command takes these after its name (cli_run in raidtool/cli.c).
 	local common="--help -h --usage --verbose -v --quiet -q"
@@ -164,6 +164,9 @@ _raidtool() {
 	incremental:-t | incremental:--timeout)
 		_raidtool_words "$cur" "0 10 30 60"
 		return 0 ;;
+	replace:-w | replace:--with)
+		_raidtool_units "$cur"
+		return 0 ;;
 	monitor:--program)
 		compopt -o filenames 2>/dev/null
 		mapfile -t COMPREPLY < <(compgen -c -- "$cur")
@@ -191,6 +194,7 @@ _raidtool() {
 				$common" ;;
 		fail) _raidtool_words "$cur" "--force -f $common" ;;
 		remove) _raidtool_words "$cur" "$common" ;;
+		replace) _raidtool_words "$cur" "--with -w --force -f --speed-limit --json $common" ;;
 		tune) _raidtool_words "$cur" "--io-retries --io-retry-window --speed-limit $common" ;;
 		check) _raidtool_words "$cur" "--repair -r --prefer --cancel --speed-limit --json $common" ;;
 		wait) _raidtool_words "$cur" "--progress -p --json $common" ;;
@@ -214,7 +218,7 @@ _raidtool() {
 		=) ;;
 		-l | --level | -c | --chunk | -b | --blocksize | -d | --desc | -u | --units | -o | --output | \
 			-t | --timeout | --io-retries | --io-retry-window | --speed-limit | \
-			--program | --delay)
+			--program | --delay | -w | --with)
 			# An option with a separate value: skip the value too.
 			if [ "${COMP_WORDS[i + 1]:-}" = "=" ]; then
 				((i += 2))
@@ -249,8 +253,8 @@ _raidtool() {
 		# Any number of arrays, none with --scan.
 		[[ " ${COMP_WORDS[*]} " == *" --scan "* ]] ||
 			_raidtool_words "$cur" "$(_raidtool_arrays "$rt")" ;;
-	fail | remove)
-		# Then a role number, unit hashcode or device.
+	fail | remove | replace)
+		# Then a role number, unit hashcode or device (replace: NEW goes with --with).
 		if ((nargs == 0)); then
 			_raidtool_words "$cur" "$(_raidtool_arrays "$rt")"
 		elif ((nargs == 1)); then

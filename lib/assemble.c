@@ -332,7 +332,9 @@ int assemble_open(const struct rt_scan_array *a, bool force, struct rt_assembly 
 	     slot++) {
 		const struct rt_scan_unit *su;
 
-		if (fresh->slots[slot].state != RT_SLOT_SPARE)
+		/* And a replace's new unit: it is written like the others until it ends. */
+		if (fresh->slots[slot].state != RT_SLOT_SPARE &&
+		    fresh->slots[slot].state != RT_SLOT_REPLACING)
 			continue;
 		su = find_slot(a, slot, &r);
 		if (r < 0)

@@ -374,6 +374,7 @@ static const struct {
 	[RT_VERB_TUNE] = { "tune", COMMAND_TIMEOUT_MS },
 	[RT_VERB_SPEED] = { "speed", COMMAND_TIMEOUT_MS },
 	[RT_VERB_VOL] = { "vol", COMMAND_TIMEOUT_MS },
+	[RT_VERB_REPLACE] = { "replace", COMMAND_TIMEOUT_MS },
 };
 
 /* The driver's names for the same requests. */
@@ -405,7 +406,7 @@ static int verb_parse(const char *s)
 
 static bool verb_takes_force(enum rt_control_verb verb)
 {
-	return verb == RT_VERB_FAIL || verb == RT_VERB_ADD;
+	return verb == RT_VERB_FAIL || verb == RT_VERB_ADD || verb == RT_VERB_REPLACE;
 }
 
 /* ---- the status's names (one table each, both ends) --------------------- */
@@ -423,6 +424,7 @@ static const char *const walk_names[] = {
 	[RT_WALK_RESYNC] = "resyncing",
 	[RT_WALK_CHECK] = "checking",
 	[RT_WALK_REPAIR] = "repairing",
+	[RT_WALK_REPLACE] = "replacing",
 };
 
 /* The entries of a table. */

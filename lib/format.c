@@ -33,7 +33,8 @@
 #define SB_OFF_EVENTS		48	/* 8 */
 #define SB_OFF_UTIME		56	/* 8 */
 #define SB_OFF_IO_FAILED	64	/* 8  with RT_FEATURE_COMPAT_IO_FAILED */
-					/* 64..127 reserved */
+#define SB_OFF_REPLACE_ROLE	72	/* 4  with a REPLACING slot */
+					/* 76..127 reserved */
 /* Array descriptor. */
 #define SB_OFF_A_NAME		128	/* 64 */
 #define SB_OFF_A_DESC		192	/* 128 */
@@ -330,7 +331,8 @@ static bool slot_holds_unit(uint32_t state)
 
 static bool slot_in_use(uint32_t state)
 {
-	return state == RT_SLOT_ACTIVE || state == RT_SLOT_REBUILDING || state == RT_SLOT_SPARE;
+	return state == RT_SLOT_ACTIVE || state == RT_SLOT_REBUILDING || state == RT_SLOT_SPARE ||
+	       state == RT_SLOT_REPLACING;
 }
 
 static bool uuid_is_zero(const uint8_t *uuid)
@@ -355,7 +357,8 @@ static int validate_slots(const struct rt_sb *sb, char *why, size_t len)
 		} else if (i < sb->array.n_slots) {
 			/* A removed spare may leave its entry empty. */
 			if (s->state != RT_SLOT_SPARE && s->state != RT_SLOT_FAULTY &&
-			    s->state != RT_SLOT_EMPTY)
+			    s->state != RT_SLOT_EMPTY && s->state != RT_SLOT_REPLACING &&
+			    s->state != RT_SLOT_REPLACED)
 				return bad(why, len, "slot %u state: %u (%s) beyond the roles", i,
 					   s->state, sb_slot_state_name(s->state));
 		} else if (s->state != RT_SLOT_EMPTY) {
@@ -370,6 +373,15 @@ static int validate_slots(const struct rt_sb *sb, char *why, size_t len)
 			if (slot_in_use(sb->slots[j].state) &&
 			    !memcmp(sb->slots[j].uuid, s->uuid, RT_UUID_SIZE))
 				return bad(why, len, "slot %u: the same unit as slot %u", i, j);
+	}
+	for (uint32_t i = 0, seen = 0; i < RT_MAX_UNITS; i++) {
+		if (sb->slots[i].state != RT_SLOT_REPLACING)
+			continue;
+		if (seen++)
+			return bad(why, len, "slot %u: a second replacing unit", i);
+		if (sb->replace_role >= sb->array.n_devices)
+			return bad(why, len, "replace role: %u, the array has %u roles",
+				   sb->replace_role, sb->array.n_devices);
 	}
 	if (sb->unit.slot >= sb->array.n_slots)
 		return bad(why, len, "unit slot: %u, the table has %u slots", sb->unit.slot,
@@ -442,6 +454,7 @@ int sb_encode_unchecked(const struct rt_sb *sb, unsigned copy, uint8_t *buf)
 	put_le64(buf + SB_OFF_EVENTS, sb->events);
 	put_le64(buf + SB_OFF_UTIME, sb->utime);
 	put_le64(buf + SB_OFF_IO_FAILED, sb->io_failed);
+	put_le32(buf + SB_OFF_REPLACE_ROLE, sb_replacing_slot(sb) >= 0 ? sb->replace_role : 0);
 
 	put_str(buf + SB_OFF_A_NAME, RT_NAME_MAX + 1, sb->array.name);
 	put_str(buf + SB_OFF_A_DESC, RT_DESC_MAX + 1, sb->array.desc);
@@ -520,6 +533,7 @@ int sb_decode(const uint8_t *buf, size_t len, struct rt_sb *sb)
 	sb->utime = get_le64(buf + SB_OFF_UTIME);
 	if (sb->feature_compat & RT_FEATURE_COMPAT_IO_FAILED)
 		sb->io_failed = get_le64(buf + SB_OFF_IO_FAILED);
+	sb->replace_role = get_le32(buf + SB_OFF_REPLACE_ROLE);
 	/* The flag means "io_failed is in use": sb_encode sets it from the field alone. */
 	if (!sb->io_failed)
 		sb->feature_compat &= ~RT_FEATURE_COMPAT_IO_FAILED;
@@ -561,6 +575,9 @@ int sb_decode(const uint8_t *buf, size_t len, struct rt_sb *sb)
 		s->data_size = get_le64(e + SB_SLOT_DATA_SIZE);
 		s->recovery_offset = get_le64(e + SB_SLOT_RECOVERY);
 	}
+	/* replace_role means something only with a replacing entry (sb_encode writes 0 else). */
+	if (sb_replacing_slot(sb) < 0)
+		sb->replace_role = 0;
 	/* Reserved bytes are not checked: a later compat field may live there. */
 	return sb_validate(sb);
 }
@@ -619,6 +636,10 @@ const char *sb_slot_state_name(uint32_t state)
 		return "missing";
 	case RT_SLOT_REBUILDING:
 		return "rebuilding";
+	case RT_SLOT_REPLACING:
+		return "replacing";
+	case RT_SLOT_REPLACED:
+		return "replaced";
 	default:
 		return "unknown";
 	}
@@ -635,6 +656,14 @@ uint32_t sb_spare_slot(const struct rt_sb *sb)
 		if (sb->slots[s].state == RT_SLOT_EMPTY)
 			return s;
 	return sb->array.n_slots;
+}
+
+int sb_replacing_slot(const struct rt_sb *sb)
+{
+	for (uint32_t s = sb->array.n_devices; s < sb->array.n_slots && s < RT_MAX_UNITS; s++)
+		if (sb->slots[s].state == RT_SLOT_REPLACING)
+			return (int)s;
+	return -1;
 }
 
 const char *sb_array_state_name(uint32_t state)

@@ -85,10 +85,14 @@ static void emit(rt_monitor_fn fn, void *arg, const struct rt_monitor_array *a,
 	fn(&ev, arg);
 }
 
-/* A rebuild or resync restores redundancy (mdadm's "rebuild" covers both). */
+/*
+ * A rebuild or resync restores redundancy (mdadm's "rebuild" covers both);
+ * a replace (raidtool replace) fills a new unit as a rebuild does, and is
+ * reported the same way, with "replacing" as the walk.
+ */
 static bool walk_rebuilds(enum rt_walk_kind walk)
 {
-	return walk == RT_WALK_RECOVER || walk == RT_WALK_RESYNC;
+	return walk == RT_WALK_RECOVER || walk == RT_WALK_RESYNC || walk == RT_WALK_REPLACE;
 }
 
 static bool walk_checks(enum rt_walk_kind walk)
@@ -102,11 +106,19 @@ static int health_rank(enum rt_health health)
 	return health == RT_HEALTH_DEGRADED ? 1 : health == RT_HEALTH_FAILED ? 2 : 0;
 }
 
-/* The unit a rebuild writes: the one holding the walk's role. */
+/*
+ * The unit a rebuild writes: the one holding the walk's role; a replace's
+ * new unit while it is being filled, and the role's once it took it.
+ */
 static const struct rt_monitor_unit *walk_unit(const struct rt_monitor_array *a)
 {
-	if (a->walk != RT_WALK_RECOVER)
+	bool replacing = a->walk == RT_WALK_REPLACE;
+
+	if (a->walk != RT_WALK_RECOVER && !replacing)
 		return NULL;
+	for (unsigned i = 0; i < a->n_units && replacing; i++)
+		if (!strcmp(a->units[i].state, "replacing"))
+			return &a->units[i];
 	for (unsigned i = 0; i < a->n_units; i++)
 		if (a->units[i].slot == a->walk_role && strcmp(a->units[i].state, "faulty") &&
 		    strcmp(a->units[i].state, "missing"))

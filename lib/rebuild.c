@@ -203,7 +203,10 @@ static int recover_span(struct rt_engine *e, struct rt_walk *w, const struct eng
 		if (cnt > walk_batch_limited(w, batch, g->chunk))
 			cnt = walk_batch_limited(w, batch, g->chunk);
 		c = engine_ctx_get(e);
-		ret = engine_recover_stripes(e, c, w->p.role, *pos / g->chunk, cnt);
+		if (w->p.kind == RT_WALK_REPLACE)
+			ret = engine_replace_stripes(e, c, w->p.role, *pos / g->chunk, cnt);
+		else
+			ret = engine_recover_stripes(e, c, w->p.role, *pos / g->chunk, cnt);
 		engine_ctx_put(e, c);
 		if (ret)
 			return ret;
@@ -257,7 +260,8 @@ static int walk_recover(struct rt_engine *e, struct rt_walk *w, const struct eng
 		if (r && !ret)
 			ret = r;
 	}
-	if (!ret)
+	/* A replace ends in the @done callback (engine_replace_finish), with the superblocks. */
+	if (!ret && w->p.kind == RT_WALK_RECOVER)
 		ret = engine_recover_complete(e, w->p.role);
 	return ret;
 }
@@ -338,6 +342,7 @@ static void *walk_main(void *arg)
 	engine_geom(e, &g);
 	switch (w->p.kind) {
 	case RT_WALK_RECOVER:
+	case RT_WALK_REPLACE:
 		ret = walk_recover(e, w, &g);
 		break;
 	case RT_WALK_RESYNC:
@@ -430,6 +435,11 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 		if (p->role >= g.n || !engine_role_rebuilding(e, p->role) || p->start > g.role_bytes)
 			return -EINVAL;
 		break;
+	case RT_WALK_REPLACE:
+		if (p->role >= g.n || engine_replace_role(e) != (int)p->role ||
+		    p->start > g.role_bytes)
+			return -EINVAL;
+		break;
 	case RT_WALK_RESYNC:
 	case RT_WALK_CHECK:
 	case RT_WALK_REPAIR:
@@ -442,7 +452,8 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 			      engine_role_state(e, p->prefer) != RT_ROLE_ACTIVE ||
 			      engine_role_rebuilding(e, p->prefer)))
 		return -EINVAL;
-	if (p->kind == RT_WALK_RESYNC || (p->kind == RT_WALK_RECOVER && p->regions)) {
+	if (p->kind == RT_WALK_RESYNC ||
+	    ((p->kind == RT_WALK_RECOVER || p->kind == RT_WALK_REPLACE) && p->regions)) {
 		R = p->regions ? p->region_size : g.role_bytes;
 		/* Regions of whole chunks: a stripe is never split between two. */
 		if (R == 0 || (p->regions && R % g.chunk))
@@ -478,12 +489,12 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 	memset(&w->prog, 0, sizeof(w->prog));
 	w->prog.kind = p->kind;
 	w->prog.running = true;
-	w->prog.role = p->kind == RT_WALK_RECOVER ? p->role : 0;
+	w->prog.role = p->kind == RT_WALK_RECOVER || p->kind == RT_WALK_REPLACE ? p->role : 0;
 	w->prog.total = g.role_bytes;
 	if (p->kind == RT_WALK_RESYNC || copy) {
 		w->prog.regions_total = copy ? popcount_bits(copy, n_regions) : 1;
 		w->prog.total = region_bytes(copy, n_regions, w->p.region_size, g.role_bytes,
-					     p->kind == RT_WALK_RECOVER ? p->start / g.chunk * g.chunk : 0);
+					     p->kind != RT_WALK_RESYNC ? p->start / g.chunk * g.chunk : 0);
 	}
 	w->done0 = 0;
 	clock_gettime(CLOCK_MONOTONIC, &w->t0);

@@ -225,6 +225,12 @@ static int admin_remove(struct run *run, const char *arg, char *msg, size_t len)
 	if (i < 0)
 		return i;
 	role = (unsigned)i < as->n_roles;
+	if (!role && as->sb.slots[as->own[i].slot].state == RT_SLOT_REPLACING) {
+		snprintf(msg, len, "'%s' is being filled to replace role %u and holds every write "
+			 "to it; let the replace finish ('raidtool wait %s')", as->dev[i],
+			 as->sb.replace_role, run->id);
+		return -EBUSY;
+	}
 	if (role && engine_role_rebuilding(run->e, (uint32_t)i)) {
 		snprintf(msg, len, "role %d ('%s') is being rebuilt and already holds every write "
 			 "since it was added; let the rebuild finish ('raidtool wait %s'), or to "
@@ -565,6 +571,169 @@ out:
 	return r;
 }
 
+/* The start's superblock update: the new unit in its slot, replacing @role. */
+struct replace_begin {
+	const struct rt_sb *sb;		/* with the new unit's slot filled in */
+	uint32_t slot, role;
+};
+
+static int begin_replace(struct rt_sb *sb, void *arg)
+{
+	const struct replace_begin *b = arg;
+
+	sb->slots[b->slot] = b->sb->slots[b->slot];
+	sb->slots[b->slot].state = RT_SLOT_REPLACING;
+	sb->slots[b->slot].recovery_offset = 0;
+	if (b->slot >= sb->array.n_slots)
+		sb->array.n_slots = b->slot + 1;
+	sb->replace_role = b->role;
+	return 0;
+}
+
+/* What replace refuses before anything is opened: -errno with the reason in @msg. */
+static int replace_check(struct run *run, const char *unit, int i, char *msg, size_t len)
+{
+	const struct rt_assembly *as = run->as;
+	struct rt_walk_progress wp;
+	int busy = engine_replace_role(run->e);
+
+	if (as->sb.array.level != RT_LEVEL_1 && as->sb.array.level != RT_LEVEL_5) {
+		snprintf(msg, len, "a %s array has no redundancy to keep it whole while a unit is "
+			 "copied (replace is for raid1 and raid5); nothing was changed",
+			 sb_level_name(as->sb.array.level));
+		return -EOPNOTSUPP;
+	}
+	if ((unsigned)i >= as->n_roles) {
+		snprintf(msg, len, "'%s' is a spare: it holds no data to replace; nothing was "
+			 "changed", unit);
+		return -EINVAL;
+	}
+	if (busy >= 0 || sb_replacing_slot(&as->sb) >= 0) {
+		snprintf(msg, len, "role %d is being replaced already; wait for it ('raidtool wait "
+			 "%s'); nothing was changed", busy, run->id);
+		return -EBUSY;
+	}
+	if (!as->units[i] || engine_role_state(run->e, (uint32_t)i) != RT_ROLE_ACTIVE ||
+	    engine_role_rebuilding(run->e, (uint32_t)i)) {
+		snprintf(msg, len, "role %d (%s) is %s: there is nothing to copy from it; to put a "
+			 "new unit in its place use 'raidtool remove' and 'raidtool add'; nothing "
+			 "was changed", i, as->units[i] ? as->dev[i] : "no unit",
+			 engine_role_rebuilding(run->e, (uint32_t)i) ? "being rebuilt" :
+			 as->units[i] ? "faulty" : "missing");
+		return -EINVAL;
+	}
+	engine_walk_progress(run->e, &wp);
+	if (wp.running) {
+		snprintf(msg, len, "busy: %s is running; wait for it ('raidtool wait %s') or cancel "
+			 "it ('raidtool check --cancel %s'); nothing was changed",
+			 control_walk_name(wp.kind), run->id, run->id);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+/*
+ * "UNIT PATH": hot replace. PATH is prepared as a new member and filled
+ * with role UNIT's data while UNIT stays in service (lib/engine/replace.c);
+ * at the end it takes the role (run.c, replace_finished). Every refusal
+ * comes before the first superblock write.
+ */
+static int admin_replace(struct run *run, const char *arg, bool force, char *msg, size_t len)
+{
+	struct rt_assembly *as = run->as;
+	struct replace_begin b = { 0 };
+	struct rt_unit_desc own;
+	struct rt_unit *u = NULL;
+	char unit[256], olddev[256];
+	const char *path = strchr(arg, ' ');
+	struct rt_sb sb;
+	unsigned idx;
+	int i, r;
+
+	if (!path || path == arg || !path[1] || (size_t)(path - arg) >= sizeof(unit)) {
+		snprintf(msg, len, "give the unit to replace and the new unit");
+		return -EINVAL;
+	}
+	snprintf(unit, sizeof(unit), "%.*s", (int)(path - arg), arg);
+	path++;
+	i = find_member(run, unit, msg, len);
+	if (i < 0)
+		return i;
+	pthread_mutex_lock(&run->sb_lock);
+	r = replace_check(run, unit, i, msg, len);
+	if (r < 0)
+		goto unlock;
+	b.role = (uint32_t)i;
+	b.slot = sb_spare_slot(&as->sb);
+	for (idx = as->n_roles; idx < as->n_units && as->units[idx]; idx++)
+		;
+	if (idx >= RT_MAX_UNITS || b.slot >= RT_MAX_UNITS) {
+		snprintf(msg, len, "no room for another unit (at most %u); nothing was changed",
+			 RT_MAX_UNITS);
+		r = -E2BIG;
+		goto unlock;
+	}
+	sb = as->sb;
+	rt_log_clear_error();
+	r = member_prepare(path, &sb, b.slot, RT_UNIT_DIRECT, force, as->sb.array.uuid, &u, &own);
+	if (r < 0) {
+		snprintf(msg, len, "%s; nothing was changed", rt_log_last_error()[0] ?
+			 rt_log_last_error() : strerror(-r));
+		goto unlock;
+	}
+	snprintf(olddev, sizeof(olddev), "%s", as->dev[i]);
+	pthread_mutex_unlock(&run->sb_lock);
+	/* The engine first (it may wait for requests whose failure handler wants sb_lock). */
+	r = engine_replace_start(run->e, b.role, u);
+	if (r < 0) {
+		unit_close(u);
+		snprintf(msg, len, "cannot replace role %u with '%s': %s; nothing was changed",
+			 b.role, path, r == -ENOSPC ? "too small" : r == -EINVAL ?
+			 "its logical block size differs from the other units'" : strerror(-r));
+		return r;
+	}
+	pthread_mutex_lock(&run->sb_lock);
+	b.sb = &sb;
+	as->units[idx] = u;
+	as->own[idx] = own;
+	as->disk_events[idx] = 0;	/* a new member: written first */
+	snprintf(as->dev[idx], sizeof(as->dev[idx]), "%s", unit_devname(u));
+	if (idx == as->n_units)
+		as->n_units++;
+	r = run_sb_update(run, begin_replace, &b);
+	if (r < 0) {
+		struct rt_unit *back = NULL;
+
+		as->units[idx] = NULL;
+		as->dev[idx][0] = '\0';
+		if (idx == as->n_units - 1)
+			as->n_units--;
+		pthread_mutex_unlock(&run->sb_lock);
+		(void)engine_replace_abort(run->e, &back);
+		unit_close(u);
+		snprintf(msg, len, "cannot write the superblocks: %s", strerror(-r));
+		return r;
+	}
+	unit_keep_loop(u);
+	pthread_mutex_unlock(&run->sb_lock);
+	r = run_start_replace(run, b.role, 0, NULL, 0);
+	if (r < 0) {
+		snprintf(msg, len, "'%s' takes every write of role %u, but copying to it did not "
+			 "start: %s; it starts at the next activate", path, b.role, strerror(-r));
+		return r;
+	}
+	rt_log(RT_LOG_INFO, "'%s': replacing '%s' (role %u) with '%s' (slot %u, events %llu)",
+	       run->name, olddev, b.role, as->dev[idx], b.slot,
+	       (unsigned long long)as->sb.events);
+	snprintf(msg, len, "replacing '%s' (role %u) with '%s' in the background; the array "
+		 "stays whole; see 'raidtool status %s' or 'raidtool wait %s'", olddev, b.role,
+		 path, run->id, run->id);
+	return 0;
+unlock:
+	pthread_mutex_unlock(&run->sb_lock);
+	return r;
+}
+
 struct spare_swap {
 	uint32_t role, spare_slot;
 	bool had_unit;			/* the failed unit stays listed, faulty, in the spare's slot */
@@ -621,9 +790,10 @@ void run_take_spare(struct run *run)
 	for (int k = 0; k < 500 && engine_role_state(run->e, w.role) != RT_ROLE_FAULTY; k++)
 		rt_sleep_ms(10);
 	engine_walk_progress(run->e, &wp);
-	if (wp.running && wp.kind == RT_WALK_RECOVER) {
-		rt_log(RT_LOG_WARN, "'%s': role %u failed; the spare waits for the rebuild of "
-		       "role %u ('raidtool add' it then)", run->name, w.role, wp.role);
+	if (wp.running && (wp.kind == RT_WALK_RECOVER || wp.kind == RT_WALK_REPLACE)) {
+		rt_log(RT_LOG_WARN, "'%s': role %u failed; the spare waits for the %s of "
+		       "role %u ('raidtool add' it then)", run->name, w.role,
+		       wp.kind == RT_WALK_REPLACE ? "replace" : "rebuild", wp.role);
 		goto out;
 	}
 	if (wp.running) {
@@ -757,6 +927,7 @@ int run_admin_command(void *ctx, const struct rt_control_req *rq, char *msg, siz
 	case RT_VERB_ADD:
 	case RT_VERB_FAIL:
 	case RT_VERB_REMOVE:
+	case RT_VERB_REPLACE:
 		break;
 	default:
 		return admin_walk(run, rq->verb, rq->arg, msg, len);
@@ -767,6 +938,8 @@ int run_admin_command(void *ctx, const struct rt_control_req *rq, char *msg, siz
 		r = admin_add(run, rq->arg, rq->force, msg, len);
 	else if (rq->verb == RT_VERB_FAIL)
 		r = admin_fail(run, rq->arg, rq->force, msg, len);
+	else if (rq->verb == RT_VERB_REPLACE)
+		r = admin_replace(run, rq->arg, rq->force, msg, len);
 	else
 		r = admin_remove(run, rq->arg, msg, len);
 	pthread_mutex_unlock(&run->admin_lock);

@@ -56,6 +56,7 @@ struct run {
 	uint64_t owed_all;		/* engine_resync_owed's @all for the running resync */
 	bool owed_warned;
 	uint32_t rebuild_role;		/* of the last rebuild started */
+	uint32_t replace_role;		/* of the last replace started */
 	int excl_fd;			/* the loop device, held O_EXCL from the stop decision on */
 };
 
@@ -84,6 +85,10 @@ int run_walk_start(struct run *run, struct rt_walk_params *p);
 int run_start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,
 			      const uint8_t *regions, uint64_t region_size);
 int run_start_rebuild(struct run *run, uint32_t role, uint64_t start);
+/* raidtool replace: fill the replacement of @role (engine_replace_start done). */
+int run_start_replace(struct run *run, uint32_t role, uint64_t start, const uint8_t *regions,
+		      uint64_t region_size);
+int run_replacing_index(const struct rt_assembly *as);	/* or -1 */
 int run_teardown(struct run *run, char *msg, size_t msglen);
 /* What an engine that died left (loop device, mount, links); we hold its lock. */
 int run_recover_leftovers(const char *name, const uint8_t uuid[RT_UUID_SIZE], char *did,

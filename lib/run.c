@@ -33,6 +33,7 @@
 #include <raidtool/thin.h>
 #include <raidtool/unit.h>
 #include <raidtool/util.h>
+#include "member.h"
 #include "run-internal.h"
 
 #ifndef PR_SET_IO_FLUSHER
@@ -405,6 +406,182 @@ static void initial_sync_finished(struct run *run)
 		       "(events %llu)", run->name, (unsigned long long)run->as->sb.events);
 }
 
+/* ---- hot replace (raidtool replace) ------------------------------------- */
+
+static int set_replace_offset(struct rt_sb *sb, void *arg)
+{
+	const uint64_t *offset = arg;
+	int slot = sb_replacing_slot(sb);
+
+	if (slot < 0)
+		return -ESTALE;
+	sb->slots[slot].recovery_offset = *offset;
+	return 0;
+}
+
+/* A replace's checkpoint (walk thread): the replacing slot's recovery offset. */
+static void on_replace_checkpoint(uint32_t role, uint64_t offset, void *ctx)
+{
+	struct run *run = ctx;
+	int r;
+
+	pthread_mutex_lock(&run->sb_lock);
+	r = run_sb_update(run, set_replace_offset, &offset);
+	pthread_mutex_unlock(&run->sb_lock);
+	if (r < 0 && r != -ESTALE)
+		rt_log(RT_LOG_ERROR, "'%s': cannot record the replace of role %u at %llu bytes "
+		       "in the superblocks: %s", run->name, role, (unsigned long long)offset,
+		       strerror(-r));
+}
+
+/* The index in run->as of the unit in the replacing slot, or -1. */
+int run_replacing_index(const struct rt_assembly *as)
+{
+	int slot = sb_replacing_slot(&as->sb);
+
+	for (unsigned i = as->n_roles; i < as->n_units && slot >= 0; i++)
+		if (as->units[i] && as->own[i].slot == (uint32_t)slot)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * The replacement takes the role; the unit it replaces moves to the
+ * replacement's slot as "replaced" (or, when the role had no unit, the
+ * slot is left empty).
+ */
+static int swap_replaced(struct rt_sb *sb, void *arg)
+{
+	const uint32_t *slot = arg;
+	uint32_t role = sb->replace_role;
+	struct rt_slot old = sb->slots[role];
+
+	sb->slots[role] = sb->slots[*slot];
+	sb->slots[role].state = RT_SLOT_ACTIVE;
+	sb->slots[role].recovery_offset = 0;
+	sb->io_failed &= ~(1ull << role);
+	memset(&sb->slots[*slot], 0, sizeof(sb->slots[0]));
+	if (memcmp(old.uuid, (const uint8_t[RT_UUID_SIZE]){ 0 }, RT_UUID_SIZE)) {
+		sb->slots[*slot] = old;
+		sb->slots[*slot].state = RT_SLOT_REPLACED;
+		sb->slots[*slot].recovery_offset = 0;
+	}
+	sb->replace_role = 0;
+	return 0;
+}
+
+static int forget_replacing(struct rt_sb *sb, void *arg)
+{
+	int slot = sb_replacing_slot(sb);
+
+	(void)arg;
+	if (slot >= 0)
+		memset(&sb->slots[slot], 0, sizeof(sb->slots[0]));
+	sb->replace_role = 0;
+	return 0;
+}
+
+/*
+ * A replace that cannot go on (its unit or every source failed): the
+ * replacement leaves the engine and the role table; the role stays as it is.
+ */
+static void replace_abandon(struct run *run, int why)
+{
+	struct rt_assembly *as = run->as;
+	struct rt_unit *u = NULL;
+	int i, r;
+
+	r = engine_replace_abort(run->e, &u);
+	pthread_mutex_lock(&run->sb_lock);
+	i = run_replacing_index(as);
+	r = run_sb_update(run, forget_replacing, NULL);
+	if (i >= 0) {
+		as->units[i] = NULL;
+		as->dev[i][0] = '\0';
+	}
+	pthread_mutex_unlock(&run->sb_lock);
+	unit_close(u);
+	rt_log(RT_LOG_ERROR, "'%s': the replace of role %u stopped (%s): the replacement is out "
+	       "of the array%s", run->name, run->replace_role, strerror(-why),
+	       r < 0 ? ", but recording that in the superblocks failed" : "");
+}
+
+/* The replace walk reached the end: swap the units, engine first, then the superblocks. */
+static void replace_finished(struct run *run)
+{
+	struct rt_assembly *as = run->as;
+	uint32_t role = run->replace_role, slot;
+	struct rt_unit *old = NULL;
+	struct rt_unit_desc oldown;
+	char olddev[256];
+	int i, r;
+
+	r = engine_replace_finish(run->e, role, &old);
+	if (r < 0) {
+		replace_abandon(run, r);
+		return;
+	}
+	pthread_mutex_lock(&run->sb_lock);
+	i = run_replacing_index(as);
+	if (i < 0) {
+		/* Cannot be: the replacing unit is held from start to end. */
+		pthread_mutex_unlock(&run->sb_lock);
+		unit_close(old);
+		rt_log(RT_LOG_ERROR, "'%s': the replace of role %u finished, but its unit is no "
+		       "longer known", run->name, role);
+		return;
+	}
+	slot = as->own[i].slot;
+	snprintf(olddev, sizeof(olddev), "%s", as->units[role] ? as->dev[role] : "-");
+	oldown = as->own[role];
+	oldown.slot = slot;
+	as->units[role] = as->units[i];
+	as->own[role] = as->own[i];
+	as->own[role].slot = role;
+	as->disk_events[role] = as->disk_events[i];
+	memcpy(as->dev[role], as->dev[i], sizeof(as->dev[role]));
+	/* The entry the status lists: the released unit, in the slot it now has. */
+	as->units[i] = NULL;
+	as->own[i] = oldown;
+	as->dev[i][0] = '\0';
+	r = run_sb_update(run, swap_replaced, &slot);
+	/*
+	 * The released unit learns it too (examine shows it replaced); this
+	 * is its last update, the next one of the array leaves it stale.
+	 * Best effort: it may be the unit that failed.
+	 */
+	if (r == 0 && old && member_write_sb_all(&old, &oldown, NULL, 1, NULL, &as->sb) < 0)
+		rt_log(RT_LOG_WARN, "'%s': cannot mark '%s' replaced in its own superblock",
+		       run->name, olddev);
+	pthread_mutex_unlock(&run->sb_lock);
+	unit_close(old);
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': '%s' took the place of '%s' in role %u, but recording "
+		       "it in the superblocks failed: %s", run->name, as->dev[role], olddev, role,
+		       strerror(-r));
+	else
+		rt_log(RT_LOG_INFO, "'%s': '%s' replaced '%s' in role %u (events %llu); '%s' is "
+		       "released and marked replaced", run->name, as->dev[role], olddev, role,
+		       (unsigned long long)as->sb.events, olddev);
+}
+
+/*
+ * Fill the replacement of @role from @start bytes on; only the regions set
+ * in @regions (of @region_size bytes) when not NULL.
+ */
+int run_start_replace(struct run *run, uint32_t role, uint64_t start, const uint8_t *regions,
+		      uint64_t region_size)
+{
+	struct rt_walk_params p = {
+		.kind = RT_WALK_REPLACE, .role = role, .start = start,
+		.regions = regions, .region_size = region_size,
+		.checkpoint = on_replace_checkpoint, .done = run_on_walk_done, .ctx = run,
+	};
+
+	run->replace_role = role;
+	return run_walk_start(run, &p);
+}
+
 /* The end of a walk (on its thread; the engine must not be re-entered). */
 void run_on_walk_done(int kind, int result, void *ctx)
 {
@@ -412,6 +589,10 @@ void run_on_walk_done(int kind, int result, void *ctx)
 
 	if (result == 0 && kind == RT_WALK_RECOVER)
 		rebuild_finished(run);
+	if (kind == RT_WALK_REPLACE && result == 0)
+		replace_finished(run);
+	else if (kind == RT_WALK_REPLACE && result != -ECANCELED)
+		replace_abandon(run, result);
 	if (result == 0 && kind == RT_WALK_RESYNC) {
 		run->resync_pending = false;
 		initial_sync_finished(run);
@@ -984,7 +1165,8 @@ static int mark_running(struct rt_sb *sb, void *arg)
 
 		for (unsigned i = as->n_roles; i < as->n_units && !held; i++)
 			held = as->units[i] && as->own[i].slot == slot;
-		if (sb->slots[slot].state == RT_SLOT_SPARE && !held)
+		if ((sb->slots[slot].state == RT_SLOT_SPARE ||
+		     sb->slots[slot].state == RT_SLOT_REPLACING) && !held)
 			memset(&sb->slots[slot], 0, sizeof(sb->slots[slot]));
 	}
 	return 0;
@@ -1066,6 +1248,57 @@ static bool rebuild_walk_running(struct run *run)
 }
 
 /*
+ * A replace interrupted by a stop goes on from its checkpoint. After an
+ * unclean stop, the regions the log holds dirty below it are copied again
+ * too: a write under way at the crash may have reached one unit only.
+ * Returns 1 when its walk runs, 0 when there is no replace to resume.
+ */
+static int resume_replace(struct run *run, bool was_dirty)
+{
+	struct rt_assembly *as = run->as;
+	uint64_t at, region_size = 0, n_regions = 0, n_dirty = 0;
+	uint8_t *bitmap = NULL;
+	uint32_t role = as->sb.replace_role;
+	int i = run_replacing_index(as), r;
+
+	if (i < 0)
+		return 0;
+	at = as->sb.slots[as->own[i].slot].recovery_offset;
+	r = engine_replace_start(run->e, role, as->units[i]);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot resume the replace of role %u by '%s': %s",
+		       run->name, role, as->dev[i], strerror(-r));
+		return 0;
+	}
+	if (was_dirty && at && engine_dirtylog_info(run->e, &region_size, &n_regions) == 0) {
+		bitmap = calloc((n_regions + 7) / 8, 1);
+		if (bitmap && engine_dirtylog_load(run->e, bitmap, (n_regions + 7) / 8,
+						   &n_dirty) == 0) {
+			for (uint64_t k = at / region_size; k < n_regions; k++)
+				bitmap[k / 8] |= (uint8_t)(1u << (k % 8));
+		} else {
+			free(bitmap);
+			bitmap = NULL;
+		}
+	}
+	if (was_dirty && at && !bitmap)
+		at = 0;	/* no log to say what the crash may have left unequal: from the start */
+	r = run_start_replace(run, role, bitmap ? 0 : at, bitmap, region_size);
+	free(bitmap);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot resume the replace of role %u by '%s': %s; "
+		       "writes still reach it, the walk runs at the next start", run->name, role,
+		       as->dev[i], strerror(-r));
+		return 0;
+	}
+	rt_log(RT_LOG_WARN, "'%s': resuming the replace of role %u by '%s' at %llu bytes%s",
+	       run->name, role, as->dev[i], (unsigned long long)as->sb.slots[as->own[i].slot].
+	       recovery_offset, was_dirty ? (bitmap || !at ? ", with the regions the crash "
+					    "left dirty below it" : "") : "");
+	return 1;
+}
+
+/*
  * The walk a start begins: a rebuild interrupted by a stop resumes from its
  * checkpoint; else, after an unclean stop, the resync.
  */
@@ -1078,6 +1311,8 @@ static void start_recovery(struct run *run, bool was_dirty)
 	/* Stopped cleanly: what the log holds is a degraded run's history, not a resync's debt. */
 	if (!was_dirty)
 		engine_dirtylog_unpin_loaded(run->e);
+	if (resume_replace(run, was_dirty) > 0)
+		goto rebuilding;
 	for (uint32_t role = 0; role < as->n_roles; role++) {
 		if (!as->units[role] || as->sb.slots[role].state != RT_SLOT_REBUILDING)
 			continue;

@@ -303,7 +303,8 @@ bool scan_unit_usable(const struct rt_scan_unit *u)
 /* A slot whose unit every update writes: the margin of one event applies to it. */
 static bool slot_in_use(uint32_t state)
 {
-	return state == RT_SLOT_ACTIVE || state == RT_SLOT_REBUILDING || state == RT_SLOT_SPARE;
+	return state == RT_SLOT_ACTIVE || state == RT_SLOT_REBUILDING || state == RT_SLOT_SPARE ||
+	       state == RT_SLOT_REPLACING;
 }
 
 /* Does @sb's role table list the unit @uuid in use (in any slot)? */

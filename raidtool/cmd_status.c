@@ -82,7 +82,7 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 
 		cli_format_size(st->walk_speed, speed, sizeof(speed));
 		printf("%14s : %.1f%%", control_walk_name(st->walk), percent(st));
-		if (st->walk == RT_WALK_RECOVER)
+		if (describe_walk_has_role(st->walk))
 			printf(" of role %u", st->walk_role);
 		printf(" (%" PRIu64 " of %" PRIu64 " bytes), %s/s", st->walk_done, st->walk_total,
 		       speed);

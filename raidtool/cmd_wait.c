@@ -68,7 +68,7 @@ static void print_json(const char *name, const struct rt_control_status *st)
 		 strerror(-st->walk_result) : NULL);
 	json_u64(&j, "done", st->walk_done);
 	json_u64(&j, "total", st->walk_total);
-	if (st->walk == RT_WALK_RECOVER)
+	if (describe_walk_has_role(st->walk))
 		json_u64(&j, "role", st->walk_role);
 	json_u64(&j, "mismatches", st->mismatches);
 	json_u64(&j, "repaired", st->repaired);
@@ -132,7 +132,7 @@ static int run_wait(int n, const char **args)
 		if (st->walk_result < 0 && st->walk_result != -ECANCELED)
 			r = EXIT_FAIL;
 	} else if (st->walk == RT_WALK_NONE) {
-		printf("'%s': nothing to wait for (no rebuild, resync or check ran)\n", name);
+		printf("'%s': nothing to wait for (no rebuild, replace, resync or check ran)\n", name);
 	} else if (st->walk_result == -ECANCELED) {
 		printf("'%s': %s cancelled at %" PRIu64 " of %" PRIu64 " bytes\n", name,
 		       control_walk_name(st->walk), st->walk_done, st->walk_total);
@@ -152,6 +152,9 @@ static int run_wait(int n, const char **args)
 	} else if (st->walk == RT_WALK_RESYNC) {
 		printf("'%s': resync done: %" PRIu64 " of %" PRIu64 " regions\n", name,
 		       st->regions, st->regions_total);
+	} else if (st->walk == RT_WALK_REPLACE) {
+		printf("'%s': replace of role %u done: the new unit took its place; the array is "
+		       "%s\n", name, st->walk_role, control_health_name(st->health));
 	} else {
 		if (st->regions_total)
 			printf("'%s': rebuild of role %u done: %" PRIu64 " of %" PRIu64 " regions "

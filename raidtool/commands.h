@@ -22,6 +22,7 @@ extern const struct cli_command cmd_deactivate;
 extern const struct cli_command cmd_status;
 extern const struct cli_command cmd_fail;
 extern const struct cli_command cmd_remove;
+extern const struct cli_command cmd_replace;
 extern const struct cli_command cmd_tune;
 extern const struct cli_command cmd_check;
 extern const struct cli_command cmd_wait;

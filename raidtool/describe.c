@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <inttypes.h>
+#include <stdbool.h>
+#include <string.h>
 #include <raidtool/control.h>
 #include "cli.h"
 #include "describe.h"
@@ -187,4 +189,9 @@ void describe_repair_json(struct json *j, const struct rt_control_status *st)
 			json_u64(j, NULL, r);
 	json_array_end(j);
 	json_u64(j, "ties", st->ties);
+}
+
+bool describe_walk_has_role(enum rt_walk_kind walk)
+{
+	return walk == RT_WALK_RECOVER || walk == RT_WALK_REPLACE;
 }

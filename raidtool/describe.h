@@ -5,6 +5,7 @@
 /* Text and JSON renderings of descriptors, shared by the listing commands. */
 #include <stdio.h>
 #include <raidtool/format.h>
+#include <raidtool/rebuild.h>
 #include "json-out.h"
 
 /* "0".."63" for a role, "spare" for a spare's slot. */
@@ -27,5 +28,8 @@ struct rt_control_status;
  */
 void describe_repair_text(FILE *f, const struct rt_control_status *st);
 void describe_repair_json(struct json *j, const struct rt_control_status *st);	/* members */
+
+/* Does a walk named @walk (status's "walk") work on one role: rebuilding, replacing? */
+bool describe_walk_has_role(enum rt_walk_kind walk);
 
 #endif

@@ -28,6 +28,7 @@ static const struct cli_command *const commands[] = {
 	&cmd_status,
 	&cmd_fail,
 	&cmd_remove,
+	&cmd_replace,
 	&cmd_tune,
 	&cmd_check,
 	&cmd_monitor,

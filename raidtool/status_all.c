@@ -7,6 +7,7 @@
 #include <string.h>
 #include <raidtool/overview.h>
 #include "cli.h"
+#include "describe.h"
 #include "json-out.h"
 #include "status_all.h"
 
@@ -71,7 +72,7 @@ static void print_block(const struct rt_overview_array *oa)
 	if (st->walk_running) {
 		cli_format_size(st->walk_speed, speed, sizeof(speed));
 		printf("      %s", control_walk_name(st->walk));
-		if (st->walk == RT_WALK_RECOVER)
+		if (describe_walk_has_role(st->walk))
 			printf(" role %u", st->walk_role);
 		printf(": %.1f%% (%" PRIu64 " of %" PRIu64 " bytes), %s/s", walk_percent(st),
 		       st->walk_done, st->walk_total, speed);

@@ -197,6 +197,7 @@ enum rt_control_verb {
 	RT_VERB_TUNE,
 	RT_VERB_SPEED,
 	RT_VERB_VOL,			/* thin volumes of the array's pool (lib/thin-run.c) */
+	RT_VERB_REPLACE,		/* hot replace: "UNIT PATH" */
 	RT_VERB_COUNT
 };
 
@@ -205,11 +206,12 @@ const char *control_verb_name(enum rt_control_verb verb);
 
 struct rt_control_req {
 	enum rt_control_verb verb;
-	bool force;			/* fail, add: also what the level cannot spare */
+	bool force;			/* fail, add, replace: also what the level cannot spare */
 	/*
 	 * fail, remove: the member (role, unit hashcode or device); add: the
 	 * device or image (absolute path); repair: "prefer=ROLE" or ""; tune:
-	 * "COUNT WINDOW_MS"; speed: bytes per second; vol: "create VOL BYTES",
+	 * "COUNT WINDOW_MS"; speed: bytes per second; replace: the member
+	 * (without spaces), a space and the new unit (absolute path); vol: "create VOL BYTES",
 	 * "snapshot VOL SNAP" or "delete VOL". NULL or "": none.
 	 */
 	const char *arg;

@@ -57,6 +57,14 @@ enum rt_slot_state {
 	RT_SLOT_FAULTY = 3,	/* failed an I/O; not read from */
 	RT_SLOT_MISSING = 4,	/* role known, no unit present */
 	RT_SLOT_REBUILDING = 5,	/* role assigned, data valid below recovery_offset */
+	/*
+	 * Beyond the roles: a unit being filled to take role replace_role's
+	 * place (raidtool replace), its data valid below recovery_offset.
+	 * At most one.
+	 */
+	RT_SLOT_REPLACING = 6,
+	/* Beyond the roles: a unit whose role a replacement took; never assembled. */
+	RT_SLOT_REPLACED = 7,
 };
 
 enum rt_array_state {
@@ -118,6 +126,8 @@ struct rt_sb {
 	 * never from the dirty-region log alone (its media is suspect).
 	 */
 	uint64_t io_failed;
+	/* The role the RT_SLOT_REPLACING unit is to take (meaningless without one). */
+	uint32_t replace_role;
 	struct rt_array_desc array;
 	struct rt_unit_desc unit;
 	struct rt_slot slots[RT_MAX_UNITS];
@@ -181,6 +191,8 @@ int sb_min_units(int32_t level);		/* 1, 1, 2, 3 */
  * removed spare left empty, else a new one (n_slots; RT_MAX_UNITS when full).
  */
 uint32_t sb_spare_slot(const struct rt_sb *sb);
+/* The slot of the unit being filled to replace role sb->replace_role, or -1. */
+int sb_replacing_slot(const struct rt_sb *sb);
 /* Roles the level runs without: raid1 all but one, raid5 one, others none. */
 unsigned sb_max_missing(int32_t level, uint32_t n_devices);
 int sb_hashcode_parse(const char *s, uint32_t *hash);	/* exactly 8 hex digits */

@@ -28,6 +28,7 @@ enum rt_walk_kind {
 	RT_WALK_RESYNC = 2,
 	RT_WALK_CHECK = 3,
 	RT_WALK_REPAIR = 4,
+	RT_WALK_REPLACE = 5,		/* fill a role's replacement (engine_replace_start) */
 };
 
 /*
@@ -37,8 +38,8 @@ enum rt_walk_kind {
  */
 struct rt_walk_params {
 	int kind;			/* enum rt_walk_kind */
-	uint32_t role;			/* recover: the role being rebuilt */
-	uint64_t start;			/* recover: resume from here (bytes) */
+	uint32_t role;			/* recover, replace: the role being rebuilt, replaced */
+	uint64_t start;			/* recover, replace: resume from here (bytes) */
 	/*
 	 * resync: the regions to resync, NULL = all. recover: NULL = all, or
 	 * only these (a unit re-added from the dirty-region log).
@@ -83,6 +84,29 @@ int engine_attach_unit(struct rt_engine *e, uint32_t role, struct rt_unit *u);
 
 /* Detach a faulty role's unit (raidtool remove); the caller closes it. */
 int engine_detach_unit(struct rt_engine *e, uint32_t role, struct rt_unit **u);
+
+/*
+ * Hot replace (raidtool replace). From engine_replace_start on, every
+ * write and flush of role @role also goes to @u (the engine borrows it),
+ * while reads keep using the role's unit; a RT_WALK_REPLACE walk copies
+ * the role to @u, like a recover with @u as the target, so that @u is
+ * valid below the walk's position. Should the role's unit fail meanwhile,
+ * writes go on to @u alone and the walk fills it from the other roles.
+ * The role may also be faulty from the start (its unit missing): then @u
+ * is filled from the others throughout. -EEXIST when a replace or rebuild
+ * of the role is under way, -ENODEV when the role could not be rebuilt.
+ */
+int engine_replace_start(struct rt_engine *e, uint32_t role, struct rt_unit *u);
+/*
+ * After the walk completed: @u takes the role (active, not faulty) and
+ * the unit it replaces is given back in *@old (NULL when it had none).
+ * -EIO when the replacement failed meanwhile (nothing changes).
+ */
+int engine_replace_finish(struct rt_engine *e, uint32_t role, struct rt_unit **old);
+/* Give up the replace: the replacement is given back in *@u; the role stays as it is. */
+int engine_replace_abort(struct rt_engine *e, struct rt_unit **u);
+/* The role being replaced, or -1. */
+int engine_replace_role(struct rt_engine *e);
 
 int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p);
 /*

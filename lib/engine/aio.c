@@ -281,6 +281,8 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 	 * owe a resync for).
 	 */
 	if (write && (!e->ops->map_write || atomic_load(&e->nospace) ||
+		      /* a role being replaced: its replacement gets the writes too */
+		      atomic_load(&e->replace_role) != LAYOUT_NO_ROLE ||
 		      (e->ops->map_takes && !e->ops->map_takes(e, off, len))))
 		return -EAGAIN;
 	atomic_fetch_add(&e->aread_inflight, 1);

@@ -55,7 +55,7 @@
 #include "internal.h"
 
 /* The units' logical block size: the unit of O_DIRECT alignment. */
-static int engine_unit_align(int fd, uint32_t *align)
+int engine_unit_align(int fd, uint32_t *align)
 {
 	int ssz = 0;
 
@@ -161,6 +161,10 @@ int engine_detach_unit(struct rt_engine *e, uint32_t role, struct rt_unit **u)
 	}
 	if (!e->unit[role]) {
 		ret = -ENODEV;
+		goto out;
+	}
+	if (atomic_load(&e->replace_role) == role) {
+		ret = -EBUSY;	/* being replaced: the replace ends first */
 		goto out;
 	}
 	if ((engine_rebuilding(e) & role_bit(role)) && e->walk && rebuild_walk_busy(e)) {
@@ -330,6 +334,8 @@ static int create_engine(const struct rt_sb *sb, struct rt_unit *const *units,
 	atomic_store(&e->retry_count, ENGINE_RETRY_COUNT_DEFAULT);
 	atomic_store(&e->retry_window_ms, ENGINE_RETRY_WINDOW_DEFAULT_MS);
 	atomic_store(&e->gather_us, ENGINE_GATHER_US_DEFAULT);
+	atomic_store(&e->replace_role, LAYOUT_NO_ROLE);
+	e->replace_fd = -1;
 
 	for (r = 0; r < n; r++) {
 		e->fd[r] = -1;

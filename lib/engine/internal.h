@@ -94,6 +94,14 @@ int engine_scrub_stripes(struct rt_engine *e, struct engine_ctx *c, uint64_t s0,
 /* The walk has ended: free what recover borrowed for it (one walk at a time). */
 void engine_walk_release_mem(struct rt_engine *e);
 
+/*
+ * Copy role @role's stripes [s0, s0 + cnt) to its replacement, from the
+ * role's unit or, the role faulty, from the others; under their stripe
+ * locks. -EIO when the replacement or every source is gone.
+ */
+int engine_replace_stripes(struct rt_engine *e, struct engine_ctx *c, uint32_t role,
+			   uint64_t s0, uint64_t cnt);
+
 /* The rebuilt role becomes a normal active one. */
 int engine_recover_complete(struct rt_engine *e, uint32_t role);
 
@@ -168,6 +176,7 @@ struct engine_io {
 	uint8_t err_tries;		/* times tried again after an error */
 	uint8_t op;
 	bool fixed;			/* @buf lies in the registered buffer */
+	bool replica;			/* to the replacement of @role (raidtool replace) */
 };
 
 /* Single writer (the context's owner), read by engine_get_stats. */
@@ -297,6 +306,18 @@ struct rt_engine {
 	 * fails. Loaded before @faulty, stored after it: see the write path.
 	 */
 	_Atomic uint64_t rebuild;
+	/*
+	 * raidtool replace (lib/engine/replace.c): role @replace_role
+	 * (LAYOUT_NO_ROLE: none) has a second unit being filled. Every write
+	 * and flush of the role also goes to it (only to it once the role is
+	 * faulty: it then also has its @rebuild bit, so that the level plans
+	 * the role's writes); reads never do. An error of the replacement
+	 * sets @replace_failed and fails nothing else.
+	 */
+	_Atomic uint32_t replace_role;
+	int replace_fd;
+	struct rt_unit *replace_unit;
+	atomic_bool replace_failed;
 	/* engine_create_readonly: every write, discard and write-zeroes is EROFS. */
 	bool readonly;
 	struct rt_unit *unit[RT_MAX_UNITS];
@@ -520,6 +541,8 @@ static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
 
 /* engine.c */
 int engine_check_range(const struct rt_engine *e, size_t len, uint64_t off);
+/* Raise *@align to the logical block size of the unit open on @fd. */
+int engine_unit_align(int fd, uint32_t *align);
 
 static inline bool engine_tolerates(const struct rt_engine *e, uint64_t m)
 {
@@ -536,6 +559,9 @@ int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
 	       uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len);
 int ctx_add_raw(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
 		uint32_t role, uint8_t *buf, uint64_t off, uint32_t len);
+/* A transfer to @role's replacement only (the replace walk's copy). */
+int ctx_add_replica(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
+		    uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len);
 int engine_mark_faulty(struct rt_engine *e, uint32_t role, bool spared_only);
 void engine_drain(struct rt_engine *e);
 void engine_undrain(struct rt_engine *e);

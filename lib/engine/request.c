@@ -365,7 +365,9 @@ static int engine_zero_stripes(struct rt_engine *e, struct engine_ctx *c, uint64
 	int ret = 0;
 
 	stripe_lock_acquire(e, c, first, last);
-	if (engine_rebuilding(e) || engine_faulty(e)) {
+	/* A role being replaced: zeros are written, so that its replacement gets them too. */
+	if (engine_rebuilding(e) || engine_faulty(e) ||
+	    atomic_load(&e->replace_role) != LAYOUT_NO_ROLE) {
 		ret = -EAGAIN;
 		goto out;
 	}

@@ -119,6 +119,21 @@ int engine_mark_faulty(struct rt_engine *e, uint32_t role, bool spared_only)
 	if (spared_only && !(atomic_load(&e->faulty) & bit) &&
 	    !engine_tolerates(e, atomic_load(&e->faulty) | bit)) {
 		ret = -EEXIST;
+	} else if (atomic_load(&e->replace_role) == role) {
+		/*
+		 * The unit being replaced failed: its replacement goes on from the
+		 * others. The rebuild bit before the faulty one: a writer that sees
+		 * the role faulty also plans its writes (for the replacement).
+		 */
+		if (!(atomic_load(&e->faulty) & bit)) {
+			rt_log(RT_LOG_WARN, "unit %u failed while being replaced: its replacement "
+			       "is filled from the other units", role);
+			if (e->on_fail)
+				e->on_fail(role, e->on_fail_ctx);
+			atomic_fetch_or(&e->rebuild, bit);
+			atomic_fetch_or(&e->faulty, bit);
+			ret = 0;
+		}
 	} else if (atomic_load(&e->rebuild) & bit) {
 		/* The unit being rebuilt failed: back to plain faulty, the walk stops. */
 		rt_log(RT_LOG_WARN, "unit %u failed while being rebuilt", role);
@@ -196,7 +211,7 @@ static bool ctx_prep_io(struct rt_engine *e, struct engine_ctx *c, struct engine
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
 	uint32_t len = io->len - io->done;
 	uint64_t off = io->off + io->done;
-	int fd = e->fd[io->role];
+	int fd = io->replica ? e->replace_fd : e->fd[io->role];
 
 	if (!sqe)
 		return false;
@@ -248,6 +263,14 @@ static int ctx_complete_io(struct rt_engine *e, struct engine_ctx *c,
 		c->retry[c->n_retry++] = io;
 		return err;
 	}
+	/* The replacement failing ends the replace, not the role (engine_replace_*). */
+	if (io->replica && (res < 0 || (res == 0 && io->op != ENGINE_OP_FSYNC))) {
+		if (!atomic_exchange(&e->replace_failed, true))
+			rt_log(RT_LOG_WARN, "the replacement of unit %u: %s of %u bytes at %llu "
+			       "failed: %s; the replace stops", io->role, engine_op_name[io->op],
+			       io->len, (unsigned long long)io->off, strerror(res < 0 ? -res : ENXIO));
+		return err;
+	}
 	/* A transfer of 0 bytes: the device ends inside the data area. */
 	if (res < 0 || (res == 0 && io->op != ENGINE_OP_FSYNC)) {
 		r = engine_unit_error(e, c, io, res < 0 ? res : -ENXIO);
@@ -268,7 +291,7 @@ static int ctx_complete_io(struct rt_engine *e, struct engine_ctx *c,
 
 		stat_add(&c->stats.unit[io->role].writes, 1);
 		stat_add(&c->stats.unit[io->role].write_bytes, io->len);
-		if ((atomic_load_explicit(&e->nospace, memory_order_relaxed) & bit) &&
+		if (!io->replica && (atomic_load_explicit(&e->nospace, memory_order_relaxed) & bit) &&
 		    (atomic_fetch_and(&e->nospace, ~bit) & bit))
 			rt_log(RT_LOG_INFO, "unit %u takes writes again", io->role);
 	}
@@ -362,27 +385,43 @@ int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c)
 	return err;
 }
 
+/* Where a write or flush of @role goes while the role is being replaced. */
+enum replica_mode { TO_UNIT, TO_BOTH, TO_REPLICA };
+
+static enum replica_mode replica_mode(const struct rt_engine *e, enum engine_op op,
+				      uint32_t role)
+{
+	if (op == ENGINE_OP_READ ||
+	    atomic_load_explicit(&e->replace_role, memory_order_acquire) != role)
+		return TO_UNIT;
+	return (engine_faulty(e) & role_bit(role)) ? TO_REPLICA : TO_BOTH;
+}
+
 /*
- * Queue one transfer of @len bytes at @unit_off in @role's data area,
- * merged with the previous one when both are contiguous. A full queue is
+ * Queue one transfer at device offset @off, merged with the queued one of
+ * the same kind when both are contiguous (the last, or the one before it
+ * when writes go to a role and its replacement in turns). A full queue is
  * run at once: callers only queue I/Os that may run in any order.
  */
-int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
-		      uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len)
+static int ctx_queue(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
+		     uint32_t role, uint8_t *buf, uint64_t off, uint64_t len, bool merge,
+		     bool replica)
 {
-	uint64_t off = e->data_offset + unit_off;
 	bool fixed = c->fixed_ok && buf && buf >= c->mem && buf < c->mem + c->mem_size;
 	struct engine_io *io;
 	int ret;
 
-	if (c->n_ios) {
-		io = &c->ios[c->n_ios - 1];
+	for (unsigned k = 1; merge && k <= 2 && k <= c->n_ios; k++) {
+		io = &c->ios[c->n_ios - k];
+		if (io->replica != replica)
+			continue;
 		if (io->op == op && op != ENGINE_OP_FSYNC && io->role == role && io->fixed == fixed &&
 		    io->buf + io->len == buf && io->off + io->len == off &&
 		    io->len + len <= UINT32_MAX / 2) {
 			io->len += (uint32_t)len;
 			return 0;
 		}
+		break;
 	}
 	if (c->n_ios == c->ios_cap) {
 		ret = ctx_run_ios(e, c);
@@ -398,33 +437,45 @@ int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
 	io->retries = 0;
 	io->err_tries = 0;
 	io->op = (uint8_t)op;
-	io->fixed = fixed;
+	io->fixed = merge && fixed;
+	io->replica = replica;
 	return 0;
 }
 
-/* Queue one transfer at absolute device offset @off (metadata, not data). */
-int ctx_add_raw(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
-		       uint32_t role, uint8_t *buf, uint64_t off, uint32_t len)
+/* The same to the role's unit and/or its replacement (see replica_mode). */
+static int ctx_queue_role(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
+			  uint32_t role, uint8_t *buf, uint64_t off, uint64_t len, bool merge)
 {
-	struct engine_io *io;
-	int ret;
+	enum replica_mode to = replica_mode(e, op, role);
+	int ret = 0;
 
-	if (c->n_ios == c->ios_cap) {
-		ret = ctx_run_ios(e, c);
-		if (ret)
-			return ret;
-	}
-	io = &c->ios[c->n_ios++];
-	io->buf = buf;
-	io->off = off;
-	io->len = len;
-	io->done = 0;
-	io->role = role;
-	io->retries = 0;
-	io->err_tries = 0;
-	io->op = (uint8_t)op;
-	io->fixed = false;
-	return 0;
+	if (to != TO_REPLICA)
+		ret = ctx_queue(e, c, op, role, buf, off, len, merge, false);
+	if (!ret && to != TO_UNIT)
+		ret = ctx_queue(e, c, op, role, buf, off, len, merge, true);
+	return ret;
+}
+
+/*
+ * Queue one transfer of @len bytes at @unit_off in @role's data area,
+ * merged with the previous one when both are contiguous.
+ */
+int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
+	       uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len)
+{
+	return ctx_queue_role(e, c, op, role, buf, e->data_offset + unit_off, len, true);
+}
+
+int ctx_add_raw(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
+		uint32_t role, uint8_t *buf, uint64_t off, uint32_t len)
+{
+	return ctx_queue_role(e, c, op, role, buf, off, len, false);
+}
+
+int ctx_add_replica(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
+		    uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len)
+{
+	return ctx_queue(e, c, op, role, buf, e->data_offset + unit_off, len, true, true);
 }
 
 void engine_drain(struct rt_engine *e)

@@ -155,6 +155,29 @@ unit_dev() {
 	assert_line "RebuildFinished $NAME $newdev"
 }
 
+@test "monitor: a hot replace gives RebuildStarted (walk replacing, the new unit), then RebuildFinished" {
+	local new newdev
+	new_array 1 2 64M
+	start_monitor
+	new=$(make_image new.img 64M)
+	run raidtool replace "$NAME" 1 --with "$new" --speed-limit 16
+	assert_success
+	wait_event RebuildStarted
+	newdev=$(loop_of "$new")
+	run raidtool wait "$NAME"
+	assert_success
+	wait_event RebuildFinished
+	# Never degraded: no Fail, no DegradedArray.
+	run event_names
+	assert_output "$(printf 'RebuildStarted\nRebuildFinished')"
+	[ "$(events_of RebuildStarted | jq -r .walk)" = replacing ]
+	[ "$(events_of RebuildStarted | jq -r .unit)" = "$newdev" ]
+	[ "$(events_of RebuildFinished | jq -r .detail)" = finished ]
+	[ "$(events_of RebuildFinished | jq -r .unit)" = "$newdev" ]
+	run cat "$TESTDIR/alerts"
+	assert_line "RebuildStarted $NAME $newdev"
+}
+
 @test "monitor --oneshot: nothing on a healthy array; after a failure DegradedArray, exit 0" {
 	new_array 5 3 32M
 	run --separate-stderr raidtool monitor --oneshot "$NAME"

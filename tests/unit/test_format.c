@@ -888,10 +888,53 @@ static void test_state_names(void **state UNUSED)
 	assert_string_equal(sb_slot_state_name(RT_SLOT_FAULTY), "faulty");
 	assert_string_equal(sb_slot_state_name(RT_SLOT_MISSING), "missing");
 	assert_string_equal(sb_slot_state_name(RT_SLOT_REBUILDING), "rebuilding");
-	assert_non_null(sb_slot_state_name(6));
+	assert_string_equal(sb_slot_state_name(RT_SLOT_REPLACING), "replacing");
+	assert_string_equal(sb_slot_state_name(RT_SLOT_REPLACED), "replaced");
+	assert_non_null(sb_slot_state_name(8));
 	assert_string_equal(sb_array_state_name(RT_ARRAY_CLEAN), "clean");
 	assert_string_equal(sb_array_state_name(RT_ARRAY_DIRTY), "dirty");
 	assert_non_null(sb_array_state_name(2));
+}
+
+/*
+ * Hot replace: one replacing entry past the roles, with the role it is to
+ * take in the header (bytes 72-75); replaced entries past the roles.
+ */
+static void test_replacing(void **state UNUSED)
+{
+	struct rt_sb sb, out;
+	uint8_t buf[RT_SB_SIZE];
+
+	make_sb(&sb);
+	assert_int_equal(sb_replacing_slot(&sb), -1);
+	encode_ok(&sb, 0, buf);
+	assert_int_equal(rd32(buf + 72), 0);
+	sb.slots[5].state = RT_SLOT_REPLACING;
+	sb.slots[5].recovery_offset = 3 * CHUNK;
+	sb.slots[6].state = RT_SLOT_REPLACED;
+	sb.replace_role = 2;
+	assert_int_equal(sb_replacing_slot(&sb), 5);
+	encode_ok(&sb, 0, buf);
+	assert_int_equal(rd32(buf + 72), 2);
+	assert_int_equal(sb_decode(buf, sizeof(buf), &out), 0);
+	assert_sb_equal(&sb, &out);
+	/* Without a replacing entry the field is not kept. */
+	sb.slots[5].state = RT_SLOT_SPARE;
+	encode_ok(&sb, 0, buf);
+	assert_int_equal(rd32(buf + 72), 0);
+	assert_int_equal(sb_decode(buf, sizeof(buf), &out), 0);
+	assert_int_equal(out.replace_role, 0);
+	/* A role that does not exist, a second replacing entry, one in a role. */
+	sb.slots[5].state = RT_SLOT_REPLACING;
+	sb.replace_role = 5;
+	assert_int_equal(sb_validate(&sb), -EUCLEAN);
+	sb.replace_role = 4;
+	assert_int_equal(sb_validate(&sb), 0);
+	sb.slots[6].state = RT_SLOT_REPLACING;
+	assert_int_equal(sb_validate(&sb), -EUCLEAN);
+	sb.slots[6].state = RT_SLOT_REPLACED;
+	sb.slots[4].state = RT_SLOT_REPLACED;
+	assert_int_equal(sb_validate(&sb), -EUCLEAN);
 }
 
 /* A new spare takes the first slot past the roles a removed spare left empty. */
@@ -1029,6 +1072,7 @@ int main(void)
 		cmocka_unit_test(test_levels),
 		cmocka_unit_test(test_state_names),
 		cmocka_unit_test(test_spare_slot),
+		cmocka_unit_test(test_replacing),
 		cmocka_unit_test(test_hashcodes),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_sizes),
