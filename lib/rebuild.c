@@ -140,7 +140,8 @@ int engine_walk_set_speed(struct rt_engine *e, uint64_t max_bytes_per_sec)
 	return 0;
 }
 
-static void walk_advance(struct rt_walk *w, uint64_t done_abs, uint64_t regions)
+/* Progress: @done_abs bytes, @regions regions done. */
+static void walk_note(struct rt_walk *w, uint64_t done_abs, uint64_t regions)
 {
 	double el;
 
@@ -152,6 +153,11 @@ static void walk_advance(struct rt_walk *w, uint64_t done_abs, uint64_t regions)
 	if (el > 0.001)
 		w->prog.bytes_per_sec = (uint64_t)((double)(done_abs - w->done0) / el);
 	pthread_mutex_unlock(&w->mu);
+}
+
+static void walk_advance(struct rt_walk *w, uint64_t done_abs, uint64_t regions)
+{
+	walk_note(w, done_abs, regions);
 	walk_throttle(w, done_abs);
 }
 
@@ -184,32 +190,60 @@ static bool region_set(const uint8_t *bits, uint64_t i)
 	return bits[i / 8] & (1u << (i % 8));
 }
 
+/* What the engine's recover run reports to, between its pieces. */
+struct recover_run {
+	struct rt_walk *w;
+	const struct engine_geom *g;
+	uint64_t pos0, done0, last_ck, regions;
+	bool limited;			/* the run is a rate-limited batch */
+};
+
+/*
+ * Show the progress; stop the run for a cancel, a checkpoint owed, or a
+ * rate limit set meanwhile (the walk then goes on in limited batches).
+ */
+static bool recover_run_stop(void *arg, uint64_t pos)
+{
+	struct recover_run *rr = arg;
+	struct rt_walk *w = rr->w;
+
+	walk_note(w, rr->done0 + (pos - rr->pos0), rr->regions);
+	return atomic_load(&w->cancel) || checkpoint_due(w, rr->g, pos, rr->last_ck) ||
+	       (!rr->limited && atomic_load(&w->max_bytes_per_sec));
+}
+
 /*
  * Rebuild role bytes [*pos, hi) (chunk aligned); *pos advances with the
  * stripes done, *done counts the bytes rebuilt (the progress shown).
+ * Without a rate limit one engine run goes until a checkpoint is owed; under
+ * one, runs of a tenth of a second's worth, throttled in between.
  */
 static int recover_span(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g,
 			uint64_t *pos, uint64_t hi, uint64_t *last_ck, uint64_t *done,
 			uint64_t regions)
 {
-	uint64_t batch = engine_walk_batch(e, RT_WALK_RECOVER), cnt;
-	struct engine_ctx *c;
+	uint64_t cnt, k;
 	int ret;
 
 	while (*pos < hi) {
+		struct recover_run rr = {
+			.w = w, .g = g, .pos0 = *pos, .done0 = *done, .last_ck = *last_ck,
+			.regions = regions,
+		};
+
 		if (atomic_load(&w->cancel))
 			return -ECANCELED;
 		cnt = (hi - *pos) / g->chunk;
-		if (cnt > walk_batch_limited(w, batch, g->chunk))
-			cnt = walk_batch_limited(w, batch, g->chunk);
-		c = engine_ctx_get(e);
-		ret = engine_recover_stripes(e, c, w->p.role, *pos / g->chunk, cnt);
-		engine_ctx_put(e, c);
+		rr.limited = atomic_load(&w->max_bytes_per_sec) != 0;
+		if (rr.limited)
+			cnt = walk_batch_limited(w, cnt, g->chunk);
+		ret = engine_recover_run(e, w->p.role, *pos / g->chunk, cnt, recover_run_stop, &rr,
+					 &k);
+		*pos += k * g->chunk;
+		*done += k * g->chunk;
+		walk_advance(w, *done, regions);
 		if (ret)
 			return ret;
-		*pos += cnt * g->chunk;
-		*done += cnt * g->chunk;
-		walk_advance(w, *done, regions);
 		if (checkpoint_due(w, g, *pos, *last_ck)) {
 			ret = walk_checkpoint(e, w, *pos);
 			if (ret)

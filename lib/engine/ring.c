@@ -42,7 +42,8 @@ static int ctx_init_ring(struct engine_ctx *c);
 
 /* ---- context pool ---------------------------------------------------- */
 
-static struct engine_ctx *ctx_try_acquire(struct rt_engine *e)
+/* A free context, or NULL at once: a walk taking more than one never waits for the rest. */
+struct engine_ctx *ctx_try_acquire(struct rt_engine *e)
 {
 	unsigned i, idx, start = engine_ctx_hint;
 
@@ -276,82 +277,116 @@ static int ctx_complete_io(struct rt_engine *e, struct engine_ctx *c,
 }
 
 /*
+ * One round of a run: queue what the ring holds (retries first), submit,
+ * wait for @wait_all of them (all in flight, or none), reap what completed.
+ * Returns < 0 when the ring itself refused (the context is broken then).
+ */
+static int ctx_round(struct rt_engine *e, struct engine_ctx *c, bool wait_all)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+	int ret;
+
+	if (c->backoff) {
+		c->backoff = false;
+		engine_backoff(e);
+	}
+	while (c->run_inflight < ENGINE_RING_ENTRIES) {
+		struct engine_io *io;
+
+		if (c->n_retry)
+			io = c->retry[c->n_retry - 1];
+		else if (c->run_next < c->n_ios)
+			io = &c->ios[c->run_next];
+		else
+			break;
+		if (!ctx_prep_io(e, c, io))
+			break;
+		if (c->n_retry)
+			c->n_retry--;
+		else
+			c->run_next++;
+		c->run_inflight++;
+	}
+	/* One wake-up for the whole fan-out rather than one per unit. */
+	ret = e->hooks.submit ? e->hooks.submit(e->hooks.arg) : 0;
+	if (!ret)
+		ret = io_uring_submit_and_wait(&c->ring, wait_all ? c->run_inflight : 0);
+	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+		/*
+		 * The ring itself refused: wait for what it did take,
+		 * then let the context rebuild its ring.
+		 */
+		unsigned pending = io_uring_sq_ready(&c->ring);
+
+		rt_log(RT_LOG_ERROR, "io_uring submission failed: %s", strerror(-ret));
+		c->run_inflight -= pending;
+		while (c->run_inflight) {
+			if (io_uring_wait_cqe(&c->ring, &cqe) < 0)
+				break;
+			io_uring_cqe_seen(&c->ring, cqe);
+			c->run_inflight--;
+		}
+		c->broken = true;
+		c->run_err = ret;
+		return ret;
+	}
+	io_uring_for_each_cqe(&c->ring, head, cqe) {
+		struct engine_io *io = io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
+
+		seen++;
+		c->run_inflight--;
+		if (e->hooks.io_result)
+			res = e->hooks.io_result(e->hooks.arg, io->op, io->role,
+						 io->len - io->done, res);
+		c->run_err = ctx_complete_io(e, c, io, res, c->run_err);
+	}
+	io_uring_cq_advance(&c->ring, seen);
+	return 0;
+}
+
+/*
+ * Submit the queued I/O without waiting for it (a walk computes meanwhile):
+ * ctx_run_ios then waits for it and reaps it. Nothing may be queued in
+ * between. Returns < 0 when nothing could be submitted (ctx_run_ios still
+ * ends the run).
+ */
+int ctx_start_ios(struct rt_engine *e, struct engine_ctx *c)
+{
+	c->n_retry = 0;
+	c->run_next = c->run_inflight = 0;
+	c->run_err = 0;
+	c->run_started = true;
+	if (c->broken)
+		return -EIO;
+	return ctx_round(e, c, false);
+}
+
+/*
  * Submit every queued I/O (as many at once as the ring holds), wait for all
  * of them, resubmit short and -EAGAIN transfers. Always reaps everything it
  * submitted before returning, so the buffers are free again.
  */
 int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c)
 {
-	unsigned next = 0, inflight = 0;
-	int err = 0, ret;
+	bool started = c->run_started;
+	int err;
 
-	if (c->broken) {
+	c->run_started = false;
+	if (c->broken && !(started && c->run_err)) {
 		c->n_ios = 0;
 		return -EIO;
 	}
-	c->n_retry = 0;
-	while (next < c->n_ios || c->n_retry || inflight) {
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
-
-		if (c->backoff) {
-			c->backoff = false;
-			engine_backoff(e);
-		}
-
-		while (inflight < ENGINE_RING_ENTRIES) {
-			struct engine_io *io;
-
-			if (c->n_retry)
-				io = c->retry[c->n_retry - 1];
-			else if (next < c->n_ios)
-				io = &c->ios[next];
-			else
-				break;
-			if (!ctx_prep_io(e, c, io))
-				break;
-			if (c->n_retry)
-				c->n_retry--;
-			else
-				next++;
-			inflight++;
-		}
-		/* One wake-up for the whole fan-out rather than one per unit. */
-		ret = e->hooks.submit ? e->hooks.submit(e->hooks.arg) : 0;
-		if (!ret)
-			ret = io_uring_submit_and_wait(&c->ring, inflight);
-		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
-			/*
-			 * The ring itself refused: wait for what it did take,
-			 * then let the context rebuild its ring.
-			 */
-			unsigned pending = io_uring_sq_ready(&c->ring);
-
-			rt_log(RT_LOG_ERROR, "io_uring submission failed: %s", strerror(-ret));
-			inflight -= pending;
-			while (inflight) {
-				if (io_uring_wait_cqe(&c->ring, &cqe) < 0)
-					break;
-				io_uring_cqe_seen(&c->ring, cqe);
-				inflight--;
-			}
-			c->broken = true;
-			err = ret;
-			break;
-		}
-		io_uring_for_each_cqe(&c->ring, head, cqe) {
-			struct engine_io *io = io_uring_cqe_get_data(cqe);
-			int res = cqe->res;
-
-			seen++;
-			inflight--;
-			if (e->hooks.io_result)
-				res = e->hooks.io_result(e->hooks.arg, io->op, io->role,
-							 io->len - io->done, res);
-			err = ctx_complete_io(e, c, io, res, err);
-		}
-		io_uring_cq_advance(&c->ring, seen);
+	if (!started) {
+		c->n_retry = 0;
+		c->run_next = c->run_inflight = 0;
+		c->run_err = 0;
 	}
+	while (!c->broken && (c->run_next < c->n_ios || c->n_retry || c->run_inflight))
+		if (ctx_round(e, c, true) < 0)
+			break;
+	err = c->run_err;
 	c->n_ios = 0;
 	while (c->failed) {
 		uint32_t r = (uint32_t)__builtin_ctzll(c->failed);
