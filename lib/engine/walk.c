@@ -115,6 +115,9 @@ struct recover_pipe {
 	unsigned head, count;		/* the oldest piece in flight; pieces in flight */
 	unsigned n_writing;		/* the oldest n_writing are writing */
 	uint64_t done;			/* role bytes below are rebuilt */
+	engine_walk_stop_fn stop;	/* asked after each piece retired */
+	void *stop_arg;
+	bool halt;			/* start no more pieces */
 };
 
 static struct walk_slot *pipe_slot(struct recover_pipe *p, unsigned k)
@@ -199,29 +202,33 @@ static int pipe_retire(struct recover_pipe *p, int err)
 		p->n_writing--;
 	p->head = (p->head + 1) % p->depth;
 	p->count--;
-	if (!ret)
-		p->done = s->off + s->len;
-	return ret;
+	if (ret)
+		return ret;
+	p->done = s->off + s->len;
+	/* Only between stripes: the run reports whole stripes done. */
+	if (!p->halt && ((p->stop && p->stop(p->stop_arg, p->done)) ||
+			 atomic_load(&e->pool_waiters)) &&
+	    p->done % e->layout.chunk == 0)
+		p->halt = true;
+	return 0;
 }
 
 /*
  * Rebuild role bytes [p->done, end): pieces start while a slot is free,
  * the oldest reading piece is computed while fewer than two write, else
  * the oldest piece is retired. Stops starting pieces at the first error,
- * when @stop says so (after each retired piece), when the role is no
- * longer being rebuilt, and when a request or a drain waits for a context
- * (the walk gives its contexts back). Everything in flight is retired
- * before returning.
+ * when the role is no longer being rebuilt, and (pipe_retire) when @stop
+ * says so or a request or a drain waits for a context (the walk gives its
+ * contexts back). Everything in flight is retired before returning.
  */
-static int pipe_run(struct recover_pipe *p, uint64_t end, engine_walk_stop_fn stop, void *arg)
+static int pipe_run(struct recover_pipe *p, uint64_t end)
 {
 	struct rt_engine *e = p->e;
 	uint64_t pos = p->done, len;
-	bool halt = false;
 	int ret = 0;
 
 	for (;;) {
-		if (!ret && !halt && pos < end && p->count < p->depth) {
+		if (!ret && !p->halt && pos < end && p->count < p->depth) {
 			if (!(engine_rebuilding(e) & role_bit(p->role))) {
 				ret = -EIO;	/* the unit failed meanwhile */
 				continue;
@@ -230,7 +237,7 @@ static int pipe_run(struct recover_pipe *p, uint64_t end, engine_walk_stop_fn st
 			/* A stripe bigger than a step: its pieces one after the other. */
 			while (p->count && pipe_slot(p, p->count - 1)->last >= pos / e->layout.chunk)
 				ret = pipe_retire(p, ret);
-			if (ret)
+			if (ret || p->halt)
 				continue;
 			ret = pipe_start(p, pos, len);
 			pos += len;
@@ -243,11 +250,6 @@ static int pipe_run(struct recover_pipe *p, uint64_t end, engine_walk_stop_fn st
 			continue;
 		}
 		ret = pipe_retire(p, ret);
-		/* Only between stripes: the run reports whole stripes done. */
-		if (!ret && !halt && ((stop && stop(arg, p->done)) ||
-				      atomic_load(&e->pool_waiters)) &&
-		    p->done % e->layout.chunk == 0)
-			halt = true;
 	}
 	return ret;
 }
@@ -261,7 +263,9 @@ int engine_recover_run(struct rt_engine *e, uint32_t role, uint64_t s0, uint64_t
 		       engine_walk_stop_fn stop, void *arg, uint64_t *s_done)
 {
 	uint64_t C = e->layout.chunk, m;
-	struct recover_pipe p = { .e = e, .role = role, .done = s0 * C };
+	struct recover_pipe p = {
+		.e = e, .role = role, .done = s0 * C, .stop = stop, .stop_arg = arg,
+	};
 	unsigned i;
 	int ret;
 
@@ -288,7 +292,7 @@ int engine_recover_run(struct rt_engine *e, uint32_t role, uint64_t s0, uint64_t
 			break;
 		}
 		p.m = m;
-		ret = pipe_run(&p, (s0 + cnt) * C, stop, arg);
+		ret = pipe_run(&p, (s0 + cnt) * C);
 		/* A source failed: another may serve (raid1's other mirrors). */
 		if (ret != -EIO || engine_faulty(e) == m)
 			break;
