@@ -65,6 +65,17 @@ struct rt_walk {
 	uint64_t done_now;
 	_Atomic uint64_t max_bytes_per_sec;
 	struct timespec ck_time;	/* the last checkpoint (walk thread only) */
+	/*
+	 * A recover's checkpointer: flushes and records @ck_pos while the walk
+	 * goes on (under mu; one checkpoint at a time, a later one waits).
+	 */
+	struct rt_engine *ck_e;
+	pthread_t ck_thread;
+	bool ck_running;		/* the thread is there (walk thread only) */
+	pthread_cond_t ck_cond;
+	bool ck_pending, ck_quit;
+	uint64_t ck_pos;
+	int ck_err;			/* the first checkpoint that failed */
 };
 
 static pthread_mutex_t walk_alloc_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -170,8 +181,92 @@ static int walk_checkpoint(struct rt_engine *e, struct rt_walk *w, uint64_t pos)
 		return ret;
 	if (w->p.checkpoint)
 		w->p.checkpoint(w->p.role, pos, w->p.ctx);
-	clock_gettime(CLOCK_MONOTONIC, &w->ck_time);
 	return 0;
+}
+
+static void *ckpt_main(void *arg)
+{
+	struct rt_walk *w = arg;
+	uint64_t pos;
+	int r;
+
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->ck_pending && !w->ck_quit)
+			pthread_cond_wait(&w->ck_cond, &w->mu);
+		if (!w->ck_pending)
+			break;
+		pos = w->ck_pos;
+		pthread_mutex_unlock(&w->mu);
+		r = walk_checkpoint(w->ck_e, w, pos);
+		pthread_mutex_lock(&w->mu);
+		w->ck_pending = false;
+		if (r && !w->ck_err)
+			w->ck_err = r;
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/*
+ * A recover's checkpoints are taken by a thread of their own, so that the
+ * walk does not stop for the flush and the superblock writes (on disk files
+ * they cost as much as tens of MiB rebuilt). Without the thread the walk
+ * takes them itself.
+ */
+static void ckpt_start(struct rt_engine *e, struct rt_walk *w)
+{
+	w->ck_e = e;
+	w->ck_pending = w->ck_quit = false;
+	w->ck_err = 0;
+	w->ck_running = pthread_create(&w->ck_thread, NULL, ckpt_main, w) == 0;
+}
+
+/* The checkpoint asked for last is taken; then the thread ends. Its first error. */
+static int ckpt_stop(struct rt_walk *w)
+{
+	int ret;
+
+	if (!w->ck_running)
+		return 0;
+	pthread_mutex_lock(&w->mu);
+	w->ck_quit = true;
+	pthread_cond_signal(&w->ck_cond);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->ck_thread, NULL);
+	w->ck_running = false;
+	pthread_mutex_lock(&w->mu);
+	ret = w->ck_err;
+	pthread_mutex_unlock(&w->mu);
+	return ret;
+}
+
+/* Hand the checkpoint at @pos to the thread, unless it is still busy with one. */
+static bool ckpt_request(struct rt_walk *w, uint64_t pos)
+{
+	bool taken;
+
+	pthread_mutex_lock(&w->mu);
+	taken = !w->ck_pending;
+	if (taken) {
+		w->ck_pos = pos;
+		w->ck_pending = true;
+		pthread_cond_signal(&w->ck_cond);
+	}
+	pthread_mutex_unlock(&w->mu);
+	if (taken)
+		clock_gettime(CLOCK_MONOTONIC, &w->ck_time);
+	return taken;
+}
+
+static int ckpt_error(struct rt_walk *w)
+{
+	int ret;
+
+	pthread_mutex_lock(&w->mu);
+	ret = w->ck_err;
+	pthread_mutex_unlock(&w->mu);
+	return ret;
 }
 
 /* Is a checkpoint owed at @pos, the last one having been at @last_ck? */
@@ -194,13 +289,16 @@ static bool region_set(const uint8_t *bits, uint64_t i)
 struct recover_run {
 	struct rt_walk *w;
 	const struct engine_geom *g;
-	uint64_t pos0, done0, last_ck, regions;
+	uint64_t pos0, done0, regions;
+	uint64_t *last_ck;
 	bool limited;			/* the run is a rate-limited batch */
 };
 
 /*
- * Show the progress; stop the run for a cancel, a checkpoint owed, or a
- * rate limit set meanwhile (the walk then goes on in limited batches).
+ * Show the progress; hand a checkpoint owed to the checkpointer (without
+ * one, stop the run to take it); stop the run for a cancel, a failed
+ * checkpoint, or a rate limit set meanwhile (the walk then goes on in
+ * limited batches).
  */
 static bool recover_run_stop(void *arg, uint64_t pos)
 {
@@ -208,7 +306,13 @@ static bool recover_run_stop(void *arg, uint64_t pos)
 	struct rt_walk *w = rr->w;
 
 	walk_note(w, rr->done0 + (pos - rr->pos0), rr->regions);
-	return atomic_load(&w->cancel) || checkpoint_due(w, rr->g, pos, rr->last_ck) ||
+	if (checkpoint_due(w, rr->g, pos, *rr->last_ck)) {
+		if (!w->ck_running)
+			return true;
+		if (ckpt_request(w, pos))
+			*rr->last_ck = pos;
+	}
+	return atomic_load(&w->cancel) || ckpt_error(w) ||
 	       (!rr->limited && atomic_load(&w->max_bytes_per_sec));
 }
 
@@ -227,7 +331,7 @@ static int recover_span(struct rt_engine *e, struct rt_walk *w, const struct eng
 
 	while (*pos < hi) {
 		struct recover_run rr = {
-			.w = w, .g = g, .pos0 = *pos, .done0 = *done, .last_ck = *last_ck,
+			.w = w, .g = g, .pos0 = *pos, .done0 = *done, .last_ck = last_ck,
 			.regions = regions,
 		};
 
@@ -242,12 +346,15 @@ static int recover_span(struct rt_engine *e, struct rt_walk *w, const struct eng
 		*pos += k * g->chunk;
 		*done += k * g->chunk;
 		walk_advance(w, *done, regions);
+		if (!ret)
+			ret = ckpt_error(w);
 		if (ret)
 			return ret;
-		if (checkpoint_due(w, g, *pos, *last_ck)) {
+		if (!w->ck_running && checkpoint_due(w, g, *pos, *last_ck)) {
 			ret = walk_checkpoint(e, w, *pos);
 			if (ret)
 				return ret;
+			clock_gettime(CLOCK_MONOTONIC, &w->ck_time);
 			*last_ck = *pos;
 		}
 	}
@@ -259,6 +366,7 @@ static int walk_recover(struct rt_engine *e, struct rt_walk *w, const struct eng
 	uint64_t pos = w->p.start / g->chunk * g->chunk, last_ck = pos, done = 0, R, i, n = 0;
 	int ret = 0, r;
 
+	ckpt_start(e, w);
 	if (!w->regions) {
 		/* A full rebuild shows the offset reached: a resumed one starts there. */
 		pthread_mutex_lock(&w->mu);
@@ -285,6 +393,9 @@ static int walk_recover(struct rt_engine *e, struct rt_walk *w, const struct eng
 		if (!ret)
 			pos = g->role_bytes;
 	}
+	r = ckpt_stop(w);
+	if (r && !ret)
+		ret = r;
 	/* Record what was reached, also when stopping early (resume from there). */
 	if (ret == 0 || ret == -ECANCELED) {
 		r = walk_checkpoint(e, w, pos);
@@ -413,6 +524,7 @@ static struct rt_walk *walk_get(struct rt_engine *e)
 
 		if (w) {
 			pthread_mutex_init(&w->mu, NULL);
+			pthread_cond_init(&w->ck_cond, NULL);
 			*slot = w;
 		}
 	}
@@ -603,6 +715,7 @@ void rebuild_release(struct rt_engine *e)
 		return;
 	(void)engine_walk_cancel(e);
 	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->ck_cond);
 	free(w->regions);
 	free(w);
 	*engine_walk_slot(e) = NULL;
