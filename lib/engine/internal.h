@@ -177,7 +177,7 @@ struct engine_io {
 	uint16_t retries;
 	uint8_t err_tries;		/* times tried again after an error */
 	uint8_t op;
-	bool fixed;			/* @buf lies in the registered buffer */
+	uint8_t fixed;			/* @buf lies in registered buffer fixed - 1 (0: none) */
 };
 
 /* Single writer (the context's owner), read by engine_get_stats. */
@@ -256,6 +256,9 @@ struct raid5_seg {
 struct engine_ctx {
 	_Atomic int busy;
 	bool ring_ok, fixed_ok, broken;
+	bool walk_buf_ok;		/* the ring has a buffer 1 for a walk's memory */
+	uint8_t *walk_buf;		/* registered as buffer 1 (ctx_set_walk_buf) */
+	size_t walk_buf_len;
 	bool backoff;			/* an I/O waits to be tried again after an error */
 	struct io_uring ring;
 	uint8_t *mem;			/* data then scratch, registered */
@@ -541,6 +544,7 @@ void ctx_free(struct engine_ctx *c);
 int ctx_start_ios(struct rt_engine *e, struct engine_ctx *c);
 int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c);
 struct engine_ctx *ctx_try_acquire(struct rt_engine *e);
+void ctx_set_walk_buf(struct engine_ctx *c, uint8_t *buf, size_t len);
 int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
 	       uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len);
 int ctx_add_raw(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,

@@ -204,13 +204,15 @@ static bool ctx_prep_io(struct rt_engine *e, struct engine_ctx *c, struct engine
 	switch (io->op) {
 	case ENGINE_OP_READ:
 		if (io->fixed)
-			io_uring_prep_read_fixed(sqe, fd, io->buf + io->done, len, off, 0);
+			io_uring_prep_read_fixed(sqe, fd, io->buf + io->done, len, off,
+						 io->fixed - 1);
 		else
 			io_uring_prep_read(sqe, fd, io->buf + io->done, len, off);
 		break;
 	case ENGINE_OP_WRITE:
 		if (io->fixed)
-			io_uring_prep_write_fixed(sqe, fd, io->buf + io->done, len, off, 0);
+			io_uring_prep_write_fixed(sqe, fd, io->buf + io->done, len, off,
+						  io->fixed - 1);
 		else
 			io_uring_prep_write(sqe, fd, io->buf + io->done, len, off);
 		break;
@@ -406,9 +408,14 @@ int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
 		      uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len)
 {
 	uint64_t off = e->data_offset + unit_off;
-	bool fixed = c->fixed_ok && buf && buf >= c->mem && buf < c->mem + c->mem_size;
+	uint8_t fixed = 0;
 	struct engine_io *io;
 	int ret;
+
+	if (c->fixed_ok && buf && buf >= c->mem && buf < c->mem + c->mem_size)
+		fixed = 1;
+	else if (c->walk_buf && buf >= c->walk_buf && buf < c->walk_buf + c->walk_buf_len)
+		fixed = 2;
 
 	if (c->n_ios) {
 		io = &c->ios[c->n_ios - 1];
@@ -458,7 +465,7 @@ int ctx_add_raw(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
 	io->retries = 0;
 	io->err_tries = 0;
 	io->op = (uint8_t)op;
-	io->fixed = false;
+	io->fixed = 0;
 	return 0;
 }
 
@@ -496,7 +503,8 @@ void ctx_free(struct engine_ctx *c)
 
 static int ctx_init_ring(struct engine_ctx *c)
 {
-	struct iovec iov = { .iov_base = c->mem, .iov_len = c->mem_size };
+	/* Buffer 0: the context's memory; 1: empty until a walk lends its own (ctx_set_walk_buf). */
+	struct iovec iov[2] = { { .iov_base = c->mem, .iov_len = c->mem_size } };
 	int ret;
 
 	/* Completions are only reaped by the submitting thread, inside io_uring_enter. */
@@ -507,8 +515,28 @@ static int ctx_init_ring(struct engine_ctx *c)
 		return ret;
 	c->ring_ok = true;
 	/* Registered buffers spare the kernel pinning pages on every I/O. */
-	c->fixed_ok = io_uring_register_buffers(&c->ring, &iov, 1) == 0;
+	c->walk_buf = NULL;
+	c->walk_buf_ok = io_uring_register_buffers(&c->ring, iov, 2) == 0;
+	c->fixed_ok = c->walk_buf_ok || io_uring_register_buffers(&c->ring, iov, 1) == 0;
 	return 0;
+}
+
+/*
+ * Register a walk's buffer @buf of @len bytes (NULL: none) as the ring's
+ * buffer 1 while the walk holds the context, nothing in flight. Where that
+ * fails its transfers simply go unregistered.
+ */
+void ctx_set_walk_buf(struct engine_ctx *c, uint8_t *buf, size_t len)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = buf ? len : 0 };
+
+	if (!c->walk_buf_ok || !c->ring_ok || c->broken || c->walk_buf == buf)
+		return;
+	c->walk_buf = NULL;
+	if (io_uring_register_buffers_update_tag(&c->ring, 1, &iov, NULL, 1) == 1 && buf) {
+		c->walk_buf = buf;
+		c->walk_buf_len = len;
+	}
 }
 
 int ctx_init(struct rt_engine *e, struct engine_ctx *c, unsigned idx)

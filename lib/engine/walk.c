@@ -283,8 +283,10 @@ int engine_recover_run(struct rt_engine *e, uint32_t role, uint64_t s0, uint64_t
 	for (p.depth = 1; p.depth < ENGINE_WALK_DEPTH; p.depth++)
 		if (!(p.slot[p.depth].c = ctx_try_acquire(e)))
 			break;
-	for (i = 0; i < p.depth; i++)
+	for (i = 0; i < p.depth; i++) {
 		p.slot[i].buf = e->walk_mem + (size_t)i * e->n * e->walk_step;
+		ctx_set_walk_buf(p.slot[i].c, p.slot[i].buf, e->n * e->walk_step);
+	}
 	for (;;) {
 		m = engine_faulty(e);
 		if (!(engine_rebuilding(e) & role_bit(role)) || !e->ops->can_recover(e, role, m)) {
@@ -297,8 +299,10 @@ int engine_recover_run(struct rt_engine *e, uint32_t role, uint64_t s0, uint64_t
 		if (ret != -EIO || engine_faulty(e) == m)
 			break;
 	}
-	for (i = 0; i < p.depth; i++)
+	for (i = 0; i < p.depth; i++) {
+		ctx_set_walk_buf(p.slot[i].c, NULL, 0);
 		engine_ctx_put(e, p.slot[i].c);
+	}
 	*s_done = p.done / C - s0;
 	return ret;
 }
