@@ -65,6 +65,17 @@ struct rt_walk {
 	uint64_t done_now;
 	_Atomic uint64_t max_bytes_per_sec;
 	struct timespec ck_time;	/* the last checkpoint (walk thread only) */
+	/*
+	 * A recover's checkpointer: flushes and records @ck_pos while the walk
+	 * goes on (under mu; one checkpoint at a time, a later one waits).
+	 */
+	struct rt_engine *ck_e;
+	pthread_t ck_thread;
+	bool ck_running;		/* the thread is there (walk thread only) */
+	pthread_cond_t ck_cond;
+	bool ck_pending, ck_quit;
+	uint64_t ck_pos;
+	int ck_err;			/* the first checkpoint that failed */
 };
 
 static pthread_mutex_t walk_alloc_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -140,7 +151,8 @@ int engine_walk_set_speed(struct rt_engine *e, uint64_t max_bytes_per_sec)
 	return 0;
 }
 
-static void walk_advance(struct rt_walk *w, uint64_t done_abs, uint64_t regions)
+/* Progress: @done_abs bytes, @regions regions done. */
+static void walk_note(struct rt_walk *w, uint64_t done_abs, uint64_t regions)
 {
 	double el;
 
@@ -152,6 +164,11 @@ static void walk_advance(struct rt_walk *w, uint64_t done_abs, uint64_t regions)
 	if (el > 0.001)
 		w->prog.bytes_per_sec = (uint64_t)((double)(done_abs - w->done0) / el);
 	pthread_mutex_unlock(&w->mu);
+}
+
+static void walk_advance(struct rt_walk *w, uint64_t done_abs, uint64_t regions)
+{
+	walk_note(w, done_abs, regions);
 	walk_throttle(w, done_abs);
 }
 
@@ -164,8 +181,92 @@ static int walk_checkpoint(struct rt_engine *e, struct rt_walk *w, uint64_t pos)
 		return ret;
 	if (w->p.checkpoint)
 		w->p.checkpoint(w->p.role, pos, w->p.ctx);
-	clock_gettime(CLOCK_MONOTONIC, &w->ck_time);
 	return 0;
+}
+
+static void *ckpt_main(void *arg)
+{
+	struct rt_walk *w = arg;
+	uint64_t pos;
+	int r;
+
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->ck_pending && !w->ck_quit)
+			pthread_cond_wait(&w->ck_cond, &w->mu);
+		if (!w->ck_pending)
+			break;
+		pos = w->ck_pos;
+		pthread_mutex_unlock(&w->mu);
+		r = walk_checkpoint(w->ck_e, w, pos);
+		pthread_mutex_lock(&w->mu);
+		w->ck_pending = false;
+		if (r && !w->ck_err)
+			w->ck_err = r;
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/*
+ * A recover's checkpoints are taken by a thread of their own, so that the
+ * walk does not stop for the flush and the superblock writes (on disk files
+ * they cost as much as tens of MiB rebuilt). Without the thread the walk
+ * takes them itself.
+ */
+static void ckpt_start(struct rt_engine *e, struct rt_walk *w)
+{
+	w->ck_e = e;
+	w->ck_pending = w->ck_quit = false;
+	w->ck_err = 0;
+	w->ck_running = pthread_create(&w->ck_thread, NULL, ckpt_main, w) == 0;
+}
+
+/* The checkpoint asked for last is taken; then the thread ends. Its first error. */
+static int ckpt_stop(struct rt_walk *w)
+{
+	int ret;
+
+	if (!w->ck_running)
+		return 0;
+	pthread_mutex_lock(&w->mu);
+	w->ck_quit = true;
+	pthread_cond_signal(&w->ck_cond);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->ck_thread, NULL);
+	w->ck_running = false;
+	pthread_mutex_lock(&w->mu);
+	ret = w->ck_err;
+	pthread_mutex_unlock(&w->mu);
+	return ret;
+}
+
+/* Hand the checkpoint at @pos to the thread, unless it is still busy with one. */
+static bool ckpt_request(struct rt_walk *w, uint64_t pos)
+{
+	bool taken;
+
+	pthread_mutex_lock(&w->mu);
+	taken = !w->ck_pending;
+	if (taken) {
+		w->ck_pos = pos;
+		w->ck_pending = true;
+		pthread_cond_signal(&w->ck_cond);
+	}
+	pthread_mutex_unlock(&w->mu);
+	if (taken)
+		clock_gettime(CLOCK_MONOTONIC, &w->ck_time);
+	return taken;
+}
+
+static int ckpt_error(struct rt_walk *w)
+{
+	int ret;
+
+	pthread_mutex_lock(&w->mu);
+	ret = w->ck_err;
+	pthread_mutex_unlock(&w->mu);
+	return ret;
 }
 
 /* Is a checkpoint owed at @pos, the last one having been at @last_ck? */
@@ -184,39 +285,101 @@ static bool region_set(const uint8_t *bits, uint64_t i)
 	return bits[i / 8] & (1u << (i % 8));
 }
 
+/* What the engine's recover run reports to, between its pieces. */
+struct recover_run {
+	struct rt_walk *w;
+	const struct engine_geom *g;
+	uint64_t pos0, done0, regions;
+	uint64_t *last_ck;
+	bool limited;			/* the run is a rate-limited batch */
+};
+
+/*
+ * Show the progress; hand a checkpoint owed to the checkpointer (without
+ * one, stop the run to take it); stop the run for a cancel, a failed
+ * checkpoint, or a rate limit set meanwhile (the walk then goes on in
+ * limited batches).
+ */
+static bool recover_run_stop(void *arg, uint64_t pos)
+{
+	struct recover_run *rr = arg;
+	struct rt_walk *w = rr->w;
+
+	walk_note(w, rr->done0 + (pos - rr->pos0), rr->regions);
+	if (checkpoint_due(w, rr->g, pos, *rr->last_ck)) {
+		if (!w->ck_running)
+			return true;
+		if (ckpt_request(w, pos))
+			*rr->last_ck = pos;
+	}
+	return atomic_load(&w->cancel) || ckpt_error(w) ||
+	       (!rr->limited && atomic_load(&w->max_bytes_per_sec));
+}
+
+/*
+ * A replace copies batches of @*cnt stripes at most (set to what it did),
+ * each under its stripes' locks, one after the other: the pipelined
+ * engine_recover_run rebuilds a role, not a role's replacement.
+ */
+static int replace_batch(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g,
+			 uint64_t pos, uint64_t *cnt)
+{
+	uint64_t batch = walk_batch_limited(w, engine_walk_batch(e, RT_WALK_RECOVER), g->chunk);
+	struct engine_ctx *c;
+	int ret;
+
+	if (*cnt > batch)
+		*cnt = batch;
+	c = engine_ctx_get(e);
+	ret = engine_replace_stripes(e, c, w->p.role, pos / g->chunk, *cnt);
+	engine_ctx_put(e, c);
+	return ret;
+}
+
 /*
  * Rebuild role bytes [*pos, hi) (chunk aligned); *pos advances with the
  * stripes done, *done counts the bytes rebuilt (the progress shown).
+ * Without a rate limit one engine run goes until a checkpoint is owed; under
+ * one, runs of a tenth of a second's worth, throttled in between.
  */
 static int recover_span(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g,
 			uint64_t *pos, uint64_t hi, uint64_t *last_ck, uint64_t *done,
 			uint64_t regions)
 {
-	uint64_t batch = engine_walk_batch(e, RT_WALK_RECOVER), cnt;
-	struct engine_ctx *c;
+	uint64_t cnt, k;
 	int ret;
 
 	while (*pos < hi) {
+		struct recover_run rr = {
+			.w = w, .g = g, .pos0 = *pos, .done0 = *done, .last_ck = last_ck,
+			.regions = regions,
+		};
+
 		if (atomic_load(&w->cancel))
 			return -ECANCELED;
 		cnt = (hi - *pos) / g->chunk;
-		if (cnt > walk_batch_limited(w, batch, g->chunk))
-			cnt = walk_batch_limited(w, batch, g->chunk);
-		c = engine_ctx_get(e);
-		if (w->p.kind == RT_WALK_REPLACE)
-			ret = engine_replace_stripes(e, c, w->p.role, *pos / g->chunk, cnt);
-		else
-			ret = engine_recover_stripes(e, c, w->p.role, *pos / g->chunk, cnt);
-		engine_ctx_put(e, c);
+		rr.limited = atomic_load(&w->max_bytes_per_sec) != 0;
+		if (w->p.kind == RT_WALK_REPLACE) {
+			ret = replace_batch(e, w, g, *pos, &cnt);
+			k = ret ? 0 : cnt;
+		} else {
+			if (rr.limited)
+				cnt = walk_batch_limited(w, cnt, g->chunk);
+			ret = engine_recover_run(e, w->p.role, *pos / g->chunk, cnt,
+						 recover_run_stop, &rr, &k);
+		}
+		*pos += k * g->chunk;
+		*done += k * g->chunk;
+		walk_advance(w, *done, regions);
+		if (!ret)
+			ret = ckpt_error(w);
 		if (ret)
 			return ret;
-		*pos += cnt * g->chunk;
-		*done += cnt * g->chunk;
-		walk_advance(w, *done, regions);
-		if (checkpoint_due(w, g, *pos, *last_ck)) {
+		if (!w->ck_running && checkpoint_due(w, g, *pos, *last_ck)) {
 			ret = walk_checkpoint(e, w, *pos);
 			if (ret)
 				return ret;
+			clock_gettime(CLOCK_MONOTONIC, &w->ck_time);
 			*last_ck = *pos;
 		}
 	}
@@ -228,6 +391,7 @@ static int walk_recover(struct rt_engine *e, struct rt_walk *w, const struct eng
 	uint64_t pos = w->p.start / g->chunk * g->chunk, last_ck = pos, done = 0, R, i, n = 0;
 	int ret = 0, r;
 
+	ckpt_start(e, w);
 	if (!w->regions) {
 		/* A full rebuild shows the offset reached: a resumed one starts there. */
 		pthread_mutex_lock(&w->mu);
@@ -254,6 +418,9 @@ static int walk_recover(struct rt_engine *e, struct rt_walk *w, const struct eng
 		if (!ret)
 			pos = g->role_bytes;
 	}
+	r = ckpt_stop(w);
+	if (r && !ret)
+		ret = r;
 	/* Record what was reached, also when stopping early (resume from there). */
 	if (ret == 0 || ret == -ECANCELED) {
 		r = walk_checkpoint(e, w, pos);
@@ -384,6 +551,7 @@ static struct rt_walk *walk_get(struct rt_engine *e)
 
 		if (w) {
 			pthread_mutex_init(&w->mu, NULL);
+			pthread_cond_init(&w->ck_cond, NULL);
 			*slot = w;
 		}
 	}
@@ -580,6 +748,7 @@ void rebuild_release(struct rt_engine *e)
 		return;
 	(void)engine_walk_cancel(e);
 	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->ck_cond);
 	free(w->regions);
 	free(w);
 	*engine_walk_slot(e) = NULL;

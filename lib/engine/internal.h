@@ -50,15 +50,25 @@ void engine_geom(const struct rt_engine *e, struct engine_geom *g);
 struct engine_ctx *engine_ctx_get(struct rt_engine *e);
 void engine_ctx_put(struct rt_engine *e, struct engine_ctx *c);
 
-/* Stripes one batch call handles with one context (>= 1). */
+/* Stripes one scrub batch call handles with one context (>= 1). */
 uint64_t engine_walk_batch(struct rt_engine *e, int kind);
 
 /*
- * Rebuild role @role on stripes [s0, s0 + cnt) from the others, under
- * their stripe locks. -EIO when the sources or the unit are gone.
+ * Called by engine_recover_run each time a piece is rebuilt: the role is
+ * rebuilt below role byte @pos. True stops the run once the pieces in
+ * flight are done (a cancel, a checkpoint or a rate limit to honour); it
+ * runs while later pieces hold their stripe locks, so it must not wait.
  */
-int engine_recover_stripes(struct rt_engine *e, struct engine_ctx *c, uint32_t role,
-			   uint64_t s0, uint64_t cnt);
+typedef bool (*engine_walk_stop_fn)(void *arg, uint64_t pos);
+
+/*
+ * Rebuild role @role on stripes [s0, s0 + cnt) from the others, several
+ * pieces in flight, each under its stripe locks. *@s_done: the stripes
+ * from s0 rebuilt, also on error and when @stop or a wait for a context
+ * (a drain) ended the run early. -EIO when the sources or the unit are gone.
+ */
+int engine_recover_run(struct rt_engine *e, uint32_t role, uint64_t s0, uint64_t cnt,
+		       engine_walk_stop_fn stop, void *arg, uint64_t *s_done);
 
 /*
  * A scrub of stripes: what it does with copies that differ, and what it
@@ -143,8 +153,8 @@ void rebuild_release(struct rt_engine *e);
 #define ENGINE_RETRY_MAX 10000u		/* -EAGAIN resubmissions of one I/O */
 #define ENGINE_ERR_TRIES_MAX 100u	/* fits engine_io.err_tries */
 #define ENGINE_RETRY_WINDOW_MAX_MS 600000u
-#define ENGINE_WALK_SPAN (16u << 20)	/* role bytes a recover batch locks */
-#define ENGINE_WALK_STEP (4u << 20)	/* role bytes per unit transfer of a recover */
+#define ENGINE_WALK_STEP (2u << 20)	/* role bytes per unit transfer of a recover */
+#define ENGINE_WALK_DEPTH 4u		/* recover pieces in flight */
 #define ENGINE_WALK_MEM (32u << 20)	/* the recover walk's buffers, at most */
 #define ENGINE_WALK_STRIPES 256u	/* stripes a walk batch may lock */
 #define ENGINE_AREQS 64u		/* mapped writes holding stripe locks at once */
@@ -175,7 +185,7 @@ struct engine_io {
 	uint16_t retries;
 	uint8_t err_tries;		/* times tried again after an error */
 	uint8_t op;
-	bool fixed;			/* @buf lies in the registered buffer */
+	uint8_t fixed;			/* @buf lies in registered buffer fixed - 1 (0: none) */
 	bool replica;			/* to the replacement of @role (raidtool replace) */
 };
 
@@ -255,6 +265,9 @@ struct raid5_seg {
 struct engine_ctx {
 	_Atomic int busy;
 	bool ring_ok, fixed_ok, broken;
+	bool walk_buf_ok;		/* the ring has a buffer 1 for a walk's memory */
+	uint8_t *walk_buf;		/* registered as buffer 1 (ctx_set_walk_buf) */
+	size_t walk_buf_len;
 	bool backoff;			/* an I/O waits to be tried again after an error */
 	struct io_uring ring;
 	uint8_t *mem;			/* data then scratch, registered */
@@ -275,6 +288,10 @@ struct engine_ctx {
 	unsigned n_taken[2];
 	unsigned rr;			/* raid1 read spreading */
 	uint64_t failed;		/* roles that failed an I/O in the current run */
+	/* The current run (ctx_start_ios, ctx_run_ios): next I/O to queue, in flight, first error. */
+	unsigned run_next, run_inflight;
+	int run_err;
+	bool run_started;
 	struct engine_ctx_stats stats;
 };
 
@@ -554,7 +571,10 @@ struct engine_ctx *ctx_acquire(struct rt_engine *e);
 void ctx_release(struct rt_engine *e, struct engine_ctx *c);
 int ctx_init(struct rt_engine *e, struct engine_ctx *c, unsigned idx);
 void ctx_free(struct engine_ctx *c);
+int ctx_start_ios(struct rt_engine *e, struct engine_ctx *c);
 int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c);
+struct engine_ctx *ctx_try_acquire(struct rt_engine *e);
+void ctx_set_walk_buf(struct engine_ctx *c, uint8_t *buf, size_t len);
 int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
 	       uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len);
 int ctx_add_raw(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,

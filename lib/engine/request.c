@@ -36,11 +36,10 @@
  *     written too. So a unit stays valid wherever it was, and a recover
  *     walk may resume from a checkpoint. Completion clears the faulty bit,
  *     then the rebuild bit; writers load rebuild before faulty.
- *   Background walks (lib/rebuild.c) work in batches of whole stripes under
- *     the same stripe locks, a context taken first, like any writer. A
- *     recover batch locks ENGINE_WALK_SPAN bytes of each role and goes
- *     through it in ENGINE_WALK_STEP transfers, two steps overlapping (the
- *     write of one with the reads of the next), from buffers of its own.
+ *   Background walks (lib/rebuild.c) work on whole stripes under the same
+ *     stripe locks, contexts taken first, like any writer. A recover keeps
+ *     up to ENGINE_WALK_DEPTH pieces of ENGINE_WALK_STEP bytes per role in
+ *     flight, each holding only its own stripes' locks (see walk.c).
  */
 #include <errno.h>
 #include <stdatomic.h>

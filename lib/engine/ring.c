@@ -42,7 +42,8 @@ static int ctx_init_ring(struct engine_ctx *c);
 
 /* ---- context pool ---------------------------------------------------- */
 
-static struct engine_ctx *ctx_try_acquire(struct rt_engine *e)
+/* A free context, or NULL at once: a walk taking more than one never waits for the rest. */
+struct engine_ctx *ctx_try_acquire(struct rt_engine *e)
 {
 	unsigned i, idx, start = engine_ctx_hint;
 
@@ -218,13 +219,15 @@ static bool ctx_prep_io(struct rt_engine *e, struct engine_ctx *c, struct engine
 	switch (io->op) {
 	case ENGINE_OP_READ:
 		if (io->fixed)
-			io_uring_prep_read_fixed(sqe, fd, io->buf + io->done, len, off, 0);
+			io_uring_prep_read_fixed(sqe, fd, io->buf + io->done, len, off,
+						 io->fixed - 1);
 		else
 			io_uring_prep_read(sqe, fd, io->buf + io->done, len, off);
 		break;
 	case ENGINE_OP_WRITE:
 		if (io->fixed)
-			io_uring_prep_write_fixed(sqe, fd, io->buf + io->done, len, off, 0);
+			io_uring_prep_write_fixed(sqe, fd, io->buf + io->done, len, off,
+						  io->fixed - 1);
 		else
 			io_uring_prep_write(sqe, fd, io->buf + io->done, len, off);
 		break;
@@ -299,82 +302,116 @@ static int ctx_complete_io(struct rt_engine *e, struct engine_ctx *c,
 }
 
 /*
+ * One round of a run: queue what the ring holds (retries first), submit,
+ * wait for @wait_all of them (all in flight, or none), reap what completed.
+ * Returns < 0 when the ring itself refused (the context is broken then).
+ */
+static int ctx_round(struct rt_engine *e, struct engine_ctx *c, bool wait_all)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+	int ret;
+
+	if (c->backoff) {
+		c->backoff = false;
+		engine_backoff(e);
+	}
+	while (c->run_inflight < ENGINE_RING_ENTRIES) {
+		struct engine_io *io;
+
+		if (c->n_retry)
+			io = c->retry[c->n_retry - 1];
+		else if (c->run_next < c->n_ios)
+			io = &c->ios[c->run_next];
+		else
+			break;
+		if (!ctx_prep_io(e, c, io))
+			break;
+		if (c->n_retry)
+			c->n_retry--;
+		else
+			c->run_next++;
+		c->run_inflight++;
+	}
+	/* One wake-up for the whole fan-out rather than one per unit. */
+	ret = e->hooks.submit ? e->hooks.submit(e->hooks.arg) : 0;
+	if (!ret)
+		ret = io_uring_submit_and_wait(&c->ring, wait_all ? c->run_inflight : 0);
+	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+		/*
+		 * The ring itself refused: wait for what it did take,
+		 * then let the context rebuild its ring.
+		 */
+		unsigned pending = io_uring_sq_ready(&c->ring);
+
+		rt_log(RT_LOG_ERROR, "io_uring submission failed: %s", strerror(-ret));
+		c->run_inflight -= pending;
+		while (c->run_inflight) {
+			if (io_uring_wait_cqe(&c->ring, &cqe) < 0)
+				break;
+			io_uring_cqe_seen(&c->ring, cqe);
+			c->run_inflight--;
+		}
+		c->broken = true;
+		c->run_err = ret;
+		return ret;
+	}
+	io_uring_for_each_cqe(&c->ring, head, cqe) {
+		struct engine_io *io = io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
+
+		seen++;
+		c->run_inflight--;
+		if (e->hooks.io_result)
+			res = e->hooks.io_result(e->hooks.arg, io->op, io->role,
+						 io->len - io->done, res);
+		c->run_err = ctx_complete_io(e, c, io, res, c->run_err);
+	}
+	io_uring_cq_advance(&c->ring, seen);
+	return 0;
+}
+
+/*
+ * Submit the queued I/O without waiting for it (a walk computes meanwhile):
+ * ctx_run_ios then waits for it and reaps it. Nothing may be queued in
+ * between. Returns < 0 when nothing could be submitted (ctx_run_ios still
+ * ends the run).
+ */
+int ctx_start_ios(struct rt_engine *e, struct engine_ctx *c)
+{
+	c->n_retry = 0;
+	c->run_next = c->run_inflight = 0;
+	c->run_err = 0;
+	c->run_started = true;
+	if (c->broken)
+		return -EIO;
+	return ctx_round(e, c, false);
+}
+
+/*
  * Submit every queued I/O (as many at once as the ring holds), wait for all
  * of them, resubmit short and -EAGAIN transfers. Always reaps everything it
  * submitted before returning, so the buffers are free again.
  */
 int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c)
 {
-	unsigned next = 0, inflight = 0;
-	int err = 0, ret;
+	bool started = c->run_started;
+	int err;
 
-	if (c->broken) {
+	c->run_started = false;
+	if (c->broken && !(started && c->run_err)) {
 		c->n_ios = 0;
 		return -EIO;
 	}
-	c->n_retry = 0;
-	while (next < c->n_ios || c->n_retry || inflight) {
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
-
-		if (c->backoff) {
-			c->backoff = false;
-			engine_backoff(e);
-		}
-
-		while (inflight < ENGINE_RING_ENTRIES) {
-			struct engine_io *io;
-
-			if (c->n_retry)
-				io = c->retry[c->n_retry - 1];
-			else if (next < c->n_ios)
-				io = &c->ios[next];
-			else
-				break;
-			if (!ctx_prep_io(e, c, io))
-				break;
-			if (c->n_retry)
-				c->n_retry--;
-			else
-				next++;
-			inflight++;
-		}
-		/* One wake-up for the whole fan-out rather than one per unit. */
-		ret = e->hooks.submit ? e->hooks.submit(e->hooks.arg) : 0;
-		if (!ret)
-			ret = io_uring_submit_and_wait(&c->ring, inflight);
-		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
-			/*
-			 * The ring itself refused: wait for what it did take,
-			 * then let the context rebuild its ring.
-			 */
-			unsigned pending = io_uring_sq_ready(&c->ring);
-
-			rt_log(RT_LOG_ERROR, "io_uring submission failed: %s", strerror(-ret));
-			inflight -= pending;
-			while (inflight) {
-				if (io_uring_wait_cqe(&c->ring, &cqe) < 0)
-					break;
-				io_uring_cqe_seen(&c->ring, cqe);
-				inflight--;
-			}
-			c->broken = true;
-			err = ret;
-			break;
-		}
-		io_uring_for_each_cqe(&c->ring, head, cqe) {
-			struct engine_io *io = io_uring_cqe_get_data(cqe);
-			int res = cqe->res;
-
-			seen++;
-			inflight--;
-			if (e->hooks.io_result)
-				res = e->hooks.io_result(e->hooks.arg, io->op, io->role,
-							 io->len - io->done, res);
-			err = ctx_complete_io(e, c, io, res, err);
-		}
-		io_uring_cq_advance(&c->ring, seen);
+	if (!started) {
+		c->n_retry = 0;
+		c->run_next = c->run_inflight = 0;
+		c->run_err = 0;
 	}
+	while (!c->broken && (c->run_next < c->n_ios || c->n_retry || c->run_inflight))
+		if (ctx_round(e, c, true) < 0)
+			break;
+	err = c->run_err;
 	c->n_ios = 0;
 	while (c->failed) {
 		uint32_t r = (uint32_t)__builtin_ctzll(c->failed);
@@ -407,9 +444,14 @@ static int ctx_queue(struct rt_engine *e, struct engine_ctx *c, enum engine_op o
 		     uint32_t role, uint8_t *buf, uint64_t off, uint64_t len, bool merge,
 		     bool replica)
 {
-	bool fixed = c->fixed_ok && buf && buf >= c->mem && buf < c->mem + c->mem_size;
+	uint8_t fixed = 0;
 	struct engine_io *io;
 	int ret;
+
+	if (c->fixed_ok && buf && buf >= c->mem && buf < c->mem + c->mem_size)
+		fixed = 1;
+	else if (c->walk_buf && buf >= c->walk_buf && buf < c->walk_buf + c->walk_buf_len)
+		fixed = 2;
 
 	for (unsigned k = 1; merge && k <= 2 && k <= c->n_ios; k++) {
 		io = &c->ios[c->n_ios - k];
@@ -437,7 +479,7 @@ static int ctx_queue(struct rt_engine *e, struct engine_ctx *c, enum engine_op o
 	io->retries = 0;
 	io->err_tries = 0;
 	io->op = (uint8_t)op;
-	io->fixed = merge && fixed;
+	io->fixed = merge ? fixed : 0;
 	io->replica = replica;
 	return 0;
 }
@@ -512,7 +554,8 @@ void ctx_free(struct engine_ctx *c)
 
 static int ctx_init_ring(struct engine_ctx *c)
 {
-	struct iovec iov = { .iov_base = c->mem, .iov_len = c->mem_size };
+	/* Buffer 0: the context's memory; 1: empty until a walk lends its own (ctx_set_walk_buf). */
+	struct iovec iov[2] = { { .iov_base = c->mem, .iov_len = c->mem_size } };
 	int ret;
 
 	/* Completions are only reaped by the submitting thread, inside io_uring_enter. */
@@ -523,8 +566,28 @@ static int ctx_init_ring(struct engine_ctx *c)
 		return ret;
 	c->ring_ok = true;
 	/* Registered buffers spare the kernel pinning pages on every I/O. */
-	c->fixed_ok = io_uring_register_buffers(&c->ring, &iov, 1) == 0;
+	c->walk_buf = NULL;
+	c->walk_buf_ok = io_uring_register_buffers(&c->ring, iov, 2) == 0;
+	c->fixed_ok = c->walk_buf_ok || io_uring_register_buffers(&c->ring, iov, 1) == 0;
 	return 0;
+}
+
+/*
+ * Register a walk's buffer @buf of @len bytes (NULL: none) as the ring's
+ * buffer 1 while the walk holds the context, nothing in flight. Where that
+ * fails its transfers simply go unregistered.
+ */
+void ctx_set_walk_buf(struct engine_ctx *c, uint8_t *buf, size_t len)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = buf ? len : 0 };
+
+	if (!c->walk_buf_ok || !c->ring_ok || c->broken || c->walk_buf == buf)
+		return;
+	c->walk_buf = NULL;
+	if (io_uring_register_buffers_update_tag(&c->ring, 1, &iov, NULL, 1) == 1 && buf) {
+		c->walk_buf = buf;
+		c->walk_buf_len = len;
+	}
 }
 
 int ctx_init(struct rt_engine *e, struct engine_ctx *c, unsigned idx)

@@ -51,12 +51,8 @@ static uint64_t engine_walk_room(const struct rt_engine *e, const struct engine_
 
 uint64_t engine_walk_batch(struct rt_engine *e, int kind)
 {
-	uint64_t k;
+	uint64_t k = engine_walk_room(e, &e->ctx[0], kind) / e->layout.chunk;
 
-	if (kind == RT_WALK_RECOVER)
-		k = ENGINE_WALK_SPAN / e->layout.chunk;
-	else
-		k = engine_walk_room(e, &e->ctx[0], kind) / e->layout.chunk;
 	if (k > e->ctx[0].locks_cap - 1)
 		k = e->ctx[0].locks_cap - 1;
 	return k ? k : 1;
@@ -64,19 +60,19 @@ uint64_t engine_walk_batch(struct rt_engine *e, int kind)
 
 /*
  * The recover walk's buffers, allocated when it first needs them (one
- * walk at a time): two halves, each room for what one step reads (raid5
- * n - 1 roles, raid1 one) and writes, ENGINE_WALK_STEP bytes per role, less
- * for many units (at most ENGINE_WALK_MEM in all).
+ * walk at a time): ENGINE_WALK_DEPTH slots, each room for what one piece
+ * reads (raid5 n - 1 roles, raid1 one) and writes, ENGINE_WALK_STEP bytes
+ * per role, less for many units (at most ENGINE_WALK_MEM in all).
  */
 static int engine_walk_mem(struct rt_engine *e)
 {
-	size_t step = min_u64(ENGINE_WALK_STEP, ENGINE_WALK_MEM / (2u * e->n));
+	size_t step = min_u64(ENGINE_WALK_STEP, ENGINE_WALK_MEM / (ENGINE_WALK_DEPTH * e->n));
 	int ret;
 
 	if (e->walk_mem)
 		return 0;
 	step &= ~((size_t)ENGINE_ALIGN_MAX - 1);
-	ret = posix_memalign((void **)&e->walk_mem, 4096, 2u * e->n * step);
+	ret = posix_memalign((void **)&e->walk_mem, 4096, ENGINE_WALK_DEPTH * e->n * step);
 	if (ret) {
 		e->walk_mem = NULL;
 		return -ret;
@@ -92,45 +88,168 @@ void engine_walk_release_mem(struct rt_engine *e)
 }
 
 /*
- * Rebuild role bytes [off, off + len) in steps of e->walk_step, two steps
- * overlapping: one run writes step i - 1's result and reads step i's
- * sources (different roles, so in any order), then step i is computed. The
- * units see large transfers and always have work queued.
+ * A recover runs as a pipeline of pieces (up to e->walk_step role bytes
+ * each, whole stripes when a stripe fits), one slot each: its context (a
+ * ring and the stripe locks of the piece), its buffers. A piece takes its
+ * stripes' locks, reads its sources, is computed, written, and lets its
+ * locks go; meanwhile the next pieces' reads are on the units, so the units
+ * always have work queued and the parity is computed while they work. The
+ * locks are taken in ascending stripe order, only ever above those held,
+ * as every writer does, so no deadlock; a user write to a stripe waits for
+ * the one piece that holds it, not for a batch.
  */
-static int recover_range(struct rt_engine *e, struct engine_ctx *c, uint32_t role,
-			 uint64_t off, uint64_t len, uint64_t m)
+struct walk_slot {
+	struct engine_ctx *c;
+	uint8_t *buf;			/* n pieces of e->walk_step bytes */
+	uint64_t off, len;		/* role bytes */
+	uint64_t first, last;		/* stripes locked */
+	bool writing;			/* reads done and computed, the write queued */
+};
+
+struct recover_pipe {
+	struct rt_engine *e;
+	uint32_t role;
+	uint64_t m;			/* the faulty roles the reads are planned with */
+	struct walk_slot slot[ENGINE_WALK_DEPTH];
+	unsigned depth;			/* slots with a context */
+	unsigned head, count;		/* the oldest piece in flight; pieces in flight */
+	unsigned n_writing;		/* the oldest n_writing are writing */
+	uint64_t done;			/* role bytes below are rebuilt */
+	engine_walk_stop_fn stop;	/* asked after each piece retired */
+	void *stop_arg;
+	bool halt;			/* start no more pieces */
+};
+
+static struct walk_slot *pipe_slot(struct recover_pipe *p, unsigned k)
 {
-	const struct engine_level_ops *ops = e->ops;
-	uint64_t done, l, prev = 0, step;
-	uint8_t *out = NULL;
-	unsigned i;
+	return &p->slot[(p->head + k) % p->depth];
+}
+
+/* The piece at @off: whole stripes, or the rest of the stripe when one is bigger than a step. */
+static uint64_t pipe_piece_len(const struct recover_pipe *p, uint64_t off, uint64_t end)
+{
+	const struct rt_engine *e = p->e;
+	uint64_t C = e->layout.chunk, step = e->walk_step;
+	uint64_t most = min_u64(step / C, p->slot[0].c->locks_cap - 1) * C;
+
+	if (!most)
+		most = min_u64(step, C - off % C);
+	return min_u64(most, end - off);
+}
+
+/* Lock the piece's stripes and put its reads on the units. */
+static int pipe_start(struct recover_pipe *p, uint64_t off, uint64_t len)
+{
+	struct rt_engine *e = p->e;
+	struct walk_slot *s = pipe_slot(p, p->count);
+	uint64_t C = e->layout.chunk;
 	int ret;
 
-	if (!(engine_rebuilding(e) & role_bit(role)))
-		return -EIO;	/* the unit failed meanwhile */
-	if (!ops->can_recover(e, role, m))
-		return -EIO;	/* nothing left to rebuild from */
-	ret = engine_walk_mem(e);
+	s->off = off;
+	s->len = len;
+	s->first = off / C;
+	s->last = (off + len - 1) / C;
+	s->writing = false;
+	stripe_lock_acquire(e, s->c, s->first, s->last);
+	p->count++;
+	ret = e->ops->recover_read(e, s->c, p->role, s->buf, e->walk_step, off, len, p->m);
+	if (!ret)
+		ret = ctx_start_ios(e, s->c);
+	return ret;
+}
+
+/* The oldest piece still reading: wait for its reads, compute it, start its write. */
+static int pipe_compute(struct recover_pipe *p)
+{
+	struct rt_engine *e = p->e;
+	struct walk_slot *s = pipe_slot(p, p->n_writing);
+	int ret = ctx_run_ios(e, s->c);
+
+	if (!ret && e->ops->recover_compute)
+		ret = e->ops->recover_compute(e, p->role, s->buf, e->walk_step, s->len);
 	if (ret)
 		return ret;
-	step = e->walk_step;
-	for (done = 0, i = 0; !ret; done += l, i++) {
-		uint8_t *half = e->walk_mem + (i & 1) * e->n * step;
+	s->writing = true;
+	p->n_writing++;
+	ret = ctx_add_io(e, s->c, ENGINE_OP_WRITE, p->role, s->buf, s->off, s->len);
+	if (!ret)
+		ret = ctx_start_ios(e, s->c);
+	return ret;
+}
 
-		l = min_u64(len - done, step);
-		if (!l && !prev)
-			break;
-		if (prev)
-			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, role, out, off + done - prev, prev);
-		if (!ret && l)
-			ret = ops->recover_read(e, c, role, half, step, off + done, l, m);
+/*
+ * The oldest piece: written (after @err, or when it failed, only reaped),
+ * its locks let go. Returns the first error.
+ */
+static int pipe_retire(struct recover_pipe *p, int err)
+{
+	struct rt_engine *e = p->e;
+	struct walk_slot *s = pipe_slot(p, 0);
+	int ret = err;
+
+	if (!s->writing && !ret)
+		ret = pipe_compute(p);
+	/* Whatever was queued or submitted is reaped here. */
+	if (s->writing || s->c->run_started) {
+		int r = ctx_run_ios(e, s->c);
+
 		if (!ret)
-			ret = ctx_run_ios(e, c);
-		c->n_ios = 0;
-		if (!ret && l && ops->recover_compute)
-			ret = ops->recover_compute(e, role, half, step, l);
-		out = half;
-		prev = l;
+			ret = r;
+	}
+	s->c->n_ios = 0;
+	stripe_lock_release(e, s->c, s->first, s->last);
+	if (s->writing)
+		p->n_writing--;
+	p->head = (p->head + 1) % p->depth;
+	p->count--;
+	if (ret)
+		return ret;
+	p->done = s->off + s->len;
+	/* Only between stripes: the run reports whole stripes done. */
+	if (!p->halt && ((p->stop && p->stop(p->stop_arg, p->done)) ||
+			 atomic_load(&e->pool_waiters)) &&
+	    p->done % e->layout.chunk == 0)
+		p->halt = true;
+	return 0;
+}
+
+/*
+ * Rebuild role bytes [p->done, end): pieces start while a slot is free,
+ * the oldest reading piece is computed while fewer than two write, else
+ * the oldest piece is retired. Stops starting pieces at the first error,
+ * when the role is no longer being rebuilt, and (pipe_retire) when @stop
+ * says so or a request or a drain waits for a context (the walk gives its
+ * contexts back). Everything in flight is retired before returning.
+ */
+static int pipe_run(struct recover_pipe *p, uint64_t end)
+{
+	struct rt_engine *e = p->e;
+	uint64_t pos = p->done, len;
+	int ret = 0;
+
+	for (;;) {
+		if (!ret && !p->halt && pos < end && p->count < p->depth) {
+			if (!(engine_rebuilding(e) & role_bit(p->role))) {
+				ret = -EIO;	/* the unit failed meanwhile */
+				continue;
+			}
+			len = pipe_piece_len(p, pos, end);
+			/* A stripe bigger than a step: its pieces one after the other. */
+			while (p->count && pipe_slot(p, p->count - 1)->last >= pos / e->layout.chunk)
+				ret = pipe_retire(p, ret);
+			if (ret || p->halt)
+				continue;
+			ret = pipe_start(p, pos, len);
+			pos += len;
+			continue;
+		}
+		if (!p->count)
+			break;
+		if (!ret && p->n_writing < p->count && p->n_writing < 2) {
+			ret = pipe_compute(p);
+			continue;
+		}
+		ret = pipe_retire(p, ret);
 	}
 	return ret;
 }
@@ -140,26 +259,51 @@ static int recover_range(struct rt_engine *e, struct engine_ctx *c, uint32_t rol
  * read from the other roles is a consistent stripe and what lands on the
  * rebuilt role matches it; writers after us write the role too.
  */
-int engine_recover_stripes(struct rt_engine *e, struct engine_ctx *c, uint32_t role,
-			   uint64_t s0, uint64_t cnt)
+int engine_recover_run(struct rt_engine *e, uint32_t role, uint64_t s0, uint64_t cnt,
+		       engine_walk_stop_fn stop, void *arg, uint64_t *s_done)
 {
 	uint64_t C = e->layout.chunk, m;
+	struct recover_pipe p = {
+		.e = e, .role = role, .done = s0 * C, .stop = stop, .stop_arg = arg,
+	};
+	unsigned i;
 	int ret;
 
-	if (cnt == 0 || cnt > c->locks_cap - 1)
+	*s_done = 0;
+	if (cnt == 0)
 		return -EINVAL;
-	stripe_lock_acquire(e, c, s0, s0 + cnt - 1);
+	ret = engine_walk_mem(e);
+	if (ret)
+		return ret;
+	/*
+	 * The contexts before any lock, as requests take them; only the first
+	 * is waited for, so that a drain taking them all cannot deadlock with us.
+	 */
+	p.slot[0].c = ctx_acquire(e);
+	for (p.depth = 1; p.depth < ENGINE_WALK_DEPTH; p.depth++)
+		if (!(p.slot[p.depth].c = ctx_try_acquire(e)))
+			break;
+	for (i = 0; i < p.depth; i++) {
+		p.slot[i].buf = e->walk_mem + (size_t)i * e->n * e->walk_step;
+		ctx_set_walk_buf(p.slot[i].c, p.slot[i].buf, e->n * e->walk_step);
+	}
 	for (;;) {
 		m = engine_faulty(e);
-		ret = recover_range(e, c, role, s0 * C, cnt * C, m);
+		if (!(engine_rebuilding(e) & role_bit(role)) || !e->ops->can_recover(e, role, m)) {
+			ret = -EIO;	/* the unit failed, or nothing is left to rebuild from */
+			break;
+		}
+		p.m = m;
+		ret = pipe_run(&p, (s0 + cnt) * C);
 		/* A source failed: another may serve (raid1's other mirrors). */
-		if (ret != -EIO || engine_faulty(e) == m ||
-		    !e->ops->can_recover(e, role, engine_faulty(e)) ||
-		    !(engine_rebuilding(e) & role_bit(role)))
+		if (ret != -EIO || engine_faulty(e) == m)
 			break;
 	}
-	c->n_ios = 0;
-	stripe_lock_release(e, c, s0, s0 + cnt - 1);
+	for (i = 0; i < p.depth; i++) {
+		ctx_set_walk_buf(p.slot[i].c, NULL, 0);
+		engine_ctx_put(e, p.slot[i].c);
+	}
+	*s_done = p.done / C - s0;
 	return ret;
 }
 

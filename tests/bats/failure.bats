@@ -1005,11 +1005,12 @@ role_on_every_unit() {
 	assert_success
 	run raidtool remove "$NAME" 1
 	assert_success
-	# The spare answers slowly, so that its rebuild is still running below.
+	# The spare answers slowly and its rebuild is held to 2 MiB/s, so that it
+	# is still running below (the delay alone was not enough on a loaded machine).
 	faulty_unit 9 64M
 	spare=${UNITS[4]}
 	echo "delay 40" > "$TESTDIR/ffs9/ctl"
-	run raidtool add "$NAME" "$spare"
+	run raidtool add --speed-limit 2 "$NAME" "$spare"
 	assert_success
 	assert_output --partial "added to role 1; rebuilding"
 	spare_hash=$(raidtool examine --json "$spare" | jq -r .this_unit.hashcode)
@@ -1040,6 +1041,8 @@ role_on_every_unit() {
 	[ "$(jq -r '[.units[] | select(.device == "'"$spare"'")] | length' <<<"$output")" = 0 ]
 
 	# A fresh unit rebuilt to the end: active everywhere, also after a restart.
+	run raidtool tune --speed-limit 0 "$NAME"
+	assert_success
 	fresh=$(make_image fresh.img 64M)
 	run raidtool add "$NAME" "$fresh"
 	assert_success

@@ -32,11 +32,12 @@
 #define MIB (1ull << 20)
 #define NU 4			/* units incl. the spare */
 #define UNIT_MIB 40
-#define CHUNK (64u * 1024u)
+#define CHUNK (64u * 1024u)	/* the fixture's chunk unless a test sets fx_chunk */
 
 struct fx {
 	int32_t level;
 	uint32_t n;
+	uint32_t chunk;
 	char dir[64];
 	char path[NU][96];
 	struct rt_unit *unit[NU];
@@ -104,6 +105,9 @@ static int fx_engine(struct fx *f)
 	return engine_create(&f->sb, f->unit, f->n, &f->e);
 }
 
+/* The chunk of the next fixture (recover_case sets it for its own). */
+static uint32_t fx_chunk = CHUNK;
+
 static int fx_setup(struct fx *f, int32_t level, uint32_t n)
 {
 	uint64_t rs[RT_MAX_UNITS] = { 0 };
@@ -114,6 +118,7 @@ static int fx_setup(struct fx *f, int32_t level, uint32_t n)
 	memset(f, 0, sizeof(*f));
 	f->level = level;
 	f->n = n;
+	f->chunk = fx_chunk;
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cond, NULL);
 	strcpy(f->dir, "/tmp/raidtool-rebuild.XXXXXX");
@@ -122,7 +127,7 @@ static int fx_setup(struct fx *f, int32_t level, uint32_t n)
 	for (r = 0; r < n; r++) {
 		if (open_unit(f, r, false))
 			return -1;
-		if (sb_geometry(unit_size(f->unit[r]), CHUNK, &g))
+		if (sb_geometry(unit_size(f->unit[r]), f->chunk, &g))
 			return -1;
 		f->sb.unit.data_offset = g.data_offset;
 		f->sb.unit.data_size = g.data_size;
@@ -135,15 +140,15 @@ static int fx_setup(struct fx *f, int32_t level, uint32_t n)
 	f->sb.version = RT_SB_VERSION;
 	f->sb.events = 5;
 	f->sb.array.level = level;
-	f->sb.array.chunk_size = CHUNK;
+	f->sb.array.chunk_size = f->chunk;
 	f->sb.array.blocksize = 4096;
 	f->sb.array.n_devices = n;
 	f->sb.array.n_slots = n;
 	f->sb.array.region_size = 4 * MIB;
-	if (layout_init(&l, level, n, CHUNK, rs))
+	if (layout_init(&l, level, n, f->chunk, rs))
 		return -1;
 	f->sb.array.nblocks = l.size / 4096;
-	f->role_bytes = l.unit_size / CHUNK * CHUNK;
+	f->role_bytes = l.unit_size / f->chunk * f->chunk;
 	if (fx_engine(f))
 		return -1;
 	f->size = engine_size(f->e);
@@ -256,35 +261,35 @@ static void verify_roles(struct fx *f)
 	uint32_t r, n = f->n;
 
 	for (r = 0; r < n; r++)
-		assert_int_equal(posix_memalign((void **)&ch[r], 4096, CHUNK), 0);
-	assert_int_equal(posix_memalign((void **)&x, 4096, CHUNK), 0);
-	for (off = 0; off < f->role_bytes; off += CHUNK) {
-		uint64_t s = off / CHUNK;
+		assert_int_equal(posix_memalign((void **)&ch[r], 4096, f->chunk), 0);
+	assert_int_equal(posix_memalign((void **)&x, 4096, f->chunk), 0);
+	for (off = 0; off < f->role_bytes; off += f->chunk) {
+		uint64_t s = off / f->chunk;
 
 		for (r = 0; r < n; r++)
-			read_role(f, r, off, ch[r], CHUNK);
+			read_role(f, r, off, ch[r], f->chunk);
 		if (f->level == RT_LEVEL_1) {
 			for (r = 0; r < n; r++)
 				if (off < f->size && memcmp(ch[r], f->model + off,
-							    f->size - off < CHUNK ? f->size - off : CHUNK))
+							    f->size - off < f->chunk ? f->size - off : f->chunk))
 					fail_msg("raid1 unit %u chunk %llu differs from the model", r,
 						 (unsigned long long)s);
 		} else {
 			uint32_t p = (n - 1) - (uint32_t)(s % n), k;
 
-			memset(x, 0, CHUNK);
+			memset(x, 0, f->chunk);
 			for (k = 0; k < n - 1; k++) {
 				uint32_t dr = (p + 1 + k) % n;
-				uint64_t lg = (s * (n - 1) + k) * CHUNK;
+				uint64_t lg = (s * (n - 1) + k) * f->chunk;
 
 				if (lg < f->size && memcmp(ch[dr], f->model + lg,
-							   f->size - lg < CHUNK ? f->size - lg : CHUNK))
+							   f->size - lg < f->chunk ? f->size - lg : f->chunk))
 					fail_msg("raid5 stripe %llu data %u on unit %u differs",
 						 (unsigned long long)s, k, dr);
-				for (i = 0; i < CHUNK; i++)
+				for (i = 0; i < f->chunk; i++)
 					x[i] ^= ch[dr][i];
 			}
-			if (memcmp(x, ch[p], CHUNK))
+			if (memcmp(x, ch[p], f->chunk))
 				fail_msg("raid5 stripe %llu: parity on unit %u is not the XOR",
 					 (unsigned long long)s, p);
 		}
@@ -375,7 +380,7 @@ static void replace_role(struct fx *f, uint32_t role)
 
 /* ---- tests -------------------------------------------------------------- */
 
-static void recover_case(int32_t level, uint32_t n, uint32_t role)
+static void recover_case(int32_t level, uint32_t n, uint32_t role, uint32_t chunk)
 {
 	struct writer w[WRITERS];
 	pthread_t th[WRITERS];
@@ -386,7 +391,9 @@ static void recover_case(int32_t level, uint32_t n, uint32_t role)
 
 	if (skip_without_root())
 		skip();
+	fx_chunk = chunk;
 	assert_int_equal(fx_setup(&f, level, n), 0);
+	fx_chunk = CHUNK;
 	fill_all(&f, 11);
 	replace_role(&f, role);
 	assert_int_equal(engine_role_state(f.e, role), RT_ROLE_FAULTY);
@@ -422,13 +429,24 @@ static void recover_case(int32_t level, uint32_t n, uint32_t role)
 static void test_recover_raid1(void **state)
 {
 	(void)state;
-	recover_case(RT_LEVEL_1, 2, 1);
+	recover_case(RT_LEVEL_1, 2, 1, CHUNK);
 }
 
 static void test_recover_raid5(void **state)
 {
 	(void)state;
-	recover_case(RT_LEVEL_5, 3, 0);
+	recover_case(RT_LEVEL_5, 3, 0, CHUNK);
+}
+
+/*
+ * A chunk bigger than the walk's piece (ENGINE_WALK_STEP, 2 MiB): a stripe
+ * is rebuilt in several pieces, one after the other under its lock, while
+ * writers go on.
+ */
+static void test_recover_raid5_big_chunk(void **state)
+{
+	(void)state;
+	recover_case(RT_LEVEL_5, 3, 1, 4u << 20);
 }
 
 /*
@@ -510,7 +528,7 @@ static void corrupt(struct fx *f, unsigned count)
 		 * with three role 0 (the majority's copy must win over it).
 		 */
 		uint32_t r = f->level == RT_LEVEL_1 ? (f->n == 2) : (f->n - 1) - (uint32_t)(s % f->n);
-		uint64_t off = f->sb.unit.data_offset + s * CHUNK + 8192;
+		uint64_t off = f->sb.unit.data_offset + s * f->chunk + 8192;
 
 		assert_int_equal(pwrite(unit_fd(f->unit[r]), b, 4096, (off_t)off), 4096);
 	}
@@ -612,7 +630,7 @@ static bool bit(const uint8_t *bits, uint64_t i)
 /* raid5: a 4 KiB write into role region @k (a stripe inside it). */
 static void write_region(struct fx *f, uint64_t R, uint64_t k)
 {
-	uint64_t s = k * R / CHUNK + 1, lg = s * CHUNK * (f->n - 1) + 4096;
+	uint64_t s = k * R / f->chunk + 1, lg = s * f->chunk * (f->n - 1) + 4096;
 	uint8_t b[4096];
 
 	memset(b, (int)k + 1, sizeof(b));
@@ -622,14 +640,14 @@ static void write_region(struct fx *f, uint64_t R, uint64_t k)
 
 static void corrupt_parity_in(struct fx *f, uint64_t R, uint64_t k)
 {
-	uint64_t s = k * R / CHUNK + 2;
+	uint64_t s = k * R / f->chunk + 2;
 	uint32_t p = (f->n - 1) - (uint32_t)(s % f->n);
 	uint8_t *b = NULL;
 
 	assert_int_equal(posix_memalign((void **)&b, 4096, 4096), 0);
 	memset(b, 0xee, 4096);
 	assert_int_equal(pwrite(unit_fd(f->unit[p]), b, 4096,
-				(off_t)(f->sb.unit.data_offset + s * CHUNK)), 4096);
+				(off_t)(f->sb.unit.data_offset + s * f->chunk)), 4096);
 	free(b);
 }
 
@@ -727,6 +745,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_recover_raid1),
 		cmocka_unit_test(test_recover_raid5),
+		cmocka_unit_test(test_recover_raid5_big_chunk),
 		cmocka_unit_test(test_cancel_resume_raid5),
 		cmocka_unit_test(test_check_raid1),
 		cmocka_unit_test(test_check_raid1_majority),
