@@ -343,20 +343,31 @@ static int set_recovery_offset(struct rt_sb *sb, void *arg)
 	return 0;
 }
 
-/* A rebuild's checkpoint (walk thread): the role's recovery offset, in every superblock. */
-static void on_walk_checkpoint(uint32_t role, uint64_t offset, void *ctx)
+/*
+ * A walk's checkpoint (walk thread): @set records @offset in every
+ * superblock; a walk that ended meanwhile (-ESTALE) has nothing to record.
+ */
+static void record_walk_offset(struct run *run, const char *walk, uint32_t role,
+			       uint64_t offset, assemble_mutate_fn set,
+			       void *arg)
 {
-	struct run *run = ctx;
-	struct slot_offset o = { .slot = role, .offset = offset };
 	int r;
 
 	pthread_mutex_lock(&run->sb_lock);
-	r = run_sb_update(run, set_recovery_offset, &o);
+	r = run_sb_update(run, set, arg);
 	pthread_mutex_unlock(&run->sb_lock);
 	if (r < 0 && r != -ESTALE)
-		rt_log(RT_LOG_ERROR, "'%s': cannot record the rebuild of role %u at %llu bytes "
-		       "in the superblocks: %s", run->name, role, (unsigned long long)offset,
+		rt_log(RT_LOG_ERROR, "'%s': cannot record the %s of role %u at %llu bytes "
+		       "in the superblocks: %s", run->name, walk, role, (unsigned long long)offset,
 		       strerror(-r));
+}
+
+/* A rebuild's checkpoint: the role's recovery offset. */
+static void on_walk_checkpoint(uint32_t role, uint64_t offset, void *ctx)
+{
+	struct slot_offset o = { .slot = role, .offset = offset };
+
+	record_walk_offset(ctx, "rebuild", role, offset, set_recovery_offset, &o);
 }
 
 /* A rebuild that reached the end: the role is active again. */
@@ -419,19 +430,10 @@ static int set_replace_offset(struct rt_sb *sb, void *arg)
 	return 0;
 }
 
-/* A replace's checkpoint (walk thread): the replacing slot's recovery offset. */
+/* A replace's checkpoint: the replacing slot's recovery offset. */
 static void on_replace_checkpoint(uint32_t role, uint64_t offset, void *ctx)
 {
-	struct run *run = ctx;
-	int r;
-
-	pthread_mutex_lock(&run->sb_lock);
-	r = run_sb_update(run, set_replace_offset, &offset);
-	pthread_mutex_unlock(&run->sb_lock);
-	if (r < 0 && r != -ESTALE)
-		rt_log(RT_LOG_ERROR, "'%s': cannot record the replace of role %u at %llu bytes "
-		       "in the superblocks: %s", run->name, role, (unsigned long long)offset,
-		       strerror(-r));
+	record_walk_offset(ctx, "replace", role, offset, set_replace_offset, &offset);
 }
 
 /* The index in run->as of the unit in the replacing slot, or -1. */

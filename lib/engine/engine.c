@@ -106,7 +106,11 @@ int engine_set_retries(struct rt_engine *e, unsigned count, unsigned window_ms)
 	return 0;
 }
 
-int engine_attach_unit(struct rt_engine *e, uint32_t role, struct rt_unit *u)
+/*
+ * Whether @u can take @role's bytes (a rebuild's or a replace's target):
+ * a redundant level, room for the role, the array's alignment.
+ */
+int engine_unit_fits_role(const struct rt_engine *e, uint32_t role, const struct rt_unit *u)
 {
 	uint32_t align = e ? e->align : 0;
 	int ret;
@@ -114,14 +118,21 @@ int engine_attach_unit(struct rt_engine *e, uint32_t role, struct rt_unit *u)
 	if (!e || !u || role >= e->n)
 		return -EINVAL;
 	if (!e->ops->can_recover)
-		return -EOPNOTSUPP;	/* nothing to rebuild from */
+		return -EOPNOTSUPP;	/* linear, raid0: nothing to rebuild from */
 	if (unit_size(u) < e->data_offset + e->layout.role_size[role])
 		return -ENOSPC;
 	ret = engine_unit_align(unit_fd(u), &align);
 	if (ret)
 		return ret;
-	if (align != e->align)
-		return -EINVAL;	/* the array's requests are aligned for the others */
+	return align == e->align ? 0 : -EINVAL;	/* requests are aligned for the others */
+}
+
+int engine_attach_unit(struct rt_engine *e, uint32_t role, struct rt_unit *u)
+{
+	int ret = engine_unit_fits_role(e, role, u);
+
+	if (ret)
+		return ret;
 	pthread_mutex_lock(&e->admin_mu);
 	if (!(engine_faulty(e) & role_bit(role)) || (engine_rebuilding(e) & role_bit(role))) {
 		ret = -EEXIST;	/* working or already being rebuilt */

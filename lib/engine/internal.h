@@ -52,6 +52,7 @@ void engine_ctx_put(struct rt_engine *e, struct engine_ctx *c);
 
 /* Stripes one scrub batch call handles with one context (>= 1). */
 uint64_t engine_walk_batch(struct rt_engine *e, int kind);
+int engine_unit_fits_role(const struct rt_engine *e, uint32_t role, const struct rt_unit *u);
 
 /*
  * Called by engine_recover_run each time a piece is rebuilt: the role is

@@ -39,21 +39,11 @@ int engine_replace_role(struct rt_engine *e)
 
 int engine_replace_start(struct rt_engine *e, uint32_t role, struct rt_unit *u)
 {
-	uint32_t align = e ? e->align : 0;
 	uint64_t bit;
-	int ret;
+	int ret = engine_unit_fits_role(e, role, u);
 
-	if (!e || !u || role >= e->n)
-		return -EINVAL;
-	if (!e->ops->can_recover)
-		return -EOPNOTSUPP;	/* linear, raid0: nothing to go on from */
-	if (unit_size(u) < e->data_offset + e->layout.role_size[role])
-		return -ENOSPC;
-	ret = engine_unit_align(unit_fd(u), &align);
 	if (ret)
 		return ret;
-	if (align != e->align)
-		return -EINVAL;
 	bit = role_bit(role);
 	pthread_mutex_lock(&e->admin_mu);
 	if (atomic_load(&e->replace_role) != LAYOUT_NO_ROLE || (engine_rebuilding(e) & bit)) {
