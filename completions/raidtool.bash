@@ -10,7 +10,7 @@
 _raidtool_arrays() {
 	local rt=$1
 	if command -v jq >/dev/null 2>&1; then
-		"$rt" list --json 2>/dev/null | jq -r '.[] | .name, .hashcode' 2>/dev/null
+		"$rt" list --json 2>/dev/null | jq -r '.arrays[] | .name, .hashcode' 2>/dev/null
 	else
 		# NAME HASHCODE LEVEL ... after a header line.
 		"$rt" list 2>/dev/null | awk 'NR > 1 && NF >= 2 { print $1; print $2 }'

@@ -187,8 +187,10 @@ static void list_arrays_json(const struct rt_scan *s)
 {
 	struct json j;
 
+	/* An object, as status without a name prints: members can be added beside "arrays". */
 	json_init(&j, stdout);
-	json_array_begin(&j, NULL);
+	json_object_begin(&j, NULL);
+	json_array_begin(&j, "arrays");
 	for (size_t i = 0; i < s->n_arrays; i++) {
 		const struct rt_scan_array *a = &s->arrays[i];
 		struct rt_control_probe run;
@@ -215,6 +217,7 @@ static void list_arrays_json(const struct rt_scan *s)
 		json_object_end(&j);
 	}
 	json_array_end(&j);
+	json_object_end(&j);
 	json_finish(&j);
 }
 

@@ -78,9 +78,9 @@ overview_of() {
 	assert_success
 	assert_line --regexp "^$NAME +[0-9a-f]{8} +raid5 +2/3 .* active +degraded +/dev/raidtool/$NAME\$"
 	assert_line --regexp "^$NAME2 +[0-9a-f]{8} +raid1 +2/2 .* clean +clean +-\$"
-	[ "$(raidtool list --json | jq -r ".[] | select(.name == \"$NAME\") | .health")" = degraded ]
+	[ "$(raidtool list --json | jq -r ".arrays[] | select(.name == \"$NAME\") | .health")" = degraded ]
 	hide_unit "$NAME2" 1
-	[ "$(raidtool list --json | jq -r ".[] | select(.name == \"$NAME2\") | .health")" = degraded ]
+	[ "$(raidtool list --json | jq -r ".arrays[] | select(.name == \"$NAME2\") | .health")" = degraded ]
 }
 
 @test "status without a name shows a running rebuild with progress, speed and time left" {
@@ -268,8 +268,8 @@ unit_sums() {
 
 @test "list -o COLUMNS, -n, --raw: lsblk-style columns" {
 	new_array "$NAME" 1 2 32M
-	hash=$(raidtool list --json | jq -r ".[] | select(.name == \"$NAME\") | .hashcode")
-	uuid=$(raidtool list --json | jq -r ".[] | select(.name == \"$NAME\") | .uuid")
+	hash=$(raidtool list --json | jq -r ".arrays[] | select(.name == \"$NAME\") | .hashcode")
+	uuid=$(raidtool list --json | jq -r ".arrays[] | select(.name == \"$NAME\") | .uuid")
 	run --separate-stderr raidtool list -o name,health,uuid
 	assert_success
 	[[ ${lines[0]} =~ ^NAME\ +HEALTH\ +UUID$ ]] || fail "header: ${lines[0]}"
