@@ -26,7 +26,7 @@ int member_open(const char *path, uint32_t chunk, unsigned flags, bool force,
 	}
 	r = unit_open(path, flags | RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH, &u);
 	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, unit_open_error(r));
+		unit_log_open_error(path, r);
 		return r;
 	}
 	r = sb_geometry(unit_size(u), chunk, g);

@@ -8,6 +8,7 @@
 #include <raidtool/bootunits.h>
 #include <raidtool/lock.h>
 #include <raidtool/overview.h>
+#include <raidtool/unit.h>
 #include "activate_scan.h"
 #include "cli.h"
 
@@ -63,6 +64,8 @@ static int attach_units(const char **units, int n, char (*devs)[64], const char 
 		if (r == -ENOTBLK)
 			return cli_usage_error("activate", "'%s': not a block device or image file",
 					       units[i]);
+		if (r == -ENOENT || r == -EACCES || r == -ENOTDIR)
+			unit_log_open_error(units[i], r);
 		if (r < 0)
 			return cli_fail(r, "'%s': cannot attach", units[i]);
 		ptrs[i] = devs[i];

@@ -12,6 +12,8 @@
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
 #include "cli.h"
+#include "describe.h"
+#include "json-out.h"
 
 int cli_verbose;
 int cli_quiet;
@@ -280,8 +282,8 @@ int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
 
 	r = unit_open(path, RT_UNIT_ATTACH, &u);
 	if (r < 0) {
-		cli_error("'%s': cannot open: %s", path, unit_open_error(r));
-		return cli_exit_code(r);
+		unit_log_open_error(path, r);
+		return cli_fail(r, "'%s'", path);
 	}
 	r = unit_read_sb(u, sb, st);
 	if (r == 0 && keep) {
@@ -391,8 +393,16 @@ int cli_running_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUI
 int cli_control_send(const char *id, const char *what, const struct rt_control_req *rq,
 		     char *name, size_t namelen, char *msg, size_t msglen)
 {
-	struct rt_control_probe p;
 	uint8_t uuid[RT_UUID_SIZE];
+
+	return cli_control_send_unit(id, what, rq, name, namelen, uuid, msg, msglen, NULL);
+}
+
+int cli_control_send_unit(const char *id, const char *what, const struct rt_control_req *rq,
+			  char *name, size_t namelen, uint8_t uuid[RT_UUID_SIZE], char *msg,
+			  size_t msglen, struct rt_control_unit *unit)
+{
+	struct rt_control_probe p;
 	int r, lock_fd = -1;
 
 	const char *verb = control_verb_name(rq->verb);
@@ -419,7 +429,7 @@ int cli_control_send(const char *id, const char *what, const struct rt_control_r
 		return EXIT_NOTFOUND;
 	}
 	/* The engine refuses the request unless it runs exactly this array. */
-	r = control_call(uuid, name, rq, msg, msglen);
+	r = control_call_unit(uuid, name, rq, msg, msglen, unit);
 	lock_release(lock_fd);
 	if (r < 0)
 		return cli_fail(r, "'%s': %s", name, what);
@@ -461,5 +471,47 @@ int cli_control_command(const char *id, const char *what, const struct rt_contro
 		return r;
 	if (msg[0])
 		printf("'%s': %s\n", name, msg);
+	return EXIT_OK;
+}
+
+int cli_unit_command(const char *id, const char *what, const struct rt_control_req *rq,
+		     bool as_json)
+{
+	char name[RT_NAME_MAX + 1], msg[1024];
+	struct rt_control_status *st;
+	struct rt_control_unit unit;
+	uint8_t uuid[RT_UUID_SIZE];
+	struct json j;
+	bool have_st;
+	int r;
+
+	r = cli_control_send_unit(id, what, rq, name, sizeof(name), uuid, msg, sizeof(msg),
+				  &unit);
+	if (r >= 0)
+		return r;
+	if (!as_json) {
+		if (msg[0])
+			printf("'%s': %s\n", name, msg);
+		return EXIT_OK;
+	}
+	/* The array as the change left it; done is done even if it stopped since. */
+	st = calloc(1, sizeof(*st));
+	have_st = st && control_status(uuid, name, st) == 0;
+	lib_reported_error = false;
+	json_init(&j, stdout);
+	json_object_begin(&j, NULL);
+	json_str(&j, "name", name);
+	json_uuid(&j, "uuid", uuid);
+	if (have_st)
+		json_hash(&j, "hashcode", st->hashcode);
+	else
+		json_str(&j, "hashcode", NULL);
+	json_str(&j, "operation", control_verb_name(rq->verb));
+	describe_unit_change_json(&j, "unit", have_st ? st->n_devices : RT_MAX_UNITS, &unit);
+	json_str(&j, "health", have_st && st->health[0] ? st->health : NULL);
+	json_str(&j, "message", msg);
+	json_object_end(&j);
+	json_finish(&j);
+	free(st);
 	return EXIT_OK;
 }

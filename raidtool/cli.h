@@ -131,6 +131,21 @@ int cli_control_command(const char *id, const char *what, const struct rt_contro
 int cli_control_send(const char *id, const char *what, const struct rt_control_req *rq,
 		     char *name, size_t namelen, char *msg, size_t msglen);
 
+struct rt_control_unit;
+
+/* cli_control_send, and the array's @uuid and the unit a fail, remove or add changed (@unit). */
+int cli_control_send_unit(const char *id, const char *what, const struct rt_control_req *rq,
+			  char *name, size_t namelen, uint8_t uuid[RT_UUID_SIZE], char *msg,
+			  size_t msglen, struct rt_control_unit *unit);
+
+/*
+ * fail and remove: send @rq about one unit and print what was done, as the
+ * engine words it or (@as_json) as the JSON object of raidtool(8) OUTPUT.
+ * Returns the exit code.
+ */
+int cli_unit_command(const char *id, const char *what, const struct rt_control_req *rq,
+		     bool as_json);
+
 /* --speed-limit MIB (MiB/s of each unit's data area; 0: none), as the walk commands take it. */
 #define CLI_SPEED_LIMIT_OPT(var) \
 	{ "speed-limit", 0, POPT_ARG_INT, &(var), 0, \

@@ -33,9 +33,13 @@ struct rt_create_params {
 int array_create(const struct rt_create_params *p, const char *const *units,
 		 size_t n_units, struct rt_sb *out);
 
-/* Add units to an inactive array: into missing roles first, then as spares. */
+/*
+ * Add units to an inactive array: into missing roles first, then as spares.
+ * The array's new superblock in @out, each new unit's descriptor in
+ * @added[i] (n_units of them; may be NULL).
+ */
 int array_add(const char *id, const char *const *units, size_t n_units,
-	      bool force, struct rt_sb *out);
+	      bool force, struct rt_sb *out, struct rt_unit_desc *added);
 
 /* Rename (change.name). */
 int array_rename(const char *id, const char *new_name);

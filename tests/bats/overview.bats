@@ -259,7 +259,7 @@ unit_sums() {
 	echo "$TESTDIR/nonexistent.img" >>"$TESTDIR/units"
 	run --separate-stderr raidtool activate --scan "${b[@]}"
 	assert_failure 1
-	stderr_has "nonexistent.img': cannot attach: No such file or directory"
+	stderr_has "nonexistent.img': cannot open: No such file or directory"
 	run --separate-stderr raidtool activate --run
 	assert_failure 2
 	run --separate-stderr raidtool activate --scan "$TESTDIR"
