@@ -626,3 +626,26 @@ out:
 	unit_close(u);
 	return r;
 }
+
+int array_unit_contents(const char *path, char *what, size_t len)
+{
+	struct rt_unit *u;
+	int r;
+
+	/* Quietly: the command that goes on to write explains it. */
+	r = unit_open(path, RT_UNIT_ATTACH, &u);
+	if (r < 0)
+		return r;
+	r = member_contents(u, NULL, what, len);
+	unit_close(u);
+	switch (r) {
+	case MEMBER_RAIDTOOL:
+		return RT_CONTENTS_RAIDTOOL;
+	case MEMBER_DAMAGED:
+		return RT_CONTENTS_DAMAGED;
+	case MEMBER_SIGNATURE:
+		return RT_CONTENTS_SIGNATURE;
+	default:
+		return r < 0 ? r : RT_CONTENTS_NONE;
+	}
+}

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <uuid/uuid.h>
+#include <raidtool/array.h>
 #include <raidtool/lock.h>
 #include <raidtool/control.h>
 #include <raidtool/log.h>
@@ -17,6 +20,7 @@
 
 int cli_verbose;
 int cli_quiet;
+int cli_batch_mode;
 
 /* Set once the library has explained a failure, so cli_fail adds nothing. */
 static bool lib_reported_error;
@@ -514,4 +518,64 @@ int cli_unit_command(const char *id, const char *what, const struct rt_control_r
 	json_finish(&j);
 	free(st);
 	return EXIT_OK;
+}
+
+int cli_confirm(const char *const *lines, size_t n_lines)
+{
+	char *answer = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	bool yes;
+
+	if (cli_batch_mode || !isatty(STDIN_FILENO) || !n_lines)
+		return 0;
+	fflush(stdout);
+	fprintf(stderr, "WARNING: this destroys data:\n");
+	for (size_t i = 0; i < n_lines; i++)
+		fprintf(stderr, "  %s\n", lines[i]);
+	fprintf(stderr, "Are you sure? (Type 'YES' in capital letters): ");
+	fflush(stderr);
+	n = getline(&answer, &cap, stdin);
+	yes = n > 0 && !strcmp(answer, n == 4 ? "YES\n" : "YES");
+	free(answer);
+	if (yes)
+		return 0;
+	if (n <= 0)
+		fputc('\n', stderr);
+	cli_error("aborted: nothing was changed (the answer was not YES)");
+	return EXIT_REFUSED;
+}
+
+int cli_confirm_units(const char *const *paths, size_t n, bool any, const char *consequence)
+{
+	char (*what)[RT_NAME_MAX + PATH_MAX + 256] = NULL;
+	const char **lines = NULL;
+	size_t n_lines = 0;
+	int r = 0;
+
+	if (cli_batch_mode || !isatty(STDIN_FILENO))
+		return 0;
+	what = calloc(n, sizeof(*what));
+	lines = calloc(n, sizeof(*lines));
+	if (!what || !lines) {
+		r = cli_fail(-ENOMEM, "cannot ask for confirmation");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char desc[RT_NAME_MAX + 128];
+		int kind = array_unit_contents(paths[i], desc, sizeof(desc));
+
+		if (kind <= RT_CONTENTS_NONE || (!any && kind != RT_CONTENTS_RAIDTOOL))
+			continue;
+		snprintf(what[n_lines], sizeof(what[n_lines]), "'%s' %s: %s", paths[i], desc,
+			 consequence);
+		lines[n_lines] = what[n_lines];
+		n_lines++;
+	}
+	lib_reported_error = false;
+	r = cli_confirm(lines, n_lines);
+out:
+	free(lines);
+	free(what);
+	return r;
 }

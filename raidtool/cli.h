@@ -172,6 +172,28 @@ struct rt_unit;
 int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
 		  bool quiet_missing, struct rt_unit **keep);
 
+/* --batch-mode: destroy data without asking (see cli_confirm). */
+extern int cli_batch_mode;
+#define CLI_BATCH_MODE_OPT \
+	{ "batch-mode", 0, POPT_ARG_VAL, &cli_batch_mode, 1, \
+	  "do not ask before destroying data (as when stdin is not a terminal)", NULL }
+
+/*
+ * Before destroying data, as cryptsetup asks: on a terminal (stdin) and
+ * without --batch-mode, show @n_lines lines of what will be destroyed and
+ * ask for "YES" typed in capitals. 0 to go on; else nothing may be changed
+ * and the exit code is EXIT_REFUSED (anything but YES, or end of input).
+ */
+int cli_confirm(const char *const *lines, size_t n_lines);
+
+/*
+ * cli_confirm for the @n units @paths: those holding a valid raidtool
+ * superblock (@any: or anything else, a filesystem, a signature, a damaged
+ * superblock) are named, each with @consequence. 0 to go on, else the exit
+ * code. A unit that cannot be read is for the command itself to explain.
+ */
+int cli_confirm_units(const char *const *paths, size_t n, bool any, const char *consequence);
+
 /* Formatting helpers. */
 void cli_format_size(uint64_t bytes, char *buf, size_t len);	/* "1.5 GiB" */
 void cli_format_uuid(const uint8_t uuid[RT_UUID_SIZE], char buf[37]);

@@ -54,6 +54,22 @@ int array_rehash(const char *id, const uint32_t *new_hash, uint32_t *result);
  */
 int array_zero_unit(const char *path, bool force);
 
+/* What a unit holds that writing raidtool's superblock (or wiping it) destroys. */
+enum rt_unit_contents {
+	RT_CONTENTS_NONE = 0,		/* nothing known */
+	RT_CONTENTS_RAIDTOOL = 1,	/* a valid raidtool superblock: a unit of an array */
+	RT_CONTENTS_DAMAGED = 2,	/* a raidtool superblock that does not decode */
+	RT_CONTENTS_SIGNATURE = 3,	/* a filesystem or other signature libblkid knows */
+};
+
+/*
+ * What @path holds (enum rt_unit_contents), described in @what as create
+ * and add word a refusal ("is a unit of array 'X' (hashcode H)", "holds a
+ * filesystem or other signature (ext4)"); read only. A negative errno
+ * when it cannot be opened (not logged) or probed.
+ */
+int array_unit_contents(const char *path, char *what, size_t len);
+
 struct rt_unit;
 
 #endif

@@ -118,3 +118,97 @@ teardown() {
 	run --separate-stderr raidtool activate --json --scan
 	assert_failure 2
 }
+
+# on_tty ANSWER COMMAND...: run raidtool with a terminal as stdin (script(1)
+# gives it a pty) and ANSWER typed into it; sets status and output as run does.
+on_tty() {
+	local answer=$1 cmd
+	shift
+	cmd=$(printf '%q ' "$RAIDTOOL_BIN" "$@")
+	run bash -c "printf '%s\n' \"\$1\" | script -qec \"\$2\" /dev/null" _ "$answer" "$cmd"
+}
+
+@test "zero of a unit with a valid superblock asks on a terminal: anything but YES changes nothing (exit 5)" {
+	local u before answer
+	command -v script >/dev/null || require "needs script (util-linux)"
+	mapfile -t u < <(make_images u 2 32M)
+	run raidtool create "$NAME" --level 1 --assume-clean "${u[@]}"
+	assert_success
+	before=$(checksums "${u[@]}")
+	for answer in no yes "YES please" ""; do
+		on_tty "$answer" zero "${u[@]}"
+		[ "$status" = 5 ] || fail "answer '$answer': exit $status: $output"
+		assert_output --partial "'${u[0]}' is a unit of array '$NAME'"
+		assert_output --partial "'${u[1]}' is a unit of array '$NAME'"
+		assert_output --partial "Are you sure? (Type 'YES' in capital letters)"
+		assert_output --partial "aborted: nothing was changed"
+		refute_output --partial "wiped raidtool superblocks"
+		[ "$(checksums "${u[@]}")" = "$before" ] || fail "answer '$answer' changed the units"
+	done
+	on_tty YES zero "${u[@]}"
+	assert_success
+	assert_output --partial "wiped raidtool superblocks from '${u[0]}'"
+	assert_output --partial "wiped raidtool superblocks from '${u[1]}'"
+	run --separate-stderr raidtool examine "${u[0]}"
+	assert_failure 3
+}
+
+@test "zero asks nothing with --batch-mode, when stdin is no terminal, or of a unit without a superblock" {
+	local u plain
+	command -v script >/dev/null || require "needs script (util-linux)"
+	mapfile -t u < <(make_images u 2 32M)
+	run raidtool create "$NAME" --level 1 --assume-clean "${u[@]}"
+	assert_success
+	# --batch-mode on a terminal: the answer "no" is never read.
+	on_tty no zero --batch-mode "${u[0]}"
+	assert_success
+	refute_output --partial "Are you sure"
+	assert_output --partial "wiped raidtool superblocks from '${u[0]}'"
+	# Not a terminal: as before, no question.
+	run --separate-stderr raidtool zero "${u[1]}" </dev/null
+	assert_success
+	[[ $stderr != *"Are you sure"* ]] || fail "asked: $stderr"
+	# Nothing to destroy: nothing to ask (and the refusal is the old one).
+	plain=$(make_image plain.img 32M)
+	on_tty YES zero "$plain"
+	assert_failure 3
+	refute_output --partial "Are you sure"
+	assert_output --partial "holds no raidtool superblock"
+}
+
+@test "create --force over a filesystem asks on a terminal: a refusal leaves every unit as it was" {
+	local u before
+	command -v script >/dev/null || require "needs script (util-linux)"
+	command -v mkfs.ext4 >/dev/null || require "needs mkfs.ext4"
+	mapfile -t u < <(make_images u 2 32M)
+	mkfs.ext4 -q -F "${u[0]}"
+	before=$(checksums "${u[@]}")
+	on_tty no create --force --level 1 "$NAME" "${u[@]}"
+	assert_failure 5
+	assert_output --partial "'${u[0]}' holds a filesystem or other signature (ext4): overwritten"
+	refute_output --partial "'${u[1]}'"
+	assert_output --partial "Type 'YES' in capital letters"
+	[ "$(checksums "${u[@]}")" = "$before" ] || fail "a refused create changed the units"
+	run --separate-stderr raidtool lookup "$NAME"
+	assert_failure 3
+	# Without --force there is nothing to ask: the refusal names --force.
+	on_tty YES create --level 1 "$NAME" "${u[@]}"
+	assert_failure 5
+	refute_output --partial "Are you sure"
+	on_tty YES create --force --level 1 "$NAME" "${u[@]}"
+	assert_success
+	assert_output --partial "created array '$NAME'"
+	[ "$(raidtool examine --json "${u[0]}" | jq -r .array.name)" = "$NAME" ]
+}
+
+@test "create --force --batch-mode on a terminal asks nothing" {
+	local u
+	command -v script >/dev/null || require "needs script (util-linux)"
+	command -v mkfs.ext4 >/dev/null || require "needs mkfs.ext4"
+	mapfile -t u < <(make_images u 2 32M)
+	mkfs.ext4 -q -F "${u[1]}"
+	on_tty no create --force --batch-mode --level 1 "$NAME" "${u[@]}"
+	assert_success
+	refute_output --partial "Are you sure"
+	assert_output --partial "created array '$NAME'"
+}
