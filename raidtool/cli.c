@@ -56,7 +56,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "raidtool %s: ", cmd);
+	fprintf(stderr, "raidtool: %s: ", cmd);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -162,7 +162,7 @@ static int run_named(const struct cli_command *cmd, const char *full, int argc,
 	while ((rc = poptGetNextOpt(pc)) > 0)
 		;
 	if (rc < -1) {
-		fprintf(stderr, "raidtool %s: %s: %s\n", full,
+		fprintf(stderr, "raidtool: %s: %s: %s\n", full,
 			poptBadOption(pc, POPT_BADOPTION_NOALIAS), poptStrerror(rc));
 		fprintf(stderr, "Try 'raidtool %s --help' for more information.\n", full);
 		rc = EXIT_USAGE;
@@ -204,7 +204,7 @@ static int run_sub(const struct cli_command *cmd, int argc, const char **argv)
 	int rc = EXIT_USAGE;
 
 	if (argc < 2) {
-		fprintf(stderr, "raidtool %s: missing subcommand\n", cmd->name);
+		fprintf(stderr, "raidtool: %s: missing subcommand\n", cmd->name);
 	} else if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
 		   !strcmp(argv[1], "--usage")) {
 		f = stdout;
@@ -215,7 +215,7 @@ static int run_sub(const struct cli_command *cmd, int argc, const char **argv)
 				snprintf(full, sizeof(full), "%s %s", cmd->name, sub->name);
 				return run_named(sub, full, argc - 1, argv + 1);
 			}
-		fprintf(stderr, "raidtool %s: '%s' is not a subcommand\n", cmd->name, argv[1]);
+		fprintf(stderr, "raidtool: %s: '%s' is not a subcommand\n", cmd->name, argv[1]);
 	}
 	fprintf(f, "Usage: raidtool %s SUBCOMMAND [OPTIONS] ARGS\n\nSubcommands:\n", cmd->name);
 	for (sub = cmd->subs; sub->name; sub++)
