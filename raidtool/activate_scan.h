@@ -4,7 +4,7 @@
 
 #include <stdbool.h>
 
-/* activate --scan's options are consistent: -1, else the usage exit code. */
+/* activate --scan's options are consistent: 0, or -EINVAL after a usage error. */
 int activate_scan_usage(bool scan, bool run, bool foreground);
 
 /*

@@ -91,19 +91,35 @@ int cli_exit_code(int err)
 	}
 }
 
-int cli_fail(int err, const char *fmt, ...)
+static int vreport(int err, const char *fmt, va_list ap)
 {
-	va_list ap;
-
 	if (!lib_reported_error) {
 		fputs("raidtool: ", stderr);
-		va_start(ap, fmt);
 		vfprintf(stderr, fmt, ap);
-		va_end(ap);
 		fprintf(stderr, ": %s\n", strerror(-err));
 	}
 	/* The next operation's failure must be explained on its own. */
 	lib_reported_error = false;
+	return err;
+}
+
+int cli_report(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(err, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+int cli_fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(err, fmt, ap);
+	va_end(ap);
 	return cli_exit_code(err);
 }
 
@@ -265,8 +281,8 @@ int cli_parse_size(const char *cmd, const char *opt, const char *s, uint64_t *ou
 	int r = sb_size_parse(s, out);
 
 	if (r < 0)
-		return cli_usage_error(cmd, "%s '%s': not a size (use a number with K, M or G)", opt, s);
-	return -1;
+		cli_usage_error(cmd, "%s '%s': not a size (use a number with K, M or G)", opt, s);
+	return r < 0 ? -EINVAL : 0;
 }
 
 int cli_lookup_array(const struct rt_scan *s, const char *id,
@@ -275,7 +291,7 @@ int cli_lookup_array(const struct rt_scan *s, const char *id,
 	int r = scan_find(s, id, out);
 
 	lib_reported_error = false;	/* scan_find said why; the next failure says its own */
-	return r == 0 ? -1 : cli_exit_code(r);
+	return r;
 }
 
 int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
@@ -287,24 +303,25 @@ int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
 	r = unit_open(path, RT_UNIT_ATTACH, &u);
 	if (r < 0) {
 		unit_log_open_error(path, r);
-		return cli_fail(r, "'%s'", path);
+		return cli_report(r, "'%s'", path);
 	}
 	r = unit_read_sb(u, sb, st);
 	if (r == 0 && keep) {
 		*keep = u;
-		return -1;
+		return 0;
 	}
 	unit_close(u);
 	if (r == -ENODATA) {
 		if (!quiet_missing)
 			cli_error("'%s': holds no raidtool superblock", path);
-		return EXIT_NOTFOUND;
+		return r;
 	}
 	if (r < 0) {
 		cli_error("'%s': no valid raidtool superblock: %s", path, strerror(-r));
-		return EXIT_FAIL;
+		/* A damaged superblock is a failure (exit 1), whatever its errno. */
+		return cli_exit_code(r) == EXIT_FAIL ? r : -EIO;
 	}
-	return -1;
+	return 0;
 }
 
 int cli_scan_lookup(const char *id, struct rt_scan **s, const struct rt_scan_array **a)
@@ -312,7 +329,7 @@ int cli_scan_lookup(const char *id, struct rt_scan **s, const struct rt_scan_arr
 	int r = scan_devices_find(id, s, a);
 
 	lib_reported_error = false;	/* the library said why; the next failure says its own */
-	return r == 0 ? -1 : cli_exit_code(r);
+	return r;
 }
 
 int cli_find_running_uuid(const char *id, char *name, size_t len, bool *running,
@@ -325,7 +342,7 @@ int cli_find_running_uuid(const char *id, char *name, size_t len, bool *running,
 
 	/* By a scan, never by the run directory alone: a stopped array may share the name. */
 	r = cli_scan_lookup(id, &s, &a);
-	if (r < 0) {
+	if (r == 0) {
 		snprintf(name, len, "%s", a->sb.array.name);
 		memcpy(uuid, a->sb.array.uuid, RT_UUID_SIZE);
 		*running = control_probe(uuid, &p) == 0 && p.state == RT_CONTROL_ACTIVE;
@@ -361,9 +378,9 @@ int cli_lock_array(const char *id, int *fd)
 	if (r == -ENOENT && sb_name_check(id) == 0)
 		r = control_name_lookup(id, uuid);
 	if (r < 0)
-		return -1;
+		return 0;
 	r = lock_take_array(uuid, fd);
-	return r < 0 ? cli_fail(r, "'%s': cannot take the array's lock", id) : -1;
+	return r < 0 ? cli_report(r, "'%s': cannot take the array's lock", id) : 0;
 }
 
 int cli_lock_array_and_names(const char *id, int *array_fd, int *names_fd)
@@ -371,15 +388,15 @@ int cli_lock_array_and_names(const char *id, int *array_fd, int *names_fd)
 	int r = cli_lock_array(id, array_fd);
 
 	*names_fd = -1;
-	if (r >= 0)
+	if (r < 0)
 		return r;
 	r = lock_take(RT_LOCK_NAMES, names_fd);
 	if (r < 0) {
 		lock_release(*array_fd);
 		*array_fd = -1;
-		return cli_fail(r, "'%s': cannot take the lock of the array names", id);
+		return cli_report(r, "'%s': cannot take the lock of the array names", id);
 	}
-	return -1;
+	return 0;
 }
 
 int cli_running_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUID_SIZE])
@@ -387,11 +404,11 @@ int cli_running_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUI
 	bool running;
 	int r = cli_find_running_uuid(id, name, len, &running, uuid);
 
-	if (r >= 0 || running)
+	if (r < 0 || running)
 		return r;
 	cli_error("'%s': not active (these requests need a running array; see 'raidtool "
 		  "activate')", id);
-	return EXIT_NOTFOUND;
+	return -ENXIO;
 }
 
 int cli_control_send(const char *id, const char *what, const struct rt_control_req *rq,
@@ -413,40 +430,46 @@ int cli_control_send_unit(const char *id, const char *what, const struct rt_cont
 	const char *arg = rq->arg ? rq->arg : "";
 
 	r = cli_running_name(id, name, namelen, uuid);
-	if (r >= 0)
+	if (r < 0)
 		return r;
-	if (strchr(arg, '\n'))
-		return cli_usage_error(verb, "'%s': not a valid argument", arg);
+	if (strchr(arg, '\n')) {
+		cli_usage_error(verb, "'%s': not a valid argument", arg);
+		return -EINVAL;
+	}
 	/* "uuid=UUID VERB --force ARG\n" */
 	if (strlen(RT_CONTROL_UUID_PREFIX) + 37 + strlen(verb) + 9 + strlen(arg) + 2 >
-	    RT_CONTROL_LINE_MAX)
-		return cli_usage_error(verb, "argument too long");
+	    RT_CONTROL_LINE_MAX) {
+		cli_usage_error(verb, "argument too long");
+		return -EINVAL;
+	}
 	/* One admin command on the array at a time (lib/lock.c). */
 	r = lock_take_array(uuid, &lock_fd);
 	if (r < 0)
-		return cli_fail(r, "'%s': %s", name, what);
+		return cli_report(r, "'%s': %s", name, what);
 	/* The lock's holder may have been a deactivate: its socket is gone. */
 	if (control_probe(uuid, &p) < 0 || p.state != RT_CONTROL_ACTIVE) {
 		lock_release(lock_fd);
 		cli_error("'%s': %s: not active (it stopped while this command waited for the "
 			  "array's lock)", name, what);
-		return EXIT_NOTFOUND;
+		return -ESHUTDOWN;
 	}
 	/* The engine refuses the request unless it runs exactly this array. */
 	r = control_call_unit(uuid, name, rq, msg, msglen, unit);
 	lock_release(lock_fd);
 	if (r < 0)
-		return cli_fail(r, "'%s': %s", name, what);
-	return -1;
+		return cli_report(r, "'%s': %s", name, what);
+	return 0;
 }
 
 int cli_speed_limit_arg(const char *cmd, int mib, char *arg, size_t len)
 {
-	if (mib < 0 || mib > 1048576)
-		return cli_usage_error(cmd, "--speed-limit: '%d' is not a number of MiB/s from 0 "
-				       "to 1048576", mib);
+	if (mib < 0 || mib > 1048576) {
+		cli_usage_error(cmd, "--speed-limit: '%d' is not a number of MiB/s from 0 "
+				"to 1048576", mib);
+		return -EINVAL;
+	}
 	snprintf(arg, len, "%llu", (unsigned long long)mib << 20);
-	return -1;
+	return 0;
 }
 
 int cli_send_speed_limit(const char *cmd, const char *id, int mib)
@@ -456,9 +479,9 @@ int cli_send_speed_limit(const char *cmd, const char *id, int mib)
 	int r;
 
 	if (mib == -1)
-		return -1;
+		return 0;
 	r = cli_speed_limit_arg(cmd, mib, arg, sizeof(arg));
-	if (r >= 0)
+	if (r < 0)
 		return r;
 	rq.arg = arg;
 	return cli_control_send(id, "cannot set the speed limit", &rq, name, sizeof(name), msg,
@@ -471,8 +494,8 @@ int cli_control_command(const char *id, const char *what, const struct rt_contro
 	int r;
 
 	r = cli_control_send(id, what, rq, name, sizeof(name), msg, sizeof(msg));
-	if (r >= 0)
-		return r;
+	if (r < 0)
+		return cli_exit_code(r);
 	if (msg[0])
 		printf("'%s': %s\n", name, msg);
 	return EXIT_OK;
@@ -491,8 +514,8 @@ int cli_unit_command(const char *id, const char *what, const struct rt_control_r
 
 	r = cli_control_send_unit(id, what, rq, name, sizeof(name), uuid, msg, sizeof(msg),
 				  &unit);
-	if (r >= 0)
-		return r;
+	if (r < 0)
+		return cli_exit_code(r);
 	if (!as_json) {
 		if (msg[0])
 			printf("'%s': %s\n", name, msg);

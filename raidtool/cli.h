@@ -77,23 +77,27 @@ int cli_exit_code(int err);
  */
 int cli_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * The same, returning @err: for the helpers below, which return 0 or a
+ * negative errno (their reason printed) as the library does; a command maps
+ * it to its exit code with cli_exit_code once.
+ */
+int cli_report(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 struct rt_scan;
 struct rt_scan_array;
 struct rt_sb_status;
 
-/*
- * Find an array by NAME or HASHCODE in a scan, explaining a failure.
- * -1 when found, else the exit code to end with.
- */
+/* Find an array by NAME or HASHCODE in a scan, explaining a failure: 0 or -errno. */
 int cli_lookup_array(const struct rt_scan *s, const char *id,
 		     const struct rt_scan_array **out);
 
-/* Scan and find array @id: -1 when found (free *s with scan_free), else the exit code. */
+/* Scan and find array @id: 0 when found (free *s with scan_free), or -errno. */
 int cli_scan_lookup(const char *id, struct rt_scan **s, const struct rt_scan_array **a);
 
 /*
  * The name of array @id (NAME or HASHCODE) and whether an engine runs it.
- * -1 when the array exists, else the exit code (the reason was printed).
+ * 0 when the array exists, else -errno (the reason was printed).
  */
 int cli_find_running(const char *id, char *name, size_t len, bool *running);
 
@@ -102,20 +106,20 @@ int cli_find_running_uuid(const char *id, char *name, size_t len, bool *running,
 			  uint8_t uuid[RT_UUID_SIZE]);
 
 /*
- * Take the admin lock of array @id (lib/lock.c): -1 with *@fd holding it
- * (release with lock_release; -1 when no such array was found, which the
- * command itself explains), else the exit code (busy: EXIT_BUSY).
+ * Take the admin lock of array @id (lib/lock.c): 0 with *@fd holding it
+ * (release with lock_release; *@fd is -1 when no such array was found,
+ * which the command itself explains), else -errno (busy: -EBUSY).
  */
 int cli_lock_array(const char *id, int *fd);
 
 /*
  * cli_lock_array, then the names lock (RT_LOCK_NAMES; lib/lock.h's order):
- * for the offline commands that write an array's superblocks. -1 with both
- * held (release both), else the exit code (busy: EXIT_BUSY).
+ * for the offline commands that write an array's superblocks. 0 with both
+ * held (release both), else -errno (busy: -EBUSY).
  */
 int cli_lock_array_and_names(const char *id, int *array_fd, int *names_fd);
 
-/* As cli_find_running_uuid, and an array that is not running is an error. */
+/* As cli_find_running_uuid, and an array that is not running is an error (-ENXIO). */
 int cli_running_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUID_SIZE]);
 
 struct rt_control_req;
@@ -127,7 +131,7 @@ struct rt_control_req;
  */
 int cli_control_command(const char *id, const char *what, const struct rt_control_req *rq);
 
-/* The same without printing: -1 with the array's @name and the engine's @msg, else the exit code. */
+/* The same without printing: 0 with the array's @name and the engine's @msg, else -errno. */
 int cli_control_send(const char *id, const char *what, const struct rt_control_req *rq,
 		     char *name, size_t namelen, char *msg, size_t msglen);
 
@@ -152,12 +156,12 @@ int cli_unit_command(const char *id, const char *what, const struct rt_control_r
 	  "limit background walks (rebuild, check, repair, resync) to MIB MiB/s per unit " \
 	  "(0: no limit)", "MIB" }
 
-/* The "speed" request's argument (bytes/s) for @mib: -1, else the usage exit code. */
+/* The "speed" request's argument (bytes/s) for @mib: 0, else -EINVAL (a usage error). */
 int cli_speed_limit_arg(const char *cmd, int mib, char *arg, size_t len);
 
 /*
  * Give the running array @id's engine the walk speed limit @mib (MiB/s; -1:
- * not given, nothing sent), quietly. -1 when done, else the exit code.
+ * not given, nothing sent), quietly. 0 when done, else -errno.
  */
 int cli_send_speed_limit(const char *cmd, const char *id, int mib);
 
@@ -165,7 +169,8 @@ struct rt_unit;
 
 /*
  * Read a unit's superblock (a regular file is attached to a loop device
- * for the read and detached again). -1 when read, else the exit code;
+ * for the read and detached again). 0 when read, else -errno (-ENODATA:
+ * no superblock);
  * @quiet_missing: no message for a device without a superblock; @keep
  * (may be NULL): the unit stays open for more reads, the caller closes it.
  */
@@ -199,7 +204,7 @@ void cli_format_size(uint64_t bytes, char *buf, size_t len);	/* "1.5 GiB" */
 void cli_format_uuid(const uint8_t uuid[RT_UUID_SIZE], char buf[37]);
 void cli_format_time(uint64_t secs, char *buf, size_t len);	/* ISO 8601 UTC */
 
-/* Parse a size option ("512K") into bytes, or a usage error. */
+/* Parse a size option ("512K") into bytes: 0, or -EINVAL after a usage error. */
 int cli_parse_size(const char *cmd, const char *opt, const char *s, uint64_t *out);
 
 #endif

@@ -137,13 +137,13 @@ static int run_activate(int n, const char **args)
 			goto out;
 		}
 		/* Boot without udev: activate_scan.c. */
-		r = activate_scan_usage(scan, run_degraded, foreground);
-		if (r < 0)
+		r = cli_exit_code(activate_scan_usage(scan, run_degraded, foreground));
+		if (r == EXIT_OK)
 			r = activate_scan(run_degraded, readonly, force, args, n);
 		goto out;
 	}
-	r = cli_lock_array(args[0], &rc.lock_fd);
-	if (r >= 0)
+	r = cli_exit_code(cli_lock_array(args[0], &rc.lock_fd));
+	if (r != EXIT_OK)
 		goto out;
 	rc.foreground = foreground;
 	rc.as_json = as_json;

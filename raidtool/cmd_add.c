@@ -60,8 +60,8 @@ static int run_add(int n, const char **args)
 	int r;
 
 	if (speed != -1) {
-		r = cli_speed_limit_arg("add", speed, arg, sizeof(arg));
-		if (r >= 0)
+		r = cli_exit_code(cli_speed_limit_arg("add", speed, arg, sizeof(arg)));
+		if (r != EXIT_OK)
 			return r;
 		o.speed_limit = strtoll(arg, NULL, 10);
 	}

@@ -47,8 +47,8 @@ static int run_create(int n, const char **args)
 		goto out;
 	}
 	if (chunk) {
-		r = cli_parse_size("create", "--chunk", chunk, &v);
-		if (r >= 0)
+		r = cli_exit_code(cli_parse_size("create", "--chunk", chunk, &v));
+		if (r != EXIT_OK)
 			goto out;
 		if (v > UINT32_MAX) {
 			r = cli_usage_error("create", "--chunk '%s': too large", chunk);
@@ -57,8 +57,8 @@ static int run_create(int n, const char **args)
 		p.chunk_size = (uint32_t)v;
 	}
 	if (blocksize) {
-		r = cli_parse_size("create", "--blocksize", blocksize, &v);
-		if (r >= 0)
+		r = cli_exit_code(cli_parse_size("create", "--blocksize", blocksize, &v));
+		if (r != EXIT_OK)
 			goto out;
 		if (v != 512 && v != 4096) {
 			r = cli_usage_error("create", "--blocksize '%s': must be 512 or 4096", blocksize);

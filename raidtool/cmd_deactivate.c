@@ -44,8 +44,8 @@ static int run_deactivate(int n, const char **args)
 	int r, lock_fd = -1;
 
 	/* After an activate, add, fail, ... of the array that is under way. */
-	r = cli_lock_array(args[0], &lock_fd);
-	if (r >= 0)
+	r = cli_exit_code(cli_lock_array(args[0], &lock_fd));
+	if (r != EXIT_OK)
 		goto out;
 	r = deactivate_array(args[0], &res);
 	lock_release(lock_fd);

@@ -104,8 +104,8 @@ static int run_wait(int n, const char **args)
 		r = cli_fail(-ENOMEM, "wait");
 		goto out;
 	}
-	r = cli_running_name(args[0], name, sizeof(name), uuid);
-	if (r >= 0)
+	r = cli_exit_code(cli_running_name(args[0], name, sizeof(name), uuid));
+	if (r != EXIT_OK)
 		goto out;
 	bar = progress && isatty(STDERR_FILENO);
 	for (;;) {
