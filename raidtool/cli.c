@@ -22,6 +22,14 @@ int cli_verbose;
 int cli_quiet;
 int cli_batch_mode;
 
+/* What cli_run found for a command with CLI_NEEDS_ARRAY; target.id NULL: nothing. */
+static struct cli_target target;
+
+const struct cli_target *cli_target(void)
+{
+	return target.id ? &target : NULL;
+}
+
 /* Set once the library has explained a failure, so cli_fail adds nothing. */
 static bool lib_reported_error;
 
@@ -147,6 +155,23 @@ int cli_check_stdout(int rc)
 	return rc == EXIT_OK ? EXIT_FAIL : rc;
 }
 
+/* Once for the command: the array @id names, which must run when @running. 0, or -errno. */
+static int find_target(const char *id, bool running)
+{
+	uint8_t uuid[RT_UUID_SIZE];
+	int r;
+
+	r = running ? cli_running_name(id, target.name, sizeof(target.name), uuid) :
+		      cli_find_running_uuid(id, target.name, sizeof(target.name),
+					    &target.running, uuid);
+	if (r < 0)
+		return r;
+	memcpy(target.uuid, uuid, RT_UUID_SIZE);
+	target.running = target.running || running;
+	target.id = id;
+	return 0;
+}
+
 /* @cmd as "raidtool @full" (the command's name, or "NAME SUB" of a subcommand). */
 static int run_named(const struct cli_command *cmd, const char *full, int argc,
 		     const char **argv)
@@ -203,6 +228,11 @@ static int run_named(const struct cli_command *cmd, const char *full, int argc,
 				     "too many arguments (usage: raidtool %s %s)",
 				     full, cmd->args);
 		goto out;
+	}
+	if (cmd->flags & (CLI_NEEDS_ARRAY | CLI_NEEDS_RUNNING)) {
+		rc = cli_exit_code(find_target(args[0], cmd->flags & CLI_NEEDS_RUNNING));
+		if (rc != EXIT_OK)
+			goto out;
 	}
 	rc = cli_check_stdout(cmd->run(n, args));
 out:
@@ -340,6 +370,13 @@ int cli_find_running_uuid(const char *id, char *name, size_t len, bool *running,
 	struct rt_scan *s = NULL;
 	int r;
 
+	/* Found by cli_run for this command already: no second scan. */
+	if (target.id && !strcmp(id, target.id)) {
+		snprintf(name, len, "%s", target.name);
+		memcpy(uuid, target.uuid, RT_UUID_SIZE);
+		*running = control_probe(uuid, &p) == 0 && p.state == RT_CONTROL_ACTIVE;
+		return 0;
+	}
 	/* By a scan, never by the run directory alone: a stopped array may share the name. */
 	r = cli_scan_lookup(id, &s, &a);
 	if (r == 0) {

@@ -22,12 +22,21 @@ enum cli_exit {
 	EXIT_REFUSED = 5,	/* would destroy data; --force overrides */
 };
 
+/* What a command's first argument must name, checked by cli_run (struct cli_command.flags). */
+enum cli_command_flags {
+	/* An array a scan finds (NAME or HASHCODE); else "no such array", exit 3. */
+	CLI_NEEDS_ARRAY = 1 << 0,
+	/* ... that an engine runs; else "not active", exit 3. */
+	CLI_NEEDS_RUNNING = 1 << 1,
+};
+
 /*
  * One entry of the command table (raidtool.c), defined by the command's
  * file as `const struct cli_command cmd_NAME`. cli_run parses the command
  * line with @opts (plus -v, -q, -h/--help and --usage, common to all),
  * checks that between @min_args and @max_args (-1: no limit) arguments
- * remain, calls @run with them, and checks that stdout was written.
+ * remain and what @flags ask of the first one, calls @run with them, and
+ * checks that stdout was written.
  */
 struct cli_command {
 	const char *name;
@@ -36,6 +45,7 @@ struct cli_command {
 	const char *args;		/* the arguments, as --help shows them */
 	int min_args, max_args;
 	const char *summary;		/* one line for 'raidtool --help' */
+	unsigned flags;			/* enum cli_command_flags */
 	/*
 	 * A command made of subcommands (pool, vol): its entries, ended by one
 	 * without a name. cli_run runs the one the first argument names as
@@ -56,6 +66,19 @@ int cli_check_stdout(int rc);
  * subcommands, argv[1] the subcommand's): the exit code.
  */
 int cli_run(const struct cli_command *cmd, int argc, const char **argv);
+
+/*
+ * The array the first argument of a command with CLI_NEEDS_ARRAY names, as
+ * cli_run found it (NULL for other commands). cli_find_running_uuid and
+ * what calls it take it from here rather than scanning again.
+ */
+struct cli_target {
+	const char *id;			/* the argument */
+	char name[RT_NAME_MAX + 1];
+	uint8_t uuid[RT_UUID_SIZE];
+	bool running;			/* when cli_run looked */
+};
+const struct cli_target *cli_target(void);
 
 /* Set by -v/-q, before or after the command's name. */
 extern int cli_verbose;

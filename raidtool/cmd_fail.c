@@ -30,4 +30,5 @@ const struct cli_command cmd_fail = {
 	.name = "fail", .run = run_fail, .opts = fail_opts,
 	.args = "NAME|HASHCODE ROLE|UNIT-HASHCODE|DEVICE", .min_args = 2, .max_args = 2,
 	.summary = "mark a unit of a running array faulty",
+	.flags = CLI_NEEDS_RUNNING,
 };

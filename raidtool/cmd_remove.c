@@ -23,4 +23,5 @@ const struct cli_command cmd_remove = {
 	.name = "remove", .run = run_remove, .opts = remove_opts,
 	.args = "NAME|HASHCODE ROLE|UNIT-HASHCODE|DEVICE", .min_args = 2, .max_args = 2,
 	.summary = "take a faulty unit or a spare out of a running array",
+	.flags = CLI_NEEDS_RUNNING,
 };
