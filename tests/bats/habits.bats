@@ -8,14 +8,12 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 setup() {
-	BGPIDS=()
 	require_fuse
 	command -v jq >/dev/null || require "needs jq"
 	scratch_setup
 }
 
 teardown() {
-	reap_bgpids
 	scratch_teardown
 }
 
