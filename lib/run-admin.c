@@ -161,6 +161,14 @@ static int find_member(struct run *run, const char *arg, char *msg, size_t len)
 	return -ENODEV;
 }
 
+/* run_unit_describe under sb_lock: the role table it reads changes under a failure's update. */
+static void describe_unit(struct run *run, unsigned i, struct rt_control_unit *unit)
+{
+	pthread_mutex_lock(&run->sb_lock);
+	run_unit_describe(run, i, unit);
+	pthread_mutex_unlock(&run->sb_lock);
+}
+
 /*
  * Without --force a role whose loss the level does not survive is
  * refused: an admin's fail would stop the array's writes, and the way back
@@ -203,7 +211,7 @@ static int admin_fail(struct run *run, const char *arg, bool force, char *msg, s
 	snprintf(msg, len, "role %d (%s) marked faulty; the array is %s", i,
 		 run->as->dev[i][0] ? run->as->dev[i] : "-",
 		 run_health_name(engine_state(run->e)));
-	run_unit_describe(run, (unsigned)i, unit);
+	describe_unit(run, (unsigned)i, unit);
 	return 0;
 }
 
@@ -246,7 +254,7 @@ static int admin_remove(struct run *run, const char *arg, char *msg, size_t len,
 	}
 	snprintf(dev, sizeof(dev), "%s", as->dev[i]);
 	/* Who it was, before its place is cleared. */
-	run_unit_describe(run, (unsigned)i, unit);
+	describe_unit(run, (unsigned)i, unit);
 	if (role) {
 		r = run_detach_failed_unit(run, (uint32_t)i, &u);
 		if (r < 0) {
@@ -494,7 +502,7 @@ static int admin_add(struct run *run, const char *arg, bool force, char *msg, si
 	if (r > 0) {
 		r = readd_partial(run, u, &sb, arg, msg, len);
 		if (r == 0)
-			run_unit_describe(run, sb.unit.slot, unit);
+			describe_unit(run, sb.unit.slot, unit);
 		return r;
 	}
 	t = add_target(run, UINT32_MAX, msg, len);
@@ -572,8 +580,10 @@ undo:
 		as->n_units--;
 	unit_close(u);
 out:
-	if (r == 0)
+	if (r == 0 && locked)
 		run_unit_describe(run, idx, unit);
+	else if (r == 0)
+		describe_unit(run, idx, unit);
 	if (locked)
 		pthread_mutex_unlock(&run->sb_lock);
 	return r;
