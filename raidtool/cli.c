@@ -99,7 +99,7 @@ int cli_exit_code(int err)
 	}
 }
 
-static int vreport(int err, const char *fmt, va_list ap)
+static __attribute__((format(printf, 2, 0))) int vreport(int err, const char *fmt, va_list ap)
 {
 	if (!lib_reported_error) {
 		fputs("raidtool: ", stderr);
