@@ -10,7 +10,7 @@
 _raidtool_arrays() {
 	local rt=$1
 	if command -v jq >/dev/null 2>&1; then
-		"$rt" list --json 2>/dev/null | jq -r '.[] | .name, .hashcode' 2>/dev/null
+		"$rt" list --json 2>/dev/null | jq -r '.arrays[] | .name, .hashcode' 2>/dev/null
 	else
 		# NAME HASHCODE LEVEL ... after a header line.
 		"$rt" list 2>/dev/null | awk 'NR > 1 && NF >= 2 { print $1; print $2 }'
@@ -180,25 +180,25 @@ _raidtool() {
 		case "$cmd" in
 		create)
 			_raidtool_words "$cur" "--level -l --chunk -c --blocksize -b --desc -d
-				--force -f --assume-clean --json $common" ;;
-		add) _raidtool_words "$cur" "--force -f --speed-limit $common" ;;
+				--force -f --assume-clean --json --batch-mode $common" ;;
+		add) _raidtool_words "$cur" "--force -f --speed-limit --json $common" ;;
 		list)
 			_raidtool_words "$cur" "--units -u --json --output -o --noheadings -n --raw
 				$common" ;;
 		lookup | lookup-unit) _raidtool_words "$cur" "--json $common" ;;
 		examine) _raidtool_words "$cur" "--json --export $common" ;;
 		rename | rehash) _raidtool_words "$cur" "$common" ;;
-		zero) _raidtool_words "$cur" "--force -f $common" ;;
+		zero) _raidtool_words "$cur" "--force -f --batch-mode $common" ;;
 		activate)
-			_raidtool_words "$cur" "--foreground -f --force --readonly -r --scan -s --run -R
+			_raidtool_words "$cur" "--foreground -f --force --readonly -r --scan -s --run -R --json
 				$common" ;;
-		fail) _raidtool_words "$cur" "--force -f $common" ;;
-		remove) _raidtool_words "$cur" "$common" ;;
+		fail) _raidtool_words "$cur" "--force -f --json $common" ;;
+		remove) _raidtool_words "$cur" "--json $common" ;;
 		replace) _raidtool_words "$cur" "--with -w --force -f --speed-limit --json $common" ;;
 		tune) _raidtool_words "$cur" "--io-retries --io-retry-window --speed-limit $common" ;;
 		check) _raidtool_words "$cur" "--repair -r --prefer --cancel --speed-limit --json $common" ;;
 		wait) _raidtool_words "$cur" "--progress -p --json $common" ;;
-		deactivate) _raidtool_words "$cur" "$common" ;;
+		deactivate) _raidtool_words "$cur" "--json $common" ;;
 		status) _raidtool_words "$cur" "--json --test -t $common" ;;
 		monitor)
 			_raidtool_words "$cur" "--scan --program --oneshot -1 --json --syslog --delay -d

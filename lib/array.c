@@ -34,8 +34,10 @@ static int unit_identify(const char *path, struct unit_identity *id)
 	char loop[64];
 
 	if (stat(path, &st) < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': %s", path, strerror(errno));
-		return -errno;
+		int r = -errno;
+
+		unit_log_open_error(path, r);
+		return r;
 	}
 	*id = (struct unit_identity){ .dev = st.st_dev, .ino = st.st_ino };
 	if (S_ISBLK(st.st_mode)) {
@@ -522,7 +524,7 @@ static int check_former_member(const struct rt_scan_array *a, const struct rt_sc
 }
 
 int array_add(const char *id, const char *const *paths, size_t n_new, bool force,
-	      struct rt_sb *out)
+	      struct rt_sb *out, struct rt_unit_desc *added)
 {
 	struct rt_unit *units[MAX_OPEN] = { 0 };
 	struct rt_unit_desc own[MAX_OPEN];
@@ -587,6 +589,8 @@ int array_add(const char *id, const char *const *paths, size_t n_new, bool force
 	r = member_write_sb_all(units, own, events, n_open, &a->sb, &sb);
 	if (r == 0 && out)
 		*out = sb;
+	if (r == 0 && added)
+		memcpy(added, own + n_old, n_new * sizeof(*added));
 out:
 	/* Keep the loop devices of new file-backed units so that scanning finds them. */
 	close_units(units, n_old, false);
@@ -603,7 +607,7 @@ int array_zero_unit(const char *path, bool force)
 
 	r = unit_open(path, RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH, &u);
 	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, unit_open_error(r));
+		unit_log_open_error(path, r);
 		return r;
 	}
 	r = unit_read_sb(u, &sb, NULL);
@@ -621,4 +625,27 @@ int array_zero_unit(const char *path, bool force)
 out:
 	unit_close(u);
 	return r;
+}
+
+int array_unit_contents(const char *path, char *what, size_t len)
+{
+	struct rt_unit *u;
+	int r;
+
+	/* Quietly: the command that goes on to write explains it. */
+	r = unit_open(path, RT_UNIT_ATTACH, &u);
+	if (r < 0)
+		return r;
+	r = member_contents(u, NULL, what, len);
+	unit_close(u);
+	switch (r) {
+	case MEMBER_RAIDTOOL:
+		return RT_CONTENTS_RAIDTOOL;
+	case MEMBER_DAMAGED:
+		return RT_CONTENTS_DAMAGED;
+	case MEMBER_SIGNATURE:
+		return RT_CONTENTS_SIGNATURE;
+	default:
+		return r < 0 ? r : RT_CONTENTS_NONE;
+	}
 }

@@ -11,6 +11,7 @@
 #include <raidtool/bootunits.h>
 #include <raidtool/log.h>
 #include <raidtool/loopdev.h>
+#include <raidtool/unit.h>
 
 const char *bootunits_path(void)
 {
@@ -64,6 +65,10 @@ static int attach_one(const char *list, unsigned lineno, const char *path)
 	if (r == -ENOTBLK)
 		rt_log(RT_LOG_WARN, "'%s' line %u: '%s': not a regular file or block device",
 		       list, lineno, path);
+	else if (r == -ENOENT || r == -EACCES || r == -ENOTDIR)
+		/* unit_log_open_error's wording, as a warning naming the line. */
+		rt_log(RT_LOG_WARN, "'%s' line %u: '%s': cannot open: %s", list, lineno, path,
+		       unit_open_error(r));
 	else if (r < 0)
 		rt_log(RT_LOG_WARN, "'%s' line %u: '%s': cannot attach: %s", list, lineno, path,
 		       strerror(-r));

@@ -817,6 +817,22 @@ static void reply_ok(int fd, const struct rt_control_status *st, pid_t pid)
 	reply_ok_msg(fd, st, pid, NULL);
 }
 
+/* An admin request's reply: its message, and the unit it changed when there is one. */
+static void reply_ok_unit(int fd, const char *msg, const struct rt_control_unit *unit)
+{
+	struct json_object *o = json_object_new_object(), *u;
+
+	json_object_object_add(o, "result", json_object_new_string("ok"));
+	json_object_object_add(o, "message", json_object_new_string(msg));
+	if (unit->state[0]) {
+		u = json_object_new_object();
+		fields_to_json(u, unit_fields, N_ENTRIES(unit_fields), unit);
+		json_object_object_add(o, "unit", u);
+	}
+	if (reply_send(fd, o) < 0)
+		reply_error(fd, -ENOMEM, NULL);
+}
+
 /* Read one line (up to the newline) with a deadline. */
 static int read_request(int fd, char *buf, size_t len)
 {
@@ -954,13 +970,16 @@ static bool serve_one(struct control_server *s, int fd)
 		}
 		s->pending_fd = fd;
 		return true;
-	default:
-		r = s->ops.command(s->ops.ctx, &rq, why, sizeof(why));
+	default: {
+		struct rt_control_unit unit = { 0 };
+
+		r = s->ops.command(s->ops.ctx, &rq, why, sizeof(why), &unit);
 		if (r < 0)
 			reply_error(fd, r, why);
 		else
-			reply_ok_msg(fd, NULL, 0, why);
+			reply_ok_unit(fd, why, &unit);
 		break;
+	}
 	}
 	return false;
 }
@@ -1312,22 +1331,34 @@ int control_stop(const uint8_t uuid[RT_UUID_SIZE], const char *name)
 	return r < 0 ? r : 0;
 }
 
-int control_call(const uint8_t uuid[RT_UUID_SIZE], const char *name,
-		 const struct rt_control_req *rq, char *msg, size_t len)
+int control_call_unit(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+		      const struct rt_control_req *rq, char *msg, size_t len,
+		      struct rt_control_unit *unit)
 {
 	struct json_object *v, *m;
 	int r;
 
 	if (!rq)
 		return -EINVAL;
+	if (unit)
+		memset(unit, 0, sizeof(*unit));
 	r = call(uuid, name, rq, &v);
 	if (r < 0)
 		return r;
 	if (msg && len)
 		snprintf(msg, len, "%s", json_object_object_get_ex(v, "message", &m) ?
 			 json_object_get_string(m) : "");
+	if (unit && json_object_object_get_ex(v, "unit", &m) &&
+	    json_object_is_type(m, json_type_object))
+		fields_from_json(m, unit_fields, N_ENTRIES(unit_fields), unit);
 	json_object_put(v);
 	return 0;
+}
+
+int control_call(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+		 const struct rt_control_req *rq, char *msg, size_t len)
+{
+	return control_call_unit(uuid, name, rq, msg, len, NULL);
 }
 
 int control_add(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *path,

@@ -147,6 +147,7 @@ int deactivate_array(const char *id, struct rt_deactivate_result *res)
 	if (r < 0)
 		return r;
 	snprintf(res->name, sizeof(res->name), "%s", name);
+	memcpy(res->uuid, uuid, RT_UUID_SIZE);
 	res->pid = p.pid;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (p.state == RT_CONTROL_INACTIVE) {

@@ -362,13 +362,18 @@ int incremental_add(const char *dev, const struct rt_incremental_opts *o,
 	if (!dev || !o || !res)
 		return -EINVAL;
 	memset(res, 0, sizeof(*res));
-	if (stat(dev, &stt) < 0)
-		return -errno;
+	if (stat(dev, &stt) < 0) {
+		r = -errno;
+		unit_log_open_error(dev, r);
+		return r;
+	}
 	if (!S_ISBLK(stt.st_mode))
 		return -ENOTBLK;
 	r = unit_open(dev, 0, &u);
-	if (r < 0)
+	if (r < 0) {
+		unit_log_open_error(dev, r);
 		return r;
+	}
 	r = unit_read_sb_quiet(u, &sb, &st);
 	unit_close(u);
 	if (r < 0)

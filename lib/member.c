@@ -10,12 +10,52 @@
 #include "incmap.h"
 #include "member.h"
 
+int member_contents(struct rt_unit *u, const uint8_t *own_array, char *what, size_t len)
+{
+	struct rt_sb old;
+	char type[64];
+	int r;
+
+	r = unit_read_sb(u, &old, NULL);
+	if (r == 0 && own_array && !memcmp(old.array.uuid, own_array, RT_UUID_SIZE)) {
+		snprintf(what, len, "a former unit of array '%s' (events %llu)", old.array.name,
+			 (unsigned long long)old.events);
+		return MEMBER_FORMER;
+	}
+	if (r == 0) {
+		snprintf(what, len, "is a unit of array '%s' (hashcode %08x)", old.array.name,
+			 old.array.hashcode);
+		return MEMBER_RAIDTOOL;
+	}
+	if (r != -ENODATA && !unit_sb_damaged(r)) {
+		/*
+		 * Not damage but a read error (both copies): the unit may hold
+		 * an array's intact data, and --force is no cure for it.
+		 */
+		rt_log(RT_LOG_ERROR, "'%s': cannot read its superblocks: %s; nothing written",
+		       unit_path(u), strerror(-r));
+		return r;
+	}
+	if (r != -ENODATA) {
+		snprintf(what, len, "holds a damaged raidtool superblock");
+		return MEMBER_DAMAGED;
+	}
+	r = unit_probe_signature(u, type, sizeof(type));
+	if (r == 1) {
+		snprintf(what, len, "holds a filesystem or other signature (%s)", type);
+		return MEMBER_SIGNATURE;
+	}
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': cannot probe for signatures: %s", unit_path(u),
+		       strerror(-r));
+	return r;
+}
+
 int member_open(const char *path, uint32_t chunk, unsigned flags, bool force,
 		const uint8_t *own_array, struct rt_unit **out, struct rt_geometry *g)
 {
 	struct rt_unit *u;
-	struct rt_sb old;
-	char type[64];
+	char what[RT_NAME_MAX + 128];
 	int r;
 
 	if (scan_is_array_device(path)) {
@@ -26,7 +66,7 @@ int member_open(const char *path, uint32_t chunk, unsigned flags, bool force,
 	}
 	r = unit_open(path, flags | RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH, &u);
 	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, unit_open_error(r));
+		unit_log_open_error(path, r);
 		return r;
 	}
 	r = sb_geometry(unit_size(u), chunk, g);
@@ -47,41 +87,15 @@ int member_open(const char *path, uint32_t chunk, unsigned flags, bool force,
 			goto fail;
 		}
 	} else {
-		r = unit_read_sb(u, &old, NULL);
-		if (r == 0 && own_array &&
-		    !memcmp(old.array.uuid, own_array, RT_UUID_SIZE)) {
-			rt_log(RT_LOG_INFO, "'%s': a former unit of array '%s' (events %llu): "
-			       "rewritten as a new member, not trusted", path, old.array.name,
-			       (unsigned long long)old.events);
-		} else if (r == 0) {
-			rt_log(RT_LOG_ERROR, "'%s': is a unit of array '%s' (hashcode %08x); "
-			       "use --force to overwrite it", path, old.array.name,
-			       old.array.hashcode);
-			r = -EEXIST;
-			goto fail;
-		} else if (r != -ENODATA && !unit_sb_damaged(r)) {
-			/*
-			 * Not damage but a read error (both copies): the unit may
-			 * hold an array's intact data; --force is no cure for it.
-			 */
-			rt_log(RT_LOG_ERROR, "'%s': cannot read its superblocks: %s; nothing "
-			       "written", path, strerror(-r));
-			goto fail;
-		} else if (r != -ENODATA) {
-			rt_log(RT_LOG_ERROR, "'%s': holds a damaged raidtool superblock; "
-			       "use --force to overwrite it", path);
-			r = -EEXIST;
-			goto fail;
-		}
-		r = unit_probe_signature(u, type, sizeof(type));
-		if (r == 1) {
-			rt_log(RT_LOG_ERROR, "'%s': holds a filesystem or other signature (%s); use --force to "
-			       "overwrite it", path, type);
+		r = member_contents(u, own_array, what, sizeof(what));
+		if (r == MEMBER_FORMER) {
+			rt_log(RT_LOG_INFO, "'%s': %s: rewritten as a new member, not trusted", path,
+			       what);
+		} else if (r > 0) {
+			rt_log(RT_LOG_ERROR, "'%s': %s; use --force to overwrite it", path, what);
 			r = -EEXIST;
 			goto fail;
 		} else if (r < 0) {
-			rt_log(RT_LOG_ERROR, "'%s': cannot probe for signatures: %s",
-			       path, strerror(-r));
 			goto fail;
 		}
 	}

@@ -25,6 +25,22 @@
 int member_open(const char *path, uint32_t chunk, unsigned flags, bool force,
 		const uint8_t *own_array, struct rt_unit **out, struct rt_geometry *g);
 
+/* What a unit holds that writing a superblock would destroy (member_contents). */
+enum member_contents {
+	MEMBER_EMPTY = 0,	/* nothing known */
+	MEMBER_FORMER,		/* a stale superblock of @own_array: no reason to refuse */
+	MEMBER_RAIDTOOL,	/* a unit of another array */
+	MEMBER_DAMAGED,		/* a raidtool superblock that does not decode */
+	MEMBER_SIGNATURE,	/* a filesystem or other signature libblkid knows */
+};
+
+/*
+ * What @u holds (enum member_contents), described in @what ("is a unit of
+ * array 'X' (hashcode H)", "holds a filesystem or other signature (ext4)",
+ * ...), or a negative errno (logged).
+ */
+int member_contents(struct rt_unit *u, const uint8_t *own_array, char *what, size_t len);
+
 /* A fresh unit descriptor (new UUID and hashcode) for slot @slot with geometry @g. */
 void member_desc_init(struct rt_unit_desc *d, uint32_t slot, uint64_t length,
 		      const struct rt_geometry *g);

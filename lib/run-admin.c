@@ -161,13 +161,22 @@ static int find_member(struct run *run, const char *arg, char *msg, size_t len)
 	return -ENODEV;
 }
 
+/* run_unit_describe under sb_lock: the role table it reads changes under a failure's update. */
+static void describe_unit(struct run *run, unsigned i, struct rt_control_unit *unit)
+{
+	pthread_mutex_lock(&run->sb_lock);
+	run_unit_describe(run, i, unit);
+	pthread_mutex_unlock(&run->sb_lock);
+}
+
 /*
  * Without --force a role whose loss the level does not survive is
  * refused: an admin's fail would stop the array's writes, and the way back
  * (activate --force) can lose what was written after the other roles left.
  * A device that is gone (incremental --remove) is failed with it.
  */
-static int admin_fail(struct run *run, const char *arg, bool force, char *msg, size_t len)
+static int admin_fail(struct run *run, const char *arg, bool force, char *msg, size_t len,
+		      struct rt_control_unit *unit)
 {
 	int i, r;
 
@@ -202,6 +211,7 @@ static int admin_fail(struct run *run, const char *arg, bool force, char *msg, s
 	snprintf(msg, len, "role %d (%s) marked faulty; the array is %s", i,
 		 run->as->dev[i][0] ? run->as->dev[i] : "-",
 		 control_health_name(run_health(engine_state(run->e))));
+	describe_unit(run, (unsigned)i, unit);
 	return 0;
 }
 
@@ -212,7 +222,8 @@ static int admin_fail(struct run *run, const char *arg, bool force, char *msg, s
  * nothing, and the role table is only changed once the engine has let the
  * unit go, so the two never disagree.
  */
-static int admin_remove(struct run *run, const char *arg, char *msg, size_t len)
+static int admin_remove(struct run *run, const char *arg, char *msg, size_t len,
+			struct rt_control_unit *unit)
 {
 	struct slot_change c = { .state = RT_SLOT_MISSING, .forget = true };
 	struct rt_assembly *as = run->as;
@@ -248,12 +259,15 @@ static int admin_remove(struct run *run, const char *arg, char *msg, size_t len)
 		return -ENODEV;
 	}
 	snprintf(dev, sizeof(dev), "%s", as->dev[i]);
+	/* Who it was, before its place is cleared. */
+	describe_unit(run, (unsigned)i, unit);
 	if (role) {
 		r = run_detach_failed_unit(run, (uint32_t)i, &u);
 		if (r < 0) {
 			snprintf(msg, len, "cannot take '%s' out of role %d: %s; nothing was "
 				 "changed", dev, i, r == -EBUSY ? "the engine still uses it" :
 				 strerror(-r));
+			unit->state[0] = '\0';
 			return r;
 		}
 	} else {
@@ -279,6 +293,7 @@ static int admin_remove(struct run *run, const char *arg, char *msg, size_t len)
 	       dev, c.slot, (unsigned long long)as->sb.events);
 	snprintf(msg, len, "'%s' removed from slot %u; its own superblock is left as it was "
 		 "(stale)", dev, c.slot);
+	snprintf(unit->state, sizeof(unit->state), "removed");
 	return 0;
 }
 
@@ -464,7 +479,8 @@ static int readd_partial(struct run *run, struct rt_unit *u, const struct rt_sb 
  * array was written since (readd_partial); any other is rewritten as a new
  * member and rebuilt in full. "--force PATH" overwrites what it holds.
  */
-static int admin_add(struct run *run, const char *arg, bool force, char *msg, size_t len)
+static int admin_add(struct run *run, const char *arg, bool force, char *msg, size_t len,
+		     struct rt_control_unit *unit)
 {
 	struct rt_assembly *as = run->as;
 	struct rt_unit *u = NULL;
@@ -489,8 +505,12 @@ static int admin_add(struct run *run, const char *arg, bool force, char *msg, si
 	r = readd_probe(run, arg, &u, &sb, &why, msg, len);
 	if (r < 0)
 		goto out;
-	if (r > 0)
-		return readd_partial(run, u, &sb, arg, msg, len);
+	if (r > 0) {
+		r = readd_partial(run, u, &sb, arg, msg, len);
+		if (r == 0)
+			describe_unit(run, sb.unit.slot, unit);
+		return r;
+	}
 	t = add_target(run, UINT32_MAX, msg, len);
 	if (t < 0) {
 		r = t;
@@ -566,6 +586,10 @@ undo:
 		as->n_units--;
 	unit_close(u);
 out:
+	if (r == 0 && locked)
+		run_unit_describe(run, idx, unit);
+	else if (r == 0)
+		describe_unit(run, idx, unit);
 	if (locked)
 		pthread_mutex_unlock(&run->sb_lock);
 	return r;
@@ -901,7 +925,8 @@ static int admin_tune(struct run *run, const char *arg, char *msg, size_t len)
 	return 0;
 }
 
-int run_admin_command(void *ctx, const struct rt_control_req *rq, char *msg, size_t len)
+int run_admin_command(void *ctx, const struct rt_control_req *rq, char *msg, size_t len,
+		      struct rt_control_unit *unit)
 {
 	struct run *run = ctx;
 	int r;
@@ -935,13 +960,13 @@ int run_admin_command(void *ctx, const struct rt_control_req *rq, char *msg, siz
 	/* One at a time, and not while a spare is being taken. */
 	pthread_mutex_lock(&run->admin_lock);
 	if (rq->verb == RT_VERB_ADD)
-		r = admin_add(run, rq->arg, rq->force, msg, len);
+		r = admin_add(run, rq->arg, rq->force, msg, len, unit);
 	else if (rq->verb == RT_VERB_FAIL)
-		r = admin_fail(run, rq->arg, rq->force, msg, len);
+		r = admin_fail(run, rq->arg, rq->force, msg, len, unit);
 	else if (rq->verb == RT_VERB_REPLACE)
 		r = admin_replace(run, rq->arg, rq->force, msg, len);
 	else
-		r = admin_remove(run, rq->arg, msg, len);
+		r = admin_remove(run, rq->arg, msg, len, unit);
 	pthread_mutex_unlock(&run->admin_lock);
 	return r;
 }

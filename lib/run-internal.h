@@ -97,6 +97,10 @@ void run_remove_files(struct run *run, bool keep_log);
 
 /* run-admin.c: the admin operations on a running array */
 void run_take_spare(struct run *run);	/* md's hot spare, on the main thread */
-int run_admin_command(void *ctx, const struct rt_control_req *rq, char *msg, size_t len);
+int run_admin_command(void *ctx, const struct rt_control_req *rq, char *msg, size_t len,
+		      struct rt_control_unit *unit);
+
+/* Unit @i of the assembly as status shows it: slot, device, uuid, hashcode, state. */
+void run_unit_describe(struct run *run, unsigned i, struct rt_control_unit *u);
 
 #endif

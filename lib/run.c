@@ -93,6 +93,26 @@ static void fuse_status(const struct rt_export *x, struct rt_control_status *st)
 	st->fuse_queue_depth = fs.queue_depth;
 }
 
+void run_unit_describe(struct run *run, unsigned i, struct rt_control_unit *u)
+{
+	const struct rt_assembly *as = run->as;
+	uint32_t slot = as->own[i].slot;
+
+	u->slot = slot;
+	snprintf(u->device, sizeof(u->device), "%s", as->dev[i]);
+	memcpy(u->uuid, as->own[i].uuid, RT_UUID_SIZE);
+	u->hashcode = as->own[i].hashcode;
+	snprintf(u->state, sizeof(u->state), "%s",
+		 sb_slot_state_name(slot < RT_MAX_UNITS ? as->sb.slots[slot].state : 0));
+	if (slot < as->n_roles && !as->units[i]) {
+		snprintf(u->state, sizeof(u->state), "missing");
+	} else if (slot < as->n_roles && as->sb.slots[slot].state == RT_SLOT_ACTIVE &&
+		   engine_role_state(run->e, slot) == RT_ROLE_FAULTY) {
+		/* Failed, and its superblock update did not get through. */
+		snprintf(u->state, sizeof(u->state), "faulty");
+	}
+}
+
 static int on_status(void *ctx, struct rt_control_status *st)
 {
 	struct run *run = ctx;
@@ -127,19 +147,7 @@ static int on_status(void *ctx, struct rt_control_status *st)
 		struct rt_control_unit *u = &st->units[i];
 		uint32_t slot = as->own[i].slot;
 
-		u->slot = slot;
-		snprintf(u->device, sizeof(u->device), "%s", as->dev[i]);
-		memcpy(u->uuid, as->own[i].uuid, RT_UUID_SIZE);
-		u->hashcode = as->own[i].hashcode;
-		snprintf(u->state, sizeof(u->state), "%s",
-			 sb_slot_state_name(slot < RT_MAX_UNITS ? as->sb.slots[slot].state : 0));
-		if (slot < as->n_roles && !as->units[i]) {
-			snprintf(u->state, sizeof(u->state), "missing");
-		} else if (slot < as->n_roles && as->sb.slots[slot].state == RT_SLOT_ACTIVE &&
-			   engine_role_state(run->e, slot) == RT_ROLE_FAULTY) {
-			/* Failed, and its superblock update did not get through. */
-			snprintf(u->state, sizeof(u->state), "faulty");
-		}
+		run_unit_describe(run, i, u);
 		if (slot < as->n_roles) {
 			u->reads = es->unit[slot].reads;
 			u->writes = es->unit[slot].writes;

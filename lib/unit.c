@@ -155,6 +155,11 @@ const char *unit_open_error(int err)
 	}
 }
 
+void unit_log_open_error(const char *path, int err)
+{
+	rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, unit_open_error(err));
+}
+
 int unit_open(const char *path, unsigned flags, struct rt_unit **out)
 {
 	struct rt_unit *u;

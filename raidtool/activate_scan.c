@@ -8,25 +8,27 @@
 #include <raidtool/bootunits.h>
 #include <raidtool/lock.h>
 #include <raidtool/overview.h>
+#include <raidtool/unit.h>
 #include "activate_scan.h"
 #include "cli.h"
 
 int activate_scan_usage(bool scan, bool run, bool foreground, const char **names, int n)
 {
 	if (!scan && !run && n == 0)
-		return cli_usage_error("activate", "name the array to start, or give --scan");
+		return cli_usage_error("activate", "name the array to start, or give --scan"),
+		       -EINVAL;
 	/* Without --scan the words are array names, and one start is one array. */
 	if (!scan && !run)
 		return cli_usage_error("activate", "one array at a time: %d names given ('%s', "
 				       "'%s'%s); run activate once per array, or give --scan "
 				       "to start every complete array", n, names[0], names[1],
-				       n > 2 ? ", ..." : "");
+				       n > 2 ? ", ..." : ""), -EINVAL;
 	if (!scan)
-		return cli_usage_error("activate", "--run goes with --scan");
+		return cli_usage_error("activate", "--run goes with --scan"), -EINVAL;
 	if (foreground)
 		return cli_usage_error("activate", "--scan starts each array in the background: "
-				       "--foreground is for one array");
-	return -1;
+				       "--foreground is for one array"), -EINVAL;
+	return 0;
 }
 
 static void print_link(const char *name, const char *link, const char *dev, void *arg)
@@ -46,8 +48,8 @@ static int start_one(const struct rt_control_status *st, bool readonly, bool for
 	int lock_fd = -1, r;
 
 	snprintf(id, sizeof(id), "%08x", st->hashcode);
-	r = cli_lock_array(id, &lock_fd);
-	if (r >= 0)
+	r = cli_exit_code(cli_lock_array(id, &lock_fd));
+	if (r != EXIT_OK)
 		return r;
 	o.id = id;
 	o.force = force;
@@ -60,7 +62,7 @@ static int start_one(const struct rt_control_status *st, bool readonly, bool for
 	return 0;
 }
 
-/* The block devices of @units (image files attached): -1, else the exit code. */
+/* The block devices of @units (image files attached): 0, or -errno (printed). */
 static int attach_units(const char **units, int n, char (*devs)[64], const char **ptrs)
 {
 	for (int i = 0; i < n; i++) {
@@ -68,12 +70,14 @@ static int attach_units(const char **units, int n, char (*devs)[64], const char 
 
 		if (r == -ENOTBLK)
 			return cli_usage_error("activate", "'%s': not a block device or image file",
-					       units[i]);
+					       units[i]), -EINVAL;
+		if (r == -ENOENT || r == -EACCES || r == -ENOTDIR)
+			unit_log_open_error(units[i], r);
 		if (r < 0)
-			return cli_fail(r, "'%s': cannot attach", units[i]);
+			return cli_report(r, "'%s': cannot attach", units[i]);
 		ptrs[i] = devs[i];
 	}
-	return -1;
+	return 0;
 }
 
 int activate_scan(bool run, bool readonly, bool force, const char **units, int n_units)
@@ -94,8 +98,8 @@ int activate_scan(bool run, bool readonly, bool force, const char **units, int n
 			r = cli_fail(-ENOMEM, "activate --scan");
 			goto out;
 		}
-		r = attach_units(units, n_units, devs, ptrs);
-		if (r >= 0)
+		r = cli_exit_code(attach_units(units, n_units, devs, ptrs));
+		if (r != EXIT_OK)
 			goto out;
 		r = overview_collect_list(ptrs, (size_t)n_units, &o);
 	} else {

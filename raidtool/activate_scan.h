@@ -5,8 +5,8 @@
 #include <stdbool.h>
 
 /*
- * activate's words and options ask for something it does: -1, else the
- * usage exit code (no name, several names without --scan, --scan's
+ * activate's words and options ask for something it does: 0, else -EINVAL
+ * after a usage error (no name, several names without --scan, --scan's
  * options without it or with --foreground).
  */
 int activate_scan_usage(bool scan, bool run, bool foreground, const char **names, int n);

@@ -1,20 +1,34 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <uuid/uuid.h>
+#include <raidtool/array.h>
 #include <raidtool/lock.h>
 #include <raidtool/control.h>
 #include <raidtool/log.h>
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
 #include "cli.h"
+#include "describe.h"
+#include "json-out.h"
 
 int cli_verbose;
 int cli_quiet;
+int cli_batch_mode;
+
+/* What cli_run found for a command with CLI_NEEDS_ARRAY; target.id NULL: nothing. */
+static struct cli_target target;
+
+const struct cli_target *cli_target(void)
+{
+	return target.id ? &target : NULL;
+}
 
 /* Set once the library has explained a failure, so cli_fail adds nothing. */
 static bool lib_reported_error;
@@ -50,7 +64,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "raidtool %s: ", cmd);
+	fprintf(stderr, "raidtool: %s: ", cmd);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -85,19 +99,35 @@ int cli_exit_code(int err)
 	}
 }
 
-int cli_fail(int err, const char *fmt, ...)
+static __attribute__((format(printf, 2, 0))) int vreport(int err, const char *fmt, va_list ap)
 {
-	va_list ap;
-
 	if (!lib_reported_error) {
 		fputs("raidtool: ", stderr);
-		va_start(ap, fmt);
 		vfprintf(stderr, fmt, ap);
-		va_end(ap);
 		fprintf(stderr, ": %s\n", strerror(-err));
 	}
 	/* The next operation's failure must be explained on its own. */
 	lib_reported_error = false;
+	return err;
+}
+
+int cli_report(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(err, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+int cli_fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(err, fmt, ap);
+	va_end(ap);
 	return cli_exit_code(err);
 }
 
@@ -123,6 +153,23 @@ int cli_check_stdout(int rc)
 	err = errno ? errno : EIO;
 	cli_error("cannot write to standard output: %s", strerror(err));
 	return rc == EXIT_OK ? EXIT_FAIL : rc;
+}
+
+/* Once for the command: the array @id names, which must run when @running. 0, or -errno. */
+static int find_target(const char *id, bool running)
+{
+	uint8_t uuid[RT_UUID_SIZE];
+	int r;
+
+	r = running ? cli_running_name(id, target.name, sizeof(target.name), uuid) :
+		      cli_find_running_uuid(id, target.name, sizeof(target.name),
+					    &target.running, uuid);
+	if (r < 0)
+		return r;
+	memcpy(target.uuid, uuid, RT_UUID_SIZE);
+	target.running = target.running || running;
+	target.id = id;
+	return 0;
 }
 
 /* @cmd as "raidtool @full" (the command's name, or "NAME SUB" of a subcommand). */
@@ -156,7 +203,7 @@ static int run_named(const struct cli_command *cmd, const char *full, int argc,
 	while ((rc = poptGetNextOpt(pc)) > 0)
 		;
 	if (rc < -1) {
-		fprintf(stderr, "raidtool %s: %s: %s\n", full,
+		fprintf(stderr, "raidtool: %s: %s: %s\n", full,
 			poptBadOption(pc, POPT_BADOPTION_NOALIAS), poptStrerror(rc));
 		fprintf(stderr, "Try 'raidtool %s --help' for more information.\n", full);
 		rc = EXIT_USAGE;
@@ -182,6 +229,11 @@ static int run_named(const struct cli_command *cmd, const char *full, int argc,
 				     full, cmd->args);
 		goto out;
 	}
+	if (cmd->flags & (CLI_NEEDS_ARRAY | CLI_NEEDS_RUNNING)) {
+		rc = cli_exit_code(find_target(args[0], cmd->flags & CLI_NEEDS_RUNNING));
+		if (rc != EXIT_OK)
+			goto out;
+	}
 	rc = cli_check_stdout(cmd->run(n, args));
 out:
 	poptFreeContext(pc);
@@ -198,7 +250,7 @@ static int run_sub(const struct cli_command *cmd, int argc, const char **argv)
 	int rc = EXIT_USAGE;
 
 	if (argc < 2) {
-		fprintf(stderr, "raidtool %s: missing subcommand\n", cmd->name);
+		fprintf(stderr, "raidtool: %s: missing subcommand\n", cmd->name);
 	} else if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
 		   !strcmp(argv[1], "--usage")) {
 		f = stdout;
@@ -209,7 +261,7 @@ static int run_sub(const struct cli_command *cmd, int argc, const char **argv)
 				snprintf(full, sizeof(full), "%s %s", cmd->name, sub->name);
 				return run_named(sub, full, argc - 1, argv + 1);
 			}
-		fprintf(stderr, "raidtool %s: '%s' is not a subcommand\n", cmd->name, argv[1]);
+		fprintf(stderr, "raidtool: %s: '%s' is not a subcommand\n", cmd->name, argv[1]);
 	}
 	fprintf(f, "Usage: raidtool %s SUBCOMMAND [OPTIONS] ARGS\n\nSubcommands:\n", cmd->name);
 	for (sub = cmd->subs; sub->name; sub++)
@@ -259,8 +311,8 @@ int cli_parse_size(const char *cmd, const char *opt, const char *s, uint64_t *ou
 	int r = sb_size_parse(s, out);
 
 	if (r < 0)
-		return cli_usage_error(cmd, "%s '%s': not a size (use a number with K, M or G)", opt, s);
-	return -1;
+		cli_usage_error(cmd, "%s '%s': not a size (use a number with K, M or G)", opt, s);
+	return r < 0 ? -EINVAL : 0;
 }
 
 int cli_lookup_array(const struct rt_scan *s, const char *id,
@@ -269,7 +321,7 @@ int cli_lookup_array(const struct rt_scan *s, const char *id,
 	int r = scan_find(s, id, out);
 
 	lib_reported_error = false;	/* scan_find said why; the next failure says its own */
-	return r == 0 ? -1 : cli_exit_code(r);
+	return r;
 }
 
 int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
@@ -280,25 +332,26 @@ int cli_read_unit(const char *path, struct rt_sb *sb, struct rt_sb_status *st,
 
 	r = unit_open(path, RT_UNIT_ATTACH, &u);
 	if (r < 0) {
-		cli_error("'%s': cannot open: %s", path, unit_open_error(r));
-		return cli_exit_code(r);
+		unit_log_open_error(path, r);
+		return cli_report(r, "'%s'", path);
 	}
 	r = unit_read_sb(u, sb, st);
 	if (r == 0 && keep) {
 		*keep = u;
-		return -1;
+		return 0;
 	}
 	unit_close(u);
 	if (r == -ENODATA) {
 		if (!quiet_missing)
 			cli_error("'%s': holds no raidtool superblock", path);
-		return EXIT_NOTFOUND;
+		return r;
 	}
 	if (r < 0) {
 		cli_error("'%s': no valid raidtool superblock: %s", path, strerror(-r));
-		return EXIT_FAIL;
+		/* A damaged superblock is a failure (exit 1), whatever its errno. */
+		return cli_exit_code(r) == EXIT_FAIL ? r : -EIO;
 	}
-	return -1;
+	return 0;
 }
 
 int cli_scan_lookup(const char *id, struct rt_scan **s, const struct rt_scan_array **a)
@@ -306,7 +359,7 @@ int cli_scan_lookup(const char *id, struct rt_scan **s, const struct rt_scan_arr
 	int r = scan_devices_find(id, s, a);
 
 	lib_reported_error = false;	/* the library said why; the next failure says its own */
-	return r == 0 ? -1 : cli_exit_code(r);
+	return r;
 }
 
 int cli_find_running_uuid(const char *id, char *name, size_t len, bool *running,
@@ -317,9 +370,16 @@ int cli_find_running_uuid(const char *id, char *name, size_t len, bool *running,
 	struct rt_scan *s = NULL;
 	int r;
 
+	/* Found by cli_run for this command already: no second scan. */
+	if (target.id && !strcmp(id, target.id)) {
+		snprintf(name, len, "%s", target.name);
+		memcpy(uuid, target.uuid, RT_UUID_SIZE);
+		*running = control_probe(uuid, &p) == 0 && p.state == RT_CONTROL_ACTIVE;
+		return 0;
+	}
 	/* By a scan, never by the run directory alone: a stopped array may share the name. */
 	r = cli_scan_lookup(id, &s, &a);
-	if (r < 0) {
+	if (r == 0) {
 		snprintf(name, len, "%s", a->sb.array.name);
 		memcpy(uuid, a->sb.array.uuid, RT_UUID_SIZE);
 		*running = control_probe(uuid, &p) == 0 && p.state == RT_CONTROL_ACTIVE;
@@ -355,9 +415,9 @@ int cli_lock_array(const char *id, int *fd)
 	if (r == -ENOENT && sb_name_check(id) == 0)
 		r = control_name_lookup(id, uuid);
 	if (r < 0)
-		return -1;
+		return 0;
 	r = lock_take_array(uuid, fd);
-	return r < 0 ? cli_fail(r, "'%s': cannot take the array's lock", id) : -1;
+	return r < 0 ? cli_report(r, "'%s': cannot take the array's lock", id) : 0;
 }
 
 int cli_lock_array_and_names(const char *id, int *array_fd, int *names_fd)
@@ -365,15 +425,15 @@ int cli_lock_array_and_names(const char *id, int *array_fd, int *names_fd)
 	int r = cli_lock_array(id, array_fd);
 
 	*names_fd = -1;
-	if (r >= 0)
+	if (r < 0)
 		return r;
 	r = lock_take(RT_LOCK_NAMES, names_fd);
 	if (r < 0) {
 		lock_release(*array_fd);
 		*array_fd = -1;
-		return cli_fail(r, "'%s': cannot take the lock of the array names", id);
+		return cli_report(r, "'%s': cannot take the lock of the array names", id);
 	}
-	return -1;
+	return 0;
 }
 
 int cli_running_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUID_SIZE])
@@ -381,58 +441,72 @@ int cli_running_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUI
 	bool running;
 	int r = cli_find_running_uuid(id, name, len, &running, uuid);
 
-	if (r >= 0 || running)
+	if (r < 0 || running)
 		return r;
 	cli_error("'%s': not active (these requests need a running array; see 'raidtool "
 		  "activate')", id);
-	return EXIT_NOTFOUND;
+	return -ENXIO;
 }
 
 int cli_control_send(const char *id, const char *what, const struct rt_control_req *rq,
 		     char *name, size_t namelen, char *msg, size_t msglen)
 {
-	struct rt_control_probe p;
 	uint8_t uuid[RT_UUID_SIZE];
+
+	return cli_control_send_unit(id, what, rq, name, namelen, uuid, msg, msglen, NULL);
+}
+
+int cli_control_send_unit(const char *id, const char *what, const struct rt_control_req *rq,
+			  char *name, size_t namelen, uint8_t uuid[RT_UUID_SIZE], char *msg,
+			  size_t msglen, struct rt_control_unit *unit)
+{
+	struct rt_control_probe p;
 	int r, lock_fd = -1;
 
 	const char *verb = control_verb_name(rq->verb);
 	const char *arg = rq->arg ? rq->arg : "";
 
 	r = cli_running_name(id, name, namelen, uuid);
-	if (r >= 0)
+	if (r < 0)
 		return r;
-	if (strchr(arg, '\n'))
-		return cli_usage_error(verb, "'%s': not a valid argument", arg);
+	if (strchr(arg, '\n')) {
+		cli_usage_error(verb, "'%s': not a valid argument", arg);
+		return -EINVAL;
+	}
 	/* "uuid=UUID VERB --force ARG\n" */
 	if (strlen(RT_CONTROL_UUID_PREFIX) + 37 + strlen(verb) + 9 + strlen(arg) + 2 >
-	    RT_CONTROL_LINE_MAX)
-		return cli_usage_error(verb, "argument too long");
+	    RT_CONTROL_LINE_MAX) {
+		cli_usage_error(verb, "argument too long");
+		return -EINVAL;
+	}
 	/* One admin command on the array at a time (lib/lock.c). */
 	r = lock_take_array(uuid, &lock_fd);
 	if (r < 0)
-		return cli_fail(r, "'%s': %s", name, what);
+		return cli_report(r, "'%s': %s", name, what);
 	/* The lock's holder may have been a deactivate: its socket is gone. */
 	if (control_probe(uuid, &p) < 0 || p.state != RT_CONTROL_ACTIVE) {
 		lock_release(lock_fd);
 		cli_error("'%s': %s: not active (it stopped while this command waited for the "
 			  "array's lock)", name, what);
-		return EXIT_NOTFOUND;
+		return -ESHUTDOWN;
 	}
 	/* The engine refuses the request unless it runs exactly this array. */
-	r = control_call(uuid, name, rq, msg, msglen);
+	r = control_call_unit(uuid, name, rq, msg, msglen, unit);
 	lock_release(lock_fd);
 	if (r < 0)
-		return cli_fail(r, "'%s': %s", name, what);
-	return -1;
+		return cli_report(r, "'%s': %s", name, what);
+	return 0;
 }
 
 int cli_speed_limit_arg(const char *cmd, int mib, char *arg, size_t len)
 {
-	if (mib < 0 || mib > 1048576)
-		return cli_usage_error(cmd, "--speed-limit: '%d' is not a number of MiB/s from 0 "
-				       "to 1048576", mib);
+	if (mib < 0 || mib > 1048576) {
+		cli_usage_error(cmd, "--speed-limit: '%d' is not a number of MiB/s from 0 "
+				"to 1048576", mib);
+		return -EINVAL;
+	}
 	snprintf(arg, len, "%llu", (unsigned long long)mib << 20);
-	return -1;
+	return 0;
 }
 
 int cli_send_speed_limit(const char *cmd, const char *id, int mib)
@@ -442,9 +516,9 @@ int cli_send_speed_limit(const char *cmd, const char *id, int mib)
 	int r;
 
 	if (mib == -1)
-		return -1;
+		return 0;
 	r = cli_speed_limit_arg(cmd, mib, arg, sizeof(arg));
-	if (r >= 0)
+	if (r < 0)
 		return r;
 	rq.arg = arg;
 	return cli_control_send(id, "cannot set the speed limit", &rq, name, sizeof(name), msg,
@@ -457,9 +531,111 @@ int cli_control_command(const char *id, const char *what, const struct rt_contro
 	int r;
 
 	r = cli_control_send(id, what, rq, name, sizeof(name), msg, sizeof(msg));
-	if (r >= 0)
-		return r;
+	if (r < 0)
+		return cli_exit_code(r);
 	if (msg[0])
 		printf("'%s': %s\n", name, msg);
 	return EXIT_OK;
+}
+
+int cli_unit_command(const char *id, const char *what, const struct rt_control_req *rq,
+		     bool as_json)
+{
+	char name[RT_NAME_MAX + 1], msg[1024];
+	struct rt_control_status *st;
+	struct rt_control_unit unit;
+	uint8_t uuid[RT_UUID_SIZE];
+	struct json j;
+	bool have_st;
+	int r;
+
+	r = cli_control_send_unit(id, what, rq, name, sizeof(name), uuid, msg, sizeof(msg),
+				  &unit);
+	if (r < 0)
+		return cli_exit_code(r);
+	if (!as_json) {
+		if (msg[0])
+			printf("'%s': %s\n", name, msg);
+		return EXIT_OK;
+	}
+	/* The array as the change left it; done is done even if it stopped since. */
+	st = calloc(1, sizeof(*st));
+	have_st = st && control_status(uuid, name, st) == 0;
+	lib_reported_error = false;
+	json_init(&j, stdout);
+	json_object_begin(&j, NULL);
+	json_str(&j, "name", name);
+	json_uuid(&j, "uuid", uuid);
+	if (have_st)
+		json_hash(&j, "hashcode", st->hashcode);
+	else
+		json_str(&j, "hashcode", NULL);
+	json_str(&j, "operation", control_verb_name(rq->verb));
+	describe_unit_change_json(&j, "unit", have_st ? st->n_devices : RT_MAX_UNITS, &unit);
+	json_str(&j, "health", have_st && st->health != RT_HEALTH_NONE ? control_health_name(st->health) : NULL);
+	json_str(&j, "message", msg);
+	json_object_end(&j);
+	json_finish(&j);
+	free(st);
+	return EXIT_OK;
+}
+
+int cli_confirm(const char *const *lines, size_t n_lines)
+{
+	char *answer = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	bool yes;
+
+	if (cli_batch_mode || !isatty(STDIN_FILENO) || !n_lines)
+		return 0;
+	fflush(stdout);
+	fprintf(stderr, "WARNING: this destroys data:\n");
+	for (size_t i = 0; i < n_lines; i++)
+		fprintf(stderr, "  %s\n", lines[i]);
+	fprintf(stderr, "Are you sure? (Type 'YES' in capital letters): ");
+	fflush(stderr);
+	n = getline(&answer, &cap, stdin);
+	yes = n > 0 && !strcmp(answer, n == 4 ? "YES\n" : "YES");
+	free(answer);
+	if (yes)
+		return 0;
+	if (n <= 0)
+		fputc('\n', stderr);
+	cli_error("aborted: nothing was changed (the answer was not YES)");
+	return EXIT_REFUSED;
+}
+
+int cli_confirm_units(const char *const *paths, size_t n, bool any, const char *consequence)
+{
+	char (*what)[RT_NAME_MAX + PATH_MAX + 256] = NULL;
+	const char **lines = NULL;
+	size_t n_lines = 0;
+	int r = 0;
+
+	if (cli_batch_mode || !isatty(STDIN_FILENO))
+		return 0;
+	what = calloc(n, sizeof(*what));
+	lines = calloc(n, sizeof(*lines));
+	if (!what || !lines) {
+		r = cli_fail(-ENOMEM, "cannot ask for confirmation");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char desc[RT_NAME_MAX + 128];
+		int kind = array_unit_contents(paths[i], desc, sizeof(desc));
+
+		if (kind <= RT_CONTENTS_NONE || (!any && kind != RT_CONTENTS_RAIDTOOL))
+			continue;
+		snprintf(what[n_lines], sizeof(what[n_lines]), "'%s' %s: %s", paths[i], desc,
+			 consequence);
+		lines[n_lines] = what[n_lines];
+		n_lines++;
+	}
+	lib_reported_error = false;
+	r = cli_confirm(lines, n_lines);
+out:
+	free(lines);
+	free(what);
+	return r;
 }

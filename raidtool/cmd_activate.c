@@ -7,10 +7,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include <raidtool/activate.h>
+#include <raidtool/control.h>
 #include <raidtool/lock.h>
 #include "cli.h"
 #include "commands.h"
 #include "activate_scan.h"
+#include "describe.h"
+#include "json-out.h"
 
 /*
  * Under systemd (Type=notify) tell the service manager the device is ready:
@@ -40,8 +43,42 @@ static void notify_systemd(const char *state)
 
 struct ready_ctx {
 	int foreground;
+	int as_json;
 	int lock_fd;		/* the array's admin lock, held until the device is up */
 };
+
+/* The started array, from its engine (the control socket is up before it is ready). */
+static void print_ready_json(const char *name, const char *link, const char *dev)
+{
+	struct rt_control_status *st = calloc(1, sizeof(*st));
+	uint8_t uuid[RT_UUID_SIZE];
+	char owner[RT_NAME_MAX + 1];
+	bool have_st = false;
+	struct json j;
+
+	if (st && control_array_of_device(dev, owner, sizeof(owner), uuid) == 0)
+		have_st = control_status(uuid, name, st) == 0;
+	json_init(&j, stdout);
+	json_object_begin(&j, NULL);
+	if (have_st) {
+		describe_array_id_json(&j, st->name, st->uuid, st->hashcode);
+	} else {
+		json_str(&j, "name", name);
+		json_str(&j, "uuid", NULL);
+		json_str(&j, "hashcode", NULL);
+	}
+	json_str(&j, "device", link);
+	json_str(&j, "loop_device", dev);
+	json_str(&j, "state", have_st ? st->state : "active");
+	json_str(&j, "health", have_st && st->health != RT_HEALTH_NONE ? control_health_name(st->health) : NULL);
+	if (have_st)
+		json_i64(&j, "pid", st->pid);
+	else
+		json_str(&j, "pid", NULL);
+	json_object_end(&j);
+	json_finish(&j);
+	free(st);
+}
 
 static void print_ready(const char *name, const char *link, const char *dev, void *arg)
 {
@@ -54,7 +91,10 @@ static void print_ready(const char *name, const char *link, const char *dev, voi
 
 	if (cli_verbose)
 		fprintf(stderr, "raidtool: '%s': active on %s (%s)\n", name, link, dev);
-	printf("%s\n", link);
+	if (rc->as_json)
+		print_ready_json(name, link, dev);
+	else
+		printf("%s\n", link);
 	fflush(stdout);
 	if (rc->foreground) {
 		snprintf(state, sizeof(state), "READY=1\nSTATUS=active on %s (%s)", link, dev);
@@ -62,7 +102,7 @@ static void print_ready(const char *name, const char *link, const char *dev, voi
 	}
 }
 
-static int foreground = 0, force = 0, readonly = 0, scan = 0, run_degraded = 0;
+static int foreground = 0, force = 0, readonly = 0, scan = 0, run_degraded = 0, as_json = 0;
 
 static const struct poptOption activate_opts[] = {
 	{ "foreground", 'f', POPT_ARG_NONE, &foreground, 0,
@@ -79,6 +119,8 @@ static const struct poptOption activate_opts[] = {
 	  "in /etc/raidtool/units)", NULL },
 	{ "run", 'R', POPT_ARG_NONE, &run_degraded, 0,
 	  "with --scan: start degraded arrays too", NULL },
+	{ "json", 0, POPT_ARG_NONE, &as_json, 0,
+	  "print the started array (name, uuid, device, ...) as JSON; not with --scan", NULL },
 	POPT_TABLEEND
 };
 
@@ -90,16 +132,21 @@ static int run_activate(int n, const char **args)
 	int r;
 
 	if (scan || run_degraded || n != 1) {
+		if (as_json) {
+			r = cli_usage_error("activate", "--json is for one array, not with --scan");
+			goto out;
+		}
 		/* Boot without udev: activate_scan.c. */
-		r = activate_scan_usage(scan, run_degraded, foreground, args, n);
-		if (r < 0)
+		r = cli_exit_code(activate_scan_usage(scan, run_degraded, foreground, args, n));
+		if (r == EXIT_OK)
 			r = activate_scan(run_degraded, readonly, force, args, n);
 		goto out;
 	}
-	r = cli_lock_array(args[0], &rc.lock_fd);
-	if (r >= 0)
+	r = cli_exit_code(cli_lock_array(args[0], &rc.lock_fd));
+	if (r != EXIT_OK)
 		goto out;
 	rc.foreground = foreground;
+	rc.as_json = as_json;
 	o.id = args[0];
 	o.foreground = foreground;
 	o.force = force;

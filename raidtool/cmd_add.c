@@ -1,85 +1,81 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <raidtool/array.h>
-#include <raidtool/control.h>
-#include <raidtool/lock.h>
-#include <raidtool/scan.h>
+#include <raidtool/admin.h>
 #include "cli.h"
 #include "commands.h"
+#include "describe.h"
+#include "json-out.h"
 
-
-/* A running array: one control request per unit, by absolute path (the engine's cwd is /). */
-static int add_running(const char *id, const char *const *units, int n, bool force)
-{
-	struct rt_control_req rq = { .verb = RT_VERB_ADD, .force = force };
-	char path[PATH_MAX], what[PATH_MAX + 32];
-	int r;
-
-	for (int i = 0; i < n; i++) {
-		if (!realpath(units[i], path))
-			return cli_fail(-errno, "'%s'", units[i]);
-		rq.arg = path;
-		snprintf(what, sizeof(what), "cannot add '%s'", units[i]);
-		r = cli_control_command(id, what, &rq);
-		if (r != EXIT_OK)
-			return r;
-	}
-	return EXIT_OK;
-}
-
-static int force = 0, speed = -1;
+static int force = 0, speed = -1, as_json = 0;
 
 static const struct poptOption add_opts[] = {
 	{ "force", 'f', POPT_ARG_NONE, &force, 0,
 	  "overwrite units that hold a filesystem, other signature or raidtool superblock", NULL },
 	CLI_SPEED_LIMIT_OPT(speed),
+	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print what was done as JSON", NULL },
 	POPT_TABLEEND
 };
 
+/* What was added: also the units added before one failed. */
+static void print_added(const struct rt_add_result *res)
+{
+	struct json j;
+
+	if (!as_json) {
+		for (size_t i = 0; i < res->n_added; i++) {
+			if (res->running)
+				printf("'%s': %s\n", res->name, res->added[i].msg);
+			else
+				printf("added '%s' to array '%s'\n", res->added[i].path, res->name);
+		}
+		return;
+	}
+	json_init(&j, stdout);
+	json_object_begin(&j, NULL);
+	describe_array_id_json(&j, res->name, res->uuid, res->hashcode);
+	json_bool(&j, "running", res->running);
+	json_array_begin(&j, "units");
+	for (size_t i = 0; i < res->n_added; i++) {
+		const struct rt_added_unit *a = &res->added[i];
+
+		json_object_begin(&j, NULL);
+		json_str(&j, "path", a->path);
+		describe_unit_change_json(&j, "unit", res->n_devices, &a->unit);
+		json_str(&j, "message", a->msg[0] ? a->msg : NULL);
+		json_object_end(&j);
+	}
+	json_array_end(&j);
+	json_object_end(&j);
+	json_finish(&j);
+}
+
+/* The library finds out whether an engine runs the array, and asks it or writes itself. */
 static int run_add(int n, const char **args)
 {
-	char name[RT_NAME_MAX + 1];
-	bool running;
-	struct rt_sb sb;
-	int r, array_fd = -1, names_fd = -1;
+	struct rt_add_opts o = { .force = force, .speed_limit = -1 };
+	struct rt_add_result *res;
+	char arg[32];
+	int r;
 
-	/* Under the locks, so that no activate starts it meanwhile. */
-	r = cli_lock_array_and_names(args[0], &array_fd, &names_fd);
-	if (r >= 0)
-		goto out;
-	r = cli_find_running(args[0], name, sizeof(name), &running);
-	if (r >= 0)
-		goto out;
-	if (running) {
-		/* Each request to the engine takes the array's lock itself. */
-		lock_release(names_fd);
-		lock_release(array_fd);
-		names_fd = array_fd = -1;
-		r = cli_send_speed_limit("add", args[0], speed);
-		if (r < 0)
-			r = add_running(args[0], args + 1, n - 1, force);
-		goto out;
-	}
 	if (speed != -1) {
-		r = cli_usage_error("add", "--speed-limit: '%s' is not running (a rebuild starts "
-				    "when it is activated; see RAIDTOOL_SYNC_SPEED_MAX)", args[0]);
-		goto out;
+		r = cli_exit_code(cli_speed_limit_arg("add", speed, arg, sizeof(arg)));
+		if (r != EXIT_OK)
+			return r;
+		o.speed_limit = strtoll(arg, NULL, 10);
 	}
-	r = array_add(args[0], args + 1, (size_t)(n - 1), force, &sb);
-	if (r < 0) {
+	res = calloc(1, sizeof(*res));
+	if (!res)
+		return cli_fail(-ENOMEM, "'%s': cannot add units", args[0]);
+	r = admin_add_units(args[0], args + 1, (size_t)(n - 1), &o, res);
+	if (res->n_added)
+		print_added(res);
+	if (r < 0)
 		r = cli_fail(r, "'%s': cannot add units", args[0]);
-		goto out;
-	}
-	for (int i = 1; i < n; i++)
-		printf("added '%s' to array '%s'\n", args[i], sb.array.name);
-	r = EXIT_OK;
-out:
-	lock_release(names_fd);
-	lock_release(array_fd);
+	else
+		r = EXIT_OK;
+	free(res);
 	return r;
 }
 

@@ -45,14 +45,14 @@ static int run_check(int n, const char **args)
 	}
 	if (prefer >= 0)
 		snprintf(arg, sizeof(arg), "prefer=%d", prefer);
-	r = cli_send_speed_limit("check", args[0], speed);
-	if (r >= 0)
+	r = cli_exit_code(cli_send_speed_limit("check", args[0], speed));
+	if (r != EXIT_OK)
 		goto out;
 	rq.verb = cancel ? RT_VERB_CANCEL : repair ? RT_VERB_REPAIR : RT_VERB_CHECK;
 	rq.arg = arg;
 	what = cancel ? "cannot cancel" : repair ? "cannot start a repair" : "cannot start a check";
-	r = cli_control_send(args[0], what, &rq, name, sizeof(name), msg, sizeof(msg));
-	if (r >= 0)
+	r = cli_exit_code(cli_control_send(args[0], what, &rq, name, sizeof(name), msg, sizeof(msg)));
+	if (r != EXIT_OK)
 		goto out;
 	if (as_json) {
 		json_init(&j, stdout);

@@ -23,6 +23,7 @@ static const struct poptOption create_opts[] = {
 	{ "assume-clean", 0, POPT_ARG_NONE, &assume_clean, 0,
 	  "raid1/raid5: skip the initial sync; only for units known to hold zeros", NULL },
 	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print the new array's descriptor as JSON", NULL },
+	CLI_BATCH_MODE_OPT,
 	POPT_TABLEEND
 };
 
@@ -46,8 +47,8 @@ static int run_create(int n, const char **args)
 		goto out;
 	}
 	if (chunk) {
-		r = cli_parse_size("create", "--chunk", chunk, &v);
-		if (r >= 0)
+		r = cli_exit_code(cli_parse_size("create", "--chunk", chunk, &v));
+		if (r != EXIT_OK)
 			goto out;
 		if (v > UINT32_MAX) {
 			r = cli_usage_error("create", "--chunk '%s': too large", chunk);
@@ -56,14 +57,21 @@ static int run_create(int n, const char **args)
 		p.chunk_size = (uint32_t)v;
 	}
 	if (blocksize) {
-		r = cli_parse_size("create", "--blocksize", blocksize, &v);
-		if (r >= 0)
+		r = cli_exit_code(cli_parse_size("create", "--blocksize", blocksize, &v));
+		if (r != EXIT_OK)
 			goto out;
 		if (v != 512 && v != 4096) {
 			r = cli_usage_error("create", "--blocksize '%s': must be 512 or 4096", blocksize);
 			goto out;
 		}
 		p.blocksize = (uint32_t)v;
+	}
+	/* --force over what the units hold: asked on a terminal, before any lock is taken. */
+	if (force) {
+		r = cli_confirm_units(args + 1, (size_t)(n - 1), true,
+				      "overwritten by the new array");
+		if (r != 0)
+			goto out;
 	}
 	/* Another create (or rename) between our name check and our writes would pass it too. */
 	r = lock_take(RT_LOCK_NAMES, &lock_fd);

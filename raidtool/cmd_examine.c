@@ -48,7 +48,8 @@ static void examine_export(const struct rt_sb *sb)
 
 /*
  * The block device of a running array: udev names it by the array's UUID
- * (/dev/disk/by-id/raidtool-uuid-UUID). -1 when @dev is one, else the exit code.
+ * (/dev/disk/by-id/raidtool-uuid-UUID). 0 when @dev is one (its lines printed),
+ * else -ENODEV.
  */
 static int examine_export_array(const char *dev)
 {
@@ -58,7 +59,7 @@ static int examine_export_array(const char *dev)
 	const char *base;
 
 	if (control_array_of_device(dev, name, sizeof(name), u) < 0)
-		return EXIT_NOTFOUND;
+		return -ENODEV;
 	cli_format_uuid(u, uuid);
 	printf("RAIDTOOL_TYPE=array\n");
 	printf("RAIDTOOL_NAME=%s\n", name);
@@ -72,7 +73,7 @@ static int examine_export_array(const char *dev)
 		printf("RAIDTOOL_LINK=%s\n", name);
 	else if (control_probe(u, &p) == 0 && (base = strrchr(p.link, '/')) && base[1])
 		printf("RAIDTOOL_LINK=%s\n", base + 1);
-	return -1;
+	return 0;
 }
 
 /* The unit's dirty-region log, as read by unit_read_dirtylog. */
@@ -255,15 +256,14 @@ static int run_examine(int n, const char **args)
 		r = cli_usage_error("examine", "--json and --export exclude each other");
 		goto out;
 	}
-	if (as_export && examine_export_array(args[0]) < 0) {
+	if (as_export && examine_export_array(args[0]) == 0) {
 		r = EXIT_OK;
 		goto out;
 	}
 	r = cli_read_unit(args[0], &sb, &st, as_export, as_export ? NULL : &u);
-	if (r >= 0) {
+	if (r < 0) {
 		/* For udev, a device without a superblock is simply not ours. */
-		if (as_export && r == EXIT_NOTFOUND)
-			r = EXIT_OK;
+		r = as_export && r == -ENODATA ? EXIT_OK : cli_exit_code(r);
 		goto out;
 	}
 	if (as_export) {

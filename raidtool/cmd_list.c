@@ -93,14 +93,14 @@ struct list_format {
 	bool raw;			/* one space between fields, blanks escaped as \x20 */
 };
 
-/* -o COLUMNS: comma-separated names, any case. -1, else the usage exit code. */
+/* -o COLUMNS: comma-separated names, any case. 0, or -errno (-EINVAL: a usage error). */
 static int parse_columns(const char *spec, struct list_format *f)
 {
 	char *copy = strdup(spec), *save = NULL, *tok;
-	int r = -1;
+	int r = 0;
 
 	if (!copy)
-		return cli_fail(-ENOMEM, "list");
+		return cli_report(-ENOMEM, "list");
 	f->n_cols = 0;
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		int c;
@@ -108,18 +108,22 @@ static int parse_columns(const char *spec, struct list_format *f)
 		for (c = 0; c < N_COLUMNS && strcasecmp(tok, list_columns[c].name); c++)
 			;
 		if (c == N_COLUMNS) {
-			r = cli_usage_error("list", "-o: unknown column '%s' (columns: NAME, HASHCODE, "
-					    "LEVEL, UNITS, SIZE, STATE, HEALTH, DEVICE, UUID)", tok);
+			cli_usage_error("list", "-o: unknown column '%s' (columns: NAME, HASHCODE, "
+					"LEVEL, UNITS, SIZE, STATE, HEALTH, DEVICE, UUID)", tok);
+			r = -EINVAL;
 			break;
 		}
 		if (f->n_cols == (int)(sizeof(f->cols) / sizeof(f->cols[0]))) {
-			r = cli_usage_error("list", "-o: too many columns");
+			cli_usage_error("list", "-o: too many columns");
+			r = -EINVAL;
 			break;
 		}
 		f->cols[f->n_cols++] = c;
 	}
-	if (r < 0 && f->n_cols == 0)
-		r = cli_usage_error("list", "-o: no column named");
+	if (r == 0 && f->n_cols == 0) {
+		cli_usage_error("list", "-o: no column named");
+		r = -EINVAL;
+	}
 	free(copy);
 	return r;
 }
@@ -187,8 +191,10 @@ static void list_arrays_json(const struct rt_scan *s)
 {
 	struct json j;
 
+	/* An object, as status without a name prints: members can be added beside "arrays". */
 	json_init(&j, stdout);
-	json_array_begin(&j, NULL);
+	json_object_begin(&j, NULL);
+	json_array_begin(&j, "arrays");
 	for (size_t i = 0; i < s->n_arrays; i++) {
 		const struct rt_scan_array *a = &s->arrays[i];
 		struct rt_control_probe run;
@@ -215,6 +221,7 @@ static void list_arrays_json(const struct rt_scan *s)
 		json_object_end(&j);
 	}
 	json_array_end(&j);
+	json_object_end(&j);
 	json_finish(&j);
 }
 
@@ -291,8 +298,8 @@ static int run_list(int n, const char **args)
 				    "with --units or --json");
 		goto out;
 	}
-	r = parse_columns(columns ? columns : LIST_DEFAULT_COLUMNS, &fmt);
-	if (r >= 0)
+	r = cli_exit_code(parse_columns(columns ? columns : LIST_DEFAULT_COLUMNS, &fmt));
+	if (r != EXIT_OK)
 		goto out;
 	fmt.header = !noheadings;
 	fmt.raw = raw;
@@ -302,8 +309,8 @@ static int run_list(int n, const char **args)
 		goto out;
 	}
 	if (units_of) {
-		r = cli_lookup_array(s, units_of, &a);
-		if (r >= 0)
+		r = cli_exit_code(cli_lookup_array(s, units_of, &a));
+		if (r != EXIT_OK)
 			goto out;
 		if (as_json)
 			list_units_json(a);

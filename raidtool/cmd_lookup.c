@@ -19,8 +19,8 @@ static int run_lookup(int n, const char **args)
 	struct rt_scan *s = NULL;
 	int r;
 
-	r = cli_scan_lookup(args[0], &s, &a);
-	if (r >= 0)
+	r = cli_exit_code(cli_scan_lookup(args[0], &s, &a));
+	if (r != EXIT_OK)
 		goto out;
 	if (as_json) {
 		struct json j;

@@ -18,8 +18,8 @@ static int run_lookup_unit(int n, const char **args)
 	struct rt_sb sb;
 	int r;
 
-	r = cli_read_unit(args[0], &sb, NULL, false, NULL);
-	if (r >= 0)
+	r = cli_exit_code(cli_read_unit(args[0], &sb, NULL, false, NULL));
+	if (r != EXIT_OK)
 		goto out;
 	if (as_json) {
 		struct json j;

@@ -33,7 +33,7 @@ static const struct poptOption create_opts[] = {
 	POPT_TABLEEND
 };
 
-/* The options as thin_format takes them: -1, else the usage exit code. */
+/* The options as thin_format takes them: 0, or -EINVAL after a usage error. */
 static int create_params(struct thin_format_params *fp)
 {
 	uint64_t v;
@@ -41,23 +41,23 @@ static int create_params(struct thin_format_params *fp)
 
 	if (create_bsize) {
 		r = cli_parse_size("pool create", "--block-size", create_bsize, &v);
-		if (r >= 0)
+		if (r < 0)
 			return r;
 		if (v < THIN_BLOCK_MIN || v > THIN_BLOCK_MAX || (v & (v - 1)))
 			return cli_usage_error("pool create", "--block-size '%s': must be a power "
-					       "of two from 64K to 1M", create_bsize);
+					       "of two from 64K to 1M", create_bsize), -EINVAL;
 		fp->block_size = (uint32_t)v;
 	}
 	if (create_when_full && !strcmp(create_when_full, "queue"))
 		fp->when_full = THIN_WHEN_FULL_QUEUE;
 	else if (create_when_full && strcmp(create_when_full, "error"))
 		return cli_usage_error("pool create", "--when-full '%s': use error or queue",
-				       create_when_full);
+				       create_when_full), -EINVAL;
 	if (create_low_water != -1 && (create_low_water < 0 || create_low_water > 100))
 		return cli_usage_error("pool create", "--low-water '%d': a percentage (0 to 100)",
-				       create_low_water);
+				       create_low_water), -EINVAL;
 	fp->low_water = create_low_water < 0 ? 0 : (uint32_t)create_low_water;
-	return -1;
+	return 0;
 }
 
 static int pool_create(int n, const char **args)
@@ -69,11 +69,11 @@ static int pool_create(int n, const char **args)
 	char type[128], size[32], bs[32];
 	int r, q, lock_fd = -1;
 
-	r = create_params(&fp);
-	if (r >= 0)
+	r = cli_exit_code(create_params(&fp));
+	if (r != EXIT_OK)
 		return r;
-	r = cli_lock_array(args[0], &lock_fd);
-	if (r >= 0)
+	r = cli_exit_code(cli_lock_array(args[0], &lock_fd));
+	if (r != EXIT_OK)
 		return r;
 	r = thin_array_open(args[0], true, &a);
 	if (r < 0) {
@@ -155,8 +155,8 @@ static int pool_status(int n, const char **args)
 	char a[32], b[32];
 	int r;
 
-	r = pool_cli_open(args[0], false, &c);
-	if (r >= 0)
+	r = cli_exit_code(pool_cli_open(args[0], false, &c));
+	if (r != EXIT_OK)
 		return r;
 	thin_pool_get_info(c.p, &i);
 	if (status_json) {
@@ -195,8 +195,8 @@ static int pool_check(int n, const char **args)
 	struct pool_cli c;
 	int r;
 
-	r = pool_cli_open(args[0], true, &c);
-	if (r >= 0)
+	r = cli_exit_code(pool_cli_open(args[0], true, &c));
+	if (r != EXIT_OK)
 		return r;
 	r = thin_check_and_clear(c.p, &rep);
 	if (r == 0) {
@@ -244,8 +244,8 @@ static int pool_dump(int n, const char **args)
 	struct json j;
 	int r;
 
-	r = pool_cli_open(args[0], false, &c);
-	if (r >= 0)
+	r = cli_exit_code(pool_cli_open(args[0], false, &c));
+	if (r != EXIT_OK)
 		return r;
 	thin_pool_get_info(c.p, &i);
 	json_init(&j, stdout);

@@ -19,8 +19,8 @@ static int run_rehash(int n, const char **args)
 		goto out;
 	}
 	/* The new hashcode is checked and written under the lock create takes too. */
-	r = cli_lock_array_and_names(args[0], &array_fd, &names_fd);
-	if (r >= 0)
+	r = cli_exit_code(cli_lock_array_and_names(args[0], &array_fd, &names_fd));
+	if (r != EXIT_OK)
 		goto out;
 	r = array_rehash(args[0], n == 2 ? &want : NULL, &got);
 	lock_release(names_fd);

@@ -4,7 +4,10 @@
 #include "commands.h"
 
 
+static int as_json = 0;
+
 static const struct poptOption remove_opts[] = {
+	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print what was done as JSON", NULL },
 	POPT_TABLEEND
 };
 
@@ -13,11 +16,12 @@ static int run_remove(int n, const char **args)
 {
 	const struct rt_control_req rq = { .verb = RT_VERB_REMOVE, .arg = args[1] };
 
-	return cli_control_command(args[0], "cannot remove the unit", &rq);
+	return cli_unit_command(args[0], "cannot remove the unit", &rq, as_json);
 }
 
 const struct cli_command cmd_remove = {
 	.name = "remove", .run = run_remove, .opts = remove_opts,
 	.args = "NAME|HASHCODE ROLE|UNIT-HASHCODE|DEVICE", .min_args = 2, .max_args = 2,
 	.summary = "take a faulty unit or a spare out of a running array",
+	.flags = CLI_NEEDS_RUNNING,
 };

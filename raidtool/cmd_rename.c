@@ -14,8 +14,8 @@ static int run_rename(int n, const char **args)
 	int r, array_fd = -1, names_fd = -1;
 
 	/* The new name is checked and written under the lock create takes too. */
-	r = cli_lock_array_and_names(args[0], &array_fd, &names_fd);
-	if (r >= 0)
+	r = cli_exit_code(cli_lock_array_and_names(args[0], &array_fd, &names_fd));
+	if (r != EXIT_OK)
 		goto out;
 	r = array_rename(args[0], args[1]);
 	lock_release(names_fd);

@@ -42,14 +42,14 @@ static int run_replace(int n, const char **args)
 		return cli_fail(-errno, "'%s'", with);
 	snprintf(arg, sizeof(arg), "%s %s", args[1], path);
 	rq.arg = arg;
-	r = cli_send_speed_limit("replace", args[0], speed);
-	if (r >= 0)
+	r = cli_exit_code(cli_send_speed_limit("replace", args[0], speed));
+	if (r != EXIT_OK)
 		return r;
 	if (!json)
 		return cli_control_command(args[0], "cannot replace the unit", &rq);
-	r = cli_control_send(args[0], "cannot replace the unit", &rq, name, sizeof(name), msg,
-			     sizeof(msg));
-	if (r >= 0)
+	r = cli_exit_code(cli_control_send(args[0], "cannot replace the unit", &rq, name,
+					   sizeof(name), msg, sizeof(msg)));
+	if (r != EXIT_OK)
 		return r;
 	json_init(&j, stdout);
 	json_object_begin(&j, NULL);

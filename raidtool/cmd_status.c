@@ -322,10 +322,12 @@ static int run_status(int n, const char **args)
 	}
 	/* A scan, so that a name two arrays share is refused, naming both. */
 	r = cli_scan_lookup(args[0], &s, &a);
-	if (r == EXIT_NOTFOUND && test)
-		r = STATUS_TEST_MISSING;
-	if (r >= 0)
+	if (r < 0) {
+		r = cli_exit_code(r);
+		if (r == EXIT_NOTFOUND && test)
+			r = STATUS_TEST_MISSING;
 		goto out;
+	}
 	name = a->sb.array.name;
 	if (control_probe(a->sb.array.uuid, &p) == 0 && p.state == RT_CONTROL_ACTIVE)
 		goto running;

@@ -37,8 +37,8 @@ static int run_tune(int n, const char **args)
 		goto out;
 	}
 	if (speed != -1) {
-		r = cli_speed_limit_arg("tune", speed, arg, sizeof(arg));
-		if (r >= 0)
+		r = cli_exit_code(cli_speed_limit_arg("tune", speed, arg, sizeof(arg)));
+		if (r != EXIT_OK)
 			goto out;
 		rq.verb = RT_VERB_SPEED;
 		rq.arg = arg;
@@ -48,8 +48,8 @@ static int run_tune(int n, const char **args)
 	}
 	if (tries == -1 || window == -1) {
 		/* Keep the setting not given as it is. */
-		r = cli_running_name(args[0], name, sizeof(name), uuid);
-		if (r >= 0)
+		r = cli_exit_code(cli_running_name(args[0], name, sizeof(name), uuid));
+		if (r != EXIT_OK)
 			goto out;
 		st = calloc(1, sizeof(*st));
 		r = st ? control_status(uuid, name, st) : -ENOMEM;

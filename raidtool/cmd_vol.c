@@ -15,18 +15,19 @@
 
 /*
  * A running array: the request goes to its engine ("vol ARG" on the
- * control socket), which exports or removes the device. -1 when the array
- * is not running (do it offline), else the exit code.
+ * control socket), which exports or removes the device. The exit code;
+ * *@sent false when the array is not running (do it offline).
  */
-static int vol_send(const char *id, const char *what, const char *arg)
+static int vol_send(const char *id, const char *what, const char *arg, bool *sent)
 {
 	char name[RT_NAME_MAX + 1];
-	bool running;
+	bool running = false;
 	int r = cli_find_running(id, name, sizeof(name), &running);
 	const struct rt_control_req rq = { .verb = RT_VERB_VOL, .arg = arg };
 
-	if (r >= 0 || !running)
-		return r;
+	*sent = r < 0 || running;
+	if (r < 0 || !running)
+		return cli_exit_code(r);
 	return cli_control_command(id, what, &rq);
 }
 
@@ -47,23 +48,24 @@ static int vol_create(int n, const char **args)
 
 	if (!create_size)
 		return cli_usage_error("vol create", "--size is required");
-	r = cli_parse_size("vol create", "--size", create_size, &bytes);
-	if (r >= 0)
+	r = cli_exit_code(cli_parse_size("vol create", "--size", create_size, &bytes));
+	if (r != EXIT_OK)
 		return r;
 	cli_format_size(bytes, text, sizeof(text));
 	{
 		char arg[256];
+		bool sent;
 
 		snprintf(arg, sizeof(arg), "create %s %llu", args[1], (unsigned long long)bytes);
-		r = vol_send(args[0], "cannot create the volume", arg);
-		if (r >= 0) {
+		r = vol_send(args[0], "cannot create the volume", arg, &sent);
+		if (sent) {
 			if (r == EXIT_OK)
 				printf("created volume '%s' of %s\n", args[1], text);
 			return r;
 		}
 	}
-	r = pool_cli_open(args[0], true, &c);
-	if (r >= 0)
+	r = cli_exit_code(pool_cli_open(args[0], true, &c));
+	if (r != EXIT_OK)
 		return r;
 	r = thin_vol_create(c.p, args[1], bytes, NULL);
 	if (r < 0) {
@@ -84,17 +86,18 @@ static int vol_snapshot(int n, const char **args)
 
 	{
 		char arg[256];
+		bool sent;
 
 		snprintf(arg, sizeof(arg), "snapshot %s %s", args[1], args[2]);
-		r = vol_send(args[0], "cannot snapshot", arg);
-		if (r >= 0) {
+		r = vol_send(args[0], "cannot snapshot", arg, &sent);
+		if (sent) {
 			if (r == EXIT_OK)
 				printf("created snapshot '%s' of '%s'\n", args[2], args[1]);
 			return r;
 		}
 	}
-	r = pool_cli_open(args[0], true, &c);
-	if (r >= 0)
+	r = cli_exit_code(pool_cli_open(args[0], true, &c));
+	if (r != EXIT_OK)
 		return r;
 	r = thin_vol_snapshot(c.p, args[1], args[2], NULL);
 	if (r < 0) {
@@ -115,17 +118,18 @@ static int vol_delete(int n, const char **args)
 
 	{
 		char arg[256];
+		bool sent;
 
 		snprintf(arg, sizeof(arg), "delete %s", args[1]);
-		r = vol_send(args[0], "cannot delete the volume", arg);
-		if (r >= 0) {
+		r = vol_send(args[0], "cannot delete the volume", arg, &sent);
+		if (sent) {
 			if (r == EXIT_OK)
 				printf("deleted volume '%s'\n", args[1]);
 			return r;
 		}
 	}
-	r = pool_cli_open(args[0], true, &c);
-	if (r >= 0)
+	r = cli_exit_code(pool_cli_open(args[0], true, &c));
+	if (r != EXIT_OK)
 		return r;
 	r = thin_vol_delete(c.p, args[1]);
 	if (r < 0) {
@@ -154,8 +158,8 @@ static int vol_list(int n, const char **args)
 	struct json j;
 	int r;
 
-	r = pool_cli_open(args[0], false, &c);
-	if (r >= 0)
+	r = cli_exit_code(pool_cli_open(args[0], false, &c));
+	if (r != EXIT_OK)
 		return r;
 	thin_pool_get_info(c.p, &info);
 	if (list_json) {

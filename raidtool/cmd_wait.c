@@ -93,9 +93,10 @@ static const struct poptOption wait_opts[] = {
 /* Block until the running array's current walk ends; print its result. */
 static int run_wait(int n, const char **args)
 {
+	/* CLI_NEEDS_RUNNING: cli_run found the array, running. */
+	const char *name = cli_target()->name;
+	const uint8_t *uuid = cli_target()->uuid;
 	struct rt_control_status *st;
-	char name[RT_NAME_MAX + 1];
-	uint8_t uuid[RT_UUID_SIZE];
 	bool bar, drew = false;
 	int r;
 
@@ -104,9 +105,6 @@ static int run_wait(int n, const char **args)
 		r = cli_fail(-ENOMEM, "wait");
 		goto out;
 	}
-	r = cli_running_name(args[0], name, sizeof(name), uuid);
-	if (r >= 0)
-		goto out;
 	bar = progress && isatty(STDERR_FILENO);
 	for (;;) {
 		r = control_status(uuid, name, st);
@@ -174,4 +172,5 @@ const struct cli_command cmd_wait = {
 	.name = "wait", .run = run_wait, .opts = wait_opts,
 	.args = "NAME|HASHCODE", .min_args = 1, .max_args = 1,
 	.summary = "wait for a running array's rebuild, resync or check to end",
+	.flags = CLI_NEEDS_RUNNING,
 };

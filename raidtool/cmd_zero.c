@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <stdio.h>
 #include <raidtool/array.h>
 #include <raidtool/lock.h>
 #include "cli.h"
@@ -9,12 +10,18 @@ static int force = 0;
 static const struct poptOption zero_opts[] = {
 	{ "force", 'f', POPT_ARG_NONE, &force, 0,
 	  "wipe both superblock places even when they hold no valid superblock", NULL },
+	CLI_BATCH_MODE_OPT,
 	POPT_TABLEEND
 };
 
 static int run_zero(int n, const char **args)
 {
 	int r, rc = EXIT_OK, lock_fd = -1;
+
+	/* Asked before the lock is taken: no other command waits on a person. */
+	rc = cli_confirm_units(args, (size_t)n, false, "its raidtool superblocks are wiped");
+	if (rc != 0)
+		return rc;
 
 	/* Not while a create or add checks what these units hold, and writes them. */
 	r = lock_take(RT_LOCK_NAMES, &lock_fd);

@@ -195,3 +195,28 @@ bool describe_walk_has_role(enum rt_walk_kind walk)
 {
 	return walk == RT_WALK_RECOVER || walk == RT_WALK_REPLACE;
 }
+
+void describe_array_id_json(struct json *j, const char *name, const uint8_t uuid[RT_UUID_SIZE],
+			    uint32_t hashcode)
+{
+	json_str(j, "name", name);
+	json_uuid(j, "uuid", uuid);
+	json_hash(j, "hashcode", hashcode);
+}
+
+void describe_unit_change_json(struct json *j, const char *key, uint32_t n_devices,
+			       const struct rt_control_unit *u)
+{
+	json_object_begin(j, key);
+	json_u64(j, "slot", u->slot);
+	/* The role it holds, or null for a spare's slot (as "spare" in text). */
+	if (u->slot < n_devices)
+		json_u64(j, "role", u->slot);
+	else
+		json_str(j, "role", NULL);
+	json_str(j, "device", u->device[0] ? u->device : NULL);
+	json_uuid(j, "uuid", u->uuid);
+	json_hash(j, "hashcode", u->hashcode);
+	json_str(j, "state", u->state);
+	json_object_end(j);
+}

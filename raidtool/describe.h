@@ -20,6 +20,18 @@ void describe_slots_text(FILE *f, const struct rt_sb *sb);
 void describe_slots_json(struct json *j, const char *key, const struct rt_sb *sb);
 
 struct rt_control_status;
+struct rt_control_unit;
+
+/*
+ * The --json of the commands that change an array (add, fail, remove,
+ * activate, deactivate), raidtool(8) OUTPUT: the array they acted on
+ * ("name", "uuid", "hashcode") and the unit they changed, an object under
+ * @key ("slot", "role", "device", "uuid", "hashcode", "state").
+ */
+void describe_array_id_json(struct json *j, const char *name, const uint8_t uuid[RT_UUID_SIZE],
+			    uint32_t hashcode);
+void describe_unit_change_json(struct json *j, const char *key, uint32_t n_devices,
+			       const struct rt_control_unit *u);
 
 /*
  * How a repair settled what differed: raid5 recomputed the parity; raid1

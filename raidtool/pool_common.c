@@ -10,14 +10,14 @@ int pool_cli_open(const char *id, bool write, struct pool_cli *pc)
 
 	memset(pc, 0, sizeof(*pc));
 	r = cli_lock_array(id, &pc->lock_fd);
-	if (r >= 0)
+	if (r < 0)
 		return r;
 	r = thin_array_open_pool(id, write, &pc->a, &pc->p);
 	if (r < 0) {
 		lock_release(pc->lock_fd);
-		return cli_fail(r, "'%s': cannot open the array", id);
+		return cli_report(r, "'%s': cannot open the array", id);
 	}
-	return -1;
+	return 0;
 }
 
 int pool_cli_close(struct pool_cli *pc, bool commit, int rc)

@@ -14,7 +14,7 @@ struct pool_cli {
 
 /*
  * Take array @id's lock, start an engine on its units and open its pool
- * (@write: changes may be committed). -1 when open, else the exit code.
+ * (@write: changes may be committed). 0 when open, else -errno (printed).
  */
 int pool_cli_open(const char *id, bool write, struct pool_cli *pc);
 

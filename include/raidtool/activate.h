@@ -68,6 +68,7 @@ struct rt_deactivate_result {
 	/* RECOVERED: assemble_verdict of the array afterwards (-ENOENT: not found). */
 	int verdict;
 	char why[512];
+	uint8_t uuid[RT_UUID_SIZE];	/* the array's */
 };
 
 /*

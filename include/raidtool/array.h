@@ -33,9 +33,13 @@ struct rt_create_params {
 int array_create(const struct rt_create_params *p, const char *const *units,
 		 size_t n_units, struct rt_sb *out);
 
-/* Add units to an inactive array: into missing roles first, then as spares. */
+/*
+ * Add units to an inactive array: into missing roles first, then as spares.
+ * The array's new superblock in @out, each new unit's descriptor in
+ * @added[i] (n_units of them; may be NULL).
+ */
 int array_add(const char *id, const char *const *units, size_t n_units,
-	      bool force, struct rt_sb *out);
+	      bool force, struct rt_sb *out, struct rt_unit_desc *added);
 
 /* Rename (change.name). */
 int array_rename(const char *id, const char *new_name);
@@ -49,6 +53,22 @@ int array_rehash(const char *id, const uint32_t *new_hash, uint32_t *result);
  * with it both copies' places are wiped whatever they hold.
  */
 int array_zero_unit(const char *path, bool force);
+
+/* What a unit holds that writing raidtool's superblock (or wiping it) destroys. */
+enum rt_unit_contents {
+	RT_CONTENTS_NONE = 0,		/* nothing known */
+	RT_CONTENTS_RAIDTOOL = 1,	/* a valid raidtool superblock: a unit of an array */
+	RT_CONTENTS_DAMAGED = 2,	/* a raidtool superblock that does not decode */
+	RT_CONTENTS_SIGNATURE = 3,	/* a filesystem or other signature libblkid knows */
+};
+
+/*
+ * What @path holds (enum rt_unit_contents), described in @what as create
+ * and add word a refusal ("is a unit of array 'X' (hashcode H)", "holds a
+ * filesystem or other signature (ext4)"); read only. A negative errno
+ * when it cannot be opened (not logged) or probed.
+ */
+int array_unit_contents(const char *path, char *what, size_t len);
 
 struct rt_unit;
 

@@ -235,8 +235,12 @@ struct control_ops {
 	 * Any other request (fail, remove, add, check, repair, cancel, tune,
 	 * speed, vol; rq->arg is never NULL). 0 with a message for the client in
 	 * @msg, or a negative errno with the reason in @msg. May be NULL.
+	 * fail, remove and add describe the unit they changed in @unit (zeroed
+	 * before the call; left so when there is none), sent as the reply's
+	 * "unit" object.
 	 */
-	int (*command)(void *ctx, const struct rt_control_req *rq, char *msg, size_t msglen);
+	int (*command)(void *ctx, const struct rt_control_req *rq, char *msg, size_t msglen,
+		       struct rt_control_unit *unit);
 };
 
 /* Bind <rundir>/<UUID>/control.sock (mode 0600) and serve on a thread; @name is for messages. */
@@ -291,6 +295,14 @@ int control_stop(const uint8_t uuid[RT_UUID_SIZE], const char *name);
  */
 int control_call(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 		 const struct rt_control_req *rq, char *msg, size_t len);
+/*
+ * control_call, and the unit a fail, remove or add changed in @unit (its
+ * slot, device, uuid, hashcode and new state: "faulty", "removed",
+ * "rebuilding", "spare"; state "" when the reply names none).
+ */
+int control_call_unit(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+		      const struct rt_control_req *rq, char *msg, size_t len,
+		      struct rt_control_unit *unit);
 int control_add(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *path,
 		bool force, char *msg, size_t len);
 int control_fail(const uint8_t uuid[RT_UUID_SIZE], const char *name, const char *member,

@@ -23,6 +23,13 @@ struct rt_unit;
 const char *unit_open_error(int err);
 
 /*
+ * Log (error) why @path could not be opened as a unit, for @err from
+ * unit_open or stat(2): "'PATH': cannot open: REASON", the one wording of
+ * a missing or unusable file or device everywhere.
+ */
+void unit_log_open_error(const char *path, int err);
+
+/*
  * Open @path. A block device is opened as is; a regular file is attached to
  * a loop device (reusing one already backed by it) when RT_UNIT_ATTACH is
  * given, else refused with -ENOTBLK. -EBUSY when RT_UNIT_EXCL and held.

@@ -172,7 +172,7 @@ wait_holds_open() {
 	start_array 1 2 32M
 	run --separate-stderr raidtool list --json
 	assert_success
-	entry=$(jq -c --arg n "$NAME" '.[] | select(.name == $n)' <<<"$output")
+	entry=$(jq -c --arg n "$NAME" '.arrays[] | select(.name == $n)' <<<"$output")
 	[ "$(jq -r .active <<<"$entry")" = true ]
 	[ "$(jq -r .status <<<"$entry")" = active ]
 	[ "$(jq -r .device <<<"$entry")" = "$DEV" ]
@@ -184,7 +184,7 @@ wait_holds_open() {
 	run raidtool deactivate "$NAME"
 	assert_success
 	run --separate-stderr raidtool list --json
-	entry=$(jq -c --arg n "$NAME" '.[] | select(.name == $n)' <<<"$output")
+	entry=$(jq -c --arg n "$NAME" '.arrays[] | select(.name == $n)' <<<"$output")
 	[ "$(jq -r .active <<<"$entry")" = false ]
 	[ "$(jq -r .device <<<"$entry")" = null ]
 	[ "$(jq -r .status <<<"$entry")" = clean ]

@@ -117,8 +117,8 @@ status_loop() {
 	assert_output --partial "not active"
 	run --separate-stderr raidtool list --json
 	assert_success
-	[ "$(jq -r --arg h "$HX" '.[] | select(.hashcode == $h) | .active' <<<"$output")" = false ]
-	[ "$(jq -r --arg h "$HY" '.[] | select(.hashcode == $h) | .active' <<<"$output")" = true ]
+	[ "$(jq -r --arg h "$HX" '.arrays[] | select(.hashcode == $h) | .active' <<<"$output")" = false ]
+	[ "$(jq -r --arg h "$HY" '.arrays[] | select(.hashcode == $h) | .active' <<<"$output")" = true ]
 	# The engine itself refuses a request meant for another array (ESTALE).
 	run control_raw "uuid=$ux check"
 	assert_success

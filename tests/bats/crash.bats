@@ -57,7 +57,7 @@ fresh() {
 	# make the number of writes each command makes depend on timing.
 	run raidtool create "$A" --level 5 --chunk 64K --assume-clean "${units[@]}"
 	assert_success
-	HASH=$(raidtool list --json 2>/dev/null | jq -r ".[] | select(.name == \"$A\") | .hashcode")
+	HASH=$(raidtool list --json 2>/dev/null | jq -r ".arrays[] | select(.name == \"$A\") | .hashcode")
 	[ -n "$HASH" ] || fail "no hashcode for $A"
 	head -c 4M /dev/urandom > "$dir/data"
 	SUM=$(sha256sum < "$dir/data" | awk '{print $1}')
@@ -195,7 +195,7 @@ crash_engine() {
 		crash_offline "$k" "$RAIDTOOL_BIN" rename "$A" "${A}x"
 		[ "$status" -ne 0 ] || fail "K=$k: rename was not killed"
 		# Old or new name: the hashcode finds it either way.
-		name=$(raidtool list --json 2>/dev/null | jq -r ".[] | select(.hashcode == \"$HASH\") | .name")
+		name=$(raidtool list --json 2>/dev/null | jq -r ".arrays[] | select(.hashcode == \"$HASH\") | .name")
 		[ "$name" = "$A" ] || [ "$name" = "${A}x" ] || fail "K=$k: array named '$name'"
 		verify "$HASH" "$name"
 		release "$k"

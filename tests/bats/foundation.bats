@@ -49,7 +49,7 @@ examine_field() {
 # list_field NAME|HASHCODE JQ-FILTER: one field of the array's 'list --json' entry.
 list_field() {
 	raidtool list --json |
-		jq -r --arg id "$1" '.[] | select(.name == $id or .hashcode == $id)' | jq -r "$2"
+		jq -r --arg id "$1" '.arrays[] | select(.name == $id or .hashcode == $id)' | jq -r "$2"
 }
 
 # Overwrite 512 bytes at OFFSET of a block device, bypassing its page cache.
@@ -165,7 +165,7 @@ assert_refused() {
 	assert_success
 	run --separate-stderr raidtool list -v --json
 	assert_success
-	jq -e 'type == "array"' <<<"$output"
+	jq -e '.arrays | type == "array"' <<<"$output"
 }
 
 @test "output that cannot be written is a failure: raidtool list > /dev/full" {
@@ -269,7 +269,7 @@ assert_refused() {
 	[ "$(jq -r .n_devices <<<"$output")" -eq 3 ]
 	[ "$(jq -r .size <<<"$output")" -eq $((3 * ds)) ]
 	run raidtool list --json
-	[ "$(jq --arg n "${NAME}c" '[.[] | select(.name == $n)] | length' <<<"$output")" -eq 1 ]
+	[ "$(jq --arg n "${NAME}c" '[.arrays[] | select(.name == $n)] | length' <<<"$output")" -eq 1 ]
 }
 
 @test "create on block devices, with --blocksize 512 and --desc" {
@@ -530,7 +530,7 @@ assert_refused() {
 	run raidtool list --json
 	assert_success
 	local e
-	e=$(jq --arg n "$NAME" '.[] | select(.name == $n)' <<<"$output")
+	e=$(jq --arg n "$NAME" '.arrays[] | select(.name == $n)' <<<"$output")
 	[ "$(jq -r .hashcode <<<"$e")" = "$HASH" ]
 	[ "$(jq -r .level <<<"$e")" = raid5 ]
 	[ "$(jq -r .n_devices <<<"$e")" -eq 3 ]
@@ -633,7 +633,7 @@ assert_refused() {
 	assert_success
 	[ "$(grep -c "^$NAME .*(name shared: use the hashcode)" <<<"$output")" -eq 2 ]
 	run raidtool list --json
-	[ "$(jq --arg n "$NAME" '[.[] | select(.name == $n and .name_shared)] | length' <<<"$output")" -eq 2 ]
+	[ "$(jq --arg n "$NAME" '[.arrays[] | select(.name == $n and .name_shared)] | length' <<<"$output")" -eq 2 ]
 
 	run --separate-stderr raidtool lookup "$NAME"
 	assert_refused 2 "'$NAME'" "several arrays have this name" "hashcode"

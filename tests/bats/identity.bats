@@ -39,7 +39,7 @@ read_sum() {
 # active_of HASHCODE: "true"/"false" and the device `list --json` shows for it.
 active_of() {
 	raidtool list --json 2>/dev/null |
-		jq -r --arg h "$1" '.[] | select(.hashcode == $h) | "\(.active) \(.device)"'
+		jq -r --arg h "$1" '.arrays[] | select(.hashcode == $h) | "\(.active) \(.device)"'
 }
 
 # start_both: X and Y of one name both running; their links in DX and DY.

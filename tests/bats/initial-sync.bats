@@ -56,7 +56,7 @@ status_json() {
 }
 
 list_status() {
-	raidtool list --json 2>/dev/null | jq -r --arg n "$NAME" '.[] | select(.name == $n) | .status'
+	raidtool list --json 2>/dev/null | jq -r --arg n "$NAME" '.arrays[] | select(.name == $n) | .status'
 }
 
 create_used() {

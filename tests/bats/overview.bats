@@ -78,9 +78,9 @@ overview_of() {
 	assert_success
 	assert_line --regexp "^$NAME +[0-9a-f]{8} +raid5 +2/3 .* active +degraded +/dev/raidtool/$NAME\$"
 	assert_line --regexp "^$NAME2 +[0-9a-f]{8} +raid1 +2/2 .* clean +clean +-\$"
-	[ "$(raidtool list --json | jq -r ".[] | select(.name == \"$NAME\") | .health")" = degraded ]
+	[ "$(raidtool list --json | jq -r ".arrays[] | select(.name == \"$NAME\") | .health")" = degraded ]
 	hide_unit "$NAME2" 1
-	[ "$(raidtool list --json | jq -r ".[] | select(.name == \"$NAME2\") | .health")" = degraded ]
+	[ "$(raidtool list --json | jq -r ".arrays[] | select(.name == \"$NAME2\") | .health")" = degraded ]
 }
 
 @test "status without a name shows a running rebuild with progress, speed and time left" {
@@ -259,7 +259,7 @@ unit_sums() {
 	echo "$TESTDIR/nonexistent.img" >>"$TESTDIR/units"
 	run --separate-stderr raidtool activate --scan "${b[@]}"
 	assert_failure 1
-	stderr_has "nonexistent.img': cannot attach: No such file or directory"
+	stderr_has "nonexistent.img': cannot open: No such file or directory"
 	run --separate-stderr raidtool activate --run
 	assert_failure 2
 	run --separate-stderr raidtool activate --scan "$TESTDIR"
@@ -268,8 +268,8 @@ unit_sums() {
 
 @test "list -o COLUMNS, -n, --raw: lsblk-style columns" {
 	new_array "$NAME" 1 2 32M
-	hash=$(raidtool list --json | jq -r ".[] | select(.name == \"$NAME\") | .hashcode")
-	uuid=$(raidtool list --json | jq -r ".[] | select(.name == \"$NAME\") | .uuid")
+	hash=$(raidtool list --json | jq -r ".arrays[] | select(.name == \"$NAME\") | .hashcode")
+	uuid=$(raidtool list --json | jq -r ".arrays[] | select(.name == \"$NAME\") | .uuid")
 	run --separate-stderr raidtool list -o name,health,uuid
 	assert_success
 	[[ ${lines[0]} =~ ^NAME\ +HEALTH\ +UUID$ ]] || fail "header: ${lines[0]}"

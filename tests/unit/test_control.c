@@ -50,7 +50,8 @@ static int fake_stop(void *ctx, char *why, size_t len)
 	return -EBUSY;
 }
 
-static int fake_command(void *ctx, const struct rt_control_req *rq, char *msg, size_t len)
+static int fake_command(void *ctx, const struct rt_control_req *rq, char *msg, size_t len,
+			struct rt_control_unit *unit)
 {
 	(void)ctx;
 	engine.commands++;
@@ -62,6 +63,13 @@ static int fake_command(void *ctx, const struct rt_control_req *rq, char *msg, s
 		return -EPERM;
 	}
 	snprintf(msg, len, "did %s", control_verb_name(rq->verb));
+	if (rq->verb == RT_VERB_FAIL) {
+		/* The unit it changed travels in the reply. */
+		unit->slot = 1;
+		unit->hashcode = 0x1234abcd;
+		snprintf(unit->device, sizeof(unit->device), "/dev/loop9");
+		snprintf(unit->state, sizeof(unit->state), "faulty");
+	}
 	return 0;
 }
 
@@ -238,6 +246,8 @@ static void test_typed_requests(void **state)
 {
 	const struct rt_control_req tune = { .verb = RT_VERB_TUNE, .arg = "3 1500" };
 	const struct rt_control_req vol = { .verb = RT_VERB_VOL, .arg = "snapshot vol0 snap1" };
+	const struct rt_control_req fail = { .verb = RT_VERB_FAIL, .arg = "1" };
+	struct rt_control_unit unit;
 	char msg[256];
 
 	(void)state;
@@ -252,6 +262,17 @@ static void test_typed_requests(void **state)
 	assert_int_equal(engine.verb, RT_VERB_FAIL);
 	assert_false(engine.force);
 	assert_string_equal(engine.arg, "1");
+
+	assert_int_equal(control_call_unit(array_uuid, NAME, &fail, msg, sizeof(msg), &unit), 0);
+	assert_string_equal(msg, "did fail");
+	assert_int_equal(unit.slot, 1);
+	assert_int_equal(unit.hashcode, 0x1234abcd);
+	assert_string_equal(unit.device, "/dev/loop9");
+	assert_string_equal(unit.state, "faulty");
+
+	/* A request that changed no unit: none in the reply. */
+	assert_int_equal(control_call_unit(array_uuid, NAME, &tune, msg, sizeof(msg), &unit), 0);
+	assert_string_equal(unit.state, "");
 
 	assert_int_equal(control_remove(array_uuid, NAME, "0000abcd", msg, sizeof(msg)), 0);
 	assert_int_equal(engine.verb, RT_VERB_REMOVE);
