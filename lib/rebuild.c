@@ -362,6 +362,9 @@ static int recover_span(struct rt_engine *e, struct rt_walk *w, const struct eng
 		if (w->p.kind == RT_WALK_REPLACE) {
 			ret = replace_batch(e, w, g, *pos, &cnt);
 			k = ret ? 0 : cnt;
+			/* Progress and checkpoints as between a recover run's pieces. */
+			if (!ret)
+				recover_run_stop(&rr, *pos + k * g->chunk);
 		} else {
 			if (rr.limited)
 				cnt = walk_batch_limited(w, cnt, g->chunk);
