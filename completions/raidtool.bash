@@ -190,7 +190,7 @@ _raidtool() {
 		rename | rehash) _raidtool_words "$cur" "$common" ;;
 		zero) _raidtool_words "$cur" "--force -f --batch-mode $common" ;;
 		activate)
-			_raidtool_words "$cur" "--foreground -f --force --readonly -r --scan -s --run -R --json
+			_raidtool_words "$cur" "--foreground -F --force -f --readonly -r --scan -s --run -R --json
 				$common" ;;
 		fail) _raidtool_words "$cur" "--force -f --json $common" ;;
 		remove) _raidtool_words "$cur" "--json $common" ;;

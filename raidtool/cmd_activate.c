@@ -105,9 +105,9 @@ static void print_ready(const char *name, const char *link, const char *dev, voi
 static int foreground = 0, force = 0, readonly = 0, scan = 0, run_degraded = 0, as_json = 0;
 
 static const struct poptOption activate_opts[] = {
-	{ "foreground", 'f', POPT_ARG_NONE, &foreground, 0,
+	{ "foreground", 'F', POPT_ARG_NONE, &foreground, 0,
 	  "stay attached; stop cleanly on SIGTERM or SIGINT", NULL },
-	{ "force", 0, POPT_ARG_NONE, &force, 0,
+	{ "force", 'f', POPT_ARG_NONE, &force, 0,
 	  "start a raid5 that is degraded and was not stopped cleanly; start an "
 	  "array lacking too many roles from units marked faulty or behind "
 	  "(forced assembly: see raidtool(8) for what can be lost)", NULL },

@@ -168,6 +168,25 @@ assert_refused() {
 	jq -e '.arrays | type == "array"' <<<"$output"
 }
 
+@test "-f means --force in every command that has it (activate's --foreground is -F)" {
+	local c line n=0
+	for c in $(raidtool --help | awk '/^Commands:/ {on = 1; next} on && !NF {exit} on {print $1}'); do
+		run raidtool "$c" --help
+		assert_success
+		while IFS= read -r line; do
+			case "$line" in
+			*"-f, --"*)
+				n=$((n + 1))
+				[[ "$line" == *"-f, --force "* ]] ||
+					fail "raidtool $c: -f is not --force: $line" ;;
+			esac
+		done <<<"$output"
+	done
+	[ "$n" -ge 5 ] || fail "only $n commands list -f; the command list was not read"
+	run raidtool activate --help
+	assert_line --regexp '^ +-F, --foreground'
+}
+
 @test "output that cannot be written is a failure: raidtool list > /dev/full" {
 	run --separate-stderr bash -c "'$RAIDTOOL_BIN' list > /dev/full"
 	[ "$status" -eq 1 ]
