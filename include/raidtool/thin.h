@@ -184,6 +184,24 @@ int thin_release_data_block(struct thin_pool *p, uint64_t block);
 int thin_data_refcount(const struct thin_pool *p, uint64_t block, uint32_t *count);
 
 /*
+ * The pieces of thin_vol_write for a caller that moves the data itself,
+ * without holding the pool during the I/O (lib/thin-run.c).
+ * thin_map_lookup: where @vblock of volume @id is (-ENODATA: unmapped);
+ * with @must_copy (a write), whether a write must go to a new block
+ * instead (see thin_vol_write); @cached_only: -EWOULDBLOCK rather than
+ * read metadata from the pool's device.
+ * thin_data_reserve: a free data block that no one else gets, not counted
+ * as used by a commit (a crash leaks nothing); thin_insert_reserved maps
+ * it once its data is written (count 1; the reservation ends either way);
+ * thin_data_unreserve gives it back.
+ */
+int thin_map_lookup(struct thin_pool *p, uint32_t id, uint64_t vblock, bool cached_only,
+		    uint64_t *pblock, bool *must_copy);
+int thin_data_reserve(struct thin_pool *p, uint64_t *block);
+void thin_data_unreserve(struct thin_pool *p, uint64_t block);
+int thin_insert_reserved(struct thin_pool *p, uint32_t id, uint64_t vblock, uint64_t block);
+
+/*
  * Data I/O of a volume, @off and @len multiples of 512 within its size:
  * unmapped blocks read as zeros; a write to an unmapped block allocates
  * one, to a shared block copies it first (whole block: the rest of its
