@@ -739,7 +739,8 @@ int export_recover(const char *name, const char *link, const char *mountpoint,
 		snprintf(dev, sizeof(dev), "%s", dev_hint);
 	else
 		find_our_loop(mnt, name, dev, sizeof(dev));
-	if (dev[0]) {
+	/* Every loop device on a file of the mount: the array's, its thin volumes'. */
+	for (; dev[0]; dev[0] = '\0', find_our_loop(mnt, name, dev, sizeof(dev))) {
 		r = export_dev_busy(dev, &excl, why, sizeof(why));
 		if (r == -EBUSY) {
 			rt_log(RT_LOG_ERROR, "'%s': the engine died, but %s is still in use (%s); "

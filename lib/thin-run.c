@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * A running array's thin pool: every volume exported as a block device of
- * its own (a FUSE mount with one file, a loop device on it, the symlink
- * /dev/raidtool/ARRAY/VOL), its I/O served through the pool onto the
+ * its own (a file of the array's FUSE mount, a loop device on it, the
+ * symlink /dev/raidtool/ARRAY/VOL), its I/O served through the pool onto the
  * engine; commits on every FLUSH/FSYNC from above and at least once a
  * second. The array's own device stays, read-only (writing it would
  * destroy the pool), as /dev/raidtool/ARRAY.pool.
@@ -13,6 +13,7 @@
  * on the FUSE queue's ring (engine_read_map/engine_write_map) or, for what
  * needs a new block, on a worker, with the mutex let go meanwhile.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -23,6 +24,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <raidtool/control.h>
 #include <raidtool/engine.h>
 #include <raidtool/export.h>
 #include <raidtool/format.h>
@@ -42,7 +44,7 @@ struct thin_vol_export {
 	uint32_t id;
 	char name[THIN_NAME_MAX + 1];
 	struct rt_fuse_backend be;
-	struct rt_export *x;
+	struct rt_export_file *xf;
 };
 
 /* A volume block getting a new data block (allocation or copy) on a worker. */
@@ -77,7 +79,7 @@ struct thin_run {
 	bool stop, thread_ok, low_warned;
 	pthread_t committer;
 	char array[RT_NAME_MAX + 1];
-	char voldir[PATH_MAX];		/* the volumes' mount points */
+	struct rt_export *x;		/* the array's mount, the volumes' files in it */
 	char linkdir[PATH_MAX];		/* /dev/raidtool/ARRAY */
 	char array_link[RT_NAME_MAX + 8];	/* ARRAY.pool */
 	struct rt_fuse_backend array_be;
@@ -528,11 +530,11 @@ static void *committer_main(void *arg)
 
 /* ---- start, stop ---- */
 
+/* A volume's file in the array's mount, its loop device and /dev/raidtool/ARRAY/VOL. */
 static int vol_export(struct thin_run *tr, const struct thin_vol_info *vi)
 {
 	struct thin_vol_export *v = calloc(1, sizeof(*v));
-	struct rt_export_params xp;
-	char mnt[PATH_MAX + 80], link[PATH_MAX + 80], linkname[2 * THIN_NAME_MAX + 8], did[256];
+	char file[THIN_NAME_MAX + 8], linkname[RT_NAME_MAX + THIN_NAME_MAX + 8];
 	int r;
 
 	if (!v)
@@ -544,29 +546,12 @@ static int vol_export(struct thin_run *tr, const struct thin_vol_info *vi)
 					  .write = vol_write, .flush = vol_flush,
 					  .discard = vol_discard, .engine = tr->e,
 					  .map = vol_map, .unmap = vol_unmap };
-	snprintf(mnt, sizeof(mnt), "%s/%s", tr->voldir, vi->name);
+	snprintf(file, sizeof(file), RT_CONTROL_VOL_PREFIX "%s", vi->name);
 	snprintf(linkname, sizeof(linkname), "%s/%s", tr->array, vi->name);
-	snprintf(link, sizeof(link), "%s/%s", tr->linkdir, vi->name);
-	/* What an engine killed before us left of this volume. */
-	(void)export_recover(vi->name, link, mnt, NULL, did, sizeof(did));
-	if (mkdir(mnt, 0700) < 0 && errno != EEXIST) {
-		r = -errno;
-		free(v);
-		return r;
-	}
-	xp = (struct rt_export_params){
-		.name = vi->name,
-		.link_name = linkname,
-		.mountpoint = mnt,
-		.blocksize = tr->blocksize,
-		.transport = tr->transport,
-		.backend = &v->be,
-	};
-	r = export_start(NULL, &xp, &v->x);
+	r = export_add_file(tr->x, file, linkname, &v->be, &v->xf);
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot export volume '%s': %s", tr->array, vi->name,
 		       strerror(-r));
-		rmdir(mnt);
 		free(v);
 		return r;
 	}
@@ -574,18 +559,52 @@ static int vol_export(struct thin_run *tr, const struct thin_vol_info *vi)
 	return 0;
 }
 
-/* Unexport volume export @i (the list closes up); its mount point goes. */
+/* Unexport volume export @i (the list closes up). */
 static int vol_unexport(struct thin_run *tr, unsigned i)
 {
 	struct thin_vol_export *v = tr->vols[i];
-	char mnt[PATH_MAX + 80];
 	int r;
 
-	r = export_stop(v->x, -1);
-	snprintf(mnt, sizeof(mnt), "%s/%s", tr->voldir, v->name);
-	rmdir(mnt);
-	free(v);
+	r = export_remove_file(v->xf, -1);
+	/* Still attached (open somewhere): its file stays in the mount, and @v with it. */
+	if (r == 0)
+		free(v);
 	tr->vols[i] = tr->vols[--tr->n_vols];
+	return r;
+}
+
+/*
+ * Links of volumes an engine killed before us left (their loop devices
+ * were detached with the array's, run_recover_leftovers); thin_run_export
+ * makes those of the volumes there are.
+ */
+static void remove_old_links(struct thin_run *tr)
+{
+	struct dirent *de;
+	DIR *d = opendir(tr->linkdir);
+
+	if (!d)
+		return;
+	while ((de = readdir(d)))
+		if (de->d_type == DT_LNK)
+			unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
+}
+
+int thin_run_export(struct thin_run *tr, struct rt_export *x)
+{
+	struct thin_vol_info vi;
+	int r = 0;
+
+	tr->x = x;
+	remove_old_links(tr);
+	pthread_mutex_lock(&tr->mu);
+	for (uint32_t k = 0; r == 0 && thin_vol_at(tr->p, k, &vi) == 0; k++) {
+		pthread_mutex_unlock(&tr->mu);
+		r = vol_export(tr, &vi);
+		pthread_mutex_lock(&tr->mu);
+	}
+	pthread_mutex_unlock(&tr->mu);
 	return r;
 }
 
@@ -593,7 +612,6 @@ int thin_run_start(struct rt_engine *e, const struct thin_run_params *rp, struct
 {
 	struct thin_run *tr;
 	struct thin_pool_info info;
-	struct thin_vol_info vi;
 	int r;
 
 	*out = NULL;
@@ -623,7 +641,6 @@ int thin_run_start(struct rt_engine *e, const struct thin_run_params *rp, struct
 		pthread_condattr_destroy(&ca);
 	}
 	snprintf(tr->array, sizeof(tr->array), "%s", rp->link_name);
-	snprintf(tr->voldir, sizeof(tr->voldir), "%s", rp->voldir);
 	snprintf(tr->linkdir, sizeof(tr->linkdir), RT_DEV_DIR "/%s", rp->link_name);
 	snprintf(tr->array_link, sizeof(tr->array_link), "%s.pool", rp->link_name);
 	tr->array_be = (struct rt_fuse_backend){ .ctx = e, .size = engine_size(e),
@@ -633,10 +650,6 @@ int thin_run_start(struct rt_engine *e, const struct thin_run_params *rp, struct
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot open its thin pool: %s", tr->array,
 		       strerror(-r));
-		goto fail;
-	}
-	if (mkdir(tr->voldir, 0700) < 0 && errno != EEXIST) {
-		r = -errno;
 		goto fail;
 	}
 	/* A symlink of the array's name would stand where the volumes' directory goes. */
@@ -663,11 +676,6 @@ int thin_run_start(struct rt_engine *e, const struct thin_run_params *rp, struct
 	if (info.needs_check)
 		rt_log(RT_LOG_WARN, "'%s': the thin pool needs a check ('raidtool pool check %s' "
 		       "on the stopped array)", tr->array, tr->array);
-	for (uint32_t k = 0; k < info.n_volumes && thin_vol_at(tr->p, k, &vi) == 0; k++) {
-		r = vol_export(tr, &vi);
-		if (r < 0)
-			goto fail;
-	}
 	r = -pthread_create(&tr->committer, NULL, committer_main, tr);
 	if (r < 0)
 		goto fail;
@@ -682,7 +690,7 @@ fail:
 int thin_run_busy(struct thin_run *tr, char *why, size_t whylen)
 {
 	for (unsigned i = 0; i < tr->n_vols; i++) {
-		int r = export_busy(tr->vols[i]->x, NULL, why, whylen);
+		int r = export_file_busy(tr->vols[i]->xf, NULL, why, whylen);
 
 		if (r < 0)
 			return r;
@@ -718,8 +726,6 @@ int thin_run_stop(struct thin_run *tr)
 	}
 	if (tr->linkdir[0])
 		rmdir(tr->linkdir);
-	if (tr->voldir[0])
-		rmdir(tr->voldir);
 	pthread_mutex_destroy(&tr->mu);
 	pthread_cond_destroy(&tr->busy_cond);
 	pthread_mutex_destroy(&tr->stop_mu);
@@ -803,7 +809,7 @@ static int vol_cmd_delete(struct thin_run *tr, const char *name, char *msg, size
 	for (unsigned i = 0; i < tr->n_vols; i++) {
 		if (strcmp(tr->vols[i]->name, name))
 			continue;
-		if (export_busy(tr->vols[i]->x, NULL, why, sizeof(why)) == 0)
+		if (export_file_busy(tr->vols[i]->xf, NULL, why, sizeof(why)) == 0)
 			return vol_unexport(tr, i);
 		snprintf(msg, len, "deleted; its device stays until it is closed and the array "
 			 "stops (%s)", why);

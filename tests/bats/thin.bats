@@ -331,10 +331,20 @@ live_pool() {
 		head -c 8M "/dev/raidtool/$NAME/snap$round" | sha256sum > "$TESTDIR/snap.sum" &
 		pid=$!
 		BGPIDS+=("$pid")
-		# 8 writers at QD8, each writing every 4K piece of the first 4M once, in
-		# its own order: 16 pieces of a 64K block at once, its first ones copying it.
-		run fio --name=race --filename="/dev/raidtool/$NAME/vol0" --rw=randwrite --bs=4k \
-			--size=4M --numjobs=8 --iodepth=8 --ioengine=io_uring --direct=1 \
+		# 16 writers, writer j the 4K piece j of every 64K block of the first 4M:
+		# all 16 pieces of a shared block at once, each of them the block's first
+		# write (a copy) as far as it knows; every piece is written once, so a
+		# write that a racing copy lost shows.
+		run fio --name=race --filename="/dev/raidtool/$NAME/vol0" --rw=write:60k --bs=4k \
+			--size=4M --offset_increment=4k --numjobs=16 --iodepth=4 \
+			--ioengine=io_uring --direct=1 --verify=pattern --verify_pattern=%o \
+			--do_verify=0 --group_reporting
+		assert_success
+		cmp "$TESTDIR/expect" <(head -c 4M "/dev/raidtool/$NAME/vol0") ||
+			fail "round $round: a write racing a copy of its block was lost"
+		# Then writers in place and copying at once: every piece again, same bytes.
+		run fio --name=again --filename="/dev/raidtool/$NAME/vol0" --rw=randwrite --bs=4k \
+			--size=4M --numjobs=4 --iodepth=8 --ioengine=io_uring --direct=1 \
 			--randrepeat=0 --verify=pattern --verify_pattern=%o --do_verify=0 \
 			--group_reporting
 		assert_success
