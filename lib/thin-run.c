@@ -38,6 +38,7 @@
 /* Blocks being given a new data block at once (workers wait for a slot). */
 #define BUSY_MAX 64u
 #define PIN_WAIT_NS 50000L
+#define MU_SPIN_TRIES 256u
 
 struct thin_vol_export {
 	struct thin_run *tr;
@@ -74,6 +75,8 @@ struct thin_run {
 	 */
 	_Atomic unsigned pins[2];
 	_Atomic unsigned epoch;
+	/* mu is held across I/O (a commit, a drain): the queues' threads do not wait for it. */
+	atomic_bool long_hold;
 	pthread_mutex_t stop_mu;
 	pthread_cond_t stop_cond;
 	bool stop, thread_ok, low_warned;
@@ -151,8 +154,27 @@ static void pins_drain(struct thin_run *tr)
 	const struct timespec tick = { .tv_nsec = PIN_WAIT_NS };
 	unsigned old = atomic_fetch_add(&tr->epoch, 1) & 1;
 
+	atomic_store(&tr->long_hold, true);
 	while (atomic_load(&tr->pins[old]))
 		nanosleep(&tick, NULL);
+	atomic_store(&tr->long_hold, false);
+}
+
+/*
+ * mu for a FUSE queue's thread, which must never wait for I/O (its own
+ * ring's completions may be what the holder waits for): tried a bounded
+ * number of times while the holder does in-memory work only, as the other
+ * queue's thread mapping a request does; false sends the request to a worker.
+ */
+static bool mu_trylock_brief(struct thin_run *tr)
+{
+	for (unsigned i = 0; i < MU_SPIN_TRIES; i++) {
+		if (atomic_load_explicit(&tr->long_hold, memory_order_relaxed))
+			return false;
+		if (pthread_mutex_trylock(&tr->mu) == 0)
+			return true;
+	}
+	return false;
 }
 
 static int busy_find(const struct thin_run *tr, uint32_t id, uint64_t vb)
@@ -359,7 +381,7 @@ static int vol_map(void *ctx, bool write, uint64_t off, size_t len, uint64_t *en
 
 	if (off % 512 || len % 512 || off > v->be.size || len > v->be.size - off)
 		return -EAGAIN;
-	if (pthread_mutex_trylock(&tr->mu))
+	if (!mu_trylock_brief(tr))
 		return -EAGAIN;
 	for (uint64_t vb = first; r == 0 && vb <= last; vb++) {
 		r = thin_map_lookup(tr->p, v->id, vb, true, &pb, write ? &must_copy : NULL);
@@ -400,10 +422,18 @@ static void vol_unmap(void *ctx, unsigned pin)
  */
 static int pool_sync(struct thin_run *tr)
 {
-	if (!thin_dirty(tr->p))
-		return engine_flush(tr->e);
-	pins_drain(tr);
-	return thin_commit(tr->p);
+	int r;
+
+	atomic_store(&tr->long_hold, true);
+	if (!thin_dirty(tr->p)) {
+		r = engine_flush(tr->e);
+	} else {
+		pins_drain(tr);
+		atomic_store(&tr->long_hold, true);
+		r = thin_commit(tr->p);
+	}
+	atomic_store(&tr->long_hold, false);
+	return r;
 }
 
 static int vol_flush(void *ctx)
