@@ -135,28 +135,21 @@ static int sysfs_size(dev_t d, uint64_t *bytes)
 }
 
 /*
- * A thin volume's FUSE file, ".../<UUID>/vol/<VOL>/<VOL>" (lib/thin-run.c):
+ * A thin volume's FUSE file, ".../<UUID>/mnt/vol:<VOL>" (lib/thin-run.c):
  * like the array's own file, never a unit.
  */
 static bool is_volume_file(const char *file)
 {
-	const char *c[4], *end = file + strlen(file);
+	const char *base = strrchr(file, '/');
+	char dir[PATH_MAX], name[RT_NAME_MAX + 1];
 	uint8_t uuid[RT_UUID_SIZE];
-	char key[37];
 
-	for (int i = 0; i < 4; i++) {
-		c[i] = memrchr(file, '/', (size_t)(end - file));
-		if (!c[i])
-			return false;
-		end = c[i];
-	}
-	/* c[0]: "/VOL" (file), c[1]: "/VOL" (dir), c[2]: "/vol", c[3]: "/UUID". */
-	if (c[2] - c[3] != 37 || c[1] - c[2] != 4 || strncmp(c[2], "/vol/", 5) ||
-	    c[0] - c[1] != (ptrdiff_t)strlen(c[0]) || strncmp(c[1], c[0], strlen(c[0])))
+	if (!base || strncmp(base + 1, RT_CONTROL_VOL_PREFIX, strlen(RT_CONTROL_VOL_PREFIX)) ||
+	    !base[1 + strlen(RT_CONTROL_VOL_PREFIX)] || (size_t)(base - file) + 3 > sizeof(dir))
 		return false;
-	memcpy(key, c[3] + 1, 36);
-	key[36] = '\0';
-	return uuid_parse(key, uuid) == 0;
+	/* The directory is an array's mount: ".../<UUID>/mnt" with a name after it. */
+	snprintf(dir, sizeof(dir), "%.*s/x", (int)(base - file), file);
+	return control_array_of_file(dir, name, sizeof(name), uuid) == 0;
 }
 
 bool scan_is_array_device(const char *devname)

@@ -45,9 +45,14 @@ struct thin_pool {
 	uint32_t next_id;
 
 	struct thin_vol_rec vols[THIN_MAX_VOLUMES];
+	/* Per volume slot, its id and root in the last commit (id 0: none). */
+	uint32_t committed_id[THIN_MAX_VOLUMES];
+	uint64_t committed_root[THIN_MAX_VOLUMES];
 
 	uint32_t *meta_rc, *meta_rc_committed;		/* [node_blocks] */
 	uint32_t *data_rc, *data_rc_committed;		/* [data_blocks_max] */
+	/* Data blocks handed out by thin_data_reserve, count 0 until mapped. */
+	uint8_t *data_reserved;				/* [data_blocks_max] */
 	uint64_t meta_free, data_free;			/* count 0 now */
 	uint64_t meta_cursor, data_cursor;
 	/* Per area block: bit a set when area a lacks the running contents. */
@@ -110,7 +115,8 @@ static int metadata_error(struct thin_pool *p, int r, uint64_t blk, const char *
 	return r;
 }
 
-static int node_get(struct thin_pool *p, uint64_t blk, struct thin_node **out)
+/* @cached_only: -EWOULDBLOCK rather than read a node that is not in memory. */
+static int node_find(struct thin_pool *p, uint64_t blk, bool cached_only, struct thin_node **out)
 {
 	struct cache_ent **pp, *e;
 	int r;
@@ -122,6 +128,8 @@ static int node_get(struct thin_pool *p, uint64_t blk, struct thin_node **out)
 		*out = &(*pp)->node;
 		return 0;
 	}
+	if (cached_only)
+		return -EWOULDBLOCK;
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
@@ -140,6 +148,11 @@ static int node_get(struct thin_pool *p, uint64_t blk, struct thin_node **out)
 	p->cached++;
 	*out = &e->node;
 	return 0;
+}
+
+static int node_get(struct thin_pool *p, uint64_t blk, struct thin_node **out)
+{
+	return node_find(p, blk, false, out);
 }
 
 static void node_mark_dirty(struct thin_pool *p, uint64_t blk)
@@ -257,13 +270,13 @@ static int meta_dec(struct thin_pool *p, uint64_t blk)
  * Free: count 0 now and in the last commit, which may still point at it
  * until the next commit is complete.
  */
-static int alloc_from(uint32_t *rc, const uint32_t *rc_committed, uint64_t n,
-		      uint64_t *cursor, uint64_t *out)
+static int alloc_from(uint32_t *rc, const uint32_t *rc_committed, const uint8_t *reserved,
+		      uint64_t n, uint64_t *cursor, uint64_t *out)
 {
 	for (uint64_t k = 0; k < n; k++) {
 		uint64_t i = (*cursor + k) % n;
 
-		if (rc[i] == 0 && rc_committed[i] == 0) {
+		if (rc[i] == 0 && rc_committed[i] == 0 && !(reserved && reserved[i])) {
 			*cursor = (i + 1) % n;
 			*out = i;
 			return 0;
@@ -278,7 +291,8 @@ static int node_new(struct thin_pool *p, bool leaf, uint64_t *blk, struct thin_n
 	uint64_t i;
 	int r;
 
-	r = alloc_from(p->meta_rc, p->meta_rc_committed, p->sb.node_blocks, &p->meta_cursor, &i);
+	r = alloc_from(p->meta_rc, p->meta_rc_committed, NULL, p->sb.node_blocks, &p->meta_cursor,
+		       &i);
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "thin pool: out of metadata blocks");
 		return r;
@@ -395,48 +409,88 @@ static void node_remove_at(struct thin_node *n, uint32_t pos)
 }
 
 /*
- * Lookup; *@must_copy (when not NULL): a write to the block must go to a
- * copy. That is when it is shared now (a node on the path or the block
- * has more than one reference), and also when the last commit may map it
- * from another volume: a crash would bring that mapping back with this
- * write's bytes. In place is safe when the block is new in this
- * transaction, or when the last commit counted it once and every node on
- * the path is one the last commit held, unchanged and unshared.
+ * Find @key below @root: its value, and whether a node on the path is
+ * shared now (*@shared) and every node on it had one reference in the last
+ * commit (*@alone_committed). -ENODATA: not mapped.
  */
-static int btree_lookup(struct thin_pool *p, uint64_t root, uint64_t key, uint64_t *val,
-			bool *must_copy)
+static int btree_find(struct thin_pool *p, uint64_t root, uint64_t key, bool cached_only,
+		      uint64_t *val, bool *shared, bool *alone_committed)
 {
 	struct thin_node *n;
-	bool sh = false, committed_alone = true;
 	uint64_t blk = root;
+	uint32_t pos;
 	int r;
 
+	*shared = false;
+	*alone_committed = true;
 	for (;;) {
 		uint64_t i = blk - p->sb.node_start;
 
-		r = node_get(p, blk, &n);
+		r = node_find(p, blk, cached_only, &n);
 		if (r < 0)
 			return r;
-		sh = sh || p->meta_rc[i] > 1;
-		committed_alone = committed_alone && p->meta_rc_committed[i] == 1;
+		*shared = *shared || p->meta_rc[i] > 1;
+		*alone_committed = *alone_committed && p->meta_rc_committed[i] == 1;
 		if (n->leaf)
 			break;
 		blk = n->val[child_index(n, key)];
 	}
-	uint32_t pos = leaf_pos(n, key);
-
+	pos = leaf_pos(n, key);
 	if (pos >= n->n || n->key[pos] != key)
 		return -ENODATA;
 	*val = n->val[pos];
-	if (must_copy && *val >= p->data_blocks) {
-		*must_copy = true;
-	} else if (must_copy) {
-		uint32_t before = p->data_rc_committed[*val];
-
-		*must_copy = sh || p->data_rc[*val] > 1 ||
-			     !(before == 0 || (before == 1 && committed_alone));
-	}
 	return 0;
+}
+
+/*
+ * Lookup in the tree at @root, the volume of slot @slot (only for
+ * *@must_copy); *@must_copy (when not NULL): a write to the block must go
+ * to a copy. That is when it is shared now (a node on the path or the
+ * block has more than one reference), and also when the last commit may
+ * map it from elsewhere (another volume, or another block of this one): a
+ * crash would bring that mapping back with this write's bytes. In place is
+ * safe when the block is new in this transaction, or when the last commit
+ * counted it once and mapped it from this very block of this volume (its
+ * committed tree maps @key to it through nodes the commit counted once;
+ * those nodes are never changed before the next commit, only copied).
+ */
+static int btree_lookup_x(struct thin_pool *p, uint64_t root, uint64_t key, bool cached_only,
+			  uint64_t *val, bool *must_copy, int slot)
+{
+	bool sh, alone, csh, calone;
+	uint64_t cval;
+	uint32_t before;
+	int r;
+
+	r = btree_find(p, root, key, cached_only, val, &sh, &alone);
+	if (r < 0 || !must_copy)
+		return r;
+	if (*val >= p->data_blocks) {
+		*must_copy = true;
+		return 0;
+	}
+	before = p->data_rc_committed[*val];
+	*must_copy = sh || p->data_rc[*val] > 1 || before > 1;
+	if (*must_copy || before == 0)
+		return 0;
+	/* Mapped once in the last commit: from here? */
+	if (slot < 0 || !p->committed_id[slot] || p->committed_id[slot] != p->vols[slot].id) {
+		*must_copy = true;
+		return 0;
+	}
+	if (alone && p->committed_root[slot] == root)
+		return 0;	/* the very tree the last commit held */
+	r = btree_find(p, p->committed_root[slot], key, cached_only, &cval, &csh, &calone);
+	if (r == -EWOULDBLOCK)
+		return r;
+	*must_copy = r < 0 || cval != *val || !calone;
+	return 0;
+}
+
+static int btree_lookup(struct thin_pool *p, uint64_t root, uint64_t key, uint64_t *val,
+			bool *must_copy, int slot)
+{
+	return btree_lookup_x(p, root, key, false, val, must_copy, slot);
 }
 
 /* Split full node @n (at @blk, writable) into itself and a new right sibling. */
@@ -576,7 +630,7 @@ static int btree_remove(struct thin_pool *p, uint64_t *root, uint64_t key)
 	uint64_t blk, v;
 	int r;
 
-	r = btree_lookup(p, *root, key, &v, NULL);
+	r = btree_lookup(p, *root, key, &v, NULL, -1);
 	if (r < 0)
 		return r;
 	r = shadow(p, *root, &blk, &n);
@@ -842,7 +896,7 @@ int thin_lookup(struct thin_pool *p, uint32_t id, uint64_t vblock, uint64_t *pbl
 
 	cache_trim(p);
 	r = vol_for_io(p, id, false, &v);
-	return r < 0 ? r : btree_lookup(p, v->root, vblock, pblock, NULL);
+	return r < 0 ? r : btree_lookup(p, v->root, vblock, pblock, NULL, -1);
 }
 
 static int insert_mapping(struct thin_pool *p, struct thin_vol_rec *v, uint64_t vb, uint64_t pb)
@@ -1006,7 +1060,8 @@ int thin_alloc_data_block(struct thin_pool *p, uint64_t *block)
 		return r;
 	if (below_reserve(p))
 		return -ENOSPC;
-	r = alloc_from(p->data_rc, p->data_rc_committed, p->data_blocks, &p->data_cursor, block);
+	r = alloc_from(p->data_rc, p->data_rc_committed, p->data_reserved, p->data_blocks,
+		       &p->data_cursor, block);
 	if (r < 0)
 		return r;
 	data_set(p, *block, 1);
@@ -1026,6 +1081,73 @@ int thin_data_refcount(const struct thin_pool *p, uint64_t block, uint32_t *coun
 		return -EINVAL;
 	*count = p->data_rc[block];
 	return 0;
+}
+
+/*
+ * The event-driven data path's primitives (lib/thin-run.c): the caller
+ * writes a block's data itself, between its lookup or reservation and the
+ * insertion of its mapping, without holding the pool meanwhile.
+ */
+int thin_map_lookup(struct thin_pool *p, uint32_t id, uint64_t vblock, bool cached_only,
+		    uint64_t *pblock, bool *must_copy)
+{
+	struct thin_vol_rec *v;
+	int r;
+
+	if (!cached_only)
+		cache_trim(p);
+	r = vol_for_io(p, id, must_copy != NULL, &v);
+	if (r < 0)
+		return r;
+	if (vblock >= v->size / p->sb.block_size)
+		return -EINVAL;
+	return btree_lookup_x(p, v->root, vblock, cached_only, pblock, must_copy,
+			      (int)(v - p->vols));
+}
+
+int thin_data_reserve(struct thin_pool *p, uint64_t *block)
+{
+	int r = writable(p);
+
+	if (r < 0)
+		return r;
+	if (below_reserve(p))
+		return -ENOSPC;
+	r = alloc_from(p->data_rc, p->data_rc_committed, p->data_reserved, p->data_blocks,
+		       &p->data_cursor, block);
+	if (r < 0)
+		return r;
+	p->data_reserved[*block] = 1;
+	p->data_free--;
+	return 0;
+}
+
+void thin_data_unreserve(struct thin_pool *p, uint64_t block)
+{
+	if (block < p->sb.data_blocks_max && p->data_reserved[block]) {
+		p->data_reserved[block] = 0;
+		p->data_free++;
+	}
+}
+
+int thin_insert_reserved(struct thin_pool *p, uint32_t id, uint64_t vblock, uint64_t block)
+{
+	struct thin_vol_rec *v;
+	int r;
+
+	if (block >= p->data_blocks || !p->data_reserved[block])
+		return -EINVAL;
+	thin_data_unreserve(p, block);
+	r = vol_for_io(p, id, true, &v);
+	if (r < 0)
+		return r;
+	if (vblock >= v->size / p->sb.block_size)
+		return -EINVAL;
+	data_set(p, block, 1);
+	r = insert_mapping(p, v, vblock, block);
+	if (r < 0)
+		data_dec(p, block);
+	return r;
 }
 
 static uint64_t data_off(const struct thin_pool *p, uint64_t pb)
@@ -1055,7 +1177,7 @@ int thin_vol_read(struct thin_pool *p, uint32_t id, void *buf, size_t len, uint6
 		uint64_t vb = off / bs, within = off % bs, pb;
 		size_t n = bs - within < len ? bs - within : len;
 
-		r = btree_lookup(p, v->root, vb, &pb, NULL);
+		r = btree_lookup(p, v->root, vb, &pb, NULL, -1);
 		if (r == -ENODATA) {
 			memset(buf, 0, n);	/* unmapped: the sparse device reads zeros */
 			r = 0;
@@ -1123,7 +1245,7 @@ int thin_vol_write(struct thin_pool *p, uint32_t id, const void *buf, size_t len
 		size_t n = bs - within < len ? bs - within : len;
 		bool must_copy;
 
-		r = btree_lookup(p, v->root, vb, &pb, &must_copy);
+		r = btree_lookup(p, v->root, vb, &pb, &must_copy, (int)(v - p->vols));
 		if (r == -ENODATA)
 			r = write_new_block(p, v, vb, buf, n, within, -1);
 		else if (r == 0 && must_copy)
@@ -1228,8 +1350,10 @@ static void pool_free_state(struct thin_pool *p)
 	free(p->data_rc);
 	free(p->data_rc_committed);
 	free(p->area_stale);
+	free(p->data_reserved);
 	p->meta_rc = p->meta_rc_committed = p->data_rc = p->data_rc_committed = NULL;
 	p->area_stale = NULL;
+	p->data_reserved = NULL;
 }
 
 static int pool_alloc_state(struct thin_pool *p)
@@ -1240,8 +1364,9 @@ static int pool_alloc_state(struct thin_pool *p)
 	p->data_rc_committed = calloc(p->sb.data_blocks_max ? p->sb.data_blocks_max : 1,
 				      sizeof(uint32_t));
 	p->area_stale = calloc(p->sb.area_blocks, 1);
+	p->data_reserved = calloc(p->sb.data_blocks_max ? p->sb.data_blocks_max : 1, 1);
 	if (!p->meta_rc || !p->meta_rc_committed || !p->data_rc || !p->data_rc_committed ||
-	    !p->area_stale)
+	    !p->area_stale || !p->data_reserved)
 		return -ENOMEM;
 	return 0;
 }
@@ -1252,11 +1377,15 @@ static void count_free(struct thin_pool *p)
 	for (uint64_t i = 0; i < p->sb.node_blocks; i++)
 		p->meta_free += p->meta_rc[i] == 0;
 	for (uint64_t i = 0; i < p->data_blocks; i++)
-		p->data_free += p->data_rc[i] == 0;
+		p->data_free += p->data_rc[i] == 0 && !p->data_reserved[i];
 }
 
 static void mark_committed(struct thin_pool *p)
 {
+	for (unsigned s = 0; s < THIN_MAX_VOLUMES; s++) {
+		p->committed_id[s] = p->vols[s].id;
+		p->committed_root[s] = p->vols[s].root;
+	}
 	memcpy(p->meta_rc_committed, p->meta_rc, p->sb.node_blocks * sizeof(uint32_t));
 	memcpy(p->data_rc_committed, p->data_rc, p->sb.data_blocks_max * sizeof(uint32_t));
 }

@@ -31,6 +31,7 @@
 #define RT_CONTROL_DEVICE "device"
 #define RT_CONTROL_LINK "link"
 #define RT_CONTROL_MNT "mnt"
+#define RT_CONTROL_VOL_PREFIX "vol:"	/* mnt/vol:VOL: a thin volume's file (':' is in no array name) */
 #define RT_CONTROL_LOG "log"
 #define RT_CONTROL_LINE_MAX 4096	/* a request line, newline included */
 /* A request may start with "uuid=UUID ": served only by the engine of that array. */

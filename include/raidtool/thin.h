@@ -184,6 +184,24 @@ int thin_release_data_block(struct thin_pool *p, uint64_t block);
 int thin_data_refcount(const struct thin_pool *p, uint64_t block, uint32_t *count);
 
 /*
+ * The pieces of thin_vol_write for a caller that moves the data itself,
+ * without holding the pool during the I/O (lib/thin-run.c).
+ * thin_map_lookup: where @vblock of volume @id is (-ENODATA: unmapped);
+ * with @must_copy (a write), whether a write must go to a new block
+ * instead (see thin_vol_write); @cached_only: -EWOULDBLOCK rather than
+ * read metadata from the pool's device.
+ * thin_data_reserve: a free data block that no one else gets, not counted
+ * as used by a commit (a crash leaks nothing); thin_insert_reserved maps
+ * it once its data is written (count 1; the reservation ends either way);
+ * thin_data_unreserve gives it back.
+ */
+int thin_map_lookup(struct thin_pool *p, uint32_t id, uint64_t vblock, bool cached_only,
+		    uint64_t *pblock, bool *must_copy);
+int thin_data_reserve(struct thin_pool *p, uint64_t *block);
+void thin_data_unreserve(struct thin_pool *p, uint64_t block);
+int thin_insert_reserved(struct thin_pool *p, uint32_t id, uint64_t vblock, uint64_t block);
+
+/*
  * Data I/O of a volume, @off and @len multiples of 512 within its size:
  * unmapped blocks read as zeros; a write to an unmapped block allocates
  * one, to a shared block copies it first (whole block: the rest of its
@@ -254,24 +272,30 @@ int thin_array_open_pool(const char *id, bool write, struct thin_array **a,
 
 /*
  * A running array's pool (lib/thin-run.c): each volume a block device
- * /dev/raidtool/LINK/VOL (a FUSE mount in @voldir/VOL, a loop device),
- * I/O through the pool onto the engine, commits on FLUSH/FSYNC and at
- * least once a second. Returns 1 and *@out when the array holds a pool, 0
- * (and NULL) when not. thin_run_array_backend: the array's own file,
- * read-only while it holds a pool, linked as thin_run_array_link (LINK.pool). thin_run_busy: -EBUSY and @why while a
- * volume's device is mounted or open. thin_run_stop: unexport, commit, close.
+ * /dev/raidtool/LINK/VOL (the file RT_CONTROL_VOL_PREFIX VOL in the array's
+ * FUSE mount, a loop device on it), I/O through the pool onto the engine,
+ * event-driven on the FUSE queues' rings where it can be, commits on
+ * FLUSH/FSYNC and at least once a second. Returns 1 and *@out when the
+ * array holds a pool, 0 (and NULL) when not. thin_run_array_backend: the
+ * array's own file, read-only while it holds a pool, linked as
+ * thin_run_array_link (LINK.pool). thin_run_export: once the array's mount
+ * (@x) is up, the volumes' files go in it; volumes created and deleted
+ * later come and go there. thin_run_busy: -EBUSY and @why while a volume's
+ * device is mounted or open. thin_run_stop: unexport, commit, close
+ * (before the array's export stops).
  */
 struct rt_engine;
+struct rt_export;
 struct rt_fuse_backend;
 struct thin_run;
 struct thin_run_params {
 	const char *link_name;		/* the array's name under /dev/raidtool */
-	const char *voldir;		/* directory for the volumes' mount points */
 	uint32_t blocksize;		/* the loop devices' logical block size */
 	int transport;			/* enum rt_fuse_transport */
 };
 int thin_run_probe(struct rt_engine *e);
 int thin_run_start(struct rt_engine *e, const struct thin_run_params *p, struct thin_run **out);
+int thin_run_export(struct thin_run *tr, struct rt_export *x);
 const struct rt_fuse_backend *thin_run_array_backend(struct thin_run *tr);
 const char *thin_run_array_link(struct thin_run *tr);
 int thin_run_busy(struct thin_run *tr, char *why, size_t whylen);

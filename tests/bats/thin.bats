@@ -314,6 +314,57 @@ live_pool() {
 	assert_success
 }
 
+@test "live: writers race on the same blocks of a just-snapshotted volume; origin and snapshot exact" {
+	command -v fio >/dev/null || require "needs fio"
+	local round snapsum pid
+	live_pool vol0:64M
+	head -c 8M /dev/urandom > "$TESTDIR/old"
+	# What every writer below writes: each 4K piece holds its own offset.
+	fio --name=expect --filename="$TESTDIR/expect" --rw=write --bs=4k --size=4M \
+		--verify=pattern --verify_pattern=%o --do_verify=0 --verify_state_save=0 \
+		--ioengine=psync >/dev/null
+	for round in 1 2; do
+		dd if="$TESTDIR/old" of="/dev/raidtool/$NAME/vol0" bs=1M oflag=direct conv=fsync \
+			status=none
+		run raidtool vol snapshot "$NAME" vol0 "snap$round"
+		assert_success
+		# A reader of the snapshot meanwhile.
+		head -c 8M "/dev/raidtool/$NAME/snap$round" | sha256sum > "$TESTDIR/snap.sum" &
+		pid=$!
+		BGPIDS+=("$pid")
+		# 16 writers, writer j the 4K piece j of every 64K block of the first 4M:
+		# all 16 pieces of a shared block at once, each of them the block's first
+		# write (a copy) as far as it knows; every piece is written once, so a
+		# write that a racing copy lost shows.
+		run fio --name=race --filename="/dev/raidtool/$NAME/vol0" --rw=write:60k --bs=4k \
+			--size=4M --offset_increment=4k --numjobs=16 --iodepth=4 \
+			--ioengine=io_uring --direct=1 --verify=pattern --verify_pattern=%o \
+			--do_verify=0 --verify_state_save=0 --group_reporting
+		assert_success
+		cmp "$TESTDIR/expect" <(head -c 4M "/dev/raidtool/$NAME/vol0") ||
+			fail "round $round: a write racing a copy of its block was lost"
+		# Then writers in place and copying at once: every piece again, same bytes.
+		run fio --name=again --filename="/dev/raidtool/$NAME/vol0" --rw=randwrite --bs=4k \
+			--size=4M --numjobs=4 --iodepth=8 --ioengine=io_uring --direct=1 \
+			--randrepeat=0 --verify=pattern --verify_pattern=%o --do_verify=0 \
+			--verify_state_save=0 --group_reporting
+		assert_success
+		wait "$pid"
+		snapsum=$(sha256sum < "$TESTDIR/old")
+		[ "$(cat "$TESTDIR/snap.sum")" = "$snapsum" ] || fail "round $round: snapshot read while written"
+		[ "$(head -c 8M "/dev/raidtool/$NAME/snap$round" | sha256sum)" = "$snapsum" ] ||
+			fail "round $round: the snapshot changed"
+		cmp "$TESTDIR/expect" <(head -c 4M "/dev/raidtool/$NAME/vol0") ||
+			fail "round $round: a write to the origin was lost or misplaced"
+		cmp <(tail -c +4194305 "$TESTDIR/old") \
+			<(head -c 8M "/dev/raidtool/$NAME/vol0" | tail -c +4194305) ||
+			fail "round $round: the origin changed beyond what was written"
+	done
+	deactivate_settled "$NAME"
+	run raidtool pool check "$NAME"
+	assert_success
+}
+
 @test "live: discard returns a volume's blocks to the pool; ext4 and fstrim" {
 	command -v mkfs.ext4 >/dev/null || require "needs mkfs.ext4"
 	command -v fstrim >/dev/null || require "needs fstrim"
