@@ -27,6 +27,8 @@
 #define MAX_BLOCKS (1ull << 40)
 
 _Static_assert(NODE_OFF_VALS + 8 * THIN_NODE_MAX == THIN_META_BLOCK, "node fills a block");
+_Static_assert(THIN_SB_SLOTS * THIN_META_BLOCK <= RT_DATA_WIPE_BYTES,
+	       "create wipes the pool's superblocks");
 _Static_assert(THIN_VOLTAB_BLOCKS * THIN_VOLS_PER_BLOCK == THIN_MAX_VOLUMES, "volume table");
 
 /* A checksum that also names the block, so a misdirected write does not pass. */

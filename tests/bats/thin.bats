@@ -169,6 +169,30 @@ refused() {
 	[ "$(pool_field volumes)" = 0 ]
 }
 
+@test "create over units that held a pool: the new array holds no pool, at any level" {
+	local level
+	new_pool
+	run raidtool vol create "$NAME" vol0 --size 1G
+	assert_success
+	for level in 1 0; do
+		# zero wipes the array's superblocks only: the pool's stay in the data area.
+		run raidtool zero "${UNITS[@]}"
+		assert_success
+		run raidtool create "$NAME" --level "$level" --assume-clean "${UNITS[@]}"
+		assert_success
+		run raidtool pool status "$NAME"
+		assert_failure 3
+		assert_output --partial "'$NAME': holds no thin pool"
+		# Started, it shows its own device, not a pool's volumes.
+		run raidtool activate "$NAME"
+		assert_success
+		assert_output "/dev/raidtool/$NAME"
+		deactivate_settled "$NAME"
+		run raidtool pool create "$NAME"
+		assert_success
+	done
+}
+
 @test "pool commands on an array without a pool, and on no array" {
 	run raidtool create "$NAME" --level 1 --assume-clean "${UNITS[@]}"
 	assert_success
