@@ -374,6 +374,7 @@ static const struct {
 	[RT_VERB_TUNE] = { "tune", COMMAND_TIMEOUT_MS },
 	[RT_VERB_SPEED] = { "speed", COMMAND_TIMEOUT_MS },
 	[RT_VERB_VOL] = { "vol", COMMAND_TIMEOUT_MS },
+	[RT_VERB_POOL] = { "pool", COMMAND_TIMEOUT_MS },
 };
 
 /* The driver's names for the same requests. */

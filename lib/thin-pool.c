@@ -714,6 +714,7 @@ static void vol_info(const struct thin_vol_rec *r, struct thin_vol_info *v)
 	v->mapped = r->mapped;
 	v->origin = r->origin;
 	v->created_txn = r->created_txn;
+	v->root = r->root;
 }
 
 int thin_vol_find(const struct thin_pool *p, const char *name, uint32_t *id)
@@ -1883,7 +1884,8 @@ void thin_pool_get_info(const struct thin_pool *p, struct thin_pool_info *i)
 	i->when_full = p->sb.when_full;
 	i->low_water = p->sb.low_water;
 	i->needs_check = p->needs_check;
-	i->read_only = p->read_only || p->ro_flag || p->needs_check;
+	/* The pool's mode, not how this handle opened it. */
+	i->read_only = p->ro_flag || p->needs_check;
 	i->read_only_flag = p->ro_flag;
 	i->metadata_snap = p->msnap;
 	i->below_low_water = p->sb.low_water &&

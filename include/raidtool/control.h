@@ -176,6 +176,7 @@ enum rt_control_verb {
 	RT_VERB_TUNE,
 	RT_VERB_SPEED,
 	RT_VERB_VOL,			/* thin volumes of the array's pool (lib/thin-run.c) */
+	RT_VERB_POOL,			/* the pool itself: metadata snapshot, abort, mode */
 	RT_VERB_COUNT
 };
 
@@ -189,7 +190,8 @@ struct rt_control_req {
 	 * fail, remove: the member (role, unit hashcode or device); add: the
 	 * device or image (absolute path); repair: "prefer=ROLE" or ""; tune:
 	 * "COUNT WINDOW_MS"; speed: bytes per second; vol: "create VOL BYTES",
-	 * "snapshot VOL SNAP" or "delete VOL". NULL or "": none.
+	 * "snapshot VOL SNAP", "delete VOL" or "resize VOL SIZE [force]"; pool:
+	 * thin_run_pool_command's words. NULL or "": none.
 	 */
 	const char *arg;
 };

@@ -147,7 +147,7 @@ struct thin_pool_info {
 	uint64_t metadata_blocks, free_metadata_blocks;	/* node blocks */
 	uint32_t when_full, low_water;
 	bool needs_check, read_only, below_low_water;
-	bool read_only_flag;		/* thin_set_mode (read_only: also needs_check, or opened so) */
+	bool read_only_flag;		/* thin_set_mode (read_only: that, or needs_check) */
 	uint64_t metadata_snap;		/* the metadata snapshot's header block; 0: none held */
 	uint32_t n_volumes;
 };
@@ -168,6 +168,7 @@ struct thin_vol_info {
 	uint64_t mapped;		/* mapped blocks */
 	uint32_t origin;		/* id of the volume it was snapshotted from; 0: none */
 	uint64_t created_txn;		/* commit sequence number it was created in */
+	uint64_t root;			/* metadata block of its map's root node */
 };
 
 int thin_name_check(const char *name);		/* 0, or -EINVAL */
@@ -318,11 +319,22 @@ const char *thin_run_array_link(struct thin_run *tr);
 int thin_run_busy(struct thin_run *tr, char *why, size_t whylen);
 /*
  * The control socket's "vol" request: "create NAME SIZE", "snapshot VOL
- * SNAP", "delete VOL"; each committed, the device appearing or going
+ * SNAP", "delete VOL", "resize VOL SIZE [force]" (refused, -EBUSY, while
+ * the volume's device is in use; exported again at its new size); each committed, the device appearing or going
  * (a deleted volume's device stays while open; its I/O fails). @tr NULL:
  * -ENODATA, no pool. The reason of a refusal goes to @msg.
  */
 int thin_run_command(struct thin_run *tr, const char *arg, char *msg, size_t len);
+/*
+ * The control socket's "pool" request: "reserve-metadata-snap",
+ * "release-metadata-snap" (a pool that commits nothing, being read-only,
+ * needs none: 0 and THIN_RUN_NOTHING_COMMITS in @msg, also for an array
+ * run with @readonly_run, whose pool is not started), "abort",
+ * "set-transaction-id OLD NEW" (committed), "read-only", "read-write".
+ */
+#define THIN_RUN_NOTHING_COMMITS "nothing commits (read-only)"
+int thin_run_pool_command(struct thin_run *tr, bool readonly_run, const char *arg, char *msg,
+			  size_t len);
 int thin_run_stop(struct thin_run *tr);
 
 /*
