@@ -369,7 +369,10 @@ int thin_run_start(struct rt_engine *e, const struct thin_run_params *rp, struct
 	tr->queue_when_full = info.when_full == THIN_WHEN_FULL_QUEUE;
 	if (info.needs_check)
 		rt_log(RT_LOG_WARN, "'%s': the thin pool needs a check ('raidtool pool check %s' "
-		       "on the stopped array)", tr->array, tr->array);
+		       "on the stopped array); read-only until then", tr->array, tr->array);
+	else if (info.read_only)
+		rt_log(RT_LOG_WARN, "'%s': the thin pool is read-only ('raidtool pool set %s "
+		       "--read-write')", tr->array, tr->array);
 	for (uint32_t k = 0; k < info.n_volumes && thin_vol_at(tr->p, k, &vi) == 0; k++) {
 		r = vol_export(tr, &vi);
 		if (r < 0)

@@ -734,3 +734,71 @@ dump_consistent() {
 	run raidtool pool check "$NAME"
 	assert_success
 }
+
+@test "live: a damaged metadata node sets needs_check, kept in the superblock; read-only until a clean pool check" {
+	local root off u i sum
+	live_pool vol0:256M
+	head -c 8M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="/dev/raidtool/$NAME/vol0" bs=1M oflag=direct conv=fsync status=none
+	sum=$(sha256sum < "$TESTDIR/data")
+	deactivate_settled "$NAME"
+	# 128 mappings: the root is the one leaf. raid1: array byte X is data_offset + X on each unit.
+	root=$(raidtool pool dump "$NAME" | jq -r '.volume_table[0].root')
+	[ "$root" -gt 0 ]
+	for i in 0 1; do
+		u=${UNITS[$i]}
+		off=$(($(raidtool examine --json "$u" | jq -r .this_unit.data_offset) + root * 4096))
+		dd if="$u" of="$TESTDIR/node$i" bs=4096 skip=$((off / 4096)) count=1 status=none
+		printf '\377\377\377\377' | dd of="$u" bs=1 seek=$((off + 100)) conv=notrunc status=none
+	done
+	sync
+	run raidtool activate "$NAME"
+	assert_success
+	[ "$(pool_field needs_check)" = false ]
+	run dd if="/dev/raidtool/$NAME/vol0" of=/dev/null bs=64k count=1 iflag=direct
+	assert_failure
+	# The next commit (within a second) records it.
+	for _ in $(seq 1 20); do
+		[ "$(pool_field needs_check)" = true ] && break
+		sleep 0.5
+	done
+	[ "$(pool_field needs_check)" = true ] || fail "needs_check not set"
+	[ "$(pool_field read_only)" = true ]
+	run raidtool pool status "$NAME"
+	assert_line "  needs check:    yes"
+	assert_line "  mode:           read-only (needs check)"
+	run dd if=/dev/zero of="/dev/raidtool/$NAME/vol0" bs=64k count=1 seek=1000 oflag=direct \
+		conv=fsync
+	assert_failure
+	run raidtool vol create "$NAME" vol1 --size 64M
+	assert_failure
+	assert_output --partial "read-only until 'raidtool pool check' finds it clean"
+	run raidtool pool set "$NAME" --read-write
+	assert_failure
+	assert_output --partial "needs_check is set"
+	deactivate_settled "$NAME"
+	# Kept across a restart; a check that finds the damage leaves it set.
+	[ "$(pool_field needs_check)" = true ]
+	run raidtool pool check "$NAME"
+	assert_failure 1
+	assert_output --partial "bad nodes"
+	[ "$(pool_field needs_check)" = true ]
+	for i in 0 1; do
+		u=${UNITS[$i]}
+		off=$(($(raidtool examine --json "$u" | jq -r .this_unit.data_offset) + root * 4096))
+		dd if="$TESTDIR/node$i" of="$u" bs=4096 seek=$((off / 4096)) conv=notrunc status=none
+	done
+	sync
+	run raidtool pool check "$NAME"
+	assert_success
+	[ "$(pool_field needs_check)" = false ]
+	[ "$(pool_field read_only)" = false ]
+	run raidtool activate "$NAME"
+	assert_success
+	[ "$(head -c 8M "/dev/raidtool/$NAME/vol0" | sha256sum)" = "$sum" ]
+	dd if=/dev/zero of="/dev/raidtool/$NAME/vol0" bs=64k count=1 seek=1000 oflag=direct \
+		conv=fsync status=none
+	deactivate_settled "$NAME"
+	run raidtool pool check "$NAME"
+	assert_success
+}
