@@ -219,6 +219,12 @@ refused() {
 		["vol snapshot"]="ARRAY VOL SNAP"
 		["vol delete"]="ARRAY VOL"
 		["vol list"]="--json ARRAY"
+		["vol resize"]="--size --force ARRAY VOL"
+		["pool abort"]="ARRAY"
+		["pool set-transaction-id"]="ARRAY OLD NEW"
+		["pool set"]="--read-only --read-write ARRAY"
+		["pool reserve-metadata-snap"]="ARRAY"
+		["pool release-metadata-snap"]="ARRAY"
 	)
 	local c o
 	for c in "${!opts[@]}"; do
