@@ -242,7 +242,11 @@ static int create_wipe_data_start(struct rt_unit *const *units, const struct rt_
 		return -ENOMEM;
 	memset(zeros, 0, RT_DATA_WIPE_BYTES);
 	for (size_t i = 0; i < n && r == 0; i++) {
-		r = unit_pwrite(units[i], zeros, RT_DATA_WIPE_BYTES, own[i].start + own[i].data_offset);
+		/* Never past the data area (the smallest holds one 4 KiB chunk). */
+		size_t len = own[i].data_size < RT_DATA_WIPE_BYTES ? (size_t)own[i].data_size
+								    : RT_DATA_WIPE_BYTES;
+
+		r = unit_pwrite(units[i], zeros, len, own[i].start + own[i].data_offset);
 		if (r < 0)
 			rt_log(RT_LOG_ERROR, "'%s': cannot clear the start of its data area: %s",
 			       unit_path(units[i]), strerror(-r));
