@@ -114,9 +114,15 @@ static bool is_node_block(const struct thin_pool *p, uint64_t blk)
 
 static int metadata_error(struct thin_pool *p, int r, uint64_t blk, const char *what)
 {
-	/* No commit until aborted: the transaction may be half done. */
+	/*
+	 * No commit until aborted: the transaction may be half done. Once the
+	 * last commit carries needs_check the pool changes nothing, so there is
+	 * neither a transaction to drop nor a flag to record (and reads of
+	 * what is still sound go on).
+	 */
 	p->needs_check = true;
-	p->failed = true;
+	if (!(p->sb.flags & THIN_SB_NEEDS_CHECK))
+		p->failed = true;
 	rt_log(RT_LOG_ERROR, "thin pool: metadata block %llu: %s: %s", (unsigned long long)blk,
 	       what, strerror(-r));
 	return r;
