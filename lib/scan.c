@@ -134,22 +134,24 @@ static int sysfs_size(dev_t d, uint64_t *bytes)
 	return 0;
 }
 
-/*
- * A thin volume's FUSE file, ".../<UUID>/mnt/vol:<VOL>" (lib/thin-run.c):
- * like the array's own file, never a unit.
- */
+/* A thin volume's FUSE file (control_volume_of_file): like the array's own file, never a unit. */
 static bool is_volume_file(const char *file)
 {
-	const char *base = strrchr(file, '/');
-	char dir[PATH_MAX], name[RT_NAME_MAX + 1];
 	uint8_t uuid[RT_UUID_SIZE];
+	char vol[PATH_MAX];
 
-	if (!base || strncmp(base + 1, RT_CONTROL_VOL_PREFIX, strlen(RT_CONTROL_VOL_PREFIX)) ||
-	    !base[1 + strlen(RT_CONTROL_VOL_PREFIX)] || (size_t)(base - file) + 3 > sizeof(dir))
-		return false;
-	/* The directory is an array's mount: ".../<UUID>/mnt" with a name after it. */
-	snprintf(dir, sizeof(dir), "%.*s/x", (int)(base - file), file);
-	return control_array_of_file(dir, name, sizeof(name), uuid) == 0;
+	return control_volume_of_file(file, uuid, vol, sizeof(vol)) == 0;
+}
+
+int scan_volume_of_device(const char *devname, uint8_t uuid[RT_UUID_SIZE], char *vol,
+			  size_t vollen)
+{
+	char file[PATH_MAX];
+
+	if (loopdev_backing_file(devname, file, sizeof(file)) < 0 ||
+	    control_volume_of_file(file, uuid, vol, vollen) < 0)
+		return -ENOENT;
+	return 0;
 }
 
 bool scan_is_array_device(const char *devname)

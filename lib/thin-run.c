@@ -705,7 +705,10 @@ int thin_run_start(struct rt_engine *e, const struct thin_run_params *rp, struct
 	tr->queue_when_full = info.when_full == THIN_WHEN_FULL_QUEUE;
 	if (info.needs_check)
 		rt_log(RT_LOG_WARN, "'%s': the thin pool needs a check ('raidtool pool check %s' "
-		       "on the stopped array)", tr->array, tr->array);
+		       "on the stopped array); read-only until then", tr->array, tr->array);
+	else if (info.read_only)
+		rt_log(RT_LOG_WARN, "'%s': the thin pool is read-only ('raidtool pool set %s "
+		       "--read-write')", tr->array, tr->array);
 	r = -pthread_create(&tr->committer, NULL, committer_main, tr);
 	if (r < 0)
 		goto fail;
@@ -819,6 +822,49 @@ static int vol_cmd_snapshot(struct thin_run *tr, const char *origin, const char 
 	return r;
 }
 
+/*
+ * The device's size cannot change under its users: resized only while
+ * nothing holds it, then exported again at the new size.
+ */
+static int vol_cmd_resize(struct thin_run *tr, const char *name, const char *size,
+			  const char *force, char *msg, size_t len)
+{
+	struct thin_vol_info vi;
+	char why[256];
+	uint64_t bytes;
+	uint32_t id;
+	unsigned i;
+	int r;
+
+	if (!name || !size || sb_size_parse(size, &bytes) < 0 || (force && strcmp(force, "force"))) {
+		snprintf(msg, len, "usage: vol resize VOL SIZE [force]");
+		return -EINVAL;
+	}
+	for (i = 0; i < tr->n_vols && strcmp(tr->vols[i]->name, name); i++)
+		;
+	if (i < tr->n_vols && export_file_busy(tr->vols[i]->xf, NULL, why, sizeof(why)) < 0) {
+		snprintf(msg, len, "'%s': its device is in use (%s); a running volume is resized "
+			 "while nothing holds it", name, why);
+		return -EBUSY;
+	}
+	pthread_mutex_lock(&tr->mu);
+	r = thin_vol_resize(tr->p, name, bytes, force != NULL);
+	if (r == 0)
+		r = thin_commit(tr->p);
+	if (r == 0)
+		r = thin_vol_find(tr->p, name, &id);
+	if (r == 0)
+		r = thin_vol_get(tr->p, id, &vi);
+	pthread_mutex_unlock(&tr->mu);
+	if (r < 0 || i == tr->n_vols)
+		return r;
+	/* Its file in the array's mount goes and comes back (same name) at the new size. */
+	r = vol_unexport(tr, i);
+	if (r == 0)
+		r = vol_export(tr, &vi);
+	return r;
+}
+
 /* Safe while the volume is open: its I/O fails from now on; the device goes when free. */
 static int vol_cmd_delete(struct thin_run *tr, const char *name, char *msg, size_t len)
 {
@@ -850,7 +896,7 @@ static int vol_cmd_delete(struct thin_run *tr, const char *name, char *msg, size
 
 int thin_run_command(struct thin_run *tr, const char *arg, char *msg, size_t len)
 {
-	char buf[512], *words[4] = { NULL }, *save = NULL;
+	char buf[512], *words[5] = { NULL }, *save = NULL;
 	unsigned n = 0;
 	int r;
 
@@ -860,7 +906,7 @@ int thin_run_command(struct thin_run *tr, const char *arg, char *msg, size_t len
 		return -ENODATA;
 	}
 	snprintf(buf, sizeof(buf), "%s", arg ? arg : "");
-	for (char *w = strtok_r(buf, " ", &save); w && n < 4; w = strtok_r(NULL, " ", &save))
+	for (char *w = strtok_r(buf, " ", &save); w && n < 5; w = strtok_r(NULL, " ", &save))
 		words[n++] = w;
 	rt_log_clear_error();
 	if (n && !strcmp(words[0], "create"))
@@ -869,11 +915,100 @@ int thin_run_command(struct thin_run *tr, const char *arg, char *msg, size_t len
 		r = vol_cmd_snapshot(tr, words[1], words[2], msg, len);
 	else if (n && !strcmp(words[0], "delete"))
 		r = vol_cmd_delete(tr, words[1], msg, len);
+	else if (n && !strcmp(words[0], "resize"))
+		r = vol_cmd_resize(tr, words[1], words[2], words[3], msg, len);
 	else {
-		snprintf(msg, len, "usage: vol create|snapshot|delete ...");
+		snprintf(msg, len, "usage: vol create|snapshot|delete|resize ...");
 		return -EINVAL;
 	}
 	/* The pool's own refusal ("'x': no such volume") is the client's message. */
+	if (r < 0 && !msg[0])
+		snprintf(msg, len, "%s", rt_log_last_error()[0] ? rt_log_last_error()
+								 : strerror(-r));
+	return r;
+}
+
+/* ---- the control socket's "pool" request ---- */
+
+static int pool_cmd_set_transaction_id(struct thin_run *tr, const char *old, const char *id,
+				       char *msg, size_t len)
+{
+	unsigned long long o, v;
+	char *end;
+	int r;
+
+	if (!old || !id) {
+		snprintf(msg, len, "usage: pool set-transaction-id OLD NEW");
+		return -EINVAL;
+	}
+	errno = 0;
+	o = strtoull(old, &end, 10);
+	if (errno || *end || *old == '-') {
+		snprintf(msg, len, "'%s': not a transaction id", old);
+		return -EINVAL;
+	}
+	v = strtoull(id, &end, 10);
+	if (errno || *end || *id == '-') {
+		snprintf(msg, len, "'%s': not a transaction id", id);
+		return -EINVAL;
+	}
+	r = thin_set_transaction_id(tr->p, o, v);
+	return r < 0 ? r : thin_commit(tr->p);
+}
+
+int thin_run_pool_command(struct thin_run *tr, bool readonly_run, const char *arg, char *msg,
+			  size_t len)
+{
+	char buf[256], *words[4] = { NULL }, *save = NULL;
+	struct thin_pool_info info;
+	bool view;
+	unsigned n = 0;
+	int r;
+
+	msg[0] = '\0';
+	snprintf(buf, sizeof(buf), "%s", arg ? arg : "");
+	for (char *w = strtok_r(buf, " ", &save); w && n < 4; w = strtok_r(NULL, " ", &save))
+		words[n++] = w;
+	view = n == 1 && (!strcmp(words[0], "reserve-metadata-snap") ||
+			  !strcmp(words[0], "release-metadata-snap"));
+	if (!tr && readonly_run && view) {
+		/* A read-only start runs no pool: its last commit stays as it is. */
+		snprintf(msg, len, THIN_RUN_NOTHING_COMMITS);
+		return 0;
+	}
+	if (!tr) {
+		snprintf(msg, len, readonly_run ? "the array runs read-only (activate --readonly): "
+			 "its pool is not started" : "the array holds no thin pool");
+		return readonly_run ? -EROFS : -ENODATA;
+	}
+	rt_log_clear_error();
+	pthread_mutex_lock(&tr->mu);
+	thin_pool_get_info(tr->p, &info);
+	if (view && info.read_only && !info.metadata_snap) {
+		/* Nothing commits: the last commit is a consistent copy already. */
+		snprintf(msg, len, THIN_RUN_NOTHING_COMMITS);
+		r = 0;
+	} else if (n == 1 && !strcmp(words[0], "reserve-metadata-snap")) {
+		r = thin_reserve_metadata_snap(tr->p);
+	} else if (n == 1 && !strcmp(words[0], "release-metadata-snap")) {
+		r = thin_release_metadata_snap(tr->p);
+	} else if (n == 1 && !strcmp(words[0], "abort")) {
+		/* dm's abort: the uncommitted mappings go (their writes read as before). */
+		r = thin_abort(tr->p);
+		if (r == 0) {
+			thin_pool_get_info(tr->p, &info);
+			snprintf(msg, len, "back at commit %llu", (unsigned long long)info.commit_seq);
+		}
+	} else if (n >= 1 && !strcmp(words[0], "set-transaction-id") && n <= 3) {
+		r = pool_cmd_set_transaction_id(tr, words[1], words[2], msg, len);
+	} else if (n == 1 && (!strcmp(words[0], "read-only") || !strcmp(words[0], "read-write"))) {
+		r = thin_set_mode(tr->p, !strcmp(words[0], "read-only"));
+	} else {
+		snprintf(msg, len, "usage: pool reserve-metadata-snap|release-metadata-snap|abort|"
+			 "set-transaction-id OLD NEW|read-only|read-write");
+		r = -EINVAL;
+	}
+	pthread_mutex_unlock(&tr->mu);
 	if (r < 0 && !msg[0])
 		snprintf(msg, len, "%s", rt_log_last_error()[0] ? rt_log_last_error()
 								 : strerror(-r));
