@@ -1447,11 +1447,9 @@ static void pool_free_state(struct thin_pool *p)
 	free(p->data_rc);
 	free(p->data_rc_committed);
 	free(p->area_stale);
-	free(p->data_reserved);
 	free(p->held);
 	p->meta_rc = p->meta_rc_committed = p->data_rc = p->data_rc_committed = NULL;
 	p->area_stale = NULL;
-	p->data_reserved = NULL;
 	p->held = NULL;
 	p->msnap = 0;
 }
@@ -1464,7 +1462,12 @@ static int pool_alloc_state(struct thin_pool *p)
 	p->data_rc_committed = calloc(p->sb.data_blocks_max ? p->sb.data_blocks_max : 1,
 				      sizeof(uint32_t));
 	p->area_stale = calloc(p->sb.area_blocks, 1);
-	p->data_reserved = calloc(p->sb.data_blocks_max / 8 + 1, 1);
+	/*
+	 * Kept from before a reload (thin_abort, a failure recorded): the
+	 * blocks a worker is writing stay its own until it maps them.
+	 */
+	if (!p->data_reserved)
+		p->data_reserved = calloc(p->sb.data_blocks_max / 8 + 1, 1);
 	if (!p->meta_rc || !p->meta_rc_committed || !p->data_rc || !p->data_rc_committed ||
 	    !p->area_stale || !p->data_reserved)
 		return -ENOMEM;
@@ -1662,6 +1665,7 @@ void thin_close(struct thin_pool *p)
 	if (!p)
 		return;
 	pool_free_state(p);
+	free(p->data_reserved);
 	free(p);
 }
 

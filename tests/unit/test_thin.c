@@ -770,6 +770,29 @@ static void test_reserve_map(void **state)
 	assert_clean(p);
 	thin_pool_get_info(p, &i1);
 	assert_int_equal(i1.free_data_blocks, i1.data_blocks - 2);
+	/*
+	 * An abort (back at the last commit) keeps a worker's reservation: no
+	 * one else gets the block it is writing, and it maps it afterwards.
+	 */
+	assert_int_equal(thin_commit(p), 0);
+	assert_int_equal(thin_data_reserve(p, &nb), 0);
+	assert_int_equal(thin_data_reserve(p, &nb2), 0);
+	assert_int_equal(thin_insert_reserved(p, vol, 10, nb2), 0);
+	assert_int_equal(thin_abort(p), 0);
+	assert_int_equal(thin_map_lookup(p, vol, 10, false, &pb, NULL), -ENODATA);
+	thin_pool_get_info(p, &i0);
+	assert_int_equal(i0.free_data_blocks, i1.free_data_blocks - 1);
+	for (uint64_t k = 0; k < i0.free_data_blocks; k++) {
+		uint64_t b;
+
+		assert_int_equal(thin_data_reserve(p, &b), 0);
+		assert_true(b != nb);
+		thin_data_unreserve(p, b);
+	}
+	assert_int_equal(thin_insert_reserved(p, vol, 11, nb), 0);
+	assert_int_equal(thin_map_lookup(p, vol, 11, false, &pb, NULL), 0);
+	assert_int_equal(pb, nb);
+	assert_clean(p);
 	thin_close(p);
 	ram_free(d);
 }
