@@ -850,7 +850,7 @@ static int vol_cmd_resize(struct thin_run *tr, const char *name, const char *siz
 	pthread_mutex_lock(&tr->mu);
 	r = thin_vol_resize(tr->p, name, bytes, force != NULL);
 	if (r == 0)
-		r = thin_commit(tr->p);
+		r = pool_sync(tr);	/* after the I/O to the blocks a shrink frees */
 	if (r == 0)
 		r = thin_vol_find(tr->p, name, &id);
 	if (r == 0)
@@ -983,6 +983,13 @@ int thin_run_pool_command(struct thin_run *tr, bool readonly_run, const char *ar
 	}
 	rt_log_clear_error();
 	pthread_mutex_lock(&tr->mu);
+	/*
+	 * Each commits, or goes back to the last commit (abort): the I/O in
+	 * flight to blocks that may be freed ends first, and the queues' threads
+	 * do not wait for mu meanwhile.
+	 */
+	pins_drain(tr);
+	atomic_store(&tr->long_hold, true);
 	thin_pool_get_info(tr->p, &info);
 	if (view && info.read_only && !info.metadata_snap) {
 		/* Nothing commits: the last commit is a consistent copy already. */
@@ -1008,6 +1015,7 @@ int thin_run_pool_command(struct thin_run *tr, bool readonly_run, const char *ar
 			 "set-transaction-id OLD NEW|read-only|read-write");
 		r = -EINVAL;
 	}
+	atomic_store(&tr->long_hold, false);
 	pthread_mutex_unlock(&tr->mu);
 	if (r < 0 && !msg[0])
 		snprintf(msg, len, "%s", rt_log_last_error()[0] ? rt_log_last_error()
