@@ -65,6 +65,7 @@ struct thin_pool {
 	uint32_t *data_rc, *data_rc_committed;		/* [data_blocks_max] */
 	/* Data blocks handed out by thin_data_reserve, count 0 until mapped. */
 	uint8_t *data_reserved;			/* bitmap [data_blocks_max] */
+	uint64_t n_data_reserved;		/* its bits set (not in data_free) */
 	uint64_t meta_free, data_free;			/* count 0 now */
 	uint64_t meta_cursor, data_cursor;
 	/* Per area block: bit a set when area a lacks the running contents. */
@@ -1211,6 +1212,7 @@ int thin_data_reserve(struct thin_pool *p, uint64_t *block)
 	if (r < 0)
 		return r;
 	bit_put(p->data_reserved, *block, true);
+	p->n_data_reserved++;
 	p->data_free--;
 	return 0;
 }
@@ -1219,6 +1221,7 @@ void thin_data_unreserve(struct thin_pool *p, uint64_t block)
 {
 	if (block < p->sb.data_blocks_max && bit_test(p->data_reserved, block)) {
 		bit_put(p->data_reserved, block, false);
+		p->n_data_reserved--;
 		p->data_free++;
 	}
 }
@@ -1883,7 +1886,8 @@ int thin_reserve_metadata_snap(struct thin_pool *p)
 	p->ms.seq = p->sb.seq;
 	p->ms.transaction_id = p->txn_id;
 	p->ms.data_blocks = p->data_blocks;
-	p->ms.free_data_blocks = p->data_free;
+	/* The last commit's count: a block a worker holds reserved is free in it. */
+	p->ms.free_data_blocks = p->data_free + p->n_data_reserved;
 	p->ms.free_metadata_blocks = p->meta_free;
 	p->ms.n_bitmap = (uint32_t)n_bitmap;
 	n = 1 + THIN_VOLTAB_BLOCKS + (unsigned)n_bitmap;

@@ -694,7 +694,7 @@ static void test_data_cow(void **state)
 static void test_reserve_map(void **state)
 {
 	struct ramdev *d = ram_new(64ull << 20);
-	struct thin_pool *p = new_pool(d, 0);
+	struct thin_pool *p = new_pool(d, 0), *view;
 	struct thin_io io = ram_io(d);
 	struct thin_pool_info i0, i1;
 	uint64_t nb, nb2, pb;
@@ -792,6 +792,17 @@ static void test_reserve_map(void **state)
 	assert_int_equal(thin_insert_reserved(p, vol, 11, nb), 0);
 	assert_int_equal(thin_map_lookup(p, vol, 11, false, &pb, NULL), 0);
 	assert_int_equal(pb, nb);
+	assert_clean(p);
+	/* A metadata snapshot copies the last commit, where a reserved block is free. */
+	assert_int_equal(thin_data_reserve(p, &nb), 0);
+	assert_int_equal(thin_reserve_metadata_snap(p), 0);
+	assert_int_equal(thin_open_metadata_snap(&io, &view), 0);
+	thin_pool_get_info(p, &i0);
+	thin_pool_get_info(view, &i1);
+	assert_int_equal(i1.free_data_blocks, i0.free_data_blocks + 1);
+	thin_close(view);
+	thin_data_unreserve(p, nb);
+	assert_int_equal(thin_release_metadata_snap(p), 0);
 	assert_clean(p);
 	thin_close(p);
 	ram_free(d);
