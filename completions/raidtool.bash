@@ -36,8 +36,8 @@ _raidtool_words() {
 	mapfile -t COMPREPLY < <(compgen -W "$*" -- "$cur")
 }
 
-# pool and vol: SUBCOMMAND, its options, ARRAY, then (vol snapshot/delete)
-# a volume of that array's pool. $1: raidtool, $2: the command, $3: the
+# pool and vol: SUBCOMMAND, its options, ARRAY, then (vol snapshot/delete/
+# resize) a volume of that array's pool. $1: raidtool, $2: the command, $3: the
 # index of the first word after it.
 _raidtool_thin() {
 	local rt=$1 cmd=$2 i=$3 sub='' array='' nargs=0 w
@@ -58,9 +58,10 @@ _raidtool_thin() {
 	done
 	if [ -z "$sub" ]; then
 		if [ "$cmd" = pool ]; then
-			_raidtool_words "$cur" "create status check dump --help -h --usage"
+			_raidtool_words "$cur" "create status check dump abort set-transaction-id set
+				reserve-metadata-snap release-metadata-snap --help -h --usage"
 		else
-			_raidtool_words "$cur" "create snapshot delete list --help -h --usage"
+			_raidtool_words "$cur" "create snapshot delete resize list --help -h --usage"
 		fi
 		return 0
 	fi
@@ -76,13 +77,16 @@ _raidtool_thin() {
 			--force -f $common" ;;
 		pool:status | vol:list) _raidtool_words "$cur" "--json $common" ;;
 		vol:create) _raidtool_words "$cur" "--size -s $common" ;;
+		vol:resize) _raidtool_words "$cur" "--size -s --force -f $common" ;;
+		pool:set) _raidtool_words "$cur" "--read-only --read-write $common" ;;
 		*) _raidtool_words "$cur" "$common" ;;
 		esac
 		return 0
 	fi
 	if ((nargs == 0)); then
 		_raidtool_words "$cur" "$(_raidtool_arrays "$rt")"
-	elif ((nargs == 1)) && [[ $cmd:$sub == vol:snapshot || $cmd:$sub == vol:delete ]] &&
+	elif ((nargs == 1)) && [[ $cmd:$sub == vol:snapshot || $cmd:$sub == vol:delete ||
+		$cmd:$sub == vol:resize ]] &&
 		command -v jq >/dev/null 2>&1; then
 		_raidtool_words "$cur" "$("$rt" vol list --json "$array" 2>/dev/null |
 			jq -r '.[].name' 2>/dev/null)"

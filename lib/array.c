@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -228,6 +229,34 @@ static int create_write_logs(struct rt_unit *const *units, const struct rt_unit_
 	return r;
 }
 
+/*
+ * Zero the start of every data area (RT_DATA_WIPE_BYTES): a thin pool the
+ * units held before keeps its superblocks at array bytes 0 and 4 KiB, which
+ * a new array of any level finds in the first bytes of its units' data areas.
+ */
+static int create_wipe_data_start(struct rt_unit *const *units, const struct rt_unit_desc *own,
+				  size_t n)
+{
+	void *zeros;
+	int r = 0;
+
+	if (posix_memalign(&zeros, RT_DATA_WIPE_BYTES, RT_DATA_WIPE_BYTES))
+		return -ENOMEM;
+	memset(zeros, 0, RT_DATA_WIPE_BYTES);
+	for (size_t i = 0; i < n && r == 0; i++) {
+		/* Never past the data area (the smallest holds one 4 KiB chunk). */
+		size_t len = own[i].data_size < RT_DATA_WIPE_BYTES ? (size_t)own[i].data_size
+								    : RT_DATA_WIPE_BYTES;
+
+		r = unit_pwrite(units[i], zeros, len, own[i].start + own[i].data_offset);
+		if (r < 0)
+			rt_log(RT_LOG_ERROR, "'%s': cannot clear the start of its data area: %s",
+			       unit_path(units[i]), strerror(-r));
+	}
+	free(zeros);
+	return r;
+}
+
 int array_create(const struct rt_create_params *params, const char *const *paths,
 		 size_t n, struct rt_sb *out)
 {
@@ -302,6 +331,8 @@ int array_create(const struct rt_create_params *params, const char *const *paths
 	if ((p.level == RT_LEVEL_1 || p.level == RT_LEVEL_5) && !p.assume_clean)
 		sb.feature_compat |= RT_FEATURE_COMPAT_UNSYNCED;
 	r = create_write_logs(units, own, n, &sb, role_bytes);
+	if (r == 0)
+		r = create_wipe_data_start(units, own, n);
 	if (r < 0)
 		goto out;
 	r = member_write_sb_all(units, own, NULL, n, NULL, &sb);

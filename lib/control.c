@@ -215,19 +215,22 @@ int control_array_of_device(const char *dev, char *name, size_t namelen,
 	return control_array_of_file(file, name, namelen, uuid);
 }
 
-int control_array_of_file(const char *file, char *name, size_t namelen,
-			  uint8_t uuid[RT_UUID_SIZE])
+/*
+ * Is @file ".../<UUID>/mnt/<BASE>", a file of an engine's FUSE mount? 0 with
+ * @uuid and *@base pointing at BASE (within @file), else -ENODEV. Pure.
+ */
+static int mount_file_parse(const char *file, uint8_t uuid[RT_UUID_SIZE], const char **base)
 {
-	const char *base, *mnt, *key;
+	const char *slash, *mnt, *key;
 	size_t len = strlen(file);
 	char keybuf[37];
 
-	/* ".../<UUID>/mnt/<NAME>": walk back over the three components. */
-	base = memrchr(file, '/', len);
-	if (!base || base == file)
+	/* Walk back over the three components. */
+	slash = memrchr(file, '/', len);
+	if (!slash || slash == file)
 		return -ENODEV;
-	mnt = memrchr(file, '/', (size_t)(base - file));
-	if (!mnt || (size_t)(base - mnt) != strlen("/" RT_CONTROL_MNT) ||
+	mnt = memrchr(file, '/', (size_t)(slash - file));
+	if (!mnt || (size_t)(slash - mnt) != strlen("/" RT_CONTROL_MNT) ||
 	    strncmp(mnt, "/" RT_CONTROL_MNT, strlen("/" RT_CONTROL_MNT)) != 0 || mnt == file)
 		return -ENODEV;
 	key = memrchr(file, '/', (size_t)(mnt - file));
@@ -235,12 +238,42 @@ int control_array_of_file(const char *file, char *name, size_t namelen,
 		return -ENODEV;
 	memcpy(keybuf, key + 1, sizeof(keybuf) - 1);
 	keybuf[sizeof(keybuf) - 1] = '\0';
-	if (uuid_parse(keybuf, uuid) != 0 || sb_name_check(base + 1) < 0)
+	if (uuid_parse(keybuf, uuid) != 0)
 		return -ENODEV;
-	if (strlen(base + 1) >= namelen)
-		return -ENAMETOOLONG;
-	memcpy(name, base + 1, strlen(base + 1) + 1);
+	*base = slash + 1;
 	return 0;
+}
+
+/* Copy @src to @dst of @len bytes, or -ENAMETOOLONG. */
+static int name_copy(char *dst, size_t len, const char *src)
+{
+	if (strlen(src) >= len)
+		return -ENAMETOOLONG;
+	memcpy(dst, src, strlen(src) + 1);
+	return 0;
+}
+
+int control_array_of_file(const char *file, char *name, size_t namelen,
+			  uint8_t uuid[RT_UUID_SIZE])
+{
+	const char *base;
+
+	if (mount_file_parse(file, uuid, &base) < 0 || sb_name_check(base) < 0)
+		return -ENODEV;
+	return name_copy(name, namelen, base);
+}
+
+int control_volume_of_file(const char *file, uint8_t uuid[RT_UUID_SIZE], char *vol,
+			   size_t vollen)
+{
+	const size_t plen = strlen(RT_CONTROL_VOL_PREFIX);
+	const char *base;
+
+	/* thin-run names the file from a checked volume name: just not empty. */
+	if (mount_file_parse(file, uuid, &base) < 0 || strncmp(base, RT_CONTROL_VOL_PREFIX, plen) ||
+	    !base[plen])
+		return -ENODEV;
+	return name_copy(vol, vollen, base + plen);
 }
 
 int control_probe(const uint8_t uuid[RT_UUID_SIZE], struct rt_control_probe *p)
@@ -375,6 +408,7 @@ static const struct {
 	[RT_VERB_SPEED] = { "speed", COMMAND_TIMEOUT_MS },
 	[RT_VERB_VOL] = { "vol", COMMAND_TIMEOUT_MS },
 	[RT_VERB_REPLACE] = { "replace", COMMAND_TIMEOUT_MS },
+	[RT_VERB_POOL] = { "pool", COMMAND_TIMEOUT_MS },
 };
 
 /* The driver's names for the same requests. */

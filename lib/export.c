@@ -56,6 +56,16 @@ struct rt_export {
 	bool attached, linked;
 };
 
+/* Another file of the mount (export_add_file) with its loop device and link. */
+struct rt_export_file {
+	struct rt_export *x;
+	char name[RT_NAME_MAX + 1];
+	char file[PATH_MAX];
+	char link[PATH_MAX];
+	char dev[64];
+	bool added, attached, linked;
+};
+
 /* ---- in use? ------------------------------------------------------------ */
 
 /* Undo mountinfo's octal escapes (\040 for a space) in place. */
@@ -258,30 +268,47 @@ int export_dev_busy(const char *dev, int *excl_fd, char *why, size_t whylen)
 	return 0;
 }
 
-int export_busy(const struct rt_export *x, int *excl_fd, char *why, size_t whylen)
+/*
+ * Is the loop device @dev, linked as @link, in use, or a file whose path
+ * starts with @prefix (our FUSE file, or every file of the mount)?
+ */
+static int file_busy(const char *dev, const char *link, const char *prefix, const char *file,
+		     int *excl_fd, char *why, size_t whylen)
 {
-	char prefix[PATH_MAX + 2], comm[64], reason[PATH_MAX];
+	char comm[64], reason[PATH_MAX];
 	pid_t pid;
 	int r;
 
-	r = export_dev_busy(x->dev, excl_fd, reason, sizeof(reason));
+	r = export_dev_busy(dev, excl_fd, reason, sizeof(reason));
 	if (r == -EBUSY)
-		snprintf(why, whylen, "%s (%s) is %s", x->link, x->dev, reason);
+		snprintf(why, whylen, "%s (%s) is %s", link, dev, reason);
 	if (r < 0)
 		return r;
 	/* Someone reading the FUSE file itself would lose it mid-way. */
-	snprintf(prefix, sizeof(prefix), "%s/", x->mnt);
 	pid = find_opener(0, prefix, comm, sizeof(comm));
 	if (pid) {
 		if (excl_fd && *excl_fd >= 0) {
 			close(*excl_fd);
 			*excl_fd = -1;
 		}
-		snprintf(why, whylen, "its FUSE file %s is open in process %d (%s)", x->file,
+		snprintf(why, whylen, "its FUSE file %s is open in process %d (%s)", file,
 			 (int)pid, comm);
 		return -EBUSY;
 	}
 	return 0;
+}
+
+int export_busy(const struct rt_export *x, int *excl_fd, char *why, size_t whylen)
+{
+	char prefix[PATH_MAX + 2];
+
+	snprintf(prefix, sizeof(prefix), "%s/", x->mnt);
+	return file_busy(x->dev, x->link, prefix, x->file, excl_fd, why, whylen);
+}
+
+int export_file_busy(const struct rt_export_file *xf, int *excl_fd, char *why, size_t whylen)
+{
+	return file_busy(xf->dev, xf->link, xf->file, xf->file, excl_fd, why, whylen);
 }
 
 /* ---- start / stop ------------------------------------------------------- */
@@ -359,11 +386,95 @@ static bool loop_dio_on(const char *dev)
 	return v[0] == '1';
 }
 
+/*
+ * The loop device on FUSE file @file (of @size bytes), then the symlink
+ * @link to it; @dev gets the device, *@attached and *@linked what was done.
+ */
+static int attach_file(const char *name, const char *file, uint64_t size, uint32_t blocksize,
+		       bool readonly, const char *link, char *dev, size_t devlen, bool *attached,
+		       bool *linked)
+{
+	struct stat st;
+	int r;
+
+	/* Answered by the FUSE threads: proves they serve before the loop device opens it. */
+	if (stat(file, &st) < 0) {
+		r = -errno;
+		rt_log(RT_LOG_ERROR, "'%s': the FUSE file '%s' does not answer: %s", name, file,
+		       strerror(-r));
+		return r;
+	}
+	if ((uint64_t)st.st_size != size) {
+		rt_log(RT_LOG_ERROR, "'%s': the FUSE file has %lld bytes, not %llu", name,
+		       (long long)st.st_size, (unsigned long long)size);
+		return -EIO;
+	}
+	r = loopdev_attach(file, RT_LOOP_DIRECT_IO | (readonly ? RT_LOOP_READ_ONLY : 0),
+			   blocksize, dev, devlen);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot attach a loop device to '%s': %s", name, file,
+		       strerror(-r));
+		return r;
+	}
+	*attached = true;
+	if (!loop_dio_on(dev))
+		rt_log(RT_LOG_WARN, "'%s': %s runs without direct I/O (the kernel refused it)",
+		       name, dev);
+	r = make_link(dev, link);
+	if (r < 0) {
+		rt_log(RT_LOG_ERROR, "'%s': cannot create '%s': %s", name, link, strerror(-r));
+		return r;
+	}
+	*linked = true;
+	rt_log(RT_LOG_DEBUG, "'%s': %s on %s (%llu bytes, block size %u)", name, link, dev,
+	       (unsigned long long)size, blocksize);
+	return 0;
+}
+
+/*
+ * The reverse of attach_file: the link, then the loop device (through
+ * @excl_fd when not -1, closed here). The first error.
+ */
+static int detach_file(const char *name, const char *link, const char *dev, bool attached,
+		       bool linked, int excl_fd)
+{
+	int r = 0, q;
+
+	if (linked)
+		remove_link(link, dev);
+	if (attached) {
+		if (excl_fd >= 0) {
+			/*
+			 * Through our exclusive descriptor: as the only opener, the
+			 * device goes to rundown at once (no new opener can slip in)
+			 * and our close is the last one, which detaches it.
+			 * loopdev_detach would open it a second time and wait for a
+			 * last close that only we can make.
+			 */
+			q = ioctl(excl_fd, LOOP_CLR_FD, 0) < 0 ? -errno : 0;
+			close(excl_fd);
+			excl_fd = -1;
+		} else {
+			q = loopdev_detach(dev);
+		}
+		if (q < 0 && q != -ENXIO) {
+			rt_log(RT_LOG_ERROR, "'%s': cannot detach %s: %s", name, dev, strerror(-q));
+			r = q;
+		} else if (!wait_unbound(dev, UNBIND_WAIT_MS)) {
+			rt_log(RT_LOG_ERROR, "'%s': %s is still open somewhere; the kernel "
+			       "will detach it on its last close", name, dev);
+			r = -EBUSY;
+		}
+	}
+	if (excl_fd >= 0)
+		close(excl_fd);
+	return r;
+}
+
 int export_start(struct rt_engine *e, const struct rt_export_params *p, struct rt_export **out)
 {
 	struct rt_fuse_params fp;
 	struct rt_export *x;
-	struct stat st;
 	int r;
 
 	if (!p || (!e && !p->backend) || !p->name || !p->link_name || !p->mountpoint || !out)
@@ -396,42 +507,10 @@ int export_start(struct rt_engine *e, const struct rt_export_params *p, struct r
 	r = rt_fuse_start(&fp, &x->fuse);
 	if (r < 0)
 		goto fail;
-
-	/* Answered by the FUSE threads: proves they serve before the loop device opens it. */
-	if (stat(x->file, &st) < 0) {
-		r = -errno;
-		rt_log(RT_LOG_ERROR, "'%s': the FUSE file '%s' does not answer: %s", p->name,
-		       x->file, strerror(-r));
+	r = attach_file(p->name, x->file, x->size, x->blocksize, p->readonly, x->link, x->dev,
+			sizeof(x->dev), &x->attached, &x->linked);
+	if (r < 0)
 		goto fail;
-	}
-	if ((uint64_t)st.st_size != x->size) {
-		rt_log(RT_LOG_ERROR, "'%s': the FUSE file has %lld bytes, not %llu", p->name,
-		       (long long)st.st_size, (unsigned long long)x->size);
-		r = -EIO;
-		goto fail;
-	}
-
-	r = loopdev_attach(x->file, RT_LOOP_DIRECT_IO | (p->readonly ? RT_LOOP_READ_ONLY : 0),
-			   x->blocksize, x->dev, sizeof(x->dev));
-	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': cannot attach a loop device to '%s': %s", p->name,
-		       x->file, strerror(-r));
-		goto fail;
-	}
-	x->attached = true;
-	if (!loop_dio_on(x->dev))
-		rt_log(RT_LOG_WARN, "'%s': %s runs without direct I/O (the kernel refused it)",
-		       p->name, x->dev);
-
-	r = make_link(x->dev, x->link);
-	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': cannot create '%s': %s", p->name, x->link,
-		       strerror(-r));
-		goto fail;
-	}
-	x->linked = true;
-	rt_log(RT_LOG_DEBUG, "'%s': %s on %s (%llu bytes, block size %u)", p->name, x->link,
-	       x->dev, (unsigned long long)x->size, x->blocksize);
 	*out = x;
 	return 0;
 fail:
@@ -473,35 +552,7 @@ int export_stop(struct rt_export *x, int excl_fd)
 			close(excl_fd);
 		return 0;
 	}
-	if (x->linked)
-		remove_link(x->link, x->dev);
-	if (x->attached) {
-		if (excl_fd >= 0) {
-			/*
-			 * Through our exclusive descriptor: as the only opener, the
-			 * device goes to rundown at once (no new opener can slip in)
-			 * and our close is the last one, which detaches it.
-			 * loopdev_detach would open it a second time and wait for a
-			 * last close that only we can make.
-			 */
-			q = ioctl(excl_fd, LOOP_CLR_FD, 0) < 0 ? -errno : 0;
-			close(excl_fd);
-			excl_fd = -1;
-		} else {
-			q = loopdev_detach(x->dev);
-		}
-		if (q < 0 && q != -ENXIO) {
-			rt_log(RT_LOG_ERROR, "'%s': cannot detach %s: %s", x->name, x->dev,
-			       strerror(-q));
-			r = r ? r : q;
-		} else if (!wait_unbound(x->dev, UNBIND_WAIT_MS)) {
-			rt_log(RT_LOG_ERROR, "'%s': %s is still open somewhere; the kernel "
-			       "will detach it on its last close", x->name, x->dev);
-			r = r ? r : -EBUSY;
-		}
-	}
-	if (excl_fd >= 0)
-		close(excl_fd);
+	r = detach_file(x->name, x->link, x->dev, x->attached, x->linked, excl_fd);
 	if (x->fuse && umount2(x->mnt, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL) {
 		q = -errno;
 		rt_log(RT_LOG_ERROR, "'%s': cannot unmount '%s': %s", x->name, x->mnt,
@@ -522,6 +573,66 @@ int export_stop(struct rt_export *x, int excl_fd)
 		rt_fuse_destroy(x->fuse);
 	}
 	free(x);
+	return r;
+}
+
+/* ---- more files in the mount -------------------------------------------- */
+
+int export_add_file(struct rt_export *x, const char *name, const char *link_name,
+		    const struct rt_fuse_backend *be, struct rt_export_file **out)
+{
+	struct rt_export_file *xf;
+	int r;
+
+	if (!x || !name || !link_name || !be || !out)
+		return -EINVAL;
+	*out = NULL;
+	xf = calloc(1, sizeof(*xf));
+	if (!xf)
+		return -ENOMEM;
+	xf->x = x;
+	snprintf(xf->name, sizeof(xf->name), "%s", name);
+	if ((size_t)snprintf(xf->file, sizeof(xf->file), "%s/%s", x->mnt, name) >=
+	    sizeof(xf->file)) {
+		free(xf);
+		return -ENAMETOOLONG;
+	}
+	snprintf(xf->link, sizeof(xf->link), RT_DEV_DIR "/%s", link_name);
+	r = rt_fuse_add_file(x->fuse, name, be);
+	if (r == 0) {
+		xf->added = true;
+		r = attach_file(name, xf->file, be->size, x->blocksize, false, xf->link, xf->dev,
+				sizeof(xf->dev), &xf->attached, &xf->linked);
+	}
+	if (r < 0) {
+		export_remove_file(xf, -1);
+		return r;
+	}
+	*out = xf;
+	return 0;
+}
+
+const char *export_file_device(const struct rt_export_file *xf)
+{
+	return xf->dev;
+}
+
+int export_remove_file(struct rt_export_file *xf, int excl_fd)
+{
+	int r, q;
+
+	if (!xf) {
+		if (excl_fd >= 0)
+			close(excl_fd);
+		return 0;
+	}
+	r = detach_file(xf->name, xf->link, xf->dev, xf->attached, xf->linked, excl_fd);
+	/* Not while the loop device still holds the file: it would fail its I/O. */
+	if (xf->added && r == 0) {
+		q = rt_fuse_remove_file(xf->x->fuse, xf->name);
+		r = r ? r : q;
+	}
+	free(xf);
 	return r;
 }
 
@@ -628,7 +739,8 @@ int export_recover(const char *name, const char *link, const char *mountpoint,
 		snprintf(dev, sizeof(dev), "%s", dev_hint);
 	else
 		find_our_loop(mnt, name, dev, sizeof(dev));
-	if (dev[0]) {
+	/* Every loop device on a file of the mount: the array's, its thin volumes'. */
+	for (; dev[0]; dev[0] = '\0', find_our_loop(mnt, name, dev, sizeof(dev))) {
 		r = export_dev_busy(dev, &excl, why, sizeof(why));
 		if (r == -EBUSY) {
 			rt_log(RT_LOG_ERROR, "'%s': the engine died, but %s is still in use (%s); "

@@ -51,7 +51,8 @@
 #include <raidtool/log.h>
 #include "fuse-kernel.h"
 
-#define FILE_INO 2
+#define FILE_INO 2			/* the first file's node id */
+#define MAX_FILES 512u			/* files one mount serves at once */
 #define DEFAULT_THREADS 16u		/* the engine runs 16 requests at once */
 #define MAX_THREADS 256u
 #define MAX_WRITE (1u << 20)
@@ -86,6 +87,25 @@ struct fuse_reqctx {
 	bool noreply;			/* FORGET, INTERRUPT */
 };
 
+/*
+ * A file of the mount. Node ids: 2 + slot, the generation above bit 32 (so
+ * that a file added in a slot another one left is not taken for it). A
+ * request holds the file (users) while it serves it; removal waits for
+ * them. The struct stays until the mount ends: a request may still look
+ * at it after its slot was emptied.
+ */
+struct fuse_file {
+	uint64_t nodeid;
+	char name[256];
+	uint64_t size;
+	struct rt_engine *e;
+	struct rt_fuse_backend be;	/* instead of @e when be.read is set */
+	uint64_t entry_valid;		/* 0: the kernel looks the name up again each time */
+	atomic_uint users;
+	atomic_bool gone;
+	struct fuse_file *older;	/* every file the mount had */
+};
+
 struct ring_queue;
 struct ring_ent;
 
@@ -110,6 +130,10 @@ struct ring_ent {
 	unsigned pending;		/* unit I/Os not yet completed */
 	bool aio_failed;
 	bool resumed;			/* queued on a stripe lock, now to be mapped again */
+	bool pinned;			/* a backend's map holds @pin until the I/O ends */
+	unsigned pin;
+	struct rt_engine *aio_e;	/* the engine the request was mapped on */
+	struct fuse_file *aio_file;	/* held while the event-driven request runs */
 	uint32_t aio_size;
 	int res;			/* a worker's result, for the queue to commit */
 };
@@ -158,11 +182,13 @@ struct dev_worker {
 };
 
 struct rt_fuse {
-	struct rt_engine *e;
-	struct rt_fuse_backend be;	/* instead of @e when be.read is set */
-	char name[256];
+	char name[256];			/* the first file's, the mount's source */
 	char mnt[PATH_MAX];
-	uint64_t size;
+	/* The files: slots read without a lock; added and removed under files_mu. */
+	struct fuse_file *_Atomic file[MAX_FILES];
+	struct fuse_file *files;	/* all of them, newest first */
+	uint32_t files_gen;
+	pthread_mutex_t files_mu;
 	uint32_t blocksize;
 	time_t started;
 	unsigned threads;
@@ -198,22 +224,69 @@ struct rt_fuse {
 	_Atomic uint64_t ring_requests, dev_requests;
 };
 
+/* ---- the files ------------------------------------------------------- */
+
+/* Hold the file in slot @slot: NULL when there is none or it is going. */
+static struct fuse_file *file_hold_slot(struct rt_fuse *f, uint64_t slot, uint64_t nodeid)
+{
+	struct fuse_file *x;
+
+	if (slot >= MAX_FILES)
+		return NULL;
+	x = atomic_load(&f->file[slot]);
+	if (!x || (nodeid && x->nodeid != nodeid))
+		return NULL;
+	atomic_fetch_add(&x->users, 1);
+	/* After the count: a removal that set gone before waits for us, or we see it. */
+	if (atomic_load(&x->gone)) {
+		atomic_fetch_sub(&x->users, 1);
+		return NULL;
+	}
+	return x;
+}
+
+static struct fuse_file *file_get(struct rt_fuse *f, uint64_t nodeid)
+{
+	if ((nodeid & 0xffffffffu) < FILE_INO)
+		return NULL;
+	return file_hold_slot(f, (nodeid & 0xffffffffu) - FILE_INO, nodeid);
+}
+
+static void file_put(struct fuse_file *x)
+{
+	if (x)
+		atomic_fetch_sub(&x->users, 1);
+}
+
+static struct fuse_file *file_by_name(struct rt_fuse *f, const char *name)
+{
+	for (unsigned s = 0; s < MAX_FILES; s++) {
+		struct fuse_file *x = file_hold_slot(f, s, 0);
+
+		if (x && !strcmp(x->name, name))
+			return x;
+		file_put(x);
+	}
+	return NULL;
+}
+
 /* ---- the request path ------------------------------------------------ */
 
-static void file_attr(const struct rt_fuse *f, uint64_t ino, struct fuse_attr *a)
+/* @x NULL: the root directory. */
+static void file_attr(const struct rt_fuse *f, const struct fuse_file *x, struct fuse_attr *a)
 {
 	memset(a, 0, sizeof(*a));
-	a->ino = ino;
+	a->ino = x ? x->nodeid : FUSE_ROOT_ID;
 	a->atime = a->mtime = a->ctime = (uint64_t)f->started;
-	if (ino == FUSE_ROOT_ID) {
+	if (!x) {
 		a->mode = S_IFDIR | 0700;
 		a->nlink = 2;
 		return;
 	}
 	a->mode = S_IFREG | 0600;
 	a->nlink = 1;
-	a->size = f->size;
-	a->blocks = f->size / 512;
+	a->size = x->size;
+	a->blocks = x->size / 512;
 	a->blksize = f->blocksize;
 }
 
@@ -229,32 +302,37 @@ static int reply_struct(struct fuse_reqctx *r, const void *p, size_t len)
 static int serve_lookup(struct rt_fuse *f, struct fuse_reqctx *r)
 {
 	struct fuse_entry_out eo;
+	struct fuse_file *x;
 	size_t n = strnlen((const char *)r->payload, r->payload_len);
 
-	if (r->in.nodeid != FUSE_ROOT_ID || n == r->payload_len ||
-	    strcmp((const char *)r->payload, f->name))
+	if (r->in.nodeid != FUSE_ROOT_ID || n == r->payload_len)
+		return -ENOENT;
+	x = file_by_name(f, (const char *)r->payload);
+	if (!x)
 		return -ENOENT;
 	memset(&eo, 0, sizeof(eo));
-	eo.nodeid = FILE_INO;
+	eo.nodeid = x->nodeid;
 	eo.generation = 1;
-	eo.entry_valid = eo.attr_valid = ATTR_TIMEOUT;
-	file_attr(f, FILE_INO, &eo.attr);
+	eo.entry_valid = x->entry_valid;
+	eo.attr_valid = ATTR_TIMEOUT;
+	file_attr(f, x, &eo.attr);
+	file_put(x);
 	return reply_struct(r, &eo, sizeof(eo));
 }
 
-static int serve_getattr(struct rt_fuse *f, struct fuse_reqctx *r)
+static int serve_getattr(struct rt_fuse *f, struct fuse_file *x, struct fuse_reqctx *r)
 {
 	struct fuse_attr_out ao;
 
-	if (r->in.nodeid != FUSE_ROOT_ID && r->in.nodeid != FILE_INO)
+	if (r->in.nodeid != FUSE_ROOT_ID && !x)
 		return -ENOENT;
 	memset(&ao, 0, sizeof(ao));
 	ao.attr_valid = ATTR_TIMEOUT;
-	file_attr(f, r->in.nodeid, &ao.attr);
+	file_attr(f, x, &ao.attr);
 	return reply_struct(r, &ao, sizeof(ao));
 }
 
-static int serve_setattr(struct rt_fuse *f, struct fuse_reqctx *r)
+static int serve_setattr(struct rt_fuse *f, struct fuse_file *x, struct fuse_reqctx *r)
 {
 	const uint32_t times = FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW |
 			       FATTR_CTIME;
@@ -267,10 +345,10 @@ static int serve_setattr(struct rt_fuse *f, struct fuse_reqctx *r)
 	/* The size is the array's; only timestamp updates are accepted (and ignored). */
 	if (sa.valid & changes & ~times)
 		return -EPERM;
-	return serve_getattr(f, r);
+	return serve_getattr(f, x, r);
 }
 
-static int serve_open(struct rt_fuse *f, struct fuse_reqctx *r, bool dir)
+static int serve_open(struct rt_fuse *f, struct fuse_file *x, struct fuse_reqctx *r, bool dir)
 {
 	struct fuse_open_in oi;
 	struct fuse_open_out oo;
@@ -285,7 +363,7 @@ static int serve_open(struct rt_fuse *f, struct fuse_reqctx *r, bool dir)
 	}
 	if (r->in.nodeid == FUSE_ROOT_ID)
 		return -EISDIR;
-	if (r->in.nodeid != FILE_INO)
+	if (!x)
 		return -ENOENT;
 	if (oi.flags & O_TRUNC)
 		return -EPERM;
@@ -298,28 +376,28 @@ static int serve_open(struct rt_fuse *f, struct fuse_reqctx *r, bool dir)
 	return reply_struct(r, &oo, sizeof(oo));
 }
 
-static int serve_read(struct rt_fuse *f, struct fuse_reqctx *r)
+static int serve_read(struct fuse_file *x, struct fuse_reqctx *r)
 {
 	struct fuse_read_in ri;
 	size_t size;
 	int ret;
 
 	memcpy(&ri, r->op.raw, sizeof(ri));
-	if (r->in.nodeid != FILE_INO)
+	if (!x)
 		return -EINVAL;
-	if (ri.offset >= f->size || ri.size == 0)
+	if (ri.offset >= x->size || ri.size == 0)
 		return 0;
 	size = ri.size;
-	if (size > f->size - ri.offset)
-		size = (size_t)(f->size - ri.offset);
+	if (size > x->size - ri.offset)
+		size = (size_t)(x->size - ri.offset);
 	if (size > r->out_cap)
 		return -EINVAL;
-	ret = f->be.read ? f->be.read(f->be.ctx, r->out, size, ri.offset)
-			 : engine_read(f->e, r->out, size, ri.offset);
+	ret = x->be.read ? x->be.read(x->be.ctx, r->out, size, ri.offset)
+			 : engine_read(x->e, r->out, size, ri.offset);
 	return ret < 0 ? ret : (int)size;
 }
 
-static int serve_write(struct rt_fuse *f, struct fuse_reqctx *r)
+static int serve_write(struct fuse_file *x, struct fuse_reqctx *r)
 {
 	struct fuse_write_in wi;
 	struct fuse_write_out wo;
@@ -327,15 +405,15 @@ static int serve_write(struct rt_fuse *f, struct fuse_reqctx *r)
 	int ret;
 
 	memcpy(&wi, r->op.raw, sizeof(wi));
-	if (r->in.nodeid != FILE_INO || wi.size > r->payload_len)
+	if (!x || wi.size > r->payload_len)
 		return -EINVAL;
-	if (wi.offset >= f->size)
+	if (wi.offset >= x->size)
 		return wi.size ? -ENOSPC : 0;
 	size = wi.size;
-	if (size > f->size - wi.offset)
-		size = (size_t)(f->size - wi.offset);
-	ret = f->be.write ? f->be.write(f->be.ctx, r->payload, size, wi.offset)
-			  : engine_write(f->e, r->payload, size, wi.offset);
+	if (size > x->size - wi.offset)
+		size = (size_t)(x->size - wi.offset);
+	ret = x->be.write ? x->be.write(x->be.ctx, r->payload, size, wi.offset)
+			  : engine_write(x->e, r->payload, size, wi.offset);
 	if (ret < 0)
 		return ret;
 	memset(&wo, 0, sizeof(wo));
@@ -348,26 +426,26 @@ static int serve_write(struct rt_fuse *f, struct fuse_reqctx *r)
  * write-zeroes into that or FALLOC_FL_ZERO_RANGE: both read back zeros after.
  * The file's size never changes, so anything else is refused.
  */
-static int file_fallocate(struct rt_fuse *f, uint32_t mode, uint64_t off, uint64_t len)
+static int file_fallocate(struct fuse_file *x, uint32_t mode, uint64_t off, uint64_t len)
 {
 	if (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) &&
 	    (mode & ~(uint32_t)FALLOC_FL_KEEP_SIZE) != FALLOC_FL_ZERO_RANGE)
 		return -EOPNOTSUPP;
 	if (len == 0)
 		return 0;
-	return f->be.discard ? f->be.discard(f->be.ctx, off, len) : engine_discard(f->e, off, len);
+	return x->be.discard ? x->be.discard(x->be.ctx, off, len) : engine_discard(x->e, off, len);
 }
 
-static int serve_fallocate(struct rt_fuse *f, struct fuse_reqctx *r)
+static int serve_fallocate(struct fuse_file *x, struct fuse_reqctx *r)
 {
 	struct fuse_fallocate_in fa;
 
 	memcpy(&fa, r->op.raw, sizeof(fa));
-	if (r->in.nodeid != FILE_INO)
+	if (!x)
 		return -EINVAL;
-	if (fa.offset > f->size || fa.length > f->size - fa.offset)
+	if (fa.offset > x->size || fa.length > x->size - fa.offset)
 		return -EINVAL;
-	return file_fallocate(f, fa.mode, fa.offset, fa.length);
+	return file_fallocate(x, fa.mode, fa.offset, fa.length);
 }
 
 /* One directory entry; 0 when it does not fit in @room. */
@@ -390,10 +468,9 @@ static size_t add_dirent(uint8_t *buf, size_t room, uint64_t ino, uint64_t off,
 	return reclen;
 }
 
+/* Entry i: ".", "..", then the file in slot i - 2; the next offset is i + 1. */
 static int serve_readdir(struct rt_fuse *f, struct fuse_reqctx *r)
 {
-	const char *names[3] = { ".", "..", f->name };
-	const uint64_t inos[3] = { FUSE_ROOT_ID, FUSE_ROOT_ID, FILE_INO };
 	struct fuse_read_in ri;
 	size_t used = 0, room;
 
@@ -401,10 +478,15 @@ static int serve_readdir(struct rt_fuse *f, struct fuse_reqctx *r)
 	if (r->in.nodeid != FUSE_ROOT_ID)
 		return -ENOTDIR;
 	room = ri.size < r->out_cap ? ri.size : r->out_cap;
-	for (uint64_t i = ri.offset; i < 3; i++) {
-		size_t n = add_dirent(r->out + used, room - used, inos[i], i + 1,
-				      i < 2 ? S_IFDIR : S_IFREG, names[i]);
+	for (uint64_t i = ri.offset; i < 2 + MAX_FILES; i++) {
+		struct fuse_file *x = i < 2 ? NULL : file_hold_slot(f, i - 2, 0);
+		size_t n;
 
+		if (i >= 2 && !x)
+			continue;
+		n = add_dirent(r->out + used, room - used, x ? x->nodeid : FUSE_ROOT_ID, i + 1,
+			       x ? S_IFREG : S_IFDIR, x ? x->name : i ? ".." : ".");
+		file_put(x);
 		if (!n)
 			break;
 		used += n;
@@ -438,27 +520,29 @@ static bool needs_engine(uint32_t opcode)
 	}
 }
 
-/* The request path: the reply's length in r->out, or -errno. */
-static int serve(struct rt_fuse *f, struct fuse_reqctx *r)
+/* The request's opcode on file @x (NULL: the root, or no such file). */
+static int serve_op(struct rt_fuse *f, struct fuse_file *x, struct fuse_reqctx *r)
 {
 	switch (r->in.opcode) {
 	case FUSE_LOOKUP:
 		return serve_lookup(f, r);
 	case FUSE_GETATTR:
-		return serve_getattr(f, r);
+		return serve_getattr(f, x, r);
 	case FUSE_SETATTR:
-		return serve_setattr(f, r);
+		return serve_setattr(f, x, r);
 	case FUSE_OPEN:
-		return serve_open(f, r, false);
+		return serve_open(f, x, r, false);
 	case FUSE_OPENDIR:
-		return serve_open(f, r, true);
+		return serve_open(f, x, r, true);
 	case FUSE_READ:
-		return serve_read(f, r);
+		return serve_read(x, r);
 	case FUSE_WRITE:
-		return serve_write(f, r);
+		return serve_write(x, r);
 	case FUSE_FLUSH:
 	case FUSE_FSYNC:
-		return f->be.flush ? f->be.flush(f->be.ctx) : engine_flush(f->e);
+		if (!x)
+			return r->in.nodeid == FUSE_ROOT_ID ? 0 : -EIO;
+		return x->be.flush ? x->be.flush(x->be.ctx) : engine_flush(x->e);
 	case FUSE_RELEASE:
 	case FUSE_RELEASEDIR:
 	case FUSE_DESTROY:
@@ -468,7 +552,7 @@ static int serve(struct rt_fuse *f, struct fuse_reqctx *r)
 	case FUSE_STATFS:
 		return serve_statfs(f, r);
 	case FUSE_FALLOCATE:
-		return serve_fallocate(f, r);
+		return serve_fallocate(x, r);
 	case FUSE_FORGET:
 	case FUSE_BATCH_FORGET:
 		/* One file that never goes away: nothing to forget. */
@@ -481,6 +565,31 @@ static int serve(struct rt_fuse *f, struct fuse_reqctx *r)
 	default:
 		return -ENOSYS;
 	}
+}
+
+/* The request path: the reply's length in r->out, or -errno. */
+static int serve(struct rt_fuse *f, struct fuse_reqctx *r)
+{
+	struct fuse_file *x = NULL;
+	int res;
+
+	switch (r->in.opcode) {
+	case FUSE_GETATTR:
+	case FUSE_SETATTR:
+	case FUSE_OPEN:
+	case FUSE_READ:
+	case FUSE_WRITE:
+	case FUSE_FLUSH:
+	case FUSE_FSYNC:
+	case FUSE_FALLOCATE:
+		x = file_get(f, r->in.nodeid);
+		break;
+	default:
+		break;
+	}
+	res = serve_op(f, x, r);
+	file_put(x);
+	return res;
 }
 
 /* The size of @opcode's fixed argument after the in header on /dev/fuse. */
@@ -878,6 +987,17 @@ static void pool_push(struct rt_fuse *f, struct ring_ent *ent)
 
 static void aio_submit(struct ring_ent *ent);
 
+/* The backend's hold on the request's range ends (its unit I/O is over). */
+static void aio_unpin(struct ring_ent *ent)
+{
+	struct fuse_file *x = ent->aio_file;
+
+	if (ent->pinned) {
+		ent->pinned = false;
+		x->be.unmap(x->be.ctx, ent->pin);
+	}
+}
+
 /*
  * Every unit I/O of the event-driven request's round completed: the next
  * round, or reply, or serve it again synchronously.
@@ -886,14 +1006,17 @@ static void aio_finish(struct ring_ent *ent)
 {
 	struct rt_fuse *f = ent->q->f;
 	bool ok = !ent->aio_failed;
-	int next = ok ? engine_aio_next(f->e, &ent->ar) : 0;
+	int next = ok ? engine_aio_next(ent->aio_e, &ent->ar) : 0;
 
 	if (next > 0) {
 		aio_submit(ent);
 		return;
 	}
 	ok = ok && next == 0;
-	engine_aio_unmap(f->e, &ent->ar, ok);
+	engine_aio_unmap(ent->aio_e, &ent->ar, ok);
+	aio_unpin(ent);
+	file_put(ent->aio_file);	/* the synchronous path holds it again */
+	ent->aio_file = NULL;
 	if (ok && ent->ar.write) {
 		struct fuse_write_out wo = { .size = ent->aio_size };
 
@@ -928,6 +1051,7 @@ static bool aio_start(struct ring_ent *ent)
 	struct ring_queue *q = ent->q;
 	struct rt_fuse *f = q->f;
 	bool write = ent->r.in.opcode == FUSE_WRITE;
+	struct fuse_file *x;
 	struct fuse_write_in wi;
 	struct fuse_read_in ri;
 	uint64_t off;
@@ -945,16 +1069,42 @@ static bool aio_start(struct ring_ent *ent)
 		off = ri.offset;
 		size = ri.size;
 	}
-	if (ent->r.in.nodeid != FILE_INO || off >= f->size || size == 0 || f->be.read)
+	if (off >= UINT64_MAX / 2 || size == 0 || size > f->payload_size)
 		return false;
-	if (size > f->size - off)
-		size = (size_t)(f->size - off);
-	if (size > f->payload_size)
+	x = file_get(f, ent->r.in.nodeid);
+	if (!x || off >= x->size || (x->be.read && !x->be.map)) {
+		file_put(x);
 		return false;
-	r = write ? engine_write_map(f->e, ent->payload, size, off, &ent->ar) :
-		    engine_read_map(f->e, ent->payload, size, off, &ent->ar);
-	if (r == -EINPROGRESS)
-		return true;	/* queued on a stripe lock: aio_resume maps it again */
+	}
+	if (size > x->size - off)
+		size = (size_t)(x->size - off);
+	ent->aio_file = x;
+	ent->aio_e = x->e;
+	r = 0;
+	if (x->be.map) {
+		/* A backend's file: its range of the engine, or zeros. */
+		r = x->be.map(x->be.ctx, write, off, size, &off, &ent->pin);
+		if (r == 1 && !write) {
+			memset(ent->payload, 0, size);
+			r = 1;
+		} else if (r == 0) {
+			ent->pinned = true;
+			ent->aio_e = x->be.engine;
+		}
+	}
+	if (r == 0)
+		r = write ? engine_write_map(ent->aio_e, ent->payload, size, off, &ent->ar) :
+			    engine_read_map(ent->aio_e, ent->payload, size, off, &ent->ar);
+	if (r != 0) {
+		/* Mapped again when resumed, or served by read/write; zeros: replied. */
+		aio_unpin(ent);
+		file_put(x);
+		ent->aio_file = NULL;
+	}
+	if (r == 1)
+		ring_commit(ent, (int)size);
+	if (r == 1 || r == -EINPROGRESS)
+		return true;	/* -EINPROGRESS: queued on a stripe lock, aio_resume maps it again */
 	if (r < 0)
 		return false;
 	ent->aio_size = (uint32_t)size;
@@ -1372,6 +1522,87 @@ static int uring_param_enable(const char *name)
 
 /* ---- INIT, mount, lifecycle ---------------------------------------------- */
 
+/* A file served by @e, or by @be when not NULL, in the first free slot. */
+static int file_add(struct rt_fuse *f, const char *name, struct rt_engine *e,
+		    const struct rt_fuse_backend *be, uint64_t entry_valid)
+{
+	struct fuse_file *x, *old;
+	unsigned slot = MAX_FILES;
+	int r = 0;
+
+	if (!name || !*name || strchr(name, '/') || (!e && (!be || !be->read)))
+		return -EINVAL;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	if ((size_t)snprintf(x->name, sizeof(x->name), "%s", name) >= sizeof(x->name)) {
+		free(x);
+		return -ENAMETOOLONG;
+	}
+	x->e = e;
+	if (be)
+		x->be = *be;
+	x->size = be ? be->size : engine_size(e);
+	x->entry_valid = entry_valid;
+	pthread_mutex_lock(&f->files_mu);
+	old = file_by_name(f, name);
+	if (old) {
+		file_put(old);
+		r = -EEXIST;
+	}
+	for (unsigned s = 0; r == 0 && s < MAX_FILES; s++) {
+		if (!atomic_load(&f->file[s])) {
+			slot = s;
+			break;
+		}
+	}
+	if (r == 0 && slot == MAX_FILES)
+		r = -ENFILE;
+	if (r < 0) {
+		pthread_mutex_unlock(&f->files_mu);
+		free(x);
+		return r;
+	}
+	x->nodeid = FILE_INO + slot + ((uint64_t)f->files_gen++ << 32);
+	x->older = f->files;
+	f->files = x;
+	atomic_store(&f->file[slot], x);
+	pthread_mutex_unlock(&f->files_mu);
+	return 0;
+}
+
+int rt_fuse_add_file(struct rt_fuse *f, const char *name, const struct rt_fuse_backend *be)
+{
+	if (!f || !be)
+		return -EINVAL;
+	/* Looked up again on every path walk: a name may go and come back as another file. */
+	return file_add(f, name, NULL, be, 0);
+}
+
+int rt_fuse_remove_file(struct rt_fuse *f, const char *name)
+{
+	const struct timespec tick = { .tv_nsec = 1000000L };
+	struct fuse_file *x = NULL;
+
+	pthread_mutex_lock(&f->files_mu);
+	for (unsigned s = 0; s < MAX_FILES && !x; s++) {
+		x = atomic_load(&f->file[s]);
+		if (x && !strcmp(x->name, name)) {
+			atomic_store(&x->gone, true);
+			atomic_store(&f->file[s], NULL);
+		} else {
+			x = NULL;
+		}
+	}
+	pthread_mutex_unlock(&f->files_mu);
+	if (!x)
+		return -ENOENT;
+	/* The requests that hold it end (its backend may be freed after). */
+	while (atomic_load(&x->users))
+		nanosleep(&tick, NULL);
+	return 0;
+}
+
 /* Read INIT from the new connection, choose the transport, answer it. */
 static int answer_init(struct rt_fuse *f, enum rt_fuse_transport want, bool param_ok)
 {
@@ -1492,10 +1723,7 @@ int rt_fuse_start(const struct rt_fuse_params *p, struct rt_fuse **out)
 	pthread_cond_init(&f->pool_cond, NULL);
 	pthread_mutex_init(&f->live_mu, NULL);
 	pthread_cond_init(&f->live_cond, NULL);
-	f->e = p->engine;
-	if (p->backend)
-		f->be = *p->backend;
-	f->size = p->backend ? p->backend->size : engine_size(p->engine);
+	pthread_mutex_init(&f->files_mu, NULL);
 	f->blocksize = p->blocksize;
 	f->started = time(NULL);
 	f->threads = p->threads ? p->threads : DEFAULT_THREADS;
@@ -1507,6 +1735,9 @@ int rt_fuse_start(const struct rt_fuse_params *p, struct rt_fuse **out)
 		r = -ENAMETOOLONG;
 		goto fail;
 	}
+	r = file_add(f, p->name, p->engine, p->backend, ATTR_TIMEOUT);
+	if (r < 0)
+		goto fail;
 
 	if (want != RT_FUSE_DEV) {
 		r = uring_param_enable(f->name);
@@ -1669,6 +1900,13 @@ void rt_fuse_destroy(struct rt_fuse *f)
 	}
 	if (f->fd >= 0)
 		close(f->fd);
+	while (f->files) {
+		struct fuse_file *x = f->files;
+
+		f->files = x->older;
+		free(x);
+	}
+	pthread_mutex_destroy(&f->files_mu);
 	pthread_cond_destroy(&f->live_cond);
 	pthread_mutex_destroy(&f->live_mu);
 	pthread_cond_destroy(&f->pool_cond);

@@ -938,6 +938,9 @@ int run_admin_command(void *ctx, const struct rt_control_req *rq, char *msg, siz
 		return admin_speed(run, rq->arg, msg, len);
 	case RT_VERB_CANCEL:
 		break;
+	case RT_VERB_POOL:
+		/* The pool's own refusal says why when it would write. */
+		return thin_run_pool_command(run->thin, run->readonly, rq->arg, msg, len);
 	default:
 		if (run->readonly) {
 			snprintf(msg, len, "'%s' runs read-only (activate --readonly): %s would "

@@ -908,7 +908,6 @@ void run_remove_files(struct run *run, bool keep_log)
 static int start_thin(struct run *run, struct rt_export_params *xp, const char *link_name)
 {
 	struct thin_run_params tp;
-	char voldir[PATH_MAX];
 	int r;
 
 	if (run->readonly) {
@@ -921,10 +920,7 @@ static int start_thin(struct run *run, struct rt_export_params *xp, const char *
 			       "exported; the array's own device is", run->name);
 		return 0;
 	}
-	r = control_path(run->uuid, "vol", voldir, sizeof(voldir));
-	if (r < 0)
-		return r;
-	tp = (struct thin_run_params){ .link_name = link_name, .voldir = voldir,
+	tp = (struct thin_run_params){ .link_name = link_name,
 				       .blocksize = run->as->sb.array.blocksize,
 				       .transport = run->transport };
 	r = thin_run_start(run->e, &tp, &run->thin);
@@ -1509,6 +1505,8 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 	if (r < 0)
 		goto out;
 	r = export_start(run->e, &xp, &run->x);
+	if (r == 0 && run->thin)
+		r = thin_run_export(run->thin, run->x);	/* the volumes' files in its mount */
 	if (r < 0)
 		goto out;
 	snprintf(line, sizeof(line), "%s\n", export_link(run->x));

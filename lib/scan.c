@@ -134,29 +134,24 @@ static int sysfs_size(dev_t d, uint64_t *bytes)
 	return 0;
 }
 
-/*
- * A thin volume's FUSE file, ".../<UUID>/vol/<VOL>/<VOL>" (lib/thin-run.c):
- * like the array's own file, never a unit.
- */
+/* A thin volume's FUSE file (control_volume_of_file): like the array's own file, never a unit. */
 static bool is_volume_file(const char *file)
 {
-	const char *c[4], *end = file + strlen(file);
 	uint8_t uuid[RT_UUID_SIZE];
-	char key[37];
+	char vol[PATH_MAX];
 
-	for (int i = 0; i < 4; i++) {
-		c[i] = memrchr(file, '/', (size_t)(end - file));
-		if (!c[i])
-			return false;
-		end = c[i];
-	}
-	/* c[0]: "/VOL" (file), c[1]: "/VOL" (dir), c[2]: "/vol", c[3]: "/UUID". */
-	if (c[2] - c[3] != 37 || c[1] - c[2] != 4 || strncmp(c[2], "/vol/", 5) ||
-	    c[0] - c[1] != (ptrdiff_t)strlen(c[0]) || strncmp(c[1], c[0], strlen(c[0])))
-		return false;
-	memcpy(key, c[3] + 1, 36);
-	key[36] = '\0';
-	return uuid_parse(key, uuid) == 0;
+	return control_volume_of_file(file, uuid, vol, sizeof(vol)) == 0;
+}
+
+int scan_volume_of_device(const char *devname, uint8_t uuid[RT_UUID_SIZE], char *vol,
+			  size_t vollen)
+{
+	char file[PATH_MAX];
+
+	if (loopdev_backing_file(devname, file, sizeof(file)) < 0 ||
+	    control_volume_of_file(file, uuid, vol, vollen) < 0)
+		return -ENOENT;
+	return 0;
 }
 
 bool scan_is_array_device(const char *devname)

@@ -18,6 +18,10 @@
 #define NODE_OFF_VALS (NODE_OFF_KEYS + 8 * THIN_NODE_MAX)
 #define NODE_FLAG_LEAF 1u
 
+#define MSNAP_MAGIC 0x534d5452u		/* "RTMS" */
+#define MSNAP_OFF_TABLE 64
+#define MSNAP_OFF_BITMAP (MSNAP_OFF_TABLE + 8 * THIN_VOLTAB_BLOCKS)
+
 #define SB_MAGIC 0x42534e4948545452ull	/* "RTTHINSB" */
 #define SB_VERSION 1u
 #define SB_OFF_CRC 12
@@ -27,6 +31,9 @@
 #define MAX_BLOCKS (1ull << 40)
 
 _Static_assert(NODE_OFF_VALS + 8 * THIN_NODE_MAX == THIN_META_BLOCK, "node fills a block");
+_Static_assert(THIN_SB_SLOTS * THIN_META_BLOCK <= RT_DATA_WIPE_BYTES,
+	       "create wipes the pool's superblocks");
+_Static_assert(MSNAP_OFF_BITMAP + 8 * THIN_MSNAP_BITMAP_MAX <= THIN_META_BLOCK, "snapshot header");
 _Static_assert(THIN_VOLTAB_BLOCKS * THIN_VOLS_PER_BLOCK == THIN_MAX_VOLUMES, "volume table");
 
 /* A checksum that also names the block, so a misdirected write does not pass. */
@@ -110,6 +117,7 @@ void thin_sb_encode(const struct thin_sb *sb, uint8_t *buf)
 	thin_put_le64(buf + 104, sb->area_blocks);
 	thin_put_le32(buf + 112, sb->next_volume_id);
 	thin_put_le32(buf + 116, 0);	/* incompatible features: none yet */
+	thin_put_le64(buf + 120, sb->metadata_snap);
 	thin_put_le32(buf + SB_OFF_CRC, sb_crc32c(buf + SB_CRC_FROM, THIN_META_BLOCK - SB_CRC_FROM));
 }
 
@@ -148,6 +156,7 @@ int thin_sb_decode(const uint8_t *buf, size_t len, struct thin_sb *sb)
 	sb->node_blocks = thin_get_le64(buf + 96);
 	sb->area_blocks = thin_get_le64(buf + 104);
 	sb->next_volume_id = thin_get_le32(buf + 112);
+	sb->metadata_snap = thin_get_le64(buf + 120);
 
 	if (sb->seq == 0 || sb->next_volume_id == 0 || (sb->flags & ~THIN_SB_FLAGS_KNOWN))
 		return -EUCLEAN;
@@ -162,11 +171,59 @@ int thin_sb_decode(const uint8_t *buf, size_t len, struct thin_sb *sb)
 	if (sb->area_blocks != thin_area_blocks(sb->node_blocks, sb->data_blocks_max) ||
 	    sb->node_start != THIN_AREA_START + 2 * sb->area_blocks)
 		return -EUCLEAN;
+	if (sb->metadata_snap && (sb->metadata_snap < sb->node_start ||
+				  sb->metadata_snap - sb->node_start >= sb->node_blocks))
+		return -EUCLEAN;
 	meta_end = (sb->node_start + sb->node_blocks) * THIN_META_BLOCK;
 	if (sb->data_offset < meta_end || sb->data_offset % sb->block_size ||
 	    sb->data_offset > sb->pool_bytes ||
 	    sb->data_blocks > (sb->pool_bytes - sb->data_offset) / sb->block_size)
 		return -EUCLEAN;
+	return 0;
+}
+
+void thin_msnap_encode(const struct thin_msnap *m, uint64_t blocknr, uint8_t *buf)
+{
+	memset(buf, 0, THIN_META_BLOCK);
+	thin_put_le32(buf, MSNAP_MAGIC);
+	thin_put_le64(buf + 8, blocknr);
+	thin_put_le64(buf + 16, m->seq);
+	thin_put_le64(buf + 24, m->transaction_id);
+	thin_put_le64(buf + 32, m->data_blocks);
+	thin_put_le64(buf + 40, m->free_data_blocks);
+	thin_put_le64(buf + 48, m->free_metadata_blocks);
+	thin_put_le32(buf + 56, m->n_bitmap);
+	for (unsigned i = 0; i < THIN_VOLTAB_BLOCKS; i++)
+		thin_put_le64(buf + MSNAP_OFF_TABLE + 8 * i, m->table[i]);
+	for (uint32_t i = 0; i < m->n_bitmap && i < THIN_MSNAP_BITMAP_MAX; i++)
+		thin_put_le64(buf + MSNAP_OFF_BITMAP + 8 * i, m->bitmap[i]);
+	thin_put_le32(buf + 4, block_crc(buf + 8, THIN_META_BLOCK - 8, blocknr));
+}
+
+int thin_msnap_decode(const uint8_t *buf, size_t len, uint64_t blocknr, struct thin_msnap *m)
+{
+	if (len < THIN_META_BLOCK)
+		return -EUCLEAN;
+	if (thin_get_le32(buf) != MSNAP_MAGIC)
+		return -ENODATA;
+	if (thin_get_le32(buf + 4) != block_crc(buf + 8, THIN_META_BLOCK - 8, blocknr))
+		return -EBADMSG;
+	if (thin_get_le64(buf + 8) != blocknr)
+		return -EUCLEAN;
+	memset(m, 0, sizeof(*m));
+	m->seq = thin_get_le64(buf + 16);
+	m->transaction_id = thin_get_le64(buf + 24);
+	m->data_blocks = thin_get_le64(buf + 32);
+	m->free_data_blocks = thin_get_le64(buf + 40);
+	m->free_metadata_blocks = thin_get_le64(buf + 48);
+	m->n_bitmap = thin_get_le32(buf + 56);
+	if (m->n_bitmap == 0 || m->n_bitmap > THIN_MSNAP_BITMAP_MAX ||
+	    m->free_data_blocks > m->data_blocks || m->data_blocks > MAX_BLOCKS)
+		return -EUCLEAN;
+	for (unsigned i = 0; i < THIN_VOLTAB_BLOCKS; i++)
+		m->table[i] = thin_get_le64(buf + MSNAP_OFF_TABLE + 8 * i);
+	for (uint32_t i = 0; i < m->n_bitmap; i++)
+		m->bitmap[i] = thin_get_le64(buf + MSNAP_OFF_BITMAP + 8 * i);
 	return 0;
 }
 

@@ -32,6 +32,25 @@ struct thin_vol_rec {
 	char name[THIN_NAME_MAX + 1];
 };
 
+/*
+ * The metadata snapshot (dm's reserve_metadata_snap): a header block, a
+ * copy of the volume table (THIN_VOLTAB_BLOCKS blocks in area format) and
+ * a bitmap of the node blocks it holds (area format, one bit per node
+ * block), all in the node area. raidtool-format(5), Metadata snapshot.
+ */
+#define THIN_HELD_PER_BLOCK (THIN_AREA_PAYLOAD * 8u)
+#define THIN_MSNAP_BITMAP_MAX 488u
+struct thin_msnap {
+	uint64_t seq;			/* the commit it copies */
+	uint64_t transaction_id;
+	uint64_t data_blocks, free_data_blocks, free_metadata_blocks;
+	uint32_t n_bitmap;
+	uint64_t table[THIN_VOLTAB_BLOCKS];
+	uint64_t bitmap[THIN_MSNAP_BITMAP_MAX];
+};
+void thin_msnap_encode(const struct thin_msnap *m, uint64_t blocknr, uint8_t *buf);
+int thin_msnap_decode(const uint8_t *buf, size_t len, uint64_t blocknr, struct thin_msnap *m);
+
 /* Seal / verify an area block (@blocknr: its metadata block number). */
 void thin_area_seal(uint8_t *buf, uint64_t blocknr);
 int thin_area_verify(const uint8_t *buf, uint64_t blocknr);

@@ -35,8 +35,11 @@ struct cache_ent {
 
 struct thin_pool {
 	struct thin_io io;
-	bool read_only;
+	bool read_only;			/* opened so, or thin_set_read_only */
+	bool ro_flag;			/* THIN_SB_READ_ONLY: thin_set_mode */
+	bool snap_view;			/* opened on the metadata snapshot: no space maps */
 	bool failed;			/* a commit or metadata read failed: abort first */
+	bool broken;			/* and going back to the last commit failed too */
 	bool dirty;
 	bool needs_check;
 	struct thin_sb sb;		/* the last commit */
@@ -45,9 +48,24 @@ struct thin_pool {
 	uint32_t next_id;
 
 	struct thin_vol_rec vols[THIN_MAX_VOLUMES];
+	/* Per volume slot, its id and root in the last commit (id 0: none). */
+	uint32_t committed_id[THIN_MAX_VOLUMES];
+	uint64_t committed_root[THIN_MAX_VOLUMES];
+
+	/*
+	 * The metadata snapshot: its header block (0: none), what the header
+	 * says, and the node blocks it holds (one bit each): never handed out
+	 * while it is held, whatever their counts.
+	 */
+	uint64_t msnap;
+	struct thin_msnap ms;
+	uint8_t *held;
 
 	uint32_t *meta_rc, *meta_rc_committed;		/* [node_blocks] */
 	uint32_t *data_rc, *data_rc_committed;		/* [data_blocks_max] */
+	/* Data blocks handed out by thin_data_reserve, count 0 until mapped. */
+	uint8_t *data_reserved;			/* bitmap [data_blocks_max] */
+	uint64_t n_data_reserved;		/* its bits set (not in data_free) */
 	uint64_t meta_free, data_free;			/* count 0 now */
 	uint64_t meta_cursor, data_cursor;
 	/* Per area block: bit a set when area a lacks the running contents. */
@@ -102,15 +120,22 @@ static bool is_node_block(const struct thin_pool *p, uint64_t blk)
 
 static int metadata_error(struct thin_pool *p, int r, uint64_t blk, const char *what)
 {
-	/* No commit until aborted: the transaction may be half done. */
+	/*
+	 * No commit until aborted: the transaction may be half done. Once the
+	 * last commit carries needs_check the pool changes nothing, so there is
+	 * neither a transaction to drop nor a flag to record (and reads of
+	 * what is still sound go on).
+	 */
 	p->needs_check = true;
-	p->failed = true;
+	if (!(p->sb.flags & THIN_SB_NEEDS_CHECK))
+		p->failed = true;
 	rt_log(RT_LOG_ERROR, "thin pool: metadata block %llu: %s: %s", (unsigned long long)blk,
 	       what, strerror(-r));
 	return r;
 }
 
-static int node_get(struct thin_pool *p, uint64_t blk, struct thin_node **out)
+/* @cached_only: -EWOULDBLOCK rather than read a node that is not in memory. */
+static int node_find(struct thin_pool *p, uint64_t blk, bool cached_only, struct thin_node **out)
 {
 	struct cache_ent **pp, *e;
 	int r;
@@ -122,6 +147,8 @@ static int node_get(struct thin_pool *p, uint64_t blk, struct thin_node **out)
 		*out = &(*pp)->node;
 		return 0;
 	}
+	if (cached_only)
+		return -EWOULDBLOCK;
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
@@ -140,6 +167,11 @@ static int node_get(struct thin_pool *p, uint64_t blk, struct thin_node **out)
 	p->cached++;
 	*out = &e->node;
 	return 0;
+}
+
+static int node_get(struct thin_pool *p, uint64_t blk, struct thin_node **out)
+{
+	return node_find(p, blk, false, out);
 }
 
 static void node_mark_dirty(struct thin_pool *p, uint64_t blk)
@@ -169,13 +201,28 @@ static uint64_t area_data_rc_first(const struct thin_pool *p)
 	return THIN_VOLTAB_BLOCKS + (p->sb.node_blocks + THIN_RC_PER_BLOCK - 1) / THIN_RC_PER_BLOCK;
 }
 
+static bool bit_test(const uint8_t *bits, uint64_t i)
+{
+	return bits && (bits[i / 8] >> (i % 8)) & 1;
+}
+
+static void bit_put(uint8_t *bits, uint64_t i, bool v)
+{
+	if (v)
+		bits[i / 8] |= (uint8_t)(1u << (i % 8));
+	else
+		bits[i / 8] &= (uint8_t)~(1u << (i % 8));
+}
+
+/* A node block held by the metadata snapshot is not free, whatever its count. */
 static void meta_set(struct thin_pool *p, uint64_t blk, uint32_t v)
 {
 	uint64_t i = blk - p->sb.node_start;
+	bool held = bit_test(p->held, i);
 
-	if (p->meta_rc[i] == 0 && v)
+	if (p->meta_rc[i] == 0 && v && !held)
 		p->meta_free--;
-	else if (p->meta_rc[i] && v == 0)
+	else if (p->meta_rc[i] && v == 0 && !held)
 		p->meta_free++;
 	p->meta_rc[i] = v;
 	area_touch(p, area_meta_rc_first() + i / THIN_RC_PER_BLOCK);
@@ -257,13 +304,17 @@ static int meta_dec(struct thin_pool *p, uint64_t blk)
  * Free: count 0 now and in the last commit, which may still point at it
  * until the next commit is complete.
  */
-static int alloc_from(uint32_t *rc, const uint32_t *rc_committed, uint64_t n,
-		      uint64_t *cursor, uint64_t *out)
+/*
+ * ... and not set in @skip (NULL: none): the node blocks the metadata
+ * snapshot holds, or the data blocks thin_data_reserve handed out.
+ */
+static int alloc_from(uint32_t *rc, const uint32_t *rc_committed, const uint8_t *skip,
+		      uint64_t n, uint64_t *cursor, uint64_t *out)
 {
 	for (uint64_t k = 0; k < n; k++) {
 		uint64_t i = (*cursor + k) % n;
 
-		if (rc[i] == 0 && rc_committed[i] == 0) {
+		if (rc[i] == 0 && rc_committed[i] == 0 && !bit_test(skip, i)) {
 			*cursor = (i + 1) % n;
 			*out = i;
 			return 0;
@@ -278,7 +329,8 @@ static int node_new(struct thin_pool *p, bool leaf, uint64_t *blk, struct thin_n
 	uint64_t i;
 	int r;
 
-	r = alloc_from(p->meta_rc, p->meta_rc_committed, p->sb.node_blocks, &p->meta_cursor, &i);
+	r = alloc_from(p->meta_rc, p->meta_rc_committed, p->held, p->sb.node_blocks,
+		       &p->meta_cursor, &i);
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "thin pool: out of metadata blocks");
 		return r;
@@ -395,48 +447,88 @@ static void node_remove_at(struct thin_node *n, uint32_t pos)
 }
 
 /*
- * Lookup; *@must_copy (when not NULL): a write to the block must go to a
- * copy. That is when it is shared now (a node on the path or the block
- * has more than one reference), and also when the last commit may map it
- * from another volume: a crash would bring that mapping back with this
- * write's bytes. In place is safe when the block is new in this
- * transaction, or when the last commit counted it once and every node on
- * the path is one the last commit held, unchanged and unshared.
+ * Find @key below @root: its value, and whether a node on the path is
+ * shared now (*@shared) and every node on it had one reference in the last
+ * commit (*@alone_committed). -ENODATA: not mapped.
  */
-static int btree_lookup(struct thin_pool *p, uint64_t root, uint64_t key, uint64_t *val,
-			bool *must_copy)
+static int btree_find(struct thin_pool *p, uint64_t root, uint64_t key, bool cached_only,
+		      uint64_t *val, bool *shared, bool *alone_committed)
 {
 	struct thin_node *n;
-	bool sh = false, committed_alone = true;
 	uint64_t blk = root;
+	uint32_t pos;
 	int r;
 
+	*shared = false;
+	*alone_committed = true;
 	for (;;) {
 		uint64_t i = blk - p->sb.node_start;
 
-		r = node_get(p, blk, &n);
+		r = node_find(p, blk, cached_only, &n);
 		if (r < 0)
 			return r;
-		sh = sh || p->meta_rc[i] > 1;
-		committed_alone = committed_alone && p->meta_rc_committed[i] == 1;
+		*shared = *shared || p->meta_rc[i] > 1;
+		*alone_committed = *alone_committed && p->meta_rc_committed[i] == 1;
 		if (n->leaf)
 			break;
 		blk = n->val[child_index(n, key)];
 	}
-	uint32_t pos = leaf_pos(n, key);
-
+	pos = leaf_pos(n, key);
 	if (pos >= n->n || n->key[pos] != key)
 		return -ENODATA;
 	*val = n->val[pos];
-	if (must_copy && *val >= p->data_blocks) {
-		*must_copy = true;
-	} else if (must_copy) {
-		uint32_t before = p->data_rc_committed[*val];
-
-		*must_copy = sh || p->data_rc[*val] > 1 ||
-			     !(before == 0 || (before == 1 && committed_alone));
-	}
 	return 0;
+}
+
+/*
+ * Lookup in the tree at @root, the volume of slot @slot (only for
+ * *@must_copy); *@must_copy (when not NULL): a write to the block must go
+ * to a copy. That is when it is shared now (a node on the path or the
+ * block has more than one reference), and also when the last commit may
+ * map it from elsewhere (another volume, or another block of this one): a
+ * crash would bring that mapping back with this write's bytes. In place is
+ * safe when the block is new in this transaction, or when the last commit
+ * counted it once and mapped it from this very block of this volume (its
+ * committed tree maps @key to it through nodes the commit counted once;
+ * those nodes are never changed before the next commit, only copied).
+ */
+static int btree_lookup_x(struct thin_pool *p, uint64_t root, uint64_t key, bool cached_only,
+			  uint64_t *val, bool *must_copy, int slot)
+{
+	bool sh, alone, csh, calone;
+	uint64_t cval;
+	uint32_t before;
+	int r;
+
+	r = btree_find(p, root, key, cached_only, val, &sh, &alone);
+	if (r < 0 || !must_copy)
+		return r;
+	if (*val >= p->data_blocks) {
+		*must_copy = true;
+		return 0;
+	}
+	before = p->data_rc_committed[*val];
+	*must_copy = sh || p->data_rc[*val] > 1 || before > 1;
+	if (*must_copy || before == 0)
+		return 0;
+	/* Mapped once in the last commit: from here? */
+	if (slot < 0 || !p->committed_id[slot] || p->committed_id[slot] != p->vols[slot].id) {
+		*must_copy = true;
+		return 0;
+	}
+	if (alone && p->committed_root[slot] == root)
+		return 0;	/* the very tree the last commit held */
+	r = btree_find(p, p->committed_root[slot], key, cached_only, &cval, &csh, &calone);
+	if (r == -EWOULDBLOCK)
+		return r;
+	*must_copy = r < 0 || cval != *val || !calone;
+	return 0;
+}
+
+static int btree_lookup(struct thin_pool *p, uint64_t root, uint64_t key, uint64_t *val,
+			bool *must_copy, int slot)
+{
+	return btree_lookup_x(p, root, key, false, val, must_copy, slot);
 }
 
 /* Split full node @n (at @blk, writable) into itself and a new right sibling. */
@@ -576,7 +668,7 @@ static int btree_remove(struct thin_pool *p, uint64_t *root, uint64_t key)
 	uint64_t blk, v;
 	int r;
 
-	r = btree_lookup(p, *root, key, &v, NULL);
+	r = btree_lookup(p, *root, key, &v, NULL, -1);
 	if (r < 0)
 		return r;
 	r = shadow(p, *root, &blk, &n);
@@ -657,13 +749,32 @@ static void vol_touch(struct thin_pool *p, const struct thin_vol_rec *v)
 	area_touch(p, (uint64_t)(v - p->vols) / THIN_VOLS_PER_BLOCK);
 }
 
+/* Read-only: opened so, set so, or the metadata needs a check. */
 static int writable(struct thin_pool *p)
 {
 	if (p->failed)
 		return -EIO;
-	if (p->read_only)
+	if (p->read_only || p->ro_flag || p->needs_check || p->snap_view)
 		return -EROFS;
 	return 0;
+}
+
+/* writable, saying why not: for the admin operations (the data path stays quiet). */
+static int admin_writable(struct thin_pool *p)
+{
+	int r = writable(p);
+
+	if (r == -EIO)
+		rt_log(RT_LOG_ERROR, "thin pool: a metadata error stopped the running transaction");
+	else if (r < 0 && p->needs_check)
+		rt_log(RT_LOG_ERROR, "thin pool: read-only until 'raidtool pool check' finds it "
+		       "clean (a metadata error set needs_check)");
+	else if (r < 0 && p->ro_flag)
+		rt_log(RT_LOG_ERROR, "thin pool: read-only ('raidtool pool set --read-write' "
+		       "makes it writable)");
+	else if (r < 0)
+		rt_log(RT_LOG_ERROR, "thin pool: opened read-only");
+	return r;
 }
 
 static void vol_info(const struct thin_vol_rec *r, struct thin_vol_info *v)
@@ -674,6 +785,7 @@ static void vol_info(const struct thin_vol_rec *r, struct thin_vol_info *v)
 	v->mapped = r->mapped;
 	v->origin = r->origin;
 	v->created_txn = r->created_txn;
+	v->root = r->root;
 }
 
 int thin_vol_find(const struct thin_pool *p, const char *name, uint32_t *id)
@@ -719,7 +831,7 @@ int thin_vol_at(const struct thin_pool *p, uint32_t index, struct thin_vol_info 
 
 static int vol_new(struct thin_pool *p, const char *name, struct thin_vol_rec **out)
 {
-	int r = writable(p);
+	int r = admin_writable(p);
 
 	if (r < 0)
 		return r;
@@ -809,7 +921,7 @@ int thin_vol_delete(struct thin_pool *p, const char *name)
 	int r;
 
 	cache_trim(p);
-	r = writable(p);
+	r = admin_writable(p);
 	if (r < 0)
 		return r;
 	v = vol_by_name(p, name);
@@ -821,6 +933,42 @@ int thin_vol_delete(struct thin_pool *p, const char *name)
 	if (r < 0)
 		return r;
 	memset(v, 0, sizeof(*v));
+	vol_touch(p, v);
+	return 0;
+}
+
+int thin_vol_resize(struct thin_pool *p, const char *name, uint64_t size, bool force)
+{
+	struct thin_vol_rec *v;
+	uint32_t bs = p->sb.block_size;
+	int r;
+
+	cache_trim(p);
+	r = admin_writable(p);
+	if (r < 0)
+		return r;
+	v = vol_by_name(p, name);
+	if (!v) {
+		rt_log(RT_LOG_ERROR, "'%s': no such volume", name);
+		return -ENOENT;
+	}
+	if (size == 0 || size % bs) {
+		rt_log(RT_LOG_ERROR, "'%s': size %llu is not a positive multiple of the pool's "
+		       "block size (%u)", name, (unsigned long long)size, bs);
+		return -EINVAL;
+	}
+	if (size < v->size && !force) {
+		rt_log(RT_LOG_ERROR, "'%s': %llu bytes is smaller than its %llu; a shrink unmaps "
+		       "what lies beyond (--force)", name, (unsigned long long)size,
+		       (unsigned long long)v->size);
+		return -ENOTEMPTY;
+	}
+	if (size < v->size) {
+		r = thin_remove_range(p, v->id, size / bs, v->size / bs);
+		if (r < 0)
+			return r;
+	}
+	v->size = size;
 	vol_touch(p, v);
 	return 0;
 }
@@ -842,7 +990,7 @@ int thin_lookup(struct thin_pool *p, uint32_t id, uint64_t vblock, uint64_t *pbl
 
 	cache_trim(p);
 	r = vol_for_io(p, id, false, &v);
-	return r < 0 ? r : btree_lookup(p, v->root, vblock, pblock, NULL);
+	return r < 0 ? r : btree_lookup(p, v->root, vblock, pblock, NULL, -1);
 }
 
 static int insert_mapping(struct thin_pool *p, struct thin_vol_rec *v, uint64_t vb, uint64_t pb)
@@ -983,7 +1131,7 @@ int thin_vol_shared(struct thin_pool *p, uint32_t id, uint64_t *shared)
 	int r;
 
 	cache_trim(p);
-	r = vol_for_io(p, id, false, &v);
+	r = p->snap_view ? -EOPNOTSUPP : vol_for_io(p, id, false, &v);
 	*shared = 0;
 	return r < 0 ? r : shared_rec(p, v->root, false, shared);
 }
@@ -1006,7 +1154,8 @@ int thin_alloc_data_block(struct thin_pool *p, uint64_t *block)
 		return r;
 	if (below_reserve(p))
 		return -ENOSPC;
-	r = alloc_from(p->data_rc, p->data_rc_committed, p->data_blocks, &p->data_cursor, block);
+	r = alloc_from(p->data_rc, p->data_rc_committed, p->data_reserved, p->data_blocks,
+		       &p->data_cursor, block);
 	if (r < 0)
 		return r;
 	data_set(p, *block, 1);
@@ -1026,6 +1175,75 @@ int thin_data_refcount(const struct thin_pool *p, uint64_t block, uint32_t *coun
 		return -EINVAL;
 	*count = p->data_rc[block];
 	return 0;
+}
+
+/*
+ * The event-driven data path's primitives (lib/thin-run.c): the caller
+ * writes a block's data itself, between its lookup or reservation and the
+ * insertion of its mapping, without holding the pool meanwhile.
+ */
+int thin_map_lookup(struct thin_pool *p, uint32_t id, uint64_t vblock, bool cached_only,
+		    uint64_t *pblock, bool *must_copy)
+{
+	struct thin_vol_rec *v;
+	int r;
+
+	if (!cached_only)
+		cache_trim(p);
+	r = vol_for_io(p, id, must_copy != NULL, &v);
+	if (r < 0)
+		return r;
+	if (vblock >= v->size / p->sb.block_size)
+		return -EINVAL;
+	return btree_lookup_x(p, v->root, vblock, cached_only, pblock, must_copy,
+			      (int)(v - p->vols));
+}
+
+int thin_data_reserve(struct thin_pool *p, uint64_t *block)
+{
+	int r = writable(p);
+
+	if (r < 0)
+		return r;
+	if (below_reserve(p))
+		return -ENOSPC;
+	r = alloc_from(p->data_rc, p->data_rc_committed, p->data_reserved, p->data_blocks,
+		       &p->data_cursor, block);
+	if (r < 0)
+		return r;
+	bit_put(p->data_reserved, *block, true);
+	p->n_data_reserved++;
+	p->data_free--;
+	return 0;
+}
+
+void thin_data_unreserve(struct thin_pool *p, uint64_t block)
+{
+	if (block < p->sb.data_blocks_max && bit_test(p->data_reserved, block)) {
+		bit_put(p->data_reserved, block, false);
+		p->n_data_reserved--;
+		p->data_free++;
+	}
+}
+
+int thin_insert_reserved(struct thin_pool *p, uint32_t id, uint64_t vblock, uint64_t block)
+{
+	struct thin_vol_rec *v;
+	int r;
+
+	if (block >= p->data_blocks || !bit_test(p->data_reserved, block))
+		return -EINVAL;
+	thin_data_unreserve(p, block);
+	r = vol_for_io(p, id, true, &v);
+	if (r < 0)
+		return r;
+	if (vblock >= v->size / p->sb.block_size)
+		return -EINVAL;
+	data_set(p, block, 1);
+	r = insert_mapping(p, v, vblock, block);
+	if (r < 0)
+		data_dec(p, block);
+	return r;
 }
 
 static uint64_t data_off(const struct thin_pool *p, uint64_t pb)
@@ -1055,7 +1273,7 @@ int thin_vol_read(struct thin_pool *p, uint32_t id, void *buf, size_t len, uint6
 		uint64_t vb = off / bs, within = off % bs, pb;
 		size_t n = bs - within < len ? bs - within : len;
 
-		r = btree_lookup(p, v->root, vb, &pb, NULL);
+		r = btree_lookup(p, v->root, vb, &pb, NULL, -1);
 		if (r == -ENODATA) {
 			memset(buf, 0, n);	/* unmapped: the sparse device reads zeros */
 			r = 0;
@@ -1123,7 +1341,7 @@ int thin_vol_write(struct thin_pool *p, uint32_t id, const void *buf, size_t len
 		size_t n = bs - within < len ? bs - within : len;
 		bool must_copy;
 
-		r = btree_lookup(p, v->root, vb, &pb, &must_copy);
+		r = btree_lookup(p, v->root, vb, &pb, &must_copy, (int)(v - p->vols));
 		if (r == -ENODATA)
 			r = write_new_block(p, v, vb, buf, n, within, -1);
 		else if (r == 0 && must_copy)
@@ -1187,25 +1405,29 @@ static void area_encode(const struct thin_pool *p, uint64_t index, uint8_t *buf)
 		thin_put_le32(buf + 4 * k, rc[base + k]);
 }
 
+/* Volume table block @index (of an area or of the metadata snapshot's copy). */
+static int area_decode_voltab(struct thin_pool *p, uint64_t index, const uint8_t *buf)
+{
+	for (unsigned k = 0; k < THIN_VOLS_PER_BLOCK; k++) {
+		struct thin_vol_rec *v = &p->vols[index * THIN_VOLS_PER_BLOCK + k];
+		int r = thin_vol_rec_decode(buf + k * THIN_VOL_RECORD, v);
+
+		if (r < 0)
+			return r;
+		if (v->id && (v->id >= p->sb.next_volume_id || !is_node_block(p, v->root)))
+			return -EUCLEAN;
+	}
+	return 0;
+}
+
 static int area_decode(struct thin_pool *p, uint64_t index, const uint8_t *buf)
 {
 	uint64_t mfirst = area_meta_rc_first(), dfirst = area_data_rc_first(p);
 	uint32_t *rc;
 	uint64_t base, count;
-	int r;
 
-	if (index < mfirst) {
-		for (unsigned k = 0; k < THIN_VOLS_PER_BLOCK; k++) {
-			struct thin_vol_rec *v = &p->vols[index * THIN_VOLS_PER_BLOCK + k];
-
-			r = thin_vol_rec_decode(buf + k * THIN_VOL_RECORD, v);
-			if (r < 0)
-				return r;
-			if (v->id && (v->id >= p->next_id || !is_node_block(p, v->root)))
-				return -EUCLEAN;
-		}
-		return 0;
-	}
+	if (index < mfirst)
+		return area_decode_voltab(p, index, buf);
 	if (index < dfirst) {
 		rc = p->meta_rc;
 		base = (index - mfirst) * THIN_RC_PER_BLOCK;
@@ -1228,8 +1450,11 @@ static void pool_free_state(struct thin_pool *p)
 	free(p->data_rc);
 	free(p->data_rc_committed);
 	free(p->area_stale);
+	free(p->held);
 	p->meta_rc = p->meta_rc_committed = p->data_rc = p->data_rc_committed = NULL;
 	p->area_stale = NULL;
+	p->held = NULL;
+	p->msnap = 0;
 }
 
 static int pool_alloc_state(struct thin_pool *p)
@@ -1240,8 +1465,14 @@ static int pool_alloc_state(struct thin_pool *p)
 	p->data_rc_committed = calloc(p->sb.data_blocks_max ? p->sb.data_blocks_max : 1,
 				      sizeof(uint32_t));
 	p->area_stale = calloc(p->sb.area_blocks, 1);
+	/*
+	 * Kept from before a reload (thin_abort, a failure recorded): the
+	 * blocks a worker is writing stay its own until it maps them.
+	 */
+	if (!p->data_reserved)
+		p->data_reserved = calloc(p->sb.data_blocks_max / 8 + 1, 1);
 	if (!p->meta_rc || !p->meta_rc_committed || !p->data_rc || !p->data_rc_committed ||
-	    !p->area_stale)
+	    !p->area_stale || !p->data_reserved)
 		return -ENOMEM;
 	return 0;
 }
@@ -1250,13 +1481,17 @@ static void count_free(struct thin_pool *p)
 {
 	p->meta_free = p->data_free = 0;
 	for (uint64_t i = 0; i < p->sb.node_blocks; i++)
-		p->meta_free += p->meta_rc[i] == 0;
+		p->meta_free += p->meta_rc[i] == 0 && !bit_test(p->held, i);
 	for (uint64_t i = 0; i < p->data_blocks; i++)
-		p->data_free += p->data_rc[i] == 0;
+		p->data_free += p->data_rc[i] == 0 && !bit_test(p->data_reserved, i);
 }
 
 static void mark_committed(struct thin_pool *p)
 {
+	for (unsigned s = 0; s < THIN_MAX_VOLUMES; s++) {
+		p->committed_id[s] = p->vols[s].id;
+		p->committed_root[s] = p->vols[s].root;
+	}
 	memcpy(p->meta_rc_committed, p->meta_rc, p->sb.node_blocks * sizeof(uint32_t));
 	memcpy(p->data_rc_committed, p->data_rc, p->sb.data_blocks_max * sizeof(uint32_t));
 }
@@ -1294,6 +1529,65 @@ static int read_sb(const struct thin_io *io, struct thin_sb *out)
 	return magic ? bad : -ENODATA;
 }
 
+/* Read a metadata block into p->iobuf. */
+static int meta_read(struct thin_pool *p, uint64_t blk)
+{
+	return p->io.read(p->io.ctx, p->iobuf, THIN_META_BLOCK, blk * THIN_META_BLOCK);
+}
+
+static int msnap_header(struct thin_pool *p, uint64_t blk)
+{
+	uint64_t n_bitmap = (p->sb.node_blocks + THIN_HELD_PER_BLOCK - 1) / THIN_HELD_PER_BLOCK;
+	int r = meta_read(p, blk);
+
+	if (r == 0)
+		r = thin_msnap_decode(p->iobuf, THIN_META_BLOCK, blk, &p->ms);
+	if (r == 0 && p->ms.n_bitmap != n_bitmap)
+		r = -EUCLEAN;
+	for (unsigned i = 0; r == 0 && i < THIN_VOLTAB_BLOCKS; i++)
+		if (!is_node_block(p, p->ms.table[i]))
+			r = -EUCLEAN;
+	for (uint32_t i = 0; r == 0 && i < p->ms.n_bitmap; i++)
+		if (!is_node_block(p, p->ms.bitmap[i]))
+			r = -EUCLEAN;
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "thin pool: metadata snapshot at block %llu: %s",
+		       (unsigned long long)blk, strerror(-r == ENODATA ? EUCLEAN : -r));
+	return r == -ENODATA ? -EUCLEAN : r;
+}
+
+/* The metadata snapshot the last commit holds: its header and the nodes it holds. */
+static int msnap_load(struct thin_pool *p)
+{
+	uint64_t bytes = (p->sb.node_blocks + 7) / 8;
+	int r;
+
+	if (!p->sb.metadata_snap)
+		return 0;
+	r = msnap_header(p, p->sb.metadata_snap);
+	if (r < 0)
+		return r;
+	p->held = calloc(1, bytes);
+	if (!p->held)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < p->ms.n_bitmap; i++) {
+		uint64_t blk = p->ms.bitmap[i], off = (uint64_t)i * THIN_AREA_PAYLOAD;
+
+		r = meta_read(p, blk);
+		if (r == 0)
+			r = thin_area_verify(p->iobuf, blk);
+		if (r < 0) {
+			rt_log(RT_LOG_ERROR, "thin pool: metadata snapshot's bitmap block %llu: %s",
+			       (unsigned long long)blk, strerror(-r));
+			return r;
+		}
+		memcpy(p->held + off, p->iobuf, bytes - off < THIN_AREA_PAYLOAD ? bytes - off
+									: THIN_AREA_PAYLOAD);
+	}
+	p->msnap = p->sb.metadata_snap;
+	return 0;
+}
+
 static int load(struct thin_pool *p)
 {
 	unsigned area;
@@ -1307,7 +1601,8 @@ static int load(struct thin_pool *p)
 	p->data_blocks = p->sb.data_blocks;
 	p->next_id = p->sb.next_volume_id;
 	p->needs_check = p->sb.flags & THIN_SB_NEEDS_CHECK;
-	p->failed = false;
+	p->ro_flag = p->sb.flags & THIN_SB_READ_ONLY;
+	p->failed = p->broken = false;
 	p->dirty = false;
 	memset(p->vols, 0, sizeof(p->vols));
 	r = pool_alloc_state(p);
@@ -1335,8 +1630,9 @@ static int load(struct thin_pool *p)
 		if (p->data_rc[i])
 			return -EUCLEAN;
 	mark_committed(p);
+	r = msnap_load(p);
 	count_free(p);
-	return 0;
+	return r;
 }
 
 int thin_probe(const struct thin_io *io)
@@ -1372,6 +1668,7 @@ void thin_close(struct thin_pool *p)
 	if (!p)
 		return;
 	pool_free_state(p);
+	free(p->data_reserved);
 	free(p);
 }
 
@@ -1382,7 +1679,8 @@ int thin_abort(struct thin_pool *p)
 
 bool thin_dirty(const struct thin_pool *p)
 {
-	return p->dirty;
+	/* A metadata error is there to record too (thin_commit). */
+	return p->dirty || (p->failed && !p->broken && !p->read_only);
 }
 
 static int write_sb(struct thin_pool *p, const struct thin_sb *sb)
@@ -1392,6 +1690,8 @@ static int write_sb(struct thin_pool *p, const struct thin_sb *sb)
 			   (sb->seq % THIN_SB_SLOTS) * THIN_META_BLOCK);
 }
 
+static int record_failure(struct thin_pool *p);
+
 int thin_commit(struct thin_pool *p)
 {
 	struct thin_sb sb = p->sb;
@@ -1399,14 +1699,17 @@ int thin_commit(struct thin_pool *p)
 	int r = 0;
 
 	if (p->failed)
-		return -EIO;
+		return record_failure(p);
+	if (p->snap_view)
+		return -EROFS;
 	if (!p->dirty)
 		return 0;
 	sb.seq++;
 	sb.transaction_id = p->txn_id;
 	sb.data_blocks = p->data_blocks;
 	sb.next_volume_id = p->next_id;
-	sb.flags = p->needs_check ? THIN_SB_NEEDS_CHECK : 0;
+	sb.metadata_snap = p->msnap;
+	sb.flags = (p->needs_check ? THIN_SB_NEEDS_CHECK : 0) | (p->ro_flag ? THIN_SB_READ_ONLY : 0);
 	area = sb.seq % 2;
 
 	/* 1. Every node and area block of the transaction, anywhere the last commit is not. */
@@ -1452,6 +1755,35 @@ int thin_commit(struct thin_pool *p)
 	return 0;
 }
 
+/*
+ * After a metadata error the running transaction may be half done: go back
+ * to the last commit and commit needs_check there (dm's abort_transaction
+ * with set_needs_check), so the flag outlives a restart. The pool is
+ * read-only from then on; the transaction's changes are lost (-EIO).
+ */
+static int record_failure(struct thin_pool *p)
+{
+	int r;
+
+	if (p->broken || p->read_only)
+		return -EIO;
+	r = load(p);
+	if (r == 0) {
+		p->needs_check = true;
+		p->dirty = true;
+		r = thin_commit(p);
+	}
+	if (r < 0) {
+		p->failed = p->broken = p->needs_check = true;
+		rt_log(RT_LOG_ERROR, "thin pool: cannot record needs_check: %s", strerror(-r));
+		return -EIO;
+	}
+	rt_log(RT_LOG_ERROR, "thin pool: metadata error: back at commit %llu, needs_check set, "
+	       "read-only until 'raidtool pool check' finds it clean",
+	       (unsigned long long)p->sb.seq);
+	return -EIO;
+}
+
 uint64_t thin_transaction_id(const struct thin_pool *p)
 {
 	return p->txn_id;
@@ -1459,7 +1791,7 @@ uint64_t thin_transaction_id(const struct thin_pool *p)
 
 int thin_set_transaction_id(struct thin_pool *p, uint64_t old, uint64_t id)
 {
-	int r = writable(p);
+	int r = admin_writable(p);
 
 	if (r < 0)
 		return r;
@@ -1476,6 +1808,204 @@ int thin_set_transaction_id(struct thin_pool *p, uint64_t old, uint64_t id)
 void thin_set_read_only(struct thin_pool *p, bool ro)
 {
 	p->read_only = ro;
+}
+
+int thin_set_mode(struct thin_pool *p, bool read_only)
+{
+	if (p->failed || p->read_only || p->snap_view)
+		return admin_writable(p);
+	if (!read_only && p->needs_check) {
+		rt_log(RT_LOG_ERROR, "thin pool: needs_check is set: 'raidtool pool check' must "
+		       "find it clean before it is writable again");
+		return -EUCLEAN;
+	}
+	if (p->ro_flag == read_only)
+		return 0;
+	/* What the running transaction changed goes into the commit that records the mode. */
+	p->ro_flag = read_only;
+	p->dirty = true;
+	return thin_commit(p);
+}
+
+/* ---- the metadata snapshot ---- */
+
+static int meta_write_sealed(struct thin_pool *p, uint64_t blk)
+{
+	thin_area_seal(p->iobuf, blk);
+	return p->io.write(p->io.ctx, p->iobuf, THIN_META_BLOCK, blk * THIN_META_BLOCK);
+}
+
+/* The snapshot's own blocks: header, volume table copy, bitmap. */
+static unsigned msnap_blocks(const struct thin_pool *p, uint64_t *blk)
+{
+	unsigned n = 0;
+
+	blk[n++] = p->msnap;
+	for (unsigned i = 0; i < THIN_VOLTAB_BLOCKS; i++)
+		blk[n++] = p->ms.table[i];
+	for (uint32_t i = 0; i < p->ms.n_bitmap; i++)
+		blk[n++] = p->ms.bitmap[i];
+	return n;
+}
+
+#define MSNAP_BLOCKS_MAX (1 + THIN_VOLTAB_BLOCKS + THIN_MSNAP_BITMAP_MAX)
+
+int thin_reserve_metadata_snap(struct thin_pool *p)
+{
+	uint64_t blk[MSNAP_BLOCKS_MAX], n_bitmap, i;
+	uint8_t *held;
+	unsigned n;
+	int r = admin_writable(p);
+
+	if (r < 0)
+		return r;
+	if (p->msnap) {
+		rt_log(RT_LOG_ERROR, "thin pool: a metadata snapshot is held already (block %llu); "
+		       "release it first", (unsigned long long)p->msnap);
+		return -EBUSY;
+	}
+	n_bitmap = (p->sb.node_blocks + THIN_HELD_PER_BLOCK - 1) / THIN_HELD_PER_BLOCK;
+	if (n_bitmap > THIN_MSNAP_BITMAP_MAX)
+		return -EFBIG;
+	/* A copy of a commit: every node it reaches is on disk and counted in the last commit. */
+	r = thin_commit(p);
+	if (r < 0)
+		return r;
+	held = calloc(1, (p->sb.node_blocks + 7) / 8);
+	if (!held)
+		return -ENOMEM;
+	/*
+	 * It holds every node in use: those its volumes reach, without a walk.
+	 * Holding them by a bit, not a count, leaves the data blocks' counts
+	 * (and so what a write copies) as they are: it copies metadata only.
+	 */
+	for (i = 0; i < p->sb.node_blocks; i++)
+		if (p->meta_rc[i])
+			held[i / 8] |= (uint8_t)(1u << (i % 8));
+	memset(&p->ms, 0, sizeof(p->ms));
+	p->ms.seq = p->sb.seq;
+	p->ms.transaction_id = p->txn_id;
+	p->ms.data_blocks = p->data_blocks;
+	/* The last commit's count: a block a worker holds reserved is free in it. */
+	p->ms.free_data_blocks = p->data_free + p->n_data_reserved;
+	p->ms.free_metadata_blocks = p->meta_free;
+	p->ms.n_bitmap = (uint32_t)n_bitmap;
+	n = 1 + THIN_VOLTAB_BLOCKS + (unsigned)n_bitmap;
+	for (unsigned k = 0; k < n; k++) {
+		r = alloc_from(p->meta_rc, p->meta_rc_committed, held, p->sb.node_blocks,
+			       &p->meta_cursor, &i);
+		if (r < 0) {
+			rt_log(RT_LOG_ERROR, "thin pool: no %u free metadata blocks for a metadata "
+			       "snapshot", n);
+			while (k--)
+				meta_set(p, blk[k], 0);
+			free(held);
+			return r;
+		}
+		blk[k] = p->sb.node_start + i;
+		meta_set(p, blk[k], 1);
+	}
+	p->msnap = blk[0];
+	for (unsigned k = 0; k < THIN_VOLTAB_BLOCKS; k++)
+		p->ms.table[k] = blk[1 + k];
+	for (uint32_t k = 0; k < p->ms.n_bitmap; k++)
+		p->ms.bitmap[k] = blk[1 + THIN_VOLTAB_BLOCKS + k];
+	/* Written now; the commit below flushes them before its superblock names the header. */
+	for (unsigned k = 0; r == 0 && k < THIN_VOLTAB_BLOCKS; k++) {
+		area_encode(p, k, p->iobuf);
+		r = meta_write_sealed(p, p->ms.table[k]);
+	}
+	for (uint32_t k = 0; r == 0 && k < p->ms.n_bitmap; k++) {
+		uint64_t bytes = (p->sb.node_blocks + 7) / 8, off = (uint64_t)k * THIN_AREA_PAYLOAD;
+
+		memset(p->iobuf, 0, THIN_META_BLOCK);
+		memcpy(p->iobuf, held + off,
+		       bytes - off < THIN_AREA_PAYLOAD ? bytes - off : THIN_AREA_PAYLOAD);
+		r = meta_write_sealed(p, p->ms.bitmap[k]);
+	}
+	if (r == 0) {
+		thin_msnap_encode(&p->ms, p->msnap, p->iobuf);
+		r = p->io.write(p->io.ctx, p->iobuf, THIN_META_BLOCK, p->msnap * THIN_META_BLOCK);
+	}
+	p->held = held;
+	count_free(p);
+	if (r < 0)
+		return metadata_error(p, r, p->msnap, "cannot write the metadata snapshot");
+	return thin_commit(p);
+}
+
+int thin_release_metadata_snap(struct thin_pool *p)
+{
+	uint64_t blk[MSNAP_BLOCKS_MAX];
+	unsigned n;
+	int r = admin_writable(p);
+
+	if (r < 0)
+		return r;
+	if (!p->msnap) {
+		rt_log(RT_LOG_ERROR, "thin pool: no metadata snapshot is held");
+		return -ENODATA;
+	}
+	n = msnap_blocks(p, blk);
+	for (unsigned k = 0; k < n; k++)
+		meta_set(p, blk[k], 0);
+	p->msnap = 0;
+	r = thin_commit(p);
+	if (r < 0)
+		return r;
+	/* Only now: the last commit no longer names the snapshot. */
+	free(p->held);
+	p->held = NULL;
+	count_free(p);
+	return 0;
+}
+
+int thin_get_metadata_snap(const struct thin_pool *p, uint64_t *block)
+{
+	if (!p->msnap)
+		return -ENODATA;
+	*block = p->msnap;
+	return 0;
+}
+
+int thin_open_metadata_snap(const struct thin_io *io, struct thin_pool **out)
+{
+	struct thin_pool *p = calloc(1, sizeof(*p));
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	p->io = *io;
+	p->read_only = p->snap_view = true;
+	r = read_sb(io, &p->sb);
+	if (r == 0 && !p->sb.metadata_snap)
+		r = -ENOENT;
+	if (r == 0)
+		r = pool_alloc_state(p);
+	if (r == 0)
+		r = msnap_header(p, p->sb.metadata_snap);
+	for (unsigned i = 0; r == 0 && i < THIN_VOLTAB_BLOCKS; i++) {
+		r = meta_read(p, p->ms.table[i]);
+		if (r == 0)
+			r = thin_area_verify(p->iobuf, p->ms.table[i]);
+		if (r == 0)
+			r = area_decode_voltab(p, i, p->iobuf);
+	}
+	if (r < 0) {
+		thin_close(p);
+		return r;
+	}
+	/* What the snapshot copied: the commit it was made at. */
+	p->msnap = p->sb.metadata_snap;
+	p->sb.seq = p->ms.seq;
+	p->txn_id = p->ms.transaction_id;
+	p->data_blocks = p->ms.data_blocks;
+	p->data_free = p->ms.free_data_blocks;
+	p->meta_free = p->ms.free_metadata_blocks;
+	p->needs_check = p->sb.flags & THIN_SB_NEEDS_CHECK;
+	p->ro_flag = p->sb.flags & THIN_SB_READ_ONLY;
+	*out = p;
+	return 0;
 }
 
 int thin_set_needs_check(struct thin_pool *p)
@@ -1506,7 +2036,10 @@ void thin_pool_get_info(const struct thin_pool *p, struct thin_pool_info *i)
 	i->when_full = p->sb.when_full;
 	i->low_water = p->sb.low_water;
 	i->needs_check = p->needs_check;
-	i->read_only = p->read_only;
+	/* The pool's mode, not how this handle opened it. */
+	i->read_only = p->ro_flag || p->needs_check;
+	i->read_only_flag = p->ro_flag;
+	i->metadata_snap = p->msnap;
 	i->below_low_water = p->sb.low_water &&
 			     p->data_free * 100 < (uint64_t)p->sb.low_water * p->data_blocks;
 	for (unsigned s = 0; s < THIN_MAX_VOLUMES; s++)
@@ -1515,7 +2048,7 @@ void thin_pool_get_info(const struct thin_pool *p, struct thin_pool_info *i)
 
 int thin_resize_data(struct thin_pool *p, uint64_t data_blocks)
 {
-	int r = writable(p);
+	int r = admin_writable(p);
 
 	if (r < 0)
 		return r;
@@ -1667,12 +2200,91 @@ static int count_one(uint64_t k, uint64_t v, void *arg)
 	return 0;
 }
 
+/* The metadata snapshot's trees: every node readable and held. */
+static void check_msnap_node(struct checker *c, uint64_t blk, uint8_t *seen)
+{
+	struct thin_pool *p = c->p;
+	struct thin_node *n;
+	uint64_t i = blk - p->sb.node_start;
+
+	if (!is_node_block(p, blk)) {
+		c->rep->bad_nodes++;
+		problem(c, "metadata snapshot: reference to block %llu outside the node area",
+			(unsigned long long)blk);
+		return;
+	}
+	if (bit_test(seen, i))
+		return;
+	seen[i / 8] |= (uint8_t)(1u << (i % 8));
+	if (!bit_test(p->held, i)) {
+		c->rep->bad_nodes++;
+		problem(c, "metadata snapshot: node %llu is not held", (unsigned long long)blk);
+		return;
+	}
+	if (node_get(p, blk, &n) < 0) {
+		c->rep->bad_nodes++;
+		problem(c, "metadata snapshot: node %llu unreadable or damaged",
+			(unsigned long long)blk);
+		return;
+	}
+	for (uint32_t k = 0; !n->leaf && k < n->n; k++)
+		check_msnap_node(c, n->val[k], seen);
+}
+
+/* Its own blocks count once each; the trees of its volume table copy are walked. */
+static int check_msnap(struct checker *c)
+{
+	struct thin_pool *p = c->p;
+	uint64_t blk[MSNAP_BLOCKS_MAX];
+	struct thin_vol_rec v;
+	uint8_t *seen, table[THIN_META_BLOCK];
+	unsigned n;
+	int r = 0;
+
+	if (!p->msnap)
+		return 0;
+	n = msnap_blocks(p, blk);
+	for (unsigned k = 0; k < n; k++)
+		c->meta[blk[k] - p->sb.node_start]++;
+	seen = calloc(1, (p->sb.node_blocks + 7) / 8);
+	if (!seen)
+		return -ENOMEM;
+	for (unsigned t = 0; t < THIN_VOLTAB_BLOCKS; t++) {
+		r = meta_read(p, p->ms.table[t]);
+		if (r == 0)
+			r = thin_area_verify(p->iobuf, p->ms.table[t]);
+		/* check_msnap_node reads through p->iobuf. */
+		memcpy(table, p->iobuf, sizeof(table));
+		if (r < 0) {
+			c->rep->bad_nodes++;
+			problem(c, "metadata snapshot: volume table block %llu: %s",
+				(unsigned long long)p->ms.table[t], strerror(-r));
+			r = 0;
+			continue;
+		}
+		for (unsigned k = 0; k < THIN_VOLS_PER_BLOCK; k++) {
+			if (thin_vol_rec_decode(table + k * THIN_VOL_RECORD, &v) < 0) {
+				c->rep->bad_nodes++;
+				problem(c, "metadata snapshot: volume table block %llu: bad record",
+					(unsigned long long)p->ms.table[t]);
+				break;
+			}
+			if (v.id)
+				check_msnap_node(c, v.root, seen);
+		}
+	}
+	free(seen);
+	return r;
+}
+
 int thin_check(struct thin_pool *p, struct thin_check_report *rep)
 {
 	struct checker c = { .p = p, .rep = rep };
 	int r = 0;
 
 	memset(rep, 0, sizeof(*rep));
+	if (p->snap_view)
+		return -EOPNOTSUPP;
 	c.meta = calloc(p->sb.node_blocks, sizeof(uint32_t));
 	c.data = calloc(p->sb.data_blocks_max ? p->sb.data_blocks_max : 1, sizeof(uint32_t));
 	if (!c.meta || !c.data) {
@@ -1699,6 +2311,9 @@ int thin_check(struct thin_pool *p, struct thin_check_report *rep)
 				(unsigned long long)v->size);
 		}
 	}
+	r = check_msnap(&c);
+	if (r < 0)
+		goto out;
 	for (uint64_t i = 0; i < p->sb.node_blocks; i++) {
 		if (p->meta_rc[i] > c.meta[i]) {
 			rep->meta_leaks++;
@@ -1736,7 +2351,14 @@ int thin_check_and_clear(struct thin_pool *p, struct thin_check_report *rep)
 		return r;
 	if (rep->bad_nodes || rep->meta_leaks || rep->meta_missing || rep->data_leaks ||
 	    rep->data_missing || rep->bad_counts) {
+		/* Kept in the superblock (a node read failure is recorded the same way). */
 		p->needs_check = true;
+		if (!p->read_only && !p->snap_view) {
+			p->dirty = true;
+			/* After a node read failure it records needs_check alone and says -EIO. */
+			if (thin_commit(p) < 0)
+				rt_log(RT_LOG_DEBUG, "thin pool: check: needs_check recorded alone");
+		}
 		return -EUCLEAN;
 	}
 	if (p->needs_check && !p->read_only && !p->failed) {

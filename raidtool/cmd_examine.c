@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <raidtool/control.h>
 #include <raidtool/dirtylog.h>
+#include <raidtool/scan.h>
+#include <raidtool/thin.h>
 #include <raidtool/unit.h>
 #include "cli.h"
 #include "commands.h"
@@ -47,6 +49,36 @@ static void examine_export(const struct rt_sb *sb)
 }
 
 /*
+ * A running thin volume's block device: udev names it by its array and its
+ * name (/dev/disk/by-id/raidtool-vol-NAME-VOL, raidtool-vol-uuid-UUID-VOL)
+ * and makes the engine's /dev/raidtool/LINK/VOL too. LINK is the array's
+ * link name, what its engine's ".pool" link says. 0 when @dev is one (its
+ * lines printed), else -ENODEV.
+ */
+static int examine_export_volume(const char *dev)
+{
+	char vol[THIN_NAME_MAX + 1], uuid[37], link[RT_NAME_MAX + 32], *dot;
+	uint8_t u[RT_UUID_SIZE];
+	struct rt_control_probe p;
+	const char *base;
+
+	if (scan_volume_of_device(dev, u, vol, sizeof(vol)) < 0 || control_probe(u, &p) < 0 ||
+	    !(base = strrchr(p.link, '/')) || !base[1])
+		return -ENODEV;
+	snprintf(link, sizeof(link), "%s", base + 1);
+	dot = strrchr(link, '.');
+	if (dot && !strcmp(dot, ".pool"))
+		*dot = '\0';
+	cli_format_uuid(u, uuid);
+	printf("RAIDTOOL_TYPE=volume\n");
+	printf("RAIDTOOL_NAME=%s\n", link);
+	printf("RAIDTOOL_UUID=%s\n", uuid);
+	printf("RAIDTOOL_VOLUME=%s\n", vol);
+	printf("RAIDTOOL_LINK=%s/%s\n", link, vol);
+	return 0;
+}
+
+/*
  * The block device of a running array: udev names it by the array's UUID
  * (/dev/disk/by-id/raidtool-uuid-UUID). 0 when @dev is one (its lines printed),
  * else -ENODEV.
@@ -59,7 +91,7 @@ static int examine_export_array(const char *dev)
 	const char *base;
 
 	if (control_array_of_device(dev, name, sizeof(name), u) < 0)
-		return -ENODEV;
+		return examine_export_volume(dev);
 	cli_format_uuid(u, uuid);
 	printf("RAIDTOOL_TYPE=array\n");
 	printf("RAIDTOOL_NAME=%s\n", name);

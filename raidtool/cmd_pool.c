@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * raidtool pool create|status|check|dump: the thin pool of a stopped array
- * (an engine in this process; see pool_common.c).
+ * raidtool pool create|status|check|dump|abort|set-transaction-id|set|
+ * reserve-metadata-snap|release-metadata-snap: the thin pool of an array,
+ * through its engine when it runs, else an engine in this process (see
+ * pool_common.c).
  */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <raidtool/lock.h>
 #include <raidtool/thin.h>
@@ -124,6 +128,14 @@ out_unlock:
 	return r;
 }
 
+/* The metadata snapshot a view was opened on is ours, not one someone holds. */
+static void view_info(const struct pool_cli *c, struct thin_pool_info *i)
+{
+	thin_pool_get_info(c->p, i);
+	if (c->snap)
+		i->metadata_snap = 0;
+}
+
 static void info_json(struct json *j, const char *name, const struct thin_pool_info *i)
 {
 	json_str(j, "array", name);
@@ -135,6 +147,11 @@ static void info_json(struct json *j, const char *name, const struct thin_pool_i
 	json_u64(j, "transaction_id", i->transaction_id);
 	json_u64(j, "commit", i->commit_seq);
 	json_bool(j, "needs_check", i->needs_check);
+	json_bool(j, "read_only", i->read_only);
+	if (i->metadata_snap)
+		json_u64(j, "metadata_snap", i->metadata_snap);
+	else
+		json_str(j, "metadata_snap", NULL);
 	json_str(j, "when_full", when_full_name(i->when_full));
 	json_u64(j, "low_water", i->low_water);
 	json_bool(j, "below_low_water", i->below_low_water);
@@ -155,10 +172,10 @@ static int pool_status(int n, const char **args)
 	char a[32], b[32];
 	int r;
 
-	r = cli_exit_code(pool_cli_open(args[0], false, &c));
+	r = cli_exit_code(pool_cli_open_view(args[0], &c));
 	if (r != EXIT_OK)
 		return r;
-	thin_pool_get_info(c.p, &i);
+	view_info(&c, &i);
 	if (status_json) {
 		struct json j;
 
@@ -184,6 +201,11 @@ static int pool_status(int n, const char **args)
 		printf("  when full:      %s; low water %u%%\n", when_full_name(i.when_full),
 		       i.low_water);
 		printf("  needs check:    %s\n", i.needs_check ? "yes" : "no");
+		printf("  mode:           %s\n", i.needs_check ? "read-only (needs check)"
+					       : i.read_only ? "read-only" : "read-write");
+		if (i.metadata_snap)
+			printf("  metadata snap:  held (block %llu)\n",
+			       (unsigned long long)i.metadata_snap);
 	}
 	r = pool_cli_close(&c, false, EXIT_OK);
 	return r;
@@ -244,10 +266,10 @@ static int pool_dump(int n, const char **args)
 	struct json j;
 	int r;
 
-	r = cli_exit_code(pool_cli_open(args[0], false, &c));
+	r = cli_exit_code(pool_cli_open_view(args[0], &c));
 	if (r != EXIT_OK)
 		return r;
-	thin_pool_get_info(c.p, &i);
+	view_info(&c, &i);
 	json_init(&j, stdout);
 	json_object_begin(&j, NULL);
 	info_json(&j, thin_array_name(c.a), &i);
@@ -263,6 +285,7 @@ static int pool_dump(int n, const char **args)
 		json_u64(&j, "mapped", v.mapped);
 		json_u64(&j, "origin", v.origin);
 		json_u64(&j, "created_commit", v.created_txn);
+		json_u64(&j, "root", v.root);
 		json_array_begin(&j, "mappings");
 		r = thin_vol_walk(c.p, v.id, dump_range, &d);
 		json_array_end(&j);
@@ -277,6 +300,127 @@ static int pool_dump(int n, const char **args)
 	return r;
 }
 
+static int pool_abort(int n, const char **args)
+{
+	bool sent;
+	int r = pool_cli_send(args[0], RT_VERB_POOL, "cannot abort", "abort", &sent);
+
+	if (sent)
+		return r;
+	/* Every command on a stopped array commits before it ends. */
+	printf("'%s': not running: nothing uncommitted to abort\n", args[0]);
+	return EXIT_OK;
+}
+
+/* A transaction id argument: 0 and *@v, else -EINVAL after a usage error. */
+static int parse_txn(const char *what, const char *s, uint64_t *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtoull(s, &end, 10);
+	if (errno || !*s || *end || *s == '-' || *s == '+')
+		return cli_usage_error("pool set-transaction-id", "%s '%s': not a transaction id "
+				       "(a number from 0 to 2^64-1)", what, s), -EINVAL;
+	return 0;
+}
+
+static int pool_set_txn(int n, const char **args)
+{
+	struct pool_cli c;
+	bool sent;
+	uint64_t old, id;
+	char arg[96];
+	int r;
+
+	r = parse_txn("OLD", args[1], &old);
+	if (r == 0)
+		r = parse_txn("NEW", args[2], &id);
+	if (r < 0)
+		return cli_exit_code(r);
+	snprintf(arg, sizeof(arg), "set-transaction-id %llu %llu", (unsigned long long)old,
+		 (unsigned long long)id);
+	r = pool_cli_send(args[0], RT_VERB_POOL, "cannot set the transaction id", arg, &sent);
+	if (!sent) {
+		r = cli_exit_code(pool_cli_open(args[0], true, &c));
+		if (r != EXIT_OK)
+			return r;
+		r = thin_set_transaction_id(c.p, old, id);
+		r = pool_cli_close(&c, r == 0, r < 0 ? cli_fail(r, "'%s': cannot set the "
+								"transaction id", args[0])
+						     : EXIT_OK);
+	}
+	if (r == EXIT_OK)
+		printf("'%s': transaction id %llu (was %llu)\n", args[0], (unsigned long long)id,
+		       (unsigned long long)old);
+	return r;
+}
+
+static int set_read_only, set_read_write;
+
+static const struct poptOption set_opts[] = {
+	{ "read-only", 0, POPT_ARG_NONE, &set_read_only, 0,
+	  "refuse every change: volumes' writes fail (EROFS), nothing commits", NULL },
+	{ "read-write", 0, POPT_ARG_NONE, &set_read_write, 0,
+	  "writable again (refused while the pool needs a check)", NULL },
+	POPT_TABLEEND
+};
+
+static int pool_set(int n, const char **args)
+{
+	const char *mode = set_read_only ? "read-only" : "read-write";
+	struct pool_cli c;
+	bool sent;
+	int r;
+
+	if (set_read_only == set_read_write)
+		return cli_usage_error("pool set", "give one of --read-only and --read-write");
+	r = pool_cli_send(args[0], RT_VERB_POOL, "cannot set the pool's mode", mode, &sent);
+	if (!sent) {
+		r = cli_exit_code(pool_cli_open(args[0], true, &c));
+		if (r != EXIT_OK)
+			return r;
+		r = thin_set_mode(c.p, set_read_only);
+		r = pool_cli_close(&c, false, r < 0 ? cli_fail(r, "'%s': cannot make the pool %s",
+							       args[0], mode) : EXIT_OK);
+	}
+	if (r == EXIT_OK)
+		printf("'%s': the pool is %s\n", args[0], mode);
+	return r;
+}
+
+/* dm's reserve_metadata_snap / release_metadata_snap messages. */
+static int metadata_snap(const char *id, bool reserve)
+{
+	const char *word = reserve ? "reserve-metadata-snap" : "release-metadata-snap";
+	const char *what = reserve ? "cannot reserve a metadata snapshot"
+				   : "cannot release the metadata snapshot";
+	struct pool_cli c;
+	bool sent;
+	int r = pool_cli_send(id, RT_VERB_POOL, what, word, &sent);
+
+	if (!sent) {
+		r = cli_exit_code(pool_cli_open(id, true, &c));
+		if (r != EXIT_OK)
+			return r;
+		r = reserve ? thin_reserve_metadata_snap(c.p) : thin_release_metadata_snap(c.p);
+		r = pool_cli_close(&c, false, r < 0 ? cli_fail(r, "'%s': %s", id, what) : EXIT_OK);
+	}
+	if (r == EXIT_OK)
+		printf("'%s': metadata snapshot %s\n", id, reserve ? "reserved" : "released");
+	return r;
+}
+
+static int pool_reserve_snap(int n, const char **args)
+{
+	return metadata_snap(args[0], true);
+}
+
+static int pool_release_snap(int n, const char **args)
+{
+	return metadata_snap(args[0], false);
+}
+
 static const struct cli_command pool_subs[] = {
 	{ .name = "create", .run = pool_create, .opts = create_opts, .args = "ARRAY",
 	  .min_args = 1, .max_args = 1,
@@ -287,11 +431,24 @@ static const struct cli_command pool_subs[] = {
 	{ .name = "check", .run = pool_check, .args = "ARRAY", .min_args = 1, .max_args = 1,
 	  .summary = "verify every reference count against the maps" },
 	{ .name = "dump", .run = pool_dump, .args = "ARRAY", .min_args = 1, .max_args = 1,
-	  .summary = "print the pool's metadata as JSON" },
+	  .summary = "print the pool's metadata as JSON (a running pool's from a metadata "
+		     "snapshot)" },
+	{ .name = "abort", .run = pool_abort, .args = "ARRAY", .min_args = 1, .max_args = 1,
+	  .summary = "drop a running pool's uncommitted changes: back at its last commit" },
+	{ .name = "set-transaction-id", .run = pool_set_txn, .args = "ARRAY OLD NEW",
+	  .min_args = 3, .max_args = 3,
+	  .summary = "set the transaction id to NEW if it is OLD (committed)" },
+	{ .name = "set", .run = pool_set, .opts = set_opts, .args = "ARRAY", .min_args = 1,
+	  .max_args = 1, .summary = "make the pool read-only or read-write (kept)" },
+	{ .name = "reserve-metadata-snap", .run = pool_reserve_snap, .args = "ARRAY",
+	  .min_args = 1, .max_args = 1,
+	  .summary = "hold a copy of the metadata that commits leave alone" },
+	{ .name = "release-metadata-snap", .run = pool_release_snap, .args = "ARRAY",
+	  .min_args = 1, .max_args = 1, .summary = "release the held metadata snapshot" },
 	{ .name = NULL },
 };
 
 const struct cli_command cmd_pool = {
 	.name = "pool", .subs = pool_subs,
-	.summary = "thin pool of an array: create, status, check, dump",
+	.summary = "thin pool of an array: create, status, check, dump, abort, set, ...",
 };

@@ -20,15 +20,7 @@
  */
 static int vol_send(const char *id, const char *what, const char *arg, bool *sent)
 {
-	char name[RT_NAME_MAX + 1];
-	bool running = false;
-	int r = cli_find_running(id, name, sizeof(name), &running);
-	const struct rt_control_req rq = { .verb = RT_VERB_VOL, .arg = arg };
-
-	*sent = r < 0 || running;
-	if (r < 0 || !running)
-		return cli_exit_code(r);
-	return cli_control_command(id, what, &rq);
+	return pool_cli_send(id, RT_VERB_VOL, what, arg, sent);
 }
 
 static const char *create_size;
@@ -143,6 +135,48 @@ static int vol_delete(int n, const char **args)
 	return r;
 }
 
+static const char *resize_size;
+static int resize_force;
+
+static const struct poptOption resize_opts[] = {
+	{ "size", 's', POPT_ARG_STRING, &resize_size, 0,
+	  "the new virtual size, a multiple of the pool's block size", "SIZE" },
+	{ "force", 'f', POPT_ARG_NONE, &resize_force, 0,
+	  "shrink: unmap (lose) what lies beyond the new size", NULL },
+	POPT_TABLEEND
+};
+
+static int vol_resize(int n, const char **args)
+{
+	struct pool_cli c;
+	bool sent;
+	uint64_t bytes;
+	char text[32], arg[256];
+	int r;
+
+	if (!resize_size)
+		return cli_usage_error("vol resize", "--size is required");
+	r = cli_exit_code(cli_parse_size("vol resize", "--size", resize_size, &bytes));
+	if (r != EXIT_OK)
+		return r;
+	cli_format_size(bytes, text, sizeof(text));
+	snprintf(arg, sizeof(arg), "resize %s %llu%s", args[1], (unsigned long long)bytes,
+		 resize_force ? " force" : "");
+	r = vol_send(args[0], "cannot resize the volume", arg, &sent);
+	if (!sent) {
+		r = cli_exit_code(pool_cli_open(args[0], true, &c));
+		if (r != EXIT_OK)
+			return r;
+		r = thin_vol_resize(c.p, args[1], bytes, resize_force);
+		r = pool_cli_close(&c, r == 0, r < 0 ? cli_fail(r, "'%s': cannot resize '%s'",
+								thin_array_name(c.a), args[1])
+						     : EXIT_OK);
+	}
+	if (r == EXIT_OK)
+		printf("resized volume '%s' to %s\n", args[1], text);
+	return r;
+}
+
 static int list_json;
 
 static const struct poptOption list_opts[] = {
@@ -217,6 +251,9 @@ static const struct cli_command vol_subs[] = {
 	  .summary = "snapshot a volume (or a snapshot) in constant time" },
 	{ .name = "delete", .run = vol_delete, .args = "ARRAY VOL", .min_args = 2, .max_args = 2,
 	  .summary = "delete a volume; blocks no snapshot shares return to the pool" },
+	{ .name = "resize", .run = vol_resize, .opts = resize_opts, .args = "ARRAY VOL",
+	  .min_args = 2, .max_args = 2,
+	  .summary = "change a volume's size (--size SIZE; a shrink needs --force)" },
 	{ .name = "list", .run = vol_list, .opts = list_opts, .args = "ARRAY",
 	  .min_args = 1, .max_args = 1, .summary = "list the volumes: size, mapped, shared, origin" },
 	{ .name = NULL },
@@ -224,5 +261,5 @@ static const struct cli_command vol_subs[] = {
 
 const struct cli_command cmd_vol = {
 	.name = "vol", .subs = vol_subs,
-	.summary = "thin volumes of an array's pool: create, snapshot, delete, list",
+	.summary = "thin volumes of an array's pool: create, snapshot, delete, resize, list",
 };

@@ -31,6 +31,7 @@
 #define RT_CONTROL_DEVICE "device"
 #define RT_CONTROL_LINK "link"
 #define RT_CONTROL_MNT "mnt"
+#define RT_CONTROL_VOL_PREFIX "vol:"	/* mnt/vol:VOL: a thin volume's file (':' is in no array name) */
 #define RT_CONTROL_LOG "log"
 #define RT_CONTROL_LINE_MAX 4096	/* a request line, newline included */
 /* A request may start with "uuid=UUID ": served only by the engine of that array. */
@@ -70,6 +71,14 @@ int control_array_of_device(const char *dev, char *name, size_t namelen,
  */
 int control_array_of_file(const char *file, char *name, size_t namelen,
 			  uint8_t uuid[RT_UUID_SIZE]);
+
+/*
+ * Is @file a thin volume's file in an engine's FUSE mount,
+ * ".../<UUID>/mnt/" RT_CONTROL_VOL_PREFIX "<VOL>" (lib/thin-run.c)? 0 with the
+ * array's @uuid and the volume's name @vol, else -ENODEV. Pure: no I/O.
+ */
+int control_volume_of_file(const char *file, uint8_t uuid[RT_UUID_SIZE], char *vol,
+			   size_t vollen);
 
 /* ---- is it running? ----------------------------------------------------- */
 
@@ -198,6 +207,7 @@ enum rt_control_verb {
 	RT_VERB_SPEED,
 	RT_VERB_VOL,			/* thin volumes of the array's pool (lib/thin-run.c) */
 	RT_VERB_REPLACE,		/* hot replace: "UNIT PATH" */
+	RT_VERB_POOL,			/* the pool itself: metadata snapshot, abort, mode */
 	RT_VERB_COUNT
 };
 
@@ -211,8 +221,9 @@ struct rt_control_req {
 	 * fail, remove: the member (role, unit hashcode or device); add: the
 	 * device or image (absolute path); repair: "prefer=ROLE" or ""; tune:
 	 * "COUNT WINDOW_MS"; speed: bytes per second; replace: the member
-	 * (without spaces), a space and the new unit (absolute path); vol: "create VOL BYTES",
-	 * "snapshot VOL SNAP" or "delete VOL". NULL or "": none.
+	 * (without spaces), a space and the new unit (absolute path); vol:
+	 * "create VOL BYTES", "snapshot VOL SNAP", "delete VOL" or "resize VOL
+	 * SIZE [force]"; pool: thin_run_pool_command's words. NULL or "": none.
 	 */
 	const char *arg;
 };

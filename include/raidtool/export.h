@@ -66,6 +66,22 @@ int export_busy(const struct rt_export *x, int *excl_fd, char *why, size_t whyle
 int export_stop(struct rt_export *x, int excl_fd);
 
 /*
+ * Another file in @x's mount (a thin volume, lib/thin-run.c), served by
+ * @be, with its own loop device and the symlink RT_DEV_DIR/@link_name.
+ * export_file_busy as export_busy, for that file alone. export_remove_file:
+ * the symlink and the loop device go (as export_stop), then the file, once
+ * no request uses it; frees @xf. While the loop device cannot be detached
+ * (-EBUSY: open still), the file stays in the mount. Remove every file
+ * before export_stop.
+ */
+struct rt_export_file;
+int export_add_file(struct rt_export *x, const char *name, const char *link_name,
+		    const struct rt_fuse_backend *be, struct rt_export_file **out);
+const char *export_file_device(const struct rt_export_file *xf);
+int export_file_busy(const struct rt_export_file *xf, int *excl_fd, char *why, size_t whylen);
+int export_remove_file(struct rt_export_file *xf, int excl_fd);
+
+/*
  * Clean up after an engine that died: detach the loop device on a file
  * under @mountpoint (refused with -EBUSY and a reason while it is in use),
  * remove @link (a path under RT_DEV_DIR) when it points at it, lazily

@@ -26,6 +26,12 @@
 #define RT_MIN_CHUNK 4096u
 #define RT_MAX_CHUNK (64u << 20)
 #define RT_DEFAULT_REGION (64ull << 20)
+/*
+ * create zeroes the first bytes of every unit's data area: array bytes 0 to
+ * 8 KiB lie there at every level, and a thin pool keeps its two superblocks
+ * there (thin.h), so no former array's pool comes back in a new one.
+ */
+#define RT_DATA_WIPE_BYTES 8192u
 
 /* Feature flags. Unknown incompatible flags make a superblock unreadable. */
 /* io_failed (header bytes 64-71) is in use; set by sb_encode when it is not 0. */

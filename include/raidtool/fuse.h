@@ -3,7 +3,7 @@
 #define RAIDTOOL_FUSE_H
 
 /*
- * The FUSE protocol for an array's one file, spoken directly to the kernel
+ * The FUSE protocol for an array's files, spoken directly to the kernel
  * (no libfuse): mount(2) of a "fuse.raidtool" file system as root, INIT,
  * and the requests a loop device and the tools around it send (LOOKUP,
  * GETATTR, SETATTR, OPEN, READ, WRITE, FLUSH, FSYNC, RELEASE, OPENDIR,
@@ -35,8 +35,17 @@ enum rt_fuse_transport {
 
 /*
  * Another server of the file's bytes than an engine (a thin volume,
- * lib/thin-run.c): called from the worker threads, synchronously; the
- * event-driven path is not used. discard: the range reads back zeros.
+ * lib/thin-run.c): read, write, flush and discard are called from the
+ * worker threads, synchronously. discard: the range reads back zeros.
+ *
+ * With map (optional), READ and WRITE take the event-driven path as the
+ * engine's own file does: on the queue's thread, map translates [@off,
+ * @off + @len) of the file into one range of @engine's bytes at
+ * *@engine_off without waiting for anything (0), says that a read is of
+ * zeros alone (1: no I/O), or -EAGAIN: serve it with read/write. A 0
+ * holds *@pin until unmap(@pin), called once the engine's unit I/O for it
+ * ended (or was never submitted); while pinned, the range stays the
+ * file's (see lib/thin-run.c).
  */
 struct rt_fuse_backend {
 	void *ctx;
@@ -45,6 +54,10 @@ struct rt_fuse_backend {
 	int (*write)(void *ctx, const void *buf, size_t len, uint64_t off);
 	int (*flush)(void *ctx);
 	int (*discard)(void *ctx, uint64_t off, uint64_t len);
+	struct rt_engine *engine;
+	int (*map)(void *ctx, bool write, uint64_t off, size_t len, uint64_t *engine_off,
+		   unsigned *pin);
+	void (*unmap)(void *ctx, unsigned pin);
 };
 
 struct rt_fuse_params {
@@ -77,6 +90,17 @@ const char *rt_fuse_transport_name(const struct rt_fuse *f);
 int rt_fuse_transport_parse(const char *s, enum rt_fuse_transport *out);
 
 void rt_fuse_get_stats(struct rt_fuse *f, struct rt_fuse_stats *st);
+
+/*
+ * More files in the mount, beside the first (@p->name): one served by @be
+ * (engine and backend alike), named @name (-EEXIST when taken, at most 512
+ * files). rt_fuse_remove_file: the name goes; returns once no request uses
+ * the file any more (its backend may be freed then). Requests for it fail
+ * from then on. The kernel looks such a file's name up on every path walk,
+ * so a name that goes and comes back is the new file.
+ */
+int rt_fuse_add_file(struct rt_fuse *f, const char *name, const struct rt_fuse_backend *be);
+int rt_fuse_remove_file(struct rt_fuse *f, const char *name);
 
 /*
  * Have all serving threads ended (the connection is gone: unmounted and

@@ -84,6 +84,13 @@ int scan_devices(struct rt_scan **out);
 bool scan_is_array_device(const char *devname);
 
 /*
+ * Is @devname a running thin volume's loop device (lib/thin-run.c)? 0 with
+ * its array's UUID and the volume's name, else -ENOENT. Reads sysfs only.
+ */
+int scan_volume_of_device(const char *devname, uint8_t uuid[RT_UUID_SIZE], char *vol,
+			  size_t vollen);
+
+/*
  * The same over just the block devices @devs (incremental assembly: the
  * devices udev reported). Paths that are not block devices, or carry no
  * superblock, are left out.

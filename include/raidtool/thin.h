@@ -84,8 +84,11 @@ void thin_close(struct thin_pool *p);
 
 /*
  * Commit the running transaction (nothing is written when nothing changed).
- * A failed commit sets needs_check in memory; the pool then refuses
- * changes until thin_abort.
+ * A failed commit or a metadata read error sets needs_check and fails the
+ * transaction: the next thin_commit goes back to the last commit, commits
+ * needs_check there (so it outlives a restart) and returns -EIO; the pool
+ * is read-only from then on, until thin_check_and_clear finds it clean.
+ * thin_dirty is true while such a failure waits to be recorded.
  */
 int thin_commit(struct thin_pool *p);
 
@@ -102,6 +105,35 @@ int thin_set_transaction_id(struct thin_pool *p, uint64_t old, uint64_t id);
 /* Read-only mode (dm_pool_metadata_read_only): changes fail with -EROFS. */
 void thin_set_read_only(struct thin_pool *p, bool ro);
 
+/*
+ * The pool's mode, kept in its superblock (THIN_SB_READ_ONLY) and committed
+ * at once: read-only refuses every change (-EROFS) and commits nothing
+ * more. Read-write is refused (-EUCLEAN) while needs_check is set.
+ */
+int thin_set_mode(struct thin_pool *p, bool read_only);
+
+/*
+ * The metadata snapshot (dm's reserve/release_metadata_snap): a copy of
+ * the last commit's volume table that holds every node in use then, so
+ * that no later commit overwrites them until it is released; a reader
+ * (thin_open_metadata_snap) walks it while the pool runs. Reserve commits
+ * the running transaction first and the snapshot's location after (the
+ * superblock names it; it survives a restart). -EBUSY one is held already;
+ * release: -ENODATA none held. It costs a header, 16 table blocks and one
+ * bitmap block per 32736 node blocks, and never a data block: the data
+ * blocks' counts are not touched (a write copies no more data meanwhile).
+ */
+int thin_reserve_metadata_snap(struct thin_pool *p);
+int thin_release_metadata_snap(struct thin_pool *p);
+int thin_get_metadata_snap(const struct thin_pool *p, uint64_t *block);
+/*
+ * Open the held metadata snapshot read-only (-ENOENT: none held): its
+ * volume table and maps as at its commit; thin_pool_get_info gives that
+ * commit's counts. No space maps: thin_check and thin_vol_shared fail
+ * with -EOPNOTSUPP.
+ */
+int thin_open_metadata_snap(const struct thin_io *io, struct thin_pool **out);
+
 /* The needs-check flag: set (and committed at once) on any metadata error. */
 int thin_set_needs_check(struct thin_pool *p);
 bool thin_needs_check(const struct thin_pool *p);
@@ -115,6 +147,8 @@ struct thin_pool_info {
 	uint64_t metadata_blocks, free_metadata_blocks;	/* node blocks */
 	uint32_t when_full, low_water;
 	bool needs_check, read_only, below_low_water;
+	bool read_only_flag;		/* thin_set_mode (read_only: that, or needs_check) */
+	uint64_t metadata_snap;		/* the metadata snapshot's header block; 0: none held */
 	uint32_t n_volumes;
 };
 void thin_pool_get_info(const struct thin_pool *p, struct thin_pool_info *i);
@@ -134,6 +168,7 @@ struct thin_vol_info {
 	uint64_t mapped;		/* mapped blocks */
 	uint32_t origin;		/* id of the volume it was snapshotted from; 0: none */
 	uint64_t created_txn;		/* commit sequence number it was created in */
+	uint64_t root;			/* metadata block of its map's root node */
 };
 
 int thin_name_check(const char *name);		/* 0, or -EINVAL */
@@ -154,6 +189,13 @@ int thin_vol_snapshot(struct thin_pool *p, const char *origin, const char *name,
 
 /* Delete: its mappings' references go; blocks no one else shares are free. */
 int thin_vol_delete(struct thin_pool *p, const char *name);
+
+/*
+ * Resize to @size bytes (a positive multiple of the block size). A shrink
+ * is refused (-ENOTEMPTY) without @force; with it the blocks beyond the
+ * new end are unmapped. -ENOENT no such volume.
+ */
+int thin_vol_resize(struct thin_pool *p, const char *name, uint64_t size, bool force);
 
 /* Find a volume by name: 0 and its id, or -ENOENT. */
 int thin_vol_find(const struct thin_pool *p, const char *name, uint32_t *id);
@@ -182,6 +224,24 @@ int thin_alloc_data_block(struct thin_pool *p, uint64_t *block);
 /* Drop a reference the caller holds (an allocated block it did not map). */
 int thin_release_data_block(struct thin_pool *p, uint64_t block);
 int thin_data_refcount(const struct thin_pool *p, uint64_t block, uint32_t *count);
+
+/*
+ * The pieces of thin_vol_write for a caller that moves the data itself,
+ * without holding the pool during the I/O (lib/thin-run.c).
+ * thin_map_lookup: where @vblock of volume @id is (-ENODATA: unmapped);
+ * with @must_copy (a write), whether a write must go to a new block
+ * instead (see thin_vol_write); @cached_only: -EWOULDBLOCK rather than
+ * read metadata from the pool's device.
+ * thin_data_reserve: a free data block that no one else gets, not counted
+ * as used by a commit (a crash leaks nothing); thin_insert_reserved maps
+ * it once its data is written (count 1; the reservation ends either way);
+ * thin_data_unreserve gives it back.
+ */
+int thin_map_lookup(struct thin_pool *p, uint32_t id, uint64_t vblock, bool cached_only,
+		    uint64_t *pblock, bool *must_copy);
+int thin_data_reserve(struct thin_pool *p, uint64_t *block);
+void thin_data_unreserve(struct thin_pool *p, uint64_t block);
+int thin_insert_reserved(struct thin_pool *p, uint32_t id, uint64_t vblock, uint64_t block);
 
 /*
  * Data I/O of a volume, @off and @len multiples of 512 within its size:
@@ -254,34 +314,51 @@ int thin_array_open_pool(const char *id, bool write, struct thin_array **a,
 
 /*
  * A running array's pool (lib/thin-run.c): each volume a block device
- * /dev/raidtool/LINK/VOL (a FUSE mount in @voldir/VOL, a loop device),
- * I/O through the pool onto the engine, commits on FLUSH/FSYNC and at
- * least once a second. Returns 1 and *@out when the array holds a pool, 0
- * (and NULL) when not. thin_run_array_backend: the array's own file,
- * read-only while it holds a pool, linked as thin_run_array_link (LINK.pool). thin_run_busy: -EBUSY and @why while a
- * volume's device is mounted or open. thin_run_stop: unexport, commit, close.
+ * /dev/raidtool/LINK/VOL (the file RT_CONTROL_VOL_PREFIX VOL in the array's
+ * FUSE mount, a loop device on it), I/O through the pool onto the engine,
+ * event-driven on the FUSE queues' rings where it can be, commits on
+ * FLUSH/FSYNC and at least once a second. Returns 1 and *@out when the
+ * array holds a pool, 0 (and NULL) when not. thin_run_array_backend: the
+ * array's own file, read-only while it holds a pool, linked as
+ * thin_run_array_link (LINK.pool). thin_run_export: once the array's mount
+ * (@x) is up, the volumes' files go in it; volumes created and deleted
+ * later come and go there. thin_run_busy: -EBUSY and @why while a volume's
+ * device is mounted or open. thin_run_stop: unexport, commit, close
+ * (before the array's export stops).
  */
 struct rt_engine;
+struct rt_export;
 struct rt_fuse_backend;
 struct thin_run;
 struct thin_run_params {
 	const char *link_name;		/* the array's name under /dev/raidtool */
-	const char *voldir;		/* directory for the volumes' mount points */
 	uint32_t blocksize;		/* the loop devices' logical block size */
 	int transport;			/* enum rt_fuse_transport */
 };
 int thin_run_probe(struct rt_engine *e);
 int thin_run_start(struct rt_engine *e, const struct thin_run_params *p, struct thin_run **out);
+int thin_run_export(struct thin_run *tr, struct rt_export *x);
 const struct rt_fuse_backend *thin_run_array_backend(struct thin_run *tr);
 const char *thin_run_array_link(struct thin_run *tr);
 int thin_run_busy(struct thin_run *tr, char *why, size_t whylen);
 /*
  * The control socket's "vol" request: "create NAME SIZE", "snapshot VOL
- * SNAP", "delete VOL"; each committed, the device appearing or going
+ * SNAP", "delete VOL", "resize VOL SIZE [force]" (refused, -EBUSY, while
+ * the volume's device is in use; exported again at its new size); each committed, the device appearing or going
  * (a deleted volume's device stays while open; its I/O fails). @tr NULL:
  * -ENODATA, no pool. The reason of a refusal goes to @msg.
  */
 int thin_run_command(struct thin_run *tr, const char *arg, char *msg, size_t len);
+/*
+ * The control socket's "pool" request: "reserve-metadata-snap",
+ * "release-metadata-snap" (a pool that commits nothing, being read-only,
+ * needs none: 0 and THIN_RUN_NOTHING_COMMITS in @msg, also for an array
+ * run with @readonly_run, whose pool is not started), "abort",
+ * "set-transaction-id OLD NEW" (committed), "read-only", "read-write".
+ */
+#define THIN_RUN_NOTHING_COMMITS "nothing commits (read-only)"
+int thin_run_pool_command(struct thin_run *tr, bool readonly_run, const char *arg, char *msg,
+			  size_t len);
 int thin_run_stop(struct thin_run *tr);
 
 /*
@@ -314,9 +391,11 @@ struct thin_sb {
 	uint64_t node_blocks;
 	uint64_t area_blocks;		/* blocks of each area; area 0 at block 2 */
 	uint32_t next_volume_id;
+	uint64_t metadata_snap;		/* header block of the metadata snapshot; 0: none */
 };
 #define THIN_SB_NEEDS_CHECK 1u
-#define THIN_SB_FLAGS_KNOWN THIN_SB_NEEDS_CHECK
+#define THIN_SB_READ_ONLY 2u		/* thin_set_mode */
+#define THIN_SB_FLAGS_KNOWN (THIN_SB_NEEDS_CHECK | THIN_SB_READ_ONLY)
 void thin_sb_encode(const struct thin_sb *sb, uint8_t *buf);
 int thin_sb_decode(const uint8_t *buf, size_t len, struct thin_sb *sb);
 

@@ -153,8 +153,10 @@ assert_refused() {
 		assert_output --partial "--quiet"
 	done
 	local s
-	for s in "pool create" "pool status" "pool check" "pool dump" "vol create" \
-		"vol snapshot" "vol delete" "vol list"; do
+	for s in "pool create" "pool status" "pool check" "pool dump" "pool abort" \
+		"pool set-transaction-id" "pool set" "pool reserve-metadata-snap" \
+		"pool release-metadata-snap" "vol create" "vol snapshot" "vol delete" \
+		"vol resize" "vol list"; do
 		# shellcheck disable=SC2086  # the command and its subcommand
 		run raidtool $s -h
 		assert_success

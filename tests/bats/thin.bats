@@ -169,6 +169,30 @@ refused() {
 	[ "$(pool_field volumes)" = 0 ]
 }
 
+@test "create over units that held a pool: the new array holds no pool, at any level" {
+	local level
+	new_pool
+	run raidtool vol create "$NAME" vol0 --size 1G
+	assert_success
+	for level in 1 0; do
+		# zero wipes the array's superblocks only: the pool's stay in the data area.
+		run raidtool zero "${UNITS[@]}"
+		assert_success
+		run raidtool create "$NAME" --level "$level" --assume-clean "${UNITS[@]}"
+		assert_success
+		run raidtool pool status "$NAME"
+		assert_failure 3
+		assert_output --partial "'$NAME': holds no thin pool"
+		# Started, it shows its own device, not a pool's volumes.
+		run raidtool activate "$NAME"
+		assert_success
+		assert_output "/dev/raidtool/$NAME"
+		deactivate_settled "$NAME"
+		run raidtool pool create "$NAME"
+		assert_success
+	done
+}
+
 @test "pool commands on an array without a pool, and on no array" {
 	run raidtool create "$NAME" --level 1 --assume-clean "${UNITS[@]}"
 	assert_success
@@ -195,6 +219,12 @@ refused() {
 		["vol snapshot"]="ARRAY VOL SNAP"
 		["vol delete"]="ARRAY VOL"
 		["vol list"]="--json ARRAY"
+		["vol resize"]="--size --force ARRAY VOL"
+		["pool abort"]="ARRAY"
+		["pool set-transaction-id"]="ARRAY OLD NEW"
+		["pool set"]="--read-only --read-write ARRAY"
+		["pool reserve-metadata-snap"]="ARRAY"
+		["pool release-metadata-snap"]="ARRAY"
 	)
 	local c o
 	for c in "${!opts[@]}"; do
@@ -309,6 +339,57 @@ live_pool() {
 		conv=fsync status=none
 	[ "$(head -c 16M "/dev/raidtool/$NAME/snap3" | sha256sum)" = "$(cat "$TESTDIR/snap1.sum")" ]
 	[ "$(head -c 16M "/dev/raidtool/$NAME/snap1" | sha256sum)" = "$(cat "$TESTDIR/snap1.sum")" ]
+	deactivate_settled "$NAME"
+	run raidtool pool check "$NAME"
+	assert_success
+}
+
+@test "live: writers race on the same blocks of a just-snapshotted volume; origin and snapshot exact" {
+	command -v fio >/dev/null || require "needs fio"
+	local round snapsum pid
+	live_pool vol0:64M
+	head -c 8M /dev/urandom > "$TESTDIR/old"
+	# What every writer below writes: each 4K piece holds its own offset.
+	fio --name=expect --filename="$TESTDIR/expect" --rw=write --bs=4k --size=4M \
+		--verify=pattern --verify_pattern=%o --do_verify=0 --verify_state_save=0 \
+		--ioengine=psync >/dev/null
+	for round in 1 2; do
+		dd if="$TESTDIR/old" of="/dev/raidtool/$NAME/vol0" bs=1M oflag=direct conv=fsync \
+			status=none
+		run raidtool vol snapshot "$NAME" vol0 "snap$round"
+		assert_success
+		# A reader of the snapshot meanwhile.
+		head -c 8M "/dev/raidtool/$NAME/snap$round" | sha256sum > "$TESTDIR/snap.sum" &
+		pid=$!
+		BGPIDS+=("$pid")
+		# 16 writers, writer j the 4K piece j of every 64K block of the first 4M:
+		# all 16 pieces of a shared block at once, each of them the block's first
+		# write (a copy) as far as it knows; every piece is written once, so a
+		# write that a racing copy lost shows.
+		run fio --name=race --filename="/dev/raidtool/$NAME/vol0" --rw=write:60k --bs=4k \
+			--size=4M --offset_increment=4k --numjobs=16 --iodepth=4 \
+			--ioengine=io_uring --direct=1 --verify=pattern --verify_pattern=%o \
+			--do_verify=0 --verify_state_save=0 --group_reporting
+		assert_success
+		cmp "$TESTDIR/expect" <(head -c 4M "/dev/raidtool/$NAME/vol0") ||
+			fail "round $round: a write racing a copy of its block was lost"
+		# Then writers in place and copying at once: every piece again, same bytes.
+		run fio --name=again --filename="/dev/raidtool/$NAME/vol0" --rw=randwrite --bs=4k \
+			--size=4M --numjobs=4 --iodepth=8 --ioengine=io_uring --direct=1 \
+			--randrepeat=0 --verify=pattern --verify_pattern=%o --do_verify=0 \
+			--verify_state_save=0 --group_reporting
+		assert_success
+		wait "$pid"
+		snapsum=$(sha256sum < "$TESTDIR/old")
+		[ "$(cat "$TESTDIR/snap.sum")" = "$snapsum" ] || fail "round $round: snapshot read while written"
+		[ "$(head -c 8M "/dev/raidtool/$NAME/snap$round" | sha256sum)" = "$snapsum" ] ||
+			fail "round $round: the snapshot changed"
+		cmp "$TESTDIR/expect" <(head -c 4M "/dev/raidtool/$NAME/vol0") ||
+			fail "round $round: a write to the origin was lost or misplaced"
+		cmp <(tail -c +4194305 "$TESTDIR/old") \
+			<(head -c 8M "/dev/raidtool/$NAME/vol0" | tail -c +4194305) ||
+			fail "round $round: the origin changed beyond what was written"
+	done
 	deactivate_settled "$NAME"
 	run raidtool pool check "$NAME"
 	assert_success
@@ -534,6 +615,246 @@ live_pool() {
 	assert_success
 	wait "$pid" || fail "the queued write failed: $(cat "$TESTDIR/dd.err")"
 	cmp "$TESTDIR/data" <(head -c 8M "/dev/raidtool/$NAME/vol0")
+	deactivate_settled "$NAME"
+	run raidtool pool check "$NAME"
+	assert_success
+}
+
+# --- metadata snapshot, transaction id, mode, resize, needs_check ------------
+
+# dump_consistent: `pool dump` of the array parses, and its maps agree with
+# themselves and its counts: per volume the runs ascend, lie inside the
+# volume and the pool, and add up to its mapped count; the distinct pool
+# blocks mapped are exactly the blocks in use (data_blocks - free_data_blocks).
+dump_consistent() {
+	local dump
+	dump=$(raidtool pool dump "$NAME") || fail "pool dump failed: $dump"
+	jq -e '
+		. as $d
+		| ($d.data_blocks - $d.free_data_blocks) as $used
+		| ([$d.volume_table[] | .mappings[] | range(.pool; .pool + .length)]
+		   | unique | length) as $distinct
+		| ($d.volume_table | all(
+			(.mappings | map(.length) | add // 0) == .mapped
+			and ([.mappings[] | .virtual + .length] | max // 0)
+			    <= (.size / $d.block_size)
+			and (.mappings | all(.pool + .length <= $d.data_blocks))
+			and ([.mappings[] | .virtual] == ([.mappings[] | .virtual] | sort))))
+		  and $distinct == $used' <<<"$dump" >/dev/null ||
+		fail "inconsistent dump: $(jq -c '{data_blocks, free_data_blocks, commit,
+			v: [.volume_table[] | {name, mapped}]}' <<<"$dump")"
+}
+
+@test "live: pool dump while fio writes, snapshots come and go and commits run: a consistent copy every round" {
+	command -v fio >/dev/null || require "needs fio"
+	local pid round
+	UNITS=("$(make_image big0.img 160M)" "$(make_image big1.img 160M)")
+	live_pool vol0:1G
+	dd if=/dev/urandom of="/dev/raidtool/$NAME/vol0" bs=1M count=32 oflag=direct conv=fsync \
+		status=none
+	# 4K writes over the 32M: after each snapshot every first write remaps a block.
+	fio --name=busy --filename="/dev/raidtool/$NAME/vol0" --rw=randwrite --bs=4k --size=32M \
+		--direct=1 --fsync=4 --time_based --runtime=300 >"$TESTDIR/fio.out" 2>&1 &
+	pid=$!
+	BGPIDS+=("$pid")
+	for round in $(seq 1 12); do
+		run raidtool vol snapshot "$NAME" vol0 "s$round"
+		assert_success
+		if ((round > 2)); then
+			run raidtool vol delete "$NAME" "s$((round - 2))"
+			assert_success
+		fi
+		dump_consistent
+		dump_consistent
+		run --separate-stderr raidtool pool status --json "$NAME"
+		assert_success
+		[ "$(jq -r .metadata_snap <<<"$output")" = null ] || fail "a snapshot stayed held"
+	done
+	kill -0 "$pid" || fail "fio stopped: $(cat "$TESTDIR/fio.out")"
+	stop_pids TERM "$pid"
+	deactivate_settled "$NAME"
+	run raidtool pool check "$NAME"
+	assert_success
+	dump_consistent
+}
+
+@test "pool set-transaction-id, set --read-only/--read-write, vol resize; bad input changes nothing" {
+	new_pool
+	run raidtool vol create "$NAME" vol0 --size 1G
+	assert_success
+	run raidtool pool set-transaction-id "$NAME" 0 5
+	assert_success
+	assert_output "'$NAME': transaction id 5 (was 0)"
+	[ "$(pool_field transaction_id)" = 5 ]
+	run raidtool pool status "$NAME"
+	assert_line "  transaction id: 5 (commit 3)"
+	refused 2 "transaction id is 5, not 4" pool set-transaction-id "$NAME" 4 6
+	refused 2 "OLD 'x': not a transaction id" pool set-transaction-id "$NAME" x 6
+	refused 2 "NEW '1x': not a transaction id" pool set-transaction-id "$NAME" 5 1x
+
+	run raidtool vol resize "$NAME" vol0 --size 2G
+	assert_success
+	assert_output "resized volume 'vol0' to 2.00 GiB"
+	[ "$(raidtool vol list --json "$NAME" | jq -r '.[0].size')" = 2147483648 ]
+	refused 5 "'vol0': 1073741824 bytes is smaller than its 2147483648; a shrink unmaps" \
+		vol resize "$NAME" vol0 --size 1G
+	refused 3 "'nosuch': no such volume" vol resize "$NAME" nosuch --size 1G
+	refused 2 "size 100000 is not a positive multiple" vol resize "$NAME" vol0 --size 100000
+	refused 2 "--size is required" vol resize "$NAME" vol0
+
+	run raidtool pool set "$NAME" --read-only
+	assert_success
+	[ "$(pool_field read_only)" = true ]
+	refused 1 "read-only ('raidtool pool set --read-write' makes it writable)" \
+		vol create "$NAME" vol1 --size 1G
+	refused 1 "read-only" pool set-transaction-id "$NAME" 5 6
+	refused 2 "give one of --read-only and --read-write" pool set "$NAME"
+	run raidtool pool set "$NAME" --read-write
+	assert_success
+	[ "$(pool_field read_only)" = false ]
+
+	# A shrink with --force unmaps what lies beyond.
+	run raidtool activate "$NAME"
+	assert_success
+	dd if=/dev/urandom of="/dev/raidtool/$NAME/vol0" bs=1M count=4 oflag=direct conv=fsync \
+		status=none
+	dd if=/dev/urandom of="/dev/raidtool/$NAME/vol0" bs=1M count=4 seek=1536 oflag=direct \
+		conv=fsync status=none
+	deactivate_settled "$NAME"
+	[ "$(raidtool vol list --json "$NAME" | jq -r '.[0].mapped_blocks')" = 128 ]
+	run raidtool vol resize --force "$NAME" vol0 --size 1G
+	assert_success
+	[ "$(raidtool vol list --json "$NAME" | jq -r '.[0].mapped_blocks')" = 64 ]
+	[ "$(pool_field free_data_blocks)" = "$(($(pool_field data_blocks) - 64))" ]
+	run raidtool pool check "$NAME"
+	assert_success
+	run raidtool pool abort "$NAME"
+	assert_success
+	assert_output "'$NAME': not running: nothing uncommitted to abort"
+}
+
+@test "live: read-only mode, transaction id, abort, resize and metadata snapshot through the engine" {
+	local sum
+	live_pool vol0:256M vol1:64M
+	head -c 4M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="/dev/raidtool/$NAME/vol0" bs=1M oflag=direct conv=fsync status=none
+	sum=$(sha256sum < "$TESTDIR/data")
+	run raidtool pool set "$NAME" --read-only
+	assert_success
+	run dd if=/dev/zero of="/dev/raidtool/$NAME/vol0" bs=64k count=1 oflag=direct conv=fsync
+	assert_failure
+	[ "$(head -c 4M "/dev/raidtool/$NAME/vol0" | sha256sum)" = "$sum" ]
+	run --separate-stderr raidtool pool status --json "$NAME"
+	assert_success
+	[ "$(jq -r .read_only <<<"$output")" = true ]
+	dump_consistent
+	run raidtool vol create "$NAME" vol2 --size 64M
+	assert_failure 1
+	assert_output --partial "read-only"
+	run raidtool pool set "$NAME" --read-write
+	assert_success
+	dd if=/dev/zero of="/dev/raidtool/$NAME/vol0" bs=64k count=1 seek=100 oflag=direct \
+		conv=fsync status=none
+	run raidtool pool set-transaction-id "$NAME" 0 7
+	assert_success
+	run raidtool pool set-transaction-id "$NAME" 0 8
+	assert_failure 2
+	assert_output --partial "transaction id is 7, not 0"
+	[ "$(pool_field transaction_id)" = 7 ]
+	run raidtool pool abort "$NAME"
+	assert_success
+	assert_output --regexp "^'$NAME': back at commit [0-9]+$"
+	[ "$(head -c 4M "/dev/raidtool/$NAME/vol0" | sha256sum)" = "$sum" ]
+	# Resize: while the device is open, refused; else exported again at its new size.
+	exec 7< "/dev/raidtool/$NAME/vol1"
+	run raidtool vol resize "$NAME" vol1 --size 128M
+	assert_failure 4
+	assert_output --partial "'vol1': its device is in use"
+	exec 7<&-
+	run raidtool vol resize "$NAME" vol1 --size 128M
+	assert_success
+	[ "$(blockdev --getsize64 "/dev/raidtool/$NAME/vol1")" = 134217728 ]
+	# A metadata snapshot held by hand: dump refuses to take a second one.
+	run raidtool pool reserve-metadata-snap "$NAME"
+	assert_success
+	[ "$(pool_field metadata_snap)" != null ]
+	run raidtool pool dump "$NAME"
+	assert_failure 4
+	assert_output --partial "a metadata snapshot is held already"
+	run raidtool pool release-metadata-snap "$NAME"
+	assert_success
+	run raidtool pool release-metadata-snap "$NAME"
+	assert_failure 3
+	assert_output --partial "no metadata snapshot is held"
+	dump_consistent
+	deactivate_settled "$NAME"
+	run raidtool pool check "$NAME"
+	assert_success
+}
+
+@test "live: a damaged metadata node sets needs_check, kept in the superblock; read-only until a clean pool check" {
+	local root off u i sum
+	live_pool vol0:256M
+	head -c 8M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="/dev/raidtool/$NAME/vol0" bs=1M oflag=direct conv=fsync status=none
+	sum=$(sha256sum < "$TESTDIR/data")
+	deactivate_settled "$NAME"
+	# 128 mappings: the root is the one leaf. raid1: array byte X is data_offset + X on each unit.
+	root=$(raidtool pool dump "$NAME" | jq -r '.volume_table[0].root')
+	[ "$root" -gt 0 ]
+	for i in 0 1; do
+		u=${UNITS[$i]}
+		off=$(($(raidtool examine --json "$u" | jq -r .this_unit.data_offset) + root * 4096))
+		dd if="$u" of="$TESTDIR/node$i" bs=4096 skip=$((off / 4096)) count=1 status=none
+		printf '\377\377\377\377' | dd of="$u" bs=1 seek=$((off + 100)) conv=notrunc status=none
+	done
+	sync
+	run raidtool activate "$NAME"
+	assert_success
+	[ "$(pool_field needs_check)" = false ]
+	run dd if="/dev/raidtool/$NAME/vol0" of=/dev/null bs=64k count=1 iflag=direct
+	assert_failure
+	# The next commit (within a second) records it.
+	for _ in $(seq 1 20); do
+		[ "$(pool_field needs_check)" = true ] && break
+		sleep 0.5
+	done
+	[ "$(pool_field needs_check)" = true ] || fail "needs_check not set"
+	[ "$(pool_field read_only)" = true ]
+	run raidtool pool status "$NAME"
+	assert_line "  needs check:    yes"
+	assert_line "  mode:           read-only (needs check)"
+	run dd if=/dev/zero of="/dev/raidtool/$NAME/vol0" bs=64k count=1 seek=1000 oflag=direct \
+		conv=fsync
+	assert_failure
+	run raidtool vol create "$NAME" vol1 --size 64M
+	assert_failure
+	assert_output --partial "read-only until 'raidtool pool check' finds it clean"
+	run raidtool pool set "$NAME" --read-write
+	assert_failure
+	assert_output --partial "needs_check is set"
+	deactivate_settled "$NAME"
+	# Kept across a restart; a check that finds the damage leaves it set.
+	[ "$(pool_field needs_check)" = true ]
+	run raidtool pool check "$NAME"
+	assert_failure 1
+	assert_output --partial "bad nodes"
+	[ "$(pool_field needs_check)" = true ]
+	for i in 0 1; do
+		u=${UNITS[$i]}
+		off=$(($(raidtool examine --json "$u" | jq -r .this_unit.data_offset) + root * 4096))
+		dd if="$TESTDIR/node$i" of="$u" bs=4096 seek=$((off / 4096)) conv=notrunc status=none
+	done
+	sync
+	run raidtool pool check "$NAME"
+	assert_success
+	[ "$(pool_field needs_check)" = false ]
+	[ "$(pool_field read_only)" = false ]
+	run raidtool activate "$NAME"
+	assert_success
+	[ "$(head -c 8M "/dev/raidtool/$NAME/vol0" | sha256sum)" = "$sum" ]
+	dd if=/dev/zero of="/dev/raidtool/$NAME/vol0" bs=64k count=1 seek=1000 oflag=direct \
+		conv=fsync status=none
 	deactivate_settled "$NAME"
 	run raidtool pool check "$NAME"
 	assert_success

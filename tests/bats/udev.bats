@@ -470,6 +470,38 @@ data_ok() {
 	refute_output --partial RAIDTOOL_LINK
 }
 
+@test "udevadm test: a running pool's volume gets by-id links and /dev/raidtool/ARRAY/VOL" {
+	local imgs uuid dev
+	imgs=("$(make_image "$NAME-0.img" 64M)" "$(make_image "$NAME-1.img" 64M)")
+	run raidtool create "$NAME" --level 1 --assume-clean "${imgs[@]}"
+	assert_success
+	run raidtool pool create "$NAME"
+	assert_success
+	run raidtool vol create "$NAME" vol0 --size 1G
+	assert_success
+	run raidtool activate "$NAME"
+	assert_success
+	uuid=$(raidtool status "$NAME" --json | jq -r .uuid)
+	install_rule 0
+	dev=$(readlink -f "/dev/raidtool/$NAME/vol0")
+	run raidtool examine --export "$dev"
+	assert_success
+	assert_line RAIDTOOL_TYPE=volume
+	assert_line "RAIDTOOL_NAME=$NAME"
+	assert_line "RAIDTOOL_UUID=$uuid"
+	assert_line RAIDTOOL_VOLUME=vol0
+	assert_line "RAIDTOOL_LINK=$NAME/vol0"
+	run udevadm test --action=change "/sys/class/block/${dev#/dev/}"
+	assert_success
+	assert_output --regexp "(DEVLINKS|SYMLINK|link).*disk/by-id/raidtool-vol-$NAME-vol0"
+	assert_output --regexp "(DEVLINKS|SYMLINK|link).*disk/by-id/raidtool-vol-uuid-$uuid-vol0"
+	assert_output --regexp "(DEVLINKS|SYMLINK|link).*raidtool/$NAME/vol0"
+	run raidtool deactivate "$NAME"
+	assert_success
+	run raidtool examine --export "$dev"
+	refute_output --partial RAIDTOOL_TYPE=volume
+}
+
 @test "systemd-analyze verify: the array and monitor services are valid; the array's is ordered before local mounts" {
 	command -v systemd-analyze >/dev/null || require "needs systemd-analyze (Debian package systemd)"
 	local d=$TESTDIR/units f

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libFuzzer target for the thin pool's decoders (lib/thin-format.c):
- * thin_sb_decode and thin_node_decode.
+ * thin_sb_decode, thin_node_decode and thin_msnap_decode.
  *
  * Properties on every input:
  *  - the decoders never read outside the buffer or crash (ASan/UBSan);
@@ -22,6 +22,7 @@
 #include <raidtool/thin.h>
 
 #include "fuzz-check.h"
+#include "../../lib/thin-internal.h"	/* the metadata snapshot's header */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -62,6 +63,21 @@ static void try_node(const uint8_t *buf, uint64_t blocknr)
 	CHECK(!memcmp(a.val, b.val, a.n * sizeof(a.val[0])));
 }
 
+static void try_msnap(const uint8_t *buf, uint64_t blocknr)
+{
+	static struct thin_msnap a, b;
+	static uint8_t again[THIN_META_BLOCK];
+	int r = thin_msnap_decode(buf, THIN_META_BLOCK, blocknr, &a);
+
+	CHECK(r == 0 || r == -ENODATA || r == -EBADMSG || r == -EUCLEAN);
+	if (r)
+		return;
+	CHECK(a.n_bitmap >= 1 && a.n_bitmap <= THIN_MSNAP_BITMAP_MAX);
+	thin_msnap_encode(&a, blocknr, again);
+	CHECK(thin_msnap_decode(again, sizeof(again), blocknr, &b) == 0);
+	CHECK(!memcmp(&a, &b, sizeof(a)));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint8_t buf[THIN_META_BLOCK];
@@ -90,8 +106,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(&sb.node_blocks, buf + 96, 8);
 		memcpy(&sb.area_blocks, buf + 104, 8);
 		memcpy(&sb.next_volume_id, buf + 112, 4);
+		memcpy(&sb.metadata_snap, buf + 120, 8);
 		thin_sb_encode(&sb, buf);
 		try_sb(buf);
+		return 0;
+	}
+	if ((data[0] & 3) == 2) {
+		static struct thin_msnap m;
+
+		try_msnap(buf, data[0] >> 2);
+		/* The same bytes as a header with a right checksum. */
+		memset(&m, 0, sizeof(m));
+		memcpy(&m.seq, buf + 16, 8);
+		memcpy(&m.transaction_id, buf + 24, 8);
+		memcpy(&m.data_blocks, buf + 32, 8);
+		memcpy(&m.free_data_blocks, buf + 40, 8);
+		memcpy(&m.free_metadata_blocks, buf + 48, 8);
+		m.n_bitmap = (uint32_t)(buf[56] | buf[57] << 8) % (THIN_MSNAP_BITMAP_MAX + 1);
+		memcpy(m.table, buf + 64, sizeof(m.table));
+		memcpy(m.bitmap, buf + 192, 8 * m.n_bitmap);
+		thin_msnap_encode(&m, data[0] >> 2, buf);
+		try_msnap(buf, data[0] >> 2);
 		return 0;
 	}
 	try_node(buf, data[0] >> 1);

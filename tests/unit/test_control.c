@@ -6,6 +6,7 @@
  * missing from the wire's field table fails here.
  */
 #include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -321,6 +322,45 @@ static void test_refusals(void **state)
 	assert_non_null(strstr(reply, "\"link\":\"/dev/raidtool/" NAME "\""));
 }
 
+/*
+ * A loop device's backing file names the array (its own file) or one of its
+ * thin volumes (vol:VOL in the same mount), never both (udev's examine
+ * --export and the scans tell them apart by these alone).
+ */
+static void test_files_of_mount(void **state)
+{
+	const char *key = "0b0e6a2c-6f1d-4e8a-9c3b-5d7e1f2a3b4c";
+	uint8_t u[RT_UUID_SIZE], want[RT_UUID_SIZE];
+	char path[PATH_MAX], name[64];
+
+	(void)state;
+	assert_int_equal(uuid_parse(key, want), 0);
+	snprintf(path, sizeof(path), "/run/raidtool/%s/" RT_CONTROL_MNT "/data", key);
+	assert_int_equal(control_array_of_file(path, name, sizeof(name), u), 0);
+	assert_string_equal(name, "data");
+	assert_memory_equal(u, want, RT_UUID_SIZE);
+	assert_int_equal(control_volume_of_file(path, u, name, sizeof(name)), -ENODEV);
+
+	snprintf(path, sizeof(path), "/run/raidtool/%s/" RT_CONTROL_MNT "/" RT_CONTROL_VOL_PREFIX
+		 "vol0", key);
+	memset(u, 0, sizeof(u));
+	assert_int_equal(control_volume_of_file(path, u, name, sizeof(name)), 0);
+	assert_string_equal(name, "vol0");
+	assert_memory_equal(u, want, RT_UUID_SIZE);
+	assert_int_equal(control_array_of_file(path, name, sizeof(name), u), -ENODEV);
+	assert_int_equal(control_volume_of_file(path, u, name, 4), -ENAMETOOLONG);
+
+	/* Not a mount: the old per-volume layout, no name, another directory. */
+	snprintf(path, sizeof(path), "/run/raidtool/%s/vol/vol0/vol0", key);
+	assert_int_equal(control_volume_of_file(path, u, name, sizeof(name)), -ENODEV);
+	snprintf(path, sizeof(path), "/run/raidtool/%s/" RT_CONTROL_MNT "/" RT_CONTROL_VOL_PREFIX,
+		 key);
+	assert_int_equal(control_volume_of_file(path, u, name, sizeof(name)), -ENODEV);
+	snprintf(path, sizeof(path), "/run/raidtool/%s/other/" RT_CONTROL_VOL_PREFIX "vol0", key);
+	assert_int_equal(control_volume_of_file(path, u, name, sizeof(name)), -ENODEV);
+	assert_int_equal(control_volume_of_file("vol:vol0", u, name, sizeof(name)), -ENODEV);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -330,6 +370,7 @@ int main(void)
 		cmocka_unit_test(test_ping),
 		cmocka_unit_test(test_typed_requests),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_files_of_mount),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

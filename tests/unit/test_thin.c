@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include <raidtool/thin.h>
+#include "../../lib/thin-internal.h"	/* the metadata snapshot's blocks, read raw */
 
 #define PAGE 4096u
 
@@ -684,6 +685,129 @@ static void test_data_cow(void **state)
 	ram_free(d);
 }
 
+/*
+ * The data path's pieces (lib/thin-run.c): a reserved block is nobody
+ * else's and not counted by a commit (a crash leaks nothing), is mapped by
+ * thin_insert_reserved; lookups say where a write must copy; a cached-only
+ * lookup never reads metadata.
+ */
+static void test_reserve_map(void **state)
+{
+	struct ramdev *d = ram_new(64ull << 20);
+	struct thin_pool *p = new_pool(d, 0), *view;
+	struct thin_io io = ram_io(d);
+	struct thin_pool_info i0, i1;
+	uint64_t nb, nb2, pb;
+	uint32_t vol, snap, rc;
+	bool must_copy;
+
+	assert_int_equal(thin_vol_create(p, "v", 16ull * BS, &vol), 0);
+	thin_pool_get_info(p, &i0);
+	assert_int_equal(thin_data_reserve(p, &nb), 0);
+	assert_int_equal(thin_data_reserve(p, &nb2), 0);
+	assert_true(nb != nb2);
+	thin_pool_get_info(p, &i1);
+	assert_int_equal(i0.free_data_blocks - i1.free_data_blocks, 2);
+	assert_int_equal(thin_data_refcount(p, nb, &rc), 0);
+	assert_int_equal(rc, 0);
+	/* thin_alloc_data_block does not hand it out either. */
+	for (uint64_t k = 0; k < 8; k++) {
+		uint64_t b;
+
+		assert_int_equal(thin_alloc_data_block(p, &b), 0);
+		assert_true(b != nb && b != nb2);
+		assert_int_equal(thin_release_data_block(p, b), 0);
+	}
+	assert_int_equal(thin_map_lookup(p, vol, 3, false, &pb, &must_copy), -ENODATA);
+	assert_int_equal(thin_insert_reserved(p, vol, 3, nb), 0);
+	assert_int_equal(thin_insert_reserved(p, vol, 4, nb), -EINVAL);	/* not reserved now */
+	assert_int_equal(thin_map_lookup(p, vol, 3, false, &pb, &must_copy), 0);
+	assert_int_equal(pb, nb);
+	assert_false(must_copy);	/* new in this transaction */
+	assert_int_equal(thin_map_lookup(p, vol, 16, false, &pb, NULL), -EINVAL);
+	/* Committed while nb2 is reserved: after a crash it is free, check clean. */
+	assert_int_equal(thin_commit(p), 0);
+	thin_close(p);
+	ram_crash(d, false);
+	assert_int_equal(thin_open(&io, false, &p), 0);
+	/* Reopened: nothing cached, a cached-only lookup does not read. */
+	assert_int_equal(thin_map_lookup(p, vol, 3, true, &pb, NULL), -EWOULDBLOCK);
+	assert_clean(p);
+	assert_int_equal(thin_data_refcount(p, nb2, &rc), 0);
+	assert_int_equal(rc, 0);
+	assert_int_equal(thin_map_lookup(p, vol, 3, false, &pb, &must_copy), 0);
+	assert_int_equal(pb, nb);
+	assert_false(must_copy);	/* committed once, unshared */
+	assert_int_equal(thin_map_lookup(p, vol, 3, true, &pb, NULL), 0);
+	/* Shared by a snapshot: a write must copy; the snapshot's too. */
+	assert_int_equal(thin_vol_snapshot(p, "v", "s", &snap), 0);
+	assert_int_equal(thin_map_lookup(p, vol, 3, false, &pb, &must_copy), 0);
+	assert_true(must_copy);
+	assert_int_equal(thin_map_lookup(p, snap, 3, false, &pb, &must_copy), 0);
+	assert_true(must_copy);
+	/* A copy for the origin: then each has its own block, and neither copies again. */
+	assert_int_equal(thin_data_reserve(p, &nb2), 0);
+	assert_int_equal(thin_insert_reserved(p, vol, 3, nb2), 0);
+	assert_int_equal(thin_map_lookup(p, vol, 3, false, &pb, &must_copy), 0);
+	assert_int_equal(pb, nb2);
+	assert_false(must_copy);
+	assert_int_equal(thin_map_lookup(p, snap, 3, false, &pb, &must_copy), 0);
+	assert_int_equal(pb, nb);
+	assert_true(must_copy);		/* the last commit mapped it from the origin */
+	/* Committed: the origin writes its blocks in place, also after changing its tree. */
+	assert_int_equal(thin_commit(p), 0);
+	assert_int_equal(thin_data_reserve(p, &nb), 0);
+	assert_int_equal(thin_insert_reserved(p, vol, 9, nb), 0);
+	assert_int_equal(thin_map_lookup(p, vol, 3, false, &pb, &must_copy), 0);
+	assert_int_equal(pb, nb2);
+	assert_false(must_copy);
+	/* A reservation given back; a deleted volume's insert fails and frees. */
+	assert_int_equal(thin_data_reserve(p, &nb), 0);
+	thin_data_unreserve(p, nb);
+	assert_int_equal(thin_data_reserve(p, &nb), 0);
+	assert_int_equal(thin_vol_delete(p, "s"), 0);
+	assert_int_equal(thin_insert_reserved(p, snap, 5, nb), -ENOENT);
+	assert_clean(p);
+	thin_pool_get_info(p, &i1);
+	assert_int_equal(i1.free_data_blocks, i1.data_blocks - 2);
+	/*
+	 * An abort (back at the last commit) keeps a worker's reservation: no
+	 * one else gets the block it is writing, and it maps it afterwards.
+	 */
+	assert_int_equal(thin_commit(p), 0);
+	assert_int_equal(thin_data_reserve(p, &nb), 0);
+	assert_int_equal(thin_data_reserve(p, &nb2), 0);
+	assert_int_equal(thin_insert_reserved(p, vol, 10, nb2), 0);
+	assert_int_equal(thin_abort(p), 0);
+	assert_int_equal(thin_map_lookup(p, vol, 10, false, &pb, NULL), -ENODATA);
+	thin_pool_get_info(p, &i0);
+	assert_int_equal(i0.free_data_blocks, i1.free_data_blocks - 1);
+	for (uint64_t k = 0; k < i0.free_data_blocks; k++) {
+		uint64_t b;
+
+		assert_int_equal(thin_data_reserve(p, &b), 0);
+		assert_true(b != nb);
+		thin_data_unreserve(p, b);
+	}
+	assert_int_equal(thin_insert_reserved(p, vol, 11, nb), 0);
+	assert_int_equal(thin_map_lookup(p, vol, 11, false, &pb, NULL), 0);
+	assert_int_equal(pb, nb);
+	assert_clean(p);
+	/* A metadata snapshot copies the last commit, where a reserved block is free. */
+	assert_int_equal(thin_data_reserve(p, &nb), 0);
+	assert_int_equal(thin_reserve_metadata_snap(p), 0);
+	assert_int_equal(thin_open_metadata_snap(&io, &view), 0);
+	thin_pool_get_info(p, &i0);
+	thin_pool_get_info(view, &i1);
+	assert_int_equal(i1.free_data_blocks, i0.free_data_blocks + 1);
+	thin_close(view);
+	thin_data_unreserve(p, nb);
+	assert_int_equal(thin_release_metadata_snap(p), 0);
+	assert_clean(p);
+	thin_close(p);
+	ram_free(d);
+}
+
 static void test_bad_input(void **state)
 {
 	struct ramdev *d = ram_new(64ull << 20);
@@ -883,6 +1007,251 @@ static void test_crash_no_cross_write(void **state)
 	ram_free(d);
 }
 
+
+/* ---- the metadata snapshot ---- */
+
+/* A digest of what a pool handle shows: every volume's record and mappings. */
+struct digest {
+	uint64_t h, mappings;
+};
+
+static int digest_run(uint64_t vb, uint64_t pb, uint64_t len, void *arg)
+{
+	struct digest *g = arg;
+
+	g->h = (g->h ^ vb) * 0x100000001b3ull;
+	g->h = (g->h ^ pb) * 0x100000001b3ull;
+	g->h = (g->h ^ len) * 0x100000001b3ull;
+	g->mappings += len;
+	return 0;
+}
+
+static struct digest pool_digest(struct thin_pool *p)
+{
+	struct digest g = { .h = 0xcbf29ce484222325ull };
+	struct thin_vol_info v;
+
+	for (uint32_t k = 0; thin_vol_at(p, k, &v) == 0; k++) {
+		g.h = (g.h ^ v.id) * 0x100000001b3ull;
+		g.h = (g.h ^ v.size) * 0x100000001b3ull;
+		g.h = (g.h ^ v.mapped) * 0x100000001b3ull;
+		assert_int_equal(thin_vol_walk(p, v.id, digest_run, &g), 0);
+	}
+	return g;
+}
+
+/* The blocks a snapshot reaches, read raw: header, table copy, bitmap, every node of its trees. */
+struct held_copy {
+	uint64_t n, cap;
+	uint64_t *blk;
+	uint8_t (*data)[PAGE];
+};
+
+static bool held_has(const struct held_copy *h, uint64_t blk)
+{
+	for (uint64_t i = 0; i < h->n; i++)
+		if (h->blk[i] == blk)
+			return true;
+	return false;
+}
+
+static void held_add(struct ramdev *d, struct held_copy *h, uint64_t blk)
+{
+	if (held_has(h, blk))
+		return;
+	if (h->n == h->cap) {
+		h->cap = h->cap ? 2 * h->cap : 256;
+		h->blk = realloc(h->blk, h->cap * sizeof(*h->blk));
+		h->data = realloc(h->data, h->cap * sizeof(*h->data));
+		assert_non_null(h->blk);
+		assert_non_null(h->data);
+	}
+	h->blk[h->n] = blk;
+	page_read(d->cur, blk * PAGE, h->data[h->n], PAGE);
+	h->n++;
+}
+
+static void held_walk(struct ramdev *d, struct held_copy *h, uint64_t blk)
+{
+	struct thin_node *n = malloc(sizeof(*n));
+	uint8_t buf[PAGE];
+
+	assert_non_null(n);
+	page_read(d->cur, blk * PAGE, buf, PAGE);
+	assert_int_equal(thin_node_decode(buf, PAGE, blk, n), 0);
+	held_add(d, h, blk);
+	for (uint32_t i = 0; !n->leaf && i < n->n; i++)
+		held_walk(d, h, n->val[i]);
+	free(n);
+}
+
+static void held_collect(struct ramdev *d, uint64_t hdr, struct held_copy *h)
+{
+	struct thin_msnap ms;
+	struct thin_vol_rec v;
+	uint8_t buf[PAGE];
+
+	page_read(d->cur, hdr * PAGE, buf, PAGE);
+	assert_int_equal(thin_msnap_decode(buf, PAGE, hdr, &ms), 0);
+	held_add(d, h, hdr);
+	for (uint32_t i = 0; i < ms.n_bitmap; i++)
+		held_add(d, h, ms.bitmap[i]);
+	for (unsigned t = 0; t < THIN_VOLTAB_BLOCKS; t++) {
+		held_add(d, h, ms.table[t]);
+		page_read(d->cur, ms.table[t] * PAGE, buf, PAGE);
+		assert_int_equal(thin_area_verify(buf, ms.table[t]), 0);
+		for (unsigned k = 0; k < THIN_VOLS_PER_BLOCK; k++) {
+			assert_int_equal(thin_vol_rec_decode(buf + k * THIN_VOL_RECORD, &v), 0);
+			if (v.id)
+				held_walk(d, h, v.root);
+		}
+	}
+}
+
+/* How many of the held blocks differ now from their copies. */
+static uint64_t held_changed(struct ramdev *d, const struct held_copy *h)
+{
+	uint8_t buf[PAGE];
+	uint64_t changed = 0;
+
+	for (uint64_t i = 0; i < h->n; i++) {
+		page_read(d->cur, h->blk[i] * PAGE, buf, PAGE);
+		changed += memcmp(buf, h->data[i], PAGE) != 0;
+	}
+	return changed;
+}
+
+static struct digest snap_digest(struct ramdev *d)
+{
+	struct thin_io io = ram_io(d);
+	struct thin_pool *q;
+	struct digest g;
+
+	assert_int_equal(thin_open_metadata_snap(&io, &q), 0);
+	g = pool_digest(q);
+	thin_close(q);
+	return g;
+}
+
+/*
+ * Reserve a metadata snapshot, then many random steps and commits (and
+ * power failures): no commit writes over a block the snapshot reaches, a
+ * reader of the snapshot sees what it saw, check (which counts the
+ * snapshot's blocks and verifies its trees are held) stays clean. Release
+ * frees its blocks: they are counted free and handed out again.
+ */
+static void test_metadata_snap(void **state)
+{
+	struct ramdev *d = ram_new(POOL_BYTES);
+	struct thin_io io = ram_io(d);
+	struct thin_pool *p = new_pool(d, 0), *q;
+	struct model *m = calloc(1, sizeof(*m));
+	struct held_copy h = { 0 };
+	struct thin_pool_info before, held_info, after;
+	struct digest at_reserve, now;
+	uint64_t hdr, dummy;
+	bool commit;
+	int r;
+
+	assert_non_null(m);
+	srand(4242);
+	assert_int_equal(step_create(p, m), 0);
+	/* Some of everything, then trees of two levels at least. */
+	for (int i = 0; i < 2000; i++)
+		assert_int_equal(random_step(p, m, &commit), 0);
+	for (int i = 0; i < 4000; i++) {
+		assert_int_equal(step_insert(p, m), 0);
+		if (i % 100 == 0)
+			assert_int_equal(thin_commit(p), 0);
+	}
+	assert_int_equal(thin_open_metadata_snap(&io, &q), -ENOENT);
+	assert_int_equal(thin_release_metadata_snap(p), -ENODATA);
+	/* Uncommitted changes go into the commit the snapshot copies. */
+	assert_int_equal(step_insert(p, m), 0);
+	thin_pool_get_info(p, &before);
+	assert_int_equal(thin_reserve_metadata_snap(p), 0);
+	assert_false(thin_dirty(p));
+	assert_int_equal(thin_reserve_metadata_snap(p), -EBUSY);
+	assert_int_equal(thin_get_metadata_snap(p, &hdr), 0);
+	thin_pool_get_info(p, &held_info);
+	assert_int_equal(held_info.metadata_snap, hdr);
+	assert_int_equal(held_info.free_metadata_blocks,
+			 before.free_metadata_blocks - 1 - THIN_VOLTAB_BLOCKS - 1);
+	model_compare(p, m);
+	at_reserve = pool_digest(p);
+	print_message("%llu mappings held\n", (unsigned long long)at_reserve.mappings);
+	assert_true(at_reserve.mappings > 2000);
+	now = snap_digest(d);
+	assert_int_equal(now.h, at_reserve.h);
+	/* The reader sees the counts of the commit it copies, and changes nothing. */
+	assert_int_equal(thin_open_metadata_snap(&io, &q), 0);
+	thin_pool_get_info(q, &after);
+	assert_int_equal(after.free_data_blocks, held_info.free_data_blocks);
+	assert_int_equal(after.transaction_id, held_info.transaction_id);
+	assert_int_equal(thin_vol_create(q, "x", BS, NULL), -EROFS);
+	assert_int_equal(thin_commit(q), -EROFS);
+	thin_close(q);
+	held_collect(d, hdr, &h);
+	assert_clean(p);
+
+	for (int round = 0; round < 40; round++) {
+		for (int i = 0; i < 300; i++) {
+			r = random_step(p, m, &commit);
+			assert_int_equal(r, 0);
+		}
+		assert_int_equal(thin_commit(p), 0);
+		assert_int_equal(held_changed(d, &h), 0);
+		now = snap_digest(d);
+		assert_int_equal(now.h, at_reserve.h);
+		assert_clean(p);
+		if (round % 10 == 5) {
+			/* A power failure: it is still held after reopening. */
+			d->ops_left = 1 + rand() % 100;
+			while (random_step(p, m, &commit) == 0)
+				;
+			thin_close(p);
+			ram_crash(d, rand() % 2);
+			assert_int_equal(thin_open(&io, false, &p), 0);
+			assert_int_equal(thin_get_metadata_snap(p, &dummy), 0);
+			assert_int_equal(dummy, hdr);
+			assert_int_equal(held_changed(d, &h), 0);
+			assert_clean(p);
+			/* Back at a commit: the model follows the pool. */
+			memset(m, 0, sizeof(*m));
+			{
+				struct thin_vol_info v;
+
+				while (thin_vol_at(p, 0, &v) == 0)
+					assert_int_equal(thin_vol_delete(p, v.name), 0);
+			}
+			assert_int_equal(step_create(p, m), 0);
+		}
+	}
+	thin_pool_get_info(p, &held_info);
+	assert_int_equal(thin_release_metadata_snap(p), 0);
+	assert_int_equal(thin_get_metadata_snap(p, &dummy), -ENODATA);
+	assert_int_equal(thin_open_metadata_snap(&io, &q), -ENOENT);
+	thin_pool_get_info(p, &after);
+	/* Its own blocks and the nodes only it held are free again. */
+	assert_true(after.free_metadata_blocks >= held_info.free_metadata_blocks + 2 +
+						   THIN_VOLTAB_BLOCKS);
+	assert_clean(p);
+	/* ... and handed out again. */
+	for (int i = 0; i < 20000 && held_changed(d, &h) == 0; i++) {
+		assert_int_equal(random_step(p, m, &commit), 0);
+		if (i % 100 == 0)
+			assert_int_equal(thin_commit(p), 0);
+	}
+	assert_true(held_changed(d, &h) > 0);
+	assert_int_equal(thin_commit(p), 0);
+	assert_clean(p);
+	thin_close(p);
+	free(h.blk);
+	free(h.data);
+	free(m);
+	ram_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -891,10 +1260,12 @@ int main(void)
 		cmocka_unit_test(test_metadata_reserve),
 		cmocka_unit_test(test_crash),
 		cmocka_unit_test(test_data_cow),
+		cmocka_unit_test(test_reserve_map),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_damage),
 		cmocka_unit_test(test_deep_tree),
 		cmocka_unit_test(test_crash_no_cross_write),
+		cmocka_unit_test(test_metadata_snap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
