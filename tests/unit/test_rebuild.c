@@ -513,6 +513,43 @@ static void test_cancel_resume_raid5(void **state)
 	fx_teardown(&f);
 }
 
+/*
+ * A hot replace records its progress on the way as a rebuild does, not
+ * only at its end: a replace that dies (kill -9) resumes from its last
+ * checkpoint instead of copying the whole role again. Each checkpoint lies
+ * at or below what was copied, and the last is the whole role.
+ */
+static void test_replace_checkpoints(void **state)
+{
+	struct rt_unit *old = NULL;
+	uint32_t role = 1;
+	struct fx f;
+	unsigned i;
+
+	(void)state;
+	if (skip_without_root())
+		skip();
+	assert_int_equal(fx_setup(&f, RT_LEVEL_5, 3), 0);
+	fill_all(&f, 13);
+	assert_int_equal(open_unit(&f, NU - 1, true), 0);
+	assert_int_equal(engine_replace_start(f.e, role, f.unit[NU - 1]), 0);
+	assert_int_equal(start_walk(&f, RT_WALK_REPLACE, role, 0), 0);
+	assert_int_equal(wait_done(&f, 1), 0);
+	assert_true(f.n_ckpt >= 2);
+	for (i = 1; i < f.n_ckpt; i++)
+		assert_true(f.ckpt[i] > f.ckpt[i - 1]);
+	assert_true(f.ckpt[0] > 0 && f.ckpt[0] < f.role_bytes);
+	assert_int_equal(f.ckpt[f.n_ckpt - 1], f.role_bytes);
+	assert_int_equal(engine_replace_finish(f.e, role, &old), 0);
+	assert_ptr_equal(old, f.unit[role]);
+	unit_close(old);
+	f.unit[role] = f.unit[NU - 1];
+	f.unit[NU - 1] = NULL;
+	verify_engine(&f);
+	verify_roles(&f);
+	fx_teardown(&f);
+}
+
 /* Damage @count stripes behind the engine: raid1 mirror 1, raid5 the parity chunk. */
 static void corrupt(struct fx *f, unsigned count)
 {
@@ -747,6 +784,7 @@ int main(void)
 		cmocka_unit_test(test_recover_raid5),
 		cmocka_unit_test(test_recover_raid5_big_chunk),
 		cmocka_unit_test(test_cancel_resume_raid5),
+		cmocka_unit_test(test_replace_checkpoints),
 		cmocka_unit_test(test_check_raid1),
 		cmocka_unit_test(test_check_raid1_majority),
 		cmocka_unit_test(test_check_raid5),
