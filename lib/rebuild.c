@@ -378,13 +378,23 @@ static int recover_span(struct rt_engine *e, struct rt_walk *w, const struct eng
 			ret = ckpt_error(w);
 		if (ret)
 			return ret;
-		if (!w->ck_running && checkpoint_due(w, g, *pos, *last_ck)) {
-			ret = walk_checkpoint(e, w, *pos);
-			if (ret)
-				return ret;
-			clock_gettime(CLOCK_MONOTONIC, &w->ck_time);
-			*last_ck = *pos;
+		/*
+		 * A recover run hands its checkpoints to the checkpointer
+		 * itself (recover_run_stop); a replace's batches come back
+		 * here, so a replace's go to the checkpointer from here.
+		 */
+		if (!checkpoint_due(w, g, *pos, *last_ck))
+			continue;
+		if (w->ck_running) {
+			if (w->p.kind == RT_WALK_REPLACE && ckpt_request(w, *pos))
+				*last_ck = *pos;
+			continue;
 		}
+		ret = walk_checkpoint(e, w, *pos);
+		if (ret)
+			return ret;
+		clock_gettime(CLOCK_MONOTONIC, &w->ck_time);
+		*last_ck = *pos;
 	}
 	return 0;
 }

@@ -516,35 +516,40 @@ static void replace_abandon(struct run *run, int why)
 	       r < 0 ? ", but recording that in the superblocks failed" : "");
 }
 
-/* The replace walk reached the end: swap the units, engine first, then the superblocks. */
-static void replace_finished(struct run *run)
-{
-	struct rt_assembly *as = run->as;
-	uint32_t role = run->replace_role, slot;
-	struct rt_unit *old = NULL;
+/* The swap of a finished replace, recorded while the engine is drained. */
+struct replace_swap {
+	struct run *run;
+	int index;			/* the replacement in run->as, -1: not known */
+	int r;				/* the superblock update */
 	struct rt_unit_desc oldown;
 	char olddev[256];
-	int i, r;
+};
 
-	r = engine_replace_finish(run->e, role, &old);
-	if (r < 0) {
-		replace_abandon(run, r);
-		return;
-	}
+/*
+ * engine_replace_finish's commit: with no request in flight, the
+ * superblocks record the replacement in the role before the engine stops
+ * writing the unit it replaces (else a write acknowledged in between would
+ * be on the new unit alone while a crash brought the old one back).
+ */
+static void replace_commit(void *arg)
+{
+	struct replace_swap *sw = arg;
+	struct run *run = sw->run;
+	struct rt_assembly *as = run->as;
+	uint32_t role = run->replace_role, slot;
+	int i;
+
 	pthread_mutex_lock(&run->sb_lock);
-	i = run_replacing_index(as);
+	i = sw->index = run_replacing_index(as);
 	if (i < 0) {
 		/* Cannot be: the replacing unit is held from start to end. */
 		pthread_mutex_unlock(&run->sb_lock);
-		unit_close(old);
-		rt_log(RT_LOG_ERROR, "'%s': the replace of role %u finished, but its unit is no "
-		       "longer known", run->name, role);
 		return;
 	}
 	slot = as->own[i].slot;
-	snprintf(olddev, sizeof(olddev), "%s", as->units[role] ? as->dev[role] : "-");
-	oldown = as->own[role];
-	oldown.slot = slot;
+	snprintf(sw->olddev, sizeof(sw->olddev), "%s", as->units[role] ? as->dev[role] : "-");
+	sw->oldown = as->own[role];
+	sw->oldown.slot = slot;
 	as->units[role] = as->units[i];
 	as->own[role] = as->own[i];
 	as->own[role].slot = role;
@@ -552,27 +557,52 @@ static void replace_finished(struct run *run)
 	memcpy(as->dev[role], as->dev[i], sizeof(as->dev[role]));
 	/* The entry the status lists: the released unit, in the slot it now has. */
 	as->units[i] = NULL;
-	as->own[i] = oldown;
+	as->own[i] = sw->oldown;
 	as->dev[i][0] = '\0';
-	r = run_sb_update(run, swap_replaced, &slot);
+	sw->r = run_sb_update(run, swap_replaced, &slot);
+	pthread_mutex_unlock(&run->sb_lock);
+}
+
+/* The replace walk reached the end: swap the units, the superblocks under the engine's drain. */
+static void replace_finished(struct run *run)
+{
+	struct rt_assembly *as = run->as;
+	uint32_t role = run->replace_role;
+	struct replace_swap sw = { .run = run, .index = -1 };
+	struct rt_unit *old = NULL;
+	int r;
+
+	r = engine_replace_finish(run->e, role, &old, replace_commit, &sw);
+	if (r < 0) {
+		replace_abandon(run, r);
+		return;
+	}
+	if (sw.index < 0) {
+		unit_close(old);
+		rt_log(RT_LOG_ERROR, "'%s': the replace of role %u finished, but its unit is no "
+		       "longer known", run->name, role);
+		return;
+	}
+	r = sw.r;
+	pthread_mutex_lock(&run->sb_lock);
 	/*
 	 * The released unit learns it too (examine shows it replaced); this
 	 * is its last update, the next one of the array leaves it stale.
 	 * Best effort: it may be the unit that failed.
 	 */
-	if (r == 0 && old && member_write_sb_all(&old, &oldown, NULL, 1, NULL, &as->sb) < 0)
+	if (r == 0 && old && member_write_sb_all(&old, &sw.oldown, NULL, 1, NULL, &as->sb) < 0)
 		rt_log(RT_LOG_WARN, "'%s': cannot mark '%s' replaced in its own superblock",
-		       run->name, olddev);
+		       run->name, sw.olddev);
 	pthread_mutex_unlock(&run->sb_lock);
 	unit_close(old);
 	if (r < 0)
 		rt_log(RT_LOG_ERROR, "'%s': '%s' took the place of '%s' in role %u, but recording "
-		       "it in the superblocks failed: %s", run->name, as->dev[role], olddev, role,
+		       "it in the superblocks failed: %s", run->name, as->dev[role], sw.olddev, role,
 		       strerror(-r));
 	else
 		rt_log(RT_LOG_INFO, "'%s': '%s' replaced '%s' in role %u (events %llu); '%s' is "
-		       "released and marked replaced", run->name, as->dev[role], olddev, role,
-		       (unsigned long long)as->sb.events, olddev);
+		       "released and marked replaced", run->name, as->dev[role], sw.olddev, role,
+		       (unsigned long long)as->sb.events, sw.olddev);
 }
 
 /*

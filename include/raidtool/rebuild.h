@@ -101,8 +101,13 @@ int engine_replace_start(struct rt_engine *e, uint32_t role, struct rt_unit *u);
  * After the walk completed: @u takes the role (active, not faulty) and
  * the unit it replaces is given back in *@old (NULL when it had none).
  * -EIO when the replacement failed meanwhile (nothing changes).
+ * @commit (may be NULL) is called with @arg just before the swap, with no
+ * request in flight and none let in until the swap is done: from then on
+ * writes reach @u alone, so the superblocks must say that @u holds the
+ * role before any of them is acknowledged. It must not call the engine.
  */
-int engine_replace_finish(struct rt_engine *e, uint32_t role, struct rt_unit **old);
+int engine_replace_finish(struct rt_engine *e, uint32_t role, struct rt_unit **old,
+			  void (*commit)(void *arg), void *arg);
 /* Give up the replace: the replacement is given back in *@u; the role stays as it is. */
 int engine_replace_abort(struct rt_engine *e, struct rt_unit **u);
 /* The role being replaced, or -1. */

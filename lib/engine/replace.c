@@ -72,7 +72,8 @@ out:
 }
 
 /* Ends the replace under the drain; with @swap the replacement takes the role. */
-static int replace_end(struct rt_engine *e, bool swap, uint32_t role, struct rt_unit **out)
+static int replace_end(struct rt_engine *e, bool swap, uint32_t role, struct rt_unit **out,
+		       void (*commit)(void *arg), void *arg)
 {
 	uint32_t r;
 	int ret = 0;
@@ -86,6 +87,14 @@ static int replace_end(struct rt_engine *e, bool swap, uint32_t role, struct rt_
 		ret = r == LAYOUT_NO_ROLE ? -ENOENT : -EIO;
 		goto out;
 	}
+	/*
+	 * Under the drain: a write acknowledged once the role's unit no
+	 * longer gets writes must find the swap in the superblocks, else a
+	 * crash brings back the old unit (its replace resumed, the regions
+	 * the crash left dirty copied again from it onto the new one).
+	 */
+	if (swap && commit)
+		commit(arg);
 	atomic_store(&e->replace_role, LAYOUT_NO_ROLE);
 	if (swap) {
 		*out = e->unit[r];
@@ -106,18 +115,19 @@ out:
 	return ret;
 }
 
-int engine_replace_finish(struct rt_engine *e, uint32_t role, struct rt_unit **old)
+int engine_replace_finish(struct rt_engine *e, uint32_t role, struct rt_unit **old,
+			  void (*commit)(void *arg), void *arg)
 {
 	if (!e || !old)
 		return -EINVAL;
-	return replace_end(e, true, role, old);
+	return replace_end(e, true, role, old, commit, arg);
 }
 
 int engine_replace_abort(struct rt_engine *e, struct rt_unit **u)
 {
 	if (!e || !u)
 		return -EINVAL;
-	return replace_end(e, false, LAYOUT_NO_ROLE, u);
+	return replace_end(e, false, LAYOUT_NO_ROLE, u, NULL, NULL);
 }
 
 /*

@@ -1048,6 +1048,21 @@ static void run_mapped_write(struct fixture *f, struct engine_aio *ar, const uin
 	memcpy(f->model + off, buf, len);
 }
 
+/* Fail the first write of @len bytes to @role (a holder's whole-stripe column). */
+struct gather_fault {
+	_Atomic int armed;
+	uint32_t role, len;
+};
+
+static int gather_fault_result(void *arg, int op, uint32_t role, uint32_t len, int res)
+{
+	struct gather_fault *gf = arg;
+
+	if (op == 1 && role == gf->role && len == gf->len && atomic_exchange(&gf->armed, 0))
+		return -EIO;
+	return res;
+}
+
 /*
  * With stripe gathering on: a small write whose stripe is free goes on the
  * ring only once gathering was given up on (waits in vain: random writes)
@@ -1127,6 +1142,42 @@ static void test_engine_ring_gather(void **state)
 	assert_int_equal(engine_flush(e), 0);
 	verify_through_engine(f);
 	verify_units(f);
+
+	/*
+	 * The holder's whole-stripe write fails (a unit error on role 1): the
+	 * offer is given back, not reported written; mapped again it goes to
+	 * the synchronous path (the role is faulty now), which writes it.
+	 */
+	{
+		struct gather_fault gf = { .armed = 1, .role = 1, .len = (uint32_t)C - 4096 };
+		struct engine_fault_hooks hk = { .io_result = gather_fault_result, .arg = &gf };
+		uint64_t base2 = (s + 1) * W;
+
+		atomic_store(&e->retry_count, 0);
+		engine_set_fault_hooks(e, &hk);
+		atomic_store(&e->gather_misses, 0);
+		rng_fill(&seed, buf, W);
+		h = (struct gather_holder){ .e = e, .buf = buf, .len = W - 4096, .off = base2,
+					    .ret = -1 };
+		assert_int_equal(pthread_create(&t, NULL, gather_holder_main, &h), 0);
+		for (i = 0; i < 10000 && !stripe_is_held(e, s + 1); i++)
+			usleep(500);
+		assert_true(stripe_is_held(e, s + 1));
+		resumed = 0;
+		assert_int_equal(engine_write_map(e, buf + W - 4096, 4096, base2 + W - 4096, ar),
+				 -EINPROGRESS);
+		assert_int_equal(pthread_join(t, NULL), 0);
+		engine_set_fault_hooks(e, NULL);
+		assert_int_equal(h.ret, 0);
+		assert_int_equal(atomic_load(&gf.armed), 0);
+		assert_true(engine_faulty(e) & role_bit(1));
+		assert_int_equal(resumed, 1);
+		assert_int_equal(engine_write_map(e, buf + W - 4096, 4096, base2 + W - 4096, ar),
+				 -EAGAIN);
+		assert_int_equal(engine_write(e, buf + W - 4096, 4096, base2 + W - 4096), 0);
+		memcpy(f->model + base2, buf, W);
+		verify_through_engine(f);
+	}
 	free(buf);
 	free(ar);
 }

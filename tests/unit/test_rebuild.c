@@ -513,6 +513,84 @@ static void test_cancel_resume_raid5(void **state)
 	fx_teardown(&f);
 }
 
+/*
+ * engine_replace_finish's commit (where raidtool records the swap in the
+ * superblocks): a write started now must not be acknowledged before the
+ * swap, as it reaches the new unit alone from then on.
+ */
+struct swap_probe {
+	struct fx *f;
+	pthread_t th;
+	atomic_bool written;
+	int err;
+	bool early;
+};
+
+static void *swap_writer(void *arg)
+{
+	struct swap_probe *sp = arg;
+	uint8_t buf[4096];
+
+	memset(buf, 0x5a, sizeof(buf));
+	sp->err = engine_write(sp->f->e, buf, sizeof(buf), 0);
+	memcpy(sp->f->model, buf, sizeof(buf));
+	atomic_store(&sp->written, true);
+	return NULL;
+}
+
+static void swap_commit(void *arg)
+{
+	struct swap_probe *sp = arg;
+
+	assert_int_equal(pthread_create(&sp->th, NULL, swap_writer, sp), 0);
+	usleep(200000);
+	sp->early = atomic_load(&sp->written);
+}
+
+/*
+ * A hot replace records its progress on the way as a rebuild does, not
+ * only at its end: a replace that dies (kill -9) resumes from its last
+ * checkpoint instead of copying the whole role again. Each checkpoint lies
+ * at or below what was copied, and the last is the whole role. At the
+ * swap, no write is acknowledged while the superblocks are being written
+ * (swap_commit), and one made then lands on the new unit.
+ */
+static void test_replace_checkpoints(void **state)
+{
+	struct swap_probe sp = { 0 };
+	struct rt_unit *old = NULL;
+	uint32_t role = 1;
+	struct fx f;
+	unsigned i;
+
+	(void)state;
+	if (skip_without_root())
+		skip();
+	assert_int_equal(fx_setup(&f, RT_LEVEL_5, 3), 0);
+	fill_all(&f, 13);
+	assert_int_equal(open_unit(&f, NU - 1, true), 0);
+	assert_int_equal(engine_replace_start(f.e, role, f.unit[NU - 1]), 0);
+	assert_int_equal(start_walk(&f, RT_WALK_REPLACE, role, 0), 0);
+	assert_int_equal(wait_done(&f, 1), 0);
+	assert_true(f.n_ckpt >= 2);
+	for (i = 1; i < f.n_ckpt; i++)
+		assert_true(f.ckpt[i] > f.ckpt[i - 1]);
+	assert_true(f.ckpt[0] > 0 && f.ckpt[0] < f.role_bytes);
+	assert_int_equal(f.ckpt[f.n_ckpt - 1], f.role_bytes);
+	sp.f = &f;
+	assert_int_equal(engine_replace_finish(f.e, role, &old, swap_commit, &sp), 0);
+	pthread_join(sp.th, NULL);
+	assert_int_equal(sp.err, 0);
+	assert_false(sp.early);
+	assert_ptr_equal(old, f.unit[role]);
+	unit_close(old);
+	f.unit[role] = f.unit[NU - 1];
+	f.unit[NU - 1] = NULL;
+	verify_engine(&f);
+	verify_roles(&f);
+	fx_teardown(&f);
+}
+
 /* Damage @count stripes behind the engine: raid1 mirror 1, raid5 the parity chunk. */
 static void corrupt(struct fx *f, unsigned count)
 {
@@ -747,6 +825,7 @@ int main(void)
 		cmocka_unit_test(test_recover_raid5),
 		cmocka_unit_test(test_recover_raid5_big_chunk),
 		cmocka_unit_test(test_cancel_resume_raid5),
+		cmocka_unit_test(test_replace_checkpoints),
 		cmocka_unit_test(test_check_raid1),
 		cmocka_unit_test(test_check_raid1_majority),
 		cmocka_unit_test(test_check_raid5),
