@@ -179,6 +179,12 @@ static int walk_checkpoint(struct rt_engine *e, struct rt_walk *w, uint64_t pos)
 
 	if (ret)
 		return ret;
+	/*
+	 * A replacement that missed a write (or its flush) is not valid below
+	 * @pos: the engine flushes on without it, so ask.
+	 */
+	if (w->p.kind == RT_WALK_REPLACE && engine_replace_failed(e))
+		return -EIO;
 	if (w->p.checkpoint)
 		w->p.checkpoint(w->p.role, pos, w->p.ctx);
 	return 0;
@@ -362,9 +368,6 @@ static int recover_span(struct rt_engine *e, struct rt_walk *w, const struct eng
 		if (w->p.kind == RT_WALK_REPLACE) {
 			ret = replace_batch(e, w, g, *pos, &cnt);
 			k = ret ? 0 : cnt;
-			/* Progress and checkpoints as between a recover run's pieces. */
-			if (!ret)
-				recover_run_stop(&rr, *pos + k * g->chunk);
 		} else {
 			if (rr.limited)
 				cnt = walk_batch_limited(w, cnt, g->chunk);

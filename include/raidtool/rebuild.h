@@ -112,6 +112,8 @@ int engine_replace_finish(struct rt_engine *e, uint32_t role, struct rt_unit **o
 int engine_replace_abort(struct rt_engine *e, struct rt_unit **u);
 /* The role being replaced, or -1. */
 int engine_replace_role(struct rt_engine *e);
+/* Has a write or flush to the replacement failed (the replace is then abandoned)? */
+bool engine_replace_failed(struct rt_engine *e);
 
 int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p);
 /*

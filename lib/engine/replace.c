@@ -37,6 +37,11 @@ int engine_replace_role(struct rt_engine *e)
 	return r == LAYOUT_NO_ROLE ? -1 : (int)r;
 }
 
+bool engine_replace_failed(struct rt_engine *e)
+{
+	return e && atomic_load(&e->replace_failed);
+}
+
 int engine_replace_start(struct rt_engine *e, uint32_t role, struct rt_unit *u)
 {
 	uint64_t bit;
