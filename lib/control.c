@@ -1171,7 +1171,7 @@ void control_server_finish(struct control_server *s, int err, const char *msg)
 		if (err < 0)
 			reply_error(s->pending_fd, err, msg);
 		else
-			reply_ok(s->pending_fd, NULL, 0);
+			reply_ok_msg(s->pending_fd, NULL, 0, msg && *msg ? msg : NULL);
 		close(s->pending_fd);
 	}
 	if (s->wake[0] >= 0)
@@ -1354,13 +1354,17 @@ int control_status_wait(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 	}
 }
 
-int control_stop(const uint8_t uuid[RT_UUID_SIZE], const char *name)
+int control_stop(const uint8_t uuid[RT_UUID_SIZE], const char *name, char *msg, size_t len)
 {
 	const struct rt_control_req rq = { .verb = RT_VERB_STOP };
-	struct json_object *v;
+	struct json_object *v, *m;
 	int r;
 
+	if (msg && len)
+		msg[0] = '\0';
 	r = call(uuid, name, &rq, &v);
+	if (r == 0 && msg && len && json_object_object_get_ex(v, "message", &m))
+		snprintf(msg, len, "%s", json_object_get_string(m));
 	json_object_put(v);
 	return r < 0 ? r : 0;
 }

@@ -161,7 +161,7 @@ int deactivate_array(const char *id, struct rt_deactivate_result *res)
 			control_probe(uuid, &p);	/* it came alive meanwhile */
 			continue;
 		}
-		r = control_stop(uuid, name);
+		r = control_stop(uuid, name, res->note, sizeof(res->note));
 		if (r == 0) {
 			res->how = RT_DEACTIVATE_STOPPED;
 			wait_exit(p.pid);

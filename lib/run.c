@@ -761,6 +761,33 @@ static void resync_owed(struct run *run)
 }
 
 /*
+ * A stop of a whole array that owes some regions a resync (a forced start's
+ * dirty regions, writes that reached only some units) runs it first, so the
+ * array is left clean: a walk that ran meanwhile (a check) can have kept it
+ * from starting, and left dirty, a later degraded start of a raid5 is
+ * refused (the write hole). Only for regions: a whole-array resync is left
+ * to the next start.
+ */
+static void resync_owed_before_stop(struct run *run)
+{
+	uint64_t n_owed = 0, all = 0;
+	struct rt_walk_progress wp;
+
+	if (run->readonly || engine_resync_owed(run->e, NULL, 0, &n_owed, &all) < 0 || !n_owed ||
+	    all)
+		return;
+	rt_log(RT_LOG_INFO, "'%s': resyncing the %llu region%s owed a resync before stopping",
+	       run->name, (unsigned long long)n_owed, n_owed == 1 ? "" : "s");
+	resync_owed(run);
+	for (;;) {
+		engine_walk_progress(run->e, &wp);
+		if (!wp.running)
+			break;
+		rt_sleep_ms(20);
+	}
+}
+
+/*
  * Rebuild @role onto the unit attached to it, from @start bytes of its data
  * area; only in the regions set in @regions (log regions of @region_size
  * bytes) when not NULL.
@@ -998,6 +1025,7 @@ int run_teardown(struct run *run, char *msg, size_t msglen)
 
 		/* A walk in progress stops first (a rebuild checkpoints as it ends). */
 		engine_walk_cancel(run->e);
+		resync_owed_before_stop(run);
 		owed = !run->readonly && resync_owed_any(run);
 		engine_get_stats(run->e, &st);
 		faulty_before = st.faulty_mask;
@@ -1032,9 +1060,10 @@ int run_teardown(struct run *run, char *msg, size_t msglen)
 		 * resyncs them; not yet synced, the flag already makes it do so.
 		 */
 		if (q == 0 && !sb_unsynced(&run->as->sb) && (run->resync_pending || owed)) {
-			rt_log(RT_LOG_WARN, "'%s': the resync %s; the array stays marked dirty and "
-			       "resyncs when activated again", run->name, run->resync_pending ?
-			       "did not finish" : "owed to some regions did not run");
+			snprintf(msg, msglen, "superblocks left dirty: the resync %s; it runs when "
+				 "the array is activated again", run->resync_pending ?
+				 "did not finish" : "owed to some regions did not run");
+			rt_log(RT_LOG_WARN, "'%s': %s", run->name, msg);
 		} else if (q < 0) {
 			rt_log(RT_LOG_ERROR, "'%s': final flush failed: %s; the array stays "
 			       "marked dirty", run->name, strerror(-q));
@@ -1566,7 +1595,8 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 	r = run_teardown(run, msg, sizeof(msg));
 	if (r == 0)
 		rt_log(RT_LOG_INFO, "'%s': stopped; %s", run->name, run->readonly ?
-		       "read-only: nothing was written to the units" : "superblocks marked clean");
+		       "read-only: nothing was written to the units" :
+		       msg[0] ? msg : "superblocks marked clean");
 	run_remove_files(run, r < 0);
 	control_server_finish(run->cs, r, msg);
 	run->cs = NULL;

@@ -29,7 +29,8 @@ static void print_json(const struct rt_deactivate_result *res)
 	json_uuid(&j, "uuid", res->uuid);
 	json_str(&j, "result", recovered ? "recovered" : "stopped");
 	json_i64(&j, "pid", res->pid);
-	json_str(&j, "superblocks", recovered ? "dirty" : "clean");
+	json_str(&j, "superblocks", recovered || res->note[0] ? "dirty" : "clean");
+	json_str(&j, "message", !recovered && res->note[0] ? res->note : NULL);
 	json_str(&j, "cleaned_up", recovered && res->did[0] ? res->did : NULL);
 	json_str(&j, "activation", recovered ? after_recovery(res->verdict) : NULL);
 	json_str(&j, "reason", recovered && res->verdict != 0 && res->why[0] ? res->why : NULL);
@@ -70,8 +71,8 @@ static int run_deactivate(int n, const char **args)
 			       "'activate --force' in raidtool(8))\n", res.name, res.why, res.name);
 		r = EXIT_OK;
 	} else {
-		printf("'%s': stopped (engine pid %d); superblocks marked clean\n", res.name,
-		       (int)res.pid);
+		printf("'%s': stopped (engine pid %d); %s\n", res.name, (int)res.pid,
+		       res.note[0] ? res.note : "superblocks marked clean");
 		r = EXIT_OK;
 	}
 out:

@@ -69,6 +69,8 @@ struct rt_deactivate_result {
 	int verdict;
 	char why[512];
 	uint8_t uuid[RT_UUID_SIZE];	/* the array's */
+	/* STOPPED: why the superblocks were left dirty, or empty (marked clean). */
+	char note[512];
 };
 
 /*

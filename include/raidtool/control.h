@@ -295,10 +295,11 @@ int control_status_wait(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 			struct rt_control_status *st, struct rt_control_probe *p);
 
 /*
- * stop: returns once the engine has shut down cleanly (0), or -EBUSY with
- * the engine's reason logged when the device is in use.
+ * stop: returns once the engine has shut down cleanly (0; @msg, when given,
+ * holds what it said of the superblocks left dirty, else empty), or -EBUSY
+ * with the engine's reason logged when the device is in use.
  */
-int control_stop(const uint8_t uuid[RT_UUID_SIZE], const char *name);
+int control_stop(const uint8_t uuid[RT_UUID_SIZE], const char *name, char *msg, size_t len);
 
 /*
  * Any other request: 0 and the engine's message in @msg, or the engine's

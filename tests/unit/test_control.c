@@ -303,7 +303,7 @@ static void test_refusals(void **state)
 
 	(void)state;
 	NEED_ROOT();
-	assert_int_equal(control_stop(array_uuid, NAME), -EBUSY);
+	assert_int_equal(control_stop(array_uuid, NAME, NULL, 0), -EBUSY);
 	assert_int_equal(control_request(array_uuid, "frobnicate now", reply, sizeof(reply),
 					 5000), 0);
 	assert_non_null(strstr(reply, "\"errno\":22"));
