@@ -766,15 +766,16 @@ static void resync_owed(struct run *run)
  * array is left clean: a walk that ran meanwhile (a check) can have kept it
  * from starting, and left dirty, a later degraded start of a raid5 is
  * refused (the write hole). Only for regions: a whole-array resync is left
- * to the next start.
+ * to the next start, and so is an initial sync (the unsynced flag carries
+ * it, and the array may be marked clean).
  */
 static void resync_owed_before_stop(struct run *run)
 {
 	uint64_t n_owed = 0, all = 0;
 	struct rt_walk_progress wp;
 
-	if (run->readonly || engine_resync_owed(run->e, NULL, 0, &n_owed, &all) < 0 || !n_owed ||
-	    all)
+	if (run->readonly || sb_unsynced(&run->as->sb) ||
+	    engine_resync_owed(run->e, NULL, 0, &n_owed, &all) < 0 || !n_owed || all)
 		return;
 	rt_log(RT_LOG_INFO, "'%s': resyncing the %llu region%s owed a resync before stopping",
 	       run->name, (unsigned long long)n_owed, n_owed == 1 ? "" : "s");
