@@ -121,7 +121,14 @@ start_zeroed() {
 # Everything under the scratch directory, in reverse order of creation.
 scratch_teardown() {
 	[ -n "${TESTDIR:-}" ] && [ -d "$TESTDIR" ] || return 0
-	local pidf pid mnt dev back fstype
+	local pidf pid mnt dev back fstype now
+	local -A loops=()
+	# Loop devices over our files, seen now: once a filesystem holding them
+	# (a tmpfs under TESTDIR) is unmounted, their backing path no longer
+	# starts with TESTDIR.
+	while read -r dev back; do
+		case "$back" in "$TESTDIR"/*) loops[$dev]=${back##*/} ;; esac
+	done < <(losetup -nO NAME,BACK-FILE 2>/dev/null)
 	# Filesystems mounted from our arrays or into our directory; the engines'
 	# FUSE mounts stay until their loop devices are gone, so that those can
 	# still be found by their backing file's path.
@@ -144,10 +151,15 @@ scratch_teardown() {
 		done
 		kill -KILL "$pid" 2>/dev/null
 	done
-	# Loop devices over our files (units, and the arrays' FUSE files).
+	# Loop devices over our files (units, and the arrays' FUSE files); those
+	# seen before still over a file of the same name (not reused meanwhile).
 	while read -r dev back; do
 		case "$back" in "$TESTDIR"/*) losetup -d "$dev" 2>/dev/null ;; esac
 	done < <(losetup -nO NAME,BACK-FILE 2>/dev/null)
+	for dev in "${!loops[@]}"; do
+		now=$(losetup -nO BACK-FILE "$dev" 2>/dev/null) || continue
+		[ "${now##*/}" = "${loops[$dev]}" ] && losetup -d "$dev" 2>/dev/null
+	done
 	# FUSE mounts left by a killed engine, and anything else still mounted.
 	while read -r dev mnt _; do
 		case "$mnt" in "$TESTDIR"/*) umount -l "$mnt" 2>/dev/null ;; esac
