@@ -1146,7 +1146,11 @@ static bool below_reserve(const struct thin_pool *p)
 	return p->meta_free <= reserve;
 }
 
-int thin_alloc_data_block(struct thin_pool *p, uint64_t *block)
+/*
+ * A free data block for a write: on a writable pool whose metadata is not
+ * down to its reserve (so a transaction never aborts for want of it).
+ */
+static int data_block_free(struct thin_pool *p, uint64_t *block)
 {
 	int r = writable(p);
 
@@ -1154,8 +1158,14 @@ int thin_alloc_data_block(struct thin_pool *p, uint64_t *block)
 		return r;
 	if (below_reserve(p))
 		return -ENOSPC;
-	r = alloc_from(p->data_rc, p->data_rc_committed, p->data_reserved, p->data_blocks,
-		       &p->data_cursor, block);
+	return alloc_from(p->data_rc, p->data_rc_committed, p->data_reserved, p->data_blocks,
+			  &p->data_cursor, block);
+}
+
+int thin_alloc_data_block(struct thin_pool *p, uint64_t *block)
+{
+	int r = data_block_free(p, block);
+
 	if (r < 0)
 		return r;
 	data_set(p, *block, 1);
@@ -1201,14 +1211,8 @@ int thin_map_lookup(struct thin_pool *p, uint32_t id, uint64_t vblock, bool cach
 
 int thin_data_reserve(struct thin_pool *p, uint64_t *block)
 {
-	int r = writable(p);
+	int r = data_block_free(p, block);
 
-	if (r < 0)
-		return r;
-	if (below_reserve(p))
-		return -ENOSPC;
-	r = alloc_from(p->data_rc, p->data_rc_committed, p->data_reserved, p->data_blocks,
-		       &p->data_cursor, block);
 	if (r < 0)
 		return r;
 	bit_put(p->data_reserved, *block, true);
