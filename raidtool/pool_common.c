@@ -56,7 +56,8 @@ int pool_cli_open_view(const char *id, struct pool_cli *pc)
 	if (r < 0)
 		return r;
 	r = open_pool(id, false, strcmp(msg, THIN_RUN_NOTHING_COMMITS) != 0, pc);
-	if (r == 0 && strcmp(msg, THIN_RUN_NOTHING_COMMITS)) {
+	/* The open failed (and let go of the lock): nothing will read the snapshot. */
+	if (r < 0 && strcmp(msg, THIN_RUN_NOTHING_COMMITS)) {
 		const struct rt_control_req rel = { .verb = RT_VERB_POOL,
 						    .arg = "release-metadata-snap" };
 
