@@ -96,6 +96,18 @@ int lock_take_within(const char *key, long limit, int *out)
 			close(fd);
 			return r;
 		}
+		/*
+		 * flock conflicts between two open files of one process too: a
+		 * command that asks again for a lock it holds would wait out the
+		 * whole limit for itself (a pool view once did, 60 s a call).
+		 * Admin locks are taken by one thread of a command, so our own
+		 * pid in the file means that wait could never end.
+		 */
+		if (holder_pid(fd) == (int)getpid()) {
+			rt_log(RT_LOG_ERROR, "lock '%s': this process holds it already", key);
+			close(fd);
+			return -EDEADLK;
+		}
 		if (waited >= limit) {
 			int pid = holder_pid(fd);
 
