@@ -2,9 +2,11 @@
 /*
  * Background walks over a running array (include/raidtool/rebuild.h): one
  * thread per walk, one walk at a time per engine. The thread goes through
- * the role data area in batches of whole stripes; each batch takes a
- * context and the batch's stripe locks (inside lib/engine/), so user I/O
- * goes on between batches and never sees a half-done stripe.
+ * the role data area in runs of the engine's walk pipeline
+ * (lib/engine/walk.c): a few pieces in flight, each holding its own
+ * stripes' locks, so user I/O goes on beside the walk and never sees a
+ * half-done stripe. Between pieces the run reports here (walk_run_stop):
+ * progress, checkpoints, cancel, the rate limit.
  *
  * recover: stripes from p->start (rounded down to a stripe) to the end are
  *   rebuilt onto the attached unit. Writes reach that unit at every offset
@@ -57,6 +59,7 @@ struct rt_walk {
 	uint8_t *regions;		/* resync: our copy of the bitmap */
 	uint64_t n_regions;
 	struct rt_walk_progress prog;
+	struct engine_scrub sc;		/* a scrub's settings and findings (walk thread) */
 	struct timespec t0;
 	uint64_t done0;			/* where this run started */
 	/* The throttle's baseline: restarted when the limit changes. */
@@ -160,6 +163,10 @@ static void walk_note(struct rt_walk *w, uint64_t done_abs, uint64_t regions)
 	w->prog.done = done_abs;
 	w->done_now = done_abs;
 	w->prog.regions = regions;
+	w->prog.mismatches = w->sc.mismatches;
+	w->prog.repaired = w->sc.repaired;
+	w->prog.ties = w->sc.ties;
+	w->prog.kept_roles = w->sc.kept_roles;
 	el = now_sec(&w->t0);
 	if (el > 0.001)
 		w->prog.bytes_per_sec = (uint64_t)((double)(done_abs - w->done0) / el);
@@ -291,8 +298,8 @@ static bool region_set(const uint8_t *bits, uint64_t i)
 	return bits[i / 8] & (1u << (i % 8));
 }
 
-/* What the engine's recover run reports to, between its pieces. */
-struct recover_run {
+/* What the engine's walk run reports to, between its pieces. */
+struct walk_run {
 	struct rt_walk *w;
 	const struct engine_geom *g;
 	uint64_t pos0, done0, regions;
@@ -300,19 +307,24 @@ struct recover_run {
 	bool limited;			/* the run is a rate-limited batch */
 };
 
-/*
- * Show the progress; hand a checkpoint owed to the checkpointer (without
- * one, stop the run to take it); stop the run for a cancel, a failed
- * checkpoint, or a rate limit set meanwhile (the walk then goes on in
- * limited batches).
- */
-static bool recover_run_stop(void *arg, uint64_t pos)
+static bool walk_checkpoints(const struct rt_walk *w)
 {
-	struct recover_run *rr = arg;
+	return w->p.kind == RT_WALK_RECOVER || w->p.kind == RT_WALK_REPLACE;
+}
+
+/*
+ * Show the progress; a recover's or a copy's checkpoint owed goes to the
+ * checkpointer (without one, stop the run to take it); stop the run for a
+ * cancel, a failed checkpoint, or a rate limit set meanwhile (the walk
+ * then goes on in limited batches).
+ */
+static bool walk_run_stop(void *arg, uint64_t pos)
+{
+	struct walk_run *rr = arg;
 	struct rt_walk *w = rr->w;
 
 	walk_note(w, rr->done0 + (pos - rr->pos0), rr->regions);
-	if (checkpoint_due(w, rr->g, pos, *rr->last_ck)) {
+	if (walk_checkpoints(w) && checkpoint_due(w, rr->g, pos, *rr->last_ck)) {
 		if (!w->ck_running)
 			return true;
 		if (ckpt_request(w, pos))
@@ -323,40 +335,21 @@ static bool recover_run_stop(void *arg, uint64_t pos)
 }
 
 /*
- * A replace copies batches of @*cnt stripes at most (set to what it did),
- * each under its stripes' locks, one after the other: the pipelined
- * engine_recover_run rebuilds a role, not a role's replacement.
- */
-static int replace_batch(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g,
-			 uint64_t pos, uint64_t *cnt)
-{
-	uint64_t batch = walk_batch_limited(w, engine_walk_batch(e, RT_WALK_RECOVER), g->chunk);
-	struct engine_ctx *c;
-	int ret;
-
-	if (*cnt > batch)
-		*cnt = batch;
-	c = engine_ctx_get(e);
-	ret = engine_replace_stripes(e, c, w->p.role, pos / g->chunk, *cnt);
-	engine_ctx_put(e, c);
-	return ret;
-}
-
-/*
- * Rebuild role bytes [*pos, hi) (chunk aligned); *pos advances with the
- * stripes done, *done counts the bytes rebuilt (the progress shown).
+ * Walk role bytes [*pos, hi) (chunk aligned); *pos advances with the
+ * stripes done, *done counts the bytes walked (the progress shown).
  * Without a rate limit one engine run goes until a checkpoint is owed; under
  * one, runs of a tenth of a second's worth, throttled in between.
  */
-static int recover_span(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g,
-			uint64_t *pos, uint64_t hi, uint64_t *last_ck, uint64_t *done,
-			uint64_t regions)
+static int walk_span(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g,
+		     uint64_t *pos, uint64_t hi, uint64_t *last_ck, uint64_t *done,
+		     uint64_t regions)
 {
+	struct engine_walk_job job = { .kind = w->p.kind, .role = w->p.role, .sc = &w->sc };
 	uint64_t cnt, k;
 	int ret;
 
 	while (*pos < hi) {
-		struct recover_run rr = {
+		struct walk_run rr = {
 			.w = w, .g = g, .pos0 = *pos, .done0 = *done, .last_ck = last_ck,
 			.regions = regions,
 		};
@@ -365,15 +358,9 @@ static int recover_span(struct rt_engine *e, struct rt_walk *w, const struct eng
 			return -ECANCELED;
 		cnt = (hi - *pos) / g->chunk;
 		rr.limited = atomic_load(&w->max_bytes_per_sec) != 0;
-		if (w->p.kind == RT_WALK_REPLACE) {
-			ret = replace_batch(e, w, g, *pos, &cnt);
-			k = ret ? 0 : cnt;
-		} else {
-			if (rr.limited)
-				cnt = walk_batch_limited(w, cnt, g->chunk);
-			ret = engine_recover_run(e, w->p.role, *pos / g->chunk, cnt,
-						 recover_run_stop, &rr, &k);
-		}
+		if (rr.limited)
+			cnt = walk_batch_limited(w, cnt, g->chunk);
+		ret = engine_walk_run(e, &job, *pos / g->chunk, cnt, walk_run_stop, &rr, &k);
 		*pos += k * g->chunk;
 		*done += k * g->chunk;
 		walk_advance(w, *done, regions);
@@ -381,18 +368,10 @@ static int recover_span(struct rt_engine *e, struct rt_walk *w, const struct eng
 			ret = ckpt_error(w);
 		if (ret)
 			return ret;
-		/*
-		 * A recover run hands its checkpoints to the checkpointer
-		 * itself (recover_run_stop); a replace's batches come back
-		 * here, so a replace's go to the checkpointer from here.
-		 */
-		if (!checkpoint_due(w, g, *pos, *last_ck))
+		/* Without a checkpointer, the run stopped for the checkpoint: take it here. */
+		if (!walk_checkpoints(w) || w->ck_running ||
+		    !checkpoint_due(w, g, *pos, *last_ck))
 			continue;
-		if (w->ck_running) {
-			if (w->p.kind == RT_WALK_REPLACE && ckpt_request(w, *pos))
-				*last_ck = *pos;
-			continue;
-		}
 		ret = walk_checkpoint(e, w, *pos);
 		if (ret)
 			return ret;
@@ -414,7 +393,7 @@ static int walk_recover(struct rt_engine *e, struct rt_walk *w, const struct eng
 		w->done0 = w->limit_done0 = w->done_now = done = pos;
 		pthread_mutex_unlock(&w->mu);
 		walk_advance(w, pos, 0);
-		ret = recover_span(e, w, g, &pos, g->role_bytes, &last_ck, &done, 0);
+		ret = walk_span(e, w, g, &pos, g->role_bytes, &last_ck, &done, 0);
 	} else {
 		R = w->p.region_size;
 		for (i = pos / R; i < w->n_regions && !ret; i++) {
@@ -423,7 +402,7 @@ static int walk_recover(struct rt_engine *e, struct rt_walk *w, const struct eng
 			if (region_set(w->regions, i)) {
 				if (i * R > pos)
 					pos = i * R;
-				ret = recover_span(e, w, g, &pos, hi, &last_ck, &done, n);
+				ret = walk_span(e, w, g, &pos, hi, &last_ck, &done, n);
 				if (!ret)
 					walk_advance(w, done, ++n);
 			}
@@ -449,63 +428,28 @@ static int walk_recover(struct rt_engine *e, struct rt_walk *w, const struct eng
 	return ret;
 }
 
-/* Stripes [s0, s_end) in batches; @done_abs advances with them. */
-static int walk_scrub_range(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g,
-			    uint64_t s0, uint64_t s_end, uint64_t *done_abs, uint64_t regions)
+/* Check or repair every stripe. */
+static int walk_scrub(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g)
 {
-	uint64_t batch = engine_walk_batch(e, RT_WALK_CHECK), cnt;
-	struct engine_ctx *c;
-	int ret;
+	uint64_t pos = 0, last_ck = 0, done = 0;
 
-	while (s0 < s_end) {
-		/*
-		 * A resync only has to make the copies agree: any of them holds
-		 * what was written or what was there before.
-		 */
-		struct engine_scrub sc = {
-			.repair = w->p.kind != RT_WALK_CHECK,
-			.settle_ties = w->p.kind == RT_WALK_RESYNC,
-			.prefer_set = w->p.prefer_set,
-			.prefer = w->p.prefer,
-		};
-
-		if (atomic_load(&w->cancel))
-			return -ECANCELED;
-		cnt = walk_batch_limited(w, batch, g->chunk);
-		if (cnt > s_end - s0)
-			cnt = s_end - s0;
-		c = engine_ctx_get(e);
-		ret = engine_scrub_stripes(e, c, s0, cnt, &sc);
-		engine_ctx_put(e, c);
-		if (ret)
-			return ret;
-		pthread_mutex_lock(&w->mu);
-		w->prog.mismatches += sc.mismatches;
-		w->prog.repaired += sc.repaired;
-		w->prog.ties += sc.ties;
-		w->prog.kept_roles |= sc.kept_roles;
-		pthread_mutex_unlock(&w->mu);
-		s0 += cnt;
-		*done_abs += cnt * g->chunk;
-		walk_advance(w, *done_abs, regions);
-	}
-	return 0;
+	return walk_span(e, w, g, &pos, g->role_bytes, &last_ck, &done, 0);
 }
 
+/* The stripes of the regions set (all without a bitmap), repairing. */
 static int walk_resync(struct rt_engine *e, struct rt_walk *w, const struct engine_geom *g)
 {
-	uint64_t R = w->p.region_size, i, done = 0, n_done = 0;
+	uint64_t R = w->p.region_size, i, done = 0, n_done = 0, last_ck = 0;
 	int ret = 0;
 
 	for (i = 0; i < w->n_regions && !ret; i++) {
-		uint64_t lo, hi;
+		uint64_t pos, hi;
 
 		if (w->regions && !region_set(w->regions, i))
 			continue;
-		lo = i * R;
-		hi = lo + R < g->role_bytes ? lo + R : g->role_bytes;
-		ret = walk_scrub_range(e, w, g, lo / g->chunk, (hi + g->chunk - 1) / g->chunk,
-				       &done, n_done);
+		pos = i * R;
+		hi = pos + R < g->role_bytes ? pos + R : g->role_bytes;
+		ret = walk_span(e, w, g, &pos, hi, &last_ck, &done, n_done);
 		if (!ret) {
 			engine_dirtylog_resynced(e, i);
 			walk_advance(w, done, ++n_done);
@@ -519,7 +463,6 @@ static void *walk_main(void *arg)
 	struct rt_engine *e = arg;
 	struct rt_walk *w = *engine_walk_slot(e);
 	struct engine_geom g;
-	uint64_t done = 0;
 	int ret;
 
 	engine_geom(e, &g);
@@ -532,7 +475,7 @@ static void *walk_main(void *arg)
 		ret = walk_resync(e, w, &g);
 		break;
 	default:
-		ret = walk_scrub_range(e, w, &g, 0, g.role_bytes / g.chunk, &done, 0);
+		ret = walk_scrub(e, w, &g);
 		break;
 	}
 	engine_walk_release_mem(e);
@@ -671,6 +614,13 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 		w->p.region_size = p->regions ? p->region_size : g.role_bytes;
 	atomic_store(&w->cancel, false);
 	memset(&w->prog, 0, sizeof(w->prog));
+	/* A resync only has to make the copies agree: any of them holds what was written or was there. */
+	w->sc = (struct engine_scrub){
+		.repair = p->kind != RT_WALK_CHECK,
+		.settle_ties = p->kind == RT_WALK_RESYNC,
+		.prefer_set = p->prefer_set,
+		.prefer = p->prefer,
+	};
 	w->prog.kind = p->kind;
 	w->prog.running = true;
 	w->prog.role = p->kind == RT_WALK_RECOVER || p->kind == RT_WALK_REPLACE ? p->role : 0;

@@ -18,7 +18,8 @@
  *   level-raid5.c    raid5               setup dispatch through it)
  *   raid5-gather.c   raid5: whole stripes gathered from several writers
  *   intent-log.c     the dirty-region log's glue (lib/dirtylog.c is the bitmap)
- *   walk.c           recover and scrub batches for lib/rebuild.c
+ *   walk.c           the walks' pipelined runs for lib/rebuild.c
+ *   replace.c        hot replace: the role's writes to its replacement too
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -50,26 +51,7 @@ void engine_geom(const struct rt_engine *e, struct engine_geom *g);
 struct engine_ctx *engine_ctx_get(struct rt_engine *e);
 void engine_ctx_put(struct rt_engine *e, struct engine_ctx *c);
 
-/* Stripes one scrub batch call handles with one context (>= 1). */
-uint64_t engine_walk_batch(struct rt_engine *e, int kind);
 int engine_unit_fits_role(const struct rt_engine *e, uint32_t role, const struct rt_unit *u);
-
-/*
- * Called by engine_recover_run each time a piece is rebuilt: the role is
- * rebuilt below role byte @pos. True stops the run once the pieces in
- * flight are done (a cancel, a checkpoint or a rate limit to honour); it
- * runs while later pieces hold their stripe locks, so it must not wait.
- */
-typedef bool (*engine_walk_stop_fn)(void *arg, uint64_t pos);
-
-/*
- * Rebuild role @role on stripes [s0, s0 + cnt) from the others, several
- * pieces in flight, each under its stripe locks. *@s_done: the stripes
- * from s0 rebuilt, also on error and when @stop or a wait for a context
- * (a drain) ended the run early. -EIO when the sources or the unit are gone.
- */
-int engine_recover_run(struct rt_engine *e, uint32_t role, uint64_t s0, uint64_t cnt,
-		       engine_walk_stop_fn stop, void *arg, uint64_t *s_done);
 
 /*
  * A scrub of stripes: what it does with copies that differ, and what it
@@ -98,20 +80,37 @@ struct engine_scrub {
 	uint64_t kept_roles;		/* raid1: bit r, role r's copy settled a tie */
 };
 
-/* Scrub stripes [s0, s0 + cnt) under their locks (see struct engine_scrub). */
-int engine_scrub_stripes(struct rt_engine *e, struct engine_ctx *c, uint64_t s0, uint64_t cnt,
-			 struct engine_scrub *sc);
+/*
+ * Called by engine_walk_run each time a piece is done: the walk is done
+ * below role byte @pos. True stops the run once the pieces in flight are
+ * done (a cancel, a checkpoint or a rate limit to honour); it runs while
+ * later pieces hold their stripe locks, so it must not wait.
+ */
+typedef bool (*engine_walk_stop_fn)(void *arg, uint64_t pos);
 
-/* The walk has ended: free what recover borrowed for it (one walk at a time). */
-void engine_walk_release_mem(struct rt_engine *e);
+/* What a walk run does: @kind (RT_WALK_*), of @role or with @sc. */
+struct engine_walk_job {
+	int kind;
+	uint32_t role;			/* recover, replace: the role rebuilt or copied */
+	struct engine_scrub *sc;	/* check, repair, resync: how, and what was found */
+};
 
 /*
- * Copy role @role's stripes [s0, s0 + cnt) to its replacement, from the
- * role's unit or, the role faulty, from the others; under their stripe
- * locks. -EIO when the replacement or every source is gone.
+ * Walk stripes [s0, s0 + cnt): rebuild @job->role from the others, copy it
+ * to its replacement (from its unit or, faulty, from the others), or scrub,
+ * several pieces in flight, each under its stripe locks. *@s_done: the
+ * stripes from s0 done, also on error and when @stop or a wait for a
+ * context (a drain) ended the run early. -EIO when the sources or the
+ * target are gone; a scrub of a degraded raid5, -EBUSY.
  */
-int engine_replace_stripes(struct rt_engine *e, struct engine_ctx *c, uint32_t role,
-			   uint64_t s0, uint64_t cnt);
+int engine_walk_run(struct rt_engine *e, const struct engine_walk_job *job, uint64_t s0,
+		    uint64_t cnt, engine_walk_stop_fn stop, void *arg, uint64_t *s_done);
+
+/* The walk has ended: free what it borrowed (one walk at a time). */
+void engine_walk_release_mem(struct rt_engine *e);
+
+/* Is the replace of @role still good: the replacement working, and with the role faulty, written? */
+bool engine_replace_intact(struct rt_engine *e, uint32_t role);
 
 /* The rebuilt role becomes a normal active one. */
 int engine_recover_complete(struct rt_engine *e, uint32_t role);
@@ -154,10 +153,10 @@ void rebuild_release(struct rt_engine *e);
 #define ENGINE_RETRY_MAX 10000u		/* -EAGAIN resubmissions of one I/O */
 #define ENGINE_ERR_TRIES_MAX 100u	/* fits engine_io.err_tries */
 #define ENGINE_RETRY_WINDOW_MAX_MS 600000u
-#define ENGINE_WALK_STEP (2u << 20)	/* role bytes per unit transfer of a recover */
-#define ENGINE_WALK_DEPTH 4u		/* recover pieces in flight */
-#define ENGINE_WALK_MEM (32u << 20)	/* the recover walk's buffers, at most */
-#define ENGINE_WALK_STRIPES 256u	/* stripes a walk batch may lock */
+#define ENGINE_WALK_STEP (2u << 20)	/* role bytes per unit transfer of a walk */
+#define ENGINE_WALK_DEPTH 4u		/* walk pieces in flight */
+#define ENGINE_WALK_MEM (32u << 20)	/* the walk's buffers, at most */
+#define ENGINE_WALK_STRIPES 256u	/* stripes a walk piece may lock */
 #define ENGINE_AREQS 64u		/* mapped writes holding stripe locks at once */
 #define ENGINE_AREQ_SCRATCH (64u << 10)	/* raid5: old data, parity of one mapped write */
 #define ENGINE_AREQ_WRITE_MAX (16u << 10)	/* raid5: the largest write mapped */
@@ -372,8 +371,9 @@ struct rt_engine {
 	atomic_uint recent_next;
 
 	uint8_t *zeros;			/* ENGINE_PIECE bytes of zeros: engine_discard */
-	uint8_t *walk_mem;		/* recover_range, when a recover walk first ran */
+	uint8_t *walk_mem;		/* the running walk's buffers (walk.c) */
 	size_t walk_step;
+	unsigned walk_nbuf;		/* steps per piece in walk_mem */
 
 	struct rt_walk *walk;		/* lib/rebuild.c */
 	struct engine_dl *dl;		/* the dirty-region log, NULL when none */
@@ -459,8 +459,6 @@ struct engine_level_ops {
 	void (*map_failed)(struct rt_engine *e, struct engine_aio *ar);
 	/* Stripes [first, last], whole, zeroed on the units (healthy, locks held). */
 	int (*zero)(struct rt_engine *e, uint64_t first, uint64_t last);
-	/* Role bytes one walk transfer of @kind (RT_WALK_*) may cover with @c's buffers. */
-	uint64_t (*walk_room)(const struct rt_engine *e, const struct engine_ctx *c, int kind);
 	/* Can @role be rebuilt with the roles in @m faulty (itself among them)? */
 	bool (*can_recover)(const struct rt_engine *e, uint32_t role, uint64_t m);
 	/*
@@ -591,7 +589,7 @@ void engine_undrain(struct rt_engine *e);
 uint32_t engine_extent_role(const struct rt_engine *e, const struct layout_extent *ext,
 			    unsigned rr, uint64_t m);
 int ctx_add_reads(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
-		  uint64_t a0, uint64_t from, uint64_t to, unsigned rr);
+		  uint64_t a0, uint64_t from, uint64_t to, unsigned rr, uint64_t m);
 
 /* aio.c */
 void engine_aread_drain(struct rt_engine *e);

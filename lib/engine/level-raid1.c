@@ -57,12 +57,16 @@ static uint32_t raid1_read_role(const struct rt_engine *e, const struct layout_e
 	return LAYOUT_NO_ROLE;
 }
 
+/* Queue one unit write of a mirror: on a context's ring, or a request's (engine_aio). */
+typedef int (*raid1_queue_fn)(struct rt_engine *e, void *q, uint32_t role, uint8_t *buf,
+			      uint64_t unit_off, uint64_t len);
+
 /*
- * The whole range to every working mirror at once (one merged I/O each),
- * a mirror being rebuilt included.
+ * Each extent of [off, off + len) from @buf (which holds @off) to every
+ * working mirror, a mirror being rebuilt included: one merged I/O each.
  */
-static int raid1_write(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
-		       uint64_t a0, uint64_t a1, uint64_t m, uint64_t rb)
+static int raid1_queue_writes(struct rt_engine *e, raid1_queue_fn queue, void *q, uint8_t *buf,
+			      uint64_t off, uint64_t len, uint64_t m, uint64_t rb)
 {
 	struct layout_extent ext;
 	uint64_t pos;
@@ -73,17 +77,35 @@ static int raid1_write(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
 	for (r = 0; r < e->n; r++) {
 		if (m & role_bit(r))
 			continue;
-		for (pos = a0; pos < a1; pos += ext.len) {
-			ret = layout_map(&e->layout, pos, a1 - pos, &ext);
-			if (ret)
-				return ret;
-			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, r, data + (pos - a0),
-					 ext.offset, ext.len);
+		for (pos = off; pos < off + len; pos += ext.len) {
+			ret = layout_map(&e->layout, pos, off + len - pos, &ext);
+			if (!ret)
+				ret = queue(e, q, r, buf + (pos - off), ext.offset, ext.len);
 			if (ret)
 				return ret;
 		}
 	}
-	return ctx_run_ios(e, c);
+	return 0;
+}
+
+static int raid1_queue_ctx(struct rt_engine *e, void *q, uint32_t role, uint8_t *buf,
+			   uint64_t unit_off, uint64_t len)
+{
+	return ctx_add_io(e, q, ENGINE_OP_WRITE, role, buf, unit_off, len);
+}
+
+static int raid1_queue_aio(struct rt_engine *e, void *q, uint32_t role, uint8_t *buf,
+			   uint64_t unit_off, uint64_t len)
+{
+	return engine_aio_add(e, q, true, role, unit_off, buf, len);
+}
+
+static int raid1_write(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
+		       uint64_t a0, uint64_t a1, uint64_t m, uint64_t rb)
+{
+	int ret = raid1_queue_writes(e, raid1_queue_ctx, c, data, a0, a1 - a0, m, rb);
+
+	return ret ? ret : ctx_run_ios(e, c);
 }
 
 /*
@@ -93,27 +115,9 @@ static int raid1_write(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
 static int raid1_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
 			   uint64_t off, uint64_t len, uint64_t m, uint64_t rb)
 {
-	struct layout_extent ext;
-	uint64_t pos;
-	uint32_t r;
-	int ret;
-
 	if (!raid1_tolerates(e, m))
 		return -EAGAIN;
-	m &= ~rb;
-	for (r = 0; r < e->n; r++) {
-		if (m & role_bit(r))
-			continue;
-		for (pos = off; pos < off + len; pos += ext.len) {
-			ret = layout_map(&e->layout, pos, off + len - pos, &ext);
-			if (!ret)
-				ret = engine_aio_add(e, ar, true, r, ext.offset, buf + (pos - off),
-						     ext.len);
-			if (ret)
-				return ret;
-		}
-	}
-	return 0;
+	return raid1_queue_writes(e, raid1_queue_aio, ar, buf, off, len, m, rb);
 }
 
 /*
@@ -169,12 +173,6 @@ static int raid1_zero(struct rt_engine *e, uint64_t first, uint64_t last)
 			ret = unit_zero_range(e->unit[r], e->data_offset + ext.offset, ext.len);
 	}
 	return ret;
-}
-
-/* Recover reads one mirror into the data buffer; scrub reads every mirror. */
-static uint64_t raid1_walk_room(const struct rt_engine *e, const struct engine_ctx *c, int kind)
-{
-	return kind == RT_WALK_RECOVER ? ENGINE_DATA_CAP : c->mem_size / e->n;
 }
 
 /* A copy of any working mirror (raid1_recover_read fails when none is left). */
@@ -240,7 +238,6 @@ const struct engine_level_ops engine_raid1_ops = {
 	.write = raid1_write,
 	.map_write = raid1_map_write,
 	.zero = raid1_zero,
-	.walk_room = raid1_walk_room,
 	.can_recover = raid1_can_recover,
 	.recover_read = raid1_recover_read,
 	.scrub = raid1_scrub,

@@ -515,15 +515,6 @@ static int raid5_zero(struct rt_engine *e, uint64_t first, uint64_t last)
 	return ret;
 }
 
-/*
- * Recover reads n - 1 roles into scratch; scrub reads every role plus room
- * for the computed parity (data and scratch lie back to back).
- */
-static uint64_t raid5_walk_room(const struct rt_engine *e, const struct engine_ctx *c, int kind)
-{
-	return kind == RT_WALK_RECOVER ? c->scratch_cap / (e->n - 1) : c->mem_size / (e->n + 1);
-}
-
 /* From every other role: none of them may be gone. */
 static bool raid5_can_recover(const struct rt_engine *e, uint32_t role, uint64_t m)
 {
@@ -594,7 +585,6 @@ const struct engine_level_ops engine_raid5_ops = {
 	.map_next = raid5_map_next,
 	.map_failed = raid5_map_failed,
 	.zero = raid5_zero,
-	.walk_room = raid5_walk_room,
 	.can_recover = raid5_can_recover,
 	.recover_read = raid5_recover_read,
 	.recover_compute = raid5_recover_compute,

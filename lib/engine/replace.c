@@ -4,9 +4,9 @@
  * new one while it stays in service. The write path sends every write and
  * flush of the role to both (ring.c, replica_mode), so what the copy walk
  * has passed stays equal on the new unit; the walk (lib/rebuild.c, kind
- * RT_WALK_REPLACE) copies stripe batches under their stripe locks, as a
- * recover does. When the role's unit fails meanwhile (engine_mark_faulty)
- * the role gets its rebuild bit too: the level then plans its writes as
+ * RT_WALK_REPLACE) copies pieces under their stripe locks, in the pipeline
+ * a recover runs in (walk.c). When the role's unit fails meanwhile
+ * (engine_mark_faulty) the role gets its rebuild bit too: the level then plans its writes as
  * for a unit being rebuilt, they reach the replacement alone, and the walk
  * reconstructs from the other roles instead of reading the role.
  */
@@ -23,8 +23,7 @@
 
 #include "internal.h"
 
-/* Is the replace of @role still good: the replacement working, and with the role faulty, written? */
-static bool replace_intact(struct rt_engine *e, uint32_t role)
+bool engine_replace_intact(struct rt_engine *e, uint32_t role)
 {
 	return atomic_load(&e->replace_role) == role && !atomic_load(&e->replace_failed) &&
 	       (!(engine_faulty(e) & role_bit(role)) || (engine_rebuilding(e) & role_bit(role)));
@@ -88,7 +87,7 @@ static int replace_end(struct rt_engine *e, bool swap, uint32_t role, struct rt_
 	engine_drain(e);
 	pthread_mutex_lock(&e->fail_mu);
 	r = atomic_load(&e->replace_role);
-	if (r == LAYOUT_NO_ROLE || (swap && (r != role || !replace_intact(e, r)))) {
+	if (r == LAYOUT_NO_ROLE || (swap && (r != role || !engine_replace_intact(e, r)))) {
 		ret = r == LAYOUT_NO_ROLE ? -ENOENT : -EIO;
 		goto out;
 	}
@@ -133,64 +132,4 @@ int engine_replace_abort(struct rt_engine *e, struct rt_unit **u)
 	if (!e || !u)
 		return -EINVAL;
 	return replace_end(e, false, LAYOUT_NO_ROLE, u, NULL, NULL);
-}
-
-/*
- * Copy role bytes [off, off + len) to the replacement in steps as large as
- * the context's buffer holds: read from the role's unit, or (the role
- * faulty in @m) rebuild from the others as a recover does, then write.
- */
-static int replace_range(struct rt_engine *e, struct engine_ctx *c, uint32_t role,
-			 uint64_t off, uint64_t len, uint64_t m)
-{
-	const struct engine_level_ops *ops = e->ops;
-	uint64_t step = (c->mem_size / e->n) & ~((uint64_t)ENGINE_ALIGN_MAX - 1), done, l;
-	bool lost = m & role_bit(role);
-	int ret = 0;
-
-	if (lost && !ops->can_recover(e, role, m))
-		return -EIO;	/* nothing left to copy from */
-	for (done = 0; done < len && !ret; done += l) {
-		if (!replace_intact(e, role))
-			return -EIO;
-		l = min_u64(len - done, step);
-		if (lost)
-			ret = ops->recover_read(e, c, role, c->mem, step, off + done, l, m);
-		else
-			ret = ctx_add_io(e, c, ENGINE_OP_READ, role, c->mem, off + done, l);
-		if (!ret)
-			ret = ctx_run_ios(e, c);
-		c->n_ios = 0;
-		if (!ret && lost && ops->recover_compute)
-			ret = ops->recover_compute(e, role, c->mem, step, l);
-		if (!ret)
-			ret = ctx_add_replica(e, c, ENGINE_OP_WRITE, role, c->mem, off + done, l);
-		if (!ret)
-			ret = ctx_run_ios(e, c);
-		c->n_ios = 0;
-	}
-	return ret;
-}
-
-int engine_replace_stripes(struct rt_engine *e, struct engine_ctx *c, uint32_t role,
-			   uint64_t s0, uint64_t cnt)
-{
-	uint64_t C = e->layout.chunk, m;
-	int ret;
-
-	if (cnt == 0 || cnt > c->locks_cap - 1)
-		return -EINVAL;
-	stripe_lock_acquire(e, c, s0, s0 + cnt - 1);
-	for (;;) {
-		m = engine_faulty(e);
-		ret = replace_range(e, c, role, s0 * C, cnt * C, m);
-		/* The role's unit or a source failed: the others may serve. */
-		if (ret != -EIO || engine_faulty(e) == m || !replace_intact(e, role))
-			break;
-	}
-	if (!ret && !replace_intact(e, role))
-		ret = -EIO;	/* the replacement's own write failed */
-	c->n_ios = 0;
-	stripe_lock_release(e, c, s0, s0 + cnt - 1);
-	return ret;
 }

@@ -64,34 +64,14 @@ uint32_t engine_extent_role(const struct rt_engine *e, const struct layout_exten
 	return ext->role;
 }
 
-/* Queue reads of the aligned logical range [from, to) into @data (which holds @a0). */
-int ctx_add_reads(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
-			 uint64_t a0, uint64_t from, uint64_t to, unsigned rr)
-{
-	struct layout_extent ext;
-	uint64_t pos;
-	int ret;
-
-	for (pos = from; pos < to; pos += ext.len) {
-		ret = layout_map(&e->layout, pos, to - pos, &ext);
-		if (ret)
-			return ret;
-		ret = ctx_add_io(e, c, ENGINE_OP_READ, e->ops->read_role(e, &ext, rr, 0),
-				 data + (pos - a0), ext.offset, ext.len);
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
-
 /*
- * Read the aligned range [from, to) into @data (which holds @a0) with the
- * roles in @m faulty, running all the I/O: raid1 reads a working mirror,
- * raid5 reconstructs, linear/raid0 fail with -EIO. raid5 callers hold the
- * range's stripe locks.
+ * Queue the reads of the aligned logical range [from, to) into @data (which
+ * holds @a0) with the roles in @m faulty: raid1 reads a working mirror,
+ * raid5 reconstructs (running that I/O at once), linear/raid0 fail with
+ * -EIO. raid5 callers with @m hold the range's stripe locks.
  */
-static int ctx_read_range(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
-			  uint64_t a0, uint64_t from, uint64_t to, unsigned rr, uint64_t m)
+int ctx_add_reads(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
+		  uint64_t a0, uint64_t from, uint64_t to, unsigned rr, uint64_t m)
 {
 	struct layout_extent ext;
 	uint64_t pos;
@@ -113,7 +93,16 @@ static int ctx_read_range(struct rt_engine *e, struct engine_ctx *c, uint8_t *da
 		if (ret)
 			return ret;
 	}
-	return ctx_run_ios(e, c);
+	return 0;
+}
+
+/* The same reads, all of them run. */
+static int ctx_read_range(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
+			  uint64_t a0, uint64_t from, uint64_t to, unsigned rr, uint64_t m)
+{
+	int ret = ctx_add_reads(e, c, data, a0, from, to, rr, m);
+
+	return ret ? ret : ctx_run_ios(e, c);
 }
 
 /*
@@ -135,11 +124,7 @@ static int engine_read_piece(struct rt_engine *e, struct engine_ctx *c, uint8_t 
 
 	for (;;) {
 		c->n_ios = 0;
-		if (!m) {
-			ret = ctx_add_reads(e, c, data, a0, a0, a1, rr);
-			if (!ret)
-				ret = ctx_run_ios(e, c);
-		} else if (e->ops->lock_degraded_reads) {
+		if (m && e->ops->lock_degraded_reads) {
 			stripe_lock_acquire(e, c, first, last);
 			ret = ctx_read_range(e, c, data, a0, a0, a1, rr, m);
 			c->n_ios = 0;
@@ -232,9 +217,9 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 
 			if (!m) {
 				if (head)
-					ret = ctx_add_reads(e, c, data, a0, a0, a0 + A, c->rr);
+					ret = ctx_add_reads(e, c, data, a0, a0, a0 + A, c->rr, 0);
 				if (!ret && both)
-					ret = ctx_add_reads(e, c, data, a0, a1 - A, a1, c->rr);
+					ret = ctx_add_reads(e, c, data, a0, a1 - A, a1, c->rr, 0);
 				if (!ret)
 					ret = ctx_run_ios(e, c);
 			} else {

@@ -207,6 +207,12 @@ static void engine_backoff(struct rt_engine *e)
 		;
 }
 
+/* [write][fixed] */
+static const uint8_t io_opcode[2][2] = {
+	{ IORING_OP_READ, IORING_OP_READ_FIXED },
+	{ IORING_OP_WRITE, IORING_OP_WRITE_FIXED },
+};
+
 static bool ctx_prep_io(struct rt_engine *e, struct engine_ctx *c, struct engine_io *io)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
@@ -218,18 +224,12 @@ static bool ctx_prep_io(struct rt_engine *e, struct engine_ctx *c, struct engine
 		return false;
 	switch (io->op) {
 	case ENGINE_OP_READ:
-		if (io->fixed)
-			io_uring_prep_read_fixed(sqe, fd, io->buf + io->done, len, off,
-						 io->fixed - 1);
-		else
-			io_uring_prep_read(sqe, fd, io->buf + io->done, len, off);
-		break;
 	case ENGINE_OP_WRITE:
+		/* A registered buffer (io->fixed - 1) or a plain one. */
+		io_uring_prep_rw(io_opcode[io->op == ENGINE_OP_WRITE][io->fixed != 0], sqe, fd,
+				 io->buf + io->done, len, off);
 		if (io->fixed)
-			io_uring_prep_write_fixed(sqe, fd, io->buf + io->done, len, off,
-						  io->fixed - 1);
-		else
-			io_uring_prep_write(sqe, fd, io->buf + io->done, len, off);
+			sqe->buf_index = (uint16_t)(io->fixed - 1);
 		break;
 	default:
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);

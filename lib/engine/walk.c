@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The background walks' batches (lib/rebuild.c drives them): recover a
- * role, scrub (check, repair, resync) stripes, each under the stripe locks
- * of its batch, like any writer.
+ * The background walks' runs (lib/rebuild.c drives them): recover a role,
+ * copy it to its replacement, scrub (check, repair, resync) stripes. All of
+ * them are one pipeline of pieces, each under the stripe locks of its own
+ * stripes, like any writer.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -37,47 +38,42 @@ bool engine_role_rebuilding(struct rt_engine *e, uint32_t role)
 	return role < e->n && (engine_rebuilding(e) & role_bit(role));
 }
 
-/*
- * One batch is as many stripes as one pass of buffers holds (the level
- * says how much that is). A chunk bigger than that is done in column
- * pieces.
- */
-static uint64_t engine_walk_room(const struct rt_engine *e, const struct engine_ctx *c, int kind)
+static bool walk_scrubs(int kind)
 {
-	uint64_t room = e->ops->walk_room ? e->ops->walk_room(e, c, kind) : c->mem_size / e->n;
-
-	return room & ~((uint64_t)ENGINE_ALIGN_MAX - 1);
-}
-
-uint64_t engine_walk_batch(struct rt_engine *e, int kind)
-{
-	uint64_t k = engine_walk_room(e, &e->ctx[0], kind) / e->layout.chunk;
-
-	if (k > e->ctx[0].locks_cap - 1)
-		k = e->ctx[0].locks_cap - 1;
-	return k ? k : 1;
+	return kind != RT_WALK_RECOVER && kind != RT_WALK_REPLACE;
 }
 
 /*
- * The recover walk's buffers, allocated when it first needs them (one
- * walk at a time): ENGINE_WALK_DEPTH slots, each room for what one piece
- * reads (raid5 n - 1 roles, raid1 one) and writes, ENGINE_WALK_STEP bytes
- * per role, less for many units (at most ENGINE_WALK_MEM in all).
+ * The buffers a piece of @kind needs, ENGINE_WALK_STEP role bytes each: a
+ * scrub reads every role and computes one more, a recover or a copy reads
+ * at most n - 1 roles and computes one.
  */
-static int engine_walk_mem(struct rt_engine *e)
+static unsigned walk_bufs(const struct rt_engine *e, int kind)
 {
-	size_t step = min_u64(ENGINE_WALK_STEP, ENGINE_WALK_MEM / (ENGINE_WALK_DEPTH * e->n));
+	return walk_scrubs(kind) ? e->n + 1 : e->n;
+}
+
+/*
+ * The walk's buffers, allocated when it first needs them (one walk at a
+ * time): ENGINE_WALK_DEPTH slots of walk_bufs() steps of ENGINE_WALK_STEP
+ * bytes, less for many units (at most ENGINE_WALK_MEM in all).
+ */
+static int engine_walk_mem(struct rt_engine *e, unsigned nbuf)
+{
+	size_t step = min_u64(ENGINE_WALK_STEP, ENGINE_WALK_MEM / (ENGINE_WALK_DEPTH * nbuf));
 	int ret;
 
-	if (e->walk_mem)
+	if (e->walk_mem && e->walk_nbuf == nbuf)
 		return 0;
+	engine_walk_release_mem(e);
 	step &= ~((size_t)ENGINE_ALIGN_MAX - 1);
-	ret = posix_memalign((void **)&e->walk_mem, 4096, ENGINE_WALK_DEPTH * e->n * step);
+	ret = posix_memalign((void **)&e->walk_mem, 4096, ENGINE_WALK_DEPTH * nbuf * step);
 	if (ret) {
 		e->walk_mem = NULL;
 		return -ret;
 	}
 	e->walk_step = step;
+	e->walk_nbuf = nbuf;
 	return 0;
 }
 
@@ -85,48 +81,55 @@ void engine_walk_release_mem(struct rt_engine *e)
 {
 	free(e->walk_mem);
 	e->walk_mem = NULL;
+	e->walk_nbuf = 0;
 }
 
 /*
- * A recover runs as a pipeline of pieces (up to e->walk_step role bytes
+ * A walk runs as a pipeline of pieces (up to e->walk_step role bytes
  * each, whole stripes when a stripe fits), one slot each: its context (a
  * ring and the stripe locks of the piece), its buffers. A piece takes its
- * stripes' locks, reads its sources, is computed, written, and lets its
- * locks go; meanwhile the next pieces' reads are on the units, so the units
- * always have work queued and the parity is computed while they work. The
+ * stripes' locks, reads, is computed (rebuilt, or compared), writes what
+ * it must (the rebuilt role, the copy, the repairs), and lets its locks
+ * go; meanwhile the next pieces' reads are on the units, so the units
+ * always have work queued and the computing happens while they work. The
  * locks are taken in ascending stripe order, only ever above those held,
  * as every writer does, so no deadlock; a user write to a stripe waits for
  * the one piece that holds it, not for a batch.
  */
 struct walk_slot {
 	struct engine_ctx *c;
-	uint8_t *buf;			/* n pieces of e->walk_step bytes */
+	uint8_t *buf;			/* walk_bufs() steps of e->walk_step bytes */
 	uint64_t off, len;		/* role bytes */
 	uint64_t first, last;		/* stripes locked */
-	bool writing;			/* reads done and computed, the write queued */
+	bool computed;			/* reads done and computed, the writes queued */
 };
 
-struct recover_pipe {
+struct walk_pipe {
 	struct rt_engine *e;
-	uint32_t role;
-	uint64_t m;			/* the faulty roles the reads are planned with */
+	const struct engine_walk_job *job;
+	uint64_t m;			/* the roles the run is planned without */
+	bool lost;			/* a replace: the role is faulty, rebuild its copy */
+	uint32_t roles[RT_MAX_UNITS];	/* a scrub: the roles compared */
+	uint32_t nw;
+	uint64_t last_bad;		/* a scrub: the last stripe found bad */
 	struct walk_slot slot[ENGINE_WALK_DEPTH];
 	unsigned depth;			/* slots with a context */
 	unsigned head, count;		/* the oldest piece in flight; pieces in flight */
-	unsigned n_writing;		/* the oldest n_writing are writing */
-	uint64_t done;			/* role bytes below are rebuilt */
+	unsigned n_computed;		/* the oldest n_computed are computed */
+	uint64_t done;			/* role bytes below are walked */
 	engine_walk_stop_fn stop;	/* asked after each piece retired */
 	void *stop_arg;
-	bool halt;			/* start no more pieces */
+	bool halt;			/* start no more pieces: the run ends */
+	bool replan;			/* a scrub: the roles changed, plan again */
 };
 
-static struct walk_slot *pipe_slot(struct recover_pipe *p, unsigned k)
+static struct walk_slot *pipe_slot(struct walk_pipe *p, unsigned k)
 {
 	return &p->slot[(p->head + k) % p->depth];
 }
 
 /* The piece at @off: whole stripes, or the rest of the stripe when one is bigger than a step. */
-static uint64_t pipe_piece_len(const struct recover_pipe *p, uint64_t off, uint64_t end)
+static uint64_t pipe_piece_len(const struct walk_pipe *p, uint64_t off, uint64_t end)
 {
 	const struct rt_engine *e = p->e;
 	uint64_t C = e->layout.chunk, step = e->walk_step;
@@ -137,42 +140,151 @@ static uint64_t pipe_piece_len(const struct recover_pipe *p, uint64_t off, uint6
 	return min_u64(most, end - off);
 }
 
-/* Lock the piece's stripes and put its reads on the units. */
-static int pipe_start(struct recover_pipe *p, uint64_t off, uint64_t len)
+/*
+ * Plan the run with the roles working now: 0, 1 when there is nothing to
+ * do (a scrub with fewer than two copies), or why it cannot go on.
+ */
+static int pipe_plan(struct walk_pipe *p)
 {
 	struct rt_engine *e = p->e;
+	const struct engine_walk_job *j = p->job;
+	uint32_t r;
+
+	p->replan = false;
+	switch (j->kind) {
+	case RT_WALK_RECOVER:
+		p->m = engine_faulty(e);
+		if (!(engine_rebuilding(e) & role_bit(j->role)) || !e->ops->can_recover(e, j->role, p->m))
+			return -EIO;	/* the unit failed, or nothing is left to rebuild from */
+		return 0;
+	case RT_WALK_REPLACE:
+		p->m = engine_faulty(e);
+		p->lost = p->m & role_bit(j->role);
+		if (!engine_replace_intact(e, j->role) ||
+		    (p->lost && !e->ops->can_recover(e, j->role, p->m)))
+			return -EIO;	/* nothing left to copy from, or to copy to */
+		return 0;
+	default:
+		p->m = engine_faulty(e) | engine_rebuilding(e);
+		if (e->ops->scrub_needs_all && p->m)
+			return -EBUSY;	/* degraded: no redundancy left to compare */
+		for (p->nw = 0, r = 0; r < e->n; r++)
+			if (!(p->m & role_bit(r)))
+				p->roles[p->nw++] = r;
+		return p->nw < 2;
+	}
+}
+
+/*
+ * May a piece start at @pos with the run's plan? A recover or a copy whose
+ * target is gone fails; a scrub whose roles changed plans again, between
+ * stripes.
+ */
+static int pipe_may_start(struct walk_pipe *p, uint64_t pos)
+{
+	struct rt_engine *e = p->e;
+	const struct engine_walk_job *j = p->job;
+
+	switch (j->kind) {
+	case RT_WALK_RECOVER:
+		return engine_rebuilding(e) & role_bit(j->role) ? 0 : -EIO;
+	case RT_WALK_REPLACE:
+		return engine_replace_intact(e, j->role) ? 0 : -EIO;
+	default:
+		if (pos % e->layout.chunk == 0 && (engine_faulty(e) | engine_rebuilding(e)) != p->m)
+			p->replan = true;
+		return 0;
+	}
+}
+
+/* Lock the piece's stripes and put its reads on the units. */
+static int pipe_start(struct walk_pipe *p, uint64_t off, uint64_t len)
+{
+	struct rt_engine *e = p->e;
+	const struct engine_walk_job *j = p->job;
 	struct walk_slot *s = pipe_slot(p, p->count);
-	uint64_t C = e->layout.chunk;
-	int ret;
+	uint64_t C = e->layout.chunk, step = e->walk_step;
+	uint32_t w;
+	int ret = 0;
 
 	s->off = off;
 	s->len = len;
 	s->first = off / C;
 	s->last = (off + len - 1) / C;
-	s->writing = false;
+	s->computed = false;
 	stripe_lock_acquire(e, s->c, s->first, s->last);
 	p->count++;
-	ret = e->ops->recover_read(e, s->c, p->role, s->buf, e->walk_step, off, len, p->m);
+	if (j->kind == RT_WALK_RECOVER || (j->kind == RT_WALK_REPLACE && p->lost))
+		ret = e->ops->recover_read(e, s->c, j->role, s->buf, step, off, len, p->m);
+	else if (j->kind == RT_WALK_REPLACE)
+		ret = ctx_add_io(e, s->c, ENGINE_OP_READ, j->role, s->buf, off, len);
+	else
+		for (w = 0; w < p->nw && !ret; w++)
+			ret = ctx_add_io(e, s->c, ENGINE_OP_READ, p->roles[w], s->buf + w * step,
+					 off, len);
 	if (!ret)
 		ret = ctx_start_ios(e, s->c);
 	return ret;
 }
 
-/* The oldest piece still reading: wait for its reads, compute it, start its write. */
-static int pipe_compute(struct recover_pipe *p)
+/*
+ * Compare (and repair) the piece in column pieces, which never cross a
+ * chunk: parity rotates per stripe. A stripe in several pieces counts once.
+ */
+static int pipe_scrub(struct walk_pipe *p, struct walk_slot *s)
 {
 	struct rt_engine *e = p->e;
-	struct walk_slot *s = pipe_slot(p, p->n_writing);
+	struct engine_scrub *sc = p->job->sc;
+	uint64_t C = e->layout.chunk, o;
+	uint8_t *buf[RT_MAX_UNITS + 1];
+	uint32_t w;
+	int ret = 0;
+
+	for (w = 0; w <= p->nw; w++)
+		buf[w] = s->buf + w * e->walk_step;
+	for (o = 0; o < s->len && !ret;) {
+		struct engine_scrub_piece q = {
+			.buf = buf, .roles = p->roles, .nw = p->nw, .o = o, .pos = s->off + o,
+		};
+
+		q.stripe = q.pos / C;
+		q.len = min_u64(s->len - o, C - q.pos % C);
+		ret = e->ops->scrub(e, s->c, &q, sc);
+		if (sc->repair)
+			sc->kept_roles |= q.kept;
+		if (q.bad && p->last_bad != q.stripe) {
+			p->last_bad = q.stripe;
+			sc->mismatches++;
+			sc->repaired += q.fixed;
+			sc->ties += q.tie;
+		}
+		o += q.len;
+	}
+	return ret;
+}
+
+/* The oldest piece still reading: wait for its reads, compute it, start its writes. */
+static int pipe_compute(struct walk_pipe *p)
+{
+	struct rt_engine *e = p->e;
+	const struct engine_walk_job *j = p->job;
+	struct walk_slot *s = pipe_slot(p, p->n_computed);
+	bool rebuilt = j->kind == RT_WALK_RECOVER || (j->kind == RT_WALK_REPLACE && p->lost);
 	int ret = ctx_run_ios(e, s->c);
 
-	if (!ret && e->ops->recover_compute)
-		ret = e->ops->recover_compute(e, p->role, s->buf, e->walk_step, s->len);
+	if (!ret && rebuilt && e->ops->recover_compute)
+		ret = e->ops->recover_compute(e, j->role, s->buf, e->walk_step, s->len);
 	if (ret)
 		return ret;
-	s->writing = true;
-	p->n_writing++;
-	ret = ctx_add_io(e, s->c, ENGINE_OP_WRITE, p->role, s->buf, s->off, s->len);
-	if (!ret)
+	s->computed = true;
+	p->n_computed++;
+	if (j->kind == RT_WALK_RECOVER)
+		ret = ctx_add_io(e, s->c, ENGINE_OP_WRITE, j->role, s->buf, s->off, s->len);
+	else if (j->kind == RT_WALK_REPLACE)
+		ret = ctx_add_replica(e, s->c, ENGINE_OP_WRITE, j->role, s->buf, s->off, s->len);
+	else
+		ret = pipe_scrub(p, s);
+	if (!ret && s->c->n_ios)
 		ret = ctx_start_ios(e, s->c);
 	return ret;
 }
@@ -181,25 +293,28 @@ static int pipe_compute(struct recover_pipe *p)
  * The oldest piece: written (after @err, or when it failed, only reaped),
  * its locks let go. Returns the first error.
  */
-static int pipe_retire(struct recover_pipe *p, int err)
+static int pipe_retire(struct walk_pipe *p, int err)
 {
 	struct rt_engine *e = p->e;
 	struct walk_slot *s = pipe_slot(p, 0);
 	int ret = err;
 
-	if (!s->writing && !ret)
+	if (!s->computed && !ret)
 		ret = pipe_compute(p);
 	/* Whatever was queued or submitted is reaped here. */
-	if (s->writing || s->c->run_started) {
+	if (s->c->run_started || (s->computed && s->c->n_ios)) {
 		int r = ctx_run_ios(e, s->c);
 
 		if (!ret)
 			ret = r;
 	}
+	/* A copy's own write failed: the replacement is no good. */
+	if (!ret && p->job->kind == RT_WALK_REPLACE && !engine_replace_intact(e, p->job->role))
+		ret = -EIO;
 	s->c->n_ios = 0;
 	stripe_lock_release(e, s->c, s->first, s->last);
-	if (s->writing)
-		p->n_writing--;
+	if (s->computed)
+		p->n_computed--;
 	p->head = (p->head + 1) % p->depth;
 	p->count--;
 	if (ret)
@@ -214,25 +329,30 @@ static int pipe_retire(struct recover_pipe *p, int err)
 }
 
 /*
- * Rebuild role bytes [p->done, end): pieces start while a slot is free,
- * the oldest reading piece is computed while fewer than two write, else
- * the oldest piece is retired. Stops starting pieces at the first error,
- * when the role is no longer being rebuilt, and (pipe_retire) when @stop
- * says so or a request or a drain waits for a context (the walk gives its
- * contexts back). Everything in flight is retired before returning.
+ * Walk role bytes [p->done, end): pieces start while a slot is free, the
+ * oldest reading piece is computed while fewer than two are computed and
+ * not retired, else the oldest piece is retired (at once when it has
+ * nothing in flight, a check's usual case). Stops starting pieces at the
+ * first error, when the plan no longer holds (pipe_may_start), and
+ * (pipe_retire) when @stop says so or a request or a drain waits for a
+ * context (the walk gives its contexts back). Everything in flight is
+ * retired before returning.
  */
-static int pipe_run(struct recover_pipe *p, uint64_t end)
+static int pipe_run(struct walk_pipe *p, uint64_t end)
 {
 	struct rt_engine *e = p->e;
 	uint64_t pos = p->done, len;
 	int ret = 0;
 
 	for (;;) {
-		if (!ret && !p->halt && pos < end && p->count < p->depth) {
-			if (!(engine_rebuilding(e) & role_bit(p->role))) {
-				ret = -EIO;	/* the unit failed meanwhile */
+		if (p->count && pipe_slot(p, 0)->computed && !pipe_slot(p, 0)->c->run_started) {
+			ret = pipe_retire(p, ret);
+			continue;
+		}
+		if (!ret && !p->halt && !p->replan && pos < end && p->count < p->depth) {
+			ret = pipe_may_start(p, pos);
+			if (ret || p->replan)
 				continue;
-			}
 			len = pipe_piece_len(p, pos, end);
 			/* A stripe bigger than a step: its pieces one after the other. */
 			while (p->count && pipe_slot(p, p->count - 1)->last >= pos / e->layout.chunk)
@@ -245,7 +365,7 @@ static int pipe_run(struct recover_pipe *p, uint64_t end)
 		}
 		if (!p->count)
 			break;
-		if (!ret && p->n_writing < p->count && p->n_writing < 2) {
+		if (!ret && p->n_computed < p->count && p->n_computed < 2) {
 			ret = pipe_compute(p);
 			continue;
 		}
@@ -256,23 +376,27 @@ static int pipe_run(struct recover_pipe *p, uint64_t end)
 
 /*
  * Under the stripe locks no writer is inside these stripes, so what is
- * read from the other roles is a consistent stripe and what lands on the
- * rebuilt role matches it; writers after us write the role too.
+ * read is a consistent stripe: what lands on the rebuilt role (or the
+ * replacement) matches it, and copies that differ differ on the units;
+ * writers after us write the role too.
  */
-int engine_recover_run(struct rt_engine *e, uint32_t role, uint64_t s0, uint64_t cnt,
-		       engine_walk_stop_fn stop, void *arg, uint64_t *s_done)
+int engine_walk_run(struct rt_engine *e, const struct engine_walk_job *job, uint64_t s0,
+		    uint64_t cnt, engine_walk_stop_fn stop, void *arg, uint64_t *s_done)
 {
-	uint64_t C = e->layout.chunk, m;
-	struct recover_pipe p = {
-		.e = e, .role = role, .done = s0 * C, .stop = stop, .stop_arg = arg,
+	uint64_t C = e->layout.chunk, end = (s0 + cnt) * C;
+	struct walk_pipe p = {
+		.e = e, .job = job, .done = s0 * C, .stop = stop, .stop_arg = arg,
+		.last_bad = UINT64_MAX,
 	};
-	unsigned i;
+	unsigned i, nbuf = walk_bufs(e, job->kind);
 	int ret;
 
 	*s_done = 0;
 	if (cnt == 0)
 		return -EINVAL;
-	ret = engine_walk_mem(e);
+	if (walk_scrubs(job->kind) && !e->ops->scrub)
+		return -EOPNOTSUPP;
+	ret = engine_walk_mem(e, nbuf);
 	if (ret)
 		return ret;
 	/*
@@ -284,19 +408,28 @@ int engine_recover_run(struct rt_engine *e, uint32_t role, uint64_t s0, uint64_t
 		if (!(p.slot[p.depth].c = ctx_try_acquire(e)))
 			break;
 	for (i = 0; i < p.depth; i++) {
-		p.slot[i].buf = e->walk_mem + (size_t)i * e->n * e->walk_step;
-		ctx_set_walk_buf(p.slot[i].c, p.slot[i].buf, e->n * e->walk_step);
+		p.slot[i].buf = e->walk_mem + (size_t)i * nbuf * e->walk_step;
+		ctx_set_walk_buf(p.slot[i].c, p.slot[i].buf, nbuf * e->walk_step);
 	}
 	for (;;) {
-		m = engine_faulty(e);
-		if (!(engine_rebuilding(e) & role_bit(role)) || !e->ops->can_recover(e, role, m)) {
-			ret = -EIO;	/* the unit failed, or nothing is left to rebuild from */
-			break;
+		uint64_t m;
+
+		ret = pipe_plan(&p);
+		if (ret == 1) {
+			p.done = end;	/* fewer than two copies: nothing to compare */
+			ret = 0;
 		}
-		p.m = m;
-		ret = pipe_run(&p, (s0 + cnt) * C);
-		/* A source failed: another may serve (raid1's other mirrors). */
-		if (ret != -EIO || engine_faulty(e) == m)
+		if (ret || p.done >= end)
+			break;
+		m = p.m;
+		ret = pipe_run(&p, end);
+		if (p.replan && !ret && !p.halt)
+			continue;
+		/*
+		 * A source failed: another may serve (raid1's other mirrors, a
+		 * replaced role's rebuild). A scrub ends with the error.
+		 */
+		if (ret != -EIO || walk_scrubs(job->kind) || engine_faulty(e) == m)
 			break;
 	}
 	for (i = 0; i < p.depth; i++) {
@@ -304,75 +437,6 @@ int engine_recover_run(struct rt_engine *e, uint32_t role, uint64_t s0, uint64_t
 		engine_ctx_put(e, p.slot[i].c);
 	}
 	*s_done = p.done / C - s0;
-	return ret;
-}
-
-/* Compare (and repair) role offsets [off, off + len) of whole-locked stripes. */
-static int scrub_range(struct rt_engine *e, struct engine_ctx *c, uint64_t off, uint64_t len,
-		       uint64_t *last_bad, struct engine_scrub *sc)
-{
-	uint64_t C = e->layout.chunk, room = engine_walk_room(e, c, RT_WALK_CHECK);
-	uint64_t m = engine_faulty(e) | engine_rebuilding(e), done, l, o;
-	uint8_t *buf[RT_MAX_UNITS + 1];
-	uint32_t r, w, n = e->n, roles[RT_MAX_UNITS], nw = 0;
-	int ret = 0;
-
-	if (e->ops->scrub_needs_all && m)
-		return -EBUSY;	/* degraded: no redundancy left to compare */
-	for (r = 0; r < n; r++)
-		if (!(m & role_bit(r)))
-			roles[nw++] = r;
-	if (nw < 2)
-		return 0;
-	for (done = 0; done < len && !ret; done += l) {
-		l = min_u64(len - done, room);
-		for (w = 0; w < nw && !ret; w++) {
-			buf[w] = c->mem + w * l;
-			ret = ctx_add_io(e, c, ENGINE_OP_READ, roles[w], buf[w], off + done, l);
-		}
-		buf[nw] = c->mem + nw * l;
-		if (!ret)
-			ret = ctx_run_ios(e, c);
-		/* Column pieces never cross a chunk: parity rotates per stripe. */
-		for (o = 0; o < l && !ret;) {
-			struct engine_scrub_piece p = {
-				.buf = buf, .roles = roles, .nw = nw, .o = o, .pos = off + done + o,
-			};
-
-			p.stripe = p.pos / C;
-			p.len = min_u64(l - o, C - p.pos % C);
-			ret = e->ops->scrub(e, c, &p, sc);
-			if (sc->repair)
-				sc->kept_roles |= p.kept;
-			if (p.bad && *last_bad != p.stripe) {
-				*last_bad = p.stripe;
-				sc->mismatches++;
-				sc->repaired += p.fixed;
-				sc->ties += p.tie;
-			}
-			o += p.len;
-		}
-		if (!ret)
-			ret = ctx_run_ios(e, c);
-		c->n_ios = 0;
-	}
-	return ret;
-}
-
-int engine_scrub_stripes(struct rt_engine *e, struct engine_ctx *c, uint64_t s0, uint64_t cnt,
-			 struct engine_scrub *sc)
-{
-	uint64_t C = e->layout.chunk, last_bad = UINT64_MAX;
-	int ret;
-
-	if (cnt == 0 || cnt > c->locks_cap - 1)
-		return -EINVAL;
-	if (!e->ops->scrub)
-		return -EOPNOTSUPP;
-	stripe_lock_acquire(e, c, s0, s0 + cnt - 1);
-	ret = scrub_range(e, c, s0 * C, cnt * C, &last_bad, sc);
-	c->n_ios = 0;
-	stripe_lock_release(e, c, s0, s0 + cnt - 1);
 	return ret;
 }
 

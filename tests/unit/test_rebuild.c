@@ -685,6 +685,110 @@ static void test_check_raid5(void **state)
 	check_case(RT_LEVEL_5, 3);
 }
 
+/*
+ * Damage stripe @s behind the engine at byte @at of its chunk: raid1 the
+ * mirror a repair overwrites, raid5 the parity chunk.
+ */
+static void corrupt_stripe(struct fx *f, uint64_t s, uint64_t at)
+{
+	uint32_t r = f->level == RT_LEVEL_1 ? (f->n == 2) : (f->n - 1) - (uint32_t)(s % f->n);
+	uint8_t *b = NULL;
+
+	assert_int_equal(posix_memalign((void **)&b, 4096, 4096), 0);
+	memset(b, 0xa5, 4096);
+	assert_int_equal(pwrite(unit_fd(f->unit[r]), b, 4096,
+				(off_t)(f->sb.unit.data_offset + s * f->chunk + at)), 4096);
+	free(b);
+}
+
+/* One walk of @kind at @limit bytes/s (0: none), waited for. */
+static void run_walk_limited(struct fx *f, int kind, uint64_t limit, struct rt_walk_progress *pr)
+{
+	struct rt_walk_params p = {
+		.kind = kind, .max_bytes_per_sec = limit, .done = on_done, .ctx = f,
+	};
+	int calls = f->done_calls;
+
+	assert_int_equal(engine_walk_start(f->e, &p), 0);
+	assert_int_equal(wait_done(f, calls + 1), 0);
+	engine_walk_progress(f->e, pr);
+	assert_int_equal(pr->kind, kind);
+	assert_int_equal(pr->result, 0);
+	assert_int_equal(pr->done, f->role_bytes);
+}
+
+/*
+ * The pipelined scrub counts each bad stripe once and repairs every one:
+ * bad stripes at the first and last stripes, on both sides of the walk's
+ * piece boundaries (32 stripes of 64 KiB in a 2 MiB piece; a 4 MiB stripe
+ * is two pieces), each damaged twice (in two pieces when a stripe is
+ * bigger than one), under a rate limit that cuts the walk into short runs
+ * and without one.
+ */
+static void scrub_edges_case(int32_t level, uint32_t n, uint32_t chunk)
+{
+	static const uint64_t near[] = { 0, 1, 31, 32, 33, 63, 64, 65, 127, 128 };
+	uint64_t bad[32], S, s, limit;
+	struct rt_walk_progress pr;
+	unsigned k = 0, i, j;
+	struct fx f;
+
+	if (skip_without_root())
+		skip();
+	fx_chunk = chunk;
+	assert_int_equal(fx_setup(&f, level, n), 0);
+	fx_chunk = CHUNK;
+	fill_all(&f, 17);
+	assert_int_equal(engine_flush(f.e), 0);
+	S = f.role_bytes / chunk;
+	for (i = 0; i < sizeof(near) / sizeof(near[0]) + 3; i++) {
+		s = i < sizeof(near) / sizeof(near[0]) ? near[i] :
+		    i == sizeof(near) / sizeof(near[0]) ? S / 2 : S - (i - sizeof(near) / sizeof(near[0]));
+		for (j = 0; j < k && bad[j] != s; j++)
+			;
+		if (s >= S || j < k)
+			continue;
+		bad[k++] = s;
+		corrupt_stripe(&f, s, 8192);
+		corrupt_stripe(&f, s, chunk - 8192);
+	}
+	assert_true(k >= 5);
+	/* About a dozen runs under the limit. */
+	limit = f.role_bytes * 10 / 12;
+	for (i = 0; i < 2; i++) {
+		run_walk_limited(&f, RT_WALK_CHECK, i ? 0 : limit, &pr);
+		assert_int_equal(pr.mismatches, k);
+		assert_int_equal(pr.repaired, 0);
+	}
+	run_walk_limited(&f, RT_WALK_REPAIR, limit, &pr);
+	assert_int_equal(pr.mismatches, k);
+	assert_int_equal(pr.repaired, k);
+	assert_int_equal(pr.ties, 0);
+	run_walk_limited(&f, RT_WALK_CHECK, 0, &pr);
+	assert_int_equal(pr.mismatches, 0);
+	verify_engine(&f);
+	verify_roles(&f);
+	fx_teardown(&f);
+}
+
+static void test_scrub_edges_raid5(void **state)
+{
+	(void)state;
+	scrub_edges_case(RT_LEVEL_5, 3, CHUNK);
+}
+
+static void test_scrub_edges_raid5_big_chunk(void **state)
+{
+	(void)state;
+	scrub_edges_case(RT_LEVEL_5, 3, 4u << 20);
+}
+
+static void test_scrub_edges_raid1(void **state)
+{
+	(void)state;
+	scrub_edges_case(RT_LEVEL_1, 2, CHUNK);
+}
+
 /* ---- dirty-region log on disk ----------------------------------------- */
 
 /* Decode unit @u's log; its region bits into @bits. */
@@ -829,6 +933,9 @@ int main(void)
 		cmocka_unit_test(test_check_raid1),
 		cmocka_unit_test(test_check_raid1_majority),
 		cmocka_unit_test(test_check_raid5),
+		cmocka_unit_test(test_scrub_edges_raid5),
+		cmocka_unit_test(test_scrub_edges_raid5_big_chunk),
+		cmocka_unit_test(test_scrub_edges_raid1),
 		cmocka_unit_test(test_dirtylog_disk),
 	};
 
