@@ -721,10 +721,10 @@ static void corrupt_stripe(struct fx *f, uint64_t s, uint64_t at)
 /*
  * The pipelined scrub counts each bad stripe once and repairs every one:
  * bad stripes at the first and last stripes, on both sides of the walk's
- * piece boundaries (32 stripes of 64 KiB in a 2 MiB piece; a 4 MiB stripe
- * is two pieces), each damaged twice (in two pieces when a stripe is
- * bigger than one), under a rate limit that cuts the walk into short runs
- * and without one.
+ * piece boundaries (a scrub's piece is 512 KiB per role: 8 stripes of
+ * 64 KiB; a 4 MiB stripe is 8 pieces), each damaged twice (in two pieces
+ * when a stripe is bigger than one), under a rate limit that cuts the walk
+ * into short runs and without one.
  */
 static void scrub_edges_case(int32_t level, uint32_t n, uint32_t chunk)
 {
