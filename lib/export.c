@@ -617,6 +617,28 @@ const char *export_file_device(const struct rt_export_file *xf)
 	return xf->dev;
 }
 
+int export_resize_file(struct rt_export_file *xf, uint64_t size)
+{
+	struct stat st;
+	int r = rt_fuse_resize_file(xf->x->fuse, xf->name, size);
+
+	if (r < 0)
+		return r;
+	/* The kernel's size of the file, which the loop device takes, is fetched again here. */
+	if (stat(xf->file, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size != size) {
+		rt_log(RT_LOG_ERROR, "'%s': the FUSE file has %lld bytes after a resize, not %llu",
+		       xf->name, (long long)st.st_size, (unsigned long long)size);
+		return -EIO;
+	}
+	r = xf->attached ? loopdev_set_capacity(xf->dev) : 0;
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': %s cannot take its new size: %s", xf->name, xf->dev,
+		       strerror(-r));
+	return r;
+}
+
 int export_remove_file(struct rt_export_file *xf, int excl_fd)
 {
 	int r, q;

@@ -43,6 +43,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,7 +59,7 @@
 #define MAX_WRITE (1u << 20)
 #define MAX_BACKGROUND 128u		/* the kernel's default of 12 starves a loop device */
 #define CONGESTION_THRESHOLD 96u
-#define ATTR_TIMEOUT 86400u		/* the file never changes size */
+#define ATTR_TIMEOUT 86400u		/* a resize tells the kernel (rt_fuse_resize_file) */
 #define DEV_BUF_SIZE (MAX_WRITE + 4096u)	/* a WRITE's data and its headers */
 /*
  * A reader's buffer starts this far into its allocation, so that a reply's
@@ -97,7 +98,7 @@ struct fuse_reqctx {
 struct fuse_file {
 	uint64_t nodeid;
 	char name[256];
-	uint64_t size;
+	uint64_t size;			/* read and written atomically: file_size */
 	struct rt_engine *e;
 	struct rt_fuse_backend be;	/* instead of @e when be.read is set */
 	uint64_t entry_valid;		/* 0: the kernel looks the name up again each time */
@@ -258,6 +259,12 @@ static void file_put(struct fuse_file *x)
 		atomic_fetch_sub(&x->users, 1);
 }
 
+/* rt_fuse_resize_file may change it while requests run. */
+static uint64_t file_size(const struct fuse_file *x)
+{
+	return __atomic_load_n(&x->size, __ATOMIC_ACQUIRE);
+}
+
 static struct fuse_file *file_by_name(struct rt_fuse *f, const char *name)
 {
 	for (unsigned s = 0; s < MAX_FILES; s++) {
@@ -285,8 +292,8 @@ static void file_attr(const struct rt_fuse *f, const struct fuse_file *x, struct
 	}
 	a->mode = S_IFREG | 0600;
 	a->nlink = 1;
-	a->size = x->size;
-	a->blocks = x->size / 512;
+	a->size = file_size(x);
+	a->blocks = a->size / 512;
 	a->blksize = f->blocksize;
 }
 
@@ -379,17 +386,19 @@ static int serve_open(struct rt_fuse *f, struct fuse_file *x, struct fuse_reqctx
 static int serve_read(struct fuse_file *x, struct fuse_reqctx *r)
 {
 	struct fuse_read_in ri;
+	uint64_t fsize;
 	size_t size;
 	int ret;
 
 	memcpy(&ri, r->op.raw, sizeof(ri));
 	if (!x)
 		return -EINVAL;
-	if (ri.offset >= x->size || ri.size == 0)
+	fsize = file_size(x);
+	if (ri.offset >= fsize || ri.size == 0)
 		return 0;
 	size = ri.size;
-	if (size > x->size - ri.offset)
-		size = (size_t)(x->size - ri.offset);
+	if (size > fsize - ri.offset)
+		size = (size_t)(fsize - ri.offset);
 	if (size > r->out_cap)
 		return -EINVAL;
 	ret = x->be.read ? x->be.read(x->be.ctx, r->out, size, ri.offset)
@@ -401,17 +410,19 @@ static int serve_write(struct fuse_file *x, struct fuse_reqctx *r)
 {
 	struct fuse_write_in wi;
 	struct fuse_write_out wo;
+	uint64_t fsize;
 	size_t size;
 	int ret;
 
 	memcpy(&wi, r->op.raw, sizeof(wi));
 	if (!x || wi.size > r->payload_len)
 		return -EINVAL;
-	if (wi.offset >= x->size)
+	fsize = file_size(x);
+	if (wi.offset >= fsize)
 		return wi.size ? -ENOSPC : 0;
 	size = wi.size;
-	if (size > x->size - wi.offset)
-		size = (size_t)(x->size - wi.offset);
+	if (size > fsize - wi.offset)
+		size = (size_t)(fsize - wi.offset);
 	ret = x->be.write ? x->be.write(x->be.ctx, r->payload, size, wi.offset)
 			  : engine_write(x->e, r->payload, size, wi.offset);
 	if (ret < 0)
@@ -424,7 +435,7 @@ static int serve_write(struct fuse_file *x, struct fuse_reqctx *r)
 /*
  * The loop device turns discard into FALLOC_FL_PUNCH_HOLE | KEEP_SIZE and
  * write-zeroes into that or FALLOC_FL_ZERO_RANGE: both read back zeros after.
- * The file's size never changes, so anything else is refused.
+ * The file's size changes only by a resize of its backend, so anything else is refused.
  */
 static int file_fallocate(struct fuse_file *x, uint32_t mode, uint64_t off, uint64_t len)
 {
@@ -439,11 +450,13 @@ static int file_fallocate(struct fuse_file *x, uint32_t mode, uint64_t off, uint
 static int serve_fallocate(struct fuse_file *x, struct fuse_reqctx *r)
 {
 	struct fuse_fallocate_in fa;
+	uint64_t fsize;
 
 	memcpy(&fa, r->op.raw, sizeof(fa));
 	if (!x)
 		return -EINVAL;
-	if (fa.offset > x->size || fa.length > x->size - fa.offset)
+	fsize = file_size(x);
+	if (fa.offset > fsize || fa.length > fsize - fa.offset)
 		return -EINVAL;
 	return file_fallocate(x, fa.mode, fa.offset, fa.length);
 }
@@ -1054,7 +1067,7 @@ static bool aio_start(struct ring_ent *ent)
 	struct fuse_file *x;
 	struct fuse_write_in wi;
 	struct fuse_read_in ri;
-	uint64_t off;
+	uint64_t off, fsize;
 	size_t size;
 	int r;
 
@@ -1072,12 +1085,13 @@ static bool aio_start(struct ring_ent *ent)
 	if (off >= UINT64_MAX / 2 || size == 0 || size > f->payload_size)
 		return false;
 	x = file_get(f, ent->r.in.nodeid);
-	if (!x || off >= x->size || (x->be.read && !x->be.map)) {
+	fsize = x ? file_size(x) : 0;
+	if (!x || off >= fsize || (x->be.read && !x->be.map)) {
 		file_put(x);
 		return false;
 	}
-	if (size > x->size - off)
-		size = (size_t)(x->size - off);
+	if (size > fsize - off)
+		size = (size_t)(fsize - off);
 	ent->aio_file = x;
 	ent->aio_e = x->e;
 	r = 0;
@@ -1577,6 +1591,39 @@ int rt_fuse_add_file(struct rt_fuse *f, const char *name, const struct rt_fuse_b
 		return -EINVAL;
 	/* Looked up again on every path walk: a name may go and come back as another file. */
 	return file_add(f, name, NULL, be, 0);
+}
+
+/*
+ * The kernel keeps a file's attributes (ATTR_TIMEOUT): FUSE_NOTIFY_INVAL_INODE
+ * with a negative offset drops them (the page cache stays: direct I/O has
+ * none), so the next stat or lookup asks GETATTR for the new size.
+ */
+static int notify_inval_attr(struct rt_fuse *f, uint64_t nodeid)
+{
+	struct fuse_out_header oh = {
+		.len = (uint32_t)(sizeof(oh) + sizeof(struct fuse_notify_inval_inode_out)),
+		.error = FUSE_NOTIFY_INVAL_INODE,
+	};
+	struct fuse_notify_inval_inode_out io = { .ino = nodeid, .off = -1 };
+	struct iovec iov[2] = { { &oh, sizeof(oh) }, { &io, sizeof(io) } };
+
+	if (writev(f->fd, iov, 2) < 0)
+		return errno == ENOENT ? 0 : -errno;	/* ENOENT: the kernel holds no inode */
+	return 0;
+}
+
+int rt_fuse_resize_file(struct rt_fuse *f, const char *name, uint64_t size)
+{
+	struct fuse_file *x;
+	int r;
+
+	x = file_by_name(f, name);
+	if (!x)
+		return -ENOENT;
+	__atomic_store_n(&x->size, size, __ATOMIC_RELEASE);
+	r = notify_inval_attr(f, x->nodeid);
+	file_put(x);
+	return r;
 }
 
 int rt_fuse_remove_file(struct rt_fuse *f, const char *name)

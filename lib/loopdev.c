@@ -223,6 +223,19 @@ int loopdev_detach(const char *dev)
 	return r;
 }
 
+int loopdev_set_capacity(const char *dev)
+{
+	int fd, r = 0;
+
+	fd = open(dev, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, LOOP_SET_CAPACITY, 0) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
 int loopdev_backing_file(const char *dev, char *file, size_t len)
 {
 	char attr[128], buf[PATH_MAX + 32];

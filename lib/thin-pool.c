@@ -26,6 +26,16 @@
 /* Node blocks held back from data allocation: one transaction's worth of shadowing. */
 #define META_RESERVE 64u
 
+/*
+ * A reference count in memory: 2 bytes. A block's count is at most one per
+ * volume (each volume's tree maps a data block at one place, and reaches a
+ * node through one parent) plus a caller's few, far below 65535 with
+ * THIN_MAX_VOLUMES volumes; the space maps on disk keep 4 bytes, and a
+ * larger count read from them is damage (-EUCLEAN).
+ */
+typedef uint16_t thin_rc_t;
+#define THIN_RC_MAX UINT16_MAX
+
 struct cache_ent {
 	uint64_t blk;
 	bool dirty;
@@ -38,6 +48,7 @@ struct thin_pool {
 	bool read_only;			/* opened so, or thin_set_read_only */
 	bool ro_flag;			/* THIN_SB_READ_ONLY: thin_set_mode */
 	bool snap_view;			/* opened on the metadata snapshot: no space maps */
+	bool snap_counted;		/* and meta_rc/data_rc recounted from its trees */
 	bool failed;			/* a commit or metadata read failed: abort first */
 	bool broken;			/* and going back to the last commit failed too */
 	bool dirty;
@@ -61,14 +72,17 @@ struct thin_pool {
 	struct thin_msnap ms;
 	uint8_t *held;
 
-	uint32_t *meta_rc, *meta_rc_committed;		/* [node_blocks] */
-	uint32_t *data_rc, *data_rc_committed;		/* [data_blocks_max] */
+	thin_rc_t *meta_rc, *meta_rc_committed;		/* [node_blocks] */
+	thin_rc_t *data_rc, *data_rc_committed;		/* [data_blocks_max] */
 	/* Data blocks handed out by thin_data_reserve, count 0 until mapped. */
 	uint8_t *data_reserved;			/* bitmap [data_blocks_max] */
 	uint64_t n_data_reserved;		/* its bits set (not in data_free) */
 	uint64_t meta_free, data_free;			/* count 0 now */
 	uint64_t meta_cursor, data_cursor;
-	/* Per area block: bit a set when area a lacks the running contents. */
+	/*
+	 * Per area block: bit a set when area a lacks the running contents;
+	 * AREA_WRITTEN when the commit being made wrote it.
+	 */
 	uint8_t *area_stale;
 
 	struct cache_ent *bucket[CACHE_BUCKETS];
@@ -215,7 +229,7 @@ static void bit_put(uint8_t *bits, uint64_t i, bool v)
 }
 
 /* A node block held by the metadata snapshot is not free, whatever its count. */
-static void meta_set(struct thin_pool *p, uint64_t blk, uint32_t v)
+static void meta_set(struct thin_pool *p, uint64_t blk, thin_rc_t v)
 {
 	uint64_t i = blk - p->sb.node_start;
 	bool held = bit_test(p->held, i);
@@ -228,7 +242,7 @@ static void meta_set(struct thin_pool *p, uint64_t blk, uint32_t v)
 	area_touch(p, area_meta_rc_first() + i / THIN_RC_PER_BLOCK);
 }
 
-static void data_set(struct thin_pool *p, uint64_t b, uint32_t v)
+static void data_set(struct thin_pool *p, uint64_t b, thin_rc_t v)
 {
 	if (p->data_rc[b] == 0 && v)
 		p->data_free--;
@@ -242,6 +256,8 @@ static int meta_inc(struct thin_pool *p, uint64_t blk)
 {
 	if (!is_node_block(p, blk))
 		return metadata_error(p, -EUCLEAN, blk, "reference outside the node area");
+	if (p->meta_rc[blk - p->sb.node_start] == THIN_RC_MAX)
+		return metadata_error(p, -EUCLEAN, blk, "node count overflow");
 	meta_set(p, blk, p->meta_rc[blk - p->sb.node_start] + 1);
 	return 0;
 }
@@ -250,6 +266,8 @@ static int data_inc(struct thin_pool *p, uint64_t b)
 {
 	if (b >= p->data_blocks)
 		return metadata_error(p, -EUCLEAN, b, "data block out of range");
+	if (p->data_rc[b] == THIN_RC_MAX)
+		return metadata_error(p, -EUCLEAN, b, "data block count overflow");
 	data_set(p, b, p->data_rc[b] + 1);
 	return 0;
 }
@@ -308,7 +326,7 @@ static int meta_dec(struct thin_pool *p, uint64_t blk)
  * ... and not set in @skip (NULL: none): the node blocks the metadata
  * snapshot holds, or the data blocks thin_data_reserve handed out.
  */
-static int alloc_from(uint32_t *rc, const uint32_t *rc_committed, const uint8_t *skip,
+static int alloc_from(const thin_rc_t *rc, const thin_rc_t *rc_committed, const uint8_t *skip,
 		      uint64_t n, uint64_t *cursor, uint64_t *out)
 {
 	for (uint64_t k = 0; k < n; k++) {
@@ -862,6 +880,32 @@ static void vol_fill(struct thin_pool *p, struct thin_vol_rec *v, const char *na
 	vol_touch(p, v);
 }
 
+/* A volume size: whole blocks, at least one (else said, -EINVAL). */
+static int size_ok(const struct thin_pool *p, const char *name, uint64_t size)
+{
+	if (size && size % p->sb.block_size == 0)
+		return 0;
+	rt_log(RT_LOG_ERROR, "'%s': size %llu is not a positive multiple of the pool's "
+	       "block size (%u)", name, (unsigned long long)size, p->sb.block_size);
+	return -EINVAL;
+}
+
+/* Volume @name, to be changed: the pool writable and the volume there (else said). */
+static int vol_to_change(struct thin_pool *p, const char *name, struct thin_vol_rec **out)
+{
+	int r;
+
+	cache_trim(p);
+	r = admin_writable(p);
+	if (r < 0)
+		return r;
+	*out = vol_by_name(p, name);
+	if (*out)
+		return 0;
+	rt_log(RT_LOG_ERROR, "'%s': no such volume", name);
+	return -ENOENT;
+}
+
 int thin_vol_create(struct thin_pool *p, const char *name, uint64_t size, uint32_t *id)
 {
 	struct thin_vol_rec *v;
@@ -871,13 +915,10 @@ int thin_vol_create(struct thin_pool *p, const char *name, uint64_t size, uint32
 
 	cache_trim(p);
 	r = vol_new(p, name, &v);
+	if (r == 0)
+		r = size_ok(p, name, size);
 	if (r < 0)
 		return r;
-	if (size == 0 || size % p->sb.block_size) {
-		rt_log(RT_LOG_ERROR, "'%s': size %llu is not a positive multiple of the pool's "
-		       "block size (%u)", name, (unsigned long long)size, p->sb.block_size);
-		return -EINVAL;
-	}
 	r = node_new(p, true, &root, &n);
 	if (r < 0)
 		return r;
@@ -918,17 +959,10 @@ int thin_vol_snapshot(struct thin_pool *p, const char *origin, const char *name,
 int thin_vol_delete(struct thin_pool *p, const char *name)
 {
 	struct thin_vol_rec *v;
-	int r;
+	int r = vol_to_change(p, name, &v);
 
-	cache_trim(p);
-	r = admin_writable(p);
 	if (r < 0)
 		return r;
-	v = vol_by_name(p, name);
-	if (!v) {
-		rt_log(RT_LOG_ERROR, "'%s': no such volume", name);
-		return -ENOENT;
-	}
 	r = meta_dec(p, v->root);
 	if (r < 0)
 		return r;
@@ -941,22 +975,12 @@ int thin_vol_resize(struct thin_pool *p, const char *name, uint64_t size, bool f
 {
 	struct thin_vol_rec *v;
 	uint32_t bs = p->sb.block_size;
-	int r;
+	int r = vol_to_change(p, name, &v);
 
-	cache_trim(p);
-	r = admin_writable(p);
+	if (r == 0)
+		r = size_ok(p, name, size);
 	if (r < 0)
 		return r;
-	v = vol_by_name(p, name);
-	if (!v) {
-		rt_log(RT_LOG_ERROR, "'%s': no such volume", name);
-		return -ENOENT;
-	}
-	if (size == 0 || size % bs) {
-		rt_log(RT_LOG_ERROR, "'%s': size %llu is not a positive multiple of the pool's "
-		       "block size (%u)", name, (unsigned long long)size, bs);
-		return -EINVAL;
-	}
 	if (size < v->size && !force) {
 		rt_log(RT_LOG_ERROR, "'%s': %llu bytes is smaller than its %llu; a shrink unmaps "
 		       "what lies beyond (--force)", name, (unsigned long long)size,
@@ -1125,14 +1149,21 @@ static int shared_rec(struct thin_pool *p, uint64_t blk, bool inherited, uint64_
 	return 0;
 }
 
+static int snap_recount(struct thin_pool *p);
+
 int thin_vol_shared(struct thin_pool *p, uint32_t id, uint64_t *shared)
 {
 	struct thin_vol_rec *v;
 	int r;
 
 	cache_trim(p);
-	r = p->snap_view ? -EOPNOTSUPP : vol_for_io(p, id, false, &v);
 	*shared = 0;
+	if (p->snap_view && !p->snap_counted) {
+		r = snap_recount(p);
+		if (r < 0)
+			return r;
+	}
+	r = vol_for_io(p, id, false, &v);
 	return r < 0 ? r : shared_rec(p, v->root, false, shared);
 }
 
@@ -1263,32 +1294,50 @@ static int io_range_ok(const struct thin_pool *p, const struct thin_vol_rec *v, 
 	return 0;
 }
 
-int thin_vol_read(struct thin_pool *p, uint32_t id, void *buf, size_t len, uint64_t off)
+/* One pool block's part of a volume's I/O: @n bytes at @within of virtual block @vb. */
+typedef int (*vol_part_fn)(struct thin_pool *p, struct thin_vol_rec *v, uint64_t vb,
+			   uint64_t within, uint8_t *buf, size_t n);
+
+/* @fn for each pool block's part of volume @id's [@off, @off + @len), in order. */
+static int vol_io(struct thin_pool *p, uint32_t id, bool write, uint8_t *buf, size_t len,
+		  uint64_t off, vol_part_fn fn)
 {
 	struct thin_vol_rec *v;
 	uint32_t bs = p->sb.block_size;
 	int r;
 
 	cache_trim(p);
-	r = vol_for_io(p, id, false, &v);
+	r = vol_for_io(p, id, write, &v);
 	if (r == 0)
 		r = io_range_ok(p, v, len, off);
 	while (r == 0 && len) {
-		uint64_t vb = off / bs, within = off % bs, pb;
+		uint64_t within = off % bs;
 		size_t n = bs - within < len ? bs - within : len;
 
-		r = btree_lookup(p, v->root, vb, &pb, NULL, -1);
-		if (r == -ENODATA) {
-			memset(buf, 0, n);	/* unmapped: the sparse device reads zeros */
-			r = 0;
-		} else if (r == 0) {
-			r = p->io.read(p->io.ctx, buf, n, data_off(p, pb) + within);
-		}
-		buf = (uint8_t *)buf + n;
+		r = fn(p, v, off / bs, within, buf, n);
+		buf += n;
 		off += n;
 		len -= n;
 	}
 	return r;
+}
+
+static int read_part(struct thin_pool *p, struct thin_vol_rec *v, uint64_t vb, uint64_t within,
+		     uint8_t *buf, size_t n)
+{
+	uint64_t pb;
+	int r = btree_lookup(p, v->root, vb, &pb, NULL, -1);
+
+	if (r == -ENODATA) {
+		memset(buf, 0, n);	/* unmapped: the sparse device reads zeros */
+		return 0;
+	}
+	return r < 0 ? r : p->io.read(p->io.ctx, buf, n, data_off(p, pb) + within);
+}
+
+int thin_vol_read(struct thin_pool *p, uint32_t id, void *buf, size_t len, uint64_t off)
+{
+	return vol_io(p, id, false, buf, len, off, read_part);
 }
 
 /* A new block for @vb holding the old block's bytes (or zeros) with @n bytes at @within replaced. */
@@ -1330,33 +1379,24 @@ fail:
 	return r;
 }
 
+/* @buf is only read. */
+static int write_part(struct thin_pool *p, struct thin_vol_rec *v, uint64_t vb, uint64_t within,
+		      uint8_t *buf, size_t n)
+{
+	uint64_t pb;
+	bool must_copy;
+	int r = btree_lookup(p, v->root, vb, &pb, &must_copy, (int)(v - p->vols));
+
+	if (r == -ENODATA)
+		return write_new_block(p, v, vb, buf, n, within, -1);
+	if (r == 0 && must_copy)
+		return write_new_block(p, v, vb, buf, n, within, (int64_t)pb);
+	return r < 0 ? r : p->io.write(p->io.ctx, buf, n, data_off(p, pb) + within);
+}
+
 int thin_vol_write(struct thin_pool *p, uint32_t id, const void *buf, size_t len, uint64_t off)
 {
-	struct thin_vol_rec *v;
-	uint32_t bs = p->sb.block_size;
-	int r;
-
-	cache_trim(p);
-	r = vol_for_io(p, id, true, &v);
-	if (r == 0)
-		r = io_range_ok(p, v, len, off);
-	while (r == 0 && len) {
-		uint64_t vb = off / bs, within = off % bs, pb;
-		size_t n = bs - within < len ? bs - within : len;
-		bool must_copy;
-
-		r = btree_lookup(p, v->root, vb, &pb, &must_copy, (int)(v - p->vols));
-		if (r == -ENODATA)
-			r = write_new_block(p, v, vb, buf, n, within, -1);
-		else if (r == 0 && must_copy)
-			r = write_new_block(p, v, vb, buf, n, within, (int64_t)pb);
-		else if (r == 0)
-			r = p->io.write(p->io.ctx, buf, n, data_off(p, pb) + within);
-		buf = (const uint8_t *)buf + n;
-		off += n;
-		len -= n;
-	}
-	return r;
+	return vol_io(p, id, true, (uint8_t *)buf, len, off, write_part);
 }
 
 int thin_vol_discard(struct thin_pool *p, uint32_t id, uint64_t off, uint64_t len)
@@ -1383,28 +1423,38 @@ static uint64_t area_block(const struct thin_pool *p, unsigned area, uint64_t in
 	return THIN_AREA_START + area * p->sb.area_blocks + index;
 }
 
-static void area_encode(const struct thin_pool *p, uint64_t index, uint8_t *buf)
+/*
+ * The counts area block @index (one past the volume table) holds: those
+ * of @rc from *@base, up to THIN_RC_PER_BLOCK of them and below *@count.
+ */
+static thin_rc_t *area_counts(const struct thin_pool *p, uint64_t index, uint64_t *base,
+			      uint64_t *count)
 {
 	uint64_t mfirst = area_meta_rc_first(), dfirst = area_data_rc_first(p);
-	const uint32_t *rc;
+
+	if (index < dfirst) {
+		*base = (index - mfirst) * THIN_RC_PER_BLOCK;
+		*count = p->sb.node_blocks;
+		return p->meta_rc;
+	}
+	*base = (index - dfirst) * THIN_RC_PER_BLOCK;
+	*count = p->sb.data_blocks_max;
+	return p->data_rc;
+}
+
+static void area_encode(const struct thin_pool *p, uint64_t index, uint8_t *buf)
+{
+	const thin_rc_t *rc;
 	uint64_t base, count;
 
 	memset(buf, 0, THIN_META_BLOCK);
-	if (index < mfirst) {
+	if (index < area_meta_rc_first()) {
 		for (unsigned k = 0; k < THIN_VOLS_PER_BLOCK; k++)
 			thin_vol_rec_encode(&p->vols[index * THIN_VOLS_PER_BLOCK + k],
 					    buf + k * THIN_VOL_RECORD);
 		return;
 	}
-	if (index < dfirst) {
-		rc = p->meta_rc;
-		base = (index - mfirst) * THIN_RC_PER_BLOCK;
-		count = p->sb.node_blocks;
-	} else {
-		rc = p->data_rc;
-		base = (index - dfirst) * THIN_RC_PER_BLOCK;
-		count = p->sb.data_blocks_max;
-	}
+	rc = area_counts(p, index, &base, &count);
 	for (uint64_t k = 0; k < THIN_RC_PER_BLOCK && base + k < count; k++)
 		thin_put_le32(buf + 4 * k, rc[base + k]);
 }
@@ -1426,23 +1476,19 @@ static int area_decode_voltab(struct thin_pool *p, uint64_t index, const uint8_t
 
 static int area_decode(struct thin_pool *p, uint64_t index, const uint8_t *buf)
 {
-	uint64_t mfirst = area_meta_rc_first(), dfirst = area_data_rc_first(p);
-	uint32_t *rc;
+	thin_rc_t *rc;
 	uint64_t base, count;
 
-	if (index < mfirst)
+	if (index < area_meta_rc_first())
 		return area_decode_voltab(p, index, buf);
-	if (index < dfirst) {
-		rc = p->meta_rc;
-		base = (index - mfirst) * THIN_RC_PER_BLOCK;
-		count = p->sb.node_blocks;
-	} else {
-		rc = p->data_rc;
-		base = (index - dfirst) * THIN_RC_PER_BLOCK;
-		count = p->sb.data_blocks_max;
+	rc = area_counts(p, index, &base, &count);
+	for (uint64_t k = 0; k < THIN_RC_PER_BLOCK && base + k < count; k++) {
+		uint32_t v = thin_get_le32(buf + 4 * k);
+
+		if (v > THIN_RC_MAX)
+			return -EUCLEAN;
+		rc[base + k] = (thin_rc_t)v;
 	}
-	for (uint64_t k = 0; k < THIN_RC_PER_BLOCK && base + k < count; k++)
-		rc[base + k] = thin_get_le32(buf + 4 * k);
 	return 0;
 }
 
@@ -1463,11 +1509,11 @@ static void pool_free_state(struct thin_pool *p)
 
 static int pool_alloc_state(struct thin_pool *p)
 {
-	p->meta_rc = calloc(p->sb.node_blocks, sizeof(uint32_t));
-	p->meta_rc_committed = calloc(p->sb.node_blocks, sizeof(uint32_t));
-	p->data_rc = calloc(p->sb.data_blocks_max ? p->sb.data_blocks_max : 1, sizeof(uint32_t));
+	p->meta_rc = calloc(p->sb.node_blocks, sizeof(thin_rc_t));
+	p->meta_rc_committed = calloc(p->sb.node_blocks, sizeof(thin_rc_t));
+	p->data_rc = calloc(p->sb.data_blocks_max ? p->sb.data_blocks_max : 1, sizeof(thin_rc_t));
 	p->data_rc_committed = calloc(p->sb.data_blocks_max ? p->sb.data_blocks_max : 1,
-				      sizeof(uint32_t));
+				      sizeof(thin_rc_t));
 	p->area_stale = calloc(p->sb.area_blocks, 1);
 	/*
 	 * Kept from before a reload (thin_abort, a failure recorded): the
@@ -1490,14 +1536,35 @@ static void count_free(struct thin_pool *p)
 		p->data_free += p->data_rc[i] == 0 && !bit_test(p->data_reserved, i);
 }
 
-static void mark_committed(struct thin_pool *p)
+#define AREA_WRITTEN 4u
+
+/*
+ * The running state becomes the last commit's. Counts: all of them (@all),
+ * or those of the area blocks the commit wrote, the only ones that can
+ * differ (every count changed since the last commit touched its block):
+ * a commit copies what it changed, not the whole space maps under the
+ * pool's mutex (34 MiB for a 1 TiB pool of 64 KiB blocks).
+ */
+static void mark_committed(struct thin_pool *p, bool all)
 {
 	for (unsigned s = 0; s < THIN_MAX_VOLUMES; s++) {
 		p->committed_id[s] = p->vols[s].id;
 		p->committed_root[s] = p->vols[s].root;
 	}
-	memcpy(p->meta_rc_committed, p->meta_rc, p->sb.node_blocks * sizeof(uint32_t));
-	memcpy(p->data_rc_committed, p->data_rc, p->sb.data_blocks_max * sizeof(uint32_t));
+	for (uint64_t i = area_meta_rc_first(); i < p->sb.area_blocks; i++) {
+		uint64_t base, count;
+		thin_rc_t *rc, *committed;
+
+		if (!all && !(p->area_stale[i] & AREA_WRITTEN))
+			continue;
+		p->area_stale[i] &= (uint8_t)~AREA_WRITTEN;
+		rc = area_counts(p, i, &base, &count);
+		committed = rc == p->meta_rc ? p->meta_rc_committed : p->data_rc_committed;
+		if (base < count)
+			memcpy(committed + base, rc + base,
+			       (count - base < THIN_RC_PER_BLOCK ? count - base : THIN_RC_PER_BLOCK) *
+			       sizeof(thin_rc_t));
+	}
 }
 
 /* Read both superblock slots; the valid one with the highest sequence number wins. */
@@ -1633,7 +1700,7 @@ static int load(struct thin_pool *p)
 	for (uint64_t i = p->data_blocks; i < p->sb.data_blocks_max; i++)
 		if (p->data_rc[i])
 			return -EUCLEAN;
-	mark_committed(p);
+	mark_committed(p, true);
 	r = msnap_load(p);
 	count_free(p);
 	return r;
@@ -1736,7 +1803,8 @@ int thin_commit(struct thin_pool *p)
 		thin_area_seal(p->iobuf, blk);
 		r = p->io.write(p->io.ctx, p->iobuf, THIN_META_BLOCK, blk * THIN_META_BLOCK);
 		if (r == 0)
-			p->area_stale[i] &= (uint8_t)~(1u << area);
+			p->area_stale[i] = (uint8_t)((p->area_stale[i] & ~(1u << area)) |
+						     AREA_WRITTEN);
 	}
 	/* 2. On stable storage, with the data the new mappings point at. */
 	if (r == 0)
@@ -1754,7 +1822,7 @@ int thin_commit(struct thin_pool *p)
 		return r;
 	}
 	p->sb = sb;
-	mark_committed(p);
+	mark_committed(p, false);
 	p->dirty = false;
 	return 0;
 }
@@ -2136,8 +2204,16 @@ out:
 struct checker {
 	struct thin_pool *p;
 	struct thin_check_report *rep;
-	uint32_t *meta, *data;		/* counts the maps imply */
+	thin_rc_t *meta, *data;		/* counts the maps imply (THIN_RC_MAX: at least) */
 };
+
+/* One more reference counted in @rc; the count, which stops at THIN_RC_MAX. */
+static thin_rc_t rc_add(thin_rc_t *rc)
+{
+	if (*rc < THIN_RC_MAX)
+		(*rc)++;
+	return *rc;
+}
 
 static void __attribute__((format(printf, 2, 3)))
 problem(struct checker *c, const char *fmt, ...)
@@ -2162,7 +2238,7 @@ static void check_node(struct checker *c, uint64_t blk, uint64_t lo, uint64_t hi
 		problem(c, "reference to block %llu outside the node area", (unsigned long long)blk);
 		return;
 	}
-	if (c->meta[blk - p->sb.node_start]++ > 0)
+	if (rc_add(&c->meta[blk - p->sb.node_start]) > 1)
 		return;
 	if (node_get(p, blk, &n) < 0) {
 		c->rep->bad_nodes++;
@@ -2187,7 +2263,7 @@ static void check_node(struct checker *c, uint64_t blk, uint64_t lo, uint64_t hi
 					(unsigned long long)blk, (unsigned long long)n->val[i]);
 				continue;
 			}
-			c->data[n->val[i]]++;
+			rc_add(&c->data[n->val[i]]);
 		} else {
 			uint64_t clo = i == 0 ? lo : n->key[i];
 			uint64_t chi = i + 1 < n->n ? n->key[i + 1] : hi;
@@ -2249,7 +2325,7 @@ static int check_msnap(struct checker *c)
 		return 0;
 	n = msnap_blocks(p, blk);
 	for (unsigned k = 0; k < n; k++)
-		c->meta[blk[k] - p->sb.node_start]++;
+		rc_add(&c->meta[blk[k] - p->sb.node_start]);
 	seen = calloc(1, (p->sb.node_blocks + 7) / 8);
 	if (!seen)
 		return -ENOMEM;
@@ -2281,6 +2357,31 @@ static int check_msnap(struct checker *c)
 	return r;
 }
 
+/*
+ * A metadata snapshot copies no space maps (nor could it pin the commit's:
+ * the next commit but one rewrites that area). The counts its trees imply
+ * are what the maps said at its commit, reserved blocks aside (count 0
+ * there too): recounted once, as thin_check does, into the view's own.
+ */
+static int snap_recount(struct thin_pool *p)
+{
+	struct thin_check_report rep;
+	struct checker c = { .p = p, .rep = &rep, .meta = p->meta_rc, .data = p->data_rc };
+
+	memset(&rep, 0, sizeof(rep));
+	for (unsigned s = 0; s < THIN_MAX_VOLUMES && !rep.bad_nodes; s++)
+		if (p->vols[s].id)
+			check_node(&c, p->vols[s].root, 0, UINT64_MAX);
+	if (rep.bad_nodes) {
+		rt_log(RT_LOG_ERROR, "thin pool: metadata snapshot: %s", rep.first);
+		memset(p->meta_rc, 0, p->sb.node_blocks * sizeof(thin_rc_t));
+		memset(p->data_rc, 0, p->sb.data_blocks_max * sizeof(thin_rc_t));
+		return -EUCLEAN;
+	}
+	p->snap_counted = true;
+	return 0;
+}
+
 int thin_check(struct thin_pool *p, struct thin_check_report *rep)
 {
 	struct checker c = { .p = p, .rep = rep };
@@ -2289,8 +2390,8 @@ int thin_check(struct thin_pool *p, struct thin_check_report *rep)
 	memset(rep, 0, sizeof(*rep));
 	if (p->snap_view)
 		return -EOPNOTSUPP;
-	c.meta = calloc(p->sb.node_blocks, sizeof(uint32_t));
-	c.data = calloc(p->sb.data_blocks_max ? p->sb.data_blocks_max : 1, sizeof(uint32_t));
+	c.meta = calloc(p->sb.node_blocks, sizeof(thin_rc_t));
+	c.data = calloc(p->sb.data_blocks_max ? p->sb.data_blocks_max : 1, sizeof(thin_rc_t));
 	if (!c.meta || !c.data) {
 		r = -ENOMEM;
 		goto out;
@@ -2318,12 +2419,20 @@ int thin_check(struct thin_pool *p, struct thin_check_report *rep)
 	r = check_msnap(&c);
 	if (r < 0)
 		goto out;
+	/* Nothing uncommitted: the last commit's counts are the running ones (mark_committed). */
+	if (!p->dirty &&
+	    (memcmp(p->meta_rc, p->meta_rc_committed, p->sb.node_blocks * sizeof(thin_rc_t)) ||
+	     memcmp(p->data_rc, p->data_rc_committed,
+		    p->sb.data_blocks_max * sizeof(thin_rc_t)))) {
+		rep->bad_counts++;
+		problem(&c, "the last commit's counts in memory differ from the running ones");
+	}
 	for (uint64_t i = 0; i < p->sb.node_blocks; i++) {
 		if (p->meta_rc[i] > c.meta[i]) {
 			rep->meta_leaks++;
 			problem(&c, "node block %llu: count %u, referenced %u times",
 				(unsigned long long)(p->sb.node_start + i), p->meta_rc[i], c.meta[i]);
-		} else if (p->meta_rc[i] < c.meta[i]) {
+		} else if (p->meta_rc[i] < c.meta[i] || c.meta[i] == THIN_RC_MAX) {
 			rep->meta_missing++;
 			problem(&c, "node block %llu: count %u, referenced %u times",
 				(unsigned long long)(p->sb.node_start + i), p->meta_rc[i], c.meta[i]);
@@ -2334,7 +2443,7 @@ int thin_check(struct thin_pool *p, struct thin_check_report *rep)
 			rep->data_leaks++;
 			problem(&c, "data block %llu: count %u, mapped %u times",
 				(unsigned long long)i, p->data_rc[i], c.data[i]);
-		} else if (p->data_rc[i] < c.data[i]) {
+		} else if (p->data_rc[i] < c.data[i] || c.data[i] == THIN_RC_MAX) {
 			rep->data_missing++;
 			problem(&c, "data block %llu: count %u, mapped %u times",
 				(unsigned long long)i, p->data_rc[i], c.data[i]);

@@ -198,7 +198,42 @@ static uint8_t *block_buffer(struct thin_run *tr)
 	return posix_memalign(&b, 4096, tr->bs) ? NULL : b;
 }
 
-/* One block's part of a read, on a worker. */
+/* The volume's size as its file serves it: a live resize changes it (vol_cmd_resize). */
+static uint64_t vol_size(const struct thin_vol_export *v)
+{
+	return __atomic_load_n(&v->be.size, __ATOMIC_ACQUIRE);
+}
+
+static bool vol_range_ok(const struct thin_vol_export *v, size_t len, uint64_t off)
+{
+	uint64_t size = vol_size(v);
+
+	return off % 512 == 0 && len % 512 == 0 && off <= size && len <= size - off;
+}
+
+/* One block's part of a read or a write, on a worker: @buf is only read by a write. */
+typedef int (*vol_block_fn)(struct thin_vol_export *v, uint8_t *buf, size_t n, uint64_t off);
+
+/* @fn for each pool block's part of [@off, @off + @len), in order, until one fails. */
+static int vol_each_block(struct thin_vol_export *v, uint8_t *buf, size_t len, uint64_t off,
+			  vol_block_fn fn)
+{
+	int r = 0;
+
+	if (!vol_range_ok(v, len, off))
+		return -EINVAL;
+	while (r == 0 && len) {
+		size_t n = v->tr->bs - off % v->tr->bs;
+
+		n = n < len ? n : len;
+		r = fn(v, buf, n, off);
+		buf += n;
+		off += n;
+		len -= n;
+	}
+	return r;
+}
+
 static int vol_read_block(struct thin_vol_export *v, uint8_t *buf, size_t n, uint64_t off)
 {
 	struct thin_run *tr = v->tr;
@@ -224,20 +259,8 @@ static int vol_read_block(struct thin_vol_export *v, uint8_t *buf, size_t n, uin
 
 static int vol_read(void *ctx, void *buf, size_t len, uint64_t off)
 {
-	struct thin_vol_export *v = ctx;
-	int r = 0;
+	int r = vol_each_block(ctx, buf, len, off, vol_read_block);
 
-	if (off % 512 || len % 512 || off > v->be.size || len > v->be.size - off)
-		return -EINVAL;
-	while (r == 0 && len) {
-		size_t n = v->tr->bs - off % v->tr->bs;
-
-		n = n < len ? n : len;
-		r = vol_read_block(v, buf, n, off);
-		buf = (uint8_t *)buf + n;
-		off += n;
-		len -= n;
-	}
 	return r == -ENOENT ? -EIO : r;
 }
 
@@ -286,8 +309,7 @@ static int vol_write_new(struct thin_vol_export *v, const uint8_t *buf, size_t n
 	return r;
 }
 
-/* One block's part of a write, on a worker. */
-static int vol_write_block(struct thin_vol_export *v, const uint8_t *buf, size_t n, uint64_t off)
+static int vol_write_block(struct thin_vol_export *v, uint8_t *buf, size_t n, uint64_t off)
 {
 	struct thin_run *tr = v->tr;
 	uint64_t vb = off / tr->bs, pb = 0;
@@ -321,20 +343,8 @@ static int vol_write_block(struct thin_vol_export *v, const uint8_t *buf, size_t
 
 static int vol_write_range(struct thin_vol_export *v, const void *buf, size_t len, uint64_t off)
 {
-	int r = 0;
-
-	if (off % 512 || len % 512 || off > v->be.size || len > v->be.size - off)
-		return -EINVAL;
-	while (r == 0 && len) {
-		size_t n = v->tr->bs - off % v->tr->bs;
-
-		n = n < len ? n : len;
-		r = vol_write_block(v, buf, n, off);
-		buf = (const uint8_t *)buf + n;
-		off += n;
-		len -= n;
-	}
-	return r;
+	/* vol_write_block only reads @buf. */
+	return vol_each_block(v, (uint8_t *)buf, len, off, vol_write_block);
 }
 
 /*
@@ -379,7 +389,7 @@ static int vol_map(void *ctx, bool write, uint64_t off, size_t len, uint64_t *en
 	bool must_copy;
 	int r = 0;
 
-	if (off % 512 || len % 512 || off > v->be.size || len > v->be.size - off)
+	if (!vol_range_ok(v, len, off))
 		return -EAGAIN;
 	if (!mu_trylock_brief(tr))
 		return -EAGAIN;
@@ -769,101 +779,122 @@ int thin_run_stop(struct thin_run *tr)
 
 /* ---- commands of a running pool (the control socket's "vol") ---- */
 
+/*
+ * A new volume (@origin NULL) or a snapshot of @origin, committed and
+ * exported. The commit may free blocks that reads or writes in flight
+ * still use, and the origin is quiesced for the moment of the snapshot:
+ * its requests map under the pool's mutex, which this holds, and the
+ * writes mapped before are waited for.
+ */
+static int vol_cmd_new(struct thin_run *tr, const char *origin, const char *name,
+		       uint64_t bytes)
+{
+	struct thin_vol_info vi;
+	uint32_t id;
+	int r;
+
+	pthread_mutex_lock(&tr->mu);
+	pins_drain(tr);
+	r = origin ? thin_vol_snapshot(tr->p, origin, name, &id)
+		   : thin_vol_create(tr->p, name, bytes, &id);
+	if (r == 0)
+		r = thin_commit(tr->p);
+	if (r == 0)
+		r = thin_vol_get(tr->p, id, &vi);
+	pthread_mutex_unlock(&tr->mu);
+	if (r == 0)
+		r = vol_export(tr, &vi);
+	return r;
+}
+
 static int vol_cmd_create(struct thin_run *tr, const char *name, const char *size,
 			  char *msg, size_t len)
 {
-	struct thin_vol_info vi;
 	uint64_t bytes;
-	uint32_t id;
-	int r;
 
 	if (!name || !size || sb_size_parse(size, &bytes) < 0) {
 		snprintf(msg, len, "usage: vol create NAME SIZE");
 		return -EINVAL;
 	}
-	pthread_mutex_lock(&tr->mu);
-	/* The commit may free blocks that reads or writes in flight still use. */
-	pins_drain(tr);
-	r = thin_vol_create(tr->p, name, bytes, &id);
-	if (r == 0)
-		r = thin_commit(tr->p);
-	if (r == 0)
-		r = thin_vol_get(tr->p, id, &vi);
-	pthread_mutex_unlock(&tr->mu);
-	if (r == 0)
-		r = vol_export(tr, &vi);
-	return r;
+	return vol_cmd_new(tr, NULL, name, bytes);
 }
 
-/*
- * The origin is quiesced for the moment of the snapshot: its requests map
- * under the pool's mutex, which the snapshot holds, and the writes mapped
- * before are waited for.
- */
 static int vol_cmd_snapshot(struct thin_run *tr, const char *origin, const char *name,
 			    char *msg, size_t len)
 {
-	struct thin_vol_info vi;
-	uint32_t id;
-	int r;
-
 	if (!origin || !name) {
 		snprintf(msg, len, "usage: vol snapshot VOL SNAP");
 		return -EINVAL;
 	}
-	pthread_mutex_lock(&tr->mu);
-	pins_drain(tr);		/* the origin's writes in flight land before */
-	r = thin_vol_snapshot(tr->p, origin, name, &id);
-	if (r == 0)
-		r = thin_commit(tr->p);
-	if (r == 0)
-		r = thin_vol_get(tr->p, id, &vi);
-	pthread_mutex_unlock(&tr->mu);
-	if (r == 0)
-		r = vol_export(tr, &vi);
-	return r;
+	return vol_cmd_new(tr, origin, name, 0);
+}
+
+/* Volume export @v serves @size bytes, and its file and loop device take that size. */
+static int vol_set_size(struct thin_vol_export *v, uint64_t size)
+{
+	__atomic_store_n(&v->be.size, size, __ATOMIC_RELEASE);
+	return export_resize_file(v->xf, size);
 }
 
 /*
- * The device's size cannot change under its users: resized only while
- * nothing holds it, then exported again at the new size.
+ * In place: the same file, loop device and /dev/raidtool/ARRAY/VOL, so
+ * an open descriptor and a mounted file system stay. A grow is mapped in
+ * the pool first, then shown. A shrink is refused while something holds
+ * the device (it would cut a file system short under its users); else no
+ * I/O beyond the new size starts from the moment the size is shown, and
+ * then what lies beyond is unmapped (the pins drained before the commit).
  */
 static int vol_cmd_resize(struct thin_run *tr, const char *name, const char *size,
 			  const char *force, char *msg, size_t len)
 {
-	struct thin_vol_info vi;
+	struct thin_vol_export *v = NULL;
+	struct thin_vol_info vi = { 0 };
 	char why[256];
 	uint64_t bytes;
-	uint32_t id;
-	unsigned i;
+	uint32_t id = 0;
+	bool shrink;
 	int r;
 
 	if (!name || !size || sb_size_parse(size, &bytes) < 0 || (force && strcmp(force, "force"))) {
 		snprintf(msg, len, "usage: vol resize VOL SIZE [force]");
 		return -EINVAL;
 	}
-	for (i = 0; i < tr->n_vols && strcmp(tr->vols[i]->name, name); i++)
-		;
-	if (i < tr->n_vols && export_file_busy(tr->vols[i]->xf, NULL, why, sizeof(why)) < 0) {
-		snprintf(msg, len, "'%s': its device is in use (%s); a running volume is resized "
+	for (unsigned i = 0; i < tr->n_vols && !v; i++)
+		if (!strcmp(tr->vols[i]->name, name))
+			v = tr->vols[i];
+	pthread_mutex_lock(&tr->mu);
+	r = thin_vol_find(tr->p, name, &id);
+	if (r == 0)
+		r = thin_vol_get(tr->p, id, &vi);
+	pthread_mutex_unlock(&tr->mu);
+	shrink = r == 0 && bytes < vi.size && force;
+	if (shrink && v && export_file_busy(v->xf, NULL, why, sizeof(why)) < 0) {
+		snprintf(msg, len, "'%s': its device is in use (%s); a running volume is shrunk "
 			 "while nothing holds it", name, why);
 		return -EBUSY;
+	}
+	/* A size the pool refuses (not whole blocks) is not shown either. */
+	if (shrink && v && bytes % tr->bs == 0 && bytes) {
+		r = vol_set_size(v, bytes);
+		if (r < 0) {
+			vol_set_size(v, vi.size);
+			return r;
+		}
 	}
 	pthread_mutex_lock(&tr->mu);
 	r = thin_vol_resize(tr->p, name, bytes, force != NULL);
 	if (r == 0)
 		r = pool_sync(tr);	/* after the I/O to the blocks a shrink frees */
 	if (r == 0)
-		r = thin_vol_find(tr->p, name, &id);
-	if (r == 0)
 		r = thin_vol_get(tr->p, id, &vi);
 	pthread_mutex_unlock(&tr->mu);
-	if (r < 0 || i == tr->n_vols)
+	if (!v)
 		return r;
-	/* Its file in the array's mount goes and comes back (same name) at the new size. */
-	r = vol_unexport(tr, i);
-	if (r == 0)
-		r = vol_export(tr, &vi);
+	/* A failed shrink shows the size the pool has again; a grow shows the new one. */
+	if (r < 0 && shrink)
+		vol_set_size(v, vi.size);
+	else if (r == 0 && !shrink)
+		r = vol_set_size(v, vi.size);
 	return r;
 }
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * raidtool vol create|snapshot|delete|list: thin volumes of a stopped
- * array's pool (an engine in this process; see pool_common.c).
+ * raidtool vol create|snapshot|delete|resize|list: thin volumes of an
+ * array's pool; a running array's engine makes the changes, a stopped
+ * array's pool is opened here (an engine in this process; pool_common.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,17 +14,52 @@
 #include "json-out.h"
 #include "pool_common.h"
 
+static const char *create_size;
+static const char *resize_size;
+static int resize_force;
+static uint64_t size_bytes;	/* --size, parsed */
+
+/* What a change does to a stopped array's pool, opened in this process. */
+typedef int (*vol_offline_fn)(struct thin_pool *p, const char **args);
+
 /*
- * A running array: the request goes to its engine ("vol ARG" on the
- * control socket), which exports or removes the device. The exit code;
- * *@sent false when the array is not running (do it offline).
+ * A change of the volumes: sent to a running array's engine ("vol @arg"
+ * on the control socket; it exports or removes the devices), else made on
+ * the stopped array's pool and committed. @done is printed on success.
  */
-static int vol_send(const char *id, const char *what, const char *arg, bool *sent)
+static int vol_change(const char **args, const char *arg, const char *what,
+		      vol_offline_fn offline, const char *done)
 {
-	return pool_cli_send(id, RT_VERB_VOL, what, arg, sent);
+	struct pool_cli c;
+	bool sent;
+	int r = pool_cli_send(args[0], RT_VERB_VOL, what, arg, &sent);
+
+	if (!sent) {
+		r = cli_exit_code(pool_cli_open(args[0], true, &c));
+		if (r != EXIT_OK)
+			return r;
+		r = offline(c.p, args);
+		r = pool_cli_close(&c, r == 0, r < 0 ? cli_fail(r, "'%s': %s '%s'",
+								thin_array_name(c.a), what, args[1])
+						     : EXIT_OK);
+	}
+	if (r == EXIT_OK)
+		printf("%s\n", done);
+	return r;
 }
 
-static const char *create_size;
+/* --size of @cmd into size_bytes, and its text into @text. */
+static int parse_size(const char *cmd, const char *size, char *text, size_t len)
+{
+	int r;
+
+	if (!size)
+		return cli_usage_error(cmd, "--size is required");
+	r = cli_exit_code(cli_parse_size(cmd, "--size", size, &size_bytes));
+	if (r == EXIT_OK)
+		cli_format_size(size_bytes, text, len);
+	return r;
+}
 
 static const struct poptOption create_opts[] = {
 	{ "size", 's', POPT_ARG_STRING, &create_size, 0,
@@ -31,112 +67,50 @@ static const struct poptOption create_opts[] = {
 	POPT_TABLEEND
 };
 
+static int create_offline(struct thin_pool *p, const char **args)
+{
+	return thin_vol_create(p, args[1], size_bytes, NULL);
+}
+
 static int vol_create(int n, const char **args)
 {
-	struct pool_cli c;
-	uint64_t bytes;
-	char text[32];
-	int r;
+	char text[32], arg[256], done[256];
+	int r = parse_size("vol create", create_size, text, sizeof(text));
 
-	if (!create_size)
-		return cli_usage_error("vol create", "--size is required");
-	r = cli_exit_code(cli_parse_size("vol create", "--size", create_size, &bytes));
 	if (r != EXIT_OK)
 		return r;
-	cli_format_size(bytes, text, sizeof(text));
-	{
-		char arg[256];
-		bool sent;
+	snprintf(arg, sizeof(arg), "create %s %llu", args[1], (unsigned long long)size_bytes);
+	snprintf(done, sizeof(done), "created volume '%s' of %s", args[1], text);
+	return vol_change(args, arg, "cannot create volume", create_offline, done);
+}
 
-		snprintf(arg, sizeof(arg), "create %s %llu", args[1], (unsigned long long)bytes);
-		r = vol_send(args[0], "cannot create the volume", arg, &sent);
-		if (sent) {
-			if (r == EXIT_OK)
-				printf("created volume '%s' of %s\n", args[1], text);
-			return r;
-		}
-	}
-	r = cli_exit_code(pool_cli_open(args[0], true, &c));
-	if (r != EXIT_OK)
-		return r;
-	r = thin_vol_create(c.p, args[1], bytes, NULL);
-	if (r < 0) {
-		r = pool_cli_close(&c, false, cli_fail(r, "'%s': cannot create volume '%s'",
-						       thin_array_name(c.a), args[1]));
-		return r;
-	}
-	r = pool_cli_close(&c, true, EXIT_OK);
-	if (r == EXIT_OK)
-		printf("created volume '%s' of %s\n", args[1], text);
-	return r;
+static int snapshot_offline(struct thin_pool *p, const char **args)
+{
+	return thin_vol_snapshot(p, args[1], args[2], NULL);
 }
 
 static int vol_snapshot(int n, const char **args)
 {
-	struct pool_cli c;
-	int r;
+	char arg[256], done[256];
 
-	{
-		char arg[256];
-		bool sent;
+	snprintf(arg, sizeof(arg), "snapshot %s %s", args[1], args[2]);
+	snprintf(done, sizeof(done), "created snapshot '%s' of '%s'", args[2], args[1]);
+	return vol_change(args, arg, "cannot snapshot", snapshot_offline, done);
+}
 
-		snprintf(arg, sizeof(arg), "snapshot %s %s", args[1], args[2]);
-		r = vol_send(args[0], "cannot snapshot", arg, &sent);
-		if (sent) {
-			if (r == EXIT_OK)
-				printf("created snapshot '%s' of '%s'\n", args[2], args[1]);
-			return r;
-		}
-	}
-	r = cli_exit_code(pool_cli_open(args[0], true, &c));
-	if (r != EXIT_OK)
-		return r;
-	r = thin_vol_snapshot(c.p, args[1], args[2], NULL);
-	if (r < 0) {
-		r = pool_cli_close(&c, false, cli_fail(r, "'%s': cannot snapshot '%s'",
-						       thin_array_name(c.a), args[1]));
-		return r;
-	}
-	r = pool_cli_close(&c, true, EXIT_OK);
-	if (r == EXIT_OK)
-		printf("created snapshot '%s' of '%s'\n", args[2], args[1]);
-	return r;
+static int delete_offline(struct thin_pool *p, const char **args)
+{
+	return thin_vol_delete(p, args[1]);
 }
 
 static int vol_delete(int n, const char **args)
 {
-	struct pool_cli c;
-	int r;
+	char arg[256], done[256];
 
-	{
-		char arg[256];
-		bool sent;
-
-		snprintf(arg, sizeof(arg), "delete %s", args[1]);
-		r = vol_send(args[0], "cannot delete the volume", arg, &sent);
-		if (sent) {
-			if (r == EXIT_OK)
-				printf("deleted volume '%s'\n", args[1]);
-			return r;
-		}
-	}
-	r = cli_exit_code(pool_cli_open(args[0], true, &c));
-	if (r != EXIT_OK)
-		return r;
-	r = thin_vol_delete(c.p, args[1]);
-	if (r < 0) {
-		r = pool_cli_close(&c, false, cli_fail(r, "'%s': cannot delete '%s'",
-						       thin_array_name(c.a), args[1]));
-		return r;
-	}
-	r = pool_cli_close(&c, true, EXIT_OK);
-	if (r == EXIT_OK)
-		printf("deleted volume '%s'\n", args[1]);
-	return r;
+	snprintf(arg, sizeof(arg), "delete %s", args[1]);
+	snprintf(done, sizeof(done), "deleted volume '%s'", args[1]);
+	return vol_change(args, arg, "cannot delete", delete_offline, done);
 }
-
-static const char *resize_size;
-static int resize_force;
 
 static const struct poptOption resize_opts[] = {
 	{ "size", 's', POPT_ARG_STRING, &resize_size, 0,
@@ -146,35 +120,22 @@ static const struct poptOption resize_opts[] = {
 	POPT_TABLEEND
 };
 
+static int resize_offline(struct thin_pool *p, const char **args)
+{
+	return thin_vol_resize(p, args[1], size_bytes, resize_force);
+}
+
 static int vol_resize(int n, const char **args)
 {
-	struct pool_cli c;
-	bool sent;
-	uint64_t bytes;
-	char text[32], arg[256];
-	int r;
+	char text[32], arg[256], done[256];
+	int r = parse_size("vol resize", resize_size, text, sizeof(text));
 
-	if (!resize_size)
-		return cli_usage_error("vol resize", "--size is required");
-	r = cli_exit_code(cli_parse_size("vol resize", "--size", resize_size, &bytes));
 	if (r != EXIT_OK)
 		return r;
-	cli_format_size(bytes, text, sizeof(text));
-	snprintf(arg, sizeof(arg), "resize %s %llu%s", args[1], (unsigned long long)bytes,
+	snprintf(arg, sizeof(arg), "resize %s %llu%s", args[1], (unsigned long long)size_bytes,
 		 resize_force ? " force" : "");
-	r = vol_send(args[0], "cannot resize the volume", arg, &sent);
-	if (!sent) {
-		r = cli_exit_code(pool_cli_open(args[0], true, &c));
-		if (r != EXIT_OK)
-			return r;
-		r = thin_vol_resize(c.p, args[1], bytes, resize_force);
-		r = pool_cli_close(&c, r == 0, r < 0 ? cli_fail(r, "'%s': cannot resize '%s'",
-								thin_array_name(c.a), args[1])
-						     : EXIT_OK);
-	}
-	if (r == EXIT_OK)
-		printf("resized volume '%s' to %s\n", args[1], text);
-	return r;
+	snprintf(done, sizeof(done), "resized volume '%s' to %s", args[1], text);
+	return vol_change(args, arg, "cannot resize", resize_offline, done);
 }
 
 static int list_json;
@@ -192,7 +153,8 @@ static int vol_list(int n, const char **args)
 	struct json j;
 	int r;
 
-	r = cli_exit_code(pool_cli_open(args[0], false, &c));
+	/* A running pool: a consistent copy (its counts are recounted from its trees). */
+	r = cli_exit_code(pool_cli_open_view(args[0], &c));
 	if (r != EXIT_OK)
 		return r;
 	thin_pool_get_info(c.p, &info);

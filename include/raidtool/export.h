@@ -80,6 +80,12 @@ int export_add_file(struct rt_export *x, const char *name, const char *link_name
 const char *export_file_device(const struct rt_export_file *xf);
 int export_file_busy(const struct rt_export_file *xf, int *excl_fd, char *why, size_t whylen);
 int export_remove_file(struct rt_export_file *xf, int excl_fd);
+/*
+ * The file's backend serves @size bytes now (grown before, shrunk after
+ * this call): the file and its loop device take that size in place (the
+ * same device; what holds it open or mounted stays).
+ */
+int export_resize_file(struct rt_export_file *xf, uint64_t size);
 
 /*
  * Clean up after an engine that died: detach the loop device on a file

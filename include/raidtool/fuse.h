@@ -101,6 +101,12 @@ void rt_fuse_get_stats(struct rt_fuse *f, struct rt_fuse_stats *st);
  */
 int rt_fuse_add_file(struct rt_fuse *f, const char *name, const struct rt_fuse_backend *be);
 int rt_fuse_remove_file(struct rt_fuse *f, const char *name);
+/*
+ * File @name's size becomes @size (its backend serves that many bytes
+ * from now on: grow the backend first, shrink it after), and the kernel
+ * is told to forget the size it holds: the next stat sees the new one.
+ */
+int rt_fuse_resize_file(struct rt_fuse *f, const char *name, uint64_t size);
 
 /*
  * Have all serving threads ended (the connection is gone: unmounted and

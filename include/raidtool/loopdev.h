@@ -19,6 +19,12 @@ int loopdev_attach(const char *file, unsigned flags, uint32_t blocksize,
 /* Detach a loop device (LOOP_CLR_FD). */
 int loopdev_detach(const char *dev);
 
+/*
+ * The backing file's size changed: the device takes it (LOOP_SET_CAPACITY;
+ * the same device, open descriptors and mounts stay).
+ */
+int loopdev_set_capacity(const char *dev);
+
 /* The loop device already backed by @file, or -ENOENT. */
 int loopdev_find_by_backing(const char *file, char *dev, size_t devlen);
 

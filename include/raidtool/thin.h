@@ -129,8 +129,9 @@ int thin_get_metadata_snap(const struct thin_pool *p, uint64_t *block);
 /*
  * Open the held metadata snapshot read-only (-ENOENT: none held): its
  * volume table and maps as at its commit; thin_pool_get_info gives that
- * commit's counts. No space maps: thin_check and thin_vol_shared fail
- * with -EOPNOTSUPP.
+ * commit's counts. No space maps: thin_check fails with -EOPNOTSUPP;
+ * the first thin_vol_shared recounts the references from the snapshot's
+ * trees (each distinct node read once) into the view's own count arrays.
  */
 int thin_open_metadata_snap(const struct thin_io *io, struct thin_pool **out);
 

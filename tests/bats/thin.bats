@@ -281,8 +281,7 @@ live_pool() {
 	fi
 	run dd if=/dev/zero of="/dev/raidtool/$NAME.pool" bs=4k count=1 oflag=direct
 	assert_failure
-	# Listings of the running pool: what fio wrote is mapped (after the next commit).
-	sleep 1.5
+	# Listings of the running pool read a metadata snapshot: what fio wrote is mapped.
 	run --separate-stderr raidtool vol list --json "$NAME"
 	assert_success
 	[ "$(jq -r '.[0].mapped' <<<"$output")" -gt 0 ]
@@ -622,6 +621,16 @@ live_pool() {
 
 # --- metadata snapshot, transaction id, mode, resize, needs_check ------------
 
+# stop_fio_check PID: fio still ran (else its output is the failure); stop it, the array;
+# then a clean pool check.
+stop_fio_check() {
+	kill -0 "$1" || fail "fio stopped: $(cat "$TESTDIR/fio.out")"
+	stop_pids TERM "$1"
+	deactivate_settled "$NAME"
+	run raidtool pool check "$NAME"
+	assert_success
+}
+
 # dump_consistent: `pool dump` of the array parses, and its maps agree with
 # themselves and its counts: per volume the runs ascend, lie inside the
 # volume and the pool, and add up to its mapped count; the distinct pool
@@ -674,11 +683,7 @@ dump_consistent() {
 		[ -z "$stderr" ] || fail "pool status: $stderr"
 		[ "$(jq -r .metadata_snap <<<"$output")" = null ] || fail "a snapshot stayed held"
 	done
-	kill -0 "$pid" || fail "fio stopped: $(cat "$TESTDIR/fio.out")"
-	stop_pids TERM "$pid"
-	deactivate_settled "$NAME"
-	run raidtool pool check "$NAME"
-	assert_success
+	stop_fio_check "$pid"
 	dump_consistent
 }
 
@@ -738,7 +743,7 @@ dump_consistent() {
 }
 
 @test "live: read-only mode, transaction id, abort, resize and metadata snapshot through the engine" {
-	local sum
+	local sum dev
 	live_pool vol0:256M vol1:64M
 	head -c 4M /dev/urandom > "$TESTDIR/data"
 	dd if="$TESTDIR/data" of="/dev/raidtool/$NAME/vol0" bs=1M oflag=direct conv=fsync status=none
@@ -769,15 +774,24 @@ dump_consistent() {
 	assert_success
 	assert_output --regexp "^'$NAME': back at commit [0-9]+$"
 	[ "$(head -c 4M "/dev/raidtool/$NAME/vol0" | sha256sum)" = "$sum" ]
-	# Resize: while the device is open, refused; else exported again at its new size.
+	# Resize in place: a grow while the device is open; a shrink only when nothing holds it.
+	dev=$(readlink -f "/dev/raidtool/$NAME/vol1")
 	exec 7< "/dev/raidtool/$NAME/vol1"
-	run raidtool vol resize "$NAME" vol1 --size 128M
-	assert_failure 4
-	assert_output --partial "'vol1': its device is in use"
-	exec 7<&-
 	run raidtool vol resize "$NAME" vol1 --size 128M
 	assert_success
 	[ "$(blockdev --getsize64 "/dev/raidtool/$NAME/vol1")" = 134217728 ]
+	[ "$(readlink -f "/dev/raidtool/$NAME/vol1")" = "$dev" ]
+	run raidtool vol resize --force "$NAME" vol1 --size 32M
+	assert_failure 4
+	assert_output --partial "'vol1': its device is in use"
+	[ "$(blockdev --getsize64 "$dev")" = 134217728 ]
+	exec 7<&-
+	run raidtool vol resize --force "$NAME" vol1 --size 32M
+	assert_success
+	[ "$(blockdev --getsize64 "/dev/raidtool/$NAME/vol1")" = 33554432 ]
+	[ "$(readlink -f "/dev/raidtool/$NAME/vol1")" = "$dev" ]
+	run dd if=/dev/zero of="$dev" bs=64k count=1 seek=512 oflag=direct
+	assert_failure
 	# A metadata snapshot held by hand: dump refuses to take a second one.
 	run raidtool pool reserve-metadata-snap "$NAME"
 	assert_success
@@ -794,6 +808,106 @@ dump_consistent() {
 	deactivate_settled "$NAME"
 	run raidtool pool check "$NAME"
 	assert_success
+}
+
+@test "live: vol resize grows a mounted ext4 in place (same device, fd held open); resize2fs; the data stays" {
+	command -v mkfs.ext4 >/dev/null || require "needs mkfs.ext4"
+	command -v resize2fs >/dev/null || require "needs resize2fs"
+	local dev sum
+	live_pool vol0:64M
+	dev=$(readlink -f "/dev/raidtool/$NAME/vol0")
+	run mkfs.ext4 -q -F "/dev/raidtool/$NAME/vol0"
+	assert_success
+	mkdir "$TESTDIR/m"
+	mount "/dev/raidtool/$NAME/vol0" "$TESTDIR/m"
+	head -c 24M /dev/urandom > "$TESTDIR/m/old"
+	sum=$(sha256sum < "$TESTDIR/m/old")
+	sync
+	exec 7< "$dev"
+	run raidtool vol resize "$NAME" vol0 --size 256M
+	assert_success
+	[ "$(readlink -f "/dev/raidtool/$NAME/vol0")" = "$dev" ]
+	[ "$(blockdev --getsize64 "$dev")" = 268435456 ]
+	# Online when we may (ext4 wants CAP_SYS_RESOURCE, which a container may lack).
+	if (($(printf '%d' "0x$(awk '/^CapEff/ {print $2}' /proc/self/status)") >> 24 & 1)); then
+		run resize2fs "/dev/raidtool/$NAME/vol0"
+		assert_success
+	else
+		umount "$TESTDIR/m"
+		run e2fsck -fy "/dev/raidtool/$NAME/vol0"
+		assert_success
+		run resize2fs "/dev/raidtool/$NAME/vol0"
+		assert_success
+		mount "/dev/raidtool/$NAME/vol0" "$TESTDIR/m"
+	fi
+	[ "$(df -k --output=size "$TESTDIR/m" | tail -1)" -gt 200000 ]
+	# More than the old 64M fits now, in the blocks beyond the old end.
+	head -c 120M /dev/urandom > "$TESTDIR/m/new"
+	sync
+	exec 7<&-
+	umount "$TESTDIR/m"
+	echo 3 > /proc/sys/vm/drop_caches
+	mount "/dev/raidtool/$NAME/vol0" "$TESTDIR/m"
+	[ "$(sha256sum < "$TESTDIR/m/old")" = "$sum" ]
+	[ "$(stat -c %s "$TESTDIR/m/new")" = 125829120 ]
+	umount "$TESTDIR/m"
+	run fsck.ext4 -fn "/dev/raidtool/$NAME/vol0"
+	assert_success
+	deactivate_settled "$NAME"
+	run raidtool pool check "$NAME"
+	assert_success
+	[ "$(raidtool vol list --json "$NAME" | jq -r '.[0].size')" = 268435456 ]
+}
+
+vol_list_quiet() {
+	RAIDTOOL_LOCK_TIMEOUT=2 raidtool vol list --json "$NAME" 2>"$TESTDIR/list.err" ||
+		fail "vol list failed: $(cat "$TESTDIR/list.err")"
+	[ ! -s "$TESTDIR/list.err" ] || fail "vol list: $(cat "$TESTDIR/list.err")"
+}
+
+# vol_shares LIST: "NAME:MAPPED:SHARED ..." in the order of the list.
+vol_shares() {
+	jq -r '[.[] | "\(.name):\(.mapped_blocks):\(.shared_blocks)"] | join(" ")' <<<"$1"
+}
+
+@test "live: vol list reads a metadata snapshot: SHARED right after a snapshot and while fio writes" {
+	command -v fio >/dev/null || require "needs fio"
+	local bs n list pid round
+	live_pool vol0:256M vol1:64M
+	bs=$(pool_field block_size)
+	n=$((4 * 1048576 / bs))
+	dd if=/dev/urandom of="/dev/raidtool/$NAME/vol0" bs=1M count=4 oflag=direct conv=fsync \
+		status=none
+	run raidtool vol snapshot "$NAME" vol0 snap
+	assert_success
+	# No wait for a commit: the view commits first.
+	list=$(vol_list_quiet)
+	[ "$(vol_shares "$list")" = "vol0:$n:$n vol1:0:0 snap:$n:$n" ] || fail "$list"
+	# Two blocks of the origin rewritten, no flush: copied, shared no more (the
+	# view's reserve commits them; the last commit alone would not have them yet).
+	dd if=/dev/urandom of="/dev/raidtool/$NAME/vol0" bs="$bs" count=2 oflag=direct \
+		status=none
+	list=$(vol_list_quiet)
+	[ "$(vol_shares "$list")" = "vol0:$n:$((n - 2)) vol1:0:0 snap:$n:$((n - 2))" ] ||
+		fail "$list"
+	# Under fio (the origin's 4M): every copy consistent, origin and snapshot share alike.
+	fio --name=busy --filename="/dev/raidtool/$NAME/vol0" --rw=randwrite --bs=4k --size=4M \
+		--direct=1 --fsync=4 --time_based --runtime=120 >"$TESTDIR/fio.out" 2>&1 &
+	pid=$!
+	BGPIDS+=("$pid")
+	for round in $(seq 1 6); do
+		list=$(vol_list_quiet)
+		jq -e --argjson n "$n" 'map({(.name): .}) | add
+			| .vol0.mapped_blocks == $n and .snap.mapped_blocks == $n
+			  and .vol0.shared_blocks == .snap.shared_blocks
+			  and .vol0.shared_blocks <= $n - 2' <<<"$list" >/dev/null || fail "$list"
+		[ "$(pool_field metadata_snap)" = null ] || fail "a snapshot stayed held"
+	done
+	stop_fio_check "$pid"
+	# Offline, from the pool's own maps: the same rule.
+	list=$(raidtool vol list --json "$NAME")
+	jq -e 'map({(.name): .}) | add | .vol0.shared_blocks == .snap.shared_blocks' \
+		<<<"$list" >/dev/null || fail "$list"
 }
 
 @test "live: a damaged metadata node sets needs_check, kept in the superblock; read-only until a clean pool check" {

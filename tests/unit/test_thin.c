@@ -885,6 +885,30 @@ static void test_damage(void **state)
 	assert_true(rep.first[0] != '\0');
 	assert_true(thin_needs_check(p));
 	thin_close(p);
+	{
+		/*
+		 * A count above what memory holds (2 bytes) in the last commit's
+		 * data space map, sealed as if written so: refused as damage.
+		 */
+		struct thin_sb sb = { 0 }, other;
+		uint64_t index, b;
+
+		for (uint64_t slot = 0; slot < THIN_SB_SLOTS; slot++) {
+			page_read(d->cur, slot * PAGE, blk, PAGE);
+			if (thin_sb_decode(blk, PAGE, &other) == 0 && other.seq > sb.seq)
+				sb = other;
+		}
+		assert_true(sb.seq > 0);
+		index = THIN_VOLTAB_BLOCKS + (sb.node_blocks + THIN_RC_PER_BLOCK - 1) /
+					     THIN_RC_PER_BLOCK;
+		b = THIN_AREA_START + (sb.seq % 2) * sb.area_blocks + index;
+		page_read(d->cur, b * PAGE, blk, PAGE);
+		assert_int_equal(thin_area_verify(blk, b), 0);
+		thin_put_le32(blk + 4, 0x10000);
+		thin_area_seal(blk, b);
+		page_write(d->cur, b * PAGE, blk, PAGE);
+	}
+	assert_int_equal(thin_open(&io, false, &p), -EUCLEAN);
 	ram_free(d);
 }
 
@@ -1133,6 +1157,33 @@ static struct digest snap_digest(struct ramdev *d)
 	return g;
 }
 
+#define SHARED_MAX 64u
+
+/* Each volume's shared block count, in volume table order; how many volumes. */
+static unsigned shared_counts(struct thin_pool *p, uint64_t *shared)
+{
+	struct thin_vol_info v;
+	unsigned k;
+
+	for (k = 0; k < SHARED_MAX && thin_vol_at(p, k, &v) == 0; k++)
+		assert_int_equal(thin_vol_shared(p, v.id, &shared[k]), 0);
+	return k;
+}
+
+/* The snapshot's view recounts its references: the shared counts at its commit. */
+static void snap_shared_equal(struct ramdev *d, const uint64_t *shared, unsigned n)
+{
+	struct thin_io io = ram_io(d);
+	struct thin_pool *q;
+	uint64_t now[SHARED_MAX];
+
+	assert_int_equal(thin_open_metadata_snap(&io, &q), 0);
+	assert_int_equal(shared_counts(q, now), n);
+	for (unsigned k = 0; k < n; k++)
+		assert_int_equal(now[k], shared[k]);
+	thin_close(q);
+}
+
 /*
  * Reserve a metadata snapshot, then many random steps and commits (and
  * power failures): no commit writes over a block the snapshot reaches, a
@@ -1149,7 +1200,8 @@ static void test_metadata_snap(void **state)
 	struct held_copy h = { 0 };
 	struct thin_pool_info before, held_info, after;
 	struct digest at_reserve, now;
-	uint64_t hdr, dummy;
+	uint64_t hdr, dummy, shared[SHARED_MAX], shared_sum = 0;
+	unsigned n_shared;
 	bool commit;
 	int r;
 
@@ -1183,6 +1235,13 @@ static void test_metadata_snap(void **state)
 	assert_true(at_reserve.mappings > 2000);
 	now = snap_digest(d);
 	assert_int_equal(now.h, at_reserve.h);
+	n_shared = shared_counts(p, shared);
+	for (unsigned k = 0; k < n_shared; k++)
+		shared_sum += shared[k];
+	print_message("%u volumes, %llu blocks shared\n", n_shared,
+		      (unsigned long long)shared_sum);
+	assert_true(shared_sum > 0);
+	snap_shared_equal(d, shared, n_shared);
 	/* The reader sees the counts of the commit it copies, and changes nothing. */
 	assert_int_equal(thin_open_metadata_snap(&io, &q), 0);
 	thin_pool_get_info(q, &after);
@@ -1203,6 +1262,7 @@ static void test_metadata_snap(void **state)
 		assert_int_equal(held_changed(d, &h), 0);
 		now = snap_digest(d);
 		assert_int_equal(now.h, at_reserve.h);
+		snap_shared_equal(d, shared, n_shared);
 		assert_clean(p);
 		if (round % 10 == 5) {
 			/* A power failure: it is still held after reopening. */
