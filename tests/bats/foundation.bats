@@ -12,7 +12,7 @@ load helpers
 
 setup() {
 	require_root
-	command -v jq >/dev/null || require "needs jq"
+	require_cmds jq
 	scratch_setup
 	HOLD_PID=
 }

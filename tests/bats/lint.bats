@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # The checks of make lint can fail: scripts/check-copies on planted
 # near-copies (and not on what it leaves out), scripts/check-deps on a
-# planted cycle. Needs no root.
+# planted cycle; require_cmds skips or fails. Needs no root.
 
 load helpers
 
@@ -111,4 +111,19 @@ EOF
 	run "$TESTDIR/tree/scripts/check-deps"
 	assert_failure
 	assert_output --partial "the library must not depend on the CLI"
+}
+
+@test "require_cmds: a missing command skips the test, or fails it under RAIDTOOL_TEST_REQUIRE_ROOT=1" {
+	# (printf: bats would take an @test line of this file as its own)
+	printf '%s\n' "load '$TOP/tests/bats/helpers'" '@''test "needs a command" {' \
+		'	require_cmds sh raidtool-no-such-command' '	false' '}' > "$TESTDIR/t.bats"
+	# A clean environment: the outer bats's variables and PATH confuse the inner one.
+	run env -i PATH=/usr/local/bin:/usr/bin:/bin RAIDTOOL_TEST_REQUIRE_ROOT=0 bats --tap "$TESTDIR/t.bats"
+	assert_success
+	assert_output --partial "ok 1 needs a command # skip needs raidtool-no-such-command"
+	# A clean environment: the outer bats's variables and PATH confuse the inner one.
+	run env -i PATH=/usr/local/bin:/usr/bin:/bin RAIDTOOL_TEST_REQUIRE_ROOT=1 bats --tap "$TESTDIR/t.bats"
+	assert_failure
+	assert_output --partial "not ok 1 needs a command"
+	assert_output --partial "cannot run: needs raidtool-no-such-command"
 }
