@@ -131,11 +131,13 @@ torture: all
 	@RAIDTOOL_TORTURE_SECONDS=$(or $(SECONDS),120) bats tests/bats/torture.bats
 
 # shellcheck over the scripts; the modules' #include lines have no cycle
-# and lib/ includes nothing of the CLI (scripts/check-deps).
+# and lib/ includes nothing of the CLI (scripts/check-deps); no near-copy of
+# 10 lines or more in lib/ and raidtool/ (scripts/check-copies).
 lint:
 	shellcheck -x scripts/install-deps tests/run-tests tests/demo tests/bench .ci/run \
 		completions/raidtool.bash tests/bats/*.bash tests/bats/*.bats
 	./scripts/check-deps
+	./scripts/check-copies
 
 install: $(BUILD)/raidtool
 	install -D -m 0755 $(BUILD)/raidtool $(DESTDIR)$(SBINDIR)/raidtool

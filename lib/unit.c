@@ -276,13 +276,14 @@ dev_t unit_devno(const struct rt_unit *u)
 	return u->devno;
 }
 
-int unit_pread(struct rt_unit *u, void *buf, size_t len, uint64_t off)
+/* All @len bytes at @off, read or (@write) written, through short transfers and EINTR. */
+static int unit_io(struct rt_unit *u, void *buf, size_t len, uint64_t off, bool write)
 {
 	uint8_t *p = buf;
 	ssize_t n;
 
 	while (len) {
-		n = pread(u->fd, p, len, (off_t)off);
+		n = write ? pwrite(u->fd, p, len, (off_t)off) : pread(u->fd, p, len, (off_t)off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -297,25 +298,14 @@ int unit_pread(struct rt_unit *u, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int unit_pread(struct rt_unit *u, void *buf, size_t len, uint64_t off)
+{
+	return unit_io(u, buf, len, off, false);
+}
+
 int unit_pwrite(struct rt_unit *u, const void *buf, size_t len, uint64_t off)
 {
-	const uint8_t *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = pwrite(u->fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return unit_io(u, (void *)buf, len, off, true);	/* only read from */
 }
 
 int unit_flush(struct rt_unit *u)

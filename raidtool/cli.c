@@ -229,6 +229,11 @@ static int run_named(const struct cli_command *cmd, const char *full, int argc,
 				     full, cmd->args);
 		goto out;
 	}
+	if (cmd->validate) {
+		rc = cmd->validate();
+		if (rc != EXIT_OK)
+			goto out;
+	}
 	if (cmd->flags & (CLI_NEEDS_ARRAY | CLI_NEEDS_RUNNING)) {
 		rc = cli_exit_code(find_target(args[0], cmd->flags & CLI_NEEDS_RUNNING));
 		if (rc != EXIT_OK)

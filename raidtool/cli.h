@@ -35,8 +35,8 @@ enum cli_command_flags {
  * file as `const struct cli_command cmd_NAME`. cli_run parses the command
  * line with @opts (plus -v, -q, -h/--help and --usage, common to all),
  * checks that between @min_args and @max_args (-1: no limit) arguments
- * remain and what @flags ask of the first one, calls @run with them, and
- * checks that stdout was written.
+ * remain, then @validate, then what @flags ask of the first one, calls
+ * @run with them, and checks that stdout was written.
  */
 struct cli_command {
 	const char *name;
@@ -46,6 +46,12 @@ struct cli_command {
 	int min_args, max_args;
 	const char *summary;		/* one line for 'raidtool --help' */
 	unsigned flags;			/* enum cli_command_flags */
+	/*
+	 * May be NULL: checks the options on their own, before @flags are,
+	 * so that a bad command line is a usage error (exit 2) whatever the
+	 * array; EXIT_OK, or the exit code (its message printed).
+	 */
+	int (*validate)(void);
 	/*
 	 * A command made of subcommands (pool, vol): its entries, ended by one
 	 * without a name. cli_run runs the one the first argument names as

@@ -18,6 +18,24 @@ static const struct poptOption check_opts[] = {
 	POPT_TABLEEND
 };
 
+/* The options on their own (cli_run: before it looks for the array). */
+static int check_options(void)
+{
+	char arg[32];
+
+	if (repair && cancel)
+		return cli_usage_error("check", "--repair and --cancel exclude each other");
+	if (prefer != -1 && !repair)
+		return cli_usage_error("check", "--prefer needs --repair");
+	if (prefer != -1 && prefer < 0)
+		return cli_usage_error("check", "--prefer: '%d' is not a role", prefer);
+	if (speed != -1 && cancel)
+		return cli_usage_error("check", "--speed-limit and --cancel exclude each other");
+	if (speed != -1 && cli_speed_limit_arg("check", speed, arg, sizeof(arg)) < 0)
+		return EXIT_USAGE;
+	return EXIT_OK;
+}
+
 /* Start a check (or repair) walk over a running array, in the background. */
 static int run_check(int n, const char **args)
 {
@@ -27,22 +45,6 @@ static int run_check(int n, const char **args)
 	struct json j;
 	int r;
 
-	if (repair && cancel) {
-		r = cli_usage_error("check", "--repair and --cancel exclude each other");
-		goto out;
-	}
-	if (prefer != -1 && !repair) {
-		r = cli_usage_error("check", "--prefer needs --repair");
-		goto out;
-	}
-	if (prefer != -1 && prefer < 0) {
-		r = cli_usage_error("check", "--prefer: '%d' is not a role", prefer);
-		goto out;
-	}
-	if (speed != -1 && cancel) {
-		r = cli_usage_error("check", "--speed-limit and --cancel exclude each other");
-		goto out;
-	}
 	if (prefer >= 0)
 		snprintf(arg, sizeof(arg), "prefer=%d", prefer);
 	r = cli_exit_code(cli_send_speed_limit("check", args[0], speed));
@@ -74,4 +76,5 @@ const struct cli_command cmd_check = {
 	.name = "check", .run = run_check, .opts = check_opts,
 	.args = "NAME|HASHCODE", .min_args = 1, .max_args = 1,
 	.summary = "verify (or --repair) parity and mirrors of a running array",
+	.flags = CLI_NEEDS_RUNNING, .validate = check_options,
 };

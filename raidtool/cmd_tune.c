@@ -17,6 +17,22 @@ static const struct poptOption tune_opts[] = {
 	POPT_TABLEEND
 };
 
+/* The options on their own (cli_run: before it looks for the array). */
+static int tune_options(void)
+{
+	char arg[32];
+
+	if (tries == -1 && window == -1 && speed == -1)
+		return cli_usage_error("tune", "give --io-retries, --io-retry-window, --speed-limit "
+				       "or several");
+	if (tries < -1 || window < -1)
+		return cli_usage_error("tune", "--io-retries and --io-retry-window take a number "
+				       "of 0 or more");
+	if (speed != -1 && cli_speed_limit_arg("tune", speed, arg, sizeof(arg)) < 0)
+		return EXIT_USAGE;
+	return EXIT_OK;
+}
+
 /* Change how a running array treats unit I/O errors (tries before failing a unit). */
 static int run_tune(int n, const char **args)
 {
@@ -26,16 +42,6 @@ static int run_tune(int n, const char **args)
 	uint8_t uuid[RT_UUID_SIZE];
 	int r;
 
-	if (tries == -1 && window == -1 && speed == -1) {
-		r = cli_usage_error("tune", "give --io-retries, --io-retry-window, --speed-limit "
-				    "or several");
-		goto out;
-	}
-	if (tries < -1 || window < -1) {
-		r = cli_usage_error("tune", "--io-retries and --io-retry-window take a number "
-				    "of 0 or more");
-		goto out;
-	}
 	if (speed != -1) {
 		r = cli_exit_code(cli_speed_limit_arg("tune", speed, arg, sizeof(arg)));
 		if (r != EXIT_OK)
@@ -75,4 +81,5 @@ const struct cli_command cmd_tune = {
 	.name = "tune", .run = run_tune, .opts = tune_opts,
 	.args = "NAME|HASHCODE", .min_args = 1, .max_args = 1,
 	.summary = "change how a running array treats unit I/O errors",
+	.flags = CLI_NEEDS_RUNNING, .validate = tune_options,
 };

@@ -10,9 +10,7 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 setup() {
-	require_fuse
-	command -v jq >/dev/null || require "needs jq"
-	scratch_setup
+	fuse_setup jq
 	BGPIDS=()
 }
 
@@ -21,10 +19,10 @@ teardown() {
 	reap_bgpids
 	# Stop our array (or clean up after a killed engine) the proper way, so
 	# that the loop device on its FUSE file is detached before the mount goes.
-	if [ -n "${TESTDIR:-}" ] && [ -n "${NAME:-}" ]; then
-		grep -q " $TESTDIR/mnt " /proc/mounts && umount -l "$TESTDIR/mnt"
-		[ -e "$RAIDTOOL_RUNDIR/$NAME/pid" ] && raidtool deactivate "$NAME" >/dev/null 2>&1
+	if [ -n "${TESTDIR:-}" ] && grep -q " $TESTDIR/mnt " /proc/mounts; then
+		umount -l "$TESTDIR/mnt"
 	fi
+	stop_arrays
 	scratch_teardown
 }
 

@@ -9,9 +9,7 @@ bats_require_minimum_version 1.5.0
 
 setup() {
 	BGPIDS=()
-	require_fuse
-	command -v jq >/dev/null || require "needs jq"
-	scratch_setup
+	fuse_setup jq
 }
 
 teardown() {

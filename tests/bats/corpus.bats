@@ -13,15 +13,12 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 setup() {
-	require_fuse
-	command -v jq >/dev/null || require "needs jq"
-	scratch_setup
-	SBEDIT=$TOP/build/tests/rt-sbedit
-	[ -x "$SBEDIT" ] || fail "build rt-sbedit first (make all)"
+	fuse_setup jq
+	SBEDIT=$(test_helper rt-sbedit)
 }
 
 teardown() {
-	[ -e "$RAIDTOOL_RUNDIR/${A:-none}/pid" ] && raidtool deactivate "$A" >/dev/null 2>&1
+	stop_arrays "${A:-}"
 	scratch_teardown
 }
 

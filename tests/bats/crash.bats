@@ -22,10 +22,7 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 setup() {
-	require_fuse
-	command -v strace >/dev/null || require "needs strace"
-	command -v jq >/dev/null || require "needs jq"
-	scratch_setup
+	fuse_setup strace jq
 	SPIDS=()
 }
 

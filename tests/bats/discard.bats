@@ -7,10 +7,7 @@
 load helpers
 
 setup() {
-	require_fuse
-	command -v blkdiscard >/dev/null || require "needs blkdiscard (util-linux)"
-	command -v fstrim >/dev/null || require "needs fstrim (util-linux)"
-	scratch_setup
+	fuse_setup blkdiscard fstrim
 }
 
 teardown() {

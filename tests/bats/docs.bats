@@ -8,7 +8,7 @@
 load helpers
 
 setup() {
-	command -v python3 >/dev/null || require "needs python3"
+	require_cmds python3
 }
 
 # help_vs_man MANPAGE: the mismatches, one per line; exit 1 when any.

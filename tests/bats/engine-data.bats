@@ -6,10 +6,8 @@
 load helpers
 
 setup() {
-	require_fuse
-	command -v fio >/dev/null || require "needs fio"
-	scratch_setup
-	XOR=$TOP/build/tests/rt-xor
+	fuse_setup fio
+	XOR=$(test_helper rt-xor)
 }
 
 teardown() {

@@ -11,22 +11,15 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 setup() {
-	require_fuse
-	command -v jq >/dev/null || require "needs jq"
-	scratch_setup
-	RMWRACE=$TOP/build/tests/rt-rmwrace
-	FAULTYFS=$TOP/build/tests/rt-faultyfs
+	fuse_setup jq
+	RMWRACE=$(test_helper rt-rmwrace)
+	faulty_setup
 	LOOPS=()
-	UNITS=()
-	# shellcheck disable=SC2034  # faulty_unit (helpers.bash) appends to them
-	FFPIDS=() BACKS=()
 }
 
 teardown() {
 	faulty_units_clear
-	if [ -n "${TESTDIR:-}" ] && [ -n "${NAME:-}" ] && [ -e "$RAIDTOOL_RUNDIR/$NAME/pid" ]; then
-		raidtool deactivate "$NAME" >/dev/null 2>&1
-	fi
+	stop_arrays
 	# Loops over our files, then every mount under TESTDIR (the tmpfs too).
 	scratch_teardown
 	faulty_units_stop

@@ -13,25 +13,16 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 setup() {
-	require_fuse
-	command -v jq >/dev/null || require "needs jq"
-	scratch_setup
-	FAULTYFS=$TOP/build/tests/rt-faultyfs
-	SBEDIT=$TOP/build/tests/rt-sbedit
-	[ -x "$FAULTYFS" ] || fail "build rt-faultyfs first (make all)"
-	[ -x "$SBEDIT" ] || fail "build rt-sbedit first (make all)"
-	UNITS=()
+	fuse_setup jq
+	faulty_setup
+	SBEDIT=$(test_helper rt-sbedit)
 	BGPIDS=()
-	# shellcheck disable=SC2034  # faulty_unit (helpers.bash) appends to them
-	FFPIDS=() BACKS=()
 }
 
 teardown() {
 	reap_bgpids
 	faulty_units_clear
-	if [ -n "${TESTDIR:-}" ] && [ -n "${NAME:-}" ] && [ -e "$RAIDTOOL_RUNDIR/$NAME/pid" ]; then
-		raidtool deactivate "$NAME" >/dev/null 2>&1
-	fi
+	stop_arrays
 	scratch_teardown
 	faulty_units_stop
 }
@@ -323,7 +314,7 @@ opening_excl() {
 
 @test "a unit detached between activate's scan and its open, another file on its loop device: refused naming it, nothing written" {
 	local dev sums spid pids other rc
-	command -v strace >/dev/null || require "needs strace"
+	require_cmds strace
 	image_array 1 2 32M
 	write_data 4
 	run raidtool deactivate "$NAME"

@@ -10,18 +10,9 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 setup() {
-	require_fuse
-	command -v fio >/dev/null || require "needs fio"
-	command -v jq >/dev/null || require "needs jq"
-	command -v python3 >/dev/null || require "needs python3"
-	scratch_setup
-	FAULTYFS=$TOP/build/tests/rt-faultyfs
-	[ -x "$FAULTYFS" ] || fail "build rt-faultyfs first (make all)"
+	fuse_setup fio jq python3
+	faulty_setup
 	BGPIDS=()
-	UNITS=()
-	BACKS=()
-	# shellcheck disable=SC2034  # faulty_unit (helpers.bash) appends to it
-	FFPIDS=()
 }
 
 teardown() {
@@ -30,9 +21,7 @@ teardown() {
 	faulty_units_clear
 	# The array's loop device first (deactivate), then the units' loop
 	# devices and the FUSE mounts (scratch_teardown: loops before mounts).
-	if [ -n "${TESTDIR:-}" ] && [ -n "${NAME:-}" ] && [ -e "$RAIDTOOL_RUNDIR/$NAME/pid" ]; then
-		raidtool deactivate "$NAME" >/dev/null 2>&1
-	fi
+	stop_arrays
 	# Loops over our files, then every mount under TESTDIR (faultyfs too).
 	scratch_teardown
 	faulty_units_stop

@@ -12,7 +12,7 @@ load helpers
 
 setup() {
 	require_root
-	command -v jq >/dev/null || require "needs jq"
+	require_cmds jq
 	scratch_setup
 	HOLD_PID=
 }
@@ -612,6 +612,35 @@ assert_refused() {
 	assert_refused 3 "'${NAME}nope'" "no such array"
 	run --separate-stderr raidtool lookup "$(free_hashcode)"
 	[ "$status" -eq 3 ]
+}
+
+@test "check and tune: a bad command line is exit 2 whatever the array; a missing or stopped array is exit 3" {
+	local id
+	new_array "$NAME" 1 2
+	# The options are checked before the array is looked for.
+	for id in "$NAME" "${NAME}nope"; do
+		run --separate-stderr raidtool check --repair --cancel "$id"
+		assert_refused 2 "exclude each other"
+		run --separate-stderr raidtool check --prefer 0 "$id"
+		assert_refused 2 "--prefer needs --repair"
+		run --separate-stderr raidtool check --speed-limit -5 "$id"
+		assert_refused 2 "--speed-limit"
+		run --separate-stderr raidtool tune "$id"
+		assert_refused 2 "give --io-retries"
+		run --separate-stderr raidtool tune --io-retries -2 "$id"
+		assert_refused 2 "a number of 0 or more"
+		run --separate-stderr raidtool tune --speed-limit 99999999 "$id"
+		assert_refused 2 "--speed-limit"
+	done
+	# Then the array: it must exist and run.
+	run --separate-stderr raidtool check "${NAME}nope"
+	assert_refused 3 "'${NAME}nope'" "no such array"
+	run --separate-stderr raidtool tune --io-retries 2 "${NAME}nope"
+	assert_refused 3 "'${NAME}nope'" "no such array"
+	run --separate-stderr raidtool check --repair "$HASH"
+	assert_refused 3 "'$HASH'" "not active"
+	run --separate-stderr raidtool tune --io-retries 2 "$NAME"
+	assert_refused 3 "'$NAME'" "not active"
 }
 
 @test "lookup-unit shows a unit's descriptor; a non-unit is exit 3" {

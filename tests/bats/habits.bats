@@ -8,9 +8,7 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 setup() {
-	require_fuse
-	command -v jq >/dev/null || require "needs jq"
-	scratch_setup
+	fuse_setup jq
 }
 
 teardown() {
@@ -128,7 +126,7 @@ on_tty() {
 
 @test "zero of a unit with a valid superblock asks on a terminal: anything but YES changes nothing (exit 5)" {
 	local u before answer
-	command -v script >/dev/null || require "needs script (util-linux)"
+	require_cmds script
 	mapfile -t u < <(make_images u 2 32M)
 	run raidtool create "$NAME" --level 1 --assume-clean "${u[@]}"
 	assert_success
@@ -153,7 +151,7 @@ on_tty() {
 
 @test "zero asks nothing with --batch-mode, when stdin is no terminal, or of a unit without a superblock" {
 	local u plain
-	command -v script >/dev/null || require "needs script (util-linux)"
+	require_cmds script
 	mapfile -t u < <(make_images u 2 32M)
 	run raidtool create "$NAME" --level 1 --assume-clean "${u[@]}"
 	assert_success
@@ -176,8 +174,7 @@ on_tty() {
 
 @test "create --force over a filesystem asks on a terminal: a refusal leaves every unit as it was" {
 	local u before
-	command -v script >/dev/null || require "needs script (util-linux)"
-	command -v mkfs.ext4 >/dev/null || require "needs mkfs.ext4"
+	require_cmds script mkfs.ext4
 	mapfile -t u < <(make_images u 2 32M)
 	mkfs.ext4 -q -F "${u[0]}"
 	before=$(checksums "${u[@]}")
@@ -201,8 +198,7 @@ on_tty() {
 
 @test "create --force --batch-mode on a terminal asks nothing" {
 	local u
-	command -v script >/dev/null || require "needs script (util-linux)"
-	command -v mkfs.ext4 >/dev/null || require "needs mkfs.ext4"
+	require_cmds script mkfs.ext4
 	mapfile -t u < <(make_images u 2 32M)
 	mkfs.ext4 -q -F "${u[1]}"
 	on_tty no create --force --batch-mode --level 1 "$NAME" "${u[@]}"

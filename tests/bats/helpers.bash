@@ -32,6 +32,62 @@ require_fuse() {
 	[ -e /dev/fuse ] || require "needs FUSE (/dev/fuse)"
 }
 
+# require_cmds CMD...: every command is on PATH; else skip naming the first
+# missing one and its Debian package (a failure under
+# RAIDTOOL_TEST_REQUIRE_ROOT=1, see require).
+require_cmds() {
+	local c pkg
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 && continue
+		case $c in
+		blkdiscard | fstrim | losetup | wipefs | setpriv | script) pkg=util-linux ;;
+		udevadm) pkg=udev ;;
+		mkfs.ext4 | fsck.ext4) pkg=e2fsprogs ;;
+		*) pkg=$c ;;
+		esac
+		require "needs $c (Debian package $pkg)"
+	done
+}
+
+# fuse_setup [CMD...]: the setup of a suite that runs arrays: root, loop
+# devices and FUSE, the commands CMD, then the scratch directory.
+fuse_setup() {
+	require_fuse
+	require_cmds "$@"
+	scratch_setup
+}
+
+# test_helper NAME: the path of the built test helper tests/helpers/NAME.c;
+# the test fails when it was not built (make all builds them).
+test_helper() {
+	local path=$TOP/build/tests/$1
+	[ -x "$path" ] || fail "build the test helpers first (make all): no $path"
+	echo "$path"
+}
+
+# faulty_setup: for the disks that fail on demand (faulty_unit below):
+# FAULTYFS, and empty FFPIDS, UNITS and BACKS.
+faulty_setup() {
+	FAULTYFS=$(test_helper rt-faultyfs)
+	# shellcheck disable=SC2034  # faulty_unit appends to them
+	FFPIDS=() UNITS=() BACKS=()
+}
+
+# stop_arrays [NAME...]: in a teardown, deactivate the test's arrays
+# (default $NAME) that still run, so that the loop device on each one's
+# FUSE file is gone before scratch_teardown unmounts it.
+stop_arrays() {
+	local n
+	[ -n "${TESTDIR:-}" ] || return 0
+	[ $# -gt 0 ] || set -- "${NAME:-}"
+	for n in "$@"; do
+		if [ -n "$n" ] && [ -e "$RAIDTOOL_RUNDIR/$n/pid" ]; then
+			raidtool deactivate "$n" >/dev/null 2>&1 || true
+		fi
+	done
+	return 0
+}
+
 # Per-test scratch directory and run directory; names unique on this machine.
 scratch_setup() {
 	TESTDIR=$(mktemp -d /tmp/raidtool-bats.XXXXXX)
@@ -252,9 +308,9 @@ check_clean() {
 	assert_output --partial "check done: 0 mismatches"
 }
 
-# Disks that fail on demand (tests/helpers/rt-faultyfs). The suite sets
-# FAULTYFS to the helper and FFPIDS, UNITS and BACKS to () in setup, and
-# calls faulty_units_stop in teardown after scratch_teardown.
+# Disks that fail on demand (tests/helpers/rt-faultyfs). The suite calls
+# faulty_setup in setup, and faulty_units_stop in teardown after
+# scratch_teardown.
 
 # faulty_unit I SIZE: a rt-faultyfs disk over $TESTDIR/back$I.img mounted at
 # $TESTDIR/ffs$I, with a direct-I/O loop device on it; appends to UNITS.

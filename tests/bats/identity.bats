@@ -10,9 +10,7 @@ bats_require_minimum_version 1.5.0
 
 setup() {
 	BGPIDS=()
-	require_fuse
-	command -v jq >/dev/null || require "needs jq"
-	scratch_setup
+	fuse_setup jq
 }
 
 teardown() {
@@ -209,7 +207,7 @@ scan_loop() {
 
 @test "scans skip running arrays' devices: list, status and lookup never open one" {
 	local u loop cmd
-	command -v strace >/dev/null || require "needs strace"
+	require_cmds strace
 	mapfile -t u < <(make_images u 2 32M)
 	run raidtool create "$NAME" --level 1 --assume-clean "${u[@]}"
 	assert_success

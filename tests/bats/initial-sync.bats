@@ -11,17 +11,12 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 setup() {
-	require_fuse
-	command -v fio >/dev/null || require "needs fio"
-	command -v jq >/dev/null || require "needs jq"
-	scratch_setup
+	fuse_setup fio jq
 	UNITS=()
 }
 
 teardown() {
-	if [ -n "${TESTDIR:-}" ] && [ -n "${NAME:-}" ] && [ -e "$RAIDTOOL_RUNDIR/$NAME/pid" ]; then
-		raidtool deactivate "$NAME" >/dev/null 2>&1
-	fi
+	stop_arrays
 	scratch_teardown
 }
 

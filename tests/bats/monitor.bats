@@ -9,18 +9,9 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 setup() {
-	require_fuse
-	command -v fio >/dev/null || require "needs fio"
-	command -v jq >/dev/null || require "needs jq"
-	scratch_setup
-	FAULTYFS=$TOP/build/tests/rt-faultyfs
-	[ -x "$FAULTYFS" ] || fail "build rt-faultyfs first (make all)"
+	fuse_setup fio jq
+	faulty_setup
 	BGPIDS=()
-	UNITS=()
-	# shellcheck disable=SC2034  # faulty_unit (helpers.bash) appends to it
-	BACKS=()
-	# shellcheck disable=SC2034  # faulty_unit (helpers.bash) appends to it
-	FFPIDS=()
 	# The program the monitor runs: one line per call, its arguments.
 	PROG=$TESTDIR/alert
 	cat >"$PROG" <<EOF
@@ -35,9 +26,7 @@ EOF
 teardown() {
 	reap_bgpids
 	faulty_units_clear
-	if [ -n "${TESTDIR:-}" ] && [ -n "${NAME:-}" ] && [ -e "$RAIDTOOL_RUNDIR/$NAME/pid" ]; then
-		raidtool deactivate "$NAME" >/dev/null 2>&1
-	fi
+	stop_arrays
 	scratch_teardown
 	faulty_units_stop
 }

@@ -8,17 +8,12 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 setup() {
-	require_fuse
-	command -v jq >/dev/null || require "needs jq"
-	scratch_setup
+	fuse_setup jq
 	UNITS=()
 }
 
 teardown() {
-	local n
-	for n in "${NAME:-}" "${NAME2:-}"; do
-		[ -n "$n" ] && [ -e "$RAIDTOOL_RUNDIR/$n/pid" ] && raidtool deactivate "$n" >/dev/null 2>&1
-	done
+	stop_arrays "${NAME:-}" "${NAME2:-}"
 	# A read-only test's file system.
 	[ -n "${TESTDIR:-}" ] && mountpoint -q "$TESTDIR/mnt" && umount "$TESTDIR/mnt"
 	scratch_teardown
@@ -160,7 +155,7 @@ unit_sums() {
 }
 
 @test "activate --readonly: mount -o ro and reads change no byte of any unit; writes, walks and fail refused" {
-	command -v mkfs.ext4 >/dev/null || require "needs mkfs.ext4"
+	require_cmds mkfs.ext4
 	new_array "$NAME" 5 3 64M
 	run raidtool activate "$NAME"
 	assert_success

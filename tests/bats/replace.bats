@@ -11,20 +11,14 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 setup() {
-	require_fuse
-	command -v fio >/dev/null || require "needs fio"
-	command -v jq >/dev/null || require "needs jq"
-	command -v blkdiscard >/dev/null || require "needs blkdiscard (util-linux)"
-	scratch_setup
+	fuse_setup fio jq blkdiscard
 	BGPIDS=()
 	UNITS=()
 }
 
 teardown() {
 	reap_bgpids
-	if [ -n "${TESTDIR:-}" ] && [ -n "${NAME:-}" ] && [ -e "$RAIDTOOL_RUNDIR/$NAME/pid" ]; then
-		raidtool deactivate "$NAME" >/dev/null 2>&1
-	fi
+	stop_arrays
 	scratch_teardown
 }
 

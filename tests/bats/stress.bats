@@ -24,9 +24,7 @@ CMD_TIMEOUT=120
 
 setup() {
 	BGPIDS=()
-	require_fuse
-	command -v jq >/dev/null || require "needs jq"
-	scratch_setup
+	fuse_setup jq
 	# A command waiting for another's lock gives up (busy, exit 4) well
 	# before it counts as hung.
 	export RAIDTOOL_LOCK_TIMEOUT=30

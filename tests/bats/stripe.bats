@@ -7,9 +7,7 @@
 load helpers
 
 setup() {
-	require_fuse
-	command -v fio >/dev/null || require "needs fio"
-	scratch_setup
+	fuse_setup fio
 }
 
 teardown() {

@@ -10,9 +10,7 @@ bats_require_minimum_version 1.5.0
 
 setup() {
 	BGPIDS=()
-	require_fuse
-	command -v jq >/dev/null || require "needs jq"
-	scratch_setup
+	fuse_setup jq
 	UNITS=("$(make_image u0.img 48M)" "$(make_image u1.img 48M)")
 }
 
@@ -147,7 +145,7 @@ refused() {
 }
 
 @test "pool create refuses an array holding a filesystem unless --force" {
-	command -v mkfs.ext4 >/dev/null || require "needs mkfs.ext4"
+	require_cmds mkfs.ext4
 	run raidtool create "$NAME" --level 1 --assume-clean "${UNITS[@]}"
 	assert_success
 	run raidtool activate "$NAME"
@@ -263,7 +261,7 @@ live_pool() {
 }
 
 @test "live: every volume is a block device; fio verify; the array's own device is read-only" {
-	command -v fio >/dev/null || require "needs fio"
+	require_cmds fio
 	live_pool vol0:1G vol1:64M
 	[ -b "/dev/raidtool/$NAME/vol0" ] && [ -b "/dev/raidtool/$NAME/vol1" ]
 	[ "$(blockdev --getsize64 "/dev/raidtool/$NAME/vol0")" = 1073741824 ]
@@ -344,7 +342,7 @@ live_pool() {
 }
 
 @test "live: writers race on the same blocks of a just-snapshotted volume; origin and snapshot exact" {
-	command -v fio >/dev/null || require "needs fio"
+	require_cmds fio
 	local round snapsum pid
 	live_pool vol0:64M
 	head -c 8M /dev/urandom > "$TESTDIR/old"
@@ -395,8 +393,7 @@ live_pool() {
 }
 
 @test "live: discard returns a volume's blocks to the pool; ext4 and fstrim" {
-	command -v mkfs.ext4 >/dev/null || require "needs mkfs.ext4"
-	command -v fstrim >/dev/null || require "needs fstrim"
+	require_cmds mkfs.ext4 fstrim
 	local free0 free1 free2
 	live_pool vol0:256M
 	dd if=/dev/urandom of="/dev/raidtool/$NAME/vol0" bs=1M count=16 oflag=direct \
@@ -477,7 +474,7 @@ live_pool() {
 }
 
 @test "live: vol create, snapshot (while fio writes the origin) and delete on a running array" {
-	command -v fio >/dev/null || require "needs fio"
+	require_cmds fio
 	local sum pid
 	# Room for fio's blocks, copied once more after the snapshot.
 	UNITS=("$(make_image big0.img 160M)" "$(make_image big1.img 160M)")
@@ -657,7 +654,7 @@ dump_consistent() {
 }
 
 @test "live: pool dump while fio writes, snapshots come and go and commits run: a consistent copy every round" {
-	command -v fio >/dev/null || require "needs fio"
+	require_cmds fio
 	local pid round
 	UNITS=("$(make_image big0.img 160M)" "$(make_image big1.img 160M)")
 	live_pool vol0:1G

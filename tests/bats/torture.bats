@@ -23,17 +23,9 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 setup() {
-	require_fuse
-	command -v jq >/dev/null || require "needs jq"
-	scratch_setup
-	FAULTYFS=$TOP/build/tests/rt-faultyfs
-	TORTURE=$TOP/build/tests/rt-torture
-	local h
-	for h in "$FAULTYFS" "$TORTURE"; do
-		[ -x "$h" ] || fail "build the test helpers first (make all): no $h"
-	done
-	# shellcheck disable=SC2034  # faulty_unit (helpers.bash) appends to them
-	FFPIDS=() UNITS=() BACKS=()
+	fuse_setup jq
+	faulty_setup
+	TORTURE=$(test_helper rt-torture)
 	BGPIDS=()
 	TLOG=$(mktemp -d /tmp/raidtool-torture.XXXXXX)
 	A=
@@ -47,9 +39,7 @@ teardown() {
 	else
 		rm -rf "$TLOG"
 	fi
-	if [ -n "${A:-}" ] && [ -e "$RAIDTOOL_RUNDIR/$A/pid" ]; then
-		"$RAIDTOOL_BIN" deactivate "$A" >/dev/null 2>&1
-	fi
+	stop_arrays "${A:-}"
 	scratch_teardown
 	faulty_units_stop
 }

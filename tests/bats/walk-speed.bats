@@ -6,8 +6,7 @@
 load helpers
 
 setup() {
-	require_fuse
-	scratch_setup
+	fuse_setup
 }
 
 teardown() {

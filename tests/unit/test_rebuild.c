@@ -108,6 +108,13 @@ static int fx_engine(struct fx *f)
 /* The chunk of the next fixture (recover_case sets it for its own). */
 static uint32_t fx_chunk = CHUNK;
 
+/*
+ * The test's fixture: static, not on its stack, so that fx_cleanup can
+ * still undo it after a failed assertion. fx_live: set up, not torn down.
+ */
+static struct fx the_fx;
+static struct fx *fx_live;
+
 static int fx_setup(struct fx *f, int32_t level, uint32_t n)
 {
 	uint64_t rs[RT_MAX_UNITS] = { 0 };
@@ -116,6 +123,7 @@ static int fx_setup(struct fx *f, int32_t level, uint32_t n)
 	uint32_t r;
 
 	memset(f, 0, sizeof(*f));
+	fx_live = f;
 	f->level = level;
 	f->n = n;
 	f->chunk = fx_chunk;
@@ -172,6 +180,19 @@ static void fx_teardown(struct fx *f)
 	free(f->model);
 	pthread_mutex_destroy(&f->mu);
 	pthread_cond_destroy(&f->cond);
+	fx_live = NULL;
+}
+
+/*
+ * After every test, also one whose assertion failed (cmocka jumps out of
+ * it): what it left set up goes, loop devices first, rather than staying
+ * attached on the machine.
+ */
+static int fx_cleanup(void **state)
+{
+	if (fx_live)
+		fx_teardown(fx_live);
+	return 0;
 }
 
 static bool skip_without_root(void)
@@ -386,44 +407,44 @@ static void recover_case(int32_t level, uint32_t n, uint32_t role, uint32_t chun
 	pthread_t th[WRITERS];
 	atomic_bool stop = false;
 	struct rt_walk_progress pr;
-	struct fx f;
+	struct fx *f = &the_fx;
 	unsigned i;
 
 	if (skip_without_root())
 		skip();
 	fx_chunk = chunk;
-	assert_int_equal(fx_setup(&f, level, n), 0);
+	assert_int_equal(fx_setup(f, level, n), 0);
 	fx_chunk = CHUNK;
-	fill_all(&f, 11);
-	replace_role(&f, role);
-	assert_int_equal(engine_role_state(f.e, role), RT_ROLE_FAULTY);
+	fill_all(f, 11);
+	replace_role(f, role);
+	assert_int_equal(engine_role_state(f->e, role), RT_ROLE_FAULTY);
 	for (i = 0; i < WRITERS; i++) {
-		w[i] = (struct writer){ .f = &f, .idx = i, .stop = &stop };
+		w[i] = (struct writer){ .f = f, .idx = i, .stop = &stop };
 		assert_int_equal(pthread_create(&th[i], NULL, writer_main, &w[i]), 0);
 	}
-	assert_int_equal(start_walk(&f, RT_WALK_RECOVER, role, 0), 0);
-	assert_int_equal(start_walk(&f, RT_WALK_CHECK, 0, 0), -EBUSY);
-	assert_int_equal(wait_done(&f, 1), 0);
+	assert_int_equal(start_walk(f, RT_WALK_RECOVER, role, 0), 0);
+	assert_int_equal(start_walk(f, RT_WALK_CHECK, 0, 0), -EBUSY);
+	assert_int_equal(wait_done(f, 1), 0);
 	usleep(100000);		/* writers on the now active role */
 	atomic_store(&stop, true);
 	for (i = 0; i < WRITERS; i++) {
 		pthread_join(th[i], NULL);
 		assert_int_equal(w[i].err, 0);
 	}
-	assert_int_equal(engine_role_state(f.e, role), RT_ROLE_ACTIVE);
-	assert_int_equal(engine_state(f.e), RT_ENGINE_OK);
-	engine_walk_progress(f.e, &pr);
+	assert_int_equal(engine_role_state(f->e, role), RT_ROLE_ACTIVE);
+	assert_int_equal(engine_state(f->e), RT_ENGINE_OK);
+	engine_walk_progress(f->e, &pr);
 	assert_int_equal(pr.kind, RT_WALK_RECOVER);
 	assert_false(pr.running);
 	assert_int_equal(pr.result, 0);
-	assert_int_equal(pr.done, f.role_bytes);
-	assert_int_equal(pr.total, f.role_bytes);
-	assert_true(f.n_ckpt >= 2);
-	assert_int_equal(f.ckpt[f.n_ckpt - 1], f.role_bytes);
-	assert_int_equal(engine_flush(f.e), 0);
-	verify_engine(&f);
-	verify_roles(&f);
-	fx_teardown(&f);
+	assert_int_equal(pr.done, f->role_bytes);
+	assert_int_equal(pr.total, f->role_bytes);
+	assert_true(f->n_ckpt >= 2);
+	assert_int_equal(f->ckpt[f->n_ckpt - 1], f->role_bytes);
+	assert_int_equal(engine_flush(f->e), 0);
+	verify_engine(f);
+	verify_roles(f);
+	fx_teardown(f);
 }
 
 static void test_recover_raid1(void **state)
@@ -463,54 +484,54 @@ static void test_cancel_resume_raid5(void **state)
 	pthread_t th;
 	uint64_t ck;
 	uint32_t role = 1;
-	struct fx f;
+	struct fx *f = &the_fx;
 
 	(void)state;
 	if (skip_without_root())
 		skip();
-	assert_int_equal(fx_setup(&f, RT_LEVEL_5, 3), 0);
-	fill_all(&f, 12);
-	replace_role(&f, role);
-	assert_int_equal(start_walk(&f, RT_WALK_RECOVER, role, 0), 0);
+	assert_int_equal(fx_setup(f, RT_LEVEL_5, 3), 0);
+	fill_all(f, 12);
+	replace_role(f, role);
+	assert_int_equal(start_walk(f, RT_WALK_RECOVER, role, 0), 0);
 	do {
 		usleep(2000);
-		engine_walk_progress(f.e, &pr);
+		engine_walk_progress(f->e, &pr);
 	} while (pr.running && pr.done < 18 * MIB);
-	assert_int_equal(engine_walk_cancel(f.e), 0);
-	assert_int_equal(f.done_calls, 1);
-	assert_int_equal(f.done_result, -ECANCELED);
-	assert_true(f.n_ckpt >= 2);
-	ck = f.ckpt[f.n_ckpt - 1];
-	assert_true(ck >= 16 * MIB && ck < f.role_bytes);
-	assert_int_equal(engine_role_state(f.e, role), RT_ROLE_FAULTY);
+	assert_int_equal(engine_walk_cancel(f->e), 0);
+	assert_int_equal(f->done_calls, 1);
+	assert_int_equal(f->done_result, -ECANCELED);
+	assert_true(f->n_ckpt >= 2);
+	ck = f->ckpt[f->n_ckpt - 1];
+	assert_true(ck >= 16 * MIB && ck < f->role_bytes);
+	assert_int_equal(engine_role_state(f->e, role), RT_ROLE_FAULTY);
 
 	/* Writes between the cancel and the restart land on the unit too. */
-	w = (struct writer){ .f = &f, .idx = 0, .stop = &stop, .max_rounds = 1 };
+	w = (struct writer){ .f = f, .idx = 0, .stop = &stop, .max_rounds = 1 };
 	assert_int_equal(pthread_create(&th, NULL, writer_main, &w), 0);
 	pthread_join(th, NULL);
 	assert_int_equal(w.err, 0);
-	assert_int_equal(engine_flush(f.e), 0);
-	verify_engine(&f);
+	assert_int_equal(engine_flush(f->e), 0);
+	verify_engine(f);
 
-	engine_destroy(f.e);
-	f.e = NULL;
-	f.sb.slots[role].state = RT_SLOT_REBUILDING;
-	f.sb.slots[role].recovery_offset = ck;
-	assert_int_equal(fx_engine(&f), 0);
-	assert_int_equal(engine_role_state(f.e, role), RT_ROLE_FAULTY);
-	assert_int_equal(engine_attach_unit(f.e, role, f.unit[role]), 0);
-	f.n_ckpt = 0;
-	assert_int_equal(start_walk(&f, RT_WALK_RECOVER, role, ck), 0);
-	assert_int_equal(wait_done(&f, 2), 0);
-	engine_get_stats(f.e, &st);
+	engine_destroy(f->e);
+	f->e = NULL;
+	f->sb.slots[role].state = RT_SLOT_REBUILDING;
+	f->sb.slots[role].recovery_offset = ck;
+	assert_int_equal(fx_engine(f), 0);
+	assert_int_equal(engine_role_state(f->e, role), RT_ROLE_FAULTY);
+	assert_int_equal(engine_attach_unit(f->e, role, f->unit[role]), 0);
+	f->n_ckpt = 0;
+	assert_int_equal(start_walk(f, RT_WALK_RECOVER, role, ck), 0);
+	assert_int_equal(wait_done(f, 2), 0);
+	engine_get_stats(f->e, &st);
 	/* Only what lies above the checkpoint was rebuilt. */
 	/* (The dirty log's 4 KiB writes may add a little.) */
-	assert_true(st.unit[role].write_bytes >= f.role_bytes - ck &&
-		    st.unit[role].write_bytes < f.role_bytes - ck + 64 * 4096);
-	assert_int_equal(engine_role_state(f.e, role), RT_ROLE_ACTIVE);
-	verify_engine(&f);
-	verify_roles(&f);
-	fx_teardown(&f);
+	assert_true(st.unit[role].write_bytes >= f->role_bytes - ck &&
+		    st.unit[role].write_bytes < f->role_bytes - ck + 64 * 4096);
+	assert_int_equal(engine_role_state(f->e, role), RT_ROLE_ACTIVE);
+	verify_engine(f);
+	verify_roles(f);
+	fx_teardown(f);
 }
 
 /*
@@ -560,35 +581,35 @@ static void test_replace_checkpoints(void **state)
 	struct swap_probe sp = { 0 };
 	struct rt_unit *old = NULL;
 	uint32_t role = 1;
-	struct fx f;
+	struct fx *f = &the_fx;
 	unsigned i;
 
 	(void)state;
 	if (skip_without_root())
 		skip();
-	assert_int_equal(fx_setup(&f, RT_LEVEL_5, 3), 0);
-	fill_all(&f, 13);
-	assert_int_equal(open_unit(&f, NU - 1, true), 0);
-	assert_int_equal(engine_replace_start(f.e, role, f.unit[NU - 1]), 0);
-	assert_int_equal(start_walk(&f, RT_WALK_REPLACE, role, 0), 0);
-	assert_int_equal(wait_done(&f, 1), 0);
-	assert_true(f.n_ckpt >= 2);
-	for (i = 1; i < f.n_ckpt; i++)
-		assert_true(f.ckpt[i] > f.ckpt[i - 1]);
-	assert_true(f.ckpt[0] > 0 && f.ckpt[0] < f.role_bytes);
-	assert_int_equal(f.ckpt[f.n_ckpt - 1], f.role_bytes);
-	sp.f = &f;
-	assert_int_equal(engine_replace_finish(f.e, role, &old, swap_commit, &sp), 0);
+	assert_int_equal(fx_setup(f, RT_LEVEL_5, 3), 0);
+	fill_all(f, 13);
+	assert_int_equal(open_unit(f, NU - 1, true), 0);
+	assert_int_equal(engine_replace_start(f->e, role, f->unit[NU - 1]), 0);
+	assert_int_equal(start_walk(f, RT_WALK_REPLACE, role, 0), 0);
+	assert_int_equal(wait_done(f, 1), 0);
+	assert_true(f->n_ckpt >= 2);
+	for (i = 1; i < f->n_ckpt; i++)
+		assert_true(f->ckpt[i] > f->ckpt[i - 1]);
+	assert_true(f->ckpt[0] > 0 && f->ckpt[0] < f->role_bytes);
+	assert_int_equal(f->ckpt[f->n_ckpt - 1], f->role_bytes);
+	sp.f = f;
+	assert_int_equal(engine_replace_finish(f->e, role, &old, swap_commit, &sp), 0);
 	pthread_join(sp.th, NULL);
 	assert_int_equal(sp.err, 0);
 	assert_false(sp.early);
-	assert_ptr_equal(old, f.unit[role]);
+	assert_ptr_equal(old, f->unit[role]);
 	unit_close(old);
-	f.unit[role] = f.unit[NU - 1];
-	f.unit[NU - 1] = NULL;
-	verify_engine(&f);
-	verify_roles(&f);
-	fx_teardown(&f);
+	f->unit[role] = f->unit[NU - 1];
+	f->unit[NU - 1] = NULL;
+	verify_engine(f);
+	verify_roles(f);
+	fx_teardown(f);
 }
 
 /* Damage @count stripes behind the engine: raid1 mirror 1, raid5 the parity chunk. */
@@ -659,29 +680,29 @@ static void check_case(int32_t level, uint32_t n)
 	pthread_t th[WRITERS];
 	atomic_bool stop = false;
 	struct rt_walk_progress pr;
-	struct fx f;
+	struct fx *f = &the_fx;
 	unsigned i;
 
 	if (skip_without_root())
 		skip();
-	assert_int_equal(fx_setup(&f, level, n), 0);
-	fill_all(&f, 13);
+	assert_int_equal(fx_setup(f, level, n), 0);
+	fill_all(f, 13);
 	/* A healthy array with writers going on: nothing to find. */
 	for (i = 0; i < WRITERS; i++) {
-		w[i] = (struct writer){ .f = &f, .idx = i, .stop = &stop };
+		w[i] = (struct writer){ .f = f, .idx = i, .stop = &stop };
 		assert_int_equal(pthread_create(&th[i], NULL, writer_main, &w[i]), 0);
 	}
-	run_walk(&f, RT_WALK_CHECK, 0, &pr);
+	run_walk(f, RT_WALK_CHECK, 0, &pr);
 	atomic_store(&stop, true);
 	for (i = 0; i < WRITERS; i++) {
 		pthread_join(th[i], NULL);
 		assert_int_equal(w[i].err, 0);
 	}
 	assert_int_equal(pr.mismatches, 0);
-	assert_int_equal(engine_flush(f.e), 0);
-	corrupt(&f, 5);
-	scrub_fixes(&f, 5, 0);
-	fx_teardown(&f);
+	assert_int_equal(engine_flush(f->e), 0);
+	corrupt(f, 5);
+	scrub_fixes(f, 5, 0);
+	fx_teardown(f);
 }
 
 static void test_check_raid1(void **state)
@@ -732,16 +753,16 @@ static void scrub_edges_case(int32_t level, uint32_t n, uint32_t chunk)
 	uint64_t bad[32], S, s;
 	struct rt_walk_progress pr;
 	unsigned k = 0, i, j;
-	struct fx f;
+	struct fx *f = &the_fx;
 
 	if (skip_without_root())
 		skip();
 	fx_chunk = chunk;
-	assert_int_equal(fx_setup(&f, level, n), 0);
+	assert_int_equal(fx_setup(f, level, n), 0);
 	fx_chunk = CHUNK;
-	fill_all(&f, 17);
-	assert_int_equal(engine_flush(f.e), 0);
-	S = f.role_bytes / chunk;
+	fill_all(f, 17);
+	assert_int_equal(engine_flush(f->e), 0);
+	S = f->role_bytes / chunk;
 	for (i = 0; i < sizeof(near) / sizeof(near[0]) + 3; i++) {
 		s = i < sizeof(near) / sizeof(near[0]) ? near[i] :
 		    i == sizeof(near) / sizeof(near[0]) ? S / 2 : S - (i - sizeof(near) / sizeof(near[0]));
@@ -750,15 +771,15 @@ static void scrub_edges_case(int32_t level, uint32_t n, uint32_t chunk)
 		if (s >= S || j < k)
 			continue;
 		bad[k++] = s;
-		corrupt_stripe(&f, s, 8192);
-		corrupt_stripe(&f, s, chunk - 8192);
+		corrupt_stripe(f, s, 8192);
+		corrupt_stripe(f, s, chunk - 8192);
 	}
 	assert_true(k >= 5);
 	/* Without a limit, and under one that cuts the walk into about a dozen runs. */
-	run_walk(&f, RT_WALK_CHECK, 0, &pr);
+	run_walk(f, RT_WALK_CHECK, 0, &pr);
 	assert_int_equal(pr.mismatches, k);
-	scrub_fixes(&f, k, f.role_bytes * 10 / 12);
-	fx_teardown(&f);
+	scrub_fixes(f, k, f->role_bytes * 10 / 12);
+	fx_teardown(f);
 }
 
 static void test_scrub_edges_raid5(void **state)
@@ -828,54 +849,54 @@ static void test_dirtylog_disk(void **state)
 	uint8_t bits[16], want[16] = { 0 };
 	struct rt_walk_progress pr;
 	uint64_t R, n, nd;
-	struct fx f;
+	struct fx *f = &the_fx;
 	unsigned u, i;
 
 	(void)state;
 	if (skip_without_root())
 		skip();
-	assert_int_equal(fx_setup(&f, RT_LEVEL_5, 3), 0);
-	assert_int_equal(engine_dirtylog_info(f.e, &R, &n), 0);
+	assert_int_equal(fx_setup(f, RT_LEVEL_5, 3), 0);
+	assert_int_equal(engine_dirtylog_info(f->e, &R, &n), 0);
 	assert_int_equal(R, 4 * MIB);
-	assert_int_equal(n, (f.role_bytes + R - 1) / R);
+	assert_int_equal(n, (f->role_bytes + R - 1) / R);
 	assert_true(n >= 8 && n <= 128);
 	/* A fresh array: no valid log anywhere yet. */
-	assert_int_equal(engine_dirtylog_load(f.e, bits, sizeof(bits), &nd), -ENODATA);
+	assert_int_equal(engine_dirtylog_load(f->e, bits, sizeof(bits), &nd), -ENODATA);
 	assert_int_equal(nd, 0);
-	engine_dirtylog_set_idle(f.e, 200);
+	engine_dirtylog_set_idle(f->e, 200);
 
 	/* When the write returns, every unit's log already shows its region. */
-	write_region(&f, R, 2);
-	write_region(&f, R, 7);
-	for (u = 0; u < f.n; u++) {
-		read_log(&f, u, bits, sizeof(bits));
+	write_region(f, R, 2);
+	write_region(f, R, 7);
+	for (u = 0; u < f->n; u++) {
+		read_log(f, u, bits, sizeof(bits));
 		assert_true(bit(bits, 2) && bit(bits, 7) && !bit(bits, 3) && !bit(bits, 0));
 	}
 	/* Idle regions are cleared, on disk too. */
 	for (i = 0; i < 300; i++) {
-		assert_int_equal(engine_dirtylog_dirty(f.e, NULL, 0, &nd), 0);
+		assert_int_equal(engine_dirtylog_dirty(f->e, NULL, 0, &nd), 0);
 		if (nd == 0)
 			break;
 		usleep(10000);
 	}
 	assert_int_equal(nd, 0);
-	for (u = 0; u < f.n; u++) {
-		read_log(&f, u, bits, sizeof(bits));
+	for (u = 0; u < f->n; u++) {
+		read_log(f, u, bits, sizeof(bits));
 		for (i = 0; i < n; i++)
 			assert_false(bit(bits, i));
 	}
 
 	/* Unclean stop with regions 1 and 4 dirty; 4 and 6 get bad parity. */
-	engine_dirtylog_set_idle(f.e, 60000);
-	write_region(&f, R, 1);
-	write_region(&f, R, 4);
-	assert_int_equal(engine_flush(f.e), 0);
-	engine_destroy(f.e);
-	f.e = NULL;
-	corrupt_parity_in(&f, R, 4);
-	corrupt_parity_in(&f, R, 6);
-	assert_int_equal(fx_engine(&f), 0);
-	assert_int_equal(engine_dirtylog_load(f.e, bits, sizeof(bits), &nd), 0);
+	engine_dirtylog_set_idle(f->e, 60000);
+	write_region(f, R, 1);
+	write_region(f, R, 4);
+	assert_int_equal(engine_flush(f->e), 0);
+	engine_destroy(f->e);
+	f->e = NULL;
+	corrupt_parity_in(f, R, 4);
+	corrupt_parity_in(f, R, 6);
+	assert_int_equal(fx_engine(f), 0);
+	assert_int_equal(engine_dirtylog_load(f->e, bits, sizeof(bits), &nd), 0);
 	assert_int_equal(nd, 2);
 	want[0] = (1u << 1) | (1u << 4);
 	assert_memory_equal(bits, want, (n + 7) / 8);
@@ -884,49 +905,49 @@ static void test_dirtylog_disk(void **state)
 	{
 		struct rt_walk_params p = {
 			.kind = RT_WALK_RESYNC, .regions = bits, .region_size = R,
-			.done = on_done, .ctx = &f,
+			.done = on_done, .ctx = f,
 		};
 
-		assert_int_equal(engine_walk_start(f.e, &p), 0);
-		assert_int_equal(wait_done(&f, 1), 0);
+		assert_int_equal(engine_walk_start(f->e, &p), 0);
+		assert_int_equal(wait_done(f, 1), 0);
 	}
-	engine_walk_progress(f.e, &pr);
+	engine_walk_progress(f->e, &pr);
 	assert_int_equal(pr.kind, RT_WALK_RESYNC);
 	assert_int_equal(pr.regions_total, 2);
 	assert_int_equal(pr.regions, 2);
 	assert_int_equal(pr.mismatches, 1);	/* region 4's stripe */
 	assert_int_equal(pr.repaired, 1);
-	assert_int_equal(start_walk(&f, RT_WALK_CHECK, 0, 0), 0);
-	assert_int_equal(wait_done(&f, 2), 0);
-	engine_walk_progress(f.e, &pr);
+	assert_int_equal(start_walk(f, RT_WALK_CHECK, 0, 0), 0);
+	assert_int_equal(wait_done(f, 2), 0);
+	engine_walk_progress(f->e, &pr);
 	assert_int_equal(pr.mismatches, 1);	/* region 6, never dirty */
 
 	/* A clean stop clears the log everywhere. */
-	assert_int_equal(engine_dirtylog_clean(f.e), 0);
-	for (u = 0; u < f.n; u++) {
-		read_log(&f, u, bits, sizeof(bits));
+	assert_int_equal(engine_dirtylog_clean(f->e), 0);
+	for (u = 0; u < f->n; u++) {
+		read_log(f, u, bits, sizeof(bits));
 		for (i = 0; i < n; i++)
 			assert_false(bit(bits, i));
 	}
-	verify_engine(&f);
-	fx_teardown(&f);
+	verify_engine(f);
+	fx_teardown(f);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_recover_raid1),
-		cmocka_unit_test(test_recover_raid5),
-		cmocka_unit_test(test_recover_raid5_big_chunk),
-		cmocka_unit_test(test_cancel_resume_raid5),
-		cmocka_unit_test(test_replace_checkpoints),
-		cmocka_unit_test(test_check_raid1),
-		cmocka_unit_test(test_check_raid1_majority),
-		cmocka_unit_test(test_check_raid5),
-		cmocka_unit_test(test_scrub_edges_raid5),
-		cmocka_unit_test(test_scrub_edges_raid5_big_chunk),
-		cmocka_unit_test(test_scrub_edges_raid1),
-		cmocka_unit_test(test_dirtylog_disk),
+		cmocka_unit_test_teardown(test_recover_raid1, fx_cleanup),
+		cmocka_unit_test_teardown(test_recover_raid5, fx_cleanup),
+		cmocka_unit_test_teardown(test_recover_raid5_big_chunk, fx_cleanup),
+		cmocka_unit_test_teardown(test_cancel_resume_raid5, fx_cleanup),
+		cmocka_unit_test_teardown(test_replace_checkpoints, fx_cleanup),
+		cmocka_unit_test_teardown(test_check_raid1, fx_cleanup),
+		cmocka_unit_test_teardown(test_check_raid1_majority, fx_cleanup),
+		cmocka_unit_test_teardown(test_check_raid5, fx_cleanup),
+		cmocka_unit_test_teardown(test_scrub_edges_raid5, fx_cleanup),
+		cmocka_unit_test_teardown(test_scrub_edges_raid5_big_chunk, fx_cleanup),
+		cmocka_unit_test_teardown(test_scrub_edges_raid1, fx_cleanup),
+		cmocka_unit_test_teardown(test_dirtylog_disk, fx_cleanup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
