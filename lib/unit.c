@@ -23,6 +23,7 @@
 #include <raidtool/log.h>
 #include <raidtool/loopdev.h>
 #include <raidtool/unit.h>
+#include <raidtool/util.h>
 
 /* Superblock I/O uses whole 4 KiB blocks from a buffer fit for O_DIRECT. */
 #define IO_ALIGN 4096u
@@ -151,7 +152,7 @@ const char *unit_open_error(int err)
 	case -ENOTBLK:
 		return "not a block device or a regular file";
 	default:
-		return strerror(-err);
+		return rt_strerror(err);
 	}
 }
 

@@ -301,7 +301,7 @@ wait_holds_open() {
 	[ "$(sb_field state)" = dirty ]
 	run raidtool deactivate "$NAME"
 	assert_failure 3
-	assert_output --partial "not active"
+	assert_output --partial "'$NAME': not running"
 	run raidtool activate "$NAME"
 	assert_success
 	cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/pattern"
@@ -418,7 +418,7 @@ wait_holds_open() {
 	new_array 0 2 32M
 	run raidtool deactivate "$NAME"
 	assert_failure 3
-	assert_output --partial "not active"
+	assert_output --partial "'$NAME': not running"
 }
 
 @test "run directory: a long RAIDTOOL_RUNDIR still gets a control socket" {

@@ -327,7 +327,7 @@ refused() {
 	[ "$(status_json | jq -r .events)" = "$events" ] || fail "the superblocks changed"
 	run raidtool deactivate "$NAME"
 	assert_success
-	refused "$NAME" 1 --with "$big" "not active"
+	refused "$NAME" 1 --with "$big" "'$NAME': not running"
 	[ "$(checksums "$small" "$big" "$other")" = "$before" ] || fail "a NEW candidate changed"
 }
 
