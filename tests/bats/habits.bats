@@ -301,7 +301,7 @@ got:  $stderr"
 	chmod 755 "$TESTDIR/bin" "$bin"
 	chmod 711 "$TESTDIR"
 	for args in "examine ${u[0]}" "lookup-unit ${u[0]}" "zero ${u[0]}" \
-		"create ${NAME}x --level 1 ${u[@]}" "status $NAME" "fail $NAME 1" "list" "status"; do
+		"create ${NAME}x --level 1 ${u[*]}" "status $NAME" "fail $NAME 1" "list" "status"; do
 		# shellcheck disable=SC2086
 		run --separate-stderr setpriv --reuid=65534 --regid=65534 --clear-groups "$bin" $args
 		[[ $stderr == *": permission denied (raidtool must run as root)"* ]] ||

@@ -98,6 +98,9 @@ replaced_ok() {
 	[ "$(examined_slot "${UNITS[0]}" "$4")" = replaced ] || fail "slot $4 not replaced"
 	[ "$(raidtool examine --json "$1" | jq -r .this_unit.state)" = replaced ] ||
 		fail "$1 does not say it was replaced: $(raidtool examine "$1")"
+	[ "$(raidtool list --units "$NAME" --json |
+	     jq -r --arg b "$1" '.[] | select(.backing_file == $b) | .state')" = replaced ] ||
+		fail "list --units does not say $1 was replaced: $(raidtool list --units "$NAME")"
 	run status_json
 	[ "$(jq -r .health <<<"$output")" = clean ] || fail "not clean: $output"
 }
