@@ -364,7 +364,7 @@ static int open_fresh_units(const struct rt_scan_array *a, struct rt_unit **unit
 		if (r == -ESTALE)
 			return r;	/* logged, naming the device */
 		if (r < 0) {
-			unit_log_open_error(su->dev, r);
+			unit_log_open_error_in(a->sb.array.name, su->dev, r);
 			return r;
 		}
 		own[*n] = su->sb.unit;

@@ -161,7 +161,7 @@ static int open_unit(struct rt_assembly *as, const struct rt_scan_unit *su, unsi
 	if (r == -ESTALE)
 		return r;	/* logged, naming the device */
 	if (r < 0) {
-		unit_log_open_error(su->dev, r);
+		unit_log_open_error_in(as->sb.array.name, su->dev, r);
 		as->units[idx] = NULL;
 		return r;
 	}

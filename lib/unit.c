@@ -156,9 +156,15 @@ const char *unit_open_error(int err)
 	}
 }
 
+void unit_log_open_error_in(const char *array, const char *path, int err)
+{
+	rt_log(RT_LOG_ERROR, "%s%s%s'%s': cannot open: %s", array ? "'" : "", array ? array : "",
+	       array ? "': " : "", path, unit_open_error(err));
+}
+
 void unit_log_open_error(const char *path, int err)
 {
-	rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, unit_open_error(err));
+	unit_log_open_error_in(NULL, path, err);
 }
 
 int unit_open(const char *path, unsigned flags, struct rt_unit **out)
