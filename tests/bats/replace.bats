@@ -274,7 +274,17 @@ interrupted() {
 	assert_success
 	assert_output --partial "replace of role 1 done"
 	replaced_ok "${UNITS[1]}" "$new" 1 2
-	check_clean
+	# After a crash, the regions it left dirty are resynced once the replace
+	# ended, in a walk of their own that a check meanwhile is refused by.
+	for _ in $(seq 20); do
+		run raidtool check "$NAME"
+		[ "$status" = 4 ] || break
+		raidtool wait "$NAME" >/dev/null 2>&1 || true
+	done
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "check done: 0 mismatches"
 	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
 	assert_success
 	run raidtool deactivate "$NAME"
