@@ -11,25 +11,23 @@
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
 
-/*
- * One request to the engine of @res's array, under the array's lock (one
- * admin command at a time); the lock's holder may have been a deactivate.
- */
-static int engine_request(const struct rt_add_result *res, const struct rt_control_req *rq,
-			  char *msg, size_t len, struct rt_control_unit *unit)
+int admin_engine_request(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+			 const struct rt_control_req *rq, char *msg, size_t len,
+			 struct rt_control_unit *unit)
 {
 	struct rt_control_probe p;
 	int r, lock_fd = -1;
 
-	r = lock_take_array(res->uuid, &lock_fd);
+	r = lock_take_array(uuid, &lock_fd);
 	if (r < 0)
 		return r;
-	if (control_probe(res->uuid, &p) < 0 || p.state != RT_CONTROL_ACTIVE) {
-		rt_log(RT_LOG_ERROR, "'%s': not active (it stopped while this command waited "
-		       "for the array's lock)", res->name);
+	/* The lock's holder may have been a deactivate. */
+	if (control_probe(uuid, &p) < 0 || p.state != RT_CONTROL_ACTIVE) {
+		control_log_not_running(name, "it stopped while this command waited for the "
+					"array's lock");
 		r = -ESHUTDOWN;
 	} else {
-		r = control_call_unit(res->uuid, res->name, rq, msg, len, unit);
+		r = control_call_unit(uuid, name, rq, msg, len, unit);
 	}
 	lock_release(lock_fd);
 	return r;
@@ -46,7 +44,7 @@ static int add_running(const char *const *units, size_t n, const struct rt_add_o
 	if (o->speed_limit >= 0) {
 		snprintf(arg, sizeof(arg), "%lld", (long long)o->speed_limit);
 		rq.arg = arg;
-		r = engine_request(res, &rq, NULL, 0, NULL);
+		r = admin_engine_request(res->uuid, res->name, &rq, NULL, 0, NULL);
 		if (r < 0)
 			return r;
 	}
@@ -61,7 +59,8 @@ static int add_running(const char *const *units, size_t n, const struct rt_add_o
 		}
 		rq.arg = path;
 		snprintf(a->path, sizeof(a->path), "%s", units[i]);
-		r = engine_request(res, &rq, a->msg, sizeof(a->msg), &a->unit);
+		r = admin_engine_request(res->uuid, res->name, &rq, a->msg, sizeof(a->msg),
+					 &a->unit);
 		if (r < 0)
 			return r;
 		res->n_added++;
@@ -77,9 +76,8 @@ static int add_stopped(const char *id, const char *const *units, size_t n,
 	int r;
 
 	if (o->speed_limit >= 0) {
-		rt_log(RT_LOG_ERROR, "'%s': not running: a speed limit is for a running array's "
-		       "rebuild (one starts when it is activated; see RAIDTOOL_SYNC_SPEED_MAX)",
-		       res->name);
+		control_log_not_running(res->name, "--speed-limit is for a running array's "
+					"rebuild; see RAIDTOOL_SYNC_SPEED_MAX");
 		return -EINVAL;
 	}
 	r = array_add(id, units, n, o->force, &sb, added);

@@ -48,7 +48,7 @@ static int unit_identify(const char *path, struct unit_identity *id)
 		    stat(loop, &st) == 0)
 			id->rdev = st.st_rdev;
 	} else {
-		rt_log(RT_LOG_ERROR, "'%s': not a block device or a regular file", path);
+		unit_log_open_error(path, -ENOTBLK);
 		return -ENOTBLK;
 	}
 	return 0;
@@ -119,7 +119,7 @@ static int check_name_free(const struct rt_scan *s, const char *name)
 	return 0;
 }
 
-static int check_name(const char *name)
+int array_check_name(const char *name)
 {
 	int r = sb_name_check(name);
 
@@ -136,7 +136,7 @@ static int check_create_params(const struct rt_create_params *p, size_t n_units)
 	int min;
 	int r;
 
-	r = check_name(p->name);
+	r = array_check_name(p->name);
 	if (r < 0)
 		return r;
 	if (p->desc && strlen(p->desc) > RT_DESC_MAX) {
@@ -364,9 +364,7 @@ static int open_fresh_units(const struct rt_scan_array *a, struct rt_unit **unit
 		if (r == -ESTALE)
 			return r;	/* logged, naming the device */
 		if (r < 0) {
-			rt_log(RT_LOG_ERROR, "'%s': unit '%s': %s", a->sb.array.name,
-			       su->dev, r == -EBUSY ?
-			       "in use (is the array running?)" : strerror(-r));
+			unit_log_open_error_in(a->sb.array.name, su->dev, r);
 			return r;
 		}
 		own[*n] = su->sb.unit;
@@ -450,7 +448,7 @@ static int mutate_name(const struct rt_scan *s, const struct rt_scan_array *a,
 	const char *name = arg;
 	int r;
 
-	r = check_name(name);
+	r = array_check_name(name);
 	if (r < 0)
 		return r;
 	if (strcmp(a->sb.array.name, name)) {

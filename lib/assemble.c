@@ -70,6 +70,11 @@ static void report_unused(const struct rt_scan_array *a, bool can_start)
 			       (unsigned long long)u->sb.events, (unsigned long long)fresh->events);
 			break;
 		case RT_UNIT_STALE:
+			if (scan_unit_replaced(a, u)) {
+				rt_log(RT_LOG_WARN, "'%s': unit '%s' was replaced; not used ('raidtool "
+				       "zero' it to use the disk again)", fresh->array.name, u->dev);
+				break;
+			}
 			/* Re-adding rebuilds over it: advise it only when nothing needs its data. */
 			rt_log(RT_LOG_WARN, "'%s': unit '%s' is stale (%s); not used%s",
 			       fresh->array.name, u->dev, u->why, can_start ?
@@ -156,8 +161,7 @@ static int open_unit(struct rt_assembly *as, const struct rt_scan_unit *su, unsi
 	if (r == -ESTALE)
 		return r;	/* logged, naming the device */
 	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': cannot open unit '%s': %s", as->sb.array.name,
-		       su->dev, unit_open_error(r));
+		unit_log_open_error_in(as->sb.array.name, su->dev, r);
 		as->units[idx] = NULL;
 		return r;
 	}

@@ -93,7 +93,7 @@ int control_make_rundir(void)
 		return 0;
 	r = -errno;
 	rt_log(RT_LOG_ERROR, "'%s': cannot create the run directory: %s", control_rundir(),
-	       strerror(-r));
+	       rt_strerror(r));
 	return r;
 }
 
@@ -315,6 +315,22 @@ int control_probe(const uint8_t uuid[RT_UUID_SIZE], struct rt_control_probe *p)
 	return 0;
 }
 
+void control_log_not_running(const char *name, const char *detail)
+{
+	rt_log(RT_LOG_ERROR, "'%s': not running%s%s%s", name, detail ? " (" : "",
+	       detail ? detail : "", detail ? ")" : "");
+}
+
+void control_log_no_answer(const char *name, pid_t pid, int err)
+{
+	if (pid > 0)
+		rt_log(RT_LOG_ERROR, "'%s': the engine (pid %d) does not answer: %s", name,
+		       (int)pid, rt_strerror(err));
+	else
+		rt_log(RT_LOG_ERROR, "'%s': the engine does not answer: %s", name,
+		       rt_strerror(err));
+}
+
 int control_lock(const uint8_t uuid[RT_UUID_SIZE], int *out)
 {
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
@@ -331,7 +347,7 @@ int control_lock(const uint8_t uuid[RT_UUID_SIZE], int *out)
 	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 		r = -errno;
 		rt_log(RT_LOG_ERROR, "'%s': cannot create the run directory: %s", path,
-		       strerror(-r));
+		       rt_strerror(r));
 		return r;
 	}
 	r = control_path(uuid, RT_CONTROL_PID, path, sizeof(path));
@@ -340,7 +356,7 @@ int control_lock(const uint8_t uuid[RT_UUID_SIZE], int *out)
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0) {
 		r = -errno;
-		rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, strerror(-r));
+		rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, rt_strerror(r));
 		return r;
 	}
 	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
@@ -1348,8 +1364,10 @@ int control_status_wait(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 		r = control_status(uuid, name, st);
 		if ((r != -ENOENT && r != -ECONNREFUSED) || tries == STATUS_WAIT_TRIES)
 			return r;
-		if (control_probe(uuid, p) < 0 || p->state != RT_CONTROL_ACTIVE)
+		if (control_probe(uuid, p) < 0 || p->state != RT_CONTROL_ACTIVE) {
+			control_log_not_running(name, NULL);
 			return -ESHUTDOWN;
+		}
 		rt_sleep_ms(STATUS_WAIT_MS);
 	}
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <raidtool/activate.h>
+#include <raidtool/array.h>
 #include <raidtool/assemble.h>
 #include <raidtool/control.h>
 #include <raidtool/log.h>
@@ -132,17 +133,18 @@ int deactivate_array(const char *id, struct rt_deactivate_result *res)
 	if (!id || !res)
 		return -EINVAL;
 	memset(res, 0, sizeof(*res));
-	if (sb_name_check(id) < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': not a valid array name", id);
-		return -EINVAL;
-	}
+	r = array_check_name(id);
+	if (r < 0)
+		return r;
 	r = resolve_array(id, name, sizeof(name), uuid);
 	if (r == -ENOTUNIQ)
 		return r;
-	if (r < 0) {
-		rt_log(RT_LOG_ERROR, "'%s': not active", id);
-		return -ENXIO;
+	if (r == -ENOENT) {
+		scan_log_no_such_array(id);
+		return r;
 	}
+	if (r < 0)
+		return r;
 	r = control_probe(uuid, &p);
 	if (r < 0)
 		return r;
@@ -151,7 +153,7 @@ int deactivate_array(const char *id, struct rt_deactivate_result *res)
 	res->pid = p.pid;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (p.state == RT_CONTROL_INACTIVE) {
-			rt_log(RT_LOG_ERROR, "'%s': not active", id);
+			control_log_not_running(name, NULL);
 			return -ENXIO;
 		}
 		if (p.state == RT_CONTROL_STALE) {
@@ -171,8 +173,7 @@ int deactivate_array(const char *id, struct rt_deactivate_result *res)
 			/* No socket (yet): starting, or died between probe and connect. */
 			control_probe(uuid, &p);
 			if (p.state == RT_CONTROL_ACTIVE) {
-				rt_log(RT_LOG_ERROR, "'%s': the engine (pid %d) does not answer on its "
-				       "control socket; is it still starting?", name, (int)p.pid);
+				control_log_no_answer(name, p.pid, r);
 				return -EAGAIN;
 			}
 			continue;

@@ -77,7 +77,7 @@ int lock_take_within(const char *key, long limit, int *out)
 	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 		r = -errno;
 		rt_log(RT_LOG_ERROR, "'%s': cannot create the lock directory: %s", path,
-		       strerror(-r));
+		       rt_strerror(r));
 		return r;
 	}
 	n = snprintf(path, sizeof(path), "%s/" LOCK_DIR "/%s", control_rundir(), key);
@@ -86,7 +86,7 @@ int lock_take_within(const char *key, long limit, int *out)
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		r = -errno;
-		rt_log(RT_LOG_ERROR, "'%s': cannot open the lock: %s", path, strerror(-r));
+		rt_log(RT_LOG_ERROR, "'%s': cannot open the lock: %s", path, rt_strerror(r));
 		return r;
 	}
 	/* Polled, not blocking: the wait is bounded and a signal still ends us. */

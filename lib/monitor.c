@@ -67,6 +67,12 @@ void monitor_array_from_status(const struct rt_control_status *st, struct rt_mon
 
 /* ---- comparing two looks (pure) ----------------------------------------- */
 
+/* The slot of @u: its role, or for the unit a replace fills, the role it is to take. */
+static int32_t unit_role(const struct rt_monitor_array *a, const struct rt_monitor_unit *u)
+{
+	return !strcmp(u->state, "replacing") ? (int32_t)a->walk_role : (int32_t)u->slot;
+}
+
 static void emit(rt_monitor_fn fn, void *arg, const struct rt_monitor_array *a,
 		 enum rt_monitor_event event, const struct rt_monitor_unit *u, const char *detail,
 		 enum rt_walk_kind walk)
@@ -78,7 +84,7 @@ static void emit(rt_monitor_fn fn, void *arg, const struct rt_monitor_array *a,
 	ev.hashcode = a->hashcode;
 	if (u) {
 		snprintf(ev.unit, sizeof(ev.unit), "%s", u->device);
-		ev.role = (int32_t)u->slot;
+		ev.role = unit_role(a, u);
 	}
 	snprintf(ev.detail, sizeof(ev.detail), "%s", detail ? detail : "");
 	snprintf(ev.walk, sizeof(ev.walk), "%s", control_walk_name(walk));

@@ -26,6 +26,27 @@
 #include "member.h"
 #include "run-internal.h"
 
+/* The one wording of a role number the array does not have. */
+static int no_such_role(const struct run *run, const char *arg, char *msg, size_t len)
+{
+	snprintf(msg, len, "'%s': no such role (the array has roles 0 to %u)", arg,
+		 run->as->n_roles - 1);
+	return -ENODEV;
+}
+
+/*
+ * The one wording of a request refused because a walk runs (@wp): -EBUSY;
+ * @after (may be "") ends the message.
+ */
+static int walk_busy(const struct run *run, const struct rt_walk_progress *wp, const char *after,
+		     char *msg, size_t len)
+{
+	snprintf(msg, len, "busy: %s is running; wait for it ('raidtool wait %s') or cancel it "
+		 "('raidtool check --cancel %s')%s", control_walk_name(wp->kind), run->id,
+		 run->id, after);
+	return -EBUSY;
+}
+
 /* A repair's "prefer=ROLE": the raid1 mirror whose copy settles a tie. */
 static int walk_prefer(struct run *run, int kind, const char *arg, struct rt_walk_params *p,
 		       char *msg, size_t len)
@@ -45,8 +66,7 @@ static int walk_prefer(struct run *run, int kind, const char *arg, struct rt_wal
 	errno = 0;
 	role = strtoul(arg + 7, &end, 10);
 	if (errno || *end || role >= run->as->sb.array.n_devices) {
-		snprintf(msg, len, "'%s': no such role (the array has roles 0 to %u)", arg + 7,
-			 run->as->sb.array.n_devices - 1);
+		no_such_role(run, arg + 7, msg, len);
 		return -EINVAL;
 	}
 	if (engine_role_state(run->e, (uint32_t)role) != RT_ROLE_ACTIVE) {
@@ -92,9 +112,7 @@ static int admin_walk(struct run *run, enum rt_control_verb verb, const char *ar
 		struct rt_walk_progress wp;
 
 		engine_walk_progress(run->e, &wp);
-		snprintf(msg, len, "busy: %s is running (see 'raidtool status %s')",
-			 control_walk_name(wp.kind), run->id);
-		return r;
+		return walk_busy(run, &wp, "", msg, len);
 	}
 	if (r == -EOPNOTSUPP) {
 		snprintf(msg, len, "%s has no redundancy to check",
@@ -132,9 +150,7 @@ static int find_member(struct run *run, const char *arg, char *msg, size_t len)
 
 		if (!*end && role < as->n_roles)
 			return (int)role;
-		snprintf(msg, len, "'%s': no such role (the array has roles 0 to %u)", arg,
-			 as->n_roles - 1);
-		return -ENODEV;
+		return no_such_role(run, arg, msg, len);
 	}
 	if (sb_hashcode_parse(arg, &hash) == 0) {
 		for (unsigned i = 0; i < as->n_units; i++)
@@ -323,12 +339,8 @@ static int add_target(struct run *run, uint32_t want, char *msg, size_t len)
 			return -EBUSY;
 		}
 		engine_walk_progress(run->e, &wp);
-		if (wp.running) {
-			snprintf(msg, len, "busy: %s is running; wait for it ('raidtool wait "
-				 "%s') or cancel it ('raidtool check --cancel %s')",
-				 control_walk_name(wp.kind), run->name, run->name);
-			return -EBUSY;
-		}
+		if (wp.running)
+			return walk_busy(run, &wp, "", msg, len);
 		return (int)i;
 	}
 	return (int)as->n_roles;
@@ -647,12 +659,8 @@ static int replace_check(struct run *run, const char *unit, int i, char *msg, si
 		return -EINVAL;
 	}
 	engine_walk_progress(run->e, &wp);
-	if (wp.running) {
-		snprintf(msg, len, "busy: %s is running; wait for it ('raidtool wait %s') or cancel "
-			 "it ('raidtool check --cancel %s'); nothing was changed",
-			 control_walk_name(wp.kind), run->id, run->id);
-		return -EBUSY;
-	}
+	if (wp.running)
+		return walk_busy(run, &wp, "; nothing was changed", msg, len);
 	return 0;
 }
 

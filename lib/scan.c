@@ -38,6 +38,8 @@ struct scan_impl {
 	struct rt_scan pub;
 	dev_t *devno;			/* parallel to pub.units */
 	size_t cap;
+	size_t n_denied;		/* devices we may not open (not root) */
+	char denied[64];		/* the first of them */
 };
 
 /* Device numbers already looked at, so that no device is read twice. */
@@ -191,6 +193,9 @@ static int consider(struct scan_impl *si, struct devno_set *seen, const char *de
 	r = unit_open(devname, 0, &u);
 	if (r < 0) {
 		rt_log(RT_LOG_DEBUG, "scan: '%s': cannot open: %s", devname, strerror(-r));
+		/* As root, a refusal is a policy's (a device cgroup): not ours to report. */
+		if ((r == -EACCES || r == -EPERM) && geteuid() != 0 && !si->n_denied++)
+			snprintf(si->denied, sizeof(si->denied), "%s", devname);
 		return 0;
 	}
 	if (unit_size(u) == 0)
@@ -602,6 +607,16 @@ static int scan_with(int (*add)(struct scan_impl *, struct devno_set *, const vo
 	r = group(si);
 	if (r < 0)
 		goto fail;
+	/* What was not found may be on them: say so, in unit_log_open_error's words. */
+	if (si->n_denied) {
+		char more[64] = "";
+
+		if (si->n_denied > 1)
+			snprintf(more, sizeof(more), " and %zu other block devices",
+				 si->n_denied - 1);
+		rt_log(RT_LOG_WARN, "'%s'%s: cannot open: %s", si->denied, more,
+		       unit_open_error(-EACCES));
+	}
 	free(seen.v);
 	*out = &si->pub;
 	return 0;
@@ -704,6 +719,12 @@ int scan_lookup(const struct rt_scan *s, const char *id, const struct rt_scan_ar
 	return 0;
 }
 
+void scan_log_no_such_array(const char *id)
+{
+	rt_log(RT_LOG_ERROR, "'%s': no such array (no unit with that name or hashcode found)",
+	       id);
+}
+
 int scan_find(const struct rt_scan *s, const char *id, const struct rt_scan_array **out)
 {
 	char list[RT_MAX_UNITS * 10] = "";
@@ -713,8 +734,7 @@ int scan_find(const struct rt_scan *s, const char *id, const struct rt_scan_arra
 	int r = scan_lookup(s, id, out);
 
 	if (r == -ENOENT)
-		rt_log(RT_LOG_ERROR, "'%s': no such array (no unit with that name or hashcode "
-		       "found)", id);
+		scan_log_no_such_array(id);
 	if (r != -ENOTUNIQ) {
 		if (r < 0 && r != -ENOENT)
 			rt_log(RT_LOG_ERROR, "'%s': lookup failed: %s", id, strerror(-r));
@@ -793,8 +813,19 @@ const struct rt_scan_unit *scan_find_unit(const struct rt_scan *s, const char *p
 	return NULL;
 }
 
+bool scan_unit_replaced(const struct rt_scan_array *a, const struct rt_scan_unit *u)
+{
+	for (unsigned i = 0; i < RT_MAX_UNITS; i++)
+		if (a->sb.slots[i].state == RT_SLOT_REPLACED &&
+		    !memcmp(a->sb.slots[i].uuid, u->sb.unit.uuid, RT_UUID_SIZE))
+			return true;
+	return false;
+}
+
 const char *scan_unit_state(const struct rt_scan_array *a, const struct rt_scan_unit *u)
 {
+	if (u->cls == RT_UNIT_STALE && scan_unit_replaced(a, u))
+		return sb_slot_state_name(RT_SLOT_REPLACED);
 	if (!scan_unit_usable(u))
 		return scan_unit_class_name(u->cls);
 	return sb_slot_state_name(a->sb.slots[u->sb.unit.slot].state);

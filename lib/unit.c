@@ -23,6 +23,7 @@
 #include <raidtool/log.h>
 #include <raidtool/loopdev.h>
 #include <raidtool/unit.h>
+#include <raidtool/util.h>
 
 /* Superblock I/O uses whole 4 KiB blocks from a buffer fit for O_DIRECT. */
 #define IO_ALIGN 4096u
@@ -151,13 +152,19 @@ const char *unit_open_error(int err)
 	case -ENOTBLK:
 		return "not a block device or a regular file";
 	default:
-		return strerror(-err);
+		return rt_strerror(err);
 	}
+}
+
+void unit_log_open_error_in(const char *array, const char *path, int err)
+{
+	rt_log(RT_LOG_ERROR, "%s%s%s'%s': cannot open: %s", array ? "'" : "", array ? array : "",
+	       array ? "': " : "", path, unit_open_error(err));
 }
 
 void unit_log_open_error(const char *path, int err)
 {
-	rt_log(RT_LOG_ERROR, "'%s': cannot open: %s", path, unit_open_error(err));
+	unit_log_open_error_in(NULL, path, err);
 }
 
 int unit_open(const char *path, unsigned flags, struct rt_unit **out)

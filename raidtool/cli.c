@@ -7,13 +7,17 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <uuid/uuid.h>
+#include <raidtool/admin.h>
 #include <raidtool/array.h>
 #include <raidtool/lock.h>
 #include <raidtool/control.h>
 #include <raidtool/log.h>
+#include <raidtool/loopdev.h>
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
+#include <raidtool/util.h>
 #include "cli.h"
 #include "describe.h"
 #include "json-out.h"
@@ -104,7 +108,7 @@ static __attribute__((format(printf, 2, 0))) int vreport(int err, const char *fm
 	if (!lib_reported_error) {
 		fputs("raidtool: ", stderr);
 		vfprintf(stderr, fmt, ap);
-		fprintf(stderr, ": %s\n", strerror(-err));
+		fprintf(stderr, ": %s\n", rt_strerror(err));
 	}
 	/* The next operation's failure must be explained on its own. */
 	lib_reported_error = false;
@@ -128,6 +132,24 @@ int cli_fail(int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vreport(err, fmt, ap);
 	va_end(ap);
+	return cli_exit_code(err);
+}
+
+int cli_fail_engine(int err, const char *name, const uint8_t uuid[RT_UUID_SIZE])
+{
+	struct rt_control_probe p;
+
+	if (lib_reported_error) {
+		lib_reported_error = false;
+		return cli_exit_code(err);
+	}
+	if (control_probe(uuid, &p) < 0 || p.state != RT_CONTROL_ACTIVE) {
+		control_log_not_running(name, NULL);
+		err = -ENXIO;
+	} else {
+		control_log_no_answer(name, p.pid, err);
+	}
+	lib_reported_error = false;
 	return cli_exit_code(err);
 }
 
@@ -448,8 +470,8 @@ int cli_running_name(const char *id, char *name, size_t len, uint8_t uuid[RT_UUI
 
 	if (r < 0 || running)
 		return r;
-	cli_error("'%s': not active (these requests need a running array; see 'raidtool "
-		  "activate')", id);
+	control_log_not_running(name, NULL);
+	lib_reported_error = false;	/* said; the next failure says its own */
 	return -ENXIO;
 }
 
@@ -465,11 +487,9 @@ int cli_control_send_unit(const char *id, const char *what, const struct rt_cont
 			  char *name, size_t namelen, uint8_t uuid[RT_UUID_SIZE], char *msg,
 			  size_t msglen, struct rt_control_unit *unit)
 {
-	struct rt_control_probe p;
-	int r, lock_fd = -1;
-
 	const char *verb = control_verb_name(rq->verb);
 	const char *arg = rq->arg ? rq->arg : "";
+	int r;
 
 	r = cli_running_name(id, name, namelen, uuid);
 	if (r < 0)
@@ -484,23 +504,9 @@ int cli_control_send_unit(const char *id, const char *what, const struct rt_cont
 		cli_usage_error(verb, "argument too long");
 		return -EINVAL;
 	}
-	/* One admin command on the array at a time (lib/lock.c). */
-	r = lock_take_array(uuid, &lock_fd);
-	if (r < 0)
-		return cli_report(r, "'%s': %s", name, what);
-	/* The lock's holder may have been a deactivate: its socket is gone. */
-	if (control_probe(uuid, &p) < 0 || p.state != RT_CONTROL_ACTIVE) {
-		lock_release(lock_fd);
-		cli_error("'%s': %s: not active (it stopped while this command waited for the "
-			  "array's lock)", name, what);
-		return -ESHUTDOWN;
-	}
 	/* The engine refuses the request unless it runs exactly this array. */
-	r = control_call_unit(uuid, name, rq, msg, msglen, unit);
-	lock_release(lock_fd);
-	if (r < 0)
-		return cli_report(r, "'%s': %s", name, what);
-	return 0;
+	r = admin_engine_request(uuid, name, rq, msg, msglen, unit);
+	return r < 0 ? cli_report(r, "'%s': %s", name, what) : 0;
 }
 
 int cli_speed_limit_arg(const char *cmd, int mib, char *arg, size_t len)
@@ -541,6 +547,22 @@ int cli_control_command(const char *id, const char *what, const struct rt_contro
 	if (msg[0])
 		printf("'%s': %s\n", name, msg);
 	return EXIT_OK;
+}
+
+const char *cli_unit_arg(const char *arg, char *buf, size_t len)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	uint32_t hash;
+
+	/* What the engine reads as a role number or a hashcode stays one. */
+	if ((strlen(arg) <= 2 && arg[0] >= '0' && arg[0] <= '9') ||
+	    sb_hashcode_parse(arg, &hash) == 0 || stat(arg, &st) < 0 || !realpath(arg, path))
+		return arg;
+	if (S_ISREG(st.st_mode) && loopdev_find_by_backing(path, buf, len) == 0)
+		return buf;
+	snprintf(buf, len, "%s", path);
+	return buf;
 }
 
 int cli_unit_command(const char *id, const char *what, const struct rt_control_req *rq,

@@ -113,6 +113,14 @@ int cli_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3))
  */
 int cli_report(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * A request to the engine of array @name (@uuid) failed with @err: unless
+ * the library explained it (the engine's refusal, "not running"), "'NAME':
+ * not running" when no engine runs it any more, else "'NAME': the engine
+ * (pid N) does not answer: REASON". The exit code.
+ */
+int cli_fail_engine(int err, const char *name, const uint8_t uuid[RT_UUID_SIZE]);
+
 struct rt_scan;
 struct rt_scan_array;
 struct rt_sb_status;
@@ -170,6 +178,14 @@ struct rt_control_unit;
 int cli_control_send_unit(const char *id, const char *what, const struct rt_control_req *rq,
 			  char *name, size_t namelen, uint8_t uuid[RT_UUID_SIZE], char *msg,
 			  size_t msglen, struct rt_control_unit *unit);
+
+/*
+ * The unit argument of fail, remove and replace for the engine (whose
+ * working directory is /): a role number or hashcode as given; a path to a
+ * block device made absolute; an image file as the loop device it is
+ * attached to. @buf holds what is returned when it is not @arg.
+ */
+const char *cli_unit_arg(const char *arg, char *buf, size_t len);
 
 /*
  * fail and remove: send @rq about one unit and print what was done, as the

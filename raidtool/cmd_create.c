@@ -51,7 +51,8 @@ static int run_create(int n, const char **args)
 		if (r != EXIT_OK)
 			goto out;
 		if (v > UINT32_MAX) {
-			r = cli_usage_error("create", "--chunk '%s': too large", chunk);
+			r = cli_usage_error("create", "--chunk '%s': must be a power of two from %u "
+					    "to %u bytes", chunk, RT_MIN_CHUNK, RT_MAX_CHUNK);
 			goto out;
 		}
 		p.chunk_size = (uint32_t)v;

@@ -21,7 +21,9 @@ static const struct poptOption fail_opts[] = {
 /* Mark a unit of a running array faulty, as if it had failed an I/O. */
 static int run_fail(int n, const char **args)
 {
-	const struct rt_control_req rq = { .verb = RT_VERB_FAIL, .force = force, .arg = args[1] };
+	char unit[PATH_MAX];
+	const struct rt_control_req rq = { .verb = RT_VERB_FAIL, .force = force,
+					   .arg = cli_unit_arg(args[1], unit, sizeof(unit)) };
 
 	return cli_unit_command(args[0], "cannot fail the unit", &rq, as_json);
 }

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <limits.h>
 #include <raidtool/control.h>
 #include "cli.h"
 #include "commands.h"
@@ -14,7 +15,9 @@ static const struct poptOption remove_opts[] = {
 /* A faulty unit (or a spare) leaves a running array. */
 static int run_remove(int n, const char **args)
 {
-	const struct rt_control_req rq = { .verb = RT_VERB_REMOVE, .arg = args[1] };
+	char unit[PATH_MAX];
+	const struct rt_control_req rq = { .verb = RT_VERB_REMOVE,
+					   .arg = cli_unit_arg(args[1], unit, sizeof(unit)) };
 
 	return cli_unit_command(args[0], "cannot remove the unit", &rq, as_json);
 }

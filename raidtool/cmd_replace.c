@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <raidtool/control.h>
+#include <raidtool/unit.h>
 #include "cli.h"
 #include "commands.h"
 #include "json-out.h"
@@ -29,7 +30,8 @@ static const struct poptOption replace_opts[] = {
 static int run_replace(int n, const char **args)
 {
 	struct rt_control_req rq = { .verb = RT_VERB_REPLACE, .force = force };
-	char path[PATH_MAX], arg[PATH_MAX + 256], name[RT_NAME_MAX + 1], msg[1024];
+	char path[PATH_MAX], arg[2 * PATH_MAX + 2], name[RT_NAME_MAX + 1], msg[1024];
+	char unit[PATH_MAX];
 	struct json j;
 	int r;
 
@@ -38,9 +40,12 @@ static int run_replace(int n, const char **args)
 	if (strchr(args[1], ' '))
 		return cli_usage_error("replace", "'%s': name the unit by role number, hashcode "
 				       "or a device path without spaces", args[1]);
-	if (!realpath(with, path))
-		return cli_fail(-errno, "'%s'", with);
-	snprintf(arg, sizeof(arg), "%s %s", args[1], path);
+	if (!realpath(with, path)) {
+		r = -errno;
+		unit_log_open_error(with, r);
+		return cli_fail(r, "'%s'", with);
+	}
+	snprintf(arg, sizeof(arg), "%s %s", cli_unit_arg(args[1], unit, sizeof(unit)), path);
 	rq.arg = arg;
 	r = cli_exit_code(cli_send_speed_limit("replace", args[0], speed));
 	if (r != EXIT_OK)

@@ -335,12 +335,8 @@ static int run_status(int n, const char **args)
 	goto print;
 running:
 	r = control_status_wait(a->sb.array.uuid, name, st, &p);
-	if (r == -ESHUTDOWN) {
-		r = cli_fail(r, "'%s': the array is stopping", name);
-		goto out;
-	}
 	if (r < 0) {
-		r = cli_fail(r, "'%s': the engine (pid %d) does not answer", name, (int)p.pid);
+		r = cli_fail_engine(r, name, a->sb.array.uuid);
 		goto out;
 	}
 print:

@@ -60,7 +60,7 @@ static int run_tune(int n, const char **args)
 		st = calloc(1, sizeof(*st));
 		r = st ? control_status(uuid, name, st) : -ENOMEM;
 		if (r < 0) {
-			r = cli_fail(r, "'%s': the engine does not answer", name);
+			r = cli_fail_engine(r, name, uuid);
 			goto out;
 		}
 		if (tries == -1)

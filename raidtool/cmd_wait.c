@@ -111,7 +111,7 @@ static int run_wait(int n, const char **args)
 		if (r < 0) {
 			if (drew)
 				fputc('\n', stderr);
-			r = cli_fail(r, "'%s': cannot ask the engine", name);
+			r = cli_fail_engine(r, name, uuid);
 			goto out;
 		}
 		if (!st->walk_running)

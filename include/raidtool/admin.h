@@ -49,4 +49,17 @@ struct rt_add_result {
 int admin_add_units(const char *id, const char *const *units, size_t n_units,
 		    const struct rt_add_opts *o, struct rt_add_result *res);
 
+/*
+ * Send @rq to the engine of the running array @uuid (@name for messages)
+ * under the array's admin lock (lib/lock.c: one admin command on an array
+ * at a time), as every command that changes a running array does. 0 with
+ * the engine's message in @msg (@unit, may be NULL: the unit it changed);
+ * else -errno with the reason logged: the lock stayed busy, the engine
+ * refused, or the array stopped while this waited for the lock
+ * (-ESHUTDOWN, "not running").
+ */
+int admin_engine_request(const uint8_t uuid[RT_UUID_SIZE], const char *name,
+			 const struct rt_control_req *rq, char *msg, size_t len,
+			 struct rt_control_unit *unit);
+
 #endif

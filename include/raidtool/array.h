@@ -41,6 +41,9 @@ int array_create(const struct rt_create_params *p, const char *const *units,
 int array_add(const char *id, const char *const *units, size_t n_units,
 	      bool force, struct rt_sb *out, struct rt_unit_desc *added);
 
+/* 0 when @name may name an array, else -errno with why logged (the one wording). */
+int array_check_name(const char *name);
+
 /* Rename (change.name). */
 int array_rename(const char *id, const char *new_name);
 

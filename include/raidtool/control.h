@@ -99,6 +99,16 @@ struct rt_control_probe {
 int control_probe(const uint8_t uuid[RT_UUID_SIZE], struct rt_control_probe *p);
 
 /*
+ * The one wording of each reason why array @name's engine cannot be asked,
+ * logged as an error by every command and library path that meets it:
+ * "'NAME': not running", with " (@detail)" when @detail is not NULL, and
+ * "'NAME': the engine (pid N) does not answer: REASON" (without "(pid N)"
+ * when @pid is 0) for @err from control_request and the calls below.
+ */
+void control_log_not_running(const char *name, const char *detail);
+void control_log_no_answer(const char *name, pid_t pid, int err);
+
+/*
  * The engine's side of the pid file: create the run directory, take the
  * lock (-EALREADY when another engine holds it), write our pid. The lock
  * lives as long as *@fd is open.
@@ -289,7 +299,8 @@ int control_status(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 /*
  * status of an engine that holds its pid lock (@p from control_probe, kept
  * up to date): while it has no socket (starting or stopping) asked again for
- * a moment; -ESHUTDOWN, unlogged, once its lock is gone (it stopped).
+ * a moment; -ESHUTDOWN, logged as "not running", once its lock is gone (it
+ * stopped).
  */
 int control_status_wait(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 			struct rt_control_status *st, struct rt_control_probe *p);

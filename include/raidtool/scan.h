@@ -111,6 +111,9 @@ int scan_lookup(const struct rt_scan *s, const char *id,
  */
 int scan_find(const struct rt_scan *s, const char *id, const struct rt_scan_array **out);
 
+/* Log that no array is named (or hashcoded) @id: the one wording of an unknown array. */
+void scan_log_no_such_array(const char *id);
+
 /*
  * Scan the machine (scan_devices) and find array @id in it (scan_find),
  * explaining a failure through rt_log. *@scan is the caller's to free,
@@ -118,8 +121,14 @@ int scan_find(const struct rt_scan *s, const char *id, const struct rt_scan_arra
  */
 int scan_devices_find(const char *id, struct rt_scan **scan, const struct rt_scan_array **out);
 
-/* A usable unit: its slot's state in @a's role table ("active", ...); else its class. */
+/*
+ * A usable unit: its slot's state in @a's role table ("active", ...); one
+ * whose role a replacement took (scan_unit_replaced): "replaced"; else its class.
+ */
 const char *scan_unit_state(const struct rt_scan_array *a, const struct rt_scan_unit *u);
+
+/* Does @a's freshest role table record unit @u as replaced (raidtool replace)? */
+bool scan_unit_replaced(const struct rt_scan_array *a, const struct rt_scan_unit *u);
 
 /* The array with @uuid in the scan, or NULL. */
 const struct rt_scan_array *scan_find_uuid(const struct rt_scan *s,

@@ -29,6 +29,9 @@ const char *unit_open_error(int err);
  */
 void unit_log_open_error(const char *path, int err);
 
+/* The same for a unit of array @array: "'ARRAY': 'PATH': cannot open: REASON". */
+void unit_log_open_error_in(const char *array, const char *path, int err);
+
 /*
  * Open @path. A block device is opened as is; a regular file is attached to
  * a loop device (reusing one already backed by it) when RT_UNIT_ATTACH is

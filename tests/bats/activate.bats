@@ -167,7 +167,8 @@ wait_holds_open() {
 }
 
 @test "list: shows which arrays are active and their block devices" {
-	start_array 1 2 32M
+	# Clean from the start: an initial sync still running would show as "resyncing".
+	start_array 1 2 32M --assume-clean
 	run --separate-stderr raidtool list --json
 	assert_success
 	entry=$(jq -c --arg n "$NAME" '.arrays[] | select(.name == $n)' <<<"$output")
@@ -299,7 +300,7 @@ wait_holds_open() {
 	[ "$(sb_field state)" = dirty ]
 	run raidtool deactivate "$NAME"
 	assert_failure 3
-	assert_output --partial "not active"
+	assert_output --partial "'$NAME': not running"
 	run raidtool activate "$NAME"
 	assert_success
 	cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/pattern"
@@ -416,7 +417,7 @@ wait_holds_open() {
 	new_array 0 2 32M
 	run raidtool deactivate "$NAME"
 	assert_failure 3
-	assert_output --partial "not active"
+	assert_output --partial "'$NAME': not running"
 }
 
 @test "run directory: a long RAIDTOOL_RUNDIR still gets a control socket" {

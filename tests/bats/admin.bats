@@ -77,7 +77,7 @@ status_loop() {
 		assert_output --partial "stopped"
 		wait "${BGPIDS[-1]}" "${BGPIDS[-2]}"
 		# Every status either answered, said it is stopping, or found it inactive.
-		if grep -Ev $'^0\t|^3\t.*(is stopping|stopped while answering)' \
+		if grep -Ev $'^0\t|^3\t.*(is stopping|stopped while answering|not running)' \
 			"$TESTDIR/status$round.out"; then
 			fail "round $round: a status failed otherwise (above)"
 		fi
@@ -109,10 +109,10 @@ status_loop() {
 	[ "$(jq -r .hashcode <<<"$output")" = "$HX" ]
 	run raidtool deactivate "$HX"
 	assert_failure 3
-	assert_output --partial "not active"
+	assert_output --partial "not running"
 	run raidtool check "$HX"
 	assert_failure 3
-	assert_output --partial "not active"
+	assert_output --partial "not running"
 	run --separate-stderr raidtool list --json
 	assert_success
 	[ "$(jq -r --arg h "$HX" '.arrays[] | select(.hashcode == $h) | .active' <<<"$output")" = false ]
@@ -238,7 +238,7 @@ hold_lock() {
 			grep -q "stopped" "$TESTDIR/d.out" || fail "round $round: $(cat "$TESTDIR/d.out")"
 		else
 			# It came first and found nothing running: the array runs now.
-			[ "$rd" = 3 ] && grep -q "not active" "$TESTDIR/d.out" ||
+			[ "$rd" = 3 ] && grep -q "not running" "$TESTDIR/d.out" ||
 				fail "round $round: deactivate exit $rd: $(cat "$TESTDIR/d.out")"
 			run raidtool deactivate "$NAME"
 			assert_success
@@ -288,7 +288,7 @@ holds_open() {
 	rc=0
 	wait "$rm_pid" || rc=$?
 	[ "$rc" = 3 ] || fail "remove: exit $rc: $(cat "$TESTDIR/remove.out")"
-	grep -q "not active (it stopped while this command waited" "$TESTDIR/remove.out" ||
+	grep -q "not running (it stopped while this command waited" "$TESTDIR/remove.out" ||
 		fail "remove: $(cat "$TESTDIR/remove.out")"
 	if grep -q "No such file" "$TESTDIR/remove.out"; then
 		fail "remove: $(cat "$TESTDIR/remove.out")"

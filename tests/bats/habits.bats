@@ -206,3 +206,131 @@ on_tty() {
 	refute_output --partial "Are you sure"
 	assert_output --partial "created array '$NAME'"
 }
+
+# one_wording CODE LINE ARGS...: 'raidtool ARGS' exits CODE with LINE, and
+# nothing else, on stderr: one cause, one wording, whichever command meets it.
+one_wording() {
+	local code=$1 line=$2
+	shift 2
+	run --separate-stderr raidtool "$@"
+	[ "$status" = "$code" ] || fail "raidtool $*: exit $status, not $code: $stderr"
+	[ "$stderr" = "$line" ] || fail "raidtool $*: not the one wording
+want: $line
+got:  $stderr"
+}
+
+@test "an array that is not running: one wording from every command that needs its engine" {
+	local u new hash args
+	mapfile -t u < <(make_images u 2 32M)
+	run raidtool create "$NAME" --level 1 --assume-clean "${u[@]}"
+	assert_success
+	hash=$(raidtool lookup --json "$NAME" | jq -r .hashcode)
+	new=$(make_image new.img 32M)
+	for args in "fail $NAME 1" "fail $hash 1" "remove $NAME 1" "replace $NAME 1 --with $new" \
+		"check $NAME" "check --cancel $NAME" "wait $NAME" "tune --speed-limit 1 $NAME" \
+		"tune --io-retries 1 $NAME" "deactivate $NAME" "deactivate $hash"; do
+		# shellcheck disable=SC2086  # the words of $args are the arguments
+		one_wording 3 "raidtool: '$NAME': not running" $args
+	done
+	# add takes units while it is stopped; only --speed-limit needs the engine.
+	run --separate-stderr raidtool add --speed-limit 1 "$NAME" "$new"
+	assert_failure 2
+	[[ $stderr == "raidtool: '$NAME': not running ("*")" ]] || fail "add: $stderr"
+	[ "$(raidtool examine --json "$new" 2>/dev/null | jq -r .this_unit.state)" = "" ] ||
+		fail "add --speed-limit changed $new"
+}
+
+@test "a unit file that is missing or not a file: one wording from every command that opens units" {
+	local u missing
+	mapfile -t u < <(make_images u 2 32M)
+	missing=$TESTDIR/missing.img
+	mkdir "$TESTDIR/dir"
+	one_wording 3 "raidtool: '$missing': cannot open: No such file or directory" \
+		create "$NAME" --level 1 "${u[0]}" "$missing"
+	for args in "create $NAME --level 1 ${u[0]} $TESTDIR/dir" "examine $TESTDIR/dir" \
+		"lookup-unit $TESTDIR/dir" "zero $TESTDIR/dir"; do
+		# shellcheck disable=SC2086
+		one_wording 1 "raidtool: '$TESTDIR/dir': cannot open: not a block device or a regular file" $args
+	done
+	run raidtool create "$NAME" --level 1 --assume-clean "${u[@]}"
+	assert_success
+	one_wording 1 "raidtool: '$TESTDIR/dir': cannot open: not a block device or a regular file" \
+		add "$NAME" "$TESTDIR/dir"
+	for args in "examine $missing" "lookup-unit $missing" "zero $missing" "add $NAME $missing" \
+		"replace $NAME 1 --with $missing"; do
+		# shellcheck disable=SC2086
+		one_wording 3 "raidtool: '$missing': cannot open: No such file or directory" $args
+	done
+	# The same once the array runs: add and replace hand the unit to its engine.
+	run raidtool activate "$NAME"
+	assert_success
+	for args in "add $NAME $missing" "replace $NAME 1 --with $missing"; do
+		# shellcheck disable=SC2086
+		one_wording 3 "raidtool: '$missing': cannot open: No such file or directory" $args
+	done
+	run raidtool deactivate "$NAME"
+	assert_success
+	[ ! -e "$missing" ] || fail "a command created $missing"
+}
+
+@test "an array no unit names: one wording from every command that takes an array" {
+	local nope=${NAME}nope new args
+	new=$(make_image new.img 32M)
+	for args in "fail $nope 1" "remove $nope 1" "replace $nope 1 --with $new" "status $nope" \
+		"check $nope" "wait $nope" "tune --speed-limit 1 $nope" "deactivate $nope" \
+		"activate $nope" "add $nope $new" "rename $nope ${nope}2" "rehash $nope" \
+		"lookup $nope" "list --units $nope"; do
+		# shellcheck disable=SC2086
+		one_wording 3 "raidtool: '$nope': no such array (no unit with that name or hashcode found)" $args
+	done
+}
+
+@test "a user other than root: one wording for the permission refused, whatever the command" {
+	local u bin=$TESTDIR/bin/raidtool args
+	command -v setpriv >/dev/null || require "needs setpriv (util-linux)"
+	mapfile -t u < <(make_images u 2 32M)
+	run raidtool create "$NAME" --level 1 --assume-clean "${u[@]}"
+	assert_success
+	# A copy of the binary that user may run; the scratch directory stays closed to it.
+	mkdir -p "$TESTDIR/bin"
+	cp "$RAIDTOOL_BIN" "$bin"
+	chmod 755 "$TESTDIR/bin" "$bin"
+	chmod 711 "$TESTDIR"
+	for args in "examine ${u[0]}" "lookup-unit ${u[0]}" "zero ${u[0]}" \
+		"create ${NAME}x --level 1 ${u[*]}" "status $NAME" "fail $NAME 1" "list" "status"; do
+		# shellcheck disable=SC2086
+		run --separate-stderr setpriv --reuid=65534 --regid=65534 --clear-groups "$bin" $args
+		[[ $stderr == *": permission denied (raidtool must run as root)"* ]] ||
+			fail "raidtool $args as nobody: $stderr"
+		# Only the scan's note and the command's own failure.
+		[ "$(grep -c '^raidtool: ' <<<"$stderr")" = "$(wc -l <<<"$stderr")" ] ||
+			fail "raidtool $args: a line without the prefix: $stderr"
+	done
+	# Nothing was written.
+	run raidtool examine --json "${u[0]}"
+	assert_success
+}
+
+@test "fail, remove and replace take a unit by its image file, relative or absolute" {
+	local u new
+	mapfile -t u < <(make_images u 2 32M)
+	run raidtool create "$NAME" --level 1 --assume-clean "${u[@]}"
+	assert_success
+	run raidtool activate "$NAME"
+	assert_success
+	new=$(make_image new.img 32M)
+	run raidtool replace "$NAME" "${u[0]}" --with "$new"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	[ "$(status_json "$NAME" | jq -r '.units[] | select(.role == "0") | .device')" = \
+	  "$(loop_of "$new")" ] || fail "the replace did not take role 0: $(raidtool status "$NAME")"
+	cd "$TESTDIR"
+	run raidtool fail "$NAME" u1.img
+	assert_success
+	assert_output --partial "role 1 ($(loop_of "${u[1]}")) marked faulty"
+	run raidtool remove "$NAME" ./u1.img
+	assert_success
+	run raidtool deactivate "$NAME"
+	assert_success
+}

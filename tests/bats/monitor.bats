@@ -163,6 +163,9 @@ unit_dev() {
 	[ "$(events_of RebuildStarted | jq -r .unit)" = "$newdev" ]
 	[ "$(events_of RebuildFinished | jq -r .detail)" = finished ]
 	[ "$(events_of RebuildFinished | jq -r .unit)" = "$newdev" ]
+	# The role the new unit fills, not the slot it waits in meanwhile.
+	[ "$(events_of RebuildStarted | jq -r .role)" = 1 ]
+	[ "$(events_of RebuildFinished | jq -r .role)" = 1 ]
 	run cat "$TESTDIR/alerts"
 	assert_line "RebuildStarted $NAME $newdev"
 }

@@ -93,7 +93,7 @@ cmd() {
 # deactivate whose loop device did not detach, an add told ENOENT).
 REFUSALS=(
 	[1]="has no redundancy|too small for array"
-	[3]="not active|is stopping|has no unit to remove|not a unit of this array"
+	[3]="not running|is stopping|has no unit to remove|not a unit of this array"
 	[4]="already active|already faulty|is working; fail it first|is being rebuilt|still holds|in use|is open in process|cannot stop|busy:"
 	[5]="name already taken|is a unit of array|already a unit of array|could not take writes without it"
 )

@@ -141,6 +141,35 @@ static void test_rebuild(void **state)
 			    "RebuildStarted:/dev/loop1:1: RebuildFinished:/dev/loop1:1:finished ");
 }
 
+/* A replace: reported as a rebuild of the role the new unit fills, not of the slot it waits in. */
+static void test_replace_names_the_role(void **state)
+{
+	struct rt_monitor_array a, b, c;
+	struct seen s;
+
+	(void)state;
+	healthy(&a);
+	b = a;
+	b.n_units = 3;
+	b.units[2].slot = 2;
+	snprintf(b.units[2].device, sizeof(b.units[2].device), "/dev/loop2");
+	snprintf(b.units[2].state, sizeof(b.units[2].state), "replacing");
+	b.walk = RT_WALK_REPLACE;
+	b.walk_running = true;
+	b.walk_role = 1;
+	b.walk_total = 100;
+	assert_string_equal(compare(&a, &b, &s), "RebuildStarted:/dev/loop2:1: ");
+	/* The new unit took role 1; the old one left. */
+	c = b;
+	c.walk_running = false;
+	c.walk_done = 100;
+	c.n_units = 2;
+	c.units[1] = b.units[2];
+	c.units[1].slot = 1;
+	snprintf(c.units[1].state, sizeof(c.units[1].state), "active");
+	assert_string_equal(compare(&b, &c, &s), "RebuildFinished:/dev/loop2:1:finished ");
+}
+
 static void test_check(void **state)
 {
 	struct rt_monitor_array a, b, c;
@@ -185,6 +214,7 @@ int main(void)
 		cmocka_unit_test(test_fail_then_degraded),
 		cmocka_unit_test(test_spare_fails),
 		cmocka_unit_test(test_rebuild),
+		cmocka_unit_test(test_replace_names_the_role),
 		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_failed_after_degraded),
 	};
