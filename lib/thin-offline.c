@@ -21,6 +21,8 @@
 #include <raidtool/log.h>
 #include <raidtool/scan.h>
 #include <raidtool/thin.h>
+#include "assemble-internal.h"
+#include "scan-internal.h"
 
 struct thin_array {
 	struct rt_assembly *as;
