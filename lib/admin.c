@@ -10,6 +10,8 @@
 #include <raidtool/log.h>
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
+#include "control-internal.h"
+#include "scan-internal.h"
 
 int admin_engine_request(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 			 const struct rt_control_req *rq, char *msg, size_t len,
@@ -59,8 +61,11 @@ static int add_running(const char *const *units, size_t n, const struct rt_add_o
 		}
 		rq.arg = path;
 		snprintf(a->path, sizeof(a->path), "%s", units[i]);
+		a->unit = control_unit_new();
+		if (!a->unit)
+			return -ENOMEM;
 		r = admin_engine_request(res->uuid, res->name, &rq, a->msg, sizeof(a->msg),
-					 &a->unit);
+					 a->unit);
 		if (r < 0)
 			return r;
 		res->n_added++;
@@ -80,6 +85,11 @@ static int add_stopped(const char *id, const char *const *units, size_t n,
 					"rebuild; see RAIDTOOL_SYNC_SPEED_MAX");
 		return -EINVAL;
 	}
+	for (size_t i = 0; i < n; i++) {
+		res->added[i].unit = control_unit_new();
+		if (!res->added[i].unit)
+			return -ENOMEM;
+	}
 	r = array_add(id, units, n, o->force, &sb, added);
 	if (r < 0)
 		return r;
@@ -88,28 +98,42 @@ static int add_stopped(const char *id, const char *const *units, size_t n,
 		uint32_t slot = added[i].slot;
 
 		snprintf(a->path, sizeof(a->path), "%s", units[i]);
-		a->unit.slot = slot;
-		snprintf(a->unit.device, sizeof(a->unit.device), "%s", units[i]);
-		memcpy(a->unit.uuid, added[i].uuid, RT_UUID_SIZE);
-		a->unit.hashcode = added[i].hashcode;
-		snprintf(a->unit.state, sizeof(a->unit.state), "%s",
-			 sb_slot_state_name(slot < RT_MAX_UNITS ? sb.slots[slot].state : 0));
+		a->unit->slot = slot;
+		snprintf(a->unit->device, sizeof(a->unit->device), "%s", units[i]);
+		memcpy(a->unit->uuid, added[i].uuid, RT_UUID_SIZE);
+		a->unit->hashcode = added[i].hashcode;
+		a->unit->state = control_unit_state_of_slot(slot < RT_MAX_UNITS ?
+							    sb.slots[slot].state : 0);
 	}
 	res->n_added = n;
 	return 0;
 }
 
+void admin_add_result_free(struct rt_add_result *res)
+{
+	if (!res)
+		return;
+	for (size_t i = 0; i < RT_MAX_UNITS; i++)
+		control_unit_free(res->added[i].unit);
+	free(res);
+}
+
 int admin_add_units(const char *id, const char *const *units, size_t n_units,
-		    const struct rt_add_opts *o, struct rt_add_result *res)
+		    const struct rt_add_opts *o, struct rt_add_result **out)
 {
 	const struct rt_scan_array *a;
+	struct rt_add_result *res;
 	struct rt_control_probe p;
 	struct rt_scan *scan = NULL;
 	int r, array_fd = -1, names_fd = -1;
 
-	memset(res, 0, sizeof(*res));
+	*out = NULL;
 	if (n_units > RT_MAX_UNITS)
 		return -E2BIG;
+	res = calloc(1, sizeof(*res));
+	if (!res)
+		return -ENOMEM;
+	*out = res;
 	r = scan_devices_find(id, &scan, &a);
 	if (r == 0) {
 		snprintf(res->name, sizeof(res->name), "%s", a->sb.array.name);

@@ -19,6 +19,7 @@
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
 #include "member.h"
+#include "scan-internal.h"
 
 #define MAX_OPEN MEMBER_MAX
 

@@ -12,7 +12,9 @@
 #include <raidtool/assemble.h>
 #include <raidtool/log.h>
 #include <raidtool/unit.h>
+#include "assemble-internal.h"
 #include "member.h"
+#include "scan-internal.h"
 
 #define UNIT_FLAGS (RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_DIRECT)
 

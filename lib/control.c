@@ -32,6 +32,7 @@
 #include <raidtool/loopdev.h>
 #include <raidtool/log.h>
 #include <raidtool/util.h>
+#include "control-internal.h"
 
 #define CLIENT_TIMEOUT_MS 5000		/* a client that does not send its line */
 #define STATUS_TIMEOUT_MS 10000
@@ -477,6 +478,23 @@ static const char *const walk_names[] = {
 	[RT_WALK_REPLACE] = "replacing",
 };
 
+static const char *const unit_state_names[RT_UNIT_STATE_COUNT] = {
+	[RT_UNIT_STATE_NONE] = "",
+	[RT_UNIT_STATE_EMPTY] = "empty",
+	[RT_UNIT_STATE_ACTIVE] = "active",
+	[RT_UNIT_STATE_SPARE] = "spare",
+	[RT_UNIT_STATE_FAULTY] = "faulty",
+	[RT_UNIT_STATE_MISSING] = "missing",
+	[RT_UNIT_STATE_REBUILDING] = "rebuilding",
+	[RT_UNIT_STATE_REPLACING] = "replacing",
+	[RT_UNIT_STATE_REPLACED] = "replaced",
+	[RT_UNIT_STATE_REMOVED] = "removed",
+	[RT_UNIT_STATE_STALE] = "stale",
+	[RT_UNIT_STATE_CONFLICT] = "conflict",
+	[RT_UNIT_STATE_SUSPECT] = "suspect",
+	[RT_UNIT_STATE_UNKNOWN] = "unknown",
+};
+
 /* The entries of a table. */
 #define N_ENTRIES(t) (sizeof(t) / sizeof((t)[0]))
 
@@ -509,6 +527,147 @@ enum rt_walk_kind control_walk_parse(const char *name)
 	return (enum rt_walk_kind)name_index(walk_names, N_ENTRIES(walk_names), name);
 }
 
+const char *control_unit_state_name(enum rt_unit_state state)
+{
+	return (unsigned)state < N_ENTRIES(unit_state_names) ? unit_state_names[state] : "";
+}
+
+enum rt_unit_state control_unit_state_parse(const char *name)
+{
+	unsigned i = name_index(unit_state_names, N_ENTRIES(unit_state_names), name);
+
+	return i || !name || !name[0] ? (enum rt_unit_state)i : RT_UNIT_STATE_UNKNOWN;
+}
+
+enum rt_unit_state control_unit_state_of_slot(uint32_t slot_state)
+{
+	switch (slot_state) {
+	case RT_SLOT_EMPTY:
+		return RT_UNIT_STATE_EMPTY;
+	case RT_SLOT_ACTIVE:
+		return RT_UNIT_STATE_ACTIVE;
+	case RT_SLOT_SPARE:
+		return RT_UNIT_STATE_SPARE;
+	case RT_SLOT_FAULTY:
+		return RT_UNIT_STATE_FAULTY;
+	case RT_SLOT_MISSING:
+		return RT_UNIT_STATE_MISSING;
+	case RT_SLOT_REBUILDING:
+		return RT_UNIT_STATE_REBUILDING;
+	case RT_SLOT_REPLACING:
+		return RT_UNIT_STATE_REPLACING;
+	case RT_SLOT_REPLACED:
+		return RT_UNIT_STATE_REPLACED;
+	default:
+		return RT_UNIT_STATE_UNKNOWN;
+	}
+}
+
+/* ---- reading a status (the handles of control.h) ------------------------ */
+
+struct rt_control_status *control_status_new(void)
+{
+	return calloc(1, sizeof(struct rt_control_status));
+}
+
+void control_status_free(struct rt_control_status *st)
+{
+	free(st);
+}
+
+struct rt_control_unit *control_unit_new(void)
+{
+	return calloc(1, sizeof(struct rt_control_unit));
+}
+
+void control_unit_free(struct rt_control_unit *u)
+{
+	free(u);
+}
+
+/* One getter per member read alone: control_status_<member>, control_unit_<member>. */
+#define GETTER(type, object, member) \
+	type control_##object##_##member(const struct rt_control_##object *x) \
+	{ \
+		return x->member; \
+	}
+
+GETTER(const char *, status, state)
+GETTER(const char *, status, name)
+GETTER(const uint8_t *, status, uuid)
+GETTER(uint32_t, status, hashcode)
+GETTER(int32_t, status, level)
+GETTER(uint64_t, status, size)
+GETTER(uint64_t, status, nblocks)
+GETTER(uint32_t, status, blocksize)
+GETTER(uint32_t, status, chunk_size)
+GETTER(uint32_t, status, n_devices)
+GETTER(uint64_t, status, events)
+GETTER(uint32_t, status, array_state)
+GETTER(enum rt_health, status, health)
+GETTER(const char *, status, device)
+GETTER(const char *, status, link)
+GETTER(pid_t, status, pid)
+GETTER(uint64_t, status, started)
+GETTER(bool, status, unsynced)
+GETTER(uint64_t, status, unsynced_left)
+GETTER(uint64_t, status, unsynced_total)
+GETTER(uint64_t, status, nospace_mask)
+GETTER(uint32_t, status, retry_count)
+GETTER(uint32_t, status, retry_window_ms)
+GETTER(uint32_t, unit, slot)
+GETTER(const char *, unit, device)
+GETTER(const uint8_t *, unit, uuid)
+GETTER(uint32_t, unit, hashcode)
+GETTER(enum rt_unit_state, unit, state)
+
+const struct rt_control_stats *control_status_stats(const struct rt_control_status *st)
+{
+	return &st->stats;
+}
+
+struct rt_control_walk control_status_walk(const struct rt_control_status *st)
+{
+	return (struct rt_control_walk){
+		.kind = st->walk, .running = st->walk_running, .result = st->walk_result,
+		.role = st->walk_role, .done = st->walk_done, .total = st->walk_total,
+		.speed = st->walk_speed, .speed_max = st->walk_speed_max,
+		.mismatches = st->mismatches, .repaired = st->repaired, .regions = st->regions,
+		.regions_total = st->regions_total, .ties = st->ties, .kept_roles = st->kept_roles,
+	};
+}
+
+struct rt_control_fuse control_status_fuse(const struct rt_control_status *st)
+{
+	struct rt_control_fuse f = {
+		.ring_requests = st->fuse_ring_requests, .dev_requests = st->fuse_dev_requests,
+		.queues = st->fuse_queues, .queue_depth = st->fuse_queue_depth,
+	};
+
+	snprintf(f.transport, sizeof(f.transport), "%s", st->transport);
+	return f;
+}
+
+unsigned control_status_unit_count(const struct rt_control_status *st)
+{
+	return st->n_units < RT_MAX_UNITS ? st->n_units : RT_MAX_UNITS;
+}
+
+const struct rt_control_unit *control_status_unit_at(const struct rt_control_status *st,
+						     unsigned i)
+{
+	return i < control_status_unit_count(st) ? &st->units[i] : NULL;
+}
+
+struct rt_control_unit_io control_unit_io(const struct rt_control_unit *u)
+{
+	return (struct rt_control_unit_io){
+		.reads = u->reads, .writes = u->writes, .read_bytes = u->read_bytes,
+		.write_bytes = u->write_bytes, .errors = u->errors, .retries = u->retries,
+		.no_space = u->no_space,
+	};
+}
+
 enum field_type {
 	F_STR,			/* char[] */
 	F_STR_OR_NULL,		/* char[], null when empty */
@@ -520,6 +679,7 @@ enum field_type {
 	F_ARRAY_STATE,		/* uint32_t, "clean" or "dirty" */
 	F_HEALTH,		/* enum rt_health, its name */
 	F_WALK,			/* enum rt_walk_kind, its name */
+	F_UNIT_STATE,		/* enum rt_unit_state, its name */
 	F_UNITS,		/* the units[] of a status, n_units of them */
 	F_STATS,		/* the stats object of a status */
 };
@@ -538,7 +698,8 @@ struct field {
 
 static const struct field unit_fields[] = {
 	UNIT(F_U32, slot), UNIT(F_STR, device), UNIT(F_UUID, uuid), UNIT(F_HASH, hashcode),
-	UNIT(F_STR, state), UNIT(F_U64, reads), UNIT(F_U64, writes), UNIT(F_U64, read_bytes),
+	UNIT(F_UNIT_STATE, state), UNIT(F_U64, reads), UNIT(F_U64, writes),
+	UNIT(F_U64, read_bytes),
 	UNIT(F_U64, write_bytes), UNIT(F_U64, errors), UNIT(F_U64, retries),
 	UNIT(F_BOOL, no_space),
 };
@@ -591,6 +752,8 @@ static size_t field_type_size(enum field_type type)
 		return sizeof(enum rt_health);
 	case F_WALK:
 		return sizeof(enum rt_walk_kind);
+	case F_UNIT_STATE:
+		return sizeof(enum rt_unit_state);
 	case F_BOOL:
 		return sizeof(bool);
 	case F_UUID:
@@ -654,6 +817,9 @@ static struct json_object *field_to_json(const struct field *f, const void *base
 		return json_object_new_string(control_health_name(*(const enum rt_health *)p));
 	case F_WALK:
 		return json_object_new_string(control_walk_name(*(const enum rt_walk_kind *)p));
+	case F_UNIT_STATE:
+		return json_object_new_string(
+			control_unit_state_name(*(const enum rt_unit_state *)p));
 	case F_UNITS:
 		v = json_object_new_array();
 		for (unsigned i = 0; v && i < st->n_units && i < RT_MAX_UNITS; i++) {
@@ -725,6 +891,9 @@ static void field_from_json(const struct field *f, struct json_object *v, void *
 		break;
 	case F_WALK:
 		*(enum rt_walk_kind *)p = control_walk_parse(s);
+		break;
+	case F_UNIT_STATE:
+		*(enum rt_unit_state *)p = control_unit_state_parse(s);
 		break;
 	case F_UNITS:
 		st->n_units = 0;
@@ -874,7 +1043,7 @@ static void reply_ok_unit(int fd, const char *msg, const struct rt_control_unit 
 
 	json_object_object_add(o, "result", json_object_new_string("ok"));
 	json_object_object_add(o, "message", json_object_new_string(msg));
-	if (unit->state[0]) {
+	if (unit->state != RT_UNIT_STATE_NONE) {
 		u = json_object_new_object();
 		fields_to_json(u, unit_fields, N_ENTRIES(unit_fields), unit);
 		json_object_object_add(o, "unit", u);

@@ -18,6 +18,7 @@
 #include <raidtool/scan.h>
 #include <raidtool/util.h>
 #include "run-internal.h"
+#include "scan-internal.h"
 
 #define EXIT_WAIT_MS 10000		/* for the engine process to go after `stop` */
 

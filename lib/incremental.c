@@ -30,7 +30,9 @@
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
 #include <raidtool/util.h>
+#include "control-internal.h"
 #include "incmap.h"
+#include "scan-internal.h"
 
 #define WAITER_LOG "incremental.log"
 
@@ -298,7 +300,7 @@ static int readd_to_running(const char *dev, const struct rt_sb *sb,
 	for (unsigned i = 0; i < st->n_units && !u; i++)
 		if (st->units[i].slot == sb->unit.slot &&
 		    !memcmp(st->units[i].uuid, sb->unit.uuid, RT_UUID_SIZE) &&
-		    !strcmp(st->units[i].state, "missing"))
+		    st->units[i].state == RT_UNIT_STATE_MISSING)
 			u = &st->units[i];
 	if (!u)
 		goto out;

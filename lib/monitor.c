@@ -11,6 +11,7 @@
 #include <uuid/uuid.h>
 #include <raidtool/control.h>
 #include <raidtool/monitor.h>
+#include "control-internal.h"
 
 const char *monitor_event_name(enum rt_monitor_event ev)
 {
@@ -61,7 +62,7 @@ void monitor_array_from_status(const struct rt_control_status *st, struct rt_mon
 		a->units[i].slot = st->units[i].slot;
 		snprintf(a->units[i].device, sizeof(a->units[i].device), "%s",
 			 st->units[i].device);
-		snprintf(a->units[i].state, sizeof(a->units[i].state), "%s", st->units[i].state);
+		a->units[i].state = st->units[i].state;
 	}
 }
 
@@ -70,7 +71,7 @@ void monitor_array_from_status(const struct rt_control_status *st, struct rt_mon
 /* The slot of @u: its role, or for the unit a replace fills, the role it is to take. */
 static int32_t unit_role(const struct rt_monitor_array *a, const struct rt_monitor_unit *u)
 {
-	return !strcmp(u->state, "replacing") ? (int32_t)a->walk_role : (int32_t)u->slot;
+	return u->state == RT_UNIT_STATE_REPLACING ? (int32_t)a->walk_role : (int32_t)u->slot;
 }
 
 static void emit(rt_monitor_fn fn, void *arg, const struct rt_monitor_array *a,
@@ -123,11 +124,11 @@ static const struct rt_monitor_unit *walk_unit(const struct rt_monitor_array *a)
 	if (a->walk != RT_WALK_RECOVER && !replacing)
 		return NULL;
 	for (unsigned i = 0; i < a->n_units && replacing; i++)
-		if (!strcmp(a->units[i].state, "replacing"))
+		if (a->units[i].state == RT_UNIT_STATE_REPLACING)
 			return &a->units[i];
 	for (unsigned i = 0; i < a->n_units; i++)
-		if (a->units[i].slot == a->walk_role && strcmp(a->units[i].state, "faulty") &&
-		    strcmp(a->units[i].state, "missing"))
+		if (a->units[i].slot == a->walk_role && a->units[i].state != RT_UNIT_STATE_FAULTY &&
+		    a->units[i].state != RT_UNIT_STATE_MISSING)
 			return &a->units[i];
 	return NULL;
 }
@@ -198,9 +199,9 @@ static const struct rt_monitor_unit *find_unit(const struct rt_monitor_array *a,
 	return NULL;
 }
 
-static bool state_is(const struct rt_monitor_unit *u, const char *state)
+static bool state_is(const struct rt_monitor_unit *u, enum rt_unit_state state)
 {
-	return !strcmp(u->state, state);
+	return u->state == state;
 }
 
 static void compare_units(const struct rt_monitor_array *prev, const struct rt_monitor_array *cur,
@@ -212,12 +213,15 @@ static void compare_units(const struct rt_monitor_array *prev, const struct rt_m
 
 		if (!p)
 			continue;
-		if (state_is(u, "faulty") && state_is(p, "active") && u->slot < cur->n_devices)
+		if (state_is(u, RT_UNIT_STATE_FAULTY) && state_is(p, RT_UNIT_STATE_ACTIVE) &&
+		    u->slot < cur->n_devices)
 			emit(fn, arg, cur, RT_MONITOR_FAIL, u, NULL, RT_WALK_NONE);
-		else if (state_is(u, "faulty") &&
-			 (state_is(p, "active") || state_is(p, "spare") || state_is(p, "rebuilding")))
+		else if (state_is(u, RT_UNIT_STATE_FAULTY) &&
+			 (state_is(p, RT_UNIT_STATE_ACTIVE) || state_is(p, RT_UNIT_STATE_SPARE) ||
+			  state_is(p, RT_UNIT_STATE_REBUILDING)))
 			emit(fn, arg, cur, RT_MONITOR_FAIL_SPARE, u, NULL, RT_WALK_NONE);
-		else if (state_is(u, "active") && (state_is(p, "spare") || state_is(p, "rebuilding")))
+		else if (state_is(u, RT_UNIT_STATE_ACTIVE) &&
+			 (state_is(p, RT_UNIT_STATE_SPARE) || state_is(p, RT_UNIT_STATE_REBUILDING)))
 			emit(fn, arg, cur, RT_MONITOR_SPARE_ACTIVE, u, NULL, RT_WALK_NONE);
 	}
 }

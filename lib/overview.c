@@ -9,6 +9,8 @@
 #include <unistd.h>
 #include <raidtool/assemble.h>
 #include <raidtool/overview.h>
+#include "control-internal.h"
+#include "scan-internal.h"
 
 static int cmp_slot(const void *a, const void *b)
 {
@@ -42,15 +44,15 @@ void overview_status_from_scan(const struct rt_scan_array *a, struct rt_control_
 		const struct rt_scan_unit *u = a->units[i];
 		struct rt_control_unit *cu = &st->units[n++];
 		uint32_t slot = u->sb.unit.slot;
-		const char *state = scan_unit_state(a, u);
+		enum rt_unit_state state = scan_unit_state(a, u);
 
-		if (slot < RT_MAX_UNITS && !strcmp(state, "active"))
+		if (slot < RT_MAX_UNITS && state == RT_UNIT_STATE_ACTIVE)
 			present[slot] = true;
 		cu->slot = slot;
 		snprintf(cu->device, sizeof(cu->device), "%s", u->dev);
 		memcpy(cu->uuid, u->sb.unit.uuid, RT_UUID_SIZE);
 		cu->hashcode = u->sb.unit.hashcode;
-		snprintf(cu->state, sizeof(cu->state), "%s", state);
+		cu->state = state;
 	}
 	for (uint32_t r = 0; r < sb->array.n_devices && r < RT_MAX_UNITS && n < RT_MAX_UNITS; r++) {
 		struct rt_control_unit *cu;
@@ -61,7 +63,7 @@ void overview_status_from_scan(const struct rt_scan_array *a, struct rt_control_
 		cu->slot = r;
 		memcpy(cu->uuid, sb->slots[r].uuid, RT_UUID_SIZE);
 		cu->hashcode = sb->slots[r].hashcode;
-		snprintf(cu->state, sizeof(cu->state), "missing");
+		cu->state = RT_UNIT_STATE_MISSING;
 	}
 	st->n_units = n;
 	qsort(st->units, n, sizeof(st->units[0]), cmp_slot);
@@ -81,8 +83,8 @@ static unsigned active_roles(const struct rt_control_status *st)
 	for (unsigned i = 0; i < st->n_units; i++) {
 		uint32_t slot = st->units[i].slot;
 
-		if (slot < st->n_devices && slot < 64 && !strcmp(st->units[i].state, "active") &&
-		    !(seen & (1ull << slot))) {
+		if (slot < st->n_devices && slot < 64 &&
+		    st->units[i].state == RT_UNIT_STATE_ACTIVE && !(seen & (1ull << slot))) {
 			seen |= 1ull << slot;
 			n++;
 		}
@@ -118,11 +120,11 @@ enum rt_health overview_health(const struct rt_scan_array *a, const struct rt_co
 static int cmp_array(const void *x, const void *y)
 {
 	const struct rt_overview_array *a = x, *b = y;
-	int c = strcmp(a->st.name, b->st.name);
+	int c = strcmp(a->st->name, b->st->name);
 
 	if (c)
 		return c;
-	return a->st.hashcode < b->st.hashcode ? -1 : a->st.hashcode > b->st.hashcode;
+	return a->st->hashcode < b->st->hashcode ? -1 : a->st->hashcode > b->st->hashcode;
 }
 
 /* A running engine's report; a moment's patience while it starts or stops. */
@@ -161,17 +163,23 @@ static int collect(const char *const *devs, size_t n, struct rt_overview **out)
 
 		if (a->all_suspect)
 			continue;
+		oa->st = control_status_new();
+		if (!oa->st) {
+			overview_free(o);
+			scan_free(s);
+			return -ENOMEM;
+		}
 		if (control_probe(a->sb.array.uuid, &oa->probe) < 0)
 			memset(&oa->probe, 0, sizeof(oa->probe));
-		if (oa->probe.state != RT_CONTROL_ACTIVE || running_status(a, &oa->st) < 0) {
-			overview_status_from_scan(a, &oa->st);
+		if (oa->probe.state != RT_CONTROL_ACTIVE || running_status(a, oa->st) < 0) {
+			overview_status_from_scan(a, oa->st);
 			/* Its engine died, or runs but did not answer in time. */
 			if (oa->probe.state == RT_CONTROL_STALE)
-				snprintf(oa->st.state, sizeof(oa->st.state), "dead");
+				snprintf(oa->st->state, sizeof(oa->st->state), "dead");
 			else if (oa->probe.state == RT_CONTROL_ACTIVE)
-				snprintf(oa->st.state, sizeof(oa->st.state), "active");
+				snprintf(oa->st->state, sizeof(oa->st->state), "active");
 		}
-		oa->health = overview_health(a, &oa->st, &oa->probe);
+		oa->health = overview_health(a, oa->st, &oa->probe);
 		o->n++;
 	}
 	scan_free(s);
@@ -194,6 +202,8 @@ void overview_free(struct rt_overview *o)
 {
 	if (!o)
 		return;
+	for (size_t i = 0; i < o->n; i++)
+		control_status_free(o->arrays[i].st);
 	free(o->arrays);
 	free(o);
 }

@@ -283,7 +283,7 @@ static int admin_remove(struct run *run, const char *arg, char *msg, size_t len,
 			snprintf(msg, len, "cannot take '%s' out of role %d: %s; nothing was "
 				 "changed", dev, i, r == -EBUSY ? "the engine still uses it" :
 				 strerror(-r));
-			unit->state[0] = '\0';
+			unit->state = RT_UNIT_STATE_NONE;
 			return r;
 		}
 	} else {
@@ -309,7 +309,7 @@ static int admin_remove(struct run *run, const char *arg, char *msg, size_t len,
 	       dev, c.slot, (unsigned long long)as->sb.events);
 	snprintf(msg, len, "'%s' removed from slot %u; its own superblock is left as it was "
 		 "(stale)", dev, c.slot);
-	snprintf(unit->state, sizeof(unit->state), "removed");
+	unit->state = RT_UNIT_STATE_REMOVED;
 	return 0;
 }
 

@@ -16,6 +16,8 @@
 #include <raidtool/engine.h>
 #include <raidtool/export.h>
 #include <raidtool/rebuild.h>
+#include "assemble-internal.h"
+#include "control-internal.h"
 
 struct thin_run;
 

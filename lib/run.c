@@ -35,6 +35,7 @@
 #include <raidtool/util.h>
 #include "member.h"
 #include "run-internal.h"
+#include "scan-internal.h"
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
@@ -102,14 +103,13 @@ void run_unit_describe(struct run *run, unsigned i, struct rt_control_unit *u)
 	snprintf(u->device, sizeof(u->device), "%s", as->dev[i]);
 	memcpy(u->uuid, as->own[i].uuid, RT_UUID_SIZE);
 	u->hashcode = as->own[i].hashcode;
-	snprintf(u->state, sizeof(u->state), "%s",
-		 sb_slot_state_name(slot < RT_MAX_UNITS ? as->sb.slots[slot].state : 0));
+	u->state = control_unit_state_of_slot(slot < RT_MAX_UNITS ? as->sb.slots[slot].state : 0);
 	if (slot < as->n_roles && !as->units[i]) {
-		snprintf(u->state, sizeof(u->state), "missing");
+		u->state = RT_UNIT_STATE_MISSING;
 	} else if (slot < as->n_roles && as->sb.slots[slot].state == RT_SLOT_ACTIVE &&
 		   engine_role_state(run->e, slot) == RT_ROLE_FAULTY) {
 		/* Failed, and its superblock update did not get through. */
-		snprintf(u->state, sizeof(u->state), "faulty");
+		u->state = RT_UNIT_STATE_FAULTY;
 	}
 }
 

@@ -32,6 +32,7 @@
 #include <raidtool/log.h>
 #include <raidtool/loopdev.h>
 #include <raidtool/scan.h>
+#include "scan-internal.h"
 
 /* The public result plus what lookups need and callers do not. */
 struct scan_impl {
@@ -298,6 +299,71 @@ const char *scan_unit_class_name(enum rt_unit_class cls)
 bool scan_unit_usable(const struct rt_scan_unit *u)
 {
 	return u->cls == RT_UNIT_CURRENT || u->cls == RT_UNIT_CURRENT_BEHIND;
+}
+
+size_t scan_array_count(const struct rt_scan *s)
+{
+	return s->n_arrays;
+}
+
+const struct rt_scan_array *scan_array_at(const struct rt_scan *s, size_t i)
+{
+	return i < s->n_arrays ? &s->arrays[i] : NULL;
+}
+
+const struct rt_sb *scan_array_sb(const struct rt_scan_array *a)
+{
+	return &a->sb;
+}
+
+unsigned scan_array_roles_present(const struct rt_scan_array *a)
+{
+	return a->n_present_roles;
+}
+
+unsigned scan_array_stale_count(const struct rt_scan_array *a)
+{
+	return a->n_stale;
+}
+
+bool scan_array_name_shared(const struct rt_scan_array *a)
+{
+	return a->duplicate_name;
+}
+
+size_t scan_array_unit_count(const struct rt_scan_array *a)
+{
+	return a->n_units;
+}
+
+const struct rt_scan_unit *scan_array_unit_at(const struct rt_scan_array *a, size_t i)
+{
+	return i < a->n_units ? a->units[i] : NULL;
+}
+
+const char *scan_unit_device(const struct rt_scan_unit *u)
+{
+	return u->dev;
+}
+
+const char *scan_unit_backing(const struct rt_scan_unit *u)
+{
+	return u->backing;
+}
+
+const struct rt_sb *scan_unit_sb(const struct rt_scan_unit *u)
+{
+	return &u->sb;
+}
+
+enum rt_unit_class scan_unit_class(const struct rt_scan_unit *u)
+{
+	return u->cls;
+}
+
+const char *scan_unit_why(const struct rt_scan_unit *u)
+{
+	return u->why;
 }
 
 /* A slot whose unit every update writes: the margin of one event applies to it. */
@@ -822,11 +888,18 @@ bool scan_unit_replaced(const struct rt_scan_array *a, const struct rt_scan_unit
 	return false;
 }
 
-const char *scan_unit_state(const struct rt_scan_array *a, const struct rt_scan_unit *u)
+enum rt_unit_state scan_unit_state(const struct rt_scan_array *a, const struct rt_scan_unit *u)
 {
-	if (u->cls == RT_UNIT_STALE && scan_unit_replaced(a, u))
-		return sb_slot_state_name(RT_SLOT_REPLACED);
-	if (!scan_unit_usable(u))
-		return scan_unit_class_name(u->cls);
-	return sb_slot_state_name(a->sb.slots[u->sb.unit.slot].state);
+	switch (u->cls) {
+	case RT_UNIT_CURRENT:
+	case RT_UNIT_CURRENT_BEHIND:
+		break;
+	case RT_UNIT_STALE:
+		return scan_unit_replaced(a, u) ? RT_UNIT_STATE_REPLACED : RT_UNIT_STATE_STALE;
+	case RT_UNIT_CONFLICT:
+		return RT_UNIT_STATE_CONFLICT;
+	case RT_UNIT_SUSPECT:
+		return RT_UNIT_STATE_SUSPECT;
+	}
+	return control_unit_state_of_slot(a->sb.slots[u->sb.unit.slot].state);
 }

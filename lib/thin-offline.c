@@ -14,13 +14,14 @@
 #include <sys/mman.h>
 #include <linux/fs.h>
 #include <unistd.h>
-#include <blkid.h>
 #include <raidtool/assemble.h>
 #include <raidtool/control.h>
 #include <raidtool/engine.h>
 #include <raidtool/log.h>
 #include <raidtool/scan.h>
 #include <raidtool/thin.h>
+#include "assemble-internal.h"
+#include "scan-internal.h"
 
 struct thin_array {
 	struct rt_assembly *as;
@@ -267,9 +268,7 @@ int thin_array_signature(struct thin_array *a, char *type, size_t len)
 	uint64_t size = engine_size(a->e);
 	uint64_t head = size < PROBE_SPAN ? size : PROBE_SPAN;
 	uint64_t tail = size - head < PROBE_SPAN ? size - head : PROBE_SPAN;
-	blkid_probe pr = NULL;
-	const char *val = NULL;
-	int fd, r, rc;
+	int fd, r;
 
 	fd = memfd_create("raidtool-probe", MFD_CLOEXEC);
 	if (fd < 0)
@@ -281,34 +280,8 @@ int thin_array_signature(struct thin_array *a, char *type, size_t len)
 		r = copy_range(a, fd, size - tail, tail);
 	if (r < 0)
 		goto out;
-	pr = blkid_new_probe();
-	if (!pr || blkid_probe_set_device(pr, fd, 0, 0) < 0) {
-		r = -ENOMEM;
-		goto out;
-	}
-	blkid_probe_enable_superblocks(pr, 1);
-	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE);
-	blkid_probe_enable_partitions(pr, 1);
-	rc = blkid_do_safeprobe(pr);
-	if (rc == 1) {
-		r = 0;
-	} else if (rc == -2) {
-		snprintf(type, len, "%s", "ambiguous signatures");
-		r = 1;
-	} else if (rc < 0) {
-		r = -EIO;
-	} else {
-		if (blkid_probe_lookup_value(pr, "TYPE", &val, NULL) == 0 && val)
-			snprintf(type, len, "%s", val);
-		else if (blkid_probe_lookup_value(pr, "PTTYPE", &val, NULL) == 0 && val)
-			snprintf(type, len, "partition table (%s)", val);
-		else
-			snprintf(type, len, "%s", "unknown signature");
-		r = 1;
-	}
+	r = unit_probe_signature_fd(fd, type, len);
 out:
-	if (pr)
-		blkid_free_probe(pr);
 	close(fd);
 	return r;
 }

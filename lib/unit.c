@@ -757,16 +757,13 @@ out:
 	return r;
 }
 
-int unit_probe_signature(struct rt_unit *u, char *type, size_t typelen)
+/* The first signature @pr finds, as unit_probe_signature answers. */
+static int probe_first_signature(blkid_probe pr, char *type, size_t typelen)
 {
-	blkid_probe pr = NULL;
 	const char *val = NULL;
 	char buf[64];
-	int own_fd, r, rc;
+	int rc;
 
-	r = unit_probe_new(u, O_RDONLY, &pr, &own_fd);
-	if (r < 0)
-		return r;
 	blkid_probe_enable_superblocks(pr, 1);
 	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE);
 	blkid_probe_enable_partitions(pr, 1);
@@ -778,32 +775,51 @@ int unit_probe_signature(struct rt_unit *u, char *type, size_t typelen)
 		type = buf;	/* the caller only wants to know whether */
 		typelen = sizeof(buf);
 	}
-	if (rc == 1) {
-		r = 0;
-		goto out;
-	}
+	if (rc == 1)
+		return 0;
 	if (rc == -2) {
 		/* Several signatures at once: something is there, whatever it is. */
 		snprintf(type, typelen, "%s", "ambiguous signatures");
-		r = 1;
-		goto out;
+		return 1;
 	}
-	if (rc < 0) {
-		r = errno ? -errno : -EIO;
-		goto out;
-	}
+	if (rc < 0)
+		return errno ? -errno : -EIO;
 	if (blkid_probe_lookup_value(pr, "TYPE", &val, NULL) == 0 && val)
 		snprintf(type, typelen, "%s", val);
 	else if (blkid_probe_lookup_value(pr, "PTTYPE", &val, NULL) == 0 && val)
 		snprintf(type, typelen, "partition table (%s)", val);
 	else
 		snprintf(type, typelen, "%s", "unknown signature");
-	r = 1;
-out:
-	if (pr)
-		blkid_free_probe(pr);
+	return 1;
+}
+
+int unit_probe_signature(struct rt_unit *u, char *type, size_t typelen)
+{
+	blkid_probe pr = NULL;
+	int own_fd, r;
+
+	r = unit_probe_new(u, O_RDONLY, &pr, &own_fd);
+	if (r < 0)
+		return r;
+	r = probe_first_signature(pr, type, typelen);
+	blkid_free_probe(pr);
 	if (own_fd >= 0)
 		close(own_fd);
+	return r;
+}
+
+int unit_probe_signature_fd(int fd, char *type, size_t typelen)
+{
+	blkid_probe pr = blkid_new_probe();
+	int r;
+
+	if (!pr)
+		return -ENOMEM;
+	if (blkid_probe_set_device(pr, fd, 0, 0) < 0)
+		r = -ENOMEM;
+	else
+		r = probe_first_signature(pr, type, typelen);
+	blkid_free_probe(pr);
 	return r;
 }
 

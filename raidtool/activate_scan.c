@@ -47,7 +47,7 @@ static int start_one(const struct rt_control_status *st, bool readonly, bool for
 	char id[16];
 	int lock_fd = -1, r;
 
-	snprintf(id, sizeof(id), "%08x", st->hashcode);
+	snprintf(id, sizeof(id), "%08x", control_status_hashcode(st));
 	r = cli_exit_code(cli_lock_array(id, &lock_fd));
 	if (r != EXIT_OK)
 		return r;
@@ -58,7 +58,7 @@ static int start_one(const struct rt_control_status *st, bool readonly, bool for
 	r = activate_array(&o);
 	lock_release(lock_fd);
 	if (r < 0)
-		return cli_fail(r, "'%s' (%s): cannot activate", st->name, id);
+		return cli_fail(r, "'%s' (%s): cannot activate", control_status_name(st), id);
 	return 0;
 }
 
@@ -111,24 +111,26 @@ int activate_scan(bool run, bool readonly, bool force, const char **units, int n
 	}
 	for (size_t i = 0; i < o->n; i++) {
 		const struct rt_overview_array *oa = &o->arrays[i];
-		const struct rt_control_status *st = &oa->st;
+		const struct rt_control_status *st = oa->st;
+		const char *name = control_status_name(st);
+		uint32_t hashcode = control_status_hashcode(st);
 
 		if (oa->probe.state == RT_CONTROL_ACTIVE)
 			continue;
 		if (oa->probe.state == RT_CONTROL_STALE) {
 			cli_error("'%s' (%08x): not started: its engine died; run 'raidtool "
-				  "deactivate %08x' first", st->name, st->hashcode, st->hashcode);
+				  "deactivate %08x' first", name, hashcode, hashcode);
 			worst = EXIT_FAIL;
 			continue;
 		}
 		if (oa->health == RT_HEALTH_FAILED) {
-			cli_error("'%s' (%08x): not started: too many roles missing", st->name,
-				  st->hashcode);
+			cli_error("'%s' (%08x): not started: too many roles missing", name,
+				  hashcode);
 			continue;
 		}
 		if (oa->health == RT_HEALTH_DEGRADED && !run) {
 			cli_error("'%s' (%08x): not started: degraded (roles missing); --run starts "
-				  "it degraded", st->name, st->hashcode);
+				  "it degraded", name, hashcode);
 			continue;
 		}
 		r = start_one(st, readonly, force);

@@ -407,8 +407,8 @@ int cli_find_running_uuid(const char *id, char *name, size_t len, bool *running,
 	/* By a scan, never by the run directory alone: a stopped array may share the name. */
 	r = cli_scan_lookup(id, &s, &a);
 	if (r == 0) {
-		snprintf(name, len, "%s", a->sb.array.name);
-		memcpy(uuid, a->sb.array.uuid, RT_UUID_SIZE);
+		snprintf(name, len, "%s", scan_array_sb(a)->array.name);
+		memcpy(uuid, scan_array_sb(a)->array.uuid, RT_UUID_SIZE);
 		*running = control_probe(uuid, &p) == 0 && p.state == RT_CONTROL_ACTIVE;
 	}
 	scan_free(s);
@@ -435,7 +435,7 @@ int cli_lock_array(const char *id, int *fd)
 	if (r == 0)
 		r = scan_lookup(s, id, &a);
 	if (r == 0)
-		memcpy(uuid, a->sb.array.uuid, RT_UUID_SIZE);
+		memcpy(uuid, scan_array_sb(a)->array.uuid, RT_UUID_SIZE);
 	if (s)
 		scan_free(s);
 	/* No unit found: what a dead engine left under the name still takes the lock. */
@@ -570,23 +570,27 @@ int cli_unit_command(const char *id, const char *what, const struct rt_control_r
 {
 	char name[RT_NAME_MAX + 1], msg[1024];
 	struct rt_control_status *st;
-	struct rt_control_unit unit;
+	struct rt_control_unit *unit = NULL;
 	uint8_t uuid[RT_UUID_SIZE];
 	struct json j;
 	bool have_st;
 	int r;
 
+	if (as_json && !(unit = control_unit_new()))
+		return cli_fail(-ENOMEM, "%s", control_verb_name(rq->verb));
 	r = cli_control_send_unit(id, what, rq, name, sizeof(name), uuid, msg, sizeof(msg),
-				  &unit);
-	if (r < 0)
+				  unit);
+	if (r < 0) {
+		control_unit_free(unit);
 		return cli_exit_code(r);
+	}
 	if (!as_json) {
 		if (msg[0])
 			printf("'%s': %s\n", name, msg);
 		return EXIT_OK;
 	}
 	/* The array as the change left it; done is done even if it stopped since. */
-	st = calloc(1, sizeof(*st));
+	st = control_status_new();
 	have_st = st && control_status(uuid, name, st) == 0;
 	lib_reported_error = false;
 	json_init(&j, stdout);
@@ -594,16 +598,19 @@ int cli_unit_command(const char *id, const char *what, const struct rt_control_r
 	json_str(&j, "name", name);
 	json_uuid(&j, "uuid", uuid);
 	if (have_st)
-		json_hash(&j, "hashcode", st->hashcode);
+		json_hash(&j, "hashcode", control_status_hashcode(st));
 	else
 		json_str(&j, "hashcode", NULL);
 	json_str(&j, "operation", control_verb_name(rq->verb));
-	describe_unit_change_json(&j, "unit", have_st ? st->n_devices : RT_MAX_UNITS, &unit);
-	json_str(&j, "health", have_st && st->health != RT_HEALTH_NONE ? control_health_name(st->health) : NULL);
+	describe_unit_change_json(&j, "unit", have_st ? control_status_n_devices(st) : RT_MAX_UNITS,
+				  unit);
+	json_str(&j, "health", have_st && control_status_health(st) != RT_HEALTH_NONE ?
+		 control_health_name(control_status_health(st)) : NULL);
 	json_str(&j, "message", msg);
 	json_object_end(&j);
 	json_finish(&j);
-	free(st);
+	control_status_free(st);
+	control_unit_free(unit);
 	return EXIT_OK;
 }
 

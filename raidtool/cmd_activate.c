@@ -50,7 +50,7 @@ struct ready_ctx {
 /* The started array, from its engine (the control socket is up before it is ready). */
 static void print_ready_json(const char *name, const char *link, const char *dev)
 {
-	struct rt_control_status *st = calloc(1, sizeof(*st));
+	struct rt_control_status *st = control_status_new();
 	uint8_t uuid[RT_UUID_SIZE];
 	char owner[RT_NAME_MAX + 1];
 	bool have_st = false;
@@ -61,7 +61,8 @@ static void print_ready_json(const char *name, const char *link, const char *dev
 	json_init(&j, stdout);
 	json_object_begin(&j, NULL);
 	if (have_st) {
-		describe_array_id_json(&j, st->name, st->uuid, st->hashcode);
+		describe_array_id_json(&j, control_status_name(st), control_status_uuid(st),
+				       control_status_hashcode(st));
 	} else {
 		json_str(&j, "name", name);
 		json_str(&j, "uuid", NULL);
@@ -69,15 +70,16 @@ static void print_ready_json(const char *name, const char *link, const char *dev
 	}
 	json_str(&j, "device", link);
 	json_str(&j, "loop_device", dev);
-	json_str(&j, "state", have_st ? st->state : "active");
-	json_str(&j, "health", have_st && st->health != RT_HEALTH_NONE ? control_health_name(st->health) : NULL);
+	json_str(&j, "state", have_st ? control_status_state(st) : "active");
+	json_str(&j, "health", have_st && control_status_health(st) != RT_HEALTH_NONE ?
+		 control_health_name(control_status_health(st)) : NULL);
 	if (have_st)
-		json_i64(&j, "pid", st->pid);
+		json_i64(&j, "pid", control_status_pid(st));
 	else
 		json_str(&j, "pid", NULL);
 	json_object_end(&j);
 	json_finish(&j);
-	free(st);
+	control_status_free(st);
 }
 
 static void print_ready(const char *name, const char *link, const char *dev, void *arg)

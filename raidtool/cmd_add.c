@@ -42,7 +42,7 @@ static void print_added(const struct rt_add_result *res)
 
 		json_object_begin(&j, NULL);
 		json_str(&j, "path", a->path);
-		describe_unit_change_json(&j, "unit", res->n_devices, &a->unit);
+		describe_unit_change_json(&j, "unit", res->n_devices, a->unit);
 		json_str(&j, "message", a->msg[0] ? a->msg : NULL);
 		json_object_end(&j);
 	}
@@ -55,7 +55,7 @@ static void print_added(const struct rt_add_result *res)
 static int run_add(int n, const char **args)
 {
 	struct rt_add_opts o = { .force = force, .speed_limit = -1 };
-	struct rt_add_result *res;
+	struct rt_add_result *res = NULL;
 	char arg[32];
 	int r;
 
@@ -65,17 +65,14 @@ static int run_add(int n, const char **args)
 			return r;
 		o.speed_limit = strtoll(arg, NULL, 10);
 	}
-	res = calloc(1, sizeof(*res));
-	if (!res)
-		return cli_fail(-ENOMEM, "'%s': cannot add units", args[0]);
-	r = admin_add_units(args[0], args + 1, (size_t)(n - 1), &o, res);
-	if (res->n_added)
+	r = admin_add_units(args[0], args + 1, (size_t)(n - 1), &o, &res);
+	if (res && res->n_added)
 		print_added(res);
 	if (r < 0)
 		r = cli_fail(r, "'%s': cannot add units", args[0]);
 	else
 		r = EXIT_OK;
-	free(res);
+	admin_add_result_free(res);
 	return r;
 }
 

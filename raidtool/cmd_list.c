@@ -23,24 +23,28 @@ struct sync_progress {
 static const char *active_unsynced_state(const struct rt_scan_array *a, char *buf, size_t len,
 					 struct sync_progress *sp)
 {
-	struct rt_control_status *st = calloc(1, sizeof(*st));
+	struct rt_control_status *st = control_status_new();
+	const struct rt_sb *sb = scan_array_sb(a);
 	const char *state = "unsynced";
+	struct rt_control_walk w;
 
-	if (!st || control_status(a->sb.array.uuid, a->sb.array.name, st) < 0 || !st->unsynced) {
+	if (!st || control_status(sb->array.uuid, sb->array.name, st) < 0 ||
+	    !control_status_unsynced(st)) {
 		/* Finished since the scan, or the engine does not answer (yet). */
 		if (st)
 			state = "active";
-		free(st);
+		control_status_free(st);
 		return state;
 	}
-	sp->left = st->unsynced_left;
-	sp->total = st->unsynced_total;
-	if (st->walk_running && st->walk == RT_WALK_RESYNC)
+	sp->left = control_status_unsynced_left(st);
+	sp->total = control_status_unsynced_total(st);
+	w = control_status_walk(st);
+	if (w.running && w.kind == RT_WALK_RESYNC)
 		snprintf(buf, len, "resyncing %" PRIu64 "/%" PRIu64, sp->total - sp->left,
 			 sp->total);
 	else
 		snprintf(buf, len, "unsynced");
-	free(st);
+	control_status_free(st);
 	return buf;
 }
 
@@ -52,19 +56,21 @@ static const char *active_unsynced_state(const struct rt_scan_array *a, char *bu
 static const char *array_state(const struct rt_scan_array *a, struct rt_control_probe *run,
 			       char *buf, size_t len, struct sync_progress *sp)
 {
+	const struct rt_sb *sb = scan_array_sb(a);
+
 	sp->left = sp->total = 0;
-	if (control_probe(a->sb.array.uuid, run) < 0)
+	if (control_probe(sb->array.uuid, run) < 0)
 		run->state = RT_CONTROL_INACTIVE;
 	if (run->state == RT_CONTROL_ACTIVE)
-		return sb_unsynced(&a->sb) ?
+		return sb_unsynced(sb) ?
 		       active_unsynced_state(a, buf, len, sp) : "active";
-	if (a->n_present_roles < a->sb.array.n_devices)
+	if (scan_array_roles_present(a) < sb->array.n_devices)
 		return "incomplete";
 	if (run->state == RT_CONTROL_STALE)
 		return "dirty, engine died";
-	if (sb_unsynced(&a->sb))
-		return a->sb.state == RT_ARRAY_DIRTY ? "dirty, unsynced" : "unsynced";
-	return sb_array_state_name(a->sb.state);
+	if (sb_unsynced(sb))
+		return sb->state == RT_ARRAY_DIRTY ? "dirty, unsynced" : "unsynced";
+	return sb_array_state_name(sb->state);
 }
 
 /* The columns of the array listing (-o), as lsblk and losetup take them. */
@@ -159,21 +165,23 @@ static void list_arrays_text(const struct rt_scan *s, const struct list_format *
 			print_field(f, i, list_columns[f->cols[i]].name);
 		putchar('\n');
 	}
-	for (size_t i = 0; i < s->n_arrays; i++) {
-		const struct rt_scan_array *a = &s->arrays[i];
+	for (size_t i = 0; i < scan_array_count(s); i++) {
+		const struct rt_scan_array *a = scan_array_at(s, i);
+		const struct rt_sb *sb = scan_array_sb(a);
 		struct rt_control_probe run;
 		struct sync_progress sp;
 		char buf[40], units[16], hash[16], uuid[37];
 		const char *v[N_COLUMNS];
 
 		v[COL_STATE] = array_state(a, &run, buf, sizeof(buf), &sp);
-		cli_format_size(describe_array_bytes(&a->sb), size, sizeof(size));
-		snprintf(units, sizeof(units), "%u/%u", a->n_present_roles, a->sb.array.n_devices);
-		snprintf(hash, sizeof(hash), "%08x", a->sb.array.hashcode);
-		cli_format_uuid(a->sb.array.uuid, uuid);
-		v[COL_NAME] = a->sb.array.name;
+		cli_format_size(describe_array_bytes(sb), size, sizeof(size));
+		snprintf(units, sizeof(units), "%u/%u", scan_array_roles_present(a),
+			 sb->array.n_devices);
+		snprintf(hash, sizeof(hash), "%08x", sb->array.hashcode);
+		cli_format_uuid(sb->array.uuid, uuid);
+		v[COL_NAME] = sb->array.name;
 		v[COL_HASHCODE] = hash;
-		v[COL_LEVEL] = sb_level_name(a->sb.array.level);
+		v[COL_LEVEL] = sb_level_name(sb->array.level);
 		v[COL_UNITS] = units;
 		v[COL_SIZE] = size;
 		v[COL_HEALTH] = overview_health_name(overview_scan_health(a, &run));
@@ -181,7 +189,7 @@ static void list_arrays_text(const struct rt_scan *s, const struct list_format *
 		v[COL_UUID] = uuid;
 		for (int c = 0; c < f->n_cols; c++)
 			print_field(f, c, v[f->cols[c]]);
-		if (a->duplicate_name && !f->raw)
+		if (scan_array_name_shared(a) && !f->raw)
 			printf("  (name shared: use the hashcode)");
 		putchar('\n');
 	}
@@ -195,8 +203,8 @@ static void list_arrays_json(const struct rt_scan *s)
 	json_init(&j, stdout);
 	json_object_begin(&j, NULL);
 	json_array_begin(&j, "arrays");
-	for (size_t i = 0; i < s->n_arrays; i++) {
-		const struct rt_scan_array *a = &s->arrays[i];
+	for (size_t i = 0; i < scan_array_count(s); i++) {
+		const struct rt_scan_array *a = scan_array_at(s, i);
 		struct rt_control_probe run;
 		struct sync_progress sp;
 		char buf[40];
@@ -204,10 +212,10 @@ static void list_arrays_json(const struct rt_scan *s)
 		bool active = run.state == RT_CONTROL_ACTIVE;
 
 		json_object_begin(&j, NULL);
-		describe_array_json(&j, &a->sb);
-		json_u64(&j, "units_present", a->n_present_roles);
-		json_u64(&j, "units_found", a->n_units);
-		json_u64(&j, "units_stale", a->n_stale);
+		describe_array_json(&j, scan_array_sb(a));
+		json_u64(&j, "units_present", scan_array_roles_present(a));
+		json_u64(&j, "units_found", scan_array_unit_count(a));
+		json_u64(&j, "units_stale", scan_array_stale_count(a));
 		json_str(&j, "status", state);
 		json_str(&j, "health", overview_health_name(overview_scan_health(a, &run)));
 		json_u64(&j, "sync_regions_left", sp.left);
@@ -217,7 +225,7 @@ static void list_arrays_json(const struct rt_scan *s)
 		json_str(&j, "loop_device", active && run.device[0] ? run.device : NULL);
 		if (active)
 			json_u64(&j, "pid", (uint64_t)run.pid);
-		json_bool(&j, "name_shared", a->duplicate_name);
+		json_bool(&j, "name_shared", scan_array_name_shared(a));
 		json_object_end(&j);
 	}
 	json_array_end(&j);
@@ -231,15 +239,17 @@ static void list_units_text(const struct rt_scan_array *a)
 
 	printf("%-20s %-5s %-8s %-10s %-8s %s\n", "UNIT", "ROLE", "HASHCODE", "STATE", "EVENTS",
 	       "BACKING FILE");
-	for (size_t i = 0; i < a->n_units; i++) {
-		const struct rt_scan_unit *u = a->units[i];
+	for (size_t i = 0; i < scan_array_unit_count(a); i++) {
+		const struct rt_scan_unit *u = scan_array_unit_at(a, i);
+		const struct rt_sb *usb = scan_unit_sb(u);
+		const char *backing = scan_unit_backing(u), *why = scan_unit_why(u);
 
-		printf("%-20s %-5s %08x %-10s %-8" PRIu64 " %s\n", u->dev,
-		       describe_role(&a->sb, u->sb.unit.slot, role, sizeof(role)),
-		       u->sb.unit.hashcode, scan_unit_state(a, u), u->sb.events,
-		       u->backing[0] ? u->backing : "-");
-		if (u->why[0])
-			printf("%-20s   %s\n", "", u->why);
+		printf("%-20s %-5s %08x %-10s %-8" PRIu64 " %s\n", scan_unit_device(u),
+		       describe_role(scan_array_sb(a), usb->unit.slot, role, sizeof(role)),
+		       usb->unit.hashcode, control_unit_state_name(scan_unit_state(a, u)),
+		       usb->events, backing[0] ? backing : "-");
+		if (why[0])
+			printf("%-20s   %s\n", "", why);
 	}
 }
 
@@ -250,20 +260,23 @@ static void list_units_json(const struct rt_scan_array *a)
 
 	json_init(&j, stdout);
 	json_array_begin(&j, NULL);
-	for (size_t i = 0; i < a->n_units; i++) {
-		const struct rt_scan_unit *u = a->units[i];
+	for (size_t i = 0; i < scan_array_unit_count(a); i++) {
+		const struct rt_scan_unit *u = scan_array_unit_at(a, i);
+		const struct rt_sb *usb = scan_unit_sb(u);
+		const char *backing = scan_unit_backing(u), *why = scan_unit_why(u);
 
 		json_object_begin(&j, NULL);
-		json_str(&j, "device", u->dev);
-		json_str(&j, "backing_file", u->backing[0] ? u->backing : NULL);
-		json_str(&j, "role", describe_role(&a->sb, u->sb.unit.slot, role, sizeof(role)));
-		json_u64(&j, "slot", u->sb.unit.slot);
-		json_hash(&j, "hashcode", u->sb.unit.hashcode);
-		json_uuid(&j, "uuid", u->sb.unit.uuid);
-		json_str(&j, "state", scan_unit_state(a, u));
-		json_u64(&j, "events", u->sb.events);
-		json_str(&j, "class", scan_unit_class_name(u->cls));
-		json_str(&j, "reason", u->why[0] ? u->why : NULL);
+		json_str(&j, "device", scan_unit_device(u));
+		json_str(&j, "backing_file", backing[0] ? backing : NULL);
+		json_str(&j, "role", describe_role(scan_array_sb(a), usb->unit.slot, role,
+						   sizeof(role)));
+		json_u64(&j, "slot", usb->unit.slot);
+		json_hash(&j, "hashcode", usb->unit.hashcode);
+		json_uuid(&j, "uuid", usb->unit.uuid);
+		json_str(&j, "state", control_unit_state_name(scan_unit_state(a, u)));
+		json_u64(&j, "events", usb->events);
+		json_str(&j, "class", scan_unit_class_name(scan_unit_class(u)));
+		json_str(&j, "reason", why[0] ? why : NULL);
 		json_object_end(&j);
 	}
 	json_array_end(&j);

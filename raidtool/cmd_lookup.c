@@ -16,24 +16,27 @@ static const struct poptOption lookup_opts[] = {
 static int run_lookup(int n, const char **args)
 {
 	const struct rt_scan_array *a;
+	const struct rt_sb *sb;
 	struct rt_scan *s = NULL;
 	int r;
 
 	r = cli_exit_code(cli_scan_lookup(args[0], &s, &a));
 	if (r != EXIT_OK)
 		goto out;
+	sb = scan_array_sb(a);
 	if (as_json) {
 		struct json j;
 
 		json_init(&j, stdout);
 		json_object_begin(&j, NULL);
-		describe_array_json(&j, &a->sb);
-		json_u64(&j, "units_present", a->n_present_roles);
+		describe_array_json(&j, sb);
+		json_u64(&j, "units_present", scan_array_roles_present(a));
 		json_object_end(&j);
 		json_finish(&j);
 	} else {
-		describe_array_text(stdout, &a->sb);
-		printf("     present: %u of %u units\n", a->n_present_roles, a->sb.array.n_devices);
+		describe_array_text(stdout, sb);
+		printf("     present: %u of %u units\n", scan_array_roles_present(a),
+		       sb->array.n_devices);
 	}
 	r = EXIT_OK;
 out:

@@ -16,16 +16,16 @@
 static const char *role_of(const struct rt_control_status *st, uint32_t slot, char *buf,
 			   size_t len)
 {
-	if (slot < st->n_devices)
+	if (slot < control_status_n_devices(st))
 		snprintf(buf, len, "%u", slot);
 	else
 		snprintf(buf, len, "spare");
 	return buf;
 }
 
-static double percent(const struct rt_control_status *st)
+static double percent(const struct rt_control_walk *w)
 {
-	return st->walk_total ? 100.0 * (double)st->walk_done / (double)st->walk_total : 0.0;
+	return w->total ? 100.0 * (double)w->done / (double)w->total : 0.0;
 }
 
 /* "0, 2": the roles set in @mask. */
@@ -42,237 +42,256 @@ static const char *role_list(uint64_t mask, char *buf, size_t len)
 
 static void print_text(const struct rt_control_status *st, const struct rt_control_probe *p)
 {
+	const struct rt_control_walk w = control_status_walk(st);
+	const struct rt_control_fuse fuse = control_status_fuse(st);
+	const struct rt_control_stats *stats = control_status_stats(st);
+	const char *name = control_status_name(st), *device = control_status_device(st);
+	const char *link_path = control_status_link(st);
+	uint64_t nospace = control_status_nospace_mask(st);
+	enum rt_health health = control_status_health(st);
 	char size[32], chunk[32], uuid[37], when[64], role[16], rb[32], wb[32], db[32];
 
-	cli_format_size(st->size, size, sizeof(size));
-	cli_format_size(st->chunk_size, chunk, sizeof(chunk));
-	cli_format_uuid(st->uuid, uuid);
-	printf("%s:\n", st->link[0] ? st->link : st->name);
-	printf("          name : %s\n", st->name);
-	printf("      hashcode : %08x\n", st->hashcode);
+	cli_format_size(control_status_size(st), size, sizeof(size));
+	cli_format_size(control_status_chunk_size(st), chunk, sizeof(chunk));
+	cli_format_uuid(control_status_uuid(st), uuid);
+	printf("%s:\n", link_path[0] ? link_path : name);
+	printf("          name : %s\n", name);
+	printf("      hashcode : %08x\n", control_status_hashcode(st));
 	printf("          uuid : %s\n", uuid);
-	printf("         level : %s\n", sb_level_name(st->level));
+	printf("         level : %s\n", sb_level_name(control_status_level(st)));
 	printf("          size : %s (%" PRIu64 " bytes, %" PRIu64 " blocks of %u)\n", size,
-	       st->size, st->nblocks, st->blocksize);
-	if (st->level != RT_LEVEL_1)
+	       control_status_size(st), control_status_nblocks(st),
+	       control_status_blocksize(st));
+	if (control_status_level(st) != RT_LEVEL_1)
 		printf("    chunk size : %s\n", chunk);
-	printf("     n.devices : %u\n", st->n_devices);
-	printf("         state : %s%s%s%s, superblock %s\n", st->state,
-	       st->health != RT_HEALTH_NONE ? ", " : "", control_health_name(st->health),
-	       st->nospace_mask ? ", no space" : "",
-	       sb_array_state_name(st->array_state));
-	if (st->nospace_mask) {
+	printf("     n.devices : %u\n", control_status_n_devices(st));
+	printf("         state : %s%s%s%s, superblock %s\n", control_status_state(st),
+	       health != RT_HEALTH_NONE ? ", " : "", control_health_name(health),
+	       nospace ? ", no space" : "",
+	       sb_array_state_name(control_status_array_state(st)));
+	if (nospace) {
 		char roles[256];
 
 		printf("      no space : role%s %s out of space: writes that need %s fail with "
 		       "ENOSPC until there is room (%s in the array)\n",
-		       st->nospace_mask & (st->nospace_mask - 1) ? "s" : "",
-		       role_list(st->nospace_mask, roles, sizeof(roles)),
-		       st->nospace_mask & (st->nospace_mask - 1) ? "them" : "it",
-		       st->nospace_mask & (st->nospace_mask - 1) ? "they stay" : "it stays");
+		       nospace & (nospace - 1) ? "s" : "",
+		       role_list(nospace, roles, sizeof(roles)),
+		       nospace & (nospace - 1) ? "them" : "it",
+		       nospace & (nospace - 1) ? "they stay" : "it stays");
 	}
-	if (st->unsynced && st->unsynced_total)
+	if (control_status_unsynced(st) && control_status_unsynced_total(st))
 		printf("          sync : not yet synced: %" PRIu64 " of %" PRIu64 " regions still "
-		       "to sync\n", st->unsynced_left, st->unsynced_total);
-	else if (st->unsynced)
+		       "to sync\n", control_status_unsynced_left(st),
+		       control_status_unsynced_total(st));
+	else if (control_status_unsynced(st))
 		printf("          sync : not yet synced: the initial sync runs when the array is "
 		       "activated\n");
-	if (st->walk != RT_WALK_NONE && st->walk_running) {
+	if (w.kind != RT_WALK_NONE && w.running) {
 		char speed[32];
 
-		cli_format_size(st->walk_speed, speed, sizeof(speed));
-		printf("%14s : %.1f%%", control_walk_name(st->walk), percent(st));
-		if (describe_walk_has_role(st->walk))
-			printf(" of role %u", st->walk_role);
-		printf(" (%" PRIu64 " of %" PRIu64 " bytes), %s/s", st->walk_done, st->walk_total,
+		cli_format_size(w.speed, speed, sizeof(speed));
+		printf("%14s : %.1f%%", control_walk_name(w.kind), percent(&w));
+		if (describe_walk_has_role(w.kind))
+			printf(" of role %u", w.role);
+		printf(" (%" PRIu64 " of %" PRIu64 " bytes), %s/s", w.done, w.total,
 		       speed);
-		if (st->walk_speed)
+		if (w.speed)
 			printf(", %" PRIu64 " s left",
-			       (st->walk_total - st->walk_done) / st->walk_speed);
+			       (w.total - w.done) / w.speed);
 		/* A resync, or a rebuild of a re-added unit from the dirty-region log. */
-		if (st->regions_total)
-			printf(", %" PRIu64 " of %" PRIu64 " regions", st->regions,
-			       st->regions_total);
-		if (st->walk == RT_WALK_CHECK || st->walk == RT_WALK_REPAIR)
-			printf(", %" PRIu64 " mismatches", st->mismatches);
-		if (st->walk_speed_max) {
-			cli_format_size(st->walk_speed_max, speed, sizeof(speed));
+		if (w.regions_total)
+			printf(", %" PRIu64 " of %" PRIu64 " regions", w.regions,
+			       w.regions_total);
+		if (w.kind == RT_WALK_CHECK || w.kind == RT_WALK_REPAIR)
+			printf(", %" PRIu64 " mismatches", w.mismatches);
+		if (w.speed_max) {
+			cli_format_size(w.speed_max, speed, sizeof(speed));
 			printf(", limit %s/s", speed);
 		}
 		putchar('\n');
-	} else if (st->walk != RT_WALK_NONE) {
-		printf("     last walk : %s %s", control_walk_name(st->walk),
-		       st->walk_result == 0 ? "finished" : st->walk_result == -ECANCELED ?
+	} else if (w.kind != RT_WALK_NONE) {
+		printf("     last walk : %s %s", control_walk_name(w.kind),
+		       w.result == 0 ? "finished" : w.result == -ECANCELED ?
 		       "cancelled" : "failed");
-		if (st->walk == RT_WALK_CHECK || st->walk == RT_WALK_REPAIR)
-			printf(", %" PRIu64 " mismatches, %" PRIu64 " repaired", st->mismatches,
-			       st->repaired);
-		if (st->walk == RT_WALK_REPAIR)
+		if (w.kind == RT_WALK_CHECK || w.kind == RT_WALK_REPAIR)
+			printf(", %" PRIu64 " mismatches, %" PRIu64 " repaired", w.mismatches,
+			       w.repaired);
+		if (w.kind == RT_WALK_REPAIR)
 			describe_repair_text(stdout, st);
 		putchar('\n');
 	}
 	if (p->state == RT_CONTROL_STALE)
 		printf("                 (its engine, pid %d, died: run 'raidtool deactivate %s')\n",
-		       (int)p->pid, st->name);
-	printf("        events : %" PRIu64 "\n", st->events);
-	if (st->device[0]) {
-		cli_format_time(st->started, when, sizeof(when));
-		printf("  block device : %s -> %s\n", st->link, st->device);
-		printf("    engine pid : %d\n", (int)st->pid);
-		printf("     transport : %s", st->transport);
-		if (st->fuse_queues)
-			printf(" (%u queues of %u entries)", st->fuse_queues, st->fuse_queue_depth);
+		       (int)p->pid, name);
+	printf("        events : %" PRIu64 "\n", control_status_events(st));
+	if (device[0]) {
+		cli_format_time(control_status_started(st), when, sizeof(when));
+		printf("  block device : %s -> %s\n", link_path, device);
+		printf("    engine pid : %d\n", (int)control_status_pid(st));
+		printf("     transport : %s", fuse.transport);
+		if (fuse.queues)
+			printf(" (%u queues of %u entries)", fuse.queues, fuse.queue_depth);
 		printf(", %" PRIu64 " requests on the ring, %" PRIu64 " on /dev/fuse\n",
-		       st->fuse_ring_requests, st->fuse_dev_requests);
+		       fuse.ring_requests, fuse.dev_requests);
 		printf("       started : %s\n", when);
-		cli_format_size(st->stats.read_bytes, rb, sizeof(rb));
-		cli_format_size(st->stats.write_bytes, wb, sizeof(wb));
-		cli_format_size(st->stats.discard_bytes, db, sizeof(db));
+		cli_format_size(stats->read_bytes, rb, sizeof(rb));
+		cli_format_size(stats->write_bytes, wb, sizeof(wb));
+		cli_format_size(stats->discard_bytes, db, sizeof(db));
 		printf("           I/O : %" PRIu64 " reads (%s), %" PRIu64 " writes (%s), %"
 		       PRIu64 " discards (%s), %" PRIu64 " flushes, %" PRIu64 " errors\n",
-		       st->stats.reads, rb, st->stats.writes, wb, st->stats.discards, db,
-		       st->stats.flushes, st->stats.errors);
-		if (st->level == RT_LEVEL_5)
+		       stats->reads, rb, stats->writes, wb, stats->discards, db,
+		       stats->flushes, stats->errors);
+		if (control_status_level(st) == RT_LEVEL_5)
 			printf("       stripes : %" PRIu64 " written whole (%" PRIu64 " merged from "
 			       "several writes), %" PRIu64 " read-modify-write, %" PRIu64
-			       " reconstruct-write\n", st->stats.stripe_full, st->stats.stripe_merged,
-			       st->stats.stripe_rmw, st->stats.stripe_rcw);
-		if (st->walk_speed_max) {
+			       " reconstruct-write\n", stats->stripe_full, stats->stripe_merged,
+			       stats->stripe_rmw, stats->stripe_rcw);
+		if (w.speed_max) {
 			char lim[32];
 
-			cli_format_size(st->walk_speed_max, lim, sizeof(lim));
+			cli_format_size(w.speed_max, lim, sizeof(lim));
 			printf("   speed limit : %s/s per unit for background walks\n", lim);
 		}
 		printf(" error retries : up to %u within %u ms before a unit is failed\n",
-		       st->retry_count, st->retry_window_ms);
+		       control_status_retry_count(st), control_status_retry_window_ms(st));
 	}
 	printf("\n   %-5s %-10s %-20s %-8s", "ROLE", "STATE", "DEVICE", "HASHCODE");
-	if (st->device[0])
+	if (device[0])
 		printf(" %10s %10s %6s %7s", "READS", "WRITES", "ERRORS", "RETRIES");
 	putchar('\n');
-	for (unsigned i = 0; i < st->n_units; i++) {
-		const struct rt_control_unit *u = &st->units[i];
+	for (unsigned i = 0; i < control_status_unit_count(st); i++) {
+		const struct rt_control_unit *u = control_status_unit_at(st, i);
+		const struct rt_control_unit_io io = control_unit_io(u);
+		const char *dev = control_unit_device(u);
 
-		printf("   %-5s %-10s %-20s %08x", role_of(st, u->slot, role, sizeof(role)),
-		       u->state, u->device[0] ? u->device : "-", u->hashcode);
-		if (st->device[0])
-			printf(" %10" PRIu64 " %10" PRIu64 " %6" PRIu64 " %7" PRIu64 "%s", u->reads,
-			       u->writes, u->errors, u->retries, u->no_space ? "  no space" : "");
+		printf("   %-5s %-10s %-20s %08x",
+		       role_of(st, control_unit_slot(u), role, sizeof(role)),
+		       control_unit_state_name(control_unit_state(u)), dev[0] ? dev : "-",
+		       control_unit_hashcode(u));
+		if (device[0])
+			printf(" %10" PRIu64 " %10" PRIu64 " %6" PRIu64 " %7" PRIu64 "%s", io.reads,
+			       io.writes, io.errors, io.retries, io.no_space ? "  no space" : "");
 		putchar('\n');
 	}
 }
 
 static void print_json(const struct rt_control_status *st, const struct rt_control_probe *p)
 {
-	bool active = st->device[0] != '\0';
+	const struct rt_control_walk w = control_status_walk(st);
+	const struct rt_control_fuse fuse = control_status_fuse(st);
+	const struct rt_control_stats *stats = control_status_stats(st);
+	enum rt_health health = control_status_health(st);
+	bool active = control_status_device(st)[0] != '\0';
 	struct json j;
 	char role[16];
 
 	json_init(&j, stdout);
 	json_object_begin(&j, NULL);
-	json_str(&j, "name", st->name);
-	json_str(&j, "state", st->state);
+	json_str(&j, "name", control_status_name(st));
+	json_str(&j, "state", control_status_state(st));
 	json_bool(&j, "engine_died", p->state == RT_CONTROL_STALE);
-	json_hash(&j, "hashcode", st->hashcode);
-	json_uuid(&j, "uuid", st->uuid);
-	json_str(&j, "level", sb_level_name(st->level));
-	json_u64(&j, "size", st->size);
-	json_u64(&j, "nblocks", st->nblocks);
-	json_u64(&j, "blocksize", st->blocksize);
-	json_u64(&j, "chunk_size", st->chunk_size);
-	json_u64(&j, "n_devices", st->n_devices);
-	json_str(&j, "superblock_state", sb_array_state_name(st->array_state));
-	json_str(&j, "health", st->health != RT_HEALTH_NONE ? control_health_name(st->health) :
+	json_hash(&j, "hashcode", control_status_hashcode(st));
+	json_uuid(&j, "uuid", control_status_uuid(st));
+	json_str(&j, "level", sb_level_name(control_status_level(st)));
+	json_u64(&j, "size", control_status_size(st));
+	json_u64(&j, "nblocks", control_status_nblocks(st));
+	json_u64(&j, "blocksize", control_status_blocksize(st));
+	json_u64(&j, "chunk_size", control_status_chunk_size(st));
+	json_u64(&j, "n_devices", control_status_n_devices(st));
+	json_str(&j, "superblock_state", sb_array_state_name(control_status_array_state(st)));
+	json_str(&j, "health", health != RT_HEALTH_NONE ? control_health_name(health) :
 		 NULL);
-	json_bool(&j, "synced", !st->unsynced);
-	json_u64(&j, "sync_regions_left", st->unsynced_left);
-	json_u64(&j, "sync_regions_total", st->unsynced_total);
-	json_bool(&j, "no_space", st->nospace_mask != 0);
-	if (st->walk != RT_WALK_NONE) {
+	json_bool(&j, "synced", !control_status_unsynced(st));
+	json_u64(&j, "sync_regions_left", control_status_unsynced_left(st));
+	json_u64(&j, "sync_regions_total", control_status_unsynced_total(st));
+	json_bool(&j, "no_space", control_status_nospace_mask(st) != 0);
+	if (w.kind != RT_WALK_NONE) {
 		json_object_begin(&j, "walk");
-		json_str(&j, "kind", control_walk_name(st->walk));
-		json_bool(&j, "running", st->walk_running);
-		json_i64(&j, "result", st->walk_result);
-		json_u64(&j, "role", st->walk_role);
-		json_u64(&j, "done", st->walk_done);
-		json_u64(&j, "total", st->walk_total);
-		json_u64(&j, "percent", (uint64_t)percent(st));
-		json_u64(&j, "bytes_per_sec", st->walk_speed);
-		json_u64(&j, "seconds_left", st->walk_speed ?
-			 (st->walk_total - st->walk_done) / st->walk_speed : 0);
-		json_u64(&j, "mismatches", st->mismatches);
-		json_u64(&j, "repaired", st->repaired);
-		if (st->walk == RT_WALK_REPAIR)
+		json_str(&j, "kind", control_walk_name(w.kind));
+		json_bool(&j, "running", w.running);
+		json_i64(&j, "result", w.result);
+		json_u64(&j, "role", w.role);
+		json_u64(&j, "done", w.done);
+		json_u64(&j, "total", w.total);
+		json_u64(&j, "percent", (uint64_t)percent(&w));
+		json_u64(&j, "bytes_per_sec", w.speed);
+		json_u64(&j, "seconds_left", w.speed ?
+			 (w.total - w.done) / w.speed : 0);
+		json_u64(&j, "mismatches", w.mismatches);
+		json_u64(&j, "repaired", w.repaired);
+		if (w.kind == RT_WALK_REPAIR)
 			describe_repair_json(&j, st);
-		json_u64(&j, "regions", st->regions);
-		json_u64(&j, "regions_total", st->regions_total);
+		json_u64(&j, "regions", w.regions);
+		json_u64(&j, "regions_total", w.regions_total);
 		json_object_end(&j);
 	} else {
 		json_str(&j, "walk", NULL);
 	}
-	json_u64(&j, "events", st->events);
-	json_str(&j, "device", active ? st->link : NULL);
-	json_str(&j, "loop_device", active ? st->device : NULL);
+	json_u64(&j, "events", control_status_events(st));
+	json_str(&j, "device", active ? control_status_link(st) : NULL);
+	json_str(&j, "loop_device", active ? control_status_device(st) : NULL);
 	if (active) {
-		json_i64(&j, "pid", st->pid);
-		json_u64(&j, "started", st->started);
-		json_u64(&j, "walk_speed_limit", st->walk_speed_max);
+		json_i64(&j, "pid", control_status_pid(st));
+		json_u64(&j, "started", control_status_started(st));
+		json_u64(&j, "walk_speed_limit", w.speed_max);
 		json_object_begin(&j, "fuse");
-		json_str(&j, "transport", st->transport);
-		json_u64(&j, "queues", st->fuse_queues);
-		json_u64(&j, "queue_depth", st->fuse_queue_depth);
-		json_u64(&j, "ring_requests", st->fuse_ring_requests);
-		json_u64(&j, "dev_requests", st->fuse_dev_requests);
+		json_str(&j, "transport", fuse.transport);
+		json_u64(&j, "queues", fuse.queues);
+		json_u64(&j, "queue_depth", fuse.queue_depth);
+		json_u64(&j, "ring_requests", fuse.ring_requests);
+		json_u64(&j, "dev_requests", fuse.dev_requests);
 		json_object_end(&j);
 		json_object_begin(&j, "io_retries");
-		json_u64(&j, "count", st->retry_count);
-		json_u64(&j, "window_ms", st->retry_window_ms);
+		json_u64(&j, "count", control_status_retry_count(st));
+		json_u64(&j, "window_ms", control_status_retry_window_ms(st));
 		json_object_end(&j);
 	} else {
 		json_str(&j, "pid", NULL);
 		json_str(&j, "started", NULL);
 	}
 	json_array_begin(&j, "units");
-	for (unsigned i = 0; i < st->n_units; i++) {
-		const struct rt_control_unit *u = &st->units[i];
+	for (unsigned i = 0; i < control_status_unit_count(st); i++) {
+		const struct rt_control_unit *u = control_status_unit_at(st, i);
+		const struct rt_control_unit_io io = control_unit_io(u);
+		const char *dev = control_unit_device(u);
 
 		json_object_begin(&j, NULL);
-		json_str(&j, "role", role_of(st, u->slot, role, sizeof(role)));
-		json_u64(&j, "slot", u->slot);
-		json_str(&j, "state", u->state);
-		json_str(&j, "device", u->device[0] ? u->device : NULL);
-		json_hash(&j, "hashcode", u->hashcode);
-		json_uuid(&j, "uuid", u->uuid);
+		json_str(&j, "role", role_of(st, control_unit_slot(u), role, sizeof(role)));
+		json_u64(&j, "slot", control_unit_slot(u));
+		json_str(&j, "state", control_unit_state_name(control_unit_state(u)));
+		json_str(&j, "device", dev[0] ? dev : NULL);
+		json_hash(&j, "hashcode", control_unit_hashcode(u));
+		json_uuid(&j, "uuid", control_unit_uuid(u));
 		if (active) {
 			json_object_begin(&j, "stats");
-			json_u64(&j, "reads", u->reads);
-			json_u64(&j, "writes", u->writes);
-			json_u64(&j, "read_bytes", u->read_bytes);
-			json_u64(&j, "write_bytes", u->write_bytes);
-			json_u64(&j, "errors", u->errors);
-			json_u64(&j, "retries", u->retries);
+			json_u64(&j, "reads", io.reads);
+			json_u64(&j, "writes", io.writes);
+			json_u64(&j, "read_bytes", io.read_bytes);
+			json_u64(&j, "write_bytes", io.write_bytes);
+			json_u64(&j, "errors", io.errors);
+			json_u64(&j, "retries", io.retries);
 			json_object_end(&j);
-			json_bool(&j, "no_space", u->no_space);
+			json_bool(&j, "no_space", io.no_space);
 		}
 		json_object_end(&j);
 	}
 	json_array_end(&j);
 	if (active) {
 		json_object_begin(&j, "stats");
-		json_u64(&j, "reads", st->stats.reads);
-		json_u64(&j, "writes", st->stats.writes);
-		json_u64(&j, "flushes", st->stats.flushes);
-		json_u64(&j, "read_bytes", st->stats.read_bytes);
-		json_u64(&j, "write_bytes", st->stats.write_bytes);
-		json_u64(&j, "errors", st->stats.errors);
-		json_u64(&j, "discards", st->stats.discards);
-		json_u64(&j, "discard_bytes", st->stats.discard_bytes);
-		if (st->level == RT_LEVEL_5) {
+		json_u64(&j, "reads", stats->reads);
+		json_u64(&j, "writes", stats->writes);
+		json_u64(&j, "flushes", stats->flushes);
+		json_u64(&j, "read_bytes", stats->read_bytes);
+		json_u64(&j, "write_bytes", stats->write_bytes);
+		json_u64(&j, "errors", stats->errors);
+		json_u64(&j, "discards", stats->discards);
+		json_u64(&j, "discard_bytes", stats->discard_bytes);
+		if (control_status_level(st) == RT_LEVEL_5) {
 			json_object_begin(&j, "stripes");
-			json_u64(&j, "full", st->stats.stripe_full);
-			json_u64(&j, "merged", st->stats.stripe_merged);
-			json_u64(&j, "read_modify_write", st->stats.stripe_rmw);
-			json_u64(&j, "reconstruct_write", st->stats.stripe_rcw);
+			json_u64(&j, "full", stats->stripe_full);
+			json_u64(&j, "merged", stats->stripe_merged);
+			json_u64(&j, "read_modify_write", stats->stripe_rmw);
+			json_u64(&j, "reconstruct_write", stats->stripe_rcw);
 			json_object_end(&j);
 		}
 		json_object_end(&j);
@@ -315,7 +334,7 @@ static int run_status(int n, const char **args)
 			   status_all(as_json);
 		goto out;
 	}
-	st = calloc(1, sizeof(*st));
+	st = control_status_new();
 	if (!st) {
 		r = cli_fail(-ENOMEM, "status");
 		goto out;
@@ -328,15 +347,15 @@ static int run_status(int n, const char **args)
 			r = STATUS_TEST_MISSING;
 		goto out;
 	}
-	name = a->sb.array.name;
-	if (control_probe(a->sb.array.uuid, &p) == 0 && p.state == RT_CONTROL_ACTIVE)
+	name = scan_array_sb(a)->array.name;
+	if (control_probe(scan_array_sb(a)->array.uuid, &p) == 0 && p.state == RT_CONTROL_ACTIVE)
 		goto running;
 	overview_status_from_scan(a, st);
 	goto print;
 running:
-	r = control_status_wait(a->sb.array.uuid, name, st, &p);
+	r = control_status_wait(scan_array_sb(a)->array.uuid, name, st, &p);
 	if (r < 0) {
-		r = cli_fail_engine(r, name, a->sb.array.uuid);
+		r = cli_fail_engine(r, name, scan_array_sb(a)->array.uuid);
 		goto out;
 	}
 print:
@@ -346,7 +365,7 @@ print:
 		print_text(st, &p);
 	r = test ? health_exit(overview_health(a, st, &p)) : EXIT_OK;
 out:
-	free(st);
+	control_status_free(st);
 	scan_free(s);
 	return r;
 }

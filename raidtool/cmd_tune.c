@@ -57,23 +57,23 @@ static int run_tune(int n, const char **args)
 		r = cli_exit_code(cli_running_name(args[0], name, sizeof(name), uuid));
 		if (r != EXIT_OK)
 			goto out;
-		st = calloc(1, sizeof(*st));
+		st = control_status_new();
 		r = st ? control_status(uuid, name, st) : -ENOMEM;
 		if (r < 0) {
 			r = cli_fail_engine(r, name, uuid);
 			goto out;
 		}
 		if (tries == -1)
-			tries = (int)st->retry_count;
+			tries = (int)control_status_retry_count(st);
 		if (window == -1)
-			window = (int)st->retry_window_ms;
+			window = (int)control_status_retry_window_ms(st);
 	}
 	snprintf(arg, sizeof(arg), "%d %d", tries, window);
 	rq.verb = RT_VERB_TUNE;
 	rq.arg = arg;
 	r = cli_control_command(args[0], "cannot change the error retries", &rq);
 out:
-	free(st);
+	control_status_free(st);
 	return r;
 }
 

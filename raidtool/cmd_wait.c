@@ -18,65 +18,69 @@
 /* Until the next look: POLL_MS, or less when the walk should end sooner. */
 static long poll_ms(const struct rt_control_status *st)
 {
+	const struct rt_control_walk w = control_status_walk(st);
 	uint64_t left;
 
-	if (!st->walk_speed)
+	if (!w.speed)
 		return POLL_MS;
-	if (st->walk_done >= st->walk_total)
+	if (w.done >= w.total)
 		return POLL_MS_MIN;
-	left = (st->walk_total - st->walk_done) * 1000 / st->walk_speed;
+	left = (w.total - w.done) * 1000 / w.speed;
 	return left < POLL_MS_MIN ? POLL_MS_MIN : left > POLL_MS ? POLL_MS : (long)left;
 }
 
 static void draw_bar(const struct rt_control_status *st)
 {
+	const struct rt_control_walk w = control_status_walk(st);
 	char speed[32];
-	double frac = st->walk_total ? (double)st->walk_done / (double)st->walk_total : 0;
+	double frac = w.total ? (double)w.done / (double)w.total : 0;
 	int width = 30, fill = (int)(frac * width + 0.5);
 
-	cli_format_size(st->walk_speed, speed, sizeof(speed));
-	fprintf(stderr, "\r%-10s [", control_walk_name(st->walk));
+	cli_format_size(w.speed, speed, sizeof(speed));
+	fprintf(stderr, "\r%-10s [", control_walk_name(w.kind));
 	for (int i = 0; i < width; i++)
 		fputc(i < fill ? '#' : '.', stderr);
 	fprintf(stderr, "] %5.1f%% %s/s", frac * 100.0, speed);
-	if (st->walk_speed)
-		fprintf(stderr, " %" PRIu64 " s left", (st->walk_total - st->walk_done) /
-			st->walk_speed);
+	if (w.speed)
+		fprintf(stderr, " %" PRIu64 " s left", (w.total - w.done) / w.speed);
 	fputs("   ", stderr);
 	fflush(stderr);
 }
 
 static const char *walk_result(const struct rt_control_status *st)
 {
-	if (st->walk == RT_WALK_NONE)
+	const struct rt_control_walk w = control_status_walk(st);
+
+	if (w.kind == RT_WALK_NONE)
 		return "none";
-	if (st->walk_result == -ECANCELED)
+	if (w.result == -ECANCELED)
 		return "cancelled";
-	return st->walk_result < 0 ? "failed" : "done";
+	return w.result < 0 ? "failed" : "done";
 }
 
 static void print_json(const char *name, const struct rt_control_status *st)
 {
+	const struct rt_control_walk w = control_status_walk(st);
 	struct json j;
 
 	json_init(&j, stdout);
 	json_object_begin(&j, NULL);
 	json_str(&j, "name", name);
-	json_str(&j, "walk", st->walk != RT_WALK_NONE ? control_walk_name(st->walk) : NULL);
+	json_str(&j, "walk", w.kind != RT_WALK_NONE ? control_walk_name(w.kind) : NULL);
 	json_str(&j, "result", walk_result(st));
-	json_str(&j, "error", st->walk_result < 0 && st->walk_result != -ECANCELED ?
-		 strerror(-st->walk_result) : NULL);
-	json_u64(&j, "done", st->walk_done);
-	json_u64(&j, "total", st->walk_total);
-	if (describe_walk_has_role(st->walk))
-		json_u64(&j, "role", st->walk_role);
-	json_u64(&j, "mismatches", st->mismatches);
-	json_u64(&j, "repaired", st->repaired);
-	if (st->walk == RT_WALK_REPAIR)
+	json_str(&j, "error", w.result < 0 && w.result != -ECANCELED ?
+		 strerror(-w.result) : NULL);
+	json_u64(&j, "done", w.done);
+	json_u64(&j, "total", w.total);
+	if (describe_walk_has_role(w.kind))
+		json_u64(&j, "role", w.role);
+	json_u64(&j, "mismatches", w.mismatches);
+	json_u64(&j, "repaired", w.repaired);
+	if (w.kind == RT_WALK_REPAIR)
 		describe_repair_json(&j, st);
-	json_u64(&j, "regions", st->regions);
-	json_u64(&j, "regions_total", st->regions_total);
-	json_str(&j, "health", control_health_name(st->health));
+	json_u64(&j, "regions", w.regions);
+	json_u64(&j, "regions_total", w.regions_total);
+	json_str(&j, "health", control_health_name(control_status_health(st)));
 	json_object_end(&j);
 	json_finish(&j);
 }
@@ -97,10 +101,11 @@ static int run_wait(int n, const char **args)
 	const char *name = cli_target()->name;
 	const uint8_t *uuid = cli_target()->uuid;
 	struct rt_control_status *st;
+	struct rt_control_walk w = { 0 };
 	bool bar, drew = false;
 	int r;
 
-	st = calloc(1, sizeof(*st));
+	st = control_status_new();
 	if (!st) {
 		r = cli_fail(-ENOMEM, "wait");
 		goto out;
@@ -114,7 +119,8 @@ static int run_wait(int n, const char **args)
 			r = cli_fail_engine(r, name, uuid);
 			goto out;
 		}
-		if (!st->walk_running)
+		w = control_status_walk(st);
+		if (!w.running)
 			break;
 		if (bar) {
 			draw_bar(st);
@@ -127,44 +133,44 @@ static int run_wait(int n, const char **args)
 	r = EXIT_OK;
 	if (as_json) {
 		print_json(name, st);
-		if (st->walk_result < 0 && st->walk_result != -ECANCELED)
+		if (w.result < 0 && w.result != -ECANCELED)
 			r = EXIT_FAIL;
-	} else if (st->walk == RT_WALK_NONE) {
+	} else if (w.kind == RT_WALK_NONE) {
 		printf("'%s': nothing to wait for (no rebuild, replace, resync or check ran)\n", name);
-	} else if (st->walk_result == -ECANCELED) {
+	} else if (w.result == -ECANCELED) {
 		printf("'%s': %s cancelled at %" PRIu64 " of %" PRIu64 " bytes\n", name,
-		       control_walk_name(st->walk), st->walk_done, st->walk_total);
-	} else if (st->walk_result < 0) {
-		cli_error("'%s': %s failed: %s", name, control_walk_name(st->walk),
-			  strerror(-st->walk_result));
+		       control_walk_name(w.kind), w.done, w.total);
+	} else if (w.result < 0) {
+		cli_error("'%s': %s failed: %s", name, control_walk_name(w.kind),
+			  strerror(-w.result));
 		r = EXIT_FAIL;
-	} else if (st->walk == RT_WALK_CHECK || st->walk == RT_WALK_REPAIR) {
+	} else if (w.kind == RT_WALK_CHECK || w.kind == RT_WALK_REPAIR) {
 		printf("'%s': %s done: %" PRIu64 " mismatches%s", name,
-		       st->walk == RT_WALK_CHECK ? "check" : "repair", st->mismatches,
-		       st->walk == RT_WALK_REPAIR ? "" : "\n");
-		if (st->walk == RT_WALK_REPAIR) {
-			printf(", %" PRIu64 " repaired", st->repaired);
+		       w.kind == RT_WALK_CHECK ? "check" : "repair", w.mismatches,
+		       w.kind == RT_WALK_REPAIR ? "" : "\n");
+		if (w.kind == RT_WALK_REPAIR) {
+			printf(", %" PRIu64 " repaired", w.repaired);
 			describe_repair_text(stdout, st);
 			putchar('\n');
 		}
-	} else if (st->walk == RT_WALK_RESYNC) {
+	} else if (w.kind == RT_WALK_RESYNC) {
 		printf("'%s': resync done: %" PRIu64 " of %" PRIu64 " regions\n", name,
-		       st->regions, st->regions_total);
-	} else if (st->walk == RT_WALK_REPLACE) {
+		       w.regions, w.regions_total);
+	} else if (w.kind == RT_WALK_REPLACE) {
 		printf("'%s': replace of role %u done: the new unit took its place; the array is "
-		       "%s\n", name, st->walk_role, control_health_name(st->health));
+		       "%s\n", name, w.role, control_health_name(control_status_health(st)));
 	} else {
-		if (st->regions_total)
+		if (w.regions_total)
 			printf("'%s': rebuild of role %u done: %" PRIu64 " of %" PRIu64 " regions "
 			       "(re-added from the dirty-region log); the array is %s\n", name,
-			       st->walk_role, st->regions, st->regions_total,
-			       control_health_name(st->health));
+			       w.role, w.regions, w.regions_total,
+			       control_health_name(control_status_health(st)));
 		else
 			printf("'%s': rebuild of role %u done; the array is %s\n", name,
-			       st->walk_role, control_health_name(st->health));
+			       w.role, control_health_name(control_status_health(st)));
 	}
 out:
-	free(st);
+	control_status_free(st);
 	return r;
 }
 

@@ -162,33 +162,37 @@ void describe_slots_json(struct json *j, const char *key, const struct rt_sb *sb
 void describe_repair_text(FILE *f, const struct rt_control_status *st)
 {
 	const char *sep = " (where the mirrors tied, kept the copy of role";
+	const struct rt_control_walk w = control_status_walk(st);
 
-	if (st->level == RT_LEVEL_5) {
+	if (control_status_level(st) == RT_LEVEL_5) {
 		fputs(", parity recomputed from the data", f);
 		return;
 	}
 	for (uint32_t r = 0; r < 64; r++) {
-		if (!(st->kept_roles & (1ull << r)))
+		if (!(w.kept_roles & (1ull << r)))
 			continue;
 		fprintf(f, "%s %u", sep, r);
 		sep = ",";
 	}
-	if (st->kept_roles)
+	if (w.kept_roles)
 		fputc(')', f);
-	if (st->ties)
+	if (w.ties)
 		fprintf(f, ", %" PRIu64 " left as found: no copy is held by more mirrors than "
-			"another (--prefer ROLE chooses one)", st->ties);
+			"another (--prefer ROLE chooses one)", w.ties);
 }
 
 void describe_repair_json(struct json *j, const struct rt_control_status *st)
 {
-	json_str(j, "repair_method", st->level == RT_LEVEL_5 ? "parity-from-data" : "majority");
+	const struct rt_control_walk w = control_status_walk(st);
+
+	json_str(j, "repair_method", control_status_level(st) == RT_LEVEL_5 ?
+		 "parity-from-data" : "majority");
 	json_array_begin(j, "kept_roles");
 	for (uint32_t r = 0; r < 64; r++)
-		if (st->kept_roles & (1ull << r))
+		if (w.kept_roles & (1ull << r))
 			json_u64(j, NULL, r);
 	json_array_end(j);
-	json_u64(j, "ties", st->ties);
+	json_u64(j, "ties", w.ties);
 }
 
 bool describe_walk_has_role(enum rt_walk_kind walk)
@@ -207,16 +211,19 @@ void describe_array_id_json(struct json *j, const char *name, const uint8_t uuid
 void describe_unit_change_json(struct json *j, const char *key, uint32_t n_devices,
 			       const struct rt_control_unit *u)
 {
+	uint32_t slot = control_unit_slot(u);
+	const char *dev = control_unit_device(u);
+
 	json_object_begin(j, key);
-	json_u64(j, "slot", u->slot);
+	json_u64(j, "slot", slot);
 	/* The role it holds, or null for a spare's slot (as "spare" in text). */
-	if (u->slot < n_devices)
-		json_u64(j, "role", u->slot);
+	if (slot < n_devices)
+		json_u64(j, "role", slot);
 	else
 		json_str(j, "role", NULL);
-	json_str(j, "device", u->device[0] ? u->device : NULL);
-	json_uuid(j, "uuid", u->uuid);
-	json_hash(j, "hashcode", u->hashcode);
-	json_str(j, "state", u->state);
+	json_str(j, "device", dev[0] ? dev : NULL);
+	json_uuid(j, "uuid", control_unit_uuid(u));
+	json_hash(j, "hashcode", control_unit_hashcode(u));
+	json_str(j, "state", control_unit_state_name(control_unit_state(u)));
 	json_object_end(j);
 }

@@ -23,8 +23,8 @@ struct rt_add_opts {
 /* One unit added. */
 struct rt_added_unit {
 	char path[PATH_MAX];		/* as given */
-	/* Its slot, device, uuid, hashcode and state ("rebuilding" or "spare"). */
-	struct rt_control_unit unit;
+	/* Its slot, device, uuid, hashcode and state (rebuilding or spare). */
+	struct rt_control_unit *unit;
 	char msg[512];			/* a running array's engine: what it did; else "" */
 };
 
@@ -45,9 +45,12 @@ struct rt_add_result {
  * them all in one superblock update (under the array's and the names'
  * locks, lib/lock.h), or none. 0, or a negative errno with the reason
  * logged; -EINVAL for a speed limit given for an array that is not running.
+ * *@out is the caller's to free with admin_add_result_free, also on failure
+ * (NULL when it could not be allocated).
  */
 int admin_add_units(const char *id, const char *const *units, size_t n_units,
-		    const struct rt_add_opts *o, struct rt_add_result *res);
+		    const struct rt_add_opts *o, struct rt_add_result **out);
+void admin_add_result_free(struct rt_add_result *res);	/* NULL is fine */
 
 /*
  * Send @rq to the engine of the running array @uuid (@name for messages)

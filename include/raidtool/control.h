@@ -137,16 +137,38 @@ enum rt_health control_health_parse(const char *name);
 const char *control_walk_name(enum rt_walk_kind walk);
 enum rt_walk_kind control_walk_parse(const char *name);
 
-struct rt_control_unit {
-	uint32_t slot;			/* role (< n_devices) or a spare's slot */
-	char device[256];
-	uint8_t uuid[RT_UUID_SIZE];
-	uint32_t hashcode;
-	char state[16];			/* active, spare, faulty, missing, rebuilding, stale */
-	uint64_t reads, writes, read_bytes, write_bytes, errors;
-	uint64_t retries;		/* I/Os tried again after an error */
-	bool no_space;			/* its last write failed for want of space */
+/*
+ * A unit's state in a status, or in the reply of fail, remove, add: its
+ * slot's state in the role table (RT_SLOT_*, format.h), "removed" for a
+ * unit that left the array, or the class of a unit a scan found but that
+ * assembly would not use (scan.h). One name each on the wire; "" for none.
+ */
+enum rt_unit_state {
+	RT_UNIT_STATE_NONE = 0,		/* "": not named */
+	RT_UNIT_STATE_EMPTY,		/* "empty" */
+	RT_UNIT_STATE_ACTIVE,		/* "active" */
+	RT_UNIT_STATE_SPARE,		/* "spare" */
+	RT_UNIT_STATE_FAULTY,		/* "faulty" */
+	RT_UNIT_STATE_MISSING,		/* "missing" */
+	RT_UNIT_STATE_REBUILDING,	/* "rebuilding" */
+	RT_UNIT_STATE_REPLACING,	/* "replacing" */
+	RT_UNIT_STATE_REPLACED,		/* "replaced" */
+	RT_UNIT_STATE_REMOVED,		/* "removed" */
+	RT_UNIT_STATE_STALE,		/* "stale" */
+	RT_UNIT_STATE_CONFLICT,		/* "conflict" */
+	RT_UNIT_STATE_SUSPECT,		/* "suspect" */
+	RT_UNIT_STATE_UNKNOWN,		/* "unknown": a slot state or name not known here */
+	RT_UNIT_STATE_COUNT
 };
+
+/*
+ * The one table of the unit states' names (the wire, messages). Parsing ""
+ * or NULL gives RT_UNIT_STATE_NONE, an unknown name RT_UNIT_STATE_UNKNOWN.
+ */
+const char *control_unit_state_name(enum rt_unit_state state);
+enum rt_unit_state control_unit_state_parse(const char *name);
+/* The state of a slot of the role table (RT_SLOT_*). */
+enum rt_unit_state control_unit_state_of_slot(uint32_t slot_state);
 
 struct rt_control_stats {
 	uint64_t reads, writes, flushes, read_bytes, write_bytes, errors;
@@ -155,49 +177,101 @@ struct rt_control_stats {
 	uint64_t discards, discard_bytes;	/* discard / write-zeroes requests */
 };
 
-struct rt_control_status {
-	char state[16];			/* "active" / "inactive" */
-	char name[RT_NAME_MAX + 1];
-	uint8_t uuid[RT_UUID_SIZE];
-	uint32_t hashcode;
-	int32_t level;			/* enum rt_level */
-	uint64_t size;			/* bytes */
-	uint64_t nblocks;
-	uint32_t blocksize, chunk_size, n_devices;
-	uint64_t events;
-	uint32_t array_state;		/* enum rt_array_state (superblock) */
-	char device[64];		/* "" when inactive */
-	char link[RT_NAME_MAX + 32];
-	pid_t pid;			/* 0 when inactive */
-	uint64_t started;		/* seconds since the epoch */
-	unsigned n_units;
-	struct rt_control_unit units[RT_MAX_UNITS];
-	struct rt_control_stats stats;
-	/* Failure and recovery (appended). */
-	enum rt_health health;		/* RT_HEALTH_NONE when inactive */
-	enum rt_walk_kind walk;		/* the running or last walk; RT_WALK_NONE: none yet */
-	bool walk_running;		/* false: @walk is the last walk, which ended */
-	int32_t walk_result;		/* of the last finished walk: 0 or -errno */
-	uint32_t walk_role;		/* rebuilding: the role */
-	uint64_t walk_done, walk_total;	/* bytes of a role's data area */
-	uint64_t walk_speed;		/* bytes per second */
+/*
+ * A status (struct rt_control_status) and its units (struct rt_control_unit)
+ * are handles: control_status() fills one, and these read it. The members
+ * and the wire's field table are the library's (lib/control-internal.h).
+ */
+struct rt_control_status;
+struct rt_control_unit;
+
+/* A zeroed status to fill (control_status, control_status_wait); NULL: no memory. */
+struct rt_control_status *control_status_new(void);
+void control_status_free(struct rt_control_status *st);	/* NULL is fine */
+
+/* "active", "read-only"; not running: "inactive", or "dead" when its engine died. */
+const char *control_status_state(const struct rt_control_status *st);
+const char *control_status_name(const struct rt_control_status *st);
+const uint8_t *control_status_uuid(const struct rt_control_status *st);
+uint32_t control_status_hashcode(const struct rt_control_status *st);
+int32_t control_status_level(const struct rt_control_status *st);	/* enum rt_level */
+uint64_t control_status_size(const struct rt_control_status *st);	/* bytes */
+uint64_t control_status_nblocks(const struct rt_control_status *st);
+uint32_t control_status_blocksize(const struct rt_control_status *st);
+uint32_t control_status_chunk_size(const struct rt_control_status *st);
+uint32_t control_status_n_devices(const struct rt_control_status *st);
+uint64_t control_status_events(const struct rt_control_status *st);
+/* enum rt_array_state (the superblock's clean / dirty). */
+uint32_t control_status_array_state(const struct rt_control_status *st);
+/* RT_HEALTH_NONE when not running. */
+enum rt_health control_status_health(const struct rt_control_status *st);
+
+/* The engine: the loop device ("" when inactive), its /dev/raidtool/ link, pid (0), start. */
+const char *control_status_device(const struct rt_control_status *st);
+const char *control_status_link(const struct rt_control_status *st);
+pid_t control_status_pid(const struct rt_control_status *st);
+uint64_t control_status_started(const struct rt_control_status *st);	/* seconds, epoch */
+const struct rt_control_stats *control_status_stats(const struct rt_control_status *st);
+
+/* The initial sync has not finished: regions still to sync, of all. */
+bool control_status_unsynced(const struct rt_control_status *st);
+uint64_t control_status_unsynced_left(const struct rt_control_status *st);
+uint64_t control_status_unsynced_total(const struct rt_control_status *st);
+
+/* Errors that are not the disk's fault: bit r, role r is out of space. */
+uint64_t control_status_nospace_mask(const struct rt_control_status *st);
+/* Tries of a failed unit I/O within a window before the unit is failed. */
+uint32_t control_status_retry_count(const struct rt_control_status *st);
+uint32_t control_status_retry_window_ms(const struct rt_control_status *st);
+
+/* The running or last walk (rebuild, resync, check, repair, replace), as read together. */
+struct rt_control_walk {
+	enum rt_walk_kind kind;		/* RT_WALK_NONE: none yet */
+	bool running;			/* false: the last walk, which ended */
+	int32_t result;			/* of the last finished walk: 0 or -errno */
+	uint32_t role;			/* rebuilding, replacing: the role */
+	uint64_t done, total;		/* bytes of a role's data area */
+	uint64_t speed;			/* bytes per second */
+	uint64_t speed_max;		/* background walks' limit, bytes per second; 0: none */
 	uint64_t mismatches, repaired;	/* check/repair */
 	uint64_t regions, regions_total;/* resync */
-	/* The initial sync has not finished (appended). */
-	bool unsynced;
-	uint64_t unsynced_left, unsynced_total;	/* regions still to sync, of all */
-	/* raid1 repair (appended): stripes with a tie left as found; bit r: role r's copy settled a tie */
+	/* raid1 repair: stripes with a tie left as found; bit r: role r's copy settled a tie */
 	uint64_t ties, kept_roles;
-	/* Errors that are not the disk's fault (appended). */
-	uint64_t nospace_mask;		/* bit r: role r is out of space */
-	uint32_t retry_count, retry_window_ms;
-	/* Background walks' speed limit (appended): bytes per second, 0: none. */
-	uint64_t walk_speed_max;
-	/* The FUSE transport (appended): "io_uring" or "/dev/fuse", "" when inactive. */
-	char transport[16];
-	uint64_t fuse_ring_requests, fuse_dev_requests;
-	uint32_t fuse_queues, fuse_queue_depth;	/* io_uring queues, entries each */
 };
+struct rt_control_walk control_status_walk(const struct rt_control_status *st);
+
+/* The FUSE transport: "io_uring" or "/dev/fuse" ("" when inactive), requests on each. */
+struct rt_control_fuse {
+	char transport[16];
+	uint64_t ring_requests, dev_requests;
+	uint32_t queues, queue_depth;	/* io_uring queues, entries each */
+};
+struct rt_control_fuse control_status_fuse(const struct rt_control_status *st);
+
+/* Its units, sorted by slot (found ones, and the roles missing). */
+unsigned control_status_unit_count(const struct rt_control_status *st);
+const struct rt_control_unit *control_status_unit_at(const struct rt_control_status *st,
+						     unsigned i);
+
+/* A zeroed unit for a reply to fill (control_call_unit); NULL: no memory. */
+struct rt_control_unit *control_unit_new(void);
+void control_unit_free(struct rt_control_unit *u);	/* NULL is fine */
+
+/* Its slot: a role (< n_devices), or a spare's; its block device, "" when none. */
+uint32_t control_unit_slot(const struct rt_control_unit *u);
+const char *control_unit_device(const struct rt_control_unit *u);
+const uint8_t *control_unit_uuid(const struct rt_control_unit *u);
+uint32_t control_unit_hashcode(const struct rt_control_unit *u);
+enum rt_unit_state control_unit_state(const struct rt_control_unit *u);
+
+/* A unit's I/O as its engine counts it, as read together. */
+struct rt_control_unit_io {
+	uint64_t reads, writes, read_bytes, write_bytes, errors;
+	uint64_t retries;		/* I/Os tried again after an error */
+	bool no_space;			/* its last write failed for want of space */
+};
+struct rt_control_unit_io control_unit_io(const struct rt_control_unit *u);
+
 
 /* ---- the requests ------------------------------------------------------- */
 
@@ -320,8 +394,8 @@ int control_call(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 		 const struct rt_control_req *rq, char *msg, size_t len);
 /*
  * control_call, and the unit a fail, remove or add changed in @unit (its
- * slot, device, uuid, hashcode and new state: "faulty", "removed",
- * "rebuilding", "spare"; state "" when the reply names none).
+ * slot, device, uuid, hashcode and new state: faulty, removed, rebuilding,
+ * spare; RT_UNIT_STATE_NONE when the reply names none).
  */
 int control_call_unit(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 		      const struct rt_control_req *rq, char *msg, size_t len,

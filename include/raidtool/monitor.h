@@ -57,7 +57,7 @@ struct rt_monitor_unit {
 	uint8_t uuid[RT_UUID_SIZE];
 	uint32_t slot;
 	char device[256];
-	char state[16];
+	enum rt_unit_state state;
 };
 
 struct rt_monitor_array {

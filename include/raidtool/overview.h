@@ -35,7 +35,7 @@ const char *overview_health_name(enum rt_health h);
 
 struct rt_overview_array {
 	struct rt_control_probe probe;
-	struct rt_control_status st;
+	struct rt_control_status *st;
 	enum rt_health health;
 };
 

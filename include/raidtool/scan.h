@@ -9,6 +9,7 @@
  */
 #include <stdbool.h>
 #include <stddef.h>
+#include <raidtool/control.h>
 #include <raidtool/format.h>
 #include <raidtool/unit.h>
 
@@ -36,15 +37,13 @@ enum rt_unit_class {
 	RT_UNIT_SUSPECT,
 };
 
-struct rt_scan_unit {
-	char dev[256];			/* block device path */
-	char backing[4096];		/* backing file for a loop device, else "" */
-	struct rt_sb sb;		/* the freshest valid copy (suspect: as read) */
-	struct rt_sb_status status;
-	enum rt_unit_class cls;
-	bool table_differs;		/* conflict: at the freshest events, another shared part */
-	char why[256];			/* stale, conflict, suspect: the field and reason */
-};
+/*
+ * A scan (struct rt_scan), its arrays and their units are handles: read
+ * them with the getters below (lib/scan-internal.h has their members).
+ */
+struct rt_scan;
+struct rt_scan_array;
+struct rt_scan_unit;
 
 /* "current", "current, one event behind", "stale", "conflict", "suspect". */
 const char *scan_unit_class_name(enum rt_unit_class cls);
@@ -52,27 +51,31 @@ const char *scan_unit_class_name(enum rt_unit_class cls);
 /* Current or one event behind: assembly and updates use it for its slot. */
 bool scan_unit_usable(const struct rt_scan_unit *u);
 
-struct rt_scan_array {
-	struct rt_sb sb;		/* freshest superblock among its units (not suspect) */
-	size_t n_units;
-	struct rt_scan_unit *units[RT_MAX_UNITS * 2];	/* sorted by slot */
-	unsigned n_expected_roles;	/* roles the freshest table gives a unit (active, rebuilding) */
-	unsigned n_present_roles;	/* ... of them, with a usable unit here */
-	unsigned n_active_roles;	/* ... of those, active (not being rebuilt) */
-	unsigned n_stale;		/* units classed stale */
-	unsigned n_behind;		/* ... current, one event behind */
-	unsigned n_conflicts;		/* ... conflict */
-	unsigned n_suspect;		/* ... suspect */
-	bool all_suspect;		/* no unit to trust: sb is a suspect's */
-	bool duplicate_name;		/* another visible array has the same name */
-};
+/* The arrays found, sorted by name, hashcode and UUID. */
+size_t scan_array_count(const struct rt_scan *s);
+const struct rt_scan_array *scan_array_at(const struct rt_scan *s, size_t i);
 
-struct rt_scan {
-	size_t n_units;
-	struct rt_scan_unit *units;
-	size_t n_arrays;
-	struct rt_scan_array *arrays;
-};
+/* The freshest superblock among its units (not a suspect's, unless all are). */
+const struct rt_sb *scan_array_sb(const struct rt_scan_array *a);
+/* Roles the freshest table gives a unit (active, rebuilding) with a usable unit here. */
+unsigned scan_array_roles_present(const struct rt_scan_array *a);
+/* Units classed stale. */
+unsigned scan_array_stale_count(const struct rt_scan_array *a);
+/* Another visible array has the same name. */
+bool scan_array_name_shared(const struct rt_scan_array *a);
+/* Its units found, sorted by slot. */
+size_t scan_array_unit_count(const struct rt_scan_array *a);
+const struct rt_scan_unit *scan_array_unit_at(const struct rt_scan_array *a, size_t i);
+
+/* The block device of a unit. */
+const char *scan_unit_device(const struct rt_scan_unit *u);
+/* The backing file of a loop device, else "". */
+const char *scan_unit_backing(const struct rt_scan_unit *u);
+/* Its freshest valid superblock copy (a suspect's: as read). */
+const struct rt_sb *scan_unit_sb(const struct rt_scan_unit *u);
+enum rt_unit_class scan_unit_class(const struct rt_scan_unit *u);
+/* Stale, conflict, suspect: the field and reason; else "". */
+const char *scan_unit_why(const struct rt_scan_unit *u);
 
 int scan_devices(struct rt_scan **out);
 
@@ -122,10 +125,10 @@ void scan_log_no_such_array(const char *id);
 int scan_devices_find(const char *id, struct rt_scan **scan, const struct rt_scan_array **out);
 
 /*
- * A usable unit: its slot's state in @a's role table ("active", ...); one
- * whose role a replacement took (scan_unit_replaced): "replaced"; else its class.
+ * A usable unit: its slot's state in @a's role table (active, ...); one
+ * whose role a replacement took (scan_unit_replaced): replaced; else its class.
  */
-const char *scan_unit_state(const struct rt_scan_array *a, const struct rt_scan_unit *u);
+enum rt_unit_state scan_unit_state(const struct rt_scan_array *a, const struct rt_scan_unit *u);
 
 /* Does @a's freshest role table record unit @u as replaced (raidtool replace)? */
 bool scan_unit_replaced(const struct rt_scan_array *a, const struct rt_scan_unit *u);

@@ -115,6 +115,9 @@ int unit_wipe_sb(struct rt_unit *u);
  */
 int unit_probe_signature(struct rt_unit *u, char *type, size_t typelen);
 
+/* The same for the image open at @fd (a copy of an array's head and tail, say). */
+int unit_probe_signature_fd(int fd, char *type, size_t typelen);
+
 /*
  * Erase the magic of every foreign signature libblkid finds (as wipefs -a),
  * so that a unit overwritten with --force is no longer taken for what it held.

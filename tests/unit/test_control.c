@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include <raidtool/control.h>
+#include "../../lib/control-internal.h"	/* a status filled member by member */
 
 #define NAME "ctltest"
 
@@ -69,7 +70,7 @@ static int fake_command(void *ctx, const struct rt_control_req *rq, char *msg, s
 		unit->slot = 1;
 		unit->hashcode = 0x1234abcd;
 		snprintf(unit->device, sizeof(unit->device), "/dev/loop9");
-		snprintf(unit->state, sizeof(unit->state), "faulty");
+		unit->state = RT_UNIT_STATE_FAULTY;
 	}
 	return 0;
 }
@@ -102,7 +103,7 @@ static void fill_status(struct rt_control_status *st)
 		snprintf(u->device, sizeof(u->device), "/dev/loop%u", 10 + i);
 		uuid_generate(u->uuid);
 		u->hashcode = 0x1000u + i;
-		snprintf(u->state, sizeof(u->state), "%s", i == 2 ? "spare" : "active");
+		u->state = i == 2 ? RT_UNIT_STATE_SPARE : RT_UNIT_STATE_ACTIVE;
 		u->reads = 100 + i;
 		u->writes = 200 + i;
 		u->read_bytes = 300 + i;
@@ -231,6 +232,20 @@ static void test_state_names(void **state)
 	assert_int_equal(control_walk_parse("rebuild"), RT_WALK_NONE);
 	assert_string_equal(control_walk_name((enum rt_walk_kind)99), "");
 	assert_string_equal(control_health_name((enum rt_health)99), "");
+	/* Unit states: every value named, and back; an unknown name is "unknown". */
+	for (int u = RT_UNIT_STATE_NONE; u < RT_UNIT_STATE_COUNT; u++) {
+		const char *name = control_unit_state_name((enum rt_unit_state)u);
+
+		assert_true(u == RT_UNIT_STATE_NONE || name[0]);
+		assert_int_equal(control_unit_state_parse(name), u);
+	}
+	assert_string_equal(control_unit_state_name(RT_UNIT_STATE_REMOVED), "removed");
+	assert_int_equal(control_unit_state_parse(NULL), RT_UNIT_STATE_NONE);
+	assert_int_equal(control_unit_state_parse("bogus"), RT_UNIT_STATE_UNKNOWN);
+	for (uint32_t s = RT_SLOT_EMPTY; s <= RT_SLOT_REPLACED; s++)
+		assert_string_equal(control_unit_state_name(control_unit_state_of_slot(s)),
+				    sb_slot_state_name(s));
+	assert_int_equal(control_unit_state_of_slot(99), RT_UNIT_STATE_UNKNOWN);
 }
 
 static void test_ping(void **state)
@@ -269,11 +284,11 @@ static void test_typed_requests(void **state)
 	assert_int_equal(unit.slot, 1);
 	assert_int_equal(unit.hashcode, 0x1234abcd);
 	assert_string_equal(unit.device, "/dev/loop9");
-	assert_string_equal(unit.state, "faulty");
+	assert_string_equal(control_unit_state_name(unit.state), "faulty");
 
 	/* A request that changed no unit: none in the reply. */
 	assert_int_equal(control_call_unit(array_uuid, NAME, &tune, msg, sizeof(msg), &unit), 0);
-	assert_string_equal(unit.state, "");
+	assert_string_equal(control_unit_state_name(unit.state), "");
 
 	assert_int_equal(control_remove(array_uuid, NAME, "0000abcd", msg, sizeof(msg)), 0);
 	assert_int_equal(engine.verb, RT_VERB_REMOVE);

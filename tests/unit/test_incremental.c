@@ -13,6 +13,7 @@
 
 #include <raidtool/incremental.h>
 #include <raidtool/scan.h>
+#include "../../lib/scan-internal.h"	/* a scanned array, built by hand */
 
 struct verdict_case {
 	int32_t level;

@@ -41,7 +41,7 @@ static void healthy(struct rt_monitor_array *a)
 		a->units[i].uuid[0] = (uint8_t)(i + 1);
 		a->units[i].slot = i;
 		snprintf(a->units[i].device, sizeof(a->units[i].device), "/dev/loop%u", i);
-		snprintf(a->units[i].state, sizeof(a->units[i].state), "active");
+		a->units[i].state = RT_UNIT_STATE_ACTIVE;
 	}
 }
 
@@ -73,7 +73,7 @@ static void test_fail_then_degraded(void **state)
 	(void)state;
 	healthy(&a);
 	b = a;
-	snprintf(b.units[1].state, sizeof(b.units[1].state), "faulty");
+	b.units[1].state = RT_UNIT_STATE_FAULTY;
 	b.health = RT_HEALTH_DEGRADED;
 	assert_string_equal(compare(&a, &b, &s),
 			    "Fail:/dev/loop1:1: DegradedArray::-1:degraded ");
@@ -94,10 +94,10 @@ static void test_spare_fails(void **state)
 	a.units[2] = a.units[1];
 	a.units[2].uuid[0] = 9;
 	a.units[2].slot = 2;
-	snprintf(a.units[2].state, sizeof(a.units[2].state), "spare");
+	a.units[2].state = RT_UNIT_STATE_SPARE;
 	snprintf(a.units[2].device, sizeof(a.units[2].device), "/dev/loop2");
 	b = a;
-	snprintf(b.units[2].state, sizeof(b.units[2].state), "faulty");
+	b.units[2].state = RT_UNIT_STATE_FAULTY;
 	assert_string_equal(compare(&a, &b, &s), "FailSpare:/dev/loop2:2: ");
 }
 
@@ -108,7 +108,7 @@ static void test_rebuild(void **state)
 
 	(void)state;
 	healthy(&a);
-	snprintf(a.units[1].state, sizeof(a.units[1].state), "rebuilding");
+	a.units[1].state = RT_UNIT_STATE_REBUILDING;
 	a.health = RT_HEALTH_DEGRADED;
 	b = a;
 	b.walk = RT_WALK_RECOVER;
@@ -125,7 +125,7 @@ static void test_rebuild(void **state)
 	d = c;
 	d.walk_running = false;
 	d.walk_done = 100;
-	snprintf(d.units[1].state, sizeof(d.units[1].state), "active");
+	d.units[1].state = RT_UNIT_STATE_ACTIVE;
 	d.health = RT_HEALTH_OK;
 	assert_string_equal(compare(&c, &d, &s),
 			    "RebuildFinished:/dev/loop1:1:finished SpareActive:/dev/loop1:1: ");
@@ -153,7 +153,7 @@ static void test_replace_names_the_role(void **state)
 	b.n_units = 3;
 	b.units[2].slot = 2;
 	snprintf(b.units[2].device, sizeof(b.units[2].device), "/dev/loop2");
-	snprintf(b.units[2].state, sizeof(b.units[2].state), "replacing");
+	b.units[2].state = RT_UNIT_STATE_REPLACING;
 	b.walk = RT_WALK_REPLACE;
 	b.walk_running = true;
 	b.walk_role = 1;
@@ -166,7 +166,7 @@ static void test_replace_names_the_role(void **state)
 	c.n_units = 2;
 	c.units[1] = b.units[2];
 	c.units[1].slot = 1;
-	snprintf(c.units[1].state, sizeof(c.units[1].state), "active");
+	c.units[1].state = RT_UNIT_STATE_ACTIVE;
 	assert_string_equal(compare(&b, &c, &s), "RebuildFinished:/dev/loop2:1:finished ");
 }
 

@@ -30,6 +30,7 @@
 #include <raidtool/loopdev.h>
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
+#include "../../lib/scan-internal.h"	/* the scan's grouping, read directly */
 
 #define MiB (1024ull * 1024ull)
 #define UNIT_SIZE (64 * MiB)
