@@ -638,9 +638,9 @@ assert_refused() {
 	run --separate-stderr raidtool tune --io-retries 2 "${NAME}nope"
 	assert_refused 3 "'${NAME}nope'" "no such array"
 	run --separate-stderr raidtool check --repair "$HASH"
-	assert_refused 3 "'$HASH'" "not active"
+	assert_refused 3 "'$NAME'" "not running"
 	run --separate-stderr raidtool tune --io-retries 2 "$NAME"
-	assert_refused 3 "'$NAME'" "not active"
+	assert_refused 3 "'$NAME'" "not running"
 }
 
 @test "lookup-unit shows a unit's descriptor; a non-unit is exit 3" {
