@@ -279,6 +279,15 @@ static int admin_remove(struct run *run, const char *arg, char *msg, size_t len,
 	describe_unit(run, (unsigned)i, unit);
 	if (role) {
 		r = run_detach_failed_unit(run, (uint32_t)i, &u);
+		if (r == -ENODEV) {
+			/*
+			 * Faulty, and the engine never held it: a start resumes one
+			 * rebuild and leaves a second rebuilding role's unit waiting in
+			 * the assembly only. Nothing uses it; it can go.
+			 */
+			u = as->units[i];
+			r = 0;
+		}
 		if (r < 0) {
 			snprintf(msg, len, "cannot take '%s' out of role %d: %s; nothing was "
 				 "changed", dev, i, r == -EBUSY ? "the engine still uses it" :

@@ -404,3 +404,30 @@ same_sb() {
 	done
 	[ $(( ${#a[@]} + ${#b[@]} )) = 14 ]
 }
+
+@test "remove: a second role added while stopped, not yet rebuilding after the start, can be taken out" {
+	local u s1 s2
+	mapfile -t u < <(make_images "u" 3 16M)
+	raidtool create "$NAME" --level 1 --assume-clean "${u[@]}" >/dev/null
+	raidtool activate "$NAME" >/dev/null
+	raidtool fail "$NAME" 1 >/dev/null
+	raidtool remove "$NAME" 1 >/dev/null
+	raidtool fail "$NAME" 2 >/dev/null
+	raidtool remove "$NAME" 2 >/dev/null
+	raidtool deactivate "$NAME" >/dev/null
+	# Both missing roles take a unit on disk: both REBUILDING in the role table.
+	s1=$(make_image "s1.img" 16M)
+	s2=$(make_image "s2.img" 16M)
+	raidtool add "$NAME" "$s1" "$s2" >/dev/null
+	RAIDTOOL_SYNC_SPEED_MAX=1M raidtool activate "$NAME" >/dev/null
+	# The start resumes one rebuild; the other role's unit waits outside the engine.
+	run --separate-stderr raidtool remove "$NAME" 2
+	if [ "$status" != 0 ]; then
+		# Role 2 is the one being rebuilt: then role 1 waits.
+		run --separate-stderr raidtool remove "$NAME" 1
+	fi
+	assert_success
+	# shellcheck disable=SC2154  # stderr: set by run --separate-stderr
+	[[ "$output$stderr" == *removed* ]] || fail "$output $stderr"
+	raidtool deactivate "$NAME" >/dev/null
+}
