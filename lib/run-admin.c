@@ -799,9 +799,10 @@ static int swap_spare(struct rt_sb *sb, void *arg)
 }
 
 /*
- * md's hot spare (main thread, woken by run_on_failure): a spare present when a
- * role fails takes the role at once and is rebuilt onto. The failed unit
- * moves to the spare's slot, faulty, until it is removed.
+ * md's hot spare (main thread, woken by run_on_failure or by the end of a
+ * walk): a spare present when a role fails takes the role at once and is
+ * rebuilt onto, or when the rebuild or replace running ends. The failed
+ * unit moves to the spare's slot, faulty, until it is removed.
  */
 void run_take_spare(struct run *run)
 {
@@ -833,7 +834,7 @@ void run_take_spare(struct run *run)
 	engine_walk_progress(run->e, &wp);
 	if (wp.running && (wp.kind == RT_WALK_RECOVER || wp.kind == RT_WALK_REPLACE)) {
 		rt_log(RT_LOG_WARN, "'%s': role %u failed; the spare waits for the %s of "
-		       "role %u ('raidtool add' it then)", run->name, w.role,
+		       "role %u and takes it when that ends", run->name, w.role,
 		       wp.kind == RT_WALK_REPLACE ? "replace" : "rebuild", wp.role);
 		goto out;
 	}

@@ -32,7 +32,11 @@ struct run {
 	int lock_fd;
 	int sig_fd;
 	int stop_fd;			/* eventfd: the control thread accepted a `stop` */
-	int spare_fd;			/* eventfd: a role failed while a spare was present */
+	/*
+	 * eventfd: the main thread looks for a rebuild to start (run_next_rebuild):
+	 * a role failed while a spare was present, or a walk ended.
+	 */
+	int rebuild_fd;
 	sigset_t old_mask;
 	bool mask_set;
 	bool locked_memory;
@@ -52,6 +56,12 @@ struct run {
 	bool readonly;			/* activate --readonly: nothing written to any unit */
 	bool stopping;
 	bool resync_pending;		/* a resync started and has not finished */
+	/*
+	 * A rebuild waits for the walk running now (one walk at a time) and
+	 * starts when it ends: status shows a walk running meanwhile, so
+	 * that `wait` waits for that rebuild too.
+	 */
+	atomic_bool rebuild_next;
 	uint64_t walk_speed_max;	/* RAIDTOOL_SYNC_SPEED_MAX, bytes/s; 0: none */
 	long stripe_wait_us;		/* RAIDTOOL_STRIPE_WAIT_US; -1: the engine's default */
 	enum rt_fuse_transport transport;	/* RAIDTOOL_FUSE_TRANSPORT */

@@ -178,7 +178,8 @@ static int on_status(void *ctx, struct rt_control_status *st)
 
 		engine_walk_progress(run->e, &wp);
 		st->walk = wp.kind;
-		st->walk_running = wp.running;
+		/* A rebuild to follow (run->rebuild_next): not done yet for `wait`. */
+		st->walk_running = wp.running || atomic_load(&run->rebuild_next);
 		st->walk_result = wp.result;
 		st->walk_role = wp.role;
 		st->walk_done = wp.done;
@@ -304,7 +305,7 @@ void run_on_failure(uint32_t role, void *ctx)
 	spare = run_find_spare(run->as) >= 0;
 	pthread_mutex_unlock(&run->sb_lock);
 	/* md's hot spare: the main thread moves it in (the engine is busy here). */
-	if (spare && write(run->spare_fd, &one, sizeof(one)) < 0)
+	if (spare && write(run->rebuild_fd, &one, sizeof(one)) < 0)
 		rt_log(RT_LOG_ERROR, "'%s': cannot wake the spare handling: %s", run->name,
 		       strerror(errno));
 	if (r < 0)
@@ -626,6 +627,7 @@ int run_start_replace(struct run *run, uint32_t role, uint64_t start, const uint
 void run_on_walk_done(int kind, int result, void *ctx)
 {
 	struct run *run = ctx;
+	uint64_t one = 1;
 
 	if (result == 0 && kind == RT_WALK_RECOVER)
 		rebuild_finished(run);
@@ -646,6 +648,12 @@ void run_on_walk_done(int kind, int result, void *ctx)
 	else
 		rt_log(RT_LOG_ERROR, "'%s': %s failed: %s", run->name, control_walk_name(kind),
 		       strerror(-result));
+	/* A cancel (a stop, or the admin's) leaves the rest to the next start. */
+	if (result == -ECANCELED)
+		atomic_store(&run->rebuild_next, false);
+	else if (write(run->rebuild_fd, &one, sizeof(one)) < 0)
+		rt_log(RT_LOG_ERROR, "'%s': cannot wake the rebuild handling: %s", run->name,
+		       strerror(errno));
 }
 
 /* Every walk of this run starts here: the speed limit applies to all of them. */
@@ -817,6 +825,108 @@ int run_start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,
 int run_start_rebuild(struct run *run, uint32_t role, uint64_t start)
 {
 	return run_start_rebuild_regions(run, role, start, NULL, 0);
+}
+
+static bool rebuild_walk_running(struct run *run)
+{
+	struct rt_walk_progress wp;
+
+	engine_walk_progress(run->e, &wp);
+	return wp.running && wp.kind == RT_WALK_RECOVER;
+}
+
+/*
+ * Does a rebuild wait for the walk @wp (one walk at a time)? A role whose
+ * unit is present and REBUILDING in the superblocks that no walk rebuilds,
+ * or a failed role with a spare at hand. Caller holds sb_lock.
+ */
+static bool rebuild_waits(struct run *run, const struct rt_walk_progress *wp)
+{
+	const struct rt_assembly *as = run->as;
+	bool failed = false;
+
+	for (uint32_t role = 0; role < as->n_roles; role++) {
+		uint32_t state = as->sb.slots[role].state;
+
+		if (state == RT_SLOT_REBUILDING && as->units[role] &&
+		    !(wp->running && wp->kind == RT_WALK_RECOVER && wp->role == role))
+			return true;
+		failed = failed || state == RT_SLOT_FAULTY || state == RT_SLOT_MISSING;
+	}
+	return failed && run_find_spare(as) >= 0;
+}
+
+/* After a walk started, or none could: does a rebuild wait for the one running? */
+static void note_rebuild_next(struct run *run)
+{
+	struct rt_walk_progress wp;
+	bool waits;
+
+	engine_walk_progress(run->e, &wp);
+	pthread_mutex_lock(&run->sb_lock);
+	waits = wp.running && rebuild_waits(run, &wp);
+	pthread_mutex_unlock(&run->sb_lock);
+	atomic_store(&run->rebuild_next, waits);
+}
+
+/*
+ * Rebuild the first role whose unit waits in the assembly (REBUILDING in
+ * the superblocks, no walk on it) from its recovery offset. Returns true
+ * when its walk runs.
+ */
+static bool resume_rebuild(struct run *run)
+{
+	struct rt_assembly *as = run->as;
+	struct rt_unit *u;
+	bool started = false;
+	uint64_t at;
+	int r;
+
+	pthread_mutex_lock(&run->admin_lock);
+	for (uint32_t role = 0; role < as->n_roles && !started; role++) {
+		pthread_mutex_lock(&run->sb_lock);
+		u = as->sb.slots[role].state == RT_SLOT_REBUILDING ? as->units[role] : NULL;
+		at = as->sb.slots[role].recovery_offset;
+		pthread_mutex_unlock(&run->sb_lock);
+		if (!u)
+			continue;
+		/* Attached already when an earlier try could not start its walk. */
+		r = engine_role_rebuilding(run->e, role) ? 0 : engine_attach_unit(run->e, role, u);
+		if (r < 0) {
+			rt_log(RT_LOG_ERROR, "'%s': cannot attach '%s' to role %u for its rebuild: "
+			       "%s", run->name, as->dev[role], role, strerror(-r));
+			continue;
+		}
+		if (run_start_rebuild(run, role, at) < 0)
+			continue;
+		rt_log(RT_LOG_WARN, "'%s': resuming the rebuild of role %u onto '%s' at %llu "
+		       "bytes", run->name, role, as->dev[role], (unsigned long long)at);
+		started = true;
+	}
+	pthread_mutex_unlock(&run->admin_lock);
+	return started;
+}
+
+/*
+ * The next rebuild (main thread: at a start, when a walk ended, when a role
+ * failed with a spare present), one walk at a time: a role whose unit
+ * waits in the assembly, from its recovery offset (a start resumes one
+ * such role, the others follow one by one as each rebuild ends, as md's
+ * recovery goes on with the next device); else a spare takes a failed
+ * role (run_take_spare, which waits for a rebuild or replace running, and
+ * cancels a check). Returns true when a rebuild runs.
+ */
+static bool next_rebuild(struct run *run)
+{
+	struct rt_walk_progress wp;
+	bool running;
+
+	engine_walk_progress(run->e, &wp);
+	if (wp.running || !resume_rebuild(run))
+		run_take_spare(run);
+	running = rebuild_walk_running(run);
+	note_rebuild_next(run);
+	return running;
 }
 
 /*
@@ -1101,7 +1211,7 @@ static void wait_for_stop(struct run *run)
 		struct pollfd pfd[3] = {
 			{ .fd = run->sig_fd, .events = POLLIN },
 			{ .fd = run->stop_fd, .events = POLLIN },
-			{ .fd = run->spare_fd, .events = POLLIN },
+			{ .fd = run->rebuild_fd, .events = POLLIN },
 		};
 		struct signalfd_siginfo si;
 		char why[PATH_MAX + 128];
@@ -1116,14 +1226,21 @@ static void wait_for_stop(struct run *run)
 			return;
 		}
 		if (k == 0) {
+			struct rt_walk_progress wp;
+
+			/* Its wake-up lost: what waited for the walk that ended starts now. */
+			engine_walk_progress(run->e, &wp);
+			if (atomic_load(&run->rebuild_next) && !wp.running)
+				next_rebuild(run);
 			if (!run->readonly)
 				resync_owed(run);
 			continue;
 		}
 		if (pfd[1].revents & POLLIN)
 			return;
-		if ((pfd[2].revents & POLLIN) && read(run->spare_fd, &n, sizeof(n)) == sizeof(n))
-			run_take_spare(run);
+		if ((pfd[2].revents & POLLIN) && read(run->rebuild_fd, &n, sizeof(n)) == sizeof(n) &&
+		    !run->readonly)
+			next_rebuild(run);
 		if (!(pfd[0].revents & POLLIN))
 			continue;
 		if (read(run->sig_fd, &si, sizeof(si)) != sizeof(si))
@@ -1305,14 +1422,6 @@ out:
 	free(bitmap);
 }
 
-static bool rebuild_walk_running(struct run *run)
-{
-	struct rt_walk_progress wp;
-
-	engine_walk_progress(run->e, &wp);
-	return wp.running && wp.kind == RT_WALK_RECOVER;
-}
-
 /*
  * A replace interrupted by a stop goes on from its checkpoint. After an
  * unclean stop, the regions the log holds dirty below it are copied again
@@ -1370,41 +1479,26 @@ static int resume_replace(struct run *run, bool was_dirty)
  */
 static void start_recovery(struct run *run, bool was_dirty)
 {
-	struct rt_assembly *as = run->as;
-	uint64_t at;
-	int r;
-
 	/* Stopped cleanly: what the log holds is a degraded run's history, not a resync's debt. */
 	if (!was_dirty)
 		engine_dirtylog_unpin_loaded(run->e);
-	if (resume_replace(run, was_dirty) > 0)
-		goto rebuilding;
-	for (uint32_t role = 0; role < as->n_roles; role++) {
-		if (!as->units[role] || as->sb.slots[role].state != RT_SLOT_REBUILDING)
-			continue;
-		r = engine_attach_unit(run->e, role, as->units[role]);
-		if (r < 0) {
-			rt_log(RT_LOG_ERROR, "'%s': cannot attach '%s' to role %u for its rebuild: "
-			       "%s", run->name, as->dev[role], role, strerror(-r));
-			continue;
-		}
-		at = as->sb.slots[role].recovery_offset;
-		if (run_start_rebuild(run, role, at) < 0)
-			continue;
-		rt_log(RT_LOG_WARN, "'%s': resuming the rebuild of role %u onto '%s' at %llu "
-		       "bytes", run->name, role, as->dev[role], (unsigned long long)at);
+	if (resume_replace(run, was_dirty) > 0) {
+		note_rebuild_next(run);
 		goto rebuilding;
 	}
-	/* Degraded with a spare at hand: it takes the missing role at once, as in md. */
-	if (as->n_missing && run_find_spare(as) >= 0) {
-		run_take_spare(run);
-		if (rebuild_walk_running(run))
-			goto rebuilding;
-	}
+	/*
+	 * A rebuild interrupted by the stop; else, degraded with a spare at
+	 * hand, the spare takes the missing role at once, as in md.
+	 */
+	if (next_rebuild(run))
+		goto rebuilding;
 	if (was_dirty)
 		start_resync(run);
 	return;
 rebuilding:
+	if (atomic_load(&run->rebuild_next))
+		rt_log(RT_LOG_WARN, "'%s': more roles wait for a rebuild: each starts when the "
+		       "one before it ends", run->name);
 	if (was_dirty) {
 		/* One walk at a time: the resync waits for the next start. */
 		run->resync_pending = true;
@@ -1498,8 +1592,8 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 	if (r < 0)
 		goto out;
 	run->stop_fd = eventfd(0, EFD_CLOEXEC);
-	run->spare_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (run->stop_fd < 0 || run->spare_fd < 0) {
+	run->rebuild_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (run->stop_fd < 0 || run->rebuild_fd < 0) {
 		r = -errno;
 		goto out;
 	}
@@ -1617,8 +1711,8 @@ done:
 	scan_free(scan);
 	if (run->stop_fd >= 0)
 		close(run->stop_fd);
-	if (run->spare_fd >= 0)
-		close(run->spare_fd);
+	if (run->rebuild_fd >= 0)
+		close(run->rebuild_fd);
 	if (run->sig_fd >= 0)
 		close(run->sig_fd);
 	if (run->mask_set)
@@ -1631,7 +1725,7 @@ done:
 void run_init(struct run *run)
 {
 	memset(run, 0, sizeof(*run));
-	run->lock_fd = run->sig_fd = run->stop_fd = run->spare_fd = run->excl_fd = -1;
+	run->lock_fd = run->sig_fd = run->stop_fd = run->rebuild_fd = run->excl_fd = -1;
 	atomic_store(&run->admin_fail, -1);
 	pthread_mutex_init(&run->lock, NULL);
 	pthread_mutex_init(&run->admin_lock, NULL);

@@ -657,6 +657,62 @@ rebuild_under_load() {
 	assert_success
 }
 
+@test "raid1 x3: two roles rebuilding, stopped mid-rebuild: the start resumes one, the other follows it; wait waits for both" {
+	local s1 s2 st
+	new_array 1 3 32M
+	start_array
+	head -c 16M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	raidtool fail "$NAME" 1 >/dev/null
+	raidtool remove "$NAME" 1 >/dev/null
+	raidtool fail "$NAME" 2 >/dev/null
+	raidtool remove "$NAME" 2 >/dev/null
+	run raidtool deactivate "$NAME"
+	assert_success
+	# Added while stopped: both missing roles take a unit, both rebuilding.
+	s1=$(make_image s1.img 32M)
+	s2=$(make_image s2.img 32M)
+	run raidtool add "$NAME" "$s1" "$s2"
+	assert_success
+	[ "$(examined_slot "$s1" 1)" = rebuilding ]
+	[ "$(examined_slot "$s1" 2)" = rebuilding ]
+	# Slow, so that the stop comes in the middle of the first rebuild.
+	RAIDTOOL_SYNC_SPEED_MAX=2M start_array
+	run status_json
+	[ "$(jq -r .walk.kind <<<"$output")" = rebuilding ]
+	[ "$(jq -r .walk.running <<<"$output")" = true ] || fail "no walk runs: $output"
+	run raidtool deactivate "$NAME"
+	assert_success
+	[ "$(examined_slot "$s1" 1)" = rebuilding ]
+	[ "$(examined_slot "$s1" 2)" = rebuilding ]
+	start_array
+	stderr_has "resuming the rebuild of role 1"
+	# The end of the first rebuild starts the second: one wait covers both.
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "rebuild of role 2 done"
+	grep -q "resuming the rebuild of role 2 onto '.*' at 0 bytes" \
+		"$RAIDTOOL_RUNDIR/$NAME/log" || fail "$(cat "$RAIDTOOL_RUNDIR/$NAME/log")"
+	all_active
+	for st in "$s1" "$s2"; do
+		[ "$(examined_slot "$st" 1)" = active ]
+		[ "$(examined_slot "$st" 2)" = active ]
+	done
+	check_clean
+	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	# Each former spare holds the copy, byte for byte.
+	same_data_area "${UNITS[0]}" "$s1" $((16 << 20))
+	same_data_area "${UNITS[0]}" "$s2" $((16 << 20))
+	# Role 2's unit serves the data alone once the other mirrors failed.
+	[ "$(examined_slot "$s2" 2)" = active ]
+	[ "$(raidtool examine --json "$s2" | jq -r .this_unit.slot)" = 2 ] || fail "s2 not in role 2"
+	raidtool fail "$NAME" 0 >/dev/null
+	raidtool fail "$NAME" 1 >/dev/null
+	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+}
+
 @test "raid5 killed during random writes: only the dirty regions are resynced, check 0" {
 	local n m since
 	# Zeroed images: no initial sync, so the log holds only what this run wrote.
