@@ -1016,6 +1016,39 @@ readd_regions() {
 	[ "$(raidtool examine --json "$extra" | jq '.roles | length')" = 3 ]
 }
 
+@test "raid1 x3: a second role failing during a spare's rebuild takes the other spare when that rebuild ends" {
+	local sa sb slots
+	new_array 1 3 32M
+	start_array
+	sa=$(make_image sa.img 32M)
+	sb=$(make_image sb.img 32M)
+	run raidtool add "$NAME" "$sa" "$sb"
+	assert_success
+	head -c 16M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	# Slow, so that role 2 fails while role 1 is being rebuilt.
+	raidtool tune --speed-limit 2 "$NAME" >/dev/null
+	raidtool fail "$NAME" 1 >/dev/null
+	raidtool fail "$NAME" 2 >/dev/null
+	grep -q "role 2 failed; the spare waits for the rebuild of role 1 and takes it when" \
+		"$RAIDTOOL_RUNDIR/$NAME/log" || fail "$(cat "$RAIDTOOL_RUNDIR/$NAME/log")"
+	raidtool tune --speed-limit 0 "$NAME" >/dev/null
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "rebuild of role 2 done; the array is clean"
+	run status_json
+	slots=$(jq -r '[.units[] | select(.slot < 3) | .state] | join(" ")' <<<"$output")
+	[ "$slots" = "active active active" ] || fail "roles: $slots"
+	[ "$(examined_slot "$sa" 1)" = active ]
+	[ "$(examined_slot "$sa" 2)" = active ]
+	check_clean
+	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	# Both spares hold the copy the failed units held, byte for byte.
+	same_data_area "${UNITS[0]}" "$sa" $((16 << 20))
+	same_data_area "${UNITS[0]}" "$sb" $((16 << 20))
+}
+
 @test "a unit whose role table contradicts the freshest one is refused by activate and by add, nothing changed" {
 	local sbedit=$TOP/build/tests/rt-sbedit u2 sums
 	[ -x "$sbedit" ] || fail "build rt-sbedit first (make all)"
