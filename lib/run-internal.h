@@ -33,7 +33,7 @@ struct run {
 	int sig_fd;
 	int stop_fd;			/* eventfd: the control thread accepted a `stop` */
 	/*
-	 * eventfd: the main thread looks for a rebuild to start (run_next_rebuild):
+	 * eventfd: the main thread looks for a rebuild to start (next_rebuild):
 	 * a role failed while a spare was present, or a walk ended.
 	 */
 	int rebuild_fd;
