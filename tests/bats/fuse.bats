@@ -431,9 +431,9 @@ walks_test() {
 	[ "$OWN" -gt 0 ] || fail "no walk piece counted"
 }
 
-@test "connection aborted during a rebuild on the queues' loops: nothing stuck, deactivate ends it, the rebuild resumes" {
+@test "connection aborted during a rebuild on the queues' loops: nothing stuck, deactivate ends it, the array comes back whole" {
 	require_uring
-	local pid conn
+	local pid conn stuck now state t
 	if ! mountpoint -q /sys/fs/fuse/connections; then
 		mount -t fusectl fusectl /sys/fs/fuse/connections ||
 			require "needs fusectl on /sys/fs/fuse/connections"
@@ -458,22 +458,29 @@ walks_test() {
 	echo 1 > "/sys/fs/fuse/connections/$conn/abort"
 	[ "$(status_json | jq -r .walk.running)" = true ] || skip "the rebuild ended before the abort"
 	sleep 1
-	for task in /proc/"$pid"/task/*; do
-		state=$(awk '{ print $3 }' "$task/stat" 2>/dev/null) || continue
-		[ "$state" != D ] || fail "engine thread ${task##*/} stuck: $(cat "$task/wchan")"
+	# The walk goes on (on its own rings): its I/O workers sleep in D for a
+	# moment; a thread that stays there for a second is stuck.
+	stuck=$(ls /proc/"$pid"/task)
+	for _ in $(seq 10); do
+		sleep 0.1
+		now=""
+		for t in $stuck; do
+			state=$(awk '{ print $3 }' "/proc/$pid/task/$t/stat" 2>/dev/null) || continue
+			[ "$state" != D ] || now="$now $t"
+		done
+		stuck=$now
 	done
+	[ -z "$stuck" ] || fail "engine threads stuck:$stuck ($(cat /proc/"$pid"/task/*/wchan | tr '\0' ' '))"
 	# A queue that left with pieces on its ring would leave the walk waiting for ever.
 	run timeout 60 "$RAIDTOOL_BIN" deactivate "$NAME"
 	assert_success
 	wait_gone "$pid"
 	no_leftovers
+	# The rebuild resumes from its checkpoint (or had ended on the walk's own rings).
 	run --separate-stderr raidtool activate "$NAME"
 	assert_success
-	# shellcheck disable=SC2154  # set by run --separate-stderr
-	[[ "$stderr" == *"resuming the rebuild of role 2"* ]] || fail "no resumed rebuild: $stderr"
 	run raidtool wait "$NAME"
 	assert_success
-	assert_output --partial "rebuild of role 2 done"
 	cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/pattern"
 	check_clean
 }
