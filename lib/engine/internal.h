@@ -18,7 +18,8 @@
  *   level-raid5.c    raid5               setup dispatch through it)
  *   raid5-gather.c   raid5: whole stripes gathered from several writers
  *   intent-log.c     the dirty-region log's glue (lib/dirtylog.c is the bitmap)
- *   walk.c           the walks' pipelined runs for lib/rebuild.c
+ *   walk.c           the walks' pipelined runs for lib/rebuild.c (on a loop host's
+ *                    event loops, or on the walk's own rings)
  *   replace.c        hot replace: the role's writes to its replacement too
  */
 #include <pthread.h>

@@ -3,7 +3,10 @@
  * The background walks' runs (lib/rebuild.c drives them): recover a role,
  * copy it to its replacement, scrub (check, repair, resync) stripes. All of
  * them are one pipeline of pieces, each under the stripe locks of its own
- * stripes, like any writer.
+ * stripes, like any writer. With a loop host (the FUSE queues over
+ * io_uring, engine_set_loop_host) the pieces run on its event loops beside
+ * the requests, and the walk's thread only locks, paces and retires them;
+ * without one it runs them on rings of its own.
  */
 #include <errno.h>
 #include <pthread.h>
