@@ -73,7 +73,11 @@
 #define RING_DEPTH_MAX 16u
 #define RING_SQ_ENTRIES 256u		/* FUSE commands and unit reads */
 #define RING_CQ_ENTRIES 1024u
-#define WALK_ENTS 4u			/* walk pieces a queue runs at once: the walk's depth */
+/*
+ * Walk pieces a queue holds at once: the walk's depth (4), and one more
+ * as a piece's entry is freed just after the walk has it back.
+ */
+#define WALK_ENTS 8u
 #define ENABLE_URING_PARAM "/sys/module/fuse/parameters/enable_uring"
 
 struct fuse_reqctx {
@@ -184,6 +188,7 @@ struct ring_queue {
 	struct ring_ent *walk_ents, *walk_free;
 	unsigned walk_busy;
 	bool closing;
+	bool broken;			/* the ring failed: pieces get no more rounds on it */
 };
 
 struct dev_worker {
@@ -1237,8 +1242,11 @@ static bool walk_submit(void *arg, struct engine_walk_piece *wp)
 static void walk_step(struct ring_ent *ent, bool ok)
 {
 	struct ring_queue *q = ent->q;
+	int r = engine_walk_piece_step(ent->wp, ok, &ent->ar);
 
-	if (engine_walk_piece_step(ent->wp, ok, &ent->ar) > 0) {
+	while (r > 0 && q->broken)
+		r = engine_walk_piece_step(ent->wp, false, &ent->ar);	/* the walk does it */
+	if (r > 0) {
 		aio_submit(ent);
 		return;
 	}
@@ -1263,6 +1271,51 @@ static bool queue_walks_over(struct ring_queue *q)
 	over = q->walk_busy == 0;
 	pthread_mutex_unlock(&q->done_mu);
 	return over;
+}
+
+/*
+ * The queue's thread leaves before its connection ended (its ring failed):
+ * it takes no more walk pieces, gives back those it never started, and
+ * reaps for a while the unit I/O of those on its ring, as the walk waits
+ * for every piece it handed out.
+ */
+static void queue_leave_early(struct ring_queue *q)
+{
+	struct ring_ent *ent;
+	unsigned tries;
+
+	q->broken = true;
+	pthread_mutex_lock(&q->done_mu);
+	q->closing = true;
+	ent = q->done_head;
+	q->done_head = NULL;
+	pthread_mutex_unlock(&q->done_mu);
+	while (ent) {
+		struct ring_ent *next = ent->next;
+
+		if (ent->walk_start) {
+			ent->walk_start = false;
+			walk_step(ent, false);
+		}
+		ent = next;
+	}
+	for (tries = 0; !queue_walks_over(q) && tries < 100; tries++) {
+		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 100000000 };
+		struct io_uring_cqe *cqe;
+		uint64_t ud;
+		int res;
+
+		if (io_uring_wait_cqe_timeout(&q->ring, &cqe, &ts) < 0)
+			continue;
+		ud = io_uring_cqe_get_data64(cqe);
+		res = cqe->res;
+		io_uring_cqe_seen(&q->ring, cqe);
+		if (ud & 1)
+			aio_unit_done((struct ring_uio *)(uintptr_t)(ud & ~(uint64_t)1), res);
+	}
+	if (!queue_walks_over(q))
+		rt_log(RT_LOG_ERROR, "'%s': FUSE queue %u: walk pieces are left on a failed ring; "
+		       "the walk waits for them", q->f->name, q->qid);
 }
 
 /* A request arrived in @ent: copy it out of the shared buffers, then serve it. */
@@ -1320,6 +1373,7 @@ static void *queue_main(void *arg)
 
 		if (er < 0) {
 			ring_register_failed(q, -errno);
+			queue_leave_early(q);
 			serving_ended(f);
 			return NULL;
 		}
@@ -1361,6 +1415,7 @@ static void *queue_main(void *arg)
 		if (r < 0) {
 			rt_log(RT_LOG_ERROR, "'%s': FUSE queue %u: %s", f->name, q->qid,
 			       strerror(-r));
+			queue_leave_early(q);
 			break;
 		}
 		wait = false;

@@ -184,9 +184,10 @@ void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok);
  * (a round, like a mapped request's) has completed, @ok when all of it
  * transferred its whole length: 1, the next round is in @ar; 0, the piece
  * is the walk's again and the loop forgets it. A round that failed or
- * could not be submitted is not judged by the loop: the walk runs that
- * part again on its own ring, which is where an error is retried or its
- * role failed.
+ * could not be submitted is not judged by the loop (nor logged or counted,
+ * as with a mapped request): the walk runs that part again on its own
+ * ring, which is where an error is retried or its role failed. @ok false
+ * on the first call gives the piece back unrun.
  *
  * engine_set_loop_host(e, NULL) returns once no @submit call is under way;
  * pieces already on a loop are finished by it. A host must finish every

@@ -416,9 +416,9 @@ int engine_walk_piece_step(struct engine_walk_piece *wp, bool ok, struct engine_
 
 	switch (wp->round++) {
 	case 0:
-		if (ctx_ios_to_aio(e, s->c, ar) == 0)
+		if (ok && ctx_ios_to_aio(e, s->c, ar) == 0)
 			return 1;
-		end = PIECE_READ;
+		end = PIECE_READ;	/* the loop cannot take it after all */
 		break;
 	case 1:
 		if (!ok) {
@@ -532,8 +532,10 @@ static bool pipe_oldest_idle(struct walk_pipe *p)
 {
 	struct walk_slot *s = pipe_slot(p, 0);
 
-	if (p->hosted)
-		return atomic_load(&s->wp.state) != PIECE_RUNNING;
+	int state = atomic_load(&s->wp.state);
+
+	if (p->hosted)	/* a piece the host refused reads on the slot's ring meanwhile */
+		return state != PIECE_RUNNING && !(state == PIECE_READ && s->c->run_started);
 	return s->computed && !s->c->run_started;
 }
 

@@ -103,21 +103,23 @@ static int open_unit(struct fx *f, unsigned i, bool garbage)
 /*
  * A loop host for the walks' pieces, as lib/fuse.c's queues are one: a
  * thread running each piece's rounds with pread/pwrite. Every fail_every-th
- * round (0: none) is reported failed without its I/O, so that the walk's
- * thread must do that part itself.
+ * read round and every fail_every-th write round (0: none) are reported
+ * failed without their I/O, so that the walk's thread must do that part
+ * itself.
  */
 struct test_host {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	struct engine_walk_piece *q[16];
-	unsigned head, n, rounds, fail_every;
+	unsigned head, n, fail_every;
+	unsigned rounds[2];		/* read rounds, write rounds */
 	bool stop, running;
 	pthread_t th;
 	struct engine_aio ar;
 };
 
 static struct test_host the_host;
-/* The next fixture's walks: -1 on their own rings, else on the_host failing every Nth round. */
+/* The next fixture's walks: -1 on their own rings, else on the_host failing every Nth round of a kind. */
 static int fx_host_fail = -1;
 
 static bool host_submit(void *arg, struct engine_walk_piece *wp)
@@ -136,9 +138,9 @@ static bool host_submit(void *arg, struct engine_walk_piece *wp)
 
 static bool host_round(struct test_host *h)
 {
-	unsigned i;
+	unsigned i, w = h->ar.n && h->ar.io[0].write;
 
-	if (h->fail_every && ++h->rounds % h->fail_every == 0)
+	if (h->fail_every && ++h->rounds[w] % h->fail_every == 0)
 		return false;
 	for (i = 0; i < h->ar.n; i++) {
 		const struct engine_unit_io *io = &h->ar.io[i];
@@ -205,8 +207,13 @@ static int fx_engine(struct fx *f)
 	return 0;
 }
 
-/* Where the walks' pieces ran: on the host when there is one, on their own rings too when it fails rounds. */
-static void fx_check_host(struct fx *f)
+/*
+ * Where the walks' pieces ran: on the host when there is one (all of them
+ * when it fails no round and, @all, no piece has copies that differ), on
+ * their own rings too when it fails rounds; and the failed rounds' work
+ * was redone (the caller checks the bytes).
+ */
+static void fx_check_host(struct fx *f, bool all)
 {
 	struct rt_engine_stats st;
 
@@ -219,8 +226,14 @@ static void fx_check_host(struct fx *f)
 	assert_true(st.walk_loop_pieces > 0);
 	if (the_host.fail_every)
 		assert_true(st.walk_own_pieces > 0);
+	else if (all)
+		assert_int_equal(st.walk_own_pieces, 0);
 	else	/* only pieces whose copies differ (a scrub's) are settled on the thread */
 		assert_true(st.walk_own_pieces < st.walk_loop_pieces);
+	/* Failed rounds of both kinds, where there are writes on the host (not a scrub's). */
+	if (the_host.fail_every)
+		assert_true(the_host.rounds[0] >= the_host.fail_every &&
+			    (!all || the_host.rounds[1] >= the_host.fail_every));
 }
 
 /* The chunk of the next fixture (recover_case sets it for its own). */
@@ -286,7 +299,7 @@ static void fx_teardown(struct fx *f)
 {
 	unsigned i;
 
-	engine_destroy(f->e);	/* its walk's pieces may still be on the host */
+	engine_destroy(f->e);	/* a walk cancelled there still hands pieces to the host */
 	host_stop(&the_host);
 	for (i = 0; i < NU; i++) {
 		if (f->unit[i])
@@ -564,7 +577,7 @@ static void recover_case(int32_t level, uint32_t n, uint32_t role, uint32_t chun
 	assert_int_equal(engine_flush(f->e), 0);
 	verify_engine(f);
 	verify_roles(f);
-	fx_check_host(f);
+	fx_check_host(f, true);
 	fx_teardown(f);
 }
 
@@ -900,7 +913,7 @@ static void scrub_edges_case(int32_t level, uint32_t n, uint32_t chunk)
 	run_walk(f, RT_WALK_CHECK, 0, &pr);
 	assert_int_equal(pr.mismatches, k);
 	scrub_fixes(f, k, f->role_bytes * 10 / 12);
-	fx_check_host(f);
+	fx_check_host(f, false);
 	fx_teardown(f);
 }
 
@@ -928,7 +941,7 @@ static void test_recover_raid5_hosted(void **state)
 static void test_recover_raid1_hosted_failing(void **state)
 {
 	(void)state;
-	fx_host_fail = 3;
+	fx_host_fail = 2;
 	recover_case(RT_LEVEL_1, 3, 2, CHUNK);
 	fx_host_fail = -1;
 }
