@@ -707,7 +707,8 @@ static const struct field unit_fields[] = {
 static const struct field stats_fields[] = {
 	STATS(reads), STATS(writes), STATS(flushes), STATS(read_bytes), STATS(write_bytes),
 	STATS(errors), STATS(stripe_full), STATS(stripe_merged), STATS(stripe_rmw),
-	STATS(stripe_rcw), STATS(discards), STATS(discard_bytes),
+	STATS(stripe_rcw), STATS(discards), STATS(discard_bytes), STATS(walk_loop_pieces),
+	STATS(walk_own_pieces),
 };
 
 /* A status reply's members, in the order they are sent (raidtool-control(7)). */

@@ -73,6 +73,11 @@
 #define RING_DEPTH_MAX 16u
 #define RING_SQ_ENTRIES 256u		/* FUSE commands and unit reads */
 #define RING_CQ_ENTRIES 1024u
+/*
+ * Walk pieces a queue holds at once: the walk's depth (4), and one more
+ * as a piece's entry is freed just after the walk has it back.
+ */
+#define WALK_ENTS 8u
 #define ENABLE_URING_PARAM "/sys/module/fuse/parameters/enable_uring"
 
 struct fuse_reqctx {
@@ -137,6 +142,9 @@ struct ring_ent {
 	struct fuse_file *aio_file;	/* held while the event-driven request runs */
 	uint32_t aio_size;
 	int res;			/* a worker's result, for the queue to commit */
+	/* A background walk's piece (engine_set_loop_host), not a FUSE request. */
+	struct engine_walk_piece *wp;
+	bool walk_start;		/* on the done list: its first round */
 };
 
 struct ring_queue {
@@ -172,6 +180,15 @@ struct ring_queue {
 	struct ring_ent *done_head;
 	int efd;			/* written when done_head becomes non-empty */
 	struct ring_ent efd_ent;	/* the user_data of the eventfd's poll */
+	/*
+	 * Entries for the walk's pieces (walk_submit), free ones on
+	 * @walk_free; @walk_busy taken; @closing: the queue ends, it takes
+	 * none. Under done_mu.
+	 */
+	struct ring_ent *walk_ents, *walk_free;
+	unsigned walk_busy;
+	bool closing;
+	bool broken;			/* the ring failed: pieces get no more rounds on it */
 };
 
 struct dev_worker {
@@ -223,6 +240,10 @@ struct rt_fuse {
 	unsigned live;
 
 	_Atomic uint64_t ring_requests, dev_requests;
+
+	/* The engine whose walks run on the queues (engine_set_loop_host). */
+	struct rt_engine *host_e;
+	atomic_uint walk_rr;
 };
 
 /* ---- the files ------------------------------------------------------- */
@@ -930,6 +951,7 @@ static void ring_watch_done(struct ring_queue *q)
 
 static bool aio_start(struct ring_ent *ent);
 static void pool_push(struct rt_fuse *f, struct ring_ent *ent);
+static void walk_step(struct ring_ent *ent, bool ok);
 
 /*
  * On the queue's thread: commit what the workers have served, map again
@@ -948,7 +970,10 @@ static void ring_commit_done(struct ring_queue *q, unsigned flags)
 	while (ent) {
 		struct ring_ent *next = ent->next;
 
-		if (ent->resumed) {
+		if (ent->walk_start) {
+			ent->walk_start = false;
+			walk_step(ent, true);
+		} else if (ent->resumed) {
 			ent->resumed = false;
 			if (!aio_start(ent))
 				pool_push(q->f, ent);
@@ -1019,8 +1044,13 @@ static void aio_finish(struct ring_ent *ent)
 {
 	struct rt_fuse *f = ent->q->f;
 	bool ok = !ent->aio_failed;
-	int next = ok ? engine_aio_next(ent->aio_e, &ent->ar) : 0;
+	int next;
 
+	if (ent->wp) {
+		walk_step(ent, ok);
+		return;
+	}
+	next = ok ? engine_aio_next(ent->aio_e, &ent->ar) : 0;
 	if (next > 0) {
 		aio_submit(ent);
 		return;
@@ -1156,7 +1186,7 @@ static void aio_submit(struct ring_ent *ent)
 		if (!sqe)
 			break;
 		ent->uio[i] = (struct ring_uio){ ent, io->len };
-		if (q->fixed_payload && in_payload(ent, io->buf, io->len)) {
+		if (q->fixed_payload && !ent->wp && in_payload(ent, io->buf, io->len)) {
 			/* No page pinning per I/O: the buffer's pages are the ring's already. */
 			if (io->write)
 				io_uring_prep_write_fixed(sqe, io->fd, io->buf, io->len, io->off,
@@ -1180,6 +1210,112 @@ static void aio_submit(struct ring_ent *ent)
 		if (ent->pending == 0)
 			aio_finish(ent);
 	}
+}
+
+/*
+ * The loop host of the engine's walks (engine_set_loop_host): a piece
+ * goes to the queues in turn, on one of the queue's walk entries, and its
+ * rounds run there as a mapped request's do (aio_submit, aio_finish).
+ */
+static bool walk_submit(void *arg, struct engine_walk_piece *wp)
+{
+	struct rt_fuse *f = arg;
+	struct ring_queue *q = &f->queues[atomic_fetch_add(&f->walk_rr, 1) % f->n_queues];
+	struct ring_ent *ent;
+
+	pthread_mutex_lock(&q->done_mu);
+	ent = q->closing ? NULL : q->walk_free;
+	if (ent) {
+		q->walk_free = ent->next;
+		q->walk_busy++;
+	}
+	pthread_mutex_unlock(&q->done_mu);
+	if (!ent)
+		return false;
+	ent->wp = wp;
+	ent->walk_start = true;
+	ring_done_push(ent);
+	return true;
+}
+
+/* On the queue's thread: the piece's next round, or the piece goes back to the walk. */
+static void walk_step(struct ring_ent *ent, bool ok)
+{
+	struct ring_queue *q = ent->q;
+	int r = engine_walk_piece_step(ent->wp, ok, &ent->ar);
+
+	while (r > 0 && q->broken)
+		r = engine_walk_piece_step(ent->wp, false, &ent->ar);	/* the walk does it */
+	if (r > 0) {
+		aio_submit(ent);
+		return;
+	}
+	ent->wp = NULL;
+	pthread_mutex_lock(&q->done_mu);
+	ent->next = q->walk_free;
+	q->walk_free = ent;
+	q->walk_busy--;
+	pthread_mutex_unlock(&q->done_mu);
+}
+
+/*
+ * The connection has ended (@live 0): may the queue's thread go? Not while
+ * a walk piece it took runs; from now on it takes none.
+ */
+static bool queue_walks_over(struct ring_queue *q)
+{
+	bool over;
+
+	pthread_mutex_lock(&q->done_mu);
+	q->closing = true;
+	over = q->walk_busy == 0;
+	pthread_mutex_unlock(&q->done_mu);
+	return over;
+}
+
+/*
+ * The queue's thread leaves before its connection ended (its ring failed):
+ * it takes no more walk pieces, gives back those it never started, and
+ * reaps for a while the unit I/O of those on its ring, as the walk waits
+ * for every piece it handed out.
+ */
+static void queue_leave_early(struct ring_queue *q)
+{
+	struct ring_ent *ent;
+	unsigned tries;
+
+	q->broken = true;
+	pthread_mutex_lock(&q->done_mu);
+	q->closing = true;
+	ent = q->done_head;
+	q->done_head = NULL;
+	pthread_mutex_unlock(&q->done_mu);
+	while (ent) {
+		struct ring_ent *next = ent->next;
+
+		if (ent->walk_start) {
+			ent->walk_start = false;
+			walk_step(ent, false);
+		}
+		ent = next;
+	}
+	for (tries = 0; !queue_walks_over(q) && tries < 100; tries++) {
+		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 100000000 };
+		struct io_uring_cqe *cqe;
+		uint64_t ud;
+		int res;
+
+		if (io_uring_wait_cqe_timeout(&q->ring, &cqe, &ts) < 0)
+			continue;
+		ud = io_uring_cqe_get_data64(cqe);
+		res = cqe->res;
+		io_uring_cqe_seen(&q->ring, cqe);
+		if (ud & 1)
+			aio_unit_done((struct ring_uio *)(uintptr_t)(ud & ~(uint64_t)1), res);
+	}
+	if (!queue_walks_over(q))
+		rt_log(RT_LOG_ERROR, "'%s': FUSE queue %u: walk pieces are left on a failed ring; "
+		       "the walk waits for them", q->f->name, q->qid);
 }
 
 /* A request arrived in @ent: copy it out of the shared buffers, then serve it. */
@@ -1237,6 +1373,7 @@ static void *queue_main(void *arg)
 
 		if (er < 0) {
 			ring_register_failed(q, -errno);
+			queue_leave_early(q);
 			serving_ended(f);
 			return NULL;
 		}
@@ -1246,7 +1383,7 @@ static void *queue_main(void *arg)
 	ring_watch_done(q);
 	for (unsigned i = 0; i < f->depth; i++)
 		ring_submit(&q->ents[i], FUSE_IO_URING_CMD_REGISTER);
-	while (live > 0) {
+	while (live > 0 || !queue_walks_over(q)) {
 		struct io_uring_cqe *cqe;
 		struct ring_ent *ent;
 		uint64_t ud;
@@ -1278,6 +1415,7 @@ static void *queue_main(void *arg)
 		if (r < 0) {
 			rt_log(RT_LOG_ERROR, "'%s': FUSE queue %u: %s", f->name, q->qid,
 			       strerror(-r));
+			queue_leave_early(q);
 			break;
 		}
 		wait = false;
@@ -1445,6 +1583,14 @@ static int ring_setup(struct rt_fuse *f)
 			ent->iov[0] = (struct iovec){ ent->hdr, sizeof(*ent->hdr) };
 			ent->iov[1] = (struct iovec){ ent->payload, f->payload_size };
 		}
+		q->walk_ents = calloc(WALK_ENTS, sizeof(*q->walk_ents));
+		if (!q->walk_ents)
+			return -ENOMEM;
+		for (unsigned i = 0; i < WALK_ENTS; i++) {
+			q->walk_ents[i].q = q;
+			q->walk_ents[i].next = q->walk_free;
+			q->walk_free = &q->walk_ents[i];
+		}
 		ring_register(q);
 	}
 	return 0;
@@ -1464,6 +1610,7 @@ static void ring_free(struct rt_fuse *f)
 			free(q->ents[i].payload);
 		}
 		free(q->ents);
+		free(q->walk_ents);
 		if (q->efd > 0)
 			close(q->efd);
 		pthread_mutex_destroy(&q->done_mu);
@@ -1832,6 +1979,11 @@ int rt_fuse_start(const struct rt_fuse_params *p, struct rt_fuse **out)
 		r = f->ring_on ? ring_start(f) : dev_spawn(f, f->threads);
 	if (r < 0)
 		goto fail;
+	if (f->ring_on && p->engine) {
+		/* The walks' pieces run on the queues too. */
+		f->host_e = p->engine;
+		engine_set_loop_host(f->host_e, &(struct engine_loop_host){ walk_submit, f });
+	}
 	rt_log(RT_LOG_DEBUG, "'%s': FUSE on '%s' through %s", f->name, f->mnt,
 	       rt_fuse_transport_name(f));
 	*out = f;
@@ -1926,6 +2078,9 @@ void rt_fuse_destroy(struct rt_fuse *f)
 {
 	if (!f)
 		return;
+	/* No piece is handed to us any more; the queues finish those they have. */
+	if (f->host_e)
+		engine_set_loop_host(f->host_e, NULL);
 	for (unsigned i = 0; i < f->n_dev; i++)
 		if (f->dev[i].started)
 			pthread_join(f->dev[i].thread, NULL);

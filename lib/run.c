@@ -170,6 +170,8 @@ static int on_status(void *ctx, struct rt_control_status *st)
 	st->stats.stripe_rcw = es->stripe_rcw;
 	st->stats.discards = es->discards;
 	st->stats.discard_bytes = es->discard_bytes;
+	st->stats.walk_loop_pieces = es->walk_loop_pieces;
+	st->stats.walk_own_pieces = es->walk_own_pieces;
 	st->nospace_mask = es->nospace_mask;
 	st->retry_count = es->retry_count;
 	st->retry_window_ms = es->retry_window_ms;

@@ -146,6 +146,10 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 			       "several writes), %" PRIu64 " read-modify-write, %" PRIu64
 			       " reconstruct-write\n", stats->stripe_full, stats->stripe_merged,
 			       stats->stripe_rmw, stats->stripe_rcw);
+		if (stats->walk_loop_pieces || stats->walk_own_pieces)
+			printf("   walk pieces : %" PRIu64 " on the FUSE queues' loops, %" PRIu64
+			       " on the walk's own rings\n", stats->walk_loop_pieces,
+			       stats->walk_own_pieces);
 		if (w.speed_max) {
 			char lim[32];
 
@@ -286,6 +290,10 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 		json_u64(&j, "errors", stats->errors);
 		json_u64(&j, "discards", stats->discards);
 		json_u64(&j, "discard_bytes", stats->discard_bytes);
+		json_object_begin(&j, "walk_pieces");
+		json_u64(&j, "loops", stats->walk_loop_pieces);
+		json_u64(&j, "own", stats->walk_own_pieces);
+		json_object_end(&j);
 		if (control_status_level(st) == RT_LEVEL_5) {
 			json_object_begin(&j, "stripes");
 			json_u64(&j, "full", stats->stripe_full);

@@ -175,6 +175,8 @@ struct rt_control_stats {
 	/* raid5 stripes written whole (merged: from several requests), by RMW, by RCW */
 	uint64_t stripe_full, stripe_merged, stripe_rmw, stripe_rcw;
 	uint64_t discards, discard_bytes;	/* discard / write-zeroes requests */
+	/* Background walk pieces run on the FUSE queues' loops, and on the walk's own rings. */
+	uint64_t walk_loop_pieces, walk_own_pieces;
 };
 
 /*

@@ -41,6 +41,8 @@ struct rt_engine_stats {
 	uint64_t stripe_full, stripe_merged, stripe_rmw, stripe_rcw;
 	unsigned gather_us;		/* engine_set_gather_window */
 	uint64_t discards, discard_bytes;	/* engine_discard calls, bytes */
+	/* Walk pieces run on a loop host's loops, and on the walk's own rings (appended). */
+	uint64_t walk_loop_pieces, walk_own_pieces;
 };
 
 enum rt_engine_state {
@@ -166,6 +168,38 @@ int engine_write_map(struct rt_engine *e, const void *buf, size_t len, uint64_t 
 		     struct engine_aio *ar);
 int engine_aio_next(struct rt_engine *e, struct engine_aio *ar);
 void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok);
+
+/*
+ * A loop host: event loops (lib/fuse.c's FUSE queues over io_uring) that
+ * run the background walks' pieces (rebuild, replace, check, repair,
+ * resync) as requests of their own, their unit I/O on the same rings as
+ * the requests' and their parity computed there, instead of on rings the
+ * walk drives itself. The walk's thread then only plans the pieces, takes
+ * their stripe locks, paces them (the speed limit) and checkpoints.
+ *
+ * @submit takes a piece onto a loop, from the walk's thread; false when it
+ * cannot (the walk runs that piece itself). It must not run the piece
+ * before it returns. The loop then calls engine_walk_piece_step(wp, ok,
+ * ar) first with @ok true, and again each time the unit I/O it put in @ar
+ * (a round, like a mapped request's) has completed, @ok when all of it
+ * transferred its whole length: 1, the next round is in @ar; 0, the piece
+ * is the walk's again and the loop forgets it. A round that failed or
+ * could not be submitted is not judged by the loop (nor logged or counted,
+ * as with a mapped request): the walk runs that part again on its own
+ * ring, which is where an error is retried or its role failed. @ok false
+ * on the first call gives the piece back unrun.
+ *
+ * engine_set_loop_host(e, NULL) returns once no @submit call is under way;
+ * pieces already on a loop are finished by it. A host must finish every
+ * piece it took before its loops end.
+ */
+struct engine_walk_piece;
+struct engine_loop_host {
+	bool (*submit)(void *arg, struct engine_walk_piece *wp);
+	void *arg;
+};
+void engine_set_loop_host(struct rt_engine *e, const struct engine_loop_host *h);
+int engine_walk_piece_step(struct engine_walk_piece *wp, bool ok, struct engine_aio *ar);
 
 /* Returns once every unit has all completed writes on stable storage. */
 int engine_flush(struct rt_engine *e);

@@ -297,6 +297,8 @@ void engine_get_stats(struct rt_engine *e, struct rt_engine_stats *st)
 	st->retry_count = atomic_load(&e->retry_count);
 	st->retry_window_ms = atomic_load(&e->retry_window_ms);
 	st->gather_us = atomic_load(&e->gather_us);
+	st->walk_loop_pieces = atomic_load(&e->walk_loop_pieces);
+	st->walk_own_pieces = atomic_load(&e->walk_own_pieces);
 	st->state = engine_state(e);
 }
 
@@ -326,6 +328,9 @@ static int create_engine(const struct rt_sb *sb, struct rt_unit *const *units,
 	pthread_mutex_init(&e->fail_mu, NULL);
 	pthread_mutex_init(&e->admin_mu, NULL);
 	pthread_mutex_init(&e->areq_mu, NULL);
+	pthread_mutex_init(&e->host_mu, NULL);
+	pthread_mutex_init(&e->walk_mu, NULL);
+	pthread_cond_init(&e->walk_cond, NULL);
 
 	for (r = 0; r < n; r++)
 		role_size[r] = sb->slots[r].data_size;
@@ -452,6 +457,9 @@ void engine_destroy(struct rt_engine *e)
 	pthread_mutex_destroy(&e->fail_mu);
 	pthread_mutex_destroy(&e->admin_mu);
 	pthread_mutex_destroy(&e->areq_mu);
+	pthread_mutex_destroy(&e->host_mu);
+	pthread_mutex_destroy(&e->walk_mu);
+	pthread_cond_destroy(&e->walk_cond);
 	engine_dl_free(e);
 	free(e->zeros);
 	free(e->walk_mem);

@@ -18,7 +18,8 @@
  *   level-raid5.c    raid5               setup dispatch through it)
  *   raid5-gather.c   raid5: whole stripes gathered from several writers
  *   intent-log.c     the dirty-region log's glue (lib/dirtylog.c is the bitmap)
- *   walk.c           the walks' pipelined runs for lib/rebuild.c
+ *   walk.c           the walks' pipelined runs for lib/rebuild.c (on a loop host's
+ *                    event loops, or on the walk's own rings)
  *   replace.c        hot replace: the role's writes to its replacement too
  */
 #include <pthread.h>
@@ -376,6 +377,16 @@ struct rt_engine {
 	unsigned walk_nbuf;		/* steps per piece in walk_mem */
 
 	struct rt_walk *walk;		/* lib/rebuild.c */
+	/*
+	 * The loop host the walk's pieces run on (engine_set_loop_host; no
+	 * @submit: none). @host_mu is held across a submit; a piece handed
+	 * back by a loop is announced on @walk_cond under @walk_mu.
+	 */
+	pthread_mutex_t host_mu;
+	struct engine_loop_host host;
+	pthread_mutex_t walk_mu;
+	pthread_cond_t walk_cond;
+	_Atomic uint64_t walk_loop_pieces, walk_own_pieces;
 	struct engine_dl *dl;		/* the dirty-region log, NULL when none */
 	struct engine_fault_hooks hooks;	/* tests only */
 
@@ -573,6 +584,10 @@ void ctx_free(struct engine_ctx *c);
 int ctx_start_ios(struct rt_engine *e, struct engine_ctx *c);
 int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c);
 struct engine_ctx *ctx_try_acquire(struct rt_engine *e);
+/* The queued I/O as a round of @ar for a loop host; -EAGAIN when it does not fit. */
+int ctx_ios_to_aio(const struct rt_engine *e, const struct engine_ctx *c, struct engine_aio *ar);
+/* The queued I/O ran in full elsewhere (a loop host): count it, empty the queue. */
+void ctx_ios_done(struct rt_engine *e, struct engine_ctx *c);
 void ctx_set_walk_buf(struct engine_ctx *c, uint8_t *buf, size_t len);
 int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
 	       uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len);

@@ -239,6 +239,54 @@ static bool ctx_prep_io(struct rt_engine *e, struct engine_ctx *c, struct engine
 	return true;
 }
 
+/* @io transferred its whole length. */
+static void ctx_io_count(struct rt_engine *e, struct engine_ctx *c, const struct engine_io *io)
+{
+	if (io->op == ENGINE_OP_READ) {
+		stat_add(&c->stats.unit[io->role].reads, 1);
+		stat_add(&c->stats.unit[io->role].read_bytes, io->len);
+	} else if (io->op == ENGINE_OP_WRITE) {
+		uint64_t bit = role_bit(io->role);
+
+		stat_add(&c->stats.unit[io->role].writes, 1);
+		stat_add(&c->stats.unit[io->role].write_bytes, io->len);
+		if (!io->replica && (atomic_load_explicit(&e->nospace, memory_order_relaxed) & bit) &&
+		    (atomic_fetch_and(&e->nospace, ~bit) & bit))
+			rt_log(RT_LOG_INFO, "unit %u takes writes again", io->role);
+	}
+}
+
+int ctx_ios_to_aio(const struct rt_engine *e, const struct engine_ctx *c, struct engine_aio *ar)
+{
+	unsigned i;
+
+	if (c->n_ios > ENGINE_AIO_MAX)
+		return -EAGAIN;
+	for (i = 0; i < c->n_ios; i++) {
+		const struct engine_io *io = &c->ios[i];
+
+		if (io->op == ENGINE_OP_FSYNC)
+			return -EAGAIN;
+		ar->io[i] = (struct engine_unit_io){
+			.fd = io->replica ? e->replace_fd : e->fd[io->role],
+			.write = io->op == ENGINE_OP_WRITE,
+			.role = io->role,
+			.off = io->off,
+			.len = io->len,
+			.buf = io->buf,
+		};
+	}
+	ar->n = c->n_ios;
+	return 0;
+}
+
+void ctx_ios_done(struct rt_engine *e, struct engine_ctx *c)
+{
+	for (unsigned i = 0; i < c->n_ios; i++)
+		ctx_io_count(e, c, &c->ios[i]);
+	c->n_ios = 0;
+}
+
 /* Returns the request's error after this completion (0 while all is well). */
 static int ctx_complete_io(struct rt_engine *e, struct engine_ctx *c,
 			   struct engine_io *io, int res, int err)
@@ -286,18 +334,7 @@ static int ctx_complete_io(struct rt_engine *e, struct engine_ctx *c,
 		c->retry[c->n_retry++] = io;
 		return err;
 	}
-	if (io->op == ENGINE_OP_READ) {
-		stat_add(&c->stats.unit[io->role].reads, 1);
-		stat_add(&c->stats.unit[io->role].read_bytes, io->len);
-	} else {
-		uint64_t bit = role_bit(io->role);
-
-		stat_add(&c->stats.unit[io->role].writes, 1);
-		stat_add(&c->stats.unit[io->role].write_bytes, io->len);
-		if (!io->replica && (atomic_load_explicit(&e->nospace, memory_order_relaxed) & bit) &&
-		    (atomic_fetch_and(&e->nospace, ~bit) & bit))
-			rt_log(RT_LOG_INFO, "unit %u takes writes again", io->role);
-	}
+	ctx_io_count(e, c, io);
 	return err;
 }
 

@@ -3,9 +3,13 @@
  * The background walks' runs (lib/rebuild.c drives them): recover a role,
  * copy it to its replacement, scrub (check, repair, resync) stripes. All of
  * them are one pipeline of pieces, each under the stripe locks of its own
- * stripes, like any writer.
+ * stripes, like any writer. With a loop host (the FUSE queues over
+ * io_uring, engine_set_loop_host) the pieces run on its event loops beside
+ * the requests, and the walk's thread only locks, paces and retires them;
+ * without one it runs them on rings of its own.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -108,12 +112,40 @@ void engine_walk_release_mem(struct rt_engine *e)
  * as every writer does, so no deadlock; a user write to a stripe waits for
  * the one piece that holds it, not for a batch.
  */
+struct walk_pipe;
+struct walk_slot;
+
+/*
+ * Where a piece run on a loop host stands. RUNNING: the loop has it. The
+ * others: the loop gave it back, DONE (read, computed and written), or with
+ * what the walk's thread must still do on the slot's ring: READ (its reads,
+ * queued in the context, never ran in full there), COMPUTE (read; a scrub
+ * found copies that differ, which the thread settles and counts in order)
+ * or WRITE (its writes are queued in the context).
+ */
+enum piece_state {
+	PIECE_OWN,			/* not hosted: the thread runs it all */
+	PIECE_RUNNING,
+	PIECE_DONE,
+	PIECE_READ,
+	PIECE_COMPUTE,
+	PIECE_WRITE,
+};
+
+struct engine_walk_piece {
+	struct walk_pipe *p;
+	struct walk_slot *s;
+	unsigned round;			/* the loop's rounds so far: 1 reading, 2 writing */
+	_Atomic int state;		/* enum piece_state; set to an end under e->walk_mu */
+};
+
 struct walk_slot {
 	struct engine_ctx *c;
 	uint8_t *buf;			/* walk_bufs() steps of e->walk_step bytes */
 	uint64_t off, len;		/* role bytes */
 	uint64_t first, last;		/* stripes locked */
 	bool computed;			/* reads done and computed, the writes queued */
+	struct engine_walk_piece wp;
 };
 
 struct walk_pipe {
@@ -133,6 +165,7 @@ struct walk_pipe {
 	void *stop_arg;
 	bool halt;			/* start no more pieces: the run ends */
 	bool replan;			/* a scrub: the roles changed, plan again */
+	bool hosted;			/* pieces go to the loop host (engine_set_loop_host) */
 };
 
 static struct walk_slot *pipe_slot(struct walk_pipe *p, unsigned k)
@@ -209,7 +242,9 @@ static int pipe_may_start(struct walk_pipe *p, uint64_t pos)
 	}
 }
 
-/* Lock the piece's stripes and put its reads on the units. */
+static int pipe_host(struct walk_pipe *p, struct walk_slot *s);
+
+/* Lock the piece's stripes and put its reads on the units (or hand them to the loop host). */
 static int pipe_start(struct walk_pipe *p, uint64_t off, uint64_t len)
 {
 	struct rt_engine *e = p->e;
@@ -234,24 +269,36 @@ static int pipe_start(struct walk_pipe *p, uint64_t off, uint64_t len)
 		for (w = 0; w < p->nw && !ret; w++)
 			ret = ctx_add_io(e, s->c, ENGINE_OP_READ, p->roles[w], s->buf + w * step,
 					 off, len);
-	if (!ret)
-		ret = ctx_start_ios(e, s->c);
-	return ret;
+	if (ret)
+		return ret;
+	if (p->hosted)
+		return pipe_host(p, s);
+	return ctx_start_ios(e, s->c);
 }
 
 /*
  * Compare (and repair) the piece in column pieces, which never cross a
  * chunk: parity rotates per stripe. A stripe in several pieces counts once.
+ * @look (on a loop: no I/O, nothing counted): only whether every copy
+ * agrees; 1 at the first stripe whose copies differ.
  */
-static int pipe_scrub(struct walk_pipe *p, struct walk_slot *s)
+static int pipe_scrub(struct walk_pipe *p, struct walk_slot *s, bool look)
 {
 	struct rt_engine *e = p->e;
-	struct engine_scrub *sc = p->job->sc;
+	struct engine_scrub *sc = p->job->sc, cmp;
 	uint64_t C = e->layout.chunk, o;
 	uint8_t *buf[RT_MAX_UNITS + 1];
 	uint32_t w;
 	int ret = 0;
 
+	if (look) {
+		/* Only the settings: the loops run while the thread counts in *sc. */
+		cmp = (struct engine_scrub){
+			.settle_ties = sc->settle_ties, .prefer_set = sc->prefer_set,
+			.prefer = sc->prefer,
+		};
+		sc = &cmp;
+	}
 	for (w = 0; w <= p->nw; w++)
 		buf[w] = s->buf + w * e->walk_step;
 	for (o = 0; o < s->len && !ret;) {
@@ -262,6 +309,8 @@ static int pipe_scrub(struct walk_pipe *p, struct walk_slot *s)
 		q.stripe = q.pos / C;
 		q.len = min_u64(s->len - o, C - q.pos % C);
 		ret = e->ops->scrub(e, s->c, &q, sc);
+		if (look && (ret || q.bad))
+			return 1;
 		if (sc->repair)
 			sc->kept_roles |= q.kept;
 		if (q.bad && p->last_bad != q.stripe) {
@@ -275,30 +324,153 @@ static int pipe_scrub(struct walk_pipe *p, struct walk_slot *s)
 	return ret;
 }
 
-/* The oldest piece still reading: wait for its reads, compute it, start its writes. */
-static int pipe_compute(struct walk_pipe *p)
+/* A recover, or a copy of a faulty role: rebuild the role's bytes from those read. */
+static int pipe_rebuild(struct walk_pipe *p, struct walk_slot *s)
 {
 	struct rt_engine *e = p->e;
 	const struct engine_walk_job *j = p->job;
-	struct walk_slot *s = pipe_slot(p, p->n_computed);
 	bool rebuilt = j->kind == RT_WALK_RECOVER || (j->kind == RT_WALK_REPLACE && p->lost);
+
+	if (!rebuilt || !e->ops->recover_compute)
+		return 0;
+	return e->ops->recover_compute(e, j->role, s->buf, e->walk_step, s->len);
+}
+
+/* Queue the piece's writes: the rebuilt role, the copy (a scrub queues its repairs). */
+static int pipe_queue_write(struct walk_pipe *p, struct walk_slot *s)
+{
+	struct rt_engine *e = p->e;
+	const struct engine_walk_job *j = p->job;
+
+	if (j->kind == RT_WALK_RECOVER)
+		return ctx_add_io(e, s->c, ENGINE_OP_WRITE, j->role, s->buf, s->off, s->len);
+	return ctx_add_replica(e, s->c, ENGINE_OP_WRITE, j->role, s->buf, s->off, s->len);
+}
+
+/* Wait for the piece's reads, compute it, start its writes. */
+static int pipe_compute_slot(struct walk_pipe *p, struct walk_slot *s)
+{
+	struct rt_engine *e = p->e;
 	int ret = ctx_run_ios(e, s->c);
 
-	if (!ret && rebuilt && e->ops->recover_compute)
-		ret = e->ops->recover_compute(e, j->role, s->buf, e->walk_step, s->len);
+	if (!ret)
+		ret = pipe_rebuild(p, s);
 	if (ret)
 		return ret;
 	s->computed = true;
-	p->n_computed++;
-	if (j->kind == RT_WALK_RECOVER)
-		ret = ctx_add_io(e, s->c, ENGINE_OP_WRITE, j->role, s->buf, s->off, s->len);
-	else if (j->kind == RT_WALK_REPLACE)
-		ret = ctx_add_replica(e, s->c, ENGINE_OP_WRITE, j->role, s->buf, s->off, s->len);
-	else
-		ret = pipe_scrub(p, s);
+	if (!p->hosted)
+		p->n_computed++;
+	ret = walk_scrubs(p->job->kind) ? pipe_scrub(p, s, false) : pipe_queue_write(p, s);
 	if (!ret && s->c->n_ios)
 		ret = ctx_start_ios(e, s->c);
 	return ret;
+}
+
+/* The oldest piece still reading. */
+static int pipe_compute(struct walk_pipe *p)
+{
+	return pipe_compute_slot(p, pipe_slot(p, p->n_computed));
+}
+
+/*
+ * Hand the piece (its stripes locked, its reads queued in the context) to
+ * the loop host; when it is refused, the reads start on the slot's ring.
+ */
+static int pipe_host(struct walk_pipe *p, struct walk_slot *s)
+{
+	struct rt_engine *e = p->e;
+	bool taken = false;
+
+	s->wp.round = 0;
+	atomic_store(&s->wp.state, PIECE_RUNNING);
+	pthread_mutex_lock(&e->host_mu);
+	if (e->host.submit)
+		taken = e->host.submit(e->host.arg, &s->wp);
+	pthread_mutex_unlock(&e->host_mu);
+	if (taken)
+		return 0;
+	atomic_store(&s->wp.state, PIECE_READ);
+	return ctx_start_ios(e, s->c);
+}
+
+/* On the loop: what a piece does after its reads; the piece_state it ends in. */
+static int piece_compute(struct walk_pipe *p, struct walk_slot *s)
+{
+	if (pipe_rebuild(p, s))
+		return PIECE_COMPUTE;
+	if (walk_scrubs(p->job->kind))
+		return pipe_scrub(p, s, true) ? PIECE_COMPUTE : PIECE_DONE;
+	if (pipe_queue_write(p, s)) {
+		s->c->n_ios = 0;
+		return PIECE_COMPUTE;
+	}
+	return s->c->n_ios ? PIECE_WRITE : PIECE_DONE;
+}
+
+int engine_walk_piece_step(struct engine_walk_piece *wp, bool ok, struct engine_aio *ar)
+{
+	struct walk_pipe *p = wp->p;
+	struct walk_slot *s = wp->s;
+	struct rt_engine *e = p->e;
+	int end;
+
+	switch (wp->round++) {
+	case 0:
+		if (ok && ctx_ios_to_aio(e, s->c, ar) == 0)
+			return 1;
+		end = PIECE_READ;	/* the loop cannot take it after all */
+		break;
+	case 1:
+		if (!ok) {
+			end = PIECE_READ;	/* the thread reads it again, judging the error */
+			break;
+		}
+		ctx_ios_done(e, s->c);
+		end = piece_compute(p, s);
+		if (end == PIECE_WRITE && ctx_ios_to_aio(e, s->c, ar) == 0)
+			return 1;
+		break;
+	default:
+		end = ok ? PIECE_DONE : PIECE_WRITE;
+		if (ok)
+			ctx_ios_done(e, s->c);
+		break;
+	}
+	pthread_mutex_lock(&e->walk_mu);
+	atomic_store(&wp->state, end);
+	pthread_cond_broadcast(&e->walk_cond);
+	pthread_mutex_unlock(&e->walk_mu);
+	return 0;
+}
+
+/*
+ * Wait until the loop gives the oldest piece back, and do on the slot's
+ * ring what it left (nothing after an error: the run ends).
+ */
+static int pipe_take_back(struct walk_pipe *p, struct walk_slot *s, int err)
+{
+	struct rt_engine *e = p->e;
+	int state;
+
+	pthread_mutex_lock(&e->walk_mu);
+	while ((state = atomic_load(&s->wp.state)) == PIECE_RUNNING)
+		pthread_cond_wait(&e->walk_cond, &e->walk_mu);
+	pthread_mutex_unlock(&e->walk_mu);
+	atomic_store(&s->wp.state, PIECE_OWN);
+	atomic_fetch_add(state == PIECE_DONE ? &e->walk_loop_pieces : &e->walk_own_pieces, 1);
+	if (err) {
+		if (!s->c->run_started)
+			s->c->n_ios = 0;
+		return err;
+	}
+	switch (state) {
+	case PIECE_READ:
+	case PIECE_COMPUTE:
+		return pipe_compute_slot(p, s);
+	default:
+		s->computed = true;	/* PIECE_WRITE: pipe_retire runs the writes */
+		return 0;
+	}
 }
 
 /*
@@ -311,8 +483,13 @@ static int pipe_retire(struct walk_pipe *p, int err)
 	struct walk_slot *s = pipe_slot(p, 0);
 	int ret = err;
 
-	if (!s->computed && !ret)
-		ret = pipe_compute(p);
+	if (p->hosted) {
+		ret = pipe_take_back(p, s, ret);
+	} else {
+		atomic_fetch_add(&e->walk_own_pieces, 1);
+		if (!s->computed && !ret)
+			ret = pipe_compute(p);
+	}
 	/* Whatever was queued or submitted is reaped here. */
 	if (s->c->run_started || (s->computed && s->c->n_ios)) {
 		int r = ctx_run_ios(e, s->c);
@@ -325,7 +502,7 @@ static int pipe_retire(struct walk_pipe *p, int err)
 		ret = -EIO;
 	s->c->n_ios = 0;
 	stripe_lock_release(e, s->c, s->first, s->last);
-	if (s->computed)
+	if (s->computed && !p->hosted)
 		p->n_computed--;
 	p->head = (p->head + 1) % p->depth;
 	p->count--;
@@ -350,6 +527,18 @@ static int pipe_retire(struct walk_pipe *p, int err)
  * context (the walk gives its contexts back). Everything in flight is
  * retired before returning.
  */
+/* Has the oldest piece nothing in flight (it is retired at once)? */
+static bool pipe_oldest_idle(struct walk_pipe *p)
+{
+	struct walk_slot *s = pipe_slot(p, 0);
+
+	int state = atomic_load(&s->wp.state);
+
+	if (p->hosted)	/* a piece the host refused reads on the slot's ring meanwhile */
+		return state != PIECE_RUNNING && !(state == PIECE_READ && s->c->run_started);
+	return s->computed && !s->c->run_started;
+}
+
 static int pipe_run(struct walk_pipe *p, uint64_t end)
 {
 	struct rt_engine *e = p->e;
@@ -357,7 +546,7 @@ static int pipe_run(struct walk_pipe *p, uint64_t end)
 	int ret = 0;
 
 	for (;;) {
-		if (p->count && pipe_slot(p, 0)->computed && !pipe_slot(p, 0)->c->run_started) {
+		if (p->count && pipe_oldest_idle(p)) {
 			ret = pipe_retire(p, ret);
 			continue;
 		}
@@ -377,7 +566,7 @@ static int pipe_run(struct walk_pipe *p, uint64_t end)
 		}
 		if (!p->count)
 			break;
-		if (!ret && p->n_computed < p->count && p->n_computed < 2) {
+		if (!ret && !p->hosted && p->n_computed < p->count && p->n_computed < 2) {
 			ret = pipe_compute(p);
 			continue;
 		}
@@ -422,7 +611,13 @@ int engine_walk_run(struct rt_engine *e, const struct engine_walk_job *job, uint
 	for (i = 0; i < p.depth; i++) {
 		p.slot[i].buf = e->walk_mem + (size_t)i * nbuf * e->walk_step;
 		ctx_set_walk_buf(p.slot[i].c, p.slot[i].buf, nbuf * e->walk_step);
+		p.slot[i].wp.p = &p;
+		p.slot[i].wp.s = &p.slot[i];
+		atomic_init(&p.slot[i].wp.state, PIECE_OWN);
 	}
+	pthread_mutex_lock(&e->host_mu);
+	p.hosted = e->host.submit != NULL;
+	pthread_mutex_unlock(&e->host_mu);
 	for (;;) {
 		uint64_t m;
 
@@ -468,4 +663,11 @@ int engine_recover_complete(struct rt_engine *e, uint32_t role)
 	}
 	pthread_mutex_unlock(&e->fail_mu);
 	return ret;
+}
+
+void engine_set_loop_host(struct rt_engine *e, const struct engine_loop_host *h)
+{
+	pthread_mutex_lock(&e->host_mu);
+	e->host = h ? *h : (struct engine_loop_host){ .submit = NULL };
+	pthread_mutex_unlock(&e->host_mu);
 }

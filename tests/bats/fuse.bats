@@ -5,7 +5,10 @@
 # event-driven, holding their stripe locks) verify under both; a connection
 # torn down mid-request (kill -9 of the engine during fio, the connection
 # aborted under fio, deactivate during I/O, readers and writers of the FUSE
-# file interrupted) leaves no thread stuck and nothing mounted.
+# file interrupted) leaves no thread stuck and nothing mounted. The
+# background walks' pieces run on the io_uring queues' loops (status counts
+# them), on the walk's own rings over /dev/fuse, and a connection aborted
+# in the middle of a rebuild on the loops leaves nothing stuck.
 
 load helpers
 
@@ -256,6 +259,7 @@ same_blocks_test() {
 		--verify=crc32c --verify_backlog=256 --verify_fatal=1 --verify_state_save=0 \
 		--output="$TESTDIR/fio.out" >/dev/null 2>&1 &
 	fiopid=$!
+	# shellcheck disable=SC2030  # each test's own list, reaped by its teardown
 	BGPIDS+=("$fiopid")
 	wait_writes 100
 	run raidtool deactivate "$NAME"
@@ -377,4 +381,106 @@ abort_test() {
 @test "connection aborted under raid5 writes over io_uring: no engine thread stuck, deactivate cleans up" {
 	require_uring
 	abort_test uring 5 4
+}
+
+# walk_pieces WHICH: status's count of walk pieces run on the loops or on the walk's own rings.
+walk_pieces() {
+	status_json | jq -r ".stats.walk_pieces.$1"
+}
+
+# walks_test TRANSPORT: a rebuild under fio and a check, data verified;
+# LOOPS and OWN: the pieces run on the queues' loops, on the walk's rings.
+walks_test() {
+	local transport=$1
+	start_with "$transport" 5 64K 4 64M
+	head -c 32M /dev/urandom > "$TESTDIR/pattern"
+	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	run raidtool fail "$NAME" "$TESTDIR/u1.img"
+	assert_success
+	run raidtool remove "$NAME" "$TESTDIR/u1.img"
+	assert_success
+	fio --name=w --filename="$DEV" --offset=32M --direct=1 --ioengine=io_uring --iodepth=8 \
+		--rw=randwrite --bs=4k-64k --size=16M --verify=crc32c --verify_state_save=0 \
+		--output="$TESTDIR/fio.out" \
+		>/dev/null 2>&1 &
+	FIOPID=$!
+	# shellcheck disable=SC2031  # teardown reaps it if the test fails
+	BGPIDS+=("$FIOPID")
+	run raidtool add "$NAME" "$(make_image u9.img 64M)"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "rebuild of role 1 done"
+	wait "$FIOPID" || fail "fio verify under the rebuild: $(cat "$TESTDIR/fio.out")"
+	cmp <(dd if="$DEV" bs=1M count=32 iflag=direct status=none) "$TESTDIR/pattern"
+	check_clean
+	LOOPS=$(walk_pieces loops)
+	OWN=$(walk_pieces own)
+}
+
+@test "walks over io_uring: a rebuild under fio and a check run their pieces on the queues' loops; data verifies" {
+	require_uring
+	walks_test uring
+	[ "$LOOPS" -gt 0 ] || fail "no walk piece ran on the loops (own rings: $OWN)"
+	[ "$OWN" -eq 0 ] || fail "$OWN walk pieces ran on the walk's own rings"
+}
+
+@test "walks over /dev/fuse: the walk runs its pieces on its own rings; data verifies" {
+	walks_test dev
+	[ "$LOOPS" -eq 0 ] || fail "$LOOPS walk pieces on loops that /dev/fuse does not have"
+	[ "$OWN" -gt 0 ] || fail "no walk piece counted"
+}
+
+@test "connection aborted during a rebuild on the queues' loops: nothing stuck, deactivate ends it, the array comes back whole" {
+	require_uring
+	local pid conn stuck now state t
+	if ! mountpoint -q /sys/fs/fuse/connections; then
+		mount -t fusectl fusectl /sys/fs/fuse/connections ||
+			require "needs fusectl on /sys/fs/fuse/connections"
+		FUSECTL_MOUNTED=1
+	fi
+	start_with uring 5 64K 4 256M
+	head -c 16M /dev/urandom > "$TESTDIR/pattern"
+	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	pid=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
+	conn=$(stat -c %d "$RAIDTOOL_RUNDIR/$NAME/mnt")
+	run raidtool fail "$NAME" "$TESTDIR/u2.img"
+	assert_success
+	run raidtool remove "$NAME" "$TESTDIR/u2.img"
+	assert_success
+	# Unlimited, so that pieces are on the loops when the connection goes.
+	run raidtool add "$NAME" "$(make_image u9.img 256M)"
+	assert_success
+	for _ in $(seq 200); do
+		[ "$(walk_pieces loops)" -gt 2 ] && break
+		sleep 0.02
+	done
+	echo 1 > "/sys/fs/fuse/connections/$conn/abort"
+	[ "$(status_json | jq -r .walk.running)" = true ] || skip "the rebuild ended before the abort"
+	sleep 1
+	# The walk goes on (on its own rings): its I/O workers sleep in D for a
+	# moment; a thread that stays there for a second is stuck.
+	stuck=$(ls /proc/"$pid"/task)
+	for _ in $(seq 10); do
+		sleep 0.1
+		now=""
+		for t in $stuck; do
+			state=$(awk '{ print $3 }' "/proc/$pid/task/$t/stat" 2>/dev/null) || continue
+			[ "$state" != D ] || now="$now $t"
+		done
+		stuck=$now
+	done
+	[ -z "$stuck" ] || fail "engine threads stuck:$stuck ($(cat /proc/"$pid"/task/*/wchan | tr '\0' ' '))"
+	# A queue that left with pieces on its ring would leave the walk waiting for ever.
+	run timeout 60 "$RAIDTOOL_BIN" deactivate "$NAME"
+	assert_success
+	wait_gone "$pid"
+	no_leftovers
+	# The rebuild resumes from its checkpoint (or had ended on the walk's own rings).
+	run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/pattern"
+	check_clean
 }

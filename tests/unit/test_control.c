@@ -112,7 +112,7 @@ static void fill_status(struct rt_control_status *st)
 		u->retries = 600 + i;
 		u->no_space = i == 1;
 	}
-	st->stats = (struct rt_control_stats){ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 };
+	st->stats = (struct rt_control_stats){ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14 };
 	st->health = RT_HEALTH_DEGRADED;
 	st->walk = RT_WALK_REPAIR;
 	st->walk_running = true;

@@ -100,9 +100,140 @@ static int open_unit(struct fx *f, unsigned i, bool garbage)
 			 &f->unit[i]);
 }
 
+/*
+ * A loop host for the walks' pieces, as lib/fuse.c's queues are one: a
+ * thread running each piece's rounds with pread/pwrite. Every fail_every-th
+ * read round and every fail_every-th write round (0: none) are reported
+ * failed without their I/O, so that the walk's thread must do that part
+ * itself.
+ */
+struct test_host {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	struct engine_walk_piece *q[16];
+	unsigned head, n, fail_every;
+	unsigned rounds[2];		/* read rounds, write rounds */
+	bool stop, running;
+	pthread_t th;
+	struct engine_aio ar;
+};
+
+static struct test_host the_host;
+/* The next fixture's walks: -1 on their own rings, else on the_host failing every Nth round of a kind. */
+static int fx_host_fail = -1;
+
+static bool host_submit(void *arg, struct engine_walk_piece *wp)
+{
+	struct test_host *h = arg;
+	bool ok;
+
+	pthread_mutex_lock(&h->mu);
+	ok = h->n < 16;
+	if (ok)
+		h->q[(h->head + h->n++) % 16] = wp;
+	pthread_cond_signal(&h->cond);
+	pthread_mutex_unlock(&h->mu);
+	return ok;
+}
+
+static bool host_round(struct test_host *h)
+{
+	unsigned i, w = h->ar.n && h->ar.io[0].write;
+
+	if (h->fail_every && ++h->rounds[w] % h->fail_every == 0)
+		return false;
+	for (i = 0; i < h->ar.n; i++) {
+		const struct engine_unit_io *io = &h->ar.io[i];
+		ssize_t r = io->write ? pwrite(io->fd, io->buf, io->len, (off_t)io->off) :
+					pread(io->fd, io->buf, io->len, (off_t)io->off);
+
+		if (r != (ssize_t)io->len)
+			return false;
+	}
+	return true;
+}
+
+static void *host_main(void *arg)
+{
+	struct test_host *h = arg;
+
+	for (;;) {
+		struct engine_walk_piece *wp;
+		bool ok = true;
+
+		pthread_mutex_lock(&h->mu);
+		while (!h->n && !h->stop)
+			pthread_cond_wait(&h->cond, &h->mu);
+		if (!h->n) {
+			pthread_mutex_unlock(&h->mu);
+			return NULL;
+		}
+		wp = h->q[h->head];
+		h->head = (h->head + 1) % 16;
+		h->n--;
+		pthread_mutex_unlock(&h->mu);
+		while (engine_walk_piece_step(wp, ok, &h->ar) > 0)
+			ok = host_round(h);
+	}
+}
+
+static void host_stop(struct test_host *h)
+{
+	if (!h->running)
+		return;
+	pthread_mutex_lock(&h->mu);
+	h->stop = true;
+	pthread_cond_signal(&h->cond);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->th, NULL);
+	h->running = false;
+}
+
 static int fx_engine(struct fx *f)
 {
-	return engine_create(&f->sb, f->unit, f->n, &f->e);
+	struct test_host *h = &the_host;
+	int r = engine_create(&f->sb, f->unit, f->n, &f->e);
+
+	if (r || fx_host_fail < 0)
+		return r;
+	memset(h, 0, sizeof(*h));
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	h->fail_every = (unsigned)fx_host_fail;
+	if (pthread_create(&h->th, NULL, host_main, h))
+		return -1;
+	h->running = true;
+	engine_set_loop_host(f->e, &(struct engine_loop_host){ host_submit, h });
+	return 0;
+}
+
+/*
+ * Where the walks' pieces ran: on the host when there is one (all of them
+ * when it fails no round and, @all, no piece has copies that differ), on
+ * their own rings too when it fails rounds; and the failed rounds' work
+ * was redone (the caller checks the bytes).
+ */
+static void fx_check_host(struct fx *f, bool all)
+{
+	struct rt_engine_stats st;
+
+	engine_get_stats(f->e, &st);
+	if (!the_host.running) {
+		assert_int_equal(st.walk_loop_pieces, 0);
+		assert_true(st.walk_own_pieces > 0);
+		return;
+	}
+	assert_true(st.walk_loop_pieces > 0);
+	if (the_host.fail_every)
+		assert_true(st.walk_own_pieces > 0);
+	else if (all)
+		assert_int_equal(st.walk_own_pieces, 0);
+	else	/* only pieces whose copies differ (a scrub's) are settled on the thread */
+		assert_true(st.walk_own_pieces < st.walk_loop_pieces);
+	/* Failed rounds of both kinds, where there are writes on the host (not a scrub's). */
+	if (the_host.fail_every)
+		assert_true(the_host.rounds[0] >= the_host.fail_every &&
+			    (!all || the_host.rounds[1] >= the_host.fail_every));
 }
 
 /* The chunk of the next fixture (recover_case sets it for its own). */
@@ -168,7 +299,8 @@ static void fx_teardown(struct fx *f)
 {
 	unsigned i;
 
-	engine_destroy(f->e);
+	engine_destroy(f->e);	/* a walk cancelled there still hands pieces to the host */
+	host_stop(&the_host);
 	for (i = 0; i < NU; i++) {
 		if (f->unit[i])
 			unit_close(f->unit[i]);
@@ -190,6 +322,7 @@ static void fx_teardown(struct fx *f)
  */
 static int fx_cleanup(void **state)
 {
+	fx_host_fail = -1;
 	if (fx_live)
 		fx_teardown(fx_live);
 	return 0;
@@ -444,6 +577,7 @@ static void recover_case(int32_t level, uint32_t n, uint32_t role, uint32_t chun
 	assert_int_equal(engine_flush(f->e), 0);
 	verify_engine(f);
 	verify_roles(f);
+	fx_check_host(f, true);
 	fx_teardown(f);
 }
 
@@ -779,6 +913,7 @@ static void scrub_edges_case(int32_t level, uint32_t n, uint32_t chunk)
 	run_walk(f, RT_WALK_CHECK, 0, &pr);
 	assert_int_equal(pr.mismatches, k);
 	scrub_fixes(f, k, f->role_bytes * 10 / 12);
+	fx_check_host(f, false);
 	fx_teardown(f);
 }
 
@@ -792,6 +927,39 @@ static void test_scrub_edges_raid5_big_chunk(void **state)
 {
 	(void)state;
 	scrub_edges_case(RT_LEVEL_5, 3, 4u << 20);
+}
+
+/* The walks' pieces on a loop host, and on one that fails rounds (the thread does that part). */
+static void test_recover_raid5_hosted(void **state)
+{
+	(void)state;
+	fx_host_fail = 0;
+	recover_case(RT_LEVEL_5, 3, 0, CHUNK);
+	fx_host_fail = -1;
+}
+
+static void test_recover_raid1_hosted_failing(void **state)
+{
+	(void)state;
+	fx_host_fail = 2;
+	recover_case(RT_LEVEL_1, 3, 2, CHUNK);
+	fx_host_fail = -1;
+}
+
+static void test_scrub_edges_raid5_hosted_failing(void **state)
+{
+	(void)state;
+	fx_host_fail = 4;
+	scrub_edges_case(RT_LEVEL_5, 3, CHUNK);
+	fx_host_fail = -1;
+}
+
+static void test_scrub_edges_raid1_hosted(void **state)
+{
+	(void)state;
+	fx_host_fail = 0;
+	scrub_edges_case(RT_LEVEL_1, 3, CHUNK);
+	fx_host_fail = -1;
 }
 
 static void test_scrub_edges_raid1(void **state)
@@ -948,6 +1116,10 @@ int main(void)
 		cmocka_unit_test_teardown(test_scrub_edges_raid5_big_chunk, fx_cleanup),
 		cmocka_unit_test_teardown(test_scrub_edges_raid1, fx_cleanup),
 		cmocka_unit_test_teardown(test_dirtylog_disk, fx_cleanup),
+		cmocka_unit_test_teardown(test_recover_raid5_hosted, fx_cleanup),
+		cmocka_unit_test_teardown(test_recover_raid1_hosted_failing, fx_cleanup),
+		cmocka_unit_test_teardown(test_scrub_edges_raid5_hosted_failing, fx_cleanup),
+		cmocka_unit_test_teardown(test_scrub_edges_raid1_hosted, fx_cleanup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
