@@ -953,6 +953,19 @@ static bool aio_start(struct ring_ent *ent);
 static void pool_push(struct rt_fuse *f, struct ring_ent *ent);
 static void walk_step(struct ring_ent *ent, bool ok);
 
+/* The queue's done list, taken whole (@close: the queue takes no walk piece after). */
+static struct ring_ent *done_take(struct ring_queue *q, bool close)
+{
+	struct ring_ent *ent;
+
+	pthread_mutex_lock(&q->done_mu);
+	q->closing = q->closing || close;
+	ent = q->done_head;
+	q->done_head = NULL;
+	pthread_mutex_unlock(&q->done_mu);
+	return ent;
+}
+
 /*
  * On the queue's thread: commit what the workers have served, map again
  * the WRITEs a stripe lock let go of.
@@ -963,10 +976,7 @@ static void ring_commit_done(struct ring_queue *q, unsigned flags)
 	eventfd_t v;
 
 	(void)eventfd_read(q->efd, &v);		/* non-blocking: reset before taking the list */
-	pthread_mutex_lock(&q->done_mu);
-	ent = q->done_head;
-	q->done_head = NULL;
-	pthread_mutex_unlock(&q->done_mu);
+	ent = done_take(q, false);
 	while (ent) {
 		struct ring_ent *next = ent->next;
 
@@ -1285,11 +1295,7 @@ static void queue_leave_early(struct ring_queue *q)
 	unsigned tries;
 
 	q->broken = true;
-	pthread_mutex_lock(&q->done_mu);
-	q->closing = true;
-	ent = q->done_head;
-	q->done_head = NULL;
-	pthread_mutex_unlock(&q->done_mu);
+	ent = done_take(q, true);
 	while (ent) {
 		struct ring_ent *next = ent->next;
 

@@ -456,7 +456,9 @@ walks_test() {
 		sleep 0.02
 	done
 	echo 1 > "/sys/fs/fuse/connections/$conn/abort"
-	[ "$(status_json | jq -r .walk.running)" = true ] || skip "the rebuild ended before the abort"
+	# Rarely the rebuild is over by now: what follows must hold all the same.
+	[ "$(status_json | jq -r .walk.running)" = true ] ||
+		echo "# the rebuild ended before the abort" >&3
 	sleep 1
 	# The walk goes on (on its own rings): its I/O workers sleep in D for a
 	# moment; a thread that stays there for a second is stuck.
