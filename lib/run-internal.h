@@ -62,6 +62,13 @@ struct run {
 	 * that `wait` waits for that rebuild too.
 	 */
 	atomic_bool rebuild_next;
+	/*
+	 * Bit r: role r's rebuild failed or was cancelled in this run. It is
+	 * not resumed when another walk ends (a source that failed would fail
+	 * it again at once) until a rebuild of it is started anew (an add, a
+	 * spare) or the next start.
+	 */
+	_Atomic uint64_t rebuild_stopped;
 	uint64_t walk_speed_max;	/* RAIDTOOL_SYNC_SPEED_MAX, bytes/s; 0: none */
 	long stripe_wait_us;		/* RAIDTOOL_STRIPE_WAIT_US; -1: the engine's default */
 	enum rt_fuse_transport transport;	/* RAIDTOOL_FUSE_TRANSPORT */

@@ -650,6 +650,8 @@ void run_on_walk_done(int kind, int result, void *ctx)
 	else
 		rt_log(RT_LOG_ERROR, "'%s': %s failed: %s", run->name, control_walk_name(kind),
 		       strerror(-result));
+	if (kind == RT_WALK_RECOVER && result != 0)
+		atomic_fetch_or(&run->rebuild_stopped, 1ull << run->rebuild_role);
 	/* A cancel (a stop, or the admin's) leaves the rest to the next start. */
 	if (result == -ECANCELED)
 		atomic_store(&run->rebuild_next, false);
@@ -814,6 +816,7 @@ int run_start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,
 	int r;
 
 	run->rebuild_role = role;
+	atomic_fetch_and(&run->rebuild_stopped, ~(1ull << role));
 	r = run_walk_start(run, &p);
 	if (r < 0)
 		rt_log(RT_LOG_ERROR, "'%s': cannot start rebuilding role %u: %s", run->name,
@@ -851,6 +854,7 @@ static bool rebuild_waits(struct run *run, const struct rt_walk_progress *wp)
 		uint32_t state = as->sb.slots[role].state;
 
 		if (state == RT_SLOT_REBUILDING && as->units[role] &&
+		    !(atomic_load(&run->rebuild_stopped) & (1ull << role)) &&
 		    !(wp->running && wp->kind == RT_WALK_RECOVER && wp->role == role))
 			return true;
 		failed = failed || state == RT_SLOT_FAULTY || state == RT_SLOT_MISSING;
@@ -887,7 +891,8 @@ static bool resume_rebuild(struct run *run)
 	pthread_mutex_lock(&run->admin_lock);
 	for (uint32_t role = 0; role < as->n_roles && !started; role++) {
 		pthread_mutex_lock(&run->sb_lock);
-		u = as->sb.slots[role].state == RT_SLOT_REBUILDING ? as->units[role] : NULL;
+		u = as->sb.slots[role].state == RT_SLOT_REBUILDING &&
+		    !(atomic_load(&run->rebuild_stopped) & (1ull << role)) ? as->units[role] : NULL;
 		at = as->sb.slots[role].recovery_offset;
 		pthread_mutex_unlock(&run->sb_lock);
 		if (!u)
@@ -1228,12 +1233,6 @@ static void wait_for_stop(struct run *run)
 			return;
 		}
 		if (k == 0) {
-			struct rt_walk_progress wp;
-
-			/* Its wake-up lost: what waited for the walk that ended starts now. */
-			engine_walk_progress(run->e, &wp);
-			if (atomic_load(&run->rebuild_next) && !wp.running)
-				next_rebuild(run);
 			if (!run->readonly)
 				resync_owed(run);
 			continue;

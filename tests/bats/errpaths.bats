@@ -521,6 +521,25 @@ degraded_with_spare() {
 	data_ok
 }
 
+@test "raid1 x2: the rebuild's only source fails mid-rebuild: the rebuild fails once and is not restarted, wait returns" {
+	degraded_with_spare 1 2
+	echo "delay 20" > "$TESTDIR/ffs2/ctl"
+	run raidtool add "$NAME" "$SPARE"
+	assert_success
+	for _ in $(seq 100); do
+		[ "$(status_json | jq -r .walk.done)" -gt 0 ] && break
+		sleep 0.05
+	done
+	echo "fail read" > "$TESTDIR/ffs0/ctl"
+	echo "delay 0" > "$TESTDIR/ffs2/ctl"
+	run timeout 30 "$RAIDTOOL_BIN" wait "$NAME"
+	[ "$status" -ne 124 ] || fail "wait did not return: the rebuild runs again and again"
+	sleep 2
+	n=$(engine_log | grep -c "rebuilding failed")
+	[ "$n" -eq 1 ] || fail "the rebuild failed $n times (restarted after it failed): $(engine_log | tail -n 5)"
+	[ "$(status_json | jq -r .walk.running)" = false ]
+}
+
 # --- 8. dirty-log merges ------------------------------------------------------
 
 # log_area UNIT: "OFFSET SIZE" of the unit's dirty-region log area.
