@@ -501,10 +501,7 @@ degraded_with_spare() {
 	run raidtool add "$NAME" "$SPARE"
 	assert_success
 	# Role 0 is the source (the first working mirror); it fails mid-walk.
-	for _ in $(seq 100); do
-		[ "$(status_json | jq -r .walk.done)" -gt 0 ] && break
-		sleep 0.05
-	done
+	status_until_above .walk.done 0 || true
 	echo "fail read" > "$TESTDIR/ffs0/ctl"
 	echo "delay 0" > "$TESTDIR/ffs3/ctl"
 	run raidtool wait "$NAME"
@@ -526,10 +523,7 @@ degraded_with_spare() {
 	echo "delay 20" > "$TESTDIR/ffs2/ctl"
 	run raidtool add "$NAME" "$SPARE"
 	assert_success
-	for _ in $(seq 100); do
-		[ "$(status_json | jq -r .walk.done)" -gt 0 ] && break
-		sleep 0.05
-	done
+	status_until_above .walk.done 0 || true
 	echo "fail read" > "$TESTDIR/ffs0/ctl"
 	echo "delay 0" > "$TESTDIR/ffs2/ctl"
 	run timeout 30 "$RAIDTOOL_BIN" wait "$NAME"

@@ -451,10 +451,7 @@ walks_test() {
 	# Unlimited, so that pieces are on the loops when the connection goes.
 	run raidtool add "$NAME" "$(make_image u9.img 256M)"
 	assert_success
-	for _ in $(seq 200); do
-		[ "$(walk_pieces loops)" -gt 2 ] && break
-		sleep 0.02
-	done
+	status_until_above .stats.walk_pieces.loops 2 || true
 	echo 1 > "/sys/fs/fuse/connections/$conn/abort"
 	# Rarely the rebuild is over by now: what follows must hold all the same.
 	[ "$(status_json | jq -r .walk.running)" = true ] ||

@@ -299,6 +299,18 @@ status_json() {
 	raidtool status --json "$NAME" 2>/dev/null
 }
 
+# status_until_above JQ N: poll the status (every 0.05 s, 10 s at most)
+# until the value JQ picks exceeds N; 1 when it never does.
+status_until_above() {
+	local v
+	for _ in $(seq 200); do
+		v=$(status_json | jq -r "$1")
+		[ "${v:-0}" -gt "$2" ] 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
 # check_clean: a check over the whole array finds nothing to repair.
 check_clean() {
 	run raidtool check "$NAME"
