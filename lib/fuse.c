@@ -243,6 +243,8 @@ struct rt_fuse {
 
 	/* The engine whose walks run on the queues (engine_set_loop_host). */
 	struct rt_engine *host_e;
+	/* The engine our workers call, told how many they are (engine_add_callers). */
+	struct rt_engine *callers_e;
 	atomic_uint walk_rr;
 };
 
@@ -1985,6 +1987,8 @@ int rt_fuse_start(const struct rt_fuse_params *p, struct rt_fuse **out)
 		r = f->ring_on ? ring_start(f) : dev_spawn(f, f->threads);
 	if (r < 0)
 		goto fail;
+	f->callers_e = p->engine ? p->engine : p->backend ? p->backend->engine : NULL;
+	engine_add_callers(f->callers_e, (int)f->threads);
 	if (f->ring_on && p->engine) {
 		/* The walks' pieces run on the queues too. */
 		f->host_e = p->engine;
@@ -2099,6 +2103,7 @@ void rt_fuse_destroy(struct rt_fuse *f)
 	pthread_mutex_unlock(&f->pool_mu);
 	for (unsigned i = 0; i < f->n_pool; i++)
 		pthread_join(f->pool[i], NULL);
+	engine_add_callers(f->callers_e, -(int)f->threads);
 	free(f->pool);
 	ring_free(f);
 	for (unsigned i = 0; i < MAX_THREADS; i++) {

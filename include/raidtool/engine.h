@@ -90,6 +90,16 @@ int engine_write(struct rt_engine *e, const void *buf, size_t len, uint64_t off)
 int engine_set_gather_window(struct rt_engine *e, unsigned us);
 
 /*
+ * Threads that may call engine_write at once (a FUSE export's workers):
+ * each export adds its count when it starts and takes it back (a negative
+ * @n) when it ends. While that many writes are in the engine no other can
+ * arrive, so a raid5 write gathering its stripe stops waiting for the
+ * stripe's other parts. None added (the default): not known, the gather
+ * window alone bounds the wait.
+ */
+void engine_add_callers(struct rt_engine *e, int n);
+
+/*
  * Discard / write zeroes: once it returns 0, [off, off + len) reads back as
  * zeros (no alignment needed). Whole stripes are zeroed on the units
  * without writing data (unit_zero_range: BLKZEROOUT, punched holes),

@@ -97,6 +97,12 @@ int engine_set_gather_window(struct rt_engine *e, unsigned us)
 	return 0;
 }
 
+void engine_add_callers(struct rt_engine *e, int n)
+{
+	if (e)
+		atomic_fetch_add(&e->callers, n);
+}
+
 int engine_set_retries(struct rt_engine *e, unsigned count, unsigned window_ms)
 {
 	if (!e || count > ENGINE_ERR_TRIES_MAX || window_ms > ENGINE_RETRY_WINDOW_MAX_MS)

@@ -169,6 +169,7 @@ void rebuild_release(struct rt_engine *e);
 #define ENGINE_GATHER_MISSES 8u		/* waits in vain in a row: stop waiting ... */
 #define ENGINE_GATHER_PROBE 64u		/* ... but for one write in this many */
 #define ENGINE_GATHER_GRACE 8u		/* the first 1/8 of the window: wait anyway */
+#define ENGINE_GATHER_POLL_NS 1000000ull	/* a waiting holder looks at the writers */
 
 enum engine_op {
 	ENGINE_OP_READ,
@@ -366,6 +367,8 @@ struct rt_engine {
 	atomic_uint gather_us;
 	atomic_uint gather_misses;
 	atomic_uint writers;		/* engine_write calls under way */
+	atomic_int callers;		/* engine_add_callers: most threads in the engine */
+	atomic_uint blocked;		/* of them, waiting: a stripe lock, a context, a gather */
 	struct {
 		_Atomic uint64_t off, end;
 	} recent[ENGINE_RECENT_WRITES];

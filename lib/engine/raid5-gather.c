@@ -121,16 +121,33 @@ static uint64_t engine_clock_ns(void)
 }
 
 /*
+ * Would every thread that may call the engine (engine_add_callers) wait,
+ * were we to wait too? Then no other part can arrive before the deadline:
+ * the threads that would bring them are all here, waiting for stripe locks
+ * that gathering holders keep, or for their contexts.
+ */
+static bool gather_starved(const struct rt_engine *e)
+{
+	int n = atomic_load_explicit(&e->callers, memory_order_relaxed);
+
+	return n > 0 && atomic_load_explicit(&e->blocked, memory_order_relaxed) + 1 >= (unsigned)n;
+}
+
+/*
  * With @b's mutex held, wait for offers that make @own's stripe whole until
  * @deadline (ns); past the first ENGINE_GATHER_GRACE of the window only
- * while the piece [a0, a1) is part of a stream (new writes keep arriving
- * next to it). Returns the pieces (gather_cover), 0 when it gave up.
+ * while the piece [a0, a1) is part of a stream and new writes keep
+ * arriving, one at least in every grace (when none came, the writers are
+ * waiting for us: a client sends its next part only once we replied), and
+ * only while other parts can still arrive (gather_starved: then *starved
+ * is set). Returns the pieces (gather_cover), 0 when it gave up.
  */
 static unsigned gather_wait(struct rt_engine *e, struct stripe_lock_bucket *b,
 			    struct stripe_contrib *own, struct stripe_contrib **out, uint64_t a0,
-			    uint64_t a1, uint64_t t0, uint64_t deadline)
+			    uint64_t a1, uint64_t t0, uint64_t deadline, bool *starved)
 {
-	uint64_t grace = (deadline - t0) / ENGINE_GATHER_GRACE, now, until;
+	uint64_t grace = (deadline - t0) / ENGINE_GATHER_GRACE, mark = t0 + grace, now, until;
+	unsigned seen = atomic_load_explicit(&e->recent_next, memory_order_relaxed), arrived;
 	struct timespec ts;
 	unsigned n;
 
@@ -139,12 +156,24 @@ static unsigned gather_wait(struct rt_engine *e, struct stripe_lock_bucket *b,
 		now = engine_clock_ns();
 		if (n || now >= deadline)
 			return n;
-		if (now >= t0 + grace && !engine_write_streams(e, a0, a1))
+		if (now >= mark) {
+			arrived = atomic_load_explicit(&e->recent_next, memory_order_relaxed);
+			if (arrived == seen || !engine_write_streams(e, a0, a1))
+				return 0;
+			seen = arrived;
+			mark = now + grace;
+		}
+		if (gather_starved(e)) {
+			*starved = true;
 			return 0;
-		until = min_u64(deadline, now + grace);
+		}
+		/* A write entering the engine does not wake us: look again soon. */
+		until = min_u64(deadline, now + min_u64(grace, ENGINE_GATHER_POLL_NS));
 		ts.tv_sec = (time_t)(until / 1000000000ull);
 		ts.tv_nsec = (long)(until % 1000000000ull);
+		atomic_fetch_add_explicit(&e->blocked, 1, memory_order_relaxed);
 		pthread_cond_timedwait(&b->cond, &b->mu, &ts);
+		atomic_fetch_sub_explicit(&e->blocked, 1, memory_order_relaxed);
 	}
 }
 
@@ -223,11 +252,12 @@ static int raid5_write_whole(struct rt_engine *e, struct engine_ctx *c, const ui
  * stream; the block layer cuts a large write into parts that may overtake
  * each other, so even a small part may belong to one). Once waiting was in
  * vain ENGINE_GATHER_MISSES times in a row (random writes, a lone
- * synchronous writer) only one write in ENGINE_GATHER_PROBE waits, and
- * only while another write is in the engine (a lone writer's next part
- * comes after our reply: waiting for it only cost 1 in 64 QD1 random writes
- * the grace, ~1.3 ms, their p99), and a stripe given up on is not waited
- * for again by the next holders within the window. *lo, *hi: what is left of the piece for the usual path.
+ * synchronous writer) only parts of a stream and one write in
+ * ENGINE_GATHER_PROBE wait, and only while another write is in the engine
+ * (a lone writer's next part comes after our reply: waiting for it only
+ * cost 1 in 64 QD1 random writes the grace, ~1.3 ms, their p99), and a
+ * stripe given up on is not waited for again by the next holders within
+ * the window. *lo, *hi: what is left of the piece for the usual path.
  * Every part taken is settled before returning: done when written (its
  * writer skips the stripe), else given back (its writer writes it itself).
  */
@@ -238,17 +268,20 @@ int raid5_gather(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint6
 	uint64_t stripes[2], cand[2], t0 = engine_clock_ns();
 	uint64_t deadline = t0 + atomic_load_explicit(&e->gather_us, memory_order_relaxed) * 1000ull;
 	struct stripe_contrib own[2];
-	unsigned misses = atomic_load_explicit(&e->gather_misses, memory_order_relaxed);
 	/*
 	 * Wait at all? Not when waiting was in vain many times in a row (one
-	 * writer at a time, random writes), bar a probe now and then while
-	 * other writes are under way.
+	 * writer at a time, random writes), unless another write is under way
+	 * and this one continues a recent write (a stream, whose parts a
+	 * random writer beside it must not keep from being gathered), or as a
+	 * probe now and then. A lone writer's next part comes after our reply.
 	 */
+	bool others = atomic_load_explicit(&e->writers, memory_order_relaxed) > 1;
 	bool wait = deadline > t0 &&
-		(misses < ENGINE_GATHER_MISSES ||
-		 (atomic_load_explicit(&e->writers, memory_order_relaxed) > 1 &&
-		  atomic_load_explicit(&e->recent_next, memory_order_relaxed) %
-		  ENGINE_GATHER_PROBE == 0));
+		(atomic_load_explicit(&e->gather_misses, memory_order_relaxed) <
+			 ENGINE_GATHER_MISSES ||
+		 (others && (engine_write_streams(e, a0, a1) ||
+			     atomic_load_explicit(&e->recent_next, memory_order_relaxed) %
+			     ENGINE_GATHER_PROBE == 0)));
 	unsigned nc = 0, ns = 0, i, j;
 	int ret = 0;
 
@@ -272,10 +305,14 @@ int raid5_gather(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint6
 		pthread_mutex_lock(&b->mu);
 		n = gather_cover(e, b, s, &own[ns], c->taken[ns]);
 		if (!n && wait && !(b->given_up == s + 1 && engine_clock_ns() < b->given_up_until)) {
-			n = gather_wait(e, b, &own[ns], c->taken[ns], a0, a1, t0, deadline);
+			bool starved = false;
+
+			n = gather_wait(e, b, &own[ns], c->taken[ns], a0, a1, t0, deadline,
+					&starved);
 			if (n) {
 				atomic_store_explicit(&e->gather_misses, 0, memory_order_relaxed);
-			} else {
+			} else if (!starved) {
+				/* In vain: not a full house of writers waiting on each other. */
 				atomic_fetch_add_explicit(&e->gather_misses, 1, memory_order_relaxed);
 				/* The next holders of this stripe need not wait again. */
 				b->given_up = s + 1;

@@ -76,8 +76,10 @@ struct engine_ctx *ctx_acquire(struct rt_engine *e)
 		return c;
 	pthread_mutex_lock(&e->pool_mu);
 	atomic_fetch_add(&e->pool_waiters, 1);
+	atomic_fetch_add(&e->blocked, 1);
 	while (!(c = ctx_try_acquire(e)))
 		pthread_cond_wait(&e->pool_cond, &e->pool_mu);
+	atomic_fetch_sub(&e->blocked, 1);
 	atomic_fetch_sub(&e->pool_waiters, 1);
 	pthread_mutex_unlock(&e->pool_mu);
 	return c;

@@ -186,7 +186,9 @@ unsigned stripe_lock_acquire_offer(struct rt_engine *e, struct engine_ctx *c,
 				pthread_cond_broadcast(&b->cond);
 			}
 			b->waiters++;
+			atomic_fetch_add_explicit(&e->blocked, 1, memory_order_relaxed);
 			pthread_cond_wait(&b->cond, &b->mu);
+			atomic_fetch_sub_explicit(&e->blocked, 1, memory_order_relaxed);
 			b->waiters--;
 			waited = true;
 		}

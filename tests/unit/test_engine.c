@@ -1144,6 +1144,33 @@ static void test_engine_ring_gather(void **state)
 	verify_units(f);
 
 	/*
+	 * One thread may call the engine (engine_add_callers), and it is the
+	 * holder: no other part can come, so it writes its part alone at once
+	 * rather than wait for nothing, and that is not a wait in vain (random
+	 * writes), which would stop the next holders from gathering.
+	 */
+	{
+		uint64_t base3 = (s + 2) * W;
+
+		engine_add_callers(e, 1);
+		atomic_store(&e->gather_misses, 0);
+		rng_fill(&seed, buf, W);
+		engine_get_stats(e, &before);
+		assert_int_equal(engine_write(e, buf, W - 4096, base3), 0);
+		engine_get_stats(e, &after);
+		engine_add_callers(e, -1);
+		assert_int_equal(atomic_load(&e->gather_misses), 0);
+		assert_int_equal(after.stripe_full - before.stripe_full, 0);
+		assert_int_equal(after.stripe_rmw + after.stripe_rcw - before.stripe_rmw -
+				 before.stripe_rcw, 1);
+		memcpy(f->model + base3, buf, W - 4096);
+		/* Callers not known: the same write waits, in vain, and says so. */
+		assert_int_equal(engine_write(e, buf, W - 4096, base3), 0);
+		assert_int_equal(atomic_load(&e->gather_misses), 1);
+		verify_through_engine(f);
+		verify_units(f);
+	}
+	/*
 	 * The holder's whole-stripe write fails (a unit error on role 1): the
 	 * offer is given back, not reported written; mapped again it goes to
 	 * the synchronous path (the role is faulty now), which writes it.
@@ -1178,6 +1205,7 @@ static void test_engine_ring_gather(void **state)
 		memcpy(f->model + base2, buf, W);
 		verify_through_engine(f);
 	}
+
 	free(buf);
 	free(ar);
 }
