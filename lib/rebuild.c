@@ -462,7 +462,9 @@ static void *walk_main(void *arg)
 {
 	struct rt_engine *e = arg;
 	struct rt_walk *w = *engine_walk_slot(e);
+	struct rt_walk_params p;
 	struct engine_geom g;
+	uint32_t role;
 	int ret;
 
 	engine_geom(e, &g);
@@ -479,12 +481,15 @@ static void *walk_main(void *arg)
 		break;
 	}
 	engine_walk_release_mem(e);
+	/* Taken with the end: the next walk may start (and set w->p) before @done runs. */
 	pthread_mutex_lock(&w->mu);
 	w->prog.running = false;
 	w->prog.result = ret;
+	p = w->p;
+	role = w->prog.role;
 	pthread_mutex_unlock(&w->mu);
-	if (w->p.done)
-		w->p.done(w->p.kind, ret, w->p.ctx);
+	if (p.done)
+		p.done(p.kind, role, ret, p.ctx);
 	return NULL;
 }
 
@@ -599,12 +604,27 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 		return -ENOMEM;
 	}
 	pthread_mutex_lock(&w->mu);
-	if (w->prog.running) {
+	for (;;) {
+		pthread_t t = w->thread;
+
+		if (w->prog.running) {
+			pthread_mutex_unlock(&w->mu);
+			free(copy);
+			return -EBUSY;
+		}
+		if (!w->joinable || pthread_equal(t, pthread_self()))
+			break;
+		/*
+		 * The ended walk's thread may still be in its done callback,
+		 * which takes the run's locks; a status holding those waits for
+		 * w->mu: joined without it, then looked at again.
+		 */
+		w->joinable = false;
 		pthread_mutex_unlock(&w->mu);
-		free(copy);
-		return -EBUSY;
+		pthread_join(t, NULL);
+		pthread_mutex_lock(&w->mu);
 	}
-	walk_reap(w);
+	walk_reap(w);	/* from the ended walk's own done callback: let it go */
 	free(w->regions);
 	w->regions = copy;
 	w->n_regions = n_regions;

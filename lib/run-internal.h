@@ -74,7 +74,6 @@ struct run {
 	enum rt_fuse_transport transport;	/* RAIDTOOL_FUSE_TRANSPORT */
 	uint64_t owed_all;		/* engine_resync_owed's @all for the running resync */
 	bool owed_warned;
-	uint32_t rebuild_role;		/* of the last rebuild started */
 	uint32_t replace_role;		/* of the last replace started */
 	int excl_fd;			/* the loop device, held O_EXCL from the stop decision on */
 };
@@ -98,7 +97,7 @@ int run_change_slot(struct rt_sb *sb, void *arg);	/* mutate: struct slot_change 
 int run_find_spare(const struct rt_assembly *as);	/* index of a spare, or -1 */
 enum rt_health run_health(int state);			/* of an enum rt_engine_state */
 void run_on_failure(uint32_t role, void *ctx);
-void run_on_walk_done(int kind, int result, void *ctx);
+void run_on_walk_done(int kind, uint32_t role, int result, void *ctx);
 int run_detach_failed_unit(struct run *run, uint32_t role, struct rt_unit **u);
 int run_walk_start(struct run *run, struct rt_walk_params *p);
 int run_start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,

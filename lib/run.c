@@ -381,10 +381,10 @@ static void on_walk_checkpoint(uint32_t role, uint64_t offset, void *ctx)
 	record_walk_offset(ctx, "rebuild", role, offset, set_recovery_offset, &o);
 }
 
-/* A rebuild that reached the end: the role is active again. */
-static void rebuild_finished(struct run *run)
+/* A rebuild of @role that reached the end: the role is active again. */
+static void rebuild_finished(struct run *run, uint32_t role)
 {
-	struct slot_change c = { .slot = run->rebuild_role, .state = RT_SLOT_ACTIVE };
+	struct slot_change c = { .slot = role, .state = RT_SLOT_ACTIVE };
 	int r;
 
 	pthread_mutex_lock(&run->sb_lock);
@@ -626,13 +626,13 @@ int run_start_replace(struct run *run, uint32_t role, uint64_t start, const uint
 }
 
 /* The end of a walk (on its thread; the engine must not be re-entered). */
-void run_on_walk_done(int kind, int result, void *ctx)
+void run_on_walk_done(int kind, uint32_t role, int result, void *ctx)
 {
 	struct run *run = ctx;
 	uint64_t one = 1;
 
 	if (result == 0 && kind == RT_WALK_RECOVER)
-		rebuild_finished(run);
+		rebuild_finished(run, role);
 	if (kind == RT_WALK_REPLACE && result == 0)
 		replace_finished(run);
 	else if (kind == RT_WALK_REPLACE && result != -ECANCELED)
@@ -651,7 +651,7 @@ void run_on_walk_done(int kind, int result, void *ctx)
 		rt_log(RT_LOG_ERROR, "'%s': %s failed: %s", run->name, control_walk_name(kind),
 		       strerror(-result));
 	if (kind == RT_WALK_RECOVER && result != 0)
-		atomic_fetch_or(&run->rebuild_stopped, 1ull << run->rebuild_role);
+		atomic_fetch_or(&run->rebuild_stopped, 1ull << role);
 	/* A cancel (a stop, or the admin's) leaves the rest to the next start. */
 	if (result == -ECANCELED)
 		atomic_store(&run->rebuild_next, false);
@@ -815,7 +815,6 @@ int run_start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,
 	};
 	int r;
 
-	run->rebuild_role = role;
 	atomic_fetch_and(&run->rebuild_stopped, ~(1ull << role));
 	r = run_walk_start(run, &p);
 	if (r < 0)

@@ -56,7 +56,11 @@ struct rt_walk_params {
 	bool prefer_set;
 	uint32_t prefer;
 	void (*checkpoint)(uint32_t role, uint64_t offset, void *ctx);
-	void (*done)(int kind, int result, void *ctx);
+	/*
+	 * On the walk's thread once it ended (a new walk may start meanwhile):
+	 * @role is the walk's (@role above; 0 for check, repair and resync).
+	 */
+	void (*done)(int kind, uint32_t role, int result, void *ctx);
 	void *ctx;
 };
 

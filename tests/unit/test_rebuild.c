@@ -49,6 +49,7 @@ struct fx {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	int done_calls, done_result;
+	uint32_t done_role;
 	uint64_t ckpt[64];
 	unsigned n_ckpt;
 };
@@ -482,7 +483,7 @@ static void on_ckpt(uint32_t role, uint64_t offset, void *ctx)
 	pthread_mutex_unlock(&f->mu);
 }
 
-static void on_done(int kind, int result, void *ctx)
+static void on_done(int kind, uint32_t role, int result, void *ctx)
 {
 	struct fx *f = ctx;
 
@@ -490,6 +491,7 @@ static void on_done(int kind, int result, void *ctx)
 	pthread_mutex_lock(&f->mu);
 	f->done_calls++;
 	f->done_result = result;
+	f->done_role = role;
 	pthread_cond_broadcast(&f->cond);
 	pthread_mutex_unlock(&f->mu);
 }
@@ -634,6 +636,7 @@ static void test_cancel_resume_raid5(void **state)
 	assert_int_equal(engine_walk_cancel(f->e), 0);
 	assert_int_equal(f->done_calls, 1);
 	assert_int_equal(f->done_result, -ECANCELED);
+	assert_int_equal(f->done_role, role);
 	assert_true(f->n_ckpt >= 2);
 	ck = f->ckpt[f->n_ckpt - 1];
 	assert_true(ck >= 16 * MIB && ck < f->role_bytes);
@@ -855,6 +858,104 @@ static void test_check_raid5(void **state)
 {
 	(void)state;
 	check_case(RT_LEVEL_5, 3);
+}
+
+/*
+ * A walk's done callback that takes a lock of the caller's (the run's
+ * superblock lock): @held is that lock, taken by the test meanwhile.
+ */
+static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool in_done;
+
+static void on_done_locking(int kind, uint32_t role, int result, void *ctx)
+{
+	atomic_store(&in_done, true);
+	pthread_mutex_lock(&held);
+	pthread_mutex_unlock(&held);
+	on_done(kind, role, result, ctx);
+}
+
+static void *start_check(void *arg)
+{
+	struct fx *f = arg;
+	struct rt_walk_params p = { .kind = RT_WALK_CHECK, .done = on_done, .ctx = f };
+
+	return (void *)(intptr_t)engine_walk_start(f->e, &p);
+}
+
+struct progress_call {
+	struct fx *f;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	bool returned;
+};
+
+static void *read_progress(void *arg)
+{
+	struct progress_call *pc = arg;
+	struct rt_walk_progress pr;
+
+	engine_walk_progress(pc->f->e, &pr);
+	pthread_mutex_lock(&pc->mu);
+	pc->returned = true;
+	pthread_cond_signal(&pc->cond);
+	pthread_mutex_unlock(&pc->mu);
+	return NULL;
+}
+
+/*
+ * A walk ended and its done callback waits for a lock a status holds
+ * while it asks for the walk's progress; a new walk starting meanwhile
+ * joins the ended one's thread without the walk's mutex, so the status
+ * gets its answer, lets go, and everything ends (it deadlocked: start
+ * held the mutex while joining).
+ */
+static void test_walk_start_while_done_waits(void **state)
+{
+	struct progress_call pc = { .mu = PTHREAD_MUTEX_INITIALIZER,
+				    .cond = PTHREAD_COND_INITIALIZER };
+	struct rt_walk_params p = { .kind = RT_WALK_CHECK, .done = on_done_locking };
+	struct rt_walk_progress pr;
+	struct fx *f = &the_fx;
+	struct timespec ts;
+	pthread_t starter, status;
+	bool in_time;
+	void *res;
+	int i, r = 0;
+
+	(void)state;
+	if (skip_without_root())
+		skip();
+	assert_int_equal(fx_setup(f, RT_LEVEL_1, 2), 0);
+	fill_all(f, 4);
+	p.ctx = f;
+	atomic_store(&in_done, false);
+	pthread_mutex_lock(&held);
+	assert_int_equal(engine_walk_start(f->e, &p), 0);
+	for (i = 0; i < 30000 && !atomic_load(&in_done); i++)
+		usleep(1000);
+	assert_true(atomic_load(&in_done));
+	/* The second walk's start, then the status (holding @held) asks. */
+	assert_int_equal(pthread_create(&starter, NULL, start_check, f), 0);
+	usleep(100000);
+	pc.f = f;
+	assert_int_equal(pthread_create(&status, NULL, read_progress, &pc), 0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	pthread_mutex_lock(&pc.mu);
+	while (!pc.returned && r == 0)
+		r = pthread_cond_timedwait(&pc.cond, &pc.mu, &ts);
+	in_time = pc.returned;
+	pthread_mutex_unlock(&pc.mu);
+	/* Let go in any case, so that a deadlock fails here instead of hanging. */
+	pthread_mutex_unlock(&held);
+	assert_int_equal(pthread_join(status, NULL), 0);
+	assert_int_equal(pthread_join(starter, &res), 0);
+	assert_int_equal(wait_done(f, 2), 0);
+	assert_true(in_time);
+	assert_int_equal((int)(intptr_t)res, 0);
+	engine_walk_progress(f->e, &pr);
+	assert_false(pr.running);
 }
 
 /*
@@ -1112,6 +1213,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_check_raid1, fx_cleanup),
 		cmocka_unit_test_teardown(test_check_raid1_majority, fx_cleanup),
 		cmocka_unit_test_teardown(test_check_raid5, fx_cleanup),
+		cmocka_unit_test_teardown(test_walk_start_while_done_waits, fx_cleanup),
 		cmocka_unit_test_teardown(test_scrub_edges_raid5, fx_cleanup),
 		cmocka_unit_test_teardown(test_scrub_edges_raid5_big_chunk, fx_cleanup),
 		cmocka_unit_test_teardown(test_scrub_edges_raid1, fx_cleanup),
