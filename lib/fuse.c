@@ -119,6 +119,7 @@ struct ring_ent;
 struct ring_uio {
 	struct ring_ent *ent;
 	uint32_t len;
+	int res;			/* its result (a flush's fsyncs: engine_flush_done) */
 };
 
 struct ring_ent {
@@ -130,11 +131,12 @@ struct ring_ent {
 	uint32_t last_cmd;		/* enum fuse_uring_cmd */
 	struct fuse_reqctx r;
 	struct ring_ent *next;		/* on the worker pool's list */
-	/* An event-driven READ or WRITE in flight on the queue's ring. */
+	/* An event-driven READ, WRITE or flush in flight on the queue's ring. */
 	struct engine_aio ar;
 	struct ring_uio uio[ENGINE_AIO_MAX];
 	unsigned pending;		/* unit I/Os not yet completed */
 	bool aio_failed;
+	bool aio_flush;			/* a flush (engine_flush_map): engine_flush_done ends it */
 	bool resumed;			/* queued on a stripe lock, now to be mapped again */
 	bool pinned;			/* a backend's map holds @pin until the I/O ends */
 	unsigned pin;
@@ -916,9 +918,33 @@ static void ring_done_push(struct ring_ent *ent)
 		       strerror(errno));
 }
 
+/*
+ * A flush mapped on the ring ends: on the queue's thread when every fsync
+ * succeeded (@judge false), else on a worker, which may wait while the
+ * engine fails a unit and flushes the others.
+ */
+static int flush_end(struct ring_ent *ent, bool judge)
+{
+	int res[ENGINE_AIO_MAX], r;
+	unsigned i;
+
+	for (i = 0; judge && i < ent->ar.n; i++)
+		res[i] = ent->uio[i].res;
+	r = engine_flush_done(ent->aio_e, &ent->ar, judge ? res : NULL);
+	ent->aio_flush = false;
+	file_put(ent->aio_file);
+	ent->aio_file = NULL;
+	return r;
+}
+
 /* A worker served @ent: hand it back to its queue's thread to commit. */
 static void ring_hand_back(struct ring_ent *ent)
 {
+	if (ent->aio_flush) {
+		ent->res = flush_end(ent, true);
+		ring_done_push(ent);
+		return;
+	}
 	ent->res = serve(ent->q->f, &ent->r);
 	if (ent->r.noreply)
 		ent->res = 0;
@@ -1062,6 +1088,13 @@ static void aio_finish(struct ring_ent *ent)
 		walk_step(ent, ok);
 		return;
 	}
+	if (ent->aio_flush) {
+		if (ok)
+			ring_commit(ent, flush_end(ent, false));
+		else
+			pool_push(f, ent);	/* engine_flush_done judges the errors */
+		return;
+	}
 	next = ok ? engine_aio_next(ent->aio_e, &ent->ar) : 0;
 	if (next > 0) {
 		aio_submit(ent);
@@ -1087,6 +1120,7 @@ static void aio_unit_done(struct ring_uio *u, int res)
 {
 	struct ring_ent *ent = u->ent;
 
+	u->res = res;
 	if (res < 0 || (uint32_t)res != u->len)
 		ent->aio_failed = true;
 	if (--ent->pending == 0)
@@ -1168,6 +1202,27 @@ static bool aio_start(struct ring_ent *ent)
 	return true;
 }
 
+/*
+ * A FLUSH or FSYNC of an engine's file, served on the queue's ring: the
+ * units' fsyncs (engine_flush_map), the reply when they completed. False
+ * when the synchronous path must serve it (a backend's file, the engine
+ * said so).
+ */
+static bool flush_start(struct ring_ent *ent)
+{
+	struct fuse_file *x = file_get(ent->q->f, ent->r.in.nodeid);
+
+	if (!x || x->be.read || x->be.flush || engine_flush_map(x->e, &ent->ar) != 0) {
+		file_put(x);
+		return false;
+	}
+	ent->aio_file = x;
+	ent->aio_e = x->e;
+	ent->aio_flush = true;
+	aio_submit(ent);
+	return true;
+}
+
 /* Whether [@buf, @buf + @len) lies in @ent's payload buffer (registered buffer number ent - q->ents). */
 static bool in_payload(const struct ring_ent *ent, const void *buf, size_t len)
 {
@@ -1197,8 +1252,10 @@ static void aio_submit(struct ring_ent *ent)
 
 		if (!sqe)
 			break;
-		ent->uio[i] = (struct ring_uio){ ent, io->len };
-		if (q->fixed_payload && !ent->wp && in_payload(ent, io->buf, io->len)) {
+		ent->uio[i] = (struct ring_uio){ ent, io->len, -ECANCELED };
+		if (io->fsync) {
+			io_uring_prep_fsync(sqe, io->fd, IORING_FSYNC_DATASYNC);
+		} else if (q->fixed_payload && !ent->wp && in_payload(ent, io->buf, io->len)) {
 			/* No page pinning per I/O: the buffer's pages are the ring's already. */
 			if (io->write)
 				io_uring_prep_write_fixed(sqe, io->fd, io->buf, io->len, io->off,
@@ -1217,6 +1274,8 @@ static void aio_submit(struct ring_ent *ent)
 	unsent = ent->ar.n - i;
 	if (unsent) {
 		/* No room on the ring for the rest: the synchronous path does it all. */
+		for (; i < ent->ar.n; i++)
+			ent->uio[i].res = -ECANCELED;
 		ent->aio_failed = true;
 		ent->pending -= unsent;
 		if (ent->pending == 0)
@@ -1344,6 +1403,8 @@ static void ring_request(struct ring_ent *ent)
 	atomic_fetch_add_explicit(&f->ring_requests, 1, memory_order_relaxed);
 	if ((r->in.opcode == FUSE_READ || r->in.opcode == FUSE_WRITE) && aio_start(ent))
 		return;		/* replied when its unit I/O completes */
+	if ((r->in.opcode == FUSE_FLUSH || r->in.opcode == FUSE_FSYNC) && flush_start(ent))
+		return;
 	if (needs_engine(r->in.opcode))
 		pool_push(f, ent);	/* the queue goes on serving meanwhile */
 	else

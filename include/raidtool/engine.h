@@ -158,6 +158,7 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
 struct engine_unit_io {
 	int fd;
 	bool write;		/* else a read */
+	bool fsync;		/* an fdatasync of the unit (no @buf, @len 0): engine_flush_map */
 	uint32_t role;
 	uint64_t off;		/* bytes on the unit */
 	uint32_t len;
@@ -178,6 +179,22 @@ int engine_write_map(struct rt_engine *e, const void *buf, size_t len, uint64_t 
 		     struct engine_aio *ar);
 int engine_aio_next(struct rt_engine *e, struct engine_aio *ar);
 void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok);
+
+/*
+ * A flush (FUSE FLUSH or FSYNC) run on the caller's ring: engine_flush_map
+ * puts an fdatasync of every unit that holds acknowledged writes in @ar
+ * (io[i].fsync), or is -EAGAIN when engine_flush must do it (the array
+ * would not hold its data without its faulty units, a unit is being
+ * replaced). engine_flush_done ends every mapping that returned 0, with
+ * each fsync's result in @res[i] (0, -errno, or -ECANCELED for one never
+ * submitted); @res NULL: all succeeded, which never blocks. Otherwise it
+ * judges the errors, on a thread that may wait: a unit whose fsync failed
+ * is failed at once (a writeback error is reported once; asking again
+ * would succeed and lose it), and the units not flushed yet are flushed
+ * as engine_flush does. Returns what engine_flush would.
+ */
+int engine_flush_map(struct rt_engine *e, struct engine_aio *ar);
+int engine_flush_done(struct rt_engine *e, struct engine_aio *ar, const int *res);
 
 /*
  * A loop host: event loops (lib/fuse.c's FUSE queues over io_uring) that

@@ -586,6 +586,14 @@ int ctx_init(struct rt_engine *e, struct engine_ctx *c, unsigned idx);
 void ctx_free(struct engine_ctx *c);
 int ctx_start_ios(struct rt_engine *e, struct engine_ctx *c);
 int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c);
+/*
+ * A unit I/O of @c's failed with @res: counted, logged; -ENOSPC (the role
+ * stays, out of space) or -EIO, the role then in c->failed unless @res is
+ * -EAGAIN/-EINTR. ctx_fail_roles makes the roles in c->failed faulty.
+ */
+int engine_unit_error(struct rt_engine *e, struct engine_ctx *c, const struct engine_io *io,
+		      int res);
+void ctx_fail_roles(struct rt_engine *e, struct engine_ctx *c);
 struct engine_ctx *ctx_try_acquire(struct rt_engine *e);
 /* The queued I/O as a round of @ar for a loop host; -EAGAIN when it does not fit. */
 int ctx_ios_to_aio(const struct rt_engine *e, const struct engine_ctx *c, struct engine_aio *ar);

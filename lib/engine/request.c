@@ -416,6 +416,68 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len)
  * data sync issued now to every unit covers it; writes still in flight are
  * not promised to the caller and need no draining.
  */
+int engine_flush_map(struct rt_engine *e, struct engine_aio *ar)
+{
+	uint64_t m, rb;
+	uint32_t r;
+
+	if (!e || !ar)
+		return -EINVAL;
+	ar->n = 0;
+	ar->len = 0;
+	ar->write = false;
+	ar->areq = NULL;
+	/* A replacement is flushed beside its unit: engine_flush knows how. */
+	if (atomic_load(&e->replace_role) != LAYOUT_NO_ROLE)
+		return -EAGAIN;
+	atomic_fetch_add(&e->aread_inflight, 1);
+	rb = engine_rebuilding(e);
+	m = engine_faulty(e);
+	if (atomic_load(&e->aread_gate) || !engine_tolerates(e, m)) {
+		atomic_fetch_sub(&e->aread_inflight, 1);
+		return -EAGAIN;
+	}
+	for (r = 0; r < e->n; r++) {
+		/* A unit being rebuilt holds acknowledged writes too. */
+		if ((m & ~rb) & role_bit(r))
+			continue;
+		ar->io[ar->n++] = (struct engine_unit_io){ .fd = e->fd[r], .fsync = true, .role = r };
+	}
+	return 0;
+}
+
+int engine_flush_done(struct rt_engine *e, struct engine_aio *ar, const int *res)
+{
+	struct engine_ctx *c;
+	bool redo = false;
+	unsigned i;
+	int ret = 0;
+
+	for (i = 0; res && i < ar->n; i++)
+		redo |= res[i] != 0;
+	/* The mapping ends before a role is failed: that drains mappings. */
+	atomic_fetch_sub(&e->aread_inflight, 1);
+	if (!redo) {
+		ar->n = 0;
+		if (!engine_tolerates(e, engine_faulty(e)))
+			return -EIO;
+		atomic_fetch_add_explicit(&e->aread_stats.flushes, 1, memory_order_relaxed);
+		return 0;
+	}
+	c = ctx_acquire(e);
+	for (i = 0; i < ar->n; i++) {
+		struct engine_io io = { .op = ENGINE_OP_FSYNC, .role = ar->io[i].role };
+
+		if (res[i] && res[i] != -ECANCELED && engine_unit_error(e, c, &io, res[i]) == -ENOSPC)
+			ret = -ENOSPC;
+	}
+	ctx_fail_roles(e, c);
+	ctx_release(e, c);
+	ar->n = 0;
+	/* The units not failed, flushed here; those flushed already again, harmlessly. */
+	return ret ? ret : engine_flush(e);
+}
+
 int engine_flush(struct rt_engine *e)
 {
 	struct engine_ctx *c;

@@ -174,9 +174,10 @@ static inline bool engine_err_nospace(int res)
  * has reaped everything (ctx_run_ios); the piece is then retried without it.
  * An I/O that kept returning -EAGAIN/-EINTR is an error but not a fault,
  * and so is one refused for want of space (-ENOSPC, the role stays).
+ * Mapped flushes' failed fsyncs too (engine_flush_done).
  */
-static int engine_unit_error(struct rt_engine *e, struct engine_ctx *c,
-			     const struct engine_io *io, int res)
+int engine_unit_error(struct rt_engine *e, struct engine_ctx *c, const struct engine_io *io,
+		      int res)
 {
 	uint64_t bit = role_bit(io->role);
 
@@ -452,13 +453,18 @@ int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c)
 			break;
 	err = c->run_err;
 	c->n_ios = 0;
+	ctx_fail_roles(e, c);
+	return err;
+}
+
+void ctx_fail_roles(struct rt_engine *e, struct engine_ctx *c)
+{
 	while (c->failed) {
 		uint32_t r = (uint32_t)__builtin_ctzll(c->failed);
 
 		c->failed &= c->failed - 1;
 		(void)engine_mark_faulty(e, r, false);
 	}
-	return err;
 }
 
 /* Where a write or flush of @role goes while the role is being replaced. */

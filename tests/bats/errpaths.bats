@@ -426,6 +426,27 @@ read_errors() {
 	data_ok "$TESTDIR/want"
 }
 
+@test "raid5: a flush whose fsync fails on one unit: that unit is failed, the flush succeeds from the others, data intact" {
+	local before
+	faulty_array 5 3 32M
+	write_data 8
+	before=$(status_json | jq -r .stats.flushes)
+	# Every fsync of unit 1 fails (an uncounted write rule over bytes
+	# nothing writes). Over FUSE's io_uring transport the flush's fsyncs run
+	# on the queue's ring, and the failure is judged by a worker.
+	echo "fail write 0 512" > "$TESTDIR/ffs1/ctl"
+	run dd if=/dev/urandom of="/dev/raidtool/$NAME" bs=1M seek=8 count=1 oflag=direct \
+		conv=notrunc,fsync status=none
+	assert_success
+	engine_log | grep -q "unit 1: flush of 0 bytes at 0 failed: Input/output error" ||
+		fail "no failed flush of unit 1 in the log: $(engine_log)"
+	[ "$(status_json | jq -r '.units[1].state')" = faulty ] ||
+		fail "unit 1 is not faulty: $(status_json)"
+	[ "$(status_json | jq -r .stats.flushes)" -gt "$before" ]
+	echo clear > "$TESTDIR/ffs1/ctl"
+	data_ok
+}
+
 @test "raid1: writes silently dropped by a mirror: check counts the mismatch, repair mends it" {
 	faulty_array 1 2 32M
 	echo "drop" > "$TESTDIR/ffs1/ctl"
