@@ -1089,6 +1089,7 @@ static void aio_finish(struct ring_ent *ent)
 		return;
 	}
 	if (ent->aio_flush) {
+		engine_flush_unmap(ent->aio_e, &ent->ar);
 		if (ok)
 			ring_commit(ent, flush_end(ent, false));
 		else

@@ -54,6 +54,10 @@ struct rt_walk {
 	pthread_mutex_t mu;		/* guards prog, thread state */
 	pthread_t thread;
 	bool joinable;
+	/* A start joins the ended walk's thread without @mu: cancel waits for it. */
+	bool joining;
+	pthread_t joining_thread;
+	pthread_cond_t join_cond;
 	atomic_bool cancel;
 	struct rt_walk_params p;
 	uint8_t *regions;		/* resync: our copy of the bitmap */
@@ -516,6 +520,7 @@ static struct rt_walk *walk_get(struct rt_engine *e)
 		if (w) {
 			pthread_mutex_init(&w->mu, NULL);
 			pthread_cond_init(&w->ck_cond, NULL);
+			pthread_cond_init(&w->join_cond, NULL);
 			*slot = w;
 		}
 	}
@@ -620,9 +625,13 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 		 * w->mu: joined without it, then looked at again.
 		 */
 		w->joinable = false;
+		w->joining = true;
+		w->joining_thread = t;
 		pthread_mutex_unlock(&w->mu);
 		pthread_join(t, NULL);
 		pthread_mutex_lock(&w->mu);
+		w->joining = false;
+		pthread_cond_broadcast(&w->join_cond);
 	}
 	walk_reap(w);	/* from the ended walk's own done callback: let it go */
 	free(w->regions);
@@ -712,7 +721,10 @@ int engine_walk_cancel(struct rt_engine *e)
 	running = w->prog.running;
 	pthread_mutex_unlock(&w->mu);
 	atomic_store(&w->cancel, true);
-	/* The thread runs @done before it ends: joining waits for it. */
+	/*
+	 * The thread runs @done before it ends: joining waits for it, and so
+	 * does waiting for a start that is joining it.
+	 */
 	pthread_mutex_lock(&w->mu);
 	if (w->joinable && !pthread_equal(w->thread, pthread_self())) {
 		pthread_t t = w->thread;
@@ -720,9 +732,12 @@ int engine_walk_cancel(struct rt_engine *e)
 		w->joinable = false;
 		pthread_mutex_unlock(&w->mu);
 		pthread_join(t, NULL);
-	} else {
-		pthread_mutex_unlock(&w->mu);
+		pthread_mutex_lock(&w->mu);
 	}
+	/* Not from that thread's own done callback: the join waits for it. */
+	while (w->joining && !pthread_equal(w->joining_thread, pthread_self()))
+		pthread_cond_wait(&w->join_cond, &w->mu);
+	pthread_mutex_unlock(&w->mu);
 	return running ? 0 : -ESRCH;
 }
 
@@ -735,6 +750,7 @@ void rebuild_release(struct rt_engine *e)
 	(void)engine_walk_cancel(e);
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->ck_cond);
+	pthread_cond_destroy(&w->join_cond);
 	free(w->regions);
 	free(w);
 	*engine_walk_slot(e) = NULL;

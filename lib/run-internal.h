@@ -74,7 +74,6 @@ struct run {
 	enum rt_fuse_transport transport;	/* RAIDTOOL_FUSE_TRANSPORT */
 	uint64_t owed_all;		/* engine_resync_owed's @all for the running resync */
 	bool owed_warned;
-	uint32_t replace_role;		/* of the last replace started */
 	int excl_fd;			/* the loop device, held O_EXCL from the stop decision on */
 };
 

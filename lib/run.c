@@ -498,7 +498,7 @@ static int forget_replacing(struct rt_sb *sb, void *arg)
  * A replace that cannot go on (its unit or every source failed): the
  * replacement leaves the engine and the role table; the role stays as it is.
  */
-static void replace_abandon(struct run *run, int why)
+static void replace_abandon(struct run *run, uint32_t role, int why)
 {
 	struct rt_assembly *as = run->as;
 	struct rt_unit *u = NULL;
@@ -515,13 +515,14 @@ static void replace_abandon(struct run *run, int why)
 	pthread_mutex_unlock(&run->sb_lock);
 	unit_close(u);
 	rt_log(RT_LOG_ERROR, "'%s': the replace of role %u stopped (%s): the replacement is out "
-	       "of the array%s", run->name, run->replace_role, strerror(-why),
+	       "of the array%s", run->name, role, strerror(-why),
 	       r < 0 ? ", but recording that in the superblocks failed" : "");
 }
 
 /* The swap of a finished replace, recorded while the engine is drained. */
 struct replace_swap {
 	struct run *run;
+	uint32_t role;
 	int index;			/* the replacement in run->as, -1: not known */
 	int r;				/* the superblock update */
 	struct rt_unit_desc oldown;
@@ -539,7 +540,7 @@ static void replace_commit(void *arg)
 	struct replace_swap *sw = arg;
 	struct run *run = sw->run;
 	struct rt_assembly *as = run->as;
-	uint32_t role = run->replace_role, slot;
+	uint32_t role = sw->role, slot;
 	int i;
 
 	pthread_mutex_lock(&run->sb_lock);
@@ -567,17 +568,16 @@ static void replace_commit(void *arg)
 }
 
 /* The replace walk reached the end: swap the units, the superblocks under the engine's drain. */
-static void replace_finished(struct run *run)
+static void replace_finished(struct run *run, uint32_t role)
 {
 	struct rt_assembly *as = run->as;
-	uint32_t role = run->replace_role;
-	struct replace_swap sw = { .run = run, .index = -1 };
+	struct replace_swap sw = { .run = run, .role = role, .index = -1 };
 	struct rt_unit *old = NULL;
 	int r;
 
 	r = engine_replace_finish(run->e, role, &old, replace_commit, &sw);
 	if (r < 0) {
-		replace_abandon(run, r);
+		replace_abandon(run, role, r);
 		return;
 	}
 	if (sw.index < 0) {
@@ -621,7 +621,6 @@ int run_start_replace(struct run *run, uint32_t role, uint64_t start, const uint
 		.checkpoint = on_replace_checkpoint, .done = run_on_walk_done, .ctx = run,
 	};
 
-	run->replace_role = role;
 	return run_walk_start(run, &p);
 }
 
@@ -634,9 +633,9 @@ void run_on_walk_done(int kind, uint32_t role, int result, void *ctx)
 	if (result == 0 && kind == RT_WALK_RECOVER)
 		rebuild_finished(run, role);
 	if (kind == RT_WALK_REPLACE && result == 0)
-		replace_finished(run);
+		replace_finished(run, role);
 	else if (kind == RT_WALK_REPLACE && result != -ECANCELED)
-		replace_abandon(run, result);
+		replace_abandon(run, role, result);
 	if (result == 0 && kind == RT_WALK_RESYNC) {
 		run->resync_pending = false;
 		initial_sync_finished(run);

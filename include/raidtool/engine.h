@@ -185,8 +185,11 @@ void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok);
  * puts an fdatasync of every unit that holds acknowledged writes in @ar
  * (io[i].fsync), or is -EAGAIN when engine_flush must do it (the array
  * would not hold its data without its faulty units, a unit is being
- * replaced). engine_flush_done ends every mapping that returned 0, with
- * each fsync's result in @res[i] (0, -errno, or -ECANCELED for one never
+ * replaced). Every mapping that returned 0 ends with engine_flush_unmap
+ * once its fsyncs are over (or could not all be submitted), on the
+ * caller's loop: it never blocks, and a unit's descriptor may change once
+ * it returned (the roles stay in @ar). Then engine_flush_done, with each
+ * fsync's result in @res[i] (0, -errno, or -ECANCELED for one never
  * submitted); @res NULL: all succeeded, which never blocks. Otherwise it
  * judges the errors, on a thread that may wait: a unit whose fsync failed
  * is failed at once (a writeback error is reported once; asking again
@@ -194,6 +197,7 @@ void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok);
  * as engine_flush does. Returns what engine_flush would.
  */
 int engine_flush_map(struct rt_engine *e, struct engine_aio *ar);
+void engine_flush_unmap(struct rt_engine *e, struct engine_aio *ar);
 int engine_flush_done(struct rt_engine *e, struct engine_aio *ar, const int *res);
 
 /*

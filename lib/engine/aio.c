@@ -204,13 +204,11 @@ int engine_aio_add(const struct rt_engine *e, struct engine_aio *ar, bool write,
 	}
 	if (ar->n == ENGINE_AIO_MAX)
 		return -EAGAIN;
-	io = &ar->io[ar->n++];
-	io->fd = e->fd[role];
-	io->write = write;
-	io->role = role;
-	io->off = off;
-	io->len = (uint32_t)len;
-	io->buf = buf;
+	/* Whole: the caller's @ar may have carried a flush's fsyncs before. */
+	ar->io[ar->n++] = (struct engine_unit_io){
+		.fd = e->fd[role], .write = write, .role = role, .off = off,
+		.len = (uint32_t)len, .buf = buf,
+	};
 	return 0;
 }
 

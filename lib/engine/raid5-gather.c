@@ -140,14 +140,17 @@ static bool gather_starved(const struct rt_engine *e)
  * arriving, one at least in every grace (when none came, the writers are
  * waiting for us: a client sends its next part only once we replied), and
  * only while other parts can still arrive (gather_starved: then *starved
- * is set). Returns the pieces (gather_cover), 0 when it gave up.
+ * is set). @seen: the writes arrived (recent_next) by @t0, when the
+ * write's first wait began. Returns the pieces (gather_cover), 0 when it
+ * gave up.
  */
 static unsigned gather_wait(struct rt_engine *e, struct stripe_lock_bucket *b,
 			    struct stripe_contrib *own, struct stripe_contrib **out, uint64_t a0,
-			    uint64_t a1, uint64_t t0, uint64_t deadline, bool *starved)
+			    uint64_t a1, uint64_t t0, unsigned seen, uint64_t deadline,
+			    bool *starved)
 {
 	uint64_t grace = (deadline - t0) / ENGINE_GATHER_GRACE, mark = t0 + grace, now, until;
-	unsigned seen = atomic_load_explicit(&e->recent_next, memory_order_relaxed), arrived;
+	unsigned arrived;
 	struct timespec ts;
 	unsigned n;
 
@@ -163,7 +166,11 @@ static unsigned gather_wait(struct rt_engine *e, struct stripe_lock_bucket *b,
 			seen = arrived;
 			mark = now + grace;
 		}
-		if (gather_starved(e)) {
+		/*
+		 * Only a large write's: the parts of a stripe of small writes may
+		 * still come through a FUSE queue's ring, no worker needed.
+		 */
+		if (a1 - a0 > ENGINE_AREQ_WRITE_MAX && gather_starved(e)) {
 			*starved = true;
 			return 0;
 		}
@@ -267,6 +274,8 @@ int raid5_gather(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint6
 	uint64_t W = e->lock_unit, C = e->layout.chunk, first = a0 / W, last = (a1 - 1) / W;
 	uint64_t stripes[2], cand[2], t0 = engine_clock_ns();
 	uint64_t deadline = t0 + atomic_load_explicit(&e->gather_us, memory_order_relaxed) * 1000ull;
+	/* One window for both stripes: the second's wait goes on from the first's. */
+	unsigned seen = atomic_load_explicit(&e->recent_next, memory_order_relaxed);
 	struct stripe_contrib own[2];
 	/*
 	 * Wait at all? Not when waiting was in vain many times in a row (one
@@ -307,7 +316,7 @@ int raid5_gather(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint6
 		if (!n && wait && !(b->given_up == s + 1 && engine_clock_ns() < b->given_up_until)) {
 			bool starved = false;
 
-			n = gather_wait(e, b, &own[ns], c->taken[ns], a0, a1, t0, deadline,
+			n = gather_wait(e, b, &own[ns], c->taken[ns], a0, a1, t0, seen, deadline,
 					&starved);
 			if (n) {
 				atomic_store_explicit(&e->gather_misses, 0, memory_order_relaxed);

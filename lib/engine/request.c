@@ -442,8 +442,19 @@ int engine_flush_map(struct rt_engine *e, struct engine_aio *ar)
 		if ((m & ~rb) & role_bit(r))
 			continue;
 		ar->io[ar->n++] = (struct engine_unit_io){ .fd = e->fd[r], .fsync = true, .role = r };
+	_Static_assert(ENGINE_AIO_MAX >= RT_MAX_UNITS, "a flush maps one fsync per unit");
 	}
 	return 0;
+}
+
+/*
+ * Ended before the errors are judged: failing a role drains the mappings,
+ * and the worker that judges may wait behind a drain that waits for us.
+ */
+void engine_flush_unmap(struct rt_engine *e, struct engine_aio *ar)
+{
+	(void)ar;
+	atomic_fetch_sub(&e->aread_inflight, 1);
 }
 
 int engine_flush_done(struct rt_engine *e, struct engine_aio *ar, const int *res)
@@ -455,8 +466,6 @@ int engine_flush_done(struct rt_engine *e, struct engine_aio *ar, const int *res
 
 	for (i = 0; res && i < ar->n; i++)
 		redo |= res[i] != 0;
-	/* The mapping ends before a role is failed: that drains mappings. */
-	atomic_fetch_sub(&e->aread_inflight, 1);
 	if (!redo) {
 		ar->n = 0;
 		if (!engine_tolerates(e, engine_faulty(e)))
