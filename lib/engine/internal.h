@@ -170,6 +170,7 @@ void rebuild_release(struct rt_engine *e);
 #define ENGINE_GATHER_PROBE 64u		/* ... but for one write in this many */
 #define ENGINE_GATHER_GRACE 8u		/* the first 1/8 of the window: wait anyway */
 #define ENGINE_GATHER_POLL_NS 1000000ull	/* a waiting holder looks at the writers */
+#define ENGINE_GATHER_IDLE_NS 10000000ull	/* no write for this long: the writers wait on us */
 
 enum engine_op {
 	ENGINE_OP_READ,

@@ -136,11 +136,11 @@ static bool gather_starved(const struct rt_engine *e)
 /*
  * With @b's mutex held, wait for offers that make @own's stripe whole until
  * @deadline (ns); past the first ENGINE_GATHER_GRACE of the window only
- * while the piece [a0, a1) is part of a stream and new writes keep
- * arriving, one at least in every grace (when none came, the writers are
- * waiting for us: a client sends its next part only once we replied), and
- * only while other parts can still arrive (gather_starved: then *starved
- * is set). @seen: the writes arrived (recent_next) by @t0, when the
+ * while the piece [a0, a1) is part of a stream; while new writes keep
+ * arriving, one at least in every grace or ENGINE_GATHER_IDLE_NS, the
+ * longer (when none came, the writers are waiting for us: a client sends
+ * its next part only once we replied); and only while other parts can
+ * still arrive (gather_starved: then *starved is set). @seen: the writes arrived (recent_next) by @t0, when the
  * write's first wait began. Returns the pieces (gather_cover), 0 when it
  * gave up.
  */
@@ -149,7 +149,14 @@ static unsigned gather_wait(struct rt_engine *e, struct stripe_lock_bucket *b,
 			    uint64_t a1, uint64_t t0, unsigned seen, uint64_t deadline,
 			    bool *starved)
 {
-	uint64_t grace = (deadline - t0) / ENGINE_GATHER_GRACE, mark = t0 + grace, now, until;
+	uint64_t grace = (deadline - t0) / ENGINE_GATHER_GRACE, now, until;
+	/*
+	 * No write for this long: the writers wait for us. Never shorter than
+	 * ENGINE_GATHER_IDLE_NS: on disks the next parts come only as earlier
+	 * writes complete, milliseconds apart, and giving up on them turned
+	 * whole stripes into reconstruct-writes.
+	 */
+	uint64_t idle = max_u64(grace, ENGINE_GATHER_IDLE_NS), mark = t0 + idle;
 	unsigned arrived;
 	struct timespec ts;
 	unsigned n;
@@ -159,12 +166,14 @@ static unsigned gather_wait(struct rt_engine *e, struct stripe_lock_bucket *b,
 		now = engine_clock_ns();
 		if (n || now >= deadline)
 			return n;
+		if (now >= t0 + grace && !engine_write_streams(e, a0, a1))
+			return 0;
 		if (now >= mark) {
 			arrived = atomic_load_explicit(&e->recent_next, memory_order_relaxed);
-			if (arrived == seen || !engine_write_streams(e, a0, a1))
+			if (arrived == seen)
 				return 0;
 			seen = arrived;
-			mark = now + grace;
+			mark = now + idle;
 		}
 		/*
 		 * Only a large write's: the parts of a stripe of small writes may
