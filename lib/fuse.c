@@ -2050,7 +2050,7 @@ int rt_fuse_start(const struct rt_fuse_params *p, struct rt_fuse **out)
 	if (r < 0)
 		goto fail;
 	f->callers_e = p->engine ? p->engine : p->backend ? p->backend->engine : NULL;
-	engine_add_callers(f->callers_e, (int)f->threads);
+	engine_add_callers(f->callers_e, (int)f->threads, f->ring_on);
 	if (f->ring_on && p->engine) {
 		/* The walks' pieces run on the queues too. */
 		f->host_e = p->engine;
@@ -2165,7 +2165,7 @@ void rt_fuse_destroy(struct rt_fuse *f)
 	pthread_mutex_unlock(&f->pool_mu);
 	for (unsigned i = 0; i < f->n_pool; i++)
 		pthread_join(f->pool[i], NULL);
-	engine_add_callers(f->callers_e, -(int)f->threads);
+	engine_add_callers(f->callers_e, -(int)f->threads, f->ring_on);
 	free(f->pool);
 	ring_free(f);
 	for (unsigned i = 0; i < MAX_THREADS; i++) {

@@ -92,12 +92,14 @@ int engine_set_gather_window(struct rt_engine *e, unsigned us);
 /*
  * Threads that may call engine_write at once (a FUSE export's workers):
  * each export adds its count when it starts and takes it back (a negative
- * @n) when it ends. While that many writes are in the engine no other can
- * arrive, so a raid5 write gathering its stripe stops waiting for the
- * stripe's other parts. None added (the default): not known, the gather
- * window alone bounds the wait.
+ * @n) when it ends; @rings when its small writes may also come mapped on
+ * its queues' rings (engine_write_map), with no worker. While every such
+ * thread waits no other part can arrive, so a raid5 write gathering its
+ * stripe stops waiting for the stripe's other parts (a small write only
+ * when no export has rings). None added (the default): not known, the
+ * gather window alone bounds the wait.
  */
-void engine_add_callers(struct rt_engine *e, int n);
+void engine_add_callers(struct rt_engine *e, int n, bool rings);
 
 /*
  * Discard / write zeroes: once it returns 0, [off, off + len) reads back as
@@ -158,7 +160,8 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
 struct engine_unit_io {
 	int fd;
 	bool write;		/* else a read */
-	bool fsync;		/* an fdatasync of the unit (no @buf, @len 0): engine_flush_map */
+	/* An fdatasync of the unit (no @buf, @len 0; @off is the engine's): engine_flush_map */
+	bool fsync;
 	uint32_t role;
 	uint64_t off;		/* bytes on the unit */
 	uint32_t len;

@@ -97,10 +97,13 @@ int engine_set_gather_window(struct rt_engine *e, unsigned us)
 	return 0;
 }
 
-void engine_add_callers(struct rt_engine *e, int n)
+void engine_add_callers(struct rt_engine *e, int n, bool rings)
 {
-	if (e)
-		atomic_fetch_add(&e->callers, n);
+	if (!e)
+		return;
+	atomic_fetch_add(&e->callers, n);
+	if (rings)
+		atomic_fetch_add(&e->ring_exports, n < 0 ? -1 : 1);
 }
 
 int engine_set_retries(struct rt_engine *e, unsigned count, unsigned window_ms)
@@ -155,6 +158,7 @@ int engine_attach_unit(struct rt_engine *e, uint32_t role, struct rt_unit *u)
 	/* Nothing in flight may still use the old descriptor of the role. */
 	engine_drain(e);
 	e->fd[role] = unit_fd(u);
+	atomic_fetch_add(&e->unit_gen[role], 1);
 	e->unit[role] = u;
 	atomic_fetch_or(&e->rebuild, role_bit(role));
 	engine_undrain(e);
@@ -195,6 +199,7 @@ int engine_detach_unit(struct rt_engine *e, uint32_t role, struct rt_unit **u)
 	*u = e->unit[role];
 	e->unit[role] = NULL;
 	e->fd[role] = -1;
+	atomic_fetch_add(&e->unit_gen[role], 1);
 	engine_undrain(e);
 out:
 	pthread_mutex_unlock(&e->admin_mu);

@@ -313,6 +313,8 @@ struct rt_engine {
 	 */
 	bool lock_all;
 	int fd[RT_MAX_UNITS];
+	/* Bumped under the drain whenever fd[r] changes: a result of the old unit's is not the new one's. */
+	atomic_uint unit_gen[RT_MAX_UNITS];
 	/*
 	 * Bit r: role r is faulty (missing at start, failed an I/O, or failed
 	 * by engine_fail_role). Only ever gains bits, each published after the
@@ -369,6 +371,7 @@ struct rt_engine {
 	atomic_uint gather_misses;
 	atomic_uint writers;		/* engine_write calls under way */
 	atomic_int callers;		/* engine_add_callers: most threads in the engine */
+	atomic_int ring_exports;	/* of those exports, with small writes on rings too */
 	atomic_uint blocked;		/* of them, waiting: a stripe lock, a context, a gather */
 	struct {
 		_Atomic uint64_t off, end;

@@ -134,29 +134,34 @@ static bool gather_starved(const struct rt_engine *e)
 }
 
 /*
+ * A write's watch on arriving writes while it gathers (gather_wait): no
+ * write for @idle, the writers wait for us. Never shorter than
+ * ENGINE_GATHER_IDLE_NS: on disks the next parts come only as earlier
+ * writes complete, milliseconds apart, and giving up on them turned whole
+ * stripes into reconstruct-writes.
+ */
+struct gather_idle {
+	uint64_t idle, mark;	/* ns; look at the arrivals again at @mark */
+	unsigned seen;		/* recent_next when last looked at */
+};
+
+/*
  * With @b's mutex held, wait for offers that make @own's stripe whole until
  * @deadline (ns); past the first ENGINE_GATHER_GRACE of the window only
  * while the piece [a0, a1) is part of a stream; while new writes keep
  * arriving, one at least in every grace or ENGINE_GATHER_IDLE_NS, the
  * longer (when none came, the writers are waiting for us: a client sends
  * its next part only once we replied); and only while other parts can
- * still arrive (gather_starved: then *starved is set). @seen: the writes arrived (recent_next) by @t0, when the
- * write's first wait began. Returns the pieces (gather_cover), 0 when it
- * gave up.
+ * still arrive (gather_starved: then *starved is set). @gi carries the
+ * arrivals seen from the write's first stripe's wait to its second's.
+ * Returns the pieces (gather_cover), 0 when it gave up.
  */
 static unsigned gather_wait(struct rt_engine *e, struct stripe_lock_bucket *b,
 			    struct stripe_contrib *own, struct stripe_contrib **out, uint64_t a0,
-			    uint64_t a1, uint64_t t0, unsigned seen, uint64_t deadline,
+			    uint64_t a1, uint64_t t0, uint64_t deadline, struct gather_idle *gi,
 			    bool *starved)
 {
 	uint64_t grace = (deadline - t0) / ENGINE_GATHER_GRACE, now, until;
-	/*
-	 * No write for this long: the writers wait for us. Never shorter than
-	 * ENGINE_GATHER_IDLE_NS: on disks the next parts come only as earlier
-	 * writes complete, milliseconds apart, and giving up on them turned
-	 * whole stripes into reconstruct-writes.
-	 */
-	uint64_t idle = max_u64(grace, ENGINE_GATHER_IDLE_NS), mark = t0 + idle;
 	unsigned arrived;
 	struct timespec ts;
 	unsigned n;
@@ -168,18 +173,21 @@ static unsigned gather_wait(struct rt_engine *e, struct stripe_lock_bucket *b,
 			return n;
 		if (now >= t0 + grace && !engine_write_streams(e, a0, a1))
 			return 0;
-		if (now >= mark) {
+		if (now >= gi->mark) {
 			arrived = atomic_load_explicit(&e->recent_next, memory_order_relaxed);
-			if (arrived == seen)
+			if (arrived == gi->seen)
 				return 0;
-			seen = arrived;
-			mark = now + idle;
+			gi->seen = arrived;
+			gi->mark = now + gi->idle;
 		}
 		/*
-		 * Only a large write's: the parts of a stripe of small writes may
-		 * still come through a FUSE queue's ring, no worker needed.
+		 * Not a small write's while an export has rings: the parts of a
+		 * stripe of small writes may still come mapped on them, no
+		 * worker needed.
 		 */
-		if (a1 - a0 > ENGINE_AREQ_WRITE_MAX && gather_starved(e)) {
+		if ((a1 - a0 > ENGINE_AREQ_WRITE_MAX ||
+		     !atomic_load_explicit(&e->ring_exports, memory_order_relaxed)) &&
+		    gather_starved(e)) {
 			*starved = true;
 			return 0;
 		}
@@ -284,7 +292,11 @@ int raid5_gather(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint6
 	uint64_t stripes[2], cand[2], t0 = engine_clock_ns();
 	uint64_t deadline = t0 + atomic_load_explicit(&e->gather_us, memory_order_relaxed) * 1000ull;
 	/* One window for both stripes: the second's wait goes on from the first's. */
-	unsigned seen = atomic_load_explicit(&e->recent_next, memory_order_relaxed);
+	uint64_t idle = max_u64((deadline - t0) / ENGINE_GATHER_GRACE, ENGINE_GATHER_IDLE_NS);
+	struct gather_idle gi = {
+		.idle = idle, .mark = t0 + idle,
+		.seen = atomic_load_explicit(&e->recent_next, memory_order_relaxed),
+	};
 	struct stripe_contrib own[2];
 	/*
 	 * Wait at all? Not when waiting was in vain many times in a row (one
@@ -325,7 +337,7 @@ int raid5_gather(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint6
 		if (!n && wait && !(b->given_up == s + 1 && engine_clock_ns() < b->given_up_until)) {
 			bool starved = false;
 
-			n = gather_wait(e, b, &own[ns], c->taken[ns], a0, a1, t0, seen, deadline,
+			n = gather_wait(e, b, &own[ns], c->taken[ns], a0, a1, t0, deadline, &gi,
 					&starved);
 			if (n) {
 				atomic_store_explicit(&e->gather_misses, 0, memory_order_relaxed);

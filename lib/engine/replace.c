@@ -104,6 +104,7 @@ static int replace_end(struct rt_engine *e, bool swap, uint32_t role, struct rt_
 		*out = e->unit[r];
 		e->unit[r] = e->replace_unit;
 		e->fd[r] = e->replace_fd;
+		atomic_fetch_add(&e->unit_gen[r], 1);
 		/* As a completed recover: the faulty bit first (see the write path). */
 		atomic_fetch_and(&e->faulty, ~role_bit(r));
 	} else {

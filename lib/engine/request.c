@@ -441,7 +441,9 @@ int engine_flush_map(struct rt_engine *e, struct engine_aio *ar)
 		/* A unit being rebuilt holds acknowledged writes too. */
 		if ((m & ~rb) & role_bit(r))
 			continue;
-		ar->io[ar->n++] = (struct engine_unit_io){ .fd = e->fd[r], .fsync = true, .role = r };
+		/* @off: which unit of the role this is (engine_flush_done). */
+		ar->io[ar->n++] = (struct engine_unit_io){ .fd = e->fd[r], .fsync = true, .role = r,
+							   .off = atomic_load(&e->unit_gen[r]) };
 	_Static_assert(ENGINE_AIO_MAX >= RT_MAX_UNITS, "a flush maps one fsync per unit");
 	}
 	return 0;
@@ -477,6 +479,13 @@ int engine_flush_done(struct rt_engine *e, struct engine_aio *ar, const int *res
 	for (i = 0; i < ar->n; i++) {
 		struct engine_io io = { .op = ENGINE_OP_FSYNC, .role = ar->io[i].role };
 
+		/*
+		 * Another unit took the role since (a spare, a replacement): the
+		 * old one's error is not the new one's, which engine_flush below
+		 * flushes.
+		 */
+		if (atomic_load(&e->unit_gen[io.role]) != ar->io[i].off)
+			continue;
 		if (res[i] && res[i] != -ECANCELED && engine_unit_error(e, c, &io, res[i]) == -ENOSPC)
 			ret = -ENOSPC;
 	}

@@ -1152,13 +1152,13 @@ static void test_engine_ring_gather(void **state)
 	{
 		uint64_t base3 = (s + 2) * W;
 
-		engine_add_callers(e, 1);
+		engine_add_callers(e, 1, false);
 		atomic_store(&e->gather_misses, 0);
 		rng_fill(&seed, buf, W);
 		engine_get_stats(e, &before);
 		assert_int_equal(engine_write(e, buf, W - 4096, base3), 0);
 		engine_get_stats(e, &after);
-		engine_add_callers(e, -1);
+		engine_add_callers(e, -1, false);
 		assert_int_equal(atomic_load(&e->gather_misses), 0);
 		assert_int_equal(after.stripe_full - before.stripe_full, 0);
 		assert_int_equal(after.stripe_rmw + after.stripe_rcw - before.stripe_rmw -
@@ -1275,6 +1275,19 @@ static void test_engine_flush_map(void **state)
 		free(b);
 	}
 
+	/*
+	 * Role 1's fsync fails, but another unit took role 1 before the
+	 * error is judged (a spare): the old unit's error is not charged to
+	 * it, the role is flushed again.
+	 */
+	assert_int_equal(engine_flush_map(e, ar), 0);
+	run_mapped_flush(ar, res);
+	res[1] = -EIO;
+	engine_flush_unmap(e, ar);
+	atomic_fetch_add(&e->unit_gen[1], 1);
+	assert_int_equal(engine_flush_done(e, ar, res), 0);
+	assert_int_equal(engine_faulty(e), 0);
+
 	/* Role 1's fsync fails: faulty now, the flush succeeds from the others. */
 	assert_int_equal(engine_flush_map(e, ar), 0);
 	run_mapped_flush(ar, res);
@@ -1282,7 +1295,7 @@ static void test_engine_flush_map(void **state)
 	assert_int_equal(flush_end(e, ar, res), 0);
 	assert_true(engine_faulty(e) & role_bit(1));
 	engine_get_stats(e, &after);
-	assert_int_equal(after.flushes - before.flushes, 2);
+	assert_int_equal(after.flushes - before.flushes, 3);
 	assert_int_equal(after.unit[1].errors - before.unit[1].errors, 1);
 	assert_int_equal(engine_flush_map(e, ar), 0);
 	assert_int_equal(ar->n, n - 1);
