@@ -121,6 +121,16 @@ static bool require_root(void)
 	return req && strcmp(req, "1") == 0;
 }
 
+/* Skip the test without root and loop devices, or fail it when they are required. */
+static void skip_without_root(void)
+{
+	if (have_root())
+		return;
+	if (require_root())
+		fail_msg("cannot run: needs root and loop devices (RAIDTOOL_TEST_REQUIRE_ROOT=1)");
+	skip();
+}
+
 /* ---- fixture --------------------------------------------------------- */
 
 #define FAULTYFS_BIN "build/tests/rt-faultyfs"
@@ -1083,11 +1093,7 @@ static void test_engine_ring_gather(void **state)
 	pthread_t t;
 	int i;
 
-	if (!have_root()) {
-		if (require_root())
-			fail_msg("cannot run: needs root and loop devices");
-		skip();
-	}
+	skip_without_root();
 	assert_non_null(e);
 	assert_non_null(ar);
 	assert_int_equal(posix_memalign((void **)&buf, 4096, 2 * W), 0);
@@ -1247,11 +1253,7 @@ static void test_engine_flush_map(void **state)
 	int res[ENGINE_AIO_MAX];
 	uint32_t n = f->tc->n;
 
-	if (!have_root()) {
-		if (require_root())
-			fail_msg("cannot run: needs root and loop devices");
-		skip();
-	}
+	skip_without_root();
 	assert_non_null(e);
 	assert_non_null(ar);
 
@@ -1344,11 +1346,7 @@ static void test_engine_unsynced(void **state)
 	struct layout l;
 	uint32_t r;
 
-	if (!have_root()) {
-		if (require_root())
-			fail_msg("cannot run: needs root (and RAIDTOOL_TEST_REQUIRE_ROOT=1)");
-		skip();
-	}
+	skip_without_root();
 	assert_non_null(f->e);
 	for (r = 0; r < tc->n; r++)
 		sizes[r] = f->sb.slots[r].data_size;
@@ -1503,11 +1501,7 @@ static void test_engine_failure(void **state)
 	bool redundant = tc->level == RT_LEVEL_1 || tc->level == RT_LEVEL_5;
 	uint32_t victim = tc->n - 1, second = 0;
 
-	if (!have_root()) {
-		if (require_root())
-			fail_msg("cannot run: needs root and loop devices");
-		skip();
-	}
+	skip_without_root();
 	assert_non_null(f->e);
 	engine_set_failure_handler(f->e, on_failure, &fl);
 	assert_int_equal(engine_fail_role(f->e, tc->n), -EINVAL);
@@ -1628,11 +1622,7 @@ static void test_engine_ioerror(void **state)
 	unsigned during;
 	pthread_t th;
 
-	if (!have_root()) {
-		if (require_root())
-			fail_msg("cannot run: needs root and loop devices");
-		skip();
-	}
+	skip_without_root();
 	assert_non_null(f->e);
 	engine_set_failure_handler(f->e, on_failure, &fl);
 	random_writes(f, 0x10e7, 10);
@@ -1738,11 +1728,7 @@ static void test_engine_faults(void **state)
 	uint8_t *buf = NULL, *back = NULL;
 	int ret;
 
-	if (!have_root()) {
-		if (require_root())
-			fail_msg("cannot run: needs root and loop devices");
-		skip();
-	}
+	skip_without_root();
 	assert_non_null(f->e);
 	engine_set_fault_hooks(f->e, &h);
 	assert_int_equal(posix_memalign((void **)&buf, 4096, MIB), 0);
