@@ -91,6 +91,8 @@ struct fuse_reqctx {
 	uint8_t *out;			/* the reply's arguments */
 	size_t out_cap;
 	bool noreply;			/* FORGET, INTERRUPT */
+	/* A WRITE's bytes at either end written already (engine_aio.done_head, done_tail). */
+	size_t skip_head, skip_tail;
 };
 
 /*
@@ -448,8 +450,14 @@ static int serve_write(struct fuse_file *x, struct fuse_reqctx *r)
 	size = wi.size;
 	if (size > fsize - wi.offset)
 		size = (size_t)(fsize - wi.offset);
-	ret = x->be.write ? x->be.write(x->be.ctx, r->payload, size, wi.offset)
-			  : engine_write(x->e, r->payload, size, wi.offset);
+	ret = 0;
+	if (r->skip_head + r->skip_tail < size) {
+		const uint8_t *p = r->payload + r->skip_head;
+		size_t n = size - r->skip_head - r->skip_tail;
+		uint64_t o = wi.offset + r->skip_head;
+
+		ret = x->be.write ? x->be.write(x->be.ctx, p, n, o) : engine_write(x->e, p, n, o);
+	}
 	if (ret < 0)
 		return ret;
 	memset(&wo, 0, sizeof(wo));
@@ -1183,9 +1191,18 @@ static bool aio_start(struct ring_ent *ent)
 			ent->aio_e = x->be.engine;
 		}
 	}
+	/*
+	 * A backend's pin covers the request only while it is mapped: one
+	 * queued on a stripe lock would let its block change hands (a
+	 * snapshot, a discard) before a holder wrote its part there.
+	 */
+	ent->ar.resume = ent->pinned ? NULL : aio_resume;
 	if (r == 0)
 		r = write ? engine_write_map(ent->aio_e, ent->payload, size, off, &ent->ar) :
 			    engine_read_map(ent->aio_e, ent->payload, size, off, &ent->ar);
+	/* For the synchronous path: what holders of its stripes wrote already. */
+	ent->r.skip_head = ent->ar.done_head;
+	ent->r.skip_tail = ent->ar.done_tail;
 	if (r != 0) {
 		/* Mapped again when resumed, or served by read/write; zeros: replied. */
 		aio_unpin(ent);
@@ -1402,6 +1419,7 @@ static void ring_request(struct ring_ent *ent)
 	r->out = ent->payload;
 	r->out_cap = f->payload_size;
 	atomic_fetch_add_explicit(&f->ring_requests, 1, memory_order_relaxed);
+	ent->ar.done_head = ent->ar.done_tail = 0;
 	if ((r->in.opcode == FUSE_READ || r->in.opcode == FUSE_WRITE) && aio_start(ent))
 		return;		/* replied when its unit I/O completes */
 	if ((r->in.opcode == FUSE_FLUSH || r->in.opcode == FUSE_FSYNC) && flush_start(ent))
@@ -1649,7 +1667,6 @@ static int ring_setup(struct rt_fuse *f)
 				return -ENOMEM;
 			}
 			memset(ent->hdr, 0, sizeof(*ent->hdr));
-			ent->ar.resume = aio_resume;
 			ent->iov[0] = (struct iovec){ ent->hdr, sizeof(*ent->hdr) };
 			ent->iov[1] = (struct iovec){ ent->payload, f->payload_size };
 		}

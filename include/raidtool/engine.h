@@ -149,6 +149,13 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
  * unit I/O at all (@ar->n 0: the holder wrote it; unmap it as done). Until
  * then @ar->areq is the engine's. Without @ar->resume such a write is
  * -EAGAIN.
+ * A raid5 write too large to be mapped (over 16 KiB or across a chunk)
+ * does not wait on a thread either while its stripe is held: it is queued
+ * as above, offering its part of that stripe when it covers the stripe
+ * only in part. When a holder wrote that part with its stripe, the part is
+ * added to @ar->done_head or @ar->done_tail; and when the stripes left are
+ * free the write is -EAGAIN: engine_write then writes only the bytes between
+ * the two (all of them written so: mapped with no unit I/O, as above).
  * Every mapping that returned 0 ends with one engine_aio_unmap, @ok when
  * every unit I/O transferred its whole length (the request is then counted
  * done). Otherwise the caller serves the request again with engine_read or
@@ -174,6 +181,12 @@ struct engine_aio {
 	struct engine_unit_io io[ENGINE_AIO_MAX];
 	struct engine_areq *areq;	/* the engine's, while mapped */
 	void (*resume)(struct engine_aio *ar);	/* the caller's: see above */
+	/*
+	 * raid5: bytes at the start and the end of the write that holders of
+	 * its stripes wrote with them while it was queued (see above). The
+	 * caller zeroes both for each new request; engine_aio_unmap does too.
+	 */
+	size_t done_head, done_tail;
 	struct engine_aio *wait_next;	/* the engine's, while queued on a lock */
 };
 int engine_read_map(struct rt_engine *e, void *buf, size_t len, uint64_t off,

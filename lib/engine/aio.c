@@ -143,12 +143,12 @@ static struct engine_areq *engine_areq_parked(const struct rt_engine *e,
 }
 
 /*
- * Offer a raid5 write inside one stripe, held or waited for, to the
+ * Offer a raid5 write's part of one stripe, held or waited for, to the
  * stripe's holder and queue @ar on it (stripe_offer_park); @q (from
  * engine_areq_get, or the one it left parked) keeps the offer meanwhile,
  * holding no lock. -EINPROGRESS: queued (@ar->resume maps it again, which
- * settles the offer here). 1: the holder wrote it with its stripe, nothing
- * is left to do. 0: the stripe is free, @q is given back: lock it.
+ * settles the offer here). 1: the holder wrote that part with its stripe.
+ * 0: the stripe is free, @q is given back: lock it.
  */
 static int engine_aio_offer(struct rt_engine *e, struct engine_aio *ar, struct engine_areq *q)
 {
@@ -166,23 +166,32 @@ static int engine_aio_offer(struct rt_engine *e, struct engine_aio *ar, struct e
 	return ret;
 }
 
-/* A fresh offer of [off, off + len) from @buf (engine_aio_offer); -EAGAIN: no set free. */
+/*
+ * Queue the write of [off, off + len) from @buf on stripe @busy, held or
+ * waited for, offering its part of that stripe when it covers the stripe
+ * only in part (engine_aio_offer); a stripe it covers whole it just waits
+ * for (stripe_lock_park). -EAGAIN: no set free for the offer.
+ */
 static int engine_aio_offer_new(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
-				uint64_t off, uint64_t len)
+				uint64_t off, uint64_t len, uint64_t busy)
 {
-	struct engine_areq *q = engine_areq_get(e);
+	uint64_t W = e->lock_unit, lo = max_u64(off, busy * W), hi = min_u64(off + len, (busy + 1) * W);
+	struct engine_areq *q;
 
+	if (lo == busy * W && hi == (busy + 1) * W)
+		return stripe_lock_park(e, busy, ar) ? -EINPROGRESS : 0;
+	q = engine_areq_get(e);
 	if (!q)
 		return -EAGAIN;
 	q->offer = (struct stripe_contrib){
-		.stripe = off / e->lock_unit,
-		.lo = off,
-		.hi = off + len,
-		.data = buf,
+		.stripe = busy,
+		.lo = lo,
+		.hi = hi,
+		.data = buf + (lo - off),
 		.state = CONTRIB_IDLE,
 	};
 	/* A holder's gather waits longer for parts next to writes arriving now. */
-	engine_note_write(e, off, off + len);
+	engine_note_write(e, lo, hi);
 	return engine_aio_offer(e, ar, q);
 }
 
@@ -246,17 +255,23 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 {
 	struct engine_areq *parked;
 	uint64_t m, rb, busy;
+	bool queue_only;
 	unsigned tries;
 	int ret;
 
 	if (!e || !buf || !ar || !len || engine_check_range(e, len, off))
 		return -EINVAL;
 	parked = write ? engine_areq_parked(e, ar) : NULL;
+	if (!write || ar->done_head + ar->done_tail > len)
+		ar->done_head = ar->done_tail = 0;
 	ar->n = 0;
 	ar->len = len;
 	ar->write = write;
 	ar->areq = NULL;
 	if (parked) {
+		/* Fixed once offered: read before the set may go to another write. */
+		uint64_t plo = parked->offer.lo, phi = parked->offer.hi;
+
 		/*
 		 * Resumed with an offer out: settle it first, whatever else
 		 * changed meanwhile (the holder may be writing it still).
@@ -264,15 +279,30 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 		ret = engine_aio_offer(e, ar, parked);
 		if (ret == -EINPROGRESS)
 			return ret;
-		if (ret > 0) {
-			/* Written with its stripe: a mapping with no unit I/O. */
-			atomic_fetch_add(&e->aread_inflight, 1);
-			return 0;
-		}
+		/* Written with its stripe: the part offered is done (it began or ended what was left). */
+		if (ret > 0 && plo == off + ar->done_head)
+			ar->done_head += phi - plo;
+		else if (ret > 0)
+			ar->done_tail += phi - plo;
+	}
+	/* What is left: all of it written so, a mapping with no unit I/O. */
+	buf = (uint8_t *)buf + ar->done_head;
+	off += ar->done_head;
+	len -= ar->done_head + ar->done_tail;
+	if (!len) {
+		atomic_fetch_add(&e->aread_inflight, 1);
+		return 0;
 	}
 	/* O_DIRECT from/into the caller's buffer: only what needs no bounce buffer. */
 	if (off % e->align || len % e->align || (uintptr_t)buf % e->align || len > ENGINE_PIECE)
 		return -EAGAIN;
+	/*
+	 * A raid5 write the level does not map still waits for a held stripe
+	 * queued, not on a thread: once its stripes are free, the synchronous
+	 * path writes what is left.
+	 */
+	queue_only = write && e->ops->gather && ar->resume && e->ops->map_takes &&
+		     !e->ops->map_takes(e, off, len);
 	/*
 	 * Not while a role's last write ran out of space, which only
 	 * engine_write's success clears (and which a failed raid1 write must
@@ -281,7 +311,7 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 	if (write && (!e->ops->map_write || atomic_load(&e->nospace) ||
 		      /* a role being replaced: its replacement gets the writes too */
 		      atomic_load(&e->replace_role) != LAYOUT_NO_ROLE ||
-		      (e->ops->map_takes && !e->ops->map_takes(e, off, len))))
+		      (!queue_only && e->ops->map_takes && !e->ops->map_takes(e, off, len))))
 		return -EAGAIN;
 	atomic_fetch_add(&e->aread_inflight, 1);
 	if (atomic_load(&e->aread_gate))
@@ -305,7 +335,7 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 		for (tries = 0; (ret = engine_areq_lock(e, ar, off, len, &busy)) == -EBUSY &&
 			     ar->resume && tries < 3; tries++) {
 			if (e->ops->gather) {
-				ret = engine_aio_offer_new(e, ar, buf, off, len);
+				ret = engine_aio_offer_new(e, ar, buf, off, len, busy);
 				if (ret == -EAGAIN)
 					break;
 			} else {
@@ -316,7 +346,7 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 				return ret;
 			}
 		}
-		if (ret)
+		if (ret || queue_only)
 			goto sync;
 		if (!engine_dl_covered(e, off / e->lock_unit, (off + len - 1) / e->lock_unit))
 			goto sync;
@@ -390,6 +420,7 @@ void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok)
 		e->ops->map_failed(e, ar);	/* under the stripe locks still */
 	}
 	ar->n = 0;
+	ar->done_head = ar->done_tail = 0;
 	engine_areq_unlock(e, ar);
 	atomic_fetch_sub(&e->aread_inflight, 1);
 }

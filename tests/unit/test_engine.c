@@ -1216,6 +1216,132 @@ static void test_engine_ring_gather(void **state)
 	free(ar);
 }
 
+/*
+ * Start a holder writing [off, off + len) of @buf on its thread, gathering
+ * the rest of its stripe @s, and wait until it holds the stripe.
+ */
+static void gather_holder_start(struct gather_holder *h, pthread_t *t, struct rt_engine *e,
+				const uint8_t *buf, uint64_t off, size_t len, uint64_t s)
+{
+	int i;
+
+	*h = (struct gather_holder){ .e = e, .buf = buf, .len = len, .off = off, .ret = -1 };
+	assert_int_equal(pthread_create(t, NULL, gather_holder_main, h), 0);
+	for (i = 0; i < 10000 && !stripe_is_held(e, s); i++)
+		usleep(500);
+	assert_true(stripe_is_held(e, s));
+}
+
+/*
+ * A raid5 write too large to be mapped (over 16 KiB, across chunks) whose
+ * stripe a holder gathers does not wait on a thread: it is queued with its
+ * part of that stripe offered (-EINPROGRESS), the holder writes that part
+ * with the whole stripe, and mapped again the write is -EAGAIN with
+ * done_head (a part at its start) or done_tail (at its end) saying what the
+ * synchronous path need not write; when the part was all of it, it is
+ * mapped with no unit I/O.
+ */
+static void test_engine_ring_gather_large(void **state)
+{
+	struct fixture *f = *state;
+	struct rt_engine *e = f->e;
+	uint64_t C = f->tc->chunk, W = C * (f->tc->n - 1), s = 20, base = s * W, seed = 0x1a76;
+	uint64_t X = 48 << 10, Y = 80 << 10, Z = 32 << 10;
+	struct engine_aio *ar = calloc(1, sizeof(*ar));
+	struct rt_engine_stats before, after;
+	struct gather_holder h;
+	uint8_t *buf = NULL;
+	pthread_t t;
+
+	skip_without_root();
+	assert_non_null(e);
+	assert_non_null(ar);
+	assert_true(X + Y <= C * 2 && X > ENGINE_AREQ_WRITE_MAX && Z < C);
+	assert_int_equal(posix_memalign((void **)&buf, 4096, 3 * W), 0);
+	ar->resume = count_resume;
+
+	/* The mapped write's first part, the last X bytes of stripe s, is the holder's missing piece. */
+	assert_int_equal(engine_set_gather_window(e, ENGINE_GATHER_US_MAX), 0);
+	atomic_store(&e->gather_misses, 0);
+	rng_fill(&seed, buf, 2 * W);
+	engine_get_stats(e, &before);
+	gather_holder_start(&h, &t, e, buf, base, W - X, s);
+	resumed = 0;
+	ar->done_head = ar->done_tail = 0;
+	assert_int_equal(engine_write_map(e, buf + W - X, X + Y, base + W - X, ar), -EINPROGRESS);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(h.ret, 0);
+	assert_int_equal(resumed, 1);
+	assert_int_equal(engine_write_map(e, buf + W - X, X + Y, base + W - X, ar), -EAGAIN);
+	assert_int_equal(ar->done_head, X);
+	assert_int_equal(ar->done_tail, 0);
+	engine_get_stats(e, &after);
+	assert_int_equal(after.stripe_full - before.stripe_full, 1);
+	assert_int_equal(after.stripe_merged - before.stripe_merged, 1);
+	assert_int_equal(after.stripe_rmw + after.stripe_rcw, before.stripe_rmw + before.stripe_rcw);
+	for (uint32_t r = 0; r < f->tc->n; r++)
+		assert_int_equal(after.unit[r].read_bytes, before.unit[r].read_bytes);
+	/* The synchronous path writes the rest, as the caller would (no gathering wait). */
+	assert_int_equal(engine_set_gather_window(e, 0), 0);
+	assert_int_equal(engine_write(e, buf + W, Y, base + W), 0);
+	memcpy(f->model + base, buf, W + Y);
+
+	/* Its part at its end: the holder of its last stripe lacks the stripe's first Z bytes. */
+	{
+		uint64_t b4 = (s + 4) * W;
+
+		assert_int_equal(engine_set_gather_window(e, ENGINE_GATHER_US_MAX), 0);
+		atomic_store(&e->gather_misses, 0);
+		rng_fill(&seed, buf, 2 * W);
+		gather_holder_start(&h, &t, e, buf + C + Z, b4 + Z, W - Z, s + 4);
+		resumed = 0;
+		ar->done_head = ar->done_tail = 0;
+		assert_int_equal(engine_write_map(e, buf, C + Z, b4 - C, ar), -EINPROGRESS);
+		assert_int_equal(pthread_join(t, NULL), 0);
+		assert_int_equal(h.ret, 0);
+		assert_int_equal(resumed, 1);
+		assert_int_equal(engine_write_map(e, buf, C + Z, b4 - C, ar), -EAGAIN);
+		assert_int_equal(ar->done_head, 0);
+		assert_int_equal(ar->done_tail, Z);
+		assert_int_equal(engine_set_gather_window(e, 0), 0);
+		assert_int_equal(engine_write(e, buf, C, b4 - C), 0);
+		memcpy(f->model + b4 - C, buf, C + W);
+	}
+
+	/* All of it one stripe's missing part: done with no unit I/O. */
+	{
+		uint64_t b2 = (s + 2) * W;
+
+		assert_int_equal(engine_set_gather_window(e, ENGINE_GATHER_US_MAX), 0);
+		atomic_store(&e->gather_misses, 0);
+		rng_fill(&seed, buf, W);
+		gather_holder_start(&h, &t, e, buf, b2, W - X, s + 2);
+		resumed = 0;
+		ar->done_head = ar->done_tail = 0;
+		assert_int_equal(engine_write_map(e, buf + W - X, X, b2 + W - X, ar), -EINPROGRESS);
+		assert_int_equal(pthread_join(t, NULL), 0);
+		assert_int_equal(h.ret, 0);
+		assert_int_equal(resumed, 1);
+		assert_int_equal(engine_write_map(e, buf + W - X, X, b2 + W - X, ar), 0);
+		assert_int_equal(ar->n, 0);
+		assert_int_equal(engine_aio_next(e, ar), 0);
+		engine_aio_unmap(e, ar, true);
+		assert_int_equal(ar->done_head + ar->done_tail, 0);
+		memcpy(f->model + b2, buf, W);
+	}
+
+	/* Without a resume callback it is the synchronous path's at once, as before. */
+	ar->resume = NULL;
+	assert_int_equal(engine_write_map(e, buf, X + Y, base + W - X, ar), -EAGAIN);
+	assert_int_equal(ar->done_head + ar->done_tail, 0);
+
+	assert_int_equal(engine_flush(e), 0);
+	verify_through_engine(f);
+	verify_units(f);
+	free(buf);
+	free(ar);
+}
+
 /* ---- flushes on the caller's ring --------------------------------------- */
 
 /* Run a mapped flush's fsyncs as the caller's ring would; their results in @res. */
@@ -1885,6 +2011,9 @@ int main(void)
 		{ fault_case.name, test_engine_faults, fixture_setup, fixture_teardown,
 		  (void *)&fault_case },
 		{ ring_gather_case.name, test_engine_ring_gather, fixture_setup, fixture_teardown,
+		  (void *)&ring_gather_case },
+		{ "ring gather: raid5 x4 64K, large writes queued with their part offered",
+		  test_engine_ring_gather_large, fixture_setup, fixture_teardown,
 		  (void *)&ring_gather_case },
 		{ "flush on the caller's ring: raid5 x4 64K", test_engine_flush_map, fixture_setup,
 		  fixture_teardown, (void *)&ring_gather_case },
