@@ -192,7 +192,9 @@ struct ring_queue {
 	struct ring_ent *walk_ents, *walk_free;
 	unsigned walk_busy;
 	bool closing;
-	bool broken;			/* the ring failed: pieces get no more rounds on it */
+	bool broken;			/* the ring failed: nothing gets another round on it */
+	/* Entries with unit I/O in flight on the ring (the queue's thread's own). */
+	unsigned uio_ents;
 };
 
 struct dev_worker {
@@ -1104,6 +1106,8 @@ static void aio_finish(struct ring_ent *ent)
 			pool_push(f, ent);	/* engine_flush_done judges the errors */
 		return;
 	}
+	/* A failed ring runs no further round: the synchronous path does the request. */
+	ok = ok && !ent->q->broken;
 	next = ok ? engine_aio_next(ent->aio_e, &ent->ar) : 0;
 	if (next > 0) {
 		aio_submit(ent);
@@ -1132,8 +1136,10 @@ static void aio_unit_done(struct ring_uio *u, int res)
 	u->res = res;
 	if (res < 0 || (uint32_t)res != u->len)
 		ent->aio_failed = true;
-	if (--ent->pending == 0)
+	if (--ent->pending == 0) {
+		ent->q->uio_ents--;
 		aio_finish(ent);
+	}
 }
 
 /*
@@ -1289,6 +1295,8 @@ static void aio_submit(struct ring_ent *ent)
 		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&ent->uio[i] | 1);
 	}
 	pthread_mutex_unlock(&q->sq_mu);
+	if (i > 0)
+		q->uio_ents++;
 	unsent = ent->ar.n - i;
 	if (unsent) {
 		/* No room on the ring for the rest: the synchronous path does it all. */
@@ -1365,8 +1373,9 @@ static bool queue_walks_over(struct ring_queue *q)
 /*
  * The queue's thread leaves before its connection ended (its ring failed):
  * it takes no more walk pieces, gives back those it never started, and
- * reaps for a while the unit I/O of those on its ring, as the walk waits
- * for every piece it handed out.
+ * reaps for a while the unit I/O still on its ring: the walk waits for
+ * every piece it handed out, and a drain of the engine for every mapped
+ * request (each ends on the synchronous path, aio_finish).
  */
 static void queue_leave_early(struct ring_queue *q)
 {
@@ -1384,7 +1393,7 @@ static void queue_leave_early(struct ring_queue *q)
 		}
 		ent = next;
 	}
-	for (tries = 0; !queue_walks_over(q) && tries < 100; tries++) {
+	for (tries = 0; (!queue_walks_over(q) || q->uio_ents) && tries < 100; tries++) {
 		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 100000000 };
 		struct io_uring_cqe *cqe;
 		uint64_t ud;
@@ -1398,9 +1407,10 @@ static void queue_leave_early(struct ring_queue *q)
 		if (ud & 1)
 			aio_unit_done((struct ring_uio *)(uintptr_t)(ud & ~(uint64_t)1), res);
 	}
-	if (!queue_walks_over(q))
-		rt_log(RT_LOG_ERROR, "'%s': FUSE queue %u: walk pieces are left on a failed ring; "
-		       "the walk waits for them", q->f->name, q->qid);
+	if (!queue_walks_over(q) || q->uio_ents)
+		rt_log(RT_LOG_ERROR, "'%s': FUSE queue %u: %u requests or walk pieces are left on "
+		       "a failed ring; the array cannot be drained until they end", q->f->name,
+		       q->qid, q->uio_ents);
 }
 
 /* A request arrived in @ent: copy it out of the shared buffers, then serve it. */
