@@ -91,8 +91,13 @@ struct fuse_reqctx {
 	uint8_t *out;			/* the reply's arguments */
 	size_t out_cap;
 	bool noreply;			/* FORGET, INTERRUPT */
-	/* A WRITE's bytes at either end written already (engine_aio.done_head, done_tail). */
-	size_t skip_head, skip_tail;
+	/*
+	 * A WRITE mapped before as @part_size bytes, of which holders of its
+	 * stripes wrote the first @part_head and the last @part_tail
+	 * (engine_aio.done_head, done_tail): only the rest is left to write.
+	 */
+	bool part;
+	size_t part_size, part_head, part_tail;
 };
 
 /*
@@ -143,7 +148,8 @@ struct ring_ent {
 	bool pinned;			/* a backend's map holds @pin until the I/O ends */
 	unsigned pin;
 	struct rt_engine *aio_e;	/* the engine the request was mapped on */
-	struct fuse_file *aio_file;	/* held while the event-driven request runs */
+	struct fuse_file *aio_file;	/* held while the event-driven request runs or is queued */
+	uint64_t aio_off;		/* where it was mapped in aio_e */
 	uint32_t aio_size;
 	int res;			/* a worker's result, for the queue to commit */
 	/* A background walk's piece (engine_set_loop_host), not a FUSE request. */
@@ -452,13 +458,17 @@ static int serve_write(struct fuse_file *x, struct fuse_reqctx *r)
 	size = wi.size;
 	if (size > fsize - wi.offset)
 		size = (size_t)(fsize - wi.offset);
-	ret = 0;
-	if (r->skip_head + r->skip_tail < size) {
-		const uint8_t *p = r->payload + r->skip_head;
-		size_t n = size - r->skip_head - r->skip_tail;
-		uint64_t o = wi.offset + r->skip_head;
-
-		ret = x->be.write ? x->be.write(x->be.ctx, p, n, o) : engine_write(x->e, p, n, o);
+	if (r->part) {
+		/* The rest of a write mapped before (the size it had then, whatever the file's now). */
+		if (x->be.write || r->part_size > wi.size ||
+		    r->part_head + r->part_tail > r->part_size)
+			return -EINVAL;
+		size = r->part_size;
+		ret = engine_write(x->e, r->payload + r->part_head,
+				   size - r->part_head - r->part_tail, wi.offset + r->part_head);
+	} else {
+		ret = x->be.write ? x->be.write(x->be.ctx, r->payload, size, wi.offset)
+				  : engine_write(x->e, r->payload, size, wi.offset);
 	}
 	if (ret < 0)
 		return ret;
@@ -1155,13 +1165,23 @@ static bool aio_start(struct ring_ent *ent)
 	struct ring_queue *q = ent->q;
 	struct rt_fuse *f = q->f;
 	bool write = ent->r.in.opcode == FUSE_WRITE;
-	struct fuse_file *x;
+	struct fuse_file *x = ent->aio_file;
 	struct fuse_write_in wi;
 	struct fuse_read_in ri;
 	uint64_t off, fsize;
 	size_t size;
-	int r;
+	int r = 0;
 
+	if (x) {
+		/*
+		 * Resumed from a stripe lock: the file stayed held, and the range
+		 * is the one mapped first, which its offers and done parts name
+		 * (the file may have grown meanwhile).
+		 */
+		off = ent->aio_off;
+		size = ent->aio_size;
+		goto map;
+	}
 	if (write) {
 		memcpy(&wi, ent->r.op.raw, sizeof(wi));
 		off = wi.offset;
@@ -1185,7 +1205,7 @@ static bool aio_start(struct ring_ent *ent)
 		size = (size_t)(fsize - off);
 	ent->aio_file = x;
 	ent->aio_e = x->e;
-	r = 0;
+	ent->aio_size = (uint32_t)size;
 	if (x->be.map) {
 		/* A backend's file: its range of the engine, or zeros. */
 		r = x->be.map(x->be.ctx, write, off, size, &off, &ent->pin);
@@ -1197,31 +1217,39 @@ static bool aio_start(struct ring_ent *ent)
 			ent->aio_e = x->be.engine;
 		}
 	}
+	ent->aio_off = off;
 	/*
 	 * A backend's pin covers the request only while it is mapped: one
 	 * queued on a stripe lock would let its block change hands (a
 	 * snapshot, a discard) before a holder wrote its part there.
 	 */
 	ent->ar.resume = ent->pinned ? NULL : aio_resume;
+map:
 	if (r == 0)
 		r = write ? engine_write_map(ent->aio_e, ent->payload, size, off, &ent->ar) :
 			    engine_read_map(ent->aio_e, ent->payload, size, off, &ent->ar);
-	/* For the synchronous path: what holders of its stripes wrote already. */
-	ent->r.skip_head = ent->ar.done_head;
-	ent->r.skip_tail = ent->ar.done_tail;
+	/* Queued on a stripe lock: mapped again when resumed, the file held meanwhile. */
+	if (r == -EINPROGRESS)
+		return true;
 	if (r != 0) {
-		/* Mapped again when resumed, or served by read/write; zeros: replied. */
+		/* For the synchronous path: the part that holders of its stripes did not write. */
+		if (write && ent->ar.done_head + ent->ar.done_tail) {
+			ent->r.part = true;
+			ent->r.part_size = size;
+			ent->r.part_head = ent->ar.done_head;
+			ent->r.part_tail = ent->ar.done_tail;
+		}
+		/* Served by read/write; zeros: replied. */
 		aio_unpin(ent);
 		file_put(x);
 		ent->aio_file = NULL;
 	}
 	if (r == 1)
 		ring_commit(ent, (int)size);
-	if (r == 1 || r == -EINPROGRESS)
-		return true;	/* -EINPROGRESS: queued on a stripe lock, aio_resume maps it again */
+	if (r == 1)
+		return true;
 	if (r < 0)
 		return false;
-	ent->aio_size = (uint32_t)size;
 	aio_submit(ent);
 	return true;
 }
@@ -1430,6 +1458,7 @@ static void ring_request(struct ring_ent *ent)
 	r->out_cap = f->payload_size;
 	atomic_fetch_add_explicit(&f->ring_requests, 1, memory_order_relaxed);
 	ent->ar.done_head = ent->ar.done_tail = 0;
+	ent->ar.queued = 0;
 	if ((r->in.opcode == FUSE_READ || r->in.opcode == FUSE_WRITE) && aio_start(ent))
 		return;		/* replied when its unit I/O completes */
 	if ((r->in.opcode == FUSE_FLUSH || r->in.opcode == FUSE_FSYNC) && flush_start(ent))

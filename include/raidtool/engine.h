@@ -155,7 +155,9 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
  * only in part. When a holder wrote that part with its stripe, the part is
  * added to @ar->done_head or @ar->done_tail; and when the stripes left are
  * free the write is -EAGAIN: engine_write then writes only the bytes between
- * the two (all of them written so: mapped with no unit I/O, as above).
+ * the two (all of them written so: mapped with no unit I/O, as above). So
+ * too after it was queued ENGINE_AIO_QUEUED_MAX times, so that writers
+ * waiting on threads in the buckets of its stripes cannot starve it.
  * Every mapping that returned 0 ends with one engine_aio_unmap, @ok when
  * every unit I/O transferred its whole length (the request is then counted
  * done). Otherwise the caller serves the request again with engine_read or
@@ -164,6 +166,7 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
  * While a mapping is open, the units' descriptors stay valid.
  */
 #define ENGINE_AIO_MAX 64u
+#define ENGINE_AIO_QUEUED_MAX 16u
 struct engine_unit_io {
 	int fd;
 	bool write;		/* else a read */
@@ -184,9 +187,11 @@ struct engine_aio {
 	/*
 	 * raid5: bytes at the start and the end of the write that holders of
 	 * its stripes wrote with them while it was queued (see above). The
-	 * caller zeroes both for each new request; engine_aio_unmap does too.
+	 * caller zeroes them and @queued for each new request;
+	 * engine_aio_unmap does too.
 	 */
 	size_t done_head, done_tail;
+	unsigned queued;		/* the engine's: times such a write was queued */
 	struct engine_aio *wait_next;	/* the engine's, while queued on a lock */
 };
 int engine_read_map(struct rt_engine *e, void *buf, size_t len, uint64_t off,

@@ -330,10 +330,20 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 		 * Where writers gather stripes (raid5, whose mapped writes lie
 		 * inside one stripe), it offers its part to the lock's holder
 		 * meanwhile, which may be gathering the stripe and waiting for
-		 * just that part.
+		 * just that part. A write that is not mapped only looks: it
+		 * takes no lock.
 		 */
-		for (tries = 0; (ret = engine_areq_lock(e, ar, off, len, &busy)) == -EBUSY &&
-			     ar->resume && tries < 3; tries++) {
+		for (tries = 0;; tries++) {
+			if (queue_only)
+				ret = stripe_range_busy(e, off / e->lock_unit,
+							(off + len - 1) / e->lock_unit, &busy) ?
+				      -EBUSY : 0;
+			else
+				ret = engine_areq_lock(e, ar, off, len, &busy);
+			/* Every way out follows a look or a lock, never an offer withdrawn. */
+			if (ret != -EBUSY || !ar->resume || tries == 3 ||
+			    (queue_only && ar->queued >= ENGINE_AIO_QUEUED_MAX))
+				break;
 			if (e->ops->gather) {
 				ret = engine_aio_offer_new(e, ar, buf, off, len, busy);
 				if (ret == -EAGAIN)
@@ -342,6 +352,7 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 				ret = stripe_lock_park(e, busy, ar) ? -EINPROGRESS : 0;
 			}
 			if (ret) {
+				ar->queued += ret == -EINPROGRESS;
 				atomic_fetch_sub(&e->aread_inflight, 1);
 				return ret;
 			}
@@ -377,9 +388,16 @@ int engine_read_map(struct rt_engine *e, void *buf, size_t len, uint64_t off,
 int engine_write_map(struct rt_engine *e, const void *buf, size_t len, uint64_t off,
 		     struct engine_aio *ar)
 {
+	int ret;
+
 	if (e->readonly)
 		return -EROFS;
-	return engine_aio_map(e, true, (void *)(uintptr_t)buf, len, off, ar);
+	ret = engine_aio_map(e, true, (void *)(uintptr_t)buf, len, off, ar);
+	/* engine_write counts the rest of the request's bytes: these are written. */
+	if (ret == -EAGAIN && ar->done_head + ar->done_tail)
+		atomic_fetch_add_explicit(&e->aread_stats.write_bytes,
+					  ar->done_head + ar->done_tail, memory_order_relaxed);
+	return ret;
 }
 
 /* Count the unit I/O of @ar's round, which completed in full. */
@@ -421,6 +439,7 @@ void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok)
 	}
 	ar->n = 0;
 	ar->done_head = ar->done_tail = 0;
+	ar->queued = 0;
 	engine_areq_unlock(e, ar);
 	atomic_fetch_sub(&e->aread_inflight, 1);
 }

@@ -643,6 +643,7 @@ void stripe_lock_release(struct rt_engine *e, struct engine_ctx *c,
 bool stripe_lock_try(struct rt_engine *e, struct stripe_lock_entry *locks,
 		     uint64_t first, uint64_t last, uint64_t *busy);
 bool stripe_lock_park(struct rt_engine *e, uint64_t stripe, struct engine_aio *ar);
+bool stripe_range_busy(struct rt_engine *e, uint64_t first, uint64_t last, uint64_t *busy);
 void stripe_unlock(struct rt_engine *e, struct stripe_lock_entry *locks,
 		   uint64_t first, uint64_t last);
 void stripe_offer_withdraw(struct stripe_lock_bucket *b, struct stripe_contrib *k);

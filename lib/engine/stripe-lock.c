@@ -261,6 +261,30 @@ bool stripe_lock_try(struct rt_engine *e, struct stripe_lock_entry *locks,
 }
 
 /*
+ * Is a stripe of [first, last] held, or waited for in its bucket (as
+ * stripe_lock_try would find it)? Its number in *@busy. A glance: by the
+ * time the caller acts on it, it may have changed.
+ */
+bool stripe_range_busy(struct rt_engine *e, uint64_t first, uint64_t last, uint64_t *busy)
+{
+	uint64_t s;
+
+	for (s = first; s <= last; s++) {
+		struct stripe_lock_bucket *b = stripe_lock_bucket(e, s);
+		bool taken;
+
+		pthread_mutex_lock(&b->mu);
+		taken = b->waiters || stripe_lock_held(b, s);
+		pthread_mutex_unlock(&b->mu);
+		if (taken) {
+			*busy = s;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
  * Queue the mapped write @ar on stripe @stripe's bucket while the stripe is
  * held or writers wait there: @ar->resume is called once a lock of the
  * bucket is let go or its last waiter leaves. False when the stripe is

@@ -1239,7 +1239,9 @@ static void gather_holder_start(struct gather_holder *h, pthread_t *t, struct rt
  * with the whole stripe, and mapped again the write is -EAGAIN with
  * done_head (a part at its start) or done_tail (at its end) saying what the
  * synchronous path need not write; when the part was all of it, it is
- * mapped with no unit I/O.
+ * mapped with no unit I/O. A part the holder did not take is withdrawn; a
+ * held stripe the write covers whole is waited for, queued, with nothing
+ * offered.
  */
 static void test_engine_ring_gather_large(void **state)
 {
@@ -1266,6 +1268,10 @@ static void test_engine_ring_gather_large(void **state)
 	rng_fill(&seed, buf, 2 * W);
 	engine_get_stats(e, &before);
 	gather_holder_start(&h, &t, e, buf, base, W - X, s);
+	/* Without a resume callback it is the synchronous path's at once, as before. */
+	ar->resume = NULL;
+	assert_int_equal(engine_write_map(e, buf + W - X, X + Y, base + W - X, ar), -EAGAIN);
+	ar->resume = count_resume;
 	resumed = 0;
 	ar->done_head = ar->done_tail = 0;
 	assert_int_equal(engine_write_map(e, buf + W - X, X + Y, base + W - X, ar), -EINPROGRESS);
@@ -1330,10 +1336,54 @@ static void test_engine_ring_gather_large(void **state)
 		memcpy(f->model + b2, buf, W);
 	}
 
-	/* Without a resume callback it is the synchronous path's at once, as before. */
-	ar->resume = NULL;
-	assert_int_equal(engine_write_map(e, buf, X + Y, base + W - X, ar), -EAGAIN);
-	assert_int_equal(ar->done_head + ar->done_tail, 0);
+	/*
+	 * The holder gives up (a 4 KiB gap no writer fills) and writes its
+	 * part alone: the offer is withdrawn, and the write left whole to the
+	 * synchronous path.
+	 */
+	{
+		uint64_t b6 = (s + 6) * W;
+
+		assert_int_equal(engine_set_gather_window(e, 20000), 0);
+		atomic_store(&e->gather_misses, 0);
+		rng_fill(&seed, buf, 2 * W);
+		gather_holder_start(&h, &t, e, buf, b6, W - X - 4096, s + 6);
+		resumed = 0;
+		ar->done_head = ar->done_tail = 0;
+		assert_int_equal(engine_write_map(e, buf + W - X, X + Y, b6 + W - X, ar),
+				 -EINPROGRESS);
+		assert_int_equal(pthread_join(t, NULL), 0);
+		assert_int_equal(h.ret, 0);
+		assert_int_equal(resumed, 1);
+		assert_int_equal(engine_write_map(e, buf + W - X, X + Y, b6 + W - X, ar), -EAGAIN);
+		assert_int_equal(ar->done_head + ar->done_tail, 0);
+		assert_int_equal(engine_write(e, buf + W - X, X + Y, b6 + W - X), 0);
+		memcpy(f->model + b6, buf, W - X - 4096);
+		memcpy(f->model + b6 + W - X, buf + W - X, X + Y);
+	}
+
+	/*
+	 * A held stripe the write covers whole: queued on it with nothing
+	 * offered, resumed once the holder lets go, then left whole to the
+	 * synchronous path.
+	 */
+	{
+		uint64_t b8 = (s + 8) * W;
+		uint8_t *mine = buf + W;
+
+		rng_fill(&seed, buf, 3 * W);
+		gather_holder_start(&h, &t, e, buf, b8, W - X, s + 8);
+		resumed = 0;
+		ar->done_head = ar->done_tail = 0;
+		assert_int_equal(engine_write_map(e, mine, W + Z, b8, ar), -EINPROGRESS);
+		assert_int_equal(pthread_join(t, NULL), 0);
+		assert_int_equal(h.ret, 0);
+		assert_int_equal(resumed, 1);
+		assert_int_equal(engine_write_map(e, mine, W + Z, b8, ar), -EAGAIN);
+		assert_int_equal(ar->done_head + ar->done_tail, 0);
+		assert_int_equal(engine_write(e, mine, W + Z, b8), 0);
+		memcpy(f->model + b8, mine, W + Z);
+	}
 
 	assert_int_equal(engine_flush(e), 0);
 	verify_through_engine(f);
