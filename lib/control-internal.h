@@ -66,6 +66,7 @@ struct rt_control_status {
 	char transport[16];
 	uint64_t fuse_ring_requests, fuse_dev_requests;
 	uint32_t fuse_queues, fuse_queue_depth;	/* io_uring queues, entries each */
+	uint64_t fuse_worker_requests;	/* of the ring's, served by a worker (appended) */
 };
 
 #endif

@@ -642,6 +642,7 @@ struct rt_control_fuse control_status_fuse(const struct rt_control_status *st)
 	struct rt_control_fuse f = {
 		.ring_requests = st->fuse_ring_requests, .dev_requests = st->fuse_dev_requests,
 		.queues = st->fuse_queues, .queue_depth = st->fuse_queue_depth,
+		.worker_requests = st->fuse_worker_requests,
 	};
 
 	snprintf(f.transport, sizeof(f.transport), "%s", st->transport);
@@ -732,6 +733,7 @@ static const struct field status_fields[] = {
 	STATUS(F_U32, retry_window_ms), STATUS(F_STR, transport),
 	STATUS(F_U64, fuse_ring_requests), STATUS(F_U64, fuse_dev_requests),
 	STATUS(F_U32, fuse_queues), STATUS(F_U32, fuse_queue_depth),
+	STATUS(F_U64, fuse_worker_requests),
 };
 
 /* The size a member of @type has (0: any); a table entry of another size is a bug. */

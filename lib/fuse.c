@@ -252,6 +252,7 @@ struct rt_fuse {
 	unsigned live;
 
 	_Atomic uint64_t ring_requests, dev_requests;
+	_Atomic uint64_t worker_requests;	/* of the ring's, handed to the pool */
 
 	/* The engine whose walks run on the queues (engine_set_loop_host). */
 	struct rt_engine *host_e;
@@ -1070,6 +1071,7 @@ static void *pool_main(void *arg)
 
 static void pool_push(struct rt_fuse *f, struct ring_ent *ent)
 {
+	atomic_fetch_add_explicit(&f->worker_requests, 1, memory_order_relaxed);
 	ent->next = NULL;
 	pthread_mutex_lock(&f->pool_mu);
 	if (f->pool_tail)
@@ -2152,6 +2154,7 @@ void rt_fuse_get_stats(struct rt_fuse *f, struct rt_fuse_stats *st)
 		return;
 	st->ring_requests = atomic_load_explicit(&f->ring_requests, memory_order_relaxed);
 	st->dev_requests = atomic_load_explicit(&f->dev_requests, memory_order_relaxed);
+	st->worker_requests = atomic_load_explicit(&f->worker_requests, memory_order_relaxed);
 	if (f->ring_on && !atomic_load(&f->ring_failed)) {
 		st->queues = f->n_queues;
 		st->queue_depth = f->depth;

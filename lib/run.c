@@ -92,6 +92,7 @@ static void fuse_status(const struct rt_export *x, struct rt_control_status *st)
 	st->fuse_dev_requests = fs.dev_requests;
 	st->fuse_queues = fs.queues;
 	st->fuse_queue_depth = fs.queue_depth;
+	st->fuse_worker_requests = fs.worker_requests;
 }
 
 void run_unit_describe(struct run *run, unsigned i, struct rt_control_unit *u)

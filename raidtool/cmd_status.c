@@ -131,8 +131,8 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 		printf("     transport : %s", fuse.transport);
 		if (fuse.queues)
 			printf(" (%u queues of %u entries)", fuse.queues, fuse.queue_depth);
-		printf(", %" PRIu64 " requests on the ring, %" PRIu64 " on /dev/fuse\n",
-		       fuse.ring_requests, fuse.dev_requests);
+		printf(", %" PRIu64 " requests on the ring (%" PRIu64 " to workers), %" PRIu64
+		       " on /dev/fuse\n", fuse.ring_requests, fuse.worker_requests, fuse.dev_requests);
 		printf("       started : %s\n", when);
 		cli_format_size(stats->read_bytes, rb, sizeof(rb));
 		cli_format_size(stats->write_bytes, wb, sizeof(wb));
@@ -243,6 +243,7 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 		json_u64(&j, "queues", fuse.queues);
 		json_u64(&j, "queue_depth", fuse.queue_depth);
 		json_u64(&j, "ring_requests", fuse.ring_requests);
+		json_u64(&j, "worker_requests", fuse.worker_requests);
 		json_u64(&j, "dev_requests", fuse.dev_requests);
 		json_object_end(&j);
 		json_object_begin(&j, "io_retries");

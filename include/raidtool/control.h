@@ -247,6 +247,7 @@ struct rt_control_fuse {
 	char transport[16];
 	uint64_t ring_requests, dev_requests;
 	uint32_t queues, queue_depth;	/* io_uring queues, entries each */
+	uint64_t worker_requests;	/* of the ring's, served by a worker thread */
 };
 struct rt_control_fuse control_status_fuse(const struct rt_control_status *st);
 

@@ -73,6 +73,8 @@ struct rt_fuse_params {
 struct rt_fuse_stats {
 	uint64_t ring_requests;		/* requests that arrived on an io_uring queue */
 	uint64_t dev_requests;		/* requests read from /dev/fuse (INIT included) */
+	/* Of the ring's, those a worker served (the synchronous path), a request served again counted again. */
+	uint64_t worker_requests;
 	unsigned queues, queue_depth;	/* io_uring queues and entries per queue (0: none) */
 };
 

@@ -139,6 +139,7 @@ static void fill_status(struct rt_control_status *st)
 	st->fuse_dev_requests = 77;
 	st->fuse_queues = 2;
 	st->fuse_queue_depth = 64;
+	st->fuse_worker_requests = 12345;
 }
 
 static int setup(void **state)
