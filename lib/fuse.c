@@ -199,8 +199,11 @@ struct ring_queue {
 	unsigned walk_busy;
 	bool closing;
 	bool broken;			/* the ring failed: nothing gets another round on it */
-	/* Entries with unit I/O in flight on the ring (the queue's thread's own). */
-	unsigned uio_ents;
+	/*
+	 * Entries with unit I/O in flight on the ring, and WRITEs queued on a
+	 * stripe lock (the queue's thread's own).
+	 */
+	unsigned uio_ents, queued_ents;
 };
 
 struct dev_worker {
@@ -1034,6 +1037,7 @@ static void ring_commit_done(struct ring_queue *q, unsigned flags)
 			walk_step(ent, true);
 		} else if (ent->resumed) {
 			ent->resumed = false;
+			q->queued_ents--;
 			if (!aio_start(ent))
 				pool_push(q->f, ent);
 		} else {
@@ -1231,8 +1235,15 @@ map:
 		r = write ? engine_write_map(ent->aio_e, ent->payload, size, off, &ent->ar) :
 			    engine_read_map(ent->aio_e, ent->payload, size, off, &ent->ar);
 	/* Queued on a stripe lock: mapped again when resumed, the file held meanwhile. */
-	if (r == -EINPROGRESS)
+	if (r == -EINPROGRESS) {
+		q->queued_ents++;
 		return true;
+	}
+	/* The ring failed (queue_leave_early): a worker does it. */
+	if (r == 0 && q->broken) {
+		engine_aio_unmap(ent->aio_e, &ent->ar, false);
+		r = -EAGAIN;
+	}
 	if (r != 0) {
 		/* For the synchronous path: the part that holders of its stripes did not write. */
 		if (write && ent->ar.done_head + ent->ar.done_tail) {
@@ -1407,28 +1418,43 @@ static bool queue_walks_over(struct ring_queue *q)
  * every piece it handed out, and a drain of the engine for every mapped
  * request (each ends on the synchronous path, aio_finish).
  */
-static void queue_leave_early(struct ring_queue *q)
+/* Leaving early: what was handed back to the queue (resumed WRITEs, walk pieces) ends. */
+static void queue_leave_done(struct ring_queue *q)
 {
-	struct ring_ent *ent;
-	unsigned tries;
+	struct ring_ent *ent = done_take(q, true);
 
-	q->broken = true;
-	ent = done_take(q, true);
 	while (ent) {
 		struct ring_ent *next = ent->next;
 
 		if (ent->walk_start) {
 			ent->walk_start = false;
 			walk_step(ent, false);
+		} else if (ent->resumed) {
+			/* Its offer settled, the rest to a worker: nothing of it stays on a bucket. */
+			ent->resumed = false;
+			q->queued_ents--;
+			if (!aio_start(ent))
+				pool_push(q->f, ent);
 		}
+		/* A worker's reply: the ring takes no commit now. */
 		ent = next;
 	}
-	for (tries = 0; (!queue_walks_over(q) || q->uio_ents) && tries < 100; tries++) {
+}
+
+static void queue_leave_early(struct ring_queue *q)
+{
+	unsigned tries;
+
+	q->broken = true;
+	for (tries = 0; tries < 100; tries++) {
 		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 100000000 };
 		struct io_uring_cqe *cqe;
 		uint64_t ud;
 		int res;
 
+		queue_leave_done(q);
+		if (queue_walks_over(q) && !q->uio_ents && !q->queued_ents)
+			break;
 		if (io_uring_wait_cqe_timeout(&q->ring, &cqe, &ts) < 0)
 			continue;
 		ud = io_uring_cqe_get_data64(cqe);
@@ -1437,10 +1463,10 @@ static void queue_leave_early(struct ring_queue *q)
 		if (ud & 1)
 			aio_unit_done((struct ring_uio *)(uintptr_t)(ud & ~(uint64_t)1), res);
 	}
-	if (!queue_walks_over(q) || q->uio_ents)
+	if (!queue_walks_over(q) || q->uio_ents || q->queued_ents)
 		rt_log(RT_LOG_ERROR, "'%s': FUSE queue %u: %u requests or walk pieces are left on "
-		       "a failed ring; the array cannot be drained until they end", q->f->name,
-		       q->qid, q->uio_ents);
+		       "a failed ring, %u writes queued on stripe locks; the array cannot be "
+		       "drained until they end", q->f->name, q->qid, q->uio_ents, q->queued_ents);
 }
 
 /* A request arrived in @ent: copy it out of the shared buffers, then serve it. */

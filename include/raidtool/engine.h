@@ -155,8 +155,9 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
  * only in part. When a holder wrote that part with its stripe, the part is
  * added to @ar->done_head or @ar->done_tail; and when the stripes left are
  * free the write is -EAGAIN: engine_write then writes only the bytes between
- * the two (all of them written so: mapped with no unit I/O, as above). So
- * too after it was queued ENGINE_AIO_QUEUED_MAX times, so that writers
+ * the two (all of them written so: mapped with no unit I/O, as above).
+ * Any write queued ENGINE_AIO_QUEUED_MAX times is -EAGAIN after that (its
+ * offer withdrawn, unless the holder is writing it), so that writers
  * waiting on threads in the buckets of its stripes cannot starve it.
  * Every mapping that returned 0 ends with one engine_aio_unmap, @ok when
  * every unit I/O transferred its whole length (the request is then counted

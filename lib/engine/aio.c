@@ -157,13 +157,25 @@ static int engine_aio_offer(struct rt_engine *e, struct engine_aio *ar, struct e
 	q->parked = ar;
 	ar->areq = q;
 	/* Once queued, @ar may be resumed at once by another thread: hands off. */
-	ret = stripe_offer_park(e, &q->offer, ar);
+	ar->queued++;
+	ret = stripe_offer_park(e, &q->offer, ar, ar->queued <= ENGINE_AIO_QUEUED_MAX);
 	if (ret == -EINPROGRESS)
 		return ret;
+	ar->queued--;
 	q->parked = NULL;
 	ar->areq = NULL;
 	engine_areq_put(e, q);
 	return ret;
+}
+
+/* Queue @ar on stripe @s, held or waited for, offering nothing (stripe_lock_park). */
+static int engine_aio_park(struct rt_engine *e, struct engine_aio *ar, uint64_t s)
+{
+	ar->queued++;	/* before: once queued, hands off */
+	if (stripe_lock_park(e, s, ar))
+		return -EINPROGRESS;
+	ar->queued--;
+	return 0;
 }
 
 /*
@@ -179,7 +191,7 @@ static int engine_aio_offer_new(struct rt_engine *e, struct engine_aio *ar, uint
 	struct engine_areq *q;
 
 	if (lo == busy * W && hi == (busy + 1) * W)
-		return stripe_lock_park(e, busy, ar) ? -EINPROGRESS : 0;
+		return engine_aio_park(e, ar, busy);
 	q = engine_areq_get(e);
 	if (!q)
 		return -EAGAIN;
@@ -340,19 +352,22 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 				      -EBUSY : 0;
 			else
 				ret = engine_areq_lock(e, ar, off, len, &busy);
-			/* Every way out follows a look or a lock, never an offer withdrawn. */
+			/*
+			 * Every way out follows a look or a lock, never an offer
+			 * withdrawn. Queued often enough: waiting on a thread,
+			 * writers that do so in these buckets cannot overtake it.
+			 */
 			if (ret != -EBUSY || !ar->resume || tries == 3 ||
-			    (queue_only && ar->queued >= ENGINE_AIO_QUEUED_MAX))
+			    ar->queued >= ENGINE_AIO_QUEUED_MAX)
 				break;
 			if (e->ops->gather) {
 				ret = engine_aio_offer_new(e, ar, buf, off, len, busy);
 				if (ret == -EAGAIN)
 					break;
 			} else {
-				ret = stripe_lock_park(e, busy, ar) ? -EINPROGRESS : 0;
+				ret = engine_aio_park(e, ar, busy);
 			}
 			if (ret) {
-				ar->queued += ret == -EINPROGRESS;
 				atomic_fetch_sub(&e->aread_inflight, 1);
 				return ret;
 			}

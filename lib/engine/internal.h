@@ -647,7 +647,8 @@ bool stripe_range_busy(struct rt_engine *e, uint64_t first, uint64_t last, uint6
 void stripe_unlock(struct rt_engine *e, struct stripe_lock_entry *locks,
 		   uint64_t first, uint64_t last);
 void stripe_offer_withdraw(struct stripe_lock_bucket *b, struct stripe_contrib *k);
-int stripe_offer_park(struct rt_engine *e, struct stripe_contrib *k, struct engine_aio *ar);
+int stripe_offer_park(struct rt_engine *e, struct stripe_contrib *k, struct engine_aio *ar,
+		      bool may_wait);
 
 /* level-raid5.c, raid5-gather.c */
 int raid5_locate(const struct rt_engine *e, uint64_t base, uint32_t k, uint32_t col,

@@ -317,9 +317,12 @@ bool stripe_lock_park(struct rt_engine *e, uint64_t stripe, struct engine_aio *a
  *   -EINPROGRESS queued again: the holder is writing it, or the stripe is
  *                still held or waited for (the offer stays);
  *   0            the stripe is free and the offer withdrawn (or given
- *                back after a failed write): take the lock and write it.
+ *                back after a failed write): take the lock and write it;
+ *                so too, held or not, without @may_wait unless the
+ *                holder is writing it.
  */
-int stripe_offer_park(struct rt_engine *e, struct stripe_contrib *k, struct engine_aio *ar)
+int stripe_offer_park(struct rt_engine *e, struct stripe_contrib *k, struct engine_aio *ar,
+		      bool may_wait)
 {
 	struct stripe_lock_bucket *b = stripe_lock_bucket(e, k->stripe);
 	int ret = -EINPROGRESS;
@@ -328,7 +331,8 @@ int stripe_offer_park(struct rt_engine *e, struct stripe_contrib *k, struct engi
 	if (k->state == CONTRIB_DONE) {
 		k->state = CONTRIB_IDLE;
 		ret = 1;
-	} else if (k->state == CONTRIB_TAKEN || b->waiters || stripe_lock_held(b, k->stripe)) {
+	} else if (k->state == CONTRIB_TAKEN ||
+		   (may_wait && (b->waiters || stripe_lock_held(b, k->stripe)))) {
 		if (k->state == CONTRIB_IDLE) {
 			k->state = CONTRIB_OFFERED;
 			k->next = b->offers;

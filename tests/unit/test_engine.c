@@ -1363,6 +1363,50 @@ static void test_engine_ring_gather_large(void **state)
 	}
 
 	/*
+	 * Resumed while the holder still waits (another stripe of the bucket
+	 * let go), after ENGINE_AIO_QUEUED_MAX times queued: its offer is
+	 * withdrawn rather than queued again, and the write left to the
+	 * synchronous path, which the holder no longer counts on.
+	 */
+	{
+		uint64_t b10 = (s + 10) * W;
+		struct stripe_lock_bucket *b = stripe_lock_bucket(e, s + 10);
+		const struct stripe_contrib *k;
+		bool offered = false;
+
+		assert_int_equal(engine_set_gather_window(e, ENGINE_GATHER_US_MAX), 0);
+		atomic_store(&e->gather_misses, 0);
+		rng_fill(&seed, buf, 2 * W);
+		gather_holder_start(&h, &t, e, buf, b10, W - X - 4096, s + 10);
+		ar->done_head = ar->done_tail = 0;
+		ar->queued = 0;
+		assert_int_equal(engine_write_map(e, buf + W - X, X + Y, b10 + W - X, ar),
+				 -EINPROGRESS);
+		assert_int_equal(ar->queued, 1);
+		/* What a let-go of another stripe of the bucket does: take the queue. */
+		pthread_mutex_lock(&b->mu);
+		assert_ptr_equal(b->parked, ar);
+		b->parked = ar->wait_next;
+		ar->wait_next = NULL;
+		pthread_mutex_unlock(&b->mu);
+		ar->queued = ENGINE_AIO_QUEUED_MAX;
+		assert_int_equal(engine_write_map(e, buf + W - X, X + Y, b10 + W - X, ar), -EAGAIN);
+		assert_int_equal(ar->done_head + ar->done_tail, 0);
+		pthread_mutex_lock(&b->mu);
+		for (k = b->offers; k; k = k->next)
+			offered |= k->stripe == s + 10;
+		pthread_mutex_unlock(&b->mu);
+		assert_false(offered);
+		assert_true(stripe_is_held(e, s + 10));
+		assert_int_equal(pthread_join(t, NULL), 0);
+		assert_int_equal(h.ret, 0);
+		assert_int_equal(engine_write(e, buf + W - X, X + Y, b10 + W - X), 0);
+		memcpy(f->model + b10, buf, W - X - 4096);
+		memcpy(f->model + b10 + W - X, buf + W - X, X + Y);
+		ar->queued = 0;
+	}
+
+	/*
 	 * A held stripe the write covers whole: queued on it with nothing
 	 * offered, resumed once the holder lets go, then left whole to the
 	 * synchronous path.
