@@ -1020,31 +1020,39 @@ static struct ring_ent *done_take(struct ring_queue *q, bool close)
 
 /*
  * On the queue's thread: commit what the workers have served, map again
- * the WRITEs a stripe lock let go of.
+ * the WRITEs a stripe lock let go of, start the walk pieces handed to it.
+ * On a failed ring (queue_leave_early) nothing is committed nor submitted:
+ * a piece ends, a WRITE settles its offer and goes to a worker (aio_start),
+ * so that nothing of it stays on a bucket.
  */
-static void ring_commit_done(struct ring_queue *q, unsigned flags)
+static void queue_run_done(struct ring_queue *q)
 {
-	struct ring_ent *ent;
-	eventfd_t v;
+	struct ring_ent *ent = done_take(q, q->broken);
 
-	(void)eventfd_read(q->efd, &v);		/* non-blocking: reset before taking the list */
-	ent = done_take(q, false);
 	while (ent) {
 		struct ring_ent *next = ent->next;
 
 		if (ent->walk_start) {
 			ent->walk_start = false;
-			walk_step(ent, true);
+			walk_step(ent, !q->broken);
 		} else if (ent->resumed) {
 			ent->resumed = false;
 			q->queued_ents--;
 			if (!aio_start(ent))
 				pool_push(q->f, ent);
-		} else {
+		} else if (!q->broken) {
 			ring_commit(ent, ent->res);
 		}
 		ent = next;
 	}
+}
+
+static void ring_commit_done(struct ring_queue *q, unsigned flags)
+{
+	eventfd_t v;
+
+	(void)eventfd_read(q->efd, &v);		/* non-blocking: reset before taking the list */
+	queue_run_done(q);
 	if (!(flags & IORING_CQE_F_MORE))
 		ring_watch_done(q);
 }
@@ -1418,29 +1426,6 @@ static bool queue_walks_over(struct ring_queue *q)
  * every piece it handed out, and a drain of the engine for every mapped
  * request (each ends on the synchronous path, aio_finish).
  */
-/* Leaving early: what was handed back to the queue (resumed WRITEs, walk pieces) ends. */
-static void queue_leave_done(struct ring_queue *q)
-{
-	struct ring_ent *ent = done_take(q, true);
-
-	while (ent) {
-		struct ring_ent *next = ent->next;
-
-		if (ent->walk_start) {
-			ent->walk_start = false;
-			walk_step(ent, false);
-		} else if (ent->resumed) {
-			/* Its offer settled, the rest to a worker: nothing of it stays on a bucket. */
-			ent->resumed = false;
-			q->queued_ents--;
-			if (!aio_start(ent))
-				pool_push(q->f, ent);
-		}
-		/* A worker's reply: the ring takes no commit now. */
-		ent = next;
-	}
-}
-
 static void queue_leave_early(struct ring_queue *q)
 {
 	unsigned tries;
@@ -1452,7 +1437,7 @@ static void queue_leave_early(struct ring_queue *q)
 		uint64_t ud;
 		int res;
 
-		queue_leave_done(q);
+		queue_run_done(q);
 		if (queue_walks_over(q) && !q->uio_ents && !q->queued_ents)
 			break;
 		if (io_uring_wait_cqe_timeout(&q->ring, &cqe, &ts) < 0)
