@@ -1038,6 +1038,9 @@ static void queue_run_done(struct ring_queue *q)
 		} else if (ent->resumed) {
 			ent->resumed = false;
 			q->queued_ents--;
+			/* Leaving: its offer withdrawn unless a holder writes it, never queued anew. */
+			if (q->broken)
+				ent->ar.queued = ENGINE_AIO_QUEUED_MAX;
 			if (!aio_start(ent))
 				pool_push(q->f, ent);
 		} else if (!q->broken) {
@@ -1428,10 +1431,14 @@ static bool queue_walks_over(struct ring_queue *q)
  */
 static void queue_leave_early(struct ring_queue *q)
 {
-	unsigned tries;
+	const struct timespec tick = { .tv_sec = 0, .tv_nsec = 100000000 };
+	struct timespec now;
+	time_t until;
 
 	q->broken = true;
-	for (tries = 0; tries < 100; tries++) {
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	/* Ten seconds: beyond any gather window (1 s at most) and the I/O of a piece. */
+	for (until = now.tv_sec + 10; now.tv_sec < until; clock_gettime(CLOCK_MONOTONIC, &now)) {
 		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 100000000 };
 		struct io_uring_cqe *cqe;
 		uint64_t ud;
@@ -1440,8 +1447,10 @@ static void queue_leave_early(struct ring_queue *q)
 		queue_run_done(q);
 		if (queue_walks_over(q) && !q->uio_ents && !q->queued_ents)
 			break;
-		if (io_uring_wait_cqe_timeout(&q->ring, &cqe, &ts) < 0)
+		if (io_uring_wait_cqe_timeout(&q->ring, &cqe, &ts) < 0) {
+			nanosleep(&tick, NULL);	/* a dead ring fails at once */
 			continue;
+		}
 		ud = io_uring_cqe_get_data64(cqe);
 		res = cqe->res;
 		io_uring_cqe_seen(&q->ring, cqe);

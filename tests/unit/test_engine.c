@@ -1344,7 +1344,7 @@ static void test_engine_ring_gather_large(void **state)
 	{
 		uint64_t b6 = (s + 6) * W;
 
-		assert_int_equal(engine_set_gather_window(e, 20000), 0);
+		assert_int_equal(engine_set_gather_window(e, ENGINE_GATHER_US_MAX), 0);
 		atomic_store(&e->gather_misses, 0);
 		rng_fill(&seed, buf, 2 * W);
 		gather_holder_start(&h, &t, e, buf, b6, W - X - 4096, s + 6);
