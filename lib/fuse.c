@@ -1268,10 +1268,10 @@ map:
 		file_put(x);
 		ent->aio_file = NULL;
 	}
-	if (r == 1)
+	if (r == 1) {
 		ring_commit(ent, (int)size);
-	if (r == 1)
 		return true;
+	}
 	if (r < 0)
 		return false;
 	aio_submit(ent);

@@ -1037,6 +1037,22 @@ static bool stripe_is_held(struct rt_engine *e, uint64_t stripe)
 	return held;
 }
 
+/*
+ * Start a holder writing [off, off + len) of @buf on its thread, gathering
+ * the rest of its stripe @s, and wait until it holds the stripe.
+ */
+static void gather_holder_start(struct gather_holder *h, pthread_t *t, struct rt_engine *e,
+				const uint8_t *buf, uint64_t off, size_t len, uint64_t s)
+{
+	int i;
+
+	*h = (struct gather_holder){ .e = e, .buf = buf, .len = len, .off = off, .ret = -1 };
+	assert_int_equal(pthread_create(t, NULL, gather_holder_main, h), 0);
+	for (i = 0; i < 10000 && !stripe_is_held(e, s); i++)
+		usleep(500);
+	assert_true(stripe_is_held(e, s));
+}
+
 /* Run a mapped write's rounds with pread/pwrite as a FUSE queue would; the model follows. */
 static void run_mapped_write(struct fixture *f, struct engine_aio *ar, const uint8_t *buf,
 			     uint64_t off, uint64_t len)
@@ -1091,7 +1107,6 @@ static void test_engine_ring_gather(void **state)
 	struct gather_holder h;
 	uint8_t *buf = NULL;
 	pthread_t t;
-	int i;
 
 	skip_without_root();
 	assert_non_null(e);
@@ -1118,11 +1133,7 @@ static void test_engine_ring_gather(void **state)
 	atomic_store(&e->gather_misses, 0);
 	rng_fill(&seed, buf, W);
 	engine_get_stats(e, &before);
-	h = (struct gather_holder){ .e = e, .buf = buf, .len = W - 4096, .off = base, .ret = -1 };
-	assert_int_equal(pthread_create(&t, NULL, gather_holder_main, &h), 0);
-	for (i = 0; i < 10000 && !stripe_is_held(e, s); i++)
-		usleep(500);
-	assert_true(stripe_is_held(e, s));
+	gather_holder_start(&h, &t, e, buf, base, W - 4096, s);
 	ar->resume = count_resume;
 	resumed = 0;
 	assert_int_equal(engine_write_map(e, buf + W - 4096, 4096, base + W - 4096, ar),
@@ -1190,12 +1201,7 @@ static void test_engine_ring_gather(void **state)
 		engine_set_fault_hooks(e, &hk);
 		atomic_store(&e->gather_misses, 0);
 		rng_fill(&seed, buf, W);
-		h = (struct gather_holder){ .e = e, .buf = buf, .len = W - 4096, .off = base2,
-					    .ret = -1 };
-		assert_int_equal(pthread_create(&t, NULL, gather_holder_main, &h), 0);
-		for (i = 0; i < 10000 && !stripe_is_held(e, s + 1); i++)
-			usleep(500);
-		assert_true(stripe_is_held(e, s + 1));
+		gather_holder_start(&h, &t, e, buf, base2, W - 4096, s + 1);
 		resumed = 0;
 		assert_int_equal(engine_write_map(e, buf + W - 4096, 4096, base2 + W - 4096, ar),
 				 -EINPROGRESS);
@@ -1214,22 +1220,6 @@ static void test_engine_ring_gather(void **state)
 
 	free(buf);
 	free(ar);
-}
-
-/*
- * Start a holder writing [off, off + len) of @buf on its thread, gathering
- * the rest of its stripe @s, and wait until it holds the stripe.
- */
-static void gather_holder_start(struct gather_holder *h, pthread_t *t, struct rt_engine *e,
-				const uint8_t *buf, uint64_t off, size_t len, uint64_t s)
-{
-	int i;
-
-	*h = (struct gather_holder){ .e = e, .buf = buf, .len = len, .off = off, .ret = -1 };
-	assert_int_equal(pthread_create(t, NULL, gather_holder_main, h), 0);
-	for (i = 0; i < 10000 && !stripe_is_held(e, s); i++)
-		usleep(500);
-	assert_true(stripe_is_held(e, s));
 }
 
 /*
