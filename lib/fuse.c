@@ -145,6 +145,7 @@ struct ring_ent {
 	bool aio_failed;
 	bool aio_flush;			/* a flush (engine_flush_map): engine_flush_done ends it */
 	bool resumed;			/* queued on a stripe lock, now to be mapped again */
+	bool timed;			/* a holder waiting, to map again at ar.wake_ns */
 	bool pinned;			/* a backend's map holds @pin until the I/O ends */
 	unsigned pin;
 	struct rt_engine *aio_e;	/* the engine the request was mapped on */
@@ -204,6 +205,8 @@ struct ring_queue {
 	 * stripe lock (the queue's thread's own).
 	 */
 	unsigned uio_ents, queued_ents;
+	/* Of those, holders waiting for their stripes' parts until a time (timed). */
+	unsigned timed_ents;
 };
 
 struct dev_worker {
@@ -1018,6 +1021,65 @@ static struct ring_ent *done_take(struct ring_queue *q, bool close)
 	return ent;
 }
 
+/* The engine's clock for holders' times (engine_aio_expire), in ns. */
+static uint64_t realtime_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * A WRITE queued on a stripe lock is woken (the lock let go, an offer for
+ * a holder, or its time): map it again. Leaving a failed ring, it is never
+ * queued anew: its offer is withdrawn unless a holder writes it, a holder
+ * gives up.
+ */
+static void aio_resume_run(struct ring_queue *q, struct ring_ent *ent)
+{
+	q->queued_ents--;
+	if (ent->timed) {
+		ent->timed = false;
+		q->timed_ents--;
+	}
+	if (q->broken)
+		ent->ar.queued = ENGINE_AIO_QUEUED_MAX;
+	if (!aio_start(ent))
+		pool_push(q->f, ent);
+}
+
+/*
+ * Holders waiting on the ring whose time came (all of them on a failed
+ * ring): map them again, unless an offer woke them first (engine_aio_expire;
+ * then their resume is on the done list). Returns the earliest time to
+ * come, CLOCK_REALTIME ns (0: none).
+ */
+static uint64_t queue_run_timers(struct ring_queue *q)
+{
+	uint64_t now, next = 0;
+	unsigned i;
+
+	if (!q->timed_ents)
+		return 0;
+	now = realtime_ns();
+	for (i = 0; i < q->f->depth; i++) {
+		struct ring_ent *ent = &q->ents[i];
+
+		if (!ent->timed)
+			continue;
+		if (ent->ar.wake_ns <= now || q->broken) {
+			ent->timed = false;
+			q->timed_ents--;
+			if (engine_aio_expire(ent->aio_e, &ent->ar))
+				aio_resume_run(q, ent);
+		}
+		if (ent->timed && (!next || ent->ar.wake_ns < next))
+			next = ent->ar.wake_ns;
+	}
+	return next;
+}
+
 /*
  * On the queue's thread: commit what the workers have served, map again
  * the WRITEs a stripe lock let go of, start the walk pieces handed to it.
@@ -1037,12 +1099,7 @@ static void queue_run_done(struct ring_queue *q)
 			walk_step(ent, !q->broken);
 		} else if (ent->resumed) {
 			ent->resumed = false;
-			q->queued_ents--;
-			/* Leaving: its offer withdrawn unless a holder writes it, never queued anew. */
-			if (q->broken)
-				ent->ar.queued = ENGINE_AIO_QUEUED_MAX;
-			if (!aio_start(ent))
-				pool_push(q->f, ent);
+			aio_resume_run(q, ent);
 		} else if (!q->broken) {
 			ring_commit(ent, ent->res);
 		}
@@ -1248,6 +1305,10 @@ map:
 	/* Queued on a stripe lock: mapped again when resumed, the file held meanwhile. */
 	if (r == -EINPROGRESS) {
 		q->queued_ents++;
+		if (ent->ar.wake_ns) {
+			ent->timed = true;	/* a holder waiting for its stripes' parts */
+			q->timed_ents++;
+		}
 		return true;
 	}
 	/* The ring failed (queue_leave_early): a worker does it. */
@@ -1445,6 +1506,7 @@ static void queue_leave_early(struct ring_queue *q)
 		int res;
 
 		queue_run_done(q);
+		(void)queue_run_timers(q);
 		if (queue_walks_over(q) && !q->uio_ents && !q->queued_ents)
 			break;
 		if (io_uring_wait_cqe_timeout(&q->ring, &cqe, &ts) < 0) {
@@ -1481,6 +1543,7 @@ static void ring_request(struct ring_ent *ent)
 	atomic_fetch_add_explicit(&f->ring_requests, 1, memory_order_relaxed);
 	ent->ar.done_head = ent->ar.done_tail = 0;
 	ent->ar.queued = 0;
+	ent->ar.wake_ns = 0;
 	if ((r->in.opcode == FUSE_READ || r->in.opcode == FUSE_WRITE) && aio_start(ent))
 		return;		/* replied when its unit I/O completes */
 	if ((r->in.opcode == FUSE_FLUSH || r->in.opcode == FUSE_FSYNC) && flush_start(ent))
@@ -1505,6 +1568,16 @@ static void ring_register_failed(struct ring_queue *q, int err)
 	       "(RAIDTOOL_FUSE_TRANSPORT=dev serves through /dev/fuse)", f->name, q->qid,
 	       strerror(-err));
 	rt_fuse_abort(f);
+}
+
+/* From now to @until (CLOCK_REALTIME ns), at least 1 µs. */
+static struct __kernel_timespec ns_until(uint64_t until)
+{
+	uint64_t now = realtime_ns(), d;
+
+	d = until > now + 1000 ? until - now : 1000;
+	return (struct __kernel_timespec){ .tv_sec = (long long)(d / 1000000000ull),
+					   .tv_nsec = (long long)(d % 1000000000ull) };
 }
 
 static void *queue_main(void *arg)
@@ -1535,23 +1608,31 @@ static void *queue_main(void *arg)
 	while (live > 0 || !queue_walks_over(q)) {
 		struct io_uring_cqe *cqe;
 		struct ring_ent *ent;
-		uint64_t ud;
+		uint64_t ud, next;
 		unsigned flags;
 		int res, r;
 
+		next = queue_run_timers(q);
 		if (wait) {
 			/*
 			 * What this batch queued (replies, unit reads) goes out,
 			 * and the next completion is waited for, in one system
-			 * call. Only this thread takes sq_mu.
+			 * call; while holders wait, no longer than the first's
+			 * time. Only this thread takes sq_mu.
 			 */
 			pthread_mutex_lock(&q->sq_mu);
-			r = io_uring_submit_and_wait(&q->ring, 1);
+			if (next) {
+				struct __kernel_timespec ts = ns_until(next);
+
+				r = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, &ts, NULL);
+			} else {
+				r = io_uring_submit_and_wait(&q->ring, 1);
+			}
 			pthread_mutex_unlock(&q->sq_mu);
 			if (r >= 0)
 				r = io_uring_peek_cqe(&q->ring, &cqe);
-			if (r == -EAGAIN)
-				continue;	/* woken without a completion */
+			if (r == -EAGAIN || r == -ETIME)
+				continue;	/* woken without a completion, or a holder's time */
 		} else {
 			r = io_uring_peek_cqe(&q->ring, &cqe);
 			if (r == -EAGAIN) {

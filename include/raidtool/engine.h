@@ -133,10 +133,18 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
  * writes in @ar (returns 1: run them, then call it again); it returns 0 when
  * the request has no more rounds, a negative errno when the next round
  * cannot be made (unmap it as failed).
- * With stripe gathering on (engine_set_gather_window), a raid5 write that
- * finds its stripe free is only mapped while the engine would not wait for
- * the stripe's other parts (random writes; not the parts of a stream, which
- * the synchronous path gathers).
+ * A raid5 write that finds its stripes free and would be gathered (with
+ * stripe gathering on, engine_set_gather_window: not random writes), or is
+ * larger (up to 1 MiB), holds them on the caller's ring: it is mapped to
+ * the writes of its stripes whole, parity from the new data alone, with the
+ * parts other writers queued on its first and last stripe offer. When
+ * those parts are not there yet and @ar->resume is set, it waits for them
+ * holding its locks: -EINPROGRESS with @ar->wake_ns (CLOCK_REALTIME ns)
+ * set. It is then woken once: by an offer (@ar->resume, as below), or by
+ * the caller at @ar->wake_ns when engine_aio_expire(@ar) returns true
+ * (false: an offer woke it first, its resume is on its way). Either way the
+ * caller calls engine_write_map again as below, which may wait again,
+ * write, or give up (-EAGAIN, or a small write mapped alone).
  * With @ar->resume set, a write that would wait for a stripe lock another
  * request holds (or that writers wait for) is queued on it instead (raid5:
  * offering its part to the holder, which may write it as part of a whole
@@ -194,12 +202,15 @@ struct engine_aio {
 	size_t done_head, done_tail;
 	unsigned queued;		/* the engine's: times such a write was queued */
 	struct engine_aio *wait_next;	/* the engine's, while queued on a lock */
+	uint64_t wake_ns;		/* a holder waiting: map again by then (see above) */
 };
 int engine_read_map(struct rt_engine *e, void *buf, size_t len, uint64_t off,
 		    struct engine_aio *ar);
 int engine_write_map(struct rt_engine *e, const void *buf, size_t len, uint64_t off,
 		     struct engine_aio *ar);
 int engine_aio_next(struct rt_engine *e, struct engine_aio *ar);
+/* A holder waiting on the ring reached @ar->wake_ns: map it again now? (see above) */
+bool engine_aio_expire(struct rt_engine *e, struct engine_aio *ar);
 void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok);
 
 /*

@@ -123,16 +123,17 @@ static void engine_areq_unlock(struct rt_engine *e, struct engine_aio *ar)
 	if (!q)
 		return;
 	ar->areq = NULL;
+	q->parked = NULL;
 	stripe_unlock(e, q->locks, q->first, q->last);
 	engine_areq_put(e, q);
 }
 
 /*
  * The set @ar left offered and queued on a stripe (engine_aio_offer), or
+ * holding stripes while it waits for their parts (raid5_map_hold), or
  * NULL: @ar->areq is only trusted when it is one of ours and names @ar.
  */
-static struct engine_areq *engine_areq_parked(const struct rt_engine *e,
-					      const struct engine_aio *ar)
+struct engine_areq *engine_areq_parked(const struct rt_engine *e, const struct engine_aio *ar)
 {
 	uintptr_t p = (uintptr_t)ar->areq, lo = (uintptr_t)e->areqs;
 
@@ -267,13 +268,25 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 {
 	struct engine_areq *parked;
 	uint64_t m, rb, busy;
-	bool queue_only;
 	unsigned tries;
 	int ret;
 
 	if (!e || !buf || !ar || !len || engine_check_range(e, len, off))
 		return -EINVAL;
 	parked = write ? engine_areq_parked(e, ar) : NULL;
+	if (parked && parked->gathering) {
+		/*
+		 * A holder woken, its locks held and counted in flight: it
+		 * gives up at once when the array changed meanwhile (the masks
+		 * and a replacement, loaded under its locks).
+		 */
+		ret = e->ops->map_resume(e, ar, atomic_load(&e->nospace) ||
+					 atomic_load(&e->replace_role) != LAYOUT_NO_ROLE ||
+					 engine_rebuilding(e) || engine_faulty(e));
+		if (ret == 0 || ret == -EINPROGRESS)
+			return ret;
+		goto sync;
+	}
 	if (!write || ar->done_head + ar->done_tail > len)
 		ar->done_head = ar->done_tail = 0;
 	ar->n = 0;
@@ -309,21 +322,13 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 	if (off % e->align || len % e->align || (uintptr_t)buf % e->align || len > ENGINE_PIECE)
 		return -EAGAIN;
 	/*
-	 * A raid5 write the level does not map still waits for a held stripe
-	 * queued, not on a thread: once its stripes are free, the synchronous
-	 * path writes what is left.
-	 */
-	queue_only = write && e->ops->gather && ar->resume && e->ops->map_takes &&
-		     !e->ops->map_takes(e, off, len);
-	/*
 	 * Not while a role's last write ran out of space, which only
 	 * engine_write's success clears (and which a failed raid1 write must
 	 * owe a resync for).
 	 */
 	if (write && (!e->ops->map_write || atomic_load(&e->nospace) ||
 		      /* a role being replaced: its replacement gets the writes too */
-		      atomic_load(&e->replace_role) != LAYOUT_NO_ROLE ||
-		      (!queue_only && e->ops->map_takes && !e->ops->map_takes(e, off, len))))
+		      atomic_load(&e->replace_role) != LAYOUT_NO_ROLE))
 		return -EAGAIN;
 	atomic_fetch_add(&e->aread_inflight, 1);
 	if (atomic_load(&e->aread_gate))
@@ -342,16 +347,10 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 		 * Where writers gather stripes (raid5, whose mapped writes lie
 		 * inside one stripe), it offers its part to the lock's holder
 		 * meanwhile, which may be gathering the stripe and waiting for
-		 * just that part. A write that is not mapped only looks: it
-		 * takes no lock.
+		 * just that part.
 		 */
 		for (tries = 0;; tries++) {
-			if (queue_only)
-				ret = stripe_range_busy(e, off / e->lock_unit,
-							(off + len - 1) / e->lock_unit, &busy) ?
-				      -EBUSY : 0;
-			else
-				ret = engine_areq_lock(e, ar, off, len, &busy);
+			ret = engine_areq_lock(e, ar, off, len, &busy);
 			/*
 			 * Every way out follows a look or a lock, never an offer
 			 * withdrawn. Queued often enough: waiting on a thread,
@@ -372,7 +371,7 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 				return ret;
 			}
 		}
-		if (ret || queue_only)
+		if (ret)
 			goto sync;
 		if (!engine_dl_covered(e, off / e->lock_unit, (off + len - 1) / e->lock_unit))
 			goto sync;
@@ -384,9 +383,10 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 		ret = e->ops->map_write(e, ar, buf, off, len, m, rb);
 	else
 		ret = m ? -EAGAIN : engine_aio_map_read(e, ar, buf, off, len);
-	if (ret)
-		goto sync;
-	return 0;
+	/* A holder waiting for its stripes' parts on the ring keeps its locks. */
+	if (ret == 0 || ret == -EINPROGRESS)
+		return ret;
+	goto sync;
 sync:
 	ar->n = 0;
 	engine_areq_unlock(e, ar);
@@ -449,10 +449,11 @@ void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok)
 		atomic_fetch_add_explicit(ar->write ? &s->write_bytes : &s->read_bytes, ar->len,
 					  memory_order_relaxed);
 		engine_aio_count(e, ar);
-	} else if (ar->write && e->ops->map_failed) {
-		e->ops->map_failed(e, ar);	/* under the stripe locks still */
 	}
+	if (ar->write && e->ops->map_end)
+		e->ops->map_end(e, ar, ok);	/* under the stripe locks still */
 	ar->n = 0;
+	ar->wake_ns = 0;
 	ar->done_head = ar->done_tail = 0;
 	ar->queued = 0;
 	engine_areq_unlock(e, ar);

@@ -228,6 +228,29 @@ struct stripe_contrib {
 	int state;			/* enum contrib_state, under the bucket's mutex */
 };
 
+/*
+ * A holder on a ring (raid5_map_hold) waiting for the offers that make one
+ * of its stripes whole: on the stripe's bucket's list while @linked, under
+ * the bucket's mutex.
+ */
+struct stripe_gatherer {
+	struct stripe_gatherer *next;
+	struct engine_areq *q;
+	bool linked;
+};
+
+/*
+ * A gathering holder's watch on arriving writes (gather_until): no write
+ * for @idle, the writers wait for us. Never shorter than
+ * ENGINE_GATHER_IDLE_NS: on disks the next parts come only as earlier
+ * writes complete, milliseconds apart, and giving up on them turned whole
+ * stripes into reconstruct-writes.
+ */
+struct gather_idle {
+	uint64_t idle, mark;	/* ns; look at the arrivals again at @mark */
+	unsigned seen;		/* recent_next when last looked at */
+};
+
 struct stripe_lock_bucket {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
@@ -235,6 +258,8 @@ struct stripe_lock_bucket {
 	/* Mapped writes queued until a lock here is let go or a waiter leaves. */
 	struct engine_aio *parked;
 	struct stripe_contrib *offers;
+	/* Holders on a ring waiting for offers here (raid5_map_hold): woken by each new offer. */
+	struct stripe_gatherer *gatherers;
 	/* raid5_gather: until when holders of stripe given_up - 1 do not wait. */
 	uint64_t given_up, given_up_until;
 	unsigned waiters;
@@ -466,15 +491,22 @@ struct engine_level_ops {
 	 */
 	int (*map_write)(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uint64_t off,
 			 uint64_t len, uint64_t m, uint64_t rb);
-	/* Does map_write take a write of [off, off + len) at all (before any lock)? NULL: yes. */
-	bool (*map_takes)(const struct rt_engine *e, uint64_t off, uint64_t len);
+	/*
+	 * A write map_write left waiting on the ring with its locks held
+	 * (-EINPROGRESS, @ar->areq->gathering) is mapped again: as map_write;
+	 * with @stop (the array changed meanwhile) it gives up (-EAGAIN).
+	 */
+	int (*map_resume)(struct rt_engine *e, struct engine_aio *ar, bool stop);
 	/*
 	 * The round after @ar's completed in full (engine_aio_next): 1 with its
 	 * unit I/O in @ar, 0 when there is none. NULL: one round.
 	 */
 	int (*map_next)(struct rt_engine *e, struct engine_aio *ar);
-	/* A mapped write failed (some of its unit I/O may have happened). */
-	void (*map_failed)(struct rt_engine *e, struct engine_aio *ar);
+	/*
+	 * A mapped write ends, its stripe locks still held: written (@ok), or
+	 * failed (some of its unit I/O may have happened).
+	 */
+	void (*map_end)(struct rt_engine *e, struct engine_aio *ar, bool ok);
 	/* Stripes [first, last], whole, zeroed on the units (healthy, locks held). */
 	int (*zero)(struct rt_engine *e, uint64_t first, uint64_t last);
 	/* Can @role be rebuilt with the roles in @m faulty (itself among them)? */
@@ -519,6 +551,26 @@ struct engine_areq {
 	 */
 	struct stripe_contrib offer;
 	struct engine_aio *parked;
+	/*
+	 * raid5, a write that holds its stripes on the ring and writes them
+	 * whole (raid5_map_hold): the context it borrowed for its parity
+	 * scratch and the pieces it takes (@hold->taken), its parts of the
+	 * stripes it covers only in part (@part[0..n_part), own[i] in stripe
+	 * part[i]), and while it waits for their other parts (@gathering,
+	 * queued as @parked): the window, the watch on arriving writes, its
+	 * places on the buckets, and @armed until it is woken (by an offer,
+	 * or by its caller at @ar->wake_ns: engine_aio_expire), once.
+	 */
+	struct engine_ctx *hold;
+	uint64_t a1;
+	uint64_t part[2];
+	unsigned n_part;
+	struct stripe_contrib own[2];
+	bool gathering, may_wait, taken;
+	uint64_t t0, deadline;
+	struct gather_idle gi;
+	struct stripe_gatherer gw[2];
+	atomic_bool armed;
 };
 
 /*
@@ -628,6 +680,7 @@ void engine_aio_free(struct rt_engine *e);
 int engine_aio_add(const struct rt_engine *e, struct engine_aio *ar, bool write, uint32_t role,
 		   uint64_t unit_off, uint8_t *buf, uint64_t len);
 void engine_aio_count(struct rt_engine *e, const struct engine_aio *ar);
+struct engine_areq *engine_areq_parked(const struct rt_engine *e, const struct engine_aio *ar);
 
 /* stripe-lock.c */
 int stripe_locks_init(struct rt_engine *e);
@@ -643,7 +696,8 @@ void stripe_lock_release(struct rt_engine *e, struct engine_ctx *c,
 bool stripe_lock_try(struct rt_engine *e, struct stripe_lock_entry *locks,
 		     uint64_t first, uint64_t last, uint64_t *busy);
 bool stripe_lock_park(struct rt_engine *e, uint64_t stripe, struct engine_aio *ar);
-bool stripe_range_busy(struct rt_engine *e, uint64_t first, uint64_t last, uint64_t *busy);
+void stripe_gatherer_set(struct rt_engine *e, struct stripe_gatherer *g, uint64_t stripe,
+			 bool on);
 void stripe_unlock(struct rt_engine *e, struct stripe_lock_entry *locks,
 		   uint64_t first, uint64_t last);
 void stripe_offer_withdraw(struct stripe_lock_bucket *b, struct stripe_contrib *k);
@@ -651,12 +705,23 @@ int stripe_offer_park(struct rt_engine *e, struct stripe_contrib *k, struct engi
 		      bool may_wait);
 
 /* level-raid5.c, raid5-gather.c */
+/* Where planned unit I/O goes: a context's queue, or a mapped request's round. */
+struct raid5_sink {
+	struct engine_ctx *c;
+	struct engine_aio *ar;
+};
+int raid5_add_io(struct rt_engine *e, const struct raid5_sink *to, enum engine_op op,
+		 uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len);
 int raid5_locate(const struct rt_engine *e, uint64_t base, uint32_t k, uint32_t col,
 		 uint32_t len, struct layout_extent *ext);
 void engine_note_write(struct rt_engine *e, uint64_t off, uint64_t end);
 bool raid5_gather_wanted(const struct rt_engine *e, uint64_t off, uint64_t end);
 int raid5_gather(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint64_t a0,
 		 uint64_t a1, uint64_t *lo, uint64_t *hi);
+int raid5_map_hold(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uint64_t a0,
+		   uint64_t a1);
+int raid5_hold_step(struct rt_engine *e, struct engine_aio *ar, bool stop);
+void raid5_hold_end(struct rt_engine *e, struct engine_areq *q, bool ok);
 
 /* intent-log.c */
 int engine_dl_init(struct rt_engine *e, const struct rt_sb *sb);

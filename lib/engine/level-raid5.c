@@ -119,13 +119,7 @@ int raid5_locate(const struct rt_engine *e, uint64_t base, uint32_t k, uint32_t 
 	return layout_map(&e->layout, base + (uint64_t)k * e->layout.chunk + col, len, ext);
 }
 
-/* Where planned unit I/O goes: a context's queue, or a mapped request's round. */
-struct raid5_sink {
-	struct engine_ctx *c;
-	struct engine_aio *ar;
-};
-
-static int raid5_add_io(struct rt_engine *e, const struct raid5_sink *to, enum engine_op op,
+int raid5_add_io(struct rt_engine *e, const struct raid5_sink *to, enum engine_op op,
 			uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len)
 {
 	if (to->c)
@@ -382,27 +376,31 @@ static int raid5_write(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
 }
 
 /*
- * engine_write_map: a write inside one chunk of a healthy array, in a
- * stripe not owed a resync, small enough for the request's scratch, is
- * planned as raid5_write plans its column range (read-modify-write or
- * reconstruct-write) and run in two rounds on the caller's ring: the reads,
- * then (raid5_map_next) the parity computed and the data and parity
- * written. Anything else is the synchronous path's: degraded or rebuilding
- * arrays, writes across chunks or stripes, and those a holder of their
- * stripe would gather (raid5_gather_wanted).
+ * engine_write_map, healthy arrays: a write that stripes are gathered for
+ * (raid5_gather_wanted), or too large for the small path below, holds its
+ * stripes on the caller's ring and writes them whole with the parts
+ * writers queued on them offer (raid5_map_hold), waiting for those parts
+ * on the ring. A write inside one chunk, in a stripe not owed a resync,
+ * small enough for the request's scratch, that is not gathered (or whose
+ * holding gave up) is planned as raid5_write plans its column range
+ * (read-modify-write or reconstruct-write) and run in two rounds on the
+ * caller's ring: the reads, then (raid5_map_next) the parity computed and
+ * the data and parity written. Anything else is the synchronous path's:
+ * degraded or rebuilding arrays, and writes whose holding gave up.
  */
 static int raid5_map_next(struct rt_engine *e, struct engine_aio *ar);
 
-/* Small and inside one chunk: whatever else is the synchronous path's. */
-static bool raid5_map_takes(const struct rt_engine *e, uint64_t off, uint64_t len)
+/* Small and inside one chunk: a single column range. */
+static bool raid5_map_fits(const struct rt_engine *e, uint64_t off, uint64_t len)
 {
 	uint64_t C = e->layout.chunk;
 
 	return len <= ENGINE_AREQ_WRITE_MAX && off / C == (off + len - 1) / C;
 }
 
-static int raid5_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
-			   uint64_t off, uint64_t len, uint64_t m, uint64_t rb)
+/* The small path: read-modify-write or reconstruct-write in two rounds. */
+static int raid5_map_small(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
+			   uint64_t off, uint64_t len)
 {
 	uint64_t C = e->layout.chunk, W = e->lock_unit, s = off / W, base = s * W;
 	uint32_t d = e->data_roles, k = (uint32_t)((off - base) / C);
@@ -412,20 +410,6 @@ static int raid5_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t *
 	size_t nbufs;
 	int ret;
 
-	if (m || rb || !q || !q->scratch || !raid5_map_takes(e, off, len))
-		return -EAGAIN;
-	/*
-	 * Its stripe's lock came free, but its holder would gather: a part of
-	 * a stream (or any write while gathering is not given up on) is left
-	 * to the synchronous path, which waits for the stripe's other parts.
-	 * Written here alone (reconstruct-write), it would keep its stripe
-	 * from being written whole: stripe.bats saw 6-13 of 16 stripes of a
-	 * 1 MiB stream written whole, not 16, when every small write was
-	 * mapped. (Had the lock been held, the write would have offered its
-	 * part to the holder, engine_aio_offer, and been written whole.)
-	 */
-	if (raid5_gather_wanted(e, off, off + len))
-		return -EAGAIN;
 	/* Parity that may not match: the synchronous path computes it from the data. */
 	if (engine_dl_resync_owed(e, s * C, C))
 		return -EAGAIN;
@@ -459,6 +443,40 @@ static int raid5_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t *
 	return ret;
 }
 
+static int raid5_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
+			   uint64_t off, uint64_t len, uint64_t m, uint64_t rb)
+{
+	bool fits = raid5_map_fits(e, off, len);
+	int ret;
+
+	if (m || rb || !ar->areq || !ar->areq->scratch)
+		return -EAGAIN;
+	/*
+	 * A part of a stream (or any write while gathering is not given up
+	 * on) holds its stripe: written alone (reconstruct-write), it would
+	 * keep the stripe from being written whole (stripe.bats saw 6-13 of
+	 * 16 stripes of a 1 MiB stream written whole, not 16, when every
+	 * small write was written alone).
+	 */
+	if (!fits || raid5_gather_wanted(e, off, off + len)) {
+		ret = raid5_map_hold(e, ar, buf, off, off + len);
+		if (ret != -EAGAIN || !fits)
+			return ret;
+	}
+	return raid5_map_small(e, ar, buf, off, len);
+}
+
+/* A holder woken: on, or, having given up, written alone when small. */
+static int raid5_map_resume(struct rt_engine *e, struct engine_aio *ar, bool stop)
+{
+	struct engine_areq *q = ar->areq;
+	int ret = raid5_hold_step(e, ar, stop);
+
+	if (ret == -EAGAIN && !stop && raid5_map_fits(e, q->a0, q->a1 - q->a0))
+		ret = raid5_map_small(e, ar, q->data, q->a0, q->a1 - q->a0);
+	return ret;
+}
+
 /* The reads completed: compute the parity, write it and the data. */
 static int raid5_map_next(struct rt_engine *e, struct engine_aio *ar)
 {
@@ -488,19 +506,23 @@ static int raid5_map_next(struct rt_engine *e, struct engine_aio *ar)
 }
 
 /*
- * Some of the data and parity writes may have landed and others not: the
- * stripe's parity cannot be trusted until it is made from the data again.
- * Still under the stripe lock, its regions are owed a resync (as after a
- * write that ran out of space): later writers of the stripe reconstruct-
- * write, the run path resyncs it. The caller then writes the request again
- * through the synchronous path.
+ * Failed, some of the data and parity writes may have landed and others
+ * not: the stripe's parity cannot be trusted until it is made from the
+ * data again. Still under the stripe lock, its regions are owed a resync
+ * (as after a write that ran out of space): later writers of the stripe
+ * reconstruct-write, the run path resyncs it. The caller then writes the
+ * request again through the synchronous path. A holder settles the parts
+ * it wrote for other writers: done, or given back.
  */
-static void raid5_map_failed(struct rt_engine *e, struct engine_aio *ar)
+static void raid5_map_end(struct rt_engine *e, struct engine_aio *ar, bool ok)
 {
 	struct engine_areq *q = ar->areq;
 
-	if (q && q->round == 1)
+	if (!q)
+		return;
+	if (!ok && q->round == 1)
 		engine_owe_resync(e, q->first, q->last);
+	raid5_hold_end(e, q, ok);
 }
 
 /* Stripe s is chunk row s of every role: one range per role, parity of zeros is zeros. */
@@ -581,9 +603,9 @@ const struct engine_level_ops engine_raid5_ops = {
 	.write = raid5_write,
 	.gather = raid5_gather,
 	.map_write = raid5_map_write,
-	.map_takes = raid5_map_takes,
+	.map_resume = raid5_map_resume,
 	.map_next = raid5_map_next,
-	.map_failed = raid5_map_failed,
+	.map_end = raid5_map_end,
 	.zero = raid5_zero,
 	.can_recover = raid5_can_recover,
 	.recover_read = raid5_recover_read,

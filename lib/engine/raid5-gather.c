@@ -134,52 +134,106 @@ static bool gather_starved(const struct rt_engine *e)
 }
 
 /*
- * A write's watch on arriving writes while it gathers (gather_wait): no
- * write for @idle, the writers wait for us. Never shorter than
- * ENGINE_GATHER_IDLE_NS: on disks the next parts come only as earlier
- * writes complete, milliseconds apart, and giving up on them turned whole
- * stripes into reconstruct-writes.
+ * Go on waiting for a stripe's other parts, the piece [a0, a1) having
+ * waited since @t0, until @deadline at most? 0: give up; else when to look
+ * again. Past the first ENGINE_GATHER_GRACE of the window only while the
+ * piece is part of a stream; and while new writes keep arriving, one at
+ * least in every grace or ENGINE_GATHER_IDLE_NS, the longer (when none
+ * came, the writers are waiting for us: a client sends its next part only
+ * once we replied). @gi carries the arrivals seen from one look to the
+ * next.
  */
-struct gather_idle {
-	uint64_t idle, mark;	/* ns; look at the arrivals again at @mark */
-	unsigned seen;		/* recent_next when last looked at */
-};
+static uint64_t gather_until(struct rt_engine *e, uint64_t a0, uint64_t a1, uint64_t t0,
+			     uint64_t deadline, struct gather_idle *gi, uint64_t now)
+{
+	uint64_t grace = (deadline - t0) / ENGINE_GATHER_GRACE;
+	unsigned arrived;
+
+	if (now >= deadline)
+		return 0;
+	if (now >= t0 + grace && !engine_write_streams(e, a0, a1))
+		return 0;
+	if (now >= gi->mark) {
+		arrived = atomic_load_explicit(&e->recent_next, memory_order_relaxed);
+		if (arrived == gi->seen)
+			return 0;
+		gi->seen = arrived;
+		gi->mark = now + gi->idle;
+	}
+	/* A write entering the engine wakes nobody: look again soon. */
+	return min_u64(deadline, now + min_u64(grace, ENGINE_GATHER_POLL_NS));
+}
+
+/*
+ * Open a holder's window for the piece [a0, a1): from now (*@t0) to
+ * *@deadline, one window for both of its stripes, and the watch on
+ * arriving writes. Does it wait at all? Not when waiting was in vain many
+ * times in a row (one writer at a time, random writes), unless another
+ * write is under way (@others) and this one continues a recent write (a
+ * stream, whose parts a random writer beside it must not keep from being
+ * gathered), or as a probe now and then. A lone writer's next part comes
+ * after our reply.
+ */
+static bool gather_window(struct rt_engine *e, uint64_t a0, uint64_t a1, bool others,
+			  uint64_t *t0, uint64_t *deadline, struct gather_idle *gi)
+{
+	uint64_t idle;
+
+	*t0 = engine_clock_ns();
+	*deadline = *t0 + atomic_load_explicit(&e->gather_us, memory_order_relaxed) * 1000ull;
+	idle = max_u64((*deadline - *t0) / ENGINE_GATHER_GRACE, ENGINE_GATHER_IDLE_NS);
+	*gi = (struct gather_idle){
+		.idle = idle, .mark = *t0 + idle,
+		.seen = atomic_load_explicit(&e->recent_next, memory_order_relaxed),
+	};
+	return *deadline > *t0 &&
+	       (atomic_load_explicit(&e->gather_misses, memory_order_relaxed) <
+			ENGINE_GATHER_MISSES ||
+		(others && (engine_write_streams(e, a0, a1) ||
+			    gi->seen % ENGINE_GATHER_PROBE == 0)));
+}
+
+/* May a holder of stripe @s wait for its parts (not given up on within the window)? */
+static bool gather_not_given_up(const struct stripe_lock_bucket *b, uint64_t s)
+{
+	return !(b->given_up == s + 1 && engine_clock_ns() < b->given_up_until);
+}
+
+/*
+ * With @b's mutex held: waiting for stripe @s's parts was in vain (not for
+ * want of writers able to bring them): count it, and the next holders of
+ * the stripe need not wait again until @until.
+ */
+static void gather_missed(struct rt_engine *e, struct stripe_lock_bucket *b, uint64_t s,
+			  uint64_t until)
+{
+	atomic_fetch_add_explicit(&e->gather_misses, 1, memory_order_relaxed);
+	b->given_up = s + 1;
+	b->given_up_until = until;
+}
 
 /*
  * With @b's mutex held, wait for offers that make @own's stripe whole until
- * @deadline (ns); past the first ENGINE_GATHER_GRACE of the window only
- * while the piece [a0, a1) is part of a stream; while new writes keep
- * arriving, one at least in every grace or ENGINE_GATHER_IDLE_NS, the
- * longer (when none came, the writers are waiting for us: a client sends
- * its next part only once we replied); and only while other parts can
- * still arrive (gather_starved: then *starved is set). @gi carries the
- * arrivals seen from the write's first stripe's wait to its second's.
- * Returns the pieces (gather_cover), 0 when it gave up.
+ * @deadline (ns), while gather_until says so and only while other parts can
+ * still arrive (gather_starved: then *starved is set). Returns the pieces
+ * (gather_cover), 0 when it gave up.
  */
 static unsigned gather_wait(struct rt_engine *e, struct stripe_lock_bucket *b,
 			    struct stripe_contrib *own, struct stripe_contrib **out, uint64_t a0,
 			    uint64_t a1, uint64_t t0, uint64_t deadline, struct gather_idle *gi,
 			    bool *starved)
 {
-	uint64_t grace = (deadline - t0) / ENGINE_GATHER_GRACE, now, until;
-	unsigned arrived;
+	uint64_t until;
 	struct timespec ts;
 	unsigned n;
 
 	for (;;) {
 		n = gather_cover(e, b, own->stripe, own, out);
-		now = engine_clock_ns();
-		if (n || now >= deadline)
+		if (n)
 			return n;
-		if (now >= t0 + grace && !engine_write_streams(e, a0, a1))
+		until = gather_until(e, a0, a1, t0, deadline, gi, engine_clock_ns());
+		if (!until)
 			return 0;
-		if (now >= gi->mark) {
-			arrived = atomic_load_explicit(&e->recent_next, memory_order_relaxed);
-			if (arrived == gi->seen)
-				return 0;
-			gi->seen = arrived;
-			gi->mark = now + gi->idle;
-		}
 		/*
 		 * Not a small write's while an export has rings: the parts of a
 		 * stripe of small writes may still come mapped on them, no
@@ -191,8 +245,6 @@ static unsigned gather_wait(struct rt_engine *e, struct stripe_lock_bucket *b,
 			*starved = true;
 			return 0;
 		}
-		/* A write entering the engine does not wake us: look again soon. */
-		until = min_u64(deadline, now + min_u64(grace, ENGINE_GATHER_POLL_NS));
 		ts.tv_sec = (time_t)(until / 1000000000ull);
 		ts.tv_nsec = (long)(until % 1000000000ull);
 		atomic_fetch_add_explicit(&e->blocked, 1, memory_order_relaxed);
@@ -201,68 +253,150 @@ static unsigned gather_wait(struct rt_engine *e, struct stripe_lock_bucket *b,
 	}
 }
 
+/* With @b's mutex held: the pieces @taken[0..n) of a stripe, but @own, are the holder's now. */
+static void gather_take(struct stripe_lock_bucket *b, struct stripe_contrib **taken, unsigned n,
+			const struct stripe_contrib *own)
+{
+	unsigned j;
+
+	for (j = 0; j < n; j++) {
+		if (taken[j] == own)
+			continue;
+		stripe_offer_withdraw(b, taken[j]);
+		taken[j]->state = CONTRIB_TAKEN;
+	}
+}
+
+/*
+ * The holder of stripe @s let go of the pieces it took (but @own): @state
+ * CONTRIB_DONE (written with the stripe: their writers skip it),
+ * CONTRIB_IDLE (given back after a failed write: their writers write them
+ * themselves) or CONTRIB_OFFERED (never written, the stripe still held:
+ * offered again, as they were).
+ */
+static void gather_settle(struct rt_engine *e, uint64_t s, struct stripe_contrib **taken,
+			  unsigned n, const struct stripe_contrib *own, int state)
+{
+	struct stripe_lock_bucket *b = stripe_lock_bucket(e, s);
+	unsigned j;
+
+	pthread_mutex_lock(&b->mu);
+	for (j = 0; j < n; j++) {
+		if (taken[j] == own)
+			continue;
+		taken[j]->state = state;
+		if (state == CONTRIB_OFFERED) {
+			taken[j]->next = b->offers;
+			b->offers = taken[j];
+		}
+	}
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->mu);
+}
+
+/*
+ * Queue the writes of stripe @s whole from its pieces @pieces[0..np) (in
+ * logical order, covering it) to @to, parity from the new data alone into
+ * @parity (one chunk). Column ranges are cut at every piece boundary so
+ * that each chunk's part of a column range lies in one piece.
+ */
+static int raid5_whole_ios(struct rt_engine *e, const struct raid5_sink *to, uint64_t s,
+			   struct stripe_contrib *const *pieces, unsigned np, uint8_t *parity)
+{
+	uint64_t C = e->layout.chunk, base = s * e->lock_unit, cuts[ENGINE_GATHER_MAX + 1], p, q, x;
+	uint32_t d = e->data_roles, k;
+	void *src[RT_MAX_UNITS];
+	struct layout_extent ext;
+	unsigned j, t, nc = 0;
+	int ret = 0;
+
+	/* The column boundaries: 0 and where each piece starts, sorted. */
+	for (j = 0; j < np; j++) {
+		x = (pieces[j]->lo - base) % C;
+		for (t = nc; t > 0 && cuts[t - 1] > x; t--)
+			cuts[t] = cuts[t - 1];
+		cuts[t] = x;
+		nc++;
+	}
+	cuts[nc] = C;
+	for (j = 0; j < nc && !ret; j++) {
+		p = cuts[j];
+		q = cuts[j + 1];
+		if (p == q)
+			continue;
+		for (k = 0; k < d && !ret; k++) {
+			uint64_t L = base + k * C + p;
+			const struct stripe_contrib *piece = NULL;
+
+			for (t = 0; t < np && !piece; t++)
+				if (pieces[t]->lo <= L && L < pieces[t]->hi)
+					piece = pieces[t];
+			if (!piece)
+				return -EINVAL;	/* cannot happen: the pieces cover the stripe */
+			src[k] = (void *)(uintptr_t)(piece->data + (L - piece->lo));
+			ret = raid5_locate(e, base, k, (uint32_t)p, (uint32_t)(q - p), &ext);
+			if (!ret)
+				ret = raid5_add_io(e, to, ENGINE_OP_WRITE, ext.role, src[k],
+						   ext.offset, q - p);
+		}
+		if (!ret)
+			ret = parity_xor(parity + p, src, d, q - p);
+		if (!ret)
+			ret = raid5_add_io(e, to, ENGINE_OP_WRITE, ext.parity_role, parity + p,
+					   ext.offset, q - p);
+	}
+	return ret;
+}
+
 /*
  * Write whole stripes @stripes[0..ns) from their pieces (c->taken[i], in
- * logical order), parity from the new data alone, no reads, all at once.
- * Column ranges are cut at every piece boundary so that each chunk's part
- * of a column range lies in one piece. Each stripe's parity takes one
- * chunk of scratch (the caller checked that it fits).
+ * logical order), all at once. Each stripe's parity takes one chunk of
+ * scratch (the caller checked that it fits).
  */
 static int raid5_write_whole(struct rt_engine *e, struct engine_ctx *c, const uint64_t *stripes,
 			     unsigned ns)
 {
-	uint64_t C = e->layout.chunk, W = e->lock_unit;
-	uint32_t d = e->data_roles, k;
-	void *src[RT_MAX_UNITS];
-	unsigned i, j, t;
+	const struct raid5_sink to = { .c = c };
+	unsigned i;
 	int ret = 0;
 
-	for (i = 0; i < ns && !ret; i++) {
-		uint64_t base = stripes[i] * W, cuts[ENGINE_GATHER_MAX + 1], p, q, x;
-		uint8_t *parity = c->scratch + i * C;
-		struct layout_extent ext;
-		unsigned nc = 0;
-
-		/* The column boundaries: 0 and where each piece starts, sorted. */
-		for (j = 0; j < c->n_taken[i]; j++) {
-			x = (c->taken[i][j]->lo - base) % C;
-			for (t = nc; t > 0 && cuts[t - 1] > x; t--)
-				cuts[t] = cuts[t - 1];
-			cuts[t] = x;
-			nc++;
-		}
-		cuts[nc] = C;
-		for (j = 0; j < nc && !ret; j++) {
-			p = cuts[j];
-			q = cuts[j + 1];
-			if (p == q)
-				continue;
-			for (k = 0; k < d && !ret; k++) {
-				uint64_t L = base + k * C + p;
-				const struct stripe_contrib *piece = NULL;
-
-				for (t = 0; t < c->n_taken[i] && !piece; t++)
-					if (c->taken[i][t]->lo <= L && L < c->taken[i][t]->hi)
-						piece = c->taken[i][t];
-				if (!piece)
-					return -EINVAL;	/* cannot happen: the pieces cover the stripe */
-				src[k] = (void *)(uintptr_t)(piece->data + (L - piece->lo));
-				ret = raid5_locate(e, base, k, (uint32_t)p, (uint32_t)(q - p), &ext);
-				if (!ret)
-					ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ext.role, src[k],
-							 ext.offset, q - p);
-			}
-			if (!ret)
-				ret = parity_xor(parity + p, src, d, q - p);
-			if (!ret)
-				ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ext.parity_role, parity + p,
-						 ext.offset, q - p);
-		}
-	}
+	for (i = 0; i < ns && !ret; i++)
+		ret = raid5_whole_ios(e, &to, stripes[i], c->taken[i], c->n_taken[i],
+				      c->scratch + i * e->layout.chunk);
 	if (!ret)
 		ret = ctx_run_ios(e, c);
 	c->n_ios = 0;
 	return ret;
+}
+
+/*
+ * The stripes of [a0, a1) that it covers only in part, which other
+ * writers' parts may make whole: its first and its last. Returns how many.
+ */
+static unsigned gather_parts(const struct rt_engine *e, uint64_t a0, uint64_t a1, uint64_t out[2])
+{
+	uint64_t W = e->lock_unit, first = a0 / W, last = (a1 - 1) / W;
+	unsigned n = 0;
+
+	if (a0 % W)
+		out[n++] = first;
+	if (a1 % W && (last != first || !n))
+		out[n++] = last;
+	return n;
+}
+
+/* @own: the part of [a0, a1) from @data in stripe @s. */
+static void gather_own(const struct rt_engine *e, struct stripe_contrib *own, uint64_t s,
+		       uint8_t *data, uint64_t a0, uint64_t a1)
+{
+	uint64_t W = e->lock_unit;
+
+	own->next = NULL;
+	own->stripe = s;
+	own->lo = max_u64(a0, s * W);
+	own->hi = min_u64(a1, (s + 1) * W);
+	own->data = data + (own->lo - a0);
+	own->state = CONTRIB_IDLE;
 }
 
 /*
@@ -286,75 +420,41 @@ static int raid5_write_whole(struct rt_engine *e, struct engine_ctx *c, const ui
  * writer skips the stripe), else given back (its writer writes it itself).
  */
 int raid5_gather(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint64_t a0,
-			uint64_t a1, uint64_t *lo, uint64_t *hi)
+		 uint64_t a1, uint64_t *lo, uint64_t *hi)
 {
 	uint64_t W = e->lock_unit, C = e->layout.chunk, first = a0 / W, last = (a1 - 1) / W;
-	uint64_t stripes[2], cand[2], t0 = engine_clock_ns();
-	uint64_t deadline = t0 + atomic_load_explicit(&e->gather_us, memory_order_relaxed) * 1000ull;
-	/* One window for both stripes: the second's wait goes on from the first's. */
-	uint64_t idle = max_u64((deadline - t0) / ENGINE_GATHER_GRACE, ENGINE_GATHER_IDLE_NS);
-	struct gather_idle gi = {
-		.idle = idle, .mark = t0 + idle,
-		.seen = atomic_load_explicit(&e->recent_next, memory_order_relaxed),
-	};
+	uint64_t stripes[2], cand[2], t0, deadline;
+	struct gather_idle gi;
 	struct stripe_contrib own[2];
-	/*
-	 * Wait at all? Not when waiting was in vain many times in a row (one
-	 * writer at a time, random writes), unless another write is under way
-	 * and this one continues a recent write (a stream, whose parts a
-	 * random writer beside it must not keep from being gathered), or as a
-	 * probe now and then. A lone writer's next part comes after our reply.
-	 */
-	bool others = atomic_load_explicit(&e->writers, memory_order_relaxed) > 1;
-	bool wait = deadline > t0 &&
-		(atomic_load_explicit(&e->gather_misses, memory_order_relaxed) <
-			 ENGINE_GATHER_MISSES ||
-		 (others && (engine_write_streams(e, a0, a1) ||
-			     atomic_load_explicit(&e->recent_next, memory_order_relaxed) %
-			     ENGINE_GATHER_PROBE == 0)));
-	unsigned nc = 0, ns = 0, i, j;
+	bool wait = gather_window(e, a0, a1,
+				  atomic_load_explicit(&e->writers, memory_order_relaxed) > 1,
+				  &t0, &deadline, &gi);
+	unsigned nc = gather_parts(e, a0, a1, cand), ns = 0, i;
 	int ret = 0;
 
 	*lo = a0;
 	*hi = a1;
-	if (a0 % W)
-		cand[nc++] = first;
-	if (a1 % W && (last != first || !nc))
-		cand[nc++] = last;
 	if (nc * C > c->scratch_cap)
 		nc = (unsigned)(c->scratch_cap / C);	/* parity of each in scratch */
 	for (i = 0; i < nc; i++) {
-		uint64_t s = cand[i], base = s * W;
+		uint64_t s = cand[i];
 		struct stripe_lock_bucket *b = stripe_lock_bucket(e, s);
 		unsigned n;
 
-		own[ns].stripe = s;
-		own[ns].lo = max_u64(a0, base);
-		own[ns].hi = min_u64(a1, base + W);
-		own[ns].data = data + (own[ns].lo - a0);
+		gather_own(e, &own[ns], s, data, a0, a1);
 		pthread_mutex_lock(&b->mu);
 		n = gather_cover(e, b, s, &own[ns], c->taken[ns]);
-		if (!n && wait && !(b->given_up == s + 1 && engine_clock_ns() < b->given_up_until)) {
+		if (!n && wait && gather_not_given_up(b, s)) {
 			bool starved = false;
 
 			n = gather_wait(e, b, &own[ns], c->taken[ns], a0, a1, t0, deadline, &gi,
 					&starved);
-			if (n) {
+			if (n)
 				atomic_store_explicit(&e->gather_misses, 0, memory_order_relaxed);
-			} else if (!starved) {
-				/* In vain: not a full house of writers waiting on each other. */
-				atomic_fetch_add_explicit(&e->gather_misses, 1, memory_order_relaxed);
-				/* The next holders of this stripe need not wait again. */
-				b->given_up = s + 1;
-				b->given_up_until = deadline;
-			}
+			else if (!starved)
+				gather_missed(e, b, s, deadline);
 		}
-		for (j = 0; j < n; j++) {
-			if (c->taken[ns][j] == &own[ns])
-				continue;
-			stripe_offer_withdraw(b, c->taken[ns][j]);
-			c->taken[ns][j]->state = CONTRIB_TAKEN;
-		}
+		gather_take(b, c->taken[ns], n, &own[ns]);
 		pthread_mutex_unlock(&b->mu);
 		if (n) {
 			c->n_taken[ns] = n;
@@ -365,14 +465,8 @@ int raid5_gather(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint6
 		return 0;
 	ret = raid5_write_whole(e, c, stripes, ns);
 	for (i = 0; i < ns; i++) {
-		struct stripe_lock_bucket *b = stripe_lock_bucket(e, stripes[i]);
-
-		pthread_mutex_lock(&b->mu);
-		for (j = 0; j < c->n_taken[i]; j++)
-			if (c->taken[i][j] != &own[i])
-				c->taken[i][j]->state = ret ? CONTRIB_IDLE : CONTRIB_DONE;
-		pthread_cond_broadcast(&b->cond);
-		pthread_mutex_unlock(&b->mu);
+		gather_settle(e, stripes[i], c->taken[i], c->n_taken[i], &own[i],
+			      ret ? CONTRIB_IDLE : CONTRIB_DONE);
 		c->n_taken[i] = 0;
 		if (ret)
 			continue;
@@ -386,4 +480,250 @@ int raid5_gather(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint6
 		stat_add(&c->stats.stripe_merged, ns);
 	}
 	return ret;
+}
+
+/*
+ * A holder on the ring (raid5_map_hold) lets go of what it holds but its
+ * stripe locks: the pieces it took, settled as @state (gather_settle), its
+ * places on the buckets, and the context it borrowed.
+ */
+static void raid5_hold_drop(struct rt_engine *e, struct engine_areq *q, int state)
+{
+	struct engine_ctx *c = q->hold;
+	unsigned i;
+
+	for (i = 0; i < q->n_part; i++) {
+		stripe_gatherer_set(e, &q->gw[i], q->part[i], false);
+		if (c->n_taken[i])
+			gather_settle(e, q->part[i], c->taken[i], c->n_taken[i], &q->own[i],
+				      state);
+		c->n_taken[i] = 0;
+	}
+	q->gathering = q->taken = false;
+	q->parked = NULL;
+	q->hold = NULL;
+	ctx_release(e, c);
+}
+
+/* The mapping ends, written (@ok) or not: settle the pieces written with it. */
+void raid5_hold_end(struct rt_engine *e, struct engine_areq *q, bool ok)
+{
+	if (q->hold)
+		raid5_hold_drop(e, q, !q->taken ? CONTRIB_OFFERED :
+				      ok ? CONTRIB_DONE : CONTRIB_IDLE);
+}
+
+/*
+ * Gave up: the write goes to the synchronous path, which does not wait for
+ * the parts again (gather_missed) but takes those offered by then. Only a
+ * holder that waited counts as in vain.
+ */
+static int raid5_hold_give_up(struct rt_engine *e, struct engine_aio *ar, bool waited)
+{
+	struct engine_areq *q = ar->areq;
+	struct engine_ctx *c = q->hold;
+	uint64_t now = engine_clock_ns();
+	unsigned i;
+
+	for (i = 0; i < q->n_part && waited; i++) {
+		struct stripe_lock_bucket *b = stripe_lock_bucket(e, q->part[i]);
+
+		if (c->n_taken[i])
+			continue;
+		pthread_mutex_lock(&b->mu);
+		gather_missed(e, b, q->part[i], now + (q->deadline - q->t0));
+		pthread_mutex_unlock(&b->mu);
+	}
+	raid5_hold_drop(e, q, CONTRIB_OFFERED);
+	ar->wake_ns = 0;
+	return -EAGAIN;
+}
+
+/* Every stripe whole: queue the writes of [q->a0, q->a1) with the pieces taken. */
+static int raid5_hold_write(struct rt_engine *e, struct engine_aio *ar)
+{
+	const struct raid5_sink to = { .ar = ar };
+	struct engine_areq *q = ar->areq;
+	struct engine_ctx *c = q->hold;
+	uint64_t W = e->lock_unit, C = e->layout.chunk, s, first = q->a0 / W, last = (q->a1 - 1) / W;
+	unsigned i;
+	int ret = 0;
+
+	ar->n = 0;
+	for (s = first; s <= last && !ret; s++) {
+		struct stripe_contrib whole, *one = &whole;
+		uint8_t *parity = c->scratch + (s - first) * C;
+
+		for (i = 0; i < q->n_part && q->part[i] != s; i++)
+			;
+		if (i < q->n_part) {
+			ret = raid5_whole_ios(e, &to, s, c->taken[i], c->n_taken[i], parity);
+			continue;
+		}
+		gather_own(e, &whole, s, q->data, q->a0, q->a1);
+		ret = raid5_whole_ios(e, &to, s, &one, 1, parity);
+	}
+	if (ret) {
+		/* Too many unit writes for one round: the synchronous path's. */
+		ar->n = 0;
+		return raid5_hold_give_up(e, ar, false);
+	}
+	if (q->gathering)
+		atomic_store_explicit(&e->gather_misses, 0, memory_order_relaxed);
+	q->gathering = false;
+	q->parked = NULL;
+	q->taken = true;
+	q->round = 1;
+	ar->wake_ns = 0;
+	atomic_fetch_add_explicit(&e->aread_stats.stripe_full, last - first + 1,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&e->aread_stats.stripe_merged, q->n_part, memory_order_relaxed);
+	return 0;
+}
+
+/*
+ * Take the offers that make @q's stripes covered only in part whole, as
+ * far as they are there. Returns whether every one is whole now.
+ */
+static bool raid5_hold_take(struct rt_engine *e, struct engine_areq *q)
+{
+	struct engine_ctx *c = q->hold;
+	bool whole = true;
+	unsigned i;
+
+	for (i = 0; i < q->n_part; i++) {
+		struct stripe_lock_bucket *b = stripe_lock_bucket(e, q->part[i]);
+
+		if (c->n_taken[i])
+			continue;
+		pthread_mutex_lock(&b->mu);
+		c->n_taken[i] = gather_cover(e, b, q->part[i], &q->own[i], c->taken[i]);
+		gather_take(b, c->taken[i], c->n_taken[i], &q->own[i]);
+		pthread_mutex_unlock(&b->mu);
+		whole &= c->n_taken[i] != 0;
+	}
+	return whole;
+}
+
+/* Could offers there now make a stripe @q still waits for whole? */
+static bool raid5_hold_coverable(struct rt_engine *e, struct engine_areq *q)
+{
+	struct stripe_contrib *out[ENGINE_GATHER_MAX];
+	bool any = false;
+	unsigned i;
+
+	for (i = 0; i < q->n_part && !any; i++) {
+		struct stripe_lock_bucket *b = stripe_lock_bucket(e, q->part[i]);
+
+		if (q->hold->n_taken[i])
+			continue;
+		pthread_mutex_lock(&b->mu);
+		any = gather_cover(e, b, q->part[i], &q->own[i], out) != 0;
+		pthread_mutex_unlock(&b->mu);
+	}
+	return any;
+}
+
+/*
+ * The step of a holder on the ring, first or woken: take what makes its
+ * stripes whole and write them (0), or wait on (-EINPROGRESS, @ar->wake_ns
+ * set), or give up (-EAGAIN; at once with @stop: the array changed). Waiting, it is on the buckets of the stripes
+ * it lacks parts of before it is armed, and it looks at them once more
+ * after: an offer coming in between finds it unarmed and leaves it there.
+ * Once armed, its caller's resume or engine_aio_expire may map it again
+ * at once: hands off, but for that last look under the buckets' mutexes.
+ */
+int raid5_hold_step(struct rt_engine *e, struct engine_aio *ar, bool stop)
+{
+	struct engine_areq *q = ar->areq;
+	uint64_t until;
+	unsigned i;
+
+	for (;;) {
+		for (i = 0; i < q->n_part; i++)
+			stripe_gatherer_set(e, &q->gw[i], q->part[i], false);
+		if (stop)
+			return raid5_hold_give_up(e, ar, false);
+		if (raid5_hold_take(e, q))
+			return raid5_hold_write(e, ar);
+		if (!q->may_wait || ar->queued >= ENGINE_AIO_QUEUED_MAX ||
+		    atomic_load(&e->aread_gate))
+			return raid5_hold_give_up(e, ar, q->gathering);
+		until = gather_until(e, q->a0, q->a1, q->t0, q->deadline, &q->gi,
+				     engine_clock_ns());
+		if (!until)
+			return raid5_hold_give_up(e, ar, true);
+		q->gathering = true;
+		q->parked = ar;
+		ar->wake_ns = until;
+		for (i = 0; i < q->n_part; i++)
+			if (!q->hold->n_taken[i])
+				stripe_gatherer_set(e, &q->gw[i], q->part[i], true);
+		atomic_store(&q->armed, true);
+		if (!raid5_hold_coverable(e, q) || !atomic_exchange(&q->armed, false))
+			return -EINPROGRESS;
+	}
+}
+
+/*
+ * engine_write_map of a raid5 write whose stripes are all locked, healthy:
+ * hold them on the caller's ring and write them whole, parity from the new
+ * data alone, with the parts that writers queued on them offer (the first
+ * and last stripe, where the write covers them only in part); wait for
+ * those parts as raid5_gather would (without a thread: -EINPROGRESS until
+ * an offer or engine_aio_expire wakes it), or give up (-EAGAIN). Borrows
+ * an engine context for its parity scratch and the pieces it takes: none
+ * free, or its stripes' parity not fitting, is -EAGAIN too.
+ */
+int raid5_map_hold(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uint64_t a0,
+		   uint64_t a1)
+{
+	struct engine_areq *q = ar->areq;
+	uint64_t W = e->lock_unit, C = e->layout.chunk;
+	struct engine_ctx *c = ctx_try_acquire(e);
+	bool others;
+	unsigned i;
+
+	if (!c)
+		return -EAGAIN;
+	if (((a1 - 1) / W - a0 / W + 1) * C > c->scratch_cap) {
+		ctx_release(e, c);
+		return -EAGAIN;
+	}
+	q->hold = c;
+	q->data = buf;
+	q->a0 = a0;
+	q->a1 = a1;
+	q->gathering = q->taken = false;
+	q->n_part = gather_parts(e, a0, a1, q->part);
+	for (i = 0; i < q->n_part; i++) {
+		gather_own(e, &q->own[i], q->part[i], buf, a0, a1);
+		q->gw[i] = (struct stripe_gatherer){ .q = q };
+		c->n_taken[i] = 0;
+	}
+	/* Another write under way: a synchronous one, or a mapped one besides this. */
+	others = atomic_load_explicit(&e->writers, memory_order_relaxed) > 0 ||
+		 atomic_load_explicit(&e->aread_inflight, memory_order_relaxed) > 1;
+	q->may_wait = ar->resume && gather_window(e, a0, a1, others, &q->t0, &q->deadline, &q->gi);
+	for (i = 0; i < q->n_part && q->may_wait; i++) {
+		struct stripe_lock_bucket *b = stripe_lock_bucket(e, q->part[i]);
+
+		pthread_mutex_lock(&b->mu);
+		q->may_wait = gather_not_given_up(b, q->part[i]);
+		pthread_mutex_unlock(&b->mu);
+	}
+	engine_note_write(e, a0, a1);
+	return raid5_hold_step(e, ar, false);
+}
+
+/*
+ * A holder waiting on the ring (-EINPROGRESS with @ar->wake_ns) reached
+ * its time: true when the caller is now to map it again, false when an
+ * offer woke it first (its resume is on its way).
+ */
+bool engine_aio_expire(struct rt_engine *e, struct engine_aio *ar)
+{
+	struct engine_areq *q = e && ar ? engine_areq_parked(e, ar) : NULL;
+
+	return q && q->gathering && atomic_exchange(&q->armed, false);
 }

@@ -128,6 +128,64 @@ void stripe_offer_withdraw(struct stripe_lock_bucket *b, struct stripe_contrib *
 	k->state = CONTRIB_IDLE;
 }
 
+/*
+ * With @b's mutex held: put @k on the bucket's offers and wake whoever may
+ * be gathering its stripe: a holder on a thread waits on the bucket's
+ * condition; a holder on a ring (raid5_map_hold) that is still armed is
+ * taken off the bucket and returned, chained by wait_next, for the caller
+ * to resume once it let go of the mutex (resume_parked).
+ */
+static struct engine_aio *stripe_offer_post(struct stripe_lock_bucket *b,
+					    struct stripe_contrib *k)
+{
+	struct stripe_gatherer **pp = &b->gatherers, *g;
+	struct engine_aio *wake = NULL;
+
+	k->state = CONTRIB_OFFERED;
+	k->next = b->offers;
+	b->offers = k;
+	pthread_cond_broadcast(&b->cond);
+	while ((g = *pp)) {
+		if (!atomic_exchange(&g->q->armed, false)) {
+			pp = &g->next;
+			continue;
+		}
+		*pp = g->next;
+		g->linked = false;
+		g->q->parked->wait_next = wake;
+		wake = g->q->parked;
+	}
+	return wake;
+}
+
+/*
+ * A holder on a ring waits on stripe @stripe's bucket for offers (@g):
+ * linked (@on) or taken off. Under the bucket's mutex; @g->linked says
+ * whether it is there.
+ */
+void stripe_gatherer_set(struct rt_engine *e, struct stripe_gatherer *g, uint64_t stripe,
+			 bool on)
+{
+	struct stripe_lock_bucket *b = stripe_lock_bucket(e, stripe);
+	struct stripe_gatherer **pp;
+
+	pthread_mutex_lock(&b->mu);
+	if (on && !g->linked) {
+		g->next = b->gatherers;
+		b->gatherers = g;
+		g->linked = true;
+	} else if (!on && g->linked) {
+		for (pp = &b->gatherers; *pp; pp = &(*pp)->next) {
+			if (*pp == g) {
+				*pp = g->next;
+				break;
+			}
+		}
+		g->linked = false;
+	}
+	pthread_mutex_unlock(&b->mu);
+}
+
 /* The mapped writes queued on @b (its mutex held), to resume once it is unlocked. */
 static struct engine_aio *bucket_take_parked(struct stripe_lock_bucket *b)
 {
@@ -179,11 +237,14 @@ unsigned stripe_lock_acquire_offer(struct rt_engine *e, struct engine_ctx *c,
 			if (k && k->state == CONTRIB_DONE)
 				break;
 			if (k && k->state == CONTRIB_IDLE) {
-				k->state = CONTRIB_OFFERED;
-				k->next = b->offers;
-				b->offers = k;
-				/* A holder gathering this stripe waits on the same condition. */
-				pthread_cond_broadcast(&b->cond);
+				struct engine_aio *wake = stripe_offer_post(b, k);
+
+				if (wake) {
+					pthread_mutex_unlock(&b->mu);
+					resume_parked(wake);
+					pthread_mutex_lock(&b->mu);
+					continue;	/* look again: the mutex was let go */
+				}
 			}
 			b->waiters++;
 			atomic_fetch_add_explicit(&e->blocked, 1, memory_order_relaxed);
@@ -261,30 +322,6 @@ bool stripe_lock_try(struct rt_engine *e, struct stripe_lock_entry *locks,
 }
 
 /*
- * Is a stripe of [first, last] held, or waited for in its bucket (as
- * stripe_lock_try would find it)? Its number in *@busy. A glance: by the
- * time the caller acts on it, it may have changed.
- */
-bool stripe_range_busy(struct rt_engine *e, uint64_t first, uint64_t last, uint64_t *busy)
-{
-	uint64_t s;
-
-	for (s = first; s <= last; s++) {
-		struct stripe_lock_bucket *b = stripe_lock_bucket(e, s);
-		bool taken;
-
-		pthread_mutex_lock(&b->mu);
-		taken = b->waiters || stripe_lock_held(b, s);
-		pthread_mutex_unlock(&b->mu);
-		if (taken) {
-			*busy = s;
-			return true;
-		}
-	}
-	return false;
-}
-
-/*
  * Queue the mapped write @ar on stripe @stripe's bucket while the stripe is
  * held or writers wait there: @ar->resume is called once a lock of the
  * bucket is let go or its last waiter leaves. False when the stripe is
@@ -325,6 +362,7 @@ int stripe_offer_park(struct rt_engine *e, struct stripe_contrib *k, struct engi
 		      bool may_wait)
 {
 	struct stripe_lock_bucket *b = stripe_lock_bucket(e, k->stripe);
+	struct engine_aio *wake = NULL;
 	int ret = -EINPROGRESS;
 
 	pthread_mutex_lock(&b->mu);
@@ -333,13 +371,8 @@ int stripe_offer_park(struct rt_engine *e, struct stripe_contrib *k, struct engi
 		ret = 1;
 	} else if (k->state == CONTRIB_TAKEN ||
 		   (may_wait && (b->waiters || stripe_lock_held(b, k->stripe)))) {
-		if (k->state == CONTRIB_IDLE) {
-			k->state = CONTRIB_OFFERED;
-			k->next = b->offers;
-			b->offers = k;
-			/* A holder gathering this stripe waits on the bucket's condition. */
-			pthread_cond_broadcast(&b->cond);
-		}
+		if (k->state == CONTRIB_IDLE)
+			wake = stripe_offer_post(b, k);
 		ar->wait_next = b->parked;
 		b->parked = ar;
 	} else {
@@ -348,6 +381,7 @@ int stripe_offer_park(struct rt_engine *e, struct stripe_contrib *k, struct engi
 		ret = 0;
 	}
 	pthread_mutex_unlock(&b->mu);
+	resume_parked(wake);
 	return ret;
 }
 

@@ -1118,16 +1118,22 @@ static void test_engine_ring_gather(void **state)
 	rng_fill(&seed, buf, W);
 	assert_int_equal(engine_write(e, buf, W, 3 * W), 0);
 	memcpy(f->model + 3 * W, buf, W);
-	/* Gathering not given up on: a small write is left to the synchronous path. */
+	/*
+	 * Gathering not given up on, but no resume callback (a thin volume's
+	 * write): the holder cannot wait on the ring, so a small write is
+	 * mapped alone (two rounds: read, then write).
+	 */
 	rng_fill(&seed, buf, 8192);
 	atomic_store(&e->gather_misses, 0);
-	assert_int_equal(engine_write_map(e, buf, 4096, 3 * W + 8192, ar), -EAGAIN);
-	/* Given up on: mapped (two rounds), unless it continues a recent write. */
-	atomic_store(&e->gather_misses, ENGINE_GATHER_MISSES);
 	assert_int_equal(engine_write_map(e, buf, 4096, 3 * W + 8192, ar), 0);
 	assert_true(ar->n > 0);
 	run_mapped_write(f, ar, buf, 3 * W + 8192, 4096);
-	assert_int_equal(engine_write_map(e, buf + 4096, 4096, 3 * W + 12288, ar), -EAGAIN);
+	assert_false(stripe_is_held(e, 3));
+	/* Given up on: mapped alone, a part of a stream too (it cannot wait either). */
+	atomic_store(&e->gather_misses, ENGINE_GATHER_MISSES);
+	assert_int_equal(engine_write_map(e, buf + 4096, 4096, 3 * W + 12288, ar), 0);
+	assert_true(ar->n > 0);
+	run_mapped_write(f, ar, buf + 4096, 3 * W + 12288, 4096);
 
 	/* A holder gathering stripe s: all of it but the last 4 KiB, waiting for the rest. */
 	atomic_store(&e->gather_misses, 0);
@@ -1223,6 +1229,153 @@ static void test_engine_ring_gather(void **state)
 }
 
 /*
+ * Wake a holder waiting on the ring at its time as a FUSE queue would
+ * (engine_aio_expire) and map it again, until it is no longer waiting.
+ */
+static int hold_until_done(struct rt_engine *e, struct engine_aio *ar, const uint8_t *buf,
+			   size_t len, uint64_t off)
+{
+	int r = -EINPROGRESS, i;
+
+	for (i = 0; i < 100000 && r == -EINPROGRESS; i++) {
+		struct timespec t;
+		uint64_t now;
+
+		clock_gettime(CLOCK_REALTIME, &t);
+		now = (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+		assert_true(ar->wake_ns > 0);
+		if (now < ar->wake_ns)
+			usleep((useconds_t)((ar->wake_ns - now) / 1000 + 1));
+		assert_true(engine_aio_expire(e, ar));
+		/* Once woken, it is not woken again. */
+		assert_false(engine_aio_expire(e, ar));
+		r = engine_write_map(e, buf, len, off, ar);
+	}
+	return r;
+}
+
+/*
+ * A raid5 write that finds its stripes free holds them on the caller's
+ * ring, no thread: the part of another write queued on its last stripe
+ * wakes it (resume, once), and it is mapped to the stripe's writes whole,
+ * parity from the new data alone, with that part in them; the other write
+ * is then mapped with nothing left to run. Without the other part it
+ * waits until its time (engine_aio_expire) and gives up, a miss, to the
+ * synchronous path, which does not wait again; a small write that gives
+ * up is mapped alone.
+ */
+static void test_engine_ring_hold(void **state)
+{
+	struct fixture *f = *state;
+	struct rt_engine *e = f->e;
+	uint64_t C = f->tc->chunk, W = C * (f->tc->n - 1), s = 30, base = s * W, seed = 0x401d;
+	struct engine_aio *ar = calloc(1, sizeof(*ar)), *ar2 = calloc(1, sizeof(*ar2));
+	struct rt_engine_stats before, after;
+	uint8_t *buf = NULL;
+
+	skip_without_root();
+	assert_non_null(e);
+	assert_non_null(ar);
+	assert_non_null(ar2);
+	assert_int_equal(posix_memalign((void **)&buf, 4096, 2 * W), 0);
+	ar->resume = ar2->resume = count_resume;
+
+	/* Held and gathered: the holder's stripe made whole by a queued part. */
+	assert_int_equal(engine_set_gather_window(e, ENGINE_GATHER_US_MAX), 0);
+	atomic_store(&e->gather_misses, 0);
+	rng_fill(&seed, buf, W);
+	engine_get_stats(e, &before);
+	resumed = 0;
+	assert_int_equal(engine_write_map(e, buf, W - 4096, base, ar), -EINPROGRESS);
+	assert_true(ar->wake_ns > 0);
+	assert_true(stripe_is_held(e, s));
+	assert_int_equal(resumed, 0);
+	assert_int_equal(engine_write_map(e, buf + W - 4096, 4096, base + W - 4096, ar2),
+			 -EINPROGRESS);
+	assert_int_equal(resumed, 1);			/* the holder, woken by the offer */
+	assert_false(engine_aio_expire(e, ar));		/* woken once */
+	assert_int_equal(engine_write_map(e, buf, W - 4096, base, ar), 0);
+	assert_true(ar->n > 0);
+	for (unsigned k = 0; k < ar->n; k++)
+		assert_true(ar->io[k].write);
+	run_mapped_write(f, ar, buf, base, W - 4096);
+	assert_int_equal(resumed, 2);			/* the other write, as its stripe is let go */
+	assert_int_equal(engine_write_map(e, buf + W - 4096, 4096, base + W - 4096, ar2), 0);
+	assert_int_equal(ar2->n, 0);
+	run_mapped_write(f, ar2, buf + W - 4096, base + W - 4096, 4096);
+	assert_false(stripe_is_held(e, s));
+	engine_get_stats(e, &after);
+	assert_int_equal(after.stripe_full - before.stripe_full, 1);
+	assert_int_equal(after.stripe_merged - before.stripe_merged, 1);
+	assert_int_equal(after.stripe_rmw + after.stripe_rcw, before.stripe_rmw + before.stripe_rcw);
+	assert_int_equal(after.writes - before.writes, 2);
+	for (uint32_t r = 0; r < f->tc->n; r++)
+		assert_int_equal(after.unit[r].read_bytes, before.unit[r].read_bytes);
+	assert_int_equal(engine_flush(e), 0);
+	verify_through_engine(f);
+	verify_units(f);
+
+	/* Nobody brings the part: it waits until its time, gives up, and the stripe is let go. */
+	{
+		uint64_t b2 = (s + 1) * W;
+
+		assert_int_equal(engine_set_gather_window(e, 20000), 0);
+		atomic_store(&e->gather_misses, 0);
+		rng_fill(&seed, buf, W);
+		assert_int_equal(engine_write_map(e, buf, W - 4096, b2, ar), -EINPROGRESS);
+		assert_int_equal(hold_until_done(e, ar, buf, W - 4096, b2), -EAGAIN);
+		assert_false(stripe_is_held(e, s + 1));
+		assert_int_equal(atomic_load(&e->gather_misses), 1);
+		/* The synchronous path writes it and does not wait again (no second miss). */
+		assert_int_equal(engine_write(e, buf, W - 4096, b2), 0);
+		assert_int_equal(atomic_load(&e->gather_misses), 1);
+		memcpy(f->model + b2, buf, W - 4096);
+	}
+
+	/* A small write of a stripe, likewise, then mapped alone (read, then write). */
+	{
+		uint64_t b3 = (s + 2) * W + 8192;
+
+		atomic_store(&e->gather_misses, 0);
+		rng_fill(&seed, buf, 4096);
+		assert_int_equal(engine_write_map(e, buf, 4096, b3, ar), -EINPROGRESS);
+		assert_int_equal(hold_until_done(e, ar, buf, 4096, b3), 0);
+		assert_true(ar->n > 0);
+		assert_false(ar->io[0].write);
+		run_mapped_write(f, ar, buf, b3, 4096);
+		assert_false(stripe_is_held(e, s + 2));
+	}
+
+	/*
+	 * Whole stripes only (the write covers stripes s+3 and s+4): written
+	 * at once, nothing to wait for; so too a partial stripe whose write
+	 * has no resume callback, but that one gives up at once.
+	 */
+	{
+		uint64_t b4 = (s + 3) * W;
+
+		rng_fill(&seed, buf, 2 * W);
+		engine_get_stats(e, &before);
+		assert_int_equal(engine_write_map(e, buf, 2 * W, b4, ar), 0);
+		run_mapped_write(f, ar, buf, b4, 2 * W);
+		engine_get_stats(e, &after);
+		assert_int_equal(after.stripe_full - before.stripe_full, 2);
+		assert_int_equal(after.stripe_merged - before.stripe_merged, 0);
+		ar2->resume = NULL;
+		assert_int_equal(engine_write_map(e, buf, W - 4096, b4 + 2 * W, ar2), -EAGAIN);
+		assert_false(stripe_is_held(e, s + 5));
+		ar2->resume = count_resume;
+	}
+	assert_int_equal(engine_set_gather_window(e, 0), 0);
+	assert_int_equal(engine_flush(e), 0);
+	verify_through_engine(f);
+	verify_units(f);
+	free(buf);
+	free(ar);
+	free(ar2);
+}
+
+/*
  * A raid5 write too large to be mapped (over 16 KiB, across chunks) whose
  * stripe a holder gathers does not wait on a thread: it is queued with its
  * part of that stripe offered (-EINPROGRESS), the holder writes that part
@@ -1268,6 +1421,8 @@ static void test_engine_ring_gather_large(void **state)
 	assert_int_equal(pthread_join(t, NULL), 0);
 	assert_int_equal(h.ret, 0);
 	assert_int_equal(resumed, 1);
+	/* No window: the stripe left, free now, is not held on the ring waiting for its parts. */
+	assert_int_equal(engine_set_gather_window(e, 0), 0);
 	assert_int_equal(engine_write_map(e, buf + W - X, X + Y, base + W - X, ar), -EAGAIN);
 	assert_int_equal(ar->done_head, X);
 	assert_int_equal(ar->done_tail, 0);
@@ -1277,8 +1432,7 @@ static void test_engine_ring_gather_large(void **state)
 	assert_int_equal(after.stripe_rmw + after.stripe_rcw, before.stripe_rmw + before.stripe_rcw);
 	for (uint32_t r = 0; r < f->tc->n; r++)
 		assert_int_equal(after.unit[r].read_bytes, before.unit[r].read_bytes);
-	/* The synchronous path writes the rest, as the caller would (no gathering wait). */
-	assert_int_equal(engine_set_gather_window(e, 0), 0);
+	/* The synchronous path writes the rest, as the caller would. */
 	assert_int_equal(engine_write(e, buf + W, Y, base + W), 0);
 	memcpy(f->model + base, buf, W + Y);
 
@@ -1296,10 +1450,10 @@ static void test_engine_ring_gather_large(void **state)
 		assert_int_equal(pthread_join(t, NULL), 0);
 		assert_int_equal(h.ret, 0);
 		assert_int_equal(resumed, 1);
+		assert_int_equal(engine_set_gather_window(e, 0), 0);
 		assert_int_equal(engine_write_map(e, buf, C + Z, b4 - C, ar), -EAGAIN);
 		assert_int_equal(ar->done_head, 0);
 		assert_int_equal(ar->done_tail, Z);
-		assert_int_equal(engine_set_gather_window(e, 0), 0);
 		assert_int_equal(engine_write(e, buf, C, b4 - C), 0);
 		memcpy(f->model + b4 - C, buf, C + W);
 	}
@@ -1345,6 +1499,7 @@ static void test_engine_ring_gather_large(void **state)
 		assert_int_equal(pthread_join(t, NULL), 0);
 		assert_int_equal(h.ret, 0);
 		assert_int_equal(resumed, 1);
+		assert_int_equal(engine_set_gather_window(e, 0), 0);
 		assert_int_equal(engine_write_map(e, buf + W - X, X + Y, b6 + W - X, ar), -EAGAIN);
 		assert_int_equal(ar->done_head + ar->done_tail, 0);
 		assert_int_equal(engine_write(e, buf + W - X, X + Y, b6 + W - X), 0);
@@ -1413,6 +1568,7 @@ static void test_engine_ring_gather_large(void **state)
 		assert_int_equal(pthread_join(t, NULL), 0);
 		assert_int_equal(h.ret, 0);
 		assert_int_equal(resumed, 1);
+		assert_int_equal(engine_set_gather_window(e, 0), 0);
 		assert_int_equal(engine_write_map(e, mine, W + Z, b8, ar), -EAGAIN);
 		assert_int_equal(ar->done_head + ar->done_tail, 0);
 		assert_int_equal(engine_write(e, mine, W + Z, b8), 0);
@@ -2099,6 +2255,8 @@ int main(void)
 		{ "ring gather: raid5 x4 64K, large writes queued with their part offered",
 		  test_engine_ring_gather_large, fixture_setup, fixture_teardown,
 		  (void *)&ring_gather_case },
+		{ "ring hold: raid5 x4 64K, a write holds its stripes on the ring and gathers",
+		  test_engine_ring_hold, fixture_setup, fixture_teardown, (void *)&ring_gather_case },
 		{ "flush on the caller's ring: raid5 x4 64K", test_engine_flush_map, fixture_setup,
 		  fixture_teardown, (void *)&ring_gather_case },
 		{ unsynced_cases[0].name, test_engine_unsynced, unsynced_setup, fixture_teardown,
