@@ -157,13 +157,12 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
  * unit I/O at all (@ar->n 0: the holder wrote it; unmap it as done). Until
  * then @ar->areq is the engine's. Without @ar->resume such a write is
  * -EAGAIN.
- * A raid5 write too large to be mapped (over 16 KiB or across a chunk)
- * does not wait on a thread either while its stripe is held: it is queued
- * as above, offering its part of that stripe when it covers the stripe
- * only in part. When a holder wrote that part with its stripe, the part is
- * added to @ar->done_head or @ar->done_tail; and when the stripes left are
- * free the write is -EAGAIN: engine_write then writes only the bytes between
- * the two (all of them written so: mapped with no unit I/O, as above).
+ * A raid5 write over 16 KiB or across a chunk is queued as above too,
+ * offering its part of that stripe when it covers the stripe only in part.
+ * When a holder wrote that part with its stripe, the part is added to
+ * @ar->done_head or @ar->done_tail; the bytes between the two are then
+ * held and written as above, or, -EAGAIN, left to engine_write (all of
+ * them written so: mapped with no unit I/O, as above).
  * Any write queued ENGINE_AIO_QUEUED_MAX times is -EAGAIN after that (its
  * offer withdrawn, unless the holder is writing it), so that writers
  * waiting on threads in the buckets of its stripes cannot starve it.

@@ -72,6 +72,12 @@ stream_verify() {
 	[ $((merged1 - merged0)) -eq 32 ]
 	[ $((rmw1 - rmw0)) -eq 0 ]
 	[ $((rcw1 - rcw0)) -eq 0 ]
+	# Over io_uring the holders hold their stripes on the queues' rings: a
+	# request takes a worker only when its holder gave up (3 of 54 seen;
+	# before, every 1 MiB write did).
+	if [ "$transport" = io_uring ]; then
+		[ $((4 * (k1 - k0))) -lt $((w1 - w0)) ]
+	fi
 	# The units were read no more than the array was (other commands scanning
 	# block devices read its superblock area): the writes read nothing.
 	[ $((ur1 - ur0)) -le $((er1 - er0)) ]
@@ -159,11 +165,12 @@ stream_verify() {
 	echo "full $full merged $merged rmw $rmw rcw $rcw" \
 		"writes $((w1 - w0)), $((k1 - k0)) of them on workers ($transport)"
 	# Over io_uring a 256K write that finds its stripe held waits queued on
-	# it, offering its part, not on a worker: only the holders take one (and
-	# the random writer's larger writes). Before, every write over 16K did:
-	# 384 of the 450 or so.
+	# it, offering its part, and one that finds it free holds it on the
+	# ring: only writes whose holders gave up take a worker (74 of 450
+	# seen). Before session 11 every write over 16K did: 384 of the 450 or
+	# so; with holders on workers, 154-198.
 	if [ "$transport" = io_uring ]; then
-		[ $((3 * (k1 - k0))) -lt $((2 * (w1 - w0))) ]
+		[ $((3 * (k1 - k0))) -lt $((w1 - w0)) ]
 	fi
 	check_clean
 	deactivate_settled "$NAME"
