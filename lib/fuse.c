@@ -1022,11 +1022,11 @@ static struct ring_ent *done_take(struct ring_queue *q, bool close)
 }
 
 /* The engine's clock for holders' times (engine_aio_expire), in ns. */
-static uint64_t realtime_ns(void)
+static uint64_t monotonic_ns(void)
 {
 	struct timespec t;
 
-	clock_gettime(CLOCK_REALTIME, &t);
+	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
@@ -1053,7 +1053,7 @@ static void aio_resume_run(struct ring_queue *q, struct ring_ent *ent)
  * Holders waiting on the ring whose time came (all of them on a failed
  * ring): map them again, unless an offer woke them first (engine_aio_expire;
  * then their resume is on the done list). Returns the earliest time to
- * come, CLOCK_REALTIME ns (0: none).
+ * come, CLOCK_MONOTONIC ns (0: none).
  */
 static uint64_t queue_run_timers(struct ring_queue *q)
 {
@@ -1062,7 +1062,7 @@ static uint64_t queue_run_timers(struct ring_queue *q)
 
 	if (!q->timed_ents)
 		return 0;
-	now = realtime_ns();
+	now = monotonic_ns();
 	for (i = 0; i < q->f->depth; i++) {
 		struct ring_ent *ent = &q->ents[i];
 
@@ -1570,10 +1570,10 @@ static void ring_register_failed(struct ring_queue *q, int err)
 	rt_fuse_abort(f);
 }
 
-/* From now to @until (CLOCK_REALTIME ns), at least 1 µs. */
+/* From now to @until (CLOCK_MONOTONIC ns), at least 1 µs. */
 static struct __kernel_timespec ns_until(uint64_t until)
 {
-	uint64_t now = realtime_ns(), d;
+	uint64_t now = monotonic_ns(), d;
 
 	d = until > now + 1000 ? until - now : 1000;
 	return (struct __kernel_timespec){ .tv_sec = (long long)(d / 1000000000ull),

@@ -139,7 +139,7 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
  * the writes of its stripes whole, parity from the new data alone, with the
  * parts other writers queued on its first and last stripe offer. When
  * those parts are not there yet and @ar->resume is set, it waits for them
- * holding its locks: -EINPROGRESS with @ar->wake_ns (CLOCK_REALTIME ns)
+ * holding its locks: -EINPROGRESS with @ar->wake_ns (CLOCK_MONOTONIC ns)
  * set. It is then woken once: by an offer (@ar->resume, as below), or by
  * the caller at @ar->wake_ns when engine_aio_expire(@ar) returns true
  * (false: an offer woke it first, its resume is on its way). Either way the

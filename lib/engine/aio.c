@@ -78,6 +78,8 @@ static struct engine_areq *engine_areq_get(struct rt_engine *e)
 	if (q) {
 		q->round = 0;
 		q->parked = NULL;
+		q->hold = NULL;
+		q->gathering = q->taken = false;
 	}
 	return q;
 }
@@ -278,11 +280,13 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 		/*
 		 * A holder woken, its locks held and counted in flight: it
 		 * gives up at once when the array changed meanwhile (the masks
-		 * and a replacement, loaded under its locks).
+		 * and a replacement, loaded under its locks), or when its caller
+		 * will not queue it again (its ring failed).
 		 */
 		ret = e->ops->map_resume(e, ar, atomic_load(&e->nospace) ||
 					 atomic_load(&e->replace_role) != LAYOUT_NO_ROLE ||
-					 engine_rebuilding(e) || engine_faulty(e));
+					 engine_rebuilding(e) || engine_faulty(e) ||
+					 ar->queued >= ENGINE_AIO_QUEUED_MAX);
 		if (ret == 0 || ret == -EINPROGRESS)
 			return ret;
 		goto sync;

@@ -378,6 +378,8 @@ struct rt_engine {
 	pthread_mutex_t pool_mu;
 	pthread_cond_t pool_cond;
 	atomic_uint pool_waiters;
+	/* Contexts borrowed by holders on rings (raid5_map_hold): at most half. */
+	atomic_uint ring_holds;
 
 	struct stripe_lock_bucket *buckets;
 

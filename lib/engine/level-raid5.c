@@ -435,7 +435,6 @@ static int raid5_map_small(struct rt_engine *e, struct engine_aio *ar, uint8_t *
 	q->data = buf;
 	q->a0 = off;
 	q->round = 0;
-	engine_note_write(e, off, off + len);
 	ret = raid5_queue_reads(e, &(const struct raid5_sink){ .ar = ar }, g);
 	/* Nothing to read (two units: the parity is a copy): straight to the writes. */
 	if (!ret && ar->n == 0)
@@ -451,6 +450,8 @@ static int raid5_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t *
 
 	if (m || rb || !ar->areq || !ar->areq->scratch)
 		return -EAGAIN;
+	/* Before the holder's window looks at the arrivals: this one is not news to it. */
+	engine_note_write(e, off, off + len);
 	/*
 	 * A part of a stream (or any write while gathering is not given up
 	 * on) holds its stripe: written alone (reconstruct-write), it would

@@ -66,10 +66,10 @@ static bool engine_write_streams(const struct rt_engine *e, uint64_t off, uint64
  * ENGINE_GATHER_MISSES times in a row (random writes), unless [off, end)
  * continues a recent write (a stream: the block layer cuts large writes
  * into parts, a few KiB small at times, that may overtake each other).
- * A small write that may be gathered and finds its stripe free is not
- * mapped on the ring (raid5_map_write): writing its part alone
- * (reconstruct-write) it would keep the stripe from being written whole;
- * the synchronous path waits for the other parts instead.
+ * A small write that may be gathered and finds its stripe free holds it
+ * on the ring (raid5_map_write) rather than write its part alone
+ * (reconstruct-write), which would keep the stripe from being written
+ * whole.
  */
 bool raid5_gather_wanted(const struct rt_engine *e, uint64_t off, uint64_t end)
 {
@@ -111,12 +111,12 @@ static unsigned gather_cover(const struct rt_engine *e, const struct stripe_lock
 	return have_own ? n : 0;
 }
 
-/* The clock of the stripe lock conditions (CLOCK_REALTIME), in ns. */
+/* The clock of holders' windows and the stripe lock conditions (CLOCK_MONOTONIC), in ns. */
 static uint64_t engine_clock_ns(void)
 {
 	struct timespec t;
 
-	clock_gettime(CLOCK_REALTIME, &t);
+	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
@@ -235,12 +235,10 @@ static unsigned gather_wait(struct rt_engine *e, struct stripe_lock_bucket *b,
 		if (!until)
 			return 0;
 		/*
-		 * Not a small write's while an export has rings: the parts of a
-		 * stripe of small writes may still come mapped on them, no
-		 * worker needed.
+		 * Not while an export has rings: the parts may still come on
+		 * them, queued on the lock, no worker needed.
 		 */
-		if ((a1 - a0 > ENGINE_AREQ_WRITE_MAX ||
-		     !atomic_load_explicit(&e->ring_exports, memory_order_relaxed)) &&
+		if (!atomic_load_explicit(&e->ring_exports, memory_order_relaxed) &&
 		    gather_starved(e)) {
 			*starved = true;
 			return 0;
@@ -503,14 +501,21 @@ static void raid5_hold_drop(struct rt_engine *e, struct engine_areq *q, int stat
 	q->parked = NULL;
 	q->hold = NULL;
 	ctx_release(e, c);
+	atomic_fetch_sub_explicit(&e->ring_holds, 1, memory_order_relaxed);
 }
 
 /* The mapping ends, written (@ok) or not: settle the pieces written with it. */
 void raid5_hold_end(struct rt_engine *e, struct engine_areq *q, bool ok)
 {
-	if (q->hold)
-		raid5_hold_drop(e, q, !q->taken ? CONTRIB_OFFERED :
-				      ok ? CONTRIB_DONE : CONTRIB_IDLE);
+	if (!q->hold)
+		return;
+	if (ok && q->taken) {
+		atomic_fetch_add_explicit(&e->aread_stats.stripe_full, q->last - q->first + 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&e->aread_stats.stripe_merged, q->n_part,
+					  memory_order_relaxed);
+	}
+	raid5_hold_drop(e, q, !q->taken ? CONTRIB_OFFERED : ok ? CONTRIB_DONE : CONTRIB_IDLE);
 }
 
 /*
@@ -575,9 +580,6 @@ static int raid5_hold_write(struct rt_engine *e, struct engine_aio *ar)
 	q->taken = true;
 	q->round = 1;
 	ar->wake_ns = 0;
-	atomic_fetch_add_explicit(&e->aread_stats.stripe_full, last - first + 1,
-				  memory_order_relaxed);
-	atomic_fetch_add_explicit(&e->aread_stats.stripe_merged, q->n_part, memory_order_relaxed);
 	return 0;
 }
 
@@ -646,6 +648,9 @@ int raid5_hold_step(struct rt_engine *e, struct engine_aio *ar, bool stop)
 			return raid5_hold_give_up(e, ar, false);
 		if (raid5_hold_take(e, q))
 			return raid5_hold_write(e, ar);
+		/* Threads waiting for a context: let ours go, no wait in vain. */
+		if (atomic_load(&e->pool_waiters))
+			return raid5_hold_give_up(e, ar, false);
 		if (!q->may_wait || ar->queued >= ENGINE_AIO_QUEUED_MAX ||
 		    atomic_load(&e->aread_gate))
 			return raid5_hold_give_up(e, ar, q->gathering);
@@ -679,15 +684,28 @@ int raid5_map_hold(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uin
 		   uint64_t a1)
 {
 	struct engine_areq *q = ar->areq;
-	uint64_t W = e->lock_unit, C = e->layout.chunk;
-	struct engine_ctx *c = ctx_try_acquire(e);
+	uint64_t W = e->lock_unit, C = e->layout.chunk, ns = (a1 - 1) / W - a0 / W + 1;
+	struct engine_ctx *c;
 	bool others;
 	unsigned i;
 
-	if (!c)
+	/*
+	 * Every stripe's writes in one round: a whole one takes d + 1 unit
+	 * writes, one made of pieces up to twice that (the pieces' cuts).
+	 * Half the contexts at most, none while threads wait for one: the
+	 * workers and walks need theirs.
+	 */
+	if ((ns + 2) * (e->data_roles + 1) > ENGINE_AIO_MAX || atomic_load(&e->pool_waiters))
 		return -EAGAIN;
-	if (((a1 - 1) / W - a0 / W + 1) * C > c->scratch_cap) {
-		ctx_release(e, c);
+	if (atomic_fetch_add_explicit(&e->ring_holds, 1, memory_order_relaxed) >= e->n_ctx / 2) {
+		atomic_fetch_sub_explicit(&e->ring_holds, 1, memory_order_relaxed);
+		return -EAGAIN;
+	}
+	c = ctx_try_acquire(e);
+	if (!c || ns * C > c->scratch_cap) {
+		if (c)
+			ctx_release(e, c);
+		atomic_fetch_sub_explicit(&e->ring_holds, 1, memory_order_relaxed);
 		return -EAGAIN;
 	}
 	q->hold = c;
@@ -712,7 +730,6 @@ int raid5_map_hold(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uin
 		q->may_wait = gather_not_given_up(b, q->part[i]);
 		pthread_mutex_unlock(&b->mu);
 	}
-	engine_note_write(e, a0, a1);
 	return raid5_hold_step(e, ar, false);
 }
 

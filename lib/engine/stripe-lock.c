@@ -35,11 +35,13 @@
  * be gathering that stripe (raid5_gather) and waiting for just that part.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <raidtool/engine.h>
 #include <raidtool/layout.h>
@@ -49,15 +51,20 @@
 
 int stripe_locks_init(struct rt_engine *e)
 {
+	pthread_condattr_t ca;
 	unsigned i;
 
 	e->buckets = calloc(ENGINE_LOCK_BUCKETS, sizeof(*e->buckets));
 	if (!e->buckets)
 		return -ENOMEM;
+	/* Holders' windows are on the monotonic clock: a clock step neither ends nor stretches them. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	for (i = 0; i < ENGINE_LOCK_BUCKETS; i++) {
 		pthread_mutex_init(&e->buckets[i].mu, NULL);
-		pthread_cond_init(&e->buckets[i].cond, NULL);
+		pthread_cond_init(&e->buckets[i].cond, &ca);
 	}
+	pthread_condattr_destroy(&ca);
 	return 0;
 }
 

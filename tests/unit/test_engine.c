@@ -1241,7 +1241,7 @@ static int hold_until_done(struct rt_engine *e, struct engine_aio *ar, const uin
 		struct timespec t;
 		uint64_t now;
 
-		clock_gettime(CLOCK_REALTIME, &t);
+		clock_gettime(CLOCK_MONOTONIC, &t);
 		now = (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 		assert_true(ar->wake_ns > 0);
 		if (now < ar->wake_ns)
@@ -1365,6 +1365,44 @@ static void test_engine_ring_hold(void **state)
 		assert_int_equal(engine_write_map(e, buf, W - 4096, b4 + 2 * W, ar2), -EAGAIN);
 		assert_false(stripe_is_held(e, s + 5));
 		ar2->resume = count_resume;
+	}
+
+	/*
+	 * Bounds: threads waiting for a context, and half the contexts held
+	 * by holders already, keep a write from holding; a holder whose
+	 * caller will not queue it again (its ring failed: queued at the
+	 * limit) gives up when woken, leaving its stripe free.
+	 */
+	{
+		uint64_t b6 = (s + 6) * W;
+		unsigned n = e->n_ctx / 2, i;
+		struct engine_aio *hs = calloc(n, sizeof(*hs));
+
+		assert_non_null(hs);
+		assert_int_equal(engine_set_gather_window(e, ENGINE_GATHER_US_MAX), 0);
+		atomic_store(&e->gather_misses, 0);
+		rng_fill(&seed, buf, W);
+		atomic_fetch_add(&e->pool_waiters, 1);
+		assert_int_equal(engine_write_map(e, buf, W - 4096, b6, ar), -EAGAIN);
+		atomic_fetch_sub(&e->pool_waiters, 1);
+		assert_false(stripe_is_held(e, s + 6));
+		for (i = 0; i < n; i++) {
+			hs[i].resume = count_resume;
+			assert_int_equal(engine_write_map(e, buf, W - 4096, b6 + (i + 1) * W, &hs[i]),
+					 -EINPROGRESS);
+		}
+		assert_int_equal(atomic_load(&e->ring_holds), n);
+		assert_int_equal(engine_write_map(e, buf, W - 4096, b6, ar), -EAGAIN);
+		assert_false(stripe_is_held(e, s + 6));
+		for (i = 0; i < n; i++) {
+			assert_true(engine_aio_expire(e, &hs[i]));
+			hs[i].queued = ENGINE_AIO_QUEUED_MAX;
+			assert_int_equal(engine_write_map(e, buf, W - 4096, b6 + (i + 1) * W, &hs[i]),
+					 -EAGAIN);
+			assert_false(stripe_is_held(e, s + 7 + i));
+		}
+		assert_int_equal(atomic_load(&e->ring_holds), 0);
+		free(hs);
 	}
 	assert_int_equal(engine_set_gather_window(e, 0), 0);
 	assert_int_equal(engine_flush(e), 0);
