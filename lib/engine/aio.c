@@ -79,7 +79,7 @@ static struct engine_areq *engine_areq_get(struct rt_engine *e)
 		q->round = 0;
 		q->parked = NULL;
 		q->hold = NULL;
-		q->gathering = q->taken = q->rounds = false;
+		q->gathering = q->taken = false;
 	}
 	return q;
 }

@@ -532,13 +532,6 @@ extern const struct engine_level_ops engine_striped_ops;	/* linear, raid0 */
 extern const struct engine_level_ops engine_raid1_ops;
 extern const struct engine_level_ops engine_raid5_ops;
 
-/* Where raid5_plan goes on planning a write. */
-struct raid5_cursor {
-	uint64_t s;			/* stripe */
-	unsigned i;			/* its column range */
-	uint32_t col;			/* where in it; UINT32_MAX: its start */
-};
-
 /*
  * What a mapped write that locks keeps until it is unmapped: the locks of
  * stripes [first, last] and, raid5, the planned column range, its scratch
@@ -580,13 +573,6 @@ struct engine_areq {
 	struct gather_idle gi;
 	struct stripe_gatherer gw[2];
 	atomic_bool armed;
-	/*
-	 * raid5, a holder that gave up on a large write: its rounds on the
-	 * ring (raid5_map_rounds), planned in @hold's scratch from @cur on;
-	 * @reading: the batch's reads are out; @last_batch: it is the last one.
-	 */
-	bool rounds, reading, last_batch;
-	struct raid5_cursor cur;
 };
 
 /*

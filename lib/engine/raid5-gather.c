@@ -519,11 +519,9 @@ void raid5_hold_end(struct rt_engine *e, struct engine_areq *q, bool ok)
 }
 
 /*
- * Gave up gathering: the pieces taken are offered again, the places on the
- * buckets left, the context still borrowed (raid5_hold_end lets it go) for
- * the write's rounds alone (raid5_map_write). The synchronous path, should
- * it write it, does not wait for the parts again (gather_missed) but takes
- * those offered by then. Only a holder that waited counts as in vain.
+ * Gave up: the write goes to the synchronous path, which does not wait for
+ * the parts again (gather_missed) but takes those offered by then. Only a
+ * holder that waited counts as in vain.
  */
 static int raid5_hold_give_up(struct rt_engine *e, struct engine_aio *ar, bool waited)
 {
@@ -532,22 +530,16 @@ static int raid5_hold_give_up(struct rt_engine *e, struct engine_aio *ar, bool w
 	uint64_t now = engine_clock_ns();
 	unsigned i;
 
-	for (i = 0; i < q->n_part; i++) {
+	for (i = 0; i < q->n_part && waited; i++) {
 		struct stripe_lock_bucket *b = stripe_lock_bucket(e, q->part[i]);
 
-		stripe_gatherer_set(e, &q->gw[i], q->part[i], false);
-		if (c->n_taken[i]) {
-			gather_settle(e, q->part[i], c->taken[i], c->n_taken[i], &q->own[i],
-				      CONTRIB_OFFERED);
-			c->n_taken[i] = 0;
-		} else if (waited) {
-			pthread_mutex_lock(&b->mu);
-			gather_missed(e, b, q->part[i], now + (q->deadline - q->t0));
-			pthread_mutex_unlock(&b->mu);
-		}
+		if (c->n_taken[i])
+			continue;
+		pthread_mutex_lock(&b->mu);
+		gather_missed(e, b, q->part[i], now + (q->deadline - q->t0));
+		pthread_mutex_unlock(&b->mu);
 	}
-	q->gathering = false;
-	q->parked = NULL;
+	raid5_hold_drop(e, q, CONTRIB_OFFERED);
 	ar->wake_ns = 0;
 	return -EAGAIN;
 }

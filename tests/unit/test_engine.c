@@ -675,10 +675,9 @@ static void verify_mapped_reads(struct fixture *f)
 
 	/*
 	 * Writes: linear, raid0 (a write there is its unit writes), raid1 (one
-	 * to every working mirror, none to a missing one) and raid5 of a
-	 * healthy array (two rounds: reads, then data and parity,
-	 * engine_aio_next; across chunks too, held and, gathering nothing,
-	 * planned as the synchronous path plans it), done here with pread/pwrite as a FUSE queue would;
+	 * to every working mirror, none to a missing one) and raid5 inside one
+	 * chunk of a healthy array (two rounds: reads, then data and parity,
+	 * engine_aio_next), done here with pread/pwrite as a FUSE queue would;
 	 * the model follows, so verify_units checks where they landed (and the
 	 * parity). A mapping that locks holds its stripes until unmapped: a
 	 * second mapping overlapping it is -EAGAIN meanwhile, one beside it is
@@ -708,6 +707,10 @@ static void verify_mapped_reads(struct fixture *f)
 		r = engine_write_map(f->e, buf, len, off, ar);
 		if (f->tc->missing && !mirror) {
 			assert_int_equal(r, -EAGAIN);
+			continue;
+		}
+		if (parity && off / C != (off + len - 1) / C) {
+			assert_int_equal(r, -EAGAIN);	/* across chunks: the synchronous path's */
 			continue;
 		}
 		assert_true(striped || mirror || parity);
@@ -1257,10 +1260,9 @@ static int hold_until_done(struct rt_engine *e, struct engine_aio *ar, const uin
  * wakes it (resume, once), and it is mapped to the stripe's writes whole,
  * parity from the new data alone, with that part in them; the other write
  * is then mapped with nothing left to run. Without the other part it
- * waits until its time (engine_aio_expire), gives up (a miss: the next
- * holder does not wait again) and is written in rounds on the ring, as
- * the synchronous path would write it; a small write that gives up is
- * mapped alone.
+ * waits until its time (engine_aio_expire) and gives up, a miss, to the
+ * synchronous path, which does not wait again; a small write that gives
+ * up is mapped alone.
  */
 static void test_engine_ring_hold(void **state)
 {
@@ -1313,38 +1315,21 @@ static void test_engine_ring_hold(void **state)
 	verify_through_engine(f);
 	verify_units(f);
 
-	/*
-	 * Nobody brings the part: it waits until its time, gives up (a miss),
-	 * and is written in rounds on the ring, still holding the stripe:
-	 * reads first (reconstruct-write), then data and parity. The next
-	 * holder of that stripe, here the synchronous path, does not wait
-	 * again (no second miss).
-	 */
+	/* Nobody brings the part: it waits until its time, gives up, and the stripe is let go. */
 	{
 		uint64_t b2 = (s + 1) * W;
 
 		assert_int_equal(engine_set_gather_window(e, 20000), 0);
 		atomic_store(&e->gather_misses, 0);
 		rng_fill(&seed, buf, W);
-		engine_get_stats(e, &before);
 		assert_int_equal(engine_write_map(e, buf, W - 4096, b2, ar), -EINPROGRESS);
-		assert_int_equal(hold_until_done(e, ar, buf, W - 4096, b2), 0);
-		assert_int_equal(atomic_load(&e->gather_misses), 1);
-		assert_true(stripe_is_held(e, s + 1));
-		assert_true(ar->n > 0);
-		for (unsigned k = 0; k < ar->n; k++)
-			assert_false(ar->io[k].write);
-		run_mapped_write(f, ar, buf, b2, W - 4096);
+		assert_int_equal(hold_until_done(e, ar, buf, W - 4096, b2), -EAGAIN);
 		assert_false(stripe_is_held(e, s + 1));
-		engine_get_stats(e, &after);
-		assert_int_equal(after.stripe_rcw + after.stripe_rmw - before.stripe_rcw -
-				 before.stripe_rmw, 1);
-		assert_int_equal(after.stripe_full, before.stripe_full);
-		assert_int_equal(after.writes - before.writes, 1);
+		assert_int_equal(atomic_load(&e->gather_misses), 1);
+		/* The synchronous path writes it and does not wait again (no second miss). */
 		assert_int_equal(engine_write(e, buf, W - 4096, b2), 0);
 		assert_int_equal(atomic_load(&e->gather_misses), 1);
-		verify_through_engine(f);
-		verify_units(f);
+		memcpy(f->model + b2, buf, W - 4096);
 	}
 
 	/* A small write of a stripe, likewise, then mapped alone (read, then write). */
@@ -1363,8 +1348,8 @@ static void test_engine_ring_hold(void **state)
 
 	/*
 	 * Whole stripes only (the write covers stripes s+3 and s+4): written
-	 * at once, nothing to wait for. A partial stripe whose write has no
-	 * resume callback (a thin volume's) cannot wait: written in rounds.
+	 * at once, nothing to wait for; so too a partial stripe whose write
+	 * has no resume callback, but that one gives up at once.
 	 */
 	{
 		uint64_t b4 = (s + 3) * W;
@@ -1377,9 +1362,7 @@ static void test_engine_ring_hold(void **state)
 		assert_int_equal(after.stripe_full - before.stripe_full, 2);
 		assert_int_equal(after.stripe_merged - before.stripe_merged, 0);
 		ar2->resume = NULL;
-		assert_int_equal(engine_write_map(e, buf, W - 4096, b4 + 2 * W, ar2), 0);
-		assert_true(stripe_is_held(e, s + 5));
-		run_mapped_write(f, ar2, buf, b4 + 2 * W, W - 4096);
+		assert_int_equal(engine_write_map(e, buf, W - 4096, b4 + 2 * W, ar2), -EAGAIN);
 		assert_false(stripe_is_held(e, s + 5));
 		ar2->resume = count_resume;
 	}
@@ -1431,23 +1414,6 @@ static void test_engine_ring_hold(void **state)
 }
 
 /*
- * engine_write_map while threads wait for an engine context: a raid5 write
- * cannot hold its stripes on the ring then (raid5_map_hold), so one too
- * large to be written alone is the synchronous path's (-EAGAIN), with
- * done_head and done_tail saying what holders wrote.
- */
-static int write_map_unheld(struct rt_engine *e, const uint8_t *buf, size_t len, uint64_t off,
-			    struct engine_aio *ar)
-{
-	int r;
-
-	atomic_fetch_add(&e->pool_waiters, 1);
-	r = engine_write_map(e, buf, len, off, ar);
-	atomic_fetch_sub(&e->pool_waiters, 1);
-	return r;
-}
-
-/*
  * A raid5 write too large to be mapped (over 16 KiB, across chunks) whose
  * stripe a holder gathers does not wait on a thread: it is queued with its
  * part of that stripe offered (-EINPROGRESS), the holder writes that part
@@ -1493,24 +1459,19 @@ static void test_engine_ring_gather_large(void **state)
 	assert_int_equal(pthread_join(t, NULL), 0);
 	assert_int_equal(h.ret, 0);
 	assert_int_equal(resumed, 1);
+	/* No window: the stripe left, free now, is not held on the ring waiting for its parts. */
+	assert_int_equal(engine_set_gather_window(e, 0), 0);
+	assert_int_equal(engine_write_map(e, buf + W - X, X + Y, base + W - X, ar), -EAGAIN);
+	assert_int_equal(ar->done_head, X);
+	assert_int_equal(ar->done_tail, 0);
 	engine_get_stats(e, &after);
 	assert_int_equal(after.stripe_full - before.stripe_full, 1);
 	assert_int_equal(after.stripe_merged - before.stripe_merged, 1);
 	assert_int_equal(after.stripe_rmw + after.stripe_rcw, before.stripe_rmw + before.stripe_rcw);
 	for (uint32_t r = 0; r < f->tc->n; r++)
 		assert_int_equal(after.unit[r].read_bytes, before.unit[r].read_bytes);
-	/*
-	 * No window: the stripe left, free now, is held but not waited for;
-	 * the rest is written in rounds on the ring (read, then write), the
-	 * part the holder wrote left out.
-	 */
-	assert_int_equal(engine_set_gather_window(e, 0), 0);
-	assert_int_equal(engine_write_map(e, buf + W - X, X + Y, base + W - X, ar), 0);
-	assert_int_equal(ar->done_head, X);
-	assert_int_equal(ar->done_tail, 0);
-	for (unsigned k = 0; k < ar->n; k++)
-		assert_true(ar->io[k].off >= f->e->data_offset + (base + W) / W * C);
-	run_mapped_write(f, ar, buf + W - X, base + W - X, X + Y);
+	/* The synchronous path writes the rest, as the caller would. */
+	assert_int_equal(engine_write(e, buf + W, Y, base + W), 0);
 	memcpy(f->model + base, buf, W + Y);
 
 	/* Its part at its end: the holder of its last stripe lacks the stripe's first Z bytes. */
@@ -1528,7 +1489,7 @@ static void test_engine_ring_gather_large(void **state)
 		assert_int_equal(h.ret, 0);
 		assert_int_equal(resumed, 1);
 		assert_int_equal(engine_set_gather_window(e, 0), 0);
-		assert_int_equal(write_map_unheld(e, buf, C + Z, b4 - C, ar), -EAGAIN);
+		assert_int_equal(engine_write_map(e, buf, C + Z, b4 - C, ar), -EAGAIN);
 		assert_int_equal(ar->done_head, 0);
 		assert_int_equal(ar->done_tail, Z);
 		assert_int_equal(engine_write(e, buf, C, b4 - C), 0);
@@ -1577,7 +1538,7 @@ static void test_engine_ring_gather_large(void **state)
 		assert_int_equal(h.ret, 0);
 		assert_int_equal(resumed, 1);
 		assert_int_equal(engine_set_gather_window(e, 0), 0);
-		assert_int_equal(write_map_unheld(e, buf + W - X, X + Y, b6 + W - X, ar), -EAGAIN);
+		assert_int_equal(engine_write_map(e, buf + W - X, X + Y, b6 + W - X, ar), -EAGAIN);
 		assert_int_equal(ar->done_head + ar->done_tail, 0);
 		assert_int_equal(engine_write(e, buf + W - X, X + Y, b6 + W - X), 0);
 		memcpy(f->model + b6, buf, W - X - 4096);
@@ -1646,7 +1607,7 @@ static void test_engine_ring_gather_large(void **state)
 		assert_int_equal(h.ret, 0);
 		assert_int_equal(resumed, 1);
 		assert_int_equal(engine_set_gather_window(e, 0), 0);
-		assert_int_equal(write_map_unheld(e, mine, W + Z, b8, ar), -EAGAIN);
+		assert_int_equal(engine_write_map(e, mine, W + Z, b8, ar), -EAGAIN);
 		assert_int_equal(ar->done_head + ar->done_tail, 0);
 		assert_int_equal(engine_write(e, mine, W + Z, b8), 0);
 		memcpy(f->model + b8, mine, W + Z);
