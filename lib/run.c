@@ -1181,6 +1181,17 @@ int run_teardown(struct run *run, char *msg, size_t msglen)
 				 "the array is activated again", run->resync_pending ?
 				 "did not finish" : "owed to some regions did not run");
 			rt_log(RT_LOG_WARN, "'%s': %s", run->name, msg);
+			/*
+			 * Dirty still, but the roles as they are now reach every
+			 * member: a unit failed while its handler's own update
+			 * failed is recorded here, as by a clean stop.
+			 */
+			q = run->readonly ? 0 : assemble_set_state(run->as, RT_ARRAY_DIRTY);
+			if (q < 0 && !r) {
+				r = q;
+				snprintf(msg, msglen, "cannot update the superblocks: %s",
+					 strerror(-q));
+			}
 		} else if (q < 0) {
 			rt_log(RT_LOG_ERROR, "'%s': final flush failed: %s; the array stays "
 			       "marked dirty", run->name, strerror(-q));
