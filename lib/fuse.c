@@ -144,6 +144,7 @@ struct ring_ent {
 	unsigned pending;		/* unit I/Os not yet completed */
 	bool aio_failed;
 	bool aio_flush;			/* a flush (engine_flush_map): engine_flush_done ends it */
+	bool aio_redo;			/* a WRITE whose round failed in part, still mapped */
 	bool resumed;			/* queued on a stripe lock, now to be mapped again */
 	bool timed;			/* a holder waiting, to map again at ar.wake_ns */
 	bool pinned;			/* a backend's map holds @pin until the I/O ends */
@@ -964,11 +965,42 @@ static int flush_end(struct ring_ent *ent, bool judge)
 	return r;
 }
 
+static void aio_unpin(struct ring_ent *ent);
+
+/*
+ * A mapped WRITE whose round failed in part, on a worker: its failed unit
+ * writes again, judged (engine_aio_redo), the mapping ended either way.
+ * True when the write is done; else the synchronous path writes it again.
+ */
+static bool write_redo(struct ring_ent *ent)
+{
+	int res[ENGINE_AIO_MAX];
+	unsigned i;
+	bool done;
+
+	for (i = 0; i < ent->ar.n; i++)
+		res[i] = ent->uio[i].res;
+	done = engine_aio_redo(ent->aio_e, &ent->ar, res) == 0;
+	engine_aio_unmap(ent->aio_e, &ent->ar, done);
+	ent->aio_redo = false;
+	aio_unpin(ent);
+	file_put(ent->aio_file);
+	ent->aio_file = NULL;
+	return done;
+}
+
 /* A worker served @ent: hand it back to its queue's thread to commit. */
 static void ring_hand_back(struct ring_ent *ent)
 {
 	if (ent->aio_flush) {
 		ent->res = flush_end(ent, true);
+		ring_done_push(ent);
+		return;
+	}
+	if (ent->aio_redo && write_redo(ent)) {
+		struct fuse_write_out wo = { .size = ent->aio_size };
+
+		ent->res = reply_struct(&ent->r, &wo, sizeof(wo));
 		ring_done_push(ent);
 		return;
 	}
@@ -1188,6 +1220,17 @@ static void aio_finish(struct ring_ent *ent)
 			ring_commit(ent, flush_end(ent, false));
 		else
 			pool_push(f, ent);	/* engine_flush_done judges the errors */
+		return;
+	}
+	/*
+	 * A round of writes failed in part: a worker runs the failed writes
+	 * again and judges them, the stripes still locked (write_redo), as
+	 * the synchronous path would; only if that fails is the request
+	 * written again, its stripes owed a resync.
+	 */
+	if (!ok && ent->ar.write && !ent->q->broken) {
+		ent->aio_redo = true;
+		pool_push(f, ent);
 		return;
 	}
 	/* A failed ring runs no further round: the synchronous path does the request. */

@@ -208,6 +208,16 @@ int engine_read_map(struct rt_engine *e, void *buf, size_t len, uint64_t off,
 int engine_write_map(struct rt_engine *e, const void *buf, size_t len, uint64_t off,
 		     struct engine_aio *ar);
 int engine_aio_next(struct rt_engine *e, struct engine_aio *ar);
+/*
+ * A mapped write's round failed in part (@res: each unit I/O's result, as
+ * engine_flush_done takes them): on a thread that may wait, with the
+ * mapping still open, its failed unit writes are run again and judged as
+ * engine_write judges them (tried again, else their role failed). 0: the
+ * write is done now (unmap it @ok, the request succeeded); otherwise unmap
+ * it as failed and serve the request with engine_write. -EAGAIN, nothing
+ * done: not a round of writes.
+ */
+int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res);
 /* A holder waiting on the ring reached @ar->wake_ns: map it again now? (see above) */
 bool engine_aio_expire(struct rt_engine *e, struct engine_aio *ar);
 void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok);

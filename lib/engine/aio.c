@@ -443,6 +443,52 @@ int engine_aio_next(struct rt_engine *e, struct engine_aio *ar)
 	return e->ops->map_next(e, ar);
 }
 
+/*
+ * The round of a mapped write failed in part: its failed unit writes again,
+ * on a context (the holder's borrowed one, else one free now: the stripe
+ * locks are held, so never waiting for one), judged as the synchronous
+ * path judges them: tried again, else their role failed. The round's other
+ * unit I/O all completed: once these did too, or their roles are failed
+ * and the level spares them, every stripe it touched is consistent (apart
+ * from a failed role, which its parity then rebuilds with the new data),
+ * as after a synchronous round that met the same errors.
+ */
+int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res)
+{
+	struct engine_areq *q = ar->areq;
+	struct engine_ctx *c;
+	uint64_t failed = 0;
+	unsigned i;
+	int ret = 0;
+
+	if (!ar->write || !ar->n || !q)
+		return -EAGAIN;
+	for (i = 0; i < ar->n; i++)
+		if (res[i] < 0 || (uint32_t)res[i] != ar->io[i].len) {
+			if (!ar->io[i].write || ar->io[i].fsync)
+				return -EAGAIN;	/* a read round: nothing written yet */
+			failed |= role_bit(ar->io[i].role);
+		}
+	if (!failed)
+		return 0;
+	c = q->hold ? q->hold : ctx_try_acquire(e);
+	if (!c)
+		return -EAGAIN;
+	for (i = 0; i < ar->n && !ret; i++)
+		if (res[i] < 0 || (uint32_t)res[i] != ar->io[i].len)
+			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ar->io[i].role, ar->io[i].buf,
+					 ar->io[i].off - e->data_offset, ar->io[i].len);
+	if (!ret)
+		ret = ctx_run_ios(e, c);
+	c->n_ios = 0;
+	if (c != q->hold)
+		ctx_release(e, c);
+	if (ret && ((failed & ~engine_faulty(e)) || !e->ops->redundant ||
+		    !engine_tolerates(e, engine_faulty(e))))
+		return ret;
+	return 0;
+}
+
 void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok)
 {
 	struct engine_ctx_stats *s = &e->aread_stats;
