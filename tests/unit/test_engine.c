@@ -1409,6 +1409,106 @@ static void test_engine_ring_hold(void **state)
 	free(ar2);
 }
 
+/* Fail every write to @role (the unit is gone): an engine_fault_hooks io_result. */
+static int redo_fault_result(void *arg, int op, uint32_t role, uint32_t len, int res)
+{
+	(void)len;
+	return op == 1 && role == *(const uint32_t *)arg ? -EIO : res;
+}
+
+/*
+ * Run a mapped raid5 write's read round, then its round of writes but for
+ * its last unit write, which is lost (@res says so, as a FUSE queue's
+ * completions would).
+ */
+static void run_write_losing_one(struct engine_aio *ar, struct rt_engine *e, int *res)
+{
+	unsigned k;
+
+	for (k = 0; k < ar->n; k++) {
+		const struct engine_unit_io *io = &ar->io[k];
+
+		assert_false(io->write);
+		assert_int_equal(pread(io->fd, io->buf, io->len, (off_t)io->off), (ssize_t)io->len);
+	}
+	assert_int_equal(engine_aio_next(e, ar), 1);
+	for (k = 0; k < ar->n; k++) {
+		const struct engine_unit_io *io = &ar->io[k];
+
+		assert_true(io->write);
+		res[k] = k + 1 == ar->n ? -EIO :
+			 (int)pwrite(io->fd, io->buf, io->len, (off_t)io->off);
+	}
+}
+
+/*
+ * A mapped raid5 write whose round of writes failed in part is redone with
+ * its stripe still locked (engine_aio_redo): the lost unit write run again
+ * succeeds, the write is done, the parity matches, and no stripe is owed a
+ * resync. A round of reads that failed is not redone (nothing written). A
+ * unit that fails the write again and again has its role failed, and the
+ * write is done all the same: its part is reconstructed from the parity.
+ */
+static void test_engine_ring_redo(void **state)
+{
+	struct fixture *f = *state;
+	struct rt_engine *e = f->e;
+	uint64_t C = f->tc->chunk, W = C * (f->tc->n - 1), s = 50, seed = 0x7ed0;
+	uint64_t off = s * W + 8192, owed = atomic_load(&e->owed_all);
+	struct engine_aio *ar = calloc(1, sizeof(*ar));
+	int res[ENGINE_AIO_MAX];
+	uint8_t *buf = NULL;
+	uint32_t role;
+
+	skip_without_root();
+	assert_non_null(e);
+	assert_non_null(ar);
+	assert_int_equal(posix_memalign((void **)&buf, 4096, 4096), 0);
+	assert_int_equal(engine_set_gather_window(e, 0), 0);
+
+	rng_fill(&seed, buf, 4096);
+	assert_int_equal(engine_write_map(e, buf, 4096, off, ar), 0);
+	run_write_losing_one(ar, e, res);
+	assert_int_equal(engine_aio_redo(e, ar, res), 0);
+	engine_aio_unmap(e, ar, true);
+	memcpy(f->model + off, buf, 4096);
+	assert_int_equal(atomic_load(&e->owed_all), owed);
+	assert_false(engine_dl_resync_owed(e, s * C, C));
+	assert_int_equal(engine_faulty(e), 0);
+	verify_units(f);
+
+	/* Its reads failed: not redone; the synchronous path writes it. */
+	rng_fill(&seed, buf, 4096);
+	assert_int_equal(engine_write_map(e, buf, 4096, off + W, ar), 0);
+	for (unsigned k = 0; k < ar->n; k++)
+		res[k] = k == 0 ? -EIO : (int)ar->io[k].len;
+	assert_int_equal(engine_aio_redo(e, ar, res), -EAGAIN);
+	engine_aio_unmap(e, ar, false);
+	assert_int_equal(engine_write(e, buf, 4096, off + W), 0);
+	memcpy(f->model + off + W, buf, 4096);
+	verify_units(f);
+
+	/* The unit of the lost write is gone: its role is failed, the write done. */
+	rng_fill(&seed, buf, 4096);
+	assert_int_equal(engine_write_map(e, buf, 4096, off + 2 * W, ar), 0);
+	run_write_losing_one(ar, e, res);
+	role = ar->io[ar->n - 1].role;
+	{
+		struct engine_fault_hooks hk = { .io_result = redo_fault_result, .arg = &role };
+
+		atomic_store(&e->retry_count, 0);
+		engine_set_fault_hooks(e, &hk);
+		assert_int_equal(engine_aio_redo(e, ar, res), 0);
+		engine_set_fault_hooks(e, NULL);
+	}
+	assert_true(engine_faulty(e) & role_bit(role));
+	engine_aio_unmap(e, ar, true);
+	memcpy(f->model + off + 2 * W, buf, 4096);
+	verify_through_engine(f);
+	free(buf);
+	free(ar);
+}
+
 /*
  * A raid5 write too large to be mapped (over 16 KiB, across chunks) whose
  * stripe a holder gathers does not wait on a thread: it is queued with its
@@ -2291,6 +2391,8 @@ int main(void)
 		  (void *)&ring_gather_case },
 		{ "ring hold: raid5 x4 64K, a write holds its stripes on the ring and gathers",
 		  test_engine_ring_hold, fixture_setup, fixture_teardown, (void *)&ring_gather_case },
+		{ "ring redo: raid5 x4 64K, a round of writes that failed in part is redone, locked",
+		  test_engine_ring_redo, fixture_setup, fixture_teardown, (void *)&ring_gather_case },
 		{ "flush on the caller's ring: raid5 x4 64K", test_engine_flush_map, fixture_setup,
 		  fixture_teardown, (void *)&ring_gather_case },
 		{ unsynced_cases[0].name, test_engine_unsynced, unsynced_setup, fixture_teardown,
