@@ -162,6 +162,7 @@ void rebuild_release(struct rt_engine *e);
 #define ENGINE_AREQ_SCRATCH (64u << 10)	/* raid5: old data, parity of one mapped write */
 #define ENGINE_AREQ_WRITE_MAX (16u << 10)	/* raid5: the largest write mapped */
 
+#define ENGINE_RING_HOLDS_MAX(e) ((e)->n_ctx * 3 / 4)	/* contexts holders on rings borrow */
 #define ENGINE_GATHER_MAX 16u		/* pieces one gathered stripe is made of */
 #define ENGINE_GATHER_US_DEFAULT 10000u	/* longest wait for a stripe's other parts */
 #define ENGINE_GATHER_US_MAX 1000000u
@@ -378,7 +379,7 @@ struct rt_engine {
 	pthread_mutex_t pool_mu;
 	pthread_cond_t pool_cond;
 	atomic_uint pool_waiters;
-	/* Contexts borrowed by holders on rings (raid5_map_hold): at most half. */
+	/* Contexts borrowed by holders on rings (raid5_map_hold): ENGINE_RING_HOLDS_MAX. */
 	atomic_uint ring_holds;
 
 	struct stripe_lock_bucket *buckets;

@@ -689,15 +689,17 @@ int raid5_map_hold(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uin
 	/*
 	 * Every stripe's writes in one round: a whole one takes d + 1 unit
 	 * writes, one made of pieces up to twice that (the pieces' cuts).
-	 * Half the contexts at most: the workers keep the rest (a drain
-	 * stops new holders, aread_gate, and waits for these, whose windows
-	 * end). Refusing holders while threads wait for a context as well
-	 * sent the writes to those threads and gathered almost nothing
-	 * (stripe.bats 4: 2 of 60 stripes).
+	 * Three quarters of the contexts at most: the workers keep the rest
+	 * for the writes that gave up (a drain stops new holders, aread_gate,
+	 * and waits for these, whose windows end). Half sent more writes to
+	 * the workers (stripe.bats 4: 148-201 of 450, not 74); refusing
+	 * holders whenever threads waited for a context sent nearly all of
+	 * them there and gathered 2 of 60 stripes.
 	 */
 	if ((ns + 2) * (e->data_roles + 1) > ENGINE_AIO_MAX)
 		return -EAGAIN;
-	if (atomic_fetch_add_explicit(&e->ring_holds, 1, memory_order_relaxed) >= e->n_ctx / 2) {
+	if (atomic_fetch_add_explicit(&e->ring_holds, 1, memory_order_relaxed) >=
+	    ENGINE_RING_HOLDS_MAX(e)) {
 		atomic_fetch_sub_explicit(&e->ring_holds, 1, memory_order_relaxed);
 		return -EAGAIN;
 	}

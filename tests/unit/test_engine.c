@@ -1368,14 +1368,14 @@ static void test_engine_ring_hold(void **state)
 	}
 
 	/*
-	 * Bounds: half the contexts held by holders already keep a write
+	 * Bounds: the contexts holders may borrow all borrowed keep a write
 	 * from holding; a holder whose caller will not queue it again (its
 	 * ring failed: queued at the limit) gives up when woken, leaving its
 	 * stripe free.
 	 */
 	{
 		uint64_t b6 = (s + 6) * W;
-		unsigned n = e->n_ctx / 2, i;
+		unsigned n = ENGINE_RING_HOLDS_MAX(e), i;
 		struct engine_aio *hs = calloc(n, sizeof(*hs));
 
 		assert_non_null(hs);
