@@ -1090,6 +1090,21 @@ static int gather_fault_result(void *arg, int op, uint32_t role, uint32_t len, i
 }
 
 /*
+ * Between @b and @a: one stripe written whole from several writers' pieces,
+ * none read-modify-written or reconstruct-written, nothing read from the
+ * units.
+ */
+static void assert_one_gathered(const struct fixture *f, const struct rt_engine_stats *b,
+				const struct rt_engine_stats *a)
+{
+	assert_int_equal(a->stripe_full - b->stripe_full, 1);
+	assert_int_equal(a->stripe_merged - b->stripe_merged, 1);
+	assert_int_equal(a->stripe_rmw + a->stripe_rcw, b->stripe_rmw + b->stripe_rcw);
+	for (uint32_t r = 0; r < f->tc->n; r++)
+		assert_int_equal(a->unit[r].read_bytes, b->unit[r].read_bytes);
+}
+
+/*
  * With stripe gathering on: a small write whose stripe is free goes on the
  * ring only once gathering was given up on (waits in vain: random writes)
  * and it continues no recent write; one whose stripe a writer holds and
@@ -1154,13 +1169,8 @@ static void test_engine_ring_gather(void **state)
 	engine_aio_unmap(e, ar, true);
 	memcpy(f->model + base, buf, W);
 	engine_get_stats(e, &after);
-	assert_int_equal(after.stripe_full - before.stripe_full, 1);
-	assert_int_equal(after.stripe_merged - before.stripe_merged, 1);
-	assert_int_equal(after.stripe_rmw - before.stripe_rmw, 0);
-	assert_int_equal(after.stripe_rcw - before.stripe_rcw, 0);
+	assert_one_gathered(f, &before, &after);
 	assert_int_equal(after.writes - before.writes, 2);
-	for (uint32_t r = 0; r < f->tc->n; r++)
-		assert_int_equal(after.unit[r].read_bytes, before.unit[r].read_bytes);
 
 	assert_int_equal(engine_flush(e), 0);
 	verify_through_engine(f);
@@ -1305,12 +1315,8 @@ static void test_engine_ring_hold(void **state)
 	run_mapped_write(f, ar2, buf + W - 4096, base + W - 4096, 4096);
 	assert_false(stripe_is_held(e, s));
 	engine_get_stats(e, &after);
-	assert_int_equal(after.stripe_full - before.stripe_full, 1);
-	assert_int_equal(after.stripe_merged - before.stripe_merged, 1);
-	assert_int_equal(after.stripe_rmw + after.stripe_rcw, before.stripe_rmw + before.stripe_rcw);
+	assert_one_gathered(f, &before, &after);
 	assert_int_equal(after.writes - before.writes, 2);
-	for (uint32_t r = 0; r < f->tc->n; r++)
-		assert_int_equal(after.unit[r].read_bytes, before.unit[r].read_bytes);
 	assert_int_equal(engine_flush(e), 0);
 	verify_through_engine(f);
 	verify_units(f);
@@ -1561,11 +1567,7 @@ static void test_engine_ring_gather_large(void **state)
 	assert_int_equal(ar->done_head, X);
 	assert_int_equal(ar->done_tail, 0);
 	engine_get_stats(e, &after);
-	assert_int_equal(after.stripe_full - before.stripe_full, 1);
-	assert_int_equal(after.stripe_merged - before.stripe_merged, 1);
-	assert_int_equal(after.stripe_rmw + after.stripe_rcw, before.stripe_rmw + before.stripe_rcw);
-	for (uint32_t r = 0; r < f->tc->n; r++)
-		assert_int_equal(after.unit[r].read_bytes, before.unit[r].read_bytes);
+	assert_one_gathered(f, &before, &after);
 	/* The synchronous path writes the rest, as the caller would. */
 	assert_int_equal(engine_write(e, buf + W, Y, base + W), 0);
 	memcpy(f->model + base, buf, W + Y);
