@@ -1105,6 +1105,23 @@ static void assert_one_gathered(const struct fixture *f, const struct rt_engine_
 }
 
 /*
+ * Since @b: one stripe gathered (assert_one_gathered) from @writes writes;
+ * flushed, the engine and the units hold the model.
+ */
+static void verify_one_gathered(struct fixture *f, const struct rt_engine_stats *b,
+				uint64_t writes)
+{
+	struct rt_engine_stats a;
+
+	engine_get_stats(f->e, &a);
+	assert_one_gathered(f, b, &a);
+	assert_int_equal(a.writes - b->writes, writes);
+	assert_int_equal(engine_flush(f->e), 0);
+	verify_through_engine(f);
+	verify_units(f);
+}
+
+/*
  * With stripe gathering on: a small write whose stripe is free goes on the
  * ring only once gathering was given up on (waits in vain: random writes)
  * and it continues no recent write; one whose stripe a writer holds and
@@ -1168,13 +1185,7 @@ static void test_engine_ring_gather(void **state)
 	assert_int_equal(engine_aio_next(e, ar), 0);
 	engine_aio_unmap(e, ar, true);
 	memcpy(f->model + base, buf, W);
-	engine_get_stats(e, &after);
-	assert_one_gathered(f, &before, &after);
-	assert_int_equal(after.writes - before.writes, 2);
-
-	assert_int_equal(engine_flush(e), 0);
-	verify_through_engine(f);
-	verify_units(f);
+	verify_one_gathered(f, &before, 2);
 
 	/*
 	 * One thread may call the engine (engine_add_callers), and it is the
@@ -1314,12 +1325,7 @@ static void test_engine_ring_hold(void **state)
 	assert_int_equal(ar2->n, 0);
 	run_mapped_write(f, ar2, buf + W - 4096, base + W - 4096, 4096);
 	assert_false(stripe_is_held(e, s));
-	engine_get_stats(e, &after);
-	assert_one_gathered(f, &before, &after);
-	assert_int_equal(after.writes - before.writes, 2);
-	assert_int_equal(engine_flush(e), 0);
-	verify_through_engine(f);
-	verify_units(f);
+	verify_one_gathered(f, &before, 2);
 
 	/* Nobody brings the part: it waits until its time, gives up, and the stripe is let go. */
 	{
