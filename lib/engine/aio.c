@@ -49,6 +49,19 @@ int engine_aio_init(struct rt_engine *e)
 		e->areq_scratch = NULL;
 		return -ENOMEM;
 	}
+	if (e->ops->map_resume) {
+		e->holds = calloc(ENGINE_RING_HOLDS, sizeof(*e->holds));
+		if (!e->holds || posix_memalign((void **)&e->hold_parity, 4096,
+						(size_t)ENGINE_RING_HOLDS * ENGINE_DATA_CAP)) {
+			e->hold_parity = NULL;
+			return -ENOMEM;
+		}
+		for (i = 0; i < ENGINE_RING_HOLDS; i++) {
+			e->holds[i].parity = e->hold_parity + (size_t)i * ENGINE_DATA_CAP;
+			e->holds[i].next = e->hold_free;
+			e->hold_free = &e->holds[i];
+		}
+	}
 	for (i = 0; i < ENGINE_AREQS; i++) {
 		e->areqs[i].locks = e->areq_locks + (size_t)i * k;
 		if (e->areq_scratch)
@@ -64,6 +77,31 @@ void engine_aio_free(struct rt_engine *e)
 	free(e->areqs);
 	free(e->areq_locks);
 	free(e->areq_scratch);
+	free(e->holds);
+	free(e->hold_parity);
+}
+
+/* What a holder on a ring borrows (raid5_map_hold), or NULL when all are out. */
+struct raid5_hold *engine_hold_get(struct rt_engine *e)
+{
+	struct raid5_hold *h;
+
+	pthread_mutex_lock(&e->areq_mu);
+	h = e->hold_free;
+	if (h)
+		e->hold_free = h->next;
+	pthread_mutex_unlock(&e->areq_mu);
+	if (h)
+		h->n_taken[0] = h->n_taken[1] = 0;
+	return h;
+}
+
+void engine_hold_put(struct rt_engine *e, struct raid5_hold *h)
+{
+	pthread_mutex_lock(&e->areq_mu);
+	h->next = e->hold_free;
+	e->hold_free = h;
+	pthread_mutex_unlock(&e->areq_mu);
 }
 
 static struct engine_areq *engine_areq_get(struct rt_engine *e)
@@ -471,7 +509,7 @@ int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res)
 		}
 	if (!failed)
 		return 0;
-	c = q->hold ? q->hold : ctx_try_acquire(e);
+	c = ctx_try_acquire(e);
 	if (!c)
 		return -EAGAIN;
 	for (i = 0; i < ar->n && !ret; i++)
@@ -481,8 +519,7 @@ int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res)
 	if (!ret)
 		ret = ctx_run_ios(e, c);
 	c->n_ios = 0;
-	if (c != q->hold)
-		ctx_release(e, c);
+	ctx_release(e, c);
 	if (ret && ((failed & ~engine_faulty(e)) || !e->ops->redundant ||
 		    !engine_tolerates(e, engine_faulty(e))))
 		return ret;

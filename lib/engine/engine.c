@@ -22,12 +22,14 @@
  *   locks in ENGINE_AREQS sets of D / stripe + 2 entries (16 B each): at
  *   most 264 KiB, with 4 KiB raid1 chunks; raid5 adds ENGINE_AREQ_SCRATCH
  *   (64 KiB) of old data and parity to each set: 4 MiB.
- *   Gathering whole stripes from several writers adds no buffers;
+ *   Gathering whole stripes from several writers adds, raid5 only, the
+ *   parity of writes holding stripes on rings: ENGINE_RING_HOLDS * D
+ *   (12 MiB, struct raid5_hold);
  *   engine_discard's zeros add ENGINE_PIECE (1 MiB) once per engine; a
  *   recover walk borrows 2 * n * ENGINE_WALK_STEP (at most ENGINE_WALK_MEM,
  *   32 MiB) while it runs.
  *   With ENGINE_CONTEXTS = 16 and ENGINE_PIECE = 1 MiB: about 17 MiB for
- *   linear/raid0/raid1 and 33 MiB for raid5 with 64 KiB chunks (B adds at
+ *   linear/raid0/raid1 and 50 MiB for raid5 with 64 KiB chunks (B adds at
  *   most about 0.8 MiB more with 4 KiB chunks). The data and scratch
  *   buffers are registered with io_uring (pinned) when the kernel allows.
  *

@@ -488,25 +488,24 @@ int raid5_gather(struct rt_engine *e, struct engine_ctx *c, uint8_t *data, uint6
 /*
  * A holder on the ring (raid5_map_hold) lets go of what it holds but its
  * stripe locks: the pieces it took, settled as @state (gather_settle), its
- * places on the buckets, and the context it borrowed.
+ * places on the buckets, and what it borrowed (engine_hold_get).
  */
 static void raid5_hold_drop(struct rt_engine *e, struct engine_areq *q, int state)
 {
-	struct engine_ctx *c = q->hold;
+	struct raid5_hold *h = q->hold;
 	unsigned i;
 
 	for (i = 0; i < q->n_part; i++) {
 		stripe_gatherer_set(e, &q->gw[i], q->part[i], false);
-		if (c->n_taken[i])
-			gather_settle(e, q->part[i], c->taken[i], c->n_taken[i], &q->own[i],
+		if (h->n_taken[i])
+			gather_settle(e, q->part[i], h->taken[i], h->n_taken[i], &q->own[i],
 				      state);
-		c->n_taken[i] = 0;
+		h->n_taken[i] = 0;
 	}
 	q->gathering = q->taken = false;
 	q->parked = NULL;
 	q->hold = NULL;
-	ctx_release(e, c);
-	atomic_fetch_sub_explicit(&e->ring_holds, 1, memory_order_relaxed);
+	engine_hold_put(e, h);
 }
 
 /* The mapping ends, written (@ok) or not: settle the pieces written with it. */
@@ -531,14 +530,14 @@ void raid5_hold_end(struct rt_engine *e, struct engine_areq *q, bool ok)
 static int raid5_hold_give_up(struct rt_engine *e, struct engine_aio *ar, bool waited)
 {
 	struct engine_areq *q = ar->areq;
-	struct engine_ctx *c = q->hold;
+	struct raid5_hold *h = q->hold;
 	uint64_t now = engine_clock_ns();
 	unsigned i;
 
 	for (i = 0; i < q->n_part && waited; i++) {
 		struct stripe_lock_bucket *b = stripe_lock_bucket(e, q->part[i]);
 
-		if (c->n_taken[i])
+		if (h->n_taken[i])
 			continue;
 		pthread_mutex_lock(&b->mu);
 		gather_missed(e, b, q->part[i], now + (q->deadline - q->t0));
@@ -554,7 +553,7 @@ static int raid5_hold_write(struct rt_engine *e, struct engine_aio *ar)
 {
 	const struct raid5_sink to = { .ar = ar };
 	struct engine_areq *q = ar->areq;
-	struct engine_ctx *c = q->hold;
+	struct raid5_hold *h = q->hold;
 	uint64_t W = e->lock_unit, C = e->layout.chunk, s, first = q->a0 / W, last = (q->a1 - 1) / W;
 	unsigned i;
 	int ret = 0;
@@ -562,12 +561,12 @@ static int raid5_hold_write(struct rt_engine *e, struct engine_aio *ar)
 	ar->n = 0;
 	for (s = first; s <= last && !ret; s++) {
 		struct stripe_contrib whole, *one = &whole;
-		uint8_t *parity = c->scratch + (s - first) * C;
+		uint8_t *parity = h->parity + (s - first) * C;
 
 		for (i = 0; i < q->n_part && q->part[i] != s; i++)
 			;
 		if (i < q->n_part) {
-			ret = raid5_whole_ios(e, &to, s, c->taken[i], c->n_taken[i], parity);
+			ret = raid5_whole_ios(e, &to, s, h->taken[i], h->n_taken[i], parity);
 			continue;
 		}
 		gather_own(e, &whole, s, q->data, q->a0, q->a1);
@@ -594,20 +593,20 @@ static int raid5_hold_write(struct rt_engine *e, struct engine_aio *ar)
  */
 static bool raid5_hold_take(struct rt_engine *e, struct engine_areq *q)
 {
-	struct engine_ctx *c = q->hold;
+	struct raid5_hold *h = q->hold;
 	bool whole = true;
 	unsigned i;
 
 	for (i = 0; i < q->n_part; i++) {
 		struct stripe_lock_bucket *b = stripe_lock_bucket(e, q->part[i]);
 
-		if (c->n_taken[i])
+		if (h->n_taken[i])
 			continue;
 		pthread_mutex_lock(&b->mu);
-		c->n_taken[i] = gather_cover(e, b, q->part[i], &q->own[i], c->taken[i]);
-		gather_take(b, c->taken[i], c->n_taken[i], &q->own[i]);
+		h->n_taken[i] = gather_cover(e, b, q->part[i], &q->own[i], h->taken[i]);
+		gather_take(b, h->taken[i], h->n_taken[i], &q->own[i]);
 		pthread_mutex_unlock(&b->mu);
-		whole &= c->n_taken[i] != 0;
+		whole &= h->n_taken[i] != 0;
 	}
 	return whole;
 }
@@ -679,43 +678,30 @@ int raid5_hold_step(struct rt_engine *e, struct engine_aio *ar, bool stop)
  * and last stripe, where the write covers them only in part); wait for
  * those parts as raid5_gather would (without a thread: -EINPROGRESS until
  * an offer or engine_aio_expire wakes it), or give up (-EAGAIN). Borrows
- * an engine context for its parity scratch and the pieces it takes: none
- * free, or its stripes' parity not fitting, is -EAGAIN too.
+ * a struct raid5_hold for its parity and the pieces it takes: none free
+ * (ENGINE_RING_HOLDS hold already), or its stripes' parity not fitting,
+ * is -EAGAIN too.
  */
 int raid5_map_hold(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uint64_t a0,
 		   uint64_t a1)
 {
 	struct engine_areq *q = ar->areq;
 	uint64_t W = e->lock_unit, C = e->layout.chunk, ns = (a1 - 1) / W - a0 / W + 1;
-	struct engine_ctx *c;
+	struct raid5_hold *h;
 	bool others;
 	unsigned i;
 
 	/*
 	 * Every stripe's writes in one round: a whole one takes d + 1 unit
 	 * writes, one made of pieces up to twice that (the pieces' cuts).
-	 * Three quarters of the contexts at most: the workers keep the rest
-	 * for the writes that gave up (a drain stops new holders, aread_gate,
-	 * and waits for these, whose windows end). Half sent more writes to
-	 * the workers (stripe.bats 4: 148-201 of 450, not 74); refusing
-	 * holders whenever threads waited for a context sent nearly all of
-	 * them there and gathered 2 of 60 stripes.
+	 * A drain stops new holders (aread_gate) and waits for these,
+	 * whose windows end.
 	 */
 	if ((ns + 2) * (e->data_roles + 1) > ENGINE_AIO_MAX)
 		return -EAGAIN;
-	if (atomic_fetch_add_explicit(&e->ring_holds, 1, memory_order_relaxed) >=
-	    ENGINE_RING_HOLDS_MAX(e)) {
-		atomic_fetch_sub_explicit(&e->ring_holds, 1, memory_order_relaxed);
+	if (ns * C > ENGINE_DATA_CAP || !(h = engine_hold_get(e)))
 		return -EAGAIN;
-	}
-	c = ctx_try_acquire(e);
-	if (!c || ns * C > c->scratch_cap) {
-		if (c)
-			ctx_release(e, c);
-		atomic_fetch_sub_explicit(&e->ring_holds, 1, memory_order_relaxed);
-		return -EAGAIN;
-	}
-	q->hold = c;
+	q->hold = h;
 	q->data = buf;
 	q->a0 = a0;
 	q->a1 = a1;
@@ -724,7 +710,6 @@ int raid5_map_hold(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uin
 	for (i = 0; i < q->n_part; i++) {
 		gather_own(e, &q->own[i], q->part[i], buf, a0, a1);
 		q->gw[i] = (struct stripe_gatherer){ .q = q };
-		c->n_taken[i] = 0;
 	}
 	/* Another write under way: a synchronous one, or a mapped one besides this. */
 	others = atomic_load_explicit(&e->writers, memory_order_relaxed) > 0 ||
