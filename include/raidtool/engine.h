@@ -212,8 +212,9 @@ int engine_aio_next(struct rt_engine *e, struct engine_aio *ar);
  * A mapped write's round failed in part (@res: each unit I/O's result, as
  * engine_flush_done takes them): on a thread that may wait, with the
  * mapping still open, its failed unit writes are run again and judged as
- * engine_write judges them (tried again, else their role failed). 0: the
- * write is done now (unmap it @ok, the request succeeded); otherwise unmap
+ * engine_write judges them (tried again, else their role failed), and
+ * what the mapping had not come to yet is written on that thread too. 0:
+ * the write is done now (unmap it @ok, the request succeeded); otherwise unmap
  * it as failed and serve the request with engine_write. -EAGAIN, nothing
  * done: not a round of writes.
  */

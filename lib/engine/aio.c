@@ -51,15 +51,26 @@ int engine_aio_init(struct rt_engine *e)
 	}
 	if (e->ops->map_resume) {
 		e->holds = calloc(ENGINE_RING_HOLDS, sizeof(*e->holds));
-		if (!e->holds || posix_memalign((void **)&e->hold_parity, 4096,
-						(size_t)ENGINE_RING_HOLDS * ENGINE_DATA_CAP)) {
+		e->hold_segs = calloc((size_t)ENGINE_RING_HOLDS * ENGINE_HOLD_SEGS,
+				      sizeof(*e->hold_segs));
+		if (!e->holds || !e->hold_segs ||
+		    posix_memalign((void **)&e->hold_parity, 4096,
+				   (size_t)ENGINE_RING_HOLDS * ENGINE_DATA_CAP)) {
 			e->hold_parity = NULL;
 			return -ENOMEM;
 		}
 		for (i = 0; i < ENGINE_RING_HOLDS; i++) {
-			e->holds[i].parity = e->hold_parity + (size_t)i * ENGINE_DATA_CAP;
-			e->holds[i].next = e->hold_free;
-			e->hold_free = &e->holds[i];
+			struct raid5_hold *h = &e->holds[i];
+
+			h->parity = e->hold_parity + (size_t)i * ENGINE_DATA_CAP;
+			h->plan = (struct raid5_batch){
+				.segs = e->hold_segs + (size_t)i * ENGINE_HOLD_SEGS,
+				.cap = ENGINE_HOLD_SEGS,
+				.scratch = h->parity,
+				.scratch_cap = ENGINE_DATA_CAP,
+			};
+			h->next = e->hold_free;
+			e->hold_free = h;
 		}
 	}
 	for (i = 0; i < ENGINE_AREQS; i++) {
@@ -78,6 +89,7 @@ void engine_aio_free(struct rt_engine *e)
 	free(e->areq_locks);
 	free(e->areq_scratch);
 	free(e->holds);
+	free(e->hold_segs);
 	free(e->hold_parity);
 }
 
@@ -92,7 +104,7 @@ struct raid5_hold *engine_hold_get(struct rt_engine *e)
 		e->hold_free = h->next;
 	pthread_mutex_unlock(&e->areq_mu);
 	if (h)
-		h->n_taken[0] = h->n_taken[1] = 0;
+		h->n_taken[0] = h->n_taken[1] = h->plan.n_segs = 0;
 	return h;
 }
 
@@ -117,7 +129,7 @@ static struct engine_areq *engine_areq_get(struct rt_engine *e)
 		q->round = 0;
 		q->parked = NULL;
 		q->hold = NULL;
-		q->gathering = q->taken = false;
+		q->gathering = q->taken = q->rounds = false;
 	}
 	return q;
 }
@@ -483,13 +495,14 @@ int engine_aio_next(struct rt_engine *e, struct engine_aio *ar)
 
 /*
  * The round of a mapped write failed in part: its failed unit writes again,
- * on a context (the holder's borrowed one, else one free now: the stripe
- * locks are held, so never waiting for one), judged as the synchronous
- * path judges them: tried again, else their role failed. The round's other
+ * on a context free now (the stripe locks are held, so never waiting for
+ * one), judged as the synchronous path judges them: tried again, else
+ * their role failed. The round's other
  * unit I/O all completed: once these did too, or their roles are failed
  * and the level spares them, every stripe it touched is consistent (apart
  * from a failed role, which its parity then rebuilds with the new data),
- * as after a synchronous round that met the same errors.
+ * as after a synchronous round that met the same errors. A write in
+ * rounds then writes the rest on that context (map_rest).
  */
 int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res)
 {
@@ -507,8 +520,6 @@ int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res)
 				return -EAGAIN;	/* a read round: nothing written yet */
 			failed |= role_bit(ar->io[i].role);
 		}
-	if (!failed)
-		return 0;
 	c = ctx_try_acquire(e);
 	if (!c)
 		return -EAGAIN;
@@ -516,14 +527,17 @@ int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res)
 		if (res[i] < 0 || (uint32_t)res[i] != ar->io[i].len)
 			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ar->io[i].role, ar->io[i].buf,
 					 ar->io[i].off - e->data_offset, ar->io[i].len);
-	if (!ret)
+	if (!ret && failed)
 		ret = ctx_run_ios(e, c);
 	c->n_ios = 0;
-	ctx_release(e, c);
 	if (ret && ((failed & ~engine_faulty(e)) || !e->ops->redundant ||
-		    !engine_tolerates(e, engine_faulty(e))))
+		    !engine_tolerates(e, engine_faulty(e)))) {
+		ctx_release(e, c);
 		return ret;
-	return 0;
+	}
+	ret = e->ops->map_rest ? e->ops->map_rest(e, ar, c) : 0;
+	ctx_release(e, c);
+	return ret;
 }
 
 void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok)

@@ -163,6 +163,7 @@ void rebuild_release(struct rt_engine *e);
 #define ENGINE_AREQ_WRITE_MAX (16u << 10)	/* raid5: the largest write mapped */
 
 #define ENGINE_RING_HOLDS 12u		/* raid5 writes holding stripes on rings at once */
+#define ENGINE_HOLD_SEGS (ENGINE_AIO_MAX / 2)	/* column ranges of a holder's round */
 #define ENGINE_GATHER_MAX 16u		/* pieces one gathered stripe is made of */
 #define ENGINE_GATHER_US_DEFAULT 10000u	/* longest wait for a stripe's other parts */
 #define ENGINE_GATHER_US_MAX 1000000u
@@ -291,6 +292,18 @@ struct raid5_seg {
 	uint8_t *parity;
 };
 
+/*
+ * Where raid5 plans a write's column ranges (raid5_plan): @n_segs of at
+ * most @cap in @segs, their old data and parity in @scratch. A context's
+ * (the synchronous path), or a holder's on a ring (its rounds).
+ */
+struct raid5_batch {
+	struct raid5_seg *segs;
+	unsigned n_segs, cap;
+	uint8_t *scratch;
+	size_t scratch_cap;
+};
+
 struct engine_ctx {
 	_Atomic int busy;
 	bool ring_ok, fixed_ok, broken;
@@ -307,8 +320,7 @@ struct engine_ctx {
 	struct engine_io *ios;
 	struct engine_io **retry;
 	unsigned n_ios, ios_cap, n_retry;
-	struct raid5_seg *segs;
-	unsigned n_segs, segs_cap;
+	struct raid5_batch plan;		/* raid5: segs of its own, scratch above */
 	struct stripe_lock_entry *locks;
 	unsigned locks_cap;
 	struct stripe_contrib offer[2];	/* this writer's offers: first, last stripe */
@@ -438,6 +450,7 @@ struct rt_engine {
 	uint8_t *areq_scratch;
 	/* raid5: what holders on rings borrow (raid5_map_hold), under areq_mu too. */
 	struct raid5_hold *holds, *hold_free;
+	struct raid5_seg *hold_segs;
 	uint8_t *hold_parity;
 	pthread_mutex_t areq_mu;
 };
@@ -511,6 +524,12 @@ struct engine_level_ops {
 	 * failed (some of its unit I/O may have happened).
 	 */
 	void (*map_end)(struct rt_engine *e, struct engine_aio *ar, bool ok);
+	/*
+	 * A failed round of a mapped write was redone on @c (engine_aio_redo),
+	 * its stripe locks still held: write what the mapping has not come to
+	 * yet, on @c, synchronously. NULL: every mapping is one round of writes.
+	 */
+	int (*map_rest)(struct rt_engine *e, struct engine_aio *ar, struct engine_ctx *c);
 	/* Stripes [first, last], whole, zeroed on the units (healthy, locks held). */
 	int (*zero)(struct rt_engine *e, uint64_t first, uint64_t last);
 	/* Can @role be rebuilt with the roles in @m faulty (itself among them)? */
@@ -534,10 +553,18 @@ extern const struct engine_level_ops engine_striped_ops;	/* linear, raid0 */
 extern const struct engine_level_ops engine_raid1_ops;
 extern const struct engine_level_ops engine_raid5_ops;
 
+/* Where raid5_plan goes on planning a write. */
+struct raid5_cursor {
+	uint64_t s;			/* stripe */
+	unsigned i;			/* its column range */
+	uint32_t col;			/* where in it; UINT32_MAX: its start */
+};
+
 /*
  * What a raid5 write holding its stripes on a ring (raid5_map_hold)
  * borrows: the parity of its stripes (ENGINE_DATA_CAP bytes) and the
- * pieces it takes, @n_taken[i] in @taken[i] for its stripe part[i]. A pool
+ * pieces it takes, @n_taken[i] in @taken[i] for its stripe part[i]; or,
+ * once it gave up on a large write, its rounds (raid5_map_fallback). A pool
  * of its own, apart from the contexts: holders borrowing contexts competed
  * with the writes that gave up for them, and once the workers had them all
  * no write could hold, every one gave up and went to the workers (CI's
@@ -548,6 +575,8 @@ struct raid5_hold {
 	uint8_t *parity;
 	struct stripe_contrib *taken[2][ENGINE_GATHER_MAX];
 	unsigned n_taken[2];
+	/* Having given up: the batch of its rounds, scratch in @parity. */
+	struct raid5_batch plan;
 };
 
 /*
@@ -591,6 +620,13 @@ struct engine_areq {
 	struct gather_idle gi;
 	struct stripe_gatherer gw[2];
 	atomic_bool armed;
+	/*
+	 * raid5, a holder that gave up on a large write: its rounds on the
+	 * ring (raid5_rounds_plan), planned in @hold->plan from @cur on;
+	 * @reading: the batch's reads are out; @last_batch: it is the last one.
+	 */
+	bool rounds, reading, last_batch;
+	struct raid5_cursor cur;
 };
 
 /*

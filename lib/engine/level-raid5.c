@@ -15,6 +15,7 @@
  * together, so every stripe is consistent again after each round.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -221,17 +222,17 @@ static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *d
 	unsigned i;
 	int ret = 0;
 
-	for (i = 0; i < c->n_segs && !ret; i++)
-		ret = raid5_queue_reads(e, &to, &c->segs[i]);
+	for (i = 0; i < c->plan.n_segs && !ret; i++)
+		ret = raid5_queue_reads(e, &to, &c->plan.segs[i]);
 	if (!ret)
 		ret = ctx_run_ios(e, c);
-	for (i = 0; i < c->n_segs && !ret; i++)
-		if (!c->segs[i].data_only)
-			ret = raid5_compute_parity(e, &c->segs[i], data, a0);
-	for (i = 0; i < c->n_segs && !ret; i++)
-		if (!c->segs[i].data_only)
-			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, c->segs[i].parity_role,
-					 c->segs[i].parity, c->segs[i].unit_off, c->segs[i].len);
+	for (i = 0; i < c->plan.n_segs && !ret; i++)
+		if (!c->plan.segs[i].data_only)
+			ret = raid5_compute_parity(e, &c->plan.segs[i], data, a0);
+	for (i = 0; i < c->plan.n_segs && !ret; i++)
+		if (!c->plan.segs[i].data_only)
+			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, c->plan.segs[i].parity_role,
+					 c->plan.segs[i].parity, c->plan.segs[i].unit_off, c->plan.segs[i].len);
 	if (whole) {
 		struct layout_extent ext;
 		uint64_t pos;
@@ -243,10 +244,10 @@ static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *d
 						 ext.offset, ext.len);
 		}
 	} else {
-		for (i = 0; i < c->n_segs && !ret; i++)
-			ret = raid5_queue_data(e, &to, &c->segs[i], data, a0);
+		for (i = 0; i < c->plan.n_segs && !ret; i++)
+			ret = raid5_queue_data(e, &to, &c->plan.segs[i], data, a0);
 	}
-	c->n_segs = 0;
+	c->plan.n_segs = 0;
 	if (!ret)
 		ret = ctx_run_ios(e, c);
 	c->n_ios = 0;
@@ -285,34 +286,52 @@ static void raid5_plan_degraded(const struct rt_engine *e, uint64_t s, uint32_t 
 }
 
 /*
- * raid5: plan every stripe's column ranges, each with read-modify-write or
- * reconstruct-write (see the top of this file), into the scratch buffer;
- * when scratch runs out, run the planned part as a round and go on. A
- * range too big for the remaining scratch is cut into narrower columns:
- * parity is computed column by column, so any cut is valid.
+ * How column range @rg of stripe @s is written, the roles in @m faulty
+ * (at most one) and those in @rb being rebuilt, the stripe owed a resync
+ * or not (@unsynced): reconstruct-write, read-modify-write or the data
+ * only (the faulty role is the parity); how many scratch buffers of the
+ * range's width it takes.
  */
-static int raid5_write(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
-		       uint64_t a0, uint64_t a1, uint64_t m, uint64_t rb)
+static size_t raid5_range_plan(const struct rt_engine *e, uint64_t s, const struct raid5_range *rg,
+			       bool unsynced, uint64_t m, uint64_t rb, bool *reconstruct,
+			       bool *data_only)
 {
-	uint64_t C = e->layout.chunk, width = C * e->data_roles;
-	uint32_t d = e->data_roles;
+	uint32_t d = e->data_roles, t = rg->k_last - rg->k_first + 1;
+	uint32_t x = m ? (uint32_t)__builtin_ctzll(m) : LAYOUT_NO_ROLE;
+
+	*reconstruct = unsynced || d - t <= t + 1;
+	raid5_plan_degraded(e, s, rg->k_first, rg->k_last, x,
+			    x != LAYOUT_NO_ROLE && (rb & role_bit(x)), reconstruct, data_only);
+	return *data_only ? 0 : *reconstruct ? d - t + 1 : t + 2;
+}
+
+/*
+ * raid5: plan the column ranges of [a0, a1) from @cur on, each with
+ * read-modify-write or reconstruct-write (see the top of this file), into
+ * @b, at most @max_segs of them. A range too big for the remaining scratch
+ * is cut into narrower columns: parity is computed column by column, so
+ * any cut is valid. Counts each stripe in @st once all of it is planned.
+ * True when all of [a0, a1) is; false with @cur at what is left (run the
+ * planned part as a round, then plan on).
+ */
+static bool raid5_plan(struct rt_engine *e, struct raid5_batch *b, struct engine_ctx_stats *st,
+		       uint64_t a0, uint64_t a1, uint64_t m, uint64_t rb, struct raid5_cursor *cur,
+		       unsigned max_segs)
+{
+	uint64_t width = e->layout.chunk * e->data_roles;
 	uint32_t x = m ? (uint32_t)__builtin_ctzll(m) : LAYOUT_NO_ROLE;
 	/*
 	 * A role being rebuilt is never read but always written: planned as
 	 * faulty (so nothing reads it), its data and parity still go out.
 	 */
-	bool rebuilding = x != LAYOUT_NO_ROLE && (rb & role_bit(x));
-	uint32_t skip = rebuilding ? LAYOUT_NO_ROLE : x;
-	bool rounds = false;
+	uint32_t skip = x != LAYOUT_NO_ROLE && (rb & role_bit(x)) ? LAYOUT_NO_ROLE : x;
 	size_t used = 0;
-	uint64_t s;
-	int ret;
 
-	c->n_segs = 0;
-	for (s = a0 / width; s * width < a1; s++) {
+	b->n_segs = 0;
+	for (; cur->s * width < a1; cur->s++, cur->i = 0, cur->col = UINT32_MAX) {
+		uint64_t s = cur->s, C = e->layout.chunk;
 		struct raid5_range rg[3];
 		unsigned i, nr = raid5_stripe_ranges(e, s * width, a0, a1, rg);
-
 		/*
 		 * Where the parity was never made (or may not match after an
 		 * unclean stop), read-modify-write would carry its error over:
@@ -320,59 +339,91 @@ static int raid5_write(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
 		 */
 		bool unsynced = engine_dl_resync_owed(e, s * C, C), rmw = false;
 
-		for (i = 0; i < nr; i++) {
-			uint32_t t = rg[i].k_last - rg[i].k_first + 1;
-			bool reconstruct = unsynced || d - t <= t + 1, data_only;
-			size_t nbufs;
-			uint32_t col = rg[i].p;
+		for (; cur->i < nr; cur->i++, cur->col = UINT32_MAX) {
+			const struct raid5_range *r = &rg[cur->i];
+			bool reconstruct, data_only;
+			size_t nbufs = raid5_range_plan(e, s, r, unsynced, m, rb, &reconstruct,
+							&data_only);
 
-			raid5_plan_degraded(e, s, rg[i].k_first, rg[i].k_last, x, rebuilding,
-					    &reconstruct, &data_only);
-			nbufs = data_only ? 0 : reconstruct ? d - t + 1 : t + 2;
-			rmw |= !data_only && !reconstruct;
-
-			while (col < rg[i].q) {
+			if (cur->col == UINT32_MAX)
+				cur->col = r->p;
+			while (cur->col < r->q) {
 				struct layout_extent ext;
 				struct raid5_seg *g;
-				size_t room = nbufs ? (c->scratch_cap - used) / nbufs : C;
+				size_t room = nbufs ? (b->scratch_cap - used) / nbufs : C;
 				uint32_t len;
+				int ret;
 
 				room &= ~((size_t)e->align - 1);
-				if (room == 0 || c->n_segs == c->segs_cap) {
-					ret = raid5_run_round(e, c, data, a0, a1, false, skip);
-					if (ret)
-						return ret;
-					rounds = true;
-					used = 0;
-					continue;
-				}
-				len = (uint32_t)min_u64(rg[i].q - col, room);
-				ret = raid5_locate(e, s * width, rg[i].k_first, col, len, &ext);
+				if (room == 0 || b->n_segs == b->cap || b->n_segs == max_segs)
+					return false;
+				len = (uint32_t)min_u64(r->q - cur->col, room);
+				ret = raid5_locate(e, s * width, r->k_first, cur->col, len, &ext);
 				if (ret)
-					return ret;
-				g = &c->segs[c->n_segs++];
+					return false;	/* cannot happen: in the array */
+				g = &b->segs[b->n_segs++];
 				g->base = s * width;
 				g->unit_off = ext.offset;
-				g->col = col;
+				g->col = cur->col;
 				g->len = len;
-				g->k_first = rg[i].k_first;
-				g->k_last = rg[i].k_last;
+				g->k_first = r->k_first;
+				g->k_last = r->k_last;
 				g->parity_role = ext.parity_role;
 				g->skip_role = skip;
 				g->reconstruct = reconstruct;
 				g->data_only = data_only;
-				g->old = c->scratch + used;
+				g->old = b->scratch + used;
 				g->parity = nbufs ? g->old + (nbufs - 1) * len : NULL;
 				used += nbufs * len;
-				col += len;
+				cur->col += len;
 			}
 		}
-		if (a0 <= s * width && a1 >= (s + 1) * width)
-			stat_add(&c->stats.stripe_full, 1);
-		else
-			stat_add(rmw ? &c->stats.stripe_rmw : &c->stats.stripe_rcw, 1);
+		for (i = 0; i < nr; i++) {
+			bool reconstruct, data_only;
+
+			(void)raid5_range_plan(e, s, &rg[i], unsynced, m, rb, &reconstruct,
+					       &data_only);
+			rmw |= !data_only && !reconstruct;
+		}
+		/* Shared when the holder's: engine_get_stats adds them up meanwhile. */
+		atomic_fetch_add_explicit(a0 <= s * width && a1 >= (s + 1) * width ?
+						  &st->stripe_full :
+					  rmw ? &st->stripe_rmw : &st->stripe_rcw,
+					  1, memory_order_relaxed);
 	}
-	return raid5_run_round(e, c, data, a0, a1, !rounds, skip);
+	return true;
+}
+
+/* raid5: plan and run rounds from @cur on until all of [a0, a1) is written. */
+static int raid5_write_from(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
+			    uint64_t a0, uint64_t a1, uint64_t m, uint64_t rb,
+			    struct raid5_cursor cur)
+{
+	uint32_t x = m ? (uint32_t)__builtin_ctzll(m) : LAYOUT_NO_ROLE;
+	uint32_t skip = x != LAYOUT_NO_ROLE && (rb & role_bit(x)) ? LAYOUT_NO_ROLE : x;
+	bool only = cur.s == a0 / (e->layout.chunk * e->data_roles) && !cur.i &&
+		    cur.col == UINT32_MAX, done;
+	int ret;
+
+	do {
+		done = raid5_plan(e, &c->plan, &c->stats, a0, a1, m, rb, &cur, UINT_MAX);
+		if (!done && !c->plan.n_segs)
+			return -EINVAL;		/* cannot happen: scratch holds a block */
+		ret = raid5_run_round(e, c, data, a0, a1, only && done, skip);
+		only = false;
+	} while (!ret && !done);
+	return ret;
+}
+
+static struct raid5_cursor raid5_cursor_at(const struct rt_engine *e, uint64_t a0)
+{
+	return (struct raid5_cursor){ a0 / (e->layout.chunk * e->data_roles), 0, UINT32_MAX };
+}
+
+static int raid5_write(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
+		       uint64_t a0, uint64_t a1, uint64_t m, uint64_t rb)
+{
+	return raid5_write_from(e, c, data, a0, a1, m, rb, raid5_cursor_at(e, a0));
 }
 
 /*
@@ -442,12 +493,101 @@ static int raid5_map_small(struct rt_engine *e, struct engine_aio *ar, uint8_t *
 	return ret;
 }
 
+/*
+ * The rounds of a large write whose holding gave up, on the caller's ring:
+ * planned as raid5_write plans it (raid5_plan) in what the holder
+ * borrowed (struct raid5_hold), a batch of column ranges at a time, at most ENGINE_AIO_MAX /
+ * (d + 1) of them (each reads at most d ranges and writes at most d + 1):
+ * the batch's reads, then its parity and new data, then the next batch.
+ * Each batch leaves its stripes consistent, as raid5_write's rounds do.
+ */
+static int raid5_rounds_write(struct rt_engine *e, struct engine_aio *ar)
+{
+	const struct raid5_sink to = { .ar = ar };
+	struct engine_areq *q = ar->areq;
+	const struct raid5_batch *b = &q->hold->plan;
+	unsigned i;
+	int ret = 0;
+
+	ar->n = 0;
+	for (i = 0; i < b->n_segs && !ret; i++) {
+		const struct raid5_seg *g = &b->segs[i];
+
+		ret = raid5_compute_parity(e, g, q->data, q->a0);
+		if (!ret)
+			ret = raid5_add_io(e, &to, ENGINE_OP_WRITE, g->parity_role, g->parity,
+					   g->unit_off, g->len);
+		if (!ret)
+			ret = raid5_queue_data(e, &to, g, q->data, q->a0);
+	}
+	if (ret) {
+		ar->n = 0;
+		return ret < 0 ? ret : -EIO;
+	}
+	q->reading = false;
+	q->round = 1;	/* writes out: a failure owes the stripes a resync */
+	return 1;
+}
+
+static int raid5_rounds_plan(struct rt_engine *e, struct engine_aio *ar)
+{
+	const struct raid5_sink to = { .ar = ar };
+	struct engine_areq *q = ar->areq;
+	struct raid5_batch *b = &q->hold->plan;
+	unsigned i;
+	int ret = 0;
+
+	/* The batches before are whole: until this one's writes go out, a failure owes nothing. */
+	q->round = 0;
+	q->last_batch = raid5_plan(e, b, &e->aread_stats, q->a0, q->a1, 0, 0, &q->cur,
+				   ENGINE_AIO_MAX / (e->data_roles + 1));
+	if (!b->n_segs)
+		return -EINVAL;		/* cannot happen: scratch holds a range */
+	ar->n = 0;
+	for (i = 0; i < b->n_segs && !ret; i++)
+		ret = raid5_queue_reads(e, &to, &b->segs[i]);
+	if (ret) {
+		ar->n = 0;
+		return ret < 0 ? ret : -EIO;
+	}
+	q->reading = true;
+	/* Nothing to read (two units: the parity is a copy): the writes at once. */
+	return ar->n ? 1 : raid5_rounds_write(e, ar);
+}
+
+/*
+ * Holding [off, off + len) from @buf gave up (@ret -EAGAIN), or @ret is
+ * what it did. Gave up: a large write goes on in rounds on the ring (with
+ * what the holder borrowed), a small one alone (raid5_map_small), unless
+ * the array changed (@stop): then, as when nothing could be borrowed, the
+ * synchronous path's.
+ */
+static int raid5_map_fallback(struct rt_engine *e, struct engine_aio *ar, int ret, uint8_t *buf,
+			      uint64_t off, uint64_t len, bool stop)
+{
+	struct engine_areq *q = ar->areq;
+	bool fits = raid5_map_fits(e, off, len);
+
+	if (ret != -EAGAIN)
+		return ret;
+	if (q->hold && !fits && !stop) {
+		q->rounds = true;
+		q->round = 0;
+		q->cur = raid5_cursor_at(e, off);
+		if (raid5_rounds_plan(e, ar) > 0)
+			return 0;
+		q->rounds = false;
+		q->round = 0;
+	}
+	raid5_hold_end(e, q, false);	/* nothing written: the hold goes back */
+	if (fits && !stop)
+		return raid5_map_small(e, ar, buf, off, len);
+	return -EAGAIN;
+}
+
 static int raid5_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
 			   uint64_t off, uint64_t len, uint64_t m, uint64_t rb)
 {
-	bool fits = raid5_map_fits(e, off, len);
-	int ret;
-
 	if (m || rb || !ar->areq || !ar->areq->scratch)
 		return -EAGAIN;
 	/* Before the holder's window looks at the arrivals: this one is not news to it. */
@@ -459,23 +599,37 @@ static int raid5_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t *
 	 * 16 stripes of a 1 MiB stream written whole, not 16, when every
 	 * small write was written alone).
 	 */
-	if (!fits || raid5_gather_wanted(e, off, off + len)) {
-		ret = raid5_map_hold(e, ar, buf, off, off + len);
-		if (ret != -EAGAIN || !fits)
-			return ret;
-	}
+	if (!raid5_map_fits(e, off, len) || raid5_gather_wanted(e, off, off + len))
+		return raid5_map_fallback(e, ar, raid5_map_hold(e, ar, buf, off, off + len), buf,
+					  off, len, false);
 	return raid5_map_small(e, ar, buf, off, len);
 }
 
-/* A holder woken: on, or, having given up, written alone when small. */
+/*
+ * A failed round of a write in rounds was redone on @c (engine_aio_redo):
+ * the batches left, synchronously on @c, the stripe locks still held, the
+ * roles faulty now planned as such (as raid5_write plans them).
+ */
+static int raid5_map_rest(struct rt_engine *e, struct engine_aio *ar, struct engine_ctx *c)
+{
+	struct engine_areq *q = ar->areq;
+	uint64_t rb, m;
+
+	if (!q->rounds || q->last_batch)
+		return 0;
+	/* The rebuild mask first, as engine_aio_map loads them. */
+	rb = engine_rebuilding(e);
+	m = engine_faulty(e);
+	return raid5_write_from(e, c, q->data, q->a0, q->a1, m, rb, q->cur);
+}
+
+/* A holder woken: on, or, having given up, as raid5_map_fallback says. */
 static int raid5_map_resume(struct rt_engine *e, struct engine_aio *ar, bool stop)
 {
 	struct engine_areq *q = ar->areq;
-	int ret = raid5_hold_step(e, ar, stop);
 
-	if (ret == -EAGAIN && !stop && raid5_map_fits(e, q->a0, q->a1 - q->a0))
-		ret = raid5_map_small(e, ar, q->data, q->a0, q->a1 - q->a0);
-	return ret;
+	return raid5_map_fallback(e, ar, raid5_hold_step(e, ar, stop), q->data, q->a0,
+				  q->a1 - q->a0, stop);
 }
 
 /* The reads completed: compute the parity, write it and the data. */
@@ -486,6 +640,12 @@ static int raid5_map_next(struct rt_engine *e, struct engine_aio *ar)
 	struct raid5_seg *g = &q->seg;
 	int ret;
 
+	if (q->rounds) {
+		if (!q->reading && q->last_batch)
+			return 0;
+		engine_aio_count(e, ar);
+		return q->reading ? raid5_rounds_write(e, ar) : raid5_rounds_plan(e, ar);
+	}
 	if (q->round != 0)
 		return 0;
 	engine_aio_count(e, ar);
@@ -607,6 +767,7 @@ const struct engine_level_ops engine_raid5_ops = {
 	.map_resume = raid5_map_resume,
 	.map_next = raid5_map_next,
 	.map_end = raid5_map_end,
+	.map_rest = raid5_map_rest,
 	.zero = raid5_zero,
 	.can_recover = raid5_can_recover,
 	.recover_read = raid5_recover_read,

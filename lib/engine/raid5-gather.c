@@ -523,9 +523,11 @@ void raid5_hold_end(struct rt_engine *e, struct engine_areq *q, bool ok)
 }
 
 /*
- * Gave up: the write goes to the synchronous path, which does not wait for
- * the parts again (gather_missed) but takes those offered by then. Only a
- * holder that waited counts as in vain.
+ * Gave up gathering: the pieces taken are offered again, the places on the
+ * buckets left, what it borrowed kept (raid5_hold_end lets it go) for the
+ * write's rounds alone (raid5_map_fallback). The synchronous path, should
+ * it write it, does not wait for the parts again (gather_missed) but takes
+ * those offered by then. Only a holder that waited counts as in vain.
  */
 static int raid5_hold_give_up(struct rt_engine *e, struct engine_aio *ar, bool waited)
 {
@@ -534,16 +536,22 @@ static int raid5_hold_give_up(struct rt_engine *e, struct engine_aio *ar, bool w
 	uint64_t now = engine_clock_ns();
 	unsigned i;
 
-	for (i = 0; i < q->n_part && waited; i++) {
+	for (i = 0; i < q->n_part; i++) {
 		struct stripe_lock_bucket *b = stripe_lock_bucket(e, q->part[i]);
 
-		if (h->n_taken[i])
-			continue;
-		pthread_mutex_lock(&b->mu);
-		gather_missed(e, b, q->part[i], now + (q->deadline - q->t0));
-		pthread_mutex_unlock(&b->mu);
+		stripe_gatherer_set(e, &q->gw[i], q->part[i], false);
+		if (h->n_taken[i]) {
+			gather_settle(e, q->part[i], h->taken[i], h->n_taken[i], &q->own[i],
+				      CONTRIB_OFFERED);
+			h->n_taken[i] = 0;
+		} else if (waited) {
+			pthread_mutex_lock(&b->mu);
+			gather_missed(e, b, q->part[i], now + (q->deadline - q->t0));
+			pthread_mutex_unlock(&b->mu);
+		}
 	}
-	raid5_hold_drop(e, q, CONTRIB_OFFERED);
+	q->gathering = false;
+	q->parked = NULL;
 	ar->wake_ns = 0;
 	return -EAGAIN;
 }
@@ -677,10 +685,11 @@ int raid5_hold_step(struct rt_engine *e, struct engine_aio *ar, bool stop)
  * data alone, with the parts that writers queued on them offer (the first
  * and last stripe, where the write covers them only in part); wait for
  * those parts as raid5_gather would (without a thread: -EINPROGRESS until
- * an offer or engine_aio_expire wakes it), or give up (-EAGAIN). Borrows
- * a struct raid5_hold for its parity and the pieces it takes: none free
- * (ENGINE_RING_HOLDS hold already), or its stripes' parity not fitting,
- * is -EAGAIN too.
+ * an offer or engine_aio_expire wakes it), or give up (-EAGAIN, what it
+ * borrowed kept for its rounds: raid5_map_fallback), at once when its
+ * stripes' writes do not fit in one round. Borrows a struct raid5_hold
+ * for its parity and the pieces it takes: none free (ENGINE_RING_HOLDS
+ * hold already) is -EAGAIN with nothing borrowed.
  */
 int raid5_map_hold(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uint64_t a0,
 		   uint64_t a1)
@@ -691,15 +700,9 @@ int raid5_map_hold(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uin
 	bool others;
 	unsigned i;
 
-	/*
-	 * Every stripe's writes in one round: a whole one takes d + 1 unit
-	 * writes, one made of pieces up to twice that (the pieces' cuts).
-	 * A drain stops new holders (aread_gate) and waits for these,
-	 * whose windows end.
-	 */
-	if ((ns + 2) * (e->data_roles + 1) > ENGINE_AIO_MAX)
-		return -EAGAIN;
-	if (ns * C > ENGINE_DATA_CAP || !(h = engine_hold_get(e)))
+	/* A drain stops new holders (aread_gate) and waits for these, whose windows end. */
+	h = engine_hold_get(e);
+	if (!h)
 		return -EAGAIN;
 	q->hold = h;
 	q->data = buf;
@@ -711,6 +714,13 @@ int raid5_map_hold(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uin
 		gather_own(e, &q->own[i], q->part[i], buf, a0, a1);
 		q->gw[i] = (struct stripe_gatherer){ .q = q };
 	}
+	/*
+	 * Every stripe's writes in one round: a whole one takes d + 1 unit
+	 * writes, one made of pieces up to twice that (the pieces' cuts);
+	 * and every stripe's parity in @h. Else in rounds (raid5_map_fallback).
+	 */
+	if ((ns + 2) * (e->data_roles + 1) > ENGINE_AIO_MAX || ns * C > ENGINE_DATA_CAP)
+		return raid5_hold_give_up(e, ar, false);
 	/* Another write under way: a synchronous one, or a mapped one besides this. */
 	others = atomic_load_explicit(&e->writers, memory_order_relaxed) > 0 ||
 		 atomic_load_explicit(&e->aread_inflight, memory_order_relaxed) > 1;

@@ -246,7 +246,7 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 				ret = e->ops->write(e, c, data + (wlo - a0), wlo, whi, m, rb);
 		}
 		c->n_ios = 0;
-		c->n_segs = 0;
+		c->plan.n_segs = 0;
 		if (ret != -EIO || !redundant ||
 		    (engine_faulty(e) == m && engine_rebuilding(e) == rb))
 			break;

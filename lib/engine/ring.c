@@ -593,7 +593,7 @@ void ctx_free(struct engine_ctx *c)
 	free(c->mem);
 	free(c->ios);
 	free(c->retry);
-	free(c->segs);
+	free(c->plan.segs);
 	free(c->locks);
 }
 
@@ -655,14 +655,16 @@ int ctx_init(struct rt_engine *e, struct engine_ctx *c, unsigned idx)
 	 * twice over for raid5 (reads and writes), one per mirror for raid1.
 	 */
 	c->ios_cap = (unsigned)(2 * (ENGINE_DATA_CAP / C + 3) + e->n + 8);
-	c->segs_cap = (unsigned)(ENGINE_DATA_CAP / (C * e->data_roles) + 8);
+	c->plan.cap = (unsigned)(ENGINE_DATA_CAP / (C * e->data_roles) + 8);
+	c->plan.scratch = c->scratch;
+	c->plan.scratch_cap = c->scratch_cap;
 	c->locks_cap = (unsigned)max_u64(ENGINE_DATA_CAP / e->lock_unit + 2,
 					 ENGINE_WALK_STRIPES + 1);
 	c->ios = calloc(c->ios_cap, sizeof(*c->ios));
 	c->retry = calloc(c->ios_cap, sizeof(*c->retry));
-	c->segs = calloc(c->segs_cap, sizeof(*c->segs));
+	c->plan.segs = calloc(c->plan.cap, sizeof(*c->plan.segs));
 	c->locks = calloc(c->locks_cap, sizeof(*c->locks));
-	if (!c->ios || !c->retry || !c->segs || !c->locks)
+	if (!c->ios || !c->retry || !c->plan.segs || !c->locks)
 		return -ENOMEM;
 	c->rr = idx;
 	return ctx_init_ring(c);

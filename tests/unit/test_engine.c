@@ -675,9 +675,10 @@ static void verify_mapped_reads(struct fixture *f)
 
 	/*
 	 * Writes: linear, raid0 (a write there is its unit writes), raid1 (one
-	 * to every working mirror, none to a missing one) and raid5 inside one
-	 * chunk of a healthy array (two rounds: reads, then data and parity,
-	 * engine_aio_next), done here with pread/pwrite as a FUSE queue would;
+	 * to every working mirror, none to a missing one) and raid5 of a
+	 * healthy array (two rounds: reads, then data and parity,
+	 * engine_aio_next; across chunks too, held and, gathering nothing,
+	 * planned as the synchronous path plans it), done here with pread/pwrite as a FUSE queue would;
 	 * the model follows, so verify_units checks where they landed (and the
 	 * parity). A mapping that locks holds its stripes until unmapped: a
 	 * second mapping overlapping it is -EAGAIN meanwhile, one beside it is
@@ -707,10 +708,6 @@ static void verify_mapped_reads(struct fixture *f)
 		r = engine_write_map(f->e, buf, len, off, ar);
 		if (f->tc->missing && !mirror) {
 			assert_int_equal(r, -EAGAIN);
-			continue;
-		}
-		if (parity && off / C != (off + len - 1) / C) {
-			assert_int_equal(r, -EAGAIN);	/* across chunks: the synchronous path's */
 			continue;
 		}
 		assert_true(striped || mirror || parity);
@@ -1292,9 +1289,10 @@ static unsigned holds_free(struct rt_engine *e)
  * wakes it (resume, once), and it is mapped to the stripe's writes whole,
  * parity from the new data alone, with that part in them; the other write
  * is then mapped with nothing left to run. Without the other part it
- * waits until its time (engine_aio_expire) and gives up, a miss, to the
- * synchronous path, which does not wait again; a small write that gives
- * up is mapped alone.
+ * waits until its time (engine_aio_expire), gives up (a miss: the next
+ * holder does not wait again) and is written in rounds on the ring, as
+ * the synchronous path would write it; a small write that gives up is
+ * mapped alone.
  */
 static void test_engine_ring_hold(void **state)
 {
@@ -1338,21 +1336,38 @@ static void test_engine_ring_hold(void **state)
 	assert_false(stripe_is_held(e, s));
 	verify_one_gathered(f, &before, 2);
 
-	/* Nobody brings the part: it waits until its time, gives up, and the stripe is let go. */
+	/*
+	 * Nobody brings the part: it waits until its time, gives up (a miss),
+	 * and is written in rounds on the ring, still holding the stripe:
+	 * reads first (reconstruct-write), then data and parity. The next
+	 * holder of that stripe, here the synchronous path, does not wait
+	 * again (no second miss).
+	 */
 	{
 		uint64_t b2 = (s + 1) * W;
 
 		assert_int_equal(engine_set_gather_window(e, 20000), 0);
 		atomic_store(&e->gather_misses, 0);
 		rng_fill(&seed, buf, W);
+		engine_get_stats(e, &before);
 		assert_int_equal(engine_write_map(e, buf, W - 4096, b2, ar), -EINPROGRESS);
-		assert_int_equal(hold_until_done(e, ar, buf, W - 4096, b2), -EAGAIN);
-		assert_false(stripe_is_held(e, s + 1));
+		assert_int_equal(hold_until_done(e, ar, buf, W - 4096, b2), 0);
 		assert_int_equal(atomic_load(&e->gather_misses), 1);
-		/* The synchronous path writes it and does not wait again (no second miss). */
+		assert_true(stripe_is_held(e, s + 1));
+		assert_true(ar->n > 0);
+		for (unsigned k = 0; k < ar->n; k++)
+			assert_false(ar->io[k].write);
+		run_mapped_write(f, ar, buf, b2, W - 4096);
+		assert_false(stripe_is_held(e, s + 1));
+		engine_get_stats(e, &after);
+		assert_int_equal(after.stripe_rcw + after.stripe_rmw - before.stripe_rcw -
+				 before.stripe_rmw, 1);
+		assert_int_equal(after.stripe_full, before.stripe_full);
+		assert_int_equal(after.writes - before.writes, 1);
 		assert_int_equal(engine_write(e, buf, W - 4096, b2), 0);
 		assert_int_equal(atomic_load(&e->gather_misses), 1);
-		memcpy(f->model + b2, buf, W - 4096);
+		verify_through_engine(f);
+		verify_units(f);
 	}
 
 	/* A small write of a stripe, likewise, then mapped alone (read, then write). */
@@ -1371,8 +1386,8 @@ static void test_engine_ring_hold(void **state)
 
 	/*
 	 * Whole stripes only (the write covers stripes s+3 and s+4): written
-	 * at once, nothing to wait for; so too a partial stripe whose write
-	 * has no resume callback, but that one gives up at once.
+	 * at once, nothing to wait for. A partial stripe whose write has no
+	 * resume callback (a thin volume's) cannot wait: written in rounds.
 	 */
 	{
 		uint64_t b4 = (s + 3) * W;
@@ -1385,7 +1400,9 @@ static void test_engine_ring_hold(void **state)
 		assert_int_equal(after.stripe_full - before.stripe_full, 2);
 		assert_int_equal(after.stripe_merged - before.stripe_merged, 0);
 		ar2->resume = NULL;
-		assert_int_equal(engine_write_map(e, buf, W - 4096, b4 + 2 * W, ar2), -EAGAIN);
+		assert_int_equal(engine_write_map(e, buf, W - 4096, b4 + 2 * W, ar2), 0);
+		assert_true(stripe_is_held(e, s + 5));
+		run_mapped_write(f, ar2, buf, b4 + 2 * W, W - 4096);
 		assert_false(stripe_is_held(e, s + 5));
 		ar2->resume = count_resume;
 	}
@@ -1450,24 +1467,32 @@ static int redo_fault_result(void *arg, int op, uint32_t role, uint32_t len, int
  * its last unit write, which is lost (@res says so, as a FUSE queue's
  * completions would).
  */
+/*
+ * Run @ar's round on the units, as the caller's ring would, each result in
+ * @res; with @fail, its last unit I/O fails (-EIO) instead.
+ */
+static void run_round_failing(const struct engine_aio *ar, int *res, bool fail)
+{
+	for (unsigned k = 0; k < ar->n; k++) {
+		const struct engine_unit_io *io = &ar->io[k];
+
+		if (fail && k + 1 == ar->n) {
+			res[k] = -EIO;
+			continue;
+		}
+		res[k] = (int)(io->write ? pwrite(io->fd, io->buf, io->len, (off_t)io->off) :
+					   pread(io->fd, io->buf, io->len, (off_t)io->off));
+		assert_int_equal(res[k], (int)io->len);
+	}
+}
+
 static void run_write_losing_one(struct engine_aio *ar, struct rt_engine *e, int *res)
 {
-	unsigned k;
-
-	for (k = 0; k < ar->n; k++) {
-		const struct engine_unit_io *io = &ar->io[k];
-
-		assert_false(io->write);
-		assert_int_equal(pread(io->fd, io->buf, io->len, (off_t)io->off), (ssize_t)io->len);
-	}
+	assert_false(ar->io[0].write);
+	run_round_failing(ar, res, false);
 	assert_int_equal(engine_aio_next(e, ar), 1);
-	for (k = 0; k < ar->n; k++) {
-		const struct engine_unit_io *io = &ar->io[k];
-
-		assert_true(io->write);
-		res[k] = k + 1 == ar->n ? -EIO :
-			 (int)pwrite(io->fd, io->buf, io->len, (off_t)io->off);
-	}
+	assert_true(ar->io[0].write);
+	run_round_failing(ar, res, true);
 }
 
 /*
@@ -1539,6 +1564,131 @@ static void test_engine_ring_redo(void **state)
 }
 
 /*
+ * Map @len bytes at @off from @buf (a large raid5 write, no window: in
+ * rounds on the ring) and run its rounds until the one @fail_at picks
+ * (rounds that write counted in *@writes): that round's last unit I/O
+ * fails, its results in @res, and it is left to the caller.
+ */
+static void run_rounds_until(struct rt_engine *e, struct engine_aio *ar, const uint8_t *buf,
+			     uint64_t len, uint64_t off, int *res,
+			     bool (*fail_at)(bool write, unsigned writes))
+{
+	unsigned writes = 0;
+
+	assert_int_equal(engine_write_map(e, buf, len, off, ar), 0);
+	for (;;) {
+		bool w = ar->io[0].write, fail;
+
+		writes += w;
+		fail = fail_at(w, writes);
+		run_round_failing(ar, res, fail);
+		if (fail)
+			return;
+		assert_int_equal(engine_aio_next(e, ar), 1);
+	}
+}
+
+static bool fail_second_writes(bool write, unsigned writes)
+{
+	return write && writes == 2;
+}
+
+static bool fail_reads_after_writes(bool write, unsigned writes)
+{
+	return !write && writes > 0;
+}
+
+/* No stripe of [off, off + len) owed a resync, nor the whole array more than before (@owed). */
+static void assert_nothing_owed(struct rt_engine *e, uint64_t off, uint64_t len, uint64_t owed)
+{
+	uint64_t C = e->layout.chunk, W = e->lock_unit, s;
+
+	assert_int_equal(atomic_load(&e->owed_all), owed);
+	for (s = off / W; s <= (off + len - 1) / W; s++)
+		assert_false(engine_dl_resync_owed(e, s * C, C));
+}
+
+/*
+ * A large raid5 write whose holding gave up (no window) is written in
+ * rounds on the ring, batch after batch (4K chunks: 1 MiB is many column
+ * ranges), none on a thread, no stripe owed a resync. A batch whose writes
+ * failed in part is redone (engine_aio_redo), which writes the batches not
+ * come to yet on its thread; one whose reads failed (the batches before it
+ * written) owes nothing, and the synchronous path writes the request.
+ */
+static void test_engine_ring_rounds(void **state)
+{
+	struct fixture *f = *state;
+	struct rt_engine *e = f->e;
+	uint64_t W = e ? e->lock_unit : 0, len = 1 << 20, off = 10 * W + 4096, seed = 0x20d5;
+	uint64_t owed = e ? atomic_load(&e->owed_all) : 0;
+	struct engine_aio *ar = calloc(1, sizeof(*ar));
+	int res[ENGINE_AIO_MAX], r;
+	unsigned rounds = 1;
+	uint8_t *buf = NULL;
+
+	skip_without_root();
+	assert_non_null(e);
+	assert_non_null(ar);
+	assert_int_equal(posix_memalign((void **)&buf, 4096, len), 0);
+	assert_int_equal(engine_set_gather_window(e, 0), 0);
+	ar->resume = count_resume;
+
+	rng_fill(&seed, buf, len);
+	assert_int_equal(engine_write_map(e, buf, len, off, ar), 0);
+	for (; run_round_failing(ar, res, false), (r = engine_aio_next(e, ar)) > 0; rounds++)
+		;
+	assert_int_equal(r, 0);
+	assert_true(rounds > 3);
+	engine_aio_unmap(e, ar, true);
+	memcpy(f->model + off, buf, len);
+	assert_nothing_owed(e, off, len, owed);
+	verify_units(f);
+
+	off += len + W;
+	rng_fill(&seed, buf, len);
+	run_rounds_until(e, ar, buf, len, off, res, fail_second_writes);
+	assert_int_equal(engine_aio_redo(e, ar, res), 0);
+	engine_aio_unmap(e, ar, true);
+	memcpy(f->model + off, buf, len);
+	assert_nothing_owed(e, off, len, owed);
+	assert_int_equal(engine_faulty(e), 0);
+	verify_units(f);
+
+	off += len + W;
+	rng_fill(&seed, buf, len);
+	run_rounds_until(e, ar, buf, len, off, res, fail_reads_after_writes);
+	assert_int_equal(engine_aio_redo(e, ar, res), -EAGAIN);
+	engine_aio_unmap(e, ar, false);
+	assert_nothing_owed(e, off, len, owed);
+	assert_int_equal(engine_write(e, buf, len, off), 0);
+	memcpy(f->model + off, buf, len);
+	verify_units(f);
+	verify_through_engine(f);
+	free(buf);
+	free(ar);
+}
+
+/*
+ * engine_write_map while every holder's buffers are out (ENGINE_RING_HOLDS
+ * hold): a raid5 write cannot hold its stripes on the ring then
+ * (raid5_map_hold), so one too large to be written alone is the
+ * synchronous path's (-EAGAIN), with done_head and done_tail saying what
+ * holders wrote.
+ */
+static int write_map_unheld(struct rt_engine *e, const uint8_t *buf, size_t len, uint64_t off,
+			    struct engine_aio *ar)
+{
+	struct raid5_hold *free_holds = e->hold_free;
+	int r;
+
+	e->hold_free = NULL;
+	r = engine_write_map(e, buf, len, off, ar);
+	e->hold_free = free_holds;
+	return r;
+}
+
+/*
  * A raid5 write too large to be mapped (over 16 KiB, across chunks) whose
  * stripe a holder gathers does not wait on a thread: it is queued with its
  * part of that stripe offered (-EINPROGRESS), the holder writes that part
@@ -1584,15 +1734,20 @@ static void test_engine_ring_gather_large(void **state)
 	assert_int_equal(pthread_join(t, NULL), 0);
 	assert_int_equal(h.ret, 0);
 	assert_int_equal(resumed, 1);
-	/* No window: the stripe left, free now, is not held on the ring waiting for its parts. */
-	assert_int_equal(engine_set_gather_window(e, 0), 0);
-	assert_int_equal(engine_write_map(e, buf + W - X, X + Y, base + W - X, ar), -EAGAIN);
-	assert_int_equal(ar->done_head, X);
-	assert_int_equal(ar->done_tail, 0);
 	engine_get_stats(e, &after);
 	assert_one_gathered(f, &before, &after);
-	/* The synchronous path writes the rest, as the caller would. */
-	assert_int_equal(engine_write(e, buf + W, Y, base + W), 0);
+	/*
+	 * No window: the stripe left, free now, is held but not waited for;
+	 * the rest is written in rounds on the ring (read, then write), the
+	 * part the holder wrote left out.
+	 */
+	assert_int_equal(engine_set_gather_window(e, 0), 0);
+	assert_int_equal(engine_write_map(e, buf + W - X, X + Y, base + W - X, ar), 0);
+	assert_int_equal(ar->done_head, X);
+	assert_int_equal(ar->done_tail, 0);
+	for (unsigned k = 0; k < ar->n; k++)
+		assert_true(ar->io[k].off >= f->e->data_offset + (base + W) / W * C);
+	run_mapped_write(f, ar, buf + W - X, base + W - X, X + Y);
 	memcpy(f->model + base, buf, W + Y);
 
 	/* Its part at its end: the holder of its last stripe lacks the stripe's first Z bytes. */
@@ -1610,7 +1765,7 @@ static void test_engine_ring_gather_large(void **state)
 		assert_int_equal(h.ret, 0);
 		assert_int_equal(resumed, 1);
 		assert_int_equal(engine_set_gather_window(e, 0), 0);
-		assert_int_equal(engine_write_map(e, buf, C + Z, b4 - C, ar), -EAGAIN);
+		assert_int_equal(write_map_unheld(e, buf, C + Z, b4 - C, ar), -EAGAIN);
 		assert_int_equal(ar->done_head, 0);
 		assert_int_equal(ar->done_tail, Z);
 		assert_int_equal(engine_write(e, buf, C, b4 - C), 0);
@@ -1659,7 +1814,7 @@ static void test_engine_ring_gather_large(void **state)
 		assert_int_equal(h.ret, 0);
 		assert_int_equal(resumed, 1);
 		assert_int_equal(engine_set_gather_window(e, 0), 0);
-		assert_int_equal(engine_write_map(e, buf + W - X, X + Y, b6 + W - X, ar), -EAGAIN);
+		assert_int_equal(write_map_unheld(e, buf + W - X, X + Y, b6 + W - X, ar), -EAGAIN);
 		assert_int_equal(ar->done_head + ar->done_tail, 0);
 		assert_int_equal(engine_write(e, buf + W - X, X + Y, b6 + W - X), 0);
 		memcpy(f->model + b6, buf, W - X - 4096);
@@ -1728,7 +1883,7 @@ static void test_engine_ring_gather_large(void **state)
 		assert_int_equal(h.ret, 0);
 		assert_int_equal(resumed, 1);
 		assert_int_equal(engine_set_gather_window(e, 0), 0);
-		assert_int_equal(engine_write_map(e, mine, W + Z, b8, ar), -EAGAIN);
+		assert_int_equal(write_map_unheld(e, mine, W + Z, b8, ar), -EAGAIN);
 		assert_int_equal(ar->done_head + ar->done_tail, 0);
 		assert_int_equal(engine_write(e, mine, W + Z, b8), 0);
 		memcpy(f->model + b8, mine, W + Z);
@@ -2382,6 +2537,11 @@ static const struct engine_case unsynced_cases[] = {
 	{ "unsynced: raid1 x2 64K, used disks", RT_LEVEL_1, 2, 64 * 1024, MIBS(16, 16), 0, 0 },
 };
 
+static const struct engine_case ring_rounds_case = {
+	"ring rounds: raid5 x4 4K, a large write given up goes in rounds, a failed one redone",
+	RT_LEVEL_5, 4, 4 * 1024, MIBS(16, 16, 16, 16), 0, 0
+};
+
 static const struct engine_case ring_gather_case = {
 	"ring gather: raid5 x4 64K, small mapped writes offered to a gathering holder",
 	RT_LEVEL_5, 4, 64 * 1024, MIBS(16, 16, 16, 16), 0, 0
@@ -2418,6 +2578,8 @@ int main(void)
 		  test_engine_ring_hold, fixture_setup, fixture_teardown, (void *)&ring_gather_case },
 		{ "ring redo: raid5 x4 64K, a round of writes that failed in part is redone, locked",
 		  test_engine_ring_redo, fixture_setup, fixture_teardown, (void *)&ring_gather_case },
+		{ ring_rounds_case.name, test_engine_ring_rounds, fixture_setup, fixture_teardown,
+		  (void *)&ring_rounds_case },
 		{ "flush on the caller's ring: raid5 x4 64K", test_engine_flush_map, fixture_setup,
 		  fixture_teardown, (void *)&ring_gather_case },
 		{ unsynced_cases[0].name, test_engine_unsynced, unsynced_setup, fixture_teardown,
