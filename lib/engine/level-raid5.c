@@ -436,8 +436,10 @@ static int raid5_write(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
  * holding gave up) is planned as raid5_write plans its column range
  * (read-modify-write or reconstruct-write) and run in two rounds on the
  * caller's ring: the reads, then (raid5_map_next) the parity computed and
- * the data and parity written. Anything else is the synchronous path's:
- * degraded or rebuilding arrays, and writes whose holding gave up.
+ * the data and parity written. A larger one whose holding gave up goes on
+ * in rounds on the ring (raid5_map_fallback). Anything else is the
+ * synchronous path's: degraded or rebuilding arrays, and writes that
+ * found every hold borrowed.
  */
 static int raid5_map_next(struct rt_engine *e, struct engine_aio *ar);
 
