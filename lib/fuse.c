@@ -1356,6 +1356,7 @@ map:
 	}
 	/* The ring failed (queue_leave_early): a worker does it. */
 	if (r == 0 && q->broken) {
+		ent->ar.n = 0;	/* none of it went out: no stripe is owed a resync for it */
 		engine_aio_unmap(ent->aio_e, &ent->ar, false);
 		r = -EAGAIN;
 	}

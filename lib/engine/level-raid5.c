@@ -670,7 +670,8 @@ static int raid5_map_next(struct rt_engine *e, struct engine_aio *ar)
 
 /*
  * Failed, some of the data and parity writes may have landed and others
- * not: the stripe's parity cannot be trusted until it is made from the
+ * not (unless the round never went out: @ar->n 0, see engine_aio_unmap):
+ * the stripe's parity cannot be trusted until it is made from the
  * data again. Still under the stripe lock, its regions are owed a resync
  * (as after a write that ran out of space): later writers of the stripe
  * reconstruct-write, the run path resyncs it. The caller then writes the
@@ -683,7 +684,7 @@ static void raid5_map_end(struct rt_engine *e, struct engine_aio *ar, bool ok)
 
 	if (!q)
 		return;
-	if (!ok && q->round == 1)
+	if (!ok && q->round == 1 && ar->n)
 		engine_owe_resync(e, q->first, q->last);
 	raid5_hold_end(e, q, ok);
 }

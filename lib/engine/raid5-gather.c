@@ -581,7 +581,7 @@ static int raid5_hold_write(struct rt_engine *e, struct engine_aio *ar)
 		ret = raid5_whole_ios(e, &to, s, &one, 1, parity);
 	}
 	if (ret) {
-		/* Too many unit writes for one round: the synchronous path's. */
+		/* Too many unit writes for one round: in rounds (raid5_map_fallback). */
 		ar->n = 0;
 		return raid5_hold_give_up(e, ar, false);
 	}
