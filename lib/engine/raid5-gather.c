@@ -552,6 +552,7 @@ static int raid5_hold_give_up(struct rt_engine *e, struct engine_aio *ar, bool w
 	}
 	q->gathering = false;
 	q->parked = NULL;
+	q->waited = waited;
 	ar->wake_ns = 0;
 	return -EAGAIN;
 }
@@ -705,6 +706,7 @@ int raid5_map_hold(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uin
 	if (!h)
 		return -EAGAIN;
 	q->hold = h;
+	q->waited = false;
 	q->data = buf;
 	q->a0 = a0;
 	q->a1 = a1;

@@ -220,10 +220,16 @@ scratch_teardown() {
 	while read -r dev mnt _; do
 		case "$mnt" in "$TESTDIR"/*) umount -l "$mnt" 2>/dev/null ;; esac
 	done < /proc/mounts
-	# Symlinks our arrays made.
+	# Symlinks our arrays made, and their volumes' (/dev/raidtool/NAME/VOL:
+	# an engine killed, here or by the test, leaves them to the next start).
 	if [ -n "${NAME:-}" ]; then
 		for l in /dev/raidtool/"$NAME"*; do
-			[ -L "$l" ] && rm -f "$l"
+			if [ -L "$l" ]; then
+				rm -f "$l"
+			elif [ -d "$l" ]; then
+				find "$l" -maxdepth 1 -type l -delete
+				rmdir "$l" 2>/dev/null
+			fi
 		done
 	fi
 	rm -rf "$TESTDIR"
