@@ -209,6 +209,33 @@ static int raid5_queue_data(struct rt_engine *e, const struct raid5_sink *to,
 }
 
 /*
+ * The planned column ranges @segs[0..n) read: compute their parity (but of
+ * a range whose parity role is faulty) and queue its writes, then, with
+ * @with_data, each range's new data.
+ */
+static int raid5_queue_writes(struct rt_engine *e, const struct raid5_sink *to,
+			      const struct raid5_seg *segs, unsigned n, uint8_t *data, uint64_t a0,
+			      bool with_data)
+{
+	unsigned i;
+	int ret = 0;
+
+	for (i = 0; i < n && !ret; i++) {
+		const struct raid5_seg *g = &segs[i];
+
+		if (g->data_only)
+			continue;
+		ret = raid5_compute_parity(e, g, data, a0);
+		if (!ret)
+			ret = raid5_add_io(e, to, ENGINE_OP_WRITE, g->parity_role, g->parity,
+					   g->unit_off, g->len);
+	}
+	for (i = 0; i < n && !ret && with_data; i++)
+		ret = raid5_queue_data(e, to, &segs[i], data, a0);
+	return ret;
+}
+
+/*
  * Read what the planned column ranges need, compute their parity, write it
  * together with the ranges' new data, so that every stripe is consistent
  * again after each round (a retry after a unit failure relies on that).
@@ -219,20 +246,16 @@ static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *d
 			   uint64_t a0, uint64_t a1, bool whole, uint32_t skip)
 {
 	const struct raid5_sink to = { .c = c };
+	struct raid5_batch *b = &c->plan;
 	unsigned i;
 	int ret = 0;
 
-	for (i = 0; i < c->plan.n_segs && !ret; i++)
-		ret = raid5_queue_reads(e, &to, &c->plan.segs[i]);
+	for (i = 0; i < b->n_segs && !ret; i++)
+		ret = raid5_queue_reads(e, &to, &b->segs[i]);
 	if (!ret)
 		ret = ctx_run_ios(e, c);
-	for (i = 0; i < c->plan.n_segs && !ret; i++)
-		if (!c->plan.segs[i].data_only)
-			ret = raid5_compute_parity(e, &c->plan.segs[i], data, a0);
-	for (i = 0; i < c->plan.n_segs && !ret; i++)
-		if (!c->plan.segs[i].data_only)
-			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, c->plan.segs[i].parity_role,
-					 c->plan.segs[i].parity, c->plan.segs[i].unit_off, c->plan.segs[i].len);
+	if (!ret)
+		ret = raid5_queue_writes(e, &to, b->segs, b->n_segs, data, a0, !whole);
 	if (whole) {
 		struct layout_extent ext;
 		uint64_t pos;
@@ -243,11 +266,8 @@ static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *d
 				ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ext.role, data + (pos - a0),
 						 ext.offset, ext.len);
 		}
-	} else {
-		for (i = 0; i < c->plan.n_segs && !ret; i++)
-			ret = raid5_queue_data(e, &to, &c->plan.segs[i], data, a0);
 	}
-	c->plan.n_segs = 0;
+	b->n_segs = 0;
 	if (!ret)
 		ret = ctx_run_ios(e, c);
 	c->n_ios = 0;
@@ -498,9 +518,10 @@ static int raid5_map_small(struct rt_engine *e, struct engine_aio *ar, uint8_t *
 
 /*
  * The rounds of a large write whose holding gave up, on the caller's ring:
- * planned as raid5_write plans it (raid5_plan) in what the holder
- * borrowed (struct raid5_hold), a batch of column ranges at a time, at most ENGINE_AIO_MAX /
- * (d + 1) of them (each reads at most d ranges and writes at most d + 1):
+ * planned as raid5_write plans it (raid5_plan) in what the holder borrowed
+ * (struct raid5_hold), a batch of column ranges at a time, at most
+ * ENGINE_AIO_MAX / (d + 1) of them (each reads at most d ranges and writes
+ * at most d + 1):
  * the batch's reads, then its parity and new data, then the next batch.
  * Each batch leaves its stripes consistent, as raid5_write's rounds do.
  */
@@ -509,20 +530,10 @@ static int raid5_rounds_write(struct rt_engine *e, struct engine_aio *ar)
 	const struct raid5_sink to = { .ar = ar };
 	struct engine_areq *q = ar->areq;
 	const struct raid5_batch *b = &q->hold->plan;
-	unsigned i;
-	int ret = 0;
+	int ret;
 
 	ar->n = 0;
-	for (i = 0; i < b->n_segs && !ret; i++) {
-		const struct raid5_seg *g = &b->segs[i];
-
-		ret = raid5_compute_parity(e, g, q->data, q->a0);
-		if (!ret)
-			ret = raid5_add_io(e, &to, ENGINE_OP_WRITE, g->parity_role, g->parity,
-					   g->unit_off, g->len);
-		if (!ret)
-			ret = raid5_queue_data(e, &to, g, q->data, q->a0);
-	}
+	ret = raid5_queue_writes(e, &to, b->segs, b->n_segs, q->data, q->a0, true);
 	if (ret) {
 		ar->n = 0;
 		return ret < 0 ? ret : -EIO;
@@ -661,12 +672,7 @@ static int raid5_map_next(struct rt_engine *e, struct engine_aio *ar)
 		return 0;
 	engine_aio_count(e, ar);
 	ar->n = 0;
-	ret = raid5_compute_parity(e, g, q->data, q->a0);
-	if (!ret)
-		ret = raid5_add_io(e, &to, ENGINE_OP_WRITE, g->parity_role, g->parity, g->unit_off,
-				   g->len);
-	if (!ret)
-		ret = raid5_queue_data(e, &to, g, q->data, q->a0);
+	ret = raid5_queue_writes(e, &to, g, 1, q->data, q->a0, true);
 	if (ret) {
 		ar->n = 0;
 		return ret < 0 ? ret : -EIO;

@@ -642,9 +642,10 @@ static bool raid5_hold_coverable(struct rt_engine *e, struct engine_areq *q)
 /*
  * The step of a holder on the ring, first or woken: take what makes its
  * stripes whole and write them (0), or wait on (-EINPROGRESS, @ar->wake_ns
- * set), or give up (-EAGAIN; at once with @stop: the array changed). Waiting, it is on the buckets of the stripes
- * it lacks parts of before it is armed, and it looks at them once more
- * after: an offer coming in between finds it unarmed and leaves it there.
+ * set), or give up (-EAGAIN; at once with @stop: the array changed).
+ * Waiting, it is on the buckets of the stripes it lacks parts of before it
+ * is armed, and it looks at them once more after: an offer coming in
+ * between finds it unarmed and leaves it there.
  * Once armed, its caller's resume or engine_aio_expire may map it again
  * at once: hands off, but for that last look under the buckets' mutexes.
  */
