@@ -357,6 +357,54 @@ static bool remove_link(const char *link, const char *target)
 	return true;
 }
 
+/*
+ * Remove every symlink to @dev in RT_DEV_DIR and in its directories (a
+ * thin pool's volumes: RT_DEV_DIR/ARRAY/VOL), and a directory it emptied
+ * (not one a running pool keeps empty, its volumes' links go there): once
+ * @dev is detached, the next loop device attached may take its number, and
+ * a link left behind would name another device. Returns how many went.
+ */
+static unsigned remove_links_to(const char *dev)
+{
+	DIR *top = opendir(RT_DEV_DIR);
+	struct dirent *de;
+	unsigned n = 0;
+
+	if (!top)
+		return 0;
+	while ((de = readdir(top))) {
+		char path[PATH_MAX];
+		struct dirent *ve;
+		unsigned here = 0;
+		DIR *sub;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), RT_DEV_DIR "/%s", de->d_name);
+		if (de->d_type == DT_LNK) {
+			n += remove_link(path, dev);
+			continue;
+		}
+		if (de->d_type != DT_DIR || !(sub = opendir(path)))
+			continue;
+		while ((ve = readdir(sub))) {
+			char vlink[PATH_MAX + NAME_MAX + 2];
+
+			if (ve->d_type != DT_LNK)
+				continue;
+			snprintf(vlink, sizeof(vlink), "%s/%s", path, ve->d_name);
+			here += remove_link(vlink, dev);
+		}
+		closedir(sub);
+		if (here)
+			rmdir(path);	/* only when empty */
+		n += here;
+	}
+	closedir(top);
+	rmdir(RT_DEV_DIR);	/* only when empty */
+	return n;
+}
+
 static bool wait_unbound(const char *dev, long ms)
 {
 	char back[PATH_MAX];
@@ -740,6 +788,7 @@ int export_recover(const char *name, const char *link, const char *mountpoint,
 	char mnt[PATH_MAX], dir[PATH_MAX], dev[64] = "", why[PATH_MAX + 64];
 	char msg[PATH_MAX + 128];
 	const char *slash;
+	unsigned links;
 	int excl = -1, r;
 
 	if (!name || !link || !mountpoint || !did)
@@ -769,7 +818,13 @@ int export_recover(const char *name, const char *link, const char *mountpoint,
 			       "stop using it first", name, dev, why);
 			return r;
 		}
-		remove_link(link, dev);
+		/* Before the detach: once detached, its number may name another device. */
+		links = remove_links_to(dev);
+		if (links) {
+			snprintf(msg, sizeof(msg), "removed %u link%s to %s", links,
+				 links == 1 ? "" : "s", dev);
+			did_append(did, didlen, msg);
+		}
 		r = loopdev_detach(dev);
 		if (excl >= 0)
 			close(excl);

@@ -614,9 +614,10 @@ static int vol_unexport(struct thin_run *tr, unsigned i)
 }
 
 /*
- * Links of volumes an engine killed before us left (their loop devices
- * were detached with the array's, run_recover_leftovers); thin_run_export
- * makes those of the volumes there are.
+ * Links of volumes an engine killed before us left whose loop devices
+ * were not ours any more when run_recover_leftovers came (detached by
+ * hand: it removes the links of those it detaches); thin_run_export makes
+ * those of the volumes there are.
  */
 static void remove_old_links(struct thin_run *tr)
 {

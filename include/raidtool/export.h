@@ -89,9 +89,10 @@ int export_resize_file(struct rt_export_file *xf, uint64_t size);
 
 /*
  * Clean up after an engine that died: detach the loop device on a file
- * under @mountpoint (refused with -EBUSY and a reason while it is in use),
- * remove @link (a path under RT_DEV_DIR) when it points at it, lazily
- * unmount @mountpoint. @did gets a short human summary of what was done.
+ * under @mountpoint (refused with -EBUSY and a reason while it is in use)
+ * and every link to it under RT_DEV_DIR (the array's, its volumes'),
+ * remove @link (a path under RT_DEV_DIR) when it dangles, lazily unmount
+ * @mountpoint. @did gets a short human summary of what was done.
  */
 int export_recover(const char *name, const char *link, const char *mountpoint,
 		   const char *dev_hint, char *did, size_t didlen);

@@ -473,6 +473,27 @@ live_pool() {
 	done
 }
 
+@test "live: kill -9, then deactivate: the volumes' links go with their loop devices" {
+	local d0 d1
+	live_pool vol0:64M vol1:64M
+	d0=$(readlink "/dev/raidtool/$NAME/vol0")
+	d1=$(readlink "/dev/raidtool/$NAME/vol1")
+	kill_engine
+	# A detached loop device's number goes to the next one attached (any
+	# array's): a link left behind would name that device.
+	run raidtool deactivate "$NAME"
+	assert_success
+	assert_output --partial "detached $d0"
+	assert_output --partial "detached $d1"
+	assert_output --partial "removed 1 link to $d0"
+	[ ! -L "/dev/raidtool/$NAME/vol0" ] && [ ! -L "/dev/raidtool/$NAME/vol1" ]
+	[ ! -L "/dev/raidtool/$NAME.pool" ]
+	[ ! -e "/dev/raidtool/$NAME" ]
+	run raidtool activate "$NAME"
+	assert_success
+	[ "$(readlink "/dev/raidtool/$NAME/vol0" | cut -c1-9)" = /dev/loop ]
+}
+
 @test "live: vol create, snapshot (while fio writes the origin) and delete on a running array" {
 	require_cmds fio
 	local sum pid
