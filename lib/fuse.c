@@ -245,10 +245,14 @@ struct rt_fuse {
 	unsigned n_queues, depth;
 	size_t payload_size;
 
-	/* The workers the queues hand engine requests to. */
+	/*
+	 * The workers the queues hand engine requests to, and one more for
+	 * the redos of failed rounds alone (pool_take): a redo's request
+	 * holds stripe locks that every other worker may be waiting for.
+	 */
 	pthread_mutex_t pool_mu;
-	pthread_cond_t pool_cond;
-	struct ring_ent *pool_head, *pool_tail;
+	pthread_cond_t pool_cond, redo_cond;
+	struct ring_ent *pool_head, *pool_tail, *redo_head, *redo_tail;
 	bool pool_stop;
 	pthread_t *pool;
 	unsigned n_pool;
@@ -1149,40 +1153,77 @@ static void ring_commit_done(struct ring_queue *q, unsigned flags)
 		ring_watch_done(q);
 }
 
+/* Pop the head of the list @head..@tail (NULL: empty). */
+static struct ring_ent *ent_list_pop(struct ring_ent **head, struct ring_ent **tail)
+{
+	struct ring_ent *ent = *head;
+
+	if (ent) {
+		*head = ent->next;
+		if (!*head)
+			*tail = NULL;
+	}
+	return ent;
+}
+
+static void ent_list_push(struct ring_ent **head, struct ring_ent **tail, struct ring_ent *ent)
+{
+	ent->next = NULL;
+	if (*tail)
+		(*tail)->next = ent;
+	else
+		*head = ent;
+	*tail = ent;
+}
+
+/*
+ * The next entry for a worker, a redo first; the reserve worker takes
+ * redos alone. NULL: the pool stops (what is queued left to the others).
+ */
+static struct ring_ent *pool_take(struct rt_fuse *f, bool reserve)
+{
+	struct ring_ent *ent;
+
+	pthread_mutex_lock(&f->pool_mu);
+	while (!f->redo_head && (reserve || !f->pool_head) && !f->pool_stop)
+		pthread_cond_wait(reserve ? &f->redo_cond : &f->pool_cond, &f->pool_mu);
+	ent = ent_list_pop(&f->redo_head, &f->redo_tail);
+	if (!ent && !reserve)
+		ent = ent_list_pop(&f->pool_head, &f->pool_tail);
+	pthread_mutex_unlock(&f->pool_mu);
+	return ent;
+}
+
 static void *pool_main(void *arg)
 {
 	struct rt_fuse *f = arg;
+	struct ring_ent *ent;
 
-	for (;;) {
-		struct ring_ent *ent;
-
-		pthread_mutex_lock(&f->pool_mu);
-		while (!f->pool_head && !f->pool_stop)
-			pthread_cond_wait(&f->pool_cond, &f->pool_mu);
-		ent = f->pool_head;
-		if (ent) {
-			f->pool_head = ent->next;
-			if (!f->pool_head)
-				f->pool_tail = NULL;
-		}
-		pthread_mutex_unlock(&f->pool_mu);
-		if (!ent)
-			break;
+	while ((ent = pool_take(f, false)))
 		ring_hand_back(ent);
-	}
+	return NULL;
+}
+
+static void *pool_reserve_main(void *arg)
+{
+	struct rt_fuse *f = arg;
+	struct ring_ent *ent;
+
+	while ((ent = pool_take(f, true)))
+		ring_hand_back(ent);
 	return NULL;
 }
 
 static void pool_push(struct rt_fuse *f, struct ring_ent *ent)
 {
 	atomic_fetch_add_explicit(&f->worker_requests, 1, memory_order_relaxed);
-	ent->next = NULL;
 	pthread_mutex_lock(&f->pool_mu);
-	if (f->pool_tail)
-		f->pool_tail->next = ent;
-	else
-		f->pool_head = ent;
-	f->pool_tail = ent;
+	if (ent->aio_redo) {
+		ent_list_push(&f->redo_head, &f->redo_tail, ent);
+		pthread_cond_signal(&f->redo_cond);
+	} else {
+		ent_list_push(&f->pool_head, &f->pool_tail, ent);
+	}
 	pthread_cond_signal(&f->pool_cond);
 	pthread_mutex_unlock(&f->pool_mu);
 }
@@ -1897,11 +1938,12 @@ static int ring_start(struct rt_fuse *f)
 {
 	int r;
 
-	f->pool = calloc(f->threads, sizeof(*f->pool));
+	f->pool = calloc(f->threads + 1, sizeof(*f->pool));
 	if (!f->pool)
 		return -ENOMEM;
-	for (; f->n_pool < f->threads; f->n_pool++) {
-		r = spawn(&f->pool[f->n_pool], pool_main, f);
+	for (; f->n_pool <= f->threads; f->n_pool++) {
+		r = spawn(&f->pool[f->n_pool], f->n_pool < f->threads ? pool_main
+								      : pool_reserve_main, f);
 		if (r < 0)
 			return r;
 	}
@@ -2188,6 +2230,7 @@ int rt_fuse_start(const struct rt_fuse_params *p, struct rt_fuse **out)
 	pthread_mutex_init(&f->dev_mu, NULL);
 	pthread_mutex_init(&f->pool_mu, NULL);
 	pthread_cond_init(&f->pool_cond, NULL);
+	pthread_cond_init(&f->redo_cond, NULL);
 	pthread_mutex_init(&f->live_mu, NULL);
 	pthread_cond_init(&f->live_cond, NULL);
 	pthread_mutex_init(&f->files_mu, NULL);
@@ -2366,6 +2409,7 @@ void rt_fuse_destroy(struct rt_fuse *f)
 	pthread_mutex_lock(&f->pool_mu);
 	f->pool_stop = true;
 	pthread_cond_broadcast(&f->pool_cond);
+	pthread_cond_broadcast(&f->redo_cond);
 	pthread_mutex_unlock(&f->pool_mu);
 	for (unsigned i = 0; i < f->n_pool; i++)
 		pthread_join(f->pool[i], NULL);
@@ -2389,6 +2433,7 @@ void rt_fuse_destroy(struct rt_fuse *f)
 	pthread_cond_destroy(&f->live_cond);
 	pthread_mutex_destroy(&f->live_mu);
 	pthread_cond_destroy(&f->pool_cond);
+	pthread_cond_destroy(&f->redo_cond);
 	pthread_mutex_destroy(&f->pool_mu);
 	pthread_mutex_destroy(&f->dev_mu);
 	free(f);

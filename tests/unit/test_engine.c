@@ -1290,9 +1290,9 @@ static unsigned holds_free(struct rt_engine *e)
  * parity from the new data alone, with that part in them; the other write
  * is then mapped with nothing left to run. Without the other part it
  * waits until its time (engine_aio_expire), gives up (a miss: the next
- * holder does not wait again) and is written in rounds on the ring, as
- * the synchronous path would write it; a small write that gives up is
- * mapped alone.
+ * holder does not wait again) and is the synchronous path's, as is the
+ * next holder of that stripe; a small write that gives up is mapped
+ * alone.
  */
 static void test_engine_ring_hold(void **state)
 {
@@ -1353,9 +1353,21 @@ static void test_engine_ring_hold(void **state)
 		assert_false(stripe_is_held(e, s + 1));
 		assert_int_equal(holds_free(e), ENGINE_RING_HOLDS);
 		assert_int_equal(atomic_load(&e->gather_misses), 1);
+		/*
+		 * The other part's write, large, holds the stripe given up on
+		 * but may not wait: for the synchronous path too, where the
+		 * two meet (not in rounds, its part written alone).
+		 */
+		rng_fill(&seed, buf + W, W);
+		assert_int_equal(engine_write_map(e, buf + W, W, b2 + W - 4096, ar2), -EAGAIN);
+		assert_false(stripe_is_held(e, s + 1));
+		assert_false(stripe_is_held(e, s + 2));
+		assert_int_equal(holds_free(e), ENGINE_RING_HOLDS);
 		assert_int_equal(engine_write(e, buf, W - 4096, b2), 0);
 		assert_int_equal(atomic_load(&e->gather_misses), 1);
+		assert_int_equal(engine_write(e, buf + W, W, b2 + W - 4096), 0);
 		memcpy(f->model + b2, buf, W - 4096);
+		memcpy(f->model + b2 + W - 4096, buf + W, W);
 		verify_through_engine(f);
 		verify_units(f);
 	}
