@@ -1274,7 +1274,13 @@ static void aio_finish(struct ring_ent *ent)
 		pool_push(f, ent);
 		return;
 	}
-	/* A failed ring runs no further round: the synchronous path does the request. */
+	/*
+	 * A failed ring runs no further round: the synchronous path does the
+	 * request. The round that completed whole left its stripes
+	 * consistent: nothing partial, none owed a resync (@ar->n 0).
+	 */
+	if (ok && ent->q->broken)
+		ent->ar.n = 0;
 	ok = ok && !ent->q->broken;
 	next = ok ? engine_aio_next(ent->aio_e, &ent->ar) : 0;
 	if (next > 0) {

@@ -169,7 +169,9 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
  * Every mapping that returned 0 ends with one engine_aio_unmap, @ok when
  * every unit I/O transferred its whole length (the request is then counted
  * done); not @ok with @ar->n set to 0 when the round mapped last never
- * went out (nothing of it can have reached the units). Otherwise the caller serves the request again with engine_read or
+ * went out or completed whole (nothing partial can have reached the
+ * units; each round leaves its stripes consistent), say when the caller
+ * cannot run the next. Otherwise the caller serves the request again with engine_read or
  * engine_write, which is where an error is judged (retried, or its role
  * failed); writing the same bytes again is harmless.
  * While a mapping is open, the units' descriptors stay valid.
