@@ -520,7 +520,14 @@ int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res)
 				return -EAGAIN;	/* a read round: nothing written yet */
 			failed |= role_bit(ar->io[i].role);
 		}
+	/*
+	 * Never waits: a drain may hold the shared contexts until this
+	 * mapping ends. When workers hold them all, the one kept for redos,
+	 * rather than the stripes owed a resync and the request written again.
+	 */
 	c = ctx_try_acquire(e);
+	if (!c && !atomic_exchange(&e->ctx[e->n_ctx].busy, 1))
+		c = &e->ctx[e->n_ctx];
 	if (!c)
 		return -EAGAIN;
 	for (i = 0; i < ar->n && !ret; i++)

@@ -13,7 +13,7 @@
  *
  * Memory is fixed at engine_create and does not depend on the array's size:
  *
- *   bytes ~= ENGINE_CONTEXTS * (D + S + R + B) + ENGINE_LOCK_BUCKETS * 128 B
+ *   bytes ~= (ENGINE_CONTEXTS + 1) * (D + S + R + B) + ENGINE_LOCK_BUCKETS * 128 B
  *     D = ENGINE_PIECE + 2 * 4 KiB       aligned data buffer (1 MiB + 8 KiB)
  *     S = D for raid5, else 0            parity and old-data scratch
  *     R ~= 25 KiB                        io_uring ring: 256 SQEs, 512 CQEs
@@ -28,8 +28,9 @@
  *   engine_discard's zeros add ENGINE_PIECE (1 MiB) once per engine; a
  *   recover walk borrows 2 * n * ENGINE_WALK_STEP (at most ENGINE_WALK_MEM,
  *   32 MiB) while it runs.
- *   With ENGINE_CONTEXTS = 16 and ENGINE_PIECE = 1 MiB: about 17 MiB for
- *   linear/raid0/raid1 and 50 MiB for raid5 with 64 KiB chunks (B adds at
+ *   (the one context more is kept for the redos of failed rounds).
+ *   With ENGINE_CONTEXTS = 16 and ENGINE_PIECE = 1 MiB: about 18 MiB for
+ *   linear/raid0/raid1 and 52 MiB for raid5 with 64 KiB chunks (B adds at
  *   most about 0.8 MiB more with 4 KiB chunks). The data and scratch
  *   buffers are registered with io_uring (pinned) when the kernel allows.
  *
@@ -278,9 +279,9 @@ void engine_get_stats(struct rt_engine *e, struct rt_engine_stats *st)
 	memset(st, 0, sizeof(*st));
 	if (!e)
 		return;
-	for (i = 0; i <= e->n_ctx; i++) {
-		/* every context's, and then the event-driven reads' */
-		struct engine_ctx_stats *cs = i < e->n_ctx ? &e->ctx[i].stats : &e->aread_stats;
+	for (i = 0; i <= e->n_ctx + 1; i++) {
+		/* every context's (the redos' one too), and then the event-driven reads' */
+		struct engine_ctx_stats *cs = i <= e->n_ctx ? &e->ctx[i].stats : &e->aread_stats;
 
 #define SUM(dst, src) ((dst) += atomic_load_explicit(&(src), memory_order_relaxed))
 		SUM(st->reads, cs->reads);
@@ -414,13 +415,14 @@ static int create_engine(const struct rt_sb *sb, struct rt_unit *const *units,
 	}
 	memset(e->zeros, 0, ENGINE_PIECE);
 
-	e->ctx = calloc(ENGINE_CONTEXTS, sizeof(*e->ctx));
+	/* The shared ones, then the one kept for redos (engine_aio_redo). */
+	e->ctx = calloc(ENGINE_CONTEXTS + 1, sizeof(*e->ctx));
 	if (!e->ctx) {
 		ret = -ENOMEM;
 		goto fail;
 	}
 	e->n_ctx = ENGINE_CONTEXTS;
-	for (i = 0; i < e->n_ctx; i++) {
+	for (i = 0; i <= e->n_ctx; i++) {
 		ret = ctx_init(e, &e->ctx[i], i);
 		if (ret)
 			goto fail;
@@ -459,7 +461,7 @@ void engine_destroy(struct rt_engine *e)
 		/* Taking every context waits for the requests in flight. */
 		for (i = 0; i < e->n_ctx; i++)
 			(void)ctx_acquire(e);
-		for (i = 0; i < e->n_ctx; i++)
+		for (i = 0; i <= e->n_ctx; i++)
 			ctx_free(&e->ctx[i]);
 		free(e->ctx);
 	}

@@ -386,7 +386,7 @@ struct rt_engine {
 	engine_failure_fn on_fail;
 	void *on_fail_ctx;
 
-	struct engine_ctx *ctx;
+	struct engine_ctx *ctx;		/* n_ctx shared, then ctx[n_ctx] for redos alone */
 	unsigned n_ctx;
 	pthread_mutex_t pool_mu;
 	pthread_cond_t pool_cond;
