@@ -468,6 +468,11 @@ static int attach_file(const char *name, const char *file, uint64_t size, uint32
 	if (!loop_dio_on(dev))
 		rt_log(RT_LOG_WARN, "'%s': %s runs without direct I/O (the kernel refused it)",
 		       name, dev);
+	/* Ours now: a link to it is one an engine that died left, naming another array. */
+	r = (int)remove_links_to(dev);
+	if (r > 0)
+		rt_log(RT_LOG_WARN, "'%s': removed %d stale link%s to %s under " RT_DEV_DIR
+		       " (left by an engine that died)", name, r, r == 1 ? "" : "s", dev);
 	r = make_link(dev, link);
 	if (r < 0) {
 		rt_log(RT_LOG_ERROR, "'%s': cannot create '%s': %s", name, link, strerror(-r));

@@ -494,6 +494,24 @@ live_pool() {
 	[ "$(readlink "/dev/raidtool/$NAME/vol0" | cut -c1-9)" = /dev/loop ]
 }
 
+@test "live: a link left naming the loop device an engine takes is removed, with a warning" {
+	local next gone stale="/dev/raidtool/$NAME-old"
+	new_pool
+	run raidtool vol create "$NAME" vol0 --size 64M
+	assert_success
+	# As an engine that died leaves it once its loop device was detached by hand.
+	next=$(losetup -f)
+	mkdir -p "$stale"
+	ln -s "$next" "$stale/vol0"
+	run raidtool activate "$NAME"
+	gone=1
+	[ -e "$stale" ] && gone=0 && rm -rf "$stale"
+	assert_success
+	assert_output --partial "removed 1 stale link to $next"
+	readlink "/dev/raidtool/$NAME.pool" "/dev/raidtool/$NAME/vol0" | grep -qx "$next"
+	[ "$gone" = 1 ]	# the link, and the directory it emptied
+}
+
 @test "live: vol create, snapshot (while fio writes the origin) and delete on a running array" {
 	require_cmds fio
 	local sum pid
