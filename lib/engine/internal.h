@@ -616,7 +616,7 @@ struct engine_areq {
 	unsigned n_part;
 	struct stripe_contrib own[2];
 	bool gathering, may_wait, taken;
-	bool to_worker;			/* gave up: a worker's (raid5_hold_give_up) */
+	bool waited;			/* it waited for its parts in vain (raid5_hold_give_up) */
 	uint64_t t0, deadline;
 	struct gather_idle gi;
 	struct stripe_gatherer gw[2];

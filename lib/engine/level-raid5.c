@@ -457,11 +457,10 @@ static int raid5_write(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
  * (read-modify-write or reconstruct-write) and run in two rounds on the
  * caller's ring: the reads, then (raid5_map_next) the parity computed and
  * the data and parity written. A larger one whose holding gave up without
- * waiting goes on in rounds on the ring (raid5_map_fallback), unless its
- * stripe was given up on. Anything else is the synchronous path's:
- * degraded or rebuilding arrays, writes that waited for their parts in
- * vain or whose stripe was given up on that way, and writes that found
- * every hold borrowed.
+ * waiting goes on in rounds on the ring (raid5_map_fallback). Anything
+ * else is the synchronous path's: degraded or rebuilding arrays, writes
+ * that waited for their parts in vain, and writes that found every hold
+ * borrowed.
  */
 static int raid5_map_next(struct rt_engine *e, struct engine_aio *ar);
 
@@ -573,9 +572,8 @@ static int raid5_rounds_plan(struct rt_engine *e, struct engine_aio *ar)
 /*
  * Holding [off, off + len) from @buf gave up (@ret -EAGAIN), or @ret is
  * what it did. Gave up: a large write goes on in rounds on the ring (with
- * what the holder borrowed) unless it is for a worker (it waited for its
- * parts in vain, or its stripe was given up on that way), a small one
- * alone (raid5_map_small), unless the array changed (@stop):
+ * what the holder borrowed) unless it waited for its parts in vain, a
+ * small one alone (raid5_map_small), unless the array changed (@stop):
  * then, as when nothing could be borrowed, the synchronous path's.
  */
 static int raid5_map_fallback(struct rt_engine *e, struct engine_aio *ar, int ret, uint8_t *buf,
@@ -587,14 +585,14 @@ static int raid5_map_fallback(struct rt_engine *e, struct engine_aio *ar, int re
 	if (ret != -EAGAIN)
 		return ret;
 	/*
-	 * Not one for a worker (raid5_hold_give_up): its stripes let go, the
-	 * writers queued on them hold them in turn while this one, on a
-	 * worker, offers its part to them, and such a stripe is still written
-	 * whole. In rounds, its part written alone, each of theirs would be
-	 * too (a 1 MiB stream on disk: 2.6 times the reconstruct-writes, 0.75
-	 * raw instead of 1.16 in make bench).
+	 * Not after waiting in vain: its stripes let go, the writers queued
+	 * on them hold them in turn while this one, on a worker, offers its
+	 * part to them, and such a stripe is still written whole. In rounds,
+	 * its part written alone, each of theirs would be too (a 1 MiB
+	 * stream on disk: 2.6 times the reconstruct-writes, 0.75 raw instead
+	 * of 1.16 in make bench).
 	 */
-	if (q->hold && !fits && !stop && !q->to_worker) {
+	if (q->hold && !fits && !stop && !q->waited) {
 		q->rounds = true;
 		q->round = 0;
 		q->cur = raid5_cursor_at(e, off);

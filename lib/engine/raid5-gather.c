@@ -528,12 +528,6 @@ void raid5_hold_end(struct rt_engine *e, struct engine_areq *q, bool ok)
  * write's rounds alone (raid5_map_fallback). The synchronous path, should
  * it write it, does not wait for the parts again (gather_missed) but takes
  * those offered by then. Only a holder that waited counts as in vain.
- * One that waited in vain, or whose stripe was given up on that way, is
- * for a worker (q->to_worker): there it lets its stripes go and offers its
- * part while it waits for them, and the writers queued on them (the one
- * that gave up on the stripe before, on a worker too) still write them
- * whole; in rounds on the ring its part is written alone, and so is each
- * of theirs.
  */
 static int raid5_hold_give_up(struct rt_engine *e, struct engine_aio *ar, bool waited)
 {
@@ -558,7 +552,7 @@ static int raid5_hold_give_up(struct rt_engine *e, struct engine_aio *ar, bool w
 	}
 	q->gathering = false;
 	q->parked = NULL;
-	q->to_worker |= waited;
+	q->waited = waited;
 	ar->wake_ns = 0;
 	return -EAGAIN;
 }
@@ -713,7 +707,7 @@ int raid5_map_hold(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uin
 	if (!h)
 		return -EAGAIN;
 	q->hold = h;
-	q->to_worker = false;
+	q->waited = false;
 	q->data = buf;
 	q->a0 = a0;
 	q->a1 = a1;
@@ -740,8 +734,6 @@ int raid5_map_hold(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uin
 		pthread_mutex_lock(&b->mu);
 		q->may_wait = gather_not_given_up(b, q->part[i]);
 		pthread_mutex_unlock(&b->mu);
-		/* The holder that gave up on it is on a worker: so is this write's place. */
-		q->to_worker = !q->may_wait;
 	}
 	return raid5_hold_step(e, ar, false);
 }
