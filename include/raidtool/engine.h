@@ -116,9 +116,14 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
  * queue that carried the request) instead of a thread waiting in
  * engine_read/engine_write. engine_read_map maps a read of [@off, @off +
  * @len) into @buf to at most ENGINE_AIO_MAX unit reads in @ar when nothing
- * needs the engine's judgement: every role working (none faulty, missing or
- * being rebuilt), @off, @len and @buf aligned to the units' block size,
- * @len at most 1 MiB. engine_write_map does the same for a write from @buf,
+ * needs the engine's judgement: @off, @len and @buf aligned to the units'
+ * block size, @len at most 1 MiB. With a role faulty (missing, or being
+ * rebuilt), raid1 reads a working mirror, and raid5 holds the range's
+ * stripe locks (queued on one held as a write is, below) and rebuilds the
+ * role's chunks: @ar has the other roles' reads of them, and
+ * engine_aio_next computes the chunks into @buf once those completed
+ * (returns 0); -EAGAIN when they do not fit its buffers, or beyond what the
+ * level spares. engine_write_map does the same for a write from @buf,
  * on linear and raid0 (whose writes are their unit writes and nothing else)
  * and raid1 (a write to every working mirror, and to one being rebuilt):
  * the mapping then holds the stripe locks of the range until it is unmapped,
@@ -133,6 +138,12 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len);
  * writes in @ar (returns 1: run them, then call it again); it returns 0 when
  * the request has no more rounds, a negative errno when the next round
  * cannot be made (unmap it as failed).
+ * While a role is faulty or being rebuilt, a raid5 write is planned as
+ * engine_write plans it (the faulty role neither read nor written, the one
+ * being rebuilt written), gathering nothing, and mapped in rounds of a batch
+ * of column ranges each: the batch's reads, then (engine_aio_next) its
+ * parity and data; -EAGAIN over 16 KiB or across a chunk when no holder's
+ * buffers are free (below).
  * A raid5 write that finds its stripes free and would be gathered (with
  * stripe gathering on, engine_set_gather_window: not random writes), or is
  * larger (up to 1 MiB), holds them on the caller's ring: it is mapped to

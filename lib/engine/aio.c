@@ -130,6 +130,8 @@ static struct engine_areq *engine_areq_get(struct rt_engine *e)
 		q->parked = NULL;
 		q->hold = NULL;
 		q->gathering = q->taken = q->rounds = false;
+		q->n_part = q->n_lost = 0;
+		q->lost_used = 0;
 	}
 	return q;
 }
@@ -286,9 +288,13 @@ int engine_aio_add(const struct rt_engine *e, struct engine_aio *ar, bool write,
 	return 0;
 }
 
-/* A read of a healthy array: each extent from the role engine_read would choose. */
+/*
+ * A read, the roles in @m faulty: each extent from the role engine_read
+ * would choose; one on a faulty role rebuilt from the others (raid5, its
+ * stripe locks held: map_read_lost), or -EAGAIN.
+ */
 static int engine_aio_map_read(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
-			       uint64_t off, uint64_t len)
+			       uint64_t off, uint64_t len, uint64_t m)
 {
 	unsigned rr = atomic_fetch_add_explicit(&e->aread_rr, 1, memory_order_relaxed);
 	struct layout_extent ext;
@@ -301,10 +307,14 @@ static int engine_aio_map_read(struct rt_engine *e, struct engine_aio *ar, uint8
 		if (ret)
 			return ret;
 		/* raid1: the mirror engine_read would choose (owed regions: the source) */
-		role = e->ops->read_role(e, &ext, rr, 0);
-		if (role == LAYOUT_NO_ROLE)
-			return -EAGAIN;
-		ret = engine_aio_add(e, ar, false, role, ext.offset, buf + (pos - off), ext.len);
+		role = e->ops->read_role(e, &ext, rr, m);
+		if (role != LAYOUT_NO_ROLE && !(m & role_bit(role)))
+			ret = engine_aio_add(e, ar, false, role, ext.offset, buf + (pos - off),
+					     ext.len);
+		else if (e->ops->map_read_lost && ar->areq)
+			ret = e->ops->map_read_lost(e, ar, buf + (pos - off), &ext, m);
+		else
+			ret = -EAGAIN;
 		if (ret)
 			return ret;
 	}
@@ -321,6 +331,7 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 	struct engine_areq *parked;
 	uint64_t m, rb, busy;
 	unsigned tries;
+	bool lock;
 	int ret;
 
 	if (!e || !buf || !ar || !len || engine_check_range(e, len, off))
@@ -394,7 +405,14 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 	 * bit must be on the units before any of its data: when it is not yet,
 	 * the synchronous path marks it.
 	 */
-	if (write && (e->ops->redundant || e->lock_all)) {
+	/*
+	 * Reads with a role faulty lock as engine_read does (raid5: a
+	 * reconstruction must not mix old and new chunks of a stripe a
+	 * writer is halfway through); the mask is loaded again under them.
+	 */
+	lock = write ? e->ops->redundant || e->lock_all :
+		       e->ops->lock_degraded_reads && engine_faulty(e);
+	if (lock) {
 		/*
 		 * A lock held or waited for: queue the request on it (the
 		 * caller's resume maps it again), unless it came free meanwhile.
@@ -413,7 +431,7 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 			if (ret != -EBUSY || !ar->resume || tries == 3 ||
 			    ar->queued >= ENGINE_AIO_QUEUED_MAX)
 				break;
-			if (e->ops->gather) {
+			if (write && e->ops->gather) {
 				ret = engine_aio_offer_new(e, ar, buf, off, len, busy);
 				if (ret == -EAGAIN)
 					break;
@@ -427,7 +445,8 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 		}
 		if (ret)
 			goto sync;
-		if (!engine_dl_covered(e, off / e->lock_unit, (off + len - 1) / e->lock_unit))
+		if (write &&
+		    !engine_dl_covered(e, off / e->lock_unit, (off + len - 1) / e->lock_unit))
 			goto sync;
 	}
 	/* Loaded under the stripe locks, the rebuild mask first (see engine_write_piece). */
@@ -435,14 +454,19 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 	m = engine_faulty(e);
 	if (write)
 		ret = e->ops->map_write(e, ar, buf, off, len, m, rb);
+	else if (m && e->ops->lock_degraded_reads && !ar->areq)
+		ret = -EAGAIN;	/* a role failed since: engine_read locks */
 	else
-		ret = m ? -EAGAIN : engine_aio_map_read(e, ar, buf, off, len);
+		ret = engine_aio_map_read(e, ar, buf, off, len, m);
 	/* A holder waiting for its stripes' parts on the ring keeps its locks. */
 	if (ret == 0 || ret == -EINPROGRESS)
 		return ret;
 	goto sync;
 sync:
 	ar->n = 0;
+	/* What a degraded read's rebuilds borrowed (a write's map_write gave back its own). */
+	if (!write && ar->areq && e->ops->map_end)
+		e->ops->map_end(e, ar, false);
 	engine_areq_unlock(e, ar);
 	atomic_fetch_sub(&e->aread_inflight, 1);
 	return -EAGAIN;
@@ -558,7 +582,7 @@ void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok)
 					  memory_order_relaxed);
 		engine_aio_count(e, ar);
 	}
-	if (ar->write && e->ops->map_end)
+	if (ar->areq && e->ops->map_end)
 		e->ops->map_end(e, ar, ok);	/* under the stripe locks still */
 	ar->n = 0;
 	ar->wake_ns = 0;

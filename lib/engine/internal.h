@@ -161,6 +161,7 @@ void rebuild_release(struct rt_engine *e);
 #define ENGINE_AREQS 64u		/* mapped writes holding stripe locks at once */
 #define ENGINE_AREQ_SCRATCH (64u << 10)	/* raid5: old data, parity of one mapped write */
 #define ENGINE_AREQ_WRITE_MAX (16u << 10)	/* raid5: the largest write mapped */
+#define ENGINE_AREQ_LOST 8u		/* raid5: extents a degraded read rebuilds */
 
 #define ENGINE_RING_HOLDS 12u		/* raid5 writes holding stripes on rings at once */
 #define ENGINE_HOLD_SEGS (ENGINE_AIO_MAX / 2)	/* column ranges of a holder's round */
@@ -486,6 +487,14 @@ struct engine_level_ops {
 	int (*read_lost)(struct rt_engine *e, struct engine_ctx *c, uint8_t *dst,
 			 const struct layout_extent *ext, uint64_t m);
 	/*
+	 * engine_read_map, @ext on a faulty role (the roles in @m), the
+	 * range's stripe locks held: queue into @ar the reads that rebuild it
+	 * into @dst; map_next then computes it. -EAGAIN: the synchronous
+	 * path's (no room, or beyond what the level spares). NULL: never.
+	 */
+	int (*map_read_lost)(struct rt_engine *e, struct engine_aio *ar, uint8_t *dst,
+			     const struct layout_extent *ext, uint64_t m);
+	/*
 	 * Write the aligned range [a0, a1) from @data (which holds a0) with the
 	 * roles in @m faulty and those in @rb being rebuilt, the piece's stripe
 	 * locks held (when the level locks), running all of its I/O.
@@ -520,8 +529,8 @@ struct engine_level_ops {
 	 */
 	int (*map_next)(struct rt_engine *e, struct engine_aio *ar);
 	/*
-	 * A mapped write ends, its stripe locks still held: written (@ok), or
-	 * failed (some of its unit I/O may have happened).
+	 * A mapping that locks ends, its stripe locks still held: written or
+	 * read (@ok), or failed (some of a write's unit I/O may have happened).
 	 */
 	void (*map_end)(struct rt_engine *e, struct engine_aio *ar, bool ok);
 	/*
@@ -628,6 +637,24 @@ struct engine_areq {
 	 */
 	bool rounds, reading, last_batch;
 	struct raid5_cursor cur;
+	/*
+	 * raid5 rounds on a degraded or rebuilding array: the masks loaded
+	 * under the locks, and the batch of a small write (@seg in @scratch)
+	 * when it borrowed no hold (raid5_map_degraded).
+	 */
+	uint64_t m, rb;
+	struct raid5_batch small;
+	/*
+	 * raid5, a degraded read: the faulty role's extents, each rebuilt into
+	 * @dst from the other roles' bytes read at @src (raid5_map_read_lost),
+	 * in @scratch or, when that is full, a borrowed hold's buffer.
+	 */
+	struct raid5_lost {
+		uint8_t *dst, *src;
+		uint32_t len;
+	} lost[ENGINE_AREQ_LOST];
+	unsigned n_lost;
+	size_t lost_used;		/* of the buffer the last one is in */
 };
 
 /*

@@ -525,11 +525,16 @@ static int raid5_map_small(struct rt_engine *e, struct engine_aio *ar, uint8_t *
  * the batch's reads, then its parity and new data, then the next batch.
  * Each batch leaves its stripes consistent, as raid5_write's rounds do.
  */
+static struct raid5_batch *raid5_rounds_batch(struct engine_areq *q)
+{
+	return q->hold ? &q->hold->plan : &q->small;
+}
+
 static int raid5_rounds_write(struct rt_engine *e, struct engine_aio *ar)
 {
 	const struct raid5_sink to = { .ar = ar };
 	struct engine_areq *q = ar->areq;
-	const struct raid5_batch *b = &q->hold->plan;
+	const struct raid5_batch *b = raid5_rounds_batch(q);
 	int ret;
 
 	ar->n = 0;
@@ -547,13 +552,13 @@ static int raid5_rounds_plan(struct rt_engine *e, struct engine_aio *ar)
 {
 	const struct raid5_sink to = { .ar = ar };
 	struct engine_areq *q = ar->areq;
-	struct raid5_batch *b = &q->hold->plan;
+	struct raid5_batch *b = raid5_rounds_batch(q);
 	unsigned i;
 	int ret = 0;
 
 	/* The batches before are whole: until this one's writes go out, a failure owes nothing. */
 	q->round = 0;
-	q->last_batch = raid5_plan(e, b, &e->aread_stats, q->a0, q->a1, 0, 0, &q->cur,
+	q->last_batch = raid5_plan(e, b, &e->aread_stats, q->a0, q->a1, q->m, q->rb, &q->cur,
 				   ENGINE_AIO_MAX / (e->data_roles + 1));
 	if (!b->n_segs)
 		return -EINVAL;		/* cannot happen: scratch holds a range */
@@ -607,11 +612,52 @@ static int raid5_map_fallback(struct rt_engine *e, struct engine_aio *ar, int re
 	return -EAGAIN;
 }
 
+/*
+ * A write while a role is faulty or being rebuilt: planned as raid5_write
+ * plans it with those roles (raid5_plan: the faulty one neither read nor
+ * written, the one being rebuilt written but not read), in rounds on the
+ * caller's ring, as a holder that gave up writes (raid5_rounds_plan); a
+ * small write in the request's scratch, a larger one in a hold it borrows
+ * (none free: -EAGAIN). Nothing is gathered: a redo of a part written
+ * alone must find its stripe consistent but for the faulty role.
+ */
+static int raid5_map_degraded(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
+			      uint64_t off, uint64_t len)
+{
+	struct engine_areq *q = ar->areq;
+
+	if (!engine_tolerates(e, q->m))
+		return -EAGAIN;	/* engine_write stops it */
+	q->data = buf;
+	q->a0 = off;
+	q->a1 = off + len;
+	q->waited = false;
+	if (!raid5_map_fits(e, off, len)) {
+		q->hold = engine_hold_get(e);
+		if (!q->hold)
+			return -EAGAIN;
+	}
+	q->small = (struct raid5_batch){ .segs = &q->seg, .cap = 1, .scratch = q->scratch,
+					 .scratch_cap = ENGINE_AREQ_SCRATCH };
+	q->rounds = true;
+	q->cur = raid5_cursor_at(e, off);
+	if (raid5_rounds_plan(e, ar) > 0)
+		return 0;
+	q->rounds = false;
+	q->round = 0;
+	raid5_hold_end(e, q, false);
+	return -EAGAIN;
+}
+
 static int raid5_map_write(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
 			   uint64_t off, uint64_t len, uint64_t m, uint64_t rb)
 {
-	if (m || rb || !ar->areq || !ar->areq->scratch)
+	if (!ar->areq || !ar->areq->scratch)
 		return -EAGAIN;
+	ar->areq->m = m;
+	ar->areq->rb = rb;
+	if (m || rb)
+		return raid5_map_degraded(e, ar, buf, off, len);
 	/* Before the holder's window looks at the arrivals: this one is not news to it. */
 	engine_note_write(e, off, off + len);
 	/*
@@ -654,6 +700,67 @@ static int raid5_map_resume(struct rt_engine *e, struct engine_aio *ar, bool sto
 				  q->a1 - q->a0, stop);
 }
 
+/*
+ * engine_read_map, @ext on the faulty role: read the same columns of every
+ * other role into the request's scratch (full: a borrowed hold's buffer),
+ * to be XORed into @dst once they are in (raid5_map_read_next).
+ */
+static int raid5_map_read_lost(struct rt_engine *e, struct engine_aio *ar, uint8_t *dst,
+			       const struct layout_extent *ext, uint64_t m)
+{
+	struct engine_areq *q = ar->areq;
+	size_t need = (size_t)(e->n - 1) * ext->len;
+	struct raid5_lost *l;
+	uint8_t *base;
+	uint32_t r, j = 0;
+	int ret;
+
+	if ((m & ~role_bit(ext->role)) || q->n_lost == ENGINE_AREQ_LOST)
+		return -EAGAIN;	/* beyond raid5 (engine_read fails it), or no room */
+	if (q->lost_used + need > (q->hold ? ENGINE_DATA_CAP : ENGINE_AREQ_SCRATCH)) {
+		if (q->hold || need > ENGINE_DATA_CAP)
+			return -EAGAIN;
+		q->hold = engine_hold_get(e);
+		if (!q->hold)
+			return -EAGAIN;
+		q->lost_used = 0;
+	}
+	base = q->hold ? q->hold->parity : q->scratch;
+	l = &q->lost[q->n_lost++];
+	*l = (struct raid5_lost){ .dst = dst, .src = base + q->lost_used, .len = ext->len };
+	q->lost_used += need;
+	for (r = 0; r < e->n; r++) {
+		if (r == ext->role)
+			continue;
+		ret = engine_aio_add(e, ar, false, r, ext->offset, l->src + (size_t)j++ * l->len,
+				     l->len);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* A degraded read's unit reads are in: rebuild the faulty role's extents. */
+static int raid5_map_read_next(struct rt_engine *e, struct engine_aio *ar)
+{
+	struct engine_areq *q = ar->areq;
+	void *src[RT_MAX_UNITS];
+	unsigned i, j;
+	int ret;
+
+	for (i = 0; i < q->n_lost; i++) {
+		const struct raid5_lost *l = &q->lost[i];
+
+		for (j = 0; j < e->n - 1; j++)
+			src[j] = l->src + (size_t)j * l->len;
+		ret = parity_xor(l->dst, src, j, l->len);
+		if (ret)
+			return ret;
+	}
+	q->n_lost = 0;
+	return 0;
+}
+
 /* The reads completed: compute the parity, write it and the data. */
 static int raid5_map_next(struct rt_engine *e, struct engine_aio *ar)
 {
@@ -662,6 +769,8 @@ static int raid5_map_next(struct rt_engine *e, struct engine_aio *ar)
 	struct raid5_seg *g = &q->seg;
 	int ret;
 
+	if (!ar->write)
+		return raid5_map_read_next(e, ar);
 	if (q->rounds) {
 		if (!q->reading && q->last_batch)
 			return 0;
@@ -779,6 +888,7 @@ const struct engine_level_ops engine_raid5_ops = {
 	.tolerates = raid5_tolerates,
 	.read_role = engine_extent_role,
 	.read_lost = raid5_reconstruct,
+	.map_read_lost = raid5_map_read_lost,
 	.write = raid5_write,
 	.gather = raid5_gather,
 	.map_write = raid5_map_write,

@@ -204,6 +204,30 @@ kill_test() {
 	race_test dev /dev/fuse 1
 }
 
+@test "degraded raid5 over io_uring: fio verify of random reads and writes runs on the ring, the lost role's chunks rebuilt there" {
+	require_uring
+	start_with uring 5 64K 4 64M
+	run raidtool fail "$NAME" 1
+	assert_success
+	ring=$(fuse_field ring_requests)
+	workers=$(fuse_field worker_requests)
+	# Written degraded, then read back degraded: a quarter of the chunks are role 1's.
+	run fio --name=deg --filename="$DEV" --direct=1 --ioengine=io_uring --iodepth=16 \
+		--rw=randwrite --bsrange=4k-16k --size=32M --numjobs=2 --offset_increment=32M \
+		--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
+		--output-format=terse --terse-version=3
+	assert_success
+	ring=$(($(fuse_field ring_requests) - ring))
+	workers=$(($(fuse_field worker_requests) - workers))
+	echo "# ring requests $ring, to workers $workers" >&3
+	[ "$ring" -gt 5000 ] || fail "only $ring requests on the ring"
+	[ $((workers * 20)) -le "$ring" ] || fail "$workers of $ring requests went to workers"
+	[ "$(status_json | jq -r .health)" = degraded ]
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+}
+
 # same_blocks_test TRANSPORT LEVEL COUNT: 8 jobs writing the same few
 # blocks at once (raid1: two writes of a block must not land in opposite
 # orders on the mirrors; raid5: nor interleave their parity updates; writes

@@ -628,8 +628,10 @@ static void count_resume(struct engine_aio *ar)
 /*
  * Event-driven reads: the unit reads engine_read_map hands out, done here
  * with pread as a FUSE queue would on its ring, give the model's bytes, and
- * the request counts as a read. Anything it must not take (unaligned, a
- * role missing) is -EAGAIN, for the synchronous path.
+ * the request counts as a read; none goes to a missing role (raid1 reads
+ * a working mirror, raid5 rebuilds the role's chunks from the others' in
+ * engine_aio_next). Anything it must not take (unaligned, over 1 MiB) is
+ * -EAGAIN, for the synchronous path.
  */
 static void verify_mapped_reads(struct fixture *f)
 {
@@ -647,25 +649,22 @@ static void verify_mapped_reads(struct fixture *f)
 	assert_int_equal(engine_read_map(f->e, buf, 4096, f->size, ar), -EINVAL);
 	engine_get_stats(f->e, &before);
 	for (int i = 0; i < 64; i++) {
-		uint64_t len = (1 + rng_below(&seed, MIB / 4096)) * 4096, off;
-		int r;
+		/* A role missing: raid5 rebuilds its chunks in a hold's buffer, up to 1 MiB. */
+		uint64_t len = (1 + rng_below(&seed, (f->tc->missing ? MIB / 4 : MIB) / 4096)) * 4096;
+		uint64_t off = rng_below(&seed, (f->size - len) / 4096 + 1) * 4096;
 
-		off = rng_below(&seed, (f->size - len) / 4096 + 1) * 4096;
-		r = engine_read_map(f->e, buf, len, off, ar);
-		if (f->tc->missing) {
-			assert_int_equal(r, -EAGAIN);
-			continue;
-		}
-		assert_int_equal(r, 0);
-		assert_true(ar->n >= 1 && ar->n <= ENGINE_AIO_MAX);
 		memset(buf, 0x5a, len);
+		assert_int_equal(engine_read_map(f->e, buf, len, off, ar), 0);
+		assert_true(ar->n >= 1 && ar->n <= ENGINE_AIO_MAX);
 		for (unsigned k = 0; k < ar->n; k++) {
 			const struct engine_unit_io *io = &ar->io[k];
 			ssize_t got = pread(io->fd, io->buf, io->len, (off_t)io->off);
 
 			assert_true(io->role < f->tc->n);
+			assert_false(f->tc->missing & (1u << io->role));
 			assert_int_equal(got, (ssize_t)io->len);
 		}
+		assert_int_equal(engine_aio_next(f->e, ar), 0);	/* raid5: the rebuilt chunks */
 		engine_aio_unmap(f->e, ar, true);
 		mapped++;
 		expect_model(f, buf, off, len, 0, 0);
@@ -675,11 +674,11 @@ static void verify_mapped_reads(struct fixture *f)
 
 	/*
 	 * Writes: linear, raid0 (a write there is its unit writes), raid1 (one
-	 * to every working mirror, none to a missing one) and raid5 of a
-	 * healthy array (two rounds: reads, then data and parity,
-	 * engine_aio_next; across chunks too, held and, gathering nothing,
-	 * planned as the synchronous path plans it), done here with pread/pwrite as a FUSE queue would;
-	 * the model follows, so verify_units checks where they landed (and the
+	 * to every working mirror, none to a missing one) and raid5 (two
+	 * rounds: reads, then data and parity, engine_aio_next; across chunks
+	 * too, held and, gathering nothing, planned as the synchronous path
+	 * plans it; a role missing: planned without it, in rounds), done here
+	 * with pread/pwrite as a FUSE queue would; the model follows, so verify_units checks where they landed (and the
 	 * parity). A mapping that locks holds its stripes until unmapped: a
 	 * second mapping overlapping it is -EAGAIN meanwhile, one beside it is
 	 * not; with a resume callback the overlapping one is queued instead
@@ -706,10 +705,6 @@ static void verify_mapped_reads(struct fixture *f)
 		}
 		rng_fill(&seed, buf, len);
 		r = engine_write_map(f->e, buf, len, off, ar);
-		if (f->tc->missing && !mirror) {
-			assert_int_equal(r, -EAGAIN);
-			continue;
-		}
 		assert_true(striped || mirror || parity);
 		assert_int_equal(r, 0);
 		assert_true(ar->write);
@@ -722,7 +717,8 @@ static void verify_mapped_reads(struct fixture *f)
 					 -EAGAIN);
 			if (beside + 4096 <= f->size) {
 				assert_int_equal(engine_write_map(f->e, buf, 4096, beside, other), 0);
-				engine_aio_unmap(f->e, other, false);	/* nothing written */
+				other->n = 0;	/* never sent: nothing written */
+				engine_aio_unmap(f->e, other, false);
 			}
 			/* Queued (raid5: its part offered to the holder, which does not gather). */
 			other->resume = count_resume;
@@ -744,11 +740,18 @@ static void verify_mapped_reads(struct fixture *f)
 				if (io->write)
 					per_role[io->role] += io->len;
 				else
-					assert_true(parity && rounds == 1);
+					assert_true(parity && (rounds == 1 || f->tc->missing));
 			}
 		} while ((r = engine_aio_next(f->e, ar)) > 0);
 		assert_int_equal(r, 0);
-		assert_int_equal(rounds, parity ? 2 : 1);
+		/*
+		 * A role missing: raid5 writes in rounds of one column range each,
+		 * the data alone where the parity is lost (one round).
+		 */
+		if (parity && f->tc->missing)
+			assert_true(rounds >= 1 && rounds <= 4);
+		else
+			assert_int_equal(rounds, parity ? 2 : 1);
 		for (uint32_t role = 0; mirror && role < f->tc->n; role++)
 			assert_int_equal(per_role[role],
 					 f->tc->missing & (1u << role) ? 0 : len);
@@ -757,6 +760,7 @@ static void verify_mapped_reads(struct fixture *f)
 			/* Resumed once the lock it waited for was let go: it maps now. */
 			assert_int_equal(resumed, 1);
 			assert_int_equal(engine_write_map(f->e, buf, 4096, off + len - 4096, other), 0);
+			other->n = 0;	/* never sent: nothing written */
 			engine_aio_unmap(f->e, other, false);
 		}
 		memcpy(f->model + off, buf, len);
@@ -1071,6 +1075,29 @@ static void run_mapped_write(struct fixture *f, struct engine_aio *ar, const uin
 	memcpy(f->model + off, buf, len);
 }
 
+/*
+ * Run a mapping's rounds with pread/pwrite as a FUSE queue would, none of
+ * its unit I/O on @avoid (a faulty role); unmapped as done.
+ */
+static void run_mapped_avoiding(struct fixture *f, struct engine_aio *ar, uint32_t avoid)
+{
+	int r;
+
+	do {
+		for (unsigned k = 0; k < ar->n; k++) {
+			const struct engine_unit_io *io = &ar->io[k];
+			ssize_t done;
+
+			assert_int_not_equal(io->role, avoid);
+			done = io->write ? pwrite(io->fd, io->buf, io->len, (off_t)io->off) :
+					   pread(io->fd, io->buf, io->len, (off_t)io->off);
+			assert_int_equal(done, (ssize_t)io->len);
+		}
+	} while ((r = engine_aio_next(f->e, ar)) > 0);
+	assert_int_equal(r, 0);
+	engine_aio_unmap(f->e, ar, true);
+}
+
 /* Fail the first write of @len bytes to @role (a holder's whole-stripe column). */
 struct gather_fault {
 	_Atomic int armed;
@@ -1213,8 +1240,8 @@ static void test_engine_ring_gather(void **state)
 	}
 	/*
 	 * The holder's whole-stripe write fails (a unit error on role 1): the
-	 * offer is given back, not reported written; mapped again it goes to
-	 * the synchronous path (the role is faulty now), which writes it.
+	 * offer is given back, not reported written; mapped again it is
+	 * written on the ring without role 1, faulty now.
 	 */
 	{
 		struct gather_fault gf = { .armed = 1, .role = 1, .len = (uint32_t)C - 4096 };
@@ -1236,8 +1263,8 @@ static void test_engine_ring_gather(void **state)
 		assert_true(engine_faulty(e) & role_bit(1));
 		assert_int_equal(resumed, 1);
 		assert_int_equal(engine_write_map(e, buf + W - 4096, 4096, base2 + W - 4096, ar),
-				 -EAGAIN);
-		assert_int_equal(engine_write(e, buf + W - 4096, 4096, base2 + W - 4096), 0);
+				 0);
+		run_mapped_avoiding(f, ar, 1);
 		memcpy(f->model + base2, buf, W);
 		verify_through_engine(f);
 	}
@@ -1687,6 +1714,125 @@ static void test_engine_ring_rounds(void **state)
 	engine_aio_unmap(e, ar, false);
 	assert_nothing_owed(e, off, 64 * W, owed);
 	verify_through_engine(f);
+	free(buf);
+	free(ar);
+}
+
+/* The logical offset of the data chunk of stripe @s on @role (@s's parity role: none). */
+static uint64_t chunk_on_role(const struct rt_engine *e, uint64_t s, uint32_t role)
+{
+	uint64_t C = e->layout.chunk, W = C * e->data_roles, k;
+	struct layout_extent ext;
+
+	for (k = 0; k < e->data_roles; k++) {
+		assert_int_equal(layout_map(&e->layout, s * W + k * C, C, &ext), 0);
+		if (ext.role == role)
+			return s * W + k * C;
+	}
+	return UINT64_MAX;
+}
+
+/* Map a read of [off, off + len), run it avoiding @avoid: the model's bytes. */
+static void mapped_read_degraded(struct fixture *f, struct engine_aio *ar, uint8_t *buf,
+				 uint64_t off, uint64_t len, uint32_t avoid)
+{
+	memset(buf, 0xa5, len);
+	assert_int_equal(engine_read_map(f->e, buf, len, off, ar), 0);
+	assert_non_null(ar->areq);	/* a degraded raid5 read locks its stripes */
+	run_mapped_avoiding(f, ar, avoid);
+	assert_memory_equal(buf, f->model + off, len);
+}
+
+/* Map a write of [off, off + len) from @buf, run it avoiding @avoid; the model follows. */
+static void mapped_write_degraded(struct fixture *f, struct engine_aio *ar, const uint8_t *buf,
+				  uint64_t off, uint64_t len, uint32_t avoid)
+{
+	assert_int_equal(engine_write_map(f->e, buf, len, off, ar), 0);
+	run_mapped_avoiding(f, ar, avoid);
+	memcpy(f->model + off, buf, len);
+}
+
+/*
+ * A raid5 array with a role faulty is served on the ring too: a read of
+ * the faulty role's chunk is rebuilt from the other roles read on the
+ * ring (in the request's scratch, or a borrowed hold's buffer for a large
+ * one), a write is planned without that role and written in rounds; no
+ * unit I/O goes to it, everything reads back through the synchronous path
+ * and every stripe's parity covers the lost role's data. Beyond what raid5
+ * spares (a second role faulty), and with no buffer to rebuild in, it is
+ * the synchronous path's, holding no lock afterwards.
+ */
+static void test_engine_ring_degraded(void **state)
+{
+	struct fixture *f = *state;
+	struct rt_engine *e = f->e;
+	uint64_t C = f->tc->chunk, W = C * (f->tc->n - 1), seed = 0xde9a, off, s;
+	struct engine_aio *ar = calloc(1, sizeof(*ar));
+	struct rt_engine_stats before, after;
+	uint32_t victim = 1;
+	struct raid5_hold *free_holds;
+	uint8_t *buf = NULL;
+
+	skip_without_root();
+	assert_non_null(e);
+	assert_non_null(ar);
+	assert_int_equal(posix_memalign((void **)&buf, 4096, 4 * W), 0);
+	ar->resume = count_resume;
+	random_writes(f, seed, 20);
+	assert_int_equal(engine_fail_role(e, victim), 0);
+	f->faulty |= 1ull << victim;
+
+	/* Reads: inside the lost chunk, across stripes (a hold's buffer), healthy chunks only. */
+	engine_get_stats(e, &before);
+	off = chunk_on_role(e, 5, victim);
+	mapped_read_degraded(f, ar, buf, off + 8192, 16384, victim);
+	mapped_read_degraded(f, ar, buf, 7 * W + 4096, 2 * W, victim);
+	s = 9;
+	off = chunk_on_role(e, s, victim) == s * W ? s * W + C : s * W;
+	mapped_read_degraded(f, ar, buf, off, C, victim);
+	engine_get_stats(e, &after);
+	assert_int_equal(after.reads - before.reads, 3);
+	assert_false(stripe_is_held(e, 5));
+
+	/* Writes: into the lost chunk, beside it, a stripe whose parity is lost, across stripes. */
+	for (s = 11; s < 11 + f->tc->n; s++) {
+		off = chunk_on_role(e, s, victim);
+		rng_fill(&seed, buf, 8192);
+		if (off == UINT64_MAX) {
+			mapped_write_degraded(f, ar, buf, s * W + C + 4096, 8192, victim);
+			continue;
+		}
+		mapped_write_degraded(f, ar, buf, off + 4096, 8192, victim);
+		mapped_write_degraded(f, ar, buf, (off == s * W ? off + C : s * W) + 4096, 4096,
+				      victim);
+	}
+	rng_fill(&seed, buf, 3 * W);
+	mapped_write_degraded(f, ar, buf, 20 * W + 12288, 3 * W - 8192, victim);
+	mapped_write_degraded(f, ar, buf, 30 * W + C / 2, 40960, victim);
+	engine_get_stats(e, &before);
+	assert_int_equal(before.writes - after.writes, 2 * f->tc->n - 1 + 2);
+	assert_false(stripe_is_held(e, 20));
+
+	/* No hold free: a large read or write is the synchronous path's, no lock kept. */
+	free_holds = e->hold_free;
+	e->hold_free = NULL;
+	assert_int_equal(engine_read_map(e, buf, 2 * W, 7 * W + 4096, ar), -EAGAIN);
+	assert_int_equal(engine_write_map(e, buf, 2 * W, 40 * W, ar), -EAGAIN);
+	e->hold_free = free_holds;
+	assert_false(stripe_is_held(e, 8));
+	assert_false(stripe_is_held(e, 40));
+
+	verify_through_engine(f);
+	assert_int_equal(engine_flush(e), 0);
+	verify_units(f);
+
+	/* A second role gone: nothing of its chunks can be rebuilt, nothing written. */
+	assert_int_equal(engine_fail_role(e, 0), 0);
+	off = chunk_on_role(e, 5, victim);
+	assert_int_equal(engine_read_map(e, buf, 4096, off, ar), -EAGAIN);
+	assert_int_equal(engine_write_map(e, buf, 4096, off, ar), -EAGAIN);
+	assert_false(stripe_is_held(e, 5));
+	f->faulty |= 1ull;
 	free(buf);
 	free(ar);
 }
@@ -2564,6 +2710,11 @@ static const struct engine_case ring_rounds_case = {
 	RT_LEVEL_5, 4, 4 * 1024, MIBS(16, 16, 16, 16), 0, 0
 };
 
+static const struct engine_case ring_degraded_case = {
+	"ring degraded: raid5 x4 64K, a faulty role's reads rebuilt and writes planned on the ring",
+	RT_LEVEL_5, 4, 64 * 1024, MIBS(16, 16, 16, 16), 0, 0
+};
+
 static const struct engine_case ring_gather_case = {
 	"ring gather: raid5 x4 64K, small mapped writes offered to a gathering holder",
 	RT_LEVEL_5, 4, 64 * 1024, MIBS(16, 16, 16, 16), 0, 0
@@ -2600,6 +2751,8 @@ int main(void)
 		  test_engine_ring_hold, fixture_setup, fixture_teardown, (void *)&ring_gather_case },
 		{ "ring redo: raid5 x4 64K, a round of writes that failed in part is redone, locked",
 		  test_engine_ring_redo, fixture_setup, fixture_teardown, (void *)&ring_gather_case },
+		{ ring_degraded_case.name, test_engine_ring_degraded, fixture_setup,
+		  fixture_teardown, (void *)&ring_degraded_case },
 		{ ring_rounds_case.name, test_engine_ring_rounds, fixture_setup, fixture_teardown,
 		  (void *)&ring_rounds_case },
 		{ "flush on the caller's ring: raid5 x4 64K", test_engine_flush_map, fixture_setup,
