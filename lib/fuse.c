@@ -202,8 +202,8 @@ struct ring_queue {
 	bool closing;
 	bool broken;			/* the ring failed: nothing gets another round on it */
 	/*
-	 * Entries with unit I/O in flight on the ring, and WRITEs queued on a
-	 * stripe lock (the queue's thread's own).
+	 * Entries with unit I/O in flight on the ring, and requests queued on
+	 * a stripe lock (the queue's thread's own).
 	 */
 	unsigned uio_ents, queued_ents;
 	/* Of those, holders waiting for their stripes' parts until a time (timed). */
@@ -1015,7 +1015,7 @@ static void ring_hand_back(struct ring_ent *ent)
 }
 
 /*
- * The engine let go of the stripe lock a queued WRITE waited for (from any
+ * The engine let go of the stripe lock a queued request waited for (from any
  * thread): its queue's thread maps it again (ring_commit_done).
  */
 static void aio_resume(struct engine_aio *ar)
@@ -1267,9 +1267,11 @@ static void aio_finish(struct ring_ent *ent)
 	 * A round of writes failed in part: a worker runs the failed writes
 	 * again and judges them, the stripes still locked (write_redo), as
 	 * the synchronous path would; only if that fails is the request
-	 * written again, its stripes owed a resync.
+	 * written again, its stripes owed a resync. On a failed ring too:
+	 * with a role faulty, a stripe left half-written could not be mended
+	 * from its data.
 	 */
-	if (!ok && ent->ar.write && !ent->q->broken) {
+	if (!ok && ent->ar.write) {
 		ent->aio_redo = true;
 		pool_push(f, ent);
 		return;
@@ -1612,7 +1614,7 @@ static void queue_leave_early(struct ring_queue *q)
 	}
 	if (!queue_walks_over(q) || q->uio_ents || q->queued_ents)
 		rt_log(RT_LOG_ERROR, "'%s': FUSE queue %u: %u requests or walk pieces are left on "
-		       "a failed ring, %u writes queued on stripe locks; the array cannot be "
+		       "a failed ring, %u requests queued on stripe locks; the array cannot be "
 		       "drained until they end", q->f->name, q->qid, q->uio_ents, q->queued_ents);
 }
 

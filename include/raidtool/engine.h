@@ -230,8 +230,9 @@ int engine_aio_next(struct rt_engine *e, struct engine_aio *ar);
  * what the mapping had not come to yet is written on that thread too. 0:
  * the write is done now (unmap it @ok, the request succeeded); otherwise unmap
  * it as failed and serve the request with engine_write. -EAGAIN, nothing
- * done: not a round of writes, or another redo has the context kept for
- * redos while every shared one is taken. Its caller must not be a thread
+ * done: not a round of writes. It may wait for another redo to let go of
+ * the context kept for redos while every shared one is taken; never for a
+ * shared one (a drain may hold them all). Its caller must not be a thread
  * that other writers' requests may keep waiting (the stripes it holds
  * are what they wait for).
  */

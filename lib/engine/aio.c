@@ -519,9 +519,9 @@ int engine_aio_next(struct rt_engine *e, struct engine_aio *ar)
 
 /*
  * The round of a mapped write failed in part: its failed unit writes again,
- * on a context free now (the stripe locks are held, so never waiting for
- * one), judged as the synchronous path judges them: tried again, else
- * their role failed. The round's other
+ * on a shared context free now or the one kept for redos (the stripe locks
+ * are held: see ctx_acquire_redo), judged as the synchronous path judges
+ * them: tried again, else their role failed. The round's other
  * unit I/O all completed: once these did too, or their roles are failed
  * and the level spares them, every stripe it touched is consistent (apart
  * from a failed role, which its parity then rebuilds with the new data),
@@ -545,15 +545,13 @@ int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res)
 			failed |= role_bit(ar->io[i].role);
 		}
 	/*
-	 * Never waits: a drain may hold the shared contexts until this
-	 * mapping ends. When workers hold them all, the one kept for redos,
-	 * rather than the stripes owed a resync and the request written again.
+	 * Always redone, never given up for a resync: while a role is
+	 * faulty its chunks live only in the parity, and a resync from the
+	 * data cannot mend a half-written read-modify-write. Not waiting
+	 * for a shared context (a drain may hold them until this mapping
+	 * ends): when workers hold them all, the one kept for redos.
 	 */
-	c = ctx_try_acquire(e);
-	if (!c && !atomic_exchange(&e->ctx[e->n_ctx].busy, 1))
-		c = &e->ctx[e->n_ctx];
-	if (!c)
-		return -EAGAIN;
+	c = ctx_acquire_redo(e);
 	for (i = 0; i < ar->n && !ret; i++)
 		if (res[i] < 0 || (uint32_t)res[i] != ar->io[i].len)
 			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ar->io[i].role, ar->io[i].buf,

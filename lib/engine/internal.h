@@ -158,8 +158,8 @@ void rebuild_release(struct rt_engine *e);
 #define ENGINE_WALK_DEPTH 4u		/* walk pieces in flight */
 #define ENGINE_WALK_MEM (32u << 20)	/* the walk's buffers, at most */
 #define ENGINE_WALK_STRIPES 256u	/* stripes a walk piece may lock */
-#define ENGINE_AREQS 64u		/* mapped writes holding stripe locks at once */
-#define ENGINE_AREQ_SCRATCH (64u << 10)	/* raid5: old data, parity of one mapped write */
+#define ENGINE_AREQS 64u		/* mapped requests holding stripe locks at once */
+#define ENGINE_AREQ_SCRATCH (64u << 10)	/* raid5: old data and parity, or a rebuilt chunk's sources */
 #define ENGINE_AREQ_WRITE_MAX (16u << 10)	/* raid5: the largest write mapped */
 #define ENGINE_AREQ_LOST 8u		/* raid5: extents a degraded read rebuilds */
 
@@ -589,9 +589,10 @@ struct raid5_hold {
 };
 
 /*
- * What a mapped write that locks keeps until it is unmapped: the locks of
- * stripes [first, last] and, raid5, the planned column range, its scratch
- * (ENGINE_AREQ_SCRATCH bytes) and which round it is in.
+ * What a mapped request that locks (a write, or a raid5 read with a role
+ * faulty) keeps until it is unmapped: the locks of stripes [first, last]
+ * and, raid5, the planned column range, its scratch (ENGINE_AREQ_SCRATCH
+ * bytes) and which round it is in.
  */
 struct engine_areq {
 	struct engine_areq *next;	/* on e->areq_free */
@@ -721,6 +722,8 @@ static inline bool engine_tolerates(const struct rt_engine *e, uint64_t m)
 
 /* ring.c */
 struct engine_ctx *ctx_acquire(struct rt_engine *e);
+/* For engine_aio_redo: a shared context, else the one kept for redos (waited for). */
+struct engine_ctx *ctx_acquire_redo(struct rt_engine *e);
 void ctx_release(struct rt_engine *e, struct engine_ctx *c);
 int ctx_init(struct rt_engine *e, struct engine_ctx *c, unsigned idx);
 void ctx_free(struct engine_ctx *c);

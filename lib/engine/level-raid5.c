@@ -457,8 +457,9 @@ static int raid5_write(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
  * (read-modify-write or reconstruct-write) and run in two rounds on the
  * caller's ring: the reads, then (raid5_map_next) the parity computed and
  * the data and parity written. A larger one whose holding gave up without
- * waiting goes on in rounds on the ring (raid5_map_fallback). Anything
- * else is the synchronous path's: degraded or rebuilding arrays, writes
+ * waiting goes on in rounds on the ring (raid5_map_fallback), as does any
+ * write of a degraded or rebuilding array (raid5_map_degraded). Anything
+ * else is the synchronous path's: arrays beyond what raid5 spares, writes
  * that waited for their parts in vain, and writes that found every hold
  * borrowed.
  */

@@ -62,27 +62,54 @@ struct engine_ctx *ctx_try_acquire(struct rt_engine *e)
 	return NULL;
 }
 
+/* A free shared context; else, with @redo, the one kept for redos if free. */
+static struct engine_ctx *ctx_try_acquire_for(struct rt_engine *e, bool redo)
+{
+	struct engine_ctx *c = ctx_try_acquire(e), *kept = &e->ctx[e->n_ctx];
+
+	if (!c && redo && !atomic_exchange(&kept->busy, 1))
+		c = kept;
+	return c;
+}
+
 /*
  * Lock-free when a context is free. Otherwise sleep: a waiter counts itself
  * before rescanning and the releaser clears busy before looking at the
  * count (both sequentially consistent), so a release cannot slip between
  * the waiter's failed scan and its sleep unnoticed.
  */
-struct engine_ctx *ctx_acquire(struct rt_engine *e)
+static struct engine_ctx *ctx_acquire_for(struct rt_engine *e, bool redo)
 {
-	struct engine_ctx *c = ctx_try_acquire(e);
+	struct engine_ctx *c = ctx_try_acquire_for(e, redo);
 
 	if (c)
 		return c;
 	pthread_mutex_lock(&e->pool_mu);
 	atomic_fetch_add(&e->pool_waiters, 1);
 	atomic_fetch_add(&e->blocked, 1);
-	while (!(c = ctx_try_acquire(e)))
+	while (!(c = ctx_try_acquire_for(e, redo)))
 		pthread_cond_wait(&e->pool_cond, &e->pool_mu);
 	atomic_fetch_sub(&e->blocked, 1);
 	atomic_fetch_sub(&e->pool_waiters, 1);
 	pthread_mutex_unlock(&e->pool_mu);
 	return c;
+}
+
+struct engine_ctx *ctx_acquire(struct rt_engine *e)
+{
+	return ctx_acquire_for(e, false);
+}
+
+/*
+ * The redo of a failed round (engine_aio_redo), its stripes locked: a
+ * shared context, else the one kept for redos, waiting for it when another
+ * redo has it. That one is always let go soon: a redo waits for nothing
+ * else, and no drain takes it (a drain may hold every shared one until
+ * this mapping ends).
+ */
+struct engine_ctx *ctx_acquire_redo(struct rt_engine *e)
+{
+	return ctx_acquire_for(e, true);
 }
 
 void ctx_release(struct rt_engine *e, struct engine_ctx *c)
@@ -100,7 +127,11 @@ void ctx_release(struct rt_engine *e, struct engine_ctx *c)
 	atomic_store(&c->busy, 0);
 	if (atomic_load(&e->pool_waiters)) {
 		pthread_mutex_lock(&e->pool_mu);
-		pthread_cond_signal(&e->pool_cond);
+		/* The one kept for redos: only a redo may take it, wake them all. */
+		if (c == &e->ctx[e->n_ctx])
+			pthread_cond_broadcast(&e->pool_cond);
+		else
+			pthread_cond_signal(&e->pool_cond);
 		pthread_mutex_unlock(&e->pool_mu);
 	}
 }

@@ -22,11 +22,12 @@
  * never the other way round.
  *
  * Two kinds of lockers. A thread on the synchronous path waits on the
- * bucket's condition. An event-driven write (engine_write_map), whose
+ * bucket's condition. An event-driven write (engine_write_map), or a
+ * raid5 read with a role faulty (engine_read_map), whose
  * thread is an event loop that must never sleep, takes its locks without
  * waiting (stripe_lock_try: all or none, ascending) and holds them until
  * its unit I/O completed; when one is held, or threads wait in its bucket
- * (they go first), the write is queued on the bucket instead
+ * (they go first), the request is queued on the bucket instead
  * (stripe_lock_park) and resumed, through its caller's callback, when a
  * lock of the bucket is let go or its last waiting thread leaves: it then
  * tries again. A queued write holds nothing, so it cannot deadlock anyone.
@@ -329,7 +330,7 @@ bool stripe_lock_try(struct rt_engine *e, struct stripe_lock_entry *locks,
 }
 
 /*
- * Queue the mapped write @ar on stripe @stripe's bucket while the stripe is
+ * Queue the mapped request @ar on stripe @stripe's bucket while the stripe is
  * held or writers wait there: @ar->resume is called once a lock of the
  * bucket is let go or its last waiter leaves. False when the stripe is
  * free by now: try again.

@@ -1529,11 +1529,27 @@ static void run_write_losing_one(struct engine_aio *ar, struct rt_engine *e, int
  * A mapped raid5 write whose round of writes failed in part is redone with
  * its stripe still locked (engine_aio_redo): the lost unit write run again
  * succeeds, the write is done, the parity matches, and no stripe is owed a
- * resync, even with every shared context taken. A round of reads that
+ * resync, even with every shared context taken (and the one kept for
+ * redos: then it waits for that one). A round of reads that
  * failed is not redone (nothing written). A unit that fails the write
  * again and again has its role failed, and the write is done all the
  * same: its part is reconstructed from the parity.
  */
+/* Another redo letting go of the context kept for redos after @delay_us. */
+struct kept_release {
+	struct rt_engine *e;
+	unsigned delay_us;
+};
+
+static void *kept_release_main(void *arg)
+{
+	struct kept_release *kr = arg;
+
+	usleep(kr->delay_us);
+	ctx_release(kr->e, &kr->e->ctx[kr->e->n_ctx]);
+	return NULL;
+}
+
 static void test_engine_ring_redo(void **state)
 {
 	struct fixture *f = *state;
@@ -1569,6 +1585,40 @@ static void test_engine_ring_redo(void **state)
 	assert_int_equal(atomic_load(&e->owed_all), owed);
 	assert_false(engine_dl_resync_owed(e, s * C, C));
 	assert_int_equal(engine_faulty(e), 0);
+	verify_units(f);
+
+	/*
+	 * Every shared context taken and another redo holding the kept one:
+	 * it waits for that one rather than give the write up (a degraded
+	 * stripe owed a resync could not be mended from the data).
+	 */
+	rng_fill(&seed, buf, 4096);
+	assert_int_equal(engine_write_map(e, buf, 4096, off + 4 * W, ar), 0);
+	run_write_losing_one(ar, e, res);
+	for (i = 0; i < e->n_ctx; i++)
+		assert_non_null(ctx_try_acquire(e));
+	assert_int_equal(atomic_exchange(&e->ctx[e->n_ctx].busy, 1), 0);
+	{
+		struct kept_release kr = { .e = e, .delay_us = 100000 };
+		struct timespec t0, t1;
+		pthread_t t;
+		long waited_ns;
+
+		assert_int_equal(pthread_create(&t, NULL, kept_release_main, &kr), 0);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		r = engine_aio_redo(e, ar, res);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		pthread_join(t, NULL);
+		/* Every context back before asserting: a failure must not hang the teardown. */
+		for (i = 0; i < e->n_ctx; i++)
+			ctx_release(e, &e->ctx[i]);
+		waited_ns = (t1.tv_sec - t0.tv_sec) * 1000000000L + t1.tv_nsec - t0.tv_nsec;
+		assert_true(waited_ns >= 50000000L);
+	}
+	assert_int_equal(r, 0);
+	engine_aio_unmap(e, ar, true);
+	memcpy(f->model + off + 4 * W, buf, 4096);
+	assert_int_equal(atomic_load(&e->owed_all), owed);
 	verify_units(f);
 
 	/* Its reads failed: not redone; the synchronous path writes it. */
