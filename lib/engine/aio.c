@@ -302,6 +302,13 @@ static int engine_aio_map_read(struct rt_engine *e, struct engine_aio *ar, uint8
 	uint32_t role;
 	int ret;
 
+	if (ar->areq) {
+		/* What map_read_lost may rebuild from: the bytes the request reads itself. */
+		ar->areq->data = buf;
+		ar->areq->a0 = off;
+		ar->areq->a1 = off + len;
+	}
+
 	for (pos = off; pos < off + len; pos += ext.len) {
 		ret = layout_map(&e->layout, pos, off + len - pos, &ext);
 		if (ret)

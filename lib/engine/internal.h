@@ -646,13 +646,16 @@ struct engine_areq {
 	uint64_t m, rb;
 	struct raid5_batch small;
 	/*
-	 * raid5, a degraded read: the faulty role's extents, each rebuilt into
-	 * @dst from the other roles' bytes read at @src (raid5_map_read_lost),
-	 * in @scratch or, when that is full, a borrowed hold's buffer.
+	 * raid5, a degraded read of [@a0, @a1) into @data: the faulty role's
+	 * extents (@len bytes at column @col of @stripe), each rebuilt into
+	 * @dst from the other roles' bytes, those the request does not read
+	 * anyway read at @src (raid5_map_read_lost), in @scratch or, when
+	 * that is full, a borrowed hold's buffer.
 	 */
 	struct raid5_lost {
 		uint8_t *dst, *src;
-		uint32_t len;
+		uint64_t stripe;
+		uint32_t col, len, role;
 	} lost[ENGINE_AREQ_LOST];
 	unsigned n_lost;
 	size_t lost_used;		/* of the buffer the last one is in */

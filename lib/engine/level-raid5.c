@@ -702,22 +702,54 @@ static int raid5_map_resume(struct rt_engine *e, struct engine_aio *ar, bool sto
 }
 
 /*
+ * Where role @r's bytes for rebuilding @l lie: in the request's own buffer
+ * when they are data the request reads whole (a read across the stripe),
+ * else the next of @l's sources in scratch (*@j counts those).
+ */
+static uint8_t *raid5_lost_source(const struct rt_engine *e, const struct engine_areq *q,
+				  const struct raid5_lost *l, uint32_t r, unsigned *j)
+{
+	uint64_t C = e->layout.chunk, la;
+	uint32_t k;
+
+	for (k = 0; k < e->data_roles; k++) {
+		if (layout_raid5_data_role(&e->layout, l->stripe, k) != r)
+			continue;
+		la = l->stripe * C * e->data_roles + (uint64_t)k * C + l->col;
+		if (la >= q->a0 && la + l->len <= q->a1)
+			return q->data + (la - q->a0);
+		break;
+	}
+	return l->src + (size_t)(*j)++ * l->len;
+}
+
+/*
  * engine_read_map, @ext on the faulty role: read the same columns of every
- * other role into the request's scratch (full: a borrowed hold's buffer),
- * to be XORed into @dst once they are in (raid5_map_read_next).
+ * other role that the request does not read anyway into its scratch (full:
+ * a borrowed hold's buffer), to be XORed into @dst once they are in
+ * (raid5_map_read_next).
  */
 static int raid5_map_read_lost(struct rt_engine *e, struct engine_aio *ar, uint8_t *dst,
 			       const struct layout_extent *ext, uint64_t m)
 {
 	struct engine_areq *q = ar->areq;
-	size_t need = (size_t)(e->n - 1) * ext->len;
+	uint64_t C = e->layout.chunk;
 	struct raid5_lost *l;
-	uint8_t *base;
-	uint32_t r, j = 0;
+	unsigned j = 0, k = 0;
+	size_t need;
+	uint32_t r;
 	int ret;
 
 	if ((m & ~role_bit(ext->role)) || q->n_lost == ENGINE_AREQ_LOST)
 		return -EAGAIN;	/* beyond raid5 (engine_read fails it), or no room */
+	l = &q->lost[q->n_lost];
+	*l = (struct raid5_lost){ .dst = dst, .len = (uint32_t)ext->len, .stripe = ext->stripe,
+				  .col = (uint32_t)(ext->offset - ext->stripe * C),
+				  .role = ext->role };
+	for (r = 0; r < e->n; r++)
+		if (r != ext->role)
+			(void)raid5_lost_source(e, q, l, r, &j);
+	need = (size_t)j * l->len;
 	if (q->lost_used + need > (q->hold ? ENGINE_DATA_CAP : ENGINE_AREQ_SCRATCH)) {
 		if (q->hold || need > ENGINE_DATA_CAP)
 			return -EAGAIN;
@@ -726,15 +758,18 @@ static int raid5_map_read_lost(struct rt_engine *e, struct engine_aio *ar, uint8
 			return -EAGAIN;
 		q->lost_used = 0;
 	}
-	base = q->hold ? q->hold->parity : q->scratch;
-	l = &q->lost[q->n_lost++];
-	*l = (struct raid5_lost){ .dst = dst, .src = base + q->lost_used, .len = ext->len };
+	l->src = (q->hold ? q->hold->parity : q->scratch) + q->lost_used;
 	q->lost_used += need;
+	q->n_lost++;
 	for (r = 0; r < e->n; r++) {
+		uint8_t *at;
+
 		if (r == ext->role)
 			continue;
-		ret = engine_aio_add(e, ar, false, r, ext->offset, l->src + (size_t)j++ * l->len,
-				     l->len);
+		at = raid5_lost_source(e, q, l, r, &k);
+		if (at < l->src || at >= l->src + need)
+			continue;	/* read into the request's buffer already */
+		ret = engine_aio_add(e, ar, false, r, ext->offset, at, l->len);
 		if (ret)
 			return ret;
 	}
@@ -746,14 +781,16 @@ static int raid5_map_read_next(struct rt_engine *e, struct engine_aio *ar)
 {
 	struct engine_areq *q = ar->areq;
 	void *src[RT_MAX_UNITS];
-	unsigned i, j;
+	unsigned i, j, k;
+	uint32_t r;
 	int ret;
 
 	for (i = 0; i < q->n_lost; i++) {
 		const struct raid5_lost *l = &q->lost[i];
 
-		for (j = 0; j < e->n - 1; j++)
-			src[j] = l->src + (size_t)j * l->len;
+		for (r = 0, j = 0, k = 0; r < e->n; r++)
+			if (r != l->role)
+				src[j++] = raid5_lost_source(e, q, l, r, &k);
 		ret = parity_xor(l->dst, src, j, l->len);
 		if (ret)
 			return ret;

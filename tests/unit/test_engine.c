@@ -1806,7 +1806,7 @@ static void mapped_write_degraded(struct fixture *f, struct engine_aio *ar, cons
  * A raid5 array with a role faulty is served on the ring too: a read of
  * the faulty role's chunk is rebuilt from the other roles read on the
  * ring (in the request's scratch, or a borrowed hold's buffer for a large
- * one), a write is planned without that role and written in rounds; no
+ * one; what the read covers itself is not read twice), a write is planned without that role and written in rounds; no
  * unit I/O goes to it, everything reads back through the synchronous path
  * and every stripe's parity covers the lost role's data. Beyond what raid5
  * spares (a second role faulty), and with no buffer to rebuild in, it is
@@ -1840,8 +1840,20 @@ static void test_engine_ring_degraded(void **state)
 	s = 9;
 	off = chunk_on_role(e, s, victim) == s * W ? s * W + C : s * W;
 	mapped_read_degraded(f, ar, buf, off, C, victim);
+	/* Whole stripes: the lost chunks from the data read anyway and the parity, no more. */
+	memset(buf, 0xa5, 2 * W);
+	assert_int_equal(engine_read_map(e, buf, 2 * W, 60 * W, ar), 0);
+	{
+		uint64_t unit_bytes = 0;
+
+		for (unsigned k = 0; k < ar->n; k++)
+			unit_bytes += ar->io[k].len;
+		assert_int_equal(unit_bytes, 2 * W);
+	}
+	run_mapped_avoiding(f, ar, victim);
+	assert_memory_equal(buf, f->model + 60 * W, 2 * W);
 	engine_get_stats(e, &after);
-	assert_int_equal(after.reads - before.reads, 3);
+	assert_int_equal(after.reads - before.reads, 4);
 	assert_false(stripe_is_held(e, 5));
 
 	/* Writes: into the lost chunk, beside it, a stripe whose parity is lost, across stripes. */
