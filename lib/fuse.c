@@ -1505,7 +1505,10 @@ static void aio_submit(struct ring_ent *ent)
 		q->uio_ents++;
 	unsent = ent->ar.n - i;
 	if (unsent) {
-		/* No room on the ring for the rest: the synchronous path does it all. */
+		/*
+		 * No room on the ring for the rest: failed, as the round's
+		 * (a write's unsent writes are redone with the failed ones).
+		 */
 		for (; i < ent->ar.n; i++)
 			ent->uio[i].res = -ECANCELED;
 		ent->aio_failed = true;

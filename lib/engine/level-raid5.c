@@ -702,12 +702,11 @@ static int raid5_map_resume(struct rt_engine *e, struct engine_aio *ar, bool sto
 }
 
 /*
- * Where role @r's bytes for rebuilding @l lie: in the request's own buffer
- * when they are data the request reads whole (a read across the stripe),
- * else the next of @l's sources in scratch (*@j counts those).
+ * Are role @r's bytes for rebuilding @l data the request reads whole
+ * itself (a read across the stripe)? Then *@at is where, in its buffer.
  */
-static uint8_t *raid5_lost_source(const struct rt_engine *e, const struct engine_areq *q,
-				  const struct raid5_lost *l, uint32_t r, unsigned *j)
+static bool raid5_lost_covered(const struct rt_engine *e, const struct engine_areq *q,
+			       const struct raid5_lost *l, uint32_t r, uint8_t **at)
 {
 	uint64_t C = e->layout.chunk, la;
 	uint32_t k;
@@ -716,11 +715,12 @@ static uint8_t *raid5_lost_source(const struct rt_engine *e, const struct engine
 		if (layout_raid5_data_role(&e->layout, l->stripe, k) != r)
 			continue;
 		la = l->stripe * C * e->data_roles + (uint64_t)k * C + l->col;
-		if (la >= q->a0 && la + l->len <= q->a1)
-			return q->data + (la - q->a0);
-		break;
+		if (la < q->a0 || la + l->len > q->a1)
+			return false;
+		*at = q->data + (la - q->a0);
+		return true;
 	}
-	return l->src + (size_t)(*j)++ * l->len;
+	return false;	/* the parity */
 }
 
 /*
@@ -735,7 +735,8 @@ static int raid5_map_read_lost(struct rt_engine *e, struct engine_aio *ar, uint8
 	struct engine_areq *q = ar->areq;
 	uint64_t C = e->layout.chunk;
 	struct raid5_lost *l;
-	unsigned j = 0, k = 0;
+	unsigned j = 0;
+	uint8_t *at;
 	size_t need;
 	uint32_t r;
 	int ret;
@@ -747,8 +748,7 @@ static int raid5_map_read_lost(struct rt_engine *e, struct engine_aio *ar, uint8
 				  .col = (uint32_t)(ext->offset - ext->stripe * C),
 				  .role = ext->role };
 	for (r = 0; r < e->n; r++)
-		if (r != ext->role)
-			(void)raid5_lost_source(e, q, l, r, &j);
+		j += r != ext->role && !raid5_lost_covered(e, q, l, r, &at);
 	need = (size_t)j * l->len;
 	if (q->lost_used + need > (q->hold ? ENGINE_DATA_CAP : ENGINE_AREQ_SCRATCH)) {
 		if (q->hold || need > ENGINE_DATA_CAP)
@@ -761,15 +761,11 @@ static int raid5_map_read_lost(struct rt_engine *e, struct engine_aio *ar, uint8
 	l->src = (q->hold ? q->hold->parity : q->scratch) + q->lost_used;
 	q->lost_used += need;
 	q->n_lost++;
-	for (r = 0; r < e->n; r++) {
-		uint8_t *at;
-
-		if (r == ext->role)
-			continue;
-		at = raid5_lost_source(e, q, l, r, &k);
-		if (at < l->src || at >= l->src + need)
+	for (r = 0, j = 0; r < e->n; r++) {
+		if (r == ext->role || raid5_lost_covered(e, q, l, r, &at))
 			continue;	/* read into the request's buffer already */
-		ret = engine_aio_add(e, ar, false, r, ext->offset, at, l->len);
+		ret = engine_aio_add(e, ar, false, r, ext->offset, l->src + (size_t)j++ * l->len,
+				     l->len);
 		if (ret)
 			return ret;
 	}
@@ -782,15 +778,19 @@ static int raid5_map_read_next(struct rt_engine *e, struct engine_aio *ar)
 	struct engine_areq *q = ar->areq;
 	void *src[RT_MAX_UNITS];
 	unsigned i, j, k;
+	uint8_t *at;
 	uint32_t r;
 	int ret;
 
 	for (i = 0; i < q->n_lost; i++) {
 		const struct raid5_lost *l = &q->lost[i];
 
-		for (r = 0, j = 0, k = 0; r < e->n; r++)
-			if (r != l->role)
-				src[j++] = raid5_lost_source(e, q, l, r, &k);
+		for (r = 0, j = 0, k = 0; r < e->n; r++) {
+			if (r == l->role)
+				continue;
+			src[j++] = raid5_lost_covered(e, q, l, r, &at) ? at :
+				   l->src + (size_t)k++ * l->len;
+		}
 		ret = parity_xor(l->dst, src, j, l->len);
 		if (ret)
 			return ret;
