@@ -410,12 +410,10 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 	 * when two writes of a block race, nor an aligned write land inside
 	 * another's read-modify-write of a unit block (lock_all). The region's
 	 * bit must be on the units before any of its data: when it is not yet,
-	 * the synchronous path marks it.
-	 */
-	/*
-	 * Reads with a role faulty lock as engine_read does (raid5: a
-	 * reconstruction must not mix old and new chunks of a stripe a
-	 * writer is halfway through); the mask is loaded again under them.
+	 * the synchronous path marks it. Reads with a role faulty lock as
+	 * engine_read does (raid5: a reconstruction must not mix old and new
+	 * chunks of a stripe a writer is halfway through); the mask is loaded
+	 * again under the locks.
 	 */
 	lock = write ? e->ops->redundant || e->lock_all :
 		       e->ops->lock_degraded_reads && engine_faulty(e);

@@ -619,8 +619,8 @@ static int raid5_map_fallback(struct rt_engine *e, struct engine_aio *ar, int re
  * written, the one being rebuilt written but not read), in rounds on the
  * caller's ring, as a holder that gave up writes (raid5_rounds_plan); a
  * small write in the request's scratch, a larger one in a hold it borrows
- * (none free: -EAGAIN). Nothing is gathered: a redo of a part written
- * alone must find its stripe consistent but for the faulty role.
+ * (none free: -EAGAIN). Nothing is gathered, as engine_write gathers only
+ * on a healthy array.
  */
 static int raid5_map_degraded(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf,
 			      uint64_t off, uint64_t len)
@@ -632,7 +632,6 @@ static int raid5_map_degraded(struct rt_engine *e, struct engine_aio *ar, uint8_
 	q->data = buf;
 	q->a0 = off;
 	q->a1 = off + len;
-	q->waited = false;
 	if (!raid5_map_fits(e, off, len)) {
 		q->hold = engine_hold_get(e);
 		if (!q->hold)
