@@ -63,6 +63,12 @@ struct run {
 	 */
 	atomic_bool rebuild_next;
 	/*
+	 * Failures that found a spare (the failure handler counts them) and
+	 * how many of them the main thread has handled: a spare about to
+	 * take a role is a rebuild to come for `wait`, as rebuild_next is.
+	 */
+	atomic_uint spare_wakes, spare_handled;
+	/*
 	 * Bit r: role r's rebuild failed or was cancelled in this run. It is
 	 * not resumed when another walk ends (a source that failed would fail
 	 * it again at once) until a rebuild of it is started anew (an add, a

@@ -181,8 +181,9 @@ static int on_status(void *ctx, struct rt_control_status *st)
 
 		engine_walk_progress(run->e, &wp);
 		st->walk = wp.kind;
-		/* A rebuild to follow (run->rebuild_next): not done yet for `wait`. */
-		st->walk_running = wp.running || atomic_load(&run->rebuild_next);
+		/* A rebuild to follow: not done yet for `wait`. */
+		st->walk_running = wp.running || atomic_load(&run->rebuild_next) ||
+				   atomic_load(&run->spare_wakes) != atomic_load(&run->spare_handled);
 		st->walk_result = wp.result;
 		st->walk_role = wp.role;
 		st->walk_done = wp.done;
@@ -307,10 +308,19 @@ void run_on_failure(uint32_t role, void *ctx)
 	}
 	spare = run_find_spare(run->as) >= 0;
 	pthread_mutex_unlock(&run->sb_lock);
-	/* md's hot spare: the main thread moves it in (the engine is busy here). */
-	if (spare && write(run->rebuild_fd, &one, sizeof(one)) < 0)
-		rt_log(RT_LOG_ERROR, "'%s': cannot wake the spare handling: %s", run->name,
-		       strerror(errno));
+	/*
+	 * md's hot spare: the main thread moves it in (the engine is busy
+	 * here). Until it has, `wait` must see a rebuild to come, not return
+	 * with nothing to wait for (run->spare_wakes).
+	 */
+	if (spare) {
+		atomic_fetch_add(&run->spare_wakes, 1);
+		if (write(run->rebuild_fd, &one, sizeof(one)) < 0) {
+			atomic_fetch_sub(&run->spare_wakes, 1);
+			rt_log(RT_LOG_ERROR, "'%s': cannot wake the spare handling: %s",
+			       run->name, strerror(errno));
+		}
+	}
 	if (r < 0)
 		rt_log(RT_LOG_ERROR, "'%s': unit '%s' (role %u) failed, and marking it faulty "
 		       "in the remaining superblocks failed too: %s; the next superblock update "
@@ -924,6 +934,7 @@ static bool resume_rebuild(struct run *run)
  */
 static bool next_rebuild(struct run *run)
 {
+	unsigned wakes = atomic_load(&run->spare_wakes);
 	struct rt_walk_progress wp;
 	bool running;
 
@@ -932,6 +943,8 @@ static bool next_rebuild(struct run *run)
 		run_take_spare(run);
 	running = rebuild_walk_running(run);
 	note_rebuild_next(run);
+	/* After note_rebuild_next: `wait` never sees a gap between the two. */
+	atomic_store(&run->spare_handled, wakes);
 	return running;
 }
 
