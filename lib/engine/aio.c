@@ -566,6 +566,9 @@ int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res)
 	c->n_ios = 0;
 	if (ret && ((failed & ~engine_faulty(e)) || !e->ops->redundant ||
 		    !engine_tolerates(e, engine_faulty(e)))) {
+		/* Out of space still: what the round's other writes replaced goes back. */
+		if (ret == -ENOSPC && e->ops->map_undo)
+			e->ops->map_undo(e, ar, c);
 		ctx_release(e, c);
 		return ret;
 	}

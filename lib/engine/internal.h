@@ -539,6 +539,13 @@ struct engine_level_ops {
 	 * yet, on @c, synchronously. NULL: every mapping is one round of writes.
 	 */
 	int (*map_rest)(struct rt_engine *e, struct engine_aio *ar, struct engine_ctx *c);
+	/*
+	 * A mapped write's round ran out of space on a unit, even when
+	 * redone (engine_aio_redo): put back on @c, synchronously, what
+	 * its other unit writes replaced that no stripe may lose (raid5:
+	 * see raid5_queue_undo). NULL: nothing to put back.
+	 */
+	void (*map_undo)(struct rt_engine *e, struct engine_aio *ar, struct engine_ctx *c);
 	/* Stripes [first, last], whole, zeroed on the units (healthy, locks held). */
 	int (*zero)(struct rt_engine *e, uint64_t first, uint64_t last);
 	/* Can @role be rebuilt with the roles in @m faulty (itself among them)? */

@@ -236,6 +236,57 @@ static int raid5_queue_writes(struct rt_engine *e, const struct raid5_sink *to,
 }
 
 /*
+ * The planned column ranges @segs[0..n) were written in part: a unit ran
+ * out of space (-ENOSPC), which fails no role, while the others took their
+ * writes. A read-modify-write leaves its stripe's parity and data
+ * disagreeing then, and the chunks of a faulty role or one being rebuilt,
+ * outside the request and made from the rest, would be wrong: acknowledged
+ * data lost, which no resync can mend (it makes the parity from the data,
+ * and the role is not there). Queue the writes of the old parity and data
+ * the round read back to where they came from: every such stripe is what
+ * it was before the request. The unit short of space gets its old bytes
+ * too (all of a write it took in part; where it took none, they are there
+ * already). A reconstruct-write changes only the request's own chunks
+ * (the faulty role's among them) and the parity made from them: a resync
+ * from the data mends it (engine_owe_resync).
+ */
+static int raid5_queue_undo(struct rt_engine *e, const struct raid5_sink *to,
+			    const struct raid5_seg *segs, unsigned n)
+{
+	struct layout_extent ext;
+	unsigned i;
+	uint32_t k;
+	int ret = 0;
+
+	for (i = 0; i < n && !ret; i++) {
+		const struct raid5_seg *g = &segs[i];
+
+		if (g->data_only || g->reconstruct)
+			continue;
+		ret = raid5_add_io(e, to, ENGINE_OP_WRITE, g->parity_role, g->old, g->unit_off,
+				   g->len);
+		for (k = g->k_first; k <= g->k_last && !ret; k++) {
+			ret = raid5_locate(e, g->base, k, g->col, g->len, &ext);
+			if (!ret && ext.role != g->skip_role)
+				ret = raid5_add_io(e, to, ENGINE_OP_WRITE, ext.role,
+						   g->old + (size_t)(1 + k - g->k_first) * g->len,
+						   ext.offset, g->len);
+		}
+	}
+	return ret;
+}
+
+/* raid5_queue_undo on @c, run; what the request returns is its -ENOSPC still. */
+static void raid5_undo(struct rt_engine *e, struct engine_ctx *c, const struct raid5_seg *segs,
+		       unsigned n)
+{
+	c->n_ios = 0;
+	if (raid5_queue_undo(e, &(const struct raid5_sink){ .c = c }, segs, n) == 0)
+		(void)ctx_run_ios(e, c);
+	c->n_ios = 0;
+}
+
+/*
  * Read what the planned column ranges need, compute their parity, write it
  * together with the ranges' new data, so that every stripe is consistent
  * again after each round (a retry after a unit failure relies on that).
@@ -267,10 +318,12 @@ static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *d
 						 ext.offset, ext.len);
 		}
 	}
-	b->n_segs = 0;
 	if (!ret)
 		ret = ctx_run_ios(e, c);
 	c->n_ios = 0;
+	if (ret == -ENOSPC)
+		raid5_undo(e, c, b->segs, b->n_segs);
+	b->n_segs = 0;
 	return ret;
 }
 
@@ -691,6 +744,26 @@ static int raid5_map_rest(struct rt_engine *e, struct engine_aio *ar, struct eng
 	return raid5_write_from(e, c, q->data, q->a0, q->a1, m, rb, q->cur);
 }
 
+/*
+ * The round of writes that ran out of space (engine_aio_redo): a write in
+ * rounds, its last batch; a small write, its one column range. A holder's
+ * whole stripes are reconstruct-writes (nothing to put back).
+ */
+static void raid5_map_undo(struct rt_engine *e, struct engine_aio *ar, struct engine_ctx *c)
+{
+	struct engine_areq *q = ar->areq;
+	const struct raid5_batch *b;
+
+	if (!q || q->round != 1)
+		return;
+	if (q->rounds) {
+		b = raid5_rounds_batch(q);
+		raid5_undo(e, c, b->segs, b->n_segs);
+	} else if (!q->hold) {
+		raid5_undo(e, c, &q->seg, 1);
+	}
+}
+
 /* A holder woken: on, or, having given up, as raid5_map_fallback says. */
 static int raid5_map_resume(struct rt_engine *e, struct engine_aio *ar, bool stop)
 {
@@ -933,6 +1006,7 @@ const struct engine_level_ops engine_raid5_ops = {
 	.map_next = raid5_map_next,
 	.map_end = raid5_map_end,
 	.map_rest = raid5_map_rest,
+	.map_undo = raid5_map_undo,
 	.zero = raid5_zero,
 	.can_recover = raid5_can_recover,
 	.recover_read = raid5_recover_read,

@@ -13,7 +13,9 @@
  * regions are pinned dirty in the log (never aged out, kept by a clean
  * stop) and owed a resync, which the run path starts once no unit is short
  * of space (engine_resync_owed); without a log the whole array is owed one.
- * Until that resync, such a stripe is as exposed as after a crash (a role
+ * A raid5 read-modify-write is put back at once (raid5_queue_undo): a
+ * faulty role's blocks there are made from that stripe. Until the resync,
+ * a stripe written from its data is as exposed as after a crash (a role
  * lost meanwhile could be reconstructed wrong there).
  * Any other read or write error is tried again up to retry_count times,
  * spread over retry_window_ms (engine_set_retries), before the role is

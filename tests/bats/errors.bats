@@ -115,6 +115,58 @@ no_unit_faulty() {
 		"$(sha256sum < "$TESTDIR/more")" ]
 }
 
+@test "degraded raid5 out of space: a write that reached the parity but not its data chunk is undone, the missing role's data intact" {
+	local fs=$TESTDIR/fs s i off
+	local -a stripes=(201 204)
+	mkdir -p "$fs"
+	mount -t tmpfs -o size=40M "$NAME" "$fs"
+	for i in 0 1 2; do
+		truncate -s 24M "$fs/u$i.img"
+		UNITS+=("$fs/u$i.img")
+	done
+	create_start 5
+	# Stripes s with s % 3 == 0: parity on role 2, data chunk 0 on role 0,
+	# chunk 1 on role 1 (left-symmetric). Chunk 0 written: roles 0 and 2
+	# hold it, role 1 stays a hole (zeros) the full tmpfs cannot fill.
+	for s in "${stripes[@]}"; do
+		head -c 64K /dev/urandom > "$TESTDIR/a$s"
+		dd if="$TESTDIR/a$s" of="/dev/raidtool/$NAME" bs=64K seek=$((s * 2)) oflag=direct \
+			conv=fsync status=none
+	done
+	run dd if=/dev/zero of="$fs/filler" bs=1M
+	assert_failure
+	# Role 0 gone: its chunk 0 lives only in parity ^ chunk 1 now.
+	run raidtool fail "$NAME" 0
+	assert_success
+	# Chunk 1 of each stripe: read-modify-write; the parity (allocated)
+	# takes its write, chunk 1's hole does not. The first is mapped on the
+	# ring (its redo undoes it), the second, a unit being short of space
+	# by then, goes the synchronous way (raid5_run_round undoes it).
+	for s in "${stripes[@]}"; do
+		head -c 64K /dev/urandom > "$TESTDIR/b$s"
+		run dd if="$TESTDIR/b$s" of="/dev/raidtool/$NAME" bs=64K seek=$((s * 2 + 1)) \
+			oflag=direct status=none
+		assert_failure
+		assert_output --partial "No space left on device"
+	done
+	[ "$(status_json | jq -r .no_space)" = true ]
+	for s in "${stripes[@]}"; do
+		run cmp <(dd if="/dev/raidtool/$NAME" bs=64K skip=$((s * 2)) count=1 iflag=direct \
+			status=none) "$TESTDIR/a$s"
+		assert_success
+	done
+	# Room again: the same writes succeed, chunk 0 still reads back.
+	rm -f "$fs/filler"
+	for s in "${stripes[@]}"; do
+		dd if="$TESTDIR/b$s" of="/dev/raidtool/$NAME" bs=64K seek=$((s * 2 + 1)) \
+			oflag=direct conv=fsync status=none
+		off=$((s * 2))
+		run cmp <(dd if="/dev/raidtool/$NAME" bs=64K skip=$off count=2 iflag=direct \
+			status=none) <(cat "$TESTDIR/a$s" "$TESTDIR/b$s")
+		assert_success
+	done
+}
+
 # faulty_raid5: NAME on three rt-faultyfs disks, 4 MiB of known data on it.
 faulty_raid5() {
 	[ -x "$FAULTYFS" ] || fail "build rt-faultyfs first (make all)"
