@@ -177,13 +177,18 @@ static int on_status(void *ctx, struct rt_control_status *st)
 	st->retry_count = es->retry_count;
 	st->retry_window_ms = es->retry_window_ms;
 	{
+		/*
+		 * A rebuild to follow: not done yet for `wait`. Read before the
+		 * walk, in the order next_rebuild writes them backwards: a walk
+		 * starting meanwhile is seen either way.
+		 */
+		bool next = atomic_load(&run->spare_wakes) != atomic_load(&run->spare_handled) ||
+			    atomic_load(&run->rebuild_next);
 		struct rt_walk_progress wp;
 
 		engine_walk_progress(run->e, &wp);
 		st->walk = wp.kind;
-		/* A rebuild to follow: not done yet for `wait`. */
-		st->walk_running = wp.running || atomic_load(&run->rebuild_next) ||
-				   atomic_load(&run->spare_wakes) != atomic_load(&run->spare_handled);
+		st->walk_running = wp.running || next;
 		st->walk_result = wp.result;
 		st->walk_role = wp.role;
 		st->walk_done = wp.done;
@@ -313,13 +318,12 @@ void run_on_failure(uint32_t role, void *ctx)
 	 * here). Until it has, `wait` must see a rebuild to come, not return
 	 * with nothing to wait for (run->spare_wakes).
 	 */
+	/* Not woken: the main thread looks at the count once a second too. */
 	if (spare) {
 		atomic_fetch_add(&run->spare_wakes, 1);
-		if (write(run->rebuild_fd, &one, sizeof(one)) < 0) {
-			atomic_fetch_sub(&run->spare_wakes, 1);
+		if (write(run->rebuild_fd, &one, sizeof(one)) < 0)
 			rt_log(RT_LOG_ERROR, "'%s': cannot wake the spare handling: %s",
 			       run->name, strerror(errno));
-		}
 	}
 	if (r < 0)
 		rt_log(RT_LOG_ERROR, "'%s': unit '%s' (role %u) failed, and marking it faulty "
@@ -1256,6 +1260,9 @@ static void wait_for_stop(struct run *run)
 			return;
 		}
 		if (k == 0) {
+			if (!run->readonly && atomic_load(&run->spare_wakes) !=
+					      atomic_load(&run->spare_handled))
+				next_rebuild(run);
 			if (!run->readonly)
 				resync_owed(run);
 			continue;

@@ -194,6 +194,11 @@ struct engine_unit_io {
 	bool write;		/* else a read */
 	/* An fdatasync of the unit (no @buf, @len 0; @off is the engine's): engine_flush_map */
 	bool fsync;
+	/*
+	 * To @role's replacement (a hot replace; @fd is its): when it fails,
+	 * the replace ends, not the role (judged as any failed I/O is).
+	 */
+	bool replica;
 	uint32_t role;
 	uint64_t off;		/* bytes on the unit */
 	uint32_t len;

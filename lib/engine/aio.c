@@ -267,25 +267,50 @@ static int engine_aio_offer_new(struct rt_engine *e, struct engine_aio *ar, uint
  * into @buf to @ar, merged with the previous one when both are contiguous.
  * -EAGAIN when @ar is full.
  */
-int engine_aio_add(const struct rt_engine *e, struct engine_aio *ar, bool write, uint32_t role,
-		   uint64_t unit_off, uint8_t *buf, uint64_t len)
+/*
+ * One unit I/O at device offset @off, merged with the last one of the same
+ * kind when contiguous (or the one before it, when writes go to a role and
+ * its replacement in turns).
+ */
+static int engine_aio_queue(const struct rt_engine *e, struct engine_aio *ar, bool write,
+			    uint32_t role, bool replica, uint64_t off, uint8_t *buf, uint64_t len)
 {
-	struct engine_unit_io *io = ar->n ? &ar->io[ar->n - 1] : NULL;
-	uint64_t off = e->data_offset + unit_off;
+	for (unsigned k = 1; k <= 2 && k <= ar->n; k++) {
+		struct engine_unit_io *io = &ar->io[ar->n - k];
 
-	if (io && io->write == write && io->role == role && (uint8_t *)io->buf + io->len == buf &&
-	    io->off + io->len == off && io->len + len <= UINT32_MAX / 2) {
-		io->len += (uint32_t)len;
-		return 0;
+		if (io->replica != replica)
+			continue;
+		if (io->write == write && !io->fsync && io->role == role &&
+		    (uint8_t *)io->buf + io->len == buf && io->off + io->len == off &&
+		    io->len + len <= UINT32_MAX / 2) {
+			io->len += (uint32_t)len;
+			return 0;
+		}
+		break;
 	}
 	if (ar->n == ENGINE_AIO_MAX)
 		return -EAGAIN;
 	/* Whole: the caller's @ar may have carried a flush's fsyncs before. */
 	ar->io[ar->n++] = (struct engine_unit_io){
-		.fd = e->fd[role], .write = write, .role = role, .off = off,
-		.len = (uint32_t)len, .buf = buf,
+		.fd = replica ? e->replace_fd : e->fd[role], .write = write, .replica = replica,
+		.role = role, .off = off, .len = (uint32_t)len, .buf = buf,
 	};
 	return 0;
+}
+
+/* A role being replaced: its writes go to the replacement too (replica_mode). */
+int engine_aio_add(const struct rt_engine *e, struct engine_aio *ar, bool write, uint32_t role,
+		   uint64_t unit_off, uint8_t *buf, uint64_t len)
+{
+	enum replica_mode to = replica_mode(e, write ? ENGINE_OP_WRITE : ENGINE_OP_READ, role);
+	uint64_t off = e->data_offset + unit_off;
+	int ret = 0;
+
+	if (to != TO_REPLICA)
+		ret = engine_aio_queue(e, ar, write, role, false, off, buf, len);
+	if (!ret && to != TO_UNIT)
+		ret = engine_aio_queue(e, ar, write, role, true, off, buf, len);
+	return ret;
 }
 
 /*
@@ -347,12 +372,12 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 	if (parked && parked->gathering) {
 		/*
 		 * A holder woken, its locks held and counted in flight: it
-		 * gives up at once when the array changed meanwhile (the masks
-		 * and a replacement, loaded under its locks), or when its caller
-		 * will not queue it again (its ring failed).
+		 * gives up at once when the array changed meanwhile (the masks,
+		 * loaded under its locks; a replace starts and ends only under
+		 * a drain, which waits for it), or when its caller will not
+		 * queue it again (its ring failed).
 		 */
 		ret = e->ops->map_resume(e, ar, atomic_load(&e->nospace) ||
-					 atomic_load(&e->replace_role) != LAYOUT_NO_ROLE ||
 					 engine_rebuilding(e) || engine_faulty(e) ||
 					 ar->queued >= ENGINE_AIO_QUEUED_MAX);
 		if (ret == 0 || ret == -EINPROGRESS)
@@ -396,11 +421,10 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 	/*
 	 * Not while a role's last write ran out of space, which only
 	 * engine_write's success clears (and which a failed raid1 write must
-	 * owe a resync for).
+	 * owe a resync for). A role being replaced: engine_aio_add sends its
+	 * writes to the replacement too.
 	 */
-	if (write && (!e->ops->map_write || atomic_load(&e->nospace) ||
-		      /* a role being replaced: its replacement gets the writes too */
-		      atomic_load(&e->replace_role) != LAYOUT_NO_ROLE))
+	if (write && (!e->ops->map_write || atomic_load(&e->nospace)))
 		return -EAGAIN;
 	atomic_fetch_add(&e->aread_inflight, 1);
 	if (atomic_load(&e->aread_gate))
@@ -538,6 +562,7 @@ int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res)
 	struct engine_areq *q = ar->areq;
 	struct engine_ctx *c;
 	uint64_t failed = 0;
+	bool redo = false;
 	unsigned i;
 	int ret = 0;
 
@@ -547,7 +572,10 @@ int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res)
 		if (res[i] < 0 || (uint32_t)res[i] != ar->io[i].len) {
 			if (!ar->io[i].write || ar->io[i].fsync)
 				return -EAGAIN;	/* a read round: nothing written yet */
-			failed |= role_bit(ar->io[i].role);
+			redo = true;
+			/* A replacement's failure ends the replace (ctx_run_ios), not the write. */
+			if (!ar->io[i].replica)
+				failed |= role_bit(ar->io[i].role);
 		}
 	/*
 	 * Always redone, never given up for a resync: while a role is
@@ -559,15 +587,16 @@ int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res)
 	c = ctx_acquire_redo(e);
 	for (i = 0; i < ar->n && !ret; i++)
 		if (res[i] < 0 || (uint32_t)res[i] != ar->io[i].len)
-			ret = ctx_add_io(e, c, ENGINE_OP_WRITE, ar->io[i].role, ar->io[i].buf,
-					 ar->io[i].off - e->data_offset, ar->io[i].len);
-	if (!ret && failed)
+			ret = ctx_add_io_to(e, c, ENGINE_OP_WRITE, ar->io[i].role, ar->io[i].replica,
+					    ar->io[i].buf, ar->io[i].off - e->data_offset,
+					    ar->io[i].len);
+	if (!ret && redo)
 		ret = ctx_run_ios(e, c);
 	c->n_ios = 0;
 	if (ret && ((failed & ~engine_faulty(e)) || !e->ops->redundant ||
 		    !engine_tolerates(e, engine_faulty(e)))) {
 		/* Out of space still: what the round's other writes replaced goes back. */
-		if (ret == -ENOSPC && e->ops->map_undo)
+		if (c->run_nospace && e->ops->map_undo)
 			e->ops->map_undo(e, ar, c);
 		ctx_release(e, c);
 		return ret;

@@ -334,6 +334,11 @@ struct engine_ctx {
 	unsigned run_next, run_inflight;
 	int run_err;
 	bool run_started;
+	/*
+	 * A write of the last run was refused for want of space, whatever
+	 * error came first (raid5_undo must put back what others took).
+	 */
+	bool run_nospace;
 	struct engine_ctx_stats stats;
 };
 
@@ -710,6 +715,22 @@ static inline uint64_t engine_rebuilding(const struct rt_engine *e)
 	return atomic_load_explicit(&e->rebuild, memory_order_acquire);
 }
 
+/*
+ * Where a write or flush of @role goes while the role is being replaced:
+ * to its unit and the replacement, or, the unit failed meanwhile, to the
+ * replacement alone (every path that writes: ring.c, engine_aio_add).
+ */
+enum replica_mode { TO_UNIT, TO_BOTH, TO_REPLICA };
+
+static inline enum replica_mode replica_mode(const struct rt_engine *e, enum engine_op op,
+					     uint32_t role)
+{
+	if (op == ENGINE_OP_READ ||
+	    atomic_load_explicit(&e->replace_role, memory_order_acquire) != role)
+		return TO_UNIT;
+	return (engine_faulty(e) & role_bit(role)) ? TO_REPLICA : TO_BOTH;
+}
+
 static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
 {
 	/* Only the context's owner writes: no read-modify-write atomics needed. */
@@ -757,9 +778,12 @@ int ctx_add_io(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
 	       uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len);
 int ctx_add_raw(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
 		uint32_t role, uint8_t *buf, uint64_t off, uint32_t len);
-/* A transfer to @role's replacement only (the replace walk's copy). */
-int ctx_add_replica(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
-		    uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len);
+/*
+ * A transfer to @role's unit alone, or (@replica) to its replacement alone
+ * (the replace walk's copy; a mapped write's redo).
+ */
+int ctx_add_io_to(struct rt_engine *e, struct engine_ctx *c, enum engine_op op, uint32_t role,
+		  bool replica, uint8_t *buf, uint64_t unit_off, uint64_t len);
 int engine_mark_faulty(struct rt_engine *e, uint32_t role, bool spared_only);
 void engine_drain(struct rt_engine *e);
 void engine_undrain(struct rt_engine *e);

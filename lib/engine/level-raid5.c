@@ -247,8 +247,11 @@ static int raid5_queue_writes(struct rt_engine *e, const struct raid5_sink *to,
  * it was before the request. The unit short of space gets its old bytes
  * too (all of a write it took in part; where it took none, they are there
  * already). A reconstruct-write changes only the request's own chunks
- * (the faulty role's among them) and the parity made from them: a resync
- * from the data mends it (engine_owe_resync).
+ * (the faulty role's among them) and the parity made from them: on a
+ * healthy array a resync from the data mends it (engine_owe_resync). Not
+ * put back, for want of their old bytes: a write widened to the units'
+ * block (an array block smaller than theirs) counts the bytes beside it
+ * in that block as its own, and a faulty role's there may be lost.
  */
 static int raid5_queue_undo(struct rt_engine *e, const struct raid5_sink *to,
 			    const struct raid5_seg *segs, unsigned n)
@@ -276,14 +279,26 @@ static int raid5_queue_undo(struct rt_engine *e, const struct raid5_sink *to,
 	return ret;
 }
 
-/* raid5_queue_undo on @c, run; what the request returns is its -ENOSPC still. */
+/*
+ * raid5_queue_undo on @c, run; what the request returns is its error still.
+ * The unit short of space refuses its part again, as it should; any other
+ * failure leaves stripes torn, which is said.
+ */
 static void raid5_undo(struct rt_engine *e, struct engine_ctx *c, const struct raid5_seg *segs,
 		       unsigned n)
 {
+	int ret;
+
 	c->n_ios = 0;
-	if (raid5_queue_undo(e, &(const struct raid5_sink){ .c = c }, segs, n) == 0)
-		(void)ctx_run_ios(e, c);
+	ret = raid5_queue_undo(e, &(const struct raid5_sink){ .c = c }, segs, n);
+	if (!ret)
+		ret = ctx_run_ios(e, c);
 	c->n_ios = 0;
+	if (ret && ret != -ENOSPC && n)
+		rt_log(RT_LOG_ERROR, "raid5: a write that ran out of space could not be put back "
+		       "(%s): from stripe %llu on, parity may not match the data until a resync",
+		       strerror(-ret),
+		       (unsigned long long)(segs[0].base / (e->layout.chunk * e->data_roles)));
 }
 
 /*
@@ -321,7 +336,7 @@ static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *d
 	if (!ret)
 		ret = ctx_run_ios(e, c);
 	c->n_ios = 0;
-	if (ret == -ENOSPC)
+	if (c->run_nospace)
 		raid5_undo(e, c, b->segs, b->n_segs);
 	b->n_segs = 0;
 	return ret;
@@ -575,7 +590,7 @@ static int raid5_map_small(struct rt_engine *e, struct engine_aio *ar, uint8_t *
  * planned as raid5_write plans it (raid5_plan) in what the holder borrowed
  * (struct raid5_hold), a batch of column ranges at a time, at most
  * ENGINE_AIO_MAX / (d + 1) of them (each reads at most d ranges and writes
- * at most d + 1):
+ * at most d + 1, one more to a role's replacement during a hot replace):
  * the batch's reads, then its parity and new data, then the next batch.
  * Each batch leaves its stripes consistent, as raid5_write's rounds do.
  */
@@ -607,13 +622,15 @@ static int raid5_rounds_plan(struct rt_engine *e, struct engine_aio *ar)
 	const struct raid5_sink to = { .ar = ar };
 	struct engine_areq *q = ar->areq;
 	struct raid5_batch *b = raid5_rounds_batch(q);
-	unsigned i;
+	/* A range writes one more while a role's replacement gets its writes too. */
+	unsigned i, per_seg = e->data_roles + 1 +
+			      (atomic_load(&e->replace_role) != LAYOUT_NO_ROLE);
 	int ret = 0;
 
 	/* The batches before are whole: until this one's writes go out, a failure owes nothing. */
 	q->round = 0;
 	q->last_batch = raid5_plan(e, b, &e->aread_stats, q->a0, q->a1, q->m, q->rb, &q->cur,
-				   ENGINE_AIO_MAX / (e->data_roles + 1));
+				   ENGINE_AIO_MAX / per_seg);
 	if (!b->n_segs)
 		return -EINVAL;		/* cannot happen: scratch holds a range */
 	ar->n = 0;

@@ -427,24 +427,31 @@ int engine_flush_map(struct rt_engine *e, struct engine_aio *ar)
 	ar->len = 0;
 	ar->write = false;
 	ar->areq = NULL;
-	/* A replacement is flushed beside its unit: engine_flush knows how. */
-	if (atomic_load(&e->replace_role) != LAYOUT_NO_ROLE)
-		return -EAGAIN;
 	atomic_fetch_add(&e->aread_inflight, 1);
 	rb = engine_rebuilding(e);
 	m = engine_faulty(e);
-	if (atomic_load(&e->aread_gate) || !engine_tolerates(e, m)) {
+	_Static_assert(ENGINE_AIO_MAX >= RT_MAX_UNITS, "a flush maps one fsync per unit");
+	/* RT_MAX_UNITS roles, one being replaced: engine_flush, one fsync more. */
+	if (atomic_load(&e->aread_gate) || !engine_tolerates(e, m) ||
+	    e->n + (atomic_load(&e->replace_role) != LAYOUT_NO_ROLE) > ENGINE_AIO_MAX) {
 		atomic_fetch_sub(&e->aread_inflight, 1);
 		return -EAGAIN;
 	}
 	for (r = 0; r < e->n; r++) {
+		enum replica_mode to = replica_mode(e, ENGINE_OP_FSYNC, r);
+
 		/* A unit being rebuilt holds acknowledged writes too. */
 		if ((m & ~rb) & role_bit(r))
 			continue;
 		/* @off: which unit of the role this is (engine_flush_done). */
-		ar->io[ar->n++] = (struct engine_unit_io){ .fd = e->fd[r], .fsync = true, .role = r,
-							   .off = atomic_load(&e->unit_gen[r]) };
-	_Static_assert(ENGINE_AIO_MAX >= RT_MAX_UNITS, "a flush maps one fsync per unit");
+		if (to != TO_REPLICA)
+			ar->io[ar->n++] = (struct engine_unit_io){
+				.fd = e->fd[r], .fsync = true, .role = r,
+				.off = atomic_load(&e->unit_gen[r]) };
+		/* A role being replaced: its replacement too (a drain starts and ends that). */
+		if (to != TO_UNIT)
+			ar->io[ar->n++] = (struct engine_unit_io){
+				.fd = e->replace_fd, .fsync = true, .replica = true, .role = r };
 	}
 	return 0;
 }
@@ -482,9 +489,10 @@ int engine_flush_done(struct rt_engine *e, struct engine_aio *ar, const int *res
 		/*
 		 * Another unit took the role since (a spare, a replacement): the
 		 * old one's error is not the new one's, which engine_flush below
-		 * flushes.
+		 * flushes. A replacement's is judged there too (its flush
+		 * failing again ends the replace, not the role).
 		 */
-		if (atomic_load(&e->unit_gen[io.role]) != ar->io[i].off)
+		if (ar->io[i].replica || atomic_load(&e->unit_gen[io.role]) != ar->io[i].off)
 			continue;
 		if (res[i] && res[i] != -ECANCELED && engine_unit_error(e, c, &io, res[i]) == -ENOSPC)
 			ret = -ENOSPC;

@@ -217,6 +217,7 @@ int engine_unit_error(struct rt_engine *e, struct engine_ctx *c, const struct en
 	stat_add(&c->stats.errors, 1);
 	stat_add(&c->stats.unit[io->role].errors, 1);
 	if (engine_err_nospace(res)) {
+		c->run_nospace = true;
 		if (!(atomic_fetch_or(&e->nospace, bit) & bit))
 			rt_log(RT_LOG_WARN, "unit %u is out of space (%s): it stays in the "
 			       "array; writes that need it fail with ENOSPC until it has room",
@@ -306,6 +307,7 @@ int ctx_ios_to_aio(const struct rt_engine *e, const struct engine_ctx *c, struct
 		ar->io[i] = (struct engine_unit_io){
 			.fd = io->replica ? e->replace_fd : e->fd[io->role],
 			.write = io->op == ENGINE_OP_WRITE,
+			.replica = io->replica,
 			.role = io->role,
 			.off = io->off,
 			.len = io->len,
@@ -455,6 +457,7 @@ int ctx_start_ios(struct rt_engine *e, struct engine_ctx *c)
 	c->n_retry = 0;
 	c->run_next = c->run_inflight = 0;
 	c->run_err = 0;
+	c->run_nospace = false;
 	c->run_started = true;
 	if (c->broken)
 		return -EIO;
@@ -480,6 +483,7 @@ int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c)
 		c->n_retry = 0;
 		c->run_next = c->run_inflight = 0;
 		c->run_err = 0;
+		c->run_nospace = false;
 	}
 	while (!c->broken && (c->run_next < c->n_ios || c->n_retry || c->run_inflight))
 		if (ctx_round(e, c, true) < 0)
@@ -498,18 +502,6 @@ void ctx_fail_roles(struct rt_engine *e, struct engine_ctx *c)
 		c->failed &= c->failed - 1;
 		(void)engine_mark_faulty(e, r, false);
 	}
-}
-
-/* Where a write or flush of @role goes while the role is being replaced. */
-enum replica_mode { TO_UNIT, TO_BOTH, TO_REPLICA };
-
-static enum replica_mode replica_mode(const struct rt_engine *e, enum engine_op op,
-				      uint32_t role)
-{
-	if (op == ENGINE_OP_READ ||
-	    atomic_load_explicit(&e->replace_role, memory_order_acquire) != role)
-		return TO_UNIT;
-	return (engine_faulty(e) & role_bit(role)) ? TO_REPLICA : TO_BOTH;
 }
 
 /*
@@ -592,10 +584,10 @@ int ctx_add_raw(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
 	return ctx_queue_role(e, c, op, role, buf, off, len, false);
 }
 
-int ctx_add_replica(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
-		    uint32_t role, uint8_t *buf, uint64_t unit_off, uint64_t len)
+int ctx_add_io_to(struct rt_engine *e, struct engine_ctx *c, enum engine_op op, uint32_t role,
+		  bool replica, uint8_t *buf, uint64_t unit_off, uint64_t len)
 {
-	return ctx_queue(e, c, op, role, buf, e->data_offset + unit_off, len, true, true);
+	return ctx_queue(e, c, op, role, buf, e->data_offset + unit_off, len, true, replica);
 }
 
 void engine_drain(struct rt_engine *e)

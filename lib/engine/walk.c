@@ -344,7 +344,7 @@ static int pipe_queue_write(struct walk_pipe *p, struct walk_slot *s)
 
 	if (j->kind == RT_WALK_RECOVER)
 		return ctx_add_io(e, s->c, ENGINE_OP_WRITE, j->role, s->buf, s->off, s->len);
-	return ctx_add_replica(e, s->c, ENGINE_OP_WRITE, j->role, s->buf, s->off, s->len);
+	return ctx_add_io_to(e, s->c, ENGINE_OP_WRITE, j->role, true, s->buf, s->off, s->len);
 }
 
 /* Wait for the piece's reads, compute it, start its writes. */

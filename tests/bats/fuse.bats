@@ -28,12 +28,6 @@ teardown() {
 	scratch_teardown
 }
 
-# FUSE over io_uring needs a kernel with the fuse module's enable_uring.
-require_uring() {
-	[ -e /sys/module/fuse/parameters/enable_uring ] ||
-		require "needs FUSE over io_uring (Linux 6.14+, CONFIG_FUSE_IO_URING)"
-}
-
 # start_with TRANSPORT LEVEL CHUNK COUNT SIZE: zeroed images, create
 # --assume-clean (parity of zeros holds), activate through TRANSPORT.
 start_with() {

@@ -22,6 +22,12 @@ require() {
 	skip "$reason"
 }
 
+# FUSE over io_uring needs a kernel with the fuse module's enable_uring.
+require_uring() {
+	[ -e /sys/module/fuse/parameters/enable_uring ] ||
+		require "needs FUSE over io_uring (Linux 6.14+, CONFIG_FUSE_IO_URING)"
+}
+
 require_root() {
 	[ "$(id -u)" = 0 ] || require "needs root"
 	[ -e /dev/loop-control ] || require "needs loop devices (/dev/loop-control)"

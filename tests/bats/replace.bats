@@ -166,6 +166,53 @@ replace_under_fio() {
 	replace_under_fio 5 3
 }
 
+# ring_counts: the FUSE queues' requests served on the ring and by workers.
+ring_counts() {
+	status_json | jq -r '"\(.fuse.ring_requests) \(.fuse.worker_requests)"'
+}
+
+@test "raid5 over io_uring: writes during a replace go on the ring to the unit and its replacement; NEW equals UNIT byte for byte" {
+	local new ring0 workers0 ring workers
+	require_uring
+	new_array 5 4 64M
+	RAIDTOOL_FUSE_TRANSPORT=uring start_array
+	[ "$(status_json | jq -r .fuse.transport)" = io_uring ]
+	new=$(make_image new.img 64M)
+	# Slow enough to outlast fio: every write lands during the replace,
+	# behind the copy (reaching the replacement only through the write
+	# path) or ahead of it.
+	run raidtool replace "$NAME" 1 --with "$new" --speed-limit 1
+	assert_success
+	read -r ring0 workers0 < <(ring_counts)
+	run fio --name=repl --filename="$DEV" --direct=1 --ioengine=io_uring --iodepth=16 \
+		--rw=randwrite --bsrange=4k-16k --size=16M --numjobs=2 --offset_increment=16M \
+		--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
+		--output-format=terse --terse-version=3
+	assert_success
+	read -r ring workers < <(ring_counts)
+	ring=$((ring - ring0))
+	workers=$((workers - workers0))
+	echo "# ring requests $ring, to workers $workers" >&3
+	[ "$(walk_field running)" = true ] || fail "the replace ended before fio did"
+	[ "$ring" -gt 5000 ] || fail "only $ring requests on the ring"
+	[ $((workers * 20)) -le "$ring" ] || fail "$workers of $ring requests went to workers"
+	run raidtool tune "$NAME" --speed-limit 0
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	assert_output --partial "replace of role 1 done"
+	check_clean
+	run fio --name=repl --filename="$DEV" --direct=1 --ioengine=io_uring --iodepth=16 \
+		--rw=randwrite --bsrange=4k-16k --size=16M --numjobs=2 --offset_increment=16M \
+		--verify=crc32c --verify_only=1 --verify_state_save=0 \
+		--output-format=terse --terse-version=3
+	assert_success
+	run raidtool deactivate "$NAME"
+	assert_success
+	cmp <(data_area "${UNITS[1]}") <(data_area "$new") ||
+		fail "the data areas of ${UNITS[1]} and $new differ"
+}
+
 # replace_unit_fails LEVEL COUNT: UNIT is failed part way; the copy goes on
 # from the other units (raid1 the other mirror, raid5 parity) while fio
 # writes where it has passed (writes that now reach NEW alone); the data
