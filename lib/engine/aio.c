@@ -263,14 +263,9 @@ static int engine_aio_offer_new(struct rt_engine *e, struct engine_aio *ar, uint
 }
 
 /*
- * Add the transfer of @len bytes at @unit_off of @role's data area from or
- * into @buf to @ar, merged with the previous one when both are contiguous.
- * -EAGAIN when @ar is full.
- */
-/*
  * One unit I/O at device offset @off, merged with the last one of the same
  * kind when contiguous (or the one before it, when writes go to a role and
- * its replacement in turns).
+ * its replacement in turns). -EAGAIN when @ar is full.
  */
 static int engine_aio_queue(const struct rt_engine *e, struct engine_aio *ar, bool write,
 			    uint32_t role, bool replica, uint64_t off, uint8_t *buf, uint64_t len)
@@ -298,7 +293,11 @@ static int engine_aio_queue(const struct rt_engine *e, struct engine_aio *ar, bo
 	return 0;
 }
 
-/* A role being replaced: its writes go to the replacement too (replica_mode). */
+/*
+ * Add the transfer of @len bytes at @unit_off of @role's data area from or
+ * into @buf to @ar (see engine_aio_queue). A role being replaced: its
+ * writes go to the replacement too (replica_mode).
+ */
 int engine_aio_add(const struct rt_engine *e, struct engine_aio *ar, bool write, uint32_t role,
 		   uint64_t unit_off, uint8_t *buf, uint64_t len)
 {
@@ -593,7 +592,12 @@ int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res)
 	if (!ret && redo)
 		ret = ctx_run_ios(e, c);
 	c->n_ios = 0;
-	if (ret && ((failed & ~engine_faulty(e)) || !e->ops->redundant ||
+	/*
+	 * Only replacements' writes redone, and an error: the context could
+	 * not run them (a replacement's own failure is no error), so the
+	 * request is written again whole.
+	 */
+	if (ret && (!failed || (failed & ~engine_faulty(e)) || !e->ops->redundant ||
 		    !engine_tolerates(e, engine_faulty(e)))) {
 		/* Out of space still: what the round's other writes replaced goes back. */
 		if (c->run_nospace && e->ops->map_undo)

@@ -384,6 +384,8 @@ struct rt_engine {
 	int replace_fd;
 	struct rt_unit *replace_unit;
 	atomic_bool replace_failed;
+	/* Counts replaces started: whose replacement a mapped flush's error is. */
+	_Atomic uint64_t replace_gen;
 	/* engine_create_readonly: every write, discard and write-zeroes is EROFS. */
 	bool readonly;
 	struct rt_unit *unit[RT_MAX_UNITS];
@@ -731,6 +733,16 @@ static inline enum replica_mode replica_mode(const struct rt_engine *e, enum eng
 	return (engine_faulty(e) & role_bit(role)) ? TO_REPLICA : TO_BOTH;
 }
 
+/*
+ * raid5: the unit writes a stripe's column range takes at most, its data
+ * and parity, and one more to a role's replacement during a hot replace.
+ */
+static inline unsigned raid5_range_writes(const struct rt_engine *e)
+{
+	return e->data_roles + 1 +
+	       (atomic_load_explicit(&e->replace_role, memory_order_relaxed) != LAYOUT_NO_ROLE);
+}
+
 static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
 {
 	/* Only the context's owner writes: no read-modify-write atomics needed. */
@@ -785,6 +797,8 @@ int ctx_add_raw(struct rt_engine *e, struct engine_ctx *c, enum engine_op op,
 int ctx_add_io_to(struct rt_engine *e, struct engine_ctx *c, enum engine_op op, uint32_t role,
 		  bool replica, uint8_t *buf, uint64_t unit_off, uint64_t len);
 int engine_mark_faulty(struct rt_engine *e, uint32_t role, bool spared_only);
+/* The replacement's @io failed with @res: the replace stops (once, said once). */
+void engine_replica_error(struct rt_engine *e, const struct engine_io *io, int res);
 void engine_drain(struct rt_engine *e);
 void engine_undrain(struct rt_engine *e);
 

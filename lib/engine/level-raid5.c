@@ -622,15 +622,13 @@ static int raid5_rounds_plan(struct rt_engine *e, struct engine_aio *ar)
 	const struct raid5_sink to = { .ar = ar };
 	struct engine_areq *q = ar->areq;
 	struct raid5_batch *b = raid5_rounds_batch(q);
-	/* A range writes one more while a role's replacement gets its writes too. */
-	unsigned i, per_seg = e->data_roles + 1 +
-			      (atomic_load(&e->replace_role) != LAYOUT_NO_ROLE);
+	unsigned i;
 	int ret = 0;
 
 	/* The batches before are whole: until this one's writes go out, a failure owes nothing. */
 	q->round = 0;
 	q->last_batch = raid5_plan(e, b, &e->aread_stats, q->a0, q->a1, q->m, q->rb, &q->cur,
-				   ENGINE_AIO_MAX / per_seg);
+				   ENGINE_AIO_MAX / raid5_range_writes(e));
 	if (!b->n_segs)
 		return -EINVAL;		/* cannot happen: scratch holds a range */
 	ar->n = 0;

@@ -719,10 +719,11 @@ int raid5_map_hold(struct rt_engine *e, struct engine_aio *ar, uint8_t *buf, uin
 	}
 	/*
 	 * Every stripe's writes in one round: a whole one takes d + 1 unit
-	 * writes, one made of pieces up to twice that (the pieces' cuts);
-	 * and every stripe's parity in @h. Else in rounds (raid5_map_fallback).
+	 * writes (raid5_range_writes), one made of pieces up to twice that
+	 * (the pieces' cuts); and every stripe's parity in @h. Else in rounds
+	 * (raid5_map_fallback).
 	 */
-	if ((ns + 2) * (e->data_roles + 1) > ENGINE_AIO_MAX || ns * C > ENGINE_DATA_CAP)
+	if ((ns + 2) * raid5_range_writes(e) > ENGINE_AIO_MAX || ns * C > ENGINE_DATA_CAP)
 		return raid5_hold_give_up(e, ar, false);
 	/* Another write under way: a synchronous one, or a mapped one besides this. */
 	others = atomic_load_explicit(&e->writers, memory_order_relaxed) > 0 ||

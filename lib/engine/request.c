@@ -448,10 +448,11 @@ int engine_flush_map(struct rt_engine *e, struct engine_aio *ar)
 			ar->io[ar->n++] = (struct engine_unit_io){
 				.fd = e->fd[r], .fsync = true, .role = r,
 				.off = atomic_load(&e->unit_gen[r]) };
-		/* A role being replaced: its replacement too (a drain starts and ends that). */
+		/* A role being replaced: its replacement too (@off: which replace). */
 		if (to != TO_UNIT)
 			ar->io[ar->n++] = (struct engine_unit_io){
-				.fd = e->replace_fd, .fsync = true, .replica = true, .role = r };
+				.fd = e->replace_fd, .fsync = true, .replica = true, .role = r,
+				.off = atomic_load(&e->replace_gen) };
 	}
 	return 0;
 }
@@ -487,12 +488,23 @@ int engine_flush_done(struct rt_engine *e, struct engine_aio *ar, const int *res
 		struct engine_io io = { .op = ENGINE_OP_FSYNC, .role = ar->io[i].role };
 
 		/*
+		 * A replacement's ends its replace (if still the one under way),
+		 * never the role; reported once, its writeback error would not be
+		 * seen by the fsync engine_flush asks again.
+		 */
+		if (ar->io[i].replica) {
+			if (res[i] && res[i] != -ECANCELED &&
+			    atomic_load(&e->replace_gen) == ar->io[i].off &&
+			    atomic_load(&e->replace_role) == io.role)
+				engine_replica_error(e, &io, res[i]);
+			continue;
+		}
+		/*
 		 * Another unit took the role since (a spare, a replacement): the
 		 * old one's error is not the new one's, which engine_flush below
-		 * flushes. A replacement's is judged there too (its flush
-		 * failing again ends the replace, not the role).
+		 * flushes.
 		 */
-		if (ar->io[i].replica || atomic_load(&e->unit_gen[io.role]) != ar->io[i].off)
+		if (atomic_load(&e->unit_gen[io.role]) != ar->io[i].off)
 			continue;
 		if (res[i] && res[i] != -ECANCELED && engine_unit_error(e, c, &io, res[i]) == -ENOSPC)
 			ret = -ENOSPC;

@@ -202,6 +202,14 @@ static inline bool engine_err_nospace(int res)
 	return res == -ENOSPC || res == -EDQUOT;
 }
 
+void engine_replica_error(struct rt_engine *e, const struct engine_io *io, int res)
+{
+	if (!atomic_exchange(&e->replace_failed, true))
+		rt_log(RT_LOG_WARN, "the replacement of unit %u: %s of %u bytes at %llu failed: %s; "
+		       "the replace stops", io->role, engine_op_name[io->op], io->len,
+		       (unsigned long long)io->off, strerror(-res));
+}
+
 /*
  * Every failed unit I/O ends here. The role is made faulty once the run
  * has reaped everything (ctx_run_ios); the piece is then retried without it.
@@ -354,10 +362,7 @@ static int ctx_complete_io(struct rt_engine *e, struct engine_ctx *c,
 	}
 	/* The replacement failing ends the replace, not the role (engine_replace_*). */
 	if (io->replica && (res < 0 || (res == 0 && io->op != ENGINE_OP_FSYNC))) {
-		if (!atomic_exchange(&e->replace_failed, true))
-			rt_log(RT_LOG_WARN, "the replacement of unit %u: %s of %u bytes at %llu "
-			       "failed: %s; the replace stops", io->role, engine_op_name[io->op],
-			       io->len, (unsigned long long)io->off, strerror(res < 0 ? -res : ENXIO));
+		engine_replica_error(e, io, res < 0 ? res : -ENXIO);
 		return err;
 	}
 	/* A transfer of 0 bytes: the device ends inside the data area. */

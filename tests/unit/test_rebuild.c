@@ -749,6 +749,65 @@ static void test_replace_checkpoints(void **state)
 	fx_teardown(f);
 }
 
+/*
+ * A flush mapped on a ring while a role is being replaced fsyncs the
+ * replacement too. Its failure ends the replace and fails no role, judged
+ * from the result the ring reported (a writeback error is reported once:
+ * the fsync engine_flush_done asks again would succeed). The failure of a
+ * replacement whose replace ended since is not charged to the next one.
+ */
+static void test_replace_mapped_flush(void **state)
+{
+	struct engine_aio *ar = calloc(1, sizeof(*ar));
+	int res[ENGINE_AIO_MAX] = { 0 };
+	struct rt_engine_stats st;
+	struct fx *f = &the_fx;
+	struct rt_unit *u = NULL;
+	unsigned i, replicas = 0, at = 0;
+	uint32_t role = 1;
+
+	(void)state;
+	if (skip_without_root())
+		skip();
+	assert_non_null(ar);
+	assert_int_equal(fx_setup(f, RT_LEVEL_5, 3), 0);
+	assert_int_equal(open_unit(f, NU - 1, true), 0);
+	assert_int_equal(engine_replace_start(f->e, role, f->unit[NU - 1]), 0);
+	assert_int_equal(engine_flush_map(f->e, ar), 0);
+	assert_int_equal(ar->n, f->n + 1);
+	for (i = 0; i < ar->n; i++) {
+		assert_true(ar->io[i].fsync);
+		if (!ar->io[i].replica)
+			continue;
+		replicas++;
+		at = i;
+		assert_int_equal(ar->io[i].role, role);
+		assert_int_equal(ar->io[i].fd, unit_fd(f->unit[NU - 1]));
+	}
+	assert_int_equal(replicas, 1);
+	res[at] = -EIO;
+	engine_flush_unmap(f->e, ar);
+	assert_int_equal(engine_flush_done(f->e, ar, res), 0);
+	assert_true(engine_replace_failed(f->e));
+	engine_get_stats(f->e, &st);
+	assert_int_equal(st.faulty_mask, 0);
+
+	/* Mapped during one replace, judged during the next: not its failure. */
+	assert_int_equal(engine_replace_abort(f->e, &u), 0);
+	assert_ptr_equal(u, f->unit[NU - 1]);
+	assert_int_equal(engine_replace_start(f->e, role, u), 0);
+	assert_false(engine_replace_failed(f->e));
+	assert_int_equal(engine_flush_map(f->e, ar), 0);
+	engine_flush_unmap(f->e, ar);
+	assert_int_equal(engine_replace_abort(f->e, &u), 0);
+	assert_int_equal(engine_replace_start(f->e, role, u), 0);
+	assert_int_equal(engine_flush_done(f->e, ar, res), 0);
+	assert_false(engine_replace_failed(f->e));
+	assert_int_equal(engine_replace_abort(f->e, &u), 0);
+	free(ar);
+	fx_teardown(f);
+}
+
 /* Damage @count stripes behind the engine: raid1 mirror 1, raid5 the parity chunk. */
 static void corrupt(struct fx *f, unsigned count)
 {
@@ -1210,6 +1269,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_recover_raid5_big_chunk, fx_cleanup),
 		cmocka_unit_test_teardown(test_cancel_resume_raid5, fx_cleanup),
 		cmocka_unit_test_teardown(test_replace_checkpoints, fx_cleanup),
+		cmocka_unit_test_teardown(test_replace_mapped_flush, fx_cleanup),
 		cmocka_unit_test_teardown(test_check_raid1, fx_cleanup),
 		cmocka_unit_test_teardown(test_check_raid1_majority, fx_cleanup),
 		cmocka_unit_test_teardown(test_check_raid5, fx_cleanup),
