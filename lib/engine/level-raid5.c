@@ -248,10 +248,8 @@ static int raid5_queue_writes(struct rt_engine *e, const struct raid5_sink *to,
  * too (all of a write it took in part; where it took none, they are there
  * already). A reconstruct-write changes only the request's own chunks
  * (the faulty role's among them) and the parity made from them: on a
- * healthy array a resync from the data mends it (engine_owe_resync). Not
- * put back, for want of their old bytes: a write widened to the units'
- * block (an array block smaller than theirs) counts the bytes beside it
- * in that block as its own, and a faulty role's there may be lost.
+ * healthy array a resync from the data mends it (engine_owe_resync); with
+ * a role lost, raid5_reparity.
  */
 static int raid5_queue_undo(struct rt_engine *e, const struct raid5_sink *to,
 			    const struct raid5_seg *segs, unsigned n)
@@ -280,13 +278,74 @@ static int raid5_queue_undo(struct rt_engine *e, const struct raid5_sink *to,
 }
 
 /*
- * raid5_queue_undo on @c, run; what the request returns is its error still.
- * The unit short of space refuses its part again, as it should; any other
- * failure leaves stripes torn, which is said.
+ * A reconstruct-write of column range @g, which lost role @x's chunk lies
+ * in (faulty or being rebuilt: its bytes there are the parity's), torn by
+ * a unit short of space: the data chunks it wrote hold their new bytes or
+ * their old. Its changes cannot be put back (it read none of their old
+ * bytes), and they need not be (they are the failed write's own), but
+ * @x's bytes beside the write can be at stake: a write widened to the
+ * units' block (an array block below theirs) takes the rest of that block
+ * as its own, read and written back unchanged. So the parity is made
+ * again from what the other chunks hold now and @x's bytes as this write
+ * meant them (@data from @a0): @x then reads back those. Not when the
+ * parity's unit is the one short of space (-ENOSPC).
+ */
+static int raid5_reparity(struct rt_engine *e, struct engine_ctx *c, const struct raid5_seg *g,
+			  uint32_t x, uint8_t *data, uint64_t a0)
+{
+	uint64_t C = e->layout.chunk, s = g->base / (C * e->data_roles);
+	uint32_t d = e->data_roles, k, kx = UINT32_MAX, j = 0;
+	void *src[RT_MAX_UNITS];
+	struct layout_extent ext;
+	uint8_t *buf = NULL, *parity;
+	int ret = 0;
+
+	for (k = g->k_first; k <= g->k_last; k++)
+		if (layout_raid5_data_role(&e->layout, s, k) == x)
+			kx = k;
+	if (kx == UINT32_MAX)
+		return 0;
+	if (posix_memalign((void **)&buf, 4096, (size_t)d * g->len))
+		return -ENOMEM;
+	parity = buf + (size_t)(d - 1) * g->len;
+	c->n_ios = 0;
+	for (k = 0; k < d && !ret; k++) {
+		if (k == kx) {
+			src[k] = data + (g->base + (uint64_t)k * C + g->col - a0);
+			continue;
+		}
+		src[k] = buf + (size_t)j * g->len;
+		ret = raid5_locate(e, g->base, k, g->col, g->len, &ext);
+		if (!ret)
+			ret = ctx_add_io(e, c, ENGINE_OP_READ, ext.role, buf + (size_t)(j++) * g->len,
+					 ext.offset, g->len);
+	}
+	if (!ret)
+		ret = ctx_run_ios(e, c);
+	if (!ret)
+		ret = parity_xor(parity, src, d, g->len);
+	if (!ret)
+		ret = ctx_add_io(e, c, ENGINE_OP_WRITE, g->parity_role, parity, g->unit_off, g->len);
+	if (!ret)
+		ret = ctx_run_ios(e, c);
+	c->n_ios = 0;
+	free(buf);
+	return ret;
+}
+
+/*
+ * What a round torn by a unit short of space changed, mended on @c: its
+ * read-modify-writes put back (raid5_queue_undo), with role @x lost
+ * (LAYOUT_NO_ROLE: none) the parity of its reconstruct-writes made again
+ * (raid5_reparity). What the request returns is its error still. The unit
+ * short of space refuses its part of the undo again, as it should; any
+ * other failure leaves stripes torn, which is said.
  */
 static void raid5_undo(struct rt_engine *e, struct engine_ctx *c, const struct raid5_seg *segs,
-		       unsigned n)
+		       unsigned n, uint32_t x, uint8_t *data, uint64_t a0)
 {
+	uint64_t width = e->layout.chunk * e->data_roles;
+	unsigned i;
 	int ret;
 
 	c->n_ios = 0;
@@ -297,8 +356,17 @@ static void raid5_undo(struct rt_engine *e, struct engine_ctx *c, const struct r
 	if (ret && ret != -ENOSPC && n)
 		rt_log(RT_LOG_ERROR, "raid5: a write that ran out of space could not be put back "
 		       "(%s): from stripe %llu on, parity may not match the data until a resync",
-		       strerror(-ret),
-		       (unsigned long long)(segs[0].base / (e->layout.chunk * e->data_roles)));
+		       strerror(-ret), (unsigned long long)(segs[0].base / width));
+	for (i = 0; i < n && x != LAYOUT_NO_ROLE; i++) {
+		if (!segs[i].reconstruct || segs[i].data_only)
+			continue;
+		ret = raid5_reparity(e, c, &segs[i], x, data, a0);
+		if (ret)
+			rt_log(RT_LOG_ERROR, "raid5: a write that ran out of space left stripe %llu "
+			       "torn, and its parity could not be made again (%s): role %u's bytes "
+			       "there beside the write may be lost", (unsigned long long)(segs[i].base /
+			       width), strerror(-ret), x);
+	}
 }
 
 /*
@@ -306,10 +374,11 @@ static void raid5_undo(struct rt_engine *e, struct engine_ctx *c, const struct r
  * together with the ranges' new data, so that every stripe is consistent
  * again after each round (a retry after a unit failure relies on that).
  * @whole: this is the piece's only round: the data goes out as [a0, a1)
- * in layout order instead, merged per chunk. @skip: a faulty role.
+ * in layout order instead, merged per chunk. @skip: a faulty role. @lost:
+ * the role faulty or being rebuilt (what raid5_undo mends a torn round for).
  */
 static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *data,
-			   uint64_t a0, uint64_t a1, bool whole, uint32_t skip)
+			   uint64_t a0, uint64_t a1, bool whole, uint32_t skip, uint32_t lost)
 {
 	const struct raid5_sink to = { .c = c };
 	struct raid5_batch *b = &c->plan;
@@ -337,7 +406,7 @@ static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *d
 		ret = ctx_run_ios(e, c);
 	c->n_ios = 0;
 	if (c->run_nospace)
-		raid5_undo(e, c, b->segs, b->n_segs);
+		raid5_undo(e, c, b->segs, b->n_segs, lost, data, a0);
 	b->n_segs = 0;
 	return ret;
 }
@@ -497,7 +566,7 @@ static int raid5_write_from(struct rt_engine *e, struct engine_ctx *c, uint8_t *
 		done = raid5_plan(e, &c->plan, &c->stats, a0, a1, m, rb, &cur, UINT_MAX);
 		if (!done && !c->plan.n_segs)
 			return -EINVAL;		/* cannot happen: scratch holds a block */
-		ret = raid5_run_round(e, c, data, a0, a1, only && done, skip);
+		ret = raid5_run_round(e, c, data, a0, a1, only && done, skip, x);
 		only = false;
 	} while (!ret && !done);
 	return ret;
@@ -773,9 +842,10 @@ static void raid5_map_undo(struct rt_engine *e, struct engine_aio *ar, struct en
 		return;
 	if (q->rounds) {
 		b = raid5_rounds_batch(q);
-		raid5_undo(e, c, b->segs, b->n_segs);
+		raid5_undo(e, c, b->segs, b->n_segs,
+			   q->m ? (uint32_t)__builtin_ctzll(q->m) : LAYOUT_NO_ROLE, q->data, q->a0);
 	} else if (!q->hold) {
-		raid5_undo(e, c, &q->seg, 1);
+		raid5_undo(e, c, &q->seg, 1, LAYOUT_NO_ROLE, q->data, q->a0);	/* healthy */
 	}
 }
 

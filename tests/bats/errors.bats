@@ -173,6 +173,45 @@ no_unit_faulty() {
 	done
 }
 
+@test "degraded raid5 --blocksize 512 out of space: a write widened to the units' block keeps the faulty role's bytes beside it" {
+	local fs=$TESTDIR/fs s=201 i dev
+	mkdir -p "$fs"
+	mount -t tmpfs -o size=40M "$NAME" "$fs"
+	for i in 0 1 2; do
+		truncate -s 24M "$fs/u$i.img"
+		dev=$(losetup --sector-size 4096 --find --show "$fs/u$i.img")
+		LOOPS+=("$dev")
+	done
+	run raidtool create "$NAME" --level 5 --chunk 64K --blocksize 512 --assume-clean "${LOOPS[@]}"
+	assert_success
+	run raidtool activate "$NAME"
+	assert_success
+	# Stripe s (s % 3 == 0): chunk 0 on role 0, chunk 1 on role 1, parity
+	# on role 2. Chunk 1 written: roles 1 and 2 hold it, role 0 a hole.
+	head -c 64K /dev/urandom > "$TESTDIR/x"
+	dd if="$TESTDIR/x" of="/dev/raidtool/$NAME" bs=64K seek=$((s * 2 + 1)) oflag=direct \
+		conv=fsync status=none
+	run dd if=/dev/zero of="$fs/filler" bs=1M
+	assert_failure
+	run raidtool fail "$NAME" 1
+	assert_success
+	# Chunk 0 whole and the first 512 bytes of chunk 1, in one write: the
+	# units' first 4 KiB of chunk 1 are written as a reconstruct-write with
+	# the rest of that block read back (role 1's bytes from the parity);
+	# the parity lands, chunk 0's hole does not.
+	head -c $((64 * 1024 + 512)) /dev/urandom > "$TESTDIR/y"
+	run dd if="$TESTDIR/y" of="/dev/raidtool/$NAME" bs=$((64 * 1024 + 512)) count=1 \
+		seek=$((s * 128 * 1024)) oflag=direct,seek_bytes status=none
+	assert_failure
+	assert_output --partial "No space left on device"
+	# Role 1's bytes past the write: what they were.
+	run cmp <(dd if="/dev/raidtool/$NAME" bs=512 skip=$((s * 256 + 129)) count=127 \
+		iflag=direct status=none) <(tail -c +513 "$TESTDIR/x")
+	assert_success
+	run raidtool deactivate "$NAME"
+	assert_success
+}
+
 # faulty_raid5: NAME on three rt-faultyfs disks, 4 MiB of known data on it.
 faulty_raid5() {
 	[ -x "$FAULTYFS" ] || fail "build rt-faultyfs first (make all)"
