@@ -52,14 +52,21 @@ no_unit_faulty() {
 	done
 }
 
-@test "raid5 on a full tmpfs: writes fail with ENOSPC, no unit is failed, data stays; once it grows, writes work, restart, check 0" {
-	local fs=$TESTDIR/fs i
-	mkdir -p "$fs"
-	mount -t tmpfs -o size=40M "$NAME" "$fs"
+# tmpfs_units: a 40 MiB tmpfs at $TESTDIR/fs holding three sparse 24 MiB
+# image files (UNITS): a raid5 of them (46 MiB) runs out of space first.
+tmpfs_units() {
+	local i
+	mkdir -p "$TESTDIR/fs"
+	mount -t tmpfs -o size=40M "$NAME" "$TESTDIR/fs"
 	for i in 0 1 2; do
-		truncate -s 24M "$fs/u$i.img"
-		UNITS+=("$fs/u$i.img")
+		truncate -s 24M "$TESTDIR/fs/u$i.img"
+		UNITS+=("$TESTDIR/fs/u$i.img")
 	done
+}
+
+@test "raid5 on a full tmpfs: writes fail with ENOSPC, no unit is failed, data stays; once it grows, writes work, restart, check 0" {
+	local fs=$TESTDIR/fs
+	tmpfs_units
 	create_start 5
 	head -c 16M /dev/urandom > "$TESTDIR/data"
 	dd if="$TESTDIR/data" of="/dev/raidtool/$NAME" bs=1M oflag=direct conv=fsync status=none
@@ -116,14 +123,9 @@ no_unit_faulty() {
 }
 
 @test "degraded raid5 out of space: a write that reached the parity but not its data chunk is undone, the missing role's data intact" {
-	local fs=$TESTDIR/fs s i off
+	local fs=$TESTDIR/fs s off
 	local -a stripes=(201 204)
-	mkdir -p "$fs"
-	mount -t tmpfs -o size=40M "$NAME" "$fs"
-	for i in 0 1 2; do
-		truncate -s 24M "$fs/u$i.img"
-		UNITS+=("$fs/u$i.img")
-	done
+	tmpfs_units
 	create_start 5
 	# Stripes s with s % 3 == 0: parity on role 2, data chunk 0 on role 0,
 	# chunk 1 on role 1 (left-symmetric). Chunk 0 written: roles 0 and 2
@@ -174,13 +176,10 @@ no_unit_faulty() {
 }
 
 @test "degraded raid5 --blocksize 512 out of space: a write widened to the units' block keeps the faulty role's bytes beside it" {
-	local fs=$TESTDIR/fs s=201 i dev
-	mkdir -p "$fs"
-	mount -t tmpfs -o size=40M "$NAME" "$fs"
-	for i in 0 1 2; do
-		truncate -s 24M "$fs/u$i.img"
-		dev=$(losetup --sector-size 4096 --find --show "$fs/u$i.img")
-		LOOPS+=("$dev")
+	local fs=$TESTDIR/fs s=201 u
+	tmpfs_units
+	for u in "${UNITS[@]}"; do
+		LOOPS+=("$(losetup --sector-size 4096 --find --show "$u")")
 	done
 	run raidtool create "$NAME" --level 5 --chunk 64K --blocksize 512 --assume-clean "${LOOPS[@]}"
 	assert_success
