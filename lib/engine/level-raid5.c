@@ -278,40 +278,47 @@ static int raid5_queue_undo(struct rt_engine *e, const struct raid5_sink *to,
 }
 
 /*
- * A reconstruct-write of column range @g, which lost role @x's chunk lies
- * in (faulty or being rebuilt: its bytes there are the parity's), torn by
- * a unit short of space: the data chunks it wrote hold their new bytes or
- * their old. Its changes cannot be put back (it read none of their old
- * bytes), and they need not be (they are the failed write's own), but
- * @x's bytes beside the write can be at stake: a write widened to the
- * units' block (an array block below theirs) takes the rest of that block
- * as its own, read and written back unchanged. So the parity is made
- * again from what the other chunks hold now and @x's bytes as this write
- * meant them (@data from @a0): @x then reads back those. Not when the
- * parity's unit is the one short of space (-ENOSPC).
+ * A reconstruct-write of column range @g torn by a unit short of space,
+ * role @x lost (faulty or being rebuilt: its bytes there are the
+ * parity's): the data chunks it wrote hold their new bytes or their old.
+ * Its changes cannot be put back (it read none of their old bytes), and
+ * they need not be (they are the failed write's own), but @x's bytes can
+ * be at stake: where @x's chunk is written, the rest of a unit block a
+ * write was widened to (an array block below the units'), read and
+ * written back unchanged; where it is not (its unit failed in this very
+ * round), all of them. So the parity is made again from what the other
+ * chunks hold now and @x's bytes as they should be (written: as this
+ * write meant them, @data from @a0; not: as the round read them): @x then
+ * reads back those. Not when the parity's unit is the one short of space
+ * (-ENOSPC).
  */
 static int raid5_reparity(struct rt_engine *e, struct engine_ctx *c, const struct raid5_seg *g,
 			  uint32_t x, uint8_t *data, uint64_t a0)
 {
 	uint64_t C = e->layout.chunk, s = g->base / (C * e->data_roles);
-	uint32_t d = e->data_roles, k, kx = UINT32_MAX, j = 0;
+	uint32_t d = e->data_roles, k, kx = UINT32_MAX, j = 0, untouched = 0;
 	void *src[RT_MAX_UNITS];
 	struct layout_extent ext;
 	uint8_t *buf = NULL, *parity;
 	int ret = 0;
 
-	for (k = g->k_first; k <= g->k_last; k++)
+	for (k = 0; k < d && kx == UINT32_MAX; k++) {
 		if (layout_raid5_data_role(&e->layout, s, k) == x)
 			kx = k;
+		else if (k < g->k_first || k > g->k_last)
+			untouched++;	/* its old bytes' place in g->old */
+	}
 	if (kx == UINT32_MAX)
-		return 0;
+		return 0;	/* @x holds this stripe's parity */
 	if (posix_memalign((void **)&buf, 4096, (size_t)d * g->len))
 		return -ENOMEM;
 	parity = buf + (size_t)(d - 1) * g->len;
 	c->n_ios = 0;
 	for (k = 0; k < d && !ret; k++) {
 		if (k == kx) {
-			src[k] = data + (g->base + (uint64_t)k * C + g->col - a0);
+			src[k] = k >= g->k_first && k <= g->k_last ?
+					 data + (g->base + (uint64_t)k * C + g->col - a0) :
+					 g->old + (size_t)untouched * g->len;
 			continue;
 		}
 		src[k] = buf + (size_t)j * g->len;
@@ -344,9 +351,13 @@ static int raid5_reparity(struct rt_engine *e, struct engine_ctx *c, const struc
 static void raid5_undo(struct rt_engine *e, struct engine_ctx *c, const struct raid5_seg *segs,
 		       unsigned n, uint32_t x, uint8_t *data, uint64_t a0)
 {
-	uint64_t width = e->layout.chunk * e->data_roles;
+	uint64_t width = e->layout.chunk * e->data_roles, m = engine_faulty(e);
 	unsigned i;
 	int ret;
+
+	/* A role failed in this round (another error than the want of space). */
+	if (x == LAYOUT_NO_ROLE && m && !(m & (m - 1)))
+		x = (uint32_t)__builtin_ctzll(m);
 
 	c->n_ios = 0;
 	ret = raid5_queue_undo(e, &(const struct raid5_sink){ .c = c }, segs, n);
