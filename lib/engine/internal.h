@@ -720,7 +720,9 @@ static inline uint64_t engine_rebuilding(const struct rt_engine *e)
 /*
  * Where a write or flush of @role goes while the role is being replaced:
  * to its unit and the replacement, or, the unit failed meanwhile, to the
- * replacement alone (every path that writes: ring.c, engine_aio_add).
+ * replacement alone (every path that writes: ring.c, engine_aio_add). A
+ * replacement that failed an I/O is given up (the replace ends without a
+ * swap): the unit's writes no longer wait for its errors to be tried again.
  */
 enum replica_mode { TO_UNIT, TO_BOTH, TO_REPLICA };
 
@@ -730,7 +732,9 @@ static inline enum replica_mode replica_mode(const struct rt_engine *e, enum eng
 	if (op == ENGINE_OP_READ ||
 	    atomic_load_explicit(&e->replace_role, memory_order_acquire) != role)
 		return TO_UNIT;
-	return (engine_faulty(e) & role_bit(role)) ? TO_REPLICA : TO_BOTH;
+	if (engine_faulty(e) & role_bit(role))
+		return TO_REPLICA;
+	return atomic_load_explicit(&e->replace_failed, memory_order_relaxed) ? TO_UNIT : TO_BOTH;
 }
 
 /*

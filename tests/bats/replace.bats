@@ -12,14 +12,16 @@ bats_require_minimum_version 1.5.0
 
 setup() {
 	fuse_setup fio jq blkdiscard
+	faulty_setup
 	BGPIDS=()
-	UNITS=()
 }
 
 teardown() {
 	reap_bgpids
+	faulty_units_clear
 	stop_arrays
 	scratch_teardown
+	faulty_units_stop
 }
 
 # new_array LEVEL COUNT SIZE: NAME on COUNT zeroed image files (no initial sync).
@@ -211,6 +213,37 @@ ring_counts() {
 	assert_success
 	cmp <(data_area "${UNITS[1]}") <(data_area "$new") ||
 		fail "the data areas of ${UNITS[1]} and $new differ"
+}
+
+@test "the replacement failing under fio ends the replace: UNIT keeps its role, the array stays clean, data verifies" {
+	local new
+	local -a fio_rand
+	new_array 5 3 64M
+	start_array
+	fio_rand=(fio --name=rand --filename="$DEV" --direct=1 --ioengine=io_uring --iodepth=8
+		--rw=randwrite --bsrange=4k-16k --size=8M --verify=crc32c --verify_state_save=0
+		--output-format=terse --terse-version=3)
+	faulty_unit 9 64M
+	new=${UNITS[3]}
+	unset 'UNITS[3]'
+	run raidtool replace "$NAME" 1 --with "$new" --speed-limit 1
+	assert_success
+	echo "fail write" > "$TESTDIR/ffs9/ctl"
+	run "${fio_rand[@]}" --do_verify=1 --verify_fatal=1
+	assert_success
+	grep -q "the replace stops" "$RAIDTOOL_RUNDIR/$NAME/log" ||
+		fail "the replacement's failure was not noticed: $(cat "$RAIDTOOL_RUNDIR/$NAME/log")"
+	run raidtool wait "$NAME"
+	assert_failure
+	assert_output --partial "replacing failed: Input/output error"
+	run status_json
+	[ "$(jq -r .health <<<"$output")" = clean ] || fail "not clean: $output"
+	[ "$(jq -r '.units[] | select(.slot == 1) | .device' <<<"$output")" = "$(loop_of "${UNITS[1]}")" ] ||
+		fail "role 1 is not on its unit any more: $output"
+	[ "$(examined_slot "${UNITS[0]}" 1)" = active ]
+	check_clean
+	run "${fio_rand[@]}" --verify_only=1
+	assert_success
 }
 
 # replace_unit_fails LEVEL COUNT: UNIT is failed part way; the copy goes on
