@@ -709,8 +709,9 @@ static int raid5_rounds_plan(struct rt_engine *e, struct engine_aio *ar)
 	q->round = 0;
 	q->last_batch = raid5_plan(e, b, &e->aread_stats, q->a0, q->a1, q->m, q->rb, &q->cur,
 				   ENGINE_AIO_MAX / raid5_range_writes(e));
+	/* Scratch holds a range; a round may not (64 roles during a replace): synchronous. */
 	if (!b->n_segs)
-		return -EINVAL;		/* cannot happen: scratch holds a range */
+		return -EINVAL;
 	ar->n = 0;
 	for (i = 0; i < b->n_segs && !ret; i++)
 		ret = raid5_queue_reads(e, &to, &b->segs[i]);
