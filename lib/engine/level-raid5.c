@@ -31,6 +31,12 @@
 
 #include "internal.h"
 
+/* The role a faulty mask names (raid5 plans with one at most), or LAYOUT_NO_ROLE. */
+static uint32_t raid5_lost_role(uint64_t m)
+{
+	return m ? (uint32_t)__builtin_ctzll(m) : LAYOUT_NO_ROLE;
+}
+
 /* One role may be missing: its chunks are the XOR of the others. */
 static bool raid5_tolerates(const struct rt_engine *e, uint64_t m)
 {
@@ -356,8 +362,8 @@ static void raid5_undo(struct rt_engine *e, struct engine_ctx *c, const struct r
 	int ret;
 
 	/* A role failed in this round (another error than the want of space). */
-	if (x == LAYOUT_NO_ROLE && m && !(m & (m - 1)))
-		x = (uint32_t)__builtin_ctzll(m);
+	if (x == LAYOUT_NO_ROLE && !(m & (m - 1)))
+		x = raid5_lost_role(m);
 
 	c->n_ios = 0;
 	ret = raid5_queue_undo(e, &(const struct raid5_sink){ .c = c }, segs, n);
@@ -465,7 +471,7 @@ static size_t raid5_range_plan(const struct rt_engine *e, uint64_t s, const stru
 			       bool *data_only)
 {
 	uint32_t d = e->data_roles, t = rg->k_last - rg->k_first + 1;
-	uint32_t x = m ? (uint32_t)__builtin_ctzll(m) : LAYOUT_NO_ROLE;
+	uint32_t x = raid5_lost_role(m);
 
 	*reconstruct = unsynced || d - t <= t + 1;
 	raid5_plan_degraded(e, s, rg->k_first, rg->k_last, x,
@@ -487,7 +493,7 @@ static bool raid5_plan(struct rt_engine *e, struct raid5_batch *b, struct engine
 		       unsigned max_segs)
 {
 	uint64_t width = e->layout.chunk * e->data_roles;
-	uint32_t x = m ? (uint32_t)__builtin_ctzll(m) : LAYOUT_NO_ROLE;
+	uint32_t x = raid5_lost_role(m);
 	/*
 	 * A role being rebuilt is never read but always written: planned as
 	 * faulty (so nothing reads it), its data and parity still go out.
@@ -567,7 +573,7 @@ static int raid5_write_from(struct rt_engine *e, struct engine_ctx *c, uint8_t *
 			    uint64_t a0, uint64_t a1, uint64_t m, uint64_t rb,
 			    struct raid5_cursor cur)
 {
-	uint32_t x = m ? (uint32_t)__builtin_ctzll(m) : LAYOUT_NO_ROLE;
+	uint32_t x = raid5_lost_role(m);
 	uint32_t skip = x != LAYOUT_NO_ROLE && (rb & role_bit(x)) ? LAYOUT_NO_ROLE : x;
 	bool only = cur.s == a0 / (e->layout.chunk * e->data_roles) && !cur.i &&
 		    cur.col == UINT32_MAX, done;
@@ -855,7 +861,7 @@ static void raid5_map_undo(struct rt_engine *e, struct engine_aio *ar, struct en
 	if (q->rounds) {
 		b = raid5_rounds_batch(q);
 		raid5_undo(e, c, b->segs, b->n_segs,
-			   q->m ? (uint32_t)__builtin_ctzll(q->m) : LAYOUT_NO_ROLE, q->data, q->a0);
+			   raid5_lost_role(q->m), q->data, q->a0);
 	} else if (!q->hold) {
 		raid5_undo(e, c, &q->seg, 1, LAYOUT_NO_ROLE, q->data, q->a0);	/* healthy */
 	}
