@@ -164,6 +164,7 @@ int engine_attach_unit(struct rt_engine *e, uint32_t role, struct rt_unit *u)
 	atomic_fetch_add(&e->unit_gen[role], 1);
 	e->unit[role] = u;
 	atomic_fetch_or(&e->rebuild, role_bit(role));
+	engine_dl_rewrite(e, &e->ctx[0]);
 	engine_undrain(e);
 	ret = 0;
 out:

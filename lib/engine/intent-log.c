@@ -464,6 +464,24 @@ int engine_dirtylog_dirty(struct rt_engine *e, uint8_t *bitmap, size_t len, uint
 }
 
 /*
+ * A unit that joins (a rebuild's, under the drain, @c held): the log's
+ * image as it stands goes to it too. Its own copy is whatever it held when
+ * it left, and a region already marked is not written again: were the
+ * other units to go next, the start would read that stale copy and find
+ * nothing written while they were away. A hot replace's replacement gets
+ * it the same way (the role's writes go to both). A failure is left to
+ * the next log write (unsynced).
+ */
+void engine_dl_rewrite(struct rt_engine *e, struct engine_ctx *c)
+{
+	if (!e->dl)
+		return;
+	pthread_mutex_lock(&e->dl->mu);
+	e->dl->unsynced = dl_io(e, c, true) != 0;
+	pthread_mutex_unlock(&e->dl->mu);
+}
+
+/*
  * Taking every context waits for the writes in flight and keeps new ones
  * out, so clearing the whole image cannot race a writer.
  */

@@ -871,6 +871,7 @@ void engine_dl_free(struct rt_engine *e);
 bool engine_dl_resync_owed(const struct rt_engine *e, uint64_t off, uint64_t len);
 bool engine_dl_covered(struct rt_engine *e, uint64_t first, uint64_t last);
 int engine_dl_mark(struct rt_engine *e, struct engine_ctx *c, uint64_t first, uint64_t last);
+void engine_dl_rewrite(struct rt_engine *e, struct engine_ctx *c);
 void engine_owe_resync(struct rt_engine *e, uint64_t first, uint64_t last);
 
 #endif

@@ -69,6 +69,7 @@ int engine_replace_start(struct rt_engine *e, uint32_t role, struct rt_unit *u)
 		atomic_fetch_or(&e->rebuild, bit);
 	atomic_store(&e->replace_role, role);
 	pthread_mutex_unlock(&e->fail_mu);
+	engine_dl_rewrite(e, &e->ctx[0]);
 	engine_undrain(e);
 	ret = 0;
 out:

@@ -872,6 +872,46 @@ readd_regions() {
 	assert_success
 }
 
+@test "a unit added back holds the write-intent log as it stands: the other unit failing next, a crash, then re-adding it rebuilds what it missed" {
+	new_array 1 2 64M
+	start_array
+	run raidtool deactivate "$NAME"
+	assert_success
+	losetup -d "$(loop_of "${UNITS[1]}")"
+	mv "${UNITS[1]}" "$TESTDIR/away.img"
+	start_array
+	# Marked in role 0's log only: role 1 is away, its copy says nothing.
+	head -c 4M /dev/urandom > "$TESTDIR/b"
+	dd if="$TESTDIR/b" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	mv "$TESTDIR/away.img" "${UNITS[1]}"
+	run raidtool add "$NAME" "${UNITS[1]}"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	all_active
+	# The region is marked already: no log write for these.
+	head -c 4M /dev/urandom > "$TESTDIR/c"
+	dd if="$TESTDIR/c" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	run raidtool fail "$NAME" 0
+	assert_success
+	kill_engine
+	run raidtool deactivate "$NAME"
+	assert_success
+	# Role 1's log must say the region was being written.
+	start_array
+	run raidtool add "$NAME" "$(loop_of "${UNITS[0]}")"
+	assert_success
+	readd_regions "$output"
+	[ "$REGIONS" -ge 1 ] || fail "re-added with $REGIONS regions to rebuild: $output"
+	run raidtool wait "$NAME"
+	assert_success
+	# Reads from role 0 alone: what it holds now.
+	run raidtool fail "$NAME" 1
+	assert_success
+	run cmp <(dd if="$DEV" bs=1M count=4 iflag=direct status=none) "$TESTDIR/c"
+	assert_success
+}
+
 @test "raid1 activated without a unit, the unit added back: rebuilt only in the regions written meanwhile" {
 	local u0 u1
 	# Zeroed images: no initial sync, so the log holds only what was written.
