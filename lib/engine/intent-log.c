@@ -60,7 +60,12 @@ struct engine_dl {
 	uint8_t *reowed;
 	uint64_t n_loaded;
 	bool loaded_valid;
-	bool unsynced;			/* a log write failed: the image is ahead */
+	/*
+	 * A log write failed: the image is ahead of some unit's copy. Read
+	 * by writers without the lock: a marked region is not "covered"
+	 * while it is set, so the next write writes the log again.
+	 */
+	atomic_bool unsynced;
 	pthread_t thread;
 	bool thread_ok, stop;
 	unsigned idle_ms;
@@ -148,6 +153,8 @@ bool engine_dl_covered(struct rt_engine *e, uint64_t first, uint64_t last)
 
 	if (!e->dl)
 		return true;
+	if (atomic_load_explicit(&e->dl->unsynced, memory_order_relaxed))
+		return false;
 	dl_regions(e, first, last, &r0, &r1);
 	return dirtylog_covered(e->dl->log, r0, r1);
 }
@@ -160,7 +167,8 @@ int engine_dl_mark(struct rt_engine *e, struct engine_ctx *c, uint64_t first,
 	int ret = 0;
 
 	dl_regions(e, first, last, &r0, &r1);
-	if (dirtylog_covered(dl->log, r0, r1))
+	if (!atomic_load_explicit(&dl->unsynced, memory_order_relaxed) &&
+	    dirtylog_covered(dl->log, r0, r1))
 		return 0;
 	pthread_mutex_lock(&dl->mu);
 	if (dirtylog_mark(dl->log, r0, r1) || dl->unsynced) {
@@ -469,8 +477,8 @@ int engine_dirtylog_dirty(struct rt_engine *e, uint8_t *bitmap, size_t len, uint
  * it left, and a region already marked is not written again: were the
  * other units to go next, the start would read that stale copy and find
  * nothing written while they were away. A hot replace's replacement gets
- * it the same way (the role's writes go to both). A failure is left to
- * the next log write (unsynced).
+ * it the same way (the role's writes go to both). A failure: the next
+ * write writes the log again (unsynced).
  */
 void engine_dl_rewrite(struct rt_engine *e, struct engine_ctx *c)
 {
