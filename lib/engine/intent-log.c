@@ -51,7 +51,12 @@ struct engine_dl {
 	size_t len;
 	uint64_t log_offset, seq;
 	_Atomic uint64_t events;	/* the superblocks', as the run path last told */
-	uint64_t events_cleared;
+	/*
+	 * Written under mu, read without it: a re-add reads it holding the run's
+	 * sb_lock, and a log write failing under mu calls the failure handler,
+	 * which takes sb_lock (lock order sb_lock -> mu would deadlock).
+	 */
+	_Atomic uint64_t events_cleared;
 	uint8_t *loaded;		/* union of the units' logs at start */
 	/*
 	 * Owed a resync while a walk ran: that walk may have done the region
@@ -86,7 +91,7 @@ static int dl_io(struct rt_engine *e, struct engine_ctx *c, bool write_log)
 
 	if (write_log) {
 		ret = dirtylog_encode(dl->log, atomic_load(&dl->events), ++dl->seq,
-				      dl->events_cleared, dl->buf, dl->len);
+				      atomic_load(&dl->events_cleared), dl->buf, dl->len);
 		if (ret)
 			return ret;
 	}
@@ -239,7 +244,7 @@ static void dl_sweep(struct rt_engine *e)
 	if (engine_faulty(e)) {
 		dirtylog_sweep_abort(dl->log);
 	} else if (dl_io(e, c, false) == 0 && dirtylog_sweep_commit(dl->log)) {
-		dl->events_cleared = atomic_load(&dl->events);
+		atomic_store(&dl->events_cleared, atomic_load(&dl->events));
 		dl->unsynced = dl_io(e, c, true) != 0;
 	} else {
 		dirtylog_sweep_abort(dl->log);
@@ -350,7 +355,7 @@ int engine_dl_init(struct rt_engine *e, const struct rt_sb *sb)
 	}
 	free(bits);
 	/* A unit without a log (or one that predates the field): complete from now on. */
-	dl->events_cleared = all_known && cleared ? cleared : sb->events;
+	atomic_store(&dl->events_cleared, all_known && cleared ? cleared : sb->events);
 	dirtylog_load(dl->log, dl->loaded);
 	dl->n_loaded = dirtylog_count(dl->log);
 	ret = dl_io(e, &e->ctx[0], true);
@@ -508,7 +513,7 @@ int engine_dirtylog_clean(struct rt_engine *e)
 		/* Degraded: the regions stay for the unit that left (see engine_dl). */
 		if (!engine_faulty(e)) {
 			dirtylog_clear_all(e->dl->log);
-			e->dl->events_cleared = atomic_load(&e->dl->events);
+			atomic_store(&e->dl->events_cleared, atomic_load(&e->dl->events));
 		}
 		ret = dl_io(e, &e->ctx[0], true);
 	}
@@ -530,9 +535,7 @@ int engine_dirtylog_cleared(struct rt_engine *e, uint64_t *events_cleared)
 		return -EINVAL;
 	if (!e->dl)
 		return -EOPNOTSUPP;
-	pthread_mutex_lock(&e->dl->mu);
-	*events_cleared = e->dl->events_cleared;
-	pthread_mutex_unlock(&e->dl->mu);
+	*events_cleared = atomic_load(&e->dl->events_cleared);
 	return 0;
 }
 

@@ -1261,6 +1261,101 @@ static void test_dirtylog_disk(void **state)
 	fx_teardown(f);
 }
 
+/*
+ * The run's failure handler takes the superblock lock, and a re-add holds
+ * that lock while it asks the log when it was last cleared. A log write
+ * that fails calls the handler with the log's mutex held, so the question
+ * must not need that mutex.
+ */
+struct lock_order {
+	pthread_mutex_t sb_lock;	/* the run's, as the handler takes it */
+	_Atomic bool in_handler;
+	_Atomic bool answered;
+	struct rt_engine *e;
+	uint64_t cleared;
+	struct fx *f;
+	uint64_t R;
+};
+
+static void lock_order_handler(uint32_t role, void *ctx)
+{
+	struct lock_order *lo = ctx;
+
+	(void)role;
+	atomic_store(&lo->in_handler, true);
+	pthread_mutex_lock(&lo->sb_lock);
+	pthread_mutex_unlock(&lo->sb_lock);
+}
+
+static void *lock_order_writer(void *arg)
+{
+	struct lock_order *lo = arg;
+
+	write_region(lo->f, lo->R, 5);
+	return NULL;
+}
+
+static void *lock_order_asker(void *arg)
+{
+	struct lock_order *lo = arg;
+
+	if (engine_dirtylog_cleared(lo->e, &lo->cleared) == 0)
+		atomic_store(&lo->answered, true);
+	return NULL;
+}
+
+static void test_dirtylog_failure_lock_order(void **state)
+{
+	struct lock_order lo = { .sb_lock = PTHREAD_MUTEX_INITIALIZER };
+	struct fx *f = &the_fx;
+	pthread_t writer, asker;
+	uint64_t n, nd = 1;
+	bool in_time;
+	int ro, i;
+
+	(void)state;
+	if (skip_without_root())
+		skip();
+	assert_int_equal(fx_setup(f, RT_LEVEL_5, 3), 0);
+	assert_int_equal(engine_dirtylog_info(f->e, &lo.R, &n), 0);
+	lo.e = f->e;
+	lo.f = f;
+	/* A clean log, so that the write below must write it. */
+	engine_dirtylog_set_idle(f->e, 200);
+	for (i = 0; i < 300; i++) {
+		assert_int_equal(engine_dirtylog_dirty(f->e, NULL, 0, &nd), 0);
+		if (nd == 0)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(nd, 0);
+	engine_dirtylog_set_idle(f->e, 60000);
+	engine_set_failure_handler(f->e, lock_order_handler, &lo);
+	/* Unit 2 refuses writes (EBADF): the next log write fails on it. */
+	ro = open(f->path[2], O_RDONLY);
+	assert_true(ro >= 0);
+	assert_int_equal(dup2(ro, unit_fd(f->unit[2])), unit_fd(f->unit[2]));
+	close(ro);
+
+	pthread_mutex_lock(&lo.sb_lock);	/* a re-add in progress */
+	assert_int_equal(pthread_create(&writer, NULL, lock_order_writer, &lo), 0);
+	for (i = 0; i < 500 && !atomic_load(&lo.in_handler); i++)
+		usleep(10000);
+	assert_true(atomic_load(&lo.in_handler));
+	assert_int_equal(pthread_create(&asker, NULL, lock_order_asker, &lo), 0);
+	for (i = 0; i < 200 && !atomic_load(&lo.answered); i++)
+		usleep(10000);
+	in_time = atomic_load(&lo.answered);
+	pthread_mutex_unlock(&lo.sb_lock);	/* lets a stuck asker finish too */
+	pthread_join(asker, NULL);
+	pthread_join(writer, NULL);
+	if (!in_time)
+		fail_msg("engine_dirtylog_cleared waited for the log's mutex held by a failing log write");
+	assert_int_equal(lo.cleared, f->sb.events);
+	assert_int_equal(engine_role_state(f->e, 2), RT_ROLE_FAULTY);
+	verify_engine(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1278,6 +1373,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_scrub_edges_raid5_big_chunk, fx_cleanup),
 		cmocka_unit_test_teardown(test_scrub_edges_raid1, fx_cleanup),
 		cmocka_unit_test_teardown(test_dirtylog_disk, fx_cleanup),
+		cmocka_unit_test_teardown(test_dirtylog_failure_lock_order, fx_cleanup),
 		cmocka_unit_test_teardown(test_recover_raid5_hosted, fx_cleanup),
 		cmocka_unit_test_teardown(test_recover_raid1_hosted_failing, fx_cleanup),
 		cmocka_unit_test_teardown(test_scrub_edges_raid5_hosted_failing, fx_cleanup),
