@@ -955,14 +955,20 @@ static void ring_done_push(struct ring_ent *ent)
  * succeeded (@judge false), else on a worker, which may wait while the
  * engine fails a unit and flushes the others.
  */
+static const int *flush_results(const struct ring_ent *ent, int *res)
+{
+	unsigned i;
+
+	for (i = 0; i < ent->ar.n; i++)
+		res[i] = ent->uio[i].res;
+	return res;
+}
+
 static int flush_end(struct ring_ent *ent, bool judge)
 {
 	int res[ENGINE_AIO_MAX], r;
-	unsigned i;
 
-	for (i = 0; judge && i < ent->ar.n; i++)
-		res[i] = ent->uio[i].res;
-	r = engine_flush_done(ent->aio_e, &ent->ar, judge ? res : NULL);
+	r = engine_flush_done(ent->aio_e, &ent->ar, judge ? flush_results(ent, res) : NULL);
 	ent->aio_flush = false;
 	file_put(ent->aio_file);
 	ent->aio_file = NULL;
@@ -1256,7 +1262,9 @@ static void aio_finish(struct ring_ent *ent)
 		return;
 	}
 	if (ent->aio_flush) {
-		engine_flush_unmap(ent->aio_e, &ent->ar);
+		int res[ENGINE_AIO_MAX];
+
+		engine_flush_unmap(ent->aio_e, &ent->ar, ok ? NULL : flush_results(ent, res));
 		if (ok)
 			ring_commit(ent, flush_end(ent, false));
 		else

@@ -602,16 +602,23 @@ static void replace_finished(struct run *run, uint32_t role)
 		return;
 	}
 	r = sw.r;
-	pthread_mutex_lock(&run->sb_lock);
 	/*
 	 * The released unit learns it too (examine shows it replaced); this
 	 * is its last update, the next one of the array leaves it stale.
-	 * Best effort: it may be the unit that failed.
+	 * Best effort: it may be the unit that failed, so its I/O, which may
+	 * hang, runs without sb_lock (a failure handler waits for that lock
+	 * while it holds the engine's).
 	 */
-	if (r == 0 && old && member_write_sb_all(&old, &sw.oldown, NULL, 1, NULL, &as->sb) < 0)
-		rt_log(RT_LOG_WARN, "'%s': cannot mark '%s' replaced in its own superblock",
-		       run->name, sw.olddev);
-	pthread_mutex_unlock(&run->sb_lock);
+	if (r == 0 && old) {
+		struct rt_sb sb;
+
+		pthread_mutex_lock(&run->sb_lock);
+		sb = as->sb;
+		pthread_mutex_unlock(&run->sb_lock);
+		if (member_write_sb_all(&old, &sw.oldown, NULL, 1, NULL, &sb) < 0)
+			rt_log(RT_LOG_WARN, "'%s': cannot mark '%s' replaced in its own superblock",
+			       run->name, sw.olddev);
+	}
 	unit_close(old);
 	if (r < 0)
 		rt_log(RT_LOG_ERROR, "'%s': '%s' took the place of '%s' in role %u, but recording "

@@ -251,20 +251,21 @@ void engine_aio_unmap(struct rt_engine *e, struct engine_aio *ar, bool ok);
  * puts an fdatasync of every unit that holds acknowledged writes in @ar
  * (io[i].fsync; of a unit being replaced, of its replacement too, marked
  * io[i].replica), or is -EAGAIN when engine_flush must do it (the array
- * would not hold its data without its faulty units). Every mapping that returned 0 ends with engine_flush_unmap
- * once its fsyncs are over (or could not all be submitted), on the
- * caller's loop: it never blocks, and a unit's descriptor may change once
- * it returned (the roles stay in @ar). Then engine_flush_done, with each
- * fsync's result in @res[i] (0, -errno, or -ECANCELED for one never
- * submitted); @res NULL: all succeeded, which never blocks. Otherwise it
- * judges the errors, on a thread that may wait: a unit whose fsync failed
- * is failed at once (a writeback error is reported once; asking again
- * would succeed and lose it), a replacement's ends its replace (not a
- * later one), and the units not flushed yet are flushed as engine_flush
- * does. Returns what engine_flush would.
+ * would not hold its data without its faulty units). Every mapping that
+ * returned 0 ends with engine_flush_unmap once its fsyncs are over (or
+ * could not all be submitted), on the caller's loop, with each fsync's
+ * result in @res[i] (0, -errno, or -ECANCELED for one never submitted;
+ * @res NULL: all succeeded): it never blocks, a replacement's failed fsync
+ * ends its replace there, and a unit's descriptor may change once it
+ * returned (the roles stay in @ar). Then engine_flush_done, with the same
+ * @res; NULL never blocks. Otherwise it judges the units' errors, on a
+ * thread that may wait: a unit whose fsync failed is failed at once (a
+ * writeback error is reported once; asking again would succeed and lose
+ * it), and the units not flushed yet are flushed as engine_flush does.
+ * Returns what engine_flush would.
  */
 int engine_flush_map(struct rt_engine *e, struct engine_aio *ar);
-void engine_flush_unmap(struct rt_engine *e, struct engine_aio *ar);
+void engine_flush_unmap(struct rt_engine *e, struct engine_aio *ar, const int *res);
 int engine_flush_done(struct rt_engine *e, struct engine_aio *ar, const int *res);
 
 /*

@@ -305,9 +305,9 @@ int engine_aio_add(const struct rt_engine *e, struct engine_aio *ar, bool write,
 	uint64_t off = e->data_offset + unit_off;
 	int ret = 0;
 
-	if (to != TO_REPLICA)
+	if (to & TO_UNIT)
 		ret = engine_aio_queue(e, ar, write, role, false, off, buf, len);
-	if (!ret && to != TO_UNIT)
+	if (!ret && (to & TO_REPLICA))
 		ret = engine_aio_queue(e, ar, write, role, true, off, buf, len);
 	return ret;
 }
@@ -585,7 +585,8 @@ int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res)
 	 */
 	c = ctx_acquire_redo(e);
 	for (i = 0; i < ar->n && !ret; i++)
-		if (res[i] < 0 || (uint32_t)res[i] != ar->io[i].len)
+		if ((res[i] < 0 || (uint32_t)res[i] != ar->io[i].len) &&
+		    !(ar->io[i].replica && atomic_load(&e->replace_failed)))
 			ret = ctx_add_io_to(e, c, ENGINE_OP_WRITE, ar->io[i].role, ar->io[i].replica,
 					    ar->io[i].buf, ar->io[i].off - e->data_offset,
 					    ar->io[i].len);

@@ -722,9 +722,11 @@ static inline uint64_t engine_rebuilding(const struct rt_engine *e)
  * to its unit and the replacement, or, the unit failed meanwhile, to the
  * replacement alone (every path that writes: ring.c, engine_aio_add). A
  * replacement that failed an I/O is given up (the replace ends without a
- * swap): the unit's writes no longer wait for its errors to be tried again.
+ * swap at the walk's next checkpoint): the unit's writes no longer wait
+ * for its errors to be tried again, and when the unit had failed too the
+ * role's writes go nowhere, as a faulty role's do (the parity holds them).
  */
-enum replica_mode { TO_UNIT, TO_BOTH, TO_REPLICA };
+enum replica_mode { TO_NOWHERE = 0, TO_UNIT = 1, TO_REPLICA = 2, TO_BOTH = TO_UNIT | TO_REPLICA };
 
 static inline enum replica_mode replica_mode(const struct rt_engine *e, enum engine_op op,
 					     uint32_t role)
@@ -732,9 +734,9 @@ static inline enum replica_mode replica_mode(const struct rt_engine *e, enum eng
 	if (op == ENGINE_OP_READ ||
 	    atomic_load_explicit(&e->replace_role, memory_order_acquire) != role)
 		return TO_UNIT;
-	if (engine_faulty(e) & role_bit(role))
-		return TO_REPLICA;
-	return atomic_load_explicit(&e->replace_failed, memory_order_relaxed) ? TO_UNIT : TO_BOTH;
+	if (atomic_load_explicit(&e->replace_failed, memory_order_relaxed))
+		return engine_faulty(e) & role_bit(role) ? TO_NOWHERE : TO_UNIT;
+	return engine_faulty(e) & role_bit(role) ? TO_REPLICA : TO_BOTH;
 }
 
 /*

@@ -152,7 +152,7 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 	/* Only ever read from when direct (O_DIRECT writes, parity sources). */
 	uint8_t *data = direct ? (uint8_t *)(uintptr_t)ubuf : c->data;
 	bool redundant = e->ops->redundant;
-	bool lock = !aligned || redundant || e->lock_all, merged = false;
+	bool lock = !aligned || redundant || e->lock_all, merged = false, issued = false;
 	/* raid5: parts of stripes may be written whole with other writers' parts. */
 	bool gather = e->ops->gather && aligned, gathered = false;
 	uint64_t first = a0 / e->lock_unit, last = (a1 - 1) / e->lock_unit;
@@ -209,6 +209,7 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 	 * stripes consistent apart from the failed role, so the redo's
 	 * read-modify-write may trust the parity it reads.
 	 */
+	issued = true;
 	for (;;) {
 		if (!aligned && !merged) {
 			/* The blocks the piece only partly covers, read under the lock. */
@@ -258,8 +259,12 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 	}
 out:
 	c->n_ios = 0;
-	/* Some units may have taken the piece and others not: resync it (still locked). */
-	if (ret == -ENOSPC && redundant)
+	/*
+	 * Some units may have taken the piece and others not: resync it (still
+	 * locked). Any error once writing began, not only ENOSPC: one unit out
+	 * of space and another's I/O given up in the same round ends in -EIO.
+	 */
+	if (ret && issued && redundant)
 		engine_owe_resync(e, first, last);
 	if (lock)
 		stripe_lock_release(e, c, first, last);
@@ -444,12 +449,12 @@ int engine_flush_map(struct rt_engine *e, struct engine_aio *ar)
 		if ((m & ~rb) & role_bit(r))
 			continue;
 		/* @off: which unit of the role this is (engine_flush_done). */
-		if (to != TO_REPLICA)
+		if (to & TO_UNIT)
 			ar->io[ar->n++] = (struct engine_unit_io){
 				.fd = e->fd[r], .fsync = true, .role = r,
 				.off = atomic_load(&e->unit_gen[r]) };
 		/* A role being replaced: its replacement too (@off: which replace). */
-		if (to != TO_UNIT)
+		if (to & TO_REPLICA)
 			ar->io[ar->n++] = (struct engine_unit_io){
 				.fd = e->replace_fd, .fsync = true, .replica = true, .role = r,
 				.off = atomic_load(&e->replace_gen) };
@@ -458,12 +463,27 @@ int engine_flush_map(struct rt_engine *e, struct engine_aio *ar)
 }
 
 /*
- * Ended before the errors are judged: failing a role drains the mappings,
- * and the worker that judges may wait behind a drain that waits for us.
+ * Ended before the other errors are judged: failing a role drains the
+ * mappings, and the worker that judges may wait behind a drain that waits
+ * for us. A replacement's failed fsync is noted here, while the mapping
+ * still holds off a drain: the replace's end, which drains first, then
+ * sees it. Noted later, the walk's last checkpoint could have fsynced the
+ * replacement meanwhile, been told nothing (a writeback error is reported
+ * once), and swapped in a unit that lost acknowledged writes.
  */
-void engine_flush_unmap(struct rt_engine *e, struct engine_aio *ar)
+void engine_flush_unmap(struct rt_engine *e, struct engine_aio *ar, const int *res)
 {
-	(void)ar;
+	unsigned i;
+
+	for (i = 0; res && i < ar->n; i++) {
+		const struct engine_unit_io *u = &ar->io[i];
+		struct engine_io io = { .op = ENGINE_OP_FSYNC, .role = u->role };
+
+		/* Of the replace under way only: a later one's replacement is another unit. */
+		if (u->replica && res[i] && res[i] != -ECANCELED &&
+		    atomic_load(&e->replace_gen) == u->off && atomic_load(&e->replace_role) == u->role)
+			engine_replica_error(e, &io, res[i]);
+	}
 	atomic_fetch_sub(&e->aread_inflight, 1);
 }
 
@@ -487,18 +507,9 @@ int engine_flush_done(struct rt_engine *e, struct engine_aio *ar, const int *res
 	for (i = 0; i < ar->n; i++) {
 		struct engine_io io = { .op = ENGINE_OP_FSYNC, .role = ar->io[i].role };
 
-		/*
-		 * A replacement's ends its replace (if still the one under way),
-		 * never the role; reported once, its writeback error would not be
-		 * seen by the fsync engine_flush asks again.
-		 */
-		if (ar->io[i].replica) {
-			if (res[i] && res[i] != -ECANCELED &&
-			    atomic_load(&e->replace_gen) == ar->io[i].off &&
-			    atomic_load(&e->replace_role) == io.role)
-				engine_replica_error(e, &io, res[i]);
+		/* A replacement's ended its replace, never the role (engine_flush_unmap). */
+		if (ar->io[i].replica)
 			continue;
-		}
 		/*
 		 * Another unit took the role since (a spare, a replacement): the
 		 * old one's error is not the new one's, which engine_flush below

@@ -348,7 +348,7 @@ static int ctx_complete_io(struct rt_engine *e, struct engine_ctx *c,
 	 * a writeback error once, and a second fsync would claim success.
 	 */
 	if (res < 0 && res != -EAGAIN && res != -EINTR && !engine_err_nospace(res) &&
-	    io->op != ENGINE_OP_FSYNC &&
+	    io->op != ENGINE_OP_FSYNC && !(io->replica && atomic_load(&e->replace_failed)) &&
 	    io->err_tries < atomic_load_explicit(&e->retry_count, memory_order_relaxed)) {
 		io->err_tries++;
 		stat_add(&c->stats.unit[io->role].retries, 1);
@@ -566,9 +566,9 @@ static int ctx_queue_role(struct rt_engine *e, struct engine_ctx *c, enum engine
 	enum replica_mode to = replica_mode(e, op, role);
 	int ret = 0;
 
-	if (to != TO_REPLICA)
+	if (to & TO_UNIT)
 		ret = ctx_queue(e, c, op, role, buf, off, len, merge, false);
-	if (!ret && to != TO_UNIT)
+	if (!ret && (to & TO_REPLICA))
 		ret = ctx_queue(e, c, op, role, buf, off, len, merge, true);
 	return ret;
 }

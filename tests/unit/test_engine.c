@@ -2141,7 +2141,7 @@ static void run_mapped_flush(const struct engine_aio *ar, int *res)
 /* A mapped flush's end as the caller's loop and worker do it. */
 static int flush_end(struct rt_engine *e, struct engine_aio *ar, const int *res)
 {
-	engine_flush_unmap(e, ar);
+	engine_flush_unmap(e, ar, res);
 	return engine_flush_done(e, ar, res);
 }
 
@@ -2195,7 +2195,7 @@ static void test_engine_flush_map(void **state)
 	assert_int_equal(engine_flush_map(e, ar), 0);
 	run_mapped_flush(ar, res);
 	res[1] = -EIO;
-	engine_flush_unmap(e, ar);
+	engine_flush_unmap(e, ar, res);
 	atomic_fetch_add(&e->unit_gen[1], 1);
 	assert_int_equal(engine_flush_done(e, ar, res), 0);
 	assert_int_equal(engine_faulty(e), 0);

@@ -786,19 +786,26 @@ static void test_replace_mapped_flush(void **state)
 	}
 	assert_int_equal(replicas, 1);
 	res[at] = -EIO;
-	engine_flush_unmap(f->e, ar);
-	assert_int_equal(engine_flush_done(f->e, ar, res), 0);
+	/*
+	 * Noted as the mapping ends, before its worker judges the rest: a
+	 * replace's end meanwhile (its last checkpoint's fsync told nothing,
+	 * the error reported once) must not swap the replacement in.
+	 */
+	engine_flush_unmap(f->e, ar, res);
 	assert_true(engine_replace_failed(f->e));
+	assert_int_equal(engine_replace_finish(f->e, role, &u, NULL, NULL), -EIO);
+	assert_null(u);
+	assert_int_equal(engine_flush_done(f->e, ar, res), 0);
 	engine_get_stats(f->e, &st);
 	assert_int_equal(st.faulty_mask, 0);
 
-	/* Mapped during one replace, judged during the next: not its failure. */
+	/* Mapped during one replace, judged by its worker during the next: not its failure. */
 	assert_int_equal(engine_replace_abort(f->e, &u), 0);
 	assert_ptr_equal(u, f->unit[NU - 1]);
 	assert_int_equal(engine_replace_start(f->e, role, u), 0);
 	assert_false(engine_replace_failed(f->e));
 	assert_int_equal(engine_flush_map(f->e, ar), 0);
-	engine_flush_unmap(f->e, ar);
+	engine_flush_unmap(f->e, ar, NULL);
 	assert_int_equal(engine_replace_abort(f->e, &u), 0);
 	assert_int_equal(engine_replace_start(f->e, role, u), 0);
 	assert_int_equal(engine_flush_done(f->e, ar, res), 0);
@@ -806,6 +813,85 @@ static void test_replace_mapped_flush(void **state)
 	assert_int_equal(engine_replace_abort(f->e, &u), 0);
 	free(ar);
 	fx_teardown(f);
+}
+
+/* One full stripe of new data at stripe @s (every role written), in the model too. */
+static void write_stripe(struct fx *f, uint64_t s, uint64_t *seed)
+{
+	uint64_t w = (uint64_t)f->chunk * (f->n - 1);
+	uint8_t *b = NULL;
+
+	assert_int_equal(posix_memalign((void **)&b, 4096, w), 0);
+	rng_fill(seed, b, w);
+	assert_int_equal(engine_write(f->e, b, w, s * w), 0);
+	memcpy(f->model + s * w, b, w);
+	free(b);
+}
+
+/*
+ * The unit being replaced failed, then its replacement: the role's writes
+ * go nowhere (its parity holds them), not to the replacement again and
+ * again with retries, while the walk has yet to notice the replace is over.
+ */
+static void test_replace_both_failed(void **state)
+{
+	struct rt_engine_stats st;
+	struct fx *f = &the_fx;
+	struct rt_unit *u = NULL;
+	uint64_t seed = 0xb0f4, retries, errors;
+	uint8_t *before = malloc(UNIT_MIB * MIB), *after = malloc(UNIT_MIB * MIB);
+	uint32_t role = 1;
+	int ro, rw;
+
+	(void)state;
+	if (skip_without_root())
+		skip();
+	assert_int_equal(fx_setup(f, RT_LEVEL_5, 3), 0);
+	assert_int_equal(engine_set_retries(f->e, 2, 20), 0);
+	write_stripe(f, 0, &seed);
+	assert_int_equal(open_unit(f, NU - 1, true), 0);
+	assert_int_equal(engine_replace_start(f->e, role, f->unit[NU - 1]), 0);
+	assert_int_equal(engine_fail_role(f->e, role), 0);
+	assert_non_null(before);
+	assert_non_null(after);
+	rw = dup(unit_fd(f->unit[NU - 1]));
+	ro = open(f->path[NU - 1], O_RDONLY);
+	assert_true(ro >= 0 && rw >= 0);
+	assert_int_equal(dup2(ro, unit_fd(f->unit[NU - 1])), unit_fd(f->unit[NU - 1]));
+	close(ro);
+
+	/* The replacement's write fails, tried again: the replace is given up, not the write. */
+	write_stripe(f, 1, &seed);
+	assert_true(engine_replace_failed(f->e));
+	engine_get_stats(f->e, &st);
+	retries = st.unit[role].retries;
+	errors = st.errors;
+	assert_true(retries > 0);
+
+	/* Writable again, it must still get nothing: the replace is over for the writers. */
+	assert_int_equal(dup2(rw, unit_fd(f->unit[NU - 1])), unit_fd(f->unit[NU - 1]));
+	close(rw);
+	assert_int_equal(pread(unit_fd(f->unit[NU - 1]), before, UNIT_MIB * MIB, 0),
+			 (ssize_t)(UNIT_MIB * MIB));
+	write_stripe(f, 2, &seed);
+	write_stripe(f, 3, &seed);
+	assert_int_equal(engine_flush(f->e), 0);
+	assert_int_equal(pread(unit_fd(f->unit[NU - 1]), after, UNIT_MIB * MIB, 0),
+			 (ssize_t)(UNIT_MIB * MIB));
+	if (memcmp(before, after, UNIT_MIB * MIB))
+		fail_msg("the failed replacement was written to after its replace failed");
+	free(before);
+	free(after);
+	engine_get_stats(f->e, &st);
+	if (st.unit[role].retries != retries || st.errors != errors)
+		fail_msg("writes after the replace failed still went to it: %llu retries, "
+			 "%llu errors more", (unsigned long long)(st.unit[role].retries - retries),
+			 (unsigned long long)(st.errors - errors));
+	assert_int_equal(st.faulty_mask, 1ull << role);
+	assert_int_equal(engine_flush(f->e), 0);
+	assert_int_equal(engine_replace_abort(f->e, &u), 0);
+	assert_ptr_equal(u, f->unit[NU - 1]);
+	verify_engine(f);
 }
 
 /* Damage @count stripes behind the engine: raid1 mirror 1, raid5 the parity chunk. */
@@ -1365,6 +1451,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_cancel_resume_raid5, fx_cleanup),
 		cmocka_unit_test_teardown(test_replace_checkpoints, fx_cleanup),
 		cmocka_unit_test_teardown(test_replace_mapped_flush, fx_cleanup),
+		cmocka_unit_test_teardown(test_replace_both_failed, fx_cleanup),
 		cmocka_unit_test_teardown(test_check_raid1, fx_cleanup),
 		cmocka_unit_test_teardown(test_check_raid1_majority, fx_cleanup),
 		cmocka_unit_test_teardown(test_check_raid5, fx_cleanup),
