@@ -1258,6 +1258,21 @@ static void corrupt_parity_in(struct fx *f, uint64_t R, uint64_t k)
 	free(b);
 }
 
+/* Within 3 s the sweeper has cleared every region of the log (its idle time set short). */
+static void wait_log_clean(struct fx *f)
+{
+	uint64_t nd = 1;
+	unsigned i;
+
+	for (i = 0; i < 300; i++) {
+		assert_int_equal(engine_dirtylog_dirty(f->e, NULL, 0, &nd), 0);
+		if (nd == 0)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(nd, 0);
+}
+
 static void test_dirtylog_disk(void **state)
 {
 	uint8_t bits[16], want[16] = { 0 };
@@ -1287,13 +1302,7 @@ static void test_dirtylog_disk(void **state)
 		assert_true(bit(bits, 2) && bit(bits, 7) && !bit(bits, 3) && !bit(bits, 0));
 	}
 	/* Idle regions are cleared, on disk too. */
-	for (i = 0; i < 300; i++) {
-		assert_int_equal(engine_dirtylog_dirty(f->e, NULL, 0, &nd), 0);
-		if (nd == 0)
-			break;
-		usleep(10000);
-	}
-	assert_int_equal(nd, 0);
+	wait_log_clean(f);
 	for (u = 0; u < f->n; u++) {
 		read_log(f, u, bits, sizeof(bits));
 		for (i = 0; i < n; i++)
@@ -1395,7 +1404,7 @@ static void test_dirtylog_failure_lock_order(void **state)
 	struct lock_order lo = { .sb_lock = PTHREAD_MUTEX_INITIALIZER };
 	struct fx *f = &the_fx;
 	pthread_t writer, asker;
-	uint64_t n, nd = 1;
+	uint64_t n;
 	bool in_time;
 	int ro, i;
 
@@ -1408,13 +1417,7 @@ static void test_dirtylog_failure_lock_order(void **state)
 	lo.f = f;
 	/* A clean log, so that the write below must write it. */
 	engine_dirtylog_set_idle(f->e, 200);
-	for (i = 0; i < 300; i++) {
-		assert_int_equal(engine_dirtylog_dirty(f->e, NULL, 0, &nd), 0);
-		if (nd == 0)
-			break;
-		usleep(10000);
-	}
-	assert_int_equal(nd, 0);
+	wait_log_clean(f);
 	engine_dirtylog_set_idle(f->e, 60000);
 	engine_set_failure_handler(f->e, lock_order_handler, &lo);
 	/* Unit 2 refuses writes (EBADF): the next log write fails on it. */
