@@ -105,6 +105,7 @@ void run_on_failure(uint32_t role, void *ctx);
 void run_on_walk_done(int kind, uint32_t role, int result, void *ctx);
 int run_detach_failed_unit(struct run *run, uint32_t role, struct rt_unit **u);
 int run_walk_start(struct run *run, struct rt_walk_params *p);
+int run_resync_owed(struct run *run);	/* 0: a resync of owed regions started */
 int run_start_rebuild_regions(struct run *run, uint32_t role, uint64_t start,
 			      const uint8_t *regions, uint64_t region_size);
 int run_start_rebuild(struct run *run, uint32_t role, uint64_t start);

@@ -745,11 +745,14 @@ static bool resync_owed_any(struct run *run)
 
 /*
  * Regions owed a resync (pinned in the log): a raid1/raid5 write that failed
- * for want of space on some units, or what is left of an initial sync that
- * stopped when a unit failed. Once every unit takes writes again, the array
- * is whole and no walk runs, resync them (main thread, polled every second).
+ * for want of space on some units, what is left of an initial sync that
+ * stopped when a unit failed, or the regions an unclean stop left dirty
+ * while a rebuild or replace ran first. Once every unit takes writes
+ * again, the array is whole and no walk runs, resync them: the main thread
+ * once a second, and a check or repair first (it would report what the
+ * resync mends). Returns 0 when the resync started.
  */
-static void resync_owed(struct run *run)
+int run_resync_owed(struct run *run)
 {
 	struct rt_walk_params p = { .kind = RT_WALK_RESYNC, .done = run_on_walk_done, .ctx = run };
 	uint64_t region_size = 0, n_regions = 0, n_owed = 0, all = 0;
@@ -758,10 +761,10 @@ static void resync_owed(struct run *run)
 	int r;
 
 	if (engine_nospace(run->e) || engine_state(run->e) != RT_ENGINE_OK)
-		return;
+		return -EAGAIN;
 	engine_walk_progress(run->e, &wp);
 	if (wp.running || !resync_owed_any(run))
-		return;
+		return -EAGAIN;
 	r = engine_dirtylog_info(run->e, &region_size, &n_regions);
 	if (r == 0) {
 		bitmap = calloc((n_regions + 7) / 8, 1);
@@ -791,6 +794,7 @@ static void resync_owed(struct run *run)
 		       "trying again", run->name, strerror(-r));
 	}
 	free(bitmap);
+	return r;
 }
 
 /*
@@ -812,7 +816,7 @@ static void resync_owed_before_stop(struct run *run)
 		return;
 	rt_log(RT_LOG_INFO, "'%s': resyncing the %llu region%s owed a resync before stopping",
 	       run->name, (unsigned long long)n_owed, n_owed == 1 ? "" : "s");
-	resync_owed(run);
+	(void)run_resync_owed(run);
 	for (;;) {
 		engine_walk_progress(run->e, &wp);
 		if (!wp.running)
@@ -1271,11 +1275,16 @@ static void wait_for_stop(struct run *run)
 					      atomic_load(&run->spare_handled))
 				next_rebuild(run);
 			if (!run->readonly)
-				resync_owed(run);
+				(void)run_resync_owed(run);
 			continue;
 		}
 		if (pfd[1].revents & POLLIN)
 			return;
+		/*
+		 * A walk ended (or a role failed): the next rebuild. A resync owed
+		 * waits for the idle look above, so that `wait` reports the walk
+		 * that ended (a check asked meanwhile starts it: admin_walk).
+		 */
 		if ((pfd[2].revents & POLLIN) && read(run->rebuild_fd, &n, sizeof(n)) == sizeof(n) &&
 		    !run->readonly)
 			next_rebuild(run);
@@ -1538,10 +1547,10 @@ rebuilding:
 		rt_log(RT_LOG_WARN, "'%s': more roles wait for a rebuild: each starts when the "
 		       "one before it ends", run->name);
 	if (was_dirty) {
-		/* One walk at a time: the resync waits for the next start. */
+		/* One walk at a time: the regions it left dirty stay owed until then. */
 		run->resync_pending = true;
-		rt_log(RT_LOG_WARN, "'%s': not stopped cleanly: the resync follows the "
-		       "rebuild at the next start", run->name);
+		rt_log(RT_LOG_WARN, "'%s': not stopped cleanly: the resync of the regions it "
+		       "left dirty follows the rebuild", run->name);
 	}
 }
 

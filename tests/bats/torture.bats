@@ -7,7 +7,8 @@
 # retries absorb, persistent ones over a range, a whole disk going dead), a
 # unit failed by hand, a unit absent at a start, kill -9 of the engine
 # during the workload, while idle, during a resync or a rebuild. raid1 and
-# raid5 arrays sometimes have a hot spare. After every pass the lost units
+# raid5 arrays sometimes have a hot spare, and sometimes a role is being
+# replaced (raidtool replace) through the workload, the fault and the kill. After every pass the lost units
 # are added back and rebuilt (sometimes under a second workload), every
 # block is verified against the model and, for raid1 and raid5, check must
 # find 0 mismatches.
@@ -121,10 +122,11 @@ health() {
 	"$RAIDTOOL_BIN" status --json "$A" 2>/dev/null | jq -r .health
 }
 
-# units_failed: how many of the running array's units are not active or spare.
+# units_failed: how many of the running array's units are not active, spare
+# or a replacement being filled.
 units_failed() {
-	"$RAIDTOOL_BIN" status --json "$A" 2>/dev/null |
-		jq -r '[.units[] | select(.state != "active" and .state != "spare")] | length'
+	"$RAIDTOOL_BIN" status --json "$A" 2>/dev/null | jq -r '[.units[] |
+		select(.state != "active" and .state != "spare" and .state != "replacing")] | length'
 }
 
 # kill_engine: SIGKILL the array's engine, wait until it is gone.
@@ -203,6 +205,41 @@ disk_of_role() {
 	for i in "${!UNITS[@]}"; do
 		[ "${UNITS[$i]}" != "$dev" ] || DISK=$i
 	done
+}
+
+# drop_disk I: let go of disk I (UNITS, FFIDX), no longer the array's.
+drop_disk() {
+	log "disk ${UNITS[$1]} leaves the array's disks"
+	losetup -d "${UNITS[$1]}" 2>/dev/null || true
+	umount "$TESTDIR/ffs${FFIDX[$1]}" 2>/dev/null || true
+	rm -f "$TESTDIR/back${FFIDX[$1]}.img"
+	unset "UNITS[$1]" "FFIDX[$1]"
+}
+
+# replace_begin ROLE: a hot replace of ROLE onto a new disk as large as any,
+# slow enough to run through the workload, the fault and the kill (REPL: the
+# new disk's index in UNITS, REPL_OLD the one it replaces).
+replace_begin() {
+	local idx
+	disk_of_role "$1"
+	[ -n "$DISK" ] || return 0
+	REPL_OLD=$DISK REPL_ROLE=$1
+	new_disk 40M
+	idx=("${!UNITS[@]}")
+	REPL=${idx[-1]}
+	must "$RAIDTOOL_BIN" replace "$A" "$1" --with "${UNITS[REPL]}" \
+		--speed-limit $((2 + RANDOM % 6))
+}
+
+# replace_end: the replace done (settled), the new disk holds the role; the
+# one it replaced is let go.
+replace_end() {
+	[ -n "${REPL:-}" ] || return 0
+	disk_of_role "$REPL_ROLE"
+	[ "$DISK" = "$REPL" ] || torture_fail "the replace of role $REPL_ROLE did not end with \
+${UNITS[REPL]} in it: $("$RAIDTOOL_BIN" status --json "$A" 2>/dev/null | jq -c .units)"
+	drop_disk "$REPL_OLD"
+	REPL=
 }
 
 # stop_array: deactivate (a clean stop, or the cleanup after a kill).
@@ -336,6 +373,8 @@ readd() {
 	st=$("$RAIDTOOL_BIN" status --json "$A" 2>/dev/null)
 	log "units: $(jq -c '[.units[] | {slot, state, device}]' <<<"$st")"
 	for dev in $(jq -r '.units[] | select(.state == "faulty") | .device // empty' <<<"$st"); do
+		# The unit being replaced: the replace's end releases it (maybe now).
+		[ -z "${REPL:-}" ] || [ "$dev" != "${UNITS[REPL_OLD]}" ] || continue
 		must "$RAIDTOOL_BIN" remove "$A" "$dev"
 	done
 	st=$("$RAIDTOOL_BIN" status --json "$A" 2>/dev/null)
@@ -343,6 +382,8 @@ readd() {
 	for i in "${!UNITS[@]}"; do
 		jq -e --arg d "${UNITS[$i]}" 'any(.units[]; .device == $d)' <<<"$st" >/dev/null &&
 			continue
+		# The unit being replaced, failed: the replacement takes its role.
+		[ -z "${REPL:-}" ] || [ "$i" != "$REPL_OLD" ] || continue
 		must "$RAIDTOOL_BIN" add "$A" "${UNITS[$i]}"
 		READDED=1
 	done
@@ -391,6 +432,10 @@ torture_pass() {
 	log "== level $LEVEL, fault $fault on role $role, kill $kill"
 
 	[ "$fault" != absent ] || unit_absent "$role"
+	REPL=
+	if [ "$redundant" = 1 ] && [ "$fault" != absent ] && chance "${TORTURE_REPLACE:-25}"; then
+		replace_begin $((RANDOM % NROLES))
+	fi
 	workload $((2 + RANDOM % 3)) $((1 + RANDOM % 6))
 	pause 10
 	case "$fault" in
@@ -426,6 +471,8 @@ torture_pass() {
 		settle
 	fi
 	[ "$fault" != absent ] || unit_back "$role"
+	# The replace's rate limit lifted: the rest of it at full speed.
+	[ -z "$REPL" ] || step "$RAIDTOOL_BIN" tune "$A" --speed-limit 0
 
 	if [ "$redundant" = 1 ]; then
 		readd
@@ -451,6 +498,7 @@ torture_pass() {
 		fi
 	fi
 	settle
+	replace_end
 	check_zero
 	if chance 15; then
 		stop_array
