@@ -788,7 +788,8 @@ int run_resync_owed(struct run *run)
 		       "rest of the initial sync)",
 		       run->name, all ? "the whole array; " : "", (unsigned long long)n_owed,
 		       n_owed == 1 ? "" : "s");
-	} else if (!run->owed_warned) {
+	} else if (r != -EBUSY && !run->owed_warned) {
+		/* Busy: another walk (or the same resync, asked by a check) got there first. */
 		run->owed_warned = true;
 		rt_log(RT_LOG_ERROR, "'%s': the resync of regions owed one did not start: %s; "
 		       "trying again", run->name, strerror(-r));
