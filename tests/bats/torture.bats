@@ -17,7 +17,8 @@
 # SEED replays a run (the driver's choices and the workload's; timing still
 # varies). Every step goes to a log (its path is printed), kept on failure
 # (or with RAIDTOOL_TORTURE_KEEP=1) with the model and the engines' logs.
-# make torture SECONDS=600 runs longer.
+# make torture SECONDS=600 runs longer. TORTURE_REPLACE (percent, default 25)
+# is how often a raid1/raid5 pass runs a replace.
 
 load helpers
 
