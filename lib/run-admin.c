@@ -107,8 +107,12 @@ static int admin_walk(struct run *run, enum rt_control_verb verb, const char *ar
 		if (r < 0)
 			return r;
 	}
-	/* Regions owed a resync first: a check would report what it mends. */
-	r = run_resync_owed(run) == 0 ? -EBUSY : run_walk_start(run, &p);
+	/*
+	 * Regions owed a resync first: a check would report what it mends (a
+	 * repair mends them itself, a raid1 one with the mirror it was told).
+	 */
+	r = verb == RT_VERB_CHECK && run_resync_owed(run) == 0 ? -EBUSY :
+	    run_walk_start(run, &p);
 	if (r == -EBUSY) {
 		struct rt_walk_progress wp;
 

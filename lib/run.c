@@ -749,10 +749,10 @@ static bool resync_owed_any(struct run *run)
  * stopped when a unit failed, or the regions an unclean stop left dirty
  * while a rebuild or replace ran first. Once every unit takes writes
  * again, the array is whole and no walk runs, resync them: the main thread
- * once a second, and a check or repair first (it would report what the
+ * once a second, and a check first (it would report what the
  * resync mends). Returns 0 when the resync started.
  */
-int run_resync_owed(struct run *run)
+static int resync_owed_locked(struct run *run)
 {
 	struct rt_walk_params p = { .kind = RT_WALK_RESYNC, .done = run_on_walk_done, .ctx = run };
 	uint64_t region_size = 0, n_regions = 0, n_owed = 0, all = 0;
@@ -795,6 +795,16 @@ int run_resync_owed(struct run *run)
 		       "trying again", run->name, strerror(-r));
 	}
 	free(bitmap);
+	return r;
+}
+
+int run_resync_owed(struct run *run)
+{
+	int r;
+
+	pthread_mutex_lock(&run->owed_mu);
+	r = resync_owed_locked(run);
+	pthread_mutex_unlock(&run->owed_mu);
 	return r;
 }
 
@@ -1778,4 +1788,5 @@ void run_init(struct run *run)
 	pthread_mutex_init(&run->lock, NULL);
 	pthread_mutex_init(&run->admin_lock, NULL);
 	pthread_mutex_init(&run->sb_lock, NULL);
+	pthread_mutex_init(&run->owed_mu, NULL);
 }

@@ -209,7 +209,6 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 	 * stripes consistent apart from the failed role, so the redo's
 	 * read-modify-write may trust the parity it reads.
 	 */
-	issued = true;
 	for (;;) {
 		if (!aligned && !merged) {
 			/* The blocks the piece only partly covers, read under the lock. */
@@ -238,6 +237,7 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 		if (!ret) {
 			uint64_t wlo = lo, whi = hi;
 
+			issued = true;
 			/* Only healthy, and once: a redo writes its own part alone. */
 			if (gather && !gathered && !m && !rb) {
 				gathered = true;

@@ -123,11 +123,12 @@ health() {
 	"$RAIDTOOL_BIN" status --json "$A" 2>/dev/null | jq -r .health
 }
 
-# units_failed: how many of the running array's units are not active, spare
-# or a replacement being filled.
+# units_failed: how many of the running array's units are not active, spare,
+# a replacement being filled or a unit a replace released.
 units_failed() {
-	"$RAIDTOOL_BIN" status --json "$A" 2>/dev/null | jq -r '[.units[] |
-		select(.state != "active" and .state != "spare" and .state != "replacing")] | length'
+	"$RAIDTOOL_BIN" status --json "$A" 2>/dev/null | jq -r '[.units[] | select(.state !=
+		"active" and .state != "spare" and .state != "replacing" and .state != "replaced")] |
+		length'
 }
 
 # kill_engine: SIGKILL the array's engine, wait until it is gone.
