@@ -384,8 +384,6 @@ struct rt_engine {
 	int replace_fd;
 	struct rt_unit *replace_unit;
 	atomic_bool replace_failed;
-	/* Counts replaces started: whose replacement a mapped flush's error is. */
-	_Atomic uint64_t replace_gen;
 	/* engine_create_readonly: every write, discard and write-zeroes is EROFS. */
 	bool readonly;
 	struct rt_unit *unit[RT_MAX_UNITS];

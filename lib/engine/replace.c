@@ -63,7 +63,6 @@ int engine_replace_start(struct rt_engine *e, uint32_t role, struct rt_unit *u)
 	e->replace_fd = unit_fd(u);
 	e->replace_unit = u;
 	atomic_store(&e->replace_failed, false);
-	atomic_fetch_add(&e->replace_gen, 1);
 	/* A faulty role: its writes are planned (rebuild bit) and go to @u alone. */
 	if (engine_faulty(e) & bit)
 		atomic_fetch_or(&e->rebuild, bit);

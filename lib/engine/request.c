@@ -453,11 +453,10 @@ int engine_flush_map(struct rt_engine *e, struct engine_aio *ar)
 			ar->io[ar->n++] = (struct engine_unit_io){
 				.fd = e->fd[r], .fsync = true, .role = r,
 				.off = atomic_load(&e->unit_gen[r]) };
-		/* A role being replaced: its replacement too (@off: which replace). */
+		/* A role being replaced: its replacement too. */
 		if (to & TO_REPLICA)
 			ar->io[ar->n++] = (struct engine_unit_io){
-				.fd = e->replace_fd, .fsync = true, .replica = true, .role = r,
-				.off = atomic_load(&e->replace_gen) };
+				.fd = e->replace_fd, .fsync = true, .replica = true, .role = r };
 	}
 	return 0;
 }
@@ -479,9 +478,11 @@ void engine_flush_unmap(struct rt_engine *e, struct engine_aio *ar, const int *r
 		const struct engine_unit_io *u = &ar->io[i];
 		struct engine_io io = { .op = ENGINE_OP_FSYNC, .role = u->role };
 
-		/* Of the replace under way only: a later one's replacement is another unit. */
-		if (u->replica && res[i] && res[i] != -ECANCELED &&
-		    atomic_load(&e->replace_gen) == u->off && atomic_load(&e->replace_role) == u->role)
+		/*
+		 * Always the replace it was mapped in: a replace's start and end
+		 * both drain, and this mapping holds off drains until below.
+		 */
+		if (u->replica && res[i] && res[i] != -ECANCELED)
 			engine_replica_error(e, &io, res[i]);
 	}
 	atomic_fetch_sub(&e->aread_inflight, 1);
