@@ -112,7 +112,7 @@ any_image() {
 
 # storm_step LOOP LOG: one random admin command on one of the three arrays.
 storm_step() {
-	local id=$1 log=$2 a h roles u v m
+	local id=$1 log=$2 a h roles u v w m try
 	a=$((RANDOM % 3))
 	h=${HASHES[a]}
 	roles=${ROLES[a]}
@@ -165,8 +165,19 @@ storm_step() {
 		if [ "$RC" = 0 ]; then
 			cmd "$log" lookup "${NAME}scratch"
 			[ "$RC" = 0 ] || bad "two arrays named ${NAME}scratch: $OUT"
-			cmd "$log" zero "$u" "$v"
-			[ "$RC" = 0 ] || bad "zero of the scratch array's units failed: $OUT"
+			# Another loop's create or add may hold one of these images
+			# open for a moment (any_image picks them too): zero refuses
+			# it "in use", rightly. A refusal that lasts is a leak.
+			for w in "$u" "$v"; do
+				for try in 1 2 3 4 5 6 7 8 9 10; do
+					cmd "$log" zero "$w"
+					if [ "$RC" = 0 ] || [[ "$OUT" != *"in use"* ]]; then
+						break
+					fi
+					sleep 0.3
+				done
+				[ "$RC" = 0 ] || bad "zero of the scratch array's unit failed ($try tries): $OUT"
+			done
 		fi ;;
 	esac
 	return 0
