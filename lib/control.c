@@ -959,6 +959,16 @@ static char *reply_line(struct json_object *o)
 
 /* ---- the server --------------------------------------------------------- */
 
+#define CONTROL_QUEUE_MAX 16	/* commands waiting for the one before them */
+#define CONTROL_STOP_WAIT_MS 10000	/* a stop waits this long for the commands before it */
+
+/* A command handed to the command thread: its connection and its request. */
+struct queued_command {
+	int fd;
+	struct rt_control_req rq;	/* rq.arg points into line */
+	char line[RT_CONTROL_LINE_MAX];
+};
+
 struct control_server {
 	char name[RT_NAME_MAX + 1];
 	uint8_t uuid[RT_UUID_SIZE];
@@ -973,7 +983,28 @@ struct control_server {
 	 * (it no longer calls @ops), until control_server_finish.
 	 */
 	atomic_bool stopping;
+	/*
+	 * Held across a `stop`'s claim: control_server_stop (a teardown that a
+	 * signal began) must know whether that stop was accepted (the thread
+	 * then touches nothing of the engine's) or not (it must be joined).
+	 */
+	pthread_mutex_t stop_mu;
 	int pending_fd;			/* the accepted `stop`, answered at finish */
+	/*
+	 * Commands that act on the array (add, fail, the walks, vol, ...) run
+	 * one at a time, in the order they came, on a thread of their own: one
+	 * that waits on a device (add probing a disk that hangs its I/O) must
+	 * not keep `status`, `ping` and `stop` from being answered.
+	 */
+	pthread_t cmd_thread;
+	bool cmd_running;
+	pthread_mutex_t cmd_mu;
+	pthread_cond_t cmd_cond;
+	struct queued_command *cmd_queue[CONTROL_QUEUE_MAX];
+	unsigned cmd_head, cmd_count;
+	bool cmd_busy;			/* one is running: cmd_verb */
+	enum rt_control_verb cmd_verb;
+	bool cmd_quit;			/* the server ends: answer what is left "stopping" */
 };
 
 static int send_all(int fd, const char *s, size_t n)
@@ -1116,7 +1147,126 @@ static void unknown_request(const char *word, char *why, size_t len)
 		snprintf(why + n, len - n, ")");
 }
 
-/* Serve one connection. true: a `stop` was accepted, the thread ends. */
+/* One command on the command thread; its answer goes to @fd. */
+static void command_run(struct control_server *s, int fd, const struct rt_control_req *rq)
+{
+	struct rt_control_unit unit = { 0 };
+	char why[512] = "";
+	int r;
+
+	r = s->ops.command(s->ops.ctx, rq, why, sizeof(why), &unit);
+	if (r < 0)
+		reply_error(fd, r, why);
+	else
+		reply_ok_unit(fd, why, &unit);
+}
+
+static void *command_main(void *arg)
+{
+	struct control_server *s = arg;
+	struct queued_command *qc;
+	bool quit;
+
+	pthread_mutex_lock(&s->cmd_mu);
+	for (;;) {
+		while (!s->cmd_count && !s->cmd_quit)
+			pthread_cond_wait(&s->cmd_cond, &s->cmd_mu);
+		if (!s->cmd_count)
+			break;
+		qc = s->cmd_queue[s->cmd_head];
+		s->cmd_head = (s->cmd_head + 1) % CONTROL_QUEUE_MAX;
+		s->cmd_count--;
+		s->cmd_busy = true;
+		s->cmd_verb = qc->rq.verb;
+		quit = s->cmd_quit;
+		pthread_mutex_unlock(&s->cmd_mu);
+		if (quit)
+			reply_error(qc->fd, -ESHUTDOWN, "the array is stopping");
+		else
+			command_run(s, qc->fd, &qc->rq);
+		close(qc->fd);
+		free(qc);
+		pthread_mutex_lock(&s->cmd_mu);
+		s->cmd_busy = false;
+		pthread_cond_broadcast(&s->cmd_cond);
+	}
+	pthread_mutex_unlock(&s->cmd_mu);
+	return NULL;
+}
+
+/*
+ * Hand @rq (parsed in place in @line) to the command thread, which answers
+ * @fd and closes it. Returns true: @fd is no longer the caller's.
+ */
+static bool command_queue(struct control_server *s, int fd, const struct rt_control_req *rq,
+			  const char *line)
+{
+	struct queued_command *qc = malloc(sizeof(*qc));
+
+	if (!qc) {
+		reply_error(fd, -ENOMEM, NULL);
+		return false;
+	}
+	qc->fd = fd;
+	qc->rq = *rq;
+	memcpy(qc->line, line, sizeof(qc->line));
+	if (rq->arg >= line && rq->arg < line + sizeof(qc->line))
+		qc->rq.arg = qc->line + (rq->arg - line);
+	pthread_mutex_lock(&s->cmd_mu);
+	if (s->cmd_count == CONTROL_QUEUE_MAX) {
+		pthread_mutex_unlock(&s->cmd_mu);
+		free(qc);
+		reply_error(fd, -EBUSY, "busy: too many commands wait for the one running; "
+			    "try again");
+		return false;
+	}
+	s->cmd_queue[(s->cmd_head + s->cmd_count) % CONTROL_QUEUE_MAX] = qc;
+	s->cmd_count++;
+	pthread_cond_broadcast(&s->cmd_cond);
+	pthread_mutex_unlock(&s->cmd_mu);
+	return true;
+}
+
+/*
+ * Until no command runs or waits (only the server thread queues them), for
+ * at most @timeout_ms: then -EBUSY with the one running named in @why. A
+ * stop must not wait for ever behind a command that hangs on a device:
+ * status and ping would wait behind it again.
+ */
+static int command_wait_idle(struct control_server *s, int timeout_ms, char *why, size_t len)
+{
+	struct timespec until;
+	int r = 0;
+
+	if (!s->cmd_running)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&s->cmd_mu);
+	while ((s->cmd_count || s->cmd_busy) && r != ETIMEDOUT)
+		r = pthread_cond_timedwait(&s->cmd_cond, &s->cmd_mu, &until);
+	if (s->cmd_count || s->cmd_busy) {
+		snprintf(why, len, "busy: '%s' is still running%s; stop again once it ended",
+			 s->cmd_busy ? control_verb_name(s->cmd_verb) : "a command",
+			 s->cmd_count ? " and more wait behind it" : "");
+		r = -EBUSY;
+	} else {
+		r = 0;
+	}
+	pthread_mutex_unlock(&s->cmd_mu);
+	return r;
+}
+
+/*
+ * Serve one connection. true: @fd is kept, by the command thread (which
+ * answers and closes it) or for the accepted `stop` (control_server_finish
+ * answers it).
+ */
 static bool serve_one(struct control_server *s, int fd)
 {
 	char line[RT_CONTROL_LINE_MAX], why[512];
@@ -1182,26 +1332,27 @@ static bool serve_one(struct control_server *s, int fd)
 		break;
 	}
 	case RT_VERB_STOP:
+		/* The commands before it end first: the teardown must not run under one. */
+		r = command_wait_idle(s, CONTROL_STOP_WAIT_MS, why, sizeof(why));
+		if (r < 0) {
+			reply_error(fd, r, why);
+			return false;
+		}
+		pthread_mutex_lock(&s->stop_mu);
 		/* Set first: the engine's teardown may begin as soon as stop returns. */
 		atomic_store(&s->stopping, true);
 		r = s->ops.stop(s->ops.ctx, why, sizeof(why));
-		if (r < 0) {
+		if (r < 0)
 			atomic_store(&s->stopping, false);
+		pthread_mutex_unlock(&s->stop_mu);
+		if (r < 0) {
 			reply_error(fd, r, why);
 			return false;
 		}
 		s->pending_fd = fd;
 		return true;
-	default: {
-		struct rt_control_unit unit = { 0 };
-
-		r = s->ops.command(s->ops.ctx, &rq, why, sizeof(why), &unit);
-		if (r < 0)
-			reply_error(fd, r, why);
-		else
-			reply_ok_unit(fd, why, &unit);
-		break;
-	}
+	default:
+		return command_queue(s, fd, &rq, line);
 	}
 	return false;
 }
@@ -1245,7 +1396,8 @@ static void *server_main(void *arg)
 		if (s->pending_fd >= 0) {
 			serve_stopping(s, fd);
 		} else if (serve_one(s, fd)) {
-			continue;	/* keep @fd (finish answers it); tell others we stop */
+			/* @fd kept: the command thread answers it, or finish (a stop) does. */
+			continue;
 		}
 		close(fd);
 	}
@@ -1257,6 +1409,7 @@ int control_server_start(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 {
 	struct control_server *s;
 	struct sockaddr_un sa;
+	pthread_condattr_t ca;
 	pthread_attr_t attr;
 	mode_t old;
 	int dirfd = -1, r;
@@ -1277,6 +1430,12 @@ int control_server_start(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 	s->listen_fd = -1;
 	s->wake[0] = s->wake[1] = -1;
 	s->pending_fd = -1;
+	pthread_mutex_init(&s->stop_mu, NULL);
+	pthread_mutex_init(&s->cmd_mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cmd_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	s->ops = *ops;
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	memcpy(s->uuid, uuid, RT_UUID_SIZE);
@@ -1309,7 +1468,11 @@ int control_server_start(const uint8_t uuid[RT_UUID_SIZE], const char *name,
 	}
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
-	r = -pthread_create(&s->thread, &attr, server_main, s);
+	r = -pthread_create(&s->cmd_thread, &attr, command_main, s);
+	if (r == 0) {
+		s->cmd_running = true;
+		r = -pthread_create(&s->thread, &attr, server_main, s);
+	}
 	pthread_attr_destroy(&attr);
 	if (r < 0)
 		goto fail;
@@ -1325,15 +1488,30 @@ fail:
 	return r;
 }
 
-/* End the thread (it answers nobody after this). */
+/*
+ * End the threads (they answer nobody after this): the server's, then the
+ * command thread's once the command it runs ends (those still waiting are
+ * answered "stopping").
+ */
 static void server_join(struct control_server *s)
 {
-	if (!s || !s->running)
+	if (!s)
 		return;
-	if (write(s->wake[1], "x", 1) < 0)
-		rt_log(RT_LOG_DEBUG, "'%s': control wakeup: %s", s->name, strerror(errno));
-	pthread_join(s->thread, NULL);
-	s->running = false;
+	if (s->running) {
+		if (write(s->wake[1], "x", 1) < 0)
+			rt_log(RT_LOG_DEBUG, "'%s': control wakeup: %s", s->name,
+			       strerror(errno));
+		pthread_join(s->thread, NULL);
+		s->running = false;
+	}
+	if (s->cmd_running) {
+		pthread_mutex_lock(&s->cmd_mu);
+		s->cmd_quit = true;
+		pthread_cond_broadcast(&s->cmd_cond);
+		pthread_mutex_unlock(&s->cmd_mu);
+		pthread_join(s->cmd_thread, NULL);
+		s->cmd_running = false;
+	}
 }
 
 /*
@@ -1342,7 +1520,15 @@ static void server_join(struct control_server *s)
  */
 void control_server_stop(struct control_server *s)
 {
-	if (s && !atomic_load(&s->stopping))
+	bool accepted;
+
+	if (!s)
+		return;
+	/* Not while a stop is being claimed: it may yet be refused (say, the array stops already). */
+	pthread_mutex_lock(&s->stop_mu);
+	accepted = atomic_load(&s->stopping);
+	pthread_mutex_unlock(&s->stop_mu);
+	if (!accepted)
 		server_join(s);
 }
 
@@ -1366,6 +1552,9 @@ void control_server_finish(struct control_server *s, int err, const char *msg)
 		close(s->wake[0]);
 	if (s->wake[1] >= 0)
 		close(s->wake[1]);
+	pthread_cond_destroy(&s->cmd_cond);
+	pthread_mutex_destroy(&s->cmd_mu);
+	pthread_mutex_destroy(&s->stop_mu);
 	free(s);
 }
 

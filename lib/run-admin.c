@@ -360,36 +360,92 @@ static int add_target(struct run *run, uint32_t want, char *msg, size_t len)
 	return (int)as->n_roles;
 }
 
-static int add_slot(struct rt_sb *sb, void *arg)
+/*
+ * The superblock update that adds a unit: its slot alone, copied into the
+ * table as it is now (a failure may have changed another slot since the
+ * new unit's was filled in).
+ */
+struct slot_put {
+	const struct rt_slot *slot;
+	uint32_t idx;
+};
+
+static int put_slot(struct rt_sb *sb, void *arg)
 {
-	*sb = *(const struct rt_sb *)arg;
+	const struct slot_put *p = arg;
+
+	sb->slots[p->idx] = *p->slot;
+	if (p->idx >= sb->array.n_slots)
+		sb->array.n_slots = p->idx + 1;
 	return 0;
 }
 
 /*
- * A former unit of this array offered back. Returns 1 with the unit open in
- * @out and its superblock in @usb when it may be rebuilt from the dirty-region
- * log alone; 0 when it gets the full path (a new member, closed again; the
- * reason in @why, NULL when it is not ours at all); -errno with @msg when it
- * must not be added at all (it ran apart from the array).
+ * Where a new unit goes: role or spare index into run->as (@idx) and
+ * superblock slot (@slot). Caller holds sb_lock. -errno with @msg.
  */
-static int readd_probe(struct run *run, const char *path, struct rt_unit **out,
-		       struct rt_sb *usb, const char **why, char *msg, size_t len)
+static int add_place(struct run *run, unsigned *idx, uint32_t *slot, char *msg, size_t len)
 {
 	const struct rt_assembly *as = run->as;
-	uint64_t cleared = 0;
+	int t = add_target(run, UINT32_MAX, msg, len);
+
+	if (t < 0)
+		return t;
+	if ((unsigned)t < as->n_roles) {
+		*idx = (unsigned)t;
+		*slot = (uint32_t)t;
+	} else {
+		/* Where removed spares left room: a table of replaced units does not grow. */
+		for (*idx = as->n_roles; *idx < as->n_units && as->units[*idx]; (*idx)++)
+			;
+		*slot = sb_spare_slot(&as->sb);
+	}
+	if (*idx >= RT_MAX_UNITS || *slot >= RT_MAX_UNITS) {
+		snprintf(msg, len, "no room for another unit (at most %u)", RT_MAX_UNITS);
+		return -E2BIG;
+	}
+	return 0;
+}
+
+/*
+ * A device offered to add that may be a former unit of this array: open,
+ * its superblock read, without sb_lock (a device that hangs must not hold
+ * up failure handling). Returns 1 with it open in @out and its superblock
+ * in @usb when it names this array; 0 when not (member_prepare will say
+ * why it cannot be opened, if it cannot).
+ */
+static int readd_open(struct run *run, const char *path, struct rt_unit **out,
+		      struct rt_sb *usb)
+{
 	struct rt_unit *u;
-	int r;
 
 	*out = NULL;
-	*why = NULL;
 	if (unit_open(path, RT_UNIT_WRITE | RT_UNIT_EXCL | RT_UNIT_ATTACH | RT_UNIT_DIRECT, &u) < 0)
-		return 0;	/* member_prepare says why */
+		return 0;
 	if (unit_read_sb_quiet(u, usb, NULL) < 0 ||
-	    memcmp(usb->array.uuid, as->sb.array.uuid, RT_UUID_SIZE)) {
+	    memcmp(usb->array.uuid, run->uuid, RT_UUID_SIZE)) {
 		unit_close(u);
 		return 0;
 	}
+	*out = u;
+	return 1;
+}
+
+/*
+ * A former unit of this array (superblock @usb) judged against the array as
+ * it is now; caller holds sb_lock. 1 when it may be rebuilt from the
+ * dirty-region log alone; 0 when it gets the full path (the reason in @why);
+ * -errno with @msg when it must not be added at all (it ran apart from the
+ * array).
+ */
+static int readd_judge(struct run *run, const char *path, const struct rt_sb *usb,
+		       const char **why, char *msg, size_t len)
+{
+	const struct rt_assembly *as = run->as;
+	uint64_t cleared = 0;
+	int r;
+
+	*why = NULL;
 	if (engine_dirtylog_cleared(run->e, &cleared) < 0)
 		cleared = 0;
 	r = dirtylog_readd_check(&as->sb, usb, cleared, NULL);
@@ -408,63 +464,24 @@ static int readd_probe(struct run *run, const char *path, struct rt_unit **out,
 			 sb_slot_state_name(as->sb.slots[slot].state),
 			 as->sb.slots[slot].hashcode ? ", unit " : "",
 			 as->sb.slots[slot].hashcode);
-		unit_close(u);
 		return -EEXIST;
 	}
 	if (r != RT_READD_OK) {
 		*why = dirtylog_readd_reason(r);
-		unit_close(u);
 		return 0;
 	}
-	*out = u;
 	return 1;
 }
 
-/*
- * Back into its role with its identity, rebuilt only where the log says
- * the array was written since it left. Called with sb_lock held; drops it.
- */
-static int readd_partial(struct run *run, struct rt_unit *u, const struct rt_sb *usb,
-			 const char *arg, char *msg, size_t len)
+/* readd_partial's second half, without sb_lock: the unit attached, its rebuild started. */
+static int readd_start(struct run *run, struct rt_unit *u, uint32_t role, const char *arg,
+		       char *msg, size_t len)
 {
 	struct rt_assembly *as = run->as;
-	uint32_t role = usb->unit.slot;
 	uint64_t region_size = 0, n_regions = 0, n_dirty = 0;
 	uint8_t *bitmap = NULL;
-	struct rt_slot *slot;
-	struct rt_sb sb;
-	int t, r;
+	int r;
 
-	t = add_target(run, role, msg, len);
-	if (t < 0 || (uint32_t)t != role) {
-		if (t >= 0)
-			snprintf(msg, len, "role %u is not faulty", role);
-		unit_close(u);
-		pthread_mutex_unlock(&run->sb_lock);
-		return t < 0 ? t : -EBUSY;
-	}
-	sb = as->sb;
-	slot = &sb.slots[role];
-	memcpy(slot->uuid, usb->unit.uuid, RT_UUID_SIZE);
-	slot->hashcode = usb->unit.hashcode;
-	slot->state = RT_SLOT_REBUILDING;
-	slot->data_size = usb->unit.data_size;
-	slot->recovery_offset = 0;
-	as->units[role] = u;
-	as->own[role] = usb->unit;
-	as->disk_events[role] = 0;	/* rewritten as a new member: first, no catching up */
-	snprintf(as->dev[role], sizeof(as->dev[role]), "%s", unit_devname(u));
-	r = run_sb_update(run, add_slot, &sb);
-	if (r < 0) {
-		as->units[role] = NULL;
-		as->dev[role][0] = '\0';
-		unit_close(u);
-		pthread_mutex_unlock(&run->sb_lock);
-		snprintf(msg, len, "cannot write the superblocks: %s", strerror(-r));
-		return r;
-	}
-	unit_keep_loop(u);
-	pthread_mutex_unlock(&run->sb_lock);
 	r = engine_attach_unit(run->e, role, u);
 	if (r < 0) {
 		snprintf(msg, len, "cannot attach '%s' to role %u: %s", arg, role, strerror(-r));
@@ -500,6 +517,54 @@ static int readd_partial(struct run *run, struct rt_unit *u, const struct rt_sb 
 }
 
 /*
+ * Back into its role with its identity, rebuilt only where the log says
+ * the array was written since it left. Called with sb_lock held; drops it.
+ */
+static int readd_partial(struct run *run, struct rt_unit *u, const struct rt_sb *usb,
+			 const char *arg, char *msg, size_t len)
+{
+	struct rt_assembly *as = run->as;
+	uint32_t role = usb->unit.slot;
+	struct rt_slot slot;
+	int t, r;
+
+	t = add_target(run, role, msg, len);
+	if (t < 0 || (uint32_t)t != role) {
+		if (t >= 0)
+			snprintf(msg, len, "role %u is not faulty", role);
+		unit_close(u);
+		pthread_mutex_unlock(&run->sb_lock);
+		return t < 0 ? t : -EBUSY;
+	}
+	slot = as->sb.slots[role];
+	memcpy(slot.uuid, usb->unit.uuid, RT_UUID_SIZE);
+	slot.hashcode = usb->unit.hashcode;
+	slot.state = RT_SLOT_REBUILDING;
+	slot.data_size = usb->unit.data_size;
+	slot.recovery_offset = 0;
+	as->units[role] = u;
+	as->own[role] = usb->unit;
+	as->disk_events[role] = 0;	/* rewritten as a new member: first, no catching up */
+	snprintf(as->dev[role], sizeof(as->dev[role]), "%s", unit_devname(u));
+	r = run_sb_update(run, put_slot, &(struct slot_put){ .slot = &slot, .idx = role });
+	if (r < 0) {
+		as->units[role] = NULL;
+		as->dev[role][0] = '\0';
+		unit_close(u);
+		pthread_mutex_unlock(&run->sb_lock);
+		snprintf(msg, len, "cannot write the superblocks: %s", strerror(-r));
+		return r;
+	}
+	unit_keep_loop(u);
+	atomic_store(&run->walk_starting, true);
+	pthread_mutex_unlock(&run->sb_lock);
+	r = readd_start(run, u, role, arg, msg, len);
+	atomic_store(&run->walk_starting, false);
+	return r;
+}
+
+
+/*
  * A new unit: into a faulty, removed role and rebuilt onto, or a spare.
  * A former unit of this array that left recently is rebuilt only where the
  * array was written since (readd_partial); any other is rewritten as a new
@@ -509,13 +574,14 @@ static int admin_add(struct run *run, const char *arg, bool force, char *msg, si
 		     struct rt_control_unit *unit)
 {
 	struct rt_assembly *as = run->as;
+	struct rt_unit_desc own;
 	struct rt_unit *u = NULL;
 	struct rt_sb sb;
 	const char *why = NULL;
 	bool locked = true;
-	unsigned idx;
-	uint32_t slot;
-	int t, r;
+	unsigned idx, idx_now;
+	uint32_t slot, slot_now;
+	int r;
 
 	if (!*arg) {
 		snprintf(msg, len, "which unit? give a device or image file");
@@ -527,50 +593,55 @@ static int admin_add(struct run *run, const char *arg, bool force, char *msg, si
 			 sb_level_name(as->sb.array.level));
 		return -EOPNOTSUPP;
 	}
+	/*
+	 * The device is opened and probed without sb_lock: a device that hangs
+	 * its I/O would otherwise hold up every unit failure meanwhile. What
+	 * it found is judged against the array under the lock, as it is then.
+	 */
+	r = readd_open(run, arg, &u, &sb);
 	pthread_mutex_lock(&run->sb_lock);
-	r = readd_probe(run, arg, &u, &sb, &why, msg, len);
+	if (r > 0) {
+		r = readd_judge(run, arg, &sb, &why, msg, len);
+		if (r > 0) {
+			r = readd_partial(run, u, &sb, arg, msg, len);
+			if (r == 0)
+				describe_unit(run, sb.unit.slot, unit);
+			return r;
+		}
+		unit_close(u);
+		u = NULL;
+		if (r < 0)
+			goto out;
+	}
+	r = add_place(run, &idx, &slot, msg, len);
 	if (r < 0)
 		goto out;
-	if (r > 0) {
-		r = readd_partial(run, u, &sb, arg, msg, len);
-		if (r == 0)
-			describe_unit(run, sb.unit.slot, unit);
-		return r;
-	}
-	t = add_target(run, UINT32_MAX, msg, len);
-	if (t < 0) {
-		r = t;
-		goto out;
-	}
-	if ((unsigned)t < as->n_roles) {
-		idx = (unsigned)t;
-		slot = (uint32_t)t;
-	} else {
-		/* Where removed spares left room: a table of replaced units does not grow. */
-		for (idx = as->n_roles; idx < as->n_units && as->units[idx]; idx++)
-			;
-		slot = sb_spare_slot(&as->sb);
-	}
-	if (idx >= RT_MAX_UNITS || slot >= RT_MAX_UNITS) {
-		snprintf(msg, len, "no room for another unit (at most %u)", RT_MAX_UNITS);
-		r = -E2BIG;
-		goto out;
-	}
 	sb = as->sb;
+	pthread_mutex_unlock(&run->sb_lock);
 	rt_log_clear_error();
-	r = member_prepare(arg, &sb, slot, RT_UNIT_DIRECT, force, as->sb.array.uuid,
-				 &u, &as->own[idx]);
+	r = member_prepare(arg, &sb, slot, RT_UNIT_DIRECT, force, run->uuid, &u, &own);
+	pthread_mutex_lock(&run->sb_lock);
 	if (r < 0) {
 		snprintf(msg, len, "%s", rt_log_last_error()[0] ? rt_log_last_error() :
 			 strerror(-r));
 		goto out;
 	}
+	/* A unit failed meanwhile: a faulty role may now want it, or hold its unit still. */
+	r = add_place(run, &idx_now, &slot_now, msg, len);
+	if (r == 0 && (idx_now != idx || slot_now != slot)) {
+		snprintf(msg, len, "busy: the array's roles changed while '%s' was being "
+			 "opened; nothing was changed: add it again", arg);
+		r = -EBUSY;
+	}
+	if (r < 0)
+		goto undo;
 	as->units[idx] = u;
+	as->own[idx] = own;
 	as->disk_events[idx] = 0;	/* a new member: written first */
 	snprintf(as->dev[idx], sizeof(as->dev[idx]), "%s", unit_devname(u));
 	if (idx == as->n_units)
 		as->n_units++;
-	r = run_sb_update(run, add_slot, &sb);
+	r = run_sb_update(run, put_slot, &(struct slot_put){ .slot = &sb.slots[slot], .idx = slot });
 	if (r < 0) {
 		snprintf(msg, len, "cannot write the superblocks: %s", strerror(-r));
 		goto undo;
@@ -585,14 +656,17 @@ static int admin_add(struct run *run, const char *arg, bool force, char *msg, si
 		goto out;
 	}
 	/* The engine may wait for requests whose failure handler wants sb_lock. */
+	atomic_store(&run->walk_starting, true);
 	pthread_mutex_unlock(&run->sb_lock);
 	locked = false;
 	r = engine_attach_unit(run->e, slot, u);
 	if (r < 0) {
+		atomic_store(&run->walk_starting, false);
 		snprintf(msg, len, "cannot attach '%s' to role %u: %s", arg, slot, strerror(-r));
 		goto out;	/* REBUILDING at 0 in the superblocks: a restart retries */
 	}
 	r = run_start_rebuild(run, slot, 0);
+	atomic_store(&run->walk_starting, false);
 	if (r < 0) {
 		snprintf(msg, len, "'%s' attached to role %u, but the rebuild did not start: %s",
 			 arg, slot, strerror(-r));
@@ -606,10 +680,12 @@ static int admin_add(struct run *run, const char *arg, bool force, char *msg, si
 		 why ? " (in full: " : "", why ? why : "", why ? ")" : "", run->id, run->id);
 	goto out;
 undo:
-	as->units[idx] = NULL;
-	as->dev[idx][0] = '\0';
-	if (idx == as->n_units - 1 && idx >= as->n_roles)
-		as->n_units--;
+	if (as->units[idx] == u) {
+		as->units[idx] = NULL;
+		as->dev[idx][0] = '\0';
+		if (idx == as->n_units - 1 && idx >= as->n_roles)
+			as->n_units--;
+	}
 	unit_close(u);
 out:
 	if (r == 0 && locked)
@@ -720,15 +796,21 @@ static int admin_replace(struct run *run, const char *arg, bool force, char *msg
 		goto unlock;
 	}
 	sb = as->sb;
+	snprintf(olddev, sizeof(olddev), "%s", as->dev[i]);
+	/*
+	 * Opened and probed without sb_lock (a device that hangs must not hold
+	 * up failure handling); the slot and index stay free meanwhile, only
+	 * admin commands take them, and a role failing meanwhile is the
+	 * engine's to judge as the replace starts.
+	 */
+	pthread_mutex_unlock(&run->sb_lock);
 	rt_log_clear_error();
-	r = member_prepare(path, &sb, b.slot, RT_UNIT_DIRECT, force, as->sb.array.uuid, &u, &own);
+	r = member_prepare(path, &sb, b.slot, RT_UNIT_DIRECT, force, run->uuid, &u, &own);
 	if (r < 0) {
 		snprintf(msg, len, "%s; nothing was changed", rt_log_last_error()[0] ?
 			 rt_log_last_error() : strerror(-r));
-		goto unlock;
+		return r;
 	}
-	snprintf(olddev, sizeof(olddev), "%s", as->dev[i]);
-	pthread_mutex_unlock(&run->sb_lock);
 	/* The engine first (it may wait for requests whose failure handler wants sb_lock). */
 	r = engine_replace_start(run->e, b.role, u);
 	if (r < 0) {
@@ -761,8 +843,10 @@ static int admin_replace(struct run *run, const char *arg, bool force, char *msg
 		return r;
 	}
 	unit_keep_loop(u);
+	atomic_store(&run->walk_starting, true);
 	pthread_mutex_unlock(&run->sb_lock);
 	r = run_start_replace(run, b.role, 0, NULL, 0);
+	atomic_store(&run->walk_starting, false);
 	if (r < 0) {
 		snprintf(msg, len, "'%s' takes every write of role %u, but copying to it did not "
 			 "start: %s; it starts at the next activate", path, b.role, strerror(-r));

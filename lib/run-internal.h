@@ -69,6 +69,13 @@ struct run {
 	 */
 	atomic_uint spare_wakes, spare_handled;
 	/*
+	 * An add or replace put a unit in the role table and is about to
+	 * start its walk (it does so without sb_lock): a walk to come for
+	 * `wait`, as rebuild_next is; cleared once the walk runs or could not
+	 * start.
+	 */
+	atomic_bool walk_starting;
+	/*
 	 * Bit r: role r's rebuild failed or was cancelled in this run. It is
 	 * not resumed when another walk ends (a source that failed would fail
 	 * it again at once) until a rebuild of it is started anew (an add, a

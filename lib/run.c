@@ -183,7 +183,7 @@ static int on_status(void *ctx, struct rt_control_status *st)
 		 * starting meanwhile is seen either way.
 		 */
 		bool next = atomic_load(&run->spare_wakes) != atomic_load(&run->spare_handled) ||
-			    atomic_load(&run->rebuild_next);
+			    atomic_load(&run->rebuild_next) || atomic_load(&run->walk_starting);
 		struct rt_walk_progress wp;
 
 		engine_walk_progress(run->e, &wp);

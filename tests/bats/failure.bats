@@ -1056,6 +1056,74 @@ readd_regions() {
 	[ "$(raidtool examine --json "$extra" | jq '.roles | length')" = 3 ]
 }
 
+@test "add of a device that hangs its I/O holds up neither a unit failing meanwhile nor status; it is then refused, changing nothing" {
+	local new t0 t1 pid
+	require_python
+	new_faulty_array 1 2 32M
+	head -c 4M /dev/urandom > "$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	# The device offered: every read and write of it waits 25 s. Sent on
+	# the engine's socket: the command line's own scan of block devices
+	# would wait on the device first (as blkid would).
+	faulty_unit 2 32M
+	new=${UNITS[2]}
+	echo "delay 25000" > "$TESTDIR/ffs2/ctl"
+	control_raw "add $new" > "$TESTDIR/add.out" 2>&1 &
+	pid=$!
+	BGPIDS+=("$pid")
+	sleep 1	# the engine is in its probe: opened, reading its superblock
+	run timeout 5 bash -c "$(declare -f control_raw); RAIDTOOL_RUNDIR=$RAIDTOOL_RUNDIR NAME=$NAME control_raw status"
+	assert_success
+	[ "$(jq -r .health <<<"$output")" = clean ]
+	# Role 0 fails a write now: the failure is recorded in the superblocks
+	# (under the lock the probe used to hold) and the write completes on
+	# role 1, well within the device's delay.
+	echo "fail write" > "$TESTDIR/ffs0/ctl"
+	t0=$(date +%s%N)
+	timeout 30 dd if="$TESTDIR/data" of="$DEV" bs=64K count=1 oflag=direct conv=fsync \
+		status=none
+	t1=$(date +%s%N)
+	[ ! -s "$TESTDIR/add.out" ] || fail "add ended before the write: $(cat "$TESTDIR/add.out")"
+	[ $(((t1 - t0) / 1000000)) -lt 5000 ] ||
+		fail "the write waited $(((t1 - t0) / 1000000)) ms: held up by add's probe"
+	# A stop waits a while for the add before it, then is refused naming it
+	# (status would wait behind it again); the array runs on. (The socket
+	# again: the command line's scan would wait for the device.)
+	run control_raw stop
+	[ "$(jq -r .errno <<<"$output")" = 16 ] || fail "stop: not refused busy: $output"
+	[[ "$(jq -r .message <<<"$output")" == *"'add' is still running"* ]] ||
+		fail "stop: $output"
+	[ ! -s "$TESTDIR/add.out" ] || fail "add ended before the stop: $(cat "$TESTDIR/add.out")"
+	run control_raw status
+	[ "$(jq -r .state <<<"$output")" = active ]
+	[ "$(jq -r '.units[] | select(.slot == 0) | .state' <<<"$output")" = faulty ] ||
+		fail "role 0 not faulty: $output"
+	[ "$(examined_slot "${UNITS[1]}" 0)" = faulty ]
+	# The add, once the device answers: its place (a spare) is not what it
+	# was when it began; refused, nothing written on the device.
+	echo clear > "$TESTDIR/ffs2/ctl"
+	wait "$pid"
+	run cat "$TESTDIR/add.out"
+	[ "$(jq -r .errno <<<"$output")" = 16 ] || fail "add: not refused busy: $output"
+	[[ "$(jq -r .message <<<"$output")" == *"role 0 is faulty and still holds"* ]] ||
+		fail "add: $output"
+	run raidtool examine "$new"
+	assert_failure
+	assert_output --partial "holds no raidtool superblock"
+	# Removed, the failed role takes the device and is rebuilt onto it.
+	echo clear > "$TESTDIR/ffs0/ctl"
+	run raidtool remove "$NAME" 0
+	assert_success
+	run raidtool add "$NAME" "$new"
+	assert_success
+	assert_output --partial "added to role 0"
+	run raidtool wait "$NAME"
+	assert_success
+	run cmp <(dd if="$DEV" bs=1M count=4 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	same_data_area "${UNITS[1]}" "$new" $((4 << 20))
+}
+
 @test "raid1 x3: a second role failing during a spare's rebuild takes the other spare when that rebuild ends" {
 	local sa sb slots
 	new_array 1 3 32M
