@@ -86,6 +86,8 @@ struct rt_walk {
 };
 
 static pthread_mutex_t walk_alloc_mu = PTHREAD_MUTEX_INITIALIZER;
+/* On a walk's thread: its done callback started another walk, which let it go. */
+static __thread bool walk_let_go;
 
 static double now_sec(const struct timespec *t0)
 {
@@ -488,12 +490,24 @@ static void *walk_main(void *arg)
 	/* Taken with the end: the next walk may start (and set w->p) before @done runs. */
 	pthread_mutex_lock(&w->mu);
 	w->prog.running = false;
+	w->prog.ending = w->p.done != NULL;
 	w->prog.result = ret;
 	p = w->p;
 	role = w->prog.role;
 	pthread_mutex_unlock(&w->mu);
-	if (p.done)
-		p.done(p.kind, role, ret, p.ctx);
+	if (!p.done)
+		return NULL;
+	walk_let_go = false;
+	p.done(p.kind, role, ret, p.ctx);
+	/*
+	 * A walk started from @done itself let this thread go (walk_reap): @w
+	 * is the new walk's then, and may be freed once that ends.
+	 */
+	if (!walk_let_go) {
+		pthread_mutex_lock(&w->mu);
+		w->prog.ending = false;
+		pthread_mutex_unlock(&w->mu);
+	}
 	return NULL;
 }
 
@@ -502,9 +516,10 @@ static void walk_reap(struct rt_walk *w)
 {
 	if (!w->joinable)
 		return;
-	if (pthread_equal(w->thread, pthread_self()))
+	if (pthread_equal(w->thread, pthread_self())) {
 		pthread_detach(w->thread);
-	else
+		walk_let_go = true;
+	} else
 		pthread_join(w->thread, NULL);
 	w->joinable = false;
 }

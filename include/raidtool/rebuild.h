@@ -67,6 +67,13 @@ struct rt_walk_params {
 struct rt_walk_progress {
 	int kind;			/* RT_WALK_NONE when nothing ran yet */
 	bool running;
+	/*
+	 * Ended (running false, result set; another walk may start), its done
+	 * callback still at work: a replace's swap, a rebuild's role table
+	 * update. Status counts it as running, so that what `wait` returns to
+	 * finds the walk's outcome recorded.
+	 */
+	bool ending;
 	int result;			/* of the last finished walk */
 	uint32_t role;
 	uint64_t done, total;		/* bytes of role data area */

@@ -1094,6 +1094,47 @@ static void test_walk_start_while_done_waits(void **state)
 }
 
 /*
+ * While a walk's done callback runs (a replace's swap, a rebuild's role
+ * table update), its progress says it ended but is ending: status counts
+ * that as running, so that `wait` returns only once the outcome is
+ * recorded. Once the callback returned, it is not ending either.
+ */
+static void test_walk_ending_while_done_runs(void **state)
+{
+	struct rt_walk_params p = { .kind = RT_WALK_CHECK, .done = on_done_locking };
+	struct rt_walk_progress pr;
+	struct fx *f = &the_fx;
+	int i;
+
+	(void)state;
+	if (skip_without_root())
+		skip();
+	assert_int_equal(fx_setup(f, RT_LEVEL_1, 2), 0);
+	fill_all(f, 4);
+	p.ctx = f;
+	atomic_store(&in_done, false);
+	pthread_mutex_lock(&held);
+	assert_int_equal(engine_walk_start(f->e, &p), 0);
+	for (i = 0; i < 30000 && !atomic_load(&in_done); i++)
+		usleep(1000);
+	engine_walk_progress(f->e, &pr);
+	pthread_mutex_unlock(&held);
+	assert_true(atomic_load(&in_done));
+	assert_false(pr.running);
+	assert_true(pr.ending);
+	assert_int_equal(pr.result, 0);
+	assert_int_equal(wait_done(f, 1), 0);
+	for (i = 0; i < 5000; i++) {
+		engine_walk_progress(f->e, &pr);
+		if (!pr.ending)
+			break;
+		usleep(1000);
+	}
+	assert_false(pr.ending);
+	assert_false(pr.running);
+}
+
+/*
  * Damage stripe @s behind the engine at byte @at of its chunk: raid1 the
  * mirror a repair overwrites, raid5 the parity chunk.
  */
@@ -1449,6 +1490,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_check_raid1_majority, fx_cleanup),
 		cmocka_unit_test_teardown(test_check_raid5, fx_cleanup),
 		cmocka_unit_test_teardown(test_walk_start_while_done_waits, fx_cleanup),
+		cmocka_unit_test_teardown(test_walk_ending_while_done_runs, fx_cleanup),
 		cmocka_unit_test_teardown(test_scrub_edges_raid5, fx_cleanup),
 		cmocka_unit_test_teardown(test_scrub_edges_raid5_big_chunk, fx_cleanup),
 		cmocka_unit_test_teardown(test_scrub_edges_raid1, fx_cleanup),
