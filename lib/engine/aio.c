@@ -600,8 +600,8 @@ int engine_aio_redo(struct rt_engine *e, struct engine_aio *ar, const int *res)
 	 */
 	if (ret && (!failed || (failed & ~engine_faulty(e)) || !e->ops->redundant ||
 		    !engine_tolerates(e, engine_faulty(e)))) {
-		/* Out of space still: what the round's other writes replaced goes back. */
-		if (c->run_nospace && e->ops->map_undo)
+		/* A unit that kept its role refused still: what the round's other writes replaced goes back. */
+		if (c->run_kept_role && e->ops->map_undo)
 			e->ops->map_undo(e, ar, c);
 		ctx_release(e, c);
 		return ret;

@@ -335,10 +335,12 @@ struct engine_ctx {
 	int run_err;
 	bool run_started;
 	/*
-	 * A write of the last run was refused for want of space, whatever
-	 * error came first (raid5_undo must put back what others took).
+	 * A write of the last run failed without failing its role, whatever
+	 * error came first: refused for want of space, or -EAGAIN/-EINTR past
+	 * its retries. The role stays in service holding its old bytes, so
+	 * raid5_undo must put back what the others took.
 	 */
-	bool run_nospace;
+	bool run_kept_role;
 	struct engine_ctx_stats stats;
 };
 

@@ -242,15 +242,15 @@ static int raid5_queue_writes(struct rt_engine *e, const struct raid5_sink *to,
 }
 
 /*
- * The planned column ranges @segs[0..n) were written in part: a unit ran
- * out of space (-ENOSPC), which fails no role, while the others took their
- * writes. A read-modify-write leaves its stripe's parity and data
+ * The planned column ranges @segs[0..n) were written in part: a unit's
+ * write failed without failing its role (out of space, or -EAGAIN past its
+ * retries) while the others took their writes. A read-modify-write leaves its stripe's parity and data
  * disagreeing then, and the chunks of a faulty role or one being rebuilt,
  * outside the request and made from the rest, would be wrong: acknowledged
  * data lost, which no resync can mend (it makes the parity from the data,
  * and the role is not there). Queue the writes of the old parity and data
  * the round read back to where they came from: every such stripe is what
- * it was before the request. The unit short of space gets its old bytes
+ * it was before the request. The unit that refused gets its old bytes
  * too (all of a write it took in part; where it took none, they are there
  * already). A reconstruct-write changes only the request's own chunks
  * (the faulty role's among them) and the parity made from them: on a
@@ -284,7 +284,7 @@ static int raid5_queue_undo(struct rt_engine *e, const struct raid5_sink *to,
 }
 
 /*
- * A reconstruct-write of column range @g torn by a unit short of space,
+ * A reconstruct-write of column range @g torn by a unit that kept its role,
  * role @x lost (faulty or being rebuilt: its bytes there are the
  * parity's): the data chunks it wrote hold their new bytes or their old.
  * Its changes cannot be put back (it read none of their old bytes), and
@@ -347,12 +347,12 @@ static int raid5_reparity(struct rt_engine *e, struct engine_ctx *c, const struc
 }
 
 /*
- * What a round torn by a unit short of space changed, mended on @c: its
- * read-modify-writes put back (raid5_queue_undo), with role @x lost
+ * What a round torn by a unit that kept its role changed, mended on @c:
+ * its read-modify-writes put back (raid5_queue_undo), with role @x lost
  * (LAYOUT_NO_ROLE: none) the parity of its reconstruct-writes made again
- * (raid5_reparity). What the request returns is its error still. The unit
- * short of space refuses its part of the undo again, as it should; any
- * other failure leaves stripes torn, which is said.
+ * (raid5_reparity). What the request returns is its error still. A unit
+ * short of space refuses its part of the undo again, as it should (its old
+ * bytes are there); any other failure may leave stripes torn, which is said.
  */
 static void raid5_undo(struct rt_engine *e, struct engine_ctx *c, const struct raid5_seg *segs,
 		       unsigned n, uint32_t x, uint8_t *data, uint64_t a0)
@@ -371,18 +371,18 @@ static void raid5_undo(struct rt_engine *e, struct engine_ctx *c, const struct r
 		ret = ctx_run_ios(e, c);
 	c->n_ios = 0;
 	if (ret && ret != -ENOSPC && n)
-		rt_log(RT_LOG_ERROR, "raid5: a write that ran out of space could not be put back "
-		       "(%s): from stripe %llu on, parity may not match the data until a resync",
-		       strerror(-ret), (unsigned long long)(segs[0].base / width));
+		rt_log(RT_LOG_ERROR, "raid5: a write that failed on a unit in service could not be "
+		       "put back (%s): from stripe %llu on, parity may not match the data until a "
+		       "resync", strerror(-ret), (unsigned long long)(segs[0].base / width));
 	for (i = 0; i < n && x != LAYOUT_NO_ROLE; i++) {
 		if (!segs[i].reconstruct || segs[i].data_only)
 			continue;
 		ret = raid5_reparity(e, c, &segs[i], x, data, a0);
 		if (ret)
-			rt_log(RT_LOG_ERROR, "raid5: a write that ran out of space left stripe %llu "
-			       "torn, and its parity could not be made again (%s): role %u's bytes "
-			       "there beside the write may be lost", (unsigned long long)(segs[i].base /
-			       width), strerror(-ret), x);
+			rt_log(RT_LOG_ERROR, "raid5: a write that failed on a unit in service left "
+			       "stripe %llu torn, and its parity could not be made again (%s): role "
+			       "%u's bytes there beside the write may be lost",
+			       (unsigned long long)(segs[i].base / width), strerror(-ret), x);
 	}
 }
 
@@ -422,7 +422,7 @@ static int raid5_run_round(struct rt_engine *e, struct engine_ctx *c, uint8_t *d
 	if (!ret)
 		ret = ctx_run_ios(e, c);
 	c->n_ios = 0;
-	if (c->run_nospace)
+	if (c->run_kept_role)
 		raid5_undo(e, c, b->segs, b->n_segs, lost, data, a0);
 	b->n_segs = 0;
 	return ret;
@@ -847,7 +847,7 @@ static int raid5_map_rest(struct rt_engine *e, struct engine_aio *ar, struct eng
 }
 
 /*
- * The round of writes that ran out of space (engine_aio_redo): a write in
+ * The round of writes a unit in service refused (engine_aio_redo): a write in
  * rounds, its last batch; a small write, its one column range. A holder's
  * whole stripes are reconstruct-writes (nothing to put back).
  */

@@ -225,7 +225,7 @@ int engine_unit_error(struct rt_engine *e, struct engine_ctx *c, const struct en
 	stat_add(&c->stats.errors, 1);
 	stat_add(&c->stats.unit[io->role].errors, 1);
 	if (engine_err_nospace(res)) {
-		c->run_nospace = true;
+		c->run_kept_role = true;
 		if (!(atomic_fetch_or(&e->nospace, bit) & bit))
 			rt_log(RT_LOG_WARN, "unit %u is out of space (%s): it stays in the "
 			       "array; writes that need it fail with ENOSPC until it has room",
@@ -234,6 +234,8 @@ int engine_unit_error(struct rt_engine *e, struct engine_ctx *c, const struct en
 	}
 	if (res != -EAGAIN && res != -EINTR)
 		c->failed |= bit;
+	else if (io->op == ENGINE_OP_WRITE)
+		c->run_kept_role = true;
 	rt_log(RT_LOG_WARN, "unit %u: %s of %u bytes at %llu failed: %s",
 	       io->role, engine_op_name[io->op], io->len, (unsigned long long)io->off,
 	       strerror(-res));
@@ -462,7 +464,7 @@ int ctx_start_ios(struct rt_engine *e, struct engine_ctx *c)
 	c->n_retry = 0;
 	c->run_next = c->run_inflight = 0;
 	c->run_err = 0;
-	c->run_nospace = false;
+	c->run_kept_role = false;
 	c->run_started = true;
 	if (c->broken)
 		return -EIO;
@@ -488,7 +490,7 @@ int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c)
 		c->n_retry = 0;
 		c->run_next = c->run_inflight = 0;
 		c->run_err = 0;
-		c->run_nospace = false;
+		c->run_kept_role = false;
 	}
 	while (!c->broken && (c->run_next < c->n_ios || c->n_retry || c->run_inflight))
 		if (ctx_round(e, c, true) < 0)

@@ -1802,6 +1802,102 @@ static void mapped_write_degraded(struct fixture *f, struct engine_aio *ar, cons
 	memcpy(f->model + off, buf, len);
 }
 
+/* Every write to @role comes back -EAGAIN (past its retries: an error, not a fault). */
+static int eagain_write_result(void *arg, int op, uint32_t role, uint32_t len, int res)
+{
+	(void)len;
+	return op == ENGINE_OP_WRITE && role == *(const uint32_t *)arg ? -EAGAIN : res;
+}
+
+/*
+ * A degraded raid5's read-modify-write whose parity write fails with
+ * -EAGAIN past its retries (the parity's role stays in service): the data
+ * chunk it wrote is put back, so that the faulty role's chunk of that
+ * stripe, made from the parity and the other chunks, still reads as
+ * written. Torn, it read as garbage: acknowledged data lost. On the
+ * synchronous path, and on the ring (engine_aio_redo).
+ */
+static void test_engine_degraded_rmw_kept_role(void **state)
+{
+	struct fixture *f = *state;
+	struct rt_engine *e = f->e;
+	uint64_t seed = 0x7e1a, s = 3, off;
+	uint32_t victim = 1, parity = UINT32_MAX, w = UINT32_MAX, r, retries;
+	struct engine_aio *ar = calloc(1, sizeof(*ar));
+	int res[ENGINE_AIO_MAX];
+	uint8_t *buf = NULL;
+	unsigned k;
+
+	skip_without_root();
+	assert_non_null(e);
+	assert_non_null(ar);
+	assert_int_equal(posix_memalign((void **)&buf, 4096, 4096), 0);
+	random_writes(f, seed, 20);
+	assert_int_equal(engine_fail_role(e, victim), 0);
+	f->faulty |= 1ull << victim;
+	/* A stripe where the faulty role holds data; its parity's role and another data role. */
+	while (chunk_on_role(e, s, victim) == UINT64_MAX)
+		s++;
+	for (r = 0; r < f->tc->n; r++) {
+		if (r == victim)
+			continue;
+		if (chunk_on_role(e, s, r) == UINT64_MAX)
+			parity = r;
+		else
+			w = r;
+	}
+	assert_true(parity != UINT32_MAX && w != UINT32_MAX);
+	off = chunk_on_role(e, s, w) + 4096;
+	rng_fill(&seed, buf, 4096);
+	retries = atomic_load(&e->retry_count);
+	atomic_store(&e->retry_count, 0);
+	{
+		struct engine_fault_hooks hk = { .io_result = eagain_write_result, .arg = &parity };
+
+		engine_set_fault_hooks(e, &hk);
+		assert_int_equal(engine_write(e, buf, 4096, off), -EIO);
+		engine_set_fault_hooks(e, NULL);
+	}
+	atomic_store(&e->retry_count, retries);
+	/* Not a fault: the parity's role is in service, the write failed, nothing changed. */
+	assert_int_equal(engine_faulty(e), 1ull << victim);
+	verify_through_engine(f);
+
+	/*
+	 * On the ring: the same write mapped, its round of writes run but for
+	 * the parity's (-EAGAIN), whose redo is refused -EAGAIN again.
+	 */
+	rng_fill(&seed, buf, 4096);
+	assert_int_equal(engine_write_map(e, buf, 4096, off, ar), 0);
+	run_round_failing(ar, res, false);
+	assert_int_equal(engine_aio_next(e, ar), 1);
+	for (k = 0; k < ar->n; k++) {
+		const struct engine_unit_io *io = &ar->io[k];
+
+		assert_true(io->write);
+		if (io->role == parity) {
+			res[k] = -EAGAIN;
+			continue;
+		}
+		res[k] = (int)pwrite(io->fd, io->buf, io->len, (off_t)io->off);
+		assert_int_equal(res[k], (int)io->len);
+	}
+	atomic_store(&e->retry_count, 0);
+	{
+		struct engine_fault_hooks hk = { .io_result = eagain_write_result, .arg = &parity };
+
+		engine_set_fault_hooks(e, &hk);
+		assert_true(engine_aio_redo(e, ar, res) < 0);
+		engine_set_fault_hooks(e, NULL);
+	}
+	atomic_store(&e->retry_count, retries);
+	engine_aio_unmap(e, ar, false);
+	assert_int_equal(engine_faulty(e), 1ull << victim);
+	verify_through_engine(f);
+	free(buf);
+	free(ar);
+}
+
 /*
  * A raid5 array with a role faulty is served on the ring too: a read of
  * the faulty role's chunk is rebuilt from the other roles read on the
@@ -2815,6 +2911,9 @@ int main(void)
 		  test_engine_ring_redo, fixture_setup, fixture_teardown, (void *)&ring_gather_case },
 		{ ring_degraded_case.name, test_engine_ring_degraded, fixture_setup,
 		  fixture_teardown, (void *)&ring_degraded_case },
+		{ "degraded raid5 x4 64K: a write refused -EAGAIN on the parity is put back",
+		  test_engine_degraded_rmw_kept_role, fixture_setup, fixture_teardown,
+		  (void *)&ring_degraded_case },
 		{ ring_rounds_case.name, test_engine_ring_rounds, fixture_setup, fixture_teardown,
 		  (void *)&ring_rounds_case },
 		{ "flush on the caller's ring: raid5 x4 64K", test_engine_flush_map, fixture_setup,
