@@ -503,12 +503,20 @@ static void *walk_main(void *arg)
 	 * A walk started from @done itself let this thread go (walk_reap): @w
 	 * is the new walk's then, and may be freed once that ends.
 	 */
-	if (!walk_let_go) {
-		pthread_mutex_lock(&w->mu);
-		w->prog.ending = false;
-		pthread_mutex_unlock(&w->mu);
-	}
+	if (!walk_let_go)
+		engine_walk_outcome_recorded(e);
 	return NULL;
+}
+
+void engine_walk_outcome_recorded(struct rt_engine *e)
+{
+	struct rt_walk *w = *engine_walk_slot(e);
+
+	pthread_mutex_lock(&w->mu);
+	/* A walk started meanwhile by another thread (past a cancel's join) is not ending. */
+	if (pthread_equal(w->thread, pthread_self()))
+		w->prog.ending = false;
+	pthread_mutex_unlock(&w->mu);
 }
 
 /* Join a finished walk's thread; from its own done callback, let it go. */

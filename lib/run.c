@@ -602,6 +602,8 @@ static void replace_finished(struct run *run, uint32_t role)
 		return;
 	}
 	r = sw.r;
+	/* Recorded: `wait` need not wait for the released unit's own superblock below. */
+	engine_walk_outcome_recorded(run->e);
 	/*
 	 * The released unit learns it too (examine shows it replaced); this
 	 * is its last update, the next one of the array leaves it stale.

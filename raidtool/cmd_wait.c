@@ -15,13 +15,17 @@
 #define POLL_MS 250
 #define POLL_MS_MIN 10
 
-/* Until the next look: POLL_MS, or less when the walk should end sooner. */
-static long poll_ms(const struct rt_control_status *st)
+/*
+ * Until the next look: POLL_MS, or less when the walk should end sooner.
+ * @at_end: the walk was at its end at the last look already (its outcome
+ * being recorded, which may take a while): no need to hurry.
+ */
+static long poll_ms(const struct rt_control_status *st, bool at_end)
 {
 	const struct rt_control_walk w = control_status_walk(st);
 	uint64_t left;
 
-	if (!w.speed)
+	if (!w.speed || (at_end && w.done >= w.total))
 		return POLL_MS;
 	if (w.done >= w.total)
 		return POLL_MS_MIN;
@@ -102,7 +106,7 @@ static int run_wait(int n, const char **args)
 	const uint8_t *uuid = cli_target()->uuid;
 	struct rt_control_status *st;
 	struct rt_control_walk w = { 0 };
-	bool bar, drew = false;
+	bool bar, drew = false, at_end = false;
 	int r;
 
 	st = control_status_new();
@@ -126,7 +130,8 @@ static int run_wait(int n, const char **args)
 			draw_bar(st);
 			drew = true;
 		}
-		rt_sleep_ms(poll_ms(st));
+		rt_sleep_ms(poll_ms(st, at_end));
+		at_end = w.done >= w.total;
 	}
 	if (drew)
 		fputc('\n', stderr);

@@ -87,6 +87,14 @@ struct rt_walk_progress {
 };
 
 /*
+ * From a walk's done callback: its outcome is recorded (the superblocks
+ * say it), so status stops counting the walk as running (ending) although
+ * the callback goes on with best-effort work, which may hang on a failed
+ * unit. Not from any other thread.
+ */
+void engine_walk_outcome_recorded(struct rt_engine *e);
+
+/*
  * Put @u into role @role, which must be faulty or missing, as a rebuilding
  * unit: from now on writes also go to it, reads use it only below the
  * recover walk's position. The engine borrows @u.

@@ -482,6 +482,9 @@ int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c)
 	int err;
 
 	c->run_started = false;
+	/* Before the broken check: what an earlier run left must not look like this one's. */
+	if (!started)
+		c->run_kept_role = false;
 	if (c->broken && !(started && c->run_err)) {
 		c->n_ios = 0;
 		return -EIO;
@@ -490,7 +493,6 @@ int ctx_run_ios(struct rt_engine *e, struct engine_ctx *c)
 		c->n_retry = 0;
 		c->run_next = c->run_inflight = 0;
 		c->run_err = 0;
-		c->run_kept_role = false;
 	}
 	while (!c->broken && (c->run_next < c->n_ios || c->n_retry || c->run_inflight))
 		if (ctx_round(e, c, true) < 0)

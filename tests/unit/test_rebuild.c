@@ -1010,6 +1010,15 @@ static void on_done_locking(int kind, uint32_t role, int result, void *ctx)
 	on_done(kind, role, result, ctx);
 }
 
+/* on_done_locking, having said first that the walk's outcome is recorded. */
+static void on_done_recorded_locking(int kind, uint32_t role, int result, void *ctx)
+{
+	struct fx *f = ctx;
+
+	engine_walk_outcome_recorded(f->e);
+	on_done_locking(kind, role, result, ctx);
+}
+
 static void *start_check(void *arg)
 {
 	struct fx *f = arg;
@@ -1132,6 +1141,20 @@ static void test_walk_ending_while_done_runs(void **state)
 	}
 	assert_false(pr.ending);
 	assert_false(pr.running);
+
+	/* A callback that says its outcome is recorded is not ending while it goes on. */
+	atomic_store(&in_done, false);
+	pthread_mutex_lock(&held);
+	p.done = on_done_recorded_locking;
+	assert_int_equal(engine_walk_start(f->e, &p), 0);
+	for (i = 0; i < 30000 && !atomic_load(&in_done); i++)
+		usleep(1000);
+	engine_walk_progress(f->e, &pr);
+	pthread_mutex_unlock(&held);
+	assert_true(atomic_load(&in_done));
+	assert_false(pr.running);
+	assert_false(pr.ending);
+	assert_int_equal(wait_done(f, 2), 0);
 }
 
 /*
