@@ -1019,6 +1019,21 @@ static void on_done_recorded_locking(int kind, uint32_t role, int result, void *
 	on_done_locking(kind, role, result, ctx);
 }
 
+/*
+ * Start walk @p whose done callback waits for @held (taken here): returns
+ * once the callback runs (in_done), up to 30 s.
+ */
+static void start_walk_held(struct fx *f, const struct rt_walk_params *p)
+{
+	int i;
+
+	atomic_store(&in_done, false);
+	pthread_mutex_lock(&held);
+	assert_int_equal(engine_walk_start(f->e, p), 0);
+	for (i = 0; i < 30000 && !atomic_load(&in_done); i++)
+		usleep(1000);
+}
+
 static void *start_check(void *arg)
 {
 	struct fx *f = arg;
@@ -1065,7 +1080,7 @@ static void test_walk_start_while_done_waits(void **state)
 	pthread_t starter, status;
 	bool in_time;
 	void *res;
-	int i, r = 0;
+	int r = 0;
 
 	(void)state;
 	if (skip_without_root())
@@ -1073,11 +1088,7 @@ static void test_walk_start_while_done_waits(void **state)
 	assert_int_equal(fx_setup(f, RT_LEVEL_1, 2), 0);
 	fill_all(f, 4);
 	p.ctx = f;
-	atomic_store(&in_done, false);
-	pthread_mutex_lock(&held);
-	assert_int_equal(engine_walk_start(f->e, &p), 0);
-	for (i = 0; i < 30000 && !atomic_load(&in_done); i++)
-		usleep(1000);
+	start_walk_held(f, &p);
 	assert_true(atomic_load(&in_done));
 	/* The second walk's start, then the status (holding @held) asks. */
 	assert_int_equal(pthread_create(&starter, NULL, start_check, f), 0);
@@ -1121,11 +1132,7 @@ static void test_walk_ending_while_done_runs(void **state)
 	assert_int_equal(fx_setup(f, RT_LEVEL_1, 2), 0);
 	fill_all(f, 4);
 	p.ctx = f;
-	atomic_store(&in_done, false);
-	pthread_mutex_lock(&held);
-	assert_int_equal(engine_walk_start(f->e, &p), 0);
-	for (i = 0; i < 30000 && !atomic_load(&in_done); i++)
-		usleep(1000);
+	start_walk_held(f, &p);
 	engine_walk_progress(f->e, &pr);
 	pthread_mutex_unlock(&held);
 	assert_true(atomic_load(&in_done));
@@ -1143,12 +1150,8 @@ static void test_walk_ending_while_done_runs(void **state)
 	assert_false(pr.running);
 
 	/* A callback that says its outcome is recorded is not ending while it goes on. */
-	atomic_store(&in_done, false);
-	pthread_mutex_lock(&held);
 	p.done = on_done_recorded_locking;
-	assert_int_equal(engine_walk_start(f->e, &p), 0);
-	for (i = 0; i < 30000 && !atomic_load(&in_done); i++)
-		usleep(1000);
+	start_walk_held(f, &p);
 	engine_walk_progress(f->e, &pr);
 	pthread_mutex_unlock(&held);
 	assert_true(atomic_load(&in_done));
