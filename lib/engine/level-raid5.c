@@ -370,7 +370,10 @@ static void raid5_undo(struct rt_engine *e, struct engine_ctx *c, const struct r
 	if (!ret)
 		ret = ctx_run_ios(e, c);
 	c->n_ios = 0;
-	if (ret && ret != -ENOSPC && n)
+	/* Refused again only by units still in service, as the first time: nothing more to say. */
+	if (ret && c->run_kept_role && engine_faulty(e) == m && !c->broken)
+		ret = 0;
+	if (ret && n)
 		rt_log(RT_LOG_ERROR, "raid5: a write that failed on a unit in service could not be "
 		       "put back (%s): from stripe %llu on, parity may not match the data until a "
 		       "resync", strerror(-ret), (unsigned long long)(segs[0].base / width));
