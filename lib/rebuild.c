@@ -640,6 +640,14 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 			free(copy);
 			return -EBUSY;
 		}
+		/*
+		 * Another thread (a cancel) joins the ended walk's thread: wait
+		 * for it, as for our own join; not from that thread's done callback.
+		 */
+		if (w->joining && !pthread_equal(w->joining_thread, pthread_self())) {
+			pthread_cond_wait(&w->join_cond, &w->mu);
+			continue;
+		}
 		if (!w->joinable || pthread_equal(t, pthread_self()))
 			break;
 		/*
@@ -752,10 +760,15 @@ int engine_walk_cancel(struct rt_engine *e)
 	if (w->joinable && !pthread_equal(w->thread, pthread_self())) {
 		pthread_t t = w->thread;
 
+		/* Marked as a start marks its join: a start meanwhile waits for this one. */
 		w->joinable = false;
+		w->joining = true;
+		w->joining_thread = t;
 		pthread_mutex_unlock(&w->mu);
 		pthread_join(t, NULL);
 		pthread_mutex_lock(&w->mu);
+		w->joining = false;
+		pthread_cond_broadcast(&w->join_cond);
 	}
 	/* Not from that thread's own done callback: the join waits for it. */
 	while (w->joining && !pthread_equal(w->joining_thread, pthread_self()))

@@ -1113,6 +1113,60 @@ static void test_walk_start_while_done_waits(void **state)
 	assert_false(pr.running);
 }
 
+static atomic_bool start_returned;
+
+static void *cancel_walk(void *arg)
+{
+	struct fx *f = arg;
+
+	return (void *)(intptr_t)engine_walk_cancel(f->e);
+}
+
+static void *start_check_noting(void *arg)
+{
+	void *r = start_check(arg);
+
+	atomic_store(&start_returned, true);
+	return r;
+}
+
+/*
+ * A cancel joins an ended walk's thread whose done callback still runs; a
+ * start from a third thread meanwhile waits for that join, as for its own,
+ * instead of starting a walk beside the callback (which then could clear
+ * the new walk's state, or touch it after a teardown freed it).
+ */
+static void test_walk_start_waits_for_cancel_join(void **state)
+{
+	struct rt_walk_params p = { .kind = RT_WALK_CHECK, .done = on_done_locking };
+	struct fx *f = &the_fx;
+	pthread_t canceller, starter;
+	void *res;
+	bool waited;
+
+	(void)state;
+	if (skip_without_root())
+		skip();
+	assert_int_equal(fx_setup(f, RT_LEVEL_1, 2), 0);
+	fill_all(f, 4);
+	p.ctx = f;
+	start_walk_held(f, &p);
+	atomic_store(&start_returned, false);
+	assert_int_equal(pthread_create(&canceller, NULL, cancel_walk, f), 0);
+	usleep(100000);
+	assert_int_equal(pthread_create(&starter, NULL, start_check_noting, f), 0);
+	usleep(200000);
+	waited = !atomic_load(&start_returned);
+	/* Let go in any case, so that a failure fails here instead of hanging. */
+	pthread_mutex_unlock(&held);
+	assert_int_equal(pthread_join(canceller, NULL), 0);
+	assert_int_equal(pthread_join(starter, &res), 0);
+	assert_int_equal(wait_done(f, 2), 0);
+	assert_true(atomic_load(&in_done));
+	assert_true(waited);
+	assert_int_equal((int)(intptr_t)res, 0);
+}
+
 /*
  * While a walk's done callback runs (a replace's swap, a rebuild's role
  * table update), its progress says it ended but is ending: status counts
@@ -1517,6 +1571,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_check_raid5, fx_cleanup),
 		cmocka_unit_test_teardown(test_walk_start_while_done_waits, fx_cleanup),
 		cmocka_unit_test_teardown(test_walk_ending_while_done_runs, fx_cleanup),
+		cmocka_unit_test_teardown(test_walk_start_waits_for_cancel_join, fx_cleanup),
 		cmocka_unit_test_teardown(test_scrub_edges_raid5, fx_cleanup),
 		cmocka_unit_test_teardown(test_scrub_edges_raid5_big_chunk, fx_cleanup),
 		cmocka_unit_test_teardown(test_scrub_edges_raid1, fx_cleanup),
