@@ -563,7 +563,6 @@ static int readd_partial(struct run *run, struct rt_unit *u, const struct rt_sb 
 	return r;
 }
 
-
 /*
  * A new unit: into a faulty, removed role and rebuilt onto, or a spare.
  * A former unit of this array that left recently is rebuilt only where the
