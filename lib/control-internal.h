@@ -67,6 +67,8 @@ struct rt_control_status {
 	uint64_t fuse_ring_requests, fuse_dev_requests;
 	uint32_t fuse_queues, fuse_queue_depth;	/* io_uring queues, entries each */
 	uint64_t fuse_worker_requests;	/* of the ring's, served by a worker (appended) */
+	uint32_t fuse_poll_us;		/* the queues' poll time (appended) */
+	uint64_t fuse_polled;		/* waits a poll ended without sleeping (appended) */
 };
 
 #endif

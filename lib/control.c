@@ -643,6 +643,7 @@ struct rt_control_fuse control_status_fuse(const struct rt_control_status *st)
 		.ring_requests = st->fuse_ring_requests, .dev_requests = st->fuse_dev_requests,
 		.queues = st->fuse_queues, .queue_depth = st->fuse_queue_depth,
 		.worker_requests = st->fuse_worker_requests,
+		.poll_us = st->fuse_poll_us, .polled = st->fuse_polled,
 	};
 
 	snprintf(f.transport, sizeof(f.transport), "%s", st->transport);
@@ -733,7 +734,8 @@ static const struct field status_fields[] = {
 	STATUS(F_U32, retry_window_ms), STATUS(F_STR, transport),
 	STATUS(F_U64, fuse_ring_requests), STATUS(F_U64, fuse_dev_requests),
 	STATUS(F_U32, fuse_queues), STATUS(F_U32, fuse_queue_depth),
-	STATUS(F_U64, fuse_worker_requests),
+	STATUS(F_U64, fuse_worker_requests), STATUS(F_U32, fuse_poll_us),
+	STATUS(F_U64, fuse_polled),
 };
 
 /* The size a member of @type has (0: any); a table entry of another size is a bug. */

@@ -556,6 +556,7 @@ int export_start(struct rt_engine *e, const struct rt_export_params *p, struct r
 		.blocksize = p->blocksize,
 		.threads = p->threads,
 		.transport = p->transport,
+		.poll_us = p->poll_us,
 	};
 	r = rt_fuse_start(&fp, &x->fuse);
 	if (r < 0)

@@ -85,6 +85,7 @@ struct run {
 	uint64_t walk_speed_max;	/* RAIDTOOL_SYNC_SPEED_MAX, bytes/s; 0: none */
 	long stripe_wait_us;		/* RAIDTOOL_STRIPE_WAIT_US; -1: the engine's default */
 	enum rt_fuse_transport transport;	/* RAIDTOOL_FUSE_TRANSPORT */
+	unsigned fuse_poll_us;		/* RAIDTOOL_FUSE_POLL_US */
 	/* run_resync_owed: the main thread's look and a check may ask at once. */
 	pthread_mutex_t owed_mu;
 	uint64_t owed_all;		/* engine_resync_owed's @all for the running resync */

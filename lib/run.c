@@ -93,6 +93,8 @@ static void fuse_status(const struct rt_export *x, struct rt_control_status *st)
 	st->fuse_queues = fs.queues;
 	st->fuse_queue_depth = fs.queue_depth;
 	st->fuse_worker_requests = fs.worker_requests;
+	st->fuse_poll_us = fs.poll_us;
+	st->fuse_polled = fs.polled;
 }
 
 void run_unit_describe(struct run *run, unsigned i, struct rt_control_unit *u)
@@ -735,6 +737,27 @@ static int read_fuse_transport(struct run *run)
 		rt_log(RT_LOG_ERROR, "RAIDTOOL_FUSE_TRANSPORT '%s': not a FUSE transport "
 		       "(dev, uring or auto)", v);
 	return r;
+}
+
+/* RAIDTOOL_FUSE_POLL_US (0 to RT_FUSE_POLL_US_MAX): checked before anything is written. */
+static int read_fuse_poll(struct run *run)
+{
+	const char *v = getenv("RAIDTOOL_FUSE_POLL_US");
+	unsigned long us;
+	char *end;
+
+	run->fuse_poll_us = RT_FUSE_POLL_US_DEFAULT;
+	if (!v || !*v)
+		return 0;
+	errno = 0;
+	us = strtoul(v, &end, 10);
+	if (errno || *end || *v == '-' || us > RT_FUSE_POLL_US_MAX) {
+		rt_log(RT_LOG_ERROR, "RAIDTOOL_FUSE_POLL_US '%s': not a number of "
+		       "microseconds from 0 to %u", v, RT_FUSE_POLL_US_MAX);
+		return -EINVAL;
+	}
+	run->fuse_poll_us = (unsigned)us;
+	return 0;
 }
 
 /* Regions owed a resync by writes that failed for want of space, or all (no log)? */
@@ -1608,6 +1631,8 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 		r = read_stripe_wait(run);
 	if (r == 0)
 		r = read_fuse_transport(run);
+	if (r == 0)
+		r = read_fuse_poll(run);
 	if (r < 0)
 		goto out_nolock;
 	r = scan_devices_find(id, &scan, &a);
@@ -1714,6 +1739,7 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 		.blocksize = run->as->sb.array.blocksize,
 	};
 	xp.transport = run->transport;
+	xp.poll_us = run->fuse_poll_us;
 	xp.readonly = run->readonly;
 	r = start_thin(run, &xp, link_name);
 	if (r < 0)

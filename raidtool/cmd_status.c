@@ -129,8 +129,11 @@ static void print_text(const struct rt_control_status *st, const struct rt_contr
 		printf("  block device : %s -> %s\n", link_path, device);
 		printf("    engine pid : %d\n", (int)control_status_pid(st));
 		printf("     transport : %s", fuse.transport);
-		if (fuse.queues)
-			printf(" (%u queues of %u entries)", fuse.queues, fuse.queue_depth);
+		if (fuse.queues && fuse.poll_us)
+			printf(" (%u queues of %u entries, poll %u us: %" PRIu64 " waits without "
+			       "sleep)", fuse.queues, fuse.queue_depth, fuse.poll_us, fuse.polled);
+		else if (fuse.queues)
+			printf(" (%u queues of %u entries, no poll)", fuse.queues, fuse.queue_depth);
 		printf(", %" PRIu64 " requests on the ring (%" PRIu64 " to workers), %" PRIu64
 		       " on /dev/fuse\n", fuse.ring_requests, fuse.worker_requests, fuse.dev_requests);
 		printf("       started : %s\n", when);
@@ -244,6 +247,8 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 		json_u64(&j, "queue_depth", fuse.queue_depth);
 		json_u64(&j, "ring_requests", fuse.ring_requests);
 		json_u64(&j, "worker_requests", fuse.worker_requests);
+		json_u64(&j, "poll_us", fuse.poll_us);
+		json_u64(&j, "polled", fuse.polled);
 		json_u64(&j, "dev_requests", fuse.dev_requests);
 		json_object_end(&j);
 		json_object_begin(&j, "io_retries");

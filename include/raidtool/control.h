@@ -248,6 +248,8 @@ struct rt_control_fuse {
 	uint64_t ring_requests, dev_requests;
 	uint32_t queues, queue_depth;	/* io_uring queues, entries each */
 	uint64_t worker_requests;	/* of the ring's, served by a worker thread */
+	uint32_t poll_us;		/* the queues' poll time before they sleep (0: none) */
+	uint64_t polled;		/* waits a poll ended without sleeping */
 };
 struct rt_control_fuse control_status_fuse(const struct rt_control_status *st);
 

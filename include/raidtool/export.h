@@ -27,6 +27,7 @@ struct rt_export_params {
 	uint32_t blocksize;		/* the loop device's logical block size */
 	unsigned threads;		/* FUSE worker threads; 0: the default */
 	enum rt_fuse_transport transport;	/* RT_FUSE_AUTO: io_uring when possible */
+	unsigned poll_us;		/* rt_fuse_params.poll_us */
 	const struct rt_fuse_backend *backend;	/* serves the file instead of the engine */
 	bool readonly;			/* a read-only loop device (activate --readonly) */
 };

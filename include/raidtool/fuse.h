@@ -68,7 +68,16 @@ struct rt_fuse_params {
 	uint32_t blocksize;		/* st_blksize of the file */
 	unsigned threads;		/* worker threads; 0: the default (16) */
 	enum rt_fuse_transport transport;
+	/*
+	 * io_uring queues: how long a queue's thread watches its ring for
+	 * the next completion before it sleeps (see queue_poll); 0: never,
+	 * at most RT_FUSE_POLL_US_MAX.
+	 */
+	unsigned poll_us;
 };
+
+#define RT_FUSE_POLL_US_DEFAULT 50u	/* RAIDTOOL_FUSE_POLL_US unset */
+#define RT_FUSE_POLL_US_MAX 1000u
 
 struct rt_fuse_stats {
 	uint64_t ring_requests;		/* requests that arrived on an io_uring queue */
@@ -76,6 +85,8 @@ struct rt_fuse_stats {
 	/* Of the ring's, those a worker served (the synchronous path), a request served again counted again. */
 	uint64_t worker_requests;
 	unsigned queues, queue_depth;	/* io_uring queues and entries per queue (0: none) */
+	unsigned poll_us;		/* the queues' poll time (0: none, or no queues) */
+	uint64_t polled;		/* waits a poll ended without sleeping */
 };
 
 /*

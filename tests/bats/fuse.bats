@@ -180,6 +180,56 @@ kill_test() {
 	[ ! -e "/dev/raidtool/$NAME" ]
 }
 
+# poll_reads: 4k reads one at a time (QD1) of the array's first 8 MiB, compared with the pattern.
+poll_reads() {
+	head -c 8M /dev/urandom > "$TESTDIR/pattern"
+	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	cmp <(dd if="$DEV" bs=4k count=2048 iflag=direct status=none) "$TESTDIR/pattern"
+}
+
+@test "poll over io_uring: the queues poll before they sleep (status counts the waits saved); data reads back" {
+	require_uring
+	start_with uring 0 64K 2 64M
+	[ "$(fuse_field poll_us)" = 50 ]
+	poll_reads
+	polled=$(fuse_field polled)
+	[ "$polled" -gt 0 ] || fail "2048 reads one at a time, and no wait ended by polling"
+	run raidtool status "$NAME"
+	assert_output --partial "poll 50 us: "
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+}
+
+@test "poll: RAIDTOOL_FUSE_POLL_US=0 makes the queues sleep at once; data reads back" {
+	require_uring
+	RAIDTOOL_FUSE_POLL_US=0 start_with uring 0 64K 2 64M
+	[ "$(fuse_field poll_us)" = 0 ]
+	poll_reads
+	[ "$(fuse_field polled)" = 0 ]
+	[ "$(fuse_field ring_requests)" -gt 2048 ]
+	run raidtool status "$NAME"
+	assert_output --partial "entries, no poll)"
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+}
+
+@test "poll: a RAIDTOOL_FUSE_POLL_US out of range is refused before anything is written" {
+	local v
+	UNITS=("$(make_image u0.img 32M)" "$(make_image u1.img 32M)")
+	run raidtool create "$NAME" --level 1 "${UNITS[@]}"
+	assert_success
+	sums=$(checksums "${UNITS[@]}")
+	for v in 1001 -1 soon 50us; do
+		RAIDTOOL_FUSE_POLL_US=$v run raidtool activate "$NAME"
+		assert_failure
+		assert_output --partial "RAIDTOOL_FUSE_POLL_US '$v': not a number of microseconds from 0 to 1000"
+	done
+	[ "$(checksums "${UNITS[@]}")" = "$sums" ]
+	[ ! -e "/dev/raidtool/$NAME" ]
+}
+
 @test "race over io_uring: 8 fio jobs on the same raid5 stripes verify, parity checks clean" {
 	require_uring
 	race_test uring io_uring

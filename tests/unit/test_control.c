@@ -140,6 +140,8 @@ static void fill_status(struct rt_control_status *st)
 	st->fuse_queues = 2;
 	st->fuse_queue_depth = 64;
 	st->fuse_worker_requests = 12345;
+	st->fuse_poll_us = 50;
+	st->fuse_polled = 6789;
 }
 
 static int setup(void **state)
