@@ -60,10 +60,10 @@
 #define MAX_BACKGROUND 128u		/* the kernel's default of 12 starves a loop device */
 #define CONGESTION_THRESHOLD 96u
 #define ATTR_TIMEOUT 86400u		/* a resize tells the kernel (rt_fuse_resize_file) */
-/* queue_poll: polls in a row finding nothing before polling stops. */
-#define POLL_MISSES_MAX 16u
-/* queue_slept: a sleep under this many poll times (a wake-up costs as much) rearms it. */
-#define POLL_REARM_FACTOR 4u
+/* queue_poll: empty polls in a row before a backoff, and its bounds (in waits). */
+#define POLL_MISSES_MAX 4u
+#define POLL_BACKOFF_MIN 16u
+#define POLL_BACKOFF_MAX 4096u
 #define DEV_BUF_SIZE (MAX_WRITE + 4096u)	/* a WRITE's data and its headers */
 /*
  * A reader's buffer starts this far into its allocation, so that a reply's
@@ -212,8 +212,12 @@ struct ring_queue {
 	unsigned uio_ents, queued_ents;
 	/* Of those, holders waiting for their stripes' parts until a time (timed). */
 	unsigned timed_ents;
-	bool poll_on;			/* queue_poll: requests come often enough */
-	unsigned poll_misses;		/* polls in a row that found nothing */
+	/* queue_poll's state for waits on requests alone [0] and on unit I/O [1]. */
+	struct queue_poller {
+		unsigned misses;	/* empty polls in a row */
+		unsigned skip;		/* waits left that sleep at once */
+		unsigned backoff;	/* the next @skip (0: POLL_BACKOFF_MIN) */
+	} poller[2];
 };
 
 struct dev_worker {
@@ -1711,17 +1715,34 @@ static inline void cpu_relax(void)
  * raidtool's 4k read latency over tmpfs units was twice the raw loop
  * device's, with both polled the same as it. So send the batch, then watch
  * the rings (a CQE, or task work flagged by IORING_SQ_TASKRUN) for up to
- * f->poll_ns before sleeping. A queue whose polls keep finding nothing
- * (POLL_MISSES_MAX in a row: sparse requests) stops polling until a sleep
- * ends soon again (queue_slept), so an idle array costs one poll and a
- * trickle of requests little. Returns true when something arrived (the
- * caller reaps it).
+ * f->poll_ns before sleeping.
+ *
+ * A poll keeps the CPU from others: from fio and the loop workers that
+ * make the next requests and complete the unit I/O. So only a queue with
+ * at most one request in progress polls (no walk piece, nothing queued on
+ * a stripe lock): with more, a completion comes soon anyway and the CPU
+ * is better spent elsewhere (4k QD32 on 2 CPUs lost about a tenth when
+ * every wait polled). And polls that find nothing cost a CPU for nothing:
+ * units on a disk take longer than a poll, an idle array's next request
+ * may be hours away. So each kind of wait (for unit I/O; for requests
+ * alone) backs off on its own:
+ * POLL_MISSES_MAX empty polls in a row and the next @backoff waits of that
+ * kind sleep at once, the backoff doubling each time up to
+ * POLL_BACKOFF_MAX; a poll that finds something resets it. Returns true
+ * when something arrived (the caller reaps it).
  */
 static bool queue_poll(struct ring_queue *q)
 {
+	struct queue_poller *p = &q->poller[q->uio_ents ? 1 : 0];
 	uint64_t end;
 
-	if (!q->f->poll_ns || !q->poll_on || io_uring_submit(&q->ring) < 0)
+	if (!q->f->poll_ns || q->uio_ents > 1 || q->walk_busy || q->queued_ents)
+		return false;
+	if (p->skip) {
+		p->skip--;
+		return false;
+	}
+	if (io_uring_submit(&q->ring) < 0)
 		return false;
 	end = monotonic_ns() + q->f->poll_ns;
 	do {
@@ -1729,27 +1750,19 @@ static bool queue_poll(struct ring_queue *q)
 			if (io_uring_cq_ready(&q->ring) ||
 			    (IO_URING_READ_ONCE(*q->ring.sq.kflags) & IORING_SQ_TASKRUN)) {
 				atomic_fetch_add_explicit(&q->f->polled, 1, memory_order_relaxed);
-				q->poll_misses = 0;
+				p->misses = 0;
+				p->backoff = 0;
 				return true;
 			}
 			cpu_relax();
 		}
 	} while (monotonic_ns() < end);
-	if (++q->poll_misses >= POLL_MISSES_MAX)
-		q->poll_on = false;
-	return false;
-}
-
-/*
- * A sleep of @ns ended. One short enough that a poll would have caught
- * it, wake-up included, turns polling back on.
- */
-static void queue_slept(struct ring_queue *q, uint64_t ns)
-{
-	if (!q->poll_on && ns < POLL_REARM_FACTOR * q->f->poll_ns) {
-		q->poll_on = true;
-		q->poll_misses = 0;
+	if (++p->misses >= POLL_MISSES_MAX) {
+		p->misses = 0;
+		p->skip = p->backoff ? p->backoff : POLL_BACKOFF_MIN;
+		p->backoff = p->skip < POLL_BACKOFF_MAX / 2 ? 2 * p->skip : POLL_BACKOFF_MAX;
 	}
+	return false;
 }
 
 static void *queue_main(void *arg)
@@ -1795,18 +1808,12 @@ static void *queue_main(void *arg)
 			pthread_mutex_lock(&q->sq_mu);
 			if (queue_poll(q)) {
 				r = io_uring_submit_and_get_events(&q->ring);
+			} else if (next) {
+				struct __kernel_timespec ts = ns_until(next);
+
+				r = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, &ts, NULL);
 			} else {
-				uint64_t slept = monotonic_ns();
-
-				if (next) {
-					struct __kernel_timespec ts = ns_until(next);
-
-					r = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1,
-									     &ts, NULL);
-				} else {
-					r = io_uring_submit_and_wait(&q->ring, 1);
-				}
-				queue_slept(q, monotonic_ns() - slept);
+				r = io_uring_submit_and_wait(&q->ring, 1);
 			}
 			pthread_mutex_unlock(&q->sq_mu);
 			if (r >= 0)
