@@ -1725,24 +1725,28 @@ static inline void cpu_relax(void)
  *
  * A poll keeps the CPU from others: from fio and the loop workers that
  * make the next requests and complete the unit I/O. So only a queue with
- * at most one request in progress polls (no walk piece, nothing queued on
- * a stripe lock): with more, a completion comes soon anyway and the CPU
- * is better spent elsewhere (4k QD32 on 2 CPUs lost about a tenth when
- * every wait polled). And polls that find nothing cost a CPU for nothing:
+ * at most one request's (or walk piece's) unit I/O in flight and nothing
+ * queued on a stripe lock polls: with more, a completion comes soon
+ * anyway and the CPU is better spent elsewhere (4k QD32 on 2 CPUs lost
+ * about a tenth when every wait polled). And polls that find nothing cost a CPU for nothing:
  * units on a disk take longer than a poll, an idle array's next request
  * may be hours away. So each kind of wait (for unit I/O; for requests
  * alone) backs off on its own:
  * POLL_MISSES_MAX empty polls in a row and the next @backoff waits of that
  * kind sleep at once, the backoff doubling each time up to
  * POLL_BACKOFF_MAX; a poll that finds something resets it. Returns true
- * when something arrived (the caller reaps it).
+ * when something arrived: a CQE, or task work that may make one (the
+ * caller runs it, and sleeps after all when it made none: the kernel sets
+ * IORING_SQ_TASKRUN after queueing the work, so a run that took the work
+ * first leaves the flag set with nothing behind it).
  */
 static bool queue_poll(struct ring_queue *q)
 {
 	struct queue_poller *p = &q->poller[q->uio_ents ? 1 : 0];
 	uint64_t end;
 
-	if (!q->f->poll_ns || q->uio_ents > 1 || q->walk_busy || q->queued_ents)
+	/* uio_ents counts walk pieces' rounds in flight too (aio_submit). */
+	if (!q->f->poll_ns || q->uio_ents > 1 || q->queued_ents)
 		return false;
 	if (p->skip) {
 		p->skip--;
@@ -1755,7 +1759,6 @@ static bool queue_poll(struct ring_queue *q)
 		for (int i = 0; i < 32; i++) {
 			if (io_uring_cq_ready(&q->ring) ||
 			    (IO_URING_READ_ONCE(*q->ring.sq.kflags) & IORING_SQ_TASKRUN)) {
-				atomic_fetch_add_explicit(&q->f->polled, 1, memory_order_relaxed);
 				p->misses = 0;
 				p->backoff = 0;
 				return true;
@@ -1776,7 +1779,7 @@ static void *queue_main(void *arg)
 	struct ring_queue *q = arg;
 	struct rt_fuse *f = q->f;
 	unsigned live = f->depth;
-	bool wait = true, reg_ring;
+	bool wait = true, reg_ring, polled;
 
 	thread_queue = q;
 	if (q->single_issuer) {
@@ -1812,8 +1815,12 @@ static void *queue_main(void *arg)
 			 * time. Only this thread takes sq_mu.
 			 */
 			pthread_mutex_lock(&q->sq_mu);
-			if (queue_poll(q)) {
-				r = io_uring_submit_and_get_events(&q->ring);
+			/* Polled into task work that made no CQE: sleep after all. */
+			polled = queue_poll(q) && io_uring_submit_and_get_events(&q->ring) >= 0 &&
+				 io_uring_cq_ready(&q->ring);
+			if (polled) {
+				atomic_fetch_add_explicit(&f->polled, 1, memory_order_relaxed);
+				r = 0;
 			} else if (next) {
 				struct __kernel_timespec ts = ns_until(next);
 

@@ -6,6 +6,7 @@
  * clean. The admin operations on it are in run-admin.c, the daemon in
  * daemon.c, deactivate in deactivate.c.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -751,7 +752,7 @@ static int read_fuse_poll(struct run *run)
 		return 0;
 	errno = 0;
 	us = strtoul(v, &end, 10);
-	if (errno || *end || *v == '-' || us > RT_FUSE_POLL_US_MAX) {
+	if (errno || *end || !isdigit((unsigned char)*v) || us > RT_FUSE_POLL_US_MAX) {
 		rt_log(RT_LOG_ERROR, "RAIDTOOL_FUSE_POLL_US '%s': not a number of "
 		       "microseconds from 0 to %u", v, RT_FUSE_POLL_US_MAX);
 		return -EINVAL;

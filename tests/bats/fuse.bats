@@ -189,7 +189,7 @@ poll_reads() {
 
 @test "poll over io_uring: the queues poll before they sleep (status counts the waits saved); data reads back" {
 	require_uring
-	start_with uring 0 64K 2 64M
+	RAIDTOOL_FUSE_POLL_US='' start_with uring 0 64K 2 64M
 	[ "$(fuse_field poll_us)" = 50 ]
 	poll_reads
 	polled=$(fuse_field polled)
@@ -221,7 +221,7 @@ poll_reads() {
 	run raidtool create "$NAME" --level 1 "${UNITS[@]}"
 	assert_success
 	sums=$(checksums "${UNITS[@]}")
-	for v in 1001 -1 soon 50us; do
+	for v in 1001 -1 +50 soon 50us; do
 		RAIDTOOL_FUSE_POLL_US=$v run raidtool activate "$NAME"
 		assert_failure
 		assert_output --partial "RAIDTOOL_FUSE_POLL_US '$v': not a number of microseconds from 0 to 1000"
