@@ -741,7 +741,7 @@ bool rebuild_walk_busy(struct rt_engine *e)
 int engine_walk_cancel(struct rt_engine *e)
 {
 	struct rt_walk *w;
-	bool running;
+	bool running, ending;
 
 	if (!e)
 		return -EINVAL;
@@ -750,6 +750,7 @@ int engine_walk_cancel(struct rt_engine *e)
 		return -ESRCH;
 	pthread_mutex_lock(&w->mu);
 	running = w->prog.running;
+	ending = w->prog.ending;
 	pthread_mutex_unlock(&w->mu);
 	atomic_store(&w->cancel, true);
 	/*
@@ -774,7 +775,7 @@ int engine_walk_cancel(struct rt_engine *e)
 	while (w->joining && !pthread_equal(w->joining_thread, pthread_self()))
 		pthread_cond_wait(&w->join_cond, &w->mu);
 	pthread_mutex_unlock(&w->mu);
-	return running ? 0 : -ESRCH;
+	return running ? 0 : ending ? -EALREADY : -ESRCH;
 }
 
 void rebuild_release(struct rt_engine *e)

@@ -91,8 +91,9 @@ static int admin_walk(struct run *run, enum rt_control_verb verb, const char *ar
 		r = engine_walk_cancel(run->e);
 		if (r < 0) {
 			snprintf(msg, len, "nothing to cancel: %s", r == -ESRCH ?
-				 "no walk is running" : strerror(-r));
-			return r;
+				 "no walk is running" : r == -EALREADY ? "the walk had ended; "
+				 "its outcome is recorded now" : strerror(-r));
+			return r == -EALREADY ? -ESRCH : r;	/* the same exit status */
 		}
 		snprintf(msg, len, "cancelled");
 		return 0;

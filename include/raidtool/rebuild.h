@@ -141,7 +141,11 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p);
  */
 int engine_walk_set_speed(struct rt_engine *e, uint64_t max_bytes_per_sec);
 void engine_walk_progress(struct rt_engine *e, struct rt_walk_progress *p);
-/* Stop a running walk at a stripe boundary; returns after @done has run. */
+/*
+ * Stop a running walk at a stripe boundary; returns after @done has run.
+ * -ESRCH: no walk ran; -EALREADY: the walk had ended and its @done was
+ * recording the outcome (recorded when this returns).
+ */
 int engine_walk_cancel(struct rt_engine *e);
 
 #endif

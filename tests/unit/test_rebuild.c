@@ -1141,7 +1141,7 @@ static void test_walk_start_waits_for_cancel_join(void **state)
 	struct rt_walk_params p = { .kind = RT_WALK_CHECK, .done = on_done_locking };
 	struct fx *f = &the_fx;
 	pthread_t canceller, starter;
-	void *res;
+	void *res, *cres;
 	bool waited;
 
 	(void)state;
@@ -1159,12 +1159,14 @@ static void test_walk_start_waits_for_cancel_join(void **state)
 	waited = !atomic_load(&start_returned);
 	/* Let go in any case, so that a failure fails here instead of hanging. */
 	pthread_mutex_unlock(&held);
-	assert_int_equal(pthread_join(canceller, NULL), 0);
+	assert_int_equal(pthread_join(canceller, &cres), 0);
 	assert_int_equal(pthread_join(starter, &res), 0);
 	assert_int_equal(wait_done(f, 2), 0);
 	assert_true(atomic_load(&in_done));
 	assert_true(waited);
 	assert_int_equal((int)(intptr_t)res, 0);
+	/* Cancelled while its outcome was being recorded: said so, not "no walk". */
+	assert_int_equal((int)(intptr_t)cres, -EALREADY);
 }
 
 /*
