@@ -1728,12 +1728,12 @@ static inline void cpu_relax(void)
  * at most one request's (or walk piece's) unit I/O in flight and nothing
  * queued on a stripe lock polls: with more, a completion comes soon
  * anyway and the CPU is better spent elsewhere (4k QD32 on 2 CPUs lost
- * about a tenth when every wait polled). And polls that find nothing cost a CPU for nothing:
- * units on a disk take longer than a poll, an idle array's next request
- * may be hours away. So each kind of wait (for unit I/O; for requests
- * alone) backs off on its own:
- * POLL_MISSES_MAX empty polls in a row and the next @backoff waits of that
- * kind sleep at once, the backoff doubling each time up to
+ * about a tenth when every wait polled). And polls that find nothing
+ * cost a CPU for nothing: units on a disk take longer than a poll, an
+ * idle array's next request may be hours away. So each kind of wait (for
+ * unit I/O; for requests alone) backs off on its own: POLL_MISSES_MAX
+ * empty polls in a row and the next @backoff waits of that kind sleep at
+ * once, the backoff doubling each time up to
  * POLL_BACKOFF_MAX; a poll that finds something resets it. Returns true
  * when something arrived: a CQE, or task work that may make one (the
  * caller runs it, and sleeps after all when it made none: the kernel sets

@@ -1034,6 +1034,15 @@ static void start_walk_held(struct fx *f, const struct rt_walk_params *p)
 		usleep(1000);
 }
 
+/* A written 2-unit raid1 whose first walk @p (its ctx: @f) is held in its done callback. */
+static void start_first_walk_held(struct fx *f, struct rt_walk_params *p)
+{
+	assert_int_equal(fx_setup(f, RT_LEVEL_1, 2), 0);
+	fill_all(f, 4);
+	p->ctx = f;
+	start_walk_held(f, p);
+}
+
 static void *start_check(void *arg)
 {
 	struct fx *f = arg;
@@ -1085,10 +1094,7 @@ static void test_walk_start_while_done_waits(void **state)
 	(void)state;
 	if (skip_without_root())
 		skip();
-	assert_int_equal(fx_setup(f, RT_LEVEL_1, 2), 0);
-	fill_all(f, 4);
-	p.ctx = f;
-	start_walk_held(f, &p);
+	start_first_walk_held(f, &p);
 	assert_true(atomic_load(&in_done));
 	/* The second walk's start, then the status (holding @held) asks. */
 	assert_int_equal(pthread_create(&starter, NULL, start_check, f), 0);
@@ -1147,10 +1153,7 @@ static void test_walk_start_waits_for_cancel_join(void **state)
 	(void)state;
 	if (skip_without_root())
 		skip();
-	assert_int_equal(fx_setup(f, RT_LEVEL_1, 2), 0);
-	fill_all(f, 4);
-	p.ctx = f;
-	start_walk_held(f, &p);
+	start_first_walk_held(f, &p);
 	atomic_store(&start_returned, false);
 	assert_int_equal(pthread_create(&canceller, NULL, cancel_walk, f), 0);
 	usleep(100000);
@@ -1185,10 +1188,7 @@ static void test_walk_ending_while_done_runs(void **state)
 	(void)state;
 	if (skip_without_root())
 		skip();
-	assert_int_equal(fx_setup(f, RT_LEVEL_1, 2), 0);
-	fill_all(f, 4);
-	p.ctx = f;
-	start_walk_held(f, &p);
+	start_first_walk_held(f, &p);
 	engine_walk_progress(f->e, &pr);
 	pthread_mutex_unlock(&held);
 	assert_true(atomic_load(&in_done));
