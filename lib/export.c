@@ -39,6 +39,7 @@
 #define UNBIND_WAIT_MS 10000
 #define SCANNER_WAIT_MS 50
 #define SCANNER_WAIT_TRIES 60		/* 3 s for another command's scan to pass */
+#define CLAIM_TRIES 3
 #define FUSE_END_WAIT_MS 10000
 
 struct rt_export {
@@ -213,6 +214,13 @@ static bool find_holder(dev_t devno, char *name, size_t len)
 	return found;
 }
 
+/* A process that opens block devices only to look at them. */
+static bool is_scanner(const char *comm)
+{
+	return !strcmp(comm, "raidtool") || !strcmp(comm, "(udev-worker)") ||
+	       !strcmp(comm, "systemd-udevd");
+}
+
 int export_dev_busy(const char *dev, int *excl_fd, char *why, size_t whylen)
 {
 	char where[PATH_MAX], comm[64];
@@ -247,12 +255,13 @@ int export_dev_busy(const char *dev, int *excl_fd, char *why, size_t whylen)
 	}
 	/*
 	 * Every raidtool command scans every block device, ours too: a
-	 * `status` or `list` elsewhere holds it open for a moment. Such an
-	 * opener is waited for (briefly), not taken for a user of the array.
+	 * `status` or `list` elsewhere holds it open for a moment, and so
+	 * does udev probing it after a writer closed it. Such an opener is
+	 * waited for (briefly), not taken for a user of the array.
 	 */
 	for (int tries = 0;; tries++) {
 		pid = find_opener(st.st_rdev, NULL, comm, sizeof(comm));
-		if (!pid || strcmp(comm, "raidtool") || tries >= SCANNER_WAIT_TRIES)
+		if (!pid || !is_scanner(comm) || tries >= SCANNER_WAIT_TRIES)
 			break;
 		rt_sleep_ms(SCANNER_WAIT_MS);
 	}
@@ -309,6 +318,34 @@ int export_busy(const struct rt_export *x, int *excl_fd, char *why, size_t whyle
 int export_file_busy(const struct rt_export_file *xf, int *excl_fd, char *why, size_t whylen)
 {
 	return file_busy(xf->dev, xf->link, xf->file, xf->file, excl_fd, why, whylen);
+}
+
+int export_claim(const struct rt_export *x, int *excl_fd, char *why, size_t whylen)
+{
+	int r;
+
+	for (int tries = 0;; tries++) {
+		r = export_busy(x, excl_fd, why, whylen);
+		if (r < 0)
+			return r;
+		r = loopdev_clear_sole(*excl_fd);
+		if (r == 0)
+			return 0;
+		close(*excl_fd);
+		*excl_fd = -1;
+		if (r != -EBUSY)
+			return r;
+		/*
+		 * Opened after export_busy looked (a writer, a udev probe):
+		 * look again, to wait for a scanner or to name the opener.
+		 */
+		if (tries >= CLAIM_TRIES) {
+			snprintf(why, whylen, "%s (%s) is opened again and again by another "
+				 "process", x->link, x->dev);
+			return -EBUSY;
+		}
+		rt_sleep_ms(SCANNER_WAIT_MS);
+	}
 }
 
 /* ---- start / stop ------------------------------------------------------- */
@@ -497,14 +534,8 @@ static int detach_file(const char *name, const char *link, const char *dev, bool
 		remove_link(link, dev);
 	if (attached) {
 		if (excl_fd >= 0) {
-			/*
-			 * Through our exclusive descriptor: as the only opener, the
-			 * device goes to rundown at once (no new opener can slip in)
-			 * and our close is the last one, which detaches it.
-			 * loopdev_detach would open it a second time and wait for a
-			 * last close that only we can make.
-			 */
-			q = ioctl(excl_fd, LOOP_CLR_FD, 0) < 0 ? -errno : 0;
+			/* From export_claim: in rundown, our close detaches it. */
+			q = 0;
 			close(excl_fd);
 			excl_fd = -1;
 		} else {
@@ -831,7 +862,8 @@ int export_recover(const char *name, const char *link, const char *mountpoint,
 				 links == 1 ? "" : "s", dev);
 			did_append(did, didlen, msg);
 		}
-		r = loopdev_detach(dev);
+		/* As export_claim: an opener that slipped in keeps it, whole. */
+		r = excl >= 0 ? loopdev_clear_sole(excl) : loopdev_detach(dev);
 		if (excl >= 0)
 			close(excl);
 		if (r < 0 && r != -ENXIO) {

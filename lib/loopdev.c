@@ -223,6 +223,29 @@ int loopdev_detach(const char *dev)
 	return r;
 }
 
+int loopdev_clear_sole(int fd)
+{
+	struct loop_info64 info;
+	int r;
+
+	if (ioctl(fd, LOOP_CLR_FD, 0) < 0)
+		return -errno;
+	/* In rundown the device answers no status: it was ours alone. */
+	if (ioctl(fd, LOOP_GET_STATUS64, &info) < 0)
+		return errno == ENXIO ? 0 : -errno;
+	/*
+	 * Another opener: the kernel only marked the device to detach on the
+	 * last close. Take the mark back (AUTOCLEAR is the flag it set), so
+	 * that the device stays as it was.
+	 */
+	info.lo_flags &= ~(uint32_t)LO_FLAGS_AUTOCLEAR;
+	r = ioctl(fd, LOOP_SET_STATUS64, &info) < 0 ? -errno : -EBUSY;
+	if (r != -EBUSY)
+		rt_log(RT_LOG_ERROR, "cannot take back the detach of a loop device still "
+		       "open elsewhere: %s; it detaches on its last close", strerror(-r));
+	return r;
+}
+
 int loopdev_set_capacity(const char *dev)
 {
 	int fd, r = 0;

@@ -1002,7 +1002,8 @@ static bool next_rebuild(struct run *run)
 
 /*
  * Decide whether we may stop: the device must be neither mounted nor open.
- * When free, it stays opened O_EXCL so nobody mounts it during the run_teardown.
+ * When free, it is claimed (export_claim): nobody opens it any more, and
+ * run_teardown's close of run->excl_fd detaches it.
  */
 static int claim_for_stop(struct run *run, char *why, size_t whylen)
 {
@@ -1015,9 +1016,10 @@ static int claim_for_stop(struct run *run, char *why, size_t whylen)
 		snprintf(why, whylen, "already stopping");
 		return -EALREADY;
 	}
-	r = export_busy(run->x, &fd, reason, sizeof(reason));
-	if (r == 0 && run->thin && (r = thin_run_busy(run->thin, reason, sizeof(reason))) < 0)
-		close(fd);
+	/* The volumes first: export_claim is the point of no return. */
+	r = run->thin ? thin_run_busy(run->thin, reason, sizeof(reason)) : 0;
+	if (r == 0)
+		r = export_claim(run->x, &fd, reason, sizeof(reason));
 	if (r == 0) {
 		run->stopping = true;
 		run->excl_fd = fd;

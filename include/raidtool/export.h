@@ -48,7 +48,7 @@ void export_fuse_stats(const struct rt_export *x, struct rt_fuse_stats *st);
  * Is the block device in use? 0 when not; -EBUSY with the reason in @why
  * ("mounted on /mnt", "held open by process 123 (dd)", ...) when it is.
  * With @excl_fd the device stays opened O_EXCL in *@excl_fd when free, so
- * that nobody can mount it before export_stop (pass it there).
+ * that nobody mounts it, to be detached through it (loopdev_clear_sole).
  */
 int export_dev_busy(const char *dev, int *excl_fd, char *why, size_t whylen);
 
@@ -60,8 +60,17 @@ int export_dev_busy(const char *dev, int *excl_fd, char *why, size_t whylen);
 int export_busy(const struct rt_export *x, int *excl_fd, char *why, size_t whylen);
 
 /*
- * Tear down in reverse: the symlink, the loop device (@excl_fd, if not -1,
- * is closed after the detach), the FUSE mount and its workers. Frees @x.
+ * The stop's point of no return: export_busy, and when free, the loop
+ * device put in rundown through *@excl_fd (loopdev_clear_sole), so that no
+ * one opens it between this check and export_stop; an opener that came in
+ * between makes it look again (-EBUSY with @why when it stays). Pass
+ * *@excl_fd to export_stop.
+ */
+int export_claim(const struct rt_export *x, int *excl_fd, char *why, size_t whylen);
+
+/*
+ * Tear down in reverse: the symlink, the loop device (detached by closing
+ * @excl_fd from export_claim, else here), the FUSE mount and its workers. Frees @x.
  * Returns the first error; every step is tried regardless.
  */
 int export_stop(struct rt_export *x, int excl_fd);

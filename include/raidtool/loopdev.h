@@ -20,6 +20,15 @@ int loopdev_attach(const char *file, unsigned flags, uint32_t blocksize,
 int loopdev_detach(const char *dev);
 
 /*
+ * Detach the loop device open as @fd, but only if @fd is its one opener:
+ * then (0) the device is in rundown, every later open fails with ENXIO, and
+ * closing @fd detaches it. With another opener the kernel would detach it
+ * on that opener's last close, at a time nobody chose: the request is
+ * taken back and -EBUSY returned, the device bound as before.
+ */
+int loopdev_clear_sole(int fd);
+
+/*
  * The backing file's size changed: the device takes it (LOOP_SET_CAPACITY;
  * the same device, open descriptors and mounts stay).
  */

@@ -262,6 +262,34 @@ wait_holds_open() {
 	no_leftovers
 }
 
+@test "deactivate under a storm of short opens: it stops, or refuses naming an opener with the device intact" {
+	start_array 1 2 32M
+	head -c 1M /dev/urandom > "$TESTDIR/pattern"
+	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	# Each open lasts a moment: some come after the check for openers.
+	(while :; do { : <"$DEV"; } 2>/dev/null || :; done) 3>&- &
+	storm=$!
+	BGPIDS+=("$storm")
+	loop=$(basename "$(readlink -f "$DEV")")
+	for _ in $(seq 10); do
+		run raidtool deactivate "$NAME"
+		[ "$status" != 0 ] || break
+		assert_failure 4
+		assert_output --regexp "open in process [0-9]+|opened again and again"
+		# A refused stop leaves nothing behind, not even a detach on the
+		# last close: the device stays bound and holds the data.
+		[ "$(cat "/sys/block/$loop/loop/autoclear")" = 0 ]
+		cmp <(dd if="$DEV" bs=1M count=1 iflag=direct status=none) "$TESTDIR/pattern"
+	done
+	kill "$storm"
+	wait "$storm" 2>/dev/null || true
+	if [ "$status" != 0 ]; then
+		run raidtool deactivate "$NAME"
+		assert_success
+	fi
+	no_leftovers
+}
+
 @test "deactivate: refused while a process reads the FUSE file itself" {
 	start_array 0 2 32M
 	(exec 4<"$RAIDTOOL_RUNDIR/$NAME/mnt/$NAME"; exec sleep 60) 3>&- &

@@ -30,6 +30,7 @@
 #include <raidtool/loopdev.h>
 #include <raidtool/scan.h>
 #include <raidtool/unit.h>
+#include <raidtool/util.h>
 #include "../../lib/scan-internal.h"	/* the scan's grouping, read directly */
 
 #define MiB (1024ull * 1024ull)
@@ -318,6 +319,60 @@ static void test_loopdev_attach_find_detach(void **state)
 	assert_int_equal(loopdev_detach(dev), 0);
 	f->n_loops--;
 	assert_int_equal(loopdev_find_by_backing(file, found, sizeof(found)), -ENOENT);
+}
+
+/* "1" or "0" from /sys/block/loopN/loop/autoclear; -1 when unbound. */
+static int loop_autoclear(const char *dev)
+{
+	char path[128], v[4] = "";
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "/sys/block/%s/loop/autoclear", strrchr(dev, '/') + 1);
+	fp = fopen(path, "re");
+	if (!fp)
+		return -1;
+	if (!fgets(v, sizeof(v), fp))
+		v[0] = '\0';
+	fclose(fp);
+	return v[0] == '1';
+}
+
+/*
+ * loopdev_clear_sole with a second opener takes its request back (still
+ * bound, no autoclear left behind, the other opener's close detaches
+ * nothing); alone, no later open succeeds and the last close detaches.
+ */
+static void test_loopdev_clear_sole(void **state)
+{
+	struct fixture *f = *state;
+	char dev[64], backing[PATH_MAX];
+	const char *file;
+	int fd, other, r;
+
+	REQUIRE_ENV();
+	file = make_file(f, "sole.img", 16 * MiB);
+	assert_int_equal(loopdev_attach(file, 0, 0, dev, sizeof(dev)), 0);
+	snprintf(f->loops[f->n_loops++], sizeof(f->loops[0]), "%s", dev);
+	fd = open(dev, O_RDONLY | O_EXCL | O_CLOEXEC);
+	assert_true(fd >= 0);
+	other = open(dev, O_RDONLY | O_CLOEXEC);
+	assert_true(other >= 0);
+
+	assert_int_equal(loopdev_clear_sole(fd), -EBUSY);
+	assert_int_equal(loop_autoclear(dev), 0);
+	close(other);
+	assert_int_equal(loopdev_backing_file(dev, backing, sizeof(backing)), 0);
+
+	/* udev may still be probing the new device: its open passes. */
+	for (int tries = 0; (r = loopdev_clear_sole(fd)) == -EBUSY && tries < 100; tries++)
+		rt_sleep_ms(20);
+	assert_int_equal(r, 0);
+	other = open(dev, O_RDONLY | O_CLOEXEC);
+	assert_int_equal(other < 0 ? errno : 0, ENXIO);
+	assert_int_equal(loopdev_backing_file(dev, backing, sizeof(backing)), 0);
+	close(fd);
+	assert_int_equal(loopdev_backing_file(dev, backing, sizeof(backing)), -ENOENT);
+	f->n_loops--;
 }
 
 static void test_loopdev_read_only(void **state)
@@ -848,6 +903,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_loopdev_attach_find_detach, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loopdev_read_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loopdev_clear_sole, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_attach_reuse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_excl, setup, teardown),
