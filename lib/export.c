@@ -320,7 +320,24 @@ int export_file_busy(const struct rt_export_file *xf, int *excl_fd, char *why, s
 	return file_busy(xf->dev, xf->link, xf->file, xf->file, excl_fd, why, whylen);
 }
 
-int export_claim(const struct rt_export *x, int *excl_fd, char *why, size_t whylen)
+/* Is loop device @dev backed by a file of ours: under @mnt, or named "/NAME" (detached mount)? */
+static bool loop_is_ours(const char *dev, const char *mnt, const char *name)
+{
+	char back[PATH_MAX], tail[RT_NAME_MAX + 2];
+	size_t ml = strlen(mnt), bl;
+
+	if (loopdev_backing_file(dev, back, sizeof(back)) < 0)
+		return false;
+	if (!strncmp(back, mnt, ml) && back[ml] == '/')
+		return true;
+	snprintf(tail, sizeof(tail), "/%s", name);
+	bl = strlen(back);
+	/* A detached or dead mount can show the path from its own root only. */
+	return !strcmp(back, tail) || (bl > 10 && !strcmp(back + bl - 10, " (deleted)") &&
+				       !strncmp(back, tail, strlen(tail)));
+}
+
+int export_claim(struct rt_export *x, int *excl_fd, char *why, size_t whylen)
 {
 	int r;
 
@@ -328,6 +345,15 @@ int export_claim(const struct rt_export *x, int *excl_fd, char *why, size_t whyl
 		r = export_busy(x, excl_fd, why, whylen);
 		if (r < 0)
 			return r;
+		if (x->attached && !loop_is_ours(x->dev, x->mnt, x->name)) {
+			/* Detached by hand (losetup -d): nothing to detach, maybe another's now. */
+			rt_log(RT_LOG_WARN, "'%s': %s is no longer on its FUSE file; it was "
+			       "detached by someone else", x->name, x->dev);
+			x->attached = false;
+			close(*excl_fd);
+			*excl_fd = -1;
+			return 0;
+		}
 		r = loopdev_clear_sole(*excl_fd);
 		if (r == 0)
 			return 0;
@@ -534,8 +560,13 @@ static int detach_file(const char *name, const char *link, const char *dev, bool
 		remove_link(link, dev);
 	if (attached) {
 		if (excl_fd >= 0) {
-			/* From export_claim: in rundown, our close detaches it. */
-			q = 0;
+			/*
+			 * Through our exclusive descriptor, the only opener:
+			 * claimed by export_claim, the device is in rundown
+			 * already (ENXIO here) and our close detaches it.
+			 * loopdev_detach would open it a second time.
+			 */
+			q = ioctl(excl_fd, LOOP_CLR_FD, 0) < 0 ? -errno : 0;
 			close(excl_fd);
 			excl_fd = -1;
 		} else {
@@ -745,23 +776,6 @@ int export_remove_file(struct rt_export_file *xf, int excl_fd)
 
 /* ---- after a crash ------------------------------------------------------ */
 
-/* Is loop device @dev backed by a file of ours: under @mnt, or named "/NAME" (detached mount)? */
-static bool loop_is_ours(const char *dev, const char *mnt, const char *name)
-{
-	char back[PATH_MAX], tail[RT_NAME_MAX + 2];
-	size_t ml = strlen(mnt), bl;
-
-	if (loopdev_backing_file(dev, back, sizeof(back)) < 0)
-		return false;
-	if (!strncmp(back, mnt, ml) && back[ml] == '/')
-		return true;
-	snprintf(tail, sizeof(tail), "/%s", name);
-	bl = strlen(back);
-	/* A detached or dead mount can show the path from its own root only. */
-	return !strcmp(back, tail) || (bl > 10 && !strcmp(back + bl - 10, " (deleted)") &&
-				       !strncmp(back, tail, strlen(tail)));
-}
-
 static bool find_our_loop(const char *mnt, const char *name, char *dev, size_t len)
 {
 	struct dirent *de;
@@ -862,8 +876,7 @@ int export_recover(const char *name, const char *link, const char *mountpoint,
 				 links == 1 ? "" : "s", dev);
 			did_append(did, didlen, msg);
 		}
-		/* As export_claim: an opener that slipped in keeps it, whole. */
-		r = excl >= 0 ? loopdev_clear_sole(excl) : loopdev_detach(dev);
+		r = loopdev_detach(dev);
 		if (excl >= 0)
 			close(excl);
 		if (r < 0 && r != -ENXIO) {

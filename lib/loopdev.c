@@ -225,24 +225,28 @@ int loopdev_detach(const char *dev)
 
 int loopdev_clear_sole(int fd)
 {
-	struct loop_info64 info;
+	struct loop_info64 was, now;
 	int r;
 
+	/* As it was, to restore (a failing status read after the clear, too). */
+	if (ioctl(fd, LOOP_GET_STATUS64, &was) < 0)
+		return -errno;
 	if (ioctl(fd, LOOP_CLR_FD, 0) < 0)
 		return -errno;
-	/* In rundown the device answers no status: it was ours alone. */
-	if (ioctl(fd, LOOP_GET_STATUS64, &info) < 0)
-		return errno == ENXIO ? 0 : -errno;
+	/* In rundown (or detached, before 6.11) the device has no status: it was ours alone. */
+	if (ioctl(fd, LOOP_GET_STATUS64, &now) < 0 && errno == ENXIO)
+		return 0;
 	/*
 	 * Another opener: the kernel only marked the device to detach on the
-	 * last close. Take the mark back (AUTOCLEAR is the flag it set), so
-	 * that the device stays as it was.
+	 * last close (AUTOCLEAR). Take the mark back, the device as it was.
 	 */
-	info.lo_flags &= ~(uint32_t)LO_FLAGS_AUTOCLEAR;
-	r = ioctl(fd, LOOP_SET_STATUS64, &info) < 0 ? -errno : -EBUSY;
-	if (r != -EBUSY)
-		rt_log(RT_LOG_ERROR, "cannot take back the detach of a loop device still "
-		       "open elsewhere: %s; it detaches on its last close", strerror(-r));
+	if (ioctl(fd, LOOP_SET_STATUS64, &was) == 0)
+		return -EBUSY;
+	r = -errno;
+	if (r == -ENXIO)
+		return 0;	/* gone to rundown meanwhile: ours alone after all */
+	rt_log(RT_LOG_ERROR, "cannot take back the detach of a loop device open elsewhere: "
+	       "%s; it detaches on its last close", strerror(-r));
 	return r;
 }
 

@@ -63,10 +63,11 @@ int export_busy(const struct rt_export *x, int *excl_fd, char *why, size_t whyle
  * The stop's point of no return: export_busy, and when free, the loop
  * device put in rundown through *@excl_fd (loopdev_clear_sole), so that no
  * one opens it between this check and export_stop; an opener that came in
- * between makes it look again (-EBUSY with @why when it stays). Pass
- * *@excl_fd to export_stop.
+ * between makes it look again (-EBUSY with @why when it stays). A device
+ * detached by hand meanwhile is left alone (*@excl_fd -1). Pass *@excl_fd
+ * to export_stop.
  */
-int export_claim(const struct rt_export *x, int *excl_fd, char *why, size_t whylen);
+int export_claim(struct rt_export *x, int *excl_fd, char *why, size_t whylen);
 
 /*
  * Tear down in reverse: the symlink, the loop device (detached by closing

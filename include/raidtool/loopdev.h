@@ -22,9 +22,12 @@ int loopdev_detach(const char *dev);
 /*
  * Detach the loop device open as @fd, but only if @fd is its one opener:
  * then (0) the device is in rundown, every later open fails with ENXIO, and
- * closing @fd detaches it. With another opener the kernel would detach it
- * on that opener's last close, at a time nobody chose: the request is
- * taken back and -EBUSY returned, the device bound as before.
+ * closing @fd detaches it (before Linux 6.11: detached at once). With
+ * another opener the kernel would detach it on that opener's last close,
+ * at a time nobody chose: the request is taken back and -EBUSY returned,
+ * the device bound as before. The kernel counts an opener only once its
+ * open has returned: one in the middle of its open is missed, and holds a
+ * device in rundown until it closes.
  */
 int loopdev_clear_sole(int fd);
 

@@ -262,31 +262,58 @@ wait_holds_open() {
 	no_leftovers
 }
 
-@test "deactivate under a storm of short opens: it stops, or refuses naming an opener with the device intact" {
+# in_ioctl_on PID DEV: is a thread of PID stopped in an ioctl on DEV
+# (strace holds it at the entry)? /proc/PID/task/T/syscall: nr, then args.
+in_ioctl_on() {
+	local t nr fd
+	for t in /proc/"$1"/task/*; do
+		read -r nr fd _ < "$t/syscall" 2>/dev/null || continue
+		[ "$nr" = 16 ] && [ "$(readlink "/proc/$1/fd/$((fd))" 2>/dev/null)" = "$2" ] &&
+			return 0
+	done
+	return 1
+}
+
+@test "deactivate: a process that opens the device as the stop is decided: refused naming it, the device intact" {
+	local loop pid dpid holder rc
+	require_cmds strace
 	start_array 1 2 32M
 	head -c 1M /dev/urandom > "$TESTDIR/pattern"
 	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
-	# Each open lasts a moment: some come after the check for openers.
-	(while :; do { : <"$DEV"; } 2>/dev/null || :; done) 3>&- &
-	storm=$!
-	BGPIDS+=("$storm")
-	loop=$(basename "$(readlink -f "$DEV")")
-	for _ in $(seq 10); do
-		run raidtool deactivate "$NAME"
-		[ "$status" != 0 ] || break
-		assert_failure 4
-		assert_output --regexp "open in process [0-9]+|opened again and again"
-		# A refused stop leaves nothing behind, not even a detach on the
-		# last close: the device stays bound and holds the data.
-		[ "$(cat "/sys/block/$loop/loop/autoclear")" = 0 ]
-		cmp <(dd if="$DEV" bs=1M count=1 iflag=direct status=none) "$TESTDIR/pattern"
+	loop=$(readlink -f "$DEV")
+	pid=$(engine_pid)
+	# strace holds the engine's first ioctl on its device, the stop's
+	# detach, at its entry for 3 s: a process opens the device meanwhile.
+	attach_strace "$pid" -o /dev/null -P "$loop" -e trace=ioctl \
+		-e inject=ioctl:delay_enter=3s:when=1
+	BGPIDS+=("$SPID")
+	raidtool deactivate "$NAME" > "$TESTDIR/deactivate.out" 2>&1 &
+	dpid=$!
+	BGPIDS+=("$dpid")
+	for _ in $(seq 200); do
+		in_ioctl_on "$pid" "$loop" && break
+		sleep 0.05
 	done
-	kill "$storm"
-	wait "$storm" 2>/dev/null || true
-	if [ "$status" != 0 ]; then
-		run raidtool deactivate "$NAME"
-		assert_success
-	fi
+	in_ioctl_on "$pid" "$loop" ||
+		fail "the engine never came to detach $loop: $(cat "$TESTDIR/deactivate.out")"
+	(exec 4<"$loop"; exec sleep 60) 3>&- &
+	holder=$!
+	BGPIDS+=("$holder")
+	wait_holds_open "$holder" "$loop"
+	in_ioctl_on "$pid" "$loop" || fail "the detach went on before the device was opened"
+	rc=0
+	wait "$dpid" || rc=$?
+	[ "$rc" = 4 ] || fail "deactivate: exit $rc: $(cat "$TESTDIR/deactivate.out")"
+	grep -q "open in process $holder" "$TESTDIR/deactivate.out" ||
+		fail "the opener is not named: $(cat "$TESTDIR/deactivate.out")"
+	detach_strace
+	# Refused whole: not even a detach left for the holder's close.
+	[ "$(cat "/sys/block/$(basename "$loop")/loop/autoclear")" = 0 ]
+	kill "$holder"
+	wait "$holder" 2>/dev/null || true
+	cmp <(dd if="$DEV" bs=1M count=1 iflag=direct status=none) "$TESTDIR/pattern"
+	run raidtool deactivate "$NAME"
+	assert_success
 	no_leftovers
 }
 

@@ -136,6 +136,40 @@ reap_bgpids() {
 	stop_pids KILL "${BGPIDS[@]}"
 }
 
+# attach_strace PID ARGS...: strace attached to every thread of PID, in SPID
+# (and added to SPIDS, for the teardown to KILL).
+attach_strace() {
+	local pid=$1 t traced
+	shift
+	strace -p "$pid" -f -qq "$@" 2>/dev/null &
+	SPID=$!
+	SPIDS+=("$SPID")
+	# Attached once every thread of the engine has a tracer.
+	for _ in $(seq 100); do
+		traced=1
+		for t in /proc/"$pid"/task/*/status; do
+			grep -q '^TracerPid:[[:space:]]*0$' "$t" 2>/dev/null && traced=0
+		done
+		[ "$traced" = 1 ] && return 0
+		sleep 0.05
+	done
+	fail "strace did not attach to $pid"
+}
+
+# detach_strace: stop strace (it detaches, or already left with the dead engine).
+# A strace whose killed engine kept an io_uring worker thread for a while can
+# sit in wait4 on the zombie and not act on TERM: KILL it after 5 s (the
+# kernel detaches the tracees; a zombie is then reaped).
+detach_strace() {
+	kill -TERM "$SPID" 2>/dev/null || true
+	for _ in $(seq 50); do
+		kill -0 "$SPID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$SPID" 2>/dev/null || true
+	wait "$SPID" 2>/dev/null || true
+}
+
 # stop_pids SIGNAL PID...: signal the processes this test started, then
 # reap them, so that none outlives the test.
 stop_pids() {

@@ -367,9 +367,13 @@ static void test_loopdev_clear_sole(void **state)
 	for (int tries = 0; (r = loopdev_clear_sole(fd)) == -EBUSY && tries < 100; tries++)
 		rt_sleep_ms(20);
 	assert_int_equal(r, 0);
-	other = open(dev, O_RDONLY | O_CLOEXEC);
-	assert_int_equal(other < 0 ? errno : 0, ENXIO);
-	assert_int_equal(loopdev_backing_file(dev, backing, sizeof(backing)), 0);
+	/* Before Linux 6.11 the device is detached at once, not in rundown. */
+	if (loopdev_backing_file(dev, backing, sizeof(backing)) == 0) {
+		other = open(dev, O_RDONLY | O_CLOEXEC);
+		if (other >= 0)
+			close(other);
+		assert_int_equal(other < 0 ? errno : 0, ENXIO);
+	}
 	close(fd);
 	assert_int_equal(loopdev_backing_file(dev, backing, sizeof(backing)), -ENOENT);
 	f->n_loops--;
