@@ -518,7 +518,8 @@ degraded_with_spare() {
 
 @test "raid1 x3: the rebuild's source mirror fails its reads mid-rebuild: the walk goes on from the other mirror and completes, data intact" {
 	degraded_with_spare 1 3
-	echo "delay 20" > "$TESTDIR/ffs3/ctl"
+	# Slow, so that the walk still has reads ahead when the fault lands.
+	echo "delay 100" > "$TESTDIR/ffs3/ctl"
 	run raidtool add "$NAME" "$SPARE"
 	assert_success
 	# Role 0 is the source (the first working mirror); it fails mid-walk.
@@ -541,7 +542,8 @@ degraded_with_spare() {
 
 @test "raid1 x2: the rebuild's only source fails mid-rebuild: the rebuild fails once and is not restarted, wait returns" {
 	degraded_with_spare 1 2
-	echo "delay 20" > "$TESTDIR/ffs2/ctl"
+	# Slow, so that the walk still has reads ahead when the fault lands.
+	echo "delay 100" > "$TESTDIR/ffs2/ctl"
 	run raidtool add "$NAME" "$SPARE"
 	assert_success
 	status_until_above .walk.done 0 || true
