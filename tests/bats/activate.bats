@@ -317,6 +317,20 @@ in_ioctl_on() {
 	no_leftovers
 }
 
+@test "deactivate after the array's loop device was detached by hand: it stops" {
+	local loop
+	start_array 0 2 32M
+	loop=$(readlink -f "$DEV")
+	losetup -d "$loop"
+	for _ in $(seq 100); do
+		[ -z "$(losetup -nO BACK-FILE "$loop" 2>/dev/null)" ] && break
+		sleep 0.05
+	done
+	run raidtool deactivate "$NAME"
+	assert_success
+	no_leftovers
+}
+
 @test "deactivate: refused while a process reads the FUSE file itself" {
 	start_array 0 2 32M
 	(exec 4<"$RAIDTOOL_RUNDIR/$NAME/mnt/$NAME"; exec sleep 60) 3>&- &
