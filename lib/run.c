@@ -1162,8 +1162,7 @@ static int start_thin(struct run *run, struct rt_export_params *xp, const char *
 		return 0;
 	}
 	tp = (struct thin_run_params){ .link_name = link_name,
-				       .blocksize = run->as->sb.array.blocksize,
-				       .transport = run->transport };
+				       .blocksize = run->as->sb.array.blocksize };
 	r = thin_run_start(run->e, &tp, &run->thin);
 	if (r <= 0)
 		return r;

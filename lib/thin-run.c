@@ -87,7 +87,6 @@ struct thin_run {
 	char array_link[RT_NAME_MAX + 8];	/* ARRAY.pool */
 	struct rt_fuse_backend array_be;
 	uint32_t blocksize;
-	int transport;
 	bool queue_when_full;
 	/* Each separately allocated: the FUSE threads hold pointers to them. */
 	struct thin_vol_export *vols[THIN_MAX_VOLUMES];
@@ -667,7 +666,6 @@ int thin_run_start(struct rt_engine *e, const struct thin_run_params *rp, struct
 		return -ENOMEM;
 	tr->e = e;
 	tr->blocksize = rp->blocksize;
-	tr->transport = rp->transport;
 	tr->io = (struct thin_io){ .ctx = e, .read = eng_read, .write = eng_write,
 				   .flush = eng_flush };
 	pthread_mutex_init(&tr->mu, NULL);

@@ -526,7 +526,7 @@ int cli_send_speed_limit(const char *cmd, const char *id, int mib)
 	char name[RT_NAME_MAX + 1], msg[256], arg[32];
 	int r;
 
-	if (mib == -1)
+	if (mib == CLI_UNSET)
 		return 0;
 	r = cli_speed_limit_arg(cmd, mib, arg, sizeof(arg));
 	if (r < 0)

@@ -6,6 +6,7 @@
  * Shared by the command files: option parsing, messages, exit codes and
  * output formatting. Commands only parse, call libraidtool and print.
  */
+#include <limits.h>
 #include <popt.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -196,6 +197,12 @@ int cli_unit_command(const char *id, const char *what, const struct rt_control_r
 		     bool as_json);
 
 /* --speed-limit MIB (MiB/s of each unit's data area; 0: none), as the walk commands take it. */
+/*
+ * An integer option that was not given. Not -1: "--speed-limit -1" must be
+ * refused as the bad value it is, not taken for no option.
+ */
+#define CLI_UNSET INT_MIN
+
 #define CLI_SPEED_LIMIT_OPT(var) \
 	{ "speed-limit", 0, POPT_ARG_INT, &(var), 0, \
 	  "limit background walks (rebuild, check, repair, resync) to MIB MiB/s per unit " \

@@ -8,7 +8,7 @@
 #include "describe.h"
 #include "json-out.h"
 
-static int force = 0, speed = -1, as_json = 0;
+static int force = 0, speed = CLI_UNSET, as_json = 0;
 
 static const struct poptOption add_opts[] = {
 	{ "force", 'f', POPT_ARG_NONE, &force, 0,
@@ -59,7 +59,7 @@ static int run_add(int n, const char **args)
 	char arg[32];
 	int r;
 
-	if (speed != -1) {
+	if (speed != CLI_UNSET) {
 		r = cli_exit_code(cli_speed_limit_arg("add", speed, arg, sizeof(arg)));
 		if (r != EXIT_OK)
 			return r;

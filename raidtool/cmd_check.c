@@ -4,7 +4,7 @@
 #include "cli.h"
 #include "commands.h"
 
-static int repair = 0, cancel = 0, as_json = 0, prefer = -1, speed = -1;
+static int repair = 0, cancel = 0, as_json = 0, prefer = CLI_UNSET, speed = CLI_UNSET;
 
 static const struct poptOption check_opts[] = {
 	{ "repair", 'r', POPT_ARG_NONE, &repair, 0,
@@ -25,13 +25,13 @@ static int check_options(void)
 
 	if (repair && cancel)
 		return cli_usage_error("check", "--repair and --cancel exclude each other");
-	if (prefer != -1 && !repair)
+	if (prefer != CLI_UNSET && !repair)
 		return cli_usage_error("check", "--prefer needs --repair");
-	if (prefer != -1 && prefer < 0)
+	if (prefer != CLI_UNSET && prefer < 0)
 		return cli_usage_error("check", "--prefer: '%d' is not a role", prefer);
-	if (speed != -1 && cancel)
+	if (speed != CLI_UNSET && cancel)
 		return cli_usage_error("check", "--speed-limit and --cancel exclude each other");
-	if (speed != -1 && cli_speed_limit_arg("check", speed, arg, sizeof(arg)) < 0)
+	if (speed != CLI_UNSET && cli_speed_limit_arg("check", speed, arg, sizeof(arg)) < 0)
 		return EXIT_USAGE;
 	return EXIT_OK;
 }
@@ -45,7 +45,7 @@ static int run_check(int n, const char **args)
 	struct json j;
 	int r;
 
-	if (prefer >= 0)
+	if (prefer != CLI_UNSET)
 		snprintf(arg, sizeof(arg), "prefer=%d", prefer);
 	r = cli_exit_code(cli_send_speed_limit("check", args[0], speed));
 	if (r != EXIT_OK)

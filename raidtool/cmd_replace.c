@@ -10,7 +10,7 @@
 #include "commands.h"
 #include "json-out.h"
 
-static int force = 0, json = 0, speed = -1;
+static int force = 0, json = 0, speed = CLI_UNSET;
 static const char *with = NULL;
 
 static const struct poptOption replace_opts[] = {
@@ -22,6 +22,16 @@ static const struct poptOption replace_opts[] = {
 	CLI_SPEED_LIMIT_OPT(speed),
 	POPT_TABLEEND
 };
+
+/* The options on their own (cli_run: before it looks for the array). */
+static int replace_options(void)
+{
+	char arg[32];
+
+	if (speed != CLI_UNSET && cli_speed_limit_arg("replace", speed, arg, sizeof(arg)) < 0)
+		return EXIT_USAGE;
+	return EXIT_OK;
+}
 
 /*
  * Hot replace on a running array: one request, "UNIT PATH" (PATH absolute:
@@ -70,6 +80,6 @@ static int run_replace(int n, const char **args)
 const struct cli_command cmd_replace = {
 	.name = "replace", .run = run_replace, .opts = replace_opts,
 	.args = "NAME|HASHCODE ROLE|UNIT-HASHCODE|DEVICE --with NEW", .min_args = 2,
-	.max_args = 2,
+	.max_args = 2, .validate = replace_options,
 	.summary = "copy a unit of a running array to a new one, then swap them (hot replace)",
 };

@@ -319,7 +319,7 @@ static void print_json(const struct rt_control_status *st, const struct rt_contr
 /* status --test's exit status (raidtool(8)): 0 clean, 1 degraded, 2 failed or dead. */
 static int health_exit(enum rt_health h)
 {
-	return h == RT_HEALTH_OK ? 0 : h == RT_HEALTH_DEGRADED ? 1 : 2;
+	return h == RT_HEALTH_OK ? 0 : h == RT_HEALTH_DEGRADED ? 1 : STATUS_TEST_FAILED;
 }
 
 static int as_json = 0, test = 0;
@@ -370,6 +370,9 @@ running:
 	r = control_status_wait(scan_array_sb(a)->array.uuid, name, st, &p);
 	if (r < 0) {
 		r = cli_fail_engine(r, name, scan_array_sb(a)->array.uuid);
+		/* --test answers with a health: 1 would say "degraded", 3 "no such array". */
+		if (test)
+			r = STATUS_TEST_FAILED;
 		goto out;
 	}
 print:

@@ -6,7 +6,7 @@
 #include "cli.h"
 #include "commands.h"
 
-static int tries = -1, window = -1, speed = -1;
+static int tries = CLI_UNSET, window = CLI_UNSET, speed = CLI_UNSET;
 
 static const struct poptOption tune_opts[] = {
 	{ "io-retries", 0, POPT_ARG_INT, &tries, 0,
@@ -22,13 +22,13 @@ static int tune_options(void)
 {
 	char arg[32];
 
-	if (tries == -1 && window == -1 && speed == -1)
+	if (tries == CLI_UNSET && window == CLI_UNSET && speed == CLI_UNSET)
 		return cli_usage_error("tune", "give --io-retries, --io-retry-window, --speed-limit "
 				       "or several");
-	if (tries < -1 || window < -1)
+	if ((tries != CLI_UNSET && tries < 0) || (window != CLI_UNSET && window < 0))
 		return cli_usage_error("tune", "--io-retries and --io-retry-window take a number "
 				       "of 0 or more");
-	if (speed != -1 && cli_speed_limit_arg("tune", speed, arg, sizeof(arg)) < 0)
+	if (speed != CLI_UNSET && cli_speed_limit_arg("tune", speed, arg, sizeof(arg)) < 0)
 		return EXIT_USAGE;
 	return EXIT_OK;
 }
@@ -42,17 +42,17 @@ static int run_tune(int n, const char **args)
 	uint8_t uuid[RT_UUID_SIZE];
 	int r;
 
-	if (speed != -1) {
+	if (speed != CLI_UNSET) {
 		r = cli_exit_code(cli_speed_limit_arg("tune", speed, arg, sizeof(arg)));
 		if (r != EXIT_OK)
 			goto out;
 		rq.verb = RT_VERB_SPEED;
 		rq.arg = arg;
 		r = cli_control_command(args[0], "cannot set the speed limit", &rq);
-		if (r != EXIT_OK || (tries == -1 && window == -1))
+		if (r != EXIT_OK || (tries == CLI_UNSET && window == CLI_UNSET))
 			goto out;
 	}
-	if (tries == -1 || window == -1) {
+	if (tries == CLI_UNSET || window == CLI_UNSET) {
 		/* Keep the setting not given as it is. */
 		r = cli_exit_code(cli_running_name(args[0], name, sizeof(name), uuid));
 		if (r != EXIT_OK)
@@ -63,9 +63,9 @@ static int run_tune(int n, const char **args)
 			r = cli_fail_engine(r, name, uuid);
 			goto out;
 		}
-		if (tries == -1)
+		if (tries == CLI_UNSET)
 			tries = (int)control_status_retry_count(st);
-		if (window == -1)
+		if (window == CLI_UNSET)
 			window = (int)control_status_retry_window_ms(st);
 	}
 	snprintf(arg, sizeof(arg), "%d %d", tries, window);

@@ -4,7 +4,11 @@
 
 #include <stdbool.h>
 
-/* status --test on an array that is not found (raidtool(8), EXIT STATUS). */
+/*
+ * status --test (raidtool(8), EXIT STATUS): failed, its engine dead or not
+ * answering; an array that is not found.
+ */
+#define STATUS_TEST_FAILED 2
 #define STATUS_TEST_MISSING 4
 
 /* `status` without a name: every array the machine knows, one block each. */

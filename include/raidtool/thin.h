@@ -334,7 +334,6 @@ struct thin_run;
 struct thin_run_params {
 	const char *link_name;		/* the array's name under /dev/raidtool */
 	uint32_t blocksize;		/* the loop devices' logical block size */
-	int transport;			/* enum rt_fuse_transport */
 };
 int thin_run_probe(struct rt_engine *e);
 int thin_run_start(struct rt_engine *e, const struct thin_run_params *p, struct thin_run **out);

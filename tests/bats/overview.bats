@@ -13,6 +13,8 @@ setup() {
 }
 
 teardown() {
+	# An engine a test stopped with SIGSTOP answers its stop again.
+	[ -n "${STOPPED:-}" ] && kill -CONT "$STOPPED" 2>/dev/null
 	stop_arrays "${NAME:-}" "${NAME2:-}"
 	# A read-only test's file system.
 	[ -n "${TESTDIR:-}" ] && mountpoint -q "$TESTDIR/mnt" && umount "$TESTDIR/mnt"
@@ -147,6 +149,22 @@ overview_of() {
 	assert_failure 2
 	[ "$(overview_of "$NAME" | jq -r .state)" = dead ]
 	[ "$(overview_of "$NAME" | jq -r .health)" = failed ]
+}
+
+@test "status --test: an engine that does not answer is 2 (failed), not 1 (degraded)" {
+	new_array "$NAME" 1 2 32M
+	run raidtool activate "$NAME"
+	assert_success
+	STOPPED=$(cat "$RAIDTOOL_RUNDIR/$NAME/pid")
+	kill -STOP "$STOPPED"
+	run --separate-stderr raidtool status "$NAME" --test
+	assert_failure 2
+	stderr_has "$NAME"
+	# Answering again: clean.
+	kill -CONT "$STOPPED"
+	STOPPED=
+	run --separate-stderr raidtool status "$NAME" --test
+	assert_success
 }
 
 # Every unit image's sha256, one line.

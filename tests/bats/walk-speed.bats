@@ -86,6 +86,19 @@ within_20() {
 	assert_output --partial "--speed-limit"
 	run raidtool tune --speed-limit 99999999 "$NAME"
 	assert_failure 2
+	# -1 is a bad value too, not the absence of the option.
+	local args
+	for args in "check $NAME" "tune $NAME" "replace $NAME 0 --with $TESTDIR/none.img"; do
+		# shellcheck disable=SC2086  # the command's words
+		run raidtool ${args%% *} --speed-limit -1 ${args#* }
+		assert_failure 2
+		assert_output --partial "'-1' is not a number of MiB/s"
+	done
+	run raidtool tune --io-retries -1 "$NAME"
+	assert_failure 2
+	run raidtool check --repair --prefer -1 "$NAME"
+	assert_failure 2
+	assert_output --partial "'-1' is not a role"
 	[ "$(status_json | jq -r .walk_speed_limit)" -eq 0 ]
 	[ "$(status_json | jq -r .walk)" = null ]
 	deactivate_settled "$NAME"
