@@ -658,6 +658,23 @@ uint32_t sb_spare_slot(const struct rt_sb *sb)
 	return sb->array.n_slots;
 }
 
+void sb_role_sizes(const struct rt_sb *sb, uint64_t sizes[RT_MAX_UNITS])
+{
+	uint32_t n = sb->array.n_devices, data = n;
+	uint64_t bytes, share = 0;
+
+	if (sb->array.level == RT_LEVEL_1)
+		data = 1;
+	else if (sb->array.level == RT_LEVEL_5)
+		data = n - 1;
+	if (sb->array.level != RT_LEVEL_LINEAR && data &&
+	    !__builtin_mul_overflow(sb->array.nblocks, (uint64_t)sb->array.blocksize, &bytes) &&
+	    bytes % data == 0 && sb->array.chunk_size && bytes / data % sb->array.chunk_size == 0)
+		share = bytes / data;
+	for (uint32_t i = 0; i < n && i < RT_MAX_UNITS; i++)
+		sizes[i] = share ? share : sb->slots[i].data_size;
+}
+
 int sb_replacing_slot(const struct rt_sb *sb)
 {
 	for (uint32_t s = sb->array.n_devices; s < sb->array.n_slots && s < RT_MAX_UNITS; s++)

@@ -241,7 +241,7 @@ int member_prepare(const char *path, struct rt_sb *sb, uint32_t idx, unsigned fl
 	struct rt_geometry g;
 	struct rt_slot *slot;
 	struct rt_unit *u;
-	uint64_t need = UINT64_MAX;
+	uint64_t need = UINT64_MAX, sizes[RT_MAX_UNITS];
 	bool role = idx < sb->array.n_devices;
 	int r;
 
@@ -253,10 +253,11 @@ int member_prepare(const char *path, struct rt_sb *sb, uint32_t idx, unsigned fl
 	r = member_open(path, sb->array.chunk_size, flags, force, own_array, &u, &g);
 	if (r < 0)
 		return r;
-	/* Every role of a raid1/raid5 uses the smallest role's data size. */
+	/* What the array keeps on a role: a unit it ran on is never too small. */
+	sb_role_sizes(sb, sizes);
 	for (uint32_t i = 0; i < sb->array.n_devices; i++)
-		if (sb->slots[i].data_size < need)
-			need = sb->slots[i].data_size;
+		if (sizes[i] < need)
+			need = sizes[i];
 	if (g.data_size < need) {
 		rt_log(RT_LOG_ERROR, "'%s': too small for array '%s': its data area "
 		       "would hold %llu bytes, each unit needs %llu", path,

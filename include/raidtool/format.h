@@ -199,6 +199,14 @@ int sb_min_units(int32_t level);		/* 1, 1, 2, 3 */
 uint32_t sb_spare_slot(const struct rt_sb *sb);
 /* The slot of the unit being filled to replace role sb->replace_role, or -1. */
 int sb_replacing_slot(const struct rt_sb *sb);
+/*
+ * The data bytes each role holds for the array (@sizes[0..n_devices)):
+ * raid0/1/5 the array's own share of a role, from its size, the same on
+ * every role; linear (or an array whose size says nothing) each slot's
+ * data_size. Not the smallest slot's data_size: a unit that took a role
+ * may be bigger than the one it replaced, and the array does not grow.
+ */
+void sb_role_sizes(const struct rt_sb *sb, uint64_t sizes[RT_MAX_UNITS]);
 /* Roles the level runs without: raid1 all but one, raid5 one, others none. */
 unsigned sb_max_missing(int32_t level, uint32_t n_devices);
 int sb_hashcode_parse(const char *s, uint32_t *hash);	/* exactly 8 hex digits */

@@ -13,7 +13,7 @@
  *
  * Memory is fixed at engine_create and does not depend on the array's size:
  *
- *   bytes ~= (ENGINE_CONTEXTS + 1) * (D + S + R + B) + ENGINE_LOCK_BUCKETS * 128 B
+ *   bytes ~= (ENGINE_CONTEXTS + 1) * (D + S + R + B) + ENGINE_LOCK_BUCKETS * 192 B
  *     D = ENGINE_PIECE + 2 * 4 KiB       aligned data buffer (1 MiB + 8 KiB)
  *     S = D for raid5, else 0            parity and old-data scratch
  *     R ~= 25 KiB                        io_uring ring: 256 SQEs, 512 CQEs
@@ -26,8 +26,9 @@
  *   parity of writes holding stripes on rings: ENGINE_RING_HOLDS * D
  *   (12 MiB, struct raid5_hold);
  *   engine_discard's zeros add ENGINE_PIECE (1 MiB) once per engine; a
- *   recover walk borrows 2 * n * ENGINE_WALK_STEP (at most ENGINE_WALK_MEM,
- *   32 MiB) while it runs.
+ *   walk borrows ENGINE_WALK_DEPTH pieces of buffers while it runs (a
+ *   recover 4 * n * ENGINE_WALK_STEP, a scrub 4 * (n + 1) * 512 KiB; at
+ *   most ENGINE_WALK_MEM, 32 MiB: walk.c).
  *   (the one context more is kept for the redos of failed rounds).
  *   With ENGINE_CONTEXTS = 16 and ENGINE_PIECE = 1 MiB: about 18 MiB for
  *   linear/raid0/raid1 and 52 MiB for raid5 with 64 KiB chunks (B adds at
@@ -347,8 +348,7 @@ static int create_engine(const struct rt_sb *sb, struct rt_unit *const *units,
 	pthread_mutex_init(&e->walk_mu, NULL);
 	pthread_cond_init(&e->walk_cond, NULL);
 
-	for (r = 0; r < n; r++)
-		role_size[r] = sb->slots[r].data_size;
+	sb_role_sizes(sb, role_size);
 	ret = layout_init(&e->layout, sb->array.level, n, sb->array.chunk_size, role_size);
 	if (ret)
 		goto fail;

@@ -900,6 +900,44 @@ static void test_state_names(void **state UNUSED)
  * Hot replace: one replacing entry past the roles, with the role it is to
  * take in the header (bytes 72-75); replaced entries past the roles.
  */
+/*
+ * Each role's share of the array comes from the array's size, not from the
+ * smallest slot: after a bigger unit took the smallest one's role, the
+ * array (and what a unit must hold to join it) stays as it was.
+ */
+static void test_role_sizes(void **state UNUSED)
+{
+	uint64_t sizes[RT_MAX_UNITS];
+	struct rt_sb sb;
+
+	make_sb(&sb);
+	sb.array.blocksize = 4096;
+	for (unsigned i = 0; i < sb.array.n_devices; i++)
+		sb.slots[i].data_size = 64 * CHUNK;
+	sb.slots[2].data_size = 100 * CHUNK;	/* took the role of a unit of 40 chunks */
+	sb.array.nblocks = 4 * 40 * (uint64_t)CHUNK / 4096;	/* raid5 of 5: 4 data roles */
+	sb_role_sizes(&sb, sizes);
+	for (unsigned i = 0; i < sb.array.n_devices; i++)
+		assert_int_equal(sizes[i], 40 * CHUNK);
+	sb.array.level = RT_LEVEL_1;
+	sb.array.nblocks = 40 * (uint64_t)CHUNK / 4096;
+	sb_role_sizes(&sb, sizes);
+	assert_int_equal(sizes[4], 40 * CHUNK);
+	sb.array.level = RT_LEVEL_0;
+	sb.array.nblocks = 5 * 40 * (uint64_t)CHUNK / 4096;
+	sb_role_sizes(&sb, sizes);
+	assert_int_equal(sizes[0], 40 * CHUNK);
+	/* Not whole chunks per role (no array is made so): the slots' sizes. */
+	sb.array.nblocks += 1;
+	sb_role_sizes(&sb, sizes);
+	assert_int_equal(sizes[2], 100 * CHUNK);
+	/* Linear: every role its own. */
+	sb.array.level = RT_LEVEL_LINEAR;
+	sb_role_sizes(&sb, sizes);
+	assert_int_equal(sizes[0], 64 * CHUNK);
+	assert_int_equal(sizes[2], 100 * CHUNK);
+}
+
 static void test_replacing(void **state UNUSED)
 {
 	struct rt_sb sb, out;
@@ -1072,6 +1110,7 @@ int main(void)
 		cmocka_unit_test(test_levels),
 		cmocka_unit_test(test_state_names),
 		cmocka_unit_test(test_spare_slot),
+		cmocka_unit_test(test_role_sizes),
 		cmocka_unit_test(test_replacing),
 		cmocka_unit_test(test_hashcodes),
 		cmocka_unit_test(test_names),
