@@ -196,13 +196,14 @@ const char *cli_unit_arg(const char *arg, char *buf, size_t len);
 int cli_unit_command(const char *id, const char *what, const struct rt_control_req *rq,
 		     bool as_json);
 
-/* --speed-limit MIB (MiB/s of each unit's data area; 0: none), as the walk commands take it. */
 /*
  * An integer option that was not given. Not -1: "--speed-limit -1" must be
- * refused as the bad value it is, not taken for no option.
+ * refused as the bad value it is, not taken for no option. (Typed in full,
+ * -2147483648 reads as no option: no option takes a value that low.)
  */
 #define CLI_UNSET INT_MIN
 
+/* --speed-limit MIB (MiB/s of each unit's data area; 0: none), as the walk commands take it. */
 #define CLI_SPEED_LIMIT_OPT(var) \
 	{ "speed-limit", 0, POPT_ARG_INT, &(var), 0, \
 	  "limit background walks (rebuild, check, repair, resync) to MIB MiB/s per unit " \
@@ -212,8 +213,8 @@ int cli_unit_command(const char *id, const char *what, const struct rt_control_r
 int cli_speed_limit_arg(const char *cmd, int mib, char *arg, size_t len);
 
 /*
- * Give the running array @id's engine the walk speed limit @mib (MiB/s; -1:
- * not given, nothing sent), quietly. 0 when done, else -errno.
+ * Give the running array @id's engine the walk speed limit @mib (MiB/s;
+ * CLI_UNSET: not given, nothing sent), quietly. 0 when done, else -errno.
  */
 int cli_send_speed_limit(const char *cmd, const char *id, int mib);
 

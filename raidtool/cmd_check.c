@@ -18,7 +18,7 @@ static const struct poptOption check_opts[] = {
 	POPT_TABLEEND
 };
 
-/* The options on their own (cli_run: before it looks for the array). */
+/* The options on their own (run_named: before it looks for the array). */
 static int check_options(void)
 {
 	char arg[32];

@@ -22,7 +22,7 @@ static const char *when_full_name(uint32_t w)
 }
 
 static const char *create_bsize, *create_when_full;
-static int create_force, create_low_water = -1;
+static int create_force, create_low_water = CLI_UNSET;
 
 static const struct poptOption create_opts[] = {
 	{ "block-size", 'b', POPT_ARG_STRING, &create_bsize, 0,
@@ -57,10 +57,10 @@ static int create_params(struct thin_format_params *fp)
 	else if (create_when_full && strcmp(create_when_full, "error"))
 		return cli_usage_error("pool create", "--when-full '%s': use error or queue",
 				       create_when_full), -EINVAL;
-	if (create_low_water != -1 && (create_low_water < 0 || create_low_water > 100))
+	if (create_low_water != CLI_UNSET && (create_low_water < 0 || create_low_water > 100))
 		return cli_usage_error("pool create", "--low-water '%d': a percentage (0 to 100)",
 				       create_low_water), -EINVAL;
-	fp->low_water = create_low_water < 0 ? 0 : (uint32_t)create_low_water;
+	fp->low_water = create_low_water == CLI_UNSET ? 0 : (uint32_t)create_low_water;
 	return 0;
 }
 

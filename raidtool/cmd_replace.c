@@ -23,7 +23,7 @@ static const struct poptOption replace_opts[] = {
 	POPT_TABLEEND
 };
 
-/* The options on their own (cli_run: before it looks for the array). */
+/* The options on their own (run_named: before it looks for the array). */
 static int replace_options(void)
 {
 	char arg[32];

@@ -327,7 +327,7 @@ static int as_json = 0, test = 0;
 static const struct poptOption status_opts[] = {
 	{ "json", 0, POPT_ARG_NONE, &as_json, 0, "print JSON", NULL },
 	{ "test", 't', POPT_ARG_NONE, &test, 0,
-	  "exit status from the health: 0 clean, 1 degraded, 2 failed or dead, "
+	  "exit status from the health: 0 clean, 1 degraded, 2 failed, dead or not answering, "
 	  "4 no such array", NULL },
 	POPT_TABLEEND
 };
@@ -351,7 +351,7 @@ static int run_status(int n, const char **args)
 	st = control_status_new();
 	if (!st) {
 		r = cli_fail(-ENOMEM, "status");
-		goto out;
+		goto failed;
 	}
 	/* A scan, so that a name two arrays share is refused, naming both. */
 	r = cli_scan_lookup(args[0], &s, &a);
@@ -359,7 +359,7 @@ static int run_status(int n, const char **args)
 		r = cli_exit_code(r);
 		if (r == EXIT_NOTFOUND && test)
 			r = STATUS_TEST_MISSING;
-		goto out;
+		goto failed;
 	}
 	name = scan_array_sb(a)->array.name;
 	if (control_probe(scan_array_sb(a)->array.uuid, &p) == 0 && p.state == RT_CONTROL_ACTIVE)
@@ -370,10 +370,7 @@ running:
 	r = control_status_wait(scan_array_sb(a)->array.uuid, name, st, &p);
 	if (r < 0) {
 		r = cli_fail_engine(r, name, scan_array_sb(a)->array.uuid);
-		/* --test answers with a health: 1 would say "degraded", 3 "no such array". */
-		if (test)
-			r = STATUS_TEST_FAILED;
-		goto out;
+		goto failed;
 	}
 print:
 	if (as_json)
@@ -381,6 +378,14 @@ print:
 	else
 		print_text(st, &p);
 	r = test ? health_exit(overview_health(a, st, &p)) : EXIT_OK;
+	goto out;
+failed:
+	/*
+	 * --test answers with a health: 1 would say "degraded", and 3 (its
+	 * engine stopped while asked) is not "no such array" (4, above).
+	 */
+	if (test && (r == EXIT_FAIL || r == EXIT_NOTFOUND))
+		r = STATUS_TEST_FAILED;
 out:
 	control_status_free(st);
 	scan_free(s);

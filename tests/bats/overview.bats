@@ -159,7 +159,7 @@ overview_of() {
 	kill -STOP "$STOPPED"
 	run --separate-stderr raidtool status "$NAME" --test
 	assert_failure 2
-	stderr_has "$NAME"
+	stderr_has "does not answer"
 	# Answering again: clean.
 	kill -CONT "$STOPPED"
 	STOPPED=

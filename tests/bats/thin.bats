@@ -139,6 +139,7 @@ refused() {
 		pool create "$NAME" --block-size 32K --force
 	refused 2 "--when-full 'wait': use error or queue" pool create "$NAME" --when-full wait
 	refused 2 "--low-water '101': a percentage" pool create "$NAME" --low-water 101
+	refused 2 "--low-water '-1': a percentage" pool create "$NAME" --low-water -1
 	refused 2 "'frobnicate' is not a subcommand" vol frobnicate "$NAME"
 	run raidtool pool check "$NAME"
 	assert_success

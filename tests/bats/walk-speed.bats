@@ -96,6 +96,12 @@ within_20() {
 	done
 	run raidtool tune --io-retries -1 "$NAME"
 	assert_failure 2
+	assert_output --partial "a number of 0 or more"
+	run raidtool tune --io-retry-window -1 "$NAME"
+	assert_failure 2
+	assert_output --partial "a number of 0 or more"
+	run raidtool replace --speed-limit -1 "nosuch$NAME" 0 --with "$TESTDIR/none.img"
+	assert_failure 2
 	run raidtool check --repair --prefer -1 "$NAME"
 	assert_failure 2
 	assert_output --partial "'-1' is not a role"
