@@ -592,12 +592,11 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 		return -EOPNOTSUPP;	/* linear/raid0: no redundancy to walk */
 	switch (p->kind) {
 	case RT_WALK_RECOVER:
-		if (p->role >= g.n || !engine_role_rebuilding(e, p->role) || p->start > g.role_bytes)
+		if (p->role >= g.n || !engine_role_rebuilding(e, p->role))
 			return -EINVAL;
 		break;
 	case RT_WALK_REPLACE:
-		if (p->role >= g.n || engine_replace_role(e) != (int)p->role ||
-		    p->start > g.role_bytes)
+		if (p->role >= g.n || engine_replace_role(e) != (int)p->role)
 			return -EINVAL;
 		break;
 	case RT_WALK_RESYNC:
@@ -669,6 +668,12 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 	w->regions = copy;
 	w->n_regions = n_regions;
 	w->p = *p;
+	/*
+	 * A checkpoint past the role's share was saved by an engine that laid
+	 * the array out on a bigger unit's size (before sb_role_sizes): the
+	 * whole share is done.
+	 */
+	w->p.start = min_u64(p->start, g.role_bytes);
 	w->p.regions = NULL;
 	if (p->kind == RT_WALK_RESYNC || copy)
 		w->p.region_size = p->regions ? p->region_size : g.role_bytes;
@@ -688,7 +693,8 @@ int engine_walk_start(struct rt_engine *e, const struct rt_walk_params *p)
 	if (p->kind == RT_WALK_RESYNC || copy) {
 		w->prog.regions_total = copy ? popcount_bits(copy, n_regions) : 1;
 		w->prog.total = region_bytes(copy, n_regions, w->p.region_size, g.role_bytes,
-					     p->kind != RT_WALK_RESYNC ? p->start / g.chunk * g.chunk : 0);
+					     p->kind != RT_WALK_RESYNC ?
+						     w->p.start / g.chunk * g.chunk : 0);
 	}
 	w->done0 = 0;
 	clock_gettime(CLOCK_MONOTONIC, &w->t0);

@@ -375,7 +375,9 @@ static int create_engine(const struct rt_sb *sb, struct rt_unit *const *units,
 			atomic_fetch_or(&e->faulty, role_bit(r));
 			continue;
 		}
-		if (unit_size(units[r]) < e->data_offset + e->layout.role_size[r]) {
+		/* The unit's own data area too: beyond it lies its second superblock. */
+		if (unit_size(units[r]) < e->data_offset + e->layout.role_size[r] ||
+		    sb->slots[r].data_size < e->layout.role_size[r]) {
 			rt_log(RT_LOG_DEBUG, "engine: '%s' is smaller than its role's data area",
 			       unit_path(units[r]));
 			ret = -ENOSPC;

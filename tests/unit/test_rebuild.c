@@ -583,6 +583,29 @@ static void recover_case(int32_t level, uint32_t n, uint32_t role, uint32_t chun
 	fx_teardown(f);
 }
 
+/*
+ * A checkpoint past the role's share (saved when engines laid the array
+ * out on a bigger unit's size): the walk starts, and the share is done.
+ */
+static void test_recover_checkpoint_past_share(void **state)
+{
+	struct rt_walk_progress pr;
+	struct fx *f = &the_fx;
+
+	(void)state;
+	if (skip_without_root())
+		skip();
+	assert_int_equal(fx_setup(f, RT_LEVEL_1, 2), 0);
+	replace_role(f, 1);
+	assert_int_equal(start_walk(f, RT_WALK_RECOVER, 1, f->role_bytes + 4 * CHUNK), 0);
+	assert_int_equal(wait_done(f, 1), 0);
+	engine_walk_progress(f->e, &pr);
+	assert_int_equal(pr.result, 0);
+	assert_int_equal(pr.total, f->role_bytes);
+	assert_int_equal(engine_role_state(f->e, 1), RT_ROLE_ACTIVE);
+	fx_teardown(f);
+}
+
 static void test_recover_raid1(void **state)
 {
 	(void)state;
@@ -1562,6 +1585,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_recover_raid1, fx_cleanup),
+		cmocka_unit_test_teardown(test_recover_checkpoint_past_share, fx_cleanup),
 		cmocka_unit_test_teardown(test_recover_raid5, fx_cleanup),
 		cmocka_unit_test_teardown(test_recover_raid5_big_chunk, fx_cleanup),
 		cmocka_unit_test_teardown(test_cancel_resume_raid5, fx_cleanup),
