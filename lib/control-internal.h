@@ -69,6 +69,12 @@ struct rt_control_status {
 	uint64_t fuse_worker_requests;	/* of the ring's, served by a worker (appended) */
 	uint32_t fuse_poll_us;		/* the queues' poll time (appended) */
 	uint64_t fuse_polled;		/* waits a poll ended without sleeping (appended) */
+	/*
+	 * The walk itself walking (appended): walk_running without the end's
+	 * bookkeeping and a rebuild to follow. A unit the walk made active is
+	 * never seen with this still true.
+	 */
+	bool walk_active;
 };
 
 #endif

@@ -735,7 +735,7 @@ static const struct field status_fields[] = {
 	STATUS(F_U64, fuse_ring_requests), STATUS(F_U64, fuse_dev_requests),
 	STATUS(F_U32, fuse_queues), STATUS(F_U32, fuse_queue_depth),
 	STATUS(F_U64, fuse_worker_requests), STATUS(F_U32, fuse_poll_us),
-	STATUS(F_U64, fuse_polled),
+	STATUS(F_U64, fuse_polled), STATUS(F_BOOL, walk_active),
 };
 
 /* The size a member of @type has (0: any); a table entry of another size is a bug. */

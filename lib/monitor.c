@@ -48,7 +48,12 @@ void monitor_array_from_status(const struct rt_control_status *st, struct rt_mon
 	a->n_devices = st->n_devices;
 	a->health = st->health;
 	a->walk = st->walk;
-	a->walk_running = st->walk_running;
+	/*
+	 * Whether the walk walks, not walk_running: that stays true while the
+	 * end is recorded, when the rebuilt unit is already active, and
+	 * SpareActive would come before its RebuildFinished.
+	 */
+	a->walk_running = st->walk_active;
 	a->walk_result = st->walk_result;
 	a->walk_role = st->walk_role;
 	a->walk_done = st->walk_done;

@@ -192,6 +192,7 @@ static int on_status(void *ctx, struct rt_control_status *st)
 		engine_walk_progress(run->e, &wp);
 		st->walk = wp.kind;
 		st->walk_running = wp.running || wp.ending || next;
+		st->walk_active = wp.running;
 		st->walk_result = wp.result;
 		st->walk_role = wp.role;
 		st->walk_done = wp.done;

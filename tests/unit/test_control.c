@@ -142,6 +142,7 @@ static void fill_status(struct rt_control_status *st)
 	st->fuse_worker_requests = 12345;
 	st->fuse_poll_us = 50;
 	st->fuse_polled = 6789;
+	st->walk_active = true;
 }
 
 static int setup(void **state)

@@ -14,7 +14,9 @@
 
 #include <cmocka.h>
 
+#include <raidtool/control.h>
 #include <raidtool/monitor.h>
+#include "../../lib/control-internal.h"	/* the engine's status, member by member */
 
 struct seen {
 	char text[1024];	/* "Fail:/dev/loop1:1: DegradedArray::-1:degraded " */
@@ -141,6 +143,57 @@ static void test_rebuild(void **state)
 			    "RebuildStarted:/dev/loop1:1: RebuildFinished:/dev/loop1:1:finished ");
 }
 
+/*
+ * The engine's status as a rebuild ends: walk_running stays true while its
+ * outcome is recorded, and the rebuilt unit is active by then. The events
+ * still come in the order things happened: RebuildFinished, SpareActive.
+ */
+static void status_rebuilding(struct rt_control_status *st)
+{
+	memset(st, 0, sizeof(*st));
+	snprintf(st->name, sizeof(st->name), "m");
+	st->n_devices = 2;
+	st->n_units = 2;
+	st->health = RT_HEALTH_DEGRADED;
+	for (unsigned i = 0; i < 2; i++) {
+		st->units[i].uuid[0] = (uint8_t)(i + 1);
+		st->units[i].slot = i;
+		snprintf(st->units[i].device, sizeof(st->units[i].device), "/dev/loop%u", i);
+		st->units[i].state = RT_UNIT_STATE_ACTIVE;
+	}
+	st->units[1].state = RT_UNIT_STATE_REBUILDING;
+	st->walk = RT_WALK_RECOVER;
+	st->walk_running = st->walk_active = true;
+	st->walk_role = 1;
+	st->walk_total = 100;
+	st->walk_done = 50;
+}
+
+static void test_rebuild_end_being_recorded(void **state)
+{
+	struct rt_control_status *st = calloc(1, sizeof(*st));
+	struct rt_monitor_array a, b, c;
+	struct seen s;
+
+	(void)state;
+	assert_non_null(st);
+	status_rebuilding(st);
+	monitor_array_from_status(st, &a);
+	/* The walk is over, its end being recorded: the unit took its role. */
+	st->walk_active = false;
+	st->walk_done = 100;
+	st->units[1].state = RT_UNIT_STATE_ACTIVE;
+	st->health = RT_HEALTH_OK;
+	monitor_array_from_status(st, &b);
+	assert_string_equal(compare(&a, &b, &s),
+			    "RebuildFinished:/dev/loop1:1:finished SpareActive:/dev/loop1:1: ");
+	/* Recorded: nothing more to say. */
+	st->walk_running = false;
+	monitor_array_from_status(st, &c);
+	assert_string_equal(compare(&b, &c, &s), "");
+	free(st);
+}
+
 /* A replace: reported as a rebuild of the role the new unit fills, not of the slot it waits in. */
 static void test_replace_names_the_role(void **state)
 {
@@ -214,6 +267,7 @@ int main(void)
 		cmocka_unit_test(test_fail_then_degraded),
 		cmocka_unit_test(test_spare_fails),
 		cmocka_unit_test(test_rebuild),
+		cmocka_unit_test(test_rebuild_end_being_recorded),
 		cmocka_unit_test(test_replace_names_the_role),
 		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_failed_after_degraded),
