@@ -152,10 +152,16 @@ static void on_ready(const char *name, const char *link, const char *dev, void *
 static int start_array(struct rt_incremental_result *res)
 {
 	struct rt_activate_opts ao = { 0 };
-	long wait = lock_wait_ms() < START_LOCK_WAIT_MS ? lock_wait_ms() : START_LOCK_WAIT_MS;
+	long wait = lock_wait_ms();
 	char id[16];
 	int r, lock_fd;
 
+	if (wait < 0) {
+		res->started = RT_INC_NO;
+		return (int)wait;
+	}
+	if (wait > START_LOCK_WAIT_MS)
+		wait = START_LOCK_WAIT_MS;
 	/*
 	 * The array's admin lock, as `raidtool activate` takes it: not while a
 	 * deactivate, add, ... of it is under way (busy: not started). The

@@ -20,6 +20,10 @@
 #define LOCK_DIR "lock"
 #define LOCK_POLL_MS 50
 
+/*
+ * RAIDTOOL_LOCK_TIMEOUT in ms, or -EINVAL: a typo there is refused, not
+ * read as the default, which would wait a minute the admin did not ask for.
+ */
 static long wait_ms(void)
 {
 	const char *t = getenv("RAIDTOOL_LOCK_TIMEOUT");
@@ -28,8 +32,14 @@ static long wait_ms(void)
 
 	if (!t || !*t)
 		return RT_LOCK_WAIT_MS_DEFAULT;
+	errno = 0;
 	secs = strtol(t, &end, 10);
-	return *end || secs < 0 || secs > 24 * 3600 ? RT_LOCK_WAIT_MS_DEFAULT : secs * 1000;
+	if (errno || *end || secs < 0 || secs > 24 * 3600) {
+		rt_log(RT_LOG_ERROR, "RAIDTOOL_LOCK_TIMEOUT='%s': not a number of seconds from 0 "
+		       "to 86400", t);
+		return -EINVAL;
+	}
+	return secs * 1000;
 }
 
 /* The holder writes its pid into the file: for the message of whoever waits in vain. */
@@ -58,7 +68,10 @@ static int holder_pid(int fd)
 
 int lock_take(const char *key, int *out)
 {
-	return lock_take_within(key, wait_ms(), out);
+	long limit = wait_ms();
+
+	*out = -1;
+	return limit < 0 ? (int)limit : lock_take_within(key, limit, out);
 }
 
 int lock_take_within(const char *key, long limit, int *out)
@@ -133,7 +146,10 @@ int lock_take_within(const char *key, long limit, int *out)
 
 int lock_take_array(const uint8_t uuid[RT_UUID_SIZE], int *fd)
 {
-	return lock_take_array_within(uuid, wait_ms(), fd);
+	long limit = wait_ms();
+
+	*fd = -1;
+	return limit < 0 ? (int)limit : lock_take_array_within(uuid, limit, fd);
 }
 
 int lock_take_array_within(const uint8_t uuid[RT_UUID_SIZE], long limit_ms, int *fd)

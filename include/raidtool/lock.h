@@ -39,7 +39,10 @@ int lock_take_within(const char *key, long limit_ms, int *fd);
 int lock_take_array(const uint8_t uuid[RT_UUID_SIZE], int *fd);
 int lock_take_array_within(const uint8_t uuid[RT_UUID_SIZE], long limit_ms, int *fd);
 
-/* How long lock_take waits: $RAIDTOOL_LOCK_TIMEOUT seconds (default 60), in ms. */
+/*
+ * How long lock_take waits: $RAIDTOOL_LOCK_TIMEOUT seconds (default 60), in
+ * ms; -EINVAL (logged) when that is not a number of seconds from 0 to 86400.
+ */
 long lock_wait_ms(void);
 
 /* Let a lock go (-1: nothing to do). */

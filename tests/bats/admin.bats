@@ -220,6 +220,30 @@ hold_lock() {
 	assert_success
 }
 
+@test "RAIDTOOL_LOCK_TIMEOUT that is not a number of seconds: refused naming it (exit 2), nothing written" {
+	local u sums bad cmd
+	mapfile -t u < <(make_images u 2 32M)
+	run raidtool create "$NAME" --level 1 --assume-clean "${u[@]}"
+	assert_success
+	sums=$(checksums "${u[@]}")
+	for bad in abc 5s -1 86401 99999999999999999999; do
+		for cmd in "rename $NAME ${NAME}x" "activate $NAME" "zero ${u[0]}"; do
+			# shellcheck disable=SC2086  # the command and its arguments
+			RAIDTOOL_LOCK_TIMEOUT=$bad run raidtool $cmd
+			assert_failure 2
+			assert_output --partial "RAIDTOOL_LOCK_TIMEOUT='$bad': not a number of seconds"
+		done
+	done
+	[ "$(checksums "${u[@]}")" = "$sums" ]
+	run --separate-stderr raidtool status --json "$NAME"
+	[ "$(jq -r .state <<<"$output")" = inactive ]
+	# Empty is the default; 0 does not wait.
+	RAIDTOOL_LOCK_TIMEOUT= run raidtool rename "$NAME" "${NAME}x"
+	assert_success
+	RAIDTOOL_LOCK_TIMEOUT=0 run raidtool rename "${NAME}x" "$NAME"
+	assert_success
+}
+
 @test "activate and deactivate started together: run in turn, never 'still starting'" {
 	local u ra rd round
 	mapfile -t u < <(make_images u 2 32M)
