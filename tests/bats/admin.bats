@@ -238,7 +238,7 @@ hold_lock() {
 	run --separate-stderr raidtool status --json "$NAME"
 	[ "$(jq -r .state <<<"$output")" = inactive ]
 	# Empty is the default; 0 does not wait.
-	RAIDTOOL_LOCK_TIMEOUT= run raidtool rename "$NAME" "${NAME}x"
+	RAIDTOOL_LOCK_TIMEOUT='' run raidtool rename "$NAME" "${NAME}x"
 	assert_success
 	RAIDTOOL_LOCK_TIMEOUT=0 run raidtool rename "${NAME}x" "$NAME"
 	assert_success
