@@ -948,7 +948,12 @@ void run_take_spare(struct run *run)
 	u = as->units[i];
 	own = as->own[i];
 	own.slot = w.role;
-	/* The failed unit's own superblock is never written again: it keeps its slot here. */
+	/*
+	 * The failed unit's own superblock is never written again: it keeps its
+	 * identity, in the spare's slot here (status, remove by its hashcode).
+	 */
+	if (old)
+		as->own[i] = as->own[w.role];
 	as->own[i].slot = w.spare_slot;
 	as->units[i] = old;
 	snprintf(as->dev[i], sizeof(as->dev[i]), "%s", old ? olddev : "");

@@ -1006,7 +1006,7 @@ readd_regions() {
 }
 
 @test "a spare present when a unit fails takes its role at once and is rebuilt onto" {
-	local spare extra
+	local spare extra failed_uuid failed_hash spare_uuid
 	new_array 1 2 64M
 	start_array
 	spare=$(make_image spare.img 64M)
@@ -1015,12 +1015,19 @@ readd_regions() {
 	assert_output --partial "added as a spare (slot 2)"
 	head -c 16M /dev/urandom > "$TESTDIR/data"
 	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	failed_uuid=$(raidtool examine --json "${UNITS[0]}" | jq -r .this_unit.uuid)
+	failed_hash=$(raidtool examine --json "${UNITS[0]}" | jq -r .this_unit.hashcode)
+	spare_uuid=$(raidtool examine --json "$spare" | jq -r .this_unit.uuid)
 	run raidtool fail "$NAME" 0
 	assert_success
 	run raidtool wait "$NAME"
 	assert_success
 	assert_output --partial "rebuild of role 0 done; the array is clean"
 	grep -q "spare '.*' takes the place of failed role 0" "$RAIDTOOL_RUNDIR/$NAME/log"
+	# Each unit keeps its own identity in status: the failed one is not listed as the spare.
+	run status_json
+	[ "$(jq -r '.units[] | select(.slot == 0) | .uuid' <<<"$output")" = "$spare_uuid" ]
+	[ "$(jq -r '.units[] | select(.slot == 2) | .uuid' <<<"$output")" = "$failed_uuid" ]
 	[ "$(examined_slot "$spare" 0)" = active ]
 	[ "$(examined_slot "$spare" 2)" = faulty ]
 	run status_json
@@ -1030,7 +1037,8 @@ readd_regions() {
 	# The failed unit saw every write: the spare now holds the same bytes.
 	same_data_area "${UNITS[0]}" "$spare" $((16 << 20))
 	check_clean
-	run raidtool remove "$NAME" "$(loop_of "${UNITS[0]}")"
+	# By its hashcode too, as every unit can be named.
+	run raidtool remove "$NAME" "$failed_hash"
 	assert_success
 	assert_output --partial "removed from slot 2"
 	run cmp <(dd if="$DEV" bs=1M count=16 iflag=direct status=none) "$TESTDIR/data"
