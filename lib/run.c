@@ -400,6 +400,20 @@ static void on_walk_checkpoint(uint32_t role, uint64_t offset, void *ctx)
 	record_walk_offset(ctx, "rebuild", role, offset, set_recovery_offset, &o);
 }
 
+/*
+ * Only a role still rebuilding becomes active: the engine made it active
+ * before @done ran, and a failure in between (a read of the new unit, an
+ * admin's fail) recorded it faulty, which must stay.
+ */
+static int finish_rebuild_slot(struct rt_sb *sb, void *arg)
+{
+	const struct slot_change *c = arg;
+
+	if (sb->slots[c->slot].state != RT_SLOT_REBUILDING)
+		return -ESTALE;
+	return run_change_slot(sb, arg);
+}
+
 /* A rebuild of @role that reached the end: the role is active again. */
 static void rebuild_finished(struct run *run, uint32_t role)
 {
@@ -407,9 +421,12 @@ static void rebuild_finished(struct run *run, uint32_t role)
 	int r;
 
 	pthread_mutex_lock(&run->sb_lock);
-	r = run_sb_update(run, run_change_slot, &c);
+	r = run_sb_update(run, finish_rebuild_slot, &c);
 	pthread_mutex_unlock(&run->sb_lock);
-	if (r < 0)
+	if (r == -ESTALE)
+		rt_log(RT_LOG_WARN, "'%s': role %u is rebuilt, but its unit failed as the rebuild "
+		       "ended: the role stays failed", run->name, c.slot);
+	else if (r < 0)
 		rt_log(RT_LOG_ERROR, "'%s': role %u is rebuilt, but marking it active in the "
 		       "superblocks failed: %s", run->name, c.slot, strerror(-r));
 	else
