@@ -754,11 +754,16 @@ int engine_walk_cancel(struct rt_engine *e)
 	w = *engine_walk_slot(e);
 	if (!w)
 		return -ESRCH;
+	/*
+	 * Under @mu and only while it runs: a walk started once this one ended
+	 * (its start clears the flag under @mu) is not cancelled by this call.
+	 */
 	pthread_mutex_lock(&w->mu);
 	running = w->prog.running;
 	ending = w->prog.ending;
+	if (running)
+		atomic_store(&w->cancel, true);
 	pthread_mutex_unlock(&w->mu);
-	atomic_store(&w->cancel, true);
 	/*
 	 * The thread runs @done before it ends: joining waits for it, and so
 	 * does waiting for a start that is joining it.
