@@ -477,9 +477,8 @@ static int engine_aio_map(struct rt_engine *e, bool write, void *buf, size_t len
 		    !engine_dl_covered(e, off / e->lock_unit, (off + len - 1) / e->lock_unit))
 			goto sync;
 	}
-	/* Loaded under the stripe locks, the rebuild mask first (see engine_write_piece). */
-	rb = engine_rebuilding(e);
-	m = engine_faulty(e);
+	/* Loaded under the stripe locks, as one pair (see engine_write_piece). */
+	engine_role_masks(e, &rb, &m);
 	if (write)
 		ret = e->ops->map_write(e, ar, buf, off, len, m, rb);
 	else if (m && e->ops->lock_degraded_reads && !ar->areq)

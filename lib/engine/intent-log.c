@@ -96,8 +96,11 @@ static int dl_io(struct rt_engine *e, struct engine_ctx *c, bool write_log)
 			return ret;
 	}
 	for (;;) {
-		uint64_t rb = engine_rebuilding(e), f0 = engine_faulty(e), m = f0 & ~rb;
+		uint64_t rb, f0, m;
 		uint32_t r;
+
+		engine_role_masks(e, &rb, &f0);
+		m = f0 & ~rb;
 
 		c->n_ios = 0;
 		for (r = 0; r < e->n && write_log && !ret; r++)

@@ -718,6 +718,23 @@ static inline uint64_t engine_rebuilding(const struct rt_engine *e)
 }
 
 /*
+ * The rebuilding and faulty roles as one consistent pair, for planning a
+ * write. A completed recover clears the faulty bit before the rebuild bit;
+ * a role failing while it is replaced gets the rebuild bit before the
+ * faulty one. Loaded rebuild first, the second is seen half done (faulty,
+ * not yet rebuilding: the replacement's writes skipped); loaded the other
+ * way, the first is. The faulty mask is taken between two equal loads of
+ * the rebuild mask, which sees either transition whole.
+ */
+static inline void engine_role_masks(const struct rt_engine *e, uint64_t *rb, uint64_t *m)
+{
+	do {
+		*rb = engine_rebuilding(e);
+		*m = engine_faulty(e);
+	} while (*rb != engine_rebuilding(e));
+}
+
+/*
  * Where a write or flush of @role goes while the role is being replaced:
  * to its unit and the replacement, or, the unit failed meanwhile, to the
  * replacement alone (every path that writes: ring.c, engine_aio_add). A

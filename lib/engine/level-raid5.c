@@ -843,9 +843,8 @@ static int raid5_map_rest(struct rt_engine *e, struct engine_aio *ar, struct eng
 
 	if (!q->rounds || q->last_batch)
 		return 0;
-	/* The rebuild mask first, as engine_aio_map loads them. */
-	rb = engine_rebuilding(e);
-	m = engine_faulty(e);
+	/* As one pair, as engine_aio_map loads them. */
+	engine_role_masks(e, &rb, &m);
 	return raid5_write_from(e, c, q->data, q->a0, q->a1, m, rb, q->cur);
 }
 

@@ -186,13 +186,10 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 	 * healthy, the write would read the faulty role's stale chunk (a
 	 * reconstruct-write's untouched data, a partial block's old bytes)
 	 * and write parity or blocks that undo that writer's acknowledged
-	 * data. The rebuild mask first: completion clears a role's faulty
-	 * bit before its rebuild bit, so a role seen rebuilding is written
-	 * and a role seen not rebuilding is also seen not faulty once it
-	 * works.
+	 * data. The two as one pair (engine_role_masks): a role's faulty
+	 * and rebuild bits change one after the other.
 	 */
-	rb = engine_rebuilding(e);
-	m = engine_faulty(e);
+	engine_role_masks(e, &rb, &m);
 	if (m && redundant && !engine_tolerates(e, m)) {
 		ret = -EIO;	/* stop writes rather than corrupt data */
 		goto out;
@@ -251,8 +248,7 @@ static int engine_write_piece(struct rt_engine *e, struct engine_ctx *c, const u
 		if (ret != -EIO || !redundant ||
 		    (engine_faulty(e) == m && engine_rebuilding(e) == rb))
 			break;
-		rb = engine_rebuilding(e);
-		m = engine_faulty(e);
+		engine_role_masks(e, &rb, &m);
 		if (!engine_tolerates(e, m))
 			break;
 		ret = 0;
@@ -433,8 +429,7 @@ int engine_flush_map(struct rt_engine *e, struct engine_aio *ar)
 	ar->write = false;
 	ar->areq = NULL;
 	atomic_fetch_add(&e->aread_inflight, 1);
-	rb = engine_rebuilding(e);
-	m = engine_faulty(e);
+	engine_role_masks(e, &rb, &m);
 	_Static_assert(ENGINE_AIO_MAX >= RT_MAX_UNITS, "a flush maps one fsync per unit");
 	/* RT_MAX_UNITS roles, one being replaced: engine_flush, one fsync more. */
 	if (atomic_load(&e->aread_gate) || !engine_tolerates(e, m) ||
@@ -538,8 +533,9 @@ int engine_flush(struct rt_engine *e)
 		return -EINVAL;
 	c = ctx_acquire(e);
 	for (;;) {
-		uint64_t rb = engine_rebuilding(e);
-		uint64_t m = engine_faulty(e);
+		uint64_t rb, m;
+
+		engine_role_masks(e, &rb, &m);
 
 		c->n_ios = 0;
 		for (r = 0; r < e->n && !ret; r++) {
