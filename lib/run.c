@@ -278,6 +278,24 @@ enum rt_health run_health(int state)
 }
 
 /*
+ * A failure the engine goes on from whatever the units took: the copy in
+ * memory must record it even when no unit did (else the next update, say
+ * the clean stop, writes the old state back and a later start trusts a
+ * unit that missed writes). One more try gets past a transient error.
+ * Caller holds sb_lock.
+ */
+static int record_failure(struct run *run, assemble_mutate_fn mutate, void *arg)
+{
+	int r = run_sb_update(run, mutate, arg);
+
+	if (r < 0) {
+		mutate(&run->as->sb, arg);
+		r = run_sb_update(run, NULL, NULL);
+	}
+	return r;
+}
+
+/*
  * The engine's failure handler: a role failed an I/O (or was failed). Its
  * slot becomes FAULTY in every remaining unit's superblock.
  */
@@ -303,18 +321,7 @@ void run_on_failure(uint32_t role, void *ctx)
 		       role_table_health(&run->as->sb));
 		return;
 	}
-	r = run_sb_update(run, run_change_slot, &c);
-	if (r < 0) {
-		/*
-		 * The engine goes on without the role whatever the units took:
-		 * the copy in memory must record it even when no unit did (else
-		 * the next update, say the clean stop, writes the role back as
-		 * active and a later start trusts its stale data). One more try
-		 * now gets past a transient error.
-		 */
-		run_change_slot(&run->as->sb, &c);
-		r = run_sb_update(run, NULL, NULL);
-	}
+	r = record_failure(run, run_change_slot, &c);
 	spare = run_find_spare(run->as) >= 0;
 	pthread_mutex_unlock(&run->sb_lock);
 	/*
@@ -540,19 +547,60 @@ static void replace_abandon(struct run *run, uint32_t role, int why)
 	struct rt_unit *u = NULL;
 	int i, r;
 
-	r = engine_replace_abort(run->e, &u);
+	/* Abandoned already (the walk's end and the main thread's look both may). */
+	if (engine_replace_abort(run->e, &u) == -ENOENT)
+		return;
 	pthread_mutex_lock(&run->sb_lock);
-	i = run_replacing_index(as);
-	r = run_sb_update(run, forget_replacing, NULL);
-	if (i >= 0) {
-		as->units[i] = NULL;
-		as->dev[i][0] = '\0';
-	}
+	/* The replica failure handler may have taken it out of the role table already. */
+	r = sb_replacing_slot(&as->sb) >= 0 ? run_sb_update(run, forget_replacing, NULL) : 0;
+	for (i = (int)as->n_roles; u && i < (int)as->n_units; i++)
+		if (as->units[i] == u) {
+			as->units[i] = NULL;
+			as->dev[i][0] = '\0';
+		}
 	pthread_mutex_unlock(&run->sb_lock);
 	unit_close(u);
 	rt_log(RT_LOG_ERROR, "'%s': the replace of role %u stopped (%s): the replacement is out "
 	       "of the array%s", run->name, role, strerror(-why),
 	       r < 0 ? ", but recording that in the superblocks failed" : "");
+}
+
+/*
+ * The engine's replica failure handler: the replacement failed an I/O, and
+ * from now on misses writes. It leaves the superblocks' role table before
+ * any such write is acknowledged (a replace resumed from its checkpoint
+ * after a crash or a stop would trust what it missed). The engine lets go
+ * of it when the walk ends, or, with none running (a paused replace), when
+ * the main thread looks (next_rebuild).
+ */
+static void run_on_replica_failure(uint32_t role, void *ctx)
+{
+	struct run *run = ctx;
+	uint64_t one = 1;
+	int r = 0;
+
+	pthread_mutex_lock(&run->sb_lock);
+	if (sb_replacing_slot(&run->as->sb) >= 0)
+		r = record_failure(run, forget_replacing, NULL);
+	pthread_mutex_unlock(&run->sb_lock);
+	if (r < 0)
+		rt_log(RT_LOG_ERROR, "'%s': the replacement of role %u failed, and taking it out "
+		       "of the superblocks failed too: %s; the next superblock update records it",
+		       run->name, role, strerror(-r));
+	if (write(run->rebuild_fd, &one, sizeof(one)) < 0)
+		rt_log(RT_LOG_ERROR, "'%s': cannot wake the rebuild handling: %s", run->name,
+		       strerror(errno));
+}
+
+/* A replace whose replacement failed while no walk runs (paused by a cancel). */
+static void replace_abandon_failed(struct run *run)
+{
+	struct rt_walk_progress wp;
+	int role = engine_replace_role(run->e);
+
+	engine_walk_progress(run->e, &wp);
+	if (role >= 0 && engine_replace_failed(run->e) && !wp.running && !wp.ending)
+		replace_abandon(run, (uint32_t)role, -EIO);
 }
 
 /* The swap of a finished replace, recorded while the engine is drained. */
@@ -679,8 +727,9 @@ void run_on_walk_done(int kind, uint32_t role, int result, void *ctx)
 		rebuild_finished(run, role);
 	if (kind == RT_WALK_REPLACE && result == 0)
 		replace_finished(run, role);
-	else if (kind == RT_WALK_REPLACE && result != -ECANCELED)
-		replace_abandon(run, role, result);
+	else if (kind == RT_WALK_REPLACE &&
+		 (result != -ECANCELED || engine_replace_failed(run->e)))
+		replace_abandon(run, role, result != -ECANCELED ? result : -EIO);
 	if (result == 0 && kind == RT_WALK_RESYNC) {
 		run->resync_pending = false;
 		initial_sync_finished(run);
@@ -1008,6 +1057,7 @@ static bool next_rebuild(struct run *run)
 	struct rt_walk_progress wp;
 	bool running;
 
+	replace_abandon_failed(run);
 	engine_walk_progress(run->e, &wp);
 	if (wp.running || !resume_rebuild(run))
 		run_take_spare(run);
@@ -1724,6 +1774,7 @@ int run_array(const char *id, ready_fn ready, void *ready_arg, struct run *run)
 		goto out;
 	}
 	engine_set_failure_handler(run->e, run_on_failure, run);
+	engine_set_replica_failure_handler(run->e, run_on_replica_failure, run);
 	if (run->stripe_wait_us >= 0)
 		(void)engine_set_gather_window(run->e, (unsigned)run->stripe_wait_us);
 	run->started = (uint64_t)time(NULL);

@@ -319,6 +319,15 @@ typedef void (*engine_failure_fn)(uint32_t role, void *ctx);
 void engine_set_failure_handler(struct rt_engine *e, engine_failure_fn fn, void *ctx);
 
 /*
+ * Called once when the replacement of @role (raidtool replace) fails an
+ * I/O, in the same way: before any write is acknowledged that the
+ * replacement did not get, and before the engine stops sending it writes.
+ * The place to take it out of the superblocks' role table, since a replace
+ * resumed from its checkpoint would trust it.
+ */
+void engine_set_replica_failure_handler(struct rt_engine *e, engine_failure_fn fn, void *ctx);
+
+/*
  * Mark @role faulty as if it had failed an I/O (`raidtool fail`): the
  * handler runs, raid1/raid5 go on degraded. 0, -EALREADY when it already
  * was, -EINVAL for a bad role.

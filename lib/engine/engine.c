@@ -234,6 +234,16 @@ void engine_set_failure_handler(struct rt_engine *e, engine_failure_fn fn, void 
 	pthread_mutex_unlock(&e->fail_mu);
 }
 
+void engine_set_replica_failure_handler(struct rt_engine *e, engine_failure_fn fn, void *ctx)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->fail_mu);
+	e->on_replica_fail = fn;
+	e->on_replica_fail_ctx = ctx;
+	pthread_mutex_unlock(&e->fail_mu);
+}
+
 int engine_fail_role(struct rt_engine *e, uint32_t role)
 {
 	if (!e || role >= e->n)

@@ -393,6 +393,8 @@ struct rt_engine {
 	pthread_mutex_t fail_mu;
 	engine_failure_fn on_fail;
 	void *on_fail_ctx;
+	engine_failure_fn on_replica_fail;	/* under fail_mu, as on_fail */
+	void *on_replica_fail_ctx;
 
 	struct engine_ctx *ctx;		/* n_ctx shared, then ctx[n_ctx] for redos alone */
 	unsigned n_ctx;

@@ -202,12 +202,23 @@ static inline bool engine_err_nospace(int res)
 	return res == -ENOSPC || res == -EDQUOT;
 }
 
+/*
+ * The handler records the failure before the flag is set: until then
+ * writes still go to the replacement too, and one that fails there waits
+ * here; once set, writes skip it, and a crash must not find it trusted.
+ */
 void engine_replica_error(struct rt_engine *e, const struct engine_io *io, int res)
 {
-	if (!atomic_exchange(&e->replace_failed, true))
+	pthread_mutex_lock(&e->fail_mu);
+	if (!atomic_load(&e->replace_failed)) {
 		rt_log(RT_LOG_WARN, "the replacement of unit %u: %s of %u bytes at %llu failed: %s; "
 		       "the replace stops", io->role, engine_op_name[io->op], io->len,
 		       (unsigned long long)io->off, strerror(-res));
+		if (e->on_replica_fail)
+			e->on_replica_fail(io->role, e->on_replica_fail_ctx);
+		atomic_store(&e->replace_failed, true);
+	}
+	pthread_mutex_unlock(&e->fail_mu);
 }
 
 /*

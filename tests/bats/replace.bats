@@ -282,6 +282,56 @@ ring_counts() {
 	assert_success
 }
 
+@test "a paused replace whose replacement fails a write: out of the role table before that write returns; no replace resumes after a restart; data verifies" {
+	local new off
+	new_array 1 2 64M
+	start_array
+	faulty_unit 9 64M
+	new=${UNITS[2]}
+	unset 'UNITS[2]'
+	run raidtool replace "$NAME" 1 --with "$new" --speed-limit 8
+	assert_success
+	wait_walk_done $((24 << 20))
+	# Paused: writes still reach NEW, the copy goes on at the next activate.
+	run raidtool check --cancel "$NAME"
+	assert_success
+	off=$(raidtool examine --json "${UNITS[0]}" | jq -r '.roles[2].recovery_offset')
+	[ "$off" -ge $((24 << 20)) ] || fail "no checkpoint past 24M: $off"
+	# One write of NEW fails; the array's write below the checkpoint succeeds.
+	# Past the retries (--io-retries, 3 by default), then it answers again.
+	echo "fail write 0 0 8" >"$TESTDIR/ffs9/ctl"
+	head -c 8M /dev/urandom >"$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	grep -q "the replace stops" "$RAIDTOOL_RUNDIR/$NAME/log" ||
+		fail "the replacement's failure was not noticed: $(cat "$RAIDTOOL_RUNDIR/$NAME/log")"
+	# The superblocks no longer hold NEW once the write returned.
+	[ "$(examined_slot "${UNITS[0]}" 2)" != replacing ] ||
+		fail "NEW is still replacing in the superblocks: $(raidtool examine "${UNITS[0]}")"
+	# The engine lets go of it too (no walk runs to end the replace).
+	for _ in $(seq 50); do
+		[ -z "$(status_json | jq -r '.units[] | select(.state == "replacing") | .slot')" ] &&
+			break
+		sleep 0.1
+	done
+	[ -z "$(status_json | jq -r '.units[] | select(.state == "replacing") | .slot')" ] ||
+		fail "NEW is still replacing: $(status_json)"
+	faulty_units_clear
+	run raidtool deactivate "$NAME"
+	assert_success
+	start_array
+	# shellcheck disable=SC2154  # set by run --separate-stderr
+	[[ "$stderr" != *"resuming the replace"* ]] || fail "the replace resumed: $stderr"
+	run raidtool wait "$NAME"
+	assert_success
+	# Role 1 alone serves reads: its unit must hold every acknowledged write.
+	run raidtool fail "$NAME" 0
+	assert_success
+	run cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/data"
+	assert_success
+	[ "$(status_json | jq -r '.units[] | select(.slot == 1) | .device')" = \
+	  "$(loop_of "${UNITS[1]}")" ] || fail "role 1 is not on its unit: $(status_json)"
+}
+
 # replace_unit_fails LEVEL COUNT: UNIT is failed part way; the copy goes on
 # from the other units (raid1 the other mirror, raid5 parity) while fio
 # writes where it has passed (writes that now reach NEW alone); the data
