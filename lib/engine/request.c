@@ -341,8 +341,10 @@ static int engine_write_zeros(struct rt_engine *e, struct engine_ctx *c, uint64_
  * the parity of zeros is zeros; raid1: every mirror), the dirty log marked
  * first as for a write. Healthy arrays only: -EAGAIN when a role is faulty
  * or being rebuilt, and -EOPNOTSUPP when a unit cannot make a range read
- * back zeros; the caller then writes zeros instead (over whatever part was
- * zeroed already, which is no harm).
+ * back zeros. On any error the caller writes zeros instead, over whatever
+ * part was zeroed already: a unit that failed to zero its part (-EIO) would
+ * otherwise leave the stripes torn (parity or mirrors disagreeing) with no
+ * resync owed, and the write path is where a failing unit is made faulty.
  */
 static int engine_zero_stripes(struct rt_engine *e, struct engine_ctx *c, uint64_t first,
 			       uint64_t last)
@@ -396,7 +398,7 @@ int engine_discard(struct rt_engine *e, uint64_t off, uint64_t len)
 		for (s = s0; s < s1 && !ret; s += cnt) {
 			cnt = min_u64(s1 - s, batch);
 			ret = engine_zero_stripes(e, c, s, s + cnt - 1);
-			if (ret == -EAGAIN || ret == -EOPNOTSUPP || ret == -EINVAL || ret == -ENOTTY)
+			if (ret)
 				ret = engine_write_zeros(e, c, s * W, cnt * W);
 		}
 		if (!ret)

@@ -8,10 +8,14 @@ load helpers
 
 setup() {
 	fuse_setup blkdiscard fstrim
+	faulty_setup
 }
 
 teardown() {
+	faulty_units_clear
+	stop_arrays
 	scratch_teardown
+	faulty_units_stop
 }
 
 discards() {
@@ -110,4 +114,40 @@ fstrim_ext4() {
 	assert_success
 	blkdiscard_zeros
 	deactivate_settled "$NAME"
+}
+
+@test "raid5: a unit failing to zero its part of a discard is made faulty; zeros are written around it, parity agrees after its rebuild" {
+	local i
+	for i in 0 1 2; do
+		if [ "$i" = 1 ]; then
+			faulty_unit 1 64M
+		else
+			UNITS+=("$(make_image "u$i.img" 64M)")
+		fi
+	done
+	run raidtool create "$NAME" --level 5 --chunk 64K --assume-clean "${UNITS[@]}"
+	assert_success
+	run raidtool activate "$NAME"
+	assert_success
+	DEV=/dev/raidtool/$NAME
+	head -c 24M /dev/urandom >"$TESTDIR/data"
+	dd if="$TESTDIR/data" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	# Its writes and punched holes fail from now on; the other units zero their part.
+	echo "fail write" >"$TESTDIR/ffs1/ctl"
+	run blkdiscard -o 2M -l 8M "$DEV"
+	assert_success
+	[ "$(raidtool status --json "$NAME" | jq -r '.units[] | select(.slot == 1) | .state')" = faulty ]
+	cp "$TESTDIR/data" "$TESTDIR/expect"
+	dd if=/dev/zero of="$TESTDIR/expect" bs=1M seek=2 count=8 conv=notrunc status=none
+	cmp <(dd if="$DEV" bs=1M count=24 iflag=direct status=none) "$TESTDIR/expect"
+	# Back in, rebuilt from the others: parity and data agree, the bytes too.
+	faulty_units_clear
+	run raidtool remove "$NAME" 1
+	assert_success
+	run raidtool add "$NAME" "${UNITS[1]}"
+	assert_success
+	run raidtool wait "$NAME"
+	assert_success
+	check_clean
+	cmp <(dd if="$DEV" bs=1M count=24 iflag=direct status=none) "$TESTDIR/expect"
 }

@@ -10,6 +10,7 @@
  *                                            the next N such reads or writes
  *                                            fail; flushes fail only without N)
  *           drop [START LEN]                 writes there succeed, do nothing
+ *                                            (punched holes count as writes)
  *           delay MS                         every read and write of the disk
  *                                            waits MS milliseconds first
  *           clear                            behave again (no faults, no delay)
@@ -254,6 +255,28 @@ static int ffs_write(const char *path, const char *buf, size_t size, off_t off,
 	return n < 0 ? -errno : (int)n;
 }
 
+/* A punched hole (a loop device's discard) is a write: the write rules apply. */
+static int ffs_fallocate(const char *path, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	unsigned kinds;
+
+	(void)fi;
+	if (strcmp(path, "/disk") || mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))
+		return -EOPNOTSUPP;
+	io_delay();
+	kinds = faults_at((uint64_t)off, (uint64_t)len, FAULT_WRITE | FAULT_DROP);
+	if (kinds & FAULT_WRITE) {
+		__atomic_add_fetch(&fs.failed_writes, 1, __ATOMIC_RELAXED);
+		return -EIO;
+	}
+	if (kinds & FAULT_DROP) {
+		__atomic_add_fetch(&fs.dropped_writes, 1, __ATOMIC_RELAXED);
+		return 0;
+	}
+	return fallocate(fs.fd, mode, off, len) < 0 ? -errno : 0;
+}
+
 static int ffs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
 	(void)path; (void)fi;
@@ -286,6 +309,7 @@ static const struct fuse_operations ffs_ops = {
 	.write = ffs_write,
 	.fsync = ffs_fsync,
 	.truncate = ffs_truncate,
+	.fallocate = ffs_fallocate,
 };
 
 int main(int argc, char **argv)
