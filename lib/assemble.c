@@ -133,7 +133,7 @@ static int check_tables(const struct rt_scan_array *a)
  * when two devices carry the same fresh unit (a copied image, say).
  */
 static const struct rt_scan_unit *find_slot(const struct rt_scan_array *a, uint32_t slot,
-					    int *err)
+					    bool spare, int *err)
 {
 	const struct rt_scan_unit *found = NULL;
 
@@ -144,9 +144,10 @@ static const struct rt_scan_unit *find_slot(const struct rt_scan_array *a, uint3
 		if (!unit_is_slot(&a->sb, u, slot))
 			continue;
 		if (found) {
-			rt_log(RT_LOG_ERROR, "'%s': cannot start: '%s' and '%s' both claim "
-			       "slot %u with the same unit UUID and events; remove one",
-			       a->sb.array.name, found->dev, u->dev, slot);
+			rt_log(spare ? RT_LOG_WARN : RT_LOG_ERROR, "'%s': %s: '%s' and '%s' both "
+			       "claim slot %u with the same unit UUID and events; remove one",
+			       a->sb.array.name, spare ? "spare left out" : "cannot start",
+			       found->dev, u->dev, slot);
 			*err = -ENOTUNIQ;
 			return NULL;
 		}
@@ -272,7 +273,7 @@ int assemble_open(const struct rt_scan_array *a, bool force, struct rt_assembly 
 
 		chosen[role] = NULL;
 		if (s->state == RT_SLOT_ACTIVE || s->state == RT_SLOT_REBUILDING) {
-			chosen[role] = find_slot(a, role, &r);
+			chosen[role] = find_slot(a, role, false, &r);
 			if (r < 0)
 				return r;
 		}
@@ -338,16 +339,27 @@ int assemble_open(const struct rt_scan_array *a, bool force, struct rt_assembly 
 	     slot++) {
 		const struct rt_scan_unit *su;
 
+		bool spare = fresh->slots[slot].state == RT_SLOT_SPARE;
+
 		/* And a replace's new unit: it is written like the others until it ends. */
-		if (fresh->slots[slot].state != RT_SLOT_SPARE &&
-		    fresh->slots[slot].state != RT_SLOT_REPLACING)
+		if (!spare && fresh->slots[slot].state != RT_SLOT_REPLACING)
 			continue;
-		su = find_slot(a, slot, &r);
-		if (r < 0)
+		/*
+		 * A spare holds no data: one that cannot be had (claimed twice,
+		 * held open elsewhere) is left out, not a reason to keep the
+		 * array from starting. Its superblock falls behind; it is stale.
+		 */
+		su = find_slot(a, slot, spare, &r);
+		if (r < 0 && !spare)
 			goto fail;
 		if (!su)
 			continue;
 		r = open_unit(as, su, as->n_units);
+		if (r < 0 && spare) {
+			rt_log(RT_LOG_WARN, "'%s': spare '%s' left out: %s", fresh->array.name,
+			       su->dev, strerror(-r));
+			continue;
+		}
 		if (r < 0)
 			goto fail;
 		as->n_units++;

@@ -430,6 +430,21 @@ int dirtylog_readd_check(const struct rt_sb *array, const struct rt_sb *unit,
 	 */
 	if (unit->events >= array->events)
 		return RT_READD_NEWER;
+	/*
+	 * Fewer events prove nothing when both halves ran alone (a degraded
+	 * start of each, on different boots): the one that ran longer has more.
+	 * A unit that ran without a role which the array holds active, with
+	 * the same unit in it, ran apart: what it wrote meanwhile is in no log
+	 * the array has. (A unit that merely failed keeps the table it had.)
+	 */
+	for (uint32_t q = 0; q < array->array.n_devices && q < RT_MAX_UNITS; q++) {
+		const struct rt_slot *theirs = &unit->slots[q], *ours = &array->slots[q];
+
+		if (q != unit->unit.slot && ours->state == RT_SLOT_ACTIVE &&
+		    (theirs->state == RT_SLOT_FAULTY || theirs->state == RT_SLOT_MISSING) &&
+		    !uuid_is_zero(ours->uuid) && !memcmp(theirs->uuid, ours->uuid, RT_UUID_SIZE))
+			return RT_READD_RAN_APART;
+	}
 	r = unit->unit.slot;
 	if (r >= array->array.n_devices || r >= RT_MAX_UNITS)
 		return RT_READD_NO_ROLE;
@@ -470,6 +485,8 @@ const char *dirtylog_readd_reason(int why)
 		return "it left before the dirty-region log was last cleared";
 	case RT_READD_NEWER:
 		return "it is ahead of the array (events newer): the two ran apart";
+	case RT_READD_RAN_APART:
+		return "it ran without a unit the array has active: the two ran apart";
 	default:
 		return "unknown";
 	}

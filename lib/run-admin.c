@@ -467,6 +467,16 @@ static int readd_judge(struct run *run, const char *path, const struct rt_sb *us
 			 as->sb.slots[slot].hashcode);
 		return -EEXIST;
 	}
+	if (r == RT_READD_RAN_APART) {
+		snprintf(msg, len, "'%s' (unit %08x, events %llu) ran without a unit that the "
+			 "running array (events %llu) has active: the two ran apart (each was "
+			 "started without the other), so it may hold writes the array lacks, in "
+			 "regions no log of the array names; refused, nothing changed. Only once "
+			 "what it holds is not needed, wipe it ('raidtool zero') to add it as a "
+			 "new unit", path, usb->unit.hashcode, (unsigned long long)usb->events,
+			 (unsigned long long)as->sb.events);
+		return -EEXIST;
+	}
 	if (r != RT_READD_OK) {
 		*why = dirtylog_readd_reason(r);
 		return 0;

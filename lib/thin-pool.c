@@ -53,6 +53,7 @@ struct thin_pool {
 	bool broken;			/* and going back to the last commit failed too */
 	bool dirty;
 	bool needs_check;
+	bool lost;			/* a transaction with changes was dropped: thin_lost */
 	struct thin_sb sb;		/* the last commit */
 	uint64_t txn_id;		/* running values of the superblock's fields */
 	uint64_t data_blocks;
@@ -883,10 +884,12 @@ static void vol_fill(struct thin_pool *p, struct thin_vol_rec *v, const char *na
 /* A volume size: whole blocks, at least one (else said, -EINVAL). */
 static int size_ok(const struct thin_pool *p, const char *name, uint64_t size)
 {
-	if (size && size % p->sb.block_size == 0)
+	/* The exported file's size is an off_t: at most INT64_MAX. */
+	if (size && size % p->sb.block_size == 0 && size <= (uint64_t)INT64_MAX)
 		return 0;
 	rt_log(RT_LOG_ERROR, "'%s': size %llu is not a positive multiple of the pool's "
-	       "block size (%u)", name, (unsigned long long)size, p->sb.block_size);
+	       "block size (%u) of at most %lld bytes", name, (unsigned long long)size,
+	       p->sb.block_size, (long long)INT64_MAX);
 	return -EINVAL;
 }
 
@@ -1659,7 +1662,7 @@ static int msnap_load(struct thin_pool *p)
 	return 0;
 }
 
-static int load(struct thin_pool *p)
+static int load_commit(struct thin_pool *p)
 {
 	unsigned area;
 	int r;
@@ -1706,6 +1709,20 @@ static int load(struct thin_pool *p)
 	return r;
 }
 
+/*
+ * The last commit, loaded anew. Half loaded (a read or checksum error past
+ * the superblock), the space maps would give out blocks still mapped: the
+ * pool then neither writes nor commits (-EIO), whoever called.
+ */
+static int load(struct thin_pool *p)
+{
+	int r = load_commit(p);
+
+	if (r < 0)
+		p->failed = p->broken = true;
+	return r;
+}
+
 int thin_probe(const struct thin_io *io)
 {
 	struct thin_sb sb;
@@ -1746,6 +1763,11 @@ void thin_close(struct thin_pool *p)
 int thin_abort(struct thin_pool *p)
 {
 	return load(p);
+}
+
+bool thin_lost(const struct thin_pool *p)
+{
+	return p->lost;
 }
 
 bool thin_dirty(const struct thin_pool *p)
@@ -1839,6 +1861,9 @@ static int record_failure(struct thin_pool *p)
 
 	if (p->broken || p->read_only)
 		return -EIO;
+	/* Its mappings are gone with it: writes acknowledged since the last commit. */
+	if (p->dirty)
+		p->lost = true;
 	r = load(p);
 	if (r == 0) {
 		p->needs_check = true;

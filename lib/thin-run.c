@@ -442,7 +442,8 @@ static int pool_sync(struct thin_run *tr)
 		r = thin_commit(tr->p);
 	}
 	atomic_store(&tr->long_hold, false);
-	return r;
+	/* Writes acknowledged before such a flush lost their mappings: never "on disk". */
+	return r == 0 && thin_lost(tr->p) ? -EIO : r;
 }
 
 static int vol_flush(void *ctx)

@@ -380,6 +380,17 @@ static bool copy_offset(uint64_t size, unsigned c, uint64_t *off)
 	return true;
 }
 
+/*
+ * A device that grew since the unit was made on it (a disk copied to a
+ * bigger one, an image file or volume extended): the unit keeps the length
+ * it was made with, and copy 1 the place copy 0 records for it, inside that
+ * length (sb_validate), not the new device end.
+ */
+static bool device_grew(uint64_t size, const struct rt_sb *sb)
+{
+	return sb->unit.start + sb->unit.length <= size;
+}
+
 static const char *copy_error_reason(int err)
 {
 	switch (err) {
@@ -448,6 +459,9 @@ static int read_sb(struct rt_unit *u, struct rt_sb *out, struct rt_sb_status *st
 			st.copy_err[c] = -EINVAL;
 			continue;
 		}
+		if (c == 1 && st.copy_err[0] == 0 && s[0].unit.sb_offset[1] != off[1] &&
+		    device_grew(u->size, &s[0]))
+			off[1] = s[0].unit.sb_offset[1];
 		r = unit_pread(u, buf, RT_SB_SIZE, off[c]);
 		if (r == 0)
 			r = sb_decode(buf, RT_SB_SIZE, &s[c]);
@@ -577,7 +591,7 @@ int unit_check_sb(const struct rt_unit *u, const struct rt_sb *sb, char *why, si
 				 "device", c, (unsigned long long)u->size);
 			return -ENOSPC;
 		}
-		if (sb->unit.sb_offset[c] != off) {
+		if (sb->unit.sb_offset[c] != off && !(c == 1 && device_grew(u->size, sb))) {
 			snprintf(why, len, "superblock copy %u offset: %llu, but it belongs at "
 				 "%llu on this %llu-byte device", c,
 				 (unsigned long long)sb->unit.sb_offset[c], (unsigned long long)off,
@@ -652,7 +666,7 @@ static int zero_range(struct rt_unit *u, const uint8_t *zeros, uint64_t from, ui
 int unit_wipe_sb(struct rt_unit *u)
 {
 	struct rt_sb sb;
-	uint64_t off, end;
+	uint64_t off, off1, end, grown_sb1 = 0;
 	uint8_t *zeros;
 	int r;
 
@@ -664,8 +678,13 @@ int unit_wipe_sb(struct rt_unit *u)
 	/* Copy 0, and with a readable superblock the log area that follows it. */
 	if (copy_offset(u->size, 0, &off)) {
 		end = off + RT_SB_SIZE;
-		if (read_sb(u, &sb, NULL, false) == 0 && sb.unit.data_offset > end)
-			end = sb.unit.data_offset;
+		if (read_sb(u, &sb, NULL, false) == 0) {
+			if (sb.unit.data_offset > end)
+				end = sb.unit.data_offset;
+			if (copy_offset(u->size, 1, &off1) && sb.unit.sb_offset[1] != off1 &&
+			    device_grew(u->size, &sb))
+				grown_sb1 = sb.unit.sb_offset[1];
+		}
 		if (copy_offset(u->size, 1, &off) && end > off)
 			end = off;	/* never past copy 1, whatever the superblock says */
 		if (end > u->size)
@@ -676,6 +695,12 @@ int unit_wipe_sb(struct rt_unit *u)
 	}
 	if (copy_offset(u->size, 1, &off)) {
 		r = unit_pwrite(u, zeros, RT_SB_SIZE, off);
+		if (r < 0)
+			goto out;
+	}
+	/* Copy 1 where a device that grew keeps it (read before copy 0 was wiped). */
+	if (grown_sb1) {
+		r = unit_pwrite(u, zeros, RT_SB_SIZE, grown_sb1);
 		if (r < 0)
 			goto out;
 	}

@@ -123,9 +123,9 @@ int dirtylog_decode(const uint8_t *buf, size_t len, struct rt_dlog_header *h,
  * rebuilt in full? @array is the running array's superblock, @unit the
  * unit's own, @events_cleared the array's log (0: no usable log).
  * RT_READD_OK sets @role to the role it takes back. All other answers
- * mean a full rebuild, except RT_READD_NEWER: the unit is not older than
- * the array, so it may hold writes the array lacks (the two ran apart), and
- * must not be overwritten at all.
+ * mean a full rebuild, except RT_READD_NEWER and RT_READD_RAN_APART: the
+ * unit may hold writes the array lacks (the two ran apart), and must not be
+ * overwritten at all.
  */
 enum rt_readd {
 	RT_READD_OK = 0,
@@ -136,6 +136,7 @@ enum rt_readd {
 	RT_READD_NO_LOG,	/* the array keeps no usable log */
 	RT_READD_TOO_OLD,	/* it left before the log was last cleared */
 	RT_READD_NEWER,		/* its events are not older than the array's */
+	RT_READD_RAN_APART,	/* it ran without a role the array has active, same unit */
 };
 int dirtylog_readd_check(const struct rt_sb *array, const struct rt_sb *unit,
 			 uint64_t events_cleared, uint32_t *role);

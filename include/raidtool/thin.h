@@ -97,6 +97,12 @@ int thin_abort(struct thin_pool *p);
 
 /* Did the running transaction change anything? */
 bool thin_dirty(const struct thin_pool *p);
+/*
+ * A metadata error dropped a transaction that held changes (the mappings
+ * of writes acknowledged since the last commit): no flush of this pool may
+ * succeed again until it is opened anew, as dm-thin's fail mode.
+ */
+bool thin_lost(const struct thin_pool *p);
 
 /* dm's get/set transaction id: set only when @old is the current one, else -EINVAL. */
 uint64_t thin_transaction_id(const struct thin_pool *p);

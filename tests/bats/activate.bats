@@ -131,6 +131,69 @@ wait_holds_open() {
 	assert_success
 }
 
+@test "a unit whose device grew (copied to a bigger disk, image extended) still starts its array; zero wipes both its copies" {
+	local loop sb1 size
+	start_array 0 2 48M
+	head -c 40M /dev/urandom >"$TESTDIR/pattern"
+	dd if="$TESTDIR/pattern" of="$DEV" bs=1M oflag=direct conv=fsync status=none
+	run raidtool deactivate "$NAME"
+	assert_success
+	sb1=$(raidtool examine --json "${UNITS[1]}" | jq -r .this_unit.sb_offset_1)
+	# The device behind unit 1 grows by 16 MiB; its end holds no superblock.
+	loop=$(loop_of "${UNITS[1]}")
+	truncate -s +16M "${UNITS[1]}"
+	losetup -c "$loop"
+	size=$(blockdev --getsize64 "$loop")
+	[ "$size" -eq $((64 << 20)) ] || fail "the loop device did not grow: $size"
+	# Both copies found, copy 1 where copy 0 says it is; the array starts whole.
+	run --separate-stderr raidtool examine --json "${UNITS[1]}"
+	assert_success
+	[ "$(jq -r '.copies[1].valid' <<<"$output")" = true ] || fail "copy 1: $output"
+	[ "$(jq -r '.copies[1].offset' <<<"$output")" = "$sb1" ]
+	run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	cmp <(dd if="$DEV" bs=1M count=40 iflag=direct status=none) "$TESTDIR/pattern"
+	run raidtool deactivate "$NAME"
+	assert_success
+	# Updates keep writing copy 1 there, and both copies agree.
+	run --separate-stderr raidtool examine --json "${UNITS[1]}"
+	[ "$(jq -r '.copies[0].events' <<<"$output")" = "$(jq -r '.copies[1].events' <<<"$output")" ]
+	# zero leaves no copy 1 behind at the old end either.
+	run raidtool zero "${UNITS[1]}"
+	assert_success
+	[ "$(tail -c +$((sb1 + 1)) "${UNITS[1]}" | head -c 4096 | tr -d '\0' | wc -c)" -eq 0 ]
+}
+
+@test "a spare held open by another process is left out; the array starts without it" {
+	local spare sloop
+	start_array 1 2 48M
+	run raidtool deactivate "$NAME"
+	assert_success
+	spare=$(make_image spare.img 48M)
+	run raidtool add "$NAME" "$spare"
+	assert_success
+	[ "$(raidtool examine --json "$spare" | jq -r .this_unit.state)" = spare ] ||
+		fail "not a spare: $(raidtool examine "$spare")"
+	sloop=$(loop_of "$spare")
+	perl -MFcntl -e 'sysopen(my $f, $ARGV[0], O_RDONLY | O_EXCL) or die "$ARGV[0]: $!\n";
+		open(my $r, ">", $ARGV[1]) or die; close($r); sleep 600' "$sloop" "$TESTDIR/held" \
+		>/dev/null 2>&1 3>&- &
+	BGPIDS+=("$!")
+	for _ in $(seq 50); do
+		[ -e "$TESTDIR/held" ] && break
+		sleep 0.1
+	done
+	[ -e "$TESTDIR/held" ] || fail "could not hold $sloop open"
+	run --separate-stderr raidtool activate "$NAME"
+	assert_success
+	# shellcheck disable=SC2154  # set by run --separate-stderr
+	[[ "$stderr" == *"spare '$sloop' left out"* ]] || fail "stderr: $stderr"
+	run --separate-stderr raidtool status --json "$NAME"
+	[ "$(jq -r .health <<<"$output")" = clean ] || fail "$output"
+	[ "$(jq '[.units[] | select(.state == "active")] | length' <<<"$output")" = 2 ]
+	[ "$(jq --arg d "$sloop" '[.units[] | select(.device == $d)] | length' <<<"$output")" = 0 ]
+}
+
 @test "status: text and --json of an active array, counters move" {
 	start_array 5 3 64M
 	run raidtool status "$NAME"

@@ -385,12 +385,28 @@ static void test_readd_check(void **state)
 	u.events = 25;
 	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_NEWER);
 	u.events = 15;
+	/*
+	 * Fewer events, but it ran without role 0 while the array has role 0's
+	 * unit active: each half ran alone (a degraded start of each).
+	 */
+	u.slots[0].state = RT_SLOT_MISSING;
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_RAN_APART);
+	u.slots[0].state = RT_SLOT_FAULTY;
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_RAN_APART);
+	/* Role 0 went to another unit since, or was forgotten: no sign of a split. */
+	memset(a.slots[0].uuid, 0x55, RT_UUID_SIZE);
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_OK);
+	memset(a.slots[0].uuid, 0x10, RT_UUID_SIZE);
+	memset(u.slots[0].uuid, 0, RT_UUID_SIZE);
+	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_OK);
+	memset(u.slots[0].uuid, 0x10, RT_UUID_SIZE);
+	u.slots[0].state = RT_SLOT_ACTIVE;
 	/* Another array's unit. */
 	u.array.uuid[0] ^= 1;
 	assert_int_equal(dirtylog_readd_check(&a, &u, 12, NULL), RT_READD_FOREIGN);
 	u.array.uuid[0] ^= 1;
 	assert_int_equal(dirtylog_readd_check(&a, &u, 12, &role), RT_READD_OK);
-	for (int why = RT_READD_OK; why <= RT_READD_NEWER; why++)
+	for (int why = RT_READD_OK; why <= RT_READD_RAN_APART; why++)
 		assert_string_not_equal(dirtylog_readd_reason(why), "unknown");
 }
 

@@ -913,6 +913,47 @@ static void test_damage(void **state)
 }
 
 /*
+ * A commit that fails drops its transaction at the next one (back to the
+ * last commit, needs_check recorded): the pool says so from then on, for
+ * flushes to fail (thin-run's pool_sync). A pool that could not load its
+ * last commit whole neither writes nor commits.
+ */
+static void test_commit_failure(void **state)
+{
+	struct ramdev *d = ram_new(64ull << 20);
+	struct thin_pool *p = new_pool(d, 0);
+	uint32_t id;
+
+	(void)state;
+	assert_int_equal(thin_vol_create(p, "a", BS, &id), 0);
+	assert_int_equal(thin_commit(p), 0);
+	assert_false(thin_lost(p));
+	assert_int_equal(thin_vol_create(p, "b", BS, &id), 0);
+	d->ops_left = 0;
+	assert_true(thin_commit(p) < 0);
+	d->dead = false;
+	d->ops_left = -1;
+	assert_int_equal(thin_commit(p), -EIO);
+	assert_true(thin_lost(p));
+	assert_true(thin_needs_check(p));
+	assert_int_equal(thin_vol_find(p, "a", &id), 0);
+	assert_int_equal(thin_vol_find(p, "b", &id), -ENOENT);
+	thin_close(p);
+
+	/* Its last commit unreadable as it is loaded again: no write, no commit after. */
+	p = new_pool(d, 0);
+	assert_false(thin_lost(p));
+	d->dead = true;
+	assert_true(thin_abort(p) < 0);
+	d->dead = false;
+	assert_int_equal(thin_vol_create(p, "c", BS, &id), -EIO);
+	assert_int_equal(thin_commit(p), -EIO);
+	assert_false(thin_lost(p));
+	thin_close(p);
+	ram_free(d);
+}
+
+/*
  * A tree three levels deep (over 254 * 254 mappings): random inserts, a
  * snapshot half way, removal of every key in random order from the
  * origin; the snapshot keeps all its mappings, counts stay right.
@@ -1323,6 +1364,7 @@ int main(void)
 		cmocka_unit_test(test_reserve_map),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_damage),
+		cmocka_unit_test(test_commit_failure),
 		cmocka_unit_test(test_deep_tree),
 		cmocka_unit_test(test_crash_no_cross_write),
 		cmocka_unit_test(test_metadata_snap),
