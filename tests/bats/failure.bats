@@ -1166,7 +1166,7 @@ readd_regions() {
 }
 
 @test "a unit whose role table contradicts the freshest one is refused by activate and by add, nothing changed" {
-	local sbedit=$TOP/build/tests/rt-sbedit u2 sums
+	local sbedit=$TOP/build/tests/rt-sbedit u2 sums ev
 	[ -x "$sbedit" ] || fail "build rt-sbedit first (make all)"
 	new_array 5 3 64M
 	start_array
@@ -1204,6 +1204,18 @@ readd_regions() {
 	run raidtool add "$NAME" "${UNITS[2]}"
 	assert_failure
 	assert_output --partial "contradicts the running array"
+	assert_output --partial "ran apart"
+	[ "$(checksums "${UNITS[@]}")" = "$sums" ]
+	# Behind the array, but it ran without unit 0, which the array has
+	# active: each side ran alone (a degraded start of each on another
+	# boot), its writes are in no log of the array's. Refused too.
+	ev=$(raidtool examine --json "${UNITS[0]}" | jq .events)
+	run "$sbedit" "$u2" events=$((ev - 1)) slot.1.state=active slot.0.state=missing
+	assert_success
+	sums=$(checksums "${UNITS[@]}")
+	run raidtool add "$NAME" "${UNITS[2]}"
+	assert_failure
+	assert_output --partial "ran without a unit that the running array"
 	assert_output --partial "ran apart"
 	[ "$(checksums "${UNITS[@]}")" = "$sums" ]
 	[ "$(status_json | jq -r .health)" = degraded ]
