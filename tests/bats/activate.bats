@@ -175,15 +175,8 @@ wait_holds_open() {
 	[ "$(raidtool examine --json "$spare" | jq -r .this_unit.state)" = spare ] ||
 		fail "not a spare: $(raidtool examine "$spare")"
 	sloop=$(loop_of "$spare")
-	perl -MFcntl -e 'sysopen(my $f, $ARGV[0], O_RDONLY | O_EXCL) or die "$ARGV[0]: $!\n";
-		open(my $r, ">", $ARGV[1]) or die; close($r); sleep 600' "$sloop" "$TESTDIR/held" \
-		>/dev/null 2>&1 3>&- &
-	BGPIDS+=("$!")
-	for _ in $(seq 50); do
-		[ -e "$TESTDIR/held" ] && break
-		sleep 0.1
-	done
-	[ -e "$TESTDIR/held" ] || fail "could not hold $sloop open"
+	hold_exclusive "$sloop"
+	BGPIDS+=("$HOLD_PID")
 	run --separate-stderr raidtool activate "$NAME"
 	assert_success
 	# shellcheck disable=SC2154  # set by run --separate-stderr

@@ -478,3 +478,19 @@ two_of_one_name() {
 		fail "hashcodes '$HX' and '$HY'"
 	fi
 }
+
+# Hold a block device open with O_EXCL from another process (HOLD_PID;
+# the caller's teardown ends it).
+hold_exclusive() {
+	local ready=$TESTDIR/held
+	perl -MFcntl -e 'sysopen(my $f, $ARGV[0], O_RDONLY | O_EXCL) or die "$ARGV[0]: $!\n";
+		open(my $r, ">", $ARGV[1]) or die; close($r); sleep 600' "$1" "$ready" \
+		>/dev/null 2>&1 3>&- &
+	# shellcheck disable=SC2034  # the caller's
+	HOLD_PID=$!
+	for _ in $(seq 50); do
+		[ -e "$ready" ] && return 0
+		sleep 0.1
+	done
+	fail "could not hold $1 open"
+}
