@@ -439,6 +439,10 @@ static int readd_open(struct run *run, const char *path, struct rt_unit **out,
  * -errno with @msg when it must not be added at all (it ran apart from the
  * array).
  */
+/* How both refusals of a unit that ran apart end. */
+#define RAN_APART_ADVICE "refused, nothing changed. Only once what it holds is not needed, " \
+	"wipe it ('raidtool zero') to add it as a new unit"
+
 static int readd_judge(struct run *run, const char *path, const struct rt_sb *usb,
 		       const char **why, char *msg, size_t len)
 {
@@ -456,9 +460,7 @@ static int readd_judge(struct run *run, const char *path, const struct rt_sb *us
 		snprintf(msg, len, "'%s' (unit %08x, events %llu, its role table gives slot %u "
 			 "to %08x as %s) contradicts the running array (events %llu, whose table "
 			 "has slot %u %s%s%08x): it is not older than the array, so it may hold "
-			 "writes the array lacks (the two ran apart); refused, nothing changed. "
-			 "Only once what it holds is not needed, wipe it ('raidtool zero') "
-			 "to add it as a new unit", path,
+			 "writes the array lacks (the two ran apart); " RAN_APART_ADVICE, path,
 			 usb->unit.hashcode, (unsigned long long)usb->events, slot,
 			 usb->slots[slot].hashcode, sb_slot_state_name(usb->slots[slot].state),
 			 (unsigned long long)as->sb.events, slot,
@@ -471,9 +473,8 @@ static int readd_judge(struct run *run, const char *path, const struct rt_sb *us
 		snprintf(msg, len, "'%s' (unit %08x, events %llu) ran without a unit that the "
 			 "running array (events %llu) has active: the two ran apart (each was "
 			 "started without the other), so it may hold writes the array lacks, in "
-			 "regions no log of the array names; refused, nothing changed. Only once "
-			 "what it holds is not needed, wipe it ('raidtool zero') to add it as a "
-			 "new unit", path, usb->unit.hashcode, (unsigned long long)usb->events,
+			 "regions no log of the array names; " RAN_APART_ADVICE, path,
+			 usb->unit.hashcode, (unsigned long long)usb->events,
 			 (unsigned long long)as->sb.events);
 		return -EEXIST;
 	}

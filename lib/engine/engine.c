@@ -224,24 +224,26 @@ void engine_set_fault_hooks(struct rt_engine *e, const struct engine_fault_hooks
 		e->hooks = h ? *h : (struct engine_fault_hooks){ 0 };
 }
 
+/* A handler and its argument, set under fail_mu, where they are called. */
+static void set_handler(struct rt_engine *e, engine_failure_fn *slot, void **slot_ctx,
+			engine_failure_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&e->fail_mu);
+	*slot = fn;
+	*slot_ctx = ctx;
+	pthread_mutex_unlock(&e->fail_mu);
+}
+
 void engine_set_failure_handler(struct rt_engine *e, engine_failure_fn fn, void *ctx)
 {
-	if (!e)
-		return;
-	pthread_mutex_lock(&e->fail_mu);
-	e->on_fail = fn;
-	e->on_fail_ctx = ctx;
-	pthread_mutex_unlock(&e->fail_mu);
+	if (e)
+		set_handler(e, &e->on_fail, &e->on_fail_ctx, fn, ctx);
 }
 
 void engine_set_replica_failure_handler(struct rt_engine *e, engine_failure_fn fn, void *ctx)
 {
-	if (!e)
-		return;
-	pthread_mutex_lock(&e->fail_mu);
-	e->on_replica_fail = fn;
-	e->on_replica_fail_ctx = ctx;
-	pthread_mutex_unlock(&e->fail_mu);
+	if (e)
+		set_handler(e, &e->on_replica_fail, &e->on_replica_fail_ctx, fn, ctx);
 }
 
 int engine_fail_role(struct rt_engine *e, uint32_t role)

@@ -1165,6 +1165,18 @@ readd_regions() {
 	same_data_area "${UNITS[0]}" "$sb" $((16 << 20))
 }
 
+# add_refused_ran_apart WHY: add of unit 2 is refused as run apart, saying
+# WHY, and no unit changes.
+add_refused_ran_apart() {
+	local sums
+	sums=$(checksums "${UNITS[@]}")
+	run raidtool add "$NAME" "${UNITS[2]}"
+	assert_failure
+	assert_output --partial "$1"
+	assert_output --partial "ran apart"
+	[ "$(checksums "${UNITS[@]}")" = "$sums" ]
+}
+
 @test "a unit whose role table contradicts the freshest one is refused by activate and by add, nothing changed" {
 	local sbedit=$TOP/build/tests/rt-sbedit u2 sums ev
 	[ -x "$sbedit" ] || fail "build rt-sbedit first (make all)"
@@ -1200,24 +1212,14 @@ readd_regions() {
 	raidtool remove "$NAME" 2
 	run "$sbedit" "$u2" events=999 slot.1.state=faulty
 	assert_success
-	sums=$(checksums "${UNITS[@]}")
-	run raidtool add "$NAME" "${UNITS[2]}"
-	assert_failure
-	assert_output --partial "contradicts the running array"
-	assert_output --partial "ran apart"
-	[ "$(checksums "${UNITS[@]}")" = "$sums" ]
+	add_refused_ran_apart "contradicts the running array"
 	# Behind the array, but it ran without unit 0, which the array has
 	# active: each side ran alone (a degraded start of each on another
 	# boot), its writes are in no log of the array's. Refused too.
 	ev=$(raidtool examine --json "${UNITS[0]}" | jq .events)
 	run "$sbedit" "$u2" events=$((ev - 1)) slot.1.state=active slot.0.state=missing
 	assert_success
-	sums=$(checksums "${UNITS[@]}")
-	run raidtool add "$NAME" "${UNITS[2]}"
-	assert_failure
-	assert_output --partial "ran without a unit that the running array"
-	assert_output --partial "ran apart"
-	[ "$(checksums "${UNITS[@]}")" = "$sums" ]
+	add_refused_ran_apart "ran without a unit that the running array"
 	[ "$(status_json | jq -r .health)" = degraded ]
 	run cmp <(dd if="$DEV" bs=1M count=8 iflag=direct status=none) "$TESTDIR/data"
 	assert_success
